@@ -1,0 +1,163 @@
+//! Options of a broker and of a consumer, with RocketMQ's defaults.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+
+/// When appended data is forced to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlushMode {
+    /// A background flush about every 500 ms (the default).
+    #[default]
+    Async,
+    /// A send returns once its data is durable; concurrent senders share one fsync.
+    Sync,
+    /// Page cache only; the OS writes when it likes.
+    None,
+}
+
+impl std::str::FromStr for FlushMode {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<FlushMode> {
+        match s {
+            "async" => Ok(FlushMode::Async),
+            "sync" => Ok(FlushMode::Sync),
+            "none" => Ok(FlushMode::None),
+            _ => Err(crate::Error::invalid(format!(
+                "flush must be \"async\", \"sync\" or \"none\", not {s:?}"
+            ))),
+        }
+    }
+}
+
+/// How a consumer group shares a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MessageModel {
+    /// Each message goes to one consumer of the group.
+    #[default]
+    Clustering,
+    /// Each consumer of the group gets every message.
+    Broadcasting,
+}
+
+/// Where a group with no committed offset starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// The earliest retained message.
+    #[default]
+    Earliest,
+    /// Only messages sent after the group first subscribed.
+    Latest,
+    /// The first message stored at or after this time (ms since the epoch).
+    Timestamp(u64),
+}
+
+/// RocketMQ's default delay levels.
+pub const DEFAULT_DELAY_LEVELS: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
+
+/// Options of a broker. `Default` gives an in-memory broker on the system clock.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// The store directory; `None` keeps everything in memory.
+    pub path: Option<PathBuf>,
+    pub flush: FlushMode,
+    pub clock: Arc<dyn Clock>,
+    /// CommitLog segment size in bytes (64 MiB on files, 16 MiB in memory when `None`).
+    pub segment_size: Option<u64>,
+    /// Largest body accepted, in bytes (4 MiB).
+    pub max_message_size: usize,
+    pub auto_create_topics: bool,
+    /// Queues of an auto-created topic.
+    pub default_queues: u32,
+    /// Delay levels, RocketMQ's syntax: `"1s 5s 10s ... 2h"`.
+    pub delay_levels: String,
+    /// Farthest a `deliver_at`/`delay` may reach ahead (30 days).
+    pub timer_max_delay_ms: u64,
+    /// Age after which a whole CommitLog segment is deleted (72 h).
+    pub file_reserved_time_ms: u64,
+    /// Disk usage above which expired segments are deleted at any hour (0.75).
+    pub disk_max_used_ratio: f64,
+    /// Disk usage above which the oldest segments go regardless of age (0.85).
+    pub disk_clean_forcibly_ratio: f64,
+    /// How long a `sync` send waits for its fsync before reporting FLUSH_DISK_TIMEOUT.
+    pub sync_flush_timeout_ms: u64,
+    /// Period of the `async` background flush.
+    pub flush_interval_ms: u64,
+    /// Age of a half message before it is first checked (6 s).
+    pub transaction_timeout_ms: u64,
+    /// Time between checks of one half message (60 s).
+    pub check_interval_ms: u64,
+    /// Checks before a half message is discarded (15).
+    pub max_checks: u32,
+    /// Run due work on a background thread (native targets only).
+    pub background: bool,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> BrokerConfig {
+        BrokerConfig {
+            path: None,
+            flush: FlushMode::Async,
+            clock: Arc::new(SystemClock),
+            segment_size: None,
+            max_message_size: 4 * 1024 * 1024,
+            auto_create_topics: true,
+            default_queues: 4,
+            delay_levels: DEFAULT_DELAY_LEVELS.to_string(),
+            timer_max_delay_ms: 30 * 24 * 3600 * 1000,
+            file_reserved_time_ms: 72 * 3600 * 1000,
+            disk_max_used_ratio: 0.75,
+            disk_clean_forcibly_ratio: 0.85,
+            sync_flush_timeout_ms: 5000,
+            flush_interval_ms: 500,
+            transaction_timeout_ms: 6000,
+            check_interval_ms: 60_000,
+            max_checks: 15,
+            background: true,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// A file store at `path` with default options.
+    pub fn at(path: impl Into<PathBuf>) -> BrokerConfig {
+        BrokerConfig {
+            path: Some(path.into()),
+            ..BrokerConfig::default()
+        }
+    }
+}
+
+/// Options of a consumer.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub group: String,
+    pub topic: String,
+    /// A tag expression: `"*"`, `"A"` or `"A || B"`.
+    pub tags: String,
+    pub model: MessageModel,
+    /// One message in flight per queue; a failure retries in place.
+    pub orderly: bool,
+    /// Deliveries beyond the first before a message goes to the DLQ (16).
+    pub max_reconsume_times: u32,
+    pub start: StartFrom,
+    /// A stable name for this consumer; broadcasting offsets are kept under it.
+    pub consumer_id: Option<String>,
+}
+
+impl ConsumerConfig {
+    /// A clustering consumer of `topic` in `group`, all tags, from the earliest message.
+    pub fn new(group: impl Into<String>, topic: impl Into<String>) -> ConsumerConfig {
+        ConsumerConfig {
+            group: group.into(),
+            topic: topic.into(),
+            tags: "*".to_string(),
+            model: MessageModel::Clustering,
+            orderly: false,
+            max_reconsume_times: 16,
+            start: StartFrom::Earliest,
+            consumer_id: None,
+        }
+    }
+}

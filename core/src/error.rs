@@ -1,0 +1,62 @@
+//! The one error type of the engine. Every fallible call returns `Result<_, Error>`;
+//! each binding maps `ErrorKind` to its language with one exhaustive `match`.
+
+/// Everything that can go wrong in a call into the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A value the caller passed is out of range or malformed.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A message body (or encoded record) is over the configured limit.
+    #[error("message too large: {size} bytes, the limit is {limit}")]
+    MessageTooLarge { size: usize, limit: usize },
+    /// The topic does not exist and topics are not created on first send.
+    #[error("topic not found: {0}")]
+    TopicNotFound(String),
+    /// Another process owns the store directory.
+    #[error("store {path} is locked by process {pid}")]
+    StoreLocked { path: String, pid: u32 },
+    /// The store's files cannot be read back as a store.
+    #[error("store corrupted: {0}")]
+    StoreCorrupted(String),
+    /// The broker, producer or consumer was closed.
+    #[error("closed")]
+    Closed,
+    /// The operating system refused a file operation.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The kind of an [`Error`], without its details: what bindings match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    InvalidArgument,
+    MessageTooLarge,
+    TopicNotFound,
+    StoreLocked,
+    StoreCorrupted,
+    Closed,
+    Io,
+}
+
+impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::MessageTooLarge { .. } => ErrorKind::MessageTooLarge,
+            Error::TopicNotFound(_) => ErrorKind::TopicNotFound,
+            Error::StoreLocked { .. } => ErrorKind::StoreLocked,
+            Error::StoreCorrupted(_) => ErrorKind::StoreCorrupted,
+            Error::Closed => ErrorKind::Closed,
+            Error::Io(_) => ErrorKind::Io,
+        }
+    }
+
+    pub(crate) fn invalid(msg: impl Into<String>) -> Error {
+        Error::InvalidArgument(msg.into())
+    }
+}
+
+/// The engine's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

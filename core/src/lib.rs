@@ -1,0 +1,22 @@
+//! pocketmq: RocketMQ's storage and messaging model as an embeddable engine.
+//!
+//! One append-only CommitLog shared by all topics, per-queue ConsumeQueues, consumer
+//! groups with committed offsets and long polling, tag filters, retries and dead
+//! letters, delay levels and timers, and transactional messages, over a file or an
+//! in-memory store. The Python and JavaScript packages are thin bindings over this crate.
+
+mod broker;
+mod clock;
+mod config;
+mod error;
+mod message;
+
+pub use broker::{
+    Broker, Consumer, Producer, Stats, TopicInfo, TransactionListener, TransactionProducer, TxState,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    BrokerConfig, ConsumerConfig, FlushMode, MessageModel, StartFrom, DEFAULT_DELAY_LEVELS,
+};
+pub use error::{Error, ErrorKind, Result};
+pub use message::{Delay, Message, MessageBuilder, MessageExt, Receipt, SendResult, SendStatus};
