@@ -10,9 +10,11 @@ mod clock;
 mod config;
 mod error;
 mod message;
+mod runtime;
 
 pub use broker::{
-    Broker, Consumer, Producer, Stats, TopicInfo, TransactionListener, TransactionProducer, TxState,
+    Broker, Consumer, GroupStats, Producer, QueueStats, Stats, TopicInfo, TopicStats,
+    TransactionListener, TransactionProducer, TxState,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
