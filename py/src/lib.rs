@@ -1,6 +1,29 @@
+//! `pocketmq._native`: the pyo3 binding over the `pocketmq` engine. Each class is a
+//! thin wrapper around a core type; conversions live in `convert`, the error
+//! mapping in `errors`. The pure-Python package `pocketmq` re-exports these classes
+//! and adds the exceptions, `TxState`, asyncio helpers and the CLI.
+
 use pyo3::prelude::*;
 
+mod broker;
+mod clock;
+mod consumer;
+mod convert;
+mod errors;
+mod message;
+mod producer;
+mod transaction;
+
 #[pymodule]
-fn _native(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<broker::Broker>()?;
+    m.add_class::<clock::ManualClock>()?;
+    m.add_class::<consumer::Consumer>()?;
+    m.add_class::<message::Message>()?;
+    m.add_class::<message::SendResult>()?;
+    m.add_class::<producer::Producer>()?;
+    m.add_class::<transaction::TransactionProducer>()?;
+    m.add("DEFAULT_DELAY_LEVELS", pocketmq::DEFAULT_DELAY_LEVELS)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

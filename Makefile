@@ -1,0 +1,118 @@
+# The one entry point: `make demo`, `make test`, `make bench`.
+# Assumes rustup/cargo, python3.11, node 20 and apt; installs everything else
+# idempotently (a second run skips what is already there).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+CARGO ?= cargo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The wasm-bindgen CLI must match the wasm-bindgen crate in Cargo.lock exactly.
+WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/"/, "", $$3); print $$3; exit }' Cargo.lock)
+
+.PHONY: help demo test check bench venv python tools wasm-target wasm-bindgen-cli chromium npm-deps \
+        fmt clippy wasm-build rust-test py-test mypy notebooks wasm test-js test-browser clean
+
+help:
+	@echo "make demo   build the Python package into $(VENV) and run examples/python/order_flow.py"
+	@echo "make test   install the tools, then run every check and suite (Rust, Python, notebooks, wasm, JS)"
+	@echo "make bench  run the benchmarks"
+
+# ---- installs -----------------------------------------------------------------
+
+$(VENV)/.installed: py/requirements-dev.txt
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -r py/requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Builds the extension (release) and installs the package the way a user does.
+python: venv
+	$(VPY) -m pip install --quiet --force-reinstall --no-deps .
+
+wasm-target:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown \
+	  || rustup target add wasm32-unknown-unknown
+
+wasm-bindgen-cli:
+	@if [ "$$(wasm-bindgen --version 2>/dev/null)" = "wasm-bindgen $(WASM_BINDGEN_VERSION)" ]; then \
+	  echo "wasm-bindgen $(WASM_BINDGEN_VERSION) is installed"; \
+	else \
+	  $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
+	fi
+
+chromium:
+	@if [ -x /usr/bin/chromium ]; then echo "chromium is installed"; else \
+	  $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; fi
+
+# npm dependencies of whichever JS packages exist (the wasm package, the JS suites).
+npm-deps:
+	@for dir in wasm tests/js tests/browser; do \
+	  if [ -f $$dir/package.json ]; then \
+	    if [ -f $$dir/package-lock.json ]; then (cd $$dir && npm ci --no-audit --no-fund); \
+	    else (cd $$dir && npm install --no-audit --no-fund); fi; \
+	  fi; \
+	done
+
+tools: venv wasm-target wasm-bindgen-cli chromium npm-deps
+
+# ---- demo ---------------------------------------------------------------------
+
+demo: python
+	$(VPY) examples/python/order_flow.py
+
+# ---- checks -------------------------------------------------------------------
+
+fmt:
+	$(CARGO) fmt --all --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+wasm-build: wasm-target
+	$(CARGO) build -p pocketmq-wasm --target wasm32-unknown-unknown
+
+rust-test:
+	$(CARGO) test --workspace
+
+py-test: python
+	$(VPY) -m pytest tests/python
+
+mypy: python
+	$(VPY) -m mypy --strict examples/python
+
+notebooks: python
+	$(VPY) -m pytest --nbmake examples/notebooks
+
+# The npm package (wasm/pkg, for Node and the web), built by wasm/build.sh.
+wasm: wasm-target wasm-bindgen-cli
+	bash wasm/build.sh
+
+test-js: wasm npm-deps
+	node --test tests/js/
+
+test-browser: wasm chromium npm-deps
+	bash tests/browser/run.sh
+
+# Every check runs even when an earlier one fails (-k); the exit status is
+# non-zero if any failed.
+check: fmt clippy wasm-build rust-test py-test mypy notebooks test-js test-browser
+
+test: tools
+	$(MAKE) -k check
+
+bench:
+	$(CARGO) bench -p pocketmq
+	@for script in bench/*.sh; do \
+	  if [ -f "$$script" ]; then echo "== $$script"; bash "$$script"; fi; \
+	done
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) wasm/pkg data

@@ -1,0 +1,59 @@
+"""pocketmq: an embeddable message broker with RocketMQ's model.
+
+Topics with queues, consumer groups, ordered messages, delay levels, retries, dead
+letters and transactional messages, in-process, over a directory or memory::
+
+    import pocketmq
+
+    with pocketmq.Broker() as broker:
+        broker.producer("shop").send("orders", b"order 42 paid", tags="paid")
+        consumer = broker.consumer("sms", "orders")
+        for msg in consumer.receive(timeout=1.0):
+            consumer.ack(msg)
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    Closed,
+    Error,
+    InvalidArgument,
+    IoError,
+    MessageTooLarge,
+    StoreCorrupted,
+    StoreLocked,
+    TopicNotFound,
+)
+from ._native import (
+    DEFAULT_DELAY_LEVELS,
+    Broker,
+    Consumer,
+    ManualClock,
+    Message,
+    Producer,
+    SendResult,
+    TransactionProducer,
+    __version__,
+)
+from ._types import TxState
+
+__all__ = [
+    "Broker",
+    "Closed",
+    "Consumer",
+    "DEFAULT_DELAY_LEVELS",
+    "Error",
+    "InvalidArgument",
+    "IoError",
+    "ManualClock",
+    "Message",
+    "MessageTooLarge",
+    "Producer",
+    "SendResult",
+    "StoreCorrupted",
+    "StoreLocked",
+    "TopicNotFound",
+    "TransactionProducer",
+    "TxState",
+    "__version__",
+]

@@ -1,0 +1,46 @@
+"""The exceptions pocketmq raises. Every one derives from :class:`Error`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "Error",
+    "InvalidArgument",
+    "MessageTooLarge",
+    "TopicNotFound",
+    "StoreLocked",
+    "StoreCorrupted",
+    "Closed",
+    "IoError",
+]
+
+
+class Error(Exception):
+    """Base class of every pocketmq error."""
+
+
+class InvalidArgument(Error, ValueError):
+    """A value passed in is out of range or malformed (also a ``ValueError``)."""
+
+
+class MessageTooLarge(Error):
+    """A message body is over the broker's ``max_message_size``."""
+
+
+class TopicNotFound(Error):
+    """The topic does not exist and the broker does not create topics on send."""
+
+
+class StoreLocked(Error):
+    """Another process owns the store directory; the message names its pid."""
+
+
+class StoreCorrupted(Error):
+    """The store's files cannot be read back as a store."""
+
+
+class Closed(Error):
+    """The broker or consumer was closed."""
+
+
+class IoError(Error, OSError):
+    """The operating system refused a file operation (also an ``OSError``)."""

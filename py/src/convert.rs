@@ -1,0 +1,197 @@
+//! Python values to engine values: bodies, keys, properties, seconds and
+//! datetimes to milliseconds, `start`/`to` positions. Wrong types raise
+//! `TypeError`; values the engine's types cannot hold raise `InvalidArgument`.
+//! Nothing here decides messaging semantics.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
+};
+
+use pocketmq::{Message, MessageBuilder, StartFrom};
+
+use crate::errors::invalid;
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".to_string())
+}
+
+fn type_error(what: &str, expected: &str, obj: &Bound<'_, PyAny>) -> PyErr {
+    PyTypeError::new_err(format!("{what} must be {expected}, not {}", type_name(obj)))
+}
+
+/// A message body: `bytes`, `bytearray`, `memoryview` or `str` (encoded UTF-8).
+pub fn body(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        Ok(Bytes::copy_from_slice(b.as_bytes()))
+    } else if let Ok(s) = obj.cast::<PyString>() {
+        Ok(Bytes::from(s.to_cow()?.as_bytes().to_vec()))
+    } else if let Ok(b) = obj.cast::<PyByteArray>() {
+        Ok(Bytes::from(b.to_vec()))
+    } else if obj.is_instance_of::<PyMemoryView>() {
+        let b = obj.py().get_type::<PyBytes>().call1((obj,))?;
+        Ok(Bytes::copy_from_slice(b.cast::<PyBytes>()?.as_bytes()))
+    } else {
+        Err(type_error("body", "bytes or str", obj))
+    }
+}
+
+/// Message keys: one string or a list/tuple of strings.
+pub fn keys(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+    let Some(obj) = obj else {
+        return Ok(Vec::new());
+    };
+    if obj.is_none() {
+        return Ok(Vec::new());
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(vec![s.to_cow()?.into_owned()]);
+    }
+    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        let mut out = Vec::new();
+        for item in obj.try_iter()? {
+            let item = item?;
+            match item.cast::<PyString>() {
+                Ok(s) => out.push(s.to_cow()?.into_owned()),
+                Err(_) => return Err(type_error("each key", "str", &item)),
+            }
+        }
+        return Ok(out);
+    }
+    Err(type_error("keys", "a str or a list of str", obj))
+}
+
+/// Message properties: a `dict[str, str]`.
+pub fn properties(obj: Option<&Bound<'_, PyAny>>) -> PyResult<BTreeMap<String, String>> {
+    match obj {
+        None => Ok(BTreeMap::new()),
+        Some(o) if o.is_none() => Ok(BTreeMap::new()),
+        Some(o) => o
+            .extract::<BTreeMap<String, String>>()
+            .map_err(|_| type_error("properties", "a dict of str to str", o)),
+    }
+}
+
+/// A number of seconds (int or float, not bool), or `None` if `obj` is neither.
+fn number(obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
+    if obj.is_instance_of::<PyBool>() {
+        return Ok(None);
+    }
+    if obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyFloat>() {
+        return Ok(Some(obj.extract::<f64>()?));
+    }
+    Ok(None)
+}
+
+fn seconds_to_ms(secs: f64, what: &str) -> PyResult<u64> {
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(invalid(format!(
+            "{what} must be a finite, non-negative number of seconds, not {secs}"
+        )));
+    }
+    let ms = (secs * 1000.0).round();
+    if ms > u64::MAX as f64 {
+        return Err(invalid(format!("{what} is too large: {secs} seconds")));
+    }
+    Ok(ms as u64)
+}
+
+/// A duration: seconds (int or float) or a `datetime.timedelta`, in milliseconds.
+pub fn duration_ms(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
+    if let Some(secs) = number(obj)? {
+        return seconds_to_ms(secs, what);
+    }
+    let timedelta = obj.py().import("datetime")?.getattr("timedelta")?;
+    if obj.is_instance(&timedelta)? {
+        let secs: f64 = obj.call_method0("total_seconds")?.extract()?;
+        return seconds_to_ms(secs, what);
+    }
+    Err(type_error(what, "a number of seconds or a timedelta", obj))
+}
+
+/// A point in time: epoch seconds (int or float) or a `datetime` (a naive one is
+/// local time, as `datetime.timestamp()` reads it), in milliseconds since the epoch.
+pub fn epoch_ms(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
+    if let Some(secs) = number(obj)? {
+        return seconds_to_ms(secs, what);
+    }
+    let datetime = obj.py().import("datetime")?.getattr("datetime")?;
+    if obj.is_instance(&datetime)? {
+        let secs: f64 = obj.call_method0("timestamp")?.extract()?;
+        return seconds_to_ms(secs, what);
+    }
+    Err(type_error(what, "epoch seconds or a datetime", obj))
+}
+
+/// Where a group starts or is reset to: `"earliest"`, `"latest"`, epoch seconds or a datetime.
+pub fn start_from(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<StartFrom> {
+    if let Ok(s) = obj.cast::<PyString>() {
+        return match s.to_cow()?.as_ref() {
+            "earliest" => Ok(StartFrom::Earliest),
+            "latest" => Ok(StartFrom::Latest),
+            other => Err(invalid(format!(
+                "{what} must be \"earliest\", \"latest\" or epoch seconds, not {other:?}"
+            ))),
+        };
+    }
+    match epoch_ms(obj, what) {
+        Ok(ms) => Ok(StartFrom::Timestamp(ms)),
+        Err(e) if e.is_instance_of::<PyTypeError>(obj.py()) => Err(type_error(
+            what,
+            "\"earliest\", \"latest\", epoch seconds or a datetime",
+            obj,
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// A non-negative integer that fits a `u32`.
+pub fn to_u32(value: i64, what: &str) -> PyResult<u32> {
+    u32::try_from(value).map_err(|_| {
+        invalid(format!(
+            "{what} must be between 0 and {}, not {value}",
+            u32::MAX
+        ))
+    })
+}
+
+/// A non-negative integer that fits a `u64`.
+pub fn to_u64(value: i64, what: &str) -> PyResult<u64> {
+    u64::try_from(value).map_err(|_| invalid(format!("{what} must be non-negative, not {value}")))
+}
+
+/// The options every send shares.
+pub struct SendOptions<'py> {
+    pub tags: Option<String>,
+    pub keys: Option<Bound<'py, PyAny>>,
+    pub properties: Option<Bound<'py, PyAny>>,
+    pub sharding_key: Option<String>,
+    pub queue_id: Option<i64>,
+}
+
+impl SendOptions<'_> {
+    /// A builder for one message to `topic` with these options.
+    pub fn builder(&self, topic: &str, body: Bytes) -> PyResult<MessageBuilder> {
+        let mut b = Message::builder(topic, body).keys(keys(self.keys.as_ref())?);
+        if let Some(tags) = &self.tags {
+            b = b.tags(tags.clone());
+        }
+        for (k, v) in properties(self.properties.as_ref())? {
+            b = b.property(k, v);
+        }
+        if let Some(key) = &self.sharding_key {
+            b = b.sharding_key(key.clone());
+        }
+        if let Some(q) = self.queue_id {
+            b = b.queue_id(to_u32(q, "queue_id")?);
+        }
+        Ok(b)
+    }
+}

@@ -1,0 +1,145 @@
+//! Transactional sends: Python's `execute` and `check` callables as the engine's
+//! deciders. A callable that raises or returns something other than a `TxState`
+//! counts as UNKNOWN and is logged to the `pocketmq` logger, never re-raised.
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use pocketmq::{MessageExt, TransactionListener, TxState};
+
+use crate::convert::SendOptions;
+use crate::errors::IntoPyResult;
+use crate::message::{Message, SendResult};
+
+/// `pocketmq.TxState[name]` for a core state.
+pub fn tx_state_to_py(py: Python<'_>, state: TxState) -> PyResult<Bound<'_, PyAny>> {
+    py.import("pocketmq._types")?
+        .getattr("TxState")?
+        .call1((state.as_str(),))
+}
+
+fn log_error(py: Python<'_>, text: String, exc: Option<PyErr>) {
+    let logged = (|| -> PyResult<()> {
+        let logger = py
+            .import("logging")?
+            .call_method1("getLogger", ("pocketmq",))?;
+        let kwargs = PyDict::new(py);
+        if let Some(e) = &exc {
+            kwargs.set_item("exc_info", e.value(py))?;
+        }
+        logger.call_method("error", (text,), Some(&kwargs))?;
+        Ok(())
+    })();
+    if let Err(e) = logged {
+        e.write_unraisable(py, None);
+    }
+}
+
+/// Calls `decider(message)` and reads its answer as a `TxState`.
+fn decide(py: Python<'_>, decider: &Bound<'_, PyAny>, msg: &MessageExt, what: &str) -> TxState {
+    let answer = Py::new(py, Message(msg.clone())).and_then(|m| decider.call1((m,)));
+    match answer {
+        Ok(v) => match v.extract::<String>().as_deref() {
+            Ok("COMMIT") => TxState::Commit,
+            Ok("ROLLBACK") => TxState::Rollback,
+            Ok("UNKNOWN") => TxState::Unknown,
+            _ => {
+                let shown = v.repr().map_or_else(|_| "?".to_string(), |r| r.to_string());
+                log_error(
+                    py,
+                    format!(
+                        "{what} returned {shown}, not a TxState, for message {}; counting it as UNKNOWN",
+                        msg.msg_id
+                    ),
+                    None,
+                );
+                TxState::Unknown
+            }
+        },
+        Err(e) => {
+            log_error(
+                py,
+                format!(
+                    "{what} raised for message {}; counting it as UNKNOWN",
+                    msg.msg_id
+                ),
+                Some(e),
+            );
+            TxState::Unknown
+        }
+    }
+}
+
+/// A Python `check(msg) -> TxState` callable as the engine's listener.
+pub struct PyCheck(pub Py<PyAny>);
+
+impl TransactionListener for PyCheck {
+    fn check(&self, msg: &MessageExt) -> TxState {
+        Python::attach(|py| decide(py, self.0.bind(py), msg, "check"))
+    }
+}
+
+/// Checks that `f` can be called, naming the argument otherwise.
+pub fn callable<'py>(f: &Bound<'py, PyAny>, what: &str) -> PyResult<Py<PyAny>> {
+    if f.is_callable() {
+        Ok(f.clone().unbind())
+    } else {
+        let name = f
+            .get_type()
+            .name()
+            .map_or_else(|_| "object".to_string(), |n| n.to_string());
+        Err(PyTypeError::new_err(format!(
+            "{what} must be callable, not {name}"
+        )))
+    }
+}
+
+/// Sends half messages, runs `execute` on each and records its decision.
+#[pyclass(module = "pocketmq", name = "TransactionProducer", frozen)]
+pub struct TransactionProducer(pub pocketmq::TransactionProducer);
+
+#[pymethods]
+impl TransactionProducer {
+    #[getter]
+    fn group(&self) -> &str {
+        self.0.group()
+    }
+
+    #[pyo3(signature = (topic, body, *, execute, tags=None, keys=None, properties=None, sharding_key=None, queue_id=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        body: &Bound<'_, PyAny>,
+        execute: &Bound<'_, PyAny>,
+        tags: Option<String>,
+        keys: Option<Bound<'_, PyAny>>,
+        properties: Option<Bound<'_, PyAny>>,
+        sharding_key: Option<String>,
+        queue_id: Option<i64>,
+    ) -> PyResult<SendResult> {
+        let execute = callable(execute, "execute")?;
+        let opts = SendOptions {
+            tags,
+            keys,
+            properties,
+            sharding_key,
+            queue_id,
+        };
+        let msg = opts.builder(topic, crate::convert::body(body)?)?.build();
+        let result = py
+            .detach(|| {
+                self.0.send(msg, |half| {
+                    Python::attach(|py| decide(py, execute.bind(py), half, "execute"))
+                })
+            })
+            .py_err()?;
+        Ok(SendResult(result))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("TransactionProducer(group={:?})", self.0.group())
+    }
+}
