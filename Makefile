@@ -51,16 +51,20 @@ chromium:
 	@if [ -x /usr/bin/chromium ]; then echo "chromium is installed"; else \
 	  $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; fi
 
-# npm dependencies of whichever JS packages exist (the wasm package, the JS suites).
-npm-deps:
-	@for dir in wasm tests/js tests/browser; do \
-	  if [ -f $$dir/package.json ]; then \
-	    if [ -f $$dir/package-lock.json ]; then (cd $$dir && npm ci --no-audit --no-fund); \
-	    else (cd $$dir && npm install --no-audit --no-fund); fi; \
-	  fi; \
+# npm dependencies of whichever JS packages exist (the JS suites install the
+# freshly built wasm/pkg, so they come after `wasm`). Skipped when up to date.
+npm-deps: wasm
+	@for dir in wasm tests tests/js tests/browser; do \
+	  [ -f $$dir/package.json ] || continue; \
+	  stamp=$$dir/node_modules/.package-lock.json; \
+	  if [ -f $$stamp ] && [ $$stamp -nt $$dir/package.json ] \
+	     && { [ ! -f $$dir/package-lock.json ] || [ $$stamp -nt $$dir/package-lock.json ]; }; then \
+	    echo "npm packages of $$dir are installed"; \
+	  elif [ -f $$dir/package-lock.json ]; then (cd $$dir && npm ci --no-audit --no-fund); \
+	  else (cd $$dir && npm install --no-audit --no-fund); fi; \
 	done
 
-tools: venv wasm-target wasm-bindgen-cli chromium npm-deps
+tools: venv wasm-target wasm-bindgen-cli chromium
 
 # ---- demo ---------------------------------------------------------------------
 

@@ -1,0 +1,145 @@
+"""asyncio: receive_async and `async for` wait on the event loop, not on threads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+import pocketmq
+
+
+def test_receive_async_returns_waiting_messages(broker):
+    broker.producer("p").send("t", b"x")
+
+    async def main():
+        c = broker.consumer("g", "t")
+        return await c.receive_async(max_messages=10, timeout=1.0)
+
+    assert [m.body for m in asyncio.run(main())] == [b"x"]
+
+
+def test_receive_async_times_out_empty(broker):
+    async def main():
+        c = broker.consumer("g", "t")
+        t0 = time.monotonic()
+        msgs = await c.receive_async(timeout=0.3)
+        return msgs, time.monotonic() - t0
+
+    msgs, took = asyncio.run(main())
+    assert msgs == [] and 0.25 <= took < 2
+
+
+def test_receive_async_wakes_on_a_send_from_another_thread(broker):
+    async def main():
+        c = broker.consumer("g", "t")
+        threading.Timer(0.2, lambda: broker.producer("p").send("t", b"hi")).start()
+        t0 = time.monotonic()
+        msgs = await c.receive_async(timeout=10)
+        return msgs, time.monotonic() - t0
+
+    msgs, took = asyncio.run(main())
+    assert [m.body for m in msgs] == [b"hi"]
+    assert took < 3, "woken by the send, not by the timeout"
+
+
+def test_receive_async_wakes_on_a_send_from_the_loop(broker):
+    async def main():
+        c = broker.consumer("g", "t")
+        p = broker.producer("p")
+
+        async def send_later():
+            await asyncio.sleep(0.1)
+            p.send("t", b"x")
+
+        results = await asyncio.gather(c.receive_async(timeout=10), send_later())
+        return results[0]
+
+    assert [m.body for m in asyncio.run(main())] == [b"x"]
+
+
+def test_the_loop_stays_responsive_while_waiting(broker):
+    async def main():
+        c = broker.consumer("g", "t")
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            for _ in range(10):
+                await asyncio.sleep(0.02)
+                ticks += 1
+
+        await asyncio.gather(c.receive_async(timeout=0.4), ticker())
+        return ticks
+
+    assert asyncio.run(main()) == 10
+
+
+def test_many_waiters_hold_no_threads(broker):
+    async def main():
+        consumers = [broker.consumer(f"g{i}", "t") for i in range(50)]
+        before = threading.active_count()
+        tasks = [asyncio.ensure_future(c.receive_async(timeout=5)) for c in consumers]
+        await asyncio.sleep(0.2)
+        during = threading.active_count()
+        broker.producer("p").send("t", b"x")
+        results = await asyncio.gather(*tasks)
+        return before, during, results
+
+    before, during, results = asyncio.run(main())
+    assert during == before
+    assert all([m.body for m in r] == [b"x"] for r in results)
+
+
+def test_close_wakes_an_async_waiter(broker):
+    async def main():
+        c = broker.consumer("g", "t")
+        asyncio.get_running_loop().call_later(0.2, c.close)
+        t0 = time.monotonic()
+        msgs = await c.receive_async(timeout=10)
+        return msgs, time.monotonic() - t0
+
+    msgs, took = asyncio.run(main())
+    assert msgs == [] and took < 3
+
+
+def test_async_for_yields_messages_until_closed(broker):
+    p = broker.producer("p")
+    for i in range(3):
+        p.send("t", str(i), queue_id=0)
+
+    async def main():
+        c = broker.consumer("g", "t")
+        got = []
+        async for m in c:
+            got.append(m.body)
+            c.ack(m)
+            if len(got) == 3:
+                asyncio.get_running_loop().call_later(0.1, c.close)
+        return got
+
+    assert asyncio.run(main()) == [b"0", b"1", b"2"]
+
+
+def test_cancelling_a_waiter_is_clean(broker):
+    async def main():
+        c = broker.consumer("g", "t")
+        task = asyncio.ensure_future(c.receive_async(timeout=10))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        broker.producer("p").send("t", b"after")
+        return await c.receive_async(timeout=2)
+
+    assert [m.body for m in asyncio.run(main())] == [b"after"]
+
+
+def test_receive_async_argument_errors(broker):
+    c = broker.consumer("g", "t")
+    with pytest.raises(TypeError):
+        c.receive_async(timeout="soon")  # type: ignore[arg-type]
+    with pytest.raises(pocketmq.InvalidArgument):
+        c.receive_async(max_messages=-2)

@@ -1,0 +1,153 @@
+"""Transactional messages: execute, check-back, timeouts, errors in callbacks."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import pocketmq
+from conftest import drain
+
+
+@pytest.fixture
+def txb(clock):
+    b = pocketmq.Broker(clock=clock, transaction_timeout=5, check_interval=10, max_checks=3)
+    yield b
+    b.close()
+
+
+def visible(b: pocketmq.Broker, group: str = "g") -> list[bytes]:
+    c = b.consumer(group, "t")
+    got = [m.body for m in drain(c, timeout=0.1)]
+    c.close()
+    return got
+
+
+def later(b: pocketmq.Broker, clock: pocketmq.ManualClock, seconds: float) -> None:
+    clock.advance(seconds)
+    b.tick()
+
+
+def test_commit_makes_the_message_visible(txb):
+    seen = []
+
+    def execute(msg):
+        seen.append((msg.topic, msg.body, msg.keys))
+        assert visible(txb, group="peek") == [], "a half message is invisible during execute"
+        return pocketmq.TxState.COMMIT
+
+    tp = txb.transaction_producer("pay", check=lambda m: pocketmq.TxState.ROLLBACK)
+    r = tp.send("t", b"paid", keys=["order-1"], execute=execute)
+    assert r.transaction_state is pocketmq.TxState.COMMIT
+    assert r.status == "SEND_OK"
+    assert seen == [("t", b"paid", ["order-1"])]
+    assert visible(txb) == [b"paid"]
+    assert tp.group == "pay"
+
+
+def test_rollback_drops_the_message(txb, clock):
+    checks = []
+    tp = txb.transaction_producer("pay", check=lambda m: checks.append(m) or pocketmq.TxState.COMMIT)
+    r = tp.send("t", b"x", execute=lambda m: pocketmq.TxState.ROLLBACK)
+    assert r.transaction_state is pocketmq.TxState.ROLLBACK
+    later(txb, clock, 60)
+    assert visible(txb) == []
+    assert checks == []
+
+
+def test_unknown_is_checked_after_the_timeout(txb, clock):
+    checks = []
+
+    def check(msg):
+        checks.append(msg.body)
+        return pocketmq.TxState.COMMIT
+
+    tp = txb.transaction_producer("pay", check=check)
+    r = tp.send("t", b"x", execute=lambda m: pocketmq.TxState.UNKNOWN)
+    assert r.transaction_state is pocketmq.TxState.UNKNOWN
+    assert txb.stats()["pending_transactions"] == 1
+    later(txb, clock, 4)
+    assert checks == [] and visible(txb) == []
+    later(txb, clock, 1)
+    assert checks == [b"x"]
+    assert visible(txb) == [b"x"]
+    assert txb.stats()["pending_transactions"] == 0
+
+
+def test_check_is_repeated_then_the_half_message_is_discarded(txb, clock):
+    checks = []
+    tp = txb.transaction_producer("pay", check=lambda m: checks.append(1) or pocketmq.TxState.UNKNOWN)
+    tp.send("t", b"x", execute=lambda m: pocketmq.TxState.UNKNOWN)
+    later(txb, clock, 5)
+    assert len(checks) == 1
+    for _ in range(10):
+        later(txb, clock, 10)
+    assert len(checks) == 3
+    assert visible(txb) == []
+    assert txb.stats()["pending_transactions"] == 0
+    dead = drain(txb.consumer("ops", "RMQ_SYS_TRANS_CHECK_MAX_TOPIC"))
+    assert [m.body for m in dead] == [b"x"]
+
+
+def test_exception_in_execute_is_logged_and_left_to_check(txb, clock, caplog):
+    def execute(msg):
+        raise RuntimeError("payment service down")
+
+    tp = txb.transaction_producer("pay", check=lambda m: pocketmq.TxState.COMMIT)
+    with caplog.at_level(logging.ERROR, logger="pocketmq"):
+        r = tp.send("t", b"x", execute=execute)
+    assert r.transaction_state is pocketmq.TxState.UNKNOWN
+    [record] = [rec for rec in caplog.records if rec.name == "pocketmq"]
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None and "payment service down" in str(record.exc_info[1])
+    assert visible(txb) == []
+    later(txb, clock, 5)
+    assert visible(txb) == [b"x"]
+
+
+def test_exception_in_check_counts_as_unknown(txb, clock, caplog):
+    calls = []
+
+    def check(msg):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("db timeout")
+        return pocketmq.TxState.COMMIT
+
+    tp = txb.transaction_producer("pay", check=check)
+    tp.send("t", b"x", execute=lambda m: pocketmq.TxState.UNKNOWN)
+    with caplog.at_level(logging.ERROR, logger="pocketmq"):
+        later(txb, clock, 5)
+    assert any("db timeout" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+    assert visible(txb) == []
+    later(txb, clock, 10)
+    assert visible(txb) == [b"x"]
+
+
+def test_a_wrong_return_value_counts_as_unknown_and_is_logged(txb, caplog):
+    tp = txb.transaction_producer("pay", check=lambda m: pocketmq.TxState.ROLLBACK)
+    with caplog.at_level(logging.ERROR, logger="pocketmq"):
+        r = tp.send("t", b"x", execute=lambda m: True)
+    assert r.transaction_state is pocketmq.TxState.UNKNOWN
+    assert any("TxState" in rec.getMessage() for rec in caplog.records)
+
+
+def test_callables_are_required(txb):
+    with pytest.raises(TypeError):
+        txb.transaction_producer("pay", check="nope")  # type: ignore[arg-type]
+    tp = txb.transaction_producer("pay", check=lambda m: pocketmq.TxState.COMMIT)
+    with pytest.raises(TypeError):
+        tp.send("t", b"x", execute=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        tp.send("t", b"x")  # type: ignore[call-arg]
+
+
+def test_default_transaction_timeout_is_six_seconds(timed, clock):
+    checks = []
+    tp = timed.transaction_producer("pay", check=lambda m: checks.append(1) or pocketmq.TxState.COMMIT)
+    tp.send("t", b"x", execute=lambda m: pocketmq.TxState.UNKNOWN)
+    later(timed, clock, 5.9)
+    assert checks == []
+    later(timed, clock, 0.1)
+    assert checks == [1]
