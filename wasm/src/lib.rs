@@ -1,5 +1,29 @@
+//! The JavaScript binding of pocketmq: thin wasm-bindgen newtypes over the core's
+//! `Broker`, `Producer`, `TransactionProducer`, `Consumer`, `MessageExt` and
+//! `ManualClock`. This crate converts JS values to engine values and back and maps
+//! errors (errors.rs); it never decides messaging semantics. The ES-module wrapper
+//! in `wasm/js/` gives the public surface (Promises, timers that drive `tick`,
+//! `for await`), so nothing here waits: on wasm a receive never blocks.
+//!
+//! No panic may reach JS: every value that comes from JS is checked and a bad one
+//! becomes a `TypeError` (wrong type) or an `InvalidArgumentError` (wrong value).
+
+mod broker;
+mod consumer;
+mod convert;
+mod errors;
+mod message;
+mod producer;
+
+pub use broker::{Broker, ManualClock};
+pub use consumer::Consumer;
+pub use errors::register_error_classes;
+pub use message::Message;
+pub use producer::{Producer, TransactionProducer};
+
 use wasm_bindgen::prelude::*;
 
+/// The version of the package.
 #[wasm_bindgen]
 pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()

@@ -1,0 +1,37 @@
+// The errors of pocketmq: one `Error` subclass per kind of engine error, each
+// with a `code` naming the kind ("InvalidArgument", ...). The engine builds
+// them itself (wasm/src/errors.rs) once engine.js has registered them.
+
+/** The base of every error the engine raises; `code` names its kind. */
+export class PocketMQError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+/** A value out of range or malformed (wrong types throw `TypeError`). */
+export class InvalidArgumentError extends PocketMQError {}
+/** A body over `maxMessageSize`. */
+export class MessageTooLargeError extends PocketMQError {}
+/** A topic that does not exist when `autoCreateTopics` is false. */
+export class TopicNotFoundError extends PocketMQError {}
+/** Another process owns the store directory (`pid` names it). */
+export class StoreLockedError extends PocketMQError {}
+/** The store's files cannot be read back as a store. */
+export class StoreCorruptedError extends PocketMQError {}
+/** A call on a closed broker, producer or consumer. */
+export class ClosedError extends PocketMQError {}
+/** The platform refused a storage operation. */
+export class IoError extends PocketMQError {}
+
+for (const [cls, code] of [
+  [InvalidArgumentError, "InvalidArgument"],
+  [MessageTooLargeError, "MessageTooLarge"],
+  [TopicNotFoundError, "TopicNotFound"],
+  [StoreLockedError, "StoreLocked"],
+  [StoreCorruptedError, "StoreCorrupted"],
+  [ClosedError, "Closed"],
+  [IoError, "Io"],
+]) {
+  Object.defineProperty(cls.prototype, "code", { value: code, writable: true, configurable: true });
+}

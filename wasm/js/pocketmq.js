@@ -1,0 +1,457 @@
+// The public JavaScript surface of pocketmq over the wasm engine.
+//
+// The engine (the wasm module) never waits: it has no threads. This module
+// gives the Promises: `receive` tries the engine at once and, if nothing is
+// ready, waits until a call on the same broker may have added messages (send,
+// sendBatch, tick, ack, nack, a transaction, a reset, a close), until a timer
+// set from `nextDueMs()` fires and runs `tick()`, or until its timeout. Timers
+// that only drive deferred work are unref'd in Node so that a process exits.
+// Everything about messaging (what is delivered, when, to whom) is the engine's.
+
+import { native } from "./engine.js";
+import { InvalidArgumentError } from "./errors.js";
+
+export * from "./errors.js";
+
+/** The outcome of a local transaction, as `execute` and `check` return it. */
+export const TxState = Object.freeze({
+  COMMIT: "COMMIT",
+  ROLLBACK: "ROLLBACK",
+  UNKNOWN: "UNKNOWN",
+});
+
+/** The package version. */
+export function version() {
+  return native.version();
+}
+
+// ---------------------------------------------------------------- helpers
+
+const NATIVE = Symbol("pocketmq.native");
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const decoder = new TextDecoder();
+
+function isPlainObject(v) {
+  return v !== null && typeof v === "object" && !Array.isArray(v) && !ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer);
+}
+
+function optionsObject(what, v, known) {
+  if (v === undefined || v === null) return {};
+  if (!isPlainObject(v)) throw new TypeError(`${what} must be an object`);
+  if (known) {
+    for (const key of Object.keys(v)) {
+      if (!known.includes(key)) {
+        throw new InvalidArgumentError(`invalid argument: ${what}: unknown option "${key}" (known: ${known.join(", ")})`);
+      }
+    }
+  }
+  return v;
+}
+
+/** A time given as epoch ms or a Date, as epoch ms. */
+function epochMs(v) {
+  return v instanceof Date ? v.getTime() : v;
+}
+
+/** Send options with Dates turned into epoch ms. */
+function sendOptions(opts) {
+  const o = optionsObject("send options", opts);
+  if (o.deliverAt instanceof Date) return { ...o, deliverAt: o.deliverAt.getTime() };
+  return o;
+}
+
+function unref(timer) {
+  if (timer && typeof timer.unref === "function") timer.unref();
+  return timer;
+}
+
+// ---------------------------------------------------------------- messages
+
+/** A message as `receive`, `get` and `query` return it. */
+export class Message {
+  constructor(handle) {
+    Object.assign(this, handle.toObject());
+    Object.defineProperty(this, NATIVE, { value: handle });
+  }
+
+  /** The body decoded as UTF-8. */
+  text() {
+    return decoder.decode(this.body);
+  }
+}
+
+function messages(handles) {
+  return handles.map((h) => new Message(h));
+}
+
+function handleOf(msg) {
+  const h = msg !== null && typeof msg === "object" ? msg[NATIVE] : undefined;
+  if (!h) throw new TypeError("ack and nack take a message that receive returned");
+  return h;
+}
+
+// ---------------------------------------------------------------- clock
+
+const clockBrokers = new WeakMap();
+
+/** A clock that moves only when told to: delays, retries and checks follow it. */
+export class ManualClock {
+  /** @param {number} [startMs] epoch ms; the wall clock now when omitted. */
+  constructor(startMs) {
+    this[NATIVE] = new native.ManualClock(startMs === undefined ? undefined : epochMs(startMs));
+    clockBrokers.set(this, new Set());
+  }
+
+  /** Moves the clock forward; work that became due runs on the brokers using it. */
+  advance(ms) {
+    this[NATIVE].advance(ms);
+    for (const ref of clockBrokers.get(this)) {
+      const broker = ref.deref();
+      if (broker === undefined) clockBrokers.get(this).delete(ref);
+      else broker._changed();
+    }
+  }
+
+  /** Epoch ms on this clock. */
+  now() {
+    return this[NATIVE].now();
+  }
+}
+
+// ---------------------------------------------------------------- broker
+
+/** One embedded engine over one store (memory unless a `path` is given). */
+export class Broker {
+  #native;
+  #clock;
+  #timer = null;
+  #timerDue = null;
+  #waiters = new Set();
+
+  constructor(options) {
+    const o = { ...optionsObject("Broker options", options) };
+    let clock;
+    if (o.clock !== undefined && o.clock !== null) {
+      if (!(o.clock instanceof ManualClock)) throw new TypeError("clock must be a ManualClock");
+      clock = o.clock;
+    }
+    delete o.clock;
+    this.#native = new native.Broker(o, clock ? clock[NATIVE].share() : undefined);
+    this.#clock = clock;
+    if (clock) clockBrokers.get(clock).add(new WeakRef(this));
+  }
+
+  /** Creates a topic or grows its queue count (idempotent). */
+  createTopic(name, options) {
+    const { queues } = optionsObject("createTopic options", options, ["queues"]);
+    if (queues !== undefined && typeof queues !== "number") throw new TypeError("queues must be a number");
+    this.#native.createTopic(name, queues);
+    this._changed();
+  }
+
+  /** The user topics: `[{ name, queues }]`. */
+  topics() {
+    return this.#native.topics();
+  }
+
+  /** A producer in `group`. */
+  producer(group) {
+    return new Producer(this, this.#native.producer(group));
+  }
+
+  /** A producer of transactional messages; `check(msg)` decides half messages left UNKNOWN. */
+  transactionProducer(group, options) {
+    const { check } = optionsObject("transactionProducer options", options, ["check"]);
+    if (check !== undefined && typeof check !== "function") throw new TypeError("check must be a function");
+    const decide = (handle) => txDecision("check", check, handle);
+    return new TransactionProducer(this, this.#native.transactionProducer(group, decide));
+  }
+
+  /** A consumer: `{ group, topic, tags, broadcasting, orderly, maxReconsumeTimes, start, consumerId }`. */
+  consumer(options) {
+    if (!isPlainObject(options)) throw new TypeError("consumer options must be an object with group and topic");
+    const o = options.start instanceof Date ? { ...options, start: options.start.getTime() } : options;
+    const c = new Consumer(this, this.#native.consumer(o));
+    this._changed();
+    return c;
+  }
+
+  /** The message with this id, or null. */
+  get(msgId) {
+    const h = this.#native.get(msgId);
+    return h === undefined || h === null ? null : new Message(h);
+  }
+
+  /** The messages of `topic` with `key` among their keys, oldest first. */
+  query(topic, key) {
+    const k = isPlainObject(key) ? key.key : key;
+    return messages(this.#native.query(topic, k));
+  }
+
+  /** Messages of `topic` not yet acked by `group`. */
+  lag(group, topic) {
+    return this.#native.lag(group, topic);
+  }
+
+  /** Moves a group's offsets to "earliest", "latest" or a time (epoch ms or Date). */
+  resetOffset(group, topic, to) {
+    const t = isPlainObject(to) ? to.to : to;
+    this.#native.resetOffset(group, topic, epochMs(t));
+    this._changed();
+  }
+
+  /** Sizes, lags and rates. */
+  stats() {
+    return this.#native.stats();
+  }
+
+  /** Runs the work that is due now (delays, retries, transaction checks). */
+  tick() {
+    this.#native.tick();
+    this._changed();
+  }
+
+  /** Forces everything appended so far to the store. */
+  flush() {
+    this.#native.flush();
+  }
+
+  /** Closes the broker; waiting receives resolve with []. Closing twice is harmless. */
+  close() {
+    if (this.#native.isClosed()) return;
+    this.#native.close();
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    this._wake();
+  }
+
+  /** Whether `close` was called. */
+  get closed() {
+    return this.#native.isClosed();
+  }
+
+  // -- internals shared with producers and consumers
+
+  /** Runs due work if the broker's clock says it is due. */
+  _drive() {
+    if (this.#native.isClosed()) return;
+    const due = this.#native.nextDueMs();
+    if (due !== undefined && due !== null && due <= this.#native.nowMs()) {
+      this.#native.tick();
+      this._wake();
+    }
+  }
+
+  /** After any call that may add messages or due work: wake waiters, re-arm the timer. */
+  _changed() {
+    this._wake();
+    this._schedule();
+  }
+
+  _wake() {
+    const waiters = [...this.#waiters];
+    this.#waiters.clear();
+    for (const w of waiters) w(true);
+  }
+
+  _schedule() {
+    if (this.#native.isClosed()) return;
+    const due = this.#native.nextDueMs();
+    if (due === undefined || due === null) return;
+    const wait = due - this.#native.nowMs();
+    // A manual clock only moves by advance(), which calls _changed(): no timer then.
+    if (this.#clock && wait > 0) return;
+    if (this.#timer !== null && this.#timerDue !== null && this.#timerDue <= due) return;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timerDue = due;
+    this.#timer = setTimeout(() => this.#fire(), Math.min(Math.max(wait, 0), MAX_TIMER_MS));
+    if (this.#waiters.size === 0) unref(this.#timer);
+  }
+
+  #fire() {
+    this.#timer = null;
+    this.#timerDue = null;
+    if (this.#native.isClosed()) return;
+    try {
+      this._drive();
+    } catch (err) {
+      console.error("pocketmq: deferred work failed:", err);
+    }
+    this._changed();
+  }
+
+  /** Resolves true when the broker changes, false after `ms` (real time). */
+  _wait(ms) {
+    return new Promise((resolve) => {
+      let timer = null;
+      const done = (woke) => {
+        if (timer !== null) clearTimeout(timer);
+        this.#waiters.delete(done);
+        if (this.#waiters.size === 0) unref(this.#timer);
+        resolve(woke);
+      };
+      this.#waiters.add(done);
+      timer = setTimeout(() => done(false), Math.min(Math.max(ms, 0), MAX_TIMER_MS));
+      // A waiting receive keeps the deferred-work timer alive too.
+      if (this.#timer !== null && typeof this.#timer.ref === "function") this.#timer.ref();
+      else this._schedule();
+    });
+  }
+}
+
+/** Calls a user's execute/check on a message; an exception or a non-state is UNKNOWN. */
+function txDecision(what, fn, handle) {
+  if (fn === undefined) return TxState.UNKNOWN;
+  try {
+    const state = fn(new Message(handle));
+    if (state === TxState.COMMIT || state === TxState.ROLLBACK || state === TxState.UNKNOWN) return state;
+    console.error(`pocketmq: ${what} returned ${String(state)}, not a TxState; the message stays UNKNOWN`);
+  } catch (err) {
+    console.error(`pocketmq: ${what} threw; the message stays UNKNOWN:`, err);
+  }
+  return TxState.UNKNOWN;
+}
+
+// ---------------------------------------------------------------- producers
+
+/** Sends messages on behalf of a producer group. */
+export class Producer {
+  #broker;
+  #native;
+
+  constructor(broker, handle) {
+    this.#broker = broker;
+    this.#native = handle;
+  }
+
+  get group() {
+    return this.#native.group;
+  }
+
+  /** Stores one message: `{ tags, keys, properties, shardingKey, queueId, delayLevel, deliverAt, delayMs }`. */
+  send(topic, body, options) {
+    const r = this.#native.send(topic, body, sendOptions(options));
+    this.#broker._changed();
+    return r;
+  }
+
+  /** Stores several messages of one topic as one append; an item is a body or `{ body, ...options }`. */
+  sendBatch(topic, items, options) {
+    if (!Array.isArray(items)) throw new TypeError("sendBatch takes an array of bodies or { body, ...options }");
+    const common = sendOptions(options);
+    const bodies = [];
+    const opts = [];
+    for (const item of items) {
+      if (isPlainObject(item)) {
+        const { body, ...own } = item;
+        bodies.push(body);
+        opts.push({ ...common, ...sendOptions(own) });
+      } else {
+        bodies.push(item);
+        opts.push(common);
+      }
+    }
+    const r = this.#native.sendBatch(topic, bodies, opts);
+    this.#broker._changed();
+    return r;
+  }
+}
+
+/** Sends transactional (half) messages. */
+export class TransactionProducer {
+  #broker;
+  #native;
+
+  constructor(broker, handle) {
+    this.#broker = broker;
+    this.#native = handle;
+  }
+
+  get group() {
+    return this.#native.group;
+  }
+
+  /** Stores a half message, runs `execute(msg)` and records its TxState. */
+  send(topic, body, options) {
+    const { execute, ...rest } = optionsObject("send options", options);
+    if (typeof execute !== "function") throw new TypeError("send options need execute, a function returning a TxState");
+    const decide = (handle) => txDecision("execute", execute, handle);
+    try {
+      return this.#native.send(topic, body, sendOptions(rest), decide);
+    } finally {
+      this.#broker._changed();
+    }
+  }
+}
+
+// ---------------------------------------------------------------- consumer
+
+/** Receives messages for one consumer of a group. */
+export class Consumer {
+  #broker;
+  #native;
+  #closed = false;
+
+  constructor(broker, handle) {
+    this.#broker = broker;
+    this.#native = handle;
+  }
+
+  get group() {
+    return this.#native.group;
+  }
+
+  get topic() {
+    return this.#native.topic;
+  }
+
+  /** Up to `maxMessages` (32) messages, waiting up to `timeoutMs` (1000, real time) for the first. */
+  async receive(options) {
+    const { maxMessages = 32, timeoutMs = 1000 } = optionsObject("receive options", options, ["maxMessages", "timeoutMs"]);
+    if (typeof timeoutMs !== "number") throw new TypeError("timeoutMs must be a number");
+    if (!(timeoutMs >= 0)) throw new InvalidArgumentError(`timeoutMs must be at least 0, not ${timeoutMs}`);
+    const deadline = Date.now() + timeoutMs;
+    this.#broker._drive();
+    for (let first = true; ; first = false) {
+      if (!first && (this.#closed || this.#broker.closed)) return [];
+      const got = this.#native.receive(maxMessages);
+      if (got.length > 0) return messages(got);
+      const left = deadline - Date.now();
+      if (left <= 0) return [];
+      await this.#broker._wait(left);
+    }
+  }
+
+  /** Marks messages done: never delivered to this group again. */
+  ack(msg) {
+    for (const m of Array.isArray(msg) ? msg : [msg]) this.#native.ack(handleOf(m));
+    this.#broker._changed();
+  }
+
+  /** Sends messages back for a retry later (then to the DLQ). */
+  nack(msg) {
+    for (const m of Array.isArray(msg) ? msg : [msg]) this.#native.nack(handleOf(m));
+    this.#broker._changed();
+  }
+
+  /** Leaves the group; a waiting receive resolves with []. Closing twice is harmless. */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#native.close();
+    this.#broker._changed();
+  }
+
+  /** Whether `close` was called on this consumer or its broker. */
+  get closed() {
+    return this.#closed || this.#broker.closed;
+  }
+
+  /** Yields messages one at a time until the consumer or broker closes; the caller acks. */
+  async *[Symbol.asyncIterator]() {
+    while (!this.closed) {
+      const got = await this.receive({ maxMessages: 1, timeoutMs: 1000 });
+      for (const m of got) yield m;
+    }
+  }
+}

@@ -1,0 +1,8 @@
+// Browser entry: fetches and instantiates the engine before the module resolves.
+import init, * as glue from "./web/pocketmq_wasm.js";
+import { bind } from "./engine.js";
+
+await init({ module_or_path: new URL("./web/pocketmq_wasm_bg.wasm", import.meta.url) });
+bind(glue);
+
+export * from "./pocketmq.js";

@@ -1,0 +1,257 @@
+//! The broker and the manual clock. Options arrive as one object (convert.rs);
+//! a `ManualClock` is shared by handing the broker a clone of it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use js_sys::Function;
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use pocketmq::{Clock, Stats};
+
+use crate::consumer::Consumer;
+use crate::convert::{broker_config, consumer_config, ms, position_value, string, to_js, u32_arg};
+use crate::errors::{type_error, IntoJsResult};
+use crate::message::{to_array, Message};
+use crate::producer::{group, listener, Producer, TransactionProducer};
+
+/// A clock that moves only when told to; clones share the same time.
+#[wasm_bindgen]
+pub struct ManualClock(pocketmq::ManualClock);
+
+#[wasm_bindgen]
+impl ManualClock {
+    /// A clock at `start_ms` (epoch ms), or at the wall-clock time now.
+    #[wasm_bindgen(constructor)]
+    pub fn new(start_ms: Option<f64>) -> Result<ManualClock, JsValue> {
+        Ok(ManualClock(match start_ms {
+            Some(t) => pocketmq::ManualClock::new(ms("startMs", t)?),
+            None => pocketmq::ManualClock::starting_now(),
+        }))
+    }
+
+    /// Moves the clock forward by `ms` milliseconds.
+    pub fn advance(&self, by: f64) -> Result<(), JsValue> {
+        self.0.advance_ms(ms("advance", by)?);
+        Ok(())
+    }
+
+    /// Milliseconds since the epoch on this clock.
+    pub fn now(&self) -> f64 {
+        self.0.now_ms() as f64
+    }
+
+    /// Another handle on the same time.
+    pub fn share(&self) -> ManualClock {
+        ManualClock(self.0.clone())
+    }
+}
+
+#[wasm_bindgen]
+pub struct Broker {
+    inner: pocketmq::Broker,
+    /// Queues of a topic created without a count (the broker's `defaultQueues`).
+    default_queues: u32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct QueueStatsView {
+    queue_id: u32,
+    min_offset: u64,
+    max_offset: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TopicStatsView {
+    queues: Vec<QueueStatsView>,
+    messages_in: u64,
+    in_rate: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupStatsView {
+    group: String,
+    topic: String,
+    consumers: usize,
+    lag: u64,
+    messages_out: u64,
+    out_rate: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatsView {
+    topics: BTreeMap<String, TopicStatsView>,
+    groups: Vec<GroupStatsView>,
+    commitlog_bytes: u64,
+    pending_delayed: u64,
+    pending_transactions: u64,
+}
+
+fn stats_view(s: Stats) -> StatsView {
+    StatsView {
+        topics: s
+            .topics
+            .into_iter()
+            .map(|(name, t)| {
+                let queues = t
+                    .queues
+                    .into_iter()
+                    .map(|q| QueueStatsView {
+                        queue_id: q.queue_id,
+                        min_offset: q.min_offset,
+                        max_offset: q.max_offset,
+                    })
+                    .collect();
+                let view = TopicStatsView {
+                    queues,
+                    messages_in: t.messages_in,
+                    in_rate: t.in_rate,
+                };
+                (name, view)
+            })
+            .collect(),
+        groups: s
+            .groups
+            .into_iter()
+            .map(|g| GroupStatsView {
+                group: g.group,
+                topic: g.topic,
+                consumers: g.consumers,
+                lag: g.lag,
+                messages_out: g.messages_out,
+                out_rate: g.out_rate,
+            })
+            .collect(),
+        commitlog_bytes: s.commitlog_bytes,
+        pending_delayed: s.pending_delayed,
+        pending_transactions: s.pending_transactions,
+    }
+}
+
+#[wasm_bindgen]
+impl Broker {
+    /// Opens a broker with the options object; `clock` (optional) is its time.
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: JsValue, clock: Option<ManualClock>) -> Result<Broker, JsValue> {
+        let mut config = broker_config(&options)?;
+        if let Some(c) = clock {
+            config.clock = Arc::new(c.0);
+        }
+        let default_queues = config.default_queues;
+        let inner = pocketmq::Broker::open(config).js_err()?;
+        Ok(Broker {
+            inner,
+            default_queues,
+        })
+    }
+
+    #[wasm_bindgen(js_name = createTopic)]
+    pub fn create_topic(&self, name: JsValue, queues: Option<f64>) -> Result<(), JsValue> {
+        let name = string("topic", &name)?;
+        let queues = match queues {
+            Some(q) => u32_arg("queues", q)?,
+            None => self.default_queues,
+        };
+        self.inner.create_topic(&name, queues).js_err()
+    }
+
+    /// `[{ name, queues }]` of the user topics.
+    pub fn topics(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.topics().js_err()?)
+    }
+
+    pub fn producer(&self, group_name: JsValue) -> Result<Producer, JsValue> {
+        let g = group(&group_name)?;
+        self.inner.producer(&g).js_err().map(Producer)
+    }
+
+    #[wasm_bindgen(js_name = transactionProducer)]
+    pub fn transaction_producer(
+        &self,
+        group_name: JsValue,
+        check: JsValue,
+    ) -> Result<TransactionProducer, JsValue> {
+        let g = group(&group_name)?;
+        let Ok(check) = check.dyn_into::<Function>() else {
+            return Err(type_error("check must be a function"));
+        };
+        self.inner
+            .transaction_producer(&g, listener(check))
+            .js_err()
+            .map(TransactionProducer)
+    }
+
+    pub fn consumer(&self, options: JsValue) -> Result<Consumer, JsValue> {
+        let config = consumer_config(&options)?;
+        self.inner.consumer(config).js_err().map(Consumer)
+    }
+
+    pub fn get(&self, msg_id: JsValue) -> Result<Option<Message>, JsValue> {
+        let id = string("msgId", &msg_id)?;
+        Ok(self.inner.get(&id).js_err()?.map(Message))
+    }
+
+    pub fn query(&self, topic: JsValue, key: JsValue) -> Result<Vec<Message>, JsValue> {
+        let topic = string("topic", &topic)?;
+        let key = string("key", &key)?;
+        self.inner.query(&topic, &key).js_err().map(to_array)
+    }
+
+    pub fn lag(&self, group_name: JsValue, topic: JsValue) -> Result<f64, JsValue> {
+        let g = string("group", &group_name)?;
+        let topic = string("topic", &topic)?;
+        Ok(self.inner.lag(&g, &topic).js_err()? as f64)
+    }
+
+    #[wasm_bindgen(js_name = resetOffset)]
+    pub fn reset_offset(
+        &self,
+        group_name: JsValue,
+        topic: JsValue,
+        to: JsValue,
+    ) -> Result<(), JsValue> {
+        let g = string("group", &group_name)?;
+        let topic = string("topic", &topic)?;
+        let to = position_value("to", &to)?;
+        self.inner.reset_offset(&g, &topic, to).js_err()
+    }
+
+    pub fn stats(&self) -> Result<JsValue, JsValue> {
+        to_js(&stats_view(self.inner.stats().js_err()?))
+    }
+
+    pub fn tick(&self) -> Result<(), JsValue> {
+        self.inner.tick().js_err()
+    }
+
+    /// When the next deferred job is due (epoch ms on the broker's clock), if any.
+    #[wasm_bindgen(js_name = nextDueMs)]
+    pub fn next_due_ms(&self) -> Option<f64> {
+        self.inner.next_due_ms().map(|t| t as f64)
+    }
+
+    /// Now on the broker's clock (epoch ms).
+    #[wasm_bindgen(js_name = nowMs)]
+    pub fn now_ms(&self) -> f64 {
+        self.inner.clock().now_ms() as f64
+    }
+
+    pub fn flush(&self) -> Result<(), JsValue> {
+        self.inner.flush().js_err()
+    }
+
+    pub fn close(&self) -> Result<(), JsValue> {
+        self.inner.close().js_err()
+    }
+
+    #[wasm_bindgen(js_name = isClosed)]
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+}

@@ -1,0 +1,85 @@
+//! The one mapping from the engine's `Error` to JavaScript errors. The JS wrapper
+//! registers its `Error` subclasses (one per kind) at load; `to_js` builds an
+//! instance of the class for the error's kind and sets `code` to the kind's name.
+//! Without registered classes (the raw glue used alone) it builds a plain `Error`
+//! with the same `code`. Wrong JS types become a `TypeError`.
+
+use std::cell::RefCell;
+
+use js_sys::{Array, Function, Object, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use pocketmq::{Error, ErrorKind};
+
+thread_local! {
+    static CLASSES: RefCell<Option<Object>> = const { RefCell::new(None) };
+}
+
+/// Registers the error classes to build: an object from each code
+/// (`"InvalidArgument"`, ...) to an `Error` subclass whose constructor takes a message.
+#[wasm_bindgen(js_name = registerErrorClasses)]
+pub fn register_error_classes(classes: Object) {
+    CLASSES.with(|c| *c.borrow_mut() = Some(classes));
+}
+
+/// The JS error for an engine error. One exhaustive match: a new `ErrorKind`
+/// does not compile until it has a JS code.
+pub(crate) fn to_js(err: Error) -> JsValue {
+    let code = match err.kind() {
+        ErrorKind::InvalidArgument => "InvalidArgument",
+        ErrorKind::MessageTooLarge => "MessageTooLarge",
+        ErrorKind::TopicNotFound => "TopicNotFound",
+        ErrorKind::StoreLocked => "StoreLocked",
+        ErrorKind::StoreCorrupted => "StoreCorrupted",
+        ErrorKind::Closed => "Closed",
+        ErrorKind::Io => "Io",
+    };
+    let js = build(code, &err.to_string());
+    if let Error::StoreLocked { path, pid } = &err {
+        set(&js, "path", &JsValue::from_str(path));
+        set(&js, "pid", &JsValue::from(*pid));
+    }
+    js
+}
+
+fn build(code: &str, message: &str) -> JsValue {
+    let class = CLASSES.with(|c| {
+        c.borrow()
+            .as_ref()
+            .and_then(|o| Reflect::get(o, &JsValue::from_str(code)).ok())
+            .and_then(|v| v.dyn_into::<Function>().ok())
+    });
+    let args = Array::of1(&JsValue::from_str(message));
+    let err = class
+        .and_then(|f| Reflect::construct(&f, &args).ok())
+        .unwrap_or_else(|| js_sys::Error::new(message).into());
+    set(&err, "code", &JsValue::from_str(code));
+    err
+}
+
+fn set(target: &JsValue, name: &str, value: &JsValue) {
+    // Setting a property on a fresh error object cannot fail; ignore if it does.
+    let _ = Reflect::set(target, &JsValue::from_str(name), value);
+}
+
+/// An argument whose value is out of range or malformed.
+pub(crate) fn invalid(msg: impl Into<String>) -> JsValue {
+    to_js(Error::InvalidArgument(msg.into()))
+}
+
+/// An argument of the wrong JS type.
+pub(crate) fn type_error(msg: impl AsRef<str>) -> JsValue {
+    js_sys::TypeError::new(msg.as_ref()).into()
+}
+
+/// Maps a core result's error to JS.
+pub(crate) trait IntoJsResult<T> {
+    fn js_err(self) -> Result<T, JsValue>;
+}
+
+impl<T> IntoJsResult<T> for pocketmq::Result<T> {
+    fn js_err(self) -> Result<T, JsValue> {
+        self.map_err(to_js)
+    }
+}
