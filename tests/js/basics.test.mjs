@@ -1,0 +1,336 @@
+// Sending, receiving, groups and the broker's queries, as a user of the npm
+// package calls them (in memory, the real clock).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { Broker, Message, version } from "pocketmq";
+
+const text = (m) => new TextDecoder().decode(m.body);
+
+test("version names the package version", () => {
+  assert.match(version(), /^\d+\.\d+\.\d+/);
+});
+
+test("a sent message comes back with all its fields", async () => {
+  const broker = new Broker();
+  const p = broker.producer("order-service");
+  const before = Date.now();
+  const r = p.send("orders", "order 42 paid", {
+    tags: "paid",
+    keys: ["order-42", "customer-7"],
+    properties: { region: "eu" },
+  });
+  assert.match(r.msgId, /^[0-9A-F]{32}$/i);
+  assert.equal(r.topic, "orders");
+  assert.equal(r.status, "SEND_OK");
+  assert.equal(typeof r.queueId, "number");
+  assert.equal(typeof r.queueOffset, "number");
+  assert.equal(typeof r.commitlogOffset, "number");
+
+  const c = broker.consumer({ group: "sms", topic: "orders" });
+  const msgs = await c.receive({ maxMessages: 32, timeoutMs: 1000 });
+  assert.equal(msgs.length, 1);
+  const m = msgs[0];
+  assert.ok(m instanceof Message);
+  assert.equal(m.msgId, r.msgId);
+  assert.equal(m.topic, "orders");
+  assert.equal(m.queueId, r.queueId);
+  assert.equal(m.queueOffset, r.queueOffset);
+  assert.equal(m.commitlogOffset, r.commitlogOffset);
+  assert.ok(m.body instanceof Uint8Array);
+  assert.equal(m.text(), "order 42 paid");
+  assert.equal(m.tags, "paid");
+  assert.deepEqual(m.keys, ["order-42", "customer-7"]);
+  assert.equal(m.properties.region, "eu");
+  assert.ok(m.bornTimestamp >= before && m.bornTimestamp <= Date.now());
+  assert.ok(m.storeTimestamp >= m.bornTimestamp);
+  assert.equal(m.reconsumeTimes, 0);
+  c.ack(m);
+  broker.close();
+});
+
+test("bodies may be strings, Uint8Arrays, ArrayBuffers and other typed arrays", async () => {
+  const broker = new Broker();
+  const p = broker.producer("g");
+  p.send("bin", "héllo");
+  p.send("bin", new Uint8Array([0, 1, 2, 255]));
+  p.send("bin", new Uint8Array([9, 8, 7]).buffer);
+  p.send("bin", new Uint16Array([0x0201]));
+  p.send("bin", new Uint8Array([5, 6, 7, 8]).subarray(1, 3));
+  p.send("bin", "");
+  const c = broker.consumer({ group: "g", topic: "bin" });
+  const msgs = await c.receive({ maxMessages: 10, timeoutMs: 1000 });
+  assert.deepEqual(
+    msgs.map((m) => [...m.body]),
+    [[0x68, 0xc3, 0xa9, 0x6c, 0x6c, 0x6f], [0, 1, 2, 255], [9, 8, 7], [1, 2], [6, 7], []],
+  );
+  assert.equal(msgs[0].text(), "héllo");
+  broker.close();
+});
+
+test("a single key may be a string; query finds messages by key, oldest first", async () => {
+  const broker = new Broker();
+  const p = broker.producer("g");
+  const a = p.send("orders", "a", { keys: "order-1" });
+  p.send("orders", "b", { keys: ["order-2"] });
+  const c2 = p.send("orders", "c", { keys: ["order-1", "x"] });
+  const found = broker.query("orders", "order-1");
+  assert.deepEqual(found.map((m) => m.msgId), [a.msgId, c2.msgId]);
+  assert.deepEqual(broker.query("orders", { key: "order-2" }).map(text), ["b"]);
+  assert.deepEqual(broker.query("orders", "nope"), []);
+  broker.close();
+});
+
+test("get returns a stored message by id, or null", () => {
+  const broker = new Broker();
+  const r = broker.producer("g").send("orders", "hello", { tags: "t" });
+  const m = broker.get(r.msgId);
+  assert.ok(m instanceof Message);
+  assert.equal(m.text(), "hello");
+  assert.equal(m.tags, "t");
+  assert.equal(broker.get("F".repeat(32)), null);
+  broker.close();
+});
+
+test("sendBatch stores bodies and per-item options in order", async () => {
+  const broker = new Broker();
+  const p = broker.producer("g");
+  const rs = p.sendBatch("orders", ["a", { body: "b", tags: "x" }, new Uint8Array([99])], { keys: "batch" });
+  assert.equal(rs.length, 3);
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  const msgs = await c.receive({ maxMessages: 10, timeoutMs: 1000 });
+  assert.deepEqual(msgs.map((m) => m.msgId), rs.map((r) => r.msgId));
+  assert.deepEqual(msgs.map(text), ["a", "b", "c"]);
+  assert.equal(msgs[1].tags, "x");
+  assert.deepEqual(msgs[0].keys, ["batch"]);
+  broker.close();
+});
+
+test("a receive that waits resolves as soon as a message is sent", async () => {
+  const broker = new Broker();
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  const p = broker.producer("g");
+  const started = Date.now();
+  setTimeout(() => p.send("orders", "late"), 50);
+  const msgs = await c.receive({ timeoutMs: 5000 });
+  assert.deepEqual(msgs.map(text), ["late"]);
+  assert.ok(Date.now() - started < 2000, "woke on the send, not at the timeout");
+  broker.close();
+});
+
+test("a receive with nothing to get resolves [] after its timeout", async () => {
+  const broker = new Broker();
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  const started = Date.now();
+  assert.deepEqual(await c.receive({ timeoutMs: 150 }), []);
+  assert.ok(Date.now() - started >= 140);
+  assert.deepEqual(await c.receive({ timeoutMs: 0 }), []);
+  broker.close();
+});
+
+test("maxMessages bounds one receive", async () => {
+  const broker = new Broker();
+  const p = broker.producer("g");
+  for (let i = 0; i < 10; i++) p.send("orders", `m${i}`, { queueId: 0 });
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  const first = await c.receive({ maxMessages: 4, timeoutMs: 0 });
+  assert.equal(first.length, 4);
+  broker.close();
+});
+
+test("tag expressions filter what a consumer gets", async () => {
+  const broker = new Broker();
+  const p = broker.producer("g");
+  p.send("orders", "1", { tags: "paid" });
+  p.send("orders", "2", { tags: "created" });
+  p.send("orders", "3", { tags: "shipped" });
+  p.send("orders", "4");
+  const c = broker.consumer({ group: "sms", topic: "orders", tags: "paid || shipped" });
+  const got = await c.receive({ maxMessages: 10, timeoutMs: 500 });
+  assert.deepEqual(got.map(text).sort(), ["1", "3"]);
+  broker.close();
+});
+
+test("every group gets every message; ack clears the group's lag", async () => {
+  const broker = new Broker();
+  const p = broker.producer("g");
+  for (const b of ["a", "b", "c"]) p.send("orders", b);
+  const sms = broker.consumer({ group: "sms", topic: "orders" });
+  const mail = broker.consumer({ group: "mail", topic: "orders" });
+  const s = await sms.receive({ maxMessages: 10, timeoutMs: 500 });
+  const m = await mail.receive({ maxMessages: 10, timeoutMs: 500 });
+  assert.deepEqual(s.map(text).sort(), ["a", "b", "c"]);
+  assert.deepEqual(m.map(text).sort(), ["a", "b", "c"]);
+  assert.equal(broker.lag("sms", "orders"), 3, "received but not acked is still lag");
+  sms.ack(s[0]);
+  assert.equal(broker.lag("sms", "orders"), 2);
+  sms.ack(s.slice(1));
+  assert.equal(broker.lag("sms", "orders"), 0);
+  assert.equal(broker.lag("mail", "orders"), 3);
+  broker.close();
+});
+
+test("consumers of one group share the messages (clustering)", async () => {
+  const broker = new Broker();
+  broker.createTopic("orders", { queues: 4 });
+  const a = broker.consumer({ group: "workers", topic: "orders" });
+  const b = broker.consumer({ group: "workers", topic: "orders" });
+  const p = broker.producer("g");
+  for (let i = 0; i < 40; i++) p.send("orders", `m${i}`, { queueId: i % 4 });
+  const got = [];
+  for (let round = 0; round < 5; round++) {
+    for (const c of [a, b]) {
+      const msgs = await c.receive({ maxMessages: 40, timeoutMs: 0 });
+      c.ack(msgs);
+      got.push(...msgs.map(text));
+    }
+  }
+  assert.equal(got.length, 40, "each message once");
+  assert.equal(new Set(got).size, 40);
+  broker.close();
+});
+
+test("broadcasting gives every consumer of the group every message", async () => {
+  const broker = new Broker();
+  const a = broker.consumer({ group: "cache", topic: "prices", broadcasting: true, consumerId: "a" });
+  const b = broker.consumer({ group: "cache", topic: "prices", broadcasting: true, consumerId: "b" });
+  broker.producer("g").send("prices", "p1");
+  assert.deepEqual((await a.receive({ timeoutMs: 500 })).map(text), ["p1"]);
+  assert.deepEqual((await b.receive({ timeoutMs: 500 })).map(text), ["p1"]);
+  broker.close();
+});
+
+test("a sharding key keeps messages in one queue, in order; orderly holds a queue until ack", async () => {
+  const broker = new Broker();
+  broker.createTopic("orders", { queues: 8 });
+  const p = broker.producer("g");
+  const rs = ["created", "paid", "shipped"].map((s) => p.send("orders", s, { shardingKey: "order-42" }));
+  assert.equal(new Set(rs.map((r) => r.queueId)).size, 1);
+  assert.deepEqual(rs.map((r) => r.queueOffset), [rs[0].queueOffset, rs[0].queueOffset + 1, rs[0].queueOffset + 2]);
+  const c = broker.consumer({ group: "g", topic: "orders", orderly: true });
+  const seen = [];
+  for (let i = 0; i < 3; i++) {
+    const msgs = await c.receive({ maxMessages: 10, timeoutMs: 500 });
+    assert.equal(msgs.length, 1, "one message of a queue in flight at a time");
+    assert.deepEqual(await c.receive({ maxMessages: 10, timeoutMs: 0 }), [], "nothing more before the ack");
+    seen.push(text(msgs[0]));
+    c.ack(msgs[0]);
+  }
+  assert.deepEqual(seen, ["created", "paid", "shipped"]);
+  broker.close();
+});
+
+test("queueId picks the queue", () => {
+  const broker = new Broker();
+  broker.createTopic("orders", { queues: 4 });
+  assert.equal(broker.producer("g").send("orders", "x", { queueId: 3 }).queueId, 3);
+  broker.close();
+});
+
+test("createTopic is idempotent and grows, never shrinks; topics lists them", () => {
+  const broker = new Broker();
+  broker.createTopic("orders", { queues: 8 });
+  broker.createTopic("orders", { queues: 2 });
+  broker.createTopic("events");
+  const topics = Object.fromEntries(broker.topics().map((t) => [t.name, t.queues]));
+  assert.equal(topics.orders, 8);
+  assert.equal(topics.events, 4);
+  broker.createTopic("orders", { queues: 16 });
+  assert.equal(broker.topics().find((t) => t.name === "orders").queues, 16);
+  broker.close();
+});
+
+test('start: "latest" skips what was sent before the group existed; earliest is the default', async () => {
+  const broker = new Broker();
+  const p = broker.producer("g");
+  p.send("orders", "old");
+  const late = broker.consumer({ group: "late", topic: "orders", start: "latest" });
+  const early = broker.consumer({ group: "early", topic: "orders" });
+  p.send("orders", "new");
+  assert.deepEqual((await late.receive({ maxMessages: 10, timeoutMs: 300 })).map(text), ["new"]);
+  assert.deepEqual((await early.receive({ maxMessages: 10, timeoutMs: 300 })).map(text), ["old", "new"]);
+  broker.close();
+});
+
+test("resetOffset to earliest delivers acked messages again", async () => {
+  const broker = new Broker();
+  const p = broker.producer("g");
+  p.send("orders", "a");
+  p.send("orders", "b");
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  c.ack(await c.receive({ maxMessages: 10, timeoutMs: 300 }));
+  assert.equal(broker.lag("g", "orders"), 0);
+  c.close();
+  broker.resetOffset("g", "orders", "earliest");
+  assert.equal(broker.lag("g", "orders"), 2);
+  const again = broker.consumer({ group: "g", topic: "orders" });
+  assert.deepEqual((await again.receive({ maxMessages: 10, timeoutMs: 300 })).map(text).sort(), ["a", "b"]);
+  broker.close();
+});
+
+test("stats reports queues, groups and lag", async () => {
+  const broker = new Broker();
+  broker.createTopic("orders", { queues: 2 });
+  const p = broker.producer("g");
+  for (let i = 0; i < 5; i++) p.send("orders", `m${i}`);
+  const c = broker.consumer({ group: "sms", topic: "orders" });
+  c.ack(await c.receive({ maxMessages: 2, timeoutMs: 300 }));
+  const s = broker.stats();
+  const orders = s.topics.orders;
+  assert.equal(orders.queues.length, 2);
+  assert.equal(orders.queues.reduce((n, q) => n + q.maxOffset - q.minOffset, 0), 5);
+  assert.equal(orders.messagesIn, 5);
+  const g = s.groups.find((x) => x.group === "sms" && x.topic === "orders");
+  assert.ok(g, "the group shows in stats");
+  assert.equal(g.lag, 3);
+  assert.equal(g.consumers, 1);
+  assert.ok(s.commitlogBytes > 0);
+  assert.equal(typeof s.pendingDelayed, "number");
+  assert.equal(typeof s.pendingTransactions, "number");
+  broker.close();
+});
+
+test("for await yields messages until the consumer closes", async () => {
+  const broker = new Broker();
+  const p = broker.producer("g");
+  for (const b of ["a", "b", "c"]) p.send("orders", b, { queueId: 0 });
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  const seen = [];
+  setTimeout(() => p.send("orders", "d", { queueId: 0 }), 50);
+  for await (const m of c) {
+    seen.push(text(m));
+    c.ack(m);
+    if (seen.length === 4) setTimeout(() => c.close(), 20);
+  }
+  assert.deepEqual(seen, ["a", "b", "c", "d"]);
+  assert.equal(c.closed, true);
+  broker.close();
+});
+
+test("break leaves a for await loop", async () => {
+  const broker = new Broker();
+  broker.producer("g").send("orders", "a");
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  for await (const m of c) {
+    c.ack(m);
+    break;
+  }
+  assert.equal(broker.lag("g", "orders"), 0);
+  broker.close();
+});
+
+test("a waiting receive resolves [] when its consumer or broker closes", async () => {
+  const broker = new Broker();
+  const c1 = broker.consumer({ group: "g1", topic: "orders" });
+  const c2 = broker.consumer({ group: "g2", topic: "orders" });
+  const started = Date.now();
+  const w1 = c1.receive({ timeoutMs: 10_000 });
+  const w2 = c2.receive({ timeoutMs: 10_000 });
+  setTimeout(() => c1.close(), 30);
+  assert.deepEqual(await w1, []);
+  setTimeout(() => broker.close(), 30);
+  assert.deepEqual(await w2, []);
+  assert.ok(Date.now() - started < 5000);
+  c1.close();
+  broker.close();
+});

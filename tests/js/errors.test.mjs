@@ -1,0 +1,232 @@
+// Bad input gets a typed error: a TypeError for a wrong type, an Error subclass
+// with a `code` for everything the engine refuses. No call may trap the wasm
+// engine (a panic would surface as a WebAssembly.RuntimeError).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import {
+  Broker,
+  ManualClock,
+  TxState,
+  PocketMQError,
+  InvalidArgumentError,
+  MessageTooLargeError,
+  TopicNotFoundError,
+  StoreLockedError,
+  StoreCorruptedError,
+  ClosedError,
+  IoError,
+} from "pocketmq";
+
+const code = (c, cls) => (err) => {
+  assert.ok(err instanceof cls, `${err?.constructor?.name}: ${err?.message}`);
+  assert.ok(err instanceof PocketMQError);
+  assert.ok(err instanceof Error);
+  assert.equal(err.code, c);
+  assert.equal(err.name, cls.name);
+  assert.equal(typeof err.message, "string");
+  return true;
+};
+const invalid = code("InvalidArgument", InvalidArgumentError);
+
+test("every error class is an Error with the code of its kind", () => {
+  const kinds = {
+    InvalidArgument: InvalidArgumentError,
+    MessageTooLarge: MessageTooLargeError,
+    TopicNotFound: TopicNotFoundError,
+    StoreLocked: StoreLockedError,
+    StoreCorrupted: StoreCorruptedError,
+    Closed: ClosedError,
+    Io: IoError,
+  };
+  for (const [c, cls] of Object.entries(kinds)) {
+    const e = new cls("x");
+    assert.ok(e instanceof PocketMQError && e instanceof Error);
+    assert.equal(e.code, c);
+    assert.equal(e.name, cls.name);
+  }
+});
+
+test("a body over maxMessageSize is MessageTooLarge", () => {
+  const broker = new Broker({ maxMessageSize: 16 });
+  const p = broker.producer("g");
+  p.send("orders", "x".repeat(16));
+  assert.throws(() => p.send("orders", "x".repeat(17)), code("MessageTooLarge", MessageTooLargeError));
+  broker.close();
+});
+
+test("the default limit is 4 MiB", () => {
+  const broker = new Broker();
+  const p = broker.producer("g");
+  p.send("orders", new Uint8Array(4 * 1024 * 1024));
+  assert.throws(() => p.send("orders", new Uint8Array(4 * 1024 * 1024 + 1)), code("MessageTooLarge", MessageTooLargeError));
+  broker.close();
+});
+
+test("sending to a missing topic without autoCreateTopics is TopicNotFound", () => {
+  const broker = new Broker({ autoCreateTopics: false });
+  const p = broker.producer("g");
+  assert.throws(() => p.send("orders", "x"), code("TopicNotFound", TopicNotFoundError));
+  broker.createTopic("orders");
+  assert.equal(p.send("orders", "x").topic, "orders");
+  broker.close();
+});
+
+test("calls after close are Closed; close twice is harmless", async () => {
+  const broker = new Broker();
+  const p = broker.producer("g");
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  broker.close();
+  broker.close();
+  assert.equal(broker.closed, true);
+  const closed = code("Closed", ClosedError);
+  assert.throws(() => p.send("orders", "x"), closed);
+  assert.throws(() => broker.producer("g"), closed);
+  assert.throws(() => broker.consumer({ group: "g", topic: "orders" }), closed);
+  await assert.rejects(c.receive({ timeoutMs: 0 }), closed);
+});
+
+test("a closed consumer's receive is Closed", async () => {
+  const broker = new Broker();
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  c.close();
+  c.close();
+  await assert.rejects(c.receive({ timeoutMs: 0 }), code("Closed", ClosedError));
+  broker.close();
+});
+
+test("bad topic names and reserved topics are InvalidArgument", () => {
+  const broker = new Broker();
+  const p = broker.producer("g");
+  for (const t of ["", "has space", "x".repeat(128), "semi;colon", "%RETRY%g", "RMQ_SYS_TRANS_HALF_TOPIC", "SCHEDULE_TOPIC_XXXX"]) {
+    assert.throws(() => p.send(t, "x"), invalid, `topic ${JSON.stringify(t)}`);
+  }
+  assert.throws(() => broker.createTopic("bad topic"), invalid);
+  p.send("A-z_0|9%ok", "x");
+  broker.close();
+});
+
+test("out-of-range values are InvalidArgument", async () => {
+  const broker = new Broker();
+  const p = broker.producer("g");
+  assert.throws(() => p.send("orders", "x", { delayLevel: -1 }), invalid);
+  assert.throws(() => p.send("orders", "x", { delayLevel: 1.5 }), invalid);
+  assert.throws(() => p.send("orders", "x", { queueId: -1 }), invalid);
+  assert.throws(() => p.send("orders", "x", { queueId: 2 ** 40 }), invalid);
+  assert.throws(() => p.send("orders", "x", { deliverAt: NaN }), invalid);
+  assert.throws(() => p.send("orders", "x", { deliverAt: new Date("nope") }), invalid);
+  assert.throws(() => p.send("orders", "x", { delayMs: -5 }), invalid);
+  assert.throws(() => p.send("orders", "x", { delayMs: Infinity }), invalid);
+  assert.throws(() => p.send("orders", "x", { delayMs: 10, delayLevel: 2 }), invalid);
+  assert.throws(() => p.send("orders", "x", { delay: 1000 }), invalid, "a misspelt option is not ignored");
+  assert.throws(() => new Broker({ flush: "sometimes" }), invalid);
+  assert.throws(() => new Broker({ maxMessageSize: -1 }), invalid);
+  assert.throws(() => new Broker({ colour: "blue" }), invalid);
+  assert.throws(() => broker.consumer({ group: "g", topic: "orders", start: "yesterday" }), invalid);
+  assert.throws(() => broker.consumer({ group: "g", topic: "orders", maxReconsumeTimes: -1 }), invalid);
+  assert.throws(() => broker.resetOffset("g", "orders", "middle"), invalid);
+  assert.throws(() => broker.createTopic("t", { queues: -2 }), invalid);
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  await assert.rejects(c.receive({ maxMessages: 0 }), invalid);
+  await assert.rejects(c.receive({ maxMessages: 2.5 }), invalid);
+  await assert.rejects(c.receive({ timeoutMs: -1 }), invalid);
+  await assert.rejects(c.receive({ timeout: 5 }), invalid);
+  const clock = new ManualClock(0);
+  assert.throws(() => clock.advance(-1), invalid);
+  assert.throws(() => new ManualClock(-5), invalid);
+  broker.close();
+});
+
+test("wrong types are TypeErrors", async () => {
+  const broker = new Broker();
+  const p = broker.producer("g");
+  const typeError = (e) => e instanceof TypeError;
+  assert.throws(() => new Broker("./data"), typeError);
+  assert.throws(() => new Broker({ clock: Date }), typeError);
+  assert.throws(() => broker.producer(42), typeError);
+  assert.throws(() => p.send(42, "x"), typeError);
+  assert.throws(() => p.send("orders", 42), typeError);
+  assert.throws(() => p.send("orders", null), typeError);
+  assert.throws(() => p.send("orders", { body: "x" }), typeError);
+  assert.throws(() => p.send("orders", "x", "paid"), typeError);
+  assert.throws(() => p.send("orders", "x", { tags: 5 }), typeError);
+  assert.throws(() => p.send("orders", "x", { keys: [1, 2] }), typeError);
+  assert.throws(() => p.send("orders", "x", { properties: { a: 1 } }), typeError);
+  assert.throws(() => p.send("orders", "x", { queueId: "3" }), typeError);
+  assert.throws(() => p.sendBatch("orders", "x"), typeError);
+  assert.throws(() => broker.consumer(), typeError);
+  assert.throws(() => broker.consumer({ topic: "orders" }), typeError);
+  assert.throws(() => broker.consumer({ group: "g", topic: "orders", orderly: "yes" }), typeError);
+  assert.throws(() => broker.transactionProducer("tx", { check: "COMMIT" }), typeError);
+  const tp = broker.transactionProducer("tx", { check: () => TxState.COMMIT });
+  assert.throws(() => tp.send("orders", "x"), typeError);
+  assert.throws(() => tp.send("orders", "x", { execute: TxState.COMMIT }), typeError);
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  assert.throws(() => c.ack({ msgId: "x" }), typeError);
+  assert.throws(() => c.nack(undefined), typeError);
+  await assert.rejects(c.receive({ timeoutMs: "1s" }), typeError);
+  assert.throws(() => broker.get(7), typeError);
+  assert.throws(() => broker.query("orders", 7), typeError);
+  assert.throws(() => broker.lag("g", null), typeError);
+  assert.throws(() => broker.resetOffset("g", "orders", {}), typeError);
+  broker.close();
+});
+
+test("no input traps the engine", async () => {
+  const weird = [undefined, null, NaN, -0, 1e300, -1e300, 2 ** 53 + 2, "", "\u0000", "\ud800", {}, [], () => 1, Symbol.iterator, 10n, new Date(NaN)];
+  const broker = new Broker();
+  const p = broker.producer("g");
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  const calls = [
+    (v) => p.send("orders", v),
+    (v) => p.send(v, "x"),
+    (v) => p.send("orders", "x", { queueId: v }),
+    (v) => p.send("orders", "x", { delayLevel: v }),
+    (v) => p.send("orders", "x", { deliverAt: v }),
+    (v) => p.send("orders", "x", { delayMs: v }),
+    (v) => p.send("orders", "x", { keys: v }),
+    (v) => p.send("orders", "x", { properties: v }),
+    (v) => p.sendBatch("orders", [v]),
+    (v) => broker.createTopic(v),
+    (v) => broker.createTopic("t", { queues: v }),
+    (v) => broker.consumer({ group: "g", topic: "orders", start: v }),
+    (v) => broker.consumer({ group: "g", topic: "orders", maxReconsumeTimes: v }),
+    (v) => broker.get(v),
+    (v) => broker.query("orders", v),
+    (v) => broker.resetOffset("g", "orders", v),
+    (v) => new Broker({ maxMessageSize: v }),
+    (v) => new Broker({ delayLevels: v }),
+    (v) => new ManualClock(v),
+    (v) => c.receive({ maxMessages: v, timeoutMs: 0 }),
+    (v) => c.ack(v),
+  ];
+  for (const call of calls) {
+    for (const v of weird) {
+      try {
+        await call(v);
+      } catch (err) {
+        assert.ok(
+          err instanceof TypeError || err instanceof PocketMQError,
+          `${call} with ${String(v)} threw ${err?.constructor?.name}: ${err?.message}`,
+        );
+      }
+    }
+  }
+  // The engine still works afterwards.
+  p.send("after", "ok");
+  const d = broker.consumer({ group: "g2", topic: "after" });
+  assert.equal((await d.receive({ timeoutMs: 500 }))[0].text(), "ok");
+  broker.close();
+});
+
+test("a path needs a file store: on wasm it opens one or fails with a typed error", () => {
+  let broker;
+  try {
+    broker = new Broker({ path: "./pocketmq-data" });
+  } catch (err) {
+    assert.ok(err instanceof PocketMQError, `${err?.constructor?.name}: ${err?.message}`);
+    return;
+  }
+  broker.producer("g").send("orders", "x");
+  broker.close();
+});

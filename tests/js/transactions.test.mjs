@@ -1,0 +1,151 @@
+// Transactional messages: a half message is invisible until COMMIT, ROLLBACK
+// drops it, UNKNOWN leaves it to the check callback, asked after
+// transactionTimeoutMs and every checkIntervalMs, at most maxChecks times.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { Broker, ManualClock, Message, TxState } from "pocketmq";
+
+const T0 = Date.UTC(2026, 0, 1);
+const texts = async (c) => (await c.receive({ maxMessages: 32, timeoutMs: 0 })).map((m) => m.text());
+
+test("TxState names the three outcomes", () => {
+  assert.deepEqual({ ...TxState }, { COMMIT: "COMMIT", ROLLBACK: "ROLLBACK", UNKNOWN: "UNKNOWN" });
+});
+
+test("COMMIT shows the message, ROLLBACK drops it", async () => {
+  const broker = new Broker({ clock: new ManualClock(T0) });
+  const tp = broker.transactionProducer("pay", { check: () => TxState.UNKNOWN });
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  let seen;
+  const r = tp.send("orders", "charged", {
+    tags: "paid",
+    keys: "order-1",
+    execute: (m) => {
+      seen = m;
+      return TxState.COMMIT;
+    },
+  });
+  assert.ok(seen instanceof Message);
+  assert.equal(seen.text(), "charged");
+  assert.equal(seen.tags, "paid");
+  assert.equal(r.transactionState, "COMMIT");
+  assert.equal(r.status, "SEND_OK");
+  const rb = tp.send("orders", "declined", { execute: () => TxState.ROLLBACK });
+  assert.equal(rb.transactionState, "ROLLBACK");
+  const got = await c.receive({ maxMessages: 32, timeoutMs: 0 });
+  assert.deepEqual(got.map((m) => m.text()), ["charged"]);
+  assert.equal(got[0].msgId, r.msgId);
+  assert.equal(got[0].topic, "orders");
+  assert.equal(got[0].tags, "paid");
+  assert.equal(broker.stats().pendingTransactions, 0);
+  broker.close();
+});
+
+test("an UNKNOWN half message is checked after the timeout, then every interval", async () => {
+  const clock = new ManualClock(T0);
+  const broker = new Broker({ clock, transactionTimeoutMs: 6000, checkIntervalMs: 60_000 });
+  const checks = [];
+  const tp = broker.transactionProducer("pay", {
+    check: (m) => {
+      checks.push([clock.now() - T0, m.text()]);
+      return checks.length < 2 ? TxState.UNKNOWN : TxState.COMMIT;
+    },
+  });
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  const r = tp.send("orders", "pending", { execute: () => TxState.UNKNOWN });
+  assert.equal(r.transactionState, "UNKNOWN");
+  assert.deepEqual(await texts(c), [], "a half message is invisible");
+  assert.equal(broker.stats().pendingTransactions, 1);
+
+  clock.advance(5999);
+  assert.deepEqual(await texts(c), []);
+  assert.equal(checks.length, 0, "not checked before transactionTimeoutMs");
+  clock.advance(1);
+  broker.tick();
+  assert.deepEqual(checks, [[6000, "pending"]]);
+  assert.deepEqual(await texts(c), [], "still UNKNOWN");
+
+  clock.advance(59_999);
+  broker.tick();
+  assert.equal(checks.length, 1, "not checked again before checkIntervalMs");
+  clock.advance(1);
+  broker.tick();
+  assert.equal(checks.length, 2);
+  const got = await c.receive({ timeoutMs: 0 });
+  assert.deepEqual(got.map((m) => m.text()), ["pending"]);
+  assert.equal(got[0].msgId, r.msgId);
+  assert.equal(broker.stats().pendingTransactions, 0);
+  clock.advance(3600_000);
+  broker.tick();
+  assert.equal(checks.length, 2, "a resolved message is not checked again");
+  broker.close();
+});
+
+test("an exception in execute leaves the message to check", async () => {
+  const clock = new ManualClock(T0);
+  const broker = new Broker({ clock });
+  const tp = broker.transactionProducer("pay", { check: () => TxState.ROLLBACK });
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  const errors = [];
+  const orig = console.error;
+  console.error = (...a) => errors.push(a);
+  let r;
+  try {
+    r = tp.send("orders", "boom", {
+      execute: () => {
+        throw new Error("local transaction failed");
+      },
+    });
+  } finally {
+    console.error = orig;
+  }
+  assert.equal(r.transactionState, "UNKNOWN");
+  assert.ok(errors.length > 0, "the exception is logged");
+  clock.advance(6000);
+  broker.tick();
+  assert.deepEqual(await texts(c), [], "check said ROLLBACK");
+  assert.equal(broker.stats().pendingTransactions, 0);
+  broker.close();
+});
+
+test("after maxChecks UNKNOWN answers the half message is discarded", async () => {
+  const clock = new ManualClock(T0);
+  const broker = new Broker({ clock, transactionTimeoutMs: 1000, checkIntervalMs: 1000, maxChecks: 3 });
+  let checks = 0;
+  const tp = broker.transactionProducer("pay", {
+    check: () => {
+      checks += 1;
+      return TxState.UNKNOWN;
+    },
+  });
+  tp.send("orders", "never", { execute: () => TxState.UNKNOWN });
+  for (let i = 0; i < 10; i++) {
+    clock.advance(1000);
+    broker.tick();
+  }
+  assert.equal(checks, 3);
+  assert.equal(broker.stats().pendingTransactions, 0);
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  assert.deepEqual(await texts(c), []);
+  broker.close();
+});
+
+test("the first resolution wins: a later check cannot commit a rolled-back message", async () => {
+  const clock = new ManualClock(T0);
+  const broker = new Broker({ clock });
+  let checks = 0;
+  const tp = broker.transactionProducer("pay", {
+    check: () => {
+      checks += 1;
+      return TxState.COMMIT;
+    },
+  });
+  tp.send("orders", "no", { execute: () => TxState.ROLLBACK });
+  clock.advance(3600_000);
+  broker.tick();
+  assert.equal(checks, 0);
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  assert.deepEqual(await texts(c), []);
+  broker.close();
+});
