@@ -7,18 +7,29 @@
 
 mod broker;
 mod clock;
+mod commitlog;
 mod config;
+mod consume_queue;
+mod consumer;
 mod error;
+mod filter;
+mod index;
 mod message;
+mod offsets;
 mod runtime;
+mod schedule;
+mod store;
+mod topic;
+mod transaction;
 
 pub use broker::{
     Broker, Consumer, GroupStats, Producer, QueueStats, Stats, TopicInfo, TopicStats,
-    TransactionListener, TransactionProducer, TxState,
+    TransactionProducer,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     BrokerConfig, ConsumerConfig, FlushMode, MessageModel, StartFrom, DEFAULT_DELAY_LEVELS,
 };
 pub use error::{Error, ErrorKind, Result};
+pub use transaction::{TransactionListener, TxState};
 pub use message::{Delay, Message, MessageBuilder, MessageExt, Receipt, SendResult, SendStatus};
