@@ -22,8 +22,6 @@ pub(crate) const DIR: &str = "commitlog";
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Placed {
     pub phys: u64,
-    pub len: u32,
-    pub store_ts: u64,
 }
 
 pub(crate) struct CommitLog {
@@ -45,27 +43,33 @@ impl CommitLog {
     /// Scans the log from its first record, checking CRCs from `verify_from` on, calls
     /// `on_record` for every valid record, and cuts the log at the first invalid one
     /// (zeroing what is cut). Returns the end.
-    pub fn recover(&mut self, verify_from: u64, mut on_record: impl FnMut(&RecordView<'_>)) -> io::Result<u64> {
+    pub fn recover(
+        &mut self,
+        verify_from: u64,
+        mut on_record: impl FnMut(&RecordView<'_>),
+    ) -> io::Result<u64> {
         let seg_size = self.seg.seg_size() as u64;
         let bases = self.seg.segment_bases();
         let mut pos = self.seg.min_pos();
         let last_base = bases.last().copied().unwrap_or(0);
         'scan: loop {
-            let step = self.seg.with_raw(pos, |buf| match record::parse(buf, pos, pos >= verify_from) {
-                Parsed::Record(r) => {
-                    on_record(&r);
-                    let base = pos - pos % seg_size;
-                    self.last_store_ts = self.last_store_ts.max(r.store_ts);
-                    self.seg_last_ts.insert(base, self.last_store_ts);
-                    Some(r.len() as u64)
+            let step = self.seg.with_raw(pos, |buf| {
+                match record::parse(buf, pos, pos >= verify_from) {
+                    Parsed::Record(r) => {
+                        on_record(&r);
+                        let base = pos - pos % seg_size;
+                        self.last_store_ts = self.last_store_ts.max(r.store_ts);
+                        self.seg_last_ts.insert(base, self.last_store_ts);
+                        Some(r.len() as u64)
+                    }
+                    Parsed::Blank => Some(buf.len() as u64),
+                    Parsed::Invalid => None,
                 }
-                Parsed::Blank => Some(buf.len() as u64),
-                Parsed::Invalid => None,
             });
             match step.flatten() {
                 Some(n) => {
                     let next = pos + n;
-                    if next % seg_size == 0 && next > last_base {
+                    if next.is_multiple_of(seg_size) && next > last_base {
                         pos = next;
                         break 'scan;
                     }
@@ -93,13 +97,15 @@ impl CommitLog {
     pub fn retained_bytes(&self) -> u64 {
         self.seg.retained_bytes()
     }
-    pub fn last_store_ts(&self) -> u64 {
-        self.last_store_ts
-    }
 
     /// Appends `specs` as one batch, with consecutive `queue_offsets`, stamped no
     /// earlier than the last record.
-    pub fn append(&mut self, specs: &[RecordSpec], queue_offsets: &[u64], now: u64) -> Result<Vec<Placed>> {
+    pub fn append(
+        &mut self,
+        specs: &[RecordSpec],
+        queue_offsets: &[u64],
+        now: u64,
+    ) -> Result<Vec<Placed>> {
         let total: usize = specs.iter().map(RecordSpec::encoded_len).sum();
         let seg_size = self.seg.seg_size();
         if total + END_FILE_MIN_BLANK > seg_size {
@@ -110,7 +116,8 @@ impl CommitLog {
         }
         let remaining = self.seg.remaining_in_segment();
         if total + END_FILE_MIN_BLANK > remaining {
-            self.seg.append_with(remaining, |buf, _| record::write_blank(buf, remaining))?;
+            self.seg
+                .append_with(remaining, |buf, _| record::write_blank(buf, remaining))?;
             self.seg.roll();
         }
         let store_ts = now.max(self.last_store_ts);
@@ -122,15 +129,14 @@ impl CommitLog {
                 spec.encode(&mut buf[off..off + len], *qo, at + off as u64, store_ts);
                 placed.push(Placed {
                     phys: at + off as u64,
-                    len: len as u32,
-                    store_ts,
                 });
                 off += len;
             }
         })?;
         self.last_store_ts = store_ts;
         let end = self.seg.write_pos() - 1;
-        self.seg_last_ts.insert(end - end % seg_size as u64, store_ts);
+        self.seg_last_ts
+            .insert(end - end % seg_size as u64, store_ts);
         Ok(placed)
     }
 

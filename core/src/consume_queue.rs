@@ -44,7 +44,12 @@ fn decode(b: &[u8]) -> CqEntry {
 
 impl ConsumeQueue {
     /// Opens a queue's files and finds its end (the first empty entry).
-    pub fn open(backend: Arc<dyn Backend>, topic: &str, queue_id: u32, entries: usize) -> io::Result<ConsumeQueue> {
+    pub fn open(
+        backend: Arc<dyn Backend>,
+        topic: &str,
+        queue_id: u32,
+        entries: usize,
+    ) -> io::Result<ConsumeQueue> {
         let mut seg = SegmentQueue::open(backend, &cq_dir(topic, queue_id), entries * ENTRY)?;
         if let Some(&last) = seg.segment_bases().last() {
             let used = seg
@@ -79,7 +84,9 @@ impl ConsumeQueue {
     /// The entry at queue offset `qo`, if retained.
     pub fn entry(&self, qo: u64) -> Option<CqEntry> {
         self.seg
-            .with_slice(qo * ENTRY as u64, |b| (b.len() >= ENTRY).then(|| decode(&b[..ENTRY])))
+            .with_slice(qo * ENTRY as u64, |b| {
+                (b.len() >= ENTRY).then(|| decode(&b[..ENTRY]))
+            })
             .flatten()
     }
 
@@ -89,15 +96,6 @@ impl ConsumeQueue {
         self.seg.with_slice(qo * ENTRY as u64, |b| {
             out.extend(b.chunks_exact(ENTRY).take(max).map(decode));
         });
-    }
-
-    /// Where the last entry's record ends in the CommitLog (0 when empty).
-    pub fn last_phys_end(&self) -> u64 {
-        let max = self.max_offset();
-        if max == 0 || max <= self.min_offset() {
-            return 0;
-        }
-        self.entry(max - 1).map_or(0, |e| if e.size == BLANK_SIZE { 0 } else { e.phys + e.size as u64 })
     }
 
     /// Writes the entry for queue offset `qo`. Idempotent: an entry already present is
@@ -110,7 +108,11 @@ impl ConsumeQueue {
         }
         if qo > max {
             self.seg.reset_to(qo * ENTRY as u64)?;
-            let filler = CqEntry { phys: 0, size: BLANK_SIZE, code: 0 };
+            let filler = CqEntry {
+                phys: 0,
+                size: BLANK_SIZE,
+                code: 0,
+            };
             while self.max_offset() < qo {
                 self.append(filler)?;
             }
@@ -179,10 +181,6 @@ impl ConsumeQueue {
     pub fn flushed_to(&mut self, upto: u64) {
         self.seg.flushed_to(upto)
     }
-
-    pub fn destroy(self) -> io::Result<()> {
-        self.seg.destroy()
-    }
 }
 
 #[cfg(test)]
@@ -191,7 +189,11 @@ mod tests {
     use crate::store::memory::MemoryBackend;
 
     fn e(phys: u64) -> CqEntry {
-        CqEntry { phys, size: 10, code: 7 }
+        CqEntry {
+            phys,
+            size: 10,
+            code: 7,
+        }
     }
 
     #[test]
@@ -204,7 +206,6 @@ mod tests {
         cq.put(3, e(999)).unwrap();
         assert_eq!(cq.entry(3), Some(e(30)));
         assert_eq!(cq.max_offset(), 10);
-        assert_eq!(cq.last_phys_end(), 100);
         cq.truncate_to_commitlog(55).unwrap();
         assert_eq!(cq.max_offset(), 5);
         let reopened = ConsumeQueue::open(b, "t", 0, 4).unwrap();

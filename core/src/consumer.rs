@@ -84,7 +84,11 @@ pub(crate) fn allocate_averagely(queues: u32, consumers: usize, index: usize) ->
     } else {
         q / c
     };
-    let start = if index < m { index * avg } else { index * avg + m };
+    let start = if index < m {
+        index * avg
+    } else {
+        index * avg + m
+    };
     let take = avg.min(q.saturating_sub(start));
     (start..start + take).map(|i| i as u32).collect()
 }

@@ -53,8 +53,4 @@ impl KeyIndex {
         });
         self.entries = entries;
     }
-
-    pub fn len(&self) -> usize {
-        self.entries
-    }
 }

@@ -31,5 +31,5 @@ pub use config::{
     BrokerConfig, ConsumerConfig, FlushMode, MessageModel, StartFrom, DEFAULT_DELAY_LEVELS,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use transaction::{TransactionListener, TxState};
 pub use message::{Delay, Message, MessageBuilder, MessageExt, Receipt, SendResult, SendStatus};
+pub use transaction::{TransactionListener, TxState};

@@ -20,15 +20,14 @@ impl OffsetTable {
     }
 
     pub fn get(&self, topic: &str, owner: &str, queue_id: u32) -> Option<u64> {
-        self.table.get(&Self::key(topic, owner))?.get(&queue_id).copied()
+        self.table
+            .get(&Self::key(topic, owner))?
+            .get(&queue_id)
+            .copied()
     }
 
     pub fn set(&mut self, topic: &str, owner: &str, queue_id: u32, offset: u64) -> bool {
         let slot = self.table.entry(Self::key(topic, owner)).or_default();
         slot.insert(queue_id, offset) != Some(offset)
-    }
-
-    pub fn remove(&mut self, topic: &str, owner: &str) {
-        self.table.remove(&Self::key(topic, owner));
     }
 }

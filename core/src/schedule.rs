@@ -35,13 +35,19 @@ pub(crate) fn parse_levels(spec: &str) -> Result<Vec<u64>> {
             "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
-            _ => return Err(Error::invalid(format!("delay level {item:?}: the unit must be s, m, h or d"))),
+            _ => {
+                return Err(Error::invalid(format!(
+                    "delay level {item:?}: the unit must be s, m, h or d"
+                )))
+            }
         };
-        let n: u64 = num
-            .parse()
-            .map_err(|_| Error::invalid(format!("delay level {item:?} is not a number and a unit")))?;
+        let n: u64 = num.parse().map_err(|_| {
+            Error::invalid(format!("delay level {item:?} is not a number and a unit"))
+        })?;
         if n == 0 {
-            return Err(Error::invalid(format!("delay level {item:?} must be positive")));
+            return Err(Error::invalid(format!(
+                "delay level {item:?} must be positive"
+            )));
         }
         out.push(n * mult);
     }
@@ -123,7 +129,9 @@ impl TimerWheel {
 
     fn read_link(&self, qo: u64) -> u64 {
         self.links
-            .with_slice(self.link_pos(qo), |b| u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8])))
+            .with_slice(self.link_pos(qo), |b| {
+                u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]))
+            })
             .unwrap_or(0)
     }
 
@@ -222,7 +230,13 @@ impl TimerWheel {
             return None;
         }
         let next_sec = (self.processed_sec + 1) * 1000;
-        Some(self.current.iter().map(|(at, _)| *at).min().map_or(next_sec, |c| c.min(next_sec)))
+        Some(
+            self.current
+                .iter()
+                .map(|(at, _)| *at)
+                .min()
+                .map_or(next_sec, |c| c.min(next_sec)),
+        )
     }
 
     /// What to persist after delivering everything due at `now`.
@@ -263,7 +277,12 @@ mod tests {
         let b: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
         let start = 1_000_000_000u64;
         let mut w = TimerWheel::new(b, 0, start).unwrap();
-        let times = [start + 1500, start + 1200, start + WHEEL_SLOTS * 1000 + 1200, start + 70_000];
+        let times = [
+            start + 1500,
+            start + 1200,
+            start + WHEEL_SLOTS * 1000 + 1200,
+            start + 70_000,
+        ];
         for (qo, at) in times.iter().enumerate() {
             w.add(qo as u64, *at).unwrap();
         }
@@ -276,7 +295,10 @@ mod tests {
         assert_eq!(w.pending(), 1);
         let cp = w.checkpoint(start + 80_000);
         assert_eq!(cp.low_water, 0);
-        assert_eq!(w.due(start + WHEEL_SLOTS * 1000 + 1200, at), vec![(start + WHEEL_SLOTS * 1000 + 1200, 2)]);
+        assert_eq!(
+            w.due(start + WHEEL_SLOTS * 1000 + 1200, at),
+            vec![(start + WHEEL_SLOTS * 1000 + 1200, 2)]
+        );
         assert_eq!(w.pending(), 0);
         assert_eq!(w.checkpoint(start + WHEEL_SLOTS * 1000 + 1300).low_water, 4);
     }

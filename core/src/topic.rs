@@ -29,7 +29,11 @@ pub(crate) fn is_reserved(name: &str) -> bool {
 
 /// Checks a topic name's characters and length.
 pub(crate) fn validate_topic(name: &str) -> Result<()> {
-    let limit = if name.starts_with(RETRY_PREFIX) { 255 } else { 127 };
+    let limit = if name.starts_with(RETRY_PREFIX) {
+        255
+    } else {
+        127
+    };
     if name.is_empty() || name.len() > limit {
         return Err(Error::invalid(format!(
             "topic names are 1 to {limit} characters, got {}",
@@ -58,10 +62,15 @@ pub(crate) fn validate_user_topic(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A topic a user may consume: their own, or a group's retry or dead-letter topic.
+/// A topic a user may consume: their own, a group's retry or dead-letter topic, or
+/// the discarded transactions.
 pub(crate) fn validate_consumable_topic(name: &str) -> Result<()> {
     validate_topic(name)?;
-    if is_reserved(name) && !name.starts_with(RETRY_PREFIX) && !name.starts_with(DLQ_PREFIX) {
+    if is_reserved(name)
+        && !name.starts_with(RETRY_PREFIX)
+        && !name.starts_with(DLQ_PREFIX)
+        && name != TRANS_CHECK_MAX_TOPIC
+    {
         return Err(Error::invalid(format!(
             "topic {name:?} is internal to the engine"
         )));
@@ -90,7 +99,7 @@ pub(crate) fn validate_group(name: &str) -> Result<()> {
 
 /// The queue a sharding key maps to: the same key always picks the same queue.
 pub(crate) fn queue_for_key(key: &str, queues: u32) -> u32 {
-    (java_hash(key).unsigned_abs() % queues.max(1)) as u32
+    java_hash(key).unsigned_abs() % queues.max(1)
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -1,6 +1,8 @@
 //! Consumer groups: clustering splits queues and delivers each message once;
 //! different groups and broadcasting consumers each see everything; offsets persist.
 
+#![allow(clippy::disallowed_methods)] // tests may start threads and read real time
+
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
@@ -63,7 +65,9 @@ fn sharding_keys_keep_per_key_order() {
     let p = b.producer("p").unwrap();
     for i in 0..20 {
         for k in 0..50 {
-            let m = Message::builder("life", format!("{k}:{i}")).sharding_key(format!("order-{k}")).build();
+            let m = Message::builder("life", format!("{k}:{i}"))
+                .sharding_key(format!("order-{k}"))
+                .build();
             p.send(m).unwrap();
         }
     }
@@ -91,7 +95,8 @@ fn tag_hash_collisions_never_leak() {
     let c = b.consumer(cfg).unwrap();
     let p = b.producer("p").unwrap();
     for tag in ["BB", "Aa", "C", "BB", "Aa"] {
-        p.send(Message::builder("t", tag).tags(tag).queue_id(0).build()).unwrap();
+        p.send(Message::builder("t", tag).tags(tag).queue_id(0).build())
+            .unwrap();
     }
     assert_eq!(bodies(&drain(&c)), vec!["Aa", "Aa"]);
 }
@@ -113,7 +118,10 @@ fn unacked_messages_go_to_the_next_owner_when_a_consumer_closes() {
     c1.close().unwrap();
     let again = drain(&c2);
     let expected: BTreeSet<String> = bodies(&got[4..]).into_iter().collect();
-    assert_eq!(bodies(&again).into_iter().collect::<BTreeSet<_>>(), expected);
+    assert_eq!(
+        bodies(&again).into_iter().collect::<BTreeSet<_>>(),
+        expected
+    );
 }
 
 #[test]
@@ -161,7 +169,10 @@ fn start_positions_apply_to_new_groups_only() {
     send(&b, "t", "newest");
     assert_eq!(bodies(&drain(&latest)), vec!["newest"]);
     assert_eq!(bodies(&drain(&by_time)), vec!["new", "newest"]);
-    assert_eq!(bodies(&drain(&consumer(&b, "fresh", "t"))), vec!["old", "new", "newest"]);
+    assert_eq!(
+        bodies(&drain(&consumer(&b, "fresh", "t"))),
+        vec!["old", "new", "newest"]
+    );
     b.reset_offset("timed", "t", StartFrom::Earliest).unwrap();
     assert_eq!(drain(&by_time).len(), 3);
 }
@@ -176,17 +187,25 @@ fn a_waiting_receiver_wakes_on_a_matching_send_only() {
     let sender = std::thread::spawn(move || {
         let p = b2.producer("p").unwrap();
         std::thread::sleep(Duration::from_millis(50));
-        p.send(Message::builder("t", "no").tags("other").build()).unwrap();
+        p.send(Message::builder("t", "no").tags("other").build())
+            .unwrap();
         std::thread::sleep(Duration::from_millis(100));
-        p.send(Message::builder("t", "yes").tags("want").build()).unwrap();
+        p.send(Message::builder("t", "yes").tags("want").build())
+            .unwrap();
     });
     let start = Instant::now();
     let got = c.receive(10, Duration::from_secs(5)).unwrap();
     let waited = start.elapsed();
     sender.join().unwrap();
     assert_eq!(bodies(&got), vec!["yes"]);
-    assert!(waited >= Duration::from_millis(140), "woke too early: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(140),
+        "woke too early: {waited:?}"
+    );
     let start = Instant::now();
-    assert!(c.receive(10, Duration::from_millis(100)).unwrap().is_empty());
+    assert!(c
+        .receive(10, Duration::from_millis(100))
+        .unwrap()
+        .is_empty());
     assert!(start.elapsed() >= Duration::from_millis(100));
 }

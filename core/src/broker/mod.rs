@@ -20,8 +20,8 @@ use crate::runtime::{Deadline, Ticker};
 use crate::store::memory::MemoryBackend;
 use crate::store::Backend;
 use crate::{
-    BrokerConfig, Clock, ConsumerConfig, Error, FlushMode, Message, MessageExt, Result,
-    SendResult, SendStatus, StartFrom, TransactionListener, TxState,
+    BrokerConfig, Clock, ConsumerConfig, Error, FlushMode, Message, MessageExt, Result, SendResult,
+    SendStatus, StartFrom, TransactionListener, TxState,
 };
 use state::State;
 
@@ -127,7 +127,7 @@ fn open_backend(config: &BrokerConfig) -> Result<Arc<dyn Backend>> {
     }
 }
 
-type Check = (u64, Arc<dyn TransactionListener>, MessageExt);
+use state::Check;
 
 impl Broker {
     /// Opens (or creates) the store the config names, recovering after an unclean exit.
@@ -152,15 +152,17 @@ impl Broker {
         #[cfg(not(target_arch = "wasm32"))]
         if inner.config.background {
             let weak: std::sync::Weak<Inner> = Arc::downgrade(&inner);
-            crate::runtime::spawn_worker("pocketmq-steps", crate::runtime::STEP_PERIOD, move || {
-                match weak.upgrade() {
+            crate::runtime::spawn_worker(
+                "pocketmq-steps",
+                crate::runtime::STEP_PERIOD,
+                move || match weak.upgrade() {
                     Some(inner) if !inner.closed.load(Ordering::Acquire) => {
                         let _ = Broker { inner }.background_step();
                         true
                     }
                     _ => false,
-                }
-            });
+                },
+            );
         }
         Ok(Broker { inner })
     }
@@ -341,7 +343,8 @@ impl Broker {
             self.wake(st);
             checks
         };
-        self.run_checks(checks)
+        self.run_checks(checks)?;
+        self.periodic_work()
     }
 
     /// When the next deferred job is due (ms since the epoch), if any: a host without
@@ -385,7 +388,11 @@ impl Broker {
                 .store
                 .queues
                 .iter()
-                .flat_map(|(t, l)| l.iter().enumerate().map(move |(q, cq)| (t.clone(), q, cq.flush_job())))
+                .flat_map(|(t, l)| {
+                    l.iter()
+                        .enumerate()
+                        .map(move |(q, cq)| (t.clone(), q, cq.flush_job()))
+                })
                 .collect();
             (st.store.commitlog.flush_job(), cq_jobs)
         };
@@ -448,7 +455,8 @@ impl Broker {
         Ok(results)
     }
 
-    /// The periodic work of the background thread (and of `tick` on wasm hosts).
+    /// The periodic work of the background thread.
+    #[cfg(not(target_arch = "wasm32"))]
     fn background_step(&self) -> Result<()> {
         let checks = {
             let mut st = self.inner.state.lock();
@@ -464,6 +472,12 @@ impl Broker {
             checks
         };
         self.run_checks(checks)?;
+        self.periodic_work()
+    }
+
+    /// Flushing (async mode), metadata persistence and resident-set trimming, each
+    /// at its real-time interval.
+    fn periodic_work(&self) -> Result<()> {
         let (flush, persist, release) = {
             let mut p = self.inner.periodic.lock();
             let interval = Duration::from_millis(self.inner.config.flush_interval_ms.max(1));
@@ -488,6 +502,9 @@ impl Broker {
     fn persist_metadata(&self) -> Result<()> {
         let (files, backend) = {
             let mut st = self.inner.state.lock();
+            if !st.store.backend.is_persistent() {
+                return Ok(());
+            }
             let now = self.now();
             (st.dirty_metadata(now)?, st.store.backend.clone())
         };
@@ -554,7 +571,9 @@ impl Drop for Inner {
 
 fn seed() -> u32 {
     use std::hash::{BuildHasher, Hasher};
-    std::collections::hash_map::RandomState::new().build_hasher().finish() as u32
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish() as u32
 }
 
 /// Sends messages on behalf of a producer group. Queue selection: an explicit
@@ -595,7 +614,11 @@ impl TransactionProducer {
     /// Stores `msg` as a half message (invisible to consumers), runs `execute` on it
     /// and records the outcome: COMMIT makes it visible, ROLLBACK drops it, UNKNOWN
     /// leaves it to the check-back.
-    pub fn send(&self, msg: Message, execute: impl FnOnce(&MessageExt) -> TxState) -> Result<SendResult> {
+    pub fn send(
+        &self,
+        msg: Message,
+        execute: impl FnOnce(&MessageExt) -> TxState,
+    ) -> Result<SendResult> {
         let broker = &self.producer.broker;
         let rr = self.producer.rr.fetch_add(1, Ordering::Relaxed);
         let now = broker.now();

@@ -25,6 +25,9 @@ use crate::{
 
 pub(crate) type Callback = Box<dyn FnOnce() + Send>;
 
+/// A transaction check to run outside the lock: half queue offset, listener, message.
+pub(crate) type Check = (u64, Arc<dyn TransactionListener>, MessageExt);
+
 /// Broker options the engine consults after open.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -52,7 +55,8 @@ impl Counter {
         if self.samples.back().is_none_or(|(t, _)| now >= t + 1000) {
             self.samples.push_back((now, self.total));
         }
-        while self.samples.len() > 2 && self.samples.front().is_some_and(|(t, _)| now > t + 60_000) {
+        while self.samples.len() > 2 && self.samples.front().is_some_and(|(t, _)| now > t + 60_000)
+        {
             self.samples.pop_front();
         }
     }
@@ -129,10 +133,15 @@ impl State {
         let mut store = Store::open(backend.clone(), seg_size, levels, fresh_nonce())?;
         let offsets: OffsetTable = read_json(&*backend, OffsetTable::FILE)?.unwrap_or_default();
         let delay: DelayOffsets = read_json(&*backend, DelayOffsets::FILE)?.unwrap_or_default();
-        let timer_cp: TimerCheckpoint = read_json(&*backend, TimerCheckpoint::FILE)?.unwrap_or_default();
+        let timer_cp: TimerCheckpoint =
+            read_json(&*backend, TimerCheckpoint::FILE)?.unwrap_or_default();
         let tx_cp: TxCheckpoint = read_json(&*backend, TxCheckpoint::FILE)?.unwrap_or_default();
-        let mut timer = TimerWheel::new(backend.clone(), timer_cp.low_water, timer_cp.delivered_until)
-            .map_err(store::store_err)?;
+        let mut timer = TimerWheel::new(
+            backend.clone(),
+            timer_cp.low_water,
+            timer_cp.delivered_until,
+        )
+        .map_err(store::store_err)?;
         let mut tx = Transactions::default();
         let mut failure = None;
         store.recover(|r, kind, code| {
@@ -230,7 +239,9 @@ impl State {
         let bad = |s: &str| s.bytes().any(|b| b == 1 || b == 2);
         if let Some(t) = &m.tags {
             if t.is_empty() || bad(t) || t.contains("||") {
-                return Err(Error::invalid(format!("tag {t:?}: a tag is one non-empty word")));
+                return Err(Error::invalid(format!(
+                    "tag {t:?}: a tag is one non-empty word"
+                )));
             }
         }
         for k in &m.keys {
@@ -439,7 +450,13 @@ impl State {
                     match topic_in.get_mut(r.topic()) {
                         Some(c) => c.total += 1,
                         None => {
-                            topic_in.insert(r.topic().to_string(), Counter { total: 1, ..Counter::default() });
+                            topic_in.insert(
+                                r.topic().to_string(),
+                                Counter {
+                                    total: 1,
+                                    ..Counter::default()
+                                },
+                            );
                         }
                     }
                 }
@@ -499,7 +516,11 @@ impl State {
             if user_topic && !self.settings.auto_create_topics {
                 return Err(Error::TopicNotFound(cfg.topic.clone()));
             }
-            let n = if user_topic { self.settings.default_queues } else { 1 };
+            let n = if user_topic {
+                self.settings.default_queues
+            } else {
+                1
+            };
             self.store.create_topic(&cfg.topic, n)?;
         }
         let handle = self.next_consumer;
@@ -570,7 +591,10 @@ impl State {
             .collect();
         let retry = format!("{RETRY_PREFIX}{group}");
         let mut plan: BTreeMap<u64, Vec<(String, u32)>> = BTreeMap::new();
-        let mut topics: Vec<String> = members.iter().map(|h| self.consumers[h].topic.clone()).collect();
+        let mut topics: Vec<String> = members
+            .iter()
+            .map(|h| self.consumers[h].topic.clone())
+            .collect();
         topics.sort();
         topics.dedup();
         for t in &topics {
@@ -582,14 +606,20 @@ impl State {
                 .map(|(c, h)| (c.name.clone(), h, c.model))
                 .collect();
             subs.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-            let clustering: Vec<&(String, u64, MessageModel)> =
-                subs.iter().filter(|s| s.2 == MessageModel::Clustering).collect();
+            let clustering: Vec<&(String, u64, MessageModel)> = subs
+                .iter()
+                .filter(|s| s.2 == MessageModel::Clustering)
+                .collect();
             for (i, s) in clustering.iter().enumerate() {
                 let share = allocate_averagely(queues, clustering.len(), i);
-                plan.entry(s.1).or_default().extend(share.into_iter().map(|q| (t.clone(), q)));
+                plan.entry(s.1)
+                    .or_default()
+                    .extend(share.into_iter().map(|q| (t.clone(), q)));
             }
             for s in subs.iter().filter(|s| s.2 == MessageModel::Broadcasting) {
-                plan.entry(s.1).or_default().extend((0..queues).map(|q| (t.clone(), q)));
+                plan.entry(s.1)
+                    .or_default()
+                    .extend((0..queues).map(|q| (t.clone(), q)));
             }
         }
         // The group's retry topic: shared by its clustering consumers, one queue.
@@ -604,14 +634,20 @@ impl State {
             let queues = self.store.system_queues(&retry, 1)?;
             for (i, (_, h)) in clustering.iter().enumerate() {
                 let share = allocate_averagely(queues, clustering.len(), i);
-                plan.entry(*h).or_default().extend(share.into_iter().map(|q| (retry.clone(), q)));
+                plan.entry(*h)
+                    .or_default()
+                    .extend(share.into_iter().map(|q| (retry.clone(), q)));
             }
         }
         for h in members {
             let assigned = plan.remove(&h).unwrap_or_default();
             let owner = self.consumers[&h].owner();
             for (t, q) in &assigned {
-                let from = if t == &retry { StartFrom::Earliest } else { start };
+                let from = if t == &retry {
+                    StartFrom::Earliest
+                } else {
+                    start
+                };
                 self.ensure_progress(&owner, t, *q, from, now);
                 let p = self
                     .progress
@@ -660,7 +696,9 @@ impl State {
     }
 
     fn start_offset(&self, t: &str, q: u32, start: StartFrom, now: u64) -> u64 {
-        let Some(cq) = self.store.cq(t, q) else { return 0 };
+        let Some(cq) = self.store.cq(t, q) else {
+            return 0;
+        };
         match start {
             StartFrom::Earliest => cq.min_offset(),
             StartFrom::Latest => cq.max_offset(),
@@ -670,9 +708,14 @@ impl State {
 
     /// The first queue offset of (t, q) stored at or after `ms`.
     fn offset_at_time(&self, t: &str, q: u32, ms: u64) -> u64 {
-        let Some(cq) = self.store.cq(t, q) else { return 0 };
+        let Some(cq) = self.store.cq(t, q) else {
+            return 0;
+        };
         let log = &self.store.commitlog;
-        cq.search(|e| log.with_record(e.phys, |r| r.store_ts >= ms).unwrap_or(false))
+        cq.search(|e| {
+            log.with_record(e.phys, |r| r.store_ts >= ms)
+                .unwrap_or(false)
+        })
     }
 
     fn visible(entry_end: u64, visible_end: u64) -> bool {
@@ -680,7 +723,13 @@ impl State {
     }
 
     /// Up to `max` messages for consumer `handle`, without waiting.
-    pub fn receive(&mut self, handle: u64, max: usize, visible_end: u64, now: u64) -> Result<Vec<MessageExt>> {
+    pub fn receive(
+        &mut self,
+        handle: u64,
+        max: usize,
+        visible_end: u64,
+        now: u64,
+    ) -> Result<Vec<MessageExt>> {
         self.check_open()?;
         let State {
             store,
@@ -709,7 +758,9 @@ impl State {
             key.1.clear();
             key.1.push_str(t);
             key.2 = *q;
-            let Some(p) = progress.get_mut(&key) else { continue };
+            let Some(p) = progress.get_mut(&key) else {
+                continue;
+            };
             let Some(cq) = store.cq(t, *q) else { continue };
             let is_retry = t.starts_with(RETRY_PREFIX);
             let filter = if is_retry { None } else { Some(&c.filter) };
@@ -762,7 +813,10 @@ impl State {
                         *offsets_dirty = true;
                         continue;
                     };
-                    m.body = store.commitlog.read(e.phys + at as u64, len).unwrap_or_default();
+                    m.body = store
+                        .commitlog
+                        .read(e.phys + at as u64, len)
+                        .unwrap_or_default();
                     m.reconsume_times += p.orderly_retries;
                     m.receipt = Some(Receipt {
                         consumer: handle,
@@ -803,15 +857,19 @@ impl State {
             }
             self.store.cq(t, *q).is_some_and(|cq| {
                 p.next < cq.max_offset()
-                    && cq
-                        .entry(p.next.max(cq.min_offset()))
-                        .is_none_or(|e| e.phys + e.size as u64 <= visible_end || e.size == i32::MAX as u32)
+                    && cq.entry(p.next.max(cq.min_offset())).is_none_or(|e| {
+                        e.phys + e.size as u64 <= visible_end || e.size == i32::MAX as u32
+                    })
             })
         })
     }
 
     /// The progress a receipt refers to, if it is still current.
-    fn progress_for(&mut self, handle: u64, msg: &MessageExt) -> Result<Option<(ProgressKey, Receipt)>> {
+    fn progress_for(
+        &mut self,
+        handle: u64,
+        msg: &MessageExt,
+    ) -> Result<Option<(ProgressKey, Receipt)>> {
         self.check_open()?;
         let Some(c) = self.consumers.get(&handle) else {
             return Err(Error::Closed);
@@ -886,7 +944,12 @@ impl State {
         let copy = self.store.commitlog.with_record(phys, |rv| {
             let mut p = copy_properties(
                 rv.raw_properties(),
-                &[prop::DELAY, prop::TIMER_DELIVER_MS, prop::REAL_TOPIC, prop::REAL_QID],
+                &[
+                    prop::DELAY,
+                    prop::TIMER_DELIVER_MS,
+                    prop::REAL_TOPIC,
+                    prop::REAL_QID,
+                ],
             );
             let raw = rv.raw_properties();
             if record::prop_value(raw, prop::RETRY_TOPIC).is_none() {
@@ -905,7 +968,11 @@ impl State {
             // The original is gone (retention): nothing left to retry.
             return Ok(());
         };
-        let body = self.store.commitlog.read(phys + at as u64, len).unwrap_or_default();
+        let body = self
+            .store
+            .commitlog
+            .read(phys + at as u64, len)
+            .unwrap_or_default();
         let reconsume = msg.reconsume_times + 1;
         let (t, q) = if to_dlq {
             let dlq = format!("{DLQ_PREFIX}{group}");
@@ -940,7 +1007,7 @@ impl State {
 
     /// Delivers what is due at `now`: delayed messages, timers, orderly pauses ending,
     /// and applies retention. Returns the transaction checks to run (outside the lock).
-    pub fn run_due(&mut self, now: u64) -> Result<Vec<(u64, Arc<dyn TransactionListener>, MessageExt)>> {
+    pub fn run_due(&mut self, now: u64) -> Result<Vec<Check>> {
         if self.closed {
             return Ok(Vec::new());
         }
@@ -950,7 +1017,11 @@ impl State {
             self.deliver_timers(now)?;
             checks = self.due_checks(now)?;
             // An orderly pause ending makes messages available again.
-            if self.progress.values().any(|p| p.suspend_until != 0 && p.suspend_until <= now) {
+            if self
+                .progress
+                .values()
+                .any(|p| p.suspend_until != 0 && p.suspend_until <= now)
+            {
                 for p in self.progress.values_mut() {
                     if p.suspend_until != 0 && p.suspend_until <= now {
                         p.suspend_until = 0;
@@ -988,7 +1059,13 @@ impl State {
         let mut next = u64::MAX;
         for level in 1..=self.settings.levels.len() as u32 {
             if let Some(cq) = self.store.cq(topic::SCHEDULE_TOPIC, level - 1) {
-                let cur = self.delay.table.get(&level).copied().unwrap_or(0).max(cq.min_offset());
+                let cur = self
+                    .delay
+                    .table
+                    .get(&level)
+                    .copied()
+                    .unwrap_or(0)
+                    .max(cq.min_offset());
                 if let Some(e) = cq.entry(cur) {
                     next = next.min(e.code);
                 }
@@ -1026,9 +1103,20 @@ impl State {
                 record::push_prop(&mut p, prop::UNIQ_KEY, &record::make_msg_id(nonce, phys));
             }
             let (at, len) = r.body_range();
-            (real_topic, real_qid, p, r.sys_flag, r.born_ts, r.reconsume_times, at, len)
+            (
+                real_topic,
+                real_qid,
+                p,
+                r.sys_flag,
+                r.born_ts,
+                r.reconsume_times,
+                at,
+                len,
+            )
         });
-        let Some((Some(real_topic), real_qid, props, sys_flag, born_ts, reconsume, at, len)) = found else {
+        let Some((Some(real_topic), real_qid, props, sys_flag, born_ts, reconsume, at, len)) =
+            found
+        else {
             return Ok(None);
         };
         if real_topic == topic::TRANS_HALF_TOPIC {
@@ -1037,12 +1125,20 @@ impl State {
         let queues = match self.store.topics.queues(&real_topic) {
             Some(n) => n,
             None => {
-                let n = if topic::is_reserved(&real_topic) { 1 } else { self.settings.default_queues };
+                let n = if topic::is_reserved(&real_topic) {
+                    1
+                } else {
+                    self.settings.default_queues
+                };
                 self.store.create_topic(&real_topic, n)?;
                 n
             }
         };
-        let body = self.store.commitlog.read(phys + at as u64, len).unwrap_or_default();
+        let body = self
+            .store
+            .commitlog
+            .read(phys + at as u64, len)
+            .unwrap_or_default();
         Ok(Some(RecordSpec {
             topic: real_topic,
             queue_id: real_qid % queues.max(1),
@@ -1057,9 +1153,14 @@ impl State {
 
     fn deliver_delayed(&mut self, now: u64) -> Result<()> {
         for level in 1..=self.settings.levels.len() as u32 {
-            loop {
-                let Some(cq) = self.store.cq(topic::SCHEDULE_TOPIC, level - 1) else { break };
-                let mut cur = self.delay.table.get(&level).copied().unwrap_or(0).max(cq.min_offset());
+            while let Some(cq) = self.store.cq(topic::SCHEDULE_TOPIC, level - 1) {
+                let mut cur = self
+                    .delay
+                    .table
+                    .get(&level)
+                    .copied()
+                    .unwrap_or(0)
+                    .max(cq.min_offset());
                 let mut due = Vec::new();
                 while cur < cq.max_offset() && due.len() < 256 {
                     match cq.entry(cur) {
@@ -1101,7 +1202,11 @@ impl State {
         for chunk in due.chunks(256) {
             let mut specs = Vec::with_capacity(chunk.len());
             for &(_, qo) in chunk {
-                let phys = self.store.cq(topic::TIMER_TOPIC, 0).and_then(|cq| cq.entry(qo)).map(|e| e.phys);
+                let phys = self
+                    .store
+                    .cq(topic::TIMER_TOPIC, 0)
+                    .and_then(|cq| cq.entry(qo))
+                    .map(|e| e.phys);
                 if let Some(phys) = phys {
                     if let Some(s) = self.real_copy(phys, &[prop::DELAY, prop::TIMER_DELIVER_MS])? {
                         specs.push(s);
@@ -1115,10 +1220,12 @@ impl State {
         Ok(())
     }
 
-    fn due_checks(&mut self, now: u64) -> Result<Vec<(u64, Arc<dyn TransactionListener>, MessageExt)>> {
+    fn due_checks(&mut self, now: u64) -> Result<Vec<Check>> {
         let mut jobs = Vec::new();
         for qo in self.tx.due(now) {
-            let Some(p) = self.tx.pending.get(&qo).cloned() else { continue };
+            let Some(p) = self.tx.pending.get(&qo).cloned() else {
+                continue;
+            };
             if p.checks >= self.settings.max_checks {
                 self.discard_half(qo, p.phys, now)?;
                 continue;
@@ -1169,7 +1276,13 @@ impl State {
 
     /// Stores a half message for `group`; returns (send result, half queue offset, the
     /// half message as `execute` sees it).
-    pub fn send_half(&mut self, group: &str, m: Message, rr: u32, now: u64) -> Result<(SendResult, u64, MessageExt)> {
+    pub fn send_half(
+        &mut self,
+        group: &str,
+        m: Message,
+        rr: u32,
+        now: u64,
+    ) -> Result<(SendResult, u64, MessageExt)> {
         self.check_open()?;
         if m.delay != Delay::None {
             return Err(Error::invalid("a transactional message cannot be delayed"));
@@ -1197,10 +1310,9 @@ impl State {
         };
         let placed = self.put(std::slice::from_ref(&spec), now)?;
         let (phys, qo) = placed[0];
-        let half = self
-            .store
-            .message_at(phys)
-            .ok_or_else(|| Error::StoreCorrupted("a half message vanished after its append".into()))?;
+        let half = self.store.message_at(phys).ok_or_else(|| {
+            Error::StoreCorrupted("a half message vanished after its append".into())
+        })?;
         let result = SendResult {
             msg_id: record::make_msg_id(self.store.nonce, phys),
             topic: m.topic,
@@ -1267,7 +1379,12 @@ impl State {
             .table
             .keys()
             .filter_map(|k| k.strip_prefix(&format!("{t}@")).map(str::to_string))
-            .chain(self.progress.keys().filter(|(_, pt, _)| pt == t).map(|(o, _, _)| o.clone()))
+            .chain(
+                self.progress
+                    .keys()
+                    .filter(|(_, pt, _)| pt == t)
+                    .map(|(o, _, _)| o.clone()),
+            )
             .filter(|o| o == group || o.starts_with(&bcast))
             .collect();
         owners.sort();
@@ -1380,7 +1497,11 @@ impl State {
             .map(|(g, t)| {
                 let out = self.group_out.get(&(g.clone(), t.clone()));
                 GroupStats {
-                    consumers: self.consumers.values().filter(|c| c.group == g && c.topic == t).count(),
+                    consumers: self
+                        .consumers
+                        .values()
+                        .filter(|c| c.group == g && c.topic == t)
+                        .count(),
                     lag: self.lag(&g, &t).unwrap_or(0),
                     messages_out: out.map_or(0, |c| c.total),
                     out_rate: out.map_or(0.0, |c| c.rate(now)),
@@ -1402,7 +1523,13 @@ impl State {
         let mut n = self.timer.pending();
         for level in 1..=self.settings.levels.len() as u32 {
             if let Some(cq) = self.store.cq(topic::SCHEDULE_TOPIC, level - 1) {
-                let cur = self.delay.table.get(&level).copied().unwrap_or(0).max(cq.min_offset());
+                let cur = self
+                    .delay
+                    .table
+                    .get(&level)
+                    .copied()
+                    .unwrap_or(0)
+                    .max(cq.min_offset());
                 n += cq.max_offset().saturating_sub(cur);
             }
         }
@@ -1427,7 +1554,9 @@ impl State {
             self.delay_dirty = false;
         }
         let cp = self.timer.checkpoint(now);
-        if cp != self.timer_saved && (self.timer.pending() > 0 || self.timer_saved.low_water != cp.low_water) {
+        if cp != self.timer_saved
+            && (self.timer.pending() > 0 || self.timer_saved.low_water != cp.low_water)
+        {
             out.push((TimerCheckpoint::FILE, json(&cp)?));
             self.timer_saved = cp;
         }

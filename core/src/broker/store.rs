@@ -75,10 +75,20 @@ pub(crate) struct Store {
 
 impl Store {
     /// Opens the backend's files (no replay yet).
-    pub fn open(backend: Arc<dyn Backend>, seg_size: usize, levels: Vec<u64>, fresh_nonce: u64) -> Result<Store> {
+    pub fn open(
+        backend: Arc<dyn Backend>,
+        seg_size: usize,
+        levels: Vec<u64>,
+        fresh_nonce: u64,
+    ) -> Result<Store> {
         let unclean = backend.read_meta(ABORT_FILE)?.is_some();
         let checkpoint: Option<Checkpoint> = read_json(&*backend, Checkpoint::FILE)?;
         let topics: TopicRegistry = read_json(&*backend, TopicRegistry::FILE)?.unwrap_or_default();
+        // An existing store keeps the segment size it was created with.
+        let seg_size = match backend.list(crate::commitlog::DIR)?.first() {
+            Some(&base) => backend.open(crate::commitlog::DIR, base, 0, false)?.len(),
+            None => seg_size,
+        };
         let commitlog = CommitLog::open(backend.clone(), seg_size).map_err(store_err)?;
         let cq_entries = if backend.is_persistent() {
             FILE_ENTRIES
@@ -107,7 +117,11 @@ impl Store {
                 continue;
             }
             let dirs = store.backend.list_dirs(&format!("consumequeue/{name}"))?;
-            let on_disk = dirs.iter().filter_map(|d| d.parse::<u32>().ok()).max().map_or(0, |m| m + 1);
+            let on_disk = dirs
+                .iter()
+                .filter_map(|d| d.parse::<u32>().ok())
+                .max()
+                .map_or(0, |m| m + 1);
             let want = store.topics.queues(&name).unwrap_or(0).max(on_disk);
             store.ensure_queues(&name, want)?;
         }
@@ -145,9 +159,15 @@ impl Store {
         }
         let mut added = Vec::new();
         for q in have..n {
-            added.push(ConsumeQueue::open(self.backend.clone(), topic, q, self.cq_entries).map_err(store_err)?);
+            added.push(
+                ConsumeQueue::open(self.backend.clone(), topic, q, self.cq_entries)
+                    .map_err(store_err)?,
+            );
         }
-        self.queues.entry(topic.to_string()).or_default().extend(added);
+        self.queues
+            .entry(topic.to_string())
+            .or_default()
+            .extend(added);
         Ok(())
     }
 
@@ -190,6 +210,16 @@ impl Store {
         now: u64,
         mut on_dispatch: impl FnMut(&RecordView<'_>, Kind, u64),
     ) -> Result<Vec<Placed>> {
+        for s in specs {
+            if self.cq(&s.topic, s.queue_id).is_none() {
+                let n = self
+                    .topics
+                    .queues(&s.topic)
+                    .unwrap_or(0)
+                    .max(s.queue_id + 1);
+                self.create_topic(&s.topic, n)?;
+            }
+        }
         let mut qos = Vec::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
             let base = self.next_queue_offset(&s.topic, s.queue_id);
@@ -206,7 +236,11 @@ impl Store {
         Ok(placed)
     }
 
-    fn dispatch_at(&mut self, phys: u64, on_dispatch: &mut impl FnMut(&RecordView<'_>, Kind, u64)) -> Result<()> {
+    fn dispatch_at(
+        &mut self,
+        phys: u64,
+        on_dispatch: &mut impl FnMut(&RecordView<'_>, Kind, u64),
+    ) -> Result<()> {
         let Store {
             commitlog,
             queues,
@@ -217,7 +251,9 @@ impl Store {
         let r = commitlog.with_record(phys, |r| dispatch(r, queues, index, levels, on_dispatch));
         match r {
             Some(res) => res,
-            None => Err(Error::StoreCorrupted(format!("record at {phys} vanished after its append"))),
+            None => Err(Error::StoreCorrupted(format!(
+                "record at {phys} vanished after its append"
+            ))),
         }
     }
 
@@ -299,8 +335,16 @@ impl Store {
     /// Deletes expired CommitLog segments (or, when the disk is nearly full, the
     /// oldest ones regardless of age), at most 10 per pass, never the active one, and
     /// moves every queue's minimum after them. True when something was deleted.
-    pub fn apply_retention(&mut self, now: u64, reserved_ms: u64, clean_forcibly_ratio: f64) -> Result<bool> {
-        let forcibly = self.backend.disk_usage().is_some_and(|u| u >= clean_forcibly_ratio);
+    pub fn apply_retention(
+        &mut self,
+        now: u64,
+        reserved_ms: u64,
+        clean_forcibly_ratio: f64,
+    ) -> Result<bool> {
+        let forcibly = self
+            .backend
+            .disk_usage()
+            .is_some_and(|u| u >= clean_forcibly_ratio);
         let mut deleted = 0;
         for (_, last_ts) in self.commitlog.sealed_segments() {
             if deleted >= 10 || !(forcibly || last_ts.saturating_add(reserved_ms) <= now) {
@@ -337,7 +381,11 @@ fn dispatch(
     let kind = kind_of(topic);
     let code = match kind {
         Kind::Schedule => {
-            let delay = levels.get(r.queue_id as usize).or(levels.last()).copied().unwrap_or(0);
+            let delay = levels
+                .get(r.queue_id as usize)
+                .or(levels.last())
+                .copied()
+                .unwrap_or(0);
             r.store_ts + delay
         }
         Kind::Timer => r
@@ -346,7 +394,10 @@ fn dispatch(
             .unwrap_or(r.store_ts),
         _ => record::tag_code(r.tags()),
     };
-    let Some(cq) = queues.get_mut(topic).and_then(|l| l.get_mut(r.queue_id as usize)) else {
+    let Some(cq) = queues
+        .get_mut(topic)
+        .and_then(|l| l.get_mut(r.queue_id as usize))
+    else {
         return Err(Error::StoreCorrupted(format!(
             "record at {} names queue {} of {topic}, which does not exist",
             r.phys, r.queue_id
@@ -375,7 +426,10 @@ pub(crate) fn store_err(e: io::Error) -> Error {
     }
 }
 
-pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(backend: &dyn Backend, name: &str) -> Result<Option<T>> {
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(
+    backend: &dyn Backend,
+    name: &str,
+) -> Result<Option<T>> {
     match backend.read_meta(name)? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes)
@@ -385,7 +439,8 @@ pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(backend: &dyn Backend, nam
 }
 
 pub(crate) fn write_json<T: Serialize>(backend: &dyn Backend, name: &str, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::StoreCorrupted(format!("{name}: {e}")))?;
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| Error::StoreCorrupted(format!("{name}: {e}")))?;
     backend.write_meta(name, &bytes)?;
     Ok(())
 }

@@ -21,7 +21,6 @@ pub(crate) const FIXED_LEN: usize = 91;
 /// The largest properties block RocketMQ accepts (a signed short).
 pub(crate) const MAX_PROPERTIES_LEN: usize = 32767;
 
-pub(crate) const SYS_FLAG_TX_PREPARED: u32 = 0x4;
 pub(crate) const SYS_FLAG_TX_COMMIT: u32 = 0x8;
 
 const NAME_SEP: u8 = 1;
@@ -107,7 +106,11 @@ impl RecordSpec {
     /// The record's size in the log.
     pub fn encoded_len(&self) -> usize {
         let topic_len = if self.topic.len() > 127 { 2 } else { 1 };
-        FIXED_LEN - 1 + topic_len + self.body.len() + self.topic.len() + self.properties.len()
+        FIXED_LEN - 1
+            + topic_len
+            + self.body.len()
+            + self.topic.len()
+            + self.properties.len()
             + CRC_TAIL_LEN
     }
 
@@ -236,7 +239,8 @@ pub(crate) fn parse(buf: &[u8], at: u64, verify: bool) -> Parsed<'_> {
     let props_len = u16::from_be_bytes([rec[pos], rec[pos + 1]]) as usize;
     pos += 2;
     let props_at = pos;
-    if pos + props_len != total || std::str::from_utf8(&rec[topic_at..topic_at + topic_len]).is_err()
+    if pos + props_len != total
+        || std::str::from_utf8(&rec[topic_at..topic_at + topic_len]).is_err()
     {
         return Parsed::Invalid;
     }
@@ -249,8 +253,8 @@ pub(crate) fn parse(buf: &[u8], at: u64, verify: bool) -> Parsed<'_> {
         }
         let digits_at = total - 11;
         let tail = &rec[total - CRC_TAIL_LEN..];
-        if &tail[..CRC_PROP.len()] != CRC_PROP || read_digits(&rec[digits_at..digits_at + 10])
-            != Some(crc32(&rec[..digits_at]))
+        if &tail[..CRC_PROP.len()] != CRC_PROP
+            || read_digits(&rec[digits_at..digits_at + 10]) != Some(crc32(&rec[..digits_at]))
         {
             return Parsed::Invalid;
         }
@@ -304,7 +308,7 @@ impl<'a> RecordView<'a> {
 
     /// The message as users see it. `body` is the record's body (a zero-copy slice
     /// of the segment where the backend allows).
-    pub fn to_message(&self, nonce: u64, body: Bytes) -> MessageExt {
+    pub fn to_message(self, nonce: u64, body: Bytes) -> MessageExt {
         let mut properties = BTreeMap::new();
         let mut tags = None;
         let mut keys = Vec::new();
@@ -312,7 +316,13 @@ impl<'a> RecordView<'a> {
         for (k, v) in props_iter(self.raw_properties()) {
             match k {
                 prop::TAGS => tags = Some(v.to_string()),
-                prop::KEYS => keys = v.split(' ').filter(|k| !k.is_empty()).map(String::from).collect(),
+                prop::KEYS => {
+                    keys = v
+                        .split(' ')
+                        .filter(|k| !k.is_empty())
+                        .map(String::from)
+                        .collect()
+                }
                 prop::UNIQ_KEY => msg_id = Some(v.to_string()),
                 _ => {
                     properties.insert(k.to_string(), v.to_string());
@@ -326,7 +336,9 @@ impl<'a> RecordView<'a> {
         let mut queue_id = self.queue_id;
         if matches!(
             stored,
-            crate::topic::SCHEDULE_TOPIC | crate::topic::TIMER_TOPIC | crate::topic::TRANS_HALF_TOPIC
+            crate::topic::SCHEDULE_TOPIC
+                | crate::topic::TIMER_TOPIC
+                | crate::topic::TRANS_HALF_TOPIC
         ) {
             if let Some(real) = properties.get(prop::REAL_TOPIC) {
                 topic = real.clone();
@@ -493,7 +505,10 @@ mod tests {
         assert_eq!(m.keys, vec!["k1", "k2"]);
         assert_eq!(m.properties.get("color").map(String::as_str), Some("blue"));
         assert!(!m.properties.contains_key("__CRC32#"));
-        assert_eq!(buf.len(), FIXED_LEN + 5 + 6 + s.properties.len() + CRC_TAIL_LEN);
+        assert_eq!(
+            buf.len(),
+            FIXED_LEN + 5 + 6 + s.properties.len() + CRC_TAIL_LEN
+        );
     }
 
     #[test]
@@ -517,7 +532,10 @@ mod tests {
         // Wrong position: a stale record copied elsewhere.
         assert!(matches!(parse(&buf, 0, true), Parsed::Invalid));
         // Torn: shorter than the header says.
-        assert!(matches!(parse(&buf[..buf.len() - 1], 64, true), Parsed::Invalid));
+        assert!(matches!(
+            parse(&buf[..buf.len() - 1], 64, true),
+            Parsed::Invalid
+        ));
         assert!(matches!(parse(&buf[..6], 64, true), Parsed::Invalid));
         // A flipped body byte fails the body CRC; a flipped header byte the record CRC.
         let mut b = buf.clone();

@@ -167,13 +167,6 @@ impl Backend for FileBackend {
         }
     }
 
-    fn remove_dir(&self, dir: &str) -> io::Result<()> {
-        match fs::remove_dir_all(self.root.join(dir)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
-
     fn read_meta(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
         match fs::read(self.root.join(name)) {
             Ok(b) => Ok(Some(b)),

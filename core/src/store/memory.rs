@@ -34,7 +34,11 @@ impl MemRegion {
 impl Drop for MemRegion {
     fn drop(&mut self) {
         // SAFETY: ptr and len come from Box::into_raw of a boxed slice of len bytes.
-        unsafe { drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr, self.len))) };
+        unsafe {
+            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                self.ptr, self.len,
+            )))
+        };
     }
 }
 
@@ -89,7 +93,10 @@ impl Backend for MemoryBackend {
             return Ok(r.clone());
         }
         if !create {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{dir}/{base}")));
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{dir}/{base}"),
+            ));
         }
         let r = Arc::new(MemRegion::new(size));
         segs.insert(key, r.clone());
@@ -97,10 +104,6 @@ impl Backend for MemoryBackend {
     }
     fn remove(&self, dir: &str, base: u64) -> io::Result<()> {
         self.segments.lock().remove(&(dir.to_string(), base));
-        Ok(())
-    }
-    fn remove_dir(&self, dir: &str) -> io::Result<()> {
-        self.segments.lock().retain(|(d, _), _| d != dir);
         Ok(())
     }
     fn read_meta(&self, name: &str) -> io::Result<Option<Vec<u8>>> {

@@ -41,7 +41,6 @@ pub(crate) trait Backend: Send + Sync {
     /// when `create` is set. A segment of the wrong size is `StoreCorrupted`-worthy.
     fn open(&self, dir: &str, base: u64, size: usize, create: bool) -> io::Result<Arc<dyn Region>>;
     fn remove(&self, dir: &str, base: u64) -> io::Result<()>;
-    fn remove_dir(&self, dir: &str) -> io::Result<()>;
     fn read_meta(&self, name: &str) -> io::Result<Option<Vec<u8>>>;
     /// Replaces `name` atomically (temp file, fsync, rename).
     fn write_meta(&self, name: &str, data: &[u8]) -> io::Result<()>;
@@ -114,7 +113,10 @@ impl SegmentQueue {
         let mut segs = Vec::new();
         for base in backend.list(dir)? {
             if base % seg_size as u64 != 0 {
-                return Err(corrupt(format!("{dir}/{}: not on a segment boundary", segment_name(base))));
+                return Err(corrupt(format!(
+                    "{dir}/{}: not on a segment boundary",
+                    segment_name(base)
+                )));
             }
             if let Some(prev) = segs.last() {
                 let prev: &Segment = prev;
@@ -157,9 +159,6 @@ impl SegmentQueue {
     }
     pub fn flushed(&self) -> u64 {
         self.flushed
-    }
-    pub fn is_empty(&self) -> bool {
-        self.segs.is_empty()
     }
     pub fn segment_bases(&self) -> Vec<u64> {
         self.segs.iter().map(|s| s.base).collect()
@@ -229,7 +228,11 @@ impl SegmentQueue {
 
     /// Appends `len` bytes written by `fill` (which gets the buffer and its offset).
     /// The caller guarantees `len <= remaining_in_segment()`.
-    pub fn append_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8], u64)) -> io::Result<u64> {
+    pub fn append_with(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8], u64),
+    ) -> io::Result<u64> {
         let at = self.write_pos;
         let base = at - at % self.seg_size as u64;
         if self.segs.last().is_none_or(|s| s.base != base) {
@@ -241,7 +244,10 @@ impl SegmentQueue {
         }
         let seg = self.segs.last().expect("a segment was just ensured");
         let off = (at - base) as usize;
-        assert!(off + len <= self.seg_size, "append crosses a segment boundary");
+        assert!(
+            off + len <= self.seg_size,
+            "append crosses a segment boundary"
+        );
         // SAFETY: [off, off+len) is inside the region and above the write position,
         // so no reader holds it; the engine's lock serialises appends.
         let buf = unsafe { std::slice::from_raw_parts_mut(seg.region.as_ptr().add(off), len) };
@@ -253,14 +259,18 @@ impl SegmentQueue {
     /// Overwrites written bytes at `pos` (for small in-place structures such as the
     /// timer wheel's links, which only the engine's lock holder reads).
     pub fn write_at(&mut self, pos: u64, data: &[u8]) -> bool {
-        let Some(seg) = self.find(pos) else { return false };
+        let Some(seg) = self.find(pos) else {
+            return false;
+        };
         let off = (pos - seg.base) as usize;
         if off + data.len() > self.seg_size || pos + data.len() as u64 > self.write_pos {
             return false;
         }
         // SAFETY: inside the region and below the write position; callers hold the
         // engine's lock and no zero-copy reader exists for these structures.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), seg.region.as_ptr().add(off), data.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), seg.region.as_ptr().add(off), data.len())
+        };
         true
     }
 
@@ -269,7 +279,8 @@ impl SegmentQueue {
         if pos < first.max(self.min_pos) || pos >= self.write_pos {
             return None;
         }
-        self.segs.get(((pos - first) / self.seg_size as u64) as usize)
+        self.segs
+            .get(((pos - first) / self.seg_size as u64) as usize)
     }
 
     /// Runs `f` on the written bytes from `pos` to the end of its segment (or of the data).
@@ -288,10 +299,14 @@ impl SegmentQueue {
         if pos < first {
             return None;
         }
-        let seg = self.segs.get(((pos - first) / self.seg_size as u64) as usize)?;
+        let seg = self
+            .segs
+            .get(((pos - first) / self.seg_size as u64) as usize)?;
         let off = (pos - seg.base) as usize;
         // SAFETY: inside the region; recovery runs before any writer or reader.
-        let bytes = unsafe { std::slice::from_raw_parts(seg.region.as_ptr().add(off), self.seg_size - off) };
+        let bytes = unsafe {
+            std::slice::from_raw_parts(seg.region.as_ptr().add(off), self.seg_size - off)
+        };
         Some(f(bytes))
     }
 
@@ -362,14 +377,6 @@ impl SegmentQueue {
         for s in self.segs.iter().take(n.saturating_sub(1)) {
             s.region.release();
         }
-    }
-
-    /// Deletes every segment of this queue and its directory.
-    pub fn destroy(mut self) -> io::Result<()> {
-        for s in self.segs.drain(..) {
-            self.backend.remove(&self.dir, s.base)?;
-        }
-        self.backend.remove_dir(&self.dir)
     }
 }
 

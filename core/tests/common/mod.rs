@@ -46,9 +46,14 @@ pub fn drain(c: &Consumer) -> Vec<MessageExt> {
 }
 
 pub fn bodies(msgs: &[MessageExt]) -> Vec<String> {
-    msgs.iter().map(|m| m.body_str().unwrap_or("?").to_string()).collect()
+    msgs.iter()
+        .map(|m| m.body_str().unwrap_or("?").to_string())
+        .collect()
 }
 
 pub fn send(b: &Broker, topic: &str, body: &str) -> pocketmq::SendResult {
-    b.producer("p").unwrap().send(Message::new(topic, body.to_string())).unwrap()
+    b.producer("p")
+        .unwrap()
+        .send(Message::new(topic, body.to_string()))
+        .unwrap()
 }
