@@ -7,14 +7,24 @@
 
 mod broker;
 mod clock;
+mod commitlog;
 mod config;
+mod consume_queue;
+mod consumer;
 mod error;
+mod filter;
+mod index;
 mod message;
+mod offsets;
 mod runtime;
+mod schedule;
+mod store;
+mod topic;
+mod transaction;
 
 pub use broker::{
     Broker, Consumer, GroupStats, Producer, QueueStats, Stats, TopicInfo, TopicStats,
-    TransactionListener, TransactionProducer, TxState,
+    TransactionProducer,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
@@ -22,3 +32,4 @@ pub use config::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use message::{Delay, Message, MessageBuilder, MessageExt, Receipt, SendResult, SendStatus};
+pub use transaction::{TransactionListener, TxState};

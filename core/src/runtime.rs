@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, MutexGuard};
 
+/// How often the background thread looks for due work.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) const STEP_PERIOD: Duration = Duration::from_millis(5);
+
 /// A point in real time by which a wait must end.
 pub(crate) struct Deadline {
     #[cfg(not(target_arch = "wasm32"))]
@@ -55,4 +59,58 @@ impl Deadline {
         let now = std::time::Instant::now();
         self.at.filter(|at| *at > now).map(|at| at - now)
     }
+}
+
+/// Real time elapsed since a mark, for periodic work that must run whatever the
+/// broker's Clock says (flushing, persisting metadata). On wasm every check is due.
+pub(crate) struct Ticker {
+    #[cfg(not(target_arch = "wasm32"))]
+    last: std::time::Instant,
+}
+
+impl Ticker {
+    #[allow(clippy::disallowed_methods)]
+    pub(crate) fn new() -> Ticker {
+        Ticker {
+            #[cfg(not(target_arch = "wasm32"))]
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// True (and re-arms) when `period` has passed since the last time it was true.
+    #[allow(clippy::disallowed_methods)]
+    pub(crate) fn due(&mut self, period: Duration) -> bool {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let now = std::time::Instant::now();
+            if now.duration_since(self.last) >= period {
+                self.last = now;
+                return true;
+            }
+            false
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = period;
+            true
+        }
+    }
+}
+
+/// Runs `step` every `period` on a background thread until it returns false.
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn spawn_worker(
+    name: &str,
+    period: Duration,
+    mut step: impl FnMut() -> bool + Send + 'static,
+) -> Option<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            while step() {
+                std::thread::sleep(period);
+            }
+        })
+        .ok()
 }

@@ -1,6 +1,8 @@
 //! Messages as users build them (`Message`), as the engine hands them out
 //! (`MessageExt`), and what a send reports (`SendResult`).
 
+pub(crate) mod record;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;

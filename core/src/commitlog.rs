@@ -1,0 +1,190 @@
+//! The CommitLog: the one append-only log every topic's records go to, in RocketMQ's
+//! record layout, over a `SegmentQueue`.
+//!
+//! Invariants: a batch is one append and never crosses a segment (a batch that does
+//! not fit leaves an 8-byte blank marker and moves whole to the next segment); store
+//! timestamps never decrease along the log; every record's PHYSICALOFFSET equals its
+//! position; after `recover` nothing torn or stale lies at or beyond the end.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::message::record::{self, Parsed, RecordSpec, RecordView, END_FILE_MIN_BLANK};
+use crate::store::{Backend, FlushJob, SegmentQueue};
+use crate::{Error, Result};
+
+pub(crate) const DIR: &str = "commitlog";
+
+/// Where one appended record went.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Placed {
+    pub phys: u64,
+}
+
+pub(crate) struct CommitLog {
+    seg: SegmentQueue,
+    last_store_ts: u64,
+    /// Store time of the last record in each segment, for retention by age.
+    seg_last_ts: BTreeMap<u64, u64>,
+}
+
+impl CommitLog {
+    pub fn open(backend: Arc<dyn Backend>, seg_size: usize) -> io::Result<CommitLog> {
+        Ok(CommitLog {
+            seg: SegmentQueue::open(backend, DIR, seg_size)?,
+            last_store_ts: 0,
+            seg_last_ts: BTreeMap::new(),
+        })
+    }
+
+    /// Scans the log from its first record, checking CRCs from `verify_from` on, calls
+    /// `on_record` for every valid record, and cuts the log at the first invalid one
+    /// (zeroing what is cut). Returns the end.
+    pub fn recover(
+        &mut self,
+        verify_from: u64,
+        mut on_record: impl FnMut(&RecordView<'_>),
+    ) -> io::Result<u64> {
+        let seg_size = self.seg.seg_size() as u64;
+        let bases = self.seg.segment_bases();
+        let mut pos = self.seg.min_pos();
+        let last_base = bases.last().copied().unwrap_or(0);
+        'scan: loop {
+            let step = self.seg.with_raw(pos, |buf| {
+                match record::parse(buf, pos, pos >= verify_from) {
+                    Parsed::Record(r) => {
+                        on_record(&r);
+                        let base = pos - pos % seg_size;
+                        self.last_store_ts = self.last_store_ts.max(r.store_ts);
+                        self.seg_last_ts.insert(base, self.last_store_ts);
+                        Some(r.len() as u64)
+                    }
+                    Parsed::Blank => Some(buf.len() as u64),
+                    Parsed::Invalid => None,
+                }
+            });
+            match step.flatten() {
+                Some(n) => {
+                    let next = pos + n;
+                    if next.is_multiple_of(seg_size) && next > last_base {
+                        pos = next;
+                        break 'scan;
+                    }
+                    pos = next;
+                }
+                None => break 'scan,
+            }
+        }
+        self.seg.truncate(pos)?;
+        Ok(pos)
+    }
+
+    pub fn end(&self) -> u64 {
+        self.seg.write_pos()
+    }
+    pub fn min_offset(&self) -> u64 {
+        self.seg.min_pos()
+    }
+    pub fn flushed(&self) -> u64 {
+        self.seg.flushed()
+    }
+    pub fn seg_size(&self) -> usize {
+        self.seg.seg_size()
+    }
+    pub fn retained_bytes(&self) -> u64 {
+        self.seg.retained_bytes()
+    }
+
+    /// Appends `specs` as one batch, with consecutive `queue_offsets`, stamped no
+    /// earlier than the last record.
+    pub fn append(
+        &mut self,
+        specs: &[RecordSpec],
+        queue_offsets: &[u64],
+        now: u64,
+    ) -> Result<Vec<Placed>> {
+        let total: usize = specs.iter().map(RecordSpec::encoded_len).sum();
+        let seg_size = self.seg.seg_size();
+        if total + END_FILE_MIN_BLANK > seg_size {
+            return Err(Error::MessageTooLarge {
+                size: total,
+                limit: seg_size - END_FILE_MIN_BLANK,
+            });
+        }
+        let remaining = self.seg.remaining_in_segment();
+        if total + END_FILE_MIN_BLANK > remaining {
+            self.seg
+                .append_with(remaining, |buf, _| record::write_blank(buf, remaining))?;
+            self.seg.roll();
+        }
+        let store_ts = now.max(self.last_store_ts);
+        let mut placed = Vec::with_capacity(specs.len());
+        self.seg.append_with(total, |buf, at| {
+            let mut off = 0;
+            for (spec, qo) in specs.iter().zip(queue_offsets) {
+                let len = spec.encoded_len();
+                spec.encode(&mut buf[off..off + len], *qo, at + off as u64, store_ts);
+                placed.push(Placed {
+                    phys: at + off as u64,
+                });
+                off += len;
+            }
+        })?;
+        self.last_store_ts = store_ts;
+        let end = self.seg.write_pos() - 1;
+        self.seg_last_ts
+            .insert(end - end % seg_size as u64, store_ts);
+        Ok(placed)
+    }
+
+    /// Runs `f` on the record at `phys` (size `len`, when known from a ConsumeQueue).
+    pub fn with_record<R>(&self, phys: u64, f: impl FnOnce(&RecordView<'_>) -> R) -> Option<R> {
+        self.seg
+            .with_slice(phys, |buf| match record::parse(buf, phys, false) {
+                Parsed::Record(r) => Some(f(&r)),
+                _ => None,
+            })
+            .flatten()
+    }
+
+    /// `len` bytes at `phys`, zero-copy.
+    pub fn read(&self, phys: u64, len: usize) -> Option<Bytes> {
+        self.seg.read(phys, len)
+    }
+
+    pub fn flush_job(&self) -> FlushJob {
+        self.seg.flush_job()
+    }
+    pub fn flushed_to(&mut self, upto: u64) {
+        self.seg.flushed_to(upto)
+    }
+
+    /// Sealed segments (never the active one), oldest first, with the store time of
+    /// their last record.
+    pub fn sealed_segments(&self) -> Vec<(u64, u64)> {
+        let bases = self.seg.segment_bases();
+        let n = bases.len().saturating_sub(1);
+        bases[..n]
+            .iter()
+            .map(|b| (*b, self.seg_last_ts.get(b).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    /// Deletes the oldest segment unless it is the active one.
+    pub fn delete_oldest(&mut self) -> io::Result<bool> {
+        match self.seg.remove_oldest()? {
+            Some(base) => {
+                self.seg_last_ts.remove(&base);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    pub fn release_sealed(&self) {
+        self.seg.release_sealed()
+    }
+}

@@ -1,0 +1,231 @@
+//! The ConsumeQueue of one (topic, queue): fixed 20-byte entries `(commitlog offset
+//! i64, size i32, tag code i64)`, RocketMQ's layout, so queue offset N is at byte 20N.
+//! In the schedule and timer topics the tag code holds the delivery time instead.
+//!
+//! Invariants: derived data, rebuilt from the CommitLog at will; `put` is idempotent
+//! (replaying a range changes nothing); never holds an entry beyond the CommitLog end.
+
+use std::io;
+use std::sync::Arc;
+
+use crate::store::{Backend, FlushJob, SegmentQueue};
+
+pub(crate) const ENTRY: usize = 20;
+/// Entries per segment file, as RocketMQ (6,000,000-byte files).
+pub(crate) const FILE_ENTRIES: usize = 300_000;
+/// Entries per in-memory segment: small, since every queue holds at least one.
+pub(crate) const MEMORY_ENTRIES: usize = 16_384;
+/// `size` of a filler entry before a queue's first real one (RocketMQ's pre-blank).
+const BLANK_SIZE: u32 = i32::MAX as u32;
+
+/// One entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CqEntry {
+    pub phys: u64,
+    pub size: u32,
+    pub code: u64,
+}
+
+pub(crate) struct ConsumeQueue {
+    seg: SegmentQueue,
+}
+
+pub(crate) fn cq_dir(topic: &str, queue_id: u32) -> String {
+    format!("consumequeue/{topic}/{queue_id}")
+}
+
+fn decode(b: &[u8]) -> CqEntry {
+    CqEntry {
+        phys: u64::from_be_bytes(b[0..8].try_into().unwrap_or([0; 8])),
+        size: u32::from_be_bytes(b[8..12].try_into().unwrap_or([0; 4])),
+        code: u64::from_be_bytes(b[12..20].try_into().unwrap_or([0; 8])),
+    }
+}
+
+impl ConsumeQueue {
+    /// Opens a queue's files and finds its end (the first empty entry).
+    pub fn open(
+        backend: Arc<dyn Backend>,
+        topic: &str,
+        queue_id: u32,
+        entries: usize,
+    ) -> io::Result<ConsumeQueue> {
+        let mut seg = SegmentQueue::open(backend, &cq_dir(topic, queue_id), entries * ENTRY)?;
+        if let Some(&last) = seg.segment_bases().last() {
+            let used = seg
+                .with_raw(last, |b| {
+                    b.chunks_exact(ENTRY)
+                        .position(|e| decode(e).size == 0)
+                        .unwrap_or(b.len() / ENTRY)
+                })
+                .unwrap_or(0);
+            seg.truncate(last + (used * ENTRY) as u64)?;
+        }
+        let mut cq = ConsumeQueue { seg };
+        // Skip leading filler entries when computing the minimum.
+        let mut min = cq.seg.min_pos() / ENTRY as u64;
+        while min < cq.max_offset() && cq.entry(min).is_some_and(|e| e.size == BLANK_SIZE) {
+            min += 1;
+        }
+        cq.seg.set_min_pos(min * ENTRY as u64);
+        Ok(cq)
+    }
+
+    /// The next queue offset to be written.
+    pub fn max_offset(&self) -> u64 {
+        self.seg.write_pos() / ENTRY as u64
+    }
+
+    /// The lowest retained queue offset.
+    pub fn min_offset(&self) -> u64 {
+        self.seg.min_pos() / ENTRY as u64
+    }
+
+    /// The entry at queue offset `qo`, if retained.
+    pub fn entry(&self, qo: u64) -> Option<CqEntry> {
+        self.seg
+            .with_slice(qo * ENTRY as u64, |b| {
+                (b.len() >= ENTRY).then(|| decode(&b[..ENTRY]))
+            })
+            .flatten()
+    }
+
+    /// Up to `max` entries from `qo` (fewer at a segment end), in one read.
+    pub fn entries(&self, qo: u64, max: usize, out: &mut Vec<CqEntry>) {
+        out.clear();
+        self.seg.with_slice(qo * ENTRY as u64, |b| {
+            out.extend(b.chunks_exact(ENTRY).take(max).map(decode));
+        });
+    }
+
+    /// Writes the entry for queue offset `qo`. Idempotent: an entry already present is
+    /// left alone. An entry beyond the end restarts the queue there (its earlier
+    /// records are gone from the CommitLog, or were never written here).
+    pub fn put(&mut self, qo: u64, e: CqEntry) -> io::Result<()> {
+        let max = self.max_offset();
+        if qo < max {
+            return Ok(());
+        }
+        if qo > max {
+            self.seg.reset_to(qo * ENTRY as u64)?;
+            let filler = CqEntry {
+                phys: 0,
+                size: BLANK_SIZE,
+                code: 0,
+            };
+            while self.max_offset() < qo {
+                self.append(filler)?;
+            }
+            self.seg.set_min_pos(qo * ENTRY as u64);
+        }
+        self.append(e)
+    }
+
+    fn append(&mut self, e: CqEntry) -> io::Result<()> {
+        self.seg.append_with(ENTRY, |b, _| {
+            b[0..8].copy_from_slice(&e.phys.to_be_bytes());
+            b[8..12].copy_from_slice(&e.size.to_be_bytes());
+            b[12..20].copy_from_slice(&e.code.to_be_bytes());
+        })?;
+        Ok(())
+    }
+
+    /// Drops entries whose record does not end at or before `end` (the CommitLog end).
+    pub fn truncate_to_commitlog(&mut self, end: u64) -> io::Result<()> {
+        let mut max = self.max_offset();
+        while max > self.min_offset() {
+            match self.entry(max - 1) {
+                Some(e) if e.size != BLANK_SIZE && e.phys + e.size as u64 > end => max -= 1,
+                _ => break,
+            }
+        }
+        if max < self.max_offset() {
+            self.seg.truncate(max * ENTRY as u64)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the minimum to the first entry at or above the CommitLog's minimum and
+    /// deletes segments wholly below it.
+    pub fn correct_min(&mut self, commitlog_min: u64) -> io::Result<()> {
+        let (mut lo, mut hi) = (self.min_offset(), self.max_offset());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.entry(mid) {
+                Some(e) if e.size == BLANK_SIZE || e.phys < commitlog_min => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        self.seg.set_min_pos(lo * ENTRY as u64);
+        self.seg.remove_below(lo * ENTRY as u64)
+    }
+
+    /// The first queue offset whose entry satisfies `at_or_after` (entries are in
+    /// CommitLog order, so any monotonic predicate works), or the max offset.
+    pub fn search(&self, mut at_or_after: impl FnMut(&CqEntry) -> bool) -> u64 {
+        let (mut lo, mut hi) = (self.min_offset(), self.max_offset());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.entry(mid) {
+                Some(e) if !at_or_after(&e) => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        lo
+    }
+
+    pub fn flush_job(&self) -> FlushJob {
+        self.seg.flush_job()
+    }
+
+    pub fn flushed_to(&mut self, upto: u64) {
+        self.seg.flushed_to(upto)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryBackend;
+
+    fn e(phys: u64) -> CqEntry {
+        CqEntry {
+            phys,
+            size: 10,
+            code: 7,
+        }
+    }
+
+    #[test]
+    fn put_is_idempotent_and_dense() {
+        let b: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+        let mut cq = ConsumeQueue::open(b.clone(), "t", 0, 4).unwrap();
+        for i in 0..10 {
+            cq.put(i, e(i * 10)).unwrap();
+        }
+        cq.put(3, e(999)).unwrap();
+        assert_eq!(cq.entry(3), Some(e(30)));
+        assert_eq!(cq.max_offset(), 10);
+        cq.truncate_to_commitlog(55).unwrap();
+        assert_eq!(cq.max_offset(), 5);
+        let reopened = ConsumeQueue::open(b, "t", 0, 4).unwrap();
+        assert_eq!(reopened.max_offset(), 5);
+    }
+
+    #[test]
+    fn a_queue_can_start_late_and_its_minimum_follows_retention() {
+        let b: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+        let mut cq = ConsumeQueue::open(b.clone(), "t", 1, 4).unwrap();
+        cq.put(6, e(600)).unwrap();
+        assert_eq!((cq.min_offset(), cq.max_offset()), (6, 7));
+        for i in 7..20 {
+            cq.put(i, e(i * 100)).unwrap();
+        }
+        cq.correct_min(1250).unwrap();
+        assert_eq!(cq.min_offset(), 13);
+        assert_eq!(cq.search(|x| x.phys >= 1500), 15);
+        let reopened = ConsumeQueue::open(b, "t", 1, 4).unwrap();
+        assert_eq!(reopened.max_offset(), 20);
+        assert!(reopened.min_offset() <= 13);
+    }
+}

@@ -1,0 +1,219 @@
+//! The file backend: each segment is a preallocated file named by its 20-digit start
+//! offset and mapped into memory; metadata are small files replaced atomically (temp,
+//! fsync, rename, fsync of the directory). A lock file makes one process the owner
+//! of the directory: a second open fails at once, naming the holder's pid.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::MmapRaw;
+
+use super::{segment_name, Backend, Region};
+
+struct FileRegion {
+    map: MmapRaw,
+}
+
+impl Region for FileRegion {
+    fn as_ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+    fn flush(&self, from: usize, to: usize) -> io::Result<()> {
+        if to > from {
+            self.map.flush_range(from, to - from)?;
+        }
+        Ok(())
+    }
+    fn release(&self) {
+        // SAFETY: a shared file mapping; MADV_DONTNEED only unmaps pages from this
+        // process, the page cache keeps the data and later reads fault it back in.
+        let _ = unsafe {
+            self.map
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+        };
+    }
+}
+
+/// Segments as files under a directory this process has locked.
+pub(crate) struct FileBackend {
+    root: PathBuf,
+    lock: parking_lot::Mutex<Option<File>>,
+}
+
+impl FileBackend {
+    /// Opens (creating) `root` and takes its lock. Fails with `WouldBlock` carrying the
+    /// holder's pid in the message when another process owns it.
+    pub fn open(root: &Path) -> Result<FileBackend, crate::Error> {
+        fs::create_dir_all(root)?;
+        let lock_path = root.join("lock");
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut s = String::new();
+                let _ = lock.read_to_string(&mut s);
+                return Err(crate::Error::StoreLocked {
+                    path: root.display().to_string(),
+                    pid: s.trim().parse().unwrap_or(0),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+        lock.set_len(0)?;
+        write!(lock, "{}", std::process::id())?;
+        lock.sync_data()?;
+        Ok(FileBackend {
+            root: root.to_path_buf(),
+            lock: parking_lot::Mutex::new(Some(lock)),
+        })
+    }
+
+    fn seg_path(&self, dir: &str, base: u64) -> PathBuf {
+        self.root.join(dir).join(segment_name(base))
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Backend for FileBackend {
+    fn is_persistent(&self) -> bool {
+        true
+    }
+
+    fn list(&self, dir: &str) -> io::Result<Vec<u64>> {
+        let path = self.root.join(dir);
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&path) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()) {
+                if let Ok(base) = name.parse() {
+                    out.push(base);
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    fn list_dirs(&self, dir: &str) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(self.root.join(dir)) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                if let Some(name) = entry.file_name().to_str() {
+                    out.push(name.to_string());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn open(&self, dir: &str, base: u64, size: usize, create: bool) -> io::Result<Arc<dyn Region>> {
+        let path = self.seg_path(dir, base);
+        let file = if create {
+            let parent = self.root.join(dir);
+            fs::create_dir_all(&parent)?;
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)?;
+            if f.metadata()?.len() != size as u64 {
+                f.set_len(size as u64)?;
+            }
+            sync_dir(&parent)?;
+            f
+        } else {
+            OpenOptions::new().read(true).write(true).open(&path)?
+        };
+        let len = file.metadata()?.len() as usize;
+        if len == 0 {
+            return Err(super::corrupt(format!("{}: empty segment", path.display())));
+        }
+        let map = MmapRaw::map_raw(&file)?;
+        Ok(Arc::new(FileRegion { map }))
+    }
+
+    fn remove(&self, dir: &str, base: u64) -> io::Result<()> {
+        match fs::remove_file(self.seg_path(dir, base)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn read_meta(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.root.join(name)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_meta(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        let path = self.root.join(name);
+        let parent = path.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&parent)?;
+        let tmp = path.with_extension("tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &path)?;
+        sync_dir(&parent)
+    }
+
+    fn remove_meta(&self, name: &str) -> io::Result<()> {
+        match fs::remove_file(self.root.join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => {
+                sync_dir(&self.root)?;
+                Ok(())
+            }
+        }
+    }
+
+    fn unlock(&self) {
+        if let Some(f) = self.lock.lock().take() {
+            let _ = f.unlock();
+        }
+    }
+
+    fn disk_usage(&self) -> Option<f64> {
+        let path = std::ffi::CString::new(self.root.as_os_str().as_encoded_bytes()).ok()?;
+        // SAFETY: statvfs is plain data for which all-zero bytes are a valid value.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: path is a valid C string and st a properly sized out-parameter.
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
+            return None;
+        }
+        let total = st.f_blocks as f64;
+        Some(1.0 - st.f_bavail as f64 / total)
+    }
+}

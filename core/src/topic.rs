@@ -1,0 +1,163 @@
+//! The topic registry (persisted as `config/topics.json`) and queue selection.
+//!
+//! Names follow RocketMQ (`[%|A-Za-z0-9_-]`, at most 127 characters; `%RETRY%` topics
+//! up to 255) and so can never name a path outside the store directory. Names that
+//! start with `%`, `RMQ_SYS_` or `SCHEDULE_TOPIC` belong to the engine.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::record::java_hash;
+use crate::{Error, Result};
+
+pub(crate) const RETRY_PREFIX: &str = "%RETRY%";
+pub(crate) const DLQ_PREFIX: &str = "%DLQ%";
+pub(crate) const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+pub(crate) const TIMER_TOPIC: &str = "rmq_sys_wheel_timer";
+pub(crate) const TRANS_HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
+pub(crate) const TRANS_OP_HALF_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
+pub(crate) const TRANS_CHECK_MAX_TOPIC: &str = "RMQ_SYS_TRANS_CHECK_MAX_TOPIC";
+
+/// Whether a topic name belongs to the engine.
+pub(crate) fn is_reserved(name: &str) -> bool {
+    name.starts_with('%')
+        || name.starts_with("RMQ_SYS_")
+        || name.starts_with("SCHEDULE_TOPIC")
+        || name == TIMER_TOPIC
+}
+
+/// Checks a topic name's characters and length.
+pub(crate) fn validate_topic(name: &str) -> Result<()> {
+    let limit = if name.starts_with(RETRY_PREFIX) {
+        255
+    } else {
+        127
+    };
+    if name.is_empty() || name.len() > limit {
+        return Err(Error::invalid(format!(
+            "topic names are 1 to {limit} characters, got {}",
+            name.len()
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '%' | '|')))
+    {
+        return Err(Error::invalid(format!(
+            "topic {name:?}: {c:?} is not allowed (use A-Z a-z 0-9 _ - % |)"
+        )));
+    }
+    Ok(())
+}
+
+/// A topic a user may send to.
+pub(crate) fn validate_user_topic(name: &str) -> Result<()> {
+    validate_topic(name)?;
+    if is_reserved(name) {
+        return Err(Error::invalid(format!(
+            "topic {name:?} is reserved for the engine"
+        )));
+    }
+    Ok(())
+}
+
+/// A topic a user may consume: their own, a group's retry or dead-letter topic, or
+/// the discarded transactions.
+pub(crate) fn validate_consumable_topic(name: &str) -> Result<()> {
+    validate_topic(name)?;
+    if is_reserved(name)
+        && !name.starts_with(RETRY_PREFIX)
+        && !name.starts_with(DLQ_PREFIX)
+        && name != TRANS_CHECK_MAX_TOPIC
+    {
+        return Err(Error::invalid(format!(
+            "topic {name:?} is internal to the engine"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a group name (RocketMQ: at most 120 of the topic characters).
+pub(crate) fn validate_group(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 120 {
+        return Err(Error::invalid(format!(
+            "group names are 1 to 120 characters, got {}",
+            name.len()
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '%' | '|')))
+    {
+        return Err(Error::invalid(format!(
+            "group {name:?}: {c:?} is not allowed (use A-Z a-z 0-9 _ - % |)"
+        )));
+    }
+    Ok(())
+}
+
+/// The queue a sharding key maps to: the same key always picks the same queue.
+pub(crate) fn queue_for_key(key: &str, queues: u32) -> u32 {
+    java_hash(key).unsigned_abs() % queues.max(1)
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct TopicConfig {
+    pub queues: u32,
+}
+
+/// Topics and their queue counts.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct TopicRegistry {
+    #[serde(rename = "topicConfigTable")]
+    pub topics: BTreeMap<String, TopicConfig>,
+}
+
+impl TopicRegistry {
+    pub const FILE: &'static str = "config/topics.json";
+
+    /// Makes `name` have at least `queues` queues; true when something changed.
+    pub fn ensure(&mut self, name: &str, queues: u32) -> bool {
+        match self.topics.get_mut(name) {
+            Some(t) if t.queues >= queues => false,
+            Some(t) => {
+                t.queues = queues;
+                true
+            }
+            None => {
+                self.topics.insert(name.to_string(), TopicConfig { queues });
+                true
+            }
+        }
+    }
+
+    pub fn queues(&self, name: &str) -> Option<u32> {
+        self.topics.get(name).map(|t| t.queues)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cannot_escape_the_store() {
+        for bad in ["", "../x", "a/b", "a b", ".", "ü", &"x".repeat(128)] {
+            assert!(validate_topic(bad).is_err(), "{bad:?} must be refused");
+        }
+        assert!(validate_topic("orders_v2-EU|x%").is_ok());
+        assert!(validate_user_topic("%RETRY%g").is_err());
+        assert!(validate_user_topic("RMQ_SYS_TRANS_HALF_TOPIC").is_err());
+        assert!(validate_consumable_topic("%DLQ%g").is_ok());
+        assert!(validate_consumable_topic("SCHEDULE_TOPIC_XXXX").is_err());
+    }
+
+    #[test]
+    fn sharding_keys_are_stable() {
+        let q = queue_for_key("order-42", 8);
+        assert!(q < 8);
+        assert_eq!(q, queue_for_key("order-42", 8));
+        assert_eq!(queue_for_key("Aa", 4), queue_for_key("BB", 4));
+    }
+}

@@ -1,0 +1,211 @@
+//! Consumer groups: clustering splits queues and delivers each message once;
+//! different groups and broadcasting consumers each see everything; offsets persist.
+
+#![allow(clippy::disallowed_methods)] // tests may start threads and read real time
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use common::*;
+use pocketmq::{ConsumerConfig, ManualClock, Message, MessageModel, StartFrom};
+
+#[test]
+fn three_consumers_split_eight_queues_and_see_each_message_once() {
+    let (b, _) = manual();
+    b.create_topic("orders", 8).unwrap();
+    let cs: Vec<_> = (0..3).map(|_| consumer(&b, "g", "orders")).collect();
+    let p = b.producer("p").unwrap();
+    for i in 0..400 {
+        p.send(Message::new("orders", format!("m{i}"))).unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut queues_per_consumer = Vec::new();
+    for c in &cs {
+        let got = drain(c);
+        let qs: BTreeSet<u32> = got.iter().map(|m| m.queue_id).collect();
+        queues_per_consumer.push(qs.len());
+        for m in &got {
+            c.ack(m).unwrap();
+        }
+        seen.extend(bodies(&got));
+    }
+    queues_per_consumer.sort();
+    assert_eq!(queues_per_consumer, vec![2, 3, 3]);
+    assert_eq!(seen.len(), 400);
+    assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), 400);
+    assert_eq!(b.lag("g", "orders").unwrap(), 0);
+}
+
+#[test]
+fn every_group_and_every_broadcast_consumer_sees_everything() {
+    let (b, _) = manual();
+    let g1 = consumer(&b, "g1", "t");
+    let g2 = consumer(&b, "g2", "t");
+    let bc = |id: &str| {
+        let mut cfg = ConsumerConfig::new("bc", "t");
+        cfg.model = MessageModel::Broadcasting;
+        cfg.consumer_id = Some(id.to_string());
+        b.consumer(cfg).unwrap()
+    };
+    let (b1, b2) = (bc("a"), bc("b"));
+    for i in 0..50 {
+        send(&b, "t", &format!("m{i}"));
+    }
+    for c in [&g1, &g2, &b1, &b2] {
+        assert_eq!(drain(c).len(), 50);
+    }
+}
+
+#[test]
+fn sharding_keys_keep_per_key_order() {
+    let (b, _) = manual();
+    b.create_topic("life", 4).unwrap();
+    let p = b.producer("p").unwrap();
+    for i in 0..20 {
+        for k in 0..50 {
+            let m = Message::builder("life", format!("{k}:{i}"))
+                .sharding_key(format!("order-{k}"))
+                .build();
+            p.send(m).unwrap();
+        }
+    }
+    let cs: Vec<_> = (0..2).map(|_| consumer(&b, "g", "life")).collect();
+    let mut last: HashMap<String, i32> = HashMap::new();
+    let mut n = 0;
+    for c in &cs {
+        for m in drain(c) {
+            let s = m.body_str().unwrap().to_string();
+            let (k, i) = s.split_once(':').unwrap();
+            let i: i32 = i.parse().unwrap();
+            let prev = last.insert(k.to_string(), i).unwrap_or(-1);
+            assert_eq!(i, prev + 1, "key {k} out of order");
+            n += 1;
+        }
+    }
+    assert_eq!(n, 1000);
+}
+
+#[test]
+fn tag_hash_collisions_never_leak() {
+    let (b, _) = manual();
+    let mut cfg = ConsumerConfig::new("g", "t");
+    cfg.tags = "Aa".into();
+    let c = b.consumer(cfg).unwrap();
+    let p = b.producer("p").unwrap();
+    for tag in ["BB", "Aa", "C", "BB", "Aa"] {
+        p.send(Message::builder("t", tag).tags(tag).queue_id(0).build())
+            .unwrap();
+    }
+    assert_eq!(bodies(&drain(&c)), vec!["Aa", "Aa"]);
+}
+
+#[test]
+fn unacked_messages_go_to_the_next_owner_when_a_consumer_closes() {
+    let (b, _) = manual();
+    b.create_topic("t", 2).unwrap();
+    let c1 = consumer(&b, "g", "t");
+    for i in 0..10 {
+        send(&b, "t", &format!("m{i}"));
+    }
+    let got = drain(&c1);
+    assert_eq!(got.len(), 10);
+    for m in &got[..4] {
+        c1.ack(m).unwrap();
+    }
+    let c2 = consumer(&b, "g", "t");
+    c1.close().unwrap();
+    let again = drain(&c2);
+    let expected: BTreeSet<String> = bodies(&got[4..]).into_iter().collect();
+    assert_eq!(
+        bodies(&again).into_iter().collect::<BTreeSet<_>>(),
+        expected
+    );
+}
+
+#[test]
+fn a_restart_redelivers_from_the_lowest_unacked_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    {
+        let b = file(dir.path(), &clock);
+        b.create_topic("t", 1).unwrap();
+        let c = consumer(&b, "g", "t");
+        for i in 0..10 {
+            send(&b, "t", &format!("m{i}"));
+        }
+        let got = drain(&c);
+        for m in got.iter().filter(|m| m.queue_offset != 5) {
+            c.ack(m).unwrap();
+        }
+        b.close().unwrap();
+    }
+    let b = file(dir.path(), &clock);
+    let c = consumer(&b, "g", "t");
+    let offsets: Vec<u64> = drain(&c).iter().map(|m| m.queue_offset).collect();
+    assert_eq!(offsets, vec![5, 6, 7, 8, 9]);
+    assert_eq!(b.lag("g", "t").unwrap(), 5);
+}
+
+#[test]
+fn start_positions_apply_to_new_groups_only() {
+    let (b, clock) = manual();
+    b.create_topic("t", 1).unwrap();
+    send(&b, "t", "old");
+    clock.advance_ms(10_000);
+    let mid = pocketmq::Clock::now_ms(&clock);
+    send(&b, "t", "new");
+    let latest = {
+        let mut cfg = ConsumerConfig::new("late", "t");
+        cfg.start = StartFrom::Latest;
+        b.consumer(cfg).unwrap()
+    };
+    let by_time = {
+        let mut cfg = ConsumerConfig::new("timed", "t");
+        cfg.start = StartFrom::Timestamp(mid);
+        b.consumer(cfg).unwrap()
+    };
+    send(&b, "t", "newest");
+    assert_eq!(bodies(&drain(&latest)), vec!["newest"]);
+    assert_eq!(bodies(&drain(&by_time)), vec!["new", "newest"]);
+    assert_eq!(
+        bodies(&drain(&consumer(&b, "fresh", "t"))),
+        vec!["old", "new", "newest"]
+    );
+    b.reset_offset("timed", "t", StartFrom::Earliest).unwrap();
+    assert_eq!(drain(&by_time).len(), 3);
+}
+
+#[test]
+fn a_waiting_receiver_wakes_on_a_matching_send_only() {
+    let b = pocketmq::Broker::memory();
+    let mut cfg = ConsumerConfig::new("g", "t");
+    cfg.tags = "want".into();
+    let c = b.consumer(cfg).unwrap();
+    let b2 = b.clone();
+    let sender = std::thread::spawn(move || {
+        let p = b2.producer("p").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        p.send(Message::builder("t", "no").tags("other").build())
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        p.send(Message::builder("t", "yes").tags("want").build())
+            .unwrap();
+    });
+    let start = Instant::now();
+    let got = c.receive(10, Duration::from_secs(5)).unwrap();
+    let waited = start.elapsed();
+    sender.join().unwrap();
+    assert_eq!(bodies(&got), vec!["yes"]);
+    assert!(
+        waited >= Duration::from_millis(140),
+        "woke too early: {waited:?}"
+    );
+    let start = Instant::now();
+    assert!(c
+        .receive(10, Duration::from_millis(100))
+        .unwrap()
+        .is_empty());
+    assert!(start.elapsed() >= Duration::from_millis(100));
+}

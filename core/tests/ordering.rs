@@ -1,0 +1,107 @@
+//! Orderly consumption: one message in flight per queue; a nack pauses the queue and
+//! redelivers the same message before anything later; past the limit it dead-letters.
+
+mod common;
+
+use common::*;
+use pocketmq::{ConsumerConfig, Message};
+
+fn orderly(b: &pocketmq::Broker, max: u32) -> pocketmq::Consumer {
+    let mut cfg = ConsumerConfig::new("g", "life");
+    cfg.orderly = true;
+    cfg.max_reconsume_times = max;
+    b.consumer(cfg).unwrap()
+}
+
+#[test]
+fn a_nacked_message_blocks_its_queue_and_comes_back_first() {
+    let (b, clock) = manual();
+    b.create_topic("life", 2).unwrap();
+    let c = orderly(&b, 16);
+    let p = b.producer("p").unwrap();
+    for i in 0..3 {
+        p.send(
+            Message::builder("life", format!("a{i}"))
+                .queue_id(0)
+                .build(),
+        )
+        .unwrap();
+        p.send(
+            Message::builder("life", format!("b{i}"))
+                .queue_id(1)
+                .build(),
+        )
+        .unwrap();
+    }
+    let first = c.receive(32, std::time::Duration::ZERO).unwrap();
+    assert_eq!(first.len(), 2, "one per queue: {:?}", bodies(&first));
+    let a0 = first.iter().find(|m| m.queue_id == 0).unwrap();
+    let b0 = first.iter().find(|m| m.queue_id == 1).unwrap();
+    c.nack(a0).unwrap();
+    c.ack(b0).unwrap();
+    // Queue 1 moves on; queue 0 pauses.
+    assert_eq!(bodies(&drain(&c)), vec!["b1"]);
+    clock.advance_ms(999);
+    b.tick().unwrap();
+    let got = c.receive(32, std::time::Duration::ZERO).unwrap();
+    assert!(
+        got.iter().all(|m| m.queue_id == 1),
+        "queue 0 must still pause"
+    );
+    for m in &got {
+        c.ack(m).unwrap();
+    }
+    clock.advance_ms(1);
+    b.tick().unwrap();
+    let again = c.receive(32, std::time::Duration::ZERO).unwrap();
+    let a = again.iter().find(|m| m.queue_id == 0).expect("a0 again");
+    assert_eq!(a.body_str(), Some("a0"));
+    assert_eq!(a.reconsume_times, 1);
+    c.ack(a).unwrap();
+    let rest: Vec<String> = bodies(&drain_acking(&c));
+    assert_eq!(rest, vec!["a1", "a2"]);
+}
+
+fn drain_acking(c: &pocketmq::Consumer) -> Vec<pocketmq::MessageExt> {
+    let mut all = Vec::new();
+    loop {
+        let got = c.receive(32, std::time::Duration::ZERO).unwrap();
+        if got.is_empty() {
+            return all;
+        }
+        for m in &got {
+            c.ack(m).unwrap();
+        }
+        all.extend(got);
+    }
+}
+
+#[test]
+fn past_the_limit_an_orderly_message_dead_letters_and_the_queue_moves_on() {
+    let (b, clock) = manual();
+    b.create_topic("life", 1).unwrap();
+    let c = orderly(&b, 2);
+    send(&b, "life", "bad");
+    send(&b, "life", "next");
+    let mut deliveries = 0;
+    loop {
+        let got = c.receive(32, std::time::Duration::ZERO).unwrap();
+        match got.first() {
+            Some(m) if m.body_str() == Some("bad") => {
+                deliveries += 1;
+                c.nack(m).unwrap();
+            }
+            Some(m) => {
+                assert_eq!(m.body_str(), Some("next"));
+                break;
+            }
+            None => {
+                clock.advance_ms(1000);
+                b.tick().unwrap();
+            }
+        }
+    }
+    assert_eq!(deliveries, 3);
+    let dead = drain(&consumer(&b, "ops", "%DLQ%g"));
+    assert_eq!(bodies(&dead), vec!["bad"]);
+}

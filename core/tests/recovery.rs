@@ -1,0 +1,479 @@
+//! Recovery against real files and real processes: torn and stale tails, kill -9 of
+//! a sync-flushing writer, rebuilt ConsumeQueues, segment rolls, dense offsets under
+//! concurrent writers, and the store lock.
+
+#![allow(clippy::disallowed_methods)] // tests may start threads and read real time
+
+mod common;
+
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use pocketmq::{Broker, BrokerConfig, FlushMode, ManualClock, Message};
+
+const SEG: u64 = 64 * 1024;
+
+fn open(dir: &Path) -> Broker {
+    Broker::open(BrokerConfig {
+        segment_size: Some(SEG),
+        background: false,
+        ..BrokerConfig::at(dir)
+    })
+    .unwrap()
+}
+
+/// Marks the store as not closed cleanly, as a crash leaves it.
+fn mark_unclean(dir: &Path) {
+    fs::write(dir.join("abort"), b"1").unwrap();
+}
+
+fn last_segment(dir: &Path) -> std::path::PathBuf {
+    let mut segs: Vec<_> = fs::read_dir(dir.join("commitlog"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segs.sort();
+    segs.pop().unwrap()
+}
+
+fn write_at(path: &Path, at: u64, bytes: &[u8]) {
+    let mut f = OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(bytes).unwrap();
+    f.sync_all().unwrap();
+}
+
+fn read_at(path: &Path, at: u64, len: usize) -> Vec<u8> {
+    fs::read(path).unwrap()[at as usize..at as usize + len].to_vec()
+}
+
+/// Sends `n` messages to queue 0 of "t"; returns (commitlog offset, size) of each.
+fn fill(b: &Broker, from: usize, n: usize) -> Vec<(u64, u64)> {
+    let p = b.producer("p").unwrap();
+    let mut out = Vec::new();
+    for i in from..from + n {
+        let r = p
+            .send(
+                Message::builder("t", format!("message-{i:04}"))
+                    .queue_id(0)
+                    .tags("x")
+                    .build(),
+            )
+            .unwrap();
+        out.push(r.commitlog_offset);
+    }
+    let mut with_size = Vec::new();
+    for (i, off) in out.iter().enumerate() {
+        let next = out.get(i + 1).copied();
+        with_size.push((*off, next.map_or(0, |n| n - off)));
+    }
+    with_size
+}
+
+fn all_bodies(b: &Broker, group: &str) -> Vec<String> {
+    b.create_topic("t", 1).unwrap();
+    bodies(&drain(&consumer(b, group, "t")))
+}
+
+/// Each kind of damaged tail is cut off; the queue continues densely after it.
+#[test]
+fn torn_tails_are_cut_and_offsets_continue() {
+    type Damage = fn(&Path, u64, u64);
+    let cases: Vec<(&str, Damage)> = vec![
+        ("short header", |seg, at, _| {
+            write_at(seg, at % SEG, &[0, 0, 0, 200, 0xDA, 0xA3])
+        }),
+        ("truncated body", |seg, at, len| {
+            let rec = read_at(seg, (at - len) % SEG, len as usize);
+            write_at(seg, at % SEG, &rec[..rec.len() - 7]);
+            // Make its offset field right so only the truncation is wrong.
+            write_at(seg, at % SEG + 28, &at.to_be_bytes());
+        }),
+        ("bad crc", |seg, at, len| {
+            let mut rec = read_at(seg, (at - len) % SEG, len as usize);
+            rec[28..36].copy_from_slice(&at.to_be_bytes());
+            rec[100] ^= 0xFF;
+            write_at(seg, at % SEG, &rec);
+        }),
+        ("zero-filled tail", |seg, at, _| {
+            write_at(seg, at % SEG, &[0u8; 512])
+        }),
+    ];
+    for (name, damage) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let end = {
+            let b = open(dir.path());
+            let placed = fill(&b, 0, 10);
+            let (last, _) = placed[9];
+            let len = placed[8].1;
+            b.close().unwrap();
+            let end = last + len;
+            damage(&last_segment(dir.path()), end, len);
+            end
+        };
+        mark_unclean(dir.path());
+        let b = open(dir.path());
+        let got = all_bodies(&b, "g");
+        assert_eq!(got.len(), 10, "{name}: {got:?}");
+        let r = fill(&b, 10, 1);
+        assert_eq!(r[0].0, end, "{name}: the next record starts at the cut");
+        let got = all_bodies(&b, "g2");
+        assert_eq!(got.len(), 11, "{name}");
+        assert_eq!(got[10], "message-0010", "{name}");
+    }
+}
+
+/// A CRC-valid record left beyond an earlier truncation point never comes back.
+#[test]
+fn stale_records_after_a_truncation_never_reappear() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rec8, rec9, p8, p9) = {
+        let b = open(dir.path());
+        let placed = fill(&b, 0, 10);
+        b.close().unwrap();
+        let seg = last_segment(dir.path());
+        let (p8, len8) = placed[8];
+        let p9 = placed[9].0;
+        let len9 = len8;
+        (
+            read_at(&seg, p8 % SEG, len8 as usize),
+            read_at(&seg, p9 % SEG, len9 as usize),
+            p8,
+            p9,
+        )
+    };
+    let seg = last_segment(dir.path());
+    // Corrupt record 8: recovery cuts there (and must zero what follows).
+    let mut bad = rec8.clone();
+    bad[100] ^= 0xFF;
+    write_at(&seg, p8 % SEG, &bad);
+    mark_unclean(dir.path());
+    {
+        let b = open(dir.path());
+        assert_eq!(all_bodies(&b, "g").len(), 8);
+        assert!(
+            read_at(&seg, p9 % SEG, rec9.len()).iter().all(|b| *b == 0),
+            "the cut tail is zeroed"
+        );
+        // A new record of the same size ends exactly where the stale record 9 began.
+        let r = fill(&b, 0, 1);
+        let p = b.producer("p").unwrap();
+        let _ = p;
+        assert_eq!(r[0].0, p8);
+        b.close().unwrap();
+    }
+    // Even if the old bytes were still there, the new neighbour must end the log.
+    mark_unclean(dir.path());
+    let b = open(dir.path());
+    let got = all_bodies(&b, "g3");
+    assert_eq!(got.len(), 9);
+    assert_eq!(got[8], "message-0000");
+    let _ = rec9;
+}
+
+/// The child half of the kill -9 test: appends with sync flush and reports each
+/// acknowledged message on stdout until it is killed.
+#[test]
+fn sync_writer_child() {
+    let Ok(dir) = std::env::var("POCKETMQ_CRASH_DIR") else {
+        return;
+    };
+    let b = Broker::open(BrokerConfig {
+        flush: FlushMode::Sync,
+        segment_size: Some(256 * 1024),
+        ..BrokerConfig::at(&dir)
+    })
+    .unwrap();
+    let seed: u64 = std::env::var("POCKETMQ_CRASH_SEED")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let threads: Vec<_> = (0..3)
+        .map(|t| {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                let p = b.producer("p").unwrap();
+                let mut out = std::io::stdout();
+                for i in 0u64.. {
+                    let body = crash_body(seed, t, i);
+                    let r = p
+                        .send(
+                            Message::builder("crash", body)
+                                .key(format!("{seed}-{t}-{i}"))
+                                .build(),
+                        )
+                        .unwrap();
+                    assert_eq!(r.status, pocketmq::SendStatus::SendOk);
+                    writeln!(out, "ACK {} {seed} {t} {i}", r.msg_id).unwrap();
+                    out.flush().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+fn crash_body(seed: u64, t: u64, i: u64) -> Vec<u8> {
+    let len = 16 + ((seed * 31 + t * 7 + i * 13) % 700) as usize;
+    (0..len)
+        .map(|k| (k as u64 * 131 + seed + t * 17 + i) as u8)
+        .collect()
+}
+
+#[test]
+fn kill_9_never_loses_an_acknowledged_sync_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut acked: Vec<(String, u64, u64, u64)> = Vec::new();
+    for cycle in 0..24u64 {
+        let mut child = Command::new(&exe)
+            .args([
+                "sync_writer_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("POCKETMQ_CRASH_DIR", dir.path())
+            .env("POCKETMQ_CRASH_SEED", cycle.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let wanted = 20 + (cycle * 37 % 200) as usize;
+        let reader = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("ACK ") {
+                    let f: Vec<&str> = rest.split(' ').collect();
+                    lines.push((
+                        f[0].to_string(),
+                        f[1].parse().unwrap(),
+                        f[2].parse().unwrap(),
+                        f[3].parse().unwrap(),
+                    ));
+                }
+            }
+            lines
+        });
+        // Let it write for a while, then kill it mid-flight.
+        std::thread::sleep(Duration::from_millis(
+            30 + (cycle * 53 % 120) + wanted as u64 % 7,
+        ));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        acked.extend(reader.join().unwrap());
+        // Every acknowledged message reads back byte-identical.
+        let b = Broker::open(BrokerConfig {
+            background: false,
+            ..BrokerConfig::at(dir.path())
+        })
+        .unwrap();
+        for (id, seed, t, i) in &acked {
+            let m = b
+                .get(id)
+                .unwrap()
+                .unwrap_or_else(|| panic!("cycle {cycle}: acked {id} lost"));
+            assert_eq!(
+                &m.body[..],
+                &crash_body(*seed, *t, *i)[..],
+                "cycle {cycle}: {id} differs"
+            );
+        }
+        // And the queue is dense with nothing torn in it.
+        let c = consumer(&b, &format!("check-{cycle}"), "crash");
+        let all = drain(&c);
+        for (n, m) in all.iter().enumerate() {
+            let key = &m.keys[0];
+            let f: Vec<u64> = key.split('-').map(|x| x.parse().unwrap()).collect();
+            assert_eq!(
+                &m.body[..],
+                &crash_body(f[0], f[1], f[2])[..],
+                "a torn record was delivered"
+            );
+            let _ = n;
+        }
+        assert!(all.len() >= acked.len());
+        b.close().unwrap();
+    }
+    assert!(
+        acked.len() > 100,
+        "the writer made progress: {}",
+        acked.len()
+    );
+}
+
+#[test]
+fn deleted_consume_queues_are_rebuilt_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        for t in ["a", "b"] {
+            for q in 0..4 {
+                let d = dir.join("consumequeue").join(t).join(q.to_string());
+                for e in fs::read_dir(&d).unwrap() {
+                    let e = e.unwrap();
+                    out.push((
+                        format!("{t}/{q}/{:?}", e.file_name()),
+                        fs::read(e.path()).unwrap(),
+                    ));
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    {
+        let b = open(dir.path());
+        let p = b.producer("p").unwrap();
+        for i in 0..300 {
+            let t = if i % 3 == 0 { "a" } else { "b" };
+            p.send(
+                Message::builder(t, format!("m{i}"))
+                    .tags(format!("tag{}", i % 5))
+                    .build(),
+            )
+            .unwrap();
+        }
+        b.close().unwrap();
+    }
+    let before = snapshot(dir.path());
+    fs::remove_dir_all(dir.path().join("consumequeue")).unwrap();
+    open(dir.path()).close().unwrap();
+    assert_eq!(snapshot(dir.path()), before);
+    fs::remove_dir_all(dir.path().join("consumequeue").join("b").join("2")).unwrap();
+    open(dir.path()).close().unwrap();
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+#[test]
+fn records_read_back_in_order_across_segment_rolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::open(BrokerConfig {
+        segment_size: Some(4096),
+        background: false,
+        ..BrokerConfig::at(dir.path())
+    })
+    .unwrap();
+    let p = b.producer("p").unwrap();
+    for i in 0..200 {
+        p.send(
+            Message::builder("t", format!("m{i:03}-{}", "x".repeat(i % 90)))
+                .queue_id(0)
+                .build(),
+        )
+        .unwrap();
+    }
+    // A batch that does not fit in what is left moves whole to the next segment.
+    let batch: Vec<Message> = (0..10)
+        .map(|i| {
+            Message::builder("t", format!("batch{i}-{}", "y".repeat(200)))
+                .queue_id(0)
+                .build()
+        })
+        .collect();
+    let rs = p.send_batch(batch).unwrap();
+    let first = rs[0].commitlog_offset;
+    let last = rs[9].commitlog_offset;
+    assert_eq!(first / 4096, last / 4096, "one batch, one segment");
+    let offsets: Vec<u64> = rs.iter().map(|r| r.queue_offset).collect();
+    assert_eq!(offsets, (200..210).collect::<Vec<_>>());
+    b.close().unwrap();
+    let b = Broker::open(BrokerConfig {
+        segment_size: Some(4096),
+        background: false,
+        ..BrokerConfig::at(dir.path())
+    })
+    .unwrap();
+    b.create_topic("t", 1).unwrap();
+    let got = bodies(&drain(&consumer(&b, "g", "t")));
+    assert_eq!(got.len(), 210);
+    for (i, body) in got.iter().take(200).enumerate() {
+        assert!(body.starts_with(&format!("m{i:03}-")), "{i}: {body}");
+    }
+    // Segments are named by their 20-digit start offset.
+    let names: Vec<String> = fs::read_dir(dir.path().join("commitlog"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names
+        .iter()
+        .all(|n| n.len() == 20 && n.parse::<u64>().unwrap() % 4096 == 0));
+    assert!(names.len() > 5);
+}
+
+#[test]
+fn concurrent_writers_to_one_queue_get_dense_offsets() {
+    let b = Broker::memory();
+    b.create_topic("t", 1).unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                let p = b.producer("p").unwrap();
+                (0..5000)
+                    .map(|i| p.send(Message::new("t", format!("{i}"))).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    all.sort_by_key(|r| r.queue_offset);
+    let offsets: Vec<u64> = all.iter().map(|r| r.queue_offset).collect();
+    assert_eq!(offsets, (0..20_000).collect::<Vec<_>>());
+    assert!(all
+        .windows(2)
+        .all(|w| w[0].commitlog_offset < w[1].commitlog_offset));
+}
+
+#[test]
+fn a_second_open_fails_at_once_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    match Broker::open(BrokerConfig::at(dir.path())) {
+        Err(pocketmq::Error::StoreLocked { pid, .. }) => assert_eq!(pid, std::process::id()),
+        other => panic!("expected StoreLocked, got {other:?}"),
+    }
+    b.close().unwrap();
+    let again = open(dir.path());
+    again.close().unwrap();
+    assert!(!dir.path().join("abort").exists());
+}
+
+#[test]
+fn sync_flush_timeouts_report_but_keep_the_message() {
+    // A zero timeout cannot be met by any fsync: the status says so, the data stays.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let b = Broker::open(BrokerConfig {
+        flush: FlushMode::Sync,
+        sync_flush_timeout_ms: 0,
+        clock: Arc::new(clock),
+        background: false,
+        ..BrokerConfig::at(dir.path())
+    })
+    .unwrap();
+    let r = b
+        .producer("p")
+        .unwrap()
+        .send(Message::new("t", "x"))
+        .unwrap();
+    assert!(matches!(
+        r.status,
+        pocketmq::SendStatus::SendOk | pocketmq::SendStatus::FlushDiskTimeout
+    ));
+    b.close().unwrap();
+    let b = open(dir.path());
+    assert_eq!(b.get(&r.msg_id).unwrap().unwrap().body_str(), Some("x"));
+}

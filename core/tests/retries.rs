@@ -1,0 +1,136 @@
+//! Retries and dead letters under a manual clock: the ladder of delay levels 3..18,
+//! the limit, and what the dead-letter copy keeps.
+
+mod common;
+
+use common::*;
+use pocketmq::{ConsumerConfig, Message};
+
+const LADDER_S: [u64; 16] = [
+    10, 30, 60, 120, 180, 240, 300, 360, 420, 480, 540, 600, 1200, 1800, 3600, 7200,
+];
+
+#[test]
+fn a_message_nacked_every_time_climbs_the_ladder_then_dead_letters() {
+    let (b, clock) = manual();
+    let c = consumer(&b, "g", "orders");
+    let p = b.producer("p").unwrap();
+    let sent = p
+        .send(
+            Message::builder("orders", "pay")
+                .tags("paid")
+                .key("order-7")
+                .property("k", "v")
+                .build(),
+        )
+        .unwrap();
+    let mut deliveries = 0;
+    let mut m = drain(&c).pop().expect("the first delivery");
+    loop {
+        deliveries += 1;
+        assert_eq!(m.msg_id, sent.msg_id);
+        assert_eq!(m.topic, "orders");
+        assert_eq!(m.reconsume_times as usize, deliveries - 1);
+        c.nack(&m).unwrap();
+        if deliveries == 17 {
+            break;
+        }
+        let wait = LADDER_S[deliveries - 1] * 1000;
+        clock.advance_ms(wait - 1);
+        b.tick().unwrap();
+        assert!(
+            drain(&c).is_empty(),
+            "visible 1 ms early at delivery {deliveries}"
+        );
+        clock.advance_ms(1);
+        b.tick().unwrap();
+        let got = drain(&c);
+        assert_eq!(got.len(), 1, "due at delivery {}", deliveries + 1);
+        m = got.into_iter().next().unwrap();
+        assert_eq!(
+            m.properties.get("RETRY_TOPIC").map(String::as_str),
+            Some("orders")
+        );
+        assert_eq!(m.properties.get("ORIGIN_MESSAGE_ID"), Some(&sent.msg_id));
+    }
+    assert_eq!(deliveries, 17);
+    clock.advance_ms(10 * 3600 * 1000);
+    b.tick().unwrap();
+    assert!(drain(&c).is_empty());
+    let dlq = consumer(&b, "ops", "%DLQ%g");
+    let dead = drain(&dlq);
+    assert_eq!(dead.len(), 1);
+    let d = &dead[0];
+    assert_eq!(d.reconsume_times, 17);
+    assert_eq!(d.msg_id, sent.msg_id);
+    assert_eq!(d.body_str(), Some("pay"));
+    assert_eq!(d.tags.as_deref(), Some("paid"));
+    assert_eq!(d.keys, vec!["order-7"]);
+    assert_eq!(d.properties.get("k").map(String::as_str), Some("v"));
+    assert_eq!(
+        d.properties.get("RETRY_TOPIC").map(String::as_str),
+        Some("orders")
+    );
+    assert_eq!(d.properties.get("ORIGIN_MESSAGE_ID"), Some(&sent.msg_id));
+    assert_eq!(b.get(&sent.msg_id).unwrap().unwrap().topic, "orders");
+    assert_eq!(b.lag("g", "orders").unwrap(), 0);
+}
+
+#[test]
+fn max_reconsume_times_two_means_three_deliveries() {
+    let (b, clock) = manual();
+    let mut cfg = ConsumerConfig::new("g", "t");
+    cfg.max_reconsume_times = 2;
+    let c = b.consumer(cfg).unwrap();
+    send(&b, "t", "x");
+    let mut deliveries = 0;
+    for _ in 0..10 {
+        for m in drain(&c) {
+            deliveries += 1;
+            c.nack(&m).unwrap();
+        }
+        clock.advance_ms(3600 * 1000);
+        b.tick().unwrap();
+    }
+    assert_eq!(deliveries, 3);
+    let dead = drain(&consumer(&b, "ops", "%DLQ%g"));
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reconsume_times, 3);
+}
+
+#[test]
+fn broadcasting_nacks_are_dropped() {
+    let (b, clock) = manual();
+    let mut cfg = ConsumerConfig::new("g", "t");
+    cfg.model = pocketmq::MessageModel::Broadcasting;
+    let c = b.consumer(cfg).unwrap();
+    send(&b, "t", "x");
+    for m in drain(&c) {
+        c.nack(&m).unwrap();
+    }
+    clock.advance_ms(3600 * 1000);
+    b.tick().unwrap();
+    assert!(drain(&c).is_empty());
+}
+
+#[test]
+fn a_retried_message_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = pocketmq::ManualClock::new(T0);
+    {
+        let b = file(dir.path(), &clock);
+        let c = consumer(&b, "g", "t");
+        send(&b, "t", "x");
+        let m = drain(&c).pop().unwrap();
+        c.nack(&m).unwrap();
+        b.close().unwrap();
+    }
+    let b = file(dir.path(), &clock);
+    let c = consumer(&b, "g", "t");
+    assert!(drain(&c).is_empty());
+    clock.advance_ms(10_000);
+    b.tick().unwrap();
+    let got = drain(&c);
+    assert_eq!(bodies(&got), vec!["x"]);
+    assert_eq!(got[0].reconsume_times, 1);
+}

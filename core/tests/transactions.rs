@@ -1,0 +1,138 @@
+//! Transactional messages under a manual clock: the four outcomes, check-back after a
+//! crash, invisibility before commit, first resolution wins.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use common::*;
+use pocketmq::{Message, TxState};
+
+#[test]
+fn commit_delivers_once_and_rollback_never() {
+    let (b, _) = manual();
+    let c = consumer(&b, "g", "orders");
+    let tp = b
+        .transaction_producer("pay", Arc::new(|_: &pocketmq::MessageExt| TxState::Commit))
+        .unwrap();
+    let r = tp
+        .send(Message::new("orders", "paid"), |half| {
+            assert_eq!(half.topic, "orders");
+            assert!(drain(&c).is_empty(), "a half message is invisible");
+            TxState::Commit
+        })
+        .unwrap();
+    assert_eq!(r.transaction_state, Some(TxState::Commit));
+    tp.send(Message::new("orders", "refused"), |_| TxState::Rollback)
+        .unwrap();
+    let got = drain(&c);
+    assert_eq!(bodies(&got), vec!["paid"]);
+    assert_eq!(got[0].msg_id, r.msg_id);
+    assert_eq!(got[0].prepared_transaction_offset, r.commitlog_offset);
+    assert_eq!(b.stats().unwrap().pending_transactions, 0);
+}
+
+#[test]
+fn unknown_is_checked_after_the_timeout_and_resolved_once() {
+    let (b, clock) = manual();
+    let c = consumer(&b, "g", "orders");
+    let checks = Arc::new(AtomicU32::new(0));
+    let n = checks.clone();
+    let tp = b
+        .transaction_producer(
+            "pay",
+            Arc::new(move |m: &pocketmq::MessageExt| {
+                assert_eq!(m.body_str(), Some("maybe"));
+                n.fetch_add(1, Ordering::SeqCst);
+                TxState::Commit
+            }),
+        )
+        .unwrap();
+    tp.send(Message::new("orders", "maybe"), |_| TxState::Unknown)
+        .unwrap();
+    clock.advance_ms(5_999);
+    b.tick().unwrap();
+    assert_eq!(checks.load(Ordering::SeqCst), 0);
+    assert!(drain(&c).is_empty());
+    clock.advance_ms(1);
+    b.tick().unwrap();
+    assert_eq!(checks.load(Ordering::SeqCst), 1);
+    assert_eq!(bodies(&drain(&c)), vec!["maybe"]);
+    clock.advance_ms(600_000);
+    b.tick().unwrap();
+    assert_eq!(checks.load(Ordering::SeqCst), 1);
+    assert!(drain(&c).is_empty());
+}
+
+#[test]
+fn always_unknown_is_checked_fifteen_times_then_discarded() {
+    let (b, clock) = manual();
+    let c = consumer(&b, "g", "orders");
+    let checks = Arc::new(AtomicU32::new(0));
+    let n = checks.clone();
+    let tp = b
+        .transaction_producer(
+            "pay",
+            Arc::new(move |_: &pocketmq::MessageExt| {
+                n.fetch_add(1, Ordering::SeqCst);
+                TxState::Unknown
+            }),
+        )
+        .unwrap();
+    let r = tp
+        .send(Message::new("orders", "limbo"), |_| TxState::Unknown)
+        .unwrap();
+    for _ in 0..40 {
+        clock.advance_ms(60_000);
+        b.tick().unwrap();
+    }
+    assert_eq!(checks.load(Ordering::SeqCst), 15);
+    assert!(drain(&c).is_empty());
+    let discarded = drain(&consumer(&b, "ops", "RMQ_SYS_TRANS_CHECK_MAX_TOPIC"));
+    assert_eq!(bodies(&discarded), vec!["limbo"]);
+    assert_eq!(discarded[0].msg_id, r.msg_id);
+    assert_eq!(b.stats().unwrap().pending_transactions, 0);
+}
+
+#[test]
+fn a_crash_between_half_and_commit_is_resolved_by_check_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = pocketmq::ManualClock::new(T0);
+    {
+        let b = file(dir.path(), &clock);
+        let tp = b
+            .transaction_producer("pay", Arc::new(|_: &pocketmq::MessageExt| TxState::Unknown))
+            .unwrap();
+        tp.send(Message::new("orders", "pending"), |_| TxState::Unknown)
+            .unwrap();
+        // Leave without closing: the next open sees an unclean exit.
+        std::mem::forget(b);
+        std::mem::forget(tp);
+    }
+    // The forgotten broker still holds the lock in this process; a fresh copy of the
+    // directory stands in for the restarted process.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    let b = file(copy.path(), &clock);
+    let c = consumer(&b, "g", "orders");
+    let _tp = b
+        .transaction_producer("pay", Arc::new(|_: &pocketmq::MessageExt| TxState::Commit))
+        .unwrap();
+    clock.advance_ms(6_000);
+    b.tick().unwrap();
+    assert_eq!(bodies(&drain(&c)), vec!["pending"]);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&e.path(), &target);
+        } else if e.file_name() != "lock" {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
