@@ -29,6 +29,7 @@ export function version() {
 
 const NATIVE = Symbol("pocketmq.native");
 const MAX_TIMER_MS = 2 ** 31 - 1;
+const RETRY_DUE_MS = 100;
 const decoder = new TextDecoder();
 
 function isPlainObject(v) {
@@ -72,6 +73,7 @@ export class Message {
   constructor(handle) {
     Object.assign(this, handle.toObject());
     Object.defineProperty(this, NATIVE, { value: handle });
+    Object.freeze(this);
   }
 
   /** The body decoded as UTF-8. */
@@ -126,6 +128,7 @@ export class Broker {
   #clock;
   #timer = null;
   #timerDue = null;
+  #lastFired = null;
   #waiters = new Set();
 
   constructor(options) {
@@ -258,9 +261,11 @@ export class Broker {
     if (this.#native.isClosed()) return;
     const due = this.#native.nextDueMs();
     if (due === undefined || due === null) return;
-    const wait = due - this.#native.nowMs();
+    let wait = due - this.#native.nowMs();
     // A manual clock only moves by advance(), which calls _changed(): no timer then.
     if (this.#clock && wait > 0) return;
+    // Work that stays due after a tick is retried at a gentle pace, not in a busy loop.
+    if (wait <= 0 && due === this.#lastFired) wait = RETRY_DUE_MS;
     if (this.#timer !== null && this.#timerDue !== null && this.#timerDue <= due) return;
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timerDue = due;
@@ -269,6 +274,7 @@ export class Broker {
   }
 
   #fire() {
+    this.#lastFired = this.#timerDue;
     this.#timer = null;
     this.#timerDue = null;
     if (this.#native.isClosed()) return;
@@ -411,9 +417,9 @@ export class Consumer {
     if (typeof timeoutMs !== "number") throw new TypeError("timeoutMs must be a number");
     if (!(timeoutMs >= 0)) throw new InvalidArgumentError(`timeoutMs must be at least 0, not ${timeoutMs}`);
     const deadline = Date.now() + timeoutMs;
-    this.#broker._drive();
     for (let first = true; ; first = false) {
       if (!first && (this.#closed || this.#broker.closed)) return [];
+      this.#broker._drive();
       const got = this.#native.receive(maxMessages);
       if (got.length > 0) return messages(got);
       const left = deadline - Date.now();

@@ -318,6 +318,13 @@ pub(crate) fn broker_config(opts: &JsValue) -> Result<BrokerConfig, JsValue> {
         c.default_queues = u32_arg("defaultQueues", v)?;
     }
     if let Some(v) = o.delay_levels {
+        // Levels are ASCII ("1s 5s 10m 2h"); other text is refused here because
+        // the core's parser panics on it (a panic must never reach JS).
+        if !v.is_ascii() {
+            return Err(invalid(format!(
+                "delayLevels must be levels like \"1s 5s 10m 2h\", not {v:?}"
+            )));
+        }
         c.delay_levels = v;
     }
     if let Some(v) = o.timer_max_delay_ms {
