@@ -109,6 +109,8 @@ test("bad topic names and reserved topics are InvalidArgument", () => {
 test("out-of-range values are InvalidArgument", async () => {
   const broker = new Broker();
   const p = broker.producer("g");
+  assert.throws(() => p.send("orders", ""), invalid, "an empty body, as RocketMQ");
+  assert.throws(() => p.send("orders", new Uint8Array(0)), invalid);
   assert.throws(() => p.send("orders", "x", { delayLevel: -1 }), invalid);
   assert.throws(() => p.send("orders", "x", { delayLevel: 1.5 }), invalid);
   assert.throws(() => p.send("orders", "x", { queueId: -1 }), invalid);
@@ -122,6 +124,10 @@ test("out-of-range values are InvalidArgument", async () => {
   assert.throws(() => new Broker({ flush: "sometimes" }), invalid);
   assert.throws(() => new Broker({ maxMessageSize: -1 }), invalid);
   assert.throws(() => new Broker({ colour: "blue" }), invalid);
+  assert.throws(() => new Broker({ delayLevels: "" }), invalid);
+  assert.throws(() => new Broker({ delayLevels: "1s soon" }), invalid);
+  assert.throws(() => new Broker({ delayLevels: "1s 5é" }), invalid);
+  assert.throws(() => broker.producer("bad group!"), invalid);
   assert.throws(() => broker.consumer({ group: "g", topic: "orders", start: "yesterday" }), invalid);
   assert.throws(() => broker.consumer({ group: "g", topic: "orders", maxReconsumeTimes: -1 }), invalid);
   assert.throws(() => broker.resetOffset("g", "orders", "middle"), invalid);
@@ -173,7 +179,7 @@ test("wrong types are TypeErrors", async () => {
 });
 
 test("no input traps the engine", async () => {
-  const weird = [undefined, null, NaN, -0, 1e300, -1e300, 2 ** 53 + 2, "", "\u0000", "\ud800", {}, [], () => 1, Symbol.iterator, 10n, new Date(NaN)];
+  const weird = [undefined, null, NaN, -0, 1e300, -1e300, 2 ** 53 + 2, "", "é", "日本 || ü", "\u0000", "\ud800", "1é", {}, [], () => 1, Symbol.iterator, 10n, new Date(NaN)];
   const broker = new Broker();
   const p = broker.producer("g");
   const c = broker.consumer({ group: "g", topic: "orders" });
@@ -186,7 +192,16 @@ test("no input traps the engine", async () => {
     (v) => p.send("orders", "x", { delayMs: v }),
     (v) => p.send("orders", "x", { keys: v }),
     (v) => p.send("orders", "x", { properties: v }),
+    (v) => p.send("orders", "x", { tags: v }),
+    (v) => p.send("orders", "x", { shardingKey: v }),
     (v) => p.sendBatch("orders", [v]),
+    (v) => broker.producer(v),
+    (v) => broker.consumer({ group: v, topic: "orders" }),
+    (v) => broker.consumer({ group: "g", topic: v }),
+    (v) => broker.consumer({ group: "g", topic: "orders", tags: v }),
+    (v) => broker.lag(v, "orders"),
+    (v) => broker.transactionProducer(v),
+    (v) => new Broker({ flush: v }),
     (v) => broker.createTopic(v),
     (v) => broker.createTopic("t", { queues: v }),
     (v) => broker.consumer({ group: "g", topic: "orders", start: v }),

@@ -36,7 +36,7 @@ test("a nacked message climbs the retry ladder, then goes to the DLQ", async () 
     assert.equal(m.text(), "flaky");
     assert.equal(m.tags, "paid");
     assert.equal(m.properties.a, "1");
-    assert.equal(m.properties.RETRY_TOPIC, "%RETRY%sms");
+    assert.equal(m.properties.RETRY_TOPIC, "orders", "RocketMQ's RETRY_TOPIC names the topic to restore");
     assert.equal(m.properties.ORIGIN_MESSAGE_ID, sent.msgId);
     c.nack(m);
   }
@@ -48,8 +48,11 @@ test("a nacked message climbs the retry ladder, then goes to the DLQ", async () 
   const dlq = broker.consumer({ group: "ops", topic: "%DLQ%sms" });
   const dead = await receiveOne(dlq);
   assert.equal(dead.msgId, sent.msgId);
-  assert.equal(dead.topic, "orders");
+  assert.equal(dead.properties.RETRY_TOPIC, "orders", "the dead letter names its original topic");
+  assert.equal(dead.properties.ORIGIN_MESSAGE_ID, sent.msgId);
   assert.equal(dead.text(), "flaky");
+  assert.equal(dead.tags, "paid");
+  assert.deepEqual(dead.keys, ["order-7"]);
   assert.equal(dead.properties.a, "1");
   assert.equal(broker.get(sent.msgId).text(), "flaky", "get returns the original");
   assert.equal(broker.get(sent.msgId).topic, "orders");
