@@ -19,14 +19,21 @@ if [ "$have" != "$want" ]; then
   exit 1
 fi
 
+# The shipped engine favours size: the workspace's release profile keeps debug
+# info for native profiling, which a download does not want. (Overridable.)
+export CARGO_PROFILE_RELEASE_OPT_LEVEL="${CARGO_PROFILE_RELEASE_OPT_LEVEL:-s}"
+export CARGO_PROFILE_RELEASE_LTO="${CARGO_PROFILE_RELEASE_LTO:-fat}"
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS="${CARGO_PROFILE_RELEASE_CODEGEN_UNITS:-1}"
+export CARGO_PROFILE_RELEASE_DEBUG="${CARGO_PROFILE_RELEASE_DEBUG:-0}"
 cargo build --release -p pocketmq-wasm --target wasm32-unknown-unknown
 target_dir="$(cargo metadata --format-version 1 --no-deps | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')"
 wasm="$target_dir/wasm32-unknown-unknown/release/pocketmq_wasm.wasm"
 
 rm -rf "$out"
 mkdir -p "$out"
-wasm-bindgen --target nodejs --no-typescript --out-dir "$out/node" "$wasm"
-wasm-bindgen --target web --no-typescript --out-dir "$out/web" "$wasm"
+bindgen=(wasm-bindgen --no-typescript --remove-name-section --remove-producers-section)
+"${bindgen[@]}" --target nodejs --out-dir "$out/node" "$wasm"
+"${bindgen[@]}" --target web --out-dir "$out/web" "$wasm"
 # The package is "type": "module"; the Node glue is CommonJS.
 printf '{ "type": "commonjs" }\n' > "$out/node/package.json"
 
