@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { Broker, Message, version } from "pocketmq";
+import { Broker, ManualClock, Message, version } from "pocketmq";
 
 const text = (m) => new TextDecoder().decode(m.body);
 
@@ -242,13 +242,40 @@ test("createTopic is idempotent and grows, never shrinks; topics lists them", ()
 
 test('start: "latest" skips what was sent before the group existed; earliest is the default', async () => {
   const broker = new Broker();
+  broker.createTopic("orders", { queues: 4 });
   const p = broker.producer("g");
-  p.send("orders", "old");
+  for (let q = 0; q < 4; q++) p.send("orders", `old ${q}`, { queueId: q });
   const late = broker.consumer({ group: "late", topic: "orders", start: "latest" });
   const early = broker.consumer({ group: "early", topic: "orders" });
-  p.send("orders", "new");
-  assert.deepEqual((await late.receive({ maxMessages: 10, timeoutMs: 300 })).map(text), ["new"]);
-  assert.deepEqual((await early.receive({ maxMessages: 10, timeoutMs: 300 })).map(text), ["old", "new"]);
+  for (let q = 0; q < 4; q++) p.send("orders", `new ${q}`, { queueId: q });
+  const news = ["new 0", "new 1", "new 2", "new 3"];
+  const olds = ["old 0", "old 1", "old 2", "old 3"];
+  assert.deepEqual((await late.receive({ maxMessages: 10, timeoutMs: 300 })).map(text).sort(), news);
+  assert.deepEqual((await early.receive({ maxMessages: 10, timeoutMs: 300 })).map(text).sort(), [...news, ...olds].sort());
+  broker.close();
+});
+
+test("start and resetOffset take a time: epoch ms or a Date", async () => {
+  const T0 = Date.UTC(2026, 0, 1);
+  const clock = new ManualClock(T0);
+  const broker = new Broker({ clock });
+  broker.createTopic("orders", { queues: 2 });
+  const p = broker.producer("g");
+  for (const [i, body] of ["a", "b", "c"].entries()) {
+    p.send("orders", body, { queueId: i % 2 });
+    clock.advance(1000);
+  }
+  const fromMs = broker.consumer({ group: "ms", topic: "orders", start: T0 + 500 });
+  assert.deepEqual((await fromMs.receive({ maxMessages: 10, timeoutMs: 300 })).map(text).sort(), ["b", "c"]);
+  const fromDate = broker.consumer({ group: "date", topic: "orders", start: new Date(T0 + 1500) });
+  const got = await fromDate.receive({ maxMessages: 10, timeoutMs: 300 });
+  assert.deepEqual(got.map(text), ["c"]);
+  fromDate.ack(got);
+  fromDate.close();
+  broker.resetOffset("date", "orders", new Date(T0));
+  assert.equal(broker.lag("date", "orders"), 3);
+  broker.resetOffset("date", "orders", { to: "latest" });
+  assert.equal(broker.lag("date", "orders"), 0);
   broker.close();
 });
 
