@@ -149,3 +149,30 @@ test("the first resolution wins: a later check cannot commit a rolled-back messa
   assert.deepEqual(await texts(c), []);
   broker.close();
 });
+
+test("execute and check may call the broker while they decide", async () => {
+  const clock = new ManualClock(T0);
+  const broker = new Broker({ clock });
+  const audit = broker.producer("audit");
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  const tp = broker.transactionProducer("pay", {
+    check: (m) => {
+      audit.send("audit", `checked ${m.text()}`, { queueId: 0 });
+      return broker.query("orders", "order-2").length === 0 ? TxState.COMMIT : TxState.ROLLBACK;
+    },
+  });
+  tp.send("orders", "first", {
+    keys: "order-1",
+    execute: (m) => {
+      audit.send("audit", `executed ${m.text()}`, { queueId: 0 });
+      assert.equal(broker.lag("g", "orders"), 0, "the half message is not in the topic yet");
+      return TxState.UNKNOWN;
+    },
+  });
+  clock.advance(6000);
+  broker.tick();
+  assert.deepEqual(await texts(c), ["first"]);
+  const log = broker.consumer({ group: "a", topic: "audit" });
+  assert.deepEqual(await texts(log), ["executed first", "checked first"]);
+  broker.close();
+});
