@@ -23,6 +23,8 @@ pub(crate) struct ConsumerEntry {
     pub max_reconsume_times: u32,
     /// Queues this consumer reads: (topic, queue id).
     pub assigned: Vec<(String, u32)>,
+    /// The progress slot of each assigned queue.
+    pub slots: Vec<usize>,
     /// Where the next receive starts in `assigned`, for fairness.
     pub rr: usize,
     pub closed: bool,
@@ -120,5 +122,58 @@ mod tests {
         assert_eq!(p.committed(), 5);
         p.rewind();
         assert_eq!((p.next, p.epoch), (5, 1));
+    }
+}
+
+/// Progress of one owner (group, or group@consumer) on one (topic, queue).
+pub(crate) type ProgressKey = (String, String, u32);
+
+/// Progress entries in stable slots, so a receipt can name its slot and an ack needs
+/// no hashing; slots are never removed (progress outlives consumers).
+#[derive(Debug, Default)]
+pub(crate) struct ProgressTable {
+    keys: Vec<ProgressKey>,
+    slots: Vec<QueueProgress>,
+    index: rustc_hash::FxHashMap<ProgressKey, usize>,
+}
+
+impl ProgressTable {
+    pub fn slot(&self, key: &ProgressKey) -> Option<usize> {
+        self.index.get(key).copied()
+    }
+    pub fn get(&self, key: &ProgressKey) -> Option<&QueueProgress> {
+        self.slot(key).map(|s| &self.slots[s])
+    }
+    pub fn get_mut(&mut self, key: &ProgressKey) -> Option<&mut QueueProgress> {
+        self.slot(key).map(|s| &mut self.slots[s])
+    }
+    pub fn insert(&mut self, key: ProgressKey, p: QueueProgress) -> usize {
+        if let Some(s) = self.slot(&key) {
+            self.slots[s] = p;
+            return s;
+        }
+        let s = self.slots.len();
+        self.index.insert(key.clone(), s);
+        self.keys.push(key);
+        self.slots.push(p);
+        s
+    }
+    pub fn at(&self, slot: usize) -> Option<&QueueProgress> {
+        self.slots.get(slot)
+    }
+    pub fn at_mut(&mut self, slot: usize) -> Option<&mut QueueProgress> {
+        self.slots.get_mut(slot)
+    }
+    pub fn values(&self) -> impl Iterator<Item = &QueueProgress> {
+        self.slots.iter()
+    }
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut QueueProgress> {
+        self.slots.iter_mut()
+    }
+    pub fn keys(&self) -> impl Iterator<Item = &ProgressKey> {
+        self.keys.iter()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&ProgressKey, &QueueProgress)> {
+        self.keys.iter().zip(self.slots.iter())
     }
 }

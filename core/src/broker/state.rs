@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::store::{self, read_json, write_json, Kind, Store, ABORT_FILE};
-use crate::consumer::{allocate_averagely, ConsumerEntry, QueueProgress};
+use crate::consumer::{allocate_averagely, ConsumerEntry, ProgressTable, QueueProgress};
 use crate::filter::TagFilter;
 use crate::message::record::{self, prop, RecordSpec, MAX_PROPERTIES_LEN, RESERVED_PROPERTIES};
 use crate::offsets::OffsetTable;
@@ -68,13 +68,11 @@ impl Counter {
     }
 }
 
-type ProgressKey = (String, String, u32);
-
 pub(crate) struct State {
     pub store: Store,
     pub settings: Settings,
     pub consumers: BTreeMap<u64, ConsumerEntry>,
-    progress: HashMap<ProgressKey, QueueProgress>,
+    progress: ProgressTable,
     offsets: OffsetTable,
     offsets_dirty: bool,
     delay: DelayOffsets,
@@ -86,7 +84,7 @@ pub(crate) struct State {
     pub closed: bool,
     pub waiters: Vec<Callback>,
     next_consumer: u64,
-    topic_in: HashMap<String, Counter>,
+    topic_in: rustc_hash::FxHashMap<String, Counter>,
     group_out: HashMap<(String, String), Counter>,
     /// Earliest time deferred work may be due (u64::MAX: none).
     pub next_due: u64,
@@ -191,7 +189,7 @@ impl State {
             store,
             settings,
             consumers: BTreeMap::new(),
-            progress: HashMap::new(),
+            progress: ProgressTable::default(),
             offsets,
             offsets_dirty: false,
             delay,
@@ -203,7 +201,7 @@ impl State {
             closed: false,
             waiters: Vec::new(),
             next_consumer: 0,
-            topic_in: HashMap::new(),
+            topic_in: Default::default(),
             group_out: HashMap::new(),
             next_due: 0,
             last_retention: now,
@@ -302,7 +300,7 @@ impl State {
     }
 
     fn user_properties(m: &Message) -> Vec<u8> {
-        let mut p = Vec::with_capacity(32);
+        let mut p = Vec::new();
         if let Some(t) = &m.tags {
             record::push_prop(&mut p, prop::TAGS, t);
         }
@@ -349,11 +347,12 @@ impl State {
         }
         let queues = self.user_topic_queues(&topic_name)?;
         let queue_id = Self::select_queue(first, queues, rr)?;
+        let topic_arc: Arc<str> = topic_name.as_str().into();
         let mut specs = Vec::with_capacity(msgs.len());
         let mut total = 0usize;
         for m in msgs {
             let mut properties = Self::user_properties(&m);
-            let (mut spec_topic, mut spec_queue) = (topic_name.clone(), queue_id);
+            let (mut spec_topic, mut spec_queue) = (topic_arc.clone(), queue_id);
             let deliver_at = match m.delay {
                 Delay::None => None,
                 Delay::Level(0) => None,
@@ -362,7 +361,7 @@ impl State {
                     record::push_prop(&mut properties, prop::DELAY, &level.to_string());
                     record::push_prop(&mut properties, prop::REAL_TOPIC, &topic_name);
                     record::push_prop(&mut properties, prop::REAL_QID, &queue_id.to_string());
-                    spec_topic = topic::SCHEDULE_TOPIC.to_string();
+                    spec_topic = topic::SCHEDULE_TOPIC.into();
                     spec_queue = level - 1;
                     None
                 }
@@ -381,13 +380,13 @@ impl State {
                     record::push_prop(&mut properties, prop::TIMER_DELIVER_MS, &at.to_string());
                     record::push_prop(&mut properties, prop::REAL_TOPIC, &topic_name);
                     record::push_prop(&mut properties, prop::REAL_QID, &queue_id.to_string());
-                    spec_topic = topic::TIMER_TOPIC.to_string();
+                    spec_topic = topic::TIMER_TOPIC.into();
                     spec_queue = 0;
                 }
             }
             Self::check_properties_len(&properties)?;
-            if spec_topic != topic_name {
-                let n = if spec_topic == topic::SCHEDULE_TOPIC {
+            if *spec_topic != *topic_name {
+                let n = if &*spec_topic == topic::SCHEDULE_TOPIC {
                     self.settings.levels.len() as u32
                 } else {
                     1
@@ -442,22 +441,15 @@ impl State {
         } = self;
         let mut qos = Vec::with_capacity(specs.len());
         let mut failure = None;
+        let mut arrivals: Vec<(String, u64)> = Vec::new();
         let placed = store.put(specs, now, |r, kind, code| {
             qos.push(r.queue_offset);
             match kind {
                 Kind::User => {
                     *arrived = true;
-                    match topic_in.get_mut(r.topic()) {
-                        Some(c) => c.total += 1,
-                        None => {
-                            topic_in.insert(
-                                r.topic().to_string(),
-                                Counter {
-                                    total: 1,
-                                    ..Counter::default()
-                                },
-                            );
-                        }
+                    match arrivals.last_mut() {
+                        Some((t, n)) if t == r.topic() => *n += 1,
+                        _ => arrivals.push((r.topic().to_string(), 1)),
                     }
                 }
                 Kind::Schedule => *next_due = (*next_due).min(code),
@@ -492,6 +484,9 @@ impl State {
         })?;
         if let Some(e) = failure {
             return Err(store::store_err(e));
+        }
+        for (t, n) in arrivals {
+            topic_in.entry(t).or_default().total += n;
         }
         Ok(placed.iter().zip(qos).map(|(p, qo)| (p.phys, qo)).collect())
     }
@@ -550,6 +545,7 @@ impl State {
             orderly: cfg.orderly,
             max_reconsume_times: cfg.max_reconsume_times,
             assigned: Vec::new(),
+            slots: Vec::new(),
             rr: 0,
             closed: false,
         };
@@ -642,16 +638,18 @@ impl State {
         for h in members {
             let assigned = plan.remove(&h).unwrap_or_default();
             let owner = self.consumers[&h].owner();
+            let mut slots = Vec::with_capacity(assigned.len());
             for (t, q) in &assigned {
                 let from = if t == &retry {
                     StartFrom::Earliest
                 } else {
                     start
                 };
-                self.ensure_progress(&owner, t, *q, from, now);
+                let slot = self.ensure_progress(&owner, t, *q, from, now);
+                slots.push(slot);
                 let p = self
                     .progress
-                    .get_mut(&(owner.clone(), t.clone(), *q))
+                    .at_mut(slot)
                     .expect("progress was just ensured");
                 if p.owner != Some(h) {
                     if p.owner.is_some() {
@@ -663,15 +661,23 @@ impl State {
             }
             if let Some(c) = self.consumers.get_mut(&h) {
                 c.assigned = assigned;
+                c.slots = slots;
             }
         }
         Ok(())
     }
 
-    fn ensure_progress(&mut self, owner: &str, t: &str, q: u32, start: StartFrom, now: u64) {
+    fn ensure_progress(
+        &mut self,
+        owner: &str,
+        t: &str,
+        q: u32,
+        start: StartFrom,
+        now: u64,
+    ) -> usize {
         let key = (owner.to_string(), t.to_string(), q);
-        if self.progress.contains_key(&key) {
-            return;
+        if let Some(slot) = self.progress.slot(&key) {
+            return slot;
         }
         let (min, max) = self
             .store
@@ -684,7 +690,7 @@ impl State {
             None if known_group => min,
             None => self.start_offset(t, q, start, now),
         };
-        self.progress.insert(
+        let slot = self.progress.insert(
             key,
             QueueProgress {
                 next,
@@ -693,6 +699,7 @@ impl State {
         );
         self.offsets.set(t, owner, q, next);
         self.offsets_dirty = true;
+        slot
     }
 
     fn start_offset(&self, t: &str, q: u32, start: StartFrom, now: u64) -> u64 {
@@ -747,18 +754,14 @@ impl State {
         if n == 0 || max == 0 {
             return Ok(out);
         }
-        let owner = c.owner();
         let mut entries = Vec::with_capacity(64);
-        let mut key = (owner, String::new(), 0u32);
         for i in 0..n {
             if out.len() >= max {
                 break;
             }
             let (t, q) = &c.assigned[(c.rr + i) % n];
-            key.1.clear();
-            key.1.push_str(t);
-            key.2 = *q;
-            let Some(p) = progress.get_mut(&key) else {
+            let slot = c.slots[(c.rr + i) % n];
+            let Some(p) = progress.at_mut(slot) else {
                 continue;
             };
             let Some(cq) = store.cq(t, *q) else { continue };
@@ -820,8 +823,7 @@ impl State {
                     m.reconsume_times += p.orderly_retries;
                     m.receipt = Some(Receipt {
                         consumer: handle,
-                        topic: t.clone(),
-                        queue_id: *q,
+                        slot,
                         queue_offset: qo,
                         epoch: p.epoch,
                     });
@@ -847,9 +849,8 @@ impl State {
         let Some(c) = self.consumers.get(&handle) else {
             return true;
         };
-        let owner = c.owner();
-        c.assigned.iter().any(|(t, q)| {
-            let Some(p) = self.progress.get(&(owner.clone(), t.clone(), *q)) else {
+        c.assigned.iter().zip(&c.slots).any(|((t, q), slot)| {
+            let Some(p) = self.progress.at(*slot) else {
                 return false;
             };
             if c.orderly && (!p.inflight.is_empty() || now < p.suspend_until) {
@@ -865,11 +866,7 @@ impl State {
     }
 
     /// The progress a receipt refers to, if it is still current.
-    fn progress_for(
-        &mut self,
-        handle: u64,
-        msg: &MessageExt,
-    ) -> Result<Option<(ProgressKey, Receipt)>> {
+    fn progress_for(&mut self, handle: u64, msg: &MessageExt) -> Result<Option<(usize, Receipt)>> {
         self.check_open()?;
         let Some(c) = self.consumers.get(&handle) else {
             return Err(Error::Closed);
@@ -884,10 +881,10 @@ impl State {
                 "this message was received by another consumer; ack it there",
             ));
         }
-        let key = (c.owner(), r.topic.clone(), r.queue_id);
-        match self.progress.get(&key) {
+        let _ = c; // the consumer must still be open
+        match self.progress.at(r.slot) {
             Some(p) if p.epoch == r.epoch && p.inflight.contains(&r.queue_offset) => {
-                Ok(Some((key, r.clone())))
+                Ok(Some((r.slot, r.clone())))
             }
             // Already acked, or the queue moved to another consumer: nothing to do.
             _ => Ok(None),
@@ -895,8 +892,8 @@ impl State {
     }
 
     pub fn ack(&mut self, handle: u64, msg: &MessageExt) -> Result<()> {
-        if let Some((key, r)) = self.progress_for(handle, msg)? {
-            if let Some(p) = self.progress.get_mut(&key) {
+        if let Some((slot, r)) = self.progress_for(handle, msg)? {
+            if let Some(p) = self.progress.at_mut(slot) {
                 p.inflight.remove(&r.queue_offset);
                 p.orderly_retries = 0;
                 self.offsets_dirty = true;
@@ -908,7 +905,7 @@ impl State {
     /// A failed delivery: retry later via the group's retry topic, or in place for an
     /// orderly consumer, or to the dead-letter queue past the limit.
     pub fn nack(&mut self, handle: u64, msg: &MessageExt, now: u64) -> Result<()> {
-        let Some((key, r)) = self.progress_for(handle, msg)? else {
+        let Some((slot, r)) = self.progress_for(handle, msg)? else {
             return Ok(());
         };
         let c = self.consumers[&handle].clone();
@@ -918,9 +915,9 @@ impl State {
         }
         let max = c.max_reconsume_times;
         if c.orderly {
-            let retries = self.progress.get(&key).map_or(0, |p| p.orderly_retries);
+            let retries = self.progress.at(slot).map_or(0, |p| p.orderly_retries);
             if msg.reconsume_times < max && retries < max {
-                if let Some(p) = self.progress.get_mut(&key) {
+                if let Some(p) = self.progress.at_mut(slot) {
                     p.inflight.remove(&r.queue_offset);
                     p.next = r.queue_offset;
                     p.orderly_retries += 1;
@@ -977,7 +974,7 @@ impl State {
         let (t, q) = if to_dlq {
             let dlq = format!("{DLQ_PREFIX}{group}");
             self.store.system_queues(&dlq, 1)?;
-            (dlq, 0)
+            (dlq.into(), 0)
         } else {
             let retry = format!("{RETRY_PREFIX}{group}");
             self.store.system_queues(&retry, 1)?;
@@ -987,7 +984,7 @@ impl State {
             record::push_prop(&mut props, prop::REAL_TOPIC, &retry);
             record::push_prop(&mut props, prop::REAL_QID, "0");
             self.store.system_queues(topic::SCHEDULE_TOPIC, levels)?;
-            (topic::SCHEDULE_TOPIC.to_string(), level - 1)
+            (topic::SCHEDULE_TOPIC.into(), level - 1)
         };
         let spec = RecordSpec {
             topic: t,
@@ -1140,7 +1137,7 @@ impl State {
             .read(phys + at as u64, len)
             .unwrap_or_default();
         Ok(Some(RecordSpec {
-            topic: real_topic,
+            topic: real_topic.into(),
             queue_id: real_qid % queues.max(1),
             sys_flag,
             born_ts,
@@ -1248,7 +1245,7 @@ impl State {
         let mut props = Vec::new();
         record::push_prop(&mut props, prop::TAGS, OP_TAG);
         RecordSpec {
-            topic: topic::TRANS_OP_HALF_TOPIC.to_string(),
+            topic: topic::TRANS_OP_HALF_TOPIC.into(),
             queue_id: 0,
             sys_flag: 0,
             born_ts: now,
@@ -1264,7 +1261,7 @@ impl State {
         self.store.system_queues(topic::TRANS_OP_HALF_TOPIC, 1)?;
         let mut specs = Vec::new();
         if let Some(mut s) = self.real_copy(phys, &[])? {
-            s.topic = topic::TRANS_CHECK_MAX_TOPIC.to_string();
+            s.topic = topic::TRANS_CHECK_MAX_TOPIC.into();
             s.queue_id = 0;
             specs.push(s);
         }
@@ -1299,7 +1296,7 @@ impl State {
         self.store.system_queues(topic::TRANS_HALF_TOPIC, 1)?;
         self.store.system_queues(topic::TRANS_OP_HALF_TOPIC, 1)?;
         let spec = RecordSpec {
-            topic: topic::TRANS_HALF_TOPIC.to_string(),
+            topic: topic::TRANS_HALF_TOPIC.into(),
             queue_id: 0,
             sys_flag: 0,
             born_ts: now,
@@ -1543,7 +1540,7 @@ impl State {
         let mut out = Vec::new();
         let json = |v: &dyn erased::Json| v.to_json();
         if self.offsets_dirty {
-            for ((owner, t, q), p) in &self.progress {
+            for ((owner, t, q), p) in self.progress.iter() {
                 self.offsets.set(t, owner, *q, p.committed());
             }
             out.push((OffsetTable::FILE, json(&self.offsets)?));

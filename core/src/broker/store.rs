@@ -6,11 +6,11 @@
 //! ConsumeQueue that is missing or behind (per queue), and feeds the timer and
 //! transaction tables. Then every ConsumeQueue is cut back to the CommitLog's end.
 
-use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::commitlog::{CommitLog, Placed};
@@ -62,7 +62,7 @@ pub(crate) fn kind_of(topic: &str) -> Kind {
 pub(crate) struct Store {
     pub backend: Arc<dyn Backend>,
     pub commitlog: CommitLog,
-    pub queues: HashMap<String, Vec<ConsumeQueue>>,
+    pub queues: FxHashMap<String, Vec<ConsumeQueue>>,
     pub index: KeyIndex,
     pub topics: TopicRegistry,
     pub topics_dirty: bool,
@@ -99,7 +99,7 @@ impl Store {
             nonce: checkpoint.map_or(fresh_nonce, |c| c.nonce),
             backend,
             commitlog,
-            queues: HashMap::new(),
+            queues: FxHashMap::default(),
             index: KeyIndex::default(),
             topics,
             topics_dirty: false,
@@ -220,14 +220,25 @@ impl Store {
                 self.create_topic(&s.topic, n)?;
             }
         }
+        // Consecutive offsets per (topic, queue); a batch usually has one target.
+        let mut next: Vec<(&str, u32, u64)> = Vec::with_capacity(2);
         let mut qos = Vec::with_capacity(specs.len());
-        for (i, s) in specs.iter().enumerate() {
-            let base = self.next_queue_offset(&s.topic, s.queue_id);
-            let earlier = specs[..i]
-                .iter()
-                .filter(|p| p.topic == s.topic && p.queue_id == s.queue_id)
-                .count() as u64;
-            qos.push(base + earlier);
+        for s in specs {
+            let qo = match next
+                .iter_mut()
+                .find(|(t, q, _)| *q == s.queue_id && **t == *s.topic)
+            {
+                Some(slot) => {
+                    slot.2 += 1;
+                    slot.2
+                }
+                None => {
+                    let base = self.next_queue_offset(&s.topic, s.queue_id);
+                    next.push((&s.topic, s.queue_id, base));
+                    base
+                }
+            };
+            qos.push(qo);
         }
         let placed = self.commitlog.append(specs, &qos, now)?;
         for p in &placed {
@@ -372,7 +383,7 @@ impl Store {
 /// Writes a record's ConsumeQueue entry and index keys, then tells `on_dispatch`.
 fn dispatch(
     r: &RecordView<'_>,
-    queues: &mut HashMap<String, Vec<ConsumeQueue>>,
+    queues: &mut FxHashMap<String, Vec<ConsumeQueue>>,
     index: &mut KeyIndex,
     levels: &[u64],
     on_dispatch: &mut impl FnMut(&RecordView<'_>, Kind, u64),

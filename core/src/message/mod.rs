@@ -137,8 +137,7 @@ pub struct SendResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
     pub(crate) consumer: u64,
-    pub(crate) topic: String,
-    pub(crate) queue_id: u32,
+    pub(crate) slot: usize,
     pub(crate) queue_offset: u64,
     pub(crate) epoch: u64,
 }

@@ -91,7 +91,7 @@ pub(crate) const RESERVED_PROPERTIES: &[&str] = &[
 /// Everything of a record that is known before it is placed in the log.
 #[derive(Debug, Clone)]
 pub(crate) struct RecordSpec {
-    pub topic: String,
+    pub topic: std::sync::Arc<str>,
     pub queue_id: u32,
     pub sys_flag: u32,
     pub born_ts: u64,
@@ -188,8 +188,7 @@ pub(crate) struct RecordView<'a> {
     pub prepared_tx_offset: u64,
     body_at: usize,
     body_len: usize,
-    topic_at: usize,
-    topic_len: usize,
+    topic: &'a str,
     props_at: usize,
     props_len: usize,
 }
@@ -239,11 +238,12 @@ pub(crate) fn parse(buf: &[u8], at: u64, verify: bool) -> Parsed<'_> {
     let props_len = u16::from_be_bytes([rec[pos], rec[pos + 1]]) as usize;
     pos += 2;
     let props_at = pos;
-    if pos + props_len != total
-        || std::str::from_utf8(&rec[topic_at..topic_at + topic_len]).is_err()
-    {
+    if pos + props_len != total {
         return Parsed::Invalid;
     }
+    let Ok(topic) = std::str::from_utf8(&rec[topic_at..topic_at + topic_len]) else {
+        return Parsed::Invalid;
+    };
     if verify {
         if crc32(&rec[body_at..body_at + body_len]) != get_u32(rec, OFF_BODY_CRC) {
             return Parsed::Invalid;
@@ -271,8 +271,7 @@ pub(crate) fn parse(buf: &[u8], at: u64, verify: bool) -> Parsed<'_> {
         prepared_tx_offset: get_u64(rec, OFF_PREPARED),
         body_at,
         body_len,
-        topic_at,
-        topic_len,
+        topic,
         props_at,
         props_len,
     })
@@ -283,7 +282,7 @@ impl<'a> RecordView<'a> {
         self.buf.len()
     }
     pub fn topic(&self) -> &'a str {
-        std::str::from_utf8(&self.buf[self.topic_at..self.topic_at + self.topic_len]).unwrap_or("")
+        self.topic
     }
     pub fn body_range(&self) -> (usize, usize) {
         (self.body_at, self.body_len)
@@ -394,7 +393,14 @@ pub(crate) fn crc32(data: &[u8]) -> u32 {
 
 /// A message id: the store's 64-bit nonce and the record's physical offset, 32 hex digits.
 pub(crate) fn make_msg_id(nonce: u64, offset: u64) -> String {
-    format!("{nonce:016X}{offset:016X}")
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = [0u8; 32];
+    for (i, v) in [nonce, offset].into_iter().enumerate() {
+        for (k, slot) in out[i * 16..i * 16 + 16].iter_mut().enumerate() {
+            *slot = HEX[((v >> (60 - 4 * k)) & 0xF) as usize];
+        }
+    }
+    std::str::from_utf8(&out).unwrap_or_default().to_owned()
 }
 
 /// The (nonce, physical offset) of a message id, if it is one.
@@ -427,7 +433,14 @@ pub(crate) fn props_iter(raw: &[u8]) -> impl Iterator<Item = (&str, &str)> {
 }
 
 pub(crate) fn prop_value<'a>(raw: &'a [u8], name: &str) -> Option<&'a str> {
-    props_iter(raw).find(|(k, _)| *k == name).map(|(_, v)| v)
+    // Compare names as bytes; only the value found is checked as text.
+    raw.split(|b| *b == PROP_SEP).find_map(|pair| {
+        let sep = pair.iter().position(|b| *b == NAME_SEP)?;
+        if &pair[..sep] != name.as_bytes() || sep + 1 == pair.len() {
+            return None;
+        }
+        std::str::from_utf8(&pair[sep + 1..]).ok()
+    })
 }
 
 fn write_digits(out: &mut [u8], mut v: u32) {
@@ -477,7 +490,7 @@ mod tests {
         push_prop(&mut properties, prop::KEYS, "k1 k2");
         push_prop(&mut properties, "color", "blue");
         RecordSpec {
-            topic: topic.to_string(),
+            topic: topic.into(),
             queue_id: 3,
             sys_flag: 0,
             born_ts: 1000,

@@ -1,0 +1,567 @@
+//! System-level benchmarks with baselines measured in the same run: append throughput
+//! against a plain write loop, sync group commit against a write+fdatasync loop,
+//! end-to-end throughput, long-poll wake-up latency, open and recovery time of a
+//! 1 GiB store, resident memory while reading it, and timers. Each figure is the
+//! median of several runs; the output is a markdown table for BENCHMARKS.md.
+//!
+//! `cargo bench -p pocketmq --bench system` (all), or name sections as arguments:
+//! `append sync e2e latency open timers`. `POCKETMQ_BENCH_DIR` picks the disk.
+#![allow(clippy::disallowed_methods)] // a benchmark reads real time and starts threads
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pocketmq::{Broker, BrokerConfig, ConsumerConfig, FlushMode, ManualClock, Message};
+
+const RUNS: usize = 3;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn bench_dir() -> PathBuf {
+    let base = std::env::var_os("POCKETMQ_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/bench-data"));
+    std::fs::create_dir_all(&base).unwrap();
+    base
+}
+
+fn fresh(name: &str) -> PathBuf {
+    let d = bench_dir().join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Row {
+    what: String,
+    value: String,
+    target: String,
+    verdict: String,
+}
+
+fn row(rows: &mut Vec<Row>, what: &str, value: String, target: &str, met: Option<bool>) {
+    let verdict = match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "reported",
+    };
+    println!("{what}: {value}  (target {target}: {verdict})");
+    rows.push(Row {
+        what: what.into(),
+        value,
+        target: target.into(),
+        verdict: verdict.into(),
+    });
+}
+
+/// Plain buffered write loop of 1 KiB records: MB/s.
+fn write_loop_mbps(dir: &Path, total: usize) -> f64 {
+    let path = dir.join("plain.bin");
+    let buf = vec![7u8; 1024];
+    let start = Instant::now();
+    {
+        let mut w = BufWriter::with_capacity(1 << 20, File::create(&path).unwrap());
+        for _ in 0..total / 1024 {
+            w.write_all(&buf).unwrap();
+        }
+        w.flush().unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(path);
+    total as f64 / secs / 1e6
+}
+
+/// 1 KiB write + fdatasync loop: appends/s.
+fn fdatasync_loop(dir: &Path, n: usize) -> f64 {
+    let path = dir.join("sync.bin");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    let buf = vec![7u8; 1024];
+    let start = Instant::now();
+    for _ in 0..n {
+        f.write_all(&buf).unwrap();
+        f.sync_data().unwrap();
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(path);
+    rate
+}
+
+fn open_file(dir: &Path, flush: FlushMode) -> Broker {
+    Broker::open(BrokerConfig {
+        flush,
+        ..BrokerConfig::at(dir)
+    })
+    .unwrap()
+}
+
+fn append(rows: &mut Vec<Row>) {
+    let total = 512 << 20;
+    let dir = fresh("append");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut base = Vec::new();
+    let mut ours = Vec::new();
+    for run in 0..RUNS {
+        base.push(write_loop_mbps(&dir, total));
+        let d = dir.join(format!("store{run}"));
+        let b = open_file(&d, FlushMode::Async);
+        let p = b.producer("bench").unwrap();
+        let body = bytes::Bytes::from(vec![b'x'; 1024]);
+        let n = total / 1024;
+        let start = Instant::now();
+        for _ in 0..n {
+            p.send(Message::new("bench", body.clone())).unwrap();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        ours.push(n as f64 * 1024.0 / secs / 1e6);
+        b.close().unwrap();
+        let _ = std::fs::remove_dir_all(&d);
+    }
+    let (base, ours) = (median(base), median(ours));
+    row(
+        rows,
+        "plain buffered write loop, 1 KiB (baseline)",
+        format!("{base:.0} MB/s"),
+        "-",
+        None,
+    );
+    row(
+        rows,
+        "file store, async flush, single send 1 KiB",
+        format!(
+            "{ours:.0} MB/s = {:.0}% of the write loop",
+            ours / base * 100.0
+        ),
+        ">= 70% of the write loop",
+        Some(ours >= 0.7 * base),
+    );
+
+    // Memory store, one thread, batches of 100 x 100 B.
+    let mut rates = Vec::new();
+    for _ in 0..RUNS {
+        let b = Broker::memory();
+        let p = b.producer("bench").unwrap();
+        let body = bytes::Bytes::from(vec![b'x'; 100]);
+        let batches = 30_000;
+        let start = Instant::now();
+        for _ in 0..batches {
+            let batch: Vec<Message> = (0..100)
+                .map(|_| Message::new("bench", body.clone()))
+                .collect();
+            p.send_batch(batch).unwrap();
+        }
+        rates.push(batches as f64 * 100.0 / start.elapsed().as_secs_f64());
+        b.close().unwrap();
+    }
+    let r = median(rates);
+    row(
+        rows,
+        "memory store, one thread, send_batch of 100 x 100 B",
+        format!("{:.2} M msgs/s", r / 1e6),
+        ">= 3 M msgs/s",
+        Some(r >= 3e6),
+    );
+    let mut rates = Vec::new();
+    for _ in 0..RUNS {
+        let b = Broker::memory();
+        let p = b.producer("bench").unwrap();
+        let body = bytes::Bytes::from(vec![b'x'; 100]);
+        let n = 1_000_000;
+        let start = Instant::now();
+        for _ in 0..n {
+            p.send(Message::new("bench", body.clone())).unwrap();
+        }
+        rates.push(n as f64 / start.elapsed().as_secs_f64());
+    }
+    row(
+        rows,
+        "memory store, one thread, single send 100 B",
+        format!("{:.2} M msgs/s", median(rates) / 1e6),
+        "-",
+        None,
+    );
+}
+
+fn sync(rows: &mut Vec<Row>) {
+    let dir = fresh("sync");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut base = Vec::new();
+    let mut ours = Vec::new();
+    for run in 0..RUNS {
+        base.push(fdatasync_loop(&dir, 2000));
+        let d = dir.join(format!("store{run}"));
+        let b = open_file(&d, FlushMode::Sync);
+        let per = 2000;
+        let start = Instant::now();
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || {
+                    let p = b.producer("bench").unwrap();
+                    let body = bytes::Bytes::from(vec![b'x'; 1024]);
+                    for _ in 0..per {
+                        let r = p.send(Message::new("bench", body.clone())).unwrap();
+                        assert_eq!(r.status, pocketmq::SendStatus::SendOk);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        ours.push(16.0 * per as f64 / start.elapsed().as_secs_f64());
+        b.close().unwrap();
+        let _ = std::fs::remove_dir_all(&d);
+    }
+    let (base, ours) = (median(base), median(ours));
+    row(
+        rows,
+        "1 KiB write + fdatasync loop (baseline)",
+        format!("{base:.0} appends/s"),
+        "-",
+        None,
+    );
+    row(
+        rows,
+        "file store, sync flush, 16 writers, 1 KiB",
+        format!("{ours:.0} msgs/s = {:.1}x the fdatasync loop", ours / base),
+        ">= 10x the fdatasync loop",
+        Some(ours >= 10.0 * base),
+    );
+}
+
+fn e2e(rows: &mut Vec<Row>) {
+    let mut rates = Vec::new();
+    let n: usize = 2_000_000;
+    for _ in 0..RUNS {
+        let b = Broker::memory();
+        b.create_topic("bench", 4).unwrap();
+        let c = b.consumer(ConsumerConfig::new("g", "bench")).unwrap();
+        let start = Instant::now();
+        let pb = b.clone();
+        let producer = std::thread::spawn(move || {
+            let p = pb.producer("bench").unwrap();
+            let body = bytes::Bytes::from(vec![b'x'; 100]);
+            for _ in 0..n {
+                p.send(Message::new("bench", body.clone())).unwrap();
+            }
+        });
+        let mut got = 0;
+        while got < n {
+            let msgs = c.receive(32, Duration::from_secs(5)).unwrap();
+            assert!(!msgs.is_empty(), "stalled at {got}");
+            for m in &msgs {
+                c.ack(m).unwrap();
+            }
+            got += msgs.len();
+        }
+        producer.join().unwrap();
+        rates.push(n as f64 / start.elapsed().as_secs_f64());
+    }
+    let r = median(rates);
+    row(
+        rows,
+        "memory store, 1 producer + 1 consumer thread, 100 B, receive(32) + ack",
+        format!("{:.2} M msgs/s", r / 1e6),
+        ">= 1 M msgs/s",
+        Some(r >= 1e6),
+    );
+}
+
+fn latency(rows: &mut Vec<Row>) {
+    let b = Broker::memory();
+    b.create_topic("ping", 1).unwrap();
+    let c = b.consumer(ConsumerConfig::new("g", "ping")).unwrap();
+    let samples = 2000;
+    let pb = b.clone();
+    let (tx, rx) = std::sync::mpsc::channel::<Instant>();
+    let producer = std::thread::spawn(move || {
+        let p = pb.producer("bench").unwrap();
+        for _ in 0..samples {
+            std::thread::sleep(Duration::from_micros(300));
+            let sent = Instant::now();
+            p.send(Message::new("ping", "x")).unwrap();
+            tx.send(sent).unwrap();
+        }
+    });
+    let mut lat = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let msgs = c.receive(1, Duration::from_secs(5)).unwrap();
+        let now = Instant::now();
+        assert_eq!(msgs.len(), 1);
+        c.ack(&msgs[0]).unwrap();
+        let sent = rx.recv().unwrap();
+        lat.push(now.saturating_duration_since(sent).as_secs_f64() * 1e6);
+    }
+    producer.join().unwrap();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let p50 = lat[lat.len() / 2];
+    let p99 = lat[lat.len() * 99 / 100];
+    row(
+        rows,
+        "long-poll wake-up, send to receive return",
+        format!("p50 {p50:.0} us, p99 {p99:.0} us"),
+        "p99 < 1 ms",
+        Some(p99 < 1000.0),
+    );
+}
+
+fn fill_gib(dir: &Path) -> u64 {
+    let b = open_file(dir, FlushMode::Async);
+    b.create_topic("big", 4).unwrap();
+    let p = b.producer("bench").unwrap();
+    let body = bytes::Bytes::from(vec![b'y'; 1024]);
+    let mut n = 0;
+    while n < (1u64 << 30) / 1160 {
+        let batch: Vec<Message> = (0..64)
+            .map(|i| {
+                Message::builder("big", body.clone())
+                    .key(format!("k{}", n + i))
+                    .build()
+            })
+            .collect();
+        p.send_batch(batch).unwrap();
+        n += 64;
+    }
+    b.close().unwrap();
+    n
+}
+
+fn open(rows: &mut Vec<Row>) {
+    let dir = fresh("gib");
+    let n = fill_gib(&dir);
+    let mut opens = Vec::new();
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let b = open_file(&dir, FlushMode::Async);
+        opens.push(start.elapsed().as_secs_f64());
+        b.close().unwrap();
+    }
+    let t = median(opens);
+    row(
+        rows,
+        &format!("clean open of a 1 GiB store ({n} messages, keys indexed)"),
+        format!("{:.0} ms", t * 1000.0),
+        "< 1 s",
+        Some(t < 1.0),
+    );
+    let mut recovers = Vec::new();
+    for _ in 0..RUNS {
+        // An unclean exit: the abort marker is left behind, as after kill -9.
+        std::fs::write(dir.join("abort"), b"1").unwrap();
+        let _ = std::fs::remove_file(dir.join("checkpoint"));
+        let start = Instant::now();
+        let b = open_file(&dir, FlushMode::Async);
+        recovers.push(start.elapsed().as_secs_f64());
+        b.close().unwrap();
+    }
+    let t = median(recovers);
+    row(
+        rows,
+        "recovery of a 1 GiB store after an unclean exit (every CRC checked)",
+        format!("{:.0} ms", t * 1000.0),
+        "report",
+        None,
+    );
+    // Resident memory while reading everything.
+    let b = open_file(&dir, FlushMode::Async);
+    let c = b.consumer(ConsumerConfig::new("reader", "big")).unwrap();
+    let base = rss_kib();
+    let mut peak = base;
+    let mut got = 0u64;
+    let mut sum = 0u64;
+    loop {
+        let msgs = c.receive(256, Duration::ZERO).unwrap();
+        if msgs.is_empty() {
+            break;
+        }
+        for m in &msgs {
+            sum += m.body[0] as u64;
+            c.ack(m).unwrap();
+        }
+        got += msgs.len() as u64;
+        if got % (64 * 1024) < 256 {
+            peak = peak.max(rss_kib());
+            b.tick().unwrap();
+        }
+    }
+    peak = peak.max(rss_kib());
+    assert_eq!(got, n);
+    assert_eq!(sum, n * b'y' as u64);
+    let above = (peak.saturating_sub(base)) as f64 / 1024.0;
+    row(
+        rows,
+        "resident memory above baseline while reading the 1 GiB store",
+        format!("{above:.0} MiB"),
+        "< 100 MiB",
+        Some(above < 100.0),
+    );
+    b.close().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn timers(rows: &mut Vec<Row>) {
+    let clock = ManualClock::new(1_764_000_000_000);
+    let dir = fresh("timers");
+    let b = Broker::open(BrokerConfig {
+        clock: Arc::new(clock.clone()),
+        background: false,
+        ..BrokerConfig::at(&dir)
+    })
+    .unwrap();
+    b.create_topic("later", 4).unwrap();
+    let c = b.consumer(ConsumerConfig::new("g", "later")).unwrap();
+    let p = b.producer("bench").unwrap();
+    let n = 1_000_000u64;
+    let base = rss_kib();
+    let start = Instant::now();
+    for i in 0..n {
+        // Spread over a day, in shuffled order.
+        let delay = (i * 7919 % n) * 86_400 + 1000;
+        p.send(
+            Message::builder("later", "t")
+                .delay_ms(delay / 1000)
+                .build(),
+        )
+        .unwrap();
+    }
+    let send_rate = n as f64 / start.elapsed().as_secs_f64();
+    let heap = rss_kib().saturating_sub(base) as f64 / 1024.0;
+    assert_eq!(b.stats().unwrap().pending_delayed, n);
+    clock.advance_ms(86_400_000 + 2000);
+    let start = Instant::now();
+    b.tick().unwrap();
+    let mut got = 0u64;
+    loop {
+        let msgs = c.receive(256, Duration::ZERO).unwrap();
+        if msgs.is_empty() {
+            break;
+        }
+        for m in &msgs {
+            c.ack(m).unwrap();
+        }
+        got += msgs.len() as u64;
+    }
+    let deliver_rate = n as f64 / start.elapsed().as_secs_f64();
+    assert_eq!(got, n);
+    row(
+        rows,
+        "1 M pending deliver-at timers (file store): resident memory added, send rate",
+        format!("{heap:.0} MiB, {:.0} k sends/s", send_rate / 1e3),
+        "report (no per-timer heap entries)",
+        None,
+    );
+    row(
+        rows,
+        "1 M timers coming due at once: delivered and received",
+        format!("{:.0} k msgs/s", deliver_rate / 1e3),
+        "report",
+        None,
+    );
+    b.close().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let (b, clock) = {
+        let clock = ManualClock::new(1_764_000_000_000);
+        let b = Broker::open(BrokerConfig {
+            clock: Arc::new(clock.clone()),
+            background: false,
+            ..BrokerConfig::default()
+        })
+        .unwrap();
+        (b, clock)
+    };
+    let c = b.consumer(ConsumerConfig::new("g", "later")).unwrap();
+    let p = b.producer("bench").unwrap();
+    let n = 100_000u64;
+    let start = Instant::now();
+    for i in 0..n {
+        p.send(
+            Message::builder("later", "d")
+                .delay_level(1 + (i % 18) as u32)
+                .build(),
+        )
+        .unwrap();
+    }
+    let send_rate = n as f64 / start.elapsed().as_secs_f64();
+    clock.advance_ms(3 * 3_600_000);
+    let start = Instant::now();
+    b.tick().unwrap();
+    let mut got = 0;
+    loop {
+        let msgs = c.receive(256, Duration::ZERO).unwrap();
+        if msgs.is_empty() {
+            break;
+        }
+        for m in &msgs {
+            c.ack(m).unwrap();
+        }
+        got += msgs.len() as u64;
+    }
+    assert_eq!(got, n);
+    row(
+        rows,
+        "100 k delay-level messages (memory store): send, then due and received",
+        format!(
+            "{:.0} k sends/s, {:.0} k msgs/s delivered",
+            send_rate / 1e3,
+            n as f64 / start.elapsed().as_secs_f64() / 1e3
+        ),
+        "report",
+        None,
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let want = |s: &str| args.is_empty() || args.iter().any(|a| a == s);
+    let mut rows = Vec::new();
+    if want("append") {
+        append(&mut rows);
+    }
+    if want("sync") {
+        sync(&mut rows);
+    }
+    if want("e2e") {
+        e2e(&mut rows);
+    }
+    if want("latency") {
+        latency(&mut rows);
+    }
+    if want("open") {
+        open(&mut rows);
+    }
+    if want("timers") {
+        timers(&mut rows);
+    }
+    println!();
+    println!("| figure | measured (median of {RUNS}) | target | |");
+    println!("|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} |",
+            r.what, r.value, r.target, r.verdict
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! A send-then-consume workload on the memory store, for profilers:
+//! `cargo run --release -p pocketmq --example profile_send -- 20000`.
+fn main() {
+    let b = pocketmq::Broker::memory();
+    let p = b.producer("bench").unwrap();
+    let body = bytes::Bytes::from(vec![b'x'; 100]);
+    let batches: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20_000);
+    for _ in 0..batches {
+        let batch: Vec<pocketmq::Message> = (0..100)
+            .map(|_| pocketmq::Message::new("bench", body.clone()))
+            .collect();
+        p.send_batch(batch).unwrap();
+    }
+    let c = b
+        .consumer(pocketmq::ConsumerConfig::new("g", "bench"))
+        .unwrap();
+    let mut n = 0;
+    loop {
+        let m = c.receive(32, std::time::Duration::ZERO).unwrap();
+        if m.is_empty() {
+            break;
+        }
+        for x in &m {
+            c.ack(x).unwrap();
+        }
+        n += m.len();
+    }
+    assert_eq!(n, batches * 100);
+}
