@@ -20,7 +20,7 @@ WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(
 help:
 	@echo "make demo   build the Python package into $(VENV) and run examples/python/order_flow.py"
 	@echo "make test   install the tools, then run every check and suite (Rust, Python, notebooks, wasm, JS)"
-	@echo "make bench  run the benchmarks"
+	@echo "make bench  run the benchmarks (the engine's, then side by side with its alternatives)"
 
 # ---- installs -----------------------------------------------------------------
 
@@ -83,7 +83,7 @@ wasm-build: wasm-target
 	$(CARGO) build -p pocketmq-wasm --target wasm32-unknown-unknown
 
 rust-test:
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
 
 py-test: python
 	$(VPY) -m pytest tests/python
@@ -111,11 +111,35 @@ check: fmt clippy wasm-build rust-test py-test mypy notebooks test-js test-brows
 test: tools
 	$(MAKE) -k check
 
-bench:
+# ---- benchmarks ---------------------------------------------------------------
+
+.PHONY: bench-core bench-side-by-side bench-quick bench-deps
+
+bench: bench-core bench-side-by-side
+
+# The engine's own benches, and any bench/*.sh scripts.
+bench-core:
 	$(CARGO) bench -p pocketmq
 	@for script in bench/*.sh; do \
 	  if [ -f "$$script" ]; then echo "== $$script"; bash "$$script"; fi; \
 	done
+
+# pocketmq beside Redis Streams, persist-queue, sqlite3 and litequeue, 3 runs each
+# (about 10 minutes); rewrites its section of BENCHMARKS.md and docs/bench-ratios.png.
+bench-side-by-side: python bench-deps
+	$(VPY) bench/side_by_side.py
+
+# Small N, one run, nothing rewritten: checks that every system still runs.
+bench-quick: python bench-deps
+	$(VPY) bench/side_by_side.py --quick
+
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
+	$(VPY) -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench-deps: venv $(VENV)/.bench-installed
+	@if command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ]; then echo "redis-server is installed"; else \
+	  $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; fi
 
 clean:
 	$(CARGO) clean
