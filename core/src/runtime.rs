@@ -38,6 +38,7 @@ impl Deadline {
     }
 
     /// Waits on `cv` until notified or the deadline; false once the deadline passed.
+    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
     pub(crate) fn wait<T>(&self, cv: &Condvar, guard: &mut MutexGuard<'_, T>) -> bool {
         #[cfg(not(target_arch = "wasm32"))]
         {
@@ -48,7 +49,6 @@ impl Deadline {
         }
         #[cfg(target_arch = "wasm32")]
         {
-            let _ = (cv, guard);
             false
         }
     }
@@ -113,4 +113,16 @@ pub(crate) fn spawn_worker(
             }
         })
         .ok()
+}
+
+/// This process's id (0 where there are no processes, as on wasm).
+pub(crate) fn process_id() -> u32 {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        std::process::id()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        0
+    }
 }

@@ -29,12 +29,13 @@ use crate::{Error, Result};
 pub(crate) fn parse_levels(spec: &str) -> Result<Vec<u64>> {
     let mut out = Vec::new();
     for item in spec.split_whitespace() {
-        let (num, unit) = item.split_at(item.len().saturating_sub(1));
+        let unit = item.chars().last().unwrap_or(' ');
+        let num = &item[..item.len() - unit.len_utf8()];
         let mult = match unit {
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
+            's' => 1000,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            'd' => 86_400_000,
             _ => {
                 return Err(Error::invalid(format!(
                     "delay level {item:?}: the unit must be s, m, h or d"
@@ -270,6 +271,8 @@ mod tests {
         assert!(parse_levels("1x").is_err());
         assert!(parse_levels("").is_err());
         assert!(parse_levels("0s").is_err());
+        assert!(parse_levels("1é").is_err());
+        assert!(parse_levels("é").is_err());
     }
 
     #[test]

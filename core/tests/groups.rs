@@ -149,6 +149,31 @@ fn a_restart_redelivers_from_the_lowest_unacked_offset() {
 }
 
 #[test]
+fn start_positions_hold_on_every_queue() {
+    let (b, clock) = manual();
+    b.create_topic("t", 4).unwrap();
+    let p = b.producer("p").unwrap();
+    for q in 0..4 {
+        p.send(Message::builder("t", "old").queue_id(q).build())
+            .unwrap();
+    }
+    clock.advance_ms(1000);
+    let mid = pocketmq::Clock::now_ms(&clock);
+    for q in 0..4 {
+        p.send(Message::builder("t", "new").queue_id(q).build())
+            .unwrap();
+    }
+    let mut late = ConsumerConfig::new("late", "t");
+    late.start = StartFrom::Latest;
+    let late = b.consumer(late).unwrap();
+    let mut timed = ConsumerConfig::new("timed", "t");
+    timed.start = StartFrom::Timestamp(mid);
+    let timed = b.consumer(timed).unwrap();
+    assert!(drain(&late).is_empty());
+    assert_eq!(bodies(&drain(&timed)), vec!["new"; 4]);
+}
+
+#[test]
 fn start_positions_apply_to_new_groups_only() {
     let (b, clock) = manual();
     b.create_topic("t", 1).unwrap();

@@ -162,8 +162,6 @@ fn stale_records_after_a_truncation_never_reappear() {
         );
         // A new record of the same size ends exactly where the stale record 9 began.
         let r = fill(&b, 0, 1);
-        let p = b.producer("p").unwrap();
-        let _ = p;
         assert_eq!(r[0].0, p8);
         b.close().unwrap();
     }
@@ -173,7 +171,6 @@ fn stale_records_after_a_truncation_never_reappear() {
     let got = all_bodies(&b, "g3");
     assert_eq!(got.len(), 9);
     assert_eq!(got[8], "message-0000");
-    let _ = rec9;
 }
 
 /// The child half of the kill -9 test: appends with sync flush and reports each
@@ -247,30 +244,41 @@ fn kill_9_never_loses_an_acknowledged_sync_send() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let wanted = 20 + (cycle * 37 % 200) as usize;
+        let (tx, rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            let mut lines = Vec::new();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.strip_prefix("ACK ") {
                     let f: Vec<&str> = rest.split(' ').collect();
-                    lines.push((
+                    let ack: (String, u64, u64, u64) = (
                         f[0].to_string(),
                         f[1].parse().unwrap(),
                         f[2].parse().unwrap(),
                         f[3].parse().unwrap(),
-                    ));
+                    );
+                    if tx.send(ack).is_err() {
+                        break;
+                    }
                 }
             }
-            lines
         });
-        // Let it write for a while, then kill it mid-flight.
-        std::thread::sleep(Duration::from_millis(
-            30 + (cycle * 53 % 120) + wanted as u64 % 7,
-        ));
+        // Wait for some acknowledged sends, then kill it at a varying moment.
+        let wanted = 5 + (cycle * 37 % 60) as usize;
+        let mut got = 0;
+        while got < wanted {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(ack) => {
+                    acked.push(ack);
+                    got += 1;
+                }
+                Err(e) => panic!("cycle {cycle}: the writer stalled: {e}"),
+            }
+        }
+        std::thread::sleep(Duration::from_micros(cycle * 997 % 15_000));
         child.kill().unwrap();
         child.wait().unwrap();
-        acked.extend(reader.join().unwrap());
+        reader.join().unwrap();
+        acked.extend(rx.try_iter());
         // Every acknowledged message reads back byte-identical.
         let b = Broker::open(BrokerConfig {
             background: false,
@@ -291,7 +299,7 @@ fn kill_9_never_loses_an_acknowledged_sync_send() {
         // And the queue is dense with nothing torn in it.
         let c = consumer(&b, &format!("check-{cycle}"), "crash");
         let all = drain(&c);
-        for (n, m) in all.iter().enumerate() {
+        for m in &all {
             let key = &m.keys[0];
             let f: Vec<u64> = key.split('-').map(|x| x.parse().unwrap()).collect();
             assert_eq!(
@@ -299,7 +307,6 @@ fn kill_9_never_loses_an_acknowledged_sync_send() {
                 &crash_body(f[0], f[1], f[2])[..],
                 "a torn record was delivered"
             );
-            let _ = n;
         }
         assert!(all.len() >= acked.len());
         b.close().unwrap();
