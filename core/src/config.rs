@@ -92,6 +92,9 @@ pub struct BrokerConfig {
     pub max_checks: u32,
     /// Run due work on a background thread (native targets only).
     pub background: bool,
+    /// File operations of a host that keeps the store's files itself (wasm under
+    /// Node); with `path`, the store lives there instead of in memory.
+    pub host_fs: Option<Arc<dyn crate::HostFs>>,
 }
 
 impl Default for BrokerConfig {
@@ -115,6 +118,7 @@ impl Default for BrokerConfig {
             check_interval_ms: 60_000,
             max_checks: 15,
             background: true,
+            host_fs: None,
         }
     }
 }

@@ -32,4 +32,5 @@ pub use config::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use message::{Delay, Message, MessageBuilder, MessageExt, Receipt, SendResult, SendStatus};
+pub use store::host::HostFs;
 pub use transaction::{TransactionListener, TxState};

@@ -116,6 +116,13 @@ impl std::fmt::Debug for Broker {
 }
 
 fn open_backend(config: &BrokerConfig) -> Result<Arc<dyn Backend>> {
+    if let (Some(path), Some(fs)) = (&config.path, &config.host_fs) {
+        let root = path.display().to_string();
+        return Ok(Arc::new(crate::store::host::HostBackend::open(
+            fs.clone(),
+            &root,
+        )?));
+    }
     match &config.path {
         None => Ok(Arc::new(MemoryBackend::default())),
         #[cfg(not(target_arch = "wasm32"))]
@@ -188,8 +195,25 @@ impl Broker {
         }
     }
 
-    /// Wakes receivers if something arrived; runs callbacks outside the lock.
-    fn wake(&self, mut st: parking_lot::MutexGuard<'_, State>) {
+    /// Wakes receivers if something arrived; runs callbacks outside the lock. Under
+    /// `sync` flushing, engine-made records (delays, retries, commits) are flushed
+    /// first, since consumers see only durable data.
+    fn wake(&self, st: parking_lot::MutexGuard<'_, State>) {
+        if self.inner.config.flush == FlushMode::Sync {
+            let end = st.store.commitlog.end();
+            if end > self.inner.durable.load(Ordering::Acquire) {
+                drop(st);
+                // wait_durable flushes and wakes again; an error leaves the data
+                // invisible until the next flush, never lost.
+                let _ = self.wait_durable(end);
+                return;
+            }
+        }
+        self.notify(st);
+    }
+
+    /// Wakes receivers and runs on_ready callbacks if something arrived.
+    fn notify(&self, mut st: parking_lot::MutexGuard<'_, State>) {
         if !st.arrived {
             return;
         }
@@ -409,7 +433,7 @@ impl Broker {
             }
         }
         st.arrived = true;
-        self.wake(st);
+        self.notify(st);
         Ok(())
     }
 
@@ -420,8 +444,15 @@ impl Broker {
         if self.inner.durable.load(Ordering::Acquire) >= end {
             return Ok(true);
         }
+        #[cfg(not(target_arch = "wasm32"))]
         let Some(_one) = self.inner.flush_lock.try_lock_for(timeout) else {
             return Ok(self.inner.durable.load(Ordering::Acquire) >= end);
+        };
+        // One thread only: nobody else can hold the flush lock.
+        #[cfg(target_arch = "wasm32")]
+        let _one = {
+            let _ = timeout;
+            self.inner.flush_lock.lock()
         };
         if self.inner.durable.load(Ordering::Acquire) >= end {
             return Ok(true);
@@ -432,7 +463,7 @@ impl Broker {
         let mut st = self.inner.state.lock();
         st.store.commitlog.flushed_to(job.upto);
         st.arrived = true;
-        self.wake(st);
+        self.notify(st);
         Ok(self.inner.durable.load(Ordering::Acquire) >= end)
     }
 

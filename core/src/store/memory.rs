@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use super::{Backend, Region};
 
 /// A heap region written through a raw pointer under the engine's lock.
-struct MemRegion {
+pub(crate) struct MemRegion {
     ptr: *mut u8,
     len: usize,
 }
@@ -22,7 +22,7 @@ unsafe impl Send for MemRegion {}
 unsafe impl Sync for MemRegion {}
 
 impl MemRegion {
-    fn new(len: usize) -> MemRegion {
+    pub(crate) fn new(len: usize) -> MemRegion {
         let boxed: Box<[u8]> = vec![0u8; len].into_boxed_slice();
         MemRegion {
             ptr: Box::into_raw(boxed) as *mut u8,

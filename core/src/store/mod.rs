@@ -8,6 +8,7 @@
 //! below `write_pos` never change except by `truncate`, which zeroes what it cuts,
 //! so no stale record can reappear after a later crash.
 
+pub(crate) mod host;
 pub(crate) mod memory;
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -1,0 +1,174 @@
+//! The host backend: a file store for hosts where the engine cannot reach the file
+//! system itself (wasm under Node). Segments live in memory and are written through
+//! to the host's files on flush; they are read back whole on open. Metadata go
+//! through the host's atomic replace. The host implements [`HostFs`] over its own
+//! file API, with paths relative to the store directory.
+
+use std::io;
+use std::sync::Arc;
+
+use super::memory::MemRegion;
+use super::{segment_name, Backend, Region};
+
+/// File operations a host provides, on paths relative to the store directory
+/// (`commitlog/00000000000000000000`, `config/offsets.json`, ...).
+pub trait HostFs: Send + Sync + std::fmt::Debug {
+    /// The whole file, or `None` when it does not exist.
+    fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>>;
+    /// Writes `data` at `offset`, creating the file and its directories as needed.
+    fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// Sets a file's length, creating it (and its directories) as needed.
+    fn set_len(&self, path: &str, len: u64) -> io::Result<()>;
+    /// Forces a file's data to durable storage.
+    fn sync(&self, path: &str) -> io::Result<()>;
+    /// Replaces a file atomically (write a temporary file, sync, rename).
+    fn replace(&self, path: &str, data: &[u8]) -> io::Result<()>;
+    /// The entries of a directory as (name, is a directory); empty when it is missing.
+    fn list(&self, dir: &str) -> io::Result<Vec<(String, bool)>>;
+    /// Removes a file or a whole directory; missing is fine.
+    fn remove(&self, path: &str) -> io::Result<()>;
+    /// Takes the store's lock for this process, or names the process holding it.
+    fn lock(&self) -> Result<(), u32>;
+    /// Gives the lock up.
+    fn unlock(&self);
+}
+
+/// A segment kept in memory and written through to a host file.
+struct HostRegion {
+    mem: MemRegion,
+    fs: Arc<dyn HostFs>,
+    path: String,
+}
+
+impl Region for HostRegion {
+    fn as_ptr(&self) -> *mut u8 {
+        self.mem.as_ptr()
+    }
+    fn len(&self) -> usize {
+        self.mem.len()
+    }
+    fn flush(&self, from: usize, to: usize) -> io::Result<()> {
+        if to <= from {
+            return Ok(());
+        }
+        // SAFETY: [from, to) lies inside the region; flushed bytes are written data
+        // (or zeros of a truncation) that no writer touches concurrently.
+        let data = unsafe { std::slice::from_raw_parts(self.mem.as_ptr().add(from), to - from) };
+        self.fs.write_at(&self.path, from as u64, data)?;
+        self.fs.sync(&self.path)
+    }
+}
+
+pub(crate) struct HostBackend {
+    fs: Arc<dyn HostFs>,
+    root: String,
+}
+
+impl HostBackend {
+    /// Takes the store's lock through the host.
+    pub fn open(fs: Arc<dyn HostFs>, root: &str) -> Result<HostBackend, crate::Error> {
+        fs.lock().map_err(|pid| crate::Error::StoreLocked {
+            path: root.to_string(),
+            pid,
+        })?;
+        Ok(HostBackend {
+            fs,
+            root: root.to_string(),
+        })
+    }
+
+    fn seg_path(dir: &str, base: u64) -> String {
+        format!("{dir}/{}", segment_name(base))
+    }
+}
+
+impl Backend for HostBackend {
+    fn is_persistent(&self) -> bool {
+        true
+    }
+
+    fn list(&self, dir: &str) -> io::Result<Vec<u64>> {
+        let mut out: Vec<u64> = self
+            .fs
+            .list(dir)?
+            .into_iter()
+            .filter(|(name, is_dir)| {
+                !is_dir && name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit())
+            })
+            .filter_map(|(name, _)| name.parse().ok())
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    fn list_dirs(&self, dir: &str) -> io::Result<Vec<String>> {
+        let mut out: Vec<String> = self
+            .fs
+            .list(dir)?
+            .into_iter()
+            .filter(|(_, is_dir)| *is_dir)
+            .map(|(name, _)| name)
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn open(&self, dir: &str, base: u64, size: usize, create: bool) -> io::Result<Arc<dyn Region>> {
+        let path = Self::seg_path(dir, base);
+        let existing = self.fs.read(&path)?;
+        let mem = match existing {
+            Some(bytes) => {
+                let len = if size == 0 { bytes.len() } else { size };
+                if len == 0 {
+                    return Err(super::corrupt(format!(
+                        "{}/{path}: empty segment",
+                        self.root
+                    )));
+                }
+                let mem = MemRegion::new(len.max(bytes.len()));
+                // SAFETY: the region is at least bytes.len() long and not yet shared.
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), mem.as_ptr(), bytes.len()) };
+                mem
+            }
+            None if create => {
+                self.fs.set_len(&path, size as u64)?;
+                MemRegion::new(size)
+            }
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{}/{path}", self.root),
+                ))
+            }
+        };
+        Ok(Arc::new(HostRegion {
+            mem,
+            fs: self.fs.clone(),
+            path,
+        }))
+    }
+
+    fn remove(&self, dir: &str, base: u64) -> io::Result<()> {
+        self.fs.remove(&Self::seg_path(dir, base))
+    }
+
+    fn read_meta(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        self.fs.read(name)
+    }
+
+    fn write_meta(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        self.fs.replace(name, data)
+    }
+
+    fn remove_meta(&self, name: &str) -> io::Result<()> {
+        self.fs.remove(name)
+    }
+
+    fn disk_usage(&self) -> Option<f64> {
+        None
+    }
+
+    fn unlock(&self) {
+        self.fs.unlock()
+    }
+}
