@@ -22,6 +22,7 @@ pub(crate) const DIR: &str = "commitlog";
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Placed {
     pub phys: u64,
+    pub queue_offset: u64,
 }
 
 pub(crate) struct CommitLog {
@@ -129,6 +130,7 @@ impl CommitLog {
                 spec.encode(&mut buf[off..off + len], *qo, at + off as u64, store_ts);
                 placed.push(Placed {
                     phys: at + off as u64,
+                    queue_offset: *qo,
                 });
                 off += len;
             }

@@ -210,6 +210,9 @@ impl Store {
         now: u64,
         mut on_dispatch: impl FnMut(&RecordView<'_>, Kind, u64),
     ) -> Result<Vec<Placed>> {
+        if specs.is_empty() {
+            return Ok(Vec::new());
+        }
         for s in specs {
             if self.cq(&s.topic, s.queue_id).is_none() {
                 let n = self
@@ -221,30 +224,71 @@ impl Store {
             }
         }
         // Consecutive offsets per (topic, queue); a batch usually has one target.
-        let mut next: Vec<(&str, u32, u64)> = Vec::with_capacity(2);
+        let first = &specs[0];
         let mut qos = Vec::with_capacity(specs.len());
-        for s in specs {
-            let qo = match next
-                .iter_mut()
-                .find(|(t, q, _)| *q == s.queue_id && **t == *s.topic)
-            {
-                Some(slot) => {
-                    slot.2 += 1;
-                    slot.2
-                }
-                None => {
-                    let base = self.next_queue_offset(&s.topic, s.queue_id);
-                    next.push((&s.topic, s.queue_id, base));
-                    base
-                }
-            };
-            qos.push(qo);
+        if specs
+            .iter()
+            .all(|s| s.queue_id == first.queue_id && same(&s.topic, &first.topic))
+        {
+            let base = self.next_queue_offset(&first.topic, first.queue_id);
+            qos.extend(base..base + specs.len() as u64);
+        }
+        if qos.is_empty() {
+            let mut next: Vec<(&str, u32, u64)> = Vec::new();
+            for s in specs {
+                let qo = match next
+                    .iter_mut()
+                    .find(|(t, q, _)| *q == s.queue_id && **t == *s.topic)
+                {
+                    Some(slot) => {
+                        slot.2 += 1;
+                        slot.2
+                    }
+                    None => {
+                        let base = self.next_queue_offset(&s.topic, s.queue_id);
+                        next.push((&s.topic, s.queue_id, base));
+                        base
+                    }
+                };
+                qos.push(qo);
+            }
         }
         let placed = self.commitlog.append(specs, &qos, now)?;
-        for p in &placed {
-            self.dispatch_at(p.phys, &mut on_dispatch)?;
+        for (p, s) in placed.iter().zip(specs) {
+            if kind_of(&s.topic) == Kind::User {
+                self.dispatch_user(s, p)?;
+            } else {
+                self.dispatch_at(p.phys, &mut on_dispatch)?;
+            }
         }
         Ok(placed)
+    }
+
+    /// Dispatches a user record from what was just encoded, without reading it back.
+    fn dispatch_user(&mut self, s: &RecordSpec, p: &Placed) -> Result<()> {
+        let code = record::tag_code(record::prop_value(&s.properties, prop::TAGS));
+        let Some(cq) = self
+            .queues
+            .get_mut(&*s.topic)
+            .and_then(|l| l.get_mut(s.queue_id as usize))
+        else {
+            return Err(Error::StoreCorrupted(format!(
+                "queue {} of {} vanished during an append",
+                s.queue_id, s.topic
+            )));
+        };
+        let entry = CqEntry {
+            phys: p.phys,
+            size: s.encoded_len() as u32,
+            code,
+        };
+        cq.put(p.queue_offset, entry).map_err(store_err)?;
+        if let Some(keys) = record::prop_value(&s.properties, prop::KEYS) {
+            for k in keys.split(' ').filter(|k| !k.is_empty()) {
+                self.index.put(&s.topic, k, p.phys);
+            }
+        }
+        Ok(())
     }
 
     fn dispatch_at(
@@ -378,6 +422,11 @@ impl Store {
         self.index.retain_range(min, u64::MAX);
         Ok(true)
     }
+}
+
+/// Whether two topic strings are equal, cheaply when they are the same allocation.
+pub(crate) fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
 /// Writes a record's ConsumeQueue entry and index keys, then tells `on_dispatch`.

@@ -84,6 +84,8 @@ pub(crate) struct State {
     last_retention: u64,
     /// Set when a visible message landed; the facade wakes receivers.
     pub arrived: bool,
+    /// The topic of the last send, shared by its records.
+    last_topic: Option<Arc<str>>,
 }
 
 fn fresh_nonce() -> u64 {
@@ -207,6 +209,7 @@ impl State {
             next_due: 0,
             last_retention: now,
             arrived: false,
+            last_topic: None,
         };
         // Clamp the delay cursors into what the schedule queues hold.
         let levels = state.settings.levels.len() as u32;

@@ -133,7 +133,7 @@ impl State {
         }
         let queues = self.user_topic_queues(&topic_name)?;
         let queue_id = Self::select_queue(first, queues, rr)?;
-        let topic_arc: Arc<str> = topic_name.as_str().into();
+        let topic_arc = self.topic_arc(&topic_name);
         let mut specs = Vec::with_capacity(msgs.len());
         let mut total = 0usize;
         for m in msgs {
@@ -214,6 +214,18 @@ impl State {
     }
 
     /// Appends and dispatches; returns (physical offset, queue offset) per record.
+    /// The topic as a shared string, reused across sends to the same topic.
+    pub(super) fn topic_arc(&mut self, name: &str) -> Arc<str> {
+        match &self.last_topic {
+            Some(t) if &**t == name => t.clone(),
+            _ => {
+                let t: Arc<str> = name.into();
+                self.last_topic = Some(t.clone());
+                t
+            }
+        }
+    }
+
     pub(super) fn put(&mut self, specs: &[RecordSpec], now: u64) -> Result<Vec<(u64, u64)>> {
         let State {
             store,
@@ -225,56 +237,67 @@ impl State {
             settings,
             ..
         } = self;
-        let mut qos = Vec::with_capacity(specs.len());
         let mut failure = None;
-        let mut arrivals: Vec<(String, u64)> = Vec::new();
-        let placed = store.put(specs, now, |r, kind, code| {
-            qos.push(r.queue_offset);
-            match kind {
-                Kind::User => {
-                    *arrived = true;
-                    match arrivals.last_mut() {
-                        Some((t, n)) if t == r.topic() => *n += 1,
-                        _ => arrivals.push((r.topic().to_string(), 1)),
-                    }
+        let placed = store.put(specs, now, |r, kind, code| match kind {
+            Kind::User => *arrived = true,
+            Kind::Schedule => *next_due = (*next_due).min(code),
+            Kind::Timer => {
+                *next_due = (*next_due).min(code);
+                if let Err(e) = timer.add(r.queue_offset, code) {
+                    failure.get_or_insert(e);
                 }
-                Kind::Schedule => *next_due = (*next_due).min(code),
-                Kind::Timer => {
-                    *next_due = (*next_due).min(code);
-                    if let Err(e) = timer.add(r.queue_offset, code) {
-                        failure.get_or_insert(e);
-                    }
-                }
-                Kind::Half => {
-                    tx.half_end = r.queue_offset + 1;
-                    tx.pending.insert(
-                        r.queue_offset,
-                        Pending {
-                            phys: r.phys,
-                            group: r.prop(prop::PGROUP).unwrap_or("").to_string(),
-                            checks: 0,
-                            next_check_ms: r.store_ts + settings.transaction_timeout_ms,
-                        },
-                    );
-                    tx.dirty = true;
-                    *next_due = (*next_due).min(r.store_ts + settings.transaction_timeout_ms);
-                }
-                Kind::Op => {
-                    for qo in Transactions::parse_op_body(r.body()) {
-                        tx.pending.remove(&qo);
-                    }
-                    tx.dirty = true;
-                }
-                Kind::Other => {}
             }
+            Kind::Half => {
+                tx.half_end = r.queue_offset + 1;
+                tx.pending.insert(
+                    r.queue_offset,
+                    Pending {
+                        phys: r.phys,
+                        group: r.prop(prop::PGROUP).unwrap_or("").to_string(),
+                        checks: 0,
+                        next_check_ms: r.store_ts + settings.transaction_timeout_ms,
+                    },
+                );
+                tx.dirty = true;
+                *next_due = (*next_due).min(r.store_ts + settings.transaction_timeout_ms);
+            }
+            Kind::Op => {
+                for qo in Transactions::parse_op_body(r.body()) {
+                    tx.pending.remove(&qo);
+                }
+                tx.dirty = true;
+            }
+            Kind::Other => {}
         })?;
         if let Some(e) = failure {
             return Err(store::store_err(e));
         }
-        for (t, n) in arrivals {
-            topic_in.entry(t).or_default().total += n;
+        // Count arrivals per run of one topic: one lookup per batch, no allocation.
+        let mut i = 0;
+        while i < specs.len() {
+            let t = &specs[i].topic;
+            let run = specs[i..]
+                .iter()
+                .take_while(|s| store::same(&s.topic, t))
+                .count();
+            if store::kind_of(t) == Kind::User {
+                *arrived = true;
+                match topic_in.get_mut(&**t) {
+                    Some(c) => c.total += run as u64,
+                    None => {
+                        topic_in.insert(
+                            t.to_string(),
+                            Counter {
+                                total: run as u64,
+                                ..Counter::default()
+                            },
+                        );
+                    }
+                }
+            }
+            i += run;
         }
-        Ok(placed.iter().zip(qos).map(|(p, qo)| (p.phys, qo)).collect())
+        Ok(placed.iter().map(|p| (p.phys, p.queue_offset)).collect())
     }
 
     pub fn check_open(&self) -> Result<()> {
