@@ -153,4 +153,5 @@ def test_retention_removes_old_segments(store: Path, clock):
         b.tick()
         assert b.stats()["commitlog_bytes"] < before
         got = drain(b.consumer("g", "t"))
-        assert got[-1].body == b"fresh" and len(got) < 41
+        bodies = [m.body for m in got]
+        assert b"fresh" in bodies and len(bodies) < 41, "old segments are gone, the fresh message stays"
