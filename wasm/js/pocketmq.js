@@ -33,7 +33,14 @@ const RETRY_DUE_MS = 100;
 const decoder = new TextDecoder();
 
 function isPlainObject(v) {
-  return v !== null && typeof v === "object" && !Array.isArray(v) && !ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer);
+  return (
+    v !== null &&
+    typeof v === "object" &&
+    !Array.isArray(v) &&
+    !ArrayBuffer.isView(v) &&
+    !(v instanceof ArrayBuffer) &&
+    !(v instanceof Date)
+  );
 }
 
 function optionsObject(what, v, known) {
