@@ -21,7 +21,7 @@ fi
 
 # The shipped engine favours size: the workspace's release profile keeps debug
 # info for native profiling, which a download does not want. (Overridable.)
-export CARGO_PROFILE_RELEASE_OPT_LEVEL="${CARGO_PROFILE_RELEASE_OPT_LEVEL:-s}"
+export CARGO_PROFILE_RELEASE_OPT_LEVEL="${CARGO_PROFILE_RELEASE_OPT_LEVEL:-3}"
 export CARGO_PROFILE_RELEASE_LTO="${CARGO_PROFILE_RELEASE_LTO:-fat}"
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS="${CARGO_PROFILE_RELEASE_CODEGEN_UNITS:-1}"
 export CARGO_PROFILE_RELEASE_DEBUG="${CARGO_PROFILE_RELEASE_DEBUG:-0}"
@@ -37,7 +37,7 @@ bindgen=(wasm-bindgen --no-typescript --remove-name-section --remove-producers-s
 # The package is "type": "module"; the Node glue is CommonJS.
 printf '{ "type": "commonjs" }\n' > "$out/node/package.json"
 
-for f in pocketmq.js engine.js errors.js node.js web.js index.d.ts README.md; do cp "$here/js/$f" "$out/"; done
+for f in pocketmq.js engine.js errors.js wire.js node.js web.js index.d.ts README.md; do cp "$here/js/$f" "$out/"; done
 version="$(awk -F'"' '/^\[workspace.package\]/ { p = 1 } p && /^version/ { print $2; exit }' Cargo.toml)"
 node -e '
   const fs = require("fs");

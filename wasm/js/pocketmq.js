@@ -10,6 +10,7 @@
 
 import { native } from "./engine.js";
 import { InvalidArgumentError } from "./errors.js";
+import * as wire from "./wire.js";
 
 export * from "./errors.js";
 
@@ -30,6 +31,8 @@ export function version() {
 const NATIVE = Symbol("pocketmq.native");
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const RETRY_DUE_MS = 100;
+/** Topics a producer keeps by index for its fast path; more go the general way. */
+const MAX_FAST_TOPICS = 256;
 const decoder = new TextDecoder();
 
 function isPlainObject(v) {
@@ -75,11 +78,31 @@ function unref(timer) {
 
 // ---------------------------------------------------------------- messages
 
+let isMessage;
+let settle;
+
 /** A message as `receive`, `get` and `query` return it. */
 export class Message {
-  constructor(handle) {
-    Object.assign(this, handle.toObject());
-    Object.defineProperty(this, NATIVE, { value: handle });
+  /** `{ native, open }`: the engine's batch and how many of its messages are not yet settled. */
+  #batch;
+  #index;
+  #settled = false;
+
+  constructor(batch, index, msgId, topic, queueId, queueOffset, commitlogOffset, body, tags, keys, properties, bornTimestamp, storeTimestamp, reconsumeTimes) {
+    this.msgId = msgId;
+    this.topic = topic;
+    this.queueId = queueId;
+    this.queueOffset = queueOffset;
+    this.commitlogOffset = commitlogOffset;
+    this.body = body;
+    this.tags = tags;
+    this.keys = keys;
+    this.properties = properties;
+    this.bornTimestamp = bornTimestamp;
+    this.storeTimestamp = storeTimestamp;
+    this.reconsumeTimes = reconsumeTimes;
+    this.#batch = batch;
+    this.#index = index;
     Object.freeze(this);
   }
 
@@ -87,16 +110,44 @@ export class Message {
   text() {
     return decoder.decode(this.body);
   }
+
+  static {
+    isMessage = (m) => m !== null && typeof m === "object" && #batch in m;
+    // Acks or nacks `m` with `how(batch, index)`. Once every message of a batch is
+    // settled the engine's copy is freed at once, not when the GC gets to it: a
+    // consumer that drains a backlog in a tight loop must not grow the wasm memory.
+    // Settling a settled message again is a no-op, as it is in the engine.
+    settle = (m, how) => {
+      if (m.#settled) return;
+      const batch = m.#batch;
+      how(batch.native, m.#index);
+      m.#settled = true;
+      if (--batch.open === 0) {
+        batch.native.free();
+        batch.native = null;
+      }
+    };
+  }
 }
 
-function messages(handles) {
-  return handles.map((h) => new Message(h));
+/** The messages of an engine batch (or [] for none). */
+function messages(handle) {
+  if (handle === undefined || handle === null) return [];
+  const batch = { native: handle, open: handle.length };
+  return wire.readMessages(
+    handle.encode(),
+    (msgId, topic, queueId, queueOffset, commitlogOffset, body, tags, keys, properties, born, stored, reconsumed, i) =>
+      new Message(batch, i, msgId, topic, queueId, queueOffset, commitlogOffset, body, tags, keys, properties, born, stored, reconsumed),
+  );
 }
 
-function handleOf(msg) {
-  const h = msg !== null && typeof msg === "object" ? msg[NATIVE] : undefined;
-  if (!h) throw new TypeError("ack and nack take a message that receive returned");
-  return h;
+/** The messages given to ack/nack (one or an array), checked before any is settled. */
+function settling(msg) {
+  const list = Array.isArray(msg) ? msg : [msg];
+  for (const m of list) {
+    if (!isMessage(m)) throw new TypeError("ack and nack take a message that receive returned");
+  }
+  return list;
 }
 
 // ---------------------------------------------------------------- clock
@@ -173,7 +224,7 @@ export class Broker {
   transactionProducer(group, options) {
     const { check } = optionsObject("transactionProducer options", options, ["check"]);
     if (check !== undefined && typeof check !== "function") throw new TypeError("check must be a function");
-    const decide = (handle) => txDecision("check", check, handle);
+    const decide = (batch) => txDecision("check", check, batch);
     return new TransactionProducer(this, this.#native.transactionProducer(group, decide));
   }
 
@@ -188,8 +239,8 @@ export class Broker {
 
   /** The message with this id, or null. */
   get(msgId) {
-    const h = this.#native.get(msgId);
-    return h === undefined || h === null ? null : new Message(h);
+    const got = messages(this.#native.get(msgId));
+    return got.length === 0 ? null : got[0];
   }
 
   /** The messages of `topic` with `key` among their keys, oldest first. */
@@ -203,7 +254,7 @@ export class Broker {
     return this.#native.lag(group, topic);
   }
 
-  /** Moves a group's offsets to "earliest", "latest" or a time (epoch ms or Date). */
+  /** Moves a group's offsets to "earliest", "latest" or a time (epoch ms or a Date). */
   resetOffset(group, topic, to) {
     const t = isPlainObject(to) ? to.to : to;
     this.#native.resetOffset(group, topic, epochMs(t));
@@ -229,10 +280,13 @@ export class Broker {
   /** Closes the broker; waiting receives resolve with []. Closing twice is harmless. */
   close() {
     if (this.#native.isClosed()) return;
-    this.#native.close();
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
-    this._wake();
+    try {
+      this.#native.close();
+    } finally {
+      this._wake();
+    }
   }
 
   /** Whether `close` was called. */
@@ -259,21 +313,28 @@ export class Broker {
   }
 
   _wake() {
+    if (this.#waiters.size === 0) return;
     const waiters = [...this.#waiters];
     this.#waiters.clear();
     for (const w of waiters) w(true);
   }
 
-  _schedule() {
-    if (this.#native.isClosed()) return;
-    const due = this.#native.nextDueMs();
+  /** After a send: wake waiters; re-arm the timer only if deferred work may be due sooner. */
+  _sent(nextDue) {
+    if (this.#waiters.size > 0) this._wake();
+    if (nextDue >= 0 && !(this.#timer !== null && this.#timerDue <= nextDue)) this._schedule(nextDue);
+  }
+
+  _schedule(due = this.#native.isClosed() ? null : this.#native.nextDueMs()) {
     if (due === undefined || due === null) return;
+    // A timer that fires no later than this work is enough.
+    if (this.#timer !== null && this.#timerDue !== null && this.#timerDue <= due) return;
+    if (this.#native.isClosed()) return;
     let wait = due - this.#native.nowMs();
     // A manual clock only moves by advance(), which calls _changed(): no timer then.
     if (this.#clock && wait > 0) return;
     // Work that stays due after a tick is retried at a gentle pace, not in a busy loop.
     if (wait <= 0 && due === this.#lastFired) wait = RETRY_DUE_MS;
-    if (this.#timer !== null && this.#timerDue !== null && this.#timerDue <= due) return;
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timerDue = due;
     this.#timer = setTimeout(() => this.#fire(), Math.min(Math.max(wait, 0), MAX_TIMER_MS));
@@ -313,10 +374,10 @@ export class Broker {
 }
 
 /** Calls a user's execute/check on a message; an exception or a non-state is UNKNOWN. */
-function txDecision(what, fn, handle) {
+function txDecision(what, fn, batch) {
   if (fn === undefined) return TxState.UNKNOWN;
   try {
-    const state = fn(new Message(handle));
+    const state = fn(messages(batch)[0]);
     if (state === TxState.COMMIT || state === TxState.ROLLBACK || state === TxState.UNKNOWN) return state;
     console.error(`pocketmq: ${what} returned ${String(state)}, not a TxState; the message stays UNKNOWN`);
   } catch (err) {
@@ -327,10 +388,19 @@ function txDecision(what, fn, handle) {
 
 // ---------------------------------------------------------------- producers
 
+/** A body as a Uint8Array or a string for the fast path, or undefined for the general one. */
+function plainBody(body) {
+  if (typeof body === "string" || body instanceof Uint8Array) return body;
+  if (body instanceof ArrayBuffer) return new Uint8Array(body);
+  if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+  return undefined;
+}
+
 /** Sends messages on behalf of a producer group. */
 export class Producer {
   #broker;
   #native;
+  #topics = new Map();
 
   constructor(broker, handle) {
     this.#broker = broker;
@@ -341,8 +411,40 @@ export class Producer {
     return this.#native.group;
   }
 
+  /** The index of `topic` for the fast path, or -1 when it has none. */
+  #topicIndex(topic) {
+    if (typeof topic !== "string") return -1;
+    let i = this.#topics.get(topic);
+    if (i === undefined) {
+      if (this.#topics.size >= MAX_FAST_TOPICS) return -1;
+      i = this.#native.topicIndex(topic);
+      this.#topics.set(topic, i);
+    }
+    return i;
+  }
+
+  /** SendResults from their wire form at `ptr`. */
+  #results(topic, ptr) {
+    const out = [];
+    const nextDue = wire.readSendResults(ptr, (msgId, queueId, queueOffset, commitlogOffset, status) => {
+      out.push({ msgId, topic, queueId, queueOffset, commitlogOffset, status });
+    });
+    this.#broker._sent(nextDue);
+    return out;
+  }
+
   /** Stores one message: `{ tags, keys, properties, shardingKey, queueId, delayLevel, deliverAt, delayMs }`. */
   send(topic, body, options) {
+    if (options === undefined) {
+      const i = this.#topicIndex(topic);
+      const b = i < 0 ? undefined : plainBody(body);
+      if (b !== undefined) {
+        const ptr = typeof b === "string" ? this.#native.sendText(i, b) : this.#native.sendBytes(i, b);
+        const result = wire.readSendResult(ptr, topic);
+        this.#broker._sent(wire.lastNextDue);
+        return result;
+      }
+    }
     const r = this.#native.send(topic, body, sendOptions(options));
     this.#broker._changed();
     return r;
@@ -351,6 +453,12 @@ export class Producer {
   /** Stores several messages of one topic as one append; an item is a body or `{ body, ...options }`. */
   sendBatch(topic, items, options) {
     if (!Array.isArray(items)) throw new TypeError("sendBatch takes an array of bodies or { body, ...options }");
+    if (options === undefined) {
+      const i = this.#topicIndex(topic);
+      if (i >= 0 && items.every((b) => typeof b === "string" || b instanceof Uint8Array)) {
+        return this.#results(topic, this.#native.sendPlainBatch(i, items));
+      }
+    }
     const common = sendOptions(options);
     const bodies = [];
     const opts = [];
@@ -388,7 +496,7 @@ export class TransactionProducer {
   send(topic, body, options) {
     const { execute, ...rest } = optionsObject("send options", options);
     if (typeof execute !== "function") throw new TypeError("send options need execute, a function returning a TxState");
-    const decide = (handle) => txDecision("execute", execute, handle);
+    const decide = (batch) => txDecision("execute", execute, batch);
     try {
       return this.#native.send(topic, body, sendOptions(rest), decide);
     } finally {
@@ -404,6 +512,8 @@ export class Consumer {
   #broker;
   #native;
   #closed = false;
+  #ack = (batch, index) => this.#native.ack(batch, index);
+  #nack = (batch, index) => this.#native.nack(batch, index);
 
   constructor(broker, handle) {
     this.#broker = broker;
@@ -428,7 +538,7 @@ export class Consumer {
       if (!first && (this.#closed || this.#broker.closed)) return [];
       this.#broker._drive();
       const got = this.#native.receive(maxMessages);
-      if (got.length > 0) return messages(got);
+      if (got !== undefined) return messages(got);
       const left = deadline - Date.now();
       if (left <= 0) return [];
       await this.#broker._wait(left);
@@ -437,14 +547,22 @@ export class Consumer {
 
   /** Marks messages done: never delivered to this group again. */
   ack(msg) {
-    for (const m of Array.isArray(msg) ? msg : [msg]) this.#native.ack(handleOf(m));
-    this.#broker._changed();
+    const list = settling(msg);
+    try {
+      for (const m of list) settle(m, this.#ack);
+    } finally {
+      this.#broker._changed();
+    }
   }
 
   /** Sends messages back for a retry later (then to the DLQ). */
   nack(msg) {
-    for (const m of Array.isArray(msg) ? msg : [msg]) this.#native.nack(handleOf(m));
-    this.#broker._changed();
+    const list = settling(msg);
+    try {
+      for (const m of list) settle(m, this.#nack);
+    } finally {
+      this.#broker._changed();
+    }
   }
 
   /** Leaves the group; a waiting receive resolves with []. Closing twice is harmless. */

@@ -12,9 +12,9 @@ use wasm_bindgen::JsCast;
 use pocketmq::{Clock, Stats};
 
 use crate::consumer::Consumer;
-use crate::convert::{broker_config, consumer_config, ms, position_value, string, to_js, u32_arg};
+use crate::convert::{broker_config, consumer_config, ms, position_value, string, u32_arg};
 use crate::errors::{type_error, IntoJsResult};
-use crate::message::{to_array, Message};
+use crate::message::Messages;
 use crate::producer::{group, listener, Producer, TransactionProducer};
 
 /// A clock that moves only when told to; clones share the same time.
@@ -163,12 +163,13 @@ impl Broker {
 
     /// `[{ name, queues }]` of the user topics.
     pub fn topics(&self) -> Result<JsValue, JsValue> {
-        to_js(&self.inner.topics().js_err()?)
+        crate::convert::to_js(&self.inner.topics().js_err()?)
     }
 
     pub fn producer(&self, group_name: JsValue) -> Result<Producer, JsValue> {
         let g = group(&group_name)?;
-        self.inner.producer(&g).js_err().map(Producer)
+        let inner = self.inner.producer(&g).js_err()?;
+        Ok(Producer::new(inner, self.inner.clone()))
     }
 
     #[wasm_bindgen(js_name = transactionProducer)]
@@ -192,15 +193,15 @@ impl Broker {
         self.inner.consumer(config).js_err().map(Consumer)
     }
 
-    pub fn get(&self, msg_id: JsValue) -> Result<Option<Message>, JsValue> {
+    pub fn get(&self, msg_id: JsValue) -> Result<Option<Messages>, JsValue> {
         let id = string("msgId", &msg_id)?;
-        Ok(self.inner.get(&id).js_err()?.map(Message))
+        Ok(self.inner.get(&id).js_err()?.map(|m| Messages(vec![m])))
     }
 
-    pub fn query(&self, topic: JsValue, key: JsValue) -> Result<Vec<Message>, JsValue> {
+    pub fn query(&self, topic: JsValue, key: JsValue) -> Result<Messages, JsValue> {
         let topic = string("topic", &topic)?;
         let key = string("key", &key)?;
-        self.inner.query(&topic, &key).js_err().map(to_array)
+        self.inner.query(&topic, &key).js_err().map(Messages)
     }
 
     pub fn lag(&self, group_name: JsValue, topic: JsValue) -> Result<f64, JsValue> {
@@ -223,7 +224,7 @@ impl Broker {
     }
 
     pub fn stats(&self) -> Result<JsValue, JsValue> {
-        to_js(&stats_view(self.inner.stats().js_err()?))
+        crate::convert::to_js(&stats_view(self.inner.stats().js_err()?))
     }
 
     pub fn tick(&self) -> Result<(), JsValue> {

@@ -7,30 +7,32 @@ use wasm_bindgen::prelude::*;
 
 use crate::convert::usize_arg;
 use crate::errors::{invalid, IntoJsResult};
-use crate::message::{to_array, Message};
+use crate::message::Messages;
 
 #[wasm_bindgen]
 pub struct Consumer(pub(crate) pocketmq::Consumer);
 
 #[wasm_bindgen]
 impl Consumer {
-    /// Up to `max` messages that are ready now (maybe none).
-    pub fn receive(&self, max: f64) -> Result<Vec<Message>, JsValue> {
+    /// Up to `max` messages that are ready now; `undefined` when none are.
+    pub fn receive(&self, max: f64) -> Result<Option<Messages>, JsValue> {
         let max = usize_arg("maxMessages", max)?;
         if max == 0 {
             return Err(invalid("maxMessages must be at least 1"));
         }
-        self.0.receive(max, Duration::ZERO).js_err().map(to_array)
+        let msgs = self.0.receive(max, Duration::ZERO).js_err()?;
+        Ok((!msgs.is_empty()).then_some(Messages(msgs)))
     }
 
-    /// Marks a message done for this group.
-    pub fn ack(&self, msg: &Message) -> Result<(), JsValue> {
-        self.0.ack(&msg.0).js_err()
+    /// Marks the message at `index` of a batch done for this group.
+    pub fn ack(&self, batch: &Messages, index: u32) -> Result<(), JsValue> {
+        self.0.ack(batch.at(index)?).js_err()
     }
 
-    /// Sends a message back for a later retry (or to the DLQ past the limit).
-    pub fn nack(&self, msg: &Message) -> Result<(), JsValue> {
-        self.0.nack(&msg.0).js_err()
+    /// Sends the message at `index` of a batch back for a later retry (or to the
+    /// DLQ past the limit).
+    pub fn nack(&self, batch: &Messages, index: u32) -> Result<(), JsValue> {
+        self.0.nack(batch.at(index)?).js_err()
     }
 
     /// Leaves the group.

@@ -14,14 +14,21 @@ mod convert;
 mod errors;
 mod message;
 mod producer;
+mod wire;
 
 pub use broker::{Broker, ManualClock};
 pub use consumer::Consumer;
 pub use errors::register_error_classes;
-pub use message::Message;
+pub use message::Messages;
 pub use producer::{Producer, TransactionProducer};
 
 use wasm_bindgen::prelude::*;
+
+/// The engine's linear memory, where results in wire form (wire.rs) are read.
+#[wasm_bindgen(js_name = wasmMemory)]
+pub fn wasm_memory() -> JsValue {
+    wasm_bindgen::memory()
+}
 
 /// The version of the package.
 #[wasm_bindgen]

@@ -1,68 +1,38 @@
-//! A stored message as the engine handed it out. The JS wrapper copies its
-//! fields into a plain `Message` object once and keeps this handle so that
-//! `ack`/`nack` give the engine back the very message it delivered.
+//! Messages as the engine handed them out, kept together: one `Messages` per
+//! receive (or `get`, `query`, transaction callback). The JS wrapper decodes them
+//! once from their wire form (wire.rs) into plain `Message` objects, each of
+//! which keeps the batch and its index, so that `ack`/`nack` give the engine back
+//! the very message it delivered. One JS handle per batch, not per message.
 
-use std::collections::BTreeMap;
-
-use serde::{Serialize, Serializer};
 use wasm_bindgen::prelude::*;
 
 use pocketmq::MessageExt;
 
-use crate::convert::to_js;
+use crate::errors::invalid;
+use crate::wire;
 
 #[wasm_bindgen]
-pub struct Message(pub(crate) MessageExt);
+pub struct Messages(pub(crate) Vec<MessageExt>);
 
-/// Serializes as bytes, which become a `Uint8Array`.
-struct Body<'a>(&'a [u8]);
+#[wasm_bindgen]
+impl Messages {
+    /// How many messages the batch holds.
+    #[wasm_bindgen(getter)]
+    pub fn length(&self) -> u32 {
+        self.0.len() as u32
+    }
 
-impl Serialize for Body<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(self.0)
+    /// Writes the batch in its wire form; returns the address (wire.rs).
+    pub fn encode(&self) -> u32 {
+        wire::messages(&self.0)
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MessageView<'a> {
-    msg_id: &'a str,
-    topic: &'a str,
-    queue_id: u32,
-    queue_offset: u64,
-    commitlog_offset: u64,
-    body: Body<'a>,
-    tags: Option<&'a str>,
-    keys: &'a [String],
-    properties: &'a BTreeMap<String, String>,
-    born_timestamp: u64,
-    store_timestamp: u64,
-    reconsume_times: u32,
-}
-
-#[wasm_bindgen]
-impl Message {
-    /// The message's fields as a plain object (camelCase; `body` a `Uint8Array`).
-    #[wasm_bindgen(js_name = toObject)]
-    pub fn to_object(&self) -> Result<JsValue, JsValue> {
-        let m = &self.0;
-        to_js(&MessageView {
-            msg_id: &m.msg_id,
-            topic: &m.topic,
-            queue_id: m.queue_id,
-            queue_offset: m.queue_offset,
-            commitlog_offset: m.commitlog_offset,
-            body: Body(&m.body),
-            tags: m.tags.as_deref(),
-            keys: &m.keys,
-            properties: &m.properties,
-            born_timestamp: m.born_timestamp,
-            store_timestamp: m.store_timestamp,
-            reconsume_times: m.reconsume_times,
-        })
+impl Messages {
+    /// The message at `index`, or an InvalidArgument error.
+    pub(crate) fn at(&self, index: u32) -> Result<&MessageExt, JsValue> {
+        self.0
+            .get(index as usize)
+            .ok_or_else(|| invalid(format!("no message {index} in this batch")))
     }
-}
-
-pub(crate) fn to_array(msgs: Vec<MessageExt>) -> Vec<Message> {
-    msgs.into_iter().map(Message).collect()
 }

@@ -1,4 +1,4 @@
-//! Producers: `send`/`sendBatch`, and the transactional `send` whose `execute`
+//! Producers: `send`/`sendBatch` (with fast paths for sends without options), and the transactional `send` whose `execute`
 //! and `check` are JS functions. The engine wants a `Send + Sync` listener; JS
 //! functions are neither, so the listener holds a number and the functions live
 //! in a thread-local table (wasm has one thread) until the listener drops.
@@ -11,14 +11,44 @@ use js_sys::{Array, Function};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use pocketmq::{MessageExt, TransactionListener, TxState};
+use pocketmq::{Message, MessageExt, SendResult, TransactionListener, TxState};
 
-use crate::convert::{message, send_result, string};
+use crate::convert::{body, message, send_result, string};
 use crate::errors::{invalid, type_error, IntoJsResult};
-use crate::message::Message;
+use crate::message::Messages;
+use crate::wire;
 
+/// A producer. Topics it sends to are kept by index (`topicIndex`), so that the
+/// fast paths (`sendBytes`, `sendText`, `sendPlainBatch`) do not decode the topic
+/// name from JS on every call; their results go out in wire form (wire.rs).
 #[wasm_bindgen]
-pub struct Producer(pub(crate) pocketmq::Producer);
+pub struct Producer {
+    pub(crate) inner: pocketmq::Producer,
+    pub(crate) broker: pocketmq::Broker,
+    topics: RefCell<Vec<String>>,
+}
+
+impl Producer {
+    pub(crate) fn new(inner: pocketmq::Producer, broker: pocketmq::Broker) -> Producer {
+        Producer {
+            inner,
+            broker,
+            topics: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn topic(&self, index: u32) -> Result<String, JsValue> {
+        self.topics
+            .borrow()
+            .get(index as usize)
+            .cloned()
+            .ok_or_else(|| invalid(format!("no topic {index} on this producer")))
+    }
+
+    fn emit(&self, results: &[SendResult]) -> u32 {
+        wire::send_results(results, self.broker.next_due_ms())
+    }
+}
 
 #[wasm_bindgen]
 impl Producer {
@@ -30,7 +60,7 @@ impl Producer {
         options: JsValue,
     ) -> Result<JsValue, JsValue> {
         let msg = message(&topic, &body, &options)?;
-        send_result(&self.0.send(msg).js_err()?)
+        send_result(&self.inner.send(msg).js_err()?)
     }
 
     /// Stores the bodies, each with its options object, as one append.
@@ -50,16 +80,62 @@ impl Producer {
             .map(|(b, o)| message(&topic, &b, &o))
             .collect::<Result<Vec<_>, _>>()?;
         let out = Array::new();
-        for r in self.0.send_batch(msgs).js_err()? {
+        for r in self.inner.send_batch(msgs).js_err()? {
             out.push(&send_result(&r)?);
         }
         Ok(out)
     }
 
+    /// The index under which this producer keeps `topic` for the fast paths.
+    #[wasm_bindgen(js_name = topicIndex)]
+    pub fn topic_index(&self, topic: JsValue) -> Result<u32, JsValue> {
+        let name = string("topic", &topic)?;
+        let mut topics = self.topics.borrow_mut();
+        if let Some(i) = topics.iter().position(|t| *t == name) {
+            return Ok(i as u32);
+        }
+        topics.push(name);
+        Ok((topics.len() - 1) as u32)
+    }
+
+    /// Stores one message without options to the topic at `topic`; returns the
+    /// address of its result in wire form.
+    #[wasm_bindgen(js_name = sendBytes)]
+    pub fn send_bytes(&self, topic: u32, body: Vec<u8>) -> Result<u32, JsValue> {
+        let r = self
+            .inner
+            .send(Message::new(self.topic(topic)?, body))
+            .js_err()?;
+        Ok(self.emit(std::slice::from_ref(&r)))
+    }
+
+    /// `sendBytes` with a string body (stored as UTF-8).
+    #[wasm_bindgen(js_name = sendText)]
+    pub fn send_text(&self, topic: u32, body: String) -> Result<u32, JsValue> {
+        let r = self
+            .inner
+            .send(Message::new(self.topic(topic)?, body.into_bytes()))
+            .js_err()?;
+        Ok(self.emit(std::slice::from_ref(&r)))
+    }
+
+    /// Stores bodies (strings or `Uint8Array`s) without options as one append;
+    /// returns the address of the results in wire form.
+    #[wasm_bindgen(js_name = sendPlainBatch)]
+    pub fn send_plain_batch(&self, topic: u32, bodies: Array) -> Result<u32, JsValue> {
+        let name = self.topic(topic)?;
+        let msgs = bodies
+            .iter()
+            .map(|b| Ok(Message::new(name.clone(), body(&b)?)))
+            .collect::<Result<Vec<_>, JsValue>>()?;
+        let results = self.inner.send_batch(msgs).js_err()?;
+        Ok(self.emit(&results))
+    }
+
     /// The producer group.
     #[wasm_bindgen(getter)]
     pub fn group(&self) -> String {
-        self.0.group().to_string()
+        self.inner.group().to_string()
     }
 }
 
@@ -79,7 +155,7 @@ fn tx_state(value: &JsValue) -> TxState {
 
 /// Calls a JS function on a message; an exception counts as UNKNOWN.
 fn decide(f: &Function, msg: &MessageExt) -> TxState {
-    f.call1(&JsValue::NULL, &Message(msg.clone()).into())
+    f.call1(&JsValue::NULL, &Messages(vec![msg.clone()]).into())
         .map(|v| tx_state(&v))
         .unwrap_or(TxState::Unknown)
 }

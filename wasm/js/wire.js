@@ -1,0 +1,157 @@
+// Reads what the engine writes in its wire form (wasm/src/wire.rs): send results
+// and batches of messages, laid out as bytes in wasm memory, read here with one
+// DataView instead of one engine call per field.
+
+import { native } from "./engine.js";
+
+const STATUS = ["SEND_OK", "FLUSH_DISK_TIMEOUT"];
+const ABSENT = 0xffffffff;
+const utf8 = new TextDecoder();
+
+let memory = null;
+let bytes = new Uint8Array(0);
+let view = new DataView(new ArrayBuffer(0));
+
+/** Views of wasm memory, renewed when the memory has grown (the old buffer is then detached: length 0). */
+function refresh() {
+  if (bytes.byteLength === 0) {
+    if (memory === null) memory = native.wasmMemory();
+    bytes = new Uint8Array(memory.buffer);
+    view = new DataView(memory.buffer);
+  }
+}
+
+const SHORT = 64;
+/** Reused arrays of char codes, one per length up to SHORT. */
+const codes = Array.from({ length: SHORT + 1 }, (_, n) => new Array(n).fill(0));
+
+/** A string of `len` UTF-8 bytes at `at` in `u8`: short ASCII without TextDecoder. */
+export function text(u8, at, len) {
+  if (len > SHORT) return utf8.decode(u8.subarray(at, at + len));
+  const a = codes[len];
+  for (let i = 0; i < len; i++) {
+    const c = u8[at + i];
+    if (c > 0x7f) return utf8.decode(u8.subarray(at, at + len));
+    a[i] = c;
+  }
+  return String.fromCharCode.apply(null, a);
+}
+
+/** The next due time (or -1) that the last `readSendResult` read. */
+export let lastNextDue = -1;
+
+/** The one send result at `ptr` as a SendResult object of `topic`. */
+export function readSendResult(ptr, topic) {
+  refresh();
+  lastNextDue = view.getFloat64(ptr, true);
+  const idLen = view.getUint32(ptr + 36, true);
+  return {
+    msgId: text(bytes, ptr + 40, idLen),
+    topic,
+    queueId: view.getUint32(ptr + 28, true),
+    queueOffset: view.getFloat64(ptr + 12, true),
+    commitlogOffset: view.getFloat64(ptr + 20, true),
+    status: STATUS[view.getUint32(ptr + 32, true)],
+  };
+}
+
+/** The send results at `ptr`: calls `each(msgId, queueId, queueOffset, commitlogOffset, status)`; returns the next due time (or -1). */
+export function readSendResults(ptr, each) {
+  refresh();
+  const nextDue = view.getFloat64(ptr, true);
+  const count = view.getUint32(ptr + 8, true);
+  let p = ptr + 12;
+  for (let i = 0; i < count; i++) {
+    const queueOffset = view.getFloat64(p, true);
+    const commitlogOffset = view.getFloat64(p + 8, true);
+    const queueId = view.getUint32(p + 16, true);
+    const status = STATUS[view.getUint32(p + 20, true)];
+    const idLen = view.getUint32(p + 24, true);
+    const msgId = text(bytes, p + 28, idLen);
+    p += 28 + idLen;
+    each(msgId, queueId, queueOffset, commitlogOffset, status);
+  }
+  return nextDue;
+}
+
+/**
+ * The messages of a batch, built by `make(fields, index)`. The batch's bytes are
+ * copied out of wasm memory once; bodies are views of that copy.
+ */
+export function readMessages(ptr, make) {
+  refresh();
+  const total = view.getUint32(ptr, true);
+  const u8 = bytes.slice(ptr, ptr + total);
+  const dv = new DataView(u8.buffer);
+  const count = dv.getUint32(4, true);
+  const out = new Array(count);
+  let p = 8;
+  let lastTopicAt = -1;
+  let lastTopicLen = 0;
+  let lastTopic = "";
+  const str = () => {
+    const len = dv.getUint32(p, true);
+    const s = text(u8, p + 4, len);
+    p += 4 + len;
+    return s;
+  };
+  for (let i = 0; i < count; i++) {
+    const queueOffset = dv.getFloat64(p, true);
+    const commitlogOffset = dv.getFloat64(p + 8, true);
+    const bornTimestamp = dv.getFloat64(p + 16, true);
+    const storeTimestamp = dv.getFloat64(p + 24, true);
+    const queueId = dv.getUint32(p + 32, true);
+    const reconsumeTimes = dv.getUint32(p + 36, true);
+    p += 40;
+    const msgId = str();
+    // Messages of a batch mostly share a topic: decode it once.
+    const topicLen = dv.getUint32(p, true);
+    let topic;
+    if (topicLen === lastTopicLen && lastTopicAt >= 0 && sameBytes(u8, lastTopicAt, p + 4, topicLen)) {
+      topic = lastTopic;
+    } else {
+      topic = lastTopic = text(u8, p + 4, topicLen);
+      lastTopicAt = p + 4;
+      lastTopicLen = topicLen;
+    }
+    p += 4 + topicLen;
+    let tags = null;
+    if (dv.getUint32(p, true) === ABSENT) p += 4;
+    else tags = str();
+    const nKeys = dv.getUint32(p, true);
+    p += 4;
+    const keys = [];
+    for (let k = 0; k < nKeys; k++) keys.push(str());
+    const nProps = dv.getUint32(p, true);
+    p += 4;
+    const properties = {};
+    for (let k = 0; k < nProps; k++) {
+      const name = str();
+      properties[name] = str();
+    }
+    const bodyLen = dv.getUint32(p, true);
+    const body = u8.subarray(p + 4, p + 4 + bodyLen);
+    p += 4 + bodyLen;
+    out[i] = make(
+      msgId,
+      topic,
+      queueId,
+      queueOffset,
+      commitlogOffset,
+      body,
+      tags,
+      keys,
+      properties,
+      bornTimestamp,
+      storeTimestamp,
+      reconsumeTimes,
+      i,
+    );
+  }
+  return out;
+}
+
+function sameBytes(u8, a, b, len) {
+  for (let i = 0; i < len; i++) if (u8[a + i] !== u8[b + i]) return false;
+  return true;
+}
