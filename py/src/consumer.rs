@@ -90,6 +90,14 @@ impl Consumer {
     }
 }
 
+impl Drop for Consumer {
+    /// Leaves the group without holding the GIL while the engine takes its lock.
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        Python::try_attach(|py| py.detach(|| inner.close()));
+    }
+}
+
 #[pymethods]
 impl Consumer {
     #[getter]
@@ -155,12 +163,14 @@ impl Consumer {
     /// Calls `callback()` once, from any thread: when a receive may find messages,
     /// or on close. The asyncio helpers wake their loop with it.
     fn _on_ready(&self, py: Python<'_>, callback: Py<PyAny>) {
+        // The engine may call back from its own thread, even after the interpreter
+        // has begun to shut down: then there is nobody left to wake.
         let cb: Box<dyn FnOnce() + Send> = Box::new(move || {
-            Python::attach(|py| {
+            Python::try_attach(|py| {
                 if let Err(e) = callback.call0(py) {
                     e.write_unraisable(py, None);
                 }
-            })
+            });
         });
         py.detach(|| self.inner.on_ready(cb));
     }

@@ -76,7 +76,10 @@ pub struct PyCheck(pub Py<PyAny>);
 
 impl TransactionListener for PyCheck {
     fn check(&self, msg: &MessageExt) -> TxState {
-        Python::attach(|py| decide(py, self.0.bind(py), msg, "check"))
+        // Called from the engine's thread; once the interpreter is shutting down
+        // nobody can decide, and the half message waits for a later check.
+        Python::try_attach(|py| decide(py, self.0.bind(py), msg, "check"))
+            .unwrap_or(TxState::Unknown)
     }
 }
 
@@ -132,7 +135,8 @@ impl TransactionProducer {
         let result = py
             .detach(|| {
                 self.0.send(msg, |half| {
-                    Python::attach(|py| decide(py, execute.bind(py), half, "execute"))
+                    Python::try_attach(|py| decide(py, execute.bind(py), half, "execute"))
+                        .unwrap_or(TxState::Unknown)
                 })
             })
             .py_err()?;

@@ -143,3 +143,27 @@ def test_receive_async_argument_errors(broker):
         c.receive_async(timeout="soon")  # type: ignore[arg-type]
     with pytest.raises(pocketmq.InvalidArgument):
         c.receive_async(max_messages=-2)
+
+
+def test_waiters_left_at_exit_do_not_crash_the_interpreter():
+    # Waits that timed out leave callbacks with the engine; its thread may fire them
+    # while the interpreter shuts down. That must end quietly.
+    from conftest import run_python
+
+    code = (
+        "import asyncio, pocketmq\n"
+        "b = pocketmq.Broker()\n"
+        "p = b.producer('p')\n"
+        "p.send('t', b'1', queue_id=0); p.send('t', b'2', queue_id=0)\n"
+        "c = b.consumer('g', 't', orderly=True)\n"
+        "c.receive(timeout=1)\n"
+        "asyncio.run(c.receive_async(timeout=0.3))\n"
+        "c2 = b.consumer('g2', 't', tags='nomatch')\n"
+        "asyncio.run(c2.receive_async(timeout=0.3))\n"
+        "b.consumer('g3', 't').receive(timeout=1)\n"
+        "print('done', flush=True)\n"
+    )
+    for _ in range(3):
+        out = run_python(code)
+        assert out.returncode == 0 and out.stdout.strip() == "done", out.stderr
+        assert "panicked" not in out.stderr and "Panic" not in out.stderr, out.stderr
