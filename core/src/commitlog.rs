@@ -70,6 +70,10 @@ impl CommitLog {
             match step.flatten() {
                 Some(n) => {
                     let next = pos + n;
+                    if next / (4 << 20) != pos / (4 << 20) {
+                        // Keep the scan's resident set small as it goes.
+                        self.seg.release_before(next);
+                    }
                     if next.is_multiple_of(seg_size) && next > last_base {
                         pos = next;
                         break 'scan;
@@ -80,6 +84,7 @@ impl CommitLog {
             }
         }
         self.seg.truncate(pos)?;
+        self.seg.release_sealed();
         Ok(pos)
     }
 
@@ -120,6 +125,7 @@ impl CommitLog {
             self.seg
                 .append_with(remaining, |buf, _| record::write_blank(buf, remaining))?;
             self.seg.roll();
+            self.seg.release_sealed();
         }
         let store_ts = now.max(self.last_store_ts);
         let mut placed = Vec::with_capacity(specs.len());

@@ -60,6 +60,8 @@ impl ConsumeQueue {
                 })
                 .unwrap_or(0);
             seg.truncate(last + (used * ENTRY) as u64)?;
+            // The scan touched the whole file; let readers fault in what they need.
+            seg.release_sealed_and_active();
         }
         let mut cq = ConsumeQueue { seg };
         // Skip leading filler entries when computing the minimum.

@@ -3,54 +3,91 @@
 //!
 //! The index is rebuilt on every open by the same CommitLog scan that finds the end
 //! (a 1 GiB store opens in well under a second, see BENCHMARKS.md), so it is never
-//! out of step with the log after a crash. Slots are keyed by a hash; callers check
-//! the exact key on the record, so collisions never leak.
+//! out of step with the log after a crash. Entries are keyed by a 64-bit hash of
+//! topic and key; callers check the exact key on the record, so collisions never
+//! leak. Most keys name one message (an order id), so the first offset of a key is
+//! stored inline and only repeats spill into a list: about 16 bytes per key.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
+use rustc_hash::FxBuildHasher;
+
+/// (hash of topic and key, CommitLog offset) pairs: a sorted run plus recent
+/// appends, merged when the recent part grows. 16 bytes per key, no per-key
+/// allocation.
 #[derive(Default)]
 pub(crate) struct KeyIndex {
-    slots: HashMap<u64, Vec<u64>>,
-    hasher: std::collections::hash_map::RandomState,
-    entries: usize,
+    sorted: Vec<(u64, u64)>,
+    recent: Vec<(u64, u64)>,
+}
+
+fn slot(topic: &str, key: &str) -> u64 {
+    let mut h = FxBuildHasher.build_hasher();
+    h.write(topic.as_bytes());
+    h.write_u8(b'#');
+    h.write(key.as_bytes());
+    h.finish()
 }
 
 impl KeyIndex {
-    fn slot(&self, topic: &str, key: &str) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        h.write(topic.as_bytes());
-        h.write_u8(b'#');
-        h.write(key.as_bytes());
-        h.finish()
-    }
-
-    /// Records that the record at `phys` of `topic` has `key`. Offsets arrive in
-    /// increasing order; a replayed one is ignored.
+    /// Records that the record at `phys` of `topic` has `key`.
     pub fn put(&mut self, topic: &str, key: &str, phys: u64) {
-        let slot = self.slot(topic, key);
-        let list = self.slots.entry(slot).or_default();
-        if list.last().is_none_or(|last| *last < phys) {
-            list.push(phys);
-            self.entries += 1;
+        self.recent.push((slot(topic, key), phys));
+        if self.recent.len() > 65_536 + self.sorted.len() / 2 {
+            self.merge();
         }
     }
 
-    /// Candidate offsets for `(topic, key)`, oldest first (may include collisions).
-    pub fn candidates(&self, topic: &str, key: &str) -> &[u64] {
-        self.slots
-            .get(&self.slot(topic, key))
-            .map_or(&[], Vec::as_slice)
+    /// Folds the recent entries into the sorted run.
+    pub fn merge(&mut self) {
+        if self.recent.is_empty() {
+            return;
+        }
+        self.sorted.append(&mut self.recent);
+        self.sorted.sort_unstable();
+        self.sorted.dedup();
+        self.sorted.shrink_to_fit();
     }
 
-    /// Forgets offsets below `min` (retention) or at or beyond `end` (truncation).
-    pub fn retain_range(&mut self, min: u64, end: u64) {
-        let mut entries = 0;
-        self.slots.retain(|_, list| {
-            list.retain(|o| *o >= min && *o < end);
-            entries += list.len();
-            !list.is_empty()
-        });
-        self.entries = entries;
+    /// Candidate offsets for `(topic, key)`, oldest first (may include collisions).
+    pub fn candidates(&self, topic: &str, key: &str) -> Vec<u64> {
+        let s = slot(topic, key);
+        let from = self.sorted.partition_point(|e| e.0 < s);
+        let mut out: Vec<u64> = self.sorted[from..]
+            .iter()
+            .take_while(|e| e.0 == s)
+            .map(|e| e.1)
+            .chain(self.recent.iter().filter(|e| e.0 == s).map(|e| e.1))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Forgets offsets below `min` (retention).
+    pub fn retain_from(&mut self, min: u64) {
+        self.sorted.retain(|e| e.1 >= min);
+        self.recent.retain(|e| e.1 >= min);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_keep_every_offset_in_order_and_retention_trims() {
+        let mut ix = KeyIndex::default();
+        ix.put("t", "a", 10);
+        ix.put("t", "a", 20);
+        ix.put("t", "a", 20);
+        ix.put("t", "a", 30);
+        ix.put("u", "a", 15);
+        assert_eq!(ix.candidates("t", "a"), vec![10, 20, 30]);
+        assert_eq!(ix.candidates("u", "a"), vec![15]);
+        assert!(ix.candidates("t", "b").is_empty());
+        ix.retain_from(20);
+        assert_eq!(ix.candidates("t", "a"), vec![20, 30]);
+        assert!(ix.candidates("u", "a").is_empty());
     }
 }

@@ -354,6 +354,7 @@ impl Store {
         if let Some(e) = failure {
             return Err(e);
         }
+        index.merge();
         for list in queues.values_mut() {
             for cq in list.iter_mut() {
                 cq.truncate_to_commitlog(end).map_err(store_err)?;
@@ -419,7 +420,7 @@ impl Store {
                 cq.correct_min(min).map_err(store_err)?;
             }
         }
-        self.index.retain_range(min, u64::MAX);
+        self.index.retain_from(min);
         Ok(true)
     }
 }

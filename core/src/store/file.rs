@@ -29,12 +29,19 @@ impl Region for FileRegion {
         }
         Ok(())
     }
-    fn release(&self) {
+    fn release_range(&self, from: usize, to: usize) {
+        // madvise works on whole pages: round inwards to 4 KiB.
+        let from = (from + 4095) & !4095;
+        let to = to & !4095;
+        if to <= from {
+            return;
+        }
         // SAFETY: a shared file mapping; MADV_DONTNEED only unmaps pages from this
-        // process, the page cache keeps the data and later reads fault it back in.
+        // process, the page cache keeps the data (dirty pages included) and later
+        // reads fault it back in.
         let _ = unsafe {
             self.map
-                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from)
         };
     }
 }

@@ -27,7 +27,11 @@ pub(crate) trait Region: Send + Sync {
     /// Forces `[from, to)` to durable storage.
     fn flush(&self, from: usize, to: usize) -> io::Result<()>;
     /// Drops the region's pages from this process's resident set (the data stays).
-    fn release(&self) {}
+    fn release(&self) {
+        self.release_range(0, self.len());
+    }
+    /// Drops the pages of `[from, to)` from the resident set (the data stays).
+    fn release_range(&self, _from: usize, _to: usize) {}
 }
 
 /// Where segments and metadata live.
@@ -51,6 +55,9 @@ pub(crate) trait Backend: Send + Sync {
     /// Gives up ownership of the store (close); the data stays readable here.
     fn unlock(&self) {}
 }
+
+/// Granularity of dropping read pages from the resident set.
+const RELEASE_CHUNK: u64 = 4 << 20;
 
 /// The 20-digit name of the segment starting at `base`.
 pub(crate) fn segment_name(base: u64) -> String {
@@ -105,6 +112,9 @@ pub(crate) struct SegmentQueue {
     flushed: u64,
     /// Lowest retained offset.
     min_pos: u64,
+    /// Base + 1 of the segment read last (0: none), to release sealed segments a
+    /// reader has moved past from the resident set.
+    last_read: std::sync::atomic::AtomicU64,
 }
 
 impl SegmentQueue {
@@ -146,6 +156,7 @@ impl SegmentQueue {
             write_pos: end,
             flushed: end,
             min_pos: min,
+            last_read: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -280,8 +291,38 @@ impl SegmentQueue {
         if pos < first.max(self.min_pos) || pos >= self.write_pos {
             return None;
         }
-        self.segs
-            .get(((pos - first) / self.seg_size as u64) as usize)
+        let idx = ((pos - first) / self.seg_size as u64) as usize;
+        let seg = self.segs.get(idx)?;
+        self.note_read(pos);
+        Some(seg)
+    }
+
+    /// A reader moving on through the log drops the chunk two behind from the
+    /// resident set (the page cache keeps it), so reading a whole store does not
+    /// grow the process by the store's size. The chunk just left stays: callers
+    /// still read the bodies they were handed from it. Chunks near the write head
+    /// stay too.
+    fn note_read(&self, pos: u64) {
+        use std::sync::atomic::Ordering;
+        let chunk = pos / RELEASE_CHUNK;
+        let prev = self.last_read.swap(chunk + 1, Ordering::Relaxed);
+        if prev == chunk + 1 || chunk < 2 {
+            return;
+        }
+        let start = (chunk - 2) * RELEASE_CHUNK;
+        let end = start + RELEASE_CHUNK;
+        if end + RELEASE_CHUNK > self.write_pos {
+            return;
+        }
+        if let Some(s) = self
+            .segs
+            .iter()
+            .find(|s| s.base <= start && start < s.base + self.seg_size as u64)
+        {
+            let from = (start - s.base) as usize;
+            let to = (end - s.base).min(self.seg_size as u64) as usize;
+            s.region.release_range(from, to);
+        }
     }
 
     /// Runs `f` on the written bytes from `pos` to the end of its segment (or of the data).
@@ -370,6 +411,26 @@ impl SegmentQueue {
     /// Raises the lowest readable position (within retained segments).
     pub fn set_min_pos(&mut self, pos: u64) {
         self.min_pos = self.min_pos.max(pos.min(self.write_pos));
+    }
+
+    /// Drops the pages of the segment holding `pos`, up to `pos`, from the resident set.
+    pub fn release_before(&self, pos: u64) {
+        if let Some(s) = self
+            .segs
+            .iter()
+            .find(|s| s.base < pos && pos <= s.base + self.seg_size as u64)
+        {
+            let from = pos.saturating_sub(2 * RELEASE_CHUNK).max(s.base);
+            s.region
+                .release_range((from - s.base) as usize, (pos - s.base) as usize);
+        }
+    }
+
+    /// Drops every segment's pages from the resident set.
+    pub fn release_sealed_and_active(&self) {
+        for s in &self.segs {
+            s.region.release();
+        }
     }
 
     /// Drops sealed segments' pages from the resident set.
