@@ -14,9 +14,17 @@ import {
 /** The wasm-bindgen glue of the engine. */
 export let native = null;
 
-/** Called once by the entry module with the loaded glue. */
-export function bind(glue) {
+/**
+ * What the platform adds: `hostFs(path)`, the file functions of a store at
+ * `path` (Node only; without it a `path` is refused), and `onExit(fn)`, which
+ * runs `fn` when the process exits.
+ */
+export let platform = {};
+
+/** Called once by the entry module with the loaded glue and its platform's additions. */
+export function bind(glue, additions = {}) {
   native = glue;
+  platform = additions;
   native.registerErrorClasses({
     InvalidArgument: InvalidArgumentError,
     MessageTooLarge: MessageTooLargeError,

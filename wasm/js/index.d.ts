@@ -8,7 +8,12 @@ export type Body = string | Uint8Array | ArrayBuffer | ArrayBufferView;
 export type Position = "earliest" | "latest" | number | Date;
 
 export interface BrokerOptions {
-  /** A store directory; in memory when omitted. */
+  /**
+   * A store directory (Node only): a file store through Node's fs that keeps
+   * messages, offsets and pending delays across restarts; one process owns it at
+   * a time (a second open throws StoreLockedError). In memory when omitted;
+   * browsers refuse a path (InvalidArgumentError).
+   */
   path?: string;
   /** When appended data is forced to the store (default "async"). */
   flush?: "async" | "sync" | "none";

@@ -1,7 +1,12 @@
-// Node entry: loads the engine compiled for Node (CommonJS glue) synchronously.
+// Node entry: loads the engine compiled for Node (CommonJS glue) synchronously,
+// with a file store over Node's fs for `new Broker({ path })`.
 import glue from "./node/pocketmq_wasm.js";
 import { bind } from "./engine.js";
+import { nodeHostFs } from "./node_fs.js";
 
-bind(glue);
+bind(glue, {
+  hostFs: nodeHostFs,
+  onExit: (fn) => process.once("exit", fn),
+});
 
 export * from "./pocketmq.js";

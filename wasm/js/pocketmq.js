@@ -8,7 +8,7 @@
 // that only drive deferred work are unref'd in Node so that a process exits.
 // Everything about messaging (what is delivered, when, to whom) is the engine's.
 
-import { native } from "./engine.js";
+import { native, platform } from "./engine.js";
 import { InvalidArgumentError } from "./errors.js";
 import * as wire from "./wire.js";
 
@@ -31,6 +31,8 @@ export function version() {
 const NATIVE = Symbol("pocketmq.native");
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const RETRY_DUE_MS = 100;
+/** How often a file store's appended data is flushed (and due work run) while it is open. */
+const FILE_TICK_MS = 250;
 /** Topics a producer keeps by index for its fast path; more go the general way. */
 const MAX_FAST_TOPICS = 256;
 const decoder = new TextDecoder();
@@ -180,6 +182,20 @@ export class ManualClock {
 
 // ---------------------------------------------------------------- broker
 
+/** File-store brokers still open: closed (flushed, unlocked) when the process exits. */
+const openStores = new Set();
+let exitHooked = false;
+
+function closeOpenStores() {
+  for (const broker of [...openStores]) {
+    try {
+      broker.close();
+    } catch (err) {
+      console.error("pocketmq: closing a store at exit failed:", err);
+    }
+  }
+}
+
 /** One embedded engine over one store (memory unless a `path` is given). */
 export class Broker {
   #native;
@@ -188,6 +204,7 @@ export class Broker {
   #timerDue = null;
   #lastFired = null;
   #waiters = new Set();
+  #fileTimer = null;
 
   constructor(options) {
     const o = { ...optionsObject("Broker options", options) };
@@ -197,9 +214,33 @@ export class Broker {
       clock = o.clock;
     }
     delete o.clock;
-    this.#native = new native.Broker(o, clock ? clock[NATIVE].share() : undefined);
+    if (o.path === null) delete o.path;
+    // In Node a path is a file store over Node's fs; elsewhere the engine refuses it.
+    const hostFs = typeof o.path === "string" && platform.hostFs ? platform.hostFs(o.path) : undefined;
+    this.#native = new native.Broker(o, clock ? clock[NATIVE].share() : undefined, hostFs);
     this.#clock = clock;
     if (clock) clockBrokers.get(clock).add(new WeakRef(this));
+    if (hostFs !== undefined) {
+      // No threads in wasm: this timer drives the flushing of appended data (and
+      // due work) while the store is open; unref'd, so it never keeps Node alive.
+      const every = Math.min(Math.max(o.flushIntervalMs ?? FILE_TICK_MS, 10), MAX_TIMER_MS);
+      this.#fileTimer = unref(setInterval(() => this.#fileTick(), every));
+      openStores.add(this);
+      if (!exitHooked && platform.onExit) {
+        exitHooked = true;
+        platform.onExit(closeOpenStores);
+      }
+    }
+  }
+
+  #fileTick() {
+    if (this.#native.isClosed()) return;
+    try {
+      this.#native.tick();
+    } catch (err) {
+      console.error("pocketmq: flushing the store failed:", err);
+    }
+    this._changed();
   }
 
   /** Creates a topic or grows its queue count (idempotent). */
@@ -280,6 +321,9 @@ export class Broker {
   /** Closes the broker; waiting receives resolve with []. Closing twice is harmless. */
   close() {
     if (this.#native.isClosed()) return;
+    if (this.#fileTimer !== null) clearInterval(this.#fileTimer);
+    this.#fileTimer = null;
+    openStores.delete(this);
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
     try {

@@ -13,7 +13,8 @@ use pocketmq::{Clock, Stats};
 
 use crate::consumer::Consumer;
 use crate::convert::{broker_config, consumer_config, ms, position_value, string, u32_arg};
-use crate::errors::{type_error, IntoJsResult};
+use crate::errors::{host_error, to_js, type_error, IntoJsResult};
+use crate::host_fs::JsHostFs;
 use crate::message::Messages;
 use crate::producer::{group, listener, Producer, TransactionProducer};
 
@@ -136,15 +137,31 @@ fn stats_view(s: Stats) -> StatsView {
 
 #[wasm_bindgen]
 impl Broker {
-    /// Opens a broker with the options object; `clock` (optional) is its time.
+    /// Opens a broker with the options object; `clock` (optional) is its time;
+    /// `host_fs` (optional; Node) the file functions a `path` store lives on.
     #[wasm_bindgen(constructor)]
-    pub fn new(options: JsValue, clock: Option<ManualClock>) -> Result<Broker, JsValue> {
+    pub fn new(
+        options: JsValue,
+        clock: Option<ManualClock>,
+        host_fs: JsValue,
+    ) -> Result<Broker, JsValue> {
         let mut config = broker_config(&options)?;
         if let Some(c) = clock {
             config.clock = Arc::new(c.0);
         }
+        let fs = match (&config.path, host_fs.is_undefined() || host_fs.is_null()) {
+            (Some(_), false) => Some(Arc::new(JsHostFs::from_js(&host_fs)?)),
+            _ => None,
+        };
+        config.host_fs = fs.clone().map(|f| f as Arc<dyn pocketmq::HostFs>);
         let default_queues = config.default_queues;
-        let inner = pocketmq::Broker::open(config).js_err()?;
+        let inner = pocketmq::Broker::open(config).map_err(|e| {
+            // Taking the lock failed for another reason than a live holder: say why.
+            match fs.as_ref().and_then(|f| f.take_lock_error()) {
+                Some(js) => host_error(js),
+                None => to_js(e),
+            }
+        })?;
         Ok(Broker {
             inner,
             default_queues,

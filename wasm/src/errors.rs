@@ -63,6 +63,17 @@ fn set(target: &JsValue, name: &str, value: &JsValue) {
     let _ = Reflect::set(target, &JsValue::from_str(name), value);
 }
 
+/// A host file operation that failed (a JS error thrown by the host's fs): an
+/// `IoError` carrying the host's message.
+pub(crate) fn host_error(err: JsValue) -> JsValue {
+    let message = Reflect::get(&err, &JsValue::from_str("message"))
+        .ok()
+        .and_then(|m| m.as_string())
+        .or_else(|| err.as_string())
+        .unwrap_or_else(|| "the host's file system failed".into());
+    to_js(Error::Io(std::io::Error::other(message)))
+}
+
 /// An argument whose value is out of range or malformed.
 pub(crate) fn invalid(msg: impl Into<String>) -> JsValue {
     to_js(Error::InvalidArgument(msg.into()))

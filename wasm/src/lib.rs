@@ -12,6 +12,7 @@ mod broker;
 mod consumer;
 mod convert;
 mod errors;
+mod host_fs;
 mod message;
 mod producer;
 mod wire;

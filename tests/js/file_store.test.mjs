@@ -1,0 +1,162 @@
+// A Node service keeps its messages across restarts: `new Broker({ path })` is a
+// file store over Node's fs. Each test writes with one process and reads back with
+// another, the way a restarted service would.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { Broker, StoreLockedError } from "pocketmq";
+
+const url = JSON.stringify(import.meta.resolve("pocketmq"));
+
+function store(t) {
+  const dir = mkdtempSync(join(tmpdir(), "pocketmq-store-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return join(dir, "data");
+}
+
+/** Runs an ES module in a new Node process; its last stdout line is JSON. */
+function run(source) {
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", `import { Broker } from ${url};\n${source}`], {
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  return r;
+}
+
+function lastJson(r) {
+  const lines = r.stdout.trim().split("\n");
+  return JSON.parse(lines[lines.length - 1]);
+}
+
+const text = (m) => m.text();
+
+async function drain(consumer, want, timeoutMs = 5000) {
+  const got = [];
+  const deadline = Date.now() + timeoutMs;
+  while (got.length < want && Date.now() < deadline) {
+    const msgs = await consumer.receive({ maxMessages: 32, timeoutMs: Math.max(deadline - Date.now(), 0) });
+    for (const m of msgs) {
+      got.push(m);
+      consumer.ack(m);
+    }
+  }
+  return got;
+}
+
+test("a second process reads back messages, acked offsets and a pending delay", async (t) => {
+  const path = store(t);
+  const first = run(`
+    const broker = new Broker({ path: ${JSON.stringify(path)} });
+    broker.createTopic("orders", { queues: 1 });
+    const p = broker.producer("shop");
+    const ids = [];
+    for (let i = 0; i < 6; i++) ids.push(p.send("orders", "order " + i, { keys: "order-" + i }).msgId);
+    const sentAt = Date.now();
+    const delayed = p.send("orders", "reminder", { delayMs: 1500 });
+    const c = broker.consumer({ group: "billing", topic: "orders" });
+    const got = await c.receive({ maxMessages: 3, timeoutMs: 1000 });
+    c.ack(got);
+    broker.close();
+    console.log(JSON.stringify({ ids, acked: got.map((m) => m.text()), dueAt: sentAt + 1500, delayed: delayed.msgId }));
+  `);
+  assert.equal(first.status, 0, first.stderr);
+  const { ids, acked, dueAt } = lastJson(first);
+  assert.deepEqual(acked, ["order 0", "order 1", "order 2"]);
+
+  const broker = new Broker({ path });
+  t.after(() => broker.close());
+  assert.equal(broker.lag("billing", "orders"), 3, "acked messages stay acked");
+  assert.equal(broker.get(ids[4])?.text(), "order 4");
+  assert.deepEqual(broker.query("orders", "order-5").map(text), ["order 5"]);
+
+  const c = broker.consumer({ group: "billing", topic: "orders" });
+  const now = await drain(c, 3, 1000);
+  assert.deepEqual(now.map(text), ["order 3", "order 4", "order 5"], "only the unacked messages come again");
+  const later = await drain(c, 1, 10_000);
+  assert.deepEqual(later.map(text), ["reminder"], "the pending delay survives the restart");
+  assert.ok(Date.now() >= dueAt, "the delayed message is not delivered before its time");
+  assert.equal(broker.lag("billing", "orders"), 0);
+});
+
+test("appended messages reach the disk while the store is open: a killed process loses none of them", async (t) => {
+  const path = store(t);
+  const killed = run(`
+    const broker = new Broker({ path: ${JSON.stringify(path)} });
+    const p = broker.producer("shop");
+    for (let i = 0; i < 3; i++) p.send("orders", "order " + i);
+    // Past the flush timer, then die without closing (as in a crash or kill -9).
+    setTimeout(() => process.kill(process.pid, "SIGKILL"), 1000);
+  `);
+  assert.equal(killed.signal, "SIGKILL", killed.stderr);
+  assert.ok(existsSync(join(path, "lock")), "the dead process left its lock behind");
+
+  const broker = new Broker({ path }); // a stale lock is taken over
+  t.after(() => broker.close());
+  const got = await drain(broker.consumer({ group: "g", topic: "orders" }), 3, 2000);
+  assert.deepEqual(got.map(text).sort(), ["order 0", "order 1", "order 2"]);
+});
+
+test("a process that exits without close still closes its store", async (t) => {
+  const path = store(t);
+  const r = run(`
+    const broker = new Broker({ path: ${JSON.stringify(path)} });
+    broker.producer("shop").send("orders", "sent just before exit");
+    console.log(JSON.stringify({ ok: true }));
+  `);
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(!existsSync(join(path, "lock")), "the lock is released at exit");
+  const broker = new Broker({ path });
+  t.after(() => broker.close());
+  const got = await drain(broker.consumer({ group: "g", topic: "orders" }), 1, 2000);
+  assert.deepEqual(got.map(text), ["sent just before exit"]);
+});
+
+test("a second open while another process holds the store fails with StoreLocked naming its pid", async (t) => {
+  const path = store(t);
+  const holder = spawn(
+    process.execPath,
+    [
+      "--input-type=module",
+      "-e",
+      `import { Broker } from ${url};
+       const broker = new Broker({ path: ${JSON.stringify(path)} });
+       console.log("ready");
+       process.stdin.on("data", () => {}).on("end", () => { broker.close(); process.exit(0); });`,
+    ],
+    { stdio: ["pipe", "pipe", "inherit"] },
+  );
+  t.after(() => holder.kill("SIGKILL"));
+  await new Promise((resolve, reject) => {
+    holder.stdout.on("data", (d) => String(d).includes("ready") && resolve());
+    holder.on("exit", (code) => reject(new Error(`holder exited early (${code})`)));
+  });
+
+  assert.throws(
+    () => new Broker({ path }),
+    (err) => {
+      assert.ok(err instanceof StoreLockedError);
+      assert.equal(err.code, "StoreLocked");
+      assert.equal(err.pid, holder.pid);
+      assert.match(err.message, new RegExp(`\\b${holder.pid}\\b`));
+      return true;
+    },
+  );
+
+  // Once the holder closes, the store opens.
+  const exited = new Promise((resolve) => holder.on("exit", resolve));
+  holder.stdin.end();
+  await exited;
+  const broker = new Broker({ path });
+  broker.producer("shop").send("orders", "after the holder left");
+
+  // This process holds it now: a second broker on it, here, is refused too.
+  assert.throws(() => new Broker({ path }), (err) => err.code === "StoreLocked" && err.pid === process.pid);
+  broker.close();
+  const again = new Broker({ path });
+  assert.equal(again.lag("g", "orders"), 1);
+  again.close();
+});

@@ -1,0 +1,148 @@
+// The file store under Node: the file operations the engine's host backend asks
+// for (wasm/src/host_fs.rs), over Node's synchronous fs, on paths relative to
+// the store directory. Also the store's lock: a `lock` file made with exclusive
+// create holding this process's pid; a lock whose process is gone is taken over.
+import * as fs from "node:fs";
+import { dirname, join, resolve } from "node:path";
+
+/** Whether a process with this pid exists (signal 0 only checks). */
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return err.code === "EPERM"; // exists, but belongs to someone else
+  }
+}
+
+function missing(err) {
+  return err && err.code === "ENOENT";
+}
+
+/** The host file functions of the store at `path` (made if missing). */
+export function nodeHostFs(path) {
+  const root = resolve(path);
+  const lockFile = join(root, "lock");
+  const fds = new Map(); // relative path -> open fd
+  const abs = (rel) => join(root, rel);
+
+  function fdOf(rel) {
+    let fd = fds.get(rel);
+    if (fd === undefined) {
+      const file = abs(rel);
+      fs.mkdirSync(dirname(file), { recursive: true });
+      fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+      fds.set(rel, fd);
+    }
+    return fd;
+  }
+
+  function closeUnder(rel) {
+    for (const [p, fd] of fds) {
+      if (p === rel || p.startsWith(rel.endsWith("/") ? rel : `${rel}/`)) {
+        fds.delete(p);
+        fs.closeSync(fd);
+      }
+    }
+  }
+
+  function syncDir(dir) {
+    // Makes a rename durable; not every platform can open a directory.
+    let fd;
+    try {
+      fd = fs.openSync(dir, "r");
+      fs.fsyncSync(fd);
+    } catch {
+      // best effort
+    } finally {
+      if (fd !== undefined) fs.closeSync(fd);
+    }
+  }
+
+  function writeAll(fd, data, position) {
+    let done = 0;
+    while (done < data.length) {
+      done += fs.writeSync(fd, data, done, data.length - done, position + done);
+    }
+  }
+
+  return {
+    read(rel) {
+      try {
+        return fs.readFileSync(abs(rel));
+      } catch (err) {
+        if (missing(err)) return null;
+        throw err;
+      }
+    },
+    writeAt(rel, offset, data) {
+      writeAll(fdOf(rel), data, offset);
+    },
+    setLen(rel, len) {
+      fs.ftruncateSync(fdOf(rel), len);
+    },
+    sync(rel) {
+      fs.fdatasyncSync(fdOf(rel));
+    },
+    replace(rel, data) {
+      const file = abs(rel);
+      fs.mkdirSync(dirname(file), { recursive: true });
+      const tmp = `${file}.tmp`;
+      const fd = fs.openSync(tmp, "w", 0o644);
+      try {
+        writeAll(fd, data, 0);
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(tmp, file);
+      syncDir(dirname(file));
+    },
+    list(rel) {
+      try {
+        return fs.readdirSync(abs(rel), { withFileTypes: true }).map((d) => [d.name, d.isDirectory()]);
+      } catch (err) {
+        if (missing(err)) return [];
+        throw err;
+      }
+    },
+    remove(rel) {
+      closeUnder(rel);
+      fs.rmSync(abs(rel), { recursive: true, force: true });
+    },
+    /** Undefined when this process now holds the store; the holder's pid when a live process does. */
+    lock() {
+      fs.mkdirSync(root, { recursive: true });
+      for (let attempt = 0; attempt < 5; attempt++) {
+        try {
+          fs.writeFileSync(lockFile, `${process.pid}\n`, { flag: "wx" });
+          return undefined;
+        } catch (err) {
+          if (err.code !== "EEXIST") throw err;
+        }
+        let pid = NaN;
+        try {
+          pid = Number.parseInt(fs.readFileSync(lockFile, "utf8"), 10);
+        } catch (err) {
+          if (missing(err)) continue; // released meanwhile: try again
+          throw err;
+        }
+        if (Number.isInteger(pid) && pid > 0 && alive(pid)) return pid;
+        // Stale: its process is gone (or it never got a pid written). Take it over.
+        fs.rmSync(lockFile, { force: true });
+      }
+      throw Object.assign(new Error(`could not take the lock ${lockFile}`), { code: "EBUSY" });
+    },
+    unlock() {
+      try {
+        for (const fd of fds.values()) fs.closeSync(fd);
+        fds.clear();
+        const held = fs.readFileSync(lockFile, "utf8");
+        if (Number.parseInt(held, 10) === process.pid) fs.rmSync(lockFile, { force: true });
+      } catch (err) {
+        if (!missing(err)) console.warn("pocketmq: could not release the store's lock:", err);
+      }
+    },
+  };
+}
+
