@@ -118,7 +118,7 @@ impl Consumer {
 
     /// Up to `max_messages` messages, waiting up to `timeout` seconds (real time) for
     /// the first; `[]` at the timeout or when the consumer or broker closes.
-    #[pyo3(signature = (max_messages=32, timeout=ONE_SECOND))]
+    #[pyo3(signature = (max_messages=32, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
     fn receive(
         &self,
         py: Python<'_>,
@@ -129,7 +129,7 @@ impl Consumer {
     }
 
     /// Like `receive`, awaitable: waits on the event loop without a thread.
-    #[pyo3(signature = (max_messages=32, timeout=ONE_SECOND))]
+    #[pyo3(signature = (max_messages=32, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
     fn receive_async<'py>(
         slf: &Bound<'py, Self>,
         max_messages: i64,

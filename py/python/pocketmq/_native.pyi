@@ -3,26 +3,40 @@
 import datetime
 import os
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Iterator, Optional, Sequence, Union
+from typing import Any, Awaitable, Callable, Iterator, Optional, Sequence, Union, final
 
 from ._types import TxState
 
-Seconds = Union[int, float, datetime.timedelta]
-When = Union[int, float, datetime.datetime]
-Body = Union[bytes, bytearray, memoryview, str]
-Keys = Union[str, Sequence[str]]
-Position = Union[str, int, float, datetime.datetime]
+_Seconds = Union[int, float, datetime.timedelta]
+_When = Union[int, float, datetime.datetime]
+_Body = Union[bytes, bytearray, memoryview, str]
+_Keys = Union[str, Sequence[str]]
+_Position = Union[str, int, float, datetime.datetime]
+
+__all__ = [
+    "Broker",
+    "Consumer",
+    "DEFAULT_DELAY_LEVELS",
+    "ManualClock",
+    "Message",
+    "Producer",
+    "SendResult",
+    "TransactionProducer",
+    "__version__",
+]
 
 DEFAULT_DELAY_LEVELS: str
 __version__: str
 
+@final
 class ManualClock:
-    def __init__(self, start: Optional[When] = None) -> None: ...
-    def advance(self, seconds: Seconds) -> None: ...
-    def set(self, when: When) -> None: ...
+    def __new__(cls, start: Optional[_When] = None) -> "ManualClock": ...
+    def advance(self, seconds: _Seconds) -> None: ...
+    def set(self, when: _When) -> None: ...
     def now(self) -> float: ...
     def now_ms(self) -> int: ...
 
+@final
 class Message:
     @property
     def msg_id(self) -> str: ...
@@ -50,6 +64,7 @@ class Message:
     def reconsume_times(self) -> int: ...
     def text(self) -> str: ...
 
+@final
 class SendResult:
     @property
     def msg_id(self) -> str: ...
@@ -66,51 +81,54 @@ class SendResult:
     @property
     def transaction_state(self) -> Optional[TxState]: ...
 
+@final
 class Producer:
     @property
     def group(self) -> str: ...
     def send(
         self,
         topic: str,
-        body: Body,
+        body: _Body,
         *,
         tags: Optional[str] = None,
-        keys: Optional[Keys] = None,
+        keys: Optional[_Keys] = None,
         properties: Optional[dict[str, str]] = None,
         sharding_key: Optional[str] = None,
         queue_id: Optional[int] = None,
         delay_level: Optional[int] = None,
-        deliver_at: Optional[When] = None,
-        delay: Optional[Seconds] = None,
+        deliver_at: Optional[_When] = None,
+        delay: Optional[_Seconds] = None,
     ) -> SendResult: ...
     def send_batch(
         self,
         topic: str,
-        bodies: Sequence[Body],
+        bodies: Sequence[_Body],
         *,
         tags: Optional[str] = None,
-        keys: Optional[Keys] = None,
+        keys: Optional[_Keys] = None,
         properties: Optional[dict[str, str]] = None,
         sharding_key: Optional[str] = None,
         queue_id: Optional[int] = None,
     ) -> list[SendResult]: ...
 
+@final
 class TransactionProducer:
     @property
     def group(self) -> str: ...
     def send(
         self,
         topic: str,
-        body: Body,
+        body: _Body,
         *,
         execute: Callable[[Message], TxState],
         tags: Optional[str] = None,
-        keys: Optional[Keys] = None,
+        keys: Optional[_Keys] = None,
         properties: Optional[dict[str, str]] = None,
         sharding_key: Optional[str] = None,
         queue_id: Optional[int] = None,
     ) -> SendResult: ...
 
+@final
 class Consumer:
     @property
     def group(self) -> str: ...
@@ -119,10 +137,10 @@ class Consumer:
     @property
     def closed(self) -> bool: ...
     def receive(
-        self, max_messages: int = 32, timeout: Optional[Seconds] = 1.0
+        self, max_messages: int = 32, timeout: Optional[_Seconds] = 1.0
     ) -> list[Message]: ...
     def receive_async(
-        self, max_messages: int = 32, timeout: Optional[Seconds] = 1.0
+        self, max_messages: int = 32, timeout: Optional[_Seconds] = 1.0
     ) -> Awaitable[list[Message]]: ...
     def ack(self, message: Message) -> None: ...
     def nack(self, message: Message) -> None: ...
@@ -140,9 +158,10 @@ class Consumer:
         tb: Optional[TracebackType],
     ) -> bool: ...
 
+@final
 class Broker:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         path: Union[str, os.PathLike[str], None] = None,
         *,
         flush: Optional[str] = None,
@@ -151,13 +170,13 @@ class Broker:
         auto_create_topics: Optional[bool] = None,
         default_queues: Optional[int] = None,
         delay_levels: Optional[str] = None,
-        timer_max_delay: Optional[Seconds] = None,
-        file_reserved_time: Optional[Seconds] = None,
+        timer_max_delay: Optional[_Seconds] = None,
+        file_reserved_time: Optional[_Seconds] = None,
         segment_size: Optional[int] = None,
-        transaction_timeout: Optional[Seconds] = None,
-        check_interval: Optional[Seconds] = None,
+        transaction_timeout: Optional[_Seconds] = None,
+        check_interval: Optional[_Seconds] = None,
         max_checks: Optional[int] = None,
-    ) -> None: ...
+    ) -> "Broker": ...
     @property
     def path(self) -> Optional[str]: ...
     @property
@@ -177,13 +196,13 @@ class Broker:
         broadcasting: bool = False,
         orderly: bool = False,
         max_reconsume_times: Optional[int] = None,
-        start: Optional[Position] = None,
+        start: Optional[_Position] = None,
         consumer_id: Optional[str] = None,
     ) -> Consumer: ...
     def get(self, msg_id: str) -> Optional[Message]: ...
     def query(self, topic: str, key: str) -> list[Message]: ...
     def lag(self, group: str, topic: str) -> int: ...
-    def reset_offset(self, group: str, topic: str, to: Position) -> None: ...
+    def reset_offset(self, group: str, topic: str, to: _Position) -> None: ...
     def stats(self) -> dict[str, Any]: ...
     def tick(self) -> None: ...
     def next_due(self) -> Optional[float]: ...
