@@ -89,6 +89,8 @@ def main() -> None:
         print("3. A paid order fans out: every service group gets it")
         for service in SERVICES:
             drain(broker, service, "orders", tags="paid")
+        lags = {service: broker.lag(service, "orders") for service in SERVICES}
+        print(f"  lag per service: {lags}")
 
         print("4. A delayed cancel for an unpaid order, due in 30 minutes")
         r = shop.send("orders", b"order-1002 cancel-if-unpaid", tags="cancel",
@@ -102,9 +104,12 @@ def main() -> None:
         drain(broker, "billing", "orders", tags="cancel", timeout=1.0)
 
         print("5. Where everything stands")
-        for service in SERVICES + ("billing",):
-            print(f"  lag of {service:<10} on orders: {broker.lag(service, 'orders')}")
-        print(f"  topics: {broker.topics()}")
+        stats = broker.stats()
+        for topic, queues in sorted(broker.topics().items()):
+            info = stats["topics"][topic]
+            print(f"  {topic}: {info['messages_in']} messages in {queues} queues")
+        print(f"  delayed messages pending: {stats['pending_delayed']}, "
+              f"half messages pending: {stats['pending_transactions']}")
         found = broker.query("orders", "order-1002")
         print(f"  query(orders, order-1002): {[m.text() for m in found]}")
 
