@@ -167,3 +167,24 @@ def test_waiters_left_at_exit_do_not_crash_the_interpreter():
         out = run_python(code)
         assert out.returncode == 0 and out.stdout.strip() == "done", out.stderr
         assert "panicked" not in out.stderr and "Panic" not in out.stderr, out.stderr
+
+
+def test_a_delay_coming_due_wakes_an_async_waiter(clock):
+    async def main():
+        with pocketmq.Broker(clock=clock) as b:
+            c = b.consumer("g", "t")
+            b.producer("p").send("t", b"later", delay_level=1)
+            loop = asyncio.get_running_loop()
+
+            def due():
+                clock.advance(1)
+                b.tick()
+
+            loop.call_later(0.2, due)
+            t0 = time.monotonic()
+            msgs = await c.receive_async(timeout=5)
+            return msgs, time.monotonic() - t0
+
+    msgs, took = asyncio.run(main())
+    assert [m.body for m in msgs] == [b"later"]
+    assert took < 3

@@ -151,3 +151,21 @@ def test_default_transaction_timeout_is_six_seconds(timed, clock):
     assert checks == []
     later(timed, clock, 0.1)
     assert checks == [1]
+
+
+def test_execute_and_check_may_call_back_into_the_broker(txb, clock):
+    def execute(msg):
+        txb.producer("audit").send("audit", b"charging " + msg.body)
+        assert txb.query("audit", "nothing") == []
+        return pocketmq.TxState.UNKNOWN
+
+    def check(msg):
+        assert txb.lag("g", "t") == 0, "the half message is not in the topic yet"
+        txb.producer("audit").send("audit", b"checked")
+        return pocketmq.TxState.COMMIT
+
+    tp = txb.transaction_producer("pay", check=check)
+    tp.send("t", b"x", execute=execute)
+    later(txb, clock, 5)
+    assert visible(txb) == [b"x"]
+    assert sorted(m.body for m in drain(txb.consumer("a", "audit"))) == [b"charging x", b"checked"]
