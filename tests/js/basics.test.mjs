@@ -68,6 +68,49 @@ test("bodies may be strings, Uint8Arrays, ArrayBuffers and other typed arrays", 
   broker.close();
 });
 
+test("bodies sent without options come back byte for byte, small and large, one by one and batched", async () => {
+  const broker = new Broker({ maxMessageSize: 1 << 20 });
+  broker.createTopic("bin", { queues: 1 });
+  const p = broker.producer("g");
+  const big = Uint8Array.from({ length: 200_000 }, (_, i) => (i * 7) % 251);
+  const wide = "ü€😀".repeat(10_000); // longer in UTF-8 than a send's staging area
+  const bodies = [
+    "plain",
+    "héllo 😀",
+    wide,
+    new Uint8Array([0, 1, 2, 255]),
+    big,
+    big.subarray(100, 300),
+    new Uint8Array([9, 8, 7]).buffer,
+    new Uint16Array([0x0201]),
+    new DataView(new Uint8Array([4, 5, 6]).buffer, 1, 2),
+  ];
+  for (const b of bodies) p.send("bin", b);
+  p.sendBatch("bin", ["batched", new Uint8Array([42])]);
+  const expect = [
+    ...bodies.map((b) =>
+      typeof b === "string"
+        ? [...new TextEncoder().encode(b)]
+        : [...new Uint8Array(ArrayBuffer.isView(b) ? b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) : b)],
+    ),
+    [...new TextEncoder().encode("batched")],
+    [42],
+  ];
+  const c = broker.consumer({ group: "g", topic: "bin" });
+  const got = [];
+  while (got.length < expect.length) {
+    const msgs = await c.receive({ maxMessages: 32, timeoutMs: 1000 });
+    if (msgs.length === 0) break;
+    got.push(...msgs);
+    c.ack(msgs);
+  }
+  assert.equal(got.length, expect.length);
+  got.forEach((m, i) => assert.deepEqual([...m.body], expect[i], `body ${i}`));
+  assert.equal(got[2].text(), wide);
+  assert.equal(got[1].text(), "héllo 😀");
+  broker.close();
+});
+
 test("a single key may be a string; query finds messages by key, oldest first", async () => {
   const broker = new Broker();
   const p = broker.producer("g");

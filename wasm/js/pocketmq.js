@@ -483,7 +483,13 @@ export class Producer {
       const i = this.#topicIndex(topic);
       const b = i < 0 ? undefined : plainBody(body);
       if (b !== undefined) {
-        const ptr = typeof b === "string" ? this.#native.sendText(i, b) : this.#native.sendBytes(i, b);
+        const len = wire.stage(b);
+        const ptr =
+          len >= 0
+            ? this.#native.sendStaged(i, len)
+            : typeof b === "string"
+              ? this.#native.sendText(i, b)
+              : this.#native.sendBytes(i, b);
         const result = wire.readSendResult(ptr, topic);
         this.#broker._sent(wire.lastNextDue);
         return result;

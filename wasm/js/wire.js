@@ -37,6 +37,27 @@ export function text(u8, at, len) {
   return String.fromCharCode.apply(null, a);
 }
 
+let stageAt = -1;
+let stageSize = 0;
+const utf8In = new TextEncoder();
+
+/**
+ * Writes a body (Uint8Array or string) to the engine's staging area; returns its
+ * length in bytes, or -1 when it does not fit (then it goes as an argument).
+ */
+export function stage(body) {
+  refresh();
+  if (stageAt < 0) [stageAt, stageSize] = native.stagingArea();
+  if (typeof body === "string") {
+    // At most 3 UTF-8 bytes per UTF-16 unit.
+    if (body.length * 3 > stageSize) return -1;
+    return utf8In.encodeInto(body, bytes.subarray(stageAt, stageAt + stageSize)).written;
+  }
+  if (body.length > stageSize) return -1;
+  bytes.set(body, stageAt);
+  return body.length;
+}
+
 /** The next due time (or -1) that the last `readSendResult` read. */
 export let lastNextDue = -1;
 

@@ -31,6 +31,12 @@ pub fn wasm_memory() -> JsValue {
     wasm_bindgen::memory()
 }
 
+/// Where the wrapper stages a body for `Producer.sendStaged`, and its size.
+#[wasm_bindgen(js_name = stagingArea)]
+pub fn staging_area() -> Vec<u32> {
+    vec![wire::stage_ptr(), wire::STAGE_SIZE as u32]
+}
+
 /// The version of the package.
 #[wasm_bindgen]
 pub fn version() -> String {

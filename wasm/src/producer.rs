@@ -109,6 +109,22 @@ impl Producer {
         Ok(self.emit(std::slice::from_ref(&r)))
     }
 
+    /// `sendBytes` with the body the wrapper wrote to the staging area (its first `len` bytes).
+    #[wasm_bindgen(js_name = sendStaged)]
+    pub fn send_staged(&self, topic: u32, len: u32) -> Result<u32, JsValue> {
+        let body = wire::staged(len).ok_or_else(|| {
+            invalid(format!(
+                "a staged body is at most {} bytes",
+                wire::STAGE_SIZE
+            ))
+        })?;
+        let r = self
+            .inner
+            .send(Message::new(self.topic(topic)?, body))
+            .js_err()?;
+        Ok(self.emit(std::slice::from_ref(&r)))
+    }
+
     /// `sendBytes` with a string body (stored as UTF-8).
     #[wasm_bindgen(js_name = sendText)]
     pub fn send_text(&self, topic: u32, body: String) -> Result<u32, JsValue> {

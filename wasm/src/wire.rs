@@ -3,6 +3,8 @@
 //! the binding writes a result into one reusable buffer in wasm memory and returns
 //! its address, and the wrapper (`wasm/js/wire.js`) reads it with one `DataView`.
 //! Both sides must agree on this layout; nothing here decides messaging semantics.
+//! The other way, a body may be written by JS into a fixed staging area, which
+//! saves the separate allocation call a `Uint8Array` argument costs.
 //!
 //! All numbers are little-endian. A string or byte run is a `u32` length and the
 //! bytes (UTF-8); an absent string has length `u32::MAX`.
@@ -20,9 +22,25 @@ use std::cell::RefCell;
 
 use pocketmq::{MessageExt, SendResult, SendStatus};
 
+/// Size of the staging area: bodies up to this size are written there by JS.
+pub(crate) const STAGE_SIZE: usize = 64 * 1024;
+
 thread_local! {
     /// The one output buffer; its contents are valid until the next call that writes it.
     static OUT: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4096));
+    /// Where the wrapper writes a body before a staged send (it never moves: its
+    /// length is fixed), so a send needs no separate allocation call from JS.
+    static STAGE: RefCell<Vec<u8>> = RefCell::new(vec![0; STAGE_SIZE]);
+}
+
+/// The address of the staging area (`STAGE_SIZE` bytes) in wasm memory.
+pub(crate) fn stage_ptr() -> u32 {
+    STAGE.with(|s| s.borrow().as_ptr() as u32)
+}
+
+/// A copy of the first `len` staged bytes, if `len` fits.
+pub(crate) fn staged(len: u32) -> Option<Vec<u8>> {
+    STAGE.with(|s| s.borrow().get(..len as usize).map(<[u8]>::to_vec))
 }
 
 /// Fills the output buffer with `write` and returns its address in wasm memory.
