@@ -88,10 +88,11 @@ rust-test:
 py-test: python
 	$(VPY) -m pytest tests/python
 
-# The examples type-check strictly against the shipped stubs, and the stubs
-# match the extension module (stubtest).
+# The examples and the package's own Python type-check strictly against the
+# shipped stubs, and the stubs match the extension module (stubtest).
 mypy: python
 	$(VPY) -m mypy --strict examples/python
+	cd py/python && ../../$(VPY) -m mypy --strict pocketmq
 	$(VPY) -m mypy.stubtest pocketmq._native
 
 notebooks: python

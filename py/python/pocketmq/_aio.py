@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Optional
 
+from ._errors import Closed
+
 if TYPE_CHECKING:
     from ._native import Consumer, Message
 
@@ -27,18 +29,12 @@ async def receive_async(
     deadline = None if timeout is None else loop.time() + timeout
     first = True
     while True:
-        if first:
+        try:
             msgs = consumer.receive(max_messages, 0)
-        elif consumer.closed:
-            return []
-        else:
-            try:
-                msgs = consumer.receive(max_messages, 0)
-            except Exception:
-                # Closed while this call was waiting: a wait ended by a close is empty.
-                if consumer.closed:
-                    return []
+        except Closed:
+            if first:
                 raise
+            return []  # closed while this call waited: a wait ended by a close is empty
         first = False
         if msgs or consumer.closed:
             return msgs
