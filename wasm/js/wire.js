@@ -61,13 +61,29 @@ export function stage(body) {
 /** The next due time (or -1) that the last `readSendResult` read. */
 export let lastNextDue = -1;
 
+const ID_HALF = 16;
+const idHead = new Uint8Array(ID_HALF);
+let idHeadText = "";
+
+/** A message id: ids of one store share their first half (the store's nonce), decoded once. */
+function msgIdAt(at, len) {
+  if (len !== 2 * ID_HALF) return text(bytes, at, len);
+  let same = idHeadText !== "";
+  for (let i = 0; same && i < ID_HALF; i++) same = bytes[at + i] === idHead[i];
+  if (!same) {
+    idHead.set(bytes.subarray(at, at + ID_HALF));
+    idHeadText = text(bytes, at, ID_HALF);
+  }
+  return idHeadText + text(bytes, at + ID_HALF, ID_HALF);
+}
+
 /** The one send result at `ptr` as a SendResult object of `topic`. */
 export function readSendResult(ptr, topic) {
   refresh();
   lastNextDue = view.getFloat64(ptr, true);
   const idLen = view.getUint32(ptr + 36, true);
   return {
-    msgId: text(bytes, ptr + 40, idLen),
+    msgId: msgIdAt(ptr + 40, idLen),
     topic,
     queueId: view.getUint32(ptr + 28, true),
     queueOffset: view.getFloat64(ptr + 12, true),
