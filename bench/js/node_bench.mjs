@@ -1,0 +1,146 @@
+// Throughput of the npm package in Node, memory store, 100-byte bodies:
+//   - send: one `producer.send(topic, body)` per message;
+//   - receive + ack: `consumer.receive({ maxMessages })` in batches, then `consumer.ack(batch)`;
+// each the median of --runs runs on a fresh broker, against the targets in issue 7
+// (500 k msgs/s each). Also reports the gzip size of the shipped .wasm.
+//
+//   node --expose-gc bench/js/node_bench.mjs [--messages 200000] [--runs 3] [--batch 256] [--write]
+//
+// Needs the built package (wasm/build.sh). --write puts the figures into
+// BENCHMARKS.md between <!-- js:start --> and <!-- js:end -->.
+import { readFileSync, writeFileSync, existsSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
+import { gzipSync } from "node:zlib";
+import { fileURLToPath } from "node:url";
+
+const root = new URL("../../", import.meta.url);
+const pkg = new URL("wasm/pkg/", root);
+if (!existsSync(new URL("node.js", pkg))) {
+  console.error("node_bench: build the package first (bash wasm/build.sh)");
+  process.exit(1);
+}
+const { Broker, version } = await import(new URL("node.js", pkg).href);
+
+function arg(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i < 0 ? fallback : Number(process.argv[i + 1]);
+}
+const MESSAGES = arg("messages", 200_000);
+const RUNS = arg("runs", 3);
+const BATCH = arg("batch", 256);
+const BODY = 100;
+const TARGET = 500_000;
+
+const body = new Uint8Array(BODY).fill(0x61);
+
+/** CPU time (user + system, all of the process's threads) since `from`, in ms. */
+function cpuMsSince(from) {
+  const d = process.cpuUsage(from);
+  return (d.user + d.system) / 1000;
+}
+
+function sendRun() {
+  const broker = new Broker();
+  broker.createTopic("bench", { queues: 4 });
+  const p = broker.producer("bench");
+  for (let i = 0; i < 10_000; i++) p.send("warmup", body);
+  const started = performance.now();
+  const cpu = process.cpuUsage();
+  for (let i = 0; i < MESSAGES; i++) p.send("bench", body);
+  const ms = performance.now() - started;
+  const cpuMs = cpuMsSince(cpu);
+  broker.close();
+  return { wall: (MESSAGES / ms) * 1000, cpu: (MESSAGES / cpuMs) * 1000 };
+}
+
+async function receiveRun() {
+  const broker = new Broker();
+  broker.createTopic("bench", { queues: 4 });
+  const p = broker.producer("bench");
+  const chunk = Array.from({ length: 1000 }, () => body);
+  for (let sent = 0; sent < MESSAGES; sent += chunk.length) p.sendBatch("bench", chunk);
+  const c = broker.consumer({ group: "bench", topic: "bench" });
+  let got = 0;
+  const started = performance.now();
+  const cpu = process.cpuUsage();
+  while (got < MESSAGES) {
+    const msgs = await c.receive({ maxMessages: BATCH, timeoutMs: 0 });
+    if (msgs.length === 0) throw new Error(`receive ran dry after ${got} of ${MESSAGES}`);
+    c.ack(msgs);
+    got += msgs.length;
+  }
+  const ms = performance.now() - started;
+  const cpuMs = cpuMsSince(cpu);
+  if (broker.lag("bench", "bench") !== 0) throw new Error("messages left unacked");
+  broker.close();
+  return { wall: (got / ms) * 1000, cpu: (got / cpuMs) * 1000 };
+}
+
+/** Lets the previous run's broker be collected (its wasm memory is reused, not grown). */
+async function settle() {
+  globalThis.gc?.();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const k = (x) => `${Math.round(x / 1000)} k`;
+
+const loadAtStart = loadavg().map((x) => x.toFixed(2)).join(" ");
+// One round that is not counted, so the measured runs get the JIT's compiled code.
+sendRun();
+await settle();
+await receiveRun();
+
+const sends = [];
+const receives = [];
+for (let r = 0; r < RUNS; r++) {
+  await settle();
+  sends.push(sendRun());
+  await settle();
+  receives.push(await receiveRun());
+  console.error(`run ${r + 1}/${RUNS}: send ${k(sends[r].wall)} msgs/s, receive+ack ${k(receives[r].wall)} msgs/s`);
+}
+
+const wasm = readFileSync(new URL("web/pocketmq_wasm_bg.wasm", pkg));
+const gz = gzipSync(wasm, { level: 9 }).length;
+const cpu = cpus()[0]?.model?.trim() ?? "unknown CPU";
+const wall = (xs) => xs.map((x) => x.wall);
+const perCpu = (xs) => median(xs.map((x) => x.cpu));
+const rows = [
+  ["single `send`", median(wall(sends)), wall(sends), perCpu(sends)],
+  [`\`receive\` (batches of ${BATCH}) + \`ack\``, median(wall(receives)), wall(receives), perCpu(receives)],
+];
+
+const lines = [
+  `Node ${process.version}, pocketmq ${version()} (wasm), memory store, ${BODY} B bodies, ${MESSAGES.toLocaleString("en")} messages per run, median of ${RUNS} runs after one uncounted warm-up round.`,
+  `Machine: ${cpus().length} cores (nproc), ${cpu}, shared with other work (load average at start: ${loadAtStart}); figures vary with the load.`,
+  "",
+  "| operation | msgs/s (median) | runs | target | met | msgs per CPU-second (median) |",
+  "|---|---|---|---|---|---|",
+  ...rows.map(
+    ([name, m, all, c]) =>
+      `| ${name} | ${k(m)} | ${all.map(k).join(", ")} | ${k(TARGET)} | ${m >= TARGET ? "yes" : "no"} | ${k(c)} |`,
+  ),
+  "",
+  "msgs/s is wall-clock time, what the targets are about. Messages per CPU-second (this process's",
+  "CPU time, GC threads included) shows the cost of the code itself when other work shares the cores.",
+  "",
+  `Engine size: ${wasm.length.toLocaleString("en")} bytes of wasm, ${gz.toLocaleString("en")} bytes gzipped (zlib level 9).`,
+  "",
+  `Command: \`node --expose-gc bench/js/node_bench.mjs --messages ${MESSAGES} --runs ${RUNS} --batch ${BATCH}\` after \`bash wasm/build.sh\`.`,
+];
+console.log(lines.join("\n"));
+
+if (process.argv.includes("--write")) {
+  const file = fileURLToPath(new URL("BENCHMARKS.md", root));
+  const START = "<!-- js:start -->";
+  const END = "<!-- js:end -->";
+  let text = existsSync(file) ? readFileSync(file, "utf8") : "# Benchmarks\n";
+  const section = `${START}\n## JavaScript (Node)\n\n${lines.join("\n")}\n${END}`;
+  const a = text.indexOf(START);
+  const b = text.indexOf(END);
+  if (a >= 0 && b > a) text = text.slice(0, a) + section + text.slice(b + END.length);
+  else text = `${text.replace(/\n*$/, "\n\n")}${section}\n`;
+  writeFileSync(file, text);
+  console.error(`node_bench: wrote ${file}`);
+}
