@@ -111,6 +111,7 @@ export class Message {
   readonly queueId: number;
   readonly queueOffset: number;
   readonly commitlogOffset: number;
+  /** The body's bytes: a view that may share its `buffer` with the other messages of one receive. */
   readonly body: Uint8Array;
   readonly tags: string | null;
   readonly keys: string[];
