@@ -1,9 +1,11 @@
 //! The JavaScript binding of pocketmq: thin wasm-bindgen newtypes over the core's
-//! `Broker`, `Producer`, `TransactionProducer`, `Consumer`, `MessageExt` and
-//! `ManualClock`. This crate converts JS values to engine values and back and maps
-//! errors (errors.rs); it never decides messaging semantics. The ES-module wrapper
-//! in `wasm/js/` gives the public surface (Promises, timers that drive `tick`,
-//! `for await`), so nothing here waits: on wasm a receive never blocks.
+//! `Broker`, `Producer`, `TransactionProducer`, `Consumer`, batches of `MessageExt`
+//! and `ManualClock`, plus the core's `HostFs` over Node's fs (host_fs.rs). This
+//! crate converts JS values to engine values and back (results in the wire form
+//! of wire.rs) and maps errors (errors.rs); it never decides messaging semantics.
+//! The ES-module wrapper in `wasm/js/` gives the public surface (Promises, timers
+//! that drive `tick`, `for await`), so nothing here waits: on wasm a receive
+//! never blocks.
 //!
 //! No panic may reach JS: every value that comes from JS is checked and a bad one
 //! becomes a `TypeError` (wrong type) or an `InvalidArgumentError` (wrong value).
