@@ -111,7 +111,9 @@ impl CommitLog {
         specs: &[RecordSpec],
         queue_offsets: &[u64],
         now: u64,
-    ) -> Result<Vec<Placed>> {
+        placed: &mut Vec<Placed>,
+    ) -> Result<()> {
+        placed.clear();
         let total: usize = specs.iter().map(RecordSpec::encoded_len).sum();
         let seg_size = self.seg.seg_size();
         if total + END_FILE_MIN_BLANK > seg_size {
@@ -128,7 +130,6 @@ impl CommitLog {
             self.seg.release_sealed();
         }
         let store_ts = now.max(self.last_store_ts);
-        let mut placed = Vec::with_capacity(specs.len());
         self.seg.append_with(total, |buf, at| {
             let mut off = 0;
             for (spec, qo) in specs.iter().zip(queue_offsets) {
@@ -145,7 +146,7 @@ impl CommitLog {
         let end = self.seg.write_pos() - 1;
         self.seg_last_ts
             .insert(end - end % seg_size as u64, store_ts);
-        Ok(placed)
+        Ok(())
     }
 
     /// Runs `f` on the record at `phys` (size `len`, when known from a ConsumeQueue).

@@ -87,6 +87,9 @@ struct Inner {
     /// Serialises fsyncs: one flusher at a time, others wait and usually find their
     /// data already durable (group commit).
     flush_lock: Mutex<()>,
+    /// Whether a sync flush is running (group commit); `synced` signals its end.
+    sync_flushing: Mutex<bool>,
+    synced: Condvar,
     /// CommitLog offset below which everything is durable.
     durable: AtomicU64,
     closed: AtomicBool,
@@ -147,6 +150,8 @@ impl Broker {
             state: Mutex::new(state),
             arrived: Condvar::new(),
             flush_lock: Mutex::new(()),
+            sync_flushing: Mutex::new(false),
+            synced: Condvar::new(),
             durable: AtomicU64::new(end),
             closed: AtomicBool::new(false),
             periodic: Mutex::new(Periodic {
@@ -440,23 +445,37 @@ impl Broker {
     /// Waits until the CommitLog is durable up to `end`, flushing (for everyone
     /// waiting) when no flush is running. False when `timeout` passed first.
     fn wait_durable(&self, end: u64) -> Result<bool> {
+        if self.inner.durable.load(Ordering::Acquire) >= end {
+            return Ok(true);
+        }
         let timeout = Duration::from_millis(self.inner.config.sync_flush_timeout_ms);
-        if self.inner.durable.load(Ordering::Acquire) >= end {
-            return Ok(true);
+        let deadline = Deadline::after(timeout);
+        let mut flushing = self.inner.sync_flushing.lock();
+        loop {
+            if self.inner.durable.load(Ordering::Acquire) >= end {
+                return Ok(true);
+            }
+            if !*flushing {
+                // Become the flusher for everyone appended so far; the others wait
+                // on the condvar and all wake together when it is done.
+                *flushing = true;
+                drop(flushing);
+                let flushed = self.flush_commitlog();
+                flushing = self.inner.sync_flushing.lock();
+                *flushing = false;
+                self.inner.synced.notify_all();
+                flushed?;
+                continue;
+            }
+            if !deadline.wait(&self.inner.synced, &mut flushing) {
+                return Ok(self.inner.durable.load(Ordering::Acquire) >= end);
+            }
         }
-        #[cfg(not(target_arch = "wasm32"))]
-        let Some(_one) = self.inner.flush_lock.try_lock_for(timeout) else {
-            return Ok(self.inner.durable.load(Ordering::Acquire) >= end);
-        };
-        // One thread only: nobody else can hold the flush lock.
-        #[cfg(target_arch = "wasm32")]
-        let _one = {
-            let _ = timeout;
-            self.inner.flush_lock.lock()
-        };
-        if self.inner.durable.load(Ordering::Acquire) >= end {
-            return Ok(true);
-        }
+    }
+
+    /// Flushes the CommitLog up to its current end and wakes consumers, who see only
+    /// durable data under `sync`.
+    fn flush_commitlog(&self) -> Result<()> {
         let job = self.inner.state.lock().store.commitlog.flush_job();
         job.run()?;
         self.inner.durable.fetch_max(job.upto, Ordering::AcqRel);
@@ -464,7 +483,7 @@ impl Broker {
         st.store.commitlog.flushed_to(job.upto);
         st.arrived = true;
         self.notify(st);
-        Ok(self.inner.durable.load(Ordering::Acquire) >= end)
+        Ok(())
     }
 
     fn send_many(&self, msgs: Vec<Message>, rr: u32) -> Result<Vec<SendResult>> {

@@ -71,6 +71,9 @@ pub(crate) struct Store {
     /// Delay of each level, to compute schedule entries' delivery times.
     pub levels: Vec<u64>,
     pub unclean: bool,
+    /// Where the records of the last `put` went (reused across appends).
+    pub placed: Vec<Placed>,
+    qos: Vec<u64>,
 }
 
 impl Store {
@@ -106,6 +109,8 @@ impl Store {
             cq_entries,
             levels,
             unclean,
+            placed: Vec::new(),
+            qos: Vec::new(),
         };
         // Open every queue found on disk or named in the registry.
         let mut names: Vec<String> = store.backend.list_dirs("consumequeue")?;
@@ -209,9 +214,10 @@ impl Store {
         specs: &[RecordSpec],
         now: u64,
         mut on_dispatch: impl FnMut(&RecordView<'_>, Kind, u64),
-    ) -> Result<Vec<Placed>> {
+    ) -> Result<()> {
+        self.placed.clear();
         if specs.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         for s in specs {
             if self.cq(&s.topic, s.queue_id).is_none() {
@@ -225,7 +231,8 @@ impl Store {
         }
         // Consecutive offsets per (topic, queue); a batch usually has one target.
         let first = &specs[0];
-        let mut qos = Vec::with_capacity(specs.len());
+        let mut qos = std::mem::take(&mut self.qos);
+        qos.clear();
         if specs
             .iter()
             .all(|s| s.queue_id == first.queue_id && same(&s.topic, &first.topic))
@@ -253,15 +260,26 @@ impl Store {
                 qos.push(qo);
             }
         }
-        let placed = self.commitlog.append(specs, &qos, now)?;
+        let mut placed = std::mem::take(&mut self.placed);
+        let appended = self.commitlog.append(specs, &qos, now, &mut placed);
+        self.qos = qos;
+        if let Err(e) = appended {
+            self.placed = placed;
+            return Err(e);
+        }
+        let mut result = Ok(());
         for (p, s) in placed.iter().zip(specs) {
-            if kind_of(&s.topic) == Kind::User {
-                self.dispatch_user(s, p)?;
+            result = if kind_of(&s.topic) == Kind::User {
+                self.dispatch_user(s, p)
             } else {
-                self.dispatch_at(p.phys, &mut on_dispatch)?;
+                self.dispatch_at(p.phys, &mut on_dispatch)
+            };
+            if result.is_err() {
+                break;
             }
         }
-        Ok(placed)
+        self.placed = placed;
+        result
     }
 
     /// Dispatches a user record from what was just encoded, without reading it back.

@@ -316,8 +316,15 @@ impl State {
             body: m.body,
             properties: props,
         };
-        let placed = self.put(std::slice::from_ref(&spec), now)?;
-        let (phys, qo) = placed[0];
+        self.put(std::slice::from_ref(&spec), now)?;
+        let (phys, qo) = match self.store.placed.first() {
+            Some(p) => (p.phys, p.queue_offset),
+            None => {
+                return Err(Error::StoreCorrupted(
+                    "a half message was not placed".into(),
+                ))
+            }
+        };
         let half = self.store.message_at(phys).ok_or_else(|| {
             Error::StoreCorrupted("a half message vanished after its append".into())
         })?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::store::{self, read_json, Kind, Store, ABORT_FILE};
 use crate::consumer::{ConsumerEntry, ProgressTable};
-use crate::message::record::{self, prop};
+use crate::message::record::{self, prop, RecordSpec};
 use crate::offsets::OffsetTable;
 use crate::schedule::{self, DelayOffsets, TimerCheckpoint, TimerWheel};
 use crate::store::Backend;
@@ -86,6 +86,8 @@ pub(crate) struct State {
     pub arrived: bool,
     /// The topic of the last send, shared by its records.
     last_topic: Option<Arc<str>>,
+    /// Reused between sends.
+    spec_buf: Vec<RecordSpec>,
 }
 
 fn fresh_nonce() -> u64 {
@@ -210,6 +212,7 @@ impl State {
             last_retention: now,
             arrived: false,
             last_topic: None,
+            spec_buf: Vec::new(),
         };
         // Clamp the delay cursors into what the schedule queues hold.
         let levels = state.settings.levels.len() as u32;

@@ -134,7 +134,8 @@ impl State {
         let queues = self.user_topic_queues(&topic_name)?;
         let queue_id = Self::select_queue(first, queues, rr)?;
         let topic_arc = self.topic_arc(&topic_name);
-        let mut specs = Vec::with_capacity(msgs.len());
+        let mut specs = std::mem::take(&mut self.spec_buf);
+        specs.clear();
         let mut total = 0usize;
         for m in msgs {
             let mut properties = Self::user_properties(&m);
@@ -197,16 +198,21 @@ impl State {
                 limit: self.settings.max_message_size,
             });
         }
-        let placed = self.put(&specs, now)?;
+        let put = self.put(&specs, now);
+        specs.clear();
+        self.spec_buf = specs;
+        put?;
         let nonce = self.store.nonce;
-        Ok(placed
+        Ok(self
+            .store
+            .placed
             .iter()
             .map(|p| SendResult {
-                msg_id: record::make_msg_id(nonce, p.0),
+                msg_id: record::make_msg_id(nonce, p.phys),
                 topic: topic_name.clone(),
                 queue_id,
-                queue_offset: p.1,
-                commitlog_offset: p.0,
+                queue_offset: p.queue_offset,
+                commitlog_offset: p.phys,
                 status: SendStatus::SendOk,
                 transaction_state: None,
             })
@@ -226,7 +232,8 @@ impl State {
         }
     }
 
-    pub(super) fn put(&mut self, specs: &[RecordSpec], now: u64) -> Result<Vec<(u64, u64)>> {
+    /// Appends and dispatches `specs`; where each went is in `self.store.placed`.
+    pub(super) fn put(&mut self, specs: &[RecordSpec], now: u64) -> Result<()> {
         let State {
             store,
             timer,
@@ -238,7 +245,7 @@ impl State {
             ..
         } = self;
         let mut failure = None;
-        let placed = store.put(specs, now, |r, kind, code| match kind {
+        store.put(specs, now, |r, kind, code| match kind {
             Kind::User => *arrived = true,
             Kind::Schedule => *next_due = (*next_due).min(code),
             Kind::Timer => {
@@ -297,7 +304,7 @@ impl State {
             }
             i += run;
         }
-        Ok(placed.iter().map(|p| (p.phys, p.queue_offset)).collect())
+        Ok(())
     }
 
     pub fn check_open(&self) -> Result<()> {
