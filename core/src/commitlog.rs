@@ -159,6 +159,13 @@ impl CommitLog {
             .flatten()
     }
 
+    /// The written bytes from `phys` to the end of its segment, zero-copy.
+    pub fn read_to_segment_end(&self, phys: u64) -> Option<Bytes> {
+        let seg = self.seg.seg_size() as u64;
+        let end = (phys - phys % seg + seg).min(self.seg.write_pos());
+        self.seg.read(phys, end.checked_sub(phys)? as usize)
+    }
+
     /// `len` bytes at `phys`, zero-copy.
     pub fn read(&self, phys: u64, len: usize) -> Option<Bytes> {
         self.seg.read(phys, len)

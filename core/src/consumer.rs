@@ -5,7 +5,7 @@
 //! Invariant: a queue's committed offset is its lowest unacked offset (or the cursor
 //! when nothing is in flight), so a restart redelivers at most the unacked tail.
 
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 
 use crate::filter::TagFilter;
 use crate::MessageModel;
@@ -46,7 +46,7 @@ pub(crate) struct QueueProgress {
     /// The next queue offset to read.
     pub next: u64,
     /// Delivered, not yet acked.
-    pub inflight: BTreeSet<u64>,
+    pub inflight: InFlight,
     /// Bumped when the queue changes hands or is reset; stale acks are ignored.
     pub epoch: u64,
     /// The consumer currently serving the queue.
@@ -59,7 +59,7 @@ pub(crate) struct QueueProgress {
 
 impl QueueProgress {
     pub fn committed(&self) -> u64 {
-        self.inflight.first().copied().unwrap_or(self.next)
+        self.inflight.first().unwrap_or(self.next)
     }
 
     /// Forgets what is in flight so it is delivered again from the committed offset.
@@ -67,6 +67,97 @@ impl QueueProgress {
         self.next = self.committed();
         self.inflight.clear();
         self.epoch += 1;
+    }
+}
+
+/// Delivered-but-unacked queue offsets of one queue. Deliveries go out in offset
+/// order, so this is a window from the lowest unacked offset with a flag per offset
+/// (offsets skipped by a filter are simply not in flight): O(1) to deliver and ack.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct InFlight {
+    /// Offset of `flags[0]`.
+    base: u64,
+    /// Whether each offset from `base` is in flight; `flags[0]` always is.
+    flags: VecDeque<bool>,
+    len: usize,
+}
+
+impl InFlight {
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The lowest offset in flight.
+    pub fn first(&self) -> Option<u64> {
+        (self.len > 0).then_some(self.base)
+    }
+
+    pub fn contains(&self, qo: u64) -> bool {
+        qo >= self.base
+            && self
+                .flags
+                .get((qo - self.base) as usize)
+                .copied()
+                .unwrap_or(false)
+    }
+
+    /// Adds `qo` (normally above every offset in flight).
+    pub fn insert(&mut self, qo: u64) {
+        if self.len == 0 {
+            self.flags.clear();
+            self.base = qo;
+        }
+        while qo < self.base {
+            self.flags.push_front(false);
+            self.base -= 1;
+        }
+        let at = (qo - self.base) as usize;
+        if at < self.flags.len() {
+            if !self.flags[at] {
+                self.flags[at] = true;
+                self.len += 1;
+            }
+            return;
+        }
+        self.flags.resize(at, false);
+        self.flags.push_back(true);
+        self.len += 1;
+    }
+
+    /// Removes `qo`; false when it was not in flight.
+    pub fn remove(&mut self, qo: u64) -> bool {
+        if !self.contains(qo) {
+            return false;
+        }
+        self.flags[(qo - self.base) as usize] = false;
+        self.len -= 1;
+        while self.flags.front() == Some(&false) {
+            self.flags.pop_front();
+            self.base += 1;
+        }
+        while self.flags.back() == Some(&false) {
+            self.flags.pop_back();
+        }
+        true
+    }
+
+    pub fn clear(&mut self) {
+        self.flags.clear();
+        self.len = 0;
+    }
+
+    /// Forgets offsets below `min` (they were deleted by retention).
+    pub fn drop_below(&mut self, min: u64) {
+        while self.len > 0 && self.base < min {
+            if self.flags.pop_front() == Some(true) {
+                self.len -= 1;
+            }
+            self.base += 1;
+        }
+        while self.flags.front() == Some(&false) {
+            self.flags.pop_front();
+            self.base += 1;
+        }
     }
 }
 
@@ -112,13 +203,37 @@ mod tests {
     }
 
     #[test]
+    fn in_flight_tracks_gaps_and_out_of_order_acks() {
+        let mut f = InFlight::default();
+        for qo in [3, 4, 6, 9] {
+            f.insert(qo);
+        }
+        assert_eq!(f.first(), Some(3));
+        assert!(f.contains(6) && !f.contains(5) && !f.contains(10));
+        assert!(f.remove(4));
+        assert!(!f.remove(4));
+        assert_eq!(f.first(), Some(3));
+        assert!(f.remove(3));
+        assert_eq!(f.first(), Some(6));
+        assert!(f.remove(9));
+        f.insert(12);
+        f.drop_below(7);
+        assert_eq!(f.first(), Some(12));
+        assert!(f.remove(12));
+        assert!(f.is_empty());
+        f.insert(20);
+        assert_eq!(f.first(), Some(20));
+    }
+
+    #[test]
     fn committed_is_the_lowest_unacked() {
         let mut p = QueueProgress {
             next: 10,
             ..QueueProgress::default()
         };
         assert_eq!(p.committed(), 10);
-        p.inflight.extend([5, 7]);
+        p.inflight.insert(5);
+        p.inflight.insert(7);
         assert_eq!(p.committed(), 5);
         p.rewind();
         assert_eq!((p.next, p.epoch), (5, 1));

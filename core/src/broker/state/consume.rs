@@ -275,6 +275,7 @@ impl State {
             return Ok(out);
         }
         let mut entries = Vec::with_capacity(64);
+        let mut span: Option<(u64, Bytes)> = None;
         for i in 0..n {
             if out.len() >= max {
                 break;
@@ -296,7 +297,7 @@ impl State {
             }
             if p.next < cq.min_offset() {
                 p.next = cq.min_offset();
-                p.inflight.retain(|o| *o >= p.next);
+                p.inflight.drop_below(p.next);
                 *offsets_dirty = true;
             }
             let mut scanned = 0usize;
@@ -336,10 +337,21 @@ impl State {
                         *offsets_dirty = true;
                         continue;
                     };
-                    m.body = store
-                        .commitlog
-                        .read(e.phys + at as u64, len)
-                        .unwrap_or_default();
+                    // Bodies of one receive share one view of the segment.
+                    let from = e.phys + at as u64;
+                    let to = from + len as u64;
+                    if span
+                        .as_ref()
+                        .is_none_or(|(s, b)| from < *s || to > s + b.len() as u64)
+                    {
+                        span = store.commitlog.read_to_segment_end(from).map(|b| (from, b));
+                    }
+                    m.body = match &span {
+                        Some((s, b)) if to <= s + b.len() as u64 => {
+                            b.slice((from - s) as usize..(to - s) as usize)
+                        }
+                        _ => Bytes::new(),
+                    };
                     m.reconsume_times += p.orderly_retries;
                     m.receipt = Some(Receipt {
                         consumer: handle,
@@ -407,7 +419,7 @@ impl State {
         }
         let _ = c; // the consumer must still be open
         match self.progress.at(r.slot) {
-            Some(p) if p.epoch == r.epoch && p.inflight.contains(&r.queue_offset) => {
+            Some(p) if p.epoch == r.epoch && p.inflight.contains(r.queue_offset) => {
                 Ok(Some((r.slot, r.clone())))
             }
             // Already acked, or the queue moved to another consumer: nothing to do.
@@ -418,7 +430,7 @@ impl State {
     pub fn ack(&mut self, handle: u64, msg: &MessageExt) -> Result<()> {
         if let Some((slot, r)) = self.progress_for(handle, msg)? {
             if let Some(p) = self.progress.at_mut(slot) {
-                p.inflight.remove(&r.queue_offset);
+                p.inflight.remove(r.queue_offset);
                 p.orderly_retries = 0;
                 self.offsets_dirty = true;
             }
@@ -442,7 +454,7 @@ impl State {
             let retries = self.progress.at(slot).map_or(0, |p| p.orderly_retries);
             if msg.reconsume_times < max && retries < max {
                 if let Some(p) = self.progress.at_mut(slot) {
-                    p.inflight.remove(&r.queue_offset);
+                    p.inflight.remove(r.queue_offset);
                     p.next = r.queue_offset;
                     p.orderly_retries += 1;
                     p.suspend_until = now + 1000;
