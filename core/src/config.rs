@@ -63,7 +63,8 @@ pub struct BrokerConfig {
     pub path: Option<PathBuf>,
     pub flush: FlushMode,
     pub clock: Arc<dyn Clock>,
-    /// CommitLog segment size in bytes (64 MiB on files, 16 MiB in memory when `None`).
+    /// CommitLog segment size in bytes; `None`: 64 MiB on files, 16 MiB in memory,
+    /// 8 MiB through a host file system. An existing store keeps its own size.
     pub segment_size: Option<u64>,
     /// Largest body accepted, in bytes (4 MiB).
     pub max_message_size: usize,

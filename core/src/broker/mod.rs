@@ -132,7 +132,8 @@ fn open_backend(config: &BrokerConfig) -> Result<Arc<dyn Backend>> {
         Some(path) => Ok(Arc::new(crate::store::file::FileBackend::open(path)?)),
         #[cfg(target_arch = "wasm32")]
         Some(_) => Err(Error::invalid(
-            "a file store needs a native target; use the memory store here",
+            "a file store needs a native target or a host file system (Node); \
+             open a memory store here",
         )),
     }
 }
@@ -652,6 +653,11 @@ impl Producer {
     /// The producer group.
     pub fn group(&self) -> &str {
         &self.group
+    }
+
+    /// The broker this producer sends to.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
     }
 }
 

@@ -206,6 +206,10 @@ impl Backend for FileBackend {
         }
     }
 
+    fn default_segment_size(&self) -> usize {
+        64 << 20
+    }
+
     fn unlock(&self) {
         if let Some(f) = self.lock.lock().take() {
             let _ = f.unlock();

@@ -168,6 +168,11 @@ impl Backend for HostBackend {
         None
     }
 
+    /// Segments are held in (wasm) memory whole: keep them small.
+    fn default_segment_size(&self) -> usize {
+        8 << 20
+    }
+
     fn unlock(&self) {
         self.fs.unlock()
     }

@@ -120,4 +120,8 @@ impl Backend for MemoryBackend {
     fn disk_usage(&self) -> Option<f64> {
         None
     }
+
+    fn default_segment_size(&self) -> usize {
+        16 << 20
+    }
 }

@@ -54,6 +54,8 @@ pub(crate) trait Backend: Send + Sync {
     fn disk_usage(&self) -> Option<f64>;
     /// Gives up ownership of the store (close); the data stays readable here.
     fn unlock(&self) {}
+    /// The CommitLog segment size when the config names none.
+    fn default_segment_size(&self) -> usize;
 }
 
 /// Granularity of dropping read pages from the resident set.

@@ -112,8 +112,7 @@ impl State {
                 )))
             }
             Some(s) => s as usize,
-            None if backend.is_persistent() => 64 << 20,
-            None => 16 << 20,
+            None => backend.default_segment_size(),
         };
         if config.default_queues == 0 || config.default_queues > 1024 {
             return Err(Error::invalid("default_queues must be between 1 and 1024"));
