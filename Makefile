@@ -129,7 +129,7 @@ bench-core:
 	done
 
 # pocketmq beside Redis Streams, persist-queue, sqlite3 and litequeue, 3 runs each
-# (about 10 minutes); rewrites its section of BENCHMARKS.md and docs/bench-ratios.png.
+# (about 5 minutes); rewrites its section of BENCHMARKS.md and docs/bench-ratios.png.
 bench-side-by-side: python bench-deps
 	$(VPY) bench/side_by_side.py
 

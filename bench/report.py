@@ -236,7 +236,8 @@ def markdown(summary: dict[str, Any], chart_link: str) -> str:
         " separately. Disk is the allocated size of everything the system left behind"
         " afterwards. The ratio columns are pocketmq's rate divided by the row's, against"
         " the pocketmq row of the same durability and send shape (named under the tables),"
-        " run right before it; a ratio is the median of the per-repetition ratios.",
+        " run right before it; a ratio is the median of the per-repetition ratios, so it can"
+        " differ from the quotient of the two medians shown.",
         "",
         "### Targets",
         "",

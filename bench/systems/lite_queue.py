@@ -52,6 +52,6 @@ def _run() -> Callable[[list[bytes], Path], Measured]:
 def cases() -> list[Case]:
     return [
         Case("litequeue", "litequeue (defaults)", "litequeue", RELAXED, _run(),
-             {100: 10_000, 1024: 10_000}, counterpart="pocketmq-async",
+             {100: 4_000, 1024: 4_000}, counterpart="pocketmq-async",
              notes="put per message; pop + done per message; WAL, synchronous=NORMAL"),
     ]  # fmt: skip

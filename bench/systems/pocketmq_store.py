@@ -107,7 +107,7 @@ def cases() -> list[Case]:
         Case("pocketmq-async-batch", f"pocketmq file flush=async, send_batch({SEND_BATCH})", "pocketmq",
              RELAXED, _run("async", True, 1), fast, batched_send=True),
         Case("pocketmq-sync", "pocketmq file flush=sync, send", "pocketmq", STRICT,
-             _run("sync", False, 1), {100: 3_000, 1024: 3_000}),
+             _run("sync", False, 1), {100: 2_000, 1024: 2_000}),
         Case("pocketmq-sync-batch", f"pocketmq file flush=sync, send_batch({SEND_BATCH})", "pocketmq",
              STRICT, _run("sync", True, 1), {100: 50_000, 1024: 50_000}, batched_send=True),
         Case(f"pocketmq-sync-{STRICT_PRODUCERS}p",

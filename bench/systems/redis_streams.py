@@ -112,20 +112,20 @@ def cases() -> list[Case]:
     pipelined = f"XADD pipelined {SEND_BATCH}; XREADGROUP 32 + one XACK of 32 ids"
     return [
         Case("redis-everysec", "Redis Streams everysec, 1 command/msg", "redis", RELAXED,
-             _run("everysec", False, 1), {100: 40_000, 1024: 40_000},
+             _run("everysec", False, 1), {100: 20_000, 1024: 20_000},
              counterpart="pocketmq-async", notes=per_message),
         Case("redis-everysec-pipe", "Redis Streams everysec, pipelined", "redis", RELAXED,
              _run("everysec", True, 1), {100: 200_000, 1024: 200_000}, batched_send=True,
              counterpart="pocketmq-async-batch", notes=pipelined),
         Case("redis-always", "Redis Streams always, 1 command/msg", "redis", STRICT,
-             _run("always", False, 1), {100: 1_500, 1024: 1_500},
+             _run("always", False, 1), {100: 1_000, 1024: 1_000},
              counterpart="pocketmq-sync", notes=per_message),
         Case("redis-always-pipe", "Redis Streams always, pipelined", "redis", STRICT,
              _run("always", True, 1), {100: 10_000, 1024: 10_000}, batched_send=True,
              counterpart="pocketmq-sync-batch", notes=pipelined),
         Case(f"redis-always-{STRICT_PRODUCERS}p",
              f"Redis Streams always, 1 command/msg, {STRICT_PRODUCERS} producer connections", "redis",
-             STRICT, _run("always", False, STRICT_PRODUCERS), {100: 4_000, 1024: 4_000},
+             STRICT, _run("always", False, STRICT_PRODUCERS), {100: 2_400, 1024: 2_400},
              producers=STRICT_PRODUCERS, counterpart=f"pocketmq-sync-{STRICT_PRODUCERS}p",
              notes=per_message),
     ]  # fmt: skip
