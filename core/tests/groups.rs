@@ -26,9 +26,7 @@ fn three_consumers_split_eight_queues_and_see_each_message_once() {
         let got = drain(c);
         let qs: BTreeSet<u32> = got.iter().map(|m| m.queue_id).collect();
         queues_per_consumer.push(qs.len());
-        for m in &got {
-            c.ack(m).unwrap();
-        }
+        c.ack_all(&got).unwrap();
         seen.extend(bodies(&got));
     }
     queues_per_consumer.sort();

@@ -774,6 +774,15 @@ impl Consumer {
         self.broker.inner.state.lock().ack(self.handle, msg)
     }
 
+    /// Marks several messages done under one lock (a receive batch, say).
+    pub fn ack_all(&self, msgs: &[MessageExt]) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let mut st = self.broker.inner.state.lock();
+        msgs.iter().try_for_each(|m| st.ack(self.handle, m))
+    }
+
     /// A failed delivery: the message comes back later via the group's retry topic
     /// (after delay level 3 + reconsume_times), or after a pause in place for an
     /// orderly consumer; past `max_reconsume_times` it goes to `%DLQ%<group>`.
