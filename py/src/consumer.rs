@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
-use pocketmq::ErrorKind;
+use pyo3::exceptions::PyTypeError;
+use pyo3::types::{PyList, PyTuple};
+
+use pocketmq::{ErrorKind, MessageExt};
 
 use crate::convert::duration_ms;
 use crate::errors::{invalid, to_py, IntoPyResult};
@@ -37,6 +40,28 @@ fn max_count(max_messages: i64) -> PyResult<usize> {
             "max_messages must be non-negative, not {max_messages}"
         ))
     })
+}
+
+/// The messages of a list or tuple given to `ack`/`nack`.
+fn messages(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<MessageExt>> {
+    let type_error = || {
+        PyTypeError::new_err(format!(
+            "{what} takes a Message or a list of Messages, not {}",
+            obj.get_type()
+                .name()
+                .map_or_else(|_| "object".to_string(), |n| n.to_string())
+        ))
+    };
+    if !(obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>()) {
+        return Err(type_error());
+    }
+    let mut out = Vec::new();
+    for item in obj.try_iter()? {
+        let item = item?;
+        let msg = item.cast::<Message>().map_err(|_| type_error())?;
+        out.push(msg.get().0.clone());
+    }
+    Ok(out)
 }
 
 /// A timeout in seconds (or a timedelta); `None` waits until a message or a close.
@@ -142,16 +167,27 @@ impl Consumer {
             .call_method1("receive_async", (slf, max_messages, timeout))
     }
 
-    /// Marks a message done: never delivered to this group again.
-    fn ack(&self, py: Python<'_>, message: PyRef<'_, Message>) -> PyResult<()> {
-        let msg = &message.0;
-        py.detach(|| self.inner.ack(msg)).py_err()
+    /// Marks a message (or a list of them, under one lock) done: never delivered
+    /// to this group again.
+    fn ack(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Ok(one) = message.cast::<Message>() {
+            let msg = &one.get().0;
+            return py.detach(|| self.inner.ack(msg)).py_err();
+        }
+        let msgs = messages(message, "ack")?;
+        py.detach(|| self.inner.ack_all(&msgs)).py_err()
     }
 
-    /// Sends a message back for a later retry (past the limit, to the DLQ).
-    fn nack(&self, py: Python<'_>, message: PyRef<'_, Message>) -> PyResult<()> {
-        let msg = &message.0;
-        py.detach(|| self.inner.nack(msg)).py_err()
+    /// Sends a message (or each of a list) back for a later retry; past the limit,
+    /// to the DLQ.
+    fn nack(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Ok(one) = message.cast::<Message>() {
+            let msg = &one.get().0;
+            return py.detach(|| self.inner.nack(msg)).py_err();
+        }
+        let msgs = messages(message, "nack")?;
+        py.detach(|| msgs.iter().try_for_each(|m| self.inner.nack(m)))
+            .py_err()
     }
 
     /// Leaves the group; a receive blocked in another thread returns `[]`.

@@ -308,3 +308,34 @@ def test_closing_the_broker_closes_its_consumers(broker):
     c = broker.consumer("g", "t")
     broker.close()
     assert c.closed
+
+
+def test_ack_takes_a_whole_batch(broker):
+    p = broker.producer("p")
+    for i in range(10):
+        p.send("t", str(i))
+    c = broker.consumer("g", "t")
+    msgs = receive_n(c, 10)
+    assert len(msgs) == 10
+    c.ack(msgs[:4])
+    assert broker.lag("g", "t") == 6
+    c.ack(tuple(msgs[4:]))
+    assert broker.lag("g", "t") == 0
+    with pytest.raises(TypeError):
+        c.ack([msgs[0], "not a message"])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        c.ack({"msg": msgs[0]})  # type: ignore[arg-type]
+
+
+def test_nack_takes_a_whole_batch(timed, clock):
+    p = timed.producer("p")
+    for i in range(3):
+        p.send("t", str(i))
+    c = timed.consumer("g", "t")
+    msgs = receive_n(c, 3)
+    c.nack(msgs)
+    clock.advance(10)
+    timed.tick()
+    again = receive_n(c, 3)
+    assert sorted(m.msg_id for m in again) == sorted(m.msg_id for m in msgs)
+    assert all(m.reconsume_times == 1 for m in again)
