@@ -92,7 +92,8 @@ impl Consumer {
         max: usize,
         timeout: Option<Duration>,
     ) -> PyResult<Vec<Message>> {
-        let deadline = timeout.map(|t| now() + t);
+        // A deadline too far to represent is no deadline.
+        let deadline = timeout.and_then(|t| now().checked_add(t));
         let mut first = true;
         loop {
             let slice = match deadline {
