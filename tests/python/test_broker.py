@@ -217,5 +217,7 @@ def test_tick_runs_and_next_due_reports_pending_work(timed, clock):
 
 def test_flush_on_file_store(store):
     with pocketmq.Broker(store, flush="none") as b:
-        b.producer("p").send("t", b"x")
+        b.producer("p").send("t", b"flushed-body-marker")
         b.flush()
+        on_disk = b"".join(f.read_bytes() for f in (store / "commitlog").iterdir())
+        assert b"flushed-body-marker" in on_disk
