@@ -188,3 +188,13 @@ def test_a_delay_coming_due_wakes_an_async_waiter(clock):
     msgs, took = asyncio.run(main())
     assert [m.body for m in msgs] == [b"later"]
     assert took < 3
+
+
+def test_an_async_wait_does_not_poll(broker):
+    async def main():
+        c = broker.consumer("g", "t")
+        t0 = time.process_time()
+        await c.receive_async(timeout=0.5)
+        return time.process_time() - t0
+
+    assert asyncio.run(main()) < 0.1, "half a second of waiting costs next to no CPU"
