@@ -14,7 +14,8 @@ fn main() {
     let batch: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(1);
     for _ in 0..n / batch {
         if batch == 1 {
-            p.send(pocketmq::Message::new("bench", body.clone())).unwrap();
+            p.send(pocketmq::Message::new("bench", body.clone()))
+                .unwrap();
         } else {
             let msgs = (0..batch)
                 .map(|_| pocketmq::Message::new("bench", body.clone()))
