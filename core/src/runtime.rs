@@ -126,3 +126,9 @@ pub(crate) fn process_id() -> u32 {
         0
     }
 }
+
+/// Gives other threads a turn (a no-op on wasm).
+pub(crate) fn yield_now() {
+    #[cfg(not(target_arch = "wasm32"))]
+    std::thread::yield_now();
+}

@@ -477,6 +477,17 @@ impl Broker {
     /// Flushes the CommitLog up to its current end and wakes consumers, who see only
     /// durable data under `sync`.
     fn flush_commitlog(&self) -> Result<()> {
+        // Let writers that were just woken append first, so one sync covers them:
+        // yield while the log keeps growing (a few microseconds at most).
+        let mut end = self.inner.state.lock().store.commitlog.end();
+        for _ in 0..16 {
+            crate::runtime::yield_now();
+            let now = self.inner.state.lock().store.commitlog.end();
+            if now == end {
+                break;
+            }
+            end = now;
+        }
         let job = self.inner.state.lock().store.commitlog.flush_job();
         job.run()?;
         self.inner.durable.fetch_max(job.upto, Ordering::AcqRel);
@@ -812,6 +823,11 @@ impl Consumer {
         st.arrived = true;
         self.broker.wake(st);
         Ok(())
+    }
+
+    /// Whether `close` was called on this consumer.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// The consumer's group.
