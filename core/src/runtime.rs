@@ -37,6 +37,19 @@ impl Deadline {
         }
     }
 
+    /// Whether the deadline has passed (a zero timeout is past from the start).
+    #[allow(clippy::disallowed_methods)]
+    pub(crate) fn is_past(&self) -> bool {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.at.is_none_or(|at| std::time::Instant::now() >= at)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            true
+        }
+    }
+
     /// Waits on `cv` until notified or the deadline; false once the deadline passed.
     #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
     pub(crate) fn wait<T>(&self, cv: &Condvar, guard: &mut MutexGuard<'_, T>) -> bool {

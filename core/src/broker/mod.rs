@@ -84,6 +84,8 @@ struct Inner {
     state: Mutex<State>,
     /// Signalled when messages may have become available, or on close.
     arrived: Condvar,
+    /// Counts those signals, for receivers that look before they park.
+    arrivals: AtomicU64,
     /// Serialises fsyncs: one flusher at a time, others wait and usually find their
     /// data already durable (group commit).
     flush_lock: Mutex<()>,
@@ -140,6 +142,13 @@ fn open_backend(config: &BrokerConfig) -> Result<Arc<dyn Backend>> {
 
 use state::Check;
 
+/// How many times a receiver that found nothing yields, watching for an arrival,
+/// before it parks (wasm: never; it cannot wait at all).
+#[cfg(not(target_arch = "wasm32"))]
+const RECEIVE_SPINS: usize = 256;
+#[cfg(target_arch = "wasm32")]
+const RECEIVE_SPINS: usize = 0;
+
 impl Broker {
     /// Opens (or creates) the store the config names, recovering after an unclean exit.
     pub fn open(config: BrokerConfig) -> Result<Broker> {
@@ -150,6 +159,7 @@ impl Broker {
         let inner = Arc::new(Inner {
             state: Mutex::new(state),
             arrived: Condvar::new(),
+            arrivals: AtomicU64::new(0),
             flush_lock: Mutex::new(()),
             sync_flushing: Mutex::new(false),
             synced: Condvar::new(),
@@ -226,6 +236,7 @@ impl Broker {
         st.arrived = false;
         let waiters = std::mem::take(&mut st.waiters);
         drop(st);
+        self.inner.arrivals.fetch_add(1, Ordering::Release);
         self.inner.arrived.notify_all();
         for w in waiters {
             w();
@@ -748,9 +759,36 @@ impl Consumer {
             }
             let now = self.broker.now();
             let visible = self.broker.visible_end();
-            let msgs = st.receive(self.handle, max, visible, now)?;
+            let mut msgs = st.receive(self.handle, max, visible, now)?;
             if !msgs.is_empty() {
+                if msgs.len() < max && !deadline.is_past() {
+                    // A short batch under a steady stream: give the senders a moment
+                    // to fill it, so each receive (and its lock) carries more.
+                    let seen = inner.arrivals.load(Ordering::Acquire);
+                    let more = parking_lot::MutexGuard::unlocked(&mut st, || {
+                        (0..RECEIVE_SPINS / 4).any(|_| {
+                            crate::runtime::yield_now();
+                            inner.arrivals.load(Ordering::Acquire) != seen
+                        })
+                    });
+                    if more && !st.closed {
+                        let visible = self.broker.visible_end();
+                        msgs.extend(st.receive(self.handle, max - msgs.len(), visible, now)?);
+                    }
+                }
                 return Ok(msgs);
+            }
+            // Under a steady stream the next message is microseconds away: look for
+            // it briefly before parking, which spares the sender a wake-up call.
+            let seen = inner.arrivals.load(Ordering::Acquire);
+            let arrived = parking_lot::MutexGuard::unlocked(&mut st, || {
+                (0..RECEIVE_SPINS).any(|_| {
+                    crate::runtime::yield_now();
+                    inner.arrivals.load(Ordering::Acquire) != seen
+                })
+            });
+            if arrived {
+                continue;
             }
             if !deadline.wait(&inner.arrived, &mut st) {
                 return Ok(Vec::new());
