@@ -34,8 +34,10 @@ pub(crate) struct CommitLog {
 
 impl CommitLog {
     pub fn open(backend: Arc<dyn Backend>, seg_size: usize) -> io::Result<CommitLog> {
+        let mut seg = SegmentQueue::open(backend, DIR, seg_size)?;
+        seg.release_passed_reads();
         Ok(CommitLog {
-            seg: SegmentQueue::open(backend, DIR, seg_size)?,
+            seg,
             last_store_ts: 0,
             seg_last_ts: BTreeMap::new(),
         })

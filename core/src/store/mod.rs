@@ -114,9 +114,10 @@ pub(crate) struct SegmentQueue {
     flushed: u64,
     /// Lowest retained offset.
     min_pos: u64,
-    /// Base + 1 of the segment read last (0: none), to release sealed segments a
-    /// reader has moved past from the resident set.
+    /// Chunk + 1 of the last read (0: none), to drop passed chunks (`note_read`).
     last_read: std::sync::atomic::AtomicU64,
+    /// Whether reads drop what they have passed (the CommitLog's readers stream).
+    release_reads: bool,
 }
 
 impl SegmentQueue {
@@ -159,7 +160,13 @@ impl SegmentQueue {
             flushed: end,
             min_pos: min,
             last_read: std::sync::atomic::AtomicU64::new(0),
+            release_reads: false,
         })
+    }
+
+    /// Lets streaming reads drop the chunks they have passed (see `note_read`).
+    pub fn release_passed_reads(&mut self) {
+        self.release_reads = true;
     }
 
     pub fn seg_size(&self) -> usize {
@@ -303,9 +310,13 @@ impl SegmentQueue {
     /// resident set (the page cache keeps it), so reading a whole store does not
     /// grow the process by the store's size. The chunk just left stays: callers
     /// still read the bodies they were handed from it. Chunks near the write head
-    /// stay too.
+    /// stay too. Only queues whose readers stream (the CommitLog) do this; the
+    /// ConsumeQueues and the timer's links are read at random and keep their pages.
     fn note_read(&self, pos: u64) {
         use std::sync::atomic::Ordering;
+        if !self.release_reads {
+            return;
+        }
         let chunk = pos / RELEASE_CHUNK;
         let prev = self.last_read.swap(chunk + 1, Ordering::Relaxed);
         if prev == chunk + 1 || chunk < 2 {
