@@ -22,7 +22,18 @@ pub fn to_py(err: Error) -> PyErr {
         ErrorKind::InvalidArgument => InvalidArgument::new_err(msg),
         ErrorKind::MessageTooLarge => MessageTooLarge::new_err(msg),
         ErrorKind::TopicNotFound => TopicNotFound::new_err(msg),
-        ErrorKind::StoreLocked => StoreLocked::new_err(msg),
+        ErrorKind::StoreLocked => {
+            let e = StoreLocked::new_err(msg);
+            if let Error::StoreLocked { path, pid } = &err {
+                // The holder, for callers that want more than the message.
+                Python::attach(|py| {
+                    let value = e.value(py);
+                    let _ = value.setattr("pid", *pid);
+                    let _ = value.setattr("path", path.as_str());
+                });
+            }
+            e
+        }
         ErrorKind::StoreCorrupted => StoreCorrupted::new_err(msg),
         ErrorKind::Closed => Closed::new_err(msg),
         ErrorKind::Io => IoError::new_err(msg),

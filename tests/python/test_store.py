@@ -74,6 +74,8 @@ def test_a_second_open_fails_with_store_locked_naming_the_pid(store: Path):
             pocketmq.Broker(store)
         assert time.monotonic() - t0 < 2, "fails at once, does not wait"
         assert str(proc.pid) in str(exc.value)
+        assert exc.value.pid == proc.pid
+        assert exc.value.path == str(store)
         proc.stdin.write("\n")
         proc.stdin.flush()
         assert proc.wait(10) == 0

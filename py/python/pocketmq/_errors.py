@@ -31,7 +31,13 @@ class TopicNotFound(Error):
 
 
 class StoreLocked(Error):
-    """Another process owns the store directory; the message names its pid."""
+    """Another process owns the store directory.
+
+    ``pid`` is the holder's process id and ``path`` the store directory.
+    """
+
+    pid: int = 0
+    path: str = ""
 
 
 class StoreCorrupted(Error):
