@@ -142,6 +142,9 @@ fn open_backend(config: &BrokerConfig) -> Result<Arc<dyn Backend>> {
 
 use state::Check;
 
+/// Longest a sync flush waits for more writers to join it.
+const GROUP_COMMIT_WAIT: Duration = Duration::from_micros(200);
+
 /// How many times a receiver that found nothing yields, watching for an arrival,
 /// before it parks (wasm: never; it cannot wait at all).
 #[cfg(not(target_arch = "wasm32"))]
@@ -489,15 +492,20 @@ impl Broker {
     /// durable data under `sync`.
     fn flush_commitlog(&self) -> Result<()> {
         // Let writers that were just woken append first, so one sync covers them:
-        // yield while the log keeps growing (a few microseconds at most).
+        // wait while the log keeps growing, at most GROUP_COMMIT_WAIT (a sync costs
+        // far more on any disk).
+        let deadline = Deadline::after(GROUP_COMMIT_WAIT);
         let mut end = self.inner.state.lock().store.commitlog.end();
-        for _ in 0..16 {
+        let mut quiet = 0;
+        while quiet < 4 && !deadline.is_past() {
             crate::runtime::yield_now();
             let now = self.inner.state.lock().store.commitlog.end();
             if now == end {
-                break;
+                quiet += 1;
+            } else {
+                quiet = 0;
+                end = now;
             }
-            end = now;
         }
         let job = self.inner.state.lock().store.commitlog.flush_job();
         job.run()?;
