@@ -484,3 +484,33 @@ fn sync_flush_timeouts_report_but_keep_the_message() {
     let b = open(dir.path());
     assert_eq!(b.get(&r.msg_id).unwrap().unwrap().body_str(), Some("x"));
 }
+
+#[test]
+fn damaged_store_files_are_a_typed_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = open(dir.path());
+        fill(&b, 0, 3);
+        b.close().unwrap();
+    }
+    // Metadata that is not JSON.
+    let offsets = dir.path().join("config").join("topics.json");
+    let kept = fs::read(&offsets).unwrap();
+    fs::write(&offsets, b"{ not json").unwrap();
+    match Broker::open(BrokerConfig::at(dir.path())) {
+        Err(pocketmq::Error::StoreCorrupted(msg)) => assert!(msg.contains("topics.json"), "{msg}"),
+        other => panic!("expected StoreCorrupted, got {other:?}"),
+    }
+    fs::write(&offsets, kept).unwrap();
+    // A segment of the wrong size next to a good one.
+    let stray = dir.path().join("commitlog").join(format!("{:020}", SEG));
+    fs::write(&stray, vec![7u8; 100]).unwrap();
+    match Broker::open(BrokerConfig::at(dir.path())) {
+        Err(pocketmq::Error::StoreCorrupted(msg)) => assert!(msg.contains("bytes"), "{msg}"),
+        other => panic!("expected StoreCorrupted, got {other:?}"),
+    }
+    fs::remove_file(&stray).unwrap();
+    // Put right, the store opens with its messages.
+    let b = open(dir.path());
+    assert_eq!(all_bodies(&b, "g").len(), 3);
+}

@@ -254,6 +254,8 @@ pub(crate) fn parse(buf: &[u8], at: u64, verify: bool) -> Parsed<'_> {
         let digits_at = total - 11;
         let tail = &rec[total - CRC_TAIL_LEN..];
         if &tail[..CRC_PROP.len()] != CRC_PROP
+            || rec[digits_at - 1] != NAME_SEP
+            || rec[total - 1] != PROP_SEP
             || read_digits(&rec[digits_at..digits_at + 10]) != Some(crc32(&rec[..digits_at]))
         {
             return Parsed::Invalid;
@@ -577,6 +579,32 @@ mod tests {
         assert_eq!(id.len(), 32);
         assert_eq!(parse_msg_id(&id), Some((0xABCD, 123456)));
         assert_eq!(parse_msg_id("xyz"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+            at in 0u64..1000,
+            verify in proptest::bool::ANY,
+        ) {
+            if let Parsed::Record(r) = parse(&bytes, at, verify) {
+                let _ = (r.topic(), r.body(), r.tags(), r.to_message(1, Bytes::new()));
+            }
+        }
+
+        #[test]
+        fn damaging_any_byte_of_a_record_is_caught_by_verify(
+            flip in 0usize..200,
+            mask in 1u8..=255,
+        ) {
+            let s = spec(b"some body bytes", "orders");
+            let mut buf = vec![0u8; s.encoded_len()];
+            s.encode(&mut buf, 3, 512, 9);
+            let i = flip % buf.len();
+            buf[i] ^= mask;
+            proptest::prop_assert!(!matches!(parse(&buf, 512, true), Parsed::Record(_)));
+        }
     }
 
     #[test]
