@@ -110,6 +110,19 @@ impl Ticker {
     }
 }
 
+/// Runs `task` once on a background thread.
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn spawn_task(
+    name: &str,
+    task: impl FnOnce() + Send + 'static,
+) -> Option<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(task)
+        .ok()
+}
+
 /// Runs `step` every `period` on a background thread until it returns false.
 #[cfg(not(target_arch = "wasm32"))]
 #[allow(clippy::disallowed_methods)]

@@ -50,6 +50,8 @@ impl Region for FileRegion {
 pub(crate) struct FileBackend {
     root: PathBuf,
     lock: parking_lot::Mutex<Option<File>>,
+    /// The segment being prepared in the background, if any (one at a time).
+    preparing: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl FileBackend {
@@ -82,6 +84,7 @@ impl FileBackend {
         Ok(FileBackend {
             root: root.to_path_buf(),
             lock: parking_lot::Mutex::new(Some(lock)),
+            preparing: parking_lot::Mutex::new(None),
         })
     }
 
@@ -210,7 +213,42 @@ impl Backend for FileBackend {
         64 << 20
     }
 
+    fn prepare(&self, dir: &str, base: u64, size: usize) {
+        let mut preparing = self.preparing.lock();
+        if preparing.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let parent = self.root.join(dir);
+        let path = self.seg_path(dir, base);
+        *preparing = crate::runtime::spawn_task("pocketmq-allocate", move || {
+            // Create the file and fault its pages into the page cache writable (the
+            // kernel zeroes them here rather than in the writer's page faults).
+            let prepared = (|| -> io::Result<()> {
+                fs::create_dir_all(&parent)?;
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)?;
+                if f.metadata()?.len() != size as u64 {
+                    f.set_len(size as u64)?;
+                }
+                let map = MmapRaw::map_raw(&f)?;
+                map.advise(memmap2::Advice::PopulateWrite)?;
+                // Keep the pages in the cache, not in this process's resident set.
+                // SAFETY: a shared file mapping; dropping pages from it keeps the data.
+                unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) }
+            })();
+            let _ = prepared;
+        });
+    }
+
     fn unlock(&self) {
+        // A segment still being prepared is finished before the store is let go.
+        if let Some(h) = self.preparing.lock().take() {
+            let _ = h.join();
+        }
         if let Some(f) = self.lock.lock().take() {
             let _ = f.unlock();
         }
