@@ -161,7 +161,6 @@ pub struct MessageExt {
     pub reconsume_times: u32,
     pub sys_flag: u32,
     pub prepared_transaction_offset: u64,
-    #[allow(dead_code)]
     pub(crate) receipt: Option<Receipt>,
 }
 

@@ -404,9 +404,9 @@ impl State {
         msg: &MessageExt,
     ) -> Result<Option<(usize, Receipt)>> {
         self.check_open()?;
-        let Some(c) = self.consumers.get(&handle) else {
+        if !self.consumers.contains_key(&handle) {
             return Err(Error::Closed);
-        };
+        }
         let Some(r) = &msg.receipt else {
             return Err(Error::invalid(
                 "this message was not received by a consumer (no receipt to ack)",
@@ -417,7 +417,6 @@ impl State {
                 "this message was received by another consumer; ack it there",
             ));
         }
-        let _ = c; // the consumer must still be open
         match self.progress.at(r.slot) {
             Some(p) if p.epoch == r.epoch && p.inflight.contains(r.queue_offset) => {
                 Ok(Some((r.slot, r.clone())))

@@ -246,7 +246,8 @@ impl State {
         } = self;
         let mut failure = None;
         store.put(specs, now, |r, kind, code| match kind {
-            Kind::User => *arrived = true,
+            // User records are dispatched by Store::put itself and counted below.
+            Kind::User => {}
             Kind::Schedule => *next_due = (*next_due).min(code),
             Kind::Timer => {
                 *next_due = (*next_due).min(code);
