@@ -120,16 +120,11 @@ fn open_file(dir: &Path, flush: FlushMode) -> Broker {
     .unwrap()
 }
 
-/// MB/s of writing `total` bytes of 1 KiB messages to a fresh async file store,
-/// `batch` messages per call.
-fn file_send_mbps(d: &Path, total: usize, batch: usize) -> f64 {
-    settle();
-    let b = open_file(d, FlushMode::Async);
+/// Sends `n` messages of `body` to topic "bench", `batch` per call; returns seconds.
+fn send_n(b: &Broker, body: &bytes::Bytes, n: usize, batch: usize) -> f64 {
     let p = b.producer("bench").unwrap();
-    let body = bytes::Bytes::from(vec![b'x'; 1024]);
-    let n = total / 1024 / batch;
     let start = Instant::now();
-    for _ in 0..n {
+    for _ in 0..n / batch {
         if batch == 1 {
             p.send(Message::new("bench", body.clone())).unwrap();
         } else {
@@ -139,7 +134,31 @@ fn file_send_mbps(d: &Path, total: usize, batch: usize) -> f64 {
             p.send_batch(msgs).unwrap();
         }
     }
-    let mbps = (n * batch) as f64 * 1024.0 / start.elapsed().as_secs_f64() / 1e6;
+    start.elapsed().as_secs_f64()
+}
+
+/// Receives (256 at a time) and acks until nothing is left; returns the count.
+fn drain_acking(c: &pocketmq::Consumer) -> u64 {
+    let mut got = 0;
+    loop {
+        let msgs = c.receive(256, Duration::ZERO).unwrap();
+        if msgs.is_empty() {
+            return got;
+        }
+        c.ack_all(&msgs).unwrap();
+        got += msgs.len() as u64;
+    }
+}
+
+/// MB/s of writing `total` bytes of 1 KiB messages to a fresh async file store,
+/// `batch` messages per call.
+fn file_send_mbps(d: &Path, total: usize, batch: usize) -> f64 {
+    settle();
+    let b = open_file(d, FlushMode::Async);
+    let body = bytes::Bytes::from(vec![b'x'; 1024]);
+    let n = total / 1024;
+    let secs = send_n(&b, &body, n, batch);
+    let mbps = (n - n % batch) as f64 * 1024.0 / secs / 1e6;
     b.close().unwrap();
     let _ = std::fs::remove_dir_all(d);
     mbps
@@ -192,23 +211,15 @@ fn append(rows: &mut Vec<Row>) {
         Some(r64 >= 0.7),
     );
 
-    // Memory store, one thread, batches of 100 x 100 B.
-    let mut rates = Vec::new();
-    for _ in 0..RUNS {
+    // Memory store, one thread, batches of 100 x 100 B, then single sends.
+    let body = bytes::Bytes::from(vec![b'x'; 100]);
+    let rate = |n: usize, batch: usize| {
         let b = Broker::memory();
-        let p = b.producer("bench").unwrap();
-        let body = bytes::Bytes::from(vec![b'x'; 100]);
-        let batches = 30_000;
-        let start = Instant::now();
-        for _ in 0..batches {
-            let batch: Vec<Message> = (0..100)
-                .map(|_| Message::new("bench", body.clone()))
-                .collect();
-            p.send_batch(batch).unwrap();
-        }
-        rates.push(batches as f64 * 100.0 / start.elapsed().as_secs_f64());
+        let r = n as f64 / send_n(&b, &body, n, batch);
         b.close().unwrap();
-    }
+        r
+    };
+    let rates: Vec<f64> = (0..RUNS).map(|_| rate(3_000_000, 100)).collect();
     let r = median(rates);
     row(
         rows,
@@ -217,18 +228,7 @@ fn append(rows: &mut Vec<Row>) {
         ">= 3 M msgs/s",
         Some(r >= 3e6),
     );
-    let mut rates = Vec::new();
-    for _ in 0..RUNS {
-        let b = Broker::memory();
-        let p = b.producer("bench").unwrap();
-        let body = bytes::Bytes::from(vec![b'x'; 100]);
-        let n = 1_000_000;
-        let start = Instant::now();
-        for _ in 0..n {
-            p.send(Message::new("bench", body.clone())).unwrap();
-        }
-        rates.push(n as f64 / start.elapsed().as_secs_f64());
-    }
+    let rates: Vec<f64> = (0..RUNS).map(|_| rate(1_000_000, 1)).collect();
     row(
         rows,
         "memory store, one thread, single send 100 B",
@@ -501,17 +501,7 @@ fn timers(rows: &mut Vec<Row>) {
     clock.advance_ms(86_400_000 + 2000);
     let start = Instant::now();
     b.tick().unwrap();
-    let mut got = 0u64;
-    loop {
-        let msgs = c.receive(256, Duration::ZERO).unwrap();
-        if msgs.is_empty() {
-            break;
-        }
-        for m in &msgs {
-            c.ack(m).unwrap();
-        }
-        got += msgs.len() as u64;
-    }
+    let got = drain_acking(&c);
     let deliver_rate = n as f64 / start.elapsed().as_secs_f64();
     assert_eq!(got, n);
     row(
@@ -557,18 +547,7 @@ fn timers(rows: &mut Vec<Row>) {
     clock.advance_ms(3 * 3_600_000);
     let start = Instant::now();
     b.tick().unwrap();
-    let mut got = 0;
-    loop {
-        let msgs = c.receive(256, Duration::ZERO).unwrap();
-        if msgs.is_empty() {
-            break;
-        }
-        for m in &msgs {
-            c.ack(m).unwrap();
-        }
-        got += msgs.len() as u64;
-    }
-    assert_eq!(got, n);
+    assert_eq!(drain_acking(&c), n);
     row(
         rows,
         "100 k delay-level messages (memory store): send, then due and received",

@@ -1,18 +1,19 @@
-//! A send-then-consume workload on the memory store, for profilers:
-//! `cargo run --release -p pocketmq --example profile_send -- 20000`.
+//! Batched sends on the memory store, then receiving and acking them, for profilers:
+//! `cargo run --release -p pocketmq --example profile_send -- 20000 [send-only]`.
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let batches: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let b = pocketmq::Broker::memory();
     let p = b.producer("bench").unwrap();
     let body = bytes::Bytes::from(vec![b'x'; 100]);
-    let batches: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(20_000);
     for _ in 0..batches {
         let batch: Vec<pocketmq::Message> = (0..100)
             .map(|_| pocketmq::Message::new("bench", body.clone()))
             .collect();
         p.send_batch(batch).unwrap();
+    }
+    if args.get(2).map(String::as_str) == Some("send-only") {
+        return;
     }
     let c = b
         .consumer(pocketmq::ConsumerConfig::new("g", "bench"))

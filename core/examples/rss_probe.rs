@@ -36,24 +36,6 @@ fn main() {
     println!("closed: {} MiB", rss());
     let b = pocketmq::Broker::open(pocketmq::BrokerConfig::at(&dir)).unwrap();
     println!("reopened: {} MiB", rss());
-    if std::env::var_os("SMAPS").is_some() {
-        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-        let mut name = String::new();
-        for line in smaps.lines() {
-            if line.contains('-') && !line.starts_with(char::is_uppercase) {
-                name = line
-                    .split_whitespace()
-                    .skip(5)
-                    .collect::<Vec<_>>()
-                    .join(" ");
-            } else if let Some(v) = line.strip_prefix("Rss:") {
-                let kb: u64 = v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0);
-                if kb > 2048 {
-                    println!("  {kb:>8} kB {name}");
-                }
-            }
-        }
-    }
     let c = b
         .consumer(pocketmq::ConsumerConfig::new("r", "big"))
         .unwrap();
