@@ -514,3 +514,21 @@ fn damaged_store_files_are_a_typed_error_not_a_panic() {
     let b = open(dir.path());
     assert_eq!(all_bodies(&b, "g").len(), 3);
 }
+
+#[test]
+fn a_segment_cut_short_at_creation_is_taken_as_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = open(dir.path());
+        fill(&b, 0, 3);
+        b.close().unwrap();
+    }
+    // A crash between creating the next segment and sizing it leaves it empty.
+    let next = dir.path().join("commitlog").join(format!("{:020}", SEG));
+    fs::write(&next, b"").unwrap();
+    mark_unclean(dir.path());
+    let b = open(dir.path());
+    assert_eq!(all_bodies(&b, "g").len(), 3);
+    fill(&b, 3, 1);
+    assert_eq!(all_bodies(&b, "g2").len(), 4);
+}

@@ -162,9 +162,13 @@ impl Backend for FileBackend {
         } else {
             OpenOptions::new().read(true).write(true).open(&path)?
         };
-        let len = file.metadata()?.len() as usize;
-        if len == 0 {
-            return Err(super::corrupt(format!("{}: empty segment", path.display())));
+        if file.metadata()?.len() == 0 {
+            // Only a creation cut short (a crash between create and set_len) leaves an
+            // empty segment; it holds no data, so give it its size.
+            if size == 0 {
+                return Err(super::corrupt(format!("{}: empty segment", path.display())));
+            }
+            file.set_len(size as u64)?;
         }
         let map = MmapRaw::map_raw(&file)?;
         Ok(Arc::new(FileRegion { map }))
