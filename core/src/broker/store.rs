@@ -89,7 +89,10 @@ impl Store {
         let topics: TopicRegistry = read_json(&*backend, TopicRegistry::FILE)?.unwrap_or_default();
         // An existing store keeps the segment size it was created with.
         let seg_size = match backend.list(crate::commitlog::DIR)?.first() {
-            Some(&base) => backend.open(crate::commitlog::DIR, base, 0, false)?.len(),
+            // (An empty first segment, cut short at creation, has no size to keep.)
+            Some(&base) => backend
+                .open(crate::commitlog::DIR, base, 0, false)
+                .map_or(seg_size, |r| r.len()),
             None => seg_size,
         };
         let commitlog = CommitLog::open(backend.clone(), seg_size).map_err(store_err)?;
@@ -518,8 +521,11 @@ pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(
 }
 
 pub(crate) fn write_json<T: Serialize>(backend: &dyn Backend, name: &str, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| Error::StoreCorrupted(format!("{name}: {e}")))?;
-    backend.write_meta(name, &bytes)?;
+    backend.write_meta(name, &to_json(value)?)?;
     Ok(())
+}
+
+/// A metadata file's contents: pretty JSON, readable by a person.
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(value).map_err(|e| Error::StoreCorrupted(e.to_string()))
 }

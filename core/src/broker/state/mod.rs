@@ -229,18 +229,6 @@ impl State {
     }
 }
 
-/// Serialisation of the metadata types behind one signature.
-pub(super) mod erased {
-    pub trait Json {
-        fn to_json(&self) -> crate::Result<Vec<u8>>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> crate::Result<Vec<u8>> {
-            serde_json::to_vec_pretty(self).map_err(|e| crate::Error::StoreCorrupted(e.to_string()))
-        }
-    }
-}
-
 /// The encoded properties of `raw` without the names in `skip`.
 pub(super) fn copy_properties(raw: &[u8], skip: &[&str]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() + 64);

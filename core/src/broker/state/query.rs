@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::store::write_json;
+use super::store::to_json;
 use super::*;
 use crate::consumer::QueueProgress;
 use crate::message::record::{self};
@@ -200,32 +200,39 @@ impl State {
 
     /// Serialised metadata that changed since the last call, to write outside the lock.
     pub fn dirty_metadata(&mut self, now: u64) -> Result<Vec<(&'static str, Vec<u8>)>> {
+        self.metadata(now, false)
+    }
+
+    fn metadata(&mut self, now: u64, all: bool) -> Result<Vec<(&'static str, Vec<u8>)>> {
         let mut out = Vec::new();
-        let json = |v: &dyn erased::Json| v.to_json();
         if self.offsets_dirty {
             for ((owner, t, q), p) in self.progress.iter() {
                 self.offsets.set(t, owner, *q, p.committed());
             }
-            out.push((OffsetTable::FILE, json(&self.offsets)?));
+            out.push((OffsetTable::FILE, to_json(&self.offsets)?));
             self.offsets_dirty = false;
         }
         if self.delay_dirty {
-            out.push((DelayOffsets::FILE, json(&self.delay)?));
+            out.push((DelayOffsets::FILE, to_json(&self.delay)?));
             self.delay_dirty = false;
         }
         let cp = self.timer.checkpoint(now);
-        if cp != self.timer_saved
-            && (self.timer.pending() > 0 || self.timer_saved.low_water != cp.low_water)
+        if all
+            || cp != self.timer_saved
+                && (self.timer.pending() > 0 || self.timer_saved.low_water != cp.low_water)
         {
-            out.push((TimerCheckpoint::FILE, json(&cp)?));
+            out.push((TimerCheckpoint::FILE, to_json(&cp)?));
             self.timer_saved = cp;
         }
         if self.tx.dirty {
-            out.push((TxCheckpoint::FILE, json(&self.tx.checkpoint())?));
+            out.push((TxCheckpoint::FILE, to_json(&self.tx.checkpoint())?));
             self.tx.dirty = false;
         }
         if self.store.topics_dirty {
-            out.push((crate::topic::TopicRegistry::FILE, json(&self.store.topics)?));
+            out.push((
+                crate::topic::TopicRegistry::FILE,
+                to_json(&self.store.topics)?,
+            ));
             self.store.topics_dirty = false;
         }
         Ok(out)
@@ -237,11 +244,9 @@ impl State {
         self.delay_dirty = true;
         self.tx.dirty = true;
         self.store.topics_dirty = true;
-        for (name, bytes) in self.dirty_metadata(now)? {
+        for (name, bytes) in self.metadata(now, true)? {
             self.store.backend.write_meta(name, &bytes)?;
         }
-        let cp = self.timer.checkpoint(now);
-        write_json(&*self.store.backend, TimerCheckpoint::FILE, &cp)?;
         Ok(())
     }
 }
