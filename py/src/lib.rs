@@ -19,6 +19,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<broker::Broker>()?;
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<consumer::Consumer>()?;
+    m.add_class::<consumer::PyReceiving>()?;
     m.add_class::<message::Message>()?;
     m.add_class::<message::SendResult>()?;
     m.add_class::<producer::Producer>()?;
