@@ -1,9 +1,10 @@
 /*
  * Runs several mqadmin commands in one JVM (a JVM start with RocketMQ's 150 jars costs
  * seconds on a busy 2-core machine, and one scenario run creates a few dozen topics and
- * groups). Started by rocketmq.sh as a single-file source program:
+ * groups). rocketmq.sh compiles it once and runs it as
  *
- *   java -cp 'lib/<version>/*' AdminBatch.java < commands
+ *   javac -cp 'lib/<version>/*' -d <dir> AdminBatch.java
+ *   java -cp '<dir>:lib/<version>/*' AdminBatch < commands
  *
  * Each non-blank stdin line that does not start with '#' is one mqadmin command line,
  * split on whitespace (no quoting), e.g.

@@ -136,12 +136,18 @@ broker_registered() {
   ADMIN_VERBOSE=true admin_batch <<< "clusterList -n $NAMESRV_ADDR -c $CLUSTER" 2>/dev/null | grep -q 'broker-a'
 }
 
-# Runs mqadmin command lines (stdin, one a line) in one JVM; see AdminBatch.java.
+# Runs mqadmin command lines (stdin, one a line) in one JVM; see AdminBatch.java, compiled
+# once per version into the runtime dir.
 admin_batch() {
+  local classes=$RUN_DIR/classes/$VERSION
+  if [ ! -f "$classes/AdminBatch.class" ] || [ "$HERE/AdminBatch.java" -nt "$classes/AdminBatch.class" ]; then
+    mkdir -p "$classes"
+    javac -nowarn -cp "$LIB/*" -d "$classes" "$HERE/AdminBatch.java" >&2 || die "cannot compile AdminBatch.java"
+  fi
   local -a flags
   mapfile -t flags < <(jvm_flags tools 256m)
-  ROCKETMQ_HOME=$HOME_DIR java "${flags[@]}" -Xshare:auto -XX:TieredStopAtLevel=1 \
-    -Dadminbatch.verbose="${ADMIN_VERBOSE:-false}" -cp "$LIB/*" "$HERE/AdminBatch.java"
+  ROCKETMQ_HOME=$HOME_DIR java "${flags[@]}" -XX:TieredStopAtLevel=1 \
+    -Dadminbatch.verbose="${ADMIN_VERBOSE:-false}" -cp "$classes:$LIB/*" AdminBatch
 }
 
 start() {
