@@ -278,7 +278,7 @@ mod tests {
                 .unwrap();
             let Engine { store, groups, .. } = &mut e;
             let got = groups.receive(store, h, 1, u64::MAX, t0).unwrap();
-            e.nack(h, &got[0], t0).unwrap();
+            e.nack(h, &got[0], None, t0).unwrap();
             // The unresolved half message is checked once, exactly when it is due.
             let due = t0 + 6000;
             let (checks, _) = {

@@ -231,16 +231,23 @@ impl Engine {
         self.groups.close(handle, &mut self.store, now)
     }
 
-    /// A failed delivery: a retry copy or a dead letter is appended, or an orderly
-    /// queue pauses.
-    pub fn nack(&mut self, handle: u64, msg: &MessageExt, now: u64) -> Result<()> {
+    /// A failed delivery: a retry copy (after `delay` ms, or the ladder's step) or a
+    /// dead letter is appended, or an orderly queue pauses.
+    pub fn nack(
+        &mut self,
+        handle: u64,
+        msg: &MessageExt,
+        delay: Option<u64>,
+        now: u64,
+    ) -> Result<()> {
         self.check_open()?;
         let levels = self.schedule.levels.len() as u32;
-        match self
+        let outcome = self
             .groups
-            .nack(&mut self.store, handle, msg, levels, now)?
-        {
+            .nack(&mut self.store, handle, msg, levels, delay, now)?;
+        match outcome {
             NackOutcome::Done => Ok(()),
+            NackOutcome::Ack => self.ack(handle, msg),
             NackOutcome::Suspended(until) => {
                 self.next_due = self.next_due.min(until);
                 Ok(())
@@ -250,9 +257,17 @@ impl Engine {
                 self.schedule
                     .apply(&mut spec, delay, now, max_delay, &mut self.store)?;
                 self.put(std::slice::from_ref(&spec), now)?;
-                self.groups.ack(handle, msg)
+                self.ack(handle, msg)
             }
         }
+    }
+
+    /// Marks `msg` done for consumer `handle`'s group.
+    pub fn ack(&mut self, handle: u64, msg: &MessageExt) -> Result<()> {
+        if self.groups.ack(handle, msg)? {
+            self.arrived = true;
+        }
+        Ok(())
     }
 
     pub fn reset_offset(&mut self, group: &str, t: &str, to: StartFrom, now: u64) -> Result<()> {
@@ -293,6 +308,10 @@ impl Engine {
             if self.groups.resume_due(now) {
                 self.arrived = true;
             }
+            // Deliveries past their ack deadline go back as nacks.
+            for (handle, msg) in self.groups.ack_expired(&self.store, now) {
+                self.nack(handle, &msg, None, now)?;
+            }
             self.next_due = self.compute_next_due();
         }
         if now >= self.last_retention + RETENTION_INTERVAL_MS || now < self.last_retention {
@@ -326,6 +345,7 @@ impl Engine {
             self.timer.next_due(),
             self.tx.next_due(),
             self.groups.next_resume(),
+            self.groups.next_ack_deadline(),
         ]
         .into_iter()
         .flatten()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use pocketmq::{BrokerConfig, ConsumerConfig};
+use pocketmq::{BrokerConfig, ConsumerConfig, OptionKind};
 
 use crate::clock::ManualClock;
 use crate::consumer::Consumer;
@@ -46,7 +46,8 @@ impl Broker {
             let name: String = name.extract()?;
             let kind =
                 BrokerConfig::option_kind(&name).ok_or_else(|| unexpected("Broker()", &name))?;
-            if !value.is_none() {
+            // None keeps the default, except where it switches an option off.
+            if !value.is_none() || kind == OptionKind::OptionalDuration {
                 cfg.set_option(&name, option_value(&value, kind, &name)?)
                     .py_err()?;
             }
@@ -120,7 +121,8 @@ impl Broker {
             let name: String = name.extract()?;
             let kind = ConsumerConfig::option_kind(&name)
                 .ok_or_else(|| unexpected("consumer()", &name))?;
-            if !value.is_none() {
+            // None keeps the default, except where it switches an option off.
+            if !value.is_none() || kind == OptionKind::OptionalDuration {
                 cfg.set_option(&name, option_value(&value, kind, &name)?)
                     .py_err()?;
             }

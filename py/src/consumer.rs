@@ -166,16 +166,30 @@ impl Consumer {
         py.detach(|| self.inner.ack_all(&msgs)).py_err()
     }
 
-    /// Sends a message (or each of a list) back for a later retry; past the limit,
-    /// to the DLQ.
-    fn nack(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
-        if let Ok(one) = message.cast::<Message>() {
-            let msg = &one.get().0;
-            return py.detach(|| self.inner.nack(msg)).py_err();
-        }
-        let msgs = messages(message, "nack")?;
-        py.detach(|| msgs.iter().try_for_each(|m| self.inner.nack(m)))
-            .py_err()
+    /// Sends a message (or each of a list) back for a later retry, after `delay`
+    /// (seconds or a timedelta) instead of the retry ladder's step when given; past
+    /// the limit, to the DLQ.
+    #[pyo3(signature = (message, *, delay=None))]
+    fn nack(
+        &self,
+        py: Python<'_>,
+        message: &Bound<'_, PyAny>,
+        delay: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let delay = delay
+            .map(|d| duration_ms(&d, "delay").map(Duration::from_millis))
+            .transpose()?;
+        let msgs = match message.cast::<Message>() {
+            Ok(one) => vec![one.get().0.clone()],
+            Err(_) => messages(message, "nack")?,
+        };
+        py.detach(|| {
+            msgs.iter().try_for_each(|m| match delay {
+                Some(d) => self.inner.nack_after(m, d),
+                None => self.inner.nack(m),
+            })
+        })
+        .py_err()
     }
 
     /// Leaves the group; a receive blocked in another thread returns `[]`.

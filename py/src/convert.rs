@@ -159,6 +159,8 @@ pub fn option_value(obj: &Bound<'_, PyAny>, kind: OptionKind, name: &str) -> PyR
         ),
         OptionKind::Integer => return Err(type_error(name, "an integer", obj)),
         OptionKind::Duration => OptionValue::Number(duration_ms(obj, name)? as f64),
+        OptionKind::OptionalDuration if obj.is_none() => OptionValue::None,
+        OptionKind::OptionalDuration => OptionValue::Number(duration_ms(obj, name)? as f64),
         OptionKind::Ratio => match number(obj)? {
             Some(n) => OptionValue::Number(n),
             None => return Err(type_error(name, "a number", obj)),

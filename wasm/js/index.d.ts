@@ -92,6 +92,15 @@ export interface ConsumerOptions {
   start?: Position;
   /** A stable name for this consumer; broadcasting offsets are kept under it. */
   consumerId?: string;
+  /** A delivery neither acked nor nacked this long after it (broker clock) is sent back as a nack would be (900000); null: never. */
+  ackTimeoutMs?: number | null;
+  /** Most unacked messages this consumer holds; a receive returns fewer, or waits (1000). */
+  maxInFlight?: number;
+}
+
+export interface NackOptions {
+  /** Redeliver after this long instead of the retry ladder's step (still a reconsume). */
+  delayMs?: number;
 }
 
 export interface ReceiveOptions {
@@ -230,7 +239,7 @@ export class Consumer implements AsyncIterable<Message> {
   /** Done: never delivered to this group again. */
   ack(msg: Message | Message[]): void;
   /** Retry later via %RETRY%<group>, then %DLQ%<group>. */
-  nack(msg: Message | Message[]): void;
+  nack(msg: Message | Message[], options?: NackOptions): void;
   /** Leaves the group; twice is harmless. */
   close(): void;
   /** Messages one at a time until the consumer or broker closes; the caller acks. */

@@ -560,7 +560,6 @@ export class Consumer {
   #native;
   #closed = false;
   #ack = (batch, index) => this.#native.ack(batch, index);
-  #nack = (batch, index) => this.#native.nack(batch, index);
 
   constructor(broker, handle) {
     this.#broker = broker;
@@ -601,11 +600,14 @@ export class Consumer {
     }
   }
 
-  /** Sends messages back for a retry later (then to the DLQ). */
-  nack(msg) {
+  /** Sends messages back for a retry later (after `delayMs` instead of the retry ladder's step, if given; then to the DLQ). */
+  nack(msg, options) {
     const list = settling(msg);
+    const { delayMs } = optionsObject("nack options", options, ["delayMs"]);
+    if (delayMs !== undefined && typeof delayMs !== "number") throw new TypeError("delayMs must be a number");
+    const nack = (batch, index) => this.#native.nack(batch, index, delayMs);
     try {
-      for (const m of list) settle(m, this.#nack);
+      for (const m of list) settle(m, nack);
     } finally {
       this.#broker._changed();
     }

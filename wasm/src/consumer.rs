@@ -81,10 +81,18 @@ impl Consumer {
         self.0.ack(batch.at(index)?).js_err()
     }
 
-    /// Sends the message at `index` of a batch back for a later retry (or to the
-    /// DLQ past the limit).
-    pub fn nack(&self, batch: &Messages, index: u32) -> Result<(), JsValue> {
-        self.0.nack(batch.at(index)?).js_err()
+    /// Sends the message at `index` of a batch back for a later retry, after
+    /// `delay_ms` instead of the retry ladder's step when given (or to the DLQ past
+    /// the limit).
+    pub fn nack(&self, batch: &Messages, index: u32, delay_ms: Option<f64>) -> Result<(), JsValue> {
+        let msg = batch.at(index)?;
+        match delay_ms {
+            Some(d) => self
+                .0
+                .nack_after(msg, Duration::from_millis(ms("delayMs", d)?)),
+            None => self.0.nack(msg),
+        }
+        .js_err()
     }
 
     /// Leaves the group.

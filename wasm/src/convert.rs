@@ -105,7 +105,7 @@ fn set_options(
         let entry: js_sys::Array = entry.unchecked_into();
         let key = entry.get(0).as_string().unwrap_or_default();
         let value = entry.get(1);
-        if skip.contains(&key.as_str()) || value.is_undefined() || value.is_null() {
+        if skip.contains(&key.as_str()) || value.is_undefined() {
             continue;
         }
         let mut name = String::with_capacity(key.len() + 4);
@@ -116,13 +116,26 @@ fn set_options(
             name.push(c.to_ascii_lowercase());
         }
         // A duration is given in ms, and named so.
+        let is_duration = |n: &str| {
+            matches!(
+                kind(n),
+                Some(OptionKind::Duration | OptionKind::OptionalDuration)
+            )
+        };
         let name = match name.strip_suffix("_ms") {
-            Some(base) if kind(base) == Some(OptionKind::Duration) => base.to_string(),
-            _ if kind(&name) == Some(OptionKind::Duration) => {
+            Some(base) if is_duration(base) => base.to_string(),
+            _ if is_duration(&name) => {
                 return Err(invalid(format!("{what}: give {key} in ms, as {key}Ms")))
             }
             _ => name,
         };
+        // null keeps the default, except where it switches an option off.
+        if value.is_null() {
+            if kind(&name) == Some(OptionKind::OptionalDuration) {
+                set(&name, OptionValue::None).map_err(crate::errors::to_js)?;
+            }
+            continue;
+        }
         let v = match (
             kind(&name),
             value.as_bool(),

@@ -28,6 +28,16 @@ pub struct Consumer {
     closed: AtomicBool,
 }
 
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("group", &self.config.group)
+            .field("topic", &self.config.topic)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
 /// A receive in progress (see the module docs).
 #[derive(Debug, Clone, Copy)]
 pub struct Receiving {
@@ -175,12 +185,9 @@ impl Consumer {
     pub fn ack_all(&self, msgs: &[MessageExt]) -> Result<()> {
         self.check_open()?;
         let mut e = self.broker.engine()?;
-        msgs.iter().try_for_each(|m| e.groups.ack(self.handle, m))?;
-        if self.config.orderly {
-            // An acked queue may be read again: wake whoever waits for it.
-            e.arrived = true;
-            self.broker.wake(e);
-        }
+        msgs.iter().try_for_each(|m| e.ack(self.handle, m))?;
+        // An acked orderly queue, or room under max_in_flight: wake receivers.
+        self.broker.wake(e);
         Ok(())
     }
 
@@ -188,10 +195,22 @@ impl Consumer {
     /// (after delay level 3 + reconsume_times), or after a pause in place for an
     /// orderly consumer; past `max_reconsume_times` it goes to `%DLQ%<group>`.
     pub fn nack(&self, msg: &MessageExt) -> Result<()> {
+        self.nack_with(msg, None)
+    }
+
+    /// A nack whose retry comes after `delay` instead of the ladder's step (any
+    /// duration up to the broker's `timer_max_delay`; an orderly consumer pauses the
+    /// queue this long). It still counts as a reconsume.
+    pub fn nack_after(&self, msg: &MessageExt, delay: Duration) -> Result<()> {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.nack_with(msg, Some(ms))
+    }
+
+    fn nack_with(&self, msg: &MessageExt, delay: Option<u64>) -> Result<()> {
         self.check_open()?;
         let now = self.broker.now();
         let mut e = self.broker.engine()?;
-        e.nack(self.handle, msg, now)?;
+        e.nack(self.handle, msg, delay, now)?;
         self.broker.wake(e);
         Ok(())
     }

@@ -272,6 +272,11 @@ pub struct ConsumerConfig {
     pub start: StartFrom,
     /// A stable name for this consumer; broadcasting offsets are kept under it.
     pub consumer_id: Option<String>,
+    /// A delivery neither acked nor nacked this long after it (broker clock) is sent
+    /// back as a nack would be (RocketMQ's 15-minute consume timeout); None: never.
+    pub ack_timeout_ms: Option<u64>,
+    /// Most unacked messages this consumer holds; a receive returns fewer, or waits.
+    pub max_in_flight: usize,
 }
 
 impl ConsumerConfig {
@@ -286,6 +291,25 @@ impl ConsumerConfig {
             max_reconsume_times: 16,
             start: StartFrom::Earliest,
             consumer_id: None,
+            ack_timeout_ms: Some(900_000),
+            max_in_flight: 1000,
         }
     }
+
+    /// Checks every option's range.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(t) = self.ack_timeout_ms {
+            in_range("ack_timeout", t, 1, MAX_DURATION_MS)?;
+        }
+        if !(1..=MAX_IN_FLIGHT).contains(&self.max_in_flight) {
+            return Err(Error::invalid(format!(
+                "max_in_flight must be between 1 and {MAX_IN_FLIGHT}, got {}",
+                self.max_in_flight
+            )));
+        }
+        Ok(())
+    }
 }
+
+/// Most messages one consumer may hold unacked.
+const MAX_IN_FLIGHT: usize = 1 << 20;

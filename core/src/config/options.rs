@@ -15,6 +15,8 @@ pub enum OptionKind {
     Integer,
     /// Milliseconds (a binding may take seconds or a duration type and convert).
     Duration,
+    /// A duration, or none (`OptionValue::None`: never).
+    OptionalDuration,
     /// A fraction between 0 and 1.
     Ratio,
     Text,
@@ -36,6 +38,8 @@ pub enum OptionValue {
     Text(String),
     List(Vec<String>),
     Map(Vec<(String, String)>),
+    /// No value, for an option that may be switched off (an `OptionalDuration`).
+    None,
 }
 
 const BROKER: &[(&str, OptionKind)] = &[
@@ -63,6 +67,8 @@ const CONSUMER: &[(&str, OptionKind)] = &[
     ("max_reconsume_times", OptionKind::Integer),
     ("start", OptionKind::Position),
     ("consumer_id", OptionKind::Text),
+    ("ack_timeout", OptionKind::OptionalDuration),
+    ("max_in_flight", OptionKind::Integer),
 ];
 
 const MESSAGE: &[(&str, OptionKind)] = &[
@@ -204,6 +210,13 @@ impl ConsumerConfig {
                 }
             }
             "consumer_id" => self.consumer_id = Some(text(name, v)?),
+            "ack_timeout" => {
+                self.ack_timeout_ms = match v {
+                    OptionValue::None => None,
+                    v => Some(duration(name, &v)?),
+                }
+            }
+            "max_in_flight" => self.max_in_flight = integer(name, &v, u32::MAX as u64)? as usize,
             _ => return Err(unknown("consumer options", CONSUMER, name)),
         }
         Ok(())

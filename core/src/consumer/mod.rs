@@ -29,7 +29,7 @@ use crate::filter::{self, MessageFilter};
 use crate::message_store::MessageStore;
 use crate::stats::Counter;
 use crate::topic;
-use crate::{ConsumerConfig, Error, MessageModel, Result, StartFrom};
+use crate::{ConsumerConfig, Error, MessageExt, MessageModel, Receipt, Result, StartFrom};
 
 /// A live consumer.
 #[derive(Debug)]
@@ -42,6 +42,8 @@ pub(crate) struct ConsumerEntry {
     pub model: MessageModel,
     pub orderly: bool,
     pub max_reconsume_times: u32,
+    pub ack_timeout_ms: Option<u64>,
+    pub max_in_flight: usize,
     /// Queues this consumer reads: (topic, queue id).
     pub assigned: Vec<(String, u32)>,
     /// The progress slot of each assigned queue.
@@ -93,7 +95,21 @@ impl ConsumerGroups {
     ) -> Result<u64> {
         topic::validate_group(&cfg.group)?;
         topic::validate_consumable_topic(&cfg.topic)?;
+        cfg.validate()?;
         let filter = filter::parse(&cfg.tags)?;
+        // One subscription per group: RocketMQ silently loses messages when members
+        // of a group subscribe differently; refuse it instead.
+        if let Some(live) = self.consumers.values().find(|c| c.group == cfg.group) {
+            if live.topic != cfg.topic || live.filter.canonical() != filter.canonical() {
+                return Err(Error::invalid(format!(
+                    "group {:?} is subscribed to {:?} with tags {:?} by a live consumer; \
+                     every member of a group subscribes alike (use another group)",
+                    cfg.group,
+                    live.topic,
+                    live.filter.canonical()
+                )));
+            }
+        }
         let user_topic = !topic::is_reserved(&cfg.topic);
         if store.topics.queues(&cfg.topic).is_none() {
             if user_topic && !auto_create {
@@ -128,6 +144,8 @@ impl ConsumerGroups {
             model: cfg.model,
             orderly: cfg.orderly,
             max_reconsume_times: cfg.max_reconsume_times,
+            ack_timeout_ms: cfg.ack_timeout_ms,
+            max_in_flight: cfg.max_in_flight,
             assigned: Vec::new(),
             slots: Vec::new(),
             rr: 0,
@@ -169,6 +187,64 @@ impl ConsumerGroups {
             self.rebalance(&g, StartFrom::Earliest, store, now)?;
         }
         Ok(())
+    }
+
+    /// Earliest time a delivery's ack deadline passes, if any consumer has one.
+    pub fn next_ack_deadline(&self) -> Option<u64> {
+        self.consumers
+            .values()
+            .filter_map(|c| {
+                let timeout = c.ack_timeout_ms?;
+                c.slots
+                    .iter()
+                    .filter_map(|s| self.progress.at(*s)?.inflight.oldest())
+                    .map(|(_, at)| at.saturating_add(timeout))
+                    .min()
+            })
+            .min()
+    }
+
+    /// Deliveries whose ack deadline passed at `now`, as the consumer that holds
+    /// them received them (with their receipt): to send back as nacks.
+    pub fn ack_expired(&self, store: &MessageStore, now: u64) -> Vec<(u64, MessageExt)> {
+        let mut out = Vec::new();
+        for (&handle, c) in &self.consumers {
+            let Some(timeout) = c.ack_timeout_ms else {
+                continue;
+            };
+            for (&slot, (t, q)) in c.slots.iter().zip(&c.assigned) {
+                let Some(p) = self.progress.at(slot) else {
+                    continue;
+                };
+                let Some(cq) = store.queues.get(t, *q) else {
+                    continue;
+                };
+                let mut qo = match p.inflight.oldest() {
+                    Some((qo, at)) if at.saturating_add(timeout) <= now => qo,
+                    _ => continue,
+                };
+                while qo < p.next {
+                    if let Some(at) = p.inflight.delivered_at(qo) {
+                        if at.saturating_add(timeout) > now {
+                            break;
+                        }
+                        let msg = cq.entry(qo).and_then(|e| store.message_at(e.phys));
+                        if let Some(mut m) = msg {
+                            m.reconsume_times += p.orderly_retries;
+                            m.receipt = Some(Receipt {
+                                consumer: handle,
+                                slot,
+                                queue_offset: qo,
+                                epoch: p.epoch,
+                            });
+                            out.push((handle, m));
+                        }
+                    }
+                    qo += 1;
+                }
+            }
+        }
+        out
     }
 
     /// Earliest time an orderly pause ends, if any queue is paused.

@@ -37,15 +37,21 @@ impl QueueProgress {
     }
 }
 
-/// Delivered-but-unacked queue offsets of one queue. Deliveries go out in offset
-/// order, so this is a window from the lowest unacked offset with a flag per offset
-/// (offsets skipped by a filter are simply not in flight): O(1) to deliver and ack.
+/// Marks an offset of the window that is not in flight.
+const NOT_IN_FLIGHT: u64 = u64::MAX;
+
+/// Delivered-but-unacked queue offsets of one queue, with when each was delivered.
+/// Deliveries go out in offset order and time, so this is a window from the lowest
+/// unacked offset with a delivery time per offset (offsets skipped by a filter, or
+/// acked, are not in flight): O(1) to deliver and ack, and the oldest delivery is
+/// always the first.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct InFlight {
-    /// Offset of `flags[0]`.
+    /// Offset of `at[0]`.
     base: u64,
-    /// Whether each offset from `base` is in flight; `flags[0]` always is.
-    flags: VecDeque<bool>,
+    /// When each offset from `base` was delivered (broker clock), or
+    /// `NOT_IN_FLIGHT`; `at[0]` is always in flight.
+    at: VecDeque<u64>,
     len: usize,
 }
 
@@ -54,40 +60,55 @@ impl InFlight {
         self.len == 0
     }
 
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     /// The lowest offset in flight.
     pub fn first(&self) -> Option<u64> {
         (self.len > 0).then_some(self.base)
     }
 
+    /// The lowest offset in flight and when it was delivered (the oldest delivery).
+    pub fn oldest(&self) -> Option<(u64, u64)> {
+        (self.len > 0).then(|| (self.base, self.at[0]))
+    }
+
+    /// When `qo` was delivered, if it is in flight.
+    pub fn delivered_at(&self, qo: u64) -> Option<u64> {
+        let i = usize::try_from(qo.checked_sub(self.base)?).ok()?;
+        self.at.get(i).copied().filter(|t| *t != NOT_IN_FLIGHT)
+    }
+
     pub fn contains(&self, qo: u64) -> bool {
         qo >= self.base
             && self
-                .flags
+                .at
                 .get((qo - self.base) as usize)
-                .copied()
-                .unwrap_or(false)
+                .is_some_and(|t| *t != NOT_IN_FLIGHT)
     }
 
-    /// Adds `qo` (normally above every offset in flight).
-    pub fn insert(&mut self, qo: u64) {
+    /// Adds `qo`, delivered at `now` (normally above every offset in flight).
+    pub fn insert(&mut self, qo: u64, now: u64) {
+        let now = now.min(NOT_IN_FLIGHT - 1);
         if self.len == 0 {
-            self.flags.clear();
+            self.at.clear();
             self.base = qo;
         }
         while qo < self.base {
-            self.flags.push_front(false);
+            self.at.push_front(NOT_IN_FLIGHT);
             self.base -= 1;
         }
-        let at = (qo - self.base) as usize;
-        if at < self.flags.len() {
-            if !self.flags[at] {
-                self.flags[at] = true;
+        let i = (qo - self.base) as usize;
+        if i < self.at.len() {
+            if self.at[i] == NOT_IN_FLIGHT {
                 self.len += 1;
             }
+            self.at[i] = now;
             return;
         }
-        self.flags.resize(at, false);
-        self.flags.push_back(true);
+        self.at.resize(i, NOT_IN_FLIGHT);
+        self.at.push_back(now);
         self.len += 1;
     }
 
@@ -96,33 +117,33 @@ impl InFlight {
         if !self.contains(qo) {
             return false;
         }
-        self.flags[(qo - self.base) as usize] = false;
+        self.at[(qo - self.base) as usize] = NOT_IN_FLIGHT;
         self.len -= 1;
-        while self.flags.front() == Some(&false) {
-            self.flags.pop_front();
+        while self.at.front() == Some(&NOT_IN_FLIGHT) {
+            self.at.pop_front();
             self.base += 1;
         }
-        while self.flags.back() == Some(&false) {
-            self.flags.pop_back();
+        while self.at.back() == Some(&NOT_IN_FLIGHT) {
+            self.at.pop_back();
         }
         true
     }
 
     pub fn clear(&mut self) {
-        self.flags.clear();
+        self.at.clear();
         self.len = 0;
     }
 
     /// Forgets offsets below `min` (they were deleted by retention).
     pub fn drop_below(&mut self, min: u64) {
         while self.len > 0 && self.base < min {
-            if self.flags.pop_front() == Some(true) {
+            if self.at.pop_front().is_some_and(|t| t != NOT_IN_FLIGHT) {
                 self.len -= 1;
             }
             self.base += 1;
         }
-        while self.flags.front() == Some(&false) {
-            self.flags.pop_front();
+        while self.at.front() == Some(&NOT_IN_FLIGHT) {
+            self.at.pop_front();
             self.base += 1;
         }
     }
@@ -136,8 +157,9 @@ mod tests {
     fn in_flight_tracks_gaps_and_out_of_order_acks() {
         let mut f = InFlight::default();
         for qo in [3, 4, 6, 9] {
-            f.insert(qo);
+            f.insert(qo, 100 + qo);
         }
+        assert_eq!(f.oldest(), Some((3, 103)));
         assert_eq!(f.first(), Some(3));
         assert!(f.contains(6) && !f.contains(5) && !f.contains(10));
         assert!(f.remove(4));
@@ -145,13 +167,14 @@ mod tests {
         assert_eq!(f.first(), Some(3));
         assert!(f.remove(3));
         assert_eq!(f.first(), Some(6));
+        assert_eq!(f.oldest(), Some((6, 106)));
         assert!(f.remove(9));
-        f.insert(12);
+        f.insert(12, 200);
         f.drop_below(7);
         assert_eq!(f.first(), Some(12));
         assert!(f.remove(12));
         assert!(f.is_empty());
-        f.insert(20);
+        f.insert(20, 300);
         assert_eq!(f.first(), Some(20));
     }
 
@@ -162,8 +185,8 @@ mod tests {
             ..QueueProgress::default()
         };
         assert_eq!(p.committed(), 10);
-        p.inflight.insert(5);
-        p.inflight.insert(7);
+        p.inflight.insert(5, 1);
+        p.inflight.insert(7, 2);
         assert_eq!(p.committed(), 5);
         p.rewind();
         assert_eq!((p.next, p.epoch), (5, 1));

@@ -35,6 +35,14 @@ impl ConsumerGroups {
         };
         let mut out = Vec::new();
         let n = c.assigned.len();
+        let held: usize = c
+            .slots
+            .iter()
+            .filter_map(|s| progress.at(*s))
+            .map(|p| p.inflight.len())
+            .sum();
+        // Flow control: never more than max_in_flight unacked.
+        let max = max.min(c.max_in_flight.saturating_sub(held));
         if n == 0 || max == 0 {
             return Ok(out);
         }
@@ -127,7 +135,7 @@ impl ConsumerGroups {
                         queue_offset: qo,
                         epoch: p.epoch,
                     });
-                    p.inflight.insert(qo);
+                    p.inflight.insert(qo, now);
                     out.push(m);
                     limit -= 1;
                     if limit == 0 {
@@ -199,14 +207,25 @@ impl ConsumerGroups {
         }
     }
 
-    pub fn ack(&mut self, handle: u64, msg: &MessageExt) -> Result<()> {
-        if let Some((slot, r)) = self.progress_for(handle, msg)? {
-            if let Some(p) = self.progress.at_mut(slot) {
-                p.inflight.remove(r.queue_offset);
-                p.orderly_retries = 0;
-                self.offsets_dirty = true;
-            }
+    /// Marks `msg` done for `handle`'s group. True when a receive of that consumer
+    /// may now find more (an orderly queue freed, or room under `max_in_flight`).
+    pub fn ack(&mut self, handle: u64, msg: &MessageExt) -> Result<bool> {
+        let Some((slot, r)) = self.progress_for(handle, msg)? else {
+            return Ok(false);
+        };
+        let c = &self.consumers[&handle];
+        let held: usize = c
+            .slots
+            .iter()
+            .filter_map(|s| self.progress.at(*s))
+            .map(|p| p.inflight.len())
+            .sum();
+        let freed = c.orderly || held >= c.max_in_flight;
+        if let Some(p) = self.progress.at_mut(slot) {
+            p.inflight.remove(r.queue_offset);
+            p.orderly_retries = 0;
+            self.offsets_dirty = true;
         }
-        Ok(())
+        Ok(freed)
     }
 }

@@ -18,8 +18,11 @@ const ORDERLY_PAUSE_MS: u64 = 1000;
 
 /// What a nack leads to.
 pub(crate) enum NackOutcome {
-    /// Nothing more to do (a stale receipt; broadcasting, which drops the message).
+    /// Nothing to do (a stale receipt).
     Done,
+    /// Ack the original: nothing is sent back (broadcasting drops a failed message,
+    /// as RocketMQ does; or the original is gone).
+    Ack,
     /// An orderly queue pauses until this time, then redelivers the message.
     Suspended(u64),
     /// Append this copy (to the retry topic after `delay`, or to the DLQ), then ack
@@ -28,13 +31,15 @@ pub(crate) enum NackOutcome {
 }
 
 impl ConsumerGroups {
-    /// Decides what a failed delivery of `msg` to consumer `handle` leads to.
+    /// Decides what a failed delivery of `msg` to consumer `handle` leads to; `delay`
+    /// (ms) replaces the retry ladder's step (or an orderly queue's pause).
     pub fn nack(
         &mut self,
         store: &mut MessageStore,
         handle: u64,
         msg: &MessageExt,
         levels: u32,
+        delay: Option<u64>,
         now: u64,
     ) -> Result<NackOutcome> {
         let Some((slot, r)) = self.progress_for(handle, msg)? else {
@@ -43,8 +48,7 @@ impl ConsumerGroups {
         let c = &self.consumers[&handle];
         if c.model == MessageModel::Broadcasting {
             // RocketMQ does not retry in broadcasting mode: the message is dropped.
-            self.ack(handle, msg)?;
-            return Ok(NackOutcome::Done);
+            return Ok(NackOutcome::Ack);
         }
         let (group, max, orderly) = (c.group.clone(), c.max_reconsume_times, c.orderly);
         if orderly {
@@ -54,17 +58,19 @@ impl ConsumerGroups {
                     p.inflight.remove(r.queue_offset);
                     p.next = r.queue_offset;
                     p.orderly_retries += 1;
-                    p.suspend_until = now + ORDERLY_PAUSE_MS;
+                    // The redelivery is a new delivery: a late ack of this one is stale.
+                    p.epoch += 1;
+                    p.suspend_until = now.saturating_add(delay.unwrap_or(ORDERLY_PAUSE_MS));
                     return Ok(NackOutcome::Suspended(p.suspend_until));
                 }
                 return Ok(NackOutcome::Done);
             }
-            return Ok(send_back(store, &group, msg, true, levels)?
-                .map_or(NackOutcome::Done, |(s, d)| NackOutcome::SendBack(s, d)));
+            return Ok(send_back(store, &group, msg, true, levels, delay)?
+                .map_or(NackOutcome::Ack, |(s, d)| NackOutcome::SendBack(s, d)));
         }
         let to_dlq = msg.reconsume_times >= max;
-        Ok(send_back(store, &group, msg, to_dlq, levels)?
-            .map_or(NackOutcome::Done, |(s, d)| NackOutcome::SendBack(s, d)))
+        Ok(send_back(store, &group, msg, to_dlq, levels, delay)?
+            .map_or(NackOutcome::Ack, |(s, d)| NackOutcome::SendBack(s, d)))
     }
 }
 
@@ -76,6 +82,7 @@ fn send_back(
     msg: &MessageExt,
     to_dlq: bool,
     levels: u32,
+    delay: Option<u64>,
 ) -> Result<Option<(RecordSpec, Delay)>> {
     let phys = msg.commitlog_offset;
     let nonce = store.nonce;
@@ -111,6 +118,8 @@ fn send_back(
         .unwrap_or_default();
     let (topic, delay) = if to_dlq {
         (format!("{DLQ_PREFIX}{group}"), Delay::None)
+    } else if let Some(ms) = delay {
+        (format!("{RETRY_PREFIX}{group}"), Delay::After(ms))
     } else {
         let level = 3u32.saturating_add(msg.reconsume_times).min(levels).max(1);
         (format!("{RETRY_PREFIX}{group}"), Delay::Level(level))

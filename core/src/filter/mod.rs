@@ -22,6 +22,9 @@ pub(crate) trait MessageFilter: Send + Sync + std::fmt::Debug {
     fn matches(&self, properties: &[u8]) -> bool;
     /// Whether the filter takes every message (no exact stage needed).
     fn takes_all(&self) -> bool;
+    /// The expression in a canonical form: two filters with the same canonical form
+    /// select the same messages.
+    fn canonical(&self) -> String;
 }
 
 /// A subscription's filter from its tag expression (`"*"`, `"A"`, `"A || B"`).

@@ -56,6 +56,18 @@ impl MessageFilter for TagFilter {
     fn takes_all(&self) -> bool {
         self.tags.is_none()
     }
+
+    fn canonical(&self) -> String {
+        match &self.tags {
+            None => "*".to_string(),
+            Some(tags) => {
+                let mut names: Vec<&str> = tags.iter().map(|(t, _)| t.as_str()).collect();
+                names.sort_unstable();
+                names.dedup();
+                names.join(" || ")
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -80,5 +92,10 @@ mod tests {
         assert!(TagFilter::parse("*").unwrap().matches_tag(None));
         assert!(TagFilter::parse("").unwrap().matches_code(12345));
         assert!(TagFilter::parse("a || ").is_err());
+        assert_eq!(
+            TagFilter::parse("b||a || b").unwrap().canonical(),
+            TagFilter::parse("a || b").unwrap().canonical()
+        );
+        assert_eq!(TagFilter::parse("").unwrap().canonical(), "*");
     }
 }

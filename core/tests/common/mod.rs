@@ -29,8 +29,14 @@ pub fn file(dir: &std::path::Path, clock: &ManualClock) -> Broker {
     Broker::open(cfg).unwrap()
 }
 
+/// A consumer that may hold any number of unacked messages (flow control has its
+/// own tests), so a test can drain a topic without acking.
 pub fn consumer(b: &Broker, group: &str, topic: &str) -> Consumer {
-    b.consumer(ConsumerConfig::new(group, topic)).unwrap()
+    let cfg = ConsumerConfig {
+        max_in_flight: 1 << 20,
+        ..ConsumerConfig::new(group, topic)
+    };
+    b.consumer(cfg).unwrap()
 }
 
 /// Everything the consumer can get now (no waiting).
