@@ -5,16 +5,20 @@
 //!    for the schedule and timer topics;
 //! 2. its keys in the key index;
 //! 3. the service that owns its topic: the timer wheel for `rmq_sys_wheel_timer`,
-//!    the transaction service for half and op records; a user record marks that
-//!    messages arrived.
+//!    the transaction service for half and op records, the simple consumers for
+//!    the revive log; a user record marks that messages arrived.
 //!
 //! Invariants: dispatch is idempotent (replaying a range changes nothing: ConsumeQueue
 //! puts below a queue's end are ignored, the index and services dedup), and the live
-//! and replay paths build the same queues, index and schedules. They differ in one
-//! place, made explicit by [`Mode`]: a replayed timer that the timer checkpoint says
-//! was delivered is not scheduled again. Dispatch never appends to the log.
+//! and replay paths build the same queues, index and schedules. They differ where
+//! [`Mode`] says: a replayed timer that the timer checkpoint says was delivered is
+//! not scheduled again, and a revive record changes the simple consumers' state
+//! only on replay (live, the state changed first and the record followed).
+//! Dispatch never appends to the log.
 
 use crate::consume_queue::{ConsumeQueues, CqEntry};
+use crate::consumer::pop::PopGroups;
+use crate::consumer::OffsetTable;
 use crate::index::KeyIndex;
 use crate::message::properties::{self, prop};
 use crate::message::record::{RecordSpec, RecordView};
@@ -44,6 +48,8 @@ pub(crate) enum Kind {
     Half,
     /// A transaction's op record (its resolution).
     Op,
+    /// Simple consumers' deliveries, acks and changes (the revive log).
+    Revive,
     /// An engine topic nobody consumes (discarded transactions).
     Other,
 }
@@ -55,6 +61,7 @@ pub(crate) fn kind_of(topic: &str) -> Kind {
         topic::TRANS_HALF_TOPIC => Kind::Half,
         topic::TRANS_OP_HALF_TOPIC => Kind::Op,
         topic::TRANS_CHECK_MAX_TOPIC => Kind::Other,
+        topic::REVIVE_TOPIC => Kind::Revive,
         _ => Kind::User,
     }
 }
@@ -117,6 +124,9 @@ pub(crate) struct Services<'a> {
     pub levels: &'a [u64],
     pub timer: &'a mut TimerWheel,
     pub tx: &'a mut Transactions,
+    /// Simple consumer groups, and the persisted offsets they start from on replay.
+    pub pop: &'a mut PopGroups,
+    pub offsets: &'a OffsetTable,
     /// Lowered to the earliest time a dispatched record makes work due.
     pub next_due: &'a mut u64,
     /// Set when a record consumers read was dispatched.
@@ -182,7 +192,16 @@ pub(crate) fn dispatch(
             *s.next_due = (*s.next_due).min(due);
         }
         Kind::Op => s.tx.on_op(r.body),
-        Kind::Other => {}
+        // Live, the state changed before the record was written.
+        Kind::Revive if mode == Mode::Replay => {
+            let offsets = s.offsets;
+            s.pop.replay(
+                r.body,
+                |t| queues.count(t),
+                |t, g, q| offsets.get(t, g, q).unwrap_or(0),
+            );
+        }
+        Kind::Revive | Kind::Other => {}
     }
     Ok(())
 }

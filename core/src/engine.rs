@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use crate::commitlog::recovery::ABORT_FILE;
-use crate::consumer::{ConsumerGroups, NackOutcome, OffsetTable};
+use crate::consumer::{pop, ConsumerGroups, NackOutcome, OffsetTable};
 use crate::dispatch::Services;
 use crate::message::properties;
 use crate::message::record::RecordSpec;
@@ -23,10 +23,14 @@ use crate::store::Backend;
 use crate::topic;
 use crate::transaction::{Check, Transactions, TxState};
 use crate::{
-    BrokerConfig, ConsumerConfig, Delay, Error, Message, Result, SendResult, SendStatus, StartFrom,
+    BrokerConfig, ConsumerConfig, Delay, Error, Message, Result, SendResult, SendStatus,
+    SimpleConsumerConfig, StartFrom,
 };
 
 pub(crate) type Callback = Box<dyn FnOnce() + Send>;
+
+/// Simple consumers' changes buffered before one revive record is appended.
+const REVIVE_BATCH: usize = 4096;
 
 /// Retention runs at most this often (RocketMQ's `cleanResourceInterval`).
 const RETENTION_INTERVAL_MS: u64 = 10_000;
@@ -58,6 +62,8 @@ macro_rules! services {
             levels: &$e.schedule.levels,
             timer: &mut $e.timer,
             tx: &mut $e.tx,
+            pop: &mut $e.groups.pop,
+            offsets: &$e.groups.offsets,
             next_due: &mut $e.next_due,
             arrived: &mut $e.arrived,
         }
@@ -98,6 +104,7 @@ impl Engine {
         let store = &mut e.store;
         store.recover(&mut services!(e))?;
         e.next_due = 0;
+        e.groups.pop.after_replay(&e.store);
         backend.write_meta(
             ABORT_FILE,
             crate::runtime::process_id().to_string().as_bytes(),
@@ -228,7 +235,121 @@ impl Engine {
     }
 
     pub fn close_consumer(&mut self, handle: u64, now: u64) -> Result<()> {
+        if self.groups.pop.is_member(handle) {
+            self.groups.pop.leave(handle);
+            return Ok(());
+        }
         self.groups.close(handle, &mut self.store, now)
+    }
+
+    pub fn add_simple_consumer(&mut self, cfg: &SimpleConsumerConfig) -> Result<u64> {
+        self.check_open()?;
+        let (auto, queues) = (
+            self.settings.auto_create_topics,
+            self.settings.default_queues,
+        );
+        self.groups.add_simple(cfg, &mut self.store, auto, queues)
+    }
+
+    /// Up to `max` messages for simple consumer `handle`, invisible for `invisible_ms`.
+    pub fn receive_simple(
+        &mut self,
+        handle: u64,
+        max: usize,
+        invisible_ms: u64,
+        visible_end: u64,
+        now: u64,
+    ) -> Result<Vec<MessageExt>> {
+        self.check_open()?;
+        let msgs =
+            self.groups
+                .pop
+                .receive(&self.store, handle, max, invisible_ms, visible_end, now)?;
+        self.next_due = self.next_due.min(now.saturating_add(invisible_ms));
+        self.flush_revive_if_full(now)?;
+        Ok(msgs)
+    }
+
+    /// Acks the simple consumer delivery receipt handle `h` names.
+    pub fn ack_simple(&mut self, handle: u64, h: &str, now: u64) -> Result<()> {
+        self.check_open()?;
+        self.groups.pop.ack(&self.store, handle, h, now)?;
+        // A fifo key may have freed its next message.
+        self.arrived = true;
+        self.flush_revive_if_full(now)
+    }
+
+    /// Changes a simple consumer delivery's invisibility; the new receipt handle.
+    pub fn change_invisible(&mut self, handle: u64, h: &str, ms: u64, now: u64) -> Result<String> {
+        self.check_open()?;
+        let new = self.groups.pop.change_invisible(handle, h, ms, now)?;
+        self.next_due = self.next_due.min(now.saturating_add(ms));
+        if ms == 0 {
+            self.arrived = true;
+        }
+        self.flush_revive_if_full(now)?;
+        Ok(new)
+    }
+
+    /// Moves a simple consumer's delivery to its group's DLQ at once.
+    pub fn dead_letter_simple(&mut self, handle: u64, h: &str, now: u64) -> Result<()> {
+        self.check_open()?;
+        let e = self.groups.pop.take_for_dead_letter(handle, h, now)?;
+        self.dead_letter(e, now)
+    }
+
+    /// Copies an expired or forwarded simple consumer delivery to `%DLQ%<group>`
+    /// (id, topic and properties kept, as classic dead letters), then marks it done.
+    fn dead_letter(&mut self, e: pop::Expired, now: u64) -> Result<()> {
+        let (group, topic) = match self.groups.pop.groups().nth(e.group as usize) {
+            Some(g) => (g.name.clone(), g.topic.clone()),
+            None => return Ok(()),
+        };
+        let msg = self
+            .store
+            .queues
+            .get(&topic, e.queue)
+            .and_then(|cq| cq.entry(e.offset))
+            .and_then(|x| self.store.message_at(x.phys));
+        if let Some(mut m) = msg {
+            m.reconsume_times = e.attempt.saturating_sub(1);
+            if let Some(spec) = crate::consumer::dead_letter_copy(&mut self.store, &group, &m)? {
+                self.put(std::slice::from_ref(&spec), now)?;
+            }
+            log::info!(
+                "simple consumer group {group}: {} dead-lettered after {} deliveries",
+                m.msg_id,
+                e.attempt
+            );
+        }
+        self.groups.pop.dead_lettered(&self.store, e);
+        Ok(())
+    }
+
+    /// Appends the simple consumers' buffered changes to the revive log.
+    pub fn flush_revive(&mut self, now: u64) -> Result<()> {
+        let Some(body) = self.groups.pop.take_pending() else {
+            return Ok(());
+        };
+        self.store.system_queues(topic::REVIVE_TOPIC, 1)?;
+        let spec = RecordSpec {
+            topic: topic::REVIVE_TOPIC.into(),
+            queue_id: 0,
+            sys_flag: 0,
+            born_ts: now,
+            reconsume_times: 0,
+            prepared_tx_offset: 0,
+            body: body.into(),
+            properties: Vec::new(),
+        };
+        self.put(std::slice::from_ref(&spec), now)
+    }
+
+    fn flush_revive_if_full(&mut self, now: u64) -> Result<()> {
+        if self.groups.pop.pending.len() >= REVIVE_BATCH {
+            self.flush_revive(now)?;
+        }
+        Ok(())
     }
 
     /// A failed delivery: a retry copy (after `delay` ms, or the ladder's step) or a
@@ -312,6 +433,12 @@ impl Engine {
             for (handle, msg) in self.groups.ack_expired(&self.store, now) {
                 self.nack(handle, &msg, None, now)?;
             }
+            // Simple consumers' invisible deliveries whose time is up.
+            let (dead, visible) = self.groups.pop.expire(now);
+            self.arrived |= visible;
+            for e in dead {
+                self.dead_letter(e, now)?;
+            }
             self.next_due = self.compute_next_due();
         }
         if now >= self.last_retention + RETENTION_INTERVAL_MS || now < self.last_retention {
@@ -346,6 +473,7 @@ impl Engine {
             self.tx.next_due(),
             self.groups.next_resume(),
             self.groups.next_ack_deadline(),
+            self.groups.pop.next_expiry(),
         ]
         .into_iter()
         .flatten()

@@ -22,6 +22,11 @@ pub enum Error {
     /// The broker, producer or consumer was closed.
     #[error("closed")]
     Closed,
+    /// A simple consumer's receipt handle that is not current: from an earlier
+    /// delivery (expired, or replaced by a change of invisibility), already acked,
+    /// of another group, or never issued.
+    #[error("invalid receipt handle: {0}")]
+    InvalidReceiptHandle(String),
     /// The operating system refused a file operation.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -36,6 +41,7 @@ pub enum ErrorKind {
     StoreLocked,
     StoreCorrupted,
     Closed,
+    InvalidReceiptHandle,
     Io,
 }
 
@@ -49,6 +55,7 @@ impl Error {
             Error::StoreLocked { .. } => ErrorKind::StoreLocked,
             Error::StoreCorrupted(_) => ErrorKind::StoreCorrupted,
             Error::Closed => ErrorKind::Closed,
+            Error::InvalidReceiptHandle(_) => ErrorKind::InvalidReceiptHandle,
             Error::Io(_) => ErrorKind::Io,
         }
     }
@@ -59,8 +66,8 @@ impl Error {
 }
 
 impl ErrorKind {
-    /// The kind's name, as the bindings use it (Python's exception names without
-    /// "Error", JS's `code`).
+    /// The kind's JS `code`: the first kinds' names as Python's exceptions have them,
+    /// the later ones as API.md names them (`INVALID_RECEIPT_HANDLE`).
     pub fn as_str(&self) -> &'static str {
         match self {
             ErrorKind::InvalidArgument => "InvalidArgument",
@@ -69,6 +76,7 @@ impl ErrorKind {
             ErrorKind::StoreLocked => "StoreLocked",
             ErrorKind::StoreCorrupted => "StoreCorrupted",
             ErrorKind::Closed => "Closed",
+            ErrorKind::InvalidReceiptHandle => "INVALID_RECEIPT_HANDLE",
             ErrorKind::Io => "Io",
         }
     }

@@ -25,11 +25,11 @@ mod store;
 mod topic;
 mod transaction;
 
-pub use broker::{Broker, Consumer, Producer, Receiving, TransactionProducer};
+pub use broker::{Broker, Consumer, Producer, Receiving, SimpleConsumer, TransactionProducer};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    BrokerConfig, ConsumerConfig, FlushMode, MessageModel, OptionKind, OptionValue, StartFrom,
-    DEFAULT_DELAY_LEVELS,
+    BrokerConfig, ConsumerConfig, FlushMode, MessageModel, OptionKind, OptionValue,
+    SimpleConsumerConfig, StartFrom, DEFAULT_DELAY_LEVELS,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use message::{Delay, Message, MessageBuilder, MessageExt, Receipt, SendResult, SendStatus};

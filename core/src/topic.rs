@@ -18,6 +18,8 @@ pub(crate) const TIMER_TOPIC: &str = "rmq_sys_wheel_timer";
 pub(crate) const TRANS_HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
 pub(crate) const TRANS_OP_HALF_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
 pub(crate) const TRANS_CHECK_MAX_TOPIC: &str = "RMQ_SYS_TRANS_CHECK_MAX_TOPIC";
+/// Simple consumers' deliveries, acks and changes of invisibility (RocketMQ's revive log).
+pub(crate) const REVIVE_TOPIC: &str = "rmq_sys_REVIVE_LOG";
 
 /// Whether a topic name belongs to the engine.
 pub(crate) fn is_reserved(name: &str) -> bool {
@@ -25,6 +27,7 @@ pub(crate) fn is_reserved(name: &str) -> bool {
         || name.starts_with("RMQ_SYS_")
         || name.starts_with("SCHEDULE_TOPIC")
         || name == TIMER_TOPIC
+        || name == REVIVE_TOPIC
 }
 
 /// Checks a topic name's characters and length.

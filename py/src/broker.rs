@@ -8,7 +8,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use pocketmq::{BrokerConfig, ConsumerConfig, OptionKind};
+use pocketmq::{BrokerConfig, ConsumerConfig, OptionKind, SimpleConsumerConfig};
 
 use crate::clock::ManualClock;
 use crate::consumer::Consumer;
@@ -16,6 +16,7 @@ use crate::convert::{option_value, start_from, to_u32, unexpected};
 use crate::errors::{invalid, IntoPyResult};
 use crate::message::Message;
 use crate::producer::Producer;
+use crate::simple_consumer::SimpleConsumer;
 use crate::transaction::{callable, PyCheck, TransactionProducer};
 
 /// One embedded engine over one store: a directory, or memory when `path` is None.
@@ -131,15 +132,41 @@ impl Broker {
         Ok(Consumer { inner })
     }
 
+    /// A simple (POP) consumer of `topic` in `group` (RocketMQ 5's SimpleConsumer).
+    #[pyo3(signature = (group, topic, **options))]
+    fn simple_consumer(
+        &self,
+        py: Python<'_>,
+        group: &str,
+        topic: &str,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<SimpleConsumer> {
+        let mut cfg = SimpleConsumerConfig::new(group, topic);
+        for (name, value) in options.into_iter().flatten() {
+            let name: String = name.extract()?;
+            let kind = SimpleConsumerConfig::option_kind(&name)
+                .ok_or_else(|| unexpected("simple_consumer()", &name))?;
+            if !value.is_none() {
+                cfg.set_option(&name, option_value(&value, kind, &name)?)
+                    .py_err()?;
+            }
+        }
+        let inner = py.detach(|| self.inner.simple_consumer(cfg)).py_err()?;
+        Ok(SimpleConsumer(inner))
+    }
+
     /// The message with this id, or None if it is not retained.
     fn get(&self, py: Python<'_>, msg_id: &str) -> PyResult<Option<Message>> {
-        Ok(py.detach(|| self.inner.get(msg_id)).py_err()?.map(Message))
+        Ok(py
+            .detach(|| self.inner.get(msg_id))
+            .py_err()?
+            .map(Message::from))
     }
 
     /// The retained messages of `topic` with `key` among their keys, oldest first.
     fn query(&self, py: Python<'_>, topic: &str, key: &str) -> PyResult<Vec<Message>> {
         let found = py.detach(|| self.inner.query(topic, key)).py_err()?;
-        Ok(found.into_iter().map(Message).collect())
+        Ok(found.into_iter().map(Message::from).collect())
     }
 
     /// Messages of `topic` not yet acked by `group`.

@@ -17,7 +17,7 @@ use crate::errors::{invalid, IntoPyResult};
 use crate::message::Message;
 
 /// The longest the GIL-free wait runs before Python gets to handle signals.
-const SLICE: Duration = Duration::from_millis(100);
+pub(crate) const SLICE: Duration = Duration::from_millis(100);
 
 /// One consumer of a group.
 #[pyclass(module = "pocketmq", name = "Consumer", frozen)]
@@ -27,7 +27,7 @@ pub struct Consumer {
 
 /// A receive in progress, for the asyncio helpers.
 #[pyclass(module = "pocketmq", name = "_Receiving", frozen)]
-pub struct PyReceiving(Receiving);
+pub struct PyReceiving(pub(crate) Receiving);
 
 #[pymethods]
 impl PyReceiving {
@@ -38,7 +38,7 @@ impl PyReceiving {
     }
 }
 
-fn max_count(max_messages: i64) -> PyResult<usize> {
+pub(crate) fn max_count(max_messages: i64) -> PyResult<usize> {
     usize::try_from(max_messages).map_err(|_| {
         invalid(format!(
             "max_messages must be non-negative, not {max_messages}"
@@ -46,8 +46,14 @@ fn max_count(max_messages: i64) -> PyResult<usize> {
     })
 }
 
-/// The messages of a list or tuple given to `ack`/`nack`.
-fn messages(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<MessageExt>> {
+/// The messages given to `ack`/`nack`: one, or a list or tuple of them.
+pub(crate) fn messages_of<'py>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+) -> PyResult<Vec<Bound<'py, Message>>> {
+    if let Ok(one) = obj.cast::<Message>() {
+        return Ok(vec![one.clone()]);
+    }
     let type_error = || {
         PyTypeError::new_err(format!(
             "{what} takes a Message or a list of Messages, not {}",
@@ -59,17 +65,34 @@ fn messages(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<MessageExt>> {
     if !(obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>()) {
         return Err(type_error());
     }
-    let mut out = Vec::new();
-    for item in obj.try_iter()? {
-        let item = item?;
-        let msg = item.cast::<Message>().map_err(|_| type_error())?;
-        out.push(msg.get().0.clone());
-    }
-    Ok(out)
+    obj.try_iter()?
+        .map(|item| item?.cast_into::<Message>().map_err(|_| type_error()))
+        .collect()
+}
+
+/// The engine's messages of what was given to `ack`/`nack`.
+fn messages(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<MessageExt>> {
+    Ok(messages_of(obj, what)?
+        .iter()
+        .map(|m| m.get().0.clone())
+        .collect())
+}
+
+/// A callback the engine may call from any thread, once, to wake a Python waiter.
+pub(crate) fn waker(callback: Py<PyAny>) -> Box<dyn FnOnce() + Send> {
+    // The engine may call back from its own thread, even after the interpreter has
+    // begun to shut down: then there is nobody left to wake.
+    Box::new(move || {
+        Python::try_attach(|py| {
+            if let Err(e) = callback.call0(py) {
+                e.write_unraisable(py, None);
+            }
+        });
+    })
 }
 
 /// A timeout in seconds (or a timedelta); `None` waits until a message or a close.
-pub struct Timeout(Option<Duration>);
+pub struct Timeout(pub(crate) Option<Duration>);
 
 impl<'a, 'py> FromPyObject<'a, 'py> for Timeout {
     type Error = PyErr;
@@ -83,7 +106,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Timeout {
     }
 }
 
-const ONE_SECOND: Timeout = Timeout(Some(Duration::from_secs(1)));
+pub(crate) const ONE_SECOND: Timeout = Timeout(Some(Duration::from_secs(1)));
 
 impl Consumer {
     fn receive_for(
@@ -96,7 +119,7 @@ impl Consumer {
         loop {
             let step = py.detach(|| self.inner.receive_step(&r, Some(SLICE)));
             if let Some(msgs) = step.py_err()? {
-                return Ok(msgs.into_iter().map(Message).collect());
+                return Ok(msgs.into_iter().map(Message::from).collect());
             }
             py.check_signals()?;
         }
@@ -158,10 +181,6 @@ impl Consumer {
     /// Marks a message (or a list of them, under one lock) done: never delivered
     /// to this group again.
     fn ack(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
-        if let Ok(one) = message.cast::<Message>() {
-            let msg = &one.get().0;
-            return py.detach(|| self.inner.ack(msg)).py_err();
-        }
         let msgs = messages(message, "ack")?;
         py.detach(|| self.inner.ack_all(&msgs)).py_err()
     }
@@ -179,10 +198,7 @@ impl Consumer {
         let delay = delay
             .map(|d| duration_ms(&d, "delay").map(Duration::from_millis))
             .transpose()?;
-        let msgs = match message.cast::<Message>() {
-            Ok(one) => vec![one.get().0.clone()],
-            Err(_) => messages(message, "nack")?,
-        };
+        let msgs = messages(message, "nack")?;
         py.detach(|| {
             msgs.iter().try_for_each(|m| match delay {
                 Some(d) => self.inner.nack_after(m, d),
@@ -214,22 +230,15 @@ impl Consumer {
         receiving: &PyReceiving,
     ) -> PyResult<Option<Vec<Message>>> {
         let step = py.detach(|| self.inner.receive_step(&receiving.0, Some(Duration::ZERO)));
-        Ok(step.py_err()?.map(|m| m.into_iter().map(Message).collect()))
+        Ok(step
+            .py_err()?
+            .map(|m| m.into_iter().map(Message::from).collect()))
     }
 
     /// Calls `callback()` once, from any thread: when a receive may find messages,
     /// or on close. The asyncio helpers wake their loop with it.
     fn _on_ready(&self, py: Python<'_>, callback: Py<PyAny>) {
-        // The engine may call back from its own thread, even after the interpreter
-        // has begun to shut down: then there is nobody left to wake.
-        let cb: Box<dyn FnOnce() + Send> = Box::new(move || {
-            Python::try_attach(|py| {
-                if let Err(e) = callback.call0(py) {
-                    e.write_unraisable(py, None);
-                }
-            });
-        });
-        py.detach(|| self.inner.on_ready(cb));
+        py.detach(|| self.inner.on_ready(waker(callback)));
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {

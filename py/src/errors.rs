@@ -12,6 +12,7 @@ pyo3::import_exception!(pocketmq._errors, TopicNotFound);
 pyo3::import_exception!(pocketmq._errors, StoreLocked);
 pyo3::import_exception!(pocketmq._errors, StoreCorrupted);
 pyo3::import_exception!(pocketmq._errors, Closed);
+pyo3::import_exception!(pocketmq._errors, InvalidReceiptHandle);
 pyo3::import_exception!(pocketmq._errors, IoError);
 
 /// The Python exception for an engine error. One exhaustive match: a new
@@ -36,6 +37,7 @@ pub fn to_py(err: Error) -> PyErr {
         }
         ErrorKind::StoreCorrupted => StoreCorrupted::new_err(msg),
         ErrorKind::Closed => Closed::new_err(msg),
+        ErrorKind::InvalidReceiptHandle => InvalidReceiptHandle::new_err(msg),
         ErrorKind::Io => IoError::new_err(msg),
     }
 }

@@ -13,6 +13,7 @@ mod convert;
 mod errors;
 mod message;
 mod producer;
+mod simple_consumer;
 mod transaction;
 
 #[pymodule]
@@ -27,6 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<message::Message>()?;
     m.add_class::<message::SendResult>()?;
     m.add_class::<producer::Producer>()?;
+    m.add_class::<simple_consumer::SimpleConsumer>()?;
     m.add_class::<transaction::TransactionProducer>()?;
     m.add("DEFAULT_DELAY_LEVELS", pocketmq::DEFAULT_DELAY_LEVELS)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

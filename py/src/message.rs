@@ -1,5 +1,7 @@
 //! `Message` (a stored message, as receive/get/query return it) and `SendResult`.
 
+use std::sync::Mutex;
+
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use pyo3::IntoPyObjectExt;
@@ -8,9 +10,30 @@ use pocketmq::{MessageExt, SendResult as CoreSendResult};
 
 use crate::transaction::tx_state_to_py;
 
-/// A stored message. Read-only; `ack`/`nack` take it back to the consumer.
+/// A stored message. Read-only but for a simple consumer's receipt handle, which
+/// `change_invisible_duration` replaces; `ack`/`nack` take it back to the consumer.
 #[pyclass(module = "pocketmq", name = "Message", frozen)]
-pub struct Message(pub MessageExt);
+pub struct Message(pub MessageExt, Mutex<Option<String>>);
+
+impl From<MessageExt> for Message {
+    fn from(mut m: MessageExt) -> Message {
+        let handle = m.receipt_handle.take();
+        Message(m, Mutex::new(handle))
+    }
+}
+
+impl Message {
+    /// The current receipt handle (simple consumers).
+    pub fn handle(&self) -> Option<String> {
+        self.1.lock().map_or(None, |h| h.clone())
+    }
+
+    pub fn set_handle(&self, handle: String) {
+        if let Ok(mut h) = self.1.lock() {
+            *h = Some(handle);
+        }
+    }
+}
 
 /// Python's repr of a value.
 fn r<'py>(py: Python<'py>, v: impl IntoPyObject<'py>) -> PyResult<String> {
@@ -80,6 +103,16 @@ impl Message {
     #[getter]
     fn reconsume_times(&self) -> u32 {
         self.0.reconsume_times
+    }
+    /// From a simple consumer: this delivery's receipt handle; else None.
+    #[getter]
+    fn receipt_handle(&self) -> Option<String> {
+        self.handle()
+    }
+    /// From a simple consumer: which delivery this is (1 the first); else 1.
+    #[getter]
+    fn delivery_attempt(&self) -> u32 {
+        self.0.delivery_attempt
     }
 
     /// The body decoded as UTF-8 (errors replaced).

@@ -7,6 +7,7 @@ import {
   Message,
   PocketMQError,
   SendResult,
+  SimpleConsumer,
   Stats,
   TxState,
 } from "pocketmq";
@@ -58,6 +59,16 @@ export async function usage(): Promise<void> {
   broker.tick();
   clock.advance(1000);
   const now: number = clock.now();
+  const sc: SimpleConsumer = broker.simpleConsumer({ group: "billing", topic: "orders", invisibleDurationMs: 30_000, fifo: false });
+  void sc.receive({ maxMessages: 16, timeoutMs: 0 }).then((ms: Message[]) => {
+    for (const m of ms) {
+      const h: string | null = m.receiptHandle;
+      const a: number = m.deliveryAttempt;
+      void [h, a];
+      sc.changeInvisibleDuration(m, 60_000);
+      sc.ack(m);
+    }
+  });
   broker.close();
   const closed: boolean = broker.closed;
 
@@ -65,7 +76,7 @@ export async function usage(): Promise<void> {
     p.send("orders", "x");
   } catch (err) {
     if (err instanceof PocketMQError) {
-      const code: "InvalidArgument" | "MessageTooLarge" | "TopicNotFound" | "StoreLocked" | "StoreCorrupted" | "Closed" | "Io" = err.code;
+      const code: "InvalidArgument" | "MessageTooLarge" | "TopicNotFound" | "StoreLocked" | "StoreCorrupted" | "Closed" | "INVALID_RECEIPT_HANDLE" | "Io" = err.code;
       void code;
     }
     if (err instanceof ClosedError) {

@@ -21,6 +21,8 @@ export class StoreLockedError extends PocketMQError {}
 export class StoreCorruptedError extends PocketMQError {}
 /** A call on a closed broker, producer or consumer. */
 export class ClosedError extends PocketMQError {}
+/** A simple consumer's receipt handle that is not current (expired, changed, acked, of another group). */
+export class InvalidReceiptHandleError extends PocketMQError {}
 /** The platform refused a storage operation. */
 export class IoError extends PocketMQError {}
 
@@ -32,6 +34,7 @@ export const ERROR_CLASSES = {
   StoreLocked: StoreLockedError,
   StoreCorrupted: StoreCorruptedError,
   Closed: ClosedError,
+  INVALID_RECEIPT_HANDLE: InvalidReceiptHandleError,
   Io: IoError,
 };
 

@@ -132,6 +132,10 @@ export class Message {
   readonly storeTimestamp: number;
   /** Deliveries before this one that were nacked. */
   readonly reconsumeTimes: number;
+  /** From a simple consumer: which delivery this is (1 the first); else 1. */
+  readonly deliveryAttempt: number;
+  /** From a simple consumer: this delivery's receipt handle (changeInvisibleDuration replaces it); else null. */
+  readonly receiptHandle: string | null;
   /** The body decoded as UTF-8. */
   text(): string;
 }
@@ -197,6 +201,8 @@ export class Broker {
   producer(group: string): Producer;
   transactionProducer(group: string, options?: TransactionProducerOptions): TransactionProducer;
   consumer(options: ConsumerOptions): Consumer;
+  /** A simple (POP) consumer: RocketMQ 5's SimpleConsumer. */
+  simpleConsumer(options: SimpleConsumerOptions): SimpleConsumer;
   /** The message with this id, if it is retained. */
   get(msgId: string): Message | null;
   /** The retained messages of `topic` with `key` among their keys, oldest first. */
@@ -246,6 +252,34 @@ export class Consumer implements AsyncIterable<Message> {
   [Symbol.asyncIterator](): AsyncIterator<Message>;
 }
 
+export interface SimpleConsumerOptions {
+  group: string;
+  topic: string;
+  /** A tag expression: "*" (default), "A" or "A || B". */
+  tags?: string;
+  /** How long a delivery stays invisible to the group unless acked (30000). */
+  invisibleDurationMs?: number;
+  /** Deliveries of a message before it goes to %DLQ%<group> (16). */
+  maxDeliveryAttempts?: number;
+  /** Messages of one shardingKey one at a time, in send order (false). */
+  fifo?: boolean;
+}
+
+export class SimpleConsumer implements AsyncIterable<Message> {
+  private constructor();
+  readonly group: string;
+  readonly topic: string;
+  readonly closed: boolean;
+  /** Up to maxMessages visible messages, waiting up to timeoutMs for the first; each invisible until acked or expired. */
+  receive(options?: ReceiveOptions): Promise<Message[]>;
+  /** Done for the group; a stale receipt handle throws InvalidReceiptHandleError. */
+  ack(msg: Message | Message[]): void;
+  /** Invisible for durationMs from now instead (0: visible at once); replaces msg.receiptHandle. */
+  changeInvisibleDuration(msg: Message, durationMs: number): void;
+  close(): void;
+  [Symbol.asyncIterator](): AsyncIterator<Message>;
+}
+
 /** A clock that moves only when told to. */
 export class ManualClock {
   /** @param startMs epoch ms (or a Date); the wall clock now when omitted. */
@@ -268,6 +302,7 @@ export class PocketMQError extends Error {
     | "StoreLocked"
     | "StoreCorrupted"
     | "Closed"
+    | "INVALID_RECEIPT_HANDLE"
     | "Io";
 }
 export class InvalidArgumentError extends PocketMQError {
@@ -290,6 +325,9 @@ export class StoreCorruptedError extends PocketMQError {
 }
 export class ClosedError extends PocketMQError {
   readonly code: "Closed";
+}
+export class InvalidReceiptHandleError extends PocketMQError {
+  readonly code: "INVALID_RECEIPT_HANDLE";
 }
 export class IoError extends PocketMQError {
   readonly code: "Io";

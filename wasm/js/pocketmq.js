@@ -9,7 +9,7 @@
 // messaging (what is delivered, when, to whom) is the engine's.
 
 import { native, platform } from "./engine.js";
-import { InvalidArgumentError } from "./errors.js";
+import { InvalidArgumentError, InvalidReceiptHandleError } from "./errors.js";
 import * as wire from "./wire.js";
 
 export * from "./errors.js";
@@ -87,6 +87,7 @@ function unref(timer) {
 
 let isMessage;
 let settle;
+let setHandle;
 
 /** A message as `receive`, `get` and `query` return it. */
 export class Message {
@@ -95,7 +96,9 @@ export class Message {
   #index;
   #settled = false;
 
-  constructor(batch, index, msgId, topic, queueId, queueOffset, commitlogOffset, body, tags, keys, properties, bornTimestamp, storeTimestamp, reconsumeTimes) {
+  #handle;
+
+  constructor(batch, index, msgId, topic, queueId, queueOffset, commitlogOffset, body, tags, keys, properties, bornTimestamp, storeTimestamp, reconsumeTimes, deliveryAttempt, receiptHandle) {
     this.msgId = msgId;
     this.topic = topic;
     this.queueId = queueId;
@@ -108,9 +111,16 @@ export class Message {
     this.bornTimestamp = bornTimestamp;
     this.storeTimestamp = storeTimestamp;
     this.reconsumeTimes = reconsumeTimes;
+    this.deliveryAttempt = deliveryAttempt;
+    this.#handle = receiptHandle;
     this.#batch = batch;
     this.#index = index;
     Object.freeze(this);
+  }
+
+  /** From a simple consumer: this delivery's receipt handle (changeInvisibleDuration replaces it); else null. */
+  get receiptHandle() {
+    return this.#handle;
   }
 
   /** The body decoded as UTF-8. */
@@ -120,6 +130,9 @@ export class Message {
 
   static {
     isMessage = (m) => m !== null && typeof m === "object" && #batch in m;
+    setHandle = (m, h) => {
+      m.#handle = h;
+    };
     // Acks or nacks `m` with `how(batch, index)`. Once every message of a batch is
     // settled the engine's copy is freed at once, not when the GC gets to it: a
     // consumer that drains a backlog in a tight loop must not grow the wasm memory.
@@ -137,19 +150,25 @@ export class Message {
   }
 }
 
-/** The messages of an engine batch (or [] for none). */
-function messages(handle) {
+/**
+ * The messages of an engine batch (or [] for none). `keep`: the batch stays in
+ * the engine until every message is acked or nacked (classic consumers settle
+ * through it); otherwise it is freed at once.
+ */
+function messages(handle, keep = true) {
   if (handle === undefined || handle === null) return [];
   if (handle.length === 0) {
     handle.free();
     return [];
   }
-  const batch = { native: handle, open: handle.length };
-  return wire.readMessages(
+  const batch = { native: keep ? handle : null, open: handle.length };
+  const out = wire.readMessages(
     handle.encode(),
-    (msgId, topic, queueId, queueOffset, commitlogOffset, body, tags, keys, properties, born, stored, reconsumed, i) =>
-      new Message(batch, i, msgId, topic, queueId, queueOffset, commitlogOffset, body, tags, keys, properties, born, stored, reconsumed),
+    (msgId, topic, queueId, queueOffset, commitlogOffset, body, tags, keys, properties, born, stored, reconsumed, attempt, receipt, i) =>
+      new Message(batch, i, msgId, topic, queueId, queueOffset, commitlogOffset, body, tags, keys, properties, born, stored, reconsumed, attempt, receipt),
   );
+  if (!keep) handle.free();
+  return out;
 }
 
 /** The messages given to ack/nack (one or an array), checked before any is settled. */
@@ -286,6 +305,12 @@ export class Broker {
     const c = new Consumer(this, this.#native.consumer(o));
     this._changed();
     return c;
+  }
+
+  /** A simple (POP) consumer: `{ group, topic, tags, invisibleDurationMs, maxDeliveryAttempts, fifo }`. */
+  simpleConsumer(options) {
+    if (!isPlainObject(options)) throw new TypeError("simple consumer options must be an object with group and topic");
+    return new SimpleConsumer(this, this.#native.simpleConsumer(options));
   }
 
   /** The message with this id, or null. */
@@ -622,6 +647,88 @@ export class Consumer {
   }
 
   /** Whether `close` was called on this consumer or its broker. */
+  get closed() {
+    return this.#closed || this.#broker.closed;
+  }
+
+  /** Yields messages one at a time until the consumer or broker closes; the caller acks. */
+  async *[Symbol.asyncIterator]() {
+    while (!this.closed) {
+      const got = await this.receive({ maxMessages: 1, timeoutMs: 1000 });
+      for (const m of got) yield m;
+    }
+  }
+}
+
+/** The messages given to ack (one or an array), with their current receipt handles. */
+function receiptHandles(msg) {
+  const handles = settling(msg).map((m) => m.receiptHandle);
+  if (handles.some((h) => typeof h !== "string")) {
+    throw new InvalidReceiptHandleError("invalid receipt handle: this message was not received by a simple consumer");
+  }
+  return handles;
+}
+
+/** A member of a simple consumer group (RocketMQ 5's SimpleConsumer): any member takes any visible message. */
+export class SimpleConsumer {
+  #broker;
+  #native;
+  #closed = false;
+
+  constructor(broker, handle) {
+    this.#broker = broker;
+    this.#native = handle;
+  }
+
+  get group() {
+    return this.#native.group;
+  }
+
+  get topic() {
+    return this.#native.topic;
+  }
+
+  /** Up to `maxMessages` (32) visible messages, waiting up to `timeoutMs` (1000) for the first; each stays invisible to the group until acked or expired. */
+  async receive(options) {
+    const { maxMessages = 32, timeoutMs = 1000 } = optionsObject("receive options", options, ["maxMessages", "timeoutMs"]);
+    if (typeof timeoutMs !== "number") throw new TypeError("timeoutMs must be a number");
+    const receiving = this.#native.startReceive(maxMessages, timeoutMs);
+    try {
+      for (;;) {
+        const got = this.#native.receiveStep(receiving);
+        if (got !== undefined) return messages(got, false);
+        await this.#broker._ready(this.#native, receiving.remainingMs());
+      }
+    } finally {
+      receiving.free();
+    }
+  }
+
+  /** Acks messages: the group never gets them again. A stale receipt handle throws InvalidReceiptHandleError. */
+  ack(msg) {
+    try {
+      this.#native.ackHandles(receiptHandles(msg));
+    } finally {
+      this.#broker._changed();
+    }
+  }
+
+  /** Keeps a message invisible for `durationMs` from now (0: visible at once); replaces its receiptHandle. */
+  changeInvisibleDuration(msg, durationMs) {
+    const [handle] = receiptHandles(msg);
+    if (typeof durationMs !== "number") throw new TypeError("durationMs must be a number");
+    setHandle(msg, this.#native.changeInvisible(handle, durationMs));
+    this.#broker._changed();
+  }
+
+  /** Leaves the group; a waiting receive resolves with []. Closing twice is harmless. */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#native.close();
+    this.#broker._changed();
+  }
+
   get closed() {
     return this.#closed || this.#broker.closed;
   }

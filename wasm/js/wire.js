@@ -225,8 +225,12 @@ export function readMessages(ptr, make) {
     const storeTimestamp = dv.getFloat64(p + 24, true);
     const queueId = dv.getUint32(p + 32, true);
     const reconsumeTimes = dv.getUint32(p + 36, true);
-    p += 40;
+    const deliveryAttempt = dv.getUint32(p + 40, true);
+    p += 44;
     const msgId = str();
+    let receiptHandle = null;
+    if (dv.getUint32(p, true) === ABSENT) p += 4;
+    else receiptHandle = str();
     // Messages of a batch mostly share a topic: decode it once.
     const topicLen = dv.getUint32(p, true);
     let topic;
@@ -268,6 +272,8 @@ export function readMessages(ptr, make) {
       bornTimestamp,
       storeTimestamp,
       reconsumeTimes,
+      deliveryAttempt,
+      receiptHandle,
       i,
     );
   }

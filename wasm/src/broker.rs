@@ -15,6 +15,7 @@ use crate::errors::{host_error, to_js, type_error, IntoJsResult};
 use crate::host_fs::JsHostFs;
 use crate::message::Messages;
 use crate::producer::{group, listener, Producer, TransactionProducer};
+use crate::simple_consumer::SimpleConsumer;
 
 /// A clock that moves only when told to; clones share the same time.
 #[wasm_bindgen]
@@ -119,6 +120,15 @@ impl Broker {
     pub fn consumer(&self, options: JsValue) -> Result<Consumer, JsValue> {
         let config = consumer_config(&options)?;
         self.inner.consumer(config).js_err().map(Consumer)
+    }
+
+    #[wasm_bindgen(js_name = simpleConsumer)]
+    pub fn simple_consumer(&self, options: JsValue) -> Result<SimpleConsumer, JsValue> {
+        let config = crate::convert::simple_consumer_config(&options)?;
+        self.inner
+            .simple_consumer(config)
+            .js_err()
+            .map(SimpleConsumer)
     }
 
     pub fn get(&self, msg_id: JsValue) -> Result<Option<Messages>, JsValue> {

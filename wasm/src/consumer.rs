@@ -18,7 +18,7 @@ pub struct Consumer(pub(crate) pocketmq::Consumer);
 
 /// A receive in progress.
 #[wasm_bindgen]
-pub struct Receiving(pocketmq::Receiving);
+pub struct Receiving(pub(crate) pocketmq::Receiving);
 
 #[wasm_bindgen]
 impl Receiving {
@@ -33,6 +33,22 @@ thread_local! {
     /// `onReady` callbacks waiting for the engine: the engine wants `Send`
     /// callbacks and JS functions are not, so it holds a number (wasm has one thread).
     static READY: RefCell<(u32, HashMap<u32, Function>)> = RefCell::new((0, HashMap::new()));
+}
+
+/// The engine's callback for a JS function: the engine wants `Send` callbacks and
+/// JS functions are not, so it holds a number (wasm has one thread).
+pub(crate) fn ready_callback(callback: Function) -> Box<dyn FnOnce() + Send> {
+    let id = READY.with(|r| {
+        let (next, table) = &mut *r.borrow_mut();
+        *next = next.wrapping_add(1);
+        table.insert(*next, callback);
+        *next
+    });
+    Box::new(move || {
+        if let Some(f) = READY.with(|r| r.borrow_mut().1.remove(&id)) {
+            let _ = f.call0(&JsValue::NULL);
+        }
+    })
 }
 
 #[wasm_bindgen]
@@ -63,17 +79,7 @@ impl Consumer {
     /// one may (a send, a delay coming due, an ack, a close).
     #[wasm_bindgen(js_name = onReady)]
     pub fn on_ready(&self, callback: Function) {
-        let id = READY.with(|r| {
-            let (next, table) = &mut *r.borrow_mut();
-            *next = next.wrapping_add(1);
-            table.insert(*next, callback);
-            *next
-        });
-        self.0.on_ready(Box::new(move || {
-            if let Some(f) = READY.with(|r| r.borrow_mut().1.remove(&id)) {
-                let _ = f.call0(&JsValue::NULL);
-            }
-        }));
+        self.0.on_ready(ready_callback(callback));
     }
 
     /// Marks the message at `index` of a batch done for this group.

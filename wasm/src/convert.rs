@@ -7,7 +7,10 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use pocketmq::{BrokerConfig, ConsumerConfig, OptionKind, OptionValue, SendResult, StartFrom};
+use pocketmq::{
+    BrokerConfig, ConsumerConfig, OptionKind, OptionValue, SendResult, SimpleConsumerConfig,
+    StartFrom,
+};
 
 use crate::errors::{invalid, type_error};
 
@@ -215,6 +218,31 @@ pub(crate) fn consumer_config(opts: &JsValue) -> Result<ConsumerConfig, JsValue>
         opts,
         &skip,
         ConsumerConfig::option_kind,
+        |n, v| c.set_option(n, v),
+    )?;
+    Ok(c)
+}
+
+/// The options of `broker.simpleConsumer`.
+pub(crate) fn simple_consumer_config(opts: &JsValue) -> Result<SimpleConsumerConfig, JsValue> {
+    let field = |name: &str| {
+        js_sys::Reflect::get(opts, &JsValue::from_str(name))
+            .ok()
+            .and_then(|v| v.as_string())
+            .ok_or_else(|| type_error(format!("simple consumer options need a {name} (a string)")))
+    };
+    if opts.is_undefined() || opts.is_null() {
+        return Err(type_error(
+            "simple consumer options must be an object with group and topic",
+        ));
+    }
+    let mut c = SimpleConsumerConfig::new(field("group")?, field("topic")?);
+    let skip = ["group", "topic"];
+    set_options(
+        "simple consumer options",
+        opts,
+        &skip,
+        SimpleConsumerConfig::option_kind,
         |n, v| c.set_option(n, v),
     )?;
     Ok(c)

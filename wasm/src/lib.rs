@@ -17,6 +17,7 @@ mod errors;
 mod host_fs;
 mod message;
 mod producer;
+mod simple_consumer;
 mod wire;
 
 pub use broker::{Broker, ManualClock};
@@ -24,6 +25,7 @@ pub use consumer::{Consumer, Receiving};
 pub use errors::register_error_classes;
 pub use message::Messages;
 pub use producer::{Producer, TransactionProducer};
+pub use simple_consumer::SimpleConsumer;
 
 use wasm_bindgen::prelude::*;
 

@@ -23,7 +23,7 @@
 //!
 //! Messages delivered: `u32 total` (bytes, this field included), `u32 count`, then per message `f64 queue_offset, f64 commitlog_offset,
 //! f64 born_timestamp, f64 store_timestamp, u32 queue_id, u32 reconsume_times,
-//! str msg_id, str topic, str-or-absent tags, u32 n + n str keys, u32 n + n (str
+//! u32 delivery_attempt, str msg_id, str-or-absent receipt_handle, str topic, str-or-absent tags, u32 n + n str keys, u32 n + n (str
 //! name, str value) properties, bytes body`.
 
 use std::cell::RefCell;
@@ -190,7 +190,12 @@ pub(crate) fn messages(msgs: &[MessageExt]) -> u32 {
     emit(|out| {
         let need: usize = msgs
             .iter()
-            .map(|m| 96 + m.topic.len() + m.body.len() + m.msg_id.len())
+            .map(|m| {
+                104 + m.topic.len()
+                    + m.body.len()
+                    + m.msg_id.len()
+                    + m.receipt_handle.as_ref().map_or(0, String::len)
+            })
             .sum();
         out.reserve(need);
         u32_(out, 0);
@@ -202,7 +207,12 @@ pub(crate) fn messages(msgs: &[MessageExt]) -> u32 {
             f64_(out, m.store_timestamp as f64);
             u32_(out, m.queue_id);
             u32_(out, m.reconsume_times);
+            u32_(out, m.delivery_attempt);
             bytes(out, m.msg_id.as_bytes());
+            match &m.receipt_handle {
+                Some(h) => bytes(out, h.as_bytes()),
+                None => u32_(out, u32::MAX),
+            }
             bytes(out, m.topic.as_bytes());
             match &m.tags {
                 Some(t) => bytes(out, t.as_bytes()),

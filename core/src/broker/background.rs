@@ -1,7 +1,8 @@
 //! Background work: on native targets one thread runs a step every few ms (due
 //! delays, timers, checks, retention), and at real-time intervals flushes the store
 //! (`async` mode), persists changed metadata, samples rates and trims the resident
-//! set. On wasm the JS host calls `tick`, which runs the same work.
+//! set, and appends simple consumers' buffered changes to the revive log. On wasm
+//! the JS host calls `tick`, which runs the same work.
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ pub(super) struct Periodic {
     flush: Ticker,
     persist: Ticker,
     release: Ticker,
+    revive: Ticker,
 }
 
 impl Periodic {
@@ -21,9 +23,13 @@ impl Periodic {
             flush: Ticker::new(),
             persist: Ticker::new(),
             release: Ticker::new(),
+            revive: Ticker::new(),
         }
     }
 }
+
+/// How often simple consumers' buffered changes go to the revive log.
+const REVIVE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Starts the broker's background thread; it ends once the broker closes or drops.
 #[cfg(not(target_arch = "wasm32"))]
@@ -65,15 +71,23 @@ impl Broker {
     /// Flushing (async mode), metadata persistence, rate samples and resident-set
     /// trimming, each at its real-time interval.
     pub(super) fn periodic_work(&self) -> Result<()> {
-        let (flush, persist, release) = {
+        let (flush, persist, release, revive) = {
             let mut p = self.inner.periodic.lock();
             let interval = Duration::from_millis(self.inner.config.flush_interval_ms.max(1));
             (
                 p.flush.due(interval),
                 p.persist.due(Duration::from_secs(1)),
                 p.release.due(Duration::from_secs(1)),
+                p.revive.due(REVIVE_INTERVAL),
             )
         };
+        if revive {
+            let now = self.now();
+            let mut e = self.inner.engine.lock();
+            if !e.closed {
+                e.flush_revive(now)?;
+            }
+        }
         if flush && self.inner.config.flush == FlushMode::Async {
             self.flush_all()?;
         }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::Broker;
+use crate::engine::Engine;
 use crate::runtime::Deadline;
 use crate::{ConsumerConfig, Error, MessageExt, Result};
 
@@ -28,6 +29,67 @@ pub struct Consumer {
     closed: AtomicBool,
 }
 
+/// One step of a long poll (see `Consumer::receive_step`): `take(engine, max,
+/// visible end, now)` takes what is there, without waiting.
+pub(super) fn long_poll(
+    broker: &Broker,
+    closed: &AtomicBool,
+    r: &Receiving,
+    slice: Option<Duration>,
+    mut take: impl FnMut(&mut Engine, usize, u64, u64) -> Result<Vec<MessageExt>>,
+) -> Result<Option<Vec<MessageExt>>> {
+    let wait = Deadline::within(slice).min(r.deadline);
+    let inner = &broker.inner;
+    let mut e = inner.engine.lock();
+    loop {
+        if e.closed || closed.load(Ordering::Acquire) {
+            return Ok(Some(Vec::new()));
+        }
+        let checks = broker.run_due_if_needed(&mut e)?;
+        if !checks.is_empty() {
+            drop(e);
+            broker.run_checks(checks)?;
+            e = inner.engine.lock();
+            continue;
+        }
+        let now = broker.now();
+        let mut msgs = take(&mut e, r.max, broker.visible_end(), now)?;
+        if !msgs.is_empty() {
+            if msgs.len() < r.max && !wait.is_past() {
+                // A short batch under a steady stream: give the senders a moment to
+                // fill it, so each receive (and its lock) carries more.
+                let seen = inner.arrivals.load(Ordering::Acquire);
+                let more = parking_lot::MutexGuard::unlocked(&mut e, || {
+                    (0..RECEIVE_SPINS / 4).any(|_| {
+                        crate::runtime::yield_now();
+                        inner.arrivals.load(Ordering::Acquire) != seen
+                    })
+                });
+                if more && !e.closed {
+                    let left = r.max - msgs.len();
+                    msgs.extend(take(&mut e, left, broker.visible_end(), now)?);
+                }
+            }
+            return Ok(Some(msgs));
+        }
+        if wait.is_past() {
+            return Ok(r.deadline.is_past().then(Vec::new));
+        }
+        // Under a steady stream the next message is microseconds away: look for it
+        // briefly before parking, which spares the sender a wake-up call.
+        let seen = inner.arrivals.load(Ordering::Acquire);
+        let arrived = parking_lot::MutexGuard::unlocked(&mut e, || {
+            (0..RECEIVE_SPINS).any(|_| {
+                crate::runtime::yield_now();
+                inner.arrivals.load(Ordering::Acquire) != seen
+            })
+        });
+        if !arrived && !wait.wait(&inner.arrived, &mut e) {
+            return Ok(r.deadline.is_past().then(Vec::new));
+        }
+    }
+}
+
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Consumer")
@@ -41,8 +103,8 @@ impl std::fmt::Debug for Consumer {
 /// A receive in progress (see the module docs).
 #[derive(Debug, Clone, Copy)]
 pub struct Receiving {
-    max: usize,
-    deadline: Deadline,
+    pub(super) max: usize,
+    pub(super) deadline: Deadline,
 }
 
 impl Receiving {
@@ -99,60 +161,17 @@ impl Consumer {
         r: &Receiving,
         slice: Option<Duration>,
     ) -> Result<Option<Vec<MessageExt>>> {
-        let wait = Deadline::within(slice).min(r.deadline);
-        let inner = &self.broker.inner;
-        let mut e = inner.engine.lock();
-        loop {
-            if e.closed || self.closed.load(Ordering::Acquire) {
-                return Ok(Some(Vec::new()));
-            }
-            let checks = self.broker.run_due_if_needed(&mut e)?;
-            if !checks.is_empty() {
-                drop(e);
-                self.broker.run_checks(checks)?;
-                e = inner.engine.lock();
-                continue;
-            }
-            let now = self.broker.now();
-            let visible = self.broker.visible_end();
-            let crate::engine::Engine { store, groups, .. } = &mut *e;
-            let mut msgs = groups.receive(store, self.handle, r.max, visible, now)?;
-            if !msgs.is_empty() {
-                if msgs.len() < r.max && !wait.is_past() {
-                    // A short batch under a steady stream: give the senders a moment
-                    // to fill it, so each receive (and its lock) carries more.
-                    let seen = inner.arrivals.load(Ordering::Acquire);
-                    let more = parking_lot::MutexGuard::unlocked(&mut e, || {
-                        (0..RECEIVE_SPINS / 4).any(|_| {
-                            crate::runtime::yield_now();
-                            inner.arrivals.load(Ordering::Acquire) != seen
-                        })
-                    });
-                    if more && !e.closed {
-                        let visible = self.broker.visible_end();
-                        let crate::engine::Engine { store, groups, .. } = &mut *e;
-                        let left = r.max - msgs.len();
-                        msgs.extend(groups.receive(store, self.handle, left, visible, now)?);
-                    }
-                }
-                return Ok(Some(msgs));
-            }
-            if wait.is_past() {
-                return Ok(r.deadline.is_past().then(Vec::new));
-            }
-            // Under a steady stream the next message is microseconds away: look for
-            // it briefly before parking, which spares the sender a wake-up call.
-            let seen = inner.arrivals.load(Ordering::Acquire);
-            let arrived = parking_lot::MutexGuard::unlocked(&mut e, || {
-                (0..RECEIVE_SPINS).any(|_| {
-                    crate::runtime::yield_now();
-                    inner.arrivals.load(Ordering::Acquire) != seen
-                })
-            });
-            if !arrived && !wait.wait(&inner.arrived, &mut e) {
-                return Ok(r.deadline.is_past().then(Vec::new));
-            }
-        }
+        let handle = self.handle;
+        long_poll(
+            &self.broker,
+            &self.closed,
+            r,
+            slice,
+            |e, max, visible, now| {
+                let Engine { store, groups, .. } = e;
+                groups.receive(store, handle, max, visible, now)
+            },
+        )
     }
 
     /// Calls `callback` once: at once if a receive might find messages now, else when

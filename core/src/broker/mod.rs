@@ -8,6 +8,7 @@
 mod background;
 mod consumer;
 mod producer;
+mod simple_consumer;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 pub use consumer::{Consumer, Receiving};
 pub use producer::{Producer, TransactionProducer};
+pub use simple_consumer::SimpleConsumer;
 
 use crate::commitlog::flush::{GroupCommit, Log};
 use crate::engine::Engine;
@@ -24,8 +26,8 @@ use crate::stats::{Stats, TopicInfo};
 use crate::store::FlushJob;
 use crate::transaction::Check;
 use crate::{
-    BrokerConfig, Clock, ConsumerConfig, Error, FlushMode, MessageExt, Result, StartFrom,
-    TransactionListener,
+    BrokerConfig, Clock, ConsumerConfig, Error, FlushMode, MessageExt, Result,
+    SimpleConsumerConfig, StartFrom, TransactionListener,
 };
 
 struct Inner {
@@ -214,6 +216,12 @@ impl Broker {
         Ok(Consumer::new(self.clone(), handle, config))
     }
 
+    /// A simple (POP) consumer as the config says: RocketMQ 5's SimpleConsumer.
+    pub fn simple_consumer(&self, config: SimpleConsumerConfig) -> Result<SimpleConsumer> {
+        let handle = self.inner.engine.lock().add_simple_consumer(&config)?;
+        Ok(SimpleConsumer::new(self.clone(), handle, config))
+    }
+
     /// The message with this id, if it is retained (the original, for a message that
     /// was retried, delayed or dead-lettered).
     pub fn get(&self, msg_id: &str) -> Result<Option<MessageExt>> {
@@ -297,9 +305,10 @@ impl Broker {
         }
     }
 
-    /// Forces everything appended so far to disk.
+    /// Forces everything appended so far to disk (simple consumers' acks included).
     pub fn flush(&self) -> Result<()> {
-        drop(self.engine()?);
+        let now = self.now();
+        self.engine()?.flush_revive(now)?;
         self.flush_all()
     }
 
@@ -343,6 +352,7 @@ impl Inner {
         let waiters = std::mem::take(&mut e.waiters);
         let now = self.config.clock.now_ms();
         let result = (|| -> Result<()> {
+            e.flush_revive(now)?;
             let job = e.store.commitlog.flush_job();
             job.run()?;
             e.store.commitlog.flushed_to(job.upto);

@@ -311,5 +311,59 @@ impl ConsumerConfig {
     }
 }
 
+/// Options of a simple (POP) consumer: RocketMQ 5's SimpleConsumer.
+#[derive(Debug, Clone)]
+pub struct SimpleConsumerConfig {
+    pub group: String,
+    pub topic: String,
+    /// A tag expression: `"*"`, `"A"` or `"A || B"`.
+    pub tags: String,
+    /// How long a delivery stays invisible to the group unless acked or changed.
+    pub invisible_duration_ms: u64,
+    /// Deliveries of a message before it goes to `%DLQ%<group>` (16).
+    pub max_delivery_attempts: u32,
+    /// Messages of one sharding key (a message group) one at a time, in send order.
+    pub fifo: bool,
+}
+
+impl SimpleConsumerConfig {
+    /// A simple consumer of `topic` in `group`: all tags, 30 s invisible, 16 attempts.
+    pub fn new(group: impl Into<String>, topic: impl Into<String>) -> SimpleConsumerConfig {
+        SimpleConsumerConfig {
+            group: group.into(),
+            topic: topic.into(),
+            tags: "*".to_string(),
+            invisible_duration_ms: 30_000,
+            max_delivery_attempts: 16,
+            fifo: false,
+        }
+    }
+
+    /// Checks every option's range.
+    pub fn validate(&self) -> Result<()> {
+        in_range(
+            "invisible_duration",
+            self.invisible_duration_ms,
+            1,
+            MAX_INVISIBLE_MS,
+        )?;
+        if !(1..=1000).contains(&self.max_delivery_attempts) {
+            return Err(Error::invalid(format!(
+                "max_delivery_attempts must be between 1 and 1000, got {}",
+                self.max_delivery_attempts
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Longest a delivery may stay invisible: RocketMQ's 12 hours, and then some.
+pub(crate) const MAX_INVISIBLE_MS: u64 = 7 * DAY_MS;
+
+/// Checks an invisible duration (at least 1 ms, at most `MAX_INVISIBLE_MS`).
+pub(crate) fn check_invisible(ms: u64) -> Result<()> {
+    in_range("invisible_duration", ms, 1, MAX_INVISIBLE_MS)
+}
+
 /// Most messages one consumer may hold unacked.
 const MAX_IN_FLIGHT: usize = 1 << 20;

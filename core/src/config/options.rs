@@ -3,7 +3,7 @@
 //! in milliseconds) and sets it here, so every option exists once, with one check.
 //! Names are snake_case; a duration's name has no unit (`timer_max_delay`).
 
-use super::{BrokerConfig, ConsumerConfig, MessageModel, StartFrom};
+use super::{BrokerConfig, ConsumerConfig, MessageModel, SimpleConsumerConfig, StartFrom};
 use crate::message::MessageBuilder;
 use crate::{Error, Result};
 
@@ -69,6 +69,13 @@ const CONSUMER: &[(&str, OptionKind)] = &[
     ("consumer_id", OptionKind::Text),
     ("ack_timeout", OptionKind::OptionalDuration),
     ("max_in_flight", OptionKind::Integer),
+];
+
+const SIMPLE: &[(&str, OptionKind)] = &[
+    ("tags", OptionKind::Text),
+    ("invisible_duration", OptionKind::Duration),
+    ("max_delivery_attempts", OptionKind::Integer),
+    ("fifo", OptionKind::Bool),
 ];
 
 const MESSAGE: &[(&str, OptionKind)] = &[
@@ -218,6 +225,27 @@ impl ConsumerConfig {
             }
             "max_in_flight" => self.max_in_flight = integer(name, &v, u32::MAX as u64)? as usize,
             _ => return Err(unknown("consumer options", CONSUMER, name)),
+        }
+        Ok(())
+    }
+}
+
+impl SimpleConsumerConfig {
+    /// The kind of the simple consumer option `name`, or None if there is no such option.
+    pub fn option_kind(name: &str) -> Option<OptionKind> {
+        kind_in(SIMPLE, name)
+    }
+
+    /// Sets the option `name` (`group` and `topic` are given to `new`).
+    pub fn set_option(&mut self, name: &str, v: OptionValue) -> Result<()> {
+        match name {
+            "tags" => self.tags = text(name, v)?,
+            "invisible_duration" => self.invisible_duration_ms = duration(name, &v)?,
+            "max_delivery_attempts" => {
+                self.max_delivery_attempts = integer(name, &v, u32::MAX as u64)? as u32
+            }
+            "fifo" => self.fifo = boolean(name, &v)?,
+            _ => return Err(unknown("simple consumer options", SIMPLE, name)),
         }
         Ok(())
     }

@@ -13,6 +13,7 @@
 //! appended (a retry copy) it returns to the engine, which appends and dispatches.
 
 mod offsets;
+pub(crate) mod pop;
 mod progress;
 mod rebalance;
 mod receive;
@@ -23,13 +24,16 @@ use std::sync::Arc;
 
 pub(crate) use offsets::OffsetTable;
 pub(crate) use progress::{ProgressTable, QueueProgress};
-pub(crate) use retry::NackOutcome;
+pub(crate) use retry::{dead_letter_copy, NackOutcome};
 
 use crate::filter::{self, MessageFilter};
 use crate::message_store::MessageStore;
 use crate::stats::Counter;
 use crate::topic;
-use crate::{ConsumerConfig, Error, MessageExt, MessageModel, Receipt, Result, StartFrom};
+use crate::{
+    ConsumerConfig, Error, MessageExt, MessageModel, Receipt, Result, SimpleConsumerConfig,
+    StartFrom,
+};
 
 /// A live consumer.
 #[derive(Debug)]
@@ -73,6 +77,8 @@ pub(crate) struct ConsumerGroups {
     next_handle: u64,
     /// Messages delivered per (group, topic), for rates.
     pub delivered: HashMap<(String, String), Counter>,
+    /// Simple (POP) consumer groups.
+    pub pop: pop::PopGroups,
 }
 
 impl ConsumerGroups {
@@ -97,6 +103,12 @@ impl ConsumerGroups {
         topic::validate_consumable_topic(&cfg.topic)?;
         cfg.validate()?;
         let filter = filter::parse(&cfg.tags)?;
+        if self.pop.group(&cfg.group).is_some_and(|g| g.members > 0) {
+            return Err(Error::invalid(format!(
+                "group {:?} has live simple consumers; a group is simple or classic",
+                cfg.group
+            )));
+        }
         // One subscription per group: RocketMQ silently loses messages when members
         // of a group subscribe differently; refuse it instead.
         if let Some(live) = self.consumers.values().find(|c| c.group == cfg.group) {
@@ -152,6 +164,58 @@ impl ConsumerGroups {
         };
         self.consumers.insert(handle, entry);
         self.rebalance(&cfg.group, cfg.start, store, now)?;
+        Ok(handle)
+    }
+
+    /// Adds a simple (POP) consumer; returns its handle.
+    pub fn add_simple(
+        &mut self,
+        cfg: &SimpleConsumerConfig,
+        store: &mut MessageStore,
+        auto_create: bool,
+        default_queues: u32,
+    ) -> Result<u64> {
+        topic::validate_group(&cfg.group)?;
+        topic::validate_consumable_topic(&cfg.topic)?;
+        cfg.validate()?;
+        let filter = filter::parse(&cfg.tags)?;
+        if self.consumers.values().any(|c| c.group == cfg.group) {
+            return Err(Error::invalid(format!(
+                "group {:?} has live classic consumers; a group is simple or classic",
+                cfg.group
+            )));
+        }
+        if store.topics.queues(&cfg.topic).is_none() {
+            if !topic::is_reserved(&cfg.topic) && !auto_create {
+                return Err(Error::TopicNotFound(cfg.topic.clone()));
+            }
+            let n = if topic::is_reserved(&cfg.topic) {
+                1
+            } else {
+                default_queues
+            };
+            store.create_topic(&cfg.topic, n)?;
+        }
+        let handle = self.next_handle;
+        self.next_handle += 1;
+        let name = pop::revive::GroupName {
+            group: cfg.group.clone(),
+            topic: cfg.topic.clone(),
+            fifo: cfg.fifo,
+            max_attempts: cfg.max_delivery_attempts,
+        };
+        let offsets = &self.offsets;
+        let base = |q: u32| {
+            let min = store
+                .queues
+                .get(&cfg.topic, q)
+                .map_or(0, |cq| cq.min_offset());
+            offsets
+                .get(&cfg.topic, &cfg.group, q)
+                .unwrap_or(min)
+                .max(min)
+        };
+        self.pop.join(handle, &name, filter, store, base)?;
         Ok(handle)
     }
 

@@ -54,6 +54,12 @@ impl ConsumerGroups {
                     .filter(|(_, pt, _)| pt == t)
                     .map(|(o, _, _)| o.clone()),
             )
+            .chain(
+                self.pop
+                    .group(group)
+                    .filter(|g| g.topic == t)
+                    .map(|g| g.name.clone()),
+            )
             .filter(|o| o == group || o.starts_with(&bcast))
             .collect();
         owners.sort();
@@ -65,6 +71,7 @@ impl ConsumerGroups {
         self.progress
             .get(&(owner.to_string(), t.to_string(), q))
             .map(QueueProgress::committed)
+            .or_else(|| self.pop.committed(owner, t, q))
             .or_else(|| self.offsets.get(t, owner, q))
     }
 
@@ -120,6 +127,7 @@ impl ConsumerGroups {
             for q in 0..queues {
                 let target = Self::start_offset(store, t, q, to, now);
                 self.offsets.set(t, &owner, q, target);
+                self.pop.reset(&owner, q, target);
                 if let Some(p) = self.progress.get_mut(&(owner.clone(), t.to_string(), q)) {
                     p.next = target;
                     p.inflight.clear();
@@ -135,8 +143,15 @@ impl ConsumerGroups {
 
     /// The offsets file, when offsets changed since the last call (or `all`).
     pub fn metadata(&mut self, all: bool) -> Result<Option<(&'static str, Vec<u8>)>> {
+        if self.pop.moved {
+            self.pop.moved = false;
+            self.offsets_dirty = true;
+        }
         if !(all || self.offsets_dirty) {
             return Ok(None);
+        }
+        for (t, g, q, base) in self.pop.bases() {
+            self.offsets.set(t, g, q, base);
         }
         for ((owner, t, q), p) in self.progress.iter() {
             self.offsets.set(t, owner, *q, p.committed());

@@ -74,6 +74,15 @@ impl ConsumerGroups {
     }
 }
 
+/// A copy of `msg` for `%DLQ%<group>`; None when the original is gone (retention).
+pub(crate) fn dead_letter_copy(
+    store: &mut MessageStore,
+    group: &str,
+    msg: &MessageExt,
+) -> Result<Option<RecordSpec>> {
+    Ok(send_back(store, group, msg, true, 1, None)?.map(|(s, _)| s))
+}
+
 /// A copy of `msg` for the group's retry topic (with the delay it waits) or DLQ;
 /// None when the original is gone (retention).
 fn send_back(

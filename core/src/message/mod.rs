@@ -263,6 +263,11 @@ pub struct MessageExt {
     pub reconsume_times: u32,
     pub sys_flag: u32,
     pub prepared_transaction_offset: u64,
+    /// From a simple consumer: this delivery's receipt handle (new on every delivery
+    /// and change of invisibility); None elsewhere.
+    pub receipt_handle: Option<String>,
+    /// From a simple consumer: which delivery this is (1 the first); 1 elsewhere.
+    pub delivery_attempt: u32,
     pub(crate) receipt: Option<Receipt>,
 }
 
@@ -332,6 +337,8 @@ impl MessageExt {
             reconsume_times: r.reconsume_times,
             sys_flag: r.sys_flag,
             prepared_transaction_offset: r.prepared_tx_offset,
+            receipt_handle: None,
+            delivery_attempt: 1,
             receipt: None,
         }
     }

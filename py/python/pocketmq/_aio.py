@@ -14,7 +14,9 @@ import asyncio
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
-    from ._native import Consumer, Message
+    from typing import Union
+
+    from ._native import Consumer, Message, SimpleConsumer
 
 
 def _resolve(fut: "asyncio.Future[None]") -> None:
@@ -23,7 +25,9 @@ def _resolve(fut: "asyncio.Future[None]") -> None:
 
 
 async def receive_async(
-    consumer: "Consumer", max_messages: int, timeout: Optional[float]
+    consumer: "Union[Consumer, SimpleConsumer]",
+    max_messages: int,
+    timeout: Optional[float],
 ) -> "list[Message]":
     loop = asyncio.get_running_loop()
     receiving = consumer._start_receive(max_messages, timeout)

@@ -10,7 +10,9 @@ __all__ = [
     "StoreLocked",
     "StoreCorrupted",
     "Closed",
+    "InvalidReceiptHandle",
     "IoError",
+    "RetryLater",
 ]
 
 
@@ -46,6 +48,21 @@ class StoreCorrupted(Error):
 
 class Closed(Error):
     """The broker or consumer was closed."""
+
+
+class InvalidReceiptHandle(Error):
+    """A simple consumer's receipt handle that is not current: from an earlier
+    delivery (expired, or replaced by ``change_invisible_duration``), already
+    acked, of another group, or never issued."""
+
+
+class RetryLater(Exception):
+    """Raised by a listener's handler: nack the message, redelivering it after
+    ``delay`` seconds (instead of the retry ladder's step)."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__(f"retry in {delay} s")
+        self.delay = delay
 
 
 class IoError(Error, OSError):

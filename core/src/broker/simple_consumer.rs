@@ -1,0 +1,244 @@
+//! Simple consumers (RocketMQ 5's SimpleConsumer, the POP model): long-polling
+//! receives of any visible message of the topic, each delivery invisible to the
+//! group for a while; acks and changes of invisibility by receipt handle. The
+//! state lives in `consumer/pop`; this is the handle users hold.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::consumer::{long_poll, Receiving};
+use super::Broker;
+use crate::runtime::Deadline;
+use crate::{Error, MessageExt, Result, SimpleConsumerConfig};
+
+/// One member of a simple consumer group.
+pub struct SimpleConsumer {
+    broker: Broker,
+    handle: u64,
+    config: SimpleConsumerConfig,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for SimpleConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimpleConsumer")
+            .field("group", &self.config.group)
+            .field("topic", &self.config.topic)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl SimpleConsumer {
+    pub(super) fn new(broker: Broker, handle: u64, config: SimpleConsumerConfig) -> SimpleConsumer {
+        SimpleConsumer {
+            broker,
+            handle,
+            config,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// Up to `max` messages, waiting up to `timeout` (real time) for the first; each
+    /// invisible to the group for the consumer's invisible duration.
+    pub fn receive(&self, max: usize, timeout: Duration) -> Result<Vec<MessageExt>> {
+        self.receive_invisible(max, timeout, self.config.invisible_duration_ms)
+    }
+
+    /// `receive`, each delivery invisible for `invisible_ms` instead.
+    pub fn receive_invisible(
+        &self,
+        max: usize,
+        timeout: Duration,
+        invisible_ms: u64,
+    ) -> Result<Vec<MessageExt>> {
+        let r = self.start_receive(max, Some(timeout))?;
+        loop {
+            if let Some(msgs) = self.receive_step_invisible(&r, None, invisible_ms)? {
+                return Ok(msgs);
+            }
+        }
+    }
+
+    /// Starts a receive (see `Consumer::start_receive`).
+    pub fn start_receive(&self, max: usize, timeout: Option<Duration>) -> Result<Receiving> {
+        self.check_open()?;
+        Ok(Receiving {
+            max,
+            deadline: Deadline::within(timeout),
+        })
+    }
+
+    /// One step of a receive (see `Consumer::receive_step`).
+    pub fn receive_step(
+        &self,
+        r: &Receiving,
+        slice: Option<Duration>,
+    ) -> Result<Option<Vec<MessageExt>>> {
+        self.receive_step_invisible(r, slice, self.config.invisible_duration_ms)
+    }
+
+    fn receive_step_invisible(
+        &self,
+        r: &Receiving,
+        slice: Option<Duration>,
+        invisible_ms: u64,
+    ) -> Result<Option<Vec<MessageExt>>> {
+        crate::config::check_invisible(invisible_ms)?;
+        let handle = self.handle;
+        long_poll(
+            &self.broker,
+            &self.closed,
+            r,
+            slice,
+            |e, max, visible, now| e.receive_simple(handle, max, invisible_ms, visible, now),
+        )
+    }
+
+    /// Calls `callback` once, when a receive may find messages (see
+    /// `Consumer::on_ready`).
+    pub fn on_ready(&self, callback: Box<dyn FnOnce() + Send>) {
+        let mut e = self.broker.inner.engine.lock();
+        let now = self.broker.now();
+        let ready = e.closed
+            || self.closed.load(Ordering::Acquire)
+            || e.groups.pop.may_have_messages(&e.store, self.handle)
+            || now >= e.next_due;
+        if ready {
+            drop(e);
+            callback();
+        } else {
+            e.waiters.push(callback);
+        }
+    }
+
+    /// Acks a delivery: the group never gets the message again. A handle that is not
+    /// current (expired, changed, acked, of another group) is `InvalidReceiptHandle`.
+    pub fn ack(&self, msg: &MessageExt) -> Result<()> {
+        self.ack_handle(handle_of(msg)?)
+    }
+
+    /// Acks the delivery a receipt handle names.
+    pub fn ack_handle(&self, receipt_handle: &str) -> Result<()> {
+        self.check_open()?;
+        let now = self.broker.now();
+        let mut e = self.broker.engine()?;
+        e.ack_simple(self.handle, receipt_handle, now)?;
+        self.broker.wake(e);
+        Ok(())
+    }
+
+    /// Acks several deliveries under one lock; the first stale handle fails (those
+    /// before it are acked).
+    pub fn ack_all(&self, msgs: &[MessageExt]) -> Result<()> {
+        let handles = msgs.iter().map(handle_of).collect::<Result<Vec<_>>>()?;
+        self.ack_handles(&handles)
+    }
+
+    /// `ack_all` by receipt handles.
+    pub fn ack_handles<S: AsRef<str>>(&self, handles: &[S]) -> Result<()> {
+        self.check_open()?;
+        let now = self.broker.now();
+        let mut e = self.broker.engine()?;
+        let acked = handles
+            .iter()
+            .try_for_each(|h| e.ack_simple(self.handle, h.as_ref(), now));
+        self.broker.wake(e);
+        acked
+    }
+
+    /// Makes a delivery invisible for `duration` from now instead; updates the
+    /// message's receipt handle (the old one is no longer valid). Zero makes it
+    /// visible at once (delivered again with attempt + 1).
+    pub fn change_invisible_duration(
+        &self,
+        msg: &mut MessageExt,
+        duration: Duration,
+    ) -> Result<()> {
+        let new = self.change_invisible_handle(handle_of(msg)?, duration)?;
+        msg.receipt_handle = Some(new);
+        Ok(())
+    }
+
+    /// Changes the invisibility of the delivery a handle names; the new handle.
+    pub fn change_invisible_handle(
+        &self,
+        receipt_handle: &str,
+        duration: Duration,
+    ) -> Result<String> {
+        self.check_open()?;
+        let ms = millis(duration);
+        crate::config::check_invisible(ms.max(1))?;
+        let now = self.broker.now();
+        let mut e = self.broker.engine()?;
+        let new = e.change_invisible(self.handle, receipt_handle, ms, now)?;
+        self.broker.wake(e);
+        Ok(new)
+    }
+
+    /// Moves the delivery a handle names to `%DLQ%<group>` at once.
+    pub fn dead_letter_handle(&self, receipt_handle: &str) -> Result<()> {
+        self.check_open()?;
+        let now = self.broker.now();
+        let mut e = self.broker.engine()?;
+        e.dead_letter_simple(self.handle, receipt_handle, now)?;
+        self.broker.wake(e);
+        Ok(())
+    }
+
+    /// Leaves the group; a receive blocked in another thread returns empty. Its
+    /// deliveries stay invisible until they expire. Closing twice is harmless.
+    pub fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let now = self.broker.now();
+        let mut e = self.broker.inner.engine.lock();
+        if !e.closed {
+            e.close_consumer(self.handle, now)?;
+        }
+        e.arrived = true;
+        self.broker.wake(e);
+        Ok(())
+    }
+
+    /// Whether this consumer or its broker was closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire) || self.broker.is_closed()
+    }
+
+    pub fn group(&self) -> &str {
+        &self.config.group
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.config.topic
+    }
+
+    pub fn config(&self) -> &SimpleConsumerConfig {
+        &self.config
+    }
+}
+
+fn handle_of(msg: &MessageExt) -> Result<&str> {
+    msg.receipt_handle.as_deref().ok_or_else(|| {
+        Error::InvalidReceiptHandle("this message was not received by a simple consumer".into())
+    })
+}
+
+impl Drop for SimpleConsumer {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}

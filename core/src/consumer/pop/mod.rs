@@ -1,0 +1,518 @@
+//! Simple consumers (RocketMQ 5's POP model): a group owns no queues; any member may
+//! receive any visible message of the topic. A delivery makes the message
+//! invisible to the group until `now + invisible duration`; an ack ends it; an
+//! expiry makes it visible again, delivered with attempt + 1, and after the last
+//! attempt it goes to `%DLQ%<group>`. With `fifo`, messages of one sharding key go
+//! one at a time in send order while other keys (even of the same queue) flow.
+//!
+//! Per queue a window holds the state of every offset from the group's committed
+//! offset (the lowest not done) up to what it has read. Expiries wait in buckets of
+//! one second (entries of one second share a vector; stale ones are skipped by
+//! generation), so a million invisible messages cost two small records each, not
+//! a million timers. A receipt handle names the group, queue, offset and the
+//! delivery's generation: only the current delivery's handle is valid.
+//!
+//! Changes are durable through the revive log (`revive.rs`); the engine appends
+//! what this service buffers and recovery replays it through dispatch.
+
+mod group;
+pub(crate) mod revive;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+pub(crate) use group::PopGroup;
+use group::{Queue, Slot};
+
+use crate::filter::MessageFilter;
+use crate::message_store::MessageStore;
+use crate::{Error, MessageExt, Result};
+use revive::{GroupName, Op, Pending};
+
+/// A delivery whose last attempt expired: the engine copies it to the DLQ, then
+/// calls `dead_lettered`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expired {
+    pub group: u32,
+    pub queue: u32,
+    pub offset: u64,
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Expiry {
+    pub group: u32,
+    pub queue: u32,
+    pub offset: u64,
+    pub gen: u32,
+}
+
+/// Every simple consumer group, and their members.
+#[derive(Default)]
+pub(crate) struct PopGroups {
+    groups: Vec<PopGroup>,
+    by_name: HashMap<String, u32>,
+    /// Member handle -> group index.
+    members: BTreeMap<u64, u32>,
+    /// Expiries by second (broker clock).
+    expiry: BTreeMap<u64, Vec<Expiry>>,
+    /// Changes not yet in the revive log.
+    pub pending: Pending,
+    /// A group's committed offset moved since the last persist.
+    pub moved: bool,
+}
+
+fn group_tag(name: &str) -> u32 {
+    let mut h = rustc_hash::FxBuildHasher.build_hasher();
+    h.write(name.as_bytes());
+    h.finish() as u32
+}
+
+/// A receipt handle: group tag, queue, offset and generation, in hex.
+pub(super) fn handle(tag: u32, queue: u32, offset: u64, gen: u32) -> String {
+    format!("{tag:08x}{queue:08x}{offset:016x}{gen:08x}")
+}
+
+fn parse_handle(h: &str) -> Option<(u32, u32, u64, u32)> {
+    if h.len() != 40 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some((
+        u32::from_str_radix(&h[..8], 16).ok()?,
+        u32::from_str_radix(&h[8..16], 16).ok()?,
+        u64::from_str_radix(&h[16..32], 16).ok()?,
+        u32::from_str_radix(&h[32..], 16).ok()?,
+    ))
+}
+
+fn stale(h: &str, why: &str) -> Error {
+    Error::InvalidReceiptHandle(format!("{h:?}: {why}"))
+}
+
+impl PopGroups {
+    /// The group `name` on `topic`, created with the committed offsets `base(q)`
+    /// when new. None when `name` is a group of another topic.
+    fn group_or_new(
+        &mut self,
+        n: &GroupName,
+        queues: u32,
+        base: impl Fn(u32) -> u64,
+    ) -> Option<u32> {
+        if let Some(&g) = self.by_name.get(&n.group) {
+            let group = &mut self.groups[g as usize];
+            if group.topic != n.topic {
+                return None;
+            }
+            while (group.queues.len() as u32) < queues {
+                let b = base(group.queues.len() as u32);
+                group.queues.push(Queue {
+                    base: b,
+                    window: VecDeque::new(),
+                    scan: b,
+                });
+            }
+            return Some(g);
+        }
+        let g = self.groups.len() as u32;
+        self.groups.push(PopGroup {
+            tag: group_tag(&n.group),
+            name: n.group.clone(),
+            topic: n.topic.clone(),
+            filter: None,
+            fifo: n.fifo,
+            max_attempts: n.max_attempts,
+            queues: (0..queues)
+                .map(|q| Queue {
+                    base: base(q),
+                    window: VecDeque::new(),
+                    scan: base(q),
+                })
+                .collect(),
+            ready: VecDeque::new(),
+            busy: HashSet::new(),
+            blocked: HashMap::new(),
+            rr: 0,
+            members: 0,
+        });
+        self.by_name.insert(n.group.clone(), g);
+        Some(g)
+    }
+
+    pub fn group(&self, name: &str) -> Option<&PopGroup> {
+        self.by_name.get(name).map(|g| &self.groups[*g as usize])
+    }
+
+    pub fn groups(&self) -> impl Iterator<Item = &PopGroup> {
+        self.groups.iter()
+    }
+
+    /// A new member of a group with these settings; its handle is `handle`. The
+    /// settings of a group with live members must match.
+    #[allow(clippy::too_many_arguments)]
+    pub fn join(
+        &mut self,
+        handle: u64,
+        n: &GroupName,
+        filter: Arc<dyn MessageFilter>,
+        store: &MessageStore,
+        base: impl Fn(u32) -> u64,
+    ) -> Result<()> {
+        let queues = store.queues.count(&n.topic);
+        let g = self.group_or_new(n, queues, base).ok_or_else(|| {
+            Error::invalid(format!(
+                "group {:?} consumes another topic with a simple consumer",
+                n.group
+            ))
+        })?;
+        let group = &mut self.groups[g as usize];
+        if group.members > 0 {
+            let same_filter = group
+                .filter
+                .as_ref()
+                .is_none_or(|f| f.canonical() == filter.canonical());
+            if group.topic != n.topic || !same_filter || group.fifo != n.fifo {
+                return Err(Error::invalid(format!(
+                    "group {:?} is subscribed to {:?} with tags {:?}{} by a live simple \
+                     consumer; every member of a group subscribes alike",
+                    n.group,
+                    group.topic,
+                    group.filter.as_ref().map_or("*".into(), |f| f.canonical()),
+                    if group.fifo { " (fifo)" } else { "" }
+                )));
+            }
+        }
+        group.filter = Some(filter);
+        group.fifo = n.fifo;
+        group.max_attempts = n.max_attempts;
+        group.members += 1;
+        self.members.insert(handle, g);
+        Ok(())
+    }
+
+    pub fn leave(&mut self, handle: u64) {
+        if let Some(g) = self.members.remove(&handle) {
+            let group = &mut self.groups[g as usize];
+            group.members = group.members.saturating_sub(1);
+        }
+    }
+
+    pub fn is_member(&self, handle: u64) -> bool {
+        self.members.contains_key(&handle)
+    }
+
+    /// The committed offset of group `name` on (topic, queue), if it is a simple group.
+    pub fn committed(&self, name: &str, topic: &str, queue: u32) -> Option<u64> {
+        let g = self.group(name)?;
+        (g.topic == topic)
+            .then(|| g.queues.get(queue as usize).map(|q| q.base))
+            .flatten()
+    }
+
+    fn name_of(&self, g: u32) -> GroupName {
+        let group = &self.groups[g as usize];
+        GroupName {
+            group: group.name.clone(),
+            topic: group.topic.clone(),
+            fifo: group.fifo,
+            max_attempts: group.max_attempts,
+        }
+    }
+
+    /// The revive record body for the buffered changes, if any.
+    pub fn take_pending(&mut self) -> Option<Vec<u8>> {
+        let mut pending = std::mem::take(&mut self.pending);
+        let body = pending.take(|g| self.name_of(g));
+        self.pending = pending;
+        body
+    }
+
+    /// Up to `max` messages for member `handle`, invisible for `invisible_ms`.
+    pub fn receive(
+        &mut self,
+        store: &MessageStore,
+        handle: u64,
+        max: usize,
+        invisible_ms: u64,
+        visible_end: u64,
+        now: u64,
+    ) -> Result<Vec<MessageExt>> {
+        let Some(&g) = self.members.get(&handle) else {
+            return Err(Error::Closed);
+        };
+        let PopGroups {
+            groups,
+            expiry,
+            pending,
+            moved,
+            ..
+        } = self;
+        let group = &mut groups[g as usize];
+        let until = now.saturating_add(invisible_ms);
+        let mut out = Vec::new();
+        // Redeliveries first, oldest expiry first.
+        while out.len() < max {
+            let Some((q, offset)) = group.ready.pop_front() else {
+                break;
+            };
+            let Some(Slot::Ready { attempt, gen }) = group.queues[q as usize].slot(offset) else {
+                continue;
+            };
+            match group.deliver(
+                store,
+                g,
+                q,
+                offset,
+                attempt + 1,
+                gen + 1,
+                until,
+                expiry,
+                pending,
+            ) {
+                Some(m) => out.push(m),
+                None => *moved |= group.queues[q as usize].advance(),
+            }
+        }
+        let n = group.queues.len();
+        for i in 0..n {
+            if out.len() >= max {
+                break;
+            }
+            let q = ((group.rr + i) % n) as u32;
+            group.read_new(
+                store,
+                g,
+                q,
+                max - out.len(),
+                until,
+                visible_end,
+                expiry,
+                pending,
+                &mut out,
+            );
+            *moved |= group.queues[q as usize].advance();
+        }
+        group.rr = (group.rr + 1) % n.max(1);
+        Ok(out)
+    }
+
+    /// Whether a receive by `handle` might find something now.
+    pub fn may_have_messages(&self, store: &MessageStore, handle: u64) -> bool {
+        let Some(&g) = self.members.get(&handle) else {
+            return true;
+        };
+        let group = &self.groups[g as usize];
+        !group.ready.is_empty()
+            || group.queues.iter().enumerate().any(|(q, pq)| {
+                let max = store
+                    .queues
+                    .get(&group.topic, q as u32)
+                    .map_or(0, |cq| cq.max_offset());
+                pq.scan < max || pq.end() < max
+            })
+    }
+
+    /// The slot a receipt handle names, if the handle is current for member `member`.
+    fn current(&self, member: u64, h: &str, now: u64) -> Result<(u32, u32, u64, u32, u32)> {
+        let Some(&g) = self.members.get(&member) else {
+            return Err(Error::Closed);
+        };
+        let group = &self.groups[g as usize];
+        let (tag, q, offset, gen) =
+            parse_handle(h).ok_or_else(|| stale(h, "not a receipt handle"))?;
+        if tag != group.tag {
+            return Err(stale(h, "not a handle of this group"));
+        }
+        match group.queues.get(q as usize).and_then(|pq| pq.slot(offset)) {
+            Some(Slot::Invisible {
+                until,
+                attempt,
+                gen: current,
+            }) if current == gen && until > now => Ok((g, q, offset, attempt, gen)),
+            _ => Err(stale(
+                h,
+                "not the current delivery (expired, changed or acked)",
+            )),
+        }
+    }
+
+    /// Acks the delivery `h` names.
+    pub fn ack(&mut self, store: &MessageStore, member: u64, h: &str, now: u64) -> Result<()> {
+        let (g, q, offset, _, _) = self.current(member, h, now)?;
+        self.finish(store, g, q, offset);
+        Ok(())
+    }
+
+    /// Marks (g, q, offset) done (acked or dead-lettered) and frees its fifo key.
+    fn finish(&mut self, store: &MessageStore, g: u32, q: u32, offset: u64) {
+        let group = &mut self.groups[g as usize];
+        let pq = &mut group.queues[q as usize];
+        pq.set(offset, Slot::Done);
+        self.moved |= pq.advance();
+        self.pending.push(g, Op::Ack { queue: q, offset });
+        if group.fifo {
+            if let Some(key) = group.key_of(store, q, offset) {
+                group.release(&key);
+            }
+        }
+    }
+
+    /// Changes the invisibility of the delivery `h` names to `ms` from now; returns
+    /// the new handle (the old one is no longer valid). Zero makes it visible now.
+    pub fn change_invisible(&mut self, member: u64, h: &str, ms: u64, now: u64) -> Result<String> {
+        let (g, q, offset, attempt, gen) = self.current(member, h, now)?;
+        let group = &mut self.groups[g as usize];
+        let gen = gen.wrapping_add(1).max(1);
+        let until = now.saturating_add(ms);
+        let pq = &mut group.queues[q as usize];
+        if ms == 0 {
+            pq.set(offset, Slot::Ready { attempt, gen });
+            group.ready.push_back((q, offset));
+        } else {
+            pq.set(
+                offset,
+                Slot::Invisible {
+                    until,
+                    attempt,
+                    gen,
+                },
+            );
+            push_expiry(
+                &mut self.expiry,
+                until,
+                Expiry {
+                    group: g,
+                    queue: q,
+                    offset,
+                    gen,
+                },
+            );
+        }
+        self.pending.push(
+            g,
+            Op::Change {
+                queue: q,
+                offset,
+                gen,
+                until,
+            },
+        );
+        Ok(handle(group.tag, q, offset, gen))
+    }
+
+    /// The delivery `h` names, to dead-letter at once (ForwardMessageToDeadLetterQueue).
+    pub fn take_for_dead_letter(&self, member: u64, h: &str, now: u64) -> Result<Expired> {
+        let (group, queue, offset, attempt, _) = self.current(member, h, now)?;
+        Ok(Expired {
+            group,
+            queue,
+            offset,
+            attempt,
+        })
+    }
+
+    /// A dead letter was appended for `e`: it is done.
+    pub fn dead_lettered(&mut self, store: &MessageStore, e: Expired) {
+        self.finish(store, e.group, e.queue, e.offset);
+    }
+
+    /// Expiries due at `now`: deliveries with attempts left become visible again;
+    /// those at their last attempt are returned, to be dead-lettered. True in the
+    /// second place when something became visible.
+    pub fn expire(&mut self, now: u64) -> (Vec<Expired>, bool) {
+        let mut dead = Vec::new();
+        let mut visible = false;
+        while let Some(mut entry) = self.expiry.first_entry() {
+            if entry.key().saturating_mul(1000) > now {
+                break;
+            }
+            let items = std::mem::take(entry.get_mut());
+            let sec = *entry.key();
+            entry.remove();
+            let mut later = Vec::new();
+            for e in items {
+                let group = &mut self.groups[e.group as usize];
+                let Some(Slot::Invisible {
+                    until,
+                    attempt,
+                    gen,
+                }) = group.queues[e.queue as usize].slot(e.offset)
+                else {
+                    continue;
+                };
+                if gen != e.gen {
+                    continue;
+                }
+                if until > now {
+                    later.push(e);
+                } else if attempt >= group.max_attempts {
+                    dead.push(Expired {
+                        group: e.group,
+                        queue: e.queue,
+                        offset: e.offset,
+                        attempt,
+                    });
+                } else {
+                    group.queues[e.queue as usize].set(e.offset, Slot::Ready { attempt, gen });
+                    group.ready.push_back((e.queue, e.offset));
+                    visible = true;
+                }
+            }
+            if !later.is_empty() {
+                self.expiry.insert(sec, later);
+                break;
+            }
+        }
+        (dead, visible)
+    }
+
+    /// The earliest time an invisible delivery may expire.
+    pub fn next_expiry(&self) -> Option<u64> {
+        let (sec, items) = self.expiry.first_key_value()?;
+        let at = items
+            .iter()
+            .filter_map(|e| {
+                match self.groups[e.group as usize].queues[e.queue as usize].slot(e.offset) {
+                    Some(Slot::Invisible { until, gen, .. }) if gen == e.gen => Some(until),
+                    _ => None,
+                }
+            })
+            .min();
+        Some(at.unwrap_or(sec.saturating_mul(1000)))
+    }
+
+    /// Moves group `name`'s committed offset on `queue` to `offset`: what was in
+    /// flight there is forgotten.
+    pub fn reset(&mut self, name: &str, queue: u32, offset: u64) {
+        let Some(&g) = self.by_name.get(name) else {
+            return;
+        };
+        let group = &mut self.groups[g as usize];
+        if let Some(pq) = group.queues.get_mut(queue as usize) {
+            *pq = Queue {
+                base: offset,
+                window: VecDeque::new(),
+                scan: offset,
+            };
+            group.ready.retain(|(q, _)| *q != queue);
+            group.busy.clear();
+            group.blocked.clear();
+            self.pending.push(g, Op::Reset { queue, offset });
+            self.moved = true;
+        }
+    }
+
+    /// The committed offsets of every group, to persist: (topic, group, queue, offset).
+    pub fn bases(&self) -> impl Iterator<Item = (&str, &str, u32, u64)> + '_ {
+        self.groups.iter().flat_map(|g| {
+            g.queues
+                .iter()
+                .enumerate()
+                .map(move |(q, pq)| (g.topic.as_str(), g.name.as_str(), q as u32, pq.base))
+        })
+    }
+}
+
+pub(super) fn push_expiry(expiry: &mut BTreeMap<u64, Vec<Expiry>>, until: u64, e: Expiry) {
+    expiry.entry(until / 1000).or_default().push(e);
+}

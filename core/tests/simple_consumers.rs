@@ -1,0 +1,414 @@
+//! Simple (POP) consumers: invisibility, receipt handles, attempts and the DLQ,
+//! fifo per message group, and durability across a clean restart and kill -9.
+#![allow(clippy::disallowed_methods)] // tests may start threads and read real time
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{file, manual, T0};
+use pocketmq::{
+    Broker, BrokerConfig, ErrorKind, FlushMode, ManualClock, Message, MessageExt, SimpleConsumer,
+    SimpleConsumerConfig,
+};
+
+const NOW: Duration = Duration::ZERO;
+
+fn simple(b: &Broker, group: &str, topic: &str) -> SimpleConsumer {
+    b.simple_consumer(SimpleConsumerConfig::new(group, topic))
+        .unwrap()
+}
+
+fn send_n(b: &Broker, topic: &str, n: usize) {
+    let p = b.producer("p").unwrap();
+    for i in 0..n {
+        p.send(Message::new(topic, format!("m{i}"))).unwrap();
+    }
+}
+
+#[test]
+fn a_delivery_is_invisible_until_acked_or_expired() {
+    let (b, clock) = manual();
+    send_n(&b, "t", 3);
+    let sc = simple(&b, "g", "t");
+    let got = sc.receive(16, NOW).unwrap();
+    assert_eq!(got.len(), 3);
+    assert!(got
+        .iter()
+        .all(|m| m.delivery_attempt == 1 && m.receipt_handle.is_some()));
+    assert!(sc.receive(16, NOW).unwrap().is_empty(), "invisible");
+    sc.ack(&got[0]).unwrap();
+    assert_eq!(b.lag("g", "t").unwrap(), 2);
+    clock.set_ms(T0 + 29_999);
+    assert!(sc.receive(16, NOW).unwrap().is_empty());
+    clock.set_ms(T0 + 30_000);
+    let again = sc.receive(16, NOW).unwrap();
+    assert_eq!(again.len(), 2, "both unacked come back");
+    assert!(again
+        .iter()
+        .all(|m| m.delivery_attempt == 2 && m.reconsume_times == 1));
+    // The first delivery's handle is stale now; an acked one too.
+    let err = sc.ack(&got[1]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidReceiptHandle);
+    assert_eq!(
+        sc.ack(&got[0]).unwrap_err().kind(),
+        ErrorKind::InvalidReceiptHandle
+    );
+    sc.ack_all(&again).unwrap();
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
+    clock.advance_ms(86_400_000);
+    assert!(sc.receive(16, NOW).unwrap().is_empty());
+}
+
+#[test]
+fn changing_invisibility_replaces_the_handle() {
+    let (b, clock) = manual();
+    send_n(&b, "t", 1);
+    let sc = simple(&b, "g", "t");
+    let mut m = sc.receive(1, NOW).unwrap().remove(0);
+    let old = m.clone();
+    sc.change_invisible_duration(&mut m, Duration::from_secs(60))
+        .unwrap();
+    assert_ne!(m.receipt_handle, old.receipt_handle);
+    assert_eq!(
+        sc.ack(&old).unwrap_err().kind(),
+        ErrorKind::InvalidReceiptHandle
+    );
+    clock.set_ms(T0 + 59_999);
+    assert!(sc.receive(1, NOW).unwrap().is_empty(), "extended past 30 s");
+    sc.ack(&m).unwrap();
+    clock.set_ms(T0 + 120_000);
+    assert!(sc.receive(1, NOW).unwrap().is_empty());
+    // Zero: visible at once, delivered again with attempt + 1.
+    send_n(&b, "t", 1);
+    let mut n = sc.receive(1, NOW).unwrap().remove(0);
+    sc.change_invisible_duration(&mut n, Duration::ZERO)
+        .unwrap();
+    let again = sc.receive(1, NOW).unwrap();
+    assert_eq!(again[0].delivery_attempt, 2);
+}
+
+#[test]
+fn the_last_attempt_goes_to_the_dead_letter_queue() {
+    let (b, clock) = manual();
+    let sent = b
+        .producer("p")
+        .unwrap()
+        .send(Message::builder("t", "poison").property("k", "v").build())
+        .unwrap();
+    let sc = b
+        .simple_consumer(SimpleConsumerConfig {
+            max_delivery_attempts: 3,
+            invisible_duration_ms: 1_000,
+            ..SimpleConsumerConfig::new("g", "t")
+        })
+        .unwrap();
+    let mut attempts = Vec::new();
+    for _ in 0..10 {
+        for m in sc.receive(1, NOW).unwrap() {
+            attempts.push(m.delivery_attempt);
+        }
+        clock.advance_ms(1_000);
+        b.tick().unwrap();
+    }
+    assert_eq!(attempts, [1, 2, 3]);
+    let dlq = common::consumer(&b, "dlq-reader", "%DLQ%g");
+    let dead = common::drain(&dlq);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].msg_id, sent.msg_id);
+    assert_eq!(dead[0].properties.get("k").map(String::as_str), Some("v"));
+    assert_eq!(
+        dead[0].properties.get("RETRY_TOPIC").map(String::as_str),
+        Some("t")
+    );
+    assert_eq!(
+        dead[0]
+            .properties
+            .get("ORIGIN_MESSAGE_ID")
+            .map(String::as_str),
+        Some(sent.msg_id.as_str())
+    );
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
+}
+
+#[test]
+fn handles_that_were_never_issued_or_are_of_another_group_are_refused() {
+    let (b, _) = manual();
+    send_n(&b, "t", 1);
+    let sc = simple(&b, "g", "t");
+    let other = simple(&b, "h", "t");
+    let m = sc.receive(1, NOW).unwrap().remove(0);
+    let h = m.receipt_handle.clone().unwrap();
+    assert_eq!(
+        other.ack_handle(&h).unwrap_err().kind(),
+        ErrorKind::InvalidReceiptHandle
+    );
+    for bad in ["", "nonsense", &"f".repeat(40), &h[..39]] {
+        assert_eq!(
+            sc.ack_handle(bad).unwrap_err().kind(),
+            ErrorKind::InvalidReceiptHandle
+        );
+    }
+    sc.ack_handle(&h).unwrap();
+    for bad in [0u64, 8 * 86_400_000] {
+        let err = b.simple_consumer(SimpleConsumerConfig {
+            invisible_duration_ms: bad,
+            ..SimpleConsumerConfig::new("x", "t")
+        });
+        assert_eq!(err.unwrap_err().kind(), ErrorKind::InvalidArgument);
+    }
+    let zero = b.simple_consumer(SimpleConsumerConfig {
+        max_delivery_attempts: 0,
+        ..SimpleConsumerConfig::new("x", "t")
+    });
+    assert_eq!(zero.unwrap_err().kind(), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn concurrent_receivers_never_share_a_message() {
+    let (b, _) = manual();
+    send_n(&b, "t", 2000);
+    let sc = Arc::new(simple(&b, "g", "t"));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let sc = sc.clone();
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                loop {
+                    let got = sc.receive(32, Duration::from_millis(50)).unwrap();
+                    if got.is_empty() {
+                        return ids;
+                    }
+                    sc.ack_all(&got).unwrap();
+                    ids.extend(got.into_iter().map(|m| m.msg_id));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in threads {
+        all.extend(t.join().unwrap());
+    }
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), 2000);
+    assert_eq!(unique.len(), 2000);
+}
+
+fn keyed(b: &Broker, key: &str, body: &str) {
+    b.producer("p")
+        .unwrap()
+        .send(
+            Message::builder("f", body.to_string())
+                .sharding_key(key)
+                .build(),
+        )
+        .unwrap();
+}
+
+#[test]
+fn fifo_keeps_each_key_in_order_and_a_stuck_key_blocks_only_itself() {
+    let (b, clock) = manual();
+    b.create_topic("f", 1).unwrap();
+    for i in 0..3 {
+        keyed(&b, "A", &format!("A{i}"));
+        keyed(&b, "B", &format!("B{i}"));
+    }
+    let sc = b
+        .simple_consumer(SimpleConsumerConfig {
+            fifo: true,
+            ..SimpleConsumerConfig::new("g", "f")
+        })
+        .unwrap();
+    let first = sc.receive(16, NOW).unwrap();
+    assert_eq!(common::bodies(&first), ["A0", "B0"]);
+    // A flows as it is acked; B's first message is left to expire.
+    let a0 = first.iter().find(|m| m.body_str() == Some("A0")).unwrap();
+    sc.ack(a0).unwrap();
+    let next = sc.receive(16, NOW).unwrap();
+    assert_eq!(common::bodies(&next), ["A1"]);
+    sc.ack(&next[0]).unwrap();
+    let a2 = sc.receive(16, NOW).unwrap();
+    assert_eq!(common::bodies(&a2), ["A2"]);
+    sc.ack(&a2[0]).unwrap();
+    clock.advance_ms(30_000);
+    let b0 = sc.receive(16, NOW).unwrap();
+    assert_eq!(common::bodies(&b0), ["B0"], "B0 again, B1 still waits");
+    assert_eq!(b0[0].delivery_attempt, 2);
+    sc.ack(&b0[0]).unwrap();
+    let b1 = sc.receive(16, NOW).unwrap();
+    assert_eq!(common::bodies(&b1), ["B1"]);
+}
+
+#[test]
+fn a_clean_restart_keeps_acks_and_invisibility() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut unacked = {
+        let b = file(dir.path(), &clock);
+        send_n(&b, "t", 3);
+        let sc = simple(&b, "g", "t");
+        let got = sc.receive(16, NOW).unwrap();
+        assert_eq!(got.len(), 3);
+        sc.ack(&got[0]).unwrap();
+        drop(sc);
+        b.close().unwrap();
+        common::bodies(&got[1..])
+    };
+    unacked.sort();
+    let b = file(dir.path(), &clock);
+    let sc = simple(&b, "g", "t");
+    assert!(sc.receive(16, NOW).unwrap().is_empty(), "still invisible");
+    clock.advance_ms(30_000);
+    let again = sc.receive(16, NOW).unwrap();
+    let mut bodies = common::bodies(&again);
+    bodies.sort();
+    assert_eq!(bodies, unacked);
+    assert!(again.iter().all(|m| m.delivery_attempt == 2));
+    sc.ack_all(&again).unwrap();
+    drop(sc);
+    b.close().unwrap();
+    let b = file(dir.path(), &clock);
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
+}
+
+/// The child half of the kill -9 test: receives and acks, reports each ack once it
+/// is flushed (durable), until killed.
+#[test]
+fn pop_child() {
+    let Ok(dir) = std::env::var("POCKETMQ_POP_DIR") else {
+        return;
+    };
+    let b = Broker::open(BrokerConfig {
+        flush: FlushMode::Sync,
+        ..BrokerConfig::at(&dir)
+    })
+    .unwrap();
+    let sc = b
+        .simple_consumer(SimpleConsumerConfig {
+            invisible_duration_ms: 600_000,
+            ..SimpleConsumerConfig::new("g", "pop")
+        })
+        .unwrap();
+    let mut out = std::io::stdout();
+    // The test harness has printed "test pop_child ... " without a newline.
+    writeln!(out).unwrap();
+    let mut acked: Vec<String> = Vec::new();
+    loop {
+        let got = sc.receive(4, Duration::from_millis(20)).unwrap();
+        if got.is_empty() {
+            writeln!(out, "IDLE").unwrap();
+        }
+        for m in &got {
+            writeln!(out, "GOT {}", m.body_str().unwrap()).unwrap();
+        }
+        // Ack all but every seventh: those stay invisible and must come back later.
+        for m in got.iter().filter(|m| !m.body_str().unwrap().ends_with('7')) {
+            sc.ack(m).unwrap();
+            acked.push(m.body_str().unwrap().to_string());
+        }
+        b.flush().unwrap();
+        for a in acked.drain(..) {
+            writeln!(out, "ACKED {a}").unwrap();
+        }
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn kill_9_never_brings_back_a_flushed_ack_nor_loses_an_unacked_message() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = Broker::open(BrokerConfig::at(dir.path())).unwrap();
+        send_n(&b, "pop", 3000);
+        b.close().unwrap();
+    }
+    let exe = std::env::current_exe().unwrap();
+    // Bodies the child reported acked after a flush (durable), and all it received.
+    let mut acked: HashSet<String> = HashSet::new();
+    let mut got: HashSet<String> = HashSet::new();
+    for cycle in 0..10u64 {
+        let mut child = Command::new(&exe)
+            .args(["pop_child", "--exact", "--nocapture", "--test-threads=1"])
+            .env("POCKETMQ_POP_DIR", dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // Let the child get going (it may start slowly on a busy machine), then kill
+        // it at a point that varies from cycle to cycle.
+        let mut lines: Vec<String> = Vec::new();
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+            let started = line.starts_with("ACKED ") || line == "IDLE";
+            lines.push(line);
+            if started {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(cycle * 37 % 200));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        reader.join().unwrap();
+        lines.extend(rx.try_iter());
+        for line in lines {
+            if let Some(body) = line.strip_prefix("GOT ") {
+                assert!(
+                    !acked.contains(body),
+                    "cycle {cycle}: flushed ack of {body} came back"
+                );
+                got.insert(body.to_string());
+            } else if let Some(body) = line.strip_prefix("ACKED ") {
+                acked.insert(body.to_string());
+            }
+        }
+    }
+    assert!(acked.len() > 50, "the child made progress: {}", acked.len());
+    // Long after every invisibility ran out, everything not acked is still there.
+    let clock = ManualClock::new(pocketmq::Clock::now_ms(&pocketmq::SystemClock) + 3_600_000);
+    let b = file(dir.path(), &clock);
+    let sc = simple(&b, "g", "pop");
+    let mut rest: Vec<MessageExt> = Vec::new();
+    loop {
+        let got = sc.receive(64, NOW).unwrap();
+        if got.is_empty() {
+            break;
+        }
+        sc.ack_all(&got).unwrap();
+        rest.extend(got);
+    }
+    let mut seen: HashSet<String> = HashSet::new();
+    for m in &rest {
+        let body = m.body_str().unwrap().to_string();
+        assert!(!acked.contains(&body), "a flushed ack came back: {body}");
+        seen.insert(body);
+    }
+    for i in 0..3000 {
+        let body = format!("m{i}");
+        // The child acks everything it receives but bodies ending in 7; an ack it
+        // made just before the kill may or may not have been durable.
+        let maybe_acked = got.contains(&body) && !body.ends_with('7');
+        assert!(
+            seen.contains(&body) || maybe_acked,
+            "{body} was never acked and is gone"
+        );
+        if got.contains(&body) && body.ends_with('7') {
+            assert!(
+                seen.contains(&body),
+                "{body} was received, never acked, and is gone"
+            );
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! `SimpleConsumer`: RocketMQ 5's simple (POP) consumer over the core's. Receives
+//! step the core's receive like `Consumer` does (and share the asyncio helpers);
+//! acks and changes of invisibility go by the message's current receipt handle.
+
+use std::time::Duration;
+
+use pyo3::prelude::*;
+
+use crate::consumer::{max_count, messages_of, PyReceiving, Timeout, ONE_SECOND, SLICE};
+use crate::convert::duration_ms;
+use crate::errors::IntoPyResult;
+use crate::message::Message;
+
+/// One member of a simple consumer group.
+#[pyclass(module = "pocketmq", name = "SimpleConsumer", frozen)]
+pub struct SimpleConsumer(pub pocketmq::SimpleConsumer);
+
+impl SimpleConsumer {
+    fn receive_for(
+        &self,
+        py: Python<'_>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> PyResult<Vec<Message>> {
+        let r = self.0.start_receive(max, timeout).py_err()?;
+        loop {
+            let step = py.detach(|| self.0.receive_step(&r, Some(SLICE)));
+            if let Some(msgs) = step.py_err()? {
+                return Ok(msgs.into_iter().map(Message::from).collect());
+            }
+            py.check_signals()?;
+        }
+    }
+
+    /// The current receipt handles of a message or a list of them.
+    fn handles(message: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
+        messages_of(message, what)?
+            .iter()
+            .map(|m| {
+                m.get().handle().ok_or_else(|| {
+                    crate::errors::to_py(pocketmq::Error::InvalidReceiptHandle(
+                        "this message was not received by a simple consumer".into(),
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+impl Drop for SimpleConsumer {
+    fn drop(&mut self) {
+        let inner = &self.0;
+        Python::try_attach(|py| py.detach(|| inner.close()));
+    }
+}
+
+#[pymethods]
+impl SimpleConsumer {
+    #[getter]
+    fn group(&self) -> &str {
+        self.0.group()
+    }
+
+    #[getter]
+    fn topic(&self) -> &str {
+        self.0.topic()
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.0.is_closed()
+    }
+
+    /// Up to `max_messages` visible messages, waiting up to `timeout` seconds (real
+    /// time) for the first; each stays invisible to the group for the consumer's
+    /// invisible duration unless acked.
+    #[pyo3(signature = (max_messages=32, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
+    fn receive(
+        &self,
+        py: Python<'_>,
+        max_messages: i64,
+        timeout: Timeout,
+    ) -> PyResult<Vec<Message>> {
+        self.receive_for(py, max_count(max_messages)?, timeout.0)
+    }
+
+    /// Like `receive`, awaitable: waits on the event loop without a thread.
+    #[pyo3(signature = (max_messages=32, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
+    fn receive_async<'py>(
+        slf: &Bound<'py, Self>,
+        max_messages: i64,
+        timeout: Timeout,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        max_count(max_messages)?;
+        let timeout = timeout.0.map(|d| d.as_secs_f64());
+        slf.py()
+            .import("pocketmq._aio")?
+            .call_method1("receive_async", (slf, max_messages, timeout))
+    }
+
+    /// Acks a message (or a list of them): the group never gets it again. A handle
+    /// that is not current raises `InvalidReceiptHandle`.
+    fn ack(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
+        let handles = Self::handles(message, "ack")?;
+        py.detach(|| self.0.ack_handles(&handles)).py_err()
+    }
+
+    /// Keeps a message invisible for `seconds` from now instead (0: visible at once);
+    /// updates `message.receipt_handle`.
+    fn change_invisible_duration(
+        &self,
+        py: Python<'_>,
+        message: &Bound<'_, Message>,
+        seconds: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let d = Duration::from_millis(duration_ms(seconds, "seconds")?);
+        let m = message.get();
+        let old = Self::handles(message.as_any(), "change_invisible_duration")?.remove(0);
+        let new = py
+            .detach(|| self.0.change_invisible_handle(&old, d))
+            .py_err()?;
+        m.set_handle(new);
+        Ok(())
+    }
+
+    /// Leaves the group; a receive blocked in another thread returns `[]`.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.0.close()).py_err()
+    }
+
+    #[pyo3(signature = (max_messages, timeout))]
+    fn _start_receive(&self, max_messages: i64, timeout: Timeout) -> PyResult<PyReceiving> {
+        let max = max_count(max_messages)?;
+        Ok(PyReceiving(self.0.start_receive(max, timeout.0).py_err()?))
+    }
+
+    fn _receive_step(
+        &self,
+        py: Python<'_>,
+        receiving: &PyReceiving,
+    ) -> PyResult<Option<Vec<Message>>> {
+        let step = py.detach(|| self.0.receive_step(&receiving.0, Some(Duration::ZERO)));
+        Ok(step
+            .py_err()?
+            .map(|m| m.into_iter().map(Message::from).collect()))
+    }
+
+    fn _on_ready(&self, py: Python<'_>, callback: Py<PyAny>) {
+        py.detach(|| self.0.on_ready(crate::consumer::waker(callback)));
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<Bound<'_, PyAny>>,
+        _exc: Option<Bound<'_, PyAny>>,
+        _tb: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        let closed = if self.0.is_closed() { ", closed" } else { "" };
+        format!(
+            "SimpleConsumer(group={:?}, topic={:?}{closed})",
+            self.0.group(),
+            self.0.topic()
+        )
+    }
+}

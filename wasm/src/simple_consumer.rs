@@ -1,0 +1,77 @@
+//! A simple (POP) consumer. Nothing here waits: the JS wrapper steps the core's
+//! receive and awaits `onReady` between steps, as for `Consumer`. Acks and changes
+//! of invisibility go by receipt handle (the wrapper keeps each message's current one).
+
+use std::time::Duration;
+
+use js_sys::Array;
+use wasm_bindgen::prelude::*;
+
+use crate::consumer::{ready_callback, Receiving};
+use crate::convert::{ms, string, usize_arg};
+use crate::errors::{invalid, IntoJsResult};
+use crate::message::Messages;
+
+#[wasm_bindgen]
+pub struct SimpleConsumer(pub(crate) pocketmq::SimpleConsumer);
+
+#[wasm_bindgen]
+impl SimpleConsumer {
+    /// Starts a receive of up to `max` messages ending after `timeoutMs`.
+    #[wasm_bindgen(js_name = startReceive)]
+    pub fn start_receive(&self, max: f64, timeout_ms: Option<f64>) -> Result<Receiving, JsValue> {
+        let max = usize_arg("maxMessages", max)?;
+        if max == 0 {
+            return Err(invalid("maxMessages must be at least 1"));
+        }
+        let timeout = timeout_ms
+            .map(|t| ms("timeoutMs", t).map(Duration::from_millis))
+            .transpose()?;
+        self.0.start_receive(max, timeout).js_err().map(Receiving)
+    }
+
+    /// Looks once: the messages (empty when the receive ended empty), or undefined.
+    #[wasm_bindgen(js_name = receiveStep)]
+    pub fn receive_step(&self, r: &Receiving) -> Result<Option<Messages>, JsValue> {
+        let step = self.0.receive_step(&r.0, Some(Duration::ZERO)).js_err()?;
+        Ok(step.map(Messages))
+    }
+
+    /// Calls `callback()` once, when a receive may find messages.
+    #[wasm_bindgen(js_name = onReady)]
+    pub fn on_ready(&self, callback: js_sys::Function) {
+        self.0.on_ready(ready_callback(callback));
+    }
+
+    /// Acks the deliveries these receipt handles name (one lock).
+    #[wasm_bindgen(js_name = ackHandles)]
+    pub fn ack_handles(&self, handles: Array) -> Result<(), JsValue> {
+        let handles = handles
+            .iter()
+            .map(|h| string("receipt handle", &h))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.0.ack_handles(&handles).js_err()
+    }
+
+    /// Changes a delivery's invisibility to `ms` from now; returns the new handle.
+    #[wasm_bindgen(js_name = changeInvisible)]
+    pub fn change_invisible(&self, handle: JsValue, duration_ms: f64) -> Result<String, JsValue> {
+        let h = string("receipt handle", &handle)?;
+        let d = Duration::from_millis(ms("durationMs", duration_ms)?);
+        self.0.change_invisible_handle(&h, d).js_err()
+    }
+
+    pub fn close(&self) -> Result<(), JsValue> {
+        self.0.close().js_err()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn group(&self) -> String {
+        self.0.group().to_string()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn topic(&self) -> String {
+        self.0.topic().to_string()
+    }
+}
