@@ -291,6 +291,26 @@ impl Engine {
         Ok(new)
     }
 
+    /// A simple consumer's failed delivery: visible again after `delay` ms, or after
+    /// the retry ladder's step for its attempt (10 s, 30 s, 1 m, ... as for a nack).
+    pub fn nack_simple(
+        &mut self,
+        handle: u64,
+        h: &str,
+        delay: Option<u64>,
+        now: u64,
+    ) -> Result<()> {
+        let ms = match delay {
+            Some(ms) => ms,
+            None => {
+                let attempt = self.groups.pop.attempt(handle, h, now)? as usize;
+                let levels = &self.schedule.levels;
+                levels[(1 + attempt).min(levels.len() - 1)]
+            }
+        };
+        self.change_invisible(handle, h, ms, now).map(|_| ())
+    }
+
     /// Moves a simple consumer's delivery to its group's DLQ at once.
     pub fn dead_letter_simple(&mut self, handle: u64, h: &str, now: u64) -> Result<()> {
         self.check_open()?;

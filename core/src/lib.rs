@@ -25,6 +25,8 @@ mod store;
 mod topic;
 mod transaction;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub use broker::{listen, ListenOptions, Listener, Outcome, Runner, Source};
 pub use broker::{Broker, Consumer, Producer, Receiving, SimpleConsumer, TransactionProducer};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{

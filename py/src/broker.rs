@@ -129,7 +129,9 @@ impl Broker {
             }
         }
         let inner = py.detach(|| self.inner.consumer(cfg)).py_err()?;
-        Ok(Consumer { inner })
+        Ok(Consumer {
+            inner: Arc::new(inner),
+        })
     }
 
     /// A simple (POP) consumer of `topic` in `group` (RocketMQ 5's SimpleConsumer).
@@ -152,7 +154,7 @@ impl Broker {
             }
         }
         let inner = py.detach(|| self.inner.simple_consumer(cfg)).py_err()?;
-        Ok(SimpleConsumer(inner))
+        Ok(SimpleConsumer(Arc::new(inner)))
     }
 
     /// The message with this id, or None if it is not retained.

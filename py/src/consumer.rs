@@ -3,6 +3,7 @@
 //! hooks the asyncio helpers in `pocketmq._aio` build on (`_start_receive`,
 //! `_receive_step`, `_on_ready`). When a receive ends is the core's to decide.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -22,7 +23,7 @@ pub(crate) const SLICE: Duration = Duration::from_millis(100);
 /// One consumer of a group.
 #[pyclass(module = "pocketmq", name = "Consumer", frozen)]
 pub struct Consumer {
-    pub inner: pocketmq::Consumer,
+    pub inner: Arc<pocketmq::Consumer>,
 }
 
 /// A receive in progress, for the asyncio helpers.
@@ -206,6 +207,31 @@ impl Consumer {
             })
         })
         .py_err()
+    }
+
+    /// Runs `handler(msg)` for each message on `threads` threads: a return acks, an
+    /// exception nacks (logged at WARNING), `RetryLater(seconds)` nacks with that
+    /// delay. Returns the running `Listener`; `stop()` it to end.
+    #[pyo3(signature = (handler, *, threads=4))]
+    fn listen(
+        &self,
+        handler: &Bound<'_, PyAny>,
+        threads: i64,
+    ) -> PyResult<crate::listener::Listener> {
+        crate::listener::start(self.inner.clone(), handler, threads)
+    }
+
+    /// Runs the async `handler(msg)` on each message, at most `concurrency` at a
+    /// time, until cancelled or the consumer closes (an awaitable).
+    #[pyo3(signature = (handler, *, concurrency=16))]
+    fn listen_async<'py>(
+        slf: &Bound<'py, Self>,
+        handler: &Bound<'py, PyAny>,
+        concurrency: i64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("pocketmq._aio")?
+            .call_method1("listen_async", (slf, handler, concurrency))
     }
 
     /// Leaves the group; a receive blocked in another thread returns `[]`.

@@ -11,6 +11,7 @@ mod clock;
 mod consumer;
 mod convert;
 mod errors;
+mod listener;
 mod message;
 mod producer;
 mod simple_consumer;
@@ -25,6 +26,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<consumer::Consumer>()?;
     m.add_class::<consumer::PyReceiving>()?;
+    m.add_class::<listener::Listener>()?;
     m.add_class::<message::Message>()?;
     m.add_class::<message::SendResult>()?;
     m.add_class::<producer::Producer>()?;

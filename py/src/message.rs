@@ -28,6 +28,13 @@ impl Message {
         self.1.lock().map_or(None, |h| h.clone())
     }
 
+    /// The engine's message with the current receipt handle.
+    pub fn engine_message(&self) -> MessageExt {
+        let mut m = self.0.clone();
+        m.receipt_handle = self.handle();
+        m
+    }
+
     pub fn set_handle(&self, handle: String) {
         if let Ok(mut h) = self.1.lock() {
             *h = Some(handle);

@@ -2,6 +2,7 @@
 //! step the core's receive like `Consumer` does (and share the asyncio helpers);
 //! acks and changes of invisibility go by the message's current receipt handle.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -13,7 +14,7 @@ use crate::message::Message;
 
 /// One member of a simple consumer group.
 #[pyclass(module = "pocketmq", name = "SimpleConsumer", frozen)]
-pub struct SimpleConsumer(pub pocketmq::SimpleConsumer);
+pub struct SimpleConsumer(pub Arc<pocketmq::SimpleConsumer>);
 
 impl SimpleConsumer {
     fn receive_for(
@@ -121,6 +122,49 @@ impl SimpleConsumer {
             .py_err()?;
         m.set_handle(new);
         Ok(())
+    }
+
+    /// A failed delivery: visible again after `delay` seconds, or after the retry
+    /// ladder's step for its attempt; delivered again with attempt + 1.
+    #[pyo3(signature = (message, *, delay=None))]
+    fn nack(
+        &self,
+        py: Python<'_>,
+        message: &Bound<'_, PyAny>,
+        delay: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let delay = delay
+            .map(|d| duration_ms(&d, "delay").map(Duration::from_millis))
+            .transpose()?;
+        for m in messages_of(message, "nack")? {
+            let msg = m.get().engine_message();
+            py.detach(|| self.0.nack(&msg, delay)).py_err()?;
+        }
+        Ok(())
+    }
+
+    /// Runs `handler(msg)` for each message on `threads` threads (see
+    /// `Consumer.listen`).
+    #[pyo3(signature = (handler, *, threads=4))]
+    fn listen(
+        &self,
+        handler: &Bound<'_, PyAny>,
+        threads: i64,
+    ) -> PyResult<crate::listener::Listener> {
+        crate::listener::start(self.0.clone(), handler, threads)
+    }
+
+    /// Runs the async `handler(msg)` on each message, at most `concurrency` at a
+    /// time, until cancelled or the consumer closes (an awaitable).
+    #[pyo3(signature = (handler, *, concurrency=16))]
+    fn listen_async<'py>(
+        slf: &Bound<'py, Self>,
+        handler: &Bound<'py, PyAny>,
+        concurrency: i64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("pocketmq._aio")?
+            .call_method1("listen_async", (slf, handler, concurrency))
     }
 
     /// Leaves the group; a receive blocked in another thread returns `[]`.

@@ -246,10 +246,30 @@ export class Consumer implements AsyncIterable<Message> {
   ack(msg: Message | Message[]): void;
   /** Retry later via %RETRY%<group>, then %DLQ%<group>. */
   nack(msg: Message | Message[], options?: NackOptions): void;
+  /** Runs handler on each message, at most concurrency (4) at a time: a result acks, a throw nacks, RetryLater nacks with its delay. */
+  listen(handler: (msg: Message) => unknown | Promise<unknown>, options?: ListenOptions): ListenRunner;
   /** Leaves the group; twice is harmless. */
   close(): void;
   /** Messages one at a time until the consumer or broker closes; the caller acks. */
   [Symbol.asyncIterator](): AsyncIterator<Message>;
+}
+
+export interface ListenOptions {
+  /** Handlers running at once (4). */
+  concurrency?: number;
+}
+
+/** A running listener. */
+export interface ListenRunner {
+  /** Takes no new messages; resolves once the running handlers are done. */
+  stop(): Promise<void>;
+  readonly running: boolean;
+}
+
+/** Thrown by a listener's handler: nack the message, redelivering it after delayMs. */
+export class RetryLater extends Error {
+  constructor(delayMs?: number);
+  readonly delayMs: number;
 }
 
 export interface SimpleConsumerOptions {
@@ -276,6 +296,9 @@ export class SimpleConsumer implements AsyncIterable<Message> {
   ack(msg: Message | Message[]): void;
   /** Invisible for durationMs from now instead (0: visible at once); replaces msg.receiptHandle. */
   changeInvisibleDuration(msg: Message, durationMs: number): void;
+  /** A failed delivery: visible again after delayMs, or the retry ladder's step for its attempt. */
+  nack(msg: Message | Message[], options?: NackOptions): void;
+  listen(handler: (msg: Message) => unknown | Promise<unknown>, options?: ListenOptions): ListenRunner;
   close(): void;
   [Symbol.asyncIterator](): AsyncIterator<Message>;
 }

@@ -579,6 +579,70 @@ export class TransactionProducer {
 
 // ---------------------------------------------------------------- consumer
 
+/** Thrown by a listener's handler: nack the message, redelivering it after `delayMs`. */
+export class RetryLater extends Error {
+  constructor(delayMs = 0) {
+    super(`retry in ${delayMs} ms`);
+    this.name = "RetryLater";
+    this.delayMs = delayMs;
+  }
+}
+
+/**
+ * Runs `handler(msg)` on each message of `consumer`, at most `concurrency` at a
+ * time: a result acks; a throw nacks (logged); a RetryLater nacks with its delay.
+ * Returns a runner whose `stop()` takes no new messages and resolves once the
+ * running handlers are done.
+ */
+function listen(consumer, handler, options, nack) {
+  const { concurrency = 4 } = optionsObject("listen options", options, ["concurrency"]);
+  if (typeof handler !== "function") throw new TypeError("listen takes a handler function");
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new InvalidArgumentError(`invalid argument: concurrency must be a whole number of at least 1, not ${concurrency}`);
+  }
+  let stopping = false;
+  const running = new Set();
+  const handle = async (m) => {
+    try {
+      await handler(m);
+      consumer.ack(m);
+    } catch (err) {
+      try {
+        if (err instanceof RetryLater) nack(m, err.delayMs);
+        else {
+          console.warn(`pocketmq: handler failed for message ${m.msgId}; it will be retried:`, err);
+          nack(m);
+        }
+      } catch (settleErr) {
+        console.warn("pocketmq: a nack failed:", settleErr);
+      }
+    }
+  };
+  const loop = (async () => {
+    while (!stopping && !consumer.closed) {
+      if (running.size >= concurrency) {
+        await Promise.race(running);
+        continue;
+      }
+      const msgs = await consumer.receive({ maxMessages: concurrency - running.size, timeoutMs: 100 });
+      for (const m of msgs) {
+        const p = handle(m).finally(() => running.delete(p));
+        running.add(p);
+      }
+    }
+    await Promise.all(running);
+  })();
+  return {
+    stop: async () => {
+      stopping = true;
+      await loop;
+    },
+    get running() {
+      return !stopping && !consumer.closed;
+    },
+  };
+}
+
 /** Receives messages for one consumer of a group. */
 export class Consumer {
   #broker;
@@ -636,6 +700,11 @@ export class Consumer {
     } finally {
       this.#broker._changed();
     }
+  }
+
+  /** Runs `handler(msg)` on each message, at most `concurrency` (4) at a time; `await runner.stop()` to end. */
+  listen(handler, options) {
+    return listen(this, handler, options, (m, delayMs) => this.nack(m, delayMs === undefined ? undefined : { delayMs }));
   }
 
   /** Leaves the group; a waiting receive resolves with []. Closing twice is harmless. */
@@ -719,6 +788,22 @@ export class SimpleConsumer {
     if (typeof durationMs !== "number") throw new TypeError("durationMs must be a number");
     setHandle(msg, this.#native.changeInvisible(handle, durationMs));
     this.#broker._changed();
+  }
+
+  /** A failed delivery: visible again after `delayMs`, or the retry ladder's step for its attempt. */
+  nack(msg, options) {
+    const { delayMs } = optionsObject("nack options", options, ["delayMs"]);
+    if (delayMs !== undefined && typeof delayMs !== "number") throw new TypeError("delayMs must be a number");
+    try {
+      for (const h of receiptHandles(msg)) this.#native.nack(h, delayMs);
+    } finally {
+      this.#broker._changed();
+    }
+  }
+
+  /** Runs `handler(msg)` on each message, at most `concurrency` (4) at a time; `await runner.stop()` to end. */
+  listen(handler, options) {
+    return listen(this, handler, options, (m, delayMs) => this.nack(m, delayMs === undefined ? undefined : { delayMs }));
   }
 
   /** Leaves the group; a waiting receive resolves with []. Closing twice is harmless. */

@@ -61,6 +61,15 @@ impl SimpleConsumer {
         self.0.change_invisible_handle(&h, d).js_err()
     }
 
+    /// A failed delivery: visible again after `delay_ms`, or the retry ladder's step.
+    pub fn nack(&self, handle: JsValue, delay_ms: Option<f64>) -> Result<(), JsValue> {
+        let h = string("receipt handle", &handle)?;
+        let delay = delay_ms
+            .map(|d| ms("delayMs", d).map(Duration::from_millis))
+            .transpose()?;
+        self.0.nack_handle(&h, delay).js_err()
+    }
+
     pub fn close(&self) -> Result<(), JsValue> {
         self.0.close().js_err()
     }

@@ -7,6 +7,8 @@
 
 mod background;
 mod consumer;
+#[cfg(not(target_arch = "wasm32"))]
+mod listener;
 mod producer;
 mod simple_consumer;
 
@@ -17,6 +19,8 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 pub use consumer::{Consumer, Receiving};
+#[cfg(not(target_arch = "wasm32"))]
+pub use listener::{listen, ListenOptions, Listener, Outcome, Runner, Source};
 pub use producer::{Producer, TransactionProducer};
 pub use simple_consumer::SimpleConsumer;
 

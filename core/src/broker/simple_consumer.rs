@@ -187,6 +187,22 @@ impl SimpleConsumer {
         Ok(new)
     }
 
+    /// A failed delivery: visible again after `delay`, or after the retry ladder's
+    /// step for its attempt (10 s, 30 s, 1 m, ...), then delivered with attempt + 1.
+    pub fn nack(&self, msg: &MessageExt, delay: Option<Duration>) -> Result<()> {
+        self.nack_handle(handle_of(msg)?, delay)
+    }
+
+    /// `nack` by receipt handle.
+    pub fn nack_handle(&self, h: &str, delay: Option<Duration>) -> Result<()> {
+        self.check_open()?;
+        let now = self.broker.now();
+        let mut e = self.broker.engine()?;
+        e.nack_simple(self.handle, h, delay.map(millis), now)?;
+        self.broker.wake(e);
+        Ok(())
+    }
+
     /// Moves the delivery a handle names to `%DLQ%<group>` at once.
     pub fn dead_letter_handle(&self, receipt_handle: &str) -> Result<()> {
         self.check_open()?;

@@ -11,7 +11,12 @@ that may interest the consumer or on close.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Optional
+import logging
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
+
+from ._errors import RetryLater
+
+_log = logging.getLogger("pocketmq.listener")
 
 if TYPE_CHECKING:
     from typing import Union
@@ -58,3 +63,46 @@ async def next_message(consumer: "Consumer") -> "Message":
     if not msgs:
         raise StopAsyncIteration
     return msgs[0]
+
+
+async def listen_async(
+    consumer: "Union[Consumer, SimpleConsumer]",
+    handler: "Callable[[Message], Awaitable[Any]]",
+    concurrency: int,
+) -> None:
+    """``await consumer.listen_async(handler)``: runs ``handler`` on each message, at
+    most ``concurrency`` at a time, until cancelled or the consumer closes. A
+    return acks; an exception nacks (logged at WARNING); ``RetryLater(seconds)``
+    nacks with that delay. Cancelled, it cancels the running handlers (their
+    messages are redelivered later)."""
+    if not (isinstance(concurrency, int) and 1 <= concurrency <= 100_000):
+        raise ValueError(f"concurrency must be between 1 and 100000, not {concurrency!r}")
+    running: "set[asyncio.Task[None]]" = set()
+
+    async def run(msg: "Message") -> None:
+        try:
+            await handler(msg)
+        except RetryLater as later:
+            consumer.nack(msg, delay=later.delay)
+        except Exception:
+            _log.warning("handler failed for message %s; it will be retried", msg.msg_id, exc_info=True)
+            consumer.nack(msg)
+        else:
+            consumer.ack(msg)
+
+    try:
+        while not consumer.closed:
+            if len(running) >= concurrency:
+                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            msgs = await receive_async(consumer, concurrency - len(running), 1.0)
+            for msg in msgs:
+                task = asyncio.ensure_future(run(msg))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        if running:
+            await asyncio.wait(running)
+    except asyncio.CancelledError:
+        for task in running:
+            task.cancel()
+        raise

@@ -336,6 +336,12 @@ impl PopGroups {
         }
     }
 
+    /// Which delivery `h` is (1 the first), if it is current.
+    pub fn attempt(&self, member: u64, h: &str, now: u64) -> Result<u32> {
+        self.current(member, h, now)
+            .map(|(_, _, _, attempt, _)| attempt)
+    }
+
     /// Acks the delivery `h` names.
     pub fn ack(&mut self, store: &MessageStore, member: u64, h: &str, now: u64) -> Result<()> {
         let (g, q, offset, _, _) = self.current(member, h, now)?;

@@ -1,0 +1,179 @@
+//! Listeners (push consumers): a handler's outcome is acked or nacked for it, stop
+//! drains the running handlers, orderly consumers keep each queue's order across
+//! threads, and simple consumers listen the same way.
+#![allow(clippy::disallowed_methods)] // tests may start threads and read real time
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{manual, send};
+use pocketmq::{
+    listen, ConsumerConfig, ListenOptions, Message, MessageExt, Outcome, SimpleConsumerConfig,
+};
+
+fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn outcomes_are_acked_or_nacked() {
+    let (b, _) = manual();
+    for body in ["ok", "fail", "later"] {
+        send(&b, "t", body);
+    }
+    let c = Arc::new(b.consumer(ConsumerConfig::new("g", "t")).unwrap());
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h = handled.clone();
+    let mut runner = listen(
+        c.clone(),
+        Arc::new(move |m: &MessageExt| {
+            h.fetch_add(1, Ordering::SeqCst);
+            match m.body_str() {
+                Some("ok") => Outcome::Ack,
+                Some("fail") => Outcome::Retry,
+                _ => Outcome::RetryAfter(Duration::from_secs(5)),
+            }
+        }),
+        ListenOptions::default(),
+    )
+    .unwrap();
+    wait_for("three handled messages", || {
+        handled.load(Ordering::SeqCst) == 3
+    });
+    runner.stop();
+    assert_eq!(b.lag("g", "t").unwrap(), 0, "every original settled");
+    assert_eq!(b.stats().unwrap().pending_delayed, 2, "two retries wait");
+}
+
+#[test]
+fn stop_waits_for_running_handlers_and_applies_their_outcome() {
+    let (b, _) = manual();
+    send(&b, "t", "slow");
+    let c = Arc::new(b.consumer(ConsumerConfig::new("g", "t")).unwrap());
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let mut runner = listen(
+        c.clone(),
+        Arc::new(move |_: &MessageExt| {
+            s.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(300));
+            Outcome::Ack
+        }),
+        ListenOptions {
+            threads: 2,
+            batch: 1,
+        },
+    )
+    .unwrap();
+    wait_for("the handler to start", || {
+        started.load(Ordering::SeqCst) == 1
+    });
+    runner.stop();
+    assert!(runner.is_finished());
+    assert_eq!(
+        b.lag("g", "t").unwrap(),
+        0,
+        "its ack was applied before stop returned"
+    );
+    send(&b, "t", "after stop");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        1,
+        "nothing taken after stop"
+    );
+}
+
+#[test]
+fn an_orderly_listener_keeps_each_queue_in_order_across_eight_threads() {
+    let (b, _) = manual();
+    b.create_topic("life", 4).unwrap();
+    let p = b.producer("p").unwrap();
+    for i in 0..60u32 {
+        for key in ["a", "b", "c", "d", "e"] {
+            p.send(
+                Message::builder("life", format!("{key}:{i}"))
+                    .sharding_key(key)
+                    .build(),
+            )
+            .unwrap();
+        }
+    }
+    let c = Arc::new(
+        b.consumer(ConsumerConfig {
+            orderly: true,
+            ..ConsumerConfig::new("g", "life")
+        })
+        .unwrap(),
+    );
+    let seen: Arc<Mutex<HashMap<String, Vec<u32>>>> = Arc::default();
+    let s = seen.clone();
+    let mut runner = listen(
+        c,
+        Arc::new(move |m: &MessageExt| {
+            let (key, i) = m.body_str().unwrap().split_once(':').unwrap();
+            let i: u32 = i.parse().unwrap();
+            // Vary the handling time so that threads overtake one another.
+            std::thread::sleep(Duration::from_micros(((i * 37) % 7) as u64 * 100));
+            s.lock()
+                .unwrap()
+                .entry(key.to_string())
+                .or_default()
+                .push(i);
+            Outcome::Ack
+        }),
+        ListenOptions {
+            threads: 8,
+            batch: 4,
+        },
+    )
+    .unwrap();
+    wait_for("all 300 messages", || {
+        seen.lock().unwrap().values().map(Vec::len).sum::<usize>() == 300
+    });
+    runner.stop();
+    for (key, order) in seen.lock().unwrap().iter() {
+        assert_eq!(
+            order,
+            &(0..60).collect::<Vec<u32>>(),
+            "key {key} out of order"
+        );
+    }
+}
+
+#[test]
+fn a_simple_consumer_listens_too() {
+    let (b, _) = manual();
+    for i in 0..20 {
+        send(&b, "t", &format!("m{i}"));
+    }
+    let sc = Arc::new(
+        b.simple_consumer(SimpleConsumerConfig::new("g", "t"))
+            .unwrap(),
+    );
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h = handled.clone();
+    let mut runner = listen(
+        sc,
+        Arc::new(move |_: &MessageExt| {
+            h.fetch_add(1, Ordering::SeqCst);
+            Outcome::Ack
+        }),
+        ListenOptions::default(),
+    )
+    .unwrap();
+    wait_for("20 messages", || handled.load(Ordering::SeqCst) == 20);
+    runner.stop();
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
+}

@@ -1,0 +1,144 @@
+//! `Listener`: the engine's listener threads running a Python handler (RocketMQ's
+//! push consumer). Each thread enters Python once per batch; a handler that
+//! returns acks, one that raises nacks (logged at WARNING with the traceback), and
+//! `RetryLater(seconds)` nacks with that delay.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::IntoPyDict;
+
+use pocketmq::{ListenOptions, MessageExt, Outcome, Runner, Source};
+
+use crate::errors::{invalid, IntoPyResult};
+use crate::message::Message;
+use crate::transaction::callable;
+
+pyo3::import_exception!(pocketmq._errors, RetryLater);
+
+/// A Python callable as the engine's listener.
+struct Handler(Py<PyAny>);
+
+impl Handler {
+    fn outcome(&self, py: Python<'_>, msg: &MessageExt) -> Outcome {
+        let result = Py::new(py, Message::from(msg.clone())).and_then(|m| self.0.call1(py, (m,)));
+        let Err(e) = result else {
+            return Outcome::Ack;
+        };
+        if e.is_instance_of::<RetryLater>(py) {
+            let secs: f64 = e
+                .value(py)
+                .getattr("delay")
+                .and_then(|d| d.extract())
+                .unwrap_or(0.0);
+            if secs.is_finite() && secs >= 0.0 {
+                return Outcome::RetryAfter(Duration::from_secs_f64(secs.min(1e9)));
+            }
+        }
+        let logged = py.import("logging").and_then(|logging| {
+            logging
+                .call_method1("getLogger", ("pocketmq.listener",))?
+                .call_method(
+                    "warning",
+                    (
+                        "handler failed for message %s; it will be retried",
+                        msg.msg_id.as_str(),
+                    ),
+                    Some(&[("exc_info", e.value(py))].into_py_dict(py)?),
+                )
+        });
+        if let Err(log_err) = logged {
+            log_err.write_unraisable(py, None);
+        }
+        Outcome::Retry
+    }
+}
+
+impl pocketmq::Listener for Handler {
+    fn handle(&self, msgs: &[MessageExt], outcomes: &mut Vec<Outcome>) {
+        // Once the interpreter is shutting down nobody can handle: the messages are
+        // nacked and come back later.
+        Python::try_attach(|py| {
+            outcomes.extend(msgs.iter().map(|m| self.outcome(py, m)));
+        });
+    }
+}
+
+/// Running listener threads.
+#[pyclass(module = "pocketmq", name = "Listener", frozen)]
+pub struct Listener(Mutex<Option<Runner>>);
+
+pub fn start<S: Source>(
+    source: Arc<S>,
+    handler: &Bound<'_, PyAny>,
+    threads: i64,
+) -> PyResult<Listener> {
+    let threads = usize::try_from(threads)
+        .ok()
+        .filter(|t| (1..=1024).contains(t))
+        .ok_or_else(|| invalid(format!("threads must be between 1 and 1024, not {threads}")))?;
+    let handler = Arc::new(Handler(callable(handler, "handler")?));
+    let options = ListenOptions {
+        threads,
+        ..ListenOptions::default()
+    };
+    let runner = pocketmq::listen(source, handler, options).py_err()?;
+    Ok(Listener(Mutex::new(Some(runner))))
+}
+
+impl Listener {
+    fn stop_now(&self, py: Python<'_>) {
+        let runner = self.0.lock().ok().and_then(|mut r| r.take());
+        if let Some(mut r) = runner {
+            // The threads need the GIL to finish their handlers.
+            py.detach(|| r.stop());
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        Python::try_attach(|py| self.stop_now(py));
+    }
+}
+
+#[pymethods]
+impl Listener {
+    /// Takes no new messages and waits for the running handlers (their outcomes
+    /// are applied). Twice is harmless.
+    fn stop(&self, py: Python<'_>) {
+        self.stop_now(py);
+    }
+
+    /// True while the threads run (until `stop`, or until the consumer closes).
+    #[getter]
+    fn running(&self) -> bool {
+        self.0
+            .lock()
+            .map(|r| r.as_ref().is_some_and(|r| !r.is_finished()))
+            .unwrap_or(false)
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<Bound<'_, PyAny>>,
+        _exc: Option<Bound<'_, PyAny>>,
+        _tb: Option<Bound<'_, PyAny>>,
+    ) -> bool {
+        self.stop_now(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Listener(running={})",
+            if self.running() { "True" } else { "False" }
+        )
+    }
+}
