@@ -117,9 +117,9 @@ test: tools
 
 # ---- benchmarks ---------------------------------------------------------------
 
-.PHONY: bench-core bench-side-by-side bench-quick bench-deps
+.PHONY: bench-core bench-side-by-side bench-quick bench-deps bench-consumers
 
-bench: bench-core bench-side-by-side
+bench: bench-core bench-consumers bench-side-by-side
 
 # The engine's own benches, and any bench/*.sh scripts.
 bench-core:
@@ -127,6 +127,11 @@ bench-core:
 	@for script in bench/*.sh; do \
 	  if [ -f "$$script" ]; then echo "== $$script"; bash "$$script"; fi; \
 	done
+
+# Simple and classic consumers and a listener from Python (bench/consumers.py);
+# rewrites its section of BENCHMARKS.md.
+bench-consumers: python
+	$(VPY) bench/consumers.py --write
 
 # pocketmq beside Redis Streams, persist-queue, sqlite3 and litequeue, 3 runs each
 # (about 5 minutes); rewrites its section of BENCHMARKS.md and docs/bench-ratios.png.

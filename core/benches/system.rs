@@ -5,7 +5,7 @@
 //! median of several runs; the output is a markdown table for BENCHMARKS.md.
 //!
 //! `cargo bench -p pocketmq --bench system` (all), or name sections as arguments:
-//! `append sync e2e latency open timers`. `POCKETMQ_BENCH_DIR` picks the disk.
+//! `append sync e2e latency consumers open timers`. `POCKETMQ_BENCH_DIR` picks the disk.
 #![allow(clippy::disallowed_methods)] // a benchmark reads real time and starts threads
 
 use std::fs::{File, OpenOptions};
@@ -337,6 +337,133 @@ fn e2e(rows: &mut Vec<Row>) {
     );
 }
 
+/// 1 producer (send_batch of 32) and 4 receiving threads, receive(32) + ack of
+/// each batch: a simple consumer group (all four share it) or a classic one (four
+/// members).
+fn consumers_run(simple: bool) -> f64 {
+    let n: usize = 2_000_000;
+    let b = Broker::memory();
+    b.create_topic("bench", 4).unwrap();
+    let start = Instant::now();
+    let pb = b.clone();
+    let producer = std::thread::spawn(move || {
+        let p = pb.producer("bench").unwrap();
+        let body = bytes::Bytes::from(vec![b'x'; 100]);
+        for _ in 0..n / 32 {
+            p.send_batch(
+                (0..32)
+                    .map(|_| Message::new("bench", body.clone()))
+                    .collect(),
+            )
+            .unwrap();
+        }
+    });
+    let got = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sc = Arc::new(
+        b.simple_consumer(pocketmq::SimpleConsumerConfig::new("s", "bench"))
+            .unwrap(),
+    );
+    let receivers: Vec<_> = (0..4)
+        .map(|_| {
+            let (b, got, sc) = (b.clone(), got.clone(), sc.clone());
+            std::thread::spawn(move || {
+                let c = (!simple).then(|| b.consumer(ConsumerConfig::new("g", "bench")).unwrap());
+                while got.load(std::sync::atomic::Ordering::Relaxed) < n {
+                    let msgs = match &c {
+                        Some(c) => c.receive(32, Duration::from_millis(20)).unwrap(),
+                        None => sc.receive(32, Duration::from_millis(20)).unwrap(),
+                    };
+                    match &c {
+                        Some(c) => c.ack_all(&msgs).unwrap(),
+                        None => sc.ack_all(&msgs).unwrap(),
+                    }
+                    got.fetch_add(msgs.len(), std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    producer.join().unwrap();
+    for r in receivers {
+        r.join().unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn consumers(rows: &mut Vec<Row>) {
+    let simple = median((0..RUNS).map(|_| consumers_run(true)).collect());
+    let classic = median((0..RUNS).map(|_| consumers_run(false)).collect());
+    row(
+        rows,
+        "simple consumer, memory store, 100 B, 1 producer (batches of 32) + 4 receiving threads, receive(32) + ack",
+        format!(
+            "{:.2} M msgs/s (classic group of 4 in the same run: {:.2} M)",
+            simple / 1e6,
+            classic / 1e6
+        ),
+        ">= 1 M msgs/s",
+        Some(simple >= 1e6),
+    );
+    // 1 M deliveries invisible at once, then all of them expiring.
+    let n = 1_000_000;
+    let clock = ManualClock::new(1_764_000_000_000);
+    let b = Broker::open(BrokerConfig {
+        clock: Arc::new(clock.clone()),
+        background: false,
+        ..BrokerConfig::default()
+    })
+    .unwrap();
+    let p = b.producer("bench").unwrap();
+    let body = bytes::Bytes::from(vec![b'x'; 100]);
+    for _ in 0..n / 100 {
+        p.send_batch(
+            (0..100)
+                .map(|_| Message::new("bench", body.clone()))
+                .collect(),
+        )
+        .unwrap();
+    }
+    let sc = b
+        .simple_consumer(pocketmq::SimpleConsumerConfig {
+            invisible_duration_ms: 60_000,
+            ..pocketmq::SimpleConsumerConfig::new("s", "bench")
+        })
+        .unwrap();
+    settle();
+    let before = rss_kib();
+    let mut held = 0;
+    while held < n {
+        let got = sc.receive(1024, Duration::ZERO).unwrap();
+        assert!(!got.is_empty());
+        held += got.len();
+    }
+    settle();
+    let added = rss_kib().saturating_sub(before) as f64 / 1024.0;
+    row(
+        rows,
+        "1 M simple consumer deliveries invisible at once: resident memory added",
+        format!("{added:.0} MiB"),
+        "<= 64 MiB",
+        Some(added <= 64.0),
+    );
+    clock.advance_ms(60_000);
+    let start = Instant::now();
+    let mut again = 0;
+    while again < n {
+        let got = sc.receive(1024, Duration::ZERO).unwrap();
+        assert!(!got.is_empty(), "stalled at {again}");
+        sc.ack_all(&got).unwrap();
+        again += got.len();
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    row(
+        rows,
+        "the same 1 M expiring: delivered again (and acked)",
+        format!("{:.0} k msgs/s", rate / 1e3),
+        ">= 200 k msgs/s",
+        Some(rate >= 2e5),
+    );
+}
+
 fn latency(rows: &mut Vec<Row>) {
     let b = Broker::memory();
     b.create_topic("ping", 1).unwrap();
@@ -579,6 +706,9 @@ fn main() {
     }
     if want("latency") {
         latency(&mut rows);
+    }
+    if want("consumers") {
+        consumers(&mut rows);
     }
     if want("open") {
         open(&mut rows);

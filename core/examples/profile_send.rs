@@ -1,5 +1,5 @@
 //! Sends on the memory store, then receiving and acking them, for profilers:
-//! `cargo run --release -p pocketmq --example profile_send -- 20000 [send-only|single]`.
+//! `cargo run --release -p pocketmq --example profile_send -- 20000 [send-only|single|simple]`.
 //! The count is of batches of 100 (`single`: of 100 single sends each), so both
 //! modes move the same messages and instruction counts compare per message.
 fn main() {
@@ -23,6 +23,22 @@ fn main() {
         p.send_batch(batch).unwrap();
     }
     if mode == "send-only" {
+        return;
+    }
+    if mode == "simple" {
+        let c = b
+            .simple_consumer(pocketmq::SimpleConsumerConfig::new("s", "bench"))
+            .unwrap();
+        let mut n = 0;
+        loop {
+            let m = c.receive(32, std::time::Duration::ZERO).unwrap();
+            if m.is_empty() {
+                break;
+            }
+            c.ack_all(&m).unwrap();
+            n += m.len();
+        }
+        assert_eq!(n, batches * 100);
         return;
     }
     let c = b

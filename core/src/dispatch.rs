@@ -297,6 +297,10 @@ mod tests {
                 .unwrap();
             let Engine { store, groups, .. } = &mut e;
             let got = groups.receive(store, h, 1, u64::MAX, t0).unwrap();
+            let got: Vec<MessageExt> = got
+                .into_iter()
+                .filter_map(|t| t.build(store.nonce))
+                .collect();
             e.nack(h, &got[0], None, t0).unwrap();
             // The unresolved half message is checked once, exactly when it is due.
             let due = t0 + 6000;

@@ -14,7 +14,7 @@ use crate::consumer::{pop, ConsumerGroups, NackOutcome, OffsetTable};
 use crate::dispatch::Services;
 use crate::message::properties;
 use crate::message::record::RecordSpec;
-use crate::message::{id, MessageExt};
+use crate::message::{id, MessageExt, Taken};
 use crate::message_store::MessageStore;
 use crate::schedule::{ScheduleService, TimerWheel, DELIVERY_BATCH};
 use crate::stats::{self, Stats, TopicRates};
@@ -86,9 +86,12 @@ impl Engine {
             .unwrap_or_else(|| backend.default_segment_size());
         let store = MessageStore::open(backend.clone(), seg_size, fresh_nonce())?;
         let offsets: OffsetTable = read_json(&*backend, OffsetTable::FILE)?.unwrap_or_default();
+        let mut groups = ConsumerGroups::new(offsets);
+        // A store that dies with the process needs no revive log.
+        groups.pop.pending.off = !backend.is_persistent();
         let mut e = Engine {
             store,
-            groups: ConsumerGroups::new(offsets),
+            groups,
             schedule: ScheduleService::open(settings.levels.clone(), &*backend)?,
             timer: TimerWheel::open(backend.clone())?,
             tx: Transactions::open(settings.tx, &*backend)?,
@@ -259,7 +262,7 @@ impl Engine {
         invisible_ms: u64,
         visible_end: u64,
         now: u64,
-    ) -> Result<Vec<MessageExt>> {
+    ) -> Result<Vec<Taken>> {
         self.check_open()?;
         let msgs =
             self.groups
@@ -273,9 +276,10 @@ impl Engine {
     /// Acks the simple consumer delivery receipt handle `h` names.
     pub fn ack_simple(&mut self, handle: u64, h: &str, now: u64) -> Result<()> {
         self.check_open()?;
-        self.groups.pop.ack(&self.store, handle, h, now)?;
         // A fifo key may have freed its next message.
-        self.arrived = true;
+        if self.groups.pop.ack(&self.store, handle, h, now)? {
+            self.arrived = true;
+        }
         self.flush_revive_if_full(now)
     }
 
@@ -342,7 +346,9 @@ impl Engine {
                 e.attempt
             );
         }
-        self.groups.pop.dead_lettered(&self.store, e);
+        if self.groups.pop.dead_lettered(&self.store, e) {
+            self.arrived = true;
+        }
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::commitlog::recovery::{Checkpoint, ABORT_FILE};
-use crate::commitlog::{CommitLog, Placed};
+use crate::commitlog::{CommitLog, Placed, Span};
 use crate::consume_queue::{ConsumeQueues, FILE_ENTRIES, MEMORY_ENTRIES};
 use crate::dispatch::{self, DispatchRequest, Mode, Services};
 use crate::index::KeyIndex;
@@ -297,6 +297,11 @@ impl MessageStore {
 
     /// The message at `phys` with a zero-copy body.
     pub fn message_at(&self, phys: u64) -> Option<MessageExt> {
+        self.message_in(&mut Span::default(), phys)
+    }
+
+    /// `message_at`, its body cut from `span` (shared by the messages of one read).
+    pub fn message_in(&self, span: &mut Span, phys: u64) -> Option<MessageExt> {
         let (body_at, len, msg) = self.commitlog.with_record(phys, |r| {
             let (at, len) = r.body_range();
             (
@@ -306,8 +311,8 @@ impl MessageStore {
             )
         })?;
         let mut msg = msg;
-        msg.body = self.commitlog.read(phys + body_at as u64, len)?;
-        Some(msg)
+        msg.body = self.commitlog.read_in(span, phys + body_at as u64, len);
+        (msg.body.len() == len).then_some(msg)
     }
 
     /// The message with this id, if it is retained here.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::Broker;
 use crate::engine::Engine;
+use crate::message::Taken;
 use crate::runtime::Deadline;
 use crate::{ConsumerConfig, Error, MessageExt, Result};
 
@@ -36,7 +37,7 @@ pub(super) fn long_poll(
     closed: &AtomicBool,
     r: &Receiving,
     slice: Option<Duration>,
-    mut take: impl FnMut(&mut Engine, usize, u64, u64) -> Result<Vec<MessageExt>>,
+    mut take: impl FnMut(&mut Engine, usize, u64, u64) -> Result<Vec<Taken>>,
 ) -> Result<Option<Vec<MessageExt>>> {
     let wait = Deadline::within(slice).min(r.deadline);
     let inner = &broker.inner;
@@ -70,7 +71,11 @@ pub(super) fn long_poll(
                     msgs.extend(take(&mut e, left, broker.visible_end(), now)?);
                 }
             }
-            return Ok(Some(msgs));
+            let nonce = e.store.nonce;
+            drop(e);
+            return Ok(Some(
+                msgs.into_iter().filter_map(|t| t.build(nonce)).collect(),
+            ));
         }
         if wait.is_past() {
             return Ok(r.deadline.is_past().then(Vec::new));

@@ -24,6 +24,10 @@ use crate::{Error, Result};
 
 pub(crate) const DIR: &str = "commitlog";
 
+/// A view of one segment shared by the records of one read (see `read_in`).
+#[derive(Default)]
+pub(crate) struct Span(Option<(u64, Bytes)>);
+
 /// Where one appended record went.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Placed {
@@ -126,6 +130,24 @@ impl CommitLog {
         let seg = self.seg.seg_size() as u64;
         let end = (phys - phys % seg + seg).min(self.seg.write_pos());
         self.seg.read(phys, end.checked_sub(phys)? as usize)
+    }
+
+    /// `len` bytes at `phys`, zero-copy, cut from `span` (refilled when it does not
+    /// hold them): the bodies of one read share one view of the segment instead of
+    /// taking one each. Empty when the bytes are gone.
+    pub fn read_in(&self, span: &mut Span, phys: u64, len: usize) -> Bytes {
+        let to = phys + len as u64;
+        let holds = |s: &Option<(u64, Bytes)>| {
+            s.as_ref()
+                .is_some_and(|(at, b)| phys >= *at && to <= at + b.len() as u64)
+        };
+        if !holds(&span.0) {
+            span.0 = self.read_to_segment_end(phys).map(|b| (phys, b));
+        }
+        match &span.0 {
+            Some((at, b)) if holds(&span.0) => b.slice((phys - at) as usize..(to - at) as usize),
+            _ => Bytes::new(),
+        }
     }
 
     /// `len` bytes at `phys`, zero-copy.

@@ -6,15 +6,16 @@
 //! consumer takes one message per queue and nothing from a queue with one in flight
 //! or paused.
 
-use bytes::Bytes;
-
 use super::ConsumerGroups;
+use crate::commitlog::Span;
+use crate::message::{Delivery, Taken};
 use crate::message_store::MessageStore;
 use crate::topic::RETRY_PREFIX;
 use crate::{Error, MessageExt, Receipt, Result};
 
 impl ConsumerGroups {
-    /// Up to `max` messages for consumer `handle`, without waiting.
+    /// Up to `max` messages for consumer `handle`, without waiting (built by the
+    /// caller once the engine is unlocked).
     pub fn receive(
         &mut self,
         store: &MessageStore,
@@ -22,7 +23,7 @@ impl ConsumerGroups {
         max: usize,
         visible_end: u64,
         now: u64,
-    ) -> Result<Vec<MessageExt>> {
+    ) -> Result<Vec<Taken>> {
         let ConsumerGroups {
             consumers,
             progress,
@@ -47,7 +48,7 @@ impl ConsumerGroups {
             return Ok(out);
         }
         let mut entries = Vec::with_capacity(64);
-        let mut span: Option<(u64, Bytes)> = None;
+        let mut span = Span::default();
         for i in 0..n {
             if out.len() >= max {
                 break;
@@ -97,46 +98,32 @@ impl ConsumerGroups {
                             continue;
                         }
                     }
-                    let msg = store.commitlog.with_record(e.phys, |r| {
-                        if filter.is_some_and(|f| !f.matches(r.raw_properties())) {
-                            return None;
-                        }
-                        let (at, len) = r.body_range();
-                        Some((
-                            MessageExt::from_record(r, store.nonce, Bytes::new()),
-                            at,
-                            len,
-                        ))
+                    let taken = filter.is_none_or(|f| {
+                        store
+                            .commitlog
+                            .with_record(e.phys, |r| f.matches(r.raw_properties()))
+                            .unwrap_or(false)
                     });
                     p.next += 1;
-                    let Some(Some((mut m, at, len))) = msg else {
+                    let record = store.commitlog.read_in(&mut span, e.phys, e.size as usize);
+                    if !taken || record.is_empty() {
                         *offsets_dirty = true;
                         continue;
-                    };
-                    // Bodies of one receive share one view of the segment.
-                    let from = e.phys + at as u64;
-                    let to = from + len as u64;
-                    if span
-                        .as_ref()
-                        .is_none_or(|(s, b)| from < *s || to > s + b.len() as u64)
-                    {
-                        span = store.commitlog.read_to_segment_end(from).map(|b| (from, b));
                     }
-                    m.body = match &span {
-                        Some((s, b)) if to <= s + b.len() as u64 => {
-                            b.slice((from - s) as usize..(to - s) as usize)
-                        }
-                        _ => Bytes::new(),
-                    };
-                    m.reconsume_times += p.orderly_retries;
-                    m.receipt = Some(Receipt {
-                        consumer: handle,
-                        slot,
-                        queue_offset: qo,
-                        epoch: p.epoch,
-                    });
                     p.inflight.insert(qo, now);
-                    out.push(m);
+                    out.push(Taken {
+                        record,
+                        phys: e.phys,
+                        how: Delivery::Classic {
+                            receipt: Receipt {
+                                consumer: handle,
+                                slot,
+                                queue_offset: qo,
+                                epoch: p.epoch,
+                            },
+                            retries: p.orderly_retries,
+                        },
+                    });
                     limit -= 1;
                     if limit == 0 {
                         break 'queue;

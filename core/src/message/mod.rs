@@ -244,6 +244,62 @@ pub struct Receipt {
     pub(crate) epoch: u64,
 }
 
+/// A message a receive took under the engine lock, built into a `MessageExt` after
+/// the lock is released: the parsing and allocating of a delivery run on the
+/// receiving thread while others send and receive.
+pub(crate) struct Taken {
+    /// The whole record, a zero-copy view of its segment.
+    pub record: Bytes,
+    pub phys: u64,
+    pub how: Delivery,
+}
+
+/// What a delivery adds to the stored message.
+pub(crate) enum Delivery {
+    /// A classic consumer's: the receipt acks name, and reconsumes an orderly queue
+    /// counted in place.
+    Classic { receipt: Receipt, retries: u32 },
+    /// A simple consumer's: the receipt handle's parts, and which attempt this is.
+    Simple {
+        tag: u32,
+        queue: u32,
+        offset: u64,
+        gen: u32,
+        attempt: u32,
+    },
+}
+
+impl Taken {
+    /// The message; None (logged) when the record does not parse, which recovery's
+    /// checks leave to damage after startup.
+    pub fn build(self, nonce: u64) -> Option<MessageExt> {
+        let record::Parsed::Record(r) = record::parse(&self.record, self.phys, false) else {
+            log::error!("the record at {} no longer parses; skipped", self.phys);
+            return None;
+        };
+        let (at, len) = r.body_range();
+        let mut m = MessageExt::from_record(&r, nonce, self.record.slice(at..at + len));
+        match self.how {
+            Delivery::Classic { receipt, retries } => {
+                m.reconsume_times += retries;
+                m.receipt = Some(receipt);
+            }
+            Delivery::Simple {
+                tag,
+                queue,
+                offset,
+                gen,
+                attempt,
+            } => {
+                m.receipt_handle = Some(crate::consumer::pop::handle(tag, queue, offset, gen));
+                m.delivery_attempt = attempt;
+                m.reconsume_times = attempt - 1;
+            }
+        }
+        Some(m)
+    }
+}
+
 /// A stored message, as `receive`, `get` and `query` return it.
 #[derive(Debug, Clone)]
 pub struct MessageExt {

@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use super::revive::{Op, Pending};
-use super::{handle, push_expiry, Expiry};
+use super::{push_expiry, Expiry};
+use crate::commitlog::Span;
 use crate::filter::MessageFilter;
 use crate::message::properties::{self, prop};
+use crate::message::{Delivery, Taken};
 use crate::message_store::MessageStore;
-use crate::MessageExt;
 
 /// The state of one offset of a queue's window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +72,17 @@ impl Queue {
     }
 }
 
+/// What a receive delivers with: the store, the group's index, the invisibility's
+/// end, where expiries and revive ops go, and the segment view bodies share.
+pub(super) struct Delivering<'a> {
+    pub store: &'a MessageStore,
+    pub g: u32,
+    pub until: u64,
+    pub expiry: &'a mut BTreeMap<u64, Vec<Expiry>>,
+    pub pending: &'a mut Pending,
+    pub span: Span,
+}
+
 /// One simple consumer group (on one topic).
 pub(crate) struct PopGroup {
     pub name: String,
@@ -104,8 +116,9 @@ impl PopGroup {
             .flatten()
     }
 
-    /// fifo: `key`'s message is done; the next one waiting for it may go.
-    pub(super) fn release(&mut self, key: &str) {
+    /// fifo: `key`'s message is done; the next one waiting for it may go (true
+    /// when there is one).
+    pub(super) fn release(&mut self, key: &str) -> bool {
         self.busy.remove(key);
         let next = self.blocked.get_mut(key).and_then(VecDeque::pop_front);
         if self.blocked.get(key).is_some_and(VecDeque::is_empty) {
@@ -115,32 +128,43 @@ impl PopGroup {
             self.queues[q as usize].set(offset, Slot::Ready { attempt: 0, gen: 0 });
             self.ready.push_back((q, offset));
             self.busy.insert(key.to_string());
+            return true;
         }
+        false
     }
 
     /// Marks (q, offset) delivered and builds the message; None when the record is
     /// gone (retention): then it is done.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn deliver(
         &mut self,
-        store: &MessageStore,
-        g: u32,
+        d: &mut Delivering<'_>,
         q: u32,
         offset: u64,
         attempt: u32,
         gen: u32,
-        until: u64,
-        expiry: &mut BTreeMap<u64, Vec<Expiry>>,
-        pending: &mut Pending,
-    ) -> Option<MessageExt> {
+    ) -> Option<Taken> {
+        let Delivering {
+            store,
+            g,
+            until,
+            ref mut expiry,
+            ref mut pending,
+            ref mut span,
+        } = *d;
         let gen = gen.max(1);
         let pq = &mut self.queues[q as usize];
-        let msg = store
+        let record = store
             .queues
             .get(&self.topic, q)
             .and_then(|cq| cq.entry(offset))
-            .and_then(|e| store.message_at(e.phys));
-        let Some(mut m) = msg else {
+            .map(|e| {
+                (
+                    e.phys,
+                    store.commitlog.read_in(span, e.phys, e.size as usize),
+                )
+            })
+            .filter(|(_, record)| !record.is_empty());
+        let Some((phys, record)) = record else {
             pq.set(offset, Slot::Done);
             pending.push(g, Op::Ack { queue: q, offset });
             return None;
@@ -173,28 +197,31 @@ impl PopGroup {
                 until,
             },
         );
-        m.receipt_handle = Some(handle(self.tag, q, offset, gen));
-        m.delivery_attempt = attempt;
-        m.reconsume_times = attempt - 1;
-        Some(m)
+        Some(Taken {
+            record,
+            phys,
+            how: Delivery::Simple {
+                tag: self.tag,
+                queue: q,
+                offset,
+                gen,
+                attempt,
+            },
+        })
     }
 
     /// Reads unread offsets of queue `q` (first those left in the window, then new
     /// ones) into `out`, up to `max`: filtered ones are done, fifo ones whose key is
     /// busy wait.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn read_new(
         &mut self,
-        store: &MessageStore,
-        g: u32,
+        d: &mut Delivering<'_>,
         q: u32,
         max: usize,
-        until: u64,
         visible_end: u64,
-        expiry: &mut BTreeMap<u64, Vec<Expiry>>,
-        pending: &mut Pending,
-        out: &mut Vec<MessageExt>,
+        out: &mut Vec<Taken>,
     ) {
+        let store = d.store;
         let Some(cq) = store.queues.get(&self.topic, q) else {
             return;
         };
@@ -254,7 +281,7 @@ impl PopGroup {
                     .push_back((q, offset));
                 continue;
             }
-            if let Some(m) = self.deliver(store, g, q, offset, 1, 1, until, expiry, pending) {
+            if let Some(m) = self.deliver(d, q, offset, 1, 1) {
                 out.push(m);
                 taken += 1;
                 if let Some(k) = key {

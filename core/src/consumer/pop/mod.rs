@@ -23,11 +23,14 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 pub(crate) use group::PopGroup;
-use group::{Queue, Slot};
+use group::{Delivering, Queue, Slot};
+
+use crate::commitlog::Span;
 
 use crate::filter::MessageFilter;
+use crate::message::Taken;
 use crate::message_store::MessageStore;
-use crate::{Error, MessageExt, Result};
+use crate::{Error, Result};
 use revive::{GroupName, Op, Pending};
 
 /// A delivery whose last attempt expired: the engine copies it to the DLQ, then
@@ -70,19 +73,47 @@ fn group_tag(name: &str) -> u32 {
 }
 
 /// A receipt handle: group tag, queue, offset and generation, in hex.
-pub(super) fn handle(tag: u32, queue: u32, offset: u64, gen: u32) -> String {
-    format!("{tag:08x}{queue:08x}{offset:016x}{gen:08x}")
+/// Built by hand: one is made per delivery, and `format!` cost more than the rest of
+/// a delivery.
+pub(crate) fn handle(tag: u32, queue: u32, offset: u64, gen: u32) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 40];
+    let mut put = |at: usize, v: u64, digits: usize| {
+        for i in 0..digits {
+            out[at + i] = HEX[((v >> (4 * (digits - 1 - i))) & 0xf) as usize];
+        }
+    };
+    put(0, tag.into(), 8);
+    put(8, queue.into(), 8);
+    put(16, offset, 16);
+    put(32, gen.into(), 8);
+    // All ASCII hex digits.
+    std::str::from_utf8(&out)
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 fn parse_handle(h: &str) -> Option<(u32, u32, u64, u32)> {
-    if h.len() != 40 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let b = h.as_bytes();
+    if b.len() != 40 {
         return None;
     }
+    let field = |from: usize, to: usize| -> Option<u64> {
+        b[from..to].iter().try_fold(0u64, |v, &c| {
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                b'A'..=b'F' => c - b'A' + 10,
+                _ => return None,
+            };
+            Some(v << 4 | u64::from(d))
+        })
+    };
     Some((
-        u32::from_str_radix(&h[..8], 16).ok()?,
-        u32::from_str_radix(&h[8..16], 16).ok()?,
-        u64::from_str_radix(&h[16..32], 16).ok()?,
-        u32::from_str_radix(&h[32..], 16).ok()?,
+        field(0, 8)? as u32,
+        field(8, 16)? as u32,
+        field(16, 32)?,
+        field(32, 40)? as u32,
     ))
 }
 
@@ -236,7 +267,7 @@ impl PopGroups {
         invisible_ms: u64,
         visible_end: u64,
         now: u64,
-    ) -> Result<Vec<MessageExt>> {
+    ) -> Result<Vec<Taken>> {
         let Some(&g) = self.members.get(&handle) else {
             return Err(Error::Closed);
         };
@@ -248,8 +279,15 @@ impl PopGroups {
             ..
         } = self;
         let group = &mut groups[g as usize];
-        let until = now.saturating_add(invisible_ms);
-        let mut out = Vec::new();
+        let mut d = Delivering {
+            store,
+            g,
+            until: now.saturating_add(invisible_ms),
+            expiry,
+            pending,
+            span: Span::default(),
+        };
+        let mut out = Vec::with_capacity(max.min(1024));
         // Redeliveries first, oldest expiry first.
         while out.len() < max {
             let Some((q, offset)) = group.ready.pop_front() else {
@@ -258,17 +296,7 @@ impl PopGroups {
             let Some(Slot::Ready { attempt, gen }) = group.queues[q as usize].slot(offset) else {
                 continue;
             };
-            match group.deliver(
-                store,
-                g,
-                q,
-                offset,
-                attempt + 1,
-                gen + 1,
-                until,
-                expiry,
-                pending,
-            ) {
+            match group.deliver(&mut d, q, offset, attempt + 1, gen + 1) {
                 Some(m) => out.push(m),
                 None => *moved |= group.queues[q as usize].advance(),
             }
@@ -279,17 +307,7 @@ impl PopGroups {
                 break;
             }
             let q = ((group.rr + i) % n) as u32;
-            group.read_new(
-                store,
-                g,
-                q,
-                max - out.len(),
-                until,
-                visible_end,
-                expiry,
-                pending,
-                &mut out,
-            );
+            group.read_new(&mut d, q, max - out.len(), visible_end, &mut out);
             *moved |= group.queues[q as usize].advance();
         }
         group.rr = (group.rr + 1) % n.max(1);
@@ -342,15 +360,16 @@ impl PopGroups {
             .map(|(_, _, _, attempt, _)| attempt)
     }
 
-    /// Acks the delivery `h` names.
-    pub fn ack(&mut self, store: &MessageStore, member: u64, h: &str, now: u64) -> Result<()> {
+    /// Acks the delivery `h` names; true when that made another message visible
+    /// (fifo: the next of its key).
+    pub fn ack(&mut self, store: &MessageStore, member: u64, h: &str, now: u64) -> Result<bool> {
         let (g, q, offset, _, _) = self.current(member, h, now)?;
-        self.finish(store, g, q, offset);
-        Ok(())
+        Ok(self.finish(store, g, q, offset))
     }
 
-    /// Marks (g, q, offset) done (acked or dead-lettered) and frees its fifo key.
-    fn finish(&mut self, store: &MessageStore, g: u32, q: u32, offset: u64) {
+    /// Marks (g, q, offset) done (acked or dead-lettered) and frees its fifo key;
+    /// true when the key's next message became visible.
+    fn finish(&mut self, store: &MessageStore, g: u32, q: u32, offset: u64) -> bool {
         let group = &mut self.groups[g as usize];
         let pq = &mut group.queues[q as usize];
         pq.set(offset, Slot::Done);
@@ -358,9 +377,10 @@ impl PopGroups {
         self.pending.push(g, Op::Ack { queue: q, offset });
         if group.fifo {
             if let Some(key) = group.key_of(store, q, offset) {
-                group.release(&key);
+                return group.release(&key);
             }
         }
+        false
     }
 
     /// Changes the invisibility of the delivery `h` names to `ms` from now; returns
@@ -418,8 +438,9 @@ impl PopGroups {
     }
 
     /// A dead letter was appended for `e`: it is done.
-    pub fn dead_lettered(&mut self, store: &MessageStore, e: Expired) {
-        self.finish(store, e.group, e.queue, e.offset);
+    /// True when that made the next message of its fifo key visible.
+    pub fn dead_lettered(&mut self, store: &MessageStore, e: Expired) -> bool {
+        self.finish(store, e.group, e.queue, e.offset)
     }
 
     /// Expiries due at `now`: deliveries with attempts left become visible again;
@@ -520,5 +541,42 @@ impl PopGroups {
 }
 
 pub(super) fn push_expiry(expiry: &mut BTreeMap<u64, Vec<Expiry>>, until: u64, e: Expiry) {
-    expiry.entry(until / 1000).or_default().push(e);
+    let sec = until / 1000;
+    // A receive's deliveries share a second: mostly the last bucket.
+    if let Some(mut last) = expiry.last_entry() {
+        if *last.key() == sec {
+            last.get_mut().push(e);
+            return;
+        }
+    }
+    expiry.entry(sec).or_default().push(e);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipt_handles_round_trip_and_reject_what_was_never_issued() {
+        for (tag, q, off, gen) in [
+            (0, 0, 0, 1),
+            (u32::MAX, 7, u64::MAX, u32::MAX),
+            (0xdead_beef, 3, 1 << 40, 9),
+        ] {
+            let h = handle(tag, q, off, gen);
+            assert_eq!(h.len(), 40);
+            assert_eq!(h, format!("{tag:08x}{q:08x}{off:016x}{gen:08x}"));
+            assert_eq!(parse_handle(&h), Some((tag, q, off, gen)));
+        }
+        for bad in [
+            "",
+            "xyz",
+            &"g".repeat(40),
+            &"0".repeat(39),
+            &"0".repeat(41),
+            &"é".repeat(20),
+        ] {
+            assert_eq!(parse_handle(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -53,11 +53,15 @@ pub(crate) struct GroupName {
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
     ops: Vec<(u32, Op)>,
+    /// Nothing is kept: the store does not outlive the process (memory).
+    pub off: bool,
 }
 
 impl Pending {
     pub fn push(&mut self, group: u32, op: Op) {
-        self.ops.push((group, op));
+        if !self.off {
+            self.ops.push((group, op));
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -1,0 +1,175 @@
+"""The consumers' figures from Python: a simple consumer and a classic group with
+1 producer thread and 4 receiving threads, and a listener with a no-op handler on
+4 threads; memory store, 100 B bodies, medians of several runs.
+
+`.venv/bin/python bench/consumers.py [--messages N] [--runs R] [--write]`
+(`make bench-consumers`). With --write it rewrites its section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import pocketmq
+
+from machine import describe  # type: ignore[import-not-found]
+
+BODY = b"x" * 100
+BATCH = 256
+RECEIVERS = 4
+START, END = "<!-- consumers:start -->", "<!-- consumers:end -->"
+
+
+def produce(b: pocketmq.Broker, n: int) -> threading.Thread:
+    def run() -> None:
+        p = b.producer()
+        left = n
+        while left > 0:
+            k = min(BATCH, left)
+            p.send_batch("bench", [BODY] * k)
+            left -= k
+
+    return threading.Thread(target=run)
+
+
+def receivers(
+    n: int, make: Callable[[], object], take: Callable[[object], int]
+) -> list[threading.Thread]:
+    """RECEIVERS threads, each receiving with its own handle (from `make`) until
+    `n` messages arrived between them."""
+    got = [0]
+    lock = threading.Lock()
+
+    def run() -> None:
+        c = make()
+        while True:
+            with lock:
+                if got[0] >= n:
+                    return
+            k = take(c)
+            with lock:
+                got[0] += k
+
+    return [threading.Thread(target=run) for _ in range(RECEIVERS)]
+
+
+def timed(n: int, threads: list[threading.Thread]) -> float:
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return n / (time.perf_counter() - start)
+
+
+def simple_run(n: int) -> float:
+    with pocketmq.Broker() as b:
+        b.create_topic("bench", 4)
+        shared = b.simple_consumer("s", "bench")
+
+        def take(c: object) -> int:
+            msgs = shared.receive(max_messages=32, timeout=0.02)
+            if msgs:
+                shared.ack(msgs)
+            return len(msgs)
+
+        return timed(n, [produce(b, n), *receivers(n, lambda: None, take)])
+
+
+def classic_run(n: int) -> float:
+    with pocketmq.Broker() as b:
+        b.create_topic("bench", 4)
+
+        def take(c: object) -> int:
+            assert isinstance(c, pocketmq.Consumer)
+            msgs = c.receive(max_messages=32, timeout=0.02)
+            if msgs:
+                c.ack(msgs)
+            return len(msgs)
+
+        members = [b.consumer("g", "bench") for _ in range(RECEIVERS)]
+        it = iter(members)
+        return timed(n, [produce(b, n), *receivers(n, lambda: next(it), take)])
+
+
+def listener_run(n: int) -> float:
+    with pocketmq.Broker() as b:
+        b.create_topic("bench", 4)
+        p = b.producer()
+        for _ in range(n // BATCH):
+            p.send_batch("bench", [BODY] * BATCH)
+        c = b.simple_consumer("l", "bench")
+        done = threading.Event()
+        count = [0]
+        lock = threading.Lock()
+
+        def handler(msg: pocketmq.Message) -> None:
+            with lock:
+                count[0] += 1
+                if count[0] >= (n // BATCH) * BATCH:
+                    done.set()
+
+        start = time.perf_counter()
+        runner = c.listen(handler, threads=RECEIVERS)
+        done.wait()
+        took = time.perf_counter() - start
+        runner.stop()
+        return count[0] / took
+
+
+def median_of(runs: int, f: Callable[[int], float], n: int) -> float:
+    return statistics.median(f(n) for _ in range(runs))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=500_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--write", action="store_true")
+    a = ap.parse_args()
+    simple = median_of(a.runs, simple_run, a.messages)
+    classic = median_of(a.runs, classic_run, a.messages)
+    listener = median_of(a.runs, listener_run, a.messages)
+    verdict = lambda v, t: "met" if v >= t else "MISSED"  # noqa: E731
+    table = [
+        "| figure | measured | target | |",
+        "|---|---|---|---|",
+        f"| simple consumer, 1 producer + 4 receiving threads, receive(32) + ack | "
+        f"{simple:,.0f} msgs/s (classic group of 4 in the same run: {classic:,.0f}) | "
+        f">= 400 k msgs/s | {verdict(simple, 400_000)} |",
+        f"| listener on a simple consumer, 4 threads, no-op handler | {listener:,.0f} msgs/s"
+        f" | >= 300 k msgs/s | {verdict(listener, 300_000)} |",
+    ]
+    section = "\n".join(
+        [
+            START,
+            "## Consumers from Python",
+            "",
+            f"`make bench-consumers` (`bench/consumers.py`): memory store, 100 B bodies, "
+            f"{a.messages:,} messages a run, medians of {a.runs}; "
+            + ", ".join(f"{k} {v}" for k, v in describe(Path(".")).items())
+            + ".",
+            "",
+            *table,
+            END,
+        ]
+    )
+    print(section)
+    if a.write:
+        path = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+        text = path.read_text()
+        if START in text:
+            head, rest = text.split(START, 1)
+            text = head + section + rest.split(END, 1)[1]
+        else:
+            text = text.rstrip("\n") + "\n\n" + section + "\n"
+        path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
