@@ -60,6 +60,9 @@ pub use stats::{Rpc, RpcStats, ServerStats, LATENCY_BUCKETS_US};
 use crate::proto::messaging_service_server::MessagingServiceServer;
 use crate::service::{Service, Shared};
 
+/// How long no call may be in flight before a draining server closes what is left.
+const DRAIN_QUIET: Duration = Duration::from_millis(200);
+
 /// Why a server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -215,21 +218,52 @@ impl ServerHandle {
         log::info!("event=draining addr={}", self.local_addr);
         let _ = self.stop.send(true);
         self.shared.clients.close_streams();
+        // Drain: wait until no call is in flight (and replies had a moment to go
+        // out), or the server finished on its own, or the drain timeout passed.
+        // Connections that carry no call (idle, or never spoke HTTP/2) do not hold
+        // the shutdown up.
         let mut server = self.server;
-        let drained = tokio::time::timeout(self.shared.cfg.drain_timeout, &mut server).await;
-        let result = match drained {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(ServeError::Transport(e.to_string())),
-            Ok(Err(e)) => Err(ServeError::Transport(e.to_string())),
-            Err(_) => {
+        let step = Duration::from_millis(20);
+        let max_steps = (self.shared.cfg.drain_timeout.as_millis() / step.as_millis()).max(1);
+        let mut quiet = Duration::ZERO;
+        let mut result = Ok(());
+        let mut finished = false;
+        for _ in 0..max_steps {
+            tokio::select! {
+                r = &mut server => {
+                    result = match r {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) => Err(ServeError::Transport(e.to_string())),
+                        Err(e) => Err(ServeError::Transport(e.to_string())),
+                    };
+                    finished = true;
+                    break;
+                }
+                _ = tokio::time::sleep(step) => {
+                    if self.shared.inflight.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                        quiet += step;
+                        if quiet >= DRAIN_QUIET {
+                            break;
+                        }
+                    } else {
+                        quiet = Duration::ZERO;
+                    }
+                }
+            }
+        }
+        if !finished {
+            let left = self
+                .shared
+                .inflight
+                .load(std::sync::atomic::Ordering::Acquire);
+            if left > 0 {
                 log::warn!(
-                    "event=drain_timeout after={:?}: cutting off calls in flight",
+                    "event=drain_timeout after={:?} calls_cut_off={left}",
                     self.shared.cfg.drain_timeout
                 );
-                server.abort();
-                Ok(())
             }
-        };
+            server.abort();
+        }
         for h in &self.helpers {
             h.abort();
         }

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pocketmq::{Broker, Clock, Producer, SendStatus};
@@ -39,6 +39,17 @@ pub(crate) struct Shared {
     pub local_addr: SocketAddr,
     pub shutdown: watch::Receiver<bool>,
     pub pop: pop::Pools,
+    /// Calls being answered now (drained at shutdown).
+    pub inflight: AtomicU64,
+}
+
+/// Counts a call in flight while it lives.
+pub(crate) struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Shared {
@@ -62,12 +73,19 @@ impl Shared {
             local_addr,
             shutdown,
             pop: pop::Pools::default(),
+            inflight: AtomicU64::new(0),
             cfg,
         })
     }
 
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
+    }
+
+    /// Marks a call in flight until the guard drops.
+    pub fn enter(&self) -> InFlight<'_> {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        InFlight(&self.inflight)
     }
 
     /// The caller of a request: credentials checked, client registered.
@@ -387,16 +405,19 @@ pub(crate) fn once<T: Send + 'static>(item: T) -> BoxStream<T> {
 #[tonic::async_trait]
 impl MessagingService for Service {
     async fn query_route(&self, req: Request<QueryRouteRequest>) -> Answer<QueryRouteResponse> {
+        let _call = self.shared.enter();
         let started = Started::now();
         self.finish(Rpc::QueryRoute, started, self.query_route_inner(req))
     }
 
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Answer<HeartbeatResponse> {
+        let _call = self.shared.enter();
         let started = Started::now();
         self.finish(Rpc::Heartbeat, started, self.heartbeat_inner(req))
     }
 
     async fn send_message(&self, req: Request<SendMessageRequest>) -> Answer<SendMessageResponse> {
+        let _call = self.shared.enter();
         let started = Started::now();
         let out = self.send_inner(req).await;
         self.finish(Rpc::SendMessage, started, out)
@@ -406,6 +427,7 @@ impl MessagingService for Service {
         &self,
         req: Request<QueryAssignmentRequest>,
     ) -> Answer<QueryAssignmentResponse> {
+        let _call = self.shared.enter();
         let started = Started::now();
         self.finish(
             Rpc::QueryAssignment,
@@ -420,6 +442,7 @@ impl MessagingService for Service {
         &self,
         req: Request<ReceiveMessageRequest>,
     ) -> Answer<Self::ReceiveMessageStream> {
+        let _call = self.shared.enter();
         let started = Started::now();
         let items = pop::receive(&self.shared, req).await;
         let ok = matches!(
@@ -433,6 +456,7 @@ impl MessagingService for Service {
     }
 
     async fn ack_message(&self, req: Request<AckMessageRequest>) -> Answer<AckMessageResponse> {
+        let _call = self.shared.enter();
         let started = Started::now();
         let out = pop::ack(&self.shared, req).await;
         self.finish(Rpc::AckMessage, started, out)
@@ -442,6 +466,7 @@ impl MessagingService for Service {
         &self,
         req: Request<ForwardMessageToDeadLetterQueueRequest>,
     ) -> Answer<ForwardMessageToDeadLetterQueueResponse> {
+        let _call = self.shared.enter();
         let started = Started::now();
         let out = pop::dead_letter(&self.shared, req).await;
         self.finish(Rpc::ForwardMessageToDeadLetterQueue, started, out)
@@ -453,6 +478,7 @@ impl MessagingService for Service {
         &self,
         _req: Request<PullMessageRequest>,
     ) -> Answer<Self::PullMessageStream> {
+        let _call = self.shared.enter();
         let started = Started::now();
         self.shared.stats.record(Rpc::PullMessage, started, false);
         Ok(Response::new(once(PullMessageResponse {
@@ -466,14 +492,17 @@ impl MessagingService for Service {
         &self,
         _req: Request<UpdateOffsetRequest>,
     ) -> Answer<UpdateOffsetResponse> {
+        let _call = self.shared.enter();
         self.not_implemented(Rpc::UpdateOffset)
     }
 
     async fn get_offset(&self, _req: Request<GetOffsetRequest>) -> Answer<GetOffsetResponse> {
+        let _call = self.shared.enter();
         self.not_implemented(Rpc::GetOffset)
     }
 
     async fn query_offset(&self, _req: Request<QueryOffsetRequest>) -> Answer<QueryOffsetResponse> {
+        let _call = self.shared.enter();
         self.not_implemented(Rpc::QueryOffset)
     }
 
@@ -481,6 +510,7 @@ impl MessagingService for Service {
         &self,
         req: Request<EndTransactionRequest>,
     ) -> Answer<EndTransactionResponse> {
+        let _call = self.shared.enter();
         let started = Started::now();
         let out = tx::end_transaction(&self.shared, req).await;
         self.finish(Rpc::EndTransaction, started, out)
@@ -492,6 +522,7 @@ impl MessagingService for Service {
         &self,
         req: Request<Streaming<TelemetryCommand>>,
     ) -> Answer<Self::TelemetryStream> {
+        let _call = self.shared.enter();
         let started = Started::now();
         let stream = match self.shared.caller(&req) {
             Ok(caller) => {
@@ -510,6 +541,7 @@ impl MessagingService for Service {
         &self,
         req: Request<NotifyClientTerminationRequest>,
     ) -> Answer<NotifyClientTerminationResponse> {
+        let _call = self.shared.enter();
         let started = Started::now();
         self.finish(
             Rpc::NotifyClientTermination,
@@ -522,6 +554,7 @@ impl MessagingService for Service {
         &self,
         req: Request<ChangeInvisibleDurationRequest>,
     ) -> Answer<ChangeInvisibleDurationResponse> {
+        let _call = self.shared.enter();
         let started = Started::now();
         let out = pop::change_invisible_duration(&self.shared, req).await;
         self.finish(Rpc::ChangeInvisibleDuration, started, out)
@@ -531,6 +564,7 @@ impl MessagingService for Service {
         &self,
         _req: Request<RecallMessageRequest>,
     ) -> Answer<RecallMessageResponse> {
+        let _call = self.shared.enter();
         self.not_implemented(Rpc::RecallMessage)
     }
 
@@ -538,6 +572,7 @@ impl MessagingService for Service {
         &self,
         _req: Request<SyncLiteSubscriptionRequest>,
     ) -> Answer<SyncLiteSubscriptionResponse> {
+        let _call = self.shared.enter();
         self.not_implemented(Rpc::SyncLiteSubscription)
     }
 }
