@@ -6,6 +6,13 @@
 //! the stream's sender in the client registry: it is the only way to push commands
 //! (transaction check-backs) to a client.
 //!
+//! The first reply on a stream is repeated 0.3, 1 and 3 s later. The Node client
+//! installs its listener for the reply only after fetching the routes of all its
+//! topics, while the stream is opened (and the settings sent) after the first route:
+//! a prompt reply can come in between and be lost, leaving its `startup()` waiting
+//! forever. Settings replies are idempotent for every client (they re-apply the same
+//! values), so the repeats cost nothing else.
+//!
 //! A reader task per stream handles what the client writes; the stream ends when the
 //! client closes its side, when it fails, or when the server shuts down.
 
@@ -27,6 +34,9 @@ use crate::status::{self, Refusal};
 
 /// Commands waiting for a slow client before pushes start to wait.
 const OUTBOUND_CAPACITY: usize = 64;
+
+/// When the first settings reply on a stream is sent again (see the module docs).
+const REPEATS_MS: [u64; 3] = [300, 1000, 3000];
 
 pub(crate) type TelemetryStream = ReceiverStream<Result<TelemetryCommand, tonic::Status>>;
 
@@ -71,6 +81,7 @@ async fn read(
     id: u64,
 ) {
     let mut shutdown = shared.shutdown.clone();
+    let mut answered = false;
     while !*shutdown.borrow() {
         let next = tokio::select! {
             m = inbound.message() => m,
@@ -79,6 +90,11 @@ async fn read(
         match next {
             Ok(Some(cmd)) => {
                 if let Some(reply) = handle(&shared, &caller, cmd) {
+                    let settled = matches!(reply.command, Some(Command::Settings(_)));
+                    if settled && !answered {
+                        answered = true;
+                        tokio::spawn(repeat(reply.clone(), tx.clone(), shared.shutdown.clone()));
+                    }
                     if tx.send(Ok(reply)).await.is_err() {
                         break;
                     }
@@ -109,6 +125,26 @@ async fn read(
         "client={} stream={id} event=telemetry_closed",
         caller.client.id
     );
+}
+
+/// Sends the first settings reply again (see the module docs), until the stream or
+/// the server ends.
+async fn repeat(
+    reply: TelemetryCommand,
+    tx: mpsc::Sender<Result<TelemetryCommand, tonic::Status>>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut waited = 0;
+    for at in REPEATS_MS {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(at - waited)) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        waited = at;
+        if tx.send(Ok(reply.clone())).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// What the server answers to one command from the client, if anything.

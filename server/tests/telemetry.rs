@@ -140,11 +140,11 @@ async fn consumers_get_the_retry_ladder_fifo_and_the_long_poll() {
         },
     );
     let (server, mut client) = start(Broker::memory(), cfg).await;
-    let (tx, mut inbound) = open(&mut client).await;
     for (kind, group, fifo) in [
         (ClientType::SimpleConsumer, "billing", true),
         (ClientType::PushConsumer, "sms", false),
     ] {
+        let (tx, mut inbound) = open(&mut client).await;
         let reply = answer(&tx, &mut inbound, consumer(kind, group)).await;
         assert_eq!(code(&reply.status), Code::Ok);
         let Some(Command::Settings(s)) = reply.command else {
@@ -167,6 +167,21 @@ async fn consumers_get_the_retry_ladder_fifo_and_the_long_poll() {
         assert_eq!(sub.group, Some(resource(group)));
         assert_eq!(sub.subscriptions.len(), 1);
     }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_reply_is_repeated_for_clients_that_listen_late() {
+    // Node installs its listener only after fetching all its topics' routes.
+    let (server, mut client) = start(Broker::memory(), config()).await;
+    let (tx, mut inbound) = open(&mut client).await;
+    let first = answer(&tx, &mut inbound, producer()).await;
+    let again = tokio::time::timeout(Duration::from_secs(2), inbound.message())
+        .await
+        .expect("a repeat within 2 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, first);
     server.shutdown().await.unwrap();
 }
 
