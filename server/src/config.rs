@@ -4,7 +4,8 @@
 //! `--config` file of `pocketmq-serve`.
 //!
 //! The limits that mirror the broker's options (`max_message_size`, `max_delay`,
-//! `auto_create_topics`, `default_queues`, the delay levels behind `retry_delays`) must
+//! `auto_create_topics`, `default_queues`, `flush`, the delay levels behind
+//! `retry_delays`) must
 //! agree with the `Broker` being served: the server answers with them in settings and
 //! routes before the engine sees a message.
 
@@ -116,6 +117,9 @@ pub struct ServeConfig {
     /// for unknown topics then name `default_queues` queues instead of TOPIC_NOT_FOUND.
     pub auto_create_topics: bool,
     pub default_queues: u32,
+    /// The broker's flush mode. Under `Sync` a send waits for the disk, so sends run on
+    /// the runtime's blocking pool; otherwise they run on the async workers.
+    pub flush: pocketmq::FlushMode,
     /// Consumer groups with settings of their own; others get `GroupConfig::default()`.
     pub groups: BTreeMap<String, GroupConfig>,
     /// The waits between redeliveries that consumers are told (customized backoff):
@@ -136,6 +140,7 @@ impl Default for ServeConfig {
             limits: Limits::default(),
             auto_create_topics: true,
             default_queues: 4,
+            flush: pocketmq::FlushMode::Async,
             groups: BTreeMap::new(),
             retry_delays: retry_delays(pocketmq::DEFAULT_DELAY_LEVELS)
                 .expect("the default delay levels parse"),

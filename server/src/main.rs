@@ -169,6 +169,7 @@ fn configs(args: Args) -> Result<(BrokerConfig, ServeConfig), String> {
     broker.timer_max_delay_ms = cfg.limits.max_delay.as_millis() as u64;
     broker.auto_create_topics = cfg.auto_create_topics;
     broker.default_queues = cfg.default_queues;
+    cfg.flush = broker.flush;
     Ok((broker, cfg))
 }
 

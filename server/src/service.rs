@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use pocketmq::{Broker, Clock, Producer, SendStatus};
+use pocketmq::{Broker, Clock, FlushMode, Producer, SendStatus};
 use tokio::sync::{watch, Semaphore};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Streaming};
@@ -304,10 +304,17 @@ impl Service {
         let result = if kind == MessageType::Transaction {
             tx::send_half(sh, msg).await
         } else {
-            let shared = self.shared.clone();
-            engine(move || shared.producer.send(msg))
-                .await
-                .map(|r| (r, String::new()))
+            match sh.cfg.flush {
+                // The send waits for its fsync (group commit): off the async workers.
+                FlushMode::Sync => {
+                    let shared = self.shared.clone();
+                    engine(move || shared.producer.send(msg)).await
+                }
+                // A lock and an append: a thread hand-off would cost more than the send
+                // (SendMessage at 46% of a no-op call's rate that way, 74% inline).
+                FlushMode::Async | FlushMode::None => sh.producer.send(msg).map_err(Refusal::from),
+            }
+            .map(|r| (r, String::new()))
         };
         match result {
             Ok((r, transaction_id)) => {

@@ -172,3 +172,29 @@ async fn transactional_sends_wait_for_the_engine() {
     assert_eq!(count(server.broker(), "tx"), 0);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_flushed_sends_wait_for_the_disk_off_the_async_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(BrokerConfig {
+        flush: pocketmq::FlushMode::Sync,
+        ..BrokerConfig::at(dir.path())
+    })
+    .unwrap();
+    let mut cfg = config();
+    cfg.flush = pocketmq::FlushMode::Sync;
+    let (server, client) = start(broker, cfg).await;
+    let sends: Vec<_> = (0..8)
+        .map(|i| {
+            let mut c = client.clone();
+            tokio::spawn(
+                async move { send(&mut c, message("durable", b"d", &message_id(i))).await },
+            )
+        })
+        .collect();
+    for s in sends {
+        assert_eq!(code(&s.await.unwrap().status), Code::Ok);
+    }
+    assert_eq!(stored(server.broker(), "durable").len(), 8);
+    server.shutdown().await.unwrap();
+}
