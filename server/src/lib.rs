@@ -13,9 +13,11 @@
 //!
 //! `serve` must run inside a tokio runtime (multi-threaded: engine calls that wait run
 //! on its blocking pool). The modules follow the protocol: `service` (one function per
-//! RPC), `telemetry` (the settings handshake and server-to-client commands),
+//! RPC), `route` (QueryRoute, QueryAssignment), `telemetry` (the settings handshake
+//! and server-to-client commands),
 //! `settings` (the merged settings clients wait for), `convert` (messages both ways),
-//! `pop` (consumer RPCs), `tx` (transactions), `client` (connected clients), `auth`
+//! `pop` (consumer RPCs; `pop/pool.rs` holds the engine calls, `pop/renewal.rs` the
+//! auto-renewed deliveries), `tx` (transactions), `client` (connected clients), `auth`
 //! (signatures), `status` (engine errors to protocol codes), `stats` and `metrics`.
 //!
 //! Logs go through the `log` facade as `key=value` fields; the `pocketmq-serve` binary
@@ -28,6 +30,7 @@ mod convert;
 mod metrics;
 mod pop;
 mod resource;
+mod route;
 mod service;
 mod settings;
 mod stats;
@@ -71,6 +74,8 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("the store: {0}")]
@@ -105,6 +110,13 @@ pub(crate) fn stats_of(shared: &Shared) -> ServerStats {
 
 /// Serves `broker` as `cfg` says. Returns once listening.
 pub async fn serve(broker: pocketmq::Broker, cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
+    if let Some(a) = &cfg.advertise {
+        if route::parse_endpoint(a).is_none() {
+            return Err(ServeError::Config(format!(
+                "advertise {a:?} is not host:port"
+            )));
+        }
+    }
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServeError::Bind {

@@ -19,10 +19,10 @@ use crate::config::ServeConfig;
 use crate::convert::{self, Incoming};
 use crate::proto::messaging_service_server::MessagingService;
 use crate::proto::*;
-use crate::resource::{self, Use};
+use crate::resource;
 use crate::stats::{Recorder, Rpc, Started};
 use crate::status::{self, Outcome, Refusal};
-use crate::{pop, telemetry, tx};
+use crate::{pop, route, telemetry, tx};
 
 /// The group the server's producer sends under.
 const PRODUCER_GROUP: &str = "pocketmq-serve";
@@ -95,56 +95,6 @@ impl Shared {
         }
         self.clients.caller(req.metadata(), self.now_ms())
     }
-
-    /// The endpoints routes name: the advertised address, else the one the client
-    /// asked through, else the listening address.
-    pub fn endpoints(&self, asked: Option<Endpoints>) -> Endpoints {
-        if let Some(a) = &self.cfg.advertise {
-            if let Some(e) = parse_endpoint(a) {
-                return e;
-            }
-        }
-        match asked {
-            Some(e) if !e.addresses.is_empty() => e,
-            _ => parse_endpoint(&self.local_addr.to_string()).expect("a socket address parses"),
-        }
-    }
-
-    /// The queue count of a topic a route names, or TOPIC_NOT_FOUND.
-    pub fn queues_of(&self, topic: &str) -> Outcome<u32> {
-        if topic.starts_with('%') || topic.starts_with("RMQ_SYS_") {
-            // Retry and dead-letter topics have one queue each.
-            return Ok(1);
-        }
-        let topics = self.broker.topics()?;
-        match topics.iter().find(|t| t.name == topic) {
-            Some(t) => Ok(t.queues),
-            None if self.cfg.auto_create_topics => Ok(self.cfg.default_queues),
-            None => Err(Refusal::new(
-                Code::TopicNotFound,
-                format!("topic {topic:?} does not exist"),
-            )),
-        }
-    }
-}
-
-/// `host:port` as protocol endpoints.
-pub(crate) fn parse_endpoint(s: &str) -> Option<Endpoints> {
-    let (host, port) = s.rsplit_once(':')?;
-    let port: u16 = port.parse().ok()?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let scheme = match host.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(_)) => AddressScheme::IPv4,
-        Ok(std::net::IpAddr::V6(_)) => AddressScheme::IPv6,
-        Err(_) => AddressScheme::DomainName,
-    };
-    Some(Endpoints {
-        scheme: scheme as i32,
-        addresses: vec![Address {
-            host: host.to_string(),
-            port: port as i32,
-        }],
-    })
 }
 
 /// A response that carries a status.
@@ -216,34 +166,6 @@ impl Service {
             Started::now(),
             Err(Refusal::not_implemented(rpc.name())),
         )
-    }
-
-    fn query_route_inner(&self, req: Request<QueryRouteRequest>) -> Outcome<QueryRouteResponse> {
-        let sh = &self.shared;
-        sh.caller(&req)?;
-        let req = req.into_inner();
-        let name = resource::topic(req.topic.as_ref(), Use::Consume)?;
-        let queues = sh.queues_of(&name)?;
-        let topic = req.topic.unwrap_or_default();
-        let endpoints = sh.endpoints(req.endpoints);
-        let message_queues = (0..queues as i32)
-            .map(|id| MessageQueue {
-                topic: Some(topic.clone()),
-                id,
-                permission: Permission::ReadWrite as i32,
-                broker: Some(broker(&endpoints)),
-                accept_message_types: vec![
-                    MessageType::Normal as i32,
-                    MessageType::Fifo as i32,
-                    MessageType::Delay as i32,
-                    MessageType::Transaction as i32,
-                ],
-            })
-            .collect();
-        Ok(QueryRouteResponse {
-            status: Some(status::ok()),
-            message_queues,
-        })
     }
 
     fn heartbeat_inner(&self, req: Request<HeartbeatRequest>) -> Outcome<HeartbeatResponse> {
@@ -343,32 +265,6 @@ impl Service {
         }
     }
 
-    fn query_assignment_inner(
-        &self,
-        req: Request<QueryAssignmentRequest>,
-    ) -> Outcome<QueryAssignmentResponse> {
-        let sh = &self.shared;
-        sh.caller(&req)?;
-        let req = req.into_inner();
-        let name = resource::topic(req.topic.as_ref(), Use::Consume)?;
-        resource::group(req.group.as_ref())?;
-        sh.queues_of(&name)?;
-        let endpoints = sh.endpoints(req.endpoints);
-        // One virtual queue: every receive may take from all of the topic's queues.
-        Ok(QueryAssignmentResponse {
-            status: Some(status::ok()),
-            assignments: vec![Assignment {
-                message_queue: Some(MessageQueue {
-                    topic: req.topic,
-                    id: -1,
-                    permission: Permission::ReadWrite as i32,
-                    broker: Some(broker(&endpoints)),
-                    accept_message_types: Vec::new(),
-                }),
-            }],
-        })
-    }
-
     fn terminate_inner(
         &self,
         req: Request<NotifyClientTerminationRequest>,
@@ -380,14 +276,6 @@ impl Service {
         Ok(NotifyClientTerminationResponse {
             status: Some(status::ok()),
         })
-    }
-}
-
-fn broker(endpoints: &Endpoints) -> crate::proto::Broker {
-    crate::proto::Broker {
-        name: "pocketmq".to_string(),
-        id: 0,
-        endpoints: Some(endpoints.clone()),
     }
 }
 
@@ -414,7 +302,11 @@ impl MessagingService for Service {
     async fn query_route(&self, req: Request<QueryRouteRequest>) -> Answer<QueryRouteResponse> {
         let _call = self.shared.enter();
         let started = Started::now();
-        self.finish(Rpc::QueryRoute, started, self.query_route_inner(req))
+        self.finish(
+            Rpc::QueryRoute,
+            started,
+            route::query_route(&self.shared, req),
+        )
     }
 
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Answer<HeartbeatResponse> {
@@ -439,7 +331,7 @@ impl MessagingService for Service {
         self.finish(
             Rpc::QueryAssignment,
             started,
-            self.query_assignment_inner(req),
+            route::query_assignment(&self.shared, req),
         )
     }
 

@@ -16,15 +16,13 @@
 //! (or the client's loss) makes its renewed deliveries visible again at once.
 //!
 //! The engine side is core's simple consumer, which is being added: the calls it
-//! needs are gathered at the end of this file (`Pool`), each answering
+//! needs are gathered in `pool.rs` (`Pool`), each answering
 //! NOT_IMPLEMENTED until core has them.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use pocketmq::MessageExt;
 use tonic::metadata::MetadataMap;
 use tonic::Request;
 
@@ -34,6 +32,11 @@ use crate::proto::*;
 use crate::resource::{self, Use};
 use crate::service::Shared;
 use crate::status::{self, Outcome, Refusal};
+
+mod pool;
+mod renewal;
+
+pub(crate) use pool::Pools;
 
 /// Most messages one receive hands out.
 pub(crate) const MAX_BATCH: usize = 32;
@@ -394,226 +397,6 @@ pub(crate) async fn dead_letter(
     })
 }
 
-/// Deliveries the server renews for their clients (`auto_renew`), by client and by
-/// the handle the client holds.
-#[derive(Debug, Default)]
-pub(crate) struct Renewals {
-    by_client: Mutex<HashMap<String, HashMap<String, Renewal>>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Renewal {
-    pub group: String,
-    pub topic: String,
-    /// The engine's handle now (the held one until the first renewal).
-    pub current: String,
-    /// When to renew next (ms, broker clock).
-    pub due_ms: u64,
-}
-
-impl Renewals {
-    pub fn add(&self, client: &str, handle: &str, (group, topic): (&str, &str), due_ms: u64) {
-        self.by_client
-            .lock()
-            .expect("renewals")
-            .entry(client.to_string())
-            .or_default()
-            .insert(
-                handle.to_string(),
-                Renewal {
-                    group: group.to_string(),
-                    topic: topic.to_string(),
-                    current: handle.to_string(),
-                    due_ms,
-                },
-            );
-    }
-
-    /// The engine's current handle for one a client holds, if the server renews it.
-    pub fn current(&self, client: &str, held: &str) -> Option<String> {
-        let map = self.by_client.lock().expect("renewals");
-        map.get(client)?.get(held).map(|r| r.current.clone())
-    }
-
-    pub fn remove(&self, client: &str, held: &str) {
-        let mut map = self.by_client.lock().expect("renewals");
-        if let Some(m) = map.get_mut(client) {
-            m.remove(held);
-            if m.is_empty() {
-                map.remove(client);
-            }
-        }
-    }
-
-    /// Renewals due at `now_ms`: (client, held handle, renewal).
-    pub fn due(&self, now_ms: u64) -> Vec<(String, String, Renewal)> {
-        let map = self.by_client.lock().expect("renewals");
-        map.iter()
-            .flat_map(|(c, m)| {
-                m.iter()
-                    .filter(|(_, r)| r.due_ms <= now_ms)
-                    .map(move |(h, r)| (c.clone(), h.clone(), r.clone()))
-            })
-            .collect()
-    }
-
-    /// Records a renewal's new handle and next due time.
-    pub fn renewed(&self, client: &str, held: &str, current: String, due_ms: u64) {
-        let mut map = self.by_client.lock().expect("renewals");
-        if let Some(r) = map.get_mut(client).and_then(|m| m.get_mut(held)) {
-            r.current = current;
-            r.due_ms = due_ms;
-        }
-    }
-
-    /// Everything renewed for a client, forgotten.
-    pub fn take_client(&self, client: &str) -> Vec<Renewal> {
-        let mut map = self.by_client.lock().expect("renewals");
-        map.remove(client)
-            .map(|m| m.into_values().collect())
-            .unwrap_or_default()
-    }
-}
-
-/// The pools, by (group, topic), and the renewals.
-#[derive(Default)]
-pub(crate) struct Pools {
-    pools: Mutex<HashMap<(String, String), Arc<Pool>>>,
-    pub renewals: Renewals,
-}
-
-impl Pools {
-    /// The pool of a receive's group and topic, opened on first use.
-    fn pool(&self, sh: &Shared, spec: &ReceiveSpec) -> Outcome<Arc<Pool>> {
-        let key = (spec.group.clone(), spec.topic.clone());
-        let mut pools = self.pools.lock().expect("pools");
-        if let Some(p) = pools.get(&key) {
-            return Ok(p.clone());
-        }
-        let g = sh.cfg.group(&spec.group);
-        let p = Arc::new(Pool::open(
-            sh,
-            PoolSpec {
-                group: spec.group.clone(),
-                topic: spec.topic.clone(),
-                tags: spec.tags.clone(),
-                invisible: spec.invisible,
-                max_delivery_attempts: 1 + g.max_reconsume_times,
-                fifo: g.fifo,
-            },
-        )?);
-        pools.insert(key, p.clone());
-        Ok(p)
-    }
-
-    fn existing(&self, group: &str, topic: &str) -> Option<Arc<Pool>> {
-        self.pools
-            .lock()
-            .expect("pools")
-            .get(&(group.to_string(), topic.to_string()))
-            .cloned()
-    }
-
-    /// A client ended: what the server renewed for it becomes visible again now.
-    pub fn release_client(&self, client: &str) {
-        for r in self.renewals.take_client(client) {
-            if let Some(pool) = self.existing(&r.group, &r.topic) {
-                tokio::spawn(async move {
-                    let _ = pool.change_invisible(&r.current, Duration::ZERO).await;
-                });
-            }
-        }
-    }
-
-    /// Renews the auto-renewed deliveries that are due (called periodically).
-    pub async fn renew_due(&self, now_ms: u64, invisible: Duration) {
-        for (client, held, r) in self.renewals.due(now_ms) {
-            let Some(pool) = self.existing(&r.group, &r.topic) else {
-                self.renewals.remove(&client, &held);
-                continue;
-            };
-            match pool.change_invisible(&r.current, invisible).await {
-                Ok(new) => self.renewals.renewed(
-                    &client,
-                    &held,
-                    new,
-                    now_ms + invisible.as_millis() as u64 / 2,
-                ),
-                // Acked, expired or dead-lettered meanwhile: nothing left to renew.
-                Err(_) => self.renewals.remove(&client, &held),
-            }
-        }
-    }
-}
-
-// ---- engine calls -------------------------------------------------------------
-//
-// Core's simple consumer (API.md "Simple consumer"), being added:
-//   broker.simple_consumer(SimpleConsumerConfig { group, topic, tags,
-//       invisible_duration_ms, max_delivery_attempts, fifo }) -> Result<SimpleConsumer>
-//   sc.receive_invisible(max, timeout, invisible_ms) -> Result<Vec<MessageExt>>
-//       (MessageExt gains receipt_handle: Option<String>, delivery_attempt: u32)
-//   sc.ack_handle(&str), sc.change_invisible_duration_handle(&str, ms) -> String,
-//   sc.dead_letter_handle(&str); stale handles -> Error::InvalidReceiptHandle.
-// Each call below answers NOT_IMPLEMENTED until then; the blocking ones will run
-// through `service::engine` (off the async workers).
-
-/// What a pool is opened with (core's `SimpleConsumerConfig`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PoolSpec {
-    pub group: String,
-    pub topic: String,
-    pub tags: String,
-    pub invisible: Duration,
-    pub max_delivery_attempts: u32,
-    pub fifo: bool,
-}
-
-/// One delivery: the message, its receipt handle and its attempt (1 = first).
-#[derive(Debug, Clone)]
-pub(crate) struct Delivered {
-    pub msg: MessageExt,
-    pub handle: String,
-    pub attempt: u32,
-}
-
-/// The engine's simple consumer of one (group, topic).
-#[derive(Debug)]
-pub(crate) struct Pool {
-    #[allow(dead_code)] // read once the engine's simple consumer is plugged in
-    spec: PoolSpec,
-}
-
-impl Pool {
-    fn open(_sh: &Shared, spec: PoolSpec) -> Outcome<Pool> {
-        let _ = Pool { spec };
-        Err(Refusal::not_implemented(
-            "consuming (the engine's simple consumer)",
-        ))
-    }
-
-    async fn receive(
-        &self,
-        _max: usize,
-        _poll: Duration,
-        _invisible: Duration,
-    ) -> Outcome<Vec<Delivered>> {
-        Err(Refusal::not_implemented("ReceiveMessage"))
-    }
-
-    async fn ack(&self, _handle: &str) -> Outcome<()> {
-        Err(Refusal::not_implemented("AckMessage"))
-    }
-
-    async fn change_invisible(&self, _handle: &str, _d: Duration) -> Outcome<String> {
-        Err(Refusal::not_implemented("ChangeInvisibleDuration"))
-    }
-
-    async fn dead_letter(&self, _handle: &str) -> Outcome<()> {
-        Err(Refusal::not_implemented("ForwardMessageToDeadLetterQueue"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -745,21 +528,6 @@ mod tests {
         assert_eq!(grpc_timeout(&md), Some(Duration::from_millis(2500)));
         md.insert("grpc-timeout", "x".parse().unwrap());
         assert_eq!(grpc_timeout(&md), None);
-    }
-
-    #[test]
-    fn renewals_map_held_handles_to_current_ones() {
-        let r = Renewals::default();
-        r.add("c1", "h1", ("g", "t"), 100);
-        assert_eq!(r.current("c1", "h1").as_deref(), Some("h1"));
-        assert!(r.due(99).is_empty());
-        assert_eq!(r.due(100).len(), 1);
-        r.renewed("c1", "h1", "h2".into(), 200);
-        assert_eq!(r.current("c1", "h1").as_deref(), Some("h2"));
-        assert_eq!(r.current("c2", "h1"), None);
-        let taken = r.take_client("c1");
-        assert_eq!(taken[0].current, "h2");
-        assert_eq!(r.current("c1", "h1"), None);
     }
 
     #[test]
