@@ -4,6 +4,8 @@
 # with the Python (PyPI rocketmq-python-client) and Node (npm rocketmq-client-nodejs)
 # producers, waits for the delays, stops the server with SIGTERM (it drains and closes
 # the store), then checks the store's contents against what the clients were told.
+# A second server checks credentials: both clients' signatures pass with the right
+# secret and are refused with a wrong one.
 #
 # Expects the clients installed (make test-server does it): tests/server/.venv and
 # tests/server/node_modules. Set KEEP=1 to keep the work directory.
@@ -35,15 +37,26 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"$serve" "$work/store" --listen "127.0.0.1:$port" --log-level info >"$work/server.out" 2>"$work/server.log" &
-server_pid=$!
-for _ in $(seq 1 100); do
-  grep -q "listening on" "$work/server.out" 2>/dev/null && break
-  kill -0 "$server_pid" 2>/dev/null || { echo "pocketmq-serve exited at startup"; exit 1; }
-  sleep 0.1
-done
-grep -q "listening on" "$work/server.out" || { echo "pocketmq-serve did not start listening"; exit 1; }
+# start_server STORE_ARG EXTRA_FLAGS...: sets port and server_pid.
+start_server() {
+  port="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  "$serve" "$@" --listen "127.0.0.1:$port" --log-level info >"$work/server.out" 2>>"$work/server.log" &
+  server_pid=$!
+  for _ in $(seq 1 100); do
+    grep -q "listening on" "$work/server.out" 2>/dev/null && break
+    kill -0 "$server_pid" 2>/dev/null || { echo "pocketmq-serve exited at startup"; exit 1; }
+    sleep 0.1
+  done
+  grep -q "listening on" "$work/server.out" || { echo "pocketmq-serve did not start listening"; exit 1; }
+}
+
+stop_server() {
+  kill -TERM "$server_pid"
+  if ! wait "$server_pid"; then echo "pocketmq-serve did not exit cleanly on SIGTERM"; server_pid=""; exit 1; fi
+  server_pid=""
+}
+
+start_server "$work/store"
 echo "pocketmq-serve on 127.0.0.1:$port, store $work/store"
 
 prefix="it$$-$RANDOM"
@@ -61,12 +74,29 @@ if wait > 0:
     time.sleep(wait)
 PY
 
-kill -TERM "$server_pid"
-if ! wait "$server_pid"; then echo "pocketmq-serve did not exit cleanly on SIGTERM"; server_pid=""; exit 1; fi
-server_pid=""
+stop_server
 grep -q "event=stopped" "$work/server.log" || { echo "no clean stop in the server log"; exit 1; }
 
 topics=()
 for c in py node; do for k in normal fifo delay; do topics+=("$prefix-$c-$k"); done; done
 "$dump" "$work/store" "${topics[@]}" >"$work/stored.jsonl"
+
+# Signatures: the server's check matches what both clients compute.
+start_server --memory --access-key app --secret-key s3cret
+echo "pocketmq-serve with credentials on 127.0.0.1:$port"
+signed_ok=0
+for secret in s3cret wrong; do
+  want=0; [ "$secret" = wrong ] && want=3
+  for client in "$py $here/signed.py" "node $here/signed.mjs"; do
+    set +e
+    (cd "$here" && HOME="$work/home" timeout 60 $client "127.0.0.1:$port" "$prefix-signed" app "$secret")
+    got=$?
+    set -e
+    if [ "$got" -ne "$want" ]; then
+      echo "FAILED: ${client%% *} with secret $secret exited $got, expected $want"; signed_ok=1
+    fi
+  done
+done
+stop_server
+[ "$signed_ok" -eq 0 ] || exit 1
 "$py" "$here/check.py" --stored "$work/stored.jsonl" "$work"/sent-*.jsonl
