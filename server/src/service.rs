@@ -1,8 +1,9 @@
 //! `impl MessagingService`: one small function per RPC. Each checks its caller
 //! (credentials, client id), validates, does the work, and answers with a `Status` in
-//! the response (gRPC status OK), counting the call in the stats. The consumer RPCs
-//! live in `pop.rs` and the transaction ones in `tx.rs`; RPCs outside the 11 the
-//! clients use answer NOT_IMPLEMENTED.
+//! the response (gRPC status OK), counting the call in the stats and in the calls in
+//! flight that a shutdown drains. Routes live in `route.rs`, the consumer RPCs in
+//! `pop/`, transactions in `tx.rs`, the Telemetry stream in `telemetry.rs`; RPCs
+//! outside the 11 the clients use answer NOT_IMPLEMENTED.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -193,15 +194,7 @@ impl Service {
         for m in messages {
             entries.push(self.send_one(m).await);
         }
-        let first = entries[0].status.clone().unwrap_or_else(status::ok);
-        let status = if entries
-            .iter()
-            .all(|e| e.status.as_ref().map(|s| s.code) == Some(first.code))
-        {
-            first
-        } else {
-            status::status(Code::MultipleResults, "the messages had different outcomes")
-        };
+        let status = status::overall(entries.iter().map(|e| e.status.as_ref()));
         Ok(SendMessageResponse {
             status: Some(status),
             entries,

@@ -67,6 +67,16 @@ impl From<Error> for Refusal {
     }
 }
 
+/// The top-level status of per-entry outcomes: their common code, or MULTIPLE_RESULTS.
+pub(crate) fn overall<'a>(mut statuses: impl Iterator<Item = Option<&'a Status>>) -> Status {
+    let first = statuses.next().flatten().cloned().unwrap_or_else(ok);
+    if statuses.all(|s| s.map(|s| s.code) == Some(first.code)) {
+        first
+    } else {
+        status(Code::MultipleResults, "the entries had different outcomes")
+    }
+}
+
 /// The outcome of one call's work.
 pub(crate) type Outcome<T> = Result<T, Refusal>;
 
@@ -84,5 +94,19 @@ mod tests {
         assert_eq!(r.code, Code::InternalServerError);
         assert!(!r.message.is_empty());
         assert_eq!(r.to_status().code, Code::InternalServerError as i32);
+    }
+
+    #[test]
+    fn overall_status_is_common_or_multiple() {
+        let ok = ok();
+        let bad = status(Code::InvalidReceiptHandle, "x");
+        assert_eq!(
+            overall([Some(&ok), Some(&ok)].into_iter()).code,
+            Code::Ok as i32
+        );
+        assert_eq!(
+            overall([Some(&ok), Some(&bad)].into_iter()).code,
+            Code::MultipleResults as i32
+        );
     }
 }

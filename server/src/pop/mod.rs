@@ -306,7 +306,7 @@ pub(crate) async fn ack(
             }),
         });
     }
-    let status = overall(entries.iter().map(|e| e.status.as_ref()));
+    let status = status::overall(entries.iter().map(|e| e.status.as_ref()));
     Ok(AckMessageResponse {
         status: Some(status),
         entries,
@@ -320,20 +320,6 @@ fn stale(group: &str, topic: &str) -> Refusal {
         Code::InvalidReceiptHandle,
         format!("no delivery of {topic:?} to {group:?} holds this receipt handle"),
     )
-}
-
-/// The top-level status of per-entry outcomes: their common code, or MULTIPLE_RESULTS.
-pub(crate) fn overall<'a>(mut statuses: impl Iterator<Item = Option<&'a Status>>) -> Status {
-    let first = statuses
-        .next()
-        .flatten()
-        .cloned()
-        .unwrap_or_else(status::ok);
-    if statuses.all(|s| s.map(|s| s.code) == Some(first.code)) {
-        first
-    } else {
-        status::status(Code::MultipleResults, "the entries had different outcomes")
-    }
 }
 
 /// ChangeInvisibleDuration: a new handle for the delivery.
@@ -528,19 +514,5 @@ mod tests {
         assert_eq!(grpc_timeout(&md), Some(Duration::from_millis(2500)));
         md.insert("grpc-timeout", "x".parse().unwrap());
         assert_eq!(grpc_timeout(&md), None);
-    }
-
-    #[test]
-    fn overall_status_is_common_or_multiple() {
-        let ok = status::ok();
-        let bad = status::status(Code::InvalidReceiptHandle, "x");
-        assert_eq!(
-            overall([Some(&ok), Some(&ok)].into_iter()).code,
-            Code::Ok as i32
-        );
-        assert_eq!(
-            overall([Some(&ok), Some(&bad)].into_iter()).code,
-            Code::MultipleResults as i32
-        );
     }
 }
