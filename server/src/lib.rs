@@ -172,10 +172,10 @@ pub async fn serve(broker: pocketmq::Broker, cfg: ServeConfig) -> Result<ServerH
     }
     helpers.push(tokio::spawn(housekeeping(shared.clone())));
     log::info!(
-        "event=listening addr={local_addr} tls={} auth={} metrics={:?}",
+        "event=listening addr={local_addr} tls={} auth={} metrics={}",
         shared.cfg.tls.is_some(),
         shared.cfg.credentials.is_some(),
-        metrics_addr
+        metrics_addr.map_or("none".to_string(), |a| a.to_string())
     );
     Ok(ServerHandle {
         local_addr,
