@@ -149,6 +149,53 @@ clean:
 	$(CARGO) clean
 	rm -rf $(VENV) wasm/pkg data
 
+# ==== Apache RocketMQ peer and official-client interop (interop/rocketmq, tests/interop/official)
+# make rocketmq-start      start a local Apache RocketMQ 5 (jars from Maven Central on first use)
+# make rocketmq-stop       stop it
+# make interop-official    run the official Python and Node clients' scenarios against
+#                          $(ROCKETMQ_ENDPOINT) (default: the local Apache proxy, started if needed)
+# Against pocketmq serve:  make interop-official ROCKETMQ_ENDPOINT=127.0.0.1:8081 ROCKETMQ_CREATE=
+# Ports and versions: see the header of interop/rocketmq/rocketmq.sh (ROCKETMQ_GRPC_PORT, ...).
+
+.PHONY: rocketmq-start rocketmq-stop interop-official interop-official-deps
+
+ROCKETMQ_SH := interop/rocketmq/rocketmq.sh
+ROCKETMQ_ENDPOINT ?= 127.0.0.1:$(or $(ROCKETMQ_GRPC_PORT),18081)
+# Creates topics (with a message.type) and groups before a run; empty for auto-creating servers.
+ROCKETMQ_CREATE ?= bash $(ROCKETMQ_SH) create
+INTEROP_DIR := tests/interop/official
+INTEROP_VENV := $(INTEROP_DIR)/.venv
+INTEROP_PREFIX ?= it$(shell date +%s)
+
+rocketmq-start:
+	@command -v java >/dev/null || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y openjdk-17-jdk-headless; }
+	@command -v mvn >/dev/null || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y maven; }
+	bash $(ROCKETMQ_SH) start
+
+rocketmq-stop:
+	bash $(ROCKETMQ_SH) stop
+
+$(INTEROP_VENV)/.installed: $(INTEROP_DIR)/requirements.txt
+	test -x $(INTEROP_VENV)/bin/python || $(PYTHON) -m venv $(INTEROP_VENV)
+	$(INTEROP_VENV)/bin/python -m pip install --quiet -r $(INTEROP_DIR)/requirements.txt
+	touch $@
+
+$(INTEROP_DIR)/node_modules/.package-lock.json: $(INTEROP_DIR)/package.json $(INTEROP_DIR)/package-lock.json
+	cd $(INTEROP_DIR) && npm ci --no-audit --no-fund
+
+interop-official-deps: $(INTEROP_VENV)/.installed $(INTEROP_DIR)/node_modules/.package-lock.json
+
+# Starts the local Apache peer only when the endpoint is its default one.
+interop-official: interop-official-deps
+	@if [ "$(ROCKETMQ_ENDPOINT)" = "127.0.0.1:$(or $(ROCKETMQ_GRPC_PORT),18081)" ]; then $(MAKE) --no-print-directory rocketmq-start; fi
+	rc=0; \
+	$(INTEROP_VENV)/bin/python $(INTEROP_DIR)/scenarios.py $(ROCKETMQ_ENDPOINT) $(INTEROP_PREFIX)-py \
+	  $(if $(ROCKETMQ_CREATE),--create "$(ROCKETMQ_CREATE)") || rc=1; \
+	node $(INTEROP_DIR)/scenarios.js $(ROCKETMQ_ENDPOINT) $(INTEROP_PREFIX)-js \
+	  $(if $(ROCKETMQ_CREATE),--create "$(ROCKETMQ_CREATE)") || rc=1; \
+	exit $$rc
+# ==== end of Apache RocketMQ peer and official-client interop
+
 # ---- server (pocketmq-serve: RocketMQ 5 gRPC) ----------------------------------
 # The official RocketMQ 5 clients (PyPI rocketmq-python-client, npm
 # rocketmq-client-nodejs, both pinned in tests/server) against pocketmq-serve, and

@@ -1,18 +1,28 @@
-//! Batched sends on the memory store, then receiving and acking them, for profilers:
-//! `cargo run --release -p pocketmq --example profile_send -- 20000 [send-only]`.
+//! Sends on the memory store, then receiving and acking them, for profilers:
+//! `cargo run --release -p pocketmq --example profile_send -- 20000 [send-only|single]`.
+//! The count is of batches of 100 (`single`: of 100 single sends each), so both
+//! modes move the same messages and instruction counts compare per message.
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let batches: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let mode = args.get(2).map(String::as_str).unwrap_or("");
     let b = pocketmq::Broker::memory();
     let p = b.producer("bench").unwrap();
     let body = bytes::Bytes::from(vec![b'x'; 100]);
     for _ in 0..batches {
+        if mode == "single" {
+            for _ in 0..100 {
+                p.send(pocketmq::Message::new("bench", body.clone()))
+                    .unwrap();
+            }
+            continue;
+        }
         let batch: Vec<pocketmq::Message> = (0..100)
             .map(|_| pocketmq::Message::new("bench", body.clone()))
             .collect();
         p.send_batch(batch).unwrap();
     }
-    if args.get(2).map(String::as_str) == Some("send-only") {
+    if mode == "send-only" {
         return;
     }
     let c = b

@@ -8,6 +8,8 @@
 use std::io;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
+
 use crate::store::{Backend, FlushJob, SegmentQueue};
 
 pub(crate) const ENTRY: usize = 20;
@@ -182,6 +184,83 @@ impl ConsumeQueue {
 
     pub fn flushed_to(&mut self, upto: u64) {
         self.seg.flushed_to(upto)
+    }
+}
+
+/// Every topic's ConsumeQueues, opened on demand over one backend.
+pub(crate) struct ConsumeQueues {
+    backend: Arc<dyn Backend>,
+    /// Entries per segment file.
+    entries: usize,
+    map: FxHashMap<String, Vec<ConsumeQueue>>,
+}
+
+impl ConsumeQueues {
+    pub fn new(backend: Arc<dyn Backend>, entries: usize) -> ConsumeQueues {
+        ConsumeQueues {
+            backend,
+            entries,
+            map: FxHashMap::default(),
+        }
+    }
+
+    /// The queues of `topic`, if it has any.
+    pub fn topic(&self, topic: &str) -> Option<&[ConsumeQueue]> {
+        self.map.get(topic).map(Vec::as_slice)
+    }
+
+    pub fn get(&self, topic: &str, queue_id: u32) -> Option<&ConsumeQueue> {
+        self.map.get(topic)?.get(queue_id as usize)
+    }
+
+    pub fn get_mut(&mut self, topic: &str, queue_id: u32) -> Option<&mut ConsumeQueue> {
+        self.map.get_mut(topic)?.get_mut(queue_id as usize)
+    }
+
+    /// The number of queues `topic` has open.
+    pub fn count(&self, topic: &str) -> u32 {
+        self.map.get(topic).map_or(0, Vec::len) as u32
+    }
+
+    /// Makes sure `topic` has queues `0..n`.
+    pub fn ensure(&mut self, topic: &str, n: u32) -> io::Result<()> {
+        let have = self.count(topic);
+        if have >= n {
+            return Ok(());
+        }
+        let mut added = Vec::with_capacity((n - have) as usize);
+        for q in have..n {
+            added.push(ConsumeQueue::open(
+                self.backend.clone(),
+                topic,
+                q,
+                self.entries,
+            )?);
+        }
+        self.map.entry(topic.to_string()).or_default().extend(added);
+        Ok(())
+    }
+
+    /// Every (topic, queues) pair.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Vec<ConsumeQueue>)> {
+        self.map.iter()
+    }
+
+    /// Every queue.
+    pub fn all_mut(&mut self) -> impl Iterator<Item = &mut ConsumeQueue> {
+        self.map.values_mut().flatten()
+    }
+
+    /// Flush jobs of every queue, with the queue they belong to.
+    pub fn flush_jobs(&self) -> Vec<(String, u32, FlushJob)> {
+        self.map
+            .iter()
+            .flat_map(|(t, l)| {
+                l.iter()
+                    .enumerate()
+                    .map(move |(q, cq)| (t.clone(), q as u32, cq.flush_job()))
+            })
+            .collect()
     }
 }
 

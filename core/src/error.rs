@@ -58,5 +58,21 @@ impl Error {
     }
 }
 
+impl ErrorKind {
+    /// The kind's name, as the bindings use it (Python's exception names without
+    /// "Error", JS's `code`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "InvalidArgument",
+            ErrorKind::MessageTooLarge => "MessageTooLarge",
+            ErrorKind::TopicNotFound => "TopicNotFound",
+            ErrorKind::StoreLocked => "StoreLocked",
+            ErrorKind::StoreCorrupted => "StoreCorrupted",
+            ErrorKind::Closed => "Closed",
+            ErrorKind::Io => "Io",
+        }
+    }
+}
+
 /// The engine's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

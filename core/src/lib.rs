@@ -11,26 +11,28 @@ mod commitlog;
 mod config;
 mod consume_queue;
 mod consumer;
+mod dispatch;
+mod engine;
 mod error;
 mod filter;
 mod index;
 mod message;
-mod offsets;
+mod message_store;
 mod runtime;
 mod schedule;
+mod stats;
 mod store;
 mod topic;
 mod transaction;
 
-pub use broker::{
-    Broker, Consumer, GroupStats, Producer, QueueStats, Stats, TopicInfo, TopicStats,
-    TransactionProducer,
-};
+pub use broker::{Broker, Consumer, Producer, Receiving, TransactionProducer};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    BrokerConfig, ConsumerConfig, FlushMode, MessageModel, StartFrom, DEFAULT_DELAY_LEVELS,
+    BrokerConfig, ConsumerConfig, FlushMode, MessageModel, OptionKind, OptionValue, StartFrom,
+    DEFAULT_DELAY_LEVELS,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use message::{Delay, Message, MessageBuilder, MessageExt, Receipt, SendResult, SendStatus};
+pub use stats::{GroupStats, QueueStats, Stats, TopicInfo, TopicStats};
 pub use store::host::HostFs;
 pub use transaction::{TransactionListener, TxState};

@@ -10,67 +10,112 @@ use parking_lot::{Condvar, MutexGuard};
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) const STEP_PERIOD: Duration = Duration::from_millis(5);
 
-/// A point in real time by which a wait must end.
-pub(crate) struct Deadline {
-    #[cfg(not(target_arch = "wasm32"))]
-    at: Option<std::time::Instant>,
+/// Real time now: a monotonic instant on native targets, JavaScript's clock (ms) on
+/// wasm, where there is no `Instant`.
+#[cfg(not(target_arch = "wasm32"))]
+type Instant = std::time::Instant;
+#[cfg(target_arch = "wasm32")]
+type Instant = f64;
+
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::disallowed_methods)]
+fn instant_now() -> Instant {
+    std::time::Instant::now()
+}
+#[cfg(target_arch = "wasm32")]
+fn instant_now() -> Instant {
+    js_sys::Date::now()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn instant_after(timeout: Duration) -> Option<Instant> {
+    instant_now().checked_add(timeout)
+}
+#[cfg(target_arch = "wasm32")]
+fn instant_after(timeout: Duration) -> Option<Instant> {
+    Some(instant_now() + timeout.as_secs_f64() * 1000.0)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn until(at: Instant) -> Duration {
+    at.saturating_duration_since(instant_now())
+}
+#[cfg(target_arch = "wasm32")]
+fn until(at: Instant) -> Duration {
+    Duration::from_secs_f64((at - instant_now()).max(0.0) / 1000.0)
+}
+
+/// A point in real time by which a wait must end. Waits block only on native
+/// targets; on wasm a wait returns at once and the JS host awaits instead.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Deadline {
+    /// Already past (a zero timeout).
+    Past,
+    At(Instant),
+    /// No deadline (no timeout, or one too far to represent).
+    Never,
 }
 
 impl Deadline {
     /// A deadline `timeout` from now (zero: already past).
-    #[allow(clippy::disallowed_methods)]
     pub(crate) fn after(timeout: Duration) -> Deadline {
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            Deadline {
-                at: if timeout.is_zero() {
-                    None
-                } else {
-                    std::time::Instant::now().checked_add(timeout)
-                },
-            }
+        if timeout.is_zero() {
+            return Deadline::Past;
         }
-        #[cfg(target_arch = "wasm32")]
-        {
-            let _ = timeout;
-            Deadline {}
+        instant_after(timeout).map_or(Deadline::Never, Deadline::At)
+    }
+
+    /// A deadline `timeout` from now; none for `None`.
+    pub(crate) fn within(timeout: Option<Duration>) -> Deadline {
+        timeout.map_or(Deadline::Never, Deadline::after)
+    }
+
+    /// The earlier of two deadlines.
+    pub(crate) fn min(self, other: Deadline) -> Deadline {
+        match (self, other) {
+            (Deadline::Past, _) | (_, Deadline::Past) => Deadline::Past,
+            (Deadline::Never, d) | (d, Deadline::Never) => d,
+            (Deadline::At(a), Deadline::At(b)) => Deadline::At(if a <= b { a } else { b }),
         }
     }
 
     /// Whether the deadline has passed (a zero timeout is past from the start).
-    #[allow(clippy::disallowed_methods)]
     pub(crate) fn is_past(&self) -> bool {
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            self.at.is_none_or(|at| std::time::Instant::now() >= at)
-        }
-        #[cfg(target_arch = "wasm32")]
-        {
-            true
+        match self {
+            Deadline::Past => true,
+            Deadline::At(at) => instant_now() >= *at,
+            Deadline::Never => false,
         }
     }
 
-    /// Waits on `cv` until notified or the deadline; false once the deadline passed.
+    /// Real time left; None for no deadline.
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        match self {
+            Deadline::Past => Some(Duration::ZERO),
+            Deadline::At(at) => Some(until(*at)),
+            Deadline::Never => None,
+        }
+    }
+
+    /// Waits on `cv` until notified or the deadline; false once the deadline passed
+    /// (always at once on wasm, which cannot block).
     #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
     pub(crate) fn wait<T>(&self, cv: &Condvar, guard: &mut MutexGuard<'_, T>) -> bool {
         #[cfg(not(target_arch = "wasm32"))]
         {
-            match self.at {
-                None => false,
-                Some(at) => !cv.wait_until(guard, at).timed_out() || self.remaining().is_some(),
+            match self {
+                Deadline::Past => false,
+                Deadline::At(at) => !cv.wait_until(guard, *at).timed_out() || !self.is_past(),
+                Deadline::Never => {
+                    cv.wait(guard);
+                    true
+                }
             }
         }
         #[cfg(target_arch = "wasm32")]
         {
             false
         }
-    }
-
-    #[cfg(not(target_arch = "wasm32"))]
-    #[allow(clippy::disallowed_methods)]
-    fn remaining(&self) -> Option<Duration> {
-        let now = std::time::Instant::now();
-        self.at.filter(|at| *at > now).map(|at| at - now)
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::message::record::java_hash;
+use crate::message::properties::java_hash;
 use crate::{Error, Result};
 
 pub(crate) const RETRY_PREFIX: &str = "%RETRY%";
@@ -95,6 +95,24 @@ pub(crate) fn validate_group(name: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The queue a message goes to: its explicit `queue_id`, else its sharding key's,
+/// else round robin (`rr`).
+pub(crate) fn select_queue(m: &crate::Message, queues: u32, rr: u32) -> Result<u32> {
+    if let Some(q) = m.queue_id {
+        if q >= queues {
+            return Err(Error::invalid(format!(
+                "queue_id {q} is out of range: {} has {queues} queues",
+                m.topic
+            )));
+        }
+        return Ok(q);
+    }
+    if let Some(k) = &m.sharding_key {
+        return Ok(queue_for_key(k, queues));
+    }
+    Ok(rr % queues.max(1))
 }
 
 /// The queue a sharding key maps to: the same key always picks the same queue.

@@ -4,15 +4,29 @@
 //! (`"12,"`, tag `d`, as RocketMQ). A COMMIT's real message and its op record are one
 //! atomic append, so a crash can never deliver a commit twice or lose one.
 //!
-//! The pending table is rebuilt on open from the half topic (from a persisted
-//! low-water mark) minus the op records. The first resolution wins: once an offset
+//! The pending table is rebuilt on open by dispatch (half records from a persisted
+//! low-water mark, minus the op records). The first resolution wins: once an offset
 //! is resolved, a second COMMIT or a COMMIT after ROLLBACK changes nothing.
+//!
+//! Check-back: a half message is first checked `transaction_timeout` after it was
+//! stored, then every `check_interval`, through its producer group's listener, at
+//! most `max_checks` times; then it is discarded to `RMQ_SYS_TRANS_CHECK_MAX_TOPIC`.
+//! A check counts only when the group has a listener, so a restarted service gets
+//! its chances. Listeners run outside the engine's lock.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::MessageExt;
+use crate::message::properties::{self, prop};
+use crate::message::record::{RecordSpec, SYS_FLAG_TX_COMMIT};
+use crate::message_store::MessageStore;
+use crate::store::meta::{read_json, to_json};
+use crate::store::Backend;
+use crate::topic;
+use crate::{MessageExt, Result};
 
 /// The outcome of a local transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +87,17 @@ impl TxCheckpoint {
     pub const FILE: &'static str = "config/transactions.json";
 }
 
+/// A transaction check to run outside the lock: half queue offset, listener, message.
+pub(crate) type Check = (u64, Arc<dyn TransactionListener>, MessageExt);
+
+/// When checks happen.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CheckPolicy {
+    pub timeout_ms: u64,
+    pub interval_ms: u64,
+    pub max_checks: u32,
+}
+
 #[derive(Default)]
 pub(crate) struct Transactions {
     /// Unresolved half messages by half queue offset.
@@ -80,13 +105,166 @@ pub(crate) struct Transactions {
     /// Next half queue offset to be written (everything below was seen).
     pub half_end: u64,
     pub dirty: bool,
+    policy: CheckPolicy,
+    /// Checks made before the last close, by half queue offset (from the checkpoint).
+    restored_checks: BTreeMap<u64, u32>,
+    /// The check-back listener of each producer group.
+    pub listeners: HashMap<String, Arc<dyn TransactionListener>>,
 }
 
 impl Transactions {
+    /// The service of a store, empty until dispatch replays the half and op records.
+    pub fn open(policy: CheckPolicy, backend: &dyn Backend) -> Result<Transactions> {
+        let cp: TxCheckpoint = read_json(backend, TxCheckpoint::FILE)?.unwrap_or_default();
+        Ok(Transactions {
+            half_end: cp.low_water,
+            policy,
+            restored_checks: cp.checks,
+            ..Transactions::default()
+        })
+    }
+
+    /// A half message was dispatched; returns when its first check is due. Checks
+    /// made before a restart count: the next comes an interval after the last.
+    pub fn on_half(&mut self, qo: u64, phys: u64, group: &str, store_ts: u64) -> u64 {
+        self.half_end = self.half_end.max(qo + 1);
+        if let Some(p) = self.pending.get(&qo) {
+            return p.next_check_ms;
+        }
+        let checks = self.restored_checks.get(&qo).copied().unwrap_or(0);
+        let next_check_ms = store_ts
+            .saturating_add(self.policy.timeout_ms)
+            .saturating_add((checks as u64).saturating_mul(self.policy.interval_ms));
+        self.pending.insert(
+            qo,
+            Pending {
+                phys,
+                group: group.to_string(),
+                checks,
+                next_check_ms,
+            },
+        );
+        self.dirty = true;
+        next_check_ms
+    }
+
+    /// An op record was dispatched: the half messages it lists are resolved.
+    pub fn on_op(&mut self, body: &[u8]) {
+        for qo in Self::parse_op_body(body) {
+            self.pending.remove(&qo);
+        }
+        self.dirty = true;
+    }
+
     /// The offsets listed in an op record body (`"3,7,"`).
     pub fn parse_op_body(body: &[u8]) -> impl Iterator<Item = u64> + '_ {
         body.split(|b| *b == b',')
             .filter_map(|s| std::str::from_utf8(s).ok()?.trim().parse().ok())
+    }
+
+    /// The half record for a message of `group` bound for (topic, queue): it keeps
+    /// its real topic and queue in properties.
+    pub fn half_spec(mut spec: RecordSpec, group: &str) -> RecordSpec {
+        properties::push(&mut spec.properties, prop::REAL_TOPIC, &spec.topic);
+        properties::push(
+            &mut spec.properties,
+            prop::REAL_QID,
+            &spec.queue_id.to_string(),
+        );
+        properties::push(&mut spec.properties, prop::TRAN_MSG, "true");
+        properties::push(&mut spec.properties, prop::PGROUP, group);
+        spec.topic = topic::TRANS_HALF_TOPIC.into();
+        spec.queue_id = 0;
+        spec
+    }
+
+    /// The op record that resolves half message `qo`.
+    pub fn op_spec(half_qo: u64, now: u64) -> RecordSpec {
+        let mut props = Vec::new();
+        properties::push(&mut props, prop::TAGS, OP_TAG);
+        RecordSpec {
+            topic: topic::TRANS_OP_HALF_TOPIC.into(),
+            queue_id: 0,
+            sys_flag: 0,
+            born_ts: now,
+            reconsume_times: 0,
+            prepared_tx_offset: 0,
+            body: Bytes::from(format!("{half_qo},")),
+            properties: props,
+        }
+    }
+
+    /// What resolving half message `qo` as `state` appends (a COMMIT's message and the
+    /// op record, as one batch); None when it is not pending (the first resolution
+    /// won) or the state is UNKNOWN.
+    pub fn resolution(
+        &self,
+        qo: u64,
+        state: TxState,
+        store: &mut MessageStore,
+        default_queues: u32,
+        now: u64,
+    ) -> Result<Option<Vec<RecordSpec>>> {
+        if state == TxState::Unknown {
+            return Ok(None);
+        }
+        let Some(p) = self.pending.get(&qo) else {
+            return Ok(None);
+        };
+        let mut specs = Vec::with_capacity(2);
+        if state == TxState::Commit {
+            let drop = [prop::TRAN_MSG, prop::PGROUP, prop::TRANSACTION_CHECK_TIMES];
+            if let Some(mut s) = store.copy_to_real_topic(p.phys, &drop, default_queues)? {
+                s.sys_flag = SYS_FLAG_TX_COMMIT;
+                s.prepared_tx_offset = p.phys;
+                specs.push(s);
+            }
+        }
+        specs.push(Self::op_spec(qo, now));
+        Ok(Some(specs))
+    }
+
+    /// Half messages whose check is due at `now`: the checks to run (outside the
+    /// lock), and the records that discard those checked too often (to append).
+    pub fn due(
+        &mut self,
+        store: &mut MessageStore,
+        default_queues: u32,
+        now: u64,
+    ) -> Result<(Vec<Check>, Vec<RecordSpec>)> {
+        let due: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.next_check_ms <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        let mut checks = Vec::new();
+        let mut discards = Vec::new();
+        for qo in due {
+            let Some(p) = self.pending.get_mut(&qo) else {
+                continue;
+            };
+            if p.checks >= self.policy.max_checks {
+                let phys = p.phys;
+                store.system_queues(topic::TRANS_CHECK_MAX_TOPIC, 1)?;
+                if let Some(mut s) = store.copy_to_real_topic(phys, &[], default_queues)? {
+                    s.topic = topic::TRANS_CHECK_MAX_TOPIC.into();
+                    s.queue_id = 0;
+                    discards.push(s);
+                }
+                discards.push(Self::op_spec(qo, now));
+                continue;
+            }
+            p.next_check_ms = now.saturating_add(self.policy.interval_ms);
+            self.dirty = true;
+            if let Some(l) = self.listeners.get(&p.group) {
+                p.checks += 1;
+                if let Some(m) = store.message_at(p.phys) {
+                    checks.push((qo, l.clone(), m));
+                }
+            }
+        }
+        Ok((checks, discards))
     }
 
     pub fn checkpoint(&self) -> TxCheckpoint {
@@ -101,22 +279,19 @@ impl Transactions {
         }
     }
 
-    /// Half messages whose check is due at `now`.
-    pub fn due(&self, now: u64) -> Vec<u64> {
-        self.pending
-            .iter()
-            .filter(|(_, p)| p.next_check_ms <= now)
-            .map(|(k, _)| *k)
-            .collect()
-    }
-
     pub fn next_due(&self) -> Option<u64> {
         self.pending.values().map(|p| p.next_check_ms).min()
     }
-}
 
-/// Groups' check-back listeners.
-pub(crate) type Listeners = HashMap<String, std::sync::Arc<dyn TransactionListener>>;
+    /// The checkpoint file, when it changed since the last call (or `all`).
+    pub fn metadata(&mut self, all: bool) -> Result<Option<(&'static str, Vec<u8>)>> {
+        if !(all || self.dirty) {
+            return Ok(None);
+        }
+        self.dirty = false;
+        Ok(Some((TxCheckpoint::FILE, to_json(&self.checkpoint())?)))
+    }
+}
 
 #[cfg(test)]
 mod tests {

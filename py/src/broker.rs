@@ -1,19 +1,18 @@
-//! `Broker`: the Python face of one engine over one store. Keyword options map to
-//! `BrokerConfig` fields (seconds to milliseconds); an option left out keeps the
-//! engine's default.
+//! `Broker`: the Python face of one engine over one store. Keyword options are the
+//! engine's options by name (`BrokerConfig::set_option`; durations in seconds or
+//! timedeltas); an option left out, or None, keeps the engine's default.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use pocketmq::{BrokerConfig, ConsumerConfig, FlushMode, MessageModel};
+use pocketmq::{BrokerConfig, ConsumerConfig};
 
 use crate::clock::ManualClock;
 use crate::consumer::Consumer;
-use crate::convert::{duration_ms, start_from, to_u32, to_u64};
+use crate::convert::{option_value, start_from, to_u32, unexpected};
 use crate::errors::{invalid, IntoPyResult};
 use crate::message::Message;
 use crate::producer::Producer;
@@ -24,78 +23,36 @@ use crate::transaction::{callable, PyCheck, TransactionProducer};
 pub struct Broker {
     inner: pocketmq::Broker,
     path: Option<PathBuf>,
-    default_queues: u32,
 }
 
 #[pymethods]
 impl Broker {
     #[new]
-    #[pyo3(signature = (path=None, *, flush=None, clock=None, max_message_size=None, auto_create_topics=None, default_queues=None, delay_levels=None, timer_max_delay=None, file_reserved_time=None, segment_size=None, transaction_timeout=None, check_interval=None, max_checks=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (path=None, *, clock=None, **options))]
     fn new(
         py: Python<'_>,
         path: Option<PathBuf>,
-        flush: Option<&str>,
         clock: Option<PyRef<'_, ManualClock>>,
-        max_message_size: Option<i64>,
-        auto_create_topics: Option<bool>,
-        default_queues: Option<i64>,
-        delay_levels: Option<String>,
-        timer_max_delay: Option<Bound<'_, PyAny>>,
-        file_reserved_time: Option<Bound<'_, PyAny>>,
-        segment_size: Option<i64>,
-        transaction_timeout: Option<Bound<'_, PyAny>>,
-        check_interval: Option<Bound<'_, PyAny>>,
-        max_checks: Option<i64>,
+        options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Broker> {
         let mut cfg = BrokerConfig {
             path: path.clone(),
             ..BrokerConfig::default()
         };
-        if let Some(f) = flush {
-            cfg.flush = f.parse::<FlushMode>().py_err()?;
-        }
         if let Some(c) = clock {
             cfg.clock = c.as_clock();
         }
-        if let Some(n) = max_message_size {
-            cfg.max_message_size = usize::try_from(n)
-                .map_err(|_| invalid(format!("max_message_size must be non-negative, not {n}")))?;
+        for (name, value) in options.into_iter().flatten() {
+            let name: String = name.extract()?;
+            let kind =
+                BrokerConfig::option_kind(&name).ok_or_else(|| unexpected("Broker()", &name))?;
+            if !value.is_none() {
+                cfg.set_option(&name, option_value(&value, kind, &name)?)
+                    .py_err()?;
+            }
         }
-        if let Some(b) = auto_create_topics {
-            cfg.auto_create_topics = b;
-        }
-        if let Some(n) = default_queues {
-            cfg.default_queues = to_u32(n, "default_queues")?;
-        }
-        if let Some(levels) = delay_levels {
-            cfg.delay_levels = levels;
-        }
-        if let Some(t) = &timer_max_delay {
-            cfg.timer_max_delay_ms = duration_ms(t, "timer_max_delay")?;
-        }
-        if let Some(t) = &file_reserved_time {
-            cfg.file_reserved_time_ms = duration_ms(t, "file_reserved_time")?;
-        }
-        if let Some(n) = segment_size {
-            cfg.segment_size = Some(to_u64(n, "segment_size")?);
-        }
-        if let Some(t) = &transaction_timeout {
-            cfg.transaction_timeout_ms = duration_ms(t, "transaction_timeout")?;
-        }
-        if let Some(t) = &check_interval {
-            cfg.check_interval_ms = duration_ms(t, "check_interval")?;
-        }
-        if let Some(n) = max_checks {
-            cfg.max_checks = to_u32(n, "max_checks")?;
-        }
-        let default_queues = cfg.default_queues;
         let inner = py.detach(|| pocketmq::Broker::open(cfg)).py_err()?;
-        Ok(Broker {
-            inner,
-            path,
-            default_queues,
-        })
+        Ok(Broker { inner, path })
     }
 
     /// The store directory, or None for an in-memory broker.
@@ -113,10 +70,7 @@ impl Broker {
     /// Creates a topic or grows its queue count (never shrinks it); idempotent.
     #[pyo3(signature = (name, queues=None))]
     fn create_topic(&self, py: Python<'_>, name: &str, queues: Option<i64>) -> PyResult<()> {
-        let queues = match queues {
-            Some(q) => to_u32(q, "queues")?,
-            None => self.default_queues,
-        };
+        let queues = queues.map(|q| to_u32(q, "queues")).transpose()?;
         py.detach(|| self.inner.create_topic(name, queues)).py_err()
     }
 
@@ -153,43 +107,26 @@ impl Broker {
     }
 
     /// A consumer of `topic` in `group`; it joins the group at once.
-    #[pyo3(signature = (group, topic, *, tags=None, broadcasting=false, orderly=false, max_reconsume_times=None, start=None, consumer_id=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (group, topic, **options))]
     fn consumer(
         &self,
         py: Python<'_>,
         group: &str,
         topic: &str,
-        tags: Option<String>,
-        broadcasting: bool,
-        orderly: bool,
-        max_reconsume_times: Option<i64>,
-        start: Option<Bound<'_, PyAny>>,
-        consumer_id: Option<String>,
+        options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Consumer> {
         let mut cfg = ConsumerConfig::new(group, topic);
-        if let Some(t) = tags {
-            cfg.tags = t;
+        for (name, value) in options.into_iter().flatten() {
+            let name: String = name.extract()?;
+            let kind = ConsumerConfig::option_kind(&name)
+                .ok_or_else(|| unexpected("consumer()", &name))?;
+            if !value.is_none() {
+                cfg.set_option(&name, option_value(&value, kind, &name)?)
+                    .py_err()?;
+            }
         }
-        cfg.model = if broadcasting {
-            MessageModel::Broadcasting
-        } else {
-            MessageModel::Clustering
-        };
-        cfg.orderly = orderly;
-        if let Some(n) = max_reconsume_times {
-            cfg.max_reconsume_times = to_u32(n, "max_reconsume_times")?;
-        }
-        if let Some(s) = &start {
-            cfg.start = start_from(s, "start")?;
-        }
-        cfg.consumer_id = consumer_id;
         let inner = py.detach(|| self.inner.consumer(cfg)).py_err()?;
-        Ok(Consumer {
-            inner,
-            broker: self.inner.clone(),
-            closed: AtomicBool::new(false),
-        })
+        Ok(Consumer { inner })
     }
 
     /// The message with this id, or None if it is not retained.

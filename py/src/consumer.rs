@@ -1,37 +1,41 @@
-//! `Consumer`: blocking `receive` (the GIL released, waiting in slices of at most
-//! 100 ms so Ctrl-C is seen), `ack`/`nack`, iteration, and the hooks the asyncio
-//! helpers in `pocketmq._aio` build on (`_on_ready`). Slicing a wait must not change
-//! what a single wait means: a receive that started before a close returns `[]`.
+//! `Consumer`: blocking `receive` (the GIL released, stepping the core's receive in
+//! slices of at most 100 ms so Ctrl-C is seen), `ack`/`nack`, iteration, and the
+//! hooks the asyncio helpers in `pocketmq._aio` build on (`_start_receive`,
+//! `_receive_step`, `_on_ready`). When a receive ends is the core's to decide.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pyo3::prelude::*;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::types::{PyList, PyTuple};
 
-use pocketmq::{ErrorKind, MessageExt};
+use pocketmq::{MessageExt, Receiving};
 
 use crate::convert::duration_ms;
-use crate::errors::{invalid, to_py, IntoPyResult};
+use crate::errors::{invalid, IntoPyResult};
 use crate::message::Message;
 
 /// The longest the GIL-free wait runs before Python gets to handle signals.
 const SLICE: Duration = Duration::from_millis(100);
 
-/// Real time for the caller's timeout; the broker's Clock never bounds a wait.
-#[allow(clippy::disallowed_methods)]
-fn now() -> Instant {
-    Instant::now()
-}
-
 /// One consumer of a group.
 #[pyclass(module = "pocketmq", name = "Consumer", frozen)]
 pub struct Consumer {
     pub inner: pocketmq::Consumer,
-    pub broker: pocketmq::Broker,
-    pub closed: AtomicBool,
+}
+
+/// A receive in progress, for the asyncio helpers.
+#[pyclass(module = "pocketmq", name = "_Receiving", frozen)]
+pub struct PyReceiving(Receiving);
+
+#[pymethods]
+impl PyReceiving {
+    /// Seconds left until the receive's deadline, or None when it has none.
+    #[getter]
+    fn remaining(&self) -> Option<f64> {
+        self.0.remaining().map(|d| d.as_secs_f64())
+    }
 }
 
 fn max_count(max_messages: i64) -> PyResult<usize> {
@@ -82,34 +86,17 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Timeout {
 const ONE_SECOND: Timeout = Timeout(Some(Duration::from_secs(1)));
 
 impl Consumer {
-    fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst) || self.broker.is_closed()
-    }
-
     fn receive_for(
         &self,
         py: Python<'_>,
         max: usize,
         timeout: Option<Duration>,
     ) -> PyResult<Vec<Message>> {
-        // A deadline too far to represent is no deadline.
-        let deadline = timeout.and_then(|t| now().checked_add(t));
-        let mut first = true;
+        let r = self.inner.start_receive(max, timeout).py_err()?;
         loop {
-            let slice = match deadline {
-                None => SLICE,
-                Some(d) => d.saturating_duration_since(now()).min(SLICE),
-            };
-            match py.detach(|| self.inner.receive(max, slice)) {
-                Ok(msgs) if !msgs.is_empty() => return Ok(msgs.into_iter().map(Message).collect()),
-                Ok(_) => {}
-                // Closed while this call was waiting: a wait that ends by a close is empty.
-                Err(e) if !first && e.kind() == ErrorKind::Closed => return Ok(Vec::new()),
-                Err(e) => return Err(to_py(e)),
-            }
-            first = false;
-            if self.is_closed() || deadline.is_some_and(|d| now() >= d) {
-                return Ok(Vec::new());
+            let step = py.detach(|| self.inner.receive_step(&r, Some(SLICE)));
+            if let Some(msgs) = step.py_err()? {
+                return Ok(msgs.into_iter().map(Message).collect());
             }
             py.check_signals()?;
         }
@@ -139,7 +126,7 @@ impl Consumer {
     /// True once this consumer or its broker is closed.
     #[getter]
     fn closed(&self) -> bool {
-        self.is_closed()
+        self.inner.is_closed()
     }
 
     /// Up to `max_messages` messages, waiting up to `timeout` seconds (real time) for
@@ -193,8 +180,27 @@ impl Consumer {
 
     /// Leaves the group; a receive blocked in another thread returns `[]`.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.closed.store(true, Ordering::SeqCst);
         py.detach(|| self.inner.close()).py_err()
+    }
+
+    /// Starts a receive (asyncio helpers): fails with `Closed` after a close.
+    #[pyo3(signature = (max_messages, timeout))]
+    fn _start_receive(&self, max_messages: i64, timeout: Timeout) -> PyResult<PyReceiving> {
+        let max = max_count(max_messages)?;
+        Ok(PyReceiving(
+            self.inner.start_receive(max, timeout.0).py_err()?,
+        ))
+    }
+
+    /// Looks once: the messages, `[]` when the receive ended empty, None when it
+    /// goes on.
+    fn _receive_step(
+        &self,
+        py: Python<'_>,
+        receiving: &PyReceiving,
+    ) -> PyResult<Option<Vec<Message>>> {
+        let step = py.detach(|| self.inner.receive_step(&receiving.0, Some(Duration::ZERO)));
+        Ok(step.py_err()?.map(|m| m.into_iter().map(Message).collect()))
     }
 
     /// Calls `callback()` once, from any thread: when a receive may find messages,
@@ -218,7 +224,7 @@ impl Consumer {
 
     /// The next message, waiting as long as it takes; stops when the consumer closes.
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Message>> {
-        if self.is_closed() {
+        if self.inner.is_closed() {
             return Ok(None);
         }
         Ok(self.receive_for(py, 1, None)?.into_iter().next())
@@ -254,7 +260,11 @@ impl Consumer {
             "Consumer(group={:?}, topic={:?}{})",
             self.inner.group(),
             self.inner.topic(),
-            if self.is_closed() { ", closed" } else { "" }
+            if self.inner.is_closed() {
+                ", closed"
+            } else {
+                ""
+            }
         )
     }
 }

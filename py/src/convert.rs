@@ -9,12 +9,12 @@ use bytes::Bytes;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
 };
 
-use pocketmq::{Message, MessageBuilder, StartFrom};
+use pocketmq::{Message, MessageBuilder, OptionKind, OptionValue, StartFrom};
 
-use crate::errors::invalid;
+use crate::errors::{invalid, IntoPyResult};
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
@@ -130,26 +130,59 @@ pub fn epoch_ms(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
     Err(type_error(what, "epoch seconds or a datetime", obj))
 }
 
-/// Where a group starts or is reset to: `"earliest"`, `"latest"`, epoch seconds or a datetime.
+/// Where a group starts or is reset to: `"earliest"`, `"latest"`, epoch seconds or a
+/// datetime.
 pub fn start_from(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<StartFrom> {
-    if let Ok(s) = obj.cast::<PyString>() {
-        return match s.to_cow()?.as_ref() {
-            "earliest" => Ok(StartFrom::Earliest),
-            "latest" => Ok(StartFrom::Latest),
-            other => Err(invalid(format!(
-                "{what} must be \"earliest\", \"latest\" or epoch seconds, not {other:?}"
-            ))),
-        };
-    }
-    match epoch_ms(obj, what) {
-        Ok(ms) => Ok(StartFrom::Timestamp(ms)),
-        Err(e) if e.is_instance_of::<PyTypeError>(obj.py()) => Err(type_error(
-            what,
-            "\"earliest\", \"latest\", epoch seconds or a datetime",
-            obj,
-        )),
-        Err(e) => Err(e),
-    }
+    let v = match obj.cast::<PyString>() {
+        Ok(s) => OptionValue::Text(s.to_cow()?.into_owned()),
+        Err(_) => match epoch_ms(obj, what) {
+            Ok(ms) => OptionValue::Number(ms as f64),
+            Err(e) if e.is_instance_of::<PyTypeError>(obj.py()) => {
+                let expected = "\"earliest\", \"latest\", epoch seconds or a datetime";
+                return Err(type_error(what, expected, obj));
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    StartFrom::from_option(what, v).py_err()
+}
+
+/// A keyword argument's value as the engine's option `name` of kind `kind` takes it.
+pub fn option_value(obj: &Bound<'_, PyAny>, kind: OptionKind, name: &str) -> PyResult<OptionValue> {
+    let is_int = obj.is_instance_of::<PyInt>() && !obj.is_instance_of::<PyBool>();
+    Ok(match kind {
+        OptionKind::Bool if obj.is_instance_of::<PyBool>() => OptionValue::Bool(obj.extract()?),
+        OptionKind::Bool => return Err(type_error(name, "True or False", obj)),
+        OptionKind::Integer if is_int => OptionValue::Number(
+            obj.extract::<f64>()
+                .map_err(|_| invalid(format!("{name} is too large")))?,
+        ),
+        OptionKind::Integer => return Err(type_error(name, "an integer", obj)),
+        OptionKind::Duration => OptionValue::Number(duration_ms(obj, name)? as f64),
+        OptionKind::Ratio => match number(obj)? {
+            Some(n) => OptionValue::Number(n),
+            None => return Err(type_error(name, "a number", obj)),
+        },
+        OptionKind::Text => match obj.cast::<PyString>() {
+            Ok(s) => OptionValue::Text(s.to_cow()?.into_owned()),
+            Err(_) => return Err(type_error(name, "a string", obj)),
+        },
+        OptionKind::Time => OptionValue::Number(epoch_ms(obj, name)? as f64),
+        OptionKind::Strings => OptionValue::List(keys(Some(obj))?),
+        OptionKind::Map => OptionValue::Map(properties(Some(obj))?.into_iter().collect()),
+        OptionKind::Position => match start_from(obj, name)? {
+            StartFrom::Earliest => OptionValue::Text("earliest".into()),
+            StartFrom::Latest => OptionValue::Text("latest".into()),
+            StartFrom::Timestamp(ms) => OptionValue::Number(ms as f64),
+        },
+    })
+}
+
+/// The `TypeError` Python raises for a keyword argument a callable does not take.
+pub fn unexpected(callable: &str, name: &str) -> PyErr {
+    PyTypeError::new_err(format!(
+        "{callable} got an unexpected keyword argument '{name}'"
+    ))
 }
 
 /// A non-negative integer that fits a `u32`.
@@ -162,36 +195,23 @@ pub fn to_u32(value: i64, what: &str) -> PyResult<u32> {
     })
 }
 
-/// A non-negative integer that fits a `u64`.
-pub fn to_u64(value: i64, what: &str) -> PyResult<u64> {
-    u64::try_from(value).map_err(|_| invalid(format!("{what} must be non-negative, not {value}")))
-}
-
-/// The options every send shares.
-pub struct SendOptions<'py> {
-    pub tags: Option<String>,
-    pub keys: Option<Bound<'py, PyAny>>,
-    pub properties: Option<Bound<'py, PyAny>>,
-    pub sharding_key: Option<String>,
-    pub queue_id: Option<i64>,
-}
-
-impl SendOptions<'_> {
-    /// A builder for one message to `topic` with these options.
-    pub fn builder(&self, topic: &str, body: Bytes) -> PyResult<MessageBuilder> {
-        let mut b = Message::builder(topic, body).keys(keys(self.keys.as_ref())?);
-        if let Some(tags) = &self.tags {
-            b = b.tags(tags.clone());
+/// A message to `topic` with `body` and the send options of a call (`None` values
+/// are left out), as the engine takes them by name.
+pub fn message(
+    topic: &str,
+    body: Bytes,
+    options: Option<&Bound<'_, PyDict>>,
+    callable: &str,
+) -> PyResult<Message> {
+    let mut b = Message::builder(topic, body);
+    for (name, value) in options.into_iter().flatten() {
+        let name: String = name.extract()?;
+        let kind = MessageBuilder::option_kind(&name).ok_or_else(|| unexpected(callable, &name))?;
+        if !value.is_none() {
+            b = b
+                .set_option(&name, option_value(&value, kind, &name)?)
+                .py_err()?;
         }
-        for (k, v) in properties(self.properties.as_ref())? {
-            b = b.property(k, v);
-        }
-        if let Some(key) = &self.sharding_key {
-            b = b.sharding_key(key.clone());
-        }
-        if let Some(q) = self.queue_id {
-            b = b.queue_id(to_u32(q, "queue_id")?);
-        }
-        Ok(b)
     }
+    Ok(b.build())
 }

@@ -1,7 +1,8 @@
 //! `pocketmq._native`: the pyo3 binding over the `pocketmq` engine. Each class is a
 //! thin wrapper around a core type; conversions live in `convert`, the error
 //! mapping in `errors`. The pure-Python package `pocketmq` re-exports these classes
-//! and adds the exceptions, `TxState`, asyncio helpers and the CLI.
+//! and adds the exceptions, `TxState`, asyncio helpers and the CLI. The engine logs
+//! through the `log` facade; pyo3-log hands its records to Python's `logging`.
 
 use pyo3::prelude::*;
 
@@ -16,9 +17,13 @@ mod transaction;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The engine's log records (recovery, retention, dead letters) go to Python's
+    // `logging`, under loggers named after the engine's modules (`pocketmq.*`).
+    pyo3_log::init();
     m.add_class::<broker::Broker>()?;
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<consumer::Consumer>()?;
+    m.add_class::<consumer::PyReceiving>()?;
     m.add_class::<message::Message>()?;
     m.add_class::<message::SendResult>()?;
     m.add_class::<producer::Producer>()?;

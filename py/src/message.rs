@@ -2,6 +2,7 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
+use pyo3::IntoPyObjectExt;
 
 use pocketmq::{MessageExt, SendResult as CoreSendResult};
 
@@ -11,44 +12,19 @@ use crate::transaction::tx_state_to_py;
 #[pyclass(module = "pocketmq", name = "Message", frozen)]
 pub struct Message(pub MessageExt);
 
-/// A Python-style repr of a string: single quotes, escapes for the rest.
-fn q(s: &str) -> String {
-    let mut out = String::from("'");
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\'' => out.push_str("\\'"),
-            '\n' => out.push_str("\\n"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
+/// Python's repr of a value.
+fn r<'py>(py: Python<'py>, v: impl IntoPyObject<'py>) -> PyResult<String> {
+    let obj = v.into_bound_py_any(py)?;
+    Ok(obj.repr()?.to_string())
 }
 
-fn q_list(items: &[String]) -> String {
-    let inner: Vec<String> = items.iter().map(|s| q(s)).collect();
-    format!("[{}]", inner.join(", "))
-}
-
-fn short_body(body: &[u8]) -> String {
-    const MAX: usize = 48;
-    let shown = &body[..body.len().min(MAX)];
-    let mut s = String::from("b'");
-    for &c in shown {
-        match c {
-            b'\\' => s.push_str("\\\\"),
-            b'\'' => s.push_str("\\'"),
-            0x20..=0x7e => s.push(c as char),
-            _ => s.push_str(&format!("\\x{c:02x}")),
-        }
-    }
-    s.push('\'');
-    if body.len() > MAX {
-        s.push_str(&format!("...({} bytes)", body.len()));
-    }
-    s
+/// The repr of a body, cut after 48 bytes.
+fn short_body(py: Python<'_>, body: &[u8]) -> PyResult<String> {
+    let shown = r(py, PyBytes::new(py, &body[..body.len().min(48)]))?;
+    Ok(match body.len() {
+        n if n > 48 => format!("{shown}...({n} bytes)"),
+        _ => shown,
+    })
 }
 
 #[pymethods]
@@ -111,19 +87,19 @@ impl Message {
         String::from_utf8_lossy(&self.0.body).into_owned()
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let m = &self.0;
-        format!(
+        Ok(format!(
             "Message(msg_id={}, topic={}, queue_id={}, queue_offset={}, tags={}, keys={}, reconsume_times={}, body={})",
-            q(&m.msg_id),
-            q(&m.topic),
+            r(py, &m.msg_id)?,
+            r(py, &m.topic)?,
             m.queue_id,
             m.queue_offset,
-            m.tags.as_deref().map_or("None".to_string(), q),
-            q_list(&m.keys),
+            r(py, m.tags.as_deref())?,
+            r(py, &m.keys)?,
             m.reconsume_times,
-            short_body(&m.body),
-        )
+            short_body(py, &m.body)?,
+        ))
     }
 }
 
@@ -167,18 +143,19 @@ impl SendResult {
             .transpose()
     }
 
-    fn __repr__(&self) -> String {
-        let r = &self.0;
-        let tx = r.transaction_state.map_or(String::new(), |s| {
-            format!(", transaction_state={}", q(s.as_str()))
-        });
-        format!(
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let s = &self.0;
+        let tx = match s.transaction_state {
+            Some(t) => format!(", transaction_state={}", r(py, t.as_str())?),
+            None => String::new(),
+        };
+        Ok(format!(
             "SendResult(status={}, msg_id={}, topic={}, queue_id={}, queue_offset={}{tx})",
-            q(r.status.as_str()),
-            q(&r.msg_id),
-            q(&r.topic),
-            r.queue_id,
-            r.queue_offset,
-        )
+            r(py, s.status.as_str())?,
+            r(py, &s.msg_id)?,
+            r(py, &s.topic)?,
+            s.queue_id,
+            s.queue_offset,
+        ))
     }
 }

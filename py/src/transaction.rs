@@ -8,7 +8,6 @@ use pyo3::types::PyDict;
 
 use pocketmq::{MessageExt, TransactionListener, TxState};
 
-use crate::convert::SendOptions;
 use crate::errors::IntoPyResult;
 use crate::message::{Message, SendResult};
 
@@ -109,29 +108,18 @@ impl TransactionProducer {
         self.0.group()
     }
 
-    #[pyo3(signature = (topic, body, *, execute, tags=None, keys=None, properties=None, sharding_key=None, queue_id=None))]
-    #[allow(clippy::too_many_arguments)]
+    /// Stores a half message, runs `execute(msg)` and records its decision.
+    #[pyo3(signature = (topic, body, *, execute, **options))]
     fn send(
         &self,
         py: Python<'_>,
         topic: &str,
         body: &Bound<'_, PyAny>,
         execute: &Bound<'_, PyAny>,
-        tags: Option<String>,
-        keys: Option<Bound<'_, PyAny>>,
-        properties: Option<Bound<'_, PyAny>>,
-        sharding_key: Option<String>,
-        queue_id: Option<i64>,
+        options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<SendResult> {
         let execute = callable(execute, "execute")?;
-        let opts = SendOptions {
-            tags,
-            keys,
-            properties,
-            sharding_key,
-            queue_id,
-        };
-        let msg = opts.builder(topic, crate::convert::body(body)?)?.build();
+        let msg = crate::convert::message(topic, crate::convert::body(body)?, options, "send()")?;
         let result = py
             .detach(|| {
                 self.0.send(msg, |half| {

@@ -215,6 +215,16 @@ def test_tick_runs_and_next_due_reports_pending_work(timed, clock):
     assert m.body == b"x"
 
 
+def test_next_due_is_never_a_placeholder(clock):
+    # A new broker has nothing due (not 0.0); a delayed send is due ahead of now.
+    broker = pocketmq.Broker(clock=clock)
+    assert broker.next_due() is None
+    broker.producer("p").send("t", b"x", delay_level=1)
+    due = broker.next_due()
+    assert due is not None and clock.now() < due <= clock.now() + 1.0 + 0.001
+    broker.close()
+
+
 def test_flush_on_file_store(store):
     with pocketmq.Broker(store, flush="none") as b:
         b.producer("p").send("t", b"flushed-body-marker")

@@ -1,15 +1,7 @@
 // Holds the loaded engine (the wasm-bindgen glue) for the wrapper. The entry
 // module (node.js or web.js) loads the glue its platform needs and binds it here
 // before anything else runs.
-import {
-  InvalidArgumentError,
-  MessageTooLargeError,
-  TopicNotFoundError,
-  StoreLockedError,
-  StoreCorruptedError,
-  ClosedError,
-  IoError,
-} from "./errors.js";
+import { ERROR_CLASSES } from "./errors.js";
 
 /** The wasm-bindgen glue of the engine. */
 export let native = null;
@@ -25,13 +17,5 @@ export let platform = {};
 export function bind(glue, additions = {}) {
   native = glue;
   platform = additions;
-  native.registerErrorClasses({
-    InvalidArgument: InvalidArgumentError,
-    MessageTooLarge: MessageTooLargeError,
-    TopicNotFound: TopicNotFoundError,
-    StoreLocked: StoreLockedError,
-    StoreCorrupted: StoreCorruptedError,
-    Closed: ClosedError,
-    Io: IoError,
-  });
+  native.registerErrorClasses(ERROR_CLASSES);
 }

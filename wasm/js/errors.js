@@ -24,14 +24,17 @@ export class ClosedError extends PocketMQError {}
 /** The platform refused a storage operation. */
 export class IoError extends PocketMQError {}
 
-for (const [cls, code] of [
-  [InvalidArgumentError, "InvalidArgument"],
-  [MessageTooLargeError, "MessageTooLarge"],
-  [TopicNotFoundError, "TopicNotFound"],
-  [StoreLockedError, "StoreLocked"],
-  [StoreCorruptedError, "StoreCorrupted"],
-  [ClosedError, "Closed"],
-  [IoError, "Io"],
-]) {
+/** Each error class by its `code`: the engine builds these (engine.js registers them). */
+export const ERROR_CLASSES = {
+  InvalidArgument: InvalidArgumentError,
+  MessageTooLarge: MessageTooLargeError,
+  TopicNotFound: TopicNotFoundError,
+  StoreLocked: StoreLockedError,
+  StoreCorrupted: StoreCorruptedError,
+  Closed: ClosedError,
+  Io: IoError,
+};
+
+for (const [code, cls] of Object.entries(ERROR_CLASSES)) {
   Object.defineProperty(cls.prototype, "code", { value: code, writable: true, configurable: true });
 }

@@ -1,12 +1,12 @@
 // The public JavaScript surface of pocketmq over the wasm engine.
 //
 // The engine (the wasm module) never waits: it has no threads. This module
-// gives the Promises: `receive` tries the engine at once and, if nothing is
-// ready, waits until a call on the same broker may have added messages (send,
-// sendBatch, tick, ack, nack, a transaction, a reset, a close), until a timer
-// set from `nextDueMs()` fires and runs `tick()`, or until its timeout. Timers
-// that only drive deferred work are unref'd in Node so that a process exits.
-// Everything about messaging (what is delivered, when, to whom) is the engine's.
+// gives the Promises: `receive` steps the engine's receive (which decides when it
+// ends) and, between steps, awaits the engine's onReady callback (a send, a
+// delay coming due, an ack, a close) or the receive's deadline. A timer set from
+// `nextDueMs()` runs `tick()` when deferred work comes due; timers that only drive
+// deferred work are unref'd in Node so that a process exits. Everything about
+// messaging (what is delivered, when, to whom) is the engine's.
 
 import { native, platform } from "./engine.js";
 import { InvalidArgumentError } from "./errors.js";
@@ -66,11 +66,16 @@ function epochMs(v) {
   return v instanceof Date ? v.getTime() : v;
 }
 
-/** Send options with Dates turned into epoch ms. */
-function sendOptions(opts) {
-  const o = optionsObject("send options", opts);
-  if (o.deliverAt instanceof Date) return { ...o, deliverAt: o.deliverAt.getTime() };
-  return o;
+/** The engine's snake_case report with camelCase keys (topic and group names kept). */
+function camelCase(value, isMap = false) {
+  if (Array.isArray(value)) return value.map((v) => camelCase(v));
+  if (value === null || typeof value !== "object") return value;
+  const out = {};
+  for (const [k, v] of Object.entries(value)) {
+    const key = isMap ? k : k.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+    out[key] = camelCase(v, key === "topics" && !isMap);
+  }
+  return out;
 }
 
 function unref(timer) {
@@ -135,6 +140,10 @@ export class Message {
 /** The messages of an engine batch (or [] for none). */
 function messages(handle) {
   if (handle === undefined || handle === null) return [];
+  if (handle.length === 0) {
+    handle.free();
+    return [];
+  }
   const batch = { native: handle, open: handle.length };
   return wire.readMessages(
     handle.encode(),
@@ -203,7 +212,8 @@ export class Broker {
   #timer = null;
   #timerDue = null;
   #lastFired = null;
-  #waiters = new Set();
+  /** Receives waiting on this broker: while any does, the deferred-work timer is ref'd. */
+  #waiting = 0;
   #fileTimer = null;
 
   constructor(options) {
@@ -240,7 +250,7 @@ export class Broker {
     } catch (err) {
       console.error("pocketmq: flushing the store failed:", err);
     }
-    this._changed();
+    this._schedule();
   }
 
   /** Creates a topic or grows its queue count (idempotent). */
@@ -304,7 +314,7 @@ export class Broker {
 
   /** Sizes, lags and rates. */
   stats() {
-    return this.#native.stats();
+    return camelCase(this.#native.stats());
   }
 
   /** Runs the work that is due now (delays, retries, transaction checks). */
@@ -326,11 +336,7 @@ export class Broker {
     openStores.delete(this);
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
-    try {
-      this.#native.close();
-    } finally {
-      this._wake();
-    }
+    this.#native.close();
   }
 
   /** Whether `close` was called. */
@@ -344,28 +350,16 @@ export class Broker {
   _drive() {
     if (this.#native.isClosed()) return;
     const due = this.#native.nextDueMs();
-    if (due !== undefined && due !== null && due <= this.#native.nowMs()) {
-      this.#native.tick();
-      this._wake();
-    }
+    if (due !== undefined && due !== null && due <= this.#native.nowMs()) this.#native.tick();
   }
 
-  /** After any call that may add messages or due work: wake waiters, re-arm the timer. */
+  /** After any call that may add due work: re-arm the timer that drives it. */
   _changed() {
-    this._wake();
     this._schedule();
   }
 
-  _wake() {
-    if (this.#waiters.size === 0) return;
-    const waiters = [...this.#waiters];
-    this.#waiters.clear();
-    for (const w of waiters) w(true);
-  }
-
-  /** After a send: wake waiters; re-arm the timer only if deferred work may be due sooner. */
+  /** After a send: re-arm the timer only if deferred work may be due sooner. */
   _sent(nextDue) {
-    if (this.#waiters.size > 0) this._wake();
     if (nextDue >= 0 && !(this.#timer !== null && this.#timerDue <= nextDue)) this._schedule(nextDue);
   }
 
@@ -382,7 +376,7 @@ export class Broker {
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timerDue = due;
     this.#timer = setTimeout(() => this.#fire(), Math.min(Math.max(wait, 0), MAX_TIMER_MS));
-    if (this.#waiters.size === 0) unref(this.#timer);
+    if (this.#waiting === 0) unref(this.#timer);
   }
 
   #fire() {
@@ -395,24 +389,34 @@ export class Broker {
     } catch (err) {
       console.error("pocketmq: deferred work failed:", err);
     }
-    this._changed();
+    this._schedule();
   }
 
-  /** Resolves true when the broker changes, false after `ms` (real time). */
-  _wait(ms) {
+  /**
+   * Resolves when the engine says `consumer` may find messages (its onReady), or
+   * after `ms` (real time; undefined: no limit). A callback made at once resolves on
+   * the next turn of the event loop, so a consumer never spins without yielding.
+   */
+  _ready(consumer, ms) {
     return new Promise((resolve) => {
+      let settled = false;
+      let now = true;
       let timer = null;
-      const done = (woke) => {
+      const done = () => {
+        if (settled) return;
+        settled = true;
         if (timer !== null) clearTimeout(timer);
-        this.#waiters.delete(done);
-        if (this.#waiters.size === 0) unref(this.#timer);
-        resolve(woke);
+        if (--this.#waiting === 0) unref(this.#timer);
+        if (now) setTimeout(resolve, 0);
+        else resolve();
       };
-      this.#waiters.add(done);
-      timer = setTimeout(() => done(false), Math.min(Math.max(ms, 0), MAX_TIMER_MS));
-      // A waiting receive keeps the deferred-work timer alive too.
+      this.#waiting++;
+      // A waiting receive keeps the deferred-work timer alive.
       if (this.#timer !== null && typeof this.#timer.ref === "function") this.#timer.ref();
       else this._schedule();
+      if (ms !== undefined) timer = setTimeout(done, Math.min(Math.max(ms, 0), MAX_TIMER_MS));
+      consumer.onReady(done);
+      now = false;
     });
   }
 }
@@ -432,12 +436,36 @@ function txDecision(what, fn, batch) {
 
 // ---------------------------------------------------------------- producers
 
-/** A body as a Uint8Array or a string for the fast path, or undefined for the general one. */
+/** A body as a string or a Uint8Array (a view of any other buffer's bytes). */
 function plainBody(body) {
   if (typeof body === "string" || body instanceof Uint8Array) return body;
   if (body instanceof ArrayBuffer) return new Uint8Array(body);
   if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
-  return undefined;
+  const got = body === null ? "null" : typeof body;
+  throw new TypeError(`body must be a string, a Uint8Array or an ArrayBuffer, not ${got}`);
+}
+
+/** Send options checked for unknown names, with a Date turned into epoch ms. */
+function sendOptions(opts) {
+  if (opts === undefined) return undefined;
+  return optionsObject("send options", opts, wire.SEND_OPTIONS);
+}
+
+/** The bodies and options of `sendBatch`'s items: a body, or `{ body, ...options }`. */
+function batchItems(items, common) {
+  const bodies = [];
+  const options = [];
+  for (const item of items) {
+    if (isPlainObject(item)) {
+      const { body, ...own } = item;
+      bodies.push(plainBody(body));
+      options.push({ ...common, ...sendOptions(own) });
+    } else {
+      bodies.push(plainBody(item));
+      options.push(common);
+    }
+  }
+  return [bodies, options];
 }
 
 /** Sends messages on behalf of a producer group. */
@@ -455,76 +483,44 @@ export class Producer {
     return this.#native.group;
   }
 
-  /** The index of `topic` for the fast path, or -1 when it has none. */
+  /** The engine's index of `topic` (a bounded table: past its size it starts afresh). */
   #topicIndex(topic) {
-    if (typeof topic !== "string") return -1;
+    if (typeof topic !== "string") throw new TypeError("topic must be a string");
     let i = this.#topics.get(topic);
     if (i === undefined) {
-      if (this.#topics.size >= MAX_FAST_TOPICS) return -1;
-      i = this.#native.topicIndex(topic);
+      const reset = this.#topics.size >= MAX_FAST_TOPICS;
+      if (reset) this.#topics.clear();
+      i = this.#native.topicIndex(topic, reset);
       this.#topics.set(topic, i);
     }
     return i;
   }
 
-  /** SendResults from their wire form at `ptr`. */
-  #results(topic, ptr) {
+  /** Sends the encoded messages; the wire results' address. */
+  #send(topic, bodies, options) {
+    const i = this.#topicIndex(topic);
+    const encoded = wire.encodeSend(bodies, options);
+    return typeof encoded === "number" ? this.#native.sendStaged(i, encoded) : this.#native.sendEncoded(i, encoded);
+  }
+
+  /** Stores one message: `{ tags, keys, properties, shardingKey, queueId, delayLevel, deliverAt, delayMs }`. */
+  send(topic, body, options) {
+    const ptr = this.#send(topic, [plainBody(body)], [sendOptions(options)]);
+    const result = wire.readSendResult(ptr, topic);
+    this.#broker._sent(wire.lastNextDue);
+    return result;
+  }
+
+  /** Stores several messages of one topic as one append; an item is a body or `{ body, ...options }`. */
+  sendBatch(topic, items, options) {
+    if (!Array.isArray(items)) throw new TypeError("sendBatch takes an array of bodies or { body, ...options }");
+    const ptr = this.#send(topic, ...batchItems(items, sendOptions(options)));
     const out = [];
     const nextDue = wire.readSendResults(ptr, (msgId, queueId, queueOffset, commitlogOffset, status) => {
       out.push({ msgId, topic, queueId, queueOffset, commitlogOffset, status });
     });
     this.#broker._sent(nextDue);
     return out;
-  }
-
-  /** Stores one message: `{ tags, keys, properties, shardingKey, queueId, delayLevel, deliverAt, delayMs }`. */
-  send(topic, body, options) {
-    if (options === undefined) {
-      const i = this.#topicIndex(topic);
-      const b = i < 0 ? undefined : plainBody(body);
-      if (b !== undefined) {
-        const len = wire.stage(b);
-        const ptr =
-          len >= 0
-            ? this.#native.sendStaged(i, len)
-            : typeof b === "string"
-              ? this.#native.sendText(i, b)
-              : this.#native.sendBytes(i, b);
-        const result = wire.readSendResult(ptr, topic);
-        this.#broker._sent(wire.lastNextDue);
-        return result;
-      }
-    }
-    const r = this.#native.send(topic, body, sendOptions(options));
-    this.#broker._changed();
-    return r;
-  }
-
-  /** Stores several messages of one topic as one append; an item is a body or `{ body, ...options }`. */
-  sendBatch(topic, items, options) {
-    if (!Array.isArray(items)) throw new TypeError("sendBatch takes an array of bodies or { body, ...options }");
-    if (options === undefined) {
-      const i = this.#topicIndex(topic);
-      if (i >= 0 && items.every((b) => typeof b === "string" || b instanceof Uint8Array)) {
-        return this.#results(topic, this.#native.sendPlainBatch(i, items));
-      }
-    }
-    const common = sendOptions(options);
-    const bodies = [];
-    const opts = [];
-    for (const item of items) {
-      if (isPlainObject(item)) {
-        const { body, ...own } = item;
-        bodies.push(body);
-        opts.push({ ...common, ...sendOptions(own) });
-      } else {
-        bodies.push(item);
-        opts.push(common);
-      }
-    }
-    const r = this.#native.sendBatch(topic, bodies, opts);
-    this.#broker._changed();
-    return r;
   }
 }
 
@@ -547,8 +543,9 @@ export class TransactionProducer {
     const { execute, ...rest } = optionsObject("send options", options);
     if (typeof execute !== "function") throw new TypeError("send options need execute, a function returning a TxState");
     const decide = (batch) => txDecision("execute", execute, batch);
+    const encoded = wire.encodeSend([plainBody(body)], [sendOptions(rest)], true);
     try {
-      return this.#native.send(topic, body, sendOptions(rest), decide);
+      return this.#native.send(topic, encoded, decide);
     } finally {
       this.#broker._changed();
     }
@@ -582,16 +579,15 @@ export class Consumer {
   async receive(options) {
     const { maxMessages = 32, timeoutMs = 1000 } = optionsObject("receive options", options, ["maxMessages", "timeoutMs"]);
     if (typeof timeoutMs !== "number") throw new TypeError("timeoutMs must be a number");
-    if (!(timeoutMs >= 0)) throw new InvalidArgumentError(`timeoutMs must be at least 0, not ${timeoutMs}`);
-    const deadline = Date.now() + timeoutMs;
-    for (let first = true; ; first = false) {
-      if (!first && (this.#closed || this.#broker.closed)) return [];
-      this.#broker._drive();
-      const got = this.#native.receive(maxMessages);
-      if (got !== undefined) return messages(got);
-      const left = deadline - Date.now();
-      if (left <= 0) return [];
-      await this.#broker._wait(left);
+    const receiving = this.#native.startReceive(maxMessages, timeoutMs);
+    try {
+      for (;;) {
+        const got = this.#native.receiveStep(receiving);
+        if (got !== undefined) return messages(got);
+        await this.#broker._ready(this.#native, receiving.remainingMs());
+      }
+    } finally {
+      receiving.free();
     }
   }
 

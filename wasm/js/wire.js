@@ -41,21 +41,107 @@ let stageAt = -1;
 let stageSize = 0;
 const utf8In = new TextEncoder();
 
+// ------------------------------------------------------------ sends (JS to engine)
+
+/** Bit of each send option in the encoding (wasm/src/wire.rs). */
+const OPTION_BITS = { tags: 1, keys: 2, properties: 4, shardingKey: 8, queueId: 16, delayLevel: 32, deliverAt: 64, delayMs: 128 };
+/** The send options, for messages naming an unknown one. */
+export const SEND_OPTIONS = Object.keys(OPTION_BITS);
+
+let out = new Uint8Array(1024);
+let outView = new DataView(out.buffer);
+let at = 0;
+
+/** Makes room for `n` more bytes. */
+function room(n) {
+  if (at + n <= out.length) return;
+  const grown = new Uint8Array(Math.max(out.length * 2, at + n));
+  grown.set(out.subarray(0, at));
+  out = grown;
+  outView = new DataView(out.buffer);
+}
+
+function u32(v) {
+  room(4);
+  outView.setUint32(at, v, true);
+  at += 4;
+}
+
+function f64(v) {
+  room(8);
+  outView.setFloat64(at, v, true);
+  at += 8;
+}
+
+/** A length-prefixed UTF-8 string (at most 3 bytes a UTF-16 unit); short ASCII without TextEncoder. */
+function str(s) {
+  const n = s.length;
+  room(4 + 3 * n);
+  let i = 0;
+  for (; i < n && n <= SHORT; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) break;
+    out[at + 4 + i] = c;
+  }
+  const len = i === n ? n : utf8In.encodeInto(s, out.subarray(at + 4)).written;
+  u32(len);
+  at += len;
+}
+
+function typed(what, v, type) {
+  if (typeof v !== type) throw new TypeError(`${what} must be a ${type}`);
+  return v;
+}
+
+function message(body, o) {
+  let bits = 0;
+  if (o !== undefined) for (const k in o) if (o[k] !== undefined && o[k] !== null) bits |= OPTION_BITS[k] ?? 0;
+  room(1);
+  out[at++] = bits;
+  if (typeof body === "string") str(body);
+  else {
+    u32(body.length);
+    room(body.length);
+    out.set(body, at);
+    at += body.length;
+  }
+  if (bits & 1) str(typed("tags", o.tags, "string"));
+  if (bits & 2) {
+    const keys = typeof o.keys === "string" ? [o.keys] : o.keys;
+    if (!Array.isArray(keys)) throw new TypeError("keys must be a string or an array of strings");
+    u32(keys.length);
+    for (const k of keys) str(typed("a key", k, "string"));
+  }
+  if (bits & 4) {
+    if (typeof o.properties !== "object" || Array.isArray(o.properties)) throw new TypeError("properties must be an object of strings");
+    const entries = Object.entries(o.properties);
+    u32(entries.length);
+    for (const [k, v] of entries) {
+      str(k);
+      str(typed(`property ${k}`, v, "string"));
+    }
+  }
+  if (bits & 8) str(typed("shardingKey", o.shardingKey, "string"));
+  if (bits & 16) f64(typed("queueId", o.queueId, "number"));
+  if (bits & 32) f64(typed("delayLevel", o.delayLevel, "number"));
+  if (bits & 64) f64(typed("deliverAt", o.deliverAt instanceof Date ? o.deliverAt.getTime() : o.deliverAt, "number"));
+  if (bits & 128) f64(typed("delayMs", o.delayMs, "number"));
+}
+
 /**
- * Writes a body (Uint8Array or string) to the engine's staging area; returns its
- * length in bytes, or -1 when it does not fit (then it goes as an argument).
+ * Encodes messages to send (`bodies[i]` with `options[i]`, or `undefined`) for
+ * wasm/src/wire.rs. Returns the encoded length when it was copied to the engine's
+ * staging area, else (too large to stage, or `asBytes`) the encoded bytes.
  */
-export function stage(body) {
+export function encodeSend(bodies, options, asBytes = false) {
+  at = 0;
+  u32(bodies.length);
+  for (let i = 0; i < bodies.length; i++) message(bodies[i], options[i]);
   refresh();
   if (stageAt < 0) [stageAt, stageSize] = native.stagingArea();
-  if (typeof body === "string") {
-    // At most 3 UTF-8 bytes per UTF-16 unit.
-    if (body.length * 3 > stageSize) return -1;
-    return utf8In.encodeInto(body, bytes.subarray(stageAt, stageAt + stageSize)).written;
-  }
-  if (body.length > stageSize) return -1;
-  bytes.set(body, stageAt);
-  return body.length;
+  if (asBytes || at > stageSize) return out.slice(0, at);
+  bytes.set(out.subarray(0, at), stageAt);
+  return at;
 }
 
 /** The next due time (or -1) that the last `readSendResult` read. */

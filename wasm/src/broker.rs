@@ -1,15 +1,13 @@
 //! The broker and the manual clock. Options arrive as one object (convert.rs);
 //! a `ManualClock` is shared by handing the broker a clone of it.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use js_sys::Function;
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use pocketmq::{Clock, Stats};
+use pocketmq::Clock;
 
 use crate::consumer::Consumer;
 use crate::convert::{broker_config, consumer_config, ms, position_value, string, u32_arg};
@@ -53,86 +51,6 @@ impl ManualClock {
 #[wasm_bindgen]
 pub struct Broker {
     inner: pocketmq::Broker,
-    /// Queues of a topic created without a count (the broker's `defaultQueues`).
-    default_queues: u32,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct QueueStatsView {
-    queue_id: u32,
-    min_offset: u64,
-    max_offset: u64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TopicStatsView {
-    queues: Vec<QueueStatsView>,
-    messages_in: u64,
-    in_rate: f64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct GroupStatsView {
-    group: String,
-    topic: String,
-    consumers: usize,
-    lag: u64,
-    messages_out: u64,
-    out_rate: f64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StatsView {
-    topics: BTreeMap<String, TopicStatsView>,
-    groups: Vec<GroupStatsView>,
-    commitlog_bytes: u64,
-    pending_delayed: u64,
-    pending_transactions: u64,
-}
-
-fn stats_view(s: Stats) -> StatsView {
-    StatsView {
-        topics: s
-            .topics
-            .into_iter()
-            .map(|(name, t)| {
-                let queues = t
-                    .queues
-                    .into_iter()
-                    .map(|q| QueueStatsView {
-                        queue_id: q.queue_id,
-                        min_offset: q.min_offset,
-                        max_offset: q.max_offset,
-                    })
-                    .collect();
-                let view = TopicStatsView {
-                    queues,
-                    messages_in: t.messages_in,
-                    in_rate: t.in_rate,
-                };
-                (name, view)
-            })
-            .collect(),
-        groups: s
-            .groups
-            .into_iter()
-            .map(|g| GroupStatsView {
-                group: g.group,
-                topic: g.topic,
-                consumers: g.consumers,
-                lag: g.lag,
-                messages_out: g.messages_out,
-                out_rate: g.out_rate,
-            })
-            .collect(),
-        commitlog_bytes: s.commitlog_bytes,
-        pending_delayed: s.pending_delayed,
-        pending_transactions: s.pending_transactions,
-    }
 }
 
 #[wasm_bindgen]
@@ -154,7 +72,6 @@ impl Broker {
             _ => None,
         };
         config.host_fs = fs.clone().map(|f| f as Arc<dyn pocketmq::HostFs>);
-        let default_queues = config.default_queues;
         let inner = pocketmq::Broker::open(config).map_err(|e| {
             // Taking the lock failed for another reason than a live holder: say why.
             match fs.as_ref().and_then(|f| f.take_lock_error()) {
@@ -162,19 +79,13 @@ impl Broker {
                 None => to_js(e),
             }
         })?;
-        Ok(Broker {
-            inner,
-            default_queues,
-        })
+        Ok(Broker { inner })
     }
 
     #[wasm_bindgen(js_name = createTopic)]
     pub fn create_topic(&self, name: JsValue, queues: Option<f64>) -> Result<(), JsValue> {
         let name = string("topic", &name)?;
-        let queues = match queues {
-            Some(q) => u32_arg("queues", q)?,
-            None => self.default_queues,
-        };
+        let queues = queues.map(|q| u32_arg("queues", q)).transpose()?;
         self.inner.create_topic(&name, queues).js_err()
     }
 
@@ -240,8 +151,10 @@ impl Broker {
         self.inner.reset_offset(&g, &topic, to).js_err()
     }
 
+    /// Sizes, lags and rates, with the engine's (snake_case) names; the JS wrapper
+    /// renames them.
     pub fn stats(&self) -> Result<JsValue, JsValue> {
-        crate::convert::to_js(&stats_view(self.inner.stats().js_err()?))
+        crate::convert::to_js(&self.inner.stats().js_err()?)
     }
 
     pub fn tick(&self) -> Result<(), JsValue> {

@@ -10,7 +10,7 @@ use js_sys::{Array, Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use pocketmq::{Error, ErrorKind};
+use pocketmq::Error;
 
 thread_local! {
     static CLASSES: RefCell<Option<Object>> = const { RefCell::new(None) };
@@ -23,19 +23,9 @@ pub fn register_error_classes(classes: Object) {
     CLASSES.with(|c| *c.borrow_mut() = Some(classes));
 }
 
-/// The JS error for an engine error. One exhaustive match: a new `ErrorKind`
-/// does not compile until it has a JS code.
+/// The JS error for an engine error: its `code` is the kind's name.
 pub(crate) fn to_js(err: Error) -> JsValue {
-    let code = match err.kind() {
-        ErrorKind::InvalidArgument => "InvalidArgument",
-        ErrorKind::MessageTooLarge => "MessageTooLarge",
-        ErrorKind::TopicNotFound => "TopicNotFound",
-        ErrorKind::StoreLocked => "StoreLocked",
-        ErrorKind::StoreCorrupted => "StoreCorrupted",
-        ErrorKind::Closed => "Closed",
-        ErrorKind::Io => "Io",
-    };
-    let js = build(code, &err.to_string());
+    let js = build(err.kind().as_str(), &err.to_string());
     if let Error::StoreLocked { path, pid } = &err {
         set(&js, "path", &JsValue::from_str(path));
         set(&js, "pid", &JsValue::from(*pid));

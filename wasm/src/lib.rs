@@ -20,7 +20,7 @@ mod producer;
 mod wire;
 
 pub use broker::{Broker, ManualClock};
-pub use consumer::Consumer;
+pub use consumer::{Consumer, Receiving};
 pub use errors::register_error_classes;
 pub use message::Messages;
 pub use producer::{Producer, TransactionProducer};

@@ -1,5 +1,5 @@
-//! Producers: `send`/`sendBatch` (with fast paths for sends without options), and the transactional `send` whose `execute`
-//! and `check` are JS functions. The engine wants a `Send + Sync` listener; JS
+//! Producers: sends of messages the wrapper encodes (wire.rs), and the transactional
+//! `send` whose `execute` and `check` are JS functions. The engine wants a `Send + Sync` listener; JS
 //! functions are neither, so the listener holds a number and the functions live
 //! in a thread-local table (wasm has one thread) until the listener drops.
 
@@ -7,20 +7,20 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use js_sys::{Array, Function};
+use js_sys::Function;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use pocketmq::{Message, MessageExt, SendResult, TransactionListener, TxState};
+use pocketmq::{Message, MessageExt, TransactionListener, TxState};
 
-use crate::convert::{body, message, send_result, string};
+use crate::convert::{send_result, string};
 use crate::errors::{invalid, type_error, IntoJsResult};
 use crate::message::Messages;
 use crate::wire;
 
-/// A producer. Topics it sends to are kept by index (`topicIndex`), so that the
-/// fast paths (`sendBytes`, `sendText`, `sendPlainBatch`) do not decode the topic
-/// name from JS on every call; their results go out in wire form (wire.rs).
+/// A producer. Topics it sends to are kept by index (`topicIndex`), so that a send
+/// does not decode the topic name from JS every time; messages arrive encoded (in
+/// the staging area, or as bytes) and results go out in wire form (wire.rs).
 #[wasm_bindgen]
 pub struct Producer {
     pub(crate) inner: pocketmq::Producer,
@@ -37,60 +37,40 @@ impl Producer {
         }
     }
 
-    fn topic(&self, index: u32) -> Result<String, JsValue> {
-        self.topics
-            .borrow()
-            .get(index as usize)
-            .cloned()
-            .ok_or_else(|| invalid(format!("no topic {index} on this producer")))
-    }
-
-    fn emit(&self, results: &[SendResult]) -> u32 {
-        wire::send_results(results, self.broker.next_due_ms())
+    /// Sends what `read` decodes for the topic at `index`; the results' address.
+    fn send_with(
+        &self,
+        index: u32,
+        read: impl FnOnce(&str) -> Result<Vec<Message>, JsValue>,
+    ) -> Result<u32, JsValue> {
+        let msgs = {
+            let topics = self.topics.borrow();
+            let topic = topics
+                .get(index as usize)
+                .ok_or_else(|| invalid(format!("no topic {index} on this producer")))?;
+            read(topic)?
+        };
+        let results = if msgs.len() == 1 {
+            let one = msgs.into_iter().next().expect("one message");
+            vec![self.inner.send(one).js_err()?]
+        } else {
+            self.inner.send_batch(msgs).js_err()?
+        };
+        Ok(wire::send_results(&results, self.broker.next_due_ms()))
     }
 }
 
 #[wasm_bindgen]
 impl Producer {
-    /// Stores one message; returns its SendResult.
-    pub fn send(
-        &self,
-        topic: JsValue,
-        body: JsValue,
-        options: JsValue,
-    ) -> Result<JsValue, JsValue> {
-        let msg = message(&topic, &body, &options)?;
-        send_result(&self.inner.send(msg).js_err()?)
-    }
-
-    /// Stores the bodies, each with its options object, as one append.
-    #[wasm_bindgen(js_name = sendBatch)]
-    pub fn send_batch(
-        &self,
-        topic: JsValue,
-        bodies: Array,
-        options: Array,
-    ) -> Result<Array, JsValue> {
-        if bodies.length() != options.length() {
-            return Err(invalid("sendBatch needs one options object per body"));
-        }
-        let msgs = bodies
-            .iter()
-            .zip(options.iter())
-            .map(|(b, o)| message(&topic, &b, &o))
-            .collect::<Result<Vec<_>, _>>()?;
-        let out = Array::new();
-        for r in self.inner.send_batch(msgs).js_err()? {
-            out.push(&send_result(&r)?);
-        }
-        Ok(out)
-    }
-
-    /// The index under which this producer keeps `topic` for the fast paths.
+    /// The index under which this producer keeps `topic`; `reset` forgets the others
+    /// first (the wrapper keeps a bounded table).
     #[wasm_bindgen(js_name = topicIndex)]
-    pub fn topic_index(&self, topic: JsValue) -> Result<u32, JsValue> {
+    pub fn topic_index(&self, topic: JsValue, reset: bool) -> Result<u32, JsValue> {
         let name = string("topic", &topic)?;
         let mut topics = self.topics.borrow_mut();
+        if reset {
+            topics.clear();
+        }
         if let Some(i) = topics.iter().position(|t| *t == name) {
             return Ok(i as u32);
         }
@@ -98,54 +78,18 @@ impl Producer {
         Ok((topics.len() - 1) as u32)
     }
 
-    /// Stores one message without options to the topic at `topic`; returns the
-    /// address of its result in wire form.
-    #[wasm_bindgen(js_name = sendBytes)]
-    pub fn send_bytes(&self, topic: u32, body: Vec<u8>) -> Result<u32, JsValue> {
-        let r = self
-            .inner
-            .send(Message::new(self.topic(topic)?, body))
-            .js_err()?;
-        Ok(self.emit(std::slice::from_ref(&r)))
-    }
-
-    /// `sendBytes` with the body the wrapper wrote to the staging area (its first `len` bytes).
+    /// Stores the messages the wrapper encoded in the staging area (its first `len`
+    /// bytes) to the topic at `topic`, one message or one batch; returns the
+    /// address of the results in wire form.
     #[wasm_bindgen(js_name = sendStaged)]
     pub fn send_staged(&self, topic: u32, len: u32) -> Result<u32, JsValue> {
-        let body = wire::staged(len).ok_or_else(|| {
-            invalid(format!(
-                "a staged body is at most {} bytes",
-                wire::STAGE_SIZE
-            ))
-        })?;
-        let r = self
-            .inner
-            .send(Message::new(self.topic(topic)?, body))
-            .js_err()?;
-        Ok(self.emit(std::slice::from_ref(&r)))
+        self.send_with(topic, |t| wire::staged_messages(t, len))
     }
 
-    /// `sendBytes` with a string body (stored as UTF-8).
-    #[wasm_bindgen(js_name = sendText)]
-    pub fn send_text(&self, topic: u32, body: String) -> Result<u32, JsValue> {
-        let r = self
-            .inner
-            .send(Message::new(self.topic(topic)?, body.into_bytes()))
-            .js_err()?;
-        Ok(self.emit(std::slice::from_ref(&r)))
-    }
-
-    /// Stores bodies (strings or `Uint8Array`s) without options as one append;
-    /// returns the address of the results in wire form.
-    #[wasm_bindgen(js_name = sendPlainBatch)]
-    pub fn send_plain_batch(&self, topic: u32, bodies: Array) -> Result<u32, JsValue> {
-        let name = self.topic(topic)?;
-        let msgs = bodies
-            .iter()
-            .map(|b| Ok(Message::new(name.clone(), body(&b)?)))
-            .collect::<Result<Vec<_>, JsValue>>()?;
-        let results = self.inner.send_batch(msgs).js_err()?;
-        Ok(self.emit(&results))
+    /// `sendStaged` with the encoded messages given as bytes (too large to stage).
+    #[wasm_bindgen(js_name = sendEncoded)]
+    pub fn send_encoded(&self, topic: u32, encoded: Vec<u8>) -> Result<u32, JsValue> {
+        self.send_with(topic, |t| wire::read_messages(&encoded, t))
     }
 
     /// The producer group.
@@ -209,19 +153,23 @@ pub struct TransactionProducer(pub(crate) pocketmq::TransactionProducer);
 
 #[wasm_bindgen]
 impl TransactionProducer {
-    /// Stores a half message, calls `execute(message)` (which returns "COMMIT",
-    /// "ROLLBACK" or "UNKNOWN") and records the outcome.
+    /// Stores the one encoded message (wire.rs) as a half message, calls
+    /// `execute(message)` (which returns "COMMIT", "ROLLBACK" or "UNKNOWN") and
+    /// records the outcome.
     pub fn send(
         &self,
         topic: JsValue,
-        body: JsValue,
-        options: JsValue,
+        encoded: Vec<u8>,
         execute: JsValue,
     ) -> Result<JsValue, JsValue> {
         let Some(execute) = execute.dyn_ref::<Function>() else {
             return Err(type_error("execute must be a function"));
         };
-        let msg = message(&topic, &body, &options)?;
+        let topic = string("topic", &topic)?;
+        let mut msgs = wire::read_messages(&encoded, &topic)?;
+        let (Some(msg), None) = (msgs.pop(), msgs.pop()) else {
+            return Err(invalid("a transactional send takes one message"));
+        };
         send_result(&self.0.send(msg, |m| decide(execute, m)).js_err()?)
     }
 

@@ -13,14 +13,26 @@
 //! `u32 count`, then per result `f64 queue_offset, f64 commitlog_offset,
 //! u32 queue_id, u32 status (0 SEND_OK, 1 FLUSH_DISK_TIMEOUT), str msg_id`.
 //!
-//! Messages: `u32 total` (bytes, this field included), `u32 count`, then per message `f64 queue_offset, f64 commitlog_offset,
+//! Messages to send (JS to engine, staged or passed as bytes): `u32 count`, then
+//! per message `u8 options` (a bit for each option present), `bytes body`, and the
+//! options present in bit order: tags `str` (0x01), keys `u32 n` + n `str` (0x02),
+//! properties `u32 n` + n (`str` name, `str` value) (0x04), sharding key `str`
+//! (0x08), then `f64` each: queue id (0x10), delay level (0x20), deliver-at epoch
+//! ms (0x40), delay ms (0x80). The wrapper checks types; values are checked here
+//! and in the engine.
+//!
+//! Messages delivered: `u32 total` (bytes, this field included), `u32 count`, then per message `f64 queue_offset, f64 commitlog_offset,
 //! f64 born_timestamp, f64 store_timestamp, u32 queue_id, u32 reconsume_times,
 //! str msg_id, str topic, str-or-absent tags, u32 n + n str keys, u32 n + n (str
 //! name, str value) properties, bytes body`.
 
 use std::cell::RefCell;
 
-use pocketmq::{MessageExt, SendResult, SendStatus};
+use wasm_bindgen::JsValue;
+
+use pocketmq::{Message, MessageExt, OptionValue, SendResult, SendStatus};
+
+use crate::errors::{invalid, IntoJsResult};
 
 /// Size of the staging area: bodies up to this size are written there by JS.
 pub(crate) const STAGE_SIZE: usize = 64 * 1024;
@@ -38,9 +50,89 @@ pub(crate) fn stage_ptr() -> u32 {
     STAGE.with(|s| s.borrow().as_ptr() as u32)
 }
 
-/// A copy of the first `len` staged bytes, if `len` fits.
-pub(crate) fn staged(len: u32) -> Option<Vec<u8>> {
-    STAGE.with(|s| s.borrow().get(..len as usize).map(<[u8]>::to_vec))
+/// The messages for `topic` encoded in the first `len` staged bytes.
+pub(crate) fn staged_messages(topic: &str, len: u32) -> Result<Vec<Message>, JsValue> {
+    STAGE.with(|s| match s.borrow().get(..len as usize) {
+        Some(buf) => read_messages(buf, topic),
+        None => Err(invalid(format!(
+            "a staged send is at most {STAGE_SIZE} bytes"
+        ))),
+    })
+}
+
+/// The send options in the order of their bits.
+const SEND_OPTIONS: [&str; 8] = [
+    "tags",
+    "keys",
+    "properties",
+    "sharding_key",
+    "queue_id",
+    "delay_level",
+    "deliver_at",
+    "delay",
+];
+
+/// Reads the encoded messages of a send (see the module docs) for `topic`.
+pub(crate) fn read_messages(buf: &[u8], topic: &str) -> Result<Vec<Message>, JsValue> {
+    let mut r = Reader { buf, at: 0 };
+    let count = r.u32()?;
+    let mut out = Vec::with_capacity(count.min(1024) as usize);
+    for _ in 0..count {
+        let options = r.take(1)?[0];
+        let mut b = Message::builder(topic, r.bytes()?.to_vec());
+        for (bit, name) in SEND_OPTIONS.iter().enumerate() {
+            if options & (1 << bit) == 0 {
+                continue;
+            }
+            let v = match bit {
+                0 | 3 => OptionValue::Text(r.str()?),
+                1 => OptionValue::List((0..r.u32()?).map(|_| r.str()).collect::<Result<_, _>>()?),
+                2 => OptionValue::Map(
+                    (0..r.u32()?)
+                        .map(|_| Ok((r.str()?, r.str()?)))
+                        .collect::<Result<_, JsValue>>()?,
+                ),
+                _ => OptionValue::Number(r.f64()?),
+            };
+            b = b.set_option(name, v).js_err()?;
+        }
+        out.push(b.build());
+    }
+    Ok(out)
+}
+
+/// Bounds-checked reads of an encoded send: a short or garbled buffer is an error,
+/// never a panic.
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], JsValue> {
+        let end = self.at.checked_add(n).filter(|e| *e <= self.buf.len());
+        let end = end.ok_or_else(|| invalid("a send's encoding is cut short"))?;
+        let b = &self.buf[self.at..end];
+        self.at = end;
+        Ok(b)
+    }
+    fn u32(&mut self) -> Result<u32, JsValue> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn f64(&mut self) -> Result<f64, JsValue> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(f64::from_le_bytes(b))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], JsValue> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn str(&mut self) -> Result<String, JsValue> {
+        let b = self.bytes()?;
+        String::from_utf8(b.to_vec()).map_err(|_| invalid("a send's text is not UTF-8"))
+    }
 }
 
 /// Fills the output buffer with `write` and returns its address in wasm memory.

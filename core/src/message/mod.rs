@@ -1,11 +1,18 @@
 //! Messages as users build them (`Message`), as the engine hands them out
 //! (`MessageExt`), and what a send reports (`SendResult`).
 
+pub(crate) mod id;
+pub(crate) mod properties;
 pub(crate) mod record;
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+
+use crate::topic;
+use crate::{Error, Result};
+use properties::prop;
+use record::{RecordSpec, RecordView};
 
 /// When a message becomes visible to consumers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,6 +58,96 @@ impl Message {
         MessageBuilder {
             msg: Message::new(topic, body),
         }
+    }
+
+    /// Checks what a user set: a body within the limit, and tags, keys, properties
+    /// and sharding key that cannot be mistaken for the record's structure.
+    #[inline]
+    pub(crate) fn validate(&self, max_message_size: usize) -> Result<()> {
+        let m = self;
+        if m.body.is_empty() {
+            return Err(Error::invalid("the message body is empty"));
+        }
+        if m.body.len() > max_message_size {
+            return Err(Error::MessageTooLarge {
+                size: m.body.len(),
+                limit: max_message_size,
+            });
+        }
+        let bad = |s: &str| s.bytes().any(|b| b == 1 || b == 2);
+        if let Some(t) = &m.tags {
+            if t.is_empty() || bad(t) || t.contains("||") {
+                return Err(Error::invalid(format!(
+                    "tag {t:?}: a tag is one non-empty word"
+                )));
+            }
+        }
+        for k in &m.keys {
+            if k.is_empty() || k.contains(' ') || bad(k) {
+                return Err(Error::invalid(format!(
+                    "key {k:?}: keys are non-empty and contain no spaces"
+                )));
+            }
+        }
+        for (k, v) in &m.properties {
+            if k.is_empty() || v.is_empty() || bad(k) || bad(v) {
+                return Err(Error::invalid(format!(
+                    "property {k:?}: names and values are non-empty text"
+                )));
+            }
+            if properties::RESERVED_PROPERTIES.contains(&k.as_str()) {
+                return Err(Error::invalid(format!(
+                    "property {k:?} is reserved for the engine"
+                )));
+            }
+        }
+        if let Some(k) = &m.sharding_key {
+            if k.is_empty() {
+                return Err(Error::invalid("the sharding key is empty"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The record of this message bound for (`topic`, `queue_id`), born `now` (its
+    /// delay is applied by the schedule).
+    #[inline]
+    pub(crate) fn into_record(
+        self,
+        topic: std::sync::Arc<str>,
+        queue_id: u32,
+        now: u64,
+    ) -> RecordSpec {
+        RecordSpec {
+            topic,
+            queue_id,
+            sys_flag: 0,
+            born_ts: now,
+            reconsume_times: 0,
+            prepared_tx_offset: 0,
+            properties: self.encode_properties(),
+            body: self.body,
+        }
+    }
+
+    /// The user's tags, keys, properties and sharding key, encoded.
+    #[inline]
+    pub(crate) fn encode_properties(&self) -> Vec<u8> {
+        let m = self;
+        let mut p = Vec::new();
+        if let Some(t) = &m.tags {
+            properties::push(&mut p, prop::TAGS, t);
+        }
+        if !m.keys.is_empty() {
+            properties::push(&mut p, prop::KEYS, &m.keys.join(" "));
+        }
+        for (k, v) in &m.properties {
+            properties::push(&mut p, k, v);
+        }
+        if let Some(k) = &m.sharding_key {
+            properties::push(&mut p, prop::SHARDING_KEY, k);
+        }
+        p
     }
 }
 
@@ -99,6 +196,11 @@ impl MessageBuilder {
     }
     pub fn build(self) -> Message {
         self.msg
+    }
+
+    /// Whether a delay of any kind was given.
+    pub(crate) fn delay_given(&self) -> bool {
+        self.msg.delay != Delay::None
     }
 }
 
@@ -168,5 +270,69 @@ impl MessageExt {
     /// The body as UTF-8 text, if it is.
     pub fn body_str(&self) -> Option<&str> {
         std::str::from_utf8(&self.body).ok()
+    }
+
+    /// The message as users see it. `body` is the record's body (a zero-copy slice
+    /// of the segment where the backend allows).
+    pub(crate) fn from_record(r: &RecordView<'_>, nonce: u64, body: Bytes) -> MessageExt {
+        let mut properties = BTreeMap::new();
+        let mut tags = None;
+        let mut keys = Vec::new();
+        let mut msg_id = None;
+        for (k, v) in properties::iter(r.raw_properties()) {
+            match k {
+                prop::TAGS => tags = Some(v.to_string()),
+                prop::KEYS => {
+                    keys = v
+                        .split(' ')
+                        .filter(|k| !k.is_empty())
+                        .map(String::from)
+                        .collect()
+                }
+                prop::UNIQ_KEY => msg_id = Some(v.to_string()),
+                _ => {
+                    properties.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        // Messages waiting in an engine topic show where they are going; retries show
+        // the topic they were first sent to.
+        let stored = r.topic();
+        let mut topic = stored.to_string();
+        let mut queue_id = r.queue_id;
+        if matches!(
+            stored,
+            topic::SCHEDULE_TOPIC | topic::TIMER_TOPIC | topic::TRANS_HALF_TOPIC
+        ) {
+            if let Some(real) = properties.get(prop::REAL_TOPIC) {
+                topic = real.clone();
+                queue_id = properties
+                    .get(prop::REAL_QID)
+                    .and_then(|q| q.parse().ok())
+                    .unwrap_or(queue_id);
+            }
+        }
+        if topic.starts_with(topic::RETRY_PREFIX) {
+            if let Some(original) = properties.get(prop::RETRY_TOPIC) {
+                topic = original.clone();
+            }
+        }
+        MessageExt {
+            msg_id: msg_id.unwrap_or_else(|| id::make(nonce, r.phys)),
+            topic,
+            queue_id,
+            queue_offset: r.queue_offset,
+            commitlog_offset: r.phys,
+            body,
+            tags,
+            keys,
+            properties,
+            born_timestamp: r.born_ts,
+            store_timestamp: r.store_ts,
+            reconsume_times: r.reconsume_times,
+            sys_flag: r.sys_flag,
+            prepared_transaction_offset: r.prepared_tx_offset,
+            receipt: None,
+        }
     }
 }

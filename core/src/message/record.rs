@@ -5,11 +5,9 @@
 //! Invariants: `encoded_len` is exactly what `encode` writes; `parse` never reads past
 //! the slice it is given and never panics on arbitrary bytes.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 
-use crate::message::MessageExt;
+use super::properties::{NAME_SEP, PROP_SEP};
 
 pub(crate) const MAGIC_V1: u32 = 0xDAA3_20A7;
 pub(crate) const MAGIC_V2: u32 = 0xDAA3_20AB;
@@ -18,13 +16,9 @@ pub(crate) const BLANK_MAGIC: u32 = 0xCBD4_3194;
 pub(crate) const END_FILE_MIN_BLANK: usize = 8;
 /// Fixed fields of a V1 record with IPv4 hosts.
 pub(crate) const FIXED_LEN: usize = 91;
-/// The largest properties block RocketMQ accepts (a signed short).
-pub(crate) const MAX_PROPERTIES_LEN: usize = 32767;
 
 pub(crate) const SYS_FLAG_TX_COMMIT: u32 = 0x8;
 
-const NAME_SEP: u8 = 1;
-const PROP_SEP: u8 = 2;
 /// `__CRC32#` + 10 digits + separators: RocketMQ's reserved tail property.
 const CRC_PROP: &[u8] = b"__CRC32#";
 const CRC_TAIL_LEN: usize = CRC_PROP.len() + 1 + 10 + 1;
@@ -42,51 +36,6 @@ const OFF_STORE_TS: usize = 56;
 const OFF_RECONSUME: usize = 72;
 const OFF_PREPARED: usize = 76;
 const OFF_BODY_LEN: usize = 84;
-
-/// Property names the engine sets (RocketMQ's `MessageConst`).
-pub(crate) mod prop {
-    pub const TAGS: &str = "TAGS";
-    pub const KEYS: &str = "KEYS";
-    pub const UNIQ_KEY: &str = "UNIQ_KEY";
-    pub const DELAY: &str = "DELAY";
-    pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
-    pub const REAL_TOPIC: &str = "REAL_TOPIC";
-    pub const REAL_QID: &str = "REAL_QID";
-    pub const RETRY_TOPIC: &str = "RETRY_TOPIC";
-    pub const ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
-    pub const TRAN_MSG: &str = "TRAN_MSG";
-    pub const PGROUP: &str = "PGROUP";
-    pub const TRANSACTION_CHECK_TIMES: &str = "TRANSACTION_CHECK_TIMES";
-    pub const SHARDING_KEY: &str = "__SHARDINGKEY";
-}
-
-/// Names a user may not set: the engine owns them.
-pub(crate) const RESERVED_PROPERTIES: &[&str] = &[
-    "TAGS",
-    "KEYS",
-    "UNIQ_KEY",
-    "WAIT",
-    "DELAY",
-    "TIMER_DELIVER_MS",
-    "TIMER_DELAY_SEC",
-    "TIMER_DELAY_MS",
-    "TRAN_MSG",
-    "PGROUP",
-    "RETRY_TOPIC",
-    "REAL_TOPIC",
-    "REAL_QID",
-    "ORIGIN_MESSAGE_ID",
-    "RECONSUME_TIME",
-    "MAX_RECONSUME_TIMES",
-    "TRANSACTION_CHECK_TIMES",
-    "CHECK_IMMUNITY_TIME_IN_SECONDS",
-    "MIN_OFFSET",
-    "MAX_OFFSET",
-    "CONSUME_START_TIME",
-    "__SHARDINGKEY",
-    "__CRC32#",
-    "__transactionId__",
-];
 
 /// Everything of a record that is known before it is placed in the log.
 #[derive(Debug, Clone)]
@@ -300,149 +249,11 @@ impl<'a> RecordView<'a> {
             _ => raw,
         }
     }
-    pub fn prop(&self, name: &str) -> Option<&'a str> {
-        prop_value(self.raw_properties(), name)
-    }
-    pub fn tags(&self) -> Option<&'a str> {
-        self.prop(prop::TAGS)
-    }
-
-    /// The message as users see it. `body` is the record's body (a zero-copy slice
-    /// of the segment where the backend allows).
-    pub fn to_message(self, nonce: u64, body: Bytes) -> MessageExt {
-        let mut properties = BTreeMap::new();
-        let mut tags = None;
-        let mut keys = Vec::new();
-        let mut msg_id = None;
-        for (k, v) in props_iter(self.raw_properties()) {
-            match k {
-                prop::TAGS => tags = Some(v.to_string()),
-                prop::KEYS => {
-                    keys = v
-                        .split(' ')
-                        .filter(|k| !k.is_empty())
-                        .map(String::from)
-                        .collect()
-                }
-                prop::UNIQ_KEY => msg_id = Some(v.to_string()),
-                _ => {
-                    properties.insert(k.to_string(), v.to_string());
-                }
-            }
-        }
-        // Messages waiting in an engine topic show where they are going; retries show
-        // the topic they were first sent to.
-        let stored = self.topic();
-        let mut topic = stored.to_string();
-        let mut queue_id = self.queue_id;
-        if matches!(
-            stored,
-            crate::topic::SCHEDULE_TOPIC
-                | crate::topic::TIMER_TOPIC
-                | crate::topic::TRANS_HALF_TOPIC
-        ) {
-            if let Some(real) = properties.get(prop::REAL_TOPIC) {
-                topic = real.clone();
-                queue_id = properties
-                    .get(prop::REAL_QID)
-                    .and_then(|q| q.parse().ok())
-                    .unwrap_or(queue_id);
-            }
-        }
-        if topic.starts_with(crate::topic::RETRY_PREFIX) {
-            if let Some(original) = properties.get(prop::RETRY_TOPIC) {
-                topic = original.clone();
-            }
-        }
-        MessageExt {
-            msg_id: msg_id.unwrap_or_else(|| make_msg_id(nonce, self.phys)),
-            topic,
-            queue_id,
-            queue_offset: self.queue_offset,
-            commitlog_offset: self.phys,
-            body,
-            tags,
-            keys,
-            properties,
-            born_timestamp: self.born_ts,
-            store_timestamp: self.store_ts,
-            reconsume_times: self.reconsume_times,
-            sys_flag: self.sys_flag,
-            prepared_transaction_offset: self.prepared_tx_offset,
-            receipt: None,
-        }
-    }
-}
-
-/// Java's `String.hashCode` over UTF-16 code units, as RocketMQ's tag codes use.
-pub(crate) fn java_hash(s: &str) -> i32 {
-    let mut h: i32 = 0;
-    for unit in s.encode_utf16() {
-        h = h.wrapping_mul(31).wrapping_add(unit as i32);
-    }
-    h
-}
-
-/// The ConsumeQueue tag code of a tag (0 for none), as RocketMQ stores it.
-pub(crate) fn tag_code(tags: Option<&str>) -> u64 {
-    tags.map_or(0, |t| java_hash(t) as i64 as u64)
 }
 
 /// RocketMQ's masked CRC32.
 pub(crate) fn crc32(data: &[u8]) -> u32 {
     crc32fast::hash(data) & 0x7FFF_FFFF
-}
-
-/// A message id: the store's 64-bit nonce and the record's physical offset, 32 hex digits.
-pub(crate) fn make_msg_id(nonce: u64, offset: u64) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = [0u8; 32];
-    for (i, v) in [nonce, offset].into_iter().enumerate() {
-        for (k, slot) in out[i * 16..i * 16 + 16].iter_mut().enumerate() {
-            *slot = HEX[((v >> (60 - 4 * k)) & 0xF) as usize];
-        }
-    }
-    std::str::from_utf8(&out).unwrap_or_default().to_owned()
-}
-
-/// The (nonce, physical offset) of a message id, if it is one.
-pub(crate) fn parse_msg_id(id: &str) -> Option<(u64, u64)> {
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let nonce = u64::from_str_radix(&id[..16], 16).ok()?;
-    let offset = u64::from_str_radix(&id[16..], 16).ok()?;
-    Some((nonce, offset))
-}
-
-/// Appends one `name\x01value\x02` pair.
-pub(crate) fn push_prop(out: &mut Vec<u8>, name: &str, value: &str) {
-    out.extend_from_slice(name.as_bytes());
-    out.push(NAME_SEP);
-    out.extend_from_slice(value.as_bytes());
-    out.push(PROP_SEP);
-}
-
-/// The pairs of an encoded properties block (pairs with an empty value are dropped, as
-/// RocketMQ's decoder does).
-pub(crate) fn props_iter(raw: &[u8]) -> impl Iterator<Item = (&str, &str)> {
-    raw.split(|b| *b == PROP_SEP).filter_map(|pair| {
-        let sep = pair.iter().position(|b| *b == NAME_SEP)?;
-        let name = std::str::from_utf8(&pair[..sep]).ok()?;
-        let value = std::str::from_utf8(&pair[sep + 1..]).ok()?;
-        (!name.is_empty() && !value.is_empty()).then_some((name, value))
-    })
-}
-
-pub(crate) fn prop_value<'a>(raw: &'a [u8], name: &str) -> Option<&'a str> {
-    // Compare names as bytes; only the value found is checked as text.
-    raw.split(|b| *b == PROP_SEP).find_map(|pair| {
-        let sep = pair.iter().position(|b| *b == NAME_SEP)?;
-        if &pair[..sep] != name.as_bytes() || sep + 1 == pair.len() {
-            return None;
-        }
-        std::str::from_utf8(&pair[sep + 1..]).ok()
-    })
 }
 
 fn write_digits(out: &mut [u8], mut v: u32) {
@@ -485,12 +296,13 @@ pub(crate) fn write_blank(buf: &mut [u8], remaining: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::properties::{self, prop};
 
     fn spec(body: &[u8], topic: &str) -> RecordSpec {
         let mut properties = Vec::new();
-        push_prop(&mut properties, prop::TAGS, "paid");
-        push_prop(&mut properties, prop::KEYS, "k1 k2");
-        push_prop(&mut properties, "color", "blue");
+        properties::push(&mut properties, prop::TAGS, "paid");
+        properties::push(&mut properties, prop::KEYS, "k1 k2");
+        properties::push(&mut properties, "color", "blue");
         RecordSpec {
             topic: topic.into(),
             queue_id: 3,
@@ -515,8 +327,11 @@ mod tests {
         assert_eq!((r.born_ts, r.store_ts, r.reconsume_times), (1000, 2000, 2));
         assert_eq!(r.topic(), "orders");
         assert_eq!(r.body(), b"hello");
-        assert_eq!(r.tags(), Some("paid"));
-        let m = r.to_message(1, Bytes::from_static(b"hello"));
+        assert_eq!(
+            properties::value(r.raw_properties(), prop::TAGS),
+            Some("paid")
+        );
+        let m = crate::MessageExt::from_record(&r, 1, Bytes::from_static(b"hello"));
         assert_eq!(m.keys, vec!["k1", "k2"]);
         assert_eq!(m.properties.get("color").map(String::as_str), Some("blue"));
         assert!(!m.properties.contains_key("__CRC32#"));
@@ -564,23 +379,6 @@ mod tests {
         assert!(matches!(parse(&[0u8; 200], 0, true), Parsed::Invalid));
     }
 
-    #[test]
-    fn java_hash_matches_java() {
-        assert_eq!(java_hash(""), 0);
-        assert_eq!(java_hash("Aa"), 2112);
-        assert_eq!(java_hash("BB"), 2112);
-        assert_eq!(java_hash("hello"), 99162322);
-        assert_eq!(java_hash("TagA"), 2598919);
-    }
-
-    #[test]
-    fn msg_ids_round_trip() {
-        let id = make_msg_id(0xABCD, 123456);
-        assert_eq!(id.len(), 32);
-        assert_eq!(parse_msg_id(&id), Some((0xABCD, 123456)));
-        assert_eq!(parse_msg_id("xyz"), None);
-    }
-
     proptest::proptest! {
         #[test]
         fn parsing_arbitrary_bytes_never_panics(
@@ -589,7 +387,7 @@ mod tests {
             verify in proptest::bool::ANY,
         ) {
             if let Parsed::Record(r) = parse(&bytes, at, verify) {
-                let _ = (r.topic(), r.body(), r.tags(), r.to_message(1, Bytes::new()));
+                let _ = (r.topic(), r.body(), crate::MessageExt::from_record(&r, 1, Bytes::new()));
             }
         }
 
@@ -605,13 +403,5 @@ mod tests {
             buf[i] ^= mask;
             proptest::prop_assert!(!matches!(parse(&buf, 512, true), Parsed::Record(_)));
         }
-    }
-
-    #[test]
-    fn empty_values_are_dropped_like_rocketmq() {
-        let mut p = Vec::new();
-        push_prop(&mut p, "a", "");
-        push_prop(&mut p, "b", "1");
-        assert_eq!(props_iter(&p).collect::<Vec<_>>(), vec![("b", "1")]);
     }
 }

@@ -16,7 +16,8 @@ struct FileRegion {
     map: MmapRaw,
 }
 
-impl Region for FileRegion {
+// SAFETY: the pointer is a shared mapping of the whole file, kept until the region drops; madvise(DONTNEED) on it keeps the data.
+unsafe impl Region for FileRegion {
     fn as_ptr(&self) -> *mut u8 {
         self.map.as_mut_ptr()
     }

@@ -40,7 +40,8 @@ struct HostRegion {
     path: String,
 }
 
-impl Region for HostRegion {
+// SAFETY: the pointer is a heap buffer owned by the region and freed only on drop; flushes copy out of it.
+unsafe impl Region for HostRegion {
     fn as_ptr(&self) -> *mut u8 {
         self.mem.as_ptr()
     }

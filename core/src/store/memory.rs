@@ -42,7 +42,8 @@ impl Drop for MemRegion {
     }
 }
 
-impl Region for MemRegion {
+// SAFETY: the pointer is a heap allocation of `len` bytes owned by the region and freed only on drop.
+unsafe impl Region for MemRegion {
     fn as_ptr(&self) -> *mut u8 {
         self.ptr
     }

@@ -10,6 +10,8 @@
 
 pub(crate) mod host;
 pub(crate) mod memory;
+pub(crate) mod meta;
+mod segment;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod file;
@@ -17,10 +19,22 @@ pub(crate) mod file;
 use std::io;
 use std::sync::Arc;
 
-use bytes::Bytes;
+pub(crate) use segment::{FlushJob, SegmentQueue};
 
-/// A segment in memory or mapped from a file: a fixed-size byte region.
-pub(crate) trait Region: Send + Sync {
+use crate::{BrokerConfig, Result};
+
+/// A segment in memory or mapped from a file: a fixed-size byte region that
+/// `SegmentQueue` reads and writes through a raw pointer.
+///
+/// # Safety
+/// An implementor guarantees that `as_ptr()` returns the same pointer for the
+/// region's whole life, valid for reads and writes of `len()` bytes, and that the
+/// memory stays allocated (never moved, shrunk or unmapped) until the region is
+/// dropped, whatever `flush` and `release_range` do (they may drop pages from the
+/// resident set but not the data). The region itself never writes to that memory;
+/// `SegmentQueue` serialises writers and writes only above what it has handed to
+/// readers.
+pub(crate) unsafe trait Region: Send + Sync {
     /// The start of the region; valid for `len()` bytes while the region lives.
     fn as_ptr(&self) -> *mut u8;
     fn len(&self) -> usize;
@@ -61,411 +75,31 @@ pub(crate) trait Backend: Send + Sync {
     fn prepare(&self, _dir: &str, _base: u64, _size: usize) {}
 }
 
-/// Granularity of dropping read pages from the resident set.
-const RELEASE_CHUNK: u64 = 4 << 20;
-
 /// The 20-digit name of the segment starting at `base`.
 pub(crate) fn segment_name(base: u64) -> String {
     format!("{base:020}")
 }
 
-/// A zero-copy view of bytes in a segment, keeping the segment alive.
-struct SegmentSlice {
-    region: Arc<dyn Region>,
-    at: usize,
-    len: usize,
-}
-
-impl AsRef<[u8]> for SegmentSlice {
-    fn as_ref(&self) -> &[u8] {
-        // SAFETY: [at, at+len) lies below the queue's write position when the slice
-        // is made; such bytes are never written again while the region lives
-        // (truncation happens only at open, before any reader exists).
-        unsafe { std::slice::from_raw_parts(self.region.as_ptr().add(self.at), self.len) }
+/// The backend a config names: a host's file system (wasm under Node), files, or
+/// memory.
+pub(crate) fn open_backend(config: &BrokerConfig) -> Result<Arc<dyn Backend>> {
+    if let (Some(path), Some(fs)) = (&config.path, &config.host_fs) {
+        let root = path.display().to_string();
+        return Ok(Arc::new(host::HostBackend::open(fs.clone(), &root)?));
+    }
+    match &config.path {
+        None => Ok(Arc::new(memory::MemoryBackend::default())),
+        #[cfg(not(target_arch = "wasm32"))]
+        Some(path) => Ok(Arc::new(file::FileBackend::open(path)?)),
+        #[cfg(target_arch = "wasm32")]
+        Some(_) => Err(crate::Error::invalid(
+            "a file store needs a native target or a host file system (Node); \
+             open a memory store here",
+        )),
     }
 }
 
-struct Segment {
-    base: u64,
-    region: Arc<dyn Region>,
-}
-
-/// Work to make a queue durable up to `upto`, runnable without the engine's lock.
-pub(crate) struct FlushJob {
-    parts: Vec<(Arc<dyn Region>, usize, usize)>,
-    pub upto: u64,
-}
-
-impl FlushJob {
-    pub fn run(&self) -> io::Result<()> {
-        for (region, from, to) in &self.parts {
-            region.flush(*from, *to)?;
-        }
-        Ok(())
-    }
-}
-
-/// A log of contiguous fixed-size segments.
-pub(crate) struct SegmentQueue {
-    backend: Arc<dyn Backend>,
-    dir: String,
-    seg_size: usize,
-    segs: Vec<Segment>,
-    /// Offset where the next append goes.
-    write_pos: u64,
-    /// Everything below this is durable.
-    flushed: u64,
-    /// Lowest retained offset.
-    min_pos: u64,
-    /// Chunk + 1 of the last read (0: none), to drop passed chunks (`note_read`).
-    last_read: std::sync::atomic::AtomicU64,
-    /// Whether reads drop what they have passed (the CommitLog's readers stream).
-    release_reads: bool,
-    /// The next segment whose preparation was asked for (0: none yet).
-    prepared_next: u64,
-}
-
-impl SegmentQueue {
-    /// Opens the segments in `dir`. The write position starts at the end of the last
-    /// segment; the owner finds the real end (by scanning) and calls `truncate`.
-    pub fn open(backend: Arc<dyn Backend>, dir: &str, seg_size: usize) -> io::Result<SegmentQueue> {
-        let mut segs = Vec::new();
-        for base in backend.list(dir)? {
-            if base % seg_size as u64 != 0 {
-                return Err(corrupt(format!(
-                    "{dir}/{}: not on a segment boundary",
-                    segment_name(base)
-                )));
-            }
-            if let Some(prev) = segs.last() {
-                let prev: &Segment = prev;
-                if prev.base + seg_size as u64 != base {
-                    // A hole: keep only the newest contiguous run (older ones were being deleted).
-                    segs.clear();
-                }
-            }
-            let region = backend.open(dir, base, seg_size, false)?;
-            if region.len() != seg_size {
-                return Err(corrupt(format!(
-                    "{dir}/{}: {} bytes, segments here are {seg_size}",
-                    segment_name(base),
-                    region.len()
-                )));
-            }
-            segs.push(Segment { base, region });
-        }
-        let end = segs.last().map_or(0, |s| s.base + seg_size as u64);
-        let min = segs.first().map_or(0, |s| s.base);
-        Ok(SegmentQueue {
-            backend,
-            dir: dir.to_string(),
-            seg_size,
-            segs,
-            write_pos: end,
-            flushed: end,
-            min_pos: min,
-            last_read: std::sync::atomic::AtomicU64::new(0),
-            release_reads: false,
-            prepared_next: 0,
-        })
-    }
-
-    /// Lets streaming reads drop the chunks they have passed (see `note_read`).
-    pub fn release_passed_reads(&mut self) {
-        self.release_reads = true;
-    }
-
-    pub fn seg_size(&self) -> usize {
-        self.seg_size
-    }
-    pub fn write_pos(&self) -> u64 {
-        self.write_pos
-    }
-    pub fn min_pos(&self) -> u64 {
-        self.min_pos
-    }
-    pub fn flushed(&self) -> u64 {
-        self.flushed
-    }
-    pub fn segment_bases(&self) -> Vec<u64> {
-        self.segs.iter().map(|s| s.base).collect()
-    }
-    /// Bytes retained.
-    pub fn retained_bytes(&self) -> u64 {
-        self.write_pos.saturating_sub(self.min_pos)
-    }
-
-    /// Starts an empty queue at `pos` (rounded down to a segment), for a queue whose
-    /// first entries were never written here.
-    pub fn reset_to(&mut self, pos: u64) -> io::Result<()> {
-        for s in self.segs.drain(..) {
-            self.backend.remove(&self.dir, s.base)?;
-        }
-        let base = pos - pos % self.seg_size as u64;
-        self.write_pos = base;
-        self.flushed = base;
-        self.min_pos = base;
-        Ok(())
-    }
-
-    /// Cuts the queue back to `end`: zeroes the cut bytes of its segment and deletes
-    /// later segments.
-    pub fn truncate(&mut self, end: u64) -> io::Result<()> {
-        while self.segs.last().is_some_and(|last| last.base >= end) {
-            if let Some(last) = self.segs.pop() {
-                self.backend.remove(&self.dir, last.base)?;
-            }
-        }
-        if let Some(last) = self.segs.last() {
-            let from = end.saturating_sub(last.base) as usize;
-            // SAFETY: the region is seg_size bytes long; no reader exists during truncation.
-            let tail = unsafe {
-                std::slice::from_raw_parts_mut(last.region.as_ptr().add(from), self.seg_size - from)
-            };
-            // Zero only what holds data, so a clean open does not rewrite a whole segment.
-            let mut dirty: Option<(usize, usize)> = None;
-            for (i, chunk) in tail.chunks_mut(4096).enumerate() {
-                if chunk.iter().any(|b| *b != 0) {
-                    chunk.fill(0);
-                    let (a, b) = (from + i * 4096, from + i * 4096 + chunk.len());
-                    dirty = Some(dirty.map_or((a, b), |(x, _)| (x, b)));
-                }
-            }
-            if let Some((a, b)) = dirty {
-                last.region.flush(a, b)?;
-            }
-        }
-        self.write_pos = end.max(self.min_pos);
-        self.flushed = self.flushed.min(self.write_pos);
-        Ok(())
-    }
-
-    /// Room left in the segment the next append goes to (a full segment counts as 0).
-    pub fn remaining_in_segment(&self) -> usize {
-        self.seg_size - (self.write_pos % self.seg_size as u64) as usize
-    }
-
-    /// Moves the write position to the next segment boundary.
-    pub fn roll(&mut self) {
-        let rem = self.seg_size as u64 - self.write_pos % self.seg_size as u64;
-        if rem != self.seg_size as u64 {
-            self.write_pos += rem;
-        }
-    }
-
-    /// Appends `len` bytes written by `fill` (which gets the buffer and its offset).
-    /// The caller guarantees `len <= remaining_in_segment()`.
-    pub fn append_with(
-        &mut self,
-        len: usize,
-        fill: impl FnOnce(&mut [u8], u64),
-    ) -> io::Result<u64> {
-        let at = self.write_pos;
-        let base = at - at % self.seg_size as u64;
-        if self.segs.last().is_none_or(|s| s.base != base) {
-            let region = self.backend.open(&self.dir, base, self.seg_size, true)?;
-            if self.segs.is_empty() {
-                self.min_pos = base;
-            }
-            self.segs.push(Segment { base, region });
-        }
-        let seg = self.segs.last().expect("a segment was just ensured");
-        let off = (at - base) as usize;
-        let next = base + self.seg_size as u64;
-        if self.release_reads && off + len > self.seg_size / 2 && self.prepared_next != next {
-            self.prepared_next = next;
-            self.backend.prepare(&self.dir, next, self.seg_size);
-        }
-        assert!(
-            off + len <= self.seg_size,
-            "append crosses a segment boundary"
-        );
-        // SAFETY: [off, off+len) is inside the region and above the write position,
-        // so no reader holds it; the engine's lock serialises appends.
-        let buf = unsafe { std::slice::from_raw_parts_mut(seg.region.as_ptr().add(off), len) };
-        fill(buf, at);
-        self.write_pos = at + len as u64;
-        Ok(at)
-    }
-
-    /// Overwrites written bytes at `pos` (for small in-place structures such as the
-    /// timer wheel's links, which only the engine's lock holder reads).
-    pub fn write_at(&mut self, pos: u64, data: &[u8]) -> bool {
-        let Some(seg) = self.find(pos) else {
-            return false;
-        };
-        let off = (pos - seg.base) as usize;
-        if off + data.len() > self.seg_size || pos + data.len() as u64 > self.write_pos {
-            return false;
-        }
-        // SAFETY: inside the region and below the write position; callers hold the
-        // engine's lock and no zero-copy reader exists for these structures.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), seg.region.as_ptr().add(off), data.len())
-        };
-        true
-    }
-
-    fn find(&self, pos: u64) -> Option<&Segment> {
-        let first = self.segs.first()?.base;
-        if pos < first.max(self.min_pos) || pos >= self.write_pos {
-            return None;
-        }
-        let idx = ((pos - first) / self.seg_size as u64) as usize;
-        let seg = self.segs.get(idx)?;
-        self.note_read(pos);
-        Some(seg)
-    }
-
-    /// A reader moving on through the log drops the chunk two behind from the
-    /// resident set (the page cache keeps it), so reading a whole store does not
-    /// grow the process by the store's size. The chunk just left stays: callers
-    /// still read the bodies they were handed from it. Chunks near the write head
-    /// stay too. Only queues whose readers stream (the CommitLog) do this; the
-    /// ConsumeQueues and the timer's links are read at random and keep their pages.
-    fn note_read(&self, pos: u64) {
-        use std::sync::atomic::Ordering;
-        if !self.release_reads {
-            return;
-        }
-        let chunk = pos / RELEASE_CHUNK;
-        let prev = self.last_read.swap(chunk + 1, Ordering::Relaxed);
-        if prev == chunk + 1 || chunk < 2 {
-            return;
-        }
-        let start = (chunk - 2) * RELEASE_CHUNK;
-        let end = start + RELEASE_CHUNK;
-        if end + RELEASE_CHUNK > self.write_pos {
-            return;
-        }
-        if let Some(s) = self
-            .segs
-            .iter()
-            .find(|s| s.base <= start && start < s.base + self.seg_size as u64)
-        {
-            let from = (start - s.base) as usize;
-            let to = (end - s.base).min(self.seg_size as u64) as usize;
-            s.region.release_range(from, to);
-        }
-    }
-
-    /// Runs `f` on the written bytes from `pos` to the end of its segment (or of the data).
-    pub fn with_slice<R>(&self, pos: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        let seg = self.find(pos)?;
-        let off = (pos - seg.base) as usize;
-        let end = ((self.write_pos - seg.base) as usize).min(self.seg_size);
-        // SAFETY: [off, end) is written data inside the region (see SegmentSlice).
-        let bytes = unsafe { std::slice::from_raw_parts(seg.region.as_ptr().add(off), end - off) };
-        Some(f(bytes))
-    }
-
-    /// Like `with_slice` but over the whole segment, written or not (recovery scans).
-    pub fn with_raw<R>(&self, pos: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        let first = self.segs.first()?.base;
-        if pos < first {
-            return None;
-        }
-        let seg = self
-            .segs
-            .get(((pos - first) / self.seg_size as u64) as usize)?;
-        let off = (pos - seg.base) as usize;
-        // SAFETY: inside the region; recovery runs before any writer or reader.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(seg.region.as_ptr().add(off), self.seg_size - off)
-        };
-        Some(f(bytes))
-    }
-
-    /// `len` written bytes at `pos` as a zero-copy `Bytes`.
-    pub fn read(&self, pos: u64, len: usize) -> Option<Bytes> {
-        let seg = self.find(pos)?;
-        let at = (pos - seg.base) as usize;
-        if at + len > self.seg_size || pos + len as u64 > self.write_pos {
-            return None;
-        }
-        Some(Bytes::from_owner(SegmentSlice {
-            region: seg.region.clone(),
-            at,
-            len,
-        }))
-    }
-
-    /// A job that makes everything written so far durable.
-    pub fn flush_job(&self) -> FlushJob {
-        let mut parts = Vec::new();
-        for s in &self.segs {
-            let end = s.base + self.seg_size as u64;
-            if end <= self.flushed || s.base >= self.write_pos {
-                continue;
-            }
-            let from = self.flushed.saturating_sub(s.base) as usize;
-            let to = (self.write_pos.min(end) - s.base) as usize;
-            parts.push((s.region.clone(), from, to));
-        }
-        FlushJob {
-            parts,
-            upto: self.write_pos,
-        }
-    }
-
-    /// Records that a flush job finished.
-    pub fn flushed_to(&mut self, upto: u64) {
-        self.flushed = self.flushed.max(upto.min(self.write_pos));
-    }
-
-    /// Deletes the oldest segment unless it is the active one; returns its base.
-    pub fn remove_oldest(&mut self) -> io::Result<Option<u64>> {
-        if self.segs.len() <= 1 {
-            return Ok(None);
-        }
-        let s = self.segs.remove(0);
-        self.backend.remove(&self.dir, s.base)?;
-        self.min_pos = self.segs[0].base.max(self.min_pos);
-        Ok(Some(s.base))
-    }
-
-    /// Deletes whole segments that end at or below `pos` (never the active one).
-    pub fn remove_below(&mut self, pos: u64) -> io::Result<()> {
-        while self.segs.len() > 1 && self.segs[0].base + self.seg_size as u64 <= pos {
-            self.remove_oldest()?;
-        }
-        Ok(())
-    }
-
-    /// Raises the lowest readable position (within retained segments).
-    pub fn set_min_pos(&mut self, pos: u64) {
-        self.min_pos = self.min_pos.max(pos.min(self.write_pos));
-    }
-
-    /// Drops the pages of the segment holding `pos`, up to `pos`, from the resident set.
-    pub fn release_before(&self, pos: u64) {
-        if let Some(s) = self
-            .segs
-            .iter()
-            .find(|s| s.base < pos && pos <= s.base + self.seg_size as u64)
-        {
-            let from = pos.saturating_sub(2 * RELEASE_CHUNK).max(s.base);
-            s.region
-                .release_range((from - s.base) as usize, (pos - s.base) as usize);
-        }
-    }
-
-    /// Drops every segment's pages from the resident set.
-    pub fn release_sealed_and_active(&self) {
-        for s in &self.segs {
-            s.region.release();
-        }
-    }
-
-    /// Drops sealed segments' pages from the resident set.
-    pub fn release_sealed(&self) {
-        let n = self.segs.len();
-        for s in self.segs.iter().take(n.saturating_sub(1)) {
-            s.region.release();
-        }
-    }
-}
-
+/// An `InvalidData` error: bytes that cannot be read back as a store.
 pub(crate) fn corrupt(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }

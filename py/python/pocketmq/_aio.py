@@ -1,17 +1,17 @@
 """asyncio support for :class:`pocketmq.Consumer`.
 
-A waiting ``receive_async`` holds no thread: it asks the consumer to call back when
-a receive may find messages (``Consumer._on_ready``), and the callback wakes the
-event loop with ``call_soon_threadsafe``. The broker calls back at most once per
-wait, on a send that may interest the consumer or on close.
+A waiting ``receive_async`` holds no thread: it steps the engine's receive without
+blocking (``Consumer._receive_step``, which decides when the receive ends) and, in
+between, asks the consumer to call back when a receive may find messages
+(``Consumer._on_ready``); the callback wakes the event loop with
+``call_soon_threadsafe``. The broker calls back at most once per wait, on a send
+that may interest the consumer or on close.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, Optional
-
-from ._errors import Closed
 
 if TYPE_CHECKING:
     from ._native import Consumer, Message
@@ -26,21 +26,11 @@ async def receive_async(
     consumer: "Consumer", max_messages: int, timeout: Optional[float]
 ) -> "list[Message]":
     loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + timeout
-    first = True
+    receiving = consumer._start_receive(max_messages, timeout)
     while True:
-        try:
-            msgs = consumer.receive(max_messages, 0)
-        except Closed:
-            if first:
-                raise
-            return []  # closed while this call waited: a wait ended by a close is empty
-        first = False
-        if msgs or consumer.closed:
+        msgs = consumer._receive_step(receiving)
+        if msgs is not None:
             return msgs
-        remaining = None if deadline is None else deadline - loop.time()
-        if remaining is not None and remaining <= 0:
-            return []
         ready: "asyncio.Future[None]" = loop.create_future()
 
         def wake(ready: "asyncio.Future[None]" = ready) -> None:
@@ -51,9 +41,9 @@ async def receive_async(
 
         consumer._on_ready(wake)
         try:
-            await asyncio.wait_for(ready, remaining)
+            await asyncio.wait_for(ready, receiving.remaining)
         except asyncio.TimeoutError:
-            pass  # one last look, then the deadline check returns []
+            pass  # the next step ends the receive at its deadline
 
 
 async def next_message(consumer: "Consumer") -> "Message":

@@ -22,6 +22,7 @@ __all__ = [
     "Producer",
     "SendResult",
     "TransactionProducer",
+    "_Receiving",
     "__version__",
 ]
 
@@ -146,6 +147,10 @@ class Consumer:
     def nack(self, message: Union[Message, list[Message], tuple[Message, ...]]) -> None: ...
     def close(self) -> None: ...
     def _on_ready(self, callback: Callable[[], object]) -> None: ...
+    def _start_receive(
+        self, max_messages: int, timeout: Optional[float]
+    ) -> _Receiving: ...
+    def _receive_step(self, receiving: _Receiving) -> Optional[list[Message]]: ...
     def __iter__(self) -> Iterator[Message]: ...
     def __next__(self) -> Message: ...
     def __aiter__(self) -> "Consumer": ...
@@ -157,6 +162,11 @@ class Consumer:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> bool: ...
+
+@final
+class _Receiving:
+    @property
+    def remaining(self) -> Optional[float]: ...
 
 @final
 class Broker:
@@ -176,6 +186,10 @@ class Broker:
         transaction_timeout: Optional[_Seconds] = None,
         check_interval: Optional[_Seconds] = None,
         max_checks: Optional[int] = None,
+        disk_max_used_ratio: Optional[float] = None,
+        disk_clean_forcibly_ratio: Optional[float] = None,
+        sync_flush_timeout: Optional[_Seconds] = None,
+        flush_interval: Optional[_Seconds] = None,
     ) -> "Broker": ...
     @property
     def path(self) -> Optional[str]: ...

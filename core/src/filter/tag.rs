@@ -1,8 +1,9 @@
 //! Tag expressions: `"*"` (or empty) takes everything; `"A || B"` takes those tags.
-//! Matching is two-stage, as in RocketMQ: the ConsumeQueue entry's tag hash first,
-//! then the exact tag from the record, so hash collisions ("Aa"/"BB") never leak.
+//! The ConsumeQueue entry's tag hash first, then the exact tag from the record, so
+//! hash collisions ("Aa"/"BB") never leak.
 
-use crate::message::record::java_hash;
+use super::MessageFilter;
+use crate::message::properties::{self, java_hash, prop};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,14 +31,6 @@ impl TagFilter {
         Ok(TagFilter { tags: Some(tags) })
     }
 
-    /// The cheap stage: the tag hash stored in the ConsumeQueue entry.
-    pub fn matches_code(&self, code: u64) -> bool {
-        match &self.tags {
-            None => true,
-            Some(tags) => tags.iter().any(|(_, c)| *c == code),
-        }
-    }
-
     /// The exact stage: the record's tag string.
     pub fn matches_tag(&self, tag: Option<&str>) -> bool {
         match (&self.tags, tag) {
@@ -48,10 +41,27 @@ impl TagFilter {
     }
 }
 
+impl MessageFilter for TagFilter {
+    fn matches_code(&self, code: u64) -> bool {
+        match &self.tags {
+            None => true,
+            Some(tags) => tags.iter().any(|(_, c)| *c == code),
+        }
+    }
+
+    fn matches(&self, raw: &[u8]) -> bool {
+        self.tags.is_none() || self.matches_tag(properties::value(raw, prop::TAGS))
+    }
+
+    fn takes_all(&self) -> bool {
+        self.tags.is_none()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::record::tag_code;
+    use crate::message::properties::tag_code;
 
     #[test]
     fn collisions_pass_the_hash_but_not_the_tag() {

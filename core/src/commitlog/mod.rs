@@ -5,6 +5,12 @@
 //! not fit leaves an 8-byte blank marker and moves whole to the next segment); store
 //! timestamps never decrease along the log; every record's PHYSICALOFFSET equals its
 //! position; after `recover` nothing torn or stale lies at or beyond the end.
+//!
+//! `flush.rs` makes appended data durable (group commit); `recovery.rs` finds the
+//! end of the log on open and keeps the checkpoint that bounds that scan.
+
+pub(crate) mod flush;
+pub(crate) mod recovery;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -27,6 +33,7 @@ pub(crate) struct Placed {
 
 pub(crate) struct CommitLog {
     seg: SegmentQueue,
+    /// Store time of the last record: store times never decrease along the log.
     last_store_ts: u64,
     /// Store time of the last record in each segment, for retention by age.
     seg_last_ts: BTreeMap<u64, u64>,
@@ -41,53 +48,6 @@ impl CommitLog {
             last_store_ts: 0,
             seg_last_ts: BTreeMap::new(),
         })
-    }
-
-    /// Scans the log from its first record, checking CRCs from `verify_from` on, calls
-    /// `on_record` for every valid record, and cuts the log at the first invalid one
-    /// (zeroing what is cut). Returns the end.
-    pub fn recover(
-        &mut self,
-        verify_from: u64,
-        mut on_record: impl FnMut(&RecordView<'_>),
-    ) -> io::Result<u64> {
-        let seg_size = self.seg.seg_size() as u64;
-        let bases = self.seg.segment_bases();
-        let mut pos = self.seg.min_pos();
-        let last_base = bases.last().copied().unwrap_or(0);
-        'scan: loop {
-            let step = self.seg.with_raw(pos, |buf| {
-                match record::parse(buf, pos, pos >= verify_from) {
-                    Parsed::Record(r) => {
-                        on_record(&r);
-                        let base = pos - pos % seg_size;
-                        self.last_store_ts = self.last_store_ts.max(r.store_ts);
-                        self.seg_last_ts.insert(base, self.last_store_ts);
-                        Some(r.len() as u64)
-                    }
-                    Parsed::Blank => Some(buf.len() as u64),
-                    Parsed::Invalid => None,
-                }
-            });
-            match step.flatten() {
-                Some(n) => {
-                    let next = pos + n;
-                    if next / (4 << 20) != pos / (4 << 20) {
-                        // Keep the scan's resident set small as it goes.
-                        self.seg.release_before(next);
-                    }
-                    if next.is_multiple_of(seg_size) && next > last_base {
-                        pos = next;
-                        break 'scan;
-                    }
-                    pos = next;
-                }
-                None => break 'scan,
-            }
-        }
-        self.seg.truncate(pos)?;
-        self.seg.release_sealed();
-        Ok(pos)
     }
 
     pub fn end(&self) -> u64 {
@@ -107,14 +67,14 @@ impl CommitLog {
     }
 
     /// Appends `specs` as one batch, with consecutive `queue_offsets`, stamped no
-    /// earlier than the last record.
+    /// earlier than the last record; returns the store time they were stamped with.
     pub fn append(
         &mut self,
         specs: &[RecordSpec],
         queue_offsets: &[u64],
         now: u64,
         placed: &mut Vec<Placed>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         placed.clear();
         let total: usize = specs.iter().map(RecordSpec::encoded_len).sum();
         let seg_size = self.seg.seg_size();
@@ -148,7 +108,7 @@ impl CommitLog {
         let end = self.seg.write_pos() - 1;
         self.seg_last_ts
             .insert(end - end % seg_size as u64, store_ts);
-        Ok(())
+        Ok(store_ts)
     }
 
     /// Runs `f` on the record at `phys` (size `len`, when known from a ConsumeQueue).

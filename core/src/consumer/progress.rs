@@ -1,44 +1,11 @@
-//! Consumer groups: who is subscribed to what, which queues each consumer owns
-//! (RocketMQ's average allocation over sorted consumer ids), and per-queue progress:
-//! the read cursor, the set of delivered-but-unacked offsets, and orderly state.
+//! Progress of an owner (a clustering group, or one broadcasting consumer) on one
+//! queue (RocketMQ's `ProcessQueue` and the broker's offset table in one): the read
+//! cursor, the set of delivered-but-unacked offsets, and orderly state.
 //!
 //! Invariant: a queue's committed offset is its lowest unacked offset (or the cursor
 //! when nothing is in flight), so a restart redelivers at most the unacked tail.
 
 use std::collections::VecDeque;
-
-use crate::filter::TagFilter;
-use crate::MessageModel;
-
-/// A live consumer.
-#[derive(Debug, Clone)]
-pub(crate) struct ConsumerEntry {
-    /// Stable name; allocation sorts by it.
-    pub name: String,
-    pub group: String,
-    pub topic: String,
-    pub filter: TagFilter,
-    pub model: MessageModel,
-    pub orderly: bool,
-    pub max_reconsume_times: u32,
-    /// Queues this consumer reads: (topic, queue id).
-    pub assigned: Vec<(String, u32)>,
-    /// The progress slot of each assigned queue.
-    pub slots: Vec<usize>,
-    /// Where the next receive starts in `assigned`, for fairness.
-    pub rr: usize,
-    pub closed: bool,
-}
-
-impl ConsumerEntry {
-    /// The progress owner key: the group, or the consumer itself when broadcasting.
-    pub fn owner(&self) -> String {
-        match self.model {
-            MessageModel::Clustering => self.group.clone(),
-            MessageModel::Broadcasting => format!("{}@{}", self.group, self.name),
-        }
-    }
-}
 
 /// Progress of one owner on one queue.
 #[derive(Debug, Clone, Default)]
@@ -161,46 +128,9 @@ impl InFlight {
     }
 }
 
-/// RocketMQ's `AllocateMessageQueueAveragely`: queues `0..queues` among `consumers`
-/// (sorted) — the share of the consumer at `index`.
-pub(crate) fn allocate_averagely(queues: u32, consumers: usize, index: usize) -> Vec<u32> {
-    if consumers == 0 || index >= consumers {
-        return Vec::new();
-    }
-    let q = queues as usize;
-    let c = consumers;
-    let m = q % c;
-    let avg = if q <= c {
-        1
-    } else if index < m {
-        q / c + 1
-    } else {
-        q / c
-    };
-    let start = if index < m {
-        index * avg
-    } else {
-        index * avg + m
-    };
-    let take = avg.min(q.saturating_sub(start));
-    (start..start + take).map(|i| i as u32).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn eight_queues_split_three_three_two() {
-        let shares: Vec<Vec<u32>> = (0..3).map(|i| allocate_averagely(8, 3, i)).collect();
-        assert_eq!(shares, vec![vec![0, 1, 2], vec![3, 4, 5], vec![6, 7]]);
-    }
-
-    #[test]
-    fn more_consumers_than_queues() {
-        let shares: Vec<Vec<u32>> = (0..5).map(|i| allocate_averagely(2, 5, i)).collect();
-        assert_eq!(shares, vec![vec![0], vec![1], vec![], vec![], vec![]]);
-    }
 
     #[test]
     fn in_flight_tracks_gaps_and_out_of_order_acks() {

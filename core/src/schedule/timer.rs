@@ -1,11 +1,4 @@
-//! Delay levels and deliver-at timers.
-//!
-//! Levels: a delayed message sits in `SCHEDULE_TOPIC_XXXX` queue `level-1` with its
-//! delivery time as the ConsumeQueue tag code; every message of a level has the same
-//! delay, so queue order is delivery order and one cursor per level (persisted as
-//! `config/delay_offsets.json`, RocketMQ's `delayOffset.json`) suffices.
-//!
-//! Timers: a deliver-at message sits in `rmq_sys_wheel_timer` queue 0, delivery time
+//! Deliver-at timers (RocketMQ 5's `TimerMessageStore`, reduced): a deliver-at message sits in `rmq_sys_wheel_timer` queue 0, delivery time
 //! (ms) as the tag code. A hashed timer wheel of one-second slots indexes them: each
 //! slot holds the newest timer's queue offset and each timer the next one of its slot,
 //! in a link log (8 bytes per timer) kept in the store's backend, not on the heap. So
@@ -16,58 +9,16 @@
 //! timer ConsumeQueue from a persisted low-water mark, skipping what the checkpoint
 //! says was delivered. A crash may deliver a timer twice, never lose one.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::message_store::MessageStore;
+use crate::store::meta::{read_json, store_err, to_json};
 use crate::store::{Backend, SegmentQueue};
-use crate::{Error, Result};
-
-/// Parses RocketMQ's level syntax: `"1s 5s 10s 30s 1m ... 2h"` (units s, m, h, d).
-pub(crate) fn parse_levels(spec: &str) -> Result<Vec<u64>> {
-    let mut out = Vec::new();
-    for item in spec.split_whitespace() {
-        let unit = item.chars().last().unwrap_or(' ');
-        let num = &item[..item.len() - unit.len_utf8()];
-        let mult = match unit {
-            's' => 1000,
-            'm' => 60_000,
-            'h' => 3_600_000,
-            'd' => 86_400_000,
-            _ => {
-                return Err(Error::invalid(format!(
-                    "delay level {item:?}: the unit must be s, m, h or d"
-                )))
-            }
-        };
-        let n: u64 = num.parse().map_err(|_| {
-            Error::invalid(format!("delay level {item:?} is not a number and a unit"))
-        })?;
-        if n == 0 {
-            return Err(Error::invalid(format!(
-                "delay level {item:?} must be positive"
-            )));
-        }
-        out.push(n * mult);
-    }
-    if out.is_empty() || out.len() > 64 {
-        return Err(Error::invalid("delay_levels needs 1 to 64 levels"));
-    }
-    Ok(out)
-}
-
-/// Per-level cursors into the schedule topic.
-#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub(crate) struct DelayOffsets {
-    #[serde(rename = "offsetTable")]
-    pub table: BTreeMap<u32, u64>,
-}
-
-impl DelayOffsets {
-    pub const FILE: &'static str = "config/delay_offsets.json";
-}
+use crate::topic;
+use crate::Result;
 
 /// What the timer persists: everything due at or before `delivered_until` was
 /// delivered; timer queue offsets below `low_water` are all delivered.
@@ -100,6 +51,10 @@ pub(crate) struct TimerWheel {
     /// Undelivered timers per chunk of queue offsets from `base`.
     chunk_pending: Vec<u32>,
     pending: u64,
+    /// The checkpoint the wheel was opened from: replay skips what it says was delivered.
+    restored: TimerCheckpoint,
+    /// The checkpoint last persisted.
+    saved: TimerCheckpoint,
 }
 
 impl TimerWheel {
@@ -115,9 +70,57 @@ impl TimerWheel {
             current: Vec::new(),
             chunk_pending: Vec::new(),
             pending: 0,
+            restored: TimerCheckpoint::default(),
+            saved: TimerCheckpoint::default(),
         };
         w.links.reset_to(0)?;
         Ok(w)
+    }
+
+    /// The wheel of a store, empty, to be filled by replaying the timer records from
+    /// the persisted checkpoint on.
+    pub fn open(backend: Arc<dyn Backend>) -> Result<TimerWheel> {
+        let cp: TimerCheckpoint = read_json(&*backend, TimerCheckpoint::FILE)?.unwrap_or_default();
+        let mut w =
+            TimerWheel::new(backend, cp.low_water, cp.delivered_until).map_err(store_err)?;
+        w.restored = cp;
+        w.saved = cp;
+        Ok(w)
+    }
+
+    /// A timer replayed on open: scheduled unless the checkpoint says it was delivered.
+    pub fn replay(&mut self, qo: u64, deliver_ms: u64) -> io::Result<()> {
+        if qo >= self.base && deliver_ms <= self.restored.delivered_until {
+            self.skip(qo)
+        } else {
+            self.add(qo, deliver_ms)
+        }
+    }
+
+    /// The CommitLog offsets of the timer records due at `now`, in delivery order.
+    pub fn due_records(&mut self, store: &MessageStore, now: u64) -> Vec<u64> {
+        if self.pending == 0 {
+            return Vec::new();
+        }
+        let Some(cq) = store.queues.get(topic::TIMER_TOPIC, 0) else {
+            return Vec::new();
+        };
+        let due = self.due(now, |qo| cq.entry(qo).map_or(0, |e| e.code));
+        due.iter()
+            .filter_map(|&(_, qo)| cq.entry(qo).map(|e| e.phys))
+            .collect()
+    }
+
+    /// The checkpoint file, when it changed since it was last persisted (or `all`).
+    pub fn metadata(&mut self, now: u64, all: bool) -> Result<Option<(&'static str, Vec<u8>)>> {
+        let cp = self.checkpoint(now);
+        let changed =
+            cp != self.saved && (self.pending > 0 || self.saved.low_water != cp.low_water);
+        if !(all || changed) {
+            return Ok(None);
+        }
+        self.saved = cp;
+        Ok(Some((TimerCheckpoint::FILE, to_json(&cp)?)))
     }
 
     pub fn pending(&self) -> u64 {
@@ -262,18 +265,6 @@ impl TimerWheel {
 mod tests {
     use super::*;
     use crate::store::memory::MemoryBackend;
-
-    #[test]
-    fn default_levels_parse() {
-        let l = parse_levels(crate::DEFAULT_DELAY_LEVELS).unwrap();
-        assert_eq!(l.len(), 18);
-        assert_eq!((l[0], l[2], l[17]), (1000, 10_000, 7_200_000));
-        assert!(parse_levels("1x").is_err());
-        assert!(parse_levels("").is_err());
-        assert!(parse_levels("0s").is_err());
-        assert!(parse_levels("1é").is_err());
-        assert!(parse_levels("é").is_err());
-    }
 
     #[test]
     fn timers_fire_at_their_millisecond_across_rounds() {

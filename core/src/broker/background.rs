@@ -1,0 +1,129 @@
+//! Background work: on native targets one thread runs a step every few ms (due
+//! delays, timers, checks, retention), and at real-time intervals flushes the store
+//! (`async` mode), persists changed metadata, samples rates and trims the resident
+//! set. On wasm the JS host calls `tick`, which runs the same work.
+
+use std::time::Duration;
+
+use super::Broker;
+use crate::runtime::Ticker;
+use crate::{FlushMode, Result};
+
+pub(super) struct Periodic {
+    flush: Ticker,
+    persist: Ticker,
+    release: Ticker,
+}
+
+impl Periodic {
+    pub(super) fn new() -> Periodic {
+        Periodic {
+            flush: Ticker::new(),
+            persist: Ticker::new(),
+            release: Ticker::new(),
+        }
+    }
+}
+
+/// Starts the broker's background thread; it ends once the broker closes or drops.
+#[cfg(not(target_arch = "wasm32"))]
+pub(super) fn start(broker: &Broker) {
+    let weak = std::sync::Arc::downgrade(&broker.inner);
+    crate::runtime::spawn_worker(
+        "pocketmq-steps",
+        crate::runtime::STEP_PERIOD,
+        move || match weak.upgrade() {
+            Some(inner) if !inner.closed.load(std::sync::atomic::Ordering::Acquire) => {
+                let _ = Broker { inner }.background_step();
+                true
+            }
+            _ => false,
+        },
+    );
+}
+
+impl Broker {
+    /// The periodic work of the background thread.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn background_step(&self) -> Result<()> {
+        let checks = {
+            let mut e = self.inner.engine.lock();
+            if e.closed {
+                return Ok(());
+            }
+            let checks = self.run_due_if_needed(&mut e)?;
+            if self.now() >= e.next_due {
+                e.next_due = 0;
+            }
+            self.wake(e);
+            checks
+        };
+        self.run_checks(checks)?;
+        self.periodic_work()
+    }
+
+    /// Flushing (async mode), metadata persistence, rate samples and resident-set
+    /// trimming, each at its real-time interval.
+    pub(super) fn periodic_work(&self) -> Result<()> {
+        let (flush, persist, release) = {
+            let mut p = self.inner.periodic.lock();
+            let interval = Duration::from_millis(self.inner.config.flush_interval_ms.max(1));
+            (
+                p.flush.due(interval),
+                p.persist.due(Duration::from_secs(1)),
+                p.release.due(Duration::from_secs(1)),
+            )
+        };
+        if flush && self.inner.config.flush == FlushMode::Async {
+            self.flush_all()?;
+        }
+        if persist {
+            self.persist_metadata()?;
+        }
+        if release {
+            self.inner.engine.lock().store.commitlog.release_sealed();
+        }
+        Ok(())
+    }
+
+    /// Writes the metadata that changed (outside the lock), and samples rates.
+    fn persist_metadata(&self) -> Result<()> {
+        let now = self.now();
+        let (files, backend) = {
+            let mut e = self.inner.engine.lock();
+            e.sample(now);
+            if !e.store.backend.is_persistent() {
+                return Ok(());
+            }
+            (e.metadata(now, false)?, e.store.backend.clone())
+        };
+        for (name, bytes) in files {
+            backend.write_meta(name, &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the CommitLog and every ConsumeQueue, outside the lock.
+    pub(super) fn flush_all(&self) -> Result<()> {
+        let _one = self.inner.group_commit.exclusive();
+        let (log_job, cq_jobs) = {
+            let e = self.inner.engine.lock();
+            (e.store.commitlog.flush_job(), e.store.queues.flush_jobs())
+        };
+        log_job.run()?;
+        for (_, _, j) in &cq_jobs {
+            j.run()?;
+        }
+        self.inner.group_commit.mark_durable(log_job.upto);
+        let mut e = self.inner.engine.lock();
+        e.store.commitlog.flushed_to(log_job.upto);
+        for (t, q, j) in cq_jobs {
+            if let Some(cq) = e.store.queues.get_mut(&t, q) {
+                cq.flushed_to(j.upto);
+            }
+        }
+        e.arrived = true;
+        self.notify(e);
+        Ok(())
+    }
+}

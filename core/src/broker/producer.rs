@@ -1,0 +1,118 @@
+//! Producers: sending (one message, or a batch as one append) and transactional
+//! sends. Queue selection: an explicit `queue_id`, else the sharding key's hash,
+//! else round robin. Under `flush="sync"` a send returns once its record is durable.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::Broker;
+use crate::{Error, FlushMode, Message, MessageExt, Result, SendResult, SendStatus, TxState};
+
+/// Sends messages on behalf of a producer group.
+pub struct Producer {
+    broker: Broker,
+    group: String,
+    rr: AtomicU32,
+}
+
+impl Producer {
+    pub(super) fn new(broker: Broker, group: &str) -> Producer {
+        Producer {
+            broker,
+            group: group.to_string(),
+            rr: super::counter(),
+        }
+    }
+
+    /// Stores one message.
+    pub fn send(&self, msg: Message) -> Result<SendResult> {
+        let mut r = self.send_batch(vec![msg])?;
+        r.pop().ok_or_else(|| Error::invalid("nothing to send"))
+    }
+
+    /// Stores several messages of one topic as one append, in one queue, with
+    /// consecutive queue offsets.
+    pub fn send_batch(&self, msgs: Vec<Message>) -> Result<Vec<SendResult>> {
+        let rr = self.rr.fetch_add(1, Ordering::Relaxed);
+        let b = &self.broker;
+        let now = b.now();
+        let (mut results, end) = {
+            let mut e = b.inner.engine.lock();
+            let results = e.send(msgs, rr, now, None)?;
+            let end = e.store.commitlog.end();
+            if b.inner.config.flush != FlushMode::Sync {
+                b.wake(e);
+            }
+            (results, end)
+        };
+        if b.inner.config.flush == FlushMode::Sync && !b.wait_durable(end)? {
+            for r in &mut results {
+                r.status = SendStatus::FlushDiskTimeout;
+            }
+        }
+        Ok(results)
+    }
+
+    /// The producer group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// The broker this producer sends to.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+}
+
+/// Sends transactional (half) messages.
+pub struct TransactionProducer {
+    producer: Producer,
+}
+
+impl TransactionProducer {
+    pub(super) fn new(producer: Producer) -> TransactionProducer {
+        TransactionProducer { producer }
+    }
+
+    /// Stores `msg` as a half message (invisible to consumers), runs `execute` on it
+    /// and records the outcome: COMMIT makes it visible, ROLLBACK drops it, UNKNOWN
+    /// leaves it to the check-back.
+    pub fn send(
+        &self,
+        msg: Message,
+        execute: impl FnOnce(&MessageExt) -> TxState,
+    ) -> Result<SendResult> {
+        let broker = &self.producer.broker;
+        let rr = self.producer.rr.fetch_add(1, Ordering::Relaxed);
+        let now = broker.now();
+        let (mut result, half, end) = {
+            let mut e = broker.inner.engine.lock();
+            let group = Some(self.producer.group.as_str());
+            let r = e.send(vec![msg], rr, now, group)?.pop();
+            let r = r.ok_or_else(|| Error::invalid("nothing to send"))?;
+            let half = e.store.message_at(r.commitlog_offset).ok_or_else(|| {
+                Error::StoreCorrupted("a half message vanished after its append".into())
+            })?;
+            (r, half, e.store.commitlog.end())
+        };
+        // The half message's offset in the half topic names it until it resolves.
+        let qo = result.queue_offset;
+        let state = if broker.inner.config.flush == FlushMode::Sync && !broker.wait_durable(end)? {
+            // RocketMQ rolls back a half message whose flush timed out.
+            result.status = SendStatus::FlushDiskTimeout;
+            TxState::Rollback
+        } else {
+            execute(&half)
+        };
+        let now = broker.now();
+        let mut e = broker.inner.engine.lock();
+        e.resolve(qo, state, now)?;
+        broker.wake(e);
+        result.transaction_state = Some(state);
+        Ok(result)
+    }
+
+    /// The producer group.
+    pub fn group(&self) -> &str {
+        self.producer.group()
+    }
+}

@@ -1,0 +1,147 @@
+//! Committed consumer offsets, persisted as `config/offsets.json` in RocketMQ's
+//! `consumerOffset.json` shape: `{"offsetTable": {"topic@group": {"0": 12, ...}}}`.
+//! Broadcasting consumers keep their own entries under `topic@group@consumer`.
+//! Also what reads or moves a group's position: lag and offset resets.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConsumerGroups, QueueProgress};
+use crate::message_store::MessageStore;
+use crate::store::meta::to_json;
+use crate::topic;
+use crate::{Error, Result, StartFrom};
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct OffsetTable {
+    #[serde(rename = "offsetTable")]
+    pub table: BTreeMap<String, BTreeMap<u32, u64>>,
+}
+
+impl OffsetTable {
+    pub const FILE: &'static str = "config/offsets.json";
+
+    pub fn key(topic: &str, owner: &str) -> String {
+        format!("{topic}@{owner}")
+    }
+
+    pub fn get(&self, topic: &str, owner: &str, queue_id: u32) -> Option<u64> {
+        self.table
+            .get(&Self::key(topic, owner))?
+            .get(&queue_id)
+            .copied()
+    }
+
+    pub fn set(&mut self, topic: &str, owner: &str, queue_id: u32, offset: u64) -> bool {
+        let slot = self.table.entry(Self::key(topic, owner)).or_default();
+        slot.insert(queue_id, offset) != Some(offset)
+    }
+}
+
+impl ConsumerGroups {
+    /// The owners (group, or group@consumer when broadcasting) with progress on `t`.
+    fn owners_of(&self, group: &str, t: &str) -> Vec<String> {
+        let bcast = format!("{group}@");
+        let mut owners: Vec<String> = self
+            .offsets
+            .table
+            .keys()
+            .filter_map(|k| k.strip_prefix(&format!("{t}@")).map(str::to_string))
+            .chain(
+                self.progress
+                    .keys()
+                    .filter(|(_, pt, _)| pt == t)
+                    .map(|(o, _, _)| o.clone()),
+            )
+            .filter(|o| o == group || o.starts_with(&bcast))
+            .collect();
+        owners.sort();
+        owners.dedup();
+        owners
+    }
+
+    fn committed(&self, owner: &str, t: &str, q: u32) -> Option<u64> {
+        self.progress
+            .get(&(owner.to_string(), t.to_string(), q))
+            .map(QueueProgress::committed)
+            .or_else(|| self.offsets.get(t, owner, q))
+    }
+
+    /// Messages of `t` not yet acked by `group` (the most behind consumer, for a
+    /// broadcasting group).
+    pub fn lag(&self, store: &MessageStore, group: &str, t: &str) -> Result<u64> {
+        topic::validate_group(group)?;
+        topic::validate_topic(t)?;
+        let Some(queues) = store.queues.topic(t) else {
+            return Err(Error::TopicNotFound(t.to_string()));
+        };
+        let owners = self.owners_of(group, t);
+        let lag_of = |owner: Option<&str>| -> u64 {
+            queues
+                .iter()
+                .enumerate()
+                .map(|(q, cq)| {
+                    let done = owner
+                        .and_then(|o| self.committed(o, t, q as u32))
+                        .unwrap_or(cq.min_offset())
+                        .max(cq.min_offset());
+                    cq.max_offset().saturating_sub(done)
+                })
+                .sum()
+        };
+        if owners.is_empty() {
+            return Ok(lag_of(None));
+        }
+        Ok(owners.iter().map(|o| lag_of(Some(o))).max().unwrap_or(0))
+    }
+
+    /// Moves `group`'s offsets on `t` (every owner's, for a broadcasting group);
+    /// what was in flight is forgotten.
+    pub fn reset_offset(
+        &mut self,
+        store: &MessageStore,
+        group: &str,
+        t: &str,
+        to: StartFrom,
+        now: u64,
+    ) -> Result<()> {
+        topic::validate_group(group)?;
+        topic::validate_topic(t)?;
+        let queues = match store.queues.topic(t) {
+            Some(q) => q.len() as u32,
+            None => return Err(Error::TopicNotFound(t.to_string())),
+        };
+        let mut owners = self.owners_of(group, t);
+        if owners.is_empty() {
+            owners.push(group.to_string());
+        }
+        for owner in owners {
+            for q in 0..queues {
+                let target = Self::start_offset(store, t, q, to, now);
+                self.offsets.set(t, &owner, q, target);
+                if let Some(p) = self.progress.get_mut(&(owner.clone(), t.to_string(), q)) {
+                    p.next = target;
+                    p.inflight.clear();
+                    p.epoch += 1;
+                    p.orderly_retries = 0;
+                    p.suspend_until = 0;
+                }
+            }
+        }
+        self.offsets_dirty = true;
+        Ok(())
+    }
+
+    /// The offsets file, when offsets changed since the last call (or `all`).
+    pub fn metadata(&mut self, all: bool) -> Result<Option<(&'static str, Vec<u8>)>> {
+        if !(all || self.offsets_dirty) {
+            return Ok(None);
+        }
+        for ((owner, t, q), p) in self.progress.iter() {
+            self.offsets.set(t, owner, *q, p.committed());
+        }
+        self.offsets_dirty = false;
+        Ok(Some((OffsetTable::FILE, to_json(&self.offsets)?)))
+    }
+}

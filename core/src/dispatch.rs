@@ -1,0 +1,309 @@
+//! Dispatch: the one place a CommitLog record is classified and fanned out
+//! (RocketMQ's `ReputMessageService` and its dispatchers). For every record, live
+//! right after its append and replayed by recovery on open, in CommitLog order:
+//! 1. its ConsumeQueue entry, whose tag code is the tag's hash, or the delivery time
+//!    for the schedule and timer topics;
+//! 2. its keys in the key index;
+//! 3. the service that owns its topic: the timer wheel for `rmq_sys_wheel_timer`,
+//!    the transaction service for half and op records; a user record marks that
+//!    messages arrived.
+//!
+//! Invariants: dispatch is idempotent (replaying a range changes nothing: ConsumeQueue
+//! puts below a queue's end are ignored, the index and services dedup), and the live
+//! and replay paths build the same queues, index and schedules. They differ in one
+//! place, made explicit by [`Mode`]: a replayed timer that the timer checkpoint says
+//! was delivered is not scheduled again. Dispatch never appends to the log.
+
+use crate::consume_queue::{ConsumeQueues, CqEntry};
+use crate::index::KeyIndex;
+use crate::message::properties::{self, prop};
+use crate::message::record::{RecordSpec, RecordView};
+use crate::schedule::TimerWheel;
+use crate::store::meta::store_err;
+use crate::topic;
+use crate::transaction::Transactions;
+use crate::{Error, Result};
+
+/// Whether a record was just appended or is being replayed from the log on open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Live,
+    Replay,
+}
+
+/// Which service owns a record's topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A user topic, or a group's retry or dead-letter topic: consumers read it.
+    User,
+    /// `SCHEDULE_TOPIC_XXXX`: a message waiting for its delay level.
+    Schedule,
+    /// `rmq_sys_wheel_timer`: a message waiting for its delivery time.
+    Timer,
+    /// A transaction's half message.
+    Half,
+    /// A transaction's op record (its resolution).
+    Op,
+    /// An engine topic nobody consumes (discarded transactions).
+    Other,
+}
+
+pub(crate) fn kind_of(topic: &str) -> Kind {
+    match topic {
+        topic::SCHEDULE_TOPIC => Kind::Schedule,
+        topic::TIMER_TOPIC => Kind::Timer,
+        topic::TRANS_HALF_TOPIC => Kind::Half,
+        topic::TRANS_OP_HALF_TOPIC => Kind::Op,
+        topic::TRANS_CHECK_MAX_TOPIC => Kind::Other,
+        _ => Kind::User,
+    }
+}
+
+/// A record as dispatch sees it (RocketMQ's `DispatchRequest`): built from what was
+/// just encoded (live, no read back) or from the record in the log (replay).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DispatchRequest<'a> {
+    pub topic: &'a str,
+    pub queue_id: u32,
+    pub queue_offset: u64,
+    pub phys: u64,
+    pub size: u32,
+    pub store_ts: u64,
+    /// Encoded properties (without the CRC tail).
+    pub properties: &'a [u8],
+    pub body: &'a [u8],
+}
+
+impl<'a> DispatchRequest<'a> {
+    pub fn from_spec(
+        spec: &'a RecordSpec,
+        phys: u64,
+        queue_offset: u64,
+        store_ts: u64,
+    ) -> DispatchRequest<'a> {
+        DispatchRequest {
+            topic: &spec.topic,
+            queue_id: spec.queue_id,
+            queue_offset,
+            phys,
+            size: spec.encoded_len() as u32,
+            store_ts,
+            properties: &spec.properties,
+            body: &spec.body,
+        }
+    }
+
+    pub fn from_view(r: &RecordView<'a>) -> DispatchRequest<'a> {
+        DispatchRequest {
+            topic: r.topic(),
+            queue_id: r.queue_id,
+            queue_offset: r.queue_offset,
+            phys: r.phys,
+            size: r.len() as u32,
+            store_ts: r.store_ts,
+            properties: r.raw_properties(),
+            body: r.body(),
+        }
+    }
+
+    pub fn prop(&self, name: &str) -> Option<&'a str> {
+        properties::value(self.properties, name)
+    }
+}
+
+/// The services a record may concern besides the ConsumeQueues and the index.
+pub(crate) struct Services<'a> {
+    /// Delay of each level, for schedule entries' delivery times.
+    pub levels: &'a [u64],
+    pub timer: &'a mut TimerWheel,
+    pub tx: &'a mut Transactions,
+    /// Lowered to the earliest time a dispatched record makes work due.
+    pub next_due: &'a mut u64,
+    /// Set when a record consumers read was dispatched.
+    pub arrived: &'a mut bool,
+}
+
+/// Classifies `r` and fans it out (see the module docs).
+pub(crate) fn dispatch(
+    r: &DispatchRequest<'_>,
+    mode: Mode,
+    queues: &mut ConsumeQueues,
+    index: &mut KeyIndex,
+    s: &mut Services<'_>,
+) -> Result<()> {
+    let kind = kind_of(r.topic);
+    let code = match kind {
+        Kind::Schedule => {
+            let delay = s
+                .levels
+                .get(r.queue_id as usize)
+                .or(s.levels.last())
+                .copied()
+                .unwrap_or(0);
+            r.store_ts.saturating_add(delay)
+        }
+        Kind::Timer => r
+            .prop(prop::TIMER_DELIVER_MS)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(r.store_ts),
+        _ => properties::tag_code(r.prop(prop::TAGS)),
+    };
+    let Some(cq) = queues.get_mut(r.topic, r.queue_id) else {
+        return Err(Error::StoreCorrupted(format!(
+            "record at {} names queue {} of {}, which does not exist",
+            r.phys, r.queue_id, r.topic
+        )));
+    };
+    let entry = CqEntry {
+        phys: r.phys,
+        size: r.size,
+        code,
+    };
+    cq.put(r.queue_offset, entry).map_err(store_err)?;
+    if let Some(keys) = r.prop(prop::KEYS) {
+        for k in keys.split(' ').filter(|k| !k.is_empty()) {
+            index.put(r.topic, k, r.phys);
+        }
+    }
+    match kind {
+        Kind::User => *s.arrived = true,
+        Kind::Schedule => *s.next_due = (*s.next_due).min(code),
+        Kind::Timer => {
+            let scheduled = match mode {
+                Mode::Live => s.timer.add(r.queue_offset, code),
+                Mode::Replay => s.timer.replay(r.queue_offset, code),
+            };
+            scheduled.map_err(store_err)?;
+            *s.next_due = (*s.next_due).min(code);
+        }
+        Kind::Half => {
+            let group = r.prop(prop::PGROUP).unwrap_or("");
+            let due = s.tx.on_half(r.queue_offset, r.phys, group, r.store_ts);
+            *s.next_due = (*s.next_due).min(due);
+        }
+        Kind::Op => s.tx.on_op(r.body),
+        Kind::Other => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::consume_queue::CqEntry;
+    use crate::engine::Engine;
+    use crate::message::MessageExt;
+    use crate::{BrokerConfig, ConsumerConfig, Message, TxState};
+
+    type Snapshot = (
+        Vec<(String, u32, Vec<CqEntry>)>,
+        Vec<Vec<u64>>,
+        Vec<(u64, u64)>,
+        Vec<(u64, u64, String, u32, u64)>,
+    );
+
+    /// Every ConsumeQueue entry, the index's answers for `keys`, the timers in
+    /// delivery order and the pending transactions with their next check.
+    fn snapshot(e: &mut Engine, keys: &[(&str, &str)]) -> Snapshot {
+        let mut queues: Vec<(String, u32, Vec<CqEntry>)> = e
+            .store
+            .queues
+            .iter()
+            .flat_map(|(t, qs)| {
+                qs.iter().enumerate().map(move |(q, cq)| {
+                    let entries = (cq.min_offset()..cq.max_offset())
+                        .filter_map(|qo| cq.entry(qo))
+                        .collect();
+                    (t.clone(), q as u32, entries)
+                })
+            })
+            .collect();
+        queues.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        let index = keys
+            .iter()
+            .map(|(t, k)| e.store.index.candidates(t, k))
+            .collect();
+        let timer_cq = e.store.queues.get(crate::topic::TIMER_TOPIC, 0);
+        let timers = e.timer.due(u64::MAX / 2, |qo| {
+            timer_cq.and_then(|cq| cq.entry(qo)).map_or(0, |x| x.code)
+        });
+        let tx =
+            e.tx.pending
+                .iter()
+                .map(|(qo, p)| (*qo, p.phys, p.group.clone(), p.checks, p.next_check_ms))
+                .collect();
+        (queues, index, timers, tx)
+    }
+
+    #[test]
+    fn live_and_replay_build_the_same_queues_index_timers_and_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig {
+            background: false,
+            ..BrokerConfig::at(dir.path())
+        };
+        let t0 = 1_700_000_000_000u64;
+        let keys = [("orders", "k1"), ("orders", "k2"), ("orders", "none")];
+        let live = {
+            let backend = crate::store::open_backend(&config).unwrap();
+            let mut e = Engine::open(&config, backend.clone(), t0).unwrap();
+            let m = |b: &str| Message::builder("orders", b.as_bytes().to_vec());
+            e.send(vec![m("a").tags("paid").key("k1").build()], 0, t0, None)
+                .unwrap();
+            let batch = (0..3)
+                .map(|i| m(&i.to_string()).key("k2").build())
+                .collect();
+            e.send(batch, 1, t0, None).unwrap();
+            e.send(vec![m("later").delay_level(2).build()], 2, t0, None)
+                .unwrap();
+            e.send(
+                vec![m("timer").deliver_at_ms(t0 + 50_000).build()],
+                3,
+                t0,
+                None,
+            )
+            .unwrap();
+            let half = |e: &mut Engine, b: &str| {
+                e.send(vec![m(b).build()], 0, t0, Some("pay")).unwrap()[0].queue_offset
+            };
+            let committed = half(&mut e, "h1");
+            half(&mut e, "h2");
+            e.resolve(committed, TxState::Commit, t0).unwrap();
+            let listener: Arc<dyn crate::TransactionListener> =
+                Arc::new(|_: &MessageExt| TxState::Unknown);
+            e.tx.listeners.insert("pay".into(), listener);
+            let h = e
+                .add_consumer(&ConsumerConfig::new("g", "orders"), t0)
+                .unwrap();
+            let Engine { store, groups, .. } = &mut e;
+            let got = groups.receive(store, h, 1, u64::MAX, t0).unwrap();
+            e.nack(h, &got[0], t0).unwrap();
+            // The unresolved half message is checked once, exactly when it is due.
+            let due = t0 + 6000;
+            let (checks, _) = {
+                let q = e.settings.default_queues;
+                e.tx.due(&mut e.store, q, due).unwrap()
+            };
+            assert_eq!(checks.len(), 1);
+            e.run_due(due).unwrap();
+            for (name, bytes) in e.metadata(due, false).unwrap() {
+                backend.write_meta(name, &bytes).unwrap();
+            }
+            snapshot(&mut e, &keys)
+        };
+        // Crash: no close. Derived data goes; replay must rebuild it all.
+        std::fs::remove_dir_all(dir.path().join("consumequeue")).unwrap();
+        let backend = crate::store::open_backend(&config).unwrap();
+        let mut replayed = Engine::open(&config, backend, t0 + 7000).unwrap();
+        let replayed = snapshot(&mut replayed, &keys);
+        assert!(live
+            .0
+            .iter()
+            .any(|(t, _, _)| t == crate::topic::SCHEDULE_TOPIC));
+        assert_eq!(live.3.len(), 1, "one half message stays pending");
+        assert_eq!(live.3[0].3, 1, "it was checked once");
+        assert_eq!(live.2.len(), 1, "one timer waits");
+        assert_eq!(live, replayed);
+    }
+}

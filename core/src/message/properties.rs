@@ -1,0 +1,147 @@
+//! Message properties: RocketMQ's `name\x01value\x02` encoding, the names the engine
+//! owns (`MessageConst`), and the Java string hash RocketMQ keys tags and sharding
+//! keys by, so stores and tools agree.
+//!
+//! Invariant: a user may set no name in [`RESERVED_PROPERTIES`], and no name or value
+//! of a user's contains a separator; so a property the engine reads was set by the engine.
+
+pub(crate) const NAME_SEP: u8 = 1;
+pub(crate) const PROP_SEP: u8 = 2;
+
+/// The largest properties block RocketMQ accepts (a signed short).
+pub(crate) const MAX_PROPERTIES_LEN: usize = 32767;
+
+/// Property names the engine sets (RocketMQ's `MessageConst`).
+pub(crate) mod prop {
+    pub const TAGS: &str = "TAGS";
+    pub const KEYS: &str = "KEYS";
+    pub const UNIQ_KEY: &str = "UNIQ_KEY";
+    pub const DELAY: &str = "DELAY";
+    pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
+    pub const REAL_TOPIC: &str = "REAL_TOPIC";
+    pub const REAL_QID: &str = "REAL_QID";
+    pub const RETRY_TOPIC: &str = "RETRY_TOPIC";
+    pub const ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
+    pub const TRAN_MSG: &str = "TRAN_MSG";
+    pub const PGROUP: &str = "PGROUP";
+    pub const TRANSACTION_CHECK_TIMES: &str = "TRANSACTION_CHECK_TIMES";
+    pub const SHARDING_KEY: &str = "__SHARDINGKEY";
+}
+
+/// Names a user may not set: the engine owns them.
+pub(crate) const RESERVED_PROPERTIES: &[&str] = &[
+    "TAGS",
+    "KEYS",
+    "UNIQ_KEY",
+    "WAIT",
+    "DELAY",
+    "TIMER_DELIVER_MS",
+    "TIMER_DELAY_SEC",
+    "TIMER_DELAY_MS",
+    "TRAN_MSG",
+    "PGROUP",
+    "RETRY_TOPIC",
+    "REAL_TOPIC",
+    "REAL_QID",
+    "ORIGIN_MESSAGE_ID",
+    "RECONSUME_TIME",
+    "MAX_RECONSUME_TIMES",
+    "TRANSACTION_CHECK_TIMES",
+    "CHECK_IMMUNITY_TIME_IN_SECONDS",
+    "MIN_OFFSET",
+    "MAX_OFFSET",
+    "CONSUME_START_TIME",
+    "__SHARDINGKEY",
+    "__CRC32#",
+    "__transactionId__",
+];
+
+/// Appends one `name\x01value\x02` pair.
+pub(crate) fn push(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.push(NAME_SEP);
+    out.extend_from_slice(value.as_bytes());
+    out.push(PROP_SEP);
+}
+
+/// The pairs of an encoded properties block (pairs with an empty value are dropped, as
+/// RocketMQ's decoder does).
+pub(crate) fn iter(raw: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+    raw.split(|b| *b == PROP_SEP).filter_map(|pair| {
+        let sep = pair.iter().position(|b| *b == NAME_SEP)?;
+        let name = std::str::from_utf8(&pair[..sep]).ok()?;
+        let value = std::str::from_utf8(&pair[sep + 1..]).ok()?;
+        (!name.is_empty() && !value.is_empty()).then_some((name, value))
+    })
+}
+
+pub(crate) fn value<'a>(raw: &'a [u8], name: &str) -> Option<&'a str> {
+    // Compare names as bytes; only the value found is checked as text.
+    raw.split(|b| *b == PROP_SEP).find_map(|pair| {
+        let sep = pair.iter().position(|b| *b == NAME_SEP)?;
+        if &pair[..sep] != name.as_bytes() || sep + 1 == pair.len() {
+            return None;
+        }
+        std::str::from_utf8(&pair[sep + 1..]).ok()
+    })
+}
+
+/// Fails when an encoded properties block is over RocketMQ's limit (a signed short),
+/// leaving room for the engine's own.
+pub(crate) fn check_len(p: &[u8]) -> crate::Result<()> {
+    if p.len() > MAX_PROPERTIES_LEN - 32 {
+        return Err(crate::Error::invalid(format!(
+            "properties take {} bytes encoded, the limit is {}",
+            p.len(),
+            MAX_PROPERTIES_LEN - 32
+        )));
+    }
+    Ok(())
+}
+
+/// The encoded properties of `raw` without the names in `skip`.
+pub(crate) fn copy_without(raw: &[u8], skip: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 64);
+    for (k, v) in iter(raw) {
+        if !skip.contains(&k) {
+            push(&mut out, k, v);
+        }
+    }
+    out
+}
+
+/// Java's `String.hashCode` over UTF-16 code units, as RocketMQ's tag codes use.
+pub(crate) fn java_hash(s: &str) -> i32 {
+    let mut h: i32 = 0;
+    for unit in s.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(unit as i32);
+    }
+    h
+}
+
+/// The ConsumeQueue tag code of a tag (0 for none), as RocketMQ stores it.
+pub(crate) fn tag_code(tags: Option<&str>) -> u64 {
+    tags.map_or(0, |t| java_hash(t) as i64 as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_hash_matches_java() {
+        assert_eq!(java_hash(""), 0);
+        assert_eq!(java_hash("Aa"), 2112);
+        assert_eq!(java_hash("BB"), 2112);
+        assert_eq!(java_hash("hello"), 99162322);
+        assert_eq!(java_hash("TagA"), 2598919);
+    }
+
+    #[test]
+    fn empty_values_are_dropped_like_rocketmq() {
+        let mut p = Vec::new();
+        push(&mut p, "a", "");
+        push(&mut p, "b", "1");
+        assert_eq!(iter(&p).collect::<Vec<_>>(), vec![("b", "1")]);
+    }
+}
