@@ -1,0 +1,510 @@
+//! Messages between the protocol and the engine.
+//!
+//! Inbound (`to_engine`): every field a SendMessage carries is checked here, each rule
+//! with its protocol code (MESSAGE_BODY_EMPTY, ILLEGAL_MESSAGE_TAG, ...), so nothing
+//! malformed reaches the store. `message_group` becomes the sharding key,
+//! `delivery_timestamp` the delivery time. The client's `message_id` (34 hex digits,
+//! RocketMQ's UNIQ_KEY) is the id the client sees: until the engine can store a
+//! caller-supplied id, it travels in the server property `__PMQ_MSG_ID`.
+//!
+//! Outbound (`to_proto`): a stored message as consumers and check-backs receive it,
+//! with an upper-case MD5 body digest (Python and Node both verify MD5 that way;
+//! Node renders CRC32 in decimal, so CRC32 is avoided) and `body_encoding` always set.
+//! Engine and server properties never reach a client's `user_properties`.
+
+use bytes::Bytes;
+use md5::{Digest as _, Md5};
+use pocketmq::{Message, MessageExt};
+use prost_types::Timestamp;
+
+use crate::config::Limits;
+use crate::proto::{
+    Code, Digest, DigestType, Encoding, Message as PbMessage, MessageType, Resource,
+    SystemProperties,
+};
+use crate::resource::{self, Use};
+use crate::status::Refusal;
+
+/// Server-owned properties start with this; clients may not set them.
+pub(crate) const SERVER_PREFIX: &str = "__PMQ_";
+/// The client's message id (until the engine stores caller-supplied ids).
+pub(crate) const MSG_ID: &str = "__PMQ_MSG_ID";
+/// Set to `GZIP` when the client sent a compressed body (stored as sent).
+pub(crate) const BODY_ENCODING: &str = "__PMQ_BODY_ENCODING";
+/// The client's trace context, when it sent one.
+pub(crate) const TRACE_CONTEXT: &str = "__PMQ_TRACE_CONTEXT";
+
+/// Property names RocketMQ keeps for itself (`MessageConst`); a client may not set them
+/// and the engine's never reach a client.
+const SYSTEM_PROPERTIES: &[&str] = &[
+    "TAGS",
+    "KEYS",
+    "UNIQ_KEY",
+    "WAIT",
+    "DELAY",
+    "TIMER_DELIVER_MS",
+    "TIMER_DELAY_SEC",
+    "TIMER_DELAY_MS",
+    "TRAN_MSG",
+    "PGROUP",
+    "RETRY_TOPIC",
+    "REAL_TOPIC",
+    "REAL_QID",
+    "ORIGIN_MESSAGE_ID",
+    "RECONSUME_TIME",
+    "MAX_RECONSUME_TIMES",
+    "TRANSACTION_CHECK_TIMES",
+    "CHECK_IMMUNITY_TIME_IN_SECONDS",
+    "MIN_OFFSET",
+    "MAX_OFFSET",
+    "CONSUME_START_TIME",
+    "__SHARDINGKEY",
+    "__CRC32#",
+    "__transactionId__",
+    "MSG_REGION",
+    "TRACE_ON",
+    "INNER_MULTI_DISPATCH",
+    "INNER_MULTI_QUEUE_OFFSET",
+    "TIMER_OUT_MS",
+    "TIMER_ENQUEUE_MS",
+    "TIMER_DEQUEUE_MS",
+    "TIMER_ROLL_TIMES",
+    "POP_CK",
+    "1ST_POP_TIME",
+    "BORN_HOST",
+    "TRACE_CONTEXT",
+    "INSTANCE_ID",
+    "CORRELATION_ID",
+    "REPLY_TO_CLIENT",
+    "TTL",
+    "CLUSTER",
+];
+
+const MAX_TAG_LEN: usize = 255;
+const MAX_KEY_LEN: usize = 255;
+const MAX_GROUP_LEN: usize = 64;
+/// User properties and system strings together (Apache's `maxUserPropertySize`).
+const MAX_PROPERTIES_BYTES: usize = 16 * 1024;
+const MAX_MESSAGE_ID_LEN: usize = 128;
+
+/// A SendMessage entry ready for the engine.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub msg: Message,
+    /// The id the client sees: its own, or empty to take the engine's.
+    pub message_id: String,
+    pub kind: MessageType,
+}
+
+fn printable(s: &str) -> bool {
+    !s.chars().any(|c| c.is_control())
+}
+
+/// Checks one message of a SendMessage and builds the engine's message.
+pub(crate) fn to_engine(m: PbMessage, limits: &Limits, now_ms: u64) -> Result<Incoming, Refusal> {
+    let topic = resource::topic(m.topic.as_ref(), Use::Send)?;
+    if m.body.is_empty() {
+        return Err(Refusal::new(
+            Code::MessageBodyEmpty,
+            "the message body is empty",
+        ));
+    }
+    if m.body.len() > limits.max_message_size {
+        return Err(Refusal::new(
+            Code::MessageBodyTooLarge,
+            format!(
+                "the body has {} bytes, the limit is {}",
+                m.body.len(),
+                limits.max_message_size
+            ),
+        ));
+    }
+    let sys = m.system_properties.unwrap_or_default();
+    let mut msg = Message::new(topic, Bytes::from(m.body));
+    let mut prop_bytes = 0usize;
+
+    if let Some(tag) = &sys.tag {
+        if tag.trim().is_empty() || tag.contains('|') || !printable(tag) || tag.len() > MAX_TAG_LEN
+        {
+            return Err(Refusal::new(
+                Code::IllegalMessageTag,
+                format!("tag {tag:?}: one non-blank word of at most {MAX_TAG_LEN} characters, without '|'"),
+            ));
+        }
+        prop_bytes += tag.len();
+        msg.tags = Some(tag.clone());
+    }
+    for key in &sys.keys {
+        if key.trim().is_empty() || key.contains(' ') || !printable(key) || key.len() > MAX_KEY_LEN
+        {
+            return Err(Refusal::new(
+                Code::IllegalMessageKey,
+                format!("key {key:?}: non-blank, without spaces, at most {MAX_KEY_LEN} characters"),
+            ));
+        }
+        prop_bytes += key.len() + 1;
+    }
+    msg.keys = sys.keys.clone();
+
+    if let Some(group) = &sys.message_group {
+        if group.trim().is_empty() || !printable(group) || group.len() > MAX_GROUP_LEN {
+            return Err(Refusal::new(
+                Code::IllegalMessageGroup,
+                format!("message group {group:?}: non-blank, at most {MAX_GROUP_LEN} characters"),
+            ));
+        }
+        prop_bytes += group.len();
+        msg.sharding_key = Some(group.clone());
+    }
+
+    let deliver_at = match &sys.delivery_timestamp {
+        None => None,
+        Some(ts) => Some(delivery_ms(ts, limits, now_ms)?),
+    };
+    if let Some(at) = deliver_at {
+        msg = Message {
+            delay: pocketmq::Delay::At(at),
+            ..msg
+        };
+    }
+
+    for (k, v) in &m.user_properties {
+        let reserved = SYSTEM_PROPERTIES.contains(&k.as_str()) || k.starts_with(SERVER_PREFIX);
+        if k.trim().is_empty() || !printable(k) || reserved {
+            return Err(Refusal::new(
+                Code::IllegalMessagePropertyKey,
+                format!("property {k:?} is empty or reserved"),
+            ));
+        }
+        if v.is_empty() || !printable(v) {
+            return Err(Refusal::new(
+                Code::IllegalMessagePropertyKey,
+                format!("property {k:?}: the value is empty or not text"),
+            ));
+        }
+        prop_bytes += k.len() + v.len() + 2;
+    }
+    msg.properties = m.user_properties.into_iter().collect();
+
+    let given = MessageType::try_from(sys.message_type).unwrap_or(MessageType::Unspecified);
+    let kind = match (given, &sys.message_group, deliver_at) {
+        (_, Some(_), Some(_)) => {
+            return Err(Refusal::new(
+                Code::MessagePropertyConflictWithType,
+                "a message has a message group or a delivery time, not both",
+            ))
+        }
+        (MessageType::Unspecified | MessageType::Fifo, Some(_), None) => MessageType::Fifo,
+        (MessageType::Unspecified | MessageType::Delay, None, Some(_)) => MessageType::Delay,
+        (MessageType::Unspecified | MessageType::Normal, None, None) => MessageType::Normal,
+        (MessageType::Transaction, None, None) => MessageType::Transaction,
+        (t, _, _) => {
+            return Err(Refusal::new(
+                Code::MessagePropertyConflictWithType,
+                format!(
+                    "message type {} does not match the message's properties",
+                    t.as_str_name()
+                ),
+            ))
+        }
+    };
+
+    let message_id = sys.message_id;
+    if !message_id.is_empty() {
+        if message_id.len() > MAX_MESSAGE_ID_LEN
+            || !message_id.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(Refusal::new(
+                Code::IllegalMessageId,
+                format!("message id {message_id:?} is not printable ASCII up to {MAX_MESSAGE_ID_LEN} characters"),
+            ));
+        }
+        prop_bytes += message_id.len();
+        msg.properties
+            .insert(MSG_ID.to_string(), message_id.clone());
+    }
+    if sys.body_encoding == Encoding::Gzip as i32 {
+        msg.properties
+            .insert(BODY_ENCODING.to_string(), "GZIP".to_string());
+    }
+    if let Some(tc) = sys.trace_context.filter(|t| !t.is_empty()) {
+        prop_bytes += tc.len();
+        msg.properties.insert(TRACE_CONTEXT.to_string(), tc);
+    }
+    if prop_bytes > MAX_PROPERTIES_BYTES {
+        return Err(Refusal::new(
+            Code::MessagePropertiesTooLarge,
+            format!("properties take {prop_bytes} bytes, the limit is {MAX_PROPERTIES_BYTES}"),
+        ));
+    }
+    Ok(Incoming {
+        msg,
+        message_id,
+        kind,
+    })
+}
+
+/// A delivery timestamp in ms, refused when malformed or beyond `max_delay`.
+fn delivery_ms(ts: &Timestamp, limits: &Limits, now_ms: u64) -> Result<u64, Refusal> {
+    let illegal = |why: String| Refusal::new(Code::IllegalDeliveryTime, why);
+    if ts.seconds < 0 || !(0..1_000_000_000).contains(&ts.nanos) {
+        return Err(illegal(format!("delivery timestamp {ts:?} is malformed")));
+    }
+    let at = (ts.seconds as u64)
+        .saturating_mul(1000)
+        .saturating_add(ts.nanos as u64 / 1_000_000);
+    let max = limits.max_delay.as_millis() as u64;
+    if at > now_ms && at - now_ms > max {
+        return Err(illegal(format!(
+            "delivery {} ms ahead is beyond the limit of {max} ms",
+            at - now_ms
+        )));
+    }
+    Ok(at)
+}
+
+pub(crate) fn timestamp(ms: u64) -> Timestamp {
+    Timestamp {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+/// How a delivery is described to the receiving client.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Delivery {
+    pub receipt_handle: Option<String>,
+    pub delivery_attempt: Option<i32>,
+    pub invisible: Option<std::time::Duration>,
+    /// `host:port` of this server, reported as the store host.
+    pub store_host: String,
+}
+
+/// The id a client knows a stored message by.
+pub(crate) fn client_message_id(ext: &MessageExt) -> String {
+    ext.properties
+        .get(MSG_ID)
+        .cloned()
+        .unwrap_or_else(|| ext.msg_id.clone())
+}
+
+/// A stored message as a client receives it. `topic` is the resource the client asked
+/// with (the namespace it knows the topic by).
+pub(crate) fn to_proto(ext: &MessageExt, topic: Resource, d: Delivery) -> PbMessage {
+    let p = &ext.properties;
+    let user_properties = p
+        .iter()
+        .filter(|(k, _)| !SYSTEM_PROPERTIES.contains(&k.as_str()) && !k.starts_with(SERVER_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let message_group = p.get("__SHARDINGKEY").cloned();
+    let delivery_at = p
+        .get("TIMER_DELIVER_MS")
+        .and_then(|v| v.parse::<u64>().ok());
+    let kind = if ext.sys_flag & 0x8 != 0 {
+        MessageType::Transaction
+    } else if message_group.is_some() {
+        MessageType::Fifo
+    } else if delivery_at.is_some() || p.contains_key("DELAY") {
+        MessageType::Delay
+    } else {
+        MessageType::Normal
+    };
+    let encoding = if p.get(BODY_ENCODING).map(String::as_str) == Some("GZIP") {
+        Encoding::Gzip
+    } else {
+        Encoding::Identity
+    };
+    let md5: String = Md5::digest(&ext.body)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    PbMessage {
+        topic: Some(topic),
+        user_properties,
+        system_properties: Some(SystemProperties {
+            tag: ext.tags.clone(),
+            keys: ext.keys.clone(),
+            message_id: client_message_id(ext),
+            body_digest: Some(Digest {
+                r#type: DigestType::Md5 as i32,
+                checksum: md5,
+            }),
+            body_encoding: encoding as i32,
+            message_type: kind as i32,
+            born_timestamp: Some(timestamp(ext.born_timestamp)),
+            born_host: String::new(),
+            store_timestamp: Some(timestamp(ext.store_timestamp)),
+            store_host: d.store_host,
+            delivery_timestamp: delivery_at.map(timestamp),
+            receipt_handle: d.receipt_handle,
+            queue_id: ext.queue_id as i32,
+            queue_offset: Some(ext.queue_offset as i64),
+            invisible_duration: d.invisible.map(crate::settings::pb_duration),
+            delivery_attempt: d.delivery_attempt,
+            message_group,
+            trace_context: p.get(TRACE_CONTEXT).cloned(),
+            orphaned_transaction_recovery_duration: None,
+            dead_letter_queue: None,
+            lite_topic: None,
+            priority: None,
+        }),
+        body: ext.body.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(f: impl FnOnce(&mut PbMessage)) -> PbMessage {
+        let mut m = PbMessage {
+            topic: Some(Resource {
+                resource_namespace: String::new(),
+                name: "orders".into(),
+            }),
+            user_properties: Default::default(),
+            system_properties: Some(SystemProperties {
+                message_id: "01AABBCCDDEEFF00112233445566778899".into(),
+                body_encoding: Encoding::Identity as i32,
+                ..SystemProperties::default()
+            }),
+            body: b"hello".to_vec(),
+        };
+        f(&mut m);
+        m
+    }
+
+    fn sys(m: &mut PbMessage) -> &mut SystemProperties {
+        m.system_properties.as_mut().unwrap()
+    }
+
+    fn code(m: PbMessage) -> Code {
+        to_engine(m, &Limits::default(), 1_000_000)
+            .unwrap_err()
+            .code
+    }
+
+    #[test]
+    fn a_plain_message_converts() {
+        let i = to_engine(msg(|_| {}), &Limits::default(), 0).unwrap();
+        assert_eq!(i.kind, MessageType::Normal);
+        assert_eq!(i.msg.topic, "orders");
+        assert_eq!(
+            i.msg.properties[MSG_ID],
+            "01AABBCCDDEEFF00112233445566778899"
+        );
+    }
+
+    #[test]
+    fn groups_and_delivery_times_set_the_type() {
+        let i = to_engine(
+            msg(|m| sys(m).message_group = Some("g1".into())),
+            &Limits::default(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(i.kind, MessageType::Fifo);
+        assert_eq!(i.msg.sharding_key.as_deref(), Some("g1"));
+        let i = to_engine(
+            msg(|m| sys(m).delivery_timestamp = Some(timestamp(5_000))),
+            &Limits::default(),
+            1_000,
+        )
+        .unwrap();
+        assert_eq!(i.kind, MessageType::Delay);
+        assert_eq!(i.msg.delay, pocketmq::Delay::At(5_000));
+    }
+
+    #[test]
+    fn each_bad_field_has_its_code() {
+        assert_eq!(code(msg(|m| m.body.clear())), Code::MessageBodyEmpty);
+        assert_eq!(
+            code(msg(|m| m.body = vec![0; 4 * 1024 * 1024 + 1])),
+            Code::MessageBodyTooLarge
+        );
+        assert_eq!(
+            code(msg(|m| sys(m).tag = Some("a||b".into()))),
+            Code::IllegalMessageTag
+        );
+        assert_eq!(
+            code(msg(|m| sys(m).tag = Some(" ".into()))),
+            Code::IllegalMessageTag
+        );
+        assert_eq!(
+            code(msg(|m| sys(m).keys = vec!["a b".into()])),
+            Code::IllegalMessageKey
+        );
+        assert_eq!(
+            code(msg(|m| sys(m).message_group = Some(String::new()))),
+            Code::IllegalMessageGroup
+        );
+        let far = 1_000_000 + 31 * 24 * 3600 * 1000;
+        assert_eq!(
+            code(msg(|m| sys(m).delivery_timestamp = Some(timestamp(far)))),
+            Code::IllegalDeliveryTime
+        );
+        assert_eq!(
+            code(msg(|m| {
+                m.user_properties.insert("UNIQ_KEY".into(), "x".into());
+            })),
+            Code::IllegalMessagePropertyKey
+        );
+        assert_eq!(
+            code(msg(|m| {
+                m.user_properties.insert("k".into(), "x".repeat(17 * 1024));
+            })),
+            Code::MessagePropertiesTooLarge
+        );
+        assert_eq!(
+            code(msg(|m| {
+                sys(m).message_group = Some("g".into());
+                sys(m).delivery_timestamp = Some(timestamp(2_000_000));
+            })),
+            Code::MessagePropertyConflictWithType
+        );
+        assert_eq!(
+            code(msg(|m| sys(m).message_type = MessageType::Fifo as i32)),
+            Code::MessagePropertyConflictWithType
+        );
+        assert_eq!(
+            code(msg(|m| sys(m).message_id = "a b".into())),
+            Code::IllegalMessageId
+        );
+        assert_eq!(code(msg(|m| m.topic = None)), Code::IllegalTopic);
+    }
+
+    #[test]
+    fn stored_messages_go_out_with_the_client_id_and_an_md5() {
+        let broker = pocketmq::Broker::memory();
+        let p = broker.producer("p").unwrap();
+        let i = to_engine(
+            msg(|m| {
+                sys(m).tag = Some("paid".into());
+                sys(m).message_group = Some("g".into());
+                m.user_properties.insert("k".into(), "v".into());
+            }),
+            &Limits::default(),
+            0,
+        )
+        .unwrap();
+        let r = p.send(i.msg).unwrap();
+        let c = broker
+            .consumer(pocketmq::ConsumerConfig::new("c", "orders"))
+            .unwrap();
+        let got = c.receive(1, std::time::Duration::from_secs(1)).unwrap();
+        assert_eq!(got[0].queue_offset, r.queue_offset);
+        let out = to_proto(&got[0], Resource::default(), Delivery::default());
+        let s = out.system_properties.unwrap();
+        assert_eq!(s.message_id, "01AABBCCDDEEFF00112233445566778899");
+        assert_eq!(s.message_type, MessageType::Fifo as i32);
+        assert_eq!(s.message_group.as_deref(), Some("g"));
+        assert_eq!(s.tag.as_deref(), Some("paid"));
+        assert_eq!(
+            s.body_digest.unwrap().checksum,
+            "5D41402ABC4B2A76B9719D911017C592"
+        );
+        assert_eq!(out.user_properties.len(), 1);
+        assert_eq!(out.user_properties["k"], "v");
+    }
+}

@@ -1,0 +1,198 @@
+//! Transactional messages over the protocol (server-mode.md §3.2): these light up when
+//! core's asynchronous transactions land and `src/tx.rs` calls them. Until then they
+//! are ignored (TRANSACTION sends and EndTransaction answer NOT_IMPLEMENTED, see
+//! `send.rs` and `protocol.rs`); run them with
+//! `cargo test -p pocketmq-server --test transactions -- --ignored`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use pocketmq::{Broker, BrokerConfig, ManualClock};
+use pocketmq_server::proto::settings::PubSub;
+use pocketmq_server::proto::telemetry_command::Command;
+use pocketmq_server::proto::*;
+use tokio_stream::wrappers::ReceiverStream;
+
+fn half(topic: &str, n: u32) -> Message {
+    let mut m = message(topic, format!("half-{n}").as_bytes(), &message_id(n));
+    m.system_properties.as_mut().unwrap().message_type = MessageType::Transaction as i32;
+    m
+}
+
+async fn end(
+    client: &mut Client,
+    topic: &str,
+    n: u32,
+    tx_id: &str,
+    commit: bool,
+    source: TransactionSource,
+) -> Code {
+    let r = client
+        .end_transaction(req(EndTransactionRequest {
+            topic: Some(resource(topic)),
+            message_id: message_id(n),
+            transaction_id: tx_id.to_string(),
+            resolution: if commit {
+                TransactionResolution::Commit as i32
+            } else {
+                TransactionResolution::Rollback as i32
+            },
+            source: source as i32,
+            trace_context: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    code(&r.status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs core's asynchronous transactions"]
+async fn a_committed_half_message_becomes_visible_once() {
+    let (server, mut client) = start(Broker::memory(), config()).await;
+    let r = send(&mut client, half("pay", 1)).await;
+    assert_eq!(code(&r.status), Code::Ok);
+    let tx_id = r.entries[0].transaction_id.clone();
+    assert!(!tx_id.is_empty());
+    assert_eq!(r.entries[0].message_id, message_id(1));
+    assert!(
+        stored(server.broker(), "pay").is_empty(),
+        "invisible until committed"
+    );
+    assert_eq!(
+        end(
+            &mut client,
+            "pay",
+            1,
+            &tx_id,
+            true,
+            TransactionSource::SourceClient
+        )
+        .await,
+        Code::Ok
+    );
+    // First resolution wins; a late one is answered OK and changes nothing.
+    assert_eq!(
+        end(
+            &mut client,
+            "pay",
+            1,
+            &tx_id,
+            false,
+            TransactionSource::SourceClient
+        )
+        .await,
+        Code::Ok
+    );
+    let got = stored(server.broker(), "pay");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body_str(), Some("half-1"));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs core's asynchronous transactions"]
+async fn a_rolled_back_half_message_never_appears() {
+    let (server, mut client) = start(Broker::memory(), config()).await;
+    let r = send(&mut client, half("pay", 1)).await;
+    let tx_id = r.entries[0].transaction_id.clone();
+    assert_eq!(
+        end(
+            &mut client,
+            "pay",
+            1,
+            &tx_id,
+            false,
+            TransactionSource::SourceClient
+        )
+        .await,
+        Code::Ok
+    );
+    assert_eq!(
+        end(
+            &mut client,
+            "pay",
+            1,
+            &tx_id,
+            true,
+            TransactionSource::SourceClient
+        )
+        .await,
+        Code::Ok
+    );
+    assert!(stored(server.broker(), "pay").is_empty());
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs core's asynchronous transactions"]
+async fn an_open_half_message_is_checked_back_through_a_producer_stream() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let broker = Broker::open(BrokerConfig {
+        clock: Arc::new(clock.clone()),
+        ..BrokerConfig::default()
+    })
+    .unwrap();
+    let (server, mut client) = start(broker, config()).await;
+    // A producer publishing the topic, with its Telemetry stream open.
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let mut inbound = client
+        .telemetry(req(ReceiverStream::new(rx)))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(TelemetryCommand {
+        status: None,
+        command: Some(Command::Settings(Settings {
+            client_type: Some(ClientType::Producer as i32),
+            pub_sub: Some(PubSub::Publishing(Publishing {
+                topics: vec![resource("pay")],
+                max_body_size: 0,
+                validate_message_type: true,
+            })),
+            ..Settings::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let r = send(&mut client, half("pay", 1)).await;
+    let tx_id = r.entries[0].transaction_id.clone();
+    // Past the transaction timeout (6 s), the engine's check asks the producer.
+    clock.advance_ms(7_000);
+    server.broker().tick().unwrap();
+    let command = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let c = inbound
+                .message()
+                .await
+                .unwrap()
+                .expect("the stream stays open");
+            if let Some(Command::RecoverOrphanedTransactionCommand(r)) = c.command {
+                return r;
+            }
+        }
+    })
+    .await
+    .expect("a check-back within 5 s");
+    assert_eq!(command.transaction_id, tx_id);
+    let m = command.message.unwrap();
+    assert_eq!(m.system_properties.unwrap().message_id, message_id(1));
+    assert_eq!(m.topic, Some(resource("pay")));
+    assert_eq!(
+        end(
+            &mut client,
+            "pay",
+            1,
+            &tx_id,
+            true,
+            TransactionSource::SourceServerCheck
+        )
+        .await,
+        Code::Ok
+    );
+    assert_eq!(stored(server.broker(), "pay").len(), 1);
+    server.shutdown().await.unwrap();
+}
