@@ -5,7 +5,7 @@
 //! median of several runs; the output is a markdown table for BENCHMARKS.md.
 //!
 //! `cargo bench -p pocketmq --bench system` (all), or name sections as arguments:
-//! `append sync e2e latency consumers open timers`. `POCKETMQ_BENCH_DIR` picks the disk.
+//! `append sync e2e latency consumers exactly-once open timers`. `POCKETMQ_BENCH_DIR` picks the disk.
 #![allow(clippy::disallowed_methods)] // a benchmark reads real time and starts threads
 
 use std::fs::{File, OpenOptions};
@@ -464,6 +464,104 @@ fn consumers(rows: &mut Vec<Row>) {
     );
 }
 
+/// Anonymous resident memory (heap), KiB: excludes the mapped store files.
+fn rss_anon_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("RssAnon:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Heap added by 1 M sends to a file store (whose records are mapped, not heap),
+/// with or without a dedup id each.
+fn dedup_heap_mib(with_ids: bool) -> f64 {
+    let dir = bench_dir().join(format!("dedup-{with_ids}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let b = Broker::open(BrokerConfig {
+        segment_size: Some(1 << 30),
+        ..BrokerConfig::at(&dir)
+    })
+    .unwrap();
+    let p = b.producer("bench").unwrap();
+    let body = bytes::Bytes::from(vec![b'x'; 100]);
+    // The topic and its queues exist before the measure.
+    p.send(Message::new("bench", body.clone())).unwrap();
+    let before = rss_anon_kib();
+    for i in 0..1_000_000u64 / 100 {
+        let batch = (0..100)
+            .map(|j| {
+                let m = Message::builder("bench", body.clone());
+                if with_ids {
+                    m.dedup_id(format!("order-{}", i * 100 + j)).build()
+                } else {
+                    m.build()
+                }
+            })
+            .collect();
+        p.send_batch(batch).unwrap();
+    }
+    let added = rss_anon_kib().saturating_sub(before) as f64 / 1024.0;
+    b.close().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    added
+}
+
+/// Atomic blocks of one ack and one send: a consumer receives 32 at a time, and
+/// each message is acked in a block that also sends one message.
+fn atomic_blocks_per_s(n: usize) -> f64 {
+    let b = Broker::memory();
+    b.create_topic("in", 4).unwrap();
+    let p = b.producer("bench").unwrap();
+    let body = bytes::Bytes::from(vec![b'x'; 100]);
+    for _ in 0..n / 100 {
+        p.send_batch((0..100).map(|_| Message::new("in", body.clone())).collect())
+            .unwrap();
+    }
+    let c = b
+        .consumer(ConsumerConfig {
+            max_in_flight: 1 << 20,
+            ..ConsumerConfig::new("g", "in")
+        })
+        .unwrap();
+    let start = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let got = c.receive(32, Duration::ZERO).unwrap();
+        assert!(!got.is_empty(), "stalled at {done}");
+        for m in &got {
+            let mut tx = b.atomic().unwrap();
+            tx.send(Message::new("out", body.clone())).unwrap();
+            tx.ack(&c, m).unwrap();
+            tx.commit().unwrap();
+        }
+        done += got.len();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn exactly_once(rows: &mut Vec<Row>) {
+    let without = dedup_heap_mib(false);
+    let with = dedup_heap_mib(true);
+    let cost = (with - without).max(0.0);
+    row(
+        rows,
+        "1 M dedup ids inside the window: heap added over the same sends without ids (file store)",
+        format!("{cost:.0} MiB ({with:.0} MiB with ids, {without:.0} MiB without)"),
+        "<= 64 MiB",
+        Some(cost <= 64.0),
+    );
+    let rate = median((0..RUNS).map(|_| atomic_blocks_per_s(500_000)).collect());
+    row(
+        rows,
+        "atomic block of 1 ack + 1 send, memory store, 100 B (receive(32) included)",
+        format!("{:.0} k blocks/s", rate / 1e3),
+        ">= 500 k blocks/s",
+        Some(rate >= 5e5),
+    );
+}
+
 fn latency(rows: &mut Vec<Row>) {
     let b = Broker::memory();
     b.create_topic("ping", 1).unwrap();
@@ -709,6 +807,9 @@ fn main() {
     }
     if want("consumers") {
         consumers(&mut rows);
+    }
+    if want("exactly-once") {
+        exactly_once(&mut rows);
     }
     if want("open") {
         open(&mut rows);

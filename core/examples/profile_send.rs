@@ -1,5 +1,5 @@
 //! Sends on the memory store, then receiving and acking them, for profilers:
-//! `cargo run --release -p pocketmq --example profile_send -- 20000 [send-only|single|simple]`.
+//! `cargo run --release -p pocketmq --example profile_send -- 20000 [send-only|single|dedup|simple|atomic]`.
 //! The count is of batches of 100 (`single`: of 100 single sends each), so both
 //! modes move the same messages and instruction counts compare per message.
 fn main() {
@@ -9,6 +9,7 @@ fn main() {
     let b = pocketmq::Broker::memory();
     let p = b.producer("bench").unwrap();
     let body = bytes::Bytes::from(vec![b'x'; 100]);
+    let mut n_sent = 0usize;
     for _ in 0..batches {
         if mode == "single" {
             for _ in 0..100 {
@@ -17,12 +18,50 @@ fn main() {
             }
             continue;
         }
+        if mode == "dedup" {
+            for i in 0..100 {
+                let id = format!("order-{}", n_sent + i);
+                p.send(
+                    pocketmq::Message::builder("bench", body.clone())
+                        .dedup_id(id)
+                        .build(),
+                )
+                .unwrap();
+            }
+            n_sent += 100;
+            continue;
+        }
         let batch: Vec<pocketmq::Message> = (0..100)
             .map(|_| pocketmq::Message::new("bench", body.clone()))
             .collect();
         p.send_batch(batch).unwrap();
     }
-    if mode == "send-only" {
+    if mode == "send-only" || mode == "dedup" || (mode == "single" && args.len() > 3) {
+        return;
+    }
+    if mode == "atomic" {
+        let c = b
+            .consumer(pocketmq::ConsumerConfig {
+                max_in_flight: 1 << 20,
+                ..pocketmq::ConsumerConfig::new("g", "bench")
+            })
+            .unwrap();
+        let mut n = 0;
+        loop {
+            let m = c.receive(32, std::time::Duration::ZERO).unwrap();
+            if m.is_empty() {
+                break;
+            }
+            for x in &m {
+                let mut tx = b.atomic().unwrap();
+                tx.send(pocketmq::Message::new("out", body.clone()))
+                    .unwrap();
+                tx.ack(&c, x).unwrap();
+                tx.commit().unwrap();
+            }
+            n += m.len();
+        }
+        assert_eq!(n, batches * 100);
         return;
     }
     if mode == "simple" {

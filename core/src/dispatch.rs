@@ -6,7 +6,8 @@
 //! 2. its keys in the key index;
 //! 3. the service that owns its topic: the timer wheel for `rmq_sys_wheel_timer`,
 //!    the transaction service for half and op records, the simple consumers for
-//!    the revive log; a user record marks that messages arrived.
+//!    the revive log, the classic consumers for atomic blocks' acks; a user record
+//!    marks that messages arrived. A record with a dedup id enters the dedup window.
 //!
 //! Invariants: dispatch is idempotent (replaying a range changes nothing: ConsumeQueue
 //! puts below a queue's end are ignored, the index and services dedup), and the live
@@ -16,9 +17,11 @@
 //! only on replay (live, the state changed first and the record followed).
 //! Dispatch never appends to the log.
 
+use crate::atomic::{replay_ack_record, ReplayedAcks};
 use crate::consume_queue::{ConsumeQueues, CqEntry};
 use crate::consumer::pop::PopGroups;
 use crate::consumer::OffsetTable;
+use crate::dedup::{DedupWindow, Key};
 use crate::index::KeyIndex;
 use crate::message::properties::{self, prop};
 use crate::message::record::{RecordSpec, RecordView};
@@ -26,7 +29,7 @@ use crate::schedule::TimerWheel;
 use crate::store::meta::store_err;
 use crate::topic;
 use crate::transaction::Transactions;
-use crate::{Error, Result};
+use crate::{Error, Result, TxState};
 
 /// Whether a record was just appended or is being replayed from the log on open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,8 @@ pub(crate) enum Kind {
     Op,
     /// Simple consumers' deliveries, acks and changes (the revive log).
     Revive,
+    /// Classic consumers' acks made in atomic blocks.
+    AtomicAck,
     /// An engine topic nobody consumes (discarded transactions).
     Other,
 }
@@ -62,6 +67,7 @@ pub(crate) fn kind_of(topic: &str) -> Kind {
         topic::TRANS_OP_HALF_TOPIC => Kind::Op,
         topic::TRANS_CHECK_MAX_TOPIC => Kind::Other,
         topic::REVIVE_TOPIC => Kind::Revive,
+        topic::ATOMIC_ACK_TOPIC => Kind::AtomicAck,
         _ => Kind::User,
     }
 }
@@ -124,9 +130,12 @@ pub(crate) struct Services<'a> {
     pub levels: &'a [u64],
     pub timer: &'a mut TimerWheel,
     pub tx: &'a mut Transactions,
+    pub dedup: &'a mut DedupWindow,
     /// Simple consumer groups, and the persisted offsets they start from on replay.
     pub pop: &'a mut PopGroups,
     pub offsets: &'a OffsetTable,
+    /// Classic acks of atomic blocks, replayed.
+    pub replayed_acks: &'a mut ReplayedAcks,
     /// Lowered to the earliest time a dispatched record makes work due.
     pub next_due: &'a mut u64,
     /// Set when a record consumers read was dispatched.
@@ -175,6 +184,19 @@ pub(crate) fn dispatch(
             index.put(r.topic, k, r.phys);
         }
     }
+    let dedup = r.prop(prop::DEDUP_ID).and_then(|id| {
+        // Keyed by the topic the producer sent to; retries and dead letters are
+        // the engine's copies, never a producer's send.
+        let sent_to = match kind {
+            Kind::User if !topic::is_group_topic(r.topic) => Some(r.topic),
+            Kind::Schedule | Kind::Timer | Kind::Half => r.prop(prop::REAL_TOPIC),
+            _ => None,
+        };
+        sent_to.map(|t| Key::of(t, id))
+    });
+    if let Some(k) = dedup {
+        s.dedup.put(k, r.phys, r.store_ts);
+    }
     match kind {
         Kind::User => *s.arrived = true,
         Kind::Schedule => *s.next_due = (*s.next_due).min(code),
@@ -188,10 +210,19 @@ pub(crate) fn dispatch(
         }
         Kind::Half => {
             let group = r.prop(prop::PGROUP).unwrap_or("");
-            let due = s.tx.on_half(r.queue_offset, r.phys, group, r.store_ts);
+            let due =
+                s.tx.on_half(r.queue_offset, r.phys, group, r.store_ts, dedup);
             *s.next_due = (*s.next_due).min(due);
         }
-        Kind::Op => s.tx.on_op(r.body),
+        Kind::Op => {
+            // A rolled-back (or discarded) half message gives its dedup id back.
+            let rollback = r.prop(prop::TX_RESOLUTION) == Some(TxState::Rollback.as_str());
+            for p in s.tx.on_op(r.body) {
+                if let (true, Some(k)) = (rollback, p.dedup) {
+                    s.dedup.release(k, p.phys);
+                }
+            }
+        }
         // Live, the state changed before the record was written.
         Kind::Revive if mode == Mode::Replay => {
             let offsets = s.offsets;
@@ -201,7 +232,12 @@ pub(crate) fn dispatch(
                 |t, g, q| offsets.get(t, g, q).unwrap_or(0),
             );
         }
-        Kind::Revive | Kind::Other => {}
+        // Live, the ack took effect as the block was stored.
+        Kind::AtomicAck if mode == Mode::Replay => {
+            let offsets = s.offsets;
+            replay_ack_record(r.body, |t, o, q| offsets.get(t, o, q), s.replayed_acks);
+        }
+        Kind::Revive | Kind::AtomicAck | Kind::Other => {}
     }
     Ok(())
 }

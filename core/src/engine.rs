@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::commitlog::recovery::ABORT_FILE;
 use crate::consumer::{pop, ConsumerGroups, NackOutcome, OffsetTable};
+use crate::dedup::{DedupWindow, Key};
 use crate::dispatch::Services;
 use crate::message::properties;
 use crate::message::record::RecordSpec;
@@ -29,6 +30,14 @@ use crate::{
 
 pub(crate) type Callback = Box<dyn FnOnce() + Send>;
 
+/// A message of a send that repeated a dedup id: its place in the send, and the
+/// first send's result (or the index, among the stored messages, of the earlier
+/// message of the same batch it repeats).
+pub(crate) struct Repeat {
+    at: usize,
+    of: std::result::Result<SendResult, usize>,
+}
+
 /// Simple consumers' changes buffered before one revive record is appended.
 const REVIVE_BATCH: usize = 4096;
 
@@ -42,6 +51,7 @@ pub(crate) struct Engine {
     pub schedule: ScheduleService,
     pub timer: TimerWheel,
     pub tx: Transactions,
+    pub dedup: DedupWindow,
     pub rates: TopicRates,
     pub closed: bool,
     /// Called once when messages may have arrived (event loops waiting).
@@ -62,8 +72,10 @@ macro_rules! services {
             levels: &$e.schedule.levels,
             timer: &mut $e.timer,
             tx: &mut $e.tx,
+            dedup: &mut $e.dedup,
             pop: &mut $e.groups.pop,
             offsets: &$e.groups.offsets,
+            replayed_acks: &mut $e.groups.replayed_acks,
             next_due: &mut $e.next_due,
             arrived: &mut $e.arrived,
         }
@@ -95,6 +107,7 @@ impl Engine {
             schedule: ScheduleService::open(settings.levels.clone(), &*backend)?,
             timer: TimerWheel::open(backend.clone())?,
             tx: Transactions::open(settings.tx, &*backend)?,
+            dedup: DedupWindow::new(settings.dedup_window_ms),
             settings,
             rates: TopicRates::default(),
             closed: false,
@@ -141,14 +154,52 @@ impl Engine {
         half_group: Option<&str>,
     ) -> Result<Vec<SendResult>> {
         self.check_open()?;
+        self.check_batch(&msgs, half_group.is_some())?;
+        let (msgs, repeats) = self.drop_repeats(msgs, now);
+        if msgs.is_empty() {
+            return Ok(self.answer_repeats(Vec::new(), repeats));
+        }
+        let mut specs = std::mem::take(&mut self.spec_buf);
+        specs.clear();
+        let built = self.build(msgs, rr, now, half_group, &mut specs);
+        let put = built.and_then(|to| self.put(&specs, now).map(|()| to));
+        specs.clear();
+        self.spec_buf = specs;
+        let (topic_name, queue_id) = put?;
+        let results = self
+            .store
+            .placed
+            .iter()
+            .map(|p| self.result(&topic_name, queue_id, p.phys, p.queue_offset))
+            .collect();
+        Ok(self.answer_repeats(results, repeats))
+    }
+
+    /// What a send reports for the record stored at `phys`.
+    pub(crate) fn result(&self, topic: &str, queue_id: u32, phys: u64, qo: u64) -> SendResult {
+        SendResult {
+            msg_id: id::make(self.store.nonce, phys),
+            topic: topic.to_string(),
+            queue_id,
+            queue_offset: qo,
+            commitlog_offset: phys,
+            status: SendStatus::SendOk,
+            transaction_state: None,
+            duplicate: false,
+        }
+    }
+
+    /// Checks a batch before anything is stored: one topic, no delay on a batch or a
+    /// half message, every message valid, the bodies within the size limit.
+    pub(crate) fn check_batch(&self, msgs: &[Message], half: bool) -> Result<()> {
         let Some(first) = msgs.first() else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         if msgs.iter().any(|m| m.topic != first.topic) {
             return Err(Error::invalid("a batch goes to one topic"));
         }
         let delayed = msgs.iter().any(|m| m.delay != Delay::None);
-        if delayed && (msgs.len() > 1 || half_group.is_some()) {
+        if delayed && (msgs.len() > 1 || half) {
             return Err(Error::invalid(
                 "a batch or a transactional message cannot be delayed",
             ));
@@ -162,6 +213,23 @@ impl Engine {
                 limit: max_size,
             });
         }
+        Ok(())
+    }
+
+    /// The records of a checked, non-empty batch (appended to `specs`): its topic
+    /// created if allowed, its queue chosen, delays and half messages applied.
+    /// Returns the topic and queue.
+    pub(crate) fn build(
+        &mut self,
+        msgs: Vec<Message>,
+        rr: u32,
+        now: u64,
+        half_group: Option<&str>,
+        specs: &mut Vec<RecordSpec>,
+    ) -> Result<(String, u32)> {
+        let Some(first) = msgs.first() else {
+            return Err(Error::invalid("nothing to send"));
+        };
         let (auto, n) = (
             self.settings.auto_create_topics,
             self.settings.default_queues,
@@ -170,46 +238,88 @@ impl Engine {
         let queue_id = topic::select_queue(first, queues, rr)?;
         let topic_name = first.topic.clone();
         let topic = self.store.topic_arc(&topic_name);
-        let mut specs = std::mem::take(&mut self.spec_buf);
-        specs.clear();
         let max_delay = self.settings.timer_max_delay_ms;
-        let mut built = Ok(());
         for m in msgs {
             let delay = m.delay;
             let mut spec = m.into_record(topic.clone(), queue_id, now);
             if delay != Delay::None {
-                built = self
-                    .schedule
-                    .apply(&mut spec, delay, now, max_delay, &mut self.store);
+                self.schedule
+                    .apply(&mut spec, delay, now, max_delay, &mut self.store)?;
             }
             if let Some(group) = half_group {
                 spec = Transactions::half_spec(spec, group);
             }
-            built = built.and_then(|()| properties::check_len(&spec.properties));
-            if built.is_err() {
-                break;
-            }
+            properties::check_len(&spec.properties)?;
             specs.push(spec);
         }
-        let put = built.and_then(|()| self.put(&specs, now));
-        specs.clear();
-        self.spec_buf = specs;
-        put?;
-        let nonce = self.store.nonce;
-        Ok(self
-            .store
-            .placed
-            .iter()
-            .map(|p| SendResult {
-                msg_id: id::make(nonce, p.phys),
-                topic: topic_name.clone(),
-                queue_id,
-                queue_offset: p.queue_offset,
-                commitlog_offset: p.phys,
-                status: SendStatus::SendOk,
-                transaction_state: None,
-            })
-            .collect())
+        Ok((topic_name, queue_id))
+    }
+
+    /// Takes out of `msgs` those repeating a dedup id inside the window (of an earlier
+    /// send, or of an earlier message of this batch).
+    pub(crate) fn drop_repeats(
+        &mut self,
+        msgs: Vec<Message>,
+        now: u64,
+    ) -> (Vec<Message>, Vec<Repeat>) {
+        if msgs.iter().all(|m| m.dedup_id.is_none()) {
+            return (msgs, Vec::new());
+        }
+        self.dedup.expire(now);
+        let mut kept = Vec::with_capacity(msgs.len());
+        let mut repeats = Vec::new();
+        let mut batch: Vec<(Key, usize)> = Vec::new();
+        for (i, m) in msgs.into_iter().enumerate() {
+            if let Some(d) = &m.dedup_id {
+                let k = Key::of(&m.topic, d);
+                let stored = self
+                    .dedup
+                    .get(k, now)
+                    .and_then(|phys| self.store.send_result_at(phys));
+                if let Some(r) = stored {
+                    repeats.push(Repeat { at: i, of: Ok(r) });
+                    continue;
+                }
+                if let Some(&(_, j)) = batch.iter().find(|(b, _)| *b == k) {
+                    repeats.push(Repeat { at: i, of: Err(j) });
+                    continue;
+                }
+                batch.push((k, kept.len()));
+            }
+            kept.push(m);
+        }
+        (kept, repeats)
+    }
+
+    /// The results of a send in the order of its messages: `stored` for the messages
+    /// kept, and the first results for the repeats.
+    pub(crate) fn answer_repeats(
+        &self,
+        stored: Vec<SendResult>,
+        repeats: Vec<Repeat>,
+    ) -> Vec<SendResult> {
+        if repeats.is_empty() {
+            return stored;
+        }
+        let total = stored.len() + repeats.len();
+        let mut out = Vec::with_capacity(total);
+        let mut stored_iter = stored.iter().cloned();
+        let mut repeats = repeats.into_iter().peekable();
+        for i in 0..total {
+            let r = match repeats.next_if(|r| r.at == i) {
+                Some(Repeat { of: Ok(r), .. }) => r,
+                Some(Repeat { of: Err(j), .. }) => SendResult {
+                    duplicate: true,
+                    ..stored[j].clone()
+                },
+                None => match stored_iter.next() {
+                    Some(r) => r,
+                    None => break,
+                },
+            };
+            out.push(r);
+        }
+        out
     }
 
     /// Records the outcome of half message `qo`; the first resolution wins. Returns

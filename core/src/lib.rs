@@ -5,12 +5,14 @@
 //! letters, delay levels and timers, and transactional messages, over a file or an
 //! in-memory store. The Python and JavaScript packages are thin bindings over this crate.
 
+mod atomic;
 mod broker;
 mod clock;
 mod commitlog;
 mod config;
 mod consume_queue;
 mod consumer;
+mod dedup;
 mod dispatch;
 mod engine;
 mod error;
@@ -27,7 +29,9 @@ mod transaction;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use broker::{listen, ListenOptions, Listener, Outcome, Runner, Source};
-pub use broker::{Broker, Consumer, Producer, Receiving, SimpleConsumer, TransactionProducer};
+pub use broker::{
+    Atomic, Broker, Consumer, Producer, Receiving, SimpleConsumer, TransactionProducer,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     BrokerConfig, ConsumerConfig, FlushMode, MessageModel, OptionKind, OptionValue,

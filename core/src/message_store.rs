@@ -22,7 +22,7 @@ use crate::dispatch::{self, DispatchRequest, Mode, Services};
 use crate::index::KeyIndex;
 use crate::message::properties::{self, prop};
 use crate::message::record::RecordSpec;
-use crate::message::{id, MessageExt};
+use crate::message::{id, MessageExt, SendResult};
 use crate::store::meta::{read_json, store_err};
 use crate::store::Backend;
 use crate::topic::{self, TopicRegistry};
@@ -313,6 +313,24 @@ impl MessageStore {
         let mut msg = msg;
         msg.body = self.commitlog.read_in(span, phys + body_at as u64, len);
         (msg.body.len() == len).then_some(msg)
+    }
+
+    /// What the send that stored the record at `phys` returned (its topic and queue
+    /// the real ones for a delayed or half message), marked a duplicate.
+    pub fn send_result_at(&self, phys: u64) -> Option<SendResult> {
+        self.commitlog.with_record(phys, |r| {
+            let m = MessageExt::from_record(r, self.nonce, Bytes::new());
+            SendResult {
+                msg_id: m.msg_id,
+                topic: m.topic,
+                queue_id: m.queue_id,
+                queue_offset: r.queue_offset,
+                commitlog_offset: phys,
+                status: crate::SendStatus::SendOk,
+                transaction_state: None,
+                duplicate: true,
+            }
+        })
     }
 
     /// The message with this id, if it is retained here.

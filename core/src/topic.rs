@@ -13,6 +13,11 @@ use crate::{Error, Result};
 
 pub(crate) const RETRY_PREFIX: &str = "%RETRY%";
 pub(crate) const DLQ_PREFIX: &str = "%DLQ%";
+
+/// A group's retry or dead-letter topic.
+pub(crate) fn is_group_topic(name: &str) -> bool {
+    name.starts_with(RETRY_PREFIX) || name.starts_with(DLQ_PREFIX)
+}
 pub(crate) const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
 pub(crate) const TIMER_TOPIC: &str = "rmq_sys_wheel_timer";
 pub(crate) const TRANS_HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
@@ -20,6 +25,8 @@ pub(crate) const TRANS_OP_HALF_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
 pub(crate) const TRANS_CHECK_MAX_TOPIC: &str = "RMQ_SYS_TRANS_CHECK_MAX_TOPIC";
 /// Simple consumers' deliveries, acks and changes of invisibility (RocketMQ's revive log).
 pub(crate) const REVIVE_TOPIC: &str = "rmq_sys_REVIVE_LOG";
+/// Classic consumers' acks made in atomic blocks.
+pub(crate) const ATOMIC_ACK_TOPIC: &str = "rmq_sys_ATOMIC_ACK";
 
 /// Whether a topic name belongs to the engine.
 pub(crate) fn is_reserved(name: &str) -> bool {
@@ -28,6 +35,7 @@ pub(crate) fn is_reserved(name: &str) -> bool {
         || name.starts_with("SCHEDULE_TOPIC")
         || name == TIMER_TOPIC
         || name == REVIVE_TOPIC
+        || name == ATOMIC_ACK_TOPIC
 }
 
 /// Checks a topic name's characters and length.

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::dedup::Key;
 use crate::message::properties::{self, prop};
 use crate::message::record::{RecordSpec, SYS_FLAG_TX_COMMIT};
 use crate::message_store::MessageStore;
@@ -71,6 +72,8 @@ pub(crate) struct Pending {
     pub group: String,
     pub checks: u32,
     pub next_check_ms: u64,
+    /// Its dedup id's key, given back if it is rolled back.
+    pub dedup: Option<Key>,
 }
 
 /// What is persisted besides the logs: check counts and the low-water mark.
@@ -126,7 +129,14 @@ impl Transactions {
 
     /// A half message was dispatched; returns when its first check is due. Checks
     /// made before a restart count: the next comes an interval after the last.
-    pub fn on_half(&mut self, qo: u64, phys: u64, group: &str, store_ts: u64) -> u64 {
+    pub fn on_half(
+        &mut self,
+        qo: u64,
+        phys: u64,
+        group: &str,
+        store_ts: u64,
+        dedup: Option<Key>,
+    ) -> u64 {
         self.half_end = self.half_end.max(qo + 1);
         if let Some(p) = self.pending.get(&qo) {
             return p.next_check_ms;
@@ -142,18 +152,20 @@ impl Transactions {
                 group: group.to_string(),
                 checks,
                 next_check_ms,
+                dedup,
             },
         );
         self.dirty = true;
         next_check_ms
     }
 
-    /// An op record was dispatched: the half messages it lists are resolved.
-    pub fn on_op(&mut self, body: &[u8]) {
-        for qo in Self::parse_op_body(body) {
-            self.pending.remove(&qo);
-        }
+    /// An op record was dispatched: the half messages it lists are resolved; those
+    /// that were pending.
+    pub fn on_op(&mut self, body: &[u8]) -> Vec<Pending> {
         self.dirty = true;
+        Self::parse_op_body(body)
+            .filter_map(|qo| self.pending.remove(&qo))
+            .collect()
     }
 
     /// The offsets listed in an op record body (`"3,7,"`).
@@ -178,10 +190,11 @@ impl Transactions {
         spec
     }
 
-    /// The op record that resolves half message `qo`.
-    pub fn op_spec(half_qo: u64, now: u64) -> RecordSpec {
+    /// The op record that resolves half message `qo` as `state`.
+    pub fn op_spec(half_qo: u64, state: TxState, now: u64) -> RecordSpec {
         let mut props = Vec::new();
         properties::push(&mut props, prop::TAGS, OP_TAG);
+        properties::push(&mut props, prop::TX_RESOLUTION, state.as_str());
         RecordSpec {
             topic: topic::TRANS_OP_HALF_TOPIC.into(),
             queue_id: 0,
@@ -220,7 +233,7 @@ impl Transactions {
                 specs.push(s);
             }
         }
-        specs.push(Self::op_spec(qo, now));
+        specs.push(Self::op_spec(qo, state, now));
         Ok(Some(specs))
     }
 
@@ -252,7 +265,7 @@ impl Transactions {
                     s.queue_id = 0;
                     discards.push(s);
                 }
-                discards.push(Self::op_spec(qo, now));
+                discards.push(Self::op_spec(qo, TxState::Rollback, now));
                 continue;
             }
             p.next_check_ms = now.saturating_add(self.policy.interval_ms);

@@ -17,6 +17,9 @@ fn expired_segments_go_and_queue_minimums_follow() {
         background: false,
         segment_size: Some(8192),
         file_reserved_time_ms: 3_600_000,
+        // Age alone decides here, however full the machine's disk is.
+        disk_max_used_ratio: 1.0,
+        disk_clean_forcibly_ratio: 1.0,
         ..BrokerConfig::at(dir.path())
     })
     .unwrap();

@@ -92,6 +92,14 @@ impl Broker {
         Ok(Producer(py.detach(|| self.inner.producer(group)).py_err()?))
     }
 
+    /// An atomic block: `with broker.atomic() as tx:` collects `tx.send(...)` and
+    /// `tx.ack(consumer, msg)` and stores them as one append at the end of the block
+    /// (nothing when it raises).
+    fn atomic(&self, py: Python<'_>) -> PyResult<crate::atomic::Atomic> {
+        let block = py.detach(|| self.inner.atomic()).py_err()?;
+        Ok(crate::atomic::Atomic::new(block))
+    }
+
     /// A producer of transactional messages; `check(msg) -> TxState` answers for
     /// half messages left UNKNOWN.
     #[pyo3(signature = (group, *, check))]

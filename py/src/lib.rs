@@ -6,6 +6,7 @@
 
 use pyo3::prelude::*;
 
+mod atomic;
 mod broker;
 mod clock;
 mod consumer;
@@ -22,6 +23,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The engine's log records (recovery, retention, dead letters) go to Python's
     // `logging`, under loggers named after the engine's modules (`pocketmq.*`).
     pyo3_log::init();
+    m.add_class::<atomic::Atomic>()?;
     m.add_class::<broker::Broker>()?;
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<consumer::Consumer>()?;

@@ -183,14 +183,22 @@ impl SendResult {
             .transpose()
     }
 
+    /// True when the send repeated a `dedup_id` inside the window: nothing was
+    /// stored and this is the first send's result.
+    #[getter]
+    fn duplicate(&self) -> bool {
+        self.0.duplicate
+    }
+
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let s = &self.0;
         let tx = match s.transaction_state {
             Some(t) => format!(", transaction_state={}", r(py, t.as_str())?),
             None => String::new(),
         };
+        let dup = if s.duplicate { ", duplicate=True" } else { "" };
         Ok(format!(
-            "SendResult(status={}, msg_id={}, topic={}, queue_id={}, queue_offset={}{tx})",
+            "SendResult(status={}, msg_id={}, topic={}, queue_id={}, queue_offset={}{tx}{dup})",
             r(py, s.status.as_str())?,
             r(py, &s.msg_id)?,
             r(py, &s.topic)?,

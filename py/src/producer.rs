@@ -33,13 +33,15 @@ impl Producer {
         Ok(SendResult(result))
     }
 
-    /// Sends several bodies to one topic as one append; the options apply to each.
-    #[pyo3(signature = (topic, bodies, **options))]
+    /// Sends several bodies to one topic as one append; the options apply to each,
+    /// but `dedup_ids`, one per body.
+    #[pyo3(signature = (topic, bodies, *, dedup_ids = None, **options))]
     fn send_batch(
         &self,
         py: Python<'_>,
         topic: &str,
         bodies: &Bound<'_, PyAny>,
+        dedup_ids: Option<Vec<Option<String>>>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<SendResult>> {
         if bodies.is_instance_of::<PyBytes>()
@@ -61,6 +63,19 @@ impl Producer {
                 options,
                 "send_batch()",
             )?);
+        }
+        if let Some(ids) = dedup_ids {
+            if ids.len() != msgs.len() {
+                return Err(pocketmq::Error::InvalidArgument(format!(
+                    "dedup_ids has {} ids for {} bodies",
+                    ids.len(),
+                    msgs.len()
+                )))
+                .py_err();
+            }
+            for (m, id) in msgs.iter_mut().zip(ids) {
+                m.dedup_id = id;
+            }
         }
         let results = py.detach(|| self.0.send_batch(msgs)).py_err()?;
         Ok(results.into_iter().map(SendResult).collect())

@@ -14,7 +14,7 @@ import {
 
 export async function usage(): Promise<void> {
   const clock = new ManualClock(Date.UTC(2026, 0, 1));
-  const broker = new Broker({ clock, delayLevels: "1s 5s", maxMessageSize: 1024, autoCreateTopics: true, flush: "sync" });
+  const broker = new Broker({ clock, delayLevels: "1s 5s", maxMessageSize: 1024, autoCreateTopics: true, flush: "sync", dedupWindowMs: 120_000 });
   broker.createTopic("orders", { queues: 8 });
   const p = broker.producer("shop");
   const r: SendResult = p.send("orders", new Uint8Array([1]), {
@@ -28,6 +28,8 @@ export async function usage(): Promise<void> {
   p.sendBatch("orders", ["a", { body: "b", tags: "x" }], { keys: "k" });
   p.send("orders", "x", { delayMs: 10 });
   p.send("orders", "x", { delayLevel: 3, queueId: 1 });
+  const dup: boolean = p.send("orders", "x", { dedupId: "pay-42" }).duplicate;
+  p.sendBatch("orders", [{ body: "a", dedupId: "1" }, { body: "b", dedupId: "2" }]);
 
   const c = broker.consumer({ group: "sms", topic: "orders", tags: "paid || shipped", orderly: true, start: "latest" });
   const msgs: Message[] = await c.receive({ maxMessages: 32, timeoutMs: 1000 });

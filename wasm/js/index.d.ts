@@ -43,6 +43,8 @@ export interface BrokerOptions {
   checkIntervalMs?: number;
   /** Checks before a half message is discarded (15). */
   maxChecks?: number;
+  /** How long a send's `dedupId` keeps a repeat of it from being stored (120 s; 0: off). */
+  dedupWindowMs?: number;
 }
 
 export interface SendOptions {
@@ -61,6 +63,11 @@ export interface SendOptions {
   deliverAt?: number | Date;
   /** Deliver this many milliseconds after the send. */
   delayMs?: number;
+  /**
+   * Within the broker's `dedupWindowMs`, another send of the same (topic, dedupId)
+   * stores nothing and returns this send's result with `duplicate` true.
+   */
+  dedupId?: string;
 }
 
 export interface SendResult {
@@ -72,6 +79,8 @@ export interface SendResult {
   status: "SEND_OK" | "FLUSH_DISK_TIMEOUT";
   /** For a transactional send: what `execute` decided. */
   transactionState?: TxState;
+  /** The send repeated a `dedupId` inside the window: nothing was stored; this is the first send's result. */
+  duplicate: boolean;
 }
 
 /** One item of `sendBatch`: a body, or a body with its own options. */
@@ -199,6 +208,12 @@ export class Broker {
   createTopic(name: string, options?: { queues?: number }): void;
   topics(): TopicInfo[];
   producer(group: string): Producer;
+  /**
+   * Runs `block(tx)` and stores its sends and acks as one append when it returns:
+   * all of them, or none when it throws (also across a crash). The block is
+   * synchronous; blocks do not nest (InvalidArgumentError).
+   */
+  atomic(block: (tx: Atomic) => void): SendResult[];
   transactionProducer(group: string, options?: TransactionProducerOptions): TransactionProducer;
   consumer(options: ConsumerOptions): Consumer;
   /** A simple (POP) consumer: RocketMQ 5's SimpleConsumer. */
@@ -283,6 +298,15 @@ export interface SimpleConsumerOptions {
   maxDeliveryAttempts?: number;
   /** Messages of one shardingKey one at a time, in send order (false). */
   fifo?: boolean;
+}
+
+/** The sends and acks of one `broker.atomic` block. */
+export class Atomic {
+  private constructor();
+  /** Adds a send; checked now, stored when the block returns. */
+  send(topic: string, body: Body, options?: SendOptions): void;
+  /** Adds the ack of messages the consumer received (already acked: InvalidArgumentError). */
+  ack(consumer: Consumer | SimpleConsumer, msg: Message | Message[]): void;
 }
 
 export class SimpleConsumer implements AsyncIterable<Message> {

@@ -88,6 +88,7 @@ function unref(timer) {
 let isMessage;
 let settle;
 let setHandle;
+let locate;
 
 /** A message as `receive`, `get` and `query` return it. */
 export class Message {
@@ -130,6 +131,8 @@ export class Message {
 
   static {
     isMessage = (m) => m !== null && typeof m === "object" && #batch in m;
+    // The engine's batch and index of an unsettled message (null once settled).
+    locate = (m) => (m.#settled ? null : [m.#batch.native, m.#index]);
     setHandle = (m, h) => {
       m.#handle = h;
     };
@@ -283,6 +286,23 @@ export class Broker {
   /** The user topics: `[{ name, queues }]`. */
   topics() {
     return this.#native.topics();
+  }
+
+  /**
+   * Runs `block(tx)`, where `tx.send(topic, body, options)` and `tx.ack(consumer, msg)`
+   * are collected, and stores them as one append when it returns (nothing when it
+   * throws). Returns the send results. The block is synchronous; blocks do not nest.
+   */
+  atomic(block) {
+    if (typeof block !== "function") throw new TypeError("atomic takes a function: broker.atomic((tx) => { ... })");
+    if (atomicDepth > 0) throw new InvalidArgumentError("atomic blocks do not nest: put the sends and acks in the outer block");
+    const handle = this.#native.atomic();
+    try {
+      return Atomic._run(handle, block);
+    } finally {
+      handle.free();
+      this._changed();
+    }
   }
 
   /** A producer in `group`. */
@@ -528,7 +548,7 @@ export class Producer {
     return typeof encoded === "number" ? this.#native.sendStaged(i, encoded) : this.#native.sendEncoded(i, encoded);
   }
 
-  /** Stores one message: `{ tags, keys, properties, shardingKey, queueId, delayLevel, deliverAt, delayMs }`. */
+  /** Stores one message: `{ tags, keys, properties, shardingKey, queueId, delayLevel, deliverAt, delayMs, dedupId }`. */
   send(topic, body, options) {
     const ptr = this.#send(topic, [plainBody(body)], [sendOptions(options)]);
     const result = wire.readSendResult(ptr, topic);
@@ -541,8 +561,8 @@ export class Producer {
     if (!Array.isArray(items)) throw new TypeError("sendBatch takes an array of bodies or { body, ...options }");
     const ptr = this.#send(topic, ...batchItems(items, sendOptions(options)));
     const out = [];
-    const nextDue = wire.readSendResults(ptr, (msgId, queueId, queueOffset, commitlogOffset, status) => {
-      out.push({ msgId, topic, queueId, queueOffset, commitlogOffset, status });
+    const nextDue = wire.readSendResults(ptr, (msgId, queueId, queueOffset, commitlogOffset, status, duplicate) => {
+      out.push({ msgId, topic, queueId, queueOffset, commitlogOffset, status, duplicate });
     });
     this.#broker._sent(nextDue);
     return out;
@@ -643,6 +663,78 @@ function listen(consumer, handler, options, nack) {
   };
 }
 
+/** Each Consumer's and SimpleConsumer's engine handle, for atomic blocks. */
+const nativeOf = new WeakMap();
+
+/** Blocks being run: they do not nest. */
+let atomicDepth = 0;
+
+/** The sends and acks of `broker.atomic(block)`, stored together when the block returns. */
+export class Atomic {
+  #native;
+  #topics = [];
+  #acked = [];
+  #open = true;
+
+  constructor(handle) {
+    this.#native = handle;
+  }
+
+  #check() {
+    if (!this.#open) throw new InvalidArgumentError("this atomic block is finished: use tx inside its block");
+  }
+
+  /** Adds a send (the options of `Producer.send`): checked now, stored when the block returns. */
+  send(topic, body, options) {
+    this.#check();
+    this.#native.sendEncoded(topic, wire.encodeSend([plainBody(body)], [sendOptions(options)], true));
+    this.#topics.push(topic);
+  }
+
+  /** Adds the ack of messages `consumer` (a Consumer or SimpleConsumer) received. */
+  ack(consumer, msg) {
+    this.#check();
+    const list = settling(msg);
+    const handle = nativeOf.get(consumer);
+    if (handle === undefined) throw new TypeError("ack takes the Consumer or SimpleConsumer that received the message");
+    for (const m of list) {
+      if (consumer instanceof SimpleConsumer) {
+        this.#native.ackHandle(handle, receiptHandles(m)[0]);
+        continue;
+      }
+      const at = locate(m);
+      if (at === null) throw new InvalidArgumentError("this message is already acked or nacked");
+      this.#native.ack(handle, at[0], at[1]);
+      this.#acked.push(m);
+    }
+  }
+
+  /** Runs `block(this)` and commits; the send results, each with its topic. */
+  static _run(handle, block) {
+    const tx = new Atomic(handle);
+    atomicDepth++;
+    try {
+      const out = block(tx);
+      if (out !== null && typeof out === "object" && typeof out.then === "function") {
+        throw new TypeError("an atomic block is synchronous: receive before it, then send and ack inside");
+      }
+    } catch (err) {
+      handle.abort();
+      throw err;
+    } finally {
+      atomicDepth--;
+      tx.#open = false;
+    }
+    const results = [];
+    let i = 0;
+    wire.readSendResults(handle.commit(), (msgId, queueId, queueOffset, commitlogOffset, status, duplicate) => {
+      results.push({ msgId, topic: tx.#topics[i++], queueId, queueOffset, commitlogOffset, status, duplicate });
+    });
+    for (const m of tx.#acked) settle(m, () => {});
+    return results;
+  }
+}
+
 /** Receives messages for one consumer of a group. */
 export class Consumer {
   #broker;
@@ -653,6 +745,7 @@ export class Consumer {
   constructor(broker, handle) {
     this.#broker = broker;
     this.#native = handle;
+    nativeOf.set(this, handle);
   }
 
   get group() {
@@ -747,6 +840,7 @@ export class SimpleConsumer {
   constructor(broker, handle) {
     this.#broker = broker;
     this.#native = handle;
+    nativeOf.set(this, handle);
   }
 
   get group() {

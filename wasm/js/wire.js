@@ -44,7 +44,7 @@ const utf8In = new TextEncoder();
 // ------------------------------------------------------------ sends (JS to engine)
 
 /** Bit of each send option in the encoding (wasm/src/wire.rs). */
-const OPTION_BITS = { tags: 1, keys: 2, properties: 4, shardingKey: 8, queueId: 16, delayLevel: 32, deliverAt: 64, delayMs: 128 };
+const OPTION_BITS = { tags: 1, keys: 2, properties: 4, shardingKey: 8, queueId: 16, delayLevel: 32, deliverAt: 64, delayMs: 128, dedupId: 256 };
 /** The send options, for messages naming an unknown one. */
 export const SEND_OPTIONS = Object.keys(OPTION_BITS);
 
@@ -96,8 +96,9 @@ function typed(what, v, type) {
 function message(body, o) {
   let bits = 0;
   if (o !== undefined) for (const k in o) if (o[k] !== undefined && o[k] !== null) bits |= OPTION_BITS[k] ?? 0;
-  room(1);
-  out[at++] = bits;
+  room(2);
+  out[at++] = bits & 0xff;
+  out[at++] = bits >> 8;
   if (typeof body === "string") str(body);
   else {
     u32(body.length);
@@ -126,6 +127,7 @@ function message(body, o) {
   if (bits & 32) f64(typed("delayLevel", o.delayLevel, "number"));
   if (bits & 64) f64(typed("deliverAt", o.deliverAt instanceof Date ? o.deliverAt.getTime() : o.deliverAt, "number"));
   if (bits & 128) f64(typed("delayMs", o.delayMs, "number"));
+  if (bits & 256) str(typed("dedupId", o.dedupId, "string"));
 }
 
 /**
@@ -168,17 +170,19 @@ export function readSendResult(ptr, topic) {
   refresh();
   lastNextDue = view.getFloat64(ptr, true);
   const idLen = view.getUint32(ptr + 36, true);
+  const status = view.getUint32(ptr + 32, true);
   return {
     msgId: msgIdAt(ptr + 40, idLen),
     topic,
     queueId: view.getUint32(ptr + 28, true),
     queueOffset: view.getFloat64(ptr + 12, true),
     commitlogOffset: view.getFloat64(ptr + 20, true),
-    status: STATUS[view.getUint32(ptr + 32, true)],
+    status: STATUS[status & 0xff],
+    duplicate: status > 0xff,
   };
 }
 
-/** The send results at `ptr`: calls `each(msgId, queueId, queueOffset, commitlogOffset, status)`; returns the next due time (or -1). */
+/** The send results at `ptr`: calls `each(msgId, queueId, queueOffset, commitlogOffset, status, duplicate)`; returns the next due time (or -1). */
 export function readSendResults(ptr, each) {
   refresh();
   const nextDue = view.getFloat64(ptr, true);
@@ -188,11 +192,11 @@ export function readSendResults(ptr, each) {
     const queueOffset = view.getFloat64(p, true);
     const commitlogOffset = view.getFloat64(p + 8, true);
     const queueId = view.getUint32(p + 16, true);
-    const status = STATUS[view.getUint32(p + 20, true)];
+    const status = view.getUint32(p + 20, true);
     const idLen = view.getUint32(p + 24, true);
     const msgId = text(bytes, p + 28, idLen);
     p += 28 + idLen;
-    each(msgId, queueId, queueOffset, commitlogOffset, status);
+    each(msgId, queueId, queueOffset, commitlogOffset, STATUS[status & 0xff], status > 0xff);
   }
   return nextDue;
 }

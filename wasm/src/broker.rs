@@ -95,6 +95,12 @@ impl Broker {
         crate::convert::to_js(&self.inner.topics().js_err()?)
     }
 
+    /// A new atomic block (the wrapper runs the user's block on it).
+    pub fn atomic(&self) -> Result<crate::atomic::Atomic, JsValue> {
+        let block = self.inner.atomic().js_err()?;
+        Ok(crate::atomic::Atomic::new(block, self.inner.clone()))
+    }
+
     pub fn producer(&self, group_name: JsValue) -> Result<Producer, JsValue> {
         let g = group(&group_name)?;
         let inner = self.inner.producer(&g).js_err()?;

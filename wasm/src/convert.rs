@@ -270,6 +270,7 @@ pub(crate) struct SendResultView<'a> {
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     transaction_state: Option<&'static str>,
+    duplicate: bool,
 }
 
 pub(crate) fn send_result(r: &SendResult) -> Result<JsValue, JsValue> {
@@ -281,5 +282,6 @@ pub(crate) fn send_result(r: &SendResult) -> Result<JsValue, JsValue> {
         commitlog_offset: r.commitlog_offset,
         status: r.status.as_str(),
         transaction_state: r.transaction_state.map(|s| s.as_str()),
+        duplicate: r.duplicate,
     })
 }

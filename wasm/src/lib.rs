@@ -10,6 +10,7 @@
 //! No panic may reach JS: every value that comes from JS is checked and a bad one
 //! becomes a `TypeError` (wrong type) or an `InvalidArgumentError` (wrong value).
 
+mod atomic;
 mod broker;
 mod consumer;
 mod convert;
@@ -20,6 +21,7 @@ mod producer;
 mod simple_consumer;
 mod wire;
 
+pub use atomic::Atomic;
 pub use broker::{Broker, ManualClock};
 pub use consumer::{Consumer, Receiving};
 pub use errors::register_error_classes;

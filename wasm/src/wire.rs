@@ -11,15 +11,16 @@
 //!
 //! Send results: `f64 next_due` (the broker's next deferred job, epoch ms, or -1),
 //! `u32 count`, then per result `f64 queue_offset, f64 commitlog_offset,
-//! u32 queue_id, u32 status (0 SEND_OK, 1 FLUSH_DISK_TIMEOUT), str msg_id`.
+//! u32 queue_id, u32 status (0 SEND_OK, 1 FLUSH_DISK_TIMEOUT; plus 0x100 for a
+//! duplicate), str msg_id`.
 //!
 //! Messages to send (JS to engine, staged or passed as bytes): `u32 count`, then
-//! per message `u8 options` (a bit for each option present), `bytes body`, and the
+//! per message `u16 options` (a bit for each option present), `bytes body`, and the
 //! options present in bit order: tags `str` (0x01), keys `u32 n` + n `str` (0x02),
 //! properties `u32 n` + n (`str` name, `str` value) (0x04), sharding key `str`
 //! (0x08), then `f64` each: queue id (0x10), delay level (0x20), deliver-at epoch
-//! ms (0x40), delay ms (0x80). The wrapper checks types; values are checked here
-//! and in the engine.
+//! ms (0x40), delay ms (0x80); then dedup id `str` (0x100). The wrapper checks
+//! types; values are checked here and in the engine.
 //!
 //! Messages delivered: `u32 total` (bytes, this field included), `u32 count`, then per message `f64 queue_offset, f64 commitlog_offset,
 //! f64 born_timestamp, f64 store_timestamp, u32 queue_id, u32 reconsume_times,
@@ -61,7 +62,7 @@ pub(crate) fn staged_messages(topic: &str, len: u32) -> Result<Vec<Message>, JsV
 }
 
 /// The send options in the order of their bits.
-const SEND_OPTIONS: [&str; 8] = [
+const SEND_OPTIONS: [&str; 9] = [
     "tags",
     "keys",
     "properties",
@@ -70,6 +71,7 @@ const SEND_OPTIONS: [&str; 8] = [
     "delay_level",
     "deliver_at",
     "delay",
+    "dedup_id",
 ];
 
 /// Reads the encoded messages of a send (see the module docs) for `topic`.
@@ -78,14 +80,15 @@ pub(crate) fn read_messages(buf: &[u8], topic: &str) -> Result<Vec<Message>, JsV
     let count = r.u32()?;
     let mut out = Vec::with_capacity(count.min(1024) as usize);
     for _ in 0..count {
-        let options = r.take(1)?[0];
+        let o = r.take(2)?;
+        let options = u16::from_le_bytes([o[0], o[1]]);
         let mut b = Message::builder(topic, r.bytes()?.to_vec());
         for (bit, name) in SEND_OPTIONS.iter().enumerate() {
             if options & (1 << bit) == 0 {
                 continue;
             }
             let v = match bit {
-                0 | 3 => OptionValue::Text(r.str()?),
+                0 | 3 | 8 => OptionValue::Text(r.str()?),
                 1 => OptionValue::List((0..r.u32()?).map(|_| r.str()).collect::<Result<_, _>>()?),
                 2 => OptionValue::Map(
                     (0..r.u32()?)
@@ -178,7 +181,7 @@ pub(crate) fn send_results(results: &[SendResult], next_due: Option<u64>) -> u32
                 match r.status {
                     SendStatus::SendOk => 0,
                     SendStatus::FlushDiskTimeout => 1,
-                },
+                } | if r.duplicate { 0x100 } else { 0 },
             );
             bytes(out, r.msg_id.as_bytes());
         }

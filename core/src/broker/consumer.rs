@@ -95,6 +95,13 @@ pub(super) fn long_poll(
     }
 }
 
+impl Consumer {
+    /// Its broker and handle in the engine.
+    pub(super) fn parts(&self) -> (&Broker, u64) {
+        (&self.broker, self.handle)
+    }
+}
+
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Consumer")

@@ -5,6 +5,7 @@
 //! `flush="sync"` concurrent senders share one fsync (group commit, in
 //! `commitlog/flush.rs`) and consumers see only durable messages.
 
+mod atomic;
 mod background;
 mod consumer;
 #[cfg(not(target_arch = "wasm32"))]
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+pub use atomic::Atomic;
 pub use consumer::{Consumer, Receiving};
 #[cfg(not(target_arch = "wasm32"))]
 pub use listener::{listen, ListenOptions, Listener, Outcome, Runner, Source};

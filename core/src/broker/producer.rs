@@ -89,6 +89,10 @@ impl TransactionProducer {
             let group = Some(self.producer.group.as_str());
             let r = e.send(vec![msg], rr, now, group)?.pop();
             let r = r.ok_or_else(|| Error::invalid("nothing to send"))?;
+            if r.duplicate {
+                // The first send ran the local transaction; this one stores nothing.
+                return Ok(r);
+            }
             let half = e.store.message_at(r.commitlog_offset).ok_or_else(|| {
                 Error::StoreCorrupted("a half message vanished after its append".into())
             })?;

@@ -43,6 +43,11 @@ impl SimpleConsumer {
         }
     }
 
+    /// Its broker and member handle in the engine.
+    pub(super) fn parts(&self) -> (&Broker, u64) {
+        (&self.broker, self.handle)
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.is_closed() {
             return Err(Error::Closed);

@@ -12,7 +12,7 @@ use std::io;
 use serde::{Deserialize, Serialize};
 
 use super::CommitLog;
-use crate::message::record::{self, Parsed, RecordView};
+use crate::message::record::{self, Parsed, RecordView, SYS_FLAG_ATOMIC, SYS_FLAG_ATOMIC_LAST};
 use crate::store::meta::{read_json, write_json};
 use crate::store::Backend;
 use crate::Result;
@@ -55,7 +55,8 @@ impl Checkpoint {
 impl CommitLog {
     /// Scans the log from its first record, checking CRCs from `verify_from` on, calls
     /// `on_record` for every valid record, and cuts the log at the first invalid one
-    /// (zeroing what is cut). Returns the end.
+    /// (zeroing what is cut). An atomic block is kept only whole: one cut short by a
+    /// crash is cut at its first record. Returns the end.
     pub fn recover(
         &mut self,
         verify_from: u64,
@@ -65,10 +66,15 @@ impl CommitLog {
         let bases = self.seg.segment_bases();
         let mut pos = self.seg.min_pos();
         let last_base = bases.last().copied().unwrap_or(0);
+        // Where the atomic block being scanned was found whole.
+        let mut whole_to = 0u64;
         'scan: loop {
             let step = self.seg.with_raw(pos, |buf| {
                 match record::parse(buf, pos, pos >= verify_from) {
                     Parsed::Record(r) => {
+                        if pos >= whole_to && r.sys_flag & SYS_FLAG_ATOMIC != 0 {
+                            whole_to = pos + block_len(buf, pos, verify_from)?;
+                        }
                         on_record(&r);
                         let base = pos - pos % seg_size;
                         self.last_store_ts = self.last_store_ts.max(r.store_ts);
@@ -98,5 +104,24 @@ impl CommitLog {
         self.seg.truncate(pos)?;
         self.seg.release_sealed();
         Ok(pos)
+    }
+}
+
+/// The length of the atomic block starting at the start of `buf` (at log position
+/// `pos`), if every record of it up to its last is valid.
+fn block_len(buf: &[u8], pos: u64, verify_from: u64) -> Option<u64> {
+    let mut at = 0usize;
+    loop {
+        let p = pos + at as u64;
+        let Parsed::Record(r) = record::parse(buf.get(at..)?, p, p >= verify_from) else {
+            return None;
+        };
+        if r.sys_flag & SYS_FLAG_ATOMIC == 0 {
+            return None;
+        }
+        at += r.len();
+        if r.sys_flag & SYS_FLAG_ATOMIC_LAST != 0 {
+            return Some(at as u64);
+        }
     }
 }

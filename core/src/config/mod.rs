@@ -99,6 +99,9 @@ pub struct BrokerConfig {
     pub check_interval_ms: u64,
     /// Checks before a half message is discarded (15).
     pub max_checks: u32,
+    /// How long a send's `dedup_id` keeps a repeat of it from being stored (120 s;
+    /// 0: no dedup).
+    pub dedup_window_ms: u64,
     /// Run due work on a background thread (native targets only).
     pub background: bool,
     /// File operations of a host that keeps the store's files itself (wasm under
@@ -126,6 +129,7 @@ impl Default for BrokerConfig {
             transaction_timeout_ms: 6000,
             check_interval_ms: 60_000,
             max_checks: 15,
+            dedup_window_ms: 120_000,
             background: true,
             host_fs: None,
         }
@@ -195,6 +199,7 @@ impl BrokerConfig {
             MAX_DURATION_MS,
         )?;
         in_range("check_interval", self.check_interval_ms, 0, MAX_DURATION_MS)?;
+        in_range("dedup_window", self.dedup_window_ms, 0, MAX_DURATION_MS)?;
         for (name, r) in [
             ("disk_max_used_ratio", self.disk_max_used_ratio),
             ("disk_clean_forcibly_ratio", self.disk_clean_forcibly_ratio),
@@ -215,6 +220,7 @@ impl BrokerConfig {
             file_reserved_time_ms: self.file_reserved_time_ms,
             disk_max_used_ratio: self.disk_max_used_ratio,
             disk_clean_forcibly_ratio: self.disk_clean_forcibly_ratio,
+            dedup_window_ms: self.dedup_window_ms,
             tx: CheckPolicy {
                 timeout_ms: self.transaction_timeout_ms,
                 interval_ms: self.check_interval_ms,
@@ -254,6 +260,7 @@ pub(crate) struct Settings {
     #[allow(dead_code)]
     pub disk_max_used_ratio: f64,
     pub disk_clean_forcibly_ratio: f64,
+    pub dedup_window_ms: u64,
     pub tx: CheckPolicy,
 }
 

@@ -58,6 +58,7 @@ const BROKER: &[(&str, OptionKind)] = &[
     ("transaction_timeout", OptionKind::Duration),
     ("check_interval", OptionKind::Duration),
     ("max_checks", OptionKind::Integer),
+    ("dedup_window", OptionKind::Duration),
 ];
 
 const CONSUMER: &[(&str, OptionKind)] = &[
@@ -87,6 +88,7 @@ const MESSAGE: &[(&str, OptionKind)] = &[
     ("delay_level", OptionKind::Integer),
     ("deliver_at", OptionKind::Time),
     ("delay", OptionKind::Duration),
+    ("dedup_id", OptionKind::Text),
 ];
 
 fn kind_in(table: &[(&str, OptionKind)], name: &str) -> Option<OptionKind> {
@@ -174,6 +176,7 @@ impl BrokerConfig {
             "transaction_timeout" => self.transaction_timeout_ms = duration(name, &v)?,
             "check_interval" => self.check_interval_ms = duration(name, &v)?,
             "max_checks" => self.max_checks = integer(name, &v, u32::MAX as u64)? as u32,
+            "dedup_window" => self.dedup_window_ms = duration(name, &v)?,
             _ => return Err(unknown("broker options", BROKER, name)),
         }
         Ok(())
@@ -295,6 +298,7 @@ impl MessageBuilder {
             ("delay_level", v) => self.delay_level(integer(name, &v, u32::MAX as u64)? as u32),
             ("deliver_at", v) => self.deliver_at_ms(duration(name, &v)?),
             ("delay", v) => self.delay_ms(duration(name, &v)?),
+            ("dedup_id", v) => self.dedup_id(text(name, v)?),
             (name, v) if kind_in(MESSAGE, name).is_some() => {
                 return Err(wrong(name, "of another type", &v))
             }

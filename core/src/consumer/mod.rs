@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 pub(crate) use offsets::OffsetTable;
-pub(crate) use progress::{ProgressTable, QueueProgress};
+pub(crate) use progress::{ProgressKey, ProgressTable, QueueProgress};
 pub(crate) use retry::{dead_letter_copy, NackOutcome};
 
 use crate::filter::{self, MessageFilter};
@@ -79,6 +79,8 @@ pub(crate) struct ConsumerGroups {
     pub delivered: HashMap<(String, String), Counter>,
     /// Simple (POP) consumer groups.
     pub pop: pop::PopGroups,
+    /// Classic acks of atomic blocks replayed on open, for queues no reader holds yet.
+    pub replayed_acks: crate::atomic::ReplayedAcks,
 }
 
 impl ConsumerGroups {

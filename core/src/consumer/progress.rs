@@ -22,6 +22,9 @@ pub(crate) struct QueueProgress {
     pub suspend_until: u64,
     /// Orderly: failed deliveries of the message at `next`.
     pub orderly_retries: u32,
+    /// Offsets at or above `next` acked in atomic blocks before a crash (replayed):
+    /// passed over, never delivered again.
+    pub acked_ahead: std::collections::BTreeSet<u64>,
 }
 
 impl QueueProgress {
@@ -225,6 +228,9 @@ impl ProgressTable {
         self.keys.push(key);
         self.slots.push(p);
         s
+    }
+    pub fn key_at(&self, slot: usize) -> Option<&ProgressKey> {
+        self.keys.get(slot)
     }
     pub fn at(&self, slot: usize) -> Option<&QueueProgress> {
         self.slots.get(slot)

@@ -172,10 +172,16 @@ impl ConsumerGroups {
             None if known_group => min,
             None => Self::start_offset(store, t, q, start, now),
         };
+        let acked_ahead = self
+            .replayed_acks
+            .remove(&key)
+            .map(|mut s| s.split_off(&next))
+            .unwrap_or_default();
         let slot = self.progress.insert(
             key,
             QueueProgress {
                 next,
+                acked_ahead,
                 ..QueueProgress::default()
             },
         );

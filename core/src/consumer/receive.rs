@@ -91,6 +91,12 @@ impl ConsumerGroups {
                         break 'queue;
                     }
                     let qo = p.next;
+                    if !p.acked_ahead.is_empty() && p.acked_ahead.remove(&qo) {
+                        // Acked in an atomic block before a crash.
+                        p.next += 1;
+                        *offsets_dirty = true;
+                        continue;
+                    }
                     if let Some(f) = filter {
                         if !f.matches_code(e.code) {
                             p.next += 1;
@@ -166,38 +172,50 @@ impl ConsumerGroups {
         })
     }
 
+    /// The receipt of a message a consumer received.
+    pub fn receipt_of(msg: &MessageExt) -> Result<&Receipt> {
+        msg.receipt.as_ref().ok_or_else(|| {
+            Error::invalid("this message was not received by a consumer (no receipt to ack)")
+        })
+    }
+
+    /// The progress slot of the delivery `r` names if consumer `handle` still holds
+    /// it; None when it does not (acked, sent back, or its queue moved).
+    pub fn held(&self, handle: u64, r: &Receipt) -> Result<Option<usize>> {
+        if !self.consumers.contains_key(&handle) {
+            return Err(Error::Closed);
+        }
+        if r.consumer != handle {
+            return Err(Error::invalid(
+                "this message was received by another consumer; ack it there",
+            ));
+        }
+        Ok(self
+            .progress
+            .at(r.slot)
+            .is_some_and(|p| p.epoch == r.epoch && p.inflight.contains(r.queue_offset))
+            .then_some(r.slot))
+    }
+
     /// The progress a receipt refers to, if it is still current.
     pub(super) fn progress_for(
         &mut self,
         handle: u64,
         msg: &MessageExt,
     ) -> Result<Option<(usize, Receipt)>> {
-        if !self.consumers.contains_key(&handle) {
-            return Err(Error::Closed);
-        }
-        let Some(r) = &msg.receipt else {
-            return Err(Error::invalid(
-                "this message was not received by a consumer (no receipt to ack)",
-            ));
-        };
-        if r.consumer != handle {
-            return Err(Error::invalid(
-                "this message was received by another consumer; ack it there",
-            ));
-        }
-        match self.progress.at(r.slot) {
-            Some(p) if p.epoch == r.epoch && p.inflight.contains(r.queue_offset) => {
-                Ok(Some((r.slot, r.clone())))
-            }
-            // Already acked, or the queue moved to another consumer: nothing to do.
-            _ => Ok(None),
-        }
+        let r = Self::receipt_of(msg)?;
+        Ok(self.held(handle, r)?.map(|slot| (slot, r.clone())))
     }
 
     /// Marks `msg` done for `handle`'s group. True when a receive of that consumer
     /// may now find more (an orderly queue freed, or room under `max_in_flight`).
     pub fn ack(&mut self, handle: u64, msg: &MessageExt) -> Result<bool> {
-        let Some((slot, r)) = self.progress_for(handle, msg)? else {
+        self.ack_receipt(handle, Self::receipt_of(msg)?)
+    }
+
+    /// `ack` by receipt.
+    pub fn ack_receipt(&mut self, handle: u64, r: &Receipt) -> Result<bool> {
+        let Some(slot) = self.held(handle, r)? else {
             return Ok(false);
         };
         let c = &self.consumers[&handle];

@@ -41,6 +41,9 @@ pub struct Message {
     /// An explicit queue; wins over the sharding key.
     pub queue_id: Option<u32>,
     pub delay: Delay,
+    /// Within the broker's `dedup_window`, another send of the same (topic,
+    /// dedup_id) stores nothing and returns this send's result.
+    pub dedup_id: Option<String>,
 }
 
 impl Message {
@@ -106,6 +109,15 @@ impl Message {
                 return Err(Error::invalid("the sharding key is empty"));
             }
         }
+        if let Some(d) = &m.dedup_id {
+            if d.is_empty() || d.len() > crate::dedup::MAX_DEDUP_ID_LEN || bad(d) {
+                return Err(Error::invalid(format!(
+                    "dedup_id {:?}: a dedup id is 1 to {} bytes of text",
+                    crate::dedup::clip(d),
+                    crate::dedup::MAX_DEDUP_ID_LEN
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -134,7 +146,21 @@ impl Message {
     #[inline]
     pub(crate) fn encode_properties(&self) -> Vec<u8> {
         let m = self;
-        let mut p = Vec::new();
+        // One allocation of the size needed (names are at most 16 bytes).
+        let text = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len() + 18);
+        let size = text(&m.tags)
+            + text(&m.sharding_key)
+            + text(&m.dedup_id)
+            + m.keys.iter().map(|k| k.len() + 1).sum::<usize>()
+            + if m.keys.is_empty() { 0 } else { 6 }
+            + m.properties
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>();
+        if size == 0 {
+            return Vec::new();
+        }
+        let mut p = Vec::with_capacity(size);
         if let Some(t) = &m.tags {
             properties::push(&mut p, prop::TAGS, t);
         }
@@ -146,6 +172,9 @@ impl Message {
         }
         if let Some(k) = &m.sharding_key {
             properties::push(&mut p, prop::SHARDING_KEY, k);
+        }
+        if let Some(d) = &m.dedup_id {
+            properties::push(&mut p, prop::DEDUP_ID, d);
         }
         p
     }
@@ -194,6 +223,11 @@ impl MessageBuilder {
         self.msg.delay = Delay::After(ms);
         self
     }
+    /// See [`Message::dedup_id`].
+    pub fn dedup_id(mut self, id: impl Into<String>) -> Self {
+        self.msg.dedup_id = Some(id.into());
+        self
+    }
     pub fn build(self) -> Message {
         self.msg
     }
@@ -233,6 +267,9 @@ pub struct SendResult {
     pub status: SendStatus,
     /// For a transactional send, what `execute` decided.
     pub transaction_state: Option<crate::TxState>,
+    /// The send repeated a `dedup_id` inside the window: nothing was stored, and
+    /// this is the first send's result.
+    pub duplicate: bool,
 }
 
 /// Where a delivered message came from, so `ack`/`nack` find it again.

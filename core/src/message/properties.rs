@@ -26,6 +26,9 @@ pub(crate) mod prop {
     pub const PGROUP: &str = "PGROUP";
     pub const TRANSACTION_CHECK_TIMES: &str = "TRANSACTION_CHECK_TIMES";
     pub const SHARDING_KEY: &str = "__SHARDINGKEY";
+    pub const DEDUP_ID: &str = "DEDUP_ID";
+    /// On a transaction's op record: how it was resolved (`ROLLBACK` when dropped).
+    pub const TX_RESOLUTION: &str = "TX_RESOLUTION";
 }
 
 /// Names a user may not set: the engine owns them.
@@ -52,6 +55,7 @@ pub(crate) const RESERVED_PROPERTIES: &[&str] = &[
     "MAX_OFFSET",
     "CONSUME_START_TIME",
     "__SHARDINGKEY",
+    "DEDUP_ID",
     "__CRC32#",
     "__transactionId__",
 ];

@@ -18,6 +18,10 @@ pub(crate) const END_FILE_MIN_BLANK: usize = 8;
 pub(crate) const FIXED_LEN: usize = 91;
 
 pub(crate) const SYS_FLAG_TX_COMMIT: u32 = 0x8;
+/// A record of an atomic block (`atomic.rs`); the block's last one also has
+/// `SYS_FLAG_ATOMIC_LAST`.
+pub(crate) const SYS_FLAG_ATOMIC: u32 = 1 << 20;
+pub(crate) const SYS_FLAG_ATOMIC_LAST: u32 = 1 << 21;
 
 /// `__CRC32#` + 10 digits + separators: RocketMQ's reserved tail property.
 const CRC_PROP: &[u8] = b"__CRC32#";

@@ -28,6 +28,7 @@ from ._errors import (
 )
 from ._native import (
     DEFAULT_DELAY_LEVELS,
+    Atomic,
     Broker,
     Consumer,
     Listener,
@@ -42,6 +43,7 @@ from ._native import (
 from ._types import TxState
 
 __all__ = [
+    "Atomic",
     "Broker",
     "Closed",
     "Consumer",

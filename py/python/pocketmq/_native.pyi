@@ -14,6 +14,7 @@ _Keys = Union[str, Sequence[str]]
 _Position = Union[str, int, float, datetime.datetime]
 
 __all__ = [
+    "Atomic",
     "Broker",
     "Consumer",
     "DEFAULT_DELAY_LEVELS",
@@ -87,6 +88,8 @@ class SendResult:
     def status(self) -> str: ...
     @property
     def transaction_state(self) -> Optional[TxState]: ...
+    @property
+    def duplicate(self) -> bool: ...
 
 @final
 class Producer:
@@ -105,12 +108,14 @@ class Producer:
         delay_level: Optional[int] = None,
         deliver_at: Optional[_When] = None,
         delay: Optional[_Seconds] = None,
+        dedup_id: Optional[str] = None,
     ) -> SendResult: ...
     def send_batch(
         self,
         topic: str,
         bodies: Sequence[_Body],
         *,
+        dedup_ids: Optional[Sequence[Optional[str]]] = None,
         tags: Optional[str] = None,
         keys: Optional[_Keys] = None,
         properties: Optional[dict[str, str]] = None,
@@ -133,6 +138,7 @@ class TransactionProducer:
         properties: Optional[dict[str, str]] = None,
         sharding_key: Optional[str] = None,
         queue_id: Optional[int] = None,
+        dedup_id: Optional[str] = None,
     ) -> SendResult: ...
 
 @final
@@ -236,6 +242,36 @@ class SimpleConsumer:
     ) -> bool: ...
 
 @final
+class Atomic:
+    def send(
+        self,
+        topic: str,
+        body: _Body,
+        *,
+        tags: Optional[str] = None,
+        keys: Optional[_Keys] = None,
+        properties: Optional[dict[str, str]] = None,
+        sharding_key: Optional[str] = None,
+        queue_id: Optional[int] = None,
+        delay_level: Optional[int] = None,
+        deliver_at: Optional[_When] = None,
+        delay: Optional[_Seconds] = None,
+        dedup_id: Optional[str] = None,
+    ) -> None: ...
+    def ack(self, consumer: Union[Consumer, SimpleConsumer], message: Message) -> None: ...
+    def commit(self) -> list[SendResult]: ...
+    def abort(self) -> None: ...
+    @property
+    def results(self) -> Optional[list[SendResult]]: ...
+    def __enter__(self) -> "Atomic": ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
+
+@final
 class _Receiving:
     @property
     def remaining(self) -> Optional[float]: ...
@@ -257,6 +293,7 @@ class Broker:
         segment_size: Optional[int] = None,
         transaction_timeout: Optional[_Seconds] = None,
         check_interval: Optional[_Seconds] = None,
+        dedup_window: Optional[_Seconds] = None,
         max_checks: Optional[int] = None,
         disk_max_used_ratio: Optional[float] = None,
         disk_clean_forcibly_ratio: Optional[float] = None,
@@ -270,6 +307,7 @@ class Broker:
     def create_topic(self, name: str, queues: Optional[int] = None) -> None: ...
     def topics(self) -> dict[str, int]: ...
     def producer(self, group: str = "DEFAULT_PRODUCER") -> Producer: ...
+    def atomic(self) -> Atomic: ...
     def simple_consumer(
         self,
         group: str,

@@ -331,7 +331,12 @@ impl PopGroups {
     }
 
     /// The slot a receipt handle names, if the handle is current for member `member`.
-    fn current(&self, member: u64, h: &str, now: u64) -> Result<(u32, u32, u64, u32, u32)> {
+    pub(crate) fn current(
+        &self,
+        member: u64,
+        h: &str,
+        now: u64,
+    ) -> Result<(u32, u32, u64, u32, u32)> {
         let Some(&g) = self.members.get(&member) else {
             return Err(Error::Closed);
         };
@@ -424,6 +429,32 @@ impl PopGroups {
             },
         );
         Ok(handle(group.tag, q, offset, gen))
+    }
+
+    /// The revive record body an atomic block appends for its acks of (group, queue,
+    /// offset): the ops buffered so far (so each delivery comes before its ack), then
+    /// the acks. None when nothing is logged (a memory store) or there is nothing.
+    pub fn block_record(&self, acks: &[(u32, u32, u64)]) -> Option<Vec<u8>> {
+        if self.pending.off || acks.is_empty() {
+            return None;
+        }
+        let mut p = self.pending.clone();
+        for &(g, queue, offset) in acks {
+            p.push(g, Op::Ack { queue, offset });
+        }
+        p.take(|g| self.name_of(g))
+    }
+
+    /// An atomic block with these acks (and `block_record`'s record) was stored: the
+    /// acks take effect, and the buffered ops are in the log now.
+    pub fn acked_in_block(&mut self, store: &MessageStore, acks: &[(u32, u32, u64)]) {
+        if acks.is_empty() {
+            return;
+        }
+        for &(g, q, offset) in acks {
+            self.finish(store, g, q, offset);
+        }
+        self.pending.clear();
     }
 
     /// The delivery `h` names, to dead-letter at once (ForwardMessageToDeadLetterQueue).

@@ -50,7 +50,7 @@ pub(crate) struct GroupName {
 }
 
 /// Ops waiting to be written, by group index.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Pending {
     ops: Vec<(u32, Op)>,
     /// Nothing is kept: the store does not outlive the process (memory).
@@ -66,6 +66,10 @@ impl Pending {
 
     pub fn len(&self) -> usize {
         self.ops.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.ops.clear();
     }
 
     /// The record body for everything pending (named via `name`), emptying it.

@@ -1,0 +1,253 @@
+//! Atomic consume-and-produce: a block's sends and acks go into the CommitLog as one
+//! append, so after any crash either all of them hold or none does.
+//!
+//! The records of a block of more than one carry `SYS_FLAG_ATOMIC`, the last also
+//! `SYS_FLAG_ATOMIC_LAST`; recovery keeps such a run only whole (`commitlog::recovery`).
+//! Acks become records too: a classic consumer's as an entry of
+//! `rmq_sys_ATOMIC_ACK` (below), a simple consumer's as a revive record. Replayed
+//! after a crash, a classic ack above the group's persisted offset is remembered in
+//! [`ReplayedAcks`], and the group's next reader skips it; a committed ack is never
+//! delivered again.
+//!
+//! Ack record body, little-endian: `u16 n`, then per ack `u8 len + owner`,
+//! `u8 len + topic`, `u32 queue`, `u64 queue offset`.
+
+use std::collections::{BTreeSet, HashMap};
+
+use bytes::Bytes;
+
+use crate::consumer::ProgressKey;
+use crate::engine::Engine;
+use crate::message::record::{RecordSpec, SYS_FLAG_ATOMIC, SYS_FLAG_ATOMIC_LAST};
+use crate::message::Receipt;
+use crate::topic;
+use crate::{Error, Message, Result, SendResult};
+
+/// Classic acks replayed from atomic blocks, above what the offsets file says, by
+/// (owner, topic, queue): a reader of that queue skips them.
+pub(crate) type ReplayedAcks = HashMap<ProgressKey, BTreeSet<u64>>;
+
+/// One ack of a block.
+#[derive(Debug, Clone)]
+pub(crate) enum BlockAck {
+    /// A classic consumer's (its handle) delivery.
+    Classic { consumer: u64, receipt: Receipt },
+    /// A simple consumer's (its member handle) delivery, by receipt handle.
+    Simple { member: u64, handle: String },
+}
+
+/// The ack record body for `acks` (owner, topic, queue, offset).
+fn ack_body(acks: &[(String, String, u32, u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + acks.len() * 48);
+    out.extend_from_slice(&(acks.len() as u16).to_le_bytes());
+    for (owner, t, q, qo) in acks {
+        for s in [owner, t] {
+            // Owners and topics are at most 255 bytes (checked when consumers join).
+            let b = &s.as_bytes()[..s.len().min(255)];
+            out.push(b.len() as u8);
+            out.extend_from_slice(b);
+        }
+        out.extend_from_slice(&q.to_le_bytes());
+        out.extend_from_slice(&qo.to_le_bytes());
+    }
+    out
+}
+
+/// The acks of an ack record; None when it is damaged.
+pub(crate) fn parse_ack_body(body: &[u8]) -> Option<Vec<(String, String, u32, u64)>> {
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let b = body.get(at..at.checked_add(n)?)?;
+        at += n;
+        Some(b)
+    };
+    let n = u16::from_le_bytes(take(2)?.try_into().ok()?);
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let mut text = || -> Option<String> {
+            let len = take(1)?[0] as usize;
+            String::from_utf8(take(len)?.to_vec()).ok()
+        };
+        let (owner, t) = (text()?, text()?);
+        let q = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        let qo = u64::from_le_bytes(take(8)?.try_into().ok()?);
+        out.push((owner, t, q, qo));
+    }
+    Some(out)
+}
+
+/// Remembers a replayed ack that the persisted offset of its queue does not cover.
+pub(crate) fn replay_ack_record(
+    body: &[u8],
+    persisted: impl Fn(&str, &str, u32) -> Option<u64>,
+    acks: &mut ReplayedAcks,
+) {
+    let Some(entries) = parse_ack_body(body) else {
+        log::warn!("a damaged atomic ack record was skipped");
+        return;
+    };
+    for (owner, t, q, qo) in entries {
+        if persisted(&t, &owner, q).is_none_or(|o| qo >= o) {
+            acks.entry((owner, t, q)).or_default().insert(qo);
+        }
+    }
+}
+
+impl Engine {
+    /// Checks a block's acks: each names a delivery still held, once.
+    pub(crate) fn check_block_acks(&self, acks: &[BlockAck], now: u64) -> Result<()> {
+        for (i, a) in acks.iter().enumerate() {
+            let same = |b: &BlockAck| match (a, b) {
+                (
+                    BlockAck::Classic { consumer, receipt },
+                    BlockAck::Classic {
+                        consumer: c2,
+                        receipt: r2,
+                    },
+                ) => consumer == c2 && receipt == r2,
+                (BlockAck::Simple { handle, .. }, BlockAck::Simple { handle: h2, .. }) => {
+                    handle == h2
+                }
+                _ => false,
+            };
+            if acks[..i].iter().any(same) {
+                return Err(Error::invalid("the block acks this message twice"));
+            }
+            match a {
+                BlockAck::Classic { consumer, receipt } => {
+                    if self.groups.held(*consumer, receipt)?.is_none() {
+                        return Err(Error::invalid(format!(
+                            "the message at queue offset {} is not held by this consumer \
+                             (already acked, sent back at its ack deadline, or its queue \
+                             moved to another member)",
+                            receipt.queue_offset
+                        )));
+                    }
+                }
+                BlockAck::Simple { member, handle } => {
+                    self.groups.pop.current(*member, handle, now)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a block: its sends (each checked by `Message::validate` when it was
+    /// added) and acks as one append, then the acks in memory. Checks the acks
+    /// first; on any error nothing is applied.
+    pub fn commit_block(
+        &mut self,
+        sends: Vec<Message>,
+        acks: &[BlockAck],
+        rr: u32,
+        now: u64,
+    ) -> Result<Vec<SendResult>> {
+        self.check_open()?;
+        self.check_block_acks(acks, now)?;
+        let (sends, repeats) = self.drop_repeats(sends, now);
+        let mut specs = Vec::with_capacity(sends.len() + 2);
+        let mut targets = Vec::with_capacity(sends.len());
+        for (i, m) in sends.into_iter().enumerate() {
+            targets.push(self.build(vec![m], rr.wrapping_add(i as u32), now, None, &mut specs)?);
+        }
+        // Classic acks as one record; simple ones with the revive ops buffered so far,
+        // so the log has each delivery before its ack.
+        let durable = self.store.backend.is_persistent();
+        let mut classic = Vec::new();
+        let mut simple = Vec::new();
+        for a in acks {
+            match a {
+                BlockAck::Classic { consumer, receipt } => {
+                    let slot = self.groups.held(*consumer, receipt)?;
+                    let key = slot.and_then(|s| self.groups.progress.key_at(s));
+                    if let (true, Some((owner, t, q))) = (durable, key) {
+                        classic.push((owner.clone(), t.clone(), *q, receipt.queue_offset));
+                    }
+                }
+                BlockAck::Simple { member, handle } => {
+                    let (g, q, offset, _, _) = self.groups.pop.current(*member, handle, now)?;
+                    simple.push((g, q, offset));
+                }
+            }
+        }
+        if !classic.is_empty() {
+            self.store.system_queues(topic::ATOMIC_ACK_TOPIC, 1)?;
+            specs.push(system_record(
+                topic::ATOMIC_ACK_TOPIC,
+                ack_body(&classic),
+                now,
+            ));
+        }
+        if let Some(body) = self.groups.pop.block_record(&simple) {
+            self.store.system_queues(topic::REVIVE_TOPIC, 1)?;
+            specs.push(system_record(topic::REVIVE_TOPIC, body, now));
+        }
+        if specs.len() > 1 {
+            for s in specs.iter_mut() {
+                s.sys_flag |= SYS_FLAG_ATOMIC;
+            }
+            if let Some(last) = specs.last_mut() {
+                last.sys_flag |= SYS_FLAG_ATOMIC_LAST;
+            }
+        }
+        if !specs.is_empty() {
+            self.put(&specs, now)?;
+        }
+        // Stored: now the acks take effect here too.
+        let placed: Vec<_> = self
+            .store
+            .placed
+            .iter()
+            .map(|p| (p.phys, p.queue_offset))
+            .collect();
+        for a in acks {
+            if let BlockAck::Classic { consumer, receipt } = a {
+                self.groups.ack_receipt(*consumer, receipt)?;
+            }
+        }
+        self.groups.pop.acked_in_block(&self.store, &simple);
+        let results = targets
+            .iter()
+            .zip(&placed)
+            .map(|((t, q), (phys, qo))| self.result(t, *q, *phys, *qo))
+            .collect();
+        Ok(self.answer_repeats(results, repeats))
+    }
+}
+
+fn system_record(topic: &str, body: Vec<u8>, now: u64) -> RecordSpec {
+    RecordSpec {
+        topic: topic.into(),
+        queue_id: 0,
+        sys_flag: 0,
+        born_ts: now,
+        reconsume_times: 0,
+        prepared_tx_offset: 0,
+        body: Bytes::from(body),
+        properties: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_records_round_trip_and_damage_is_refused() {
+        let acks = vec![
+            ("g".to_string(), "orders".to_string(), 3, 42),
+            ("g@c1".to_string(), "t".to_string(), 0, u64::MAX),
+        ];
+        let body = ack_body(&acks);
+        assert_eq!(parse_ack_body(&body), Some(acks));
+        assert_eq!(parse_ack_body(&body[..body.len() - 1]), None);
+        assert_eq!(parse_ack_body(&[]), None);
+        let mut replayed = ReplayedAcks::default();
+        replay_ack_record(&body, |_, o, _| (o == "g").then_some(50), &mut replayed);
+        assert!(
+            !replayed.contains_key(&("g".into(), "orders".into(), 3)),
+            "below the offset"
+        );
+        assert!(replayed[&("g@c1".into(), "t".into(), 0)].contains(&u64::MAX));
+    }
+}

@@ -1,0 +1,341 @@
+//! The dedup window: a send repeating a (topic, dedup_id) inside the window stores
+//! nothing and returns the first send's result; batches, delays and transactions
+//! dedup too; the window survives a clean restart and kill -9.
+#![allow(clippy::disallowed_methods)] // the kill -9 test reads its child on a thread
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{bodies, consumer, drain, file, manual, T0};
+use pocketmq::{
+    Broker, BrokerConfig, ErrorKind, ManualClock, Message, MessageExt, SendResult, TxState,
+};
+
+fn with_id(topic: &str, body: &str, id: &str) -> Message {
+    Message::builder(topic, body.to_string())
+        .dedup_id(id)
+        .build()
+}
+
+fn same_send(a: &SendResult, b: &SendResult) {
+    assert_eq!(
+        (
+            &a.msg_id,
+            &a.topic,
+            a.queue_id,
+            a.queue_offset,
+            a.commitlog_offset
+        ),
+        (
+            &b.msg_id,
+            &b.topic,
+            b.queue_id,
+            b.queue_offset,
+            b.commitlog_offset
+        )
+    );
+}
+
+#[test]
+fn a_repeat_inside_the_window_stores_nothing_and_answers_the_first_send() {
+    let (b, clock) = manual();
+    b.create_topic("pay", 1).unwrap();
+    let p = b.producer("p").unwrap();
+    let first = p.send(with_id("pay", "charge 42", "pay-42")).unwrap();
+    assert!(!first.duplicate);
+    clock.advance_ms(119_999);
+    let again = p.send(with_id("pay", "charge 42 again", "pay-42")).unwrap();
+    assert!(again.duplicate);
+    same_send(&first, &again);
+    // The same id on another topic is another message.
+    assert!(!p.send(with_id("refund", "r", "pay-42")).unwrap().duplicate);
+    // The window (120 s by default) ends exactly 120 s after the first store.
+    clock.advance_ms(1);
+    let later = p.send(with_id("pay", "charge 42 later", "pay-42")).unwrap();
+    assert!(!later.duplicate);
+    assert_ne!(later.msg_id, first.msg_id);
+    let c = consumer(&b, "g", "pay");
+    assert_eq!(
+        bodies(&drain(&c)),
+        ["charge 42", "charge 42 later"],
+        "the repeat inside the window was not stored"
+    );
+    // A received message shows its dedup id.
+    let got = b.get(&first.msg_id).unwrap().unwrap();
+    assert_eq!(
+        got.properties.get("DEDUP_ID").map(String::as_str),
+        Some("pay-42")
+    );
+}
+
+#[test]
+fn batches_dedup_per_item_against_the_window_and_each_other() {
+    let (b, _clock) = manual();
+    b.create_topic("t", 1).unwrap();
+    let p = b.producer("p").unwrap();
+    let a = p.send(with_id("t", "a", "A")).unwrap();
+    let batch = p
+        .send_batch(vec![
+            with_id("t", "b", "B"),
+            with_id("t", "a2", "A"),
+            Message::new("t", "plain"),
+            with_id("t", "b2", "B"),
+            with_id("t", "c", "C"),
+        ])
+        .unwrap();
+    let dup: Vec<bool> = batch.iter().map(|r| r.duplicate).collect();
+    assert_eq!(dup, [false, true, false, true, false]);
+    same_send(&batch[1], &a);
+    same_send(&batch[3], &batch[0]);
+    assert_eq!(batch[2].queue_offset, batch[0].queue_offset + 1);
+    let c = consumer(&b, "g", "t");
+    assert_eq!(bodies(&drain(&c)), ["a", "b", "plain", "c"]);
+    // A batch of nothing but repeats stores nothing.
+    let all = p
+        .send_batch(vec![with_id("t", "x", "A"), with_id("t", "y", "C")])
+        .unwrap();
+    assert!(all.iter().all(|r| r.duplicate));
+    same_send(&all[1], &batch[4]);
+    assert!(drain(&c).is_empty());
+}
+
+#[test]
+fn delayed_messages_dedup_before_and_after_they_come_due() {
+    let (b, clock) = manual();
+    let p = b.producer("p").unwrap();
+    let m = |body: &str| {
+        Message::builder("t", body.to_string())
+            .dedup_id("d1")
+            .delay_ms(5_000)
+            .build()
+    };
+    let first = p.send(m("first")).unwrap();
+    let again = p.send(m("again")).unwrap();
+    assert!(again.duplicate);
+    same_send(&first, &again);
+    clock.advance_ms(5_000);
+    b.tick().unwrap();
+    let c = consumer(&b, "g", "t");
+    assert_eq!(bodies(&drain(&c)), ["first"]);
+    // Delivered now (a copy in the real topic), still the first send's result.
+    let after = p.send(m("after")).unwrap();
+    assert!(after.duplicate);
+    same_send(&first, &after);
+    b.tick().unwrap();
+    clock.advance_ms(10_000);
+    b.tick().unwrap();
+    assert!(drain(&c).is_empty());
+}
+
+#[test]
+fn a_committed_half_message_counts_once_and_a_rolled_back_one_frees_its_id() {
+    let (b, _clock) = manual();
+    b.create_topic("orders", 1).unwrap();
+    let tp = b
+        .transaction_producer("pay", Arc::new(|_: &MessageExt| TxState::Commit))
+        .unwrap();
+    let runs = std::sync::atomic::AtomicUsize::new(0);
+    let exec = |state: TxState| {
+        let runs = &runs;
+        move |_: &MessageExt| {
+            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            state
+        }
+    };
+    let first = tp
+        .send(with_id("orders", "o1", "tx-1"), exec(TxState::Commit))
+        .unwrap();
+    let again = tp
+        .send(with_id("orders", "o1 again", "tx-1"), exec(TxState::Commit))
+        .unwrap();
+    assert!(again.duplicate);
+    same_send(&first, &again);
+    assert_eq!(
+        runs.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "executed once"
+    );
+    // A plain send of the same id is a repeat of the committed one.
+    let p = b.producer("p").unwrap();
+    assert!(
+        p.send(with_id("orders", "o1 plain", "tx-1"))
+            .unwrap()
+            .duplicate
+    );
+    // Rolled back: the id is free for another try.
+    let rb = tp
+        .send(with_id("orders", "o2", "tx-2"), exec(TxState::Rollback))
+        .unwrap();
+    assert!(!rb.duplicate);
+    let retry = tp
+        .send(with_id("orders", "o2 retry", "tx-2"), exec(TxState::Commit))
+        .unwrap();
+    assert!(!retry.duplicate);
+    let c = consumer(&b, "g", "orders");
+    assert_eq!(bodies(&drain(&c)), ["o1", "o2 retry"]);
+}
+
+#[test]
+fn bad_dedup_ids_are_refused_and_store_nothing() {
+    let (b, _clock) = manual();
+    let p = b.producer("p").unwrap();
+    for bad in [String::new(), "x".repeat(1024), "a\u{1}b".into()] {
+        let e = p.send(with_id("t", "m", &bad)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad:?}");
+        let e = p
+            .send_batch(vec![with_id("t", "ok", "fine"), with_id("t", "m", &bad)])
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    }
+    let e = p
+        .send(
+            Message::builder("t", "m")
+                .property("DEDUP_ID", "sneaky")
+                .build(),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(drain(&consumer(&b, "g", "t")).is_empty());
+    // "fine" was not stored by the refused batch: it is not a repeat now.
+    assert!(!p.send(with_id("t", "m", "fine")).unwrap().duplicate);
+}
+
+#[test]
+fn a_zero_window_turns_dedup_off() {
+    let clock = ManualClock::new(T0);
+    let b = Broker::open(BrokerConfig {
+        clock: Arc::new(clock.clone()),
+        background: false,
+        dedup_window_ms: 0,
+        ..BrokerConfig::default()
+    })
+    .unwrap();
+    let p = b.producer("p").unwrap();
+    assert!(!p.send(with_id("t", "a", "x")).unwrap().duplicate);
+    assert!(!p.send(with_id("t", "b", "x")).unwrap().duplicate);
+}
+
+#[test]
+fn the_window_survives_a_clean_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let first = {
+        let b = file(dir.path(), &clock);
+        let r = b
+            .producer("p")
+            .unwrap()
+            .send(with_id("t", "a", "x"))
+            .unwrap();
+        b.close().unwrap();
+        r
+    };
+    clock.advance_ms(60_000);
+    let b = file(dir.path(), &clock);
+    let p = b.producer("p").unwrap();
+    let again = p.send(with_id("t", "a again", "x")).unwrap();
+    assert!(again.duplicate);
+    same_send(&first, &again);
+    clock.advance_ms(60_000);
+    assert!(!p.send(with_id("t", "a later", "x")).unwrap().duplicate);
+}
+
+/// The child half of the kill -9 test: sends ids from POCKETMQ_DEDUP_FROM on, and
+/// reports each once its send returned, until killed.
+#[test]
+fn dedup_child() {
+    let Ok(dir) = std::env::var("POCKETMQ_DEDUP_DIR") else {
+        return;
+    };
+    let from: u64 = std::env::var("POCKETMQ_DEDUP_FROM")
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Small segments: the store opens fast in a debug build, again and again.
+    let b = Broker::open(BrokerConfig {
+        segment_size: Some(1 << 20),
+        ..BrokerConfig::at(&dir)
+    })
+    .unwrap();
+    let p = b.producer("p").unwrap();
+    let mut out = std::io::stdout();
+    // The test harness has printed "test dedup_child ... " without a newline.
+    writeln!(out).unwrap();
+    for i in from.. {
+        let id = format!("id-{i}");
+        let r = p.send(with_id("t", &id, &id)).unwrap();
+        writeln!(out, "SENT {id} {}", r.duplicate).unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn kill_9_keeps_every_sent_id_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut reported: u64 = 0;
+    let mut repeats = 0;
+    for cycle in 0..20u64 {
+        // Each run starts a few ids back: the last sends of the run before are sent
+        // again, as a producer retrying after a crash would.
+        let from = reported.saturating_sub(5);
+        let mut child = Command::new(&exe)
+            .args(["dedup_child", "--exact", "--nocapture", "--test-threads=1"])
+            .env("POCKETMQ_DEDUP_DIR", dir.path())
+            .env("POCKETMQ_DEDUP_FROM", from.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines = Vec::new();
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+            let started = line.starts_with("SENT ");
+            lines.push(line);
+            if started {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20 + cycle * 13 % 80));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        reader.join().unwrap();
+        lines.extend(rx.try_iter());
+        for line in lines {
+            let Some(rest) = line.strip_prefix("SENT id-") else {
+                continue;
+            };
+            let (n, dup) = rest.split_once(' ').unwrap();
+            let n: u64 = n.parse().unwrap();
+            if n < reported {
+                assert_eq!(dup, "true", "cycle {cycle}: id-{n} was stored twice");
+                repeats += 1;
+            }
+            reported = reported.max(n + 1);
+        }
+    }
+    assert!(reported > 100, "the children made progress: {reported}");
+    assert!(repeats > 0, "some ids were sent again");
+    let b = Broker::open(BrokerConfig::at(dir.path())).unwrap();
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for m in drain(&consumer(&b, "check", "t")) {
+        *count.entry(m.body_str().unwrap().to_string()).or_default() += 1;
+    }
+    for i in 0..reported {
+        let n = count.get(&format!("id-{i}")).copied().unwrap_or(0);
+        assert_eq!(n, 1, "id-{i} stored {n} times");
+    }
+}
