@@ -28,6 +28,15 @@ use crate::{
 
 pub(crate) type Callback = Box<dyn FnOnce() + Send>;
 
+/// A log record made under the engine lock, emitted by the facade once the lock is
+/// released (a binding's logger may take a lock of its own, such as Python's GIL).
+#[derive(Debug)]
+pub(crate) struct Notice {
+    pub level: log::Level,
+    pub target: &'static str,
+    pub text: String,
+}
+
 /// Retention runs at most this often (RocketMQ's `cleanResourceInterval`).
 const RETENTION_INTERVAL_MS: u64 = 10_000;
 
@@ -49,6 +58,8 @@ pub(crate) struct Engine {
     pub arrived: bool,
     /// Reused between sends.
     spec_buf: Vec<RecordSpec>,
+    /// Log records to emit once the lock is released.
+    pub notices: Vec<Notice>,
 }
 
 /// The services dispatch feeds, borrowed from an engine's fields.
@@ -80,6 +91,18 @@ impl Engine {
             .unwrap_or_else(|| backend.default_segment_size());
         let store = MessageStore::open(backend.clone(), seg_size, fresh_nonce())?;
         let offsets: OffsetTable = read_json(&*backend, OffsetTable::FILE)?.unwrap_or_default();
+        if let Some(pid) = backend.read_meta(ABORT_FILE)? {
+            // No live holder (the lock was free), yet the last owner never closed.
+            let pid = String::from_utf8_lossy(&pid).trim().to_string();
+            let at = config
+                .path
+                .as_ref()
+                .map_or_else(|| "the store".to_string(), |p| p.display().to_string());
+            log::warn!(
+                "taking over {at}: process {pid} had it open and exited without closing it; \
+                 recovering"
+            );
+        }
         let mut e = Engine {
             store,
             groups: ConsumerGroups::new(offsets),
@@ -94,6 +117,7 @@ impl Engine {
             last_retention: now,
             arrived: false,
             spec_buf: Vec::new(),
+            notices: Vec::new(),
         };
         let store = &mut e.store;
         store.recover(&mut services!(e))?;
@@ -246,6 +270,19 @@ impl Engine {
                 Ok(())
             }
             NackOutcome::SendBack(mut spec, delay) => {
+                if spec.topic.starts_with(topic::DLQ_PREFIX) {
+                    self.notices.push(Notice {
+                        level: log::Level::Warn,
+                        target: module_path!(),
+                        text: format!(
+                            "message {} of {} moved to {} after {} deliveries",
+                            msg.msg_id,
+                            msg.topic,
+                            spec.topic,
+                            msg.reconsume_times + 1
+                        ),
+                    });
+                }
                 let max_delay = self.settings.timer_max_delay_ms;
                 self.schedule
                     .apply(&mut spec, delay, now, max_delay, &mut self.store)?;
