@@ -58,6 +58,8 @@ pub(crate) struct Engine {
     pub arrived: bool,
     /// Reused between sends.
     spec_buf: Vec<RecordSpec>,
+    /// Backlog drills and DLQ redrives not finished (admin/drill.rs).
+    pub drills: crate::admin::drill::Drills,
     /// Log records to emit once the lock is released.
     pub notices: Vec<Notice>,
 }
@@ -117,10 +119,12 @@ impl Engine {
             last_retention: now,
             arrived: false,
             spec_buf: Vec::new(),
+            drills: crate::admin::drill::Drills::open(&*backend)?,
             notices: Vec::new(),
         };
         let store = &mut e.store;
         store.recover(&mut services!(e))?;
+        e.finish_deletions()?;
         e.next_due = 0;
         backend.write_meta(
             ABORT_FILE,
@@ -414,6 +418,14 @@ impl Engine {
     /// write outside the lock.
     pub fn metadata(&mut self, now: u64, all: bool) -> Result<Vec<(&'static str, Vec<u8>)>> {
         let mut out = Vec::new();
+        // A topic's deletion is recorded before the offsets and registry it changes.
+        if all || self.store.deleted_dirty {
+            out.push((
+                topic::DeletedTopics::FILE,
+                crate::store::meta::to_json(&self.store.deleted)?,
+            ));
+            self.store.deleted_dirty = false;
+        }
         out.extend(self.groups.metadata(all)?);
         out.extend(self.schedule.metadata(all)?);
         out.extend(self.timer.metadata(now, all)?);
@@ -425,6 +437,8 @@ impl Engine {
             ));
             self.store.topics_dirty = false;
         }
+        // A drill's record goes after the offsets it moved (admin/drill.rs).
+        out.extend(self.drills.metadata(all)?);
         Ok(out)
     }
 }

@@ -5,6 +5,7 @@
 //! letters, delay levels and timers, and transactional messages, over a file or an
 //! in-memory store. The Python and JavaScript packages are thin bindings over this crate.
 
+mod admin;
 mod broker;
 mod clock;
 mod commitlog;
@@ -25,6 +26,7 @@ mod store;
 mod topic;
 mod transaction;
 
+pub use admin::ConsumeProgress;
 pub use broker::{Broker, Consumer, Producer, Receiving, TransactionProducer};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{

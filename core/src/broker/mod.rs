@@ -5,6 +5,7 @@
 //! `flush="sync"` concurrent senders share one fsync (group commit, in
 //! `commitlog/flush.rs`) and consumers see only durable messages.
 
+mod admin;
 mod background;
 mod consumer;
 mod producer;

@@ -26,6 +26,9 @@ pub(crate) mod prop {
     pub const PGROUP: &str = "PGROUP";
     pub const TRANSACTION_CHECK_TIMES: &str = "TRANSACTION_CHECK_TIMES";
     pub const SHARDING_KEY: &str = "__SHARDINGKEY";
+    /// On a copy made by the backlog drill or a DLQ redrive: where the original
+    /// was, `topic:queue:offset`. Resuming an interrupted drill reads it.
+    pub const MOVED_FROM: &str = "MOVED_FROM";
 }
 
 /// Names a user may not set: the engine owns them.
@@ -54,6 +57,7 @@ pub(crate) const RESERVED_PROPERTIES: &[&str] = &[
     "__SHARDINGKEY",
     "__CRC32#",
     "__transactionId__",
+    "MOVED_FROM",
 ];
 
 /// Appends one `name\x01value\x02` pair.
