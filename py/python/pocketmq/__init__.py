@@ -35,11 +35,12 @@ from ._native import (
     TransactionProducer,
     __version__,
 )
-from ._types import TxState
+from ._types import ConsumeProgress, TxState
 
 __all__ = [
     "Broker",
     "Closed",
+    "ConsumeProgress",
     "Consumer",
     "DEFAULT_DELAY_LEVELS",
     "Error",
