@@ -1,18 +1,102 @@
-"""The ``pocketmq`` command: send, receive and inspect a store from a shell.
+"""The ``pocketmq`` command: inspect and operate a pocketmq store from a shell, the
+way ``mqadmin`` operates a RocketMQ broker.
 
 Every command opens the store directory given by ``--store`` (default ``./data``),
-does its work and closes it, so it cannot run while another process owns the store.
-Output is JSON: one object per message, or one document for ``stats``/``topics``.
+does its work and closes it. A store is owned by one process at a time: a command
+on a store another process has open fails at once, naming that process. Commands
+that only read never create a store. Output is aligned tables for people; ``--json``
+gives JSON for scripts (one document, or one object per line for ``tail``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
-from typing import Any, Optional, Sequence
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence
 
-from . import Broker, Error, Message, SendResult
+from . import (
+    Broker,
+    Closed,
+    Error,
+    InvalidArgument,
+    IoError,
+    Message,
+    SendResult,
+    StoreCorrupted,
+    StoreLocked,
+    TopicNotFound,
+)
+from ._display import (
+    ProgressBar,
+    duration,
+    human_time,
+    number,
+    parse_time,
+    rate,
+    size,
+    table,
+    text_preview,
+)
+
+__all__ = ["main"]
+
+# Exit codes (documented in --help).
+OK = 0
+NOT_FOUND = 1
+USAGE = 2
+LOCKED = 3
+NO_STORE = 4
+CORRUPTED = 5
+IO_ERROR = 6
+INTERRUPTED = 130
+
+EXIT_CODES = f"""\
+exit codes:
+  {OK}    done
+  {NOT_FOUND}    not found: no such message, topic, or group progress
+  {USAGE}    usage error, or an argument the engine refused
+  {LOCKED}    the store is open in another process (its pid is named)
+  {NO_STORE}    no store at --store (commands that only read never create one)
+  {CORRUPTED}    the store's files cannot be read back as a store
+  {IO_ERROR}    the operating system refused a file operation
+  {INTERRUPTED}  interrupted (Ctrl-C); for tail -f, Ctrl-C is the normal end (0)
+
+times (--since, --until, reset-offset --to): now, a duration ago (30s, 10m,
+1h30m, 2d), an ISO date or date-time in local time unless it names a zone
+(2026-12-01, 2026-12-01T10:00:00, 2026-12-01T10:00:00Z), or epoch seconds.
+"""
+
+
+class Failure(Exception):
+    """A command failed: its one-line message and exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------- the store
+
+
+def _is_store(path: Path) -> bool:
+    return path.is_dir() and ((path / "checkpoint").is_file() or (path / "commitlog").is_dir())
+
+
+def open_store(args: argparse.Namespace, create: bool = False) -> Broker:
+    """The store at ``--store``; only commands that write create a missing one."""
+    path = Path(args.store)
+    if not create and not _is_store(path):
+        what = "no such directory" if not path.exists() else "not a pocketmq store"
+        raise Failure(f"no store at {path} ({what})", NO_STORE)
+    return Broker(str(path))
+
+
+# ---------------------------------------------------------------- output
 
 
 def _message_json(msg: Message) -> dict[str, Any]:
@@ -21,6 +105,7 @@ def _message_json(msg: Message) -> dict[str, Any]:
         "topic": msg.topic,
         "queue_id": msg.queue_id,
         "queue_offset": msg.queue_offset,
+        "commitlog_offset": msg.commitlog_offset,
         "tags": msg.tags,
         "keys": msg.keys,
         "properties": msg.properties,
@@ -41,8 +126,323 @@ def _result_json(r: SendResult) -> dict[str, Any]:
     }
 
 
-def _print(obj: Any, pretty: bool = False) -> None:
-    print(json.dumps(obj, indent=2 if pretty else None, sort_keys=pretty))
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True))
+
+
+MESSAGE_HEADERS = ["STORED", "QUEUE", "OFFSET", "MSG_ID", "TAGS", "KEYS", "BODY"]
+
+
+def _message_row(m: Message) -> list[Any]:
+    return [human_time(m.store_timestamp), m.queue_id, m.queue_offset, m.msg_id,
+            m.tags or "-", ",".join(m.keys) or "-", text_preview(m.body)]
+
+
+def _messages(args: argparse.Namespace, msgs: Sequence[Message], none: str) -> None:
+    if args.json:
+        _print_json([_message_json(m) for m in msgs])
+    elif not msgs:
+        print(none)
+    else:
+        table(MESSAGE_HEADERS, [_message_row(m) for m in msgs])
+
+
+def _bar(args: argparse.Namespace, label: str) -> ProgressBar:
+    shown = args.progress if args.progress is not None else sys.stderr.isatty()
+    return ProgressBar(label, enabled=shown)
+
+
+def _groups(broker: Broker) -> list[dict[str, Any]]:
+    groups: list[dict[str, Any]] = broker.stats()["groups"]
+    return groups
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    with open_store(args) as b:
+        stats = b.stats()["topics"]
+        rows = []
+        for name, queues in sorted(b.topics().items()):
+            t = stats.get(name, {"queues": [], "messages_in": 0})
+            retained = sum(q["max_offset"] - q["min_offset"] for q in t["queues"])
+            rows.append({"name": name, "queues": queues, "messages_in": t["messages_in"],
+                         "messages_retained": retained})
+    if args.json:
+        _print_json(rows)
+    elif not rows:
+        print("no topics")
+    else:
+        table(["TOPIC", "QUEUES", "MESSAGES", "RETAINED"],
+              [[r["name"], r["queues"], r["messages_in"], r["messages_retained"]] for r in rows])
+    return OK
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with open_store(args) as b:
+        s = b.stats()
+    if args.json:
+        _print_json(s)
+        return OK
+    print(f"store {args.store}: {number(s['messages_in'])} messages stored, "
+          f"{number(s['messages_retained'])} retained, CommitLog {size(s['commitlog_bytes'])}, "
+          f"{number(s['pending_delayed'])} delayed, {number(s['pending_transactions'])} "
+          f"transactions pending")
+    topics = [[name, len(t["queues"]), t["messages_in"],
+               sum(q["max_offset"] - q["min_offset"] for q in t["queues"]), rate(t["in_rate"])]
+              for name, t in sorted(s["topics"].items())]
+    if topics:
+        print()
+        table(["TOPIC", "QUEUES", "MESSAGES", "RETAINED", "IN"], topics)
+    groups = [[g["group"], g["topic"], g["consumers"], g["lag"], g["messages_out"], rate(g["out_rate"])]
+              for g in s["groups"]]
+    if groups:
+        print()
+        table(["GROUP", "TOPIC", "CONSUMERS", "LAG", "DELIVERED", "OUT"], groups)
+    return OK
+
+
+def cmd_progress(args: argparse.Namespace) -> int:
+    now_ms = time.time() * 1000
+    with open_store(args) as b:
+        if args.topic:
+            topics = [args.topic]
+        else:
+            topics = sorted({g["topic"] for g in _groups(b) if g["group"] == args.group})
+            if not topics:
+                raise Failure(f"group {args.group} has no progress on any topic", NOT_FOUND)
+        rows = [{"topic": t, **r} for t in topics for r in b.progress(args.group, t)]
+    if args.json:
+        _print_json(rows)
+        return OK
+    out = []
+    for r in rows:
+        behind = None
+        last = r["last_store_timestamp"]
+        if r["lag"] and last is not None:
+            behind = duration((now_ms - last) / 1000)
+        out.append([r["topic"], r["queue_id"], r["broker_offset"], r["consumer_offset"], r["lag"],
+                    r["inflight"], human_time(last), behind or "-"])
+    table(["TOPIC", "QUEUE", "BROKER_OFFSET", "CONSUMER_OFFSET", "LAG", "INFLIGHT", "LAST_TIME", "BEHIND"],
+          out)
+    print(f"group {args.group}: lag {number(sum(r['lag'] for r in rows))}")
+    return OK
+
+
+def cmd_lag(args: argparse.Namespace) -> int:
+    with open_store(args) as b:
+        if args.group and args.topic:
+            lag = b.lag(args.group, args.topic)
+            if args.json:
+                _print_json({"group": args.group, "topic": args.topic, "lag": lag})
+            else:
+                print(lag)
+            return OK
+        rows = [g for g in _groups(b) if args.group is None or g["group"] == args.group]
+    if args.json:
+        _print_json([{"group": g["group"], "topic": g["topic"], "lag": g["lag"]} for g in rows])
+    elif not rows:
+        print("no groups" if args.group is None else f"group {args.group} has no progress")
+    else:
+        table(["GROUP", "TOPIC", "LAG"], [[g["group"], g["topic"], g["lag"]] for g in rows])
+    return OK
+
+
+def cmd_browse(args: argparse.Namespace) -> int:
+    with open_store(args) as b:
+        msgs = b.browse(args.topic, queue_id=args.queue, offset=args.offset, limit=args.limit)
+    _messages(args, msgs, "no messages")
+    return OK
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    with open_store(args) as b:
+        m = b.get(args.msg_id)
+    if m is None:
+        raise Failure(f"no message {args.msg_id} in {args.store}", NOT_FOUND)
+    if args.json:
+        _print_json(_message_json(m))
+        return OK
+    fields: list[tuple[str, Any]] = [
+        ("msg_id", m.msg_id), ("topic", m.topic), ("queue", m.queue_id),
+        ("queue_offset", m.queue_offset), ("commitlog_offset", m.commitlog_offset),
+        ("tags", m.tags or "-"), ("keys", ", ".join(m.keys) or "-"),
+        ("born", human_time(m.born_timestamp)), ("stored", human_time(m.store_timestamp)),
+        ("reconsume_times", m.reconsume_times),
+    ]
+    fields += [(f"property {k}", v) for k, v in sorted(m.properties.items())]
+    fields.append(("body", text_preview(m.body, width=10_000)))
+    width = max(len(k) for k, _ in fields)
+    for k, v in fields:
+        print(f"{k.ljust(width)}  {v}")
+    return OK
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    with open_store(args) as b:
+        if args.key is not None:
+            msgs = b.query(args.topic, args.key)[: args.limit]
+        else:
+            start = _time(args.since, "--since")
+            end = _time(args.until, "--until") if args.until else time.time() + 1
+            msgs = b.query_by_time(args.topic, start, end, limit=args.limit)
+    _messages(args, msgs, "no messages")
+    return OK
+
+
+def _time(text: str, what: str) -> float:
+    try:
+        return parse_time(text)
+    except ValueError as e:
+        raise Failure(f"{what}: {e}", USAGE) from None
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    if args.group:
+        return _tail_group(args)
+    with open_store(args) as b:
+        topic = b.stats()["topics"].get(args.topic)
+        if topic is None:
+            raise Failure(f"topic not found: {args.topic}", NOT_FOUND)
+        nxt = {q["queue_id"]: q["max_offset"] for q in topic["queues"]}
+        recent: list[Message] = []
+        for q, end in nxt.items():
+            recent += b.browse(args.topic, queue_id=q, offset=max(end - args.lines, 0), limit=args.lines)
+        recent.sort(key=lambda m: m.commitlog_offset)
+        _stream(args, recent[len(recent) - args.lines:] if args.lines > 0 else [])
+        if not args.follow:
+            return OK
+        try:
+            while True:
+                fresh: list[Message] = []
+                for q in list(nxt):
+                    got = b.browse(args.topic, queue_id=q, offset=nxt[q], limit=1000)
+                    if got:
+                        nxt[q] = got[-1].queue_offset + 1
+                    fresh += got
+                fresh.sort(key=lambda m: m.commitlog_offset)
+                _stream(args, fresh)
+                if not fresh:
+                    time.sleep(0.2)
+                    queues = b.topics().get(args.topic, len(nxt))
+                    for q in range(len(nxt), queues):
+                        nxt[q] = 0
+        except KeyboardInterrupt:
+            return OK
+    return OK  # (the loop above only ends by returning)
+
+
+def _stream(args: argparse.Namespace, msgs: Iterable[Message]) -> None:
+    """Prints messages as they come: one JSON object per line, or fixed columns."""
+    for m in msgs:
+        if args.json:
+            print(json.dumps(_message_json(m), sort_keys=True))
+        else:
+            row = _message_row(m)
+            print(f"{row[0]}  {row[1]:>3}  {row[2]:>9}  {row[3]}  {row[4]:<10}  {row[5]:<16}  {row[6]}")
+    sys.stdout.flush()
+
+
+def _tail_group(args: argparse.Namespace) -> int:
+    with open_store(args) as b:
+        c = b.consumer(args.group, args.topic)
+        behind = b.lag(args.group, args.topic)
+        bar = _bar(args, f"catching up {args.group}")
+        done = 0
+        try:
+            while True:
+                msgs = c.receive(max_messages=256, timeout=0.5)
+                if msgs:
+                    bar.close()
+                    _stream(args, msgs)
+                    c.ack(msgs)
+                    done += len(msgs)
+                    if done < behind:
+                        bar.update(done, behind)
+                    continue
+                bar.close()
+                if not args.follow:
+                    return OK
+        except KeyboardInterrupt:
+            bar.close()
+            return OK if args.follow else INTERRUPTED
+        finally:
+            c.close()
+    return OK  # (the loop above only ends by returning)
+
+
+def cmd_reset_offset(args: argparse.Namespace) -> int:
+    to: Any = args.to if args.to in ("earliest", "latest") else _time(args.to, "--to")
+    with open_store(args) as b:
+        b.reset_offset(args.group, args.topic, to)
+        lag = b.lag(args.group, args.topic)
+    if args.json:
+        _print_json({"group": args.group, "topic": args.topic, "to": to, "lag": lag})
+    else:
+        where = args.to if isinstance(to, str) else human_time(int(to * 1000))
+        print(f"group {args.group} on {args.topic} reset to {where}: lag {number(lag)}")
+    return OK
+
+
+def _drill(args: argparse.Namespace, label: str, run: Callable[[Callable[[int, int], None]], int],
+           interrupted: str) -> tuple[int, float]:
+    bar = _bar(args, label)
+    try:
+        moved = run(bar.update)
+    except KeyboardInterrupt:
+        bar.close()
+        raise Failure(interrupted.format(n=number(bar.done)), INTERRUPTED) from None
+    bar.close()
+    return moved, bar.elapsed
+
+
+def cmd_move_backlog(args: argparse.Namespace) -> int:
+    with open_store(args) as b:
+        moved, secs = _drill(
+            args, "moving",
+            lambda step: b.move_backlog(args.group, args.topic, to=args.to, queues=args.queues,
+                                        on_progress=step),
+            "interrupted after moving {n} messages (the group is past them); "
+            "run the same command again to move the rest")
+        queues = b.topics().get(args.to)
+    if args.json:
+        _print_json({"group": args.group, "from": args.topic, "to": args.to, "queues": queues,
+                     "moved": moved, "seconds": round(secs, 3)})
+    else:
+        speed = f" ({rate(moved / secs)})" if secs > 0 and moved else ""
+        print(f"moved {number(moved)} messages of group {args.group} from {args.topic} to "
+              f"{args.to} ({queues} queues) in {duration(secs)}{speed}; the group is past them")
+    return OK
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    with open_store(args) as b:
+        msgs = b.dead_letters(args.group, limit=args.limit)
+    if args.json:
+        _print_json([_message_json(m) for m in msgs])
+    elif not msgs:
+        print(f"group {args.group} has no dead letters")
+    else:
+        table(["STORED", "ORIGIN_TOPIC", "MSG_ID", "DELIVERIES", "TAGS", "KEYS", "BODY"],
+              [[human_time(m.store_timestamp), m.properties.get("RETRY_TOPIC", "-"), m.msg_id,
+                m.reconsume_times, m.tags or "-", ",".join(m.keys) or "-", text_preview(m.body)]
+               for m in msgs])
+    return OK
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    with open_store(args) as b:
+        n, secs = _drill(
+            args, "redriving",
+            lambda step: b.redrive(args.group, args.limit, on_progress=step),
+            "interrupted after redriving {n} dead letters; run the same command again for the rest")
+    if args.json:
+        _print_json({"group": args.group, "redriven": n, "seconds": round(secs, 3)})
+    else:
+        print(f"redrove {number(n)} dead letters of group {args.group}: they come back to "
+              f"that group alone, through %RETRY%{args.group}")
+    return OK
 
 
 def _properties(pairs: Sequence[str]) -> dict[str, str]:
@@ -50,110 +450,214 @@ def _properties(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep:
-            raise SystemExit(f"pocketmq: --property takes NAME=VALUE, not {pair!r}")
+            raise Failure(f"--property takes NAME=VALUE, not {pair!r}", USAGE)
         out[name] = value
     return out
 
 
+def cmd_send(args: argparse.Namespace) -> int:
+    body = sys.stdin.buffer.read() if args.body == "-" else args.body.encode()
+    with open_store(args, create=True) as b:
+        r = b.producer(args.group).send(
+            args.topic, body, tags=args.tags, keys=args.keys, properties=_properties(args.property),
+            sharding_key=args.sharding_key, queue_id=args.queue_id, delay_level=args.delay_level,
+            delay=args.delay)
+    if args.json:
+        _print_json(_result_json(r))
+    else:
+        print(f"{r.status} {r.msg_id} to {r.topic} queue {r.queue_id} offset {r.queue_offset}")
+    return OK
+
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    with open_store(args, create=True) as b:
+        c = b.consumer(args.group, args.topic, tags=args.tags, broadcasting=args.broadcasting)
+        msgs = c.receive(args.max_messages, args.timeout)
+        if not args.no_ack:
+            c.ack(msgs)
+        c.close()
+    if args.json:
+        for m in msgs:
+            print(json.dumps(_message_json(m), sort_keys=True))
+    else:
+        _messages(args, msgs, "no messages")
+    return OK
+
+
+def cmd_create_topic(args: argparse.Namespace) -> int:
+    with open_store(args, create=True) as b:
+        b.create_topic(args.topic, args.queues)
+        queues = b.topics()[args.topic]
+    if args.json:
+        _print_json({"topic": args.topic, "queues": queues})
+    else:
+        print(f"topic {args.topic}: {queues} queues")
+    return OK
+
+
+def cmd_delete_topic(args: argparse.Namespace) -> int:
+    with open_store(args) as b:
+        b.delete_topic(args.topic)
+    if args.json:
+        _print_json({"deleted": args.topic})
+    else:
+        print(f"deleted topic {args.topic}: its messages are unreachable, its groups reset")
+    return OK
+
+
+# ---------------------------------------------------------------- the parser
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pocketmq", description=__doc__.splitlines()[0])
-    p.add_argument("--store", default="./data", help="store directory (default ./data)")
-    sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    # Accepted before or after the command; SUPPRESS keeps one given before it.
+    common.add_argument("--store", default=argparse.SUPPRESS,
+                        help="store directory (default ./data)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="JSON for scripts instead of tables")
+    common.add_argument("--progress", action="store_true", default=argparse.SUPPRESS,
+                        help="show progress bars even when stderr is not a terminal")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log the engine's informational records too")
+    p = argparse.ArgumentParser(
+        prog="pocketmq", description=(__doc__ or "").split("\n\n")[0].replace("\n", " "),
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("send", help="send one message")
-    s.add_argument("topic")
-    s.add_argument("body", help="message body (text); '-' reads it from stdin")
-    s.add_argument("--group", default="cli")
-    s.add_argument("--tags")
-    s.add_argument("--key", action="append", default=[], dest="keys")
-    s.add_argument("--property", action="append", default=[], metavar="NAME=VALUE")
-    s.add_argument("--sharding-key")
-    s.add_argument("--queue-id", type=int)
-    s.add_argument("--delay-level", type=int)
-    s.add_argument("--delay", type=float, help="seconds")
+    def command(name: str, run: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help, parents=[common])
+        c.set_defaults(run=run)
+        return c
 
-    r = sub.add_parser("receive", help="receive (and ack) messages as a group")
-    r.add_argument("topic")
-    r.add_argument("--group", required=True)
-    r.add_argument("--tags", default="*")
-    r.add_argument("--max", type=int, default=32, dest="max_messages")
-    r.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for the first")
-    r.add_argument("--no-ack", action="store_true", help="leave the messages unacked")
-    r.add_argument("--broadcasting", action="store_true")
+    command("topics", cmd_topics, "list topics: queues, messages stored and retained")
+    command("stats", cmd_stats, "the store's totals, topics and groups (lag, rates)")
 
-    sub.add_parser("topics", help="list topics and their queue counts")
-    sub.add_parser("stats", help="sizes, lags and rates")
+    c = command("progress", cmd_progress,
+                "a group's progress per queue (mqadmin consumerProgress): offsets, lag, last time")
+    c.add_argument("group")
+    c.add_argument("topic", nargs="?", help="default: every topic the group has progress on")
 
-    g = sub.add_parser("get", help="show one message by id")
-    g.add_argument("msg_id")
+    c = command("lag", cmd_lag, "messages a group has not acked: one number, or a table per group and topic")
+    c.add_argument("group", nargs="?")
+    c.add_argument("topic", nargs="?")
 
-    q = sub.add_parser("query", help="messages of a topic by key")
-    q.add_argument("topic")
-    q.add_argument("key")
+    c = command("tail", cmd_tail,
+                "the last messages of a topic, without consuming; -f follows; --group consumes as a group")
+    c.add_argument("topic")
+    c.add_argument("-n", "--lines", type=int, default=10, help="how many of the last messages (10)")
+    c.add_argument("-f", "--follow", action="store_true", help="keep printing new messages until Ctrl-C")
+    c.add_argument("--group", help="consume (and ack) as this group instead of only reading")
 
-    lag = sub.add_parser("lag", help="messages a group has not acked")
-    lag.add_argument("group")
-    lag.add_argument("topic")
+    c = command("browse", cmd_browse, "messages of a topic without consuming them")
+    c.add_argument("topic")
+    c.add_argument("--queue", type=int, help="one queue (default: all, in store order)")
+    c.add_argument("--offset", type=int, help="queue offset to start from (default: the oldest)")
+    c.add_argument("--limit", type=int, default=32)
 
-    c = sub.add_parser("create-topic", help="create a topic or grow its queues")
+    c = command("get", cmd_get, "one message by id")
+    c.add_argument("msg_id")
+
+    c = command("query", cmd_query, "messages of a topic by key, or by store time")
+    c.add_argument("topic")
+    how = c.add_mutually_exclusive_group(required=True)
+    how.add_argument("--key", help="messages with this key")
+    how.add_argument("--since", help="messages stored at or after this time")
+    c.add_argument("--until", help="with --since: stored before this time (default: now)")
+    c.add_argument("--limit", type=int, default=1000)
+
+    c = command("reset-offset", cmd_reset_offset, "move a group on a topic to earliest, latest or a time")
+    c.add_argument("group")
+    c.add_argument("topic")
+    c.add_argument("--to", required=True, help="earliest, latest, or a time")
+
+    c = command("move-backlog", cmd_move_backlog,
+                "the backlog drill: copy a group's unconsumed messages to a wider topic, then move the "
+                "group past them (resumable: run it again after an interruption)")
+    c.add_argument("group")
+    c.add_argument("topic")
+    c.add_argument("--to", required=True, metavar="TEMP", help="the topic to move the backlog to")
+    c.add_argument("--queues", type=int, help="queues of TEMP (default: as many as TOPIC)")
+
+    c = command("dlq", cmd_dlq, "a group's dead letters (not yet redriven)")
+    c.add_argument("group")
+    c.add_argument("--limit", type=int, default=100)
+
+    c = command("redrive", cmd_redrive, "resend a group's dead letters to that group alone")
+    c.add_argument("group")
+    c.add_argument("--limit", type=int)
+
+    c = command("send", cmd_send, "send one message (creates the store if needed)")
+    c.add_argument("topic")
+    c.add_argument("body", help="message body (text); '-' reads it from stdin")
+    c.add_argument("--group", default="cli")
+    c.add_argument("--tags")
+    c.add_argument("--key", action="append", default=[], dest="keys")
+    c.add_argument("--property", action="append", default=[], metavar="NAME=VALUE")
+    c.add_argument("--sharding-key")
+    c.add_argument("--queue-id", type=int)
+    c.add_argument("--delay-level", type=int)
+    c.add_argument("--delay", type=float, help="seconds")
+
+    c = command("receive", cmd_receive, "receive (and ack) messages as a group")
+    c.add_argument("topic")
+    c.add_argument("--group", required=True)
+    c.add_argument("--tags", default="*")
+    c.add_argument("--max", type=int, default=32, dest="max_messages")
+    c.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for the first")
+    c.add_argument("--no-ack", action="store_true", help="leave the messages unacked")
+    c.add_argument("--broadcasting", action="store_true")
+
+    c = command("create-topic", cmd_create_topic, "create a topic or grow its queues")
     c.add_argument("topic")
     c.add_argument("--queues", type=int)
+
+    c = command("delete-topic", cmd_delete_topic,
+                "delete a topic: its messages become unreachable, its groups reset")
+    c.add_argument("topic")
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    with Broker(args.store) as broker:
-        if args.command == "send":
-            body = sys.stdin.buffer.read() if args.body == "-" else args.body.encode()
-            result = broker.producer(args.group).send(
-                args.topic,
-                body,
-                tags=args.tags,
-                keys=args.keys,
-                properties=_properties(args.property),
-                sharding_key=args.sharding_key,
-                queue_id=args.queue_id,
-                delay_level=args.delay_level,
-                delay=args.delay,
-            )
-            _print(_result_json(result))
-        elif args.command == "receive":
-            consumer = broker.consumer(
-                args.group, args.topic, tags=args.tags, broadcasting=args.broadcasting
-            )
-            for msg in consumer.receive(args.max_messages, args.timeout):
-                _print(_message_json(msg))
-                if not args.no_ack:
-                    consumer.ack(msg)
-            consumer.close()
-        elif args.command == "topics":
-            _print(broker.topics(), pretty=True)
-        elif args.command == "stats":
-            _print(broker.stats(), pretty=True)
-        elif args.command == "get":
-            found = broker.get(args.msg_id)
-            if found is None:
-                print(f"pocketmq: no message {args.msg_id}", file=sys.stderr)
-                return 1
-            _print(_message_json(found))
-        elif args.command == "query":
-            for msg in broker.query(args.topic, args.key):
-                _print(_message_json(msg))
-        elif args.command == "lag":
-            _print(broker.lag(args.group, args.topic))
-        elif args.command == "create-topic":
-            broker.create_topic(args.topic, args.queues)
-            _print(broker.topics(), pretty=True)
-    return 0
+def _failure(e: BaseException) -> Failure:
+    """The one-line message and exit code of an engine error."""
+    msg = str(e)
+    if isinstance(e, StoreLocked):
+        return Failure(f"{msg} (another program has it open; stop it, or wait)", LOCKED)
+    if isinstance(e, StoreCorrupted):
+        return Failure(msg, CORRUPTED)
+    if isinstance(e, TopicNotFound):
+        return Failure(msg, NOT_FOUND)
+    if isinstance(e, IoError):
+        return Failure(msg, IO_ERROR)
+    if isinstance(e, (InvalidArgument, Closed)):
+        return Failure(msg, USAGE)
+    return Failure(f"{type(e).__name__}: {msg}", USAGE)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    for name, default in (("store", "./data"), ("json", False), ("progress", None), ("verbose", False)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="pocketmq: %(levelname)s: %(message)s", stream=sys.stderr)
     try:
-        return run(args)
+        code: int = args.run(args)
+        return code
+    except Failure as f:
+        print(f"pocketmq: error: {f}", file=sys.stderr)
+        return f.code
     except Error as e:
-        print(f"pocketmq: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
+        failure = _failure(e)
+        print(f"pocketmq: error: {failure}", file=sys.stderr)
+        return failure.code
+    except (KeyboardInterrupt, BrokenPipeError) as e:
+        if isinstance(e, BrokenPipeError):
+            # The reader went away (`| head`): not an error. Point stdout at /dev/null
+            # so that the flush at exit does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return OK
+        print("pocketmq: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":
