@@ -50,7 +50,7 @@ impl ManualClock {
 
 #[wasm_bindgen]
 pub struct Broker {
-    inner: pocketmq::Broker,
+    pub(crate) inner: pocketmq::Broker,
 }
 
 #[wasm_bindgen]
