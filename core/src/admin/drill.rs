@@ -175,18 +175,29 @@ fn copy_spec(
 ) -> Option<RecordSpec> {
     let nonce = store.nonce;
     let (mut spec, at, len) = store.commitlog.with_record(e.phys, |r| {
+        // One pass over the original's properties: copy, and note the key and id.
         let raw = r.raw_properties();
-        let queue_id = match properties::value(raw, prop::SHARDING_KEY) {
+        let mut p = Vec::with_capacity(raw.len() + 96);
+        let (mut key, mut has_id) = (None, false);
+        for (k, v) in properties::iter(raw) {
+            match k {
+                prop::SHARDING_KEY => key = Some(v),
+                prop::UNIQ_KEY => has_id = true,
+                _ if DROPPED.contains(&k) => continue,
+                _ => {}
+            }
+            properties::push(&mut p, k, v);
+        }
+        if !has_id {
+            properties::push(&mut p, prop::UNIQ_KEY, &id::make(nonce, e.phys));
+        }
+        let queue_id = match key {
             Some(k) => topic::queue_for_key(k, queues),
             None => {
                 *rr = rr.wrapping_add(1);
                 *rr % queues.max(1)
             }
         };
-        let mut p = properties::copy_without(raw, DROPPED);
-        if properties::value(raw, prop::UNIQ_KEY).is_none() {
-            properties::push(&mut p, prop::UNIQ_KEY, &id::make(nonce, e.phys));
-        }
         marker.clear();
         let _ = write!(marker, "{from}:{q}:{qo}");
         properties::push(&mut p, prop::MOVED_FROM, marker);
