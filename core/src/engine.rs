@@ -58,7 +58,7 @@ pub(crate) struct Engine {
     pub arrived: bool,
     /// Reused between sends.
     spec_buf: Vec<RecordSpec>,
-    /// Backlog drills and DLQ redrives not finished (admin/drill.rs).
+    /// Backlog drills and DLQ redrives not finished (admin/drill/).
     pub drills: crate::admin::drill::Drills,
     /// Log records to emit once the lock is released.
     pub notices: Vec<Notice>,
@@ -437,7 +437,7 @@ impl Engine {
             ));
             self.store.topics_dirty = false;
         }
-        // A drill's record goes after the offsets it moved (admin/drill.rs).
+        // A drill's record goes after the offsets it moved (admin/drill/).
         out.extend(self.drills.metadata(all)?);
         Ok(out)
     }

@@ -1,7 +1,7 @@
 //! Operations: what RocketMQ's admin commands (`mqadmin`) do, on one store. Reading a
 //! topic without consuming it (`browse`, `query_by_time`: printMsg and
 //! queryMsgByTime), a group's position per queue (`progress`: consumerProgress), a
-//! group's dead letters, deleting a topic (deleteTopic), and in `drill.rs` the copies
+//! group's dead letters, deleting a topic (deleteTopic), and in `drill/` the copies
 //! that must survive a crash: the backlog drill and the DLQ redrive.
 //!
 //! Reads here never move a group: browsing leaves every lag as it was. These are

@@ -3,7 +3,7 @@
 //! backlog drill. Reads take the lock once. A drill runs in steps, each one append
 //! under the lock, reporting progress between steps outside it; its record in
 //! `config/drills.json` is durable before its first copy, and its copies are durable
-//! before the group moves past them (see `admin/drill.rs`).
+//! before the group moves past them (see `admin/drill/`).
 
 use super::Broker;
 use crate::admin::drill::Run;
