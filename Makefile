@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/"/, "", $$3); print $$3; exit }' Cargo.lock)
 
 .PHONY: help demo test check bench venv python tools wasm-target wasm-bindgen-cli chromium npm-deps \
-        fmt clippy wasm-build rust-test py-test mypy notebooks wasm test-js test-browser clean
+        fmt clippy wasm-build rust-test py-test mypy notebooks notebook-outputs wasm test-js test-browser clean
 
 help:
 	@echo "make demo   build the Python package into $(VENV) and run examples/python/order_flow.py"
@@ -97,6 +97,12 @@ mypy: python
 
 notebooks: python
 	$(VPY) -m pytest --nbmake examples/notebooks
+
+# Re-runs notebooks and saves their outputs in place, to commit them:
+# make notebook-outputs NOTEBOOKS=examples/notebooks/peak_shaving.ipynb
+NOTEBOOKS ?= $(wildcard examples/notebooks/*.ipynb)
+notebook-outputs: python
+	$(VPY) examples/notebooks/execute.py $(NOTEBOOKS)
 
 # The npm package (wasm/pkg, for Node and the web), built by wasm/build.sh.
 wasm: wasm-target wasm-bindgen-cli

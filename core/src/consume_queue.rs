@@ -18,7 +18,7 @@ pub(crate) const FILE_ENTRIES: usize = 300_000;
 /// Entries per in-memory segment: small, since every queue holds at least one.
 pub(crate) const MEMORY_ENTRIES: usize = 16_384;
 /// `size` of a filler entry before a queue's first real one (RocketMQ's pre-blank).
-const BLANK_SIZE: u32 = i32::MAX as u32;
+pub(crate) const BLANK_SIZE: u32 = i32::MAX as u32;
 
 /// One entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +239,12 @@ impl ConsumeQueues {
         }
         self.map.entry(topic.to_string()).or_default().extend(added);
         Ok(())
+    }
+
+    /// Drops `topic`'s queues and deletes their files (the topic was deleted).
+    pub fn remove_topic(&mut self, topic: &str) -> io::Result<()> {
+        self.map.remove(topic);
+        self.backend.remove_dir(&format!("consumequeue/{topic}"))
     }
 
     /// Every (topic, queues) pair.

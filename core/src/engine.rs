@@ -41,6 +41,15 @@ pub(crate) struct Repeat {
 /// Simple consumers' changes buffered before one revive record is appended.
 const REVIVE_BATCH: usize = 4096;
 
+/// A log record made under the engine lock, emitted by the facade once the lock is
+/// released (a binding's logger may take a lock of its own, such as Python's GIL).
+#[derive(Debug)]
+pub(crate) struct Notice {
+    pub level: log::Level,
+    pub target: &'static str,
+    pub text: String,
+}
+
 /// Retention runs at most this often (RocketMQ's `cleanResourceInterval`).
 const RETENTION_INTERVAL_MS: u64 = 10_000;
 
@@ -63,6 +72,10 @@ pub(crate) struct Engine {
     pub arrived: bool,
     /// Reused between sends.
     spec_buf: Vec<RecordSpec>,
+    /// Backlog drills and DLQ redrives not finished (admin/drill/).
+    pub drills: crate::admin::drill::Drills,
+    /// Log records to emit once the lock is released.
+    pub notices: Vec<Notice>,
 }
 
 /// The services dispatch feeds, borrowed from an engine's fields.
@@ -98,6 +111,18 @@ impl Engine {
             .unwrap_or_else(|| backend.default_segment_size());
         let store = MessageStore::open(backend.clone(), seg_size, fresh_nonce())?;
         let offsets: OffsetTable = read_json(&*backend, OffsetTable::FILE)?.unwrap_or_default();
+        if let Some(pid) = backend.read_meta(ABORT_FILE)? {
+            // No live holder (the lock was free), yet the last owner never closed.
+            let pid = String::from_utf8_lossy(&pid).trim().to_string();
+            let at = config
+                .path
+                .as_ref()
+                .map_or_else(|| "the store".to_string(), |p| p.display().to_string());
+            log::warn!(
+                "taking over {at}: process {pid} had it open and exited without closing it; \
+                 recovering"
+            );
+        }
         let mut groups = ConsumerGroups::new(offsets);
         // A store that dies with the process needs no revive log.
         groups.pop.pending.off = !backend.is_persistent();
@@ -116,9 +141,12 @@ impl Engine {
             last_retention: now,
             arrived: false,
             spec_buf: Vec::new(),
+            drills: crate::admin::drill::Drills::open(&*backend)?,
+            notices: Vec::new(),
         };
         let store = &mut e.store;
         store.recover(&mut services!(e))?;
+        e.finish_deletions()?;
         e.next_due = 0;
         e.groups.pop.after_replay(&e.store);
         backend.write_meta(
@@ -510,6 +538,19 @@ impl Engine {
                 Ok(())
             }
             NackOutcome::SendBack(mut spec, delay) => {
+                if spec.topic.starts_with(topic::DLQ_PREFIX) {
+                    self.notices.push(Notice {
+                        level: log::Level::Warn,
+                        target: module_path!(),
+                        text: format!(
+                            "message {} of {} moved to {} after {} deliveries",
+                            msg.msg_id,
+                            msg.topic,
+                            spec.topic,
+                            msg.reconsume_times + 1
+                        ),
+                    });
+                }
                 let max_delay = self.settings.timer_max_delay_ms;
                 self.schedule
                     .apply(&mut spec, delay, now, max_delay, &mut self.store)?;
@@ -661,6 +702,14 @@ impl Engine {
     /// write outside the lock.
     pub fn metadata(&mut self, now: u64, all: bool) -> Result<Vec<(&'static str, Vec<u8>)>> {
         let mut out = Vec::new();
+        // A topic's deletion is recorded before the offsets and registry it changes.
+        if all || self.store.deleted_dirty {
+            out.push((
+                topic::DeletedTopics::FILE,
+                crate::store::meta::to_json(&self.store.deleted)?,
+            ));
+            self.store.deleted_dirty = false;
+        }
         out.extend(self.groups.metadata(all)?);
         out.extend(self.schedule.metadata(all)?);
         out.extend(self.timer.metadata(now, all)?);
@@ -672,6 +721,8 @@ impl Engine {
             ));
             self.store.topics_dirty = false;
         }
+        // A drill's record goes after the offsets it moved (admin/drill/).
+        out.extend(self.drills.metadata(all)?);
         Ok(out)
     }
 }

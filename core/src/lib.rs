@@ -5,6 +5,7 @@
 //! letters, delay levels and timers, and transactional messages, over a file or an
 //! in-memory store. The Python and JavaScript packages are thin bindings over this crate.
 
+mod admin;
 mod atomic;
 mod broker;
 mod clock;
@@ -27,6 +28,7 @@ mod store;
 mod topic;
 mod transaction;
 
+pub use admin::ConsumeProgress;
 #[cfg(not(target_arch = "wasm32"))]
 pub use broker::{listen, ListenOptions, Listener, Outcome, Runner, Source};
 pub use broker::{

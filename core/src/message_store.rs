@@ -25,7 +25,7 @@ use crate::message::record::RecordSpec;
 use crate::message::{id, MessageExt, SendResult};
 use crate::store::meta::{read_json, store_err};
 use crate::store::Backend;
-use crate::topic::{self, TopicRegistry};
+use crate::topic::{self, DeletedTopics, TopicRegistry};
 use crate::{Error, Result};
 
 pub(crate) struct MessageStore {
@@ -35,6 +35,10 @@ pub(crate) struct MessageStore {
     pub index: KeyIndex,
     pub topics: TopicRegistry,
     pub topics_dirty: bool,
+    /// Deleted topics, and how far their records are unreachable.
+    pub deleted: DeletedTopics,
+    /// `deleted` changed since it was last persisted.
+    pub deleted_dirty: bool,
     /// The store's message-id nonce.
     pub nonce: u64,
     /// Whether the last exit was unclean (recovery verifies CRCs).
@@ -56,6 +60,7 @@ impl MessageStore {
         let unclean = backend.read_meta(ABORT_FILE)?.is_some();
         let checkpoint = Checkpoint::read(&*backend)?;
         let topics: TopicRegistry = read_json(&*backend, TopicRegistry::FILE)?.unwrap_or_default();
+        let deleted: DeletedTopics = read_json(&*backend, DeletedTopics::FILE)?.unwrap_or_default();
         // An existing store keeps the segment size it was created with.
         let seg_size = match backend.list(crate::commitlog::DIR)?.first() {
             // (An empty first segment, cut short at creation, has no size to keep.)
@@ -78,6 +83,8 @@ impl MessageStore {
             index: KeyIndex::default(),
             topics,
             topics_dirty: false,
+            deleted,
+            deleted_dirty: false,
             unclean,
             last_topic: None,
             placed: Vec::new(),
@@ -91,6 +98,14 @@ impl MessageStore {
         for name in names {
             if topic::validate_topic(&name).is_err() {
                 continue;
+            }
+            if store.deleted.topics.contains_key(&name) {
+                // Queue files left by a deletion cut short, or of a topic created
+                // again since: replay rebuilds what is reachable of them.
+                store.backend.remove_dir(&format!("consumequeue/{name}"))?;
+                if store.topics.queues(&name).is_none() {
+                    continue;
+                }
             }
             let dirs = store.backend.list_dirs(&format!("consumequeue/{name}"))?;
             let on_disk = dirs
@@ -252,13 +267,14 @@ impl MessageStore {
             commitlog,
             queues,
             index,
+            deleted,
             ..
         } = self;
         let mut failure: Option<Error> = None;
         let mut missing: Vec<(String, u32)> = Vec::new();
         let end = commitlog
             .recover(verify_from, |r| {
-                if failure.is_some() {
+                if failure.is_some() || deleted.hides(r.topic(), r.phys) {
                     return;
                 }
                 let topic = r.topic();
@@ -336,10 +352,25 @@ impl MessageStore {
     /// The message with this id, if it is retained here.
     pub fn get(&self, msg_id: &str) -> Option<MessageExt> {
         let (nonce, phys) = id::parse(msg_id)?;
-        if nonce != self.nonce {
+        if nonce != self.nonce || self.is_deleted(phys) {
             return None;
         }
         self.message_at(phys)
+    }
+
+    /// Whether the record at `phys` went with a deleted topic (its own, or the real
+    /// topic a delayed or half message was bound for).
+    pub fn is_deleted(&self, phys: u64) -> bool {
+        if self.deleted.topics.is_empty() {
+            return false;
+        }
+        self.commitlog
+            .with_record(phys, |r| {
+                self.deleted.hides(r.topic(), phys)
+                    || properties::value(r.raw_properties(), prop::REAL_TOPIC)
+                        .is_some_and(|t| self.deleted.hides(t, phys))
+            })
+            .unwrap_or(false)
     }
 
     /// The retained messages of `topic` with `key` among their keys, oldest first.
@@ -347,6 +378,7 @@ impl MessageStore {
         self.index
             .candidates(topic, key)
             .iter()
+            .filter(|phys| !self.deleted.hides(topic, **phys))
             .filter_map(|phys| self.message_at(*phys))
             .filter(|m| m.keys.iter().any(|k| k == key))
             .collect()
@@ -388,7 +420,7 @@ impl MessageStore {
         let Some((Some(real_topic), mut spec, at, len)) = found else {
             return Ok(None);
         };
-        if real_topic == topic::TRANS_HALF_TOPIC {
+        if real_topic == topic::TRANS_HALF_TOPIC || self.deleted.hides(&real_topic, phys) {
             return Ok(None);
         }
         let queues = match self.topics.queues(&real_topic) {
@@ -443,6 +475,9 @@ impl MessageStore {
             cq.correct_min(min).map_err(store_err)?;
         }
         self.index.retain_from(min);
+        if self.deleted.prune(min) {
+            self.deleted_dirty = true;
+        }
         Ok(true)
     }
 }

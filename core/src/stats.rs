@@ -67,6 +67,10 @@ pub struct Stats {
     pub pending_delayed: u64,
     /// Half messages not yet resolved.
     pub pending_transactions: u64,
+    /// Messages ever stored in the user topics (retry and dead-letter copies aside).
+    pub messages_in: u64,
+    /// Messages the user topics still hold (not yet removed by retention).
+    pub messages_retained: u64,
 }
 
 /// A running total and samples of it over the last minute, for a rate.
@@ -196,7 +200,16 @@ pub(crate) fn report(
             }
         })
         .collect();
+    let user = || {
+        store
+            .queues
+            .iter()
+            .filter(|(n, _)| !topic::is_reserved(n))
+            .flat_map(|(_, qs)| qs.iter())
+    };
     Stats {
+        messages_in: user().map(|cq| cq.max_offset()).sum(),
+        messages_retained: user().map(|cq| cq.max_offset() - cq.min_offset()).sum(),
         topics,
         groups: groups_out,
         commitlog_bytes: store.commitlog.retained_bytes(),

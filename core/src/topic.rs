@@ -166,6 +166,34 @@ impl TopicRegistry {
     }
 }
 
+/// Topics removed by `delete_topic` (persisted as `config/deleted_topics.json`), each
+/// with the CommitLog end at its deletion. A record of a deleted topic below that
+/// offset is unreachable: recovery does not index it again, and `get`, `query` and
+/// delayed deliveries ignore it; a topic of the same name created later starts anew
+/// above it. An entry goes once retention has removed everything below it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct DeletedTopics {
+    #[serde(rename = "deletedTopicTable")]
+    pub topics: BTreeMap<String, u64>,
+}
+
+impl DeletedTopics {
+    pub const FILE: &'static str = "config/deleted_topics.json";
+
+    /// Whether the record at `phys` of `topic` was deleted with its topic.
+    #[inline]
+    pub fn hides(&self, topic: &str, phys: u64) -> bool {
+        !self.topics.is_empty() && self.topics.get(topic).is_some_and(|&end| phys < end)
+    }
+
+    /// Forgets deletions wholly below the CommitLog's minimum; true when one went.
+    pub fn prune(&mut self, commitlog_min: u64) -> bool {
+        let before = self.topics.len();
+        self.topics.retain(|_, end| *end > commitlog_min);
+        self.topics.len() != before
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,9 +10,10 @@ use pyo3::types::PyDict;
 
 use pocketmq::{BrokerConfig, ConsumerConfig, OptionKind, SimpleConsumerConfig};
 
+use crate::admin::{count, to_python, Progress};
 use crate::clock::ManualClock;
 use crate::consumer::Consumer;
-use crate::convert::{option_value, start_from, to_u32, unexpected};
+use crate::convert::{epoch_ms, option_value, start_from, to_u32, unexpected};
 use crate::errors::{invalid, IntoPyResult};
 use crate::message::Message;
 use crate::producer::Producer;
@@ -196,6 +197,133 @@ impl Broker {
         let to = start_from(&to, "to")?;
         py.detach(|| self.inner.reset_offset(group, topic, to))
             .py_err()
+    }
+
+    /// The backlog drill: copies `group`'s unconsumed messages of `topic` to `to`
+    /// (created with `queues` queues, default as many as `topic`), keeping each
+    /// sharding key's order, then moves the group past them; returns how many.
+    /// `on_progress(done, total)` is called between steps; an exception from it (or
+    /// Ctrl-C) stops the drill, the group past what was copied, and is raised. Run
+    /// again after a crash, a drill goes on where it stopped.
+    #[pyo3(signature = (group, topic, *, to, queues=None, on_progress=None))]
+    fn move_backlog(
+        &self,
+        py: Python<'_>,
+        group: &str,
+        topic: &str,
+        to: &str,
+        queues: Option<i64>,
+        on_progress: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let queues = queues.map(|q| to_u32(q, "queues")).transpose()?;
+        let cb = on_progress
+            .map(|f| callable(&f, "on_progress"))
+            .transpose()?;
+        let mut progress = Progress::new(cb);
+        let moved = py
+            .detach(|| {
+                self.inner
+                    .move_backlog(group, topic, to, queues, |d, t| progress.step(d, t))
+            })
+            .py_err()?;
+        progress.failure.map_or(Ok(moved), Err)
+    }
+
+    /// Messages of `topic` without consuming them: of queue `queue_id` from
+    /// `offset` (default: the oldest retained), or of every queue from `offset`
+    /// each, in store order; at most `limit`.
+    #[pyo3(signature = (topic, queue_id=None, offset=None, limit=32))]
+    fn browse(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        queue_id: Option<i64>,
+        offset: Option<i64>,
+        limit: i64,
+    ) -> PyResult<Vec<Message>> {
+        let queue_id = queue_id.map(|q| to_u32(q, "queue_id")).transpose()?;
+        let offset = offset.map(|o| count(o, "offset")).transpose()?;
+        let limit = count(limit, "limit")?;
+        let found = py
+            .detach(|| {
+                self.inner
+                    .browse(topic, queue_id, offset.map(|o| o as u64), limit)
+            })
+            .py_err()?;
+        Ok(found.into_iter().map(Message::from).collect())
+    }
+
+    /// Messages of `topic` stored at or after `start` and before `end` (epoch
+    /// seconds or datetimes), oldest first, at most `limit`.
+    #[pyo3(signature = (topic, start, end, limit=1000))]
+    fn query_by_time(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        start: Bound<'_, PyAny>,
+        end: Bound<'_, PyAny>,
+        limit: i64,
+    ) -> PyResult<Vec<Message>> {
+        let start = epoch_ms(&start, "start")?;
+        let end = epoch_ms(&end, "end")?;
+        let limit = count(limit, "limit")?;
+        let found = py
+            .detach(|| self.inner.query_by_time(topic, start, end, limit))
+            .py_err()?;
+        Ok(found.into_iter().map(Message::from).collect())
+    }
+
+    /// `group`'s progress on each queue of `topic` (mqadmin's consumerProgress): a
+    /// list of dicts with queue_id, broker_offset, consumer_offset, lag, inflight,
+    /// last_store_timestamp (ms) and expired.
+    fn progress<'py>(
+        &self,
+        py: Python<'py>,
+        group: &str,
+        topic: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let rows = py.detach(|| self.inner.progress(group, topic)).py_err()?;
+        to_python(py, serde_json::to_string(&rows))
+    }
+
+    /// `group`'s dead letters not yet redriven, oldest first, at most `limit`.
+    #[pyo3(signature = (group, limit=100))]
+    fn dead_letters(&self, py: Python<'_>, group: &str, limit: i64) -> PyResult<Vec<Message>> {
+        let limit = count(limit, "limit")?;
+        let found = py
+            .detach(|| self.inner.dead_letters(group, limit))
+            .py_err()?;
+        Ok(found.into_iter().map(Message::from).collect())
+    }
+
+    /// Resends `group`'s dead letters (at most `limit`) to that group alone, each a
+    /// fresh delivery; returns how many. `on_progress` as for `move_backlog`.
+    #[pyo3(signature = (group, limit=None, *, on_progress=None))]
+    fn redrive(
+        &self,
+        py: Python<'_>,
+        group: &str,
+        limit: Option<i64>,
+        on_progress: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let limit = limit.map(|l| count(l, "limit")).transpose()?;
+        let cb = on_progress
+            .map(|f| callable(&f, "on_progress"))
+            .transpose()?;
+        let mut progress = Progress::new(cb);
+        let n = py
+            .detach(|| {
+                self.inner
+                    .redrive(group, limit.map(|l| l as u64), |d, t| progress.step(d, t))
+            })
+            .py_err()?;
+        progress.failure.map_or(Ok(n), Err)
+    }
+
+    /// Deletes a topic: its messages become unreachable and every group's offsets
+    /// on it are reset. Refused while a consumer reads it.
+    fn delete_topic(&self, py: Python<'_>, topic: &str) -> PyResult<()> {
+        py.detach(|| self.inner.delete_topic(topic)).py_err()
     }
 
     /// Per topic and queue sizes, per group lag, rates: a dict.

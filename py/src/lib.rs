@@ -6,6 +6,7 @@
 
 use pyo3::prelude::*;
 
+mod admin;
 mod atomic;
 mod broker;
 mod clock;
@@ -22,7 +23,9 @@ mod transaction;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The engine's log records (recovery, retention, dead letters) go to Python's
     // `logging`, under loggers named after the engine's modules (`pocketmq.*`).
-    pyo3_log::init();
+    // Levels are asked of `logging` at each record (they are rare), not cached, so
+    // configuring logging after the import takes effect.
+    let _ = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Loggers)?.install();
     m.add_class::<atomic::Atomic>()?;
     m.add_class::<broker::Broker>()?;
     m.add_class::<clock::ManualClock>()?;

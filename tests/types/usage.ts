@@ -2,6 +2,7 @@
 import {
   Broker,
   ClosedError,
+  ConsumeProgress,
   InvalidArgumentError,
   ManualClock,
   Message,
@@ -10,6 +11,7 @@ import {
   SimpleConsumer,
   Stats,
   TxState,
+  setLogLevel,
 } from "pocketmq";
 
 export async function usage(): Promise<void> {
@@ -58,6 +60,21 @@ export async function usage(): Promise<void> {
   broker.resetOffset("sms", "orders", new Date());
   const stats: Stats = broker.stats();
   const inRate: number | undefined = stats.topics["orders"]?.inRate;
+  const totals: number = stats.messagesIn + stats.messagesRetained;
+  const moved: number = broker.moveBacklog("sms", "orders", {
+    to: "orders-wide",
+    queues: 16,
+    onProgress: (done: number, total: number) => void [done, total],
+  });
+  const browsed: Message[] = broker.browse("orders", { queueId: 0, offset: 10, limit: 5 });
+  const window: Message[] = broker.queryByTime("orders", new Date(0), Date.now(), { limit: 10 });
+  const rows: ConsumeProgress[] = broker.progress("sms", "orders");
+  const last: number | null = rows[0].lastStoreTimestamp;
+  const dead: Message[] = broker.deadLetters("sms", { limit: 10 });
+  const redriven: number = broker.redrive("sms", { limit: 5 });
+  broker.deleteTopic("orders-wide");
+  setLogLevel("info");
+  void [totals, moved, browsed, window, last, dead, redriven];
   broker.tick();
   clock.advance(1000);
   const now: number = clock.now();
@@ -99,6 +116,10 @@ export async function usage(): Promise<void> {
   new Broker({ flush: "sometimes" });
   // @ts-expect-error execute is required on a transactional send
   tp.send("orders", "x", {});
+  // @ts-expect-error moveBacklog needs the topic to move to
+  broker.moveBacklog("sms", "orders", { queues: 4 });
+  // @ts-expect-error log levels are named
+  setLogLevel("loud");
   // @ts-expect-error receive returns a Promise
   const notAwaited: Message[] = c.receive();
   void notAwaited;

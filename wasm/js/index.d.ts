@@ -199,6 +199,51 @@ export interface Stats {
   commitlogBytes: number;
   pendingDelayed: number;
   pendingTransactions: number;
+  /** Messages ever stored in the user topics (retry and dead-letter copies aside). */
+  messagesIn: number;
+  /** Messages the user topics still hold. */
+  messagesRetained: number;
+}
+
+/** A group's progress on one queue (a row of mqadmin's consumerProgress). */
+export interface ConsumeProgress {
+  queueId: number;
+  /** The queue's next offset to be written. */
+  brokerOffset: number;
+  /** The lowest offset the group has not acked. */
+  consumerOffset: number;
+  /** Messages of the queue the group has not acked. */
+  lag: number;
+  /** Delivered to the group, not yet acked. */
+  inflight: number;
+  /** Store time (epoch ms) of the last message the group consumed here (mqadmin's #LastTime), or of the first it has yet to consume; null for an empty queue. */
+  lastStoreTimestamp: number | null;
+  /** Messages retention removed before the group consumed them (0 until retention counts them per group). */
+  expired: number;
+}
+
+export interface MoveBacklogOptions {
+  /** The topic the backlog moves to (created, or grown to `queues`). */
+  to: string;
+  /** Queues of `to` (default: as many as the source topic). */
+  queues?: number;
+  /** Called between steps with what was copied so far; throwing stops the drill. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface BrowseOptions {
+  /** One queue (default: every queue, merged in store order). */
+  queueId?: number;
+  /** The queue offset to start from (default: the oldest retained). */
+  offset?: number;
+  /** At most this many (32). */
+  limit?: number;
+}
+
+export interface RedriveOptions {
+  /** At most this many dead letters (default: all). */
+  limit?: number;
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** One embedded engine over one store. */
@@ -225,6 +270,20 @@ export class Broker {
   /** Messages of `topic` not yet acked by `group`. */
   lag(group: string, topic: string): number;
   resetOffset(group: string, topic: string, to: Position | { to: Position }): void;
+  /** The backlog drill: moves `group`'s unconsumed messages of `topic` to a wider topic; returns how many. */
+  moveBacklog(group: string, topic: string, options: MoveBacklogOptions): number;
+  /** Messages of `topic` without consuming them. */
+  browse(topic: string, options?: BrowseOptions): Message[];
+  /** Messages of `topic` stored at or after `start` and before `end`, oldest first. */
+  queryByTime(topic: string, start: number | Date, end: number | Date, options?: { limit?: number }): Message[];
+  /** `group`'s progress on each queue of `topic`. */
+  progress(group: string, topic: string): ConsumeProgress[];
+  /** `group`'s dead letters not yet redriven, oldest first. */
+  deadLetters(group: string, options?: { limit?: number }): Message[];
+  /** Resends `group`'s dead letters to that group alone; returns how many. */
+  redrive(group: string, options?: RedriveOptions): number;
+  /** Deletes a topic: its messages become unreachable and its groups reset. */
+  deleteTopic(topic: string): void;
   stats(): Stats;
   /** Runs the work that is due now (delays, retries, transaction checks). */
   tick(): void;
@@ -339,6 +398,9 @@ export class ManualClock {
 
 /** The package version. */
 export function version(): string;
+
+/** Which of the engine's log records reach the console (default "warn"). */
+export function setLogLevel(level: "error" | "warn" | "info" | "debug" | "off"): void;
 
 /** The base of the engine's errors; `code` names the kind. */
 export class PocketMQError extends Error {

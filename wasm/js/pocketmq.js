@@ -26,6 +26,12 @@ export function version() {
   return native.version();
 }
 
+/** Which of the engine's log records reach the console: "error", "warn" (default), "info", "debug" or "off". */
+export function setLogLevel(level) {
+  if (typeof level !== "string") throw new TypeError("the log level must be a string");
+  native.setLogLevel(level);
+}
+
 // ---------------------------------------------------------------- helpers
 
 const NATIVE = Symbol("pocketmq.native");
@@ -143,6 +149,9 @@ export class Message {
     settle = (m, how) => {
       if (m.#settled) return;
       const batch = m.#batch;
+      if (batch.native === null) {
+        throw new InvalidArgumentError("invalid argument: this message was read, not received by a consumer (no receipt to ack)");
+      }
       how(batch.native, m.#index);
       m.#settled = true;
       if (--batch.open === 0) {
@@ -172,6 +181,34 @@ function messages(handle, keep = true) {
   );
   if (!keep) handle.free();
   return out;
+}
+
+/** The messages of an engine batch that nobody acks (browse, queries): decoded, and the batch freed at once. */
+function readOnlyMessages(handle) {
+  if (handle === undefined || handle === null) return [];
+  const batch = { native: null, open: 0 };
+  try {
+    if (handle.length === 0) return [];
+    return wire.readMessages(
+      handle.encode(),
+      (msgId, topic, queueId, queueOffset, commitlogOffset, body, tags, keys, properties, born, stored, reconsumed, i) =>
+        new Message(batch, i, msgId, topic, queueId, queueOffset, commitlogOffset, body, tags, keys, properties, born, stored, reconsumed),
+    );
+  } finally {
+    handle.free();
+  }
+}
+
+/** A whole-number option, or undefined. */
+function optionalNumber(what, v) {
+  if (v !== undefined && v !== null && typeof v !== "number") throw new TypeError(`${what} must be a number`);
+  return v === null ? undefined : v;
+}
+
+/** A progress callback option, or undefined. */
+function optionalFunction(what, v) {
+  if (v !== undefined && v !== null && typeof v !== "function") throw new TypeError(`${what} must be a function`);
+  return v === null ? undefined : v;
 }
 
 /** The messages given to ack/nack (one or an array), checked before any is settled. */
@@ -354,6 +391,67 @@ export class Broker {
   resetOffset(group, topic, to) {
     const t = isPlainObject(to) ? to.to : to;
     this.#native.resetOffset(group, topic, epochMs(t));
+    this._changed();
+  }
+
+  /**
+   * The backlog drill: copies `group`'s unconsumed messages of `topic` to `to` (with
+   * `queues` queues, default as many as `topic`), keeping each sharding key's order,
+   * then moves the group past them; returns how many. `onProgress(done, total)` is
+   * called between steps; an exception it throws stops the drill (the group past what
+   * was copied) and is rethrown. Run again after a crash, it goes on where it stopped.
+   */
+  moveBacklog(group, topic, options) {
+    const { to, queues, onProgress } = optionsObject("moveBacklog options", options, ["to", "queues", "onProgress"]);
+    if (typeof to !== "string") throw new TypeError("moveBacklog needs { to }: the topic to move the backlog to");
+    try {
+      return this.#native.moveBacklog(group, topic, to, optionalNumber("queues", queues), optionalFunction("onProgress", onProgress));
+    } finally {
+      this._changed();
+    }
+  }
+
+  /** Messages of `topic` without consuming them: `{ queueId, offset, limit }` (all queues in store order, from the oldest, 32). */
+  browse(topic, options) {
+    const { queueId, offset, limit = 32 } = optionsObject("browse options", options, ["queueId", "offset", "limit"]);
+    return readOnlyMessages(
+      this.#native.browse(topic, optionalNumber("queueId", queueId), optionalNumber("offset", offset), optionalNumber("limit", limit)),
+    );
+  }
+
+  /** Messages of `topic` stored at or after `start` and before `end` (epoch ms or Dates), oldest first. */
+  queryByTime(topic, start, end, options) {
+    const { limit = 1000 } = optionsObject("queryByTime options", options, ["limit"]);
+    const s = epochMs(start);
+    const e = epochMs(end);
+    if (typeof s !== "number" || typeof e !== "number") throw new TypeError("start and end must be epoch ms or Dates");
+    return readOnlyMessages(this.#native.queryByTime(topic, s, e, optionalNumber("limit", limit)));
+  }
+
+  /** `group`'s progress on each queue of `topic` (mqadmin's consumerProgress). */
+  progress(group, topic) {
+    return camelCase(this.#native.progress(group, topic));
+  }
+
+  /** `group`'s dead letters not yet redriven, oldest first: `{ limit }` (100). */
+  deadLetters(group, options) {
+    const { limit = 100 } = optionsObject("deadLetters options", options, ["limit"]);
+    return readOnlyMessages(this.#native.deadLetters(group, optionalNumber("limit", limit)));
+  }
+
+  /** Resends `group`'s dead letters to that group alone: `{ limit, onProgress }`; returns how many. */
+  redrive(group, options) {
+    const { limit, onProgress } = optionsObject("redrive options", options, ["limit", "onProgress"]);
+    try {
+      return this.#native.redrive(group, optionalNumber("limit", limit), optionalFunction("onProgress", onProgress));
+    } finally {
+      this._changed();
+    }
+  }
+
+  /** Deletes a topic: its messages become unreachable and its groups reset. */
+  deleteTopic(topic) {
+    this.#native.deleteTopic(topic);
     this._changed();
   }
 

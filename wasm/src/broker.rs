@@ -51,7 +51,7 @@ impl ManualClock {
 
 #[wasm_bindgen]
 pub struct Broker {
-    inner: pocketmq::Broker,
+    pub(crate) inner: pocketmq::Broker,
 }
 
 #[wasm_bindgen]

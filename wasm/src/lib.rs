@@ -10,6 +10,7 @@
 //! No panic may reach JS: every value that comes from JS is checked and a bad one
 //! becomes a `TypeError` (wrong type) or an `InvalidArgumentError` (wrong value).
 
+mod admin;
 mod atomic;
 mod broker;
 mod consumer;
@@ -41,6 +42,66 @@ pub fn wasm_memory() -> JsValue {
 #[wasm_bindgen(js_name = stagingArea)]
 pub fn staging_area() -> Vec<u32> {
     vec![wire::stage_ptr(), wire::STAGE_SIZE as u32]
+}
+
+/// The engine's log records (a dead letter, a store taken over, a drill) on the
+/// JS console: warnings and errors by default, more after `setLogLevel`.
+struct ConsoleLog;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn console_error(s: &str);
+    #[wasm_bindgen(js_namespace = console, js_name = warn)]
+    fn console_warn(s: &str);
+    #[wasm_bindgen(js_namespace = console, js_name = info)]
+    fn console_info(s: &str);
+}
+
+impl log::Log for ConsoleLog {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let text = format!("pocketmq: {}", r.args());
+        match r.level() {
+            log::Level::Error => console_error(&text),
+            log::Level::Warn => console_warn(&text),
+            _ => console_info(&text),
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+#[wasm_bindgen(start)]
+fn start() {
+    if log::set_logger(&ConsoleLog).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+}
+
+/// Which of the engine's log records reach the console: "error", "warn" (the
+/// default), "info", "debug" or "off".
+#[wasm_bindgen(js_name = setLogLevel)]
+pub fn set_log_level(level: &str) -> Result<(), JsValue> {
+    let filter = match level {
+        "off" => log::LevelFilter::Off,
+        "error" => log::LevelFilter::Error,
+        "warn" => log::LevelFilter::Warn,
+        "info" => log::LevelFilter::Info,
+        "debug" => log::LevelFilter::Debug,
+        other => {
+            let msg = format!("log level must be off, error, warn, info or debug, not {other:?}");
+            return Err(errors::invalid(msg));
+        }
+    };
+    log::set_max_level(filter);
+    Ok(())
 }
 
 /// The version of the package.

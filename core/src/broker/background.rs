@@ -100,8 +100,11 @@ impl Broker {
         Ok(())
     }
 
-    /// Writes the metadata that changed (outside the lock), and samples rates.
-    fn persist_metadata(&self) -> Result<()> {
+    /// Writes the metadata that changed (outside the lock), and samples rates. One
+    /// writer at a time, so a file is never written by two at once and a later
+    /// version never lands before an earlier one.
+    pub(super) fn persist_metadata(&self) -> Result<()> {
+        let _one = self.inner.group_commit.exclusive();
         let now = self.now();
         let (files, backend) = {
             let mut e = self.inner.engine.lock();

@@ -5,6 +5,7 @@
 //! `flush="sync"` concurrent senders share one fsync (group commit, in
 //! `commitlog/flush.rs`) and consumers see only durable messages.
 
+mod admin;
 mod atomic;
 mod background;
 mod consumer;
@@ -138,12 +139,16 @@ impl Broker {
 
     /// Wakes receivers and runs on_ready callbacks if something arrived.
     fn notify(&self, mut e: MutexGuard<'_, Engine>) {
+        let notices = std::mem::take(&mut e.notices);
         if !e.arrived {
+            drop(e);
+            emit(notices);
             return;
         }
         e.arrived = false;
         let waiters = std::mem::take(&mut e.waiters);
         drop(e);
+        emit(notices);
         self.inner.arrivals.fetch_add(1, Ordering::Release);
         self.inner.arrived.notify_all();
         for w in waiters {
@@ -391,6 +396,13 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         let _ = self.close();
+    }
+}
+
+/// Logs what the engine noted under its lock (called once the lock is released).
+fn emit(notices: Vec<crate::engine::Notice>) {
+    for n in notices {
+        log::log!(target: n.target, n.level, "{}", n.text);
     }
 }
 

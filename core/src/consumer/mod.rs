@@ -8,11 +8,14 @@
 //! - `receive.rs`: reading a consumer's queues through its filter; acks.
 //! - `retry.rs`: nack: a retry copy in `%RETRY%<group>` or the DLQ, or an orderly pause.
 //! - `offsets.rs`: committed offsets (persisted), lag and resets.
+//! - `operations.rs`: what operators do to a group: its position per queue, moving
+//!   it past a backlog copied elsewhere, forgetting a deleted topic.
 //!
 //! This service reads the store and decides; it never appends. What it wants
 //! appended (a retry copy) it returns to the engine, which appends and dispatches.
 
 mod offsets;
+mod operations;
 pub(crate) mod pop;
 mod progress;
 mod rebalance;

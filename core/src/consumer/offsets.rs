@@ -41,7 +41,7 @@ impl OffsetTable {
 
 impl ConsumerGroups {
     /// The owners (group, or group@consumer when broadcasting) with progress on `t`.
-    fn owners_of(&self, group: &str, t: &str) -> Vec<String> {
+    pub(super) fn owners_of(&self, group: &str, t: &str) -> Vec<String> {
         let bcast = format!("{group}@");
         let mut owners: Vec<String> = self
             .offsets
@@ -67,7 +67,7 @@ impl ConsumerGroups {
         owners
     }
 
-    fn committed(&self, owner: &str, t: &str, q: u32) -> Option<u64> {
+    pub(super) fn committed(&self, owner: &str, t: &str, q: u32) -> Option<u64> {
         self.progress
             .get(&(owner.to_string(), t.to_string(), q))
             .map(QueueProgress::committed)

@@ -245,9 +245,28 @@ impl ProgressTable {
         self.slots.iter_mut()
     }
     pub fn keys(&self) -> impl Iterator<Item = &ProgressKey> {
-        self.keys.iter()
+        self.keys.iter().filter(|k| !k.1.is_empty())
     }
     pub fn iter(&self) -> impl Iterator<Item = (&ProgressKey, &QueueProgress)> {
-        self.keys.iter().zip(self.slots.iter())
+        self.keys
+            .iter()
+            .zip(self.slots.iter())
+            .filter(|(k, _)| !k.1.is_empty())
+    }
+
+    /// Forgets every entry of topic `t` (deleted): they leave the index and the
+    /// iteration; their slots stay, emptied (receipts may still name them), and are
+    /// never handed out again.
+    pub fn forget_topic(&mut self, t: &str) {
+        for (key, p) in self.keys.iter_mut().zip(self.slots.iter_mut()) {
+            if key.1 == t {
+                self.index.remove(key);
+                key.1.clear();
+                *p = QueueProgress {
+                    epoch: p.epoch + 1,
+                    ..QueueProgress::default()
+                };
+            }
+        }
     }
 }

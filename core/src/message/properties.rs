@@ -29,6 +29,9 @@ pub(crate) mod prop {
     pub const DEDUP_ID: &str = "DEDUP_ID";
     /// On a transaction's op record: how it was resolved (`ROLLBACK` when dropped).
     pub const TX_RESOLUTION: &str = "TX_RESOLUTION";
+    /// On a copy made by the backlog drill or a DLQ redrive: where the original
+    /// was, `topic:queue:offset`. Resuming an interrupted drill reads it.
+    pub const MOVED_FROM: &str = "MOVED_FROM";
 }
 
 /// Names a user may not set: the engine owns them.
@@ -58,6 +61,7 @@ pub(crate) const RESERVED_PROPERTIES: &[&str] = &[
     "DEDUP_ID",
     "__CRC32#",
     "__transactionId__",
+    "MOVED_FROM",
 ];
 
 /// Appends one `name\x01value\x02` pair.
@@ -80,14 +84,38 @@ pub(crate) fn iter(raw: &[u8]) -> impl Iterator<Item = (&str, &str)> {
 }
 
 pub(crate) fn value<'a>(raw: &'a [u8], name: &str) -> Option<&'a str> {
-    // Compare names as bytes; only the value found is checked as text.
-    raw.split(|b| *b == PROP_SEP).find_map(|pair| {
-        let sep = pair.iter().position(|b| *b == NAME_SEP)?;
-        if &pair[..sep] != name.as_bytes() || sep + 1 == pair.len() {
-            return None;
+    // Compare names as bytes at each pair's start (a name holds no separator), and
+    // skip to the next pair eight bytes at a time: dispatch looks up every record's
+    // tags and keys. Only the value found is checked as text.
+    let name = name.as_bytes();
+    let mut rest = raw;
+    while !rest.is_empty() {
+        let end = find_prop_sep(rest).unwrap_or(rest.len());
+        let pair = &rest[..end];
+        if pair.len() > name.len() + 1 && pair[name.len()] == NAME_SEP && pair.starts_with(name) {
+            if let Ok(v) = std::str::from_utf8(&pair[name.len() + 1..]) {
+                return Some(v);
+            }
         }
-        std::str::from_utf8(&pair[sep + 1..]).ok()
-    })
+        rest = rest.get(end + 1..).unwrap_or_default();
+    }
+    None
+}
+
+/// The position of the first `PROP_SEP` in `s`, eight bytes at a time.
+#[inline]
+fn find_prop_sep(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    for chunk in s.chunks_exact(8) {
+        let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])) ^ (ONES * PROP_SEP as u64);
+        if w.wrapping_sub(ONES) & !w & HIGH != 0 {
+            break;
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|b| *b == PROP_SEP).map(|p| p + i)
 }
 
 /// Fails when an encoded properties block is over RocketMQ's limit (a signed short),
@@ -139,6 +167,34 @@ mod tests {
         assert_eq!(java_hash("BB"), 2112);
         assert_eq!(java_hash("hello"), 99162322);
         assert_eq!(java_hash("TagA"), 2598919);
+    }
+
+    #[test]
+    fn a_value_is_found_by_its_exact_name() {
+        let mut p = Vec::new();
+        push(&mut p, "TAGSX", "no");
+        push(&mut p, "A", "");
+        push(&mut p, "LONG", &"v".repeat(37));
+        push(&mut p, "TAGS", "paid");
+        push(&mut p, "A", "1");
+        assert_eq!(value(&p, "TAGS"), Some("paid"));
+        assert_eq!(value(&p, "TAG"), None);
+        assert_eq!(value(&p, "A"), Some("1"), "an empty value is skipped");
+        assert_eq!(value(&p, "LONG").map(str::len), Some(37));
+        assert_eq!(value(&p, ""), None);
+        assert_eq!(value(b"", "TAGS"), None);
+        assert_eq!(
+            value(b"TAGS\x01x", "TAGS"),
+            Some("x"),
+            "a last pair without its separator"
+        );
+        for n in 0..20 {
+            let s = vec![b'a'; n];
+            assert_eq!(find_prop_sep(&s), None);
+            let mut t = s.clone();
+            t.push(PROP_SEP);
+            assert_eq!(find_prop_sep(&t), Some(n));
+        }
     }
 
     #[test]

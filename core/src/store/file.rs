@@ -182,6 +182,15 @@ impl Backend for FileBackend {
         }
     }
 
+    fn remove_dir(&self, dir: &str) -> io::Result<()> {
+        let path = self.root.join(dir);
+        match fs::remove_dir_all(&path) {
+            Ok(()) => sync_dir(path.parent().unwrap_or(&self.root)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     fn read_meta(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
         match fs::read(self.root.join(name)) {
             Ok(b) => Ok(Some(b)),

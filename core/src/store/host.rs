@@ -153,6 +153,10 @@ impl Backend for HostBackend {
         self.fs.remove(&Self::seg_path(dir, base))
     }
 
+    fn remove_dir(&self, dir: &str) -> io::Result<()> {
+        self.fs.remove(dir)
+    }
+
     fn read_meta(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
         self.fs.read(name)
     }

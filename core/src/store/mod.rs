@@ -60,6 +60,17 @@ pub(crate) trait Backend: Send + Sync {
     /// when `create` is set. A segment of the wrong size is `StoreCorrupted`-worthy.
     fn open(&self, dir: &str, base: u64, size: usize, create: bool) -> io::Result<Arc<dyn Region>>;
     fn remove(&self, dir: &str, base: u64) -> io::Result<()>;
+    /// Removes `dir` with every segment under it (a deleted topic's queues); a missing
+    /// directory is fine. By default removes the segments one by one.
+    fn remove_dir(&self, dir: &str) -> io::Result<()> {
+        for sub in self.list_dirs(dir)? {
+            self.remove_dir(&format!("{dir}/{sub}"))?;
+        }
+        for base in self.list(dir)? {
+            self.remove(dir, base)?;
+        }
+        Ok(())
+    }
     fn read_meta(&self, name: &str) -> io::Result<Option<Vec<u8>>>;
     /// Replaces `name` atomically (temp file, fsync, rename).
     fn write_meta(&self, name: &str, data: &[u8]) -> io::Result<()>;

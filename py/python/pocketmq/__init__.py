@@ -40,12 +40,13 @@ from ._native import (
     TransactionProducer,
     __version__,
 )
-from ._types import TxState
+from ._types import ConsumeProgress, TxState
 
 __all__ = [
     "Atomic",
     "Broker",
     "Closed",
+    "ConsumeProgress",
     "Consumer",
     "DEFAULT_DELAY_LEVELS",
     "Error",

@@ -5,7 +5,7 @@ import os
 from types import TracebackType
 from typing import Any, Awaitable, Callable, Iterator, Optional, Sequence, Union, final
 
-from ._types import TxState
+from ._types import ConsumeProgress, TxState
 
 _Seconds = Union[int, float, datetime.timedelta]
 _When = Union[int, float, datetime.datetime]
@@ -339,6 +339,35 @@ class Broker:
     def query(self, topic: str, key: str) -> list[Message]: ...
     def lag(self, group: str, topic: str) -> int: ...
     def reset_offset(self, group: str, topic: str, to: _Position) -> None: ...
+    def move_backlog(
+        self,
+        group: str,
+        topic: str,
+        *,
+        to: str,
+        queues: Optional[int] = None,
+        on_progress: Optional[Callable[[int, int], object]] = None,
+    ) -> int: ...
+    def browse(
+        self,
+        topic: str,
+        queue_id: Optional[int] = None,
+        offset: Optional[int] = None,
+        limit: int = 32,
+    ) -> list[Message]: ...
+    def query_by_time(
+        self, topic: str, start: _When, end: _When, limit: int = 1000
+    ) -> list[Message]: ...
+    def progress(self, group: str, topic: str) -> list[ConsumeProgress]: ...
+    def dead_letters(self, group: str, limit: int = 100) -> list[Message]: ...
+    def redrive(
+        self,
+        group: str,
+        limit: Optional[int] = None,
+        *,
+        on_progress: Optional[Callable[[int, int], object]] = None,
+    ) -> int: ...
+    def delete_topic(self, topic: str) -> None: ...
     def stats(self) -> dict[str, Any]: ...
     def tick(self) -> None: ...
     def next_due(self) -> Optional[float]: ...

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+from typing import Optional, TypedDict
 
-__all__ = ["TxState"]
+__all__ = ["ConsumeProgress", "TxState"]
 
 
 class TxState(str, enum.Enum):
@@ -19,3 +20,24 @@ class TxState(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+class ConsumeProgress(TypedDict):
+    """A group's progress on one queue, as ``Broker.progress`` returns it (a row of
+    mqadmin's consumerProgress)."""
+
+    queue_id: int
+    broker_offset: int
+    """The queue's next offset to be written (its max offset)."""
+    consumer_offset: int
+    """The lowest offset the group has not acked."""
+    lag: int
+    """Messages of the queue the group has not acked."""
+    inflight: int
+    """Messages delivered to the group and not yet acked."""
+    last_store_timestamp: Optional[int]
+    """Store time (ms) of the last message the group consumed here (mqadmin's
+    ``#LastTime``), or of the first it has yet to consume; None for an empty queue."""
+    expired: int
+    """Messages retention removed before the group consumed them (0 until retention
+    counts them per group)."""

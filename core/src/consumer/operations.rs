@@ -1,0 +1,94 @@
+//! What operators do to a group's position (mqadmin's `consumerProgress`, the
+//! backlog drill, `deleteTopic`): read each queue's committed offset and cursor,
+//! move the group past messages copied elsewhere, forget a deleted topic.
+//!
+//! Moving a group only ever moves it forward, and keeps what is in flight above the
+//! new position: a delivery below it is forgotten (its late ack changes nothing).
+
+use super::ConsumerGroups;
+
+/// A group's position on one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Position {
+    /// The lowest offset not yet acked.
+    pub committed: u64,
+    /// The next offset to deliver (at or above `committed`).
+    pub cursor: u64,
+}
+
+impl ConsumerGroups {
+    /// `group`'s position on queues `0..queues` of `t` (the most behind owner's, for a
+    /// broadcasting group); None on a queue where it has none.
+    pub fn positions(&self, group: &str, t: &str, queues: u32) -> Vec<Option<Position>> {
+        let owners = self.owners_of(group, t);
+        (0..queues)
+            .map(|q| {
+                owners
+                    .iter()
+                    .filter_map(
+                        |o| match self.progress.get(&(o.clone(), t.to_string(), q)) {
+                            Some(p) => Some(Position {
+                                committed: p.committed(),
+                                cursor: p.next.max(p.committed()),
+                            }),
+                            None => self.committed(o, t, q).map(|c| Position {
+                                committed: c,
+                                cursor: self.pop.cursor(o, t, q).unwrap_or(c).max(c),
+                            }),
+                        },
+                    )
+                    .min_by_key(|p| p.committed)
+            })
+            .collect()
+    }
+
+    /// Moves `group` (every owner, for a broadcasting group) on each queue `q` of `t`
+    /// to at least `upto[q]`.
+    pub fn advance_past(&mut self, group: &str, t: &str, upto: &[u64]) {
+        let mut owners = self.owners_of(group, t);
+        if owners.is_empty() {
+            owners.push(group.to_string());
+        }
+        for owner in &owners {
+            for (q, &target) in upto.iter().enumerate() {
+                let q = q as u32;
+                if let Some(p) = self.progress.get_mut(&(owner.clone(), t.to_string(), q)) {
+                    if p.next < target {
+                        p.next = target;
+                    }
+                    p.inflight.drop_below(target);
+                }
+                if self.pop.group(owner).is_some_and(|g| g.topic == t) {
+                    self.pop.advance_past(owner, q, target);
+                }
+                let committed = self.committed(owner, t, q).unwrap_or(0);
+                self.offsets.set(t, owner, q, committed.max(target));
+            }
+        }
+        self.offsets_dirty = true;
+    }
+
+    /// Forgets every group's offsets and cursors on `t` (the topic was deleted).
+    pub fn forget_topic(&mut self, t: &str) {
+        self.offsets
+            .table
+            .retain(|k, _| k.strip_prefix(t).is_none_or(|rest| !rest.starts_with('@')));
+        self.progress.forget_topic(t);
+        self.pop.forget_topic(t);
+        self.offsets_dirty = true;
+    }
+
+    /// Whether a live consumer reads `t`; the groups that do.
+    pub fn live_groups_on(&self, t: &str) -> Vec<String> {
+        let mut groups: Vec<String> = self
+            .consumers
+            .values()
+            .filter(|c| c.topic == t || c.assigned.iter().any(|(at, _)| at == t))
+            .map(|c| c.group.clone())
+            .chain(self.pop.live_on(t).map(str::to_string))
+            .collect();
+        groups.sort();
+        groups.dedup();
+        groups
+    }
+}

@@ -1,0 +1,431 @@
+//! Operations a RocketMQ operator relies on (mqadmin): browsing without consuming,
+//! messages by store time, a group's progress per queue, dead letters and their
+//! redrive to the group alone, deleting a topic, the store's totals across
+//! processes, and the log records of notable events.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use pocketmq::{Broker, BrokerConfig, ConsumerConfig, ErrorKind, ManualClock, Message};
+
+#[test]
+fn browsing_reads_any_queue_from_any_offset_and_moves_no_group() {
+    let (b, _) = manual();
+    b.create_topic("orders", 2).unwrap();
+    let p = b.producer("p").unwrap();
+    for i in 0..10 {
+        p.send(
+            Message::builder("orders", format!("m{i}"))
+                .queue_id(i % 2)
+                .build(),
+        )
+        .unwrap();
+    }
+    let c = consumer(&b, "g", "orders");
+    c.ack_all(&c.receive(3, Duration::ZERO).unwrap()).unwrap();
+    let lag = b.lag("g", "orders").unwrap();
+
+    let all = b.browse("orders", None, None, 100).unwrap();
+    assert_eq!(
+        bodies(&all),
+        (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>()
+    );
+    let q1 = b.browse("orders", Some(1), Some(2), 2).unwrap();
+    assert_eq!(bodies(&q1), vec!["m5", "m7"]);
+    assert_eq!(q1[0].queue_offset, 2);
+    assert!(b
+        .browse("orders", Some(1), Some(99), 10)
+        .unwrap()
+        .is_empty());
+    assert_eq!(b.browse("orders", None, Some(4), 100).unwrap().len(), 2);
+    assert_eq!(b.browse("orders", None, None, 3).unwrap().len(), 3);
+    assert_eq!(b.lag("g", "orders").unwrap(), lag, "browsing moves nothing");
+
+    let kind = |r: pocketmq::Result<Vec<pocketmq::MessageExt>>| r.unwrap_err().kind();
+    assert_eq!(
+        kind(b.browse("orders", Some(2), None, 1)),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        kind(b.browse("nope", None, None, 1)),
+        ErrorKind::TopicNotFound
+    );
+    assert_eq!(
+        kind(b.browse("SCHEDULE_TOPIC_XXXX", None, None, 1)),
+        ErrorKind::InvalidArgument
+    );
+}
+
+#[test]
+fn messages_are_found_by_store_time_oldest_first() {
+    let (b, clock) = manual();
+    b.create_topic("orders", 3).unwrap();
+    for i in 0..30 {
+        send(&b, "orders", &format!("m{i:02}"));
+        clock.advance_ms(1000);
+    }
+    // m10 was stored at T0 + 10 s, m19 at T0 + 19 s.
+    let got = b
+        .query_by_time("orders", T0 + 10_000, T0 + 20_000, 100)
+        .unwrap();
+    assert_eq!(
+        bodies(&got),
+        (10..20).map(|i| format!("m{i:02}")).collect::<Vec<_>>()
+    );
+    assert!(got
+        .windows(2)
+        .all(|w| w[0].store_timestamp <= w[1].store_timestamp));
+    assert_eq!(
+        bodies(
+            &b.query_by_time("orders", T0 + 10_000, T0 + 20_000, 4)
+                .unwrap()
+        ),
+        vec!["m10", "m11", "m12", "m13"]
+    );
+    assert!(b
+        .query_by_time("orders", T0 + 40_000, T0 + 50_000, 9)
+        .unwrap()
+        .is_empty());
+    assert!(b
+        .query_by_time("orders", T0 + 20_000, T0 + 10_000, 9)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn progress_shows_each_queue_like_consumer_progress() {
+    let (b, clock) = manual();
+    b.create_topic("orders", 2).unwrap();
+    let p = b.producer("p").unwrap();
+    for i in 0..6 {
+        p.send(
+            Message::builder("orders", format!("m{i}"))
+                .queue_id(0)
+                .build(),
+        )
+        .unwrap();
+        clock.advance_ms(1000);
+    }
+    let fresh = b.progress("g", "orders").unwrap();
+    assert_eq!(fresh.len(), 2);
+    assert_eq!(
+        (
+            fresh[0].broker_offset,
+            fresh[0].consumer_offset,
+            fresh[0].lag
+        ),
+        (6, 0, 6)
+    );
+    assert_eq!(
+        fresh[0].last_store_timestamp,
+        Some(T0),
+        "where the group stands"
+    );
+    assert_eq!((fresh[1].broker_offset, fresh[1].lag), (0, 0));
+    assert_eq!(fresh[1].last_store_timestamp, None);
+
+    let c = consumer(&b, "g", "orders");
+    let got = c.receive(4, Duration::ZERO).unwrap();
+    c.ack_all(&got[..2]).unwrap();
+    let rows = b.progress("g", "orders").unwrap();
+    let q0 = &rows[0];
+    assert_eq!(q0.queue_id, 0);
+    assert_eq!((q0.broker_offset, q0.consumer_offset, q0.lag), (6, 2, 4));
+    assert_eq!(q0.inflight, 2, "received, not acked");
+    assert_eq!(
+        q0.last_store_timestamp,
+        Some(T0 + 1000),
+        "m1, the last consumed"
+    );
+    assert_eq!(q0.expired, 0);
+    let lag: u64 = rows.iter().map(|r| r.lag).sum();
+    assert_eq!(lag, b.lag("g", "orders").unwrap());
+    assert_eq!(
+        b.progress("g", "nope").unwrap_err().kind(),
+        ErrorKind::TopicNotFound
+    );
+}
+
+/// A consumer that gives up after one retry.
+fn impatient(b: &Broker, group: &str) -> pocketmq::Consumer {
+    let mut cfg = ConsumerConfig::new(group, "orders");
+    cfg.max_reconsume_times = 1;
+    b.consumer(cfg).unwrap()
+}
+
+/// Fails every delivery of `c` until its messages are dead letters.
+fn dead_letter_all(b: &Broker, clock: &ManualClock, c: &pocketmq::Consumer) {
+    for _ in 0..4 {
+        for m in drain(c) {
+            c.nack(&m).unwrap();
+        }
+        clock.advance_ms(3_600_000);
+        b.tick().unwrap();
+    }
+}
+
+#[test]
+fn dead_letters_are_listed_and_redriven_to_their_group_alone() {
+    let (b, clock) = manual();
+    let c = impatient(&b, "g");
+    let other = consumer(&b, "h", "orders");
+    let p = b.producer("p").unwrap();
+    let sent: Vec<_> = (0..3)
+        .map(|i| {
+            p.send(
+                Message::builder("orders", format!("m{i}"))
+                    .tags("paid")
+                    .key(format!("k{i}"))
+                    .build(),
+            )
+            .unwrap()
+        })
+        .collect();
+    other.ack_all(&drain(&other)).unwrap();
+    dead_letter_all(&b, &clock, &c);
+    let mut dead = b.dead_letters("g", 100).unwrap();
+    dead.sort_by(|a, b| a.body.cmp(&b.body));
+    assert_eq!(bodies(&dead), vec!["m0", "m1", "m2"]);
+    assert_eq!(dead[0].msg_id, sent[0].msg_id);
+    assert_eq!(
+        dead[0].properties.get("RETRY_TOPIC").map(String::as_str),
+        Some("orders")
+    );
+    assert_eq!(b.dead_letters("g", 2).unwrap().len(), 2);
+    assert!(b.dead_letters("h", 10).unwrap().is_empty());
+
+    let mut reports = Vec::new();
+    let n = b
+        .redrive("g", None, |done, total| {
+            reports.push((done, total));
+            true
+        })
+        .unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(reports.last(), Some(&(3, 3)));
+    assert!(b.dead_letters("g", 100).unwrap().is_empty(), "redriven");
+    let mut back = drain(&c);
+    back.sort_by(|a, b| a.body.cmp(&b.body));
+    assert_eq!(bodies(&back), vec!["m0", "m1", "m2"]);
+    for (m, s) in back.iter().zip(&sent) {
+        assert_eq!(m.msg_id, s.msg_id);
+        assert_eq!(m.topic, "orders");
+        assert_eq!(m.reconsume_times, 0, "its retries start over");
+        assert_eq!(m.tags.as_deref(), Some("paid"));
+    }
+    c.ack_all(&back).unwrap();
+    assert!(drain(&other).is_empty(), "another group gets nothing again");
+    assert_eq!(b.redrive("g", None, |_, _| true).unwrap(), 0);
+    assert_eq!(b.redrive("never-failed", None, |_, _| true).unwrap(), 0);
+}
+
+#[test]
+fn a_redrive_can_be_limited_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let dead = {
+        let b = file(dir.path(), &clock);
+        let c = impatient(&b, "g");
+        for i in 0..5 {
+            send(&b, "orders", &format!("m{i}"));
+        }
+        dead_letter_all(&b, &clock, &c);
+        let dead = bodies(&b.dead_letters("g", 10).unwrap());
+        assert_eq!(dead.len(), 5);
+        assert_eq!(b.redrive("g", Some(2), |_, _| true).unwrap(), 2);
+        assert_eq!(bodies(&b.dead_letters("g", 10).unwrap()), dead[2..]);
+        c.close().unwrap();
+        b.close().unwrap();
+        dead
+    };
+    let b = file(dir.path(), &clock);
+    assert_eq!(bodies(&b.dead_letters("g", 10).unwrap()), dead[2..]);
+    assert_eq!(b.redrive("g", None, |_, _| true).unwrap(), 3);
+    let c = impatient(&b, "g");
+    assert_eq!(bodies(&drain(&c)), dead);
+}
+
+#[test]
+fn a_deleted_topic_is_unreachable_its_groups_reset_and_it_can_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let (old_id, delayed_to_other) = {
+        let b = file(dir.path(), &clock);
+        let p = b.producer("p").unwrap();
+        let r = p
+            .send(Message::builder("orders", "old").key("k").build())
+            .unwrap();
+        p.send(Message::builder("orders", "later").delay_level(2).build())
+            .unwrap();
+        send(&b, "payments", "kept");
+        let c = consumer(&b, "g", "orders");
+        c.ack_all(&drain(&c)).unwrap();
+        assert_eq!(
+            b.delete_topic("orders").unwrap_err().kind(),
+            ErrorKind::InvalidArgument,
+            "refused while a consumer reads it"
+        );
+        c.close().unwrap();
+        b.delete_topic("orders").unwrap();
+        assert_eq!(
+            b.delete_topic("orders").unwrap_err().kind(),
+            ErrorKind::TopicNotFound
+        );
+        assert!(b.get(&r.msg_id).unwrap().is_none());
+        assert!(b.query("orders", "k").unwrap().is_empty());
+        assert!(b.topics().unwrap().iter().all(|t| t.name != "orders"));
+        assert!(b
+            .stats()
+            .unwrap()
+            .groups
+            .iter()
+            .all(|g| g.topic != "orders"));
+        // The delayed message sent before the deletion never arrives.
+        clock.advance_ms(10_000);
+        b.tick().unwrap();
+        assert!(b.topics().unwrap().iter().all(|t| t.name != "orders"));
+        b.close().unwrap();
+        (r.msg_id, "payments")
+    };
+    // Across a restart (replay of the whole log) it stays deleted.
+    let b = file(dir.path(), &clock);
+    assert!(b.get(&old_id).unwrap().is_none());
+    assert!(b.topics().unwrap().iter().all(|t| t.name != "orders"));
+    assert_eq!(
+        b.lag("g", delayed_to_other).unwrap(),
+        1,
+        "other topics keep theirs"
+    );
+    // Created again, it starts anew and the group starts over.
+    send(&b, "orders", "new");
+    let c = consumer(&b, "g", "orders");
+    assert_eq!(bodies(&drain(&c)), vec!["new"]);
+    c.close().unwrap();
+    b.close().unwrap();
+    let b = file(dir.path(), &clock);
+    assert_eq!(
+        bodies(&b.browse("orders", None, None, 10).unwrap()),
+        vec!["new"]
+    );
+}
+
+#[test]
+fn stats_count_the_store_totals_across_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    {
+        let b = file(dir.path(), &clock);
+        for i in 0..7 {
+            send(&b, "orders", &format!("m{i}"));
+        }
+        send(&b, "payments", "p");
+        b.close().unwrap();
+    }
+    let b = file(dir.path(), &clock);
+    let s = b.stats().unwrap();
+    assert_eq!(s.topics["orders"].messages_in, 7);
+    assert_eq!(s.messages_in, 8, "the store's total");
+    assert_eq!(s.messages_retained, 8);
+    send(&b, "orders", "one more");
+    assert_eq!(b.stats().unwrap().messages_in, 9);
+}
+
+/// Records what the engine logs (one logger per test binary).
+struct Capture(Mutex<Vec<(log::Level, String)>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((r.level(), r.args().to_string()));
+    }
+    fn flush(&self) {}
+}
+
+#[test]
+fn dead_letters_drills_redrives_and_takeovers_are_logged() {
+    let capture: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
+    log::set_logger(capture).unwrap();
+    log::set_max_level(log::LevelFilter::Info);
+    let logged = |level: log::Level, text: &str| {
+        capture
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(l, t)| *l == level && t.contains(text))
+    };
+    let (b, clock) = manual();
+    let c = impatient(&b, "g");
+    send(&b, "orders", "m");
+    dead_letter_all(&b, &clock, &c);
+    assert!(logged(
+        log::Level::Warn,
+        "moved to %DLQ%g after 2 deliveries"
+    ));
+    b.redrive("g", None, |_, _| true).unwrap();
+    assert!(logged(
+        log::Level::Info,
+        "redrove 1 dead letters of group g"
+    ));
+    b.move_backlog("g", "orders", "wide", None, |_, _| true)
+        .unwrap();
+    assert!(logged(
+        log::Level::Info,
+        "moved 0 messages of group g from orders to wide"
+    ));
+
+    // A store whose owner died without closing it is taken over, with a warning.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || BrokerConfig {
+        background: false,
+        clock: Arc::new(clock.clone()),
+        ..BrokerConfig::at(dir.path())
+    };
+    Broker::open(cfg()).unwrap().close().unwrap();
+    std::fs::write(dir.path().join("abort"), b"4242").unwrap();
+    Broker::open(cfg()).unwrap().close().unwrap();
+    assert!(logged(log::Level::Warn, "process 4242 had it open"));
+}
+
+#[test]
+fn simple_consumer_groups_have_progress_move_with_a_drill_and_block_a_delete() {
+    let (b, _clock) = manual();
+    b.create_topic("orders", 1).unwrap();
+    let p = b.producer("p").unwrap();
+    for i in 0..10 {
+        p.send(Message::new("orders", format!("o{i}"))).unwrap();
+    }
+    let sc = b
+        .simple_consumer(pocketmq::SimpleConsumerConfig::new("billing", "orders"))
+        .unwrap();
+    let got = sc.receive(4, std::time::Duration::ZERO).unwrap();
+    sc.ack(&got[0]).unwrap();
+    let [q] = b.progress("billing", "orders").unwrap().try_into().unwrap();
+    assert_eq!((q.consumer_offset, q.lag, q.inflight), (1, 9, 3));
+    let e = b.delete_topic("orders").unwrap_err();
+    assert_eq!(
+        e.kind(),
+        pocketmq::ErrorKind::InvalidArgument,
+        "a live simple consumer reads it"
+    );
+    // The drill moves the group past its whole backlog, in flight or not.
+    let moved = b
+        .move_backlog("billing", "orders", "orders-wide", Some(4), |_, _| true)
+        .unwrap();
+    assert_eq!(moved, 9);
+    assert_eq!(b.lag("billing", "orders").unwrap(), 0);
+    assert!(sc
+        .receive(16, std::time::Duration::ZERO)
+        .unwrap()
+        .is_empty());
+    sc.close().unwrap();
+    b.delete_topic("orders").unwrap();
+}

@@ -1,0 +1,174 @@
+"""The command line: the parser (every command, its options, the exit codes in
+``--help``) and ``main``, which turns any failure into one line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Callable, Optional, Sequence
+
+from .. import Error
+from .commands import (
+    cmd_browse,
+    cmd_create_topic,
+    cmd_delete_topic,
+    cmd_dlq,
+    cmd_get,
+    cmd_lag,
+    cmd_move_backlog,
+    cmd_progress,
+    cmd_query,
+    cmd_receive,
+    cmd_redrive,
+    cmd_reset_offset,
+    cmd_send,
+    cmd_stats,
+    cmd_tail,
+    cmd_topics,
+)
+from .errors import EXIT_CODES, INTERRUPTED, OK, Failure, failure_of
+
+DESCRIPTION = """\
+Inspect and operate a pocketmq store from a shell, the way mqadmin operates a
+RocketMQ broker. Every command opens the store directory given by --store
+(default ./data), does its work and closes it; a store another process has open
+fails at once, naming that process. Commands that only read never create a
+store. Tables for people; --json for scripts."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    # Accepted before or after the command; SUPPRESS keeps one given before it.
+    common.add_argument("--store", default=argparse.SUPPRESS,
+                        help="store directory (default ./data)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="JSON for scripts instead of tables")
+    common.add_argument("--progress", action="store_true", default=argparse.SUPPRESS,
+                        help="show progress bars even when stderr is not a terminal")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log the engine's informational records too")
+    p = argparse.ArgumentParser(
+        prog="pocketmq", description=DESCRIPTION,
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help, parents=[common])
+        c.set_defaults(run=run)
+        return c
+
+    command("topics", cmd_topics, "list topics: queues, messages stored and retained")
+    command("stats", cmd_stats, "the store's totals, topics and groups (lag, rates)")
+
+    c = command("progress", cmd_progress,
+                "a group's progress per queue (mqadmin consumerProgress): offsets, lag, last time")
+    c.add_argument("group")
+    c.add_argument("topic", nargs="?", help="default: every topic the group has progress on")
+
+    c = command("lag", cmd_lag, "messages a group has not acked: one number, or a table per group and topic")
+    c.add_argument("group", nargs="?")
+    c.add_argument("topic", nargs="?")
+
+    c = command("tail", cmd_tail,
+                "the last messages of a topic, without consuming; -f follows; --group consumes as a group")
+    c.add_argument("topic")
+    c.add_argument("-n", "--lines", type=int, default=10, help="how many of the last messages (10)")
+    c.add_argument("-f", "--follow", action="store_true", help="keep printing new messages until Ctrl-C")
+    c.add_argument("--group", help="consume (and ack) as this group instead of only reading")
+
+    c = command("browse", cmd_browse, "messages of a topic without consuming them")
+    c.add_argument("topic")
+    c.add_argument("--queue", type=int, help="one queue (default: all, in store order)")
+    c.add_argument("--offset", type=int, help="queue offset to start from (default: the oldest)")
+    c.add_argument("--limit", type=int, default=32)
+
+    c = command("get", cmd_get, "one message by id")
+    c.add_argument("msg_id")
+
+    c = command("query", cmd_query, "messages of a topic by key, or by store time")
+    c.add_argument("topic")
+    how = c.add_mutually_exclusive_group(required=True)
+    how.add_argument("--key", help="messages with this key")
+    how.add_argument("--since", help="messages stored at or after this time")
+    c.add_argument("--until", help="with --since: stored before this time (default: now)")
+    c.add_argument("--limit", type=int, default=1000)
+
+    c = command("reset-offset", cmd_reset_offset, "move a group on a topic to earliest, latest or a time")
+    c.add_argument("group")
+    c.add_argument("topic")
+    c.add_argument("--to", required=True, help="earliest, latest, or a time")
+
+    c = command("move-backlog", cmd_move_backlog,
+                "the backlog drill: copy a group's unconsumed messages to a wider topic, then move the "
+                "group past them (resumable: run it again after an interruption)")
+    c.add_argument("group")
+    c.add_argument("topic")
+    c.add_argument("--to", required=True, metavar="TEMP", help="the topic to move the backlog to")
+    c.add_argument("--queues", type=int, help="queues of TEMP (default: as many as TOPIC)")
+
+    c = command("dlq", cmd_dlq, "a group's dead letters (not yet redriven)")
+    c.add_argument("group")
+    c.add_argument("--limit", type=int, default=100)
+
+    c = command("redrive", cmd_redrive, "resend a group's dead letters to that group alone")
+    c.add_argument("group")
+    c.add_argument("--limit", type=int)
+
+    c = command("send", cmd_send, "send one message (creates the store if needed)")
+    c.add_argument("topic")
+    c.add_argument("body", help="message body (text); '-' reads it from stdin")
+    c.add_argument("--group", default="cli")
+    c.add_argument("--tags")
+    c.add_argument("--key", action="append", default=[], dest="keys")
+    c.add_argument("--property", action="append", default=[], metavar="NAME=VALUE")
+    c.add_argument("--sharding-key")
+    c.add_argument("--queue-id", type=int)
+    c.add_argument("--delay-level", type=int)
+    c.add_argument("--delay", type=float, help="seconds")
+
+    c = command("receive", cmd_receive, "receive (and ack) messages as a group")
+    c.add_argument("topic")
+    c.add_argument("--group", required=True)
+    c.add_argument("--tags", default="*")
+    c.add_argument("--max", type=int, default=32, dest="max_messages")
+    c.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for the first")
+    c.add_argument("--no-ack", action="store_true", help="leave the messages unacked")
+    c.add_argument("--broadcasting", action="store_true")
+
+    c = command("create-topic", cmd_create_topic, "create a topic or grow its queues")
+    c.add_argument("topic")
+    c.add_argument("--queues", type=int)
+
+    c = command("delete-topic", cmd_delete_topic,
+                "delete a topic: its messages become unreachable, its groups reset")
+    c.add_argument("topic")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    for name, default in (("store", "./data"), ("json", False), ("progress", None), ("verbose", False)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="pocketmq: %(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        code: int = args.run(args)
+        return code
+    except Failure as f:
+        print(f"pocketmq: error: {f}", file=sys.stderr)
+        return f.code
+    except Error as e:
+        failure = failure_of(e)
+        print(f"pocketmq: error: {failure}", file=sys.stderr)
+        return failure.code
+    except (KeyboardInterrupt, BrokenPipeError) as e:
+        if isinstance(e, BrokenPipeError):
+            # The reader went away (`| head`): not an error. Point stdout at /dev/null
+            # so that the flush at exit does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return OK
+        print("pocketmq: interrupted", file=sys.stderr)
+        return INTERRUPTED
