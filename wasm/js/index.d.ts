@@ -259,7 +259,8 @@ export class PocketMQError extends Error {
     | "StoreLocked"
     | "StoreCorrupted"
     | "Closed"
-    | "Io";
+    | "Io"
+    | "DISK_FULL";
 }
 export class InvalidArgumentError extends PocketMQError {
   readonly code: "InvalidArgument";
@@ -284,4 +285,11 @@ export class ClosedError extends PocketMQError {
 }
 export class IoError extends PocketMQError {
   readonly code: "Io";
+}
+/**
+ * A write refused because the disk is full or used above `diskMaxUsedRatio`:
+ * nothing was written and the store stays usable.
+ */
+export class DiskFullError extends PocketMQError {
+  readonly code: "DISK_FULL";
 }

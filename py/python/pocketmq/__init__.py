@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ._errors import (
     Closed,
+    DiskFull,
     Error,
     InvalidArgument,
     IoError,
@@ -42,6 +43,7 @@ __all__ = [
     "Closed",
     "Consumer",
     "DEFAULT_DELAY_LEVELS",
+    "DiskFull",
     "Error",
     "InvalidArgument",
     "IoError",

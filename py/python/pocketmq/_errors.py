@@ -11,6 +11,7 @@ __all__ = [
     "StoreCorrupted",
     "Closed",
     "IoError",
+    "DiskFull",
 ]
 
 
@@ -50,3 +51,9 @@ class Closed(Error):
 
 class IoError(Error, OSError):
     """The operating system refused a file operation (also an ``OSError``)."""
+
+
+class DiskFull(Error, OSError):
+    """A write was refused: the disk is full, or used above the broker's
+    ``disk_max_used_ratio`` (also an ``OSError``). Nothing was written and the
+    store stays usable; sends succeed again once space returns."""
