@@ -222,11 +222,25 @@ impl ConsumeQueues {
         self.map.get(topic).map_or(0, Vec::len) as u32
     }
 
-    /// Makes sure `topic` has queues `0..n`.
+    /// Makes sure `topic` has queues `0..n`. The one place a queue's directory is
+    /// named: a name that is not a valid topic, or more than `MAX_QUEUES` queues,
+    /// is refused here whatever the caller checked, so no path is ever built from
+    /// anything unchecked (a record or a metadata file read back is input too).
     pub fn ensure(&mut self, topic: &str, n: u32) -> io::Result<()> {
         let have = self.count(topic);
         if have >= n {
             return Ok(());
+        }
+        if let Err(e) = crate::topic::validate_topic(topic) {
+            return Err(crate::store::corrupt(format!(
+                "no queues for {topic:?}: {e}"
+            )));
+        }
+        if n > crate::topic::MAX_QUEUES {
+            return Err(crate::store::corrupt(format!(
+                "{topic}: {n} queues, at most {} are possible",
+                crate::topic::MAX_QUEUES
+            )));
         }
         let mut added = Vec::with_capacity((n - have) as usize);
         for q in have..n {

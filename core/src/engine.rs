@@ -15,7 +15,7 @@ use crate::dispatch::Services;
 use crate::message::properties;
 use crate::message::record::RecordSpec;
 use crate::message::{id, MessageExt};
-use crate::message_store::MessageStore;
+use crate::message_store::{Destination, MessageStore};
 use crate::schedule::{ScheduleService, TimerWheel, DELIVERY_BATCH};
 use crate::stats::{self, Stats, TopicRates};
 use crate::store::meta::read_json;
@@ -30,6 +30,9 @@ pub(crate) type Callback = Box<dyn FnOnce() + Send>;
 
 /// Retention runs at most this often (RocketMQ's `cleanResourceInterval`).
 const RETENTION_INTERVAL_MS: u64 = 10_000;
+
+/// After deferred work failed (a full disk, say), when it is tried again.
+const RETRY_AFTER_ERROR_MS: u64 = 1000;
 
 pub(crate) struct Engine {
     pub store: MessageStore,
@@ -271,33 +274,47 @@ impl Engine {
         }
         let mut checks = Vec::new();
         if now >= self.next_due {
-            while let Some((level, cursor, due)) = self.schedule.due_batch(&self.store, now) {
-                self.deliver(&due, now)?;
-                self.schedule.advance(level, cursor);
-            }
-            loop {
-                let due = self.timer.due_records(&self.store, now);
-                if due.is_empty() {
-                    break;
-                }
-                for chunk in due.chunks(DELIVERY_BATCH) {
-                    self.deliver(chunk, now)?;
+            match self.run_deferred(now) {
+                Ok(due_checks) => checks = due_checks,
+                Err(e) => {
+                    // Nothing is lost (cursors did not move past what failed); try
+                    // again a little later rather than on every call.
+                    self.next_due = now.saturating_add(RETRY_AFTER_ERROR_MS);
+                    return Err(e);
                 }
             }
-            let queues = self.settings.default_queues;
-            let (due_checks, discards) = self.tx.due(&mut self.store, queues, now)?;
-            if !discards.is_empty() {
-                self.put(&discards, now)?;
-            }
-            checks = due_checks;
-            if self.groups.resume_due(now) {
-                self.arrived = true;
-            }
-            self.next_due = self.compute_next_due();
         }
         if now >= self.last_retention + RETENTION_INTERVAL_MS || now < self.last_retention {
             self.retention(now)?;
         }
+        Ok(checks)
+    }
+
+    /// The deferred work of `run_due`: delays, timers, transaction checks and
+    /// discards, orderly pauses ending.
+    fn run_deferred(&mut self, now: u64) -> Result<Vec<Check>> {
+        while let Some((level, cursor, due)) = self.schedule.due_batch(&self.store, now) {
+            self.deliver(&due, now)?;
+            self.schedule.advance(level, cursor);
+        }
+        loop {
+            let due = self.timer.due_records(&self.store, now);
+            if due.is_empty() {
+                break;
+            }
+            for chunk in due.chunks(DELIVERY_BATCH) {
+                self.deliver(chunk, now)?;
+            }
+        }
+        let queues = self.settings.default_queues;
+        let (checks, discards) = self.tx.due(&mut self.store, queues, now)?;
+        if !discards.is_empty() {
+            self.put(&discards, now)?;
+        }
+        if self.groups.resume_due(now) {
+            self.arrived = true;
+        }
+        self.next_due = self.compute_next_due();
         Ok(checks)
     }
 
@@ -310,7 +327,8 @@ impl Engine {
         let queues = self.settings.default_queues;
         let mut specs = Vec::with_capacity(phys.len());
         for &p in phys {
-            if let Some(s) = self.store.copy_to_real_topic(p, &drop, queues)? {
+            let to = Destination::Real { retries: true };
+            if let Some(s) = self.store.copy_to_real_topic(p, &drop, to, queues)? {
                 specs.push(s);
             }
         }

@@ -28,6 +28,16 @@ use crate::store::Backend;
 use crate::topic::{self, TopicRegistry};
 use crate::{Error, Result};
 
+/// Where a deferred record goes when it is re-appended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Destination<'a> {
+    /// Its `REAL_TOPIC` and `REAL_QID`: a user topic, or with `retries` also a
+    /// group's retry topic (a retry waiting for its delay).
+    Real { retries: bool },
+    /// An engine topic and queue of the caller's choosing.
+    Fixed(&'a str, u32),
+}
+
 pub(crate) struct MessageStore {
     pub backend: Arc<dyn Backend>,
     pub commitlog: CommitLog,
@@ -39,6 +49,9 @@ pub(crate) struct MessageStore {
     pub nonce: u64,
     /// Whether the last exit was unclean (recovery verifies CRCs).
     pub unclean: bool,
+    /// Records skipped because they could not be read or re-appended as they are
+    /// (damaged, or naming a destination they may not have).
+    pub skipped_records: u64,
     /// The topic of the last send, shared by its records.
     last_topic: Option<Arc<str>>,
     /// Where the records of the last append went (reused across appends).
@@ -79,6 +92,7 @@ impl MessageStore {
             topics,
             topics_dirty: false,
             unclean,
+            skipped_records: 0,
             last_topic: None,
             placed: Vec::new(),
             qos: Vec::new(),
@@ -252,6 +266,7 @@ impl MessageStore {
             commitlog,
             queues,
             index,
+            skipped_records: skipped,
             ..
         } = self;
         let mut failure: Option<Error> = None;
@@ -262,6 +277,17 @@ impl MessageStore {
                     return;
                 }
                 let topic = r.topic();
+                if topic::validate_topic(topic).is_err() || r.queue_id >= topic::MAX_QUEUES {
+                    // Intact bytes, impossible content: never a path, never a queue.
+                    *skipped += 1;
+                    log::warn!(
+                        "the record at CommitLog offset {} names queue {} of {topic:?}, \
+                         which cannot exist; skipped",
+                        r.phys,
+                        r.queue_id
+                    );
+                    return;
+                }
                 if queues.count(topic) <= r.queue_id {
                     missing.push((topic.to_string(), r.queue_id));
                     if let Err(e) = queues.ensure(topic, r.queue_id + 1) {
@@ -329,22 +355,24 @@ impl MessageStore {
             .collect()
     }
 
-    /// A copy of the record at `phys` bound for its real topic and queue (the
-    /// `REAL_TOPIC`/`REAL_QID` a delay, timer or half message carries), without the
-    /// properties in `drop_props`. None when the record is gone or has no real topic.
+    /// A copy of the record at `phys` for where `to` says: its real topic and queue
+    /// (the `REAL_TOPIC`/`REAL_QID` a delay, timer or half message carries), or a
+    /// fixed engine topic; without the properties in `drop_props`. None when the
+    /// record is gone, or cannot go where it names (it is skipped and counted: a
+    /// record read from the log is input like any other).
     pub fn copy_to_real_topic(
         &mut self,
         phys: u64,
         drop_props: &[&str],
+        to: Destination<'_>,
         default_queues: u32,
     ) -> Result<Option<RecordSpec>> {
         let nonce = self.nonce;
         let found = self.commitlog.with_record(phys, |r| {
             let raw = r.raw_properties();
             let real_topic = properties::value(raw, prop::REAL_TOPIC).map(str::to_string);
-            let real_qid: u32 = properties::value(raw, prop::REAL_QID)
-                .and_then(|q| q.parse().ok())
-                .unwrap_or(0);
+            let real_qid: Option<u32> =
+                properties::value(raw, prop::REAL_QID).and_then(|q| q.parse().ok());
             let mut p = properties::copy_without(raw, drop_props);
             if properties::value(raw, prop::UNIQ_KEY).is_none() {
                 properties::push(&mut p, prop::UNIQ_KEY, &id::make(nonce, phys));
@@ -352,7 +380,7 @@ impl MessageStore {
             let (at, len) = r.body_range();
             let spec = RecordSpec {
                 topic: topic::TRANS_HALF_TOPIC.into(),
-                queue_id: real_qid,
+                queue_id: 0,
                 sys_flag: r.sys_flag,
                 born_ts: r.born_ts,
                 reconsume_times: r.reconsume_times,
@@ -360,33 +388,49 @@ impl MessageStore {
                 body: Bytes::new(),
                 properties: p,
             };
-            (real_topic, spec, at, len)
+            (real_topic, real_qid, spec, at, len)
         });
-        let Some((Some(real_topic), mut spec, at, len)) = found else {
+        let Some((real_topic, real_qid, mut spec, at, len)) = found else {
             return Ok(None);
         };
-        if real_topic == topic::TRANS_HALF_TOPIC {
-            return Ok(None);
-        }
-        let queues = match self.topics.queues(&real_topic) {
+        let (name, queue_id) = match to {
+            Destination::Fixed(name, queue_id) => (name.to_string(), queue_id),
+            Destination::Real { retries } => {
+                let Some(real) = real_topic else {
+                    return Ok(self.skip(phys, "it names no REAL_TOPIC"));
+                };
+                if let Err(e) = topic::validate_real_topic(&real, retries) {
+                    return Ok(self.skip(phys, &format!("its REAL_TOPIC is refused ({e})")));
+                }
+                (real, real_qid.unwrap_or(0))
+            }
+        };
+        let queues = match self.topics.queues(&name) {
             Some(n) => n,
             None => {
-                let n = if topic::is_reserved(&real_topic) {
+                let n = if topic::is_reserved(&name) {
                     1
                 } else {
                     default_queues
                 };
-                self.create_topic(&real_topic, n)?;
+                self.create_topic(&name, n)?;
                 n
             }
         };
-        spec.queue_id %= queues.max(1);
-        spec.topic = real_topic.into();
+        spec.queue_id = queue_id % queues.max(1);
+        spec.topic = name.into();
         spec.body = self
             .commitlog
             .read(phys + at as u64, len)
             .unwrap_or_default();
         Ok(Some(spec))
+    }
+
+    /// Skips the record at `phys` that cannot be re-appended: logged and counted.
+    fn skip<T>(&mut self, phys: u64, why: &str) -> Option<T> {
+        self.skipped_records += 1;
+        log::warn!("the deferred record at CommitLog offset {phys} is skipped: {why}");
+        None
     }
 
     /// Deletes expired CommitLog segments (or, when the disk is nearly full, the

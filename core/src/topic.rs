@@ -19,6 +19,9 @@ pub(crate) const TRANS_HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
 pub(crate) const TRANS_OP_HALF_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
 pub(crate) const TRANS_CHECK_MAX_TOPIC: &str = "RMQ_SYS_TRANS_CHECK_MAX_TOPIC";
 
+/// The most queues a topic may have.
+pub(crate) const MAX_QUEUES: u32 = 1024;
+
 /// Whether a topic name belongs to the engine.
 pub(crate) fn is_reserved(name: &str) -> bool {
     name.starts_with('%')
@@ -55,6 +58,20 @@ pub(crate) fn validate_topic(name: &str) -> Result<()> {
 pub(crate) fn validate_user_topic(name: &str) -> Result<()> {
     validate_topic(name)?;
     if is_reserved(name) {
+        return Err(Error::invalid(format!(
+            "topic {name:?} is reserved for the engine"
+        )));
+    }
+    Ok(())
+}
+
+/// The `REAL_TOPIC` of a deferred record (a delayed message, a timer, a half
+/// message), read back from the log when it is re-appended: a valid name of a user
+/// topic or, where the engine delays retries (`retries`), of a group's retry topic.
+/// Never another engine topic: only the engine writes those, and never through here.
+pub(crate) fn validate_real_topic(name: &str, retries: bool) -> Result<()> {
+    validate_topic(name)?;
+    if is_reserved(name) && !(retries && name.starts_with(RETRY_PREFIX)) {
         return Err(Error::invalid(format!(
             "topic {name:?} is reserved for the engine"
         )));

@@ -96,7 +96,12 @@ impl Consumer {
             if e.closed || self.closed.load(Ordering::Acquire) {
                 return Ok(Some(Vec::new()));
             }
-            let checks = self.broker.run_due_if_needed(&mut e)?;
+            // Due work that fails (a full disk) is the broker's to retry and
+            // report from `tick`; it never keeps a consumer from its messages.
+            let checks = self.broker.run_due_if_needed(&mut e).unwrap_or_else(|err| {
+                log::warn!("deferred work failed and will be retried: {err}");
+                Vec::new()
+            });
             if !checks.is_empty() {
                 drop(e);
                 self.broker.run_checks(checks)?;

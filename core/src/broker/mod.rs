@@ -155,9 +155,10 @@ impl Broker {
     pub fn create_topic(&self, name: &str, queues: impl Into<Option<u32>>) -> Result<()> {
         crate::topic::validate_user_topic(name)?;
         let queues = queues.into().unwrap_or(self.inner.config.default_queues);
-        if queues == 0 || queues > 1024 {
+        let max = crate::topic::MAX_QUEUES;
+        if queues == 0 || queues > max {
             return Err(Error::invalid(format!(
-                "a topic has 1 to 1024 queues, not {queues}"
+                "a topic has 1 to {max} queues, not {queues}"
             )));
         }
         let now = self.now();
