@@ -99,7 +99,7 @@ impl Engine {
             spec_buf: Vec::new(),
         };
         let store = &mut e.store;
-        store.recover(&mut services!(e))?;
+        store.recover(&mut services!(e), e.settings.default_queues)?;
         e.next_due = 0;
         backend.write_meta(
             ABORT_FILE,

@@ -68,7 +68,9 @@ impl MessageStore {
     ) -> Result<MessageStore> {
         let unclean = backend.read_meta(ABORT_FILE)?.is_some();
         let checkpoint = Checkpoint::read(&*backend)?;
-        let topics: TopicRegistry = read_json(&*backend, TopicRegistry::FILE)?.unwrap_or_default();
+        let mut topics: TopicRegistry =
+            read_json(&*backend, TopicRegistry::FILE)?.unwrap_or_default();
+        topics.sanitize();
         // An existing store keeps the segment size it was created with.
         let seg_size = match backend.list(crate::commitlog::DIR)?.first() {
             // (An empty first segment, cut short at creation, has no size to keep.)
@@ -110,6 +112,13 @@ impl MessageStore {
             let on_disk = dirs
                 .iter()
                 .filter_map(|d| d.parse::<u32>().ok())
+                .filter(|q| {
+                    let possible = *q < topic::MAX_QUEUES;
+                    if !possible {
+                        log::warn!("consumequeue/{name}/{q} cannot be a queue; ignored");
+                    }
+                    possible
+                })
                 .max()
                 .map_or(0, |m| m + 1);
             let want = store.topics.queues(&name).unwrap_or(0).max(on_disk);
@@ -128,6 +137,15 @@ impl MessageStore {
             nonce: self.nonce,
         }
         .write(&*self.backend)
+    }
+
+    /// Writes the topic registry now (a persistent store only).
+    pub fn write_topics(&mut self) -> Result<()> {
+        if self.backend.is_persistent() {
+            crate::store::meta::write_json(&*self.backend, TopicRegistry::FILE, &self.topics)?;
+            self.topics_dirty = false;
+        }
+        Ok(())
     }
 
     /// Creates `name` with `queues` queues, or grows it. True when something changed.
@@ -257,8 +275,9 @@ impl MessageStore {
         self.qos = qos;
     }
 
-    /// Replays the log (see the module docs) through dispatch.
-    pub fn recover(&mut self, services: &mut Services<'_>) -> Result<()> {
+    /// Replays the log (see the module docs) through dispatch; topics the registry
+    /// lacks get at least `default_queues` queues.
+    pub fn recover(&mut self, services: &mut Services<'_>, default_queues: u32) -> Result<()> {
         let checkpoint = Checkpoint::read(&*self.backend).ok().flatten();
         let seg = self.commitlog.seg_size() as u64;
         let verify_from = Checkpoint::verify_from(checkpoint, self.unclean, seg);
@@ -270,7 +289,6 @@ impl MessageStore {
             ..
         } = self;
         let mut failure: Option<Error> = None;
-        let mut missing: Vec<(String, u32)> = Vec::new();
         let end = commitlog
             .recover(verify_from, |r| {
                 if failure.is_some() {
@@ -289,7 +307,6 @@ impl MessageStore {
                     return;
                 }
                 if queues.count(topic) <= r.queue_id {
-                    missing.push((topic.to_string(), r.queue_id));
                     if let Err(e) = queues.ensure(topic, r.queue_id + 1) {
                         failure = Some(store_err(e));
                         return;
@@ -310,15 +327,32 @@ impl MessageStore {
             cq.truncate_to_commitlog(end).map_err(store_err)?;
             cq.correct_min(min).map_err(store_err)?;
         }
-        for (topic, q) in missing {
-            if !topic::is_reserved(&topic) || topic.starts_with('%') {
-                let n = self.topics.queues(&topic).unwrap_or(0).max(q + 1);
-                if self.topics.ensure(&topic, n) {
-                    self.topics_dirty = true;
-                }
+        self.grow_topics(default_queues);
+        Ok(())
+    }
+
+    /// Grows the registry to every queue the store holds (found on disk, or named
+    /// by a record of the log): a topic whose registry entry was lost or is behind
+    /// (a crash before `topics.json` was written) comes back whole.
+    fn grow_topics(&mut self, default_queues: u32) {
+        let found: Vec<(String, u32)> = self
+            .queues
+            .iter()
+            .filter(|(t, _)| !topic::is_reserved(t) || t.starts_with('%'))
+            .map(|(t, qs)| (t.clone(), qs.len() as u32))
+            .collect();
+        for (t, n) in found {
+            let n = match self.topics.queues(&t) {
+                Some(_) => n,
+                // A user topic the registry never saw was created on first send.
+                None if !topic::is_reserved(&t) => n.max(default_queues),
+                None => n,
+            };
+            if self.topics.ensure(&t, n) {
+                log::info!("topic {t} recovered with {n} queues from the store's files");
+                self.topics_dirty = true;
             }
         }
-        Ok(())
     }
 
     /// The message at `phys` with a zero-copy body.

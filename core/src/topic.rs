@@ -170,6 +170,27 @@ impl TopicRegistry {
     pub fn queues(&self, name: &str) -> Option<u32> {
         self.topics.get(name).map(|t| t.queues)
     }
+
+    /// Drops entries read from `topics.json` that cannot be topics, and brings queue
+    /// counts out of range back to 1 (the store's files then grow them to what
+    /// they hold): a damaged file must not make open hang or build a bad path.
+    pub fn sanitize(&mut self) {
+        self.topics.retain(|name, t| {
+            if let Err(e) = validate_topic(name) {
+                log::warn!("{}: entry dropped: {e}", Self::FILE);
+                return false;
+            }
+            if t.queues == 0 || t.queues > MAX_QUEUES {
+                log::warn!(
+                    "{}: {name} has {} queues, out of range; counting again from the store",
+                    Self::FILE,
+                    t.queues
+                );
+                t.queues = 1;
+            }
+            true
+        });
+    }
 }
 
 #[cfg(test)]

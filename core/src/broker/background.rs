@@ -88,6 +88,7 @@ impl Broker {
 
     /// Writes the metadata that changed (outside the lock), and samples rates.
     fn persist_metadata(&self) -> Result<()> {
+        let _meta = self.inner.metadata.lock();
         let now = self.now();
         let (files, backend) = {
             let mut e = self.inner.engine.lock();

@@ -39,6 +39,9 @@ struct Inner {
     group_commit: GroupCommit,
     closed: AtomicBool,
     periodic: Mutex<background::Periodic>,
+    /// Held while metadata is serialised and written, so an older snapshot never
+    /// lands after a newer one. Taken before `group_commit`'s and the engine's.
+    metadata: Mutex<()>,
 }
 
 /// One embedded engine over one store. Clones share the engine; the store closes
@@ -72,6 +75,7 @@ impl Broker {
             group_commit: GroupCommit::new(end),
             closed: AtomicBool::new(false),
             periodic: Mutex::new(background::Periodic::new()),
+            metadata: Mutex::new(()),
             config,
         });
         let broker = Broker { inner };
@@ -162,8 +166,12 @@ impl Broker {
             )));
         }
         let now = self.now();
+        let _meta = self.inner.metadata.lock();
         let mut e = self.engine()?;
         if e.store.create_topic(name, queues)? {
+            // Durable before the call returns, so no send can be acknowledged on a
+            // topic (or queue) a crash would take away.
+            e.store.write_topics()?;
             // Consumers of the topic get a share of the new queues.
             let Engine { store, groups, .. } = &mut *e;
             groups.topic_grew(name, store, now)?;
@@ -339,6 +347,7 @@ impl Inner {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        let _meta = self.metadata.lock();
         let _one = self.group_commit.exclusive();
         let mut e = self.engine.lock();
         let waiters = std::mem::take(&mut e.waiters);
