@@ -19,6 +19,11 @@ pub(crate) const FILE_ENTRIES: usize = 300_000;
 pub(crate) const MEMORY_ENTRIES: usize = 16_384;
 /// `size` of a filler entry before a queue's first real one (RocketMQ's pre-blank).
 const BLANK_SIZE: u32 = i32::MAX as u32;
+/// The widest hole blank entries fill in a queue with entries; a wider jump starts
+/// the queue again at the new offset.
+const MAX_GAP: u64 = 1 << 20;
+/// No queue gets near this many entries (its byte position must fit a u64).
+const MAX_QUEUE_OFFSET: u64 = 1 << 56;
 
 /// One entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +57,8 @@ impl ConsumeQueue {
         queue_id: u32,
         entries: usize,
     ) -> io::Result<ConsumeQueue> {
-        let mut seg = SegmentQueue::open(backend, &cq_dir(topic, queue_id), entries * ENTRY)?;
+        let mut seg =
+            SegmentQueue::open_derived(backend, &cq_dir(topic, queue_id), entries * ENTRY)?;
         if let Some(&last) = seg.segment_bases().last() {
             let used = seg
                 .with_raw(last, |b| {
@@ -103,26 +109,54 @@ impl ConsumeQueue {
     }
 
     /// Writes the entry for queue offset `qo`. Idempotent: an entry already present is
-    /// left alone. An entry beyond the end restarts the queue there (its earlier
-    /// records are gone from the CommitLog, or were never written here).
+    /// left alone. An entry beyond the end of an empty queue restarts the queue there
+    /// (its earlier records are gone from the CommitLog, or were never written here);
+    /// beyond the end of a queue with entries, the offsets between are filled with
+    /// blank entries (their records were damaged and skipped by recovery).
     pub fn put(&mut self, qo: u64, e: CqEntry) -> io::Result<()> {
         let max = self.max_offset();
         if qo < max {
             return Ok(());
         }
-        if qo > max {
+        let filler = CqEntry {
+            phys: 0,
+            size: BLANK_SIZE,
+            code: 0,
+        };
+        if qo > max && (max == self.min_offset() || qo - max > MAX_GAP) {
+            if qo > MAX_QUEUE_OFFSET {
+                return Err(crate::store::corrupt(format!(
+                    "queue offset {qo} is beyond any a queue reaches"
+                )));
+            }
             self.seg.reset_to(qo * ENTRY as u64)?;
-            let filler = CqEntry {
-                phys: 0,
-                size: BLANK_SIZE,
-                code: 0,
-            };
             while self.max_offset() < qo {
                 self.append(filler)?;
             }
             self.seg.set_min_pos(qo * ENTRY as u64);
         }
+        while self.max_offset() < qo {
+            self.append(filler)?;
+        }
         self.append(e)
+    }
+
+    /// `put` for a record replayed from the log, which is the truth: an entry
+    /// already present that disagrees with it (a damaged ConsumeQueue file) is cut,
+    /// with everything after it, and written again.
+    pub fn replay(&mut self, qo: u64, e: CqEntry) -> io::Result<()> {
+        if qo < self.max_offset() && qo >= self.min_offset() {
+            match self.entry(qo) {
+                Some(have) if have == e => return Ok(()),
+                _ => {
+                    log::warn!(
+                        "a ConsumeQueue entry at offset {qo} disagrees with the log; rebuilt"
+                    );
+                    self.seg.truncate(qo * ENTRY as u64)?;
+                }
+            }
+        }
+        self.put(qo, e)
     }
 
     fn append(&mut self, e: CqEntry) -> io::Result<()> {
@@ -139,7 +173,9 @@ impl ConsumeQueue {
         let mut max = self.max_offset();
         while max > self.min_offset() {
             match self.entry(max - 1) {
-                Some(e) if e.size != BLANK_SIZE && e.phys + e.size as u64 > end => max -= 1,
+                Some(e) if e.size != BLANK_SIZE && e.phys.saturating_add(e.size as u64) > end => {
+                    max -= 1
+                }
                 _ => break,
             }
         }

@@ -83,11 +83,15 @@ impl Engine {
             .unwrap_or_else(|| backend.default_segment_size());
         let store = MessageStore::open(backend.clone(), seg_size, fresh_nonce())?;
         let offsets: OffsetTable = read_json(&*backend, OffsetTable::FILE)?.unwrap_or_default();
+        let timers_queued = store
+            .queues
+            .get(topic::TIMER_TOPIC, 0)
+            .map_or(0, |cq| cq.max_offset());
         let mut e = Engine {
             store,
             groups: ConsumerGroups::new(offsets),
             schedule: ScheduleService::open(settings.levels.clone(), &*backend)?,
-            timer: TimerWheel::open(backend.clone())?,
+            timer: TimerWheel::open(backend.clone(), timers_queued)?,
             tx: Transactions::open(settings.tx, &*backend)?,
             settings,
             rates: TopicRates::default(),
@@ -399,6 +403,7 @@ impl Engine {
         out.extend(self.schedule.metadata(all)?);
         out.extend(self.timer.metadata(now, all)?);
         out.extend(self.tx.metadata(all)?);
+        out.extend(self.store.checkpoint_metadata(all)?);
         if all || self.store.topics_dirty {
             out.push((
                 topic::TopicRegistry::FILE,

@@ -15,15 +15,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::commitlog::recovery::{Checkpoint, ABORT_FILE};
-use crate::commitlog::{CommitLog, Placed};
+use crate::commitlog::recovery::{Checkpoint, StoreInfo, ABORT_FILE};
+use crate::commitlog::{CommitLog, Lookup, Placed};
 use crate::consume_queue::{ConsumeQueues, FILE_ENTRIES, MEMORY_ENTRIES};
 use crate::dispatch::{self, DispatchRequest, Mode, Services};
 use crate::index::KeyIndex;
 use crate::message::properties::{self, prop};
 use crate::message::record::RecordSpec;
 use crate::message::{id, MessageExt};
-use crate::store::meta::{read_json, store_err};
+use crate::store::meta::{read_json, store_err, write_json};
 use crate::store::Backend;
 use crate::topic::{self, TopicRegistry};
 use crate::{Error, Result};
@@ -47,11 +47,11 @@ pub(crate) struct MessageStore {
     pub topics_dirty: bool,
     /// The store's message-id nonce.
     pub nonce: u64,
-    /// Whether the last exit was unclean (recovery verifies CRCs).
-    pub unclean: bool,
     /// Records skipped because they could not be read or re-appended as they are
     /// (damaged, or naming a destination they may not have).
     pub skipped_records: u64,
+    /// The flushed offset the checkpoint file last said.
+    checkpoint_written: u64,
     /// The topic of the last send, shared by its records.
     last_topic: Option<Arc<str>>,
     /// Where the records of the last append went (reused across appends).
@@ -67,17 +67,28 @@ impl MessageStore {
         fresh_nonce: u64,
     ) -> Result<MessageStore> {
         let unclean = backend.read_meta(ABORT_FILE)?.is_some();
-        let checkpoint = Checkpoint::read(&*backend)?;
+        if unclean {
+            log::info!("the last exit was unclean: recovering the tail of the CommitLog");
+        }
+        // Both say who the store is; either may be lost or damaged on its own.
+        let info: Option<StoreInfo> = read_json(&*backend, StoreInfo::FILE).unwrap_or_else(|e| {
+            log::warn!("{e}; the store's identity is taken from the checkpoint");
+            None
+        });
+        let checkpoint = Checkpoint::read(&*backend).unwrap_or_else(|e| {
+            log::warn!("{e}; the whole tail is treated as unflushed");
+            None
+        });
         let mut topics: TopicRegistry =
             read_json(&*backend, TopicRegistry::FILE)?.unwrap_or_default();
         topics.sanitize();
         // An existing store keeps the segment size it was created with.
-        let seg_size = match backend.list(crate::commitlog::DIR)?.first() {
-            // (An empty first segment, cut short at creation, has no size to keep.)
-            Some(&base) => backend
-                .open(crate::commitlog::DIR, base, 0, false)
-                .map_or(seg_size, |r| r.len()),
-            None => seg_size,
+        let seg_size = match info
+            .map(|i| i.segment_size)
+            .filter(|s| StoreInfo::valid_size(*s))
+        {
+            Some(s) => s as usize,
+            None => CommitLog::size_of_existing(&*backend)?.unwrap_or(seg_size),
         };
         let commitlog = CommitLog::open(backend.clone(), seg_size).map_err(store_err)?;
         let entries = if backend.is_persistent() {
@@ -85,16 +96,30 @@ impl MessageStore {
         } else {
             MEMORY_ENTRIES
         };
+        let nonce = match (info, checkpoint) {
+            (Some(i), _) => i.nonce,
+            (None, Some(c)) => c.nonce,
+            (None, None) => {
+                if commitlog.end() > 0 {
+                    log::warn!(
+                        "{} and {} are both lost: this store's message ids change",
+                        StoreInfo::FILE,
+                        Checkpoint::FILE
+                    );
+                }
+                fresh_nonce
+            }
+        };
         let mut store = MessageStore {
-            nonce: checkpoint.map_or(fresh_nonce, |c| c.nonce),
+            nonce,
             queues: ConsumeQueues::new(backend.clone(), entries),
             backend,
             commitlog,
             index: KeyIndex::default(),
             topics,
             topics_dirty: false,
-            unclean,
             skipped_records: 0,
+            checkpoint_written: u64::MAX,
             last_topic: None,
             placed: Vec::new(),
             qos: Vec::new(),
@@ -128,15 +153,41 @@ impl MessageStore {
         if checkpoint.is_none() {
             store.write_checkpoint()?;
         }
+        let identity = StoreInfo {
+            nonce,
+            segment_size: store.commitlog.seg_size() as u64,
+        };
+        if info != Some(identity) {
+            write_json(&*store.backend, StoreInfo::FILE, &identity)?;
+        }
         Ok(store)
     }
 
-    pub fn write_checkpoint(&self) -> Result<()> {
+    pub fn write_checkpoint(&mut self) -> Result<()> {
+        self.checkpoint().write(&*self.backend)?;
+        self.checkpoint_written = self.commitlog.flushed();
+        Ok(())
+    }
+
+    fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
             flushed: self.commitlog.flushed(),
             nonce: self.nonce,
         }
-        .write(&*self.backend)
+    }
+
+    /// The checkpoint file, when the log was flushed further since it was written
+    /// (or `all`): how far recovery may trust the log after a crash.
+    pub fn checkpoint_metadata(&mut self, all: bool) -> Result<Option<(&'static str, Vec<u8>)>> {
+        let flushed = self.commitlog.flushed();
+        if !(all || flushed != self.checkpoint_written) {
+            return Ok(None);
+        }
+        self.checkpoint_written = flushed;
+        Ok(Some((
+            Checkpoint::FILE,
+            crate::store::meta::to_json(&self.checkpoint())?,
+        )))
     }
 
     /// Writes the topic registry now (a persistent store only).
@@ -278,9 +329,10 @@ impl MessageStore {
     /// Replays the log (see the module docs) through dispatch; topics the registry
     /// lacks get at least `default_queues` queues.
     pub fn recover(&mut self, services: &mut Services<'_>, default_queues: u32) -> Result<()> {
+        // The checkpoint says how far the log was flushed: past it is the tail a
+        // crash may have torn.
         let checkpoint = Checkpoint::read(&*self.backend).ok().flatten();
-        let seg = self.commitlog.seg_size() as u64;
-        let verify_from = Checkpoint::verify_from(checkpoint, self.unclean, seg);
+        let tail_from = checkpoint.map_or(0, |c| c.flushed);
         let MessageStore {
             commitlog,
             queues,
@@ -289,8 +341,8 @@ impl MessageStore {
             ..
         } = self;
         let mut failure: Option<Error> = None;
-        let end = commitlog
-            .recover(verify_from, |r| {
+        let scan = commitlog
+            .recover(tail_from, |r| {
                 if failure.is_some() {
                     return;
                 }
@@ -313,15 +365,34 @@ impl MessageStore {
                     }
                 }
                 let req = DispatchRequest::from_view(r);
-                if let Err(e) = dispatch::dispatch(&req, Mode::Replay, queues, index, services) {
-                    failure = Some(e);
+                match dispatch::dispatch(&req, Mode::Replay, queues, index, services) {
+                    Ok(()) => {}
+                    Err(Error::StoreCorrupted(why)) => {
+                        *skipped += 1;
+                        log::warn!(
+                            "the record at CommitLog offset {} is skipped: {why}",
+                            r.phys
+                        );
+                    }
+                    Err(e) => failure = Some(e),
                 }
             })
             .map_err(store_err)?;
         if let Some(e) = failure {
             return Err(e);
         }
-        index.merge();
+        self.index.merge();
+        self.skipped_records += scan.damaged.len() as u64;
+        let end = scan.end;
+        if end < tail_from {
+            // Flushed data was lost (damage, not a torn tail): new messages start
+            // past it, so no id that named a lost message names another one.
+            let seg = self.commitlog.seg_size() as u64;
+            let fresh = tail_from.div_ceil(seg).saturating_mul(seg);
+            if let Err(e) = self.commitlog.skip_to(fresh) {
+                log::warn!("could not move the CommitLog's end past lost data: {e}");
+            }
+        }
         let min = self.commitlog.min_offset();
         for cq in self.queues.all_mut() {
             cq.truncate_to_commitlog(end).map_err(store_err)?;
@@ -357,26 +428,52 @@ impl MessageStore {
 
     /// The message at `phys` with a zero-copy body.
     pub fn message_at(&self, phys: u64) -> Option<MessageExt> {
-        let (body_at, len, msg) = self.commitlog.with_record(phys, |r| {
+        self.lookup(phys).found()
+    }
+
+    /// The message at `phys`, telling a damaged record from a missing one.
+    fn lookup(&self, phys: u64) -> Lookup<MessageExt> {
+        let found = self.commitlog.read_record(phys, |r| {
             let (at, len) = r.body_range();
             (
                 at,
                 len,
                 MessageExt::from_record(r, self.nonce, Bytes::new()),
             )
-        })?;
-        let mut msg = msg;
-        msg.body = self.commitlog.read(phys + body_at as u64, len)?;
-        Some(msg)
+        });
+        let Lookup::Found((body_at, len, mut msg)) = found else {
+            return match found {
+                Lookup::Corrupt => Lookup::Corrupt,
+                _ => Lookup::Missing,
+            };
+        };
+        match self.commitlog.read(phys + body_at as u64, len) {
+            Some(body) => {
+                msg.body = body;
+                Lookup::Found(msg)
+            }
+            None => Lookup::Missing,
+        }
     }
 
-    /// The message with this id, if it is retained here.
-    pub fn get(&self, msg_id: &str) -> Option<MessageExt> {
-        let (nonce, phys) = id::parse(msg_id)?;
+    /// The message with this id, if it is retained here; `StoreCorrupted` when its
+    /// record is there but damaged (it is never handed out).
+    pub fn get(&self, msg_id: &str) -> Result<Option<MessageExt>> {
+        let Some((nonce, phys)) = id::parse(msg_id) else {
+            return Ok(None);
+        };
         if nonce != self.nonce {
-            return None;
+            return Ok(None);
         }
-        self.message_at(phys)
+        match self.lookup(phys) {
+            // A copy kept elsewhere (a retry, say) answers to its original's id only.
+            Lookup::Found(m) if m.msg_id.eq_ignore_ascii_case(msg_id) => Ok(Some(m)),
+            Lookup::Found(_) => Ok(None),
+            Lookup::Missing => Ok(None),
+            Lookup::Corrupt => Err(Error::StoreCorrupted(format!(
+                "message {msg_id} is damaged on disk (its record fails its CRC)"
+            ))),
+        }
     }
 
     /// The retained messages of `topic` with `key` among their keys, oldest first.

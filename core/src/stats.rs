@@ -67,6 +67,9 @@ pub struct Stats {
     pub pending_delayed: u64,
     /// Half messages not yet resolved.
     pub pending_transactions: u64,
+    /// Records found damaged or unusable since the broker opened (by recovery or
+    /// by a read): skipped, logged, never delivered.
+    pub corrupt_records: u64,
 }
 
 /// A running total and samples of it over the last minute, for a rate.
@@ -202,5 +205,6 @@ pub(crate) fn report(
         commitlog_bytes: store.commitlog.retained_bytes(),
         pending_delayed,
         pending_transactions,
+        corrupt_records: store.commitlog.corrupt_records() + store.skipped_records,
     }
 }

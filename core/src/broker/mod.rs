@@ -231,7 +231,7 @@ impl Broker {
                 "{msg_id:?} is not a message id (32 hex digits)"
             )));
         }
-        Ok(self.engine()?.store.get(msg_id))
+        self.engine()?.store.get(msg_id)
     }
 
     /// The retained messages of `topic` with `key` among their keys, oldest first.
@@ -306,10 +306,20 @@ impl Broker {
         }
     }
 
-    /// Forces everything appended so far to disk.
+    /// Forces everything appended so far to disk, and records in the checkpoint
+    /// that it is (so recovery after a crash trusts it).
     pub fn flush(&self) -> Result<()> {
         drop(self.engine()?);
-        self.flush_all()
+        self.flush_all()?;
+        let _meta = self.inner.metadata.lock();
+        let (checkpoint, backend) = {
+            let mut e = self.engine()?;
+            (e.store.checkpoint_metadata(false)?, e.store.backend.clone())
+        };
+        if let Some((name, bytes)) = checkpoint {
+            backend.write_meta(name, &bytes)?;
+        }
+        Ok(())
     }
 
     /// Closes the broker: wakes blocked receivers (they return empty), flushes,

@@ -78,7 +78,7 @@ impl ConsumerGroups {
                         p.next += 1;
                         continue;
                     }
-                    if e.phys + e.size as u64 > visible_end {
+                    if e.phys.saturating_add(e.size as u64) > visible_end {
                         break 'queue;
                     }
                     let qo = p.next;
@@ -120,7 +120,7 @@ impl ConsumerGroups {
                         }
                         _ => Bytes::new(),
                     };
-                    m.reconsume_times += p.orderly_retries;
+                    m.reconsume_times = m.reconsume_times.saturating_add(p.orderly_retries);
                     m.receipt = Some(Receipt {
                         consumer: handle,
                         slot,
@@ -165,7 +165,8 @@ impl ConsumerGroups {
             store.queues.get(t, *q).is_some_and(|cq| {
                 p.next < cq.max_offset()
                     && cq.entry(p.next.max(cq.min_offset())).is_none_or(|e| {
-                        e.phys + e.size as u64 <= visible_end || e.size == i32::MAX as u32
+                        e.phys.saturating_add(e.size as u64) <= visible_end
+                            || e.size == i32::MAX as u32
                     })
             })
         })

@@ -38,6 +38,9 @@ const WHEEL_SLOTS: u64 = 1 << 17; // about 36 hours of one-second slots
 const CHUNK: u64 = 4096;
 const LINKS_DIR: &str = "timerwheel";
 const LINK_SEGMENT: usize = 8 << 20;
+/// The widest jump in timer queue offsets the link log bridges (128 MiB of links);
+/// beyond it, with timers pending, a record is taken as damaged.
+const MAX_LINK_GAP: u64 = 1 << 24;
 
 pub(crate) struct TimerWheel {
     slots: Vec<u64>,
@@ -60,7 +63,7 @@ pub(crate) struct TimerWheel {
 impl TimerWheel {
     /// An empty wheel whose link log starts at timer queue offset `base`.
     pub fn new(backend: Arc<dyn Backend>, base: u64, processed_ms: u64) -> io::Result<TimerWheel> {
-        let mut links = SegmentQueue::open(backend, LINKS_DIR, LINK_SEGMENT)?;
+        let mut links = SegmentQueue::open_derived(backend, LINKS_DIR, LINK_SEGMENT)?;
         links.reset_to(0)?;
         let mut w = TimerWheel {
             slots: vec![0; WHEEL_SLOTS as usize],
@@ -78,9 +81,19 @@ impl TimerWheel {
     }
 
     /// The wheel of a store, empty, to be filled by replaying the timer records from
-    /// the persisted checkpoint on.
-    pub fn open(backend: Arc<dyn Backend>) -> Result<TimerWheel> {
-        let cp: TimerCheckpoint = read_json(&*backend, TimerCheckpoint::FILE)?.unwrap_or_default();
+    /// the persisted checkpoint on. `queued` is how many timer records the timer
+    /// ConsumeQueue holds: a checkpoint past it (damaged) is brought back to it.
+    pub fn open(backend: Arc<dyn Backend>, queued: u64) -> Result<TimerWheel> {
+        let mut cp: TimerCheckpoint =
+            read_json(&*backend, TimerCheckpoint::FILE)?.unwrap_or_default();
+        if cp.low_water > queued {
+            log::warn!(
+                "{}: low water {} is past the {queued} timers queued; replaying from there",
+                TimerCheckpoint::FILE,
+                cp.low_water
+            );
+            cp.low_water = queued;
+        }
         let mut w =
             TimerWheel::new(backend, cp.low_water, cp.delivered_until).map_err(store_err)?;
         w.restored = cp;
@@ -140,6 +153,19 @@ impl TimerWheel {
     }
 
     fn ensure_link(&mut self, qo: u64) -> io::Result<()> {
+        let end = self.base + self.links.write_pos() / 8;
+        if qo >= end.saturating_add(MAX_LINK_GAP) {
+            if self.pending > 0 || !self.current.is_empty() {
+                return Err(crate::store::corrupt(format!(
+                    "timer queue offset {qo} is far beyond the last one ({end})"
+                )));
+            }
+            // Nothing pending: the link log starts again at this timer.
+            self.links.reset_to(0)?;
+            self.slots.fill(0);
+            self.chunk_pending.clear();
+            self.base = qo;
+        }
         while self.base + self.links.write_pos() / 8 <= qo {
             self.links.append_with(8, |b, _| b.fill(0))?;
         }

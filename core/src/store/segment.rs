@@ -117,6 +117,26 @@ impl SegmentQueue {
         })
     }
 
+    /// Opens a queue of derived data (rebuilt from the CommitLog at will): segments
+    /// that cannot be opened as such (a wrong size, say) are deleted, and the queue
+    /// starts empty for the replay to refill.
+    pub fn open_derived(
+        backend: Arc<dyn Backend>,
+        dir: &str,
+        seg_size: usize,
+    ) -> io::Result<SegmentQueue> {
+        match SegmentQueue::open(backend.clone(), dir, seg_size) {
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                log::warn!("{dir}: {e}; its files are rebuilt from the CommitLog");
+                for base in backend.list(dir)? {
+                    backend.remove(dir, base)?;
+                }
+                SegmentQueue::open(backend, dir, seg_size)
+            }
+            r => r,
+        }
+    }
+
     /// Lets streaming reads drop the chunks they have passed (see `note_read`).
     pub fn release_passed_reads(&mut self) {
         self.release_reads = true;
@@ -156,11 +176,13 @@ impl SegmentQueue {
     }
 
     /// Cuts the queue back to `end`: zeroes the cut bytes of its segment and deletes
-    /// later segments.
-    pub fn truncate(&mut self, end: u64) -> io::Result<()> {
+    /// later segments. True when anything but zeros was cut.
+    pub fn truncate(&mut self, end: u64) -> io::Result<bool> {
+        let mut cut = false;
         while self.segs.last().is_some_and(|last| last.base >= end) {
             if let Some(last) = self.segs.pop() {
                 self.backend.remove(&self.dir, last.base)?;
+                cut = true;
             }
         }
         if let Some(last) = self.segs.last() {
@@ -171,8 +193,10 @@ impl SegmentQueue {
             };
             // Zero only what holds data, so a clean open does not rewrite a whole segment.
             let mut dirty: Option<(usize, usize)> = None;
+            static ZEROS: [u8; 4096] = [0; 4096];
             for (i, chunk) in tail.chunks_mut(4096).enumerate() {
-                if chunk.iter().any(|b| *b != 0) {
+                // (A slice comparison is a memcmp, fast in any build.)
+                if *chunk != ZEROS[..chunk.len()] {
                     chunk.fill(0);
                     let (a, b) = (from + i * 4096, from + i * 4096 + chunk.len());
                     dirty = Some(dirty.map_or((a, b), |(x, _)| (x, b)));
@@ -180,11 +204,12 @@ impl SegmentQueue {
             }
             if let Some((a, b)) = dirty {
                 last.region.flush(a, b)?;
+                cut = true;
             }
         }
         self.write_pos = end.max(self.min_pos);
         self.flushed = self.flushed.min(self.write_pos);
-        Ok(())
+        Ok(cut)
     }
 
     /// Room left in the segment the next append goes to (a full segment counts as 0).
@@ -223,10 +248,12 @@ impl SegmentQueue {
             self.prepared_next = next;
             self.backend.prepare(&self.dir, next, self.seg_size);
         }
-        assert!(
-            off + len <= self.seg_size,
-            "append crosses a segment boundary"
-        );
+        if off + len > self.seg_size {
+            return Err(corrupt(format!(
+                "{}: an append of {len} bytes at {at} would cross a segment boundary",
+                self.dir
+            )));
+        }
         // SAFETY: [off, off+len) is inside the region and above the write position,
         // so no reader holds it; the engine's lock serialises appends.
         let buf = unsafe { std::slice::from_raw_parts_mut(seg.region.as_ptr().add(off), len) };
