@@ -13,12 +13,12 @@ use crate::commitlog::recovery::ABORT_FILE;
 use crate::consumer::{ConsumerGroups, NackOutcome, OffsetTable};
 use crate::dispatch::Services;
 use crate::message::properties;
-use crate::message::record::RecordSpec;
+use crate::message::record::{RecordSpec, END_FILE_MIN_BLANK};
 use crate::message::{id, MessageExt};
 use crate::message_store::{Destination, MessageStore};
 use crate::schedule::{ScheduleService, TimerWheel, DELIVERY_BATCH};
 use crate::stats::{self, Stats, TopicRates};
-use crate::store::meta::read_json;
+use crate::store::meta::{read_json, store_err};
 use crate::store::Backend;
 use crate::topic;
 use crate::transaction::{Check, Transactions, TxState};
@@ -91,7 +91,7 @@ impl Engine {
             store,
             groups: ConsumerGroups::new(offsets),
             schedule: ScheduleService::open(settings.levels.clone(), &*backend)?,
-            timer: TimerWheel::open(backend.clone(), timers_queued)?,
+            timer: TimerWheel::open(backend.clone(), timers_queued, now)?,
             tx: Transactions::open(settings.tx, &*backend)?,
             settings,
             rates: TopicRates::default(),
@@ -306,14 +306,23 @@ impl Engine {
             if due.is_empty() {
                 break;
             }
-            for chunk in due.chunks(DELIVERY_BATCH) {
-                self.deliver(chunk, now)?;
+            for (i, chunk) in due.chunks(DELIVERY_BATCH).enumerate() {
+                let phys: Vec<u64> = chunk.iter().map(|d| d.2).collect();
+                if let Err(e) = self.deliver(&phys, now) {
+                    // Back into the wheel, due again on the next try: a timer taken
+                    // out is delivered or put back, never dropped.
+                    for &(qo, at, _) in &due[i * DELIVERY_BATCH..] {
+                        self.timer.add(qo, at).map_err(store_err)?;
+                    }
+                    return Err(e);
+                }
             }
         }
         let queues = self.settings.default_queues;
         let (checks, discards) = self.tx.due(&mut self.store, queues, now)?;
-        if !discards.is_empty() {
-            self.put(&discards, now)?;
+        // Each discard (its copy and its op record) is one append of its own.
+        for pair in discards.chunks(2) {
+            self.put(pair, now)?;
         }
         if self.groups.resume_due(now) {
             self.arrived = true;
@@ -322,7 +331,8 @@ impl Engine {
         Ok(checks)
     }
 
-    /// Copies the delayed records at `phys` to their real topics, as one append.
+    /// Copies the delayed records at `phys` to their real topics, in as few appends
+    /// as fit a segment.
     fn deliver(&mut self, phys: &[u64], now: u64) -> Result<()> {
         let drop = [
             crate::message::properties::prop::DELAY,
@@ -336,10 +346,35 @@ impl Engine {
                 specs.push(s);
             }
         }
-        if specs.is_empty() {
-            return Ok(());
+        self.put_in_appends(&specs, now)
+    }
+
+    /// Appends `specs` (records the engine re-appends, which need not be one batch)
+    /// in runs that each fit a segment: however many come due together, none is
+    /// refused as too large. A record that fits no segment on its own is skipped.
+    fn put_in_appends(&mut self, specs: &[RecordSpec], now: u64) -> Result<()> {
+        let limit = self.store.commitlog.seg_size() - END_FILE_MIN_BLANK;
+        let mut from = 0;
+        while from < specs.len() {
+            let mut size = 0;
+            let mut to = from;
+            while to < specs.len() && size + specs[to].encoded_len() <= limit {
+                size += specs[to].encoded_len();
+                to += 1;
+            }
+            if to == from {
+                self.store.skipped_records += 1;
+                log::warn!(
+                    "a deferred record of {} bytes fits no CommitLog segment; skipped",
+                    specs[from].encoded_len()
+                );
+                from += 1;
+                continue;
+            }
+            self.put(&specs[from..to], now)?;
+            from = to;
         }
-        self.put(&specs, now)
+        Ok(())
     }
 
     fn compute_next_due(&self) -> u64 {

@@ -87,17 +87,27 @@ impl Broker {
     }
 
     /// Writes the metadata that changed (outside the lock), and samples rates.
+    /// Progress (delay cursors, timer and transaction checkpoints, offsets) never
+    /// runs ahead of what is durable: the records it accounts for (delivered copies,
+    /// retries, op records) are flushed before it is written.
     fn persist_metadata(&self) -> Result<()> {
         let _meta = self.inner.metadata.lock();
         let now = self.now();
-        let (files, backend) = {
+        let (files, backend, end) = {
             let mut e = self.inner.engine.lock();
             e.sample(now);
             if !e.store.backend.is_persistent() {
                 return Ok(());
             }
-            (e.metadata(now, false)?, e.store.backend.clone())
+            let end = e.store.commitlog.end();
+            (e.metadata(now, false)?, e.store.backend.clone(), end)
         };
+        if files.is_empty() {
+            return Ok(());
+        }
+        if self.inner.config.flush != FlushMode::None && self.inner.group_commit.durable() < end {
+            self.flush_all()?;
+        }
         for (name, bytes) in files {
             backend.write_meta(name, &bytes)?;
         }

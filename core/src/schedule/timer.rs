@@ -20,14 +20,22 @@ use crate::store::{Backend, SegmentQueue};
 use crate::topic;
 use crate::Result;
 
-/// What the timer persists: everything due at or before `delivered_until` was
-/// delivered; timer queue offsets below `low_water` are all delivered.
+/// What the timer persists: of the timers below queue offset `covered`, those due
+/// at or before `delivered_until` were delivered; timer queue offsets below
+/// `low_water` are all delivered. (The claim is bounded by `covered` because a
+/// later run's clock may be behind this one's: a timer added then, due before
+/// `delivered_until`, was not delivered.) Written only once the deliveries it
+/// covers are durable.
 #[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct TimerCheckpoint {
     #[serde(rename = "deliveredUntil")]
     pub delivered_until: u64,
     #[serde(rename = "lowWater")]
     pub low_water: u64,
+    /// Missing in checkpoints of older stores: then nothing is taken as delivered
+    /// beyond `low_water` (a timer may come twice, never not at all).
+    #[serde(default)]
+    pub covered: u64,
 }
 
 impl TimerCheckpoint {
@@ -83,7 +91,7 @@ impl TimerWheel {
     /// The wheel of a store, empty, to be filled by replaying the timer records from
     /// the persisted checkpoint on. `queued` is how many timer records the timer
     /// ConsumeQueue holds: a checkpoint past it (damaged) is brought back to it.
-    pub fn open(backend: Arc<dyn Backend>, queued: u64) -> Result<TimerWheel> {
+    pub fn open(backend: Arc<dyn Backend>, queued: u64, now: u64) -> Result<TimerWheel> {
         let mut cp: TimerCheckpoint =
             read_json(&*backend, TimerCheckpoint::FILE)?.unwrap_or_default();
         if cp.low_water > queued {
@@ -94,8 +102,10 @@ impl TimerWheel {
             );
             cp.low_water = queued;
         }
-        let mut w =
-            TimerWheel::new(backend, cp.low_water, cp.delivered_until).map_err(store_err)?;
+        cp.covered = cp.covered.min(queued);
+        // Walking starts from now if the last run's clock was ahead of this one's.
+        let processed = cp.delivered_until.min(now);
+        let mut w = TimerWheel::new(backend, cp.low_water, processed).map_err(store_err)?;
         w.restored = cp;
         w.saved = cp;
         Ok(w)
@@ -103,16 +113,20 @@ impl TimerWheel {
 
     /// A timer replayed on open: scheduled unless the checkpoint says it was delivered.
     pub fn replay(&mut self, qo: u64, deliver_ms: u64) -> io::Result<()> {
-        if qo >= self.base && deliver_ms <= self.restored.delivered_until {
+        if qo >= self.base
+            && qo < self.restored.covered
+            && deliver_ms <= self.restored.delivered_until
+        {
             self.skip(qo)
         } else {
             self.add(qo, deliver_ms)
         }
     }
 
-    /// The CommitLog offsets of the timer records due at `now`, in delivery order.
-    pub fn due_records(&mut self, store: &MessageStore, now: u64) -> Vec<u64> {
-        if self.pending == 0 {
+    /// The timer records due at `now`, in delivery order: (timer queue offset,
+    /// delivery time, CommitLog offset).
+    pub fn due_records(&mut self, store: &MessageStore, now: u64) -> Vec<(u64, u64, u64)> {
+        if self.pending == 0 && self.current.is_empty() {
             return Vec::new();
         }
         let Some(cq) = store.queues.get(topic::TIMER_TOPIC, 0) else {
@@ -120,7 +134,7 @@ impl TimerWheel {
         };
         let due = self.due(now, |qo| cq.entry(qo).map_or(0, |e| e.code));
         due.iter()
-            .filter_map(|&(_, qo)| cq.entry(qo).map(|e| e.phys))
+            .filter_map(|&(at, qo)| cq.entry(qo).map(|e| (qo, at, e.phys)))
             .collect()
     }
 
@@ -283,6 +297,7 @@ impl TimerWheel {
         TimerCheckpoint {
             delivered_until,
             low_water,
+            covered: self.base + self.links.write_pos() / 8,
         }
     }
 }
