@@ -59,15 +59,24 @@ impl ConsumeQueue {
     ) -> io::Result<ConsumeQueue> {
         let mut seg =
             SegmentQueue::open_derived(backend, &cq_dir(topic, queue_id), entries * ENTRY)?;
-        if let Some(&last) = seg.segment_bases().last() {
+        // The end is the first empty entry of the last segment holding any (a
+        // segment allocated ahead may follow it, empty).
+        let mut end = None;
+        for base in seg.segment_bases().into_iter().rev() {
             let used = seg
-                .with_raw(last, |b| {
+                .with_raw(base, |b| {
                     b.chunks_exact(ENTRY)
                         .position(|e| decode(e).size == 0)
                         .unwrap_or(b.len() / ENTRY)
                 })
                 .unwrap_or(0);
-            seg.truncate(last + (used * ENTRY) as u64)?;
+            end = Some(base + (used * ENTRY) as u64);
+            if used > 0 {
+                break;
+            }
+        }
+        if let Some(end) = end {
+            seg.truncate(end)?;
             // The scan touched the whole file; let readers fault in what they need.
             seg.release_sealed_and_active();
         }
@@ -157,6 +166,12 @@ impl ConsumeQueue {
             }
         }
         self.put(qo, e)
+    }
+
+    /// Makes sure the next `n` entries have their segment allocated (see
+    /// `SegmentQueue::reserve`), before the records they index are appended.
+    pub fn reserve(&mut self, n: usize) -> io::Result<()> {
+        self.seg.reserve(n * ENTRY, false)
     }
 
     fn append(&mut self, e: CqEntry) -> io::Result<()> {

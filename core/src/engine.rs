@@ -50,6 +50,9 @@ pub(crate) struct Engine {
     last_retention: u64,
     /// Set when a record consumers read landed; the facade wakes receivers.
     pub arrived: bool,
+    /// Why sends are refused with `DiskFull`, while they are: the disk is used
+    /// above `disk_max_used_ratio`, or the store was opened on a full disk.
+    pub disk_full: Option<String>,
     /// Reused between sends.
     spec_buf: Vec<RecordSpec>,
 }
@@ -100,17 +103,55 @@ impl Engine {
             next_due: 0,
             last_retention: now,
             arrived: false,
+            disk_full: None,
             spec_buf: Vec::new(),
         };
         let store = &mut e.store;
         store.recover(&mut services!(e), e.settings.default_queues)?;
         e.next_due = 0;
-        backend.write_meta(
+        let marked = backend.write_meta(
             ABORT_FILE,
             crate::runtime::process_id().to_string().as_bytes(),
-        )?;
+        );
+        match marked.map_err(Error::from) {
+            Ok(()) => e.check_disk(),
+            // Nothing can be written: the store serves reads until space returns.
+            Err(Error::DiskFull(why)) => {
+                log::warn!("the disk is full ({why}): the store is open for reading only");
+                e.disk_full = Some(format!("the disk was full at open ({why})"));
+            }
+            Err(err) => return Err(err),
+        }
         e.schedule.clamp_cursors(&e.store);
         Ok(e)
+    }
+
+    /// Refreshes whether the disk is used above `disk_max_used_ratio` (RocketMQ's
+    /// "disk full"): while it is, sends are refused; they resume once it is not.
+    pub fn check_disk(&mut self) {
+        let ratio = self.settings.disk_max_used_ratio;
+        match self.store.backend.disk_usage() {
+            Some(used) if used > ratio => {
+                if self.disk_full.is_none() {
+                    log::warn!(
+                        "the disk is {:.1}% used, above disk_max_used_ratio ({:.1}%): \
+                         sends are refused until space returns",
+                        used * 100.0,
+                        ratio * 100.0
+                    );
+                }
+                self.disk_full = Some(format!(
+                    "the disk is {:.1}% used, above disk_max_used_ratio ({:.1}%)",
+                    used * 100.0,
+                    ratio * 100.0
+                ));
+            }
+            Some(_) if self.disk_full.is_some() => {
+                log::info!("disk space returned: sends are accepted again");
+                self.disk_full = None;
+            }
+            _ => {}
+        }
     }
 
     pub fn check_open(&self) -> Result<()> {
@@ -150,6 +191,9 @@ impl Engine {
                 "a batch or a transactional message cannot be delayed",
             ));
         }
+        if let Some(why) = &self.disk_full {
+            return Err(Error::DiskFull(why.clone()));
+        }
         let max_size = self.settings.max_message_size;
         msgs.iter().try_for_each(|m| m.validate(max_size))?;
         let total: usize = msgs.iter().map(|m| m.body.len()).sum();
@@ -187,6 +231,16 @@ impl Engine {
                 break;
             }
             specs.push(spec);
+        }
+        if built.is_ok() {
+            // A send that starts a new segment looks at the disk first.
+            let size: usize = specs.iter().map(RecordSpec::encoded_len).sum();
+            if size + END_FILE_MIN_BLANK > self.store.commitlog.remaining_in_segment() {
+                self.check_disk();
+                if let Some(why) = &self.disk_full {
+                    built = Err(Error::DiskFull(why.clone()));
+                }
+            }
         }
         let put = built.and_then(|()| self.put(&specs, now));
         specs.clear();

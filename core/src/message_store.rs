@@ -149,16 +149,24 @@ impl MessageStore {
             let want = store.topics.queues(&name).unwrap_or(0).max(on_disk);
             store.queues.ensure(&name, want).map_err(store_err)?;
         }
-        // Persist the nonce before anything is written under it.
-        if checkpoint.is_none() {
-            store.write_checkpoint()?;
-        }
+        // Persist the nonce before anything is written under it. (On a full disk
+        // nothing will be: the store opens for reading.)
         let identity = StoreInfo {
             nonce,
             segment_size: store.commitlog.seg_size() as u64,
         };
-        if info != Some(identity) {
-            write_json(&*store.backend, StoreInfo::FILE, &identity)?;
+        let written = (|| {
+            if checkpoint.is_none() {
+                store.write_checkpoint()?;
+            }
+            if info != Some(identity) {
+                write_json(&*store.backend, StoreInfo::FILE, &identity)?;
+            }
+            Ok(())
+        })();
+        match written {
+            Err(Error::DiskFull(why)) => log::warn!("store identity not written: {why}"),
+            r => r?,
         }
         Ok(store)
     }
@@ -278,7 +286,7 @@ impl MessageStore {
                 self.create_topic(&s.topic, n)?;
             }
         }
-        self.assign_queue_offsets(specs);
+        self.assign_queue_offsets(specs, services)?;
         let mut placed = std::mem::take(&mut self.placed);
         let appended = self.commitlog.append(specs, &self.qos, now, &mut placed);
         let result = appended.and_then(|store_ts| {
@@ -291,39 +299,64 @@ impl MessageStore {
         result
     }
 
-    /// Consecutive offsets per (topic, queue) into `self.qos`; a batch usually has
-    /// one target.
-    fn assign_queue_offsets(&mut self, specs: &[RecordSpec]) {
+    /// Consecutive offsets per (topic, queue) into `self.qos` (a batch usually has
+    /// one target), and what dispatching them will write (ConsumeQueue entries,
+    /// timer links) allocated before they are appended: once a record is in the
+    /// log, nothing it needs may fail for space.
+    fn assign_queue_offsets(
+        &mut self,
+        specs: &[RecordSpec],
+        services: &mut Services<'_>,
+    ) -> Result<()> {
         let first = &specs[0];
         let mut qos = std::mem::take(&mut self.qos);
         qos.clear();
-        if specs
+        let result = if specs
             .iter()
             .all(|s| s.queue_id == first.queue_id && same(&s.topic, &first.topic))
         {
-            let base = self.next_queue_offset(&first.topic, first.queue_id);
-            qos.extend(base..base + specs.len() as u64);
+            self.reserve(&first.topic, first.queue_id, specs.len(), services)
+                .map(|base| qos.extend(base..base + specs.len() as u64))
         } else {
-            let mut next: Vec<(&str, u32, u64)> = Vec::new();
+            let mut next: Vec<(&str, u32, u64, usize)> = Vec::new();
             for s in specs {
                 let qo = match next
                     .iter_mut()
-                    .find(|(t, q, _)| *q == s.queue_id && **t == *s.topic)
+                    .find(|(t, q, ..)| *q == s.queue_id && **t == *s.topic)
                 {
                     Some(slot) => {
                         slot.2 += 1;
+                        slot.3 += 1;
                         slot.2
                     }
                     None => {
                         let base = self.next_queue_offset(&s.topic, s.queue_id);
-                        next.push((&s.topic, s.queue_id, base));
+                        next.push((&s.topic, s.queue_id, base, 1));
                         base
                     }
                 };
                 qos.push(qo);
             }
-        }
+            next.iter()
+                .try_for_each(|(t, q, _, n)| self.reserve(t, *q, *n, services).map(|_| ()))
+        };
         self.qos = qos;
+        result
+    }
+
+    /// Allocates room for `n` more entries of (t, q) (and timer links); returns the
+    /// queue's next offset.
+    fn reserve(&mut self, t: &str, q: u32, n: usize, services: &mut Services<'_>) -> Result<u64> {
+        if t == topic::TIMER_TOPIC {
+            services.timer.reserve(n).map_err(store_err)?;
+        }
+        match self.queues.get_mut(t, q) {
+            Some(cq) => {
+                cq.reserve(n).map_err(store_err)?;
+                Ok(cq.max_offset())
+            }
+            None => Ok(0),
+        }
     }
 
     /// Replays the log (see the module docs) through dispatch; topics the registry

@@ -80,7 +80,7 @@ fn build(dir: &Path, clock: &ManualClock, close: bool) -> BTreeMap<String, Strin
     b.create_topic("b", 1).unwrap();
     let p = b.producer("p").unwrap();
     let mut sent = BTreeMap::new();
-    for i in 0..120u32 {
+    for i in 0..200u32 {
         let topic = if i % 3 == 0 { "b" } else { "a" };
         let mut m = Message::builder(topic, body(i))
             .tags(format!("t{}", i % 4))

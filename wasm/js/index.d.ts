@@ -33,7 +33,12 @@ export interface BrokerOptions {
   timerMaxDelayMs?: number;
   /** Age after which a whole CommitLog segment is deleted (72 h). */
   fileReservedTimeMs?: number;
+  /**
+   * Disk usage above which sends are refused with DiskFullError until space
+   * returns (0.9: RocketMQ's "disk full"). File stores only.
+   */
   diskMaxUsedRatio?: number;
+  /** Disk usage above which the oldest segments are deleted whatever their age (0.85). */
   diskCleanForciblyRatio?: number;
   syncFlushTimeoutMs?: number;
   flushIntervalMs?: number;

@@ -78,6 +78,7 @@ impl Broker {
             self.flush_all()?;
         }
         if persist {
+            self.inner.engine.lock().check_disk();
             self.persist_metadata()?;
         }
         if release {

@@ -169,12 +169,14 @@ impl Broker {
         let _meta = self.inner.metadata.lock();
         let mut e = self.engine()?;
         if e.store.create_topic(name, queues)? {
-            // Durable before the call returns, so no send can be acknowledged on a
-            // topic (or queue) a crash would take away.
-            e.store.write_topics()?;
             // Consumers of the topic get a share of the new queues.
             let Engine { store, groups, .. } = &mut *e;
             groups.topic_grew(name, store, now)?;
+        }
+        if e.store.topics_dirty {
+            // Durable before the call returns, so no send can be acknowledged on a
+            // topic (or queue) a crash would take away.
+            e.store.write_topics()?;
         }
         Ok(())
     }
@@ -269,6 +271,7 @@ impl Broker {
         let checks = {
             let mut e = self.engine()?;
             e.next_due = 0;
+            e.check_disk();
             let checks = e.run_due(now)?;
             e.retention(now)?;
             self.wake(e);
@@ -372,10 +375,21 @@ impl Inner {
                     cq.flushed_to(j.upto);
                 }
             }
-            for (name, bytes) in e.metadata(now, true)? {
-                e.store.backend.write_meta(name, &bytes)?;
+            let written = (|| {
+                for (name, bytes) in e.metadata(now, true)? {
+                    e.store.backend.write_meta(name, &bytes)?;
+                }
+                e.store.write_checkpoint()
+            })();
+            match written {
+                // The messages are in the log; what could not be noted down is
+                // replayed at the next open (at-least-once, as after a crash).
+                Err(Error::DiskFull(why)) => {
+                    log::warn!("closing on a full disk: metadata not written ({why})");
+                    return Ok(());
+                }
+                r => r?,
             }
-            e.store.write_checkpoint()?;
             e.store
                 .backend
                 .remove_meta(crate::commitlog::recovery::ABORT_FILE)?;

@@ -113,6 +113,11 @@ impl CommitLog {
         Ok(())
     }
 
+    /// Room left in the segment the next append goes to.
+    pub fn remaining_in_segment(&self) -> usize {
+        self.seg.remaining_in_segment()
+    }
+
     pub fn end(&self) -> u64 {
         self.seg.write_pos()
     }
@@ -149,6 +154,9 @@ impl CommitLog {
         }
         let remaining = self.seg.remaining_in_segment();
         if total + END_FILE_MIN_BLANK > remaining {
+            // The next segment first: on a full disk nothing is written, not even
+            // the blank marker.
+            self.seg.reserve(total, true)?;
             self.seg
                 .append_with(remaining, |buf, _| record::write_blank(buf, remaining))?;
             self.seg.roll();

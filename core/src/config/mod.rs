@@ -85,7 +85,8 @@ pub struct BrokerConfig {
     pub timer_max_delay_ms: u64,
     /// Age after which a whole CommitLog segment is deleted (72 h).
     pub file_reserved_time_ms: u64,
-    /// Disk usage above which expired segments are deleted at any hour (0.75).
+    /// Disk usage above which sends are refused with `DiskFull` until space
+    /// returns (0.90: RocketMQ's "disk full", `diskSpaceWarningLevelRatio`).
     pub disk_max_used_ratio: f64,
     /// Disk usage above which the oldest segments go regardless of age (0.85).
     pub disk_clean_forcibly_ratio: f64,
@@ -119,7 +120,7 @@ impl Default for BrokerConfig {
             delay_levels: DEFAULT_DELAY_LEVELS.to_string(),
             timer_max_delay_ms: 30 * 24 * 3600 * 1000,
             file_reserved_time_ms: 72 * 3600 * 1000,
-            disk_max_used_ratio: 0.75,
+            disk_max_used_ratio: 0.90,
             disk_clean_forcibly_ratio: 0.85,
             sync_flush_timeout_ms: 5000,
             flush_interval_ms: 500,
@@ -250,8 +251,7 @@ pub(crate) struct Settings {
     pub default_queues: u32,
     pub timer_max_delay_ms: u64,
     pub file_reserved_time_ms: u64,
-    /// Above it, sends are refused (see the reliability work); read by retention.
-    #[allow(dead_code)]
+    /// Above it, sends are refused with `DiskFull`.
     pub disk_max_used_ratio: f64,
     pub disk_clean_forcibly_ratio: f64,
     pub tx: CheckPolicy,

@@ -72,8 +72,8 @@ impl TimerWheel {
     /// An empty wheel whose link log starts at timer queue offset `base`.
     pub fn new(backend: Arc<dyn Backend>, base: u64, processed_ms: u64) -> io::Result<TimerWheel> {
         let mut links = SegmentQueue::open_derived(backend, LINKS_DIR, LINK_SEGMENT)?;
-        links.reset_to(0)?;
-        let mut w = TimerWheel {
+        links.clear()?;
+        Ok(TimerWheel {
             slots: vec![0; WHEEL_SLOTS as usize],
             links,
             base,
@@ -83,9 +83,7 @@ impl TimerWheel {
             pending: 0,
             restored: TimerCheckpoint::default(),
             saved: TimerCheckpoint::default(),
-        };
-        w.links.reset_to(0)?;
-        Ok(w)
+        })
     }
 
     /// The wheel of a store, empty, to be filled by replaying the timer records from
@@ -154,6 +152,12 @@ impl TimerWheel {
         self.pending
     }
 
+    /// Makes sure the links of the next `n` timers have their segment allocated,
+    /// before their records are appended.
+    pub fn reserve(&mut self, n: usize) -> io::Result<()> {
+        self.links.reserve(n * 8, false)
+    }
+
     fn link_pos(&self, qo: u64) -> u64 {
         (qo - self.base) * 8
     }
@@ -175,7 +179,7 @@ impl TimerWheel {
                 )));
             }
             // Nothing pending: the link log starts again at this timer.
-            self.links.reset_to(0)?;
+            self.links.clear()?;
             self.slots.fill(0);
             self.chunk_pending.clear();
             self.base = qo;

@@ -1,5 +1,6 @@
 //! The file backend: each segment is a preallocated file named by its 20-digit start
-//! offset and mapped into memory; metadata are small files replaced atomically (temp,
+//! offset and mapped into memory (its blocks allocated before it is mapped, so a
+//! full disk is an error on the append that needs a new segment, never a signal); metadata are small files replaced atomically (temp,
 //! fsync, rename, fsync of the directory). A lock file makes one process the owner
 //! of the directory: a second open fails at once, naming the holder's pid.
 
@@ -98,6 +99,42 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Gives `file` (now `len` bytes) real disk blocks up to `size` bytes, so no write
+/// through its mapping can fault for want of space (a full disk then fails here,
+/// as `DiskFull`, instead of killing the process with SIGBUS later): `fallocate`,
+/// or zeros written where the file system has no `fallocate`.
+fn allocate(file: &File, len: u64, size: u64) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let Ok(size_arg) = libc::off_t::try_from(size) else {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        };
+        // SAFETY: fallocate on an open, writable file descriptor owned by `file`.
+        if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size_arg) } == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if !matches!(err.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) {
+            return Err(err);
+        }
+    }
+    write_zeros(file, len, size)
+}
+
+/// Writes zeros over `[from, to)` of `file` (which grows to `to`) and syncs them.
+fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = from;
+    while at < to {
+        let n = ((to - at) as usize).min(zeros.len());
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_data()
+}
+
 impl Backend for FileBackend {
     fn is_persistent(&self) -> bool {
         true
@@ -155,7 +192,16 @@ impl Backend for FileBackend {
                 .create(true)
                 .truncate(false)
                 .open(&path)?;
-            if f.metadata()?.len() != size as u64 {
+            let len = f.metadata()?.len();
+            if len < size as u64 {
+                if let Err(e) = allocate(&f, len, size as u64) {
+                    if len == 0 {
+                        // Leave no segment behind that a full disk cut short.
+                        let _ = fs::remove_file(&path);
+                    }
+                    return Err(e);
+                }
+            } else if len > size as u64 {
                 f.set_len(size as u64)?;
             }
             sync_dir(&parent)?;
@@ -164,12 +210,12 @@ impl Backend for FileBackend {
             OpenOptions::new().read(true).write(true).open(&path)?
         };
         if file.metadata()?.len() == 0 {
-            // Only a creation cut short (a crash between create and set_len) leaves an
-            // empty segment; it holds no data, so give it its size.
+            // Only a creation cut short (a crash between create and allocation)
+            // leaves an empty segment; it holds no data, so give it its size.
             if size == 0 {
                 return Err(super::corrupt(format!("{}: empty segment", path.display())));
             }
-            file.set_len(size as u64)?;
+            allocate(&file, 0, size as u64)?;
         }
         let map = MmapRaw::map_raw(&file)?;
         Ok(Arc::new(FileRegion { map }))
@@ -236,8 +282,14 @@ impl Backend for FileBackend {
                     .create(true)
                     .truncate(false)
                     .open(&path)?;
-                if f.metadata()?.len() != size as u64 {
-                    f.set_len(size as u64)?;
+                let len = f.metadata()?.len();
+                if len < size as u64 {
+                    if let Err(e) = allocate(&f, len, size as u64) {
+                        if len == 0 {
+                            let _ = fs::remove_file(&path);
+                        }
+                        return Err(e);
+                    }
                 }
                 let map = MmapRaw::map_raw(&f)?;
                 map.advise(memmap2::Advice::PopulateWrite)?;
