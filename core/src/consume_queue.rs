@@ -33,6 +33,14 @@ pub(crate) struct CqEntry {
     pub code: u64,
 }
 
+impl CqEntry {
+    /// Whether this is a filler entry (before a queue's first record, or for a
+    /// record recovery skipped), not a record's.
+    pub fn is_filler(&self) -> bool {
+        self.size == BLANK_SIZE
+    }
+}
+
 pub(crate) struct ConsumeQueue {
     seg: SegmentQueue,
 }

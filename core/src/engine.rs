@@ -16,6 +16,7 @@ use crate::message::properties;
 use crate::message::record::{RecordSpec, END_FILE_MIN_BLANK};
 use crate::message::{id, MessageExt};
 use crate::message_store::{Destination, MessageStore};
+use crate::retention::RetentionService;
 use crate::schedule::{ScheduleService, TimerWheel, DELIVERY_BATCH};
 use crate::stats::{self, Stats, TopicRates};
 use crate::store::meta::{read_json, store_err};
@@ -27,9 +28,6 @@ use crate::{
 };
 
 pub(crate) type Callback = Box<dyn FnOnce() + Send>;
-
-/// Retention runs at most this often (RocketMQ's `cleanResourceInterval`).
-const RETENTION_INTERVAL_MS: u64 = 10_000;
 
 /// After deferred work failed (a full disk, say), when it is tried again.
 const RETRY_AFTER_ERROR_MS: u64 = 1000;
@@ -47,7 +45,7 @@ pub(crate) struct Engine {
     pub waiters: Vec<Callback>,
     /// Earliest time deferred work may be due (u64::MAX: none).
     pub next_due: u64,
-    last_retention: u64,
+    pub retention: RetentionService,
     /// Set when a record consumers read landed; the facade wakes receivers.
     pub arrived: bool,
     /// Why sends are refused with `DiskFull`, while they are: the disk is used
@@ -101,7 +99,7 @@ impl Engine {
             closed: false,
             waiters: Vec::new(),
             next_due: 0,
-            last_retention: now,
+            retention: RetentionService::new(config.retention, now),
             arrived: false,
             disk_full: None,
             spec_buf: Vec::new(),
@@ -342,9 +340,7 @@ impl Engine {
                 }
             }
         }
-        if now >= self.last_retention + RETENTION_INTERVAL_MS || now < self.last_retention {
-            self.retention(now)?;
-        }
+        self.retention_if_due(now)?;
         Ok(checks)
     }
 
@@ -445,22 +441,56 @@ impl Engine {
     }
 
     /// When the next deferred job is due, if any (0 in `next_due` only means "look
-    /// again": the real time is computed then).
+    /// again": the real time is computed then); retention's next pass counts when
+    /// there is anything it could delete.
     pub fn next_due_ms(&self) -> Option<u64> {
         let next = match self.next_due {
             0 => self.compute_next_due(),
             n => n,
         };
+        let retention = if self.store.commitlog.has_sealed() {
+            self.retention.next_due()
+        } else {
+            u64::MAX
+        };
+        let next = next.min(retention);
         (next != u64::MAX).then_some(next)
     }
 
-    /// Deletes expired segments now.
-    pub fn retention(&mut self, now: u64) -> Result<()> {
-        self.last_retention = now;
-        let reserved = self.settings.file_reserved_time_ms;
-        let ratio = self.settings.disk_clean_forcibly_ratio;
-        self.store.apply_retention(now, reserved, ratio)?;
+    /// Runs a retention pass if one is due (every 10 s of broker time).
+    pub fn retention_if_due(&mut self, now: u64) -> Result<()> {
+        if self.retention.is_due(now) {
+            self.retention(now)?;
+        }
         Ok(())
+    }
+
+    /// Runs a retention pass now.
+    pub fn retention(&mut self, now: u64) -> Result<()> {
+        let pinned = self.first_needed_record();
+        let Engine {
+            retention,
+            store,
+            groups,
+            settings,
+            ..
+        } = self;
+        retention.run(now, store, groups, pinned, settings)?;
+        Ok(())
+    }
+
+    /// The lowest CommitLog offset a pending delay, timer or half message still
+    /// needs: retention never deletes it.
+    fn first_needed_record(&self) -> Option<u64> {
+        let timer = self.timer.first_pending().and_then(|qo| {
+            let cq = self.store.queues.get(topic::TIMER_TOPIC, 0)?;
+            crate::retention::first_record(cq, qo)
+        });
+        let half = self.tx.pending.values().map(|p| p.phys).min();
+        [self.schedule.first_pending_phys(&self.store), timer, half]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn pending_delayed(&self) -> u64 {
@@ -473,6 +503,7 @@ impl Engine {
             &self.store,
             &self.groups,
             &self.rates,
+            &self.retention.expired,
             self.pending_delayed(),
             pending_tx,
             now,

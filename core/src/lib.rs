@@ -18,6 +18,7 @@ mod filter;
 mod index;
 mod message;
 mod message_store;
+mod retention;
 mod runtime;
 mod schedule;
 mod stats;
@@ -28,8 +29,8 @@ mod transaction;
 pub use broker::{Broker, Consumer, Producer, Receiving, TransactionProducer};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    BrokerConfig, ConsumerConfig, FlushMode, MessageModel, OptionKind, OptionValue, StartFrom,
-    DEFAULT_DELAY_LEVELS,
+    BrokerConfig, ConsumerConfig, FlushMode, MessageModel, OptionKind, OptionValue, Retention,
+    StartFrom, DEFAULT_DELAY_LEVELS,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use message::{Delay, Message, MessageBuilder, MessageExt, Receipt, SendResult, SendStatus};

@@ -597,27 +597,34 @@ impl MessageStore {
         None
     }
 
-    /// Deletes expired CommitLog segments (or, when the disk is nearly full, the
-    /// oldest ones regardless of age), at most 10 per pass, never the active one, and
-    /// moves every queue's minimum after them. True when something was deleted.
+    /// Deletes expired CommitLog segments (or, `forcibly`, the oldest whatever
+    /// their age), at most 10 per pass, never the active one nor one that ends
+    /// above `keep` (it holds a record still needed), and moves every queue's
+    /// minimum after them. True when something was deleted.
     pub fn apply_retention(
         &mut self,
         now: u64,
         reserved_ms: u64,
-        clean_forcibly_ratio: f64,
+        forcibly: bool,
+        keep: u64,
     ) -> Result<bool> {
-        let forcibly = self
-            .backend
-            .disk_usage()
-            .is_some_and(|u| u >= clean_forcibly_ratio);
+        let seg_size = self.commitlog.seg_size() as u64;
         let mut deleted = 0;
-        for (_, last_ts) in self.commitlog.sealed_segments() {
-            if deleted >= 10 || !(forcibly || last_ts.saturating_add(reserved_ms) <= now) {
+        for (base, last_ts) in self.commitlog.sealed_segments() {
+            let expired = forcibly || last_ts.saturating_add(reserved_ms) <= now;
+            if deleted >= 10 || !expired {
+                break;
+            }
+            if base.saturating_add(seg_size) > keep {
+                log::info!(
+                    "CommitLog segment {base} is kept past its time: it holds records still needed"
+                );
                 break;
             }
             if !self.commitlog.delete_oldest().map_err(store_err)? {
                 break;
             }
+            log::info!("retention deleted CommitLog segment {base}");
             deleted += 1;
         }
         if deleted == 0 {

@@ -54,6 +54,9 @@ pub struct GroupStats {
     pub messages_out: u64,
     /// Messages per second delivered over the last minute.
     pub out_rate: f64,
+    /// Messages retention removed before the group consumed them, since the broker
+    /// opened (also logged as a warning when it happens).
+    pub expired: u64,
 }
 
 /// Sizes and rates of the store.
@@ -143,6 +146,7 @@ pub(crate) fn report(
     store: &MessageStore,
     groups: &ConsumerGroups,
     rates: &TopicRates,
+    expired: &BTreeMap<(String, String), u64>,
     pending_delayed: u64,
     pending_transactions: u64,
     now: u64,
@@ -177,6 +181,7 @@ pub(crate) fn report(
             let group = owner.split('@').next().unwrap_or(owner);
             Some((group.to_string(), t.to_string()))
         }))
+        .chain(expired.keys().cloned())
         .filter(|(_, t)| !t.starts_with(RETRY_PREFIX))
         .collect();
     pairs.sort();
@@ -194,6 +199,7 @@ pub(crate) fn report(
                 lag: groups.lag(store, &g, &t).unwrap_or(0),
                 messages_out: out.map_or(0, |c| c.total),
                 out_rate: out.map_or(0.0, |c| c.rate(now)),
+                expired: expired.get(&(g.clone(), t.clone())).copied().unwrap_or(0),
                 group: g,
                 topic: t,
             }

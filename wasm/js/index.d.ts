@@ -40,6 +40,12 @@ export interface BrokerOptions {
   diskMaxUsedRatio?: number;
   /** Disk usage above which the oldest segments are deleted whatever their age (0.85). */
   diskCleanForciblyRatio?: number;
+  /**
+   * "time" (the default): segments go by age, as in RocketMQ (what a group had not
+   * consumed is counted in its stats' `expired`). "keep-unconsumed": a segment
+   * holding messages a group has not consumed stays until the disk ratio forces it out.
+   */
+  retention?: "time" | "keep-unconsumed";
   syncFlushTimeoutMs?: number;
   flushIntervalMs?: number;
   /** Age of a half message before it is first checked (6 s). */
@@ -174,6 +180,8 @@ export interface GroupStats {
   lag: number;
   messagesOut: number;
   outRate: number;
+  /** Messages retention removed before the group consumed them (since open). */
+  expired: number;
 }
 
 export interface Stats {
@@ -182,6 +190,8 @@ export interface Stats {
   commitlogBytes: number;
   pendingDelayed: number;
   pendingTransactions: number;
+  /** Records found damaged or unusable since open: skipped, never delivered. */
+  corruptRecords: number;
 }
 
 /** One embedded engine over one store. */

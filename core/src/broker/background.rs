@@ -55,6 +55,9 @@ impl Broker {
             if self.now() >= e.next_due {
                 e.next_due = 0;
             }
+            // Retention keeps its own schedule, due work or none.
+            let now = self.now();
+            e.retention_if_due(now)?;
             self.wake(e);
             checks
         };

@@ -271,6 +271,11 @@ impl CommitLog {
             .collect()
     }
 
+    /// Whether any segment besides the active one is retained.
+    pub fn has_sealed(&self) -> bool {
+        self.seg.segment_count() > 1
+    }
+
     /// Deletes the oldest segment unless it is the active one.
     pub fn delete_oldest(&mut self) -> io::Result<bool> {
         match self.seg.remove_oldest()? {

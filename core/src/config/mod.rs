@@ -61,6 +61,31 @@ pub enum StartFrom {
     Timestamp(u64),
 }
 
+/// When retention may delete a segment that holds messages not yet consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Retention {
+    /// By age alone (`file_reserved_time`), as RocketMQ: a group that falls that
+    /// far behind loses what expired (counted in its stats, and logged).
+    #[default]
+    Time,
+    /// Not while a group with offsets has not consumed them, until the disk is used
+    /// above `disk_clean_forcibly_ratio`.
+    KeepUnconsumed,
+}
+
+impl std::str::FromStr for Retention {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Retention> {
+        match s {
+            "time" => Ok(Retention::Time),
+            "keep-unconsumed" => Ok(Retention::KeepUnconsumed),
+            _ => Err(crate::Error::invalid(format!(
+                "retention must be \"time\" or \"keep-unconsumed\", not {s:?}"
+            ))),
+        }
+    }
+}
+
 /// RocketMQ's default delay levels.
 pub const DEFAULT_DELAY_LEVELS: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
 
@@ -90,6 +115,8 @@ pub struct BrokerConfig {
     pub disk_max_used_ratio: f64,
     /// Disk usage above which the oldest segments go regardless of age (0.85).
     pub disk_clean_forcibly_ratio: f64,
+    /// Whether retention keeps segments holding unconsumed messages.
+    pub retention: Retention,
     /// How long a `sync` send waits for its fsync before reporting FLUSH_DISK_TIMEOUT.
     pub sync_flush_timeout_ms: u64,
     /// Period of the `async` background flush.
@@ -122,6 +149,7 @@ impl Default for BrokerConfig {
             file_reserved_time_ms: 72 * 3600 * 1000,
             disk_max_used_ratio: 0.90,
             disk_clean_forcibly_ratio: 0.85,
+            retention: Retention::Time,
             sync_flush_timeout_ms: 5000,
             flush_interval_ms: 500,
             transaction_timeout_ms: 6000,

@@ -152,6 +152,16 @@ impl TimerWheel {
         self.pending
     }
 
+    /// A timer queue offset at or below every pending timer's (retention keeps
+    /// their records): the start of the first chunk with one pending, or of any
+    /// waiting in the current second.
+    pub fn first_pending(&self) -> Option<u64> {
+        let chunk = self.chunk_pending.iter().position(|c| *c > 0);
+        let in_chunks = chunk.map(|c| self.base + c as u64 * CHUNK);
+        let current = self.current.iter().map(|(_, qo)| *qo).min();
+        in_chunks.into_iter().chain(current).min()
+    }
+
     /// Makes sure the links of the next `n` timers have their segment allocated,
     /// before their records are appended.
     pub fn reserve(&mut self, n: usize) -> io::Result<()> {

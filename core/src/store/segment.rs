@@ -181,6 +181,9 @@ impl SegmentQueue {
     pub fn flushed(&self) -> u64 {
         self.flushed
     }
+    pub fn segment_count(&self) -> usize {
+        self.segs.len()
+    }
     pub fn segment_bases(&self) -> Vec<u64> {
         self.segs.iter().map(|s| s.base).collect()
     }
