@@ -53,6 +53,7 @@ impl Consumer {
     }
 
     fn check_open(&self) -> Result<()> {
+        self.broker.check_process()?;
         if self.is_closed() {
             return Err(Error::Closed);
         }
@@ -89,6 +90,7 @@ impl Consumer {
         r: &Receiving,
         slice: Option<Duration>,
     ) -> Result<Option<Vec<MessageExt>>> {
+        self.broker.check_process()?;
         let wait = Deadline::within(slice).min(r.deadline);
         let inner = &self.broker.inner;
         let mut e = inner.engine.lock();
@@ -154,6 +156,10 @@ impl Consumer {
     /// one could (a send, a delay coming due, close). Lets an event loop (asyncio, JS)
     /// wait without a thread.
     pub fn on_ready(&self, callback: Box<dyn FnOnce() + Send>) {
+        if self.broker.check_process().is_err() {
+            // (The receive it wakes then fails with Closed.)
+            return callback();
+        }
         let inner = &self.broker.inner;
         let mut e = inner.engine.lock();
         let now = self.broker.now();
@@ -205,6 +211,7 @@ impl Consumer {
     /// messages. A receive blocked in another thread returns empty. Closing twice is
     /// harmless.
     pub fn close(&self) -> Result<()> {
+        self.broker.check_process()?;
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }

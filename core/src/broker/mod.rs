@@ -42,6 +42,12 @@ struct Inner {
     /// Held while metadata is serialised and written, so an older snapshot never
     /// lands after a newer one. Taken before `group_commit`'s and the engine's.
     metadata: Mutex<()>,
+    /// The process that opened the broker (`runtime::process_generation` and pid):
+    /// in a forked child every call fails with `Closed` before touching a lock or
+    /// a file, so the child neither writes the parent's store nor hangs on a lock
+    /// a parent thread held at the fork.
+    generation: u64,
+    owner_pid: u32,
 }
 
 /// One embedded engine over one store. Clones share the engine; the store closes
@@ -64,6 +70,8 @@ impl Broker {
     /// Opens (or creates) the store the config names, recovering after an unclean exit.
     pub fn open(config: BrokerConfig) -> Result<Broker> {
         config.validate()?;
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::runtime::watch_forks();
         let backend = crate::store::open_backend(&config)?;
         let now = config.clock.now_ms();
         let engine = Engine::open(&config, backend, now)?;
@@ -76,6 +84,8 @@ impl Broker {
             closed: AtomicBool::new(false),
             periodic: Mutex::new(background::Periodic::new()),
             metadata: Mutex::new(()),
+            generation: crate::runtime::process_generation(),
+            owner_pid: crate::runtime::process_id(),
             config,
         });
         let broker = Broker { inner };
@@ -100,8 +110,14 @@ impl Broker {
         self.inner.config.clock.now_ms()
     }
 
-    /// The engine, if the broker is open.
+    /// Fails with `Closed` in a process forked from the one that opened the broker.
+    fn check_process(&self) -> Result<()> {
+        self.inner.check_process()
+    }
+
+    /// The engine, if the broker is open (and in the process that opened it).
     fn engine(&self) -> Result<MutexGuard<'_, Engine>> {
+        self.check_process()?;
         let e = self.inner.engine.lock();
         e.check_open()?;
         Ok(e)
@@ -220,6 +236,7 @@ impl Broker {
 
     /// A consumer as the config says; it joins its group (rebalancing it) at once.
     pub fn consumer(&self, config: ConsumerConfig) -> Result<Consumer> {
+        self.check_process()?;
         let now = self.now();
         let handle = self.inner.engine.lock().add_consumer(&config, now)?;
         Ok(Consumer::new(self.clone(), handle, config))
@@ -252,6 +269,7 @@ impl Broker {
     /// Moves a group's offsets on a topic to the earliest, the latest or a time
     /// (the first message stored at or after it). In-flight messages are forgotten.
     pub fn reset_offset(&self, group: &str, topic: &str, to: StartFrom) -> Result<()> {
+        self.check_process()?;
         let now = self.now();
         let mut e = self.inner.engine.lock();
         e.reset_offset(group, topic, to, now)?;
@@ -284,11 +302,13 @@ impl Broker {
     /// When the next deferred job is due (ms since the epoch), if any: a host without
     /// threads (wasm) sets a timer for it and calls `tick`.
     pub fn next_due_ms(&self) -> Option<u64> {
+        self.check_process().ok()?;
         self.inner.engine.lock().next_due_ms()
     }
 
     /// Asks each check's listener (outside the lock) and records its answer.
     fn run_checks(&self, checks: Vec<Check>) -> Result<()> {
+        self.check_process()?;
         for (qo, listener, msg) in checks {
             let outcome = listener.check(&msg);
             let now = self.now();
@@ -329,6 +349,7 @@ impl Broker {
     /// writes offsets and the checkpoint, and releases the store's lock. Closing
     /// twice is harmless; any other call afterwards fails with `Closed`.
     pub fn close(&self) -> Result<()> {
+        self.check_process()?;
         self.inner.close()
     }
 
@@ -356,7 +377,21 @@ impl Log for Broker {
 }
 
 impl Inner {
+    fn check_process(&self) -> Result<()> {
+        if crate::runtime::process_generation() != self.generation {
+            return Err(Error::Forked {
+                owner: self.owner_pid,
+            });
+        }
+        Ok(())
+    }
+
     fn close(&self) -> Result<()> {
+        if self.check_process().is_err() {
+            // A forked child's copy: the store is the parent's. Nothing is
+            // flushed, written or unlocked from here.
+            return Ok(());
+        }
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
