@@ -277,3 +277,78 @@ fn another_topics_acknowledged_messages_are_never_replaced() {
         b.close().unwrap();
     }
 }
+
+fn victim_file(dir: &Path) -> std::path::PathBuf {
+    let v = dir.join("victim.txt");
+    std::fs::write(&v, "precious").unwrap();
+    v
+}
+
+/// Symbolic links planted in a store directory are never followed: a store with
+/// one is refused at open (naming it), and the link's target is untouched.
+#[test]
+fn a_store_with_a_symlinked_entry_is_refused_and_nothing_is_followed() {
+    for entry in [
+        "lock",
+        "checkpoint",
+        "abort",
+        "config/topics.json.tmp",
+        "config/offsets.json",
+        "commitlog",
+        "commitlog/00000000000000000000",
+    ] {
+        let top = tempfile::tempdir().unwrap();
+        let victim = victim_file(top.path());
+        let store = top.path().join("store");
+        {
+            let b = open(&store, &ManualClock::new(T0));
+            b.producer("p")
+                .unwrap()
+                .send(Message::new("t", "x"))
+                .unwrap();
+            b.close().unwrap();
+        }
+        let link = store.join(entry);
+        if link.is_dir() {
+            std::fs::remove_dir_all(&link).unwrap();
+        } else {
+            let _ = std::fs::remove_file(&link);
+        }
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let err = Broker::open(BrokerConfig::at(&store)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::StoreCorrupted, "{entry}: {err}");
+        assert!(err.to_string().contains("symbolic link"), "{entry}: {err}");
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "precious",
+            "{entry}"
+        );
+    }
+}
+
+/// A link planted while the broker runs is not followed either: a stale
+/// temporary metadata file's link is replaced, a linked queue directory refused.
+#[test]
+fn links_planted_while_open_are_not_followed() {
+    let top = tempfile::tempdir().unwrap();
+    let victim = victim_file(top.path());
+    let outside = top.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let store = top.path().join("store");
+    let b = open(&store, &ManualClock::new(T0));
+    let p = b.producer("p").unwrap();
+    p.send(Message::new("t", "x")).unwrap();
+    std::fs::create_dir_all(store.join("config")).unwrap();
+    for name in ["offsets", "topics", "transactions"] {
+        let tmp = store.join("config").join(format!("{name}.json.tmp"));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+    }
+    std::fs::create_dir_all(store.join("consumequeue")).unwrap();
+    std::os::unix::fs::symlink(&outside, store.join("consumequeue").join("planted")).unwrap();
+    assert!(p.send(Message::new("planted", "x")).is_err());
+    b.create_topic("fresh", 2).unwrap();
+    b.close().unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+}

@@ -54,8 +54,9 @@ fn set(target: &JsValue, name: &str, value: &JsValue) {
 }
 
 /// A host file operation that failed (a JS error thrown by the host's fs): a
-/// `DiskFullError` when the host says the disk is full (`ENOSPC`, `EDQUOT`), else
-/// an `IoError`, carrying the host's message.
+/// `DiskFullError` when the host says the disk is full (`ENOSPC`, `EDQUOT`), a
+/// `StoreCorruptedError` for a symbolic link in the store (`ELOOP`), else an
+/// `IoError`, carrying the host's message.
 pub(crate) fn host_error(err: JsValue) -> JsValue {
     let message = Reflect::get(&err, &JsValue::from_str("message"))
         .ok()
@@ -67,6 +68,8 @@ pub(crate) fn host_error(err: JsValue) -> JsValue {
         .and_then(|c| c.as_string());
     match code.as_deref() {
         Some("ENOSPC" | "EDQUOT") => to_js(Error::DiskFull(message)),
+        // A symbolic link in the store, refused (node_fs.js).
+        Some("ELOOP") => to_js(Error::StoreCorrupted(message)),
         _ => to_js(Error::Io(std::io::Error::other(message))),
     }
 }

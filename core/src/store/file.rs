@@ -3,6 +3,10 @@
 //! full disk is an error on the append that needs a new segment, never a signal); metadata are small files replaced atomically (temp,
 //! fsync, rename, fsync of the directory). A lock file makes one process the owner
 //! of the directory: a second open fails at once, naming the holder's pid.
+//!
+//! Symbolic links are never followed: a store with a link among its entries is
+//! refused at open, every file is opened with `O_NOFOLLOW`, and directories made
+//! later are checked, so nothing planted in a shared place redirects a write.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -61,8 +65,9 @@ impl FileBackend {
     /// holder's pid in the message when another process owns it.
     pub fn open(root: &Path) -> Result<FileBackend, crate::Error> {
         fs::create_dir_all(root)?;
+        refuse_links(root)?;
         let lock_path = root.join("lock");
-        let mut lock = OpenOptions::new()
+        let mut lock = no_follow()
             .read(true)
             .write(true)
             .create(true)
@@ -93,10 +98,100 @@ impl FileBackend {
     fn seg_path(&self, dir: &str, base: u64) -> PathBuf {
         self.root.join(dir).join(segment_name(base))
     }
+
+    /// Fails when a part of `dir` below the root is a symbolic link.
+    fn check_dir(&self, dir: &Path) -> io::Result<()> {
+        let Ok(rel) = dir.strip_prefix(&self.root) else {
+            return Ok(());
+        };
+        let mut at = self.root.clone();
+        for part in rel.components() {
+            at.push(part);
+            match fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(io::Error::other(linked(&at).to_string()))
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `dir` (under the root) one level at a time, refusing any part of it
+    /// below the root that is a symbolic link (planted since open): nothing is
+    /// ever created through a link.
+    fn make_dir(&self, dir: &Path) -> io::Result<()> {
+        let Ok(rel) = dir.strip_prefix(&self.root) else {
+            return Err(io::Error::other(format!(
+                "{} is outside the store",
+                dir.display()
+            )));
+        };
+        let mut at = self.root.clone();
+        for part in rel.components() {
+            at.push(part);
+            match fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(io::Error::other(linked(&at).to_string()))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&at) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                    _ => {}
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Open options that never follow a symbolic link in the last component of a path
+/// (`O_NOFOLLOW`): the store's files are its own, whatever someone plants in the
+/// directory (which may be a shared place, such as /tmp).
+fn no_follow() -> OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = OpenOptions::new();
+    o.custom_flags(libc::O_NOFOLLOW);
+    o
+}
+
+/// The refusal of a store entry that is a symbolic link.
+fn linked(path: &Path) -> crate::Error {
+    crate::Error::StoreCorrupted(format!(
+        "{} is a symbolic link: a store's files and directories are never followed \
+         through links; remove it",
+        path.display()
+    ))
+}
+
+/// Fails when any entry under `root` (not `root` itself: that may be a link the
+/// user made) is a symbolic link.
+fn refuse_links(root: &Path) -> Result<(), crate::Error> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_symlink() {
+                return Err(linked(&entry.path()));
+            }
+            if kind.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Gives `file` (now `len` bytes) real disk blocks up to `size` bytes, so no write
@@ -142,6 +237,7 @@ impl Backend for FileBackend {
 
     fn list(&self, dir: &str) -> io::Result<Vec<u64>> {
         let path = self.root.join(dir);
+        self.check_dir(&path)?;
         let mut out = Vec::new();
         let entries = match fs::read_dir(&path) {
             Ok(e) => e,
@@ -164,6 +260,7 @@ impl Backend for FileBackend {
 
     fn list_dirs(&self, dir: &str) -> io::Result<Vec<String>> {
         let mut out = Vec::new();
+        self.check_dir(&self.root.join(dir))?;
         let entries = match fs::read_dir(self.root.join(dir)) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
@@ -185,8 +282,8 @@ impl Backend for FileBackend {
         let path = self.seg_path(dir, base);
         let file = if create {
             let parent = self.root.join(dir);
-            fs::create_dir_all(&parent)?;
-            let f = OpenOptions::new()
+            self.make_dir(&parent)?;
+            let f = no_follow()
                 .read(true)
                 .write(true)
                 .create(true)
@@ -207,7 +304,8 @@ impl Backend for FileBackend {
             sync_dir(&parent)?;
             f
         } else {
-            OpenOptions::new().read(true).write(true).open(&path)?
+            self.check_dir(&self.root.join(dir))?;
+            no_follow().read(true).write(true).open(&path)?
         };
         if file.metadata()?.len() == 0 {
             // Only a creation cut short (a crash between create and allocation)
@@ -229,23 +327,33 @@ impl Backend for FileBackend {
     }
 
     fn read_meta(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
-        match fs::read(self.root.join(name)) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        let mut f = match no_follow().read(true).open(self.root.join(name)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        f.read_to_end(&mut out)?;
+        Ok(Some(out))
     }
 
     fn write_meta(&self, name: &str, data: &[u8]) -> io::Result<()> {
         let path = self.root.join(name);
         let parent = path.parent().unwrap_or(&self.root).to_path_buf();
-        fs::create_dir_all(&parent)?;
+        self.make_dir(&parent)?;
         let tmp = path.with_extension("tmp");
+        // A stale temporary file (or a link planted in its place) goes first; the
+        // new one is created fresh, never through a link (O_EXCL).
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         {
-            let mut f = File::create(&tmp)?;
+            let mut f = no_follow().write(true).create_new(true).open(&tmp)?;
             f.write_all(data)?;
             f.sync_all()?;
         }
+        // (rename replaces a link at `path` itself, never what it points to.)
         fs::rename(&tmp, &path)?;
         sync_dir(&parent)
     }
@@ -271,12 +379,14 @@ impl Backend for FileBackend {
         }
         let parent = self.root.join(dir);
         let path = self.seg_path(dir, base);
+        if self.make_dir(&parent).is_err() {
+            return;
+        }
         *preparing = crate::runtime::spawn_task("pocketmq-allocate", move || {
             // Create the file and fault its pages into the page cache writable (the
             // kernel zeroes them here rather than in the writer's page faults).
             let prepared = (|| -> io::Result<()> {
-                fs::create_dir_all(&parent)?;
-                let f = OpenOptions::new()
+                let f = no_follow()
                     .read(true)
                     .write(true)
                     .create(true)
