@@ -27,7 +27,7 @@ mod topic;
 mod transaction;
 
 pub use broker::{Broker, Consumer, Producer, Receiving, TransactionProducer};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock, MAX_TIME_MS};
 pub use config::{
     BrokerConfig, ConsumerConfig, FlushMode, MessageModel, OptionKind, OptionValue, Retention,
     StartFrom, DEFAULT_DELAY_LEVELS,

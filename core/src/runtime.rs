@@ -197,6 +197,7 @@ pub(crate) fn process_generation() -> u64 {
 }
 
 /// Installs (once per process) the fork handler behind `process_generation`.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn watch_forks() {
     #[cfg(unix)]
     {

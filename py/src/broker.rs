@@ -12,7 +12,7 @@ use pocketmq::{BrokerConfig, ConsumerConfig};
 
 use crate::clock::ManualClock;
 use crate::consumer::Consumer;
-use crate::convert::{option_value, start_from, to_u32, unexpected};
+use crate::convert::{option_value, start_from, to_u32, unexpected, Whole};
 use crate::errors::{invalid, IntoPyResult};
 use crate::message::Message;
 use crate::producer::Producer;
@@ -69,7 +69,7 @@ impl Broker {
 
     /// Creates a topic or grows its queue count (never shrinks it); idempotent.
     #[pyo3(signature = (name, queues=None))]
-    fn create_topic(&self, py: Python<'_>, name: &str, queues: Option<i64>) -> PyResult<()> {
+    fn create_topic(&self, py: Python<'_>, name: &str, queues: Option<Whole>) -> PyResult<()> {
         let queues = queues.map(|q| to_u32(q, "queues")).transpose()?;
         py.detach(|| self.inner.create_topic(name, queues)).py_err()
     }

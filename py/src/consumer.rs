@@ -12,7 +12,7 @@ use pyo3::types::{PyList, PyTuple};
 
 use pocketmq::{MessageExt, Receiving};
 
-use crate::convert::duration_ms;
+use crate::convert::{duration_ms, Whole};
 use crate::errors::{invalid, IntoPyResult};
 use crate::message::Message;
 
@@ -38,13 +38,20 @@ impl PyReceiving {
     }
 }
 
-fn max_count(max_messages: i64) -> PyResult<usize> {
-    usize::try_from(max_messages).map_err(|_| {
-        invalid(format!(
-            "max_messages must be non-negative, not {max_messages}"
-        ))
-    })
+fn max_count(max_messages: Whole) -> PyResult<usize> {
+    usize::try_from(max_messages.0)
+        .ok()
+        .filter(|n| *n <= u32::MAX as usize)
+        .ok_or_else(|| {
+            invalid(format!(
+                "max_messages must be between 0 and {}, not {}",
+                u32::MAX,
+                max_messages.0
+            ))
+        })
 }
+
+const THIRTY_TWO: Whole = Whole(32);
 
 /// The messages of a list or tuple given to `ack`/`nack`.
 fn messages(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<MessageExt>> {
@@ -131,28 +138,28 @@ impl Consumer {
 
     /// Up to `max_messages` messages, waiting up to `timeout` seconds (real time) for
     /// the first; `[]` at the timeout or when the consumer or broker closes.
-    #[pyo3(signature = (max_messages=32, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
+    #[pyo3(signature = (max_messages=THIRTY_TWO, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
     fn receive(
         &self,
         py: Python<'_>,
-        max_messages: i64,
+        max_messages: Whole,
         timeout: Timeout,
     ) -> PyResult<Vec<Message>> {
         self.receive_for(py, max_count(max_messages)?, timeout.0)
     }
 
     /// Like `receive`, awaitable: waits on the event loop without a thread.
-    #[pyo3(signature = (max_messages=32, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
+    #[pyo3(signature = (max_messages=THIRTY_TWO, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
     fn receive_async<'py>(
         slf: &Bound<'py, Self>,
-        max_messages: i64,
+        max_messages: Whole,
         timeout: Timeout,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         max_count(max_messages)?;
         let timeout = timeout.0.map(|d| d.as_secs_f64());
         py.import("pocketmq._aio")?
-            .call_method1("receive_async", (slf, max_messages, timeout))
+            .call_method1("receive_async", (slf, max_messages.0, timeout))
     }
 
     /// Marks a message (or a list of them, under one lock) done: never delivered
@@ -185,7 +192,7 @@ impl Consumer {
 
     /// Starts a receive (asyncio helpers): fails with `Closed` after a close.
     #[pyo3(signature = (max_messages, timeout))]
-    fn _start_receive(&self, max_messages: i64, timeout: Timeout) -> PyResult<PyReceiving> {
+    fn _start_receive(&self, max_messages: Whole, timeout: Timeout) -> PyResult<PyReceiving> {
         let max = max_count(max_messages)?;
         Ok(PyReceiving(
             self.inner.start_receive(max, timeout.0).py_err()?,
