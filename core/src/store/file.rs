@@ -429,7 +429,11 @@ impl Backend for FileBackend {
         if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
             return None;
         }
-        let total = st.f_blocks as f64;
-        Some(1.0 - st.f_bavail as f64 / total)
+        // As df counts it: blocks in use over those in use plus those this process
+        // may still take (blocks reserved for root, or otherwise held back, are
+        // neither), so 100% is where writes start failing.
+        let used = st.f_blocks.saturating_sub(st.f_bfree) as f64;
+        let usable = used + st.f_bavail as f64;
+        (usable > 0.0).then(|| used / usable)
     }
 }
