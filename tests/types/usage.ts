@@ -2,6 +2,7 @@
 import {
   Broker,
   ClosedError,
+  DiskFullError,
   InvalidArgumentError,
   ManualClock,
   Message,
@@ -65,7 +66,11 @@ export async function usage(): Promise<void> {
     p.send("orders", "x");
   } catch (err) {
     if (err instanceof PocketMQError) {
-      const code: "InvalidArgument" | "MessageTooLarge" | "TopicNotFound" | "StoreLocked" | "StoreCorrupted" | "Closed" | "Io" = err.code;
+      const code: "InvalidArgument" | "MessageTooLarge" | "TopicNotFound" | "StoreLocked" | "StoreCorrupted" | "Closed" | "Io" | "DISK_FULL" = err.code;
+      void code;
+    }
+    if (err instanceof DiskFullError) {
+      const code: "DISK_FULL" = err.code;
       void code;
     }
     if (err instanceof ClosedError) {

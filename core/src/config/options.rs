@@ -122,6 +122,11 @@ fn duration(name: &str, v: &OptionValue) -> Result<u64> {
     integer(name, &v.clone().floor(), u64::MAX)
 }
 
+/// A point in time in epoch ms, up to the year 9999 (`MAX_TIME_MS`).
+fn time(name: &str, v: &OptionValue) -> Result<u64> {
+    integer(name, &v.clone().floor(), crate::clock::MAX_TIME_MS)
+}
+
 impl OptionValue {
     fn floor(self) -> OptionValue {
         match self {
@@ -201,7 +206,7 @@ impl ConsumerConfig {
                 self.start = match v {
                     OptionValue::Text(s) if s == "earliest" => StartFrom::Earliest,
                     OptionValue::Text(s) if s == "latest" => StartFrom::Latest,
-                    v @ OptionValue::Number(_) => StartFrom::Timestamp(duration(name, &v)?),
+                    v @ OptionValue::Number(_) => StartFrom::Timestamp(time(name, &v)?),
                     v => return Err(wrong(name, "\"earliest\", \"latest\" or a time", &v)),
                 }
             }
@@ -219,7 +224,7 @@ impl StartFrom {
         match v {
             OptionValue::Text(s) if s == "earliest" => Ok(StartFrom::Earliest),
             OptionValue::Text(s) if s == "latest" => Ok(StartFrom::Latest),
-            v @ OptionValue::Number(_) => Ok(StartFrom::Timestamp(duration(name, &v)?)),
+            v @ OptionValue::Number(_) => Ok(StartFrom::Timestamp(time(name, &v)?)),
             v => Err(wrong(name, "\"earliest\", \"latest\" or a time", &v)),
         }
     }
@@ -254,7 +259,7 @@ impl MessageBuilder {
             ("sharding_key", v) => self.sharding_key(text(name, v)?),
             ("queue_id", v) => self.queue_id(integer(name, &v, u32::MAX as u64)? as u32),
             ("delay_level", v) => self.delay_level(integer(name, &v, u32::MAX as u64)? as u32),
-            ("deliver_at", v) => self.deliver_at_ms(duration(name, &v)?),
+            ("deliver_at", v) => self.deliver_at_ms(time(name, &v)?),
             ("delay", v) => self.delay_ms(duration(name, &v)?),
             (name, v) if kind_in(MESSAGE, name).is_some() => {
                 return Err(wrong(name, "of another type", &v))
