@@ -21,6 +21,7 @@ help:
 	@echo "make demo   build the Python package into $(VENV) and run examples/python/order_flow.py"
 	@echo "make test   install the tools, then run every check and suite (Rust, Python, notebooks, wasm, JS)"
 	@echo "make bench  run the benchmarks (the engine's, then side by side with its alternatives)"
+	@echo "make soak   200 kill -9 cycles of mixed work on a file store (SOAK_CYCLES=n)"
 
 # ---- installs -----------------------------------------------------------------
 
@@ -114,6 +115,17 @@ check: fmt clippy wasm-build rust-test py-test mypy notebooks test-js test-brows
 
 test: tools
 	$(MAKE) -k check
+
+# ---- reliability --------------------------------------------------------------
+
+.PHONY: soak
+
+SOAK_CYCLES ?= 200
+
+# kill -9 cycles of mixed work on one file store, then every acknowledged message
+# checked (core/tests/soak.rs); `make test` runs a short version with the Rust suite.
+soak:
+	SOAK_CYCLES=$(SOAK_CYCLES) $(CARGO) test --release -p pocketmq --test soak -- --exact soak --nocapture
 
 # ---- benchmarks ---------------------------------------------------------------
 
