@@ -13,8 +13,13 @@ use rustc_hash::FxHashMap;
 use crate::store::{Backend, FlushJob, SegmentQueue};
 
 pub(crate) const ENTRY: usize = 20;
-/// Entries per segment file, as RocketMQ (6,000,000-byte files).
-pub(crate) const FILE_ENTRIES: usize = 300_000;
+/// Entries per segment file, as RocketMQ (6,000,000-byte files); small under the
+/// fuzz targets, whose every run opens a store.
+pub(crate) const FILE_ENTRIES: usize = if cfg!(feature = "fuzzing") {
+    1024
+} else {
+    300_000
+};
 /// Entries per in-memory segment: small, since every queue holds at least one.
 pub(crate) const MEMORY_ENTRIES: usize = 16_384;
 /// `size` of a filler entry before a queue's first real one (RocketMQ's pre-blank).

@@ -26,6 +26,10 @@ mod store;
 mod topic;
 mod transaction;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use broker::{Broker, Consumer, Producer, Receiving, TransactionProducer};
 pub use clock::{Clock, ManualClock, SystemClock, MAX_TIME_MS};
 pub use config::{

@@ -45,7 +45,11 @@ impl TimerCheckpoint {
 const WHEEL_SLOTS: u64 = 1 << 17; // about 36 hours of one-second slots
 const CHUNK: u64 = 4096;
 const LINKS_DIR: &str = "timerwheel";
-const LINK_SEGMENT: usize = 8 << 20;
+const LINK_SEGMENT: usize = if cfg!(feature = "fuzzing") {
+    64 << 10
+} else {
+    8 << 20
+};
 /// The widest jump in timer queue offsets the link log bridges (128 MiB of links);
 /// beyond it, with timers pending, a record is taken as damaged.
 const MAX_LINK_GAP: u64 = 1 << 24;
