@@ -21,6 +21,8 @@ help:
 	@echo "make demo   build the Python package into $(VENV) and run examples/python/order_flow.py"
 	@echo "make test   install the tools, then run every check and suite (Rust, Python, notebooks, wasm, JS)"
 	@echo "make bench  run the benchmarks (the engine's, then side by side with its alternatives)"
+	@echo "make soak   200 kill -9 cycles of mixed work on a file store (SOAK_CYCLES=n)"
+	@echo "make fuzz   each fuzz target for 60 s from the seed corpus (FUZZ_SECONDS=n)"
 
 # ---- installs -----------------------------------------------------------------
 
@@ -64,7 +66,7 @@ npm-deps: wasm
 	  else (cd $$dir && npm install --no-audit --no-fund); fi; \
 	done
 
-tools: venv wasm-target wasm-bindgen-cli chromium
+tools: venv wasm-target wasm-bindgen-cli chromium fuzz-tools
 
 # ---- demo ---------------------------------------------------------------------
 
@@ -116,10 +118,43 @@ test-browser: wasm chromium npm-deps
 
 # Every check runs even when an earlier one fails (-k); the exit status is
 # non-zero if any failed.
-check: fmt clippy wasm-build rust-test py-test mypy notebooks test-js test-browser
+check: fmt clippy wasm-build rust-test py-test mypy notebooks test-js test-browser fuzz
 
 test: tools
 	$(MAKE) -k check
+
+# ---- reliability --------------------------------------------------------------
+
+.PHONY: soak fuzz fuzz-tools
+
+SOAK_CYCLES ?= 200
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := record tags open_store
+# cargo-fuzz needs nightly-only compiler flags (sanitizers, coverage): the nightly
+# toolchain when one is installed, else stable with those flags unlocked.
+FUZZ_CARGO := $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo '$(CARGO) +nightly' || echo 'RUSTC_BOOTSTRAP=1 $(CARGO)')
+
+# kill -9 cycles of mixed work on one file store, then every acknowledged message
+# checked (core/tests/soak.rs); `make test` runs a short version with the Rust suite.
+soak:
+	SOAK_CYCLES=$(SOAK_CYCLES) $(CARGO) test --release -p pocketmq --test soak -- --exact soak --nocapture
+
+fuzz-tools:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --version 0.13.2
+
+# Each fuzz target (fuzz/fuzz_targets) for FUZZ_SECONDS from the committed seed
+# corpus (fuzz/corpus); what it learns goes to target/fuzz-corpus, not the repo.
+# Regenerate the seeds with `cargo run --manifest-path fuzz/Cargo.toml --bin seed`.
+fuzz: fuzz-tools
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/fuzz-corpus/$$t; \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s; log in target/fuzz-$$t.log)"; \
+	  if ! $(FUZZ_CARGO) fuzz run $$t target/fuzz-corpus/$$t fuzz/corpus/$$t \
+	       -- -max_total_time=$(FUZZ_SECONDS) > target/fuzz-$$t.log 2>&1; then \
+	    tail -40 target/fuzz-$$t.log; exit 1; \
+	  fi; \
+	  grep -E '^Done' target/fuzz-$$t.log; \
+	done
 
 # ---- benchmarks ---------------------------------------------------------------
 

@@ -13,12 +13,22 @@ use rustc_hash::FxHashMap;
 use crate::store::{Backend, FlushJob, SegmentQueue};
 
 pub(crate) const ENTRY: usize = 20;
-/// Entries per segment file, as RocketMQ (6,000,000-byte files).
-pub(crate) const FILE_ENTRIES: usize = 300_000;
+/// Entries per segment file, as RocketMQ (6,000,000-byte files); small under the
+/// fuzz targets, whose every run opens a store.
+pub(crate) const FILE_ENTRIES: usize = if cfg!(feature = "fuzzing") {
+    1024
+} else {
+    300_000
+};
 /// Entries per in-memory segment: small, since every queue holds at least one.
 pub(crate) const MEMORY_ENTRIES: usize = 16_384;
 /// `size` of a filler entry before a queue's first real one (RocketMQ's pre-blank).
 pub(crate) const BLANK_SIZE: u32 = i32::MAX as u32;
+/// The widest hole blank entries fill in a queue with entries; a wider jump starts
+/// the queue again at the new offset.
+const MAX_GAP: u64 = 1 << 20;
+/// No queue gets near this many entries (its byte position must fit a u64).
+const MAX_QUEUE_OFFSET: u64 = 1 << 56;
 
 /// One entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +36,14 @@ pub(crate) struct CqEntry {
     pub phys: u64,
     pub size: u32,
     pub code: u64,
+}
+
+impl CqEntry {
+    /// Whether this is a filler entry (before a queue's first record, or for a
+    /// record recovery skipped), not a record's.
+    pub fn is_filler(&self) -> bool {
+        self.size == BLANK_SIZE
+    }
 }
 
 pub(crate) struct ConsumeQueue {
@@ -52,16 +70,26 @@ impl ConsumeQueue {
         queue_id: u32,
         entries: usize,
     ) -> io::Result<ConsumeQueue> {
-        let mut seg = SegmentQueue::open(backend, &cq_dir(topic, queue_id), entries * ENTRY)?;
-        if let Some(&last) = seg.segment_bases().last() {
+        let mut seg =
+            SegmentQueue::open_derived(backend, &cq_dir(topic, queue_id), entries * ENTRY)?;
+        // The end is the first empty entry of the last segment holding any (a
+        // segment allocated ahead may follow it, empty).
+        let mut end = None;
+        for base in seg.segment_bases().into_iter().rev() {
             let used = seg
-                .with_raw(last, |b| {
+                .with_raw(base, |b| {
                     b.chunks_exact(ENTRY)
                         .position(|e| decode(e).size == 0)
                         .unwrap_or(b.len() / ENTRY)
                 })
                 .unwrap_or(0);
-            seg.truncate(last + (used * ENTRY) as u64)?;
+            end = Some(base + (used * ENTRY) as u64);
+            if used > 0 {
+                break;
+            }
+        }
+        if let Some(end) = end {
+            seg.truncate(end)?;
             // The scan touched the whole file; let readers fault in what they need.
             seg.release_sealed_and_active();
         }
@@ -103,26 +131,60 @@ impl ConsumeQueue {
     }
 
     /// Writes the entry for queue offset `qo`. Idempotent: an entry already present is
-    /// left alone. An entry beyond the end restarts the queue there (its earlier
-    /// records are gone from the CommitLog, or were never written here).
+    /// left alone. An entry beyond the end of an empty queue restarts the queue there
+    /// (its earlier records are gone from the CommitLog, or were never written here);
+    /// beyond the end of a queue with entries, the offsets between are filled with
+    /// blank entries (their records were damaged and skipped by recovery).
     pub fn put(&mut self, qo: u64, e: CqEntry) -> io::Result<()> {
         let max = self.max_offset();
         if qo < max {
             return Ok(());
         }
-        if qo > max {
+        let filler = CqEntry {
+            phys: 0,
+            size: BLANK_SIZE,
+            code: 0,
+        };
+        if qo > max && (max == self.min_offset() || qo - max > MAX_GAP) {
+            if qo > MAX_QUEUE_OFFSET {
+                return Err(crate::store::corrupt(format!(
+                    "queue offset {qo} is beyond any a queue reaches"
+                )));
+            }
             self.seg.reset_to(qo * ENTRY as u64)?;
-            let filler = CqEntry {
-                phys: 0,
-                size: BLANK_SIZE,
-                code: 0,
-            };
             while self.max_offset() < qo {
                 self.append(filler)?;
             }
             self.seg.set_min_pos(qo * ENTRY as u64);
         }
+        while self.max_offset() < qo {
+            self.append(filler)?;
+        }
         self.append(e)
+    }
+
+    /// `put` for a record replayed from the log, which is the truth: an entry
+    /// already present that disagrees with it (a damaged ConsumeQueue file) is cut,
+    /// with everything after it, and written again.
+    pub fn replay(&mut self, qo: u64, e: CqEntry) -> io::Result<()> {
+        if qo < self.max_offset() && qo >= self.min_offset() {
+            match self.entry(qo) {
+                Some(have) if have == e => return Ok(()),
+                _ => {
+                    log::warn!(
+                        "a ConsumeQueue entry at offset {qo} disagrees with the log; rebuilt"
+                    );
+                    self.seg.truncate(qo * ENTRY as u64)?;
+                }
+            }
+        }
+        self.put(qo, e)
+    }
+
+    /// Makes sure the next `n` entries have their segment allocated (see
+    /// `SegmentQueue::reserve`), before the records they index are appended.
+    pub fn reserve(&mut self, n: usize) -> io::Result<()> {
+        self.seg.reserve(n * ENTRY, false)
     }
 
     fn append(&mut self, e: CqEntry) -> io::Result<()> {
@@ -139,7 +201,9 @@ impl ConsumeQueue {
         let mut max = self.max_offset();
         while max > self.min_offset() {
             match self.entry(max - 1) {
-                Some(e) if e.size != BLANK_SIZE && e.phys + e.size as u64 > end => max -= 1,
+                Some(e) if e.size != BLANK_SIZE && e.phys.saturating_add(e.size as u64) > end => {
+                    max -= 1
+                }
                 _ => break,
             }
         }
@@ -222,11 +286,25 @@ impl ConsumeQueues {
         self.map.get(topic).map_or(0, Vec::len) as u32
     }
 
-    /// Makes sure `topic` has queues `0..n`.
+    /// Makes sure `topic` has queues `0..n`. The one place a queue's directory is
+    /// named: a name that is not a valid topic, or more than `MAX_QUEUES` queues,
+    /// is refused here whatever the caller checked, so no path is ever built from
+    /// anything unchecked (a record or a metadata file read back is input too).
     pub fn ensure(&mut self, topic: &str, n: u32) -> io::Result<()> {
         let have = self.count(topic);
         if have >= n {
             return Ok(());
+        }
+        if let Err(e) = crate::topic::validate_topic(topic) {
+            return Err(crate::store::corrupt(format!(
+                "no queues for {topic:?}: {e}"
+            )));
+        }
+        if n > crate::topic::MAX_QUEUES {
+            return Err(crate::store::corrupt(format!(
+                "{topic}: {n} queues, at most {} are possible",
+                crate::topic::MAX_QUEUES
+            )));
         }
         let mut added = Vec::with_capacity((n - have) as usize);
         for q in have..n {

@@ -178,7 +178,11 @@ pub(crate) fn dispatch(
         size: r.size,
         code,
     };
-    cq.put(r.queue_offset, entry).map_err(store_err)?;
+    match mode {
+        Mode::Live => cq.put(r.queue_offset, entry),
+        Mode::Replay => cq.replay(r.queue_offset, entry),
+    }
+    .map_err(store_err)?;
     if let Some(keys) = r.prop(prop::KEYS) {
         for k in keys.split(' ').filter(|k| !k.is_empty()) {
             index.put(r.topic, k, r.phys);

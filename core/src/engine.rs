@@ -14,12 +14,13 @@ use crate::consumer::{pop, ConsumerGroups, NackOutcome, OffsetTable};
 use crate::dedup::{DedupWindow, Key};
 use crate::dispatch::Services;
 use crate::message::properties;
-use crate::message::record::RecordSpec;
+use crate::message::record::{RecordSpec, END_FILE_MIN_BLANK};
 use crate::message::{id, MessageExt, Taken};
-use crate::message_store::MessageStore;
+use crate::message_store::{Destination, MessageStore};
+use crate::retention::RetentionService;
 use crate::schedule::{ScheduleService, TimerWheel, DELIVERY_BATCH};
 use crate::stats::{self, Stats, TopicRates};
-use crate::store::meta::read_json;
+use crate::store::meta::{read_json, store_err};
 use crate::store::Backend;
 use crate::topic;
 use crate::transaction::{Check, Transactions, TxState};
@@ -50,8 +51,8 @@ pub(crate) struct Notice {
     pub text: String,
 }
 
-/// Retention runs at most this often (RocketMQ's `cleanResourceInterval`).
-const RETENTION_INTERVAL_MS: u64 = 10_000;
+/// After deferred work failed (a full disk, say), when it is tried again.
+const RETRY_AFTER_ERROR_MS: u64 = 1000;
 
 pub(crate) struct Engine {
     pub store: MessageStore,
@@ -67,9 +68,12 @@ pub(crate) struct Engine {
     pub waiters: Vec<Callback>,
     /// Earliest time deferred work may be due (u64::MAX: none).
     pub next_due: u64,
-    last_retention: u64,
+    pub retention: RetentionService,
     /// Set when a record consumers read landed; the facade wakes receivers.
     pub arrived: bool,
+    /// Why sends are refused with `DiskFull`, while they are: the disk is used
+    /// above `disk_max_used_ratio`, or the store was opened on a full disk.
+    pub disk_full: Option<String>,
     /// Reused between sends.
     spec_buf: Vec<RecordSpec>,
     /// Backlog drills and DLQ redrives not finished (admin/drill/).
@@ -126,11 +130,15 @@ impl Engine {
         let mut groups = ConsumerGroups::new(offsets);
         // A store that dies with the process needs no revive log.
         groups.pop.pending.off = !backend.is_persistent();
+        let timers_queued = store
+            .queues
+            .get(topic::TIMER_TOPIC, 0)
+            .map_or(0, |cq| cq.max_offset());
         let mut e = Engine {
             store,
             groups,
             schedule: ScheduleService::open(settings.levels.clone(), &*backend)?,
-            timer: TimerWheel::open(backend.clone())?,
+            timer: TimerWheel::open(backend.clone(), timers_queued, now)?,
             tx: Transactions::open(settings.tx, &*backend)?,
             dedup: DedupWindow::new(settings.dedup_window_ms),
             settings,
@@ -138,23 +146,61 @@ impl Engine {
             closed: false,
             waiters: Vec::new(),
             next_due: 0,
-            last_retention: now,
+            retention: RetentionService::new(config.retention, now),
             arrived: false,
+            disk_full: None,
             spec_buf: Vec::new(),
             drills: crate::admin::drill::Drills::open(&*backend)?,
             notices: Vec::new(),
         };
         let store = &mut e.store;
-        store.recover(&mut services!(e))?;
+        store.recover(&mut services!(e), e.settings.default_queues)?;
         e.finish_deletions()?;
         e.next_due = 0;
         e.groups.pop.after_replay(&e.store);
-        backend.write_meta(
+        let marked = backend.write_meta(
             ABORT_FILE,
             crate::runtime::process_id().to_string().as_bytes(),
-        )?;
+        );
+        match marked.map_err(Error::from) {
+            Ok(()) => e.check_disk(),
+            // Nothing can be written: the store serves reads until space returns.
+            Err(Error::DiskFull(why)) => {
+                log::warn!("the disk is full ({why}): the store is open for reading only");
+                e.disk_full = Some(format!("the disk was full at open ({why})"));
+            }
+            Err(err) => return Err(err),
+        }
         e.schedule.clamp_cursors(&e.store);
         Ok(e)
+    }
+
+    /// Refreshes whether the disk is used above `disk_max_used_ratio` (RocketMQ's
+    /// "disk full"): while it is, sends are refused; they resume once it is not.
+    pub fn check_disk(&mut self) {
+        let ratio = self.settings.disk_max_used_ratio;
+        match self.store.backend.disk_usage() {
+            Some(used) if used > ratio => {
+                if self.disk_full.is_none() {
+                    log::warn!(
+                        "the disk is {:.1}% used, above disk_max_used_ratio ({:.1}%): \
+                         sends are refused until space returns",
+                        used * 100.0,
+                        ratio * 100.0
+                    );
+                }
+                self.disk_full = Some(format!(
+                    "the disk is {:.1}% used, above disk_max_used_ratio ({:.1}%)",
+                    used * 100.0,
+                    ratio * 100.0
+                ));
+            }
+            Some(_) if self.disk_full.is_some() => {
+                log::info!("disk space returned: sends are accepted again");
+                self.disk_full = None;
+            }
+            _ => {}
+        }
     }
 
     pub fn check_open(&self) -> Result<()> {
@@ -189,7 +235,9 @@ impl Engine {
         }
         let mut specs = std::mem::take(&mut self.spec_buf);
         specs.clear();
-        let built = self.build(msgs, rr, now, half_group, &mut specs);
+        let built = self
+            .build(msgs, rr, now, half_group, &mut specs)
+            .and_then(|to| self.room_for(&specs).map(|()| to));
         let put = built.and_then(|to| self.put(&specs, now).map(|()| to));
         specs.clear();
         self.spec_buf = specs;
@@ -201,6 +249,19 @@ impl Engine {
             .map(|p| self.result(&topic_name, queue_id, p.phys, p.queue_offset))
             .collect();
         Ok(self.answer_repeats(results, repeats))
+    }
+
+    /// Refuses a user append that would start a new segment while the disk is used
+    /// above `disk_max_used_ratio` (looked at again then).
+    pub(crate) fn room_for(&mut self, specs: &[RecordSpec]) -> Result<()> {
+        let size: usize = specs.iter().map(RecordSpec::encoded_len).sum();
+        if size + END_FILE_MIN_BLANK > self.store.commitlog.remaining_in_segment() {
+            self.check_disk();
+            if let Some(why) = &self.disk_full {
+                return Err(Error::DiskFull(why.clone()));
+            }
+        }
+        Ok(())
     }
 
     /// What a send reports for the record stored at `phys`.
@@ -231,6 +292,9 @@ impl Engine {
             return Err(Error::invalid(
                 "a batch or a transactional message cannot be delayed",
             ));
+        }
+        if let Some(why) = &self.disk_full {
+            return Err(Error::DiskFull(why.clone()));
         }
         let max_size = self.settings.max_message_size;
         msgs.iter().try_for_each(|m| m.validate(max_size))?;
@@ -584,47 +648,69 @@ impl Engine {
         }
         let mut checks = Vec::new();
         if now >= self.next_due {
-            while let Some((level, cursor, due)) = self.schedule.due_batch(&self.store, now) {
-                self.deliver(&due, now)?;
-                self.schedule.advance(level, cursor);
-            }
-            loop {
-                let due = self.timer.due_records(&self.store, now);
-                if due.is_empty() {
-                    break;
-                }
-                for chunk in due.chunks(DELIVERY_BATCH) {
-                    self.deliver(chunk, now)?;
+            match self.run_deferred(now) {
+                Ok(due_checks) => checks = due_checks,
+                Err(e) => {
+                    // Nothing is lost (cursors did not move past what failed); try
+                    // again a little later rather than on every call.
+                    self.next_due = now.saturating_add(RETRY_AFTER_ERROR_MS);
+                    return Err(e);
                 }
             }
-            let queues = self.settings.default_queues;
-            let (due_checks, discards) = self.tx.due(&mut self.store, queues, now)?;
-            if !discards.is_empty() {
-                self.put(&discards, now)?;
-            }
-            checks = due_checks;
-            if self.groups.resume_due(now) {
-                self.arrived = true;
-            }
-            // Deliveries past their ack deadline go back as nacks.
-            for (handle, msg) in self.groups.ack_expired(&self.store, now) {
-                self.nack(handle, &msg, None, now)?;
-            }
-            // Simple consumers' invisible deliveries whose time is up.
-            let (dead, visible) = self.groups.pop.expire(now);
-            self.arrived |= visible;
-            for e in dead {
-                self.dead_letter(e, now)?;
-            }
-            self.next_due = self.compute_next_due();
         }
-        if now >= self.last_retention + RETENTION_INTERVAL_MS || now < self.last_retention {
-            self.retention(now)?;
-        }
+        self.retention_if_due(now)?;
         Ok(checks)
     }
 
-    /// Copies the delayed records at `phys` to their real topics, as one append.
+    /// The deferred work of `run_due`: delays, timers, transaction checks and
+    /// discards, orderly pauses ending.
+    fn run_deferred(&mut self, now: u64) -> Result<Vec<Check>> {
+        while let Some((level, cursor, due)) = self.schedule.due_batch(&self.store, now) {
+            self.deliver(&due, now)?;
+            self.schedule.advance(level, cursor);
+        }
+        loop {
+            let due = self.timer.due_records(&self.store, now);
+            if due.is_empty() {
+                break;
+            }
+            for (i, chunk) in due.chunks(DELIVERY_BATCH).enumerate() {
+                let phys: Vec<u64> = chunk.iter().map(|d| d.2).collect();
+                if let Err(e) = self.deliver(&phys, now) {
+                    // Back into the wheel, due again on the next try: a timer taken
+                    // out is delivered or put back, never dropped.
+                    for &(qo, at, _) in &due[i * DELIVERY_BATCH..] {
+                        self.timer.add(qo, at).map_err(store_err)?;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let queues = self.settings.default_queues;
+        let (checks, discards) = self.tx.due(&mut self.store, queues, now)?;
+        // Each discard (its copy and its op record) is one append of its own.
+        for pair in discards.chunks(2) {
+            self.put(pair, now)?;
+        }
+        if self.groups.resume_due(now) {
+            self.arrived = true;
+        }
+        // Deliveries past their ack deadline go back as nacks.
+        for (handle, msg) in self.groups.ack_expired(&self.store, now) {
+            self.nack(handle, &msg, None, now)?;
+        }
+        // Simple consumers' invisible deliveries whose time is up.
+        let (dead, visible) = self.groups.pop.expire(now);
+        self.arrived |= visible;
+        for e in dead {
+            self.dead_letter(e, now)?;
+        }
+        self.next_due = self.compute_next_due();
+        Ok(checks)
+    }
+
+    /// Copies the delayed records at `phys` to their real topics, in as few appends
+    /// as fit a segment.
     fn deliver(&mut self, phys: &[u64], now: u64) -> Result<()> {
         let drop = [
             crate::message::properties::prop::DELAY,
@@ -633,14 +719,40 @@ impl Engine {
         let queues = self.settings.default_queues;
         let mut specs = Vec::with_capacity(phys.len());
         for &p in phys {
-            if let Some(s) = self.store.copy_to_real_topic(p, &drop, queues)? {
+            let to = Destination::Real { retries: true };
+            if let Some(s) = self.store.copy_to_real_topic(p, &drop, to, queues)? {
                 specs.push(s);
             }
         }
-        if specs.is_empty() {
-            return Ok(());
+        self.put_in_appends(&specs, now)
+    }
+
+    /// Appends `specs` (records the engine re-appends, which need not be one batch)
+    /// in runs that each fit a segment: however many come due together, none is
+    /// refused as too large. A record that fits no segment on its own is skipped.
+    fn put_in_appends(&mut self, specs: &[RecordSpec], now: u64) -> Result<()> {
+        let limit = self.store.commitlog.seg_size() - END_FILE_MIN_BLANK;
+        let mut from = 0;
+        while from < specs.len() {
+            let mut size = 0;
+            let mut to = from;
+            while to < specs.len() && size + specs[to].encoded_len() <= limit {
+                size += specs[to].encoded_len();
+                to += 1;
+            }
+            if to == from {
+                self.store.skipped_records += 1;
+                log::warn!(
+                    "a deferred record of {} bytes fits no CommitLog segment; skipped",
+                    specs[from].encoded_len()
+                );
+                from += 1;
+                continue;
+            }
+            self.put(&specs[from..to], now)?;
+            from = to;
         }
-        self.put(&specs, now)
+        Ok(())
     }
 
     fn compute_next_due(&self) -> u64 {
@@ -659,22 +771,56 @@ impl Engine {
     }
 
     /// When the next deferred job is due, if any (0 in `next_due` only means "look
-    /// again": the real time is computed then).
+    /// again": the real time is computed then); retention's next pass counts when
+    /// there is anything it could delete.
     pub fn next_due_ms(&self) -> Option<u64> {
         let next = match self.next_due {
             0 => self.compute_next_due(),
             n => n,
         };
+        let retention = if self.store.commitlog.has_sealed() {
+            self.retention.next_due()
+        } else {
+            u64::MAX
+        };
+        let next = next.min(retention);
         (next != u64::MAX).then_some(next)
     }
 
-    /// Deletes expired segments now.
-    pub fn retention(&mut self, now: u64) -> Result<()> {
-        self.last_retention = now;
-        let reserved = self.settings.file_reserved_time_ms;
-        let ratio = self.settings.disk_clean_forcibly_ratio;
-        self.store.apply_retention(now, reserved, ratio)?;
+    /// Runs a retention pass if one is due (every 10 s of broker time).
+    pub fn retention_if_due(&mut self, now: u64) -> Result<()> {
+        if self.retention.is_due(now) {
+            self.retention(now)?;
+        }
         Ok(())
+    }
+
+    /// Runs a retention pass now.
+    pub fn retention(&mut self, now: u64) -> Result<()> {
+        let pinned = self.first_needed_record();
+        let Engine {
+            retention,
+            store,
+            groups,
+            settings,
+            ..
+        } = self;
+        retention.run(now, store, groups, pinned, settings)?;
+        Ok(())
+    }
+
+    /// The lowest CommitLog offset a pending delay, timer or half message still
+    /// needs: retention never deletes it.
+    fn first_needed_record(&self) -> Option<u64> {
+        let timer = self.timer.first_pending().and_then(|qo| {
+            let cq = self.store.queues.get(topic::TIMER_TOPIC, 0)?;
+            crate::retention::first_record(cq, qo)
+        });
+        let half = self.tx.pending.values().map(|p| p.phys).min();
+        [self.schedule.first_pending_phys(&self.store), timer, half]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn pending_delayed(&self) -> u64 {
@@ -687,6 +833,7 @@ impl Engine {
             &self.store,
             &self.groups,
             &self.rates,
+            &self.retention.expired,
             self.pending_delayed(),
             pending_tx,
             now,
@@ -714,6 +861,7 @@ impl Engine {
         out.extend(self.schedule.metadata(all)?);
         out.extend(self.timer.metadata(now, all)?);
         out.extend(self.tx.metadata(all)?);
+        out.extend(self.store.checkpoint_metadata(all)?);
         if all || self.store.topics_dirty {
             out.push((
                 topic::TopicRegistry::FILE,

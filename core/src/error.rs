@@ -29,7 +29,27 @@ pub enum Error {
     InvalidReceiptHandle(String),
     /// The operating system refused a file operation.
     #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+    /// A write was refused because the disk is full, or used above
+    /// `disk_max_used_ratio`: nothing was written and the store stays usable.
+    #[error("disk full: {0}")]
+    DiskFull(String),
+    /// A broker used in a process forked from the one that opened it: it is closed
+    /// there (kind `Closed`), and never writes.
+    #[error("closed: this broker was opened by process {owner}; open a new Broker in the child")]
+    Forked { owner: u32 },
+}
+
+impl From<std::io::Error> for Error {
+    /// A full disk (or quota) is `DiskFull`; anything else an I/O error.
+    fn from(e: std::io::Error) -> Error {
+        use std::io::ErrorKind as K;
+        if matches!(e.kind(), K::StorageFull | K::QuotaExceeded) {
+            Error::DiskFull(e.to_string())
+        } else {
+            Error::Io(e)
+        }
+    }
 }
 
 /// The kind of an [`Error`], without its details: what bindings match on.
@@ -43,6 +63,7 @@ pub enum ErrorKind {
     Closed,
     InvalidReceiptHandle,
     Io,
+    DiskFull,
 }
 
 impl Error {
@@ -54,9 +75,10 @@ impl Error {
             Error::TopicNotFound(_) => ErrorKind::TopicNotFound,
             Error::StoreLocked { .. } => ErrorKind::StoreLocked,
             Error::StoreCorrupted(_) => ErrorKind::StoreCorrupted,
-            Error::Closed => ErrorKind::Closed,
+            Error::Closed | Error::Forked { .. } => ErrorKind::Closed,
             Error::InvalidReceiptHandle(_) => ErrorKind::InvalidReceiptHandle,
             Error::Io(_) => ErrorKind::Io,
+            Error::DiskFull(_) => ErrorKind::DiskFull,
         }
     }
 
@@ -66,8 +88,8 @@ impl Error {
 }
 
 impl ErrorKind {
-    /// The kind's JS `code`: the first kinds' names as Python's exceptions have them,
-    /// the later ones as API.md names them (`INVALID_RECEIPT_HANDLE`).
+    /// The kind's name, as the bindings use it: JS's `code` (Python's exception
+    /// names, without "Error", for the kinds that predate the upper-case codes).
     pub fn as_str(&self) -> &'static str {
         match self {
             ErrorKind::InvalidArgument => "InvalidArgument",
@@ -78,6 +100,7 @@ impl ErrorKind {
             ErrorKind::Closed => "Closed",
             ErrorKind::InvalidReceiptHandle => "INVALID_RECEIPT_HANDLE",
             ErrorKind::Io => "Io",
+            ErrorKind::DiskFull => "DISK_FULL",
         }
     }
 }

@@ -21,6 +21,7 @@ mod filter;
 mod index;
 mod message;
 mod message_store;
+mod retention;
 mod runtime;
 mod schedule;
 mod stats;
@@ -28,15 +29,19 @@ mod store;
 mod topic;
 mod transaction;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use admin::ConsumeProgress;
 #[cfg(not(target_arch = "wasm32"))]
 pub use broker::{listen, ListenOptions, Listener, Outcome, Runner, Source};
 pub use broker::{
     Atomic, Broker, Consumer, Producer, Receiving, SimpleConsumer, TransactionProducer,
 };
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock, MAX_TIME_MS};
 pub use config::{
-    BrokerConfig, ConsumerConfig, FlushMode, MessageModel, OptionKind, OptionValue,
+    BrokerConfig, ConsumerConfig, FlushMode, MessageModel, OptionKind, OptionValue, Retention,
     SimpleConsumerConfig, StartFrom, DEFAULT_DELAY_LEVELS,
 };
 pub use error::{Error, ErrorKind, Result};

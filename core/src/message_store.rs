@@ -15,18 +15,28 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::commitlog::recovery::{Checkpoint, ABORT_FILE};
-use crate::commitlog::{CommitLog, Placed, Span};
+use crate::commitlog::recovery::{Checkpoint, StoreInfo, ABORT_FILE};
+use crate::commitlog::{CommitLog, Lookup, Placed, Span};
 use crate::consume_queue::{ConsumeQueues, FILE_ENTRIES, MEMORY_ENTRIES};
 use crate::dispatch::{self, DispatchRequest, Mode, Services};
 use crate::index::KeyIndex;
 use crate::message::properties::{self, prop};
 use crate::message::record::RecordSpec;
 use crate::message::{id, MessageExt, SendResult};
-use crate::store::meta::{read_json, store_err};
+use crate::store::meta::{read_json, store_err, write_json};
 use crate::store::Backend;
 use crate::topic::{self, DeletedTopics, TopicRegistry};
 use crate::{Error, Result};
+
+/// Where a deferred record goes when it is re-appended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Destination<'a> {
+    /// Its `REAL_TOPIC` and `REAL_QID`: a user topic, or with `retries` also a
+    /// group's retry topic (a retry waiting for its delay).
+    Real { retries: bool },
+    /// An engine topic and queue of the caller's choosing.
+    Fixed(&'a str, u32),
+}
 
 pub(crate) struct MessageStore {
     pub backend: Arc<dyn Backend>,
@@ -41,8 +51,11 @@ pub(crate) struct MessageStore {
     pub deleted_dirty: bool,
     /// The store's message-id nonce.
     pub nonce: u64,
-    /// Whether the last exit was unclean (recovery verifies CRCs).
-    pub unclean: bool,
+    /// Records skipped because they could not be read or re-appended as they are
+    /// (damaged, or naming a destination they may not have).
+    pub skipped_records: u64,
+    /// The flushed offset the checkpoint file last said.
+    checkpoint_written: u64,
     /// The topic of the last send, shared by its records.
     last_topic: Option<Arc<str>>,
     /// Where the records of the last append went (reused across appends).
@@ -58,16 +71,29 @@ impl MessageStore {
         fresh_nonce: u64,
     ) -> Result<MessageStore> {
         let unclean = backend.read_meta(ABORT_FILE)?.is_some();
-        let checkpoint = Checkpoint::read(&*backend)?;
-        let topics: TopicRegistry = read_json(&*backend, TopicRegistry::FILE)?.unwrap_or_default();
+        if unclean {
+            log::info!("the last exit was unclean: recovering the tail of the CommitLog");
+        }
+        // Both say who the store is; either may be lost or damaged on its own.
+        let info: Option<StoreInfo> = read_json(&*backend, StoreInfo::FILE).unwrap_or_else(|e| {
+            log::warn!("{e}; the store's identity is taken from the checkpoint");
+            None
+        });
+        let checkpoint = Checkpoint::read(&*backend).unwrap_or_else(|e| {
+            log::warn!("{e}; the whole tail is treated as unflushed");
+            None
+        });
+        let mut topics: TopicRegistry =
+            read_json(&*backend, TopicRegistry::FILE)?.unwrap_or_default();
+        topics.sanitize();
         let deleted: DeletedTopics = read_json(&*backend, DeletedTopics::FILE)?.unwrap_or_default();
         // An existing store keeps the segment size it was created with.
-        let seg_size = match backend.list(crate::commitlog::DIR)?.first() {
-            // (An empty first segment, cut short at creation, has no size to keep.)
-            Some(&base) => backend
-                .open(crate::commitlog::DIR, base, 0, false)
-                .map_or(seg_size, |r| r.len()),
-            None => seg_size,
+        let seg_size = match info
+            .map(|i| i.segment_size)
+            .filter(|s| StoreInfo::valid_size(*s))
+        {
+            Some(s) => s as usize,
+            None => CommitLog::size_of_existing(&*backend)?.unwrap_or(seg_size),
         };
         let commitlog = CommitLog::open(backend.clone(), seg_size).map_err(store_err)?;
         let entries = if backend.is_persistent() {
@@ -75,8 +101,22 @@ impl MessageStore {
         } else {
             MEMORY_ENTRIES
         };
+        let nonce = match (info, checkpoint) {
+            (Some(i), _) => i.nonce,
+            (None, Some(c)) => c.nonce,
+            (None, None) => {
+                if commitlog.end() > 0 {
+                    log::warn!(
+                        "{} and {} are both lost: this store's message ids change",
+                        StoreInfo::FILE,
+                        Checkpoint::FILE
+                    );
+                }
+                fresh_nonce
+            }
+        };
         let mut store = MessageStore {
-            nonce: checkpoint.map_or(fresh_nonce, |c| c.nonce),
+            nonce,
             queues: ConsumeQueues::new(backend.clone(), entries),
             backend,
             commitlog,
@@ -85,7 +125,8 @@ impl MessageStore {
             topics_dirty: false,
             deleted,
             deleted_dirty: false,
-            unclean,
+            skipped_records: 0,
+            checkpoint_written: u64::MAX,
             last_topic: None,
             placed: Vec::new(),
             qos: Vec::new(),
@@ -111,24 +152,74 @@ impl MessageStore {
             let on_disk = dirs
                 .iter()
                 .filter_map(|d| d.parse::<u32>().ok())
+                .filter(|q| {
+                    let possible = *q < topic::MAX_QUEUES;
+                    if !possible {
+                        log::warn!("consumequeue/{name}/{q} cannot be a queue; ignored");
+                    }
+                    possible
+                })
                 .max()
                 .map_or(0, |m| m + 1);
             let want = store.topics.queues(&name).unwrap_or(0).max(on_disk);
             store.queues.ensure(&name, want).map_err(store_err)?;
         }
-        // Persist the nonce before anything is written under it.
-        if checkpoint.is_none() {
-            store.write_checkpoint()?;
+        // Persist the nonce before anything is written under it. (On a full disk
+        // nothing will be: the store opens for reading.)
+        let identity = StoreInfo {
+            nonce,
+            segment_size: store.commitlog.seg_size() as u64,
+        };
+        let written = (|| {
+            if checkpoint.is_none() {
+                store.write_checkpoint()?;
+            }
+            if info != Some(identity) {
+                write_json(&*store.backend, StoreInfo::FILE, &identity)?;
+            }
+            Ok(())
+        })();
+        match written {
+            Err(Error::DiskFull(why)) => log::warn!("store identity not written: {why}"),
+            r => r?,
         }
         Ok(store)
     }
 
-    pub fn write_checkpoint(&self) -> Result<()> {
+    pub fn write_checkpoint(&mut self) -> Result<()> {
+        self.checkpoint().write(&*self.backend)?;
+        self.checkpoint_written = self.commitlog.flushed();
+        Ok(())
+    }
+
+    fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
             flushed: self.commitlog.flushed(),
             nonce: self.nonce,
         }
-        .write(&*self.backend)
+    }
+
+    /// The checkpoint file, when the log was flushed further since it was written
+    /// (or `all`): how far recovery may trust the log after a crash.
+    pub fn checkpoint_metadata(&mut self, all: bool) -> Result<Option<(&'static str, Vec<u8>)>> {
+        let flushed = self.commitlog.flushed();
+        if !(all || flushed != self.checkpoint_written) {
+            return Ok(None);
+        }
+        self.checkpoint_written = flushed;
+        Ok(Some((
+            Checkpoint::FILE,
+            crate::store::meta::to_json(&self.checkpoint())?,
+        )))
+    }
+
+    /// Writes the topic registry now (a persistent store only).
+    pub fn write_topics(&mut self) -> Result<()> {
+        if self.backend.is_persistent() {
+            crate::store::meta::write_json(&*self.backend, TopicRegistry::FILE, &self.topics)?;
+            self.topics_dirty = false;
+        }
+        Ok(())
     }
 
     /// Creates `name` with `queues` queues, or grows it. True when something changed.
@@ -210,7 +301,7 @@ impl MessageStore {
                 self.create_topic(&s.topic, n)?;
             }
         }
-        self.assign_queue_offsets(specs);
+        self.assign_queue_offsets(specs, services)?;
         let mut placed = std::mem::take(&mut self.placed);
         let appended = self.commitlog.append(specs, &self.qos, now, &mut placed);
         let result = appended.and_then(|store_ts| {
@@ -223,92 +314,165 @@ impl MessageStore {
         result
     }
 
-    /// Consecutive offsets per (topic, queue) into `self.qos`; a batch usually has
-    /// one target.
-    fn assign_queue_offsets(&mut self, specs: &[RecordSpec]) {
+    /// Consecutive offsets per (topic, queue) into `self.qos` (a batch usually has
+    /// one target), and what dispatching them will write (ConsumeQueue entries,
+    /// timer links) allocated before they are appended: once a record is in the
+    /// log, nothing it needs may fail for space.
+    fn assign_queue_offsets(
+        &mut self,
+        specs: &[RecordSpec],
+        services: &mut Services<'_>,
+    ) -> Result<()> {
         let first = &specs[0];
         let mut qos = std::mem::take(&mut self.qos);
         qos.clear();
-        if specs
+        let result = if specs
             .iter()
             .all(|s| s.queue_id == first.queue_id && same(&s.topic, &first.topic))
         {
-            let base = self.next_queue_offset(&first.topic, first.queue_id);
-            qos.extend(base..base + specs.len() as u64);
+            self.reserve(&first.topic, first.queue_id, specs.len(), services)
+                .map(|base| qos.extend(base..base + specs.len() as u64))
         } else {
-            let mut next: Vec<(&str, u32, u64)> = Vec::new();
+            let mut next: Vec<(&str, u32, u64, usize)> = Vec::new();
             for s in specs {
                 let qo = match next
                     .iter_mut()
-                    .find(|(t, q, _)| *q == s.queue_id && **t == *s.topic)
+                    .find(|(t, q, ..)| *q == s.queue_id && **t == *s.topic)
                 {
                     Some(slot) => {
                         slot.2 += 1;
+                        slot.3 += 1;
                         slot.2
                     }
                     None => {
                         let base = self.next_queue_offset(&s.topic, s.queue_id);
-                        next.push((&s.topic, s.queue_id, base));
+                        next.push((&s.topic, s.queue_id, base, 1));
                         base
                     }
                 };
                 qos.push(qo);
             }
-        }
+            next.iter()
+                .try_for_each(|(t, q, _, n)| self.reserve(t, *q, *n, services).map(|_| ()))
+        };
         self.qos = qos;
+        result
     }
 
-    /// Replays the log (see the module docs) through dispatch.
-    pub fn recover(&mut self, services: &mut Services<'_>) -> Result<()> {
+    /// Allocates room for `n` more entries of (t, q) (and timer links); returns the
+    /// queue's next offset.
+    fn reserve(&mut self, t: &str, q: u32, n: usize, services: &mut Services<'_>) -> Result<u64> {
+        if t == topic::TIMER_TOPIC {
+            services.timer.reserve(n).map_err(store_err)?;
+        }
+        match self.queues.get_mut(t, q) {
+            Some(cq) => {
+                cq.reserve(n).map_err(store_err)?;
+                Ok(cq.max_offset())
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Replays the log (see the module docs) through dispatch; topics the registry
+    /// lacks get at least `default_queues` queues.
+    pub fn recover(&mut self, services: &mut Services<'_>, default_queues: u32) -> Result<()> {
+        // The checkpoint says how far the log was flushed: past it is the tail a
+        // crash may have torn.
         let checkpoint = Checkpoint::read(&*self.backend).ok().flatten();
-        let seg = self.commitlog.seg_size() as u64;
-        let verify_from = Checkpoint::verify_from(checkpoint, self.unclean, seg);
+        let tail_from = checkpoint.map_or(0, |c| c.flushed);
         let MessageStore {
             commitlog,
             queues,
             index,
+            skipped_records: skipped,
             deleted,
             ..
         } = self;
         let mut failure: Option<Error> = None;
-        let mut missing: Vec<(String, u32)> = Vec::new();
-        let end = commitlog
-            .recover(verify_from, |r| {
+        let scan = commitlog
+            .recover(tail_from, |r| {
                 if failure.is_some() || deleted.hides(r.topic(), r.phys) {
                     return;
                 }
                 let topic = r.topic();
+                if topic::validate_topic(topic).is_err() || r.queue_id >= topic::MAX_QUEUES {
+                    // Intact bytes, impossible content: never a path, never a queue.
+                    *skipped += 1;
+                    log::warn!(
+                        "the record at CommitLog offset {} names queue {} of {topic:?}, \
+                         which cannot exist; skipped",
+                        r.phys,
+                        r.queue_id
+                    );
+                    return;
+                }
                 if queues.count(topic) <= r.queue_id {
-                    missing.push((topic.to_string(), r.queue_id));
                     if let Err(e) = queues.ensure(topic, r.queue_id + 1) {
                         failure = Some(store_err(e));
                         return;
                     }
                 }
                 let req = DispatchRequest::from_view(r);
-                if let Err(e) = dispatch::dispatch(&req, Mode::Replay, queues, index, services) {
-                    failure = Some(e);
+                match dispatch::dispatch(&req, Mode::Replay, queues, index, services) {
+                    Ok(()) => {}
+                    Err(Error::StoreCorrupted(why)) => {
+                        *skipped += 1;
+                        log::warn!(
+                            "the record at CommitLog offset {} is skipped: {why}",
+                            r.phys
+                        );
+                    }
+                    Err(e) => failure = Some(e),
                 }
             })
             .map_err(store_err)?;
         if let Some(e) = failure {
             return Err(e);
         }
-        index.merge();
+        self.index.merge();
+        self.skipped_records += scan.damaged.len() as u64;
+        let end = scan.end;
+        if end < tail_from {
+            // Flushed data was lost (damage, not a torn tail): new messages start
+            // past it, so no id that named a lost message names another one.
+            let seg = self.commitlog.seg_size() as u64;
+            let fresh = tail_from.div_ceil(seg).saturating_mul(seg);
+            if let Err(e) = self.commitlog.skip_to(fresh) {
+                log::warn!("could not move the CommitLog's end past lost data: {e}");
+            }
+        }
         let min = self.commitlog.min_offset();
         for cq in self.queues.all_mut() {
             cq.truncate_to_commitlog(end).map_err(store_err)?;
             cq.correct_min(min).map_err(store_err)?;
         }
-        for (topic, q) in missing {
-            if !topic::is_reserved(&topic) || topic.starts_with('%') {
-                let n = self.topics.queues(&topic).unwrap_or(0).max(q + 1);
-                if self.topics.ensure(&topic, n) {
-                    self.topics_dirty = true;
-                }
+        self.grow_topics(default_queues);
+        Ok(())
+    }
+
+    /// Grows the registry to every queue the store holds (found on disk, or named
+    /// by a record of the log): a topic whose registry entry was lost or is behind
+    /// (a crash before `topics.json` was written) comes back whole.
+    fn grow_topics(&mut self, default_queues: u32) {
+        let found: Vec<(String, u32)> = self
+            .queues
+            .iter()
+            .filter(|(t, _)| !topic::is_reserved(t) || t.starts_with('%'))
+            .map(|(t, qs)| (t.clone(), qs.len() as u32))
+            .collect();
+        for (t, n) in found {
+            let n = match self.topics.queues(&t) {
+                Some(_) => n,
+                // A user topic the registry never saw was created on first send.
+                None if !topic::is_reserved(&t) => n.max(default_queues),
+                None => n,
+            };
+            if self.topics.ensure(&t, n) {
+                log::info!("topic {t} recovered with {n} queues from the store's files");
+                self.topics_dirty = true;
             }
         }
-        Ok(())
     }
 
     /// The message at `phys` with a zero-copy body.
@@ -318,17 +482,31 @@ impl MessageStore {
 
     /// `message_at`, its body cut from `span` (shared by the messages of one read).
     pub fn message_in(&self, span: &mut Span, phys: u64) -> Option<MessageExt> {
-        let (body_at, len, msg) = self.commitlog.with_record(phys, |r| {
+        self.lookup_in(span, phys).found()
+    }
+
+    /// The message at `phys`, telling a damaged record from a missing one.
+    fn lookup_in(&self, span: &mut Span, phys: u64) -> Lookup<MessageExt> {
+        let found = self.commitlog.read_record(phys, |r| {
             let (at, len) = r.body_range();
             (
                 at,
                 len,
                 MessageExt::from_record(r, self.nonce, Bytes::new()),
             )
-        })?;
-        let mut msg = msg;
+        });
+        let Lookup::Found((body_at, len, mut msg)) = found else {
+            return match found {
+                Lookup::Corrupt => Lookup::Corrupt,
+                _ => Lookup::Missing,
+            };
+        };
         msg.body = self.commitlog.read_in(span, phys + body_at as u64, len);
-        (msg.body.len() == len).then_some(msg)
+        if msg.body.len() == len {
+            Lookup::Found(msg)
+        } else {
+            Lookup::Missing
+        }
     }
 
     /// What the send that stored the record at `phys` returned (its topic and queue
@@ -349,13 +527,24 @@ impl MessageStore {
         })
     }
 
-    /// The message with this id, if it is retained here.
-    pub fn get(&self, msg_id: &str) -> Option<MessageExt> {
-        let (nonce, phys) = id::parse(msg_id)?;
+    /// The message with this id, if it is retained here; `StoreCorrupted` when its
+    /// record is there but damaged (it is never handed out).
+    pub fn get(&self, msg_id: &str) -> Result<Option<MessageExt>> {
+        let Some((nonce, phys)) = id::parse(msg_id) else {
+            return Ok(None);
+        };
         if nonce != self.nonce || self.is_deleted(phys) {
-            return None;
+            return Ok(None);
         }
-        self.message_at(phys)
+        match self.lookup_in(&mut Span::default(), phys) {
+            // A copy kept elsewhere (a retry, say) answers to its original's id only.
+            Lookup::Found(m) if m.msg_id.eq_ignore_ascii_case(msg_id) => Ok(Some(m)),
+            Lookup::Found(_) => Ok(None),
+            Lookup::Missing => Ok(None),
+            Lookup::Corrupt => Err(Error::StoreCorrupted(format!(
+                "message {msg_id} is damaged on disk (its record fails its CRC)"
+            ))),
+        }
     }
 
     /// Whether the record at `phys` went with a deleted topic (its own, or the real
@@ -384,22 +573,24 @@ impl MessageStore {
             .collect()
     }
 
-    /// A copy of the record at `phys` bound for its real topic and queue (the
-    /// `REAL_TOPIC`/`REAL_QID` a delay, timer or half message carries), without the
-    /// properties in `drop_props`. None when the record is gone or has no real topic.
+    /// A copy of the record at `phys` for where `to` says: its real topic and queue
+    /// (the `REAL_TOPIC`/`REAL_QID` a delay, timer or half message carries), or a
+    /// fixed engine topic; without the properties in `drop_props`. None when the
+    /// record is gone, or cannot go where it names (it is skipped and counted: a
+    /// record read from the log is input like any other).
     pub fn copy_to_real_topic(
         &mut self,
         phys: u64,
         drop_props: &[&str],
+        to: Destination<'_>,
         default_queues: u32,
     ) -> Result<Option<RecordSpec>> {
         let nonce = self.nonce;
         let found = self.commitlog.with_record(phys, |r| {
             let raw = r.raw_properties();
             let real_topic = properties::value(raw, prop::REAL_TOPIC).map(str::to_string);
-            let real_qid: u32 = properties::value(raw, prop::REAL_QID)
-                .and_then(|q| q.parse().ok())
-                .unwrap_or(0);
+            let real_qid: Option<u32> =
+                properties::value(raw, prop::REAL_QID).and_then(|q| q.parse().ok());
             let mut p = properties::copy_without(raw, drop_props);
             if properties::value(raw, prop::UNIQ_KEY).is_none() {
                 properties::push(&mut p, prop::UNIQ_KEY, &id::make(nonce, phys));
@@ -407,7 +598,7 @@ impl MessageStore {
             let (at, len) = r.body_range();
             let spec = RecordSpec {
                 topic: topic::TRANS_HALF_TOPIC.into(),
-                queue_id: real_qid,
+                queue_id: 0,
                 sys_flag: r.sys_flag,
                 born_ts: r.born_ts,
                 reconsume_times: r.reconsume_times,
@@ -415,28 +606,40 @@ impl MessageStore {
                 body: Bytes::new(),
                 properties: p,
             };
-            (real_topic, spec, at, len)
+            (real_topic, real_qid, spec, at, len)
         });
-        let Some((Some(real_topic), mut spec, at, len)) = found else {
+        let Some((real_topic, real_qid, mut spec, at, len)) = found else {
             return Ok(None);
         };
-        if real_topic == topic::TRANS_HALF_TOPIC || self.deleted.hides(&real_topic, phys) {
+        let (name, queue_id) = match to {
+            Destination::Fixed(name, queue_id) => (name.to_string(), queue_id),
+            Destination::Real { retries } => {
+                let Some(real) = real_topic else {
+                    return Ok(self.skip(phys, "it names no REAL_TOPIC"));
+                };
+                if let Err(e) = topic::validate_real_topic(&real, retries) {
+                    return Ok(self.skip(phys, &format!("its REAL_TOPIC is refused ({e})")));
+                }
+                (real, real_qid.unwrap_or(0))
+            }
+        };
+        if self.deleted.hides(&name, phys) {
             return Ok(None);
         }
-        let queues = match self.topics.queues(&real_topic) {
+        let queues = match self.topics.queues(&name) {
             Some(n) => n,
             None => {
-                let n = if topic::is_reserved(&real_topic) {
+                let n = if topic::is_reserved(&name) {
                     1
                 } else {
                     default_queues
                 };
-                self.create_topic(&real_topic, n)?;
+                self.create_topic(&name, n)?;
                 n
             }
         };
-        spec.queue_id %= queues.max(1);
-        spec.topic = real_topic.into();
+        spec.queue_id = queue_id % queues.max(1);
+        spec.topic = name.into();
         spec.body = self
             .commitlog
             .read(phys + at as u64, len)
@@ -444,27 +647,41 @@ impl MessageStore {
         Ok(Some(spec))
     }
 
-    /// Deletes expired CommitLog segments (or, when the disk is nearly full, the
-    /// oldest ones regardless of age), at most 10 per pass, never the active one, and
-    /// moves every queue's minimum after them. True when something was deleted.
+    /// Skips the record at `phys` that cannot be re-appended: logged and counted.
+    fn skip<T>(&mut self, phys: u64, why: &str) -> Option<T> {
+        self.skipped_records += 1;
+        log::warn!("the deferred record at CommitLog offset {phys} is skipped: {why}");
+        None
+    }
+
+    /// Deletes expired CommitLog segments (or, `forcibly`, the oldest whatever
+    /// their age), at most 10 per pass, never the active one nor one that ends
+    /// above `keep` (it holds a record still needed), and moves every queue's
+    /// minimum after them. True when something was deleted.
     pub fn apply_retention(
         &mut self,
         now: u64,
         reserved_ms: u64,
-        clean_forcibly_ratio: f64,
+        forcibly: bool,
+        keep: u64,
     ) -> Result<bool> {
-        let forcibly = self
-            .backend
-            .disk_usage()
-            .is_some_and(|u| u >= clean_forcibly_ratio);
+        let seg_size = self.commitlog.seg_size() as u64;
         let mut deleted = 0;
-        for (_, last_ts) in self.commitlog.sealed_segments() {
-            if deleted >= 10 || !(forcibly || last_ts.saturating_add(reserved_ms) <= now) {
+        for (base, last_ts) in self.commitlog.sealed_segments() {
+            let expired = forcibly || last_ts.saturating_add(reserved_ms) <= now;
+            if deleted >= 10 || !expired {
+                break;
+            }
+            if base.saturating_add(seg_size) > keep {
+                log::info!(
+                    "CommitLog segment {base} is kept past its time: it holds records still needed"
+                );
                 break;
             }
             if !self.commitlog.delete_oldest().map_err(store_err)? {
                 break;
             }
+            log::info!("retention deleted CommitLog segment {base}");
             deleted += 1;
         }
         if deleted == 0 {

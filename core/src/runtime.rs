@@ -186,6 +186,34 @@ pub(crate) fn spawn_worker(
         .ok()
 }
 
+/// Bumped in a child process right after `fork()` (by a `pthread_atfork` handler),
+/// so a broker can tell, with one atomic load, that it is being used in a process
+/// other than the one that opened it.
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Which process this is, as far as brokers care: changes in a forked child.
+pub(crate) fn process_generation() -> u64 {
+    FORKS.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// Installs (once per process) the fork handler behind `process_generation`.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn watch_forks() {
+    #[cfg(unix)]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        extern "C" fn in_child() {
+            // Async-signal-safe: one atomic add, nothing else.
+            FORKS.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        ONCE.call_once(|| {
+            // SAFETY: registers a handler that only does an atomic add; the
+            // registration itself has no other effect.
+            unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+        });
+    }
+}
+
 /// This process's id (0 where there are no processes, as on wasm).
 pub(crate) fn process_id() -> u32 {
     #[cfg(not(target_arch = "wasm32"))]

@@ -54,6 +54,9 @@ pub struct GroupStats {
     pub messages_out: u64,
     /// Messages per second delivered over the last minute.
     pub out_rate: f64,
+    /// Messages retention removed before the group consumed them, since the broker
+    /// opened (also logged as a warning when it happens).
+    pub expired: u64,
 }
 
 /// Sizes and rates of the store.
@@ -71,6 +74,9 @@ pub struct Stats {
     pub messages_in: u64,
     /// Messages the user topics still hold (not yet removed by retention).
     pub messages_retained: u64,
+    /// Records found damaged or unusable since the broker opened (by recovery or
+    /// by a read): skipped, logged, never delivered.
+    pub corrupt_records: u64,
 }
 
 /// A running total and samples of it over the last minute, for a rate.
@@ -144,6 +150,7 @@ pub(crate) fn report(
     store: &MessageStore,
     groups: &ConsumerGroups,
     rates: &TopicRates,
+    expired: &BTreeMap<(String, String), u64>,
     pending_delayed: u64,
     pending_transactions: u64,
     now: u64,
@@ -178,6 +185,7 @@ pub(crate) fn report(
             let group = owner.split('@').next().unwrap_or(owner);
             Some((group.to_string(), t.to_string()))
         }))
+        .chain(expired.keys().cloned())
         .filter(|(_, t)| !t.starts_with(RETRY_PREFIX))
         .collect();
     pairs.sort();
@@ -195,6 +203,7 @@ pub(crate) fn report(
                 lag: groups.lag(store, &g, &t).unwrap_or(0),
                 messages_out: out.map_or(0, |c| c.total),
                 out_rate: out.map_or(0.0, |c| c.rate(now)),
+                expired: expired.get(&(g.clone(), t.clone())).copied().unwrap_or(0),
                 group: g,
                 topic: t,
             }
@@ -215,5 +224,6 @@ pub(crate) fn report(
         commitlog_bytes: store.commitlog.retained_bytes(),
         pending_delayed,
         pending_transactions,
+        corrupt_records: store.commitlog.corrupt_records() + store.skipped_records,
     }
 }

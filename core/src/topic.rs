@@ -28,6 +28,9 @@ pub(crate) const REVIVE_TOPIC: &str = "rmq_sys_REVIVE_LOG";
 /// Classic consumers' acks made in atomic blocks.
 pub(crate) const ATOMIC_ACK_TOPIC: &str = "rmq_sys_ATOMIC_ACK";
 
+/// The most queues a topic may have.
+pub(crate) const MAX_QUEUES: u32 = 1024;
+
 /// Whether a topic name belongs to the engine.
 pub(crate) fn is_reserved(name: &str) -> bool {
     name.starts_with('%')
@@ -66,6 +69,20 @@ pub(crate) fn validate_topic(name: &str) -> Result<()> {
 pub(crate) fn validate_user_topic(name: &str) -> Result<()> {
     validate_topic(name)?;
     if is_reserved(name) {
+        return Err(Error::invalid(format!(
+            "topic {name:?} is reserved for the engine"
+        )));
+    }
+    Ok(())
+}
+
+/// The `REAL_TOPIC` of a deferred record (a delayed message, a timer, a half
+/// message), read back from the log when it is re-appended: a valid name of a user
+/// topic or, where the engine delays retries (`retries`), of a group's retry topic.
+/// Never another engine topic: only the engine writes those, and never through here.
+pub(crate) fn validate_real_topic(name: &str, retries: bool) -> Result<()> {
+    validate_topic(name)?;
+    if is_reserved(name) && !(retries && name.starts_with(RETRY_PREFIX)) {
         return Err(Error::invalid(format!(
             "topic {name:?} is reserved for the engine"
         )));
@@ -163,6 +180,27 @@ impl TopicRegistry {
 
     pub fn queues(&self, name: &str) -> Option<u32> {
         self.topics.get(name).map(|t| t.queues)
+    }
+
+    /// Drops entries read from `topics.json` that cannot be topics, and brings queue
+    /// counts out of range back to 1 (the store's files then grow them to what
+    /// they hold): a damaged file must not make open hang or build a bad path.
+    pub fn sanitize(&mut self) {
+        self.topics.retain(|name, t| {
+            if let Err(e) = validate_topic(name) {
+                log::warn!("{}: entry dropped: {e}", Self::FILE);
+                return false;
+            }
+            if t.queues == 0 || t.queues > MAX_QUEUES {
+                log::warn!(
+                    "{}: {name} has {} queues, out of range; counting again from the store",
+                    Self::FILE,
+                    t.queues
+                );
+                t.queues = 1;
+            }
+            true
+        });
     }
 }
 

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::dedup::Key;
 use crate::message::properties::{self, prop};
 use crate::message::record::{RecordSpec, SYS_FLAG_TX_COMMIT};
-use crate::message_store::MessageStore;
+use crate::message_store::{Destination, MessageStore};
 use crate::store::meta::{read_json, to_json};
 use crate::store::Backend;
 use crate::topic;
@@ -227,7 +227,8 @@ impl Transactions {
         let mut specs = Vec::with_capacity(2);
         if state == TxState::Commit {
             let drop = [prop::TRAN_MSG, prop::PGROUP, prop::TRANSACTION_CHECK_TIMES];
-            if let Some(mut s) = store.copy_to_real_topic(p.phys, &drop, default_queues)? {
+            let to = Destination::Real { retries: false };
+            if let Some(mut s) = store.copy_to_real_topic(p.phys, &drop, to, default_queues)? {
                 s.sys_flag = SYS_FLAG_TX_COMMIT;
                 s.prepared_tx_offset = p.phys;
                 specs.push(s);
@@ -260,9 +261,8 @@ impl Transactions {
             if p.checks >= self.policy.max_checks {
                 let phys = p.phys;
                 store.system_queues(topic::TRANS_CHECK_MAX_TOPIC, 1)?;
-                if let Some(mut s) = store.copy_to_real_topic(phys, &[], default_queues)? {
-                    s.topic = topic::TRANS_CHECK_MAX_TOPIC.into();
-                    s.queue_id = 0;
+                let to = Destination::Fixed(topic::TRANS_CHECK_MAX_TOPIC, 0);
+                if let Some(s) = store.copy_to_real_topic(phys, &[], to, default_queues)? {
                     discards.push(s);
                 }
                 discards.push(Self::op_spec(qo, TxState::Rollback, now));

@@ -174,3 +174,132 @@ fn a_restart_mid_delay_delivers_on_time() {
     assert_eq!(got, vec!["level", "timer"]);
     assert_eq!(b.stats().unwrap().pending_delayed, 0);
 }
+
+/// Many large delayed messages coming due together are re-appended in runs that
+/// fit a segment: all are delivered, and nothing keeps failing afterwards.
+#[test]
+fn many_large_messages_coming_due_together_are_all_delivered() {
+    for timer in [false, true] {
+        let clock = pocketmq::ManualClock::new(T0);
+        let b = pocketmq::Broker::open(BrokerConfig {
+            clock: std::sync::Arc::new(clock.clone()),
+            background: false,
+            segment_size: Some(4 << 20),
+            ..BrokerConfig::default()
+        })
+        .unwrap();
+        let c = consumer(&b, "g", "t");
+        let p = b.producer("p").unwrap();
+        let body = vec![b'x'; 300 << 10];
+        for i in 0..40u8 {
+            let mut body = body.clone();
+            body[0] = i;
+            let m = Message::builder("t", body);
+            let m = if timer {
+                m.delay_ms(5000)
+            } else {
+                m.delay_level(2)
+            };
+            p.send(m.build()).unwrap();
+        }
+        clock.advance_ms(5000);
+        b.tick().expect("due work fits");
+        let mut got = 0;
+        loop {
+            let batch = c.receive(64, std::time::Duration::ZERO).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            for m in &batch {
+                c.ack(m).unwrap();
+            }
+            got += batch.len();
+        }
+        assert_eq!(got, 40, "timer={timer}");
+        assert_eq!(b.stats().unwrap().pending_delayed, 0);
+        // And other topics keep working.
+        p.send(Message::new("u", "ok")).unwrap();
+        assert_eq!(bodies(&drain(&consumer(&b, "g2", "u"))), vec!["ok"]);
+    }
+}
+
+/// The child half of the clock-ahead test: a sync send with `delay=1.0` on the
+/// wall clock, reported, then a wait to be killed.
+#[test]
+fn delayed_sync_writer_child() {
+    let Ok(dir) = std::env::var("POCKETMQ_DELAY_DIR") else {
+        return;
+    };
+    let b = pocketmq::Broker::open(BrokerConfig {
+        flush: pocketmq::FlushMode::Sync,
+        ..BrokerConfig::at(&dir)
+    })
+    .unwrap();
+    let r = b
+        .producer("p")
+        .unwrap()
+        .send(
+            Message::builder("t", "one second later")
+                .delay_ms(1000)
+                .build(),
+        )
+        .unwrap();
+    assert_eq!(r.status, pocketmq::SendStatus::SendOk);
+    println!("ACK {}", r.msg_id);
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+/// A run whose clock was a day ahead of the wall clock leaves a timer checkpoint in
+/// the future; a sync-acknowledged `delay=1.0` message of a later run on the wall
+/// clock still survives kill -9 and is delivered.
+#[test]
+fn a_clock_ahead_in_an_earlier_run_loses_no_later_timer() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let wall = pocketmq::SystemClock;
+    let now = pocketmq::Clock::now_ms(&wall);
+    {
+        let ahead = pocketmq::ManualClock::new(now + 86_400_000);
+        let b = file(dir.path(), &ahead);
+        let c = consumer(&b, "g", "t");
+        let p = b.producer("p").unwrap();
+        p.send(Message::builder("t", "early").delay_ms(1000).build())
+            .unwrap();
+        ahead.advance_ms(2000);
+        b.tick().unwrap();
+        assert_eq!(bodies(&drain(&c)), vec!["early"]);
+        b.close().unwrap();
+    }
+    for attempt in 0..2 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "delayed_sync_writer_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("POCKETMQ_DELAY_DIR", dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let acked = std::io::BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.split("ACK ").nth(1).map(str::to_string))
+            .expect("the child acknowledged its send");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let later = pocketmq::ManualClock::new(pocketmq::Clock::now_ms(&wall) + 10_000);
+        let b = file(dir.path(), &later);
+        b.tick().unwrap();
+        let got = drain(&consumer(&b, &format!("check{attempt}"), "t"));
+        assert!(
+            got.iter().any(|m| m.msg_id == acked),
+            "attempt {attempt}: the acknowledged delayed message was lost: {:?}",
+            bodies(&got)
+        );
+        b.close().unwrap();
+    }
+}

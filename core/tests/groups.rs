@@ -232,3 +232,35 @@ fn a_waiting_receiver_wakes_on_a_matching_send_only() {
         .is_empty());
     assert!(start.elapsed() >= Duration::from_millis(100));
 }
+
+/// Broadcasting consumers without a `consumer_id` cannot come back as themselves:
+/// closing one leaves no offsets behind, and lag counts the live consumers only.
+#[test]
+fn short_lived_broadcasting_consumers_leave_no_offsets_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = pocketmq::ManualClock::new(T0);
+    let b = file(dir.path(), &clock);
+    b.create_topic("t", 1).unwrap();
+    let broadcast = |id: Option<&str>| {
+        let mut cfg = ConsumerConfig::new("bc", "t");
+        cfg.model = pocketmq::MessageModel::Broadcasting;
+        cfg.consumer_id = id.map(str::to_string);
+        b.consumer(cfg).unwrap()
+    };
+    let live = broadcast(Some("live"));
+    let p = b.producer("p").unwrap();
+    for i in 0..300 {
+        p.send(Message::new("t", format!("m{i}"))).unwrap();
+        let short = broadcast(None);
+        let got = drain(&short);
+        short.ack_all(&got).unwrap();
+        short.close().unwrap();
+    }
+    let got = drain(&live);
+    live.ack_all(&got).unwrap();
+    assert_eq!(b.lag("bc", "t").unwrap(), 0);
+    b.close().unwrap();
+    let offsets = std::fs::read_to_string(dir.path().join("config/offsets.json")).unwrap();
+    let entries = offsets.matches("t@bc@").count();
+    assert_eq!(entries, 1, "{offsets}");
+}

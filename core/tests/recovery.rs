@@ -27,6 +27,22 @@ fn open(dir: &Path) -> Broker {
     .unwrap()
 }
 
+/// Sets how far the checkpoint says the log was flushed, as a crash leaves it.
+fn set_flushed(dir: &Path, flushed: u64) {
+    let path = dir.join("checkpoint");
+    let text = fs::read_to_string(&path).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("physicFlushed"))
+        .unwrap()
+        .to_string();
+    fs::write(
+        &path,
+        text.replace(&line, &format!("  \"physicFlushed\": {flushed},")),
+    )
+    .unwrap();
+}
+
 /// Marks the store as not closed cleanly, as a crash leaves it.
 fn mark_unclean(dir: &Path) {
     fs::write(dir.join("abort"), b"1").unwrap();
@@ -148,10 +164,12 @@ fn stale_records_after_a_truncation_never_reappear() {
         )
     };
     let seg = last_segment(dir.path());
-    // Corrupt record 8: recovery cuts there (and must zero what follows).
+    // Corrupt record 8, as a crash in its append leaves it (the checkpoint says the
+    // log was flushed up to it): recovery cuts there (and must zero what follows).
     let mut bad = rec8.clone();
     bad[100] ^= 0xFF;
     write_at(&seg, p8 % SEG, &bad);
+    set_flushed(dir.path(), p8);
     mark_unclean(dir.path());
     {
         let b = open(dir.path());
@@ -531,4 +549,132 @@ fn a_segment_cut_short_at_creation_is_taken_as_empty() {
     assert_eq!(all_bodies(&b, "g").len(), 3);
     fill(&b, 3, 1);
     assert_eq!(all_bodies(&b, "g2").len(), 4);
+}
+
+/// The child half of the topic kill -9 test: creates a topic of 8 queues, sends one
+/// sync message to each queue, reports them, then waits to be killed.
+#[test]
+fn topic_writer_child() {
+    let Ok(dir) = std::env::var("POCKETMQ_TOPIC_DIR") else {
+        return;
+    };
+    let auto = std::env::var("POCKETMQ_TOPIC_AUTO").as_deref() == Ok("1");
+    let b = Broker::open(BrokerConfig {
+        flush: FlushMode::Sync,
+        auto_create_topics: auto,
+        segment_size: Some(SEG),
+        ..BrokerConfig::at(&dir)
+    })
+    .unwrap();
+    b.create_topic("eight", 8).unwrap();
+    let p = b.producer("p").unwrap();
+    let mut out = std::io::stdout();
+    for q in 0..8 {
+        let r = p
+            .send(
+                Message::builder("eight", format!("q{q}"))
+                    .queue_id(q)
+                    .build(),
+            )
+            .unwrap();
+        assert_eq!(r.status, pocketmq::SendStatus::SendOk);
+    }
+    writeln!(out, "SENT").unwrap();
+    out.flush().unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// A topic created and written under `sync` is whole after kill -9: all its queues,
+/// every acknowledged message, also after the next clean close.
+#[test]
+fn kill_9_after_create_topic_keeps_every_queue() {
+    for auto in ["1", "0"] {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let mut child = Command::new(&exe)
+            .args([
+                "topic_writer_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("POCKETMQ_TOPIC_DIR", dir.path())
+            .env("POCKETMQ_TOPIC_AUTO", auto)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert!(lines.any(|l| l.unwrap().contains("SENT")), "the child sent");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for round in 0..2 {
+            let b = Broker::open(BrokerConfig {
+                auto_create_topics: auto == "1",
+                background: false,
+                ..BrokerConfig::at(dir.path())
+            })
+            .unwrap();
+            let topics = b.topics().unwrap();
+            let eight = topics.iter().find(|t| t.name == "eight");
+            assert_eq!(
+                eight.map(|t| t.queues),
+                Some(8),
+                "auto={auto} round {round}"
+            );
+            let mut got = bodies(&drain(&consumer(&b, &format!("g{round}"), "eight")));
+            got.sort();
+            let want: Vec<String> = (0..8).map(|q| format!("q{q}")).collect();
+            assert_eq!(got, want, "auto={auto} round {round}");
+            b.close().unwrap();
+        }
+    }
+}
+
+/// The CommitLog names each record's topic and queue: a lost or damaged registry
+/// (and lost ConsumeQueues) are rebuilt from it, and a queue count out of range in
+/// `topics.json` neither hangs open nor builds anything.
+#[test]
+fn topics_come_back_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = open(dir.path());
+        b.create_topic("six", 6).unwrap();
+        let p = b.producer("p").unwrap();
+        p.send(Message::builder("six", "last").queue_id(5).build())
+            .unwrap();
+        p.send(Message::new("auto", "a")).unwrap();
+        b.close().unwrap();
+    }
+    let topics_json = dir.path().join("config").join("topics.json");
+    let check = |what: &str| {
+        let b = open(dir.path());
+        let topics = b.topics().unwrap();
+        let q = |n: &str| topics.iter().find(|t| t.name == n).map(|t| t.queues);
+        assert_eq!(q("six"), Some(6), "{what}");
+        assert_eq!(q("auto"), Some(4), "{what}");
+        assert_eq!(bodies(&drain(&consumer(&b, what, "six"))), vec!["last"]);
+        b.close().unwrap();
+    };
+    fs::remove_file(&topics_json).unwrap();
+    check("registry-lost");
+    fs::remove_file(&topics_json).unwrap();
+    fs::remove_dir_all(dir.path().join("consumequeue")).unwrap();
+    check("registry-and-queues-lost");
+    let text = fs::read_to_string(&topics_json).unwrap();
+    fs::write(
+        &topics_json,
+        text.replace("\"queues\": 6", "\"queues\": 4000000000"),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    check("huge-count");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    fs::write(
+        &topics_json,
+        r#"{"topicConfigTable": {"../../x": {"queues": 2}, "six": {"queues": 0}}}"#,
+    )
+    .unwrap();
+    check("bad-entries");
+    assert!(!dir.path().join("x").exists());
 }

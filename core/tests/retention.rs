@@ -74,3 +74,184 @@ fn expired_segments_go_and_queue_minimums_follow() {
     let rest = drain(&consumer(&b, "later", "t"));
     assert!(rest.iter().any(|m| m.body_str() == Some("fresh")));
 }
+
+fn segments(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("commitlog"))
+        .unwrap()
+        .filter(|e| std::fs::read(e.as_ref().unwrap().path()).unwrap()[..8] != [0u8; 8])
+        .count()
+}
+
+fn open_with(
+    dir: &std::path::Path,
+    clock: &ManualClock,
+    f: impl FnOnce(&mut BrokerConfig),
+) -> Broker {
+    let mut cfg = BrokerConfig {
+        clock: Arc::new(clock.clone()),
+        background: false,
+        segment_size: Some(8192),
+        file_reserved_time_ms: 3_600_000,
+        ..BrokerConfig::at(dir)
+    };
+    f(&mut cfg);
+    Broker::open(cfg).unwrap()
+}
+
+fn fill(b: &Broker, topic: &str, n: usize) {
+    let p = b.producer("p").unwrap();
+    let body = "z".repeat(900);
+    for i in 0..n {
+        p.send(Message::new(topic, format!("{i:03}{body}")))
+            .unwrap();
+    }
+}
+
+/// Retention runs by itself on the background thread: no call to tick needed.
+#[test]
+#[allow(clippy::disallowed_methods)]
+fn retention_runs_on_its_own_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let b = open_with(dir.path(), &clock, |c| c.background = true);
+    fill(&b, "t", 40);
+    let before = segments(dir.path());
+    assert!(before >= 4);
+    // A host without threads (wasm) is told when to run it.
+    assert!(b.next_due_ms().is_some_and(|t| t <= T0 + 10_000));
+    clock.advance_ms(2 * 3_600_000);
+    let started = std::time::Instant::now();
+    while segments(dir.path()) == before && started.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(segments(dir.path()) < before, "retention never ran");
+}
+
+/// Records still needed by pending delays, timers and half transactions keep their
+/// segments however old they get; once delivered, those segments go.
+#[test]
+fn pending_deferred_records_keep_their_segments() {
+    struct Unknown;
+    impl pocketmq::TransactionListener for Unknown {
+        fn check(&self, _: &pocketmq::MessageExt) -> pocketmq::TxState {
+            pocketmq::TxState::Unknown
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let b = open_with(dir.path(), &clock, |c| {
+        c.delay_levels = "1s 4d".into();
+        c.transaction_timeout_ms = 6 * 86_400_000;
+    });
+    let p = b.producer("p").unwrap();
+    let day = 86_400_000;
+    p.send(Message::builder("t", "in four days").delay_level(2).build())
+        .unwrap();
+    p.send(
+        Message::builder("t", "in five days")
+            .delay_ms(5 * day)
+            .build(),
+    )
+    .unwrap();
+    b.transaction_producer("tx", Arc::new(Unknown))
+        .unwrap()
+        .send(Message::new("t", "undecided"), |_| {
+            pocketmq::TxState::Unknown
+        })
+        .unwrap();
+    fill(&b, "t", 60);
+    let c = consumer(&b, "g", "t");
+    let got = drain(&c);
+    assert_eq!(got.len(), 60);
+    c.ack_all(&got).unwrap();
+    let before = segments(dir.path());
+    clock.advance_ms(3 * day + day / 2);
+    b.tick().unwrap();
+    b.tick().unwrap();
+    assert_eq!(
+        segments(dir.path()),
+        before,
+        "the first segment holds pending records"
+    );
+    clock.advance_ms(day);
+    b.tick().unwrap();
+    assert_eq!(bodies(&drain(&c)), vec!["in four days"]);
+    clock.advance_ms(day);
+    b.tick().unwrap();
+    assert_eq!(bodies(&drain(&c)), vec!["in five days"]);
+    // The half message still pins its segment until it is resolved or discarded.
+    assert_eq!(b.stats().unwrap().pending_transactions, 1);
+    assert_eq!(segments(dir.path()), before);
+}
+
+/// Messages a group had not consumed when retention removed them are counted.
+#[test]
+fn expired_unconsumed_messages_are_counted_per_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let b = open_with(dir.path(), &clock, |_| {});
+    b.create_topic("t", 1).unwrap();
+    let slow = consumer(&b, "slow", "t");
+    let fast = consumer(&b, "fast", "t");
+    fill(&b, "t", 40);
+    let got = drain(&fast);
+    fast.ack_all(&got).unwrap();
+    clock.advance_ms(2 * 3_600_000);
+    fill(&b, "t", 1);
+    b.tick().unwrap();
+    let stats = b.stats().unwrap();
+    let expired = |g: &str| {
+        stats
+            .groups
+            .iter()
+            .find(|s| s.group == g && s.topic == "t")
+            .map(|s| s.expired)
+    };
+    let min = stats.topics["t"].queues[0].min_offset;
+    assert!(min > 0);
+    assert_eq!(expired("slow"), Some(min));
+    assert_eq!(expired("fast"), Some(0));
+    drop(slow);
+}
+
+/// With `retention = "keep-unconsumed"`, a segment holding messages a group has
+/// not consumed stays past its time, until the group consumes them or the disk
+/// ratio forces it out.
+#[test]
+fn keep_unconsumed_keeps_what_a_group_has_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let b = open_with(dir.path(), &clock, |c| {
+        c.retention = pocketmq::Retention::KeepUnconsumed
+    });
+    b.create_topic("t", 1).unwrap();
+    let slow = consumer(&b, "slow", "t");
+    fill(&b, "t", 40);
+    let before = segments(dir.path());
+    clock.advance_ms(2 * 3_600_000);
+    fill(&b, "t", 1);
+    b.tick().unwrap();
+    assert_eq!(
+        segments(dir.path()),
+        before + 1,
+        "nothing the group has not read goes"
+    );
+    let got = drain(&slow);
+    assert_eq!(got.len(), 41);
+    slow.ack_all(&got).unwrap();
+    clock.advance_ms(10_000);
+    b.tick().unwrap();
+    assert!(segments(dir.path()) < before, "consumed, it goes");
+    b.close().unwrap();
+    // Under disk pressure the oldest go anyway.
+    let b = open_with(dir.path(), &clock, |c| {
+        c.retention = pocketmq::Retention::KeepUnconsumed;
+        c.disk_clean_forcibly_ratio = 0.0;
+    });
+    b.create_topic("t", 1).unwrap();
+    let _late = consumer(&b, "late", "t");
+    fill(&b, "t", 40);
+    let before = segments(dir.path());
+    b.tick().unwrap();
+    assert!(segments(dir.path()) < before);
+}

@@ -41,7 +41,8 @@ impl Progress {
 }
 
 /// A count argument: a non-negative integer.
-pub fn count(value: i64, what: &str) -> PyResult<usize> {
+pub fn count(value: crate::convert::Whole, what: &str) -> PyResult<usize> {
+    let value = value.0;
     usize::try_from(value).map_err(|_| invalid(format!("{what} must be at least 0, not {value}")))
 }
 

@@ -13,7 +13,7 @@ use pocketmq::{BrokerConfig, ConsumerConfig, OptionKind, SimpleConsumerConfig};
 use crate::admin::{count, to_python, Progress};
 use crate::clock::ManualClock;
 use crate::consumer::Consumer;
-use crate::convert::{epoch_ms, option_value, start_from, to_u32, unexpected};
+use crate::convert::{epoch_ms, option_value, start_from, to_u32, unexpected, Whole};
 use crate::errors::{invalid, IntoPyResult};
 use crate::message::Message;
 use crate::producer::Producer;
@@ -72,7 +72,7 @@ impl Broker {
 
     /// Creates a topic or grows its queue count (never shrinks it); idempotent.
     #[pyo3(signature = (name, queues=None))]
-    fn create_topic(&self, py: Python<'_>, name: &str, queues: Option<i64>) -> PyResult<()> {
+    fn create_topic(&self, py: Python<'_>, name: &str, queues: Option<Whole>) -> PyResult<()> {
         let queues = queues.map(|q| to_u32(q, "queues")).transpose()?;
         py.detach(|| self.inner.create_topic(name, queues)).py_err()
     }
@@ -212,7 +212,7 @@ impl Broker {
         group: &str,
         topic: &str,
         to: &str,
-        queues: Option<i64>,
+        queues: Option<Whole>,
         on_progress: Option<Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
         let queues = queues.map(|q| to_u32(q, "queues")).transpose()?;
@@ -232,14 +232,14 @@ impl Broker {
     /// Messages of `topic` without consuming them: of queue `queue_id` from
     /// `offset` (default: the oldest retained), or of every queue from `offset`
     /// each, in store order; at most `limit`.
-    #[pyo3(signature = (topic, queue_id=None, offset=None, limit=32))]
+    #[pyo3(signature = (topic, queue_id=None, offset=None, limit=Whole(32)), text_signature = "(self, topic, queue_id=None, offset=None, limit=32)")]
     fn browse(
         &self,
         py: Python<'_>,
         topic: &str,
-        queue_id: Option<i64>,
-        offset: Option<i64>,
-        limit: i64,
+        queue_id: Option<Whole>,
+        offset: Option<Whole>,
+        limit: Whole,
     ) -> PyResult<Vec<Message>> {
         let queue_id = queue_id.map(|q| to_u32(q, "queue_id")).transpose()?;
         let offset = offset.map(|o| count(o, "offset")).transpose()?;
@@ -255,14 +255,14 @@ impl Broker {
 
     /// Messages of `topic` stored at or after `start` and before `end` (epoch
     /// seconds or datetimes), oldest first, at most `limit`.
-    #[pyo3(signature = (topic, start, end, limit=1000))]
+    #[pyo3(signature = (topic, start, end, limit=Whole(1000)), text_signature = "(self, topic, start, end, limit=1000)")]
     fn query_by_time(
         &self,
         py: Python<'_>,
         topic: &str,
         start: Bound<'_, PyAny>,
         end: Bound<'_, PyAny>,
-        limit: i64,
+        limit: Whole,
     ) -> PyResult<Vec<Message>> {
         let start = epoch_ms(&start, "start")?;
         let end = epoch_ms(&end, "end")?;
@@ -287,8 +287,8 @@ impl Broker {
     }
 
     /// `group`'s dead letters not yet redriven, oldest first, at most `limit`.
-    #[pyo3(signature = (group, limit=100))]
-    fn dead_letters(&self, py: Python<'_>, group: &str, limit: i64) -> PyResult<Vec<Message>> {
+    #[pyo3(signature = (group, limit=Whole(100)), text_signature = "(self, group, limit=100)")]
+    fn dead_letters(&self, py: Python<'_>, group: &str, limit: Whole) -> PyResult<Vec<Message>> {
         let limit = count(limit, "limit")?;
         let found = py
             .detach(|| self.inner.dead_letters(group, limit))
@@ -303,7 +303,7 @@ impl Broker {
         &self,
         py: Python<'_>,
         group: &str,
-        limit: Option<i64>,
+        limit: Option<Whole>,
         on_progress: Option<Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
         let limit = limit.map(|l| count(l, "limit")).transpose()?;

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pocketmq::Clock;
 
 use crate::convert::{duration_ms, epoch_ms};
+use crate::errors::IntoPyResult;
 
 /// A clock for tests and notebooks: delays, retries and checks fall due only as it
 /// advances (and run on the next `tick()` or broker call).
@@ -27,20 +28,20 @@ impl ManualClock {
     fn new(start: Option<Bound<'_, PyAny>>) -> PyResult<ManualClock> {
         Ok(ManualClock(match start {
             None => pocketmq::ManualClock::starting_now(),
-            Some(s) => pocketmq::ManualClock::new(epoch_ms(&s, "start")?),
+            Some(s) => pocketmq::ManualClock::try_new(epoch_ms(&s, "start")?).py_err()?,
         }))
     }
 
     /// Moves the clock forward by `seconds` (a number or a timedelta).
     fn advance(&self, seconds: Bound<'_, PyAny>) -> PyResult<()> {
-        self.0.advance_ms(duration_ms(&seconds, "seconds")?);
-        Ok(())
+        self.0
+            .try_advance_ms(duration_ms(&seconds, "seconds")?)
+            .py_err()
     }
 
     /// Moves the clock to `when` (epoch seconds or a datetime); never backwards.
     fn set(&self, when: Bound<'_, PyAny>) -> PyResult<()> {
-        self.0.set_ms(epoch_ms(&when, "when")?);
-        Ok(())
+        self.0.try_set_ms(epoch_ms(&when, "when")?).py_err()
     }
 
     /// The clock's time in epoch seconds.

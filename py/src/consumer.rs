@@ -13,7 +13,7 @@ use pyo3::types::{PyList, PyTuple};
 
 use pocketmq::{MessageExt, Receiving};
 
-use crate::convert::duration_ms;
+use crate::convert::{duration_ms, Whole};
 use crate::errors::{invalid, IntoPyResult};
 use crate::message::Message;
 
@@ -39,13 +39,20 @@ impl PyReceiving {
     }
 }
 
-pub(crate) fn max_count(max_messages: i64) -> PyResult<usize> {
-    usize::try_from(max_messages).map_err(|_| {
-        invalid(format!(
-            "max_messages must be non-negative, not {max_messages}"
-        ))
-    })
+pub(crate) fn max_count(max_messages: Whole) -> PyResult<usize> {
+    usize::try_from(max_messages.0)
+        .ok()
+        .filter(|n| *n <= u32::MAX as usize)
+        .ok_or_else(|| {
+            invalid(format!(
+                "max_messages must be between 0 and {}, not {}",
+                u32::MAX,
+                max_messages.0
+            ))
+        })
 }
+
+pub(crate) const THIRTY_TWO: Whole = Whole(32);
 
 /// The messages given to `ack`/`nack`: one, or a list or tuple of them.
 pub(crate) fn messages_of<'py>(
@@ -155,28 +162,28 @@ impl Consumer {
 
     /// Up to `max_messages` messages, waiting up to `timeout` seconds (real time) for
     /// the first; `[]` at the timeout or when the consumer or broker closes.
-    #[pyo3(signature = (max_messages=32, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
+    #[pyo3(signature = (max_messages=THIRTY_TWO, timeout=ONE_SECOND), text_signature = "(self, max_messages=THIRTY_TWO, timeout=1.0)")]
     fn receive(
         &self,
         py: Python<'_>,
-        max_messages: i64,
+        max_messages: Whole,
         timeout: Timeout,
     ) -> PyResult<Vec<Message>> {
         self.receive_for(py, max_count(max_messages)?, timeout.0)
     }
 
     /// Like `receive`, awaitable: waits on the event loop without a thread.
-    #[pyo3(signature = (max_messages=32, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
+    #[pyo3(signature = (max_messages=THIRTY_TWO, timeout=ONE_SECOND), text_signature = "(self, max_messages=THIRTY_TWO, timeout=1.0)")]
     fn receive_async<'py>(
         slf: &Bound<'py, Self>,
-        max_messages: i64,
+        max_messages: Whole,
         timeout: Timeout,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         max_count(max_messages)?;
         let timeout = timeout.0.map(|d| d.as_secs_f64());
         py.import("pocketmq._aio")?
-            .call_method1("receive_async", (slf, max_messages, timeout))
+            .call_method1("receive_async", (slf, max_messages.0, timeout))
     }
 
     /// Marks a message (or a list of them, under one lock) done: never delivered
@@ -212,26 +219,26 @@ impl Consumer {
     /// Runs `handler(msg)` for each message on `threads` threads: a return acks, an
     /// exception nacks (logged at WARNING), `RetryLater(seconds)` nacks with that
     /// delay. Returns the running `Listener`; `stop()` it to end.
-    #[pyo3(signature = (handler, *, threads=4))]
+    #[pyo3(signature = (handler, *, threads=Whole(4)), text_signature = "(self, handler, *, threads=4)")]
     fn listen(
         &self,
         handler: &Bound<'_, PyAny>,
-        threads: i64,
+        threads: Whole,
     ) -> PyResult<crate::listener::Listener> {
         crate::listener::start(self.inner.clone(), handler, threads)
     }
 
     /// Runs the async `handler(msg)` on each message, at most `concurrency` at a
     /// time, until cancelled or the consumer closes (an awaitable).
-    #[pyo3(signature = (handler, *, concurrency=16))]
+    #[pyo3(signature = (handler, *, concurrency=Whole(16)), text_signature = "(self, handler, *, concurrency=16)")]
     fn listen_async<'py>(
         slf: &Bound<'py, Self>,
         handler: &Bound<'py, PyAny>,
-        concurrency: i64,
+        concurrency: Whole,
     ) -> PyResult<Bound<'py, PyAny>> {
         slf.py()
             .import("pocketmq._aio")?
-            .call_method1("listen_async", (slf, handler, concurrency))
+            .call_method1("listen_async", (slf, handler, concurrency.0))
     }
 
     /// Leaves the group; a receive blocked in another thread returns `[]`.
@@ -241,7 +248,7 @@ impl Consumer {
 
     /// Starts a receive (asyncio helpers): fails with `Closed` after a close.
     #[pyo3(signature = (max_messages, timeout))]
-    fn _start_receive(&self, max_messages: i64, timeout: Timeout) -> PyResult<PyReceiving> {
+    fn _start_receive(&self, max_messages: Whole, timeout: Timeout) -> PyResult<PyReceiving> {
         let max = max_count(max_messages)?;
         Ok(PyReceiving(
             self.inner.start_receive(max, timeout.0).py_err()?,

@@ -79,15 +79,46 @@ pub fn properties(obj: Option<&Bound<'_, PyAny>>) -> PyResult<BTreeMap<String, S
     }
 }
 
-/// A number of seconds (int or float, not bool), or `None` if `obj` is neither.
+/// A number of seconds (int or float, not bool), or `None` if `obj` is neither. An
+/// int too large for a float is `InvalidArgument`, like any value out of range.
 fn number(obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
     if obj.is_instance_of::<PyBool>() {
         return Ok(None);
     }
     if obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyFloat>() {
-        return Ok(Some(obj.extract::<f64>()?));
+        return obj.extract::<f64>().map(Some).map_err(|_| {
+            invalid(format!(
+                "{} is too large",
+                obj.repr()
+                    .map_or_else(|_| "the number".into(), |r| r.to_string())
+            ))
+        });
     }
     Ok(None)
+}
+
+/// A whole-number argument (an int, not a bool): a wrong type is `TypeError`, a
+/// value out of range (negative, or past what the engine takes, however large)
+/// `InvalidArgument`, never `OverflowError`.
+#[derive(Debug, Clone, Copy)]
+pub struct Whole(pub u64);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Whole {
+    type Error = PyErr;
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Whole> {
+        if !obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyBool>() {
+            return Err(type_error("the argument", "an integer", &obj));
+        }
+        match obj.extract::<u64>() {
+            Ok(v) => Ok(Whole(v)),
+            Err(_) => Err(invalid(format!(
+                "{} is out of range (0 to {})",
+                obj.repr()
+                    .map_or_else(|_| "the integer".into(), |r| r.to_string()),
+                u64::MAX
+            ))),
+        }
+    }
 }
 
 fn seconds_to_ms(secs: f64, what: &str) -> PyResult<u64> {
@@ -188,11 +219,12 @@ pub fn unexpected(callable: &str, name: &str) -> PyErr {
 }
 
 /// A non-negative integer that fits a `u32`.
-pub fn to_u32(value: i64, what: &str) -> PyResult<u32> {
-    u32::try_from(value).map_err(|_| {
+pub fn to_u32(value: Whole, what: &str) -> PyResult<u32> {
+    u32::try_from(value.0).map_err(|_| {
         invalid(format!(
-            "{what} must be between 0 and {}, not {value}",
-            u32::MAX
+            "{what} must be between 0 and {}, not {}",
+            u32::MAX,
+            value.0
         ))
     })
 }

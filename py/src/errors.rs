@@ -1,6 +1,6 @@
 //! The one mapping from the engine's `Error` to Python exceptions. The exception
 //! classes live in `pocketmq._errors` (plain Python, so `InvalidArgument` can also
-//! be a `ValueError` and `IoError` an `OSError`); this module only picks the class.
+//! be a `ValueError`, and `IoError` and `DiskFull` `OSError`s); this module only picks the class.
 
 use pyo3::prelude::*;
 
@@ -14,6 +14,7 @@ pyo3::import_exception!(pocketmq._errors, StoreCorrupted);
 pyo3::import_exception!(pocketmq._errors, Closed);
 pyo3::import_exception!(pocketmq._errors, InvalidReceiptHandle);
 pyo3::import_exception!(pocketmq._errors, IoError);
+pyo3::import_exception!(pocketmq._errors, DiskFull);
 
 /// The Python exception for an engine error. One exhaustive match: a new
 /// `ErrorKind` does not compile until it has a Python class.
@@ -39,6 +40,7 @@ pub fn to_py(err: Error) -> PyErr {
         ErrorKind::Closed => Closed::new_err(msg),
         ErrorKind::InvalidReceiptHandle => InvalidReceiptHandle::new_err(msg),
         ErrorKind::Io => IoError::new_err(msg),
+        ErrorKind::DiskFull => DiskFull::new_err(msg),
     }
 }
 

@@ -3,6 +3,7 @@
 //! returns acks, one that raises nacks (logged at WARNING with the traceback), and
 //! `RetryLater(seconds)` nacks with that delay.
 
+use crate::convert::Whole;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,12 +73,17 @@ pub struct Listener(Mutex<Option<Runner>>);
 pub fn start<S: Source>(
     source: Arc<S>,
     handler: &Bound<'_, PyAny>,
-    threads: i64,
+    threads: Whole,
 ) -> PyResult<Listener> {
-    let threads = usize::try_from(threads)
+    let threads = usize::try_from(threads.0)
         .ok()
         .filter(|t| (1..=1024).contains(t))
-        .ok_or_else(|| invalid(format!("threads must be between 1 and 1024, not {threads}")))?;
+        .ok_or_else(|| {
+            invalid(format!(
+                "threads must be between 1 and 1024, not {}",
+                threads.0
+            ))
+        })?;
     let handler = Arc::new(Handler(callable(handler, "handler")?));
     let options = ListenOptions {
         threads,

@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
-use crate::consumer::{max_count, messages_of, PyReceiving, Timeout, ONE_SECOND, SLICE};
+use crate::consumer::{
+    max_count, messages_of, PyReceiving, Timeout, ONE_SECOND, SLICE, THIRTY_TWO,
+};
 use crate::convert::duration_ms;
+use crate::convert::Whole;
 use crate::errors::IntoPyResult;
 use crate::message::Message;
 
@@ -75,28 +78,28 @@ impl SimpleConsumer {
     /// Up to `max_messages` visible messages, waiting up to `timeout` seconds (real
     /// time) for the first; each stays invisible to the group for the consumer's
     /// invisible duration unless acked.
-    #[pyo3(signature = (max_messages=32, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
+    #[pyo3(signature = (max_messages=THIRTY_TWO, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
     fn receive(
         &self,
         py: Python<'_>,
-        max_messages: i64,
+        max_messages: Whole,
         timeout: Timeout,
     ) -> PyResult<Vec<Message>> {
         self.receive_for(py, max_count(max_messages)?, timeout.0)
     }
 
     /// Like `receive`, awaitable: waits on the event loop without a thread.
-    #[pyo3(signature = (max_messages=32, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
+    #[pyo3(signature = (max_messages=THIRTY_TWO, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
     fn receive_async<'py>(
         slf: &Bound<'py, Self>,
-        max_messages: i64,
+        max_messages: Whole,
         timeout: Timeout,
     ) -> PyResult<Bound<'py, PyAny>> {
         max_count(max_messages)?;
         let timeout = timeout.0.map(|d| d.as_secs_f64());
         slf.py()
             .import("pocketmq._aio")?
-            .call_method1("receive_async", (slf, max_messages, timeout))
+            .call_method1("receive_async", (slf, max_messages.0, timeout))
     }
 
     /// Acks a message (or a list of them): the group never gets it again. A handle
@@ -145,26 +148,26 @@ impl SimpleConsumer {
 
     /// Runs `handler(msg)` for each message on `threads` threads (see
     /// `Consumer.listen`).
-    #[pyo3(signature = (handler, *, threads=4))]
+    #[pyo3(signature = (handler, *, threads=Whole(4)), text_signature = "(self, handler, *, threads=4)")]
     fn listen(
         &self,
         handler: &Bound<'_, PyAny>,
-        threads: i64,
+        threads: Whole,
     ) -> PyResult<crate::listener::Listener> {
         crate::listener::start(self.0.clone(), handler, threads)
     }
 
     /// Runs the async `handler(msg)` on each message, at most `concurrency` at a
     /// time, until cancelled or the consumer closes (an awaitable).
-    #[pyo3(signature = (handler, *, concurrency=16))]
+    #[pyo3(signature = (handler, *, concurrency=Whole(16)), text_signature = "(self, handler, *, concurrency=16)")]
     fn listen_async<'py>(
         slf: &Bound<'py, Self>,
         handler: &Bound<'py, PyAny>,
-        concurrency: i64,
+        concurrency: Whole,
     ) -> PyResult<Bound<'py, PyAny>> {
         slf.py()
             .import("pocketmq._aio")?
-            .call_method1("listen_async", (slf, handler, concurrency))
+            .call_method1("listen_async", (slf, handler, concurrency.0))
     }
 
     /// Leaves the group; a receive blocked in another thread returns `[]`.
@@ -173,7 +176,7 @@ impl SimpleConsumer {
     }
 
     #[pyo3(signature = (max_messages, timeout))]
-    fn _start_receive(&self, max_messages: i64, timeout: Timeout) -> PyResult<PyReceiving> {
+    fn _start_receive(&self, max_messages: Whole, timeout: Timeout) -> PyResult<PyReceiving> {
         let max = max_count(max_messages)?;
         Ok(PyReceiving(self.0.start_receive(max, timeout.0).py_err()?))
     }

@@ -60,6 +60,8 @@ impl From<Error> for Refusal {
             ErrorKind::InvalidReceiptHandle => Code::InvalidReceiptHandle,
             // The store is shutting down (server draining): clients retry elsewhere.
             ErrorKind::Closed => Code::InternalServerError,
+            // RocketMQ's broker answers SERVICE_NOT_AVAILABLE for a full disk.
+            ErrorKind::DiskFull => Code::InternalServerError,
             ErrorKind::StoreLocked | ErrorKind::StoreCorrupted | ErrorKind::Io => {
                 Code::InternalServerError
             }

@@ -16,6 +16,7 @@ import {
   StoreCorruptedError,
   ClosedError,
   IoError,
+  DiskFullError,
 } from "pocketmq";
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -41,6 +42,7 @@ test("every error class is an Error with the code of its kind", () => {
     StoreCorrupted: StoreCorruptedError,
     Closed: ClosedError,
     Io: IoError,
+    DISK_FULL: DiskFullError,
   };
   for (const [c, cls] of Object.entries(kinds)) {
     const e = new cls("x");

@@ -15,6 +15,7 @@ def test_public_names_exist():
         "Broker", "Producer", "TransactionProducer", "Consumer", "Message", "SendResult",
         "ManualClock", "TxState", "Error", "InvalidArgument", "MessageTooLarge",
         "TopicNotFound", "StoreLocked", "StoreCorrupted", "Closed", "IoError",
+        "DiskFull",
     ]:
         assert hasattr(pocketmq, name), name
     assert set(pocketmq.__all__) <= set(dir(pocketmq))
@@ -32,6 +33,8 @@ def test_exception_hierarchy():
     assert issubclass(pocketmq.Error, Exception)
     assert issubclass(pocketmq.InvalidArgument, ValueError)
     assert issubclass(pocketmq.IoError, OSError)
+    assert issubclass(pocketmq.DiskFull, pocketmq.Error)
+    assert issubclass(pocketmq.DiskFull, OSError)
     assert not issubclass(pocketmq.Closed, ValueError)
 
 

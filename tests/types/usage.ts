@@ -3,6 +3,7 @@ import {
   Broker,
   ClosedError,
   ConsumeProgress,
+  DiskFullError,
   InvalidArgumentError,
   ManualClock,
   Message,
@@ -95,7 +96,11 @@ export async function usage(): Promise<void> {
     p.send("orders", "x");
   } catch (err) {
     if (err instanceof PocketMQError) {
-      const code: "InvalidArgument" | "MessageTooLarge" | "TopicNotFound" | "StoreLocked" | "StoreCorrupted" | "Closed" | "INVALID_RECEIPT_HANDLE" | "Io" = err.code;
+      const code: "InvalidArgument" | "MessageTooLarge" | "TopicNotFound" | "StoreLocked" | "StoreCorrupted" | "Closed" | "INVALID_RECEIPT_HANDLE" | "Io" | "DISK_FULL" = err.code;
+      void code;
+    }
+    if (err instanceof DiskFullError) {
+      const code: "DISK_FULL" = err.code;
       void code;
     }
     if (err instanceof ClosedError) {

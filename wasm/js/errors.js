@@ -25,6 +25,11 @@ export class ClosedError extends PocketMQError {}
 export class InvalidReceiptHandleError extends PocketMQError {}
 /** The platform refused a storage operation. */
 export class IoError extends PocketMQError {}
+/**
+ * A write refused because the disk is full or used above `diskMaxUsedRatio`:
+ * nothing was written and the store stays usable.
+ */
+export class DiskFullError extends PocketMQError {}
 
 /** Each error class by its `code`: the engine builds these (engine.js registers them). */
 export const ERROR_CLASSES = {
@@ -36,6 +41,7 @@ export const ERROR_CLASSES = {
   Closed: ClosedError,
   INVALID_RECEIPT_HANDLE: InvalidReceiptHandleError,
   Io: IoError,
+  DISK_FULL: DiskFullError,
 };
 
 for (const [code, cls] of Object.entries(ERROR_CLASSES)) {

@@ -33,8 +33,19 @@ export interface BrokerOptions {
   timerMaxDelayMs?: number;
   /** Age after which a whole CommitLog segment is deleted (72 h). */
   fileReservedTimeMs?: number;
+  /**
+   * Disk usage above which sends are refused with DiskFullError until space
+   * returns (0.9: RocketMQ's "disk full"). File stores only.
+   */
   diskMaxUsedRatio?: number;
+  /** Disk usage above which the oldest segments are deleted whatever their age (0.85). */
   diskCleanForciblyRatio?: number;
+  /**
+   * "time" (the default): segments go by age, as in RocketMQ (what a group had not
+   * consumed is counted in its stats' `expired`). "keep-unconsumed": a segment
+   * holding messages a group has not consumed stays until the disk ratio forces it out.
+   */
+  retention?: "time" | "keep-unconsumed";
   syncFlushTimeoutMs?: number;
   flushIntervalMs?: number;
   /** Age of a half message before it is first checked (6 s). */
@@ -191,6 +202,8 @@ export interface GroupStats {
   lag: number;
   messagesOut: number;
   outRate: number;
+  /** Messages retention removed before the group consumed them (since open). */
+  expired: number;
 }
 
 export interface Stats {
@@ -203,6 +216,8 @@ export interface Stats {
   messagesIn: number;
   /** Messages the user topics still hold. */
   messagesRetained: number;
+  /** Records found damaged or unusable since open: skipped, never delivered. */
+  corruptRecords: number;
 }
 
 /** A group's progress on one queue (a row of mqadmin's consumerProgress). */
@@ -412,7 +427,8 @@ export class PocketMQError extends Error {
     | "StoreCorrupted"
     | "Closed"
     | "INVALID_RECEIPT_HANDLE"
-    | "Io";
+    | "Io"
+    | "DISK_FULL";
 }
 export class InvalidArgumentError extends PocketMQError {
   readonly code: "InvalidArgument";
@@ -440,4 +456,11 @@ export class InvalidReceiptHandleError extends PocketMQError {
 }
 export class IoError extends PocketMQError {
   readonly code: "Io";
+}
+/**
+ * A write refused because the disk is full or used above `diskMaxUsedRatio`:
+ * nothing was written and the store stays usable.
+ */
+export class DiskFullError extends PocketMQError {
+  readonly code: "DISK_FULL";
 }

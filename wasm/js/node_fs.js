@@ -19,6 +19,35 @@ function missing(err) {
   return err && err.code === "ENOENT";
 }
 
+// Symbolic links in a store are never followed (a store may live in a shared
+// place such as /tmp): files are opened with O_NOFOLLOW, and a store with a link
+// among its entries is refused when it is opened.
+const NOFOLLOW = fs.constants.O_NOFOLLOW ?? 0;
+
+function refuseLinks(root) {
+  const stack = [root];
+  while (stack.length > 0) {
+    const dir = stack.pop();
+    let entries;
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch (err) {
+      if (missing(err)) continue;
+      throw err;
+    }
+    for (const d of entries) {
+      const path = join(dir, d.name);
+      if (d.isSymbolicLink()) {
+        throw Object.assign(
+          new Error(`${path} is a symbolic link: a store's files and directories are never followed through links; remove it`),
+          { code: "ELOOP" },
+        );
+      }
+      if (d.isDirectory()) stack.push(path);
+    }
+  }
+}
+
 /** The host file functions of the store at `path` (made if missing). */
 export function nodeHostFs(path) {
   const root = resolve(path);
@@ -31,7 +60,7 @@ export function nodeHostFs(path) {
     if (fd === undefined) {
       const file = abs(rel);
       fs.mkdirSync(dirname(file), { recursive: true });
-      fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+      fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | NOFOLLOW, 0o644);
       fds.set(rel, fd);
     }
     return fd;
@@ -68,11 +97,15 @@ export function nodeHostFs(path) {
 
   return {
     read(rel) {
+      let fd;
       try {
-        return fs.readFileSync(abs(rel));
+        fd = fs.openSync(abs(rel), fs.constants.O_RDONLY | NOFOLLOW);
+        return fs.readFileSync(fd);
       } catch (err) {
         if (missing(err)) return null;
         throw err;
+      } finally {
+        if (fd !== undefined) fs.closeSync(fd);
       }
     },
     writeAt(rel, offset, data) {
@@ -88,7 +121,10 @@ export function nodeHostFs(path) {
       const file = abs(rel);
       fs.mkdirSync(dirname(file), { recursive: true });
       const tmp = `${file}.tmp`;
-      const fd = fs.openSync(tmp, "w", 0o644);
+      // A stale temporary file (or a link planted there) goes; the new one is made
+      // fresh (O_EXCL never follows a link).
+      fs.rmSync(tmp, { force: true });
+      const fd = fs.openSync(tmp, "wx", 0o644);
       try {
         writeAll(fd, data, 0);
         fs.fsyncSync(fd);
@@ -113,6 +149,7 @@ export function nodeHostFs(path) {
     /** Undefined when this process now holds the store; the holder's pid when a live process does. */
     lock() {
       fs.mkdirSync(root, { recursive: true });
+      refuseLinks(root);
       for (let attempt = 0; attempt < 5; attempt++) {
         try {
           fs.writeFileSync(lockFile, `${process.pid}\n`, { flag: "wx" });
@@ -122,7 +159,12 @@ export function nodeHostFs(path) {
         }
         let pid = NaN;
         try {
-          pid = Number.parseInt(fs.readFileSync(lockFile, "utf8"), 10);
+          const fd = fs.openSync(lockFile, fs.constants.O_RDONLY | NOFOLLOW);
+          try {
+            pid = Number.parseInt(fs.readFileSync(fd, "utf8"), 10);
+          } finally {
+            fs.closeSync(fd);
+          }
         } catch (err) {
           if (missing(err)) continue; // released meanwhile: try again
           throw err;

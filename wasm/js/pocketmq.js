@@ -858,6 +858,7 @@ export class Consumer {
   async receive(options) {
     const { maxMessages = 32, timeoutMs = 1000 } = optionsObject("receive options", options, ["maxMessages", "timeoutMs"]);
     if (typeof timeoutMs !== "number") throw new TypeError("timeoutMs must be a number");
+    if (typeof maxMessages !== "number") throw new TypeError("maxMessages must be a number");
     const receiving = this.#native.startReceive(maxMessages, timeoutMs);
     try {
       for (;;) {

@@ -27,15 +27,14 @@ impl ManualClock {
     #[wasm_bindgen(constructor)]
     pub fn new(start_ms: Option<f64>) -> Result<ManualClock, JsValue> {
         Ok(ManualClock(match start_ms {
-            Some(t) => pocketmq::ManualClock::new(ms("startMs", t)?),
+            Some(t) => pocketmq::ManualClock::try_new(ms("startMs", t)?).js_err()?,
             None => pocketmq::ManualClock::starting_now(),
         }))
     }
 
     /// Moves the clock forward by `ms` milliseconds.
     pub fn advance(&self, by: f64) -> Result<(), JsValue> {
-        self.0.advance_ms(ms("advance", by)?);
-        Ok(())
+        self.0.try_advance_ms(ms("advance", by)?).js_err()
     }
 
     /// Milliseconds since the epoch on this clock.

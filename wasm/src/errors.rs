@@ -53,15 +53,25 @@ fn set(target: &JsValue, name: &str, value: &JsValue) {
     let _ = Reflect::set(target, &JsValue::from_str(name), value);
 }
 
-/// A host file operation that failed (a JS error thrown by the host's fs): an
-/// `IoError` carrying the host's message.
+/// A host file operation that failed (a JS error thrown by the host's fs): a
+/// `DiskFullError` when the host says the disk is full (`ENOSPC`, `EDQUOT`), a
+/// `StoreCorruptedError` for a symbolic link in the store (`ELOOP`), else an
+/// `IoError`, carrying the host's message.
 pub(crate) fn host_error(err: JsValue) -> JsValue {
     let message = Reflect::get(&err, &JsValue::from_str("message"))
         .ok()
         .and_then(|m| m.as_string())
         .or_else(|| err.as_string())
         .unwrap_or_else(|| "the host's file system failed".into());
-    to_js(Error::Io(std::io::Error::other(message)))
+    let code = Reflect::get(&err, &JsValue::from_str("code"))
+        .ok()
+        .and_then(|c| c.as_string());
+    match code.as_deref() {
+        Some("ENOSPC" | "EDQUOT") => to_js(Error::DiskFull(message)),
+        // A symbolic link in the store, refused (node_fs.js).
+        Some("ELOOP") => to_js(Error::StoreCorrupted(message)),
+        _ => to_js(Error::Io(std::io::Error::other(message))),
+    }
 }
 
 /// An argument whose value is out of range or malformed.

@@ -62,6 +62,8 @@ fn io_error(err: JsValue) -> io::Error {
         Some("ENOENT") => io::ErrorKind::NotFound,
         Some("EACCES" | "EPERM") => io::ErrorKind::PermissionDenied,
         Some("EEXIST") => io::ErrorKind::AlreadyExists,
+        Some("ENOSPC") => io::ErrorKind::StorageFull,
+        Some("EDQUOT") => io::ErrorKind::QuotaExceeded,
         _ => io::ErrorKind::Other,
     };
     let message = field("message")

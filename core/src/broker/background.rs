@@ -61,6 +61,9 @@ impl Broker {
             if self.now() >= e.next_due {
                 e.next_due = 0;
             }
+            // Retention keeps its own schedule, due work or none.
+            let now = self.now();
+            e.retention_if_due(now)?;
             self.wake(e);
             checks
         };
@@ -92,6 +95,7 @@ impl Broker {
             self.flush_all()?;
         }
         if persist {
+            self.inner.engine.lock().check_disk();
             self.persist_metadata()?;
         }
         if release {
@@ -100,20 +104,28 @@ impl Broker {
         Ok(())
     }
 
-    /// Writes the metadata that changed (outside the lock), and samples rates. One
-    /// writer at a time, so a file is never written by two at once and a later
-    /// version never lands before an earlier one.
+    /// Writes the metadata that changed (outside the lock), and samples rates.
+    /// Progress (delay cursors, timer and transaction checkpoints, offsets) never
+    /// runs ahead of what is durable: the records it accounts for (delivered copies,
+    /// retries, op records) are flushed before it is written.
     pub(super) fn persist_metadata(&self) -> Result<()> {
-        let _one = self.inner.group_commit.exclusive();
+        let _meta = self.inner.metadata.lock();
         let now = self.now();
-        let (files, backend) = {
+        let (files, backend, end) = {
             let mut e = self.inner.engine.lock();
             e.sample(now);
             if !e.store.backend.is_persistent() {
                 return Ok(());
             }
-            (e.metadata(now, false)?, e.store.backend.clone())
+            let end = e.store.commitlog.end();
+            (e.metadata(now, false)?, e.store.backend.clone(), end)
         };
+        if files.is_empty() {
+            return Ok(());
+        }
+        if self.inner.config.flush != FlushMode::None && self.inner.group_commit.durable() < end {
+            self.flush_all()?;
+        }
         for (name, bytes) in files {
             backend.write_meta(name, &bytes)?;
         }

@@ -39,6 +39,7 @@ pub(super) fn long_poll(
     slice: Option<Duration>,
     mut take: impl FnMut(&mut Engine, usize, u64, u64) -> Result<Vec<Taken>>,
 ) -> Result<Option<Vec<MessageExt>>> {
+    broker.check_process()?;
     let wait = Deadline::within(slice).min(r.deadline);
     let inner = &broker.inner;
     let mut e = inner.engine.lock();
@@ -46,7 +47,12 @@ pub(super) fn long_poll(
         if e.closed || closed.load(Ordering::Acquire) {
             return Ok(Some(Vec::new()));
         }
-        let checks = broker.run_due_if_needed(&mut e)?;
+        // Due work that fails (a full disk) is the broker's to retry and report
+        // from `tick`; it never keeps a consumer from its messages.
+        let checks = broker.run_due_if_needed(&mut e).unwrap_or_else(|err| {
+            log::warn!("deferred work failed and will be retried: {err}");
+            Vec::new()
+        });
         if !checks.is_empty() {
             drop(e);
             broker.run_checks(checks)?;
@@ -137,6 +143,7 @@ impl Consumer {
     }
 
     fn check_open(&self) -> Result<()> {
+        self.broker.check_process()?;
         if self.is_closed() {
             return Err(Error::Closed);
         }
@@ -190,6 +197,10 @@ impl Consumer {
     /// one could (a send, a delay coming due, close). Lets an event loop (asyncio, JS)
     /// wait without a thread.
     pub fn on_ready(&self, callback: Box<dyn FnOnce() + Send>) {
+        if self.broker.check_process().is_err() {
+            // (The receive it wakes then fails with Closed.)
+            return callback();
+        }
         let inner = &self.broker.inner;
         let mut e = inner.engine.lock();
         let now = self.broker.now();
@@ -250,6 +261,7 @@ impl Consumer {
     /// messages. A receive blocked in another thread returns empty. Closing twice is
     /// harmless.
     pub fn close(&self) -> Result<()> {
+        self.broker.check_process()?;
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }

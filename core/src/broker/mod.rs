@@ -48,6 +48,15 @@ struct Inner {
     group_commit: GroupCommit,
     closed: AtomicBool,
     periodic: Mutex<background::Periodic>,
+    /// Held while metadata is serialised and written, so an older snapshot never
+    /// lands after a newer one. Taken before `group_commit`'s and the engine's.
+    metadata: Mutex<()>,
+    /// The process that opened the broker (`runtime::process_generation` and pid):
+    /// in a forked child every call fails with `Closed` before touching a lock or
+    /// a file, so the child neither writes the parent's store nor hangs on a lock
+    /// a parent thread held at the fork.
+    generation: u64,
+    owner_pid: u32,
 }
 
 /// One embedded engine over one store. Clones share the engine; the store closes
@@ -70,6 +79,8 @@ impl Broker {
     /// Opens (or creates) the store the config names, recovering after an unclean exit.
     pub fn open(config: BrokerConfig) -> Result<Broker> {
         config.validate()?;
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::runtime::watch_forks();
         let backend = crate::store::open_backend(&config)?;
         let now = config.clock.now_ms();
         let engine = Engine::open(&config, backend, now)?;
@@ -81,6 +92,9 @@ impl Broker {
             group_commit: GroupCommit::new(end),
             closed: AtomicBool::new(false),
             periodic: Mutex::new(background::Periodic::new()),
+            metadata: Mutex::new(()),
+            generation: crate::runtime::process_generation(),
+            owner_pid: crate::runtime::process_id(),
             config,
         });
         let broker = Broker { inner };
@@ -105,8 +119,14 @@ impl Broker {
         self.inner.config.clock.now_ms()
     }
 
-    /// The engine, if the broker is open.
+    /// Fails with `Closed` in a process forked from the one that opened the broker.
+    fn check_process(&self) -> Result<()> {
+        self.inner.check_process()
+    }
+
+    /// The engine, if the broker is open (and in the process that opened it).
     fn engine(&self) -> Result<MutexGuard<'_, Engine>> {
+        self.check_process()?;
         let e = self.inner.engine.lock();
         e.check_open()?;
         Ok(e)
@@ -168,17 +188,24 @@ impl Broker {
     pub fn create_topic(&self, name: &str, queues: impl Into<Option<u32>>) -> Result<()> {
         crate::topic::validate_user_topic(name)?;
         let queues = queues.into().unwrap_or(self.inner.config.default_queues);
-        if queues == 0 || queues > 1024 {
+        let max = crate::topic::MAX_QUEUES;
+        if queues == 0 || queues > max {
             return Err(Error::invalid(format!(
-                "a topic has 1 to 1024 queues, not {queues}"
+                "a topic has 1 to {max} queues, not {queues}"
             )));
         }
         let now = self.now();
+        let _meta = self.inner.metadata.lock();
         let mut e = self.engine()?;
         if e.store.create_topic(name, queues)? {
             // Consumers of the topic get a share of the new queues.
             let Engine { store, groups, .. } = &mut *e;
             groups.topic_grew(name, store, now)?;
+        }
+        if e.store.topics_dirty {
+            // Durable before the call returns, so no send can be acknowledged on a
+            // topic (or queue) a crash would take away.
+            e.store.write_topics()?;
         }
         Ok(())
     }
@@ -222,6 +249,7 @@ impl Broker {
 
     /// A consumer as the config says; it joins its group (rebalancing it) at once.
     pub fn consumer(&self, config: ConsumerConfig) -> Result<Consumer> {
+        self.check_process()?;
         let now = self.now();
         let handle = self.inner.engine.lock().add_consumer(&config, now)?;
         Ok(Consumer::new(self.clone(), handle, config))
@@ -241,7 +269,7 @@ impl Broker {
                 "{msg_id:?} is not a message id (32 hex digits)"
             )));
         }
-        Ok(self.engine()?.store.get(msg_id))
+        self.engine()?.store.get(msg_id)
     }
 
     /// The retained messages of `topic` with `key` among their keys, oldest first.
@@ -260,6 +288,7 @@ impl Broker {
     /// Moves a group's offsets on a topic to the earliest, the latest or a time
     /// (the first message stored at or after it). In-flight messages are forgotten.
     pub fn reset_offset(&self, group: &str, topic: &str, to: StartFrom) -> Result<()> {
+        self.check_process()?;
         let now = self.now();
         let mut e = self.inner.engine.lock();
         e.reset_offset(group, topic, to, now)?;
@@ -279,6 +308,7 @@ impl Broker {
         let checks = {
             let mut e = self.engine()?;
             e.next_due = 0;
+            e.check_disk();
             let checks = e.run_due(now)?;
             e.retention(now)?;
             self.wake(e);
@@ -291,11 +321,13 @@ impl Broker {
     /// When the next deferred job is due (ms since the epoch), if any: a host without
     /// threads (wasm) sets a timer for it and calls `tick`.
     pub fn next_due_ms(&self) -> Option<u64> {
+        self.check_process().ok()?;
         self.inner.engine.lock().next_due_ms()
     }
 
     /// Asks each check's listener (outside the lock) and records its answer.
     fn run_checks(&self, checks: Vec<Check>) -> Result<()> {
+        self.check_process()?;
         for (qo, listener, msg) in checks {
             let outcome = listener.check(&msg);
             let now = self.now();
@@ -316,17 +348,28 @@ impl Broker {
         }
     }
 
-    /// Forces everything appended so far to disk (simple consumers' acks included).
+    /// Forces everything appended so far to disk, and records in the checkpoint
+    /// that it is (so recovery after a crash trusts it).
     pub fn flush(&self) -> Result<()> {
         let now = self.now();
         self.engine()?.flush_revive(now)?;
-        self.flush_all()
+        self.flush_all()?;
+        let _meta = self.inner.metadata.lock();
+        let (checkpoint, backend) = {
+            let mut e = self.engine()?;
+            (e.store.checkpoint_metadata(false)?, e.store.backend.clone())
+        };
+        if let Some((name, bytes)) = checkpoint {
+            backend.write_meta(name, &bytes)?;
+        }
+        Ok(())
     }
 
     /// Closes the broker: wakes blocked receivers (they return empty), flushes,
     /// writes offsets and the checkpoint, and releases the store's lock. Closing
     /// twice is harmless; any other call afterwards fails with `Closed`.
     pub fn close(&self) -> Result<()> {
+        self.check_process()?;
         self.inner.close()
     }
 
@@ -354,10 +397,25 @@ impl Log for Broker {
 }
 
 impl Inner {
+    fn check_process(&self) -> Result<()> {
+        if crate::runtime::process_generation() != self.generation {
+            return Err(Error::Forked {
+                owner: self.owner_pid,
+            });
+        }
+        Ok(())
+    }
+
     fn close(&self) -> Result<()> {
+        if self.check_process().is_err() {
+            // A forked child's copy: the store is the parent's. Nothing is
+            // flushed, written or unlocked from here.
+            return Ok(());
+        }
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        let _meta = self.metadata.lock();
         let _one = self.group_commit.exclusive();
         let mut e = self.engine.lock();
         let waiters = std::mem::take(&mut e.waiters);
@@ -373,10 +431,21 @@ impl Inner {
                     cq.flushed_to(j.upto);
                 }
             }
-            for (name, bytes) in e.metadata(now, true)? {
-                e.store.backend.write_meta(name, &bytes)?;
+            let written = (|| {
+                for (name, bytes) in e.metadata(now, true)? {
+                    e.store.backend.write_meta(name, &bytes)?;
+                }
+                e.store.write_checkpoint()
+            })();
+            match written {
+                // The messages are in the log; what could not be noted down is
+                // replayed at the next open (at-least-once, as after a crash).
+                Err(Error::DiskFull(why)) => {
+                    log::warn!("closing on a full disk: metadata not written ({why})");
+                    return Ok(());
+                }
+                r => r?,
             }
-            e.store.write_checkpoint()?;
             e.store
                 .backend
                 .remove_meta(crate::commitlog::recovery::ABORT_FILE)?;

@@ -32,8 +32,9 @@ impl Producer {
     /// Stores several messages of one topic as one append, in one queue, with
     /// consecutive queue offsets.
     pub fn send_batch(&self, msgs: Vec<Message>) -> Result<Vec<SendResult>> {
-        let rr = self.rr.fetch_add(1, Ordering::Relaxed);
         let b = &self.broker;
+        b.check_process()?;
+        let rr = self.rr.fetch_add(1, Ordering::Relaxed);
         let now = b.now();
         let (mut results, end) = {
             let mut e = b.inner.engine.lock();
@@ -82,6 +83,7 @@ impl TransactionProducer {
         execute: impl FnOnce(&MessageExt) -> TxState,
     ) -> Result<SendResult> {
         let broker = &self.producer.broker;
+        broker.check_process()?;
         let rr = self.producer.rr.fetch_add(1, Ordering::Relaxed);
         let now = broker.now();
         let (mut result, half, end) = {

@@ -35,8 +35,28 @@ pub(crate) struct Placed {
     pub queue_offset: u64,
 }
 
+/// What a read at a CommitLog offset found.
+pub(crate) enum Lookup<R> {
+    Found(R),
+    /// A record whose CRC fails: never handed out (counted and logged once).
+    Corrupt,
+    /// No record there (not retained, or not a record's offset).
+    Missing,
+}
+
+impl<R> Lookup<R> {
+    pub fn found(self) -> Option<R> {
+        match self {
+            Lookup::Found(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
 pub(crate) struct CommitLog {
     seg: SegmentQueue,
+    /// Offsets of records found damaged by a read (each counted and logged once).
+    corrupt: parking_lot::Mutex<std::collections::BTreeSet<u64>>,
     /// Store time of the last record: store times never decrease along the log.
     last_store_ts: u64,
     /// Store time of the last record in each segment, for retention by age.
@@ -44,14 +64,62 @@ pub(crate) struct CommitLog {
 }
 
 impl CommitLog {
+    /// The segment size of the CommitLog in `backend`, judged from its files (for
+    /// a store whose `store.json` is lost): the largest that can be a size.
+    pub fn size_of_existing(backend: &dyn Backend) -> io::Result<Option<usize>> {
+        let mut best = None;
+        for base in backend.list(DIR)? {
+            if let Ok(r) = backend.open(DIR, base, 0, false) {
+                if recovery::StoreInfo::valid_size(r.len() as u64) {
+                    best = best.max(Some(r.len()));
+                }
+            }
+        }
+        Ok(best)
+    }
+
     pub fn open(backend: Arc<dyn Backend>, seg_size: usize) -> io::Result<CommitLog> {
+        Self::restore_cut_segments(&*backend, seg_size)?;
         let mut seg = SegmentQueue::open(backend, DIR, seg_size)?;
         seg.release_passed_reads();
         Ok(CommitLog {
             seg,
+            corrupt: parking_lot::Mutex::new(Default::default()),
             last_store_ts: 0,
             seg_last_ts: BTreeMap::new(),
         })
+    }
+
+    /// Gives a segment file cut short (shorter than `seg_size`, yet starting with an
+    /// intact record) its size back, zero-filled: recovery then reads what it kept
+    /// and cuts or skips the rest. Anything else of the wrong size is left for open
+    /// to refuse.
+    fn restore_cut_segments(backend: &dyn Backend, seg_size: usize) -> io::Result<()> {
+        for base in backend.list(DIR)? {
+            let Ok(region) = backend.open(DIR, base, seg_size, false) else {
+                continue;
+            };
+            if region.len() >= seg_size {
+                continue;
+            }
+            // SAFETY: the region is valid for len() bytes; no one else uses it yet.
+            let bytes = unsafe { std::slice::from_raw_parts(region.as_ptr(), region.len()) };
+            if matches!(record::parse(bytes, base, true), Parsed::Record(_)) {
+                log::warn!(
+                    "{DIR}/{}: {} bytes, cut short of {seg_size}; restored to its size",
+                    crate::store::segment_name(base),
+                    region.len()
+                );
+                drop(region);
+                backend.open(DIR, base, seg_size, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Room left in the segment the next append goes to.
+    pub fn remaining_in_segment(&self) -> usize {
+        self.seg.remaining_in_segment()
     }
 
     pub fn end(&self) -> u64 {
@@ -90,6 +158,9 @@ impl CommitLog {
         }
         let remaining = self.seg.remaining_in_segment();
         if total + END_FILE_MIN_BLANK > remaining {
+            // The next segment first: on a full disk nothing is written, not even
+            // the blank marker.
+            self.seg.reserve(total, true)?;
             self.seg
                 .append_with(remaining, |buf, _| record::write_blank(buf, remaining))?;
             self.seg.roll();
@@ -115,14 +186,46 @@ impl CommitLog {
         Ok(store_ts)
     }
 
-    /// Runs `f` on the record at `phys` (size `len`, when known from a ConsumeQueue).
+    /// Runs `f` on the record at `phys` if it is there and intact: every read checks
+    /// the record's CRC, so a damaged record is never handed out.
     pub fn with_record<R>(&self, phys: u64, f: impl FnOnce(&RecordView<'_>) -> R) -> Option<R> {
-        self.seg
-            .with_slice(phys, |buf| match record::parse(buf, phys, false) {
-                Parsed::Record(r) => Some(f(&r)),
-                _ => None,
-            })
-            .flatten()
+        self.read_record(phys, f).found()
+    }
+
+    /// Like `with_record`, telling a damaged record from a missing one.
+    pub fn read_record<R>(&self, phys: u64, f: impl FnOnce(&RecordView<'_>) -> R) -> Lookup<R> {
+        let found = self
+            .seg
+            .with_slice(phys, |buf| match record::parse(buf, phys, true) {
+                Parsed::Record(r) => Lookup::Found(f(&r)),
+                // Laid out as a record of this offset, yet its CRC fails: damaged.
+                _ if matches!(record::parse(buf, phys, false), Parsed::Record(_)) => {
+                    Lookup::Corrupt
+                }
+                _ => Lookup::Missing,
+            });
+        match found {
+            Some(Lookup::Corrupt) => {
+                self.note_corrupt(phys);
+                Lookup::Corrupt
+            }
+            Some(l) => l,
+            None => Lookup::Missing,
+        }
+    }
+
+    /// Records a damaged record at `phys`: logged the first time it is met.
+    fn note_corrupt(&self, phys: u64) {
+        if self.corrupt.lock().insert(phys) {
+            log::warn!(
+                "the record at CommitLog offset {phys} fails its CRC: it is skipped, never delivered"
+            );
+        }
+    }
+
+    /// Damaged records found by reads since open.
+    pub fn corrupt_records(&self) -> u64 {
+        self.corrupt.lock().len() as u64
     }
 
     /// The written bytes from `phys` to the end of its segment, zero-copy.
@@ -130,6 +233,18 @@ impl CommitLog {
         let seg = self.seg.seg_size() as u64;
         let end = (phys - phys % seg + seg).min(self.seg.write_pos());
         self.seg.read(phys, end.checked_sub(phys)? as usize)
+    }
+
+    /// The intact record of `len` bytes at `phys`, cut from `span` as `read_in` does;
+    /// empty when it is gone or fails its CRC (a damaged record is never handed out:
+    /// it is counted and logged once).
+    pub fn record_in(&self, span: &mut Span, phys: u64, len: usize) -> Bytes {
+        let rec = self.read_in(span, phys, len);
+        if rec.is_empty() || matches!(record::parse(&rec, phys, true), Parsed::Record(_)) {
+            return rec;
+        }
+        self.note_corrupt(phys);
+        Bytes::new()
     }
 
     /// `len` bytes at `phys`, zero-copy, cut from `span` (refilled when it does not
@@ -155,6 +270,23 @@ impl CommitLog {
         self.seg.read(phys, len)
     }
 
+    /// Moves the end of the log past `target` (at most two segments on), leaving
+    /// blank markers behind: after recovery lost data that had been flushed (a
+    /// damaged tail), the offsets it used, and so its message ids, are never
+    /// given to new messages.
+    pub fn skip_to(&mut self, target: u64) -> io::Result<()> {
+        let seg_size = self.seg.seg_size() as u64;
+        let end = self.seg.write_pos();
+        let target = target.min(end - end % seg_size + 2 * seg_size);
+        while self.seg.write_pos() < target {
+            let remaining = self.seg.remaining_in_segment();
+            self.seg
+                .append_with(remaining, |buf, _| record::write_blank(buf, remaining))?;
+            self.seg.roll();
+        }
+        Ok(())
+    }
+
     pub fn flush_job(&self) -> FlushJob {
         self.seg.flush_job()
     }
@@ -171,6 +303,11 @@ impl CommitLog {
             .iter()
             .map(|b| (*b, self.seg_last_ts.get(b).copied().unwrap_or(0)))
             .collect()
+    }
+
+    /// Whether any segment besides the active one is retained.
+    pub fn has_sealed(&self) -> bool {
+        self.seg.segment_count() > 1
     }
 
     /// Deletes the oldest segment unless it is the active one.

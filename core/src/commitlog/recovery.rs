@@ -1,11 +1,13 @@
-//! Finding the end of the CommitLog on open, and the checkpoint that bounds the work.
+//! Finding the end of the CommitLog on open, and the checkpoint that bounds the tail.
 //!
-//! A clean close writes the checkpoint (how far the log was flushed, and the store's
-//! message-id nonce) and removes the `abort` marker that open creates. Open scans the
-//! log record by record; after an unclean exit (the marker is still there) it also
-//! checks CRCs from the segment the checkpoint points into. The first invalid record
-//! ends the log: it and everything after it are cut and zeroed, so nothing torn or
-//! stale can be read, or reappear after a later crash.
+//! The checkpoint says how far the log was flushed (written while the broker runs and
+//! at close, which also removes the `abort` marker that open creates). Open scans
+//! the log record by record, checking every CRC. In the tail a crash may have torn
+//! (past the checkpoint, in the last segment) the first invalid record ends the log:
+//! it and everything after it are cut and zeroed, so nothing torn or stale can be
+//! read, or reappear after a later crash. Anywhere else an invalid record is damage:
+//! skipped to the next intact record and reported, never a reason to cut what
+//! follows.
 
 use std::io;
 
@@ -40,80 +42,159 @@ impl Checkpoint {
     pub fn write(&self, backend: &dyn Backend) -> Result<()> {
         write_json(backend, Checkpoint::FILE, self)
     }
+}
 
-    /// Where an open must start checking CRCs: nowhere after a clean exit, else the
-    /// start of the segment the checkpoint points into.
-    pub fn verify_from(checkpoint: Option<Checkpoint>, unclean: bool, seg_size: u64) -> u64 {
-        if !unclean {
-            return u64::MAX;
-        }
-        let flushed = checkpoint.map_or(0, |c| c.flushed);
-        flushed - flushed % seg_size
+/// Who the store is: its message-id nonce and its CommitLog segment size, written
+/// when the store is created (`config/store.json`), besides the checkpoint, so
+/// losing either one changes no message id and no segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoreInfo {
+    pub nonce: u64,
+    #[serde(rename = "segmentSize")]
+    pub segment_size: u64,
+}
+
+impl StoreInfo {
+    pub const FILE: &'static str = "config/store.json";
+
+    /// Whether `size` can be a CommitLog segment size.
+    pub fn valid_size(size: u64) -> bool {
+        (4096..=1 << 30).contains(&size)
     }
 }
 
+/// What the open-time scan found.
+pub(crate) struct Scan {
+    /// The end of the log: the next record goes here.
+    pub end: u64,
+    /// Ranges skipped as damaged, below the end: their records are lost, the
+    /// records after them kept.
+    pub damaged: Vec<(u64, u64)>,
+}
+
 impl CommitLog {
-    /// Scans the log from its first record, checking CRCs from `verify_from` on, calls
-    /// `on_record` for every valid record, and cuts the log at the first invalid one
-    /// (zeroing what is cut). An atomic block is kept only whole: one cut short by a
-    /// crash is cut at its first record. Returns the end.
+    /// Scans the log from its first record, checking every record's CRC, and calls
+    /// `on_record` for each intact one. A damaged record in the tail that a crash
+    /// may have torn (the last segment, at or after `tail_from`, what the
+    /// checkpoint says was flushed) ends the log: it and what follows in that
+    /// segment are cut and zeroed. A damaged record anywhere else is skipped, up to
+    /// the next intact record (or the next segment), and reported: damage is never
+    /// a reason to drop what follows it.
+    /// An atomic block is kept only whole: one cut short by a crash ends the log at
+    /// its first record.
     pub fn recover(
         &mut self,
-        verify_from: u64,
+        tail_from: u64,
         mut on_record: impl FnMut(&RecordView<'_>),
-    ) -> io::Result<u64> {
+    ) -> io::Result<Scan> {
         let seg_size = self.seg.seg_size() as u64;
         let bases = self.seg.segment_bases();
         let mut pos = self.seg.min_pos();
-        let last_base = bases.last().copied().unwrap_or(0);
+        let mut damaged = Vec::new();
+        // Trailing segments with nothing at their start (prepared ahead of need)
+        // are past the end: the last segment is the last one holding data.
+        let holds_data = |base: u64| {
+            self.seg
+                .with_raw(base, |b| b.len() >= 8 && b[..8] != [0u8; 8])
+                .unwrap_or(false)
+        };
+        let last = bases
+            .iter()
+            .rev()
+            .find(|b| holds_data(**b))
+            .or(bases.first());
+        let Some(&last_base) = last else {
+            self.seg.truncate(pos)?;
+            return Ok(Scan { end: pos, damaged });
+        };
+        let log_end = last_base + seg_size;
         // Where the atomic block being scanned was found whole.
         let mut whole_to = 0u64;
-        'scan: loop {
-            let step = self.seg.with_raw(pos, |buf| {
-                match record::parse(buf, pos, pos >= verify_from) {
+        enum Step {
+            Advance(u64),
+            Bad,
+        }
+        while pos < log_end {
+            let step = self
+                .seg
+                .with_raw(pos, |buf| match record::parse(buf, pos, true) {
                     Parsed::Record(r) => {
                         if pos >= whole_to && r.sys_flag & SYS_FLAG_ATOMIC != 0 {
-                            whole_to = pos + block_len(buf, pos, verify_from)?;
+                            match block_len(buf, pos) {
+                                Some(n) => whole_to = pos + n,
+                                None => return Step::Bad,
+                            }
                         }
                         on_record(&r);
                         let base = pos - pos % seg_size;
                         self.last_store_ts = self.last_store_ts.max(r.store_ts);
                         self.seg_last_ts.insert(base, self.last_store_ts);
-                        Some(r.len() as u64)
+                        Step::Advance(r.len() as u64)
                     }
-                    Parsed::Blank => Some(buf.len() as u64),
-                    Parsed::Invalid => None,
-                }
-            });
-            match step.flatten() {
-                Some(n) => {
+                    Parsed::Blank => Step::Advance(buf.len() as u64),
+                    Parsed::Invalid => Step::Bad,
+                });
+            match step {
+                None => break,
+                Some(Step::Advance(n)) => {
                     let next = pos + n;
                     if next / (4 << 20) != pos / (4 << 20) {
                         // Keep the scan's resident set small as it goes.
                         self.seg.release_before(next);
                     }
-                    if next.is_multiple_of(seg_size) && next > last_base {
-                        pos = next;
-                        break 'scan;
-                    }
                     pos = next;
                 }
-                None => break 'scan,
+                Some(Step::Bad) => {
+                    let base = pos - pos % seg_size;
+                    let last = base == last_base;
+                    if last && pos >= tail_from {
+                        break; // the tail a crash may have torn
+                    }
+                    let next = self.next_record(pos);
+                    if last && next.is_none() {
+                        break; // nothing intact follows: the end
+                    }
+                    let resume = next.unwrap_or(base + seg_size);
+                    log::warn!(
+                        "CommitLog bytes {pos}..{resume} are damaged: skipped, the records \
+                         after them are kept"
+                    );
+                    damaged.push((pos, resume));
+                    pos = resume;
+                }
             }
         }
-        self.seg.truncate(pos)?;
+        let end = pos.min(log_end);
+        if self.seg.truncate(end)? {
+            log::warn!("recovery cut the CommitLog at offset {end}: a torn or damaged tail");
+        }
         self.seg.release_sealed();
-        Ok(pos)
+        Ok(Scan { end, damaged })
+    }
+
+    /// The offset of the first intact record after `pos` in its segment, if any.
+    fn next_record(&self, pos: u64) -> Option<u64> {
+        self.seg
+            .with_raw(pos, |buf| {
+                (1..buf.len().saturating_sub(record::FIXED_LEN)).find_map(|i| {
+                    let magic = record::get_u32(buf, i + 4);
+                    let candidate = magic == record::MAGIC_V1 || magic == record::MAGIC_V2;
+                    let at = pos + i as u64;
+                    (candidate && matches!(record::parse(&buf[i..], at, true), Parsed::Record(_)))
+                        .then_some(at)
+                })
+            })
+            .flatten()
     }
 }
 
 /// The length of the atomic block starting at the start of `buf` (at log position
 /// `pos`), if every record of it up to its last is valid.
-fn block_len(buf: &[u8], pos: u64, verify_from: u64) -> Option<u64> {
+fn block_len(buf: &[u8], pos: u64) -> Option<u64> {
     let mut at = 0usize;
     loop {
         let p = pos + at as u64;
-        let Parsed::Record(r) = record::parse(buf.get(at..)?, p, p >= verify_from) else {
+        let Parsed::Record(r) = record::parse(buf.get(at..)?, p, true) else {
             return None;
         };
         if r.sys_flag & SYS_FLAG_ATOMIC == 0 {

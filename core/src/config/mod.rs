@@ -61,6 +61,31 @@ pub enum StartFrom {
     Timestamp(u64),
 }
 
+/// When retention may delete a segment that holds messages not yet consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Retention {
+    /// By age alone (`file_reserved_time`), as RocketMQ: a group that falls that
+    /// far behind loses what expired (counted in its stats, and logged).
+    #[default]
+    Time,
+    /// Not while a group with offsets has not consumed them, until the disk is used
+    /// above `disk_clean_forcibly_ratio`.
+    KeepUnconsumed,
+}
+
+impl std::str::FromStr for Retention {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Retention> {
+        match s {
+            "time" => Ok(Retention::Time),
+            "keep-unconsumed" => Ok(Retention::KeepUnconsumed),
+            _ => Err(crate::Error::invalid(format!(
+                "retention must be \"time\" or \"keep-unconsumed\", not {s:?}"
+            ))),
+        }
+    }
+}
+
 /// RocketMQ's default delay levels.
 pub const DEFAULT_DELAY_LEVELS: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
 
@@ -85,10 +110,13 @@ pub struct BrokerConfig {
     pub timer_max_delay_ms: u64,
     /// Age after which a whole CommitLog segment is deleted (72 h).
     pub file_reserved_time_ms: u64,
-    /// Disk usage above which expired segments are deleted at any hour (0.75).
+    /// Disk usage above which sends are refused with `DiskFull` until space
+    /// returns (0.90: RocketMQ's "disk full", `diskSpaceWarningLevelRatio`).
     pub disk_max_used_ratio: f64,
     /// Disk usage above which the oldest segments go regardless of age (0.85).
     pub disk_clean_forcibly_ratio: f64,
+    /// Whether retention keeps segments holding unconsumed messages.
+    pub retention: Retention,
     /// How long a `sync` send waits for its fsync before reporting FLUSH_DISK_TIMEOUT.
     pub sync_flush_timeout_ms: u64,
     /// Period of the `async` background flush.
@@ -122,8 +150,9 @@ impl Default for BrokerConfig {
             delay_levels: DEFAULT_DELAY_LEVELS.to_string(),
             timer_max_delay_ms: 30 * 24 * 3600 * 1000,
             file_reserved_time_ms: 72 * 3600 * 1000,
-            disk_max_used_ratio: 0.75,
+            disk_max_used_ratio: 0.90,
             disk_clean_forcibly_ratio: 0.85,
+            retention: Retention::Time,
             sync_flush_timeout_ms: 5000,
             flush_interval_ms: 500,
             transaction_timeout_ms: 6000,
@@ -256,8 +285,7 @@ pub(crate) struct Settings {
     pub default_queues: u32,
     pub timer_max_delay_ms: u64,
     pub file_reserved_time_ms: u64,
-    /// Above it, sends are refused (see the reliability work); read by retention.
-    #[allow(dead_code)]
+    /// Above it, sends are refused with `DiskFull`.
     pub disk_max_used_ratio: f64,
     pub disk_clean_forcibly_ratio: f64,
     pub dedup_window_ms: u64,

@@ -53,6 +53,7 @@ const BROKER: &[(&str, OptionKind)] = &[
     ("file_reserved_time", OptionKind::Duration),
     ("disk_max_used_ratio", OptionKind::Ratio),
     ("disk_clean_forcibly_ratio", OptionKind::Ratio),
+    ("retention", OptionKind::Text),
     ("sync_flush_timeout", OptionKind::Duration),
     ("flush_interval", OptionKind::Duration),
     ("transaction_timeout", OptionKind::Duration),
@@ -136,6 +137,11 @@ fn duration(name: &str, v: &OptionValue) -> Result<u64> {
     integer(name, &v.clone().floor(), u64::MAX)
 }
 
+/// A point in time in epoch ms, up to the year 9999 (`MAX_TIME_MS`).
+fn time(name: &str, v: &OptionValue) -> Result<u64> {
+    integer(name, &v.clone().floor(), crate::clock::MAX_TIME_MS)
+}
+
 impl OptionValue {
     fn floor(self) -> OptionValue {
         match self {
@@ -171,6 +177,7 @@ impl BrokerConfig {
             "file_reserved_time" => self.file_reserved_time_ms = duration(name, &v)?,
             "disk_max_used_ratio" => self.disk_max_used_ratio = ratio(name, &v)?,
             "disk_clean_forcibly_ratio" => self.disk_clean_forcibly_ratio = ratio(name, &v)?,
+            "retention" => self.retention = text(name, v)?.parse()?,
             "sync_flush_timeout" => self.sync_flush_timeout_ms = duration(name, &v)?,
             "flush_interval" => self.flush_interval_ms = duration(name, &v)?,
             "transaction_timeout" => self.transaction_timeout_ms = duration(name, &v)?,
@@ -215,7 +222,7 @@ impl ConsumerConfig {
                 self.start = match v {
                     OptionValue::Text(s) if s == "earliest" => StartFrom::Earliest,
                     OptionValue::Text(s) if s == "latest" => StartFrom::Latest,
-                    v @ OptionValue::Number(_) => StartFrom::Timestamp(duration(name, &v)?),
+                    v @ OptionValue::Number(_) => StartFrom::Timestamp(time(name, &v)?),
                     v => return Err(wrong(name, "\"earliest\", \"latest\" or a time", &v)),
                 }
             }
@@ -261,7 +268,7 @@ impl StartFrom {
         match v {
             OptionValue::Text(s) if s == "earliest" => Ok(StartFrom::Earliest),
             OptionValue::Text(s) if s == "latest" => Ok(StartFrom::Latest),
-            v @ OptionValue::Number(_) => Ok(StartFrom::Timestamp(duration(name, &v)?)),
+            v @ OptionValue::Number(_) => Ok(StartFrom::Timestamp(time(name, &v)?)),
             v => Err(wrong(name, "\"earliest\", \"latest\" or a time", &v)),
         }
     }
@@ -296,7 +303,7 @@ impl MessageBuilder {
             ("sharding_key", v) => self.sharding_key(text(name, v)?),
             ("queue_id", v) => self.queue_id(integer(name, &v, u32::MAX as u64)? as u32),
             ("delay_level", v) => self.delay_level(integer(name, &v, u32::MAX as u64)? as u32),
-            ("deliver_at", v) => self.deliver_at_ms(duration(name, &v)?),
+            ("deliver_at", v) => self.deliver_at_ms(time(name, &v)?),
             ("delay", v) => self.delay_ms(duration(name, &v)?),
             ("dedup_id", v) => self.dedup_id(text(name, v)?),
             (name, v) if kind_in(MESSAGE, name).is_some() => {

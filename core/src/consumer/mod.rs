@@ -57,6 +57,8 @@ pub(crate) struct ConsumerEntry {
     pub slots: Vec<usize>,
     /// Where the next receive starts in `assigned`, for fairness.
     pub rr: usize,
+    /// Named by a `consumer_id`: a broadcasting consumer's offsets outlive it.
+    pub persistent: bool,
 }
 
 impl ConsumerEntry {
@@ -166,6 +168,7 @@ impl ConsumerGroups {
             assigned: Vec::new(),
             slots: Vec::new(),
             rr: 0,
+            persistent: cfg.consumer_id.as_ref().is_some_and(|id| !id.is_empty()),
         };
         self.consumers.insert(handle, entry);
         self.rebalance(&cfg.group, cfg.start, store, now)?;
@@ -230,6 +233,16 @@ impl ConsumerGroups {
         let Some(c) = self.consumers.remove(&handle) else {
             return Ok(());
         };
+        if c.model == MessageModel::Broadcasting && !c.persistent {
+            // Nobody can come back as this consumer: its offsets go with it.
+            let owner = c.owner();
+            self.progress.remove_owner(&owner);
+            self.offsets
+                .table
+                .retain(|key, _| key.split_once('@').is_none_or(|(_, o)| o != owner));
+            self.offsets_dirty = true;
+            return self.rebalance(&c.group, StartFrom::Earliest, store, now);
+        }
         for (t, q) in &c.assigned {
             if let Some(p) = self.progress.get_mut(&(c.owner(), t.clone(), *q)) {
                 if p.owner == Some(handle) {

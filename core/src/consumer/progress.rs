@@ -206,6 +206,9 @@ pub(crate) struct ProgressTable {
     keys: Vec<ProgressKey>,
     slots: Vec<QueueProgress>,
     index: rustc_hash::FxHashMap<ProgressKey, usize>,
+    /// Slots whose owner was removed, for reuse (a receipt naming one is refused
+    /// by its consumer handle, never matched to the new owner).
+    free: Vec<usize>,
 }
 
 impl ProgressTable {
@@ -220,6 +223,12 @@ impl ProgressTable {
     }
     pub fn insert(&mut self, key: ProgressKey, p: QueueProgress) -> usize {
         if let Some(s) = self.slot(&key) {
+            self.slots[s] = p;
+            return s;
+        }
+        if let Some(s) = self.free.pop() {
+            self.index.insert(key.clone(), s);
+            self.keys[s] = key;
             self.slots[s] = p;
             return s;
         }
@@ -244,16 +253,31 @@ impl ProgressTable {
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut QueueProgress> {
         self.slots.iter_mut()
     }
-    pub fn keys(&self) -> impl Iterator<Item = &ProgressKey> {
-        self.keys.iter().filter(|k| !k.1.is_empty())
+    /// Forgets every queue's progress of `owner` (a consumer that is gone for good).
+    pub fn remove_owner(&mut self, owner: &str) {
+        let gone: Vec<usize> = self
+            .iter_slots()
+            .filter(|(_, k)| k.0 == owner)
+            .map(|(s, _)| s)
+            .collect();
+        for s in gone {
+            self.index.remove(&self.keys[s]);
+            self.slots[s] = QueueProgress::default();
+            self.free.push(s);
+        }
     }
-    pub fn iter(&self) -> impl Iterator<Item = (&ProgressKey, &QueueProgress)> {
+    fn iter_slots(&self) -> impl Iterator<Item = (usize, &ProgressKey)> {
         self.keys
             .iter()
-            .zip(self.slots.iter())
-            .filter(|(k, _)| !k.1.is_empty())
+            .enumerate()
+            .filter(|(s, k)| self.index.get(*k) == Some(s))
     }
-
+    pub fn keys(&self) -> impl Iterator<Item = &ProgressKey> {
+        self.iter_slots().map(|(_, k)| k)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&ProgressKey, &QueueProgress)> {
+        self.iter_slots().map(|(s, k)| (k, &self.slots[s]))
+    }
     /// Forgets every entry of topic `t` (deleted): they leave the index and the
     /// iteration; their slots stay, emptied (receipts may still name them), and are
     /// never handed out again.

@@ -87,7 +87,7 @@ impl ConsumerGroups {
                         p.next += 1;
                         continue;
                     }
-                    if e.phys + e.size as u64 > visible_end {
+                    if e.phys.saturating_add(e.size as u64) > visible_end {
                         break 'queue;
                     }
                     let qo = p.next;
@@ -111,7 +111,9 @@ impl ConsumerGroups {
                             .unwrap_or(false)
                     });
                     p.next += 1;
-                    let record = store.commitlog.read_in(&mut span, e.phys, e.size as usize);
+                    let record = store
+                        .commitlog
+                        .record_in(&mut span, e.phys, e.size as usize);
                     if !taken || record.is_empty() {
                         *offsets_dirty = true;
                         continue;
@@ -166,7 +168,8 @@ impl ConsumerGroups {
             store.queues.get(t, *q).is_some_and(|cq| {
                 p.next < cq.max_offset()
                     && cq.entry(p.next.max(cq.min_offset())).is_none_or(|e| {
-                        e.phys + e.size as u64 <= visible_end || e.size == i32::MAX as u32
+                        e.phys.saturating_add(e.size as u64) <= visible_end
+                            || e.size == i32::MAX as u32
                     })
             })
         })

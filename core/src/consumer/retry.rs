@@ -140,7 +140,7 @@ fn send_back(
             queue_id: 0,
             sys_flag,
             born_ts,
-            reconsume_times: msg.reconsume_times + 1,
+            reconsume_times: msg.reconsume_times.saturating_add(1),
             prepared_tx_offset: 0,
             body,
             properties: props,

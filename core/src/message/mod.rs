@@ -77,27 +77,26 @@ impl Message {
                 limit: max_message_size,
             });
         }
-        let bad = |s: &str| s.bytes().any(|b| b == 1 || b == 2);
+        // Every string that enters the record passes the one check of user text.
         if let Some(t) = &m.tags {
-            if t.is_empty() || bad(t) || t.contains("||") {
+            properties::check_user_text("tag", t)?;
+            if t.contains("||") {
                 return Err(Error::invalid(format!(
-                    "tag {t:?}: a tag is one non-empty word"
+                    "tag {t:?}: a tag is one word (\"||\" joins tags in expressions)"
                 )));
             }
         }
         for k in &m.keys {
-            if k.is_empty() || k.contains(' ') || bad(k) {
+            properties::check_user_text("key", k)?;
+            if k.contains(' ') {
                 return Err(Error::invalid(format!(
-                    "key {k:?}: keys are non-empty and contain no spaces"
+                    "key {k:?}: keys contain no spaces (give several keys as a list)"
                 )));
             }
         }
         for (k, v) in &m.properties {
-            if k.is_empty() || v.is_empty() || bad(k) || bad(v) {
-                return Err(Error::invalid(format!(
-                    "property {k:?}: names and values are non-empty text"
-                )));
-            }
+            properties::check_user_text("property name", k)?;
+            properties::check_user_text("property value", v)?;
             if properties::RESERVED_PROPERTIES.contains(&k.as_str()) {
                 return Err(Error::invalid(format!(
                     "property {k:?} is reserved for the engine"
@@ -105,12 +104,11 @@ impl Message {
             }
         }
         if let Some(k) = &m.sharding_key {
-            if k.is_empty() {
-                return Err(Error::invalid("the sharding key is empty"));
-            }
+            properties::check_user_text("sharding key", k)?;
         }
         if let Some(d) = &m.dedup_id {
-            if d.is_empty() || d.len() > crate::dedup::MAX_DEDUP_ID_LEN || bad(d) {
+            properties::check_user_text("dedup_id", d)?;
+            if d.is_empty() || d.len() > crate::dedup::MAX_DEDUP_ID_LEN {
                 return Err(Error::invalid(format!(
                     "dedup_id {:?}: a dedup id is 1 to {} bytes of text",
                     crate::dedup::clip(d),
@@ -387,7 +385,12 @@ impl MessageExt {
                         .map(String::from)
                         .collect()
                 }
-                prop::UNIQ_KEY => msg_id = Some(v.to_string()),
+                // A copy (retry, delay, dead letter) keeps its original's id; only
+                // an id of this store's shape is taken, so no record can claim one.
+                prop::UNIQ_KEY if id::parse(v).is_some_and(|(n, _)| n == nonce) => {
+                    msg_id = Some(v.to_string())
+                }
+                prop::UNIQ_KEY => {}
                 _ => {
                     properties.insert(k.to_string(), v.to_string());
                 }

@@ -64,6 +64,22 @@ pub(crate) const RESERVED_PROPERTIES: &[&str] = &[
     "MOVED_FROM",
 ];
 
+/// The one check of every string a user puts into a record (tags, keys, property
+/// names and values, sharding keys, and any later one): non-empty, and free of the
+/// separators that delimit properties, so it can never be read back as a property
+/// of its own. `what` names the argument in the error.
+pub(crate) fn check_user_text(what: &str, s: &str) -> crate::Result<()> {
+    if s.is_empty() {
+        return Err(crate::Error::invalid(format!("{what} is empty")));
+    }
+    if s.bytes().any(|b| b == NAME_SEP || b == PROP_SEP) {
+        return Err(crate::Error::invalid(format!(
+            "{what} {s:?} contains \\x01 or \\x02, which separate a record's properties"
+        )));
+    }
+    Ok(())
+}
+
 /// Appends one `name\x01value\x02` pair.
 pub(crate) fn push(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(name.as_bytes());

@@ -197,22 +197,8 @@ pub(crate) fn parse(buf: &[u8], at: u64, verify: bool) -> Parsed<'_> {
     let Ok(topic) = std::str::from_utf8(&rec[topic_at..topic_at + topic_len]) else {
         return Parsed::Invalid;
     };
-    if verify {
-        if crc32(&rec[body_at..body_at + body_len]) != get_u32(rec, OFF_BODY_CRC) {
-            return Parsed::Invalid;
-        }
-        if props_len < CRC_TAIL_LEN {
-            return Parsed::Invalid;
-        }
-        let digits_at = total - 11;
-        let tail = &rec[total - CRC_TAIL_LEN..];
-        if &tail[..CRC_PROP.len()] != CRC_PROP
-            || rec[digits_at - 1] != NAME_SEP
-            || rec[total - 1] != PROP_SEP
-            || read_digits(&rec[digits_at..digits_at + 10]) != Some(crc32(&rec[..digits_at]))
-        {
-            return Parsed::Invalid;
-        }
+    if verify && !verified(rec, props_len) {
+        return Parsed::Invalid;
     }
     Parsed::Record(RecordView {
         buf: rec,
@@ -230,6 +216,22 @@ pub(crate) fn parse(buf: &[u8], at: u64, verify: bool) -> Parsed<'_> {
         props_at,
         props_len,
     })
+}
+
+/// Whether a record's CRC holds. The record CRC (the `__CRC32#` tail every record
+/// of ours carries) covers every byte before its digits, the body and the body
+/// CRC included, so one pass checks everything.
+fn verified(rec: &[u8], props_len: usize) -> bool {
+    let total = rec.len();
+    if props_len < CRC_TAIL_LEN {
+        return false;
+    }
+    let digits_at = total - 11;
+    let tail = &rec[total - CRC_TAIL_LEN..];
+    &tail[..CRC_PROP.len()] == CRC_PROP
+        && rec[digits_at - 1] == NAME_SEP
+        && rec[total - 1] == PROP_SEP
+        && read_digits(&rec[digits_at..digits_at + 10]) == Some(crc32(&rec[..digits_at]))
 }
 
 impl<'a> RecordView<'a> {
@@ -291,8 +293,13 @@ pub(crate) fn get_u64(buf: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(buf[at..at + 8].try_into().unwrap_or([0; 8]))
 }
 
-/// Writes the end-of-segment marker over `buf` (at least 8 bytes).
+/// Writes the end-of-segment marker over `buf` (zeros where it has less than the 8
+/// bytes a marker takes, which no append leaves).
 pub(crate) fn write_blank(buf: &mut [u8], remaining: usize) {
+    if buf.len() < END_FILE_MIN_BLANK {
+        buf.fill(0);
+        return;
+    }
     put_u32(buf, OFF_TOTAL, remaining as u32);
     put_u32(buf, OFF_MAGIC, BLANK_MAGIC);
 }

@@ -224,6 +224,17 @@ impl ScheduleService {
             .min()
     }
 
+    /// The lowest CommitLog offset of a level message not yet delivered (retention
+    /// keeps it): each level's queue is in CommitLog order, so its cursor's.
+    pub fn first_pending_phys(&self, store: &MessageStore) -> Option<u64> {
+        (1..=self.level_count())
+            .filter_map(|level| {
+                let cq = store.queues.get(topic::SCHEDULE_TOPIC, level - 1)?;
+                crate::retention::first_record(cq, self.cursor(store, level)?)
+            })
+            .min()
+    }
+
     /// Level messages not yet delivered.
     pub fn pending(&self, store: &MessageStore) -> u64 {
         (1..=self.level_count())

@@ -20,14 +20,22 @@ use crate::store::{Backend, SegmentQueue};
 use crate::topic;
 use crate::Result;
 
-/// What the timer persists: everything due at or before `delivered_until` was
-/// delivered; timer queue offsets below `low_water` are all delivered.
+/// What the timer persists: of the timers below queue offset `covered`, those due
+/// at or before `delivered_until` were delivered; timer queue offsets below
+/// `low_water` are all delivered. (The claim is bounded by `covered` because a
+/// later run's clock may be behind this one's: a timer added then, due before
+/// `delivered_until`, was not delivered.) Written only once the deliveries it
+/// covers are durable.
 #[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct TimerCheckpoint {
     #[serde(rename = "deliveredUntil")]
     pub delivered_until: u64,
     #[serde(rename = "lowWater")]
     pub low_water: u64,
+    /// Missing in checkpoints of older stores: then nothing is taken as delivered
+    /// beyond `low_water` (a timer may come twice, never not at all).
+    #[serde(default)]
+    pub covered: u64,
 }
 
 impl TimerCheckpoint {
@@ -37,7 +45,14 @@ impl TimerCheckpoint {
 const WHEEL_SLOTS: u64 = 1 << 17; // about 36 hours of one-second slots
 const CHUNK: u64 = 4096;
 const LINKS_DIR: &str = "timerwheel";
-const LINK_SEGMENT: usize = 8 << 20;
+const LINK_SEGMENT: usize = if cfg!(feature = "fuzzing") {
+    64 << 10
+} else {
+    8 << 20
+};
+/// The widest jump in timer queue offsets the link log bridges (128 MiB of links);
+/// beyond it, with timers pending, a record is taken as damaged.
+const MAX_LINK_GAP: u64 = 1 << 24;
 
 pub(crate) struct TimerWheel {
     slots: Vec<u64>,
@@ -60,9 +75,9 @@ pub(crate) struct TimerWheel {
 impl TimerWheel {
     /// An empty wheel whose link log starts at timer queue offset `base`.
     pub fn new(backend: Arc<dyn Backend>, base: u64, processed_ms: u64) -> io::Result<TimerWheel> {
-        let mut links = SegmentQueue::open(backend, LINKS_DIR, LINK_SEGMENT)?;
-        links.reset_to(0)?;
-        let mut w = TimerWheel {
+        let mut links = SegmentQueue::open_derived(backend, LINKS_DIR, LINK_SEGMENT)?;
+        links.clear()?;
+        Ok(TimerWheel {
             slots: vec![0; WHEEL_SLOTS as usize],
             links,
             base,
@@ -72,17 +87,27 @@ impl TimerWheel {
             pending: 0,
             restored: TimerCheckpoint::default(),
             saved: TimerCheckpoint::default(),
-        };
-        w.links.reset_to(0)?;
-        Ok(w)
+        })
     }
 
     /// The wheel of a store, empty, to be filled by replaying the timer records from
-    /// the persisted checkpoint on.
-    pub fn open(backend: Arc<dyn Backend>) -> Result<TimerWheel> {
-        let cp: TimerCheckpoint = read_json(&*backend, TimerCheckpoint::FILE)?.unwrap_or_default();
-        let mut w =
-            TimerWheel::new(backend, cp.low_water, cp.delivered_until).map_err(store_err)?;
+    /// the persisted checkpoint on. `queued` is how many timer records the timer
+    /// ConsumeQueue holds: a checkpoint past it (damaged) is brought back to it.
+    pub fn open(backend: Arc<dyn Backend>, queued: u64, now: u64) -> Result<TimerWheel> {
+        let mut cp: TimerCheckpoint =
+            read_json(&*backend, TimerCheckpoint::FILE)?.unwrap_or_default();
+        if cp.low_water > queued {
+            log::warn!(
+                "{}: low water {} is past the {queued} timers queued; replaying from there",
+                TimerCheckpoint::FILE,
+                cp.low_water
+            );
+            cp.low_water = queued;
+        }
+        cp.covered = cp.covered.min(queued);
+        // Walking starts from now if the last run's clock was ahead of this one's.
+        let processed = cp.delivered_until.min(now);
+        let mut w = TimerWheel::new(backend, cp.low_water, processed).map_err(store_err)?;
         w.restored = cp;
         w.saved = cp;
         Ok(w)
@@ -90,16 +115,20 @@ impl TimerWheel {
 
     /// A timer replayed on open: scheduled unless the checkpoint says it was delivered.
     pub fn replay(&mut self, qo: u64, deliver_ms: u64) -> io::Result<()> {
-        if qo >= self.base && deliver_ms <= self.restored.delivered_until {
+        if qo >= self.base
+            && qo < self.restored.covered
+            && deliver_ms <= self.restored.delivered_until
+        {
             self.skip(qo)
         } else {
             self.add(qo, deliver_ms)
         }
     }
 
-    /// The CommitLog offsets of the timer records due at `now`, in delivery order.
-    pub fn due_records(&mut self, store: &MessageStore, now: u64) -> Vec<u64> {
-        if self.pending == 0 {
+    /// The timer records due at `now`, in delivery order: (timer queue offset,
+    /// delivery time, CommitLog offset).
+    pub fn due_records(&mut self, store: &MessageStore, now: u64) -> Vec<(u64, u64, u64)> {
+        if self.pending == 0 && self.current.is_empty() {
             return Vec::new();
         }
         let Some(cq) = store.queues.get(topic::TIMER_TOPIC, 0) else {
@@ -107,7 +136,7 @@ impl TimerWheel {
         };
         let due = self.due(now, |qo| cq.entry(qo).map_or(0, |e| e.code));
         due.iter()
-            .filter_map(|&(_, qo)| cq.entry(qo).map(|e| e.phys))
+            .filter_map(|&(at, qo)| cq.entry(qo).map(|e| (qo, at, e.phys)))
             .collect()
     }
 
@@ -127,6 +156,22 @@ impl TimerWheel {
         self.pending
     }
 
+    /// A timer queue offset at or below every pending timer's (retention keeps
+    /// their records): the start of the first chunk with one pending, or of any
+    /// waiting in the current second.
+    pub fn first_pending(&self) -> Option<u64> {
+        let chunk = self.chunk_pending.iter().position(|c| *c > 0);
+        let in_chunks = chunk.map(|c| self.base + c as u64 * CHUNK);
+        let current = self.current.iter().map(|(_, qo)| *qo).min();
+        in_chunks.into_iter().chain(current).min()
+    }
+
+    /// Makes sure the links of the next `n` timers have their segment allocated,
+    /// before their records are appended.
+    pub fn reserve(&mut self, n: usize) -> io::Result<()> {
+        self.links.reserve(n * 8, false)
+    }
+
     fn link_pos(&self, qo: u64) -> u64 {
         (qo - self.base) * 8
     }
@@ -140,6 +185,19 @@ impl TimerWheel {
     }
 
     fn ensure_link(&mut self, qo: u64) -> io::Result<()> {
+        let end = self.base + self.links.write_pos() / 8;
+        if qo >= end.saturating_add(MAX_LINK_GAP) {
+            if self.pending > 0 || !self.current.is_empty() {
+                return Err(crate::store::corrupt(format!(
+                    "timer queue offset {qo} is far beyond the last one ({end})"
+                )));
+            }
+            // Nothing pending: the link log starts again at this timer.
+            self.links.clear()?;
+            self.slots.fill(0);
+            self.chunk_pending.clear();
+            self.base = qo;
+        }
         while self.base + self.links.write_pos() / 8 <= qo {
             self.links.append_with(8, |b, _| b.fill(0))?;
         }
@@ -257,6 +315,7 @@ impl TimerWheel {
         TimerCheckpoint {
             delivered_until,
             low_water,
+            covered: self.base + self.links.write_pos() / 8,
         }
     }
 }

@@ -1,7 +1,12 @@
 //! The file backend: each segment is a preallocated file named by its 20-digit start
-//! offset and mapped into memory; metadata are small files replaced atomically (temp,
+//! offset and mapped into memory (its blocks allocated before it is mapped, so a
+//! full disk is an error on the append that needs a new segment, never a signal); metadata are small files replaced atomically (temp,
 //! fsync, rename, fsync of the directory). A lock file makes one process the owner
 //! of the directory: a second open fails at once, naming the holder's pid.
+//!
+//! Symbolic links are never followed: a store with a link among its entries is
+//! refused at open, every file is opened with `O_NOFOLLOW`, and directories made
+//! later are checked, so nothing planted in a shared place redirects a write.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -60,8 +65,9 @@ impl FileBackend {
     /// holder's pid in the message when another process owns it.
     pub fn open(root: &Path) -> Result<FileBackend, crate::Error> {
         fs::create_dir_all(root)?;
+        refuse_links(root)?;
         let lock_path = root.join("lock");
-        let mut lock = OpenOptions::new()
+        let mut lock = no_follow()
             .read(true)
             .write(true)
             .create(true)
@@ -92,10 +98,136 @@ impl FileBackend {
     fn seg_path(&self, dir: &str, base: u64) -> PathBuf {
         self.root.join(dir).join(segment_name(base))
     }
+
+    /// Fails when a part of `dir` below the root is a symbolic link.
+    fn check_dir(&self, dir: &Path) -> io::Result<()> {
+        let Ok(rel) = dir.strip_prefix(&self.root) else {
+            return Ok(());
+        };
+        let mut at = self.root.clone();
+        for part in rel.components() {
+            at.push(part);
+            match fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(io::Error::other(linked(&at).to_string()))
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `dir` (under the root) one level at a time, refusing any part of it
+    /// below the root that is a symbolic link (planted since open): nothing is
+    /// ever created through a link.
+    fn make_dir(&self, dir: &Path) -> io::Result<()> {
+        let Ok(rel) = dir.strip_prefix(&self.root) else {
+            return Err(io::Error::other(format!(
+                "{} is outside the store",
+                dir.display()
+            )));
+        };
+        let mut at = self.root.clone();
+        for part in rel.components() {
+            at.push(part);
+            match fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(io::Error::other(linked(&at).to_string()))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&at) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                    _ => {}
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Open options that never follow a symbolic link in the last component of a path
+/// (`O_NOFOLLOW`): the store's files are its own, whatever someone plants in the
+/// directory (which may be a shared place, such as /tmp).
+fn no_follow() -> OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = OpenOptions::new();
+    o.custom_flags(libc::O_NOFOLLOW);
+    o
+}
+
+/// The refusal of a store entry that is a symbolic link.
+fn linked(path: &Path) -> crate::Error {
+    crate::Error::StoreCorrupted(format!(
+        "{} is a symbolic link: a store's files and directories are never followed \
+         through links; remove it",
+        path.display()
+    ))
+}
+
+/// Fails when any entry under `root` (not `root` itself: that may be a link the
+/// user made) is a symbolic link.
+fn refuse_links(root: &Path) -> Result<(), crate::Error> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_symlink() {
+                return Err(linked(&entry.path()));
+            }
+            if kind.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Gives `file` (now `len` bytes) real disk blocks up to `size` bytes, so no write
+/// through its mapping can fault for want of space (a full disk then fails here,
+/// as `DiskFull`, instead of killing the process with SIGBUS later): `fallocate`,
+/// or zeros written where the file system has no `fallocate`.
+fn allocate(file: &File, len: u64, size: u64) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let Ok(size_arg) = libc::off_t::try_from(size) else {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        };
+        // SAFETY: fallocate on an open, writable file descriptor owned by `file`.
+        if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size_arg) } == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if !matches!(err.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) {
+            return Err(err);
+        }
+    }
+    write_zeros(file, len, size)
+}
+
+/// Writes zeros over `[from, to)` of `file` (which grows to `to`) and syncs them.
+fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = from;
+    while at < to {
+        let n = ((to - at) as usize).min(zeros.len());
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_data()
 }
 
 impl Backend for FileBackend {
@@ -105,6 +237,7 @@ impl Backend for FileBackend {
 
     fn list(&self, dir: &str) -> io::Result<Vec<u64>> {
         let path = self.root.join(dir);
+        self.check_dir(&path)?;
         let mut out = Vec::new();
         let entries = match fs::read_dir(&path) {
             Ok(e) => e,
@@ -127,6 +260,7 @@ impl Backend for FileBackend {
 
     fn list_dirs(&self, dir: &str) -> io::Result<Vec<String>> {
         let mut out = Vec::new();
+        self.check_dir(&self.root.join(dir))?;
         let entries = match fs::read_dir(self.root.join(dir)) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
@@ -148,28 +282,38 @@ impl Backend for FileBackend {
         let path = self.seg_path(dir, base);
         let file = if create {
             let parent = self.root.join(dir);
-            fs::create_dir_all(&parent)?;
-            let f = OpenOptions::new()
+            self.make_dir(&parent)?;
+            let f = no_follow()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
                 .open(&path)?;
-            if f.metadata()?.len() != size as u64 {
+            let len = f.metadata()?.len();
+            if len < size as u64 {
+                if let Err(e) = allocate(&f, len, size as u64) {
+                    if len == 0 {
+                        // Leave no segment behind that a full disk cut short.
+                        let _ = fs::remove_file(&path);
+                    }
+                    return Err(e);
+                }
+            } else if len > size as u64 {
                 f.set_len(size as u64)?;
             }
             sync_dir(&parent)?;
             f
         } else {
-            OpenOptions::new().read(true).write(true).open(&path)?
+            self.check_dir(&self.root.join(dir))?;
+            no_follow().read(true).write(true).open(&path)?
         };
         if file.metadata()?.len() == 0 {
-            // Only a creation cut short (a crash between create and set_len) leaves an
-            // empty segment; it holds no data, so give it its size.
+            // Only a creation cut short (a crash between create and allocation)
+            // leaves an empty segment; it holds no data, so give it its size.
             if size == 0 {
                 return Err(super::corrupt(format!("{}: empty segment", path.display())));
             }
-            file.set_len(size as u64)?;
+            allocate(&file, 0, size as u64)?;
         }
         let map = MmapRaw::map_raw(&file)?;
         Ok(Arc::new(FileRegion { map }))
@@ -192,23 +336,33 @@ impl Backend for FileBackend {
     }
 
     fn read_meta(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
-        match fs::read(self.root.join(name)) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        let mut f = match no_follow().read(true).open(self.root.join(name)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        f.read_to_end(&mut out)?;
+        Ok(Some(out))
     }
 
     fn write_meta(&self, name: &str, data: &[u8]) -> io::Result<()> {
         let path = self.root.join(name);
         let parent = path.parent().unwrap_or(&self.root).to_path_buf();
-        fs::create_dir_all(&parent)?;
+        self.make_dir(&parent)?;
         let tmp = path.with_extension("tmp");
+        // A stale temporary file (or a link planted in its place) goes first; the
+        // new one is created fresh, never through a link (O_EXCL).
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         {
-            let mut f = File::create(&tmp)?;
+            let mut f = no_follow().write(true).create_new(true).open(&tmp)?;
             f.write_all(data)?;
             f.sync_all()?;
         }
+        // (rename replaces a link at `path` itself, never what it points to.)
         fs::rename(&tmp, &path)?;
         sync_dir(&parent)
     }
@@ -234,19 +388,27 @@ impl Backend for FileBackend {
         }
         let parent = self.root.join(dir);
         let path = self.seg_path(dir, base);
+        if self.make_dir(&parent).is_err() {
+            return;
+        }
         *preparing = crate::runtime::spawn_task("pocketmq-allocate", move || {
             // Create the file and fault its pages into the page cache writable (the
             // kernel zeroes them here rather than in the writer's page faults).
             let prepared = (|| -> io::Result<()> {
-                fs::create_dir_all(&parent)?;
-                let f = OpenOptions::new()
+                let f = no_follow()
                     .read(true)
                     .write(true)
                     .create(true)
                     .truncate(false)
                     .open(&path)?;
-                if f.metadata()?.len() != size as u64 {
-                    f.set_len(size as u64)?;
+                let len = f.metadata()?.len();
+                if len < size as u64 {
+                    if let Err(e) = allocate(&f, len, size as u64) {
+                        if len == 0 {
+                            let _ = fs::remove_file(&path);
+                        }
+                        return Err(e);
+                    }
                 }
                 let map = MmapRaw::map_raw(&f)?;
                 map.advise(memmap2::Advice::PopulateWrite)?;
@@ -276,7 +438,11 @@ impl Backend for FileBackend {
         if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
             return None;
         }
-        let total = st.f_blocks as f64;
-        Some(1.0 - st.f_bavail as f64 / total)
+        // As df counts it: blocks in use over those in use plus those this process
+        // may still take (blocks reserved for root, or otherwise held back, are
+        // neither), so 100% is where writes start failing.
+        let used = st.f_blocks.saturating_sub(st.f_bfree) as f64;
+        let usable = used + st.f_bavail as f64;
+        (usable > 0.0).then(|| used / usable)
     }
 }

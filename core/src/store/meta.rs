@@ -33,11 +33,11 @@ pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 }
 
 /// The engine's error for a failed store operation: data that cannot be read back
-/// as a store is `StoreCorrupted`, anything else an I/O error.
+/// as a store is `StoreCorrupted`, a full disk `DiskFull`, anything else an I/O error.
 pub(crate) fn store_err(e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::InvalidData {
         Error::StoreCorrupted(e.to_string())
     } else {
-        Error::Io(e)
+        Error::from(e)
     }
 }

@@ -16,6 +16,29 @@ use super::{corrupt, segment_name, Backend, Region};
 /// Granularity of dropping read pages from the resident set.
 const RELEASE_CHUNK: u64 = 4 << 20;
 
+/// Zeroes a segment from `from` to its end, writing (and flushing) only the 4 KiB
+/// chunks that hold data, so a clean open does not rewrite a whole segment. True
+/// when anything was zeroed. No reader may exist (truncation happens at open).
+fn zero_tail(seg: &Segment, from: usize, seg_size: usize) -> io::Result<bool> {
+    // SAFETY: the region is seg_size bytes long; no reader exists during truncation.
+    let tail =
+        unsafe { std::slice::from_raw_parts_mut(seg.region.as_ptr().add(from), seg_size - from) };
+    static ZEROS: [u8; 4096] = [0; 4096];
+    let mut dirty: Option<(usize, usize)> = None;
+    for (i, chunk) in tail.chunks_mut(4096).enumerate() {
+        // (A slice comparison is a memcmp, fast in any build.)
+        if *chunk != ZEROS[..chunk.len()] {
+            chunk.fill(0);
+            let (a, b) = (from + i * 4096, from + i * 4096 + chunk.len());
+            dirty = Some(dirty.map_or((a, b), |(x, _)| (x, b)));
+        }
+    }
+    if let Some((a, b)) = dirty {
+        seg.region.flush(a, b)?;
+    }
+    Ok(dirty.is_some())
+}
+
 /// A zero-copy view of bytes in a segment, keeping the segment alive.
 struct SegmentSlice {
     region: Arc<dyn Region>,
@@ -70,6 +93,9 @@ pub(crate) struct SegmentQueue {
     release_reads: bool,
     /// The next segment whose preparation was asked for (0: none yet).
     prepared_next: u64,
+    /// The segment after the write position's, opened (allocated) by `reserve`
+    /// ahead of the append that moves into it.
+    spare: Option<Segment>,
 }
 
 impl SegmentQueue {
@@ -114,7 +140,28 @@ impl SegmentQueue {
             last_read: std::sync::atomic::AtomicU64::new(0),
             release_reads: false,
             prepared_next: 0,
+            spare: None,
         })
+    }
+
+    /// Opens a queue of derived data (rebuilt from the CommitLog at will): segments
+    /// that cannot be opened as such (a wrong size, say) are deleted, and the queue
+    /// starts empty for the replay to refill.
+    pub fn open_derived(
+        backend: Arc<dyn Backend>,
+        dir: &str,
+        seg_size: usize,
+    ) -> io::Result<SegmentQueue> {
+        match SegmentQueue::open(backend.clone(), dir, seg_size) {
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                log::warn!("{dir}: {e}; its files are rebuilt from the CommitLog");
+                for base in backend.list(dir)? {
+                    backend.remove(dir, base)?;
+                }
+                SegmentQueue::open(backend, dir, seg_size)
+            }
+            r => r,
+        }
     }
 
     /// Lets streaming reads drop the chunks they have passed (see `note_read`).
@@ -134,6 +181,9 @@ impl SegmentQueue {
     pub fn flushed(&self) -> u64 {
         self.flushed
     }
+    pub fn segment_count(&self) -> usize {
+        self.segs.len()
+    }
     pub fn segment_bases(&self) -> Vec<u64> {
         self.segs.iter().map(|s| s.base).collect()
     }
@@ -145,7 +195,7 @@ impl SegmentQueue {
     /// Starts an empty queue at `pos` (rounded down to a segment), for a queue whose
     /// first entries were never written here.
     pub fn reset_to(&mut self, pos: u64) -> io::Result<()> {
-        for s in self.segs.drain(..) {
+        for s in self.segs.drain(..).chain(self.spare.take()) {
             self.backend.remove(&self.dir, s.base)?;
         }
         let base = pos - pos % self.seg_size as u64;
@@ -155,36 +205,50 @@ impl SegmentQueue {
         Ok(())
     }
 
+    /// Empties the queue, keeping (zeroed) the segment at offset 0 if there is one:
+    /// derived data rebuilt at every open reuses the space it already holds, so it
+    /// needs none from a full disk.
+    pub fn clear(&mut self) -> io::Result<()> {
+        if self.segs.first().is_none_or(|s| s.base != 0) {
+            return self.reset_to(0);
+        }
+        if let Some(spare) = self.spare.take() {
+            self.backend.remove(&self.dir, spare.base)?;
+        }
+        while self.segs.len() > 1 {
+            if let Some(s) = self.segs.pop() {
+                self.backend.remove(&self.dir, s.base)?;
+            }
+        }
+        if let Some(first) = self.segs.first() {
+            zero_tail(first, 0, self.seg_size)?;
+        }
+        self.write_pos = 0;
+        self.min_pos = 0;
+        self.flushed = 0;
+        Ok(())
+    }
+
     /// Cuts the queue back to `end`: zeroes the cut bytes of its segment and deletes
-    /// later segments.
-    pub fn truncate(&mut self, end: u64) -> io::Result<()> {
+    /// later segments. True when anything but zeros was cut.
+    pub fn truncate(&mut self, end: u64) -> io::Result<bool> {
+        let mut cut = false;
+        if let Some(spare) = self.spare.take() {
+            self.backend.remove(&self.dir, spare.base)?;
+        }
         while self.segs.last().is_some_and(|last| last.base >= end) {
             if let Some(last) = self.segs.pop() {
                 self.backend.remove(&self.dir, last.base)?;
+                cut = true;
             }
         }
         if let Some(last) = self.segs.last() {
             let from = end.saturating_sub(last.base) as usize;
-            // SAFETY: the region is seg_size bytes long; no reader exists during truncation.
-            let tail = unsafe {
-                std::slice::from_raw_parts_mut(last.region.as_ptr().add(from), self.seg_size - from)
-            };
-            // Zero only what holds data, so a clean open does not rewrite a whole segment.
-            let mut dirty: Option<(usize, usize)> = None;
-            for (i, chunk) in tail.chunks_mut(4096).enumerate() {
-                if chunk.iter().any(|b| *b != 0) {
-                    chunk.fill(0);
-                    let (a, b) = (from + i * 4096, from + i * 4096 + chunk.len());
-                    dirty = Some(dirty.map_or((a, b), |(x, _)| (x, b)));
-                }
-            }
-            if let Some((a, b)) = dirty {
-                last.region.flush(a, b)?;
-            }
+            cut |= zero_tail(last, from, self.seg_size)?;
         }
         self.write_pos = end.max(self.min_pos);
         self.flushed = self.flushed.min(self.write_pos);
-        Ok(())
+        Ok(cut)
     }
 
     /// Room left in the segment the next append goes to (a full segment counts as 0).
@@ -200,6 +264,59 @@ impl SegmentQueue {
         }
     }
 
+    /// Makes sure the next `len` bytes of appends, starting at the write position
+    /// or, with `roll`, at the next segment, have their segments open (allocated),
+    /// so those appends cannot fail for space. Fails, with nothing written, when
+    /// a segment cannot be allocated (a full disk: `StorageFull`).
+    pub fn reserve(&mut self, len: usize, roll: bool) -> io::Result<()> {
+        let seg = self.seg_size as u64;
+        let off = self.write_pos % seg;
+        if !roll && off != 0 && off + len as u64 <= seg {
+            return Ok(()); // inside the active segment, open since the first append
+        }
+        let mut at = self.write_pos;
+        if roll && !at.is_multiple_of(seg) {
+            at += seg - at % seg;
+        }
+        let last = at.saturating_add(len.max(1) as u64 - 1);
+        let mut base = at - at % seg;
+        while base <= last {
+            self.segment_at(base, false)?;
+            base += seg;
+        }
+        Ok(())
+    }
+
+    /// The segment starting at `base` (the write position's, or the one after it),
+    /// opened and allocated if it is not yet; `take` makes it the active one.
+    fn segment_at(&mut self, base: u64, take: bool) -> io::Result<()> {
+        if self.segs.last().is_some_and(|s| s.base == base) {
+            return Ok(());
+        }
+        let current = self.write_pos - self.write_pos % self.seg_size as u64;
+        if !take && base != current {
+            if self.spare.as_ref().is_some_and(|s| s.base == base) {
+                return Ok(());
+            }
+            let region = self.backend.open(&self.dir, base, self.seg_size, true)?;
+            self.spare = Some(Segment { base, region });
+            return Ok(());
+        }
+        let seg = match self.spare.take() {
+            Some(s) if s.base == base => s,
+            other => {
+                self.spare = other;
+                let region = self.backend.open(&self.dir, base, self.seg_size, true)?;
+                Segment { base, region }
+            }
+        };
+        if self.segs.is_empty() {
+            self.min_pos = base;
+        }
+        self.segs.push(seg);
+        Ok(())
+    }
+
     /// Appends `len` bytes written by `fill` (which gets the buffer and its offset).
     /// The caller guarantees `len <= remaining_in_segment()`.
     pub fn append_with(
@@ -210,11 +327,7 @@ impl SegmentQueue {
         let at = self.write_pos;
         let base = at - at % self.seg_size as u64;
         if self.segs.last().is_none_or(|s| s.base != base) {
-            let region = self.backend.open(&self.dir, base, self.seg_size, true)?;
-            if self.segs.is_empty() {
-                self.min_pos = base;
-            }
-            self.segs.push(Segment { base, region });
+            self.segment_at(base, true)?;
         }
         let seg = self.segs.last().expect("a segment was just ensured");
         let off = (at - base) as usize;
@@ -223,10 +336,12 @@ impl SegmentQueue {
             self.prepared_next = next;
             self.backend.prepare(&self.dir, next, self.seg_size);
         }
-        assert!(
-            off + len <= self.seg_size,
-            "append crosses a segment boundary"
-        );
+        if off + len > self.seg_size {
+            return Err(corrupt(format!(
+                "{}: an append of {len} bytes at {at} would cross a segment boundary",
+                self.dir
+            )));
+        }
         // SAFETY: [off, off+len) is inside the region and above the write position,
         // so no reader holds it; the engine's lock serialises appends.
         let buf = unsafe { std::slice::from_raw_parts_mut(seg.region.as_ptr().add(off), len) };

@@ -63,3 +63,53 @@ pub fn send(b: &Broker, topic: &str, body: &str) -> pocketmq::SendResult {
         .send(Message::new(topic, body.to_string()))
         .unwrap()
 }
+
+/// The CommitLog segment file holding `phys` in a store of `seg_size` segments.
+pub fn segment_of(dir: &std::path::Path, phys: u64, seg_size: u64) -> std::path::PathBuf {
+    dir.join("commitlog")
+        .join(format!("{:020}", phys - phys % seg_size))
+}
+
+/// Rewrites the record at `phys` in place with `edit` (which must keep its length)
+/// and recomputes its CRCs, as someone with write access to the store could: the
+/// engine must treat what it reads back as input. The broker must be closed.
+pub fn forge_record(
+    dir: &std::path::Path,
+    phys: u64,
+    seg_size: u64,
+    edit: impl FnOnce(&mut Vec<u8>),
+) {
+    let path = segment_of(dir, phys, seg_size);
+    let mut seg = std::fs::read(&path).unwrap();
+    let at = (phys % seg_size) as usize;
+    let total = u32::from_be_bytes(seg[at..at + 4].try_into().unwrap()) as usize;
+    let mut rec = seg[at..at + total].to_vec();
+    edit(&mut rec);
+    assert_eq!(rec.len(), total, "a forged record keeps its length");
+    let body_len = u32::from_be_bytes(rec[84..88].try_into().unwrap()) as usize;
+    let body_crc = crc32fast::hash(&rec[88..88 + body_len]) & 0x7FFF_FFFF;
+    rec[8..12].copy_from_slice(&body_crc.to_be_bytes());
+    let digits = total - 11;
+    let crc = crc32fast::hash(&rec[..digits]) & 0x7FFF_FFFF;
+    rec[digits..digits + 10].copy_from_slice(format!("{crc:010}").as_bytes());
+    seg[at..at + total].copy_from_slice(&rec);
+    std::fs::write(&path, seg).unwrap();
+}
+
+/// Replaces the value of property `name` in an encoded record (same length).
+pub fn replace_property(rec: &mut [u8], name: &str, value: &str) {
+    let needle: Vec<u8> = [name.as_bytes(), b"\x01"].concat();
+    let at = rec
+        .windows(needle.len())
+        .rposition(|w| w == needle.as_slice())
+        .unwrap_or_else(|| panic!("no property {name}"))
+        + needle.len();
+    let end = at + rec[at..].iter().position(|b| *b == 2).unwrap();
+    assert_eq!(end - at, value.len(), "{name}: same length only");
+    rec[at..end].copy_from_slice(value.as_bytes());
+}
+
+/// `s` padded with `x` to `len` bytes.
+pub fn padded(s: &str, len: usize) -> String {
+    format!("{s}{}", "x".repeat(len - s.len()))
+}

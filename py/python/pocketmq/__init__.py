@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ._errors import (
     Closed,
+    DiskFull,
     Error,
     InvalidArgument,
     InvalidReceiptHandle,
@@ -49,6 +50,7 @@ __all__ = [
     "ConsumeProgress",
     "Consumer",
     "DEFAULT_DELAY_LEVELS",
+    "DiskFull",
     "Error",
     "InvalidArgument",
     "InvalidReceiptHandle",

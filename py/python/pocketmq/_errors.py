@@ -13,6 +13,7 @@ __all__ = [
     "InvalidReceiptHandle",
     "IoError",
     "RetryLater",
+    "DiskFull",
 ]
 
 
@@ -67,3 +68,9 @@ class RetryLater(Exception):
 
 class IoError(Error, OSError):
     """The operating system refused a file operation (also an ``OSError``)."""
+
+
+class DiskFull(Error, OSError):
+    """A write was refused: the disk is full, or used above the broker's
+    ``disk_max_used_ratio`` (also an ``OSError``). Nothing was written and the
+    store stays usable; sends succeed again once space returns."""

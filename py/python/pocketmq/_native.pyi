@@ -297,6 +297,7 @@ class Broker:
         max_checks: Optional[int] = None,
         disk_max_used_ratio: Optional[float] = None,
         disk_clean_forcibly_ratio: Optional[float] = None,
+        retention: Optional[str] = None,
         sync_flush_timeout: Optional[_Seconds] = None,
         flush_interval: Optional[_Seconds] = None,
     ) -> "Broker": ...

@@ -160,7 +160,7 @@ impl PopGroup {
             .map(|e| {
                 (
                     e.phys,
-                    store.commitlog.read_in(span, e.phys, e.size as usize),
+                    store.commitlog.record_in(span, e.phys, e.size as usize),
                 )
             })
             .filter(|(_, record)| !record.is_empty());
