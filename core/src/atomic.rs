@@ -191,6 +191,7 @@ impl Engine {
             }
         }
         if !specs.is_empty() {
+            self.room_for(&specs)?;
             self.put(&specs, now)?;
         }
         // Stored: now the acks take effect here too.
