@@ -3,7 +3,7 @@
 //! right after its append and replayed by recovery on open, in CommitLog order:
 //! 1. its ConsumeQueue entry, whose tag code is the tag's hash, or the delivery time
 //!    for the schedule and timer topics;
-//! 2. its keys in the key index;
+//! 2. its keys, and a caller-given message id, in the key index;
 //! 3. the service that owns its topic: the timer wheel for `rmq_sys_wheel_timer`,
 //!    the transaction service for half and op records, the simple consumers for
 //!    the revive log; a user record marks that messages arrived.
@@ -173,6 +173,12 @@ pub(crate) fn dispatch(
     if let Some(keys) = r.prop(prop::KEYS) {
         for k in keys.split(' ').filter(|k| !k.is_empty()) {
             index.put(r.topic, k, r.phys);
+        }
+    }
+    // A caller-given id (an engine id names its record by offset already).
+    if let Some(id) = r.prop(prop::UNIQ_KEY) {
+        if crate::message::id::parse(id).is_none() {
+            index.put_id(id, r.phys);
         }
     }
     match kind {

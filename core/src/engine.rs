@@ -173,6 +173,11 @@ impl Engine {
         let mut specs = std::mem::take(&mut self.spec_buf);
         specs.clear();
         let max_delay = self.settings.timer_max_delay_ms;
+        // Ids the caller gave, to report (no allocation when none did).
+        let given: Option<Vec<Option<String>>> = msgs
+            .iter()
+            .any(|m| m.msg_id.is_some())
+            .then(|| msgs.iter().map(|m| m.msg_id.clone()).collect());
         let mut built = Ok(());
         for m in msgs {
             let delay = m.delay;
@@ -200,8 +205,12 @@ impl Engine {
             .store
             .placed
             .iter()
-            .map(|p| SendResult {
-                msg_id: id::make(nonce, p.phys),
+            .enumerate()
+            .map(|(i, p)| SendResult {
+                msg_id: given
+                    .as_ref()
+                    .and_then(|g| g[i].clone())
+                    .unwrap_or_else(|| id::make(nonce, p.phys)),
                 topic: topic_name.clone(),
                 queue_id,
                 queue_offset: p.queue_offset,

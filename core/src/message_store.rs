@@ -315,9 +315,17 @@ impl MessageStore {
         (msg.body.len() == len).then_some(msg)
     }
 
-    /// The message with this id, if it is retained here.
+    /// The message with this id, if it is retained here: for a caller-given id, the
+    /// first record that carries it (the original, not a retry or dead letter).
     pub fn get(&self, msg_id: &str) -> Option<MessageExt> {
-        let (nonce, phys) = id::parse(msg_id)?;
+        let Some((nonce, phys)) = id::parse(msg_id) else {
+            return self
+                .index
+                .ids(msg_id)
+                .into_iter()
+                .filter_map(|phys| self.message_at(phys))
+                .find(|m| m.msg_id == msg_id);
+        };
         if nonce != self.nonce {
             return None;
         }

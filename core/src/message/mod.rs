@@ -41,6 +41,9 @@ pub struct Message {
     /// An explicit queue; wins over the sharding key.
     pub queue_id: Option<u32>,
     pub delay: Delay,
+    /// The id to store the message under (RocketMQ's `UNIQ_KEY`, as the RocketMQ 5
+    /// clients choose theirs); `None`: the engine assigns one. See [`MessageBuilder::msg_id`].
+    pub msg_id: Option<String>,
 }
 
 impl Message {
@@ -106,6 +109,9 @@ impl Message {
                 return Err(Error::invalid("the sharding key is empty"));
             }
         }
+        if let Some(i) = &m.msg_id {
+            id::check_given(i)?;
+        }
         Ok(())
     }
 
@@ -146,6 +152,9 @@ impl Message {
         }
         if let Some(k) = &m.sharding_key {
             properties::push(&mut p, prop::SHARDING_KEY, k);
+        }
+        if let Some(i) = &m.msg_id {
+            properties::push(&mut p, prop::UNIQ_KEY, i);
         }
         p
     }
@@ -192,6 +201,15 @@ impl MessageBuilder {
     }
     pub fn delay_ms(mut self, ms: u64) -> Self {
         self.msg.delay = Delay::After(ms);
+        self
+    }
+    /// Stores the message under this id instead of one the engine assigns: 1 to 128
+    /// printable ASCII characters, not 32 hex digits (the shape of the engine's own
+    /// ids). The send reports it, every delivery (retries, dead letters, a committed
+    /// transaction) carries it, and `Broker::get` finds the message by it. The engine
+    /// does not check that ids are unique: that is the caller's promise.
+    pub fn msg_id(mut self, id: impl Into<String>) -> Self {
+        self.msg.msg_id = Some(id.into());
         self
     }
     pub fn build(self) -> Message {
