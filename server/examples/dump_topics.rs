@@ -15,7 +15,7 @@ fn main() {
     let broker = Broker::open(BrokerConfig::at(dir)).expect("the store opens");
     let group = format!("dump-{}", SystemClock.now_ms());
     for topic in args {
-        if !broker.topics().unwrap().iter().any(|t| t.name == topic) {
+        if broker.topic(&topic).unwrap().is_none() {
             continue;
         }
         let c = broker
@@ -32,7 +32,7 @@ fn main() {
                     "queue_id": m.queue_id,
                     "queue_offset": m.queue_offset,
                     "msg_id": m.msg_id,
-                    "client_message_id": m.properties.get("__PMQ_MSG_ID"),
+                    "client_message_id": m.msg_id,
                     "body": String::from_utf8_lossy(&m.body),
                     "tags": m.tags,
                     "keys": m.keys,

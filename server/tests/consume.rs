@@ -1,7 +1,7 @@
-//! Consuming over the protocol (server-mode.md §3.3, §4): these light up when core's
-//! simple consumer lands and `src/pop/pool.rs` calls it. Until then they are ignored
-//! (every receive answers NOT_IMPLEMENTED, see `protocol.rs`); run them with
-//! `cargo test -p pocketmq-server --test consume -- --ignored`.
+//! Consuming over the protocol (server-mode.md §3.3, §4): the stream shapes both
+//! clients read, receipt handles (stale, replaced, acked), long polls that wake on
+//! arrival, expiry up to the dead-letter queue under a ManualClock, FIFO groups, and
+//! clients that leave mid-poll.
 
 mod common;
 
@@ -102,7 +102,6 @@ async fn ack(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs core's simple consumer"]
 async fn received_messages_carry_handles_and_acks_end_them() {
     let (server, mut client) = start(Broker::memory(), config()).await;
     for i in 0..3 {
@@ -155,7 +154,6 @@ async fn received_messages_carry_handles_and_acks_end_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs core's simple consumer"]
 async fn a_changed_invisible_duration_replaces_the_handle() {
     let (server, mut client) = start(Broker::memory(), config()).await;
     send(&mut client, message("orders", b"x", &message_id(1))).await;
@@ -198,7 +196,6 @@ async fn a_changed_invisible_duration_replaces_the_handle() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs core's simple consumer"]
 async fn a_waiting_receive_wakes_when_a_message_arrives() {
     let (server, client) = start(Broker::memory(), config()).await;
     let mut receiver = client.clone();
@@ -224,7 +221,6 @@ async fn a_waiting_receive_wakes_when_a_message_arrives() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs core's simple consumer"]
 async fn an_expired_delivery_comes_back_with_the_next_attempt() {
     let clock = ManualClock::new(1_800_000_000_000);
     let broker = Broker::open(BrokerConfig {
@@ -277,7 +273,6 @@ async fn an_expired_delivery_comes_back_with_the_next_attempt() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs core's simple consumer"]
 async fn a_forwarded_delivery_lands_in_the_dead_letter_queue() {
     let (server, mut client) = start(Broker::memory(), config()).await;
     send(&mut client, message("orders", b"poison", &message_id(1))).await;

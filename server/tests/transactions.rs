@@ -1,8 +1,6 @@
-//! Transactional messages over the protocol (server-mode.md §3.2): these light up when
-//! core's asynchronous transactions land and `src/tx.rs` calls them. Until then they
-//! are ignored (TRANSACTION sends and EndTransaction answer NOT_IMPLEMENTED, see
-//! `send.rs` and `protocol.rs`); run them with
-//! `cargo test -p pocketmq-server --test transactions -- --ignored`.
+//! Transactional messages over the protocol (server-mode.md §3.2): half messages
+//! invisible until committed, the first resolution winning, check-backs through a
+//! producer's Telemetry stream, and what happens with no producer connected.
 
 mod common;
 
@@ -50,7 +48,6 @@ async fn end(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs core's asynchronous transactions"]
 async fn a_committed_half_message_becomes_visible_once() {
     let (server, mut client) = start(Broker::memory(), config()).await;
     let r = send(&mut client, half("pay", 1)).await;
@@ -94,7 +91,6 @@ async fn a_committed_half_message_becomes_visible_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs core's asynchronous transactions"]
 async fn a_rolled_back_half_message_never_appears() {
     let (server, mut client) = start(Broker::memory(), config()).await;
     let r = send(&mut client, half("pay", 1)).await;
@@ -128,7 +124,6 @@ async fn a_rolled_back_half_message_never_appears() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs core's asynchronous transactions"]
 async fn an_open_half_message_is_checked_back_through_a_producer_stream() {
     let clock = ManualClock::new(1_800_000_000_000);
     let broker = Broker::open(BrokerConfig {
