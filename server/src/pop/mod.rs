@@ -17,7 +17,7 @@
 //!
 //! The engine side, core's simple consumer, is behind `pool.rs` (`Pool`).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -218,15 +218,13 @@ async fn receive_inner(
             ),
         ));
     };
-    sh.stats.long_polls.fetch_add(1, Ordering::Relaxed);
-    let got = async {
-        let pool = sh.pop.pool(sh, &spec)?;
-        pool.receive(spec.batch, spec.poll, spec.invisible, &spec.tags)
-            .await
-    }
-    .await;
-    sh.stats.long_polls.fetch_sub(1, Ordering::Relaxed);
-    let got = got?;
+    // Counted while it waits, also when the client cancels the call (the future is
+    // dropped mid-poll).
+    let _waiting = Gauge::up(&sh.stats.long_polls);
+    let pool = sh.pop.pool(sh, &spec)?;
+    let got = pool
+        .receive(spec.batch, spec.poll, spec.invisible, &spec.tags)
+        .await?;
     let topic = req.message_queue.and_then(|q| q.topic).unwrap_or_default();
     let now = sh.now_ms();
     let store_host = sh.local_addr.to_string();
@@ -253,6 +251,22 @@ async fn receive_inner(
             )
         })
         .collect())
+}
+
+/// One up on a gauge while it lives.
+struct Gauge<'a>(&'a AtomicU64);
+
+impl<'a> Gauge<'a> {
+    fn up(g: &'a AtomicU64) -> Gauge<'a> {
+        g.fetch_add(1, Ordering::Relaxed);
+        Gauge(g)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The group and topic of an ack-like request, validated.
