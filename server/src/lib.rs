@@ -24,6 +24,7 @@
 //! prints them to stderr, an embedder routes them wherever its logger goes.
 
 mod auth;
+pub mod cli;
 mod client;
 mod config;
 mod convert;

@@ -56,7 +56,12 @@ def _properties(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pocketmq", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="pocketmq",
+        description=__doc__.splitlines()[0],
+        epilog="pocketmq serve STORE_DIR [--listen 127.0.0.1:8081 ...]: serve the store over "
+        "RocketMQ 5's gRPC protocol (pocketmq serve --help)",
+    )
     p.add_argument("--store", default="./data", help="store directory (default ./data)")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -148,6 +153,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        # The gRPC server has flags of its own (pocketmq/serve.py).
+        from .serve import main as serve
+
+        return serve(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return run(args)
