@@ -144,6 +144,10 @@ fn configs(args: Args) -> Result<(BrokerConfig, ServeConfig), String> {
     if let Some(ms) = l.max_delay_ms {
         cfg.limits.max_delay = Duration::from_millis(ms);
     }
+    if let Some(ms) = l.long_polling_max_ms {
+        cfg.limits.long_polling_max = Duration::from_millis(ms);
+        cfg.limits.long_polling_min = cfg.limits.long_polling_min.min(cfg.limits.long_polling_max);
+    }
     if let Some(ms) = l.client_idle_timeout_ms {
         cfg.limits.client_idle_timeout = Duration::from_millis(ms);
     }

@@ -207,6 +207,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// max_message_size = 4194304
 /// max_long_polls = 1024
 /// max_clients = 10000
+/// long_polling_max_ms = 20000
 ///
 /// [groups.billing]
 /// fifo = true
@@ -258,6 +259,8 @@ pub struct FileLimits {
     pub max_clients: Option<usize>,
     pub max_delay_ms: Option<u64>,
     pub client_idle_timeout_ms: Option<u64>,
+    /// Longest a ReceiveMessage waits, and the poll consumers are told (20 000).
+    pub long_polling_max_ms: Option<u64>,
 }
 
 impl FileConfig {
