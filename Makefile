@@ -19,7 +19,7 @@ WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(
 
 help:
 	@echo "make demo   build the Python package into $(VENV) and run examples/python/order_flow.py"
-	@echo "make test   install the tools, then run every check and suite (Rust, Python, notebooks, wasm, JS)"
+	@echo "make test   install the tools, then run every check and suite (Rust, Python, notebooks, wasm, JS, server)"
 	@echo "make bench  run the benchmarks (the engine's, then side by side with its alternatives)"
 	@echo "make soak   200 kill -9 cycles of mixed work on a file store (SOAK_CYCLES=n)"
 	@echo "make fuzz   each fuzz target for 60 s from the seed corpus (FUZZ_SECONDS=n)"
@@ -118,7 +118,7 @@ test-browser: wasm chromium npm-deps
 
 # Every check runs even when an earlier one fails (-k); the exit status is
 # non-zero if any failed.
-check: fmt clippy wasm-build rust-test py-test mypy notebooks test-js test-browser fuzz
+check: fmt clippy wasm-build rust-test py-test mypy notebooks test-js test-browser test-server-clients fuzz
 
 test: tools
 	$(MAKE) -k check
@@ -247,7 +247,7 @@ interop-official: interop-official-deps
 # rocketmq-client-nodejs, both pinned in tests/server) against pocketmq-serve, and
 # the server's load generator.
 
-.PHONY: test-server server-clients bench-server
+.PHONY: test-server test-server-clients server-clients bench-server
 
 SERVER_VENV := tests/server/.venv
 
@@ -262,10 +262,17 @@ tests/server/node_modules/.package-lock.json: tests/server/package.json tests/se
 
 server-clients: $(SERVER_VENV)/.installed tests/server/node_modules/.package-lock.json
 
+# The official clients against `pocketmq serve` from the installed package (and the
+# cargo-built pocketmq-serve): both languages' scenarios, the multi-process run with a
+# SIGKILL (MULTIPROC_MESSAGES, 100000), credentials. Part of `make test`, whose
+# rust-test runs the server's own tests.
+test-server-clients: server-clients python
+	CARGO=$(CARGO) POCKETMQ_VENV=$(VENV) bash tests/server/run.sh
+
 # The server's own tests (tonic stubs over 127.0.0.1), then the official clients.
-test-server: server-clients
+test-server:
 	$(CARGO) test -p pocketmq-server
-	CARGO=$(CARGO) bash tests/server/run.sh
+	$(MAKE) --no-print-directory test-server-clients
 
 # SendMessage throughput against a no-op unary RPC in the same run (100 B, 16 producers).
 bench-server:

@@ -3,7 +3,7 @@
 //! right after its append and replayed by recovery on open, in CommitLog order:
 //! 1. its ConsumeQueue entry, whose tag code is the tag's hash, or the delivery time
 //!    for the schedule and timer topics;
-//! 2. its keys in the key index;
+//! 2. its keys, and a caller-given message id, in the key index;
 //! 3. the service that owns its topic: the timer wheel for `rmq_sys_wheel_timer`,
 //!    the transaction service for half and op records, the simple consumers for
 //!    the revive log, the classic consumers for atomic blocks' acks; a user record
@@ -200,6 +200,12 @@ pub(crate) fn dispatch(
     });
     if let Some(k) = dedup {
         s.dedup.put(k, r.phys, r.store_ts);
+    }
+    // A caller-given id (an engine id names its record by offset already).
+    if let Some(id) = r.prop(prop::UNIQ_KEY) {
+        if crate::message::id::parse(id).is_none() {
+            index.put_id(id, r.phys);
+        }
     }
     match kind {
         Kind::User => *s.arrived = true,

@@ -233,6 +233,11 @@ impl Engine {
         if msgs.is_empty() {
             return Ok(self.answer_repeats(Vec::new(), repeats));
         }
+        // Ids the caller gave, to report (no allocation when none did).
+        let given: Option<Vec<Option<String>>> = msgs
+            .iter()
+            .any(|m| m.msg_id.is_some())
+            .then(|| msgs.iter().map(|m| m.msg_id.clone()).collect());
         let mut specs = std::mem::take(&mut self.spec_buf);
         specs.clear();
         let built = self
@@ -246,7 +251,14 @@ impl Engine {
             .store
             .placed
             .iter()
-            .map(|p| self.result(&topic_name, queue_id, p.phys, p.queue_offset))
+            .enumerate()
+            .map(|(i, p)| {
+                let mut r = self.result(&topic_name, queue_id, p.phys, p.queue_offset);
+                if let Some(id) = given.as_ref().and_then(|g| g[i].clone()) {
+                    r.msg_id = id;
+                }
+                r
+            })
             .collect();
         Ok(self.answer_repeats(results, repeats))
     }

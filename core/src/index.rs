@@ -1,5 +1,6 @@
-//! The key index: `(topic, key)` -> CommitLog offsets, for `query(topic, key)`.
-//! Message ids need no index: an id carries its record's offset.
+//! The key index: `(topic, key)` -> CommitLog offsets, for `query(topic, key)`, and
+//! caller-given message ids (`UNIQ_KEY`) -> CommitLog offsets, for `get(id)`. The
+//! engine's own ids need no index: such an id carries its record's offset.
 //!
 //! The index is rebuilt on every open by the same CommitLog scan that finds the end
 //! (a 1 GiB store opens in well under a second, see BENCHMARKS.md), so it is never
@@ -21,6 +22,9 @@ pub(crate) struct KeyIndex {
     recent: Vec<(u64, u64)>,
 }
 
+/// Where caller-given message ids are kept: no topic has this name.
+const ID_SPACE: &str = "\u{0}id";
+
 fn slot(topic: &str, key: &str) -> u64 {
     let mut h = FxBuildHasher.build_hasher();
     h.write(topic.as_bytes());
@@ -36,6 +40,16 @@ impl KeyIndex {
         if self.recent.len() > 65_536 + self.sorted.len() / 2 {
             self.merge();
         }
+    }
+
+    /// Records that the record at `phys` carries the caller-given message id `id`.
+    pub fn put_id(&mut self, id: &str, phys: u64) {
+        self.put(ID_SPACE, id, phys);
+    }
+
+    /// Candidate offsets of records with the caller-given id `id`, oldest first.
+    pub fn ids(&self, id: &str) -> Vec<u64> {
+        self.candidates(ID_SPACE, id)
     }
 
     /// Folds the recent entries into the sorted run.
@@ -89,5 +103,16 @@ mod tests {
         ix.retain_from(20);
         assert_eq!(ix.candidates("t", "a"), vec![20, 30]);
         assert!(ix.candidates("u", "a").is_empty());
+    }
+
+    #[test]
+    fn ids_live_apart_from_keys() {
+        let mut ix = KeyIndex::default();
+        ix.put_id("m1", 10);
+        ix.put("t", "m1", 20);
+        ix.put_id("m1", 30);
+        assert_eq!(ix.ids("m1"), vec![10, 30]);
+        assert_eq!(ix.candidates("t", "m1"), vec![20]);
+        assert!(ix.ids("m2").is_empty());
     }
 }

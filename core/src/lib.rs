@@ -48,4 +48,4 @@ pub use error::{Error, ErrorKind, Result};
 pub use message::{Delay, Message, MessageBuilder, MessageExt, Receipt, SendResult, SendStatus};
 pub use stats::{GroupStats, QueueStats, Stats, TopicInfo, TopicStats};
 pub use store::host::HostFs;
-pub use transaction::{TransactionListener, TxState};
+pub use transaction::{TransactionListener, TxId, TxState};

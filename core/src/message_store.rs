@@ -527,11 +527,18 @@ impl MessageStore {
         })
     }
 
-    /// The message with this id, if it is retained here; `StoreCorrupted` when its
-    /// record is there but damaged (it is never handed out).
+    /// The message with this id, if it is retained here (for a caller-given id, the
+    /// first record that carries it: the original, not a retry or dead letter);
+    /// `StoreCorrupted` when its record is there but damaged (never handed out).
     pub fn get(&self, msg_id: &str) -> Result<Option<MessageExt>> {
         let Some((nonce, phys)) = id::parse(msg_id) else {
-            return Ok(None);
+            return Ok(self
+                .index
+                .ids(msg_id)
+                .into_iter()
+                .filter(|phys| !self.is_deleted(*phys))
+                .filter_map(|phys| self.message_at(phys))
+                .find(|m| m.msg_id == msg_id));
         };
         if nonce != self.nonce || self.is_deleted(phys) {
             return Ok(None);

@@ -50,8 +50,54 @@ impl TxState {
 
 /// Answers the broker's check-back about half messages left UNKNOWN.
 pub trait TransactionListener: Send + Sync {
-    /// Decides a half message the broker is unsure of.
+    /// Decides a half message the broker is unsure of. UNKNOWN leaves it pending
+    /// (the check still counts toward `max_checks`): a listener that learns the
+    /// answer later, from elsewhere, returns UNKNOWN now and calls
+    /// `Broker::end_transaction` with `TxId::of(msg)` then. Called on the engine's
+    /// background thread (or in `tick`), outside its lock; it should not block.
     fn check(&self, msg: &MessageExt) -> TxState;
+}
+
+/// Names a half message until it is resolved: its offset in the half topic and in
+/// the CommitLog, so it stays valid across restarts. Displayed as 32 lowercase hex
+/// digits (`FromStr` reads them back), opaque to whoever holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TxId {
+    pub(crate) half_offset: u64,
+    pub(crate) commitlog_offset: u64,
+}
+
+impl TxId {
+    /// The id of a half message as a check-back or `send_half` sees it; None for a
+    /// message that is not a half message.
+    pub fn of(half: &MessageExt) -> Option<TxId> {
+        (half.properties.get(prop::TRAN_MSG).map(String::as_str) == Some("true")
+            && half.properties.contains_key(prop::PGROUP))
+        .then_some(TxId {
+            half_offset: half.queue_offset,
+            commitlog_offset: half.commitlog_offset,
+        })
+    }
+}
+
+impl std::fmt::Display for TxId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}{:016x}", self.half_offset, self.commitlog_offset)
+    }
+}
+
+impl std::str::FromStr for TxId {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<TxId> {
+        let bad = || crate::Error::invalid(format!("{s:?} is not a transaction id"));
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        Ok(TxId {
+            half_offset: u64::from_str_radix(&s[..16], 16).map_err(|_| bad())?,
+            commitlog_offset: u64::from_str_radix(&s[16..], 16).map_err(|_| bad())?,
+        })
+    }
 }
 
 impl<F> TransactionListener for F
@@ -166,6 +212,24 @@ impl Transactions {
         Self::parse_op_body(body)
             .filter_map(|qo| self.pending.remove(&qo))
             .collect()
+    }
+
+    /// Whether `id` names a half message of this store, pending or resolved (one
+    /// that retention removed counts as resolved).
+    pub fn names(&self, store: &MessageStore, id: &TxId) -> bool {
+        if let Some(p) = self.pending.get(&id.half_offset) {
+            return p.phys == id.commitlog_offset;
+        }
+        let Some(cq) = store.queues.get(topic::TRANS_HALF_TOPIC, 0) else {
+            return false;
+        };
+        if id.half_offset < cq.min_offset() {
+            return id.half_offset < self.half_end;
+        }
+        id.half_offset < cq.max_offset()
+            && cq
+                .entry(id.half_offset)
+                .is_some_and(|e| e.phys == id.commitlog_offset)
     }
 
     /// The offsets listed in an op record body (`"3,7,"`).
@@ -309,6 +373,27 @@ impl Transactions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tx_ids_round_trip_and_refuse_what_is_not_one() {
+        let id = TxId {
+            half_offset: 7,
+            commitlog_offset: u64::MAX,
+        };
+        let s = id.to_string();
+        assert_eq!(s, "0000000000000007ffffffffffffffff");
+        assert_eq!(s.parse::<TxId>().unwrap(), id);
+        assert_eq!(s.to_uppercase().parse::<TxId>().unwrap(), id);
+        for bad in [
+            "",
+            "tx-1",
+            &"g".repeat(32),
+            &"0".repeat(31),
+            &"0".repeat(33),
+        ] {
+            assert!(bad.parse::<TxId>().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn op_bodies_parse() {

@@ -204,10 +204,15 @@ fn bad_input_to_every_public_argument_is_a_typed_error_and_changes_nothing() {
             "create_topic u32::MAX".into(),
             Box::new(move || b.create_topic("t3", u32::MAX)),
         );
-        add!("get zz".into(), Box::new(move || b.get("zz").map(drop)));
+        // Any 1 to 128 printable ASCII characters may be a sender's id; nothing else.
+        add!("get empty id".into(), Box::new(move || b.get("").map(drop)));
         add!(
-            "get 31 digits".into(),
-            Box::new(move || b.get(&"0".repeat(31)).map(drop)),
+            "get id with a space".into(),
+            Box::new(move || b.get("a b").map(drop))
+        );
+        add!(
+            "get 129-character id".into(),
+            Box::new(move || b.get(&"z".repeat(129)).map(drop)),
         );
         add!(
             "consumer tags a ||".into(),

@@ -136,6 +136,33 @@ fn the_last_attempt_goes_to_the_dead_letter_queue() {
 }
 
 #[test]
+fn made_visible_at_once_on_its_last_attempt_a_message_goes_to_the_dead_letter_queue() {
+    // RocketMQ 5's Node PushConsumer nacks with a zero invisible duration: the
+    // attempts still end in the DLQ, not in redeliveries without end.
+    let (b, _clock) = manual();
+    send_n(&b, "t", 1);
+    let sc = b
+        .simple_consumer(SimpleConsumerConfig {
+            max_delivery_attempts: 3,
+            ..SimpleConsumerConfig::new("g", "t")
+        })
+        .unwrap();
+    let mut attempts = Vec::new();
+    for _ in 0..10 {
+        for m in sc.receive(1, NOW).unwrap() {
+            attempts.push(m.delivery_attempt);
+            sc.change_invisible_handle(m.receipt_handle.as_deref().unwrap(), NOW)
+                .unwrap();
+        }
+        b.tick().unwrap();
+    }
+    assert_eq!(attempts, [1, 2, 3]);
+    let dead = common::drain(&common::consumer(&b, "dlq-reader", "%DLQ%g"));
+    assert_eq!(common::bodies(&dead), ["m0"]);
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
+}
+
+#[test]
 fn handles_that_were_never_issued_or_are_of_another_group_are_refused() {
     let (b, _) = manual();
     send_n(&b, "t", 1);

@@ -136,3 +136,104 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn a_half_message_is_resolved_later_by_id_and_the_first_resolution_wins() {
+    let (b, _) = manual();
+    let c = consumer(&b, "g", "orders");
+    let tp = b
+        .transaction_producer("pay", Arc::new(|_: &pocketmq::MessageExt| TxState::Unknown))
+        .unwrap();
+    let (r1, id1) = tp.send_half(Message::new("orders", "one")).unwrap();
+    let (_, id2) = tp.send_half(Message::new("orders", "two")).unwrap();
+    assert_eq!(r1.transaction_state, Some(TxState::Unknown));
+    assert_ne!(id1, id2);
+    assert!(drain(&c).is_empty(), "half messages are invisible");
+    assert_eq!(b.stats().unwrap().pending_transactions, 2);
+    // The id survives a round trip through text, as a client holds it.
+    let id1: pocketmq::TxId = id1.to_string().parse().unwrap();
+    assert!(!b.end_transaction(&id1, TxState::Unknown).unwrap());
+    assert!(b.end_transaction(&id1, TxState::Commit).unwrap());
+    assert!(!b.end_transaction(&id1, TxState::Rollback).unwrap());
+    assert!(!b.end_transaction(&id1, TxState::Commit).unwrap());
+    assert!(b.end_transaction(&id2, TxState::Rollback).unwrap());
+    assert!(!b.end_transaction(&id2, TxState::Commit).unwrap());
+    let got = drain(&c);
+    assert_eq!(bodies(&got), vec!["one"]);
+    assert_eq!(got[0].msg_id, r1.msg_id);
+    assert_eq!(b.stats().unwrap().pending_transactions, 0);
+}
+
+#[test]
+fn ids_of_no_half_message_are_refused() {
+    let (b, _) = manual();
+    let tp = b
+        .transaction_producer("pay", Arc::new(|_: &pocketmq::MessageExt| TxState::Unknown))
+        .unwrap();
+    let (_, id) = tp.send_half(Message::new("orders", "x")).unwrap();
+    let s = id.to_string();
+    // Same half offset, another CommitLog offset; an offset never written.
+    let forged: pocketmq::TxId = format!("{}{:016x}", &s[..16], 12345).parse().unwrap();
+    let unwritten: pocketmq::TxId = format!("{:016x}{}", 99, &s[16..]).parse().unwrap();
+    for bad in [forged, unwritten] {
+        let e = b.end_transaction(&bad, TxState::Commit).unwrap_err();
+        assert_eq!(e.kind(), pocketmq::ErrorKind::InvalidArgument);
+    }
+    assert!("nonsense".parse::<pocketmq::TxId>().is_err());
+    assert_eq!(b.stats().unwrap().pending_transactions, 1);
+}
+
+#[test]
+fn a_listener_may_answer_later_through_the_id_it_is_shown() {
+    let (b, clock) = manual();
+    let c = consumer(&b, "g", "orders");
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    let tp = b
+        .transaction_producer(
+            "pay",
+            Arc::new(move |m: &pocketmq::MessageExt| {
+                seen.lock()
+                    .unwrap()
+                    .push(pocketmq::TxId::of(m).expect("a half message"));
+                TxState::Unknown
+            }),
+        )
+        .unwrap();
+    let (_, id) = tp.send_half(Message::new("orders", "later")).unwrap();
+    clock.advance_ms(6_000);
+    b.tick().unwrap();
+    assert_eq!(*asked.lock().unwrap(), vec![id]);
+    assert!(drain(&c).is_empty());
+    assert!(b.end_transaction(&id, TxState::Commit).unwrap());
+    assert_eq!(bodies(&drain(&c)), vec!["later"]);
+    // A delivered message is not a half message.
+    assert!(pocketmq::TxId::of(&drain(&consumer(&b, "h", "orders"))[0]).is_none());
+    clock.advance_ms(600_000);
+    b.tick().unwrap();
+    assert_eq!(
+        asked.lock().unwrap().len(),
+        1,
+        "no check after the resolution"
+    );
+}
+
+#[test]
+fn a_half_message_is_resolved_by_id_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = pocketmq::ManualClock::new(T0);
+    let id = {
+        let b = file(dir.path(), &clock);
+        let tp = b
+            .transaction_producer("pay", Arc::new(|_: &pocketmq::MessageExt| TxState::Unknown))
+            .unwrap();
+        let (_, id) = tp.send_half(Message::new("orders", "across")).unwrap();
+        b.close().unwrap();
+        id.to_string()
+    };
+    let b = file(dir.path(), &clock);
+    let id: pocketmq::TxId = id.parse().unwrap();
+    assert!(b.end_transaction(&id, TxState::Commit).unwrap());
+    assert!(!b.end_transaction(&id, TxState::Commit).unwrap());
+    assert_eq!(bodies(&drain(&consumer(&b, "g", "orders"))), vec!["across"]);
+}

@@ -1,7 +1,8 @@
 //! `pocketmq._native`: the pyo3 binding over the `pocketmq` engine. Each class is a
 //! thin wrapper around a core type; conversions live in `convert`, the error
 //! mapping in `errors`. The pure-Python package `pocketmq` re-exports these classes
-//! and adds the exceptions, `TxState`, asyncio helpers and the CLI. The engine logs
+//! and adds the exceptions, `TxState`, asyncio helpers and the CLI; `serve` runs the
+//! RocketMQ 5 gRPC server (`pocketmq serve`). The engine logs
 //! through the `log` facade; pyo3-log hands its records to Python's `logging`.
 
 use pyo3::prelude::*;
@@ -16,6 +17,7 @@ mod errors;
 mod listener;
 mod message;
 mod producer;
+mod serve;
 mod simple_consumer;
 mod transaction;
 
@@ -37,6 +39,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<producer::Producer>()?;
     m.add_class::<simple_consumer::SimpleConsumer>()?;
     m.add_class::<transaction::TransactionProducer>()?;
+    m.add_function(wrap_pyfunction!(serve::serve, m)?)?;
     m.add("DEFAULT_DELAY_LEVELS", pocketmq::DEFAULT_DELAY_LEVELS)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -1,6 +1,6 @@
 //! Connected clients, keyed by `x-mq-client-id`: what each is (producer, consumer),
 //! the topics it publishes and the group it consumes for, its Telemetry stream (the
-//! one way to push a command to it: transaction check-backs later), and when it was
+//! one way to push a command to it: transaction check-backs), and when it was
 //! last heard from.
 //!
 //! A client is known from its first call on. It is forgotten on
@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
 use tonic::metadata::MetadataMap;
 
-use crate::proto::{ClientType, Code, Settings, TelemetryCommand};
+use crate::proto::settings::PubSub;
+use crate::proto::{ClientType, Code, Resource, Settings, TelemetryCommand};
 use crate::status::Refusal;
 
 /// Where commands for a client's Telemetry stream go.
@@ -182,16 +183,32 @@ impl Clients {
         self.next_stream.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Live producers that publish `topic`, with their streams (for check-backs).
-    #[allow(dead_code)] // check-backs, once core's check hook exists
-    pub fn producers_of(&self, topic: &str) -> Vec<(String, Outbound)> {
+    /// Live producers that publish `topic` (a store name), with their streams and the
+    /// resource they know the topic by (for check-backs).
+    pub fn producers_of(&self, topic: &str) -> Vec<(String, Outbound, Resource)> {
         let map = self.map.read().expect("the client map");
         map.values()
             .filter_map(|c| {
                 let s = c.session.lock().ok()?;
                 let (_, tx) = s.telemetry.as_ref()?;
-                (s.client_type == Some(ClientType::Producer) && s.topics.iter().any(|t| t == topic))
-                    .then(|| (c.id.clone(), tx.clone()))
+                if s.client_type != Some(ClientType::Producer)
+                    || !s.topics.iter().any(|t| t == topic)
+                {
+                    return None;
+                }
+                let known = match s.settings.as_ref().and_then(|x| x.pub_sub.as_ref()) {
+                    Some(PubSub::Publishing(p)) => p
+                        .topics
+                        .iter()
+                        .find(|r| crate::resource::full_name(r) == topic)
+                        .cloned(),
+                    _ => None,
+                };
+                let resource = known.unwrap_or_else(|| Resource {
+                    resource_namespace: String::new(),
+                    name: topic.to_string(),
+                });
+                Some((c.id.clone(), tx.clone(), resource))
             })
             .collect()
     }

@@ -3,11 +3,11 @@
 //! plaintext server on 127.0.0.1:8081 with RocketMQ's defaults; `from_toml` reads the
 //! `--config` file of `pocketmq-serve`.
 //!
-//! The limits that mirror the broker's options (`max_message_size`, `max_delay`,
+//! The fields that mirror the broker's options (`max_message_size`,
 //! `auto_create_topics`, `default_queues`, `flush`, the delay levels behind
-//! `retry_delays`) must
-//! agree with the `Broker` being served: the server answers with them in settings and
-//! routes before the engine sees a message.
+//! `retry_delays`) are taken from the `Broker` being served when `serve` starts (the
+//! server answers with them in settings and routes before the engine sees a
+//! message); `max_delay` may only lower the broker's `timer_max_delay_ms`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -207,6 +207,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// max_message_size = 4194304
 /// max_long_polls = 1024
 /// max_clients = 10000
+/// long_polling_max_ms = 20000
 ///
 /// [groups.billing]
 /// fifo = true
@@ -258,6 +259,8 @@ pub struct FileLimits {
     pub max_clients: Option<usize>,
     pub max_delay_ms: Option<u64>,
     pub client_idle_timeout_ms: Option<u64>,
+    /// Longest a ReceiveMessage waits, and the poll consumers are told (20 000).
+    pub long_polling_max_ms: Option<u64>,
 }
 
 impl FileConfig {

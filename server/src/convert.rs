@@ -4,8 +4,8 @@
 //! with its protocol code (MESSAGE_BODY_EMPTY, ILLEGAL_MESSAGE_TAG, ...), so nothing
 //! malformed reaches the store. `message_group` becomes the sharding key,
 //! `delivery_timestamp` the delivery time. The client's `message_id` (34 hex digits,
-//! RocketMQ's UNIQ_KEY) is the id the client sees: until the engine can store a
-//! caller-supplied id, it travels in the server property `__PMQ_MSG_ID`.
+//! RocketMQ's UNIQ_KEY) is the message's id in the store (`MessageBuilder::msg_id`):
+//! sends report it, deliveries carry it, `Broker::get` finds it.
 //!
 //! Outbound (`to_proto`): a stored message as consumers and check-backs receive it,
 //! with an upper-case MD5 body digest (Python and Node both verify MD5 that way;
@@ -27,8 +27,6 @@ use crate::status::Refusal;
 
 /// Server-owned properties start with this; clients may not set them.
 pub(crate) const SERVER_PREFIX: &str = "__PMQ_";
-/// The client's message id (until the engine stores caller-supplied ids).
-pub(crate) const MSG_ID: &str = "__PMQ_MSG_ID";
 /// Set to `GZIP` when the client sent a compressed body (stored as sent).
 pub(crate) const BODY_ENCODING: &str = "__PMQ_BODY_ENCODING";
 /// The client's trace context, when it sent one.
@@ -86,6 +84,11 @@ const MAX_GROUP_LEN: usize = 64;
 /// User properties and system strings together (Apache's `maxUserPropertySize`).
 const MAX_PROPERTIES_BYTES: usize = 16 * 1024;
 const MAX_MESSAGE_ID_LEN: usize = 128;
+
+/// 32 hex digits: the shape of the engine's own ids, which a client may not take.
+fn engine_shaped(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
 
 /// A SendMessage entry ready for the engine.
 #[derive(Debug)]
@@ -213,15 +216,15 @@ pub(crate) fn to_engine(m: PbMessage, limits: &Limits, now_ms: u64) -> Result<In
     if !message_id.is_empty() {
         if message_id.len() > MAX_MESSAGE_ID_LEN
             || !message_id.bytes().all(|b| b.is_ascii_graphic())
+            || engine_shaped(&message_id)
         {
             return Err(Refusal::new(
                 Code::IllegalMessageId,
-                format!("message id {message_id:?} is not printable ASCII up to {MAX_MESSAGE_ID_LEN} characters"),
+                format!("message id {message_id:?} is not printable ASCII up to {MAX_MESSAGE_ID_LEN} characters (32 hex digits are the store's own ids)"),
             ));
         }
         prop_bytes += message_id.len();
-        msg.properties
-            .insert(MSG_ID.to_string(), message_id.clone());
+        msg.msg_id = Some(message_id.clone());
     }
     if sys.body_encoding == Encoding::Gzip as i32 {
         msg.properties
@@ -280,12 +283,9 @@ pub(crate) struct Delivery {
     pub store_host: String,
 }
 
-/// The id a client knows a stored message by.
+/// The id a client knows a stored message by: its own, or the store's.
 pub(crate) fn client_message_id(ext: &MessageExt) -> String {
-    ext.properties
-        .get(MSG_ID)
-        .cloned()
-        .unwrap_or_else(|| ext.msg_id.clone())
+    ext.msg_id.clone()
 }
 
 /// A stored message as a client receives it. `topic` is the resource the client asked
@@ -391,9 +391,10 @@ mod tests {
         assert_eq!(i.kind, MessageType::Normal);
         assert_eq!(i.msg.topic, "orders");
         assert_eq!(
-            i.msg.properties[MSG_ID],
-            "01AABBCCDDEEFF00112233445566778899"
+            i.msg.msg_id.as_deref(),
+            Some("01AABBCCDDEEFF00112233445566778899")
         );
+        assert!(i.msg.properties.is_empty());
     }
 
     #[test]
@@ -469,6 +470,10 @@ mod tests {
         );
         assert_eq!(
             code(msg(|m| sys(m).message_id = "a b".into())),
+            Code::IllegalMessageId
+        );
+        assert_eq!(
+            code(msg(|m| sys(m).message_id = "0".repeat(32))),
             Code::IllegalMessageId
         );
         assert_eq!(code(msg(|m| m.topic = None)), Code::IllegalTopic);

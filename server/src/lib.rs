@@ -24,6 +24,7 @@
 //! prints them to stderr, an embedder routes them wherever its logger goes.
 
 mod auth;
+pub mod cli;
 mod client;
 mod config;
 mod convert;
@@ -108,8 +109,24 @@ pub(crate) fn stats_of(shared: &Shared) -> ServerStats {
     shared.stats.snapshot(shared.clients.len())
 }
 
-/// Serves `broker` as `cfg` says. Returns once listening.
-pub async fn serve(broker: pocketmq::Broker, cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
+/// Serves `broker` as `cfg` says. Returns once listening. What mirrors the broker's
+/// options (`limits.max_message_size`, `auto_create_topics`, `default_queues`,
+/// `flush`, `retry_delays`) is taken from the broker; `limits.max_delay` is kept
+/// within its `timer_max_delay_ms`.
+pub async fn serve(
+    broker: pocketmq::Broker,
+    mut cfg: ServeConfig,
+) -> Result<ServerHandle, ServeError> {
+    let b = broker.config();
+    cfg.limits.max_message_size = b.max_message_size;
+    cfg.limits.max_delay = cfg
+        .limits
+        .max_delay
+        .min(Duration::from_millis(b.timer_max_delay_ms));
+    cfg.auto_create_topics = b.auto_create_topics;
+    cfg.default_queues = b.default_queues;
+    cfg.flush = b.flush;
+    cfg.retry_delays = retry_delays(&b.delay_levels).map_err(ServeError::Config)?;
     if let Some(a) = &cfg.advertise {
         if route::parse_endpoint(a).is_none() {
             return Err(ServeError::Config(format!(

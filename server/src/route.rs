@@ -85,19 +85,20 @@ pub(crate) fn endpoints(sh: &Shared, asked: Option<Endpoints>) -> Endpoints {
 
 /// The queue count of a topic a route names, or TOPIC_NOT_FOUND.
 pub(crate) fn queues_of(sh: &Shared, topic: &str) -> Outcome<u32> {
+    if let Some(t) = sh.broker.topic(topic)? {
+        return Ok(t.queues);
+    }
     if topic.starts_with('%') || topic.starts_with("RMQ_SYS_") {
-        // Retry and dead-letter topics have one queue each.
+        // Retry and dead-letter topics have one queue each, once they exist.
         return Ok(1);
     }
-    let topics = sh.broker.topics()?;
-    match topics.iter().find(|t| t.name == topic) {
-        Some(t) => Ok(t.queues),
-        None if sh.cfg.auto_create_topics => Ok(sh.cfg.default_queues),
-        None => Err(Refusal::new(
-            Code::TopicNotFound,
-            format!("topic {topic:?} does not exist"),
-        )),
+    if sh.cfg.auto_create_topics {
+        return Ok(sh.cfg.default_queues);
     }
+    Err(Refusal::new(
+        Code::TopicNotFound,
+        format!("topic {topic:?} does not exist"),
+    ))
 }
 
 /// `host:port` as protocol endpoints.

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use pocketmq::{Broker, Clock, FlushMode, Producer, SendStatus};
+use pocketmq::{Broker, Clock, FlushMode, Producer, SendStatus, TransactionProducer};
 use tokio::sync::{watch, Semaphore};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Streaming};
@@ -32,9 +32,12 @@ const PRODUCER_GROUP: &str = "pocketmq-serve";
 pub(crate) struct Shared {
     pub broker: Broker,
     pub producer: Producer,
+    /// Half messages of every topic, under the server's producer group; its check
+    /// hook routes check-backs to connected producers (`tx.rs`).
+    pub tx_producer: TransactionProducer,
     pub clock: Arc<dyn Clock>,
     pub cfg: ServeConfig,
-    pub clients: Clients,
+    pub clients: Arc<Clients>,
     pub stats: Recorder,
     pub long_polls: Arc<Semaphore>,
     pub local_addr: SocketAddr,
@@ -61,14 +64,18 @@ impl Shared {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Shared, pocketmq::Error> {
         let producer = broker.producer(PRODUCER_GROUP)?;
+        let clients = Arc::new(Clients::new(
+            cfg.limits.max_clients,
+            cfg.limits.client_idle_timeout.as_millis() as u64,
+        ));
+        let tx_producer =
+            broker.transaction_producer(PRODUCER_GROUP, tx::checker(Arc::downgrade(&clients)))?;
         Ok(Shared {
             clock: broker.clock(),
             producer,
+            tx_producer,
             broker,
-            clients: Clients::new(
-                cfg.limits.max_clients,
-                cfg.limits.client_idle_timeout.as_millis() as u64,
-            ),
+            clients,
             stats: Recorder::new(),
             long_polls: Arc::new(Semaphore::new(cfg.limits.max_long_polls)),
             local_addr,
@@ -217,7 +224,7 @@ impl Service {
         };
         let bytes = msg.body.len() as u64;
         let result = if kind == MessageType::Transaction {
-            tx::send_half(sh, msg).await
+            tx::send_half(&self.shared, msg).await
         } else {
             match sh.cfg.flush {
                 // The send waits for its fsync (group commit): off the async workers.

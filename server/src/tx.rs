@@ -8,12 +8,14 @@
 //! (SOURCE_SERVER_CHECK) resolves it later. With no such producer the check still
 //! counts, and after `max_checks` the engine discards the half message.
 //!
-//! The engine side is core's asynchronous transactions, being added: the calls are
-//! gathered at the end of this file, each answering NOT_IMPLEMENTED until core has them.
+//! The engine side is core's `send_half` / `end_transaction`; the check hook is a
+//! `TransactionListener` of the server's producer group that queues the command and
+//! answers UNKNOWN (pending), so the engine never waits on a client.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
-use pocketmq::{Message, MessageExt, SendResult};
+use pocketmq::{ErrorKind, FlushMode, Message, MessageExt, SendResult, TxId, TxState};
 use tonic::Request;
 
 use crate::client::Clients;
@@ -68,7 +70,7 @@ pub(crate) fn resolution(req: &EndTransactionRequest) -> Outcome<Resolution> {
 
 /// EndTransaction: OK once resolved, also when it was resolved before.
 pub(crate) async fn end_transaction(
-    sh: &Shared,
+    sh: &Arc<Shared>,
     req: Request<EndTransactionRequest>,
 ) -> Outcome<EndTransactionResponse> {
     let caller = sh.caller(&req)?;
@@ -88,7 +90,6 @@ pub(crate) async fn end_transaction(
 }
 
 /// The command that asks a producer to decide an open half message.
-#[allow(dead_code)] // called by the engine's check hook, once core has one
 pub(crate) fn recover_command(
     half: &MessageExt,
     topic: Resource,
@@ -105,51 +106,92 @@ pub(crate) fn recover_command(
     }
 }
 
-#[allow(dead_code)]
 static NEXT_PRODUCER: AtomicUsize = AtomicUsize::new(0);
 
-/// Pushes a check-back to one live producer of `topic` (they take turns); false when
-/// none is connected or its stream is full.
-#[allow(dead_code)] // called by the engine's check hook, once core has one
-pub(crate) fn push_check(clients: &Clients, topic: &str, cmd: TelemetryCommand) -> bool {
-    let producers = clients.producers_of(topic);
+/// Pushes a check-back of `half` to one live producer of its topic (they take
+/// turns); false when none is connected or every stream is full.
+pub(crate) fn push_check(clients: &Clients, half: &MessageExt, transaction_id: &str) -> bool {
+    let producers = clients.producers_of(&half.topic);
     if producers.is_empty() {
         return false;
     }
     let start = NEXT_PRODUCER.fetch_add(1, Ordering::Relaxed);
-    let mut cmd = Some(cmd);
     for i in 0..producers.len() {
-        let (id, tx) = &producers[(start + i) % producers.len()];
-        match tx.try_send(Ok(cmd.take().expect("sent once"))) {
-            Ok(()) => {
-                log::debug!("client={id} event=check_back topic={topic}");
-                return true;
-            }
-            Err(e) => {
-                cmd = Some(e.into_inner().expect("our own command"));
-            }
+        let (id, tx, topic) = &producers[(start + i) % producers.len()];
+        let cmd = recover_command(half, topic.clone(), transaction_id);
+        if tx.try_send(Ok(cmd)).is_ok() {
+            log::debug!("client={id} event=check_back topic={}", half.topic);
+            return true;
         }
     }
     false
 }
 
-// ---- engine calls -------------------------------------------------------------
-//
-// Core's asynchronous transactions, being added:
-//   transaction_producer.send_half(msg) -> Result<(SendResult, TxId)>
-//   broker.end_transaction(tx_id, TxState) -> Result<bool>   (true: this call resolved it)
-//   a per-group check hook that may answer "pending" (the server then calls
-//   `push_check` with `recover_command` and resolves on the producer's answer).
-// Until then a TRANSACTION send and EndTransaction answer NOT_IMPLEMENTED.
+/// The engine's check hook for half messages sent through the server: a
+/// check-back to a producer of the topic, and UNKNOWN (the producer answers with
+/// EndTransaction). With no producer connected the check still counts; after
+/// `max_checks` the engine discards the half message.
+pub(crate) fn checker(clients: Weak<Clients>) -> Arc<dyn pocketmq::TransactionListener> {
+    Arc::new(move |half: &MessageExt| {
+        if let (Some(clients), Some(id)) = (clients.upgrade(), TxId::of(half)) {
+            let id = id.to_string();
+            if !push_check(&clients, half, &id) {
+                log::info!(
+                    "event=check_back_skipped topic={} transaction_id={id} reason=no_producer_connected",
+                    half.topic
+                );
+            }
+        }
+        TxState::Unknown
+    })
+}
 
 /// Stores a half message: its send result and the transaction id the client gets.
-pub(crate) async fn send_half(_sh: &Shared, _msg: Message) -> Outcome<(SendResult, String)> {
-    Err(Refusal::not_implemented("transactional sending"))
+pub(crate) async fn send_half(sh: &Arc<Shared>, msg: Message) -> Outcome<(SendResult, String)> {
+    let send = |sh: &Shared, msg| {
+        sh.tx_producer
+            .send_half(msg)
+            .map(|(r, id)| (r, id.to_string()))
+    };
+    if sh.broker.config().flush == FlushMode::Sync {
+        let sh = sh.clone();
+        crate::service::engine(move || send(&sh, msg)).await
+    } else {
+        send(sh, msg).map_err(Refusal::from)
+    }
 }
 
 /// Resolves a half message; true when this call resolved it.
-async fn end(_sh: &Shared, _r: &Resolution) -> Outcome<bool> {
-    Err(Refusal::not_implemented("EndTransaction"))
+async fn end(sh: &Arc<Shared>, r: &Resolution) -> Outcome<bool> {
+    let invalid = |why: String| Refusal::new(Code::InvalidTransactionId, why);
+    let id: TxId = r.transaction_id.parse().map_err(|_| {
+        invalid(format!(
+            "{:?} is not a transaction id of this server",
+            r.transaction_id
+        ))
+    })?;
+    let state = if r.commit {
+        TxState::Commit
+    } else {
+        TxState::Rollback
+    };
+    let broker = sh.broker.clone();
+    let resolve = move || broker.end_transaction(&id, state);
+    let done = if sh.broker.config().flush == FlushMode::Sync {
+        // A commit's records are made durable before the answer.
+        tokio::task::spawn_blocking(resolve).await.map_err(|e| {
+            Refusal::new(
+                Code::InternalServerError,
+                format!("the engine call failed: {e}"),
+            )
+        })?
+    } else {
+        resolve()
+    };
+    done.map_err(|e| match e.kind() {
+        ErrorKind::InvalidArgument => invalid(e.to_string()),
+        _ => Refusal::from(e),
+    })
 }
 
 #[cfg(test)]
@@ -197,11 +239,40 @@ mod tests {
             let mut s = caller.client.session.lock().unwrap();
             s.client_type = Some(ClientType::Producer);
             s.topics = vec!["t".into()];
+            s.settings = Some(Settings {
+                pub_sub: Some(crate::proto::settings::PubSub::Publishing(Publishing {
+                    topics: vec![Resource {
+                        resource_namespace: String::new(),
+                        name: "t".into(),
+                    }],
+                    ..Publishing::default()
+                })),
+                ..Settings::default()
+            });
             s.telemetry = Some((1, tx));
         }
-        let cmd = TelemetryCommand::default();
-        assert!(!push_check(&clients, "other", cmd.clone()));
-        assert!(push_check(&clients, "t", cmd));
-        assert!(rx.try_recv().is_ok());
+        let msg = |topic: &str| {
+            let b = pocketmq::Broker::memory();
+            b.producer("p")
+                .unwrap()
+                .send(Message::new(topic, "x"))
+                .unwrap();
+            let c = b
+                .consumer(pocketmq::ConsumerConfig::new("g", topic))
+                .unwrap();
+            c.receive(1, std::time::Duration::from_secs(1))
+                .unwrap()
+                .remove(0)
+        };
+        assert!(!push_check(&clients, &msg("other"), "id"));
+        assert!(push_check(&clients, &msg("t"), "id"));
+        let Ok(Ok(cmd)) = rx.try_recv() else {
+            panic!("a command")
+        };
+        let Some(Command::RecoverOrphanedTransactionCommand(r)) = cmd.command else {
+            panic!("a check-back")
+        };
+        assert_eq!(r.transaction_id, "id");
+        assert_eq!(r.message.unwrap().topic.unwrap().name, "t");
     }
 }

@@ -1,7 +1,7 @@
-//! Consuming over the protocol (server-mode.md §3.3, §4): these light up when core's
-//! simple consumer lands and `src/pop/pool.rs` calls it. Until then they are ignored
-//! (every receive answers NOT_IMPLEMENTED, see `protocol.rs`); run them with
-//! `cargo test -p pocketmq-server --test consume -- --ignored`.
+//! Consuming over the protocol (server-mode.md §3.3, §4): the stream shapes both
+//! clients read, receipt handles (stale, replaced, acked), long polls that wake on
+//! arrival, expiry up to the dead-letter queue under a ManualClock, FIFO groups, and
+//! clients that leave mid-poll.
 
 mod common;
 
@@ -102,7 +102,6 @@ async fn ack(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs core's simple consumer"]
 async fn received_messages_carry_handles_and_acks_end_them() {
     let (server, mut client) = start(Broker::memory(), config()).await;
     for i in 0..3 {
@@ -155,7 +154,6 @@ async fn received_messages_carry_handles_and_acks_end_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs core's simple consumer"]
 async fn a_changed_invisible_duration_replaces_the_handle() {
     let (server, mut client) = start(Broker::memory(), config()).await;
     send(&mut client, message("orders", b"x", &message_id(1))).await;
@@ -198,7 +196,6 @@ async fn a_changed_invisible_duration_replaces_the_handle() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs core's simple consumer"]
 async fn a_waiting_receive_wakes_when_a_message_arrives() {
     let (server, client) = start(Broker::memory(), config()).await;
     let mut receiver = client.clone();
@@ -224,7 +221,6 @@ async fn a_waiting_receive_wakes_when_a_message_arrives() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs core's simple consumer"]
 async fn an_expired_delivery_comes_back_with_the_next_attempt() {
     let clock = ManualClock::new(1_800_000_000_000);
     let broker = Broker::open(BrokerConfig {
@@ -277,7 +273,6 @@ async fn an_expired_delivery_comes_back_with_the_next_attempt() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs core's simple consumer"]
 async fn a_forwarded_delivery_lands_in_the_dead_letter_queue() {
     let (server, mut client) = start(Broker::memory(), config()).await;
     send(&mut client, message("orders", b"poison", &message_id(1))).await;
@@ -306,4 +301,291 @@ async fn a_forwarded_delivery_lands_in_the_dead_letter_queue() {
     assert_eq!(dead[0].body_str(), Some("poison"));
     assert_eq!(server.broker().lag("billing", "orders").unwrap(), 0);
     server.shutdown().await.unwrap();
+}
+
+fn attempt(m: &Message) -> i32 {
+    m.system_properties
+        .as_ref()
+        .unwrap()
+        .delivery_attempt
+        .unwrap()
+}
+
+fn manual_broker() -> (Broker, ManualClock) {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let broker = Broker::open(BrokerConfig {
+        clock: Arc::new(clock.clone()),
+        ..BrokerConfig::default()
+    })
+    .unwrap();
+    (broker, clock)
+}
+
+async fn change(
+    client: &mut Client,
+    handle: &str,
+    seconds: i64,
+) -> ChangeInvisibleDurationResponse {
+    client
+        .change_invisible_duration(req(ChangeInvisibleDurationRequest {
+            group: Some(resource("billing")),
+            topic: Some(resource("orders")),
+            receipt_handle: handle.to_string(),
+            invisible_duration: Some(prost_types::Duration { seconds, nanos: 0 }),
+            message_id: message_id(1),
+            lite_topic: None,
+            suspend: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacked_message_expires_attempt_by_attempt_into_the_dead_letter_queue() {
+    let (broker, clock) = manual_broker();
+    let (server, mut client) = start(broker, config()).await;
+    send(
+        &mut client,
+        message("orders", b"never acked", &message_id(1)),
+    )
+    .await;
+    // 1 + max_reconsume_times (16) deliveries, each left to expire.
+    for n in 1..=17 {
+        let (status, msgs, _) = receive(
+            &mut client,
+            receive_request("billing", "orders", 10),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(status, Code::Ok, "delivery {n}");
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(attempt(&msgs[0]), n);
+        assert_eq!(id(&msgs[0]), message_id(1));
+        clock.advance_ms(10_001);
+        server.broker().tick().unwrap();
+    }
+    let (status, msgs, _) = receive(
+        &mut client,
+        receive_request("billing", "orders", 10),
+        Duration::from_millis(1500),
+    )
+    .await;
+    assert_eq!(status, Code::MessageNotFound);
+    assert!(msgs.is_empty());
+    let dead = stored(server.broker(), "%DLQ%billing");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].msg_id, message_id(1));
+    assert_eq!(dead[0].body_str(), Some("never acked"));
+    assert_eq!(server.broker().lag("billing", "orders").unwrap(), 0);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_group_gets_the_next_message_of_a_message_group_only_after_the_ack() {
+    let mut cfg = config();
+    cfg.groups.insert(
+        "billing".into(),
+        pocketmq_server::GroupConfig {
+            fifo: true,
+            max_reconsume_times: 16,
+        },
+    );
+    let (server, mut client) = start(Broker::memory(), cfg).await;
+    for (n, group) in [(1, "g1"), (2, "g1"), (3, "g2")] {
+        let mut m = message("orders", format!("m{n}").as_bytes(), &message_id(n));
+        let sys = m.system_properties.as_mut().unwrap();
+        sys.message_group = Some(group.into());
+        sys.message_type = MessageType::Fifo as i32;
+        assert_eq!(code(&send(&mut client, m).await.status), Code::Ok);
+    }
+    let (_, first, _) = receive(
+        &mut client,
+        receive_request("billing", "orders", 30),
+        Duration::from_secs(5),
+    )
+    .await;
+    let mut ids: Vec<String> = first.iter().map(id).collect();
+    ids.sort();
+    assert_eq!(ids, [message_id(1), message_id(3)], "m2 waits behind m1");
+    let group_of = |m: &Message| m.system_properties.as_ref().unwrap().message_group.clone();
+    assert!(first.iter().all(|m| group_of(m).is_some()));
+    let (status, _, _) = receive(
+        &mut client,
+        receive_request("billing", "orders", 30),
+        Duration::from_millis(1500),
+    )
+    .await;
+    assert_eq!(status, Code::MessageNotFound, "blocked until m1 is acked");
+    let m1 = first.iter().find(|m| id(m) == message_id(1)).unwrap();
+    let r = ack(&mut client, "billing", "orders", &[(id(m1), handle(m1))]).await;
+    assert_eq!(code(&r.status), Code::Ok);
+    let (_, next, _) = receive(
+        &mut client,
+        receive_request("billing", "orders", 30),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(next.iter().map(id).collect::<Vec<_>>(), [message_id(2)]);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_poll_takes_nothing_with_it() {
+    let (server, client) = start(Broker::memory(), config()).await;
+    let mut leaver = connect(server.local_addr()).await;
+    let waiting = tokio::spawn(async move {
+        receive(
+            &mut leaver,
+            receive_request("billing", "orders", 30),
+            Duration::from_secs(25),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.stats().long_polls, 1);
+    // The client goes away while its poll waits: the call is cancelled.
+    waiting.abort();
+    let _ = waiting.await;
+    for _ in 0..100 {
+        if server.stats().long_polls == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.stats().long_polls, 0, "the poll's permit came back");
+    let mut c = client.clone();
+    send(&mut c, message("orders", b"after", &message_id(1))).await;
+    let (status, msgs, _) = receive(
+        &mut c,
+        receive_request("billing", "orders", 30),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status, Code::Ok);
+    assert_eq!(id(&msgs[0]), message_id(1));
+    assert_eq!(attempt(&msgs[0]), 1, "the cancelled poll took nothing");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_tag_expression_resubscribes_and_earlier_handles_stay_valid() {
+    let (server, mut client) = start(Broker::memory(), config()).await;
+    let tagged = |n: u32, tag: &str| {
+        let mut m = message("orders", b"x", &message_id(n));
+        m.system_properties.as_mut().unwrap().tag = Some(tag.into());
+        m
+    };
+    let only = |tag: &str| {
+        let mut r = receive_request("billing", "orders", 30);
+        r.filter_expression.as_mut().unwrap().expression = tag.into();
+        r
+    };
+    // As in RocketMQ, what a group's filter passes over is done for the group.
+    send(&mut client, tagged(1, "A")).await;
+    send(&mut client, tagged(9, "Z")).await;
+    let (_, a, _) = receive(&mut client, only("A"), Duration::from_secs(5)).await;
+    assert_eq!(a.iter().map(id).collect::<Vec<_>>(), [message_id(1)]);
+    send(&mut client, tagged(2, "B")).await;
+    let (_, b, _) = receive(&mut client, only("B || C"), Duration::from_secs(5)).await;
+    assert_eq!(b.iter().map(id).collect::<Vec<_>>(), [message_id(2)]);
+    let r = ack(
+        &mut client,
+        "billing",
+        "orders",
+        &[(id(&a[0]), handle(&a[0])), (id(&b[0]), handle(&b[0]))],
+    )
+    .await;
+    assert_eq!(code(&r.status), Code::Ok, "{r:?}");
+    assert_eq!(server.broker().lag("billing", "orders").unwrap(), 0);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_invisible_duration_makes_the_message_visible_at_once() {
+    let (server, mut client) = start(Broker::memory(), config()).await;
+    send(&mut client, message("orders", b"x", &message_id(1))).await;
+    let (_, first, _) = receive(
+        &mut client,
+        receive_request("billing", "orders", 30),
+        Duration::from_secs(5),
+    )
+    .await;
+    // Negative: refused, and the delivery is untouched.
+    let r = change(&mut client, &handle(&first[0]), -1).await;
+    assert_eq!(code(&r.status), Code::IllegalInvisibleTime);
+    // Zero (Node's PushConsumer nacks so): visible now, the old handle spent.
+    let r = change(&mut client, &handle(&first[0]), 0).await;
+    assert_eq!(code(&r.status), Code::Ok);
+    let (_, again, _) = receive(
+        &mut client,
+        receive_request("billing", "orders", 30),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(id(&again[0]), message_id(1));
+    assert_eq!(attempt(&again[0]), 2);
+    let stale = ack(
+        &mut client,
+        "billing",
+        "orders",
+        &[(message_id(1), handle(&first[0]))],
+    )
+    .await;
+    assert_eq!(code(&stale.status), Code::InvalidReceiptHandle);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_renewed_deliveries_come_back_when_their_client_terminates() {
+    let (server, mut client) = start(Broker::memory(), config()).await;
+    send(&mut client, message("orders", b"x", &message_id(1))).await;
+    let mut push = receive_request("billing", "orders", 0);
+    push.auto_renew = true;
+    push.invisible_duration = None;
+    let (_, got, _) = receive(&mut client, push, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1);
+    let mut other = connect(server.local_addr()).await;
+    let r = other
+        .notify_client_termination(req(NotifyClientTerminationRequest {
+            group: Some(resource("billing")),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&r.status), Code::Ok);
+    let mut second = receive_request("billing", "orders", 30);
+    second.batch_size = 1;
+    let (status, again, _) = receive(&mut other, second, Duration::from_secs(5)).await;
+    assert_eq!(status, Code::Ok, "released at once, not after 60 s");
+    assert_eq!(attempt(&again[0]), 2);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_ends_waiting_polls_at_once() {
+    let (server, client) = start(Broker::memory(), config()).await;
+    let mut c = client.clone();
+    let waiting = tokio::spawn(async move {
+        receive(
+            &mut c,
+            receive_request("billing", "orders", 30),
+            Duration::from_secs(25),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = tokio::time::Instant::now();
+    server.shutdown().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let (status, msgs, _) = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("the poll ended with the server")
+        .unwrap();
+    assert_eq!(status, Code::MessageNotFound);
+    assert!(msgs.is_empty());
 }

@@ -105,7 +105,7 @@ async fn receive_statuses(client: &mut Client, r: ReceiveMessageRequest) -> Vec<
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consumer_rpcs_validate_then_wait_for_the_engine() {
+async fn consumer_rpcs_refuse_each_bad_field_with_its_code() {
     let mut cfg = config();
     let (server, mut client) = start(Broker::memory(), {
         cfg.limits.max_long_polls = 4;
@@ -134,10 +134,29 @@ async fn consumer_rpcs_validate_then_wait_for_the_engine() {
         receive_statuses(&mut client, r).await,
         [Code::IllegalConsumerGroup as i32]
     );
-    // A valid receive reaches the engine call, which core does not offer yet.
+    // A zero or negative invisible duration, a malformed tag expression.
+    for seconds in [0, -5] {
+        let mut r = receive_request();
+        r.invisible_duration = Some(prost_types::Duration { seconds, nanos: 0 });
+        assert_eq!(
+            receive_statuses(&mut client, r).await,
+            [Code::IllegalInvisibleTime as i32]
+        );
+    }
+    for expression in ["a || ", "||", "a ||| b"] {
+        let mut r = receive_request();
+        r.filter_expression.as_mut().unwrap().expression = expression.into();
+        assert_eq!(
+            receive_statuses(&mut client, r).await,
+            [Code::IllegalFilterExpression as i32],
+            "{expression:?}"
+        );
+    }
+    let mut r = receive_request();
+    r.message_queue.as_mut().unwrap().topic = Some(resource(""));
     assert_eq!(
-        receive_statuses(&mut client, receive_request()).await,
-        [Code::NotImplemented as i32]
+        receive_statuses(&mut client, r).await,
+        [Code::IllegalTopic as i32]
     );
 
     let ack = client
@@ -153,6 +172,7 @@ async fn consumer_rpcs_validate_then_wait_for_the_engine() {
         .await
         .unwrap()
         .into_inner();
+    // A group that never received here holds no handle.
     assert_eq!(code(&ack.status), Code::InvalidReceiptHandle);
     assert_eq!(code(&ack.entries[0].status), Code::InvalidReceiptHandle);
     assert_eq!(ack.entries[0].message_id, message_id(1));
@@ -215,8 +235,12 @@ async fn consumer_rpcs_validate_then_wait_for_the_engine() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(code(&end.status), Code::NotImplemented);
+    assert_eq!(code(&end.status), Code::InvalidTransactionId);
     assert_eq!(server.stats().long_polls, 0, "no permit leaks");
+    assert!(
+        server.broker().topics().unwrap().is_empty(),
+        "nothing stored"
+    );
     server.shutdown().await.unwrap();
 }
 

@@ -39,8 +39,13 @@ async fn a_normal_message_is_stored_with_its_fields() {
     assert_eq!(m.keys, ["order-42", "cust-7"]);
     assert_eq!(m.properties["region"], "eu");
     assert_eq!(m.queue_offset as i64, e.offset);
-    // Until core stores caller-supplied ids, the client's id travels as a property.
-    assert_eq!(m.properties["__PMQ_MSG_ID"], id);
+    // The client's id is the store's id of the message.
+    assert_eq!(m.msg_id, id);
+    assert!(m.properties.keys().all(|k| k == "region"));
+    assert_eq!(
+        server.broker().get(&id).unwrap().unwrap().body_str(),
+        Some("hello")
+    );
     assert_eq!(
         server.broker().query("orders", "order-42").unwrap().len(),
         1
@@ -132,7 +137,7 @@ async fn a_delayed_message_appears_at_its_delivery_time_not_before() {
     let got = stored(server.broker(), "later");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body_str(), Some("wake up"));
-    assert_eq!(got[0].properties["__PMQ_MSG_ID"], message_id(1));
+    assert_eq!(got[0].msg_id, message_id(1));
     server.shutdown().await.unwrap();
 }
 
@@ -159,17 +164,6 @@ async fn namespaces_keep_tenants_apart() {
     assert_eq!(code(&send(&mut client, m).await.status), Code::Ok);
     assert_eq!(stored(server.broker(), "acme%orders").len(), 1);
     assert!(stored(server.broker(), "orders").is_empty());
-    server.shutdown().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transactional_sends_wait_for_the_engine() {
-    let (server, mut client) = start(Broker::memory(), config()).await;
-    let mut m = message("tx", b"half", &message_id(1));
-    m.system_properties.as_mut().unwrap().message_type = MessageType::Transaction as i32;
-    let r = send(&mut client, m).await;
-    assert_eq!(code(&r.status), Code::NotImplemented);
-    assert_eq!(count(server.broker(), "tx"), 0);
     server.shutdown().await.unwrap();
 }
 

@@ -1,8 +1,6 @@
-//! Transactional messages over the protocol (server-mode.md §3.2): these light up when
-//! core's asynchronous transactions land and `src/tx.rs` calls them. Until then they
-//! are ignored (TRANSACTION sends and EndTransaction answer NOT_IMPLEMENTED, see
-//! `send.rs` and `protocol.rs`); run them with
-//! `cargo test -p pocketmq-server --test transactions -- --ignored`.
+//! Transactional messages over the protocol (server-mode.md §3.2): half messages
+//! invisible until committed, the first resolution winning, check-backs through a
+//! producer's Telemetry stream, and what happens with no producer connected.
 
 mod common;
 
@@ -50,7 +48,6 @@ async fn end(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs core's asynchronous transactions"]
 async fn a_committed_half_message_becomes_visible_once() {
     let (server, mut client) = start(Broker::memory(), config()).await;
     let r = send(&mut client, half("pay", 1)).await;
@@ -94,7 +91,6 @@ async fn a_committed_half_message_becomes_visible_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs core's asynchronous transactions"]
 async fn a_rolled_back_half_message_never_appears() {
     let (server, mut client) = start(Broker::memory(), config()).await;
     let r = send(&mut client, half("pay", 1)).await;
@@ -128,7 +124,6 @@ async fn a_rolled_back_half_message_never_appears() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs core's asynchronous transactions"]
 async fn an_open_half_message_is_checked_back_through_a_producer_stream() {
     let clock = ManualClock::new(1_800_000_000_000);
     let broker = Broker::open(BrokerConfig {
@@ -194,5 +189,109 @@ async fn an_open_half_message_is_checked_back_through_a_producer_stream() {
         Code::Ok
     );
     assert_eq!(stored(server.broker(), "pay").len(), 1);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_producer_connected_checks_count_until_the_half_message_is_discarded() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let broker = Broker::open(BrokerConfig {
+        clock: Arc::new(clock.clone()),
+        ..BrokerConfig::default()
+    })
+    .unwrap();
+    let (server, mut client) = start(broker, config()).await;
+    let r = send(&mut client, half("pay", 1)).await;
+    let tx_id = r.entries[0].transaction_id.clone();
+    // The first check after 6 s, then one a minute: 15 checks, none answered.
+    clock.advance_ms(6_000);
+    server.broker().tick().unwrap();
+    assert_eq!(server.broker().stats().unwrap().pending_transactions, 1);
+    for _ in 0..15 {
+        clock.advance_ms(60_000);
+        server.broker().tick().unwrap();
+    }
+    assert_eq!(server.broker().stats().unwrap().pending_transactions, 0);
+    let discarded = stored(server.broker(), "RMQ_SYS_TRANS_CHECK_MAX_TOPIC");
+    assert_eq!(discarded.len(), 1);
+    assert_eq!(discarded[0].msg_id, message_id(1));
+    // A producer answering now is too late: OK, and nothing is delivered.
+    assert_eq!(
+        end(
+            &mut client,
+            "pay",
+            1,
+            &tx_id,
+            true,
+            TransactionSource::SourceServerCheck
+        )
+        .await,
+        Code::Ok
+    );
+    assert!(stored(server.broker(), "pay").is_empty());
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_ids_that_name_no_half_message_are_refused() {
+    let (server, mut client) = start(Broker::memory(), config()).await;
+    let r = send(&mut client, half("pay", 1)).await;
+    let real = r.entries[0].transaction_id.clone();
+    let forged = format!("{}{:016x}", &real[..16], 4242);
+    for bad in [
+        forged.as_str(),
+        "0000000000000009ffffffffffffffff",
+        "tx-1",
+        "zz",
+    ] {
+        assert_eq!(
+            end(
+                &mut client,
+                "pay",
+                1,
+                bad,
+                true,
+                TransactionSource::SourceClient
+            )
+            .await,
+            Code::InvalidTransactionId,
+            "{bad:?}"
+        );
+    }
+    assert!(
+        stored(server.broker(), "pay").is_empty(),
+        "nothing committed"
+    );
+    assert_eq!(server.broker().stats().unwrap().pending_transactions, 1);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_messages_survive_a_restart_and_resolve_by_their_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let tx_id = {
+        let broker = Broker::open(BrokerConfig::at(dir.path())).unwrap();
+        let (server, mut client) = start(broker, config()).await;
+        let r = send(&mut client, half("pay", 1)).await;
+        server.shutdown().await.unwrap();
+        r.entries[0].transaction_id.clone()
+    };
+    let broker = Broker::open(BrokerConfig::at(dir.path())).unwrap();
+    let (server, mut client) = start(broker, config()).await;
+    assert_eq!(
+        end(
+            &mut client,
+            "pay",
+            1,
+            &tx_id,
+            true,
+            TransactionSource::SourceClient
+        )
+        .await,
+        Code::Ok
+    );
+    let got = stored(server.broker(), "pay");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].msg_id, message_id(1));
     server.shutdown().await.unwrap();
 }

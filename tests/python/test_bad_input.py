@@ -136,7 +136,7 @@ def broker_cases() -> list[tuple[str, Callable[[dict[str, Any]], Any]]]:
         add(f"reset to={r(start)}", lambda w, v=start: w["broker"].reset_offset("g", "t", v))
     add("consumer_id=1", lambda w: w["broker"].consumer("g3", "t", consumer_id=1))
     add("consumer unknown option", lambda w: w["broker"].consumer("g3", "t", colour="red"))
-    for mid in [None, 1, "", "zz", "G" * 32, "0" * 31, b"0" * 32]:
+    for mid in [None, 1, "", "a b", "z" * 129, "\x01", b"0" * 32]:
         add(f"get {r(mid)}", lambda w, v=mid: w["broker"].get(v))
     for key in [None, 1, b"k"]:
         add(f"query key={r(key)}", lambda w, v=key: w["broker"].query("t", v))

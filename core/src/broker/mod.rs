@@ -225,6 +225,22 @@ impl Broker {
             .collect())
     }
 
+    /// One topic and its queue count, if the store has it (an engine topic too, such
+    /// as a group's `%DLQ%` topic once something was dead-lettered).
+    pub fn topic(&self, name: &str) -> Result<Option<TopicInfo>> {
+        crate::topic::validate_topic(name)?;
+        let e = self.engine()?;
+        Ok(e.store.topics.queues(name).map(|queues| TopicInfo {
+            name: name.to_string(),
+            queues,
+        }))
+    }
+
+    /// The options the broker was opened with.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.inner.config
+    }
+
     /// A producer in `group`.
     pub fn producer(&self, group: &str) -> Result<Producer> {
         crate::topic::validate_group(group)?;
@@ -264,9 +280,12 @@ impl Broker {
     /// The message with this id, if it is retained (the original, for a message that
     /// was retried, delayed or dead-lettered).
     pub fn get(&self, msg_id: &str) -> Result<Option<MessageExt>> {
-        if crate::message::id::parse(msg_id).is_none() {
+        use crate::message::id;
+        if id::parse(msg_id).is_none() && id::check_given(msg_id).is_err() {
             return Err(Error::invalid(format!(
-                "{msg_id:?} is not a message id (32 hex digits)"
+                "{msg_id:?} is not a message id (32 hex digits, or 1 to {} printable \
+                 ASCII characters given by the sender)",
+                id::MAX_GIVEN_LEN
             )));
         }
         self.engine()?.store.get(msg_id)

@@ -1,11 +1,13 @@
 //! Producers: sending (one message, or a batch as one append) and transactional
-//! sends. Queue selection: an explicit `queue_id`, else the sharding key's hash,
-//! else round robin. Under `flush="sync"` a send returns once its record is durable.
+//! sends, with `execute` run at once (`send`) or the outcome given later by id
+//! (`send_half`, then `Broker::end_transaction`). Queue selection: an explicit
+//! `queue_id`, else the sharding key's hash, else round robin. Under `flush="sync"` a
+//! send returns once its record is durable.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::Broker;
-use crate::{Error, FlushMode, Message, MessageExt, Result, SendResult, SendStatus, TxState};
+use crate::{Error, FlushMode, Message, MessageExt, Result, SendResult, SendStatus, TxId, TxState};
 
 /// Sends messages on behalf of a producer group.
 pub struct Producer {
@@ -117,8 +119,56 @@ impl TransactionProducer {
         Ok(result)
     }
 
+    /// Stores `msg` as a half message (invisible to consumers) and returns at once
+    /// with its id; `Broker::end_transaction` resolves it later, from any thread and
+    /// also after a restart, and until then the group's listener is asked about it as
+    /// for an UNKNOWN outcome. Under `flush="sync"`, a half message whose flush timed
+    /// out is rolled back (as RocketMQ does): the result says `FlushDiskTimeout`.
+    pub fn send_half(&self, msg: Message) -> Result<(SendResult, TxId)> {
+        let broker = &self.producer.broker;
+        let rr = self.producer.rr.fetch_add(1, Ordering::Relaxed);
+        let now = broker.now();
+        let (mut result, end) = {
+            let mut e = broker.inner.engine.lock();
+            let group = Some(self.producer.group.as_str());
+            let r = e.send(vec![msg], rr, now, group)?.pop();
+            let r = r.ok_or_else(|| Error::invalid("nothing to send"))?;
+            (r, e.store.commitlog.end())
+        };
+        let id = TxId {
+            half_offset: result.queue_offset,
+            commitlog_offset: result.commitlog_offset,
+        };
+        result.transaction_state = Some(TxState::Unknown);
+        if broker.inner.config.flush == FlushMode::Sync && !broker.wait_durable(end)? {
+            result.status = SendStatus::FlushDiskTimeout;
+            result.transaction_state = Some(TxState::Rollback);
+            broker.end_transaction(&id, TxState::Rollback)?;
+        }
+        Ok((result, id))
+    }
+
     /// The producer group.
     pub fn group(&self) -> &str {
         self.producer.group()
+    }
+}
+
+impl Broker {
+    /// Resolves the half message `id` names: COMMIT makes it visible, ROLLBACK drops
+    /// it, UNKNOWN changes nothing. The first resolution wins: true when this call
+    /// resolved it, false when it was resolved before (or the outcome is UNKNOWN).
+    /// An id of no half message of this store is `InvalidArgument`.
+    pub fn end_transaction(&self, id: &TxId, state: TxState) -> Result<bool> {
+        let now = self.now();
+        let mut e = self.engine()?;
+        if !e.tx.names(&e.store, id) {
+            return Err(Error::invalid(format!(
+                "transaction id {id} names no half message of this store"
+            )));
+        }
+        let resolved = e.resolve(id.half_offset, state, now)?;
+        self.wake(e);
+        Ok(resolved)
     }
 }

@@ -94,7 +94,9 @@ impl SimpleConsumer {
         self.receive_step_invisible(r, slice, self.config.invisible_duration_ms)
     }
 
-    fn receive_step_invisible(
+    /// `receive_step`, each delivery invisible for `invisible_ms` instead (a server
+    /// that takes the duration per request steps with this).
+    pub fn receive_step_invisible(
         &self,
         r: &Receiving,
         slice: Option<Duration>,

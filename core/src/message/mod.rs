@@ -44,6 +44,9 @@ pub struct Message {
     /// Within the broker's `dedup_window`, another send of the same (topic,
     /// dedup_id) stores nothing and returns this send's result.
     pub dedup_id: Option<String>,
+    /// The id to store the message under (RocketMQ's `UNIQ_KEY`, as the RocketMQ 5
+    /// clients choose theirs); `None`: the engine assigns one. See [`MessageBuilder::msg_id`].
+    pub msg_id: Option<String>,
 }
 
 impl Message {
@@ -116,6 +119,9 @@ impl Message {
                 )));
             }
         }
+        if let Some(i) = &m.msg_id {
+            id::check_given(i)?;
+        }
         Ok(())
     }
 
@@ -174,6 +180,9 @@ impl Message {
         if let Some(d) = &m.dedup_id {
             properties::push(&mut p, prop::DEDUP_ID, d);
         }
+        if let Some(i) = &m.msg_id {
+            properties::push(&mut p, prop::UNIQ_KEY, i);
+        }
         p
     }
 }
@@ -224,6 +233,16 @@ impl MessageBuilder {
     /// See [`Message::dedup_id`].
     pub fn dedup_id(mut self, id: impl Into<String>) -> Self {
         self.msg.dedup_id = Some(id.into());
+        self
+    }
+
+    /// Stores the message under this id instead of one the engine assigns: 1 to 128
+    /// printable ASCII characters, not 32 hex digits (the shape of the engine's own
+    /// ids). The send reports it, every delivery (retries, dead letters, a committed
+    /// transaction) carries it, and `Broker::get` finds the message by it. The engine
+    /// does not check that ids are unique: that is the caller's promise.
+    pub fn msg_id(mut self, id: impl Into<String>) -> Self {
+        self.msg.msg_id = Some(id.into());
         self
     }
     pub fn build(self) -> Message {

@@ -27,6 +27,7 @@ __all__ = [
     "TransactionProducer",
     "_Receiving",
     "__version__",
+    "serve",
 ]
 
 DEFAULT_DELAY_LEVELS: str
@@ -381,3 +382,8 @@ class Broker:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> bool: ...
+
+def serve(argv: list[str]) -> int:
+    """Runs the RocketMQ 5 gRPC server with ``pocketmq-serve``'s arguments until a
+    signal stops it; the exit status."""
+    ...

@@ -15,11 +15,9 @@
 //! client holds to the current one, so its ack still lands. NotifyClientTermination
 //! (or the client's loss) makes its renewed deliveries visible again at once.
 //!
-//! The engine side is core's simple consumer, which is being added: the calls it
-//! needs are gathered in `pool.rs` (`Pool`), each answering
-//! NOT_IMPLEMENTED until core has them.
+//! The engine side, core's simple consumer, is behind `pool.rs` (`Pool`).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,7 +86,7 @@ pub(crate) fn filter(f: Option<&FilterExpression>) -> Outcome<String> {
             }
             for part in e.split("||") {
                 let t = part.trim();
-                if t.is_empty() || t == "*" || t.chars().any(char::is_control) {
+                if t.is_empty() || t == "*" || t.contains('|') || t.chars().any(char::is_control) {
                     return Err(illegal(format!(
                         "tag expression {e:?}: use \"*\" alone or tags joined by \"||\""
                     )));
@@ -220,14 +218,13 @@ async fn receive_inner(
             ),
         ));
     };
-    sh.stats.long_polls.fetch_add(1, Ordering::Relaxed);
-    let got = async {
-        let pool = sh.pop.pool(sh, &spec)?;
-        pool.receive(spec.batch, spec.poll, spec.invisible).await
-    }
-    .await;
-    sh.stats.long_polls.fetch_sub(1, Ordering::Relaxed);
-    let got = got?;
+    // Counted while it waits, also when the client cancels the call (the future is
+    // dropped mid-poll).
+    let _waiting = Gauge::up(&sh.stats.long_polls);
+    let pool = sh.pop.pool(sh, &spec)?;
+    let got = pool
+        .receive(spec.batch, spec.poll, spec.invisible, &spec.tags)
+        .await?;
     let topic = req.message_queue.and_then(|q| q.topic).unwrap_or_default();
     let now = sh.now_ms();
     let store_host = sh.local_addr.to_string();
@@ -254,6 +251,22 @@ async fn receive_inner(
             )
         })
         .collect())
+}
+
+/// One up on a gauge while it lives.
+struct Gauge<'a>(&'a AtomicU64);
+
+impl<'a> Gauge<'a> {
+    fn up(g: &'a AtomicU64) -> Gauge<'a> {
+        g.fetch_add(1, Ordering::Relaxed);
+        Gauge(g)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The group and topic of an ack-like request, validated.
@@ -286,17 +299,31 @@ pub(crate) async fn ack(
         return Err(Refusal::new(Code::BadRequest, "no entry to ack"));
     }
     let pool = sh.pop.existing(&group, &topic);
-    let mut entries = Vec::with_capacity(req.entries.len());
-    for e in req.entries {
-        let result = async {
-            let held = handle_of(&e.receipt_handle)?;
-            let current = sh.pop.renewals.current(&caller.client.id, held);
-            let pool = pool.clone().ok_or_else(|| stale(&group, &topic))?;
-            pool.ack(current.as_deref().unwrap_or(held)).await?;
-            sh.pop.renewals.remove(&caller.client.id, held);
-            Ok::<_, Refusal>(())
+    // Well-formed handles go to the engine together (their current ones, for
+    // deliveries the server renews); each entry gets its own outcome.
+    let mut outcomes: Vec<Option<Outcome<()>>> = Vec::with_capacity(req.entries.len());
+    let mut handles = Vec::new();
+    for e in &req.entries {
+        match handle_of(&e.receipt_handle) {
+            Ok(held) if pool.is_some() => {
+                let current = sh.pop.renewals.current(&caller.client.id, held);
+                handles.push(current.unwrap_or_else(|| held.to_string()));
+                outcomes.push(None);
+            }
+            Ok(_) => outcomes.push(Some(Err(stale(&group, &topic)))),
+            Err(r) => outcomes.push(Some(Err(r))),
         }
-        .await;
+    }
+    let mut acked = match (&pool, handles.is_empty()) {
+        (Some(pool), false) => pool.ack_each(handles).await?.into_iter(),
+        _ => Vec::new().into_iter(),
+    };
+    let mut entries = Vec::with_capacity(req.entries.len());
+    for (e, outcome) in req.entries.into_iter().zip(outcomes) {
+        let result = outcome.unwrap_or_else(|| acked.next().unwrap_or(Ok(())));
+        if result.is_ok() {
+            sh.pop.renewals.remove(&caller.client.id, &e.receipt_handle);
+        }
         entries.push(AckMessageResultEntry {
             message_id: e.message_id,
             receipt_handle: e.receipt_handle,

@@ -1,19 +1,34 @@
-//! The engine side of the consumer RPCs: one pool per (group, topic), a simple
-//! consumer of the engine serving every ReceiveMessage of that group, and the
-//! renewals of auto-renewed deliveries.
+//! The engine side of the consumer RPCs: one pool per (group, topic), a member of
+//! core's simple consumer group serving every ReceiveMessage, AckMessage,
+//! ChangeInvisibleDuration and ForwardMessageToDeadLetterQueue of that group, and
+//! the renewals of auto-renewed deliveries.
 //!
-//! Core's simple consumer (API.md "Simple consumer") is being added; the calls this
-//! file needs from it are gathered in `Pool`, each answering NOT_IMPLEMENTED until
-//! then.
+//! A long poll holds no thread: it looks once (`receive_step` with a zero slice,
+//! which never blocks), and when nothing is there it asks the engine for a wake-up
+//! (`on_ready`, called from whichever thread made messages available) and awaits
+//! it, or the poll's end, or the server's shutdown, on the async runtime. Up to
+//! `max_long_polls` wait at once for the price of a task each.
+//!
+//! Members of one group subscribe alike in core, while Apache's proxy filters per
+//! request: when a receive brings a tag expression other than the member's, the
+//! member leaves and one with the new expression joins. Receipt handles name the
+//! group, not the member, so handles handed out before stay valid; receives that
+//! were waiting on the old member look again on the new one.
+//!
+//! Under `flush = sync` an engine call may wait for an fsync (it makes the records
+//! it appended durable first), so calls then run on the blocking pool; otherwise
+//! they take a lock and return, and run inline.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use pocketmq::MessageExt;
+use pocketmq::{Broker, ErrorKind, FlushMode, MessageExt, SimpleConsumer, SimpleConsumerConfig};
+use tokio::sync::watch;
 
 use super::renewal::Renewals;
 use super::ReceiveSpec;
+use crate::proto::Code;
 use crate::service::Shared;
 use crate::status::{Outcome, Refusal};
 
@@ -88,18 +103,6 @@ impl Pools {
     }
 }
 
-// ---- engine calls -------------------------------------------------------------
-//
-// Core's simple consumer (API.md "Simple consumer"), being added:
-//   broker.simple_consumer(SimpleConsumerConfig { group, topic, tags,
-//       invisible_duration_ms, max_delivery_attempts, fifo }) -> Result<SimpleConsumer>
-//   sc.receive_invisible(max, timeout, invisible_ms) -> Result<Vec<MessageExt>>
-//       (MessageExt gains receipt_handle: Option<String>, delivery_attempt: u32)
-//   sc.ack_handle(&str), sc.change_invisible_duration_handle(&str, ms) -> String,
-//   sc.dead_letter_handle(&str); stale handles -> Error::InvalidReceiptHandle.
-// Each call below answers NOT_IMPLEMENTED until then; the blocking ones will run
-// through `service::engine` (off the async workers).
-
 /// What a pool is opened with (core's `SimpleConsumerConfig`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PoolSpec {
@@ -119,39 +122,208 @@ pub(crate) struct Delivered {
     pub attempt: u32,
 }
 
-/// The engine's simple consumer of one (group, topic).
-#[derive(Debug)]
+/// The member of the group this pool receives with, and its tag expression.
+struct Member {
+    tags: String,
+    consumer: Arc<SimpleConsumer>,
+}
+
+/// Core's simple consumer group of one (group, topic).
 pub(crate) struct Pool {
-    #[allow(dead_code)] // read once the engine's simple consumer is plugged in
     spec: PoolSpec,
+    broker: Broker,
+    member: RwLock<Member>,
+    /// Engine calls may wait for an fsync: run them on the blocking pool.
+    blocking: bool,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("spec", &self.spec).finish()
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// An engine error of a pool call as the protocol says it.
+fn refusal(spec: &PoolSpec, e: pocketmq::Error) -> Refusal {
+    match e.kind() {
+        // The group's settings clash with its live state in the engine (one topic
+        // per simple consumer group).
+        ErrorKind::InvalidArgument => Refusal::new(
+            Code::IllegalConsumerGroup,
+            format!("group {:?} on {:?}: {e}", spec.group, spec.topic),
+        ),
+        _ => Refusal::from(e),
+    }
 }
 
 impl Pool {
-    pub(super) fn open(_sh: &Shared, spec: PoolSpec) -> Outcome<Pool> {
-        let _ = Pool { spec };
-        Err(Refusal::not_implemented(
-            "consuming (the engine's simple consumer)",
-        ))
+    pub(super) fn open(sh: &Shared, spec: PoolSpec) -> Outcome<Pool> {
+        let consumer = Self::join(&sh.broker, &spec, &spec.tags)?;
+        Ok(Pool {
+            member: RwLock::new(Member {
+                tags: spec.tags.clone(),
+                consumer: Arc::new(consumer),
+            }),
+            broker: sh.broker.clone(),
+            blocking: sh.broker.config().flush == FlushMode::Sync,
+            shutdown: sh.shutdown.clone(),
+            spec,
+        })
     }
 
+    fn join(broker: &Broker, spec: &PoolSpec, tags: &str) -> Outcome<SimpleConsumer> {
+        broker
+            .simple_consumer(SimpleConsumerConfig {
+                group: spec.group.clone(),
+                topic: spec.topic.clone(),
+                tags: tags.to_string(),
+                invisible_duration_ms: millis(spec.invisible).max(1),
+                max_delivery_attempts: spec.max_delivery_attempts,
+                fifo: spec.fifo,
+            })
+            .map_err(|e| refusal(spec, e))
+    }
+
+    /// The member, subscribed with `tags` (the old one leaves if it had others).
+    fn member(&self, tags: Option<&str>) -> Outcome<Arc<SimpleConsumer>> {
+        {
+            let m = self.member.read().expect("member");
+            if tags.is_none_or(|t| t == m.tags) && !m.consumer.is_closed() {
+                return Ok(m.consumer.clone());
+            }
+        }
+        let mut m = self.member.write().expect("member");
+        let tags = tags.unwrap_or(&m.tags).to_string();
+        if tags != m.tags || m.consumer.is_closed() {
+            let _ = m.consumer.close();
+            let consumer = Arc::new(Self::join(&self.broker, &self.spec, &tags)?);
+            log::debug!(
+                "group={} topic={} event=resubscribed tags={tags:?}",
+                self.spec.group,
+                self.spec.topic
+            );
+            *m = Member { tags, consumer };
+        }
+        Ok(m.consumer.clone())
+    }
+
+    /// Runs an engine call with the member (inline, or on the blocking pool under
+    /// sync flushing); once more on a new member if the old one left meanwhile.
+    async fn call<T: Send + 'static>(
+        &self,
+        tags: Option<&str>,
+        f: impl Fn(&SimpleConsumer) -> pocketmq::Result<T> + Send + Sync + 'static,
+    ) -> Outcome<T> {
+        let f = Arc::new(f);
+        let mut tries = 0;
+        loop {
+            let sc = self.member(tags)?;
+            let out = if self.blocking {
+                let f = f.clone();
+                let sc2 = sc.clone();
+                match tokio::task::spawn_blocking(move || f(&sc2)).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return Err(Refusal::new(
+                            Code::InternalServerError,
+                            format!("the engine call failed: {e}"),
+                        ))
+                    }
+                }
+            } else {
+                f(&sc)
+            };
+            match out {
+                Err(e)
+                    if e.kind() == ErrorKind::Closed && !self.broker.is_closed() && tries == 0 =>
+                {
+                    tries += 1;
+                }
+                other => return other.map_err(|e| refusal(&self.spec, e)),
+            }
+        }
+    }
+
+    /// Up to `max` messages of the group's topic, waiting up to `poll` for the first
+    /// (empty when none came, or the server is shutting down), each invisible for
+    /// `invisible`; `tags` filters them.
     pub(super) async fn receive(
         &self,
-        _max: usize,
-        _poll: Duration,
-        _invisible: Duration,
+        max: usize,
+        poll: Duration,
+        invisible: Duration,
+        tags: &str,
     ) -> Outcome<Vec<Delivered>> {
-        Err(Refusal::not_implemented("ReceiveMessage"))
+        let deadline = tokio::time::Instant::now() + poll;
+        let invisible_ms = millis(invisible).max(1);
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let sc = self.member(Some(tags))?;
+            let got = self
+                .call(Some(tags), move |sc| {
+                    let r = sc.start_receive(max, Some(Duration::ZERO))?;
+                    sc.receive_step_invisible(&r, Some(Duration::ZERO), invisible_ms)
+                })
+                .await?
+                .unwrap_or_default();
+            if !got.is_empty() {
+                return Ok(got
+                    .into_iter()
+                    .filter_map(|m| {
+                        let handle = m.receipt_handle.clone()?;
+                        Some(Delivered {
+                            attempt: m.delivery_attempt,
+                            handle,
+                            msg: m,
+                        })
+                    })
+                    .collect());
+            }
+            if tokio::time::Instant::now() >= deadline
+                || *shutdown.borrow()
+                || self.broker.is_closed()
+            {
+                return Ok(Vec::new());
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            sc.on_ready(Box::new(move || {
+                let _ = tx.send(());
+            }));
+            tokio::select! {
+                _ = rx => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
+                _ = shutdown.wait_for(|s| *s) => return Ok(Vec::new()),
+            }
+        }
     }
 
-    pub(super) async fn ack(&self, _handle: &str) -> Outcome<()> {
-        Err(Refusal::not_implemented("AckMessage"))
+    /// Several acks under one engine lock; a stale handle fails alone. One outcome
+    /// per handle.
+    pub(super) async fn ack_each(&self, handles: Vec<String>) -> Outcome<Vec<Outcome<()>>> {
+        let spec = self.spec.clone();
+        let handles = Arc::new(handles);
+        self.call(None, move |sc| {
+            Ok(handles
+                .iter()
+                .map(|h| sc.ack_handle(h).map_err(|e| refusal(&spec, e)))
+                .collect())
+        })
+        .await
     }
 
-    pub(super) async fn change_invisible(&self, _handle: &str, _d: Duration) -> Outcome<String> {
-        Err(Refusal::not_implemented("ChangeInvisibleDuration"))
+    pub(super) async fn change_invisible(&self, handle: &str, d: Duration) -> Outcome<String> {
+        let h = handle.to_string();
+        self.call(None, move |sc| sc.change_invisible_handle(&h, d))
+            .await
     }
 
-    pub(super) async fn dead_letter(&self, _handle: &str) -> Outcome<()> {
-        Err(Refusal::not_implemented("ForwardMessageToDeadLetterQueue"))
+    pub(super) async fn dead_letter(&self, handle: &str) -> Outcome<()> {
+        let h = handle.to_string();
+        self.call(None, move |sc| sc.dead_letter_handle(&h)).await
     }
 }

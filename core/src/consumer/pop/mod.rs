@@ -396,7 +396,9 @@ impl PopGroups {
         let gen = gen.wrapping_add(1).max(1);
         let until = now.saturating_add(ms);
         let pq = &mut group.queues[q as usize];
-        if ms == 0 {
+        // Visible now, with attempts left: delivered again. On its last attempt it
+        // expires now instead, into the dead-letter queue (the engine's next step).
+        if ms == 0 && attempt < group.max_attempts {
             pq.set(offset, Slot::Ready { attempt, gen });
             group.ready.push_back((q, offset));
         } else {

@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
         c.set_defaults(run=run)
         return c
 
+    # Dispatched before parsing (it has flags of its own); listed for --help.
+    command("serve", lambda _: 2,
+            "serve a store over RocketMQ 5's gRPC protocol (pocketmq serve --help)")
     command("topics", cmd_topics, "list topics: queues, messages stored and retained")
     command("stats", cmd_stats, "the store's totals, topics and groups (lag, rates)")
 
@@ -148,6 +151,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        from ..serve import main as serve
+
+        return serve(argv[1:])
     args = _parser().parse_args(argv)
     for name, default in (("store", "./data"), ("json", False), ("progress", None), ("verbose", False)):
         if not hasattr(args, name):
