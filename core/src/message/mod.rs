@@ -155,6 +155,7 @@ impl Message {
         let size = text(&m.tags)
             + text(&m.sharding_key)
             + text(&m.dedup_id)
+            + text(&m.msg_id)
             + m.keys.iter().map(|k| k.len() + 1).sum::<usize>()
             + if m.keys.is_empty() { 0 } else { 6 }
             + m.properties
@@ -404,9 +405,11 @@ impl MessageExt {
                         .map(String::from)
                         .collect()
                 }
-                // A copy (retry, delay, dead letter) keeps its original's id; only
-                // an id of this store's shape is taken, so no record can claim one.
-                prop::UNIQ_KEY if id::parse(v).is_some_and(|(n, _)| n == nonce) => {
+                // A copy (retry, delay, dead letter) keeps its original's id. An id
+                // of the engine's shape is taken only from this store, so no record
+                // can claim another's; a sender's own id (never of that shape:
+                // `id::check_given`) is the sender's promise.
+                prop::UNIQ_KEY if id::parse(v).map_or(!v.is_empty(), |(n, _)| n == nonce) => {
                     msg_id = Some(v.to_string())
                 }
                 prop::UNIQ_KEY => {}
