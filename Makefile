@@ -120,8 +120,11 @@ test-browser: wasm chromium npm-deps
 # non-zero if any failed.
 check: fmt clippy wasm-build rust-test py-test mypy notebooks test-js test-browser test-server-clients fuzz
 
+# Fuzzing takes TEST_FUZZ_SECONDS per target here (CI, .ci/run, gives it 60: `make
+# fuzz`'s default) so a warm local run stays short.
+TEST_FUZZ_SECONDS ?= 20
 test: tools
-	$(MAKE) -k check
+	$(MAKE) -k check FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 
 # ---- reliability --------------------------------------------------------------
 

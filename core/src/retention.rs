@@ -30,6 +30,8 @@ pub(crate) struct RetentionService {
     last_run: u64,
     /// Messages that expired before their group consumed them, by (group, topic).
     pub expired: BTreeMap<(String, String), u64>,
+    /// The same by queue: (group, topic, queue).
+    pub expired_by_queue: BTreeMap<(String, String, u32), u64>,
 }
 
 /// One owner's committed position on one queue.
@@ -47,6 +49,7 @@ impl RetentionService {
             mode,
             last_run: now,
             expired: BTreeMap::new(),
+            expired_by_queue: BTreeMap::new(),
         }
     }
 
@@ -94,13 +97,21 @@ impl RetentionService {
         }
         // What each owner had not consumed below the new minimum is gone.
         let mut lost: BTreeMap<(String, String), BTreeMap<String, u64>> = BTreeMap::new();
+        let mut lost_q: BTreeMap<(String, String, u32), u64> = BTreeMap::new();
         for (p, before) in positions.iter().zip(mins_before) {
             let after = queue_min(store.queues.get(&p.topic, p.queue));
             let n = after.saturating_sub(p.committed.max(before));
             if n > 0 {
                 let owners = lost.entry((p.group.clone(), p.topic.clone())).or_default();
                 *owners.entry(p.owner.clone()).or_default() += n;
+                let q = lost_q
+                    .entry((p.group.clone(), p.topic.clone(), p.queue))
+                    .or_default();
+                *q = (*q).max(n);
             }
+        }
+        for (key, n) in lost_q {
+            *self.expired_by_queue.entry(key).or_default() += n;
         }
         for ((group, topic), owners) in lost {
             // A broadcasting group's consumers each read everything: the group

@@ -211,6 +211,11 @@ fn expired_unconsumed_messages_are_counted_per_group() {
     assert!(min > 0);
     assert_eq!(expired("slow"), Some(min));
     assert_eq!(expired("fast"), Some(0));
+    // progress says the same per queue.
+    let [q] = b.progress("slow", "t").unwrap().try_into().unwrap();
+    assert_eq!(q.expired, min);
+    let [q] = b.progress("fast", "t").unwrap().try_into().unwrap();
+    assert_eq!(q.expired, 0);
     drop(slow);
 }
 

@@ -233,7 +233,7 @@ export interface ConsumeProgress {
   inflight: number;
   /** Store time (epoch ms) of the last message the group consumed here (mqadmin's #LastTime), or of the first it has yet to consume; null for an empty queue. */
   lastStoreTimestamp: number | null;
-  /** Messages retention removed before the group consumed them (0 until retention counts them per group). */
+  /** Messages retention removed from this queue before the group consumed them (since the broker opened). */
   expired: number;
 }
 

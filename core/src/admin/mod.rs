@@ -39,8 +39,8 @@ pub struct ConsumeProgress {
     /// it has yet to consume when it consumed none (mqadmin's `#LastTime`): how far
     /// the group has got, in time. None when the queue holds no message.
     pub last_store_timestamp: Option<u64>,
-    /// Messages retention removed before the group consumed them. Retention does not
-    /// count these per group yet: 0 until it does.
+    /// Messages retention removed from this queue before the group consumed them
+    /// (since the broker opened).
     pub expired: u64,
 }
 
@@ -236,7 +236,12 @@ impl Engine {
                     lag: max - committed,
                     inflight: cursor - committed,
                     last_store_timestamp: last,
-                    expired: 0,
+                    expired: self
+                        .retention
+                        .expired_by_queue
+                        .get(&(group.to_string(), t.to_string(), q as u32))
+                        .copied()
+                        .unwrap_or(0),
                 })
             })
             .collect())

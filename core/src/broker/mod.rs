@@ -1,5 +1,5 @@
 //! The facade: a broker over one store, handing out producers and consumers. Each
-//! public call takes the engine's one lock (engine.rs) and calls one service; waiting
+//! public call takes the engine's one lock (engine/) and calls one service; waiting
 //! (long polls, sync flushes) and user code (transaction `execute` and `check`)
 //! happen outside the lock. A Condvar wakes long-polling receivers. Under
 //! `flush="sync"` concurrent senders share one fsync (group commit, in
@@ -9,6 +9,7 @@ mod admin;
 mod atomic;
 mod background;
 mod consumer;
+mod lifecycle;
 #[cfg(not(target_arch = "wasm32"))]
 mod listener;
 mod producer;
@@ -395,95 +396,6 @@ impl Broker {
     /// Whether `close` was called.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
-    }
-}
-
-/// What group commit needs of the CommitLog, each under the engine's lock.
-impl Log for Broker {
-    fn end(&self) -> u64 {
-        self.inner.engine.lock().store.commitlog.end()
-    }
-    fn flush_job(&self) -> FlushJob {
-        self.inner.engine.lock().store.commitlog.flush_job()
-    }
-    fn flushed(&self, upto: u64) {
-        let mut e = self.inner.engine.lock();
-        e.store.commitlog.flushed_to(upto);
-        // Under `sync`, consumers see only durable data: what just became durable.
-        e.arrived = true;
-        self.notify(e);
-    }
-}
-
-impl Inner {
-    fn check_process(&self) -> Result<()> {
-        if crate::runtime::process_generation() != self.generation {
-            return Err(Error::Forked {
-                owner: self.owner_pid,
-            });
-        }
-        Ok(())
-    }
-
-    fn close(&self) -> Result<()> {
-        if self.check_process().is_err() {
-            // A forked child's copy: the store is the parent's. Nothing is
-            // flushed, written or unlocked from here.
-            return Ok(());
-        }
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let _meta = self.metadata.lock();
-        let _one = self.group_commit.exclusive();
-        let mut e = self.engine.lock();
-        let waiters = std::mem::take(&mut e.waiters);
-        let now = self.config.clock.now_ms();
-        let result = (|| -> Result<()> {
-            e.flush_revive(now)?;
-            let job = e.store.commitlog.flush_job();
-            job.run()?;
-            e.store.commitlog.flushed_to(job.upto);
-            for (t, q, j) in e.store.queues.flush_jobs() {
-                j.run()?;
-                if let Some(cq) = e.store.queues.get_mut(&t, q) {
-                    cq.flushed_to(j.upto);
-                }
-            }
-            let written = (|| {
-                for (name, bytes) in e.metadata(now, true)? {
-                    e.store.backend.write_meta(name, &bytes)?;
-                }
-                e.store.write_checkpoint()
-            })();
-            match written {
-                // The messages are in the log; what could not be noted down is
-                // replayed at the next open (at-least-once, as after a crash).
-                Err(Error::DiskFull(why)) => {
-                    log::warn!("closing on a full disk: metadata not written ({why})");
-                    return Ok(());
-                }
-                r => r?,
-            }
-            e.store
-                .backend
-                .remove_meta(crate::commitlog::recovery::ABORT_FILE)?;
-            Ok(())
-        })();
-        e.closed = true;
-        e.store.backend.unlock();
-        drop(e);
-        self.arrived.notify_all();
-        for w in waiters {
-            w();
-        }
-        result
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        let _ = self.close();
     }
 }
 

@@ -39,5 +39,5 @@ class ConsumeProgress(TypedDict):
     """Store time (ms) of the last message the group consumed here (mqadmin's
     ``#LastTime``), or of the first it has yet to consume; None for an empty queue."""
     expired: int
-    """Messages retention removed before the group consumed them (0 until retention
-    counts them per group)."""
+    """Messages retention removed from this queue before the group consumed them
+    (since the broker opened)."""

@@ -15,11 +15,13 @@
 //! Changes are durable through the revive log (`revive.rs`); the engine appends
 //! what this service buffers and recovery replays it through dispatch.
 
+mod admin;
+mod expiry;
 mod group;
+mod receipt;
 pub(crate) mod revive;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 pub(crate) use group::PopGroup;
@@ -31,6 +33,9 @@ use crate::filter::MessageFilter;
 use crate::message::Taken;
 use crate::message_store::MessageStore;
 use crate::{Error, Result};
+use expiry::push_expiry;
+pub(crate) use receipt::handle;
+use receipt::{group_tag, parse_handle, stale};
 use revive::{GroupName, Op, Pending};
 
 /// A delivery whose last attempt expired: the engine copies it to the DLQ, then
@@ -66,65 +71,10 @@ pub(crate) struct PopGroups {
     pub moved: bool,
 }
 
-fn group_tag(name: &str) -> u32 {
-    let mut h = rustc_hash::FxBuildHasher.build_hasher();
-    h.write(name.as_bytes());
-    h.finish() as u32
-}
-
-/// A receipt handle: group tag, queue, offset and generation, in hex.
-/// Built by hand: one is made per delivery, and `format!` cost more than the rest of
-/// a delivery.
-pub(crate) fn handle(tag: u32, queue: u32, offset: u64, gen: u32) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 40];
-    let mut put = |at: usize, v: u64, digits: usize| {
-        for i in 0..digits {
-            out[at + i] = HEX[((v >> (4 * (digits - 1 - i))) & 0xf) as usize];
-        }
-    };
-    put(0, tag.into(), 8);
-    put(8, queue.into(), 8);
-    put(16, offset, 16);
-    put(32, gen.into(), 8);
-    // All ASCII hex digits.
-    std::str::from_utf8(&out)
-        .map(str::to_owned)
-        .unwrap_or_default()
-}
-
-fn parse_handle(h: &str) -> Option<(u32, u32, u64, u32)> {
-    let b = h.as_bytes();
-    if b.len() != 40 {
-        return None;
-    }
-    let field = |from: usize, to: usize| -> Option<u64> {
-        b[from..to].iter().try_fold(0u64, |v, &c| {
-            let d = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                b'A'..=b'F' => c - b'A' + 10,
-                _ => return None,
-            };
-            Some(v << 4 | u64::from(d))
-        })
-    };
-    Some((
-        field(0, 8)? as u32,
-        field(8, 16)? as u32,
-        field(16, 32)?,
-        field(32, 40)? as u32,
-    ))
-}
-
-fn stale(h: &str, why: &str) -> Error {
-    Error::InvalidReceiptHandle(format!("{h:?}: {why}"))
-}
-
 impl PopGroups {
     /// The group `name` on `topic`, created with the committed offsets `base(q)`
     /// when new. None when `name` is a group of another topic.
-    fn group_or_new(
+    pub(super) fn group_or_new(
         &mut self,
         n: &GroupName,
         queues: u32,
@@ -240,7 +190,7 @@ impl PopGroups {
             .flatten()
     }
 
-    fn name_of(&self, g: u32) -> GroupName {
+    pub(super) fn name_of(&self, g: u32) -> GroupName {
         let group = &self.groups[g as usize];
         GroupName {
             group: group.name.clone(),
@@ -374,7 +324,7 @@ impl PopGroups {
 
     /// Marks (g, q, offset) done (acked or dead-lettered) and frees its fifo key;
     /// true when the key's next message became visible.
-    fn finish(&mut self, store: &MessageStore, g: u32, q: u32, offset: u64) -> bool {
+    pub(super) fn finish(&mut self, store: &MessageStore, g: u32, q: u32, offset: u64) -> bool {
         let group = &mut self.groups[g as usize];
         let pq = &mut group.queues[q as usize];
         pq.set(offset, Slot::Done);
@@ -475,167 +425,6 @@ impl PopGroups {
     pub fn dead_lettered(&mut self, store: &MessageStore, e: Expired) -> bool {
         self.finish(store, e.group, e.queue, e.offset)
     }
-
-    /// Expiries due at `now`: deliveries with attempts left become visible again;
-    /// those at their last attempt are returned, to be dead-lettered. True in the
-    /// second place when something became visible.
-    pub fn expire(&mut self, now: u64) -> (Vec<Expired>, bool) {
-        let mut dead = Vec::new();
-        let mut visible = false;
-        while let Some(mut entry) = self.expiry.first_entry() {
-            if entry.key().saturating_mul(1000) > now {
-                break;
-            }
-            let items = std::mem::take(entry.get_mut());
-            let sec = *entry.key();
-            entry.remove();
-            let mut later = Vec::new();
-            for e in items {
-                let group = &mut self.groups[e.group as usize];
-                let Some(Slot::Invisible {
-                    until,
-                    attempt,
-                    gen,
-                }) = group.queues[e.queue as usize].slot(e.offset)
-                else {
-                    continue;
-                };
-                if gen != e.gen {
-                    continue;
-                }
-                if until > now {
-                    later.push(e);
-                } else if attempt >= group.max_attempts {
-                    dead.push(Expired {
-                        group: e.group,
-                        queue: e.queue,
-                        offset: e.offset,
-                        attempt,
-                    });
-                } else {
-                    group.queues[e.queue as usize].set(e.offset, Slot::Ready { attempt, gen });
-                    group.ready.push_back((e.queue, e.offset));
-                    visible = true;
-                }
-            }
-            if !later.is_empty() {
-                self.expiry.insert(sec, later);
-                break;
-            }
-        }
-        (dead, visible)
-    }
-
-    /// The earliest time an invisible delivery may expire.
-    pub fn next_expiry(&self) -> Option<u64> {
-        let (sec, items) = self.expiry.first_key_value()?;
-        let at = items
-            .iter()
-            .filter_map(|e| {
-                match self.groups[e.group as usize].queues[e.queue as usize].slot(e.offset) {
-                    Some(Slot::Invisible { until, gen, .. }) if gen == e.gen => Some(until),
-                    _ => None,
-                }
-            })
-            .min();
-        Some(at.unwrap_or(sec.saturating_mul(1000)))
-    }
-
-    /// Moves group `name`'s committed offset on `queue` to `offset`: what was in
-    /// flight there is forgotten.
-    pub fn reset(&mut self, name: &str, queue: u32, offset: u64) {
-        let Some(&g) = self.by_name.get(name) else {
-            return;
-        };
-        let group = &mut self.groups[g as usize];
-        if let Some(pq) = group.queues.get_mut(queue as usize) {
-            *pq = Queue {
-                base: offset,
-                window: VecDeque::new(),
-                scan: offset,
-            };
-            group.ready.retain(|(q, _)| *q != queue);
-            group.busy.clear();
-            group.blocked.clear();
-            self.pending.push(g, Op::Reset { queue, offset });
-            self.moved = true;
-        }
-    }
-
-    /// Where group `name` has read to on (topic, queue): the end of its window.
-    pub fn cursor(&self, name: &str, topic: &str, queue: u32) -> Option<u64> {
-        let g = self.group(name)?;
-        (g.topic == topic)
-            .then(|| g.queues.get(queue as usize).map(|q| q.end().max(q.scan)))
-            .flatten()
-    }
-
-    /// Moves group `name` on `queue` forward to at least `target` (the backlog drill
-    /// copied what was below): what was in flight below it is forgotten.
-    pub fn advance_past(&mut self, name: &str, queue: u32, target: u64) {
-        let Some(&g) = self.by_name.get(name) else {
-            return;
-        };
-        let group = &mut self.groups[g as usize];
-        let Some(pq) = group.queues.get_mut(queue as usize) else {
-            return;
-        };
-        if pq.base >= target {
-            return;
-        }
-        let gone =
-            usize::try_from(target - pq.base).map_or(pq.window.len(), |n| n.min(pq.window.len()));
-        pq.window.drain(..gone);
-        pq.base = target;
-        pq.scan = pq.scan.max(target);
-        group.ready.retain(|(q, o)| *q != queue || *o >= target);
-        self.pending.push(
-            g,
-            Op::Reset {
-                queue,
-                offset: target,
-            },
-        );
-        self.moved = true;
-    }
-
-    /// Simple groups with live members on `topic`.
-    pub fn live_on<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.groups
-            .iter()
-            .filter(move |g| g.topic == topic && g.members > 0)
-            .map(|g| g.name.as_str())
-    }
-
-    /// Forgets the groups of a deleted topic (none has live members).
-    pub fn forget_topic(&mut self, topic: &str) {
-        let groups = &self.groups;
-        self.by_name
-            .retain(|_, g| groups[*g as usize].topic != topic);
-        self.moved = true;
-    }
-
-    /// The committed offsets of every group, to persist: (topic, group, queue, offset).
-    pub fn bases(&self) -> impl Iterator<Item = (&str, &str, u32, u64)> + '_ {
-        self.groups.iter().flat_map(|g| {
-            g.queues
-                .iter()
-                .enumerate()
-                .map(move |(q, pq)| (g.topic.as_str(), g.name.as_str(), q as u32, pq.base))
-        })
-    }
-}
-
-pub(super) fn push_expiry(expiry: &mut BTreeMap<u64, Vec<Expiry>>, until: u64, e: Expiry) {
-    let sec = until / 1000;
-    // A receive's deliveries share a second: mostly the last bucket.
-    if let Some(mut last) = expiry.last_entry() {
-        if *last.key() == sec {
-            last.get_mut().push(e);
-            return;
-        }
-    }
-    expiry.entry(sec).or_default().push(e);
 }
 
 #[cfg(test)]

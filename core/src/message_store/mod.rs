@@ -3,7 +3,7 @@
 //! with dense queue offsets, reading messages back, recovery on open, retention.
 //!
 //! Open replays the CommitLog from its first retained record: that one scan finds the
-//! end (checking CRCs after an unclean exit) and dispatches every record again
+//! end (checking every record's CRC) and dispatches every record again
 //! (`dispatch.rs`), which rebuilds the key index, refills any ConsumeQueue that is
 //! missing or behind, and feeds the timer and transaction services. Then every
 //! ConsumeQueue is cut back to the CommitLog's end.
@@ -27,6 +27,10 @@ use crate::store::meta::{read_json, store_err, write_json};
 use crate::store::Backend;
 use crate::topic::{self, DeletedTopics, TopicRegistry};
 use crate::{Error, Result};
+
+mod read;
+mod recover;
+mod retention;
 
 /// Where a deferred record goes when it is re-appended.
 #[derive(Debug, Clone, Copy)]
@@ -192,7 +196,7 @@ impl MessageStore {
         Ok(())
     }
 
-    fn checkpoint(&self) -> Checkpoint {
+    pub(super) fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
             flushed: self.commitlog.flushed(),
             nonce: self.nonce,
@@ -318,7 +322,7 @@ impl MessageStore {
     /// one target), and what dispatching them will write (ConsumeQueue entries,
     /// timer links) allocated before they are appended: once a record is in the
     /// log, nothing it needs may fail for space.
-    fn assign_queue_offsets(
+    pub(super) fn assign_queue_offsets(
         &mut self,
         specs: &[RecordSpec],
         services: &mut Services<'_>,
@@ -361,7 +365,13 @@ impl MessageStore {
 
     /// Allocates room for `n` more entries of (t, q) (and timer links); returns the
     /// queue's next offset.
-    fn reserve(&mut self, t: &str, q: u32, n: usize, services: &mut Services<'_>) -> Result<u64> {
+    pub(super) fn reserve(
+        &mut self,
+        t: &str,
+        q: u32,
+        n: usize,
+        services: &mut Services<'_>,
+    ) -> Result<u64> {
         if t == topic::TIMER_TOPIC {
             services.timer.reserve(n).map_err(store_err)?;
         }
@@ -372,337 +382,6 @@ impl MessageStore {
             }
             None => Ok(0),
         }
-    }
-
-    /// Replays the log (see the module docs) through dispatch; topics the registry
-    /// lacks get at least `default_queues` queues.
-    pub fn recover(&mut self, services: &mut Services<'_>, default_queues: u32) -> Result<()> {
-        // The checkpoint says how far the log was flushed: past it is the tail a
-        // crash may have torn.
-        let checkpoint = Checkpoint::read(&*self.backend).ok().flatten();
-        let tail_from = checkpoint.map_or(0, |c| c.flushed);
-        let MessageStore {
-            commitlog,
-            queues,
-            index,
-            skipped_records: skipped,
-            deleted,
-            ..
-        } = self;
-        let mut failure: Option<Error> = None;
-        let scan = commitlog
-            .recover(tail_from, |r| {
-                if failure.is_some() || deleted.hides(r.topic(), r.phys) {
-                    return;
-                }
-                let topic = r.topic();
-                if topic::validate_topic(topic).is_err() || r.queue_id >= topic::MAX_QUEUES {
-                    // Intact bytes, impossible content: never a path, never a queue.
-                    *skipped += 1;
-                    log::warn!(
-                        "the record at CommitLog offset {} names queue {} of {topic:?}, \
-                         which cannot exist; skipped",
-                        r.phys,
-                        r.queue_id
-                    );
-                    return;
-                }
-                if queues.count(topic) <= r.queue_id {
-                    if let Err(e) = queues.ensure(topic, r.queue_id + 1) {
-                        failure = Some(store_err(e));
-                        return;
-                    }
-                }
-                let req = DispatchRequest::from_view(r);
-                match dispatch::dispatch(&req, Mode::Replay, queues, index, services) {
-                    Ok(()) => {}
-                    Err(Error::StoreCorrupted(why)) => {
-                        *skipped += 1;
-                        log::warn!(
-                            "the record at CommitLog offset {} is skipped: {why}",
-                            r.phys
-                        );
-                    }
-                    Err(e) => failure = Some(e),
-                }
-            })
-            .map_err(store_err)?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        self.index.merge();
-        self.skipped_records += scan.damaged.len() as u64;
-        let end = scan.end;
-        if end < tail_from {
-            // Flushed data was lost (damage, not a torn tail): new messages start
-            // past it, so no id that named a lost message names another one.
-            let seg = self.commitlog.seg_size() as u64;
-            let fresh = tail_from.div_ceil(seg).saturating_mul(seg);
-            if let Err(e) = self.commitlog.skip_to(fresh) {
-                log::warn!("could not move the CommitLog's end past lost data: {e}");
-            }
-        }
-        let min = self.commitlog.min_offset();
-        for cq in self.queues.all_mut() {
-            cq.truncate_to_commitlog(end).map_err(store_err)?;
-            cq.correct_min(min).map_err(store_err)?;
-        }
-        self.grow_topics(default_queues);
-        Ok(())
-    }
-
-    /// Grows the registry to every queue the store holds (found on disk, or named
-    /// by a record of the log): a topic whose registry entry was lost or is behind
-    /// (a crash before `topics.json` was written) comes back whole.
-    fn grow_topics(&mut self, default_queues: u32) {
-        let found: Vec<(String, u32)> = self
-            .queues
-            .iter()
-            .filter(|(t, _)| !topic::is_reserved(t) || t.starts_with('%'))
-            .map(|(t, qs)| (t.clone(), qs.len() as u32))
-            .collect();
-        for (t, n) in found {
-            let n = match self.topics.queues(&t) {
-                Some(_) => n,
-                // A user topic the registry never saw was created on first send.
-                None if !topic::is_reserved(&t) => n.max(default_queues),
-                None => n,
-            };
-            if self.topics.ensure(&t, n) {
-                log::info!("topic {t} recovered with {n} queues from the store's files");
-                self.topics_dirty = true;
-            }
-        }
-    }
-
-    /// The message at `phys` with a zero-copy body.
-    pub fn message_at(&self, phys: u64) -> Option<MessageExt> {
-        self.message_in(&mut Span::default(), phys)
-    }
-
-    /// `message_at`, its body cut from `span` (shared by the messages of one read).
-    pub fn message_in(&self, span: &mut Span, phys: u64) -> Option<MessageExt> {
-        self.lookup_in(span, phys).found()
-    }
-
-    /// The message at `phys`, telling a damaged record from a missing one.
-    fn lookup_in(&self, span: &mut Span, phys: u64) -> Lookup<MessageExt> {
-        let found = self.commitlog.read_record(phys, |r| {
-            let (at, len) = r.body_range();
-            (
-                at,
-                len,
-                MessageExt::from_record(r, self.nonce, Bytes::new()),
-            )
-        });
-        let Lookup::Found((body_at, len, mut msg)) = found else {
-            return match found {
-                Lookup::Corrupt => Lookup::Corrupt,
-                _ => Lookup::Missing,
-            };
-        };
-        msg.body = self.commitlog.read_in(span, phys + body_at as u64, len);
-        if msg.body.len() == len {
-            Lookup::Found(msg)
-        } else {
-            Lookup::Missing
-        }
-    }
-
-    /// What the send that stored the record at `phys` returned (its topic and queue
-    /// the real ones for a delayed or half message), marked a duplicate.
-    pub fn send_result_at(&self, phys: u64) -> Option<SendResult> {
-        self.commitlog.with_record(phys, |r| {
-            let m = MessageExt::from_record(r, self.nonce, Bytes::new());
-            SendResult {
-                msg_id: m.msg_id,
-                topic: m.topic,
-                queue_id: m.queue_id,
-                queue_offset: r.queue_offset,
-                commitlog_offset: phys,
-                status: crate::SendStatus::SendOk,
-                transaction_state: None,
-                duplicate: true,
-            }
-        })
-    }
-
-    /// The message with this id, if it is retained here (for a caller-given id, the
-    /// first record that carries it: the original, not a retry or dead letter);
-    /// `StoreCorrupted` when its record is there but damaged (never handed out).
-    pub fn get(&self, msg_id: &str) -> Result<Option<MessageExt>> {
-        let Some((nonce, phys)) = id::parse(msg_id) else {
-            return Ok(self
-                .index
-                .ids(msg_id)
-                .into_iter()
-                .filter(|phys| !self.is_deleted(*phys))
-                .filter_map(|phys| self.message_at(phys))
-                .find(|m| m.msg_id == msg_id));
-        };
-        if nonce != self.nonce || self.is_deleted(phys) {
-            return Ok(None);
-        }
-        match self.lookup_in(&mut Span::default(), phys) {
-            // A copy kept elsewhere (a retry, say) answers to its original's id only.
-            Lookup::Found(m) if m.msg_id.eq_ignore_ascii_case(msg_id) => Ok(Some(m)),
-            Lookup::Found(_) => Ok(None),
-            Lookup::Missing => Ok(None),
-            Lookup::Corrupt => Err(Error::StoreCorrupted(format!(
-                "message {msg_id} is damaged on disk (its record fails its CRC)"
-            ))),
-        }
-    }
-
-    /// Whether the record at `phys` went with a deleted topic (its own, or the real
-    /// topic a delayed or half message was bound for).
-    pub fn is_deleted(&self, phys: u64) -> bool {
-        if self.deleted.topics.is_empty() {
-            return false;
-        }
-        self.commitlog
-            .with_record(phys, |r| {
-                self.deleted.hides(r.topic(), phys)
-                    || properties::value(r.raw_properties(), prop::REAL_TOPIC)
-                        .is_some_and(|t| self.deleted.hides(t, phys))
-            })
-            .unwrap_or(false)
-    }
-
-    /// The retained messages of `topic` with `key` among their keys, oldest first.
-    pub fn query(&self, topic: &str, key: &str) -> Vec<MessageExt> {
-        self.index
-            .candidates(topic, key)
-            .iter()
-            .filter(|phys| !self.deleted.hides(topic, **phys))
-            .filter_map(|phys| self.message_at(*phys))
-            .filter(|m| m.keys.iter().any(|k| k == key))
-            .collect()
-    }
-
-    /// A copy of the record at `phys` for where `to` says: its real topic and queue
-    /// (the `REAL_TOPIC`/`REAL_QID` a delay, timer or half message carries), or a
-    /// fixed engine topic; without the properties in `drop_props`. None when the
-    /// record is gone, or cannot go where it names (it is skipped and counted: a
-    /// record read from the log is input like any other).
-    pub fn copy_to_real_topic(
-        &mut self,
-        phys: u64,
-        drop_props: &[&str],
-        to: Destination<'_>,
-        default_queues: u32,
-    ) -> Result<Option<RecordSpec>> {
-        let nonce = self.nonce;
-        let found = self.commitlog.with_record(phys, |r| {
-            let raw = r.raw_properties();
-            let real_topic = properties::value(raw, prop::REAL_TOPIC).map(str::to_string);
-            let real_qid: Option<u32> =
-                properties::value(raw, prop::REAL_QID).and_then(|q| q.parse().ok());
-            let mut p = properties::copy_without(raw, drop_props);
-            if properties::value(raw, prop::UNIQ_KEY).is_none() {
-                properties::push(&mut p, prop::UNIQ_KEY, &id::make(nonce, phys));
-            }
-            let (at, len) = r.body_range();
-            let spec = RecordSpec {
-                topic: topic::TRANS_HALF_TOPIC.into(),
-                queue_id: 0,
-                sys_flag: r.sys_flag,
-                born_ts: r.born_ts,
-                reconsume_times: r.reconsume_times,
-                prepared_tx_offset: 0,
-                body: Bytes::new(),
-                properties: p,
-            };
-            (real_topic, real_qid, spec, at, len)
-        });
-        let Some((real_topic, real_qid, mut spec, at, len)) = found else {
-            return Ok(None);
-        };
-        let (name, queue_id) = match to {
-            Destination::Fixed(name, queue_id) => (name.to_string(), queue_id),
-            Destination::Real { retries } => {
-                let Some(real) = real_topic else {
-                    return Ok(self.skip(phys, "it names no REAL_TOPIC"));
-                };
-                if let Err(e) = topic::validate_real_topic(&real, retries) {
-                    return Ok(self.skip(phys, &format!("its REAL_TOPIC is refused ({e})")));
-                }
-                (real, real_qid.unwrap_or(0))
-            }
-        };
-        if self.deleted.hides(&name, phys) {
-            return Ok(None);
-        }
-        let queues = match self.topics.queues(&name) {
-            Some(n) => n,
-            None => {
-                let n = if topic::is_reserved(&name) {
-                    1
-                } else {
-                    default_queues
-                };
-                self.create_topic(&name, n)?;
-                n
-            }
-        };
-        spec.queue_id = queue_id % queues.max(1);
-        spec.topic = name.into();
-        spec.body = self
-            .commitlog
-            .read(phys + at as u64, len)
-            .unwrap_or_default();
-        Ok(Some(spec))
-    }
-
-    /// Skips the record at `phys` that cannot be re-appended: logged and counted.
-    fn skip<T>(&mut self, phys: u64, why: &str) -> Option<T> {
-        self.skipped_records += 1;
-        log::warn!("the deferred record at CommitLog offset {phys} is skipped: {why}");
-        None
-    }
-
-    /// Deletes expired CommitLog segments (or, `forcibly`, the oldest whatever
-    /// their age), at most 10 per pass, never the active one nor one that ends
-    /// above `keep` (it holds a record still needed), and moves every queue's
-    /// minimum after them. True when something was deleted.
-    pub fn apply_retention(
-        &mut self,
-        now: u64,
-        reserved_ms: u64,
-        forcibly: bool,
-        keep: u64,
-    ) -> Result<bool> {
-        let seg_size = self.commitlog.seg_size() as u64;
-        let mut deleted = 0;
-        for (base, last_ts) in self.commitlog.sealed_segments() {
-            let expired = forcibly || last_ts.saturating_add(reserved_ms) <= now;
-            if deleted >= 10 || !expired {
-                break;
-            }
-            if base.saturating_add(seg_size) > keep {
-                log::info!(
-                    "CommitLog segment {base} is kept past its time: it holds records still needed"
-                );
-                break;
-            }
-            if !self.commitlog.delete_oldest().map_err(store_err)? {
-                break;
-            }
-            log::info!("retention deleted CommitLog segment {base}");
-            deleted += 1;
-        }
-        if deleted == 0 {
-            return Ok(false);
-        }
-        let min = self.commitlog.min_offset();
-        for cq in self.queues.all_mut() {
-            cq.correct_min(min).map_err(store_err)?;
-        }
-        self.index.retain_from(min);
-        if self.deleted.prune(min) {
-            self.deleted_dirty = true;
-        }
-        Ok(true)
     }
 }
 

@@ -1,0 +1,89 @@
+//! Operations on simple groups' cursors: resets, drills, topic deletion.
+
+use super::*;
+
+impl PopGroups {
+    /// Moves group `name`'s committed offset on `queue` to `offset`: what was in
+    /// flight there is forgotten.
+    pub fn reset(&mut self, name: &str, queue: u32, offset: u64) {
+        let Some(&g) = self.by_name.get(name) else {
+            return;
+        };
+        let group = &mut self.groups[g as usize];
+        if let Some(pq) = group.queues.get_mut(queue as usize) {
+            *pq = Queue {
+                base: offset,
+                window: VecDeque::new(),
+                scan: offset,
+            };
+            group.ready.retain(|(q, _)| *q != queue);
+            group.busy.clear();
+            group.blocked.clear();
+            self.pending.push(g, Op::Reset { queue, offset });
+            self.moved = true;
+        }
+    }
+
+    /// Where group `name` has read to on (topic, queue): the end of its window.
+    pub fn cursor(&self, name: &str, topic: &str, queue: u32) -> Option<u64> {
+        let g = self.group(name)?;
+        (g.topic == topic)
+            .then(|| g.queues.get(queue as usize).map(|q| q.end().max(q.scan)))
+            .flatten()
+    }
+
+    /// Moves group `name` on `queue` forward to at least `target` (the backlog drill
+    /// copied what was below): what was in flight below it is forgotten.
+    pub fn advance_past(&mut self, name: &str, queue: u32, target: u64) {
+        let Some(&g) = self.by_name.get(name) else {
+            return;
+        };
+        let group = &mut self.groups[g as usize];
+        let Some(pq) = group.queues.get_mut(queue as usize) else {
+            return;
+        };
+        if pq.base >= target {
+            return;
+        }
+        let gone =
+            usize::try_from(target - pq.base).map_or(pq.window.len(), |n| n.min(pq.window.len()));
+        pq.window.drain(..gone);
+        pq.base = target;
+        pq.scan = pq.scan.max(target);
+        group.ready.retain(|(q, o)| *q != queue || *o >= target);
+        self.pending.push(
+            g,
+            Op::Reset {
+                queue,
+                offset: target,
+            },
+        );
+        self.moved = true;
+    }
+
+    /// Simple groups with live members on `topic`.
+    pub fn live_on<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.groups
+            .iter()
+            .filter(move |g| g.topic == topic && g.members > 0)
+            .map(|g| g.name.as_str())
+    }
+
+    /// Forgets the groups of a deleted topic (none has live members).
+    pub fn forget_topic(&mut self, topic: &str) {
+        let groups = &self.groups;
+        self.by_name
+            .retain(|_, g| groups[*g as usize].topic != topic);
+        self.moved = true;
+    }
+
+    /// The committed offsets of every group, to persist: (topic, group, queue, offset).
+    pub fn bases(&self) -> impl Iterator<Item = (&str, &str, u32, u64)> + '_ {
+        self.groups.iter().flat_map(|g| {
+            g.queues
+                .iter()
+                .enumerate()
+                .map(move |(q, pq)| (g.topic.as_str(), g.name.as_str(), q as u32, pq.base))
+        })
+    }
+}

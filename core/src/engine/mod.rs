@@ -1,0 +1,267 @@
+//! The engine: every service of one store, composed behind the broker's one lock
+//! (the facade in `broker/` holds the lock; this is what it guards).
+//!
+//! Services decide; the engine wires them: a record any service wants written goes
+//! through [`Engine::put`], which appends it and dispatches it to every service it
+//! concerns (`dispatch.rs`), exactly as recovery replays it. Methods here never block
+//! and never call user code: the facade (mod.rs) waits, flushes and calls
+//! transaction listeners outside the lock.
+//!
+//! The engine's calls are grouped by what they serve: `send.rs` (checks, records,
+//! dedup repeats), `consumers.rs` (classic and simple consumers' calls, acks, nacks,
+//! dead letters, transaction resolutions), `deferred.rs` (delays, timers, checks,
+//! ack deadlines, invisibility expiry, retention coming due); this file opens the
+//! store and composes the services.
+
+use std::sync::Arc;
+
+use crate::commitlog::recovery::ABORT_FILE;
+use crate::consumer::{pop, ConsumerGroups, NackOutcome, OffsetTable};
+use crate::dedup::{DedupWindow, Key};
+use crate::dispatch::Services;
+use crate::message::properties;
+use crate::message::record::{RecordSpec, END_FILE_MIN_BLANK};
+use crate::message::{id, MessageExt, Taken};
+use crate::message_store::{Destination, MessageStore};
+use crate::retention::RetentionService;
+use crate::schedule::{ScheduleService, TimerWheel, DELIVERY_BATCH};
+use crate::stats::{self, Stats, TopicRates};
+use crate::store::meta::{read_json, store_err};
+use crate::store::Backend;
+use crate::topic;
+use crate::transaction::{Check, Transactions, TxState};
+use crate::{
+    BrokerConfig, ConsumerConfig, Delay, Error, Message, Result, SendResult, SendStatus,
+    SimpleConsumerConfig, StartFrom,
+};
+
+pub(crate) type Callback = Box<dyn FnOnce() + Send>;
+
+/// A log record made under the engine lock, emitted by the facade once the lock is
+/// released (a binding's logger may take a lock of its own, such as Python's GIL).
+#[derive(Debug)]
+pub(crate) struct Notice {
+    pub level: log::Level,
+    pub target: &'static str,
+    pub text: String,
+}
+
+pub(crate) struct Engine {
+    pub store: MessageStore,
+    pub settings: crate::config::Settings,
+    pub groups: ConsumerGroups,
+    pub schedule: ScheduleService,
+    pub timer: TimerWheel,
+    pub tx: Transactions,
+    pub dedup: DedupWindow,
+    pub rates: TopicRates,
+    pub closed: bool,
+    /// Called once when messages may have arrived (event loops waiting).
+    pub waiters: Vec<Callback>,
+    /// Earliest time deferred work may be due (u64::MAX: none).
+    pub next_due: u64,
+    pub retention: RetentionService,
+    /// Set when a record consumers read landed; the facade wakes receivers.
+    pub arrived: bool,
+    /// Why sends are refused with `DiskFull`, while they are: the disk is used
+    /// above `disk_max_used_ratio`, or the store was opened on a full disk.
+    pub disk_full: Option<String>,
+    /// Reused between sends.
+    spec_buf: Vec<RecordSpec>,
+    /// Backlog drills and DLQ redrives not finished (admin/drill/).
+    pub drills: crate::admin::drill::Drills,
+    /// Log records to emit once the lock is released.
+    pub notices: Vec<Notice>,
+}
+
+/// The services dispatch feeds, borrowed from an engine's fields.
+macro_rules! services {
+    ($e:ident) => {
+        Services {
+            levels: &$e.schedule.levels,
+            timer: &mut $e.timer,
+            tx: &mut $e.tx,
+            dedup: &mut $e.dedup,
+            pop: &mut $e.groups.pop,
+            offsets: &$e.groups.offsets,
+            replayed_acks: &mut $e.groups.replayed_acks,
+            next_due: &mut $e.next_due,
+            arrived: &mut $e.arrived,
+        }
+    };
+}
+
+mod consumers;
+mod deferred;
+mod send;
+
+fn fresh_nonce() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(crate::runtime::process_id());
+    h.finish()
+}
+
+impl Engine {
+    /// Opens the store and replays it into every service.
+    pub fn open(config: &BrokerConfig, backend: Arc<dyn Backend>, now: u64) -> Result<Engine> {
+        let settings = config.settings()?;
+        let seg_size = settings
+            .segment_size
+            .unwrap_or_else(|| backend.default_segment_size());
+        let store = MessageStore::open(backend.clone(), seg_size, fresh_nonce())?;
+        let offsets: OffsetTable = read_json(&*backend, OffsetTable::FILE)?.unwrap_or_default();
+        if let Some(pid) = backend.read_meta(ABORT_FILE)? {
+            // No live holder (the lock was free), yet the last owner never closed.
+            let pid = String::from_utf8_lossy(&pid).trim().to_string();
+            let at = config
+                .path
+                .as_ref()
+                .map_or_else(|| "the store".to_string(), |p| p.display().to_string());
+            log::warn!(
+                "taking over {at}: process {pid} had it open and exited without closing it; \
+                 recovering"
+            );
+        }
+        let mut groups = ConsumerGroups::new(offsets);
+        // A store that dies with the process needs no revive log.
+        groups.pop.pending.off = !backend.is_persistent();
+        let timers_queued = store
+            .queues
+            .get(topic::TIMER_TOPIC, 0)
+            .map_or(0, |cq| cq.max_offset());
+        let mut e = Engine {
+            store,
+            groups,
+            schedule: ScheduleService::open(settings.levels.clone(), &*backend)?,
+            timer: TimerWheel::open(backend.clone(), timers_queued, now)?,
+            tx: Transactions::open(settings.tx, &*backend)?,
+            dedup: DedupWindow::new(settings.dedup_window_ms),
+            settings,
+            rates: TopicRates::default(),
+            closed: false,
+            waiters: Vec::new(),
+            next_due: 0,
+            retention: RetentionService::new(config.retention, now),
+            arrived: false,
+            disk_full: None,
+            spec_buf: Vec::new(),
+            drills: crate::admin::drill::Drills::open(&*backend)?,
+            notices: Vec::new(),
+        };
+        let store = &mut e.store;
+        store.recover(&mut services!(e), e.settings.default_queues)?;
+        e.finish_deletions()?;
+        e.next_due = 0;
+        e.groups.pop.after_replay(&e.store);
+        let marked = backend.write_meta(
+            ABORT_FILE,
+            crate::runtime::process_id().to_string().as_bytes(),
+        );
+        match marked.map_err(Error::from) {
+            Ok(()) => e.check_disk(),
+            // Nothing can be written: the store serves reads until space returns.
+            Err(Error::DiskFull(why)) => {
+                log::warn!("the disk is full ({why}): the store is open for reading only");
+                e.disk_full = Some(format!("the disk was full at open ({why})"));
+            }
+            Err(err) => return Err(err),
+        }
+        e.schedule.clamp_cursors(&e.store);
+        Ok(e)
+    }
+
+    /// Refreshes whether the disk is used above `disk_max_used_ratio` (RocketMQ's
+    /// "disk full"): while it is, sends are refused; they resume once it is not.
+    pub fn check_disk(&mut self) {
+        let ratio = self.settings.disk_max_used_ratio;
+        match self.store.backend.disk_usage() {
+            Some(used) if used > ratio => {
+                if self.disk_full.is_none() {
+                    log::warn!(
+                        "the disk is {:.1}% used, above disk_max_used_ratio ({:.1}%): \
+                         sends are refused until space returns",
+                        used * 100.0,
+                        ratio * 100.0
+                    );
+                }
+                self.disk_full = Some(format!(
+                    "the disk is {:.1}% used, above disk_max_used_ratio ({:.1}%)",
+                    used * 100.0,
+                    ratio * 100.0
+                ));
+            }
+            Some(_) if self.disk_full.is_some() => {
+                log::info!("disk space returned: sends are accepted again");
+                self.disk_full = None;
+            }
+            _ => {}
+        }
+    }
+
+    pub fn check_open(&self) -> Result<()> {
+        if self.closed {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Appends `specs` as one batch and dispatches them; where each went is in
+    /// `self.store.placed`.
+    pub fn put(&mut self, specs: &[RecordSpec], now: u64) -> Result<()> {
+        let store = &mut self.store;
+        store.put(specs, now, &mut services!(self))
+    }
+
+    pub fn pending_delayed(&self) -> u64 {
+        self.timer.pending() + self.schedule.pending(&self.store)
+    }
+
+    pub fn stats(&self, now: u64) -> Stats {
+        let pending_tx = self.tx.pending.len() as u64;
+        stats::report(
+            &self.store,
+            &self.groups,
+            &self.rates,
+            &self.retention.expired,
+            self.pending_delayed(),
+            pending_tx,
+            now,
+        )
+    }
+
+    /// Samples rates (about once a second).
+    pub fn sample(&mut self, now: u64) {
+        self.rates.sample(&self.store, &mut self.groups, now);
+    }
+
+    /// Serialised metadata that changed since the last call (`all`: everything), to
+    /// write outside the lock.
+    pub fn metadata(&mut self, now: u64, all: bool) -> Result<Vec<(&'static str, Vec<u8>)>> {
+        let mut out = Vec::new();
+        // A topic's deletion is recorded before the offsets and registry it changes.
+        if all || self.store.deleted_dirty {
+            out.push((
+                topic::DeletedTopics::FILE,
+                crate::store::meta::to_json(&self.store.deleted)?,
+            ));
+            self.store.deleted_dirty = false;
+        }
+        out.extend(self.groups.metadata(all)?);
+        out.extend(self.schedule.metadata(all)?);
+        out.extend(self.timer.metadata(now, all)?);
+        out.extend(self.tx.metadata(all)?);
+        out.extend(self.store.checkpoint_metadata(all)?);
+        if all || self.store.topics_dirty {
+            out.push((
+                topic::TopicRegistry::FILE,
+                crate::store::meta::to_json(&self.store.topics)?,
+            ));
+            self.store.topics_dirty = false;
+        }
+        // A drill's record goes after the offsets it moved (admin/drill/).
+        out.extend(self.drills.metadata(all)?);
+        Ok(out)
+    }
+}

@@ -1,0 +1,221 @@
+//! Sends: the checks of a batch, its records, and the repeats of dedup ids.
+
+use super::*;
+
+/// A message of a send that repeated a dedup id: its place in the send, and the
+/// first send's result (or the index, among the stored messages, of the earlier
+/// message of the same batch it repeats).
+pub(crate) struct Repeat {
+    at: usize,
+    of: std::result::Result<SendResult, usize>,
+}
+
+impl Engine {
+    /// Stores `msgs` (one topic, one queue, one append); as half messages of
+    /// `half_group`, invisible until resolved, when that is given.
+    pub fn send(
+        &mut self,
+        msgs: Vec<Message>,
+        rr: u32,
+        now: u64,
+        half_group: Option<&str>,
+    ) -> Result<Vec<SendResult>> {
+        self.check_open()?;
+        self.check_batch(&msgs, half_group.is_some())?;
+        let (msgs, repeats) = self.drop_repeats(msgs, now);
+        if msgs.is_empty() {
+            return Ok(self.answer_repeats(Vec::new(), repeats));
+        }
+        // Ids the caller gave, to report (no allocation when none did).
+        let given: Option<Vec<Option<String>>> = msgs
+            .iter()
+            .any(|m| m.msg_id.is_some())
+            .then(|| msgs.iter().map(|m| m.msg_id.clone()).collect());
+        let mut specs = std::mem::take(&mut self.spec_buf);
+        specs.clear();
+        let built = self
+            .build(msgs, rr, now, half_group, &mut specs)
+            .and_then(|to| self.room_for(&specs).map(|()| to));
+        let put = built.and_then(|to| self.put(&specs, now).map(|()| to));
+        specs.clear();
+        self.spec_buf = specs;
+        let (topic_name, queue_id) = put?;
+        let results = self
+            .store
+            .placed
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut r = self.result(&topic_name, queue_id, p.phys, p.queue_offset);
+                if let Some(id) = given.as_ref().and_then(|g| g[i].clone()) {
+                    r.msg_id = id;
+                }
+                r
+            })
+            .collect();
+        Ok(self.answer_repeats(results, repeats))
+    }
+
+    /// Refuses a user append that would start a new segment while the disk is used
+    /// above `disk_max_used_ratio` (looked at again then).
+    pub(crate) fn room_for(&mut self, specs: &[RecordSpec]) -> Result<()> {
+        let size: usize = specs.iter().map(RecordSpec::encoded_len).sum();
+        if size + END_FILE_MIN_BLANK > self.store.commitlog.remaining_in_segment() {
+            self.check_disk();
+            if let Some(why) = &self.disk_full {
+                return Err(Error::DiskFull(why.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// What a send reports for the record stored at `phys`.
+    pub(crate) fn result(&self, topic: &str, queue_id: u32, phys: u64, qo: u64) -> SendResult {
+        SendResult {
+            msg_id: id::make(self.store.nonce, phys),
+            topic: topic.to_string(),
+            queue_id,
+            queue_offset: qo,
+            commitlog_offset: phys,
+            status: SendStatus::SendOk,
+            transaction_state: None,
+            duplicate: false,
+        }
+    }
+
+    /// Checks a batch before anything is stored: one topic, no delay on a batch or a
+    /// half message, every message valid, the bodies within the size limit.
+    pub(crate) fn check_batch(&self, msgs: &[Message], half: bool) -> Result<()> {
+        let Some(first) = msgs.first() else {
+            return Ok(());
+        };
+        if msgs.iter().any(|m| m.topic != first.topic) {
+            return Err(Error::invalid("a batch goes to one topic"));
+        }
+        let delayed = msgs.iter().any(|m| m.delay != Delay::None);
+        if delayed && (msgs.len() > 1 || half) {
+            return Err(Error::invalid(
+                "a batch or a transactional message cannot be delayed",
+            ));
+        }
+        if let Some(why) = &self.disk_full {
+            return Err(Error::DiskFull(why.clone()));
+        }
+        let max_size = self.settings.max_message_size;
+        msgs.iter().try_for_each(|m| m.validate(max_size))?;
+        let total: usize = msgs.iter().map(|m| m.body.len()).sum();
+        if msgs.len() > 1 && total > max_size {
+            return Err(Error::MessageTooLarge {
+                size: total,
+                limit: max_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// The records of a checked, non-empty batch (appended to `specs`): its topic
+    /// created if allowed, its queue chosen, delays and half messages applied.
+    /// Returns the topic and queue.
+    pub(crate) fn build(
+        &mut self,
+        msgs: Vec<Message>,
+        rr: u32,
+        now: u64,
+        half_group: Option<&str>,
+        specs: &mut Vec<RecordSpec>,
+    ) -> Result<(String, u32)> {
+        let Some(first) = msgs.first() else {
+            return Err(Error::invalid("nothing to send"));
+        };
+        let (auto, n) = (
+            self.settings.auto_create_topics,
+            self.settings.default_queues,
+        );
+        let queues = self.store.user_topic_queues(&first.topic, auto, n)?;
+        let queue_id = topic::select_queue(first, queues, rr)?;
+        let topic_name = first.topic.clone();
+        let topic = self.store.topic_arc(&topic_name);
+        let max_delay = self.settings.timer_max_delay_ms;
+        for m in msgs {
+            let delay = m.delay;
+            let mut spec = m.into_record(topic.clone(), queue_id, now);
+            if delay != Delay::None {
+                self.schedule
+                    .apply(&mut spec, delay, now, max_delay, &mut self.store)?;
+            }
+            if let Some(group) = half_group {
+                spec = Transactions::half_spec(spec, group);
+            }
+            properties::check_len(&spec.properties)?;
+            specs.push(spec);
+        }
+        Ok((topic_name, queue_id))
+    }
+
+    /// Takes out of `msgs` those repeating a dedup id inside the window (of an earlier
+    /// send, or of an earlier message of this batch).
+    pub(crate) fn drop_repeats(
+        &mut self,
+        msgs: Vec<Message>,
+        now: u64,
+    ) -> (Vec<Message>, Vec<Repeat>) {
+        if msgs.iter().all(|m| m.dedup_id.is_none()) {
+            return (msgs, Vec::new());
+        }
+        self.dedup.expire(now);
+        let mut kept = Vec::with_capacity(msgs.len());
+        let mut repeats = Vec::new();
+        let mut batch: Vec<(Key, usize)> = Vec::new();
+        for (i, m) in msgs.into_iter().enumerate() {
+            if let Some(d) = &m.dedup_id {
+                let k = Key::of(&m.topic, d);
+                let stored = self
+                    .dedup
+                    .get(k, now)
+                    .and_then(|phys| self.store.send_result_at(phys));
+                if let Some(r) = stored {
+                    repeats.push(Repeat { at: i, of: Ok(r) });
+                    continue;
+                }
+                if let Some(&(_, j)) = batch.iter().find(|(b, _)| *b == k) {
+                    repeats.push(Repeat { at: i, of: Err(j) });
+                    continue;
+                }
+                batch.push((k, kept.len()));
+            }
+            kept.push(m);
+        }
+        (kept, repeats)
+    }
+
+    /// The results of a send in the order of its messages: `stored` for the messages
+    /// kept, and the first results for the repeats.
+    pub(crate) fn answer_repeats(
+        &self,
+        stored: Vec<SendResult>,
+        repeats: Vec<Repeat>,
+    ) -> Vec<SendResult> {
+        if repeats.is_empty() {
+            return stored;
+        }
+        let total = stored.len() + repeats.len();
+        let mut out = Vec::with_capacity(total);
+        let mut stored_iter = stored.iter().cloned();
+        let mut repeats = repeats.into_iter().peekable();
+        for i in 0..total {
+            let r = match repeats.next_if(|r| r.at == i) {
+                Some(Repeat { of: Ok(r), .. }) => r,
+                Some(Repeat { of: Err(j), .. }) => SendResult {
+                    duplicate: true,
+                    ..stored[j].clone()
+                },
+                None => match stored_iter.next() {
+                    Some(r) => r,
+                    None => break,
+                },
+            };
+            out.push(r);
+        }
+        out
+    }
+}

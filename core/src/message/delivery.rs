@@ -1,0 +1,176 @@
+//! What receives hand out: a stored message as users see it, the receipt that
+//! finds it again, and the record taken under the lock that becomes one.
+
+use super::*;
+
+/// Where a delivered message came from, so `ack`/`nack` find it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub(crate) consumer: u64,
+    pub(crate) slot: usize,
+    pub(crate) queue_offset: u64,
+    pub(crate) epoch: u64,
+}
+
+/// A message a receive took under the engine lock, built into a `MessageExt` after
+/// the lock is released: the parsing and allocating of a delivery run on the
+/// receiving thread while others send and receive.
+pub(crate) struct Taken {
+    /// The whole record, a zero-copy view of its segment.
+    pub record: Bytes,
+    pub phys: u64,
+    pub how: Delivery,
+}
+
+/// What a delivery adds to the stored message.
+pub(crate) enum Delivery {
+    /// A classic consumer's: the receipt acks name, and reconsumes an orderly queue
+    /// counted in place.
+    Classic { receipt: Receipt, retries: u32 },
+    /// A simple consumer's: the receipt handle's parts, and which attempt this is.
+    Simple {
+        tag: u32,
+        queue: u32,
+        offset: u64,
+        gen: u32,
+        attempt: u32,
+    },
+}
+
+impl Taken {
+    /// The message; None (logged) when the record does not parse, which recovery's
+    /// checks leave to damage after startup.
+    pub fn build(self, nonce: u64) -> Option<MessageExt> {
+        let record::Parsed::Record(r) = record::parse(&self.record, self.phys, false) else {
+            log::error!("the record at {} no longer parses; skipped", self.phys);
+            return None;
+        };
+        let (at, len) = r.body_range();
+        let mut m = MessageExt::from_record(&r, nonce, self.record.slice(at..at + len));
+        match self.how {
+            Delivery::Classic { receipt, retries } => {
+                m.reconsume_times += retries;
+                m.receipt = Some(receipt);
+            }
+            Delivery::Simple {
+                tag,
+                queue,
+                offset,
+                gen,
+                attempt,
+            } => {
+                m.receipt_handle = Some(crate::consumer::pop::handle(tag, queue, offset, gen));
+                m.delivery_attempt = attempt;
+                m.reconsume_times = attempt - 1;
+            }
+        }
+        Some(m)
+    }
+}
+
+/// A stored message, as `receive`, `get` and `query` return it.
+#[derive(Debug, Clone)]
+pub struct MessageExt {
+    pub msg_id: String,
+    /// The topic the producer sent to (also on a redelivery from the retry topic).
+    pub topic: String,
+    pub queue_id: u32,
+    pub queue_offset: u64,
+    pub commitlog_offset: u64,
+    pub body: Bytes,
+    pub tags: Option<String>,
+    pub keys: Vec<String>,
+    /// User properties, plus the engine's where it set some (`RETRY_TOPIC`, `ORIGIN_MESSAGE_ID`, ...).
+    pub properties: BTreeMap<String, String>,
+    pub born_timestamp: u64,
+    pub store_timestamp: u64,
+    pub reconsume_times: u32,
+    pub sys_flag: u32,
+    pub prepared_transaction_offset: u64,
+    /// From a simple consumer: this delivery's receipt handle (new on every delivery
+    /// and change of invisibility); None elsewhere.
+    pub receipt_handle: Option<String>,
+    /// From a simple consumer: which delivery this is (1 the first); 1 elsewhere.
+    pub delivery_attempt: u32,
+    pub(crate) receipt: Option<Receipt>,
+}
+
+impl MessageExt {
+    /// The body as UTF-8 text, if it is.
+    pub fn body_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.body).ok()
+    }
+
+    /// The message as users see it. `body` is the record's body (a zero-copy slice
+    /// of the segment where the backend allows).
+    pub(crate) fn from_record(r: &RecordView<'_>, nonce: u64, body: Bytes) -> MessageExt {
+        let mut properties = BTreeMap::new();
+        let mut tags = None;
+        let mut keys = Vec::new();
+        let mut msg_id = None;
+        for (k, v) in properties::iter(r.raw_properties()) {
+            match k {
+                prop::TAGS => tags = Some(v.to_string()),
+                prop::KEYS => {
+                    keys = v
+                        .split(' ')
+                        .filter(|k| !k.is_empty())
+                        .map(String::from)
+                        .collect()
+                }
+                // A copy (retry, delay, dead letter) keeps its original's id. An id
+                // of the engine's shape is taken only from this store, so no record
+                // can claim another's; a sender's own id (never of that shape:
+                // `id::check_given`) is the sender's promise.
+                prop::UNIQ_KEY if id::parse(v).map_or(!v.is_empty(), |(n, _)| n == nonce) => {
+                    msg_id = Some(v.to_string())
+                }
+                prop::UNIQ_KEY => {}
+                _ => {
+                    properties.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        // Messages waiting in an engine topic show where they are going; retries show
+        // the topic they were first sent to.
+        let stored = r.topic();
+        let mut topic = stored.to_string();
+        let mut queue_id = r.queue_id;
+        if matches!(
+            stored,
+            topic::SCHEDULE_TOPIC | topic::TIMER_TOPIC | topic::TRANS_HALF_TOPIC
+        ) {
+            if let Some(real) = properties.get(prop::REAL_TOPIC) {
+                topic = real.clone();
+                queue_id = properties
+                    .get(prop::REAL_QID)
+                    .and_then(|q| q.parse().ok())
+                    .unwrap_or(queue_id);
+            }
+        }
+        if topic.starts_with(topic::RETRY_PREFIX) {
+            if let Some(original) = properties.get(prop::RETRY_TOPIC) {
+                topic = original.clone();
+            }
+        }
+        MessageExt {
+            msg_id: msg_id.unwrap_or_else(|| id::make(nonce, r.phys)),
+            topic,
+            queue_id,
+            queue_offset: r.queue_offset,
+            commitlog_offset: r.phys,
+            body,
+            tags,
+            keys,
+            properties,
+            born_timestamp: r.born_ts,
+            store_timestamp: r.store_ts,
+            reconsume_times: r.reconsume_times,
+            sys_flag: r.sys_flag,
+            prepared_transaction_offset: r.prepared_tx_offset,
+            receipt_handle: None,
+            delivery_attempt: 1,
+            receipt: None,
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Reads: messages by offset and id, key queries, and copies of deferred records
+//! for where they are bound.
+
+use super::*;
+
+impl MessageStore {
+    /// The message at `phys` with a zero-copy body.
+    pub fn message_at(&self, phys: u64) -> Option<MessageExt> {
+        self.message_in(&mut Span::default(), phys)
+    }
+
+    /// `message_at`, its body cut from `span` (shared by the messages of one read).
+    pub fn message_in(&self, span: &mut Span, phys: u64) -> Option<MessageExt> {
+        self.lookup_in(span, phys).found()
+    }
+
+    /// The message at `phys`, telling a damaged record from a missing one.
+    pub(super) fn lookup_in(&self, span: &mut Span, phys: u64) -> Lookup<MessageExt> {
+        let found = self.commitlog.read_record(phys, |r| {
+            let (at, len) = r.body_range();
+            (
+                at,
+                len,
+                MessageExt::from_record(r, self.nonce, Bytes::new()),
+            )
+        });
+        let Lookup::Found((body_at, len, mut msg)) = found else {
+            return match found {
+                Lookup::Corrupt => Lookup::Corrupt,
+                _ => Lookup::Missing,
+            };
+        };
+        msg.body = self.commitlog.read_in(span, phys + body_at as u64, len);
+        if msg.body.len() == len {
+            Lookup::Found(msg)
+        } else {
+            Lookup::Missing
+        }
+    }
+
+    /// What the send that stored the record at `phys` returned (its topic and queue
+    /// the real ones for a delayed or half message), marked a duplicate.
+    pub fn send_result_at(&self, phys: u64) -> Option<SendResult> {
+        self.commitlog.with_record(phys, |r| {
+            let m = MessageExt::from_record(r, self.nonce, Bytes::new());
+            SendResult {
+                msg_id: m.msg_id,
+                topic: m.topic,
+                queue_id: m.queue_id,
+                queue_offset: r.queue_offset,
+                commitlog_offset: phys,
+                status: crate::SendStatus::SendOk,
+                transaction_state: None,
+                duplicate: true,
+            }
+        })
+    }
+
+    /// The message with this id, if it is retained here (for a caller-given id, the
+    /// first record that carries it: the original, not a retry or dead letter);
+    /// `StoreCorrupted` when its record is there but damaged (never handed out).
+    pub fn get(&self, msg_id: &str) -> Result<Option<MessageExt>> {
+        let Some((nonce, phys)) = id::parse(msg_id) else {
+            return Ok(self
+                .index
+                .ids(msg_id)
+                .into_iter()
+                .filter(|phys| !self.is_deleted(*phys))
+                .filter_map(|phys| self.message_at(phys))
+                .find(|m| m.msg_id == msg_id));
+        };
+        if nonce != self.nonce || self.is_deleted(phys) {
+            return Ok(None);
+        }
+        match self.lookup_in(&mut Span::default(), phys) {
+            // A copy kept elsewhere (a retry, say) answers to its original's id only.
+            Lookup::Found(m) if m.msg_id.eq_ignore_ascii_case(msg_id) => Ok(Some(m)),
+            Lookup::Found(_) => Ok(None),
+            Lookup::Missing => Ok(None),
+            Lookup::Corrupt => Err(Error::StoreCorrupted(format!(
+                "message {msg_id} is damaged on disk (its record fails its CRC)"
+            ))),
+        }
+    }
+
+    /// Whether the record at `phys` went with a deleted topic (its own, or the real
+    /// topic a delayed or half message was bound for).
+    pub fn is_deleted(&self, phys: u64) -> bool {
+        if self.deleted.topics.is_empty() {
+            return false;
+        }
+        self.commitlog
+            .with_record(phys, |r| {
+                self.deleted.hides(r.topic(), phys)
+                    || properties::value(r.raw_properties(), prop::REAL_TOPIC)
+                        .is_some_and(|t| self.deleted.hides(t, phys))
+            })
+            .unwrap_or(false)
+    }
+
+    /// The retained messages of `topic` with `key` among their keys, oldest first.
+    pub fn query(&self, topic: &str, key: &str) -> Vec<MessageExt> {
+        self.index
+            .candidates(topic, key)
+            .iter()
+            .filter(|phys| !self.deleted.hides(topic, **phys))
+            .filter_map(|phys| self.message_at(*phys))
+            .filter(|m| m.keys.iter().any(|k| k == key))
+            .collect()
+    }
+
+    /// A copy of the record at `phys` for where `to` says: its real topic and queue
+    /// (the `REAL_TOPIC`/`REAL_QID` a delay, timer or half message carries), or a
+    /// fixed engine topic; without the properties in `drop_props`. None when the
+    /// record is gone, or cannot go where it names (it is skipped and counted: a
+    /// record read from the log is input like any other).
+    pub fn copy_to_real_topic(
+        &mut self,
+        phys: u64,
+        drop_props: &[&str],
+        to: Destination<'_>,
+        default_queues: u32,
+    ) -> Result<Option<RecordSpec>> {
+        let nonce = self.nonce;
+        let found = self.commitlog.with_record(phys, |r| {
+            let raw = r.raw_properties();
+            let real_topic = properties::value(raw, prop::REAL_TOPIC).map(str::to_string);
+            let real_qid: Option<u32> =
+                properties::value(raw, prop::REAL_QID).and_then(|q| q.parse().ok());
+            let mut p = properties::copy_without(raw, drop_props);
+            if properties::value(raw, prop::UNIQ_KEY).is_none() {
+                properties::push(&mut p, prop::UNIQ_KEY, &id::make(nonce, phys));
+            }
+            let (at, len) = r.body_range();
+            let spec = RecordSpec {
+                topic: topic::TRANS_HALF_TOPIC.into(),
+                queue_id: 0,
+                sys_flag: r.sys_flag,
+                born_ts: r.born_ts,
+                reconsume_times: r.reconsume_times,
+                prepared_tx_offset: 0,
+                body: Bytes::new(),
+                properties: p,
+            };
+            (real_topic, real_qid, spec, at, len)
+        });
+        let Some((real_topic, real_qid, mut spec, at, len)) = found else {
+            return Ok(None);
+        };
+        let (name, queue_id) = match to {
+            Destination::Fixed(name, queue_id) => (name.to_string(), queue_id),
+            Destination::Real { retries } => {
+                let Some(real) = real_topic else {
+                    return Ok(self.skip(phys, "it names no REAL_TOPIC"));
+                };
+                if let Err(e) = topic::validate_real_topic(&real, retries) {
+                    return Ok(self.skip(phys, &format!("its REAL_TOPIC is refused ({e})")));
+                }
+                (real, real_qid.unwrap_or(0))
+            }
+        };
+        if self.deleted.hides(&name, phys) {
+            return Ok(None);
+        }
+        let queues = match self.topics.queues(&name) {
+            Some(n) => n,
+            None => {
+                let n = if topic::is_reserved(&name) {
+                    1
+                } else {
+                    default_queues
+                };
+                self.create_topic(&name, n)?;
+                n
+            }
+        };
+        spec.queue_id = queue_id % queues.max(1);
+        spec.topic = name.into();
+        spec.body = self
+            .commitlog
+            .read(phys + at as u64, len)
+            .unwrap_or_default();
+        Ok(Some(spec))
+    }
+
+    /// Skips the record at `phys` that cannot be re-appended: logged and counted.
+    pub(super) fn skip<T>(&mut self, phys: u64, why: &str) -> Option<T> {
+        self.skipped_records += 1;
+        log::warn!("the deferred record at CommitLog offset {phys} is skipped: {why}");
+        None
+    }
+}
