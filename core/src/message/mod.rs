@@ -355,7 +355,7 @@ impl Taken {
 }
 
 /// A stored message, as `receive`, `get` and `query` return it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct MessageExt {
     pub msg_id: String,
     /// The topic the producer sent to (also on a redelivery from the retry topic).
@@ -405,8 +405,9 @@ impl MessageExt {
                         .collect()
                 }
                 // A copy (retry, delay, dead letter) keeps its original's id; only
-                // an id of this store's shape is taken, so no record can claim one.
-                prop::UNIQ_KEY if id::parse(v).is_some_and(|(n, _)| n == nonce) => {
+                // an id of this store's shape, or a caller-given one (never of that
+                // shape), is taken, so no record can claim another store's.
+                prop::UNIQ_KEY if id::parse(v).is_none_or(|(n, _)| n == nonce) => {
                     msg_id = Some(v.to_string())
                 }
                 prop::UNIQ_KEY => {}
