@@ -134,7 +134,7 @@ impl RemoteBroker {
     }
 
     /// A producer of `group` (its own protocol client).
-    #[pyo3(signature = (group = "DEFAULT_PRODUCER".to_string()))]
+    #[pyo3(signature = (group = "DEFAULT_PRODUCER".to_string()), text_signature = "(self, group='DEFAULT_PRODUCER')")]
     fn producer(&self, py: Python<'_>, group: String) -> PyResult<RemoteProducer> {
         let conn = self.live()?.clone();
         let client = py.detach(|| producer::client(&conn, None)).py()?;
