@@ -20,22 +20,25 @@ pyo3::import_exception!(pocketmq._errors, DiskFull);
 /// `ErrorKind` does not compile until it has a Python class.
 pub fn to_py(err: Error) -> PyErr {
     let msg = err.to_string();
-    match err.kind() {
+    let e = kind_to_py(err.kind(), msg);
+    if let Error::StoreLocked { path, pid } = &err {
+        // The holder, for callers that want more than the message.
+        Python::attach(|py| {
+            let value = e.value(py);
+            let _ = value.setattr("pid", *pid);
+            let _ = value.setattr("path", path.as_str());
+        });
+    }
+    e
+}
+
+/// The Python exception of an error kind, with `msg`.
+pub fn kind_to_py(kind: ErrorKind, msg: String) -> PyErr {
+    match kind {
         ErrorKind::InvalidArgument => InvalidArgument::new_err(msg),
         ErrorKind::MessageTooLarge => MessageTooLarge::new_err(msg),
         ErrorKind::TopicNotFound => TopicNotFound::new_err(msg),
-        ErrorKind::StoreLocked => {
-            let e = StoreLocked::new_err(msg);
-            if let Error::StoreLocked { path, pid } = &err {
-                // The holder, for callers that want more than the message.
-                Python::attach(|py| {
-                    let value = e.value(py);
-                    let _ = value.setattr("pid", *pid);
-                    let _ = value.setattr("path", path.as_str());
-                });
-            }
-            e
-        }
+        ErrorKind::StoreLocked => StoreLocked::new_err(msg),
         ErrorKind::StoreCorrupted => StoreCorrupted::new_err(msg),
         ErrorKind::Closed => Closed::new_err(msg),
         ErrorKind::InvalidReceiptHandle => InvalidReceiptHandle::new_err(msg),

@@ -2,7 +2,8 @@
 //! thin wrapper around a core type; conversions live in `convert`, the error
 //! mapping in `errors`. The pure-Python package `pocketmq` re-exports these classes
 //! and adds the exceptions, `TxState`, asyncio helpers and the CLI; `serve` runs the
-//! RocketMQ 5 gRPC server (`pocketmq serve`). The engine logs
+//! RocketMQ 5 gRPC server (`pocketmq serve`), and `remote` is `pocketmq.connect()`,
+//! the same API over that protocol. The engine logs
 //! through the `log` facade; pyo3-log hands its records to Python's `logging`.
 
 use pyo3::prelude::*;
@@ -17,6 +18,7 @@ mod errors;
 mod listener;
 mod message;
 mod producer;
+mod remote;
 mod serve;
 mod simple_consumer;
 mod transaction;
@@ -39,6 +41,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<producer::Producer>()?;
     m.add_class::<simple_consumer::SimpleConsumer>()?;
     m.add_class::<transaction::TransactionProducer>()?;
+    m.add_class::<remote::RemoteBroker>()?;
+    m.add_class::<remote::RemoteConsumer>()?;
+    m.add_class::<remote::RemoteProducer>()?;
+    m.add_class::<remote::RemoteTransactionProducer>()?;
+    m.add_function(wrap_pyfunction!(remote::connect, m)?)?;
     m.add_function(wrap_pyfunction!(serve::serve, m)?)?;
     m.add("DEFAULT_DELAY_LEVELS", pocketmq::DEFAULT_DELAY_LEVELS)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

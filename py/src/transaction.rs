@@ -36,7 +36,12 @@ fn log_error(py: Python<'_>, text: String, exc: Option<PyErr>) {
 }
 
 /// Calls `decider(message)` and reads its answer as a `TxState`.
-fn decide(py: Python<'_>, decider: &Bound<'_, PyAny>, msg: &MessageExt, what: &str) -> TxState {
+pub(crate) fn decide(
+    py: Python<'_>,
+    decider: &Bound<'_, PyAny>,
+    msg: &MessageExt,
+    what: &str,
+) -> TxState {
     let answer = Py::new(py, Message::from(msg.clone())).and_then(|m| decider.call1((m,)));
     match answer {
         Ok(v) => match v.extract::<String>().as_deref() {

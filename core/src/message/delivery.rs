@@ -69,7 +69,7 @@ impl Taken {
 }
 
 /// A stored message, as `receive`, `get` and `query` return it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct MessageExt {
     pub msg_id: String,
     /// The topic the producer sent to (also on a redelivery from the retry topic).

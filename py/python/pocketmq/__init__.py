@@ -10,6 +10,10 @@ letters and transactional messages, in-process, over a directory or memory::
         consumer = broker.consumer("sms", "orders")
         for msg in consumer.receive(timeout=1.0):
             consumer.ack(msg)
+
+``pocketmq.connect("127.0.0.1:8081")`` gives the same producers and consumers over
+Apache RocketMQ 5's gRPC protocol, to a ``pocketmq serve`` or an Apache RocketMQ 5
+proxy.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ._errors import (
     InvalidReceiptHandle,
     IoError,
     MessageTooLarge,
+    NotSupported,
     RetryLater,
     StoreCorrupted,
     StoreLocked,
@@ -36,10 +41,15 @@ from ._native import (
     ManualClock,
     Message,
     Producer,
+    RemoteBroker,
+    RemoteConsumer,
+    RemoteProducer,
+    RemoteTransactionProducer,
     SendResult,
     SimpleConsumer,
     TransactionProducer,
     __version__,
+    connect,
 )
 from ._types import ConsumeProgress, TxState
 
@@ -59,7 +69,12 @@ __all__ = [
     "ManualClock",
     "Message",
     "MessageTooLarge",
+    "NotSupported",
     "Producer",
+    "RemoteBroker",
+    "RemoteConsumer",
+    "RemoteProducer",
+    "RemoteTransactionProducer",
     "RetryLater",
     "SendResult",
     "SimpleConsumer",
@@ -69,4 +84,5 @@ __all__ = [
     "TransactionProducer",
     "TxState",
     "__version__",
+    "connect",
 ]

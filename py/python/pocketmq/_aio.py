@@ -21,7 +21,7 @@ _log = logging.getLogger("pocketmq.listener")
 if TYPE_CHECKING:
     from typing import Union
 
-    from ._native import Consumer, Message, SimpleConsumer
+    from ._native import Consumer, Message, RemoteConsumer, SimpleConsumer
 
 
 def _resolve(fut: "asyncio.Future[None]") -> None:
@@ -55,18 +55,28 @@ async def receive_async(
             pass  # the next step ends the receive at its deadline
 
 
-async def next_message(consumer: "Consumer") -> "Message":
+async def in_thread(
+    receive: "Callable[[int, Optional[float]], list[Message]]",
+    max_messages: int,
+    timeout: Optional[float],
+) -> "list[Message]":
+    """``receive_async`` of a consumer over ``connect()``: the blocking receive (which
+    releases the GIL) on the loop's default executor."""
+    return await asyncio.get_running_loop().run_in_executor(None, receive, max_messages, timeout)
+
+
+async def next_message(consumer: "Union[Consumer, RemoteConsumer]") -> "Message":
     """``async for msg in consumer``: one message at a time, until the consumer closes."""
     if consumer.closed:
         raise StopAsyncIteration
-    msgs = await receive_async(consumer, 1, None)
+    msgs = await consumer.receive_async(1, None)
     if not msgs:
         raise StopAsyncIteration
     return msgs[0]
 
 
 async def listen_async(
-    consumer: "Union[Consumer, SimpleConsumer]",
+    consumer: "Union[Consumer, SimpleConsumer, RemoteConsumer]",
     handler: "Callable[[Message], Awaitable[Any]]",
     concurrency: int,
 ) -> None:
@@ -95,7 +105,7 @@ async def listen_async(
             if len(running) >= concurrency:
                 await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 continue
-            msgs = await receive_async(consumer, concurrency - len(running), 1.0)
+            msgs = await consumer.receive_async(concurrency - len(running), 1.0)
             for msg in msgs:
                 task = asyncio.ensure_future(run(msg))
                 running.add(task)

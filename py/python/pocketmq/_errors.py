@@ -14,6 +14,7 @@ __all__ = [
     "IoError",
     "RetryLater",
     "DiskFull",
+    "NotSupported",
 ]
 
 
@@ -74,3 +75,10 @@ class DiskFull(Error, OSError):
     """A write was refused: the disk is full, or used above the broker's
     ``disk_max_used_ratio`` (also an ``OSError``). Nothing was written and the
     store stays usable; sends succeed again once space returns."""
+
+
+class NotSupported(Error):
+    """A call that ``pocketmq.connect()`` cannot make: the RocketMQ 5 protocol does
+    not carry it (``stats``, ``browse``, a ManualClock, ...), or the server, not the
+    client, decides it (a FIFO group, the number of delivery attempts). The message
+    names the call."""

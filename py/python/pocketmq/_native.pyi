@@ -3,7 +3,7 @@
 import datetime
 import os
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Iterator, Optional, Sequence, Union, final
+from typing import Any, Awaitable, Callable, Iterator, NoReturn, Optional, Sequence, Union, final
 
 from ._types import ConsumeProgress, TxState
 
@@ -22,11 +22,16 @@ __all__ = [
     "ManualClock",
     "Message",
     "Producer",
+    "RemoteBroker",
+    "RemoteConsumer",
+    "RemoteProducer",
+    "RemoteTransactionProducer",
     "SendResult",
     "SimpleConsumer",
     "TransactionProducer",
     "_Receiving",
     "__version__",
+    "connect",
     "serve",
 ]
 
@@ -386,4 +391,169 @@ class Broker:
 def serve(argv: list[str]) -> int:
     """Runs the RocketMQ 5 gRPC server with ``pocketmq-serve``'s arguments until a
     signal stops it; the exit status."""
+    ...
+
+# ---- connect(): the same API over Apache RocketMQ 5's gRPC protocol ----
+
+@final
+class RemoteProducer:
+    @property
+    def group(self) -> str: ...
+    def send(
+        self,
+        topic: str,
+        body: _Body,
+        *,
+        tags: Optional[str] = None,
+        keys: Optional[_Keys] = None,
+        properties: Optional[dict[str, str]] = None,
+        sharding_key: Optional[str] = None,
+        queue_id: Optional[int] = None,
+        delay_level: Optional[int] = None,
+        deliver_at: Optional[_When] = None,
+        delay: Optional[_Seconds] = None,
+        dedup_id: Optional[str] = None,
+    ) -> SendResult: ...
+    def send_batch(
+        self,
+        topic: str,
+        bodies: Sequence[_Body],
+        *,
+        dedup_ids: Optional[Sequence[Optional[str]]] = None,
+        tags: Optional[str] = None,
+        keys: Optional[_Keys] = None,
+        properties: Optional[dict[str, str]] = None,
+        sharding_key: Optional[str] = None,
+        queue_id: Optional[int] = None,
+    ) -> list[SendResult]: ...
+
+@final
+class RemoteTransactionProducer:
+    @property
+    def group(self) -> str: ...
+    def send(
+        self,
+        topic: str,
+        body: _Body,
+        *,
+        execute: Callable[[Message], TxState],
+        tags: Optional[str] = None,
+        keys: Optional[_Keys] = None,
+        properties: Optional[dict[str, str]] = None,
+    ) -> SendResult: ...
+
+@final
+class RemoteConsumer:
+    @property
+    def group(self) -> str: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def receive(
+        self, max_messages: int = 32, timeout: Optional[_Seconds] = 1.0
+    ) -> list[Message]: ...
+    def receive_async(
+        self, max_messages: int = 32, timeout: Optional[_Seconds] = 1.0
+    ) -> Awaitable[list[Message]]: ...
+    def ack(self, message: Union[Message, list[Message], tuple[Message, ...]]) -> None: ...
+    def nack(
+        self,
+        message: Union[Message, list[Message], tuple[Message, ...]],
+        *,
+        delay: Optional[_Seconds] = None,
+    ) -> None: ...
+    def change_invisible_duration(self, message: Message, seconds: _Seconds) -> None: ...
+    def listen(
+        self, handler: Callable[[Message], object], *, threads: int = 4
+    ) -> Listener: ...
+    def listen_async(
+        self, handler: Callable[[Message], Awaitable[object]], *, concurrency: int = 16
+    ) -> Awaitable[None]: ...
+    def close(self) -> None: ...
+    def __iter__(self) -> Iterator[Message]: ...
+    def __next__(self) -> Message: ...
+    def __aiter__(self) -> "RemoteConsumer": ...
+    def __anext__(self) -> Awaitable[Message]: ...
+    def __enter__(self) -> "RemoteConsumer": ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
+
+@final
+class RemoteBroker:
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def path(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    def producer(self, group: str = "DEFAULT_PRODUCER") -> RemoteProducer: ...
+    def transaction_producer(
+        self, group: str, *, check: Callable[[Message], TxState]
+    ) -> RemoteTransactionProducer: ...
+    def simple_consumer(
+        self,
+        group: str,
+        topic: str,
+        *,
+        tags: Optional[str] = None,
+        invisible_duration: Optional[_Seconds] = None,
+        max_delivery_attempts: Optional[int] = None,
+        fifo: Optional[bool] = None,
+    ) -> RemoteConsumer: ...
+    def consumer(
+        self,
+        group: str,
+        topic: str,
+        *,
+        tags: Optional[str] = None,
+        broadcasting: bool = False,
+        orderly: bool = False,
+        max_reconsume_times: Optional[int] = None,
+        start: Optional[_Position] = None,
+        consumer_id: Optional[str] = None,
+        ack_timeout: Optional[_Seconds] = 900.0,
+        max_in_flight: Optional[int] = None,
+    ) -> RemoteConsumer: ...
+    def close(self) -> None: ...
+    def create_topic(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def topics(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def atomic(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def get(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def query(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def lag(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def reset_offset(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def move_backlog(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def browse(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def query_by_time(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def progress(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def dead_letters(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def redrive(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def delete_topic(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def stats(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def tick(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def next_due(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def flush(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def __enter__(self) -> "RemoteBroker": ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
+
+def connect(
+    endpoint: str,
+    access_key: Optional[str] = None,
+    secret_key: Optional[str] = None,
+    namespace: Optional[str] = None,
+) -> RemoteBroker:
+    """A broker over Apache RocketMQ 5's gRPC protocol: a ``pocketmq serve`` or an
+    Apache RocketMQ 5 proxy at ``host:port``."""
     ...

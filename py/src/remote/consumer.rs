@@ -1,0 +1,649 @@
+//! Consumers over the protocol's POP model: `simple_consumer` and `consumer` are both
+//! a SimpleConsumer client underneath (ReceiveMessage, AckMessage,
+//! ChangeInvisibleDuration). A classic consumer's `nack` makes the message visible
+//! again after the server's retry backoff for its attempt (or `delay`), and its
+//! `ack_timeout` is the invisible duration of each delivery, so an unsettled message
+//! comes back as the embedded broker's would. `listen` runs the engine's listener
+//! threads over the same calls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use pocketmq::{MessageExt, Outcome as Settle, Source};
+use pocketmq_server::proto::receive_message_response::Content;
+use pocketmq_server::proto::retry_policy::Strategy;
+use pocketmq_server::proto::settings::PubSub;
+use pocketmq_server::proto::{
+    AckMessageEntry, AckMessageRequest, ChangeInvisibleDurationRequest, ClientType, Code,
+    FilterExpression, FilterType, ReceiveMessageRequest, Settings, Subscription, SubscriptionEntry,
+};
+use tokio_stream::StreamExt as _;
+
+use super::session::{rpc_failure, Client, Connection, REQUEST_TIMEOUT};
+use super::wire::{self, Failure, Outcome};
+use super::PyOutcome;
+use crate::consumer::{max_count, messages_of, Timeout, ONE_SECOND, THIRTY_TWO};
+use crate::convert::{duration_ms, Whole};
+use crate::message::Message;
+
+/// The server's longest long poll; a receive without a timeout polls again and again.
+const LONGEST_POLL: Duration = Duration::from_secs(20);
+/// Time for the server to answer after its poll (it keeps 200 ms of the deadline).
+const POLL_MARGIN: Duration = Duration::from_millis(300);
+/// How long a listener thread polls at a time (it looks at `stop` in between).
+const LISTEN_POLL: Duration = Duration::from_millis(500);
+
+/// What a consumer needs for each call; shared with its listener threads.
+pub struct Pop {
+    pub conn: Arc<Connection>,
+    pub client: Arc<Client>,
+    pub group: String,
+    pub topic: String,
+    tags: String,
+    invisible: Duration,
+    settings: Settings,
+    /// `simple_consumer` (true) or `consumer` (false), for the repr.
+    simple: bool,
+}
+
+/// The options of `simple_consumer` / `consumer` that the server, not the client,
+/// decides: checked against the server's settings.
+pub struct Wanted {
+    pub fifo: Option<bool>,
+    pub max_attempts: Option<u64>,
+    pub what: &'static str,
+}
+
+impl Pop {
+    pub fn open(
+        conn: Arc<Connection>,
+        group: &str,
+        topic: &str,
+        tags: Option<String>,
+        invisible: Duration,
+        wanted: Wanted,
+        simple: bool,
+    ) -> Outcome<Pop> {
+        let core = conn.core.clone();
+        let tags = tags.unwrap_or_else(|| "*".into());
+        let sub = Subscription {
+            group: Some(core.resource(group)),
+            subscriptions: vec![SubscriptionEntry {
+                topic: Some(core.resource(topic)),
+                expression: Some(FilterExpression {
+                    r#type: FilterType::Tag as i32,
+                    expression: tags.clone(),
+                }),
+            }],
+            fifo: None,
+            receive_batch_size: None,
+            long_polling_timeout: Some(wire::pb_duration(LONGEST_POLL)),
+            lite_subscription_quota: None,
+            max_lite_topic_size: None,
+        };
+        let client = conn.client(
+            ClientType::SimpleConsumer,
+            Some(group.to_string()),
+            PubSub::Subscription(sub),
+            None,
+        )?;
+        let c = client.clone();
+        let t = topic.to_string();
+        let settings = conn.block(async move {
+            // The route first: a missing topic is TopicNotFound here, as embedded.
+            c.core.route(&c.id, &t).await?;
+            c.server_settings().await
+        });
+        let settings = match settings {
+            Ok(s) => s,
+            Err(e) => {
+                client.close();
+                return Err(e);
+            }
+        };
+        let pop = Pop {
+            conn,
+            client,
+            group: group.to_string(),
+            topic: topic.to_string(),
+            tags,
+            invisible,
+            settings,
+            simple,
+        };
+        if let Err(e) = pop.check(&wanted) {
+            pop.client.close();
+            return Err(e);
+        }
+        Ok(pop)
+    }
+
+    fn check(&self, wanted: &Wanted) -> Outcome<()> {
+        let server_fifo = match &self.settings.pub_sub {
+            Some(PubSub::Subscription(s)) => s.fifo.unwrap_or(false),
+            _ => false,
+        };
+        if wanted.fifo == Some(true) && !server_fifo {
+            return Err(Failure::not_supported(format!(
+                "{}: group {:?} is not FIFO on the server; the server decides (pocketmq serve --fifo-groups {}, consumeMessageOrderly on Apache RocketMQ)",
+                wanted.what, self.group, self.group
+            )));
+        }
+        let attempts = self
+            .settings
+            .backoff_policy
+            .as_ref()
+            .map(|b| b.max_attempts as u64);
+        if let (Some(w), Some(a)) = (wanted.max_attempts, attempts) {
+            if w != a {
+                return Err(Failure::not_supported(format!(
+                    "{}: the server allows group {:?} {a} deliveries, and the server decides",
+                    wanted.what, self.group
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The server's retry delay after the `attempt`th delivery failed.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let i = attempt.max(1) as usize - 1;
+        match self
+            .settings
+            .backoff_policy
+            .as_ref()
+            .and_then(|b| b.strategy.as_ref())
+        {
+            Some(Strategy::CustomizedBackoff(c)) if !c.next.is_empty() => {
+                wire::std_duration(&c.next[i.min(c.next.len() - 1)])
+            }
+            Some(Strategy::ExponentialBackoff(e)) => {
+                let initial = e
+                    .initial
+                    .as_ref()
+                    .map_or(Duration::from_secs(1), wire::std_duration);
+                let max = e
+                    .max
+                    .as_ref()
+                    .map_or(Duration::from_secs(60), wire::std_duration);
+                let f = f64::from(e.multiplier.max(1.0)).powi(i.min(64) as i32);
+                initial.mul_f64(f).min(max)
+            }
+            _ => Duration::from_secs(10),
+        }
+    }
+
+    /// One ReceiveMessage: up to `max` messages, polling up to `wait`.
+    async fn receive_once(&self, max: usize, wait: Duration) -> Outcome<Vec<MessageExt>> {
+        let core = &self.client.core;
+        let route = core.route(&self.client.id, &self.topic).await?;
+        let req = ReceiveMessageRequest {
+            group: Some(core.resource(&self.group)),
+            message_queue: Some(core.pick(&route).clone()),
+            filter_expression: Some(FilterExpression {
+                r#type: FilterType::Tag as i32,
+                expression: self.tags.clone(),
+            }),
+            batch_size: max.min(i32::MAX as usize) as i32,
+            invisible_duration: Some(wire::pb_duration(self.invisible)),
+            auto_renew: false,
+            long_polling_timeout: Some(wire::pb_duration(wait)),
+            attempt_id: Some(format!("{:016x}", wire::random_u64())),
+        };
+        let mut stream = core
+            .stub()
+            .receive_message(self.client.request(req, wait + POLL_MARGIN))
+            .await
+            .map_err(|s| rpc_failure(&s, "receive"))?
+            .into_inner();
+        let mut got = Vec::new();
+        while let Some(item) = stream.next().await {
+            let item = item.map_err(|s| rpc_failure(&s, "receive"))?;
+            match item.content {
+                Some(Content::Status(s)) => {
+                    if s.code == Code::MessageNotFound as i32 {
+                        continue;
+                    }
+                    if !wire::ok(Some(&s)) {
+                        return Err(wire::failure(Some(&s), "receive"));
+                    }
+                }
+                Some(Content::Message(m)) => got.push(wire::from_proto(m)),
+                _ => {}
+            }
+        }
+        Ok(got)
+    }
+
+    /// Up to `max` messages, waiting up to `timeout` (None: until one comes or the
+    /// consumer closes) for the first.
+    async fn receive(&self, max: usize, timeout: Option<Duration>) -> Outcome<Vec<MessageExt>> {
+        if self.client.is_closed() {
+            return Err(Failure::closed());
+        }
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        loop {
+            let wait = match deadline {
+                Some(d) => d
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .min(LONGEST_POLL),
+                None => LONGEST_POLL,
+            };
+            let got = self.receive_once(max, wait).await?;
+            let over = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+            if !got.is_empty() || over || self.client.is_closed() {
+                return Ok(got);
+            }
+        }
+    }
+
+    async fn ack(&self, msgs: Vec<(String, String)>) -> Outcome<()> {
+        let core = &self.client.core;
+        let req = AckMessageRequest {
+            group: Some(core.resource(&self.group)),
+            topic: Some(core.resource(&self.topic)),
+            entries: msgs
+                .into_iter()
+                .map(|(message_id, receipt_handle)| AckMessageEntry {
+                    message_id,
+                    receipt_handle,
+                    lite_topic: None,
+                })
+                .collect(),
+        };
+        let resp = core
+            .stub()
+            .ack_message(self.client.request(req, REQUEST_TIMEOUT))
+            .await
+            .map_err(|s| rpc_failure(&s, "ack"))?
+            .into_inner();
+        if let Some(bad) = resp.entries.iter().find(|e| !wire::ok(e.status.as_ref())) {
+            return Err(wire::failure(bad.status.as_ref(), "ack"));
+        }
+        if !wire::ok(resp.status.as_ref()) {
+            return Err(wire::failure(resp.status.as_ref(), "ack"));
+        }
+        Ok(())
+    }
+
+    /// Keeps a delivery invisible for `d` from now; the new receipt handle.
+    async fn change(&self, message_id: String, handle: String, d: Duration) -> Outcome<String> {
+        let core = &self.client.core;
+        let req = ChangeInvisibleDurationRequest {
+            group: Some(core.resource(&self.group)),
+            topic: Some(core.resource(&self.topic)),
+            receipt_handle: handle,
+            invisible_duration: Some(wire::pb_duration(d)),
+            message_id,
+            lite_topic: None,
+            suspend: None,
+        };
+        let resp = core
+            .stub()
+            .change_invisible_duration(self.client.request(req, REQUEST_TIMEOUT))
+            .await
+            .map_err(|s| rpc_failure(&s, "change_invisible_duration"))?
+            .into_inner();
+        if !wire::ok(resp.status.as_ref()) {
+            return Err(wire::failure(
+                resp.status.as_ref(),
+                "change_invisible_duration",
+            ));
+        }
+        Ok(resp.receipt_handle)
+    }
+
+    fn nack_delay(&self, m: &MessageExt, delay: Option<Duration>) -> Duration {
+        delay.unwrap_or_else(|| self.backoff(m.delivery_attempt))
+    }
+}
+
+fn handle_of(m: &MessageExt) -> Outcome<(String, String)> {
+    match &m.receipt_handle {
+        Some(h) => Ok((m.msg_id.clone(), h.clone())),
+        None => Err(Failure::new(
+            pocketmq::ErrorKind::InvalidReceiptHandle,
+            "this message was not received over connect()",
+        )),
+    }
+}
+
+/// The listener threads' view of a consumer.
+pub struct Listening(pub Arc<Pop>);
+
+impl Source for Listening {
+    fn receive_slice(&self, max: usize, _slice: Duration) -> pocketmq::Result<Vec<MessageExt>> {
+        let pop = &self.0;
+        pop.conn
+            .block(pop.receive(max, Some(LISTEN_POLL)))
+            .map_err(Failure::into_engine)
+    }
+
+    fn settle(&self, msgs: &[MessageExt], outcomes: &[Settle]) -> pocketmq::Result<()> {
+        let pop = &self.0;
+        let mut acked = Vec::new();
+        let mut nacked = Vec::new();
+        for (m, o) in msgs.iter().zip(outcomes) {
+            let h = handle_of(m).map_err(Failure::into_engine)?;
+            match o {
+                Settle::Ack => acked.push(h),
+                Settle::Retry => nacked.push((h, pop.nack_delay(m, None))),
+                Settle::RetryAfter(d) => nacked.push((h, *d)),
+            }
+        }
+        pop.conn
+            .block(async {
+                if !acked.is_empty() {
+                    pop.ack(acked).await?;
+                }
+                for ((id, h), d) in nacked {
+                    pop.change(id, h, d).await?;
+                }
+                Ok(())
+            })
+            .map_err(Failure::into_engine)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.client.is_closed()
+    }
+}
+
+/// A consumer over `connect()`: what `simple_consumer` and `consumer` return.
+#[pyclass(module = "pocketmq", name = "RemoteConsumer", frozen)]
+pub struct RemoteConsumer(pub Arc<Pop>);
+
+impl RemoteConsumer {
+    fn receive_for(
+        &self,
+        py: Python<'_>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> PyResult<Vec<Message>> {
+        let pop = self.0.clone();
+        let got = self
+            .0
+            .conn
+            .block_py(py, async move { pop.receive(max, timeout).await })?;
+        match got {
+            Ok(msgs) => Ok(msgs.into_iter().map(Message::from).collect()),
+            // A receive that a close overtook returns nothing, as embedded.
+            Err(_) if self.0.client.is_closed() => Ok(Vec::new()),
+            Err(e) => Err(e).py(),
+        }
+    }
+}
+
+impl Drop for RemoteConsumer {
+    fn drop(&mut self) {
+        let client = &self.0.client;
+        Python::try_attach(|py| py.detach(|| client.close()));
+    }
+}
+
+#[pymethods]
+impl RemoteConsumer {
+    #[getter]
+    fn group(&self) -> &str {
+        &self.0.group
+    }
+
+    #[getter]
+    fn topic(&self) -> &str {
+        &self.0.topic
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.0.client.is_closed()
+    }
+
+    /// Up to `max_messages` messages, waiting up to `timeout` seconds for the first
+    /// (None: until one comes); each stays invisible to the group until acked, or
+    /// for the consumer's invisible duration (`ack_timeout` of `consumer`).
+    #[pyo3(signature = (max_messages=THIRTY_TWO, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
+    fn receive(
+        &self,
+        py: Python<'_>,
+        max_messages: Whole,
+        timeout: Timeout,
+    ) -> PyResult<Vec<Message>> {
+        self.receive_for(py, max_count(max_messages)?, timeout.0)
+    }
+
+    /// Like `receive`, awaitable (the wait runs on a worker thread).
+    #[pyo3(signature = (max_messages=THIRTY_TWO, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
+    fn receive_async<'py>(
+        slf: &Bound<'py, Self>,
+        max_messages: Whole,
+        timeout: Timeout,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        max_count(max_messages)?;
+        let timeout = timeout.0.map(|d| d.as_secs_f64());
+        slf.py().import("pocketmq._aio")?.call_method1(
+            "in_thread",
+            (slf.getattr("receive")?, max_messages.0, timeout),
+        )
+    }
+
+    /// Acks a message or a list of them: the group does not get them again. A handle
+    /// that is not current raises `InvalidReceiptHandle`.
+    fn ack(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
+        let handles = messages_of(message, "ack")?
+            .iter()
+            .map(|m| handle_of(&m.get().engine_message()))
+            .collect::<Outcome<Vec<_>>>()
+            .py()?;
+        if handles.is_empty() {
+            return Ok(());
+        }
+        let pop = self.0.clone();
+        self.0
+            .conn
+            .block_py(py, async move { pop.ack(handles).await })?
+            .py()
+    }
+
+    /// A failed delivery: visible again after `delay` seconds, or after the server's
+    /// retry backoff for its attempt; delivered again with attempt + 1, and to the
+    /// dead-letter queue after the server's last attempt.
+    #[pyo3(signature = (message, *, delay=None))]
+    fn nack(
+        &self,
+        py: Python<'_>,
+        message: &Bound<'_, PyAny>,
+        delay: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let delay = delay
+            .map(|d| duration_ms(&d, "delay").map(Duration::from_millis))
+            .transpose()?;
+        for m in messages_of(message, "nack")? {
+            let ext = m.get().engine_message();
+            let (id, h) = handle_of(&ext).py()?;
+            let d = self.0.nack_delay(&ext, delay);
+            let pop = self.0.clone();
+            let new = self
+                .0
+                .conn
+                .block_py(py, async move { pop.change(id, h, d).await })?
+                .py()?;
+            m.get().set_handle(new);
+        }
+        Ok(())
+    }
+
+    /// Keeps a message invisible for `seconds` from now instead (0: visible at once);
+    /// updates `message.receipt_handle`.
+    fn change_invisible_duration(
+        &self,
+        py: Python<'_>,
+        message: &Bound<'_, Message>,
+        seconds: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let d = Duration::from_millis(duration_ms(seconds, "seconds")?);
+        let m = message.get();
+        let (id, h) = handle_of(&m.engine_message()).py()?;
+        let pop = self.0.clone();
+        let new = self
+            .0
+            .conn
+            .block_py(py, async move { pop.change(id, h, d).await })?
+            .py()?;
+        m.set_handle(new);
+        Ok(())
+    }
+
+    /// Runs `handler(msg)` for each message on `threads` threads: a return acks, an
+    /// exception nacks, `RetryLater(seconds)` nacks with that delay.
+    #[pyo3(signature = (handler, *, threads=Whole(4)), text_signature = "(self, handler, *, threads=4)")]
+    fn listen(
+        &self,
+        handler: &Bound<'_, PyAny>,
+        threads: Whole,
+    ) -> PyResult<crate::listener::Listener> {
+        crate::listener::start(Arc::new(Listening(self.0.clone())), handler, threads)
+    }
+
+    /// Runs the async `handler(msg)` on each message, at most `concurrency` at a
+    /// time, until cancelled or the consumer closes (an awaitable).
+    #[pyo3(signature = (handler, *, concurrency=Whole(16)), text_signature = "(self, handler, *, concurrency=16)")]
+    fn listen_async<'py>(
+        slf: &Bound<'py, Self>,
+        handler: &Bound<'py, PyAny>,
+        concurrency: Whole,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("pocketmq._aio")?
+            .call_method1("listen_async", (slf, handler, concurrency.0))
+    }
+
+    /// Leaves the group (the server releases what this consumer held); a receive
+    /// blocked in another thread returns `[]`. Twice is harmless.
+    fn close(&self, py: Python<'_>) {
+        let client = &self.0.client;
+        py.detach(|| client.close());
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Message>> {
+        loop {
+            if self.0.client.is_closed() {
+                return Ok(None);
+            }
+            if let Some(m) = self.receive_for(py, 1, Some(LONGEST_POLL))?.pop() {
+                return Ok(Some(m));
+            }
+        }
+    }
+
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("pocketmq._aio")?
+            .call_method1("next_message", (slf,))
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<Bound<'_, PyAny>>,
+        _exc: Option<Bound<'_, PyAny>>,
+        _tb: Option<Bound<'_, PyAny>>,
+    ) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        let closed = if self.closed() { ", closed" } else { "" };
+        format!(
+            "RemoteConsumer(kind={:?}, group={:?}, topic={:?}, endpoint={:?}{closed})",
+            if self.0.simple { "simple" } else { "consumer" },
+            self.0.group,
+            self.0.topic,
+            self.0.conn.core.endpoint
+        )
+    }
+}
+
+/// The options of `consumer()` over the protocol, checked; the invisible duration.
+pub fn consumer_options(
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<(Option<String>, Duration, Wanted)> {
+    let mut tags = None;
+    let mut invisible = Duration::from_secs(900);
+    let mut wanted = Wanted {
+        fifo: None,
+        max_attempts: None,
+        what: "consumer()",
+    };
+    let ns = |name: &str, why: &str| -> PyErr {
+        super::not_supported(format!("consumer({name}=...): {why}"))
+    };
+    for (k, v) in options.into_iter().flatten() {
+        let name: String = k.extract()?;
+        if v.is_none() && name != "ack_timeout" {
+            continue;
+        }
+        match name.as_str() {
+            "tags" => tags = Some(v.extract::<String>()?),
+            "broadcasting" => {
+                if v.extract::<bool>()? {
+                    return Err(ns(
+                        "broadcasting",
+                        "the RocketMQ 5 clients have no broadcasting",
+                    ));
+                }
+            }
+            "orderly" => {
+                if v.extract::<bool>()? {
+                    wanted.fifo = Some(true);
+                }
+            }
+            "max_reconsume_times" => {
+                let n: Whole = v.extract()?;
+                wanted.max_attempts = Some(n.0.saturating_add(1));
+            }
+            "start" => {
+                let earliest = v.extract::<String>().is_ok_and(|s| s == "earliest");
+                if !earliest {
+                    return Err(ns("start", "pocketmq serve starts new groups at the earliest message, and the protocol has no other start"));
+                }
+            }
+            "consumer_id" => {
+                v.extract::<String>()?;
+            }
+            "ack_timeout" => {
+                invisible = if v.is_none() {
+                    Duration::from_secs(12 * 3600)
+                } else {
+                    Duration::from_millis(duration_ms(&v, "ack_timeout")?)
+                };
+            }
+            "max_in_flight" => {
+                return Err(ns(
+                    "max_in_flight",
+                    "the protocol has no flow-control setting; use max_messages",
+                ));
+            }
+            other => return Err(crate::convert::unexpected("consumer()", other)),
+        }
+    }
+    Ok((tags, invisible, wanted))
+}

@@ -1,0 +1,326 @@
+//! Producers over the protocol: `send` and `send_batch` (SendMessage), and
+//! transactional sends (a TRANSACTION message, `execute`, then EndTransaction; the
+//! server's check-backs arrive on the Telemetry stream and run `check`). The send
+//! options are parsed exactly as the embedded producer parses them (`convert`), so a
+//! wrong type is the same `TypeError` and a wrong value the same `InvalidArgument`.
+
+use std::sync::Arc;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+
+use pocketmq::{MessageExt, SendResult as CoreSendResult, SendStatus, TxState};
+use pocketmq_server::proto::settings::PubSub;
+use pocketmq_server::proto::{
+    ClientType, Code, EndTransactionRequest, Message as PbMessage, Publishing, SendMessageRequest,
+    TransactionResolution, TransactionSource,
+};
+
+use super::session::{rpc_failure, Client, Connection, REQUEST_TIMEOUT};
+use super::wire::{self, Failure, Outcome};
+use super::PyOutcome;
+use crate::convert;
+use crate::message::SendResult;
+use crate::transaction::{callable, decide};
+
+/// Starts a producer client.
+pub fn client(
+    conn: &Connection,
+    on_check: Option<Arc<dyn Fn(MessageExt) -> TxState + Send + Sync>>,
+) -> Outcome<Arc<Client>> {
+    conn.client(
+        ClientType::Producer,
+        None,
+        PubSub::Publishing(Publishing {
+            topics: Vec::new(),
+            max_body_size: 0,
+            validate_message_type: true,
+        }),
+        on_check,
+    )
+}
+
+/// Sends the messages of one topic in one SendMessage; one result per message.
+async fn send(
+    client: &Client,
+    topic: &str,
+    mut msgs: Vec<PbMessage>,
+) -> Outcome<Vec<(CoreSendResult, String)>> {
+    if client.is_closed() {
+        return Err(Failure::closed());
+    }
+    if let Some(limit) = client.known_settings().and_then(|s| match s.pub_sub {
+        Some(PubSub::Publishing(p)) if p.max_body_size > 0 => Some(p.max_body_size as usize),
+        _ => None,
+    }) {
+        if let Some(m) = msgs.iter().find(|m| m.body.len() > limit) {
+            return Err(pocketmq::Error::MessageTooLarge {
+                size: m.body.len(),
+                limit,
+            }
+            .into());
+        }
+    }
+    let route = client.core.route(&client.id, topic).await?;
+    client.publish(topic);
+    for m in &mut msgs {
+        let q = client.core.pick(&route);
+        if let Some(sys) = m.system_properties.as_mut() {
+            sys.queue_id = q.id;
+        }
+    }
+    let n = msgs.len();
+    let req = SendMessageRequest { messages: msgs };
+    let resp = client
+        .core
+        .stub()
+        .send_message(client.request(req, REQUEST_TIMEOUT))
+        .await
+        .map_err(|s| rpc_failure(&s, "send"))?
+        .into_inner();
+    if resp.entries.len() != n {
+        return Err(wire::failure(resp.status.as_ref(), "send"));
+    }
+    let mut out = Vec::with_capacity(n);
+    for e in resp.entries {
+        let code = e.status.as_ref().map_or(Code::Ok as i32, |s| s.code);
+        let status = if code == Code::MasterPersistenceTimeout as i32 {
+            SendStatus::FlushDiskTimeout
+        } else if wire::ok(e.status.as_ref()) {
+            SendStatus::SendOk
+        } else {
+            return Err(wire::failure(e.status.as_ref(), "send"));
+        };
+        out.push((
+            CoreSendResult {
+                msg_id: e.message_id,
+                topic: topic.to_string(),
+                // The protocol's answer names no queue and no CommitLog offset.
+                queue_id: 0,
+                queue_offset: e.offset.max(0) as u64,
+                commitlog_offset: 0,
+                status,
+                transaction_state: None,
+                duplicate: false,
+            },
+            e.transaction_id,
+        ));
+    }
+    Ok(out)
+}
+
+/// A message built from the send options, with a fresh id.
+fn outgoing(
+    conn: &Connection,
+    topic: &str,
+    body: &Bound<'_, PyAny>,
+    options: Option<&Bound<'_, PyDict>>,
+    callable: &str,
+    transactional: bool,
+) -> PyResult<(pocketmq::Message, PbMessage)> {
+    let msg = convert::message(topic, convert::body(body)?, options, callable)?;
+    let id = conn.core.ids.next();
+    let pb = wire::to_proto(&conn.core.namespace, msg.clone(), id, transactional).py()?;
+    Ok((msg, pb))
+}
+
+/// Sends messages for a producer group, over `connect()`.
+#[pyclass(module = "pocketmq", name = "RemoteProducer", frozen)]
+pub struct RemoteProducer {
+    pub conn: Arc<Connection>,
+    pub client: Arc<Client>,
+    pub group: String,
+}
+
+#[pymethods]
+impl RemoteProducer {
+    #[getter]
+    fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// Sends one message (the embedded producer's options; `queue_id` and `dedup_id`
+    /// raise `NotSupported`).
+    #[pyo3(signature = (topic, body, **options))]
+    fn send(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        body: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<SendResult> {
+        let (_, pb) = outgoing(&self.conn, topic, body, options, "send()", false)?;
+        let client = self.client.clone();
+        let mut r = self
+            .conn
+            .block_py(py, async move { send(&client, topic, vec![pb]).await })?
+            .py()?;
+        Ok(SendResult(r.remove(0).0))
+    }
+
+    /// Sends several bodies to one topic in one SendMessage; the options apply to each.
+    #[pyo3(signature = (topic, bodies, *, dedup_ids = None, **options))]
+    fn send_batch(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        bodies: &Bound<'_, PyAny>,
+        dedup_ids: Option<Bound<'_, PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Vec<SendResult>> {
+        if bodies.is_instance_of::<PyBytes>()
+            || bodies.is_instance_of::<PyString>()
+            || bodies.is_instance_of::<PyByteArray>()
+        {
+            return Err(PyTypeError::new_err(
+                "bodies must be a list of bytes or str, not a single body",
+            ));
+        }
+        if dedup_ids.is_some_and(|d| !d.is_none()) {
+            return Err(Failure::not_supported(
+                "send_batch(dedup_ids=...): the RocketMQ 5 protocol carries no deduplication id",
+            ))
+            .py();
+        }
+        let iter = bodies
+            .try_iter()
+            .map_err(|_| PyTypeError::new_err("bodies must be a list of bytes or str"))?;
+        let mut msgs = Vec::new();
+        for item in iter {
+            msgs.push(outgoing(&self.conn, topic, &item?, options, "send_batch()", false)?.1);
+        }
+        if msgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client.clone();
+        let r = self
+            .conn
+            .block_py(py, async move { send(&client, topic, msgs).await })?
+            .py()?;
+        Ok(r.into_iter().map(|(r, _)| SendResult(r)).collect())
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RemoteProducer(group={:?}, endpoint={:?})",
+            self.group, self.conn.core.endpoint
+        )
+    }
+}
+
+impl Drop for RemoteProducer {
+    fn drop(&mut self) {
+        let client = &self.client;
+        Python::try_attach(|py| py.detach(|| client.close()));
+    }
+}
+
+/// `check(msg)` from Python as the check-back handler.
+pub fn checker(check: Py<PyAny>) -> Arc<dyn Fn(MessageExt) -> TxState + Send + Sync> {
+    Arc::new(move |m: MessageExt| {
+        Python::try_attach(|py| decide(py, check.bind(py), &m, "check")).unwrap_or(TxState::Unknown)
+    })
+}
+
+/// Transactional sends over `connect()`.
+#[pyclass(module = "pocketmq", name = "RemoteTransactionProducer", frozen)]
+pub struct RemoteTransactionProducer {
+    pub conn: Arc<Connection>,
+    pub client: Arc<Client>,
+    pub group: String,
+}
+
+#[pymethods]
+impl RemoteTransactionProducer {
+    #[getter]
+    fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// Sends a half message, runs `execute(msg)` and ends the transaction as it
+    /// decides (UNKNOWN leaves it to the server's check-back, answered by `check`).
+    #[pyo3(signature = (topic, body, *, execute, **options))]
+    fn send(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        body: &Bound<'_, PyAny>,
+        execute: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<SendResult> {
+        let execute = callable(execute, "execute")?;
+        let (msg, pb) = outgoing(&self.conn, topic, body, options, "send()", true)?;
+        if msg.sharding_key.is_some() || msg.delay != pocketmq::Delay::None {
+            return Err(Failure::invalid(
+                "a transactional message has no sharding key or delay over the RocketMQ 5 protocol",
+            ))
+            .py();
+        }
+        let client = self.client.clone();
+        let (mut result, tx_id) = self
+            .conn
+            .block_py(py, async move { send(&client, topic, vec![pb]).await })?
+            .py()?
+            .remove(0);
+        let mut half = MessageExt::default();
+        half.msg_id = result.msg_id.clone();
+        half.topic = msg.topic;
+        half.body = msg.body;
+        half.tags = msg.tags;
+        half.keys = msg.keys;
+        half.properties = msg.properties;
+        half.queue_offset = result.queue_offset;
+        half.born_timestamp = wire::now_ms();
+        half.delivery_attempt = 1;
+        let state = decide(py, execute.bind(py), &half, "execute");
+        let resolution = match state {
+            TxState::Commit => Some(TransactionResolution::Commit),
+            TxState::Rollback => Some(TransactionResolution::Rollback),
+            TxState::Unknown => None,
+        };
+        if let Some(resolution) = resolution {
+            let req = EndTransactionRequest {
+                topic: Some(self.conn.core.resource(topic)),
+                message_id: result.msg_id.clone(),
+                transaction_id: tx_id,
+                resolution: resolution as i32,
+                source: TransactionSource::SourceClient as i32,
+                trace_context: String::new(),
+            };
+            let client = self.client.clone();
+            self.conn
+                .block_py(py, async move {
+                    let resp = client
+                        .core
+                        .stub()
+                        .end_transaction(client.request(req, REQUEST_TIMEOUT))
+                        .await
+                        .map_err(|s| rpc_failure(&s, "end_transaction"))?
+                        .into_inner();
+                    if wire::ok(resp.status.as_ref()) {
+                        Ok(())
+                    } else {
+                        Err(wire::failure(resp.status.as_ref(), "end_transaction"))
+                    }
+                })?
+                .py()?;
+        }
+        result.transaction_state = Some(state);
+        Ok(SendResult(result))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RemoteTransactionProducer(group={:?}, endpoint={:?})",
+            self.group, self.conn.core.endpoint
+        )
+    }
+}
+
+impl Drop for RemoteTransactionProducer {
+    fn drop(&mut self) {
+        let client = &self.client;
+        Python::try_attach(|py| py.detach(|| client.close()));
+    }
+}

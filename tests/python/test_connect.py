@@ -1,0 +1,312 @@
+"""`pocketmq.connect()`: the Python API over Apache RocketMQ 5's gRPC protocol, against
+`pocketmq serve` started as a user starts it (the package's module entry, a free port,
+a fresh store in memory). Each test takes its own namespace, so they share servers."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import pocketmq
+
+_names = itertools.count()
+
+
+def start_server(*args: str) -> tuple[subprocess.Popen[str], str]:
+    cmd = [sys.executable, "-m", "pocketmq", "serve", "--memory", "--listen", "127.0.0.1:0",
+           "--log-level", "warn", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("pocketmq-serve listening on "), line
+    return proc, line.rsplit(" ", 1)[1].strip()
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    # A namespaced group is `ns%group` on the server.
+    proc, addr = start_server("--fifo-groups", "fifo%fifo-g")
+    yield addr
+    stop_server(proc)
+
+
+@pytest.fixture
+def remote(endpoint: str) -> Iterator[pocketmq.RemoteBroker]:
+    with pocketmq.connect(endpoint, namespace=f"t{next(_names)}") as b:
+        yield b
+
+
+def receive_n(c: pocketmq.RemoteConsumer, n: int, timeout: float = 5.0) -> list[pocketmq.Message]:
+    got: list[pocketmq.Message] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        got += c.receive(n - len(got), timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+    return got
+
+
+def test_send_and_receive_carry_every_field(remote: pocketmq.RemoteBroker) -> None:
+    p = remote.producer("p")
+    r = p.send("orders", b"body", tags="paid", keys=["order-42", "k2"], properties={"k": "v"})
+    assert r.status == "SEND_OK" and r.topic == "orders" and len(r.msg_id) == 34
+    assert r.transaction_state is None and not r.duplicate
+    c = remote.consumer("g", "orders")
+    [m] = receive_n(c, 1)
+    assert m.msg_id == r.msg_id and m.topic == "orders" and m.queue_offset == r.queue_offset
+    assert m.body == b"body" and m.tags == "paid" and m.keys == ["order-42", "k2"]
+    assert m.properties["k"] == "v"
+    assert m.reconsume_times == 0 and m.delivery_attempt == 1 and m.receipt_handle
+    assert abs(m.born_timestamp / 1000 - time.time()) < 60 and m.store_timestamp >= m.born_timestamp - 1000
+    c.ack(m)
+    assert c.receive(timeout=0.3) == []
+
+
+def test_send_batch_and_tag_filters(remote: pocketmq.RemoteBroker) -> None:
+    p = remote.producer()
+    rs = p.send_batch("t", [b"a", "b", bytearray(b"c")], tags="x")
+    assert len({r.msg_id for r in rs}) == 3
+    p.send("t", b"other", tags="y")
+    c = remote.consumer("g", "t", tags="x")
+    got = receive_n(c, 3)
+    assert sorted(m.body for m in got) == [b"a", b"b", b"c"]
+    c.ack(got)
+    assert c.receive(timeout=0.5) == []
+
+
+def test_delay_and_deliver_at(remote: pocketmq.RemoteBroker) -> None:
+    p = remote.producer()
+    t0 = time.time()
+    p.send("d", b"later", delay=2.0)
+    p.send("d", b"at", deliver_at=t0 + 2.0)
+    c = remote.simple_consumer("g", "d")
+    assert c.receive(timeout=1.0) == []
+    got = receive_n(c, 2, timeout=5.0)
+    assert sorted(m.body for m in got) == [b"at", b"later"]
+    assert time.time() - t0 >= 1.9
+    c.ack(got)
+
+
+def test_fifo_per_sharding_key(endpoint: str) -> None:
+    remote = pocketmq.connect(endpoint, namespace="fifo")
+    p = remote.producer()
+    for i in range(5):
+        for key in ("A", "B", "C"):
+            p.send("f", f"{key}{i}", sharding_key=key)
+    c = remote.simple_consumer("fifo-g", "f", fifo=True)
+    seen: dict[str, list[str]] = {"A": [], "B": [], "C": []}
+    deadline = time.monotonic() + 10
+    while sum(map(len, seen.values())) < 15 and time.monotonic() < deadline:
+        for m in c.receive(16, timeout=0.5):
+            seen[m.text()[0]].append(m.text())
+            c.ack(m)
+    assert seen == {k: [f"{k}{i}" for i in range(5)] for k in "ABC"}
+    remote.close()
+
+
+def test_simple_consumer_handles(remote: pocketmq.RemoteBroker) -> None:
+    remote.producer().send("s", b"x")
+    sc = remote.simple_consumer("g", "s", invisible_duration=30.0)
+    [m] = receive_n(sc, 1)
+    old = m.receipt_handle
+    sc.change_invisible_duration(m, 60.0)
+    assert m.receipt_handle and m.receipt_handle != old
+    assert sc.receive(timeout=0.3) == []
+    sc.ack(m)
+    with pytest.raises(pocketmq.InvalidReceiptHandle):
+        sc.ack(m)
+    # Visible again at once, delivered with attempt + 1.
+    remote.producer().send("s", b"y")
+    [m] = receive_n(sc, 1)
+    sc.change_invisible_duration(m, 0)
+    [again] = receive_n(sc, 1)
+    assert again.msg_id == m.msg_id and again.delivery_attempt == 2
+    sc.ack(again)
+
+
+def test_consumer_nack_redelivers(remote: pocketmq.RemoteBroker) -> None:
+    sent_body = b"retry me"
+    remote.producer().send("n", sent_body)
+    c = remote.consumer("g", "n")
+    [m] = receive_n(c, 1)
+    c.nack(m, delay=1.0)
+    assert c.receive(timeout=0.3) == []
+    [again] = receive_n(c, 1, timeout=4.0)
+    assert again.body == sent_body and again.reconsume_times == 1
+    assert again.msg_id == m.msg_id, "a redelivery keeps the message's id"
+    # A plain nack waits the server's backoff for the attempt (10 s and up).
+    c.nack(again)
+    assert c.receive(timeout=1.5) == []
+
+
+def test_listen_retries_then_acks(remote: pocketmq.RemoteBroker) -> None:
+    remote.producer().send("l", b"work")
+    c = remote.consumer("g", "l")
+    attempts: list[int] = []
+    done = threading.Event()
+
+    def handle(msg: pocketmq.Message) -> None:
+        attempts.append(msg.delivery_attempt)
+        if len(attempts) == 1:
+            raise pocketmq.RetryLater(1.0)
+        done.set()
+
+    with c.listen(handle, threads=2):
+        assert done.wait(10)
+    assert attempts == [1, 2]
+
+
+def test_iteration_and_asyncio(remote: pocketmq.RemoteBroker) -> None:
+    import asyncio
+
+    remote.producer().send("it", b"one")
+    c = remote.consumer("g", "it")
+    m = next(iter(c))
+    assert m.body == b"one"
+    c.ack(m)
+
+    async def main() -> list[pocketmq.Message]:
+        waiting = asyncio.ensure_future(c.receive_async(timeout=5.0))
+        await asyncio.sleep(0.2)
+        remote.producer().send("it", b"two")
+        return await waiting
+
+    [m2] = asyncio.run(main())
+    assert m2.body == b"two"
+    c.ack(m2)
+
+
+def test_transactions_commit_rollback_and_check_back(remote: pocketmq.RemoteBroker) -> None:
+    checked: list[str] = []
+
+    def check(msg: pocketmq.Message) -> pocketmq.TxState:
+        checked.append(msg.text())
+        return pocketmq.TxState.COMMIT
+
+    tp = remote.transaction_producer("pay", check=check)
+    r = tp.send("tx", b"commit", execute=lambda m: pocketmq.TxState.COMMIT)
+    assert r.transaction_state == pocketmq.TxState.COMMIT
+    tp.send("tx", b"rollback", execute=lambda m: pocketmq.TxState.ROLLBACK)
+    tp.send("tx", b"unknown", execute=lambda m: pocketmq.TxState.UNKNOWN)
+    c = remote.consumer("g", "tx")
+    [m] = receive_n(c, 1, timeout=2.0)
+    assert m.body == b"commit"
+    c.ack(m)
+    # The server asks after its transaction timeout (6 s); check commits.
+    [m] = receive_n(c, 1, timeout=15.0)
+    assert m.body == b"unknown" and checked == ["unknown"]
+    c.ack(m)
+    assert c.receive(timeout=0.5) == []
+
+
+def test_errors_are_the_embedded_brokers(remote: pocketmq.RemoteBroker) -> None:
+    p = remote.producer()
+    with pytest.raises(pocketmq.MessageTooLarge):
+        p.send("e", b"x" * (4 * 1024 * 1024 + 1))
+    p.send("e", b"x" * (4 * 1024 * 1024))
+    with pytest.raises(pocketmq.InvalidArgument):
+        p.send("e", b"x", tags="a||b")
+    with pytest.raises(pocketmq.InvalidArgument):
+        p.send("bad topic!", b"x")
+    with pytest.raises(TypeError):
+        p.send("e", 123)  # type: ignore[arg-type]
+    with pytest.raises(pocketmq.InvalidArgument):
+        remote.simple_consumer("g", "e", invisible_duration=0)
+
+
+def test_what_the_protocol_cannot_carry_is_not_supported(remote: pocketmq.RemoteBroker) -> None:
+    for call in (lambda: remote.stats(), lambda: remote.browse("t"), lambda: remote.tick(),
+                 lambda: remote.create_topic("t", queues=8), lambda: remote.get("x"),
+                 lambda: remote.move_backlog("g", "t", to="u"), lambda: remote.atomic()):
+        with pytest.raises(pocketmq.NotSupported) as e:
+            call()
+        assert "()" in str(e.value)
+    assert issubclass(pocketmq.NotSupported, pocketmq.Error)
+    p = remote.producer()
+    with pytest.raises(pocketmq.NotSupported, match="queue_id"):
+        p.send("t", b"x", queue_id=1)
+    with pytest.raises(pocketmq.NotSupported, match="dedup_id"):
+        p.send("t", b"x", dedup_id="d")
+    with pytest.raises(pocketmq.NotSupported, match="broadcasting"):
+        remote.consumer("g", "t", broadcasting=True)
+    with pytest.raises(pocketmq.NotSupported, match="FIFO"):
+        remote.simple_consumer("plain", "t", fifo=True)
+    with pytest.raises(pocketmq.NotSupported, match="deliveries"):
+        remote.simple_consumer("plain", "t", max_delivery_attempts=3)
+    with pytest.raises(TypeError):
+        pocketmq.connect("127.0.0.1:1", clock=pocketmq.ManualClock())  # type: ignore[call-arg]
+
+
+def test_close_and_closed(endpoint: str) -> None:
+    b = pocketmq.connect(endpoint, namespace="closing")
+    c = b.consumer("g", "t")
+    p = b.producer()
+    result: list[list[pocketmq.Message]] = []
+    t = threading.Thread(target=lambda: result.append(c.receive(timeout=10)))
+    t.start()
+    time.sleep(0.3)
+    b.close()
+    t.join(5)
+    assert result == [[]]
+    assert b.closed and c.closed
+    with pytest.raises(pocketmq.Closed):
+        p.send("t", b"x")
+    with pytest.raises(pocketmq.Closed):
+        b.producer()
+    b.close()
+    assert "closed" in repr(b)
+
+
+def test_topic_not_found_and_no_server(tmp_path: Path) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text("auto_create_topics = false\n")
+    proc, addr = start_server("--config", str(config))
+    try:
+        with pocketmq.connect(addr) as b:
+            with pytest.raises(pocketmq.TopicNotFound):
+                b.producer().send("nowhere", b"x")
+            with pytest.raises(pocketmq.TopicNotFound):
+                b.simple_consumer("g", "nowhere")
+    finally:
+        stop_server(proc)
+    with pytest.raises(pocketmq.IoError):
+        pocketmq.connect(addr)
+    with pytest.raises(pocketmq.InvalidArgument):
+        pocketmq.connect("no-port")
+
+
+def test_signed_requests() -> None:
+    proc, addr = start_server("--access-key", "ak", "--secret-key", "sk")
+    try:
+        with pocketmq.connect(addr, access_key="ak", secret_key="sk") as b:
+            b.producer().send("signed", b"x")
+            [m] = receive_n(b.consumer("g", "signed"), 1)
+            assert m.body == b"x"
+        with pocketmq.connect(addr, access_key="ak", secret_key="wrong") as b:
+            with pytest.raises(pocketmq.IoError, match="UNAUTHORIZED|signature"):
+                b.producer().send("signed", b"x")
+        with pytest.raises(pocketmq.InvalidArgument):
+            pocketmq.connect(addr, access_key="ak")
+    finally:
+        stop_server(proc)
+
+
+def test_namespaces_keep_tenants_apart(endpoint: str) -> None:
+    with pocketmq.connect(endpoint, namespace="ns-a") as a, pocketmq.connect(endpoint, namespace="ns-b") as b:
+        a.producer().send("shared", b"from a")
+        assert b.consumer("g", "shared").receive(timeout=0.5) == []
+        [m] = receive_n(a.consumer("g", "shared"), 1)
+        assert m.body == b"from a" and m.topic == "shared"
