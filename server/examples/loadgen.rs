@@ -578,6 +578,14 @@ fn pct(v: &[u32], q: f64) -> u32 {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
+/// The 1, 5 and 15 minute load averages (Linux), or "unknown".
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// One run's figures.
 struct Figures {
     /// No-op calls/s in the slices between the send slices.
@@ -700,14 +708,17 @@ fn main() {
                 ),
         );
         println!(
-            "loadgen: {} producers, {} B bodies, {} s per phase, store {}, flush {:?}",
+            "loadgen: {} producers, {} B bodies, {} s per phase, store {}, flush {:?}; \
+             {} cores, load average {}",
             o.producers,
             o.size,
             o.seconds,
             o.store
                 .as_ref()
                 .map_or("memory".to_string(), |p| p.display().to_string()),
-            o.flush
+            o.flush,
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            load_average()
         );
         let mut runs = Vec::new();
         let mut seq = 0;
@@ -771,6 +782,7 @@ fn main() {
             runs.push(f);
         }
         print_table(&runs);
+        println!("load average at the end: {}", load_average());
         server.shutdown().await.expect("a clean shutdown");
     });
 }
