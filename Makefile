@@ -20,7 +20,7 @@ WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(
 help:
 	@echo "make demo   build the Python package into $(VENV) and run examples/python/order_flow.py"
 	@echo "make test   install the tools, then run every check and suite (Rust, Python, notebooks, wasm, JS, server)"
-	@echo "make bench  run the benchmarks (the engine's, then side by side with its alternatives)"
+	@echo "make bench  run the benchmarks (the engine's, side by side with its alternatives, the server's)"
 	@echo "make soak   200 kill -9 cycles of mixed work on a file store (SOAK_CYCLES=n)"
 	@echo "make fuzz   each fuzz target for 60 s from the seed corpus (FUZZ_SECONDS=n)"
 
@@ -171,7 +171,7 @@ fuzz: fuzz-tools
 
 .PHONY: bench-core bench-side-by-side bench-quick bench-deps bench-consumers
 
-bench: bench-core bench-consumers bench-side-by-side
+bench: bench-core bench-consumers bench-side-by-side bench-server
 
 # The engine's own benches, and any bench/*.sh scripts.
 bench-core:
@@ -285,6 +285,12 @@ test-server:
 	$(CARGO) test -p pocketmq-server
 	$(MAKE) --no-print-directory test-server-clients
 
-# SendMessage throughput against a no-op unary RPC in the same run (100 B, 16 producers).
-bench-server:
-	$(CARGO) run --release -p pocketmq-server --example loadgen
+# The server's benchmarks (about 5 minutes): the Rust load generator (tonic client,
+# 100 B, 16 producers, a file store flushed async: SendMessage and receive+ack against
+# a no-op unary RPC in the same run, the long-poll wake-up; 3 runs, medians), then the
+# official Python client beside Redis Streams with redis-py, separate processes
+# (bench/server_clients.py, 3 runs; rewrites its section of BENCHMARKS.md).
+bench-server: python bench-deps $(SERVER_VENV)/.installed
+	d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
+	$(CARGO) run --release -p pocketmq-server --example loadgen -- --runs 3 --store "$$d/store"
+	$(VPY) bench/server_clients.py --write

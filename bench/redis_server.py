@@ -121,6 +121,12 @@ class RedisServer:
             time.sleep(0.02)
         return False
 
+    @property
+    def pid(self) -> int:
+        """The redis-server process's id (while it runs)."""
+        assert self._proc is not None
+        return self._proc.pid
+
     def stop(self) -> None:
         """Shuts the server down, letting it finish writing its AOF."""
         if self._proc is None:

@@ -1,16 +1,29 @@
-//! Load generator: SendMessage throughput against a no-op unary RPC on the same
-//! machine, in the same run.
+//! Load generator: SendMessage, and ReceiveMessage + AckMessage, throughput against a
+//! no-op unary RPC on the same machine, in the same run; and the long-poll wake-up.
 //!
 //! Starts, in this process, `serve()` over a broker (in memory, or `--store DIR` for a
-//! file store) and a no-op MessagingService whose Heartbeat answers at once; then
-//! `--producers` tasks, each with its own connection like separate client processes,
-//! send one `--size`-byte message per SendMessage for `--seconds`, and the same tasks
-//! call the no-op Heartbeat for as long. Phases alternate (no-op, send, no-op, send)
-//! and the better run of each counts. Prints sends/s, no-op calls/s, their ratio and
-//! client-side latency percentiles.
+//! file store) and a no-op MessagingService whose Heartbeat answers at once. Each of
+//! `--runs` runs then measures, in turn:
+//! - send: `--producers` tasks, each with its own connection like separate client
+//!   processes, send one `--size`-byte message per SendMessage, in `--seconds`
+//!   one-second slices alternating with as many slices of the same tasks calling the
+//!   no-op Heartbeat (so that the machine's other load weighs on both alike);
+//! - receive+ack: as many consumer tasks (one connection each, one group) receive what
+//!   that run sent, `--batch` per ReceiveMessage, and ack each batch with one
+//!   AckMessage, in one-second slices alternating with no-op slices again, until it
+//!   is all acked;
+//! - wake-up: `--wakeups` times, a receive waits on an empty topic and one message is
+//!   sent: the time from the send's start to the message reaching the receiver; and,
+//!   interleaved with them as the floor under the same conditions, one no-op unary
+//!   round trip each time.
+//!
+//! Prints each run, then a table of the runs and their medians with each rate's
+//! ratio to the no-op rate of the slices alternating with it, and whether the targets are met (send and
+//! receive+ack at least 60% of the no-op rate, wake-up p99 under 2 ms).
 //!
 //! `cargo run --release -p pocketmq-server --example loadgen -- [--producers 16]
-//!  [--size 100] [--seconds 5] [--store DIR [--flush async|sync|none]]`
+//!  [--size 100] [--seconds 5] [--batch 32] [--wakeups 1000] [--runs 3]
+//!  [--store DIR [--flush async|sync|none]]`
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +43,9 @@ struct Options {
     producers: usize,
     size: usize,
     seconds: u64,
+    batch: i32,
+    wakeups: usize,
+    runs: usize,
     store: Option<std::path::PathBuf>,
     flush: FlushMode,
 }
@@ -39,6 +55,9 @@ fn options() -> Options {
         producers: 16,
         size: 100,
         seconds: 5,
+        batch: 32,
+        wakeups: 1000,
+        runs: 3,
         store: None,
         flush: FlushMode::Async,
     };
@@ -49,6 +68,9 @@ fn options() -> Options {
             "--producers" => o.producers = v().parse().expect("a count"),
             "--size" => o.size = v().parse().expect("bytes"),
             "--seconds" => o.seconds = v().parse().expect("seconds"),
+            "--batch" => o.batch = v().parse().expect("a count"),
+            "--wakeups" => o.wakeups = v().parse().expect("a count"),
+            "--runs" => o.runs = v().parse().expect("a count"),
             "--store" => o.store = Some(v().into()),
             "--flush" => o.flush = v().parse().expect("async, sync or none"),
             other => panic!("unknown option {other}"),
@@ -178,13 +200,13 @@ enum Call {
 
 struct Run {
     calls: u64,
-    rate: f64,
+    secs: f64,
     latencies_us: Vec<u32>,
 }
 
 /// `producers` tasks, one connection each, calling for `secs`.
 #[allow(clippy::disallowed_methods)] // a benchmark measures real time
-async fn phase(addr: SocketAddr, call: Call, o: &Options) -> Run {
+async fn phase(addr: SocketAddr, call: Call, run_for: Duration, o: &Options) -> Run {
     let mut clients = Vec::new();
     for _ in 0..o.producers {
         let ch = Channel::from_shared(format!("http://{addr}"))
@@ -198,7 +220,6 @@ async fn phase(addr: SocketAddr, call: Call, o: &Options) -> Run {
     let body = vec![b'x'; o.size];
     let stop = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let run_for = Duration::from_secs(o.seconds);
     let tasks: Vec<_> = clients
         .into_iter()
         .enumerate()
@@ -266,12 +287,288 @@ async fn phase(addr: SocketAddr, call: Call, o: &Options) -> Run {
         latencies_us.extend(t.await.expect("a load task"));
     }
     let secs = start.elapsed().as_secs_f64();
-    latencies_us.sort_unstable();
     Run {
         calls: latencies_us.len() as u64,
-        rate: latencies_us.len() as f64 / secs,
+        secs,
         latencies_us,
     }
+}
+
+async fn connect(addr: SocketAddr) -> MessagingServiceClient<Channel> {
+    let ch = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .expect("connect");
+    MessagingServiceClient::new(ch)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20)
+}
+
+fn resource(name: &str) -> Resource {
+    Resource {
+        resource_namespace: String::new(),
+        name: name.into(),
+    }
+}
+
+/// The group that consumes `topic` (core's simple consumer groups read one topic).
+fn group_of(topic: &str) -> Resource {
+    resource(&format!("{topic}-g"))
+}
+
+fn receive_request(topic: &str, batch: i32, poll: Duration) -> ReceiveMessageRequest {
+    ReceiveMessageRequest {
+        group: Some(group_of(topic)),
+        message_queue: Some(MessageQueue {
+            topic: Some(resource(topic)),
+            ..MessageQueue::default()
+        }),
+        filter_expression: Some(FilterExpression {
+            r#type: FilterType::Tag as i32,
+            expression: "*".into(),
+        }),
+        batch_size: batch,
+        invisible_duration: Some(prost_types::Duration {
+            seconds: 60,
+            nanos: 0,
+        }),
+        auto_renew: false,
+        long_polling_timeout: Some(prost_types::Duration {
+            seconds: poll.as_secs() as i64,
+            nanos: poll.subsec_nanos() as i32,
+        }),
+        attempt_id: None,
+    }
+}
+
+/// One ReceiveMessage: the messages (empty when none came within the poll).
+async fn receive_once(
+    c: &mut MessagingServiceClient<Channel>,
+    id: &str,
+    r: ReceiveMessageRequest,
+) -> Vec<Message> {
+    let mut stream = c
+        .receive_message(with_headers(r, id))
+        .await
+        .expect("receive")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(item) = stream.message().await.expect("the receive stream") {
+        match item.content {
+            Some(receive_message_response::Content::Message(m)) => out.push(m),
+            Some(receive_message_response::Content::Status(st)) => assert!(
+                st.code == Code::Ok as i32 || st.code == Code::MessageNotFound as i32,
+                "receive refused: {st:?}"
+            ),
+            _ => {}
+        }
+    }
+    out
+}
+
+async fn ack(c: &mut MessagingServiceClient<Channel>, id: &str, topic: &str, msgs: &[Message]) {
+    let entries = msgs
+        .iter()
+        .map(|m| {
+            let sys = m.system_properties.as_ref().unwrap();
+            AckMessageEntry {
+                message_id: sys.message_id.clone(),
+                receipt_handle: sys.receipt_handle.clone().unwrap_or_default(),
+                lite_topic: None,
+            }
+        })
+        .collect();
+    let r = c
+        .ack_message(with_headers(
+            AckMessageRequest {
+                group: Some(group_of(topic)),
+                topic: Some(resource(topic)),
+                entries,
+            },
+            id,
+        ))
+        .await
+        .expect("ack")
+        .into_inner();
+    assert_eq!(
+        r.status.map(|s| s.code),
+        Some(Code::Ok as i32),
+        "ack refused"
+    );
+}
+
+/// `--producers` consumer tasks, one connection each, receiving `--batch` at a time
+/// and acking each batch, for `run_for` or until `want` messages are acked (a
+/// receive under way when the time is up is still acked). Latencies are per
+/// receive + ack.
+#[allow(clippy::disallowed_methods)] // a benchmark measures real time
+async fn consume(addr: SocketAddr, want: u64, run_for: Duration, o: &Options) -> Run {
+    let mut clients = Vec::new();
+    for _ in 0..o.producers {
+        clients.push(connect(addr).await);
+    }
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + run_for;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            let done = done.clone();
+            let batch = o.batch;
+            tokio::spawn(async move {
+                let id = format!("loadgen@{}@c{i}@bench", std::process::id());
+                let mut lat = Vec::with_capacity(1 << 14);
+                while done.load(Ordering::Relaxed) < want && Instant::now() < deadline {
+                    let t = Instant::now();
+                    let r = receive_request("loadgen", batch, Duration::from_millis(200));
+                    let msgs = receive_once(&mut c, &id, r).await;
+                    if msgs.is_empty() {
+                        continue;
+                    }
+                    ack(&mut c, &id, "loadgen", &msgs).await;
+                    lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    done.fetch_add(msgs.len() as u64, Ordering::Relaxed);
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut latencies_us = Vec::new();
+    for t in tasks {
+        latencies_us.extend(t.await.expect("a consumer task"));
+    }
+    Run {
+        calls: done.load(Ordering::Relaxed),
+        secs: start.elapsed().as_secs_f64(),
+        latencies_us,
+    }
+}
+
+/// Slices of one kind of call, added up.
+#[derive(Default)]
+struct Total {
+    calls: u64,
+    secs: f64,
+    latencies_us: Vec<u32>,
+}
+
+impl Total {
+    fn add(&mut self, r: Run) {
+        self.calls += r.calls;
+        self.secs += r.secs;
+        self.latencies_us.extend(r.latencies_us);
+    }
+
+    fn rate(&self) -> f64 {
+        self.calls as f64 / self.secs
+    }
+
+    fn pct(&self, q: f64) -> u32 {
+        let mut v = self.latencies_us.clone();
+        v.sort_unstable();
+        pct(&v, q)
+    }
+}
+
+fn wake_message(i: usize) -> Message {
+    Message {
+        topic: Some(resource("loadgen-wake")),
+        user_properties: Default::default(),
+        system_properties: Some(SystemProperties {
+            message_id: format!("01FFFF{:028X}", i),
+            body_encoding: Encoding::Identity as i32,
+            message_type: MessageType::Normal as i32,
+            ..SystemProperties::default()
+        }),
+        body: b"wake".to_vec(),
+    }
+}
+
+/// The long-poll wake-up: a receive waits on an empty topic (the server counts it as
+/// a long poll), one message is sent; microseconds from the send's start to the
+/// message reaching the receiver, `n` times. `seq` keeps message ids unique across
+/// calls.
+#[allow(clippy::disallowed_methods)] // a benchmark measures real time
+async fn wakeups(
+    server: &pocketmq_server::ServerHandle,
+    noop_addr: SocketAddr,
+    n: usize,
+    seq: &mut usize,
+) -> (Vec<u32>, Vec<u32>) {
+    const R: &str = "loadgen@wake@r@bench";
+    const S: &str = "loadgen@wake@s@bench";
+    let addr = server.local_addr();
+    let mut sender = connect(addr).await;
+    let mut receiver = connect(addr).await;
+    // The topic and the group's pool exist before the first wait: one message
+    // through, unmeasured.
+    *seq += 1;
+    sender
+        .send_message(with_headers(
+            SendMessageRequest {
+                messages: vec![wake_message(*seq)],
+            },
+            S,
+        ))
+        .await
+        .expect("send");
+    let first = receive_once(
+        &mut receiver,
+        R,
+        receive_request("loadgen-wake", 1, Duration::from_secs(5)),
+    )
+    .await;
+    assert_eq!(first.len(), 1, "the warm-up message came back");
+    ack(&mut receiver, R, "loadgen-wake", &first).await;
+    let mut noop = connect(noop_addr).await;
+    let mut out = Vec::with_capacity(n);
+    let mut rtt = Vec::with_capacity(n);
+    for _ in 0..n {
+        // The floor under the same conditions: one no-op unary round trip after the
+        // runtime idled as long as before a wake-up's send.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let t = Instant::now();
+        noop.heartbeat(with_headers(HeartbeatRequest::default(), S))
+            .await
+            .expect("no-op call");
+        rtt.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        let mut rc = receiver.clone();
+        let waiting = tokio::spawn(async move {
+            let r = receive_request("loadgen-wake", 1, Duration::from_secs(20));
+            let msgs = receive_once(&mut rc, R, r).await;
+            (Instant::now(), msgs)
+        });
+        let waited = Instant::now();
+        while server.stats().long_polls == 0 {
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "the receive never waited"
+            );
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+        // Parked, not between two looks.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        *seq += 1;
+        let m = wake_message(*seq);
+        let sent = Instant::now();
+        sender
+            .send_message(with_headers(SendMessageRequest { messages: vec![m] }, S))
+            .await
+            .expect("send");
+        let (at, msgs) = waiting.await.expect("the waiting receive");
+        assert_eq!(msgs.len(), 1, "the waiting receive got the message");
+        out.push(at.duration_since(sent).as_micros().min(u32::MAX as u128) as u32);
+        ack(&mut receiver, R, "loadgen-wake", &msgs).await;
+        while server.stats().long_polls != 0 {
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+    }
+    out.sort_unstable();
+    rtt.sort_unstable();
+    (out, rtt)
 }
 
 fn pct(v: &[u32], q: f64) -> u32 {
@@ -279,6 +576,100 @@ fn pct(v: &[u32], q: f64) -> u32 {
         return 0;
     }
     v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+/// The 1, 5 and 15 minute load averages (Linux), or "unknown".
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// One run's figures.
+struct Figures {
+    /// No-op calls/s in the slices between the send slices.
+    noop: f64,
+    send: f64,
+    /// No-op calls/s in the slices between the receive+ack slices.
+    noop_receive: f64,
+    receive_ack: f64,
+    wake_p50: u32,
+    wake_p99: u32,
+    /// One no-op unary round trip, alone, interleaved with the wake-ups.
+    rtt_p50: u32,
+    rtt_p99: u32,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "missed"
+    }
+}
+
+/// The runs and their medians as a Markdown table, then the targets.
+fn print_table(runs: &[Figures]) {
+    println!();
+    println!("| run | no-op unary calls/s | SendMessage msgs/s | send / no-op | no-op unary calls/s | receive+ack msgs/s | receive+ack / no-op | wake-up p50 us | wake-up p99 us | no-op round trip p50 us | no-op round trip p99 us |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let row = |name: String, f: &Figures| {
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0} | {:.0}% | {} | {} | {} | {} |",
+            f.noop,
+            f.send,
+            100.0 * f.send / f.noop,
+            f.noop_receive,
+            f.receive_ack,
+            100.0 * f.receive_ack / f.noop_receive,
+            f.wake_p50,
+            f.wake_p99,
+            f.rtt_p50,
+            f.rtt_p99
+        )
+    };
+    for (i, f) in runs.iter().enumerate() {
+        row(format!("{}", i + 1), f);
+    }
+    let med = |g: fn(&Figures) -> f64| median(runs.iter().map(g).collect());
+    let send_ratio = med(|f| f.send / f.noop);
+    let recv_ratio = med(|f| f.receive_ack / f.noop_receive);
+    let p99 = med(|f| f64::from(f.wake_p99));
+    println!(
+        "| median | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0} | {:.0} | {:.0} |",
+        med(|f| f.noop),
+        med(|f| f.send),
+        100.0 * send_ratio,
+        med(|f| f.noop_receive),
+        med(|f| f.receive_ack),
+        100.0 * recv_ratio,
+        med(|f| f64::from(f.wake_p50)),
+        p99,
+        med(|f| f64::from(f.rtt_p50)),
+        med(|f| f64::from(f.rtt_p99))
+    );
+    println!();
+    println!(
+        "send >= 60% of no-op: {} ({:.0}%); receive+ack >= 60% of no-op: {} ({:.0}%); wake-up p99 < 2000 us: {} ({:.0} us)  (medians of {} runs; ratios within each run)",
+        verdict(send_ratio >= 0.6),
+        100.0 * send_ratio,
+        verdict(recv_ratio >= 0.6),
+        100.0 * recv_ratio,
+        verdict(p99 < 2000.0),
+        p99,
+        runs.len()
+    );
 }
 
 fn main() {
@@ -317,50 +708,81 @@ fn main() {
                 ),
         );
         println!(
-            "loadgen: {} producers, {} B bodies, {} s per phase, store {}, flush {:?}",
+            "loadgen: {} producers, {} B bodies, {} s per phase, store {}, flush {:?}; \
+             {} cores, load average {}",
             o.producers,
             o.size,
             o.seconds,
             o.store
                 .as_ref()
                 .map_or("memory".to_string(), |p| p.display().to_string()),
-            o.flush
+            o.flush,
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            load_average()
         );
-        let mut best_noop: Option<Run> = None;
-        let mut best_send: Option<Run> = None;
-        for round in 1..=2 {
-            let n = phase(noop_addr, Call::Noop, &o).await;
-            println!("round {round}: no-op {:>9.0} calls/s", n.rate);
-            let s = phase(server.local_addr(), Call::Send, &o).await;
-            println!("round {round}: send  {:>9.0} msgs/s", s.rate);
-            if best_noop.as_ref().is_none_or(|b| n.rate > b.rate) {
-                best_noop = Some(n);
+        let mut runs = Vec::new();
+        let mut seq = 0;
+        for run in 1..=o.runs {
+            // One-second slices, no-op and the measured call alternating, so that the
+            // machine's other load weighs on both alike.
+            let slice = Duration::from_secs(1);
+            let (mut n, mut s) = (Total::default(), Total::default());
+            let before = server.stats().messages_in;
+            for _ in 0..o.seconds {
+                n.add(phase(noop_addr, Call::Noop, slice, &o).await);
+                s.add(phase(server.local_addr(), Call::Send, slice, &o).await);
             }
-            if best_send.as_ref().is_none_or(|b| s.rate > b.rate) {
-                best_send = Some(s);
+            let stored = server.stats().messages_in - before;
+            assert!(stored >= s.calls, "every acknowledged send was stored");
+            // Everything this run sent, received and acked, alternating with no-op
+            // slices again.
+            let (mut n2, mut r) = (Total::default(), Total::default());
+            while r.calls < stored {
+                n2.add(phase(noop_addr, Call::Noop, slice, &o).await);
+                r.add(consume(server.local_addr(), stored - r.calls, slice, &o).await);
             }
+            assert_eq!(
+                server.broker().lag("loadgen-g", "loadgen").unwrap(),
+                0,
+                "every message acked"
+            );
+            let (w, rtt) = wakeups(&server, noop_addr, o.wakeups, &mut seq).await;
+            let f = Figures {
+                noop: n.rate(),
+                send: s.rate(),
+                noop_receive: n2.rate(),
+                receive_ack: r.rate(),
+                wake_p50: pct(&w, 0.5),
+                wake_p99: pct(&w, 0.99),
+                rtt_p50: pct(&rtt, 0.5),
+                rtt_p99: pct(&rtt, 0.99),
+            };
+            println!(
+                "run {run}: no-op {:.0} calls/s (p50 {} us, p99 {} us); send {:.0} msgs/s (p50 {} us, p99 {} us); \
+                 no-op {:.0} calls/s; receive+ack {:.0} msgs/s ({} msgs, p50 {} us, p99 {} us per receive + ack); \
+                 wake-up p50 {} us, p99 {} us, max {} us ({} times; no-op round trip p50 {} us, p99 {} us)",
+                f.noop,
+                n.pct(0.5),
+                n.pct(0.99),
+                f.send,
+                s.pct(0.5),
+                s.pct(0.99),
+                f.noop_receive,
+                f.receive_ack,
+                r.calls,
+                r.pct(0.5),
+                r.pct(0.99),
+                f.wake_p50,
+                f.wake_p99,
+                w.last().copied().unwrap_or(0),
+                w.len(),
+                f.rtt_p50,
+                f.rtt_p99
+            );
+            runs.push(f);
         }
-        let (n, s) = (best_noop.unwrap(), best_send.unwrap());
-        println!(
-            "no-op unary: {:.0} calls/s ({} calls)  p50 {} us  p99 {} us",
-            n.rate,
-            n.calls,
-            pct(&n.latencies_us, 0.5),
-            pct(&n.latencies_us, 0.99)
-        );
-        println!(
-            "SendMessage: {:.0} msgs/s ({} msgs)  p50 {} us  p99 {} us",
-            s.rate,
-            s.calls,
-            pct(&s.latencies_us, 0.5),
-            pct(&s.latencies_us, 0.99)
-        );
-        println!(
-            "send / no-op: {:.0}%  (target >= 60%)",
-            100.0 * s.rate / n.rate
-        );
-        let stored = server.stats().messages_in;
-        assert!(stored >= s.calls, "every acknowledged send was stored");
+        print_table(&runs);
+        println!("load average at the end: {}", load_average());
         server.shutdown().await.expect("a clean shutdown");
     });
 }
