@@ -74,6 +74,7 @@ impl Broker {
     /// Flushing (async mode), metadata persistence, rate samples and resident-set
     /// trimming, each at its real-time interval.
     pub(super) fn periodic_work(&self) -> Result<()> {
+        self.check_process()?;
         let (flush, persist, release, revive) = {
             let mut p = self.inner.periodic.lock();
             let interval = Duration::from_millis(self.inner.config.flush_interval_ms.max(1));
@@ -109,6 +110,7 @@ impl Broker {
     /// runs ahead of what is durable: the records it accounts for (delivered copies,
     /// retries, op records) are flushed before it is written.
     pub(super) fn persist_metadata(&self) -> Result<()> {
+        self.check_process()?;
         let _meta = self.inner.metadata.lock();
         let now = self.now();
         let (files, backend, end) = {
@@ -134,6 +136,7 @@ impl Broker {
 
     /// Flushes the CommitLog and every ConsumeQueue, outside the lock.
     pub(super) fn flush_all(&self) -> Result<()> {
+        self.check_process()?;
         let _one = self.inner.group_commit.exclusive();
         let (log_job, cq_jobs) = {
             let e = self.inner.engine.lock();

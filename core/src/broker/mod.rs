@@ -187,6 +187,8 @@ impl Broker {
     /// Creates a topic, or grows its queue count; idempotent. Never shrinks. `None`
     /// gives a new topic the broker's `default_queues`.
     pub fn create_topic(&self, name: &str, queues: impl Into<Option<u32>>) -> Result<()> {
+        // Before any lock: in a forked child a parent's thread may have held one.
+        self.check_process()?;
         crate::topic::validate_user_topic(name)?;
         let queues = queues.into().unwrap_or(self.inner.config.default_queues);
         let max = crate::topic::MAX_QUEUES;
