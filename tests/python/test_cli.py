@@ -260,3 +260,29 @@ def test_create_and_delete_topic(store: Path):
     assert out.startswith("deleted topic orders")
     assert ok("--store", str(store), "topics").strip() == "no topics"
     one_line_error(cli("--store", str(store), "delete-topic", "orders"), 1)
+
+
+def test_tail_follows_a_served_store_while_another_process_sends(serve_endpoint: str):
+    ep = serve_endpoint
+    first = js("--server", ep, "send", "cli-served", "first", "--tags", "paid")
+    assert isinstance(first, dict) and first["status"] == "SEND_OK"
+    child = subprocess.Popen([sys.executable, "-m", "pocketmq", "--server", ep, "tail", "cli-served",
+                              "--group", "cli-tail", "-f", "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    try:
+        seen = [json.loads(child.stdout.readline())]
+        # Sent by another process while the tail follows.
+        ok("--server", ep, "send", "cli-served", "second", "--key", "order-2")
+        seen.append(json.loads(child.stdout.readline()))
+    finally:
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=30) == 0, child.stderr.read() if child.stderr else ""
+    assert [m["body"] for m in seen] == ["first", "second"]
+    assert seen[0]["tags"] == "paid" and seen[1]["keys"] == ["order-2"]
+    assert seen[0]["msg_id"] == first["msg_id"]
+    # What the protocol cannot do is one line, naming why.
+    line = one_line_error(cli("--server", ep, "tail", "cli-served"), 2)
+    assert "--group" in line
+    line = one_line_error(cli("--server", ep, "topics"), 2)
+    assert "NotSupported" in line or "not supported" in line.lower()

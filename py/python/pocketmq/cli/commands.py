@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .. import Broker, Message, SendResult
+from .. import Broker, Message, SendResult, connect
 from .display import (
     ProgressBar,
     duration,
@@ -31,8 +31,11 @@ def _is_store(path: Path) -> bool:
     return path.is_dir() and ((path / "checkpoint").is_file() or (path / "commitlog").is_dir())
 
 
-def open_store(args: argparse.Namespace, create: bool = False) -> Broker:
-    """The store at ``--store``; only commands that write create a missing one."""
+def open_store(args: argparse.Namespace, create: bool = False) -> Any:
+    """The store at ``--store`` (only commands that write create a missing one), or
+    the served store at ``--server``."""
+    if args.server:
+        return connect(args.server)
     path = Path(args.store)
     if not create and not _is_store(path):
         what = "no such directory" if not path.exists() else "not a pocketmq store"
@@ -245,6 +248,9 @@ def _time(text: str, what: str) -> float:
 def cmd_tail(args: argparse.Namespace) -> int:
     if args.group:
         return _tail_group(args)
+    if args.server:
+        raise Failure("tail --server needs --group GROUP: RocketMQ 5's protocol reads only by "
+                      "consuming (it has no browse)", USAGE)
     with open_store(args) as b:
         topic = b.stats()["topics"].get(args.topic)
         if topic is None:
@@ -291,7 +297,8 @@ def _stream(args: argparse.Namespace, msgs: Iterable[Message]) -> None:
 def _tail_group(args: argparse.Namespace) -> int:
     with open_store(args) as b:
         c = b.consumer(args.group, args.topic)
-        behind = b.lag(args.group, args.topic)
+        # (A served store does not say its lag over the protocol: no progress bar.)
+        behind = 0 if args.server else b.lag(args.group, args.topic)
         bar = _bar(args, f"catching up {args.group}")
         done = 0
         try:

@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     # Accepted before or after the command; SUPPRESS keeps one given before it.
     common.add_argument("--store", default=argparse.SUPPRESS,
                         help="store directory (default ./data)")
+    common.add_argument("--server", default=argparse.SUPPRESS, metavar="HOST:PORT",
+                        help="work on a served store (pocketmq serve, or Apache RocketMQ's "
+                             "proxy) over RocketMQ 5's protocol instead of --store: send, "
+                             "receive and tail --group; the other commands need the store")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="JSON for scripts instead of tables")
     common.add_argument("--progress", action="store_true", default=argparse.SUPPRESS,
@@ -157,7 +161,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         return serve(argv[1:])
     args = _parser().parse_args(argv)
-    for name, default in (("store", "./data"), ("json", False), ("progress", None), ("verbose", False)):
+    for name, default in (("store", "./data"), ("server", None), ("json", False), ("progress", None),
+                          ("verbose", False)):
         if not hasattr(args, name):
             setattr(args, name, default)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
