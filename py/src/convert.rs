@@ -229,6 +229,30 @@ pub fn to_u32(value: Whole, what: &str) -> PyResult<u32> {
     })
 }
 
+/// Sets the send option `name` (not None) on `b`: text options straight from the
+/// string, the others through the engine's option setter.
+pub fn set_message_option(
+    b: MessageBuilder,
+    name: &str,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<MessageBuilder> {
+    let text = || match value.cast::<PyString>() {
+        Ok(s) => Ok(s.to_cow()?.into_owned()),
+        Err(_) => Err(type_error(name, "a string", value)),
+    };
+    Ok(match name {
+        "tags" => b.tags(text()?),
+        "sharding_key" => b.sharding_key(text()?),
+        "dedup_id" => b.dedup_id(text()?),
+        _ => {
+            let kind = MessageBuilder::option_kind(name)
+                .ok_or_else(|| invalid(format!("unknown send option {name:?}")))?;
+            let v = option_value(value, kind, name)?;
+            b.set_option(name, v).py_err()?
+        }
+    })
+}
+
 /// A message to `topic` with `body` and the send options of a call (`None` values
 /// are left out), as the engine takes them by name.
 pub fn message(

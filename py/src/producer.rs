@@ -19,16 +19,46 @@ impl Producer {
         self.0.group()
     }
 
-    /// Stores one message; the options are the engine's send options by name.
-    #[pyo3(signature = (topic, body, **options))]
+    /// Stores one message. The options are keyword arguments of their own (no dict
+    /// is built per call); each is the engine's send option of that name.
+    #[pyo3(signature = (
+        topic, body, *, tags=None, keys=None, properties=None, sharding_key=None,
+        queue_id=None, delay_level=None, deliver_at=None, delay=None, dedup_id=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
         py: Python<'_>,
         topic: &str,
         body: &Bound<'_, PyAny>,
-        options: Option<&Bound<'_, PyDict>>,
+        tags: Option<&Bound<'_, PyAny>>,
+        keys: Option<&Bound<'_, PyAny>>,
+        properties: Option<&Bound<'_, PyAny>>,
+        sharding_key: Option<&Bound<'_, PyAny>>,
+        queue_id: Option<&Bound<'_, PyAny>>,
+        delay_level: Option<&Bound<'_, PyAny>>,
+        deliver_at: Option<&Bound<'_, PyAny>>,
+        delay: Option<&Bound<'_, PyAny>>,
+        dedup_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<SendResult> {
-        let msg = message(topic, convert::body(body)?, options, "send()")?;
+        let mut b = pocketmq::Message::builder(topic, convert::body(body)?);
+        let given = [
+            ("tags", tags),
+            ("keys", keys),
+            ("properties", properties),
+            ("sharding_key", sharding_key),
+            ("queue_id", queue_id),
+            ("delay_level", delay_level),
+            ("deliver_at", deliver_at),
+            ("delay", delay),
+            ("dedup_id", dedup_id),
+        ];
+        for (name, value) in given {
+            if let Some(value) = value.filter(|v| !v.is_none()) {
+                b = convert::set_message_option(b, name, value)?;
+            }
+        }
+        let msg = b.build();
         let result = py.detach(|| self.0.send(msg)).py_err()?;
         Ok(SendResult(result))
     }
