@@ -92,6 +92,9 @@ fn open_with(
         background: false,
         segment_size: Some(8192),
         file_reserved_time_ms: 3_600_000,
+        // Age and consumption alone decide, however full the machine's disk is.
+        disk_max_used_ratio: 1.0,
+        disk_clean_forcibly_ratio: 1.0,
         ..BrokerConfig::at(dir)
     };
     f(&mut cfg);

@@ -55,6 +55,9 @@ fn open(dir: &str) -> Broker {
     Broker::open(BrokerConfig {
         flush: FlushMode::Sync,
         segment_size: Some(SEG),
+        // What is checked here holds however full the machine's disk is.
+        disk_max_used_ratio: 1.0,
+        disk_clean_forcibly_ratio: 1.0,
         ..BrokerConfig::at(dir)
     })
     .unwrap()
@@ -283,6 +286,8 @@ fn soak() {
         background: false,
         transaction_timeout_ms: 0,
         check_interval_ms: 1000,
+        disk_max_used_ratio: 1.0,
+        disk_clean_forcibly_ratio: 1.0,
         ..BrokerConfig::at(dir.path())
     })
     .unwrap();

@@ -24,6 +24,9 @@ pub fn file(dir: &std::path::Path, clock: &ManualClock) -> Broker {
     let cfg = BrokerConfig {
         clock: Arc::new(clock.clone()),
         background: false,
+        // Tests of other things hold however full the machine's disk is.
+        disk_max_used_ratio: 1.0,
+        disk_clean_forcibly_ratio: 1.0,
         ..BrokerConfig::at(dir)
     };
     Broker::open(cfg).unwrap()
