@@ -8,6 +8,7 @@
 
 use super::ConsumerGroups;
 use crate::commitlog::Span;
+use crate::message::record::{self, Parsed};
 use crate::message::{Delivery, Taken};
 use crate::message_store::MessageStore;
 use crate::topic::RETRY_PREFIX;
@@ -104,17 +105,17 @@ impl ConsumerGroups {
                             continue;
                         }
                     }
-                    let taken = filter.is_none_or(|f| {
-                        store
-                            .commitlog
-                            .with_record(e.phys, |r| f.matches(r.raw_properties()))
-                            .unwrap_or(false)
-                    });
                     p.next += 1;
                     let record = store
                         .commitlog
                         .record_in(&mut span, e.phys, e.size as usize);
-                    if !taken || record.is_empty() {
+                    // The record is checked once (record_in); the filter reads it as taken.
+                    let taken = !record.is_empty()
+                        && filter.is_none_or(|f| match record::parse(&record, e.phys, false) {
+                            Parsed::Record(r) => f.matches(r.raw_properties()),
+                            _ => false,
+                        });
+                    if !taken {
                         *offsets_dirty = true;
                         continue;
                     }
