@@ -23,6 +23,7 @@ help:
 	@echo "make bench  run the benchmarks (the engine's, side by side with its alternatives, the server's)"
 	@echo "make soak   200 kill -9 cycles of mixed work on a file store (SOAK_CYCLES=n)"
 	@echo "make fuzz   each fuzz target for 60 s from the seed corpus (FUZZ_SECONDS=n)"
+	@echo "make interop  the same scenarios embedded, over connect() to pocketmq serve and to a local Apache RocketMQ"
 
 # ---- installs -----------------------------------------------------------------
 
@@ -93,7 +94,7 @@ py-test: python
 # pocketmq.connect() against `pocketmq serve` (tests/python/test_connect.py), then the
 # producer and simple-consumer tests unchanged over connect() (POCKETMQ_TARGET=serve;
 # what the protocol cannot carry is skipped with its reason, see conftest.py).
-CONNECT_SUBSET := tests/python/test_send.py tests/python/test_simple_consumer.py
+CONNECT_SUBSET := tests/python/test_send.py tests/python/test_simple_consumer.py tests/python/test_consume.py
 test-connect: python
 	$(VPY) -m pytest -q tests/python/test_connect.py
 	POCKETMQ_TARGET=serve $(VPY) -m pytest -q $(CONNECT_SUBSET)
@@ -214,7 +215,7 @@ clean:
 # Against pocketmq serve:  make interop-official ROCKETMQ_ENDPOINT=127.0.0.1:8081 ROCKETMQ_CREATE=
 # Ports and versions: see the header of interop/rocketmq/rocketmq.sh (ROCKETMQ_GRPC_PORT, ...).
 
-.PHONY: rocketmq-start rocketmq-stop interop-official interop-official-deps
+.PHONY: rocketmq-start rocketmq-stop interop interop-official interop-official-deps bench-rocketmq
 
 ROCKETMQ_SH := interop/rocketmq/rocketmq.sh
 ROCKETMQ_ENDPOINT ?= 127.0.0.1:$(or $(ROCKETMQ_GRPC_PORT),18081)
@@ -251,6 +252,24 @@ interop-official: interop-official-deps
 	node $(INTEROP_DIR)/scenarios.js $(ROCKETMQ_ENDPOINT) $(INTEROP_PREFIX)-js \
 	  $(if $(ROCKETMQ_CREATE),--create "$(ROCKETMQ_CREATE)") || rc=1; \
 	exit $$rc
+
+# The same code three ways — pocketmq's API embedded, over connect() to pocketmq serve and
+# to Apache RocketMQ — then the package's producer/consumer tests over connect() to Apache
+# and the official clients against both servers; a table of every scenario on every
+# target (tests/interop/run.sh). Starts the local Apache RocketMQ when it is not running
+# and stops it after; .ci/run runs this whenever Java and Maven are present.
+interop: python interop-official-deps
+	@command -v java >/dev/null || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y openjdk-17-jdk-headless; }
+	@command -v mvn >/dev/null || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y maven; }
+	VPY=$(VPY) bash tests/interop/run.sh
+
+# pocketmq serve beside a local Apache RocketMQ 5, the official Python client and
+# connect() as clients, embedded pocketmq in the same table; start-up and memory
+# (bench/rocketmq.py, about 10 minutes; restarts Apache to time its start, stops it after).
+bench-rocketmq: python tests/server/.venv/.installed
+	@command -v java >/dev/null || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y openjdk-17-jdk-headless; }
+	@command -v mvn >/dev/null || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y maven; }
+	rc=0; $(VPY) bench/rocketmq.py --restart-apache --write || rc=1; bash $(ROCKETMQ_SH) stop; exit $$rc
 # ==== end of Apache RocketMQ peer and official-client interop
 
 # ---- server (pocketmq-serve: RocketMQ 5 gRPC) ----------------------------------

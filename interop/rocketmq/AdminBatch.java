@@ -15,6 +15,10 @@
  * counts as failed when its output has an exception in it, or, for the commands that print
  * one on success (updateTopic, updateSubGroup), when that line is missing. Exit status: the
  * number of failed commands (0 = all succeeded).
+ *
+ * With -Dadminbatch.stream=true each command runs as soon as its line arrives and its
+ * "ok  " / "FAIL" line is flushed at once, so a test session can keep one JVM and create
+ * topics and groups on demand (`rocketmq.sh admin-server`).
  */
 
 import java.io.BufferedReader;
@@ -27,16 +31,28 @@ import java.util.List;
 
 public class AdminBatch {
     public static void main(String[] ignored) throws Exception {
-        List<String[]> commands = new ArrayList<>();
-        try (BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8))) {
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+        if (Boolean.getBoolean("adminbatch.stream")) {
             for (String line; (line = in.readLine()) != null; ) {
                 line = line.trim();
                 if (!line.isEmpty() && !line.startsWith("#")) {
-                    commands.add(line.split("\\s+"));
+                    run(List.<String[]>of(line.split("\\s+")));
                 }
             }
+            System.exit(0);
         }
+        List<String[]> commands = new ArrayList<>();
+        for (String line; (line = in.readLine()) != null; ) {
+            line = line.trim();
+            if (!line.isEmpty() && !line.startsWith("#")) {
+                commands.add(line.split("\\s+"));
+            }
+        }
+        System.exit(Math.min(run(commands), 100));
+    }
 
+    /** Runs each command, prints its ok/FAIL line; returns how many failed. */
+    static int run(List<String[]> commands) {
         PrintStream realOut = System.out;
         PrintStream realErr = System.err;
         int failed = 0;
@@ -69,6 +85,6 @@ public class AdminBatch {
             }
         }
         realOut.flush();
-        System.exit(Math.min(failed, 100));
+        return failed;
     }
 }

@@ -11,6 +11,7 @@
 #                                       topic:NAME[:TYPE]   TYPE = NORMAL (default) | FIFO |
 #                                                           DELAY | TRANSACTION | MIXED
 #                                       group:NAME[:fifo][:retries=N][:backoff=MS,MS,...]
+#   rocketmq.sh admin-server          the same SPECs, one per stdin line, each answered at once
 #   rocketmq.sh create-topic NAME [TYPE]
 #   rocketmq.sh create-group NAME [fifo] [retries=N] [backoff=MS,MS,...]
 #   rocketmq.sh mqadmin ARGS...       any mqadmin command (-n is added when absent)
@@ -147,7 +148,7 @@ admin_batch() {
   local -a flags
   mapfile -t flags < <(jvm_flags tools 256m)
   ROCKETMQ_HOME=$HOME_DIR java "${flags[@]}" -XX:TieredStopAtLevel=1 \
-    -Dadminbatch.verbose="${ADMIN_VERBOSE:-false}" -cp "$classes:$LIB/*" AdminBatch
+    -Dadminbatch.verbose="${ADMIN_VERBOSE:-false}" -Dadminbatch.stream="${ADMIN_STREAM:-false}" -cp "$classes:$LIB/*" AdminBatch
 }
 
 start() {
@@ -276,6 +277,24 @@ create() {
   } | admin_batch
 }
 
+# Like create, but reads one SPEC per stdin line and answers each at once ("ok  ..." or
+# "FAIL ..." on stdout) from one long-lived JVM: a test session creates what it uses.
+admin_server() {
+  fetch
+  local spec kind rest
+  local -a parts
+  while IFS= read -r spec; do
+    kind=${spec%%:*}
+    rest=${spec#*:}
+    IFS=: read -r -a parts <<< "$rest"
+    case $kind in
+      topic) topic_cmd "${parts[@]}" ;;
+      group) group_cmd "${parts[@]}" ;;
+      *) echo "# unknown spec '$spec'"; log "unknown spec '$spec'" ;;
+    esac
+  done | ADMIN_STREAM=true admin_batch
+}
+
 mqadmin() {
   fetch
   local -a args=("$@")
@@ -297,6 +316,7 @@ case $cmd in
   status) status ;;
   endpoint) echo "$HOST:$GRPC_PORT" ;;
   create) create "$@" ;;
+  admin-server) admin_server ;;
   create-topic) [ $# -ge 1 ] || die "usage: create-topic NAME [TYPE]"; create "topic:$(IFS=:; echo "$*")" ;;
   create-group) [ $# -ge 1 ] || die "usage: create-group NAME [fifo] [retries=N] [backoff=MS,...]"; create "group:$(IFS=:; echo "$*")" ;;
   mqadmin) mqadmin "$@" ;;

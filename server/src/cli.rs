@@ -164,6 +164,12 @@ fn configs(args: Args) -> Result<(BrokerConfig, ServeConfig), String> {
         cfg.retry_delays = crate::retry_delays(&levels)?;
         broker.delay_levels = levels;
     }
+    if let Some(ms) = file.transaction_timeout_ms {
+        broker.transaction_timeout_ms = ms;
+    }
+    if let Some(ms) = file.check_interval_ms {
+        broker.check_interval_ms = ms;
+    }
     cfg.groups = file.groups;
     for g in args.fifo_groups.into_iter().chain(file.fifo_groups) {
         cfg.groups
@@ -313,6 +319,27 @@ mod tests {
         let (b, c) = configs(args("--memory").unwrap()).unwrap();
         assert!(b.path.is_none());
         assert_eq!(c.listen.to_string(), "127.0.0.1:8081");
+    }
+
+    #[test]
+    fn the_config_file_sets_transaction_check_timing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("serve.toml");
+        std::fs::write(
+            &file,
+            "memory = true\ntransaction_timeout_ms = 3000\ncheck_interval_ms = 1000\n",
+        )
+        .unwrap();
+        let (b, _) = configs(args(&format!("--config {}", file.display())).unwrap()).unwrap();
+        assert_eq!(
+            (b.transaction_timeout_ms, b.check_interval_ms),
+            (3000, 1000)
+        );
+        let (b, _) = configs(args("--memory").unwrap()).unwrap();
+        assert_eq!(
+            (b.transaction_timeout_ms, b.check_interval_ms),
+            (6000, 60_000)
+        );
     }
 
     #[test]

@@ -194,6 +194,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// store = "./data"            # or memory = true
 /// flush = "async"             # "sync" | "none"
 /// fifo_groups = ["billing"]
+/// transaction_timeout_ms = 6000   # a half message is first checked after this
+/// check_interval_ms = 60000       # then checked again at this interval
 ///
 /// [auth]
 /// access_key = "..."
@@ -226,6 +228,8 @@ pub struct FileConfig {
     pub default_queues: Option<u32>,
     pub delay_levels: Option<String>,
     pub fifo_groups: Vec<String>,
+    pub transaction_timeout_ms: Option<u64>,
+    pub check_interval_ms: Option<u64>,
     pub auth: Option<Credentials>,
     pub tls: Option<TlsFiles>,
     pub limits: FileLimits,

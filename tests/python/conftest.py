@@ -3,9 +3,11 @@
 ``POCKETMQ_TARGET=serve`` makes the ``broker`` fixture a ``pocketmq.connect()`` to a
 ``pocketmq serve`` started once per session (each test in its own namespace), so the
 producer and consumer tests run unchanged over the RocketMQ 5 protocol (``make
-test-connect``). Tests that need what the protocol cannot carry (a ManualClock,
-``create_topic``, queue ids, ...) are skipped there, each with its reason
-(``SKIP_OVER_CONNECT``)."""
+test-connect``); ``POCKETMQ_TARGET=rocketmq`` makes it a ``pocketmq.connect()`` to an
+Apache RocketMQ 5 proxy at ``POCKETMQ_ROCKETMQ`` (default 127.0.0.1:18081, ``make
+interop``; see apache.py). Tests that need what the protocol cannot carry (a
+ManualClock, ``create_topic``, queue ids, ...) are skipped there, each with its reason
+(``SKIP_OVER_CONNECT``, and ``SKIP_ON_APACHE`` where Apache RocketMQ decides otherwise)."""
 
 from __future__ import annotations
 
@@ -26,12 +28,15 @@ T0 = 1_700_000_000.0
 
 
 TARGET = os.environ.get("POCKETMQ_TARGET", "embedded")
+REMOTE = TARGET in ("serve", "rocketmq")
 _namespaces = itertools.count()
 
 # Tests of the chosen files that cannot run over connect(), and why.
 _NO_CLOCK = "needs a ManualClock: the server runs on its own clock"
 _NO_TOPICS = "create_topic: topics are the server's to create"
 _NO_QUEUE = "queue_id: the server chooses the queue over the RocketMQ 5 protocol"
+_NO_START = "start=: over the protocol a new group starts at the earliest message (NotSupported)"
+_NO_LAG = "lag(): the protocol reports no consumer lag (NotSupported)"
 SKIP_OVER_CONNECT = {
     "test_send.py::test_send_result_fields_and_repr": "ids are the clients' 34 hex digits; results carry no queue id or CommitLog offset",
     "test_send.py::test_offsets_grow_per_queue": _NO_QUEUE,
@@ -45,7 +50,34 @@ SKIP_OVER_CONNECT = {
     "test_simple_consumer.py::test_threads_never_share_a_message": "1000 messages over the network: kept short in test_connect.py",
     "test_simple_consumer.py::test_bad_handles_and_durations": "mixes a simple and a classic consumer of one group, which are one kind over the protocol",
     "test_simple_consumer.py::test_bad_options_are_invalid_arguments": "max_delivery_attempts is the server's to decide (NotSupported)",
+    "test_consume.py::test_receive_respects_max_messages": _NO_QUEUE,
+    "test_consume.py::test_orderly_holds_a_queue_until_its_message_is_acked": _NO_QUEUE,
+    "test_consume.py::test_iterating_a_consumer_yields_messages": _NO_QUEUE,
+    "test_consume.py::test_start_latest_skips_earlier_messages": _NO_START,
+    "test_consume.py::test_bad_start_values": _NO_START,
+    "test_consume.py::test_clustering_splits_a_group_without_duplicates": _NO_TOPICS,
+    "test_consume.py::test_rebalance_when_a_member_leaves": _NO_TOPICS,
+    "test_consume.py::test_orderly_consumption_keeps_a_sharding_key_in_order": _NO_TOPICS,
+    "test_consume.py::test_broadcasting_gives_each_member_everything": "the RocketMQ 5 clients have no broadcasting (NotSupported)",
+    "test_consume.py::test_acked_messages_are_not_redelivered_and_lag_drops": _NO_LAG,
+    "test_consume.py::test_lag_of_an_unknown_group_counts_everything": _NO_LAG,
+    "test_consume.py::test_ack_takes_a_whole_batch": _NO_LAG,
+    "test_consume.py::test_reset_offset_replays": "POP consumers have no offsets to reset (NotSupported)",
+    "test_consume.py::test_reset_offset_bad_position": "POP consumers have no offsets to reset (NotSupported)",
+    "test_consume.py::test_get_and_query": "the protocol has no lookup by message id (NotSupported)",
 }
+
+# Over connect() to Apache RocketMQ, in addition.
+SKIP_ON_APACHE: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session")
+def rocketmq_admin() -> Iterator[object]:
+    from apache import Admin
+
+    admin = Admin()
+    yield admin
+    admin.close()
 
 
 @pytest.fixture(scope="session")
@@ -63,12 +95,14 @@ def serve_endpoint() -> Iterator[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if TARGET != "serve":
+    if not REMOTE:
         return
     for item in items:
         key = f"{item.path.name}::{item.name.split('[')[0]}"
         if key in SKIP_OVER_CONNECT:
             item.add_marker(pytest.mark.skip(reason=f"over connect(): {SKIP_OVER_CONNECT[key]}"))
+        elif TARGET == "rocketmq" and key in SKIP_ON_APACHE:
+            item.add_marker(pytest.mark.skip(reason=f"on Apache RocketMQ: {SKIP_ON_APACHE[key]}"))
 
 
 @pytest.fixture
@@ -78,6 +112,15 @@ def broker(request: pytest.FixtureRequest) -> Iterator[pocketmq.Broker]:
         remote = pocketmq.connect(endpoint, namespace=f"n{os.getpid()}-{next(_namespaces)}")
         yield remote  # type: ignore[misc]
         remote.close()
+        return
+    if TARGET == "rocketmq":
+        from apache import Broker as ApacheBroker
+
+        admin = request.getfixturevalue("rocketmq_admin")
+        endpoint = os.environ.get("POCKETMQ_ROCKETMQ", "127.0.0.1:18081")
+        apache = ApacheBroker(endpoint, admin, f"p{os.getpid()}-{int(time.time())}-{next(_namespaces)}-")  # type: ignore[arg-type]
+        yield apache  # type: ignore[misc]
+        apache.close()
         return
     b = pocketmq.Broker()
     yield b
@@ -92,7 +135,7 @@ def clock() -> pocketmq.ManualClock:
 @pytest.fixture
 def timed(clock: pocketmq.ManualClock) -> Iterator[pocketmq.Broker]:
     """An in-memory broker on a ManualClock (the `clock` fixture)."""
-    if TARGET == "serve":
+    if REMOTE:
         pytest.skip(f"over connect(): {_NO_CLOCK}")
     b = pocketmq.Broker(clock=clock)
     yield b

@@ -5,8 +5,16 @@
 //! `ack_timeout` is the invisible duration of each delivery, so an unsettled message
 //! comes back as the embedded broker's would. `listen` runs the engine's listener
 //! threads over the same calls.
+//!
+//! A server may hold every poll for a minimum time (Apache RocketMQ's proxy: 5 s, and
+//! it refuses a call whose deadline leaves less). There a receive shorter than that
+//! starts the poll, returns empty at its own timeout and leaves the poll running: the
+//! next receive takes its messages, and closing the consumer releases them (visible
+//! again at once) instead of leaving them invisible for the whole invisible duration.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -35,6 +43,11 @@ const LONGEST_POLL: Duration = Duration::from_secs(20);
 const POLL_MARGIN: Duration = Duration::from_millis(300);
 /// How long a listener thread polls at a time (it looks at `stop` in between).
 const LISTEN_POLL: Duration = Duration::from_millis(500);
+/// Apache RocketMQ's shortest poll (its proxy's `grpcClientConsumerMinLongPollingTimeoutMillis`).
+const APACHE_MIN_POLL: Duration = Duration::from_secs(5);
+
+/// Polls still running on the server after the receive that started them gave up.
+type Running = tokio::task::JoinHandle<Outcome<Vec<MessageExt>>>;
 
 /// What a consumer needs for each call; shared with its listener threads.
 pub struct Pop {
@@ -47,6 +60,15 @@ pub struct Pop {
     settings: Settings,
     /// `simple_consumer` (true) or `consumer` (false), for the repr.
     simple: bool,
+    /// The server's shortest poll in ms: 0 until a server refuses a shorter one.
+    min_poll_ms: AtomicU64,
+    /// Polls a receive left running (oldest first), and messages received beyond what
+    /// a receive asked for.
+    running: Mutex<VecDeque<Running>>,
+    ready: Mutex<VecDeque<MessageExt>>,
+    /// A classic consumer's deliveries not yet acked or nacked (message id -> receipt
+    /// handle): made visible again when it closes, as an embedded consumer's are.
+    unsettled: Mutex<HashMap<String, String>>,
 }
 
 /// The options of `simple_consumer` / `consumer` that the server, not the client,
@@ -113,6 +135,10 @@ impl Pop {
             invisible,
             settings,
             simple,
+            min_poll_ms: AtomicU64::new(0),
+            running: Mutex::new(VecDeque::new()),
+            ready: Mutex::new(VecDeque::new()),
+            unsettled: Mutex::new(HashMap::new()),
         };
         if let Err(e) = pop.check(&wanted) {
             pop.client.close();
@@ -176,46 +202,60 @@ impl Pop {
         }
     }
 
-    /// One ReceiveMessage: up to `max` messages, polling up to `wait`.
-    async fn receive_once(&self, max: usize, wait: Duration) -> Outcome<Vec<MessageExt>> {
-        let core = &self.client.core;
-        let route = core.route(&self.client.id, &self.topic).await?;
-        let req = ReceiveMessageRequest {
-            group: Some(core.resource(&self.group)),
-            message_queue: Some(core.pick(&route).clone()),
-            filter_expression: Some(FilterExpression {
-                r#type: FilterType::Tag as i32,
-                expression: self.tags.clone(),
-            }),
-            batch_size: max.min(i32::MAX as usize) as i32,
-            invisible_duration: Some(wire::pb_duration(self.invisible)),
-            auto_renew: false,
-            long_polling_timeout: Some(wire::pb_duration(wait)),
-            attempt_id: Some(format!("{:016x}", wire::random_u64())),
-        };
-        let mut stream = core
-            .stub()
-            .receive_message(self.client.request(req, wait + POLL_MARGIN))
-            .await
-            .map_err(|s| rpc_failure(&s, "receive"))?
-            .into_inner();
-        let mut got = Vec::new();
-        while let Some(item) = stream.next().await {
-            let item = item.map_err(|s| rpc_failure(&s, "receive"))?;
-            match item.content {
-                Some(Content::Status(s)) => {
-                    if s.code == Code::MessageNotFound as i32 {
-                        continue;
+    /// One ReceiveMessage: up to `max` messages, polling up to `wait`; owns what it
+    /// needs, so it can outlive the receive that started it.
+    fn poll(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> impl std::future::Future<Output = Outcome<Vec<MessageExt>>> + Send + 'static {
+        let client = self.client.clone();
+        let (group, topic, tags, invisible) = (
+            self.group.clone(),
+            self.topic.clone(),
+            self.tags.clone(),
+            self.invisible,
+        );
+        async move {
+            let core = &client.core;
+            let route = core.route(&client.id, &topic).await?;
+            let req = ReceiveMessageRequest {
+                group: Some(core.resource(&group)),
+                message_queue: Some(core.pick(&route).clone()),
+                filter_expression: Some(FilterExpression {
+                    r#type: FilterType::Tag as i32,
+                    expression: tags,
+                }),
+                batch_size: max.min(i32::MAX as usize) as i32,
+                invisible_duration: Some(wire::pb_duration(invisible)),
+                auto_renew: false,
+                long_polling_timeout: Some(wire::pb_duration(wait)),
+                attempt_id: Some(format!("{:016x}", wire::random_u64())),
+            };
+            let mut stream = core
+                .stub()
+                .receive_message(client.request(req, wait + POLL_MARGIN))
+                .await
+                .map_err(|s| rpc_failure(&s, "receive"))?
+                .into_inner();
+            let mut got = Vec::new();
+            while let Some(item) = stream.next().await {
+                let item = item.map_err(|s| rpc_failure(&s, "receive"))?;
+                match item.content {
+                    Some(Content::Status(s)) => {
+                        if s.code == Code::MessageNotFound as i32 {
+                            continue;
+                        }
+                        if !wire::ok(Some(&s)) {
+                            return Err(wire::failure(Some(&s), "receive"));
+                        }
                     }
-                    if !wire::ok(Some(&s)) {
-                        return Err(wire::failure(Some(&s), "receive"));
-                    }
+                    Some(Content::Message(m)) => got.push(wire::from_proto(m)),
+                    _ => {}
                 }
-                Some(Content::Message(m)) => got.push(wire::from_proto(m)),
-                _ => {}
             }
+            Ok(got)
         }
-        Ok(got)
     }
 
     /// Up to `max` messages, waiting up to `timeout` (None: until one comes or the
@@ -229,21 +269,153 @@ impl Pop {
         }
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         loop {
+            let ready = self.take_ready(max);
+            if !ready.is_empty() {
+                self.track(&ready);
+                return Ok(ready);
+            }
             let wait = match deadline {
                 Some(d) => d
                     .saturating_duration_since(tokio::time::Instant::now())
                     .min(LONGEST_POLL),
                 None => LONGEST_POLL,
             };
-            let got = self.receive_once(max, wait).await?;
+            let min_poll = Duration::from_millis(self.min_poll_ms.load(Ordering::Relaxed));
+            let earlier = self
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
+            // A poll this receive started for exactly its wait ends by itself (give the
+            // answer its margin); a longer or earlier one is left running at `wait`.
+            let (mut poll, patience) = match earlier {
+                Some(p) => (p, wait),
+                None if min_poll > wait => {
+                    (self.client.runtime().spawn(self.poll(max, min_poll)), wait)
+                }
+                None => (
+                    self.client.runtime().spawn(self.poll(max, wait)),
+                    wait + POLL_MARGIN,
+                ),
+            };
+            let got = match tokio::time::timeout(patience, &mut poll).await {
+                Ok(joined) => joined.unwrap_or_else(|_| Err(Failure::closed())),
+                Err(_) => {
+                    // The server holds it longer than this receive waits: keep it.
+                    self.running
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push_back(poll);
+                    Ok(Vec::new())
+                }
+            };
+            let mut got = match got {
+                Err(e) if min_poll.is_zero() && e.message.contains("not enough for polling") => {
+                    // Apache RocketMQ: a poll shorter than its minimum is refused.
+                    self.min_poll_ms
+                        .store(APACHE_MIN_POLL.as_millis() as u64, Ordering::Relaxed);
+                    continue;
+                }
+                other => other?,
+            };
+            if got.len() > max {
+                let extra = got.split_off(max);
+                self.ready
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(extra);
+            }
             let over = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
             if !got.is_empty() || over || self.client.is_closed() {
+                self.track(&got);
                 return Ok(got);
             }
         }
     }
 
+    fn track(&self, msgs: &[MessageExt]) {
+        if self.simple || msgs.is_empty() {
+            return;
+        }
+        let mut u = self.unsettled.lock().unwrap_or_else(|e| e.into_inner());
+        for m in msgs {
+            if let Some(h) = &m.receipt_handle {
+                u.insert(m.msg_id.clone(), h.clone());
+            }
+        }
+    }
+
+    /// Forgets deliveries that were acked or nacked.
+    fn settled<'a>(&self, ids: impl IntoIterator<Item = &'a String>) {
+        if self.simple {
+            return;
+        }
+        let mut u = self.unsettled.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            u.remove(id);
+        }
+    }
+
+    fn take_ready(&self, max: usize) -> Vec<MessageExt> {
+        let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+        let n = ready.len().min(max);
+        ready.drain(..n).collect()
+    }
+
+    /// On close: a classic consumer's unsettled deliveries, what no receive took and
+    /// what polls left running still bring are made visible to the group again at once
+    /// (the running polls' in the background: the server may hold them a few seconds).
+    pub fn release(self: &Arc<Self>) {
+        let running: Vec<Running> = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        let mut now: Vec<(String, String)> = self
+            .unsettled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        now.extend(
+            self.ready
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain(..)
+                .filter_map(|m| handle_of(&m).ok()),
+        );
+        if self.conn.is_closed() {
+            return;
+        }
+        if !now.is_empty() {
+            let pop = self.clone();
+            let _ = self.conn.block(async move {
+                for (id, h) in now {
+                    let _ = pop.change(id, h, Duration::ZERO).await;
+                }
+                Ok(())
+            });
+        }
+        if running.is_empty() {
+            return;
+        }
+        let pop = self.clone();
+        self.client.runtime().spawn(async move {
+            for p in running {
+                if let Ok(Ok(got)) = p.await {
+                    for m in got {
+                        if let Ok((id, h)) = handle_of(&m) {
+                            let _ = pop.change(id, h, Duration::ZERO).await;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
     async fn ack(&self, msgs: Vec<(String, String)>) -> Outcome<()> {
+        let ids: Vec<String> = msgs.iter().map(|(id, _)| id.clone()).collect();
         let core = &self.client.core;
         let req = AckMessageRequest {
             group: Some(core.resource(&self.group)),
@@ -269,11 +441,13 @@ impl Pop {
         if !wire::ok(resp.status.as_ref()) {
             return Err(wire::failure(resp.status.as_ref(), "ack"));
         }
+        self.settled(&ids);
         Ok(())
     }
 
     /// Keeps a delivery invisible for `d` from now; the new receipt handle.
     async fn change(&self, message_id: String, handle: String, d: Duration) -> Outcome<String> {
+        let id = message_id.clone();
         let core = &self.client.core;
         let req = ChangeInvisibleDurationRequest {
             group: Some(core.resource(&self.group)),
@@ -295,6 +469,12 @@ impl Pop {
                 resp.status.as_ref(),
                 "change_invisible_duration",
             ));
+        }
+        if !self.simple {
+            let mut u = self.unsettled.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(h) = u.get_mut(&id) {
+                h.clone_from(&resp.receipt_handle);
+            }
         }
         Ok(resp.receipt_handle)
     }
@@ -343,7 +523,8 @@ impl Source for Listening {
                     pop.ack(acked).await?;
                 }
                 for ((id, h), d) in nacked {
-                    pop.change(id, h, d).await?;
+                    pop.change(id.clone(), h, d).await?;
+                    pop.settled([&id]);
                 }
                 Ok(())
             })
@@ -366,6 +547,9 @@ impl RemoteConsumer {
         max: usize,
         timeout: Option<Duration>,
     ) -> PyResult<Vec<Message>> {
+        if self.0.client.is_closed() {
+            return Err(Failure::closed()).py();
+        }
         let pop = self.0.clone();
         let got = self
             .0
@@ -382,6 +566,7 @@ impl RemoteConsumer {
 
 impl Drop for RemoteConsumer {
     fn drop(&mut self) {
+        self.0.release();
         let client = &self.0.client;
         Python::try_attach(|py| py.detach(|| client.close()));
     }
@@ -468,11 +653,13 @@ impl RemoteConsumer {
             let (id, h) = handle_of(&ext).py()?;
             let d = self.0.nack_delay(&ext, delay);
             let pop = self.0.clone();
+            let settled = id.clone();
             let new = self
                 .0
                 .conn
                 .block_py(py, async move { pop.change(id, h, d).await })?
                 .py()?;
+            self.0.settled([&settled]);
             m.get().set_handle(new);
         }
         Ok(())
@@ -526,6 +713,7 @@ impl RemoteConsumer {
     /// Leaves the group (the server releases what this consumer held); a receive
     /// blocked in another thread returns `[]`. Twice is harmless.
     fn close(&self, py: Python<'_>) {
+        self.0.release();
         let client = &self.0.client;
         py.detach(|| client.close());
     }
@@ -539,8 +727,14 @@ impl RemoteConsumer {
             if self.0.client.is_closed() {
                 return Ok(None);
             }
-            if let Some(m) = self.receive_for(py, 1, Some(LONGEST_POLL))?.pop() {
-                return Ok(Some(m));
+            match self.receive_for(py, 1, Some(LONGEST_POLL)) {
+                Ok(mut got) => {
+                    if let Some(m) = got.pop() {
+                        return Ok(Some(m));
+                    }
+                }
+                Err(_) if self.0.client.is_closed() => return Ok(None),
+                Err(e) => return Err(e),
             }
         }
     }

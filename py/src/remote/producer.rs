@@ -14,7 +14,7 @@ use pocketmq::{MessageExt, SendResult as CoreSendResult, SendStatus, TxState};
 use pocketmq_server::proto::settings::PubSub;
 use pocketmq_server::proto::{
     ClientType, Code, EndTransactionRequest, Message as PbMessage, Publishing, SendMessageRequest,
-    TransactionResolution, TransactionSource,
+    SendResultEntry, TransactionResolution, TransactionSource,
 };
 
 use super::session::{rpc_failure, Client, Connection, REQUEST_TIMEOUT};
@@ -71,6 +71,14 @@ async fn send(
         }
     }
     let n = msgs.len();
+    let ids: Vec<String> = msgs
+        .iter()
+        .map(|m| {
+            m.system_properties
+                .as_ref()
+                .map_or_else(String::new, |p| p.message_id.clone())
+        })
+        .collect();
     let req = SendMessageRequest { messages: msgs };
     let resp = client
         .core
@@ -79,11 +87,26 @@ async fn send(
         .await
         .map_err(|s| rpc_failure(&s, "send"))?
         .into_inner();
-    if resp.entries.len() != n {
+    let mut entries = resp.entries;
+    if entries.len() == 1 && n > 1 && wire::ok(entries[0].status.as_ref()) {
+        // Apache RocketMQ stores a batch as one and answers with one entry (its
+        // message id the batch's ids joined by commas, its offset the first's).
+        let first = entries.remove(0);
+        entries = ids
+            .into_iter()
+            .enumerate()
+            .map(|(i, message_id)| SendResultEntry {
+                message_id,
+                offset: first.offset.saturating_add(i as i64),
+                ..first.clone()
+            })
+            .collect();
+    }
+    if entries.len() != n {
         return Err(wire::failure(resp.status.as_ref(), "send"));
     }
     let mut out = Vec::with_capacity(n);
-    for e in resp.entries {
+    for e in entries {
         let code = e.status.as_ref().map_or(Code::Ok as i32, |s| s.code);
         let status = if code == Code::MasterPersistenceTimeout as i32 {
             SendStatus::FlushDiskTimeout

@@ -394,6 +394,13 @@ pub struct Client {
 }
 
 impl Client {
+    /// The connection's runtime, for tasks that outlive one call.
+    pub fn runtime(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Client {
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire) || self.core.closed.load(Ordering::Acquire)
     }

@@ -560,7 +560,9 @@ async function scBadInput(ctx, r) {
     const acceptedBad = [];
     if (await attempt('send empty body', () => producer.send(msg(topic, '')).then(x => x.messageId))) acceptedBad.push('empty body');
     if (await attempt('send body 4 MiB + 1', () => producer.send({ topic, body: Buffer.alloc(4 * 1024 * 1024 + 1, 120) }).then(x => x.messageId))) acceptedBad.push('4 MiB + 1');
-    if (await attempt('send delivery 2 days ahead', () => producer.send(msg(topic, 'x', { deliveryTimestamp: new Date(Date.now() + 2 * 86400e3) })).then(x => x.messageId))) acceptedBad.push('2 days ahead');
+    // pocketmq serve (run without --create) takes a delivery time up to the broker's
+    // timer_max_delay (30 days) on purpose; Apache's proxy refuses more than 1 day.
+    if (await attempt('send delivery 2 days ahead', () => producer.send(msg(topic, 'x', { deliveryTimestamp: new Date(Date.now() + 2 * 86400e3) })).then(x => x.messageId)) && CREATES) acceptedBad.push('2 days ahead');
     if (await attempt('receive invisible 0 ms', () => consumer.receive(1, 0).then(x => `${x.length} msgs`))) acceptedBad.push('invisible 0');
     // Node's PushConsumer nacks with ChangeInvisibleDuration(0 ms) when the group has no
     // exponential backoff; check what a server says to 0 on a real handle.
@@ -646,6 +648,9 @@ function printTable(results, title) {
   console.log(`\n${passed} passed, ${results.length - passed} failed`);
 }
 
+// Whether topics and groups were created beforehand (--create): Apache RocketMQ.
+let CREATES = false;
+
 async function main() {
   const args = process.argv.slice(2);
   const opt = name => { const i = args.indexOf(name); if (i < 0) return undefined; const v = args[i + 1]; args.splice(i, 2); return v; };
@@ -656,6 +661,7 @@ async function main() {
     return 0;
   }
   const create = opt('--create');
+  CREATES = create !== undefined;
   const only = opt('--only');
   const jsonFile = opt('--json');
   if (args.length !== 2 || args[0].startsWith('-')) {

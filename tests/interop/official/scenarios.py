@@ -59,6 +59,10 @@ RESOURCES = {
 }
 
 
+# Whether topics and groups were created beforehand (--create): Apache RocketMQ.
+CREATES = False
+
+
 def now() -> float:
     return time.time()
 
@@ -731,8 +735,13 @@ def sc_bad_input(ctx: Ctx, r: Result) -> None:
     channel.close()
     for line in seen:
         r.note(line)
+    # pocketmq serve (a server that creates topics itself, run without --create) accepts two
+    # of these on purpose: its topics take every message type, and a delivery time up to
+    # the broker's timer_max_delay (30 days; Apache's proxy: 1 day). docs/CONNECT.md.
+    deliberate = ("2 days", "FIFO type") if not CREATES else ()
     accepted = [x for x in seen if ("empty" in x or "4 MiB" in x or "2 days" in x or "bogus" in x
-                                    or "SQL" in x or "FIFO type" in x) and "-> 20000" in x]
+                                    or "SQL" in x or "FIFO type" in x) and "-> 20000" in x
+                and not any(d in x for d in deliberate)]
     r.check(not accepted, "server accepted: " + "; ".join(accepted))
 
 
@@ -802,6 +811,8 @@ def main() -> int:
         ap.error(f"unknown scenario(s): {unknown}")
     ctx = Ctx(args.endpoint, args.prefix)
     if args.create:
+        global CREATES
+        CREATES = True
         create_resources(ctx, names, args.create)
 
     results = []

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# make interop: the same code on the embedded engine, `pocketmq serve` and Apache RocketMQ.
+#
+# 1. Starts a local Apache RocketMQ 5 (interop/rocketmq/rocketmq.sh; fetched from Maven
+#    Central on first use) unless one runs already, and a `pocketmq serve` on a free port.
+# 2. tests/interop/scenarios.py through pocketmq's API: embedded, connect() to pocketmq
+#    serve (a server it starts itself), connect() to Apache RocketMQ.
+# 3. The package's producer and consumer tests over connect() to Apache RocketMQ
+#    (POCKETMQ_TARGET=rocketmq; `make test-connect` runs them against pocketmq serve).
+# 4. The official Python and Node clients' scenarios (tests/interop/official) against
+#    Apache RocketMQ and against pocketmq serve.
+# 5. A table of every scenario on every target; stops what it started. Exit 1 on any failure.
+#
+# Expects the package in $VPY's environment and the official clients installed
+# (make interop does both).
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+VPY=${VPY:-.venv/bin/python}
+RMQ=interop/rocketmq/rocketmq.sh
+OFFICIAL=tests/interop/official
+out=$(mktemp -d)
+prefix=it$(date +%s)
+started_rocketmq=""
+serve_pid=""
+
+cleanup() {
+  if [ -n "$serve_pid" ] && kill -0 "$serve_pid" 2>/dev/null; then
+    kill -TERM "$serve_pid"; wait "$serve_pid" 2>/dev/null
+  fi
+  if [ -n "$started_rocketmq" ]; then bash "$RMQ" stop; fi
+  rm -rf "$out"
+}
+trap cleanup EXIT
+
+if ! bash "$RMQ" status >/dev/null 2>&1; then
+  started_rocketmq=1
+  bash "$RMQ" start || { echo "interop: Apache RocketMQ did not start" >&2; exit 1; }
+fi
+apache=$(bash "$RMQ" endpoint)
+create="bash $RMQ create"
+
+# pocketmq serve for the official clients: FIFO groups and a fast retry ladder for their
+# scenarios (the DLQ group retries twice after 1 s and 2 s, as Apache's group is told).
+cat > "$out/serve.toml" <<EOF
+delay_levels = "1s 1s 1s 2s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m"
+transaction_timeout_ms = 3000
+check_interval_ms = 5000
+fifo_groups = ["$prefix-py-fifo-g", "$prefix-js-fifo-g"]
+[groups."$prefix-py-dlq-g"]
+max_reconsume_times = 2
+[groups."$prefix-js-dlq-g"]
+max_reconsume_times = 2
+EOF
+"$VPY" -m pocketmq serve "$out/store" --listen 127.0.0.1:0 --config "$out/serve.toml" \
+  --log-level error > "$out/serve.out" &
+serve_pid=$!
+for _ in $(seq 100); do grep -q "listening on" "$out/serve.out" 2>/dev/null && break; sleep 0.1; done
+serve=$(sed -n 's/^pocketmq-serve listening on //p' "$out/serve.out")
+[ -n "$serve" ] || { echo "interop: pocketmq serve did not start" >&2; exit 1; }
+
+rc=0
+step() { echo; echo "== $*"; }
+
+step "pocketmq API: embedded"
+"$VPY" tests/interop/scenarios.py embedded --prefix "$prefix" --json "$out/api-embedded.json" || rc=1
+step "pocketmq API: connect() to pocketmq serve"
+"$VPY" tests/interop/scenarios.py serve --prefix "$prefix" --json "$out/api-serve.json" || rc=1
+step "pocketmq API: connect() to Apache RocketMQ at $apache"
+"$VPY" tests/interop/scenarios.py rocketmq "$apache" --prefix "$prefix" --create "$create" \
+  --json "$out/api-rocketmq.json" || rc=1
+
+step "pytest producers and consumers over connect() to Apache RocketMQ"
+POCKETMQ_TARGET=rocketmq POCKETMQ_ROCKETMQ="$apache" "$VPY" -m pytest -q -p no:cacheprovider \
+  tests/python/test_send.py tests/python/test_simple_consumer.py tests/python/test_consume.py || rc=1
+
+step "official Python client: Apache RocketMQ"
+"$OFFICIAL/.venv/bin/python" "$OFFICIAL/scenarios.py" "$apache" "$prefix-ra-py" --create "$create" \
+  --json "$out/py-rocketmq.json" || rc=1
+step "official Python client: pocketmq serve"
+"$OFFICIAL/.venv/bin/python" "$OFFICIAL/scenarios.py" "$serve" "$prefix-py" --json "$out/py-serve.json" || rc=1
+step "official Node client: Apache RocketMQ"
+node "$OFFICIAL/scenarios.js" "$apache" "$prefix-ra-js" --create "$create" --json "$out/js-rocketmq.json" || rc=1
+step "official Node client: pocketmq serve"
+node "$OFFICIAL/scenarios.js" "$serve" "$prefix-js" --json "$out/js-serve.json" || rc=1
+
+step "every scenario on every target"
+"$VPY" tests/interop/summary.py \
+  "embedded=$out/api-embedded.json" "api/serve=$out/api-serve.json" "api/apache=$out/api-rocketmq.json" \
+  "py/serve=$out/py-serve.json" "py/apache=$out/py-rocketmq.json" \
+  "js/serve=$out/js-serve.json" "js/apache=$out/js-rocketmq.json" || rc=1
+exit $rc
