@@ -37,6 +37,50 @@ impl Receiving {
     }
 }
 
+/// A receive either consumer kind runs the same way: the calls a binding steps
+/// (with its own slices, so signals and event loops get in) and waits between.
+pub trait Receive {
+    /// Starts a receive of up to `max` messages ending by `timeout` (None: only when
+    /// messages come or a close ends it). Fails with `Closed` after a close.
+    fn start_receive(&self, max: usize, timeout: Option<Duration>) -> Result<Receiving>;
+    /// Waits at most `slice` for `r` to end: Some(messages), or Some(empty) at its
+    /// deadline or after a close; None when the slice ended first.
+    fn receive_step(
+        &self,
+        r: &Receiving,
+        slice: Option<Duration>,
+    ) -> Result<Option<Vec<MessageExt>>>;
+    /// Calls `callback` once, when a receive may find messages (or on close).
+    fn on_ready(&self, callback: Box<dyn FnOnce() + Send>);
+    /// Whether this consumer or its broker was closed.
+    fn is_closed(&self) -> bool;
+}
+
+macro_rules! receive {
+    ($($t:ty),*) => {$(
+        impl Receive for $t {
+            fn start_receive(&self, max: usize, timeout: Option<Duration>) -> Result<Receiving> {
+                <$t>::start_receive(self, max, timeout)
+            }
+            fn receive_step(
+                &self,
+                r: &Receiving,
+                slice: Option<Duration>,
+            ) -> Result<Option<Vec<MessageExt>>> {
+                <$t>::receive_step(self, r, slice)
+            }
+            fn on_ready(&self, callback: Box<dyn FnOnce() + Send>) {
+                <$t>::on_ready(self, callback)
+            }
+            fn is_closed(&self) -> bool {
+                <$t>::is_closed(self)
+            }
+        }
+    )*};
+}
+
+receive!(crate::Consumer, crate::SimpleConsumer);
+
 impl Receiving {
     pub(crate) fn new(max: usize, timeout: Option<Duration>) -> Receiving {
         Receiving {
