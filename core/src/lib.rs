@@ -34,18 +34,18 @@ mod transaction;
 pub mod fuzzing;
 
 pub use admin::ConsumeProgress;
-#[cfg(not(target_arch = "wasm32"))]
-pub use broker::{listen, ListenOptions, Listener, Outcome, Runner, Source};
-pub use broker::{
-    Atomic, Broker, Consumer, Producer, Receiving, SimpleConsumer, TransactionProducer,
-};
+pub use broker::{Atomic, Broker, Consumer, Producer};
 pub use clock::{Clock, ManualClock, SystemClock, MAX_TIME_MS};
 pub use config::{
-    BrokerConfig, ConsumerConfig, FlushMode, MessageModel, OptionKind, OptionValue, Retention,
-    SimpleConsumerConfig, StartFrom, DEFAULT_DELAY_LEVELS,
+    BrokerConfig, ConsumerConfig, FlushMode, MessageModel, OptionKind, OptionValue, Options,
+    Retention, SimpleConsumerConfig, StartFrom, DEFAULT_DELAY_LEVELS,
 };
+#[cfg(not(target_arch = "wasm32"))]
+pub use consumer::listener::{listen, ListenOptions, Listener, Outcome, Runner, Source};
+pub use consumer::pop::SimpleConsumer;
+pub use consumer::wait::{Receive, Receiving};
 pub use error::{Error, ErrorKind, Result};
 pub use message::{Delay, Message, MessageBuilder, MessageExt, Receipt, SendResult, SendStatus};
 pub use stats::{GroupStats, QueueStats, Stats, TopicInfo, TopicStats};
 pub use store::host::HostFs;
-pub use transaction::{TransactionListener, TxId, TxState};
+pub use transaction::{TransactionListener, TransactionProducer, TxId, TxState};

@@ -76,6 +76,17 @@ pub(crate) fn validate_user_topic(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A topic a user may create with `queues` queues.
+pub(crate) fn validate_new_topic(name: &str, queues: u32) -> Result<()> {
+    validate_user_topic(name)?;
+    if queues == 0 || queues > MAX_QUEUES {
+        return Err(Error::invalid(format!(
+            "a topic has 1 to {MAX_QUEUES} queues, not {queues}"
+        )));
+    }
+    Ok(())
+}
+
 /// The `REAL_TOPIC` of a deferred record (a delayed message, a timer, a half
 /// message), read back from the log when it is re-appended: a valid name of a user
 /// topic or, where the engine delays retries (`retries`), of a group's retry topic.
@@ -180,6 +191,26 @@ impl TopicRegistry {
 
     pub fn queues(&self, name: &str) -> Option<u32> {
         self.topics.get(name).map(|t| t.queues)
+    }
+
+    /// One topic and its queue count, if registered.
+    pub fn info(&self, name: &str) -> Option<crate::stats::TopicInfo> {
+        self.queues(name).map(|queues| crate::stats::TopicInfo {
+            name: name.to_string(),
+            queues,
+        })
+    }
+
+    /// The user topics (not the engine's) and their queue counts.
+    pub fn user_topics(&self) -> Vec<crate::stats::TopicInfo> {
+        self.topics
+            .iter()
+            .filter(|(n, _)| !is_reserved(n))
+            .map(|(n, t)| crate::stats::TopicInfo {
+                name: n.clone(),
+                queues: t.queues,
+            })
+            .collect()
     }
 
     /// Drops entries read from `topics.json` that cannot be topics, and brings queue

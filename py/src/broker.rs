@@ -8,12 +8,12 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use pocketmq::{BrokerConfig, ConsumerConfig, OptionKind, SimpleConsumerConfig};
+use pocketmq::{BrokerConfig, ConsumerConfig, SimpleConsumerConfig};
 
 use crate::admin::{count, to_python, Progress};
 use crate::clock::ManualClock;
 use crate::consumer::Consumer;
-use crate::convert::{epoch_ms, option_value, start_from, to_u32, unexpected, Whole};
+use crate::convert::{epoch_ms, set_options, start_from, to_u32, Whole};
 use crate::errors::{invalid, IntoPyResult};
 use crate::message::Message;
 use crate::producer::Producer;
@@ -44,16 +44,7 @@ impl Broker {
         if let Some(c) = clock {
             cfg.clock = c.as_clock();
         }
-        for (name, value) in options.into_iter().flatten() {
-            let name: String = name.extract()?;
-            let kind =
-                BrokerConfig::option_kind(&name).ok_or_else(|| unexpected("Broker()", &name))?;
-            // None keeps the default, except where it switches an option off.
-            if !value.is_none() || kind == OptionKind::OptionalDuration {
-                cfg.set_option(&name, option_value(&value, kind, &name)?)
-                    .py_err()?;
-            }
-        }
+        set_options(&mut cfg, options, "Broker()")?;
         let inner = py.detach(|| pocketmq::Broker::open(cfg)).py_err()?;
         Ok(Broker { inner, path })
     }
@@ -127,16 +118,7 @@ impl Broker {
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Consumer> {
         let mut cfg = ConsumerConfig::new(group, topic);
-        for (name, value) in options.into_iter().flatten() {
-            let name: String = name.extract()?;
-            let kind = ConsumerConfig::option_kind(&name)
-                .ok_or_else(|| unexpected("consumer()", &name))?;
-            // None keeps the default, except where it switches an option off.
-            if !value.is_none() || kind == OptionKind::OptionalDuration {
-                cfg.set_option(&name, option_value(&value, kind, &name)?)
-                    .py_err()?;
-            }
-        }
+        set_options(&mut cfg, options, "consumer()")?;
         let inner = py.detach(|| self.inner.consumer(cfg)).py_err()?;
         Ok(Consumer {
             inner: Arc::new(inner),
@@ -153,15 +135,7 @@ impl Broker {
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<SimpleConsumer> {
         let mut cfg = SimpleConsumerConfig::new(group, topic);
-        for (name, value) in options.into_iter().flatten() {
-            let name: String = name.extract()?;
-            let kind = SimpleConsumerConfig::option_kind(&name)
-                .ok_or_else(|| unexpected("simple_consumer()", &name))?;
-            if !value.is_none() {
-                cfg.set_option(&name, option_value(&value, kind, &name)?)
-                    .py_err()?;
-            }
-        }
+        set_options(&mut cfg, options, "simple_consumer()")?;
         let inner = py.detach(|| self.inner.simple_consumer(cfg)).py_err()?;
         Ok(SimpleConsumer(Arc::new(inner)))
     }

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::exceptions::PyTypeError;
 use pyo3::types::{PyList, PyTuple};
 
-use pocketmq::{MessageExt, Receiving};
+use pocketmq::{MessageExt, Receive, Receiving};
 
 use crate::convert::{duration_ms, Whole};
 use crate::errors::{invalid, IntoPyResult};
@@ -116,22 +116,39 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Timeout {
 
 pub(crate) const ONE_SECOND: Timeout = Timeout(Some(Duration::from_secs(1)));
 
-impl Consumer {
-    fn receive_for(
-        &self,
-        py: Python<'_>,
-        max: usize,
-        timeout: Option<Duration>,
-    ) -> PyResult<Vec<Message>> {
-        let r = self.inner.start_receive(max, timeout).py_err()?;
-        loop {
-            let step = py.detach(|| self.inner.receive_step(&r, Some(SLICE)));
-            if let Some(msgs) = step.py_err()? {
-                return Ok(msgs.into_iter().map(Message::from).collect());
-            }
-            py.check_signals()?;
+/// A blocking receive on either consumer kind: the GIL released, in slices.
+pub(crate) fn receive_for<R: Receive + Sync>(
+    py: Python<'_>,
+    c: &R,
+    max: usize,
+    timeout: Option<Duration>,
+) -> PyResult<Vec<Message>> {
+    let r = c.start_receive(max, timeout).py_err()?;
+    loop {
+        if let Some(msgs) = py.detach(|| c.receive_step(&r, Some(SLICE))).py_err()? {
+            return Ok(msgs.into_iter().map(Message::from).collect());
         }
+        py.check_signals()?;
     }
+}
+
+/// `_start_receive` of either kind (asyncio helpers): fails with `Closed` after a close.
+pub(crate) fn start<R: Receive>(c: &R, max: Whole, timeout: Timeout) -> PyResult<PyReceiving> {
+    let r = c.start_receive(max_count(max)?, timeout.0).py_err()?;
+    Ok(PyReceiving(r))
+}
+
+/// `_receive_step` of either kind: looks once; the messages, `[]` when the receive
+/// ended empty, None when it goes on.
+pub(crate) fn step<R: Receive + Sync>(
+    py: Python<'_>,
+    c: &R,
+    r: &PyReceiving,
+) -> PyResult<Option<Vec<Message>>> {
+    let step = py.detach(|| c.receive_step(&r.0, Some(Duration::ZERO)));
+    Ok(step
+        .py_err()?
+        .map(|m| m.into_iter().map(Message::from).collect()))
 }
 
 impl Drop for Consumer {
@@ -169,7 +186,7 @@ impl Consumer {
         max_messages: Whole,
         timeout: Timeout,
     ) -> PyResult<Vec<Message>> {
-        self.receive_for(py, max_count(max_messages)?, timeout.0)
+        receive_for(py, &*self.inner, max_count(max_messages)?, timeout.0)
     }
 
     /// Like `receive`, awaitable: waits on the event loop without a thread.
@@ -249,23 +266,12 @@ impl Consumer {
     /// Starts a receive (asyncio helpers): fails with `Closed` after a close.
     #[pyo3(signature = (max_messages, timeout))]
     fn _start_receive(&self, max_messages: Whole, timeout: Timeout) -> PyResult<PyReceiving> {
-        let max = max_count(max_messages)?;
-        Ok(PyReceiving(
-            self.inner.start_receive(max, timeout.0).py_err()?,
-        ))
+        start(&*self.inner, max_messages, timeout)
     }
 
-    /// Looks once: the messages, `[]` when the receive ended empty, None when it
-    /// goes on.
-    fn _receive_step(
-        &self,
-        py: Python<'_>,
-        receiving: &PyReceiving,
-    ) -> PyResult<Option<Vec<Message>>> {
-        let step = py.detach(|| self.inner.receive_step(&receiving.0, Some(Duration::ZERO)));
-        Ok(step
-            .py_err()?
-            .map(|m| m.into_iter().map(Message::from).collect()))
+    /// Looks once (see `step`).
+    fn _receive_step(&self, py: Python<'_>, r: &PyReceiving) -> PyResult<Option<Vec<Message>>> {
+        step(py, &*self.inner, r)
     }
 
     /// Calls `callback()` once, from any thread: when a receive may find messages,
@@ -283,7 +289,7 @@ impl Consumer {
         if self.inner.is_closed() {
             return Ok(None);
         }
-        Ok(self.receive_for(py, 1, None)?.into_iter().next())
+        Ok(receive_for(py, &*self.inner, 1, None)?.into_iter().next())
     }
 
     fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {

@@ -12,7 +12,7 @@ use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
 };
 
-use pocketmq::{Message, MessageBuilder, OptionKind, OptionValue, StartFrom};
+use pocketmq::{Message, MessageBuilder, OptionKind, OptionValue, Options, StartFrom};
 
 use crate::errors::{invalid, IntoPyResult};
 
@@ -209,6 +209,24 @@ pub fn option_value(obj: &Bound<'_, PyAny>, kind: OptionKind, name: &str) -> PyR
             StartFrom::Timestamp(ms) => OptionValue::Number(ms as f64),
         },
     })
+}
+
+/// Sets a config's keyword options by name (the engine's `Options`): None keeps
+/// the default, except where it switches an option off.
+pub fn set_options<C: Options>(
+    cfg: &mut C,
+    options: Option<&Bound<'_, PyDict>>,
+    callable: &str,
+) -> PyResult<()> {
+    for (name, value) in options.into_iter().flatten() {
+        let name: String = name.extract()?;
+        let kind = C::option_kind(&name).ok_or_else(|| unexpected(callable, &name))?;
+        if !value.is_none() || kind == OptionKind::OptionalDuration {
+            cfg.set_option(&name, option_value(&value, kind, &name)?)
+                .py_err()?;
+        }
+    }
+    Ok(())
 }
 
 /// The `TypeError` Python raises for a keyword argument a callable does not take.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 
 use crate::consumer::{
-    max_count, messages_of, PyReceiving, Timeout, ONE_SECOND, SLICE, THIRTY_TWO,
+    max_count, messages_of, receive_for, start, step, PyReceiving, Timeout, ONE_SECOND, THIRTY_TWO,
 };
 use crate::convert::duration_ms;
 use crate::convert::Whole;
@@ -20,22 +20,6 @@ use crate::message::Message;
 pub struct SimpleConsumer(pub Arc<pocketmq::SimpleConsumer>);
 
 impl SimpleConsumer {
-    fn receive_for(
-        &self,
-        py: Python<'_>,
-        max: usize,
-        timeout: Option<Duration>,
-    ) -> PyResult<Vec<Message>> {
-        let r = self.0.start_receive(max, timeout).py_err()?;
-        loop {
-            let step = py.detach(|| self.0.receive_step(&r, Some(SLICE)));
-            if let Some(msgs) = step.py_err()? {
-                return Ok(msgs.into_iter().map(Message::from).collect());
-            }
-            py.check_signals()?;
-        }
-    }
-
     /// The current receipt handles of a message or a list of them.
     fn handles(message: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
         messages_of(message, what)?
@@ -85,7 +69,7 @@ impl SimpleConsumer {
         max_messages: Whole,
         timeout: Timeout,
     ) -> PyResult<Vec<Message>> {
-        self.receive_for(py, max_count(max_messages)?, timeout.0)
+        receive_for(py, &*self.0, max_count(max_messages)?, timeout.0)
     }
 
     /// Like `receive`, awaitable: waits on the event loop without a thread.
@@ -177,19 +161,11 @@ impl SimpleConsumer {
 
     #[pyo3(signature = (max_messages, timeout))]
     fn _start_receive(&self, max_messages: Whole, timeout: Timeout) -> PyResult<PyReceiving> {
-        let max = max_count(max_messages)?;
-        Ok(PyReceiving(self.0.start_receive(max, timeout.0).py_err()?))
+        start(&*self.0, max_messages, timeout)
     }
 
-    fn _receive_step(
-        &self,
-        py: Python<'_>,
-        receiving: &PyReceiving,
-    ) -> PyResult<Option<Vec<Message>>> {
-        let step = py.detach(|| self.0.receive_step(&receiving.0, Some(Duration::ZERO)));
-        Ok(step
-            .py_err()?
-            .map(|m| m.into_iter().map(Message::from).collect()))
+    fn _receive_step(&self, py: Python<'_>, r: &PyReceiving) -> PyResult<Option<Vec<Message>>> {
+        step(py, &*self.0, r)
     }
 
     fn _on_ready(&self, py: Python<'_>, callback: Py<PyAny>) {

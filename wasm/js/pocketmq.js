@@ -833,16 +833,17 @@ export class Atomic {
   }
 }
 
-/** Receives messages for one consumer of a group. */
-export class Consumer {
+/** What both consumer kinds share: the core's receive, stepped between its onReady wake-ups; close; iteration. */
+class Receiver {
   #broker;
   #native;
   #closed = false;
-  #ack = (batch, index) => this.#native.ack(batch, index);
+  #keep;
 
-  constructor(broker, handle) {
+  constructor(broker, handle, keep) {
     this.#broker = broker;
     this.#native = handle;
+    this.#keep = keep;
     nativeOf.set(this, handle);
   }
 
@@ -863,34 +864,11 @@ export class Consumer {
     try {
       for (;;) {
         const got = this.#native.receiveStep(receiving);
-        if (got !== undefined) return messages(got);
+        if (got !== undefined) return messages(got, this.#keep);
         await this.#broker._ready(this.#native, receiving.remainingMs());
       }
     } finally {
       receiving.free();
-    }
-  }
-
-  /** Marks messages done: never delivered to this group again. */
-  ack(msg) {
-    const list = settling(msg);
-    try {
-      for (const m of list) settle(m, this.#ack);
-    } finally {
-      this.#broker._changed();
-    }
-  }
-
-  /** Sends messages back for a retry later (after `delayMs` instead of the retry ladder's step, if given; then to the DLQ). */
-  nack(msg, options) {
-    const list = settling(msg);
-    const { delayMs } = optionsObject("nack options", options, ["delayMs"]);
-    if (delayMs !== undefined && typeof delayMs !== "number") throw new TypeError("delayMs must be a number");
-    const nack = (batch, index) => this.#native.nack(batch, index, delayMs);
-    try {
-      for (const m of list) settle(m, nack);
-    } finally {
-      this.#broker._changed();
     }
   }
 
@@ -921,6 +899,42 @@ export class Consumer {
   }
 }
 
+/** Receives messages for one consumer of a group. */
+export class Consumer extends Receiver {
+  #broker;
+  #native;
+  #ack = (batch, index) => this.#native.ack(batch, index);
+
+  constructor(broker, handle) {
+    super(broker, handle, true);
+    this.#broker = broker;
+    this.#native = handle;
+  }
+
+  /** Marks messages done: never delivered to this group again. */
+  ack(msg) {
+    const list = settling(msg);
+    try {
+      for (const m of list) settle(m, this.#ack);
+    } finally {
+      this.#broker._changed();
+    }
+  }
+
+  /** Sends messages back for a retry later (after `delayMs` instead of the retry ladder's step, if given; then to the DLQ). */
+  nack(msg, options) {
+    const list = settling(msg);
+    const { delayMs } = optionsObject("nack options", options, ["delayMs"]);
+    if (delayMs !== undefined && typeof delayMs !== "number") throw new TypeError("delayMs must be a number");
+    const nack = (batch, index) => this.#native.nack(batch, index, delayMs);
+    try {
+      for (const m of list) settle(m, nack);
+    } finally {
+      this.#broker._changed();
+    }
+  }
+}
+
 /** The messages given to ack (one or an array), with their current receipt handles. */
 function receiptHandles(msg) {
   const handles = settling(msg).map((m) => m.receiptHandle);
@@ -930,40 +944,15 @@ function receiptHandles(msg) {
   return handles;
 }
 
-/** A member of a simple consumer group (RocketMQ 5's SimpleConsumer): any member takes any visible message. */
-export class SimpleConsumer {
+/** A member of a simple consumer group (RocketMQ 5's SimpleConsumer): any member takes any visible message, invisible to the group until acked or expired. */
+export class SimpleConsumer extends Receiver {
   #broker;
   #native;
-  #closed = false;
 
   constructor(broker, handle) {
+    super(broker, handle, false);
     this.#broker = broker;
     this.#native = handle;
-    nativeOf.set(this, handle);
-  }
-
-  get group() {
-    return this.#native.group;
-  }
-
-  get topic() {
-    return this.#native.topic;
-  }
-
-  /** Up to `maxMessages` (32) visible messages, waiting up to `timeoutMs` (1000) for the first; each stays invisible to the group until acked or expired. */
-  async receive(options) {
-    const { maxMessages = 32, timeoutMs = 1000 } = optionsObject("receive options", options, ["maxMessages", "timeoutMs"]);
-    if (typeof timeoutMs !== "number") throw new TypeError("timeoutMs must be a number");
-    const receiving = this.#native.startReceive(maxMessages, timeoutMs);
-    try {
-      for (;;) {
-        const got = this.#native.receiveStep(receiving);
-        if (got !== undefined) return messages(got, false);
-        await this.#broker._ready(this.#native, receiving.remainingMs());
-      }
-    } finally {
-      receiving.free();
-    }
   }
 
   /** Acks messages: the group never gets them again. A stale receipt handle throws InvalidReceiptHandleError. */
@@ -991,31 +980,6 @@ export class SimpleConsumer {
       for (const h of receiptHandles(msg)) this.#native.nack(h, delayMs);
     } finally {
       this.#broker._changed();
-    }
-  }
-
-  /** Runs `handler(msg)` on each message, at most `concurrency` (4) at a time; `await runner.stop()` to end. */
-  listen(handler, options) {
-    return listen(this, handler, options, (m, delayMs) => this.nack(m, delayMs === undefined ? undefined : { delayMs }));
-  }
-
-  /** Leaves the group; a waiting receive resolves with []. Closing twice is harmless. */
-  close() {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#native.close();
-    this.#broker._changed();
-  }
-
-  get closed() {
-    return this.#closed || this.#broker.closed;
-  }
-
-  /** Yields messages one at a time until the consumer or broker closes; the caller acks. */
-  async *[Symbol.asyncIterator]() {
-    while (!this.closed) {
-      const got = await this.receive({ maxMessages: 1, timeoutMs: 1000 });
-      for (const m of got) yield m;
     }
   }
 }

@@ -7,10 +7,10 @@ use js_sys::Function;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use pocketmq::Clock;
+use pocketmq::{Clock, ConsumerConfig, SimpleConsumerConfig};
 
 use crate::consumer::Consumer;
-use crate::convert::{broker_config, consumer_config, ms, position_value, string, u32_arg};
+use crate::convert::{broker_config, group_config, ms, position_value, string, u32_arg};
 use crate::errors::{host_error, to_js, type_error, IntoJsResult};
 use crate::host_fs::JsHostFs;
 use crate::message::Messages;
@@ -123,13 +123,13 @@ impl Broker {
     }
 
     pub fn consumer(&self, options: JsValue) -> Result<Consumer, JsValue> {
-        let config = consumer_config(&options)?;
+        let config = group_config("consumer", &options, ConsumerConfig::new)?;
         self.inner.consumer(config).js_err().map(Consumer)
     }
 
     #[wasm_bindgen(js_name = simpleConsumer)]
     pub fn simple_consumer(&self, options: JsValue) -> Result<SimpleConsumer, JsValue> {
-        let config = crate::convert::simple_consumer_config(&options)?;
+        let config = group_config("simple consumer", &options, SimpleConsumerConfig::new)?;
         self.inner
             .simple_consumer(config)
             .js_err()

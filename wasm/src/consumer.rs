@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use js_sys::Function;
+use pocketmq::Receive;
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{ms, usize_arg};
@@ -51,28 +52,40 @@ pub(crate) fn ready_callback(callback: Function) -> Box<dyn FnOnce() + Send> {
     })
 }
 
+/// `startReceive` of either kind: up to `max` messages ending after `timeoutMs`
+/// (undefined: only with messages or a close).
+pub(crate) fn start<R: Receive>(
+    c: &R,
+    max: f64,
+    timeout_ms: Option<f64>,
+) -> Result<Receiving, JsValue> {
+    let max = usize_arg("maxMessages", max)?;
+    if max == 0 {
+        return Err(invalid("maxMessages must be at least 1"));
+    }
+    let timeout = timeout_ms
+        .map(|t| ms("timeoutMs", t).map(Duration::from_millis))
+        .transpose()?;
+    c.start_receive(max, timeout).js_err().map(Receiving)
+}
+
+/// `receiveStep` of either kind: looks once; the messages (empty when the receive
+/// ended empty), or undefined when it goes on.
+pub(crate) fn step<R: Receive>(c: &R, r: &Receiving) -> Result<Option<Messages>, JsValue> {
+    let step = c.receive_step(&r.0, Some(Duration::ZERO)).js_err()?;
+    Ok(step.map(Messages))
+}
+
 #[wasm_bindgen]
 impl Consumer {
-    /// Starts a receive of up to `max` messages ending after `timeoutMs` (undefined:
-    /// only with messages or a close).
     #[wasm_bindgen(js_name = startReceive)]
     pub fn start_receive(&self, max: f64, timeout_ms: Option<f64>) -> Result<Receiving, JsValue> {
-        let max = usize_arg("maxMessages", max)?;
-        if max == 0 {
-            return Err(invalid("maxMessages must be at least 1"));
-        }
-        let timeout = timeout_ms
-            .map(|t| ms("timeoutMs", t).map(Duration::from_millis))
-            .transpose()?;
-        self.0.start_receive(max, timeout).js_err().map(Receiving)
+        start(&self.0, max, timeout_ms)
     }
 
-    /// Looks once: the messages (empty when the receive ended empty), or undefined
-    /// when it goes on.
     #[wasm_bindgen(js_name = receiveStep)]
     pub fn receive_step(&self, r: &Receiving) -> Result<Option<Messages>, JsValue> {
-        let step = self.0.receive_step(&r.0, Some(Duration::ZERO)).js_err()?;
-        Ok(step.map(Messages))
+        step(&self.0, r)
     }
 
     /// Calls `callback()` once: at once if a receive may find messages, else when

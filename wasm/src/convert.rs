@@ -7,10 +7,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use pocketmq::{
-    BrokerConfig, ConsumerConfig, OptionKind, OptionValue, SendResult, SimpleConsumerConfig,
-    StartFrom,
-};
+use pocketmq::{BrokerConfig, OptionKind, OptionValue, Options, SendResult, StartFrom};
 
 use crate::errors::{invalid, type_error};
 
@@ -87,13 +84,13 @@ pub(crate) fn position_value(what: &str, value: &JsValue) -> Result<StartFrom, J
 /// Sets each option of a JS options object through `set` (the engine's options by
 /// name, camelCase here: `timerMaxDelayMs` is the engine's `timer_max_delay` in ms).
 /// Undefined and null values keep the default; `skip` names are the caller's.
-fn set_options(
+fn set_options<C: Options>(
     what: &str,
     opts: &JsValue,
     skip: &[&str],
-    kind: fn(&str) -> Option<OptionKind>,
-    mut set: impl FnMut(&str, OptionValue) -> pocketmq::Result<()>,
+    cfg: &mut C,
 ) -> Result<(), JsValue> {
+    let kind = C::option_kind;
     if opts.is_undefined() || opts.is_null() {
         return Ok(());
     }
@@ -135,7 +132,8 @@ fn set_options(
         // null keeps the default, except where it switches an option off.
         if value.is_null() {
             if kind(&name) == Some(OptionKind::OptionalDuration) {
-                set(&name, OptionValue::None).map_err(crate::errors::to_js)?;
+                cfg.set_option(&name, OptionValue::None)
+                    .map_err(crate::errors::to_js)?;
             }
             continue;
         }
@@ -164,7 +162,7 @@ fn set_options(
             }
             (None, ..) => return Err(invalid(format!("{what}: unknown option {key:?}"))),
         };
-        set(&name, v).map_err(|e| match e {
+        cfg.set_option(&name, v).map_err(|e| match e {
             pocketmq::Error::InvalidArgument(m) if kind(&name).is_none() => {
                 invalid(format!("{what}: unknown option {key:?} ({m})"))
             }
@@ -187,64 +185,33 @@ pub(crate) fn broker_config(opts: &JsValue) -> Result<BrokerConfig, JsValue> {
             c.path = Some(string("path", &path)?.into());
         }
     }
-    set_options(
-        "Broker options",
-        opts,
-        &["path"],
-        BrokerConfig::option_kind,
-        |n, v| c.set_option(n, v),
-    )?;
+    set_options("Broker options", opts, &["path"], &mut c)?;
     c.validate().map_err(crate::errors::to_js)?;
     Ok(c)
 }
 
-/// The options of `broker.consumer` (the wrapper turns a `Date` into epoch ms).
-pub(crate) fn consumer_config(opts: &JsValue) -> Result<ConsumerConfig, JsValue> {
+/// The options of `broker.consumer` (`what`: "consumer") and `broker.simpleConsumer`
+/// ("simple consumer"), a config `new` makes from the group and topic (the wrapper
+/// turns a `Date` into epoch ms).
+pub(crate) fn group_config<C: Options>(
+    what: &str,
+    opts: &JsValue,
+    new: impl FnOnce(String, String) -> C,
+) -> Result<C, JsValue> {
     let field = |name: &str| {
         js_sys::Reflect::get(opts, &JsValue::from_str(name))
             .ok()
             .and_then(|v| v.as_string())
-            .ok_or_else(|| type_error(format!("consumer options need a {name} (a string)")))
+            .ok_or_else(|| type_error(format!("{what} options need a {name} (a string)")))
     };
     if opts.is_undefined() || opts.is_null() {
-        return Err(type_error(
-            "consumer options must be an object with group and topic",
-        ));
+        return Err(type_error(format!(
+            "{what} options must be an object with group and topic"
+        )));
     }
-    let mut c = ConsumerConfig::new(field("group")?, field("topic")?);
-    let skip = ["group", "topic"];
-    set_options(
-        "consumer options",
-        opts,
-        &skip,
-        ConsumerConfig::option_kind,
-        |n, v| c.set_option(n, v),
-    )?;
-    Ok(c)
-}
-
-/// The options of `broker.simpleConsumer`.
-pub(crate) fn simple_consumer_config(opts: &JsValue) -> Result<SimpleConsumerConfig, JsValue> {
-    let field = |name: &str| {
-        js_sys::Reflect::get(opts, &JsValue::from_str(name))
-            .ok()
-            .and_then(|v| v.as_string())
-            .ok_or_else(|| type_error(format!("simple consumer options need a {name} (a string)")))
-    };
-    if opts.is_undefined() || opts.is_null() {
-        return Err(type_error(
-            "simple consumer options must be an object with group and topic",
-        ));
-    }
-    let mut c = SimpleConsumerConfig::new(field("group")?, field("topic")?);
-    let skip = ["group", "topic"];
-    set_options(
-        "simple consumer options",
-        opts,
-        &skip,
-        SimpleConsumerConfig::option_kind,
-        |n, v| c.set_option(n, v),
-    )?;
+    let mut c = new(field("group")?, field("topic")?);
+    let what = format!("{what} options");
+    set_options(&what, opts, &["group", "topic"], &mut c)?;
     Ok(c)
 }
 

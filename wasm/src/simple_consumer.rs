@@ -8,8 +8,8 @@ use js_sys::Array;
 use wasm_bindgen::prelude::*;
 
 use crate::consumer::{ready_callback, Receiving};
-use crate::convert::{ms, string, usize_arg};
-use crate::errors::{invalid, IntoJsResult};
+use crate::convert::{ms, string};
+use crate::errors::IntoJsResult;
 use crate::message::Messages;
 
 #[wasm_bindgen]
@@ -17,24 +17,14 @@ pub struct SimpleConsumer(pub(crate) pocketmq::SimpleConsumer);
 
 #[wasm_bindgen]
 impl SimpleConsumer {
-    /// Starts a receive of up to `max` messages ending after `timeoutMs`.
     #[wasm_bindgen(js_name = startReceive)]
     pub fn start_receive(&self, max: f64, timeout_ms: Option<f64>) -> Result<Receiving, JsValue> {
-        let max = usize_arg("maxMessages", max)?;
-        if max == 0 {
-            return Err(invalid("maxMessages must be at least 1"));
-        }
-        let timeout = timeout_ms
-            .map(|t| ms("timeoutMs", t).map(Duration::from_millis))
-            .transpose()?;
-        self.0.start_receive(max, timeout).js_err().map(Receiving)
+        crate::consumer::start(&self.0, max, timeout_ms)
     }
 
-    /// Looks once: the messages (empty when the receive ended empty), or undefined.
     #[wasm_bindgen(js_name = receiveStep)]
     pub fn receive_step(&self, r: &Receiving) -> Result<Option<Messages>, JsValue> {
-        let step = self.0.receive_step(&r.0, Some(Duration::ZERO)).js_err()?;
-        Ok(step.map(Messages))
+        crate::consumer::step(&self.0, r)
     }
 
     /// Calls `callback()` once, when a receive may find messages.

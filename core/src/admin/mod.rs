@@ -4,9 +4,10 @@
 //! group's dead letters, deleting a topic (deleteTopic), and in `drill/` the copies
 //! that must survive a crash: the backlog drill and the DLQ redrive.
 //!
-//! Reads here never move a group: browsing leaves every lag as it was. These are
-//! engine methods, run under the broker's one lock; the facade (`broker/admin.rs`)
-//! splits the long copies into steps and persists what they change.
+//! Reads here never move a group: browsing leaves every lag as it was. They are
+//! engine methods, run under the broker's one lock, and the `Broker` calls at the
+//! end of this file, each taking the lock once; `drill/run.rs` splits the long
+//! copies into steps and persists what they change.
 
 pub(crate) mod drill;
 
@@ -15,6 +16,7 @@ use std::collections::BinaryHeap;
 
 use serde::Serialize;
 
+use crate::broker::Broker;
 use crate::consume_queue::{CqEntry, BLANK_SIZE};
 use crate::engine::Engine;
 use crate::message_store::MessageStore;
@@ -330,6 +332,60 @@ impl Engine {
                 self.groups.forget_topic(&t);
             }
         }
+        Ok(())
+    }
+}
+
+/// The operations as the facade's calls (RocketMQ's admin commands).
+impl Broker {
+    /// Messages of `topic` without consuming them (no group moves): of queue
+    /// `queue_id` from `offset` (default: the oldest retained), or of every queue from
+    /// `offset` each, merged in store order; at most `limit`.
+    pub fn browse(
+        &self,
+        topic: &str,
+        queue_id: Option<u32>,
+        offset: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<MessageExt>> {
+        let visible = self.visible_end();
+        self.engine()?
+            .browse(topic, queue_id, offset, limit, visible)
+    }
+
+    /// Messages of `topic` stored at or after `start_ms` and before `end_ms` (ms since
+    /// the epoch), oldest first, at most `limit`.
+    pub fn query_by_time(
+        &self,
+        topic: &str,
+        start_ms: u64,
+        end_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageExt>> {
+        let visible = self.visible_end();
+        self.engine()?
+            .query_by_time(topic, start_ms, end_ms, limit, visible)
+    }
+
+    /// `group`'s progress on each queue of `topic`: broker offset, consumer offset,
+    /// lag, in flight and the store time it has reached (mqadmin's consumerProgress).
+    pub fn progress(&self, group: &str, topic: &str) -> Result<Vec<ConsumeProgress>> {
+        self.engine()?.progress(group, topic)
+    }
+
+    /// `group`'s dead letters not yet redriven, oldest first, at most `limit`.
+    pub fn dead_letters(&self, group: &str, limit: usize) -> Result<Vec<MessageExt>> {
+        let visible = self.visible_end();
+        self.engine()?.dead_letters(group, limit, visible)
+    }
+
+    /// Deletes a topic: its messages become unreachable (to consumers, `get`, `query`
+    /// and delayed deliveries) and every group's offsets on it are reset. Refused
+    /// while a consumer reads it. A topic of the same name can be created again.
+    pub fn delete_topic(&self, topic: &str) -> Result<()> {
+        self.engine()?.delete_topic(topic)?;
+        self.persist_metadata()?;
+        log::info!("deleted topic {topic}");
         Ok(())
     }
 }

@@ -57,7 +57,7 @@ impl Broker {
             if e.closed {
                 return Ok(());
             }
-            let checks = self.run_due_if_needed(&mut e)?;
+            let checks = e.run_due_if_needed(self.now())?;
             if self.now() >= e.next_due {
                 e.next_due = 0;
             }
@@ -109,7 +109,7 @@ impl Broker {
     /// Progress (delay cursors, timer and transaction checkpoints, offsets) never
     /// runs ahead of what is durable: the records it accounts for (delivered copies,
     /// retries, op records) are flushed before it is written.
-    pub(super) fn persist_metadata(&self) -> Result<()> {
+    pub(crate) fn persist_metadata(&self) -> Result<()> {
         self.check_process()?;
         let _meta = self.inner.metadata.lock();
         let now = self.now();
@@ -135,25 +135,17 @@ impl Broker {
     }
 
     /// Flushes the CommitLog and every ConsumeQueue, outside the lock.
-    pub(super) fn flush_all(&self) -> Result<()> {
+    pub(crate) fn flush_all(&self) -> Result<()> {
         self.check_process()?;
         let _one = self.inner.group_commit.exclusive();
-        let (log_job, cq_jobs) = {
-            let e = self.inner.engine.lock();
-            (e.store.commitlog.flush_job(), e.store.queues.flush_jobs())
-        };
+        let (log_job, cq_jobs) = self.inner.engine.lock().flush_jobs();
         log_job.run()?;
         for (_, _, j) in &cq_jobs {
             j.run()?;
         }
         self.inner.group_commit.mark_durable(log_job.upto);
         let mut e = self.inner.engine.lock();
-        e.store.commitlog.flushed_to(log_job.upto);
-        for (t, q, j) in cq_jobs {
-            if let Some(cq) = e.store.queues.get_mut(&t, q) {
-                cq.flushed_to(j.upto);
-            }
-        }
+        e.flushed(log_job.upto, cq_jobs);
         e.arrived = true;
         self.notify(e);
         Ok(())

@@ -1,26 +1,13 @@
-//! Consumers: long-polling receive, acks and nacks, leaving the group.
-//!
-//! A receive is a [`Receiving`]: a maximum count and a real-time deadline, stepped
-//! until it ends. It ends with messages, or empty at its deadline or when the consumer
-//! or broker closes while it waits (a wait ended by a close is empty; a receive
-//! started after a close fails with `Closed`). Bindings step it in slices to let
-//! their runtime in (signals, event loops) without keeping their own clocks.
+//! Consumers: long-polling receive (the long poll is `consumer/wait.rs`), acks and
+//! nacks, leaving the group.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::Broker;
+use crate::consumer::wait::{self, long_poll, Receiving};
 use crate::engine::Engine;
-use crate::message::Taken;
-use crate::runtime::Deadline;
 use crate::{ConsumerConfig, Error, MessageExt, Result};
-
-/// How many times a receiver that found nothing yields, watching for an arrival,
-/// before it parks (wasm: never; it cannot wait at all).
-#[cfg(not(target_arch = "wasm32"))]
-const RECEIVE_SPINS: usize = 256;
-#[cfg(target_arch = "wasm32")]
-const RECEIVE_SPINS: usize = 0;
 
 /// Receives messages for one consumer of a group.
 pub struct Consumer {
@@ -28,84 +15,6 @@ pub struct Consumer {
     handle: u64,
     config: ConsumerConfig,
     closed: AtomicBool,
-}
-
-/// One step of a long poll (see `Consumer::receive_step`): `take(engine, max,
-/// visible end, now)` takes what is there, without waiting.
-pub(super) fn long_poll(
-    broker: &Broker,
-    closed: &AtomicBool,
-    r: &Receiving,
-    slice: Option<Duration>,
-    mut take: impl FnMut(&mut Engine, usize, u64, u64) -> Result<Vec<Taken>>,
-) -> Result<Option<Vec<MessageExt>>> {
-    broker.check_process()?;
-    let wait = Deadline::within(slice).min(r.deadline);
-    let inner = &broker.inner;
-    let mut e = inner.engine.lock();
-    loop {
-        if e.closed || closed.load(Ordering::Acquire) {
-            return Ok(Some(Vec::new()));
-        }
-        // Due work that fails (a full disk) is the broker's to retry and report
-        // from `tick`; it never keeps a consumer from its messages.
-        let checks = broker.run_due_if_needed(&mut e).unwrap_or_else(|err| {
-            log::warn!("deferred work failed and will be retried: {err}");
-            Vec::new()
-        });
-        if !checks.is_empty() {
-            drop(e);
-            broker.run_checks(checks)?;
-            e = inner.engine.lock();
-            continue;
-        }
-        let now = broker.now();
-        let mut msgs = take(&mut e, r.max, broker.visible_end(), now)?;
-        if !msgs.is_empty() {
-            if msgs.len() < r.max && !wait.is_past() {
-                // A short batch under a steady stream: give the senders a moment to
-                // fill it, so each receive (and its lock) carries more.
-                let seen = inner.arrivals.load(Ordering::Acquire);
-                let more = parking_lot::MutexGuard::unlocked(&mut e, || {
-                    (0..RECEIVE_SPINS / 4).any(|_| {
-                        crate::runtime::yield_now();
-                        inner.arrivals.load(Ordering::Acquire) != seen
-                    })
-                });
-                if more && !e.closed {
-                    let left = r.max - msgs.len();
-                    msgs.extend(take(&mut e, left, broker.visible_end(), now)?);
-                }
-            }
-            let nonce = e.store.nonce;
-            drop(e);
-            return Ok(Some(
-                msgs.into_iter().filter_map(|t| t.build(nonce)).collect(),
-            ));
-        }
-        if wait.is_past() {
-            return Ok(r.deadline.is_past().then(Vec::new));
-        }
-        // Under a steady stream the next message is microseconds away: look for it
-        // briefly before parking, which spares the sender a wake-up call.
-        let seen = inner.arrivals.load(Ordering::Acquire);
-        let arrived = parking_lot::MutexGuard::unlocked(&mut e, || {
-            (0..RECEIVE_SPINS).any(|_| {
-                crate::runtime::yield_now();
-                inner.arrivals.load(Ordering::Acquire) != seen
-            })
-        });
-        if !arrived && !wait.wait(&inner.arrived, &mut e) {
-            return Ok(r.deadline.is_past().then(Vec::new));
-        }
-    }
-}
-
-impl Consumer {
-    /// Its broker and handle in the engine.
-    pub(super) fn parts(&self) -> (&Broker, u64) {
-        (&self.broker, self.handle)
-    }
 }
 
 impl std::fmt::Debug for Consumer {
@@ -118,21 +27,12 @@ impl std::fmt::Debug for Consumer {
     }
 }
 
-/// A receive in progress (see the module docs).
-#[derive(Debug, Clone, Copy)]
-pub struct Receiving {
-    pub(super) max: usize,
-    pub(super) deadline: Deadline,
-}
-
-impl Receiving {
-    /// Real time left until the receive's deadline; None when it has none.
-    pub fn remaining(&self) -> Option<Duration> {
-        self.deadline.remaining()
-    }
-}
-
 impl Consumer {
+    /// Its broker and handle in the engine.
+    pub(super) fn parts(&self) -> (&Broker, u64) {
+        (&self.broker, self.handle)
+    }
+
     pub(super) fn new(broker: Broker, handle: u64, config: ConsumerConfig) -> Consumer {
         Consumer {
             broker,
@@ -166,10 +66,7 @@ impl Consumer {
     /// messages come or a close ends it). Fails with `Closed` after a close.
     pub fn start_receive(&self, max: usize, timeout: Option<Duration>) -> Result<Receiving> {
         self.check_open()?;
-        Ok(Receiving {
-            max,
-            deadline: Deadline::within(timeout),
-        })
+        Ok(Receiving::new(max, timeout))
     }
 
     /// Waits at most `slice` (None: as long as the receive may) for `r` to end:
@@ -197,25 +94,10 @@ impl Consumer {
     /// one could (a send, a delay coming due, close). Lets an event loop (asyncio, JS)
     /// wait without a thread.
     pub fn on_ready(&self, callback: Box<dyn FnOnce() + Send>) {
-        if self.broker.check_process().is_err() {
-            // (The receive it wakes then fails with Closed.)
-            return callback();
-        }
-        let inner = &self.broker.inner;
-        let mut e = inner.engine.lock();
-        let now = self.broker.now();
-        let visible = self.broker.visible_end();
-        let ready = e.closed
-            || self.closed.load(Ordering::Acquire)
-            || e.groups
-                .may_have_messages(&e.store, self.handle, visible, now)
-            || now >= e.next_due;
-        if ready {
-            drop(e);
-            callback();
-        } else {
-            e.waiters.push(callback);
-        }
+        let handle = self.handle;
+        wait::on_ready(&self.broker, &self.closed, callback, |e, visible, now| {
+            e.groups.may_have_messages(&e.store, handle, visible, now)
+        });
     }
 
     /// Marks a message done: never delivered to this group again.
@@ -262,17 +144,7 @@ impl Consumer {
     /// harmless.
     pub fn close(&self) -> Result<()> {
         self.broker.check_process()?;
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let now = self.broker.now();
-        let mut e = self.broker.inner.engine.lock();
-        if !e.closed {
-            e.close_consumer(self.handle, now)?;
-        }
-        e.arrived = true;
-        self.broker.wake(e);
-        Ok(())
+        wait::leave(&self.broker, &self.closed, self.handle)
     }
 
     /// Whether this consumer or its broker was closed.

@@ -43,40 +43,7 @@ impl Inner {
         let _one = self.group_commit.exclusive();
         let mut e = self.engine.lock();
         let waiters = std::mem::take(&mut e.waiters);
-        let now = self.config.clock.now_ms();
-        let result = (|| -> Result<()> {
-            e.flush_revive(now)?;
-            let job = e.store.commitlog.flush_job();
-            job.run()?;
-            e.store.commitlog.flushed_to(job.upto);
-            for (t, q, j) in e.store.queues.flush_jobs() {
-                j.run()?;
-                if let Some(cq) = e.store.queues.get_mut(&t, q) {
-                    cq.flushed_to(j.upto);
-                }
-            }
-            let written = (|| {
-                for (name, bytes) in e.metadata(now, true)? {
-                    e.store.backend.write_meta(name, &bytes)?;
-                }
-                e.store.write_checkpoint()
-            })();
-            match written {
-                // The messages are in the log; what could not be noted down is
-                // replayed at the next open (at-least-once, as after a crash).
-                Err(Error::DiskFull(why)) => {
-                    log::warn!("closing on a full disk: metadata not written ({why})");
-                    return Ok(());
-                }
-                r => r?,
-            }
-            e.store
-                .backend
-                .remove_meta(crate::commitlog::recovery::ABORT_FILE)?;
-            Ok(())
-        })();
-        e.closed = true;
-        e.store.backend.unlock();
+        let result = e.close(self.config.clock.now_ms());
         drop(e);
         self.arrived.notify_all();
         for w in waiters {

@@ -5,15 +5,11 @@
 //! `flush="sync"` concurrent senders share one fsync (group commit, in
 //! `commitlog/flush.rs`) and consumers see only durable messages.
 
-mod admin;
 mod atomic;
 mod background;
 mod consumer;
 mod lifecycle;
-#[cfg(not(target_arch = "wasm32"))]
-mod listener;
 mod producer;
-mod simple_consumer;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,11 +18,11 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 pub use atomic::Atomic;
-pub use consumer::{Consumer, Receiving};
-#[cfg(not(target_arch = "wasm32"))]
-pub use listener::{listen, ListenOptions, Listener, Outcome, Runner, Source};
-pub use producer::{Producer, TransactionProducer};
-pub use simple_consumer::SimpleConsumer;
+pub use consumer::Consumer;
+pub use producer::Producer;
+
+use crate::consumer::pop::SimpleConsumer;
+use crate::transaction::TransactionProducer;
 
 use crate::commitlog::flush::{GroupCommit, Log};
 use crate::engine::Engine;
@@ -38,33 +34,33 @@ use crate::{
     SimpleConsumerConfig, StartFrom, TransactionListener,
 };
 
-struct Inner {
-    config: BrokerConfig,
-    engine: Mutex<Engine>,
+pub(crate) struct Inner {
+    pub(crate) config: BrokerConfig,
+    pub(crate) engine: Mutex<Engine>,
     /// Signalled when messages may have become available, or on close.
-    arrived: Condvar,
+    pub(crate) arrived: Condvar,
     /// Counts those signals, for receivers that look before they park.
-    arrivals: AtomicU64,
+    pub(crate) arrivals: AtomicU64,
     /// The durable watermark and the one flusher at a time.
-    group_commit: GroupCommit,
-    closed: AtomicBool,
+    pub(crate) group_commit: GroupCommit,
+    pub(crate) closed: AtomicBool,
     periodic: Mutex<background::Periodic>,
     /// Held while metadata is serialised and written, so an older snapshot never
     /// lands after a newer one. Taken before `group_commit`'s and the engine's.
-    metadata: Mutex<()>,
+    pub(crate) metadata: Mutex<()>,
     /// The process that opened the broker (`runtime::process_generation` and pid):
     /// in a forked child every call fails with `Closed` before touching a lock or
     /// a file, so the child neither writes the parent's store nor hangs on a lock
     /// a parent thread held at the fork.
-    generation: u64,
-    owner_pid: u32,
+    pub(crate) generation: u64,
+    pub(crate) owner_pid: u32,
 }
 
 /// One embedded engine over one store. Clones share the engine; the store closes
 /// when `close` is called or the last clone (and every producer and consumer) drops.
 #[derive(Clone)]
 pub struct Broker {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -116,17 +112,17 @@ impl Broker {
         self.inner.config.clock.clone()
     }
 
-    fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         self.inner.config.clock.now_ms()
     }
 
     /// Fails with `Closed` in a process forked from the one that opened the broker.
-    fn check_process(&self) -> Result<()> {
+    pub(crate) fn check_process(&self) -> Result<()> {
         self.inner.check_process()
     }
 
     /// The engine, if the broker is open (and in the process that opened it).
-    fn engine(&self) -> Result<MutexGuard<'_, Engine>> {
+    pub(crate) fn engine(&self) -> Result<MutexGuard<'_, Engine>> {
         self.check_process()?;
         let e = self.inner.engine.lock();
         e.check_open()?;
@@ -134,7 +130,7 @@ impl Broker {
     }
 
     /// The CommitLog offset up to which consumers may read: under `sync`, what is durable.
-    fn visible_end(&self) -> u64 {
+    pub(crate) fn visible_end(&self) -> u64 {
         match self.inner.config.flush {
             FlushMode::Sync => self.inner.group_commit.durable(),
             _ => u64::MAX,
@@ -144,7 +140,7 @@ impl Broker {
     /// Wakes receivers if something arrived; runs callbacks outside the lock. Under
     /// `sync` flushing, engine-made records (delays, retries, commits) are flushed
     /// first, since consumers see only durable data.
-    fn wake(&self, e: MutexGuard<'_, Engine>) {
+    pub(crate) fn wake(&self, e: MutexGuard<'_, Engine>) {
         if self.inner.config.flush == FlushMode::Sync {
             let end = e.store.commitlog.end();
             if end > self.inner.group_commit.durable() {
@@ -159,7 +155,7 @@ impl Broker {
     }
 
     /// Wakes receivers and runs on_ready callbacks if something arrived.
-    fn notify(&self, mut e: MutexGuard<'_, Engine>) {
+    pub(crate) fn notify(&self, mut e: MutexGuard<'_, Engine>) {
         let notices = std::mem::take(&mut e.notices);
         if !e.arrived {
             drop(e);
@@ -179,7 +175,7 @@ impl Broker {
 
     /// Waits until the CommitLog is durable up to `end` (group commit); false when
     /// the sync flush timeout passed first.
-    fn wait_durable(&self, end: u64) -> Result<bool> {
+    pub(crate) fn wait_durable(&self, end: u64) -> Result<bool> {
         let timeout = Duration::from_millis(self.inner.config.sync_flush_timeout_ms);
         self.inner.group_commit.wait_durable(end, timeout, self)
     }
@@ -189,54 +185,23 @@ impl Broker {
     pub fn create_topic(&self, name: &str, queues: impl Into<Option<u32>>) -> Result<()> {
         // Before any lock: in a forked child a parent's thread may have held one.
         self.check_process()?;
-        crate::topic::validate_user_topic(name)?;
         let queues = queues.into().unwrap_or(self.inner.config.default_queues);
-        let max = crate::topic::MAX_QUEUES;
-        if queues == 0 || queues > max {
-            return Err(Error::invalid(format!(
-                "a topic has 1 to {max} queues, not {queues}"
-            )));
-        }
+        crate::topic::validate_new_topic(name, queues)?;
         let now = self.now();
         let _meta = self.inner.metadata.lock();
-        let mut e = self.engine()?;
-        if e.store.create_topic(name, queues)? {
-            // Consumers of the topic get a share of the new queues.
-            let Engine { store, groups, .. } = &mut *e;
-            groups.topic_grew(name, store, now)?;
-        }
-        if e.store.topics_dirty {
-            // Durable before the call returns, so no send can be acknowledged on a
-            // topic (or queue) a crash would take away.
-            e.store.write_topics()?;
-        }
-        Ok(())
+        self.engine()?.create_topic(name, queues, now)
     }
 
     /// The user topics and their queue counts.
     pub fn topics(&self) -> Result<Vec<TopicInfo>> {
-        let e = self.engine()?;
-        Ok(e.store
-            .topics
-            .topics
-            .iter()
-            .filter(|(n, _)| !crate::topic::is_reserved(n))
-            .map(|(n, t)| TopicInfo {
-                name: n.clone(),
-                queues: t.queues,
-            })
-            .collect())
+        Ok(self.engine()?.store.topics.user_topics())
     }
 
     /// One topic and its queue count, if the store has it (an engine topic too, such
     /// as a group's `%DLQ%` topic once something was dead-lettered).
     pub fn topic(&self, name: &str) -> Result<Option<TopicInfo>> {
         crate::topic::validate_topic(name)?;
-        let e = self.engine()?;
-        Ok(e.store.topics.queues(name).map(|queues| TopicInfo {
-            name: name.to_string(),
-            queues,
-        }))
+        Ok(self.engine()?.store.topics.info(name))
     }
 
     /// The options the broker was opened with.
@@ -283,14 +248,7 @@ impl Broker {
     /// The message with this id, if it is retained (the original, for a message that
     /// was retried, delayed or dead-lettered).
     pub fn get(&self, msg_id: &str) -> Result<Option<MessageExt>> {
-        use crate::message::id;
-        if id::parse(msg_id).is_none() && id::check_given(msg_id).is_err() {
-            return Err(Error::invalid(format!(
-                "{msg_id:?} is not a message id (32 hex digits, or 1 to {} printable \
-                 ASCII characters given by the sender)",
-                id::MAX_GIVEN_LEN
-            )));
-        }
+        crate::message::id::check_lookup(msg_id)?;
         self.engine()?.store.get(msg_id)
     }
 
@@ -329,10 +287,7 @@ impl Broker {
         let now = self.now();
         let checks = {
             let mut e = self.engine()?;
-            e.next_due = 0;
-            e.check_disk();
-            let checks = e.run_due(now)?;
-            e.retention(now)?;
+            let checks = e.tick(now)?;
             self.wake(e);
             checks
         };
@@ -348,7 +303,7 @@ impl Broker {
     }
 
     /// Asks each check's listener (outside the lock) and records its answer.
-    fn run_checks(&self, checks: Vec<Check>) -> Result<()> {
+    pub(crate) fn run_checks(&self, checks: Vec<Check>) -> Result<()> {
         self.check_process()?;
         for (qo, listener, msg) in checks {
             let outcome = listener.check(&msg);
@@ -358,16 +313,6 @@ impl Broker {
             self.wake(e);
         }
         Ok(())
-    }
-
-    /// Runs due work if any is due (cheap when nothing is).
-    fn run_due_if_needed(&self, e: &mut Engine) -> Result<Vec<Check>> {
-        let now = self.now();
-        if now >= e.next_due {
-            e.run_due(now)
-        } else {
-            Ok(Vec::new())
-        }
     }
 
     /// Forces everything appended so far to disk, and records in the checkpoint
@@ -417,6 +362,6 @@ fn seed() -> u32 {
 }
 
 /// A round-robin counter.
-fn counter() -> AtomicU32 {
+pub(crate) fn counter() -> AtomicU32 {
     AtomicU32::new(seed())
 }

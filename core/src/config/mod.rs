@@ -4,7 +4,7 @@
 
 mod options;
 
-pub use options::{OptionKind, OptionValue};
+pub use options::{OptionKind, OptionValue, Options};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -92,6 +92,30 @@ const MESSAGE: &[(&str, OptionKind)] = &[
     ("dedup_id", OptionKind::Text),
 ];
 
+/// A config set option by option, by name: what the bindings fill from keyword
+/// arguments or an options object, whichever config it is.
+pub trait Options {
+    /// The kind of option `name`, or None if there is no such option.
+    fn option_kind(name: &str) -> Option<OptionKind>;
+    /// Sets option `name`.
+    fn set_option(&mut self, name: &str, v: OptionValue) -> Result<()>;
+}
+
+macro_rules! options {
+    ($($t:ty),*) => {$(
+        impl Options for $t {
+            fn option_kind(name: &str) -> Option<OptionKind> {
+                <$t>::option_kind(name)
+            }
+            fn set_option(&mut self, name: &str, v: OptionValue) -> Result<()> {
+                <$t>::set_option(self, name, v)
+            }
+        }
+    )*};
+}
+
+options!(BrokerConfig, ConsumerConfig, SimpleConsumerConfig);
+
 fn kind_in(table: &[(&str, OptionKind)], name: &str) -> Option<OptionKind> {
     table.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
 }

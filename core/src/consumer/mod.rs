@@ -10,10 +10,14 @@
 //! - `offsets.rs`: committed offsets (persisted), lag and resets.
 //! - `operations.rs`: what operators do to a group: its position per queue, moving
 //!   it past a backlog copied elsewhere, forgetting a deleted topic.
+//! - `wait.rs`: the long poll either consumer kind's receive waits in.
+//! - `listener.rs`: push-consumer threads over either kind (native targets).
 //!
 //! This service reads the store and decides; it never appends. What it wants
 //! appended (a retry copy) it returns to the engine, which appends and dispatches.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) mod listener;
 mod offsets;
 mod operations;
 pub(crate) mod pop;
@@ -21,6 +25,7 @@ mod progress;
 mod rebalance;
 mod receive;
 mod retry;
+pub(crate) mod wait;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

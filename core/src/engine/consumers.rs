@@ -23,6 +23,16 @@ impl Engine {
         }
     }
 
+    /// Resolves the half message a transaction id names (`Broker::end_transaction`).
+    pub fn end_transaction(&mut self, id: &TxId, state: TxState, now: u64) -> Result<bool> {
+        if !self.tx.names(&self.store, id) {
+            return Err(Error::invalid(format!(
+                "transaction id {id} names no half message of this store"
+            )));
+        }
+        self.resolve(id.half_offset, state, now)
+    }
+
     pub fn add_consumer(&mut self, cfg: &ConsumerConfig, now: u64) -> Result<u64> {
         self.check_open()?;
         let (auto, queues) = (

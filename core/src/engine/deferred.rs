@@ -138,6 +138,24 @@ impl Engine {
         .unwrap_or(u64::MAX)
     }
 
+    /// Runs due work if any is due (cheap when nothing is).
+    pub fn run_due_if_needed(&mut self, now: u64) -> Result<Vec<Check>> {
+        if now >= self.next_due {
+            self.run_due(now)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// `Broker::tick`: everything due now, the disk check and a retention pass.
+    pub fn tick(&mut self, now: u64) -> Result<Vec<Check>> {
+        self.next_due = 0;
+        self.check_disk();
+        let checks = self.run_due(now)?;
+        self.retention(now)?;
+        Ok(checks)
+    }
+
     /// When the next deferred job is due, if any (0 in `next_due` only means "look
     /// again": the real time is computed then); retention's next pass counts when
     /// there is anything it could delete.

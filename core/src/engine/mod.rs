@@ -27,9 +27,9 @@ use crate::retention::RetentionService;
 use crate::schedule::{ScheduleService, TimerWheel, DELIVERY_BATCH};
 use crate::stats::{self, Stats, TopicRates};
 use crate::store::meta::{read_json, store_err};
-use crate::store::Backend;
+use crate::store::{Backend, FlushJob};
 use crate::topic;
-use crate::transaction::{Check, Transactions, TxState};
+use crate::transaction::{Check, Transactions, TxId, TxState};
 use crate::{
     BrokerConfig, ConsumerConfig, Delay, Error, Message, Result, SendResult, SendStatus,
     SimpleConsumerConfig, StartFrom,
@@ -169,6 +169,74 @@ impl Engine {
         }
         e.schedule.clamp_cursors(&e.store);
         Ok(e)
+    }
+
+    /// Flushes everything and writes every metadata file and the checkpoint, then
+    /// marks the engine closed and releases the store's lock (`Broker::close`).
+    pub fn close(&mut self, now: u64) -> Result<()> {
+        let result = self.write_out(now);
+        self.closed = true;
+        self.store.backend.unlock();
+        result
+    }
+
+    fn write_out(&mut self, now: u64) -> Result<()> {
+        self.flush_revive(now)?;
+        let (log_job, cq_jobs) = self.flush_jobs();
+        log_job.run()?;
+        for (_, _, j) in &cq_jobs {
+            j.run()?;
+        }
+        self.flushed(log_job.upto, cq_jobs);
+        let written = (|| {
+            for (name, bytes) in self.metadata(now, true)? {
+                self.store.backend.write_meta(name, &bytes)?;
+            }
+            self.store.write_checkpoint()
+        })();
+        match written {
+            // The messages are in the log; what could not be noted down is
+            // replayed at the next open (at-least-once, as after a crash).
+            Err(Error::DiskFull(why)) => {
+                log::warn!("closing on a full disk: metadata not written ({why})");
+                return Ok(());
+            }
+            r => r?,
+        }
+        self.store.backend.remove_meta(ABORT_FILE)?;
+        Ok(())
+    }
+
+    /// What flushing the CommitLog and every ConsumeQueue takes, to run outside the
+    /// lock; `flushed` records it done.
+    pub fn flush_jobs(&self) -> (FlushJob, Vec<(String, u32, FlushJob)>) {
+        (
+            self.store.commitlog.flush_job(),
+            self.store.queues.flush_jobs(),
+        )
+    }
+
+    pub fn flushed(&mut self, log_upto: u64, cq_jobs: Vec<(String, u32, FlushJob)>) {
+        self.store.commitlog.flushed_to(log_upto);
+        for (t, q, j) in cq_jobs {
+            if let Some(cq) = self.store.queues.get_mut(&t, q) {
+                cq.flushed_to(j.upto);
+            }
+        }
+    }
+
+    /// Creates a topic or grows it (`Broker::create_topic`, validated there).
+    pub fn create_topic(&mut self, name: &str, queues: u32, now: u64) -> Result<()> {
+        if self.store.create_topic(name, queues)? {
+            // Consumers of the topic get a share of the new queues.
+            self.groups.topic_grew(name, &mut self.store, now)?;
+        }
+        if self.store.topics_dirty {
+            // Durable before the call returns, so no send can be acknowledged on a
+            // topic (or queue) a crash would take away.
+            self.store.write_topics()?;
+        }
+        Ok(())
     }
 
     /// Refreshes whether the disk is used above `disk_max_used_ratio` (RocketMQ's

@@ -22,6 +22,17 @@ pub(crate) fn check_given(id: &str) -> crate::Result<()> {
     Ok(())
 }
 
+/// Checks an id to look up: the engine's own shape, or one a caller may give.
+pub(crate) fn check_lookup(id: &str) -> crate::Result<()> {
+    if parse(id).is_some() || check_given(id).is_ok() {
+        return Ok(());
+    }
+    Err(crate::Error::invalid(format!(
+        "{id:?} is not a message id (32 hex digits, or 1 to {MAX_GIVEN_LEN} printable \
+         ASCII characters given by the sender)"
+    )))
+}
+
 /// A message id: the store's 64-bit nonce and the record's physical offset, 32 hex digits.
 pub(crate) fn make(nonce: u64, offset: u64) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";

@@ -18,6 +18,7 @@
 //! on after it: a crash only ever cuts a suffix off the log, so the copies of a queue
 //! are a prefix of its range, and nothing is copied twice or skipped.
 
+mod run;
 mod step;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -59,3 +59,32 @@ pub(super) fn parse_handle(h: &str) -> Option<(u32, u32, u64, u32)> {
 pub(super) fn stale(h: &str, why: &str) -> Error {
     Error::InvalidReceiptHandle(format!("{h:?}: {why}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipt_handles_round_trip_and_reject_what_was_never_issued() {
+        for (tag, q, off, gen) in [
+            (0, 0, 0, 1),
+            (u32::MAX, 7, u64::MAX, u32::MAX),
+            (0xdead_beef, 3, 1 << 40, 9),
+        ] {
+            let h = handle(tag, q, off, gen);
+            assert_eq!(h.len(), 40);
+            assert_eq!(h, format!("{tag:08x}{q:08x}{off:016x}{gen:08x}"));
+            assert_eq!(parse_handle(&h), Some((tag, q, off, gen)));
+        }
+        for bad in [
+            "",
+            "xyz",
+            &"g".repeat(40),
+            &"0".repeat(39),
+            &"0".repeat(41),
+            &"é".repeat(20),
+        ] {
+            assert_eq!(parse_handle(bad), None, "{bad:?}");
+        }
+    }
+}

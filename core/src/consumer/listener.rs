@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Consumer, SimpleConsumer};
+use super::pop::SimpleConsumer;
+use crate::broker::Consumer;
 use crate::{MessageExt, Result};
 
 /// What a handler decided for a message.

@@ -1,14 +1,14 @@
 //! Simple consumers (RocketMQ 5's SimpleConsumer, the POP model): long-polling
 //! receives of any visible message of the topic, each delivery invisible to the
 //! group for a while; acks and changes of invisibility by receipt handle. The
-//! state lives in `consumer/pop`; this is the handle users hold.
+//! state lives in the rest of `consumer/pop`; this is the handle users hold. Each
+//! call takes the engine's lock through the broker and wakes receivers after.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::consumer::{long_poll, Receiving};
-use super::Broker;
-use crate::runtime::Deadline;
+use crate::broker::Broker;
+use crate::consumer::wait::{self, long_poll, Receiving};
 use crate::{Error, MessageExt, Result, SimpleConsumerConfig};
 
 /// One member of a simple consumer group.
@@ -34,7 +34,7 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl SimpleConsumer {
-    pub(super) fn new(broker: Broker, handle: u64, config: SimpleConsumerConfig) -> SimpleConsumer {
+    pub(crate) fn new(broker: Broker, handle: u64, config: SimpleConsumerConfig) -> SimpleConsumer {
         SimpleConsumer {
             broker,
             handle,
@@ -44,7 +44,7 @@ impl SimpleConsumer {
     }
 
     /// Its broker and member handle in the engine.
-    pub(super) fn parts(&self) -> (&Broker, u64) {
+    pub(crate) fn parts(&self) -> (&Broker, u64) {
         (&self.broker, self.handle)
     }
 
@@ -79,10 +79,7 @@ impl SimpleConsumer {
     /// Starts a receive (see `Consumer::start_receive`).
     pub fn start_receive(&self, max: usize, timeout: Option<Duration>) -> Result<Receiving> {
         self.check_open()?;
-        Ok(Receiving {
-            max,
-            deadline: Deadline::within(timeout),
-        })
+        Ok(Receiving::new(max, timeout))
     }
 
     /// One step of a receive (see `Consumer::receive_step`).
@@ -116,18 +113,10 @@ impl SimpleConsumer {
     /// Calls `callback` once, when a receive may find messages (see
     /// `Consumer::on_ready`).
     pub fn on_ready(&self, callback: Box<dyn FnOnce() + Send>) {
-        let mut e = self.broker.inner.engine.lock();
-        let now = self.broker.now();
-        let ready = e.closed
-            || self.closed.load(Ordering::Acquire)
-            || e.groups.pop.may_have_messages(&e.store, self.handle)
-            || now >= e.next_due;
-        if ready {
-            drop(e);
-            callback();
-        } else {
-            e.waiters.push(callback);
-        }
+        let handle = self.handle;
+        wait::on_ready(&self.broker, &self.closed, callback, |e, _, _| {
+            e.groups.pop.may_have_messages(&e.store, handle)
+        });
     }
 
     /// Acks a delivery: the group never gets the message again. A handle that is not
@@ -223,17 +212,7 @@ impl SimpleConsumer {
     /// Leaves the group; a receive blocked in another thread returns empty. Its
     /// deliveries stay invisible until they expire. Closing twice is harmless.
     pub fn close(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let now = self.broker.now();
-        let mut e = self.broker.inner.engine.lock();
-        if !e.closed {
-            e.close_consumer(self.handle, now)?;
-        }
-        e.arrived = true;
-        self.broker.wake(e);
-        Ok(())
+        wait::leave(&self.broker, &self.closed, self.handle)
     }
 
     /// Whether this consumer or its broker was closed.

@@ -1,14 +1,11 @@
-//! Operations on the facade (RocketMQ's admin commands): reading without consuming,
-//! a group's progress, dead letters and their redrive, deleting a topic, and the
-//! backlog drill. Reads take the lock once. A drill runs in steps, each one append
-//! under the lock, reporting progress between steps outside it; its record in
-//! `config/drills.json` is durable before its first copy, and its copies are durable
-//! before the group moves past them (see `admin/drill/`).
+//! Running a drill on the facade (`Broker::move_backlog`, `Broker::redrive`): in
+//! steps, each one append under the lock, reporting progress between steps outside
+//! it. Its record in `config/drills.json` is durable before its first copy, and its
+//! copies are durable before the group moves past them.
 
-use super::Broker;
-use crate::admin::drill::Run;
-use crate::admin::ConsumeProgress;
-use crate::{FlushMode, MessageExt, Result};
+use super::Run;
+use crate::broker::Broker;
+use crate::{FlushMode, Result};
 
 /// Clears a drill's "running" mark however the run ends.
 struct Running<'a> {
@@ -109,56 +106,5 @@ impl Broker {
         self.engine()?.finish_drill(&run);
         self.persist_metadata()?;
         Ok(run.moved)
-    }
-
-    /// Messages of `topic` without consuming them (no group moves): of queue
-    /// `queue_id` from `offset` (default: the oldest retained), or of every queue from
-    /// `offset` each, merged in store order; at most `limit`.
-    pub fn browse(
-        &self,
-        topic: &str,
-        queue_id: Option<u32>,
-        offset: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<MessageExt>> {
-        let visible = self.visible_end();
-        self.engine()?
-            .browse(topic, queue_id, offset, limit, visible)
-    }
-
-    /// Messages of `topic` stored at or after `start_ms` and before `end_ms` (ms since
-    /// the epoch), oldest first, at most `limit`.
-    pub fn query_by_time(
-        &self,
-        topic: &str,
-        start_ms: u64,
-        end_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<MessageExt>> {
-        let visible = self.visible_end();
-        self.engine()?
-            .query_by_time(topic, start_ms, end_ms, limit, visible)
-    }
-
-    /// `group`'s progress on each queue of `topic`: broker offset, consumer offset,
-    /// lag, in flight and the store time it has reached (mqadmin's consumerProgress).
-    pub fn progress(&self, group: &str, topic: &str) -> Result<Vec<ConsumeProgress>> {
-        self.engine()?.progress(group, topic)
-    }
-
-    /// `group`'s dead letters not yet redriven, oldest first, at most `limit`.
-    pub fn dead_letters(&self, group: &str, limit: usize) -> Result<Vec<MessageExt>> {
-        let visible = self.visible_end();
-        self.engine()?.dead_letters(group, limit, visible)
-    }
-
-    /// Deletes a topic: its messages become unreachable (to consumers, `get`, `query`
-    /// and delayed deliveries) and every group's offsets on it are reset. Refused
-    /// while a consumer reads it. A topic of the same name can be created again.
-    pub fn delete_topic(&self, topic: &str) -> Result<()> {
-        self.engine()?.delete_topic(topic)?;
-        self.persist_metadata()?;
-        log::info!("deleted topic {topic}");
-        Ok(())
     }
 }

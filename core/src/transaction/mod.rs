@@ -12,7 +12,12 @@
 //! stored, then every `check_interval`, through its producer group's listener, at
 //! most `max_checks` times; then it is discarded to `RMQ_SYS_TRANS_CHECK_MAX_TOPIC`.
 //! A check counts only when the group has a listener, so a restarted service gets
-//! its chances. Listeners run outside the engine's lock.
+//! its chances. Listeners run outside the engine's lock. `producer.rs` is the
+//! handle users send with, `TransactionProducer`.
+
+mod producer;
+
+pub use producer::TransactionProducer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -1,0 +1,158 @@
+//! What a receipt handle does: the delivery it names if current, acks, changes of
+//! invisibility, dead-lettering at once, and the acks an atomic block applies.
+
+use super::expiry::push_expiry;
+use super::group::Slot;
+use super::receipt::{handle, parse_handle, stale};
+use super::revive::Op;
+use super::{Expired, Expiry, PopGroups};
+use crate::message_store::MessageStore;
+use crate::{Error, Result};
+
+impl PopGroups {
+    /// The slot a receipt handle names, if the handle is current for member `member`.
+    pub(crate) fn current(
+        &self,
+        member: u64,
+        h: &str,
+        now: u64,
+    ) -> Result<(u32, u32, u64, u32, u32)> {
+        let Some(&g) = self.members.get(&member) else {
+            return Err(Error::Closed);
+        };
+        let group = &self.groups[g as usize];
+        let (tag, q, offset, gen) =
+            parse_handle(h).ok_or_else(|| stale(h, "not a receipt handle"))?;
+        if tag != group.tag {
+            return Err(stale(h, "not a handle of this group"));
+        }
+        match group.queues.get(q as usize).and_then(|pq| pq.slot(offset)) {
+            Some(Slot::Invisible {
+                until,
+                attempt,
+                gen: current,
+            }) if current == gen && until > now => Ok((g, q, offset, attempt, gen)),
+            _ => Err(stale(
+                h,
+                "not the current delivery (expired, changed or acked)",
+            )),
+        }
+    }
+
+    /// Which delivery `h` is (1 the first), if it is current.
+    pub fn attempt(&self, member: u64, h: &str, now: u64) -> Result<u32> {
+        self.current(member, h, now)
+            .map(|(_, _, _, attempt, _)| attempt)
+    }
+
+    /// Acks the delivery `h` names; true when that made another message visible
+    /// (fifo: the next of its key).
+    pub fn ack(&mut self, store: &MessageStore, member: u64, h: &str, now: u64) -> Result<bool> {
+        let (g, q, offset, _, _) = self.current(member, h, now)?;
+        Ok(self.finish(store, g, q, offset))
+    }
+
+    /// Marks (g, q, offset) done (acked or dead-lettered) and frees its fifo key;
+    /// true when the key's next message became visible.
+    pub(super) fn finish(&mut self, store: &MessageStore, g: u32, q: u32, offset: u64) -> bool {
+        let group = &mut self.groups[g as usize];
+        let pq = &mut group.queues[q as usize];
+        pq.set(offset, Slot::Done);
+        self.moved |= pq.advance();
+        self.pending.push(g, Op::Ack { queue: q, offset });
+        if group.fifo {
+            if let Some(key) = group.key_of(store, q, offset) {
+                return group.release(&key);
+            }
+        }
+        false
+    }
+
+    /// Changes the invisibility of the delivery `h` names to `ms` from now; returns
+    /// the new handle (the old one is no longer valid). Zero makes it visible now.
+    pub fn change_invisible(&mut self, member: u64, h: &str, ms: u64, now: u64) -> Result<String> {
+        let (g, q, offset, attempt, gen) = self.current(member, h, now)?;
+        let group = &mut self.groups[g as usize];
+        let gen = gen.wrapping_add(1).max(1);
+        let until = now.saturating_add(ms);
+        let pq = &mut group.queues[q as usize];
+        // Visible now, with attempts left: delivered again. On its last attempt it
+        // expires now instead, into the dead-letter queue (the engine's next step).
+        if ms == 0 && attempt < group.max_attempts {
+            pq.set(offset, Slot::Ready { attempt, gen });
+            group.ready.push_back((q, offset));
+        } else {
+            pq.set(
+                offset,
+                Slot::Invisible {
+                    until,
+                    attempt,
+                    gen,
+                },
+            );
+            push_expiry(
+                &mut self.expiry,
+                until,
+                Expiry {
+                    group: g,
+                    queue: q,
+                    offset,
+                    gen,
+                },
+            );
+        }
+        self.pending.push(
+            g,
+            Op::Change {
+                queue: q,
+                offset,
+                gen,
+                until,
+            },
+        );
+        Ok(handle(group.tag, q, offset, gen))
+    }
+
+    /// The revive record body an atomic block appends for its acks of (group, queue,
+    /// offset): the ops buffered so far (so each delivery comes before its ack), then
+    /// the acks. None when nothing is logged (a memory store) or there is nothing.
+    pub fn block_record(&self, acks: &[(u32, u32, u64)]) -> Option<Vec<u8>> {
+        if self.pending.off || acks.is_empty() {
+            return None;
+        }
+        let mut p = self.pending.clone();
+        for &(g, queue, offset) in acks {
+            p.push(g, Op::Ack { queue, offset });
+        }
+        p.take(|g| self.name_of(g))
+    }
+
+    /// An atomic block with these acks (and `block_record`'s record) was stored: the
+    /// acks take effect, and the buffered ops are in the log now.
+    pub fn acked_in_block(&mut self, store: &MessageStore, acks: &[(u32, u32, u64)]) {
+        if acks.is_empty() {
+            return;
+        }
+        for &(g, q, offset) in acks {
+            self.finish(store, g, q, offset);
+        }
+        self.pending.clear();
+    }
+
+    /// The delivery `h` names, to dead-letter at once (ForwardMessageToDeadLetterQueue).
+    pub fn take_for_dead_letter(&self, member: u64, h: &str, now: u64) -> Result<Expired> {
+        let (group, queue, offset, attempt, _) = self.current(member, h, now)?;
+        Ok(Expired {
+            group,
+            queue,
+            offset,
+            attempt,
+        })
+    }
+
+    /// A dead letter was appended for `e`: it is done.
+    /// True when that made the next message of its fifo key visible.
+    pub fn dead_lettered(&mut self, store: &MessageStore, e: Expired) -> bool {
+        self.finish(store, e.group, e.queue, e.offset)
+    }
+}
