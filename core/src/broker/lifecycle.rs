@@ -5,9 +5,6 @@ use super::*;
 
 /// What group commit needs of the CommitLog, each under the engine's lock.
 impl Log for Broker {
-    fn end(&self) -> u64 {
-        self.inner.engine.lock().store.commitlog.end()
-    }
     fn flush_job(&self) -> FlushJob {
         self.inner.engine.lock().store.commitlog.flush_job()
     }

@@ -5,8 +5,11 @@
 //! a sync sender waits until it covers its record. One waiter at a time becomes the
 //! flusher for everything appended so far; the others wait on a condvar and all wake
 //! together when it is done, usually finding their data covered. Before it syncs,
-//! the flusher lets writers that were just woken append (at most
-//! `GROUP_COMMIT_WAIT`), since one sync costs far more than that on any disk.
+//! the flusher lets the writers that were just woken append again: it waits (at
+//! most `GROUP_COMMIT_WAIT`) until as many senders have come since the last sync
+//! began as that sync took, counting them without the engine's lock. With a few
+//! writers each sending one message at a time, a sync that started at once would
+//! cover only those that came during the last one: about half of them.
 //!
 //! The flusher never holds the engine's lock while it syncs: it takes a flush job
 //! under the lock (through [`Log`]) and runs it outside. The watermark only grows.
@@ -25,8 +28,6 @@ const GROUP_COMMIT_WAIT: Duration = Duration::from_micros(200);
 
 /// What a flush needs of the log, each call taking the engine's lock briefly.
 pub(crate) trait Log {
-    /// The end of the appended data.
-    fn end(&self) -> u64;
     /// A job that makes everything appended so far durable.
     fn flush_job(&self) -> FlushJob;
     /// Records that a job finished up to `upto` (and wakes whoever waits for data).
@@ -36,6 +37,12 @@ pub(crate) trait Log {
 pub(crate) struct GroupCommit {
     /// CommitLog offset below which everything is durable.
     durable: AtomicU64,
+    /// Senders that started waiting, ever.
+    arrivals: AtomicU64,
+    /// `arrivals` when the last sync took its job.
+    taken: AtomicU64,
+    /// Senders that came for the last sync.
+    last_group: AtomicU64,
     /// Whether a sync flush is running; `synced` signals its end.
     flushing: Mutex<bool>,
     synced: Condvar,
@@ -48,6 +55,9 @@ impl GroupCommit {
     pub fn new(end: u64) -> GroupCommit {
         GroupCommit {
             durable: AtomicU64::new(end),
+            arrivals: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+            last_group: AtomicU64::new(0),
             flushing: Mutex::new(false),
             synced: Condvar::new(),
             one_at_a_time: Mutex::new(()),
@@ -75,6 +85,7 @@ impl GroupCommit {
         if self.durable() >= end {
             return Ok(true);
         }
+        self.arrivals.fetch_add(1, Ordering::AcqRel);
         let deadline = Deadline::after(timeout);
         let mut flushing = self.flushing.lock();
         loop {
@@ -97,21 +108,19 @@ impl GroupCommit {
         }
     }
 
-    /// Syncs the log up to its end, once writers that were just woken have appended.
+    /// Syncs the log up to its end, once as many senders came since the last sync
+    /// took its job as came for it (the writers it woke, appending again), or
+    /// `GROUP_COMMIT_WAIT` passed.
     fn flush(&self, log: &impl Log) -> Result<()> {
         let deadline = Deadline::after(GROUP_COMMIT_WAIT);
-        let mut end = log.end();
-        let mut quiet = 0;
-        while quiet < 4 && !deadline.is_past() {
+        let since = self.taken.load(Ordering::Acquire);
+        let want = self.last_group.load(Ordering::Acquire);
+        while self.arrivals.load(Ordering::Acquire) - since < want && !deadline.is_past() {
             crate::runtime::yield_now();
-            let now = log.end();
-            if now == end {
-                quiet += 1;
-            } else {
-                quiet = 0;
-                end = now;
-            }
         }
+        let now = self.arrivals.load(Ordering::Acquire);
+        self.taken.store(now, Ordering::Release);
+        self.last_group.store(now - since, Ordering::Release);
         let job = log.flush_job();
         job.run()?;
         self.mark_durable(job.upto);
