@@ -4,7 +4,8 @@ handler on 4 threads, and sends with a dedup id against plain sends in the same
 run; memory store, 100 B bodies, medians of several runs.
 
 `.venv/bin/python bench/consumers.py [--messages N] [--runs R] [--write]`
-(`make bench-consumers`). With --write it rewrites its section of BENCHMARKS.md.
+(`make bench-consumers`). With --write it rewrites its section of BENCHMARKS.md;
+`--dedup-only` runs and prints the dedup pairs alone.
 """
 
 from __future__ import annotations
@@ -147,7 +148,16 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=500_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--dedup-only", action="store_true")
     a = ap.parse_args()
+    if a.dedup_only:
+        pairs = [(send_run(a.messages, False), send_run(a.messages, True)) for _ in range(a.runs)]
+        for plain, dedup in pairs:
+            print(f"plain {plain:,.0f}/s, dedup {dedup:,.0f}/s: {dedup / plain:.0%}")
+        ratio = statistics.median(d / p for p, d in pairs)
+        print(f"median: plain {statistics.median(p for p, _ in pairs):,.0f}/s, dedup "
+              f"{statistics.median(d for _, d in pairs):,.0f}/s, ratio {ratio:.0%}")
+        return
     simple = median_of(a.runs, simple_run, a.messages)
     classic = median_of(a.runs, classic_run, a.messages)
     listener = median_of(a.runs, listener_run, a.messages)

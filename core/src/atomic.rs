@@ -17,11 +17,12 @@ use std::collections::{BTreeSet, HashMap};
 use bytes::Bytes;
 
 use crate::consumer::ProgressKey;
+use crate::dedup::Key;
 use crate::engine::Engine;
 use crate::message::record::{RecordSpec, SYS_FLAG_ATOMIC, SYS_FLAG_ATOMIC_LAST};
 use crate::message::Receipt;
 use crate::topic;
-use crate::{Error, Message, Result, SendResult};
+use crate::{Error, Message, Result, SendResult, SendStatus};
 
 /// Classic acks replayed from atomic blocks, above what the offsets file says, by
 /// (owner, topic, queue): a reader of that queue skips them.
@@ -36,20 +37,38 @@ pub(crate) enum BlockAck {
     Simple { member: u64, handle: String },
 }
 
-/// The ack record body for `acks` (owner, topic, queue, offset).
-fn ack_body(acks: &[(String, String, u32, u64)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + acks.len() * 48);
-    out.extend_from_slice(&(acks.len() as u16).to_le_bytes());
-    for (owner, t, q, qo) in acks {
-        for s in [owner, t] {
-            // Owners and topics are at most 255 bytes (checked when consumers join).
-            let b = &s.as_bytes()[..s.len().min(255)];
-            out.push(b.len() as u8);
-            out.extend_from_slice(b);
-        }
-        out.extend_from_slice(&q.to_le_bytes());
-        out.extend_from_slice(&qo.to_le_bytes());
+/// Appends one ack to an ack record body being built (see the module docs); the
+/// body starts with its count, which `ack_body_finish` writes.
+fn ack_body_push(out: &mut Vec<u8>, owner: &str, t: &str, q: u32, qo: u64) {
+    if out.is_empty() {
+        out.extend_from_slice(&[0, 0]);
     }
+    for s in [owner, t] {
+        // Owners and topics are at most 255 bytes (checked when consumers join).
+        let b = &s.as_bytes()[..s.len().min(255)];
+        out.push(b.len() as u8);
+        out.extend_from_slice(b);
+    }
+    out.extend_from_slice(&q.to_le_bytes());
+    out.extend_from_slice(&qo.to_le_bytes());
+}
+
+/// Writes the count of `n` acks at the head of a body `ack_body_push` built.
+fn ack_body_finish(out: &mut [u8], n: u16) {
+    out[..2].copy_from_slice(&n.to_le_bytes());
+}
+
+/// The ack record body for `acks` (owner, topic, queue, offset).
+#[cfg(test)]
+fn ack_body(acks: &[(String, String, u32, u64)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (owner, t, q, qo) in acks {
+        ack_body_push(&mut out, owner, t, *q, *qo);
+    }
+    if out.is_empty() {
+        out.extend_from_slice(&[0, 0]);
+    }
+    ack_body_finish(&mut out, acks.len() as u16);
     out
 }
 
@@ -144,24 +163,61 @@ impl Engine {
     ) -> Result<Vec<SendResult>> {
         self.check_open()?;
         self.check_block_acks(acks, now)?;
-        let (sends, repeats) = self.drop_repeats(sends, now);
-        let mut specs = Vec::with_capacity(sends.len() + 2);
-        let mut targets = Vec::with_capacity(sends.len());
+        let mut sends = sends;
+        let mut keys = std::mem::take(&mut self.key_buf);
+        let mut specs = std::mem::take(&mut self.spec_buf);
+        specs.clear();
+        let repeats = self.drop_repeats(&mut sends, &mut keys, now);
+        let stored = self.store_block(sends, &keys, acks, rr, now, &mut specs);
+        specs.clear();
+        self.spec_buf = specs;
+        self.key_buf = keys;
+        Ok(self.answer_repeats(stored?, repeats))
+    }
+
+    /// The records of a block's sends (`keys`: their dedup keys, as `build` takes
+    /// them) and acks, appended as one; the results of the sends stored.
+    fn store_block(
+        &mut self,
+        sends: Vec<Message>,
+        keys: &[Option<Key>],
+        acks: &[BlockAck],
+        rr: u32,
+        now: u64,
+        specs: &mut Vec<RecordSpec>,
+    ) -> Result<Vec<SendResult>> {
+        // Each send's result, placed once the block is stored.
+        let mut results = Vec::with_capacity(sends.len());
         for (i, m) in sends.into_iter().enumerate() {
-            targets.push(self.build(vec![m], rr.wrapping_add(i as u32), now, None, &mut specs)?);
+            let key = keys.get(i..=i).unwrap_or_default();
+            let (t, q) = self.build([m], key, rr.wrapping_add(i as u32), now, None, specs)?;
+            results.push(SendResult {
+                msg_id: String::new(),
+                topic: String::from(&*t),
+                queue_id: q,
+                queue_offset: 0,
+                commitlog_offset: 0,
+                status: SendStatus::SendOk,
+                transaction_state: None,
+                duplicate: false,
+            });
         }
         // Classic acks as one record; simple ones with the revive ops buffered so far,
         // so the log has each delivery before its ack.
         let durable = self.store.backend.is_persistent();
         let mut classic = Vec::new();
+        let mut n_classic = 0u16;
         let mut simple = Vec::new();
         for a in acks {
             match a {
                 BlockAck::Classic { consumer, receipt } => {
+                    if !durable {
+                        continue;
+                    }
                     let slot = self.groups.held(*consumer, receipt)?;
-                    let key = slot.and_then(|s| self.groups.progress.key_at(s));
-                    if let (true, Some((owner, t, q))) = (durable, key) {
-                        classic.push((owner.clone(), t.clone(), *q, receipt.queue_offset));
+                    if let Some((owner, t, q)) = slot.and_then(|s| self.groups.progress.key_at(s)) {
+                        ack_body_push(&mut classic, owner, t, *q, receipt.queue_offset);
+                        n_classic += 1;
                     }
                 }
                 BlockAck::Simple { member, handle } => {
@@ -170,13 +226,10 @@ impl Engine {
                 }
             }
         }
-        if !classic.is_empty() {
+        if n_classic > 0 {
+            ack_body_finish(&mut classic, n_classic);
             self.store.system_queues(topic::ATOMIC_ACK_TOPIC, 1)?;
-            specs.push(system_record(
-                topic::ATOMIC_ACK_TOPIC,
-                ack_body(&classic),
-                now,
-            ));
+            specs.push(system_record(topic::ATOMIC_ACK_TOPIC, classic, now));
         }
         if let Some(body) = self.groups.pop.block_record(&simple) {
             self.store.system_queues(topic::REVIVE_TOPIC, 1)?;
@@ -191,28 +244,23 @@ impl Engine {
             }
         }
         if !specs.is_empty() {
-            self.room_for(&specs)?;
-            self.put(&specs, now)?;
+            self.room_for(specs)?;
+            self.put(specs, now)?;
         }
         // Stored: now the acks take effect here too.
-        let placed: Vec<_> = self
-            .store
-            .placed
-            .iter()
-            .map(|p| (p.phys, p.queue_offset))
-            .collect();
         for a in acks {
             if let BlockAck::Classic { consumer, receipt } = a {
                 self.groups.ack_receipt(*consumer, receipt)?;
             }
         }
         self.groups.pop.acked_in_block(&self.store, &simple);
-        let results = targets
-            .iter()
-            .zip(&placed)
-            .map(|((t, q), (phys, qo))| self.result(t, *q, *phys, *qo))
-            .collect();
-        Ok(self.answer_repeats(results, repeats))
+        let nonce = self.store.nonce;
+        for (r, p) in results.iter_mut().zip(&self.store.placed) {
+            r.msg_id = crate::message::id::make(nonce, p.phys);
+            r.queue_offset = p.queue_offset;
+            r.commitlog_offset = p.phys;
+        }
+        Ok(results)
     }
 }
 
@@ -226,6 +274,7 @@ fn system_record(topic: &str, body: Vec<u8>, now: u64) -> RecordSpec {
         prepared_tx_offset: 0,
         body: Bytes::from(body),
         properties: Vec::new(),
+        dedup: None,
     }
 }
 

@@ -10,9 +10,10 @@
 //!
 //! Memory is bounded by the window: entries live in append order (store times never
 //! decrease along the log), the oldest leave as the window passes, and a table of
-//! 4-byte positions finds them. Keys are two independent 64-bit hashes (one keyed
-//! at random per process), so a collision would need 128 bits to agree: about 45
-//! bytes per id.
+//! 8-byte slots (a position and 32 bits of the keyed hash, enough to grow the
+//! table without reading entries) finds them. Keys are two independent 64-bit
+//! hashes (one keyed at random per process), so a collision would need 128 bits to
+//! agree: about 53 bytes per id.
 
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
@@ -20,7 +21,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 
 use hashbrown::HashTable;
-use rustc_hash::FxBuildHasher;
+use rustc_hash::FxHasher;
 
 /// The longest dedup id, in bytes.
 pub const MAX_DEDUP_ID_LEN: usize = 256;
@@ -43,13 +44,24 @@ fn keyed() -> &'static RandomState {
 }
 
 impl Key {
+    /// Hashes `topic`, a 0xff byte and `id` (neither contains 0xff, being UTF-8),
+    /// fed to both hashers in one write where they fit a stack buffer.
     pub fn of(topic: &str, id: &str) -> Key {
-        let mut fx = FxBuildHasher.build_hasher();
+        let mut fx = FxHasher::default();
         let mut sip = keyed().build_hasher();
-        for h in [&mut fx as &mut dyn Hasher, &mut sip] {
-            h.write(topic.as_bytes());
-            h.write_u8(0xff);
-            h.write(id.as_bytes());
+        let (t, i) = (topic.as_bytes(), id.as_bytes());
+        let mut buf = [0u8; 320];
+        if let Some(joined) = buf.get_mut(..t.len() + 1 + i.len()) {
+            joined[..t.len()].copy_from_slice(t);
+            joined[t.len()] = 0xff;
+            joined[t.len() + 1..].copy_from_slice(i);
+            fx.write(joined);
+            sip.write(joined);
+        } else {
+            for part in [t, &[0xff], i] {
+                fx.write(part);
+                sip.write(part);
+            }
         }
         Key(fx.finish(), sip.finish())
     }
@@ -70,8 +82,28 @@ pub(crate) struct DedupWindow {
     /// In append order; `entries[i]` has sequence number `first + i` (wrapping).
     entries: VecDeque<Entry>,
     first: u32,
-    /// Sequence numbers of live entries, hashed by key.
-    table: HashTable<u32>,
+    /// Live entries by key.
+    table: HashTable<Slot>,
+}
+
+/// A table slot: an entry's sequence number and 32 bits of its key's keyed hash,
+/// which alone place the slot, so growing the table reads no entry.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    seq: u32,
+    tag: u32,
+}
+
+impl Key {
+    fn tag(self) -> u32 {
+        (self.1 >> 32) as u32
+    }
+}
+
+/// The table's hash of a slot with `tag` (its top bits pick the control byte, its
+/// low bits the bucket).
+fn hash_of(tag: u32) -> u64 {
+    (tag as u64) << 32 | tag as u64
 }
 
 impl DedupWindow {
@@ -87,13 +119,12 @@ impl DedupWindow {
     }
 
     fn find(&self, key: Key) -> Option<u32> {
-        let entries = &self.entries;
-        let first = self.first;
+        let (entries, first, tag) = (&self.entries, self.first, key.tag());
         self.table
-            .find(key.0, |s| {
-                entries[s.wrapping_sub(first) as usize].key == key
+            .find(hash_of(tag), |s| {
+                s.tag == tag && entries[s.seq.wrapping_sub(first) as usize].key == key
             })
-            .copied()
+            .map(|s| s.seq)
     }
 
     /// Drops what the window passed at `now`.
@@ -103,7 +134,7 @@ impl DedupWindow {
                 break;
             }
             let (key, seq) = (e.key, self.first);
-            if let Ok(found) = self.table.find_entry(key.0, |s| *s == seq) {
+            if let Ok(found) = self.table.find_entry(hash_of(key.tag()), |s| s.seq == seq) {
                 found.remove();
             }
             self.entries.pop_front();
@@ -124,14 +155,18 @@ impl DedupWindow {
             return;
         }
         self.expire(store_ts);
-        if self.get(key, store_ts).is_some() {
-            return;
-        }
-        if let Some(seq) = self.find(key) {
-            // A given-back or expired entry of the same key: forget it.
-            if let Ok(found) = self.table.find_entry(key.0, |s| *s == seq) {
-                found.remove();
+        let (entries, first, window_ms) = (&self.entries, self.first, self.window_ms);
+        let tag = key.tag();
+        let found = self.table.find_entry(hash_of(tag), |s| {
+            s.tag == tag && entries[s.seq.wrapping_sub(first) as usize].key == key
+        });
+        if let Ok(found) = found {
+            let e = &entries[found.get().seq.wrapping_sub(first) as usize];
+            if e.phys != u64::MAX && e.store_ts.saturating_add(window_ms) > store_ts {
+                return;
             }
+            // A given-back or expired entry of the same key: forget it.
+            found.remove();
         }
         let seq = self.first.wrapping_add(self.entries.len() as u32);
         self.entries.push_back(Entry {
@@ -139,10 +174,8 @@ impl DedupWindow {
             phys,
             store_ts,
         });
-        let (entries, first) = (&self.entries, self.first);
-        self.table.insert_unique(key.0, seq, |s| {
-            entries[s.wrapping_sub(first) as usize].key.0
-        });
+        self.table
+            .insert_unique(hash_of(tag), Slot { seq, tag }, |s| hash_of(s.tag));
     }
 
     /// The record at `phys` (a half message rolled back) gives its key back.

@@ -85,6 +85,9 @@ pub(crate) struct DispatchRequest<'a> {
     /// Encoded properties (without the CRC tail).
     pub properties: &'a [u8],
     pub body: &'a [u8],
+    /// The key of its `DEDUP_ID` if the send computed it (live); else dispatch
+    /// hashes the property.
+    pub dedup: Option<Key>,
 }
 
 impl<'a> DispatchRequest<'a> {
@@ -103,6 +106,7 @@ impl<'a> DispatchRequest<'a> {
             store_ts,
             properties: &spec.properties,
             body: &spec.body,
+            dedup: spec.dedup,
         }
     }
 
@@ -116,6 +120,7 @@ impl<'a> DispatchRequest<'a> {
             store_ts: r.store_ts,
             properties: r.raw_properties(),
             body: r.body(),
+            dedup: None,
         }
     }
 
@@ -188,16 +193,21 @@ pub(crate) fn dispatch(
             index.put(r.topic, k, r.phys);
         }
     }
-    let dedup = r.prop(prop::DEDUP_ID).and_then(|id| {
-        // Keyed by the topic the producer sent to; retries and dead letters are
-        // the engine's copies, never a producer's send.
-        let sent_to = match kind {
-            Kind::User if !topic::is_group_topic(r.topic) => Some(r.topic),
-            Kind::Schedule | Kind::Timer | Kind::Half => r.prop(prop::REAL_TOPIC),
-            _ => None,
-        };
-        sent_to.map(|t| Key::of(t, id))
-    });
+    // Keyed by the topic the producer sent to; retries and dead letters are the
+    // engine's copies, never a producer's send. A key the send computed is
+    // `Key::of` that topic (its own, or `REAL_TOPIC` once delayed or half) and id.
+    let dedup = match (kind, r.dedup) {
+        (Kind::User, _) if topic::is_group_topic(r.topic) => None,
+        (Kind::User | Kind::Schedule | Kind::Timer | Kind::Half, Some(k)) => Some(k),
+        _ => r.prop(prop::DEDUP_ID).and_then(|id| {
+            let sent_to = match kind {
+                Kind::User => Some(r.topic),
+                Kind::Schedule | Kind::Timer | Kind::Half => r.prop(prop::REAL_TOPIC),
+                _ => None,
+            };
+            sent_to.map(|t| Key::of(t, id))
+        }),
+    };
     if let Some(k) = dedup {
         s.dedup.put(k, r.phys, r.store_ts);
     }

@@ -144,6 +144,7 @@ fn send_back(
             prepared_tx_offset: 0,
             body,
             properties: props,
+            dedup: None,
         },
         delay,
     )))

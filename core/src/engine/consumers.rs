@@ -172,6 +172,7 @@ impl Engine {
             prepared_tx_offset: 0,
             body: body.into(),
             properties: Vec::new(),
+            dedup: None,
         };
         self.put(std::slice::from_ref(&spec), now)
     }

@@ -67,7 +67,8 @@ pub(crate) struct Engine {
     /// above `disk_max_used_ratio`, or the store was opened on a full disk.
     pub disk_full: Option<String>,
     /// Reused between sends.
-    spec_buf: Vec<RecordSpec>,
+    pub(crate) spec_buf: Vec<RecordSpec>,
+    pub(crate) key_buf: Vec<Option<Key>>,
     /// Backlog drills and DLQ redrives not finished (admin/drill/).
     pub drills: crate::admin::drill::Drills,
     /// Log records to emit once the lock is released.
@@ -146,6 +147,7 @@ impl Engine {
             arrived: false,
             disk_full: None,
             spec_buf: Vec::new(),
+            key_buf: Vec::new(),
             drills: crate::admin::drill::Drills::open(&*backend)?,
             notices: Vec::new(),
         };

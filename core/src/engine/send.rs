@@ -22,8 +22,11 @@ impl Engine {
     ) -> Result<Vec<SendResult>> {
         self.check_open()?;
         self.check_batch(&msgs, half_group.is_some())?;
-        let (msgs, repeats) = self.drop_repeats(msgs, now);
+        let mut msgs = msgs;
+        let mut keys = std::mem::take(&mut self.key_buf);
+        let repeats = self.drop_repeats(&mut msgs, &mut keys, now);
         if msgs.is_empty() {
+            self.key_buf = keys;
             return Ok(self.answer_repeats(Vec::new(), repeats));
         }
         // Ids the caller gave, to report (no allocation when none did).
@@ -34,11 +37,12 @@ impl Engine {
         let mut specs = std::mem::take(&mut self.spec_buf);
         specs.clear();
         let built = self
-            .build(msgs, rr, now, half_group, &mut specs)
+            .build(msgs, &keys, rr, now, half_group, &mut specs)
             .and_then(|to| self.room_for(&specs).map(|()| to));
         let put = built.and_then(|to| self.put(&specs, now).map(|()| to));
         specs.clear();
         self.spec_buf = specs;
+        self.key_buf = keys;
         let (topic_name, queue_id) = put?;
         let results = self
             .store
@@ -115,16 +119,19 @@ impl Engine {
 
     /// The records of a checked, non-empty batch (appended to `specs`): its topic
     /// created if allowed, its queue chosen, delays and half messages applied.
-    /// Returns the topic and queue.
+    /// `keys`, when not empty, has the dedup key of each message. Returns the topic
+    /// and queue.
     pub(crate) fn build(
         &mut self,
-        msgs: Vec<Message>,
+        msgs: impl IntoIterator<Item = Message>,
+        keys: &[Option<Key>],
         rr: u32,
         now: u64,
         half_group: Option<&str>,
         specs: &mut Vec<RecordSpec>,
-    ) -> Result<(String, u32)> {
-        let Some(first) = msgs.first() else {
+    ) -> Result<(Arc<str>, u32)> {
+        let mut msgs = msgs.into_iter().peekable();
+        let Some(first) = msgs.peek() else {
             return Err(Error::invalid("nothing to send"));
         };
         let (auto, n) = (
@@ -133,12 +140,12 @@ impl Engine {
         );
         let queues = self.store.user_topic_queues(&first.topic, auto, n)?;
         let queue_id = topic::select_queue(first, queues, rr)?;
-        let topic_name = first.topic.clone();
-        let topic = self.store.topic_arc(&topic_name);
+        let topic = self.store.topic_arc(&first.topic);
         let max_delay = self.settings.timer_max_delay_ms;
-        for m in msgs {
+        for (i, m) in msgs.enumerate() {
             let delay = m.delay;
             let mut spec = m.into_record(topic.clone(), queue_id, now);
+            spec.dedup = keys.get(i).copied().flatten();
             if delay != Delay::None {
                 self.schedule
                     .apply(&mut spec, delay, now, max_delay, &mut self.store)?;
@@ -149,43 +156,50 @@ impl Engine {
             properties::check_len(&spec.properties)?;
             specs.push(spec);
         }
-        Ok((topic_name, queue_id))
+        Ok((topic, queue_id))
     }
 
     /// Takes out of `msgs` those repeating a dedup id inside the window (of an earlier
-    /// send, or of an earlier message of this batch).
+    /// send, or of an earlier message of this batch). `keys` gets the dedup key of
+    /// each message kept, or stays empty when none has a dedup id.
     pub(crate) fn drop_repeats(
         &mut self,
-        msgs: Vec<Message>,
+        msgs: &mut Vec<Message>,
+        keys: &mut Vec<Option<Key>>,
         now: u64,
-    ) -> (Vec<Message>, Vec<Repeat>) {
+    ) -> Vec<Repeat> {
+        keys.clear();
+        let mut repeats = Vec::new();
         if msgs.iter().all(|m| m.dedup_id.is_none()) {
-            return (msgs, Vec::new());
+            return repeats;
         }
         self.dedup.expire(now);
-        let mut kept = Vec::with_capacity(msgs.len());
-        let mut repeats = Vec::new();
-        let mut batch: Vec<(Key, usize)> = Vec::new();
-        for (i, m) in msgs.into_iter().enumerate() {
-            if let Some(d) = &m.dedup_id {
-                let k = Key::of(&m.topic, d);
-                let stored = self
-                    .dedup
-                    .get(k, now)
-                    .and_then(|phys| self.store.send_result_at(phys));
-                if let Some(r) = stored {
-                    repeats.push(Repeat { at: i, of: Ok(r) });
-                    continue;
-                }
-                if let Some(&(_, j)) = batch.iter().find(|(b, _)| *b == k) {
-                    repeats.push(Repeat { at: i, of: Err(j) });
-                    continue;
-                }
-                batch.push((k, kept.len()));
+        let (window, store) = (&self.dedup, &self.store);
+        let mut at = 0;
+        msgs.retain(|m| {
+            let i = at;
+            at += 1;
+            let Some(d) = &m.dedup_id else {
+                keys.push(None);
+                return true;
+            };
+            let k = Key::of(&m.topic, d);
+            let stored = window
+                .get(k, now)
+                .and_then(|phys| store.send_result_at(phys));
+            if let Some(r) = stored {
+                repeats.push(Repeat { at: i, of: Ok(r) });
+                return false;
             }
-            kept.push(m);
-        }
-        (kept, repeats)
+            // An earlier message of this batch, by its index among those kept.
+            if let Some(j) = keys.iter().position(|b| *b == Some(k)) {
+                repeats.push(Repeat { at: i, of: Err(j) });
+                return false;
+            }
+            keys.push(Some(k));
+            true
+        });
+        repeats
     }
 
     /// The results of a send in the order of its messages: `stored` for the messages

@@ -35,16 +35,30 @@ pub(crate) fn check_lookup(id: &str) -> crate::Result<()> {
 
 /// A message id: the store's 64-bit nonce and the record's physical offset, 32 hex digits.
 pub(crate) fn make(nonce: u64, offset: u64) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = [0u8; 32];
-    let (head, tail) = out.split_at_mut(16);
-    for (half, v) in [(head, nonce), (tail, offset)] {
-        for (pair, b) in half.chunks_exact_mut(2).zip(v.to_be_bytes()) {
-            pair[0] = HEX[(b >> 4) as usize];
-            pair[1] = HEX[(b & 0xF) as usize];
-        }
-    }
+    out[..16].copy_from_slice(&hex(nonce));
+    out[16..].copy_from_slice(&hex(offset));
     std::str::from_utf8(&out).unwrap_or_default().to_owned()
+}
+
+/// The 16 uppercase hex digits of `v`, most significant first, all at once: each
+/// nibble spread to a byte of its own, then made a digit.
+fn hex(v: u64) -> [u8; 16] {
+    const ONES: u128 = u128::MAX / 0xFF;
+    // Byte i (little-endian) of `x` is byte i of `v` from the top.
+    let x = v.swap_bytes();
+    let nibbles = 0x0F0F_0F0F_0F0F_0F0F;
+    // Byte i of a u64 to byte 2i of a u128.
+    let spread = |w: u64| {
+        let mut w = w as u128;
+        w = (w | (w << 32)) & 0x0000_0000_FFFF_FFFF_0000_0000_FFFF_FFFF;
+        w = (w | (w << 16)) & 0x0000_FFFF_0000_FFFF_0000_FFFF_0000_FFFF;
+        (w | (w << 8)) & 0x00FF_00FF_00FF_00FF_00FF_00FF_00FF_00FF
+    };
+    let n = spread((x >> 4) & nibbles) | (spread(x & nibbles) << 8);
+    // 1 in each byte whose nibble is 10 or more: its digit is a letter.
+    let letters = ((n + 6 * ONES) >> 4) & ONES;
+    (n + 0x30 * ONES + 7 * letters).to_le_bytes()
 }
 
 /// The (nonce, physical offset) of a message id, if it is one.
@@ -71,6 +85,9 @@ mod tests {
             make(0x0123_4567_89AB_CDEF, 0xFF),
             "0123456789ABCDEF00000000000000FF"
         );
+        for v in [0, 9, 10, 0xF0, u64::MAX, 0xA5A5_5A5A_0F0F_F0F0, 1 << 63] {
+            assert_eq!(make(v, !v), format!("{v:016X}{:016X}", !v));
+        }
     }
 
     #[test]

@@ -146,6 +146,7 @@ impl Message {
             reconsume_times: 0,
             prepared_tx_offset: 0,
             properties: self.encode_properties(),
+            dedup: None,
             body: self.body,
         }
     }

@@ -53,6 +53,9 @@ pub(crate) struct RecordSpec {
     pub body: Bytes,
     /// Encoded `name\x01value\x02` pairs, without the CRC tail.
     pub properties: Vec<u8>,
+    /// The dedup window's key of its `DEDUP_ID`, computed by the send that made it
+    /// (not stored: dispatch hashes the property itself when this is None).
+    pub dedup: Option<crate::dedup::Key>,
 }
 
 impl RecordSpec {
@@ -323,6 +326,7 @@ mod tests {
             prepared_tx_offset: 0,
             body: Bytes::copy_from_slice(body),
             properties,
+            dedup: None,
         }
     }
 

@@ -141,6 +141,7 @@ impl MessageStore {
                 prepared_tx_offset: 0,
                 body: Bytes::new(),
                 properties: p,
+                dedup: None,
             };
             (real_topic, real_qid, spec, at, len)
         });

@@ -273,6 +273,7 @@ impl Transactions {
             prepared_tx_offset: 0,
             body: Bytes::from(format!("{half_qo},")),
             properties: props,
+            dedup: None,
         }
     }
 

@@ -86,6 +86,7 @@ fn copy_spec(
             prepared_tx_offset: 0,
             body: Bytes::new(),
             properties: p,
+            dedup: None,
         };
         (spec, at, len)
     })?;
