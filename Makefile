@@ -265,11 +265,11 @@ interop: python interop-official-deps
 
 # pocketmq serve beside a local Apache RocketMQ 5, the official Python client and
 # connect() as clients, embedded pocketmq in the same table; start-up and memory
-# (bench/rocketmq.py, about 10 minutes; restarts Apache to time its start, stops it after).
+# (bench/vs_rocketmq.py, about 10 minutes; restarts Apache to time its start, stops it after).
 bench-rocketmq: python tests/server/.venv/.installed
 	@command -v java >/dev/null || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y openjdk-17-jdk-headless; }
 	@command -v mvn >/dev/null || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y maven; }
-	rc=0; $(VPY) bench/rocketmq.py --restart-apache --write || rc=1; bash $(ROCKETMQ_SH) stop; exit $$rc
+	rc=0; $(VPY) bench/vs_rocketmq.py --restart-apache --write || rc=1; bash $(ROCKETMQ_SH) stop; exit $$rc
 # ==== end of Apache RocketMQ peer and official-client interop
 
 # ---- server (pocketmq-serve: RocketMQ 5 gRPC) ----------------------------------
