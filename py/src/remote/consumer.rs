@@ -566,9 +566,13 @@ impl RemoteConsumer {
 
 impl Drop for RemoteConsumer {
     fn drop(&mut self) {
-        self.0.release();
-        let client = &self.0.client;
-        Python::try_attach(|py| py.detach(|| client.close()));
+        let pop = &self.0;
+        Python::try_attach(|py| {
+            py.detach(|| {
+                pop.release();
+                pop.client.close();
+            })
+        });
     }
 }
 
@@ -713,9 +717,11 @@ impl RemoteConsumer {
     /// Leaves the group (the server releases what this consumer held); a receive
     /// blocked in another thread returns `[]`. Twice is harmless.
     fn close(&self, py: Python<'_>) {
-        self.0.release();
-        let client = &self.0.client;
-        py.detach(|| client.close());
+        let pop = &self.0;
+        py.detach(|| {
+            pop.release();
+            pop.client.close();
+        });
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
