@@ -270,8 +270,12 @@ impl Consumer {
     }
 
     /// Looks once (see `step`).
-    fn _receive_step(&self, py: Python<'_>, r: &PyReceiving) -> PyResult<Option<Vec<Message>>> {
-        step(py, &*self.inner, r)
+    fn _receive_step(
+        &self,
+        py: Python<'_>,
+        receiving: &PyReceiving,
+    ) -> PyResult<Option<Vec<Message>>> {
+        step(py, &*self.inner, receiving)
     }
 
     /// Calls `callback()` once, from any thread: when a receive may find messages,

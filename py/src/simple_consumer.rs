@@ -164,8 +164,12 @@ impl SimpleConsumer {
         start(&*self.0, max_messages, timeout)
     }
 
-    fn _receive_step(&self, py: Python<'_>, r: &PyReceiving) -> PyResult<Option<Vec<Message>>> {
-        step(py, &*self.0, r)
+    fn _receive_step(
+        &self,
+        py: Python<'_>,
+        receiving: &PyReceiving,
+    ) -> PyResult<Option<Vec<Message>>> {
+        step(py, &*self.0, receiving)
     }
 
     fn _on_ready(&self, py: Python<'_>, callback: Py<PyAny>) {
