@@ -258,40 +258,33 @@ group_cmd() { # name [fifo] [retries=N] [backoff=MS,...]
   echo "updateSubGroup -n $NAMESRV_ADDR -c $CLUSTER -g $name -o $orderly -r $retries${policy:+ -p $policy}"
 }
 
+# The mqadmin command line of one SPEC (topic:... or group:...); fails on anything else.
+spec_cmd() {
+  local spec=$1
+  local -a parts
+  IFS=: read -r -a parts <<< "${spec#*:}"
+  case ${spec%%:*} in
+    topic) topic_cmd "${parts[@]}" ;;
+    group) group_cmd "${parts[@]}" ;;
+    *) log "unknown spec '$spec'"; return 1 ;;
+  esac
+}
+
 create() {
   [ $# -gt 0 ] || die "usage: rocketmq.sh create topic:NAME[:TYPE] | group:NAME[:fifo][:retries=N][:backoff=MS,...] ..."
   fetch
-  local spec kind rest
-  local -a parts
-  {
-    for spec in "$@"; do
-      kind=${spec%%:*}
-      rest=${spec#*:}
-      IFS=: read -r -a parts <<< "$rest"
-      case $kind in
-        topic) topic_cmd "${parts[@]}" ;;
-        group) group_cmd "${parts[@]}" ;;
-        *) die "unknown spec '$spec'" ;;
-      esac
-    done
-  } | admin_batch
+  local spec
+  for spec in "$@"; do spec_cmd "$spec" >/dev/null || exit 1; done
+  for spec in "$@"; do spec_cmd "$spec"; done | admin_batch
 }
 
 # Like create, but reads one SPEC per stdin line and answers each at once ("ok  ..." or
 # "FAIL ..." on stdout) from one long-lived JVM: a test session creates what it uses.
 admin_server() {
   fetch
-  local spec kind rest
-  local -a parts
+  local spec
   while IFS= read -r spec; do
-    kind=${spec%%:*}
-    rest=${spec#*:}
-    IFS=: read -r -a parts <<< "$rest"
-    case $kind in
-      topic) topic_cmd "${parts[@]}" ;;
-      group) group_cmd "${parts[@]}" ;;
-      *) echo "# unknown spec '$spec'"; log "unknown spec '$spec'" ;;
-    esac
+    spec_cmd "$spec" || echo "# unknown spec"
   done | ADMIN_STREAM=true admin_batch
 }
 
