@@ -123,10 +123,6 @@ impl<'a> DispatchRequest<'a> {
             dedup: None,
         }
     }
-
-    pub fn prop(&self, name: &str) -> Option<&'a str> {
-        properties::value(self.properties, name)
-    }
 }
 
 /// The services a record may concern besides the ConsumeQueues and the index.
@@ -147,6 +143,18 @@ pub(crate) struct Services<'a> {
     pub arrived: &'a mut bool,
 }
 
+/// The properties dispatch reads.
+const READ: [&str; 8] = [
+    prop::TAGS,
+    prop::KEYS,
+    prop::DEDUP_ID,
+    prop::UNIQ_KEY,
+    prop::TIMER_DELIVER_MS,
+    prop::REAL_TOPIC,
+    prop::PGROUP,
+    prop::TX_RESOLUTION,
+];
+
 /// Classifies `r` and fans it out (see the module docs).
 pub(crate) fn dispatch(
     r: &DispatchRequest<'_>,
@@ -156,6 +164,9 @@ pub(crate) fn dispatch(
     s: &mut Services<'_>,
 ) -> Result<()> {
     let kind = kind_of(r.topic);
+    // Every name dispatch reads, in one pass over the block.
+    let [tags, keys, dedup_id, uniq_key, deliver_ms, real_topic, pgroup, resolution] =
+        properties::values(r.properties, &READ);
     let code = match kind {
         Kind::Schedule => {
             let delay = s
@@ -166,11 +177,10 @@ pub(crate) fn dispatch(
                 .unwrap_or(0);
             r.store_ts.saturating_add(delay)
         }
-        Kind::Timer => r
-            .prop(prop::TIMER_DELIVER_MS)
+        Kind::Timer => deliver_ms
             .and_then(|v| v.parse().ok())
             .unwrap_or(r.store_ts),
-        _ => properties::tag_code(r.prop(prop::TAGS)),
+        _ => properties::tag_code(tags),
     };
     let Some(cq) = queues.get_mut(r.topic, r.queue_id) else {
         return Err(Error::StoreCorrupted(format!(
@@ -188,7 +198,7 @@ pub(crate) fn dispatch(
         Mode::Replay => cq.replay(r.queue_offset, entry),
     }
     .map_err(store_err)?;
-    if let Some(keys) = r.prop(prop::KEYS) {
+    if let Some(keys) = keys {
         for k in keys.split(' ').filter(|k| !k.is_empty()) {
             index.put(r.topic, k, r.phys);
         }
@@ -199,10 +209,10 @@ pub(crate) fn dispatch(
     let dedup = match (kind, r.dedup) {
         (Kind::User, _) if topic::is_group_topic(r.topic) => None,
         (Kind::User | Kind::Schedule | Kind::Timer | Kind::Half, Some(k)) => Some(k),
-        _ => r.prop(prop::DEDUP_ID).and_then(|id| {
+        _ => dedup_id.and_then(|id| {
             let sent_to = match kind {
                 Kind::User => Some(r.topic),
-                Kind::Schedule | Kind::Timer | Kind::Half => r.prop(prop::REAL_TOPIC),
+                Kind::Schedule | Kind::Timer | Kind::Half => real_topic,
                 _ => None,
             };
             sent_to.map(|t| Key::of(t, id))
@@ -212,8 +222,8 @@ pub(crate) fn dispatch(
         s.dedup.put(k, r.phys, r.store_ts);
     }
     // A caller-given id (an engine id names its record by offset already).
-    if let Some(id) = r.prop(prop::UNIQ_KEY) {
-        if crate::message::id::parse(id).is_none() {
+    if let Some(id) = uniq_key {
+        if !crate::message::id::is_engine_id(id) {
             index.put_id(id, r.phys);
         }
     }
@@ -229,14 +239,14 @@ pub(crate) fn dispatch(
             *s.next_due = (*s.next_due).min(code);
         }
         Kind::Half => {
-            let group = r.prop(prop::PGROUP).unwrap_or("");
+            let group = pgroup.unwrap_or("");
             let due =
                 s.tx.on_half(r.queue_offset, r.phys, group, r.store_ts, dedup);
             *s.next_due = (*s.next_due).min(due);
         }
         Kind::Op => {
             // A rolled-back (or discarded) half message gives its dedup id back.
-            let rollback = r.prop(prop::TX_RESOLUTION) == Some(TxState::Rollback.as_str());
+            let rollback = resolution == Some(TxState::Rollback.as_str());
             for p in s.tx.on_op(r.body) {
                 if let (true, Some(k)) = (rollback, p.dedup) {
                     s.dedup.release(k, p.phys);

@@ -61,9 +61,15 @@ fn hex(v: u64) -> [u8; 16] {
     (n + 0x30 * ONES + 7 * letters).to_le_bytes()
 }
 
+/// Whether `id` has the shape of the engine's own ids (32 hex digits).
+#[inline]
+pub(crate) fn is_engine_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The (nonce, physical offset) of a message id, if it is one.
 pub(crate) fn parse(id: &str) -> Option<(u64, u64)> {
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !is_engine_id(id) {
         return None;
     }
     let nonce = u64::from_str_radix(&id[..16], 16).ok()?;

@@ -118,6 +118,36 @@ pub(crate) fn value<'a>(raw: &'a [u8], name: &str) -> Option<&'a str> {
     None
 }
 
+/// The values of each of `names` in one pass over `raw` (the first pair of a name wins,
+/// as in [`value`]): dispatch reads several names of every record.
+pub(crate) fn values<'a, const N: usize>(raw: &'a [u8], names: &[&str; N]) -> [Option<&'a str>; N] {
+    let mut out = [None; N];
+    let mut missing = N;
+    let mut rest = raw;
+    while !rest.is_empty() && missing > 0 {
+        let end = find_prop_sep(rest).unwrap_or(rest.len());
+        let pair = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or_default();
+        let Some(sep) = pair.iter().position(|b| *b == NAME_SEP) else {
+            continue;
+        };
+        let (name, value) = (&pair[..sep], &pair[sep + 1..]);
+        if value.is_empty() {
+            continue;
+        }
+        for (slot, want) in out.iter_mut().zip(names.iter()) {
+            if want.len() == name.len() && slot.is_none() && want.as_bytes() == name {
+                if let Ok(v) = std::str::from_utf8(value) {
+                    *slot = Some(v);
+                    missing -= 1;
+                }
+                break;
+            }
+        }
+    }
+    out
+}
+
 /// The position of the first `PROP_SEP` in `s`, eight bytes at a time.
 #[inline]
 fn find_prop_sep(s: &[u8]) -> Option<usize> {
@@ -199,6 +229,12 @@ mod tests {
         assert_eq!(value(&p, "LONG").map(str::len), Some(37));
         assert_eq!(value(&p, ""), None);
         assert_eq!(value(b"", "TAGS"), None);
+        // Several names in one pass agree with one lookup each.
+        let names = ["TAGS", "TAG", "A", "LONG", "", "TAGSX", "MISSING"];
+        assert_eq!(values(&p, &names), names.map(|n| value(&p, n)));
+        push(&mut p, "TAGS", "second");
+        assert_eq!(values(&p, &["TAGS"]), [Some("paid")], "the first pair wins");
+        assert_eq!(values(b"", &["TAGS", "KEYS"]), [None, None]);
         assert_eq!(
             value(b"TAGS\x01x", "TAGS"),
             Some("x"),
