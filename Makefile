@@ -269,6 +269,7 @@ interop: python interop-official-deps
 bench-rocketmq: python tests/server/.venv/.installed
 	@command -v java >/dev/null || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y openjdk-17-jdk-headless; }
 	@command -v mvn >/dev/null || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y maven; }
+	cargo build --release -p pocketmq-server --example loadgen
 	rc=0; $(VPY) bench/vs_rocketmq.py --restart-apache --write || rc=1; bash $(ROCKETMQ_SH) stop; exit $$rc
 # ==== end of Apache RocketMQ peer and official-client interop
 

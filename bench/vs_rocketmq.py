@@ -5,18 +5,24 @@ same clients, and embedded pocketmq (no network) in the same table.
 Clients, each in its own processes:
 - official: the Apache RocketMQ 5 Python client (rocketmq-python-client, tests/server/.venv);
 - connect:  pocketmq.connect(), the Rust client inside the pocketmq extension (tonic);
+- loadgen:  the server's Rust load generator (server/examples/loadgen.rs --endpoint), tonic,
+            16 concurrent producers then 16 consumers in one process: it sends for
+            --loadgen-seconds rather than a fixed count, then receives and acks all of it;
 - embedded: pocketmq.Broker on a file store in the worker process (no server at all).
 
 Per run, message size and server: P producer processes send N messages between them, one
 message per round trip, timing every send (latency p50/p99); then C consumer processes
 receive them in batches of 32 and ack each message, until all N are acked. Both servers
 flush asynchronously (pocketmq serve --flush async; Apache's broker ASYNC_FLUSH). Medians
-of --runs runs. Also: start-up time (spawn to serving) and resident memory of each server
+of --runs runs. Each row also gives the CPU time the server and the client processes spent
+per message (send, receive and ack together): where a client's own CPU is most of the
+cost, no server can make it much faster. Also: start-up time (spawn to serving) and resident memory of each server
 idle and after the load (pocketmq serve: its process; Apache: name server + proxy JVMs,
 the proxy with -Xms1g -Xmx1g as rocketmq.sh starts it).
 
 usage: vs_rocketmq.py [--messages 10000] [--producers 4] [--consumers 4] [--sizes 100,1024]
-                   [--runs 3] [--clients official,connect] [--restart-apache] [--write]
+                   [--runs 3] [--clients official,connect,loadgen] [--loadgen-seconds 5]
+                   [--restart-apache] [--write]
 
 Expects the local Apache RocketMQ running or startable (make bench-rocketmq starts it and
 stops it after), and the package in this interpreter. --write rewrites the section of
@@ -184,6 +190,7 @@ class Workers:
                 raise RuntimeError(f"worker did not start: {line!r}")
 
     def go(self) -> float:
+        self.cpu0 = cpu_s([p.pid for p in self.procs])
         t = time.perf_counter()
         for p in self.procs:
             assert p.stdin is not None
@@ -217,6 +224,8 @@ class Workers:
         return time.perf_counter()
 
     def stop(self) -> None:
+        """Stops the workers; `cpu` is what they spent from `go` on."""
+        self.cpu = cpu_s([p.pid for p in self.procs if p.poll() is None]) - getattr(self, "cpu0", 0.0)
         for p in self.procs:
             p.kill()
             p.wait()
@@ -249,8 +258,50 @@ def start_serve(work: Path) -> tuple[subprocess.Popen[str], str, float]:
     return proc, line.rsplit(" ", 1)[1].strip(), ready
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+LOADGEN = ROOT / "target/release/examples/loadgen"
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of pids (all their threads) so far."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def children_cpu_s() -> float:
+    r = __import__("resource").getrusage(__import__("resource").RUSAGE_CHILDREN)
+    return float(r.ru_utime + r.ru_stime)
+
+
 def load(client: str, endpoint: str, topic: str, group: str, a: argparse.Namespace, size: int,
-         pyexe: str) -> dict[str, float]:
+         pyexe: str, server: list[int]) -> dict[str, float]:
+    """One run of `client` against the server at `endpoint` (pids `server`), with the CPU
+    seconds per message of the server and of the clients."""
+    s0, c0 = cpu_s(server), children_cpu_s()
+    r, total, client_cpu = load_only(client, endpoint, topic, group, a, size, pyexe)
+    r["server_cpu_us"] = (cpu_s(server) - s0) / total * 1e6
+    # The worker processes from their start signal on (not their imports); the load
+    # generator as a whole, from its exit.
+    spent = client_cpu if client_cpu is not None else children_cpu_s() - c0
+    r["client_cpu_us"] = spent / total * 1e6
+    return r
+
+
+def load_only(client: str, endpoint: str, topic: str, group: str, a: argparse.Namespace, size: int,
+              pyexe: str) -> tuple[dict[str, float], int, float | None]:
+    if client == "loadgen":
+        out = subprocess.run([str(LOADGEN), "--endpoint", endpoint, "--topic", topic, "--size", str(size),
+                              "--runs", "1", "--seconds", str(a.loadgen_seconds), "--json"],
+                             capture_output=True, text=True, timeout=900)
+        if out.returncode != 0:
+            raise RuntimeError(f"loadgen failed: {out.stderr[-2000:]}")
+        rows = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
+        sent = re.search(r"send \S+ msgs/s \((\d+) msgs", out.stdout)
+        assert rows and sent, out.stdout
+        return rows[0], int(sent.group(1)), None
     per = a.messages // a.producers
     total = per * a.producers
     me = [pyexe, __file__, "--worker", client]
@@ -261,15 +312,17 @@ def load(client: str, endpoint: str, topic: str, group: str, a: argparse.Namespa
         t1, lat = prod.wait_done()
     finally:
         prod.stop()
+    spent = prod.cpu
     cons = Workers([[*me, "consume", endpoint, topic, group, str(total), str(size)] for _ in range(a.consumers)], env)
     try:
         t2 = cons.go()
         t3 = cons.wait_acked(total)
     finally:
         cons.stop()
+    spent += cons.cpu
     lat.sort()
     return {"send": total / (t1 - t0), "receive_ack": total / (t3 - t2),
-            "p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3}
+            "p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3}, total, spent
 
 
 def main() -> int:
@@ -280,7 +333,8 @@ def main() -> int:
     ap.add_argument("--consumers", type=int, default=4)
     ap.add_argument("--sizes", default="100,1024")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--clients", default="official,connect")
+    ap.add_argument("--clients", default="official,connect,loadgen")
+    ap.add_argument("--loadgen-seconds", type=int, default=5)
     ap.add_argument("--official-python", default=str(ROOT / "tests/server/.venv/bin/python"))
     ap.add_argument("--restart-apache", action="store_true", help="measure Apache's start-up (stop, start)")
     ap.add_argument("--write", action="store_true")
@@ -310,7 +364,11 @@ def main() -> int:
         for size in sizes:
             for client in clients:
                 specs += [f"topic:{prefix}-{run}-{size}-{client}:NORMAL", f"group:{prefix}-{run}-{size}-{client}-g"]
+    specs += [f"topic:{prefix}-warm:NORMAL", f"group:{prefix}-warm-g"]
     subprocess.run([*RMQ, "create", *specs], check=True, stdout=subprocess.DEVNULL)
+    if "loadgen" in clients:
+        # The JVM compiles its hot paths in the first seconds of load: warmed, unmeasured.
+        load_only("loadgen", apache, f"{prefix}-warm", f"{prefix}-warm-g", a, 100, sys.executable)
 
     rows: dict[tuple[str, str, int], list[dict[str, float]]] = {}
     serve_ready: list[float] = []
@@ -328,14 +386,14 @@ def main() -> int:
                         time.sleep(0.5)
                         serve_ready.append(ready)
                         serve_idle.append(rss_mib([proc.pid])[0])
-                        r = load(client, ep, name, name + "-g", a, size, pyexe)
+                        r = load(client, ep, name, name + "-g", a, size, pyexe, [proc.pid])
                         serve_peak.append(rss_mib([proc.pid])[1])
                     finally:
                         proc.terminate()
                         proc.wait(timeout=30)
                 rows.setdefault(("pocketmq serve", client, size), []).append(r)
                 print(f"run {run} {size} B {client:<8} pocketmq serve {fmt(r)}", flush=True)
-                r = load(client, apache, name, name + "-g", a, size, pyexe)
+                r = load(client, apache, name, name + "-g", a, size, pyexe, apache_pids())
                 apache_peak = max(apache_peak, rss_mib(apache_pids())[1])
                 rows.setdefault(("Apache RocketMQ", client, size), []).append(r)
                 print(f"run {run} {size} B {client:<8} Apache RocketMQ {fmt(r)}", flush=True)
@@ -366,21 +424,23 @@ def section(a: argparse.Namespace, med: dict[tuple[str, str, int], dict[str, flo
              f"processes, {a.messages:,} messages per run, one send per round trip, receive 32 + ack each; "
              f"medians of {a.runs} runs. Both servers flush asynchronously. Machine: {os.cpu_count()}-core shared "
              f"VM, {platform.system()} {platform.release()}, Python {platform.python_version()}.", "",
-             "| size | client | system | send msgs/s | receive+ack msgs/s | send p50 ms | send p99 ms |",
-             "|---|---|---|---:|---:|---:|---:|"]
+             "| size | client | system | send msgs/s | receive+ack msgs/s | send p50 ms | send p99 ms "
+             "| server CPU us/msg | client CPU us/msg |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for size in sizes:
         for client in clients:
             for system in ("pocketmq serve", "Apache RocketMQ"):
                 r = med[(system, client, size)]
                 lines.append(f"| {size} B | {client} | {system} | {r['send']:,.0f} | {r['receive_ack']:,.0f} | "
-                             f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+                             f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['server_cpu_us']:,.0f} | "
+                             f"{r['client_cpu_us']:,.0f} |")
             ps, ap = med[("pocketmq serve", client, size)], med[("Apache RocketMQ", client, size)]
             lines.append(f"| {size} B | {client} | **serve / Apache** | **{ps['send'] / ap['send']:.2f}x** | "
                          f"**{ps['receive_ack'] / ap['receive_ack']:.2f}x** | {ps['p50_ms'] / ap['p50_ms']:.2f}x | "
-                         f"**{ps['p99_ms'] / ap['p99_ms']:.2f}x** |")
+                         f"**{ps['p99_ms'] / ap['p99_ms']:.2f}x** | {ps['server_cpu_us'] / ap['server_cpu_us']:.2f}x | |")
         r = med[("embedded pocketmq", "in-process", size)]
         lines.append(f"| {size} B | in-process threads | embedded pocketmq | {r['send']:,.0f} | "
-                     f"{r['receive_ack']:,.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} |")
+                     f"{r['receive_ack']:,.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | | |")
     lines += ["", "| | pocketmq serve | Apache RocketMQ (name server + proxy JVMs) |", "|---|---:|---:|",
               f"| start-up to serving | {s['serve_ready_ms']:.0f} ms | "
               + (f"{s['apache_start_s']:.1f} s |" if "apache_start_s" in s else "not measured (already running) |"),

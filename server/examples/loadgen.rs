@@ -24,6 +24,13 @@
 //! `cargo run --release -p pocketmq-server --example loadgen -- [--producers 16]
 //!  [--size 100] [--seconds 5] [--batch 32] [--wakeups 1000] [--runs 3]
 //!  [--store DIR [--flush async|sync|none]]`
+//!
+//! With `--endpoint HOST:PORT [--topic T] [--json]` it drives a server elsewhere
+//! instead (`pocketmq serve`, or an Apache RocketMQ proxy, whose topic T and group
+//! `T-g` must exist): each client opens its Telemetry stream with its settings
+//! first, as the official clients do; each run sends for `--seconds`, then receives
+//! and acks all of it, and prints the rates and the send latencies (the no-op
+//! baseline and the wake-ups belong to the in-process mode).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +55,12 @@ struct Options {
     runs: usize,
     store: Option<std::path::PathBuf>,
     flush: FlushMode,
+    /// A server elsewhere (pocketmq serve, or an Apache RocketMQ proxy) instead of one
+    /// in this process.
+    endpoint: Option<SocketAddr>,
+    topic: String,
+    /// One JSON line per run too (external mode).
+    json: bool,
 }
 
 fn options() -> Options {
@@ -60,6 +73,9 @@ fn options() -> Options {
         runs: 3,
         store: None,
         flush: FlushMode::Async,
+        endpoint: None,
+        topic: "loadgen".into(),
+        json: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -73,6 +89,9 @@ fn options() -> Options {
             "--runs" => o.runs = v().parse().expect("a count"),
             "--store" => o.store = Some(v().into()),
             "--flush" => o.flush = v().parse().expect("async, sync or none"),
+            "--endpoint" => o.endpoint = Some(v().parse().expect("HOST:PORT (an IP address)")),
+            "--topic" => o.topic = v(),
+            "--json" => o.json = true,
             other => panic!("unknown option {other}"),
         }
     }
@@ -208,15 +227,22 @@ struct Run {
 #[allow(clippy::disallowed_methods)] // a benchmark measures real time
 async fn phase(addr: SocketAddr, call: Call, run_for: Duration, o: &Options) -> Run {
     let mut clients = Vec::new();
-    for _ in 0..o.producers {
+    let mut sessions = Vec::new();
+    for i in 0..o.producers {
         let ch = Channel::from_shared(format!("http://{addr}"))
             .unwrap()
             .tcp_nodelay(true)
             .connect()
             .await
             .expect("connect");
-        clients.push(MessagingServiceClient::new(ch));
+        let mut c = MessagingServiceClient::new(ch);
+        if o.endpoint.is_some() && matches!(call, Call::Send) {
+            let id = format!("loadgen@{}@{i}@bench", std::process::id());
+            sessions.push(handshake(&mut c, addr, &id, ClientType::Producer, &o.topic).await);
+        }
+        clients.push(c);
     }
+    let topic = o.topic.clone();
     let body = vec![b'x'; o.size];
     let stop = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -226,6 +252,7 @@ async fn phase(addr: SocketAddr, call: Call, run_for: Duration, o: &Options) -> 
         .map(|(i, mut c)| {
             let body = body.clone();
             let stop = stop.clone();
+            let topic = topic.clone();
             tokio::spawn(async move {
                 let id = format!("loadgen@{}@{i}@bench", std::process::id());
                 let mut lat = Vec::with_capacity(1 << 16);
@@ -248,15 +275,22 @@ async fn phase(addr: SocketAddr, call: Call, run_for: Duration, o: &Options) -> 
                         }
                         Call::Send => {
                             let m = Message {
-                                topic: Some(Resource {
-                                    resource_namespace: String::new(),
-                                    name: "loadgen".into(),
-                                }),
+                                topic: Some(resource(&topic)),
                                 user_properties: Default::default(),
                                 system_properties: Some(SystemProperties {
-                                    message_id: format!("01{:08X}{:024X}", i, n),
+                                    message_id: format!(
+                                        "01{:04X}{:04X}{:024X}",
+                                        std::process::id() & 0xFFFF,
+                                        i,
+                                        n
+                                    ),
                                     body_encoding: Encoding::Identity as i32,
                                     message_type: MessageType::Normal as i32,
+                                    born_host: "127.0.0.1".into(),
+                                    born_timestamp: Some(prost_types::Timestamp {
+                                        seconds: 1_796_000_000,
+                                        nanos: 0,
+                                    }),
                                     ..SystemProperties::default()
                                 }),
                                 body: body.clone(),
@@ -287,11 +321,98 @@ async fn phase(addr: SocketAddr, call: Call, run_for: Duration, o: &Options) -> 
         latencies_us.extend(t.await.expect("a load task"));
     }
     let secs = start.elapsed().as_secs_f64();
+    drop(sessions);
     Run {
         calls: latencies_us.len() as u64,
         secs,
         latencies_us,
     }
+}
+
+/// Opens the Telemetry stream of client `id` with its settings (a producer of
+/// `topic`, or a simple consumer of its group) and waits for the server's answer, as
+/// the official clients do; Apache's proxy serves no receive to a client without
+/// settings. The stream lives as long as what this returns.
+async fn handshake(
+    c: &mut MessagingServiceClient<Channel>,
+    addr: SocketAddr,
+    id: &str,
+    kind: ClientType,
+    topic: &str,
+) -> (
+    tokio::sync::mpsc::Sender<TelemetryCommand>,
+    Streaming<TelemetryCommand>,
+) {
+    use pocketmq_server::proto::settings::PubSub;
+    let pub_sub = if kind == ClientType::Producer {
+        PubSub::Publishing(Publishing {
+            topics: vec![resource(topic)],
+            max_body_size: 0,
+            validate_message_type: true,
+        })
+    } else {
+        PubSub::Subscription(Subscription {
+            group: Some(group_of(topic)),
+            subscriptions: vec![SubscriptionEntry {
+                topic: Some(resource(topic)),
+                expression: Some(FilterExpression {
+                    r#type: FilterType::Tag as i32,
+                    expression: "*".into(),
+                }),
+            }],
+            fifo: None,
+            receive_batch_size: None,
+            long_polling_timeout: Some(prost_types::Duration {
+                seconds: 20,
+                nanos: 0,
+            }),
+            ..Subscription::default()
+        })
+    };
+    let settings = Settings {
+        client_type: Some(kind as i32),
+        access_point: Some(Endpoints {
+            scheme: AddressScheme::IPv4 as i32,
+            addresses: vec![Address {
+                host: addr.ip().to_string(),
+                port: i32::from(addr.port()),
+            }],
+        }),
+        backoff_policy: None,
+        request_timeout: Some(prost_types::Duration {
+            seconds: 10,
+            nanos: 0,
+        }),
+        pub_sub: Some(pub_sub),
+        user_agent: Some(Ua {
+            language: Language::Rust as i32,
+            version: env!("CARGO_PKG_VERSION").into(),
+            platform: std::env::consts::OS.into(),
+            hostname: "localhost".into(),
+        }),
+        metric: Some(Metric {
+            on: false,
+            endpoints: None,
+        }),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(TelemetryCommand {
+        status: None,
+        command: Some(telemetry_command::Command::Settings(settings)),
+    })
+    .await
+    .expect("the settings queued");
+    let mut inbound = c
+        .telemetry(with_headers(ReceiverStream::new(rx), id))
+        .await
+        .expect("telemetry")
+        .into_inner();
+    let reply = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+        .await
+        .expect("the server answers the settings")
+        .expect("the telemetry stream");
+    assert!(reply.is_some(), "the server answered the settings");
+    (tx, inbound)
 }
 
 async fn connect(addr: SocketAddr) -> MessagingServiceClient<Channel> {
@@ -349,11 +470,15 @@ async fn receive_once(
     id: &str,
     r: ReceiveMessageRequest,
 ) -> Vec<Message> {
-    let mut stream = c
-        .receive_message(with_headers(r, id))
-        .await
-        .expect("receive")
-        .into_inner();
+    // A deadline, as the official clients give (Apache's proxy needs one, and room
+    // for its 5 s shortest poll): the poll and a request timeout.
+    let poll = r
+        .long_polling_timeout
+        .as_ref()
+        .map_or(0, |d| d.seconds as u64);
+    let mut req = with_headers(r, id);
+    req.set_timeout(Duration::from_secs(poll.max(5) + 5));
+    let mut stream = c.receive_message(req).await.expect("receive").into_inner();
     let mut out = Vec::new();
     while let Some(item) = stream.message().await.expect("the receive stream") {
         match item.content {
@@ -406,10 +531,20 @@ async fn ack(c: &mut MessagingServiceClient<Channel>, id: &str, topic: &str, msg
 #[allow(clippy::disallowed_methods)] // a benchmark measures real time
 async fn consume(addr: SocketAddr, want: u64, run_for: Duration, o: &Options) -> Run {
     let mut clients = Vec::new();
-    for _ in 0..o.producers {
-        clients.push(connect(addr).await);
+    let mut sessions = Vec::new();
+    for i in 0..o.producers {
+        let mut c = connect(addr).await;
+        if o.endpoint.is_some() {
+            let id = format!("loadgen@{}@c{i}@bench", std::process::id());
+            sessions.push(handshake(&mut c, addr, &id, ClientType::SimpleConsumer, &o.topic).await);
+        }
+        clients.push(c);
     }
     let done = Arc::new(AtomicU64::new(0));
+    // Microseconds from the start to the ack that completed `want`: a server may
+    // hold the receives still parked at the end for seconds (Apache's proxy polls
+    // at least 5 s), which is no part of the throughput.
+    let finished = Arc::new(AtomicU64::new(u64::MAX));
     let start = Instant::now();
     let deadline = start + run_for;
     let tasks: Vec<_> = clients
@@ -417,20 +552,27 @@ async fn consume(addr: SocketAddr, want: u64, run_for: Duration, o: &Options) ->
         .enumerate()
         .map(|(i, mut c)| {
             let done = done.clone();
+            let finished = finished.clone();
             let batch = o.batch;
+            let topic = o.topic.clone();
             tokio::spawn(async move {
                 let id = format!("loadgen@{}@c{i}@bench", std::process::id());
                 let mut lat = Vec::with_capacity(1 << 14);
                 while done.load(Ordering::Relaxed) < want && Instant::now() < deadline {
                     let t = Instant::now();
-                    let r = receive_request("loadgen", batch, Duration::from_millis(200));
+                    let r = receive_request(&topic, batch, Duration::from_millis(200));
                     let msgs = receive_once(&mut c, &id, r).await;
                     if msgs.is_empty() {
                         continue;
                     }
-                    ack(&mut c, &id, "loadgen", &msgs).await;
+                    ack(&mut c, &id, &topic, &msgs).await;
                     lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                    done.fetch_add(msgs.len() as u64, Ordering::Relaxed);
+                    let n = msgs.len() as u64;
+                    if done.fetch_add(n, Ordering::Relaxed) < want
+                        && done.load(Ordering::Relaxed) >= want
+                    {
+                        finished.fetch_min(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    }
                 }
                 lat
             })
@@ -440,9 +582,11 @@ async fn consume(addr: SocketAddr, want: u64, run_for: Duration, o: &Options) ->
     for t in tasks {
         latencies_us.extend(t.await.expect("a consumer task"));
     }
+    drop(sessions);
+    let elapsed = start.elapsed().as_secs_f64();
     Run {
         calls: done.load(Ordering::Relaxed),
-        secs: start.elapsed().as_secs_f64(),
+        secs: elapsed.min(finished.load(Ordering::Relaxed) as f64 / 1e6),
         latencies_us,
     }
 }
@@ -672,12 +816,72 @@ fn print_table(runs: &[Figures]) {
     );
 }
 
+/// Against a server elsewhere: per run, `--seconds` of sends, then receive+ack of
+/// everything that run sent; throughput and the send latencies.
+#[allow(clippy::disallowed_methods)] // a benchmark measures real time
+async fn external(addr: SocketAddr, o: &Options) {
+    println!(
+        "loadgen: {addr}, topic {}, {} producers then {} consumers, {} B bodies, {} s of sends a run; \
+         {} cores, load average {}",
+        o.topic,
+        o.producers,
+        o.producers,
+        o.size,
+        o.seconds,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
+    // Whatever an earlier run left is drained, unmeasured.
+    let _ = consume(addr, u64::MAX, Duration::from_secs(6), o).await;
+    let mut rows = Vec::new();
+    for run in 1..=o.runs {
+        let s = phase(addr, Call::Send, Duration::from_secs(o.seconds), o).await;
+        let r = consume(addr, s.calls, Duration::from_secs(300), o).await;
+        assert!(
+            r.calls >= s.calls,
+            "every message sent was received and acked"
+        );
+        let mut lat = s.latencies_us.clone();
+        lat.sort_unstable();
+        let row = (
+            s.calls as f64 / s.secs,
+            r.calls as f64 / r.secs,
+            f64::from(pct(&lat, 0.5)) / 1e3,
+            f64::from(pct(&lat, 0.99)) / 1e3,
+        );
+        println!(
+            "run {run}: send {:.0} msgs/s ({} msgs, p50 {:.2} ms, p99 {:.2} ms); receive+ack {:.0} msgs/s",
+            row.0, s.calls, row.2, row.3, row.1
+        );
+        if o.json {
+            println!(
+                "{{\"send\": {:.1}, \"receive_ack\": {:.1}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}}}",
+                row.0, row.1, row.2, row.3
+            );
+        }
+        rows.push(row);
+    }
+    println!(
+        "median of {}: send {:.0} msgs/s, receive+ack {:.0} msgs/s, send p50 {:.2} ms, p99 {:.2} ms; load average at the end {}",
+        rows.len(),
+        median(rows.iter().map(|r| r.0).collect()),
+        median(rows.iter().map(|r| r.1).collect()),
+        median(rows.iter().map(|r| r.2).collect()),
+        median(rows.iter().map(|r| r.3).collect()),
+        load_average()
+    );
+}
+
 fn main() {
     let o = options();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a runtime");
+    if let Some(addr) = o.endpoint {
+        runtime.block_on(external(addr, &o));
+        return;
+    }
     runtime.block_on(async {
         let broker = match &o.store {
             Some(dir) => Broker::open(BrokerConfig {
@@ -742,7 +946,10 @@ fn main() {
                 r.add(consume(server.local_addr(), stored - r.calls, slice, &o).await);
             }
             assert_eq!(
-                server.broker().lag("loadgen-g", "loadgen").unwrap(),
+                server
+                    .broker()
+                    .lag(&group_of(&o.topic).name, &o.topic)
+                    .unwrap(),
                 0,
                 "every message acked"
             );
