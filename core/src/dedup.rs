@@ -50,7 +50,7 @@ impl Key {
         let mut fx = FxHasher::default();
         let mut sip = keyed().build_hasher();
         let (t, i) = (topic.as_bytes(), id.as_bytes());
-        let mut buf = [0u8; 320];
+        let mut buf = [0u8; 128];
         if let Some(joined) = buf.get_mut(..t.len() + 1 + i.len()) {
             joined[..t.len()].copy_from_slice(t);
             joined[t.len()] = 0xff;

@@ -177,10 +177,10 @@ pub(crate) fn dispatch(
                 .unwrap_or(0);
             r.store_ts.saturating_add(delay)
         }
-        Kind::Timer => deliver_ms
+        Kind::Timer => properties::text(deliver_ms)
             .and_then(|v| v.parse().ok())
             .unwrap_or(r.store_ts),
-        _ => properties::tag_code(tags),
+        _ => properties::tag_code(properties::text(tags)),
     };
     let Some(cq) = queues.get_mut(r.topic, r.queue_id) else {
         return Err(Error::StoreCorrupted(format!(
@@ -198,7 +198,7 @@ pub(crate) fn dispatch(
         Mode::Replay => cq.replay(r.queue_offset, entry),
     }
     .map_err(store_err)?;
-    if let Some(keys) = keys {
+    if let Some(keys) = properties::text(keys) {
         for k in keys.split(' ').filter(|k| !k.is_empty()) {
             index.put(r.topic, k, r.phys);
         }
@@ -209,10 +209,10 @@ pub(crate) fn dispatch(
     let dedup = match (kind, r.dedup) {
         (Kind::User, _) if topic::is_group_topic(r.topic) => None,
         (Kind::User | Kind::Schedule | Kind::Timer | Kind::Half, Some(k)) => Some(k),
-        _ => dedup_id.and_then(|id| {
+        _ => properties::text(dedup_id).and_then(|id| {
             let sent_to = match kind {
                 Kind::User => Some(r.topic),
-                Kind::Schedule | Kind::Timer | Kind::Half => real_topic,
+                Kind::Schedule | Kind::Timer | Kind::Half => properties::text(real_topic),
                 _ => None,
             };
             sent_to.map(|t| Key::of(t, id))
@@ -222,8 +222,8 @@ pub(crate) fn dispatch(
         s.dedup.put(k, r.phys, r.store_ts);
     }
     // A caller-given id (an engine id names its record by offset already).
-    if let Some(id) = uniq_key {
-        if !crate::message::id::is_engine_id(id) {
+    if let Some(id) = uniq_key.filter(|id| !crate::message::id::is_engine_id(id)) {
+        if let Some(id) = properties::text(Some(id)) {
             index.put_id(id, r.phys);
         }
     }
@@ -239,14 +239,14 @@ pub(crate) fn dispatch(
             *s.next_due = (*s.next_due).min(code);
         }
         Kind::Half => {
-            let group = pgroup.unwrap_or("");
+            let group = properties::text(pgroup).unwrap_or("");
             let due =
                 s.tx.on_half(r.queue_offset, r.phys, group, r.store_ts, dedup);
             *s.next_due = (*s.next_due).min(due);
         }
         Kind::Op => {
             // A rolled-back (or discarded) half message gives its dedup id back.
-            let rollback = resolution == Some(TxState::Rollback.as_str());
+            let rollback = resolution == Some(TxState::Rollback.as_str().as_bytes());
             for p in s.tx.on_op(r.body) {
                 if let (true, Some(k)) = (rollback, p.dedup) {
                     s.dedup.release(k, p.phys);

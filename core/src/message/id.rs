@@ -63,13 +63,13 @@ fn hex(v: u64) -> [u8; 16] {
 
 /// Whether `id` has the shape of the engine's own ids (32 hex digits).
 #[inline]
-pub(crate) fn is_engine_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+pub(crate) fn is_engine_id(id: &[u8]) -> bool {
+    id.len() == 32 && id.iter().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The (nonce, physical offset) of a message id, if it is one.
 pub(crate) fn parse(id: &str) -> Option<(u64, u64)> {
-    if !is_engine_id(id) {
+    if !is_engine_id(id.as_bytes()) {
         return None;
     }
     let nonce = u64::from_str_radix(&id[..16], 16).ok()?;

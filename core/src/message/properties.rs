@@ -119,8 +119,12 @@ pub(crate) fn value<'a>(raw: &'a [u8], name: &str) -> Option<&'a str> {
 }
 
 /// The values of each of `names` in one pass over `raw` (the first pair of a name wins,
-/// as in [`value`]): dispatch reads several names of every record.
-pub(crate) fn values<'a, const N: usize>(raw: &'a [u8], names: &[&str; N]) -> [Option<&'a str>; N] {
+/// as in [`value`]), as bytes: dispatch reads several names of every record, and checks
+/// as text only those it uses ([`text`]).
+pub(crate) fn values<'a, const N: usize>(
+    raw: &'a [u8],
+    names: &[&str; N],
+) -> [Option<&'a [u8]>; N] {
     let mut out = [None; N];
     let mut missing = N;
     let mut rest = raw;
@@ -137,15 +141,19 @@ pub(crate) fn values<'a, const N: usize>(raw: &'a [u8], names: &[&str; N]) -> [O
         }
         for (slot, want) in out.iter_mut().zip(names.iter()) {
             if want.len() == name.len() && slot.is_none() && want.as_bytes() == name {
-                if let Ok(v) = std::str::from_utf8(value) {
-                    *slot = Some(v);
-                    missing -= 1;
-                }
+                *slot = Some(value);
+                missing -= 1;
                 break;
             }
         }
     }
     out
+}
+
+/// A value of [`values`] as text (None when it is not UTF-8, as [`value`] skips it).
+#[inline]
+pub(crate) fn text(v: Option<&[u8]>) -> Option<&str> {
+    v.and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// The position of the first `PROP_SEP` in `s`, eight bytes at a time.
@@ -231,9 +239,13 @@ mod tests {
         assert_eq!(value(b"", "TAGS"), None);
         // Several names in one pass agree with one lookup each.
         let names = ["TAGS", "TAG", "A", "LONG", "", "TAGSX", "MISSING"];
-        assert_eq!(values(&p, &names), names.map(|n| value(&p, n)));
+        assert_eq!(values(&p, &names).map(text), names.map(|n| value(&p, n)));
         push(&mut p, "TAGS", "second");
-        assert_eq!(values(&p, &["TAGS"]), [Some("paid")], "the first pair wins");
+        assert_eq!(
+            values(&p, &["TAGS"]),
+            [Some(&b"paid"[..])],
+            "the first pair wins"
+        );
         assert_eq!(values(b"", &["TAGS", "KEYS"]), [None, None]);
         assert_eq!(
             value(b"TAGS\x01x", "TAGS"),
