@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +26,12 @@ import pocketmq
 
 # A fixed start keeps ManualClock tests independent of the wall clock.
 T0 = 1_700_000_000.0
+
+# Tests press Ctrl-C in child processes (tail -f, serve, a blocked receive). A runner
+# started in the background of a non-interactive shell inherits SIGINT ignored, and
+# so would every child it starts; restore the terminal's default for them.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 TARGET = os.environ.get("POCKETMQ_TARGET", "embedded")
