@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -272,7 +273,7 @@ def cpu_s(pids: list[int]) -> float:
 
 
 def children_cpu_s() -> float:
-    r = __import__("resource").getrusage(__import__("resource").RUSAGE_CHILDREN)
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return float(r.ru_utime + r.ru_stime)
 
 

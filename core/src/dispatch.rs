@@ -223,7 +223,7 @@ pub(crate) fn dispatch(
     }
     // A caller-given id (an engine id names its record by offset already).
     if let Some(id) = uniq_key.filter(|id| !crate::message::id::is_engine_id(id)) {
-        if let Some(id) = properties::text(Some(id)) {
+        if let Ok(id) = std::str::from_utf8(id) {
             index.put_id(id, r.phys);
         }
     }

@@ -568,9 +568,8 @@ async fn consume(addr: SocketAddr, want: u64, run_for: Duration, o: &Options) ->
                     ack(&mut c, &id, &topic, &msgs).await;
                     lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
                     let n = msgs.len() as u64;
-                    if done.fetch_add(n, Ordering::Relaxed) < want
-                        && done.load(Ordering::Relaxed) >= want
-                    {
+                    let before = done.fetch_add(n, Ordering::Relaxed);
+                    if before < want && before + n >= want {
                         finished.fetch_min(start.elapsed().as_micros() as u64, Ordering::Relaxed);
                     }
                 }
