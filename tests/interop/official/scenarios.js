@@ -231,9 +231,12 @@ async function scDelay(ctx, r) {
   const producer = await ctx.producer([topic]);
   const consumer = await ctx.simple(ctx.name('delay-g'), topic);
   try {
-    const due = new Map(); // Node sends delivery timestamps in milliseconds
+    // Node sends delivery timestamps in milliseconds; they are due on a whole second here,
+    // as the Python client's are, because Apache's timer wheel fires a due time inside a
+    // second at that second's end (0.85-0.9 s late, leaving no margin on a loaded machine).
+    const due = new Map();
     for (const [i, d] of [3000, 4000, 5000].entries()) {
-      const at = new Date(Date.now() + d);
+      const at = new Date(Math.ceil((Date.now() + d) / 1000) * 1000);
       const rc = await producer.send(msg(topic, `delay-${i}`, { deliveryTimestamp: at }));
       due.set(rc.messageId, at.getTime() / 1000);
     }
