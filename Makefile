@@ -126,8 +126,9 @@ test-browser: wasm chromium npm-deps
 	bash tests/browser/run.sh
 
 # Every check runs even when an earlier one fails (-k); the exit status is
-# non-zero if any failed.
-check: fmt clippy wasm-build rust-test py-test test-connect mypy notebooks test-js test-browser test-server-clients fuzz
+# non-zero if any failed. The engine's wasm32 build is checked by `wasm` (the npm
+# package's release build), which the JS suites need anyway.
+check: fmt clippy wasm rust-test py-test test-connect mypy notebooks test-js test-browser test-server-clients fuzz
 
 # Fuzzing takes TEST_FUZZ_SECONDS per target here (CI, .ci/run, gives it 60: `make
 # fuzz`'s default) so a warm local run stays short.
