@@ -14,7 +14,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The wasm-bindgen CLI must match the wasm-bindgen crate in Cargo.lock exactly.
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/"/, "", $$3); print $$3; exit }' Cargo.lock)
 
-.PHONY: help demo test check bench venv python tools wasm-target wasm-bindgen-cli chromium npm-deps \
+.PHONY: help demo test check check-lanes lane-native lane-python bench venv python tools wasm-target wasm-bindgen-cli chromium npm-deps \
         fmt clippy wasm-build rust-test py-test test-connect mypy notebooks notebook-outputs wasm test-js test-browser clean
 
 help:
@@ -88,8 +88,9 @@ wasm-build: wasm-target
 rust-test:
 	$(CARGO) test --workspace --no-fail-fast
 
+# Two worker processes (pytest-xdist): most tests wait on timers and child processes.
 py-test: python
-	$(VPY) -m pytest tests/python
+	$(VPY) -m pytest -n 2 tests/python
 
 # pocketmq.connect() against `pocketmq serve` (tests/python/test_connect.py), then the
 # producer and simple-consumer tests unchanged over connect() (POCKETMQ_TARGET=serve;
@@ -107,7 +108,7 @@ mypy: python
 	$(VPY) -m mypy.stubtest pocketmq._native
 
 notebooks: python
-	$(VPY) -m pytest --nbmake examples/notebooks
+	$(VPY) -m pytest -n 2 --nbmake examples/notebooks
 
 # Re-runs notebooks and saves their outputs in place, to commit them:
 # make notebook-outputs NOTEBOOKS=examples/notebooks/peak_shaving.ipynb
@@ -128,13 +129,27 @@ test-browser: wasm chromium npm-deps
 # Every check runs even when an earlier one fails (-k); the exit status is
 # non-zero if any failed. The engine's wasm32 build is checked by `wasm` (the npm
 # package's release build), which the JS suites need anyway.
-check: fmt clippy wasm rust-test py-test test-connect mypy notebooks test-js test-browser test-server-clients fuzz
+NATIVE_CHECKS := fmt clippy wasm rust-test test-js test-browser fuzz
+PYTHON_CHECKS := py-test test-connect mypy notebooks test-server-clients
+check: $(NATIVE_CHECKS) $(PYTHON_CHECKS)
+
+# `check` in two lanes at once, each in order, its lines tagged with the lane's name:
+# much of a suite's time is spent waiting (timers, long polls, child processes), which
+# the other lane's builds fill. `make test` runs this.
+check-lanes:
+	$(MAKE) --no-print-directory -j2 -k lane-native lane-python
+
+# A lane is a serial make of its checks (MAKEFLAGS cleared: no jobserver); -k as in `check`.
+lane-native lane-python: lane-%:
+	MAKEFLAGS= $(MAKE) --no-print-directory -k $(LANE_$*) FUZZ_SECONDS=$(FUZZ_SECONDS) 2>&1 | sed -u 's/^/[$*] /'
+LANE_native := $(NATIVE_CHECKS)
+LANE_python := $(PYTHON_CHECKS)
 
 # Fuzzing takes TEST_FUZZ_SECONDS per target here (CI, .ci/run, gives it 60: `make
 # fuzz`'s default) so a warm local run stays short.
 TEST_FUZZ_SECONDS ?= 20
 test: tools
-	$(MAKE) -k check FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
+	$(MAKE) --no-print-directory check-lanes FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 
 # ---- reliability --------------------------------------------------------------
 
