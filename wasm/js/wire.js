@@ -114,12 +114,15 @@ function message(body, o) {
     for (const k of keys) str(typed("a key", k, "string"));
   }
   if (bits & 4) {
-    if (typeof o.properties !== "object" || Array.isArray(o.properties)) throw new TypeError("properties must be an object of strings");
-    const entries = Object.entries(o.properties);
-    u32(entries.length);
-    for (const [k, v] of entries) {
-      str(k);
-      str(typed(`property ${k}`, v, "string"));
+    const props = o.properties;
+    if (typeof props !== "object" || Array.isArray(props)) throw new TypeError("properties must be an object of strings");
+    const names = Object.keys(props);
+    u32(names.length);
+    for (let i = 0; i < names.length; i++) {
+      const v = props[names[i]];
+      if (typeof v !== "string") throw new TypeError(`property ${names[i]} must be a string`);
+      str(names[i]);
+      str(v);
     }
   }
   if (bits & 8) str(typed("shardingKey", o.shardingKey, "string"));
