@@ -129,8 +129,8 @@ test-browser: wasm chromium npm-deps
 # Every check runs even when an earlier one fails (-k); the exit status is
 # non-zero if any failed. The engine's wasm32 build is checked by `wasm` (the npm
 # package's release build), which the JS suites need anyway.
-NATIVE_CHECKS := fmt clippy wasm rust-test test-js test-browser fuzz
-PYTHON_CHECKS := py-test test-connect mypy notebooks test-server-clients
+NATIVE_CHECKS := fmt clippy wasm rust-test test-js test-browser
+PYTHON_CHECKS := py-test test-connect mypy notebooks test-server-clients fuzz
 check: $(NATIVE_CHECKS) $(PYTHON_CHECKS)
 
 # `check` in two lanes at once, each in order, its lines tagged with the lane's name:
