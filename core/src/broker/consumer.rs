@@ -83,6 +83,7 @@ impl Consumer {
             &self.closed,
             r,
             slice,
+            !self.config.orderly,
             |e, max, visible, now| {
                 let Engine { store, groups, .. } = e;
                 groups.receive(store, handle, max, visible, now)

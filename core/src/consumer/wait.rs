@@ -91,12 +91,15 @@ impl Receiving {
 }
 
 /// One step of a long poll (see `Consumer::receive_step`): `take(engine, max,
-/// visible end, now)` takes what is there, without waiting.
+/// visible end, now)` takes what is there, without waiting. `fill`: a short batch
+/// may wait a moment for more arrivals (not for an orderly consumer, which takes one
+/// message per queue: the ones it took would wait for arrivals it cannot take).
 pub(crate) fn long_poll(
     broker: &Broker,
     closed: &AtomicBool,
     r: &Receiving,
     slice: Option<Duration>,
+    fill: bool,
     mut take: impl FnMut(&mut Engine, usize, u64, u64) -> Result<Vec<Taken>>,
 ) -> Result<Option<Vec<MessageExt>>> {
     broker.check_process()?;
@@ -122,7 +125,7 @@ pub(crate) fn long_poll(
         let now = broker.now();
         let mut msgs = take(&mut e, r.max, broker.visible_end(), now)?;
         if !msgs.is_empty() {
-            if msgs.len() < r.max && !wait.is_past() {
+            if fill && msgs.len() < r.max && !wait.is_past() {
                 // A short batch under a steady stream: give the senders a moment to
                 // fill it, so each receive (and its lock) carries more.
                 let seen = inner.arrivals.load(Ordering::Acquire);

@@ -106,6 +106,7 @@ impl SimpleConsumer {
             &self.closed,
             r,
             slice,
+            true,
             |e, max, visible, now| e.receive_simple(handle, max, invisible_ms, visible, now),
         )
     }
