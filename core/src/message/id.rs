@@ -41,9 +41,14 @@ pub(crate) fn make(nonce: u64, offset: u64) -> String {
     std::str::from_utf8(&out).unwrap_or_default().to_owned()
 }
 
-/// The 16 uppercase hex digits of `v`, most significant first, all at once: each
-/// nibble spread to a byte of its own, then made a digit.
+/// The 16 uppercase hex digits of `v`, most significant first.
 fn hex(v: u64) -> [u8; 16] {
+    hex_digits(v, b'A')
+}
+
+/// The 16 hex digits of `v`, most significant first, letters from `a` (`b'A'` or
+/// `b'a'`), all at once: each nibble spread to a byte of its own, then made a digit.
+pub(crate) fn hex_digits(v: u64, a: u8) -> [u8; 16] {
     const ONES: u128 = u128::MAX / 0xFF;
     // Byte i (little-endian) of `x` is byte i of `v` from the top.
     let x = v.swap_bytes();
@@ -58,7 +63,8 @@ fn hex(v: u64) -> [u8; 16] {
     let n = spread((x >> 4) & nibbles) | (spread(x & nibbles) << 8);
     // 1 in each byte whose nibble is 10 or more: its digit is a letter.
     let letters = ((n + 6 * ONES) >> 4) & ONES;
-    (n + 0x30 * ONES + 7 * letters).to_le_bytes()
+    let gap = u128::from(a - b'0' - 10);
+    (n + 0x30 * ONES + gap * letters).to_le_bytes()
 }
 
 /// Whether `id` has the shape of the engine's own ids (32 hex digits).

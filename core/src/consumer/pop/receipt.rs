@@ -3,6 +3,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 
+use crate::message::id::hex_digits;
 use crate::Error;
 
 pub(super) fn group_tag(name: &str) -> u32 {
@@ -15,21 +16,39 @@ pub(super) fn group_tag(name: &str) -> u32 {
 /// Built by hand: one is made per delivery, and `format!` cost more than the rest of
 /// a delivery.
 pub(crate) fn handle(tag: u32, queue: u32, offset: u64, gen: u32) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 40];
-    let mut put = |at: usize, v: u64, digits: usize| {
-        for i in 0..digits {
-            out[at + i] = HEX[((v >> (4 * (digits - 1 - i))) & 0xf) as usize];
-        }
-    };
-    put(0, tag.into(), 8);
-    put(8, queue.into(), 8);
-    put(16, offset, 16);
-    put(32, gen.into(), 8);
+    out[..16].copy_from_slice(&hex_digits(u64::from(tag) << 32 | u64::from(queue), b'a'));
+    out[16..32].copy_from_slice(&hex_digits(offset, b'a'));
+    out[32..].copy_from_slice(&hex_digits(u64::from(gen), b'a')[8..]);
     // All ASCII hex digits.
     std::str::from_utf8(&out)
         .map(str::to_owned)
         .unwrap_or_default()
+}
+
+/// The eight hex digits of `chunk` (either case) as a number, eight bytes at a time;
+/// None unless all eight are hex digits.
+fn hex8(chunk: &[u8]) -> Option<u32> {
+    const ONES: u64 = u64::MAX / 0xFF;
+    const HIGH: u64 = ONES * 0x80;
+    let x = u64::from_be_bytes(chunk.try_into().ok()?);
+    if x & HIGH != 0 {
+        return None;
+    }
+    // A byte (below 0x80) is within lo..=hi when adding 0x80 - lo sets its top bit
+    // and adding 0x7F - hi does not; neither sum carries into the next byte.
+    let within = |x: u64, lo: u64, hi: u64| (x + ONES * (0x80 - lo)) & !(x + ONES * (0x7F - hi));
+    let digits = within(x, b'0'.into(), b'9'.into());
+    let letters = within(x | (ONES * 0x20), b'a'.into(), b'f'.into());
+    if (digits | letters) & HIGH != HIGH {
+        return None;
+    }
+    // Each byte's value: its low nibble, plus 9 for a letter (bit 6 set).
+    let v = (x & (ONES * 0x0F)) + ((x >> 6) & ONES) * 9;
+    // Pairs of digits to bytes, bytes to halves, halves to the number.
+    let v = (v | v >> 4) & 0x00FF_00FF_00FF_00FF;
+    let v = (v | v >> 8) & 0x0000_FFFF_0000_FFFF;
+    Some((v | v >> 16) as u32)
 }
 
 pub(super) fn parse_handle(h: &str) -> Option<(u32, u32, u64, u32)> {
@@ -37,22 +56,12 @@ pub(super) fn parse_handle(h: &str) -> Option<(u32, u32, u64, u32)> {
     if b.len() != 40 {
         return None;
     }
-    let field = |from: usize, to: usize| -> Option<u64> {
-        b[from..to].iter().try_fold(0u64, |v, &c| {
-            let d = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                b'A'..=b'F' => c - b'A' + 10,
-                _ => return None,
-            };
-            Some(v << 4 | u64::from(d))
-        })
-    };
+    let hi = u64::from(hex8(&b[16..24])?) << 32;
     Some((
-        field(0, 8)? as u32,
-        field(8, 16)? as u32,
-        field(16, 32)?,
-        field(32, 40)? as u32,
+        hex8(&b[0..8])?,
+        hex8(&b[8..16])?,
+        hi | u64::from(hex8(&b[24..32])?),
+        hex8(&b[32..40])?,
     ))
 }
 
@@ -75,6 +84,20 @@ mod tests {
             assert_eq!(h.len(), 40);
             assert_eq!(h, format!("{tag:08x}{q:08x}{off:016x}{gen:08x}"));
             assert_eq!(parse_handle(&h), Some((tag, q, off, gen)));
+        }
+        let upper = handle(0xABCD_EF01, 0xA, 0xFEDC_BA98_7654_3210, 0xF).to_uppercase();
+        assert_eq!(
+            parse_handle(&upper),
+            Some((0xABCD_EF01, 0xA, 0xFEDC_BA98_7654_3210, 0xF))
+        );
+        // Each byte just outside the digits and letters, in every field.
+        for c in ['/', ':', '@', 'G', '`', 'g', ' ', '\u{7f}'] {
+            for at in [0, 7, 8, 15, 16, 31, 32, 39] {
+                let mut h = "0".repeat(40).into_bytes();
+                h[at] = c as u8;
+                let h = String::from_utf8(h).unwrap();
+                assert_eq!(parse_handle(&h), None, "{h:?}");
+            }
         }
         for bad in [
             "",
