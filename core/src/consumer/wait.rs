@@ -92,8 +92,9 @@ impl Receiving {
 
 /// One step of a long poll (see `Consumer::receive_step`): `take(engine, max,
 /// visible end, now)` takes what is there, without waiting. `fill`: a short batch
-/// may wait a moment for more arrivals (not for an orderly consumer, which takes one
-/// message per queue: the ones it took would wait for arrivals it cannot take).
+/// may wait a moment for more arrivals (not for an orderly or fifo consumer, which
+/// takes one message per queue or key at a time: the ones it took would wait for
+/// arrivals it may not be able to take).
 pub(crate) fn long_poll(
     broker: &Broker,
     closed: &AtomicBool,

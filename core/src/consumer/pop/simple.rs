@@ -106,7 +106,7 @@ impl SimpleConsumer {
             &self.closed,
             r,
             slice,
-            true,
+            !self.config.fifo,
             |e, max, visible, now| e.receive_simple(handle, max, invisible_ms, visible, now),
         )
     }
