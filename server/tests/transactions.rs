@@ -153,6 +153,14 @@ async fn an_open_half_message_is_checked_back_through_a_producer_stream() {
     })
     .await
     .unwrap();
+    // The server answers the settings once it has registered them: only then is
+    // this producer one the check can ask.
+    let reply = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+        .await
+        .expect("a settings reply within 10 s")
+        .unwrap()
+        .expect("the stream stays open");
+    assert!(matches!(reply.command, Some(Command::Settings(_))));
     let r = send(&mut client, half("pay", 1)).await;
     let tx_id = r.entries[0].transaction_id.clone();
     // Past the transaction timeout (6 s), the engine's check asks the producer.
