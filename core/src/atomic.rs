@@ -188,12 +188,14 @@ impl Engine {
     ) -> Result<Vec<SendResult>> {
         // Each send's result, placed once the block is stored.
         let mut results = Vec::with_capacity(sends.len());
+        let mut names = Vec::with_capacity(1);
         for (i, m) in sends.into_iter().enumerate() {
             let key = keys.get(i..=i).unwrap_or_default();
-            let (t, q) = self.build([m], key, rr.wrapping_add(i as u32), now, None, specs)?;
+            let rr = rr.wrapping_add(i as u32);
+            let (t, q) = self.build([m], key, rr, now, None, specs, &mut names)?;
             results.push(SendResult {
                 msg_id: String::new(),
-                topic: String::from(&*t),
+                topic: names.pop().unwrap_or_else(|| String::from(&*t)),
                 queue_id: q,
                 queue_offset: 0,
                 commitlog_offset: 0,

@@ -69,6 +69,8 @@ pub(crate) struct Engine {
     /// Reused between sends.
     pub(crate) spec_buf: Vec<RecordSpec>,
     pub(crate) key_buf: Vec<Option<Key>>,
+    /// The topic strings of a send's messages, moved to their results.
+    pub(crate) name_buf: Vec<String>,
     /// Backlog drills and DLQ redrives not finished (admin/drill/).
     pub drills: crate::admin::drill::Drills,
     /// Log records to emit once the lock is released.
@@ -148,6 +150,7 @@ impl Engine {
             disk_full: None,
             spec_buf: Vec::new(),
             key_buf: Vec::new(),
+            name_buf: Vec::new(),
             drills: crate::admin::drill::Drills::open(&*backend)?,
             notices: Vec::new(),
         };

@@ -36,27 +36,39 @@ impl Engine {
             .then(|| msgs.iter().map(|m| m.msg_id.clone()).collect());
         let mut specs = std::mem::take(&mut self.spec_buf);
         specs.clear();
+        let mut names = std::mem::take(&mut self.name_buf);
+        names.clear();
         let built = self
-            .build(msgs, &keys, rr, now, half_group, &mut specs)
+            .build(msgs, &keys, rr, now, half_group, &mut specs, &mut names)
             .and_then(|to| self.room_for(&specs).map(|()| to));
         let put = built.and_then(|to| self.put(&specs, now).map(|()| to));
         specs.clear();
         self.spec_buf = specs;
         self.key_buf = keys;
-        let (topic_name, queue_id) = put?;
+        let queue_id = match put {
+            Ok((_, q)) => q,
+            Err(e) => {
+                names.clear();
+                self.name_buf = names;
+                return Err(e);
+            }
+        };
+        // Each result names its topic with the string its message came with.
         let results = self
             .store
             .placed
             .iter()
+            .zip(names.drain(..))
             .enumerate()
-            .map(|(i, p)| {
-                let mut r = self.result(&topic_name, queue_id, p.phys, p.queue_offset);
+            .map(|(i, (p, name))| {
+                let mut r = self.result(name, queue_id, p.phys, p.queue_offset);
                 if let Some(id) = given.as_ref().and_then(|g| g[i].clone()) {
                     r.msg_id = id;
                 }
                 r
             })
             .collect();
+        self.name_buf = names;
         Ok(self.answer_repeats(results, repeats))
     }
 
@@ -74,10 +86,10 @@ impl Engine {
     }
 
     /// What a send reports for the record stored at `phys`.
-    pub(crate) fn result(&self, topic: &str, queue_id: u32, phys: u64, qo: u64) -> SendResult {
+    pub(crate) fn result(&self, topic: String, queue_id: u32, phys: u64, qo: u64) -> SendResult {
         SendResult {
             msg_id: id::make(self.store.nonce, phys),
-            topic: topic.to_string(),
+            topic,
             queue_id,
             queue_offset: qo,
             commitlog_offset: phys,
@@ -120,7 +132,8 @@ impl Engine {
     /// The records of a checked, non-empty batch (appended to `specs`): its topic
     /// created if allowed, its queue chosen, delays and half messages applied.
     /// `keys`, when not empty, has the dedup key of each message. Returns the topic
-    /// and queue.
+    /// and queue. Each message's topic string moves to `names`, for its result.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn build(
         &mut self,
         msgs: impl IntoIterator<Item = Message>,
@@ -129,6 +142,7 @@ impl Engine {
         now: u64,
         half_group: Option<&str>,
         specs: &mut Vec<RecordSpec>,
+        names: &mut Vec<String>,
     ) -> Result<(Arc<str>, u32)> {
         let mut msgs = msgs.into_iter().peekable();
         let Some(first) = msgs.peek() else {
@@ -142,7 +156,8 @@ impl Engine {
         let queue_id = topic::select_queue(first, queues, rr)?;
         let topic = self.store.topic_arc(&first.topic);
         let max_delay = self.settings.timer_max_delay_ms;
-        for (i, m) in msgs.enumerate() {
+        for (i, mut m) in msgs.enumerate() {
+            names.push(std::mem::take(&mut m.topic));
             let delay = m.delay;
             let mut spec = m.into_record(topic.clone(), queue_id, now);
             spec.dedup = keys.get(i).copied().flatten();
