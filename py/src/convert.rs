@@ -249,15 +249,25 @@ pub fn to_u32(value: Whole, what: &str) -> PyResult<u32> {
 
 /// Sets the send option `name` (not None) on `b`: text options straight from the
 /// string, the others through the engine's option setter.
+/// An optional argument that was given, and not as None.
+pub fn given<'a, 'py>(v: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py, PyAny>> {
+    v.filter(|v| !v.is_none())
+}
+
+/// The text of the send option `name`.
+pub fn text(name: &str, value: &Bound<'_, PyAny>) -> PyResult<String> {
+    match value.cast::<PyString>() {
+        Ok(s) => Ok(s.to_cow()?.into_owned()),
+        Err(_) => Err(type_error(name, "a string", value)),
+    }
+}
+
 pub fn set_message_option(
     b: MessageBuilder,
     name: &str,
     value: &Bound<'_, PyAny>,
 ) -> PyResult<MessageBuilder> {
-    let text = || match value.cast::<PyString>() {
-        Ok(s) => Ok(s.to_cow()?.into_owned()),
-        Err(_) => Err(type_error(name, "a string", value)),
-    };
+    let text = || text(name, value);
     Ok(match name {
         "tags" => b.tags(text()?),
         "sharding_key" => b.sharding_key(text()?),

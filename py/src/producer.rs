@@ -41,24 +41,34 @@ impl Producer {
         delay: Option<&Bound<'_, PyAny>>,
         dedup_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<SendResult> {
-        let mut b = pocketmq::Message::builder(topic, convert::body(body)?);
-        let given = [
-            ("tags", tags),
+        let mut msg = pocketmq::Message::new(topic, convert::body(body)?);
+        // Text options straight into the message, the others through the builder.
+        if let Some(v) = convert::given(tags) {
+            msg.tags = Some(convert::text("tags", v)?);
+        }
+        if let Some(v) = convert::given(sharding_key) {
+            msg.sharding_key = Some(convert::text("sharding_key", v)?);
+        }
+        if let Some(v) = convert::given(dedup_id) {
+            msg.dedup_id = Some(convert::text("dedup_id", v)?);
+        }
+        let others = [
             ("keys", keys),
             ("properties", properties),
-            ("sharding_key", sharding_key),
             ("queue_id", queue_id),
             ("delay_level", delay_level),
             ("deliver_at", deliver_at),
             ("delay", delay),
-            ("dedup_id", dedup_id),
         ];
-        for (name, value) in given {
-            if let Some(value) = value.filter(|v| !v.is_none()) {
-                b = convert::set_message_option(b, name, value)?;
+        if others.iter().any(|(_, v)| convert::given(*v).is_some()) {
+            let mut b = pocketmq::MessageBuilder::from(msg);
+            for (name, value) in others {
+                if let Some(value) = convert::given(value) {
+                    b = convert::set_message_option(b, name, value)?;
+                }
             }
+            msg = b.build();
         }
-        let msg = b.build();
         let result = py.detach(|| self.0.send(msg)).py_err()?;
         Ok(SendResult(result))
     }

@@ -199,6 +199,13 @@ pub struct MessageBuilder {
     msg: Message,
 }
 
+impl From<Message> for MessageBuilder {
+    /// A builder that goes on from a message built so far.
+    fn from(msg: Message) -> MessageBuilder {
+        MessageBuilder { msg }
+    }
+}
+
 impl MessageBuilder {
     pub fn tags(mut self, tags: impl Into<String>) -> Self {
         self.msg.tags = Some(tags.into());
