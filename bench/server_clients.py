@@ -35,47 +35,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import official_client
+from official_client import BATCH, emit
+
 ROOT = Path(__file__).resolve().parent.parent
 TOPIC = "bench"
 GROUP = "bench-g"
-BATCH = 32
 
 
 # ---- workers (run in their own processes) --------------------------------------------
 
-def emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
 def worker_pocketmq(role: str, endpoint: str, n: int, size: int) -> None:
-    from rocketmq import ClientConfiguration, Credentials, FilterExpression, Message, Producer, SimpleConsumer
-
-    config = ClientConfiguration(endpoint, Credentials(), request_timeout=10)
-    if role == "produce":
-        p = Producer(config, (TOPIC,))
-        p.startup()
-        body = b"x" * size
-        emit({"ready": True})
-        sys.stdin.readline()
-        for _ in range(n):
-            m = Message()
-            m.topic = TOPIC
-            m.body = body
-            p.send(m)
-        emit({"done": n, "t": time.time()})
-        p.shutdown()
-    else:
-        c = SimpleConsumer(config, GROUP, {TOPIC: FilterExpression()}, await_duration=1)
-        c.startup()
-        emit({"ready": True})
-        sys.stdin.readline()
-        while True:
-            msgs = c.receive(BATCH, 30)
-            for m in msgs:
-                c.ack(m)
-            if msgs:
-                emit({"acked": len(msgs), "t": time.time()})
+    official_client.run(role, endpoint, TOPIC, GROUP, n, size, await_duration=1)
 
 
 def worker_redis(role: str, port: str, n: int, size: int) -> None:

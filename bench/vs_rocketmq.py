@@ -45,14 +45,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import official_client
+from official_client import BATCH, emit
+
 ROOT = Path(__file__).resolve().parent.parent
 RMQ = ["bash", str(ROOT / "interop/rocketmq/rocketmq.sh")]
-BATCH = 32
-
-
-def emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
 
 
 # ---- workers (their own processes) ---------------------------------------------------
@@ -61,34 +58,7 @@ def worker(client: str, role: str, endpoint: str, topic: str, group: str, n: int
     body = b"x" * size
     lat: list[float] = []
     if client == "official":
-        from rocketmq import ClientConfiguration, Credentials, FilterExpression, Message, Producer, SimpleConsumer
-
-        config = ClientConfiguration(endpoint, Credentials(), request_timeout=10)
-        if role == "produce":
-            p = Producer(config, (topic,))
-            p.startup()
-            emit({"ready": True})
-            sys.stdin.readline()
-            for _ in range(n):
-                m = Message()
-                m.topic = topic
-                m.body = body
-                t = time.perf_counter()
-                p.send(m)
-                lat.append(time.perf_counter() - t)
-            emit({"done": n, "lat": lat})
-            p.shutdown()
-        else:
-            c = SimpleConsumer(config, group, {topic: FilterExpression()}, await_duration=5)
-            c.startup()
-            emit({"ready": True})
-            sys.stdin.readline()
-            while True:
-                msgs = c.receive(BATCH, 30)
-                for m in msgs:
-                    c.ack(m)
-                if msgs:
-                    emit({"acked": len(msgs)})
+        official_client.run(role, endpoint, topic, group, n, size, await_duration=5)
         return
     import pocketmq
 
