@@ -6,7 +6,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::Broker;
-use crate::{Error, FlushMode, Message, Result, SendResult, SendStatus};
+use crate::engine::Engine;
+use crate::{FlushMode, Message, Result, SendResult, SendStatus};
 
 /// Sends messages on behalf of a producer group.
 pub struct Producer {
@@ -26,32 +27,46 @@ impl Producer {
 
     /// Stores one message.
     pub fn send(&self, msg: Message) -> Result<SendResult> {
-        let mut r = self.send_batch(vec![msg])?;
-        r.pop().ok_or_else(|| Error::invalid("nothing to send"))
+        let (mut r, end) = self.stored(|e, rr, now| e.send_one(msg, rr, now, None))?;
+        self.durable(end, std::slice::from_mut(&mut r))?;
+        Ok(r)
     }
 
     /// Stores several messages of one topic as one append, in one queue, with
     /// consecutive queue offsets.
     pub fn send_batch(&self, msgs: Vec<Message>) -> Result<Vec<SendResult>> {
+        let (mut results, end) = self.stored(|e, rr, now| e.send(msgs, rr, now, None))?;
+        self.durable(end, &mut results)?;
+        Ok(results)
+    }
+
+    /// Runs a send on the engine, then wakes the flusher and the waiting consumers
+    /// (under sync flushing, `durable` does). Returns what the send did and the
+    /// CommitLog's end after it.
+    fn stored<T>(&self, send: impl FnOnce(&mut Engine, u32, u64) -> Result<T>) -> Result<(T, u64)> {
         let b = &self.broker;
         b.check_process()?;
         let rr = self.rr.fetch_add(1, Ordering::Relaxed);
         let now = b.now();
-        let (mut results, end) = {
-            let mut e = b.inner.engine.lock();
-            let results = e.send(msgs, rr, now, None)?;
-            let end = e.store.commitlog.end();
-            if b.inner.config.flush != FlushMode::Sync {
-                b.wake(e);
-            }
-            (results, end)
-        };
+        let mut e = b.inner.engine.lock();
+        let sent = send(&mut e, rr, now)?;
+        let end = e.store.commitlog.end();
+        if b.inner.config.flush != FlushMode::Sync {
+            b.wake(e);
+        }
+        Ok((sent, end))
+    }
+
+    /// Under sync flushing, waits until the CommitLog is on disk up to `end`, and
+    /// marks the results FLUSH_DISK_TIMEOUT if that took too long.
+    fn durable(&self, end: u64, results: &mut [SendResult]) -> Result<()> {
+        let b = &self.broker;
         if b.inner.config.flush == FlushMode::Sync && !b.wait_durable(end)? {
-            for r in &mut results {
+            for r in results {
                 r.status = SendStatus::FlushDiskTimeout;
             }
         }
-        Ok(results)
+        Ok(())
     }
 
     /// The producer group.

@@ -71,6 +71,9 @@ pub(crate) struct Engine {
     pub(crate) key_buf: Vec<Option<Key>>,
     /// The topic strings of a send's messages, moved to their results.
     pub(crate) name_buf: Vec<String>,
+    /// The message of a one-message send, and its result.
+    pub(crate) one_buf: Vec<Message>,
+    pub(crate) result_buf: Vec<SendResult>,
     /// Backlog drills and DLQ redrives not finished (admin/drill/).
     pub drills: crate::admin::drill::Drills,
     /// Log records to emit once the lock is released.
@@ -151,6 +154,8 @@ impl Engine {
             spec_buf: Vec::new(),
             key_buf: Vec::new(),
             name_buf: Vec::new(),
+            one_buf: Vec::new(),
+            result_buf: Vec::new(),
             drills: crate::admin::drill::Drills::open(&*backend)?,
             notices: Vec::new(),
         };

@@ -20,14 +20,52 @@ impl Engine {
         now: u64,
         half_group: Option<&str>,
     ) -> Result<Vec<SendResult>> {
-        self.check_open()?;
-        self.check_batch(&msgs, half_group.is_some())?;
         let mut msgs = msgs;
+        let mut out = Vec::with_capacity(msgs.len());
+        self.send_into(&mut msgs, rr, now, half_group, &mut out)?;
+        Ok(out)
+    }
+
+    /// `send` of one message, through buffers the engine keeps rather than a vector
+    /// for the message and one for its result.
+    pub fn send_one(
+        &mut self,
+        msg: Message,
+        rr: u32,
+        now: u64,
+        half_group: Option<&str>,
+    ) -> Result<SendResult> {
+        let mut msgs = std::mem::take(&mut self.one_buf);
+        msgs.clear();
+        msgs.push(msg);
+        let mut out = std::mem::take(&mut self.result_buf);
+        out.clear();
+        let sent = self.send_into(&mut msgs, rr, now, half_group, &mut out);
+        let one = sent.and_then(|()| out.pop().ok_or_else(|| Error::invalid("nothing to send")));
+        msgs.clear();
+        out.clear();
+        self.one_buf = msgs;
+        self.result_buf = out;
+        one
+    }
+
+    /// `send`, taking the messages out of `msgs` and adding their results to `out`.
+    fn send_into(
+        &mut self,
+        msgs: &mut Vec<Message>,
+        rr: u32,
+        now: u64,
+        half_group: Option<&str>,
+        out: &mut Vec<SendResult>,
+    ) -> Result<()> {
+        self.check_open()?;
+        self.check_batch(msgs, half_group.is_some())?;
         let mut keys = std::mem::take(&mut self.key_buf);
-        let repeats = self.drop_repeats(&mut msgs, &mut keys, now);
+        let repeats = self.drop_repeats(msgs, &mut keys, now);
         if msgs.is_empty() {
             self.key_buf = keys;
-            return Ok(self.answer_repeats(Vec::new(), repeats));
+            *out = self.answer_repeats(Vec::new(), repeats);
+            return Ok(());
         }
         // Ids the caller gave, to report (no allocation when none did).
         let given: Option<Vec<Option<String>>> = msgs
@@ -39,7 +77,15 @@ impl Engine {
         let mut names = std::mem::take(&mut self.name_buf);
         names.clear();
         let built = self
-            .build(msgs, &keys, rr, now, half_group, &mut specs, &mut names)
+            .build(
+                msgs.drain(..),
+                &keys,
+                rr,
+                now,
+                half_group,
+                &mut specs,
+                &mut names,
+            )
             .and_then(|to| self.room_for(&specs).map(|()| to));
         let put = built.and_then(|to| self.put(&specs, now).map(|()| to));
         specs.clear();
@@ -66,10 +112,13 @@ impl Engine {
                     r.msg_id = id;
                 }
                 r
-            })
-            .collect();
+            });
+        out.extend(results);
         self.name_buf = names;
-        Ok(self.answer_repeats(results, repeats))
+        if !repeats.is_empty() {
+            *out = self.answer_repeats(std::mem::take(out), repeats);
+        }
+        Ok(())
     }
 
     /// Refuses a user append that would start a new segment while the disk is used

@@ -34,8 +34,7 @@ impl TransactionProducer {
         let (mut result, half, end) = {
             let mut e = broker.inner.engine.lock();
             let group = Some(self.producer.group.as_str());
-            let r = e.send(vec![msg], rr, now, group)?.pop();
-            let r = r.ok_or_else(|| Error::invalid("nothing to send"))?;
+            let r = e.send_one(msg, rr, now, group)?;
             if r.duplicate {
                 // The first send ran the local transaction; this one stores nothing.
                 return Ok(r);
@@ -74,8 +73,7 @@ impl TransactionProducer {
         let (mut result, end) = {
             let mut e = broker.inner.engine.lock();
             let group = Some(self.producer.group.as_str());
-            let r = e.send(vec![msg], rr, now, group)?.pop();
-            let r = r.ok_or_else(|| Error::invalid("nothing to send"))?;
+            let r = e.send_one(msg, rr, now, group)?;
             (r, e.store.commitlog.end())
         };
         let id = TxId {
