@@ -247,8 +247,6 @@ pub fn to_u32(value: Whole, what: &str) -> PyResult<u32> {
     })
 }
 
-/// Sets the send option `name` (not None) on `b`: text options straight from the
-/// string, the others through the engine's option setter.
 /// An optional argument that was given, and not as None.
 pub fn given<'a, 'py>(v: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py, PyAny>> {
     v.filter(|v| !v.is_none())
@@ -262,6 +260,8 @@ pub fn text(name: &str, value: &Bound<'_, PyAny>) -> PyResult<String> {
     }
 }
 
+/// Sets the send option `name` (not None) on `b`: text options straight from the
+/// string, the others through the engine's option setter.
 pub fn set_message_option(
     b: MessageBuilder,
     name: &str,
