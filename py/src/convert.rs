@@ -260,25 +260,17 @@ pub fn text(name: &str, value: &Bound<'_, PyAny>) -> PyResult<String> {
     }
 }
 
-/// Sets the send option `name` (not None) on `b`: text options straight from the
-/// string, the others through the engine's option setter.
+/// Sets the send option `name` (not None) on `b` through the engine's option setter
+/// (`Producer.send` sets the text options on the message itself).
 pub fn set_message_option(
     b: MessageBuilder,
     name: &str,
     value: &Bound<'_, PyAny>,
 ) -> PyResult<MessageBuilder> {
-    let text = || text(name, value);
-    Ok(match name {
-        "tags" => b.tags(text()?),
-        "sharding_key" => b.sharding_key(text()?),
-        "dedup_id" => b.dedup_id(text()?),
-        _ => {
-            let kind = MessageBuilder::option_kind(name)
-                .ok_or_else(|| invalid(format!("unknown send option {name:?}")))?;
-            let v = option_value(value, kind, name)?;
-            b.set_option(name, v).py_err()?
-        }
-    })
+    let kind = MessageBuilder::option_kind(name)
+        .ok_or_else(|| invalid(format!("unknown send option {name:?}")))?;
+    let v = option_value(value, kind, name)?;
+    b.set_option(name, v).py_err()
 }
 
 /// A message to `topic` with `body` and the send options of a call (`None` values
