@@ -119,6 +119,60 @@ impl Deadline {
     }
 }
 
+/// Threads waiting for one event, all woken together by `wake_all`: each goes on at
+/// once on whatever core it gets (a condvar's waiters wake one after another, each
+/// handing its mutex to the next). A waiter registers, checks its condition again,
+/// then parks; a wake-up may be spurious, so it checks in a loop. On wasm nothing
+/// blocks: `park` returns false at once.
+#[derive(Default)]
+pub(crate) struct Waiters {
+    #[cfg(not(target_arch = "wasm32"))]
+    threads: parking_lot::Mutex<Vec<std::thread::Thread>>,
+}
+
+impl Waiters {
+    /// Adds this thread to the next `wake_all`.
+    pub(crate) fn register(&self) {
+        #[cfg(not(target_arch = "wasm32"))]
+        self.threads.lock().push(std::thread::current());
+    }
+
+    /// Parks this thread until a `wake_all` after its `register` (or spuriously) or
+    /// `deadline`; false once the deadline passed.
+    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
+    pub(crate) fn park(&self, deadline: Deadline) -> bool {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            match deadline {
+                Deadline::Past => false,
+                Deadline::At(at) => {
+                    std::thread::park_timeout(until(at));
+                    !deadline.is_past()
+                }
+                Deadline::Never => {
+                    std::thread::park();
+                    true
+                }
+            }
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            false
+        }
+    }
+
+    /// Wakes every thread registered so far.
+    pub(crate) fn wake_all(&self) {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let threads = std::mem::take(&mut *self.threads.lock());
+            for t in threads {
+                t.unpark();
+            }
+        }
+    }
+}
+
 /// Real time elapsed since a mark, for periodic work that must run whatever the
 /// broker's Clock says (flushing, persisting metadata). On wasm every check is due.
 pub(crate) struct Ticker {

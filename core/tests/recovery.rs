@@ -463,6 +463,42 @@ fn concurrent_writers_to_one_queue_get_dense_offsets() {
 }
 
 #[test]
+fn sixteen_sync_writers_all_finish_in_time_and_are_all_stored() {
+    // One of them flushes for all; the others park and must all be woken. The flush
+    // timeout is far away, so a missed wake-up leaves a writer waiting, which the
+    // minute allowed here catches (the run takes well under a second).
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::open(BrokerConfig {
+        flush: FlushMode::Sync,
+        sync_flush_timeout_ms: 3_600_000,
+        ..BrokerConfig::at(dir.path())
+    })
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for t in 0..16 {
+        let (b, tx) = (b.clone(), tx.clone());
+        std::thread::spawn(move || {
+            let p = b.producer("p").unwrap();
+            for i in 0..100 {
+                tx.send(p.send(Message::new("t", format!("{t}-{i}"))).unwrap())
+                    .unwrap();
+            }
+        });
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    for n in 0..1600 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let r = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("a sync writer never woke: {n} of 1600 sends returned"));
+        assert_eq!(r.status, pocketmq::SendStatus::SendOk);
+    }
+    b.close().unwrap();
+    let b = open(dir.path());
+    assert_eq!(b.stats().unwrap().messages_retained, 1600);
+}
+
+#[test]
 fn a_second_open_fails_at_once_naming_the_holder() {
     let dir = tempfile::tempdir().unwrap();
     let b = open(dir.path());

@@ -3,8 +3,9 @@
 //!
 //! The durable watermark is the CommitLog offset below which everything is on disk;
 //! a sync sender waits until it covers its record. One waiter at a time becomes the
-//! flusher for everything appended so far; the others wait on a condvar and all wake
-//! together when it is done, usually finding their data covered. Before it syncs,
+//! flusher for everything appended so far; the others park and all wake at once when
+//! it is done (not one after another, as a condvar's waiters would, each handing its
+//! mutex to the next), usually finding their data covered. Before it syncs,
 //! the flusher lets the writers that were just woken append again: it waits (at
 //! most `GROUP_COMMIT_WAIT`) until as many senders have come since the last sync
 //! began as that sync took, counting them without the engine's lock. With a few
@@ -14,12 +15,12 @@
 //! The flusher never holds the engine's lock while it syncs: it takes a flush job
 //! under the lock (through [`Log`]) and runs it outside. The watermark only grows.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Mutex, MutexGuard};
 
-use crate::runtime::Deadline;
+use crate::runtime::{Deadline, Waiters};
 use crate::store::FlushJob;
 use crate::Result;
 
@@ -43,9 +44,9 @@ pub(crate) struct GroupCommit {
     taken: AtomicU64,
     /// Senders that came for the last sync.
     last_group: AtomicU64,
-    /// Whether a sync flush is running; `synced` signals its end.
-    flushing: Mutex<bool>,
-    synced: Condvar,
+    /// Whether a sync flush is running; `waiting` are woken at its end.
+    flushing: AtomicBool,
+    waiting: Waiters,
     /// Serialises whole-store flushes (the async flush and close).
     one_at_a_time: Mutex<()>,
 }
@@ -58,8 +59,8 @@ impl GroupCommit {
             arrivals: AtomicU64::new(0),
             taken: AtomicU64::new(0),
             last_group: AtomicU64::new(0),
-            flushing: Mutex::new(false),
-            synced: Condvar::new(),
+            flushing: AtomicBool::new(false),
+            waiting: Waiters::default(),
             one_at_a_time: Mutex::new(()),
         }
     }
@@ -87,22 +88,30 @@ impl GroupCommit {
         }
         self.arrivals.fetch_add(1, Ordering::AcqRel);
         let deadline = Deadline::after(timeout);
-        let mut flushing = self.flushing.lock();
         loop {
             if self.durable() >= end {
                 return Ok(true);
             }
-            if !*flushing {
-                *flushing = true;
-                drop(flushing);
+            let won =
+                self.flushing
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire);
+            if won.is_ok() {
                 let flushed = self.flush(log);
-                flushing = self.flushing.lock();
-                *flushing = false;
-                self.synced.notify_all();
+                self.flushing.store(false, Ordering::Release);
+                self.waiting.wake_all();
                 flushed?;
                 continue;
             }
-            if !deadline.wait(&self.synced, &mut flushing) {
+            self.waiting.register();
+            // Looked at again once registered: a flush that ended before it woke no
+            // one here, and left its watermark (and its flag) for this look to see.
+            if self.durable() >= end {
+                return Ok(true);
+            }
+            if !self.flushing.load(Ordering::Acquire) {
+                continue;
+            }
+            if !self.waiting.park(deadline) {
                 return Ok(self.durable() >= end);
             }
         }
