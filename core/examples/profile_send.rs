@@ -1,5 +1,6 @@
 //! Sends on the memory store, then receiving and acking them, for profilers:
-//! `cargo run --release -p pocketmq --example profile_send -- 20000 [send-only|single|dedup|simple|atomic]`.
+//! `cargo run --release -p pocketmq --example profile_send -- 20000 [send-only|single|keys|props|dedup|simple|atomic]`.
+//! `keys` and `props` are single sends with one key (`order-N`) or two user properties.
 //! The count is of batches of 100 (`single`: of 100 single sends each), so both
 //! modes move the same messages and instruction counts compare per message.
 fn main() {
@@ -16,6 +17,18 @@ fn main() {
                 p.send(pocketmq::Message::new("bench", body.clone()))
                     .unwrap();
             }
+            continue;
+        }
+        if mode == "keys" || mode == "props" {
+            for i in 0..100 {
+                let m = pocketmq::Message::builder("bench", body.clone());
+                let m = match mode {
+                    "keys" => m.keys([format!("order-{}", n_sent + i)]),
+                    _ => m.property("origin", "web").property("region", "eu-west"),
+                };
+                p.send(m.build()).unwrap();
+            }
+            n_sent += 100;
             continue;
         }
         if mode == "dedup" {
@@ -36,7 +49,12 @@ fn main() {
             .collect();
         p.send_batch(batch).unwrap();
     }
-    if mode == "send-only" || mode == "dedup" || (mode == "single" && args.len() > 3) {
+    if mode == "send-only"
+        || mode == "dedup"
+        || mode == "keys"
+        || mode == "props"
+        || (mode == "single" && args.len() > 3)
+    {
         return;
     }
     if mode == "atomic" {

@@ -175,7 +175,7 @@ impl Message {
             properties::push(&mut p, prop::TAGS, t);
         }
         if !m.keys.is_empty() {
-            properties::push(&mut p, prop::KEYS, &m.keys.join(" "));
+            properties::push_joined(&mut p, prop::KEYS, &m.keys, b' ');
         }
         for (k, v) in &m.properties {
             properties::push(&mut p, k, v);

@@ -93,6 +93,20 @@ fn has_separator(s: &[u8]) -> bool {
     hit || chunks.remainder().iter().any(|&b| is_sep(b))
 }
 
+/// Appends the pair `name\x01` + `parts` joined by `sep` + `\x02`, with no joined
+/// value built first (message keys: `KEYS` holds them joined by spaces).
+pub(crate) fn push_joined(out: &mut Vec<u8>, name: &str, parts: &[String], sep: u8) {
+    out.extend_from_slice(name.as_bytes());
+    out.push(NAME_SEP);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(sep);
+        }
+        out.extend_from_slice(part.as_bytes());
+    }
+    out.push(PROP_SEP);
+}
+
 /// Appends one `name\x01value\x02` pair.
 pub(crate) fn push(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(name.as_bytes());
@@ -226,6 +240,17 @@ pub(crate) fn tag_code(tags: Option<&str>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn joined_pairs_encode_as_the_joined_value_would() {
+        for parts in [vec![], vec!["a"], vec!["order-1", "user-7", "x"]] {
+            let parts: Vec<String> = parts.into_iter().map(String::from).collect();
+            let (mut joined, mut pushed) = (Vec::new(), Vec::new());
+            push_joined(&mut joined, "KEYS", &parts, b' ');
+            push(&mut pushed, "KEYS", &parts.join(" "));
+            assert_eq!(joined, pushed);
+        }
+    }
 
     #[test]
     fn user_text_with_a_separator_anywhere_is_refused() {
