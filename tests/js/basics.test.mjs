@@ -404,3 +404,29 @@ test("a waiting receive resolves [] when its consumer or broker closes", async (
   c1.close();
   broker.close();
 });
+
+test("acking lists settles each message once: a whole batch, a partly acked one, two batches", async () => {
+  const broker = new Broker();
+  broker.createTopic("t", { queues: 1 });
+  const p = broker.producer("p");
+  p.sendBatch("t", Array.from({ length: 20 }, (_, i) => `m${i}`));
+  const c = broker.consumer({ group: "g", topic: "t", maxInFlight: 100 });
+  const first = await c.receive({ maxMessages: 8, timeoutMs: 1000 });
+  const second = await c.receive({ maxMessages: 8, timeoutMs: 1000 });
+  const third = await c.receive({ maxMessages: 4, timeoutMs: 1000 });
+  assert.deepEqual([first.length, second.length, third.length], [8, 8, 4]);
+  assert.equal(broker.lag("g", "t"), 20);
+  // A whole received batch in one call.
+  c.ack(first);
+  assert.equal(broker.lag("g", "t"), 12);
+  c.ack(first); // again: nothing changes
+  assert.equal(broker.lag("g", "t"), 12);
+  // A batch partly acked already, then whole; then messages of two batches, out of order.
+  c.ack(second[3]);
+  c.ack(second);
+  assert.equal(broker.lag("g", "t"), 4);
+  c.ack([third[2], third[0], third[3], third[1]]);
+  assert.equal(broker.lag("g", "t"), 0);
+  assert.deepEqual((await c.receive({ maxMessages: 32, timeoutMs: 0 })).length, 0);
+  broker.close();
+});

@@ -93,6 +93,7 @@ function unref(timer) {
 
 let isMessage;
 let settle;
+let settleRun;
 let setHandle;
 let locate;
 
@@ -158,6 +159,32 @@ export class Message {
         batch.native.free();
         batch.native = null;
       }
+    };
+    // Settles `list` with one `run(batch, start, end)` when it is unsettled messages
+    // of one batch at consecutive indices (a received batch, acked whole); false,
+    // with nothing settled, otherwise or when the call fails (the caller then goes
+    // message by message, which settles the ones before a failing one and throws
+    // at it, as it would have without this).
+    settleRun = (list, run) => {
+      const first = list[0];
+      const batch = first.#batch;
+      if (batch.native === null) return false;
+      for (let i = 0; i < list.length; i++) {
+        const m = list[i];
+        if (m.#batch !== batch || m.#settled || m.#index !== first.#index + i) return false;
+      }
+      try {
+        run(batch.native, first.#index, first.#index + list.length);
+      } catch {
+        return false;
+      }
+      for (const m of list) m.#settled = true;
+      batch.open -= list.length;
+      if (batch.open === 0) {
+        batch.native.free();
+        batch.native = null;
+      }
+      return true;
     };
   }
 }
@@ -904,6 +931,7 @@ export class Consumer extends Receiver {
   #broker;
   #native;
   #ack = (batch, index) => this.#native.ack(batch, index);
+  #ackRange = (batch, start, end) => this.#native.ackRange(batch, start, end);
 
   constructor(broker, handle) {
     super(broker, handle, true);
@@ -915,6 +943,7 @@ export class Consumer extends Receiver {
   ack(msg) {
     const list = settling(msg);
     try {
+      if (list.length > 1 && settleRun(list, this.#ackRange)) return;
       for (const m of list) settle(m, this.#ack);
     } finally {
       this.#broker._changed();

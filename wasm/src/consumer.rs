@@ -100,6 +100,19 @@ impl Consumer {
         self.0.ack(batch.at(index)?).js_err()
     }
 
+    /// Acks the messages at `start..end` of a batch under one lock, in order (what
+    /// acking a whole received batch does).
+    #[wasm_bindgen(js_name = ackRange)]
+    pub fn ack_range(&self, batch: &Messages, start: u32, end: u32) -> Result<(), JsValue> {
+        let run = batch.0.get(start as usize..end as usize).ok_or_else(|| {
+            invalid(format!(
+                "no messages {start}..{end} in this batch of {}",
+                batch.0.len()
+            ))
+        })?;
+        self.0.ack_all(run).js_err()
+    }
+
     /// Sends the message at `index` of a batch back for a later retry, after
     /// `delay_ms` instead of the retry ladder's step when given (or to the DLQ past
     /// the limit).
