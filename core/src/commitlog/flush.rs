@@ -8,9 +8,12 @@
 //! mutex to the next), usually finding their data covered. Before it syncs,
 //! the flusher lets the writers that were just woken append again: it waits (at
 //! most `GROUP_COMMIT_WAIT`) until as many senders have come since the last sync
-//! began as that sync took, counting them without the engine's lock. With a few
-//! writers each sending one message at a time, a sync that started at once would
-//! cover only those that came during the last one: about half of them.
+//! began as came from the sync before it to the end of the last one (the ones it
+//! took, who append again once woken, and the ones who came while it ran), counting
+//! them without the engine's lock. With a few writers each sending one message at a
+//! time, a sync that started at once would cover only those that came during the
+//! last one: about half of them; one that waited only for as many as the last sync
+//! took would leave out as many as came during it, every time.
 //!
 //! The flusher never holds the engine's lock while it syncs: it takes a flush job
 //! under the lock (through [`Log`]) and runs it outside. The watermark only grows.
@@ -42,7 +45,7 @@ pub(crate) struct GroupCommit {
     arrivals: AtomicU64,
     /// `arrivals` when the last sync took its job.
     taken: AtomicU64,
-    /// Senders that came for the last sync.
+    /// Senders that came from the take before the last sync's to that sync's end.
     last_group: AtomicU64,
     /// Whether a sync flush is running; `waiting` are woken at its end.
     flushing: AtomicBool,
@@ -118,7 +121,7 @@ impl GroupCommit {
     }
 
     /// Syncs the log up to its end, once as many senders came since the last sync
-    /// took its job as came for it (the writers it woke, appending again), or
+    /// took its job as were active around it (see the module docs), or
     /// `GROUP_COMMIT_WAIT` passed.
     fn flush(&self, log: &impl Log) -> Result<()> {
         let deadline = Deadline::after(GROUP_COMMIT_WAIT);
@@ -129,9 +132,13 @@ impl GroupCommit {
         }
         let now = self.arrivals.load(Ordering::Acquire);
         self.taken.store(now, Ordering::Release);
-        self.last_group.store(now - since, Ordering::Release);
         let job = log.flush_job();
         job.run()?;
+        // Everyone who came from the last take to the end of this sync: those it
+        // took, who will append again once woken, and those who came while it ran,
+        // who wait for the next. The next sync waits for as many.
+        let end = self.arrivals.load(Ordering::Acquire);
+        self.last_group.store(end - since, Ordering::Release);
         self.mark_durable(job.upto);
         log.flushed(job.upto);
         Ok(())
