@@ -97,6 +97,15 @@ let settleRun;
 let setHandle;
 let locate;
 
+/** `n` more messages of an engine batch are settled; the last one frees the batch. */
+function released(batch, n) {
+  batch.open -= n;
+  if (batch.open === 0) {
+    batch.native.free();
+    batch.native = null;
+  }
+}
+
 /** A message as `receive`, `get` and `query` return it. */
 export class Message {
   /** `{ native, open }`: the engine's batch and how many of its messages are not yet settled. */
@@ -155,10 +164,7 @@ export class Message {
       }
       how(batch.native, m.#index);
       m.#settled = true;
-      if (--batch.open === 0) {
-        batch.native.free();
-        batch.native = null;
-      }
+      released(batch, 1);
     };
     // Settles `list` with one `run(batch, start, end)` when it is unsettled messages
     // of one batch at consecutive indices (a received batch, acked whole); false,
@@ -179,11 +185,7 @@ export class Message {
         return false;
       }
       for (const m of list) m.#settled = true;
-      batch.open -= list.length;
-      if (batch.open === 0) {
-        batch.native.free();
-        batch.native = null;
-      }
+      released(batch, list.length);
       return true;
     };
   }
