@@ -617,10 +617,11 @@ function plainBody(body) {
   throw new TypeError(`body must be a string, a Uint8Array or an ArrayBuffer, not ${got}`);
 }
 
-/** Send options checked for unknown names, with a Date turned into epoch ms. */
+/** Send options, an object (their names are checked as they are encoded, wire.js). */
 function sendOptions(opts) {
-  if (opts === undefined) return undefined;
-  return optionsObject("send options", opts, wire.SEND_OPTIONS);
+  if (opts === undefined || opts === null) return undefined;
+  if (Object.getPrototypeOf(opts) === Object.prototype) return opts;
+  return optionsObject("send options", opts);
 }
 
 /** The bodies and options of `sendBatch`'s items: a body, or `{ body, ...options }`. */
@@ -671,13 +672,17 @@ export class Producer {
   /** Sends the encoded messages; the wire results' address. */
   #send(topic, bodies, options) {
     const i = this.#topicIndex(topic);
-    const encoded = wire.encodeSend(bodies, options);
+    return this.#sendEncoded(i, wire.encodeSend(bodies, options));
+  }
+
+  #sendEncoded(i, encoded) {
     return typeof encoded === "number" ? this.#native.sendStaged(i, encoded) : this.#native.sendEncoded(i, encoded);
   }
 
   /** Stores one message: `{ tags, keys, properties, shardingKey, queueId, delayLevel, deliverAt, delayMs, dedupId }`. */
   send(topic, body, options) {
-    const ptr = this.#send(topic, [plainBody(body)], [sendOptions(options)]);
+    const i = this.#topicIndex(topic);
+    const ptr = this.#sendEncoded(i, wire.encodeOne(plainBody(body), sendOptions(options)));
     const result = wire.readSendResult(ptr, topic);
     this.#broker._sent(wire.lastNextDue);
     return result;
@@ -715,7 +720,7 @@ export class TransactionProducer {
     const { execute, ...rest } = optionsObject("send options", options);
     if (typeof execute !== "function") throw new TypeError("send options need execute, a function returning a TxState");
     const decide = (batch) => txDecision("execute", execute, batch);
-    const encoded = wire.encodeSend([plainBody(body)], [sendOptions(rest)], true);
+    const encoded = wire.encodeOne(plainBody(body), sendOptions(rest), true);
     try {
       return this.#native.send(topic, encoded, decide);
     } finally {
@@ -814,7 +819,7 @@ export class Atomic {
   /** Adds a send (the options of `Producer.send`): checked now, stored when the block returns. */
   send(topic, body, options) {
     this.#check();
-    this.#native.sendEncoded(topic, wire.encodeSend([plainBody(body)], [sendOptions(options)], true));
+    this.#native.sendEncoded(topic, wire.encodeOne(plainBody(body), sendOptions(options), true));
     this.#topics.push(topic);
   }
 

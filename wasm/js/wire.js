@@ -3,6 +3,7 @@
 // DataView instead of one engine call per field.
 
 import { native } from "./engine.js";
+import { InvalidArgumentError } from "./errors.js";
 
 const STATUS = ["SEND_OK", "FLUSH_DISK_TIMEOUT"];
 const ABSENT = 0xffffffff;
@@ -43,10 +44,38 @@ const utf8In = new TextEncoder();
 
 // ------------------------------------------------------------ sends (JS to engine)
 
-/** Bit of each send option in the encoding (wasm/src/wire.rs). */
-const OPTION_BITS = { tags: 1, keys: 2, properties: 4, shardingKey: 8, queueId: 16, delayLevel: 32, deliverAt: 64, delayMs: 128, dedupId: 256 };
-/** The send options, for messages naming an unknown one. */
-export const SEND_OPTIONS = Object.keys(OPTION_BITS);
+/** The send options, in the order of their bits in the encoding (wasm/src/wire.rs). */
+export const SEND_OPTIONS = ["tags", "keys", "properties", "shardingKey", "queueId", "delayLevel", "deliverAt", "delayMs", "dedupId"];
+
+/** The bit of send option `name` in the encoding, or 0 for no such option (a switch of interned strings: no lookup in an object's keys). */
+function optionBit(name) {
+  switch (name) {
+    case "tags":
+      return 1;
+    case "keys":
+      return 2;
+    case "properties":
+      return 4;
+    case "shardingKey":
+      return 8;
+    case "queueId":
+      return 16;
+    case "delayLevel":
+      return 32;
+    case "deliverAt":
+      return 64;
+    case "delayMs":
+      return 128;
+    case "dedupId":
+      return 256;
+    default:
+      return 0;
+  }
+}
+
+function unknownOption(name) {
+  throw new InvalidArgumentError(`invalid argument: send options: unknown option "${name}" (known: ${SEND_OPTIONS.join(", ")})`);
+}
 
 let out = new Uint8Array(1024);
 let outView = new DataView(out.buffer);
@@ -93,9 +122,17 @@ function typed(what, v, type) {
   return v;
 }
 
+/** Encodes one message; an option of an unknown name is refused here, in the one pass over `o`. */
 function message(body, o) {
   let bits = 0;
-  if (o !== undefined) for (const k in o) if (o[k] !== undefined && o[k] !== null) bits |= OPTION_BITS[k] ?? 0;
+  if (o !== undefined) {
+    for (const k in o) {
+      const bit = optionBit(k);
+      if (bit === 0) unknownOption(k);
+      const v = o[k];
+      if (v !== undefined && v !== null) bits |= bit;
+    }
+  }
   room(2);
   out[at++] = bits & 0xff;
   out[at++] = bits >> 8;
@@ -116,14 +153,19 @@ function message(body, o) {
   if (bits & 4) {
     const props = o.properties;
     if (typeof props !== "object" || Array.isArray(props)) throw new TypeError("properties must be an object of strings");
-    const names = Object.keys(props);
-    u32(names.length);
-    for (let i = 0; i < names.length; i++) {
-      const v = props[names[i]];
-      if (typeof v !== "string") throw new TypeError(`property ${names[i]} must be a string`);
-      str(names[i]);
+    // The count goes in front of the pairs once they are written (own names only, as Object.keys gives).
+    const countAt = at;
+    u32(0);
+    let n = 0;
+    for (const name in props) {
+      if (!Object.hasOwn(props, name)) continue;
+      const v = props[name];
+      if (typeof v !== "string") throw new TypeError(`property ${name} must be a string`);
+      str(name);
       str(v);
+      n++;
     }
+    outView.setUint32(countAt, n, true);
   }
   if (bits & 8) str(typed("shardingKey", o.shardingKey, "string"));
   if (bits & 16) f64(typed("queueId", o.queueId, "number"));
@@ -142,6 +184,19 @@ export function encodeSend(bodies, options, asBytes = false) {
   at = 0;
   u32(bodies.length);
   for (let i = 0; i < bodies.length; i++) message(bodies[i], options[i]);
+  return staged(asBytes);
+}
+
+/** `encodeSend` of one message, with no arrays built for it. */
+export function encodeOne(body, options, asBytes = false) {
+  at = 0;
+  u32(1);
+  message(body, options);
+  return staged(asBytes);
+}
+
+/** The encoding so far: copied to the staging area (its length returned) when it fits and not `asBytes`, else as bytes. */
+function staged(asBytes) {
   refresh();
   if (stageAt < 0) [stageAt, stageSize] = native.stagingArea();
   if (asBytes || at > stageSize) return out.slice(0, at);

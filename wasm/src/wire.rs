@@ -31,7 +31,7 @@ use std::cell::RefCell;
 
 use wasm_bindgen::JsValue;
 
-use pocketmq::{Message, MessageExt, OptionValue, SendResult, SendStatus};
+use pocketmq::{Message, MessageBuilder, MessageExt, OptionValue, SendResult, SendStatus};
 
 use crate::errors::{invalid, IntoJsResult};
 
@@ -61,20 +61,13 @@ pub(crate) fn staged_messages(topic: &str, len: u32) -> Result<Vec<Message>, JsV
     })
 }
 
-/// The send options in the order of their bits.
-const SEND_OPTIONS: [&str; 9] = [
-    "tags",
-    "keys",
-    "properties",
-    "sharding_key",
-    "queue_id",
-    "delay_level",
-    "deliver_at",
-    "delay",
-    "dedup_id",
-];
+/// The numeric send options in the order of their bits (0x10 on): set by name, so the
+/// engine's checks of ranges and of "at most one delay" apply.
+const NUMBER_OPTIONS: [&str; 4] = ["queue_id", "delay_level", "deliver_at", "delay"];
 
-/// Reads the encoded messages of a send (see the module docs) for `topic`.
+/// Reads the encoded messages of a send (see the module docs) for `topic`. The text
+/// options are set on the message's fields directly (a builder step moves the whole
+/// message, and the engine checks every text when it is sent).
 pub(crate) fn read_messages(buf: &[u8], topic: &str) -> Result<Vec<Message>, JsValue> {
     let mut r = Reader { buf, at: 0 };
     let count = r.u32()?;
@@ -82,24 +75,36 @@ pub(crate) fn read_messages(buf: &[u8], topic: &str) -> Result<Vec<Message>, JsV
     for _ in 0..count {
         let o = r.take(2)?;
         let options = u16::from_le_bytes([o[0], o[1]]);
-        let mut b = Message::builder(topic, r.bytes()?.to_vec());
-        for (bit, name) in SEND_OPTIONS.iter().enumerate() {
-            if options & (1 << bit) == 0 {
-                continue;
-            }
-            let v = match bit {
-                0 | 3 | 8 => OptionValue::Text(r.str()?),
-                1 => OptionValue::List((0..r.u32()?).map(|_| r.str()).collect::<Result<_, _>>()?),
-                2 => OptionValue::Map(
-                    (0..r.u32()?)
-                        .map(|_| Ok((r.str()?, r.str()?)))
-                        .collect::<Result<_, JsValue>>()?,
-                ),
-                _ => OptionValue::Number(r.f64()?),
-            };
-            b = b.set_option(name, v).js_err()?;
+        let mut m = Message::new(topic, r.bytes()?.to_vec());
+        if options & 0x01 != 0 {
+            m.tags = Some(r.str()?);
         }
-        out.push(b.build());
+        if options & 0x02 != 0 {
+            let n = r.u32()?;
+            m.keys = (0..n).map(|_| r.str()).collect::<Result<_, _>>()?;
+        }
+        if options & 0x04 != 0 {
+            for _ in 0..r.u32()? {
+                let (name, value) = (r.str()?, r.str()?);
+                m.properties.insert(name, value);
+            }
+        }
+        if options & 0x08 != 0 {
+            m.sharding_key = Some(r.str()?);
+        }
+        if options & 0xf0 != 0 {
+            let mut b = MessageBuilder::from(m);
+            for (bit, name) in NUMBER_OPTIONS.iter().enumerate() {
+                if options & (0x10 << bit) != 0 {
+                    b = b.set_option(name, OptionValue::Number(r.f64()?)).js_err()?;
+                }
+            }
+            m = b.build();
+        }
+        if options & 0x100 != 0 {
+            m.dedup_id = Some(r.str()?);
+        }
+        out.push(m);
     }
     Ok(out)
 }

@@ -104,7 +104,7 @@ impl Message {
         for (k, v) in &m.properties {
             properties::check_user_text("property name", k)?;
             properties::check_user_text("property value", v)?;
-            if properties::RESERVED_PROPERTIES.contains(&k.as_str()) {
+            if properties::is_reserved(k) {
                 return Err(Error::invalid(format!(
                     "property {k:?} is reserved for the engine"
                 )));

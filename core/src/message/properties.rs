@@ -64,6 +64,14 @@ pub(crate) const RESERVED_PROPERTIES: &[&str] = &[
     "MOVED_FROM",
 ];
 
+/// Whether `name` is one of [`RESERVED_PROPERTIES`]. Each of them begins with a capital
+/// letter or `_`, so most users' names are told apart by their first byte.
+#[inline]
+pub(crate) fn is_reserved(name: &str) -> bool {
+    matches!(name.as_bytes().first(), Some(b'A'..=b'Z' | b'_'))
+        && RESERVED_PROPERTIES.contains(&name)
+}
+
 /// The one check of every string a user puts into a record (tags, keys, property
 /// names and values, sharding keys, and any later one): non-empty, and free of the
 /// separators that delimit properties, so it can never be read back as a property
@@ -249,6 +257,16 @@ mod tests {
             push_joined(&mut joined, "KEYS", &parts, b' ');
             push(&mut pushed, "KEYS", &parts.join(" "));
             assert_eq!(joined, pushed);
+        }
+    }
+
+    #[test]
+    fn every_reserved_name_is_reserved_and_users_names_are_not() {
+        for name in RESERVED_PROPERTIES {
+            assert!(is_reserved(name), "{name}");
+        }
+        for name in ["origin", "Origin", "TAGS2", "tags", "_x", "", "REGION", "é"] {
+            assert!(!is_reserved(name), "{name}");
         }
     }
 
