@@ -9,10 +9,15 @@ use parking_lot::Mutex;
 
 use super::{Backend, Region};
 
-/// A heap region written through a raw pointer under the engine's lock.
+/// A zeroed region of memory written through a raw pointer under the engine's lock:
+/// an anonymous mapping when it is large (so it can be faulted in ahead, see
+/// [`MemoryBackend::prepare`]), else a heap allocation.
 pub(crate) struct MemRegion {
     ptr: *mut u8,
     len: usize,
+    /// The mapping `ptr` points into; `None`: `ptr` is a boxed slice of `len` bytes.
+    #[cfg(not(target_arch = "wasm32"))]
+    map: Option<memmap2::MmapRaw>,
 }
 
 // SAFETY: the region is plain memory owned by this struct; concurrent access is
@@ -21,19 +26,53 @@ unsafe impl Send for MemRegion {}
 // SAFETY: as above.
 unsafe impl Sync for MemRegion {}
 
+/// Regions from this size on (commit log segments, not consume queues) are mappings.
+#[cfg(not(target_arch = "wasm32"))]
+const MAPPED_FROM: usize = 4 << 20;
+
 impl MemRegion {
     pub(crate) fn new(len: usize) -> MemRegion {
+        #[cfg(not(target_arch = "wasm32"))]
+        if len >= MAPPED_FROM {
+            if let Ok(map) = memmap2::MmapOptions::new().len(len).map_anon() {
+                let map = memmap2::MmapRaw::from(map);
+                return MemRegion {
+                    ptr: map.as_mut_ptr(),
+                    len,
+                    map: Some(map),
+                };
+            }
+        }
         let boxed: Box<[u8]> = vec![0u8; len].into_boxed_slice();
         MemRegion {
             ptr: Box::into_raw(boxed) as *mut u8,
             len,
+            #[cfg(not(target_arch = "wasm32"))]
+            map: None,
         }
+    }
+
+    /// A region whose pages are already faulted in, writable: its writer takes no
+    /// page fault (each costs microseconds, the kernel zeroing the page).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn populated(len: usize) -> MemRegion {
+        let r = MemRegion::new(len);
+        if let Some(map) = &r.map {
+            #[cfg(target_os = "linux")]
+            let _ = map.advise(memmap2::Advice::PopulateWrite);
+        }
+        r
     }
 }
 
 impl Drop for MemRegion {
     fn drop(&mut self) {
-        // SAFETY: ptr and len come from Box::into_raw of a boxed slice of len bytes.
+        #[cfg(not(target_arch = "wasm32"))]
+        if self.map.is_some() {
+            return; // the mapping unmaps itself
+        }
+        // SAFETY: without a mapping, ptr and len come from Box::into_raw of a boxed
+        // slice of len bytes.
         unsafe {
             drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
                 self.ptr, self.len,
@@ -42,7 +81,7 @@ impl Drop for MemRegion {
     }
 }
 
-// SAFETY: the pointer is a heap allocation of `len` bytes owned by the region and freed only on drop.
+// SAFETY: the pointer is `len` bytes of memory (a mapping or a heap allocation) owned by the region and freed only on drop.
 unsafe impl Region for MemRegion {
     fn as_ptr(&self) -> *mut u8 {
         self.ptr
@@ -60,6 +99,20 @@ unsafe impl Region for MemRegion {
 pub(crate) struct MemoryBackend {
     segments: Mutex<BTreeMap<(String, u64), Arc<MemRegion>>>,
     meta: Mutex<HashMap<String, Vec<u8>>>,
+    /// The next segment, made ready on a background thread ([`Backend::prepare`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    ahead: Arc<Mutex<Ahead>>,
+}
+
+/// A segment being made ready ahead of its first write: one at a time.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Default)]
+struct Ahead {
+    /// The segment asked for; cleared when `open` needed it before it was ready.
+    key: Option<(String, u64)>,
+    /// The ready region of `key`.
+    region: Option<MemRegion>,
+    busy: bool,
 }
 
 impl Backend for MemoryBackend {
@@ -99,7 +152,20 @@ impl Backend for MemoryBackend {
                 format!("{dir}/{base}"),
             ));
         }
-        let r = Arc::new(MemRegion::new(size));
+        #[cfg(not(target_arch = "wasm32"))]
+        let ready = {
+            let mut ahead = self.ahead.lock();
+            if ahead.key.as_ref() == Some(&key) {
+                // Not ready yet: the preparing thread drops what it makes.
+                ahead.key = None;
+                ahead.region.take().filter(|r| r.len == size)
+            } else {
+                None
+            }
+        };
+        #[cfg(target_arch = "wasm32")]
+        let ready = None;
+        let r = Arc::new(ready.unwrap_or_else(|| MemRegion::new(size)));
         segs.insert(key, r.clone());
         Ok(r)
     }
@@ -124,5 +190,102 @@ impl Backend for MemoryBackend {
 
     fn default_segment_size(&self) -> usize {
         16 << 20
+    }
+
+    /// Faults the next commit log segment in on another thread, as the file store
+    /// does its files: the writer then finds its pages ready.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn prepare(&self, dir: &str, base: u64, size: usize) {
+        let key = (dir.to_string(), base);
+        {
+            let mut ahead = self.ahead.lock();
+            if ahead.busy
+                || ahead.key.as_ref() == Some(&key)
+                || self.segments.lock().contains_key(&key)
+            {
+                return;
+            }
+            *ahead = Ahead {
+                key: Some(key.clone()),
+                region: None,
+                busy: true,
+            };
+        }
+        let ahead = self.ahead.clone();
+        let spawned = crate::runtime::spawn_task("pocketmq-allocate", move || {
+            let region = MemRegion::populated(size);
+            let mut a = ahead.lock();
+            a.busy = false;
+            if a.key.as_ref() == Some(&key) {
+                a.region = Some(region);
+            }
+        });
+        if spawned.is_none() {
+            *self.ahead.lock() = Ahead::default();
+        }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    const SEG: usize = 8 << 20;
+
+    fn zeroed(r: &dyn Region) -> bool {
+        // SAFETY: the region is r.len() bytes of initialised memory, not written here.
+        let bytes = unsafe { std::slice::from_raw_parts(r.as_ptr(), r.len()) };
+        bytes.iter().all(|b| *b == 0)
+    }
+
+    /// Waits (up to a minute) until no segment is being prepared.
+    fn settled(b: &MemoryBackend) {
+        for _ in 0..60_000 {
+            if !b.ahead.lock().busy {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        panic!("the segment was never prepared");
+    }
+
+    #[test]
+    fn a_segment_prepared_ahead_is_the_one_opened_zeroed_and_then_kept() {
+        let b = MemoryBackend::default();
+        b.prepare("commitlog", SEG as u64, SEG);
+        settled(&b);
+        assert!(b.ahead.lock().region.is_some(), "prepared ahead");
+        let r = b.open("commitlog", SEG as u64, SEG, true).unwrap();
+        assert_eq!(r.len(), SEG);
+        assert!(zeroed(&*r));
+        assert!(
+            b.ahead.lock().region.is_none(),
+            "handed over, not kept twice"
+        );
+        // SAFETY: the region is SEG bytes; nothing else touches it in this test.
+        unsafe { *r.as_ptr().add(SEG - 1) = 7 };
+        let again = b.open("commitlog", SEG as u64, SEG, false).unwrap();
+        assert_eq!(again.as_ptr(), r.as_ptr(), "the same segment");
+        // Preparing a segment that exists already does nothing.
+        b.prepare("commitlog", SEG as u64, SEG);
+        assert!(!b.ahead.lock().busy);
+    }
+
+    #[test]
+    fn a_segment_opened_while_it_is_being_prepared_is_a_fresh_one() {
+        let b = MemoryBackend::default();
+        b.prepare("commitlog", 0, SEG);
+        let r = b.open("commitlog", 0, SEG, true).unwrap();
+        assert!(zeroed(&*r));
+        settled(&b);
+        // Whichever came first, exactly one region serves the segment and nothing is
+        // left waiting for an open that already happened.
+        let a = b.ahead.lock();
+        assert!(a.region.is_none() && a.key.is_none());
+        drop(a);
+        assert_eq!(
+            b.open("commitlog", 0, SEG, false).unwrap().as_ptr(),
+            r.as_ptr()
+        );
     }
 }
