@@ -197,12 +197,13 @@ impl Backend for MemoryBackend {
     #[cfg(not(target_arch = "wasm32"))]
     fn prepare(&self, dir: &str, base: u64, size: usize) {
         let key = (dir.to_string(), base);
+        // Never the two locks at once here: `open` takes `segments`, then `ahead`.
+        if self.segments.lock().contains_key(&key) {
+            return;
+        }
         {
             let mut ahead = self.ahead.lock();
-            if ahead.busy
-                || ahead.key.as_ref() == Some(&key)
-                || self.segments.lock().contains_key(&key)
-            {
+            if ahead.busy || ahead.key.as_ref() == Some(&key) {
                 return;
             }
             *ahead = Ahead {
