@@ -1,5 +1,7 @@
-//! The in-memory backend: segments are zeroed heap regions, metadata a map. The
-//! default on wasm and for `Broker::memory()`; nothing survives the process.
+//! The in-memory backend: segments are zeroed memory (commit log segments anonymous
+//! mappings, the next one faulted in ahead on a background thread; consume queue
+//! segments and everything on wasm heap allocations), metadata a map. The default on
+//! wasm and for `Broker::memory()`; nothing survives the process.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -156,7 +158,8 @@ impl Backend for MemoryBackend {
         let ready = {
             let mut ahead = self.ahead.lock();
             if ahead.key.as_ref() == Some(&key) {
-                // Not ready yet: the preparing thread drops what it makes.
+                // The segment asked for ahead: taken if it is ready; if it is not, the
+                // preparing thread sees the key gone and drops what it makes.
                 ahead.key = None;
                 ahead.region.take().filter(|r| r.len == size)
             } else {
