@@ -294,7 +294,7 @@ bench-rocketmq: python tests/server/.venv/.installed
 # rocketmq-client-nodejs, both pinned in tests/server) against pocketmq-serve, and
 # the server's load generator.
 
-.PHONY: test-server test-server-clients server-clients bench-server
+.PHONY: test-server test-server-clients server-clients bench-server java-tools
 
 SERVER_VENV := tests/server/.venv
 
@@ -307,7 +307,16 @@ $(SERVER_VENV)/.installed: tests/server/requirements.txt
 tests/server/node_modules/.package-lock.json: tests/server/package.json tests/server/package-lock.json
 	cd tests/server && npm ci --no-audit --no-fund
 
-server-clients: $(SERVER_VENV)/.installed tests/server/node_modules/.package-lock.json
+# Java 17 and Maven (apt) for the official Java client, whose jar Maven fetches once.
+java-tools:
+	@command -v java >/dev/null || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y openjdk-17-jdk-headless; }
+	@command -v mvn >/dev/null || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y maven; }
+
+tests/server/java/lib/.installed: tests/server/java/pom.xml | java-tools
+	cd tests/server/java && rm -rf lib && mvn -q -B dependency:copy-dependencies -DoutputDirectory=lib 2>&1 | sed 's/\x1b\[[0-9;]*m//g'
+	touch $@
+
+server-clients: $(SERVER_VENV)/.installed tests/server/node_modules/.package-lock.json tests/server/java/lib/.installed
 
 # The official clients against `pocketmq serve` from the installed package (and the
 # cargo-built pocketmq-serve): both languages' scenarios, the multi-process run with a

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The official RocketMQ 5 clients (PyPI rocketmq-python-client and npm
-# rocketmq-client-nodejs, pinned here) against a pocketmq store served over gRPC:
+# The official RocketMQ 5 clients (PyPI rocketmq-python-client, npm
+# rocketmq-client-nodejs and Maven Central rocketmq-client-java, pinned here) against a
+# pocketmq store served over gRPC:
 #
 # 1. `pocketmq serve` (the server built into the Python package) on a free 127.0.0.1
-#    port and a fresh file store; official.py and official.mjs run side by side: a
+#    port and a fresh file store; official.py, official.mjs and java/Official.java run
+#    side by side: a
 #    Producer sending normal, FIFO (three message groups), delayed and transactional
 #    messages (commit, rollback, UNKNOWN resolved by check-back), a SimpleConsumer
 #    receiving each kind, changing one delivery's invisibility and acking everything,
@@ -12,11 +14,14 @@
 # 2. multiproc.py: producer and SimpleConsumer processes share one served store;
 #    every acknowledged send delivered; SIGKILL, restart, every acknowledged send
 #    still there. MULTIPROC_MESSAGES sets the count (100000).
-# 3. Credentials, on the cargo-built `pocketmq-serve`: both clients' signatures pass
-#    with the right secret and are refused with a wrong one.
+# 3. Credentials, on the cargo-built `pocketmq-serve`: the three clients' signatures
+#    pass with the right secret and are refused with a wrong one.
+# 4. TLS, on the cargo-built `pocketmq-serve` with the test certificate: the Java
+#    client's default (TLS on) is served, signed.
 #
-# Expects the clients installed (make test-server does it: tests/server/.venv and
-# tests/server/node_modules) and the pocketmq package in $POCKETMQ_VENV (.venv).
+# Expects the clients installed (make server-clients does it: tests/server/.venv,
+# tests/server/node_modules and tests/server/java/lib) and the pocketmq package in
+# $POCKETMQ_VENV (.venv).
 # Set KEEP=1 to keep the work directory.
 set -euo pipefail
 
@@ -30,6 +35,8 @@ messages="${MULTIPROC_MESSAGES:-100000}"
 (cd "$root" && "$cargo" build -q -p pocketmq-server --bin pocketmq-serve)
 target="$(cd "$root" && "$cargo" metadata --format-version 1 --no-deps | "$py" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 cargo_serve="$target/debug/pocketmq-serve"
+# The Java client's jar (make server-clients puts it there) and its home for any logs.
+java_cp="$(printf '%s:' "$here"/java/lib/*.jar)"
 
 work="$(mktemp -d)"
 server_pid=""
@@ -77,7 +84,7 @@ export HOME="$work/home"
 # the Node PushConsumer's shutdown (it waits for its poll) is quick.
 cat >"$work/serve.toml" <<EOF
 delay_levels = "1s 1s 1s 2s 3s 4s 5s 6s 7s 8s 9s 10s 20s 30s 1m 2m 1h 2h"
-fifo_groups = ["$prefix-py-fifo-g", "$prefix-node-fifo-g"]
+fifo_groups = ["$prefix-py-fifo-g", "$prefix-node-fifo-g", "$prefix-java-fifo-g"]
 [limits]
 long_polling_max_ms = 5000
 EOF
@@ -87,32 +94,39 @@ echo "pocketmq serve on 127.0.0.1:$port, store $work/store"
 set +e
 timeout 180 "$py" "$here/official.py" "127.0.0.1:$port" "$prefix-py" "$work/sent-python.jsonl" >"$work/python.out" 2>&1 &
 py_pid=$!
+timeout 180 java -Duser.home="$HOME" -cp "$java_cp" "$here/java/Official.java" "127.0.0.1:$port" "$prefix-java" "$work/sent-java.jsonl" >"$work/java.out" 2>&1 &
+java_pid=$!
 (cd "$here" && timeout 180 node official.mjs "127.0.0.1:$port" "$prefix-node" "$work/sent-node.jsonl") >"$work/node.out" 2>&1
 node_rc=$?
 wait "$py_pid"
 py_rc=$?
+wait "$java_pid"
+java_rc=$?
 set -e
 cat "$work/python.out" "$work/node.out"
+# (the client's shaded logger finds no binding and says so in three SLF4J lines)
+grep -v '^SLF4J:' "$work/java.out" || true
 stop_server
 grep -q "event=stopped" "$work/server.log" || { echo "no clean stop in the server log"; exit 1; }
 store_rc=0
 "$pmq_venv/bin/python" "$here/check_store.py" "$work/store" "$work"/sent-*.jsonl || store_rc=1
-[ "$py_rc" -eq 0 ] && [ "$node_rc" -eq 0 ] && [ "$store_rc" -eq 0 ] || { echo "FAILED: official clients"; exit 1; }
+[ "$py_rc" -eq 0 ] && [ "$node_rc" -eq 0 ] && [ "$java_rc" -eq 0 ] && [ "$store_rc" -eq 0 ] \
+  || { echo "FAILED: official clients"; exit 1; }
 
 mkdir -p "$work/multi"
 "$py" "$here/multiproc.py" --serve "$pmq_venv/bin/pocketmq serve" --store "$work/multi/store" \
   --check-python "$pmq_venv/bin/python" --messages "$messages"
 
-# Signatures: the server's check matches what both clients compute.
+# Signatures: the server's check matches what each client computes.
 start_server "$cargo_serve" --memory --access-key app --secret-key s3cret
 echo "pocketmq-serve (cargo) with credentials on 127.0.0.1:$port"
 signed_ok=0
 for secret in s3cret wrong; do
   want=0; [ "$secret" = wrong ] && want=3
-  for client in "$py $here/signed.py" "node $here/signed.mjs"; do
+  for client in "$py $here/signed.py" "node $here/signed.mjs" "java -Duser.home=$HOME -cp $java_cp $here/java/Signed.java"; do
     set +e
-    (cd "$here" && timeout 60 $client "127.0.0.1:$port" "$prefix-signed" app "$secret")
-    got=$?
+    (cd "$here" && timeout 60 $client "127.0.0.1:$port" "$prefix-signed" app "$secret") 2>&1 | grep -v '^SLF4J:'
+    got=${PIPESTATUS[0]}
     set -e
     if [ "$got" -ne "$want" ]; then
       echo "FAILED: ${client%% *} with secret $secret exited $got, expected $want"; signed_ok=1
@@ -121,4 +135,16 @@ for secret in s3cret wrong; do
 done
 stop_server
 [ "$signed_ok" -eq 0 ] || exit 1
+
+# TLS: the Java client speaks it unless told otherwise; signed as well.
+start_server "$cargo_serve" --memory --access-key app --secret-key s3cret \
+  --tls-cert "$root/server/tests/data/server.pem" --tls-key "$root/server/tests/data/server.key"
+echo "pocketmq-serve (cargo) with TLS and credentials on 127.0.0.1:$port"
+set +e
+timeout 60 java -Duser.home="$HOME" -cp "$java_cp" "$here/java/Signed.java" "127.0.0.1:$port" "$prefix-tls" app s3cret --tls 2>&1 \
+  | grep -v '^SLF4J:'
+got=${PIPESTATUS[0]}
+set -e
+stop_server
+[ "$got" -eq 0 ] || { echo "FAILED: java over TLS exited $got"; exit 1; }
 echo "official clients: all passed"

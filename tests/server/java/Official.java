@@ -1,0 +1,361 @@
+// The official RocketMQ 5 Java client (Maven Central rocketmq-client-java) against
+// `pocketmq serve`, the same scenarios as official.py: a Producer sending normal, FIFO
+// (three message groups), delayed and transactional messages (commit, rollback,
+// UNKNOWN resolved by check-back); a SimpleConsumer receiving each kind, changing one
+// delivery's invisibility and acking everything; a PushConsumer failing each message
+// once, then succeeding.
+//
+// usage: java -cp 'lib/*' Official.java HOST:PORT PREFIX SENT.jsonl [--tls]
+//
+// The client defaults to TLS; without --tls it is told to speak plaintext, as a server
+// started without --tls-cert expects. The server is started with PREFIX-fifo-g as a
+// FIFO group and a retry ladder that starts at 1 s (run.sh). Prints one PASS/FAIL line
+// per check and writes what it sent, one JSON object per line, for check_store.py.
+// Exits 1 when a check failed.
+
+import java.io.PrintWriter;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.BooleanSupplier;
+import org.apache.rocketmq.client.apis.ClientConfiguration;
+import org.apache.rocketmq.client.apis.ClientServiceProvider;
+import org.apache.rocketmq.client.apis.consumer.ConsumeResult;
+import org.apache.rocketmq.client.apis.consumer.FilterExpression;
+import org.apache.rocketmq.client.apis.consumer.FilterExpressionType;
+import org.apache.rocketmq.client.apis.consumer.PushConsumer;
+import org.apache.rocketmq.client.apis.consumer.SimpleConsumer;
+import org.apache.rocketmq.client.apis.message.Message;
+import org.apache.rocketmq.client.apis.message.MessageBuilder;
+import org.apache.rocketmq.client.apis.message.MessageView;
+import org.apache.rocketmq.client.apis.producer.Producer;
+import org.apache.rocketmq.client.apis.producer.SendReceipt;
+import org.apache.rocketmq.client.apis.producer.Transaction;
+import org.apache.rocketmq.client.apis.producer.TransactionResolution;
+
+public class Official {
+    static final int NORMAL = 20;
+    static final String[] FIFO_GROUPS = {"group-a", "group-b", "group-c"};
+    static final int FIFO_PER_GROUP = 10;
+    static final long[] DELAYS_MS = {2000, 2500, 3000};
+    static final int PUSHED = 3;
+
+    static int failed = 0;
+
+    static synchronized boolean check(boolean ok, String what) {
+        System.out.println((ok ? "PASS" : "FAIL") + " java: " + what);
+        System.out.flush();
+        if (!ok) {
+            failed++;
+        }
+        return ok;
+    }
+
+    static String body(MessageView m) {
+        ByteBuffer b = m.getBody().duplicate();
+        byte[] out = new byte[b.remaining()];
+        b.get(out);
+        return new String(out, StandardCharsets.UTF_8);
+    }
+
+    static String json(String s) {
+        if (s == null) {
+            return "null";
+        }
+        StringBuilder out = new StringBuilder("\"");
+        for (char c : s.toCharArray()) {
+            if (c == '"' || c == '\\') {
+                out.append('\\').append(c);
+            } else if (c < 0x20) {
+                out.append(String.format("\\u%04x", (int) c));
+            } else {
+                out.append(c);
+            }
+        }
+        return out.append('"').toString();
+    }
+
+    interface Receiver {
+        void on(MessageView m) throws Exception;
+    }
+
+    static void receiveUntil(SimpleConsumer c, BooleanSupplier done, long seconds, Receiver on)
+            throws Exception {
+        long deadline = System.nanoTime() + seconds * 1_000_000_000L;
+        while (!done.getAsBoolean() && System.nanoTime() < deadline) {
+            for (MessageView m : c.receive(32, Duration.ofSeconds(15))) {
+                on.on(m);
+                c.ack(m);
+            }
+        }
+    }
+
+    static boolean waitFor(BooleanSupplier cond, long seconds) throws InterruptedException {
+        long deadline = System.nanoTime() + seconds * 1_000_000_000L;
+        while (!cond.getAsBoolean() && System.nanoTime() < deadline) {
+            Thread.sleep(100);
+        }
+        return cond.getAsBoolean();
+    }
+
+    public static void main(String[] args) throws Exception {
+        String endpoint = args[0];
+        String prefix = args[1];
+        String outPath = args[2];
+        boolean tls = args.length > 3 && args[3].equals("--tls");
+        Map<String, String> t = new LinkedHashMap<>();
+        for (String k : new String[] {"normal", "fifo", "delay", "tx", "push"}) {
+            t.put(k, prefix + "-" + k);
+        }
+        ClientServiceProvider provider = ClientServiceProvider.loadService();
+        ClientConfiguration config = ClientConfiguration.newBuilder()
+                .setEndpoints(endpoint)
+                .enableSsl(tls)
+                .setRequestTimeout(Duration.ofSeconds(3))
+                .build();
+        List<String> sent = new ArrayList<>();
+        List<String> asked = Collections.synchronizedList(new ArrayList<>());
+        long[] firstAsk = {0};
+        List<AutoCloseable> clients = new ArrayList<>();
+        Producer producer = provider.newProducerBuilder()
+                .setClientConfiguration(config)
+                .setTopics(t.values().toArray(new String[0]))
+                .setTransactionChecker(m -> {
+                    synchronized (asked) {
+                        if (asked.isEmpty()) {
+                            firstAsk[0] = System.currentTimeMillis();
+                        }
+                        asked.add(body(m));
+                    }
+                    return TransactionResolution.COMMIT;
+                })
+                .build();
+        clients.add(producer);
+
+        class Sender {
+            Message message(String kind, String body, String group, Long deliverAt) {
+                MessageBuilder b = provider.newMessageBuilder()
+                        .setTopic(t.get(kind))
+                        .setBody(body.getBytes(StandardCharsets.UTF_8))
+                        .setTag("tag-" + kind)
+                        .setKeys("key-" + body)
+                        .addProperty("origin", "java");
+                if (group != null) {
+                    b.setMessageGroup(group);
+                }
+                if (deliverAt != null) {
+                    b.setDeliveryTimestamp(deliverAt);
+                }
+                return b.build();
+            }
+
+            void record(String kind, SendReceipt r, String body, String group, Long deliverAt,
+                    String outcome) {
+                sent.add("{\"client\": \"java\", \"kind\": " + json(kind) + ", \"topic\": "
+                        + json(t.get(kind)) + ", \"message_id\": " + json(r.getMessageId().toString())
+                        + ", \"body\": " + json(body) + ", \"tag\": " + json("tag-" + kind)
+                        + ", \"keys\": [" + json("key-" + body) + "], \"origin\": \"java\", \"group\": "
+                        + json(group) + ", \"deliver_at_ms\": " + (deliverAt == null ? "null" : deliverAt)
+                        + ", \"outcome\": " + json(outcome) + "}");
+            }
+        }
+        Sender s = new Sender();
+        FilterExpression all = new FilterExpression("*", FilterExpressionType.TAG);
+        java.util.function.Function<String, SimpleConsumer> simple = kind -> {
+            try {
+                SimpleConsumer c = provider.newSimpleConsumerBuilder()
+                        .setClientConfiguration(config)
+                        .setConsumerGroup(prefix + "-" + kind + "-g")
+                        .setAwaitDuration(Duration.ofSeconds(2))
+                        .setSubscriptionExpressions(Map.of(t.get(kind), all))
+                        .build();
+                clients.add(c);
+                return c;
+            } catch (Exception e) {
+                throw new RuntimeException(e);
+            }
+        };
+
+        try {
+            // Transactions first: the UNKNOWN one is checked back after the server's 6 s.
+            long txSent = System.currentTimeMillis();
+            for (String[] pair : new String[][] {{"tx-commit", "commit"}, {"tx-rollback", "rollback"},
+                    {"tx-unknown", null}}) {
+                Transaction tx = producer.beginTransaction();
+                SendReceipt r = producer.send(s.message("tx", pair[0], null, null), tx);
+                check(r.getMessageId() != null, pair[0] + ": a message id (" + r.getMessageId() + ")");
+                if ("commit".equals(pair[1])) {
+                    tx.commit();
+                } else if ("rollback".equals(pair[1])) {
+                    tx.rollback();
+                }
+                s.record("tx", r, pair[0], null, null, "rollback".equals(pair[1]) ? "rollback" : "commit");
+            }
+
+            // Delayed messages, at millisecond precision.
+            Map<String, Long> due = new HashMap<>();
+            long now = System.currentTimeMillis();
+            for (int i = 0; i < DELAYS_MS.length; i++) {
+                String body = "java-delay-" + i;
+                long at = now + DELAYS_MS[i];
+                SendReceipt r = producer.send(s.message("delay", body, null, at));
+                due.put(r.getMessageId().toString(), at);
+                s.record("delay", r, body, null, at, null);
+            }
+            SimpleConsumer delayConsumer = simple.apply("delay");
+            Map<String, Long> arrivals = new ConcurrentHashMap<>();
+            Exception[] delayError = {null};
+            Thread delayThread = new Thread(() -> {
+                try {
+                    receiveUntil(delayConsumer, () -> arrivals.size() >= due.size(), 20,
+                            m -> arrivals.putIfAbsent(m.getMessageId().toString(), System.currentTimeMillis()));
+                } catch (Exception e) {
+                    delayError[0] = e;
+                }
+            });
+            delayThread.start();
+
+            // The PushConsumer: each message fails once, then succeeds.
+            Map<String, List<Integer>> deliveries = new ConcurrentHashMap<>();
+            PushConsumer push = provider.newPushConsumerBuilder()
+                    .setClientConfiguration(config)
+                    .setConsumerGroup(prefix + "-push-g")
+                    .setSubscriptionExpressions(Map.of(t.get("push"), all))
+                    .setConsumptionThreadCount(4)
+                    .setMessageListener(m -> {
+                        List<Integer> seen = deliveries.computeIfAbsent(m.getMessageId().toString(),
+                                k -> Collections.synchronizedList(new ArrayList<>()));
+                        seen.add(m.getDeliveryAttempt());
+                        return seen.size() == 1 ? ConsumeResult.FAILURE : ConsumeResult.SUCCESS;
+                    })
+                    .build();
+            clients.add(push);
+            List<String> pushed = new ArrayList<>();
+            for (int i = 0; i < PUSHED; i++) {
+                String body = "java-push-" + i;
+                SendReceipt r = producer.send(s.message("push", body, null, null));
+                pushed.add(r.getMessageId().toString());
+                s.record("push", r, body, null, null, null);
+            }
+
+            // Normal and FIFO.
+            Map<String, String> normal = new HashMap<>();
+            for (int i = 0; i < NORMAL; i++) {
+                String body = "java-normal-" + i;
+                SendReceipt r = producer.send(s.message("normal", body, null, null));
+                normal.put(r.getMessageId().toString(), body);
+                s.record("normal", r, body, null, null, null);
+            }
+            for (int i = 0; i < FIFO_PER_GROUP; i++) {
+                for (String g : FIFO_GROUPS) {
+                    String body = "java-" + g + "-" + i;
+                    SendReceipt r = producer.send(s.message("fifo", body, g, null));
+                    s.record("fifo", r, body, g, null, null);
+                }
+            }
+
+            // SimpleConsumer: everything once, one delivery's invisibility changed, all acked.
+            SimpleConsumer c = simple.apply("normal");
+            Map<String, MessageView> got = new HashMap<>();
+            List<String> wrong = new ArrayList<>();
+            boolean[] changed = {false};
+            receiveUntil(c, () -> got.size() >= NORMAL, 30, m -> {
+                String id = m.getMessageId().toString();
+                if (got.containsKey(id)) {
+                    wrong.add(id + " delivered twice");
+                }
+                got.put(id, m);
+                if (!changed[0]) {
+                    // The client keeps the new receipt handle in the view, for the ack after.
+                    c.changeInvisibleDuration(m, Duration.ofSeconds(30));
+                    changed[0] = true;
+                }
+                String b = body(m);
+                if (!(b.equals(normal.get(id)) && m.getTag().orElse("").equals("tag-normal")
+                        && new ArrayList<>(m.getKeys()).equals(List.of("key-" + b))
+                        && "java".equals(m.getProperties().get("origin")) && m.getDeliveryAttempt() == 1)) {
+                    wrong.add(b + ": tag " + m.getTag() + " keys " + m.getKeys() + " properties "
+                            + m.getProperties() + " attempt " + m.getDeliveryAttempt());
+                }
+            });
+            check(got.keySet().equals(normal.keySet()) && wrong.isEmpty(), "SimpleConsumer received "
+                    + got.size() + "/" + NORMAL + " normal messages once each with their fields, acking each "
+                    + "(the changed one with its new handle) " + (wrong.isEmpty() ? "" : wrong));
+
+            // FIFO: order per message group.
+            SimpleConsumer f = simple.apply("fifo");
+            Map<String, List<Integer>> order = new HashMap<>();
+            for (String g : FIFO_GROUPS) {
+                order.put(g, new ArrayList<>());
+            }
+            receiveUntil(f, () -> order.values().stream().mapToInt(List::size).sum()
+                    >= FIFO_PER_GROUP * FIFO_GROUPS.length, 30, m -> {
+                String[] parts = body(m).split("-");
+                order.get(parts[1] + "-" + parts[2]).add(Integer.parseInt(parts[3]));
+                check(m.getMessageGroup().orElse("").equals(parts[1] + "-" + parts[2]),
+                        "FIFO message carries its group: " + m.getMessageGroup());
+            });
+            List<Integer> expected = new ArrayList<>();
+            for (int i = 0; i < FIFO_PER_GROUP; i++) {
+                expected.add(i);
+            }
+            for (String g : FIFO_GROUPS) {
+                check(order.get(g).equals(expected), "FIFO " + g + " received in send order: " + order.get(g));
+            }
+
+            // Delays: not early, and by due + 1 s.
+            delayThread.join();
+            check(delayError[0] == null, "delay consumer: " + delayError[0]);
+            check(arrivals.size() == due.size(), arrivals.size() + "/" + due.size() + " delayed messages received");
+            for (Map.Entry<String, Long> e : arrivals.entrySet()) {
+                long late = e.getValue() - due.get(e.getKey());
+                check(late >= -50 && late <= 1000, "delayed message received " + late + " ms after its due time");
+            }
+
+            // Transactions: commit and check-back commit delivered, rollback never.
+            SimpleConsumer tx = simple.apply("tx");
+            Map<String, Integer> bodies = new ConcurrentHashMap<>();
+            receiveUntil(tx, () -> bodies.keySet().containsAll(Set.of("tx-commit", "tx-unknown")), 30,
+                    m -> bodies.merge(body(m), 1, Integer::sum));
+            check(Integer.valueOf(1).equals(bodies.get("tx-commit")), "committed transaction delivered once");
+            check(Integer.valueOf(1).equals(bodies.get("tx-unknown")), "UNKNOWN transaction delivered once "
+                    + "after check-back (" + asked + ", " + (firstAsk[0] == 0 ? 0 : firstAsk[0] - txSent)
+                    + " ms after send)");
+            check(asked.equals(List.of("tx-unknown")), "only the UNKNOWN transaction was checked back: " + asked);
+            check(!bodies.containsKey("tx-rollback"), "rolled-back transaction never delivered");
+
+            // PushConsumer: each redelivered exactly once, then acked.
+            waitFor(() -> pushed.stream().allMatch(
+                    id -> deliveries.getOrDefault(id, List.of()).size() >= 2), 30);
+            Thread.sleep(1500); // a third delivery would show up here
+            for (String id : pushed) {
+                check(deliveries.getOrDefault(id, List.of()).equals(List.of(1, 2)),
+                        "PushConsumer: failed once, redelivered once: attempts " + deliveries.get(id));
+            }
+        } finally {
+            Collections.reverse(clients);
+            for (AutoCloseable client : clients) {
+                try {
+                    client.close();
+                } catch (Exception e) {
+                    System.err.println("java: close: " + e);
+                }
+            }
+            try (PrintWriter out = new PrintWriter(outPath, StandardCharsets.UTF_8)) {
+                for (String line : sent) {
+                    out.println(line);
+                }
+            }
+        }
+        System.out.println("java: " + (failed == 0 ? "all checks passed" : failed + " checks failed"));
+        System.exit(failed == 0 ? 0 : 1);
+    }
+}
