@@ -296,13 +296,18 @@ public class Official {
             for (String g : FIFO_GROUPS) {
                 order.put(g, new ArrayList<>());
             }
+            List<String> ungrouped = new ArrayList<>();
             receiveUntil(f, () -> order.values().stream().mapToInt(List::size).sum()
                     >= FIFO_PER_GROUP * FIFO_GROUPS.length, 30, m -> {
                 String[] parts = body(m).split("-");
-                order.get(parts[1] + "-" + parts[2]).add(Integer.parseInt(parts[3]));
-                check(m.getMessageGroup().orElse("").equals(parts[1] + "-" + parts[2]),
-                        "FIFO message carries its group: " + m.getMessageGroup());
+                String group = parts[1] + "-" + parts[2];
+                order.get(group).add(Integer.parseInt(parts[3]));
+                if (!m.getMessageGroup().orElse("").equals(group)) {
+                    ungrouped.add(body(m) + ": " + m.getMessageGroup());
+                }
             });
+            check(ungrouped.isEmpty(), "FIFO messages carry their message group"
+                    + (ungrouped.isEmpty() ? "" : ": " + ungrouped));
             List<Integer> expected = new ArrayList<>();
             for (int i = 0; i < FIFO_PER_GROUP; i++) {
                 expected.add(i);
@@ -313,7 +318,8 @@ public class Official {
 
             // Delays: not early, and by due + 1 s.
             delayThread.join();
-            check(delayError[0] == null, "delay consumer: " + delayError[0]);
+            check(delayError[0] == null, "the delayed messages' receives raised "
+                    + (delayError[0] == null ? "nothing" : delayError[0].toString()));
             check(arrivals.size() == due.size(), arrivals.size() + "/" + due.size() + " delayed messages received");
             for (Map.Entry<String, Long> e : arrivals.entrySet()) {
                 long late = e.getValue() - due.get(e.getKey());
