@@ -274,7 +274,7 @@ interop-official: interop-official-deps
 # and the official clients against both servers; a table of every scenario on every
 # target (tests/interop/run.sh). Starts the local Apache RocketMQ when it is not running
 # and stops it after; .ci/run runs this whenever Java and Maven are present.
-interop: python interop-official-deps
+interop: python interop-official-deps tests/server/java/lib/.installed
 	@command -v java >/dev/null || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y openjdk-17-jdk-headless; }
 	@command -v mvn >/dev/null || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y maven; }
 	VPY=$(VPY) bash tests/interop/run.sh

@@ -8,11 +8,12 @@
 # 3. The package's producer and consumer tests over connect() to Apache RocketMQ
 #    (POCKETMQ_TARGET=rocketmq; `make test-connect` runs them against pocketmq serve).
 # 4. The official Python and Node clients' scenarios (tests/interop/official) against
-#    Apache RocketMQ and against pocketmq serve.
+#    Apache RocketMQ and against pocketmq serve; then the official Java client's
+#    (tests/server/java/Official.java: normal, FIFO, delay, transaction, push-retry).
 # 5. A table of every scenario on every target; stops what it started. Exit 1 on any failure.
 #
-# Expects the package in $VPY's environment and the official clients installed
-# (make interop does both).
+# Expects the package in $VPY's environment and the official clients installed, the
+# Java client's jar in tests/server/java/lib (make interop does all of it).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -46,7 +47,7 @@ cat > "$out/serve.toml" <<EOF
 delay_levels = "1s 1s 1s 2s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m"
 transaction_timeout_ms = 3000
 check_interval_ms = 5000
-fifo_groups = ["$prefix-py-fifo-g", "$prefix-js-fifo-g"]
+fifo_groups = ["$prefix-py-fifo-g", "$prefix-js-fifo-g", "$prefix-java-fifo-g"]
 [groups."$prefix-py-dlq-g"]
 max_reconsume_times = 2
 [groups."$prefix-js-dlq-g"]
@@ -84,9 +85,25 @@ node "$OFFICIAL/scenarios.js" "$apache" "$prefix-ra-js" --create "$create" --jso
 step "official Node client: pocketmq serve"
 node "$OFFICIAL/scenarios.js" "$serve" "$prefix-js" --json "$out/js-serve.json" || rc=1
 
+java_cp="$(printf '%s:' "$root"/tests/server/java/lib/*.jar)"
+java_official() { # ENDPOINT PREFIX JSON
+  java -Duser.home="$out" -cp "$java_cp" tests/server/java/Official.java "$1" "$2" "$out/sent-$2.jsonl" \
+    --json "$3" 2>&1 | grep -v '^SLF4J:'
+  return "${PIPESTATUS[0]}"
+}
+step "official Java client: Apache RocketMQ"
+p="$prefix-ra-java"
+$create "topic:$p-normal:NORMAL" "topic:$p-fifo:FIFO" "topic:$p-delay:DELAY" "topic:$p-tx:TRANSACTION" \
+  "topic:$p-push:NORMAL" "group:$p-normal-g" "group:$p-fifo-g:fifo" "group:$p-delay-g" "group:$p-tx-g" \
+  "group:$p-push-g" >/dev/null || rc=1
+java_official "$apache" "$p" "$out/java-rocketmq.json" || rc=1
+step "official Java client: pocketmq serve"
+java_official "$serve" "$prefix-java" "$out/java-serve.json" || rc=1
+
 step "every scenario on every target"
 "$VPY" tests/interop/summary.py \
   "embedded=$out/api-embedded.json" "api/serve=$out/api-serve.json" "api/apache=$out/api-rocketmq.json" \
   "py/serve=$out/py-serve.json" "py/apache=$out/py-rocketmq.json" \
-  "js/serve=$out/js-serve.json" "js/apache=$out/js-rocketmq.json" || rc=1
+  "js/serve=$out/js-serve.json" "js/apache=$out/js-rocketmq.json" \
+  "java/serve=$out/java-serve.json" "java/apache=$out/java-rocketmq.json" || rc=1
 exit $rc

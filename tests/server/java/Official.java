@@ -5,12 +5,16 @@
 // delivery's invisibility and acking everything; a PushConsumer failing each message
 // once, then succeeding.
 //
-// usage: java -cp 'lib/*' Official.java HOST:PORT PREFIX SENT.jsonl [--tls]
+// usage: java -cp 'lib/*' Official.java HOST:PORT PREFIX SENT.jsonl [--tls] [--json FILE]
 //
 // The client defaults to TLS; without --tls it is told to speak plaintext, as a server
-// started without --tls-cert expects. The server is started with PREFIX-fifo-g as a
-// FIFO group and a retry ladder that starts at 1 s (run.sh). Prints one PASS/FAIL line
-// per check and writes what it sent, one JSON object per line, for check_store.py.
+// started without --tls-cert expects. Against pocketmq serve, PREFIX-fifo-g is a FIFO
+// group and the retry ladder starts at 1 s (run.sh); against Apache RocketMQ the topics
+// (with their message types) and groups exist beforehand (tests/interop/run.sh). Every
+// consumer starts before the first send, since Apache's new POP groups start at the
+// latest message; delays are due on whole seconds, Apache's timer slots. Prints one
+// PASS/FAIL line per check and writes what it sent, one JSON object per line, for
+// check_store.py; --json writes each scenario's result for tests/interop/summary.py.
 // Exits 1 when a check failed.
 
 import java.io.PrintWriter;
@@ -45,17 +49,23 @@ public class Official {
     static final int NORMAL = 20;
     static final String[] FIFO_GROUPS = {"group-a", "group-b", "group-c"};
     static final int FIFO_PER_GROUP = 10;
-    static final long[] DELAYS_MS = {2000, 2500, 3000};
+    static final long[] DELAYS_S = {3, 4, 5};
     static final int PUSHED = 3;
 
     static int failed = 0;
+    static final long START = System.nanoTime();
+    /** Per scenario: whether every check passed, and seconds from the start to its last check. */
+    static final Map<String, Boolean> passed = new LinkedHashMap<>();
+    static final Map<String, Double> seconds = new HashMap<>();
 
-    static synchronized boolean check(boolean ok, String what) {
+    static synchronized boolean check(String scenario, boolean ok, String what) {
         System.out.println((ok ? "PASS" : "FAIL") + " java: " + what);
         System.out.flush();
         if (!ok) {
             failed++;
         }
+        passed.merge(scenario, ok, Boolean::logicalAnd);
+        seconds.put(scenario, (System.nanoTime() - START) / 1e9);
         return ok;
     }
 
@@ -110,7 +120,10 @@ public class Official {
         String endpoint = args[0];
         String prefix = args[1];
         String outPath = args[2];
-        boolean tls = args.length > 3 && args[3].equals("--tls");
+        List<String> flags = List.of(args).subList(3, args.length);
+        boolean tls = flags.contains("--tls");
+        int jsonAt = flags.indexOf("--json");
+        String jsonPath = jsonAt >= 0 ? flags.get(jsonAt + 1) : null;
         Map<String, String> t = new LinkedHashMap<>();
         for (String k : new String[] {"normal", "fifo", "delay", "tx", "push"}) {
             t.put(k, prefix + "-" + k);
@@ -174,7 +187,7 @@ public class Official {
                 SimpleConsumer c = provider.newSimpleConsumerBuilder()
                         .setClientConfiguration(config)
                         .setConsumerGroup(prefix + "-" + kind + "-g")
-                        .setAwaitDuration(Duration.ofSeconds(2))
+                        .setAwaitDuration(Duration.ofSeconds(5))
                         .setSubscriptionExpressions(Map.of(t.get(kind), all))
                         .build();
                 clients.add(c);
@@ -185,32 +198,53 @@ public class Official {
         };
 
         try {
-            // Transactions first: the UNKNOWN one is checked back after the server's 6 s.
+            // Every consumer first (see the header).
+            SimpleConsumer delayConsumer = simple.apply("delay");
+            SimpleConsumer c = simple.apply("normal");
+            SimpleConsumer f = simple.apply("fifo");
+            SimpleConsumer tx = simple.apply("tx");
+            Map<String, List<Integer>> deliveries = new ConcurrentHashMap<>();
+            PushConsumer push = provider.newPushConsumerBuilder()
+                    .setClientConfiguration(config)
+                    .setConsumerGroup(prefix + "-push-g")
+                    .setSubscriptionExpressions(Map.of(t.get("push"), all))
+                    .setConsumptionThreadCount(4)
+                    .setMessageListener(m -> {
+                        // Each message fails once, then succeeds.
+                        List<Integer> seen = deliveries.computeIfAbsent(m.getMessageId().toString(),
+                                k -> Collections.synchronizedList(new ArrayList<>()));
+                        seen.add(m.getDeliveryAttempt());
+                        return seen.size() == 1 ? ConsumeResult.FAILURE : ConsumeResult.SUCCESS;
+                    })
+                    .build();
+            clients.add(push);
+
+            // Transactions first: the UNKNOWN one is checked back after the server's timeout.
             long txSent = System.currentTimeMillis();
             for (String[] pair : new String[][] {{"tx-commit", "commit"}, {"tx-rollback", "rollback"},
                     {"tx-unknown", null}}) {
-                Transaction tx = producer.beginTransaction();
-                SendReceipt r = producer.send(s.message("tx", pair[0], null, null), tx);
-                check(r.getMessageId() != null, pair[0] + ": a message id (" + r.getMessageId() + ")");
+                Transaction transaction = producer.beginTransaction();
+                SendReceipt r = producer.send(s.message("tx", pair[0], null, null), transaction);
+                check("transaction", r.getMessageId() != null,
+                        pair[0] + ": a message id (" + r.getMessageId() + ")");
                 if ("commit".equals(pair[1])) {
-                    tx.commit();
+                    transaction.commit();
                 } else if ("rollback".equals(pair[1])) {
-                    tx.rollback();
+                    transaction.rollback();
                 }
                 s.record("tx", r, pair[0], null, null, "rollback".equals(pair[1]) ? "rollback" : "commit");
             }
 
-            // Delayed messages, at millisecond precision.
+            // Delayed messages, due on whole seconds.
             Map<String, Long> due = new HashMap<>();
-            long now = System.currentTimeMillis();
-            for (int i = 0; i < DELAYS_MS.length; i++) {
+            long now = System.currentTimeMillis() / 1000;
+            for (int i = 0; i < DELAYS_S.length; i++) {
                 String body = "java-delay-" + i;
-                long at = now + DELAYS_MS[i];
+                long at = (now + DELAYS_S[i]) * 1000;
                 SendReceipt r = producer.send(s.message("delay", body, null, at));
                 due.put(r.getMessageId().toString(), at);
                 s.record("delay", r, body, null, at, null);
             }
-            SimpleConsumer delayConsumer = simple.apply("delay");
             Map<String, Long> arrivals = new ConcurrentHashMap<>();
             Exception[] delayError = {null};
             Thread delayThread = new Thread(() -> {
@@ -223,21 +257,7 @@ public class Official {
             });
             delayThread.start();
 
-            // The PushConsumer: each message fails once, then succeeds.
-            Map<String, List<Integer>> deliveries = new ConcurrentHashMap<>();
-            PushConsumer push = provider.newPushConsumerBuilder()
-                    .setClientConfiguration(config)
-                    .setConsumerGroup(prefix + "-push-g")
-                    .setSubscriptionExpressions(Map.of(t.get("push"), all))
-                    .setConsumptionThreadCount(4)
-                    .setMessageListener(m -> {
-                        List<Integer> seen = deliveries.computeIfAbsent(m.getMessageId().toString(),
-                                k -> Collections.synchronizedList(new ArrayList<>()));
-                        seen.add(m.getDeliveryAttempt());
-                        return seen.size() == 1 ? ConsumeResult.FAILURE : ConsumeResult.SUCCESS;
-                    })
-                    .build();
-            clients.add(push);
+            // The PushConsumer's messages.
             List<String> pushed = new ArrayList<>();
             for (int i = 0; i < PUSHED; i++) {
                 String body = "java-push-" + i;
@@ -263,7 +283,6 @@ public class Official {
             }
 
             // SimpleConsumer: everything once, one delivery's invisibility changed, all acked.
-            SimpleConsumer c = simple.apply("normal");
             Map<String, MessageView> got = new HashMap<>();
             List<String> wrong = new ArrayList<>();
             boolean[] changed = {false};
@@ -286,12 +305,11 @@ public class Official {
                             + m.getProperties() + " attempt " + m.getDeliveryAttempt());
                 }
             });
-            check(got.keySet().equals(normal.keySet()) && wrong.isEmpty(), "SimpleConsumer received "
+            check("normal", got.keySet().equals(normal.keySet()) && wrong.isEmpty(), "SimpleConsumer received "
                     + got.size() + "/" + NORMAL + " normal messages once each with their fields, acking each "
                     + "(the changed one with its new handle) " + (wrong.isEmpty() ? "" : wrong));
 
             // FIFO: order per message group.
-            SimpleConsumer f = simple.apply("fifo");
             Map<String, List<Integer>> order = new HashMap<>();
             for (String g : FIFO_GROUPS) {
                 order.put(g, new ArrayList<>());
@@ -306,44 +324,43 @@ public class Official {
                     ungrouped.add(body(m) + ": " + m.getMessageGroup());
                 }
             });
-            check(ungrouped.isEmpty(), "FIFO messages carry their message group"
+            check("fifo", ungrouped.isEmpty(), "FIFO messages carry their message group"
                     + (ungrouped.isEmpty() ? "" : ": " + ungrouped));
             List<Integer> expected = new ArrayList<>();
             for (int i = 0; i < FIFO_PER_GROUP; i++) {
                 expected.add(i);
             }
             for (String g : FIFO_GROUPS) {
-                check(order.get(g).equals(expected), "FIFO " + g + " received in send order: " + order.get(g));
+                check("fifo", order.get(g).equals(expected), "FIFO " + g + " received in send order: " + order.get(g));
             }
 
             // Delays: not early, and by due + 1 s.
             delayThread.join();
-            check(delayError[0] == null, "the delayed messages' receives raised "
+            check("delay", delayError[0] == null, "the delayed messages' receives raised "
                     + (delayError[0] == null ? "nothing" : delayError[0].toString()));
-            check(arrivals.size() == due.size(), arrivals.size() + "/" + due.size() + " delayed messages received");
+            check("delay", arrivals.size() == due.size(), arrivals.size() + "/" + due.size() + " delayed messages received");
             for (Map.Entry<String, Long> e : arrivals.entrySet()) {
                 long late = e.getValue() - due.get(e.getKey());
-                check(late >= -50 && late <= 1000, "delayed message received " + late + " ms after its due time");
+                check("delay", late >= -50 && late <= 1000, "delayed message received " + late + " ms after its due time");
             }
 
             // Transactions: commit and check-back commit delivered, rollback never.
-            SimpleConsumer tx = simple.apply("tx");
             Map<String, Integer> bodies = new ConcurrentHashMap<>();
             receiveUntil(tx, () -> bodies.keySet().containsAll(Set.of("tx-commit", "tx-unknown")), 30,
                     m -> bodies.merge(body(m), 1, Integer::sum));
-            check(Integer.valueOf(1).equals(bodies.get("tx-commit")), "committed transaction delivered once");
-            check(Integer.valueOf(1).equals(bodies.get("tx-unknown")), "UNKNOWN transaction delivered once "
+            check("transaction", Integer.valueOf(1).equals(bodies.get("tx-commit")), "committed transaction delivered once");
+            check("transaction", Integer.valueOf(1).equals(bodies.get("tx-unknown")), "UNKNOWN transaction delivered once "
                     + "after check-back (" + asked + ", " + (firstAsk[0] == 0 ? 0 : firstAsk[0] - txSent)
                     + " ms after send)");
-            check(asked.equals(List.of("tx-unknown")), "only the UNKNOWN transaction was checked back: " + asked);
-            check(!bodies.containsKey("tx-rollback"), "rolled-back transaction never delivered");
+            check("transaction", asked.equals(List.of("tx-unknown")), "only the UNKNOWN transaction was checked back: " + asked);
+            check("transaction", !bodies.containsKey("tx-rollback"), "rolled-back transaction never delivered");
 
             // PushConsumer: each redelivered exactly once, then acked.
             waitFor(() -> pushed.stream().allMatch(
                     id -> deliveries.getOrDefault(id, List.of()).size() >= 2), 30);
             Thread.sleep(1500); // a third delivery would show up here
             for (String id : pushed) {
-                check(deliveries.getOrDefault(id, List.of()).equals(List.of(1, 2)),
+                check("push-retry", deliveries.getOrDefault(id, List.of()).equals(List.of(1, 2)),
                         "PushConsumer: failed once, redelivered once: attempts " + deliveries.get(id));
             }
         } finally {
@@ -358,6 +375,17 @@ public class Official {
             try (PrintWriter out = new PrintWriter(outPath, StandardCharsets.UTF_8)) {
                 for (String line : sent) {
                     out.println(line);
+                }
+            }
+            if (jsonPath != null) {
+                List<String> rows = new ArrayList<>();
+                for (Map.Entry<String, Boolean> e : passed.entrySet()) {
+                    rows.add("{\"scenario\": " + json(e.getKey()) + ", \"result\": \""
+                            + (e.getValue() ? "PASS" : "FAIL") + "\", \"seconds\": "
+                            + String.format("%.1f", seconds.get(e.getKey())) + "}");
+                }
+                try (PrintWriter out = new PrintWriter(jsonPath, StandardCharsets.UTF_8)) {
+                    out.println("[" + String.join(", ", rows) + "]");
                 }
             }
         }
