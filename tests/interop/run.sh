@@ -9,7 +9,8 @@
 #    (POCKETMQ_TARGET=rocketmq; `make test-connect` runs them against pocketmq serve).
 # 4. The official Python and Node clients' scenarios (tests/interop/official) against
 #    Apache RocketMQ and against pocketmq serve; then the official Java client's
-#    (tests/server/java/Official.java: normal, FIFO, delay, transaction, push-retry).
+#    (tests/server/java/Official.java: normal, FIFO, delay, transaction, push-retry,
+#    push-fifo).
 # 5. A table of every scenario on every target; stops what it started. Exit 1 on any failure.
 #
 # Expects the package in $VPY's environment and the official clients installed, the
@@ -47,7 +48,7 @@ cat > "$out/serve.toml" <<EOF
 delay_levels = "1s 1s 1s 2s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m"
 transaction_timeout_ms = 3000
 check_interval_ms = 5000
-fifo_groups = ["$prefix-py-fifo-g", "$prefix-js-fifo-g", "$prefix-java-fifo-g"]
+fifo_groups = ["$prefix-py-fifo-g", "$prefix-js-fifo-g", "$prefix-java-fifo-g", "$prefix-java-pfifo-g"]
 [groups."$prefix-py-dlq-g"]
 max_reconsume_times = 2
 [groups."$prefix-js-dlq-g"]
@@ -94,8 +95,8 @@ java_official() { # ENDPOINT PREFIX JSON
 step "official Java client: Apache RocketMQ"
 p="$prefix-ra-java"
 $create "topic:$p-normal:NORMAL" "topic:$p-fifo:FIFO" "topic:$p-delay:DELAY" "topic:$p-tx:TRANSACTION" \
-  "topic:$p-push:NORMAL" "group:$p-normal-g" "group:$p-fifo-g:fifo" "group:$p-delay-g" "group:$p-tx-g" \
-  "group:$p-push-g" >/dev/null || rc=1
+  "topic:$p-push:NORMAL" "topic:$p-pfifo:FIFO" "group:$p-normal-g" "group:$p-fifo-g:fifo" \
+  "group:$p-delay-g" "group:$p-tx-g" "group:$p-push-g" "group:$p-pfifo-g:fifo" >/dev/null || rc=1
 java_official "$apache" "$p" "$out/java-rocketmq.json" || rc=1
 step "official Java client: pocketmq serve"
 java_official "$serve" "$prefix-java" "$out/java-serve.json" || rc=1

@@ -9,7 +9,8 @@
 #    Producer sending normal, FIFO (three message groups), delayed and transactional
 #    messages (commit, rollback, UNKNOWN resolved by check-back), a SimpleConsumer
 #    receiving each kind, changing one delivery's invisibility and acking everything,
-#    a PushConsumer failing each message once. SIGTERM (drain, flush, close), then
+#    a PushConsumer failing each message once (and, in Java, a FIFO group's
+#    PushConsumer keeping order through a failure). SIGTERM (drain, flush, close), then
 #    check_store.py checks the store with the pocketmq package.
 # 2. multiproc.py: producer and SimpleConsumer processes share one served store;
 #    every acknowledged send delivered; SIGKILL, restart, every acknowledged send
@@ -84,7 +85,7 @@ export HOME="$work/home"
 # the Node PushConsumer's shutdown (it waits for its poll) is quick.
 cat >"$work/serve.toml" <<EOF
 delay_levels = "1s 1s 1s 2s 3s 4s 5s 6s 7s 8s 9s 10s 20s 30s 1m 2m 1h 2h"
-fifo_groups = ["$prefix-py-fifo-g", "$prefix-node-fifo-g", "$prefix-java-fifo-g"]
+fifo_groups = ["$prefix-py-fifo-g", "$prefix-node-fifo-g", "$prefix-java-fifo-g", "$prefix-java-pfifo-g"]
 [limits]
 long_polling_max_ms = 5000
 EOF

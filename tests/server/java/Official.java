@@ -3,7 +3,8 @@
 // (three message groups), delayed and transactional messages (commit, rollback,
 // UNKNOWN resolved by check-back); a SimpleConsumer receiving each kind, changing one
 // delivery's invisibility and acking everything; a PushConsumer failing each message
-// once, then succeeding.
+// once, then succeeding; and a PushConsumer of a FIFO group keeping each message group's
+// order while one message of each group fails once.
 //
 // usage: java -cp 'lib/*' Official.java HOST:PORT PREFIX SENT.jsonl [--tls] [--json FILE]
 //
@@ -51,6 +52,8 @@ public class Official {
     static final int FIFO_PER_GROUP = 10;
     static final long[] DELAYS_S = {3, 4, 5};
     static final int PUSHED = 3;
+    static final String[] PUSH_GROUPS = {"push-a", "push-b", "push-c"};
+    static final int PUSH_FIFO_PER_GROUP = 6;
 
     static int failed = 0;
     static final long START = System.nanoTime();
@@ -125,7 +128,7 @@ public class Official {
         int jsonAt = flags.indexOf("--json");
         String jsonPath = jsonAt >= 0 ? flags.get(jsonAt + 1) : null;
         Map<String, String> t = new LinkedHashMap<>();
-        for (String k : new String[] {"normal", "fifo", "delay", "tx", "push"}) {
+        for (String k : new String[] {"normal", "fifo", "delay", "tx", "push", "pfifo"}) {
             t.put(k, prefix + "-" + k);
         }
         ClientServiceProvider provider = ClientServiceProvider.loadService();
@@ -218,6 +221,28 @@ public class Official {
                     })
                     .build();
             clients.add(push);
+            // A FIFO group's PushConsumer: message 2 of each group fails once; the client
+            // retries it in place, so each group still arrives in send order.
+            Map<String, List<Integer>> pushOrder = new ConcurrentHashMap<>();
+            Map<String, Integer> pushTries = new ConcurrentHashMap<>();
+            PushConsumer pushFifo = provider.newPushConsumerBuilder()
+                    .setClientConfiguration(config)
+                    .setConsumerGroup(prefix + "-pfifo-g")
+                    .setSubscriptionExpressions(Map.of(t.get("pfifo"), all))
+                    .setConsumptionThreadCount(4)
+                    .setMessageListener(m -> {
+                        String[] parts = body(m).split("-");
+                        String group = parts[1] + "-" + parts[2];
+                        int i = Integer.parseInt(parts[3]);
+                        if (i == 2 && pushTries.merge(group, 1, Integer::sum) == 1) {
+                            return ConsumeResult.FAILURE;
+                        }
+                        pushOrder.computeIfAbsent(group, k -> Collections.synchronizedList(new ArrayList<>()))
+                                .add(i);
+                        return ConsumeResult.SUCCESS;
+                    })
+                    .build();
+            clients.add(pushFifo);
 
             // Transactions first: the UNKNOWN one is checked back after the server's timeout.
             long txSent = System.currentTimeMillis();
@@ -264,6 +289,14 @@ public class Official {
                 SendReceipt r = producer.send(s.message("push", body, null, null));
                 pushed.add(r.getMessageId().toString());
                 s.record("push", r, body, null, null, null);
+            }
+
+            for (int i = 0; i < PUSH_FIFO_PER_GROUP; i++) {
+                for (String g : PUSH_GROUPS) {
+                    String body = "java-" + g + "-" + i;
+                    SendReceipt r = producer.send(s.message("pfifo", body, g, null));
+                    s.record("pfifo", r, body, g, null, null);
+                }
             }
 
             // Normal and FIFO.
@@ -362,6 +395,19 @@ public class Official {
             for (String id : pushed) {
                 check("push-retry", deliveries.getOrDefault(id, List.of()).equals(List.of(1, 2)),
                         "PushConsumer: failed once, redelivered once: attempts " + deliveries.get(id));
+            }
+
+            // The FIFO group's PushConsumer: every group whole and in order.
+            waitFor(() -> pushOrder.values().stream().mapToInt(List::size).sum()
+                    >= PUSH_FIFO_PER_GROUP * PUSH_GROUPS.length, 40);
+            Thread.sleep(500); // a repeat would show up here
+            List<Integer> inOrder = new ArrayList<>();
+            for (int i = 0; i < PUSH_FIFO_PER_GROUP; i++) {
+                inOrder.add(i);
+            }
+            for (String g : PUSH_GROUPS) {
+                check("push-fifo", inOrder.equals(pushOrder.get(g)), "FIFO PushConsumer, " + g
+                        + " (message 2 failed once) consumed in send order: " + pushOrder.get(g));
             }
         } finally {
             Collections.reverse(clients);
