@@ -291,8 +291,8 @@ bench-rocketmq: python tests/server/.venv/.installed
 
 # ---- server (pocketmq-serve: RocketMQ 5 gRPC) ----------------------------------
 # The official RocketMQ 5 clients (PyPI rocketmq-python-client, npm
-# rocketmq-client-nodejs, both pinned in tests/server) against pocketmq-serve, and
-# the server's load generator.
+# rocketmq-client-nodejs, Maven Central rocketmq-client-java, all pinned in
+# tests/server) against pocketmq-serve, and the server's load generator.
 
 .PHONY: test-server test-server-clients server-clients bench-server java-tools
 
@@ -319,8 +319,8 @@ tests/server/java/lib/.installed: tests/server/java/pom.xml | java-tools
 server-clients: $(SERVER_VENV)/.installed tests/server/node_modules/.package-lock.json tests/server/java/lib/.installed
 
 # The official clients against `pocketmq serve` from the installed package (and the
-# cargo-built pocketmq-serve): both languages' scenarios, the multi-process run with a
-# SIGKILL (MULTIPROC_MESSAGES, 100000), credentials. Part of `make test`, whose
+# cargo-built pocketmq-serve): the three clients' scenarios, the multi-process run with
+# a SIGKILL (MULTIPROC_MESSAGES, 100000), credentials, the Java client over TLS. Part of `make test`, whose
 # rust-test runs the server's own tests.
 test-server-clients: server-clients python
 	CARGO=$(CARGO) POCKETMQ_VENV=$(VENV) bash tests/server/run.sh

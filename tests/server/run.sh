@@ -5,13 +5,12 @@
 #
 # 1. `pocketmq serve` (the server built into the Python package) on a free 127.0.0.1
 #    port and a fresh file store; official.py, official.mjs and java/Official.java run
-#    side by side: a
-#    Producer sending normal, FIFO (three message groups), delayed and transactional
-#    messages (commit, rollback, UNKNOWN resolved by check-back), a SimpleConsumer
-#    receiving each kind, changing one delivery's invisibility and acking everything,
-#    a PushConsumer failing each message once (and, in Java, a FIFO group's
-#    PushConsumer keeping order through a failure). SIGTERM (drain, flush, close), then
-#    check_store.py checks the store with the pocketmq package.
+#    side by side: a Producer sending normal, FIFO (three message groups), delayed and
+#    transactional messages (commit, rollback, UNKNOWN resolved by check-back), a
+#    SimpleConsumer receiving each kind, changing one delivery's invisibility and
+#    acking everything, a PushConsumer failing each message once (and, in Java, a FIFO
+#    group's PushConsumer keeping order through a failure). SIGTERM (drain, flush,
+#    close), then check_store.py checks the store with the pocketmq package.
 # 2. multiproc.py: producer and SimpleConsumer processes share one served store;
 #    every acknowledged send delivered; SIGKILL, restart, every acknowledged send
 #    still there. MULTIPROC_MESSAGES sets the count (100000).
