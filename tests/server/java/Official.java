@@ -111,6 +111,15 @@ public class Official {
         }
     }
 
+    /** 0, 1, ..., n - 1. */
+    static List<Integer> upTo(int n) {
+        List<Integer> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            out.add(i);
+        }
+        return out;
+    }
+
     static boolean waitFor(BooleanSupplier cond, long seconds) throws InterruptedException {
         long deadline = System.nanoTime() + seconds * 1_000_000_000L;
         while (!cond.getAsBoolean() && System.nanoTime() < deadline) {
@@ -181,6 +190,22 @@ public class Official {
                         + ", \"keys\": [" + json("key-" + body) + "], \"origin\": \"java\", \"group\": "
                         + json(group) + ", \"deliver_at_ms\": " + (deliverAt == null ? "null" : deliverAt)
                         + ", \"outcome\": " + json(outcome) + "}");
+            }
+
+            /** Sends one message of `kind` (not transactional) and records it. */
+            SendReceipt send(String kind, String body, String group, Long deliverAt) throws Exception {
+                SendReceipt r = producer.send(message(kind, body, group, deliverAt));
+                record(kind, r, body, group, deliverAt, null);
+                return r;
+            }
+
+            /** Sends `perGroup` messages to each of `groups`, interleaved, bodies `java-GROUP-i`. */
+            void sendGroups(String kind, String[] groups, int perGroup) throws Exception {
+                for (int i = 0; i < perGroup; i++) {
+                    for (String g : groups) {
+                        send(kind, "java-" + g + "-" + i, g, null);
+                    }
+                }
             }
         }
         Sender s = new Sender();
@@ -266,9 +291,7 @@ public class Official {
             for (int i = 0; i < DELAYS_S.length; i++) {
                 String body = "java-delay-" + i;
                 long at = (now + DELAYS_S[i]) * 1000;
-                SendReceipt r = producer.send(s.message("delay", body, null, at));
-                due.put(r.getMessageId().toString(), at);
-                s.record("delay", r, body, null, at, null);
+                due.put(s.send("delay", body, null, at).getMessageId().toString(), at);
             }
             Map<String, Long> arrivals = new ConcurrentHashMap<>();
             Exception[] delayError = {null};
@@ -285,35 +308,17 @@ public class Official {
             // The PushConsumer's messages.
             List<String> pushed = new ArrayList<>();
             for (int i = 0; i < PUSHED; i++) {
-                String body = "java-push-" + i;
-                SendReceipt r = producer.send(s.message("push", body, null, null));
-                pushed.add(r.getMessageId().toString());
-                s.record("push", r, body, null, null, null);
+                pushed.add(s.send("push", "java-push-" + i, null, null).getMessageId().toString());
             }
-
-            for (int i = 0; i < PUSH_FIFO_PER_GROUP; i++) {
-                for (String g : PUSH_GROUPS) {
-                    String body = "java-" + g + "-" + i;
-                    SendReceipt r = producer.send(s.message("pfifo", body, g, null));
-                    s.record("pfifo", r, body, g, null, null);
-                }
-            }
+            s.sendGroups("pfifo", PUSH_GROUPS, PUSH_FIFO_PER_GROUP);
 
             // Normal and FIFO.
             Map<String, String> normal = new HashMap<>();
             for (int i = 0; i < NORMAL; i++) {
                 String body = "java-normal-" + i;
-                SendReceipt r = producer.send(s.message("normal", body, null, null));
-                normal.put(r.getMessageId().toString(), body);
-                s.record("normal", r, body, null, null, null);
+                normal.put(s.send("normal", body, null, null).getMessageId().toString(), body);
             }
-            for (int i = 0; i < FIFO_PER_GROUP; i++) {
-                for (String g : FIFO_GROUPS) {
-                    String body = "java-" + g + "-" + i;
-                    SendReceipt r = producer.send(s.message("fifo", body, g, null));
-                    s.record("fifo", r, body, g, null, null);
-                }
-            }
+            s.sendGroups("fifo", FIFO_GROUPS, FIFO_PER_GROUP);
 
             // SimpleConsumer: everything once, one delivery's invisibility changed, all acked.
             Map<String, MessageView> got = new HashMap<>();
@@ -359,10 +364,7 @@ public class Official {
             });
             check("fifo", ungrouped.isEmpty(), "FIFO messages carry their message group"
                     + (ungrouped.isEmpty() ? "" : ": " + ungrouped));
-            List<Integer> expected = new ArrayList<>();
-            for (int i = 0; i < FIFO_PER_GROUP; i++) {
-                expected.add(i);
-            }
+            List<Integer> expected = upTo(FIFO_PER_GROUP);
             for (String g : FIFO_GROUPS) {
                 check("fifo", order.get(g).equals(expected), "FIFO " + g + " received in send order: " + order.get(g));
             }
@@ -401,10 +403,7 @@ public class Official {
             waitFor(() -> pushOrder.values().stream().mapToInt(List::size).sum()
                     >= PUSH_FIFO_PER_GROUP * PUSH_GROUPS.length, 40);
             Thread.sleep(500); // a repeat would show up here
-            List<Integer> inOrder = new ArrayList<>();
-            for (int i = 0; i < PUSH_FIFO_PER_GROUP; i++) {
-                inOrder.add(i);
-            }
+            List<Integer> inOrder = upTo(PUSH_FIFO_PER_GROUP);
             for (String g : PUSH_GROUPS) {
                 check("push-fifo", inOrder.equals(pushOrder.get(g)), "FIFO PushConsumer, " + g
                         + " (message 2 failed once) consumed in send order: " + pushOrder.get(g));
