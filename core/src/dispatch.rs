@@ -18,7 +18,7 @@
 //! Dispatch never appends to the log.
 
 use crate::atomic::{replay_ack_record, ReplayedAcks};
-use crate::consume_queue::{ConsumeQueues, CqEntry};
+use crate::consume_queue::{ConsumeQueue, ConsumeQueues, CqEntry};
 use crate::consumer::pop::PopGroups;
 use crate::consumer::OffsetTable;
 use crate::dedup::{DedupWindow, Key};
@@ -163,6 +163,41 @@ pub(crate) fn dispatch(
     index: &mut KeyIndex,
     s: &mut Services<'_>,
 ) -> Result<()> {
+    dispatch_to(r, mode, queue_of(queues, r)?, index, s)?;
+    if mode == Mode::Replay && kind_of(r.topic) == Kind::Revive {
+        let offsets = s.offsets;
+        s.pop.replay(
+            r.body,
+            |t| queues.count(t),
+            |t, g, q| offsets.get(t, g, q).unwrap_or(0),
+        );
+    }
+    Ok(())
+}
+
+/// The ConsumeQueue `r` names; a record naming a queue that does not exist is a
+/// corrupted store.
+pub(crate) fn queue_of<'q>(
+    queues: &'q mut ConsumeQueues,
+    r: &DispatchRequest<'_>,
+) -> Result<&'q mut ConsumeQueue> {
+    queues.get_mut(r.topic, r.queue_id).ok_or_else(|| {
+        Error::StoreCorrupted(format!(
+            "record at {} names queue {} of {}, which does not exist",
+            r.phys, r.queue_id, r.topic
+        ))
+    })
+}
+
+/// `dispatch` to `cq`, the ConsumeQueue `r` names (looked up once for a batch of
+/// live records), all but the replay of a revive record.
+pub(crate) fn dispatch_to(
+    r: &DispatchRequest<'_>,
+    mode: Mode,
+    cq: &mut ConsumeQueue,
+    index: &mut KeyIndex,
+    s: &mut Services<'_>,
+) -> Result<()> {
     let kind = kind_of(r.topic);
     // Every name dispatch reads, in one pass over the block.
     let [tags, keys, dedup_id, uniq_key, deliver_ms, real_topic, pgroup, resolution] =
@@ -181,12 +216,6 @@ pub(crate) fn dispatch(
             .and_then(|v| v.parse().ok())
             .unwrap_or(r.store_ts),
         _ => properties::tag_code(properties::text(tags)),
-    };
-    let Some(cq) = queues.get_mut(r.topic, r.queue_id) else {
-        return Err(Error::StoreCorrupted(format!(
-            "record at {} names queue {} of {}, which does not exist",
-            r.phys, r.queue_id, r.topic
-        )));
     };
     let entry = CqEntry {
         phys: r.phys,
@@ -253,15 +282,8 @@ pub(crate) fn dispatch(
                 }
             }
         }
-        // Live, the state changed before the record was written.
-        Kind::Revive if mode == Mode::Replay => {
-            let offsets = s.offsets;
-            s.pop.replay(
-                r.body,
-                |t| queues.count(t),
-                |t, g, q| offsets.get(t, g, q).unwrap_or(0),
-            );
-        }
+        // Live, the state changed before the record was written; replayed by
+        // `dispatch`, which has every topic's queues.
         // Live, the ack took effect as the block was stored.
         Kind::AtomicAck if mode == Mode::Replay => {
             let offsets = s.offsets;

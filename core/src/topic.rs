@@ -54,16 +54,28 @@ pub(crate) fn validate_topic(name: &str) -> Result<()> {
             name.len()
         )));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '%' | '|')))
-    {
+    // Byte by byte: every allowed character is ASCII, so the first byte refused
+    // starts a character (all bytes before it being ASCII).
+    if let Some(at) = name.bytes().position(|b| !TOPIC_BYTES[usize::from(b)]) {
+        let c = name[at..].chars().next().unwrap_or_default();
         return Err(Error::invalid(format!(
             "topic {name:?}: {c:?} is not allowed (use A-Z a-z 0-9 _ - % |)"
         )));
     }
     Ok(())
 }
+
+/// The bytes a topic name may have: A-Z a-z 0-9 _ - % |.
+const TOPIC_BYTES: [bool; 256] = {
+    let mut ok = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        ok[b] = c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'%' | b'|');
+        b += 1;
+    }
+    ok
+};
 
 /// A topic a user may send to.
 pub(crate) fn validate_user_topic(name: &str) -> Result<()> {

@@ -187,8 +187,14 @@ impl CommitLog {
         })?;
         self.last_store_ts = store_ts;
         let end = self.seg.write_pos() - 1;
-        self.seg_last_ts
-            .insert(end - end % seg_size as u64, store_ts);
+        let base = end - end % seg_size as u64;
+        // Mostly the segment of the last append: set in place, no search.
+        match self.seg_last_ts.last_entry() {
+            Some(mut last) if *last.key() == base => *last.get_mut() = store_ts,
+            _ => {
+                self.seg_last_ts.insert(base, store_ts);
+            }
+        }
         Ok(store_ts)
     }
 

@@ -262,7 +262,11 @@ impl<'a> RecordView<'a> {
 
 /// RocketMQ's masked CRC32.
 pub(crate) fn crc32(data: &[u8]) -> u32 {
-    crc32fast::hash(data) & 0x7FFF_FFFF
+    // The CPU's CRC instructions are looked up once, not for every record.
+    static FRESH: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
+    let mut h = FRESH.get_or_init(crc32fast::Hasher::new).clone();
+    h.update(data);
+    h.finalize() & 0x7FFF_FFFF
 }
 
 fn write_digits(out: &mut [u8], mut v: u32) {

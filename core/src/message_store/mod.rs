@@ -295,7 +295,13 @@ impl MessageStore {
         if specs.is_empty() {
             return Ok(());
         }
-        for s in specs {
+        // A batch usually goes to one queue: look it up once.
+        let first = &specs[0];
+        let one_queue = specs
+            .iter()
+            .all(|s| s.queue_id == first.queue_id && same(&s.topic, &first.topic));
+        let targets = if one_queue { &specs[..1] } else { specs };
+        for s in targets {
             if self.queues.get(&s.topic, s.queue_id).is_none() {
                 let n = self
                     .topics
@@ -305,35 +311,46 @@ impl MessageStore {
                 self.create_topic(&s.topic, n)?;
             }
         }
-        self.assign_queue_offsets(specs, services)?;
+        self.assign_queue_offsets(specs, one_queue, services)?;
         let mut placed = std::mem::take(&mut self.placed);
         let appended = self.commitlog.append(specs, &self.qos, now, &mut placed);
         let result = appended.and_then(|store_ts| {
-            placed.iter().zip(specs).try_for_each(|(p, s)| {
-                let r = DispatchRequest::from_spec(s, p.phys, p.queue_offset, store_ts);
-                dispatch::dispatch(&r, Mode::Live, &mut self.queues, &mut self.index, services)
-            })
+            let mut requests = placed
+                .iter()
+                .zip(specs)
+                .map(|(p, s)| DispatchRequest::from_spec(s, p.phys, p.queue_offset, store_ts));
+            let (queues, index) = (&mut self.queues, &mut self.index);
+            if one_queue {
+                let Some(r) = requests.next() else {
+                    return Ok(());
+                };
+                let cq = dispatch::queue_of(queues, &r)?;
+                dispatch::dispatch_to(&r, Mode::Live, cq, index, services)?;
+                requests
+                    .try_for_each(|r| dispatch::dispatch_to(&r, Mode::Live, cq, index, services))
+            } else {
+                requests
+                    .try_for_each(|r| dispatch::dispatch(&r, Mode::Live, queues, index, services))
+            }
         });
         self.placed = placed;
         result
     }
 
-    /// Consecutive offsets per (topic, queue) into `self.qos` (a batch usually has
-    /// one target), and what dispatching them will write (ConsumeQueue entries,
+    /// Consecutive offsets per (topic, queue) into `self.qos` (`one_queue`: every
+    /// spec has the first one's), and what dispatching them will write (ConsumeQueue entries,
     /// timer links) allocated before they are appended: once a record is in the
     /// log, nothing it needs may fail for space.
     pub(super) fn assign_queue_offsets(
         &mut self,
         specs: &[RecordSpec],
+        one_queue: bool,
         services: &mut Services<'_>,
     ) -> Result<()> {
         let first = &specs[0];
         let mut qos = std::mem::take(&mut self.qos);
         qos.clear();
-        let result = if specs
-            .iter()
-            .all(|s| s.queue_id == first.queue_id && same(&s.topic, &first.topic))
-        {
+        let result = if one_queue {
             self.reserve(&first.topic, first.queue_id, specs.len(), services)
                 .map(|base| qos.extend(base..base + specs.len() as u64))
         } else {
