@@ -55,9 +55,10 @@ impl<R> Lookup<R> {
 
 pub(crate) struct CommitLog {
     seg: SegmentQueue,
-    /// Whether reads check each record's CRC: on a store that lives on a medium. A
-    /// memory store holds only the records this process encoded, so it checks their
-    /// layout alone.
+    /// Whether records carry CRCs and reads check them: on a store that lives on a
+    /// medium. A memory store holds only the records this process encoded and
+    /// nothing of it outlives the process (no torn tail to tell from data), so its
+    /// records carry zero CRCs and its reads check their layout alone.
     verify_reads: bool,
     /// Offsets of records found damaged by a read (each counted and logged once).
     corrupt: parking_lot::Mutex<std::collections::BTreeSet<u64>>,
@@ -177,7 +178,13 @@ impl CommitLog {
             let mut off = 0;
             for (spec, qo) in specs.iter().zip(queue_offsets) {
                 let len = spec.encoded_len();
-                spec.encode(&mut buf[off..off + len], *qo, at + off as u64, store_ts);
+                spec.encode(
+                    &mut buf[off..off + len],
+                    *qo,
+                    at + off as u64,
+                    store_ts,
+                    self.verify_reads,
+                );
                 placed.push(Placed {
                     phys: at + off as u64,
                     queue_offset: *qo,

@@ -71,14 +71,16 @@ impl RecordSpec {
     }
 
     /// Writes the record into `buf` (exactly `encoded_len` bytes) at queue offset `qo`,
-    /// physical offset `phys`, stored at `store_ts`.
-    pub fn encode(&self, buf: &mut [u8], qo: u64, phys: u64, store_ts: u64) {
+    /// physical offset `phys`, stored at `store_ts`; its body CRC and record CRC are
+    /// computed when `crc`, else left zero (a memory store's records, which no
+    /// recovery ever reads).
+    pub fn encode(&self, buf: &mut [u8], qo: u64, phys: u64, store_ts: u64, crc: bool) {
         let len = self.encoded_len();
         debug_assert_eq!(buf.len(), len);
         let v2 = self.topic.len() > 127;
         put_u32(buf, OFF_TOTAL, len as u32);
         put_u32(buf, OFF_MAGIC, if v2 { MAGIC_V2 } else { MAGIC_V1 });
-        put_u32(buf, OFF_BODY_CRC, crc32(&self.body));
+        put_u32(buf, OFF_BODY_CRC, if crc { crc32(&self.body) } else { 0 });
         put_u32(buf, OFF_QUEUE_ID, self.queue_id);
         put_u32(buf, OFF_FLAG, 0);
         put_u64(buf, OFF_QUEUE_OFFSET, qo);
@@ -114,8 +116,8 @@ impl RecordSpec {
         buf[pos] = NAME_SEP;
         pos += 1;
         // The CRC covers everything before its own digits.
-        let crc = crc32(&buf[..pos]);
-        write_digits(&mut buf[pos..pos + 10], crc);
+        let digits = if crc { crc32(&buf[..pos]) } else { 0 };
+        write_digits(&mut buf[pos..pos + 10], digits);
         buf[pos + 10] = PROP_SEP;
     }
 }
@@ -338,7 +340,7 @@ mod tests {
     fn encode_then_parse_round_trips() {
         let s = spec(b"hello", "orders");
         let mut buf = vec![0u8; s.encoded_len()];
-        s.encode(&mut buf, 7, 4096, 2000);
+        s.encode(&mut buf, 7, 4096, 2000, true);
         let Parsed::Record(r) = parse(&buf, 4096, true) else {
             panic!("a fresh record parses")
         };
@@ -365,7 +367,7 @@ mod tests {
         let topic = "t".repeat(200);
         let s = spec(b"x", &topic);
         let mut buf = vec![0u8; s.encoded_len()];
-        s.encode(&mut buf, 0, 0, 1);
+        s.encode(&mut buf, 0, 0, 1, true);
         assert_eq!(get_u32(&buf, OFF_MAGIC), MAGIC_V2);
         let Parsed::Record(r) = parse(&buf, 0, true) else {
             panic!("v2 parses")
@@ -377,7 +379,7 @@ mod tests {
     fn damage_is_detected() {
         let s = spec(b"hello world", "orders");
         let mut buf = vec![0u8; s.encoded_len()];
-        s.encode(&mut buf, 0, 64, 1);
+        s.encode(&mut buf, 0, 64, 1, true);
         // Wrong position: a stale record copied elsewhere.
         assert!(matches!(parse(&buf, 0, true), Parsed::Invalid));
         // Torn: shorter than the header says.
@@ -417,7 +419,7 @@ mod tests {
         ) {
             let s = spec(b"some body bytes", "orders");
             let mut buf = vec![0u8; s.encoded_len()];
-            s.encode(&mut buf, 3, 512, 9);
+            s.encode(&mut buf, 3, 512, 9, true);
             let i = flip % buf.len();
             buf[i] ^= mask;
             proptest::prop_assert!(!matches!(parse(&buf, 512, true), Parsed::Record(_)));
