@@ -1,6 +1,7 @@
 //! The CommitLog record: RocketMQ's V1/V2 layout, byte for byte (big-endian, 91 bytes
 //! of fixed fields for IPv4 hosts), plus a trailing `__CRC32#` property that covers
-//! the whole record so recovery can tell a torn or stale tail from data.
+//! the whole record so recovery can tell a torn or stale tail from data. A memory
+//! store, which nothing recovers, leaves both CRCs zero.
 //!
 //! Invariants: `encoded_len` is exactly what `encode` writes; `parse` never reads past
 //! the slice it is given and never panics on arbitrary bytes.
@@ -360,6 +361,28 @@ mod tests {
             buf.len(),
             FIXED_LEN + 5 + 6 + s.properties.len() + CRC_TAIL_LEN
         );
+    }
+
+    #[test]
+    fn a_record_without_crcs_has_the_same_layout_and_never_passes_a_check() {
+        let s = spec(b"hello", "orders");
+        let (mut with, mut without) = (vec![0u8; s.encoded_len()], vec![0u8; s.encoded_len()]);
+        s.encode(&mut with, 7, 4096, 2000, true);
+        s.encode(&mut without, 7, 4096, 2000, false);
+        let digits = with.len() - 11..with.len() - 1;
+        assert_eq!(&without[OFF_BODY_CRC..OFF_BODY_CRC + 4], &[0; 4]);
+        assert_eq!(&without[digits.clone()], b"0000000000");
+        // Only the two CRC fields differ.
+        let mut patched = without.clone();
+        patched[OFF_BODY_CRC..OFF_BODY_CRC + 4]
+            .copy_from_slice(&with[OFF_BODY_CRC..OFF_BODY_CRC + 4]);
+        patched[digits.clone()].copy_from_slice(&with[digits]);
+        assert_eq!(patched, with);
+        let Parsed::Record(r) = parse(&without, 4096, false) else {
+            panic!("its layout parses")
+        };
+        assert_eq!((r.queue_offset, r.body()), (7, &b"hello"[..]));
+        assert!(matches!(parse(&without, 4096, true), Parsed::Invalid));
     }
 
     #[test]
