@@ -12,21 +12,12 @@
 //
 // (and the same with `file`). Needs the built package (wasm/build.sh). Target
 // (issue 17): a file store >= 90% of the memory store.
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { arg, importPackage } from "./common.mjs";
 
-const pkg = new URL("../../wasm/pkg/node.js", import.meta.url);
-if (!existsSync(pkg)) {
-  console.error("file_store: build the package first (bash wasm/build.sh)");
-  process.exit(1);
-}
-const { Broker } = await import(pkg.href);
-
-function arg(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? fallback : Number(process.argv[i + 1]);
-}
+const { Broker } = await importPackage("file_store");
 const body = new Uint8Array(100).fill(0x61);
 
 /** Sends `n` messages to a fresh store (a file store when `file`); msgs/s. */

@@ -16,6 +16,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { fileURLToPath } from "node:url";
+import { arg } from "./common.mjs";
 
 const root = new URL("../../", import.meta.url);
 const pkg = new URL("wasm/pkg/", root);
@@ -25,10 +26,6 @@ if (!existsSync(new URL("node.js", pkg))) {
 }
 const { Broker, version } = await import(new URL("node.js", pkg).href);
 
-function arg(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? fallback : Number(process.argv[i + 1]);
-}
 const MESSAGES = arg("messages", 200_000);
 const RUNS = arg("runs", 3);
 const BATCH = arg("batch", 256);

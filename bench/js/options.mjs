@@ -6,20 +6,10 @@
 //
 // Needs the built package (wasm/build.sh). Target (issue 17): each option >= 70%
 // of a plain send.
-import { existsSync } from "node:fs";
 import { loadavg } from "node:os";
+import { arg, importPackage } from "./common.mjs";
 
-const pkg = new URL("../../wasm/pkg/node.js", import.meta.url);
-if (!existsSync(pkg)) {
-  console.error("options: build the package first (bash wasm/build.sh)");
-  process.exit(1);
-}
-const { Broker } = await import(pkg.href);
-
-function arg(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? fallback : Number(process.argv[i + 1]);
-}
+const { Broker } = await importPackage("options");
 const N = arg("messages", 100_000);
 const RUNS = arg("runs", 3);
 const body = new Uint8Array(100).fill(0x61);
