@@ -560,6 +560,26 @@ fn atomic_blocks_per_s(n: usize) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// One `send_batch` of `n` small messages, with a dedup id each or without: seconds.
+fn dedup_batch_secs(n: usize, with_ids: bool) -> f64 {
+    let b = Broker::memory();
+    let p = b.producer("bench").unwrap();
+    let batch: Vec<Message> = (0..n)
+        .map(|i| {
+            let m = Message::builder("t", "x");
+            let m = if with_ids {
+                m.dedup_id(format!("id-{i}"))
+            } else {
+                m
+            };
+            m.build()
+        })
+        .collect();
+    let start = Instant::now();
+    p.send_batch(batch).unwrap();
+    start.elapsed().as_secs_f64()
+}
+
 fn exactly_once(rows: &mut Vec<Row>) {
     let without = dedup_heap_mib_apart(false);
     let with = dedup_heap_mib_apart(true);
@@ -578,6 +598,21 @@ fn exactly_once(rows: &mut Vec<Row>) {
         format!("{:.0} k blocks/s", rate / 1e3),
         ">= 500 k blocks/s",
         Some(rate >= 5e5),
+    );
+    let n = 50_000;
+    let plain = median((0..RUNS).map(|_| dedup_batch_secs(n, false)).collect());
+    let ids = median((0..RUNS).map(|_| dedup_batch_secs(n, true)).collect());
+    row(
+        rows,
+        "one send_batch of 50,000 x 1 B with a dedup id each, memory store",
+        format!(
+            "{:.1} ms = {:.1}x the same batch without ids ({:.1} ms)",
+            ids * 1e3,
+            ids / plain,
+            plain * 1e3
+        ),
+        "report (linear in the batch)",
+        None,
     );
 }
 

@@ -32,7 +32,7 @@ pub(crate) fn clip(s: &str) -> String {
 }
 
 /// A key: two independent hashes of (topic, dedup id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Key(u64, u64);
 
 /// The keyed hash of this process: the window is rebuilt from the log on every

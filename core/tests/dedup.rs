@@ -105,6 +105,44 @@ fn batches_dedup_per_item_against_the_window_and_each_other() {
 }
 
 #[test]
+fn a_long_batch_answers_each_repeat_with_its_first_item() {
+    let (b, _clock) = manual();
+    b.create_topic("t", 1).unwrap();
+    let p = b.producer("p").unwrap();
+    // 30,000 items over 10,000 ids, every seventh item without one.
+    let batch: Vec<Message> = (0..30_000)
+        .map(|i| match i % 7 {
+            0 => Message::new("t", format!("plain {i}")),
+            _ => with_id("t", &format!("item {i}"), &format!("id-{}", i % 10_000)),
+        })
+        .collect();
+    let results = p.send_batch(batch).unwrap();
+    assert_eq!(results.len(), 30_000);
+    let mut first: HashMap<usize, &SendResult> = HashMap::new();
+    let mut stored = 0;
+    for (i, r) in results.iter().enumerate() {
+        if i % 7 == 0 {
+            assert!(!r.duplicate, "item {i} has no id");
+            stored += 1;
+            continue;
+        }
+        match first.get(&(i % 10_000)) {
+            Some(f) => {
+                assert!(r.duplicate, "item {i} repeats an id");
+                same_send(r, f);
+            }
+            None => {
+                assert!(!r.duplicate, "item {i} is its id's first");
+                first.insert(i % 10_000, r);
+                stored += 1;
+            }
+        }
+    }
+    let c = consumer(&b, "g", "t");
+    assert_eq!(drain(&c).len(), stored);
+}
+
+#[test]
 fn delayed_messages_dedup_before_and_after_they_come_due() {
     let (b, clock) = manual();
     let p = b.producer("p").unwrap();

@@ -1,5 +1,9 @@
 //! Sends: the checks of a batch, its records, and the repeats of dedup ids.
 
+use std::collections::HashMap;
+
+use rustc_hash::FxBuildHasher;
+
 use super::*;
 
 /// A message of a send that repeated a dedup id: its place in the send, and the
@@ -226,6 +230,7 @@ impl Engine {
     /// Takes out of `msgs` those repeating a dedup id inside the window (of an earlier
     /// send, or of an earlier message of this batch). `keys` gets the dedup key of
     /// each message kept, or stays empty when none has a dedup id.
+    #[inline]
     pub(crate) fn drop_repeats(
         &mut self,
         msgs: &mut Vec<Message>,
@@ -233,13 +238,28 @@ impl Engine {
         now: u64,
     ) -> Vec<Repeat> {
         keys.clear();
-        let mut repeats = Vec::new();
         if msgs.iter().all(|m| m.dedup_id.is_none()) {
-            return repeats;
+            return Vec::new();
         }
+        self.drop_repeated_ids(msgs, keys, now)
+    }
+
+    /// `drop_repeats` of messages some of which have a dedup id.
+    #[inline(never)]
+    fn drop_repeated_ids(
+        &mut self,
+        msgs: &mut Vec<Message>,
+        keys: &mut Vec<Option<Key>>,
+        now: u64,
+    ) -> Vec<Repeat> {
+        let mut repeats = Vec::new();
         self.dedup.expire(now);
         let (window, store) = (&self.dedup, &self.store);
-        let mut at = 0;
+        // The keys of the batch so far, by index among the messages kept (a map, not a
+        // search of `keys`: batches of many thousands of ids would take quadratic time
+        // under the lock).
+        let mut earlier: HashMap<Key, usize, FxBuildHasher> = HashMap::default();
+        let (mut at, total) = (0, msgs.len());
         msgs.retain(|m| {
             let i = at;
             at += 1;
@@ -256,9 +276,12 @@ impl Engine {
                 return false;
             }
             // An earlier message of this batch, by its index among those kept.
-            if let Some(j) = keys.iter().position(|b| *b == Some(k)) {
+            if let Some(&j) = earlier.get(&k) {
                 repeats.push(Repeat { at: i, of: Err(j) });
                 return false;
+            }
+            if at < total {
+                earlier.insert(k, keys.len());
             }
             keys.push(Some(k));
             true
