@@ -580,6 +580,35 @@ fn dedup_batch_secs(n: usize, with_ids: bool) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
+/// One atomic block that acks `n` received messages and sends one: seconds from the
+/// first ack added to the commit.
+fn large_block_secs(n: usize) -> f64 {
+    let b = Broker::memory();
+    let p = b.producer("bench").unwrap();
+    for _ in 0..n / 100 {
+        p.send_batch((0..100).map(|_| Message::new("in", "x")).collect())
+            .unwrap();
+    }
+    let c = b
+        .consumer(ConsumerConfig {
+            max_in_flight: n,
+            ..ConsumerConfig::new("g", "in")
+        })
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < n {
+        got.extend(c.receive(n, Duration::ZERO).unwrap());
+    }
+    let start = Instant::now();
+    let mut tx = b.atomic().unwrap();
+    for m in &got {
+        tx.ack(&c, m).unwrap();
+    }
+    tx.send(Message::new("out", "done")).unwrap();
+    tx.commit().unwrap();
+    start.elapsed().as_secs_f64()
+}
+
 fn exactly_once(rows: &mut Vec<Row>) {
     let without = dedup_heap_mib_apart(false);
     let with = dedup_heap_mib_apart(true);
@@ -612,6 +641,14 @@ fn exactly_once(rows: &mut Vec<Row>) {
             plain * 1e3
         ),
         "report (linear in the batch)",
+        None,
+    );
+    let secs = median((0..RUNS).map(|_| large_block_secs(10_000)).collect());
+    row(
+        rows,
+        "one atomic block acking 10,000 received messages and sending one, memory store",
+        format!("{:.1} ms from the first ack to the commit", secs * 1e3),
+        "report (linear in the block)",
         None,
     );
 }

@@ -12,9 +12,10 @@
 //! Ack record body, little-endian: `u16 n`, then per ack `u8 len + owner`,
 //! `u8 len + topic`, `u32 queue`, `u64 queue offset`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use bytes::Bytes;
+use rustc_hash::FxBuildHasher;
 
 use crate::consumer::ProgressKey;
 use crate::dedup::Key;
@@ -112,40 +113,54 @@ pub(crate) fn replay_ack_record(
     }
 }
 
+/// What makes two acks of a block the same delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum AckedDelivery {
+    Classic(u64, Receipt),
+    Simple(String),
+}
+
+impl BlockAck {
+    /// The delivery this ack names.
+    pub(crate) fn delivery(&self) -> AckedDelivery {
+        match self {
+            BlockAck::Classic { consumer, receipt } => {
+                AckedDelivery::Classic(*consumer, receipt.clone())
+            }
+            BlockAck::Simple { handle, .. } => AckedDelivery::Simple(handle.clone()),
+        }
+    }
+}
+
 impl Engine {
     /// Checks a block's acks: each names a delivery still held, once.
     pub(crate) fn check_block_acks(&self, acks: &[BlockAck], now: u64) -> Result<()> {
-        for (i, a) in acks.iter().enumerate() {
-            let same = |b: &BlockAck| match (a, b) {
-                (
-                    BlockAck::Classic { consumer, receipt },
-                    BlockAck::Classic {
-                        consumer: c2,
-                        receipt: r2,
-                    },
-                ) => consumer == c2 && receipt == r2,
-                (BlockAck::Simple { handle, .. }, BlockAck::Simple { handle: h2, .. }) => {
-                    handle == h2
-                }
-                _ => false,
-            };
-            if acks[..i].iter().any(same) {
+        // (A set, not a search of the acks before: a block may ack many thousands.)
+        let mut seen = HashSet::with_hasher(FxBuildHasher);
+        for a in acks {
+            if acks.len() > 1 && !seen.insert(a.delivery()) {
                 return Err(Error::invalid("the block acks this message twice"));
             }
-            match a {
-                BlockAck::Classic { consumer, receipt } => {
-                    if self.groups.held(*consumer, receipt)?.is_none() {
-                        return Err(Error::invalid(format!(
-                            "the message at queue offset {} is not held by this consumer \
-                             (already acked, sent back at its ack deadline, or its queue \
-                             moved to another member)",
-                            receipt.queue_offset
-                        )));
-                    }
+            self.check_block_ack(a, now)?;
+        }
+        Ok(())
+    }
+
+    /// Checks that one ack of a block names a delivery still held.
+    pub(crate) fn check_block_ack(&self, ack: &BlockAck, now: u64) -> Result<()> {
+        match ack {
+            BlockAck::Classic { consumer, receipt } => {
+                if self.groups.held(*consumer, receipt)?.is_none() {
+                    return Err(Error::invalid(format!(
+                        "the message at queue offset {} is not held by this consumer \
+                         (already acked, sent back at its ack deadline, or its queue \
+                         moved to another member)",
+                        receipt.queue_offset
+                    )));
                 }
-                BlockAck::Simple { member, handle } => {
-                    self.groups.pop.current(*member, handle, now)?;
-                }
+            }
+            BlockAck::Simple { member, handle } => {
+                self.groups.pop.current(*member, handle, now)?;
             }
         }
         Ok(())

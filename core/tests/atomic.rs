@@ -127,6 +127,43 @@ fn bad_acks_and_sends_are_refused_and_a_commit_that_fails_applies_nothing() {
     assert_eq!(b.lag("g", "in").unwrap(), 1, "msgs[0] is still held");
 }
 
+#[test]
+fn a_block_acks_a_large_receive_and_refuses_a_repeat_anywhere_in_it() {
+    let (b, _clock) = manual();
+    let p = b.producer("p").unwrap();
+    let n = 3_000;
+    for i in 0..n {
+        p.send(Message::new("in", format!("m{i}"))).unwrap();
+    }
+    let c = b
+        .consumer(ConsumerConfig {
+            max_in_flight: n,
+            ..ConsumerConfig::new("g", "in")
+        })
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < n {
+        got.extend(c.receive(n, NOW).unwrap());
+    }
+    let mut tx = b.atomic().unwrap();
+    for m in &got {
+        tx.ack(&c, m).unwrap();
+    }
+    for m in [&got[0], &got[1], &got[n / 2], &got[n - 1]] {
+        assert_eq!(
+            tx.ack(&c, m).unwrap_err().kind(),
+            ErrorKind::InvalidArgument,
+            "a repeat of {:?} is refused",
+            m.queue_offset
+        );
+    }
+    assert_eq!(tx.len(), n);
+    tx.send(Message::new("out", "done")).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(b.lag("g", "in").unwrap(), 0, "every ack held");
+    assert_eq!(bodies(&drain(&consumer(&b, "o", "out"))), ["done"]);
+}
+
 /// The child of the kill -9 tests. Mode "loop": takes each message of `in` and, in
 /// one block, sends two messages to `out` and acks it, reporting each commit, until
 /// killed. Mode "one": one block, then reports where its records are and waits.

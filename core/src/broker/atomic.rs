@@ -1,11 +1,14 @@
 //! `Broker::atomic`: a consume-and-produce step whose sends and acks are stored as
 //! one append at `commit`, all or nothing, across a crash too (see `crate::atomic`).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use rustc_hash::FxBuildHasher;
+
 use super::{Broker, Consumer, SimpleConsumer};
-use crate::atomic::BlockAck;
+use crate::atomic::{AckedDelivery, BlockAck};
 use crate::{Error, FlushMode, Message, MessageExt, Result, SendResult, SendStatus};
 
 /// Spreads the sends of blocks over their topics' queues.
@@ -18,6 +21,9 @@ pub struct Atomic {
     broker: Broker,
     sends: Vec<Message>,
     acks: Vec<BlockAck>,
+    /// The deliveries `acks` name (once there are two), so each added ack is
+    /// checked against the block in constant time.
+    acked: HashSet<AckedDelivery, FxBuildHasher>,
 }
 
 impl Broker {
@@ -33,6 +39,7 @@ impl Broker {
             broker: self.clone(),
             sends: Vec::new(),
             acks: Vec::new(),
+            acked: HashSet::default(),
         })
     }
 }
@@ -88,19 +95,29 @@ impl Atomic {
         })
     }
 
+    /// Adds an ack once it is checked: not in the block yet, and held (the acks
+    /// added before are checked again, all together, at the commit).
     fn add_ack(&mut self, ack: BlockAck) -> Result<()> {
-        self.acks.push(ack);
-        // Only a simple consumer's delivery has a deadline to check.
-        let simple = |a: &BlockAck| matches!(a, BlockAck::Simple { .. });
-        let now = match self.acks.iter().any(simple) {
-            true => self.broker.now(),
-            false => 0,
-        };
-        let checked = self.broker.engine()?.check_block_acks(&self.acks, now);
-        if checked.is_err() {
-            self.acks.pop();
+        // The set is made at the second ack: a block of one ack allocates none.
+        if !self.acks.is_empty() {
+            if self.acked.is_empty() {
+                self.acked.extend(self.acks.iter().map(BlockAck::delivery));
+            }
+            if self.acked.contains(&ack.delivery()) {
+                return Err(Error::invalid("the block acks this message twice"));
+            }
         }
-        checked
+        // Only a simple consumer's delivery has a deadline to check.
+        let now = match ack {
+            BlockAck::Simple { .. } => self.broker.now(),
+            BlockAck::Classic { .. } => 0,
+        };
+        self.broker.engine()?.check_block_ack(&ack, now)?;
+        if !self.acked.is_empty() {
+            self.acked.insert(ack.delivery());
+        }
+        self.acks.push(ack);
+        Ok(())
     }
 
     /// Sends and acks so far.
@@ -119,6 +136,7 @@ impl Atomic {
             broker,
             sends,
             acks,
+            ..
         } = self;
         if sends.is_empty() && acks.is_empty() {
             return Ok(Vec::new());

@@ -4,7 +4,7 @@
 use super::*;
 
 /// Where a delivered message came from, so `ack`/`nack` find it again.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Receipt {
     pub(crate) consumer: u64,
     pub(crate) slot: usize,
