@@ -5,7 +5,8 @@
 //! median of several runs; the output is a markdown table for BENCHMARKS.md.
 //!
 //! `cargo bench -p pocketmq --bench system` (all), or name sections as arguments:
-//! `append sync e2e latency consumers exactly-once open timers`. `POCKETMQ_BENCH_DIR` picks the disk.
+//! `append sync e2e latency consumers exactly-once open scale timers`. `POCKETMQ_BENCH_DIR`
+//! picks the disk.
 #![allow(clippy::disallowed_methods)] // a benchmark reads real time and starts threads
 
 use std::fs::{File, OpenOptions};
@@ -653,6 +654,89 @@ fn exactly_once(rows: &mut Vec<Row>) {
     );
 }
 
+/// Seconds for `stats()` with `n` groups on one topic, each with committed offsets.
+fn stats_of_groups_secs(n: usize) -> f64 {
+    let b = Broker::memory();
+    b.producer("bench")
+        .unwrap()
+        .send(Message::new("t", "x"))
+        .unwrap();
+    for i in 0..n {
+        let c = b
+            .consumer(ConsumerConfig::new(format!("g{i}"), "t"))
+            .unwrap();
+        for m in c.receive(1, Duration::ZERO).unwrap() {
+            c.ack(&m).unwrap();
+        }
+        c.close().unwrap();
+    }
+    let start = Instant::now();
+    let stats = b.stats().unwrap();
+    let took = start.elapsed().as_secs_f64();
+    assert_eq!(stats.groups.len(), n);
+    took
+}
+
+/// Seconds for `n` members of one group to join a topic of 64 queues, each receive
+/// once, and leave.
+fn members_secs(n: usize, model: pocketmq::MessageModel) -> f64 {
+    let b = Broker::memory();
+    b.create_topic("t", 64).unwrap();
+    let start = Instant::now();
+    let members: Vec<_> = (0..n)
+        .map(|_| {
+            b.consumer(ConsumerConfig {
+                model,
+                ..ConsumerConfig::new("g", "t")
+            })
+            .unwrap()
+        })
+        .collect();
+    for c in &members {
+        c.receive(1, Duration::ZERO).unwrap();
+    }
+    for c in &members {
+        c.close().unwrap();
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// How the engine's bookkeeping grows with groups and members: each row at two sizes,
+/// four times apart, so a cost that grows faster than the count shows.
+fn scale(rows: &mut Vec<Row>) {
+    let at = |f: &dyn Fn(usize) -> f64, n: usize| median((0..RUNS).map(|_| f(n)).collect());
+    let (a, b) = (
+        at(&stats_of_groups_secs, 500),
+        at(&stats_of_groups_secs, 2000),
+    );
+    row(
+        rows,
+        "`stats()` with 500 and 2,000 groups on one topic, memory store",
+        format!(
+            "{:.1} ms, {:.1} ms ({:.1}x for 4x the groups)",
+            a * 1e3,
+            b * 1e3,
+            b / a
+        ),
+        "report",
+        None,
+    );
+    for (name, model) in [
+        ("clustering", pocketmq::MessageModel::Clustering),
+        ("broadcasting", pocketmq::MessageModel::Broadcasting),
+    ] {
+        let f = |n| members_secs(n, model);
+        let (a, b) = (at(&f, 100), at(&f, 400));
+        row(
+            rows,
+            &format!("100 and 400 {name} members of one group joining a topic of 64 queues, receiving once, leaving"),
+            format!("{:.1} ms, {:.1} ms ({:.1}x for 4x the members)", a * 1e3, b * 1e3, b / a),
+            "report",
+            None,
+        );
+    }
+}
+
 fn latency(rows: &mut Vec<Row>) {
     let b = Broker::memory();
     b.create_topic("ping", 1).unwrap();
@@ -912,6 +996,9 @@ fn main() {
     }
     if want("open") {
         open(&mut rows);
+    }
+    if want("scale") {
+        scale(&mut rows);
     }
     if want("timers") {
         timers(&mut rows);

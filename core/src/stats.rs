@@ -190,16 +190,16 @@ pub(crate) fn report(
         .collect();
     pairs.sort();
     pairs.dedup();
+    let mut members: FxHashMap<(&str, &str), usize> = FxHashMap::default();
+    for c in groups.consumers.values() {
+        *members.entry((&c.group, &c.topic)).or_default() += 1;
+    }
     let groups_out = pairs
         .into_iter()
         .map(|(g, t)| {
             let out = groups.delivered.get(&(g.clone(), t.clone()));
             GroupStats {
-                consumers: groups
-                    .consumers
-                    .values()
-                    .filter(|c| c.group == g && c.topic == t)
-                    .count(),
+                consumers: members.get(&(g.as_str(), t.as_str())).copied().unwrap_or(0),
                 lag: groups.lag(store, &g, &t).unwrap_or(0),
                 messages_out: out.map_or(0, |c| c.total),
                 out_rate: out.map_or(0.0, |c| c.rate(now)),

@@ -4,9 +4,11 @@
 //! Also what reads or moves a group's position: lag and offset resets.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
+use super::progress::of_group;
 use super::{ConsumerGroups, QueueProgress};
 use crate::message_store::MessageStore;
 use crate::store::meta::to_json;
@@ -40,27 +42,27 @@ impl OffsetTable {
 }
 
 impl ConsumerGroups {
-    /// The owners (group, or group@consumer when broadcasting) with progress on `t`.
+    /// The owners (group, or group@consumer when broadcasting) with progress on `t`:
+    /// found by ordered ranges, not a scan of every group's entries.
     pub(super) fn owners_of(&self, group: &str, t: &str) -> Vec<String> {
-        let bcast = format!("{group}@");
-        let mut owners: Vec<String> = self
+        let prefix = OffsetTable::key(t, group);
+        let committed = self
             .offsets
             .table
-            .keys()
-            .filter_map(|k| k.strip_prefix(&format!("{t}@")).map(str::to_string))
-            .chain(
-                self.progress
-                    .keys()
-                    .filter(|(_, pt, _)| pt == t)
-                    .map(|(o, _, _)| o.clone()),
-            )
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .map(|(k, _)| k.as_str())
+            .take_while(|k| k.starts_with(prefix.as_str()))
+            .filter_map(|k| k.strip_prefix(t)?.strip_prefix('@'))
+            .filter(|o| of_group(o, group));
+        let mut owners: Vec<String> = committed
+            .chain(self.progress.owners_in(t, group))
+            .map(str::to_string)
             .chain(
                 self.pop
                     .group(group)
                     .filter(|g| g.topic == t)
                     .map(|g| g.name.clone()),
             )
-            .filter(|o| o == group || o.starts_with(&bcast))
             .collect();
         owners.sort();
         owners.dedup();

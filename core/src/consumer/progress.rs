@@ -5,7 +5,7 @@
 //! Invariant: a queue's committed offset is its lowest unacked offset (or the cursor
 //! when nothing is in flight), so a restart redelivers at most the unacked tail.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 /// Progress of one owner on one queue.
 #[derive(Debug, Clone, Default)]
@@ -199,6 +199,13 @@ mod tests {
 /// Progress of one owner (group, or group@consumer) on one (topic, queue).
 pub(crate) type ProgressKey = (String, String, u32);
 
+/// Whether `owner` is `group` or one of its broadcasting members (`group@consumer`).
+pub(crate) fn of_group(owner: &str, group: &str) -> bool {
+    owner
+        .strip_prefix(group)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('@'))
+}
+
 /// Progress entries in stable slots, so a receipt can name its slot and an ack needs
 /// no hashing; slots are never removed (progress outlives consumers).
 #[derive(Debug, Default)]
@@ -209,6 +216,9 @@ pub(crate) struct ProgressTable {
     /// Slots whose owner was removed, for reuse (a receipt naming one is refused
     /// by its consumer handle, never matched to the new owner).
     free: Vec<usize>,
+    /// (topic, owner) of the entries, in order: a group's owners on a topic without
+    /// a scan of every entry.
+    owners: BTreeSet<(String, String)>,
 }
 
 impl ProgressTable {
@@ -226,6 +236,7 @@ impl ProgressTable {
             self.slots[s] = p;
             return s;
         }
+        self.owners.insert((key.1.clone(), key.0.clone()));
         if let Some(s) = self.free.pop() {
             self.index.insert(key.clone(), s);
             self.keys[s] = key;
@@ -265,15 +276,27 @@ impl ProgressTable {
             self.slots[s] = QueueProgress::default();
             self.free.push(s);
         }
+        self.owners.retain(|(_, o)| o != owner);
+    }
+    /// The owners with entries on topic `t` that belong to `group`: the group
+    /// itself, and its broadcasting members (`group@consumer`).
+    pub fn owners_in<'a>(
+        &'a self,
+        t: &'a str,
+        group: &'a str,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        let from = (t.to_string(), group.to_string());
+        self.owners
+            .range(from..)
+            .take_while(move |(pt, o)| pt == t && o.starts_with(group))
+            .map(|(_, o)| o.as_str())
+            .filter(move |o| of_group(o, group))
     }
     fn iter_slots(&self) -> impl Iterator<Item = (usize, &ProgressKey)> {
         self.keys
             .iter()
             .enumerate()
             .filter(|(s, k)| self.index.get(*k) == Some(s))
-    }
-    pub fn keys(&self) -> impl Iterator<Item = &ProgressKey> {
-        self.iter_slots().map(|(_, k)| k)
     }
     pub fn iter(&self) -> impl Iterator<Item = (&ProgressKey, &QueueProgress)> {
         self.iter_slots().map(|(s, k)| (k, &self.slots[s]))
@@ -282,6 +305,7 @@ impl ProgressTable {
     /// iteration; their slots stay, emptied (receipts may still name them), and are
     /// never handed out again.
     pub fn forget_topic(&mut self, t: &str) {
+        self.owners.retain(|(pt, _)| pt != t);
         for (key, p) in self.keys.iter_mut().zip(self.slots.iter_mut()) {
             if key.1 == t {
                 self.index.remove(key);
