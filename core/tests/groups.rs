@@ -57,6 +57,50 @@ fn every_group_and_every_broadcast_consumer_sees_everything() {
 }
 
 #[test]
+fn a_broadcasting_member_keeps_its_deliveries_as_others_come_and_go_and_gets_new_queues() {
+    let (b, _) = manual();
+    b.create_topic("t", 2).unwrap();
+    let p = b.producer("p").unwrap();
+    let to = |q: u32, body: &str| {
+        p.send(Message::builder("t", body.to_string()).queue_id(q).build())
+            .unwrap();
+    };
+    let bc = |id: &str| {
+        let mut cfg = ConsumerConfig::new("bc", "t");
+        cfg.model = MessageModel::Broadcasting;
+        cfg.consumer_id = Some(id.to_string());
+        b.consumer(cfg).unwrap()
+    };
+    for (q, body) in [(0, "a"), (1, "b"), (0, "c"), (1, "d")] {
+        to(q, body);
+    }
+    let a = bc("a");
+    let got = a.receive(4, Duration::ZERO).unwrap();
+    assert_eq!(got.len(), 4);
+    a.ack(&got[0]).unwrap();
+    a.ack(&got[1]).unwrap();
+    // Members join and leave: the two a holds stay with it, not delivered again.
+    let others: Vec<_> = ["b", "c", "d"].iter().map(|id| bc(id)).collect();
+    others[1].close().unwrap();
+    assert!(a.receive(4, Duration::ZERO).unwrap().is_empty());
+    for m in &got[2..] {
+        a.ack(m).unwrap();
+    }
+    // The topic grows: every member reads the new queues too.
+    b.create_topic("t", 4).unwrap();
+    for q in 0..4 {
+        to(q, &format!("new {q}"));
+    }
+    let mut new: Vec<String> = drain(&a)
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect();
+    new.sort();
+    assert_eq!(new, ["new 0", "new 1", "new 2", "new 3"]);
+    assert_eq!(drain(&others[0]).len(), 8, "a member that joined later");
+}
+
+#[test]
 fn sharding_keys_keep_per_key_order() {
     let (b, _) = manual();
     b.create_topic("life", 4).unwrap();

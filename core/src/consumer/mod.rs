@@ -74,6 +74,17 @@ impl ConsumerEntry {
             MessageModel::Broadcasting => format!("{}@{}", self.group, self.name),
         }
     }
+
+    /// Whether `key` is this consumer's progress owner key (`owner()`, unallocated).
+    pub fn is_owner(&self, key: &str) -> bool {
+        match self.model {
+            MessageModel::Clustering => key == self.group,
+            MessageModel::Broadcasting => key
+                .strip_prefix(self.group.as_str())
+                .and_then(|rest| rest.strip_prefix('@'))
+                .is_some_and(|name| name == self.name),
+        }
+    }
 }
 
 /// Every consumer, and every owner's progress.

@@ -5,7 +5,7 @@
 //! Invariant: a queue's committed offset is its lowest unacked offset (or the cursor
 //! when nothing is in flight), so a restart redelivers at most the unacked tail.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 /// Progress of one owner on one queue.
 #[derive(Debug, Clone, Default)]
@@ -216,9 +216,9 @@ pub(crate) struct ProgressTable {
     /// Slots whose owner was removed, for reuse (a receipt naming one is refused
     /// by its consumer handle, never matched to the new owner).
     free: Vec<usize>,
-    /// (topic, owner) of the entries, in order: a group's owners on a topic without
-    /// a scan of every entry.
-    owners: BTreeSet<(String, String)>,
+    /// The slots of each (topic, owner), in order: a group's owners on a topic, an
+    /// owner's or a topic's entries, without a scan of every entry.
+    owners: BTreeMap<(String, String), Vec<usize>>,
 }
 
 impl ProgressTable {
@@ -236,17 +236,24 @@ impl ProgressTable {
             self.slots[s] = p;
             return s;
         }
-        self.owners.insert((key.1.clone(), key.0.clone()));
-        if let Some(s) = self.free.pop() {
-            self.index.insert(key.clone(), s);
-            self.keys[s] = key;
-            self.slots[s] = p;
-            return s;
-        }
-        let s = self.slots.len();
-        self.index.insert(key.clone(), s);
-        self.keys.push(key);
-        self.slots.push(p);
+        let s = match self.free.pop() {
+            Some(s) => {
+                self.keys[s] = key.clone();
+                self.slots[s] = p;
+                s
+            }
+            None => {
+                self.keys.push(key.clone());
+                self.slots.push(p);
+                self.slots.len() - 1
+            }
+        };
+        let (owner, t, _) = &key;
+        self.owners
+            .entry((t.clone(), owner.clone()))
+            .or_default()
+            .push(s);
+        self.index.insert(key, s);
         s
     }
     pub fn key_at(&self, slot: usize) -> Option<&ProgressKey> {
@@ -266,17 +273,19 @@ impl ProgressTable {
     }
     /// Forgets every queue's progress of `owner` (a consumer that is gone for good).
     pub fn remove_owner(&mut self, owner: &str) {
-        let gone: Vec<usize> = self
-            .iter_slots()
-            .filter(|(_, k)| k.0 == owner)
-            .map(|(s, _)| s)
+        let pairs: Vec<(String, String)> = self
+            .owners
+            .keys()
+            .filter(|(_, o)| o == owner)
+            .cloned()
             .collect();
-        for s in gone {
-            self.index.remove(&self.keys[s]);
-            self.slots[s] = QueueProgress::default();
-            self.free.push(s);
+        for pair in pairs {
+            for s in self.owners.remove(&pair).unwrap_or_default() {
+                self.index.remove(&self.keys[s]);
+                self.slots[s] = QueueProgress::default();
+                self.free.push(s);
+            }
         }
-        self.owners.retain(|(_, o)| o != owner);
     }
     /// The owners with entries on topic `t` that belong to `group`: the group
     /// itself, and its broadcasting members (`group@consumer`).
@@ -288,6 +297,7 @@ impl ProgressTable {
         let from = (t.to_string(), group.to_string());
         self.owners
             .range(from..)
+            .map(|(k, _)| k)
             .take_while(move |(pt, o)| pt == t && o.starts_with(group))
             .map(|(_, o)| o.as_str())
             .filter(move |o| of_group(o, group))
@@ -305,7 +315,7 @@ impl ProgressTable {
     /// iteration; their slots stay, emptied (receipts may still name them), and are
     /// never handed out again.
     pub fn forget_topic(&mut self, t: &str) {
-        self.owners.retain(|(pt, _)| pt != t);
+        self.owners.retain(|(pt, _), _| pt != t);
         for (key, p) in self.keys.iter_mut().zip(self.slots.iter_mut()) {
             if key.1 == t {
                 self.index.remove(key);

@@ -8,7 +8,7 @@
 //! offset if it has one, at the queue's start if the owner already consumed the
 //! topic, else where the consumer's `start` says.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::{ConsumerGroups, OffsetTable, QueueProgress};
 use crate::message_store::MessageStore;
@@ -59,6 +59,8 @@ impl ConsumerGroups {
             .collect();
         let retry = format!("{RETRY_PREFIX}{group}");
         let mut plan: BTreeMap<u64, Vec<(String, u32)>> = BTreeMap::new();
+        // Broadcasting members that hold their queues already.
+        let mut unchanged = BTreeSet::new();
         let mut topics: Vec<String> = members
             .iter()
             .map(|h| self.consumers[h].topic.clone())
@@ -85,6 +87,11 @@ impl ConsumerGroups {
                     .extend(share.into_iter().map(|q| (t.clone(), q)));
             }
             for s in subs.iter().filter(|s| s.2 == MessageModel::Broadcasting) {
+                if self.holds_every_queue(s.1, t, queues) {
+                    // Nothing to plan: its queues stay its own as others come and go.
+                    unchanged.insert(s.1);
+                    continue;
+                }
                 plan.entry(s.1)
                     .or_default()
                     .extend((0..queues).map(|q| (t.clone(), q)));
@@ -110,7 +117,7 @@ impl ConsumerGroups {
         // Whether each (owner, topic) had offsets before this rebalance: a group that
         // did starts new queues at their beginning; a new group at `start`.
         let mut known: HashMap<(String, String), bool> = HashMap::new();
-        for h in members {
+        for h in members.into_iter().filter(|h| !unchanged.contains(h)) {
             let assigned = plan.remove(&h).unwrap_or_default();
             let owner = self.consumers[&h].owner();
             let mut slots = Vec::with_capacity(assigned.len());
@@ -145,6 +152,29 @@ impl ConsumerGroups {
             }
         }
         Ok(())
+    }
+
+    /// Whether broadcasting consumer `h` holds queues `0..queues` of `t`, in order,
+    /// through slots that are still its own (not freed, reused or forgotten since).
+    fn holds_every_queue(&self, h: u64, t: &str, queues: u32) -> bool {
+        let Some(c) = self.consumers.get(&h) else {
+            return false;
+        };
+        c.assigned.len() == queues as usize
+            && c.slots.len() == c.assigned.len()
+            && c.assigned
+                .iter()
+                .zip(&c.slots)
+                .zip(0..)
+                .all(|(((at, q), &s), i)| {
+                    at == t
+                        && *q == i
+                        && self
+                            .progress
+                            .key_at(s)
+                            .is_some_and(|k| c.is_owner(&k.0) && k.1 == t && k.2 == i)
+                        && self.progress.at(s).is_some_and(|p| p.owner == Some(h))
+                })
     }
 
     #[allow(clippy::too_many_arguments)]
