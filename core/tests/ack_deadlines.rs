@@ -63,6 +63,43 @@ fn an_unacked_delivery_goes_back_exactly_at_its_deadline_then_after_the_ladder_s
     assert!(drain(&c).is_empty());
 }
 
+/// The broker may notice a deadline late (the clock jumped, or no tick ran): the
+/// delivery still goes back as of its deadline, so its retry is due 10 s after the
+/// deadline, not 10 s after the tick that noticed it. An orderly pause likewise.
+#[test]
+fn a_deadline_noticed_late_counts_from_the_deadline() {
+    let (b, clock) = manual();
+    send(&b, "t", "stuck");
+    b.create_topic("o", 1).unwrap();
+    send(&b, "o", "ordered");
+    let c = b
+        .consumer(ConsumerConfig {
+            ack_timeout_ms: Some(5_000),
+            ..cfg("g", "t")
+        })
+        .unwrap();
+    let o = b
+        .consumer(ConsumerConfig {
+            ack_timeout_ms: Some(5_000),
+            orderly: true,
+            ..cfg("h", "o")
+        })
+        .unwrap();
+    assert_eq!(drain(&c).len(), 1);
+    assert_eq!(drain(&o).len(), 1);
+    // Noticed 10 s after the deadline: the retry (deadline + 10 s) is due now, and
+    // the orderly pause (deadline + 1 s) is over.
+    clock.set_ms(T0 + 15_000);
+    b.tick().unwrap();
+    b.tick().unwrap();
+    let again = drain(&c);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].reconsume_times, 1);
+    let again = drain(&o);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].reconsume_times, 1);
+}
+
 #[test]
 fn timed_out_deliveries_reach_the_dead_letter_queue_at_the_limit() {
     let (b, clock) = manual();

@@ -5,6 +5,14 @@ mod common;
 use common::*;
 use pocketmq::{BrokerConfig, Message};
 
+/// Everything the consumer can take now, acked (these tests move the clock by hours:
+/// an unacked delivery would come back at its ack deadline).
+fn drain(c: &pocketmq::Consumer) -> Vec<pocketmq::MessageExt> {
+    let got = common::drain(c);
+    c.ack_all(&got).unwrap();
+    got
+}
+
 const LEVELS_MS: [u64; 18] = [
     1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 180_000, 240_000, 300_000, 360_000, 420_000,
     480_000, 540_000, 600_000, 1_200_000, 1_800_000, 3_600_000, 7_200_000,

@@ -242,6 +242,21 @@ fn start_positions_apply_to_new_groups_only() {
     );
     b.reset_offset("timed", "t", StartFrom::Earliest).unwrap();
     assert_eq!(drain(&by_time).len(), 3);
+    // A time ahead of the clock is ahead of every message, even one stored this
+    // millisecond: the group starts at the end, and so does a reset to it.
+    let now = pocketmq::Clock::now_ms(&clock);
+    let ahead = {
+        let mut cfg = ConsumerConfig::new("ahead", "t");
+        cfg.start = StartFrom::Timestamp(now + 60_000);
+        b.consumer(cfg).unwrap()
+    };
+    assert!(drain(&ahead).is_empty());
+    b.reset_offset("timed", "t", StartFrom::Timestamp(now + 1))
+        .unwrap();
+    assert!(drain(&by_time).is_empty());
+    send(&b, "t", "later");
+    assert_eq!(bodies(&drain(&ahead)), vec!["later"]);
+    assert_eq!(bodies(&drain(&by_time)), vec!["later"]);
 }
 
 #[test]

@@ -105,3 +105,64 @@ fn past_the_limit_an_orderly_message_dead_letters_and_the_queue_moves_on() {
     let dead = drain(&consumer(&b, "ops", "%DLQ%g"));
     assert_eq!(bodies(&dead), vec!["bad"]);
 }
+
+/// An orderly member named `id` (members are ordered by name when queues are shared).
+fn member(b: &pocketmq::Broker, id: &str) -> pocketmq::Consumer {
+    let mut cfg = ConsumerConfig::new("g", "life");
+    cfg.orderly = true;
+    cfg.consumer_id = Some(id.to_string());
+    b.consumer(cfg).unwrap()
+}
+
+/// A queue that moves to a new member while its message is still being handled by
+/// the old one is not read by the new one until that message is settled (RocketMQ's
+/// queue lock): no two members ever handle one queue at once. The old member's ack,
+/// nack or leaving settles it.
+#[test]
+fn a_queue_handed_over_mid_delivery_waits_for_the_old_member() {
+    let (b, clock) = manual();
+    b.create_topic("life", 2).unwrap();
+    let p = b.producer("p").unwrap();
+    for i in 0..4 {
+        for q in 0..2 {
+            let body = format!("{}{i}", ["a", "b"][q as usize]);
+            p.send(Message::builder("life", body).queue_id(q).build())
+                .unwrap();
+        }
+    }
+    let now = std::time::Duration::ZERO;
+    let c1 = member(&b, "c1");
+    let held = c1.receive(32, now).unwrap();
+    assert_eq!(bodies(&held), ["a0", "b0"]);
+    // c2 takes queue 1 while b0 is unacked: nothing of it yet.
+    let c2 = member(&b, "c2");
+    assert!(c2.receive(32, now).unwrap().is_empty());
+    // The old member's ack still counts, and frees the queue for the new one.
+    c1.ack(&held[1]).unwrap();
+    let next = c2.receive(32, now).unwrap();
+    assert_eq!(bodies(&next), ["b1"]);
+    c2.ack(&next[0]).unwrap();
+    // c0 joins and takes queue 0 while a0 is unacked by c1: c1's nack sends a0 back,
+    // and c0 gets it after the pause, before anything later.
+    let c0 = member(&b, "c0");
+    assert!(c0.receive(32, now).unwrap().is_empty());
+    c1.nack(&held[0]).unwrap();
+    clock.advance_ms(1000);
+    b.tick().unwrap();
+    let again = c0.receive(32, now).unwrap();
+    assert_eq!(bodies(&again), ["a0"]);
+    assert_eq!(again[0].reconsume_times, 1);
+    c0.ack(&again[0]).unwrap();
+    // c0 receives a1; c0 leaves, c1 takes queue 0 back (and gets a1 again); c0 comes
+    // back and takes it over while c1 holds a1; c1 leaves: c0 gets a1 first.
+    let a1 = c0.receive(32, now).unwrap();
+    assert_eq!(bodies(&a1), ["a1"]);
+    c0.close().unwrap();
+    let a1 = c1.receive(32, now).unwrap();
+    assert_eq!(bodies(&a1), ["a1"]);
+    let c0 = member(&b, "c0");
+    assert!(c0.receive(32, now).unwrap().is_empty());
+    c1.close().unwrap();
+    assert_eq!(bodies(&drain_acking(&c0)), ["a1", "a2", "a3"]);
+    assert_eq!(bodies(&drain_acking(&c2)), ["b2", "b3"]);
+}

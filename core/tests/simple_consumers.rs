@@ -195,6 +195,67 @@ fn handles_that_were_never_issued_or_are_of_another_group_are_refused() {
     assert_eq!(zero.unwrap_err().kind(), ErrorKind::InvalidArgument);
 }
 
+/// A group may consume several topics, as the RocketMQ 5 clients subscribe one group
+/// to a map of topics: each topic has its own cursor, invisibility and handles.
+#[test]
+fn one_group_consumes_several_topics_each_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut unacked = {
+        let b = file(dir.path(), &clock);
+        send_n(&b, "a", 2);
+        send_n(&b, "b", 3);
+        let on_a = simple(&b, "g", "a");
+        let on_b = simple(&b, "g", "b");
+        let from_a = on_a.receive(16, NOW).unwrap();
+        let from_b = on_b.receive(16, NOW).unwrap();
+        let mut bodies = common::bodies(&from_a);
+        bodies.sort();
+        assert_eq!(bodies, ["m0", "m1"]);
+        assert!(from_a.iter().all(|m| m.topic == "a"));
+        assert_eq!(from_b.len(), 3);
+        assert!(from_b.iter().all(|m| m.topic == "b"));
+        // A handle of topic a's deliveries means nothing to the group on topic b.
+        let h = from_a[0].receipt_handle.clone().unwrap();
+        assert_eq!(
+            on_b.ack_handle(&h).unwrap_err().kind(),
+            ErrorKind::InvalidReceiptHandle
+        );
+        on_a.ack_all(&from_a).unwrap();
+        on_b.ack(&from_b[0]).unwrap();
+        assert_eq!(b.lag("g", "a").unwrap(), 0);
+        assert_eq!(b.lag("g", "b").unwrap(), 2);
+        // A classic consumer still cannot take a simple group's name.
+        let classic = b.consumer(pocketmq::ConsumerConfig::new("g", "c"));
+        assert_eq!(classic.unwrap_err().kind(), ErrorKind::InvalidArgument);
+        drop((on_a, on_b));
+        b.close().unwrap();
+        common::bodies(&from_b[1..])
+    };
+    unacked.sort();
+    let b = file(dir.path(), &clock);
+    assert_eq!(b.lag("g", "a").unwrap(), 0);
+    assert_eq!(b.lag("g", "b").unwrap(), 2);
+    let on_b = simple(&b, "g", "b");
+    let on_a = simple(&b, "g", "a");
+    assert!(on_b.receive(16, NOW).unwrap().is_empty(), "still invisible");
+    clock.advance_ms(30_000);
+    let again = on_b.receive(16, NOW).unwrap();
+    let mut bodies = common::bodies(&again);
+    bodies.sort();
+    assert_eq!(bodies, unacked);
+    assert!(again.iter().all(|m| m.delivery_attempt == 2));
+    assert!(
+        on_a.receive(16, NOW).unwrap().is_empty(),
+        "topic a was all acked"
+    );
+    // Resetting the group on one topic leaves the other where it was.
+    b.reset_offset("g", "a", pocketmq::StartFrom::Earliest)
+        .unwrap();
+    assert_eq!(on_a.receive(16, NOW).unwrap().len(), 2);
+    assert_eq!(b.lag("g", "b").unwrap(), 2);
+}
+
 #[test]
 fn concurrent_receivers_never_share_a_message() {
     let (b, _) = manual();

@@ -244,6 +244,22 @@ def main() -> int:
         checks.check(asked == ["tx-unknown"], f"only the UNKNOWN transaction was checked back: {asked}")
         checks.check("tx-rollback" not in bodies, "rolled-back transaction never delivered")
 
+        # One group subscribed to two topics (the clients take a map of topics): each
+        # topic's messages delivered to it once.
+        both = SimpleConsumer(config, f"{prefix}-both-g",
+                              {t["normal"]: FilterExpression(), t["fifo"]: FilterExpression()},
+                              await_duration=2)
+        both.startup()
+        clients.append(both)
+        per_topic: dict[str, set[str]] = defaultdict(set)
+        fifo_total = FIFO_PER_GROUP * len(FIFO_GROUPS)
+        receive_until(both, lambda: len(per_topic[t["normal"]]) >= NORMAL
+                      and len(per_topic[t["fifo"]]) >= fifo_total, 30,
+                      lambda m: per_topic[m.topic].add(m.message_id))
+        checks.check(per_topic[t["normal"]] == set(normal) and len(per_topic[t["fifo"]]) == fifo_total,
+                     f"one SimpleConsumer group on two topics received {len(per_topic[t['normal']])}/{NORMAL} "
+                     f"and {len(per_topic[t['fifo']])}/{fifo_total}")
+
         # PushConsumer: each redelivered exactly once, then acked.
         wait_for(lambda: all(len(listener.deliveries[i]) >= 2 for i in pushed), 30)
         time.sleep(1.5)  # a third delivery would show up here

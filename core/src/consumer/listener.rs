@@ -107,6 +107,9 @@ pub fn listen<S: Source>(
             "a listener runs 1 to 1024 threads taking at least 1 message at a time",
         ));
     }
+    if source.is_closed() {
+        return Err(crate::Error::Closed);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::with_capacity(options.threads);
     for i in 0..options.threads {

@@ -64,6 +64,9 @@ pub(crate) struct ConsumerEntry {
     pub rr: usize,
     /// Named by a `consumer_id`: a broadcasting consumer's offsets outlive it.
     pub persistent: bool,
+    /// Orderly: slots of queues taken from this consumer while it held a delivery
+    /// (see `QueueProgress::held_by`).
+    pub handed_over: Vec<usize>,
 }
 
 impl ConsumerEntry {
@@ -87,6 +90,14 @@ impl ConsumerEntry {
     }
 }
 
+/// A consumer's handle: unique in the process, not only in its broker, so a message
+/// received through one broker is refused by another broker's consumers (its
+/// receipt names a consumer they do not have) instead of acking something else.
+fn next_handle() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Every consumer, and every owner's progress.
 #[derive(Default)]
 pub(crate) struct ConsumerGroups {
@@ -95,7 +106,6 @@ pub(crate) struct ConsumerGroups {
     pub offsets: OffsetTable,
     /// Offsets changed since they were last persisted.
     pub offsets_dirty: bool,
-    next_handle: u64,
     /// Messages delivered per (group, topic), for rates.
     pub delivered: HashMap<(String, String), Counter>,
     /// Simple (POP) consumer groups.
@@ -126,7 +136,7 @@ impl ConsumerGroups {
         topic::validate_consumable_topic(&cfg.topic)?;
         cfg.validate()?;
         let filter = filter::parse(&cfg.tags)?;
-        if self.pop.group(&cfg.group).is_some_and(|g| g.members > 0) {
+        if self.pop.has_live(&cfg.group) {
             return Err(Error::invalid(format!(
                 "group {:?} has live simple consumers; a group is simple or classic",
                 cfg.group
@@ -153,8 +163,7 @@ impl ConsumerGroups {
             let n = if user_topic { default_queues } else { 1 };
             store.create_topic(&cfg.topic, n)?;
         }
-        let handle = self.next_handle;
-        self.next_handle += 1;
+        let handle = next_handle();
         let name = match &cfg.consumer_id {
             Some(id) if !id.is_empty() => {
                 if self
@@ -185,6 +194,7 @@ impl ConsumerGroups {
             slots: Vec::new(),
             rr: 0,
             persistent: cfg.consumer_id.as_ref().is_some_and(|id| !id.is_empty()),
+            handed_over: Vec::new(),
         };
         self.consumers.insert(handle, entry);
         self.rebalance(&cfg.group, cfg.start, store, now)?;
@@ -220,8 +230,7 @@ impl ConsumerGroups {
             };
             store.create_topic(&cfg.topic, n)?;
         }
-        let handle = self.next_handle;
-        self.next_handle += 1;
+        let handle = next_handle();
         let name = pop::revive::GroupName {
             group: cfg.group.clone(),
             topic: cfg.topic.clone(),
@@ -268,6 +277,16 @@ impl ConsumerGroups {
                 }
             }
         }
+        // Deliveries it still held in queues already handed over: to their new owner.
+        for &slot in &c.handed_over {
+            if let Some(p) = self.progress.at_mut(slot) {
+                if p.held_by == Some(handle) {
+                    p.held_by = None;
+                    p.rewind();
+                    self.offsets_dirty = true;
+                }
+            }
+        }
         self.rebalance(&c.group, StartFrom::Earliest, store, now)
     }
 
@@ -303,8 +322,9 @@ impl ConsumerGroups {
     }
 
     /// Deliveries whose ack deadline passed at `now`, as the consumer that holds
-    /// them received them (with their receipt): to send back as nacks.
-    pub fn ack_expired(&self, store: &MessageStore, now: u64) -> Vec<(u64, MessageExt)> {
+    /// them received them (with their receipt), with the deadline: to send back as
+    /// nacks made at that moment.
+    pub fn ack_expired(&self, store: &MessageStore, now: u64) -> Vec<(u64, MessageExt, u64)> {
         let mut out = Vec::new();
         for (&handle, c) in &self.consumers {
             let Some(timeout) = c.ack_timeout_ms else {
@@ -335,7 +355,7 @@ impl ConsumerGroups {
                                 queue_offset: qo,
                                 epoch: p.epoch,
                             });
-                            out.push((handle, m));
+                            out.push((handle, m, at.saturating_add(timeout)));
                         }
                     }
                     qo += 1;

@@ -57,12 +57,7 @@ impl ConsumerGroups {
         let mut owners: Vec<String> = committed
             .chain(self.progress.owners_in(t, group))
             .map(str::to_string)
-            .chain(
-                self.pop
-                    .group(group)
-                    .filter(|g| g.topic == t)
-                    .map(|g| g.name.clone()),
-            )
+            .chain(self.pop.group(group, t).map(|g| g.name.clone()))
             .collect();
         owners.sort();
         owners.dedup();
@@ -129,7 +124,7 @@ impl ConsumerGroups {
             for q in 0..queues {
                 let target = Self::start_offset(store, t, q, to, now);
                 self.offsets.set(t, &owner, q, target);
-                self.pop.reset(&owner, q, target);
+                self.pop.reset(&owner, t, q, target);
                 if let Some(p) = self.progress.get_mut(&(owner.clone(), t.to_string(), q)) {
                     p.next = target;
                     p.inflight.clear();

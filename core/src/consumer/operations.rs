@@ -58,9 +58,7 @@ impl ConsumerGroups {
                     }
                     p.inflight.drop_below(target);
                 }
-                if self.pop.group(owner).is_some_and(|g| g.topic == t) {
-                    self.pop.advance_past(owner, q, target);
-                }
+                self.pop.advance_past(owner, t, q, target);
                 let committed = self.committed(owner, t, q).unwrap_or(0);
                 self.offsets.set(t, owner, q, committed.max(target));
             }

@@ -25,6 +25,11 @@ pub(crate) struct QueueProgress {
     /// Offsets at or above `next` acked in atomic blocks before a crash (replayed):
     /// passed over, never delivered again.
     pub acked_ahead: std::collections::BTreeSet<u64>,
+    /// Orderly: the member this queue was taken from while its delivery was unacked.
+    /// That delivery stays its own to ack or nack; the new owner reads the queue only
+    /// once it is settled (RocketMQ's queue lock), or from the committed offset if
+    /// that member leaves first.
+    pub held_by: Option<u64>,
 }
 
 impl QueueProgress {

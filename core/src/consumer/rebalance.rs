@@ -121,6 +121,7 @@ impl ConsumerGroups {
             let assigned = plan.remove(&h).unwrap_or_default();
             let owner = self.consumers[&h].owner();
             let mut slots = Vec::with_capacity(assigned.len());
+            let orderly = self.consumers[&h].orderly;
             for (t, q) in &assigned {
                 let from = if t == &retry {
                     StartFrom::Earliest
@@ -139,11 +140,30 @@ impl ConsumerGroups {
                     .at_mut(slot)
                     .expect("progress was just ensured");
                 if p.owner != Some(h) {
-                    if p.owner.is_some() {
-                        p.rewind();
+                    // An orderly queue taken from a live member with its delivery
+                    // unacked: that delivery stays its own, and this one waits for it.
+                    let holder = p
+                        .owner
+                        .filter(|_| orderly && !p.inflight.is_empty())
+                        .filter(|o| self.consumers.contains_key(o));
+                    match holder {
+                        Some(o) => {
+                            p.held_by = Some(o);
+                            if let Some(prev) = self.consumers.get_mut(&o) {
+                                if !prev.handed_over.contains(&slot) {
+                                    prev.handed_over.push(slot);
+                                }
+                            }
+                        }
+                        None => {
+                            if p.owner.is_some() {
+                                p.rewind();
+                            }
+                            p.held_by = None;
+                            p.epoch += 1;
+                        }
                     }
                     p.owner = Some(h);
-                    p.epoch += 1;
                 }
             }
             if let Some(c) = self.consumers.get_mut(&h) {
@@ -234,7 +254,10 @@ impl ConsumerGroups {
         match start {
             StartFrom::Earliest => cq.min_offset(),
             StartFrom::Latest => cq.max_offset(),
-            StartFrom::Timestamp(ms) => Self::offset_at_time(store, t, q, ms.min(now)),
+            // A time ahead of now is ahead of every stored message: the end, as
+            // RocketMQ's search by time answers.
+            StartFrom::Timestamp(ms) if ms > now => cq.max_offset(),
+            StartFrom::Timestamp(ms) => Self::offset_at_time(store, t, q, ms),
         }
     }
 

@@ -69,6 +69,8 @@ impl ConsumerGroups {
                 if !p.inflight.is_empty() || now < p.suspend_until {
                     continue;
                 }
+                // Whatever a previous owner held here is settled.
+                p.held_by = None;
                 limit = 1;
             }
             if p.next < cq.min_offset() {

@@ -193,11 +193,24 @@ impl Engine {
         delay: Option<u64>,
         now: u64,
     ) -> Result<()> {
+        self.nack_since(handle, msg, delay, now, now)
+    }
+
+    /// `nack` of a failure that happened at `since` (an ack deadline the broker
+    /// noticed only at `now`): the retry or the orderly pause counts from `since`.
+    pub(super) fn nack_since(
+        &mut self,
+        handle: u64,
+        msg: &MessageExt,
+        delay: Option<u64>,
+        since: u64,
+        now: u64,
+    ) -> Result<()> {
         self.check_open()?;
         let levels = self.schedule.levels.len() as u32;
         let outcome = self
             .groups
-            .nack(&mut self.store, handle, msg, levels, delay, now)?;
+            .nack(&mut self.store, handle, msg, levels, delay, since)?;
         match outcome {
             NackOutcome::Done => Ok(()),
             NackOutcome::Ack => self.ack(handle, msg),
@@ -220,6 +233,11 @@ impl Engine {
                     });
                 }
                 let max_delay = self.settings.timer_max_delay_ms;
+                let delay = if since < now {
+                    self.schedule.counted_from(delay, since)
+                } else {
+                    delay
+                };
                 self.schedule
                     .apply(&mut spec, delay, now, max_delay, &mut self.store)?;
                 self.put(std::slice::from_ref(&spec), now)?;

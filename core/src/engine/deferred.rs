@@ -64,8 +64,8 @@ impl Engine {
             self.arrived = true;
         }
         // Deliveries past their ack deadline go back as nacks.
-        for (handle, msg) in self.groups.ack_expired(&self.store, now) {
-            self.nack(handle, &msg, None, now)?;
+        for (handle, msg, deadline) in self.groups.ack_expired(&self.store, now) {
+            self.nack_since(handle, &msg, None, deadline.min(now), now)?;
         }
         // Simple consumers' invisible deliveries whose time is up.
         let (dead, visible) = self.groups.pop.expire(now);

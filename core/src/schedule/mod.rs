@@ -104,6 +104,19 @@ impl ScheduleService {
         self.levels.len() as u32
     }
 
+    /// `delay` counted from `since` (a moment already past) rather than from when
+    /// the record is stored: a delivery at a fixed time.
+    pub fn counted_from(&self, delay: Delay, since: u64) -> Delay {
+        match delay {
+            Delay::Level(l) if l > 0 => {
+                let i = l.min(self.level_count()).saturating_sub(1) as usize;
+                Delay::At(since.saturating_add(self.levels.get(i).copied().unwrap_or(0)))
+            }
+            Delay::After(ms) => Delay::At(since.saturating_add(ms)),
+            other => other,
+        }
+    }
+
     /// Level `level`'s cursor, never below what the store retains.
     fn cursor(&self, store: &MessageStore, level: u32) -> Option<u64> {
         let cq = store.queues.get(topic::SCHEDULE_TOPIC, level - 1)?;

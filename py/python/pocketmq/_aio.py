@@ -14,7 +14,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
-from ._errors import RetryLater
+from ._errors import Closed, RetryLater
 
 _log = logging.getLogger("pocketmq.listener")
 
@@ -87,6 +87,8 @@ async def listen_async(
     messages are redelivered later)."""
     if not (isinstance(concurrency, int) and 1 <= concurrency <= 100_000):
         raise ValueError(f"concurrency must be between 1 and 100000, not {concurrency!r}")
+    if consumer.closed:
+        raise Closed("the consumer is closed")
     running: "set[asyncio.Task[None]]" = set()
 
     async def run(msg: "Message") -> None:

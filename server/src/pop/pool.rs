@@ -151,8 +151,8 @@ fn millis(d: Duration) -> u64 {
 /// An engine error of a pool call as the protocol says it.
 fn refusal(spec: &PoolSpec, e: pocketmq::Error) -> Refusal {
     match e.kind() {
-        // The group's settings clash with its live state in the engine (one topic
-        // per simple consumer group).
+        // The group's settings clash with its live state in the engine (another tag
+        // expression or fifo setting on the same topic, or a classic group's name).
         ErrorKind::InvalidArgument => Refusal::new(
             Code::IllegalConsumerGroup,
             format!("group {:?} on {:?}: {e}", spec.group, spec.topic),

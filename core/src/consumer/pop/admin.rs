@@ -3,10 +3,10 @@
 use super::*;
 
 impl PopGroups {
-    /// Moves group `name`'s committed offset on `queue` to `offset`: what was in
-    /// flight there is forgotten.
-    pub fn reset(&mut self, name: &str, queue: u32, offset: u64) {
-        let Some(&g) = self.by_name.get(name) else {
+    /// Moves group `name`'s committed offset on (`topic`, `queue`) to `offset`: what
+    /// was in flight there is forgotten.
+    pub fn reset(&mut self, name: &str, topic: &str, queue: u32, offset: u64) {
+        let Some(g) = self.index(name, topic) else {
             return;
         };
         let group = &mut self.groups[g as usize];
@@ -26,16 +26,14 @@ impl PopGroups {
 
     /// Where group `name` has read to on (topic, queue): the end of its window.
     pub fn cursor(&self, name: &str, topic: &str, queue: u32) -> Option<u64> {
-        let g = self.group(name)?;
-        (g.topic == topic)
-            .then(|| g.queues.get(queue as usize).map(|q| q.end().max(q.scan)))
-            .flatten()
+        let g = self.group(name, topic)?;
+        g.queues.get(queue as usize).map(|q| q.end().max(q.scan))
     }
 
-    /// Moves group `name` on `queue` forward to at least `target` (the backlog drill
-    /// copied what was below): what was in flight below it is forgotten.
-    pub fn advance_past(&mut self, name: &str, queue: u32, target: u64) {
-        let Some(&g) = self.by_name.get(name) else {
+    /// Moves group `name` on (`topic`, `queue`) forward to at least `target` (the
+    /// backlog drill copied what was below): what was in flight below it is forgotten.
+    pub fn advance_past(&mut self, name: &str, topic: &str, queue: u32, target: u64) {
+        let Some(g) = self.index(name, topic) else {
             return;
         };
         let group = &mut self.groups[g as usize];
@@ -71,9 +69,7 @@ impl PopGroups {
 
     /// Forgets the groups of a deleted topic (none has live members).
     pub fn forget_topic(&mut self, topic: &str) {
-        let groups = &self.groups;
-        self.by_name
-            .retain(|_, g| groups[*g as usize].topic != topic);
+        self.by_name.retain(|(_, t), _| t != topic);
         self.moved = true;
     }
 

@@ -63,7 +63,8 @@ pub(super) struct Expiry {
 #[derive(Default)]
 pub(crate) struct PopGroups {
     groups: Vec<PopGroup>,
-    by_name: HashMap<String, u32>,
+    /// (group, topic) -> index in `groups`.
+    by_name: HashMap<(String, String), u32>,
     /// Member handle -> group index.
     members: BTreeMap<u64, u32>,
     /// Expiries by second (broker clock).
@@ -75,19 +76,16 @@ pub(crate) struct PopGroups {
 }
 
 impl PopGroups {
-    /// The group `name` on `topic`, created with the committed offsets `base(q)`
-    /// when new. None when `name` is a group of another topic.
+    /// The group `n.group` on `n.topic` (a group may consume several topics, each
+    /// with a cursor of its own), created with the committed offsets `base(q)` when new.
     pub(super) fn group_or_new(
         &mut self,
         n: &GroupName,
         queues: u32,
         base: impl Fn(u32) -> u64,
-    ) -> Option<u32> {
-        if let Some(&g) = self.by_name.get(&n.group) {
+    ) -> u32 {
+        if let Some(&g) = self.by_name.get(&(n.group.clone(), n.topic.clone())) {
             let group = &mut self.groups[g as usize];
-            if group.topic != n.topic {
-                return None;
-            }
             while (group.queues.len() as u32) < queues {
                 let b = base(group.queues.len() as u32);
                 group.queues.push(Queue {
@@ -96,11 +94,11 @@ impl PopGroups {
                     scan: b,
                 });
             }
-            return Some(g);
+            return g;
         }
         let g = self.groups.len() as u32;
         self.groups.push(PopGroup {
-            tag: group_tag(&n.group),
+            tag: group_tag(&n.group, &n.topic),
             name: n.group.clone(),
             topic: n.topic.clone(),
             filter: None,
@@ -119,12 +117,24 @@ impl PopGroups {
             rr: 0,
             members: 0,
         });
-        self.by_name.insert(n.group.clone(), g);
-        Some(g)
+        self.by_name.insert((n.group.clone(), n.topic.clone()), g);
+        g
     }
 
-    pub fn group(&self, name: &str) -> Option<&PopGroup> {
-        self.by_name.get(name).map(|g| &self.groups[*g as usize])
+    /// Group `name`'s state on `topic`.
+    pub fn group(&self, name: &str, topic: &str) -> Option<&PopGroup> {
+        self.index(name, topic).map(|g| &self.groups[g as usize])
+    }
+
+    fn index(&self, name: &str, topic: &str) -> Option<u32> {
+        self.by_name
+            .get(&(name.to_string(), topic.to_string()))
+            .copied()
+    }
+
+    /// Whether group `name` has live simple consumers (of any topic).
+    pub fn has_live(&self, name: &str) -> bool {
+        self.groups.iter().any(|g| g.members > 0 && g.name == name)
     }
 
     pub fn groups(&self) -> impl Iterator<Item = &PopGroup> {
@@ -143,19 +153,14 @@ impl PopGroups {
         base: impl Fn(u32) -> u64,
     ) -> Result<()> {
         let queues = store.queues.count(&n.topic);
-        let g = self.group_or_new(n, queues, base).ok_or_else(|| {
-            Error::invalid(format!(
-                "group {:?} consumes another topic with a simple consumer",
-                n.group
-            ))
-        })?;
+        let g = self.group_or_new(n, queues, base);
         let group = &mut self.groups[g as usize];
         if group.members > 0 {
             let same_filter = group
                 .filter
                 .as_ref()
                 .is_none_or(|f| f.canonical() == filter.canonical());
-            if group.topic != n.topic || !same_filter || group.fifo != n.fifo {
+            if !same_filter || group.fifo != n.fifo {
                 return Err(Error::invalid(format!(
                     "group {:?} is subscribed to {:?} with tags {:?}{} by a live simple \
                      consumer; every member of a group subscribes alike",
@@ -187,10 +192,8 @@ impl PopGroups {
 
     /// The committed offset of group `name` on (topic, queue), if it is a simple group.
     pub fn committed(&self, name: &str, topic: &str, queue: u32) -> Option<u64> {
-        let g = self.group(name)?;
-        (g.topic == topic)
-            .then(|| g.queues.get(queue as usize).map(|q| q.base))
-            .flatten()
+        let g = self.group(name, topic)?;
+        g.queues.get(queue as usize).map(|q| q.base)
     }
 
     pub(super) fn name_of(&self, g: u32) -> GroupName {

@@ -1,4 +1,4 @@
-//! Receipt handles: a group's tag, the queue, the offset and the delivery's
+//! Receipt handles: the tag of a group on a topic, the queue, the offset and the delivery's
 //! generation, as 40 hex digits.
 
 use std::hash::{BuildHasher, Hasher};
@@ -6,9 +6,13 @@ use std::hash::{BuildHasher, Hasher};
 use crate::message::id::hex_digits;
 use crate::Error;
 
-pub(super) fn group_tag(name: &str) -> u32 {
+/// The tag of group `name`'s state on `topic`: a handle of one topic's deliveries
+/// is refused by the group's consumers of another.
+pub(super) fn group_tag(name: &str, topic: &str) -> u32 {
     let mut h = rustc_hash::FxBuildHasher.build_hasher();
     h.write(name.as_bytes());
+    h.write_u8(0);
+    h.write(topic.as_bytes());
     h.finish() as u32
 }
 

@@ -232,12 +232,12 @@ impl PopGroups {
             );
             return;
         };
-        let ids: Vec<Option<u32>> = names
+        let ids: Vec<u32> = names
             .iter()
             .map(|n| self.group_or_new(n, queues(&n.topic), |q| base(&n.topic, &n.group, q)))
             .collect();
         for (i, op) in ops {
-            let Some(g) = ids[i] else { continue };
+            let g = ids[i];
             let group = &mut self.groups[g as usize];
             let q = match op {
                 Op::Pop { queue, .. }
