@@ -177,6 +177,9 @@ impl Engine {
         now: u64,
     ) -> Result<Vec<SendResult>> {
         self.check_open()?;
+        if !sends.is_empty() {
+            self.check_room()?;
+        }
         self.check_block_acks(acks, now)?;
         let mut sends = sends;
         let mut keys = std::mem::take(&mut self.key_buf);

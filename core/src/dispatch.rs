@@ -24,7 +24,7 @@ use crate::consumer::OffsetTable;
 use crate::dedup::{DedupWindow, Key};
 use crate::index::KeyIndex;
 use crate::message::properties::{self, prop};
-use crate::message::record::{RecordSpec, RecordView};
+use crate::message::record::{RecordSpec, RecordView, SYS_FLAG_TX_COMMIT};
 use crate::schedule::TimerWheel;
 use crate::store::meta::store_err;
 use crate::topic;
@@ -88,6 +88,7 @@ pub(crate) struct DispatchRequest<'a> {
     /// The key of its `DEDUP_ID` if the send computed it (live); else dispatch
     /// hashes the property.
     pub dedup: Option<Key>,
+    pub sys_flag: u32,
 }
 
 impl<'a> DispatchRequest<'a> {
@@ -107,6 +108,7 @@ impl<'a> DispatchRequest<'a> {
             properties: &spec.properties,
             body: &spec.body,
             dedup: spec.dedup,
+            sys_flag: spec.sys_flag,
         }
     }
 
@@ -121,6 +123,7 @@ impl<'a> DispatchRequest<'a> {
             properties: r.raw_properties(),
             body: r.body(),
             dedup: None,
+            sys_flag: r.sys_flag,
         }
     }
 }
@@ -250,8 +253,11 @@ pub(crate) fn dispatch_to(
     if let Some(k) = dedup {
         s.dedup.put(k, r.phys, r.store_ts);
     }
-    // A caller-given id (an engine id names its record by offset already).
-    if let Some(id) = uniq_key.filter(|id| !crate::message::id::is_engine_id(id)) {
+    // A caller-given id (an engine id names its record by offset already, but a
+    // committed transaction's message is a copy carrying its half message's id:
+    // `get` finds it here).
+    let committed = r.sys_flag & SYS_FLAG_TX_COMMIT != 0;
+    if let Some(id) = uniq_key.filter(|id| committed || !crate::message::id::is_engine_id(id)) {
         if let Ok(id) = std::str::from_utf8(id) {
             index.put_id(id, r.phys);
         }

@@ -268,6 +268,23 @@ pub(crate) fn watch_forks() {
     }
 }
 
+/// Host randomness given by `add_entropy`.
+static ENTROPY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Mixes host randomness into the ids the engine makes (each new store's message-id
+/// nonce). Native targets draw their own from the OS; on wasm32-unknown-unknown
+/// there is none, so the JS binding passes the host's at start-up: without it every
+/// process would number its stores' messages alike.
+pub fn add_entropy(seed: u64) {
+    let mixed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    ENTROPY.fetch_xor(mixed, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// What `add_entropy` gave (0 if nothing).
+pub(crate) fn entropy() -> u64 {
+    ENTROPY.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// This process's id (0 where there are no processes, as on wasm).
 pub(crate) fn process_id() -> u32 {
     #[cfg(not(target_arch = "wasm32"))]

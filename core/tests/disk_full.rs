@@ -173,6 +173,20 @@ fn sends_stop_above_disk_max_used_ratio_and_resume_below_it() {
     let err = p.send(Message::new("t", body(1))).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DiskFull);
     assert!(err.to_string().contains("disk_max_used_ratio"), "{err}");
+    // Nor does anything else that stores messages: an atomic block with a send,
+    // a backlog drill (which creates no topic either).
+    let mut tx = b.atomic().unwrap();
+    tx.send(Message::new("out", body(3))).unwrap();
+    assert_eq!(tx.commit().unwrap_err().kind(), ErrorKind::DiskFull);
+    let held = consumer(&b, "held", "t");
+    let drill = b.move_backlog("held", "t", "wide", Some(8), |_, _| true);
+    assert_eq!(drill.unwrap_err().kind(), ErrorKind::DiskFull);
+    assert!(b
+        .topics()
+        .unwrap()
+        .iter()
+        .all(|t| t.name != "wide" && t.name != "out"));
+    assert_eq!(drain(&held).len(), 1, "the group was not moved");
     // Reads and deferred work go on.
     assert_eq!(drain(&consumer(&b, "g", "t")).len(), 1);
     fs::remove_file(&filler).unwrap();

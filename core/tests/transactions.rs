@@ -33,6 +33,61 @@ fn commit_delivers_once_and_rollback_never() {
     assert_eq!(b.stats().unwrap().pending_transactions, 0);
 }
 
+/// `get` of a transactional message's id: nothing while it is pending or once it is
+/// rolled back; once committed, the message as consumers get it (its topic's queue
+/// offset, without the half message's properties), also after a restart.
+#[test]
+fn get_sees_a_transactional_message_only_once_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = pocketmq::ManualClock::new(T0);
+    let (committed, rolled_back, pending) = {
+        let b = file(dir.path(), &clock);
+        b.create_topic("orders", 1).unwrap();
+        let tp = b
+            .transaction_producer("pay", Arc::new(|_: &pocketmq::MessageExt| TxState::Unknown))
+            .unwrap();
+        let rolled_back = tp
+            .send(Message::new("orders", "refused"), |_| TxState::Rollback)
+            .unwrap();
+        let pending = tp
+            .send(Message::new("orders", "open"), |_| TxState::Unknown)
+            .unwrap();
+        assert!(
+            b.get(&pending.msg_id).unwrap().is_none(),
+            "pending is invisible"
+        );
+        let committed = tp
+            .send(Message::new("orders", "paid"), |_| TxState::Commit)
+            .unwrap();
+        let got = drain(&consumer(&b, "g", "orders"));
+        assert_eq!(bodies(&got), ["paid"]);
+        let m = b.get(&committed.msg_id).unwrap().expect("committed");
+        assert_eq!(
+            (m.topic.as_str(), m.queue_offset),
+            ("orders", got[0].queue_offset)
+        );
+        assert_eq!(m.properties, got[0].properties);
+        assert!(!m.properties.contains_key("TRAN_MSG"));
+        let lower = committed.msg_id.to_ascii_lowercase();
+        assert_eq!(
+            b.get(&lower).unwrap().map(|m| m.body),
+            Some(got[0].body.clone())
+        );
+        assert!(b.get(&rolled_back.msg_id).unwrap().is_none(), "rolled back");
+        b.close().unwrap();
+        (committed, rolled_back, pending)
+    };
+    let b = file(dir.path(), &clock);
+    assert_eq!(
+        b.get(&committed.msg_id)
+            .unwrap()
+            .and_then(|m| m.body_str().map(str::to_string)),
+        Some("paid".to_string())
+    );
+    assert!(b.get(&rolled_back.msg_id).unwrap().is_none());
+    assert!(b.get(&pending.msg_id).unwrap().is_none());
+}
+
 #[test]
 fn unknown_is_checked_after_the_timeout_and_resolved_once() {
     let (b, clock) = manual();

@@ -105,6 +105,7 @@ fn fresh_nonce() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(crate::runtime::process_id());
+    h.write_u64(crate::runtime::entropy());
     h.finish()
 }
 

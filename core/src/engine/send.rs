@@ -138,6 +138,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Refuses what would store messages while the disk is used above
+    /// `disk_max_used_ratio` (sends, atomic blocks with sends, backlog drills).
+    pub(crate) fn check_room(&self) -> Result<()> {
+        match &self.disk_full {
+            Some(why) => Err(Error::DiskFull(why.clone())),
+            None => Ok(()),
+        }
+    }
+
     /// What a send reports for the record stored at `phys`.
     pub(crate) fn result(&self, topic: String, queue_id: u32, phys: u64, qo: u64) -> SendResult {
         SendResult {
@@ -167,9 +176,7 @@ impl Engine {
                 "a batch or a transactional message cannot be delayed",
             ));
         }
-        if let Some(why) = &self.disk_full {
-            return Err(Error::DiskFull(why.clone()));
-        }
+        self.check_room()?;
         let max_size = self.settings.max_message_size;
         msgs.iter().try_for_each(|m| m.validate(max_size))?;
         let total: usize = msgs.iter().map(|m| m.body.len()).sum();

@@ -72,6 +72,22 @@ impl MessageStore {
         if nonce != self.nonce || self.is_deleted(phys) {
             return Ok(None);
         }
+        let half = self
+            .commitlog
+            .with_record(phys, |r| r.topic() == topic::TRANS_HALF_TOPIC)
+            .unwrap_or(false);
+        if half {
+            // A transactional message is what its commit stored, under the half
+            // message's id; nothing while pending or once rolled back.
+            let id = msg_id.to_ascii_uppercase();
+            return Ok(self
+                .index
+                .ids(&id)
+                .into_iter()
+                .filter(|p| *p != phys && !self.is_deleted(*p))
+                .filter_map(|p| self.message_at(p))
+                .find(|m| m.msg_id == id));
+        }
         match self.lookup_in(&mut Span::default(), phys) {
             // A copy kept elsewhere (a retry, say) answers to its original's id only.
             Lookup::Found(m) if m.msg_id.eq_ignore_ascii_case(msg_id) => Ok(Some(m)),

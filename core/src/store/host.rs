@@ -5,6 +5,7 @@
 //! file API, with paths relative to the store directory.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::memory::MemRegion;
@@ -31,6 +32,11 @@ pub trait HostFs: Send + Sync + std::fmt::Debug {
     fn lock(&self) -> Result<(), u32>;
     /// Gives the lock up.
     fn unlock(&self);
+    /// The used fraction (0 to 1) of the file system holding the store, if the host
+    /// can tell: sends are refused above `disk_max_used_ratio`.
+    fn disk_usage(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// A segment kept in memory and written through to a host file.
@@ -63,6 +69,9 @@ unsafe impl Region for HostRegion {
 pub(crate) struct HostBackend {
     fs: Arc<dyn HostFs>,
     root: String,
+    /// The lock is this backend's until `unlock` (or its drop: an open that failed
+    /// after taking it gives it back).
+    held: AtomicBool,
 }
 
 impl HostBackend {
@@ -75,6 +84,7 @@ impl HostBackend {
         Ok(HostBackend {
             fs,
             root: root.to_string(),
+            held: AtomicBool::new(true),
         })
     }
 
@@ -170,7 +180,7 @@ impl Backend for HostBackend {
     }
 
     fn disk_usage(&self) -> Option<f64> {
-        None
+        self.fs.disk_usage()
     }
 
     /// Segments are held in (wasm) memory whole: keep them small.
@@ -179,6 +189,14 @@ impl Backend for HostBackend {
     }
 
     fn unlock(&self) {
-        self.fs.unlock()
+        if self.held.swap(false, Ordering::AcqRel) {
+            self.fs.unlock()
+        }
+    }
+}
+
+impl Drop for HostBackend {
+    fn drop(&mut self) {
+        self.unlock();
     }
 }

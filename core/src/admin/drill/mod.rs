@@ -153,6 +153,7 @@ impl Engine {
         now: u64,
     ) -> Result<Run> {
         self.check_open()?;
+        self.check_room()?;
         topic::validate_group(group)?;
         topic::validate_user_topic(from)?;
         topic::validate_user_topic(to)?;
@@ -213,6 +214,7 @@ impl Engine {
     /// most `limit` of them.
     pub fn begin_redrive(&mut self, group: &str, limit: Option<u64>) -> Result<Run> {
         self.check_open()?;
+        self.check_room()?;
         topic::validate_group(group)?;
         let from = format!("{DLQ_PREFIX}{group}");
         let to = format!("{RETRY_PREFIX}{group}");

@@ -178,6 +178,8 @@ impl Engine {
         }
         let n = specs.len() as u64;
         if n > 0 {
+            self.check_room()?;
+            self.room_for(&specs)?;
             self.put(&specs, now)?;
         }
         run.moved += n;
