@@ -274,6 +274,11 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         Err(e) => return Err(e),
     };
     let log_level = args.log_level.clone();
+    if let Some(level) = &log_level {
+        level.parse::<log::LevelFilter>().map_err(|_| {
+            format!("--log-level {level:?}: one of error, warn, info, debug, trace, off")
+        })?;
+    }
     let (broker, serve) = configs(args)?;
     Ok(Command::Serve(Box::new(Serve {
         broker,
@@ -316,6 +321,9 @@ mod tests {
         assert!(configs(args("").unwrap()).is_err());
         assert!(args("--bogus").is_err());
         assert!(args("--listen nowhere").is_err());
+        let line = |s: &str| parse(s.split_whitespace().map(String::from));
+        assert!(line("--memory --log-level bogus").is_err());
+        assert!(line("--memory --log-level debug").is_ok());
         let (b, c) = configs(args("--memory").unwrap()).unwrap();
         assert!(b.path.is_none());
         assert_eq!(c.listen.to_string(), "127.0.0.1:8081");

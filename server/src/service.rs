@@ -197,15 +197,83 @@ impl Service {
         if messages.is_empty() {
             return Err(Refusal::new(Code::BadRequest, "no message to send"));
         }
-        let mut entries = Vec::with_capacity(messages.len());
-        for m in messages {
-            entries.push(self.send_one(m).await);
-        }
+        let entries = if messages.len() == 1 {
+            let m = messages.into_iter().next().unwrap_or_default();
+            vec![self.send_one(m).await]
+        } else {
+            self.send_batch(messages).await
+        };
         let status = status::overall(entries.iter().map(|e| e.status.as_ref()));
         Ok(SendMessageResponse {
             status: Some(status),
             entries,
         })
+    }
+
+    /// Several messages in one SendMessage: one append to one queue, all or none (as
+    /// Apache RocketMQ's proxy sends them as one batch). Each entry carries the refusal
+    /// when any message is refused.
+    async fn send_batch(&self, messages: Vec<Message>) -> Vec<SendResultEntry> {
+        let sh = &self.shared;
+        let n = messages.len();
+        let refused = |r: Refusal| {
+            let status = r.to_status();
+            (0..n)
+                .map(|_| SendResultEntry {
+                    status: Some(status.clone()),
+                    ..SendResultEntry::default()
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut msgs = Vec::with_capacity(n);
+        let mut ids = Vec::with_capacity(n);
+        for m in messages {
+            match convert::to_engine(m, &sh.cfg.limits, sh.now_ms()) {
+                Ok(i) if matches!(i.kind, MessageType::Transaction | MessageType::Delay) => {
+                    return refused(Refusal::new(
+                        Code::BadRequest,
+                        "a batch (several messages in one SendMessage) cannot hold delayed or \
+                         transactional messages",
+                    ))
+                }
+                Ok(i) => {
+                    msgs.push(i.msg);
+                    ids.push(i.message_id);
+                }
+                Err(r) => return refused(r),
+            }
+        }
+        let bytes: u64 = msgs.iter().map(|m| m.body.len() as u64).sum();
+        let result = match sh.cfg.flush {
+            FlushMode::Sync => {
+                let shared = self.shared.clone();
+                engine(move || shared.producer.send_batch(msgs)).await
+            }
+            FlushMode::Async | FlushMode::None => {
+                sh.producer.send_batch(msgs).map_err(Refusal::from)
+            }
+        };
+        let results = match result {
+            Ok(r) => r,
+            Err(r) => return refused(r),
+        };
+        sh.stats.messages_in.fetch_add(n as u64, Ordering::Relaxed);
+        sh.stats.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        results
+            .into_iter()
+            .zip(ids)
+            .map(|(r, message_id)| SendResultEntry {
+                status: Some(sent_status(r.status)),
+                message_id: if message_id.is_empty() {
+                    r.msg_id
+                } else {
+                    message_id
+                },
+                transaction_id: String::new(),
+                offset: r.queue_offset as i64,
+                recall_handle: String::new(),
+            })
+            .collect()
     }
 
     async fn send_one(&self, m: Message) -> SendResultEntry {
@@ -242,15 +310,8 @@ impl Service {
             Ok((r, transaction_id)) => {
                 sh.stats.messages_in.fetch_add(1, Ordering::Relaxed);
                 sh.stats.bytes_in.fetch_add(bytes, Ordering::Relaxed);
-                let status = match r.status {
-                    SendStatus::SendOk => status::ok(),
-                    SendStatus::FlushDiskTimeout => status::status(
-                        Code::MasterPersistenceTimeout,
-                        "stored, but the flush to disk timed out",
-                    ),
-                };
                 SendResultEntry {
-                    status: Some(status),
+                    status: Some(sent_status(r.status)),
                     message_id: if message_id.is_empty() {
                         r.msg_id
                     } else {
@@ -276,6 +337,17 @@ impl Service {
         Ok(NotifyClientTerminationResponse {
             status: Some(status::ok()),
         })
+    }
+}
+
+/// The status of a stored message's entry.
+fn sent_status(s: SendStatus) -> Status {
+    match s {
+        SendStatus::SendOk => status::ok(),
+        SendStatus::FlushDiskTimeout => status::status(
+            Code::MasterPersistenceTimeout,
+            "stored, but the flush to disk timed out",
+        ),
     }
 }
 

@@ -85,6 +85,15 @@ def test_send_batch_and_tag_filters(remote: pocketmq.RemoteBroker) -> None:
     assert sorted(m.body for m in got) == [b"a", b"b", b"c"]
     c.ack(got)
     assert c.receive(timeout=0.5) == []
+    # A batch is one append: one queue, consecutive offsets; a bad message in it
+    # stores none of it.
+    assert [r.queue_offset for r in rs] == list(range(rs[0].queue_offset, rs[0].queue_offset + 3))
+    assert len({m.queue_id for m in got}) == 1
+    with pytest.raises(pocketmq.InvalidArgument):
+        p.send_batch("t", [b"stored?", b""], tags="x")
+    p.send("t", b"after", tags="x")
+    assert [m.body for m in receive_n(c, 1)] == [b"after"]
+    assert c.receive(timeout=0.5) == []
 
 
 def test_delay_and_deliver_at(remote: pocketmq.RemoteBroker) -> None:
@@ -240,6 +249,8 @@ def test_what_the_protocol_cannot_carry_is_not_supported(remote: pocketmq.Remote
         p.send("t", b"x", queue_id=1)
     with pytest.raises(pocketmq.NotSupported, match="dedup_id"):
         p.send("t", b"x", dedup_id="d")
+    with pytest.raises(pocketmq.NotSupported, match="sharding_key"):
+        p.send("t", b"x", sharding_key="k", delay=1.0)
     with pytest.raises(pocketmq.NotSupported, match="broadcasting"):
         remote.consumer("g", "t", broadcasting=True)
     with pytest.raises(pocketmq.NotSupported, match="FIFO"):
@@ -248,6 +259,28 @@ def test_what_the_protocol_cannot_carry_is_not_supported(remote: pocketmq.Remote
         remote.simple_consumer("plain", "t", max_delivery_attempts=3)
     with pytest.raises(TypeError):
         pocketmq.connect("127.0.0.1:1", clock=pocketmq.ManualClock())  # type: ignore[call-arg]
+
+
+def test_a_consumer_closed_wakes_its_receive_and_refuses_calls(endpoint: str) -> None:
+    with pocketmq.connect(endpoint, namespace="closing-one") as b:
+        b.producer().send("t", b"x")
+        for c in (b.consumer("g", "t"), b.simple_consumer("s", "t")):
+            [m] = receive_n(c, 1)
+            result: list[list[pocketmq.Message]] = []
+            t = threading.Thread(target=lambda: result.append(c.receive(timeout=10)))
+            t.start()
+            time.sleep(0.3)
+            started = time.monotonic()
+            c.close()
+            t.join(10)
+            assert result == [[]] and time.monotonic() - started < 3
+            for call in (lambda: c.ack(m), lambda: c.change_invisible_duration(m, 10),
+                         lambda: c.receive(timeout=0), lambda: c.listen(lambda m: None)):
+                with pytest.raises(pocketmq.Closed):
+                    call()
+        # What the closed consumer held goes back to its group.
+        again = receive_n(b.consumer("g", "t"), 1)
+        assert [m.body for m in again] == [b"x"]
 
 
 def test_close_and_closed(endpoint: str) -> None:

@@ -260,7 +260,11 @@ impl Pop {
 
     /// Up to `max` messages, waiting up to `timeout` (None: until one comes or the
     /// consumer closes) for the first.
-    async fn receive(&self, max: usize, timeout: Option<Duration>) -> Outcome<Vec<MessageExt>> {
+    async fn receive(
+        self: &Arc<Self>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Outcome<Vec<MessageExt>> {
         if self.client.is_closed() {
             return Err(Failure::closed());
         }
@@ -298,7 +302,16 @@ impl Pop {
                     wait + POLL_MARGIN,
                 ),
             };
-            let got = match tokio::time::timeout(patience, &mut poll).await {
+            let waited = tokio::select! {
+                r = tokio::time::timeout(patience, &mut poll) => r,
+                () = self.client.stopped() => {
+                    // Closed meanwhile: returns nothing at once, as embedded; what the
+                    // poll still brings is made visible to the group again.
+                    self.release_polls(vec![poll]);
+                    return Ok(Vec::new());
+                }
+            };
+            let got = match waited {
                 Ok(joined) => joined.unwrap_or_else(|_| Err(Failure::closed())),
                 Err(_) => {
                     // The server holds it longer than this receive waits: keep it.
@@ -397,7 +410,12 @@ impl Pop {
                 Ok(())
             });
         }
-        if running.is_empty() {
+        self.release_polls(running);
+    }
+
+    /// Makes what `running` polls bring visible to the group again, in the background.
+    fn release_polls(self: &Arc<Self>, running: Vec<Running>) {
+        if running.is_empty() || self.conn.is_closed() {
             return;
         }
         let pop = self.clone();
@@ -541,6 +559,14 @@ impl Source for Listening {
 pub struct RemoteConsumer(pub Arc<Pop>);
 
 impl RemoteConsumer {
+    /// Fails with `Closed` once this consumer or its connection is closed.
+    fn check_open(&self) -> PyResult<()> {
+        if self.0.client.is_closed() {
+            return Err(Failure::closed()).py();
+        }
+        Ok(())
+    }
+
     fn receive_for(
         &self,
         py: Python<'_>,
@@ -569,6 +595,7 @@ impl Drop for RemoteConsumer {
         let pop = &self.0;
         Python::try_attach(|py| {
             py.detach(|| {
+                pop.client.interrupt();
                 pop.release();
                 pop.client.close();
             })
@@ -624,6 +651,7 @@ impl RemoteConsumer {
     /// Acks a message or a list of them: the group does not get them again. A handle
     /// that is not current raises `InvalidReceiptHandle`.
     fn ack(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.check_open()?;
         let handles = messages_of(message, "ack")?
             .iter()
             .map(|m| handle_of(&m.get().engine_message()))
@@ -649,6 +677,7 @@ impl RemoteConsumer {
         message: &Bound<'_, PyAny>,
         delay: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        self.check_open()?;
         let delay = delay
             .map(|d| duration_ms(&d, "delay").map(Duration::from_millis))
             .transpose()?;
@@ -677,6 +706,7 @@ impl RemoteConsumer {
         message: &Bound<'_, Message>,
         seconds: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
+        self.check_open()?;
         let d = Duration::from_millis(duration_ms(seconds, "seconds")?);
         let m = message.get();
         let (id, h) = handle_of(&m.engine_message()).py()?;
@@ -698,6 +728,7 @@ impl RemoteConsumer {
         handler: &Bound<'_, PyAny>,
         threads: Whole,
     ) -> PyResult<crate::listener::Listener> {
+        self.check_open()?;
         crate::listener::start(Arc::new(Listening(self.0.clone())), handler, threads)
     }
 
@@ -719,6 +750,8 @@ impl RemoteConsumer {
     fn close(&self, py: Python<'_>) {
         let pop = &self.0;
         py.detach(|| {
+            // Waiting receives return first, so none takes what `release` gives back.
+            pop.client.interrupt();
             pop.release();
             pop.client.close();
         });

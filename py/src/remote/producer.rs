@@ -64,8 +64,9 @@ async fn send(
     }
     let route = client.core.route(&client.id, topic).await?;
     client.publish(topic);
+    // One queue for all: a batch is one append (the servers store it so).
+    let q = client.core.pick(&route);
     for m in &mut msgs {
-        let q = client.core.pick(&route);
         if let Some(sys) = m.system_properties.as_mut() {
             sys.queue_id = q.id;
         }

@@ -405,6 +405,18 @@ impl Client {
         self.closed.load(Ordering::Acquire) || self.core.closed.load(Ordering::Acquire)
     }
 
+    /// Wakes what waits in `stopped` (a receive) ahead of `close`, which then tells
+    /// the server.
+    pub fn interrupt(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Resolves once the client has stopped (closing, or closed).
+    pub async fn stopped(&self) {
+        let mut stop = self.stop.subscribe();
+        let _ = stop.wait_for(|s| *s).await;
+    }
+
     pub fn request<T>(&self, body: T, timeout: Duration) -> Request<T> {
         self.core.request(&self.id, body, timeout)
     }

@@ -205,8 +205,9 @@ pub fn to_proto(
         Delay::After(ms) => Some(now + ms),
     };
     if deliver_at.is_some() && m.sharding_key.is_some() {
-        return Err(Failure::invalid(
-            "a message has a sharding key or a delay over the RocketMQ 5 protocol, not both",
+        return Err(Failure::not_supported(
+            "send(sharding_key=..., with a delay): a RocketMQ 5 message is FIFO or delayed, \
+             not both",
         ));
     }
     let kind = if transactional {
@@ -285,7 +286,11 @@ pub fn failure(s: Option<&Status>, what: &str) -> Failure {
     let msg = format!("{what}: {} ({})", s.message, code.as_str_name());
     let kind = match code {
         Code::TopicNotFound => ErrorKind::TopicNotFound,
-        Code::MessageBodyTooLarge => ErrorKind::MessageTooLarge,
+        Code::MessageBodyTooLarge | Code::PayloadTooLarge => ErrorKind::MessageTooLarge,
+        // Refusals of what the request carried, outside the 40000s.
+        Code::MessageBodyEmpty
+        | Code::MessagePropertiesTooLarge
+        | Code::RequestHeaderFieldsTooLarge => ErrorKind::InvalidArgument,
         Code::InvalidReceiptHandle => ErrorKind::InvalidReceiptHandle,
         Code::NotImplemented | Code::Unsupported | Code::VersionUnsupported => {
             return Failure::not_supported(msg)
