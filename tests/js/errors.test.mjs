@@ -97,7 +97,31 @@ test("a closed consumer's receive is Closed", async () => {
   c.close();
   c.close();
   await assert.rejects(c.receive({ timeoutMs: 0 }), code("Closed", ClosedError));
+  assert.throws(() => c.listen(async () => {}), code("Closed", ClosedError));
+  const s = broker.simpleConsumer({ group: "s", topic: "orders" });
   broker.close();
+  assert.throws(() => s.listen(async () => {}), code("Closed", ClosedError));
+});
+
+test("a message acked through the wrong consumer is refused and stays ackable", async () => {
+  const broker = new Broker();
+  const other = new Broker();
+  broker.producer("p").send("orders", "x");
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  const [m] = await c.receive({ timeoutMs: 0 });
+  // Another broker's consumer of the same group, a simple consumer's message given to
+  // a classic consumer, a browsed message in an atomic block: typed errors.
+  assert.throws(() => other.consumer({ group: "g", topic: "orders" }).ack(m), invalid);
+  broker.producer("p").send("orders", "y");
+  const s = broker.simpleConsumer({ group: "s", topic: "orders" });
+  const [fromSimple] = await s.receive({ timeoutMs: 0 });
+  assert.throws(() => c.ack(fromSimple), invalid);
+  assert.throws(() => broker.atomic((tx) => tx.ack(c, fromSimple)), invalid);
+  assert.throws(() => broker.atomic((tx) => tx.ack(c, broker.browse("orders")[0])), invalid);
+  c.ack(m);
+  assert.equal(broker.lag("g", "orders"), 1, "x acked, y not yet received");
+  broker.close();
+  other.close();
 });
 
 test("bad topic names and reserved topics are InvalidArgument", () => {

@@ -4,11 +4,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { Broker, StoreLockedError } from "pocketmq";
+import { Broker, DiskFullError, StoreCorruptedError, StoreLockedError } from "pocketmq";
 
 const url = JSON.stringify(import.meta.resolve("pocketmq"));
 
@@ -159,4 +159,59 @@ test("a second open while another process holds the store fails with StoreLocked
   const again = new Broker({ path });
   assert.equal(again.lag("g", "orders"), 1);
   again.close();
+});
+
+test("message ids differ between processes and between stores", async (t) => {
+  const ids = [0, 1].map(() => {
+    const r = run(`console.log(JSON.stringify(new Broker().producer("p").send("t", "x").msgId));`);
+    assert.equal(r.status, 0, r.stderr);
+    return lastJson(r);
+  });
+  assert.notEqual(ids[0], ids[1]);
+  const [a, b] = [store(t), store(t)].map((path) => new Broker({ path }));
+  assert.notEqual(a.producer("p").send("t", "x").msgId, b.producer("p").send("t", "x").msgId);
+  a.close();
+  b.close();
+});
+
+test("an open that fails leaves the store unlocked", async (t) => {
+  const path = store(t);
+  new Broker({ path }).close();
+  const topics = join(path, "config", "topics.json");
+  const good = readFileSync(topics);
+  writeFileSync(topics, "{ not json");
+  assert.throws(() => new Broker({ path }), (err) => err instanceof StoreCorruptedError);
+  assert.ok(!existsSync(join(path, "lock")), "the failed open gave the lock back");
+  writeFileSync(topics, good);
+  const broker = new Broker({ path });
+  broker.producer("p").send("t", "x");
+  broker.close();
+});
+
+test("sends stop while the disk is used above diskMaxUsedRatio", async (t) => {
+  // A small file system of its own (a tmpfs; this needs the right to mount one).
+  const dir = mkdtempSync(join(tmpdir(), "pocketmq-fs-"));
+  const mounted = spawnSync("mount", ["-t", "tmpfs", "-o", "size=16m", "tmpfs", dir]);
+  if (mounted.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    t.skip(`cannot mount a tmpfs here: ${String(mounted.stderr).trim()}`);
+    return;
+  }
+  t.after(() => {
+    spawnSync("umount", [dir]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const path = join(dir, "data");
+  const broker = new Broker({ path, diskMaxUsedRatio: 0.5, segmentSize: 1 << 20 });
+  const p = broker.producer("p");
+  p.send("t", "before");
+  writeFileSync(join(dir, "filler"), Buffer.alloc(12 << 20));
+  broker.tick();
+  assert.throws(() => p.send("t", "refused"), (err) => err instanceof DiskFullError && err.code === "DISK_FULL");
+  rmSync(join(dir, "filler"));
+  broker.tick();
+  p.send("t", "after");
+  const c = broker.consumer({ group: "g", topic: "t" });
+  assert.deepEqual((await drain(c, 2)).map(text).sort(), ["after", "before"]);
+  broker.close();
 });

@@ -464,3 +464,15 @@ export class IoError extends PocketMQError {
 export class DiskFullError extends PocketMQError {
   readonly code: "DISK_FULL";
 }
+/** Each error class by its `code`. */
+export const ERROR_CLASSES: Readonly<{
+  InvalidArgument: typeof InvalidArgumentError;
+  MessageTooLarge: typeof MessageTooLargeError;
+  TopicNotFound: typeof TopicNotFoundError;
+  StoreLocked: typeof StoreLockedError;
+  StoreCorrupted: typeof StoreCorruptedError;
+  Closed: typeof ClosedError;
+  INVALID_RECEIPT_HANDLE: typeof InvalidReceiptHandleError;
+  Io: typeof IoError;
+  DISK_FULL: typeof DiskFullError;
+}>;

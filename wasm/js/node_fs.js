@@ -146,6 +146,16 @@ export function nodeHostFs(path) {
       closeUnder(rel);
       fs.rmSync(abs(rel), { recursive: true, force: true });
     },
+    /** The used fraction of the file system holding the store (as `df` counts it); undefined if unknown. */
+    diskUsage() {
+      try {
+        const st = fs.statfsSync(root);
+        const usable = st.blocks - st.bfree + st.bavail;
+        return usable > 0 ? (st.blocks - st.bfree) / usable : undefined;
+      } catch {
+        return undefined;
+      }
+    },
     /** Undefined when this process now holds the store; the holder's pid when a live process does. */
     lock() {
       fs.mkdirSync(root, { recursive: true });

@@ -9,7 +9,7 @@
 // messaging (what is delivered, when, to whom) is the engine's.
 
 import { native, platform } from "./engine.js";
-import { InvalidArgumentError, InvalidReceiptHandleError } from "./errors.js";
+import { ClosedError, InvalidArgumentError, InvalidReceiptHandleError } from "./errors.js";
 import * as wire from "./wire.js";
 
 export * from "./errors.js";
@@ -161,6 +161,9 @@ export class Message {
       const batch = m.#batch;
       if (batch.native === null) {
         throw new InvalidArgumentError("invalid argument: this message was read, not received by a consumer (no receipt to ack)");
+      }
+      if (m.#handle !== null) {
+        throw new InvalidArgumentError("invalid argument: this message was received by a simple consumer; settle it with that consumer");
       }
       how(batch.native, m.#index);
       m.#settled = true;
@@ -749,6 +752,7 @@ export class RetryLater extends Error {
 function listen(consumer, handler, options, nack) {
   const { concurrency = 4 } = optionsObject("listen options", options, ["concurrency"]);
   if (typeof handler !== "function") throw new TypeError("listen takes a handler function");
+  if (consumer.closed) throw new ClosedError("closed: the consumer or its broker is closed");
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new InvalidArgumentError(`invalid argument: concurrency must be a whole number of at least 1, not ${concurrency}`);
   }
@@ -834,8 +838,14 @@ export class Atomic {
         this.#native.ackHandle(handle, receiptHandles(m)[0]);
         continue;
       }
+      if (m.receiptHandle !== null) {
+        throw new InvalidArgumentError("invalid argument: this message was received by a simple consumer; ack it with that consumer");
+      }
       const at = locate(m);
       if (at === null) throw new InvalidArgumentError("this message is already acked or nacked");
+      if (at[0] === null) {
+        throw new InvalidArgumentError("invalid argument: this message was read, not received by a consumer (no receipt to ack)");
+      }
       this.#native.ack(handle, at[0], at[1]);
       this.#acked.push(m);
     }

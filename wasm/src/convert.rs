@@ -125,7 +125,19 @@ fn set_options<C: Options>(
         let name = match name.strip_suffix("_ms") {
             Some(base) if is_duration(base) => base.to_string(),
             _ if is_duration(&name) => {
-                return Err(invalid(format!("{what}: give {key} in ms, as {key}Ms")))
+                let mut camel = String::with_capacity(name.len() + 2);
+                let mut upper = false;
+                for c in name.chars() {
+                    match c {
+                        '_' => upper = true,
+                        c if upper => {
+                            camel.push(c.to_ascii_uppercase());
+                            upper = false;
+                        }
+                        c => camel.push(c),
+                    }
+                }
+                return Err(invalid(format!("{what}: give {key} in ms, as {camel}Ms")));
             }
             _ => name,
         };

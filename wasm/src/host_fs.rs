@@ -26,6 +26,8 @@ pub(crate) struct JsHostFs {
     remove: Function,
     lock: Function,
     unlock: Function,
+    /// `diskUsage()`, if the host offers it: the used fraction of the store's file system.
+    disk_usage: Option<Function>,
     /// What `lock` threw, if it failed for another reason than a live holder (the
     /// core's `HostFs::lock` can only name a pid).
     lock_error: RefCell<Option<JsValue>>,
@@ -81,7 +83,8 @@ fn num(v: u64) -> JsValue {
 }
 
 impl JsHostFs {
-    /// The functions of `obj`: read, writeAt, setLen, sync, replace, list, remove, lock, unlock.
+    /// The functions of `obj`: read, writeAt, setLen, sync, replace, list, remove, lock,
+    /// unlock, and diskUsage if it has one.
     pub(crate) fn from_js(obj: &JsValue) -> Result<JsHostFs, JsValue> {
         Ok(JsHostFs {
             read: function(obj, "read")?,
@@ -93,6 +96,7 @@ impl JsHostFs {
             remove: function(obj, "remove")?,
             lock: function(obj, "lock")?,
             unlock: function(obj, "unlock")?,
+            disk_usage: function(obj, "diskUsage").ok(),
             lock_error: RefCell::new(None),
         })
     }
@@ -172,5 +176,15 @@ impl pocketmq::HostFs for JsHostFs {
     fn unlock(&self) {
         // The JS side reports its own failures here (close has done its work by then).
         let _ = self.unlock.call0(&JsValue::NULL);
+    }
+
+    fn disk_usage(&self) -> Option<f64> {
+        let used = self
+            .disk_usage
+            .as_ref()?
+            .call0(&JsValue::NULL)
+            .ok()?
+            .as_f64()?;
+        (0.0..=1.0).contains(&used).then_some(used)
     }
 }

@@ -80,6 +80,10 @@ impl log::Log for ConsoleLog {
 
 #[wasm_bindgen(start)]
 fn start() {
+    // The engine has no random source here: each new store's message-id nonce
+    // takes the host's (two draws of 32 bits).
+    let draw = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
+    pocketmq::add_entropy(draw() << 32 | draw());
     if log::set_logger(&ConsoleLog).is_ok() {
         log::set_max_level(log::LevelFilter::Warn);
     }
