@@ -295,7 +295,8 @@ impl Broker {
     }
 
     /// Deletes a topic: its messages become unreachable and every group's offsets
-    /// on it are reset. Refused while a consumer reads it.
+    /// on it are reset. Consumers left open on it receive nothing until the topic
+    /// comes back (a send, or `create_topic`), then read it from its start.
     fn delete_topic(&self, py: Python<'_>, topic: &str) -> PyResult<()> {
         py.detach(|| self.inner.delete_topic(topic)).py_err()
     }

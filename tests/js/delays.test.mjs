@@ -32,6 +32,7 @@ test("delayLevel 3 delivers after 10 s, not before", async () => {
 test("delayLevel 1 is 1 s and levels above the last clamp to the last (2 h)", async () => {
   assert.deepEqual((await visibleAfter((p) => p.send("orders", "a", { delayLevel: 1 }), 1000)).map(text), ["a"]);
   assert.deepEqual((await visibleAfter((p) => p.send("orders", "b", { delayLevel: 99 }), 2 * 3600 * 1000)).map(text), ["b"]);
+  assert.deepEqual((await visibleAfter((p) => p.send("orders", "c", { delayLevel: 2 ** 32 }), 2 * 3600 * 1000)).map(text), ["c"]);
 });
 
 test("delayLevel 0 means no delay", async () => {

@@ -276,19 +276,14 @@ impl Engine {
 
     /// Deletes a user topic: its queues and every group's offsets on it go, and its
     /// messages become unreachable (their records stay in the CommitLog until
-    /// retention). Refused while a consumer reads it or a drill copies from or to it.
-    pub fn delete_topic(&mut self, t: &str) -> Result<()> {
+    /// retention). Live consumers of it stay: they receive nothing until the topic
+    /// is created again (by a send, or `create_topic`), then read it from its start.
+    /// Refused while a drill copies from or to it.
+    pub fn delete_topic(&mut self, t: &str, now: u64) -> Result<()> {
         self.check_open()?;
         topic::validate_user_topic(t)?;
         if self.store.topics.queues(t).is_none() {
             return Err(Error::TopicNotFound(t.to_string()));
-        }
-        let live = self.groups.live_groups_on(t);
-        if !live.is_empty() {
-            return Err(Error::invalid(format!(
-                "topic {t:?} has live consumers (group {}); close them first",
-                live.join(", ")
-            )));
         }
         self.drills.forget_topic(t)?;
         let end = self.store.commitlog.end();
@@ -301,6 +296,9 @@ impl Engine {
             .remove_topic(t)
             .map_err(crate::store::meta::store_err)?;
         self.groups.forget_topic(t);
+        // Live consumers of it give its queues up (they come back with the topic).
+        self.groups.topic_grew(t, &mut self.store, now)?;
+        self.arrived = true;
         Ok(())
     }
 
@@ -380,10 +378,12 @@ impl Broker {
     }
 
     /// Deletes a topic: its messages become unreachable (to consumers, `get`, `query`
-    /// and delayed deliveries) and every group's offsets on it are reset. Refused
-    /// while a consumer reads it. A topic of the same name can be created again.
+    /// and delayed deliveries) and every group's offsets on it are reset. Consumers
+    /// left open on it receive nothing until a topic of the same name is created
+    /// again (by a send, or `create_topic`), then read that one from its start.
     pub fn delete_topic(&self, topic: &str) -> Result<()> {
-        self.engine()?.delete_topic(topic)?;
+        let now = self.now();
+        self.engine()?.delete_topic(topic, now)?;
         self.persist_metadata()?;
         log::info!("deleted topic {topic}");
         Ok(())

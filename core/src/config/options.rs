@@ -326,7 +326,12 @@ impl MessageBuilder {
             }
             ("sharding_key", v) => self.sharding_key(text(name, v)?),
             ("queue_id", v) => self.queue_id(integer(name, &v, u32::MAX as u64)? as u32),
-            ("delay_level", v) => self.delay_level(integer(name, &v, u32::MAX as u64)? as u32),
+            // Any level above the last is the last (RocketMQ clamps), up to the
+            // largest whole number a JS number holds exactly.
+            ("delay_level", v) => {
+                let level = integer(name, &v, (1 << 53) - 1)?;
+                self.delay_level(u32::try_from(level).unwrap_or(u32::MAX))
+            }
             ("deliver_at", v) => self.deliver_at_ms(time(name, &v)?),
             ("delay", v) => self.delay_ms(duration(name, &v)?),
             ("dedup_id", v) => self.dedup_id(text(name, v)?),

@@ -75,18 +75,4 @@ impl ConsumerGroups {
         self.pop.forget_topic(t);
         self.offsets_dirty = true;
     }
-
-    /// Whether a live consumer reads `t`; the groups that do.
-    pub fn live_groups_on(&self, t: &str) -> Vec<String> {
-        let mut groups: Vec<String> = self
-            .consumers
-            .values()
-            .filter(|c| c.topic == t || c.assigned.iter().any(|(at, _)| at == t))
-            .map(|c| c.group.clone())
-            .chain(self.pop.live_on(t).map(str::to_string))
-            .collect();
-        groups.sort();
-        groups.dedup();
-        groups
-    }
 }

@@ -212,7 +212,10 @@ impl Engine {
             self.settings.auto_create_topics,
             self.settings.default_queues,
         );
-        let queues = self.store.user_topic_queues(&first.topic, auto, n)?;
+        let (queues, created) = self.store.user_topic_queues(&first.topic, auto, n)?;
+        if created {
+            self.topic_created(&first.topic, now)?;
+        }
         let queue_id = topic::select_queue(first, queues, rr)?;
         let topic = self.store.topic_arc(&first.topic);
         let max_delay = self.settings.timer_max_delay_ms;
@@ -232,6 +235,14 @@ impl Engine {
             specs.push(spec);
         }
         Ok((topic, queue_id))
+    }
+
+    /// A send created `topic`: consumers waiting for it (it was deleted under them)
+    /// get its queues.
+    #[cold]
+    #[inline(never)]
+    fn topic_created(&mut self, topic: &str, now: u64) -> Result<()> {
+        self.groups.topic_grew(topic, &mut self.store, now)
     }
 
     /// Takes out of `msgs` those repeating a dedup id inside the window (of an earlier

@@ -244,13 +244,13 @@ impl MessageStore {
         name: &str,
         auto_create: bool,
         default_queues: u32,
-    ) -> Result<u32> {
+    ) -> Result<(u32, bool)> {
         topic::validate_user_topic(name)?;
         match self.topics.queues(name) {
-            Some(n) => Ok(n),
+            Some(n) => Ok((n, false)),
             None if auto_create => {
                 self.create_topic(name, default_queues)?;
-                Ok(default_queues)
+                Ok((default_queues, true))
             }
             None => Err(Error::TopicNotFound(name.to_string())),
         }

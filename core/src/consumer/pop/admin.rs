@@ -59,17 +59,42 @@ impl PopGroups {
         self.moved = true;
     }
 
-    /// Simple groups with live members on `topic`.
-    pub fn live_on<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.groups
-            .iter()
-            .filter(move |g| g.topic == topic && g.members > 0)
-            .map(|g| g.name.as_str())
-    }
-
-    /// Forgets the groups of a deleted topic (none has live members).
+    /// Forgets the groups of a deleted topic. Those with live members start over at
+    /// the beginning of the topic should it come back (nothing is in flight).
     pub fn forget_topic(&mut self, topic: &str) {
-        self.by_name.retain(|(_, t), _| t != topic);
+        let PopGroups {
+            groups,
+            by_name,
+            pending,
+            ..
+        } = self;
+        by_name.retain(|(_, t), g| {
+            let group = &mut groups[*g as usize];
+            if t != topic {
+                return true;
+            }
+            if group.members == 0 {
+                return false;
+            }
+            for (q, pq) in group.queues.iter_mut().enumerate() {
+                *pq = Queue {
+                    base: 0,
+                    window: VecDeque::new(),
+                    scan: 0,
+                };
+                pending.push(
+                    *g,
+                    Op::Reset {
+                        queue: q as u32,
+                        offset: 0,
+                    },
+                );
+            }
+            group.ready.clear();
+            group.busy.clear();
+            group.blocked.clear();
+            true
+        });
         self.moved = true;
     }
 

@@ -235,6 +235,16 @@ impl PopGroups {
             ..
         } = self;
         let group = &mut groups[g as usize];
+        // Queues the topic gained while the group was live (`create_topic`, or the
+        // topic's return after a deletion) are read from their start.
+        let have = store.queues.count(&group.topic) as usize;
+        while group.queues.len() < have {
+            group.queues.push(Queue {
+                base: 0,
+                window: VecDeque::new(),
+                scan: 0,
+            });
+        }
         let mut d = Delivering {
             store,
             g,
