@@ -178,6 +178,10 @@ test("wrong types are TypeErrors", async () => {
   const typeError = (e) => e instanceof TypeError;
   assert.throws(() => new Broker("./data"), typeError);
   assert.throws(() => new Broker({ clock: Date }), typeError);
+  assert.throws(() => new ManualClock("1"), typeError);
+  assert.throws(() => new ManualClock(0).advance("1000"), typeError);
+  assert.throws(() => new ManualClock(0).advance(null), typeError);
+  assert.throws(() => broker.consumer({ group: "l", topic: "orders" }).listen(async () => {}, { concurrency: "2" }), typeError);
   assert.throws(() => broker.producer(42), typeError);
   assert.throws(() => p.send(42, "x"), typeError);
   assert.throws(() => p.send("orders", 42), typeError);

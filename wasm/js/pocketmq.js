@@ -260,12 +260,16 @@ const clockBrokers = new WeakMap();
 export class ManualClock {
   /** @param {number} [startMs] epoch ms; the wall clock now when omitted. */
   constructor(startMs) {
+    if (startMs !== undefined && typeof startMs !== "number" && !(startMs instanceof Date)) {
+      throw new TypeError("ManualClock takes epoch ms (a number) or a Date");
+    }
     this[NATIVE] = new native.ManualClock(startMs === undefined ? undefined : epochMs(startMs));
     clockBrokers.set(this, new Set());
   }
 
   /** Moves the clock forward; work that became due runs on the brokers using it. */
   advance(ms) {
+    if (typeof ms !== "number") throw new TypeError("advance takes a number of ms");
     this[NATIVE].advance(ms);
     for (const ref of clockBrokers.get(this)) {
       const broker = ref.deref();
@@ -752,6 +756,7 @@ export class RetryLater extends Error {
 function listen(consumer, handler, options, nack) {
   const { concurrency = 4 } = optionsObject("listen options", options, ["concurrency"]);
   if (typeof handler !== "function") throw new TypeError("listen takes a handler function");
+  if (typeof concurrency !== "number") throw new TypeError("concurrency must be a number");
   if (consumer.closed) throw new ClosedError("closed: the consumer or its broker is closed");
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new InvalidArgumentError(`invalid argument: concurrency must be a whole number of at least 1, not ${concurrency}`);
