@@ -166,3 +166,31 @@ fn a_queue_handed_over_mid_delivery_waits_for_the_old_member() {
     assert_eq!(bodies(&drain_acking(&c0)), ["a1", "a2", "a3"]);
     assert_eq!(bodies(&drain_acking(&c2)), ["b2", "b3"]);
 }
+
+/// A queue that goes back to the member still handling its message (the member that
+/// took it over left first) stays that member's: its ack counts and it goes on.
+#[test]
+fn a_queue_handed_back_to_the_member_holding_its_message_goes_on_from_its_ack() {
+    let (b, _clock) = manual();
+    b.create_topic("life", 2).unwrap();
+    let p = b.producer("p").unwrap();
+    for i in 0..3 {
+        p.send(
+            Message::builder("life", format!("b{i}"))
+                .queue_id(1)
+                .build(),
+        )
+        .unwrap();
+    }
+    let now = std::time::Duration::ZERO;
+    let c1 = member(&b, "c1");
+    let held = c1.receive(32, now).unwrap();
+    assert_eq!(bodies(&held), ["b0"]);
+    let c2 = member(&b, "c2");
+    assert!(c2.receive(32, now).unwrap().is_empty());
+    c2.close().unwrap();
+    // Queue 1 is c1's again, b0 still in its hands: nothing new until it is acked.
+    assert!(c1.receive(32, now).unwrap().is_empty());
+    c1.ack(&held[0]).unwrap();
+    assert_eq!(bodies(&drain_acking(&c1)), ["b1", "b2"]);
+}

@@ -271,7 +271,10 @@ impl ConsumerGroups {
         for (t, q) in &c.assigned {
             if let Some(p) = self.progress.get_mut(&(c.owner(), t.clone(), *q)) {
                 if p.owner == Some(handle) {
-                    p.rewind();
+                    // (Not what a member it took the queue from still handles.)
+                    if p.held_by.is_none() {
+                        p.rewind();
+                    }
                     p.owner = None;
                     self.offsets_dirty = true;
                 }

@@ -143,10 +143,13 @@ impl ConsumerGroups {
                     // An orderly queue taken from a live member with its delivery
                     // unacked: that delivery stays its own, and this one waits for it.
                     let holder = p
-                        .owner
+                        .held_by
+                        .or(p.owner)
                         .filter(|_| orderly && !p.inflight.is_empty())
                         .filter(|o| self.consumers.contains_key(o));
                     match holder {
+                        // Back to the member that holds its message.
+                        Some(o) if o == h => p.held_by = None,
                         Some(o) => {
                             p.held_by = Some(o);
                             if let Some(prev) = self.consumers.get_mut(&o) {
