@@ -323,3 +323,40 @@ fn short_lived_broadcasting_consumers_leave_no_offsets_behind() {
     let entries = offsets.matches("t@bc@").count();
     assert_eq!(entries, 1, "{offsets}");
 }
+
+/// A consumer's ack of a delivery whose queue moved away and back (a member joined
+/// and left) still counts while the message has not been delivered again: it is
+/// never delivered to the group again. After a reset an old ack counts for nothing.
+#[test]
+fn an_ack_outlives_a_rebalance_but_not_a_reset() {
+    let (b, _) = manual();
+    b.create_topic("t", 2).unwrap();
+    let p = b.producer("p").unwrap();
+    for q in 0..2 {
+        p.send(Message::builder("t", format!("m{q}")).queue_id(q).build())
+            .unwrap();
+    }
+    let named = |id: &str| {
+        let mut cfg = ConsumerConfig::new("g", "t");
+        cfg.consumer_id = Some(id.to_string());
+        b.consumer(cfg).unwrap()
+    };
+    let held_by_b = named("b");
+    let got = drain(&held_by_b);
+    assert_eq!(got.len(), 2);
+    let a = named("a");
+    a.close().unwrap();
+    held_by_b.ack_all(&got).unwrap();
+    assert!(drain(&held_by_b).is_empty(), "acked, never delivered again");
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
+    // A reset makes the old deliveries' acks worthless: the replay delivers both.
+    p.send(Message::builder("t", "m2").queue_id(0).build())
+        .unwrap();
+    let third = drain(&held_by_b);
+    assert_eq!(bodies(&third), ["m2"]);
+    b.reset_offset("g", "t", StartFrom::Earliest).unwrap();
+    held_by_b.ack_all(&third).unwrap();
+    let mut replay = bodies(&drain(&held_by_b));
+    replay.sort();
+    assert_eq!(replay, ["m0", "m1", "m2"]);
+}

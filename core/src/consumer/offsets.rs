@@ -128,7 +128,7 @@ impl ConsumerGroups {
                 if let Some(p) = self.progress.get_mut(&(owner.clone(), t.to_string(), q)) {
                     p.next = target;
                     p.inflight.clear();
-                    p.epoch += 1;
+                    p.new_epoch();
                     p.orderly_retries = 0;
                     p.suspend_until = 0;
                 }

@@ -16,6 +16,10 @@ pub(crate) struct QueueProgress {
     pub inflight: InFlight,
     /// Bumped when the queue changes hands or is reset; stale acks are ignored.
     pub epoch: u64,
+    /// The epoch of the last reset (or orderly nack): a delivery of an epoch from
+    /// here on that a rebalance rewound is still the consumer's to ack (see
+    /// `ConsumerGroups::ack_rewound`); one from before is not.
+    pub reset_epoch: u64,
     /// The consumer currently serving the queue.
     pub owner: Option<u64>,
     /// Orderly: the queue pauses until this time (broker clock) after a nack.
@@ -38,6 +42,12 @@ impl QueueProgress {
     }
 
     /// Forgets what is in flight so it is delivered again from the committed offset.
+    /// A reset: the epoch moves on and no earlier delivery counts any more.
+    pub fn new_epoch(&mut self) {
+        self.epoch += 1;
+        self.reset_epoch = self.epoch;
+    }
+
     pub fn rewind(&mut self) {
         self.next = self.committed();
         self.inflight.clear();
@@ -243,8 +253,14 @@ impl ProgressTable {
         }
         let s = match self.free.pop() {
             Some(s) => {
+                // Receipts naming the slot's last use never count for this one.
+                let epoch = self.slots[s].epoch + 1;
                 self.keys[s] = key.clone();
-                self.slots[s] = p;
+                self.slots[s] = QueueProgress {
+                    epoch,
+                    reset_epoch: epoch,
+                    ..p
+                };
                 s
             }
             None => {
@@ -287,7 +303,12 @@ impl ProgressTable {
         for pair in pairs {
             for s in self.owners.remove(&pair).unwrap_or_default() {
                 self.index.remove(&self.keys[s]);
-                self.slots[s] = QueueProgress::default();
+                let epoch = self.slots[s].epoch + 1;
+                self.slots[s] = QueueProgress {
+                    epoch,
+                    reset_epoch: epoch,
+                    ..QueueProgress::default()
+                };
                 self.free.push(s);
             }
         }
@@ -327,6 +348,7 @@ impl ProgressTable {
                 key.1.clear();
                 *p = QueueProgress {
                     epoch: p.epoch + 1,
+                    reset_epoch: p.epoch + 1,
                     ..QueueProgress::default()
                 };
             }

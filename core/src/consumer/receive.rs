@@ -203,6 +203,19 @@ impl ConsumerGroups {
             .then_some(r.slot))
     }
 
+    /// An ack of a delivery a rebalance took back (its queue moved, and maybe moved
+    /// back) before the message was delivered again: it still counts, so the
+    /// message is passed over, not delivered twice. Once delivered again, or after
+    /// a reset, it changes nothing.
+    fn ack_rewound(&mut self, r: &Receipt) {
+        let Some(p) = self.progress.at_mut(r.slot) else {
+            return;
+        };
+        if r.epoch >= p.reset_epoch && r.epoch < p.epoch && r.queue_offset >= p.next {
+            p.acked_ahead.insert(r.queue_offset);
+        }
+    }
+
     /// The progress a receipt refers to, if it is still current.
     pub(super) fn progress_for(
         &mut self,
@@ -222,6 +235,7 @@ impl ConsumerGroups {
     /// `ack` by receipt.
     pub fn ack_receipt(&mut self, handle: u64, r: &Receipt) -> Result<bool> {
         let Some(slot) = self.held(handle, r)? else {
+            self.ack_rewound(r);
             return Ok(false);
         };
         let c = &self.consumers[&handle];

@@ -59,7 +59,7 @@ impl ConsumerGroups {
                     p.next = r.queue_offset;
                     p.orderly_retries += 1;
                     // The redelivery is a new delivery: a late ack of this one is stale.
-                    p.epoch += 1;
+                    p.new_epoch();
                     p.suspend_until = now.saturating_add(delay.unwrap_or(ORDERLY_PAUSE_MS));
                     return Ok(NackOutcome::Suspended(p.suspend_until));
                 }
