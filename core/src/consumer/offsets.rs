@@ -64,6 +64,20 @@ impl ConsumerGroups {
         owners
     }
 
+    /// How many messages of `owner` on (t, q) above its committed offset are done
+    /// already: acked out of order, or passed over by its tag filter.
+    fn done_above_committed(&self, owner: &str, t: &str, q: u32) -> u64 {
+        match self.progress.get(&(owner.to_string(), t.to_string(), q)) {
+            Some(p) => {
+                let read = p.next.saturating_sub(p.committed());
+                let in_flight = p.inflight.len() as u64;
+                let ahead = p.acked_ahead.range(p.next..).count() as u64;
+                read.saturating_sub(in_flight) + ahead
+            }
+            None => self.pop.done_above_committed(owner, t, q),
+        }
+    }
+
     pub(super) fn committed(&self, owner: &str, t: &str, q: u32) -> Option<u64> {
         self.progress
             .get(&(owner.to_string(), t.to_string(), q))
@@ -86,11 +100,18 @@ impl ConsumerGroups {
                 .iter()
                 .enumerate()
                 .map(|(q, cq)| {
-                    let done = owner
-                        .and_then(|o| self.committed(o, t, q as u32))
-                        .unwrap_or(cq.min_offset())
-                        .max(cq.min_offset());
-                    cq.max_offset().saturating_sub(done)
+                    let q = q as u32;
+                    let committed = owner.and_then(|o| self.committed(o, t, q));
+                    let done = committed.unwrap_or(cq.min_offset()).max(cq.min_offset());
+                    let behind = cq.max_offset().saturating_sub(done);
+                    // Messages acked out of order above the committed offset are not
+                    // behind (while retention has not passed the committed offset).
+                    match (owner, committed) {
+                        (Some(o), Some(c)) if c >= cq.min_offset() => {
+                            behind.saturating_sub(self.done_above_committed(o, t, q))
+                        }
+                        _ => behind,
+                    }
                 })
                 .sum()
         };

@@ -190,6 +190,16 @@ impl PopGroups {
         self.members.contains_key(&handle)
     }
 
+    /// How many messages of group `name` on (topic, queue) above its committed offset
+    /// are done already (acked out of order, dead-lettered, or filtered out).
+    pub fn done_above_committed(&self, name: &str, topic: &str, queue: u32) -> u64 {
+        self.group(name, topic)
+            .and_then(|g| g.queues.get(queue as usize))
+            .map_or(0, |q| {
+                q.window.iter().filter(|s| matches!(s, Slot::Done)).count() as u64
+            })
+    }
+
     /// The committed offset of group `name` on (topic, queue), if it is a simple group.
     pub fn committed(&self, name: &str, topic: &str, queue: u32) -> Option<u64> {
         let g = self.group(name, topic)?;
