@@ -508,8 +508,37 @@ fn a_second_open_fails_at_once_naming_the_holder() {
     }
     b.close().unwrap();
     let again = open(dir.path());
+    // Reopened over the last holder's lock file: it names this holder alone.
+    let text = std::fs::read_to_string(dir.path().join("lock")).unwrap();
+    assert_eq!(text, std::process::id().to_string());
     again.close().unwrap();
     assert!(!dir.path().join("abort").exists());
+}
+
+/// A store held by a host without file locks (Node's file store names itself in the
+/// lock file: its pid, then "host") is refused while that process lives, and taken
+/// over once it is gone.
+#[test]
+fn a_store_a_live_host_process_holds_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path()).close().unwrap();
+    let mut holder = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::fs::write(dir.path().join("lock"), format!("{}\nhost\n", holder.id())).unwrap();
+    match Broker::open(BrokerConfig::at(dir.path())) {
+        Err(pocketmq::Error::StoreLocked { pid, .. }) => assert_eq!(pid, holder.id()),
+        other => panic!("expected StoreLocked, got {other:?}"),
+    }
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let b = open(dir.path());
+    b.producer("p")
+        .unwrap()
+        .send(pocketmq::Message::new("t", "x"))
+        .unwrap();
+    b.close().unwrap();
 }
 
 #[test]

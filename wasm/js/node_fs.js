@@ -1,7 +1,9 @@
 // The file store under Node: the file operations the engine's host backend asks
 // for (wasm/src/host_fs.rs), over Node's synchronous fs, on paths relative to
 // the store directory. Also the store's lock: a `lock` file made with exclusive
-// create holding this process's pid; a lock whose process is gone is taken over.
+// create holding this process's pid and the word "host" (native processes, which
+// lock the file itself, honour it while this pid lives); a lock whose process is
+// gone is taken over.
 import * as fs from "node:fs";
 import { dirname, join, resolve } from "node:path";
 
@@ -162,7 +164,9 @@ export function nodeHostFs(path) {
       refuseLinks(root);
       for (let attempt = 0; attempt < 5; attempt++) {
         try {
-          fs.writeFileSync(lockFile, `${process.pid}\n`, { flag: "wx" });
+          // "host": this lock is the file alone (no flock), which native processes
+          // honour while this pid lives.
+          fs.writeFileSync(lockFile, `${process.pid}\nhost\n`, { flag: "wx" });
           return undefined;
         } catch (err) {
           if (err.code !== "EEXIST") throw err;

@@ -9,7 +9,7 @@
 //! later are checked, so nothing planted in a shared place redirects a write.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -64,6 +64,31 @@ pub(crate) struct FileBackend {
     preparing: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+/// The pid a lock file names (its first word).
+fn holder_pid(text: &str) -> Option<u32> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// The pid of a host that holds the store by the lock file's content alone
+/// (`<pid>` then `host`), if the file says so.
+fn host_holder(text: &str) -> Option<u32> {
+    let mut words = text.split_whitespace();
+    let pid = words.next()?.parse().ok()?;
+    (words.next() == Some("host")).then_some(pid)
+}
+
+/// Whether process `pid` exists (signal 0 checks without sending anything).
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    if unsafe { libc::kill(pid, 0) } == 0 {
+        return true;
+    }
+    io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 impl FileBackend {
     /// Opens (creating) `root` and takes its lock. Fails with `WouldBlock` carrying the
     /// holder's pid in the message when another process owns it.
@@ -77,19 +102,30 @@ impl FileBackend {
             .create(true)
             .truncate(false)
             .open(&lock_path)?;
+        let locked = |pid: u32| crate::Error::StoreLocked {
+            path: root.display().to_string(),
+            pid,
+        };
+        let mut held = String::new();
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                let mut s = String::new();
-                let _ = lock.read_to_string(&mut s);
-                return Err(crate::Error::StoreLocked {
-                    path: root.display().to_string(),
-                    pid: s.trim().parse().unwrap_or(0),
-                });
+                let _ = lock.read_to_string(&mut held);
+                return Err(locked(holder_pid(&held).unwrap_or(0)));
             }
             Err(fs::TryLockError::Error(e)) => return Err(e.into()),
         }
+        // A host that cannot take this lock (Node's file store) holds the store by
+        // the file's content instead: its pid, then "host". Its process alive, the
+        // store is its own.
+        let _ = lock.read_to_string(&mut held);
+        if let Some(pid) = host_holder(&held) {
+            if pid != std::process::id() && process_alive(pid) {
+                return Err(locked(pid));
+            }
+        }
         lock.set_len(0)?;
+        lock.seek(io::SeekFrom::Start(0))?;
         write!(lock, "{}", std::process::id())?;
         lock.sync_data()?;
         Ok(FileBackend {
