@@ -1,6 +1,7 @@
 // An order flow in Node: events with tags and keys, a consumer group that only
-// wants some tags, a delayed reminder, and a transactional payment.
-//   node examples/js/order_flow.mjs
+// wants some tags, a delayed reminder, and a transactional payment. From the
+// repository, after `make test` (or `bash wasm/build.sh`) built wasm/pkg:
+//   npm install --no-save ./wasm/pkg && node examples/js/order_flow.mjs
 import { Broker, TxState } from "pocketmq";
 
 const broker = new Broker();

@@ -99,6 +99,9 @@ def test_tables_are_aligned_and_json_parses(orders: Path):
 
     assert ok("--store", s, "lag", "g", "orders").strip() == "7"
     assert js("--store", s, "lag") == [{"group": "g", "topic": "orders", "lag": 7}]
+    # A group named and not found is exit 1, as for progress.
+    assert "nobody" in one_line_error(cli("--store", s, "lag", "nobody"), 1)
+    one_line_error(cli("--store", s, "progress", "nobody"), 1)
     browse = ok("--store", s, "browse", "orders", "--limit", "20").splitlines()
     assert browse[0].split() == ["STORED", "QUEUE", "OFFSET", "MSG_ID", "TAGS", "KEYS", "BODY"]
     assert len(browse) == 11

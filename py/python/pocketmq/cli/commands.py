@@ -187,10 +187,13 @@ def cmd_lag(args: argparse.Namespace) -> int:
                 print(lag)
             return OK
         rows = [g for g in _groups(b) if args.group is None or g["group"] == args.group]
+    if not rows and args.group is not None:
+        # As `progress GROUP` does: a group named and not found.
+        raise Failure(f"group {args.group} has no progress on any topic", NOT_FOUND)
     if args.json:
         _print_json([{"group": g["group"], "topic": g["topic"], "lag": g["lag"]} for g in rows])
     elif not rows:
-        print("no groups" if args.group is None else f"group {args.group} has no progress")
+        print("no groups")
     else:
         table(["GROUP", "TOPIC", "LAG"], [[g["group"], g["topic"], g["lag"]] for g in rows])
     return OK
