@@ -41,13 +41,13 @@ impl QueueProgress {
         self.inflight.first().unwrap_or(self.next)
     }
 
-    /// Forgets what is in flight so it is delivered again from the committed offset.
     /// A reset: the epoch moves on and no earlier delivery counts any more.
     pub fn new_epoch(&mut self) {
         self.epoch += 1;
         self.reset_epoch = self.epoch;
     }
 
+    /// Forgets what is in flight so it is delivered again from the committed offset.
     pub fn rewind(&mut self) {
         self.next = self.committed();
         self.inflight.clear();
