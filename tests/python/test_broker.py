@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import pocketmq
+from conftest import receive_n
 
 
 def test_memory_broker_roundtrip(broker):
@@ -231,3 +232,29 @@ def test_flush_on_file_store(store):
         b.flush()
         on_disk = b"".join(f.read_bytes() for f in (store / "commitlog").iterdir())
         assert b"flushed-body-marker" in on_disk
+
+
+def test_a_message_acked_through_another_brokers_consumer_is_refused(broker):
+    broker.producer("p").send("orders", b"x")
+    c = broker.consumer("g", "orders")
+    [m] = receive_n(c, 1)
+    with pocketmq.Broker() as other:
+        with pytest.raises(pocketmq.InvalidArgument):
+            other.consumer("g", "orders").ack(m)
+    c.ack(m)
+    assert broker.lag("g", "orders") == 0
+
+
+def test_an_orderly_queue_moves_to_a_new_member_only_once_its_message_is_settled(broker):
+    broker.create_topic("o", queues=2)
+    p = broker.producer("p")
+    for i in range(2):
+        p.send("o", f"a{i}", queue_id=0)
+        p.send("o", f"b{i}", queue_id=1)
+    first = broker.consumer("g", "o", orderly=True, consumer_id="c1")
+    held = first.receive(32, timeout=0)
+    assert sorted(m.body for m in held) == [b"a0", b"b0"]
+    second = broker.consumer("g", "o", orderly=True, consumer_id="c2")
+    assert second.receive(32, timeout=0) == [], "queue 1's b0 is still being handled"
+    first.ack([m for m in held if m.queue_id == 1])
+    assert [m.body for m in second.receive(32, timeout=0)] == [b"b1"]
