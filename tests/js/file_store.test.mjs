@@ -56,12 +56,13 @@ test("a second process reads back messages, acked offsets and a pending delay", 
     const ids = [];
     for (let i = 0; i < 6; i++) ids.push(p.send("orders", "order " + i, { keys: "order-" + i }).msgId);
     const sentAt = Date.now();
-    const delayed = p.send("orders", "reminder", { delayMs: 1500 });
+    // Due well after the second process's first drain, even on a loaded machine.
+    const delayed = p.send("orders", "reminder", { delayMs: 5000 });
     const c = broker.consumer({ group: "billing", topic: "orders" });
     const got = await c.receive({ maxMessages: 3, timeoutMs: 1000 });
     c.ack(got);
     broker.close();
-    console.log(JSON.stringify({ ids, acked: got.map((m) => m.text()), dueAt: sentAt + 1500, delayed: delayed.msgId }));
+    console.log(JSON.stringify({ ids, acked: got.map((m) => m.text()), dueAt: sentAt + 5000, delayed: delayed.msgId }));
   `);
   assert.equal(first.status, 0, first.stderr);
   const { ids, acked, dueAt } = lastJson(first);
@@ -76,7 +77,7 @@ test("a second process reads back messages, acked offsets and a pending delay", 
   const c = broker.consumer({ group: "billing", topic: "orders" });
   const now = await drain(c, 3, 1000);
   assert.deepEqual(now.map(text), ["order 3", "order 4", "order 5"], "only the unacked messages come again");
-  const later = await drain(c, 1, 10_000);
+  const later = await drain(c, 1, 15_000);
   assert.deepEqual(later.map(text), ["reminder"], "the pending delay survives the restart");
   assert.ok(Date.now() >= dueAt, "the delayed message is not delivered before its time");
   assert.equal(broker.lag("billing", "orders"), 0);

@@ -39,6 +39,15 @@ fn zero_tail(seg: &Segment, from: usize, seg_size: usize) -> io::Result<bool> {
     Ok(dirty.is_some())
 }
 
+/// Whether anything was written in the first page of `seg` (records go from its
+/// start, so one that never got a record has a blank first page).
+fn starts_written(seg: &Segment, seg_size: usize) -> bool {
+    let n = seg_size.min(seg.region.len()).min(4096);
+    // SAFETY: the first n bytes lie inside the region; no writer exists during truncation.
+    let head = unsafe { std::slice::from_raw_parts(seg.region.as_ptr(), n) };
+    head.iter().any(|&b| b != 0)
+}
+
 struct Segment {
     base: u64,
     region: Arc<dyn Region>,
@@ -222,8 +231,9 @@ impl SegmentQueue {
         }
         while self.segs.last().is_some_and(|last| last.base >= end) {
             if let Some(last) = self.segs.pop() {
+                // (A segment made ahead of its first record is no torn tail.)
+                cut |= starts_written(&last, self.seg_size);
                 self.backend.remove(&self.dir, last.base)?;
-                cut = true;
             }
         }
         if let Some(last) = self.segs.last() {
