@@ -41,6 +41,16 @@ impl QueueProgress {
         self.inflight.first().unwrap_or(self.next)
     }
 
+    /// A progress starting over in a slot whose last epoch was `epoch`: no receipt
+    /// of the slot's earlier use counts for it.
+    fn after(epoch: u64) -> QueueProgress {
+        QueueProgress {
+            epoch: epoch + 1,
+            reset_epoch: epoch + 1,
+            ..QueueProgress::default()
+        }
+    }
+
     /// A reset: the epoch moves on and no earlier delivery counts any more.
     pub fn new_epoch(&mut self) {
         self.epoch += 1;
@@ -254,11 +264,11 @@ impl ProgressTable {
         let s = match self.free.pop() {
             Some(s) => {
                 // Receipts naming the slot's last use never count for this one.
-                let epoch = self.slots[s].epoch + 1;
+                let fresh = QueueProgress::after(self.slots[s].epoch);
                 self.keys[s] = key.clone();
                 self.slots[s] = QueueProgress {
-                    epoch,
-                    reset_epoch: epoch,
+                    epoch: fresh.epoch,
+                    reset_epoch: fresh.reset_epoch,
                     ..p
                 };
                 s
@@ -303,12 +313,7 @@ impl ProgressTable {
         for pair in pairs {
             for s in self.owners.remove(&pair).unwrap_or_default() {
                 self.index.remove(&self.keys[s]);
-                let epoch = self.slots[s].epoch + 1;
-                self.slots[s] = QueueProgress {
-                    epoch,
-                    reset_epoch: epoch,
-                    ..QueueProgress::default()
-                };
+                self.slots[s] = QueueProgress::after(self.slots[s].epoch);
                 self.free.push(s);
             }
         }
@@ -346,11 +351,7 @@ impl ProgressTable {
             if key.1 == t {
                 self.index.remove(key);
                 key.1.clear();
-                *p = QueueProgress {
-                    epoch: p.epoch + 1,
-                    reset_epoch: p.epoch + 1,
-                    ..QueueProgress::default()
-                };
+                *p = QueueProgress::after(p.epoch);
             }
         }
     }
