@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use pocketmq_server::cli::{self, Command, USAGE};
+use pocketmq_server::cli::{self, Command};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
@@ -20,12 +20,12 @@ const SIGNAL_POLL: Duration = Duration::from_millis(100);
 pub fn serve(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
     let s = match cli::parse(argv) {
         Ok(Command::Help) => {
-            println!("{}", USAGE.replacen("pocketmq-serve", "pocketmq serve", 1));
+            println!("{}", cli::help("pocketmq serve"));
             return Ok(0);
         }
         Ok(Command::Serve(s)) => s,
         Err(e) => {
-            eprintln!("pocketmq serve: {e}\n{USAGE}");
+            eprintln!("pocketmq serve: {e}\n{}", cli::usage("pocketmq serve"));
             return Ok(2);
         }
     };

@@ -27,6 +27,47 @@ pub const USAGE: &str = "usage: pocketmq-serve <store dir | --memory> [--listen 
 [--tls-cert cert.pem --tls-key key.pem] [--metrics 127.0.0.1:9100] \
 [--flush async|sync|none] [--fifo-groups a,b] [--log-level error|warn|info|debug]";
 
+/// What `--help` prints: the usage line, then each flag.
+pub const HELP: &str = "\
+Serves a pocketmq store over Apache RocketMQ 5's gRPC protocol: the official RocketMQ 5
+clients and pocketmq.connect() work against it. Prints one line,
+`pocketmq-serve listening on <addr>`, once the port is open; SIGINT or SIGTERM drains,
+flushes and closes the store.
+
+arguments:
+  STORE_DIR              the store directory (created if missing; one process at a time)
+  --memory               serve an in-memory store instead (gone when the server stops)
+  --listen HOST:PORT     where to listen (default 127.0.0.1:8081; port 0 picks a free one)
+  --advertise HOST:PORT  the endpoint routes name (default: the one the client dialled)
+  --config FILE          a TOML file of settings (every key optional; flags win):
+                         listen, advertise, metrics, store, memory, flush, fifo_groups,
+                         auto_create_topics, default_queues, delay_levels,
+                         transaction_timeout_ms, check_interval_ms, drain_timeout_ms,
+                         [auth], [tls], [limits], [groups.NAME]
+  --access-key K --secret-key S
+                         require RocketMQ's signed requests with this key pair
+  --tls-cert FILE --tls-key FILE
+                         serve TLS with this PEM certificate chain and key
+  --metrics HOST:PORT    serve Prometheus metrics at http://HOST:PORT/metrics
+  --flush async|sync|none
+                         when appends reach the disk (default async; sync: a send
+                         returns once its bytes are on disk)
+  --fifo-groups A,B      consumer groups whose simple consumers are FIFO (message
+                         groups delivered in order), as RocketMQ's group setting
+  --log-level LEVEL      error, warn, info (default), debug, trace or off; also the
+                         POCKETMQ_LOG environment variable
+  -h, --help             this help";
+
+/// The usage line and the help under the name the program runs as.
+pub fn help(program: &str) -> String {
+    format!("{}\n\n{HELP}", usage(program))
+}
+
+/// The usage line under the name the program runs as.
+pub fn usage(program: &str) -> String {
+    USAGE.replacen("pocketmq-serve", program, 1)
+}
+
 #[derive(Debug, Default)]
 struct Args {
     store: Option<PathBuf>,
@@ -252,7 +293,7 @@ pub fn init_logging(level: Option<&str>) -> Result<(), String> {
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
-    /// `-h` / `--help`: print `USAGE`.
+    /// `-h` / `--help`: print `help`.
     Help,
     /// Serve a store.
     Serve(Box<Serve>),

@@ -1,5 +1,5 @@
 //! `pocketmq-serve`: a pocketmq store served over Apache RocketMQ 5's gRPC protocol.
-//! The flags are `pocketmq_server::cli`'s (see `USAGE` there).
+//! The flags are `pocketmq_server::cli`'s (see `HELP` there).
 //!
 //! Listens on 127.0.0.1 unless told otherwise. SIGTERM or Ctrl-C drains calls in
 //! flight, flushes and closes the store. Logs are `key=value` lines on stderr; one line
@@ -7,7 +7,7 @@
 
 use std::process::ExitCode;
 
-use pocketmq_server::cli::{self, Command, USAGE};
+use pocketmq_server::cli::{self, Command};
 
 async fn stop_signal() {
     #[cfg(unix)]
@@ -34,12 +34,12 @@ async fn stop_signal() {
 fn main() -> ExitCode {
     let serve = match cli::parse(std::env::args().skip(1)) {
         Ok(Command::Help) => {
-            println!("{USAGE}");
+            println!("{}", cli::help("pocketmq-serve"));
             return ExitCode::SUCCESS;
         }
         Ok(Command::Serve(s)) => s,
         Err(e) => {
-            eprintln!("pocketmq-serve: {e}\n{USAGE}");
+            eprintln!("pocketmq-serve: {e}\n{}", cli::usage("pocketmq-serve"));
             return ExitCode::from(2);
         }
     };

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Callable, Optional, Sequence
 
-from .. import Error
+from .. import Error, NotSupported
 from .commands import (
     cmd_browse,
     cmd_create_topic,
@@ -28,7 +28,7 @@ from .commands import (
     cmd_tail,
     cmd_topics,
 )
-from .errors import EXIT_CODES, INTERRUPTED, OK, Failure, failure_of
+from .errors import EXIT_CODES, INTERRUPTED, OK, USAGE, Failure, failure_of
 
 DESCRIPTION = """\
 Inspect and operate a pocketmq store from a shell, the way mqadmin operates a
@@ -173,6 +173,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Failure as f:
         print(f"pocketmq: error: {f}", file=sys.stderr)
         return f.code
+    except NotSupported as e:
+        if args.server is None:
+            failure = failure_of(e)
+            print(f"pocketmq: error: {failure}", file=sys.stderr)
+            return failure.code
+        # The call the command made is the engine's business; the user ran a command.
+        reason = str(e).split("(): ", 1)[-1].removesuffix(
+            " (the RocketMQ 5 protocol that connect() speaks does not carry it)")
+        print(f"pocketmq: error: {args.command} needs the store itself, not --server: {reason}; "
+              f"with --server only send, receive and tail --group work (run it with --store "
+              f"where the store is)", file=sys.stderr)
+        return USAGE
     except Error as e:
         failure = failure_of(e)
         print(f"pocketmq: error: {failure}", file=sys.stderr)
