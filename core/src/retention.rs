@@ -4,8 +4,10 @@
 //! not only by `tick`).
 //!
 //! A sealed segment goes, oldest first and never the active one, when it is older
-//! than `file_reserved_time`, or whatever its age while the disk is used above
-//! `disk_clean_forcibly_ratio`; but never while it holds a record still needed by
+//! than `file_reserved_time` and the pass runs in a `delete_when` hour (UTC, 04 by
+//! default) or while the disk is used above `disk_clean_ratio` (75%), or whatever
+//! its age while the disk is used above `disk_clean_forcibly_ratio` (85%), as
+//! RocketMQ's `CleanCommitLogService`; but never while it holds a record still needed by
 //! a pending delay, timer or half transaction (those pin it, even under disk
 //! pressure: then sends are refused instead), and, with `retention =
 //! "keep-unconsumed"`, never while it holds a message a group with offsets has not
@@ -78,10 +80,13 @@ impl RetentionService {
         if !store.commitlog.has_sealed() {
             return Ok(false);
         }
-        let forcibly = store
-            .backend
-            .disk_usage()
-            .is_some_and(|u| u >= settings.disk_clean_forcibly_ratio);
+        let usage = store.backend.disk_usage();
+        let forcibly = usage.is_some_and(|u| u >= settings.disk_clean_forcibly_ratio);
+        let time_up = settings.delete_when.contains(now);
+        let space = usage.is_some_and(|u| u >= settings.disk_clean_ratio);
+        if !(time_up || space || forcibly) {
+            return Ok(false);
+        }
         let positions = positions(groups);
         let mut keep = pinned.unwrap_or(u64::MAX);
         if self.mode == Retention::KeepUnconsumed && !forcibly {

@@ -17,7 +17,9 @@ fn expired_segments_go_and_queue_minimums_follow() {
         background: false,
         segment_size: Some(8192),
         file_reserved_time_ms: 3_600_000,
-        // Age alone decides here, however full the machine's disk is.
+        // Age alone decides here, at any hour, however full the machine's disk is.
+        delete_when: "*".into(),
+        disk_clean_ratio: 1.0,
         disk_max_used_ratio: 1.0,
         disk_clean_forcibly_ratio: 1.0,
         ..BrokerConfig::at(dir.path())
@@ -94,7 +96,10 @@ fn open_with(
         background: false,
         segment_size: Some(8192),
         file_reserved_time_ms: 3_600_000,
-        // Age and consumption alone decide, however full the machine's disk is.
+        // Age and consumption alone decide, at any hour, however full the machine's
+        // disk is.
+        delete_when: "*".into(),
+        disk_clean_ratio: 1.0,
         disk_max_used_ratio: 1.0,
         disk_clean_forcibly_ratio: 1.0,
         ..BrokerConfig::at(dir)
@@ -109,6 +114,82 @@ fn fill(b: &Broker, topic: &str, n: usize) {
     for i in 0..n {
         p.send(Message::new(topic, format!("{i:03}{body}")))
             .unwrap();
+    }
+}
+
+/// RocketMQ's `deleteWhen`: expired segments go in its hours (04 UTC by default), or
+/// at any hour while the disk is used above `disk_clean_ratio`; not otherwise.
+#[test]
+fn expired_segments_go_in_the_delete_when_hour_or_under_disk_pressure() {
+    const HOUR: u64 = 3_600_000;
+    assert_eq!(T0 / HOUR % 24, 16, "T0 is 16:00 UTC");
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let b = open_with(dir.path(), &clock, |c| {
+        c.delete_when = BrokerConfig::default().delete_when;
+    });
+    fill(&b, "t", 40);
+    let before = segments(dir.path());
+    assert!(before >= 4);
+    // 18:00, two hours after the sends: expired, but not the hour.
+    clock.advance_ms(2 * HOUR);
+    b.tick().unwrap();
+    assert_eq!(
+        segments(dir.path()),
+        before,
+        "expired segments wait for 04:00"
+    );
+    // 03:59 the next day: still not.
+    clock.advance_ms(10 * HOUR - 60_000);
+    b.tick().unwrap();
+    assert_eq!(segments(dir.path()), before);
+    // 04:00: they go.
+    clock.advance_ms(60_000);
+    b.tick().unwrap();
+    assert!(segments(dir.path()) < before, "the 04 hour deletes them");
+    b.close().unwrap();
+
+    // Outside the hours, disk usage above disk_clean_ratio starts the pass at once.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let b = open_with(dir.path(), &clock, |c| {
+        c.delete_when = "01;13".into();
+        c.disk_clean_ratio = 0.0;
+    });
+    fill(&b, "t", 40);
+    let before = segments(dir.path());
+    clock.advance_ms(30 * 60_000);
+    b.tick().unwrap();
+    assert_eq!(
+        segments(dir.path()),
+        before,
+        "under pressure, still only what expired"
+    );
+    clock.advance_ms(2 * HOUR);
+    b.tick().unwrap();
+    assert!(
+        segments(dir.path()) < before,
+        "disk pressure deletes at 18:30"
+    );
+}
+
+#[test]
+fn delete_when_takes_hours_of_the_day() {
+    for good in ["04", "4", "01;13", " 0 ; 23 ", "*"] {
+        let c = BrokerConfig {
+            delete_when: good.into(),
+            ..BrokerConfig::default()
+        };
+        assert!(c.validate().is_ok(), "{good:?}");
+    }
+    for bad in ["", "24", "4am", "01,13", "-1", ";"] {
+        let c = BrokerConfig {
+            delete_when: bad.into(),
+            ..BrokerConfig::default()
+        };
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.kind(), pocketmq::ErrorKind::InvalidArgument, "{bad:?}");
+        assert!(e.to_string().contains("delete_when"), "{e}");
     }
 }
 

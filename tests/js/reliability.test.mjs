@@ -12,7 +12,8 @@ import { Broker, DiskFullError, InvalidArgumentError, ManualClock, StoreCorrupte
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 test("retention runs on the JS timers, without tick", async () => {
-  const clock = new ManualClock(Date.UTC(2026, 0, 1));
+  // 03:00 UTC: an hour later is RocketMQ's default deleteWhen hour, 04.
+  const clock = new ManualClock(Date.UTC(2026, 0, 1, 3));
   const broker = new Broker({ clock, segmentSize: 4096, fileReservedTimeMs: 60_000 });
   const p = broker.producer("p");
   for (let i = 0; i < 40; i++) p.send("t", "z".repeat(900));
@@ -28,7 +29,7 @@ test("retention runs on the JS timers, without tick", async () => {
 
 test("retention counts per group what expired unconsumed", () => {
   const clock = new ManualClock(Date.UTC(2026, 0, 1));
-  const broker = new Broker({ clock, segmentSize: 4096, fileReservedTimeMs: 60_000 });
+  const broker = new Broker({ clock, segmentSize: 4096, fileReservedTimeMs: 60_000, deleteWhen: "*" });
   broker.createTopic("t", { queues: 1 });
   broker.consumer({ group: "slow", topic: "t" });
   const p = broker.producer("p");
@@ -39,6 +40,22 @@ test("retention counts per group what expired unconsumed", () => {
   const slow = broker.stats().groups.find((g) => g.group === "slow");
   assert.ok(slow.expired > 0, JSON.stringify(slow));
   broker.close();
+});
+
+test("expired segments wait for the deleteWhen hour", () => {
+  const clock = new ManualClock(Date.UTC(2026, 0, 1, 16));
+  const broker = new Broker({ clock, segmentSize: 4096, fileReservedTimeMs: 60_000, deleteWhen: "01;13" });
+  const p = broker.producer("p");
+  for (let i = 0; i < 40; i++) p.send("t", "z".repeat(900));
+  const before = broker.stats().commitlogBytes;
+  clock.advance(3_600_000); // 17:00
+  broker.tick();
+  assert.equal(broker.stats().commitlogBytes, before, "not an hour of deleteWhen");
+  clock.advance(8 * 3_600_000); // 01:00
+  broker.tick();
+  assert.ok(broker.stats().commitlogBytes < before);
+  broker.close();
+  assert.throws(() => new Broker({ deleteWhen: "25" }), InvalidArgumentError);
 });
 
 test("a Node store with a symbolic link in it is refused, its target untouched", () => {

@@ -161,7 +161,8 @@ def test_retention_counts_and_logs_what_a_group_had_not_consumed(
     store: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = pocketmq.ManualClock(start=T0)
-    b = pocketmq.Broker(store, clock=clock, segment_size=8192, file_reserved_time=3600)
+    b = pocketmq.Broker(store, clock=clock, segment_size=8192, file_reserved_time=3600,
+                        delete_when="*")
     b.create_topic("t", queues=1)
     slow = b.consumer("slow", "t")
     fill(b, 40)
@@ -181,7 +182,7 @@ def test_retention_counts_and_logs_what_a_group_had_not_consumed(
 def test_keep_unconsumed_keeps_what_a_group_has_not_read(store: Path) -> None:
     clock = pocketmq.ManualClock(start=T0)
     b = pocketmq.Broker(store, clock=clock, segment_size=8192, file_reserved_time=3600,
-                        retention="keep-unconsumed")
+                        retention="keep-unconsumed", delete_when="*")
     b.create_topic("t", queues=1)
     slow = b.consumer("slow", "t")
     fill(b, 40)

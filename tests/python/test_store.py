@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
@@ -145,7 +146,8 @@ def test_a_path_that_is_a_file_is_an_io_error(tmp_path: Path):
 
 
 def test_retention_removes_old_segments(store: Path, clock):
-    with pocketmq.Broker(store, clock=clock, segment_size=64 * 1024, file_reserved_time=3600) as b:
+    with pocketmq.Broker(store, clock=clock, segment_size=64 * 1024, file_reserved_time=3600,
+                         delete_when="*") as b:
         p = b.producer("p")
         for _ in range(40):
             p.send("t", b"x" * 4096)
@@ -157,3 +159,26 @@ def test_retention_removes_old_segments(store: Path, clock):
         got = drain(b.consumer("g", "t"))
         bodies = [m.body for m in got]
         assert b"fresh" in bodies and len(bodies) < 41, "old segments are gone, the fresh message stays"
+
+
+def test_expired_segments_go_in_the_delete_when_hour(store: Path):
+    # RocketMQ's deleteWhen (default "04"): expired segments wait for that hour (UTC,
+    # broker clock) unless the disk is used above disk_clean_ratio.
+    hour = 3600
+    start = datetime.datetime(2026, 3, 1, 16, tzinfo=datetime.timezone.utc).timestamp()
+    clock = pocketmq.ManualClock(start=start)
+    with pocketmq.Broker(store, clock=clock, segment_size=64 * 1024, file_reserved_time=hour,
+                         disk_clean_ratio=1.0, disk_clean_forcibly_ratio=1.0,
+                         disk_max_used_ratio=1.0) as b:
+        p = b.producer("p")
+        for _ in range(40):
+            p.send("t", b"x" * 4096)
+        before = b.stats()["commitlog_bytes"]
+        clock.advance(3 * hour)              # 19:00: expired, not the hour
+        b.tick()
+        assert b.stats()["commitlog_bytes"] == before
+        clock.advance(9 * hour)              # 04:00 the next day
+        b.tick()
+        assert b.stats()["commitlog_bytes"] < before
+    with pytest.raises(pocketmq.InvalidArgument, match="delete_when"):
+        pocketmq.Broker(delete_when="4am")

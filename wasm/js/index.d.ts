@@ -31,8 +31,18 @@ export interface BrokerOptions {
   segmentSize?: number;
   /** Farthest `deliverAt`/`delayMs` may reach ahead (30 days). */
   timerMaxDelayMs?: number;
-  /** Age after which a whole CommitLog segment is deleted (72 h). */
+  /**
+   * Age after which a whole CommitLog segment may be deleted (72 h): in the
+   * `deleteWhen` hours, or at any hour while the disk is used above `diskCleanRatio`.
+   */
   fileReservedTimeMs?: number;
+  /**
+   * Hours of the day (UTC, broker clock) in which expired segments are deleted,
+   * RocketMQ's deleteWhen: "04" (the default), several as "01;13", every hour "*".
+   */
+  deleteWhen?: string;
+  /** Disk usage above which expired segments go at any hour (0.75). */
+  diskCleanRatio?: number;
   /**
    * Disk usage above which sends are refused with DiskFullError until space
    * returns (0.9: RocketMQ's "disk full"). File stores only.

@@ -86,6 +86,41 @@ impl std::str::FromStr for Retention {
     }
 }
 
+/// The hours of the day (UTC, of the broker's clock) in which retention deletes
+/// expired segments (RocketMQ's `deleteWhen`, default "04"): hours 0-23 separated
+/// by `;`, or `*` for every hour. Outside them expired segments go only while the
+/// disk is used above `disk_clean_ratio`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DeleteWhen(u32);
+
+impl DeleteWhen {
+    pub fn parse(s: &str) -> Result<DeleteWhen> {
+        let bad = || {
+            Error::invalid(format!(
+                "delete_when must be hours of the day (00-23, UTC) separated by ';', such \
+                 as \"04\" or \"01;13\", or \"*\" for every hour; got {s:?}"
+            ))
+        };
+        if s.trim() == "*" {
+            return Ok(DeleteWhen((1 << 24) - 1));
+        }
+        let mut hours = 0u32;
+        for part in s.split(';') {
+            let h: u32 = part.trim().parse().map_err(|_| bad())?;
+            if h > 23 {
+                return Err(bad());
+            }
+            hours |= 1 << h;
+        }
+        Ok(DeleteWhen(hours))
+    }
+
+    /// Whether `now` (epoch ms) falls in one of the hours.
+    pub fn contains(self, now: u64) -> bool {
+        self.0 & (1 << ((now / 3_600_000) % 24)) != 0
+    }
+}
+
 /// RocketMQ's default delay levels.
 pub const DEFAULT_DELAY_LEVELS: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
 
@@ -108,8 +143,16 @@ pub struct BrokerConfig {
     pub delay_levels: String,
     /// Farthest a `deliver_at`/`delay` may reach ahead (30 days).
     pub timer_max_delay_ms: u64,
-    /// Age after which a whole CommitLog segment is deleted (72 h).
+    /// Age after which a whole CommitLog segment may be deleted (72 h): in the
+    /// `delete_when` hours, or at any hour while the disk is used above
+    /// `disk_clean_ratio` (RocketMQ's `fileReservedTime`).
     pub file_reserved_time_ms: u64,
+    /// Hours of the day (UTC, broker clock) in which expired segments are deleted:
+    /// `"04"` (RocketMQ's `deleteWhen`), several as `"01;13"`, every hour `"*"`.
+    pub delete_when: String,
+    /// Disk usage above which expired segments go at any hour (0.75: RocketMQ's
+    /// `diskMaxUsedSpaceRatio`).
+    pub disk_clean_ratio: f64,
     /// Disk usage above which sends are refused with `DiskFull` until space
     /// returns (0.90: RocketMQ's "disk full", `diskSpaceWarningLevelRatio`).
     pub disk_max_used_ratio: f64,
@@ -150,6 +193,8 @@ impl Default for BrokerConfig {
             delay_levels: DEFAULT_DELAY_LEVELS.to_string(),
             timer_max_delay_ms: 30 * 24 * 3600 * 1000,
             file_reserved_time_ms: 72 * 3600 * 1000,
+            delete_when: "04".to_string(),
+            disk_clean_ratio: 0.75,
             disk_max_used_ratio: 0.90,
             disk_clean_forcibly_ratio: 0.85,
             retention: Retention::Time,
@@ -232,6 +277,7 @@ impl BrokerConfig {
         for (name, r) in [
             ("disk_max_used_ratio", self.disk_max_used_ratio),
             ("disk_clean_forcibly_ratio", self.disk_clean_forcibly_ratio),
+            ("disk_clean_ratio", self.disk_clean_ratio),
         ] {
             if !(0.0..=1.0).contains(&r) {
                 return Err(Error::invalid(format!(
@@ -247,6 +293,8 @@ impl BrokerConfig {
             default_queues: self.default_queues,
             timer_max_delay_ms: self.timer_max_delay_ms,
             file_reserved_time_ms: self.file_reserved_time_ms,
+            delete_when: DeleteWhen::parse(&self.delete_when)?,
+            disk_clean_ratio: self.disk_clean_ratio,
             disk_max_used_ratio: self.disk_max_used_ratio,
             disk_clean_forcibly_ratio: self.disk_clean_forcibly_ratio,
             dedup_window_ms: self.dedup_window_ms,
@@ -285,6 +333,8 @@ pub(crate) struct Settings {
     pub default_queues: u32,
     pub timer_max_delay_ms: u64,
     pub file_reserved_time_ms: u64,
+    pub delete_when: DeleteWhen,
+    pub disk_clean_ratio: f64,
     /// Above it, sends are refused with `DiskFull`.
     pub disk_max_used_ratio: f64,
     pub disk_clean_forcibly_ratio: f64,

@@ -296,6 +296,8 @@ class Broker:
         delay_levels: Optional[str] = None,
         timer_max_delay: Optional[_Seconds] = None,
         file_reserved_time: Optional[_Seconds] = None,
+        delete_when: Optional[str] = None,
+        disk_clean_ratio: Optional[float] = None,
         segment_size: Optional[int] = None,
         transaction_timeout: Optional[_Seconds] = None,
         check_interval: Optional[_Seconds] = None,
