@@ -209,6 +209,22 @@ impl Ticker {
     }
 }
 
+/// Real time since a start, for measuring (native targets only).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) struct Stopwatch(std::time::Instant);
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Stopwatch {
+    #[allow(clippy::disallowed_methods)]
+    pub(crate) fn start() -> Stopwatch {
+        Stopwatch(std::time::Instant::now())
+    }
+
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
 /// Runs `task` once on a background thread.
 #[cfg(not(target_arch = "wasm32"))]
 #[allow(clippy::disallowed_methods)]

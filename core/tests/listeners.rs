@@ -177,3 +177,145 @@ fn a_simple_consumer_listens_too() {
     runner.stop();
     assert_eq!(b.lag("g", "t").unwrap(), 0);
 }
+
+/// A handler may stop its own listener: no panic, its message is acked, and the
+/// other threads end.
+#[test]
+fn stop_from_inside_a_handler() {
+    let (b, _) = manual();
+    send(&b, "t", "last");
+    let c = Arc::new(b.consumer(ConsumerConfig::new("g", "t")).unwrap());
+    let runner: Arc<Mutex<Option<pocketmq::Runner>>> = Arc::new(Mutex::new(None));
+    let r = runner.clone();
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h = handled.clone();
+    let started = listen(
+        c.clone(),
+        Arc::new(move |_: &MessageExt| {
+            let taken = r.lock().unwrap().take();
+            if let Some(mut runner) = taken {
+                runner.stop();
+            }
+            h.fetch_add(1, Ordering::SeqCst);
+            Outcome::Ack
+        }),
+        ListenOptions::default(),
+    )
+    .unwrap();
+    *runner.lock().unwrap() = Some(started);
+    wait_for("the handler", || handled.load(Ordering::SeqCst) == 1);
+    wait_for("the ack", || b.lag("g", "t").unwrap() == 0);
+    send(&b, "t", "after stop");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        handled.load(Ordering::SeqCst),
+        1,
+        "nothing taken after stop"
+    );
+}
+
+/// A panicking handler is a failed one: its message is retried and the listener
+/// goes on with the others.
+#[test]
+fn a_panicking_handler_retries_its_message_and_the_listener_goes_on() {
+    let (b, clock) = manual();
+    for body in ["boom", "a", "b", "c"] {
+        send(&b, "t", body);
+    }
+    let c = Arc::new(b.consumer(ConsumerConfig::new("g", "t")).unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let mut runner = listen(
+        c.clone(),
+        Arc::new(move |m: &MessageExt| {
+            let body = m.body_str().unwrap_or_default().to_string();
+            s.lock().unwrap().push((body.clone(), m.reconsume_times));
+            if body == "boom" && m.reconsume_times == 0 {
+                panic!("handler bug");
+            }
+            Outcome::Ack
+        }),
+        ListenOptions {
+            threads: 1,
+            batch: 4,
+        },
+    )
+    .unwrap();
+    wait_for("the three others", || seen.lock().unwrap().len() >= 4);
+    clock.advance_ms(10_000);
+    wait_for("boom again", || seen.lock().unwrap().len() >= 5);
+    runner.stop();
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.contains(&("boom".to_string(), 1)), "{seen:?}");
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
+}
+
+/// Slow handlers run side by side: a thread takes one message at a time while
+/// handling is slow, so the other threads get the rest.
+#[test]
+fn slow_handlers_spread_over_the_threads() {
+    let (b, _) = manual();
+    for i in 0..8 {
+        send(&b, "t", &format!("m{i}"));
+    }
+    let c = Arc::new(b.consumer(ConsumerConfig::new("g", "t")).unwrap());
+    let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (r, m) = (running.clone(), most.clone());
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = done.clone();
+    let mut runner = listen(
+        c.clone(),
+        Arc::new(move |_: &MessageExt| {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(100));
+            r.fetch_sub(1, Ordering::SeqCst);
+            d.fetch_add(1, Ordering::SeqCst);
+            Outcome::Ack
+        }),
+        ListenOptions::default(),
+    )
+    .unwrap();
+    wait_for("eight handled", || done.load(Ordering::SeqCst) == 8);
+    runner.stop();
+    assert!(
+        most.load(Ordering::SeqCst) >= 2,
+        "handlers ran one at a time"
+    );
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
+}
+
+/// An outcome the consumer refuses (a retry delay out of range) is retried after
+/// the ladder's step instead, and keeps none of the batch's others back.
+#[test]
+fn a_refused_retry_delay_retries_after_the_ladder_step() {
+    let (b, clock) = manual();
+    for body in ["far", "x", "y"] {
+        send(&b, "t", body);
+    }
+    let c = Arc::new(b.consumer(ConsumerConfig::new("g", "t")).unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let mut runner = listen(
+        c.clone(),
+        Arc::new(move |m: &MessageExt| {
+            let body = m.body_str().unwrap_or_default().to_string();
+            s.lock().unwrap().push(body.clone());
+            match (body.as_str(), m.reconsume_times) {
+                ("far", 0) => Outcome::RetryAfter(Duration::from_secs(100 * 86_400)),
+                ("x", 0) => Outcome::Retry,
+                _ => Outcome::Ack,
+            }
+        }),
+        ListenOptions {
+            threads: 1,
+            batch: 3,
+        },
+    )
+    .unwrap();
+    wait_for("three", || seen.lock().unwrap().len() >= 3);
+    clock.advance_ms(10_000);
+    wait_for("both retries", || seen.lock().unwrap().len() >= 5);
+    runner.stop();
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
+}

@@ -179,7 +179,7 @@ impl Consumer {
 
     /// Up to `max_messages` messages, waiting up to `timeout` seconds (real time) for
     /// the first; `[]` at the timeout or when the consumer or broker closes.
-    #[pyo3(signature = (max_messages=THIRTY_TWO, timeout=ONE_SECOND), text_signature = "(self, max_messages=THIRTY_TWO, timeout=1.0)")]
+    #[pyo3(signature = (max_messages=THIRTY_TWO, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
     fn receive(
         &self,
         py: Python<'_>,
@@ -190,7 +190,7 @@ impl Consumer {
     }
 
     /// Like `receive`, awaitable: waits on the event loop without a thread.
-    #[pyo3(signature = (max_messages=THIRTY_TWO, timeout=ONE_SECOND), text_signature = "(self, max_messages=THIRTY_TWO, timeout=1.0)")]
+    #[pyo3(signature = (max_messages=THIRTY_TWO, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
     fn receive_async<'py>(
         slf: &Bound<'py, Self>,
         max_messages: Whole,
@@ -238,11 +238,12 @@ impl Consumer {
     /// delay. Returns the running `Listener`; `stop()` it to end.
     #[pyo3(signature = (handler, *, threads=Whole(4)), text_signature = "(self, handler, *, threads=4)")]
     fn listen(
-        &self,
+        slf: &Bound<'_, Self>,
         handler: &Bound<'_, PyAny>,
         threads: Whole,
     ) -> PyResult<crate::listener::Listener> {
-        crate::listener::start(self.inner.clone(), handler, threads)
+        let source = slf.get().inner.clone();
+        crate::listener::start(slf.clone().into_any().unbind(), source, handler, threads)
     }
 
     /// Runs the async `handler(msg)` on each message, at most `concurrency` at a

@@ -22,8 +22,16 @@ pyo3::import_exception!(pocketmq._errors, RetryLater);
 struct Handler(Py<PyAny>);
 
 impl Handler {
-    fn outcome(&self, py: Python<'_>, msg: &MessageExt) -> Outcome {
-        let result = Py::new(py, Message::from(msg.clone())).and_then(|m| self.0.call1(py, (m,)));
+    fn outcome(&self, py: Python<'_>, msg: &mut MessageExt) -> Outcome {
+        let result = Py::new(py, Message::from(msg.clone())).and_then(|m| {
+            let r = self.0.call1(py, (m.clone_ref(py),));
+            // The handler may have changed the delivery (change_invisible_duration):
+            // the outcome applies to the current one.
+            if let Some(h) = m.get().handle() {
+                msg.receipt_handle = Some(h);
+            }
+            r
+        });
         let Err(e) = result else {
             return Outcome::Ack;
         };
@@ -57,20 +65,22 @@ impl Handler {
 }
 
 impl pocketmq::Listener for Handler {
-    fn handle(&self, msgs: &[MessageExt], outcomes: &mut Vec<Outcome>) {
+    fn handle(&self, msgs: &mut [MessageExt], outcomes: &mut Vec<Outcome>) {
         // Once the interpreter is shutting down nobody can handle: the messages are
         // nacked and come back later.
         Python::try_attach(|py| {
-            outcomes.extend(msgs.iter().map(|m| self.outcome(py, m)));
+            outcomes.extend(msgs.iter_mut().map(|m| self.outcome(py, m)));
         });
     }
 }
 
-/// Running listener threads.
+/// Running listener threads. It holds its consumer, which lives while it runs
+/// (`broker.consumer(...).listen(h)` keeps consuming).
 #[pyclass(module = "pocketmq", name = "Listener", frozen)]
-pub struct Listener(Mutex<Option<Runner>>);
+pub struct Listener(Mutex<Option<Runner>>, #[allow(dead_code)] Py<PyAny>);
 
 pub fn start<S: Source>(
+    consumer: Py<PyAny>,
     source: Arc<S>,
     handler: &Bound<'_, PyAny>,
     threads: Whole,
@@ -90,7 +100,7 @@ pub fn start<S: Source>(
         ..ListenOptions::default()
     };
     let runner = pocketmq::listen(source, handler, options).py_err()?;
-    Ok(Listener(Mutex::new(Some(runner))))
+    Ok(Listener(Mutex::new(Some(runner)), consumer))
 }
 
 impl Listener {

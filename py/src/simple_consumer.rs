@@ -134,11 +134,12 @@ impl SimpleConsumer {
     /// `Consumer.listen`).
     #[pyo3(signature = (handler, *, threads=Whole(4)), text_signature = "(self, handler, *, threads=4)")]
     fn listen(
-        &self,
+        slf: &Bound<'_, Self>,
         handler: &Bound<'_, PyAny>,
         threads: Whole,
     ) -> PyResult<crate::listener::Listener> {
-        crate::listener::start(self.0.clone(), handler, threads)
+        let source = slf.get().0.clone();
+        crate::listener::start(slf.clone().into_any().unbind(), source, handler, threads)
     }
 
     /// Runs the async `handler(msg)` on each message, at most `concurrency` at a

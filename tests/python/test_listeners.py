@@ -124,3 +124,110 @@ def test_bad_listener_arguments(broker: pocketmq.Broker) -> None:
         c.listen("not callable")  # type: ignore[arg-type]
     with pytest.raises(pocketmq.InvalidArgument):
         c.listen(print, threads=0)
+
+
+def test_stop_from_inside_a_handler_acks_its_message(broker: pocketmq.Broker) -> None:
+    broker.producer("p").send("t", "last")
+    c = broker.consumer("g", "t")
+    runners: list[pocketmq.Listener] = []
+    outcome: list[str] = []
+
+    def handle(msg: pocketmq.Message) -> None:
+        try:
+            runners[0].stop()
+            outcome.append("stopped")
+        except BaseException as e:  # a Rust panic would be a BaseException
+            outcome.append(f"{type(e).__name__}: {e}")
+
+    runners.append(c.listen(handle, threads=2))
+    wait_for("the handler", lambda: outcome)
+    wait_for("the ack", lambda: broker.lag("g", "t") == 0)
+    assert outcome == ["stopped"]
+    assert not runners[0].running
+
+
+def test_a_listener_keeps_its_consumer_alive(broker: pocketmq.Broker) -> None:
+    p = broker.producer("p")
+    for i in range(5):
+        p.send("t", f"m{i}")
+    handled: list[str] = []
+    # No name holds the consumer: the runner does.
+    runner = broker.consumer("g", "t").listen(lambda m: handled.append(m.text()))
+    simple = broker.simple_consumer("s", "t").listen(lambda m: handled.append(m.text()))
+    wait_for("both groups' messages", lambda: len(handled) == 10)
+    assert runner.running and simple.running
+    runner.stop()
+    simple.stop()
+
+
+def test_slow_handlers_run_on_all_threads(broker: pocketmq.Broker) -> None:
+    p = broker.producer("p")
+    for i in range(8):
+        p.send("t", f"m{i}")
+    lock = threading.Lock()
+    running = [0, 0]  # now, most at once
+
+    def handle(msg: pocketmq.Message) -> None:
+        with lock:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+
+    with broker.consumer("g", "t").listen(handle, threads=4):
+        wait_for("all eight", lambda: broker.lag("g", "t") == 0)
+    assert running[1] >= 2, "one thread took them all"
+
+
+def test_a_simple_listener_acks_the_delivery_its_handler_extended(timed: pocketmq.Broker) -> None:
+    timed.producer("p").send("t", "long-job")
+    sc = timed.simple_consumer("s", "t", invisible_duration=30.0)
+    calls: list[str] = []
+
+    def handle(msg: pocketmq.Message) -> None:
+        calls.append(msg.text())
+        sc.change_invisible_duration(msg, 60.0)
+
+    with sc.listen(handle, threads=1):
+        wait_for("the ack", lambda: timed.lag("s", "t") == 0)
+    assert calls == ["long-job"]
+
+
+def test_cancelled_listen_async_gives_its_messages_back_at_once(timed: pocketmq.Broker) -> None:
+    p = timed.producer("p")
+    for i in range(3):
+        p.send("t", f"s{i}")
+    c = timed.consumer("g", "t")
+    started: list[str] = []
+
+    async def handle(msg: pocketmq.Message) -> None:
+        started.append(msg.text())
+        await asyncio.sleep(3600)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(c.listen_async(handle, concurrency=4))
+        while len(started) < 3:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    # Back at once (no clock advance), not after the 900 s ack deadline.
+    again = []
+    while len(again) < 3:
+        msgs = c.receive(max_messages=8, timeout=5.0)
+        assert msgs, f"got back only {again}"
+        again.extend(msgs)
+        c.ack(msgs)
+    assert sorted(m.text() for m in again) == ["s0", "s1", "s2"]
+
+
+def test_listen_async_concurrency_must_be_at_least_one(broker: pocketmq.Broker) -> None:
+    c = broker.consumer("g", "t")
+    for bad in (0, -3):
+        with pytest.raises(pocketmq.InvalidArgument):
+            asyncio.run(c.listen_async(lambda m: asyncio.sleep(0), concurrency=bad))
+    with pytest.raises(TypeError):
+        asyncio.run(c.listen_async(lambda m: asyncio.sleep(0), concurrency="4"))  # type: ignore[arg-type]

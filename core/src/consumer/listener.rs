@@ -25,23 +25,38 @@ pub enum Outcome {
 
 /// A push-style handler. It gets a batch (so a binding can enter its runtime once
 /// per batch) and pushes one outcome per message, in order; missing outcomes count
-/// as `Retry`.
+/// as `Retry`, and so does a panic. A handler that changed a simple consumer's
+/// delivery (`change_invisible_duration`) updates the message's `receipt_handle`,
+/// so that the outcome applies to the current delivery.
 pub trait Listener: Send + Sync + 'static {
-    fn handle(&self, msgs: &[MessageExt], outcomes: &mut Vec<Outcome>);
+    fn handle(&self, msgs: &mut [MessageExt], outcomes: &mut Vec<Outcome>);
 }
 
 impl<F> Listener for F
 where
     F: Fn(&MessageExt) -> Outcome + Send + Sync + 'static,
 {
-    fn handle(&self, msgs: &[MessageExt], outcomes: &mut Vec<Outcome>) {
-        outcomes.extend(msgs.iter().map(self));
+    fn handle(&self, msgs: &mut [MessageExt], outcomes: &mut Vec<Outcome>) {
+        // A panic fails its own message only.
+        outcomes.extend(msgs.iter().map(|m| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self(m))).unwrap_or_else(
+                |_| {
+                    log::warn!(
+                        "listener: the handler panicked on {}; it will be retried",
+                        m.msg_id
+                    );
+                    Outcome::Retry
+                },
+            )
+        }));
     }
 }
 
 /// What a listener needs of a consumer.
 pub trait Source: Send + Sync + 'static {
     fn receive_slice(&self, max: usize, timeout: Duration) -> Result<Vec<MessageExt>>;
+    /// Applies every outcome; one that fails (logged) does not keep the others
+    /// from applying. The first failure is returned.
     fn settle(&self, msgs: &[MessageExt], outcomes: &[Outcome]) -> Result<()>;
     fn is_closed(&self) -> bool;
 }
@@ -51,9 +66,15 @@ pub trait Source: Send + Sync + 'static {
 pub struct ListenOptions {
     /// Threads receiving and handling (RocketMQ's consume threads).
     pub threads: usize,
-    /// Messages one thread takes per receive.
+    /// Most messages one thread takes per receive. A thread takes one at a time
+    /// while its handler is slow (so other threads get the rest, and `stop` and
+    /// ack deadlines find no message waiting behind a slow one), and doubles what
+    /// it takes, up to this, while handlers are fast.
     pub batch: usize,
 }
+
+/// Handling at most this long a message counts as fast (see `ListenOptions::batch`).
+const FAST_HANDLER: Duration = Duration::from_micros(200);
 
 impl Default for ListenOptions {
     fn default() -> ListenOptions {
@@ -76,11 +97,15 @@ pub struct Runner {
 
 impl Runner {
     /// Stops taking messages and waits for the running handlers to finish (their
-    /// outcomes are applied).
+    /// outcomes are applied). Called from a handler, it waits for the others; its
+    /// own thread ends once that handler returns.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        let me = std::thread::current().id();
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
         }
     }
 
@@ -116,8 +141,9 @@ pub fn listen<S: Source>(
         let (source, listener, stopping) = (source.clone(), listener.clone(), stop.clone());
         let t = crate::runtime::spawn_task(&format!("pocketmq-listener-{i}"), move || {
             let mut outcomes = Vec::with_capacity(options.batch);
+            let mut take = 1;
             while !stopping.load(Ordering::Acquire) && !source.is_closed() {
-                let msgs = match source.receive_slice(options.batch, SLICE) {
+                let mut msgs = match source.receive_slice(take, SLICE) {
                     Ok(m) if !m.is_empty() => m,
                     Ok(_) => continue,
                     Err(e) => {
@@ -126,7 +152,19 @@ pub fn listen<S: Source>(
                     }
                 };
                 outcomes.clear();
-                listener.handle(&msgs, &mut outcomes);
+                let watch = crate::runtime::Stopwatch::start();
+                let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    listener.handle(&mut msgs, &mut outcomes)
+                }));
+                if handled.is_err() {
+                    log::warn!("listener: the handler panicked; its messages will be retried");
+                }
+                let fast = watch.elapsed() <= FAST_HANDLER * msgs.len() as u32;
+                take = if fast {
+                    (take * 2).min(options.batch)
+                } else {
+                    1
+                };
                 outcomes.resize(msgs.len(), Outcome::Retry);
                 if let Err(e) = source.settle(&msgs, &outcomes) {
                     log::warn!("listener: ack or nack failed: {e}");
@@ -158,15 +196,26 @@ impl Source for Consumer {
             .filter(|(_, o)| **o == Outcome::Ack)
             .map(|(m, _)| m.clone())
             .collect();
-        self.ack_all(&acked)?;
+        let mut first = None;
+        if self.ack_all(&acked).is_err() {
+            // One at a time, so that one that fails keeps none of the others back.
+            for m in &acked {
+                keep_first(&mut first, self.ack(m));
+            }
+        }
         for (m, o) in msgs.iter().zip(outcomes) {
             match o {
                 Outcome::Ack => {}
-                Outcome::Retry => self.nack(m)?,
-                Outcome::RetryAfter(d) => self.nack_after(m, *d)?,
+                Outcome::Retry => keep_first(&mut first, self.nack(m)),
+                Outcome::RetryAfter(d) => {
+                    let r = self
+                        .nack_after(m, *d)
+                        .or_else(|e| retry_instead(e, || self.nack(m)));
+                    keep_first(&mut first, r)
+                }
             }
         }
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 
     fn is_closed(&self) -> bool {
@@ -186,18 +235,48 @@ impl Source for SimpleConsumer {
             .filter(|(_, o)| **o == Outcome::Ack)
             .filter_map(|(m, _)| m.receipt_handle.as_deref())
             .collect();
-        self.ack_handles(&acked)?;
+        let mut first = None;
+        if self.ack_handles(&acked).is_err() {
+            // One at a time, so that one that fails (a handler acked it itself, or
+            // it expired) keeps none of the others back.
+            for h in &acked {
+                keep_first(&mut first, self.ack_handles(&[h]));
+            }
+        }
         for (m, o) in msgs.iter().zip(outcomes) {
             match o {
                 Outcome::Ack => {}
-                Outcome::Retry => self.nack(m, None)?,
-                Outcome::RetryAfter(d) => self.nack(m, Some(*d))?,
+                Outcome::Retry => keep_first(&mut first, self.nack(m, None)),
+                Outcome::RetryAfter(d) => {
+                    let r = self
+                        .nack(m, Some(*d))
+                        .or_else(|e| retry_instead(e, || self.nack(m, None)));
+                    keep_first(&mut first, r)
+                }
             }
         }
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 
     fn is_closed(&self) -> bool {
         SimpleConsumer::is_closed(self)
     }
+}
+
+/// Keeps the first error of several calls that all run.
+fn keep_first(first: &mut Option<crate::Error>, r: Result<()>) {
+    if let Err(e) = r {
+        log::debug!("listener: ack or nack failed: {e}");
+        first.get_or_insert(e);
+    }
+}
+
+/// A retry delay the consumer refused (out of range): logged, and the message is
+/// retried after the ladder's step instead of waiting for its ack deadline.
+fn retry_instead(e: crate::Error, nack: impl FnOnce() -> Result<()>) -> Result<()> {
+    if e.kind() != crate::ErrorKind::InvalidArgument {
+        return Err(e);
+    }
+    log::warn!("listener: {e}; the message is retried after the usual step instead");
+    nack()
 }

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
-from ._errors import Closed, RetryLater
+from ._errors import Closed, Error, InvalidArgument, RetryLater
 
 _log = logging.getLogger("pocketmq.listener")
 
@@ -83,24 +83,39 @@ async def listen_async(
     """``await consumer.listen_async(handler)``: runs ``handler`` on each message, at
     most ``concurrency`` at a time, until cancelled or the consumer closes. A
     return acks; an exception nacks (logged at WARNING); ``RetryLater(seconds)``
-    nacks with that delay. Cancelled, it cancels the running handlers (their
-    messages are redelivered later)."""
-    if not (isinstance(concurrency, int) and 1 <= concurrency <= 100_000):
-        raise ValueError(f"concurrency must be between 1 and 100000, not {concurrency!r}")
+    nacks with that delay. Cancelled, it cancels the running handlers; their
+    messages are nacked with no delay (redelivered at once)."""
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool):
+        raise TypeError(f"concurrency must be an int, not {type(concurrency).__name__}")
+    if not 1 <= concurrency <= 100_000:
+        raise InvalidArgument(f"concurrency must be between 1 and 100000, not {concurrency!r}")
     if consumer.closed:
         raise Closed("the consumer is closed")
     running: "set[asyncio.Task[None]]" = set()
+
+    def settle(msg: "Message", how: "Callable[[], None]") -> None:
+        # A settle that fails (the consumer closed meanwhile, or the handler settled
+        # the message itself) is logged, never left to the loop as a task's error.
+        try:
+            how()
+        except Error as e:
+            _log.warning("ack or nack of message %s failed: %s", msg.msg_id, e)
 
     async def run(msg: "Message") -> None:
         try:
             await handler(msg)
         except RetryLater as later:
-            consumer.nack(msg, delay=later.delay)
+            settle(msg, lambda: consumer.nack(msg, delay=later.delay))
+        except asyncio.CancelledError:
+            # Cancelled before it finished: the message goes back at once for
+            # another try instead of waiting for its ack deadline.
+            settle(msg, lambda: consumer.nack(msg, delay=0.0))
+            raise
         except Exception:
             _log.warning("handler failed for message %s; it will be retried", msg.msg_id, exc_info=True)
-            consumer.nack(msg)
+            settle(msg, lambda: consumer.nack(msg))
         else:
-            consumer.ack(msg)
+            settle(msg, lambda: consumer.ack(msg))
 
     try:
         while not consumer.closed:
@@ -117,4 +132,7 @@ async def listen_async(
     except asyncio.CancelledError:
         for task in running:
             task.cancel()
+        if running:
+            # Let them settle (each nacks its message) before the cancel goes on.
+            await asyncio.wait(running)
         raise

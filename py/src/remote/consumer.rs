@@ -724,12 +724,14 @@ impl RemoteConsumer {
     /// exception nacks, `RetryLater(seconds)` nacks with that delay.
     #[pyo3(signature = (handler, *, threads=Whole(4)), text_signature = "(self, handler, *, threads=4)")]
     fn listen(
-        &self,
+        slf: &Bound<'_, Self>,
         handler: &Bound<'_, PyAny>,
         threads: Whole,
     ) -> PyResult<crate::listener::Listener> {
-        self.check_open()?;
-        crate::listener::start(Arc::new(Listening(self.0.clone())), handler, threads)
+        let this = slf.get();
+        this.check_open()?;
+        let source = Arc::new(Listening(this.0.clone()));
+        crate::listener::start(slf.clone().into_any().unbind(), source, handler, threads)
     }
 
     /// Runs the async `handler(msg)` on each message, at most `concurrency` at a
