@@ -14,6 +14,48 @@ fn cfg(group: &str, topic: &str) -> ConsumerConfig {
     ConsumerConfig::new(group, topic)
 }
 
+/// The deadline is deferred work like a delay: no `tick` is needed for it, whatever
+/// else is (or is not) pending; a receive runs it once it is due.
+#[test]
+fn an_ack_deadline_passes_without_tick() {
+    let (b, clock) = manual();
+    send(&b, "t", "stuck");
+    let c = b
+        .consumer(ConsumerConfig {
+            ack_timeout_ms: Some(5_000),
+            ..cfg("g", "t")
+        })
+        .unwrap();
+    assert_eq!(drain(&c).len(), 1);
+    assert_eq!(b.next_due_ms(), Some(T0 + 5_000), "the host is told when");
+    clock.set_ms(T0 + 5_000);
+    assert!(drain(&c).is_empty(), "sent back, behind the ladder's 10 s");
+    assert_eq!(b.stats().unwrap().pending_delayed, 1);
+    clock.set_ms(T0 + 15_000);
+    let again = drain(&c);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].reconsume_times, 1);
+}
+
+#[test]
+fn a_nack_delay_beyond_timer_max_delay_is_refused_orderly_too() {
+    let (b, _) = manual();
+    send(&b, "t", "x");
+    for orderly in [false, true] {
+        let c = b
+            .consumer(ConsumerConfig {
+                orderly,
+                ..cfg(if orderly { "o" } else { "g" }, "t")
+            })
+            .unwrap();
+        let m = drain(&c).remove(0);
+        let e = c.nack_after(&m, Duration::MAX).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(e.to_string().contains("timer_max_delay"), "{e}");
+        c.nack_after(&m, Duration::from_secs(1)).unwrap();
+    }
+}
+
 #[test]
 fn an_unacked_delivery_goes_back_exactly_at_its_deadline_then_after_the_ladder_step() {
     let (b, clock) = manual();

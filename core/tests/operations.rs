@@ -458,3 +458,22 @@ fn live_consumers_of_a_deleted_topic_read_it_again_when_it_comes_back() {
     assert_eq!(got, ["new0", "new1", "new2"]);
     assert_eq!(b.lag("s", "orders").unwrap(), 3, "received, not acked");
 }
+
+/// A simple group's dead letters cannot go through the retry topic (simple consumers
+/// do not read it): redrive refuses rather than moving them where nobody reads them.
+#[test]
+fn redrive_of_a_simple_group_is_refused_and_keeps_its_dead_letters() {
+    let (b, _) = manual();
+    send(&b, "t", "poison");
+    let sc = b
+        .simple_consumer(pocketmq::SimpleConsumerConfig::new("s", "t"))
+        .unwrap();
+    let m = sc.receive(1, std::time::Duration::ZERO).unwrap().remove(0);
+    sc.dead_letter_handle(m.receipt_handle.as_deref().unwrap())
+        .unwrap();
+    assert_eq!(b.dead_letters("s", 10).unwrap().len(), 1);
+    let e = b.redrive("s", None, |_, _| true).unwrap_err();
+    assert_eq!(e.kind(), pocketmq::ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("simple consumer group"), "{e}");
+    assert_eq!(b.dead_letters("s", 10).unwrap().len(), 1, "still listed");
+}

@@ -31,6 +31,19 @@ test("an unacked delivery goes back exactly at its ack deadline", async () => {
   broker.close();
 });
 
+test("an ack deadline passes on the JS timers, without tick", async () => {
+  const [broker, clock] = timed();
+  broker.producer("p").send("t", "stuck");
+  const c = broker.consumer({ group: "g", topic: "t", ackTimeoutMs: 300 });
+  const [first] = await c.receive({ timeoutMs: 0 });
+  clock.advance(300 + 10_000);
+  // The redelivery comes to a waiting receive: nobody calls tick.
+  const [again] = await c.receive({ timeoutMs: 5000 });
+  assert.equal(again.msgId, first.msgId);
+  assert.equal(again.reconsumeTimes, 1);
+  broker.close();
+});
+
 test("ackTimeoutMs null never sends back; maxInFlight caps a consumer", async () => {
   const [broker, clock] = timed();
   const p = broker.producer("p");

@@ -66,6 +66,17 @@ test("simple consumer acks join the block; nesting and async blocks are refused"
   const [msg] = await sc.receive({ timeoutMs: 0 });
   assert.throws(() => broker.atomic((tx) => broker.atomic(() => {})), InvalidArgumentError);
   assert.throws(() => broker.atomic(async (tx) => tx.send("t", "x")), TypeError);
+  // One that uses tx after an await fails on a later turn: refused, not a crash
+  // (an unhandled rejection would end this process).
+  assert.throws(
+    () =>
+      broker.atomic(async (tx) => {
+        await null;
+        tx.send("t", "late");
+      }),
+    TypeError,
+  );
+  await new Promise((resolve) => setTimeout(resolve, 20));
   assert.throws(() => broker.atomic((tx) => tx.ack({}, msg)), TypeError);
   broker.atomic((tx) => {
     tx.ack(sc, msg);

@@ -109,6 +109,35 @@ test("an exception in execute leaves the message to check", async () => {
   broker.close();
 });
 
+test("an async execute leaves the message to check and its rejection is no crash", async () => {
+  const clock = new ManualClock(T0);
+  const broker = new Broker({ clock });
+  const tp = broker.transactionProducer("pay", { check: () => TxState.COMMIT });
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  const errors = [];
+  const orig = console.error;
+  console.error = (...a) => errors.push(a);
+  let r;
+  try {
+    r = tp.send("orders", "async", {
+      execute: async () => {
+        throw new Error("local transaction failed");
+      },
+    });
+    // The rejection settles on a later turn: it is reported, not left unhandled
+    // (an unhandled rejection would end this process).
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  } finally {
+    console.error = orig;
+  }
+  assert.equal(r.transactionState, "UNKNOWN");
+  assert.ok(errors.some((a) => String(a[0]).includes("rejected")), JSON.stringify(errors.map((a) => String(a[0]))));
+  clock.advance(6000);
+  broker.tick();
+  assert.deepEqual(await texts(c), ["async"], "check said COMMIT");
+  broker.close();
+});
+
 test("after maxChecks UNKNOWN answers the half message is discarded", async () => {
   const clock = new ManualClock(T0);
   const broker = new Broker({ clock, transactionTimeoutMs: 1000, checkIntervalMs: 1000, maxChecks: 3 });

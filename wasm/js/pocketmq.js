@@ -601,11 +601,23 @@ export class Broker {
 }
 
 /** Calls a user's execute/check on a message; an exception or a non-state is UNKNOWN. */
+/** Whether `v` is a Promise or another thenable. */
+function isThenable(v) {
+  return v !== null && (typeof v === "object" || typeof v === "function") && typeof v.then === "function";
+}
+
 function txDecision(what, fn, batch) {
   if (fn === undefined) return TxState.UNKNOWN;
   try {
     const state = fn(messages(batch)[0]);
     if (state === TxState.COMMIT || state === TxState.ROLLBACK || state === TxState.UNKNOWN) return state;
+    if (isThenable(state)) {
+      // The engine decides synchronously: the half message is left to check-back,
+      // and a rejection is reported, not left unhandled.
+      state.then(undefined, (err) => console.error(`pocketmq: ${what}'s Promise rejected:`, err));
+      console.error(`pocketmq: ${what} returned a Promise, not a TxState: it must decide synchronously; the message stays UNKNOWN for check`);
+      return TxState.UNKNOWN;
+    }
     console.error(`pocketmq: ${what} returned ${String(state)}, not a TxState; the message stays UNKNOWN`);
   } catch (err) {
     console.error(`pocketmq: ${what} threw; the message stays UNKNOWN:`, err);
@@ -862,7 +874,9 @@ export class Atomic {
     atomicDepth++;
     try {
       const out = block(tx);
-      if (out !== null && typeof out === "object" && typeof out.then === "function") {
+      if (isThenable(out)) {
+        // Its own failure (a use of tx after the block ended) is the one thrown here.
+        out.then(undefined, () => {});
         throw new TypeError("an atomic block is synchronous: receive before it, then send and ack inside");
       }
     } catch (err) {

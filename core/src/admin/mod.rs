@@ -32,7 +32,9 @@ pub struct ConsumeProgress {
     /// The group's committed offset: the lowest it has not acked (not below the
     /// queue's min offset).
     pub consumer_offset: u64,
-    /// Messages of the queue the group has not acked.
+    /// `broker_offset - consumer_offset`, as mqadmin consumerProgress shows it (messages
+    /// acked out of order above the committed offset still count; `Broker::lag` does
+    /// not count them).
     pub lag: u64,
     /// Messages delivered and not yet acked (RocketMQ's pull offset minus consumer
     /// offset).

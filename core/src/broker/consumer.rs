@@ -78,6 +78,7 @@ impl Consumer {
         slice: Option<Duration>,
     ) -> Result<Option<Vec<MessageExt>>> {
         let handle = self.handle;
+        let ack_timeout = self.config.ack_timeout_ms;
         long_poll(
             &self.broker,
             &self.closed,
@@ -85,8 +86,19 @@ impl Consumer {
             slice,
             !self.config.orderly,
             |e, max, visible, now| {
-                let Engine { store, groups, .. } = e;
-                groups.receive(store, handle, max, visible, now)
+                let Engine {
+                    store,
+                    groups,
+                    next_due,
+                    ..
+                } = e;
+                let msgs = groups.receive(store, handle, max, visible, now)?;
+                // Their ack deadline is deferred work: a host that sleeps until the
+                // next due time (JS timers, the background thread) must wake for it.
+                if let (Some(t), false) = (ack_timeout, msgs.is_empty()) {
+                    *next_due = (*next_due).min(now.saturating_add(t));
+                }
+                Ok(msgs)
             },
         )
     }
@@ -135,6 +147,13 @@ impl Consumer {
         self.check_open()?;
         let now = self.broker.now();
         let mut e = self.broker.engine()?;
+        if let Some(ms) = delay.filter(|ms| *ms > e.settings.timer_max_delay_ms) {
+            // (An orderly consumer would pause its queue this long.)
+            return Err(crate::Error::invalid(format!(
+                "a nack's delay of {ms} ms is beyond timer_max_delay ({} ms)",
+                e.settings.timer_max_delay_ms
+            )));
+        }
         e.nack(self.handle, msg, delay, now)?;
         self.broker.wake(e);
         Ok(())

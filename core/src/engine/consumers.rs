@@ -110,6 +110,13 @@ impl Engine {
         now: u64,
     ) -> Result<()> {
         let ms = match delay {
+            Some(ms) if ms > crate::config::MAX_INVISIBLE_MS => {
+                return Err(crate::Error::invalid(format!(
+                    "a nack's delay must be at most {} ms (7 days, as an invisible \
+                     duration), got {ms} ms",
+                    crate::config::MAX_INVISIBLE_MS
+                )))
+            }
             Some(ms) => ms,
             None => {
                 let attempt = self.groups.pop.attempt(handle, h, now)? as usize;

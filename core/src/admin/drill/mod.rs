@@ -216,6 +216,15 @@ impl Engine {
         self.check_open()?;
         self.check_room()?;
         topic::validate_group(group)?;
+        if self.groups.pop.groups().any(|g| g.name == group) {
+            // A redriven copy goes to the group's retry topic, which only classic
+            // consumers read: refused rather than moved where nobody reads it.
+            return Err(crate::Error::invalid(format!(
+                "{group} is a simple consumer group: redrive resends dead letters through \
+                 the retry topic, which simple consumers do not read; its dead letters stay \
+                 in %DLQ%{group} (read them with a consumer of that topic)"
+            )));
+        }
         let from = format!("{DLQ_PREFIX}{group}");
         let to = format!("{RETRY_PREFIX}{group}");
         let key = format!("{from}@{group}");
