@@ -306,3 +306,19 @@ fn bad_broker_options_are_refused_before_anything_is_written() {
     let err = Broker::open(BrokerConfig::at("")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }
+
+/// An option's bad value is quoted as the user wrote it, not as the engine holds it.
+#[test]
+fn bad_option_values_are_quoted_as_written() {
+    use pocketmq::{BrokerConfig, OptionValue};
+    let mut c = BrokerConfig::default();
+    let e = c
+        .set_option("auto_create_topics", OptionValue::Number(-1.0))
+        .unwrap_err();
+    assert!(e.to_string().ends_with("not -1"), "{e}");
+    let e = c
+        .set_option("segment_size", OptionValue::Text("big".into()))
+        .unwrap_err();
+    assert!(e.to_string().ends_with("not \"big\""), "{e}");
+    assert!(!e.to_string().contains("Text("), "{e}");
+}

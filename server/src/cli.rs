@@ -22,7 +22,8 @@ use pocketmq::{Broker, BrokerConfig, Clock, FlushMode, SystemClock};
 use crate::{Credentials, FileConfig, GroupConfig, ServeConfig, TlsFiles};
 
 /// The usage line.
-pub const USAGE: &str = "usage: pocketmq-serve <store dir | --memory> [--listen 127.0.0.1:8081] \
+pub const USAGE: &str =
+    "usage: pocketmq-serve <store dir | --store DIR | --memory> [--listen 127.0.0.1:8081] \
 [--advertise host:port] [--config serve.toml] [--access-key K --secret-key S] \
 [--tls-cert cert.pem --tls-key key.pem] [--metrics 127.0.0.1:9100] \
 [--flush async|sync|none] [--fifo-groups a,b] [--log-level error|warn|info|debug]";
@@ -35,7 +36,7 @@ clients and pocketmq.connect() work against it. Prints one line,
 flushes and closes the store.
 
 arguments:
-  STORE_DIR              the store directory (created if missing; one process at a time)
+  STORE_DIR, --store DIR the store directory (created if missing; one process at a time)
   --memory               serve an in-memory store instead (gone when the server stops)
   --listen HOST:PORT     where to listen (default 127.0.0.1:8081; port 0 picks a free one)
   --advertise HOST:PORT  the endpoint routes name (default: the one the client dialled)
@@ -101,6 +102,13 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         match flag.as_str() {
             "-h" | "--help" => return Err(String::new()),
             "--memory" => a.memory = true,
+            // The store directory, also as a flag (`pocketmq-serve --store ./data`).
+            "--store" => {
+                let dir = value("--store")?;
+                if a.store.replace(dir.into()).is_some() {
+                    return Err("give the store directory once".into());
+                }
+            }
             "--listen" => a.listen = Some(parse_addr(&value("--listen")?)?),
             "--advertise" => a.advertise = Some(value("--advertise")?),
             "--config" => a.config = Some(value("--config")?.into()),

@@ -135,7 +135,7 @@ def test_read_only_commands_never_create_a_store(tmp_path: Path):
         for cmd in (["topics"], ["stats"], ["lag"], ["progress", "g", "t"], ["browse", "t"],
                     ["get", "0" * 32], ["query", "t", "--key", "k"], ["tail", "t"], ["dlq", "g"],
                     ["redrive", "g"], ["move-backlog", "g", "t", "--to", "u"], ["delete-topic", "t"],
-                    ["reset-offset", "g", "t", "--to", "latest"]):
+                    ["reset-offset", "g", "t", "--to", "latest"], ["receive", "t", "--group", "g"]):
             err = one_line_error(cli("--store", str(where), *cmd), 4)
             assert f"no store at {where}" in err, err
     assert not missing.exists() and not (tmp_path / "no").exists()
@@ -287,6 +287,9 @@ def test_tail_follows_a_served_store_while_another_process_sends(serve_endpoint:
     # What the protocol cannot do is one line, naming why.
     line = one_line_error(cli("--server", ep, "tail", "cli-served"), 2)
     assert "--group" in line
+    # An option the protocol cannot carry is named as the user typed it.
+    line = one_line_error(cli("--server", ep, "send", "cli-served", "x", "--queue-id", "1"), 2)
+    assert "send --queue-id does not work with --server" in line, line
     # A command that needs the store names itself and what works, not the call it made.
     for command in (["topics"], ["lag", "cli-tail"], ["stats"]):
         line = one_line_error(cli("--server", ep, *command), 2)

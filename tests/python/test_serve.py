@@ -69,7 +69,7 @@ def test_bad_flags_exit_2_with_the_usage(tmp_path: Path):
     assert "unknown option --bogus" in r.stderr and "usage: pocketmq serve <" in r.stderr
     r = subprocess.run([sys.executable, "-m", "pocketmq", "serve", "--help"],
                        capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0 and "pocketmq serve <store dir | --memory>" in r.stdout
+    assert r.returncode == 0 and "pocketmq serve <store dir | --store DIR | --memory>" in r.stdout
     # --help explains every flag, not only the usage line.
     for flag in ("--memory", "--listen", "--advertise", "--config", "--access-key",
                  "--tls-cert", "--metrics", "--flush", "--fifo-groups", "--log-level"):
@@ -77,6 +77,36 @@ def test_bad_flags_exit_2_with_the_usage(tmp_path: Path):
     r = subprocess.run([sys.executable, "-m", "pocketmq", "serve", str(tmp_path), "--memory"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "not both" in r.stderr
+
+
+@pytest.mark.parametrize("form", ["flag", "global"])
+def test_the_store_may_be_named_with_store(tmp_path: Path, form: str):
+    # server-mode.md writes `pocketmq-serve --store ./data --listen ...`; the CLI's
+    # global `--store DIR` before the command names it too.
+    store = tmp_path / "data"
+    with pocketmq.Broker(str(store)) as broker:
+        sent = broker.producer("p").send("orders", b"kept")
+    if form == "flag":
+        cmd = [sys.executable, "-m", "pocketmq", "serve", "--store", str(store), "--listen", "127.0.0.1:0"]
+    else:
+        cmd = [sys.executable, "-m", "pocketmq", "--store", str(store), "serve", "--listen", "127.0.0.1:0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("pocketmq-serve listening on "), (line, proc.stderr and proc.stderr.read())
+        with pytest.raises(pocketmq.StoreLocked):
+            pocketmq.Broker(str(store))
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with pocketmq.Broker(str(store)) as broker:
+        assert broker.get(sent.msg_id) is not None
+    r = subprocess.run([sys.executable, "-m", "pocketmq", "serve", str(store), "--store", str(store)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "once" in r.stderr
 
 
 def test_a_locked_store_fails_at_once(tmp_path: Path):

@@ -131,7 +131,7 @@ fn unknown(what: &str, table: &[(&str, OptionKind)], name: &str) -> Error {
 }
 
 fn wrong(name: &str, expected: &str, v: &OptionValue) -> Error {
-    Error::invalid(format!("{name} must be {expected}, not {v:?}"))
+    Error::invalid(format!("{name} must be {expected}, not {v}"))
 }
 
 /// A whole number in `[0, max]`.
@@ -166,6 +166,23 @@ fn duration(name: &str, v: &OptionValue) -> Result<u64> {
 /// A point in time in epoch ms, up to the year 9999 (`MAX_TIME_MS`).
 fn time(name: &str, v: &OptionValue) -> Result<u64> {
     integer(name, &v.clone().floor(), crate::clock::MAX_TIME_MS)
+}
+
+/// A value as the user wrote it, for errors: `-1`, `"middle"`, `["a", "b"]`.
+impl std::fmt::Display for OptionValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OptionValue::Bool(b) => write!(f, "{b}"),
+            OptionValue::Number(n) => write!(f, "{n}"),
+            OptionValue::Text(s) => write!(f, "{s:?}"),
+            OptionValue::List(l) => write!(f, "{l:?}"),
+            OptionValue::Map(m) => {
+                let pairs: Vec<String> = m.iter().map(|(k, v)| format!("{k:?}: {v:?}")).collect();
+                write!(f, "{{{}}}", pairs.join(", "))
+            }
+            OptionValue::None => write!(f, "none"),
+        }
+    }
 }
 
 impl OptionValue {

@@ -424,7 +424,9 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
-    with open_store(args, create=True) as b:
+    # A missing store has nothing to receive: a mistyped --store is an error, not a
+    # new empty store.
+    with open_store(args) as b:
         c = b.consumer(args.group, args.topic, tags=args.tags, broadcasting=args.broadcasting)
         msgs = c.receive(args.max_messages, args.timeout)
         if not args.no_ack:

@@ -22,7 +22,8 @@ exit codes:
   {LOCKED}    the store is open in another process (its pid is named)
   {NO_STORE}    no store at --store (commands that only read never create one)
   {CORRUPTED}    the store's files cannot be read back as a store
-  {IO_ERROR}    the operating system refused a file operation
+  {IO_ERROR}    the operating system refused a file operation, or --server could not
+       be reached
   {INTERRUPTED}  interrupted (Ctrl-C); for tail -f, Ctrl-C is the normal end (0)
 
 times (--since, --until, reset-offset --to): now, a duration ago (30s, 10m,

@@ -156,6 +156,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # `pocketmq --store DIR serve ...`: the global option given before the command.
+    if argv[:1] == ["--store"] and argv[2:3] == ["serve"]:
+        argv = ["serve", argv[1]] + argv[3:]
+    elif argv[:1] and argv[0].startswith("--store=") and argv[1:2] == ["serve"]:
+        argv = ["serve", argv[0].split("=", 1)[1]] + argv[2:]
     if argv[:1] == ["serve"]:
         from ..serve import main as serve
 
@@ -179,11 +184,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"pocketmq: error: {failure}", file=sys.stderr)
             return failure.code
         # The call the command made is the engine's business; the user ran a command.
-        reason = str(e).split("(): ", 1)[-1].removesuffix(
-            " (the RocketMQ 5 protocol that connect() speaks does not carry it)")
-        print(f"pocketmq: error: {args.command} needs the store itself, not --server: {reason}; "
-              f"with --server only send, receive and tail --group work (run it with --store "
-              f"where the store is)", file=sys.stderr)
+        call, _, reason = str(e).partition(": ")
+        reason = reason.removesuffix(" (the RocketMQ 5 protocol that connect() speaks does not carry it)")
+        if args.command in ("send", "receive", "tail") and "=" in call:
+            # The command works over --server; one of its options does not.
+            option = call[call.index("(") + 1:].split("=")[0].replace("_", "-")
+            print(f"pocketmq: error: {args.command} --{option} does not work with --server: {reason}",
+                  file=sys.stderr)
+        else:
+            print(f"pocketmq: error: {args.command} needs the store itself, not --server: "
+                  f"{reason.split('(): ', 1)[-1]}; with --server only send, receive and tail "
+                  f"--group work (run it with --store where the store is)", file=sys.stderr)
         return USAGE
     except Error as e:
         failure = failure_of(e)
