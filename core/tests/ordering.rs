@@ -194,3 +194,32 @@ fn a_queue_handed_back_to_the_member_holding_its_message_goes_on_from_its_ack() 
     c1.ack(&held[0]).unwrap();
     assert_eq!(bodies(&drain_acking(&c1)), ["b1", "b2"]);
 }
+
+/// A batch is one append to one queue: messages that ask for different queues
+/// (their own queue_id or sharding key) are refused, nothing stored, rather than
+/// all put where the first one asked.
+#[test]
+fn a_batch_whose_messages_ask_for_different_queues_is_refused() {
+    let (b, _) = common::manual();
+    b.create_topic("t", 8).unwrap();
+    let p = b.producer("p").unwrap();
+    let keyed = |k: &str| pocketmq::Message::builder("t", "x").sharding_key(k).build();
+    let e = p.send_batch(vec![keyed("a"), keyed("b")]).unwrap_err();
+    assert_eq!(e.kind(), pocketmq::ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("one queue"), "{e}");
+    let e = p
+        .send_batch(vec![
+            pocketmq::Message::new("t", "x"),
+            pocketmq::Message::builder("t", "y").queue_id(3).build(),
+        ])
+        .unwrap_err();
+    assert_eq!(e.kind(), pocketmq::ErrorKind::InvalidArgument, "{e}");
+    assert_eq!(
+        b.stats().unwrap().topics["t"].messages_in,
+        0,
+        "nothing stored"
+    );
+    // One key for all: one queue, the key's.
+    let r = p.send_batch(vec![keyed("a"), keyed("a")]).unwrap();
+    assert_eq!(r[0].queue_id, r[1].queue_id);
+}

@@ -167,8 +167,23 @@ impl Engine {
         let Some(first) = msgs.first() else {
             return Ok(());
         };
-        if msgs.iter().any(|m| m.topic != first.topic) {
+        // One pass for the common case (all alike); which rule failed is sorted out
+        // after.
+        let apart = msgs.iter().skip(1).any(|m| {
+            m.queue_id != first.queue_id
+                || m.sharding_key != first.sharding_key
+                || m.topic != first.topic
+        });
+        if apart && msgs.iter().any(|m| m.topic != first.topic) {
             return Err(Error::invalid("a batch goes to one topic"));
+        }
+        if apart {
+            // Its queue is chosen once, by the first message: another message's own
+            // choice would be silently ignored (and its key's order broken).
+            return Err(Error::invalid(
+                "a batch goes to one queue: its messages must share queue_id and \
+                 sharding_key (send the others apart, or together in one atomic() block)",
+            ));
         }
         let delayed = msgs.iter().any(|m| m.delay != Delay::None);
         if delayed && (msgs.len() > 1 || half) {
