@@ -341,3 +341,18 @@ fn options_out_of_range_are_refused() {
     let p = b.producer("p").unwrap();
     p.send(Message::new("t", "x")).unwrap();
 }
+
+/// A receive of nothing waits for nothing.
+#[test]
+fn a_receive_of_zero_messages_returns_at_once() {
+    let (b, _) = manual();
+    let c = b.consumer(cfg("g", "t")).unwrap();
+    let started = std::time::Instant::now();
+    assert!(c.receive(0, Duration::from_secs(30)).unwrap().is_empty());
+    assert!(started.elapsed() < Duration::from_secs(10), "it waited");
+    let sc = b
+        .simple_consumer(pocketmq::SimpleConsumerConfig::new("s", "t"))
+        .unwrap();
+    assert!(sc.receive(0, Duration::from_secs(30)).unwrap().is_empty());
+    assert!(started.elapsed() < Duration::from_secs(10), "it waited");
+}

@@ -743,3 +743,40 @@ fn topics_come_back_from_the_log() {
     check("bad-entries");
     assert!(!dir.path().join("x").exists());
 }
+
+/// `flush` writes the consumers' offsets with the log: a copy of the store taken
+/// right after it (as a crash would leave it, no close) knows what was acked.
+#[test]
+fn flush_makes_acks_durable_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    b.create_topic("t", 1).unwrap();
+    let p = b.producer("p").unwrap();
+    for i in 0..5 {
+        p.send(Message::new("t", format!("m{i}"))).unwrap();
+    }
+    let c = b.consumer(pocketmq::ConsumerConfig::new("g", "t")).unwrap();
+    let got = c.receive(2, Duration::ZERO).unwrap();
+    assert_eq!(got.len(), 2);
+    c.ack_all(&got).unwrap();
+    b.flush().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    copy_tree(dir.path(), copy.path());
+    let again = open(copy.path());
+    assert_eq!(again.lag("g", "t").unwrap(), 3, "the two acks held");
+    drop(b);
+}
+
+/// Every file of a store but its lock (the copy is another store).
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            fs::create_dir_all(&target).unwrap();
+            copy_tree(&entry.path(), &target);
+        } else if entry.file_name() != "lock" {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

@@ -103,19 +103,37 @@ pub fn start<S: Source>(
     Ok(Listener(Mutex::new(Some(runner)), consumer))
 }
 
+/// How often a waiting `stop` lets Python run its signal handlers.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
 impl Listener {
-    fn stop_now(&self, py: Python<'_>) {
+    /// Stops the threads and waits for their handlers; with `signals`, Ctrl-C
+    /// interrupts the wait (the threads still stop, after their handlers).
+    fn stop_now(&self, py: Python<'_>, signals: bool) -> PyResult<()> {
         let runner = self.0.lock().ok().and_then(|mut r| r.take());
-        if let Some(mut r) = runner {
-            // The threads need the GIL to finish their handlers.
-            py.detach(|| r.stop());
+        let Some(mut r) = runner else {
+            return Ok(());
+        };
+        r.request_stop();
+        // The threads need the GIL to finish their handlers.
+        while signals && !r.others_finished() {
+            py.detach(|| std::thread::sleep(STOP_POLL));
+            if let Err(e) = py.check_signals() {
+                // Interrupted: a later stop (or the drop) waits for them.
+                if let Ok(mut slot) = self.0.lock() {
+                    *slot = Some(r);
+                }
+                return Err(e);
+            }
         }
+        py.detach(|| r.stop());
+        Ok(())
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        Python::try_attach(|py| self.stop_now(py));
+        Python::try_attach(|py| self.stop_now(py, false));
     }
 }
 
@@ -123,8 +141,8 @@ impl Drop for Listener {
 impl Listener {
     /// Takes no new messages and waits for the running handlers (their outcomes
     /// are applied). Twice is harmless.
-    fn stop(&self, py: Python<'_>) {
-        self.stop_now(py);
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        self.stop_now(py, true)
     }
 
     /// True while the threads run (until `stop`, or until the consumer closes).
@@ -146,9 +164,9 @@ impl Listener {
         _exc_type: Option<Bound<'_, PyAny>>,
         _exc: Option<Bound<'_, PyAny>>,
         _tb: Option<Bound<'_, PyAny>>,
-    ) -> bool {
-        self.stop_now(py);
-        false
+    ) -> PyResult<bool> {
+        self.stop_now(py, true)?;
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {

@@ -231,3 +231,35 @@ def test_listen_async_concurrency_must_be_at_least_one(broker: pocketmq.Broker) 
             asyncio.run(c.listen_async(lambda m: asyncio.sleep(0), concurrency=bad))
     with pytest.raises(TypeError):
         asyncio.run(c.listen_async(lambda m: asyncio.sleep(0), concurrency="4"))  # type: ignore[arg-type]
+
+
+def test_ctrl_c_interrupts_a_stop_waiting_for_a_slow_handler(tmp_path: "object") -> None:
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", """
+import sys, threading, time, pocketmq
+b = pocketmq.Broker()
+b.producer("p").send("t", "slow")
+started = threading.Event()
+def handle(msg):
+    started.set()
+    time.sleep(6)
+runner = b.consumer("g", "t").listen(handle, threads=1)
+started.wait(10)
+print("stopping", flush=True)
+t0 = time.monotonic()
+try:
+    runner.stop()
+    print("stopped", flush=True)
+except KeyboardInterrupt:
+    print(f"interrupted {time.monotonic() - t0:.1f}", flush=True)
+"""], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "stopping"
+    time.sleep(0.5)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=30)
+    assert out.startswith("interrupted"), (out, err)
+    assert float(out.split()[1]) < 4.0, out

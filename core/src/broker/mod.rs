@@ -315,12 +315,15 @@ impl Broker {
         Ok(())
     }
 
-    /// Forces everything appended so far to disk, and records in the checkpoint
-    /// that it is (so recovery after a crash trusts it).
+    /// Forces everything appended so far to disk with the consumers' offsets and the
+    /// other metadata (acks made so far survive a crash), and records in the
+    /// checkpoint that it is (so recovery after a crash trusts it).
     pub fn flush(&self) -> Result<()> {
         let now = self.now();
         self.engine()?.flush_revive(now)?;
         self.flush_all()?;
+        // Offsets and the other metadata too: acks made so far survive a crash.
+        self.persist_metadata()?;
         let _meta = self.inner.metadata.lock();
         let (checkpoint, backend) = {
             let mut e = self.engine()?;

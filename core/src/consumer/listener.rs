@@ -109,6 +109,21 @@ impl Runner {
         }
     }
 
+    /// Asks the threads to take no new messages, without waiting for them (`stop`
+    /// waits); a binding that must stay responsive while they finish polls
+    /// `is_finished`, then calls `stop`.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// Whether every thread but the calling one (a handler's) has ended.
+    pub fn others_finished(&self) -> bool {
+        let me = std::thread::current().id();
+        self.threads
+            .iter()
+            .all(|t| t.thread().id() == me || t.is_finished())
+    }
+
     /// Whether every thread has ended (stopped, or its consumer closed).
     pub fn is_finished(&self) -> bool {
         self.threads.iter().all(|t| t.is_finished())

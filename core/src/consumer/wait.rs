@@ -104,6 +104,10 @@ pub(crate) fn long_poll(
     mut take: impl FnMut(&mut Engine, usize, u64, u64) -> Result<Vec<Taken>>,
 ) -> Result<Option<Vec<MessageExt>>> {
     broker.check_process()?;
+    if r.max == 0 {
+        // Nothing asked for: nothing to wait for.
+        return Ok(Some(Vec::new()));
+    }
     let wait = Deadline::within(slice).min(r.deadline);
     let inner = &broker.inner;
     let mut e = inner.engine.lock();
