@@ -46,7 +46,7 @@ pub use consumer::pop::SimpleConsumer;
 pub use consumer::wait::{Receive, Receiving};
 pub use error::{Error, ErrorKind, Result};
 pub use message::{Delay, Message, MessageBuilder, MessageExt, Receipt, SendResult, SendStatus};
-pub use runtime::add_entropy;
+pub use runtime::{add_entropy, set_process_id};
 pub use stats::{GroupStats, QueueStats, Stats, TopicInfo, TopicStats};
 pub use store::host::HostFs;
 pub use transaction::{TransactionListener, TransactionProducer, TxId, TxState};

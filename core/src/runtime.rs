@@ -301,7 +301,18 @@ pub(crate) fn entropy() -> u64 {
     ENTROPY.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// This process's id (0 where there are no processes, as on wasm).
+/// The host's process id given by `set_process_id` (wasm).
+static HOST_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Tells the engine its process id where it cannot ask (wasm32-unknown-unknown under
+/// Node: the JS binding passes `process.pid` at start-up), so that what it records
+/// of its process (a store's abort marker, named when another process takes the
+/// store over) names it. Native targets ignore it.
+pub fn set_process_id(pid: u32) {
+    HOST_PID.store(pid, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// This process's id (on wasm the host's, or 0 where there is none).
 pub(crate) fn process_id() -> u32 {
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -309,7 +320,7 @@ pub(crate) fn process_id() -> u32 {
     }
     #[cfg(target_arch = "wasm32")]
     {
-        0
+        HOST_PID.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -183,7 +183,6 @@ fn a_simple_consumer_listens_too() {
 #[test]
 fn stop_from_inside_a_handler() {
     let (b, _) = manual();
-    send(&b, "t", "last");
     let c = Arc::new(b.consumer(ConsumerConfig::new("g", "t")).unwrap());
     let runner: Arc<Mutex<Option<pocketmq::Runner>>> = Arc::new(Mutex::new(None));
     let r = runner.clone();
@@ -203,6 +202,8 @@ fn stop_from_inside_a_handler() {
     )
     .unwrap();
     *runner.lock().unwrap() = Some(started);
+    // Sent once the handler can find its runner.
+    send(&b, "t", "last");
     wait_for("the handler", || handled.load(Ordering::SeqCst) == 1);
     wait_for("the ack", || b.lag("g", "t").unwrap() == 0);
     send(&b, "t", "after stop");
@@ -242,6 +243,8 @@ fn a_panicking_handler_retries_its_message_and_the_listener_goes_on() {
     )
     .unwrap();
     wait_for("the three others", || seen.lock().unwrap().len() >= 4);
+    // The clock moves once the failure is settled (a retry 10 s out).
+    wait_for("boom's retry", || b.stats().unwrap().pending_delayed == 1);
     clock.advance_ms(10_000);
     wait_for("boom again", || seen.lock().unwrap().len() >= 5);
     runner.stop();
@@ -314,6 +317,9 @@ fn a_refused_retry_delay_retries_after_the_ladder_step() {
     )
     .unwrap();
     wait_for("three", || seen.lock().unwrap().len() >= 3);
+    wait_for("both retries settled", || {
+        b.stats().unwrap().pending_delayed == 2
+    });
     clock.advance_ms(10_000);
     wait_for("both retries", || seen.lock().unwrap().len() >= 5);
     runner.stop();

@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:f
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 
-import { Broker, ManualClock, PocketMQError, TxState } from "pocketmq";
+import { Broker, InvalidArgumentError, ManualClock, PocketMQError, TxState } from "pocketmq";
 
 const HUGE = [2 ** 63, 2 ** 64, 1e300, Number.MAX_VALUE];
 const NOT_FINITE = [NaN, Infinity, -Infinity];
@@ -172,4 +172,26 @@ test("bad broker options are refused before a store is written", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }
+});
+
+test("option errors speak JS: camelCase names, values as written", () => {
+  let err = null;
+  try {
+    new Broker({ bogus: 1 });
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err instanceof InvalidArgumentError, String(err));
+  assert.match(err.message, /unknown option "bogus" \(known: path, flush, segmentSize, .*fileReservedTimeMs/);
+  assert.doesNotMatch(err.message, /segment_size|file_reserved_time/);
+  const broker = new Broker();
+  assert.throws(
+    () => broker.producer("p").send("t", "x", { delayLevel: -1 }),
+    (e) => e instanceof InvalidArgumentError && /delayLevel must be .* not -1$/.test(e.message),
+  );
+  assert.throws(
+    () => broker.consumer({ group: "g", topic: "t", maxInFlight: -1 }),
+    (e) => e instanceof InvalidArgumentError && e.message.includes("maxInFlight") && !e.message.includes("max_in_flight"),
+  );
+  broker.close();
 });

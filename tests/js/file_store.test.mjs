@@ -95,8 +95,20 @@ test("appended messages reach the disk while the store is open: a killed process
   assert.equal(killed.signal, "SIGKILL", killed.stderr);
   assert.ok(existsSync(join(path, "lock")), "the dead process left its lock behind");
 
-  const broker = new Broker({ path }); // a stale lock is taken over
+  const warned = [];
+  const warn = console.warn;
+  console.warn = (...a) => warned.push(a.join(" "));
+  let broker;
+  try {
+    broker = new Broker({ path }); // a stale lock is taken over
+  } finally {
+    console.warn = warn;
+  }
   t.after(() => broker.close());
+  assert.ok(
+    warned.some((w) => w.includes(`process ${killed.pid} had it open`)),
+    `the takeover names the dead process: ${JSON.stringify(warned)}`,
+  );
   const got = await drain(broker.consumer({ group: "g", topic: "orders" }), 3, 2000);
   assert.deepEqual(got.map(text).sort(), ["order 0", "order 1", "order 2"]);
 });

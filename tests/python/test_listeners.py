@@ -127,7 +127,6 @@ def test_bad_listener_arguments(broker: pocketmq.Broker) -> None:
 
 
 def test_stop_from_inside_a_handler_acks_its_message(broker: pocketmq.Broker) -> None:
-    broker.producer("p").send("t", "last")
     c = broker.consumer("g", "t")
     runners: list[pocketmq.Listener] = []
     outcome: list[str] = []
@@ -140,6 +139,7 @@ def test_stop_from_inside_a_handler_acks_its_message(broker: pocketmq.Broker) ->
             outcome.append(f"{type(e).__name__}: {e}")
 
     runners.append(c.listen(handle, threads=2))
+    broker.producer("p").send("t", "last")  # once the handler can find its runner
     wait_for("the handler", lambda: outcome)
     wait_for("the ack", lambda: broker.lag("g", "t") == 0)
     assert outcome == ["stopped"]

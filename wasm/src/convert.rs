@@ -125,19 +125,8 @@ fn set_options<C: Options>(
         let name = match name.strip_suffix("_ms") {
             Some(base) if is_duration(base) => base.to_string(),
             _ if is_duration(&name) => {
-                let mut camel = String::with_capacity(name.len() + 2);
-                let mut upper = false;
-                for c in name.chars() {
-                    match c {
-                        '_' => upper = true,
-                        c if upper => {
-                            camel.push(c.to_ascii_uppercase());
-                            upper = false;
-                        }
-                        c => camel.push(c),
-                    }
-                }
-                return Err(invalid(format!("{what}: give {key} in ms, as {camel}Ms")));
+                let camel = crate::errors::js_option_name(&name, true);
+                return Err(invalid(format!("{what}: give {key} in ms, as {camel}")));
             }
             _ => name,
         };
@@ -172,16 +161,32 @@ fn set_options<C: Options>(
                 };
                 return Err(type_error(format!("{what}: {key} must be {expected}")));
             }
-            (None, ..) => return Err(invalid(format!("{what}: unknown option {key:?}"))),
+            (None, ..) => return Err(unknown(what, &key, skip, C::option_list())),
         };
         cfg.set_option(&name, v).map_err(|e| match e {
-            pocketmq::Error::InvalidArgument(m) if kind(&name).is_none() => {
-                invalid(format!("{what}: unknown option {key:?} ({m})"))
+            pocketmq::Error::InvalidArgument(_) if kind(&name).is_none() => {
+                unknown(what, &key, skip, C::option_list())
             }
-            e => crate::errors::to_js(e),
+            e => crate::errors::option_error(e, &name, &key),
         })?;
     }
     Ok(())
+}
+
+/// An unknown option, with the known ones as JS spells them.
+fn unknown(what: &str, key: &str, skip: &[&str], names: &[(&str, OptionKind)]) -> JsValue {
+    let known: Vec<String> = skip
+        .iter()
+        .map(|s| s.to_string())
+        .chain(names.iter().map(|(n, k)| {
+            let duration = matches!(k, OptionKind::Duration | OptionKind::OptionalDuration);
+            crate::errors::js_option_name(n, duration)
+        }))
+        .collect();
+    invalid(format!(
+        "{what}: unknown option {key:?} (known: {})",
+        known.join(", ")
+    ))
 }
 
 /// The options of `new Broker` (the wrapper passes `clock` separately).

@@ -94,3 +94,35 @@ impl<T> IntoJsResult<T> for pocketmq::Result<T> {
         self.map_err(to_js)
     }
 }
+
+/// An option's name as JS spells it: camelCase, a duration with `Ms` (the engine's
+/// `timer_max_delay` is `timerMaxDelayMs`).
+pub(crate) fn js_option_name(snake: &str, duration: bool) -> String {
+    let mut camel = String::with_capacity(snake.len() + 2);
+    let mut upper = false;
+    for c in snake.chars() {
+        match c {
+            '_' => upper = true,
+            c if upper => {
+                camel.push(c.to_ascii_uppercase());
+                upper = false;
+            }
+            c => camel.push(c),
+        }
+    }
+    if duration {
+        camel.push_str("Ms");
+    }
+    camel
+}
+
+/// The engine's refusal of option `name` worded with the name JS gave (`key`):
+/// "delay_level must be ..." reads "delayLevel must be ...".
+pub(crate) fn option_error(err: Error, name: &str, key: &str) -> JsValue {
+    match err {
+        Error::InvalidArgument(m) if m.starts_with(name) => {
+            to_js(Error::InvalidArgument(format!("{key}{}", &m[name.len()..])))
+        }
+        e => to_js(e),
+    }
+}

@@ -84,6 +84,15 @@ fn start() {
     // takes the host's (two draws of 32 bits).
     let draw = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
     pocketmq::add_entropy(draw() << 32 | draw());
+    // Under Node the engine records its process (a store's abort marker) by pid.
+    let pid = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("process"))
+        .ok()
+        .filter(|p| p.is_object())
+        .and_then(|p| js_sys::Reflect::get(&p, &JsValue::from_str("pid")).ok())
+        .and_then(|pid| pid.as_f64());
+    if let Some(pid) = pid.filter(|p| *p >= 0.0 && *p <= u32::MAX as f64) {
+        pocketmq::set_process_id(pid as u32);
+    }
     if log::set_logger(&ConsoleLog).is_ok() {
         log::set_max_level(log::LevelFilter::Warn);
     }

@@ -33,7 +33,7 @@ use wasm_bindgen::JsValue;
 
 use pocketmq::{Message, MessageBuilder, MessageExt, OptionValue, SendResult, SendStatus};
 
-use crate::errors::{invalid, IntoJsResult};
+use crate::errors::invalid;
 
 /// Size of the staging area: bodies up to this size are written there by JS.
 pub(crate) const STAGE_SIZE: usize = 64 * 1024;
@@ -96,7 +96,12 @@ pub(crate) fn read_messages(buf: &[u8], topic: &str) -> Result<Vec<Message>, JsV
             let mut b = MessageBuilder::from(m);
             for (bit, name) in NUMBER_OPTIONS.iter().enumerate() {
                 if options & (0x10 << bit) != 0 {
-                    b = b.set_option(name, OptionValue::Number(r.f64()?)).js_err()?;
+                    b = b
+                        .set_option(name, OptionValue::Number(r.f64()?))
+                        .map_err(|e| {
+                            let key = crate::errors::js_option_name(name, *name == "delay");
+                            crate::errors::option_error(e, name, &key)
+                        })?;
                 }
             }
             m = b.build();

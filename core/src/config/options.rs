@@ -99,15 +99,20 @@ const MESSAGE: &[(&str, OptionKind)] = &[
 pub trait Options {
     /// The kind of option `name`, or None if there is no such option.
     fn option_kind(name: &str) -> Option<OptionKind>;
+    /// Every option's name and kind.
+    fn option_list() -> &'static [(&'static str, OptionKind)];
     /// Sets option `name`.
     fn set_option(&mut self, name: &str, v: OptionValue) -> Result<()>;
 }
 
 macro_rules! options {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $table:ident),*) => {$(
         impl Options for $t {
             fn option_kind(name: &str) -> Option<OptionKind> {
                 <$t>::option_kind(name)
+            }
+            fn option_list() -> &'static [(&'static str, OptionKind)] {
+                $table
             }
             fn set_option(&mut self, name: &str, v: OptionValue) -> Result<()> {
                 <$t>::set_option(self, name, v)
@@ -116,7 +121,7 @@ macro_rules! options {
     )*};
 }
 
-options!(BrokerConfig, ConsumerConfig, SimpleConsumerConfig);
+options!(BrokerConfig => BROKER, ConsumerConfig => CONSUMER, SimpleConsumerConfig => SIMPLE);
 
 fn kind_in(table: &[(&str, OptionKind)], name: &str) -> Option<OptionKind> {
     table.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)

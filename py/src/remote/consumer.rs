@@ -582,8 +582,14 @@ impl RemoteConsumer {
             .conn
             .block_py(py, async move { pop.receive(max, timeout).await })?;
         match got {
+            // A receive that a close overtook returns nothing, as embedded; what it
+            // brought goes back to the group (the close released what came before).
+            Ok(msgs) if !msgs.is_empty() && self.0.client.is_closed() => {
+                let pop = self.0.clone();
+                py.detach(|| pop.release());
+                Ok(Vec::new())
+            }
             Ok(msgs) => Ok(msgs.into_iter().map(Message::from).collect()),
-            // A receive that a close overtook returns nothing, as embedded.
             Err(_) if self.0.client.is_closed() => Ok(Vec::new()),
             Err(e) => Err(e).py(),
         }
