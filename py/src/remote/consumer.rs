@@ -584,13 +584,13 @@ impl RemoteConsumer {
         match got {
             // A receive that a close overtook returns nothing, as embedded; what it
             // brought goes back to the group (the close released what came before).
-            Ok(msgs) if !msgs.is_empty() && self.0.client.is_closed() => {
+            Ok(msgs) if !msgs.is_empty() && self.0.client.is_stopping() => {
                 let pop = self.0.clone();
                 py.detach(|| pop.release());
                 Ok(Vec::new())
             }
             Ok(msgs) => Ok(msgs.into_iter().map(Message::from).collect()),
-            Err(_) if self.0.client.is_closed() => Ok(Vec::new()),
+            Err(_) if self.0.client.is_stopping() => Ok(Vec::new()),
             Err(e) => Err(e).py(),
         }
     }

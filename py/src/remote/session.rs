@@ -411,6 +411,11 @@ impl Client {
         let _ = self.stop.send(true);
     }
 
+    /// Whether `interrupt` or `close` was called.
+    pub fn is_stopping(&self) -> bool {
+        *self.stop.borrow() || self.is_closed()
+    }
+
     /// Resolves once the client has stopped (closing, or closed).
     pub async fn stopped(&self) {
         let mut stop = self.stop.subscribe();
