@@ -5,7 +5,7 @@ run; memory store, 100 B bodies, medians of several runs.
 
 `.venv/bin/python bench/consumers.py [--messages N] [--runs R] [--write]`
 (`make bench-consumers`). With --write it rewrites its section of BENCHMARKS.md;
-`--dedup-only` runs and prints the dedup pairs alone.
+`--dedup-only` runs and prints the dedup pairs alone, `--listener-only` the listener.
 """
 
 from __future__ import annotations
@@ -146,13 +146,36 @@ def median_of(runs: int, f: Callable[[int], float], n: int) -> float:
     return statistics.median(f(n) for _ in range(runs))
 
 
+def slow_handlers_run() -> float:
+    """Seconds until 8 messages, each handled in 1 s, are acked by a listener of 4
+    threads (2 s when the threads share them, 8 s when one takes them all)."""
+    with pocketmq.Broker() as b:
+        p = b.producer()
+        for i in range(8):
+            p.send("slow", f"m{i}")
+        c = b.consumer("slow", "slow")
+        start = time.perf_counter()
+        with c.listen(lambda m: time.sleep(1.0), threads=4):
+            while b.lag("slow", "slow") > 0:
+                time.sleep(0.01)
+            return time.perf_counter() - start
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=500_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--dedup-only", action="store_true")
+    ap.add_argument("--listener-only", action="store_true",
+                    help="the listener row alone, each run, and 8 slow handlers on 4 threads")
     a = ap.parse_args()
+    if a.listener_only:
+        runs = [listener_run(a.messages) for _ in range(a.runs)]
+        print(f"listener: median {statistics.median(runs):,.0f} msgs/s (runs "
+              f"{', '.join(f'{r:,.0f}' for r in runs)})")
+        print(f"8 handlers of 1 s on 4 threads: all acked after {slow_handlers_run():.1f} s")
+        return
     if a.dedup_only:
         pairs = [(send_run(a.messages, False), send_run(a.messages, True)) for _ in range(a.runs)]
         for plain, dedup in pairs:

@@ -9,6 +9,18 @@ import { Broker, ManualClock, Message, TxState } from "pocketmq";
 const T0 = Date.UTC(2026, 0, 1);
 const texts = async (c) => (await c.receive({ maxMessages: 32, timeoutMs: 0 })).map((m) => m.text());
 
+/** Runs `f` (and awaits it) with console.error collected: [its result, the lines logged]. */
+async function loggingErrors(f) {
+  const errors = [];
+  const orig = console.error;
+  console.error = (...a) => errors.push(a);
+  try {
+    return [await f(), errors];
+  } finally {
+    console.error = orig;
+  }
+}
+
 test("TxState names the three outcomes", () => {
   assert.deepEqual({ ...TxState }, { COMMIT: "COMMIT", ROLLBACK: "ROLLBACK", UNKNOWN: "UNKNOWN" });
 });
@@ -87,19 +99,13 @@ test("an exception in execute leaves the message to check", async () => {
   const broker = new Broker({ clock });
   const tp = broker.transactionProducer("pay", { check: () => TxState.ROLLBACK });
   const c = broker.consumer({ group: "g", topic: "orders" });
-  const errors = [];
-  const orig = console.error;
-  console.error = (...a) => errors.push(a);
-  let r;
-  try {
-    r = tp.send("orders", "boom", {
+  const [r, errors] = await loggingErrors(() =>
+    tp.send("orders", "boom", {
       execute: () => {
         throw new Error("local transaction failed");
       },
-    });
-  } finally {
-    console.error = orig;
-  }
+    }),
+  );
   assert.equal(r.transactionState, "UNKNOWN");
   assert.ok(errors.length > 0, "the exception is logged");
   clock.advance(6000);
@@ -114,12 +120,8 @@ test("an async execute leaves the message to check and its rejection is no crash
   const broker = new Broker({ clock });
   const tp = broker.transactionProducer("pay", { check: () => TxState.COMMIT });
   const c = broker.consumer({ group: "g", topic: "orders" });
-  const errors = [];
-  const orig = console.error;
-  console.error = (...a) => errors.push(a);
-  let r;
-  try {
-    r = tp.send("orders", "async", {
+  const [r, errors] = await loggingErrors(async () => {
+    const sent = tp.send("orders", "async", {
       execute: async () => {
         throw new Error("local transaction failed");
       },
@@ -127,9 +129,8 @@ test("an async execute leaves the message to check and its rejection is no crash
     // The rejection settles on a later turn: it is reported, not left unhandled
     // (an unhandled rejection would end this process).
     await new Promise((resolve) => setTimeout(resolve, 20));
-  } finally {
-    console.error = orig;
-  }
+    return sent;
+  });
   assert.equal(r.transactionState, "UNKNOWN");
   assert.ok(errors.some((a) => String(a[0]).includes("rejected")), JSON.stringify(errors.map((a) => String(a[0]))));
   clock.advance(6000);

@@ -205,32 +205,15 @@ impl Source for Consumer {
     }
 
     fn settle(&self, msgs: &[MessageExt], outcomes: &[Outcome]) -> Result<()> {
-        let acked: Vec<MessageExt> = msgs
-            .iter()
-            .zip(outcomes)
-            .filter(|(_, o)| **o == Outcome::Ack)
-            .map(|(m, _)| m.clone())
-            .collect();
-        let mut first = None;
-        if self.ack_all(&acked).is_err() {
-            // One at a time, so that one that fails keeps none of the others back.
-            for m in &acked {
-                keep_first(&mut first, self.ack(m));
-            }
-        }
-        for (m, o) in msgs.iter().zip(outcomes) {
-            match o {
-                Outcome::Ack => {}
-                Outcome::Retry => keep_first(&mut first, self.nack(m)),
-                Outcome::RetryAfter(d) => {
-                    let r = self
-                        .nack_after(m, *d)
-                        .or_else(|e| retry_instead(e, || self.nack(m)));
-                    keep_first(&mut first, r)
-                }
-            }
-        }
-        first.map_or(Ok(()), Err)
+        apply(
+            msgs,
+            outcomes,
+            |ms| self.ack_all(&ms.iter().map(|m| (*m).clone()).collect::<Vec<_>>()),
+            |m, delay| match delay {
+                None => self.nack(m),
+                Some(d) => self.nack_after(m, d),
+            },
+        )
     }
 
     fn is_closed(&self) -> bool {
@@ -244,38 +227,58 @@ impl Source for SimpleConsumer {
     }
 
     fn settle(&self, msgs: &[MessageExt], outcomes: &[Outcome]) -> Result<()> {
-        let acked: Vec<&str> = msgs
-            .iter()
-            .zip(outcomes)
-            .filter(|(_, o)| **o == Outcome::Ack)
-            .filter_map(|(m, _)| m.receipt_handle.as_deref())
-            .collect();
-        let mut first = None;
-        if self.ack_handles(&acked).is_err() {
-            // One at a time, so that one that fails (a handler acked it itself, or
-            // it expired) keeps none of the others back.
-            for h in &acked {
-                keep_first(&mut first, self.ack_handles(&[h]));
-            }
-        }
-        for (m, o) in msgs.iter().zip(outcomes) {
-            match o {
-                Outcome::Ack => {}
-                Outcome::Retry => keep_first(&mut first, self.nack(m, None)),
-                Outcome::RetryAfter(d) => {
-                    let r = self
-                        .nack(m, Some(*d))
-                        .or_else(|e| retry_instead(e, || self.nack(m, None)));
-                    keep_first(&mut first, r)
-                }
-            }
-        }
-        first.map_or(Ok(()), Err)
+        apply(
+            msgs,
+            outcomes,
+            |ms| {
+                let handles: Vec<&str> = ms
+                    .iter()
+                    .filter_map(|m| m.receipt_handle.as_deref())
+                    .collect();
+                self.ack_handles(&handles)
+            },
+            |m, delay| self.nack(m, delay),
+        )
     }
 
     fn is_closed(&self) -> bool {
         SimpleConsumer::is_closed(self)
     }
+}
+
+/// Applies a batch's outcomes with a consumer's calls: the acked ones in one
+/// `ack_many` (one at a time if that fails, so one that fails keeps none of the others
+/// back: a handler acked it itself, or it expired), then a `nack` of each failed one;
+/// every call runs, the first failure is returned.
+fn apply(
+    msgs: &[MessageExt],
+    outcomes: &[Outcome],
+    ack_many: impl Fn(&[&MessageExt]) -> Result<()>,
+    nack: impl Fn(&MessageExt, Option<Duration>) -> Result<()>,
+) -> Result<()> {
+    let acked: Vec<&MessageExt> = msgs
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| **o == Outcome::Ack)
+        .map(|(m, _)| m)
+        .collect();
+    let mut first = None;
+    if ack_many(&acked).is_err() {
+        for m in &acked {
+            keep_first(&mut first, ack_many(&[m]));
+        }
+    }
+    for (m, o) in msgs.iter().zip(outcomes) {
+        let r = match o {
+            Outcome::Ack => continue,
+            Outcome::Retry => nack(m, None),
+            Outcome::RetryAfter(d) => {
+                nack(m, Some(*d)).or_else(|e| retry_instead(e, || nack(m, None)))
+            }
+        };
+        keep_first(&mut first, r);
+    }
+    first.map_or(Ok(()), Err)
 }
 
 /// Keeps the first error of several calls that all run.
