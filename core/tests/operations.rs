@@ -459,21 +459,108 @@ fn live_consumers_of_a_deleted_topic_read_it_again_when_it_comes_back() {
     assert_eq!(b.lag("s", "orders").unwrap(), 3, "received, not acked");
 }
 
-/// A simple group's dead letters cannot go through the retry topic (simple consumers
-/// do not read it): redrive refuses rather than moving them where nobody reads them.
+/// A simple group's dead letters redriven go back to that group's members (as
+/// RocketMQ's POP consumers read their retry topic): delivered afresh with the
+/// original's id, topic, tags and keys, to members joined before or after the
+/// redrive, and to no other group.
 #[test]
-fn redrive_of_a_simple_group_is_refused_and_keeps_its_dead_letters() {
-    let (b, _) = manual();
-    send(&b, "t", "poison");
-    let sc = b
-        .simple_consumer(pocketmq::SimpleConsumerConfig::new("s", "t"))
+fn redrive_of_a_simple_group_delivers_its_dead_letters_to_its_members_again() {
+    let (b, clock) = manual();
+    let p = b.producer("p").unwrap();
+    let sent = p
+        .send(
+            Message::builder("t", "poison")
+                .tags("pay")
+                .keys(["order-1"])
+                .build(),
+        )
         .unwrap();
-    let m = sc.receive(1, std::time::Duration::ZERO).unwrap().remove(0);
+    let other = b
+        .simple_consumer(pocketmq::SimpleConsumerConfig::new("other", "t"))
+        .unwrap();
+    let m = other.receive(1, Duration::ZERO).unwrap().remove(0);
+    other.ack(&m).unwrap();
+    let cfg = pocketmq::SimpleConsumerConfig {
+        tags: "pay".into(),
+        ..pocketmq::SimpleConsumerConfig::new("s", "t")
+    };
+    let sc = b.simple_consumer(cfg.clone()).unwrap();
+    let m = sc.receive(1, Duration::ZERO).unwrap().remove(0);
     sc.dead_letter_handle(m.receipt_handle.as_deref().unwrap())
         .unwrap();
+    assert!(sc.receive(16, Duration::ZERO).unwrap().is_empty());
     assert_eq!(b.dead_letters("s", 10).unwrap().len(), 1);
-    let e = b.redrive("s", None, |_, _| true).unwrap_err();
-    assert_eq!(e.kind(), pocketmq::ErrorKind::InvalidArgument, "{e}");
-    assert!(e.to_string().contains("simple consumer group"), "{e}");
-    assert_eq!(b.dead_letters("s", 10).unwrap().len(), 1, "still listed");
+
+    assert_eq!(b.redrive("s", None, |_, _| true).unwrap(), 1);
+    assert!(b.dead_letters("s", 10).unwrap().is_empty());
+    let back = sc.receive(16, Duration::ZERO).unwrap();
+    assert_eq!(back.len(), 1);
+    let m = &back[0];
+    assert_eq!(
+        (m.body.as_ref(), m.topic.as_str(), m.msg_id.as_str()),
+        (&b"poison"[..], "t", sent.msg_id.as_str())
+    );
+    assert_eq!(m.tags.as_deref(), Some("pay"));
+    assert_eq!(m.keys, ["order-1"]);
+    assert_eq!(
+        m.delivery_attempt, 1,
+        "a redriven dead letter starts afresh"
+    );
+    assert!(
+        other.receive(16, Duration::ZERO).unwrap().is_empty(),
+        "s alone"
+    );
+
+    // Not acked: it comes back to any member, a new one too, with its attempt.
+    let late = b.simple_consumer(cfg).unwrap();
+    clock.advance_ms(cfg_invisible_ms() + 1_000);
+    b.tick().unwrap();
+    let again = late.receive(16, Duration::ZERO).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].delivery_attempt, 2);
+    let e = sc.ack(m).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidReceiptHandle, "{e}");
+    late.ack(&again[0]).unwrap();
+    clock.advance_ms(cfg_invisible_ms() * 2);
+    b.tick().unwrap();
+    assert!(sc.receive(16, Duration::ZERO).unwrap().is_empty(), "acked");
+    assert_eq!(b.redrive("s", None, |_, _| true).unwrap(), 0);
+}
+
+/// The simple consumer's default invisible duration.
+fn cfg_invisible_ms() -> u64 {
+    pocketmq::SimpleConsumerConfig::new("g", "t").invisible_duration_ms
+}
+
+/// A redriven dead letter of a simple group, neither received nor acked before a
+/// restart, is delivered after it; once acked, it stays acked across the next.
+#[test]
+fn redriven_dead_letters_of_a_simple_group_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let cfg = pocketmq::SimpleConsumerConfig::new("s", "t");
+    {
+        let b = file(dir.path(), &clock);
+        send(&b, "t", "poison");
+        let sc = b.simple_consumer(cfg.clone()).unwrap();
+        let m = sc.receive(1, Duration::ZERO).unwrap().remove(0);
+        sc.dead_letter_handle(m.receipt_handle.as_deref().unwrap())
+            .unwrap();
+        assert_eq!(b.redrive("s", None, |_, _| true).unwrap(), 1);
+        b.close().unwrap();
+    }
+    {
+        let b = file(dir.path(), &clock);
+        let sc = b.simple_consumer(cfg.clone()).unwrap();
+        let got = sc.receive(16, Duration::ZERO).unwrap();
+        assert_eq!(bodies(&got), ["poison"]);
+        sc.ack(&got[0]).unwrap();
+        b.close().unwrap();
+    }
+    let b = file(dir.path(), &clock);
+    let sc = b.simple_consumer(cfg).unwrap();
+    clock.advance_ms(cfg_invisible_ms() * 2);
+    b.tick().unwrap();
+    assert!(sc.receive(16, Duration::ZERO).unwrap().is_empty());
+    assert!(b.dead_letters("s", 10).unwrap().is_empty());
 }

@@ -258,6 +258,25 @@ test("dead letters are listed and redriven to their group alone", async () => {
   broker.close();
 });
 
+test("a simple group's dead letters are redriven to its members", async () => {
+  const broker = new Broker();
+  const id = broker.producer("p").send("orders", "poison", { tags: "pay" }).msgId;
+  const sc = broker.simpleConsumer({ group: "billing", topic: "orders", maxDeliveryAttempts: 1 });
+  const other = broker.simpleConsumer({ group: "audit", topic: "orders" });
+  for (const m of await other.receive({ timeoutMs: 0 })) other.ack(m);
+  const [m] = await sc.receive({ timeoutMs: 0 });
+  sc.changeInvisibleDuration(m, 0);
+  broker.tick();
+  assert.deepEqual(broker.deadLetters("billing").map((d) => d.msgId), [id]);
+  assert.equal(broker.redrive("billing"), 1);
+  const back = await sc.receive({ timeoutMs: 0 });
+  assert.deepEqual(back.map((b) => [b.msgId, b.topic, b.deliveryAttempt]), [[id, "orders", 1]]);
+  sc.ack(back[0]);
+  assert.deepEqual(await other.receive({ timeoutMs: 0 }), []);
+  assert.deepEqual(await sc.receive({ timeoutMs: 0 }), []);
+  broker.close();
+});
+
 test("a deleted topic is unreachable and its groups reset; the store's totals", async (t) => {
   const path = store(t);
   {

@@ -239,6 +239,29 @@ def test_dead_letters_and_redrive(timed: pocketmq.Broker, clock: pocketmq.Manual
     assert timed.redrive("g") == 0
 
 
+def test_a_simple_groups_dead_letters_are_redriven_to_its_members(store: Path):
+    with pocketmq.Broker(store) as b:
+        sent = b.producer().send("orders", b"poison", tags="pay", keys="order-1")
+        sc = b.simple_consumer("billing", "orders", tags="pay", max_delivery_attempts=1)
+        other = b.simple_consumer("audit", "orders")
+        other.ack(other.receive(timeout=0))
+        (m,) = sc.receive(timeout=0)
+        sc.change_invisible_duration(m, 0)  # its last attempt: dead-lettered now
+        b.tick()
+        assert [d.msg_id for d in b.dead_letters("billing")] == [sent.msg_id]
+        assert b.redrive("billing") == 1
+        assert b.dead_letters("billing") == []
+    with pocketmq.Broker(store) as b:
+        sc = b.simple_consumer("billing", "orders", tags="pay")
+        (back,) = sc.receive(timeout=0)
+        assert (back.msg_id, back.topic, back.body, back.keys) == (
+            sent.msg_id, "orders", b"poison", ["order-1"])
+        assert back.delivery_attempt == 1
+        sc.ack(back)
+        assert b.simple_consumer("audit", "orders").receive(timeout=0) == []
+        assert sc.receive(timeout=0) == []
+
+
 def test_delete_topic(store: Path):
     with pocketmq.Broker(store) as b:
         r = b.producer().send("orders", b"old", keys="k")

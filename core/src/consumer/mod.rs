@@ -249,7 +249,23 @@ impl ConsumerGroups {
                 .max(min)
         };
         self.pop.join(handle, &name, filter, store, base)?;
+        self.link_pop_retry(&cfg.group, store);
         Ok(handle)
+    }
+
+    /// Simple group `group` reads its redriven dead letters from `%RETRY%<group>`
+    /// (when that topic exists), from the group's committed offsets there.
+    pub fn link_pop_retry(&mut self, group: &str, store: &MessageStore) {
+        let retry_topic = format!("{}{group}", topic::RETRY_PREFIX);
+        let offsets = &self.offsets;
+        let base = |q: u32| {
+            let min = store
+                .queues
+                .get(&retry_topic, q)
+                .map_or(0, |cq| cq.min_offset());
+            offsets.get(&retry_topic, group, q).unwrap_or(min).max(min)
+        };
+        self.pop.link_retry(store, group, base);
     }
 
     /// Removes a consumer: its queues go back to their committed offsets and to the

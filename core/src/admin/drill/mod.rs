@@ -216,15 +216,6 @@ impl Engine {
         self.check_open()?;
         self.check_room()?;
         topic::validate_group(group)?;
-        if self.groups.pop.groups().any(|g| g.name == group) {
-            // A redriven copy goes to the group's retry topic, which only classic
-            // consumers read: refused rather than moved where nobody reads it.
-            return Err(crate::Error::invalid(format!(
-                "{group} is a simple consumer group: redrive resends dead letters through \
-                 the retry topic, which simple consumers do not read; its dead letters stay \
-                 in %DLQ%{group} (read them with a consumer of that topic)"
-            )));
-        }
         let from = format!("{DLQ_PREFIX}{group}");
         let to = format!("{RETRY_PREFIX}{group}");
         let key = format!("{from}@{group}");
@@ -252,6 +243,9 @@ impl Engine {
         }
         let n = self.store.system_queues(&to, 1)?;
         let n = existing.as_ref().map_or(n, |d| d.queues);
+        // A simple group's members read the retry topic once it exists.
+        let Engine { groups, store, .. } = self;
+        groups.link_pop_retry(group, store);
         self.begin(key, group, &from, &to, n, existing, true, limit)
     }
 

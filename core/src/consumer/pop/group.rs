@@ -102,6 +102,11 @@ pub(crate) struct PopGroup {
     pub members: usize,
     /// Names the group in receipt handles.
     pub(super) tag: u32,
+    /// The group's state on `%RETRY%<group>` (redriven dead letters), which its
+    /// members read too.
+    pub(super) retry: Option<u32>,
+    /// The retry topic went first on the last receive.
+    pub(super) retry_first: bool,
 }
 
 impl PopGroup {

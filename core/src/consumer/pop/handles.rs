@@ -20,9 +20,16 @@ impl PopGroups {
         let Some(&g) = self.members.get(&member) else {
             return Err(Error::Closed);
         };
-        let group = &self.groups[g as usize];
         let (tag, q, offset, gen) =
             parse_handle(h).ok_or_else(|| stale(h, "not a receipt handle"))?;
+        // A delivery of the group's topic, or of its retry topic.
+        let g = match self.groups[g as usize].retry {
+            Some(r) if tag != self.groups[g as usize].tag && tag == self.groups[r as usize].tag => {
+                r
+            }
+            _ => g,
+        };
+        let group = &self.groups[g as usize];
         if tag != group.tag {
             return Err(stale(h, "not a handle of this group"));
         }
@@ -37,6 +44,29 @@ impl PopGroups {
                 "not the current delivery (expired, changed or acked)",
             )),
         }
+    }
+
+    /// Whether the delivery `h` names (of member `member`'s group) is done: acked or
+    /// dead-lettered. False for a handle of another group or not a handle at all.
+    pub fn is_done(&self, member: u64, h: &str) -> bool {
+        let Some(&g) = self.members.get(&member) else {
+            return false;
+        };
+        let Some((tag, q, offset, _)) = parse_handle(h) else {
+            return false;
+        };
+        let group = &self.groups[g as usize];
+        let group = match group.retry {
+            Some(r) if tag != group.tag => &self.groups[r as usize],
+            _ => group,
+        };
+        if tag != group.tag {
+            return false;
+        }
+        group
+            .queues
+            .get(q as usize)
+            .is_some_and(|pq| offset < pq.base || pq.slot(offset) == Some(Slot::Done))
     }
 
     /// Which delivery `h` is (1 the first), if it is current.

@@ -35,6 +35,7 @@ use crate::commitlog::Span;
 use crate::filter::MessageFilter;
 use crate::message::Taken;
 use crate::message_store::MessageStore;
+use crate::topic::RETRY_PREFIX;
 use crate::{Error, Result};
 use expiry::push_expiry;
 use receipt::group_tag;
@@ -116,6 +117,8 @@ impl PopGroups {
             blocked: HashMap::new(),
             rr: 0,
             members: 0,
+            retry: None,
+            retry_first: false,
         });
         self.by_name.insert((n.group.clone(), n.topic.clone()), g);
         g
@@ -224,7 +227,9 @@ impl PopGroups {
         body
     }
 
-    /// Up to `max` messages for member `handle`, invisible for `invisible_ms`.
+    /// Up to `max` messages for member `handle`, invisible for `invisible_ms`: from its
+    /// group's topic and, when the group has dead letters redriven, from
+    /// `%RETRY%<group>` (which goes first on every other receive, so neither starves).
     pub fn receive(
         &mut self,
         store: &MessageStore,
@@ -237,6 +242,32 @@ impl PopGroups {
         let Some(&g) = self.members.get(&handle) else {
             return Err(Error::Closed);
         };
+        let until = now.saturating_add(invisible_ms);
+        let mut out = Vec::with_capacity(max.min(1024));
+        let Some(r) = self.groups[g as usize].retry else {
+            self.receive_from(store, g, max, until, visible_end, &mut out);
+            return Ok(out);
+        };
+        let group = &mut self.groups[g as usize];
+        group.retry_first = !group.retry_first;
+        let order = if group.retry_first { [r, g] } else { [g, r] };
+        for from in order {
+            self.receive_from(store, from, max, until, visible_end, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Adds to `out` what group `g` has for a receive of up to `max`: redeliveries
+    /// first, oldest expiry first, then new messages queue by queue.
+    fn receive_from(
+        &mut self,
+        store: &MessageStore,
+        g: u32,
+        max: usize,
+        until: u64,
+        visible_end: u64,
+        out: &mut Vec<Taken>,
+    ) {
         let PopGroups {
             groups,
             expiry,
@@ -258,13 +289,11 @@ impl PopGroups {
         let mut d = Delivering {
             store,
             g,
-            until: now.saturating_add(invisible_ms),
+            until,
             expiry,
             pending,
             span: Span::default(),
         };
-        let mut out = Vec::with_capacity(max.min(1024));
-        // Redeliveries first, oldest expiry first.
         while out.len() < max {
             let Some((q, offset)) = group.ready.pop_front() else {
                 break;
@@ -283,11 +312,43 @@ impl PopGroups {
                 break;
             }
             let q = ((group.rr + i) % n) as u32;
-            group.read_new(&mut d, q, max - out.len(), visible_end, &mut out);
+            group.read_new(&mut d, q, max - out.len(), visible_end, out);
             *moved |= group.queues[q as usize].advance();
         }
         group.rr = (group.rr + 1) % n.max(1);
-        Ok(out)
+    }
+
+    /// Links every simple group named `name` (on a user topic) to its state on
+    /// `%RETRY%<name>`, where `redrive` puts its dead letters back: its members read
+    /// that topic too. Nothing when the topic does not exist.
+    pub fn link_retry(&mut self, store: &MessageStore, name: &str, base: impl Fn(u32) -> u64) {
+        let retry_topic = format!("{RETRY_PREFIX}{name}");
+        let queues = store.queues.count(&retry_topic);
+        if queues == 0 {
+            return;
+        }
+        let Some(first) = self
+            .groups
+            .iter()
+            .find(|g| g.name == name && g.retry.is_none() && !crate::topic::is_reserved(&g.topic))
+        else {
+            return;
+        };
+        let n = GroupName {
+            group: name.to_string(),
+            topic: retry_topic,
+            fifo: first.fifo,
+            max_attempts: first.max_attempts,
+        };
+        let r = self.group_or_new(&n, queues, base);
+        for group in &mut self.groups {
+            if group.name == name
+                && group.retry.is_none()
+                && !crate::topic::is_reserved(&group.topic)
+            {
+                group.retry = Some(r);
+            }
+        }
     }
 
     /// Whether a receive by `handle` might find something now.
@@ -295,14 +356,17 @@ impl PopGroups {
         let Some(&g) = self.members.get(&handle) else {
             return true;
         };
-        let group = &self.groups[g as usize];
-        !group.ready.is_empty()
-            || group.queues.iter().enumerate().any(|(q, pq)| {
-                let max = store
-                    .queues
-                    .get(&group.topic, q as u32)
-                    .map_or(0, |cq| cq.max_offset());
-                pq.scan < max || pq.end() < max
-            })
+        let has = |g: u32| {
+            let group = &self.groups[g as usize];
+            !group.ready.is_empty()
+                || group.queues.iter().enumerate().any(|(q, pq)| {
+                    let max = store
+                        .queues
+                        .get(&group.topic, q as u32)
+                        .map_or(0, |cq| cq.max_offset());
+                    pq.scan < max || pq.end() < max
+                })
+        };
+        has(g) || self.groups[g as usize].retry.is_some_and(has)
     }
 }

@@ -136,6 +136,14 @@ impl SimpleConsumer {
         Ok(())
     }
 
+    /// Whether the delivery a receipt handle names is done (acked, or dead-lettered):
+    /// an ack of it again would change nothing. False for a handle of another group.
+    pub fn is_done_handle(&self, receipt_handle: &str) -> Result<bool> {
+        self.check_open()?;
+        let e = self.broker.engine()?;
+        Ok(e.groups.pop.is_done(self.handle, receipt_handle))
+    }
+
     /// Acks several deliveries under one lock; the first stale handle fails (those
     /// before it are acked).
     pub fn ack_all(&self, msgs: &[MessageExt]) -> Result<()> {
