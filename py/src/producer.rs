@@ -96,6 +96,7 @@ impl Producer {
             .try_iter()
             .map_err(|_| PyTypeError::new_err("bodies must be a list of bytes or str"))?;
         let mut msgs = Vec::new();
+        let one_id = options.and_then(|o| o.get_item("dedup_id").ok().flatten());
         for item in iter {
             msgs.push(message(
                 topic,
@@ -103,6 +104,15 @@ impl Producer {
                 options,
                 "send_batch()",
             )?);
+        }
+        if one_id.is_some_and(|v| !v.is_none()) && msgs.len() > 1 {
+            // One id for every body would store the first and call the rest duplicates.
+            return Err(pocketmq::Error::InvalidArgument(
+                "send_batch's options apply to every body, and one dedup_id for several \
+                 bodies would keep only the first: give one per body, dedup_ids=[...]"
+                    .into(),
+            ))
+            .py_err();
         }
         if let Some(ids) = dedup_ids {
             if ids.len() != msgs.len() {

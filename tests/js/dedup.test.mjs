@@ -48,6 +48,9 @@ test("batch items carry their own dedup ids", async () => {
   assert.equal(rs[0].msgId, a.msgId);
   assert.equal(rs[3].msgId, rs[1].msgId);
   assert.deepEqual(await bodies(broker.consumer({ group: "g", topic: "t" })), ["a", "b", "plain"]);
+  // One id for the whole batch would keep its first item only: refused, none stored.
+  assert.throws(() => p.sendBatch("t", ["x", "y"], { dedupId: "X" }), (e) => e instanceof InvalidArgumentError && /its own, \{ body, dedupId \}/.test(e.message));
+  assert.equal(broker.lag("g", "t"), 0);
   broker.close();
 });
 

@@ -113,6 +113,86 @@ test("appended messages reach the disk while the store is open: a killed process
   assert.deepEqual(got.map(text).sort(), ["order 0", "order 1", "order 2"]);
 });
 
+test("a loop that never yields to the event loop still flushes: a kill loses only the last moments", async (t) => {
+  const path = store(t);
+  // The flush timer cannot run during a synchronous loop: the sends themselves flush
+  // at its pace. The count at 300 ms is written to stdout as it stands then.
+  const killed = run(`
+    import { writeSync } from "node:fs";
+    const broker = new Broker({ path: ${JSON.stringify(path)}, flushIntervalMs: 50 });
+    const p = broker.producer("shop");
+    const start = Date.now();
+    let marked = false;
+    for (let i = 0; ; i++) {
+      p.send("orders", "order " + i);
+      const ms = Date.now() - start;
+      if (!marked && ms >= 300) {
+        writeSync(1, JSON.stringify({ sent: i + 1 }) + "\\n");
+        marked = true;
+      }
+      if (ms >= 600) process.kill(process.pid, "SIGKILL");
+    }
+  `);
+  assert.equal(killed.signal, "SIGKILL", killed.stderr);
+  const { sent } = lastJson(killed);
+  const broker = new Broker({ path });
+  t.after(() => broker.close());
+  broker.consumer({ group: "g", topic: "orders" });
+  const lag = broker.lag("g", "orders");
+  assert.ok(lag >= sent, `${lag} messages survived the kill, ${sent} were sent 300 ms before it`);
+});
+
+test("acks of a listener draining a backlog are kept across a kill", async (t) => {
+  const path = store(t);
+  const killed = run(`
+    const broker = new Broker({ path: ${JSON.stringify(path)}, flushIntervalMs: 50 });
+    broker.createTopic("orders", { queues: 1 });
+    const p = broker.producer("shop");
+    for (let i = 0; i < 100; i++) p.sendBatch("orders", Array.from({ length: 500 }, (_, j) => "m" + (i * 500 + j)));
+    broker.flush();
+    let handled = 0;
+    broker.consumer({ group: "g", topic: "orders" }).listen(() => {
+      const until = performance.now() + 0.02; // 20 us of work a message
+      while (performance.now() < until);
+      handled += 1;
+    });
+    // The listener has a backlog of 50,000 (a second of work): while it drains,
+    // timers must still run.
+    setTimeout(() => {
+      console.log(JSON.stringify({ handled }));
+      process.kill(process.pid, "SIGKILL");
+    }, 400);
+  `);
+  assert.equal(killed.signal, "SIGKILL", killed.stderr);
+  const { handled } = lastJson(killed);
+  assert.ok(handled > 0 && handled < 50_000, `handled ${handled} before the kill`);
+  const broker = new Broker({ path });
+  t.after(() => broker.close());
+  const lag = broker.lag("g", "orders");
+  assert.ok(lag < 50_000, `acks before the kill were kept: lag ${lag} of 50000 (handled ${handled})`);
+});
+
+test("a lock an earlier process with this pid left is taken over", async (t) => {
+  const path = store(t);
+  new Broker({ path }).close();
+  // A container's pid 1 restarted: the lock names this very pid, from its earlier life.
+  const r = run(`
+    import { writeFileSync } from "node:fs";
+    writeFileSync(${JSON.stringify(join(path, "lock"))}, process.pid + "\\nhost\\n");
+    const b = new Broker({ path: ${JSON.stringify(path)} });
+    let second;
+    try {
+      new Broker({ path: ${JSON.stringify(path)} });
+    } catch (e) {
+      second = e.name;
+    }
+    b.close();
+    console.log(JSON.stringify({ second }));
+  `);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(lastJson(r).second, "StoreLockedError", "while this process holds it, a second open is refused");
+});
+
 test("a process that exits without close still closes its store", async (t) => {
   const path = store(t);
   const r = run(`

@@ -45,6 +45,13 @@ def test_batches_take_one_dedup_id_per_body(timed: pocketmq.Broker) -> None:
     assert [m.body for m in drain(timed.consumer("g", "t"))] == [b"a", b"b", b"plain"]
     with pytest.raises(pocketmq.InvalidArgument, match="dedup_ids has 1 ids for 2 bodies"):
         p.send_batch("t", [b"x", b"y"], dedup_ids=["X"])
+    # One id for the whole batch would keep its first body only: refused, none stored.
+    with pytest.raises(pocketmq.InvalidArgument, match="dedup_ids=") as e:
+        p.send_batch("t", [b"x", b"y"], dedup_id="X")  # type: ignore[call-arg]
+    assert "one dedup_id for several bodies" in str(e.value)
+    assert timed.lag("g", "t") == 0
+    (only,) = p.send_batch("t", [b"x"], dedup_id="X")  # type: ignore[call-arg]
+    assert not only.duplicate
 
 
 def test_transactional_sends_dedup_and_run_their_transaction_once(timed: pocketmq.Broker) -> None:

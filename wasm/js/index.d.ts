@@ -323,7 +323,8 @@ export class Producer {
   readonly group: string;
   send(topic: string, body: Body, options?: SendOptions): SendResult;
   /** Stores several messages of one topic as one append. */
-  sendBatch(topic: string, items: BatchItem[], options?: SendOptions): SendResult[];
+  /** `options` apply to every item; a `dedupId` belongs on each item (`{ body, dedupId }`). */
+  sendBatch(topic: string, items: BatchItem[], options?: Omit<SendOptions, "dedupId">): SendResult[];
 }
 
 export class TransactionProducer {

@@ -1,9 +1,10 @@
 // The file store under Node: the file operations the engine's host backend asks
 // for (wasm/src/host_fs.rs), over Node's synchronous fs, on paths relative to
 // the store directory. Also the store's lock: a `lock` file made with exclusive
-// create holding this process's pid and the word "host" (native processes, which
-// lock the file itself, honour it while this pid lives); a lock whose process is
-// gone is taken over.
+// create holding this process's pid, the word "host" (native processes, which
+// lock the file itself, honour it while this pid lives) and when this process
+// started; a lock whose process is gone, or that an earlier process with this pid
+// left, is taken over.
 import * as fs from "node:fs";
 import { dirname, join, resolve } from "node:path";
 
@@ -15,6 +16,16 @@ function alive(pid) {
   } catch (err) {
     return err.code === "EPERM"; // exists, but belongs to someone else
   }
+}
+
+/** When this process started (epoch ms; the same in every thread of it). */
+const PROCESS_START = Math.round(Date.now() - process.uptime() * 1000);
+/** How long an empty lock file counts as being written by its maker. */
+const LOCK_WRITE_MS = 1000;
+
+/** Blocks this thread for `ms` (waiting on a lock file being written). */
+function sleepMs(ms) {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 function missing(err) {
@@ -162,20 +173,24 @@ export function nodeHostFs(path) {
     lock() {
       fs.mkdirSync(root, { recursive: true });
       refuseLinks(root);
-      for (let attempt = 0; attempt < 5; attempt++) {
+      for (let attempt = 0; attempt < 100; attempt++) {
         try {
           // "host": this lock is the file alone (no flock), which native processes
-          // honour while this pid lives.
-          fs.writeFileSync(lockFile, `${process.pid}\nhost\n`, { flag: "wx" });
+          // honour while this pid lives; then when this process started, which tells
+          // a lock of this process from one an earlier process with its pid left (a
+          // container's pid 1 restarted).
+          fs.writeFileSync(lockFile, `${process.pid}\nhost\n${PROCESS_START}\n`, { flag: "wx" });
           return undefined;
         } catch (err) {
           if (err.code !== "EEXIST") throw err;
         }
-        let pid = NaN;
+        let text;
+        let age;
         try {
           const fd = fs.openSync(lockFile, fs.constants.O_RDONLY | NOFOLLOW);
           try {
-            pid = Number.parseInt(fs.readFileSync(fd, "utf8"), 10);
+            text = fs.readFileSync(fd, "utf8");
+            age = Date.now() - fs.fstatSync(fd).mtimeMs;
           } finally {
             fs.closeSync(fd);
           }
@@ -183,8 +198,21 @@ export function nodeHostFs(path) {
           if (missing(err)) continue; // released meanwhile: try again
           throw err;
         }
-        if (Number.isInteger(pid) && pid > 0 && alive(pid)) return pid;
-        // Stale: its process is gone (or it never got a pid written). Take it over.
+        const [first, , start] = text.split(/\s+/);
+        const pid = Number.parseInt(first, 10);
+        if (text.trim() === "" && age < LOCK_WRITE_MS) {
+          // Made a moment ago, its pid not yet written: its maker holds it.
+          sleepMs(10);
+          continue;
+        }
+        if (Number.isInteger(pid) && pid > 0) {
+          if (pid !== process.pid) {
+            if (alive(pid)) return pid;
+          } else if (Math.abs(Number.parseInt(start, 10) - PROCESS_START) <= 100) {
+            return pid; // this process holds it (another broker, or another thread)
+          }
+        }
+        // Stale: its process is gone, or it was an earlier process with this pid.
         fs.rmSync(lockFile, { force: true });
       }
       throw Object.assign(new Error(`could not take the lock ${lockFile}`), { code: "EBUSY" });

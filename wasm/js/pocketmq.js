@@ -39,6 +39,14 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 const RETRY_DUE_MS = 100;
 /** How often a file store's appended data is flushed (and due work run) while it is open. */
 const FILE_TICK_MS = 250;
+/** Sends and settles between two looks at the clock for a flush the timer could not make. */
+const OPS_PER_FLUSH_CHECK = 256;
+/** A receive that finds messages at once still gives the event loop a turn this often (ms). */
+const TURN_MS = 20;
+/** The last turn a receive gave the event loop (performance.now()). */
+let lastTurn = 0;
+const nextTurn =
+  typeof setImmediate === "function" ? () => new Promise((r) => setImmediate(r)) : () => new Promise((r) => setTimeout(r, 0));
 /** Topics a producer keeps by index for its fast path; more go the general way. */
 const MAX_FAST_TOPICS = 256;
 const decoder = new TextDecoder();
@@ -310,6 +318,9 @@ export class Broker {
   /** Receives waiting on this broker: while any does, the deferred-work timer is ref'd. */
   #waiting = 0;
   #fileTimer = null;
+  #fileEvery = FILE_TICK_MS;
+  #lastFileTick = 0;
+  #ops = 0;
 
   constructor(options) {
     const o = { ...optionsObject("Broker options", options) };
@@ -329,6 +340,8 @@ export class Broker {
       // No threads in wasm: this timer drives the flushing of appended data (and
       // due work) while the store is open; unref'd, so it never keeps Node alive.
       const every = Math.min(Math.max(o.flushIntervalMs ?? FILE_TICK_MS, 10), MAX_TIMER_MS);
+      this.#fileEvery = every;
+      this.#lastFileTick = Date.now();
       this.#fileTimer = unref(setInterval(() => this.#fileTick(), every));
       openStores.add(this);
       if (!exitHooked && platform.onExit) {
@@ -339,6 +352,7 @@ export class Broker {
   }
 
   #fileTick() {
+    this.#lastFileTick = Date.now();
     if (this.#native.isClosed()) return;
     try {
       this.#native.tick();
@@ -534,12 +548,25 @@ export class Broker {
 
   /** After any call that may add due work: re-arm the timer that drives it. */
   _changed() {
+    if (this.#fileTimer !== null) this.#counted();
     this._schedule();
   }
 
   /** After a send: re-arm the timer only if deferred work may be due sooner. */
   _sent(nextDue) {
+    if (this.#fileTimer !== null) this.#counted();
     if (nextDue >= 0 && !(this.#timer !== null && this.#timerDue <= nextDue)) this._schedule(nextDue);
+  }
+
+  /**
+   * A file store's flush timer runs only when the event loop turns: code that sends
+   * or settles in a loop that never yields to it (a synchronous loop, or one awaiting
+   * only settled Promises) flushes here, at the timer's pace.
+   */
+  #counted() {
+    if (++this.#ops < OPS_PER_FLUSH_CHECK) return;
+    this.#ops = 0;
+    if (Date.now() - this.#lastFileTick >= this.#fileEvery) this.#fileTick();
   }
 
   _schedule(due = this.#native.isClosed() ? null : this.#native.nextDueMs()) {
@@ -710,6 +737,13 @@ export class Producer {
   /** Stores several messages of one topic as one append; an item is a body or `{ body, ...options }`. */
   sendBatch(topic, items, options) {
     if (!Array.isArray(items)) throw new TypeError("sendBatch takes an array of bodies or { body, ...options }");
+    if (items.length > 1 && options != null && options.dedupId != null) {
+      // One id for every body would store the first and call the rest its duplicates.
+      throw new InvalidArgumentError(
+        "invalid argument: sendBatch's options apply to every item, and one dedupId for several bodies " +
+          "would keep only the first: give each item its own, { body, dedupId }",
+      );
+    }
     const ptr = this.#send(topic, ...batchItems(items, sendOptions(options)));
     const out = [];
     const nextDue = wire.readSendResults(ptr, (msgId, queueId, queueOffset, commitlogOffset, status, duplicate) => {
@@ -923,6 +957,13 @@ class Receiver {
     const { maxMessages = 32, timeoutMs = 1000 } = optionsObject("receive options", options, ["maxMessages", "timeoutMs"]);
     if (typeof timeoutMs !== "number") throw new TypeError("timeoutMs must be a number");
     if (typeof maxMessages !== "number") throw new TypeError("maxMessages must be a number");
+    // Messages waiting make every receive resolve at once, in a Promise job: a loop
+    // of receives (listen, for await) would keep the event loop from timers and I/O,
+    // a file store's flush among them, for as long as the backlog lasts.
+    if (performance.now() - lastTurn >= TURN_MS) {
+      await nextTurn();
+      lastTurn = performance.now();
+    }
     const receiving = this.#native.startReceive(maxMessages, timeoutMs);
     try {
       for (;;) {

@@ -202,7 +202,7 @@ pub(crate) fn broker_config(opts: &JsValue) -> Result<BrokerConfig, JsValue> {
             c.path = Some(string("path", &path)?.into());
         }
     }
-    set_options("Broker options", opts, &["path"], &mut c)?;
+    set_options("Broker options", opts, &["path", "clock"], &mut c)?;
     c.validate().map_err(crate::errors::to_js)?;
     Ok(c)
 }

@@ -12,7 +12,9 @@ state differs from one delivery of each message.
     report = check_idempotent(reserve, [{"body": b"o1", "keys": ["sku-1"]}],
                               state=lambda: {"sku-1": 10})
     assert not report
-    print(report)   # after "o1: crash before its ack": {'sku-1': 8}, expected {'sku-1': 9}
+    print(report)
+    # not idempotent: after message 0 ('o1'): crash before ack, the state is
+    # {'sku-1': 8}; one delivery of each message gives {'sku-1': 9}
 
 Every scenario runs on a fresh in-memory broker with a ManualClock, so the check is
 deterministic and takes milliseconds per scenario; `observe=` picks what of the
