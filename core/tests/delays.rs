@@ -183,6 +183,62 @@ fn a_restart_mid_delay_delivers_on_time() {
     assert_eq!(b.stats().unwrap().pending_delayed, 0);
 }
 
+/// A store reopened with fewer delay levels keeps the messages waiting at the levels
+/// it no longer has: as a level above the last is clamped to the last when sent, they
+/// come due by the last level's delay, each delivered once.
+#[test]
+fn fewer_levels_after_a_restart_still_deliver_what_waits_at_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = pocketmq::ManualClock::new(T0);
+    {
+        let b = file(dir.path(), &clock);
+        let p = b.producer("p").unwrap();
+        for (body, level) in [("l1", 1), ("l3", 3), ("l18", 18)] {
+            p.send(Message::builder("t", body).delay_level(level).build())
+                .unwrap();
+        }
+        b.close().unwrap();
+    }
+    let reopen = || {
+        let cfg = BrokerConfig {
+            clock: std::sync::Arc::new(clock.clone()),
+            background: false,
+            delay_levels: "1s 2s".into(),
+            disk_max_used_ratio: 1.0,
+            disk_clean_forcibly_ratio: 1.0,
+            ..BrokerConfig::at(dir.path())
+        };
+        pocketmq::Broker::open(cfg).unwrap()
+    };
+    let b = reopen();
+    assert_eq!(b.stats().unwrap().pending_delayed, 3);
+    let c = consumer(&b, "g", "t");
+    clock.advance_ms(999);
+    b.tick().unwrap();
+    assert!(drain(&c).is_empty());
+    clock.advance_ms(1);
+    b.tick().unwrap();
+    assert_eq!(bodies(&drain(&c)), vec!["l1"]);
+    clock.advance_ms(999);
+    b.tick().unwrap();
+    assert!(drain(&c).is_empty());
+    clock.advance_ms(1);
+    b.tick().unwrap();
+    let mut got = bodies(&drain(&c));
+    got.sort();
+    assert_eq!(got, vec!["l18", "l3"]);
+    assert_eq!(b.stats().unwrap().pending_delayed, 0);
+    b.close().unwrap();
+    let b = reopen();
+    let c = consumer(&b, "g2", "t");
+    clock.advance_ms(60_000);
+    b.tick().unwrap();
+    let mut got = bodies(&drain(&c));
+    got.sort();
+    assert_eq!(got, vec!["l1", "l18", "l3"], "each once");
+    assert_eq!(b.stats().unwrap().pending_delayed, 0);
+}
+
 /// Many large delayed messages coming due together are re-appended in runs that
 /// fit a segment: all are delivered, and nothing keeps failing afterwards.
 #[test]

@@ -48,7 +48,9 @@ arguments:
   --access-key K --secret-key S
                          require RocketMQ's signed requests with this key pair
   --tls-cert FILE --tls-key FILE
-                         serve TLS with this PEM certificate chain and key
+                         serve TLS with this PEM certificate chain and key (TLS
+                         and plaintext share the port; without these, TLS uses a
+                         certificate made at start, signed by itself)
   --metrics HOST:PORT    serve Prometheus metrics at http://HOST:PORT/metrics
   --flush async|sync|none
                          when appends reach the disk (default async; sync: a send

@@ -78,11 +78,12 @@ const SYSTEM_PROPERTIES: &[&str] = &[
     "CLUSTER",
 ];
 
-const MAX_TAG_LEN: usize = 255;
-const MAX_KEY_LEN: usize = 255;
+/// A message group is shorter than this many bytes (Apache's `maxMessageGroupSize`).
 const MAX_GROUP_LEN: usize = 64;
-/// User properties and system strings together (Apache's `maxUserPropertySize`).
+/// User properties, tag and keys together (Apache's `maxUserPropertySize`).
 const MAX_PROPERTIES_BYTES: usize = 16 * 1024;
+/// User properties a message may have (Apache's `userPropertyMaxNum`).
+const MAX_USER_PROPERTIES: usize = 128;
 const MAX_MESSAGE_ID_LEN: usize = 128;
 
 /// 32 hex digits: the shape of the engine's own ids, which a client may not take.
@@ -127,33 +128,39 @@ pub(crate) fn to_engine(m: PbMessage, limits: &Limits, now_ms: u64) -> Result<In
     let mut prop_bytes = 0usize;
 
     if let Some(tag) = &sys.tag {
-        if tag.trim().is_empty() || tag.contains('|') || !printable(tag) || tag.len() > MAX_TAG_LEN
-        {
+        if tag.trim().is_empty() || tag.contains('|') || !printable(tag) {
             return Err(Refusal::new(
                 Code::IllegalMessageTag,
-                format!("tag {tag:?}: one non-blank word of at most {MAX_TAG_LEN} characters, without '|'"),
+                format!("tag {tag:?}: non-blank text without '|' or control characters"),
             ));
         }
         prop_bytes += tag.len();
         msg.tags = Some(tag.clone());
     }
     for key in &sys.keys {
-        if key.trim().is_empty() || key.contains(' ') || !printable(key) || key.len() > MAX_KEY_LEN
-        {
+        if key.trim().is_empty() || !printable(key) {
             return Err(Refusal::new(
                 Code::IllegalMessageKey,
-                format!("key {key:?}: non-blank, without spaces, at most {MAX_KEY_LEN} characters"),
+                format!("key {key:?}: non-blank text without control characters"),
             ));
         }
         prop_bytes += key.len() + 1;
     }
-    msg.keys = sys.keys.clone();
+    // Keys are stored joined by spaces (RocketMQ's KEYS): a key with spaces in it
+    // is found by each of its words, as Apache's proxy stores it.
+    msg.keys = sys
+        .keys
+        .iter()
+        .flat_map(|k| k.split(' '))
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect();
 
     if let Some(group) = &sys.message_group {
-        if group.trim().is_empty() || !printable(group) || group.len() > MAX_GROUP_LEN {
+        if group.trim().is_empty() || !printable(group) || group.len() >= MAX_GROUP_LEN {
             return Err(Refusal::new(
                 Code::IllegalMessageGroup,
-                format!("message group {group:?}: non-blank, at most {MAX_GROUP_LEN} characters"),
+                format!("message group {group:?}: non-blank, shorter than {MAX_GROUP_LEN} bytes"),
             ));
         }
         prop_bytes += group.len();
@@ -171,6 +178,15 @@ pub(crate) fn to_engine(m: PbMessage, limits: &Limits, now_ms: u64) -> Result<In
         };
     }
 
+    if m.user_properties.len() > MAX_USER_PROPERTIES {
+        return Err(Refusal::new(
+            Code::MessagePropertiesTooLarge,
+            format!(
+                "too many user properties ({}), the limit is {MAX_USER_PROPERTIES}",
+                m.user_properties.len()
+            ),
+        ));
+    }
     for (k, v) in &m.user_properties {
         let reserved = SYSTEM_PROPERTIES.contains(&k.as_str()) || k.starts_with(SERVER_PREFIX);
         if k.trim().is_empty() || !printable(k) || reserved {
@@ -397,6 +413,23 @@ mod tests {
         assert!(i.msg.properties.is_empty());
     }
 
+    /// As Apache's proxy: tags and keys of any length within the properties' 16 KiB,
+    /// and a key with spaces found by each of its words.
+    #[test]
+    fn long_tags_and_keys_pass_and_keys_split_at_spaces() {
+        let i = to_engine(
+            msg(|m| {
+                sys(m).tag = Some("t".repeat(1000));
+                sys(m).keys = vec!["k".repeat(1000), "a b".into()];
+            }),
+            &Limits::default(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(i.msg.tags.as_deref().map(str::len), Some(1000));
+        assert_eq!(i.msg.keys, ["k".repeat(1000), "a".into(), "b".into()]);
+    }
+
     #[test]
     fn groups_and_delivery_times_set_the_type() {
         let i = to_engine(
@@ -433,8 +466,20 @@ mod tests {
             Code::IllegalMessageTag
         );
         assert_eq!(
-            code(msg(|m| sys(m).keys = vec!["a b".into()])),
+            code(msg(|m| sys(m).keys = vec![" ".into()])),
             Code::IllegalMessageKey
+        );
+        assert_eq!(
+            code(msg(|m| sys(m).message_group = Some("g".repeat(64)))),
+            Code::IllegalMessageGroup
+        );
+        assert_eq!(
+            code(msg(|m| {
+                for i in 0..129 {
+                    m.user_properties.insert(format!("k{i}"), "v".into());
+                }
+            })),
+            Code::MessagePropertiesTooLarge
         );
         assert_eq!(
             code(msg(|m| sys(m).message_group = Some(String::new()))),
@@ -511,5 +556,35 @@ mod tests {
         );
         assert_eq!(out.user_properties.len(), 1);
         assert_eq!(out.user_properties["k"], "v");
+    }
+
+    /// A delayed message comes out as DELAY with its delivery time, as from Apache.
+    #[test]
+    fn delivered_delay_messages_carry_their_type_and_time() {
+        let clock = pocketmq::ManualClock::new(1_000_000);
+        let broker = pocketmq::Broker::open(pocketmq::BrokerConfig {
+            clock: std::sync::Arc::new(clock.clone()),
+            background: false,
+            ..pocketmq::BrokerConfig::default()
+        })
+        .unwrap();
+        let i = to_engine(
+            msg(|m| sys(m).delivery_timestamp = Some(timestamp(1_005_000))),
+            &Limits::default(),
+            1_000_000,
+        )
+        .unwrap();
+        broker.producer("p").unwrap().send(i.msg).unwrap();
+        clock.advance_ms(5_000);
+        broker.tick().unwrap();
+        let c = broker
+            .consumer(pocketmq::ConsumerConfig::new("c", "orders"))
+            .unwrap();
+        let got = c.receive(1, std::time::Duration::from_secs(1)).unwrap();
+        let s = to_proto(&got[0], Resource::default(), Delivery::default())
+            .system_properties
+            .unwrap();
+        assert_eq!(s.message_type, MessageType::Delay as i32);
+        assert_eq!(s.delivery_timestamp, Some(timestamp(1_005_000)));
     }
 }

@@ -37,6 +37,7 @@ mod settings;
 mod stats;
 mod status;
 mod telemetry;
+mod tls;
 mod tx;
 
 /// The generated types and stubs of `apache.rocketmq.v2` (server and client).
@@ -51,8 +52,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 pub use auth::{authorization, sign};
 pub use config::{
@@ -167,14 +167,9 @@ pub async fn serve(
     let mut builder = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)));
-    if let Some(tls) = tls {
-        builder = builder
-            .tls_config(
-                ServerTlsConfig::new().identity(Identity::from_pem(tls.cert_pem, tls.key_pem)),
-            )
-            .map_err(|e| ServeError::Tls(e.to_string()))?;
-    }
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // TLS and plaintext on the one port, as Apache's proxy (tls.rs).
+    let acceptor = tls::acceptor(tls.as_ref()).map_err(ServeError::Tls)?;
+    let incoming = tls::incoming(listener, acceptor, stopped.clone());
     let mut signal = stopped.clone();
     let server = tokio::spawn(builder.add_service(service).serve_with_incoming_shutdown(
         incoming,

@@ -138,6 +138,15 @@ async fn a_delayed_message_appears_at_its_delivery_time_not_before() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body_str(), Some("wake up"));
     assert_eq!(got[0].msg_id, message_id(1));
+    // The delivered copy keeps its delivery time, as RocketMQ's: receivers get the
+    // DELAY type and the time (convert::to_proto).
+    assert_eq!(
+        got[0]
+            .properties
+            .get("TIMER_DELIVER_MS")
+            .map(String::as_str),
+        Some("1800000010000")
+    );
     server.shutdown().await.unwrap();
 }
 

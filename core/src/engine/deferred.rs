@@ -78,12 +78,12 @@ impl Engine {
     }
 
     /// Copies the delayed records at `phys` to their real topics, in as few appends
-    /// as fit a segment.
+    /// as fit a segment. A timer's copy keeps `TIMER_DELIVER_MS`, as RocketMQ's does:
+    /// it tells a receiver the message was delayed, and until when (the server's
+    /// DELAY message type and delivery timestamp); a level's drops `DELAY`, as
+    /// RocketMQ's schedule service does.
     pub(super) fn deliver(&mut self, phys: &[u64], now: u64) -> Result<()> {
-        let drop = [
-            crate::message::properties::prop::DELAY,
-            crate::message::properties::prop::TIMER_DELIVER_MS,
-        ];
+        let drop = [crate::message::properties::prop::DELAY];
         let queues = self.settings.default_queues;
         let mut specs = Vec::with_capacity(phys.len());
         for &p in phys {

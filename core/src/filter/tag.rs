@@ -18,15 +18,18 @@ impl TagFilter {
         if expr.is_empty() || expr == "*" {
             return Ok(TagFilter { tags: None });
         }
-        let mut tags = Vec::new();
-        for part in expr.split("||") {
-            let t = part.trim();
-            if t.is_empty() || t == "*" {
-                return Err(Error::invalid(format!(
-                    "tag expression {expr:?}: use \"*\" alone or tags joined by \"||\""
-                )));
-            }
-            tags.push((t.to_string(), java_hash(t) as i64 as u64));
+        // As RocketMQ's FilterAPI: empty alternatives are skipped ("a ||" is "a"), and
+        // "*" among others is a tag like any other (it matches the tag "*", not all).
+        let tags: Vec<(String, u64)> = expr
+            .split("||")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| (t.to_string(), java_hash(t) as i64 as u64))
+            .collect();
+        if tags.is_empty() {
+            return Err(Error::invalid(format!(
+                "tag expression {expr:?} names no tag: use \"*\" for all, or tags joined by \"||\""
+            )));
         }
         Ok(TagFilter { tags: Some(tags) })
     }
@@ -91,7 +94,11 @@ mod tests {
         assert!(f.matches_tag(Some("shipped")) && f.matches_tag(Some("paid")));
         assert!(TagFilter::parse("*").unwrap().matches_tag(None));
         assert!(TagFilter::parse("").unwrap().matches_code(12345));
-        assert!(TagFilter::parse("a || ").is_err());
+        assert_eq!(TagFilter::parse("a || ").unwrap().canonical(), "a");
+        let star = TagFilter::parse("a || *").unwrap();
+        assert!(star.matches_tag(Some("a")) && !star.matches_tag(Some("b")));
+        assert!(TagFilter::parse("||").is_err());
+        assert!(TagFilter::parse(" || ").is_err());
         assert_eq!(
             TagFilter::parse("b||a || b").unwrap().canonical(),
             TagFilter::parse("a || b").unwrap().canonical()

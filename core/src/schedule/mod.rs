@@ -104,6 +104,14 @@ impl ScheduleService {
         self.levels.len() as u32
     }
 
+    /// The schedule queues to read: one per level, and those of levels a store opened
+    /// with fewer levels no longer has (their messages still come due: recovery
+    /// counts their delay as the last level's, as a send above the last is clamped).
+    fn queue_count(&self, store: &MessageStore) -> u32 {
+        self.level_count()
+            .max(store.queues.count(topic::SCHEDULE_TOPIC))
+    }
+
     /// `delay` counted from `since` (a moment already past) rather than from when
     /// the record is stored: a delivery at a fixed time.
     pub fn counted_from(&self, delay: Delay, since: u64) -> Delay {
@@ -126,7 +134,7 @@ impl ScheduleService {
 
     /// Clamps the cursors into what the schedule queues hold (after recovery).
     pub fn clamp_cursors(&mut self, store: &MessageStore) {
-        for level in 1..=self.level_count() {
+        for level in 1..=self.queue_count(store) {
             if let Some(cq) = store.queues.get(topic::SCHEDULE_TOPIC, level - 1) {
                 let cur = self.offsets.table.get(&level).copied().unwrap_or(0);
                 let clamped = cur.clamp(cq.min_offset(), cq.max_offset());
@@ -197,7 +205,7 @@ impl ScheduleService {
     /// The next batch of level messages due at `now`: (level, cursor after them,
     /// their CommitLog offsets). Nothing due: None.
     pub fn due_batch(&self, store: &MessageStore, now: u64) -> Option<(u32, u64, Vec<u64>)> {
-        for level in 1..=self.level_count() {
+        for level in 1..=self.queue_count(store) {
             let (Some(cq), Some(mut cur)) = (
                 store.queues.get(topic::SCHEDULE_TOPIC, level - 1),
                 self.cursor(store, level),
@@ -229,7 +237,7 @@ impl ScheduleService {
 
     /// The earliest delivery time of a waiting level message.
     pub fn next_due(&self, store: &MessageStore) -> Option<u64> {
-        (1..=self.level_count())
+        (1..=self.queue_count(store))
             .filter_map(|level| {
                 let cq = store.queues.get(topic::SCHEDULE_TOPIC, level - 1)?;
                 cq.entry(self.cursor(store, level)?).map(|e| e.code)
@@ -240,7 +248,7 @@ impl ScheduleService {
     /// The lowest CommitLog offset of a level message not yet delivered (retention
     /// keeps it): each level's queue is in CommitLog order, so its cursor's.
     pub fn first_pending_phys(&self, store: &MessageStore) -> Option<u64> {
-        (1..=self.level_count())
+        (1..=self.queue_count(store))
             .filter_map(|level| {
                 let cq = store.queues.get(topic::SCHEDULE_TOPIC, level - 1)?;
                 crate::retention::first_record(cq, self.cursor(store, level)?)
@@ -250,7 +258,7 @@ impl ScheduleService {
 
     /// Level messages not yet delivered.
     pub fn pending(&self, store: &MessageStore) -> u64 {
-        (1..=self.level_count())
+        (1..=self.queue_count(store))
             .filter_map(|level| {
                 let cq = store.queues.get(topic::SCHEDULE_TOPIC, level - 1)?;
                 Some(cq.max_offset().saturating_sub(self.cursor(store, level)?))

@@ -69,6 +69,33 @@ pub struct Pop {
     /// A classic consumer's deliveries not yet acked or nacked (message id -> receipt
     /// handle): made visible again when it closes, as an embedded consumer's are.
     unsettled: Mutex<HashMap<String, String>>,
+    /// Receipt handles this consumer acked lately: an ack of one again raises
+    /// `InvalidReceiptHandle` (as embedded), whatever the server answers (Apache's
+    /// proxy answers OK to an ack it has had).
+    acked: Mutex<RecentHandles>,
+}
+
+/// The last `RECENT_ACKS` handles acked, in a set.
+#[derive(Default)]
+struct RecentHandles {
+    set: std::collections::HashSet<String>,
+    order: VecDeque<String>,
+}
+
+/// Acked handles remembered per consumer.
+const RECENT_ACKS: usize = 65_536;
+
+impl RecentHandles {
+    fn add(&mut self, h: String) {
+        if self.set.insert(h.clone()) {
+            self.order.push_back(h);
+            if self.order.len() > RECENT_ACKS {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 /// The options of `simple_consumer` / `consumer` that the server, not the client,
@@ -139,6 +166,7 @@ impl Pop {
             running: Mutex::new(VecDeque::new()),
             ready: Mutex::new(VecDeque::new()),
             unsettled: Mutex::new(HashMap::new()),
+            acked: Mutex::new(RecentHandles::default()),
         };
         if let Err(e) = pop.check(&wanted) {
             pop.client.close();
@@ -433,6 +461,30 @@ impl Pop {
     }
 
     async fn ack(&self, msgs: Vec<(String, String)>) -> Outcome<()> {
+        // A classic consumer's ack of an acked message changes nothing, as embedded.
+        let msgs: Vec<(String, String)> = if self.simple {
+            msgs
+        } else {
+            let acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
+            let fresh: Vec<_> = msgs
+                .into_iter()
+                .filter(|(_, h)| !acked.set.contains(h))
+                .collect();
+            if fresh.is_empty() {
+                return Ok(());
+            }
+            fresh
+        };
+        if self.simple {
+            let acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((id, _)) = msgs.iter().find(|(_, h)| acked.set.contains(h)) {
+                return Err(Failure::new(
+                    pocketmq::ErrorKind::InvalidReceiptHandle,
+                    format!("message {id} was acked already with this receipt handle"),
+                ));
+            }
+        }
+        let handles: Vec<String> = msgs.iter().map(|(_, h)| h.clone()).collect();
         let ids: Vec<String> = msgs.iter().map(|(id, _)| id.clone()).collect();
         let core = &self.client.core;
         let req = AckMessageRequest {
@@ -460,6 +512,10 @@ impl Pop {
             return Err(wire::failure(resp.status.as_ref(), "ack"));
         }
         self.settled(&ids);
+        let mut acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
+        for h in handles {
+            acked.add(h);
+        }
         Ok(())
     }
 

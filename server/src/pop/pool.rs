@@ -310,7 +310,16 @@ impl Pool {
         self.call(None, move |sc| {
             Ok(handles
                 .iter()
-                .map(|h| sc.ack_handle(h).map_err(|e| refusal(&spec, e)))
+                .map(|h| {
+                    // An ack of a delivery already acked is OK, as Apache's proxy
+                    // answers it (a client's retried ack); a stale one is not.
+                    sc.ack_handle(h)
+                        .or_else(|e| match sc.is_done_handle(h) {
+                            Ok(true) => Ok(()),
+                            _ => Err(e),
+                        })
+                        .map_err(|e| refusal(&spec, e))
+                })
                 .collect())
         })
         .await

@@ -6,10 +6,11 @@
 // once, then succeeding; and a PushConsumer of a FIFO group keeping each message group's
 // order while one message of each group fails once.
 //
-// usage: java -cp 'lib/*' Official.java HOST:PORT PREFIX SENT.jsonl [--tls] [--json FILE]
+// usage: java -cp 'lib/*' Official.java HOST:PORT PREFIX SENT.jsonl [--plain] [--json FILE]
 //
-// The client defaults to TLS; without --tls it is told to speak plaintext, as a server
-// started without --tls-cert expects. Against pocketmq serve, PREFIX-fifo-g is a FIFO
+// The client speaks its default, TLS, unless --plain: pocketmq serve, like Apache's
+// proxy, takes TLS (with a certificate made at start unless --tls-cert gives one) and
+// plaintext on one port. Against pocketmq serve, PREFIX-fifo-g is a FIFO
 // group and the retry ladder starts at 1 s (run.sh); against Apache RocketMQ the topics
 // (with their message types) and groups exist beforehand (tests/interop/run.sh). Every
 // consumer starts before the first send, since Apache's new POP groups start at the
@@ -133,7 +134,9 @@ public class Official {
         String prefix = args[1];
         String outPath = args[2];
         List<String> flags = List.of(args).subList(3, args.length);
-        boolean tls = flags.contains("--tls");
+        // The client's default, TLS, unless told otherwise: both servers take TLS and
+        // plaintext on one port.
+        boolean tls = !flags.contains("--plain");
         int jsonAt = flags.indexOf("--json");
         String jsonPath = jsonAt >= 0 ? flags.get(jsonAt + 1) : null;
         Map<String, String> t = new LinkedHashMap<>();
