@@ -94,6 +94,7 @@ export interface SendOptions {
 export interface SendResult {
   msgId: string;
   topic: string;
+  /** Where the message was stored; for a transactional send, its half message (as in RocketMQ): a commit stores it again in its topic. */
   queueId: number;
   queueOffset: number;
   commitlogOffset: number;

@@ -212,7 +212,7 @@ fn find_prop_sep(s: &[u8]) -> Option<usize> {
 pub(crate) fn check_len(p: &[u8]) -> crate::Result<()> {
     if p.len() > MAX_PROPERTIES_LEN - 32 {
         return Err(crate::Error::invalid(format!(
-            "properties take {} bytes encoded, the limit is {}",
+            "tags, keys and properties take {} bytes encoded together, the limit is {}",
             p.len(),
             MAX_PROPERTIES_LEN - 32
         )));

@@ -87,7 +87,9 @@ class SendResult:
     @property
     def queue_id(self) -> int: ...
     @property
-    def queue_offset(self) -> int: ...
+    def queue_offset(self) -> int:
+        """Where the message was stored; for a transactional send, its half message
+        (as in RocketMQ): a commit stores it again in its topic."""
     @property
     def commitlog_offset(self) -> int: ...
     @property
