@@ -45,8 +45,22 @@ const OPS_PER_FLUSH_CHECK = 256;
 const TURN_MS = 20;
 /** The last turn a receive gave the event loop (performance.now()). */
 let lastTurn = 0;
-const nextTurn =
-  typeof setImmediate === "function" ? () => new Promise((r) => setImmediate(r)) : () => new Promise((r) => setTimeout(r, 0));
+/** A Promise resolved on the event loop's next turn: setImmediate in Node; in browsers a
+ * message to ourselves (setTimeout(0) is clamped to 4 ms once nested). */
+const nextTurn = (() => {
+  if (typeof setImmediate === "function") return () => new Promise((r) => setImmediate(r));
+  if (typeof MessageChannel === "function") {
+    const channel = new MessageChannel();
+    const waiting = [];
+    channel.port1.onmessage = () => waiting.shift()?.();
+    return () =>
+      new Promise((r) => {
+        waiting.push(r);
+        channel.port2.postMessage(0);
+      });
+  }
+  return () => new Promise((r) => setTimeout(r, 0));
+})();
 /** Topics a producer keeps by index for its fast path; more go the general way. */
 const MAX_FAST_TOPICS = 256;
 const decoder = new TextDecoder();
