@@ -201,12 +201,8 @@ fn fewer_levels_after_a_restart_still_deliver_what_waits_at_the_others() {
     }
     let reopen = || {
         let cfg = BrokerConfig {
-            clock: std::sync::Arc::new(clock.clone()),
-            background: false,
             delay_levels: "1s 2s".into(),
-            disk_max_used_ratio: 1.0,
-            disk_clean_forcibly_ratio: 1.0,
-            ..BrokerConfig::at(dir.path())
+            ..file_config(dir.path(), &clock)
         };
         pocketmq::Broker::open(cfg).unwrap()
     };

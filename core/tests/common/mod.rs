@@ -21,15 +21,19 @@ pub fn manual() -> (Broker, ManualClock) {
 
 /// A file broker at `dir` on `clock`.
 pub fn file(dir: &std::path::Path, clock: &ManualClock) -> Broker {
-    let cfg = BrokerConfig {
+    Broker::open(file_config(dir, clock)).unwrap()
+}
+
+/// The config of `file`, for tests that change a setting.
+pub fn file_config(dir: &std::path::Path, clock: &ManualClock) -> BrokerConfig {
+    BrokerConfig {
         clock: Arc::new(clock.clone()),
         background: false,
         // Tests of other things hold however full the machine's disk is.
         disk_max_used_ratio: 1.0,
         disk_clean_forcibly_ratio: 1.0,
         ..BrokerConfig::at(dir)
-    };
-    Broker::open(cfg).unwrap()
+    }
 }
 
 /// A consumer that may hold any number of unacked messages (flow control has its

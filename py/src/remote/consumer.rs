@@ -461,28 +461,26 @@ impl Pop {
     }
 
     async fn ack(&self, msgs: Vec<(String, String)>) -> Outcome<()> {
-        // A classic consumer's ack of an acked message changes nothing, as embedded.
-        let msgs: Vec<(String, String)> = if self.simple {
-            msgs
-        } else {
+        // A handle acked already: a simple consumer's second ack raises, as embedded;
+        // a classic consumer's changes nothing, as embedded.
+        let msgs: Vec<(String, String)> = {
             let acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
-            let fresh: Vec<_> = msgs
-                .into_iter()
-                .filter(|(_, h)| !acked.set.contains(h))
-                .collect();
-            if fresh.is_empty() {
-                return Ok(());
+            if self.simple {
+                if let Some((id, _)) = msgs.iter().find(|(_, h)| acked.set.contains(h)) {
+                    return Err(Failure::new(
+                        pocketmq::ErrorKind::InvalidReceiptHandle,
+                        format!("message {id} was acked already with this receipt handle"),
+                    ));
+                }
+                msgs
+            } else {
+                msgs.into_iter()
+                    .filter(|(_, h)| !acked.set.contains(h))
+                    .collect()
             }
-            fresh
         };
-        if self.simple {
-            let acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((id, _)) = msgs.iter().find(|(_, h)| acked.set.contains(h)) {
-                return Err(Failure::new(
-                    pocketmq::ErrorKind::InvalidReceiptHandle,
-                    format!("message {id} was acked already with this receipt handle"),
-                ));
-            }
+        if msgs.is_empty() {
+            return Ok(());
         }
         let handles: Vec<String> = msgs.iter().map(|(_, h)| h.clone()).collect();
         let ids: Vec<String> = msgs.iter().map(|(id, _)| id.clone()).collect();

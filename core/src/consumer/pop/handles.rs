@@ -10,6 +10,17 @@ use crate::message_store::MessageStore;
 use crate::{Error, Result};
 
 impl PopGroups {
+    /// The group of member `member` whose deliveries carry `tag`: its group on its
+    /// topic, or on its retry topic (redriven dead letters). None for another tag.
+    fn group_of(&self, member: u64, tag: u32) -> Option<u32> {
+        let g = *self.members.get(&member)?;
+        let retry = self.groups[g as usize].retry;
+        [Some(g), retry]
+            .into_iter()
+            .flatten()
+            .find(|&i| self.groups[i as usize].tag == tag)
+    }
+
     /// The slot a receipt handle names, if the handle is current for member `member`.
     pub(crate) fn current(
         &self,
@@ -17,22 +28,15 @@ impl PopGroups {
         h: &str,
         now: u64,
     ) -> Result<(u32, u32, u64, u32, u32)> {
-        let Some(&g) = self.members.get(&member) else {
+        if !self.members.contains_key(&member) {
             return Err(Error::Closed);
-        };
+        }
         let (tag, q, offset, gen) =
             parse_handle(h).ok_or_else(|| stale(h, "not a receipt handle"))?;
-        // A delivery of the group's topic, or of its retry topic.
-        let g = match self.groups[g as usize].retry {
-            Some(r) if tag != self.groups[g as usize].tag && tag == self.groups[r as usize].tag => {
-                r
-            }
-            _ => g,
-        };
+        let g = self
+            .group_of(member, tag)
+            .ok_or_else(|| stale(h, "not a handle of this group"))?;
         let group = &self.groups[g as usize];
-        if tag != group.tag {
-            return Err(stale(h, "not a handle of this group"));
-        }
         match group.queues.get(q as usize).and_then(|pq| pq.slot(offset)) {
             Some(Slot::Invisible {
                 until,
@@ -49,21 +53,13 @@ impl PopGroups {
     /// Whether the delivery `h` names (of member `member`'s group) is done: acked or
     /// dead-lettered. False for a handle of another group or not a handle at all.
     pub fn is_done(&self, member: u64, h: &str) -> bool {
-        let Some(&g) = self.members.get(&member) else {
-            return false;
-        };
         let Some((tag, q, offset, _)) = parse_handle(h) else {
             return false;
         };
-        let group = &self.groups[g as usize];
-        let group = match group.retry {
-            Some(r) if tag != group.tag => &self.groups[r as usize],
-            _ => group,
-        };
-        if tag != group.tag {
+        let Some(g) = self.group_of(member, tag) else {
             return false;
-        }
-        group
+        };
+        self.groups[g as usize]
             .queues
             .get(q as usize)
             .is_some_and(|pq| offset < pq.base || pq.slot(offset) == Some(Slot::Done))

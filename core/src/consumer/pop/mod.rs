@@ -327,11 +327,10 @@ impl PopGroups {
         if queues == 0 {
             return;
         }
-        let Some(first) = self
-            .groups
-            .iter()
-            .find(|g| g.name == name && g.retry.is_none() && !crate::topic::is_reserved(&g.topic))
-        else {
+        let unlinked = |g: &PopGroup| {
+            g.name == name && g.retry.is_none() && !crate::topic::is_reserved(&g.topic)
+        };
+        let Some(first) = self.groups.iter().find(|g| unlinked(g)) else {
             return;
         };
         let n = GroupName {
@@ -341,13 +340,8 @@ impl PopGroups {
             max_attempts: first.max_attempts,
         };
         let r = self.group_or_new(&n, queues, base);
-        for group in &mut self.groups {
-            if group.name == name
-                && group.retry.is_none()
-                && !crate::topic::is_reserved(&group.topic)
-            {
-                group.retry = Some(r);
-            }
+        for group in self.groups.iter_mut().filter(|g| unlinked(g)) {
+            group.retry = Some(r);
         }
     }
 
