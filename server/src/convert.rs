@@ -31,6 +31,9 @@ pub(crate) const SERVER_PREFIX: &str = "__PMQ_";
 pub(crate) const BODY_ENCODING: &str = "__PMQ_BODY_ENCODING";
 /// The client's trace context, when it sent one.
 pub(crate) const TRACE_CONTEXT: &str = "__PMQ_TRACE_CONTEXT";
+/// The sender's host as the client named it, else its address (RocketMQ's
+/// `MessageConst.PROPERTY_BORN_HOST`).
+pub(crate) const BORN_HOST: &str = "__BORNHOST";
 
 /// Property names RocketMQ keeps for itself (`MessageConst`); a client may not set them
 /// and the engine's never reach a client.
@@ -70,6 +73,7 @@ const SYSTEM_PROPERTIES: &[&str] = &[
     "POP_CK",
     "1ST_POP_TIME",
     "BORN_HOST",
+    "__BORNHOST",
     "TRACE_CONTEXT",
     "INSTANCE_ID",
     "CORRELATION_ID",
@@ -105,7 +109,14 @@ fn printable(s: &str) -> bool {
 }
 
 /// Checks one message of a SendMessage and builds the engine's message.
-pub(crate) fn to_engine(m: PbMessage, limits: &Limits, now_ms: u64) -> Result<Incoming, Refusal> {
+/// `peer` is the sender's address, stored as the born host when the client names none
+/// (Apache's proxy keeps either as the `BORN_HOST` property).
+pub(crate) fn to_engine(
+    m: PbMessage,
+    limits: &Limits,
+    now_ms: u64,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<Incoming, Refusal> {
     let topic = resource::topic(m.topic.as_ref(), Use::Send)?;
     if m.body.is_empty() {
         return Err(Refusal::new(
@@ -256,6 +267,13 @@ pub(crate) fn to_engine(m: PbMessage, limits: &Limits, now_ms: u64) -> Result<In
             format!("properties take {prop_bytes} bytes, the limit is {MAX_PROPERTIES_BYTES}"),
         ));
     }
+    let born_host = match sys.born_host.trim() {
+        h if !h.is_empty() && h.len() <= MAX_MESSAGE_ID_LEN && printable(h) => Some(h.to_string()),
+        _ => peer.map(|a| a.to_string()),
+    };
+    if let Some(h) = born_host {
+        msg.properties.insert(BORN_HOST.to_string(), h);
+    }
     Ok(Incoming {
         msg,
         message_id,
@@ -349,7 +367,7 @@ pub(crate) fn to_proto(ext: &MessageExt, topic: Resource, d: Delivery) -> PbMess
             body_encoding: encoding as i32,
             message_type: kind as i32,
             born_timestamp: Some(timestamp(ext.born_timestamp)),
-            born_host: String::new(),
+            born_host: p.get(BORN_HOST).cloned().unwrap_or_default(),
             store_timestamp: Some(timestamp(ext.store_timestamp)),
             store_host: d.store_host,
             delivery_timestamp: delivery_at.map(timestamp),
@@ -396,14 +414,14 @@ mod tests {
     }
 
     fn code(m: PbMessage) -> Code {
-        to_engine(m, &Limits::default(), 1_000_000)
+        to_engine(m, &Limits::default(), 1_000_000, None)
             .unwrap_err()
             .code
     }
 
     #[test]
     fn a_plain_message_converts() {
-        let i = to_engine(msg(|_| {}), &Limits::default(), 0).unwrap();
+        let i = to_engine(msg(|_| {}), &Limits::default(), 0, None).unwrap();
         assert_eq!(i.kind, MessageType::Normal);
         assert_eq!(i.msg.topic, "orders");
         assert_eq!(
@@ -424,10 +442,45 @@ mod tests {
             }),
             &Limits::default(),
             0,
+            None,
         )
         .unwrap();
         assert_eq!(i.msg.tags.as_deref().map(str::len), Some(1000));
         assert_eq!(i.msg.keys, ["k".repeat(1000), "a".into(), "b".into()]);
+    }
+
+    /// As Apache's proxy: the born host the client names, else its address, kept as
+    /// `__BORNHOST` and given back on delivery.
+    #[test]
+    fn the_born_host_is_the_clients_or_its_address() {
+        let peer: std::net::SocketAddr = "10.1.2.3:4567".parse().unwrap();
+        let i = to_engine(msg(|_| {}), &Limits::default(), 0, Some(peer)).unwrap();
+        assert_eq!(i.msg.properties[BORN_HOST], "10.1.2.3:4567");
+        let i = to_engine(
+            msg(|m| sys(m).born_host = "worker-7".into()),
+            &Limits::default(),
+            0,
+            Some(peer),
+        )
+        .unwrap();
+        assert_eq!(i.msg.properties[BORN_HOST], "worker-7");
+        let broker = pocketmq::Broker::memory();
+        broker.producer("p").unwrap().send(i.msg).unwrap();
+        let c = broker
+            .consumer(pocketmq::ConsumerConfig::new("c", "orders"))
+            .unwrap();
+        let got = c.receive(1, std::time::Duration::from_secs(1)).unwrap();
+        let pb = to_proto(&got[0], Resource::default(), Delivery::default());
+        let sp = pb.system_properties.unwrap();
+        assert_eq!(sp.born_host, "worker-7");
+        assert!(pb.user_properties.is_empty());
+        // A client may not claim the property as its own.
+        assert_eq!(
+            code(msg(|m| {
+                m.user_properties.insert(BORN_HOST.into(), "x".into());
+            })),
+            Code::IllegalMessagePropertyKey
+        );
     }
 
     #[test]
@@ -436,6 +489,7 @@ mod tests {
             msg(|m| sys(m).message_group = Some("g1".into())),
             &Limits::default(),
             0,
+            None,
         )
         .unwrap();
         assert_eq!(i.kind, MessageType::Fifo);
@@ -444,6 +498,7 @@ mod tests {
             msg(|m| sys(m).delivery_timestamp = Some(timestamp(5_000))),
             &Limits::default(),
             1_000,
+            None,
         )
         .unwrap();
         assert_eq!(i.kind, MessageType::Delay);
@@ -536,6 +591,7 @@ mod tests {
             }),
             &Limits::default(),
             0,
+            None,
         )
         .unwrap();
         let r = p.send(i.msg).unwrap();
@@ -572,6 +628,7 @@ mod tests {
             msg(|m| sys(m).delivery_timestamp = Some(timestamp(1_005_000))),
             &Limits::default(),
             1_000_000,
+            None,
         )
         .unwrap();
         broker.producer("p").unwrap().send(i.msg).unwrap();

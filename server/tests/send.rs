@@ -29,7 +29,7 @@ async fn a_normal_message_is_stored_with_its_fields() {
     let e = &r.entries[0];
     assert_eq!(code(&e.status), Code::Ok);
     assert_eq!(e.message_id, id, "the client's id is the id it sees");
-    assert!(e.transaction_id.is_empty());
+    assert_eq!(e.transaction_id, id, "as Apache's proxy: the message id");
 
     let got = stored(server.broker(), "orders");
     assert_eq!(got.len(), 1);
@@ -41,7 +41,12 @@ async fn a_normal_message_is_stored_with_its_fields() {
     assert_eq!(m.queue_offset as i64, e.offset);
     // The client's id is the store's id of the message.
     assert_eq!(m.msg_id, id);
-    assert!(m.properties.keys().all(|k| k == "region"));
+    // The born host the client named (Apache's proxy keeps it as `__BORNHOST`).
+    assert_eq!(m.properties["__BORNHOST"], "testhost");
+    assert!(m
+        .properties
+        .keys()
+        .all(|k| k == "region" || k == "__BORNHOST"));
     assert_eq!(
         server.broker().get(&id).unwrap().unwrap().body_str(),
         Some("hello")
@@ -53,6 +58,14 @@ async fn a_normal_message_is_stored_with_its_fields() {
     let stats = server.stats();
     assert_eq!(stats.messages_in, 1);
     assert_eq!(stats.rpc(pocketmq_server::Rpc::SendMessage).calls, 1);
+
+    // A client that names no born host is known by its address.
+    let mut m = message("orders", b"anonymous", &message_id(8));
+    m.system_properties.as_mut().unwrap().born_host.clear();
+    assert_eq!(code(&send(&mut client, m).await.status), Code::Ok);
+    let got = stored(server.broker(), "orders");
+    let host = &got[1].properties["__BORNHOST"];
+    assert!(host.starts_with("127.0.0.1:"), "{host}");
     server.shutdown().await.unwrap();
 }
 
