@@ -117,6 +117,26 @@ struct Ahead {
     busy: bool,
 }
 
+impl MemoryBackend {
+    /// The segment `key` made ready ahead, if it is ready and of `size` bytes; if it
+    /// is not ready, the preparing thread sees the key gone and drops what it makes.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn take_ahead(&self, key: &(String, u64), size: usize) -> Option<MemRegion> {
+        let mut ahead = self.ahead.lock();
+        if ahead.key.as_ref() != Some(key) {
+            return None;
+        }
+        ahead.key = None;
+        ahead.region.take().filter(|r| r.len == size)
+    }
+
+    /// Nothing is made ready ahead without threads.
+    #[cfg(target_arch = "wasm32")]
+    fn take_ahead(&self, _key: &(String, u64), _size: usize) -> Option<MemRegion> {
+        None
+    }
+}
+
 impl Backend for MemoryBackend {
     fn is_persistent(&self) -> bool {
         false
@@ -154,21 +174,10 @@ impl Backend for MemoryBackend {
                 format!("{dir}/{base}"),
             ));
         }
-        #[cfg(not(target_arch = "wasm32"))]
-        let ready = {
-            let mut ahead = self.ahead.lock();
-            if ahead.key.as_ref() == Some(&key) {
-                // The segment asked for ahead: taken if it is ready; if it is not, the
-                // preparing thread sees the key gone and drops what it makes.
-                ahead.key = None;
-                ahead.region.take().filter(|r| r.len == size)
-            } else {
-                None
-            }
-        };
-        #[cfg(target_arch = "wasm32")]
-        let ready = None;
-        let r = Arc::new(ready.unwrap_or_else(|| MemRegion::new(size)));
+        let r = Arc::new(
+            self.take_ahead(&key, size)
+                .unwrap_or_else(|| MemRegion::new(size)),
+        );
         segs.insert(key, r.clone());
         Ok(r)
     }
