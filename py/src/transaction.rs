@@ -35,6 +35,13 @@ fn log_error(py: Python<'_>, text: String, exc: Option<PyErr>) {
     }
 }
 
+fn is_coroutine(py: Python<'_>, v: &Bound<'_, PyAny>) -> bool {
+    py.import("inspect")
+        .and_then(|m| m.call_method1("iscoroutine", (v,)))
+        .and_then(|r| r.is_truthy())
+        .unwrap_or(false)
+}
+
 /// Calls `decider(message)` and reads its answer as a `TxState`.
 pub(crate) fn decide(
     py: Python<'_>,
@@ -48,6 +55,20 @@ pub(crate) fn decide(
             Ok("COMMIT") => TxState::Commit,
             Ok("ROLLBACK") => TxState::Rollback,
             Ok("UNKNOWN") => TxState::Unknown,
+            _ if is_coroutine(py, &v) => {
+                // Never awaited: closed, so Python does not warn about it as well.
+                let _ = v.call_method0("close");
+                log_error(
+                    py,
+                    format!(
+                        "{what} is a coroutine function: it is called synchronously and must \
+                         return a TxState (message {}); counting it as UNKNOWN",
+                        msg.msg_id
+                    ),
+                    None,
+                );
+                TxState::Unknown
+            }
             _ => {
                 let shown = v.repr().map_or_else(|_| "?".to_string(), |r| r.to_string());
                 log_error(

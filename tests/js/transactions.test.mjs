@@ -139,6 +139,85 @@ test("an async execute leaves the message to check and its rejection is no crash
   broker.close();
 });
 
+test("an async execute returns a Promise of the result, settled with its outcome", async () => {
+  const clock = new ManualClock(T0);
+  const broker = new Broker({ clock });
+  const tp = broker.transactionProducer("pay", { check: () => TxState.UNKNOWN });
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  let release;
+  const db = new Promise((resolve) => (release = resolve));
+  const sent = tp.send("orders", "charged", {
+    keys: "order-7",
+    execute: async (m) => {
+      assert.equal(m.text(), "charged");
+      await db; // the local transaction's own I/O
+      return TxState.COMMIT;
+    },
+  });
+  assert.ok(sent instanceof Promise);
+  assert.deepEqual(await texts(c), [], "invisible until the local transaction commits");
+  assert.equal(broker.stats().pendingTransactions, 1);
+  release();
+  const r = await sent;
+  assert.equal(r.transactionState, "COMMIT");
+  assert.equal(r.status, "SEND_OK");
+  const got = await c.receive({ maxMessages: 32, timeoutMs: 0 });
+  assert.deepEqual(got.map((m) => m.text()), ["charged"]);
+  assert.equal(got[0].msgId, r.msgId);
+  assert.deepEqual(got[0].keys, ["order-7"]);
+  assert.equal(broker.stats().pendingTransactions, 0);
+
+  const rb = await tp.send("orders", "declined", { execute: async () => TxState.ROLLBACK });
+  assert.equal(rb.transactionState, "ROLLBACK");
+  assert.equal(broker.stats().pendingTransactions, 0);
+  // An async UNKNOWN leaves it to check, as a synchronous one.
+  const u = await tp.send("orders", "unsure", { execute: async () => TxState.UNKNOWN });
+  assert.equal(u.transactionState, "UNKNOWN");
+  assert.equal(broker.stats().pendingTransactions, 1);
+  assert.deepEqual(await texts(c), []);
+  broker.close();
+});
+
+test("an async check resolves the half message when it settles, and the first resolution wins", async () => {
+  const clock = new ManualClock(T0);
+  const broker = new Broker({ clock, transactionTimeoutMs: 6000, checkIntervalMs: 60_000 });
+  const asked = [];
+  const tp = broker.transactionProducer("pay", {
+    check: async (m) => {
+      asked.push(m.text());
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      return m.text() === "yes" ? TxState.COMMIT : TxState.ROLLBACK;
+    },
+  });
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  tp.send("orders", "yes", { execute: () => TxState.UNKNOWN });
+  tp.send("orders", "no", { execute: () => TxState.UNKNOWN });
+  clock.advance(6000);
+  broker.tick();
+  assert.deepEqual(asked, ["yes", "no"]);
+  assert.deepEqual(await texts(c), [], "nothing decided before the checks settle");
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.deepEqual(await texts(c), ["yes"]);
+  assert.equal(broker.stats().pendingTransactions, 0);
+  // Settled: later checks are not asked.
+  clock.advance(120_000);
+  broker.tick();
+  assert.deepEqual(asked, ["yes", "no"]);
+  broker.close();
+});
+
+test("an async execute that settles after close rejects with the closed broker's error", async () => {
+  const broker = new Broker({ clock: new ManualClock(T0) });
+  const tp = broker.transactionProducer("pay", { check: () => TxState.UNKNOWN });
+  let release;
+  const sent = tp.send("orders", "late", {
+    execute: () => new Promise((resolve) => (release = resolve)),
+  });
+  broker.close();
+  release(TxState.COMMIT);
+  await assert.rejects(sent, (err) => err.code === "Closed");
+});
+
 test("after maxChecks UNKNOWN answers the half message is discarded", async () => {
   const clock = new ManualClock(T0);
   const broker = new Broker({ clock, transactionTimeoutMs: 1000, checkIntervalMs: 1000, maxChecks: 3 });

@@ -133,6 +133,27 @@ def test_a_wrong_return_value_counts_as_unknown_and_is_logged(txb, caplog):
     assert any("TxState" in rec.getMessage() for rec in caplog.records)
 
 
+def test_a_coroutine_function_is_named_and_closed_not_left_unawaited(txb, caplog):
+    tp = txb.transaction_producer("pay", check=lambda m: pocketmq.TxState.ROLLBACK)
+
+    async def commit():
+        return pocketmq.TxState.COMMIT
+
+    made = []
+
+    def execute(m):
+        made.append(commit())
+        return made[-1]
+
+    with caplog.at_level(logging.ERROR, logger="pocketmq"):
+        r = tp.send("t", b"x", execute=execute)
+    assert r.transaction_state is pocketmq.TxState.UNKNOWN
+    assert any("coroutine function" in rec.getMessage() for rec in caplog.records)
+    # Closed, so Python does not also warn "coroutine ... was never awaited".
+    assert made[0].cr_frame is None
+    assert visible(txb) == []
+
+
 def test_callables_are_required(txb):
     with pytest.raises(TypeError):
         txb.transaction_producer("pay", check="nope")  # type: ignore[arg-type]

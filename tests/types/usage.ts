@@ -53,6 +53,9 @@ export async function usage(): Promise<void> {
   const tp = broker.transactionProducer("pay", { check: (m: Message) => (m.keys.length ? TxState.COMMIT : "ROLLBACK") });
   const tr = tp.send("orders", "x", { execute: () => TxState.UNKNOWN, tags: "t" });
   const state: TxState | undefined = tr.transactionState;
+  const tpAsync = broker.transactionProducer("pay", { check: async () => TxState.COMMIT });
+  const pending: Promise<SendResult> = tpAsync.send("orders", "x", { execute: async () => TxState.COMMIT });
+  void pending;
 
   const found: Message | null = broker.get(r.msgId);
   const byKey: Message[] = broker.query("orders", "a");

@@ -180,13 +180,22 @@ export const TxState: {
 };
 
 export interface TransactionProducerOptions {
-  /** Decides a half message left UNKNOWN (asked after transactionTimeoutMs, every checkIntervalMs). */
-  check?: (msg: Message) => TxState;
+  /**
+   * Decides a half message left UNKNOWN (asked after transactionTimeoutMs, every
+   * checkIntervalMs). A Promise's outcome is recorded when it settles (a rejection
+   * leaves the message to the next check).
+   */
+  check?: (msg: Message) => TxState | Promise<TxState>;
 }
 
 export interface TransactionSendOptions extends SendOptions {
   /** Runs the local transaction; an exception counts as UNKNOWN. */
   execute: (msg: Message) => TxState;
+}
+
+export interface AsyncTransactionSendOptions extends SendOptions {
+  /** Runs the local transaction asynchronously; a rejection counts as UNKNOWN. */
+  execute: (msg: Message) => Promise<TxState>;
 }
 
 export interface TopicInfo {
@@ -333,6 +342,8 @@ export class TransactionProducer {
   readonly group: string;
   /** Stores a half message, runs `execute` and records the outcome. */
   send(topic: string, body: Body, options: TransactionSendOptions): SendResult;
+  /** The same with an async `execute`: the result once its outcome is recorded. */
+  send(topic: string, body: Body, options: AsyncTransactionSendOptions): Promise<SendResult>;
 }
 
 export class Consumer implements AsyncIterable<Message> {

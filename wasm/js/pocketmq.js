@@ -415,7 +415,12 @@ export class Broker {
   transactionProducer(group, options) {
     const { check } = optionsObject("transactionProducer options", options, ["check"]);
     if (check !== undefined && typeof check !== "function") throw new TypeError("check must be a function");
-    const decide = (batch) => txDecision("check", check, batch);
+    const later = (promise, msg) => {
+      settleLater(this, "check", promise, msg.queueOffset, msg.commitlogOffset).catch((err) =>
+        console.error("pocketmq: check's outcome could not be recorded:", err),
+      );
+    };
+    const decide = (batch) => txDecision("check", check, batch, later);
     return new TransactionProducer(this, this.#native.transactionProducer(group, decide));
   }
 
@@ -560,6 +565,11 @@ export class Broker {
     if (due !== undefined && due !== null && due <= this.#native.nowMs()) this.#native.tick();
   }
 
+  /** Resolves a half message an async `execute` or `check` decided (settleLater). */
+  _endTransaction(halfOffset, commitlogOffset, state) {
+    return this.#native.endTransaction(halfOffset, commitlogOffset, state);
+  }
+
   /** After any call that may add due work: re-arm the timer that drives it. */
   _changed() {
     if (this.#fileTimer !== null) this.#counted();
@@ -647,16 +657,16 @@ function isThenable(v) {
   return v !== null && (typeof v === "object" || typeof v === "function") && typeof v.then === "function";
 }
 
-function txDecision(what, fn, batch) {
+function txDecision(what, fn, batch, later) {
   if (fn === undefined) return TxState.UNKNOWN;
   try {
-    const state = fn(messages(batch)[0]);
+    const msg = messages(batch)[0];
+    const state = fn(msg);
     if (state === TxState.COMMIT || state === TxState.ROLLBACK || state === TxState.UNKNOWN) return state;
     if (isThenable(state)) {
-      // The engine decides synchronously: the half message is left to check-back,
-      // and a rejection is reported, not left unhandled.
-      state.then(undefined, (err) => console.error(`pocketmq: ${what}'s Promise rejected:`, err));
-      console.error(`pocketmq: ${what} returned a Promise, not a TxState: it must decide synchronously; the message stays UNKNOWN for check`);
+      // The engine decides synchronously: the half message stays UNKNOWN now and
+      // is resolved when the Promise settles.
+      later(state, msg);
       return TxState.UNKNOWN;
     }
     console.error(`pocketmq: ${what} returned ${String(state)}, not a TxState; the message stays UNKNOWN`);
@@ -664,6 +674,32 @@ function txDecision(what, fn, batch) {
     console.error(`pocketmq: ${what} threw; the message stays UNKNOWN:`, err);
   }
   return TxState.UNKNOWN;
+}
+
+/**
+ * The outcome an async `execute` or `check` settled on, recorded for the half message
+ * at (`halfOffset`, `commitlogOffset`): COMMIT or ROLLBACK resolve it (unless
+ * something resolved it first); UNKNOWN, a rejection or anything else leaves it to
+ * the next check. Resolves to the state recorded.
+ */
+async function settleLater(broker, what, promise, halfOffset, commitlogOffset) {
+  let state;
+  try {
+    state = await promise;
+  } catch (err) {
+    console.error(`pocketmq: ${what}'s Promise rejected; the message stays UNKNOWN:`, err);
+    return TxState.UNKNOWN;
+  }
+  if (state !== TxState.COMMIT && state !== TxState.ROLLBACK) {
+    if (state !== TxState.UNKNOWN) console.error(`pocketmq: ${what} resolved to ${String(state)}, not a TxState; the message stays UNKNOWN`);
+    return TxState.UNKNOWN;
+  }
+  try {
+    broker._endTransaction(halfOffset, commitlogOffset, state);
+  } finally {
+    broker._changed();
+  }
+  return state;
 }
 
 // ---------------------------------------------------------------- producers
@@ -782,17 +818,28 @@ export class TransactionProducer {
     return this.#native.group;
   }
 
-  /** Stores a half message, runs `execute(msg)` and records its TxState. */
+  /**
+   * Stores a half message, runs `execute(msg)` and records its TxState. An `execute`
+   * that returns a Promise (an async local transaction) makes this return a Promise
+   * of the result, settled once its outcome is recorded.
+   */
   send(topic, body, options) {
     const { execute, ...rest } = optionsObject("send options", options);
     if (typeof execute !== "function") throw new TypeError("send options need execute, a function returning a TxState");
-    const decide = (batch) => txDecision("execute", execute, batch);
+    let pending = null;
+    const decide = (batch) => txDecision("execute", execute, batch, (promise) => (pending = promise));
     const encoded = wire.encodeOne(plainBody(body), sendOptions(rest), true);
+    let result;
     try {
-      return this.#native.send(topic, encoded, decide);
+      result = this.#native.send(topic, encoded, decide);
     } finally {
       this.#broker._changed();
     }
+    if (pending === null) return result;
+    return settleLater(this.#broker, "execute", pending, result.queueOffset, result.commitlogOffset).then((state) => {
+      result.transactionState = state;
+      return result;
+    });
   }
 }
 

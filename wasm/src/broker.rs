@@ -7,7 +7,7 @@ use js_sys::Function;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use pocketmq::{Clock, ConsumerConfig, SimpleConsumerConfig};
+use pocketmq::{Clock, ConsumerConfig, SimpleConsumerConfig, TxId, TxState};
 
 use crate::consumer::Consumer;
 use crate::convert::{broker_config, group_config, ms, position_value, string, u32_arg};
@@ -199,5 +199,38 @@ impl Broker {
     #[wasm_bindgen(js_name = isClosed)]
     pub fn is_closed(&self) -> bool {
         self.inner.is_closed()
+    }
+
+    /// Resolves the half message at `half_offset` of the half topic and
+    /// `commitlog_offset` (a transactional send's result, or the message a check was
+    /// asked about) with "COMMIT" or "ROLLBACK", for an `execute` or `check` that
+    /// answered with a Promise. True when this call resolved it (the first
+    /// resolution wins).
+    #[wasm_bindgen(js_name = endTransaction)]
+    pub fn end_transaction(
+        &self,
+        half_offset: f64,
+        commitlog_offset: f64,
+        state: JsValue,
+    ) -> Result<bool, JsValue> {
+        let state = match state.as_string().as_deref() {
+            Some("COMMIT") => TxState::Commit,
+            Some("ROLLBACK") => TxState::Rollback,
+            Some("UNKNOWN") => TxState::Unknown,
+            _ => return Err(type_error("state must be COMMIT, ROLLBACK or UNKNOWN")),
+        };
+        let offset = |v: f64| {
+            (v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_991.0)
+                .then_some(v as u64)
+                .ok_or_else(|| type_error("an offset is a non-negative integer"))
+        };
+        let id: TxId = format!(
+            "{:016x}{:016x}",
+            offset(half_offset)?,
+            offset(commitlog_offset)?
+        )
+        .parse()
+        .js_err()?;
+        self.inner.end_transaction(&id, state).js_err()
     }
 }
