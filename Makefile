@@ -79,8 +79,11 @@ demo: python
 fmt:
 	$(CARGO) fmt --all --check
 
-clippy:
+# The core and the wasm crate are linted for wasm32 as well: code behind
+# cfg(target_arch = "wasm32") is not seen by the native run.
+clippy: wasm-target
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p pocketmq-wasm --target wasm32-unknown-unknown -- -D warnings
 
 wasm-build: wasm-target
 	$(CARGO) build -p pocketmq-wasm --target wasm32-unknown-unknown
