@@ -193,6 +193,63 @@ test("a lock an earlier process with this pid left is taken over", async (t) => 
   assert.equal(lastJson(r).second, "StoreLockedError", "while this process holds it, a second open is refused");
 });
 
+test("processes that find a stale lock at the same moment: one takes the store, none loses a sync send", async (t) => {
+  for (let round = 0; round < 4; round++) {
+    const path = store(t);
+    new Broker({ path }).close();
+    writeFileSync(join(path, "lock"), "999999\nhost\n1\n"); // its process is gone
+    const go = Date.now() + 1500;
+    const kids = Array.from({ length: 5 }, () =>
+      spawn(
+        process.execPath,
+        [
+          "--input-type=module",
+          "-e",
+          `import { Broker } from ${url};
+          console.warn = () => {};
+          while (Date.now() < ${go});
+          let b;
+          try {
+            b = new Broker({ path: ${JSON.stringify(path)}, flush: "sync" });
+          } catch (e) {
+            console.log(JSON.stringify(e.name));
+            process.exit(0);
+          }
+          const p = b.producer("p");
+          const ids = [];
+          const step = () => {
+            for (let k = 0; k < 10; k++) ids.push(p.send("t", "from " + process.pid).msgId);
+            if (ids.length < 100) setTimeout(step, 5);
+            else {
+              b.close();
+              console.log(JSON.stringify(ids));
+            }
+          };
+          step();`,
+        ],
+        { stdio: ["ignore", "pipe", "inherit"] },
+      ),
+    );
+    const outs = await Promise.all(
+      kids.map(
+        (k) =>
+          new Promise((done) => {
+            let out = "";
+            k.stdout.on("data", (d) => (out += d));
+            k.on("exit", () => done(JSON.parse(out.trim())));
+          }),
+      ),
+    );
+    const owners = outs.filter(Array.isArray);
+    assert.equal(owners.length, 1, `round ${round}: ${JSON.stringify(outs.map((o) => (Array.isArray(o) ? "owner" : o)))}`);
+    assert.deepEqual(outs.filter((o) => !Array.isArray(o)), Array(4).fill("StoreLockedError"));
+    const b = new Broker({ path });
+    assert.equal(owners[0].filter((id) => b.get(id) === null).length, 0, "every sync send is there");
+    assert.equal(b.stats().messagesIn, 100);
+    b.close();
+  }
+});
+
 test("a process that exits without close still closes its store", async (t) => {
   const path = store(t);
   const r = run(`

@@ -61,6 +61,65 @@ function refuseLinks(root) {
   }
 }
 
+/** The lock file's text and age, or null when there is none. */
+function readLock(lockFile) {
+  try {
+    const fd = fs.openSync(lockFile, fs.constants.O_RDONLY | NOFOLLOW);
+    try {
+      return { text: fs.readFileSync(fd, "utf8"), age: Date.now() - fs.fstatSync(fd).mtimeMs };
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (err) {
+    if (missing(err)) return null;
+    throw err;
+  }
+}
+
+/**
+ * Writes `content` to a file of this process's own next to `lockFile` and calls
+ * `put(thatFile)` to put it in place; false when `put` finds a lock there (EEXIST).
+ */
+function placeLock(lockFile, content, put) {
+  const mine = `${lockFile}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+  fs.writeFileSync(mine, content, { flag: "wx" });
+  try {
+    put(mine);
+    return true;
+  } catch (err) {
+    if (err.code === "EEXIST") return false;
+    throw err;
+  } finally {
+    fs.rmSync(mine, { force: true });
+  }
+}
+
+/**
+ * Replaces the stale lock whose text was `stale` with `content`, under the guard
+ * file `<lock>.takeover`; false when another process holds the guard or the lock
+ * changed since it was read.
+ */
+function takeOver(lockFile, stale, content) {
+  const guard = `${lockFile}.takeover`;
+  if (!placeLock(guard, `${process.pid}\n${PROCESS_START}\n`, (mine) => fs.linkSync(mine, guard))) {
+    // Another process is taking over; a guard its dead maker left is removed.
+    const held = readLock(guard);
+    const pid = held === null ? NaN : Number.parseInt(held.text, 10);
+    if (held !== null && Number.isInteger(pid) && pid !== process.pid && !alive(pid)) {
+      fs.rmSync(guard, { force: true });
+    }
+    return false;
+  }
+  try {
+    const now = readLock(lockFile);
+    if (now === null || now.text !== stale) return false;
+    // rename replaces the stale file in one step.
+    return placeLock(lockFile, content, (mine) => fs.renameSync(mine, lockFile));
+  } finally {
+    fs.rmSync(guard, { force: true });
+  }
+}
+
 /** The host file functions of the store at `path` (made if missing). */
 export function nodeHostFs(path) {
   const root = resolve(path);
@@ -173,31 +232,18 @@ export function nodeHostFs(path) {
     lock() {
       fs.mkdirSync(root, { recursive: true });
       refuseLinks(root);
-      for (let attempt = 0; attempt < 100; attempt++) {
-        try {
-          // "host": this lock is the file alone (no flock), which native processes
-          // honour while this pid lives; then when this process started, which tells
-          // a lock of this process from one an earlier process with its pid left (a
-          // container's pid 1 restarted).
-          fs.writeFileSync(lockFile, `${process.pid}\nhost\n${PROCESS_START}\n`, { flag: "wx" });
-          return undefined;
-        } catch (err) {
-          if (err.code !== "EEXIST") throw err;
-        }
-        let text;
-        let age;
-        try {
-          const fd = fs.openSync(lockFile, fs.constants.O_RDONLY | NOFOLLOW);
-          try {
-            text = fs.readFileSync(fd, "utf8");
-            age = Date.now() - fs.fstatSync(fd).mtimeMs;
-          } finally {
-            fs.closeSync(fd);
-          }
-        } catch (err) {
-          if (missing(err)) continue; // released meanwhile: try again
-          throw err;
-        }
+      // "host": this lock is the file alone (no flock), which native processes
+      // honour while this pid lives; then when this process started, which tells
+      // a lock of this process from one an earlier process with its pid left (a
+      // container's pid 1 restarted).
+      const content = `${process.pid}\nhost\n${PROCESS_START}\n`;
+      for (let attempt = 0; attempt < 500; attempt++) {
+        // Made whole under a name of its own, then linked in: the lock never exists
+        // empty, and linking fails when one exists.
+        if (placeLock(lockFile, content, (mine) => fs.linkSync(mine, lockFile))) return undefined;
+        const held = readLock(lockFile);
+        if (held === null) continue; // released meanwhile: try again
+        const { text, age } = held;
         const [first, , start] = text.split(/\s+/);
         const pid = Number.parseInt(first, 10);
         if (text.trim() === "" && age < LOCK_WRITE_MS) {
@@ -213,7 +259,11 @@ export function nodeHostFs(path) {
           }
         }
         // Stale: its process is gone, or it was an earlier process with this pid.
-        fs.rmSync(lockFile, { force: true });
+        // Several processes may find it so at once: one at a time (the guard file)
+        // replaces it, and only while it is still the stale lock it read, so none
+        // replaces a lock another has just taken.
+        if (takeOver(lockFile, text, content)) return undefined;
+        sleepMs(2);
       }
       throw Object.assign(new Error(`could not take the lock ${lockFile}`), { code: "EBUSY" });
     },
