@@ -104,3 +104,28 @@ test("DiskFullError has the code DISK_FULL", () => {
   assert.equal(e.code, "DISK_FULL");
   assert.equal(e.name, "DiskFullError");
 });
+
+test("a memory store that fills the engine's memory refuses sends with DiskFull and stays usable", async () => {
+  // wasm memory ends at 4 GiB: the store's segments stop short of it, so the engine
+  // never traps on an allocation it cannot get.
+  const broker = new Broker();
+  const p = broker.producer("p");
+  const body = new Uint8Array(4 * 1024 * 1024 - 1024);
+  let sent = 0;
+  let error;
+  try {
+    for (; sent < 2000; sent++) p.send("big", body);
+  } catch (err) {
+    error = err;
+  }
+  assert.ok(error instanceof DiskFullError, String(error));
+  assert.equal(error.code, "DISK_FULL");
+  assert.ok(sent > 500, `${sent} sends before the store was full`);
+  assert.equal(broker.stats().messagesIn, sent, "the refused send stored nothing");
+  p.send("big", "small"); // what fits in the current segment still goes in
+  const c = broker.consumer({ group: "g", topic: "big" });
+  const got = await c.receive({ maxMessages: 4, timeoutMs: 0 });
+  assert.equal(got.length, 4);
+  c.ack(got);
+  broker.close();
+});

@@ -136,14 +136,15 @@ impl Backend for HostBackend {
                         self.root
                     )));
                 }
-                let mem = MemRegion::new(len.max(bytes.len()));
+                let mem = MemRegion::new(len.max(bytes.len()))?;
                 // SAFETY: the region is at least bytes.len() long and not yet shared.
                 unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), mem.as_ptr(), bytes.len()) };
                 mem
             }
             None if create => {
+                let mem = MemRegion::new(size)?;
                 self.fs.set_len(&path, size as u64)?;
-                MemRegion::new(size)
+                mem
             }
             None => {
                 return Err(io::Error::new(

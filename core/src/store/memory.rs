@@ -17,7 +17,8 @@ use super::{Backend, Region};
 pub(crate) struct MemRegion {
     ptr: *mut u8,
     len: usize,
-    /// The mapping `ptr` points into; `None`: `ptr` is a boxed slice of `len` bytes.
+    /// The mapping `ptr` points into; `None`: `ptr` is a heap allocation of `len`
+    /// bytes (alignment 1), or dangling when `len` is 0.
     #[cfg(not(target_arch = "wasm32"))]
     map: Option<memmap2::MmapRaw>,
 }
@@ -32,38 +33,76 @@ unsafe impl Sync for MemRegion {}
 #[cfg(not(target_arch = "wasm32"))]
 const MAPPED_FROM: usize = 4 << 20;
 
+/// On wasm, all of a store's regions together stay below this many bytes, leaving
+/// the rest of the 4 GiB address space to everything else the engine and its
+/// callers allocate: past it an append is refused (`DiskFull`) instead of the
+/// engine trapping on an allocation that cannot be served.
+#[cfg(target_arch = "wasm32")]
+const WASM_REGIONS_MAX: usize = 3 << 30;
+#[cfg(target_arch = "wasm32")]
+static WASM_REGION_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn out_of_memory(len: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::StorageFull,
+        format!("no memory left for a segment of {len} bytes: the store is full (delete topics or lower the retention)"),
+    )
+}
+
 impl MemRegion {
-    pub(crate) fn new(len: usize) -> MemRegion {
+    /// A zeroed region of `len` bytes; `StorageFull` when the memory cannot be had.
+    pub(crate) fn new(len: usize) -> io::Result<MemRegion> {
         #[cfg(not(target_arch = "wasm32"))]
         if len >= MAPPED_FROM {
             if let Ok(map) = memmap2::MmapOptions::new().len(len).map_anon() {
                 let map = memmap2::MmapRaw::from(map);
-                return MemRegion {
+                return Ok(MemRegion {
                     ptr: map.as_mut_ptr(),
                     len,
                     map: Some(map),
-                };
+                });
             }
         }
-        let boxed: Box<[u8]> = vec![0u8; len].into_boxed_slice();
-        MemRegion {
-            ptr: Box::into_raw(boxed) as *mut u8,
+        #[cfg(target_arch = "wasm32")]
+        {
+            use std::sync::atomic::Ordering;
+            let total = WASM_REGION_BYTES.fetch_add(len, Ordering::Relaxed) + len;
+            if total > WASM_REGIONS_MAX {
+                WASM_REGION_BYTES.fetch_sub(len, Ordering::Relaxed);
+                return Err(out_of_memory(len));
+            }
+        }
+        let ptr = if len == 0 {
+            std::ptr::NonNull::<u8>::dangling().as_ptr()
+        } else {
+            let layout = std::alloc::Layout::array::<u8>(len).map_err(|_| out_of_memory(len))?;
+            // SAFETY: the layout has a non-zero size.
+            let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+            if ptr.is_null() {
+                #[cfg(target_arch = "wasm32")]
+                WASM_REGION_BYTES.fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
+                return Err(out_of_memory(len));
+            }
+            ptr
+        };
+        Ok(MemRegion {
+            ptr,
             len,
             #[cfg(not(target_arch = "wasm32"))]
             map: None,
-        }
+        })
     }
 
     /// A region whose pages are already faulted in, writable: its writer takes no
     /// page fault (each costs microseconds, the kernel zeroing the page).
     #[cfg(not(target_arch = "wasm32"))]
-    fn populated(len: usize) -> MemRegion {
-        let r = MemRegion::new(len);
+    fn populated(len: usize) -> io::Result<MemRegion> {
+        let r = MemRegion::new(len)?;
         if let Some(map) = &r.map {
             #[cfg(target_os = "linux")]
             let _ = map.advise(memmap2::Advice::PopulateWrite);
         }
-        r
+        Ok(r)
     }
 }
 
@@ -73,12 +112,18 @@ impl Drop for MemRegion {
         if self.map.is_some() {
             return; // the mapping unmaps itself
         }
-        // SAFETY: without a mapping, ptr and len come from Box::into_raw of a boxed
-        // slice of len bytes.
+        #[cfg(target_arch = "wasm32")]
+        WASM_REGION_BYTES.fetch_sub(self.len, std::sync::atomic::Ordering::Relaxed);
+        if self.len == 0 {
+            return;
+        }
+        // SAFETY: without a mapping, ptr comes from alloc_zeroed with this layout
+        // (which `new` checked).
         unsafe {
-            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
-                self.ptr, self.len,
-            )))
+            std::alloc::dealloc(
+                self.ptr,
+                std::alloc::Layout::from_size_align_unchecked(self.len, 1),
+            )
         };
     }
 }
@@ -174,10 +219,11 @@ impl Backend for MemoryBackend {
                 format!("{dir}/{base}"),
             ));
         }
-        let r = Arc::new(
-            self.take_ahead(&key, size)
-                .unwrap_or_else(|| MemRegion::new(size)),
-        );
+        let r = match self.take_ahead(&key, size) {
+            Some(r) => r,
+            None => MemRegion::new(size)?,
+        };
+        let r = Arc::new(r);
         segs.insert(key, r.clone());
         Ok(r)
     }
@@ -226,11 +272,11 @@ impl Backend for MemoryBackend {
         }
         let ahead = self.ahead.clone();
         let spawned = crate::runtime::spawn_task("pocketmq-allocate", move || {
-            let region = MemRegion::populated(size);
+            let region = MemRegion::populated(size).ok();
             let mut a = ahead.lock();
             a.busy = false;
             if a.key.as_ref() == Some(&key) {
-                a.region = Some(region);
+                a.region = region;
             }
         });
         if spawned.is_none() {
