@@ -500,3 +500,31 @@ fn kill_9_never_brings_back_a_flushed_ack_nor_loses_an_unacked_message() {
         }
     }
 }
+
+/// A receipt handle names a delivery of its own store only: the same group, topic,
+/// queue and offset in another store (two brokers in one process, or two servers a
+/// client talks to) refuse it instead of acking their own message.
+#[test]
+fn a_handle_of_another_store_is_refused_and_acks_nothing() {
+    let (a, _) = manual();
+    let (b, _) = manual();
+    for broker in [&a, &b] {
+        broker.create_topic("t", 1).unwrap();
+        send_n(broker, "t", 1);
+    }
+    let (sa, sb) = (simple(&a, "g", "t"), simple(&b, "g", "t"));
+    let from_a = sa.receive(1, NOW).unwrap();
+    let from_b = sb.receive(1, NOW).unwrap();
+    assert_eq!(
+        (from_a[0].queue_id, from_a[0].queue_offset),
+        (from_b[0].queue_id, from_b[0].queue_offset)
+    );
+    assert_eq!(
+        sb.ack(&from_a[0]).unwrap_err().kind(),
+        ErrorKind::InvalidReceiptHandle
+    );
+    assert_eq!(b.lag("g", "t").unwrap(), 1, "b's message is not acked");
+    sb.ack(&from_b[0]).unwrap();
+    sa.ack(&from_a[0]).unwrap();
+    assert_eq!((a.lag("g", "t").unwrap(), b.lag("g", "t").unwrap()), (0, 0));
+}

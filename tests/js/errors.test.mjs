@@ -17,6 +17,7 @@ import {
   ClosedError,
   IoError,
   DiskFullError,
+  RetryLater,
 } from "pocketmq";
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -281,4 +282,25 @@ test("in Node a path opens a file store in that directory, and nowhere else", as
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("errors name options as JS spells them", () => {
+  const broker = new Broker();
+  broker.createTopic("t", 2);
+  const p = broker.producer();
+  assert.equal(p.group, "DEFAULT_PRODUCER");
+  assert.throws(() => p.send("t", "x", { queueId: 3 }), (e) => e.code === "InvalidArgument" && /queueId 3/.test(e.message) && !/queue_id/.test(e.message));
+  assert.throws(
+    () => p.send("t", "x", { delayLevel: 1, delayMs: 5 }),
+    (e) => e.code === "InvalidArgument" && /delayLevel, deliverAt and delayMs/.test(e.message),
+  );
+  broker.close();
+});
+
+test("RetryLater refuses a negative or non-number delay", () => {
+  assert.throws(() => new RetryLater(-5), (e) => e.code === "InvalidArgument");
+  assert.throws(() => new RetryLater(NaN), (e) => e.code === "InvalidArgument");
+  assert.throws(() => new RetryLater("5"), TypeError);
+  assert.equal(new RetryLater().delayMs, 0);
+  assert.equal(new RetryLater(250).delayMs, 250);
 });

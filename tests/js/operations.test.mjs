@@ -329,3 +329,15 @@ test("dead letters reach the console as warnings; setLogLevel picks what else do
     console.info = info;
   }
 });
+
+test("messages read without a consumer have deliveryAttempt 1 and no receipt handle", () => {
+  const broker = new Broker();
+  const r = broker.producer("p").send("t", "x", { keys: ["k"] });
+  const read = [broker.browse("t")[0], broker.get(r.msgId), broker.query("t", "k")[0], broker.queryByTime("t", 0, Date.now() + 1000)[0]];
+  for (const m of read) {
+    assert.equal(m.msgId, r.msgId);
+    assert.equal(m.deliveryAttempt, 1);
+    assert.equal(m.receiptHandle, null);
+  }
+  broker.close();
+});

@@ -84,3 +84,21 @@ test("bad simple consumer options and handles", () => {
   assert.throws(() => broker.simpleConsumer({ group: "g" }), TypeError);
   broker.close();
 });
+
+test("a message of another broker is refused by a simple consumer and acks nothing there", async () => {
+  const [a, b] = [new Broker(), new Broker()];
+  for (const broker of [a, b]) {
+    broker.createTopic("t", { queues: 1 });
+    broker.producer("p").send("t", "one");
+  }
+  const [sa, sb] = [a.simpleConsumer({ group: "g", topic: "t" }), b.simpleConsumer({ group: "g", topic: "t" })];
+  const [fromA] = await sa.receive({ maxMessages: 1, timeoutMs: 0 });
+  const [fromB] = await sb.receive({ maxMessages: 1, timeoutMs: 0 });
+  assert.throws(() => sb.ack(fromA), (err) => err.code === "INVALID_RECEIPT_HANDLE");
+  assert.equal(b.lag("g", "t"), 1, "b's own message is not acked");
+  sb.ack(fromB);
+  sa.ack(fromA);
+  assert.deepEqual([a.lag("g", "t"), b.lag("g", "t")], [0, 0]);
+  a.close();
+  b.close();
+});

@@ -285,9 +285,9 @@ export interface RedriveOptions {
 export class Broker {
   constructor(options?: BrokerOptions);
   /** Creates a topic, or grows its queue count; idempotent. */
-  createTopic(name: string, options?: { queues?: number }): void;
+  createTopic(name: string, options?: { queues?: number } | number): void;
   topics(): TopicInfo[];
-  producer(group: string): Producer;
+  producer(group?: string): Producer;
   /**
    * Runs `block(tx)` and stores its sends and acks as one append when it returns:
    * all of them, or none when it throws (also across a crash). The block is

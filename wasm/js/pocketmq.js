@@ -237,7 +237,7 @@ function messages(handle, keep = true) {
   return out;
 }
 
-/** The messages of an engine batch that nobody acks (browse, queries): decoded, and the batch freed at once. */
+/** The messages of an engine batch that nobody acks (get, query, browse, a transaction's): decoded, and the batch freed at once. */
 function readOnlyMessages(handle) {
   if (handle === undefined || handle === null) return [];
   const batch = { native: null, open: 0 };
@@ -245,8 +245,8 @@ function readOnlyMessages(handle) {
     if (handle.length === 0) return [];
     return wire.readMessages(
       handle.encode(),
-      (msgId, topic, queueId, queueOffset, commitlogOffset, body, tags, keys, properties, born, stored, reconsumed, i) =>
-        new Message(batch, i, msgId, topic, queueId, queueOffset, commitlogOffset, body, tags, keys, properties, born, stored, reconsumed),
+      (msgId, topic, queueId, queueOffset, commitlogOffset, body, tags, keys, properties, born, stored, reconsumed, attempt, receipt, i) =>
+        new Message(batch, i, msgId, topic, queueId, queueOffset, commitlogOffset, body, tags, keys, properties, born, stored, reconsumed, attempt, receipt),
     );
   } finally {
     handle.free();
@@ -376,9 +376,9 @@ export class Broker {
     this._schedule();
   }
 
-  /** Creates a topic or grows its queue count (idempotent). */
+  /** Creates a topic or grows its queue count (idempotent): `createTopic(name, { queues })`, or `createTopic(name, queues)`. */
   createTopic(name, options) {
-    const { queues } = optionsObject("createTopic options", options, ["queues"]);
+    const { queues } = typeof options === "number" ? { queues: options } : optionsObject("createTopic options", options, ["queues"]);
     if (queues !== undefined && typeof queues !== "number") throw new TypeError("queues must be a number");
     this.#native.createTopic(name, queues);
     this._changed();
@@ -407,7 +407,7 @@ export class Broker {
   }
 
   /** A producer in `group`. */
-  producer(group) {
+  producer(group = "DEFAULT_PRODUCER") {
     return new Producer(this, this.#native.producer(group));
   }
 
@@ -441,14 +441,14 @@ export class Broker {
 
   /** The message with this id, or null. */
   get(msgId) {
-    const got = messages(this.#native.get(msgId));
+    const got = readOnlyMessages(this.#native.get(msgId));
     return got.length === 0 ? null : got[0];
   }
 
   /** The messages of `topic` with `key` among their keys, oldest first. */
   query(topic, key) {
     const k = isPlainObject(key) ? key.key : key;
-    return messages(this.#native.query(topic, k));
+    return readOnlyMessages(this.#native.query(topic, k));
   }
 
   /** Messages of `topic` not yet acked by `group`. */
@@ -660,7 +660,7 @@ function isThenable(v) {
 function txDecision(what, fn, batch, later) {
   if (fn === undefined) return TxState.UNKNOWN;
   try {
-    const msg = messages(batch)[0];
+    const msg = readOnlyMessages(batch)[0];
     const state = fn(msg);
     if (state === TxState.COMMIT || state === TxState.ROLLBACK || state === TxState.UNKNOWN) return state;
     if (isThenable(state)) {
@@ -845,9 +845,21 @@ export class TransactionProducer {
 
 // ---------------------------------------------------------------- consumer
 
+/** `nack`'s `delayMs` option, or undefined (null, as for every option, means absent). */
+function nackDelay(options) {
+  const { delayMs } = optionsObject("nack options", options, ["delayMs"]);
+  if (delayMs === null) return undefined;
+  if (delayMs !== undefined && typeof delayMs !== "number") throw new TypeError("delayMs must be a number");
+  return delayMs;
+}
+
 /** Thrown by a listener's handler: nack the message, redelivering it after `delayMs`. */
 export class RetryLater extends Error {
   constructor(delayMs = 0) {
+    if (typeof delayMs !== "number") throw new TypeError("RetryLater takes a delay in ms, a number");
+    if (!(delayMs >= 0 && delayMs <= Number.MAX_SAFE_INTEGER)) {
+      throw new InvalidArgumentError(`invalid argument: RetryLater's delay must be 0 or more ms, not ${delayMs}`);
+    }
     super(`retry in ${delayMs} ms`);
     this.name = "RetryLater";
     this.delayMs = delayMs;
@@ -1091,8 +1103,7 @@ export class Consumer extends Receiver {
   /** Sends messages back for a retry later (after `delayMs` instead of the retry ladder's step, if given; then to the DLQ). */
   nack(msg, options) {
     const list = settling(msg);
-    const { delayMs } = optionsObject("nack options", options, ["delayMs"]);
-    if (delayMs !== undefined && typeof delayMs !== "number") throw new TypeError("delayMs must be a number");
+    const delayMs = nackDelay(options);
     const nack = (batch, index) => this.#native.nack(batch, index, delayMs);
     try {
       for (const m of list) settle(m, nack);
@@ -1141,8 +1152,7 @@ export class SimpleConsumer extends Receiver {
 
   /** A failed delivery: visible again after `delayMs`, or the retry ladder's step for its attempt. */
   nack(msg, options) {
-    const { delayMs } = optionsObject("nack options", options, ["delayMs"]);
-    if (delayMs !== undefined && typeof delayMs !== "number") throw new TypeError("delayMs must be a number");
+    const delayMs = nackDelay(options);
     try {
       for (const h of receiptHandles(msg)) this.#native.nack(h, delayMs);
     } finally {

@@ -23,9 +23,57 @@ pub fn register_error_classes(classes: Object) {
     CLASSES.with(|c| *c.borrow_mut() = Some(classes));
 }
 
+/// The engine's names of options and calls (Python's) and their JS names: an error
+/// message speaks the caller's language.
+const JS_NAMES: &[(&str, &str)] = &[
+    (", deliver_at and delay", ", deliverAt and delayMs"),
+    ("queue_id", "queueId"),
+    ("sharding_key", "shardingKey"),
+    ("delay_levels", "delayLevels"),
+    ("delay_level", "delayLevel"),
+    ("deliver_at", "deliverAt"),
+    ("dedup_id", "dedupId"),
+    ("timer_max_delay", "timerMaxDelayMs"),
+    ("default_queues", "defaultQueues"),
+    ("max_delivery_attempts", "maxDeliveryAttempts"),
+    ("max_in_flight", "maxInFlight"),
+    ("max_message_size", "maxMessageSize"),
+    ("move_backlog", "moveBacklog"),
+    ("segment_size", "segmentSize"),
+    ("disk_max_used_ratio", "diskMaxUsedRatio"),
+];
+
+/// `message` with the engine's names of options as JS spells them (whole words
+/// only: a topic or path that merely contains one is left alone).
+fn js_names(message: &str) -> String {
+    let mut out = message.to_string();
+    for (engine, js) in JS_NAMES {
+        let mut from = 0;
+        while let Some(at) = out[from..].find(engine).map(|i| i + from) {
+            let end = at + engine.len();
+            let word =
+                |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '/');
+            // The sides of a name are checked; a phrase starting with a comma is not.
+            let (starts_word, ends_word) = (
+                word(engine.chars().next()),
+                word(engine.chars().next_back()),
+            );
+            if (starts_word && word(out[..at].chars().next_back()))
+                || (ends_word && word(out[end..].chars().next()))
+            {
+                from = end;
+                continue;
+            }
+            out.replace_range(at..end, js);
+            from = at + js.len();
+        }
+    }
+    out
+}
+
 /// The JS error for an engine error: its `code` is the kind's name.
 pub(crate) fn to_js(err: Error) -> JsValue {
-    let js = build(err.kind().as_str(), &err.to_string());
+    let js = build(err.kind().as_str(), &js_names(&err.to_string()));
     if let Error::StoreLocked { path, pid } = &err {
         set(&js, "path", &JsValue::from_str(path));
         set(&js, "pid", &JsValue::from(*pid));
@@ -124,5 +172,30 @@ pub(crate) fn option_error(err: Error, name: &str, key: &str) -> JsValue {
             to_js(Error::InvalidArgument(format!("{key}{}", &m[name.len()..])))
         }
         e => to_js(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::js_names;
+
+    #[test]
+    fn option_names_are_spelled_as_in_js_and_only_whole_words() {
+        assert_eq!(
+            js_names("queue_id 3 is out of range: my_queue_id_topic has 2 queues"),
+            "queueId 3 is out of range: my_queue_id_topic has 2 queues"
+        );
+        assert_eq!(
+            js_names("give at most one of delay_level, deliver_at and delay"),
+            "give at most one of delayLevel, deliverAt and delayMs"
+        );
+        assert_eq!(
+            js_names("delay_levels needs 1 to 64 levels"),
+            "delayLevels needs 1 to 64 levels"
+        );
+        assert_eq!(
+            js_names("consumequeue/t/queue_id"),
+            "consumequeue/t/queue_id"
+        );
     }
 }

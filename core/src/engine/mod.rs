@@ -131,6 +131,7 @@ impl Engine {
             );
         }
         let mut groups = ConsumerGroups::new(offsets);
+        groups.pop.salt = store.nonce;
         // A store that dies with the process needs no revive log.
         groups.pop.pending.off = !backend.is_persistent();
         let timers_queued = store

@@ -74,6 +74,10 @@ pub(crate) struct PopGroups {
     pub pending: Pending,
     /// A group's committed offset moved since the last persist.
     pub moved: bool,
+    /// The store's nonce, mixed into every group's tag: a receipt handle of one
+    /// store names no delivery of another (two stores in one process, or two
+    /// servers a client talks to), and stays valid across restarts.
+    pub salt: u64,
 }
 
 impl PopGroups {
@@ -99,7 +103,7 @@ impl PopGroups {
         }
         let g = self.groups.len() as u32;
         self.groups.push(PopGroup {
-            tag: group_tag(&n.group, &n.topic),
+            tag: group_tag(self.salt, &n.group, &n.topic),
             name: n.group.clone(),
             topic: n.topic.clone(),
             filter: None,

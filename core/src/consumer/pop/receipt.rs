@@ -6,10 +6,12 @@ use std::hash::{BuildHasher, Hasher};
 use crate::message::id::hex_digits;
 use crate::Error;
 
-/// The tag of group `name`'s state on `topic`: a handle of one topic's deliveries
-/// is refused by the group's consumers of another.
-pub(super) fn group_tag(name: &str, topic: &str) -> u32 {
+/// The tag of group `name`'s state on `topic` in the store of `salt` (its nonce): a
+/// handle of one topic's deliveries is refused by the group's consumers of another,
+/// and by the consumers of another store.
+pub(super) fn group_tag(salt: u64, name: &str, topic: &str) -> u32 {
     let mut h = rustc_hash::FxBuildHasher.build_hasher();
+    h.write_u64(salt);
     h.write(name.as_bytes());
     h.write_u8(0);
     h.write(topic.as_bytes());
