@@ -43,6 +43,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transaction::TransactionProducer>()?;
     m.add_class::<remote::RemoteBroker>()?;
     m.add_class::<remote::RemoteConsumer>()?;
+    m.add_class::<remote::RemoteReceive>()?;
     m.add_class::<remote::RemoteProducer>()?;
     m.add_class::<remote::RemoteTransactionProducer>()?;
     m.add_function(wrap_pyfunction!(remote::connect, m)?)?;

@@ -136,6 +136,9 @@ impl Drop for Runner {
     }
 }
 
+/// How long a listener waits after a failed receive before it tries again.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
 /// Starts `options.threads` threads handling `source`'s messages with `listener`.
 pub fn listen<S: Source>(
     source: Arc<S>,
@@ -161,9 +164,27 @@ pub fn listen<S: Source>(
                 let mut msgs = match source.receive_slice(take, SLICE) {
                     Ok(m) if !m.is_empty() => m,
                     Ok(_) => continue,
-                    Err(e) => {
-                        log::warn!("listener: receive failed: {e}");
+                    Err(crate::Error::Closed) => return,
+                    Err(e) if source.is_closed() => {
+                        log::debug!("listener: receive failed as its consumer closed: {e}");
                         return;
+                    }
+                    Err(e) => {
+                        // A server away for a while (over connect()), a read that
+                        // failed: tried again after a pause, as a RocketMQ push
+                        // consumer keeps pulling, until the listener stops.
+                        log::warn!(
+                            "listener: receive failed, trying again in {} s: {e}",
+                            RETRY_PAUSE.as_secs()
+                        );
+                        let pause = crate::runtime::Stopwatch::start();
+                        while pause.elapsed() < RETRY_PAUSE
+                            && !stopping.load(Ordering::Acquire)
+                            && !source.is_closed()
+                        {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        continue;
                     }
                 };
                 outcomes.clear();

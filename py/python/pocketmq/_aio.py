@@ -1,6 +1,7 @@
 """asyncio support for :class:`pocketmq.Consumer`.
 
-A waiting ``receive_async`` holds no thread: it steps the engine's receive without
+A waiting ``receive_async`` holds no thread (over ``connect()`` either:
+``remote_receive``): it steps the engine's receive without
 blocking (``Consumer._receive_step``, which decides when the receive ends) and, in
 between, asks the consumer to call back when a receive may find messages
 (``Consumer._on_ready``); the callback wakes the event loop with
@@ -17,6 +18,9 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 from ._errors import Closed, Error, InvalidArgument, RetryLater
 
 _log = logging.getLogger("pocketmq.listener")
+
+# Seconds a listener waits after a failed receive before it tries again.
+_RETRY_PAUSE = 1.0
 
 if TYPE_CHECKING:
     from typing import Union
@@ -55,14 +59,30 @@ async def receive_async(
             pass  # the next step ends the receive at its deadline
 
 
-async def in_thread(
-    receive: "Callable[[int, Optional[float]], list[Message]]",
+async def remote_receive(
+    consumer: "RemoteConsumer",
     max_messages: int,
     timeout: Optional[float],
 ) -> "list[Message]":
-    """``receive_async`` of a consumer over ``connect()``: the blocking receive (which
-    releases the GIL) on the loop's default executor."""
-    return await asyncio.get_running_loop().run_in_executor(None, receive, max_messages, timeout)
+    """``receive_async`` of a consumer over ``connect()``: the receive runs on the
+    connection's own runtime and calls back when done, so no thread waits for it;
+    cancelled, it ends at once and what it got goes to the consumer's next receive."""
+    loop = asyncio.get_running_loop()
+    done: "asyncio.Future[None]" = loop.create_future()
+
+    def wake() -> None:
+        try:
+            loop.call_soon_threadsafe(_resolve, done)
+        except RuntimeError:
+            pass  # the loop has closed; nobody waits any more
+
+    job = consumer._receive_start(max_messages, timeout, wake)
+    try:
+        await done
+    except asyncio.CancelledError:
+        job.cancel()
+        raise
+    return job.result()
 
 
 async def next_message(consumer: "Union[Consumer, RemoteConsumer]") -> "Message":
@@ -122,7 +142,18 @@ async def listen_async(
             if len(running) >= concurrency:
                 await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 continue
-            msgs = await consumer.receive_async(concurrency - len(running), 1.0)
+            try:
+                msgs = await consumer.receive_async(concurrency - len(running), 1.0)
+            except Closed:
+                break
+            except Error as e:
+                if consumer.closed:
+                    break
+                # A server away for a while (over connect()): tried again after a
+                # pause, as the listener threads and RocketMQ's push consumers do.
+                _log.warning("receive failed, trying again in %s s: %s", _RETRY_PAUSE, e)
+                await asyncio.sleep(_RETRY_PAUSE)
+                continue
             for msg in msgs:
                 task = asyncio.ensure_future(run(msg))
                 running.add(task)

@@ -69,9 +69,10 @@ pub struct Pop {
     /// A classic consumer's deliveries not yet acked or nacked (message id -> receipt
     /// handle): made visible again when it closes, as an embedded consumer's are.
     unsettled: Mutex<HashMap<String, String>>,
-    /// Receipt handles this consumer acked lately: an ack of one again raises
-    /// `InvalidReceiptHandle` (as embedded), whatever the server answers (Apache's
-    /// proxy answers OK to an ack it has had).
+    /// Receipt handles this consumer acked or nacked lately: an ack of one again
+    /// raises `InvalidReceiptHandle` for a simple consumer and changes nothing for a
+    /// classic one (as embedded), whatever the server answers (Apache's proxy
+    /// answers OK to an ack it has had; a nack leaves a handle the server would ack).
     acked: Mutex<RecentHandles>,
 }
 
@@ -293,6 +294,27 @@ impl Pop {
         max: usize,
         timeout: Option<Duration>,
     ) -> Outcome<Vec<MessageExt>> {
+        self.receive_unless(max, timeout, None).await
+    }
+
+    /// `receive`, ending with nothing when `cancel` is notified: a poll it has
+    /// running is kept for the next receive, so what the server hands out meanwhile
+    /// is not stranded until its invisible time ends.
+    async fn receive_unless(
+        self: &Arc<Self>,
+        max: usize,
+        timeout: Option<Duration>,
+        cancel: Option<Arc<tokio::sync::Notify>>,
+    ) -> Outcome<Vec<MessageExt>> {
+        let cancelled = || {
+            let cancel = cancel.clone();
+            async move {
+                match cancel {
+                    Some(c) => c.notified().await,
+                    None => std::future::pending().await,
+                }
+            }
+        };
         if self.client.is_closed() {
             return Err(Failure::closed());
         }
@@ -336,6 +358,13 @@ impl Pop {
                     // Closed meanwhile: returns nothing at once, as embedded; what the
                     // poll still brings is made visible to the group again.
                     self.release_polls(vec![poll]);
+                    return Ok(Vec::new());
+                }
+                () = cancelled() => {
+                    self.running
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push_back(poll);
                     return Ok(Vec::new());
                 }
             };
@@ -469,7 +498,9 @@ impl Pop {
                 if let Some((id, _)) = msgs.iter().find(|(_, h)| acked.set.contains(h)) {
                     return Err(Failure::new(
                         pocketmq::ErrorKind::InvalidReceiptHandle,
-                        format!("message {id} was acked already with this receipt handle"),
+                        format!(
+                            "message {id} was acked or nacked already with this receipt handle"
+                        ),
                     ));
                 }
                 msgs
@@ -551,6 +582,18 @@ impl Pop {
         Ok(resp.receipt_handle)
     }
 
+    /// A nack: the delivery is settled (it comes back with a new receipt handle
+    /// after `d`), so its handle acks nothing later.
+    async fn nack(&self, message_id: String, handle: String, d: Duration) -> Outcome<()> {
+        self.change(message_id.clone(), handle.clone(), d).await?;
+        self.settled([&message_id]);
+        self.acked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(handle);
+        Ok(())
+    }
+
     fn nack_delay(&self, m: &MessageExt, delay: Option<Duration>) -> Duration {
         delay.unwrap_or_else(|| self.backoff(m.delivery_attempt))
     }
@@ -563,6 +606,76 @@ fn handle_of(m: &MessageExt) -> Outcome<(String, String)> {
             pocketmq::ErrorKind::InvalidReceiptHandle,
             "this message was not received over connect()",
         )),
+    }
+}
+
+/// A receive that `receive_async` awaits: it runs on the connection's runtime and
+/// calls back when done, so no thread waits for it, and a cancel ends it at once.
+struct ReceiveJob {
+    /// The outcome, and whether the receive was cancelled (then what it got goes to
+    /// the consumer's next receive): one lock, so whichever of the two comes second
+    /// hands the messages on.
+    result: Mutex<(Option<Outcome<Vec<MessageExt>>>, bool)>,
+    cancel: Arc<tokio::sync::Notify>,
+}
+
+impl ReceiveJob {
+    /// Puts `msgs` first in line for the consumer's next receive.
+    fn hand_back(pop: &Pop, msgs: Vec<MessageExt>) {
+        let mut ready = pop.ready.lock().unwrap_or_else(|e| e.into_inner());
+        for m in msgs.into_iter().rev() {
+            ready.push_front(m);
+        }
+    }
+}
+
+/// A running receive of `RemoteConsumer.receive_async` (`pocketmq._aio`).
+#[pyclass(module = "pocketmq", name = "RemoteReceive", frozen)]
+pub struct RemoteReceive {
+    job: Arc<ReceiveJob>,
+    pop: Arc<Pop>,
+}
+
+#[pymethods]
+impl RemoteReceive {
+    /// Ends the receive: what it already got goes to this consumer's next receive.
+    fn cancel(&self) {
+        let got = {
+            let mut r = self.job.result.lock().unwrap_or_else(|e| e.into_inner());
+            r.1 = true;
+            r.0.take()
+        };
+        self.job.cancel.notify_one();
+        if let Some(Ok(msgs)) = got {
+            ReceiveJob::hand_back(&self.pop, msgs);
+        }
+    }
+
+    /// The messages once done (the callback was called), or the receive's error.
+    fn result(&self, py: Python<'_>) -> PyResult<Vec<Message>> {
+        let got = self
+            .job
+            .result
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .take()
+            .unwrap_or_else(|| Ok(Vec::new()));
+        let pop = &self.pop;
+        match got {
+            // A close overtook it: nothing, as embedded; what it brought goes back.
+            Ok(msgs) if !msgs.is_empty() && pop.client.is_stopping() => {
+                pop.ready
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(msgs);
+                py.detach(|| pop.release());
+                Ok(Vec::new())
+            }
+            Ok(msgs) => Ok(msgs.into_iter().map(Message::from).collect()),
+            Err(_) if pop.client.is_stopping() => Ok(Vec::new()),
+            Err(e) => Err(e).py(),
+        }
     }
 }
 
@@ -595,8 +708,7 @@ impl Source for Listening {
                     pop.ack(acked).await?;
                 }
                 for ((id, h), d) in nacked {
-                    pop.change(id.clone(), h, d).await?;
-                    pop.settled([&id]);
+                    pop.nack(id, h, d).await?;
                 }
                 Ok(())
             })
@@ -693,7 +805,8 @@ impl RemoteConsumer {
         self.receive_for(py, max_count(max_messages)?, timeout.0)
     }
 
-    /// Like `receive`, awaitable (the wait runs on a worker thread).
+    /// Like `receive`, awaitable: the wait holds no thread, and cancelling the await
+    /// ends it (what it got goes to the next receive).
     #[pyo3(signature = (max_messages=THIRTY_TWO, timeout=ONE_SECOND), text_signature = "(self, max_messages=32, timeout=1.0)")]
     fn receive_async<'py>(
         slf: &Bound<'py, Self>,
@@ -702,10 +815,51 @@ impl RemoteConsumer {
     ) -> PyResult<Bound<'py, PyAny>> {
         max_count(max_messages)?;
         let timeout = timeout.0.map(|d| d.as_secs_f64());
-        slf.py().import("pocketmq._aio")?.call_method1(
-            "in_thread",
-            (slf.getattr("receive")?, max_messages.0, timeout),
-        )
+        slf.py()
+            .import("pocketmq._aio")?
+            .call_method1("remote_receive", (slf, max_messages.0, timeout))
+    }
+
+    /// Starts a receive on the connection's runtime; `wake()` is called (from
+    /// another thread) when it is done. For `pocketmq._aio.remote_receive`.
+    #[pyo3(signature = (max_messages, timeout, wake))]
+    fn _receive_start(
+        &self,
+        max_messages: Whole,
+        timeout: Timeout,
+        wake: Py<PyAny>,
+    ) -> PyResult<RemoteReceive> {
+        self.check_open()?;
+        let max = max_count(max_messages)?;
+        let job = Arc::new(ReceiveJob {
+            result: Mutex::new((None, false)),
+            cancel: Arc::new(tokio::sync::Notify::new()),
+        });
+        let (pop, j) = (self.0.clone(), job.clone());
+        let wake = crate::consumer::waker(wake);
+        self.0.client.runtime().spawn(async move {
+            let got = pop
+                .receive_unless(max, timeout.0, Some(j.cancel.clone()))
+                .await;
+            let cancelled = {
+                let mut r = j.result.lock().unwrap_or_else(|e| e.into_inner());
+                if r.1 {
+                    Some(got)
+                } else {
+                    r.0 = Some(got);
+                    None
+                }
+            };
+            match cancelled {
+                Some(Ok(msgs)) => ReceiveJob::hand_back(&pop, msgs),
+                Some(Err(_)) => {}
+                None => wake(),
+            }
+        });
+        Ok(RemoteReceive {
+            job,
+            pop: self.0.clone(),
+        })
     }
 
     /// Acks a message or a list of them: the group does not get them again. A handle
@@ -746,14 +900,10 @@ impl RemoteConsumer {
             let (id, h) = handle_of(&ext).py()?;
             let d = self.0.nack_delay(&ext, delay);
             let pop = self.0.clone();
-            let settled = id.clone();
-            let new = self
-                .0
+            self.0
                 .conn
-                .block_py(py, async move { pop.change(id, h, d).await })?
+                .block_py(py, async move { pop.nack(id, h, d).await })?
                 .py()?;
-            self.0.settled([&settled]);
-            m.get().set_handle(new);
         }
         Ok(())
     }

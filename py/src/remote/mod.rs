@@ -25,7 +25,7 @@ use crate::convert::duration_ms;
 use crate::errors;
 use crate::transaction::callable;
 
-pub use consumer::RemoteConsumer;
+pub use consumer::{RemoteConsumer, RemoteReceive};
 pub use producer::{RemoteProducer, RemoteTransactionProducer};
 use session::Connection;
 use wire::Failure;
