@@ -192,7 +192,7 @@ impl Service {
 
     async fn send_inner(&self, req: Request<SendMessageRequest>) -> Outcome<SendMessageResponse> {
         let sh = &self.shared;
-        sh.caller(&req)?;
+        let caller = sh.caller(&req)?;
         let peer = req.remote_addr();
         let messages = req.into_inner().messages;
         if messages.is_empty() {
@@ -200,7 +200,7 @@ impl Service {
         }
         let entries = if messages.len() == 1 {
             let m = messages.into_iter().next().unwrap_or_default();
-            vec![self.send_one(m, peer).await]
+            vec![self.send_one(m, peer, &caller.client.id).await]
         } else {
             self.send_batch(messages, peer).await
         };
@@ -286,7 +286,14 @@ impl Service {
             .collect()
     }
 
-    async fn send_one(&self, m: Message, peer: Option<SocketAddr>) -> SendResultEntry {
+    /// `client`: the sender's client id, kept on a half message so its check-backs
+    /// go to the sender first.
+    async fn send_one(
+        &self,
+        m: Message,
+        peer: Option<SocketAddr>,
+        client: &str,
+    ) -> SendResultEntry {
         let sh = &self.shared;
         let refused = |r: Refusal| SendResultEntry {
             status: Some(r.to_status()),
@@ -302,6 +309,9 @@ impl Service {
         };
         let bytes = msg.body.len() as u64;
         let result = if kind == MessageType::Transaction {
+            let mut msg = msg;
+            msg.properties
+                .insert(tx::SENDER.to_string(), client.to_string());
             tx::send_half(&self.shared, msg)
                 .await
                 .map(|(r, t)| (r, Some(t)))

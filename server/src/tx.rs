@@ -108,16 +108,28 @@ pub(crate) fn recover_command(
 
 static NEXT_PRODUCER: AtomicUsize = AtomicUsize::new(0);
 
-/// Pushes a check-back of `half` to one live producer of its topic (they take
-/// turns); false when none is connected or every stream is full.
+/// On a half message: the client id of its sender (server-owned, never shown).
+pub(crate) const SENDER: &str = "__PMQ_TX_SENDER";
+
+/// Pushes a check-back of `half` to a live producer of its topic: its sender while
+/// connected (the one that knows its local transaction: a topic's producers of
+/// other groups, or without a checker, would only guess or drop it), else the
+/// others in turn; false when none is connected or every stream is full.
 pub(crate) fn push_check(clients: &Clients, half: &MessageExt, transaction_id: &str) -> bool {
-    let producers = clients.producers_of(&half.topic);
+    let mut producers = clients.producers_of(&half.topic);
     if producers.is_empty() {
         return false;
     }
     let start = NEXT_PRODUCER.fetch_add(1, Ordering::Relaxed);
-    for i in 0..producers.len() {
-        let (id, tx, topic) = &producers[(start + i) % producers.len()];
+    let n = producers.len();
+    producers.rotate_left(start % n);
+    if let Some(sender) = half.properties.get(SENDER) {
+        if let Some(i) = producers.iter().position(|(id, _, _)| id == sender) {
+            let first = producers.remove(i);
+            producers.insert(0, first);
+        }
+    }
+    for (id, tx, topic) in &producers {
         let cmd = recover_command(half, topic.clone(), transaction_id);
         if tx.try_send(Ok(cmd)).is_ok() {
             log::debug!("client={id} event=check_back topic={}", half.topic);

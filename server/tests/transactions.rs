@@ -303,3 +303,104 @@ async fn half_messages_survive_a_restart_and_resolve_by_their_id() {
     assert_eq!(got[0].msg_id, message_id(1));
     server.shutdown().await.unwrap();
 }
+
+/// A producer of `topic` as client `id`, its Telemetry stream open and registered;
+/// the stream's commands (the sender half is kept so the stream stays open).
+async fn producer_stream(
+    client: &mut Client,
+    id: &str,
+    topic: &str,
+) -> (
+    tokio::sync::mpsc::Sender<TelemetryCommand>,
+    tonic::Streaming<TelemetryCommand>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let mut inbound = client
+        .telemetry(req_as(id, ReceiverStream::new(rx)))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(TelemetryCommand {
+        status: None,
+        command: Some(Command::Settings(Settings {
+            client_type: Some(ClientType::Producer as i32),
+            pub_sub: Some(PubSub::Publishing(Publishing {
+                topics: vec![resource(topic)],
+                max_body_size: 0,
+                validate_message_type: true,
+            })),
+            ..Settings::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+        .await
+        .expect("a settings reply within 10 s")
+        .unwrap()
+        .expect("the stream stays open");
+    assert!(matches!(reply.command, Some(Command::Settings(_))));
+    (tx, inbound)
+}
+
+/// Whether a check-back reaches `inbound` within `wait`.
+async fn checked(inbound: &mut tonic::Streaming<TelemetryCommand>, wait: Duration) -> bool {
+    tokio::time::timeout(wait, async {
+        loop {
+            match inbound.message().await {
+                Ok(Some(c)) => {
+                    if matches!(
+                        c.command,
+                        Some(Command::RecoverOrphanedTransactionCommand(_))
+                    ) {
+                        return;
+                    }
+                }
+                _ => std::future::pending::<()>().await,
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// Check-backs go to the producer that sent the half message while it is connected:
+/// another producer of the topic (another group, or one without a checker) would
+/// only guess or drop them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_backs_go_to_the_sender_first() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let broker = Broker::open(BrokerConfig {
+        clock: Arc::new(clock.clone()),
+        ..BrokerConfig::default()
+    })
+    .unwrap();
+    let (server, mut client) = start(broker, config()).await;
+    let (_a, mut from_a) = producer_stream(&mut client, "producer-a", "pay").await;
+    let (_b, mut from_b) = producer_stream(&mut client, "producer-b", "pay").await;
+    let r = client
+        .send_message(req_as(
+            "producer-a",
+            SendMessageRequest {
+                messages: vec![half("pay", 1)],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&r.status), Code::Ok);
+    clock.advance_ms(7_000);
+    for round in 0..4 {
+        server.broker().tick().unwrap();
+        assert!(
+            checked(&mut from_a, Duration::from_secs(5)).await,
+            "round {round}: the sender is asked"
+        );
+        assert!(
+            !checked(&mut from_b, Duration::from_millis(200)).await,
+            "round {round}: the other producer is not"
+        );
+        clock.advance_ms(60_000);
+    }
+    server.shutdown().await.unwrap();
+}
