@@ -780,3 +780,48 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Offsets committed past a tail that recovery cut off move back to the queue's new
+/// end at open: the messages stored there next are read, not passed over as acked.
+#[test]
+fn offsets_past_a_cut_tail_read_the_next_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = open(dir.path());
+        let placed = fill(&b, 0, 10);
+        b.create_topic("t", 1).unwrap();
+        let g = consumer(&b, "g", "t");
+        let got = drain(&g);
+        assert_eq!(got.len(), 10);
+        for m in &got {
+            g.ack(m).unwrap();
+        }
+        let s = b
+            .simple_consumer(pocketmq::SimpleConsumerConfig::new("s", "t"))
+            .unwrap();
+        let got = s.receive(32, Duration::ZERO).unwrap();
+        assert_eq!(got.len(), 10);
+        for m in &got {
+            s.ack(m).unwrap();
+        }
+        b.close().unwrap();
+        // A crash tore the last record, written after the last flush: zeros where
+        // it was.
+        write_at(&last_segment(dir.path()), placed[9].0 % SEG, &[0u8; 64]);
+        set_flushed(dir.path(), placed[9].0);
+    }
+    mark_unclean(dir.path());
+    let b = open(dir.path());
+    assert_eq!(fill(&b, 10, 1).len(), 1, "stored where the cut record was");
+    assert_eq!(
+        b.lag("g", "t").unwrap(),
+        1,
+        "the new message is not taken for acked"
+    );
+    assert_eq!(all_bodies(&b, "g"), ["message-0010"]);
+    let s = b
+        .simple_consumer(pocketmq::SimpleConsumerConfig::new("s", "t"))
+        .unwrap();
+    let got = s.receive(32, Duration::ZERO).unwrap();
+    assert_eq!(bodies(&got), ["message-0010"]);
+}

@@ -39,6 +39,30 @@ impl OffsetTable {
         let slot = self.table.entry(Self::key(topic, owner)).or_default();
         slot.insert(queue_id, offset) != Some(offset)
     }
+
+    /// After recovery: offsets beyond the end of their queue (its tail was torn and
+    /// cut off) move back to the end, so the messages stored there next are read,
+    /// not passed over as acked. True when one moved.
+    pub fn clamp_to(&mut self, store: &MessageStore) -> bool {
+        let mut moved = false;
+        for (key, queues) in &mut self.table {
+            let Some((t, _)) = key.split_once('@') else {
+                continue;
+            };
+            for (q, offset) in queues.iter_mut() {
+                let max = store.queues.get(t, *q).map_or(0, |cq| cq.max_offset());
+                if *offset > max {
+                    log::warn!(
+                        "{key} queue {q}: committed offset {offset} is past the queue's end \
+                         {max} after recovery; it reads from {max}"
+                    );
+                    *offset = max;
+                    moved = true;
+                }
+            }
+        }
+        moved
+    }
 }
 
 impl ConsumerGroups {

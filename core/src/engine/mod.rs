@@ -165,6 +165,9 @@ impl Engine {
         store.recover(&mut services!(e), e.settings.default_queues)?;
         e.finish_deletions()?;
         e.next_due = 0;
+        if e.groups.offsets.clamp_to(&e.store) {
+            e.groups.offsets_dirty = true;
+        }
         e.groups.pop.after_replay(&e.store);
         let marked = backend.write_meta(
             ABORT_FILE,

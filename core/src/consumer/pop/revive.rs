@@ -323,10 +323,20 @@ impl PopGroups {
     pub fn after_replay(&mut self, store: &MessageStore) {
         for group in &mut self.groups {
             for (q, pq) in group.queues.iter_mut().enumerate() {
-                let min = store
+                let (min, max) = store
                     .queues
                     .get(&group.topic, q as u32)
-                    .map_or(0, |cq| cq.min_offset());
+                    .map_or((0, 0), |cq| (cq.min_offset(), cq.max_offset()));
+                // A queue whose tail recovery cut off: what was past its end is gone,
+                // and the offsets there will hold new messages to read.
+                if pq.base > max {
+                    pq.window.clear();
+                    pq.base = max;
+                    pq.scan = max;
+                } else {
+                    pq.window.truncate((max - pq.base) as usize);
+                    pq.scan = pq.scan.min(max);
+                }
                 while pq.base < min {
                     pq.window.pop_front();
                     pq.base += 1;
