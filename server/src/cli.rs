@@ -338,17 +338,46 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
     })))
 }
 
+/// Why `run` ended early: the message, and the exit status the `pocketmq` command
+/// gives for it (its `--help` lists them: 3 a store locked by another process, 5 a
+/// damaged store, 6 a refused file operation, 1 anything else).
+#[derive(Debug)]
+pub struct Failed {
+    pub message: String,
+    pub exit: u8,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for Failed {
+    fn from(message: String) -> Failed {
+        Failed { message, exit: 1 }
+    }
+}
+
 /// Opens the store and serves it until `stop` completes, then drains, flushes and
 /// closes it. Prints `pocketmq-serve listening on <addr>` on stdout once listening.
-pub async fn run(s: Serve, stop: impl Future<Output = ()>) -> Result<(), String> {
-    let broker = Broker::open(s.broker).map_err(|e| format!("cannot open the store: {e}"))?;
+pub async fn run(s: Serve, stop: impl Future<Output = ()>) -> Result<(), Failed> {
+    let broker = Broker::open(s.broker).map_err(|e| Failed {
+        exit: match e.kind() {
+            pocketmq::ErrorKind::StoreLocked => 3,
+            pocketmq::ErrorKind::StoreCorrupted => 5,
+            pocketmq::ErrorKind::Io | pocketmq::ErrorKind::DiskFull => 6,
+            _ => 1,
+        },
+        message: format!("cannot open the store: {e}"),
+    })?;
     let server = crate::serve(broker, s.serve)
         .await
         .map_err(|e| e.to_string())?;
     println!("pocketmq-serve listening on {}", server.local_addr());
     let _ = std::io::stdout().flush();
     stop.await;
-    server.shutdown().await.map_err(|e| e.to_string())
+    Ok(server.shutdown().await.map_err(|e| e.to_string())?)
 }
 
 #[cfg(test)]

@@ -61,9 +61,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("event=failed error={e:?}");
+            log::error!("event=failed error={:?}", e.message);
             eprintln!("pocketmq-serve: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit)
         }
     }
 }

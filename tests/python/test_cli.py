@@ -295,3 +295,30 @@ def test_tail_follows_a_served_store_while_another_process_sends(serve_endpoint:
         line = one_line_error(cli("--server", ep, *command), 2)
         assert f"{command[0]} needs the store itself" in line, line
         assert "stats()" not in line and "--store" in line
+
+
+def test_commands_on_a_missing_topic_fail_and_create_nothing(orders: Path):
+    for args in (["receive", "ordrs", "--group", "g"], ["tail", "ordrs", "--group", "g"],
+                 ["query", "ordrs", "--key", "k1"]):
+        err = one_line_error(cli("--store", str(orders), *args), 1)
+        assert "topic not found: ordrs" in err, err
+    with pocketmq.Broker(orders) as b:
+        assert "ordrs" not in b.topics()
+
+
+def test_an_empty_store_path_and_a_negative_limit_are_usage_errors(orders: Path, tmp_path: Path):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    r = subprocess.run([sys.executable, "-m", "pocketmq", "--store", "", "send", "t", "x"],
+                       capture_output=True, text=True, timeout=120, cwd=cwd)
+    assert "--store is empty" in one_line_error(r, 2)
+    assert list(cwd.iterdir()) == [], "the current directory did not become a store"
+    assert "--limit" in one_line_error(cli("--store", str(orders), "query", "orders", "--key", "k1",
+                                           "--limit", "-1"), 2)
+
+
+def test_serve_on_a_store_held_by_another_process_exits_3(orders: Path):
+    with pocketmq.Broker(orders):
+        r = cli("serve", "--store", str(orders), "--listen", "127.0.0.1:0")
+        assert r.returncode == 3, (r.returncode, r.stderr)
+        assert "locked" in r.stderr

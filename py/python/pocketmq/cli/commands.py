@@ -36,6 +36,9 @@ def open_store(args: argparse.Namespace, create: bool = False) -> Any:
     the served store at ``--server``."""
     if args.server:
         return connect(args.server)
+    if not str(args.store).strip():
+        # (An unset variable in a script: Path("") would be the current directory.)
+        raise Failure("--store is empty: name the store directory", USAGE)
     path = Path(args.store)
     if not create and not _is_store(path):
         what = "no such directory" if not path.exists() else "not a pocketmq store"
@@ -230,8 +233,11 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 0:
+        raise Failure(f"--limit must be 0 or more, not {args.limit}", USAGE)
     with open_store(args) as b:
         if args.key is not None:
+            _require_topic(args, b)
             msgs = b.query(args.topic, args.key)[: args.limit]
         else:
             start = _time(args.since, "--since")
@@ -297,8 +303,20 @@ def _stream(args: argparse.Namespace, msgs: Iterable[Message]) -> None:
     sys.stdout.flush()
 
 
+def _require_topic(args: argparse.Namespace, b: Any) -> None:
+    """A consumer of a topic that does not exist would create it (a mistyped name
+    made for good): refused, as browse and tail refuse it. A served store creates
+    topics as it likes (the protocol lists none)."""
+    if args.server or args.topic.startswith("%"):
+        return
+    if args.topic not in b.topics():
+        raise Failure(f"topic not found: {args.topic} (topics are made by their first send, "
+                      f"or create-topic)", NOT_FOUND)
+
+
 def _tail_group(args: argparse.Namespace) -> int:
     with open_store(args) as b:
+        _require_topic(args, b)
         c = b.consumer(args.group, args.topic)
         # (A served store does not say its lag over the protocol: no progress bar.)
         behind = 0 if args.server else b.lag(args.group, args.topic)
@@ -427,6 +445,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
     # A missing store has nothing to receive: a mistyped --store is an error, not a
     # new empty store.
     with open_store(args) as b:
+        _require_topic(args, b)
         c = b.consumer(args.group, args.topic, tags=args.tags, broadcasting=args.broadcasting)
         msgs = c.receive(args.max_messages, args.timeout)
         if not args.no_ack:
