@@ -176,10 +176,12 @@ pub(crate) fn report(
             },
         );
     }
+    let simple = groups.pop.names_and_members();
     let mut pairs: Vec<(String, String)> = groups
         .consumers
         .values()
         .map(|c| (c.group.clone(), c.topic.clone()))
+        .chain(simple.iter().map(|(pair, _)| pair.clone()))
         .chain(groups.offsets.table.keys().filter_map(|k| {
             let (t, owner) = k.split_once('@')?;
             let group = owner.split('@').next().unwrap_or(owner);
@@ -193,6 +195,9 @@ pub(crate) fn report(
     let mut members: FxHashMap<(&str, &str), usize> = FxHashMap::default();
     for c in groups.consumers.values() {
         *members.entry((&c.group, &c.topic)).or_default() += 1;
+    }
+    for ((g, t), n) in &simple {
+        *members.entry((g, t)).or_default() += n;
     }
     let groups_out = pairs
         .into_iter()

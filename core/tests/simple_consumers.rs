@@ -528,3 +528,24 @@ fn a_handle_of_another_store_is_refused_and_acks_nothing() {
     sa.ack(&from_a[0]).unwrap();
     assert_eq!((a.lag("g", "t").unwrap(), b.lag("g", "t").unwrap()), (0, 0));
 }
+
+/// A live simple group shows in stats with its members and lag, as a classic one does.
+#[test]
+fn simple_groups_show_in_stats() {
+    let (b, _) = manual();
+    send_n(&b, "t", 3);
+    let sc = simple(&b, "sg", "t");
+    let got = sc.receive(1, NOW).unwrap();
+    sc.ack(&got[0]).unwrap();
+    let stats = b.stats().unwrap();
+    let g = stats
+        .groups
+        .iter()
+        .find(|g| (g.group.as_str(), g.topic.as_str()) == ("sg", "t"))
+        .expect("the simple group is listed");
+    assert_eq!((g.consumers, g.lag), (1, 2));
+    drop(sc);
+    let stats = b.stats().unwrap();
+    let g = stats.groups.iter().find(|g| g.group == "sg").unwrap();
+    assert_eq!((g.consumers, g.lag), (0, 2));
+}

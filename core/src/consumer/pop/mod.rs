@@ -128,6 +128,19 @@ impl PopGroups {
         g
     }
 
+    /// Every group on its topic, with how many live members it has (stats).
+    pub fn names_and_members(&self) -> Vec<((String, String), usize)> {
+        let mut members = vec![0usize; self.groups.len()];
+        for &g in self.members.values() {
+            members[g as usize] += 1;
+        }
+        self.groups
+            .iter()
+            .zip(members)
+            .map(|(g, n)| ((g.name.clone(), g.topic.clone()), n))
+            .collect()
+    }
+
     /// Group `name`'s state on `topic`.
     pub fn group(&self, name: &str, topic: &str) -> Option<&PopGroup> {
         self.index(name, topic).map(|g| &self.groups[g as usize])
