@@ -33,7 +33,9 @@ pub const HELP: &str = "\
 Serves a pocketmq store over Apache RocketMQ 5's gRPC protocol: the official RocketMQ 5
 clients and pocketmq.connect() work against it. Prints one line,
 `pocketmq-serve listening on <addr>`, once the port is open; SIGINT or SIGTERM drains,
-flushes and closes the store.
+flushes and closes the store. Exit status: 0 after such a stop, 2 for bad arguments, 3 when
+another process holds the store, 5 when its files cannot be read back as a store, 6 when
+the operating system refused a file operation, 1 for any other failure.
 
 arguments:
   STORE_DIR, --store DIR the store directory (created if missing; one process at a time)
