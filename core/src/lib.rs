@@ -49,4 +49,5 @@ pub use message::{Delay, Message, MessageBuilder, MessageExt, Receipt, SendResul
 pub use runtime::{add_entropy, set_process_id};
 pub use stats::{GroupStats, QueueStats, Stats, TopicInfo, TopicStats};
 pub use store::host::HostFs;
+pub use topic::validate_group;
 pub use transaction::{TransactionListener, TransactionProducer, TxId, TxState};

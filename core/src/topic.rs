@@ -130,7 +130,7 @@ pub(crate) fn validate_consumable_topic(name: &str) -> Result<()> {
 }
 
 /// Checks a group name (RocketMQ: at most 120 of the topic characters).
-pub(crate) fn validate_group(name: &str) -> Result<()> {
+pub fn validate_group(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 120 {
         return Err(Error::invalid(format!(
             "group names are 1 to 120 characters, got {}",

@@ -460,3 +460,39 @@ def test_listeners_outlive_a_server_restart(tmp_path: Path) -> None:
         worker.join(10)
         b.close()
         stop_server(proc)
+
+
+def test_close_does_not_wait_a_timeout_per_unsettled_message_when_the_server_hangs() -> None:
+    import signal
+
+    proc, addr = start_server()
+    try:
+        b = pocketmq.connect(addr)
+        p = b.producer()
+        for i in range(10):
+            p.send("hang", f"m{i}".encode())
+        c = b.consumer("g", "hang")
+        assert len(receive_n(c, 10)) == 10  # held, neither acked nor nacked
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            c.close()  # gives the 10 back: all at once, one request timeout at most
+            took = time.monotonic() - started
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        assert took < 10, f"close took {took:.1f} s"
+        b.close()
+    finally:
+        stop_server(proc)
+
+
+def test_group_names_are_checked_as_embedded(remote: pocketmq.RemoteBroker) -> None:
+    for bad in ("", "a b", "x" * 121):
+        with pytest.raises(pocketmq.InvalidArgument):
+            remote.producer(bad)
+        with pytest.raises(pocketmq.InvalidArgument):
+            remote.consumer(bad, "t")
+        with pytest.raises(pocketmq.InvalidArgument):
+            remote.simple_consumer(bad, "t")
+        with pytest.raises(pocketmq.InvalidArgument):
+            remote.transaction_producer(bad, check=lambda m: pocketmq.TxState.COMMIT)

@@ -460,10 +460,15 @@ impl Pop {
         }
         if !now.is_empty() {
             let pop = self.clone();
+            // All at once: a server that does not answer costs one request timeout,
+            // not one per message.
             let _ = self.conn.block(async move {
+                let mut all = tokio::task::JoinSet::new();
                 for (id, h) in now {
-                    let _ = pop.change(id, h, Duration::ZERO).await;
+                    let pop = pop.clone();
+                    all.spawn(async move { pop.change(id, h, Duration::ZERO).await });
                 }
+                while all.join_next().await.is_some() {}
                 Ok(())
             });
         }

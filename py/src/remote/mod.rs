@@ -22,7 +22,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::convert::duration_ms;
-use crate::errors;
+use crate::errors::{self, IntoPyResult as _};
 use crate::transaction::callable;
 
 pub use consumer::{RemoteConsumer, RemoteReceive};
@@ -136,6 +136,7 @@ impl RemoteBroker {
     /// A producer of `group` (its own protocol client).
     #[pyo3(signature = (group = "DEFAULT_PRODUCER".to_string()), text_signature = "(self, group='DEFAULT_PRODUCER')")]
     fn producer(&self, py: Python<'_>, group: String) -> PyResult<RemoteProducer> {
+        pocketmq::validate_group(&group).py_err()?;
         let conn = self.live()?.clone();
         let client = py.detach(|| producer::client(&conn, None)).py()?;
         Ok(RemoteProducer {
@@ -153,6 +154,7 @@ impl RemoteBroker {
         group: String,
         check: &Bound<'_, PyAny>,
     ) -> PyResult<RemoteTransactionProducer> {
+        pocketmq::validate_group(&group).py_err()?;
         let check = producer::checker(callable(check, "check")?);
         let conn = self.live()?.clone();
         let client = py.detach(|| producer::client(&conn, Some(check))).py()?;
@@ -177,6 +179,7 @@ impl RemoteBroker {
         max_delivery_attempts: Option<crate::convert::Whole>,
         fifo: Option<bool>,
     ) -> PyResult<RemoteConsumer> {
+        pocketmq::validate_group(&group).py_err()?;
         let invisible = match invisible_duration {
             Some(d) => {
                 let ms = duration_ms(&d, "invisible_duration")?;
@@ -213,6 +216,7 @@ impl RemoteBroker {
         topic: String,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<RemoteConsumer> {
+        pocketmq::validate_group(&group).py_err()?;
         let (tags, invisible, wanted) = consumer::consumer_options(options)?;
         let conn = self.live()?.clone();
         let pop = py
