@@ -177,6 +177,28 @@ impl SimpleConsumer {
         py.detach(|| self.0.on_ready(crate::consumer::waker(callback)));
     }
 
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// The next message, waiting as long as it takes; stops when the consumer closes.
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Message>> {
+        if self.0.is_closed() {
+            return Ok(None);
+        }
+        Ok(receive_for(py, &*self.0, 1, None)?.into_iter().next())
+    }
+
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("pocketmq._aio")?
+            .call_method1("next_message", (slf,))
+    }
+
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 
@@ -198,3 +199,23 @@ def test_an_async_wait_does_not_poll(broker):
         return time.process_time() - t0
 
     assert asyncio.run(main()) < 0.1, "half a second of waiting costs next to no CPU"
+
+
+def test_listen_async_takes_a_plain_function_too(broker):
+    broker.producer().send("plain", b"x")
+    c = broker.consumer("g", "plain")
+    seen = []
+
+    async def main() -> None:
+        task = asyncio.ensure_future(c.listen_async(lambda m: seen.append(m.body)))
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert seen == [b"x"]
+    assert broker.lag("g", "plain") == 0, "acked, not nacked with a TypeError"

@@ -180,3 +180,28 @@ def test_bad_handles_and_durations(broker: pocketmq.Broker) -> None:
     sc.ack(m)
     with pytest.raises(pocketmq.InvalidArgument):
         broker.consumer("g", "orders")  # a simple group is not a classic one
+
+
+def test_a_simple_consumer_iterates_as_a_consumer_does(broker):
+    import asyncio
+
+    p = broker.producer()
+    for body in (b"a", b"b", b"c"):
+        p.send("iter", body)
+    sc = broker.simple_consumer("g", "iter")
+    it = iter(sc)
+    first = next(it)
+    sc.ack(first)
+
+    async def rest() -> list[bytes]:
+        got = []
+        async for m in sc:
+            sc.ack(m)
+            got.append(m.body)
+            if len(got) == 2:
+                break
+        return got
+
+    assert sorted([first.body, *asyncio.run(rest())]) == [b"a", b"b", b"c"]
+    sc.close()
+    assert list(sc) == []

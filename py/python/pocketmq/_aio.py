@@ -12,6 +12,7 @@ that may interest the consumer or on close.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
@@ -85,7 +86,7 @@ async def remote_receive(
     return job.result()
 
 
-async def next_message(consumer: "Union[Consumer, RemoteConsumer]") -> "Message":
+async def next_message(consumer: "Union[Consumer, SimpleConsumer, RemoteConsumer]") -> "Message":
     """``async for msg in consumer``: one message at a time, until the consumer closes."""
     if consumer.closed:
         raise StopAsyncIteration
@@ -97,7 +98,7 @@ async def next_message(consumer: "Union[Consumer, RemoteConsumer]") -> "Message"
 
 async def listen_async(
     consumer: "Union[Consumer, SimpleConsumer, RemoteConsumer]",
-    handler: "Callable[[Message], Awaitable[Any]]",
+    handler: "Callable[[Message], Any]",
     concurrency: int,
 ) -> None:
     """``await consumer.listen_async(handler)``: runs ``handler`` on each message, at
@@ -123,7 +124,10 @@ async def listen_async(
 
     async def run(msg: "Message") -> None:
         try:
-            await handler(msg)
+            done = handler(msg)
+            # A plain function works too (it runs on the loop: keep it short).
+            if inspect.isawaitable(done):
+                await done
         except RetryLater as later:
             settle(msg, lambda: consumer.nack(msg, delay=later.delay))
         except asyncio.CancelledError:
