@@ -275,9 +275,18 @@ impl RemoteTransactionProducer {
     ) -> PyResult<SendResult> {
         let execute = callable(execute, "execute")?;
         let (msg, pb) = outgoing(&self.conn, topic, body, options, "send()", true)?;
-        if msg.sharding_key.is_some() || msg.delay != pocketmq::Delay::None {
+        if msg.delay != pocketmq::Delay::None {
+            // As embedded.
             return Err(Failure::invalid(
-                "a transactional message has no sharding key or delay over the RocketMQ 5 protocol",
+                "a batch or a transactional message cannot be delayed",
+            ))
+            .py();
+        }
+        if msg.sharding_key.is_some() {
+            // Embedded takes it; the protocol cannot carry it.
+            return Err(Failure::not_supported(
+                "send(sharding_key=...) of a transactional message: a RocketMQ 5 message is \
+                 FIFO or transactional, not both",
             ))
             .py();
         }
