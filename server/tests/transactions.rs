@@ -133,34 +133,7 @@ async fn an_open_half_message_is_checked_back_through_a_producer_stream() {
     .unwrap();
     let (server, mut client) = start(broker, config()).await;
     // A producer publishing the topic, with its Telemetry stream open.
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let mut inbound = client
-        .telemetry(req(ReceiverStream::new(rx)))
-        .await
-        .unwrap()
-        .into_inner();
-    tx.send(TelemetryCommand {
-        status: None,
-        command: Some(Command::Settings(Settings {
-            client_type: Some(ClientType::Producer as i32),
-            pub_sub: Some(PubSub::Publishing(Publishing {
-                topics: vec![resource("pay")],
-                max_body_size: 0,
-                validate_message_type: true,
-            })),
-            ..Settings::default()
-        })),
-    })
-    .await
-    .unwrap();
-    // The server answers the settings once it has registered them: only then is
-    // this producer one the check can ask.
-    let reply = tokio::time::timeout(Duration::from_secs(10), inbound.message())
-        .await
-        .expect("a settings reply within 10 s")
-        .unwrap()
-        .expect("the stream stays open");
-    assert!(matches!(reply.command, Some(Command::Settings(_))));
+    let (_tx, mut inbound) = producer_stream(&mut client, CLIENT_ID, "pay").await;
     let r = send(&mut client, half("pay", 1)).await;
     let tx_id = r.entries[0].transaction_id.clone();
     // Past the transaction timeout (6 s), the engine's check asks the producer.
@@ -304,8 +277,10 @@ async fn half_messages_survive_a_restart_and_resolve_by_their_id() {
     server.shutdown().await.unwrap();
 }
 
-/// A producer of `topic` as client `id`, its Telemetry stream open and registered;
-/// the stream's commands (the sender half is kept so the stream stays open).
+/// A producer of `topic` as client `id`, its Telemetry stream open and registered
+/// (the server answers the settings once it has registered them: only then is the
+/// producer one a check can ask); the stream's commands (the sender half is kept
+/// so the stream stays open).
 async fn producer_stream(
     client: &mut Client,
     id: &str,
