@@ -182,10 +182,12 @@ test("an async check resolves the half message when it settles, and the first re
   const clock = new ManualClock(T0);
   const broker = new Broker({ clock, transactionTimeoutMs: 6000, checkIntervalMs: 60_000 });
   const asked = [];
+  let release;
+  const gate = new Promise((resolve) => (release = resolve)); // the checks' own I/O
   const tp = broker.transactionProducer("pay", {
     check: async (m) => {
       asked.push(m.text());
-      await new Promise((resolve) => setTimeout(resolve, 5));
+      await gate;
       return m.text() === "yes" ? TxState.COMMIT : TxState.ROLLBACK;
     },
   });
@@ -196,7 +198,8 @@ test("an async check resolves the half message when it settles, and the first re
   broker.tick();
   assert.deepEqual(asked, ["yes", "no"]);
   assert.deepEqual(await texts(c), [], "nothing decided before the checks settle");
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  release();
+  await new Promise((resolve) => setTimeout(resolve, 0));
   assert.deepEqual(await texts(c), ["yes"]);
   assert.equal(broker.stats().pendingTransactions, 0);
   // Settled: later checks are not asked.
