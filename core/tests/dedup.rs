@@ -172,7 +172,7 @@ fn delayed_messages_dedup_before_and_after_they_come_due() {
 
 #[test]
 fn a_committed_half_message_counts_once_and_a_rolled_back_one_frees_its_id() {
-    let (b, _clock) = manual();
+    let (b, clock) = manual();
     b.create_topic("orders", 1).unwrap();
     let tp = b
         .transaction_producer("pay", Arc::new(|_: &MessageExt| TxState::Commit))
@@ -194,6 +194,11 @@ fn a_committed_half_message_counts_once_and_a_rolled_back_one_frees_its_id() {
     assert!(again.duplicate);
     same_send(&first, &again);
     assert_eq!(
+        (first.transaction_state, again.transaction_state),
+        (Some(TxState::Commit), Some(TxState::Commit)),
+        "the repeat answers with the first send's outcome"
+    );
+    assert_eq!(
         runs.load(std::sync::atomic::Ordering::SeqCst),
         1,
         "executed once"
@@ -214,8 +219,25 @@ fn a_committed_half_message_counts_once_and_a_rolled_back_one_frees_its_id() {
         .send(with_id("orders", "o2 retry", "tx-2"), exec(TxState::Commit))
         .unwrap();
     assert!(!retry.duplicate);
+    // Left open: a repeat says UNKNOWN until the check commits it.
+    let open = tp
+        .send(with_id("orders", "o3", "tx-3"), exec(TxState::Unknown))
+        .unwrap();
+    let repeat = |body: &str| {
+        tp.send(with_id("orders", body, "tx-3"), exec(TxState::Commit))
+            .unwrap()
+    };
+    let r = repeat("o3 again");
+    assert!(r.duplicate);
+    assert_eq!(
+        (open.transaction_state, r.transaction_state),
+        (Some(TxState::Unknown), Some(TxState::Unknown))
+    );
+    clock.advance_ms(7_000);
+    b.tick().unwrap();
+    assert_eq!(repeat("o3 later").transaction_state, Some(TxState::Commit));
     let c = consumer(&b, "g", "orders");
-    assert_eq!(bodies(&drain(&c)), ["o1", "o2 retry"]);
+    assert_eq!(bodies(&drain(&c)), ["o1", "o2 retry", "o3"]);
 }
 
 #[test]

@@ -82,3 +82,17 @@ test("bad dedup ids are refused and store nothing", async () => {
   assert.equal(p.send("t", "m", { dedupId: "fine" }).duplicate, false);
   broker.close();
 });
+
+test("a repeated transactional send answers with the first send's outcome", () => {
+  const broker = new Broker({ clock: new ManualClock(Date.UTC(2026, 0, 1)) });
+  const tp = broker.transactionProducer("pay", { check: () => TxState.COMMIT });
+  const first = tp.send("orders", "charged", { dedupId: "h", execute: () => TxState.COMMIT });
+  const again = tp.send("orders", "charged", { dedupId: "h", execute: () => TxState.COMMIT });
+  assert.equal(again.duplicate, true);
+  assert.equal(again.msgId, first.msgId);
+  assert.equal(again.transactionState, "COMMIT");
+  const open = tp.send("orders", "unsure", { dedupId: "u", execute: () => TxState.UNKNOWN });
+  assert.equal(open.transactionState, "UNKNOWN");
+  assert.equal(tp.send("orders", "unsure", { dedupId: "u", execute: () => TxState.COMMIT }).transactionState, "UNKNOWN");
+  broker.close();
+});

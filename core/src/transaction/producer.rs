@@ -34,9 +34,17 @@ impl TransactionProducer {
         let (mut result, half, end) = {
             let mut e = broker.inner.engine.lock();
             let group = Some(self.producer.group.as_str());
-            let r = e.send_one(msg, rr, now, group)?;
+            let mut r = e.send_one(msg, rr, now, group)?;
             if r.duplicate {
-                // The first send ran the local transaction; this one stores nothing.
+                // The first send ran the local transaction; this one stores nothing
+                // and answers with where it stands: still open, or committed (a
+                // rolled-back or discarded half message gives its dedup id back).
+                let open = e.tx.pending.contains_key(&r.queue_offset);
+                r.transaction_state = Some(if open {
+                    TxState::Unknown
+                } else {
+                    TxState::Commit
+                });
                 return Ok(r);
             }
             let half = e.store.message_at(r.commitlog_offset).ok_or_else(|| {
