@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use pocketmq::{Broker, BrokerConfig, ManualClock};
+use pocketmq::Broker;
 use pocketmq_server::proto::receive_message_response::Content;
 use pocketmq_server::proto::*;
 
@@ -223,12 +222,7 @@ async fn a_waiting_receive_wakes_when_a_message_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_delivery_comes_back_with_the_next_attempt() {
-    let clock = ManualClock::new(1_800_000_000_000);
-    let broker = Broker::open(BrokerConfig {
-        clock: Arc::new(clock.clone()),
-        ..BrokerConfig::default()
-    })
-    .unwrap();
+    let (broker, clock) = manual_broker();
     let (server, mut client) = start(broker, config()).await;
     send(&mut client, message("orders", b"x", &message_id(1))).await;
     let (_, first, _) = receive(
@@ -310,16 +304,6 @@ fn attempt(m: &Message) -> i32 {
         .unwrap()
         .delivery_attempt
         .unwrap()
-}
-
-fn manual_broker() -> (Broker, ManualClock) {
-    let clock = ManualClock::new(1_800_000_000_000);
-    let broker = Broker::open(BrokerConfig {
-        clock: Arc::new(clock.clone()),
-        ..BrokerConfig::default()
-    })
-    .unwrap();
-    (broker, clock)
 }
 
 async fn change(

@@ -4,10 +4,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use common::*;
-use pocketmq::{Broker, BrokerConfig, ManualClock};
+use pocketmq::{Broker, BrokerConfig};
 use pocketmq_server::proto::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,12 +120,7 @@ async fn fifo_messages_of_a_group_share_a_queue_in_send_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_message_appears_at_its_delivery_time_not_before() {
-    let clock = ManualClock::new(1_800_000_000_000);
-    let broker = Broker::open(BrokerConfig {
-        clock: Arc::new(clock.clone()),
-        ..BrokerConfig::default()
-    })
-    .unwrap();
+    let (broker, clock) = manual_broker();
     let (server, mut client) = start(broker, config()).await;
     let mut m = message("later", b"wake up", &message_id(1));
     let sys = m.system_properties.as_mut().unwrap();

@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use pocketmq::{Broker, BrokerConfig, ManualClock};
+use pocketmq::{Broker, BrokerConfig};
 use pocketmq_server::proto::settings::PubSub;
 use pocketmq_server::proto::telemetry_command::Command;
 use pocketmq_server::proto::*;
@@ -125,12 +124,7 @@ async fn a_rolled_back_half_message_never_appears() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_half_message_is_checked_back_through_a_producer_stream() {
-    let clock = ManualClock::new(1_800_000_000_000);
-    let broker = Broker::open(BrokerConfig {
-        clock: Arc::new(clock.clone()),
-        ..BrokerConfig::default()
-    })
-    .unwrap();
+    let (broker, clock) = manual_broker();
     let (server, mut client) = start(broker, config()).await;
     // A producer publishing the topic, with its Telemetry stream open.
     let (_tx, mut inbound) = producer_stream(&mut client, CLIENT_ID, "pay").await;
@@ -175,12 +169,7 @@ async fn an_open_half_message_is_checked_back_through_a_producer_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_producer_connected_checks_count_until_the_half_message_is_discarded() {
-    let clock = ManualClock::new(1_800_000_000_000);
-    let broker = Broker::open(BrokerConfig {
-        clock: Arc::new(clock.clone()),
-        ..BrokerConfig::default()
-    })
-    .unwrap();
+    let (broker, clock) = manual_broker();
     let (server, mut client) = start(broker, config()).await;
     let r = send(&mut client, half("pay", 1)).await;
     let tx_id = r.entries[0].transaction_id.clone();
@@ -344,12 +333,7 @@ async fn checked(inbound: &mut tonic::Streaming<TelemetryCommand>, wait: Duratio
 /// only guess or drop them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_backs_go_to_the_sender_first() {
-    let clock = ManualClock::new(1_800_000_000_000);
-    let broker = Broker::open(BrokerConfig {
-        clock: Arc::new(clock.clone()),
-        ..BrokerConfig::default()
-    })
-    .unwrap();
+    let (broker, clock) = manual_broker();
     let (server, mut client) = start(broker, config()).await;
     let (_a, mut from_a) = producer_stream(&mut client, "producer-a", "pay").await;
     let (_b, mut from_b) = producer_stream(&mut client, "producer-b", "pay").await;

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use pocketmq::{Broker, ConsumerConfig, MessageExt};
+use pocketmq::{Broker, BrokerConfig, ConsumerConfig, ManualClock, MessageExt};
 use pocketmq_server::proto::messaging_service_client::MessagingServiceClient;
 use pocketmq_server::proto::*;
 use pocketmq_server::{serve, ServeConfig, ServerHandle};
@@ -142,4 +142,15 @@ pub fn count(broker: &Broker, topic: &str) -> u64 {
         .get(topic)
         .map(|t| t.queues.iter().map(|q| q.max_offset - q.min_offset).sum())
         .unwrap_or(0)
+}
+
+/// A memory broker on a manual clock (2027-01-15), and the clock.
+pub fn manual_broker() -> (Broker, ManualClock) {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let broker = Broker::open(BrokerConfig {
+        clock: std::sync::Arc::new(clock.clone()),
+        ..BrokerConfig::default()
+    })
+    .unwrap();
+    (broker, clock)
 }
