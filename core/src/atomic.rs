@@ -38,6 +38,11 @@ pub(crate) enum BlockAck {
     Simple { member: u64, handle: String },
 }
 
+/// The most acks one ack record holds (its count is a `u16`).
+const ACKS_PER_RECORD: u16 = u16::MAX;
+/// An ack record grows to about this many bytes at most; more acks go in the next.
+const ACK_RECORD_BYTES: usize = 1 << 20;
+
 /// Appends one ack to an ack record body being built (see the module docs); the
 /// body starts with its count, which `ack_body_finish` writes.
 fn ack_body_push(out: &mut Vec<u8>, owner: &str, t: &str, q: u32, qo: u64) {
@@ -222,12 +227,14 @@ impl Engine {
                 duplicate: false,
             });
         }
-        // Classic acks as one record; simple ones with the revive ops buffered so far,
-        // so the log has each delivery before its ack.
+        // Classic acks as records of up to ACKS_PER_RECORD acks (and about
+        // ACK_RECORD_BYTES); simple ones with the revive ops buffered so far, so the
+        // log has each delivery before its ack.
         let durable = self.store.backend.is_persistent();
         let mut classic = Vec::new();
         let mut n_classic = 0u16;
         let mut simple = Vec::new();
+        let mut ack_topic = false;
         for a in acks {
             match a {
                 BlockAck::Classic { consumer, receipt } => {
@@ -238,6 +245,16 @@ impl Engine {
                     if let Some((owner, t, q)) = slot.and_then(|s| self.groups.progress.key_at(s)) {
                         ack_body_push(&mut classic, owner, t, *q, receipt.queue_offset);
                         n_classic += 1;
+                        if n_classic == ACKS_PER_RECORD || classic.len() >= ACK_RECORD_BYTES {
+                            if !ack_topic {
+                                self.store.system_queues(topic::ATOMIC_ACK_TOPIC, 1)?;
+                                ack_topic = true;
+                            }
+                            ack_body_finish(&mut classic, n_classic);
+                            let body = std::mem::take(&mut classic);
+                            specs.push(system_record(topic::ATOMIC_ACK_TOPIC, body, now));
+                            n_classic = 0;
+                        }
                     }
                 }
                 BlockAck::Simple { member, handle } => {
@@ -248,7 +265,9 @@ impl Engine {
         }
         if n_classic > 0 {
             ack_body_finish(&mut classic, n_classic);
-            self.store.system_queues(topic::ATOMIC_ACK_TOPIC, 1)?;
+            if !ack_topic {
+                self.store.system_queues(topic::ATOMIC_ACK_TOPIC, 1)?;
+            }
             specs.push(system_record(topic::ATOMIC_ACK_TOPIC, classic, now));
         }
         if let Some(body) = self.groups.pop.block_record(&simple) {

@@ -24,7 +24,7 @@ use crate::consumer::OffsetTable;
 use crate::dedup::{DedupWindow, Key};
 use crate::index::KeyIndex;
 use crate::message::properties::{self, prop};
-use crate::message::record::{RecordSpec, RecordView, SYS_FLAG_TX_COMMIT};
+use crate::message::record::{RecordSpec, RecordView, SYS_FLAG_MOVED, SYS_FLAG_TX_COMMIT};
 use crate::schedule::TimerWheel;
 use crate::store::meta::store_err;
 use crate::topic;
@@ -254,10 +254,10 @@ pub(crate) fn dispatch_to(
         s.dedup.put(k, r.phys, r.store_ts);
     }
     // A caller-given id (an engine id names its record by offset already, but a
-    // committed transaction's message is a copy carrying its half message's id:
-    // `get` finds it here).
-    let committed = r.sys_flag & SYS_FLAG_TX_COMMIT != 0;
-    if let Some(id) = uniq_key.filter(|id| committed || !crate::message::id::is_engine_id(id)) {
+    // committed transaction's message, or a moved one, is a copy carrying its
+    // original's id: `get` finds it here).
+    let copy = r.sys_flag & (SYS_FLAG_TX_COMMIT | SYS_FLAG_MOVED) != 0;
+    if let Some(id) = uniq_key.filter(|id| copy || !crate::message::id::is_engine_id(id)) {
         if let Ok(id) = std::str::from_utf8(id) {
             index.put_id(id, r.phys);
         }

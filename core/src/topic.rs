@@ -2,7 +2,8 @@
 //!
 //! Names follow RocketMQ (`[%|A-Za-z0-9_-]`, at most 127 characters; `%RETRY%` topics
 //! up to 255) and so can never name a path outside the store directory. Names that
-//! start with `%`, `RMQ_SYS_` or `SCHEDULE_TOPIC` belong to the engine.
+//! start with `%`, `RMQ_SYS_` or `SCHEDULE_TOPIC` belong to the engine; RocketMQ's
+//! own system topics (`TBW102`, `rmq_sys_*`, ...) are refused too.
 
 use std::collections::BTreeMap;
 
@@ -39,6 +40,17 @@ pub(crate) fn is_reserved(name: &str) -> bool {
         || name == TIMER_TOPIC
         || name == REVIVE_TOPIC
         || name == ATOMIC_ACK_TOPIC
+}
+
+/// Whether Apache RocketMQ keeps this topic for itself (its `TopicValidator`'s system
+/// topics): refused for sends and creation here too, so that code moved to a
+/// RocketMQ cluster meets no topic there that it could use here.
+pub(crate) fn is_rocketmq_system(name: &str) -> bool {
+    name.starts_with("rmq_sys_")
+        || matches!(
+            name,
+            "TBW102" | "BenchmarkTest" | "SELF_TEST_TOPIC" | "OFFSET_MOVED_EVENT"
+        )
 }
 
 /// Checks a topic name's characters and length.
@@ -83,6 +95,11 @@ pub(crate) fn validate_user_topic(name: &str) -> Result<()> {
     if is_reserved(name) {
         return Err(Error::invalid(format!(
             "topic {name:?} is reserved for the engine"
+        )));
+    }
+    if is_rocketmq_system(name) {
+        return Err(Error::invalid(format!(
+            "topic {name:?} is a system topic of RocketMQ"
         )));
     }
     Ok(())
@@ -287,6 +304,10 @@ mod tests {
         assert!(validate_topic("orders_v2-EU|x%").is_ok());
         assert!(validate_user_topic("%RETRY%g").is_err());
         assert!(validate_user_topic("RMQ_SYS_TRANS_HALF_TOPIC").is_err());
+        for system in ["TBW102", "BenchmarkTest", "SELF_TEST_TOPIC", "rmq_sys_x"] {
+            assert!(validate_user_topic(system).is_err(), "{system}");
+        }
+        assert!(validate_user_topic("TBW1020").is_ok());
         assert!(validate_consumable_topic("%DLQ%g").is_ok());
         assert!(validate_consumable_topic("SCHEDULE_TOPIC_XXXX").is_err());
     }

@@ -117,6 +117,18 @@ fn bad_acks_and_sends_are_refused_and_a_commit_that_fails_applies_nothing() {
         tx.send(Message::new("out", "")).unwrap_err().kind(),
         ErrorKind::InvalidArgument
     );
+    // A queue the topic lacks, and a topic of the broker's own: refused at send too,
+    // not at the commit.
+    assert_eq!(
+        tx.send(Message::builder("in", "q").queue_id(99).build())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert!(tx
+        .send(Message::new("RMQ_SYS_TRANS_HALF_TOPIC", "x"))
+        .is_err());
+    assert_eq!(tx.len(), 1);
     tx.send(Message::new("out", "kept back")).unwrap();
     tx.ack(&c, &msgs[1]).unwrap();
     // Acked outside the block before it commits: the commit fails, whole.
@@ -360,4 +372,70 @@ fn a_block_torn_by_a_crash_is_dropped_whole() {
     let (outs, pending) = state(dir.path());
     assert_eq!(outs.get("m0"), None, "no send of the torn block is left");
     assert!(pending.contains("m0"), "nor its ack");
+}
+
+/// A copy of a block's message (its retry here) is a message of its own: it does not
+/// carry the block's marks, which would make the next open take it for a block cut
+/// short and drop it with everything after it.
+#[test]
+fn a_retry_of_a_block_message_and_what_follows_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = pocketmq::ManualClock::new(common::T0);
+    {
+        let b = common::file(dir.path(), &clock);
+        let mut tx = b.atomic().unwrap();
+        tx.send(Message::new("out", "ship-1")).unwrap();
+        tx.send(Message::new("out", "ship-2")).unwrap();
+        tx.commit().unwrap();
+        let c = consumer(&b, "g", "out");
+        let mut got = drain(&c);
+        got.sort_by(|a, b| a.body.cmp(&b.body));
+        assert_eq!(bodies(&got), ["ship-1", "ship-2"]);
+        c.nack(&got[0]).unwrap();
+        c.ack(&got[1]).unwrap();
+        common::send(&b, "out", "ship-3");
+        b.close().unwrap();
+    }
+    let b = common::file(dir.path(), &clock);
+    let c = consumer(&b, "g", "out");
+    assert_eq!(bodies(&drain(&c)), ["ship-3"]);
+    clock.advance_ms(10_000);
+    b.tick().unwrap();
+    let again = drain(&c);
+    assert_eq!(bodies(&again), ["ship-1"]);
+    assert_eq!(again[0].reconsume_times, 1);
+}
+
+/// More acks than one ack record counts (65,535) in one block: all of them hold, also
+/// when replayed after a crash (the offsets file had none of them).
+#[test]
+fn a_block_of_seventy_thousand_acks_holds_across_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = pocketmq::ManualClock::new(common::T0);
+    let b = common::file(dir.path(), &clock);
+    let p = b.producer("p").unwrap();
+    let n = 70_000;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let batch = chunk.iter().map(|i| Message::new("in", format!("m{i}")));
+        p.send_batch(batch.collect()).unwrap();
+    }
+    let c = consumer(&b, "g", "in");
+    b.flush().unwrap(); // the offsets file knows the group, at offset 0
+    let mut got = Vec::new();
+    while got.len() < n {
+        got.extend(c.receive(4096, NOW).unwrap());
+    }
+    let mut tx = b.atomic().unwrap();
+    for m in &got {
+        tx.ack(&c, m).unwrap();
+    }
+    tx.send(Message::new("out", "done")).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(b.lag("g", "in").unwrap(), 0);
+    let crashed = tempfile::tempdir().unwrap();
+    common::copy_store(dir.path(), crashed.path());
+    let after = common::file(crashed.path(), &clock);
+    assert_eq!(after.lag("g", "in").unwrap(), 0, "every ack replayed");
+    assert!(drain(&consumer(&after, "g", "in")).is_empty());
+    assert_eq!(bodies(&drain(&consumer(&after, "o", "out"))), ["done"]);
 }

@@ -326,3 +326,70 @@ fn a_drill_killed_at_random_points_and_run_again_copies_each_message_exactly_onc
     );
     b.close().unwrap();
 }
+
+/// Messages the group acked out of order (above its committed offset) are not its
+/// backlog: the drill copies only the unacked ones, for a classic and a simple group.
+#[test]
+fn a_drill_leaves_out_what_the_group_acked_out_of_order() {
+    let (b, _) = manual();
+    b.create_topic("orders", 1).unwrap();
+    for i in 0..5 {
+        send(&b, "orders", &format!("m{i}"));
+    }
+    let c = consumer(&b, "g", "orders");
+    let got = drain(&c);
+    assert_eq!(got.len(), 5);
+    c.ack(&got[1]).unwrap();
+    c.ack(&got[3]).unwrap();
+    assert_eq!(b.lag("g", "orders").unwrap(), 3);
+    let moved = b
+        .move_backlog("g", "orders", "wide", None, |_, _| true)
+        .unwrap();
+    assert_eq!(moved, 3);
+    let copies = drain(&consumer(&b, "w", "wide"));
+    let mut copied = bodies(&copies);
+    copied.sort();
+    assert_eq!(copied, ["m0", "m2", "m4"]);
+
+    let s = b
+        .simple_consumer(pocketmq::SimpleConsumerConfig::new("s", "orders"))
+        .unwrap();
+    let got = s.receive(5, Duration::ZERO).unwrap();
+    assert_eq!(got.len(), 5);
+    s.ack(&got[0]).unwrap();
+    s.ack(&got[4]).unwrap();
+    let moved = b
+        .move_backlog("s", "orders", "wide-s", None, |_, _| true)
+        .unwrap();
+    assert_eq!(moved, 3);
+    let mut copied = bodies(&drain(&consumer(&b, "w", "wide-s")));
+    copied.sort();
+    assert_eq!(copied, ["m1", "m2", "m3"]);
+}
+
+/// A moved message keeps its id: once its original is gone (here its topic is
+/// deleted), `get` by that id finds the copy, also after a reopen.
+#[test]
+fn get_finds_a_moved_copy_once_its_original_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = pocketmq::ManualClock::new(T0);
+    let id = {
+        let b = file(dir.path(), &clock);
+        b.create_topic("orders", 1).unwrap();
+        let r = send(&b, "orders", "m0");
+        let moved = b
+            .move_backlog("g", "orders", "wide", None, |_, _| true)
+            .unwrap();
+        assert_eq!(moved, 1);
+        assert_eq!(b.get(&r.msg_id).unwrap().unwrap().topic, "orders");
+        b.delete_topic("orders").unwrap();
+        let copy = b.get(&r.msg_id).unwrap().expect("the copy");
+        assert_eq!((copy.topic.as_str(), copy.body_str()), ("wide", Some("m0")));
+        b.close().unwrap();
+        r.msg_id
+    };
+    let b = file(dir.path(), &clock);
+    let copy = b.get(&id).unwrap().expect("the copy after a reopen");
+    assert_eq!(copy.topic, "wide");
+    assert_eq!(copy.msg_id, id);
+}

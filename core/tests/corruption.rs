@@ -540,3 +540,23 @@ fn a_lost_checkpoint_keeps_every_msg_id() {
         b.close().unwrap();
     }
 }
+
+/// An I/O error names the file it happened at: a metadata file that turned into a
+/// directory (EISDIR on read) is refused with its path in the message.
+#[test]
+fn an_io_error_names_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(common::T0);
+    {
+        let b = open_at(dir.path(), &clock).unwrap();
+        common::send(&b, "t", "x");
+        b.close().unwrap();
+    }
+    let topics = dir.path().join("config/topics.json");
+    std::fs::remove_file(&topics).unwrap();
+    std::fs::create_dir(&topics).unwrap();
+    let e = open_at(dir.path(), &clock).unwrap_err();
+    assert_eq!(e.kind(), pocketmq::ErrorKind::Io, "{e}");
+    assert!(e.to_string().contains("topics.json"), "{e}");
+    std::fs::remove_dir(&topics).unwrap();
+}

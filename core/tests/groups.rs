@@ -396,3 +396,26 @@ fn lag_counts_what_is_not_acked_even_out_of_order() {
     }
     assert_eq!(b.lag("s", "t").unwrap(), 1);
 }
+
+/// A store written under a clock ahead of this one (another machine, a clock set
+/// back): a time ahead of now is searched for like any other, not taken for the end.
+#[test]
+fn a_reset_to_a_time_ahead_of_the_clock_finds_messages_stored_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = 3_600_000;
+    {
+        let ahead = pocketmq::ManualClock::new(common::T0 + hour);
+        let b = common::file(dir.path(), &ahead);
+        b.create_topic("t", 1).unwrap();
+        send(&b, "t", "early");
+        ahead.advance_ms(hour);
+        send(&b, "t", "late");
+        b.close().unwrap();
+    }
+    let clock = pocketmq::ManualClock::new(common::T0);
+    let b = common::file(dir.path(), &clock);
+    let c = consumer(&b, "g", "t");
+    b.reset_offset("g", "t", StartFrom::Timestamp(common::T0 + hour + hour / 2))
+        .unwrap();
+    assert_eq!(bodies(&drain(&c)), vec!["late"]);
+}

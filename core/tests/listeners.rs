@@ -325,3 +325,30 @@ fn a_refused_retry_delay_retries_after_the_ladder_step() {
     runner.stop();
     assert_eq!(b.lag("g", "t").unwrap(), 0);
 }
+
+/// Options out of range are refused with a typed error before any thread starts.
+#[test]
+fn thread_and_batch_counts_out_of_range_are_refused() {
+    let (b, _) = manual();
+    let c = Arc::new(b.consumer(ConsumerConfig::new("g", "t")).unwrap());
+    for (threads, batch) in [(0, 1), (1025, 1), (1, 0), (1, 1025), (1, usize::MAX)] {
+        let e = listen(
+            c.clone(),
+            Arc::new(|_: &MessageExt| Outcome::Ack),
+            ListenOptions { threads, batch },
+        )
+        .err()
+        .unwrap_or_else(|| panic!("threads {threads}, batch {batch} accepted"));
+        assert_eq!(e.kind(), pocketmq::ErrorKind::InvalidArgument);
+    }
+    let mut runner = listen(
+        c,
+        Arc::new(|_: &MessageExt| Outcome::Ack),
+        ListenOptions {
+            threads: 1,
+            batch: 1024,
+        },
+    )
+    .unwrap();
+    runner.stop();
+}

@@ -549,3 +549,43 @@ fn simple_groups_show_in_stats() {
     let g = stats.groups.iter().find(|g| g.group == "sg").unwrap();
     assert_eq!((g.consumers, g.lag), (0, 2));
 }
+
+/// A receipt handle from before a topic was deleted names nothing of the topic
+/// created again under the same name (its offsets start over): acking it is refused
+/// and the new message stays to be delivered, also across a restart.
+#[test]
+fn a_handle_from_before_a_delete_does_not_ack_the_topic_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let old = {
+        let b = file(dir.path(), &clock);
+        b.create_topic("t", 1).unwrap();
+        send_n(&b, "t", 1);
+        let sc = simple(&b, "g", "t");
+        let [old]: [MessageExt; 1] = sc.receive(1, NOW).unwrap().try_into().unwrap();
+        b.delete_topic("t").unwrap();
+        b.create_topic("t", 1).unwrap();
+        b.producer("p")
+            .unwrap()
+            .send(Message::new("t", "new"))
+            .unwrap();
+        assert!(sc.ack(&old).is_err(), "the old handle is refused");
+        let got = sc.receive(1, NOW).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].body_str(), Some("new"));
+        assert_eq!(got[0].queue_offset, old.queue_offset);
+        b.close().unwrap();
+        old
+    };
+    let b = file(dir.path(), &clock);
+    let sc = simple(&b, "g", "t");
+    assert!(sc.ack(&old).is_err(), "refused after a restart too");
+    clock.advance_ms(60_000);
+    let got = sc.receive(1, NOW).unwrap();
+    assert_eq!(
+        got.len(),
+        1,
+        "the new message was not acked by the old handle"
+    );
+    assert_eq!(got[0].body_str(), Some("new"));
+}

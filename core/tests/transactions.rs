@@ -168,7 +168,7 @@ fn a_crash_between_half_and_commit_is_resolved_by_check_back() {
     // The forgotten broker still holds the lock in this process; a fresh copy of the
     // directory stands in for the restarted process.
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(dir.path(), copy.path());
+    copy_store(dir.path(), copy.path());
     let b = file(copy.path(), &clock);
     let c = consumer(&b, "g", "orders");
     let _tp = b
@@ -177,19 +177,6 @@ fn a_crash_between_half_and_commit_is_resolved_by_check_back() {
     clock.advance_ms(6_000);
     b.tick().unwrap();
     assert_eq!(bodies(&drain(&c)), vec!["pending"]);
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&e.path(), &target);
-        } else if e.file_name() != "lock" {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 #[test]
@@ -291,4 +278,68 @@ fn a_half_message_is_resolved_by_id_after_a_restart() {
     assert!(b.end_transaction(&id, TxState::Commit).unwrap());
     assert!(!b.end_transaction(&id, TxState::Commit).unwrap());
     assert_eq!(bodies(&drain(&consumer(&b, "g", "orders"))), vec!["across"]);
+}
+
+/// A check listener that panics leaves its half message pending, as UNKNOWN does:
+/// `tick` goes on, and the next check (a minute later) resolves it.
+#[test]
+fn a_panicking_check_is_taken_for_unknown_and_asked_again() {
+    let (b, clock) = manual();
+    let c = consumer(&b, "g", "orders");
+    let checks = Arc::new(AtomicU32::new(0));
+    let n = checks.clone();
+    let tp = b
+        .transaction_producer(
+            "pay",
+            Arc::new(move |_: &pocketmq::MessageExt| {
+                if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("the listener's database is down");
+                }
+                TxState::Commit
+            }),
+        )
+        .unwrap();
+    tp.send(Message::new("orders", "maybe"), |_| TxState::Unknown)
+        .unwrap();
+    clock.advance_ms(6_000);
+    b.tick().unwrap();
+    assert_eq!(checks.load(Ordering::SeqCst), 1);
+    assert!(drain(&c).is_empty());
+    assert_eq!(b.stats().unwrap().pending_transactions, 1);
+    clock.advance_ms(60_000);
+    b.tick().unwrap();
+    assert_eq!(checks.load(Ordering::SeqCst), 2);
+    assert_eq!(bodies(&drain(&c)), vec!["maybe"]);
+}
+
+/// A broker closed while `execute` runs records nothing: the send reports UNKNOWN
+/// (not the outcome `execute` gave), and after a reopen the check-back decides.
+#[test]
+fn a_broker_closed_during_execute_leaves_the_outcome_to_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = pocketmq::ManualClock::new(1_764_000_000_000);
+    let b = file(dir.path(), &clock);
+    let tp = b
+        .transaction_producer("pay", Arc::new(|_: &pocketmq::MessageExt| TxState::Commit))
+        .unwrap();
+    let r = tp
+        .send(Message::new("orders", "paid"), |_| {
+            b.close().unwrap();
+            TxState::Commit
+        })
+        .unwrap();
+    assert_eq!(r.transaction_state, Some(TxState::Unknown));
+    drop(tp);
+    drop(b);
+    let b = file(dir.path(), &clock);
+    let c = consumer(&b, "g", "orders");
+    assert!(drain(&c).is_empty());
+    assert_eq!(b.stats().unwrap().pending_transactions, 1);
+    let tp = b
+        .transaction_producer("pay", Arc::new(|_: &pocketmq::MessageExt| TxState::Commit))
+        .unwrap();
+    clock.advance_ms(6_000);
+    b.tick().unwrap();
+    assert_eq!(bodies(&drain(&c)), vec!["paid"]);
+    drop(tp);
 }

@@ -26,6 +26,7 @@ use crate::{Error, MessageExt, Result};
 /// A group's progress on one queue of a topic: a row of mqadmin's `consumerProgress`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ConsumeProgress {
+    /// The queue.
     pub queue_id: u32,
     /// The queue's next offset to be written (its max offset).
     pub broker_offset: u64,
@@ -290,6 +291,7 @@ impl Engine {
         self.drills.forget_topic(t)?;
         let end = self.store.commitlog.end();
         self.store.deleted.topics.insert(t.to_string(), end);
+        self.groups.pop.incarnations.insert(t.to_string(), end);
         self.store.deleted_dirty = true;
         self.store.topics.topics.remove(t);
         self.store.topics_dirty = true;

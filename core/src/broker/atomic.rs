@@ -61,6 +61,7 @@ impl Atomic {
             return Err(Error::Closed);
         }
         msg.validate(self.broker.inner.config.max_message_size)?;
+        self.broker.engine()?.check_target(&msg)?;
         self.sends.push(msg);
         Ok(())
     }
@@ -125,6 +126,7 @@ impl Atomic {
         self.sends.len() + self.acks.len()
     }
 
+    /// Whether the block has neither sends nor acks.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

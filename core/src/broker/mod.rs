@@ -22,7 +22,7 @@ pub use consumer::Consumer;
 pub use producer::Producer;
 
 use crate::consumer::pop::SimpleConsumer;
-use crate::transaction::TransactionProducer;
+use crate::transaction::{TransactionProducer, TxState};
 
 use crate::commitlog::flush::{GroupCommit, Log};
 use crate::engine::Engine;
@@ -306,7 +306,11 @@ impl Broker {
     pub(crate) fn run_checks(&self, checks: Vec<Check>) -> Result<()> {
         self.check_process()?;
         for (qo, listener, msg) in checks {
-            let outcome = listener.check(&msg);
+            // A listener that panics leaves its half message pending, as UNKNOWN
+            // does: the next check asks again, and the background thread lives on.
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| listener.check(&msg)))
+                    .unwrap_or(TxState::Unknown);
             let now = self.now();
             let mut e = self.inner.engine.lock();
             e.resolve(qo, outcome, now)?;

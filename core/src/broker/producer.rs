@@ -16,6 +16,14 @@ pub struct Producer {
     pub(crate) rr: AtomicU32,
 }
 
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Producer {
     pub(super) fn new(broker: Broker, group: &str) -> Producer {
         Producer {

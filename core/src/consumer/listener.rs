@@ -29,6 +29,7 @@ pub enum Outcome {
 /// delivery (`change_invisible_duration`) updates the message's `receipt_handle`,
 /// so that the outcome applies to the current delivery.
 pub trait Listener: Send + Sync + 'static {
+    /// Handles a batch: pushes one outcome per message of `msgs`, in order.
     fn handle(&self, msgs: &mut [MessageExt], outcomes: &mut Vec<Outcome>);
 }
 
@@ -54,22 +55,24 @@ where
 
 /// What a listener needs of a consumer.
 pub trait Source: Send + Sync + 'static {
+    /// Receives up to `max` messages, waiting at most `timeout` for the first.
     fn receive_slice(&self, max: usize, timeout: Duration) -> Result<Vec<MessageExt>>;
     /// Applies every outcome; one that fails (logged) does not keep the others
     /// from applying. The first failure is returned.
     fn settle(&self, msgs: &[MessageExt], outcomes: &[Outcome]) -> Result<()>;
+    /// Whether the consumer (or its broker) is closed: the listener ends.
     fn is_closed(&self) -> bool;
 }
 
 /// How a listener runs.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenOptions {
-    /// Threads receiving and handling (RocketMQ's consume threads).
+    /// Threads receiving and handling (RocketMQ's consume threads). 1 to 1024.
     pub threads: usize,
     /// Most messages one thread takes per receive. A thread takes one at a time
     /// while its handler is slow (so other threads get the rest, and `stop` and
     /// ack deadlines find no message waiting behind a slow one), and doubles what
-    /// it takes, up to this, while handlers are fast.
+    /// it takes, up to this, while handlers are fast. 1 to 1024.
     pub batch: usize,
 }
 
@@ -93,6 +96,15 @@ const SLICE: Duration = Duration::from_millis(50);
 pub struct Runner {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("threads", &self.threads.len())
+            .field("stopped", &self.stop.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 impl Runner {
@@ -145,9 +157,9 @@ pub fn listen<S: Source>(
     listener: Arc<dyn Listener>,
     options: ListenOptions,
 ) -> Result<Runner> {
-    if options.threads == 0 || options.threads > 1024 || options.batch == 0 {
+    if !(1..=1024).contains(&options.threads) || !(1..=1024).contains(&options.batch) {
         return Err(crate::Error::invalid(
-            "a listener runs 1 to 1024 threads taking at least 1 message at a time",
+            "a listener runs 1 to 1024 threads taking 1 to 1024 messages at a time",
         ));
     }
     if source.is_closed() {

@@ -98,7 +98,16 @@ impl ConsumerGroups {
                 let ahead = p.acked_ahead.range(p.next..).count() as u64;
                 read.saturating_sub(in_flight) + ahead
             }
-            None => self.pop.done_above_committed(owner, t, q),
+            None => {
+                // Acks of atomic blocks replayed on open, for a queue no reader
+                // holds yet: done, not behind.
+                let key = (owner.to_string(), t.to_string(), q);
+                let replayed = match (self.replayed_acks.get(&key), self.offsets.get(t, owner, q)) {
+                    (Some(acks), Some(c)) => acks.range(c..).count() as u64,
+                    _ => 0,
+                };
+                self.pop.done_above_committed(owner, t, q) + replayed
+            }
         }
     }
 
@@ -167,7 +176,13 @@ impl ConsumerGroups {
         }
         for owner in owners {
             for q in 0..queues {
-                let target = Self::start_offset(store, t, q, to, now);
+                let target = match to {
+                    // Searched also for a time ahead of now: the store may hold
+                    // messages stamped later than this clock says (written under
+                    // another clock). Past every message, the search gives the end.
+                    StartFrom::Timestamp(ms) => Self::offset_at_time(store, t, q, ms),
+                    _ => Self::start_offset(store, t, q, to, now),
+                };
                 self.offsets.set(t, &owner, q, target);
                 self.pop.reset(&owner, t, q, target);
                 if let Some(p) = self.progress.get_mut(&(owner.clone(), t.to_string(), q)) {

@@ -42,6 +42,34 @@ impl ConsumerGroups {
             .collect()
     }
 
+    /// Whether every owner of `group` (one for a clustering group) is done with the
+    /// message at `qo` of (t, q): below its committed offset, or acked out of order
+    /// above it. False when the group has no position there.
+    pub fn is_done(&self, group: &str, t: &str, q: u32, qo: u64) -> bool {
+        let owners = self.owners_of(group, t);
+        !owners.is_empty()
+            && owners.iter().all(|o| {
+                let key = (o.clone(), t.to_string(), q);
+                match self.progress.get(&key) {
+                    Some(p) => {
+                        qo < p.committed()
+                            || (qo < p.next && !p.inflight.contains(qo))
+                            || p.acked_ahead.contains(&qo)
+                    }
+                    None => match self.pop.offset_done(o, t, q, qo) {
+                        Some(done) => done,
+                        None => {
+                            self.committed(o, t, q).is_some_and(|c| qo < c)
+                                || self
+                                    .replayed_acks
+                                    .get(&key)
+                                    .is_some_and(|acks| acks.contains(&qo))
+                        }
+                    },
+                }
+            })
+    }
+
     /// Moves `group` (every owner, for a broadcasting group) on each queue `q` of `t`
     /// to at least `upto[q]`.
     pub fn advance_past(&mut self, group: &str, t: &str, upto: &[u64]) {

@@ -7,7 +7,7 @@
 use super::ConsumerGroups;
 use crate::message::id;
 use crate::message::properties::{self, prop};
-use crate::message::record::RecordSpec;
+use crate::message::record::{self, RecordSpec};
 use crate::message_store::MessageStore;
 use crate::topic::{DLQ_PREFIX, RETRY_PREFIX};
 use crate::{Delay, MessageExt, MessageModel, Result};
@@ -116,7 +116,7 @@ fn send_back(
             properties::push(&mut p, prop::UNIQ_KEY, &id::make(nonce, phys));
         }
         let (at, len) = rv.body_range();
-        (p, rv.sys_flag, rv.born_ts, at, len)
+        (p, record::copied_flags(rv.sys_flag), rv.born_ts, at, len)
     });
     let Some((props, sys_flag, born_ts, at, len)) = copy else {
         return Ok(None);

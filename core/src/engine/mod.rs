@@ -132,6 +132,7 @@ impl Engine {
         }
         let mut groups = ConsumerGroups::new(offsets);
         groups.pop.salt = store.nonce;
+        groups.pop.incarnations = store.deleted.topics.clone();
         // A store that dies with the process needs no revive log.
         groups.pop.pending.off = !backend.is_persistent();
         let timers_queued = store

@@ -252,6 +252,19 @@ impl Engine {
         Ok((topic, queue_id))
     }
 
+    /// Whether `m` could be sent now as far as its topic and queue go: a user topic
+    /// that exists (or would be created), and a `queue_id` within it.
+    pub(crate) fn check_target(&self, m: &Message) -> Result<()> {
+        topic::validate_user_topic(&m.topic)?;
+        match self.store.topics.queues(&m.topic) {
+            Some(n) => topic::select_queue(m, n, 0).map(|_| ()),
+            None if self.settings.auto_create_topics => {
+                topic::select_queue(m, self.settings.default_queues, 0).map(|_| ())
+            }
+            None => Err(Error::TopicNotFound(m.topic.clone())),
+        }
+    }
+
     /// A send created `topic`: consumers waiting for it (it was deleted under them)
     /// get its queues.
     #[cold]

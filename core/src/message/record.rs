@@ -23,6 +23,16 @@ pub(crate) const SYS_FLAG_TX_COMMIT: u32 = 0x8;
 /// `SYS_FLAG_ATOMIC_LAST`.
 pub(crate) const SYS_FLAG_ATOMIC: u32 = 1 << 20;
 pub(crate) const SYS_FLAG_ATOMIC_LAST: u32 = 1 << 21;
+/// A copy `move_backlog` or `redrive` made: it carries its original's id, and `get`
+/// finds it by that id once the original is gone.
+pub(crate) const SYS_FLAG_MOVED: u32 = 1 << 22;
+
+/// The flags a copy of a record (retry, dead letter, delayed or moved message) keeps:
+/// all but the atomic-block marks. A copy is appended alone; with the marks, recovery
+/// would take it for a block cut short and drop it.
+pub(crate) fn copied_flags(sys_flag: u32) -> u32 {
+    sys_flag & !(SYS_FLAG_ATOMIC | SYS_FLAG_ATOMIC_LAST)
+}
 
 /// `__CRC32#` + 10 digits + separators: RocketMQ's reserved tail property.
 const CRC_PROP: &[u8] = b"__CRC32#";

@@ -21,7 +21,7 @@ use crate::consume_queue::{ConsumeQueues, FILE_ENTRIES, MEMORY_ENTRIES};
 use crate::dispatch::{self, DispatchRequest, Mode, Services};
 use crate::index::KeyIndex;
 use crate::message::properties::{self, prop};
-use crate::message::record::RecordSpec;
+use crate::message::record::{self, RecordSpec};
 use crate::message::{id, MessageExt, SendResult};
 use crate::store::meta::{read_json, store_err, write_json};
 use crate::store::Backend;

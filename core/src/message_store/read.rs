@@ -69,8 +69,22 @@ impl MessageStore {
                 .filter_map(|phys| self.message_at(phys))
                 .find(|m| m.msg_id == msg_id));
         };
-        if nonce != self.nonce || self.is_deleted(phys) {
+        // The copies that carry this id: a committed transaction's message, or a
+        // moved one once its original is gone (retention, a deleted topic).
+        let moved = || {
+            let id = msg_id.to_ascii_uppercase();
+            self.index
+                .ids(&id)
+                .into_iter()
+                .filter(|p| *p != phys && !self.is_deleted(*p))
+                .filter_map(|p| self.message_at(p))
+                .find(|m| m.msg_id == id)
+        };
+        if nonce != self.nonce {
             return Ok(None);
+        }
+        if self.is_deleted(phys) {
+            return Ok(moved());
         }
         let half = self
             .commitlog
@@ -79,20 +93,13 @@ impl MessageStore {
         if half {
             // A transactional message is what its commit stored, under the half
             // message's id; nothing while pending or once rolled back.
-            let id = msg_id.to_ascii_uppercase();
-            return Ok(self
-                .index
-                .ids(&id)
-                .into_iter()
-                .filter(|p| *p != phys && !self.is_deleted(*p))
-                .filter_map(|p| self.message_at(p))
-                .find(|m| m.msg_id == id));
+            return Ok(moved());
         }
         match self.lookup_in(&mut Span::default(), phys) {
             // A copy kept elsewhere (a retry, say) answers to its original's id only.
             Lookup::Found(m) if m.msg_id.eq_ignore_ascii_case(msg_id) => Ok(Some(m)),
             Lookup::Found(_) => Ok(None),
-            Lookup::Missing => Ok(None),
+            Lookup::Missing => Ok(moved()),
             Lookup::Corrupt => Err(Error::StoreCorrupted(format!(
                 "message {msg_id} is damaged on disk (its record fails its CRC)"
             ))),
@@ -151,7 +158,7 @@ impl MessageStore {
             let spec = RecordSpec {
                 topic: topic::TRANS_HALF_TOPIC.into(),
                 queue_id: 0,
-                sys_flag: r.sys_flag,
+                sys_flag: record::copied_flags(r.sys_flag),
                 born_ts: r.born_ts,
                 reconsume_times: r.reconsume_times,
                 prepared_tx_offset: 0,

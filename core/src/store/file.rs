@@ -93,7 +93,7 @@ impl FileBackend {
     /// Opens (creating) `root` and takes its lock. Fails with `WouldBlock` carrying the
     /// holder's pid in the message when another process owns it.
     pub fn open(root: &Path) -> Result<FileBackend, crate::Error> {
-        fs::create_dir_all(root)?;
+        fs::create_dir_all(root).map_err(|e| at(root, e))?;
         refuse_links(root)?;
         let lock_path = root.join("lock");
         let mut lock = no_follow()
@@ -101,7 +101,8 @@ impl FileBackend {
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&lock_path)?;
+            .open(&lock_path)
+            .map_err(|e| at(&lock_path, e))?;
         let locked = |pid: u32| crate::Error::StoreLocked {
             path: root.display().to_string(),
             pid,
@@ -113,7 +114,7 @@ impl FileBackend {
                 let _ = lock.read_to_string(&mut held);
                 return Err(locked(holder_pid(&held).unwrap_or(0)));
             }
-            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
+            Err(fs::TryLockError::Error(e)) => return Err(at(&lock_path, e).into()),
         }
         // A host that cannot take this lock (Node's file store) holds the store by
         // the file's content instead: its pid, then "host". Its process alive, the
@@ -124,10 +125,13 @@ impl FileBackend {
                 return Err(locked(pid));
             }
         }
-        lock.set_len(0)?;
-        lock.seek(io::SeekFrom::Start(0))?;
-        write!(lock, "{}", std::process::id())?;
-        lock.sync_data()?;
+        (|| -> io::Result<()> {
+            lock.set_len(0)?;
+            lock.seek(io::SeekFrom::Start(0))?;
+            write!(lock, "{}", std::process::id())?;
+            lock.sync_data()
+        })()
+        .map_err(|e| at(&lock_path, e))?;
         Ok(FileBackend {
             root: root.to_path_buf(),
             lock: parking_lot::Mutex::new(Some(lock)),
@@ -270,151 +274,193 @@ fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
     file.sync_data()
 }
 
+/// `e` with the path it happened at, so a message such as "Permission denied" says
+/// which file; its kind stays (callers match on it).
+fn at(path: &Path, e: io::Error) -> io::Error {
+    let shown = path.display().to_string();
+    if e.to_string().contains(&shown) {
+        return e;
+    }
+    io::Error::new(e.kind(), format!("{shown}: {e}"))
+}
+
 impl Backend for FileBackend {
     fn is_persistent(&self) -> bool {
         true
     }
 
     fn list(&self, dir: &str) -> io::Result<Vec<u64>> {
-        let path = self.root.join(dir);
-        self.check_dir(&path)?;
-        let mut out = Vec::new();
-        let entries = match fs::read_dir(&path) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()) {
-                if let Ok(base) = name.parse() {
-                    out.push(base);
+        let at_path = self.root.join(dir);
+        (|| -> io::Result<_> {
+            let path = self.root.join(dir);
+            self.check_dir(&path)?;
+            let mut out = Vec::new();
+            let entries = match fs::read_dir(&path) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()) {
+                    if let Ok(base) = name.parse() {
+                        out.push(base);
+                    }
                 }
             }
-        }
-        out.sort_unstable();
-        Ok(out)
+            out.sort_unstable();
+            Ok(out)
+        })()
+        .map_err(|e| at(&at_path, e))
     }
 
     fn list_dirs(&self, dir: &str) -> io::Result<Vec<String>> {
-        let mut out = Vec::new();
-        self.check_dir(&self.root.join(dir))?;
-        let entries = match fs::read_dir(self.root.join(dir)) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                if let Some(name) = entry.file_name().to_str() {
-                    out.push(name.to_string());
+        let at_path = self.root.join(dir);
+        (|| -> io::Result<_> {
+            let mut out = Vec::new();
+            self.check_dir(&self.root.join(dir))?;
+            let entries = match fs::read_dir(self.root.join(dir)) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    if let Some(name) = entry.file_name().to_str() {
+                        out.push(name.to_string());
+                    }
                 }
             }
-        }
-        out.sort();
-        Ok(out)
+            out.sort();
+            Ok(out)
+        })()
+        .map_err(|e| at(&at_path, e))
     }
 
     fn open(&self, dir: &str, base: u64, size: usize, create: bool) -> io::Result<Arc<dyn Region>> {
-        let path = self.seg_path(dir, base);
-        let file = if create {
-            let parent = self.root.join(dir);
-            self.make_dir(&parent)?;
-            let f = no_follow()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)?;
-            let len = f.metadata()?.len();
-            if len < size as u64 {
-                if let Err(e) = allocate(&f, len, size as u64) {
-                    if len == 0 {
-                        // Leave no segment behind that a full disk cut short.
-                        let _ = fs::remove_file(&path);
+        let at_path = self.seg_path(dir, base);
+        (|| -> io::Result<Arc<dyn Region>> {
+            let path = self.seg_path(dir, base);
+            let file = if create {
+                let parent = self.root.join(dir);
+                self.make_dir(&parent)?;
+                let f = no_follow()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)?;
+                let len = f.metadata()?.len();
+                if len < size as u64 {
+                    if let Err(e) = allocate(&f, len, size as u64) {
+                        if len == 0 {
+                            // Leave no segment behind that a full disk cut short.
+                            let _ = fs::remove_file(&path);
+                        }
+                        return Err(e);
                     }
-                    return Err(e);
+                } else if len > size as u64 {
+                    f.set_len(size as u64)?;
                 }
-            } else if len > size as u64 {
-                f.set_len(size as u64)?;
+                sync_dir(&parent)?;
+                f
+            } else {
+                self.check_dir(&self.root.join(dir))?;
+                no_follow().read(true).write(true).open(&path)?
+            };
+            if file.metadata()?.len() == 0 {
+                // Only a creation cut short (a crash between create and allocation)
+                // leaves an empty segment; it holds no data, so give it its size.
+                if size == 0 {
+                    return Err(super::corrupt(format!("{}: empty segment", path.display())));
+                }
+                allocate(&file, 0, size as u64)?;
             }
-            sync_dir(&parent)?;
-            f
-        } else {
-            self.check_dir(&self.root.join(dir))?;
-            no_follow().read(true).write(true).open(&path)?
-        };
-        if file.metadata()?.len() == 0 {
-            // Only a creation cut short (a crash between create and allocation)
-            // leaves an empty segment; it holds no data, so give it its size.
-            if size == 0 {
-                return Err(super::corrupt(format!("{}: empty segment", path.display())));
-            }
-            allocate(&file, 0, size as u64)?;
-        }
-        let map = MmapRaw::map_raw(&file)?;
-        Ok(Arc::new(FileRegion { map, file }))
+            let map = MmapRaw::map_raw(&file)?;
+            Ok(Arc::new(FileRegion { map, file }))
+        })()
+        .map_err(|e| at(&at_path, e))
     }
 
     fn remove(&self, dir: &str, base: u64) -> io::Result<()> {
-        match fs::remove_file(self.seg_path(dir, base)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        let at_path = self.seg_path(dir, base);
+        (|| -> io::Result<_> {
+            match fs::remove_file(self.seg_path(dir, base)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        })()
+        .map_err(|e| at(&at_path, e))
     }
 
     fn remove_dir(&self, dir: &str) -> io::Result<()> {
-        let path = self.root.join(dir);
-        match fs::remove_dir_all(&path) {
-            Ok(()) => sync_dir(path.parent().unwrap_or(&self.root)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        }
+        let at_path = self.root.join(dir);
+        (|| -> io::Result<_> {
+            let path = self.root.join(dir);
+            match fs::remove_dir_all(&path) {
+                Ok(()) => sync_dir(path.parent().unwrap_or(&self.root)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            }
+        })()
+        .map_err(|e| at(&at_path, e))
     }
 
     fn read_meta(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
-        let mut f = match no_follow().read(true).open(self.root.join(name)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::new();
-        f.read_to_end(&mut out)?;
-        Ok(Some(out))
+        let at_path = self.root.join(name);
+        (|| -> io::Result<_> {
+            let mut f = match no_follow().read(true).open(self.root.join(name)) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut out = Vec::new();
+            f.read_to_end(&mut out)?;
+            Ok(Some(out))
+        })()
+        .map_err(|e| at(&at_path, e))
     }
 
     fn write_meta(&self, name: &str, data: &[u8]) -> io::Result<()> {
-        let path = self.root.join(name);
-        let parent = path.parent().unwrap_or(&self.root).to_path_buf();
-        self.make_dir(&parent)?;
-        let tmp = path.with_extension("tmp");
-        // A stale temporary file (or a link planted in its place) goes first; the
-        // new one is created fresh, never through a link (O_EXCL).
-        match fs::remove_file(&tmp) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        {
-            let mut f = no_follow().write(true).create_new(true).open(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-        }
-        // (rename replaces a link at `path` itself, never what it points to.)
-        fs::rename(&tmp, &path)?;
-        sync_dir(&parent)
+        let at_path = self.root.join(name);
+        (|| -> io::Result<_> {
+            let path = self.root.join(name);
+            let parent = path.parent().unwrap_or(&self.root).to_path_buf();
+            self.make_dir(&parent)?;
+            let tmp = path.with_extension("tmp");
+            // A stale temporary file (or a link planted in its place) goes first; the
+            // new one is created fresh, never through a link (O_EXCL).
+            match fs::remove_file(&tmp) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            {
+                let mut f = no_follow().write(true).create_new(true).open(&tmp)?;
+                f.write_all(data)?;
+                f.sync_all()?;
+            }
+            // (rename replaces a link at `path` itself, never what it points to.)
+            fs::rename(&tmp, &path)?;
+            sync_dir(&parent)
+        })()
+        .map_err(|e| at(&at_path, e))
     }
 
     fn remove_meta(&self, name: &str) -> io::Result<()> {
-        match fs::remove_file(self.root.join(name)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => {
-                sync_dir(&self.root)?;
-                Ok(())
+        let at_path = self.root.join(name);
+        (|| -> io::Result<_> {
+            match fs::remove_file(self.root.join(name)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => {
+                    sync_dir(&self.root)?;
+                    Ok(())
+                }
             }
-        }
+        })()
+        .map_err(|e| at(&at_path, e))
     }
 
     fn default_segment_size(&self) -> usize {

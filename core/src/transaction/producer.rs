@@ -10,6 +10,7 @@ use crate::broker::{Broker, Producer};
 use crate::{Error, FlushMode, Message, MessageExt, Result, SendResult, SendStatus, TxState};
 
 /// Sends transactional (half) messages.
+#[derive(Debug)]
 pub struct TransactionProducer {
     producer: Producer,
 }
@@ -63,7 +64,14 @@ impl TransactionProducer {
         };
         let now = broker.now();
         let mut e = broker.inner.engine.lock();
-        e.resolve(qo, state, now)?;
+        let recorded = e.resolve(qo, state, now)?;
+        // Closed while `execute` ran: nothing was recorded, the half message stays
+        // open in the store and the check-back decides it after the next open.
+        let state = if !recorded && e.closed {
+            TxState::Unknown
+        } else {
+            state
+        };
         broker.wake(e);
         result.transaction_state = Some(state);
         Ok(result)

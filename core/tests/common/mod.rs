@@ -120,3 +120,18 @@ pub fn replace_property(rec: &mut [u8], name: &str, value: &str) {
 pub fn padded(s: &str, len: usize) -> String {
     format!("{s}{}", "x".repeat(len - s.len()))
 }
+
+/// Copies a store's files as they are now, without its lock: what a crash at this
+/// moment would leave (a test opens the copy while the original stays open).
+pub fn copy_store(from: &std::path::Path, to: &std::path::Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_store(&e.path(), &target);
+        } else if e.file_name() != "lock" {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}

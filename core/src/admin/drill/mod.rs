@@ -4,7 +4,8 @@
 //! to its `%RETRY%<group>`, which only that group reads).
 //!
 //! A drill copies, from every queue of the source, the range from the group's
-//! committed offset to the queue's end when the drill started, in CommitLog order,
+//! committed offset to the queue's end when the drill started (less what the group
+//! acked out of order above that offset), in CommitLog order,
 //! in steps of one append each. Each copy keeps the original's body, tags, keys,
 //! properties and message id, and carries `MOVED_FROM = topic:queue:offset`. A
 //! message with a sharding key goes to the destination queue its key maps to, so

@@ -14,7 +14,7 @@ use crate::consume_queue::{CqEntry, BLANK_SIZE};
 use crate::engine::Engine;
 use crate::message::id;
 use crate::message::properties::{self, prop};
-use crate::message::record::RecordSpec;
+use crate::message::record::{self, RecordSpec};
 use crate::message_store::MessageStore;
 use crate::topic;
 use crate::Result;
@@ -79,7 +79,7 @@ fn copy_spec(
         let spec = RecordSpec {
             topic: dest.clone(),
             queue_id,
-            sys_flag: r.sys_flag,
+            sys_flag: record::copied_flags(r.sys_flag) | record::SYS_FLAG_MOVED,
             born_ts: r.born_ts,
             // A redriven dead letter gets its retries afresh.
             reconsume_times: if redrive { 0 } else { r.reconsume_times },
@@ -152,7 +152,14 @@ impl Engine {
             let qo = run.next[q];
             pos[q] += 1;
             run.next[q] += 1;
-            if e.size != BLANK_SIZE {
+            // A message the group acked out of order (above its committed offset)
+            // is done: it is not part of the backlog. A redrive reads dead letters,
+            // which no group consumes.
+            let done = !run.redrive
+                && self
+                    .groups
+                    .is_done(&run.drill.group, &run.drill.from, q as u32, qo);
+            if e.size != BLANK_SIZE && !done {
                 if let Some(spec) = copy_spec(
                     store,
                     &e,

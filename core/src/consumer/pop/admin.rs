@@ -66,6 +66,8 @@ impl PopGroups {
             groups,
             by_name,
             pending,
+            salt,
+            incarnations,
             ..
         } = self;
         by_name.retain(|(_, t), g| {
@@ -76,6 +78,8 @@ impl PopGroups {
             if group.members == 0 {
                 return false;
             }
+            let incarnation = incarnations.get(topic).copied().unwrap_or(0);
+            group.tag = super::receipt::group_tag(*salt, &group.name, topic, incarnation);
             for (q, pq) in group.queues.iter_mut().enumerate() {
                 *pq = Queue {
                     base: 0,

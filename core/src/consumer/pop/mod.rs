@@ -78,9 +78,19 @@ pub(crate) struct PopGroups {
     /// store names no delivery of another (two stores in one process, or two
     /// servers a client talks to), and stays valid across restarts.
     pub salt: u64,
+    /// Deleted topics, by where the log ended at their deletion (the store's
+    /// `deleted_topics`): mixed into the tags of groups on a topic created again, so
+    /// a handle from before the delete names nothing of the new topic.
+    pub incarnations: BTreeMap<String, u64>,
 }
 
 impl PopGroups {
+    /// The tag of group `name` on `topic` now (see `group_tag`).
+    pub(super) fn tag_for(&self, name: &str, topic: &str) -> u32 {
+        let incarnation = self.incarnations.get(topic).copied().unwrap_or(0);
+        group_tag(self.salt, name, topic, incarnation)
+    }
+
     /// The group `n.group` on `n.topic` (a group may consume several topics, each
     /// with a cursor of its own), created with the committed offsets `base(q)` when new.
     pub(super) fn group_or_new(
@@ -103,7 +113,7 @@ impl PopGroups {
         }
         let g = self.groups.len() as u32;
         self.groups.push(PopGroup {
-            tag: group_tag(self.salt, &n.group, &n.topic),
+            tag: self.tag_for(&n.group, &n.topic),
             name: n.group.clone(),
             topic: n.topic.clone(),
             filter: None,
@@ -218,6 +228,13 @@ impl PopGroups {
             .map_or(0, |q| {
                 q.window.iter().filter(|s| matches!(s, Slot::Done)).count() as u64
             })
+    }
+
+    /// Whether simple group `name` is done with `offset` of (topic, queue): below its
+    /// committed offset, or acked (or passed over) above it. None for no such group.
+    pub fn offset_done(&self, name: &str, topic: &str, queue: u32, offset: u64) -> Option<bool> {
+        let q = self.group(name, topic)?.queues.get(queue as usize)?;
+        Some(offset < q.base || matches!(q.slot(offset), Some(Slot::Done)))
     }
 
     /// The committed offset of group `name` on (topic, queue), if it is a simple group.

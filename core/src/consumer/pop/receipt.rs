@@ -6,15 +6,20 @@ use std::hash::{BuildHasher, Hasher};
 use crate::message::id::hex_digits;
 use crate::Error;
 
-/// The tag of group `name`'s state on `topic` in the store of `salt` (its nonce): a
-/// handle of one topic's deliveries is refused by the group's consumers of another,
-/// and by the consumers of another store.
-pub(super) fn group_tag(salt: u64, name: &str, topic: &str) -> u32 {
+/// The tag of group `name`'s state on `topic` in the store of `salt` (its nonce),
+/// for the topic's `incarnation` (where the log ended when it was last deleted, 0
+/// for a topic never deleted): a handle of one topic's deliveries is refused by the
+/// group's consumers of another, by those of the topic created again after a
+/// delete, and by the consumers of another store.
+pub(super) fn group_tag(salt: u64, name: &str, topic: &str, incarnation: u64) -> u32 {
     let mut h = rustc_hash::FxBuildHasher.build_hasher();
     h.write_u64(salt);
     h.write(name.as_bytes());
     h.write_u8(0);
     h.write(topic.as_bytes());
+    if incarnation != 0 {
+        h.write_u64(incarnation);
+    }
     h.finish() as u32
 }
 
