@@ -9,13 +9,23 @@ pub enum Error {
     InvalidArgument(String),
     /// A message body (or encoded record) is over the configured limit.
     #[error("message too large: {size} bytes, the limit is {limit}")]
-    MessageTooLarge { size: usize, limit: usize },
+    MessageTooLarge {
+        /// The size refused, in bytes.
+        size: usize,
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The topic does not exist and topics are not created on first send.
     #[error("topic not found: {0}")]
     TopicNotFound(String),
     /// Another process owns the store directory.
     #[error("store {path} is locked by process {pid}")]
-    StoreLocked { path: String, pid: u32 },
+    StoreLocked {
+        /// The store directory.
+        path: String,
+        /// The process holding it (0 when unknown).
+        pid: u32,
+    },
     /// The store's files cannot be read back as a store.
     #[error("store corrupted: {0}")]
     StoreCorrupted(String),
@@ -37,7 +47,10 @@ pub enum Error {
     /// A broker used in a process forked from the one that opened it: it is closed
     /// there (kind `Closed`), and never writes.
     #[error("closed: this broker was opened by process {owner}; open a new Broker in the child")]
-    Forked { owner: u32 },
+    Forked {
+        /// The process that opened the broker.
+        owner: u32,
+    },
 }
 
 impl From<std::io::Error> for Error {
@@ -55,14 +68,23 @@ impl From<std::io::Error> for Error {
 /// The kind of an [`Error`], without its details: what bindings match on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
+    /// See [`Error::InvalidArgument`].
     InvalidArgument,
+    /// See [`Error::MessageTooLarge`].
     MessageTooLarge,
+    /// See [`Error::TopicNotFound`].
     TopicNotFound,
+    /// See [`Error::StoreLocked`].
     StoreLocked,
+    /// See [`Error::StoreCorrupted`].
     StoreCorrupted,
+    /// See [`Error::Closed`] (also [`Error::Forked`]).
     Closed,
+    /// See [`Error::InvalidReceiptHandle`].
     InvalidReceiptHandle,
+    /// See [`Error::Io`].
     Io,
+    /// See [`Error::DiskFull`].
     DiskFull,
 }
 

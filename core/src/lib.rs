@@ -4,6 +4,10 @@
 //! groups with committed offsets and long polling, tag filters, retries and dead
 //! letters, delay levels and timers, and transactional messages, over a file or an
 //! in-memory store. The Python and JavaScript packages are thin bindings over this crate.
+#![warn(missing_docs)]
+
+/// This crate's version (`Cargo.toml`'s), as the Python and JS packages report it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 mod admin;
 mod atomic;

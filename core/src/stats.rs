@@ -18,13 +18,16 @@ use crate::topic::{self, RETRY_PREFIX};
 /// A topic and its queue count.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct TopicInfo {
+    /// The topic.
     pub name: String,
+    /// How many queues it has.
     pub queues: u32,
 }
 
 /// One queue of a topic in [`Stats`].
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct QueueStats {
+    /// The queue.
     pub queue_id: u32,
     /// Lowest retained queue offset.
     pub min_offset: u64,
@@ -35,6 +38,7 @@ pub struct QueueStats {
 /// One topic in [`Stats`].
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct TopicStats {
+    /// Its queues.
     pub queues: Vec<QueueStats>,
     /// Messages ever stored in the topic (retained or not).
     pub messages_in: u64,
@@ -45,8 +49,11 @@ pub struct TopicStats {
 /// One consumer group on one topic in [`Stats`].
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct GroupStats {
+    /// The consumer group.
     pub group: String,
+    /// The topic.
     pub topic: String,
+    /// Its live consumers here (members of a simple group count too).
     pub consumers: usize,
     /// Messages not yet acked by the group.
     pub lag: u64,
@@ -62,7 +69,9 @@ pub struct GroupStats {
 /// Sizes and rates of the store.
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct Stats {
+    /// Every user topic, retry and dead-letter topic, by name.
     pub topics: BTreeMap<String, TopicStats>,
+    /// Every consumer group on every topic it consumes.
     pub groups: Vec<GroupStats>,
     /// Bytes the CommitLog holds (retained segments).
     pub commitlog_bytes: u64,

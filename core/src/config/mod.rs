@@ -129,13 +129,18 @@ pub const DEFAULT_DELAY_LEVELS: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m
 pub struct BrokerConfig {
     /// The store directory; `None` keeps everything in memory.
     pub path: Option<PathBuf>,
+    /// When appends reach the disk: `Async` (a flusher thread) or `Sync` (a send
+    /// returns once durable, with group commit).
     pub flush: FlushMode,
+    /// The clock every time in the engine comes from (`SystemClock`, or a
+    /// `ManualClock` in tests).
     pub clock: Arc<dyn Clock>,
     /// CommitLog segment size in bytes; `None`: 64 MiB on files, 16 MiB in memory,
     /// 8 MiB through a host file system. An existing store keeps its own size.
     pub segment_size: Option<u64>,
     /// Largest body accepted, in bytes (4 MiB).
     pub max_message_size: usize,
+    /// Whether a send to (or a consumer of) a topic that does not exist creates it.
     pub auto_create_topics: bool,
     /// Queues of an auto-created topic.
     pub default_queues: u32,
@@ -345,15 +350,20 @@ pub(crate) struct Settings {
 /// Options of a consumer.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
+    /// The consumer group (RocketMQ's consumerGroup).
     pub group: String,
+    /// The topic consumed.
     pub topic: String,
     /// A tag expression: `"*"`, `"A"` or `"A || B"`.
     pub tags: String,
+    /// Clustering (the group shares the queues) or broadcasting (every member gets
+    /// every message).
     pub model: MessageModel,
     /// One message in flight per queue; a failure retries in place.
     pub orderly: bool,
     /// Deliveries beyond the first before a message goes to the DLQ (16).
     pub max_reconsume_times: u32,
+    /// Where a group with no committed offset starts.
     pub start: StartFrom,
     /// A stable name for this consumer; broadcasting offsets are kept under it.
     pub consumer_id: Option<String>,
@@ -399,7 +409,9 @@ impl ConsumerConfig {
 /// Options of a simple (POP) consumer: RocketMQ 5's SimpleConsumer.
 #[derive(Debug, Clone)]
 pub struct SimpleConsumerConfig {
+    /// The consumer group.
     pub group: String,
+    /// The topic consumed.
     pub topic: String,
     /// A tag expression: `"*"`, `"A"` or `"A || B"`.
     pub tags: String,

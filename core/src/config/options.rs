@@ -10,6 +10,7 @@ use crate::{Error, Result};
 /// What kind of value an option takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OptionKind {
+    /// `true` or `false`.
     Bool,
     /// A whole number.
     Integer,
@@ -19,6 +20,7 @@ pub enum OptionKind {
     OptionalDuration,
     /// A fraction between 0 and 1.
     Ratio,
+    /// A string.
     Text,
     /// Where a consumer group starts: "earliest", "latest" or epoch ms.
     Position,
@@ -33,10 +35,15 @@ pub enum OptionKind {
 /// A value for an option set by name.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OptionValue {
+    /// A boolean.
     Bool(bool),
+    /// A number (whole or not, as JSON and JavaScript have them).
     Number(f64),
+    /// A string.
     Text(String),
+    /// A list of strings.
     List(Vec<String>),
+    /// A map of strings to strings, in order.
     Map(Vec<(String, String)>),
     /// No value, for an option that may be switched off (an `OptionalDuration`).
     None,

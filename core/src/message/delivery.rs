@@ -71,21 +71,34 @@ impl Taken {
 /// A stored message, as `receive`, `get` and `query` return it.
 #[derive(Debug, Clone, Default)]
 pub struct MessageExt {
+    /// The message id: the engine's (32 hex digits naming its record), or the one
+    /// the producer gave (`Message::msg_id`).
     pub msg_id: String,
     /// The topic the producer sent to (also on a redelivery from the retry topic).
     pub topic: String,
+    /// The queue of the topic it was read from.
     pub queue_id: u32,
+    /// Its offset in that queue.
     pub queue_offset: u64,
+    /// Its record's offset in the CommitLog.
     pub commitlog_offset: u64,
+    /// The body.
     pub body: Bytes,
+    /// The tag, if the producer set one.
     pub tags: Option<String>,
+    /// The keys the producer set (indexed: `Broker::query` finds it by them).
     pub keys: Vec<String>,
     /// User properties, plus the engine's where it set some (`RETRY_TOPIC`, `ORIGIN_MESSAGE_ID`, ...).
     pub properties: BTreeMap<String, String>,
+    /// When the producer sent it (ms since the epoch).
     pub born_timestamp: u64,
+    /// When the broker stored it (ms since the epoch).
     pub store_timestamp: u64,
+    /// Deliveries before this one that failed (0 on the first).
     pub reconsume_times: u32,
+    /// RocketMQ's system flags of its record (transaction state bits and others).
     pub sys_flag: u32,
+    /// For a committed transactional message: the CommitLog offset of its half message.
     pub prepared_transaction_offset: u64,
     /// From a simple consumer: this delivery's receipt handle (new on every delivery
     /// and change of invisibility); None elsewhere.

@@ -35,15 +35,21 @@ pub enum Delay {
 /// A message to send.
 #[derive(Debug, Clone, Default)]
 pub struct Message {
+    /// The topic to send to.
     pub topic: String,
+    /// The body (must not be empty).
     pub body: Bytes,
+    /// One tag, which consumers filter on.
     pub tags: Option<String>,
+    /// Keys to find the message by (`Broker::query`).
     pub keys: Vec<String>,
+    /// User properties.
     pub properties: BTreeMap<String, String>,
     /// Messages with the same sharding key go to the same queue, in order.
     pub sharding_key: Option<String>,
     /// An explicit queue; wins over the sharding key.
     pub queue_id: Option<u32>,
+    /// Deliver it later: a delay level, a delay or a time (`Delay::None`: now).
     pub delay: Delay,
     /// Within the broker's `dedup_window`, another send of the same (topic,
     /// dedup_id) stores nothing and returns this send's result.
@@ -207,38 +213,47 @@ impl From<Message> for MessageBuilder {
 }
 
 impl MessageBuilder {
+    /// Sets the tag.
     pub fn tags(mut self, tags: impl Into<String>) -> Self {
         self.msg.tags = Some(tags.into());
         self
     }
+    /// Adds a key.
     pub fn key(mut self, key: impl Into<String>) -> Self {
         self.msg.keys.push(key.into());
         self
     }
+    /// Adds keys.
     pub fn keys<I: IntoIterator<Item = S>, S: Into<String>>(mut self, keys: I) -> Self {
         self.msg.keys.extend(keys.into_iter().map(Into::into));
         self
     }
+    /// Sets a user property.
     pub fn property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.msg.properties.insert(name.into(), value.into());
         self
     }
+    /// Sets the sharding key (see [`Message::sharding_key`]).
     pub fn sharding_key(mut self, key: impl Into<String>) -> Self {
         self.msg.sharding_key = Some(key.into());
         self
     }
+    /// Sends to this queue (see [`Message::queue_id`]).
     pub fn queue_id(mut self, queue_id: u32) -> Self {
         self.msg.queue_id = Some(queue_id);
         self
     }
+    /// Delays delivery by a RocketMQ delay level (1 to 18 by default).
     pub fn delay_level(mut self, level: u32) -> Self {
         self.msg.delay = Delay::Level(level);
         self
     }
+    /// Delivers at this time (ms since the epoch).
     pub fn deliver_at_ms(mut self, epoch_ms: u64) -> Self {
         self.msg.delay = Delay::At(epoch_ms);
         self
     }
+    /// Delivers after this many milliseconds.
     pub fn delay_ms(mut self, ms: u64) -> Self {
         self.msg.delay = Delay::After(ms);
         self
@@ -258,6 +273,7 @@ impl MessageBuilder {
         self.msg.msg_id = Some(id.into());
         self
     }
+    /// The message.
     pub fn build(self) -> Message {
         self.msg
     }
@@ -271,6 +287,7 @@ impl MessageBuilder {
 /// Whether a stored message reached the disk in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendStatus {
+    /// Stored (and, under `sync`, durable).
     SendOk,
     /// Stored, but a `sync` flush did not finish within its timeout.
     FlushDiskTimeout,
@@ -289,11 +306,17 @@ impl SendStatus {
 /// What a send reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendResult {
+    /// The message id (as `MessageExt::msg_id`).
     pub msg_id: String,
+    /// The topic it was stored in.
     pub topic: String,
+    /// The queue it went to.
     pub queue_id: u32,
+    /// Its offset in that queue.
     pub queue_offset: u64,
+    /// Its record's offset in the CommitLog.
     pub commitlog_offset: u64,
+    /// Whether it was stored in time (`SendOk`) or its `sync` flush timed out.
     pub status: SendStatus,
     /// For a transactional send, what `execute` decided.
     pub transaction_state: Option<crate::TxState>,

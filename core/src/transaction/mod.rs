@@ -37,8 +37,11 @@ use crate::{MessageExt, Result};
 /// The outcome of a local transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxState {
+    /// Make the half message visible to consumers.
     Commit,
+    /// Drop the half message.
     Rollback,
+    /// Not decided yet: the broker checks back later.
     Unknown,
 }
 

@@ -229,14 +229,17 @@ impl SimpleConsumer {
         self.closed.load(Ordering::Acquire) || self.broker.is_closed()
     }
 
+    /// Whether this consumer (or its broker) is closed.
     pub fn group(&self) -> &str {
         &self.config.group
     }
 
+    /// The consumer group.
     pub fn topic(&self) -> &str {
         &self.config.topic
     }
 
+    /// The topic consumed.
     pub fn config(&self) -> &SimpleConsumerConfig {
         &self.config
     }
