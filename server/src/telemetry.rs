@@ -14,12 +14,15 @@
 //! values), so the repeats cost nothing else.
 //!
 //! A reader task per stream handles what the client writes; the stream ends when the
-//! client closes its side, when it fails, or when the server shuts down.
+//! client closes its side, when it fails, or when the server shuts down. The server's
+//! side ends with the reader: what is queued still goes out, then the end (status OK)
+//! at once, which the Java client's `close()` waits for. Nothing else holds a sender
+//! for long: the repeats stop with the reader, a check-back pushes without waiting.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
@@ -81,7 +84,9 @@ async fn read(
     id: u64,
 ) {
     let mut shutdown = shared.shutdown.clone();
-    let mut answered = false;
+    // Dropped when the reader ends: the repeats stop then, so the stream can end.
+    let (_reading, ended) = oneshot::channel::<()>();
+    let mut ended = Some(ended);
     while !*shutdown.borrow() {
         let next = tokio::select! {
             m = inbound.message() => m,
@@ -91,9 +96,13 @@ async fn read(
             Ok(Some(cmd)) => {
                 if let Some(reply) = handle(&shared, &caller, cmd) {
                     let settled = matches!(reply.command, Some(Command::Settings(_)));
-                    if settled && !answered {
-                        answered = true;
-                        tokio::spawn(repeat(reply.clone(), tx.clone(), shared.shutdown.clone()));
+                    if let Some(ended) = ended.take().filter(|_| settled) {
+                        tokio::spawn(repeat(
+                            reply.clone(),
+                            tx.clone(),
+                            shared.shutdown.clone(),
+                            ended,
+                        ));
                     }
                     if tx.send(Ok(reply)).await.is_err() {
                         break;
@@ -127,18 +136,20 @@ async fn read(
     );
 }
 
-/// Sends the first settings reply again (see the module docs), until the stream or
-/// the server ends.
+/// Sends the first settings reply again (see the module docs), until the stream's
+/// reader (`ended`) or the server ends.
 async fn repeat(
     reply: TelemetryCommand,
     tx: mpsc::Sender<Result<TelemetryCommand, tonic::Status>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut ended: oneshot::Receiver<()>,
 ) {
     let mut waited = 0;
     for at in REPEATS_MS {
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_millis(at - waited)) => {}
             _ = shutdown.wait_for(|s| *s) => return,
+            _ = &mut ended => return,
         }
         waited = at;
         if tx.send(Ok(reply.clone())).await.is_err() {

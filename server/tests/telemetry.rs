@@ -243,3 +243,43 @@ async fn shutdown_ends_open_streams_and_releases_the_store() {
     let again = Broker::open(pocketmq::BrokerConfig::at(dir.path())).unwrap();
     assert_eq!(stored(&again, "orders")[0].body_str(), Some("kept"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_closing_its_side_ends_the_stream_at_once() {
+    // The Java client's close() half-closes its stream and waits for the server's end
+    // of it; the first settings reply's repeats must not hold the stream open.
+    let (server, mut client) = start(Broker::memory(), config()).await;
+    let (tx, mut inbound) = open(&mut client).await;
+    answer(&tx, &mut inbound, producer()).await;
+    let started = tokio::time::Instant::now();
+    drop(tx);
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match inbound.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the stream ends");
+    assert!(matches!(end, Ok(None)), "ended with OK: {end:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "ended after {:?}",
+        started.elapsed()
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_closed_before_any_settings_ends_at_once() {
+    let (server, mut client) = start(Broker::memory(), config()).await;
+    let (tx, mut inbound) = open(&mut client).await;
+    drop(tx);
+    let end = tokio::time::timeout(Duration::from_secs(1), inbound.message())
+        .await
+        .expect("the stream ends within 1 s");
+    assert!(matches!(end, Ok(None)), "ended with OK: {end:?}");
+    server.shutdown().await.unwrap();
+}
