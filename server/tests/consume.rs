@@ -574,3 +574,56 @@ async fn a_shutdown_ends_waiting_polls_at_once() {
     assert_eq!(status, Code::MessageNotFound);
     assert!(msgs.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_invisible_duration_after_the_ack_is_ok_and_the_ack_stands() {
+    // A client that nacks or extends a delivery it acked already (a late
+    // ChangeInvisibleDuration) gets OK, and the message is not delivered again.
+    let (broker, clock) = manual_broker();
+    let (server, mut client) = start(broker, config()).await;
+    send(&mut client, message("orders", b"x", &message_id(1))).await;
+    let (_, msgs, _) = receive(
+        &mut client,
+        receive_request("billing", "orders", 30),
+        Duration::from_secs(5),
+    )
+    .await;
+    let h = handle(&msgs[0]);
+    let acked = ack(
+        &mut client,
+        "billing",
+        "orders",
+        &[(message_id(1), h.clone())],
+    )
+    .await;
+    assert_eq!(code(&acked.status), Code::Ok);
+    for seconds in [10, 0] {
+        let r = change(&mut client, &h, seconds).await;
+        assert_eq!(code(&r.status), Code::Ok, "{seconds} s");
+        assert!(!r.receipt_handle.is_empty());
+        // The handle it answers acks OK too.
+        let again = ack(
+            &mut client,
+            "billing",
+            "orders",
+            &[(message_id(1), r.receipt_handle)],
+        )
+        .await;
+        assert_eq!(code(&again.status), Code::Ok);
+    }
+    clock.advance_ms(60_000);
+    server.broker().tick().unwrap();
+    let (status, msgs, _) = receive(
+        &mut client,
+        receive_request("billing", "orders", 30),
+        Duration::from_millis(1500),
+    )
+    .await;
+    assert_eq!(status, Code::MessageNotFound);
+    assert!(msgs.is_empty());
+    assert_eq!(server.broker().lag("billing", "orders").unwrap(), 0);
+    // A handle this group never handed out is still refused.
+    let r = change(&mut client, "not-a-handle", 10).await;
+    assert_eq!(code(&r.status), Code::InvalidReceiptHandle);
+    server.shutdown().await.unwrap();
+}

@@ -349,7 +349,9 @@ fn stale(group: &str, topic: &str) -> Refusal {
     )
 }
 
-/// ChangeInvisibleDuration: a new handle for the delivery.
+/// ChangeInvisibleDuration: a new handle for the delivery. On a delivery acked (or
+/// dead-lettered) already it is OK and changes nothing: the ack stands, the message
+/// does not come back, and the answer carries the handle as sent.
 pub(crate) async fn change_invisible_duration(
     sh: &Arc<Shared>,
     req: Request<ChangeInvisibleDurationRequest>,
@@ -378,9 +380,14 @@ pub(crate) async fn change_invisible_duration(
         .existing(&group, &topic)
         .ok_or_else(|| stale(&group, &topic))?;
     let current = sh.pop.renewals.current(&caller.client.id, held);
-    let new = pool
-        .change_invisible(current.as_deref().unwrap_or(held), d)
-        .await?;
+    let target = current.as_deref().unwrap_or(held);
+    let new = match pool.change_invisible(target, d).await {
+        Ok(new) => new,
+        Err(r) if r.code == Code::InvalidReceiptHandle && pool.is_done(target).await => {
+            held.to_string()
+        }
+        Err(r) => return Err(r),
+    };
     // The client holds the new handle from now on; the server no longer renews it.
     sh.pop.renewals.remove(&caller.client.id, held);
     Ok(ChangeInvisibleDurationResponse {

@@ -331,6 +331,15 @@ impl Pool {
             .await
     }
 
+    /// Whether the delivery a handle names was acked (or dead-lettered) already.
+    pub(super) async fn is_done(&self, handle: &str) -> bool {
+        let h = handle.to_string();
+        matches!(
+            self.call(None, move |sc| sc.is_done_handle(&h)).await,
+            Ok(true)
+        )
+    }
+
     pub(super) async fn dead_letter(&self, handle: &str) -> Outcome<()> {
         let h = handle.to_string();
         self.call(None, move |sc| sc.dead_letter_handle(&h)).await
