@@ -148,7 +148,8 @@ pub(crate) fn to_engine(
         prop_bytes += tag.len();
         msg.tags = Some(tag.clone());
     }
-    for key in &sys.keys {
+    // An empty key is no key, as Apache's proxy skips it (a blank one is refused).
+    for key in sys.keys.iter().filter(|k| !k.is_empty()) {
         if key.trim().is_empty() || !printable(key) {
             return Err(Refusal::new(
                 Code::IllegalMessageKey,

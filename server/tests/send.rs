@@ -212,3 +212,31 @@ async fn sync_flushed_sends_wait_for_the_disk_off_the_async_workers() {
     assert_eq!(stored(server.broker(), "durable").len(), 8);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_keys_are_skipped() {
+    // As Apache's proxy: an empty key is no key (a blank one is still refused).
+    let (server, mut client) = start(Broker::memory(), config()).await;
+    let mut m = message("orders", b"with keys", &message_id(1));
+    m.system_properties.as_mut().unwrap().keys = vec!["".into(), "order-42".into(), "".into()];
+    let r = send(&mut client, m).await;
+    assert_eq!(code(&r.status), Code::Ok);
+    let mut m = message("orders", b"only empty", &message_id(2));
+    m.system_properties.as_mut().unwrap().keys = vec!["".into()];
+    let r = send(&mut client, m).await;
+    assert_eq!(code(&r.status), Code::Ok);
+
+    let got = stored(server.broker(), "orders");
+    let keys = |body: &str| {
+        got.iter()
+            .find(|m| m.body_str() == Some(body))
+            .map(|m| m.keys.clone())
+            .unwrap()
+    };
+    assert_eq!(keys("with keys"), ["order-42"]);
+    assert!(keys("only empty").is_empty());
+    let found = server.broker().query("orders", "order-42").unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(server.broker().query("orders", "").unwrap().is_empty());
+    server.shutdown().await.unwrap();
+}
