@@ -5,30 +5,38 @@
 //! flight, flushes and closes the store. Logs are `key=value` lines on stderr; one line
 //! `pocketmq-serve listening on <addr>` goes to stdout once the port is open.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
 
 use pocketmq_server::cli::{self, Command};
 
-async fn stop_signal() {
+/// What a stop signal completes.
+type Stop = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Installs the SIGINT and SIGTERM handlers now, before the store opens (it must run
+/// inside the runtime), and returns what completes at the first of them: from here on
+/// either one stops the server gracefully, also one that comes while the store opens
+/// or right after the listening line.
+fn stop_signal() -> Stop {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        if let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            return Box::pin(async move {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = int.recv() => {}
                     _ = term.recv() => {}
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            });
         }
     }
-    #[cfg(not(unix))]
-    {
+    Box::pin(async {
         let _ = tokio::signal::ctrl_c().await;
-    }
+    })
 }
 
 fn main() -> ExitCode {
@@ -57,7 +65,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(cli::run(*serve, stop_signal()));
+    let stop = {
+        let _in_runtime = runtime.enter();
+        stop_signal()
+    };
+    let result = runtime.block_on(cli::run(*serve, stop));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
