@@ -96,7 +96,7 @@ async fn read(
             Ok(Some(cmd)) => {
                 if let Some(reply) = handle(&shared, &caller, cmd) {
                     let settled = matches!(reply.command, Some(Command::Settings(_)));
-                    if let Some(ended) = ended.take().filter(|_| settled) {
+                    if let Some(ended) = if settled { ended.take() } else { None } {
                         tokio::spawn(repeat(
                             reply.clone(),
                             tx.clone(),
