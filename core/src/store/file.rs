@@ -125,13 +125,13 @@ impl FileBackend {
                 return Err(locked(pid));
             }
         }
-        (|| -> io::Result<()> {
+        let mut run = || -> io::Result<()> {
             lock.set_len(0)?;
             lock.seek(io::SeekFrom::Start(0))?;
             write!(lock, "{}", std::process::id())?;
             lock.sync_data()
-        })()
-        .map_err(|e| at(&lock_path, e))?;
+        };
+        run().map_err(|e| at(&lock_path, e))?;
         Ok(FileBackend {
             root: root.to_path_buf(),
             lock: parking_lot::Mutex::new(Some(lock)),
@@ -291,7 +291,7 @@ impl Backend for FileBackend {
 
     fn list(&self, dir: &str) -> io::Result<Vec<u64>> {
         let at_path = self.root.join(dir);
-        (|| -> io::Result<_> {
+        let run = || -> io::Result<_> {
             let path = self.root.join(dir);
             self.check_dir(&path)?;
             let mut out = Vec::new();
@@ -312,13 +312,13 @@ impl Backend for FileBackend {
             }
             out.sort_unstable();
             Ok(out)
-        })()
-        .map_err(|e| at(&at_path, e))
+        };
+        run().map_err(|e| at(&at_path, e))
     }
 
     fn list_dirs(&self, dir: &str) -> io::Result<Vec<String>> {
         let at_path = self.root.join(dir);
-        (|| -> io::Result<_> {
+        let run = || -> io::Result<_> {
             let mut out = Vec::new();
             self.check_dir(&self.root.join(dir))?;
             let entries = match fs::read_dir(self.root.join(dir)) {
@@ -336,13 +336,13 @@ impl Backend for FileBackend {
             }
             out.sort();
             Ok(out)
-        })()
-        .map_err(|e| at(&at_path, e))
+        };
+        run().map_err(|e| at(&at_path, e))
     }
 
     fn open(&self, dir: &str, base: u64, size: usize, create: bool) -> io::Result<Arc<dyn Region>> {
         let at_path = self.seg_path(dir, base);
-        (|| -> io::Result<Arc<dyn Region>> {
+        let run = || -> io::Result<Arc<dyn Region>> {
             let path = self.seg_path(dir, base);
             let file = if create {
                 let parent = self.root.join(dir);
@@ -381,37 +381,37 @@ impl Backend for FileBackend {
             }
             let map = MmapRaw::map_raw(&file)?;
             Ok(Arc::new(FileRegion { map, file }))
-        })()
-        .map_err(|e| at(&at_path, e))
+        };
+        run().map_err(|e| at(&at_path, e))
     }
 
     fn remove(&self, dir: &str, base: u64) -> io::Result<()> {
         let at_path = self.seg_path(dir, base);
-        (|| -> io::Result<_> {
+        let run = || -> io::Result<_> {
             match fs::remove_file(self.seg_path(dir, base)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
             }
-        })()
-        .map_err(|e| at(&at_path, e))
+        };
+        run().map_err(|e| at(&at_path, e))
     }
 
     fn remove_dir(&self, dir: &str) -> io::Result<()> {
         let at_path = self.root.join(dir);
-        (|| -> io::Result<_> {
+        let run = || -> io::Result<_> {
             let path = self.root.join(dir);
             match fs::remove_dir_all(&path) {
                 Ok(()) => sync_dir(path.parent().unwrap_or(&self.root)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(e),
             }
-        })()
-        .map_err(|e| at(&at_path, e))
+        };
+        run().map_err(|e| at(&at_path, e))
     }
 
     fn read_meta(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
         let at_path = self.root.join(name);
-        (|| -> io::Result<_> {
+        let run = || -> io::Result<_> {
             let mut f = match no_follow().read(true).open(self.root.join(name)) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -420,13 +420,13 @@ impl Backend for FileBackend {
             let mut out = Vec::new();
             f.read_to_end(&mut out)?;
             Ok(Some(out))
-        })()
-        .map_err(|e| at(&at_path, e))
+        };
+        run().map_err(|e| at(&at_path, e))
     }
 
     fn write_meta(&self, name: &str, data: &[u8]) -> io::Result<()> {
         let at_path = self.root.join(name);
-        (|| -> io::Result<_> {
+        let run = || -> io::Result<_> {
             let path = self.root.join(name);
             let parent = path.parent().unwrap_or(&self.root).to_path_buf();
             self.make_dir(&parent)?;
@@ -445,13 +445,13 @@ impl Backend for FileBackend {
             // (rename replaces a link at `path` itself, never what it points to.)
             fs::rename(&tmp, &path)?;
             sync_dir(&parent)
-        })()
-        .map_err(|e| at(&at_path, e))
+        };
+        run().map_err(|e| at(&at_path, e))
     }
 
     fn remove_meta(&self, name: &str) -> io::Result<()> {
         let at_path = self.root.join(name);
-        (|| -> io::Result<_> {
+        let run = || -> io::Result<_> {
             match fs::remove_file(self.root.join(name)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => {
@@ -459,8 +459,8 @@ impl Backend for FileBackend {
                     Ok(())
                 }
             }
-        })()
-        .map_err(|e| at(&at_path, e))
+        };
+        run().map_err(|e| at(&at_path, e))
     }
 
     fn default_segment_size(&self) -> usize {
