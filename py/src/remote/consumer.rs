@@ -13,7 +13,7 @@
 //! again at once) instead of leaving them invisible for the whole invisible duration.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +43,8 @@ const LONGEST_POLL: Duration = Duration::from_secs(20);
 const POLL_MARGIN: Duration = Duration::from_millis(300);
 /// How long a listener thread polls at a time (it looks at `stop` in between).
 const LISTEN_POLL: Duration = Duration::from_millis(500);
+/// The longest a receive waits for a cancelled one to hand its poll over.
+const HANDOVER: Duration = Duration::from_secs(1);
 /// Apache RocketMQ's shortest poll (its proxy's `grpcClientConsumerMinLongPollingTimeoutMillis`).
 const APACHE_MIN_POLL: Duration = Duration::from_secs(5);
 
@@ -66,6 +68,12 @@ pub struct Pop {
     /// a receive asked for.
     running: Mutex<VecDeque<Running>>,
     ready: Mutex<VecDeque<MessageExt>>,
+    /// Cancelled `receive_async` calls whose poll is not yet handed over (to
+    /// `running`, or its messages to `ready`); `handed` is notified as each is. A
+    /// receive waits for them first, so it takes over their poll instead of starting
+    /// a second one beside it (the first would take what arrives, unread).
+    handing: AtomicUsize,
+    handed: tokio::sync::Notify,
     /// A classic consumer's deliveries not yet acked or nacked (message id -> receipt
     /// handle): made visible again when it closes, as an embedded consumer's are.
     unsettled: Mutex<HashMap<String, String>>,
@@ -165,6 +173,8 @@ impl Pop {
             simple,
             min_poll_ms: AtomicU64::new(0),
             running: Mutex::new(VecDeque::new()),
+            handing: AtomicUsize::new(0),
+            handed: tokio::sync::Notify::new(),
             ready: Mutex::new(VecDeque::new()),
             unsettled: Mutex::new(HashMap::new()),
             acked: Mutex::new(RecentHandles::default()),
@@ -322,6 +332,17 @@ impl Pop {
             return Ok(Vec::new());
         }
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        // A cancelled receive's poll is handed over in a moment (on this runtime).
+        let handover = tokio::time::Instant::now() + HANDOVER;
+        while self.handing.load(Ordering::Acquire) > 0 {
+            let handed = self.handed.notified();
+            if self.handing.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(handover, handed).await.is_err() {
+                break;
+            }
+        }
         loop {
             let ready = self.take_ready(max);
             if !ready.is_empty() {
@@ -647,6 +668,10 @@ impl RemoteReceive {
     fn cancel(&self) {
         let got = {
             let mut r = self.job.result.lock().unwrap_or_else(|e| e.into_inner());
+            if r.0.is_none() && !r.1 {
+                // Still running: it hands its poll over as it ends (see `handing`).
+                self.pop.handing.fetch_add(1, Ordering::AcqRel);
+            }
             r.1 = true;
             r.0.take()
         };
@@ -855,10 +880,15 @@ impl RemoteConsumer {
                     None
                 }
             };
+            let was_cancelled = cancelled.is_some();
             match cancelled {
                 Some(Ok(msgs)) => ReceiveJob::hand_back(&pop, msgs),
                 Some(Err(_)) => {}
                 None => wake(),
+            }
+            if was_cancelled {
+                pop.handing.fetch_sub(1, Ordering::AcqRel);
+                pop.handed.notify_waiters();
             }
         });
         Ok(RemoteReceive {
