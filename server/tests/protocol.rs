@@ -143,7 +143,7 @@ async fn consumer_rpcs_refuse_each_bad_field_with_its_code() {
             [Code::IllegalInvisibleTime as i32]
         );
     }
-    for expression in ["||", " || "] {
+    for expression in ["||", " || ", "a || *", "a |b"] {
         let mut r = receive_request();
         r.filter_expression.as_mut().unwrap().expression = expression.into();
         assert_eq!(
@@ -152,6 +152,7 @@ async fn consumer_rpcs_refuse_each_bad_field_with_its_code() {
             "{expression:?}"
         );
     }
+
     let mut r = receive_request();
     r.message_queue.as_mut().unwrap().topic = Some(resource(""));
     assert_eq!(
@@ -340,5 +341,38 @@ async fn metrics_are_served_as_prometheus_text() {
     let send = s.rpc(Rpc::SendMessage);
     assert_eq!((send.calls, send.errors), (1, 0));
     assert!(send.latency_quantile(0.99).is_some());
+    server.shutdown().await.unwrap();
+}
+
+/// A tag expression with an empty alternative means its other tags, as RocketMQ's
+/// FilterAPI (and the embedded broker) read it: "TagA ||" receives TagA only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_tag_alternative_is_skipped() {
+    let (server, mut client) = start(Broker::memory(), config()).await;
+    for (tag, n) in [("TagB", 1), ("TagA", 2)] {
+        let mut m = message("orders", b"x", &message_id(n));
+        m.system_properties.as_mut().unwrap().tag = Some(tag.into());
+        assert_eq!(code(&send(&mut client, m).await.status), Code::Ok);
+    }
+    for (i, expression) in ["TagA ||", "|| TagA", "TagA || || TagC"].iter().enumerate() {
+        let mut r = receive_request();
+        r.group = Some(resource(&format!("g{i}")));
+        r.long_polling_timeout = Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        });
+        r.filter_expression.as_mut().unwrap().expression = (*expression).into();
+        let statuses = receive_statuses(&mut client, r).await;
+        // One message (TagA), then OK.
+        assert_eq!(
+            statuses.iter().filter(|s| **s == -1).count(),
+            1,
+            "{expression:?}: {statuses:?}"
+        );
+        assert!(
+            statuses.contains(&(Code::Ok as i32)),
+            "{expression:?}: {statuses:?}"
+        );
+    }
     server.shutdown().await.unwrap();
 }

@@ -449,6 +449,9 @@ class RemoteTransactionProducer:
         tags: Optional[str] = None,
         keys: Optional[_Keys] = None,
         properties: Optional[dict[str, str]] = None,
+        sharding_key: Optional[str] = None,
+        queue_id: Optional[int] = None,
+        dedup_id: Optional[str] = None,
     ) -> SendResult: ...
 
 @final

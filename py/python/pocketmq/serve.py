@@ -7,7 +7,9 @@ official RocketMQ 5 clients (Python, Node, Java, ...) in other processes share i
 The server is built into the extension; its flags are those of ``pocketmq-serve``
 (``pocketmq serve --help``). It listens on 127.0.0.1 unless told otherwise. Ctrl-C
 or SIGTERM drains the calls in flight, flushes and closes the store (releasing its
-directory), and the command exits 0. Log records go to Python's ``logging``
+directory), and the command exits 0. (A SIGTERM in the first tenth of a second, while
+Python still loads the package, ends the process at once, with status 143: the store
+is not open yet.) Log records go to Python's ``logging``
 (``--log-level``, else ``POCKETMQ_LOG``, else info) and are printed on stderr.
 """
 

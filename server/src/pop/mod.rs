@@ -84,13 +84,25 @@ pub(crate) fn filter(f: Option<&FilterExpression>) -> Outcome<String> {
             if e.is_empty() || e == "*" {
                 return Ok("*".to_string());
             }
+            // Empty alternatives are skipped ("TagA ||" is TagA), as RocketMQ's
+            // FilterAPI and the embedded broker read them; an expression of none is
+            // refused.
+            let mut tags = 0;
             for part in e.split("||") {
                 let t = part.trim();
-                if t.is_empty() || t == "*" || t.contains('|') || t.chars().any(char::is_control) {
-                    return Err(illegal(format!(
-                        "tag expression {e:?}: use \"*\" alone or tags joined by \"||\""
-                    )));
+                if t.is_empty() {
+                    continue;
                 }
+                if t == "*" || t.contains('|') || t.chars().any(char::is_control) {
+                    tags = 0;
+                    break;
+                }
+                tags += 1;
+            }
+            if tags == 0 {
+                return Err(illegal(format!(
+                    "tag expression {e:?}: use \"*\" alone or tags joined by \"||\""
+                )));
             }
             Ok(e.to_string())
         }
