@@ -42,11 +42,16 @@ impl ConsumerGroups {
             .collect()
     }
 
-    /// Whether every owner of `group` (one for a clustering group) is done with the
-    /// message at `qo` of (t, q): below its committed offset, or acked out of order
-    /// above it. False when the group has no position there.
-    pub fn is_done(&self, group: &str, t: &str, q: u32, qo: u64) -> bool {
-        let owners = self.owners_of(group, t);
+    /// The owners of `group`'s positions on `t` (one for a clustering group), for
+    /// `is_done`.
+    pub fn owners(&self, group: &str, t: &str) -> Vec<String> {
+        self.owners_of(group, t)
+    }
+
+    /// Whether every one of `owners` (`owners(group, t)`) is done with the message at
+    /// `qo` of (t, q): below its committed offset, or acked out of order above it.
+    /// False when the group has no position there.
+    pub fn is_done(&self, owners: &[String], t: &str, q: u32, qo: u64) -> bool {
         !owners.is_empty()
             && owners.iter().all(|o| {
                 let key = (o.clone(), t.to_string(), q);

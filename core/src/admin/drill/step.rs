@@ -111,6 +111,7 @@ impl Engine {
                 run.next[q] = run.next[q].max(p.committed.min(run.upto[q]));
             }
         }
+        let owners = self.groups.owners(&run.drill.group, &run.drill.from);
         let store = &self.store;
         let Some(cqs) = store.queues.topic(&run.drill.from) else {
             return Ok(0);
@@ -155,10 +156,7 @@ impl Engine {
             // A message the group acked out of order (above its committed offset)
             // is done: it is not part of the backlog. A redrive reads dead letters,
             // which no group consumes.
-            let done = !run.redrive
-                && self
-                    .groups
-                    .is_done(&run.drill.group, &run.drill.from, q as u32, qo);
+            let done = !run.redrive && self.groups.is_done(&owners, &run.drill.from, q as u32, qo);
             if e.size != BLANK_SIZE && !done {
                 if let Some(spec) = copy_spec(
                     store,
