@@ -4,6 +4,25 @@
 //! groups with committed offsets and long polling, tag filters, retries and dead
 //! letters, delay levels and timers, and transactional messages, over a file or an
 //! in-memory store. The Python and JavaScript packages are thin bindings over this crate.
+//!
+//! ```
+//! use std::time::Duration;
+//! use pocketmq::{Broker, BrokerConfig, ConsumerConfig, Message};
+//!
+//! # fn main() -> pocketmq::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let broker = Broker::open(BrokerConfig::at(dir.path()))?;
+//! let producer = broker.producer("shop")?;
+//! let sent = producer.send(Message::builder("orders", "paid #42").tags("paid").build())?;
+//!
+//! let consumer = broker.consumer(ConsumerConfig::new("billing", "orders"))?;
+//! let got = consumer.receive(32, Duration::from_secs(1))?;
+//! assert_eq!(got[0].msg_id, sent.msg_id);
+//! consumer.ack(&got[0])?;
+//! assert_eq!(broker.lag("billing", "orders")?, 0);
+//! broker.close()
+//! # }
+//! ```
 #![warn(missing_docs)]
 
 /// This crate's version (`Cargo.toml`'s), as the Python and JS packages report it.
