@@ -115,9 +115,35 @@ pub(crate) struct ConsumerGroups {
 }
 
 impl ConsumerGroups {
-    pub fn new(offsets: OffsetTable) -> ConsumerGroups {
+    pub fn new(mut offsets: OffsetTable) -> ConsumerGroups {
+        // What was acked above each committed offset: passed over by the queue's
+        // next reader (as acks of atomic blocks replayed on open are).
+        let mut replayed_acks = crate::atomic::ReplayedAcks::default();
+        // And at most this many in all (a damaged file costs no more).
+        let mut budget = 16 * offsets::ACKED_ABOVE_MAX;
+        for (key, queues) in std::mem::take(&mut offsets.acked) {
+            let Some((t, owner)) = key.split_once('@') else {
+                continue;
+            };
+            for (q, runs) in queues {
+                let from = offsets.get(t, owner, q).unwrap_or(0);
+                let set = replayed_acks
+                    .entry((owner.to_string(), t.to_string(), q))
+                    .or_default();
+                // At most what `metadata` writes for a queue.
+                for [a, b] in runs {
+                    let room = offsets::ACKED_ABOVE_MAX
+                        .saturating_sub(set.len())
+                        .min(budget);
+                    let before = set.len();
+                    set.extend((a.max(from)..b).take(room));
+                    budget -= set.len() - before;
+                }
+            }
+        }
         ConsumerGroups {
             offsets,
+            replayed_acks,
             ..ConsumerGroups::default()
         }
     }

@@ -1,6 +1,9 @@
 //! Committed consumer offsets, persisted as `config/offsets.json` in RocketMQ's
 //! `consumerOffset.json` shape: `{"offsetTable": {"topic@group": {"0": 12, ...}}}`.
 //! Broadcasting consumers keep their own entries under `topic@group@consumer`.
+//! Beside it, `ackedAbove` (same keys) keeps the offsets acked above each committed
+//! offset, as runs `[from, to)`: a restart passes over them instead of delivering
+//! them again (RocketMQ redelivers everything from the committed offset).
 //! Also what reads or moves a group's position: lag and offset resets.
 
 use std::collections::BTreeMap;
@@ -19,6 +22,34 @@ use crate::{Error, Result, StartFrom};
 pub(crate) struct OffsetTable {
     #[serde(rename = "offsetTable")]
     pub table: BTreeMap<String, BTreeMap<u32, u64>>,
+    /// Offsets acked above the committed one, as runs `[from, to)`, by the same keys.
+    #[serde(
+        rename = "ackedAbove",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub acked: BTreeMap<String, BTreeMap<u32, Vec<[u64; 2]>>>,
+}
+
+/// The most offsets acked above a queue's committed offset that are kept across a
+/// restart; a queue with more (a filter that passed over a long stretch behind an
+/// unacked message, say) is read again from its committed offset, as RocketMQ does.
+pub(crate) const ACKED_ABOVE_MAX: usize = 65_536;
+
+/// `offsets` (ascending) as runs `[from, to)`; empty when there are more than
+/// `ACKED_ABOVE_MAX`.
+fn runs(offsets: impl IntoIterator<Item = u64>) -> Vec<[u64; 2]> {
+    let mut out: Vec<[u64; 2]> = Vec::new();
+    for (n, qo) in offsets.into_iter().enumerate() {
+        if n >= ACKED_ABOVE_MAX {
+            return Vec::new();
+        }
+        match out.last_mut() {
+            Some(run) if run[1] == qo => run[1] += 1,
+            _ => out.push([qo, qo.saturating_add(1)]),
+        }
+    }
+    out
 }
 
 impl OffsetTable {
@@ -210,8 +241,27 @@ impl ConsumerGroups {
         for (t, g, q, base) in self.pop.bases() {
             self.offsets.set(t, g, q, base);
         }
+        self.offsets.acked.clear();
         for ((owner, t, q), p) in self.progress.iter() {
-            self.offsets.set(t, owner, *q, p.committed());
+            let committed = p.committed();
+            self.offsets.set(t, owner, *q, committed);
+            // Read and not in flight: acked (or passed over by the filter).
+            let read = (committed..p.next).filter(|qo| !p.inflight.contains(*qo));
+            let ahead = p.acked_ahead.range(p.next.max(committed)..).copied();
+            let acked = runs(read.chain(ahead));
+            if !acked.is_empty() {
+                let key = OffsetTable::key(t, owner);
+                self.offsets.acked.entry(key).or_default().insert(*q, acked);
+            }
+        }
+        // Those of queues no reader has taken up since the open.
+        for ((owner, t, q), set) in &self.replayed_acks {
+            let from = self.offsets.get(t, owner, *q).unwrap_or(0);
+            let acked = runs(set.range(from..).copied());
+            if !acked.is_empty() {
+                let key = OffsetTable::key(t, owner);
+                self.offsets.acked.entry(key).or_default().insert(*q, acked);
+            }
         }
         self.offsets_dirty = false;
         Ok(Some((OffsetTable::FILE, to_json(&self.offsets)?)))

@@ -57,9 +57,17 @@ impl QueueProgress {
         self.reset_epoch = self.epoch;
     }
 
-    /// Forgets what is in flight so it is delivered again from the committed offset.
+    /// Forgets what is in flight so it is delivered again from the committed offset;
+    /// what was acked (or passed over by the filter) above that offset is kept in
+    /// `acked_ahead`, so whoever reads the queue next passes over it.
     pub fn rewind(&mut self) {
-        self.next = self.committed();
+        let committed = self.committed();
+        for qo in committed..self.next {
+            if !self.inflight.contains(qo) {
+                self.acked_ahead.insert(qo);
+            }
+        }
+        self.next = committed;
         self.inflight.clear();
         self.epoch += 1;
     }
@@ -218,6 +226,8 @@ mod tests {
         assert_eq!(p.committed(), 5);
         p.rewind();
         assert_eq!((p.next, p.epoch), (5, 1));
+        // 6, 8 and 9 were acked: passed over by the next reader.
+        assert_eq!(p.acked_ahead.iter().copied().collect::<Vec<_>>(), [6, 8, 9]);
     }
 }
 
