@@ -143,7 +143,7 @@ async fn consumer_rpcs_refuse_each_bad_field_with_its_code() {
             [Code::IllegalInvisibleTime as i32]
         );
     }
-    for expression in ["||", " || ", "a || *", "a |b"] {
+    for expression in ["||", " || "] {
         let mut r = receive_request();
         r.filter_expression.as_mut().unwrap().expression = expression.into();
         assert_eq!(

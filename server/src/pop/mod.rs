@@ -84,16 +84,16 @@ pub(crate) fn filter(f: Option<&FilterExpression>) -> Outcome<String> {
             if e.is_empty() || e == "*" {
                 return Ok("*".to_string());
             }
-            // Empty alternatives are skipped ("TagA ||" is TagA), as RocketMQ's
-            // FilterAPI and the embedded broker read them; an expression of none is
-            // refused.
+            // As RocketMQ's FilterAPI (and the embedded broker) read it: tags joined
+            // by "||", empty alternatives skipped ("TagA ||" is TagA), a "*" among
+            // others a tag like any other; an expression of no tag is refused.
             let mut tags = 0;
             for part in e.split("||") {
                 let t = part.trim();
                 if t.is_empty() {
                     continue;
                 }
-                if t == "*" || t.contains('|') || t.chars().any(char::is_control) {
+                if t.chars().any(char::is_control) {
                     tags = 0;
                     break;
                 }
@@ -513,7 +513,7 @@ mod tests {
         );
         assert_eq!(
             code(req(
-                |r| r.filter_expression.as_mut().unwrap().expression = "a || ".into()
+                |r| r.filter_expression.as_mut().unwrap().expression = " || ".into()
             )),
             Code::IllegalFilterExpression
         );
