@@ -230,6 +230,9 @@ fn a_queue_handed_over_delivers_again_only_what_was_not_acked() {
         .map(|m| (m.queue_id, m.queue_offset))
         .collect();
     assert_eq!(again, firsts);
+    // A reset forgets those acks: everything comes again.
+    b.reset_offset("g", "t", StartFrom::Earliest).unwrap();
+    assert_eq!(drain(&c2).len(), 10);
 }
 
 #[test]

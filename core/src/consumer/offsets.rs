@@ -216,9 +216,13 @@ impl ConsumerGroups {
                 };
                 self.offsets.set(t, &owner, q, target);
                 self.pop.reset(&owner, t, q, target);
-                if let Some(p) = self.progress.get_mut(&(owner.clone(), t.to_string(), q)) {
+                let key = (owner.clone(), t.to_string(), q);
+                // Acks from before the reset count no more: the group reads again.
+                self.replayed_acks.remove(&key);
+                if let Some(p) = self.progress.get_mut(&key) {
                     p.next = target;
                     p.inflight.clear();
+                    p.acked_ahead.clear();
                     p.new_epoch();
                     p.orderly_retries = 0;
                     p.suspend_until = 0;

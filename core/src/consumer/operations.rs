@@ -105,6 +105,7 @@ impl ConsumerGroups {
             .table
             .retain(|k, _| k.strip_prefix(t).is_none_or(|rest| !rest.starts_with('@')));
         self.progress.forget_topic(t);
+        self.replayed_acks.retain(|(_, topic, _), _| topic != t);
         self.pop.forget_topic(t);
         self.offsets_dirty = true;
     }
