@@ -363,3 +363,36 @@ fn a_clock_ahead_in_an_earlier_run_loses_no_later_timer() {
         b.close().unwrap();
     }
 }
+
+/// The timer queue's file may lag the log after a crash (its tail not yet written
+/// out): recovery rebuilds it from the log, and timers delivered before the crash
+/// stay delivered instead of coming a second time.
+#[test]
+fn delivered_timers_are_not_delivered_again_when_the_timer_queue_lagged_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    let clock = pocketmq::ManualClock::new(T0);
+    {
+        let b = file(dir.path(), &clock);
+        let p = b.producer("p").unwrap();
+        for i in 0..5 {
+            let m = Message::builder("t", format!("m{i}"))
+                .delay_ms(1000)
+                .build();
+            p.send(m).unwrap();
+        }
+        clock.advance_ms(2000);
+        b.tick().unwrap();
+        assert_eq!(b.stats().unwrap().pending_delayed, 0);
+        b.flush().unwrap();
+        copy_store(dir.path(), crashed.path());
+    }
+    // The crash left the timer queue's file behind the log.
+    std::fs::remove_dir_all(crashed.path().join("consumequeue/rmq_sys_wheel_timer")).unwrap();
+    let b = file(crashed.path(), &clock);
+    assert_eq!(b.stats().unwrap().pending_delayed, 0);
+    clock.advance_ms(10_000);
+    b.tick().unwrap();
+    let got = drain(&consumer(&b, "g", "t"));
+    assert_eq!(got.len(), 5, "{:?}", bodies(&got));
+}

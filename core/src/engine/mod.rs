@@ -135,15 +135,13 @@ impl Engine {
         groups.pop.incarnations = store.deleted.topics.clone();
         // A store that dies with the process needs no revive log.
         groups.pop.pending.off = !backend.is_persistent();
-        let timers_queued = store
-            .queues
-            .get(topic::TIMER_TOPIC, 0)
-            .map_or(0, |cq| cq.max_offset());
         let mut e = Engine {
             store,
             groups,
             schedule: ScheduleService::open(settings.levels.clone(), &*backend)?,
-            timer: TimerWheel::open(backend.clone(), timers_queued, now)?,
+            // Checked against the timer queue once replay has rebuilt it: its file
+            // may lag the log (a crash before the queue was flushed).
+            timer: TimerWheel::open(backend.clone(), u64::MAX, now)?,
             tx: Transactions::open(settings.tx, &*backend)?,
             dedup: DedupWindow::new(settings.dedup_window_ms),
             settings,
@@ -164,6 +162,12 @@ impl Engine {
         };
         let store = &mut e.store;
         store.recover(&mut services!(e), e.settings.default_queues)?;
+        let timers_queued = e
+            .store
+            .queues
+            .get(topic::TIMER_TOPIC, 0)
+            .map_or(0, |cq| cq.max_offset());
+        e.timer.clamp_to_queued(backend.clone(), timers_queued)?;
         e.finish_deletions()?;
         e.next_due = 0;
         if e.groups.offsets.clamp_to(&e.store) {

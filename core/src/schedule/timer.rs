@@ -113,6 +113,31 @@ impl TimerWheel {
         Ok(w)
     }
 
+    /// After replay: a checkpoint whose low water is past the `queued` timer records
+    /// the log holds (damaged) is brought back to them. Every record there is below
+    /// the old low water, so delivered: the wheel starts over, empty, at `queued`.
+    pub fn clamp_to_queued(&mut self, backend: Arc<dyn Backend>, queued: u64) -> Result<()> {
+        if self.base <= queued {
+            return Ok(());
+        }
+        log::warn!(
+            "{}: low water {} is past the {queued} timers queued; going on from there",
+            TimerCheckpoint::FILE,
+            self.base
+        );
+        let processed_ms = (self.processed_sec + 1) * 1000;
+        let mut w = TimerWheel::new(backend, queued, processed_ms).map_err(store_err)?;
+        let cp = TimerCheckpoint {
+            low_water: queued,
+            covered: self.restored.covered.min(queued),
+            ..self.restored
+        };
+        w.restored = cp;
+        w.saved = cp;
+        *self = w;
+        Ok(())
+    }
+
     /// A timer replayed on open: scheduled unless the checkpoint says it was delivered.
     pub fn replay(&mut self, qo: u64, deliver_ms: u64) -> io::Result<()> {
         if qo >= self.base
