@@ -274,6 +274,28 @@ fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
     file.sync_data()
 }
 
+/// Opens (creating) the segment file at `path` and gives it at least `size` bytes; a
+/// file this call created and could not size (a full disk) is removed again, so no
+/// segment is left behind cut short.
+fn create_segment(path: &Path, size: usize) -> io::Result<File> {
+    let f = no_follow()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let len = f.metadata()?.len();
+    if len < size as u64 {
+        if let Err(e) = allocate(&f, len, size as u64) {
+            if len == 0 {
+                let _ = fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    }
+    Ok(f)
+}
+
 /// `e` with the path it happened at, so a message such as "Permission denied" says
 /// which file; its kind stays (callers match on it).
 fn at(path: &Path, e: io::Error) -> io::Error {
@@ -290,9 +312,8 @@ impl Backend for FileBackend {
     }
 
     fn list(&self, dir: &str) -> io::Result<Vec<u64>> {
-        let at_path = self.root.join(dir);
+        let path = self.root.join(dir);
         let run = || -> io::Result<_> {
-            let path = self.root.join(dir);
             self.check_dir(&path)?;
             let mut out = Vec::new();
             let entries = match fs::read_dir(&path) {
@@ -313,11 +334,11 @@ impl Backend for FileBackend {
             out.sort_unstable();
             Ok(out)
         };
-        run().map_err(|e| at(&at_path, e))
+        run().map_err(|e| at(&path, e))
     }
 
     fn list_dirs(&self, dir: &str) -> io::Result<Vec<String>> {
-        let at_path = self.root.join(dir);
+        let path = self.root.join(dir);
         let run = || -> io::Result<_> {
             let mut out = Vec::new();
             self.check_dir(&self.root.join(dir))?;
@@ -337,32 +358,17 @@ impl Backend for FileBackend {
             out.sort();
             Ok(out)
         };
-        run().map_err(|e| at(&at_path, e))
+        run().map_err(|e| at(&path, e))
     }
 
     fn open(&self, dir: &str, base: u64, size: usize, create: bool) -> io::Result<Arc<dyn Region>> {
-        let at_path = self.seg_path(dir, base);
+        let path = self.seg_path(dir, base);
         let run = || -> io::Result<Arc<dyn Region>> {
-            let path = self.seg_path(dir, base);
             let file = if create {
                 let parent = self.root.join(dir);
                 self.make_dir(&parent)?;
-                let f = no_follow()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&path)?;
-                let len = f.metadata()?.len();
-                if len < size as u64 {
-                    if let Err(e) = allocate(&f, len, size as u64) {
-                        if len == 0 {
-                            // Leave no segment behind that a full disk cut short.
-                            let _ = fs::remove_file(&path);
-                        }
-                        return Err(e);
-                    }
-                } else if len > size as u64 {
+                let f = create_segment(&path, size)?;
+                if f.metadata()?.len() > size as u64 {
                     f.set_len(size as u64)?;
                 }
                 sync_dir(&parent)?;
@@ -382,35 +388,34 @@ impl Backend for FileBackend {
             let map = MmapRaw::map_raw(&file)?;
             Ok(Arc::new(FileRegion { map, file }))
         };
-        run().map_err(|e| at(&at_path, e))
+        run().map_err(|e| at(&path, e))
     }
 
     fn remove(&self, dir: &str, base: u64) -> io::Result<()> {
-        let at_path = self.seg_path(dir, base);
+        let path = self.seg_path(dir, base);
         let run = || -> io::Result<_> {
             match fs::remove_file(self.seg_path(dir, base)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
             }
         };
-        run().map_err(|e| at(&at_path, e))
+        run().map_err(|e| at(&path, e))
     }
 
     fn remove_dir(&self, dir: &str) -> io::Result<()> {
-        let at_path = self.root.join(dir);
+        let path = self.root.join(dir);
         let run = || -> io::Result<_> {
-            let path = self.root.join(dir);
             match fs::remove_dir_all(&path) {
                 Ok(()) => sync_dir(path.parent().unwrap_or(&self.root)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(e),
             }
         };
-        run().map_err(|e| at(&at_path, e))
+        run().map_err(|e| at(&path, e))
     }
 
     fn read_meta(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
-        let at_path = self.root.join(name);
+        let path = self.root.join(name);
         let run = || -> io::Result<_> {
             let mut f = match no_follow().read(true).open(self.root.join(name)) {
                 Ok(f) => f,
@@ -421,13 +426,12 @@ impl Backend for FileBackend {
             f.read_to_end(&mut out)?;
             Ok(Some(out))
         };
-        run().map_err(|e| at(&at_path, e))
+        run().map_err(|e| at(&path, e))
     }
 
     fn write_meta(&self, name: &str, data: &[u8]) -> io::Result<()> {
-        let at_path = self.root.join(name);
+        let path = self.root.join(name);
         let run = || -> io::Result<_> {
-            let path = self.root.join(name);
             let parent = path.parent().unwrap_or(&self.root).to_path_buf();
             self.make_dir(&parent)?;
             let tmp = path.with_extension("tmp");
@@ -446,11 +450,11 @@ impl Backend for FileBackend {
             fs::rename(&tmp, &path)?;
             sync_dir(&parent)
         };
-        run().map_err(|e| at(&at_path, e))
+        run().map_err(|e| at(&path, e))
     }
 
     fn remove_meta(&self, name: &str) -> io::Result<()> {
-        let at_path = self.root.join(name);
+        let path = self.root.join(name);
         let run = || -> io::Result<_> {
             match fs::remove_file(self.root.join(name)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -460,7 +464,7 @@ impl Backend for FileBackend {
                 }
             }
         };
-        run().map_err(|e| at(&at_path, e))
+        run().map_err(|e| at(&path, e))
     }
 
     fn default_segment_size(&self) -> usize {
@@ -481,21 +485,7 @@ impl Backend for FileBackend {
             // Create the file and fault its pages into the page cache writable (the
             // kernel zeroes them here rather than in the writer's page faults).
             let prepared = (|| -> io::Result<()> {
-                let f = no_follow()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&path)?;
-                let len = f.metadata()?.len();
-                if len < size as u64 {
-                    if let Err(e) = allocate(&f, len, size as u64) {
-                        if len == 0 {
-                            let _ = fs::remove_file(&path);
-                        }
-                        return Err(e);
-                    }
-                }
+                let f = create_segment(&path, size)?;
                 let map = MmapRaw::map_raw(&f)?;
                 map.advise(memmap2::Advice::PopulateWrite)?;
                 // Keep the pages in the cache, not in this process's resident set.
