@@ -293,7 +293,7 @@ impl Engine {
             }
         }
         self.groups.pop.acked_in_block(&self.store, &simple);
-        let nonce = self.store.nonce;
+        let nonce = self.store.ids.current();
         for (r, p) in results.iter_mut().zip(&self.store.placed) {
             r.msg_id = crate::message::id::make(nonce, p.phys);
             r.queue_offset = p.queue_offset;

@@ -393,7 +393,7 @@ mod tests {
             let got = groups.receive(store, h, 1, u64::MAX, t0).unwrap();
             let got: Vec<MessageExt> = got
                 .into_iter()
-                .filter_map(|t| t.build(store.nonce))
+                .filter_map(|t| t.build(&store.ids))
                 .collect();
             e.nack(h, &got[0], None, t0).unwrap();
             // The unresolved half message is checked once, exactly when it is due.

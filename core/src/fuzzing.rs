@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use crate::filter;
+use crate::message::id::{Epoch, Nonces};
 use crate::message::properties;
 use crate::message::record::{self, Parsed};
 use crate::MessageExt;
@@ -20,7 +21,11 @@ pub fn record(data: &[u8]) {
             if let Parsed::Record(r) = record::parse(buf, at, verify) {
                 let (body_at, len) = r.body_range();
                 let body = Bytes::copy_from_slice(&r.buf[body_at..body_at + len]);
-                let m = MessageExt::from_record(&r, at ^ 0x5A5A, body);
+                let later = vec![Epoch {
+                    from: at / 2,
+                    nonce: at,
+                }];
+                let m = MessageExt::from_record(&r, &Nonces::new(at ^ 0x5A5A, later), body);
                 let _ = (m.msg_id.len(), m.topic.len(), r.topic(), r.raw_properties());
                 for (k, v) in properties::iter(r.raw_properties()) {
                     let _ = properties::value(r.raw_properties(), k) == Some(v);

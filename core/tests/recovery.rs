@@ -825,3 +825,111 @@ fn offsets_past_a_cut_tail_read_the_next_messages() {
     let got = s.receive(32, Duration::ZERO).unwrap();
     assert_eq!(bodies(&got), ["message-0010"]);
 }
+
+/// A crash can lose records that were sent (and even delivered) before they were
+/// flushed: the machine went down with them in its page cache. The records written
+/// at their place after recovery must not answer to their ids, or a consumer that
+/// keeps the ids it has processed would drop them as duplicates.
+#[test]
+fn ids_of_messages_a_crash_lost_are_never_given_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_700_000_000_000);
+    let config = || BrokerConfig {
+        segment_size: Some(SEG),
+        ..file_config(dir.path(), &clock)
+    };
+    let send = |b: &Broker, from: usize, n: usize| -> Vec<pocketmq::SendResult> {
+        let p = b.producer("p").unwrap();
+        (from..from + n)
+            .map(|i| {
+                let m = Message::builder("t", format!("message-{i:04}")).queue_id(0);
+                p.send(m.build()).unwrap()
+            })
+            .collect()
+    };
+    // Loses everything from `at` on, as the machine's crash does to what it never
+    // flushed.
+    let crash_losing = |at: u64| {
+        write_at(&last_segment(dir.path()), at % SEG, &[0u8; 1024]);
+        set_flushed(dir.path(), at);
+        mark_unclean(dir.path());
+    };
+    let first = {
+        let b = Broker::open(config()).unwrap();
+        let rs = send(&b, 0, 10);
+        b.close().unwrap();
+        rs
+    };
+    let at = first[7].commitlog_offset;
+    crash_losing(at);
+    let second = {
+        let b = Broker::open(config()).unwrap();
+        let c = consumer(&b, "g", "t");
+        let kept = drain(&c);
+        assert_eq!(bodies(&kept).len(), 7);
+        for (m, r) in kept.iter().zip(&first) {
+            assert_eq!(m.msg_id, r.msg_id, "a kept message keeps its id");
+            assert_eq!(b.get(&r.msg_id).unwrap().unwrap().body, m.body);
+        }
+        // Written where the lost ones were, under ids of their own.
+        let rs = send(&b, 10, 3);
+        assert_eq!(
+            rs[0].commitlog_offset, at,
+            "the log continues where it was cut"
+        );
+        for (new, lost) in rs.iter().zip(&first[7..]) {
+            assert_ne!(new.msg_id, lost.msg_id);
+            assert!(
+                b.get(&lost.msg_id).unwrap().is_none(),
+                "a lost id finds nothing"
+            );
+        }
+        let got = drain(&c);
+        assert_eq!(
+            bodies(&got),
+            ["message-0010", "message-0011", "message-0012"]
+        );
+        for (m, r) in got.iter().zip(&rs) {
+            assert_eq!(m.msg_id, r.msg_id);
+            let found = b.get(&r.msg_id).unwrap().expect("found by its id");
+            assert_eq!(found.body_str(), m.body_str());
+        }
+        // A retry of a message from before the crash, copied after it, keeps its id.
+        c.nack_after(&kept[3], Duration::from_secs(1)).unwrap();
+        clock.advance_ms(1_000);
+        b.tick().unwrap();
+        let again = drain(&c);
+        assert_eq!(bodies(&again), ["message-0003"]);
+        assert_eq!(again[0].msg_id, first[3].msg_id);
+        c.ack(&again[0]).unwrap();
+        b.close().unwrap();
+        rs
+    };
+    // The ids stay as they were across a clean restart, and after losing
+    // `store.json` (the checkpoint keeps them too).
+    for lose_info in [false, true] {
+        if lose_info {
+            fs::remove_file(dir.path().join("config/store.json")).unwrap();
+        }
+        let b = Broker::open(config()).unwrap();
+        for r in first[..7].iter().chain(&second) {
+            assert_eq!(
+                b.get(&r.msg_id).unwrap().unwrap().commitlog_offset,
+                r.commitlog_offset
+            );
+        }
+        b.close().unwrap();
+    }
+    // Lost again at the same place: the third messages there answer to neither.
+    crash_losing(at);
+    let b = Broker::open(config()).unwrap();
+    let third = send(&b, 20, 3);
+    assert_eq!(third[0].commitlog_offset, at);
+    for (new, (a, b2)) in third.iter().zip(first[7..].iter().zip(&second)) {
+        assert_ne!(new.msg_id, a.msg_id);
+        assert_ne!(new.msg_id, b2.msg_id);
+    }
+    for r in &first[..7] {
+        assert!(b.get(&r.msg_id).unwrap().is_some());
+    }
+}

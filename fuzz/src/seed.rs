@@ -24,7 +24,8 @@ impl TransactionListener for Unknown {
     }
 }
 
-/// A store with a bit of everything, closed cleanly or left as a crash leaves it.
+/// A store with a bit of everything, closed cleanly or left as a crash leaves it
+/// (the last one after a crash before that).
 fn store(dir: &Path, variant: u32) {
     let clock = ManualClock::new(T0);
     let b = Broker::open(BrokerConfig {
@@ -71,9 +72,25 @@ fn store(dir: &Path, variant: u32) {
     clock.advance_ms(3_000);
     b.tick().unwrap();
     drop(c);
-    if variant % 2 == 0 {
+    if variant % 2 == 0 || variant == 3 {
         b.close().unwrap();
     } else {
+        b.flush().unwrap();
+        std::mem::forget(b);
+    }
+    if variant == 3 {
+        // As a crash leaves it, opened again and written to, then crashed again: the
+        // store's files list a second message-id nonce, from where the log was
+        // recovered.
+        std::fs::write(dir.join("abort"), b"1").unwrap();
+        let b = Broker::open(BrokerConfig {
+            clock: Arc::new(clock.clone()),
+            background: false,
+            ..BrokerConfig::at(dir)
+        })
+        .unwrap();
+        let p = b.producer("p").unwrap();
+        p.send(Message::new("orders", "after the crash")).unwrap();
         b.flush().unwrap();
         std::mem::forget(b);
     }

@@ -14,6 +14,7 @@ use std::io;
 use serde::{Deserialize, Serialize};
 
 use super::CommitLog;
+use crate::message::id::Epoch;
 use crate::message::record::{self, Parsed, RecordView, SYS_FLAG_ATOMIC, SYS_FLAG_ATOMIC_LAST};
 use crate::store::meta::{read_json, write_json};
 use crate::store::Backend;
@@ -23,13 +24,17 @@ use crate::Result;
 pub(crate) const ABORT_FILE: &str = "abort";
 
 /// What a clean close leaves, and what an unclean open starts verifying from.
-#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub(crate) struct Checkpoint {
     /// Everything in the CommitLog below this offset was flushed.
     #[serde(rename = "physicFlushed")]
     pub flushed: u64,
-    /// The store's message-id nonce.
+    /// The store's first message-id nonce.
     pub nonce: u64,
+    /// The later ones (`Nonces`), kept here too so that losing `store.json` changes
+    /// no message id.
+    #[serde(default, rename = "laterNonces", skip_serializing_if = "Vec::is_empty")]
+    pub later: Vec<Epoch>,
 }
 
 impl Checkpoint {
@@ -47,11 +52,16 @@ impl Checkpoint {
 /// Who the store is: its message-id nonce and its CommitLog segment size, written
 /// when the store is created (`config/store.json`), besides the checkpoint, so
 /// losing either one changes no message id and no segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct StoreInfo {
+    /// The first message-id nonce.
     pub nonce: u64,
     #[serde(rename = "segmentSize")]
     pub segment_size: u64,
+    /// The later message-id nonces, one from each open after an unclean exit
+    /// (`Nonces`).
+    #[serde(default, rename = "laterNonces", skip_serializing_if = "Vec::is_empty")]
+    pub later: Vec<Epoch>,
 }
 
 impl StoreInfo {

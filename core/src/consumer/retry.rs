@@ -94,7 +94,7 @@ fn send_back(
     delay: Option<u64>,
 ) -> Result<Option<(RecordSpec, Delay)>> {
     let phys = msg.commitlog_offset;
-    let nonce = store.nonce;
+    let nonce = store.ids.at(phys);
     let copy = store.commitlog.with_record(phys, |rv| {
         let raw = rv.raw_properties();
         let mut p = properties::copy_without(

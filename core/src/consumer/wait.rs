@@ -145,10 +145,10 @@ pub(crate) fn long_poll(
                     msgs.extend(take(&mut e, left, broker.visible_end(), now)?);
                 }
             }
-            let nonce = e.store.nonce;
+            let ids = e.store.ids.clone();
             drop(e);
             return Ok(Some(
-                msgs.into_iter().filter_map(|t| t.build(nonce)).collect(),
+                msgs.into_iter().filter_map(|t| t.build(&ids)).collect(),
             ));
         }
         if wait.is_past() {

@@ -131,7 +131,7 @@ impl Engine {
             );
         }
         let mut groups = ConsumerGroups::new(offsets);
-        groups.pop.salt = store.nonce;
+        groups.pop.salt = store.ids.first;
         groups.pop.incarnations = store.deleted.topics.clone();
         // A store that dies with the process needs no revive log.
         groups.pop.pending.off = !backend.is_persistent();

@@ -150,7 +150,7 @@ impl Engine {
     /// What a send reports for the record stored at `phys`.
     pub(crate) fn result(&self, topic: String, queue_id: u32, phys: u64, qo: u64) -> SendResult {
         SendResult {
-            msg_id: id::make(self.store.nonce, phys),
+            msg_id: id::make(self.store.ids.current(), phys),
             topic,
             queue_id,
             queue_offset: qo,

@@ -2,6 +2,7 @@
 //! finds it again, and the record taken under the lock that becomes one.
 
 use super::*;
+use crate::message::id::Nonces;
 
 /// Where a delivered message came from, so `ack`/`nack` find it again.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -40,13 +41,13 @@ pub(crate) enum Delivery {
 impl Taken {
     /// The message; None (logged) when the record does not parse, which recovery's
     /// checks leave to damage after startup.
-    pub fn build(self, nonce: u64) -> Option<MessageExt> {
+    pub fn build(self, ids: &Nonces) -> Option<MessageExt> {
         let record::Parsed::Record(r) = record::parse(&self.record, self.phys, false) else {
             log::error!("the record at {} no longer parses; skipped", self.phys);
             return None;
         };
         let (at, len) = r.body_range();
-        let mut m = MessageExt::from_record(&r, nonce, self.record.slice(at..at + len));
+        let mut m = MessageExt::from_record(&r, ids, self.record.slice(at..at + len));
         match self.how {
             Delivery::Classic { receipt, retries } => {
                 m.reconsume_times += retries;
@@ -116,7 +117,7 @@ impl MessageExt {
 
     /// The message as users see it. `body` is the record's body (a zero-copy slice
     /// of the segment where the backend allows).
-    pub(crate) fn from_record(r: &RecordView<'_>, nonce: u64, body: Bytes) -> MessageExt {
+    pub(crate) fn from_record(r: &RecordView<'_>, ids: &Nonces, body: Bytes) -> MessageExt {
         let mut properties = BTreeMap::new();
         let mut tags = None;
         let mut keys = Vec::new();
@@ -135,7 +136,7 @@ impl MessageExt {
                 // of the engine's shape is taken only from this store, so no record
                 // can claim another's; a sender's own id (never of that shape:
                 // `id::check_given`) is the sender's promise.
-                prop::UNIQ_KEY if id::parse(v).map_or(!v.is_empty(), |(n, _)| n == nonce) => {
+                prop::UNIQ_KEY if id::parse(v).map_or(!v.is_empty(), |(n, p)| ids.owns(n, p)) => {
                     msg_id = Some(v.to_string())
                 }
                 prop::UNIQ_KEY => {}
@@ -167,7 +168,7 @@ impl MessageExt {
             }
         }
         MessageExt {
-            msg_id: msg_id.unwrap_or_else(|| id::make(nonce, r.phys)),
+            msg_id: msg_id.unwrap_or_else(|| id::make(ids.at(r.phys), r.phys)),
             topic,
             queue_id,
             queue_offset: r.queue_offset,

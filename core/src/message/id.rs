@@ -83,6 +83,75 @@ pub(crate) fn parse(id: &str) -> Option<(u64, u64)> {
     Some((nonce, offset))
 }
 
+/// Where a nonce of a store's message ids starts: records at `from` and past it (up
+/// to the next one's start) take `nonce`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Epoch {
+    pub from: u64,
+    pub nonce: u64,
+}
+
+/// A store's message-id nonces. A store starts with one, its identity. Each open
+/// after an unclean exit starts another at the recovered end of the CommitLog: a
+/// crash can lose records past that end whose ids were already handed out, and the
+/// records written there next must not answer to them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Nonces {
+    /// The store's first nonce, for records below every later start.
+    pub first: u64,
+    /// The later ones, by start, ascending.
+    later: Vec<Epoch>,
+}
+
+impl Nonces {
+    /// The nonces as persisted; `later` is put in order (of two with one start, the
+    /// one listed last wins).
+    pub fn new(first: u64, mut later: Vec<Epoch>) -> Nonces {
+        later.sort_by_key(|e| e.from);
+        later.dedup_by(|next, kept| {
+            let same = next.from == kept.from;
+            if same {
+                *kept = *next;
+            }
+            same
+        });
+        Nonces { first, later }
+    }
+
+    /// The later nonces, for persisting.
+    pub fn later(&self) -> &[Epoch] {
+        &self.later
+    }
+
+    /// The nonce of the records written from now on.
+    #[inline]
+    pub fn current(&self) -> u64 {
+        self.later.last().map_or(self.first, |e| e.nonce)
+    }
+
+    /// The nonce of the record at `phys`.
+    #[inline]
+    pub fn at(&self, phys: u64) -> u64 {
+        match self.later.partition_point(|e| e.from <= phys) {
+            0 => self.first,
+            i => self.later[i - 1].nonce,
+        }
+    }
+
+    /// Whether `(nonce, phys)`, a parsed id, names the record at `phys` of this store.
+    #[inline]
+    pub fn owns(&self, nonce: u64, phys: u64) -> bool {
+        self.at(phys) == nonce
+    }
+
+    /// Records from `from` on take `nonce`; a start at or past `from` (whose records
+    /// were all lost) is dropped.
+    pub fn begin(&mut self, from: u64, nonce: u64) {
+        self.later.retain(|e| e.from < from);
+        self.later.push(Epoch { from, nonce });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +169,44 @@ mod tests {
         for v in [0, 9, 10, 0xF0, u64::MAX, 0xA5A5_5A5A_0F0F_F0F0, 1 << 63] {
             assert_eq!(make(v, !v), format!("{v:016X}{:016X}", !v));
         }
+    }
+
+    #[test]
+    fn each_range_of_the_log_has_its_nonce() {
+        let mut n = Nonces::new(7, Vec::new());
+        assert_eq!((n.current(), n.at(0), n.at(u64::MAX)), (7, 7, 7));
+        n.begin(100, 8);
+        n.begin(250, 9);
+        assert_eq!((n.at(99), n.at(100), n.at(249), n.at(250)), (7, 8, 8, 9));
+        assert_eq!(n.current(), 9);
+        assert!(n.owns(8, 120) && !n.owns(7, 120) && !n.owns(9, 120));
+        // A start whose records were all lost is replaced, not stacked.
+        n.begin(250, 10);
+        n.begin(200, 11);
+        assert_eq!(
+            n.later(),
+            &[
+                Epoch {
+                    from: 100,
+                    nonce: 8
+                },
+                Epoch {
+                    from: 200,
+                    nonce: 11
+                }
+            ]
+        );
+        assert_eq!((n.at(199), n.at(200), n.current()), (8, 11, 11));
+        // Persisted lists are put in order; a repeated start keeps the last.
+        let read = Nonces::new(
+            1,
+            vec![
+                Epoch { from: 50, nonce: 3 },
+                Epoch { from: 10, nonce: 2 },
+                Epoch { from: 50, nonce: 4 },
+            ],
+        );
+        assert_eq!((read.at(9), read.at(10), read.at(50)), (1, 2, 4));
     }
 
     #[test]

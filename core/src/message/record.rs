@@ -363,7 +363,11 @@ mod tests {
             properties::value(r.raw_properties(), prop::TAGS),
             Some("paid")
         );
-        let m = crate::MessageExt::from_record(&r, 1, Bytes::from_static(b"hello"));
+        let m = crate::MessageExt::from_record(
+            &r,
+            &crate::message::id::Nonces::new(1, Vec::new()),
+            Bytes::from_static(b"hello"),
+        );
         assert_eq!(m.keys, vec!["k1", "k2"]);
         assert_eq!(m.properties.get("color").map(String::as_str), Some("blue"));
         assert!(!m.properties.contains_key("__CRC32#"));
@@ -441,7 +445,7 @@ mod tests {
             verify in proptest::bool::ANY,
         ) {
             if let Parsed::Record(r) = parse(&bytes, at, verify) {
-                let _ = (r.topic(), r.body(), crate::MessageExt::from_record(&r, 1, Bytes::new()));
+                let _ = (r.topic(), r.body(), crate::MessageExt::from_record(&r, &crate::message::id::Nonces::new(1, Vec::new()), Bytes::new()));
             }
         }
 

@@ -20,9 +20,10 @@ use crate::commitlog::{CommitLog, Lookup, Placed, Span};
 use crate::consume_queue::{ConsumeQueues, FILE_ENTRIES, MEMORY_ENTRIES};
 use crate::dispatch::{self, DispatchRequest, Mode, Services};
 use crate::index::KeyIndex;
+use crate::message::id::{self, Nonces};
 use crate::message::properties::{self, prop};
 use crate::message::record::{self, RecordSpec};
-use crate::message::{id, MessageExt, SendResult};
+use crate::message::{MessageExt, SendResult};
 use crate::store::meta::{read_json, store_err, write_json};
 use crate::store::Backend;
 use crate::topic::{self, DeletedTopics, TopicRegistry};
@@ -53,8 +54,12 @@ pub(crate) struct MessageStore {
     pub deleted: DeletedTopics,
     /// `deleted` changed since it was last persisted.
     pub deleted_dirty: bool,
-    /// The store's message-id nonce.
-    pub nonce: u64,
+    /// The store's message-id nonces.
+    pub ids: Nonces,
+    /// The last exit was unclean: recovery starts a new nonce.
+    unclean: bool,
+    /// A nonce this open drew, for a new store or a new range of ids.
+    fresh_nonce: u64,
     /// Records skipped because they could not be read or re-appended as they are
     /// (damaged, or naming a destination they may not have).
     pub skipped_records: u64,
@@ -93,6 +98,7 @@ impl MessageStore {
         let deleted: DeletedTopics = read_json(&*backend, DeletedTopics::FILE)?.unwrap_or_default();
         // An existing store keeps the segment size it was created with.
         let seg_size = match info
+            .as_ref()
             .map(|i| i.segment_size)
             .filter(|s| StoreInfo::valid_size(*s))
         {
@@ -105,9 +111,13 @@ impl MessageStore {
         } else {
             MEMORY_ENTRIES
         };
-        let nonce = match (info, checkpoint) {
-            (Some(i), _) => i.nonce,
-            (None, Some(c)) => c.nonce,
+        let ids = match (&info, &checkpoint) {
+            // Both lists, should one of them have missed a write (a full disk).
+            (Some(i), Some(c)) if i.nonce == c.nonce => {
+                Nonces::new(i.nonce, [&i.later[..], &c.later[..]].concat())
+            }
+            (Some(i), _) => Nonces::new(i.nonce, i.later.clone()),
+            (None, Some(c)) => Nonces::new(c.nonce, c.later.clone()),
             (None, None) => {
                 if commitlog.end() > 0 {
                     log::warn!(
@@ -116,11 +126,13 @@ impl MessageStore {
                         Checkpoint::FILE
                     );
                 }
-                fresh_nonce
+                Nonces::new(fresh_nonce, Vec::new())
             }
         };
         let mut store = MessageStore {
-            nonce,
+            ids,
+            unclean,
+            fresh_nonce,
             queues: ConsumeQueues::new(backend.clone(), entries),
             backend,
             commitlog,
@@ -168,25 +180,8 @@ impl MessageStore {
             let want = store.topics.queues(&name).unwrap_or(0).max(on_disk);
             store.queues.ensure(&name, want).map_err(store_err)?;
         }
-        // Persist the nonce before anything is written under it. (On a full disk
-        // nothing will be: the store opens for reading.)
-        let identity = StoreInfo {
-            nonce,
-            segment_size: store.commitlog.seg_size() as u64,
-        };
-        let written = (|| {
-            if checkpoint.is_none() {
-                store.write_checkpoint()?;
-            }
-            if info != Some(identity) {
-                write_json(&*store.backend, StoreInfo::FILE, &identity)?;
-            }
-            Ok(())
-        })();
-        match written {
-            Err(Error::DiskFull(why)) => log::warn!("store identity not written: {why}"),
-            r => r?,
-        }
+        // Persist the nonce before anything is written under it.
+        store.write_identity(info.as_ref(), checkpoint.is_none())?;
         Ok(store)
     }
 
@@ -199,8 +194,34 @@ impl MessageStore {
     pub(super) fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
             flushed: self.commitlog.flushed(),
-            nonce: self.nonce,
+            nonce: self.ids.first,
+            later: self.ids.later().to_vec(),
         }
+    }
+
+    /// Writes who the store is (`store.json`) unless `known` already says it, and the
+    /// checkpoint too with `checkpoint`. On a full disk nothing will be written under
+    /// a new nonce either (the store opens for reading), so that only warns.
+    fn write_identity(&mut self, known: Option<&StoreInfo>, checkpoint: bool) -> Result<()> {
+        let identity = StoreInfo {
+            nonce: self.ids.first,
+            segment_size: self.commitlog.seg_size() as u64,
+            later: self.ids.later().to_vec(),
+        };
+        let written = (|| {
+            if known != Some(&identity) {
+                write_json(&*self.backend, StoreInfo::FILE, &identity)?;
+            }
+            if checkpoint {
+                self.write_checkpoint()?;
+            }
+            Ok(())
+        })();
+        match written {
+            Err(Error::DiskFull(why)) => log::warn!("store identity not written: {why}"),
+            r => r?,
+        }
+        Ok(())
     }
 
     /// The checkpoint file, when the log was flushed further since it was written

@@ -18,11 +18,7 @@ impl MessageStore {
     pub(super) fn lookup_in(&self, span: &mut Span, phys: u64) -> Lookup<MessageExt> {
         let found = self.commitlog.read_record(phys, |r| {
             let (at, len) = r.body_range();
-            (
-                at,
-                len,
-                MessageExt::from_record(r, self.nonce, Bytes::new()),
-            )
+            (at, len, MessageExt::from_record(r, &self.ids, Bytes::new()))
         });
         let Lookup::Found((body_at, len, mut msg)) = found else {
             return match found {
@@ -42,7 +38,7 @@ impl MessageStore {
     /// the real ones for a delayed or half message), marked a duplicate.
     pub fn send_result_at(&self, phys: u64) -> Option<SendResult> {
         self.commitlog.with_record(phys, |r| {
-            let m = MessageExt::from_record(r, self.nonce, Bytes::new());
+            let m = MessageExt::from_record(r, &self.ids, Bytes::new());
             SendResult {
                 msg_id: m.msg_id,
                 topic: m.topic,
@@ -80,7 +76,7 @@ impl MessageStore {
                 .filter_map(|p| self.message_at(p))
                 .find(|m| m.msg_id == id)
         };
-        if nonce != self.nonce {
+        if !self.ids.owns(nonce, phys) {
             return Ok(None);
         }
         if self.is_deleted(phys) {
@@ -144,7 +140,7 @@ impl MessageStore {
         to: Destination<'_>,
         default_queues: u32,
     ) -> Result<Option<RecordSpec>> {
-        let nonce = self.nonce;
+        let nonce = self.ids.at(phys);
         let found = self.commitlog.with_record(phys, |r| {
             let raw = r.raw_properties();
             let real_topic = properties::value(raw, prop::REAL_TOPIC).map(str::to_string);

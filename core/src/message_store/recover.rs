@@ -72,6 +72,17 @@ impl MessageStore {
                 log::warn!("could not move the CommitLog's end past lost data: {e}");
             }
         }
+        if self.unclean {
+            // The crash may have lost records past the end whose ids were handed
+            // out (sent, even delivered, before they were flushed): the records
+            // written there from now on take a nonce of their own.
+            let mut nonce = self.fresh_nonce;
+            while nonce == self.ids.first || self.ids.later().iter().any(|e| e.nonce == nonce) {
+                nonce = nonce.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+            }
+            self.ids.begin(self.commitlog.end(), nonce);
+            self.write_identity(None, true)?;
+        }
         let min = self.commitlog.min_offset();
         for cq in self.queues.all_mut() {
             cq.truncate_to_commitlog(end).map_err(store_err)?;

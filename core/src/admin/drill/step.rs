@@ -47,7 +47,7 @@ fn copy_spec(
     redrive: bool,
     marker: &mut String,
 ) -> Option<RecordSpec> {
-    let nonce = store.nonce;
+    let nonce = store.ids.at(e.phys);
     let (mut spec, at, len) = store.commitlog.with_record(e.phys, |r| {
         // One pass over the original's properties: copy, and note the key and id.
         let raw = r.raw_properties();
