@@ -225,6 +225,7 @@ impl Engine {
                 status: SendStatus::SendOk,
                 transaction_state: None,
                 duplicate: false,
+                recall_handle: None,
             });
         }
         // Classic acks as records of up to ACKS_PER_RECORD acks (and about
@@ -294,10 +295,14 @@ impl Engine {
         }
         self.groups.pop.acked_in_block(&self.store, &simple);
         let nonce = self.store.ids.current();
+        let delayed = specs.iter().any(|s| crate::engine::is_delayed(&s.topic));
         for (r, p) in results.iter_mut().zip(&self.store.placed) {
             r.msg_id = crate::message::id::make(nonce, p.phys);
             r.queue_offset = p.queue_offset;
             r.commitlog_offset = p.phys;
+            if delayed {
+                r.recall_handle = self.store.recall_handle_at(p.phys);
+            }
         }
         Ok(results)
     }

@@ -6,7 +6,8 @@
 //! 2. its keys, and a caller-given message id, in the key index;
 //! 3. the service that owns its topic: the timer wheel for `rmq_sys_wheel_timer`,
 //!    the transaction service for half and op records, the simple consumers for
-//!    the revive log, the classic consumers for atomic blocks' acks; a user record
+//!    the revive log, the classic consumers for atomic blocks' acks, the recalled
+//!    set for recalls of delayed messages; a user record
 //!    marks that messages arrived. A record with a dedup id enters the dedup window.
 //!
 //! Invariants: dispatch is idempotent (replaying a range changes nothing: ConsumeQueue
@@ -16,6 +17,8 @@
 //! not scheduled again, and a revive record changes the simple consumers' state
 //! only on replay (live, the state changed first and the record followed).
 //! Dispatch never appends to the log.
+
+use std::collections::HashMap;
 
 use crate::atomic::{replay_ack_record, ReplayedAcks};
 use crate::consume_queue::{ConsumeQueue, ConsumeQueues, CqEntry};
@@ -55,6 +58,8 @@ pub(crate) enum Kind {
     Revive,
     /// Classic consumers' acks made in atomic blocks.
     AtomicAck,
+    /// Recalls of delayed messages.
+    Recall,
     /// An engine topic nobody consumes (discarded transactions).
     Other,
 }
@@ -68,6 +73,7 @@ pub(crate) fn kind_of(topic: &str) -> Kind {
         topic::TRANS_CHECK_MAX_TOPIC => Kind::Other,
         topic::REVIVE_TOPIC => Kind::Revive,
         topic::ATOMIC_ACK_TOPIC => Kind::AtomicAck,
+        topic::RECALL_TOPIC => Kind::Recall,
         _ => Kind::User,
     }
 }
@@ -144,6 +150,8 @@ pub(crate) struct Services<'a> {
     pub next_due: &'a mut u64,
     /// Set when a record consumers read was dispatched.
     pub arrived: &'a mut bool,
+    /// The delayed records recalled and not yet come due, with their delivery times.
+    pub recalled: &'a mut HashMap<u64, u64>,
 }
 
 /// The properties dispatch reads.
@@ -294,6 +302,11 @@ pub(crate) fn dispatch_to(
         Kind::AtomicAck if mode == Mode::Replay => {
             let offsets = s.offsets;
             replay_ack_record(r.body, |t, o, q| offsets.get(t, o, q), s.replayed_acks);
+        }
+        Kind::Recall => {
+            if let Some((phys, due)) = crate::schedule::recall::marker_target(r.body) {
+                s.recalled.insert(phys, due);
+            }
         }
         Kind::Revive | Kind::AtomicAck | Kind::Other => {}
     }

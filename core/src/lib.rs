@@ -70,6 +70,7 @@ pub use consumer::wait::{Receive, Receiving};
 pub use error::{Error, ErrorKind, Result};
 pub use message::{Delay, Message, MessageBuilder, MessageExt, Receipt, SendResult, SendStatus};
 pub use runtime::{add_entropy, set_process_id};
+pub use schedule::recall::RecallHandle;
 pub use stats::{GroupStats, QueueStats, Stats, TopicInfo, TopicStats};
 pub use store::host::HostFs;
 pub use topic::validate_group;

@@ -28,6 +28,8 @@ pub(crate) const TRANS_CHECK_MAX_TOPIC: &str = "RMQ_SYS_TRANS_CHECK_MAX_TOPIC";
 pub(crate) const REVIVE_TOPIC: &str = "rmq_sys_REVIVE_LOG";
 /// Classic consumers' acks made in atomic blocks.
 pub(crate) const ATOMIC_ACK_TOPIC: &str = "rmq_sys_ATOMIC_ACK";
+/// Recalls of delayed messages (`schedule/recall.rs`).
+pub(crate) const RECALL_TOPIC: &str = "rmq_sys_RECALL";
 
 /// The most queues a topic may have.
 pub(crate) const MAX_QUEUES: u32 = 1024;
@@ -40,6 +42,7 @@ pub(crate) fn is_reserved(name: &str) -> bool {
         || name == TIMER_TOPIC
         || name == REVIVE_TOPIC
         || name == ATOMIC_ACK_TOPIC
+        || name == RECALL_TOPIC
 }
 
 /// Whether Apache RocketMQ keeps this topic for itself (its `TopicValidator`'s system

@@ -60,6 +60,10 @@ fn bad_input_to_every_public_argument_is_a_typed_error_and_changes_nothing() {
         .unwrap();
     let c = consumer(&b, "g", "t");
     assert_eq!(c.receive(1, Duration::ZERO).unwrap().len(), 1);
+    let delayed = p
+        .send(Message::builder("t", "later").delay_level(18).build())
+        .unwrap();
+    let handle = delayed.recall_handle.unwrap();
     b.flush().unwrap();
 
     let bad_topics: Vec<String> = ["", "%DLQ%g", "RMQ_SYS_X", "é", &"x".repeat(128)]
@@ -148,6 +152,17 @@ fn bad_input_to_every_public_argument_is_a_typed_error_and_changes_nothing() {
                 m().delay_ms(40 * 86_400_000).build(),
             ),
             ("empty body".into(), Message::new("t", "")),
+            // Refused sends to a topic that does not exist yet create none.
+            (
+                "queue beyond a new topic's".into(),
+                Message::builder("fresh", "x").queue_id(10).build(),
+            ),
+            (
+                "delay past timer_max_delay to a new topic".into(),
+                Message::builder("fresh", "x")
+                    .delay_ms(40 * 86_400_000)
+                    .build(),
+            ),
             (
                 "body over the limit".into(),
                 Message::new("t", vec![0u8; (4 << 20) + 1]),
@@ -189,6 +204,20 @@ fn bad_input_to_every_public_argument_is_a_typed_error_and_changes_nothing() {
                 Box::new(move || ConsumerConfig::new("g", "t").set_option(option, v.clone())),
             );
         }
+    }
+    for bad in ["", "not a handle", "djEgb3JkZXJz"] {
+        let p = &p;
+        add!(
+            format!("recall handle {bad:?}"),
+            Box::new(move || p.recall("t", bad).map(drop)),
+        );
+    }
+    {
+        let (p, handle) = (&p, handle.clone());
+        add!(
+            "recall a handle of another topic".into(),
+            Box::new(move || p.recall("t2", &handle).map(drop)),
+        );
     }
     {
         let b = &b;

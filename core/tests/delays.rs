@@ -396,3 +396,112 @@ fn delivered_timers_are_not_delivered_again_when_the_timer_queue_lagged_the_log(
     let got = drain(&consumer(&b, "g", "t"));
     assert_eq!(got.len(), 5, "{:?}", bodies(&got));
 }
+
+/// A delayed message recalled before its time (RocketMQ 5.3's recallMessage) is never
+/// delivered; the others are, on time.
+#[test]
+fn a_recalled_delayed_message_is_never_delivered() {
+    let (b, clock) = manual();
+    let c = consumer(&b, "g", "orders");
+    let p = b.producer("p").unwrap();
+    let send = |m: pocketmq::MessageBuilder| p.send(m.build()).unwrap();
+    let level = send(Message::builder("orders", "cancel-1").delay_level(3));
+    let timer = send(Message::builder("orders", "cancel-2").deliver_at_ms(T0 + 10_000));
+    let given = send(
+        Message::builder("orders", "cancel-3")
+            .delay_ms(10_000)
+            .msg_id("order-3-cancel"),
+    );
+    let kept = send(Message::builder("orders", "cancel-4").delay_ms(10_000));
+    let plain = send(Message::builder("orders", "paid"));
+    assert_eq!(plain.recall_handle, None, "only a delayed message has one");
+    assert_eq!(b.stats().unwrap().pending_delayed, 4);
+    for r in [&level, &timer, &given] {
+        let h = r
+            .recall_handle
+            .as_deref()
+            .expect("a delayed send reports a handle");
+        assert!(p.recall("orders", h).unwrap(), "{}", r.msg_id);
+        assert!(
+            !p.recall("orders", h).unwrap(),
+            "a second recall changes nothing"
+        );
+    }
+    assert_eq!(b.stats().unwrap().pending_delayed, 1);
+    clock.advance_ms(10_000);
+    b.tick().unwrap();
+    let mut got = bodies(&drain(&c));
+    got.sort();
+    assert_eq!(got, ["cancel-4", "paid"]);
+    assert_eq!(b.stats().unwrap().pending_delayed, 0);
+    // Too late once delivered.
+    let h = kept.recall_handle.as_deref().unwrap();
+    assert!(!p.recall("orders", h).unwrap());
+    clock.advance_ms(3_600_000);
+    b.tick().unwrap();
+    assert!(drain(&c).is_empty());
+}
+
+#[test]
+fn a_recall_handle_of_another_topic_or_none_at_all_is_refused() {
+    let (b, clock) = manual();
+    let c = consumer(&b, "g", "orders");
+    let p = b.producer("p").unwrap();
+    let r = p
+        .send(Message::builder("orders", "later").delay_ms(5_000).build())
+        .unwrap();
+    let h = r.recall_handle.unwrap();
+    let err = p.recall("payments", &h).unwrap_err();
+    assert_eq!(err.kind(), pocketmq::ErrorKind::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("orders"), "{err}");
+    // "v1 orders" and "v1 orders pocketmq soon x", base64.
+    for bad in [
+        "",
+        "not a handle",
+        "djEgb3JkZXJz",
+        "djEgb3JkZXJzIHBvY2tldG1xIHNvb24geA==",
+    ] {
+        let err = p.recall("orders", bad).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            pocketmq::ErrorKind::InvalidArgument,
+            "{bad:?}: {err}"
+        );
+    }
+    // Nothing of that was recalled.
+    clock.advance_ms(5_000);
+    b.tick().unwrap();
+    assert_eq!(bodies(&drain(&c)), ["later"]);
+}
+
+/// A recall is a record in the log: it holds across a clean restart and a crash.
+#[test]
+fn a_recall_survives_a_restart_and_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    let clock = pocketmq::ManualClock::new(T0);
+    {
+        let b = file(dir.path(), &clock);
+        let p = b.producer("p").unwrap();
+        for (i, recall) in [true, false, true].into_iter().enumerate() {
+            let m = Message::builder("t", format!("m{i}")).delay_ms(60_000 * (i as u64 + 1));
+            let r = p.send(m.build()).unwrap();
+            if recall {
+                assert!(p.recall("t", r.recall_handle.as_deref().unwrap()).unwrap());
+            }
+        }
+        b.flush().unwrap();
+        copy_store(dir.path(), crashed.path());
+        b.close().unwrap();
+    }
+    for store in [dir.path(), crashed.path()] {
+        let clock = pocketmq::ManualClock::new(T0);
+        let b = file(store, &clock);
+        assert_eq!(b.stats().unwrap().pending_delayed, 1);
+        clock.advance_ms(3 * 60_000);
+        b.tick().unwrap();
+        assert_eq!(bodies(&drain(&consumer(&b, "g", "t"))), ["m1"], "{store:?}");
+        assert_eq!(b.stats().unwrap().pending_delayed, 0);
+        b.close().unwrap();
+    }
+}

@@ -5,8 +5,10 @@
 - Each order's lifecycle (created, paid, shipped, delivered) is sent with the
   order id as sharding key, so it lands on one queue and an orderly consumer
   sees it in order.
-- An unpaid order gets a delayed cancel, due 30 minutes later. A ManualClock
-  stands in for the wall clock, so the demo moves time instead of waiting.
+- Each order awaiting payment gets a delayed cancel, due 30 minutes later; one
+  that pays in time has its cancel recalled (RocketMQ 5.3's recallMessage). A
+  ManualClock stands in for the wall clock, so the demo moves time instead of
+  waiting.
 - The payment is a transactional message: it becomes visible only once the
   local transaction (here, a dict standing in for the payments table) commits.
 
@@ -92,10 +94,15 @@ def main() -> None:
         lags = {service: broker.lag(service, "orders") for service in SERVICES}
         print(f"  lag per service: {lags}")
 
-        print("4. A delayed cancel for an unpaid order, due in 30 minutes")
+        print("4. A delayed cancel for each order awaiting payment, due in 30 minutes")
         r = shop.send("orders", b"order-1002 cancel-if-unpaid", tags="cancel",
                       keys=["order-1002"], delay=timedelta(minutes=30))
         print(f"  shop       -> {r}")
+        paid = shop.send("orders", b"order-1003 cancel-if-unpaid", tags="cancel",
+                         keys=["order-1003"], delay=timedelta(minutes=30))
+        assert paid.recall_handle is not None
+        recalled = shop.recall("orders", paid.recall_handle)
+        print(f"  order-1003 paid in time: its cancel recalled: {recalled}")
         early = drain(broker, "billing", "orders", tags="cancel")
         print(f"  right away: {len(early)} message(s) for billing")
         clock.advance(timedelta(minutes=30))

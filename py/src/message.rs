@@ -190,6 +190,13 @@ impl SendResult {
         self.0.duplicate
     }
 
+    /// For a delayed message, what `Producer.recall` takes to cancel it before it is
+    /// delivered; else None.
+    #[getter]
+    fn recall_handle(&self) -> Option<&str> {
+        self.0.recall_handle.as_deref()
+    }
+
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let s = &self.0;
         let tx = match s.transaction_state {

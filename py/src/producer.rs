@@ -73,6 +73,14 @@ impl Producer {
         Ok(SendResult(result))
     }
 
+    /// Cancels a delayed message before it is delivered (RocketMQ 5.3's
+    /// recallMessage): `recall_handle` is its send's, `topic` the topic it was sent
+    /// to. True when it was waiting and now never will be delivered; False when its
+    /// time has come, or it was recalled already.
+    fn recall(&self, py: Python<'_>, topic: &str, recall_handle: &str) -> PyResult<bool> {
+        py.detach(|| self.0.recall(topic, recall_handle)).py_err()
+    }
+
     /// Sends several bodies to one topic as one append; the options apply to each,
     /// but `dedup_ids`, one per body.
     #[pyo3(signature = (topic, bodies, *, dedup_ids = None, **options))]

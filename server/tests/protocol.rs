@@ -36,12 +36,6 @@ async fn rpcs_outside_the_eleven_answer_not_implemented() {
         .into_inner();
     assert_eq!(code(&s.status), Code::NotImplemented);
     let s = c
-        .recall_message(req(RecallMessageRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(code(&s.status), Code::NotImplemented);
-    let s = c
         .sync_lite_subscription(req(SyncLiteSubscriptionRequest::default()))
         .await
         .unwrap()

@@ -161,6 +161,85 @@ async fn a_delayed_message_appears_at_its_delivery_time_not_before() {
     server.shutdown().await.unwrap();
 }
 
+/// RocketMQ 5.3's RecallMessage: a delayed message's send answers a recall handle,
+/// and recalling with it before the delivery time cancels the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recalled_delayed_message_is_never_delivered() {
+    let (broker, clock) = manual_broker();
+    let (server, mut client) = start(broker, config()).await;
+    let delayed = |n: u32| {
+        let mut m = message("later", format!("m{n}").as_bytes(), &message_id(n));
+        let sys = m.system_properties.as_mut().unwrap();
+        sys.message_type = MessageType::Delay as i32;
+        sys.delivery_timestamp = Some(prost_types::Timestamp {
+            seconds: 1_800_000_010,
+            nanos: 0,
+        });
+        m
+    };
+    let recall = |handle: &str, topic: &str| RecallMessageRequest {
+        topic: Some(resource(topic)),
+        recall_handle: handle.to_string(),
+    };
+    let first = send(&mut client, delayed(1)).await.entries.remove(0);
+    let second = send(&mut client, delayed(2)).await.entries.remove(0);
+    let plain = send(&mut client, message("later", b"now", &message_id(3))).await;
+    assert_eq!(
+        plain.entries[0].recall_handle, "",
+        "only a delayed message has one"
+    );
+    let handle = first.recall_handle;
+    assert!(!handle.is_empty());
+    let r = client
+        .recall_message(req(recall(&handle, "later")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&r.status), Code::Ok);
+    assert_eq!(r.message_id, message_id(1));
+    let again = client
+        .recall_message(req(recall(&handle, "later")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        code(&again.status),
+        Code::MessageNotFound,
+        "recalled already"
+    );
+    for (h, t) in [
+        (handle.as_str(), "other"),
+        ("not a handle", "later"),
+        ("", "later"),
+    ] {
+        let r = client
+            .recall_message(req(recall(h, t)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(code(&r.status), Code::BadRequest, "{h:?} {t:?}");
+    }
+    clock.advance_ms(10_000);
+    server.broker().tick().unwrap();
+    let got: Vec<String> = stored(server.broker(), "later")
+        .iter()
+        .map(|m| m.body_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.contains(&"m2".to_string()) && got.contains(&"now".to_string()));
+    let late = client
+        .recall_message(req(recall(&second.recall_handle, "later")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        code(&late.status),
+        Code::MessageNotFound,
+        "delivered already"
+    );
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_past_delivery_time_delivers_at_once() {
     let (server, mut client) = start(Broker::memory(), config()).await;

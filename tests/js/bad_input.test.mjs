@@ -59,7 +59,10 @@ function cases() {
   for (const [opt, values] of Object.entries({
     tags: [1, "", "a||b", ...SEPARATORS],
     keys: [1, "", "a b", [1], [""], ...SEPARATORS, [SEPARATORS[2]]],
-    properties: ["x", 1, { "": "v" }, { k: "" }, { k: 1 }, { UNIQ_KEY: "x" }, { "k\u0001": "v" }, { k: SEPARATORS[2] }],
+    properties: [
+      "x", 1, { "": "v" }, { k: "" }, { k: 1 }, { UNIQ_KEY: "x" }, { "k\u0001": "v" }, { k: SEPARATORS[2] },
+      new Map([[1, "v"]]), new Map([["k", 1]]), new Set(["k"]), new Date(0),
+    ],
     shardingKey: [1, "", ...SEPARATORS],
     queueId: [-1, 2, 1.5, "0", ...HUGE, ...NOT_FINITE],
     delayLevel: [-1, 1.5, "1", ...HUGE, ...NOT_FINITE],
@@ -70,6 +73,16 @@ function cases() {
     for (const v of values) add(`send ${opt}=${String(v)}`, (w) => w.p.send("t", "x", { [opt]: v }));
   }
   add("two delays", (w) => w.p.send("t", "x", { delayMs: 10, delayLevel: 1 }));
+  // Refused sends to a topic that does not exist yet create none.
+  add("send queueId beyond a new topic's", (w) => w.p.send("fresh", "x", { queueId: 10 }));
+  add("sendBatch queueId beyond a new topic's", (w) => w.p.sendBatch("fresh", ["x"], { queueId: 10 }));
+  add("transactional send queueId beyond a new topic's", (w) =>
+    w.tp.send("fresh", "x", { queueId: 10, execute: () => TxState.COMMIT }),
+  );
+  for (const v of [null, 1, "", "not a handle", "djEgb3JkZXJz"]) {
+    add(`recall handle=${String(v)}`, (w) => w.p.recall("t", v));
+  }
+  add("recall a handle of another topic", (w) => w.p.recall("t2", w.recallHandle));
   for (const v of [0, -1, 1025, 1.5, "4", ...HUGE, ...NOT_FINITE]) {
     add(`createTopic queues=${String(v)}`, (w) => w.broker.createTopic("t2", { queues: v }));
   }
@@ -117,7 +130,8 @@ test("bad input to every public argument is a typed error and changes nothing", 
     const c = broker.consumer({ group: "g", topic: "t" });
     assert.equal((await c.receive({ maxMessages: 1, timeoutMs: 1000 })).length, 1);
     const tp = broker.transactionProducer("tx", { check: () => TxState.COMMIT });
-    const w = { broker, p, c, tp, clock };
+    const { recallHandle } = p.send("t", "later", { delayLevel: 18 });
+    const w = { broker, p, c, tp, clock, recallHandle };
     broker.flush();
     const all = cases();
     assert.ok(all.length > 300, `${all.length} cases`);

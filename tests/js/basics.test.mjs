@@ -171,6 +171,41 @@ test("a receive with nothing to get resolves [] after its timeout", async () => 
   broker.close();
 });
 
+test("a receive that a close overtakes resolves with [], as one already waiting does", async () => {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  for (const close of ["consumer", "broker"]) {
+    for (const kind of ["consumer", "simpleConsumer"]) {
+      const broker = new Broker();
+      const c = kind === "consumer" ? broker.consumer({ group: "g", topic: "t" }) : broker.simpleConsumer({ group: "g", topic: "t" });
+      // Long enough since the last receive that this one first yields the event loop a turn.
+      await sleep(50);
+      const pending = c.receive({ timeoutMs: 5000 });
+      (close === "consumer" ? c : broker).close();
+      assert.deepEqual(await pending, [], `${kind} closed by its ${close}`);
+      await assert.rejects(c.receive({ timeoutMs: 0 }), { code: "Closed" }, "a receive after close is refused");
+      broker.close();
+    }
+  }
+  // A listener started as its consumer closes ends quietly.
+  const broker = new Broker();
+  const c = broker.consumer({ group: "g", topic: "t" });
+  await sleep(50);
+  setImmediate(() => c.close());
+  const runner = c.listen(() => {});
+  await sleep(100);
+  await runner.stop();
+  assert.equal(runner.running, false);
+  broker.close();
+});
+
+test("properties may be a Map of strings", async () => {
+  const broker = new Broker();
+  const p = broker.producer("p");
+  const r = p.send("orders", "x", { properties: new Map([["region", "eu"]]) });
+  assert.deepEqual(broker.get(r.msgId).properties.region, "eu");
+  broker.close();
+});
+
 test("maxMessages bounds one receive", async () => {
   const broker = new Broker();
   const p = broker.producer("g");

@@ -119,3 +119,26 @@ test("on the real clock a delayed message arrives by itself", async () => {
   assert.ok(waited >= 290 && waited < 2500, `arrived after ${waited} ms`);
   broker.close();
 });
+
+test("a delayed message recalled before its time is never delivered", async () => {
+  const clock = new ManualClock(T0);
+  const broker = new Broker({ clock });
+  const c = broker.consumer({ group: "g", topic: "orders" });
+  const p = broker.producer("g");
+  const cancel = p.send("orders", "cancel order 42", { delayMs: 30_000 });
+  const level = p.send("orders", "reminder", { delayLevel: 3 });
+  const kept = p.send("orders", "kept", { deliverAt: new Date(T0 + 30_000) });
+  assert.equal(p.send("orders", "now").recallHandle, undefined, "only a delayed send has a handle");
+  assert.equal(typeof cancel.recallHandle, "string");
+  assert.equal(p.recall("orders", cancel.recallHandle), true);
+  assert.equal(p.recall("orders", level.recallHandle), true);
+  assert.equal(p.recall("orders", cancel.recallHandle), false, "a second recall changes nothing");
+  assert.throws(() => p.recall("payments", kept.recallHandle), { code: "InvalidArgument" });
+  clock.advance(30_000);
+  const got = await c.receive({ timeoutMs: 0 });
+  assert.deepEqual(got.map(text).sort(), ["kept", "now"]);
+  assert.equal(p.recall("orders", kept.recallHandle), false, "too late once delivered");
+  const [inBlock] = broker.atomic((tx) => tx.send("orders", "in a block", { delayMs: 5_000 }));
+  assert.equal(typeof inBlock.recallHandle, "string", "an atomic block's delayed send has one too");
+  broker.close();
+});

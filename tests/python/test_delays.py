@@ -266,3 +266,30 @@ def test_orderly_failure_retries_in_place(timed, clock):
     c.ack(again)
     [nxt] = c.receive(max_messages=10, timeout=2.0)
     assert nxt.body == b"second"
+
+
+def test_a_recalled_delayed_message_is_never_delivered(timed, clock):
+    p = timed.producer("p")
+    level = p.send("t", b"level", delay_level=3)
+    timer = p.send("t", b"timer", deliver_at=T0 + 10)
+    kept = p.send("t", b"kept", delay=10.0)
+    assert p.send("t", b"now").recall_handle is None
+    assert p.recall("t", level.recall_handle) is True
+    assert p.recall("t", timer.recall_handle) is True
+    assert p.recall("t", timer.recall_handle) is False  # recalled already
+    assert timed.stats()["pending_delayed"] == 1
+    clock.advance(10)
+    assert sorted(visible(timed)) == [b"kept", b"now"]
+    assert p.recall("t", kept.recall_handle) is False  # delivered
+    with pytest.raises(pocketmq.InvalidArgument):
+        p.recall("other", kept.recall_handle)
+
+
+def test_a_recall_survives_a_restart(tmp_path, clock):
+    with pocketmq.Broker(path=tmp_path, clock=clock) as b:
+        r = b.producer("p").send("t", b"cancel", delay=60.0)
+        b.producer("p").send("t", b"kept", delay=60.0)
+        assert b.producer("p").recall("t", r.recall_handle)
+    with pocketmq.Broker(path=tmp_path, clock=clock) as b:
+        clock.advance(60)
+        assert visible(b) == [b"kept"]

@@ -23,6 +23,8 @@ def test_order_flow_example(tmp_path):
         assert f"{service:<10} <- orders" in text
     assert "lag per service: {'sms': 0, 'inventory': 0, 'analytics': 0}" in text
     assert "right away: 0 message(s) for billing" in text
+    assert "order-1003 paid in time: its cancel recalled: True" in text
     later = text.split("30 minutes later")[1]
-    assert "billing    <- orders" in later and "cancel-if-unpaid" in later
+    assert "billing    <- orders" in later and "order-1002 cancel-if-unpaid" in later
+    assert "order-1003 cancel" not in later, "a recalled cancel is never delivered"
     assert (tmp_path / "data" / "order-flow").is_dir(), "the example keeps its store under ./data"

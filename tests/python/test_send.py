@@ -178,3 +178,20 @@ def test_reserved_property_names_are_kept_by_the_engine(broker):
 def test_producer_group_is_exposed(broker):
     assert broker.producer("order-service").group == "order-service"
     assert "order-service" in repr(broker.producer("order-service"))
+
+
+def test_a_recalled_delayed_message_is_never_delivered(broker):
+    p = broker.producer("p")
+    c = broker.consumer("g", "recall")
+    cancel = p.send("recall", b"cancel order 42", delay=1.5)
+    kept = p.send("recall", b"kept", delay=1.5)
+    assert p.send("recall", b"now").recall_handle is None
+    assert isinstance(cancel.recall_handle, str)
+    assert p.recall("recall", cancel.recall_handle) is True
+    with pytest.raises(pocketmq.InvalidArgument):
+        p.recall("elsewhere", kept.recall_handle)
+    with pytest.raises(pocketmq.InvalidArgument):
+        p.recall("recall", "not a handle")
+    got = [m.body for m in receive_n(c, 3, timeout=4.0)]
+    assert sorted(got) == [b"kept", b"now"]
+    assert c.receive(timeout=0.5) == []

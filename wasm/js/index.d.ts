@@ -73,7 +73,7 @@ export interface SendOptions {
   tags?: string;
   /** One key or several; `broker.query(topic, key)` finds the message by any of them. */
   keys?: string | string[];
-  properties?: Record<string, string>;
+  properties?: Record<string, string> | Map<string, string>;
   /** Messages with the same sharding key go to the same queue, in order. */
   shardingKey?: string;
   /** An explicit queue; wins over the sharding key. */
@@ -103,6 +103,8 @@ export interface SendResult {
   transactionState?: TxState;
   /** The send repeated a `dedupId` inside the window: nothing was stored; this is the first send's result. */
   duplicate: boolean;
+  /** For a delayed message (`delayLevel`, `delayMs` or `deliverAt`): what `Producer.recall` takes to cancel it before it is delivered. */
+  recallHandle?: string;
 }
 
 /** One item of `sendBatch`: a body, or a body with its own options. */
@@ -335,6 +337,8 @@ export class Producer {
   /** Stores several messages of one topic as one append. */
   /** `options` apply to every item; a `dedupId` belongs on each item (`{ body, dedupId }`). */
   sendBatch(topic: string, items: BatchItem[], options?: Omit<SendOptions, "dedupId">): SendResult[];
+  /** Cancels a delayed message before it is delivered (RocketMQ 5.3's recallMessage): true when it was waiting and now never will be delivered; false when its time has come, or it was recalled already. */
+  recall(topic: string, recallHandle: string): boolean;
 }
 
 export class TransactionProducer {

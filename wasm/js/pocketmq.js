@@ -802,6 +802,15 @@ export class Producer {
     this.#broker._sent(nextDue);
     return out;
   }
+
+  /**
+   * Cancels a delayed message before it is delivered (RocketMQ 5.3's recallMessage):
+   * `recallHandle` is its send's. True when it was waiting and now never will be
+   * delivered; false when its time has come, or it was recalled already.
+   */
+  recall(topic, recallHandle) {
+    return this.#native.recall(topic, recallHandle);
+  }
 }
 
 /** Sends transactional (half) messages. */
@@ -995,8 +1004,10 @@ export class Atomic {
     }
     const results = [];
     let i = 0;
-    wire.readSendResults(handle.commit(), (msgId, queueId, queueOffset, commitlogOffset, status, duplicate) => {
-      results.push({ msgId, topic: tx.#topics[i++], queueId, queueOffset, commitlogOffset, status, duplicate });
+    wire.readSendResults(handle.commit(), (msgId, queueId, queueOffset, commitlogOffset, status, duplicate, recallHandle) => {
+      const r = { msgId, topic: tx.#topics[i++], queueId, queueOffset, commitlogOffset, status, duplicate };
+      if (recallHandle !== undefined) r.recallHandle = recallHandle;
+      results.push(r);
     });
     for (const m of tx.#acked) settle(m, () => {});
     return results;
@@ -1034,8 +1045,11 @@ class Receiver {
     // of receives (listen, for await) would keep the event loop from timers and I/O,
     // a file store's flush among them, for as long as the backlog lasts.
     if (performance.now() - lastTurn >= TURN_MS) {
+      const open = !this.closed;
       await nextTurn();
       lastTurn = performance.now();
+      // Closed while this receive waited for its turn: it ends as a waiting one does.
+      if (open && this.closed) return [];
     }
     const receiving = this.#native.startReceive(maxMessages, timeoutMs);
     try {

@@ -152,18 +152,31 @@ function message(body, o) {
   }
   if (bits & 4) {
     const props = o.properties;
-    if (typeof props !== "object" || Array.isArray(props)) throw new TypeError("properties must be an object of strings");
     // The count goes in front of the pairs once they are written (own names only, as Object.keys gives).
     const countAt = at;
     u32(0);
     let n = 0;
-    for (const name in props) {
-      if (!Object.hasOwn(props, name)) continue;
-      const v = props[name];
-      if (typeof v !== "string") throw new TypeError(`property ${name} must be a string`);
-      str(name);
-      str(v);
-      n++;
+    if (props instanceof Map) {
+      for (const [name, v] of props) {
+        if (typeof name !== "string") throw new TypeError("property names must be strings");
+        if (typeof v !== "string") throw new TypeError(`property ${name} must be a string`);
+        str(name);
+        str(v);
+        n++;
+      }
+    } else {
+      const proto = props === null || typeof props !== "object" ? undefined : Object.getPrototypeOf(props);
+      if (props !== null && proto !== Object.prototype && proto !== null) {
+        throw new TypeError("properties must be an object (or a Map) of strings");
+      }
+      for (const name in props) {
+        if (!Object.hasOwn(props, name)) continue;
+        const v = props[name];
+        if (typeof v !== "string") throw new TypeError(`property ${name} must be a string`);
+        str(name);
+        str(v);
+        n++;
+      }
     }
     outView.setUint32(countAt, n, true);
   }
@@ -229,18 +242,25 @@ export function readSendResult(ptr, topic) {
   lastNextDue = view.getFloat64(ptr, true);
   const idLen = view.getUint32(ptr + 36, true);
   const status = view.getUint32(ptr + 32, true);
-  return {
+  const result = {
     msgId: msgIdAt(ptr + 40, idLen),
     topic,
     queueId: view.getUint32(ptr + 28, true),
     queueOffset: view.getFloat64(ptr + 12, true),
     commitlogOffset: view.getFloat64(ptr + 20, true),
     status: STATUS[status & 0xff],
-    duplicate: status > 0xff,
+    duplicate: (status & 0x100) !== 0,
   };
+  if (status & 0x200) result.recallHandle = recallHandleAt(ptr + 40 + idLen);
+  return result;
 }
 
-/** The send results at `ptr`: calls `each(msgId, queueId, queueOffset, commitlogOffset, status, duplicate)`; returns the next due time (or -1). */
+/** The recall handle at `at` (its length, then its bytes). */
+function recallHandleAt(at) {
+  return text(bytes, at + 4, view.getUint32(at, true));
+}
+
+/** The send results at `ptr`: calls `each(msgId, queueId, queueOffset, commitlogOffset, status, duplicate, recallHandle)`; returns the next due time (or -1). */
 export function readSendResults(ptr, each) {
   refresh();
   const nextDue = view.getFloat64(ptr, true);
@@ -254,7 +274,12 @@ export function readSendResults(ptr, each) {
     const idLen = view.getUint32(p + 24, true);
     const msgId = text(bytes, p + 28, idLen);
     p += 28 + idLen;
-    each(msgId, queueId, queueOffset, commitlogOffset, STATUS[status & 0xff], status > 0xff);
+    let recallHandle;
+    if (status & 0x200) {
+      recallHandle = recallHandleAt(p);
+      p += 4 + view.getUint32(p, true);
+    }
+    each(msgId, queueId, queueOffset, commitlogOffset, STATUS[status & 0xff], (status & 0x100) !== 0, recallHandle);
   }
   return nextDue;
 }

@@ -255,6 +255,8 @@ pub(crate) struct SendResultView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     transaction_state: Option<&'static str>,
     duplicate: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recall_handle: Option<&'a str>,
 }
 
 pub(crate) fn send_result(r: &SendResult) -> Result<JsValue, JsValue> {
@@ -267,5 +269,6 @@ pub(crate) fn send_result(r: &SendResult) -> Result<JsValue, JsValue> {
         status: r.status.as_str(),
         transaction_state: r.transaction_state.map(|s| s.as_str()),
         duplicate: r.duplicate,
+        recall_handle: r.recall_handle.as_deref(),
     })
 }

@@ -97,6 +97,13 @@ impl Producer {
     pub fn group(&self) -> String {
         self.inner.group().to_string()
     }
+
+    /// Cancels a delayed message before it is delivered (`Producer::recall`).
+    pub fn recall(&self, topic: JsValue, handle: JsValue) -> Result<bool, JsValue> {
+        let topic = string("topic", &topic)?;
+        let handle = string("recallHandle", &handle)?;
+        self.inner.recall(&topic, &handle).js_err()
+    }
 }
 
 thread_local! {

@@ -177,7 +177,8 @@ fn bytes(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// Send results, with the broker's next due time so the wrapper re-arms its timer
-/// only when deferred work changed.
+/// only when deferred work changed. A result's flags: the status in the low byte,
+/// 0x100 a duplicate, 0x200 a recall handle after the id.
 pub(crate) fn send_results(results: &[SendResult], next_due: Option<u64>) -> u32 {
     emit(|out| {
         f64_(out, next_due.map_or(-1.0, |t| t as f64));
@@ -186,14 +187,17 @@ pub(crate) fn send_results(results: &[SendResult], next_due: Option<u64>) -> u32
             f64_(out, r.queue_offset as f64);
             f64_(out, r.commitlog_offset as f64);
             u32_(out, r.queue_id);
-            u32_(
-                out,
-                match r.status {
-                    SendStatus::SendOk => 0,
-                    SendStatus::FlushDiskTimeout => 1,
-                } | if r.duplicate { 0x100 } else { 0 },
-            );
+            let status = match r.status {
+                SendStatus::SendOk => 0,
+                SendStatus::FlushDiskTimeout => 1,
+            };
+            let duplicate = if r.duplicate { 0x100 } else { 0 };
+            let recall = if r.recall_handle.is_some() { 0x200 } else { 0 };
+            u32_(out, status | duplicate | recall);
             bytes(out, r.msg_id.as_bytes());
+            if let Some(h) = &r.recall_handle {
+                bytes(out, h.as_bytes());
+            }
         }
     })
 }

@@ -48,6 +48,21 @@ impl Producer {
         Ok(results)
     }
 
+    /// Cancels a delayed message (a delay level, `delay_ms` or `deliver_at`) before it
+    /// is delivered, as RocketMQ 5.3's `recallMessage` does: `handle` is its send's
+    /// `recall_handle`, `topic` the topic it was sent to. True when it was waiting
+    /// and now never will be delivered; false when its time has come (delivered, or
+    /// about to be), it was recalled already, or it is no longer retained.
+    /// `InvalidArgument` for a handle that is not one, or one of another topic.
+    /// The recall is as durable as a send under the store's flush mode.
+    pub fn recall(&self, topic: &str, handle: &str) -> Result<bool> {
+        let (recalled, end) = self.stored(|e, _, now| e.recall(topic, handle, now))?;
+        if recalled {
+            self.durable(end, &mut [])?;
+        }
+        Ok(recalled)
+    }
+
     /// Runs a send on the engine, then wakes the flusher and the waiting consumers
     /// (under sync flushing, `durable` does). Returns what the send did and the
     /// CommitLog's end after it.

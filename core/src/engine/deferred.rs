@@ -54,6 +54,11 @@ impl Engine {
                 }
             }
         }
+        // Every delayed record due by now was delivered or skipped: recalls of them
+        // (and replayed ones of records skipped before a restart) are done.
+        if !self.recalled.is_empty() {
+            self.recalled.retain(|_, due| *due > now);
+        }
         let queues = self.settings.default_queues;
         let (checks, discards) = self.tx.due(&mut self.store, queues, now)?;
         // Each discard (its copy and its op record) is one append of its own.
@@ -82,17 +87,81 @@ impl Engine {
     /// it tells a receiver the message was delayed, and until when (the server's
     /// DELAY message type and delivery timestamp); a level's drops `DELAY`, as
     /// RocketMQ's schedule service does.
+    /// Recalled records are skipped.
     pub(super) fn deliver(&mut self, phys: &[u64], now: u64) -> Result<()> {
         let drop = [crate::message::properties::prop::DELAY];
         let queues = self.settings.default_queues;
         let mut specs = Vec::with_capacity(phys.len());
         for &p in phys {
+            if self.recalled.contains_key(&p) {
+                continue;
+            }
             let to = Destination::Real { retries: true };
             if let Some(s) = self.store.copy_to_real_topic(p, &drop, to, queues)? {
                 specs.push(s);
             }
         }
         self.put_in_appends(&specs, now)
+    }
+
+    /// `Producer::recall`: cancels the delayed message `handle` names (sent to
+    /// `topic`) if it has not come due yet. True when it was pending and now never
+    /// will be delivered; false when it was delivered, is due, or was recalled
+    /// already, or is not retained here.
+    pub fn recall(&mut self, topic: &str, handle: &str, now: u64) -> Result<bool> {
+        use crate::schedule::recall;
+        self.check_open()?;
+        let h = recall::decode(handle)?;
+        if h.topic != topic {
+            return Err(Error::invalid(format!(
+                "the recall handle is for a message sent to {:?}, not to {topic:?}",
+                h.topic
+            )));
+        }
+        let Some((phys, due)) = self.delayed_record(topic, &h.msg_id) else {
+            return Ok(false);
+        };
+        if due <= now || self.recalled.contains_key(&phys) {
+            return Ok(false);
+        }
+        self.store.system_queues(topic::RECALL_TOPIC, 1)?;
+        let marker = RecordSpec {
+            topic: topic::RECALL_TOPIC.into(),
+            queue_id: 0,
+            sys_flag: 0,
+            born_ts: now,
+            reconsume_times: 0,
+            prepared_tx_offset: 0,
+            body: recall::marker_body(phys, due).into(),
+            properties: Vec::new(),
+            dedup: None,
+        };
+        // Dispatch adds it to the recalled set.
+        self.put(std::slice::from_ref(&marker), now)?;
+        Ok(true)
+    }
+
+    /// The CommitLog offset and delivery time of the delayed record sent to `topic`
+    /// as `msg_id` (the engine's id, or one its sender gave), if it is retained. (It
+    /// is delivered only once its time has come: `recall` compares that with now.)
+    fn delayed_record(&self, topic: &str, msg_id: &str) -> Option<(u64, u64)> {
+        let store = &self.store;
+        let candidates = match crate::message::id::parse(msg_id) {
+            Some((nonce, phys)) if store.ids.owns(nonce, phys) => vec![phys],
+            Some(_) => Vec::new(),
+            None => store.index.ids(msg_id),
+        };
+        candidates.into_iter().find_map(|phys| {
+            let m = store.message_at(phys)?;
+            let stored = store.commitlog.with_record(phys, |r| {
+                (r.topic().to_string(), r.queue_id, r.queue_offset)
+            })?;
+            if !is_delayed(&stored.0) || m.topic != topic || m.msg_id != msg_id {
+                return None;
+            }
+            let due = store.queues.get(&stored.0, stored.1)?.entry(stored.2)?.code;
+            Some((phys, due))
+        })
     }
 
     /// Appends `specs` (records the engine re-appends, which need not be one batch)

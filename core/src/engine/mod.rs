@@ -78,6 +78,9 @@ pub(crate) struct Engine {
     pub drills: crate::admin::drill::Drills,
     /// Log records to emit once the lock is released.
     pub notices: Vec<Notice>,
+    /// Delayed records recalled before they came due, never to be delivered, with
+    /// their delivery times.
+    pub recalled: std::collections::HashMap<u64, u64>,
 }
 
 /// The services dispatch feeds, borrowed from an engine's fields.
@@ -93,6 +96,7 @@ macro_rules! services {
             replayed_acks: &mut $e.groups.replayed_acks,
             next_due: &mut $e.next_due,
             arrived: &mut $e.arrived,
+            recalled: &mut $e.recalled,
         }
     };
 }
@@ -100,6 +104,8 @@ macro_rules! services {
 mod consumers;
 mod deferred;
 mod send;
+
+pub(crate) use send::is_delayed;
 
 fn fresh_nonce() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -159,6 +165,7 @@ impl Engine {
             result_buf: Vec::new(),
             drills: crate::admin::drill::Drills::open(&*backend)?,
             notices: Vec::new(),
+            recalled: Default::default(),
         };
         let store = &mut e.store;
         store.recover(&mut services!(e), e.settings.default_queues)?;
@@ -302,8 +309,10 @@ impl Engine {
         store.put(specs, now, &mut services!(self))
     }
 
+    /// Delayed messages waiting for their time (recalled ones not counted).
     pub fn pending_delayed(&self) -> u64 {
-        self.timer.pending() + self.schedule.pending(&self.store)
+        (self.timer.pending() + self.schedule.pending(&self.store))
+            .saturating_sub(self.recalled.len() as u64)
     }
 
     pub fn stats(&self, now: u64) -> Stats {

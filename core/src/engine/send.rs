@@ -92,6 +92,8 @@ impl Engine {
             )
             .and_then(|to| self.room_for(&specs).map(|()| to));
         let put = built.and_then(|to| self.put(&specs, now).map(|()| to));
+        // A delayed message is sent alone (`check_batch`).
+        let delayed = specs.first().is_some_and(|s| is_delayed(&s.topic));
         specs.clear();
         self.spec_buf = specs;
         self.key_buf = keys;
@@ -114,6 +116,9 @@ impl Engine {
                 let mut r = self.result(name, queue_id, p.phys, p.queue_offset);
                 if let Some(id) = given.as_ref().and_then(|g| g[i].clone()) {
                     r.msg_id = id;
+                }
+                if delayed {
+                    r.recall_handle = self.store.recall_handle_at(p.phys);
                 }
                 r
             });
@@ -158,6 +163,7 @@ impl Engine {
             status: SendStatus::SendOk,
             transaction_state: None,
             duplicate: false,
+            recall_handle: None,
         }
     }
 
@@ -227,10 +233,9 @@ impl Engine {
             self.settings.auto_create_topics,
             self.settings.default_queues,
         );
-        let (queues, created) = self.store.user_topic_queues(&first.topic, auto, n)?;
-        if created {
-            self.topic_created(&first.topic, now)?;
-        }
+        // A new topic is created once its messages are known to be valid: a refused
+        // send leaves none behind.
+        let (queues, create) = self.store.user_topic_queues(&first.topic, auto, n)?;
         let queue_id = topic::select_queue(first, queues, rr)?;
         let topic = self.store.topic_arc(&first.topic);
         let max_delay = self.settings.timer_max_delay_ms;
@@ -248,6 +253,10 @@ impl Engine {
             }
             properties::check_len(&spec.properties)?;
             specs.push(spec);
+        }
+        if create {
+            self.store.create_topic(&topic, queues)?;
+            self.topic_created(&topic, now)?;
         }
         Ok((topic, queue_id))
     }
@@ -365,4 +374,12 @@ impl Engine {
         }
         out
     }
+}
+
+/// Whether records of `topic` wait for their delivery time (a delay level or a timer).
+pub(crate) fn is_delayed(topic: &str) -> bool {
+    matches!(
+        crate::dispatch::kind_of(topic),
+        crate::dispatch::Kind::Schedule | crate::dispatch::Kind::Timer
+    )
 }

@@ -323,4 +323,8 @@ pub struct SendResult {
     /// The send repeated a `dedup_id` inside the window: nothing was stored, and
     /// this is the first send's result.
     pub duplicate: bool,
+    /// For a delayed message (a delay level, `delay_ms` or `deliver_at`), the handle
+    /// `Producer::recall` takes to cancel it before it is delivered (RocketMQ 5.3's
+    /// recall handle); None otherwise.
+    pub recall_handle: Option<String>,
 }

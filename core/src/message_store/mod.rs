@@ -258,10 +258,10 @@ impl MessageStore {
         Ok(changed)
     }
 
-    /// The queue count of a user topic, creating it with `default_queues` if
-    /// `auto_create` allows.
+    /// The queue count of a user topic, and whether a send must create it first
+    /// (with `default_queues`, as `auto_create` allows).
     pub fn user_topic_queues(
-        &mut self,
+        &self,
         name: &str,
         auto_create: bool,
         default_queues: u32,
@@ -269,10 +269,7 @@ impl MessageStore {
         topic::validate_user_topic(name)?;
         match self.topics.queues(name) {
             Some(n) => Ok((n, false)),
-            None if auto_create => {
-                self.create_topic(name, default_queues)?;
-                Ok((default_queues, true))
-            }
+            None if auto_create => Ok((default_queues, true)),
             None => Err(Error::TopicNotFound(name.to_string())),
         }
     }

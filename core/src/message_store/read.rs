@@ -37,19 +37,44 @@ impl MessageStore {
     /// What the send that stored the record at `phys` returned (its topic and queue
     /// the real ones for a delayed or half message), marked a duplicate.
     pub fn send_result_at(&self, phys: u64) -> Option<SendResult> {
-        self.commitlog.with_record(phys, |r| {
-            let m = MessageExt::from_record(r, &self.ids, Bytes::new());
-            SendResult {
-                msg_id: m.msg_id,
-                topic: m.topic,
-                queue_id: m.queue_id,
-                queue_offset: r.queue_offset,
-                commitlog_offset: phys,
-                status: crate::SendStatus::SendOk,
-                transaction_state: None,
-                duplicate: true,
-            }
-        })
+        self.commitlog
+            .with_record(phys, |r| {
+                let m = MessageExt::from_record(r, &self.ids, Bytes::new());
+                SendResult {
+                    msg_id: m.msg_id,
+                    topic: m.topic,
+                    queue_id: m.queue_id,
+                    queue_offset: r.queue_offset,
+                    commitlog_offset: phys,
+                    status: crate::SendStatus::SendOk,
+                    transaction_state: None,
+                    duplicate: true,
+                    recall_handle: None,
+                }
+            })
+            .map(|mut r| {
+                r.recall_handle = self.recall_handle_at(phys);
+                r
+            })
+    }
+
+    /// The recall handle of the delayed record at `phys` (its real topic, delivery
+    /// time and message id), if it is one.
+    pub fn recall_handle_at(&self, phys: u64) -> Option<String> {
+        self.commitlog
+            .with_record(phys, |r| {
+                if !crate::engine::is_delayed(r.topic()) {
+                    return None;
+                }
+                let due = self
+                    .queues
+                    .get(r.topic(), r.queue_id)?
+                    .entry(r.queue_offset)?
+                    .code;
+                let m = MessageExt::from_record(r, &self.ids, Bytes::new());
+                Some(crate::schedule::recall::handle(&m.topic, due, &m.msg_id))
+            })
+            .flatten()
     }
 
     /// The message with this id, if it is retained here (for a caller-given id, the

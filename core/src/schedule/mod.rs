@@ -9,6 +9,7 @@
 //! (the engine appends it) and the cursor moves past it. A crash may deliver a
 //! message twice (the cursor is persisted about once a second), never lose one.
 
+pub(crate) mod recall;
 pub(crate) mod timer;
 
 use std::collections::BTreeMap;

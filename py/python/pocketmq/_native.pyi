@@ -99,6 +99,10 @@ class SendResult:
     def transaction_state(self) -> Optional[TxState]: ...
     @property
     def duplicate(self) -> bool: ...
+    @property
+    def recall_handle(self) -> Optional[str]:
+        """For a delayed message (delay_level, delay or deliver_at), the handle
+        ``Producer.recall`` takes to cancel it before it is delivered; else None."""
 
 @final
 class Producer:
@@ -131,6 +135,10 @@ class Producer:
         sharding_key: Optional[str] = None,
         queue_id: Optional[int] = None,
     ) -> list[SendResult]: ...
+    def recall(self, topic: str, recall_handle: str) -> bool:
+        """Cancels a delayed message before it is delivered (RocketMQ 5.3's
+        recallMessage). True when it was waiting and now never will be delivered;
+        False when its time has come, or it was recalled already."""
 
 @final
 class TransactionProducer:
@@ -435,6 +443,10 @@ class RemoteProducer:
         sharding_key: Optional[str] = None,
         queue_id: Optional[int] = None,
     ) -> list[SendResult]: ...
+    def recall(self, topic: str, recall_handle: str) -> bool:
+        """Cancels a delayed message before it is delivered (RocketMQ 5.3's
+        recallMessage). True when it was waiting and now never will be delivered;
+        False when its time has come, or it was recalled already."""
 
 @final
 class RemoteTransactionProducer:

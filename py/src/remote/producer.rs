@@ -13,14 +13,16 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
 use pocketmq::{MessageExt, SendResult as CoreSendResult, SendStatus, TxState};
 use pocketmq_server::proto::settings::PubSub;
 use pocketmq_server::proto::{
-    ClientType, Code, EndTransactionRequest, Message as PbMessage, Publishing, SendMessageRequest,
-    SendResultEntry, TransactionResolution, TransactionSource,
+    ClientType, Code, EndTransactionRequest, Message as PbMessage, Publishing,
+    RecallMessageRequest, SendMessageRequest, SendResultEntry, TransactionResolution,
+    TransactionSource,
 };
 
 use super::session::{rpc_failure, Client, Connection, REQUEST_TIMEOUT};
 use super::wire::{self, Failure, Outcome};
 use super::PyOutcome;
 use crate::convert;
+use crate::errors::IntoPyResult;
 use crate::message::SendResult;
 use crate::transaction::{callable, decide};
 
@@ -127,11 +129,47 @@ async fn send(
                 status,
                 transaction_state: None,
                 duplicate: false,
+                recall_handle: Some(e.recall_handle).filter(|h| !h.is_empty()),
             },
             e.transaction_id,
         ));
     }
     Ok(out)
+}
+
+/// Recalls a delayed message (RecallMessage): true when it was waiting, false when
+/// its time has come or it was recalled already (pocketmq serve: MESSAGE_NOT_FOUND;
+/// Apache RocketMQ: "recall failed, timestamp invalid" as an internal error).
+async fn recall(client: &Client, topic: &str, handle: String) -> Outcome<bool> {
+    if client.is_closed() {
+        return Err(Failure::closed());
+    }
+    let req = RecallMessageRequest {
+        topic: Some(client.core.resource(topic)),
+        recall_handle: handle,
+    };
+    let resp = client
+        .core
+        .stub()
+        .recall_message(client.request(req, REQUEST_TIMEOUT))
+        .await
+        .map_err(|s| rpc_failure(&s, "recall"))?
+        .into_inner();
+    let status = resp.status.as_ref();
+    if wire::ok(status) {
+        return Ok(true);
+    }
+    // Apache RocketMQ refuses a recall past the delivery time as an internal error
+    // ("recall failed, timestamp invalid"); a recall it does not allow is an error.
+    let too_late = status.is_some_and(|s| {
+        s.code == Code::MessageNotFound as i32
+            || (s.code == Code::InternalServerError as i32
+                && s.message.contains("timestamp invalid"))
+    });
+    if too_late {
+        return Ok(false);
+    }
+    Err(wire::failure(status, "recall"))
 }
 
 /// A message built from the send options, with a fresh id.
@@ -223,6 +261,30 @@ impl RemoteProducer {
             .block_py(py, async move { send(&client, topic, msgs).await })?
             .py()?;
         Ok(r.into_iter().map(|(r, _)| SendResult(r)).collect())
+    }
+
+    /// Cancels a delayed message before it is delivered (RecallMessage); as the
+    /// embedded producer's `recall`.
+    fn recall(&self, py: Python<'_>, topic: &str, recall_handle: &str) -> PyResult<bool> {
+        let handle = pocketmq::RecallHandle::parse(recall_handle).py_err()?;
+        // The servers name a namespaced topic `namespace%topic`.
+        let ns = &self.conn.core.namespace;
+        let named = format!("{ns}%{topic}");
+        if handle.topic != topic && (ns.is_empty() || handle.topic != named) {
+            return Err(pocketmq::Error::InvalidArgument(format!(
+                "the recall handle is for a message sent to {:?}, not to {topic:?}",
+                handle.topic
+            )))
+            .py_err();
+        }
+        let client = self.client.clone();
+        let (topic, recall_handle) = (topic.to_string(), recall_handle.to_string());
+        self.conn
+            .block_py(
+                py,
+                async move { recall(&client, &topic, recall_handle).await },
+            )?
+            .py()
     }
 
     fn __repr__(&self) -> String {

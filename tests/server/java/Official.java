@@ -296,6 +296,14 @@ public class Official {
                 long at = (now + DELAYS_S[i]) * 1000;
                 due.put(s.send("delay", body, null, at).getMessageId().toString(), at);
             }
+            // One more, recalled before its time (RocketMQ 5.3's recallMessage): never delivered.
+            SendReceipt recalled = producer.send(s.message("delay", "java-delay-recalled", null,
+                    (now + DELAYS_S[0]) * 1000));
+            String recallHandle = recalled.getRecallHandle();
+            String recalledId = recalled.getMessageId().toString();
+            check("delay", recallHandle != null && !recallHandle.isEmpty(), "a delayed send carries a recall handle");
+            check("delay", recalledId.equals(producer.recallMessage(t.get("delay"), recallHandle).getMessageId().toString()),
+                    "recallMessage answers the recalled message's id");
             Map<String, Long> arrivals = new ConcurrentHashMap<>();
             Exception[] delayError = {null};
             Thread delayThread = new Thread(() -> {
@@ -376,6 +384,8 @@ public class Official {
             delayThread.join();
             check("delay", delayError[0] == null, "the delayed messages' receives raised "
                     + (delayError[0] == null ? "nothing" : delayError[0].toString()));
+            check("delay", !arrivals.containsKey(recalledId), "the recalled delayed message was never delivered");
+            arrivals.remove(recalledId);
             check("delay", arrivals.size() == due.size(), arrivals.size() + "/" + due.size() + " delayed messages received");
             for (Map.Entry<String, Long> e : arrivals.entrySet()) {
                 long late = e.getValue() - due.get(e.getKey());
