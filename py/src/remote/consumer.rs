@@ -30,7 +30,7 @@ use pocketmq_server::proto::{
 };
 use tokio_stream::StreamExt as _;
 
-use super::session::{rpc_failure, Client, Connection, REQUEST_TIMEOUT};
+use super::session::{rpc_failure, within, Client, Connection, REQUEST_TIMEOUT};
 use super::wire::{self, Failure, Outcome};
 use super::PyOutcome;
 use crate::consumer::{max_count, messages_of, Timeout, ONE_SECOND, THIRTY_TWO};
@@ -554,12 +554,14 @@ impl Pop {
                 })
                 .collect(),
         };
-        let resp = core
-            .stub()
-            .ack_message(self.client.request(req, REQUEST_TIMEOUT))
-            .await
-            .map_err(|s| rpc_failure(&s, "ack"))?
-            .into_inner();
+        let resp = within(
+            REQUEST_TIMEOUT,
+            core.stub()
+                .ack_message(self.client.request(req, REQUEST_TIMEOUT)),
+        )
+        .await
+        .map_err(|s| rpc_failure(&s, "ack"))?
+        .into_inner();
         if let Some(bad) = resp.entries.iter().find(|e| !wire::ok(e.status.as_ref())) {
             return Err(wire::failure(bad.status.as_ref(), "ack"));
         }
@@ -587,12 +589,14 @@ impl Pop {
             lite_topic: None,
             suspend: None,
         };
-        let resp = core
-            .stub()
-            .change_invisible_duration(self.client.request(req, REQUEST_TIMEOUT))
-            .await
-            .map_err(|s| rpc_failure(&s, "change_invisible_duration"))?
-            .into_inner();
+        let resp = within(
+            REQUEST_TIMEOUT,
+            core.stub()
+                .change_invisible_duration(self.client.request(req, REQUEST_TIMEOUT)),
+        )
+        .await
+        .map_err(|s| rpc_failure(&s, "change_invisible_duration"))?
+        .into_inner();
         if !wire::ok(resp.status.as_ref()) {
             return Err(wire::failure(
                 resp.status.as_ref(),

@@ -18,7 +18,7 @@ use pocketmq_server::proto::{
     TransactionSource,
 };
 
-use super::session::{rpc_failure, Client, Connection, REQUEST_TIMEOUT};
+use super::session::{rpc_failure, within, Client, Connection, REQUEST_TIMEOUT};
 use super::wire::{self, Failure, Outcome};
 use super::PyOutcome;
 use crate::convert;
@@ -83,13 +83,16 @@ async fn send(
         })
         .collect();
     let req = SendMessageRequest { messages: msgs };
-    let resp = client
-        .core
-        .stub()
-        .send_message(client.request(req, REQUEST_TIMEOUT))
-        .await
-        .map_err(|s| rpc_failure(&s, "send"))?
-        .into_inner();
+    let resp = within(
+        REQUEST_TIMEOUT,
+        client
+            .core
+            .stub()
+            .send_message(client.request(req, REQUEST_TIMEOUT)),
+    )
+    .await
+    .map_err(|s| rpc_failure(&s, "send"))?
+    .into_inner();
     let mut entries = resp.entries;
     if entries.len() == 1 && n > 1 && wire::ok(entries[0].status.as_ref()) {
         // Apache RocketMQ stores a batch as one and answers with one entry (its
@@ -386,13 +389,16 @@ impl RemoteTransactionProducer {
             let client = self.client.clone();
             self.conn
                 .block_py(py, async move {
-                    let resp = client
-                        .core
-                        .stub()
-                        .end_transaction(client.request(req, REQUEST_TIMEOUT))
-                        .await
-                        .map_err(|s| rpc_failure(&s, "end_transaction"))?
-                        .into_inner();
+                    let resp = within(
+                        REQUEST_TIMEOUT,
+                        client
+                            .core
+                            .stub()
+                            .end_transaction(client.request(req, REQUEST_TIMEOUT)),
+                    )
+                    .await
+                    .map_err(|s| rpc_failure(&s, "end_transaction"))?
+                    .into_inner();
                     if wire::ok(resp.status.as_ref()) {
                         Ok(())
                     } else {

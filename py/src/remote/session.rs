@@ -325,12 +325,14 @@ impl Core {
             topic: Some(self.resource(topic)),
             endpoints: Some(self.endpoints.clone()),
         };
-        let resp = self
-            .stub()
-            .query_route(self.request(client_id, req, REQUEST_TIMEOUT))
-            .await
-            .map_err(|s| rpc_failure(&s, "route"))?
-            .into_inner();
+        let resp = within(
+            REQUEST_TIMEOUT,
+            self.stub()
+                .query_route(self.request(client_id, req, REQUEST_TIMEOUT)),
+        )
+        .await
+        .map_err(|s| rpc_failure(&s, "route"))?
+        .into_inner();
         if !wire::ok(resp.status.as_ref()) {
             return Err(wire::failure(
                 resp.status.as_ref(),
@@ -353,6 +355,23 @@ impl Core {
     pub fn pick<'a>(&self, route: &'a [MessageQueue]) -> &'a MessageQueue {
         &route[self.next_queue.fetch_add(1, Ordering::Relaxed) % route.len()]
     }
+}
+
+/// A unary call's answer within `timeout`, its body and trailers included (give the
+/// timeout its request was made with): the request's `grpc-timeout` bounds only the
+/// wait for the response headers, so a server that stops between them and the rest
+/// held the call until HTTP/2 keep-alive gave the connection up, 50 s later.
+pub async fn within<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<tonic::Response<T>, tonic::Status> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(tonic::Status::deadline_exceeded(format!(
+                "no answer within {timeout:?}"
+            )))
+        })
 }
 
 /// A gRPC-level failure (no answer, or the transport refused it).
@@ -475,11 +494,14 @@ impl Client {
         let req = NotifyClientTerminationRequest {
             group: self.group.as_deref().map(|g| self.core.resource(g)),
         };
-        let _ = self
-            .core
-            .stub()
-            .notify_client_termination(self.request(req, Duration::from_secs(1)))
-            .await;
+        let t = Duration::from_secs(1);
+        let _ = within(
+            t,
+            self.core
+                .stub()
+                .notify_client_termination(self.request(req, t)),
+        )
+        .await;
         let _ = self.stop.send(true);
         if let Ok(mut o) = self.outbound.lock() {
             *o = None;
@@ -591,11 +613,14 @@ fn on_command(client: &Arc<Client>, cmd: TelemetryCommand) {
                     source: TransactionSource::SourceServerCheck as i32,
                     trace_context: String::new(),
                 };
-                let _ = client
-                    .core
-                    .stub()
-                    .end_transaction(client.request(req, REQUEST_TIMEOUT))
-                    .await;
+                let _ = within(
+                    REQUEST_TIMEOUT,
+                    client
+                        .core
+                        .stub()
+                        .end_transaction(client.request(req, REQUEST_TIMEOUT)),
+                )
+                .await;
             });
         }
         // Stack traces, message verification: nothing a pocketmq client offers.
@@ -610,11 +635,14 @@ async fn heartbeat(client: Arc<Client>) {
             group: client.group.as_deref().map(|g| client.core.resource(g)),
             client_type: client.kind as i32,
         };
-        let _ = client
-            .core
-            .stub()
-            .heartbeat(client.request(req, REQUEST_TIMEOUT))
-            .await;
+        let _ = within(
+            REQUEST_TIMEOUT,
+            client
+                .core
+                .stub()
+                .heartbeat(client.request(req, REQUEST_TIMEOUT)),
+        )
+        .await;
         tokio::select! {
             _ = tokio::time::sleep(HEARTBEAT) => {}
             _ = stop.wait_for(|s| *s) => return,
