@@ -151,13 +151,16 @@ async fn recall(client: &Client, topic: &str, handle: String) -> Outcome<bool> {
         topic: Some(client.core.resource(topic)),
         recall_handle: handle,
     };
-    let resp = client
-        .core
-        .stub()
-        .recall_message(client.request(req, REQUEST_TIMEOUT))
-        .await
-        .map_err(|s| rpc_failure(&s, "recall"))?
-        .into_inner();
+    let resp = within(
+        REQUEST_TIMEOUT,
+        client
+            .core
+            .stub()
+            .recall_message(client.request(req, REQUEST_TIMEOUT)),
+    )
+    .await
+    .map_err(|s| rpc_failure(&s, "recall"))?
+    .into_inner();
     let status = resp.status.as_ref();
     if wire::ok(status) {
         return Ok(true);
