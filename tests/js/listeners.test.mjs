@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { Broker, RetryLater, InvalidArgumentError } from "pocketmq";
+import { Broker, RetryLater, InvalidArgumentError, setLogLevel } from "pocketmq";
 
 test("results ack, throws nack, RetryLater delays, stop drains", async () => {
   const broker = new Broker();
@@ -45,4 +45,45 @@ test("a simple consumer listens; bad options are refused", async () => {
   assert.throws(() => sc.listen(() => {}, { concurrency: 0 }), InvalidArgumentError);
   assert.throws(() => sc.listen("nope"), TypeError);
   broker.close();
+});
+
+test("a consumer closed under its listener settles nothing and warns of nothing; setLogLevel('off') silences failing handlers", async () => {
+  const warnings = [];
+  const warn = console.warn;
+  console.warn = (...args) => warnings.push(args.join(" "));
+  try {
+    const broker = new Broker();
+    const p = broker.producer("p");
+    for (let i = 0; i < 4; i++) p.send("t", `m${i}`);
+    const c = broker.consumer({ group: "g", topic: "t" });
+    let started = 0;
+    const runner = c.listen(async () => {
+      started++;
+      await new Promise((r) => setTimeout(r, 50));
+    });
+    while (started === 0) await new Promise((r) => setTimeout(r, 5));
+    c.close();
+    await runner.stop();
+    assert.deepEqual(warnings, [], "handlers that finish after the close are no failures");
+    // The deliveries went back to the group.
+    const again = broker.consumer({ group: "g", topic: "t" });
+    assert.equal((await again.receive({ maxMessages: 8, timeoutMs: 0 })).length, 4);
+    again.close();
+
+    setLogLevel("off");
+    p.send("t2", "x");
+    const failing = broker.consumer({ group: "g", topic: "t2" });
+    let tried = false;
+    const r2 = failing.listen(() => {
+      tried = true;
+      throw new Error("boom");
+    });
+    while (!tried) await new Promise((r) => setTimeout(r, 5));
+    await r2.stop();
+    assert.deepEqual(warnings, [], "nothing is logged at level off");
+    broker.close();
+  } finally {
+    setLogLevel("warn");
+    console.warn = warn;
+  }
 });

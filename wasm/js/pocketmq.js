@@ -26,10 +26,17 @@ export function version() {
   return native.version();
 }
 
+/** The levels of `setLogLevel`, quietest first; what the package itself logs follows it too. */
+const LOG_LEVELS = ["off", "error", "warn", "info", "debug"];
+let logLevel = LOG_LEVELS.indexOf("warn");
+const logError = (...args) => logLevel >= 1 && console.error(...args);
+const logWarn = (...args) => logLevel >= 2 && console.warn(...args);
+
 /** Which of the engine's log records reach the console: "error", "warn" (default), "info", "debug" or "off". */
 export function setLogLevel(level) {
   if (typeof level !== "string") throw new TypeError("the log level must be a string");
   native.setLogLevel(level);
+  logLevel = LOG_LEVELS.indexOf(level);
 }
 
 // ---------------------------------------------------------------- helpers
@@ -317,7 +324,7 @@ function closeOpenStores() {
     try {
       broker.close();
     } catch (err) {
-      console.error("pocketmq: closing a store at exit failed:", err);
+      logError("pocketmq: closing a store at exit failed:", err);
     }
   }
 }
@@ -371,7 +378,7 @@ export class Broker {
     try {
       this.#native.tick();
     } catch (err) {
-      console.error("pocketmq: flushing the store failed:", err);
+      logError("pocketmq: flushing the store failed:", err);
     }
     this._schedule();
   }
@@ -417,7 +424,7 @@ export class Broker {
     if (check !== undefined && typeof check !== "function") throw new TypeError("check must be a function");
     const later = (promise, msg) => {
       settleLater(this, "check", promise, msg.queueOffset, msg.commitlogOffset).catch((err) =>
-        console.error("pocketmq: check's outcome could not be recorded:", err),
+        logError("pocketmq: check's outcome could not be recorded:", err),
       );
     };
     const decide = (batch) => txDecision("check", check, batch, later);
@@ -617,7 +624,7 @@ export class Broker {
     try {
       this._drive();
     } catch (err) {
-      console.error("pocketmq: deferred work failed:", err);
+      logError("pocketmq: deferred work failed:", err);
     }
     this._schedule();
   }
@@ -669,9 +676,9 @@ function txDecision(what, fn, batch, later) {
       later(state, msg);
       return TxState.UNKNOWN;
     }
-    console.error(`pocketmq: ${what} returned ${String(state)}, not a TxState; the message stays UNKNOWN`);
+    logError(`pocketmq: ${what} returned ${String(state)}, not a TxState; the message stays UNKNOWN`);
   } catch (err) {
-    console.error(`pocketmq: ${what} threw; the message stays UNKNOWN:`, err);
+    logError(`pocketmq: ${what} threw; the message stays UNKNOWN:`, err);
   }
   return TxState.UNKNOWN;
 }
@@ -687,11 +694,11 @@ async function settleLater(broker, what, promise, halfOffset, commitlogOffset) {
   try {
     state = await promise;
   } catch (err) {
-    console.error(`pocketmq: ${what}'s Promise rejected; the message stays UNKNOWN:`, err);
+    logError(`pocketmq: ${what}'s Promise rejected; the message stays UNKNOWN:`, err);
     return TxState.UNKNOWN;
   }
   if (state !== TxState.COMMIT && state !== TxState.ROLLBACK) {
-    if (state !== TxState.UNKNOWN) console.error(`pocketmq: ${what} resolved to ${String(state)}, not a TxState; the message stays UNKNOWN`);
+    if (state !== TxState.UNKNOWN) logError(`pocketmq: ${what} resolved to ${String(state)}, not a TxState; the message stays UNKNOWN`);
     return TxState.UNKNOWN;
   }
   try {
@@ -892,19 +899,25 @@ function listen(consumer, handler, options, nack) {
   let stopping = false;
   const running = new Set();
   const handle = async (m) => {
+    let failed = false;
+    let failure;
     try {
       await handler(m);
-      consumer.ack(m);
     } catch (err) {
-      try {
-        if (err instanceof RetryLater) nack(m, err.delayMs);
-        else {
-          console.warn(`pocketmq: handler failed for message ${m.msgId}; it will be retried:`, err);
-          nack(m);
-        }
-      } catch (settleErr) {
-        console.warn("pocketmq: a nack failed:", settleErr);
+      failed = true;
+      failure = err;
+    }
+    // Closed meanwhile: the consumer gave its deliveries back to the group.
+    if (consumer.closed) return;
+    try {
+      if (!failed) consumer.ack(m);
+      else if (failure instanceof RetryLater) nack(m, failure.delayMs);
+      else {
+        logWarn(`pocketmq: handler failed for message ${m.msgId}; it will be retried:`, failure);
+        nack(m);
       }
+    } catch (settleErr) {
+      logWarn(`pocketmq: message ${m.msgId} could not be ${failed ? "nacked" : "acked"}:`, settleErr);
     }
   };
   const loop = (async () => {
