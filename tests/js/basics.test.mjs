@@ -465,3 +465,22 @@ test("acking lists settles each message once: a whole batch, a partly acked one,
   assert.deepEqual((await c.receive({ maxMessages: 32, timeoutMs: 0 })).length, 0);
   broker.close();
 });
+
+test("consumers, simple consumers and moveBacklog also take Python's positional form", async () => {
+  const broker = new Broker({ clock: new ManualClock(null) });
+  const p = broker.producer("p");
+  p.send("orders", "a", { tags: "paid" });
+  p.send("orders", "b", { tags: "shipped" });
+  const c = broker.consumer("sms", "orders", { tags: "paid", ackTimeoutMs: 900_000 });
+  assert.equal(c.group, "sms");
+  assert.deepEqual((await c.receive({ timeoutMs: 0 })).map((m) => m.text()), ["a"]);
+  const sc = broker.simpleConsumer("billing", "orders", { invisibleDurationMs: 30_000 });
+  assert.equal(sc.topic, "orders");
+  const got = await sc.receive({ maxMessages: 8, timeoutMs: 0 });
+  assert.equal(got.length, 2);
+  assert.throws(() => broker.consumer("sms", "orders", "paid"), TypeError);
+  const lagging = broker.consumer("later", "orders");
+  lagging.close();
+  assert.equal(broker.moveBacklog("later", "orders", "orders-wide", { queues: 8 }), 2);
+  broker.close();
+});

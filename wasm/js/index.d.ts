@@ -298,8 +298,12 @@ export class Broker {
   atomic(block: (tx: Atomic) => void): SendResult[];
   transactionProducer(group: string, options?: TransactionProducerOptions): TransactionProducer;
   consumer(options: ConsumerOptions): Consumer;
+  /** As Python's `consumer(group, topic, **options)`. */
+  consumer(group: string, topic: string, options?: Omit<ConsumerOptions, "group" | "topic">): Consumer;
   /** A simple (POP) consumer: RocketMQ 5's SimpleConsumer. */
   simpleConsumer(options: SimpleConsumerOptions): SimpleConsumer;
+  /** As Python's `simple_consumer(group, topic, **options)`. */
+  simpleConsumer(group: string, topic: string, options?: Omit<SimpleConsumerOptions, "group" | "topic">): SimpleConsumer;
   /** The message with this id, if it is retained. */
   get(msgId: string): Message | null;
   /** The retained messages of `topic` with `key` among their keys, oldest first. */
@@ -309,6 +313,8 @@ export class Broker {
   resetOffset(group: string, topic: string, to: Position | { to: Position }): void;
   /** The backlog drill: moves `group`'s unconsumed messages of `topic` to a wider topic; returns how many. */
   moveBacklog(group: string, topic: string, options: MoveBacklogOptions): number;
+  /** As Python's `move_backlog(group, topic, to, queues=...)`. */
+  moveBacklog(group: string, topic: string, to: string, options?: Omit<MoveBacklogOptions, "to">): number;
   /** Messages of `topic` without consuming them. */
   browse(topic: string, options?: BrowseOptions): Message[];
   /** Messages of `topic` stored at or after `start` and before `end`, oldest first. */
@@ -431,7 +437,7 @@ export class SimpleConsumer implements AsyncIterable<Message> {
 /** A clock that moves only when told to. */
 export class ManualClock {
   /** @param startMs epoch ms (or a Date); the wall clock now when omitted. */
-  constructor(startMs?: number | Date);
+  constructor(startMs?: number | Date | null);
   /** Moves the clock forward; due work then runs on the brokers using it. */
   advance(ms: number): void;
   /** Epoch ms on this clock. */

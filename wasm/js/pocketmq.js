@@ -41,6 +41,13 @@ export function setLogLevel(level) {
 
 // ---------------------------------------------------------------- helpers
 
+/** A consumer's options given as Python gives them, `(group, topic, { ...options })`, made one object. */
+function groupAndTopic(first, topic, more) {
+  if (typeof first !== "string") return first;
+  if (more != null && !isPlainObject(more)) throw new TypeError("consumer options must be an object");
+  return { ...more, group: first, topic };
+}
+
 const NATIVE = Symbol("pocketmq.native");
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const RETRY_DUE_MS = 100;
@@ -289,10 +296,10 @@ const clockBrokers = new WeakMap();
 export class ManualClock {
   /** @param {number} [startMs] epoch ms; the wall clock now when omitted. */
   constructor(startMs) {
-    if (startMs !== undefined && typeof startMs !== "number" && !(startMs instanceof Date)) {
+    if (startMs != null && typeof startMs !== "number" && !(startMs instanceof Date)) {
       throw new TypeError("ManualClock takes epoch ms (a number) or a Date");
     }
-    this[NATIVE] = new native.ManualClock(startMs === undefined ? undefined : epochMs(startMs));
+    this[NATIVE] = new native.ManualClock(startMs == null ? undefined : epochMs(startMs));
     clockBrokers.set(this, new Set());
   }
 
@@ -432,7 +439,8 @@ export class Broker {
   }
 
   /** A consumer: `{ group, topic, tags, broadcasting, orderly, maxReconsumeTimes, start, consumerId }`. */
-  consumer(options) {
+  consumer(options, topic, more) {
+    options = groupAndTopic(options, topic, more);
     if (!isPlainObject(options)) throw new TypeError("consumer options must be an object with group and topic");
     const o = options.start instanceof Date ? { ...options, start: options.start.getTime() } : options;
     const c = new Consumer(this, this.#native.consumer(o));
@@ -441,7 +449,8 @@ export class Broker {
   }
 
   /** A simple (POP) consumer: `{ group, topic, tags, invisibleDurationMs, maxDeliveryAttempts, fifo }`. */
-  simpleConsumer(options) {
+  simpleConsumer(options, topic, more) {
+    options = groupAndTopic(options, topic, more);
     if (!isPlainObject(options)) throw new TypeError("simple consumer options must be an object with group and topic");
     return new SimpleConsumer(this, this.#native.simpleConsumer(options));
   }
@@ -477,7 +486,9 @@ export class Broker {
    * called between steps; an exception it throws stops the drill (the group past what
    * was copied) and is rethrown. Run again after a crash, it goes on where it stopped.
    */
-  moveBacklog(group, topic, options) {
+  moveBacklog(group, topic, options, more) {
+    // As Python's move_backlog(group, topic, to, ...): the destination may come third.
+    if (typeof options === "string") options = { ...optionsObject("moveBacklog options", more, ["queues", "onProgress"]), to: options };
     const { to, queues, onProgress } = optionsObject("moveBacklog options", options, ["to", "queues", "onProgress"]);
     if (typeof to !== "string") throw new TypeError("moveBacklog needs { to }: the topic to move the backlog to");
     try {
