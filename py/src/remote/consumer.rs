@@ -30,7 +30,7 @@ use pocketmq_server::proto::{
 };
 use tokio_stream::StreamExt as _;
 
-use super::session::{rpc_failure, within, Client, Connection, REQUEST_TIMEOUT};
+use super::session::{rpc_failure, Client, Connection, REQUEST_TIMEOUT};
 use super::wire::{self, Failure, Outcome};
 use super::PyOutcome;
 use crate::consumer::{max_count, messages_of, Timeout, ONE_SECOND, THIRTY_TWO};
@@ -554,14 +554,13 @@ impl Pop {
                 })
                 .collect(),
         };
-        let resp = within(
-            REQUEST_TIMEOUT,
-            core.stub()
-                .ack_message(self.client.request(req, REQUEST_TIMEOUT)),
-        )
-        .await
-        .map_err(|s| rpc_failure(&s, "ack"))?
-        .into_inner();
+        let resp = self
+            .client
+            .call(req, REQUEST_TIMEOUT, |mut s, r| async move {
+                s.ack_message(r).await
+            })
+            .await
+            .map_err(|s| rpc_failure(&s, "ack"))?;
         if let Some(bad) = resp.entries.iter().find(|e| !wire::ok(e.status.as_ref())) {
             return Err(wire::failure(bad.status.as_ref(), "ack"));
         }
@@ -589,14 +588,13 @@ impl Pop {
             lite_topic: None,
             suspend: None,
         };
-        let resp = within(
-            REQUEST_TIMEOUT,
-            core.stub()
-                .change_invisible_duration(self.client.request(req, REQUEST_TIMEOUT)),
-        )
-        .await
-        .map_err(|s| rpc_failure(&s, "change_invisible_duration"))?
-        .into_inner();
+        let resp = self
+            .client
+            .call(req, REQUEST_TIMEOUT, |mut s, r| async move {
+                s.change_invisible_duration(r).await
+            })
+            .await
+            .map_err(|s| rpc_failure(&s, "change_invisible_duration"))?;
         if !wire::ok(resp.status.as_ref()) {
             return Err(wire::failure(
                 resp.status.as_ref(),

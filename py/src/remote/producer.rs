@@ -18,7 +18,7 @@ use pocketmq_server::proto::{
     TransactionSource,
 };
 
-use super::session::{rpc_failure, within, Client, Connection, REQUEST_TIMEOUT};
+use super::session::{rpc_failure, Client, Connection, REQUEST_TIMEOUT};
 use super::wire::{self, Failure, Outcome};
 use super::PyOutcome;
 use crate::convert;
@@ -83,16 +83,12 @@ async fn send(
         })
         .collect();
     let req = SendMessageRequest { messages: msgs };
-    let resp = within(
-        REQUEST_TIMEOUT,
-        client
-            .core
-            .stub()
-            .send_message(client.request(req, REQUEST_TIMEOUT)),
-    )
-    .await
-    .map_err(|s| rpc_failure(&s, "send"))?
-    .into_inner();
+    let resp = client
+        .call(req, REQUEST_TIMEOUT, |mut s, r| async move {
+            s.send_message(r).await
+        })
+        .await
+        .map_err(|s| rpc_failure(&s, "send"))?;
     let mut entries = resp.entries;
     if entries.len() == 1 && n > 1 && wire::ok(entries[0].status.as_ref()) {
         // Apache RocketMQ stores a batch as one and answers with one entry (its
@@ -151,16 +147,12 @@ async fn recall(client: &Client, topic: &str, handle: String) -> Outcome<bool> {
         topic: Some(client.core.resource(topic)),
         recall_handle: handle,
     };
-    let resp = within(
-        REQUEST_TIMEOUT,
-        client
-            .core
-            .stub()
-            .recall_message(client.request(req, REQUEST_TIMEOUT)),
-    )
-    .await
-    .map_err(|s| rpc_failure(&s, "recall"))?
-    .into_inner();
+    let resp = client
+        .call(req, REQUEST_TIMEOUT, |mut s, r| async move {
+            s.recall_message(r).await
+        })
+        .await
+        .map_err(|s| rpc_failure(&s, "recall"))?;
     let status = resp.status.as_ref();
     if wire::ok(status) {
         return Ok(true);
@@ -392,16 +384,12 @@ impl RemoteTransactionProducer {
             let client = self.client.clone();
             self.conn
                 .block_py(py, async move {
-                    let resp = within(
-                        REQUEST_TIMEOUT,
-                        client
-                            .core
-                            .stub()
-                            .end_transaction(client.request(req, REQUEST_TIMEOUT)),
-                    )
-                    .await
-                    .map_err(|s| rpc_failure(&s, "end_transaction"))?
-                    .into_inner();
+                    let resp = client
+                        .call(req, REQUEST_TIMEOUT, |mut s, r| async move {
+                            s.end_transaction(r).await
+                        })
+                        .await
+                        .map_err(|s| rpc_failure(&s, "end_transaction"))?;
                     if wire::ok(resp.status.as_ref()) {
                         Ok(())
                     } else {

@@ -283,6 +283,24 @@ impl Core {
             .max_encoding_message_size(MAX_GRPC_MESSAGE)
     }
 
+    /// A unary call for `client_id`: the clients' headers on `body`, and `timeout`
+    /// bounding the whole answer (`within`). `rpc` makes the call on a stub.
+    pub async fn call<Q, R, Fut>(
+        &self,
+        client_id: &str,
+        body: Q,
+        timeout: Duration,
+        rpc: impl FnOnce(MessagingServiceClient<Channel>, Request<Q>) -> Fut,
+    ) -> Result<R, tonic::Status>
+    where
+        Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let req = self.request(client_id, body, timeout);
+        within(timeout, rpc(self.stub(), req))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     /// A request with the clients' headers and `timeout` as its gRPC deadline.
     pub fn request<T>(&self, client_id: &str, body: T, timeout: Duration) -> Request<T> {
         let mut req = Request::new(body);
@@ -325,14 +343,12 @@ impl Core {
             topic: Some(self.resource(topic)),
             endpoints: Some(self.endpoints.clone()),
         };
-        let resp = within(
-            REQUEST_TIMEOUT,
-            self.stub()
-                .query_route(self.request(client_id, req, REQUEST_TIMEOUT)),
-        )
-        .await
-        .map_err(|s| rpc_failure(&s, "route"))?
-        .into_inner();
+        let resp = self
+            .call(client_id, req, REQUEST_TIMEOUT, |mut s, r| async move {
+                s.query_route(r).await
+            })
+            .await
+            .map_err(|s| rpc_failure(&s, "route"))?;
         if !wire::ok(resp.status.as_ref()) {
             return Err(wire::failure(
                 resp.status.as_ref(),
@@ -361,7 +377,7 @@ impl Core {
 /// timeout its request was made with): the request's `grpc-timeout` bounds only the
 /// wait for the response headers, so a server that stops between them and the rest
 /// held the call until HTTP/2 keep-alive gave the connection up, 50 s later.
-pub async fn within<T>(
+async fn within<T>(
     timeout: Duration,
     call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<tonic::Response<T>, tonic::Status> {
@@ -445,6 +461,19 @@ impl Client {
         self.core.request(&self.id, body, timeout)
     }
 
+    /// `Core::call` as this client.
+    pub async fn call<Q, R, Fut>(
+        &self,
+        body: Q,
+        timeout: Duration,
+        rpc: impl FnOnce(MessagingServiceClient<Channel>, Request<Q>) -> Fut,
+    ) -> Result<R, tonic::Status>
+    where
+        Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        self.core.call(&self.id, body, timeout, rpc).await
+    }
+
     /// The server's settings, waiting for them up to a few seconds.
     pub async fn server_settings(&self) -> Outcome<Settings> {
         let mut rx = self.reply_rx.clone();
@@ -495,13 +524,11 @@ impl Client {
             group: self.group.as_deref().map(|g| self.core.resource(g)),
         };
         let t = Duration::from_secs(1);
-        let _ = within(
-            t,
-            self.core
-                .stub()
-                .notify_client_termination(self.request(req, t)),
-        )
-        .await;
+        let _ = self
+            .call(req, t, |mut s, r| async move {
+                s.notify_client_termination(r).await
+            })
+            .await;
         let _ = self.stop.send(true);
         if let Ok(mut o) = self.outbound.lock() {
             *o = None;
@@ -613,14 +640,11 @@ fn on_command(client: &Arc<Client>, cmd: TelemetryCommand) {
                     source: TransactionSource::SourceServerCheck as i32,
                     trace_context: String::new(),
                 };
-                let _ = within(
-                    REQUEST_TIMEOUT,
-                    client
-                        .core
-                        .stub()
-                        .end_transaction(client.request(req, REQUEST_TIMEOUT)),
-                )
-                .await;
+                let _ = client
+                    .call(req, REQUEST_TIMEOUT, |mut s, r| async move {
+                        s.end_transaction(r).await
+                    })
+                    .await;
             });
         }
         // Stack traces, message verification: nothing a pocketmq client offers.
@@ -635,14 +659,11 @@ async fn heartbeat(client: Arc<Client>) {
             group: client.group.as_deref().map(|g| client.core.resource(g)),
             client_type: client.kind as i32,
         };
-        let _ = within(
-            REQUEST_TIMEOUT,
-            client
-                .core
-                .stub()
-                .heartbeat(client.request(req, REQUEST_TIMEOUT)),
-        )
-        .await;
+        let _ = client
+            .call(req, REQUEST_TIMEOUT, |mut s, r| async move {
+                s.heartbeat(r).await
+            })
+            .await;
         tokio::select! {
             _ = tokio::time::sleep(HEARTBEAT) => {}
             _ = stop.wait_for(|s| *s) => return,
