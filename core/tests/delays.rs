@@ -505,3 +505,74 @@ fn a_recall_survives_a_restart_and_a_crash() {
         b.close().unwrap();
     }
 }
+
+/// "Due work runs on the next tick() or broker call": after the clock moves, every
+/// call answers as of the new time, without a tick and without the background thread.
+#[test]
+fn due_work_runs_on_the_next_broker_call() {
+    let (b, clock) = manual();
+    let c = consumer(&b, "g", "t");
+    let p = b.producer("p").unwrap();
+    let one_queue = |body: &str| Message::builder("t", body.to_string()).queue_id(0);
+    p.send(one_queue("later").delay_ms(10_000).build()).unwrap();
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
+    type Call = Box<dyn Fn(&pocketmq::Broker) -> u64>;
+    let calls: Vec<(&str, Call)> = vec![
+        ("lag", Box::new(|b| b.lag("g", "t").unwrap())),
+        (
+            "stats",
+            Box::new(|b| 1 - b.stats().unwrap().pending_delayed),
+        ),
+        (
+            "browse",
+            Box::new(|b| b.browse("t", None, None, 32).unwrap().len() as u64),
+        ),
+        (
+            "topics",
+            Box::new(|b| {
+                b.topics().unwrap();
+                b.lag("g", "t").unwrap()
+            }),
+        ),
+    ];
+    for (name, call) in calls {
+        let (b, clock) = manual();
+        let _c = consumer(&b, "g", "t");
+        b.producer("p")
+            .unwrap()
+            .send(Message::builder("t", "later").delay_ms(10_000).build())
+            .unwrap();
+        clock.advance_ms(10_000);
+        assert_eq!(call(&b), 1, "{name}");
+    }
+    // A send, too, delivers what came due before it is stored.
+    clock.advance_ms(10_000);
+    p.send(one_queue("after").build()).unwrap();
+    // One queue: the delayed message was stored before the send.
+    assert_eq!(bodies(&drain(&c)), ["later", "after"]);
+}
+
+/// An ack after the ack deadline passed changes nothing, though no tick ran between:
+/// the ack itself first sends the delivery back.
+#[test]
+fn a_late_ack_changes_nothing_without_a_tick() {
+    let (b, clock) = manual();
+    let c = b
+        .consumer(pocketmq::ConsumerConfig {
+            ack_timeout_ms: Some(60_000),
+            ..pocketmq::ConsumerConfig::new("g", "t")
+        })
+        .unwrap();
+    b.producer("p")
+        .unwrap()
+        .send(Message::new("t", "x"))
+        .unwrap();
+    let m = c.receive(1, std::time::Duration::ZERO).unwrap();
+    clock.advance_ms(60_000);
+    c.ack(&m[0]).unwrap();
+    clock.advance_ms(10_000);
+    b.tick().unwrap();
+    let again = c.receive(1, std::time::Duration::ZERO).unwrap();
+    assert_eq!(again.len(), 1, "redelivered");
+    assert_eq!(again[0].reconsume_times, 1);
+}

@@ -293,3 +293,13 @@ def test_a_recall_survives_a_restart(tmp_path, clock):
     with pocketmq.Broker(path=tmp_path, clock=clock) as b:
         clock.advance(60)
         assert visible(b) == [b"kept"]
+
+
+def test_due_work_runs_on_the_next_broker_call(timed, clock):
+    timed.consumer("g", "t")
+    timed.producer("p").send("t", b"later", delay=10.0)
+    clock.advance(10)
+    # No tick, no receive: the next call runs what came due.
+    assert timed.lag("g", "t") == 1
+    assert timed.stats()["pending_delayed"] == 0
+    assert [m.body for m in timed.browse("t")] == [b"later"]

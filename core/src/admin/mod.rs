@@ -351,7 +351,7 @@ impl Broker {
         limit: usize,
     ) -> Result<Vec<MessageExt>> {
         let visible = self.visible_end();
-        self.engine()?
+        self.engine_due()?
             .browse(topic, queue_id, offset, limit, visible)
     }
 
@@ -365,20 +365,20 @@ impl Broker {
         limit: usize,
     ) -> Result<Vec<MessageExt>> {
         let visible = self.visible_end();
-        self.engine()?
+        self.engine_due()?
             .query_by_time(topic, start_ms, end_ms, limit, visible)
     }
 
     /// `group`'s progress on each queue of `topic`: broker offset, consumer offset,
     /// lag, in flight and the store time it has reached (mqadmin's consumerProgress).
     pub fn progress(&self, group: &str, topic: &str) -> Result<Vec<ConsumeProgress>> {
-        self.engine()?.progress(group, topic)
+        self.engine_due()?.progress(group, topic)
     }
 
     /// `group`'s dead letters not yet redriven, oldest first, at most `limit`.
     pub fn dead_letters(&self, group: &str, limit: usize) -> Result<Vec<MessageExt>> {
         let visible = self.visible_end();
-        self.engine()?.dead_letters(group, limit, visible)
+        self.engine_due()?.dead_letters(group, limit, visible)
     }
 
     /// Deletes a topic: its messages become unreachable (to consumers, `get`, `query`
@@ -387,7 +387,7 @@ impl Broker {
     /// again (by a send, or `create_topic`), then read that one from its start.
     pub fn delete_topic(&self, topic: &str) -> Result<()> {
         let now = self.now();
-        self.engine()?.delete_topic(topic, now)?;
+        self.engine_due()?.delete_topic(topic, now)?;
         self.persist_metadata()?;
         log::info!("deleted topic {topic}");
         Ok(())

@@ -144,6 +144,7 @@ impl Atomic {
             return Ok(Vec::new());
         }
         let rr = ROUND_ROBIN.fetch_add(sends.len() as u32, Ordering::Relaxed);
+        broker.catch_up()?;
         let now = broker.now();
         let (mut results, end) = {
             let mut e = broker.engine()?;

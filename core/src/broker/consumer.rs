@@ -121,7 +121,7 @@ impl Consumer {
     /// Marks several messages done under one lock (a receive batch, say).
     pub fn ack_all(&self, msgs: &[MessageExt]) -> Result<()> {
         self.check_open()?;
-        let mut e = self.broker.engine()?;
+        let mut e = self.broker.engine_due()?;
         msgs.iter().try_for_each(|m| e.ack(self.handle, m))?;
         // An acked orderly queue, or room under max_in_flight: wake receivers.
         self.broker.wake(e);
@@ -146,7 +146,7 @@ impl Consumer {
     fn nack_with(&self, msg: &MessageExt, delay: Option<u64>) -> Result<()> {
         self.check_open()?;
         let now = self.broker.now();
-        let mut e = self.broker.engine()?;
+        let mut e = self.broker.engine_due()?;
         if let Some(ms) = delay.filter(|ms| *ms > e.settings.timer_max_delay_ms) {
             // (An orderly consumer would pause its queue this long.)
             return Err(crate::Error::invalid(format!(

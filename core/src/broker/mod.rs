@@ -129,6 +129,31 @@ impl Broker {
         Ok(e)
     }
 
+    /// Runs the work that came due since the last call (a `ManualClock` moved, say):
+    /// calls on the broker start here, so their answers never wait for the background
+    /// thread to catch up. Cheap when nothing is due. Deferred work that fails (a full
+    /// disk) is retried and reported by `tick`, as a receive leaves it.
+    pub(crate) fn catch_up(&self) -> Result<()> {
+        self.check_process()?;
+        let now = self.now();
+        let mut e = self.inner.engine.lock();
+        if e.closed || now < e.next_due {
+            return Ok(());
+        }
+        let checks = e.run_due_if_needed(now).unwrap_or_else(|err| {
+            log::warn!("deferred work failed and will be retried: {err}");
+            Vec::new()
+        });
+        self.wake(e);
+        self.run_checks(checks)
+    }
+
+    /// `engine`, once the work due now ran (`catch_up`).
+    pub(crate) fn engine_due(&self) -> Result<MutexGuard<'_, Engine>> {
+        self.catch_up()?;
+        self.engine()
+    }
+
     /// The CommitLog offset up to which consumers may read: under `sync`, what is durable.
     pub(crate) fn visible_end(&self) -> u64 {
         match self.inner.config.flush {
@@ -187,6 +212,7 @@ impl Broker {
         self.check_process()?;
         let queues = queues.into().unwrap_or(self.inner.config.default_queues);
         crate::topic::validate_new_topic(name, queues)?;
+        self.catch_up()?;
         let now = self.now();
         let _meta = self.inner.metadata.lock();
         self.engine()?.create_topic(name, queues, now)
@@ -194,14 +220,14 @@ impl Broker {
 
     /// The user topics and their queue counts.
     pub fn topics(&self) -> Result<Vec<TopicInfo>> {
-        Ok(self.engine()?.store.topics.user_topics())
+        Ok(self.engine_due()?.store.topics.user_topics())
     }
 
     /// One topic and its queue count, if the store has it (an engine topic too, such
     /// as a group's `%DLQ%` topic once something was dead-lettered).
     pub fn topic(&self, name: &str) -> Result<Option<TopicInfo>> {
         crate::topic::validate_topic(name)?;
-        Ok(self.engine()?.store.topics.info(name))
+        Ok(self.engine_due()?.store.topics.info(name))
     }
 
     /// The options the broker was opened with.
@@ -233,7 +259,7 @@ impl Broker {
 
     /// A consumer as the config says; it joins its group (rebalancing it) at once.
     pub fn consumer(&self, config: ConsumerConfig) -> Result<Consumer> {
-        self.check_process()?;
+        self.catch_up()?;
         let now = self.now();
         let handle = self.inner.engine.lock().add_consumer(&config, now)?;
         Ok(Consumer::new(self.clone(), handle, config))
@@ -241,6 +267,7 @@ impl Broker {
 
     /// A simple (POP) consumer as the config says: RocketMQ 5's SimpleConsumer.
     pub fn simple_consumer(&self, config: SimpleConsumerConfig) -> Result<SimpleConsumer> {
+        self.catch_up()?;
         let handle = self.inner.engine.lock().add_simple_consumer(&config)?;
         Ok(SimpleConsumer::new(self.clone(), handle, config))
     }
@@ -249,26 +276,26 @@ impl Broker {
     /// was retried, delayed or dead-lettered).
     pub fn get(&self, msg_id: &str) -> Result<Option<MessageExt>> {
         crate::message::id::check_lookup(msg_id)?;
-        self.engine()?.store.get(msg_id)
+        self.engine_due()?.store.get(msg_id)
     }
 
     /// The retained messages of `topic` with `key` among their keys, oldest first.
     pub fn query(&self, topic: &str, key: &str) -> Result<Vec<MessageExt>> {
         crate::topic::validate_topic(topic)?;
-        Ok(self.engine()?.store.query(topic, key))
+        Ok(self.engine_due()?.store.query(topic, key))
     }
 
     /// Messages of `topic` not yet acked by `group` (the most behind consumer, for a
     /// broadcasting group).
     pub fn lag(&self, group: &str, topic: &str) -> Result<u64> {
-        let e = self.engine()?;
+        let e = self.engine_due()?;
         e.groups.lag(&e.store, group, topic)
     }
 
     /// Moves a group's offsets on a topic to the earliest, the latest or a time
     /// (the first message stored at or after it). In-flight messages are forgotten.
     pub fn reset_offset(&self, group: &str, topic: &str, to: StartFrom) -> Result<()> {
-        self.check_process()?;
+        self.catch_up()?;
         let now = self.now();
         let mut e = self.inner.engine.lock();
         e.reset_offset(group, topic, to, now)?;
@@ -278,7 +305,7 @@ impl Broker {
 
     /// Sizes, lags and rates.
     pub fn stats(&self) -> Result<Stats> {
-        Ok(self.engine()?.stats(self.now()))
+        Ok(self.engine_due()?.stats(self.now()))
     }
 
     /// Runs the work that is due now: delayed messages, timers, retries, transaction
@@ -323,6 +350,7 @@ impl Broker {
     /// other metadata (acks made so far survive a crash), and records in the
     /// checkpoint that it is (so recovery after a crash trusts it).
     pub fn flush(&self) -> Result<()> {
+        self.catch_up()?;
         let now = self.now();
         self.engine()?.flush_revive(now)?;
         self.flush_all()?;

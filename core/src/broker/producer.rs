@@ -72,6 +72,12 @@ impl Producer {
         let rr = self.rr.fetch_add(1, Ordering::Relaxed);
         let now = b.now();
         let mut e = b.inner.engine.lock();
+        if now >= e.next_due && !e.closed {
+            // Work came due (the clock moved): it runs first, as on any broker call.
+            drop(e);
+            b.catch_up()?;
+            e = b.inner.engine.lock();
+        }
         let sent = send(&mut e, rr, now)?;
         let end = e.store.commitlog.end();
         if b.inner.config.flush != FlushMode::Sync {

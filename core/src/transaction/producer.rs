@@ -29,7 +29,7 @@ impl TransactionProducer {
         execute: impl FnOnce(&MessageExt) -> TxState,
     ) -> Result<SendResult> {
         let broker = &self.producer.broker;
-        broker.check_process()?;
+        broker.catch_up()?;
         let rr = self.producer.rr.fetch_add(1, Ordering::Relaxed);
         let now = broker.now();
         let (mut result, half, end) = {

@@ -39,7 +39,9 @@ impl Broker {
         on_progress: impl FnMut(u64, u64) -> bool,
     ) -> Result<u64> {
         let now = self.now();
-        let run = self.engine()?.begin_move(group, topic, to, queues, now)?;
+        let run = self
+            .engine_due()?
+            .begin_move(group, topic, to, queues, now)?;
         if run.resumed > 0 {
             log::info!(
                 "resuming the backlog drill of group {group} on {topic} into {to}: \
@@ -69,7 +71,7 @@ impl Broker {
         limit: Option<u64>,
         on_progress: impl FnMut(u64, u64) -> bool,
     ) -> Result<u64> {
-        let run = self.engine()?.begin_redrive(group, limit)?;
+        let run = self.engine_due()?.begin_redrive(group, limit)?;
         if run.total == 0 && run.resumed == 0 && !run.fresh {
             return Ok(0);
         }

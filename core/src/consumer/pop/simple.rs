@@ -130,7 +130,7 @@ impl SimpleConsumer {
     pub fn ack_handle(&self, receipt_handle: &str) -> Result<()> {
         self.check_open()?;
         let now = self.broker.now();
-        let mut e = self.broker.engine()?;
+        let mut e = self.broker.engine_due()?;
         e.ack_simple(self.handle, receipt_handle, now)?;
         self.broker.wake(e);
         Ok(())
@@ -155,7 +155,7 @@ impl SimpleConsumer {
     pub fn ack_handles<S: AsRef<str>>(&self, handles: &[S]) -> Result<()> {
         self.check_open()?;
         let now = self.broker.now();
-        let mut e = self.broker.engine()?;
+        let mut e = self.broker.engine_due()?;
         let acked = handles
             .iter()
             .try_for_each(|h| e.ack_simple(self.handle, h.as_ref(), now));
@@ -186,7 +186,7 @@ impl SimpleConsumer {
         let ms = millis(duration);
         crate::config::check_invisible(ms.max(1))?;
         let now = self.broker.now();
-        let mut e = self.broker.engine()?;
+        let mut e = self.broker.engine_due()?;
         let new = e.change_invisible(self.handle, receipt_handle, ms, now)?;
         self.broker.wake(e);
         Ok(new)
@@ -202,7 +202,7 @@ impl SimpleConsumer {
     pub fn nack_handle(&self, h: &str, delay: Option<Duration>) -> Result<()> {
         self.check_open()?;
         let now = self.broker.now();
-        let mut e = self.broker.engine()?;
+        let mut e = self.broker.engine_due()?;
         e.nack_simple(self.handle, h, delay.map(millis), now)?;
         self.broker.wake(e);
         Ok(())
@@ -212,7 +212,7 @@ impl SimpleConsumer {
     pub fn dead_letter_handle(&self, receipt_handle: &str) -> Result<()> {
         self.check_open()?;
         let now = self.broker.now();
-        let mut e = self.broker.engine()?;
+        let mut e = self.broker.engine_due()?;
         e.dead_letter_simple(self.handle, receipt_handle, now)?;
         self.broker.wake(e);
         Ok(())
