@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{bodies, consumer, drain, manual};
+use common::{bodies, consumer, copy_store, drain, file, manual, T0};
 use pocketmq::{Broker, BrokerConfig, ConsumerConfig, ErrorKind, Message, SimpleConsumerConfig};
 
 const NOW: Duration = Duration::ZERO;
@@ -445,4 +445,40 @@ fn a_block_of_seventy_thousand_acks_holds_across_a_crash() {
     assert_eq!(after.lag("g", "in").unwrap(), 0, "every ack replayed");
     assert!(drain(&consumer(&after, "g", "in")).is_empty());
     assert_eq!(bodies(&drain(&consumer(&after, "o", "out"))), ["done"]);
+}
+
+/// A crash before the offsets file was written: the block's ack comes back from the
+/// log, and `lag` and `progress` count it before anyone of the group rejoins, and
+/// after.
+#[test]
+fn a_blocks_ack_replayed_after_a_crash_counts_in_lag_and_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    let clock = pocketmq::ManualClock::new(T0);
+    {
+        let b = file(dir.path(), &clock);
+        b.create_topic("t", 1).unwrap();
+        let p = b.producer("p").unwrap();
+        for i in 0..5 {
+            p.send(Message::new("t", format!("m{i}"))).unwrap();
+        }
+        let c = consumer(&b, "g", "t");
+        let m = c.receive(1, Duration::ZERO).unwrap();
+        let mut tx = b.atomic().unwrap();
+        tx.send(Message::new("ship", "s1")).unwrap();
+        tx.ack(&c, &m[0]).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(b.lag("g", "t").unwrap(), 4);
+        // As a crash leaves it: the offsets were never written.
+        copy_store(dir.path(), crashed.path());
+    }
+    let b = file(crashed.path(), &clock);
+    let seen = |b: &Broker| {
+        let p = b.progress("g", "t").unwrap();
+        (b.lag("g", "t").unwrap(), p[0].consumer_offset, p[0].lag)
+    };
+    assert_eq!(seen(&b), (4, 1, 4), "before the group rejoins");
+    let c = consumer(&b, "g", "t");
+    assert_eq!(seen(&b), (4, 1, 4), "once it has");
+    assert_eq!(bodies(&drain(&c)), ["m1", "m2", "m3", "m4"]);
 }

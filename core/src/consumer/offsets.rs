@@ -109,8 +109,15 @@ impl ConsumerGroups {
             .take_while(|k| k.starts_with(prefix.as_str()))
             .filter_map(|k| k.strip_prefix(t)?.strip_prefix('@'))
             .filter(|o| of_group(o, group));
+        // Owners whose only trace is acks of atomic blocks replayed since the open.
+        let replayed = self
+            .replayed_acks
+            .keys()
+            .filter(|(o, topic, _)| topic == t && of_group(o, group))
+            .map(|(o, _, _)| o.as_str());
         let mut owners: Vec<String> = committed
             .chain(self.progress.owners_in(t, group))
+            .chain(replayed)
             .map(str::to_string)
             .chain(self.pop.group(group, t).map(|g| g.name.clone()))
             .collect();
@@ -119,9 +126,10 @@ impl ConsumerGroups {
         owners
     }
 
-    /// How many messages of `owner` on (t, q) above its committed offset are done
-    /// already: acked out of order, or passed over by its tag filter.
-    fn done_above_committed(&self, owner: &str, t: &str, q: u32) -> u64 {
+    /// How many messages of `owner` on (t, q) above its committed offset (`base`
+    /// where none is known) are done already: acked out of order, or passed over by
+    /// its tag filter.
+    fn done_above_committed(&self, owner: &str, t: &str, q: u32, base: u64) -> u64 {
         match self.progress.get(&(owner.to_string(), t.to_string(), q)) {
             Some(p) => {
                 let read = p.next.saturating_sub(p.committed());
@@ -133,10 +141,11 @@ impl ConsumerGroups {
                 // Acks of atomic blocks replayed on open, for a queue no reader
                 // holds yet: done, not behind.
                 let key = (owner.to_string(), t.to_string(), q);
-                let replayed = match (self.replayed_acks.get(&key), self.offsets.get(t, owner, q)) {
-                    (Some(acks), Some(c)) => acks.range(c..).count() as u64,
-                    _ => 0,
-                };
+                let from = self.offsets.get(t, owner, q).unwrap_or(base).max(base);
+                let replayed = self
+                    .replayed_acks
+                    .get(&key)
+                    .map_or(0, |acks| acks.range(from..).count() as u64);
                 self.pop.done_above_committed(owner, t, q) + replayed
             }
         }
@@ -170,9 +179,9 @@ impl ConsumerGroups {
                     let behind = cq.max_offset().saturating_sub(done);
                     // Messages acked out of order above the committed offset are not
                     // behind (while retention has not passed the committed offset).
-                    match (owner, committed) {
-                        (Some(o), Some(c)) if c >= cq.min_offset() => {
-                            behind.saturating_sub(self.done_above_committed(o, t, q))
+                    match owner {
+                        Some(o) if committed.is_none_or(|c| c >= cq.min_offset()) => {
+                            behind.saturating_sub(self.done_above_committed(o, t, q, done))
                         }
                         _ => behind,
                     }

@@ -31,10 +31,18 @@ impl ConsumerGroups {
                                 committed: p.committed(),
                                 cursor: p.next.max(p.committed()),
                             }),
-                            None => self.committed(o, t, q).map(|c| Position {
-                                committed: c,
-                                cursor: self.pop.cursor(o, t, q).unwrap_or(c).max(c),
-                            }),
+                            None => {
+                                // Acks of atomic blocks replayed since the open, for a
+                                // queue no reader took up yet: done, past the offset.
+                                let acks = self.replayed_acks.get(&(o.clone(), t.to_string(), q));
+                                let c = self.committed(o, t, q).or_else(|| acks.map(|_| 0))?;
+                                let c = acks
+                                    .map_or(c, |a| (c..).find(|qo| !a.contains(qo)).unwrap_or(c));
+                                Some(Position {
+                                    committed: c,
+                                    cursor: self.pop.cursor(o, t, q).unwrap_or(c).max(c),
+                                })
+                            }
                         },
                     )
                     .min_by_key(|p| p.committed)

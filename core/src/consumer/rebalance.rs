@@ -225,11 +225,16 @@ impl ConsumerGroups {
             None if known_group => min,
             None => Self::start_offset(store, t, q, start, now),
         };
-        let acked_ahead = self
+        let mut acked_ahead = self
             .replayed_acks
             .remove(&key)
             .map(|mut s| s.split_off(&next))
             .unwrap_or_default();
+        // Acked from where the owner starts on: past them (the committed offset).
+        let mut next = next;
+        while acked_ahead.remove(&next) {
+            next += 1;
+        }
         let slot = self.progress.insert(
             key,
             QueueProgress {
