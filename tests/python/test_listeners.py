@@ -263,3 +263,27 @@ except KeyboardInterrupt:
     out, err = child.communicate(timeout=30)
     assert out.startswith("interrupted"), (out, err)
     assert float(out.split()[1]) < 4.0, out
+
+
+def test_retry_later_takes_a_timedelta(timed: pocketmq.Broker, clock: pocketmq.ManualClock) -> None:
+    import datetime
+
+    timed.producer("p").send("t", b"later")
+    c = timed.consumer("g", "t")
+    tries: list[int] = []
+
+    def handle(msg: pocketmq.Message) -> None:
+        tries.append(msg.reconsume_times)
+        if len(tries) == 1:
+            raise pocketmq.RetryLater(datetime.timedelta(seconds=30))
+
+    assert pocketmq.RetryLater(datetime.timedelta(minutes=1)).delay == 60.0
+    runner = c.listen(handle, threads=1)
+    wait_for("the first try", lambda: len(tries) == 1)
+    time.sleep(0.3)
+    assert tries == [0], "not before its delay"
+    clock.advance(30)
+    timed.tick()
+    wait_for("the retry", lambda: len(tries) == 2)
+    runner.stop()
+    assert tries == [0, 1]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Union
+
 __all__ = [
     "Error",
     "InvalidArgument",
@@ -60,11 +63,12 @@ class InvalidReceiptHandle(Error):
 
 class RetryLater(Exception):
     """Raised by a listener's handler: nack the message, redelivering it after
-    ``delay`` seconds (instead of the retry ladder's step)."""
+    ``delay`` (seconds, or a ``timedelta``) instead of the retry ladder's step."""
 
-    def __init__(self, delay: float = 0.0) -> None:
-        super().__init__(f"retry in {delay} s")
-        self.delay = delay
+    def __init__(self, delay: Union[float, timedelta] = 0.0) -> None:
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+        super().__init__(f"retry in {seconds} s")
+        self.delay = seconds
 
 
 class IoError(Error, OSError):
