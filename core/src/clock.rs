@@ -10,6 +10,13 @@ use std::sync::Arc;
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+
+    /// Whether time moves only when told to (`ManualClock`): then every call on a
+    /// broker first runs the work that came due, as no background thread could have
+    /// seen the jump yet.
+    fn is_manual(&self) -> bool {
+        false
+    }
 }
 
 /// The real wall clock (JavaScript's `Date.now()` on wasm).
@@ -119,6 +126,10 @@ fn check_time(what: &str, ms: u64) -> crate::Result<()> {
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.now.load(Ordering::SeqCst)
+    }
+
+    fn is_manual(&self) -> bool {
+        true
     }
 }
 

@@ -129,12 +129,25 @@ impl Broker {
         Ok(e)
     }
 
-    /// Runs the work that came due since the last call (a `ManualClock` moved, say):
-    /// calls on the broker start here, so their answers never wait for the background
-    /// thread to catch up. Cheap when nothing is due. Deferred work that fails (a full
-    /// disk) is retried and reported by `tick`, as a receive leaves it.
+    /// Whether calls on the broker first run the work that came due (`catch_up`):
+    /// with a manual clock (time jumps) or no background thread. Otherwise the
+    /// background thread runs it as it comes due, and a hot call (an ack) spares
+    /// itself a clock read.
+    pub(crate) fn catches_up(&self) -> bool {
+        let config = &self.inner.config;
+        !config.background || config.clock.is_manual()
+    }
+
+    /// Runs the work that came due since the last call (a `ManualClock` moved, say),
+    /// where the broker `catches_up`: calls on the broker start here, so their
+    /// answers never wait for the background thread. Cheap when nothing is due.
+    /// Deferred work that fails (a full disk) is retried and reported by `tick`, as a
+    /// receive leaves it.
     pub(crate) fn catch_up(&self) -> Result<()> {
         self.check_process()?;
+        if !self.catches_up() {
+            return Ok(());
+        }
         let now = self.now();
         let mut e = self.inner.engine.lock();
         if e.closed || now < e.next_due {
@@ -148,8 +161,13 @@ impl Broker {
         self.run_checks(checks)
     }
 
-    /// `engine`, once the work due now ran (`catch_up`).
+    /// `engine`, once the work due now ran (`catch_up`): one lock when nothing is due.
     pub(crate) fn engine_due(&self) -> Result<MutexGuard<'_, Engine>> {
+        let e = self.engine()?;
+        if !self.catches_up() || self.now() < e.next_due {
+            return Ok(e);
+        }
+        drop(e);
         self.catch_up()?;
         self.engine()
     }

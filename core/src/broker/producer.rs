@@ -72,7 +72,7 @@ impl Producer {
         let rr = self.rr.fetch_add(1, Ordering::Relaxed);
         let now = b.now();
         let mut e = b.inner.engine.lock();
-        if now >= e.next_due && !e.closed {
+        if now >= e.next_due && !e.closed && b.catches_up() {
             // Work came due (the clock moved): it runs first, as on any broker call.
             drop(e);
             b.catch_up()?;
