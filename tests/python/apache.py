@@ -97,6 +97,9 @@ class Producer:
     def send_batch(self, topic: str, bodies: Any, **kw: Any) -> Any:
         return self._inner.send_batch(self._names.topic(topic), bodies, **kw)
 
+    def recall(self, topic: str, recall_handle: str) -> Any:
+        return self._inner.recall(self._names.topic(topic), recall_handle)
+
     def __repr__(self) -> str:
         return repr(self._inner).replace(self._names.prefix, "")
 
