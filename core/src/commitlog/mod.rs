@@ -253,7 +253,9 @@ impl CommitLog {
     /// The written bytes from `phys` to the end of its segment, zero-copy.
     pub fn read_to_segment_end(&self, phys: u64) -> Option<Bytes> {
         let seg = self.seg.seg_size() as u64;
-        let end = (phys - phys % seg + seg).min(self.seg.write_pos());
+        let end = (phys - phys % seg)
+            .saturating_add(seg)
+            .min(self.seg.write_pos());
         self.seg.read(phys, end.checked_sub(phys)? as usize)
     }
 
@@ -278,7 +280,10 @@ impl CommitLog {
     /// hold them): the bodies of one read share one view of the segment instead of
     /// taking one each. Empty when the bytes are gone.
     pub fn read_in(&self, span: &mut Span, phys: u64, len: usize) -> Bytes {
-        let to = phys + len as u64;
+        // (A damaged ConsumeQueue entry may name any offset and size.)
+        let Some(to) = phys.checked_add(len as u64) else {
+            return Bytes::new();
+        };
         let holds = |s: &Option<(u64, Bytes)>| {
             s.as_ref()
                 .is_some_and(|(at, b)| phys >= *at && to <= at + b.len() as u64)
