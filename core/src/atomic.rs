@@ -308,7 +308,7 @@ impl Engine {
     }
 }
 
-fn system_record(topic: &str, body: Vec<u8>, now: u64) -> RecordSpec {
+pub(crate) fn system_record(topic: &str, body: Vec<u8>, now: u64) -> RecordSpec {
     RecordSpec {
         topic: topic.into(),
         queue_id: 0,

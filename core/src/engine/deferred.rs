@@ -125,17 +125,8 @@ impl Engine {
             return Ok(false);
         }
         self.store.system_queues(topic::RECALL_TOPIC, 1)?;
-        let marker = RecordSpec {
-            topic: topic::RECALL_TOPIC.into(),
-            queue_id: 0,
-            sys_flag: 0,
-            born_ts: now,
-            reconsume_times: 0,
-            prepared_tx_offset: 0,
-            body: recall::marker_body(phys, due).into(),
-            properties: Vec::new(),
-            dedup: None,
-        };
+        let marker =
+            crate::atomic::system_record(topic::RECALL_TOPIC, recall::marker_body(phys, due), now);
         // Dispatch adds it to the recalled set.
         self.put(std::slice::from_ref(&marker), now)?;
         Ok(true)
