@@ -58,6 +58,9 @@ pub mod fuzzing;
 
 pub use admin::ConsumeProgress;
 pub use broker::{Atomic, Broker, Consumer, Producer};
+/// The type of message bodies (`Message::body`, `MessageExt::body`), re-exported so
+/// that naming it needs no `bytes` dependency of one's own.
+pub use bytes::Bytes;
 pub use clock::{Clock, ManualClock, SystemClock, MAX_TIME_MS};
 pub use config::{
     BrokerConfig, ConsumerConfig, FlushMode, MessageModel, OptionKind, OptionValue, Options,

@@ -314,10 +314,15 @@ impl Broker {
         py.detach(|| self.inner.tick()).py_err()
     }
 
-    /// When the next deferred job is due, in epoch seconds, or None.
-    fn next_due(&self, py: Python<'_>) -> Option<f64> {
-        py.detach(|| self.inner.next_due_ms())
-            .map(|ms| ms as f64 / 1000.0)
+    /// When the next deferred job is due, in epoch seconds, or None; `Closed` after
+    /// `close()`.
+    fn next_due(&self, py: Python<'_>) -> PyResult<Option<f64>> {
+        if self.inner.is_closed() {
+            return Err::<Option<f64>, _>(pocketmq::Error::Closed).py_err();
+        }
+        Ok(py
+            .detach(|| self.inner.next_due_ms())
+            .map(|ms| ms as f64 / 1000.0))
     }
 
     /// Forces everything sent so far to disk.

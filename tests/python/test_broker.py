@@ -126,6 +126,38 @@ def test_calls_after_close_raise_closed(broker):
         broker.lag("g", "t")
 
 
+def test_every_broker_call_after_close_raises_closed(broker):
+    sent = broker.producer("p").send("t", b"x")
+    broker.close()
+    calls = {
+        "next_due": lambda: broker.next_due(),
+        "tick": lambda: broker.tick(),
+        "flush": lambda: broker.flush(),
+        "stats": lambda: broker.stats(),
+        "get": lambda: broker.get(sent.msg_id),
+        "query": lambda: broker.query("t", key="k"),
+        "query_by_time": lambda: broker.query_by_time("t", 0, 1e10),
+        "browse": lambda: broker.browse("t"),
+        "topics": lambda: broker.topics(),
+        "create_topic": lambda: broker.create_topic("u"),
+        "delete_topic": lambda: broker.delete_topic("t"),
+        "progress": lambda: broker.progress("g", "t"),
+        "reset_offset": lambda: broker.reset_offset("g", "t", to="earliest"),
+        "dead_letters": lambda: broker.dead_letters("g"),
+        "redrive": lambda: broker.redrive("g"),
+        "move_backlog": lambda: broker.move_backlog("g", "t", to="w", queues=8),
+        "simple_consumer": lambda: broker.simple_consumer("s", "t"),
+        "transaction_producer": lambda: broker.transaction_producer(
+            "tx", check=lambda m: pocketmq.TxState.COMMIT
+        ),
+        "atomic": lambda: broker.atomic().__enter__(),
+    }
+    for name, call in calls.items():
+        with pytest.raises(pocketmq.Closed):
+            call()
+            pytest.fail(f"{name} after close did not raise Closed")
+
+
 def test_create_topic_is_idempotent_and_grows(broker):
     broker.create_topic("orders", queues=4)
     broker.create_topic("orders", queues=4)

@@ -341,10 +341,10 @@ impl Broker {
     }
 
     /// When the next deferred job is due (ms since the epoch), if any: a host without
-    /// threads (wasm) sets a timer for it and calls `tick`.
+    /// threads (wasm) sets a timer for it and calls `tick`. None once the broker is
+    /// closed: nothing runs after that.
     pub fn next_due_ms(&self) -> Option<u64> {
-        self.check_process().ok()?;
-        self.inner.engine.lock().next_due_ms()
+        self.engine().ok()?.next_due_ms()
     }
 
     /// Asks each check's listener (outside the lock) and records its answer.
