@@ -61,6 +61,13 @@ impl Client {
         self.last_seen_ms.load(Ordering::Relaxed)
     }
 
+    /// The request timeout the client's settings name, if it sent settings.
+    pub fn request_timeout(&self) -> Option<std::time::Duration> {
+        let s = self.session.lock().ok()?;
+        let t = s.settings.as_ref()?.request_timeout.as_ref()?;
+        crate::pop::duration(t)
+    }
+
     fn touch(&self, now_ms: u64) {
         self.last_seen_ms.store(now_ms, Ordering::Relaxed);
     }

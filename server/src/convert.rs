@@ -336,7 +336,9 @@ pub(crate) fn to_proto(ext: &MessageExt, topic: Resource, d: Delivery) -> PbMess
     let delivery_at = p
         .get("TIMER_DELIVER_MS")
         .and_then(|v| v.parse::<u64>().ok());
-    let kind = if ext.sys_flag & 0x8 != 0 {
+    // A committed copy carries the commit flag; a half message (a check-back's) its
+    // TRAN_MSG property.
+    let kind = if ext.sys_flag & 0x8 != 0 || p.get("TRAN_MSG").is_some_and(|v| v == "true") {
         MessageType::Transaction
     } else if message_group.is_some() {
         MessageType::Fifo

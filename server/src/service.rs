@@ -68,8 +68,10 @@ impl Shared {
             cfg.limits.max_clients,
             cfg.limits.client_idle_timeout.as_millis() as u64,
         ));
-        let tx_producer =
-            broker.transaction_producer(PRODUCER_GROUP, tx::checker(Arc::downgrade(&clients)))?;
+        let tx_producer = broker.transaction_producer(
+            PRODUCER_GROUP,
+            tx::checker(Arc::downgrade(&clients), local_addr.to_string()),
+        )?;
         Ok(Shared {
             clock: broker.clock(),
             producer,

@@ -1,7 +1,10 @@
 //! Transactional messages over the protocol (server-mode.md §3.2, §4.5): a SendMessage
 //! of type TRANSACTION stores a half message and answers a server-chosen
 //! `transaction_id`; EndTransaction (COMMIT or ROLLBACK, from any connection) resolves
-//! it, the first resolution winning and repeated ones answered OK. When a half
+//! it, the first resolution winning and repeated ones answered OK. Any other
+//! resolution (a checker that answered UNKNOWN: the Go client then sends none) is
+//! answered OK and leaves the half message to the next check, as Apache's proxy
+//! does. When a half
 //! message stays open, the engine's check hook asks the server, which pushes a
 //! `RecoverOrphanedTransactionCommand` down the Telemetry stream of a live producer
 //! publishing the topic and answers "pending"; the producer's EndTransaction
@@ -29,13 +32,13 @@ use crate::status::{self, Outcome, Refusal};
 /// The longest transaction id accepted (the engine's ids are far shorter).
 const MAX_TX_ID_LEN: usize = 256;
 
-/// A COMMIT or ROLLBACK, validated.
+/// A COMMIT, ROLLBACK or (any other resolution) UNKNOWN, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Resolution {
     pub topic: String,
     pub message_id: String,
     pub transaction_id: String,
-    pub commit: bool,
+    pub state: TxState,
     pub from_check: bool,
 }
 
@@ -49,21 +52,16 @@ pub(crate) fn resolution(req: &EndTransactionRequest) -> Outcome<Resolution> {
             "the transaction id is empty or malformed",
         ));
     }
-    let commit = match TransactionResolution::try_from(req.resolution) {
-        Ok(TransactionResolution::Commit) => true,
-        Ok(TransactionResolution::Rollback) => false,
-        _ => {
-            return Err(Refusal::new(
-                Code::BadRequest,
-                "the resolution is COMMIT or ROLLBACK",
-            ))
-        }
+    let state = match TransactionResolution::try_from(req.resolution) {
+        Ok(TransactionResolution::Commit) => TxState::Commit,
+        Ok(TransactionResolution::Rollback) => TxState::Rollback,
+        _ => TxState::Unknown,
     };
     Ok(Resolution {
         topic,
         message_id: req.message_id.clone(),
         transaction_id: id.to_string(),
-        commit,
+        state,
         from_check: req.source == TransactionSource::SourceServerCheck as i32,
     })
 }
@@ -75,13 +73,16 @@ pub(crate) async fn end_transaction(
 ) -> Outcome<EndTransactionResponse> {
     let caller = sh.caller(&req)?;
     let r = resolution(req.get_ref())?;
-    let first = end(sh, &r).await?;
+    let first = match r.state {
+        TxState::Unknown => false,
+        _ => end(sh, &r).await?,
+    };
     log::info!(
-        "client={} event=end_transaction topic={} message_id={} commit={} from_check={} first={first}",
+        "client={} event=end_transaction topic={} message_id={} state={:?} from_check={} first={first}",
         caller.client.id,
         r.topic,
         r.message_id,
-        r.commit,
+        r.state,
         r.from_check
     );
     Ok(EndTransactionResponse {
@@ -89,17 +90,25 @@ pub(crate) async fn end_transaction(
     })
 }
 
-/// The command that asks a producer to decide an open half message.
+/// The command that asks a producer to decide an open half message: the message as
+/// Apache's proxy shows it (type TRANSACTION, delivery attempt, this server as its
+/// store host).
 pub(crate) fn recover_command(
     half: &MessageExt,
     topic: Resource,
     transaction_id: &str,
+    store_host: &str,
 ) -> TelemetryCommand {
+    let delivery = Delivery {
+        delivery_attempt: Some(half.reconsume_times.saturating_add(1) as i32),
+        store_host: store_host.to_string(),
+        ..Delivery::default()
+    };
     TelemetryCommand {
         status: Some(status::ok()),
         command: Some(Command::RecoverOrphanedTransactionCommand(
             RecoverOrphanedTransactionCommand {
-                message: Some(convert::to_proto(half, topic, Delivery::default())),
+                message: Some(convert::to_proto(half, topic, delivery)),
                 transaction_id: transaction_id.to_string(),
             },
         )),
@@ -115,7 +124,12 @@ pub(crate) const SENDER: &str = "__PMQ_TX_SENDER";
 /// connected (the one that knows its local transaction: a topic's producers of
 /// other groups, or without a checker, would only guess or drop it), else the
 /// others in turn; false when none is connected or every stream is full.
-pub(crate) fn push_check(clients: &Clients, half: &MessageExt, transaction_id: &str) -> bool {
+pub(crate) fn push_check(
+    clients: &Clients,
+    half: &MessageExt,
+    transaction_id: &str,
+    store_host: &str,
+) -> bool {
     let mut producers = clients.producers_of(&half.topic);
     if producers.is_empty() {
         return false;
@@ -130,7 +144,7 @@ pub(crate) fn push_check(clients: &Clients, half: &MessageExt, transaction_id: &
         }
     }
     for (id, tx, topic) in &producers {
-        let cmd = recover_command(half, topic.clone(), transaction_id);
+        let cmd = recover_command(half, topic.clone(), transaction_id, store_host);
         if tx.try_send(Ok(cmd)).is_ok() {
             log::debug!("client={id} event=check_back topic={}", half.topic);
             return true;
@@ -143,11 +157,14 @@ pub(crate) fn push_check(clients: &Clients, half: &MessageExt, transaction_id: &
 /// check-back to a producer of the topic, and UNKNOWN (the producer answers with
 /// EndTransaction). With no producer connected the check still counts; after
 /// `max_checks` the engine discards the half message.
-pub(crate) fn checker(clients: Weak<Clients>) -> Arc<dyn pocketmq::TransactionListener> {
+pub(crate) fn checker(
+    clients: Weak<Clients>,
+    store_host: String,
+) -> Arc<dyn pocketmq::TransactionListener> {
     Arc::new(move |half: &MessageExt| {
         if let (Some(clients), Some(id)) = (clients.upgrade(), TxId::of(half)) {
             let id = id.to_string();
-            if !push_check(&clients, half, &id) {
+            if !push_check(&clients, half, &id, &store_host) {
                 log::info!(
                     "event=check_back_skipped topic={} transaction_id={id} reason=no_producer_connected",
                     half.topic
@@ -182,11 +199,7 @@ async fn end(sh: &Arc<Shared>, r: &Resolution) -> Outcome<bool> {
             r.transaction_id
         ))
     })?;
-    let state = if r.commit {
-        TxState::Commit
-    } else {
-        TxState::Rollback
-    };
+    let state = r.state;
     let broker = sh.broker.clone();
     let resolve = move || broker.end_transaction(&id, state);
     let done = if sh.broker.config().flush == FlushMode::Sync {
@@ -230,13 +243,14 @@ mod tests {
     #[test]
     fn resolutions_validate() {
         let r = resolution(&req(|_| {})).unwrap();
-        assert!(r.commit && !r.from_check);
+        assert!(r.state == TxState::Commit && !r.from_check);
+        let unknown = resolution(&req(|r| r.resolution = 0)).unwrap();
+        assert_eq!(unknown.state, TxState::Unknown);
         let code = |r| resolution(&r).unwrap_err().code;
         assert_eq!(
             code(req(|r| r.transaction_id = " ".into())),
             Code::InvalidTransactionId
         );
-        assert_eq!(code(req(|r| r.resolution = 0)), Code::BadRequest);
         assert_eq!(code(req(|r| r.topic = None)), Code::IllegalTopic);
     }
 
@@ -276,8 +290,8 @@ mod tests {
                 .unwrap()
                 .remove(0)
         };
-        assert!(!push_check(&clients, &msg("other"), "id"));
-        assert!(push_check(&clients, &msg("t"), "id"));
+        assert!(!push_check(&clients, &msg("other"), "id", "127.0.0.1:8081"));
+        assert!(push_check(&clients, &msg("t"), "id", "127.0.0.1:8081"));
         let Ok(Ok(cmd)) = rx.try_recv() else {
             panic!("a command")
         };

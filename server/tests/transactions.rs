@@ -27,16 +27,30 @@ async fn end(
     commit: bool,
     source: TransactionSource,
 ) -> Code {
+    let resolution = if commit {
+        TransactionResolution::Commit
+    } else {
+        TransactionResolution::Rollback
+    };
+    end_as(client, topic, n, tx_id, resolution, source).await
+}
+
+/// An EndTransaction with any resolution (the Go client sends UNSPECIFIED for a
+/// checker's UNKNOWN).
+async fn end_as(
+    client: &mut Client,
+    topic: &str,
+    n: u32,
+    tx_id: &str,
+    resolution: TransactionResolution,
+    source: TransactionSource,
+) -> Code {
     let r = client
         .end_transaction(req(EndTransactionRequest {
             topic: Some(resource(topic)),
             message_id: message_id(n),
             transaction_id: tx_id.to_string(),
-            resolution: if commit {
-                TransactionResolution::Commit as i32
-            } else {
-                TransactionResolution::Rollback as i32
-            },
+            resolution: resolution as i32,
             source: source as i32,
             trace_context: String::new(),
         }))
@@ -149,8 +163,28 @@ async fn an_open_half_message_is_checked_back_through_a_producer_stream() {
     .expect("a check-back within 5 s");
     assert_eq!(command.transaction_id, tx_id);
     let m = command.message.unwrap();
-    assert_eq!(m.system_properties.unwrap().message_id, message_id(1));
+    let sys = m.system_properties.unwrap();
+    assert_eq!(sys.message_id, message_id(1));
+    // As Apache's proxy shows a check-back's message.
+    assert_eq!(sys.message_type, MessageType::Transaction as i32);
+    assert_eq!(sys.delivery_attempt, Some(1));
+    assert!(!sys.store_host.is_empty());
     assert_eq!(m.topic, Some(resource("pay")));
+    // A checker that answers UNKNOWN: the Go client sends no resolution. Answered OK
+    // (as Apache does), and the half message stays open for the next check.
+    assert_eq!(
+        end_as(
+            &mut client,
+            "pay",
+            1,
+            &tx_id,
+            TransactionResolution::Unspecified,
+            TransactionSource::SourceServerCheck
+        )
+        .await,
+        Code::Ok
+    );
+    assert!(stored(server.broker(), "pay").is_empty());
     assert_eq!(
         end(
             &mut client,

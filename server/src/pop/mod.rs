@@ -109,10 +109,12 @@ pub(crate) fn filter(f: Option<&FilterExpression>) -> Outcome<String> {
     }
 }
 
-/// Validates a ReceiveMessage; `deadline` is the call's remaining time, if it has one.
+/// Validates a ReceiveMessage; `deadline` is the call's remaining time, if it has one,
+/// and `request_timeout` the client's (its settings), if known.
 pub(crate) fn receive_spec(
     req: &ReceiveMessageRequest,
     deadline: Option<Duration>,
+    request_timeout: Option<Duration>,
     limits: &crate::config::Limits,
 ) -> Outcome<ReceiveSpec> {
     let group = resource::group(req.group.as_ref())?;
@@ -148,14 +150,18 @@ pub(crate) fn receive_spec(
         }
         d
     };
-    let asked = req
-        .long_polling_timeout
-        .as_ref()
-        .and_then(duration)
-        .unwrap_or(limits.long_polling_max);
-    let mut poll = asked.clamp(limits.long_polling_min, limits.long_polling_max);
+    let asked = req.long_polling_timeout.as_ref().and_then(duration);
+    let mut poll = asked
+        .unwrap_or(limits.long_polling_max)
+        .clamp(limits.long_polling_min, limits.long_polling_max);
     if let Some(left) = deadline {
-        poll = poll.min(left.saturating_sub(DEADLINE_MARGIN));
+        // A client that names no poll time (the Go client) gets its answer half its
+        // request timeout before its deadline, as from Apache's proxy.
+        let reserve = match (asked, request_timeout) {
+            (None, Some(t)) => (t / 2).max(DEADLINE_MARGIN),
+            _ => DEADLINE_MARGIN,
+        };
+        poll = poll.min(left.saturating_sub(reserve));
     }
     Ok(ReceiveSpec {
         group,
@@ -219,8 +225,9 @@ async fn receive_inner(
 ) -> Outcome<Vec<Message>> {
     let caller = sh.caller(&req)?;
     let deadline = grpc_timeout(req.metadata());
+    let request_timeout = caller.client.request_timeout();
     let req = req.into_inner();
-    let spec = receive_spec(&req, deadline, &sh.cfg.limits)?;
+    let spec = receive_spec(&req, deadline, request_timeout, &sh.cfg.limits)?;
     let Ok(_permit) = sh.long_polls.clone().try_acquire_owned() else {
         return Err(Refusal::new(
             Code::TooManyRequests,
@@ -470,18 +477,30 @@ mod tests {
     #[test]
     fn a_receive_is_clamped_to_the_limits_and_the_deadline() {
         let l = Limits::default();
-        let s = receive_spec(&req(|_| {}), None, &l).unwrap();
+        let s = receive_spec(&req(|_| {}), None, None, &l).unwrap();
         assert_eq!(s.poll, Duration::from_secs(20));
         assert_eq!(s.invisible, Duration::from_secs(15));
-        let s = receive_spec(&req(|_| {}), Some(Duration::from_secs(3)), &l).unwrap();
+        let s = receive_spec(&req(|_| {}), Some(Duration::from_secs(3)), None, &l).unwrap();
         assert_eq!(s.poll, Duration::from_millis(2800));
-        let s = receive_spec(&req(|r| r.batch_size = 100), None, &l).unwrap();
+        // A poll time named: the client's request timeout does not matter.
+        let three = Some(Duration::from_secs(3));
+        let s = receive_spec(&req(|_| {}), Some(Duration::from_secs(8)), three, &l).unwrap();
+        assert_eq!(s.poll, Duration::from_millis(7800));
+        // None named (the Go client): answered half the request timeout before the
+        // deadline, as Apache's proxy does.
+        let unnamed = req(|r| r.long_polling_timeout = None);
+        let s = receive_spec(&unnamed, Some(Duration::from_secs(8)), three, &l).unwrap();
+        assert_eq!(s.poll, Duration::from_millis(6500));
+        let s = receive_spec(&unnamed, Some(Duration::from_secs(8)), None, &l).unwrap();
+        assert_eq!(s.poll, Duration::from_millis(7800));
+        let s = receive_spec(&req(|r| r.batch_size = 100), None, None, &l).unwrap();
         assert_eq!(s.batch, MAX_BATCH);
         let s = receive_spec(
             &req(|r| {
                 r.auto_renew = true;
                 r.invisible_duration = None;
             }),
+            None,
             None,
             &l,
         )
@@ -492,7 +511,7 @@ mod tests {
     #[test]
     fn bad_receives_get_their_codes() {
         let l = Limits::default();
-        let code = |r| receive_spec(&r, None, &l).unwrap_err().code;
+        let code = |r| receive_spec(&r, None, None, &l).unwrap_err().code;
         assert_eq!(
             code(req(|r| r.invisible_duration = None)),
             Code::IllegalInvisibleTime
