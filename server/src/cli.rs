@@ -26,7 +26,7 @@ pub const USAGE: &str =
     "usage: pocketmq-serve <store dir | --store DIR | --memory> [--listen 127.0.0.1:8081] \
 [--advertise host:port] [--config serve.toml] [--access-key K --secret-key S] \
 [--tls-cert cert.pem --tls-key key.pem] [--metrics 127.0.0.1:9100] \
-[--flush async|sync|none] [--fifo-groups a,b] [--log-level error|warn|info|debug]";
+[--flush async|sync|none] [--fifo-groups a,b] [--log-level error|warn|info|debug|trace|off]";
 
 /// What `--help` prints: the usage line, then each flag.
 pub const HELP: &str = "\
@@ -137,9 +137,26 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(a)
 }
 
+/// `ip:port`, or `host:port` with a name the machine resolves (`localhost:0`; an
+/// IPv4 address first when it has both).
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    s.parse()
-        .map_err(|_| format!("{s:?} is not an address (host:port, e.g. 127.0.0.1:8081)"))
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let bad = || format!("{s:?} is not an address (host:port, e.g. 127.0.0.1:8081)");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    let found: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(s)
+        .map_err(|e| format!("{s:?}: {host} does not resolve here: {e}"))?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| format!("{s:?}: {host} resolves to no address"))
 }
 
 /// The broker's and the server's configs from the flags over the file.
@@ -224,7 +241,11 @@ fn configs(args: Args) -> Result<(BrokerConfig, ServeConfig), String> {
         broker.check_interval_ms = ms;
     }
     cfg.groups = file.groups;
+    for name in cfg.groups.keys() {
+        pocketmq::validate_group(name).map_err(|e| format!("[groups.{name}]: {e}"))?;
+    }
     for g in args.fifo_groups.into_iter().chain(file.fifo_groups) {
+        pocketmq::validate_group(&g).map_err(|e| format!("--fifo-groups: {e}"))?;
         cfg.groups
             .entry(g)
             .or_insert_with(GroupConfig::default)
@@ -403,6 +424,12 @@ mod tests {
         assert!(configs(args("").unwrap()).is_err());
         assert!(args("--bogus").is_err());
         assert!(args("--listen nowhere").is_err());
+        assert!(args("--listen localhost:x").is_err());
+        let local = args("--listen localhost:0").unwrap().listen.unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 0);
+        assert!(configs(args("--memory --fifo-groups ok,bad!").unwrap())
+            .unwrap_err()
+            .contains("bad!"));
         let line = |s: &str| parse(s.split_whitespace().map(String::from));
         assert!(line("--memory --log-level bogus").is_err());
         assert!(line("--memory --log-level debug").is_ok());

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -42,6 +43,15 @@ def one_line_error(r: subprocess.CompletedProcess[str], code: int) -> str:
     assert len(lines) == 1 and lines[0].startswith("pocketmq: error: "), r.stderr
     assert "Traceback" not in r.stderr
     return lines[0]
+
+
+def usage_error(r: subprocess.CompletedProcess[str]) -> str:
+    """An argument argparse refused: exit 2, the usage, then one line saying why."""
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.stderr.startswith("usage: pocketmq") and ": error: " in last, r.stderr
+    return last
 
 
 @pytest.fixture
@@ -232,13 +242,16 @@ def test_reset_offset_takes_names_and_times(orders: Path):
 
 def test_tail_shows_the_last_messages_without_consuming(orders: Path):
     s = str(orders)
-    lines = ok("--store", s, "tail", "orders", "-n", "3").splitlines()
+    header, *lines = ok("--store", s, "tail", "orders", "-n", "3").splitlines()
+    assert header.split() == ["STORED", "QUEUE", "OFFSET", "MSG_ID", "TAGS", "KEYS", "BODY"]
     assert [line.split()[-1] for line in lines] == ["7", "8", "9"]
+    # The columns stay under their headings.
+    assert all(line.index(line.split()[4]) == header.index("MSG_ID") for line in lines)
     assert [json.loads(x)["body"] for x in ok("--store", s, "tail", "orders", "--json").splitlines()] == [
         f"order {i}" for i in range(10)]
     assert ok("--store", s, "lag", "g", "orders").strip() == "10", "tail consumed nothing"
     consumed = ok("--store", s, "tail", "orders", "--group", "g").splitlines()
-    assert len(consumed) == 10
+    assert len(consumed) == 1 + 10
     assert ok("--store", s, "lag", "g", "orders").strip() == "0", "with --group it consumes"
     one_line_error(cli("--store", s, "tail", "nope"), 1)
 
@@ -295,6 +308,41 @@ def test_tail_follows_a_served_store_while_another_process_sends(serve_endpoint:
         line = one_line_error(cli("--server", ep, *command), 2)
         assert f"{command[0]} needs the store itself" in line, line
         assert "stats()" not in line and "--store" in line
+    # The protocol does not say which queue a send went to: none is shown.
+    out = ok("--server", ep, "send", "cli-served", "third")
+    assert "queue" not in out and out.startswith("SEND_OK"), out
+    assert js("--server", ep, "send", "cli-served", "fourth")["queue_id"] is None
+
+
+def test_store_commands_with_an_unreachable_server_are_refused_before_dialling():
+    # Port 1 answers nothing: the refusal must not depend on reaching it.
+    for command in (["topics"], ["stats"], ["get", "0" * 32]):
+        line = one_line_error(cli("--server", "127.0.0.1:1", *command), 2)
+        assert f"{command[0]} needs the store itself" in line, line
+
+
+def test_json_bodies_are_exact_and_bad_numbers_and_times_are_usage_errors(store: Path):
+    s = str(store)
+    raw = bytes([0xFF, 0xFE, 0x00]) + b"bin"
+    sent = subprocess.run([sys.executable, "-m", "pocketmq", "--store", s, "send", "bin", "-"],
+                          input=raw, capture_output=True)
+    assert sent.returncode == 0, sent.stderr
+    [m] = js("--store", s, "browse", "bin")
+    assert base64.b64decode(m["body_base64"]) == raw
+    for args, says in ((["create-topic", "t", "--queues", "-3"], "--queues: must be 1 or more, not -3"),
+                       (["browse", "bin", "--limit", "-1"], "--limit: must be 0 or more, not -1"),
+                       (["send", "bin", "x", "--delay-level", "-1"], "must be 0 or more, not -1"),
+                       (["receive", "bin", "--group", "g", "--max", "0"], "must be 1 or more, not 0")):
+        line = usage_error(cli("--store", s, *args))
+        assert says in line, line
+    line = one_line_error(cli("--store", s, "query", "bin", "--since", "1d", "--until", "2d"), 2)
+    assert "before --since" in line, line
+    afile = store.parent / "afile"
+    afile.write_text("x")
+    line = one_line_error(cli("--store", str(afile), "send", "t", "hi"), 4)
+    assert "not a directory" in line, line
+    line = one_line_error(cli("--json", "serve", "--memory"), 2)
+    assert "serve" in line, line
 
 
 def test_commands_on_a_missing_topic_fail_and_create_nothing(orders: Path):
@@ -313,8 +361,8 @@ def test_an_empty_store_path_and_a_negative_limit_are_usage_errors(orders: Path,
                        capture_output=True, text=True, timeout=120, cwd=cwd)
     assert "--store is empty" in one_line_error(r, 2)
     assert list(cwd.iterdir()) == [], "the current directory did not become a store"
-    assert "--limit" in one_line_error(cli("--store", str(orders), "query", "orders", "--key", "k1",
-                                           "--limit", "-1"), 2)
+    assert "--limit" in usage_error(cli("--store", str(orders), "query", "orders", "--key", "k1",
+                                        "--limit", "-1"))
 
 
 def test_serve_on_a_store_held_by_another_process_exits_3(orders: Path):

@@ -4,6 +4,7 @@ or JSON (``--json``)."""
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
 import time
@@ -40,6 +41,8 @@ def open_store(args: argparse.Namespace, create: bool = False) -> Any:
         # (An unset variable in a script: Path("") would be the current directory.)
         raise Failure("--store is empty: name the store directory", USAGE)
     path = Path(args.store)
+    if path.exists() and not path.is_dir():
+        raise Failure(f"no store at {path} (not a directory)", NO_STORE)
     if not create and not _is_store(path):
         what = "no such directory" if not path.exists() else "not a pocketmq store"
         raise Failure(f"no store at {path} ({what})", NO_STORE)
@@ -63,17 +66,22 @@ def _message_json(msg: Message) -> dict[str, Any]:
         "store_timestamp": msg.store_timestamp,
         "reconsume_times": msg.reconsume_times,
         "body": msg.body.decode("utf-8", errors="replace"),
+        "body_base64": base64.b64encode(msg.body).decode("ascii"),
     }
 
 
-def _result_json(r: SendResult) -> dict[str, Any]:
-    return {
+def _result_json(r: SendResult, served: bool) -> dict[str, Any]:
+    out = {
         "msg_id": r.msg_id,
         "topic": r.topic,
-        "queue_id": r.queue_id,
+        # RocketMQ 5's protocol does not say which queue a send went to.
+        "queue_id": None if served else r.queue_id,
         "queue_offset": r.queue_offset,
         "status": r.status,
     }
+    if r.recall_handle is not None:
+        out["recall_handle"] = r.recall_handle
+    return out
 
 
 def _print_json(obj: Any) -> None:
@@ -242,6 +250,8 @@ def cmd_query(args: argparse.Namespace) -> int:
         else:
             start = _time(args.since, "--since")
             end = _time(args.until, "--until") if args.until else time.time() + 1
+            if end < start:
+                raise Failure(f"--until ({args.until}) is before --since ({args.since})", USAGE)
             msgs = b.query_by_time(args.topic, start, end, limit=args.limit)
     _messages(args, msgs, "no messages")
     return OK
@@ -269,6 +279,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
         for q, end in nxt.items():
             recent += b.browse(args.topic, queue_id=q, offset=max(end - args.lines, 0), limit=args.lines)
         recent.sort(key=lambda m: m.commitlog_offset)
+        _stream_header(args)
         _stream(args, recent[len(recent) - args.lines:] if args.lines > 0 else [])
         if not args.follow:
             return OK
@@ -292,14 +303,25 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return OK  # (the loop above only ends by returning)
 
 
+def _stream_line(row: Sequence[Any]) -> str:
+    """A row of `tail`'s fixed columns (it prints as messages come, so it cannot size
+    them to its rows as tables do)."""
+    return (f"{row[0]:<23}  {row[1]:>5}  {row[2]:>9}  {row[3]:<32}  {row[4]:<10}  {row[5]:<16}  "
+            f"{row[6]}").rstrip()
+
+
+def _stream_header(args: argparse.Namespace) -> None:
+    if not args.json:
+        print(_stream_line(MESSAGE_HEADERS))
+
+
 def _stream(args: argparse.Namespace, msgs: Iterable[Message]) -> None:
     """Prints messages as they come: one JSON object per line, or fixed columns."""
     for m in msgs:
         if args.json:
             print(json.dumps(_message_json(m), sort_keys=True))
         else:
-            row = _message_row(m)
-            print(f"{row[0]}  {row[1]:>3}  {row[2]:>9}  {row[3]}  {row[4]:<10}  {row[5]:<16}  {row[6]}")
+            print(_stream_line(_message_row(m)))
     sys.stdout.flush()
 
 
@@ -322,6 +344,7 @@ def _tail_group(args: argparse.Namespace) -> int:
         behind = 0 if args.server else b.lag(args.group, args.topic)
         bar = _bar(args, f"catching up {args.group}")
         done = 0
+        _stream_header(args)
         try:
             while True:
                 msgs = c.receive(max_messages=256, timeout=0.5)
@@ -435,9 +458,13 @@ def cmd_send(args: argparse.Namespace) -> int:
             sharding_key=args.sharding_key, queue_id=args.queue_id, delay_level=args.delay_level,
             delay=args.delay)
     if args.json:
-        _print_json(_result_json(r))
-    else:
-        print(f"{r.status} {r.msg_id} to {r.topic} queue {r.queue_id} offset {r.queue_offset}")
+        _print_json(_result_json(r, served=args.server is not None))
+        return OK
+    # RocketMQ 5's protocol does not say which queue a send went to.
+    where = f"to {r.topic}" if args.server else f"to {r.topic} queue {r.queue_id}"
+    print(f"{r.status} {r.msg_id} {where} offset {r.queue_offset}")
+    if r.recall_handle is not None:
+        print(f"delayed: recall handle {r.recall_handle}")
     return OK
 
 

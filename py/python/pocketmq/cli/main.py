@@ -30,12 +30,30 @@ from .commands import (
 )
 from .errors import EXIT_CODES, INTERRUPTED, OK, USAGE, Failure, failure_of
 
+# The commands that work on a served store (--server).
+SERVED = ("send", "receive", "tail")
+
 DESCRIPTION = """\
 Inspect and operate a pocketmq store from a shell, the way mqadmin operates a
 RocketMQ broker. Every command opens the store directory given by --store
 (default ./data), does its work and closes it; a store another process has open
 fails at once, naming that process. Commands that only read never create a
 store. Tables for people; --json for scripts."""
+
+
+def _count(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `least`."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if n < least:
+            raise argparse.ArgumentTypeError(f"must be {least} or more, not {n}")
+        return n
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +66,10 @@ def _parser() -> argparse.ArgumentParser:
                              "proxy) over RocketMQ 5's protocol instead of --store: send, "
                              "receive and tail --group; the other commands need the store")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="JSON for scripts instead of tables")
+                        help="JSON for scripts instead of tables: one document; tail and receive "
+                             "print one object per line (JSON Lines), as messages come. A "
+                             "message's body is text in \"body\" (bytes that are not UTF-8 "
+                             "replaced) and exact in \"body_base64\"")
     common.add_argument("--progress", action="store_true", default=argparse.SUPPRESS,
                         help="show progress bars even when stderr is not a terminal")
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -81,15 +102,15 @@ def _parser() -> argparse.ArgumentParser:
     c = command("tail", cmd_tail,
                 "the last messages of a topic, without consuming; -f follows; --group consumes as a group")
     c.add_argument("topic")
-    c.add_argument("-n", "--lines", type=int, default=10, help="how many of the last messages (10)")
+    c.add_argument("-n", "--lines", type=_count(0), default=10, help="how many of the last messages (10)")
     c.add_argument("-f", "--follow", action="store_true", help="keep printing new messages until Ctrl-C")
     c.add_argument("--group", help="consume (and ack) as this group instead of only reading")
 
     c = command("browse", cmd_browse, "messages of a topic without consuming them")
     c.add_argument("topic")
-    c.add_argument("--queue", type=int, help="one queue (default: all, in store order)")
-    c.add_argument("--offset", type=int, help="queue offset to start from (default: the oldest)")
-    c.add_argument("--limit", type=int, default=32)
+    c.add_argument("--queue", type=_count(0), help="one queue (default: all, in store order)")
+    c.add_argument("--offset", type=_count(0), help="queue offset to start from (default: the oldest)")
+    c.add_argument("--limit", type=_count(0), default=32, help="at most this many (32)")
 
     c = command("get", cmd_get, "one message by id")
     c.add_argument("msg_id")
@@ -100,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     how.add_argument("--key", help="messages with this key")
     how.add_argument("--since", help="messages stored at or after this time")
     c.add_argument("--until", help="with --since: stored before this time (default: now)")
-    c.add_argument("--limit", type=int, default=1000)
+    c.add_argument("--limit", type=_count(0), default=1000, help="at most this many (1000)")
 
     c = command("reset-offset", cmd_reset_offset, "move a group on a topic to earliest, latest or a time")
     c.add_argument("group")
@@ -113,40 +134,46 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("group")
     c.add_argument("topic")
     c.add_argument("--to", required=True, metavar="TEMP", help="the topic to move the backlog to")
-    c.add_argument("--queues", type=int, help="queues of TEMP (default: as many as TOPIC)")
+    c.add_argument("--queues", type=_count(1), help="queues of TEMP (default: as many as TOPIC)")
 
     c = command("dlq", cmd_dlq, "a group's dead letters (not yet redriven)")
     c.add_argument("group")
-    c.add_argument("--limit", type=int, default=100)
+    c.add_argument("--limit", type=_count(0), default=100, help="at most this many (100)")
 
     c = command("redrive", cmd_redrive, "resend a group's dead letters to that group alone")
     c.add_argument("group")
-    c.add_argument("--limit", type=int)
+    c.add_argument("--limit", type=_count(0), help="at most this many (default: all)")
 
     c = command("send", cmd_send, "send one message (creates the store if needed)")
     c.add_argument("topic")
     c.add_argument("body", help="message body (text); '-' reads it from stdin")
-    c.add_argument("--group", default="cli")
-    c.add_argument("--tags")
-    c.add_argument("--key", action="append", default=[], dest="keys")
-    c.add_argument("--property", action="append", default=[], metavar="NAME=VALUE")
-    c.add_argument("--sharding-key")
-    c.add_argument("--queue-id", type=int)
-    c.add_argument("--delay-level", type=int)
-    c.add_argument("--delay", type=float, help="seconds")
+    c.add_argument("--group", default="cli", help="the producer group (cli)")
+    c.add_argument("--tags", help="the message's tag, for consumers' tag filters")
+    c.add_argument("--key", action="append", default=[], dest="keys",
+                   help="a key to find the message by (query --key); repeatable")
+    c.add_argument("--property", action="append", default=[], metavar="NAME=VALUE",
+                   help="a user property; repeatable")
+    c.add_argument("--sharding-key", help="messages of one sharding key go to one queue, in order")
+    c.add_argument("--queue-id", type=_count(0), help="this queue, instead of choosing one")
+    c.add_argument("--delay-level", type=_count(0),
+                   help="RocketMQ's delay level: 1 = 1s, 2 = 5s, ... 18 = 2h (0: none)")
+    c.add_argument("--delay", type=float, help="deliver this many seconds from now")
 
     c = command("receive", cmd_receive, "receive (and ack) messages as a group")
     c.add_argument("topic")
     c.add_argument("--group", required=True)
-    c.add_argument("--tags", default="*")
-    c.add_argument("--max", type=int, default=32, dest="max_messages")
+    c.add_argument("--tags", default="*", help="a tag filter: * or tags joined by || (*)")
+    c.add_argument("--max", type=_count(1), default=32, dest="max_messages",
+                   help="at most this many (32)")
     c.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for the first")
     c.add_argument("--no-ack", action="store_true", help="leave the messages unacked")
-    c.add_argument("--broadcasting", action="store_true")
+    c.add_argument("--broadcasting", action="store_true",
+                   help="receive as a broadcasting consumer: every member of the group gets "
+                        "every message, from its own offsets")
 
     c = command("create-topic", cmd_create_topic, "create a topic or grow its queues")
     c.add_argument("topic")
-    c.add_argument("--queues", type=int)
+    c.add_argument("--queues", type=_count(1), help="how many queues (default 4; never fewer)")
 
     c = command("delete-topic", cmd_delete_topic,
                 "delete a topic: its messages become unreachable, its groups reset")
@@ -165,11 +192,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from ..serve import main as serve
 
         return serve(argv[1:])
+    if "serve" in argv and all(a.startswith("-") for a in argv[: argv.index("serve")]):
+        # `pocketmq --json serve ...`: serve has options of its own, and none of these.
+        given = " ".join(argv[: argv.index("serve")])
+        print(f"pocketmq: error: {given} before serve: serve's own options follow it "
+              f"(pocketmq serve --help)", file=sys.stderr)
+        return USAGE
     args = _parser().parse_args(argv)
     for name, default in (("store", "./data"), ("server", None), ("json", False), ("progress", None),
                           ("verbose", False)):
         if not hasattr(args, name):
             setattr(args, name, default)
+    if args.server is not None and args.command not in SERVED:
+        # Refused before dialling: the answer does not depend on the server.
+        print(f"pocketmq: error: {args.command} needs the store itself, not --server; with "
+              f"--server only send, receive and tail --group work (run it with --store where "
+              f"the store is)", file=sys.stderr)
+        return USAGE
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="pocketmq: %(levelname)s: %(message)s", stream=sys.stderr)
     try:
