@@ -185,7 +185,13 @@ pub async fn serve(
     helpers.push(tokio::spawn(housekeeping(shared.clone())));
     log::info!(
         "event=listening addr={local_addr} tls={} auth={} metrics={}",
-        shared.cfg.tls.is_some(),
+        // TLS and plaintext share the port; without files, TLS has a certificate
+        // made at start.
+        if shared.cfg.tls.is_some() {
+            "certificate"
+        } else {
+            "self-signed"
+        },
         shared.cfg.credentials.is_some(),
         metrics_addr.map_or("none".to_string(), |a| a.to_string())
     );

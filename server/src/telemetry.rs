@@ -6,12 +6,13 @@
 //! the stream's sender in the client registry: it is the only way to push commands
 //! (transaction check-backs) to a client.
 //!
-//! The first reply on a stream is repeated 0.3, 1 and 3 s later. The Node client
-//! installs its listener for the reply only after fetching the routes of all its
-//! topics, while the stream is opened (and the settings sent) after the first route:
-//! a prompt reply can come in between and be lost, leaving its `startup()` waiting
-//! forever. Settings replies are idempotent for every client (they re-apply the same
-//! values), so the repeats cost nothing else.
+//! For the Node client (and a client that names no language) the first reply on a
+//! stream is repeated 0.3, 1 and 3 s later. The Node client installs its listener
+//! for the reply only after fetching the routes of all its topics, while the stream
+//! is opened (and the settings sent) after the first route: a prompt reply can come
+//! in between and be lost, leaving its `startup()` waiting forever. Other clients
+//! get the reply once: a repeat is harmless to them but noisy (the Rust client logs
+//! every settings command it did not ask for as an error).
 //!
 //! A reader task per stream handles what the client writes; the stream ends when the
 //! client closes its side, when it fails, or when the server shuts down. The server's
@@ -95,7 +96,8 @@ async fn read(
         match next {
             Ok(Some(cmd)) => {
                 if let Some(reply) = handle(&shared, &caller, cmd) {
-                    let settled = matches!(reply.command, Some(Command::Settings(_)));
+                    let settled = matches!(reply.command, Some(Command::Settings(_)))
+                        && may_miss_the_reply(&caller.client.language, &reply);
                     if let Some(ended) = if settled { ended.take() } else { None } {
                         tokio::spawn(repeat(
                             reply.clone(),
@@ -134,6 +136,23 @@ async fn read(
         "client={} stream={id} event=telemetry_closed",
         caller.client.id
     );
+}
+
+/// Whether a client may miss its first settings reply (see the module docs): the Node
+/// client (its `x-mq-language` header says `HTTP`; its settings say NODE_JS), or one
+/// that names no language.
+fn may_miss_the_reply(header: &str, reply: &TelemetryCommand) -> bool {
+    let named = match &reply.command {
+        Some(Command::Settings(s)) => s.user_agent.as_ref().map(|ua| ua.language),
+        _ => None,
+    };
+    let node = crate::proto::Language::NodeJs as i32;
+    match (header.trim(), named) {
+        (_, Some(l)) if l == node => true,
+        (h, _) if h.eq_ignore_ascii_case("HTTP") || h.to_ascii_uppercase().contains("NODE") => true,
+        ("", None | Some(0)) => true,
+        _ => false,
+    }
 }
 
 /// Sends the first settings reply again (see the module docs), until the stream's
