@@ -1,5 +1,5 @@
 # The one entry point: `make demo`, `make test`, `make bench`.
-# Assumes rustup/cargo, python3.11, node 20 and apt; installs everything else
+# Assumes rustup/cargo, python3.11, node 20, apt and (for make interop) Go 1.25; installs everything else
 # idempotently (a second run skips what is already there).
 
 SHELL := /bin/bash
@@ -229,7 +229,7 @@ clean:
 # ==== Apache RocketMQ peer and official-client interop (interop/rocketmq, tests/interop/official)
 # make rocketmq-start      start a local Apache RocketMQ 5 (jars from Maven Central on first use)
 # make rocketmq-stop       stop it
-# make interop-official    run the official Python and Node clients' scenarios against
+# make interop-official    run the official Python, Node and Go clients' scenarios against
 #                          $(ROCKETMQ_ENDPOINT) (default: the local Apache proxy, started if needed)
 # Against pocketmq serve:  make interop-official ROCKETMQ_ENDPOINT=127.0.0.1:8081 ROCKETMQ_CREATE=
 # Ports and versions: see the header of interop/rocketmq/rocketmq.sh (ROCKETMQ_GRPC_PORT, ...).
@@ -243,6 +243,11 @@ ROCKETMQ_CREATE ?= bash $(ROCKETMQ_SH) create
 INTEROP_DIR := tests/interop/official
 INTEROP_VENV := $(INTEROP_DIR)/.venv
 INTEROP_PREFIX ?= it$(shell date +%s)
+INTEROP_GO_DIR := $(INTEROP_DIR)/go
+# Go 1.25 or later: `go` on PATH, else where the go.dev tarball puts it. go.mod and go.sum pin
+# every module and no run rewrites them (-mod=readonly); modules land in GOPATH's cache.
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+INTEROP_GO := GOFLAGS="$(GOFLAGS) -mod=readonly -buildvcs=false" $(GO)
 
 rocketmq-start:
 	@command -v java >/dev/null || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y openjdk-17-jdk-headless; }
@@ -260,7 +265,15 @@ $(INTEROP_VENV)/.installed: $(INTEROP_DIR)/requirements.txt
 $(INTEROP_DIR)/node_modules/.package-lock.json: $(INTEROP_DIR)/package.json $(INTEROP_DIR)/package-lock.json
 	cd $(INTEROP_DIR) && npm ci --no-audit --no-fund
 
-interop-official-deps: $(INTEROP_VENV)/.installed $(INTEROP_DIR)/node_modules/.package-lock.json
+$(INTEROP_GO_DIR)/.downloaded: $(INTEROP_GO_DIR)/go.mod $(INTEROP_GO_DIR)/go.sum
+	@test -x "$(GO)" || { echo "Go 1.25 or later is needed for $(INTEROP_GO_DIR) (https://go.dev/dl; or GO=/path/to/go)" >&2; exit 1; }
+	cd $(INTEROP_GO_DIR) && $(INTEROP_GO) mod download
+	touch $@
+
+$(INTEROP_GO_DIR)/scenarios: $(INTEROP_GO_DIR)/.downloaded $(INTEROP_GO_DIR)/main.go
+	cd $(INTEROP_GO_DIR) && $(INTEROP_GO) build -o scenarios .
+
+interop-official-deps: $(INTEROP_VENV)/.installed $(INTEROP_DIR)/node_modules/.package-lock.json $(INTEROP_GO_DIR)/scenarios
 
 # Starts the local Apache peer only when the endpoint is its default one.
 interop-official: interop-official-deps
@@ -269,6 +282,8 @@ interop-official: interop-official-deps
 	$(INTEROP_VENV)/bin/python $(INTEROP_DIR)/scenarios.py $(ROCKETMQ_ENDPOINT) $(INTEROP_PREFIX)-py \
 	  $(if $(ROCKETMQ_CREATE),--create "$(ROCKETMQ_CREATE)") || rc=1; \
 	node $(INTEROP_DIR)/scenarios.js $(ROCKETMQ_ENDPOINT) $(INTEROP_PREFIX)-js \
+	  $(if $(ROCKETMQ_CREATE),--create "$(ROCKETMQ_CREATE)") || rc=1; \
+	$(INTEROP_GO_DIR)/scenarios $(ROCKETMQ_ENDPOINT) $(INTEROP_PREFIX)-go \
 	  $(if $(ROCKETMQ_CREATE),--create "$(ROCKETMQ_CREATE)") || rc=1; \
 	exit $$rc
 

@@ -7,14 +7,15 @@
 #    serve (a server it starts itself), connect() to Apache RocketMQ.
 # 3. The package's producer and consumer tests over connect() to Apache RocketMQ
 #    (POCKETMQ_TARGET=rocketmq; `make test-connect` runs them against pocketmq serve).
-# 4. The official Python and Node clients' scenarios (tests/interop/official) against
+# 4. The official Python, Node and Go clients' scenarios (tests/interop/official) against
 #    Apache RocketMQ and against pocketmq serve; then the official Java client's
 #    (tests/server/java/Official.java: normal, FIFO, delay, transaction, push-retry,
 #    push-fifo).
 # 5. A table of every scenario on every target; stops what it started. Exit 1 on any failure.
 #
-# Expects the package in $VPY's environment and the official clients installed, the
-# Java client's jar in tests/server/java/lib (make interop does all of it).
+# Expects the package in $VPY's environment and the official clients installed (the Go
+# one built into tests/interop/official/go/scenarios), the Java client's jar in
+# tests/server/java/lib (make interop does all of it).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -48,10 +49,13 @@ cat > "$out/serve.toml" <<EOF
 delay_levels = "1s 1s 1s 2s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m"
 transaction_timeout_ms = 3000
 check_interval_ms = 5000
-fifo_groups = ["$prefix-py-fifo-g", "$prefix-js-fifo-g", "$prefix-java-fifo-g", "$prefix-java-pfifo-g"]
+fifo_groups = ["$prefix-py-fifo-g", "$prefix-js-fifo-g", "$prefix-go-fifo-g", "$prefix-java-fifo-g",
+               "$prefix-java-pfifo-g"]
 [groups."$prefix-py-dlq-g"]
 max_reconsume_times = 2
 [groups."$prefix-js-dlq-g"]
+max_reconsume_times = 2
+[groups."$prefix-go-dlq-g"]
 max_reconsume_times = 2
 EOF
 "$VPY" -m pocketmq serve "$out/store" --listen 127.0.0.1:0 --config "$out/serve.toml" \
@@ -85,6 +89,10 @@ step "official Node client: Apache RocketMQ"
 node "$OFFICIAL/scenarios.js" "$apache" "$prefix-ra-js" --create "$create" --json "$out/js-rocketmq.json" || rc=1
 step "official Node client: pocketmq serve"
 node "$OFFICIAL/scenarios.js" "$serve" "$prefix-js" --json "$out/js-serve.json" || rc=1
+step "official Go client: Apache RocketMQ"
+"$OFFICIAL/go/scenarios" "$apache" "$prefix-ra-go" --create "$create" --json "$out/go-rocketmq.json" || rc=1
+step "official Go client: pocketmq serve"
+"$OFFICIAL/go/scenarios" "$serve" "$prefix-go" --json "$out/go-serve.json" || rc=1
 
 java_cp="$(printf '%s:' "$root"/tests/server/java/lib/*.jar)"
 java_official() { # ENDPOINT PREFIX JSON
@@ -106,5 +114,6 @@ step "every scenario on every target"
   "embedded=$out/api-embedded.json" "api/serve=$out/api-serve.json" "api/apache=$out/api-rocketmq.json" \
   "py/serve=$out/py-serve.json" "py/apache=$out/py-rocketmq.json" \
   "js/serve=$out/js-serve.json" "js/apache=$out/js-rocketmq.json" \
+  "go/serve=$out/go-serve.json" "go/apache=$out/go-rocketmq.json" \
   "java/serve=$out/java-serve.json" "java/apache=$out/java-rocketmq.json" || rc=1
 exit $rc
