@@ -35,10 +35,24 @@ pub(crate) fn check_lookup(id: &str) -> crate::Result<()> {
 
 /// A message id: the store's 64-bit nonce and the record's physical offset, 32 hex digits.
 pub(crate) fn make(nonce: u64, offset: u64) -> String {
+    thread_local! {
+        // The last nonce and its digits: a store's ids share their nonce.
+        static NONCE: std::cell::Cell<(u64, [u8; 16])> = const { std::cell::Cell::new((0, [b'0'; 16])) };
+    }
     let mut out = [0u8; 32];
-    out[..16].copy_from_slice(&hex(nonce));
+    let head = NONCE.with(|c| {
+        let (last, digits) = c.get();
+        if last == nonce {
+            return digits;
+        }
+        let digits = hex(nonce);
+        c.set((nonce, digits));
+        digits
+    });
+    out[..16].copy_from_slice(&head);
     out[16..].copy_from_slice(&hex(offset));
-    std::str::from_utf8(&out).unwrap_or_default().to_owned()
+    // SAFETY: hex digits are ASCII, so the bytes are UTF-8.
+    unsafe { String::from_utf8_unchecked(out.to_vec()) }
 }
 
 /// The 16 uppercase hex digits of `v`, most significant first.
