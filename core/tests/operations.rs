@@ -564,3 +564,62 @@ fn redriven_dead_letters_of_a_simple_group_survive_a_restart() {
     assert!(sc.receive(16, Duration::ZERO).unwrap().is_empty());
     assert!(b.dead_letters("s", 10).unwrap().is_empty());
 }
+
+/// One read hands out at most 64 MiB of records once it has its first message (as
+/// one RocketMQ pull stops at its byte caps): a receive of either kind, a browse and
+/// the queries return fewer than asked, and the rest comes with the next read.
+#[test]
+fn one_read_hands_out_at_most_64_mib() {
+    let (b, _) = manual();
+    b.create_topic("big", 1).unwrap();
+    let p = b.producer("p").unwrap();
+    let body = vec![b'x'; 4 << 20];
+    for i in 0..20 {
+        p.send(
+            Message::builder("big", body.clone())
+                .keys([format!("k{}", i % 2)])
+                .build(),
+        )
+        .unwrap();
+    }
+    // Sixteen 4 MiB bodies (and their headers) pass 64 MiB.
+    let c = consumer(&b, "g", "big");
+    let first = c.receive(32, Duration::ZERO).unwrap();
+    assert_eq!(first.len(), 16);
+    let rest = c.receive(32, Duration::ZERO).unwrap();
+    assert_eq!(rest.len(), 4);
+    assert_eq!(rest[0].queue_offset, 16);
+    let sc = b
+        .simple_consumer(pocketmq::SimpleConsumerConfig::new("s", "big"))
+        .unwrap();
+    assert_eq!(sc.receive(32, Duration::ZERO).unwrap().len(), 16);
+    assert_eq!(sc.receive(32, Duration::ZERO).unwrap().len(), 4);
+    assert_eq!(b.browse("big", None, None, 32).unwrap().len(), 16);
+    assert_eq!(b.browse("big", Some(0), Some(16), 32).unwrap().len(), 4);
+    assert_eq!(
+        b.query_by_time("big", 0, u64::MAX / 2, 1000).unwrap().len(),
+        16
+    );
+    assert_eq!(
+        b.query("big", "k0").unwrap().len(),
+        10,
+        "10 bodies of 40 MiB fit"
+    );
+    // A message larger than the budget still comes, alone.
+    let huge = Broker::open(BrokerConfig {
+        max_message_size: 80 << 20,
+        segment_size: Some(256 << 20),
+        ..BrokerConfig::default()
+    })
+    .unwrap();
+    let hp = huge.producer("p").unwrap();
+    for _ in 0..2 {
+        hp.send(Message::new("h", vec![b'y'; 70 << 20])).unwrap();
+    }
+    let hc = consumer(&huge, "g", "h");
+    assert_eq!(
+        hc.receive(32, Duration::ZERO).unwrap().len()
+            + hc.receive(32, Duration::ZERO).unwrap().len(),
+        2
+    );
+}

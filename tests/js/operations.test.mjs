@@ -341,3 +341,21 @@ test("messages read without a consumer have deliveryAttempt 1 and no receipt han
   }
   broker.close();
 });
+
+test("one read hands out at most 64 MiB: big receives and browses return fewer, the engine stays usable", async () => {
+  const broker = new Broker();
+  const p = broker.producer("p");
+  const body = new Uint8Array(4 << 20).fill(0x61);
+  for (let i = 0; i < 20; i++) p.send("big", body);
+  const c = broker.consumer({ group: "g", topic: "big" });
+  const first = await c.receive({ maxMessages: 1000, timeoutMs: 0 });
+  assert.equal(first.length, 16);
+  assert.equal(first[0].body.length, 4 << 20);
+  c.ack(first);
+  assert.equal((await c.receive({ maxMessages: 1000, timeoutMs: 0 })).length, 4);
+  const sc = broker.simpleConsumer({ group: "s", topic: "big" });
+  assert.equal((await sc.receive({ maxMessages: 32, timeoutMs: 0 })).length, 16);
+  assert.equal(broker.browse("big", { limit: 1000 }).length, 16);
+  assert.equal(p.send("big", "still usable").status, "SEND_OK");
+  broker.close();
+});

@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::broker::Broker;
 use crate::consume_queue::{CqEntry, BLANK_SIZE};
 use crate::engine::Engine;
+use crate::message::READ_BUDGET;
 use crate::message_store::MessageStore;
 use crate::topic::{self, DLQ_PREFIX};
 use crate::{Error, MessageExt, Result};
@@ -67,7 +68,8 @@ fn read_queue(
     };
     let mut qo = from.max(cq.min_offset());
     let mut entries: Vec<CqEntry> = Vec::new();
-    'read: while out.len() < limit && qo < cq.max_offset() {
+    let mut bytes = 0u64;
+    'read: while out.len() < limit && bytes < READ_BUDGET && qo < cq.max_offset() {
         cq.entries(qo, (limit - out.len()).clamp(16, 1024), &mut entries);
         if entries.is_empty() {
             break;
@@ -86,8 +88,9 @@ fn read_queue(
             if end_ms.is_some_and(|end| m.store_timestamp >= end) {
                 break 'read;
             }
+            bytes += u64::from(e.size);
             out.push(m);
-            if out.len() >= limit {
+            if out.len() >= limit || bytes >= READ_BUDGET {
                 break 'read;
             }
         }
@@ -96,7 +99,7 @@ fn read_queue(
 }
 
 /// Up to `limit` of the messages of several queues' reads, in CommitLog order
-/// (store-time order).
+/// (store-time order), within the read budget (`READ_BUDGET`).
 fn merge(per_queue: Vec<Vec<MessageExt>>, limit: usize) -> Vec<MessageExt> {
     let mut heads: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
     let mut lists: Vec<std::vec::IntoIter<MessageExt>> = Vec::new();
@@ -111,11 +114,13 @@ fn merge(per_queue: Vec<Vec<MessageExt>>, limit: usize) -> Vec<MessageExt> {
         next.push(first);
     }
     let mut out = Vec::new();
-    while out.len() < limit {
+    let mut bytes = 0u64;
+    while out.len() < limit && bytes < READ_BUDGET {
         let Some(Reverse((_, i))) = heads.pop() else {
             break;
         };
         if let Some(m) = next[i].take() {
+            bytes += m.body.len() as u64;
             out.push(m);
         }
         next[i] = lists[i].next();

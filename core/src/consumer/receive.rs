@@ -9,7 +9,7 @@
 use super::ConsumerGroups;
 use crate::commitlog::Span;
 use crate::message::record::{self, Parsed};
-use crate::message::{Delivery, Taken};
+use crate::message::{Delivery, Taken, READ_BUDGET};
 use crate::message_store::MessageStore;
 use crate::topic::RETRY_PREFIX;
 use crate::{Error, MessageExt, Receipt, Result};
@@ -50,8 +50,9 @@ impl ConsumerGroups {
         }
         let mut entries = Vec::with_capacity(64);
         let mut span = Span::default();
+        let mut bytes = 0u64;
         for i in 0..n {
-            if out.len() >= max {
+            if out.len() >= max || bytes >= READ_BUDGET {
                 break;
             }
             let (t, q) = &c.assigned[(c.rr + i) % n];
@@ -136,7 +137,8 @@ impl ConsumerGroups {
                         },
                     });
                     limit -= 1;
-                    if limit == 0 {
+                    bytes += u64::from(e.size);
+                    if limit == 0 || bytes >= READ_BUDGET {
                         break 'queue;
                     }
                 }

@@ -13,6 +13,12 @@ pub struct Receipt {
     pub(crate) epoch: u64,
 }
 
+/// Most bytes of records one read hands out (a receive of either consumer kind,
+/// `browse`, the queries, `dead_letters`) once it has its first message: past it the
+/// read returns fewer than asked, as one RocketMQ pull stops at its byte caps. It
+/// bounds what one call copies out (a wasm engine has 4 GiB for everything).
+pub(crate) const READ_BUDGET: u64 = 64 << 20;
+
 /// A message a receive took under the engine lock, built into a `MessageExt` after
 /// the lock is released: the parsing and allocating of a delivery run on the
 /// receiving thread while others send and receive.

@@ -15,7 +15,7 @@ use crate::{Error, Result};
 use properties::prop;
 use record::{RecordSpec, RecordView};
 
-pub(crate) use delivery::{Delivery, Taken};
+pub(crate) use delivery::{Delivery, Taken, READ_BUDGET};
 pub use delivery::{MessageExt, Receipt};
 
 /// When a message becomes visible to consumers.

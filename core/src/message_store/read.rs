@@ -142,14 +142,21 @@ impl MessageStore {
             .unwrap_or(false)
     }
 
-    /// The retained messages of `topic` with `key` among their keys, oldest first.
+    /// The retained messages of `topic` with `key` among their keys, oldest first
+    /// (within the read budget: `READ_BUDGET`).
     pub fn query(&self, topic: &str, key: &str) -> Vec<MessageExt> {
+        let mut bytes = 0u64;
         self.index
             .candidates(topic, key)
             .iter()
             .filter(|phys| !self.deleted.hides(topic, **phys))
             .filter_map(|phys| self.message_at(*phys))
             .filter(|m| m.keys.iter().any(|k| k == key))
+            .take_while(|m| {
+                let more = bytes < crate::message::READ_BUDGET;
+                bytes += m.body.len() as u64;
+                more
+            })
             .collect()
     }
 

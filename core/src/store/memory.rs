@@ -45,7 +45,12 @@ static WASM_REGION_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::At
 fn out_of_memory(len: usize) -> io::Error {
     io::Error::new(
         io::ErrorKind::StorageFull,
-        format!("no memory left for a segment of {len} bytes: the store is full (delete topics or lower the retention)"),
+        format!(
+            "no memory left for a segment of {len} bytes: the store is full (on wasm, the \
+             segments of every broker in this instance share 3 GiB; memory comes back as \
+             retention drops whole segments past file_reserved_time, or as a broker closes; \
+             deleting a topic frees nothing before that)"
+        ),
     )
 }
 

@@ -76,6 +76,8 @@ impl Queue {
 /// end, where expiries and revive ops go, and the segment view bodies share.
 pub(super) struct Delivering<'a> {
     pub store: &'a MessageStore,
+    /// Bytes of records the receive may still take (`READ_BUDGET`).
+    pub room: u64,
     pub g: u32,
     pub until: u64,
     pub expiry: &'a mut BTreeMap<u64, Vec<Expiry>>,
@@ -155,6 +157,7 @@ impl PopGroup {
             ref mut expiry,
             ref mut pending,
             ref mut span,
+            ..
         } = *d;
         let gen = gen.max(1);
         let pq = &mut self.queues[q as usize];
@@ -244,7 +247,7 @@ impl PopGroup {
                 pq.scan = min;
             }
             let offset = pq.scan;
-            if taken >= max || scanned >= 4096 || offset >= cq.max_offset() {
+            if taken >= max || d.room == 0 || scanned >= 4096 || offset >= cq.max_offset() {
                 return;
             }
             scanned += 1;
@@ -287,6 +290,7 @@ impl PopGroup {
                 continue;
             }
             if let Some(m) = self.deliver(d, q, offset, 1, 1) {
+                d.room = d.room.saturating_sub(m.record.len() as u64);
                 out.push(m);
                 taken += 1;
                 if let Some(k) = key {

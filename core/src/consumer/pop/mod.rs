@@ -33,7 +33,7 @@ pub use simple::SimpleConsumer;
 use crate::commitlog::Span;
 
 use crate::filter::MessageFilter;
-use crate::message::Taken;
+use crate::message::{Taken, READ_BUDGET};
 use crate::message_store::MessageStore;
 use crate::topic::RETRY_PREFIX;
 use crate::{Error, Result};
@@ -320,15 +320,17 @@ impl PopGroups {
                 scan: 0,
             });
         }
+        let taken: u64 = out.iter().map(|t| t.record.len() as u64).sum();
         let mut d = Delivering {
             store,
+            room: READ_BUDGET.saturating_sub(taken),
             g,
             until,
             expiry,
             pending,
             span: Span::default(),
         };
-        while out.len() < max {
+        while out.len() < max && d.room > 0 {
             let Some((q, offset)) = group.ready.pop_front() else {
                 break;
             };
@@ -336,13 +338,16 @@ impl PopGroups {
                 continue;
             };
             match group.deliver(&mut d, q, offset, attempt + 1, gen + 1) {
-                Some(m) => out.push(m),
+                Some(m) => {
+                    d.room = d.room.saturating_sub(m.record.len() as u64);
+                    out.push(m)
+                }
                 None => *moved |= group.queues[q as usize].advance(),
             }
         }
         let n = group.queues.len();
         for i in 0..n {
-            if out.len() >= max {
+            if out.len() >= max || d.room == 0 {
                 break;
             }
             let q = ((group.rr + i) % n) as u32;
