@@ -589,3 +589,36 @@ fn a_handle_from_before_a_delete_does_not_ack_the_topic_created_again() {
     );
     assert_eq!(got[0].body_str(), Some("new"));
 }
+
+/// Members of a live group subscribe alike: another tag filter, fifo or
+/// max_delivery_attempts is refused, naming the live settings (a member with the
+/// default attempts used to lift a group's limit of 3 for every member). Once the
+/// group has no live member, a new one may change them.
+#[test]
+fn members_of_a_live_group_must_share_its_settings() {
+    let (b, _) = common::manual();
+    let three = || SimpleConsumerConfig {
+        max_delivery_attempts: 3,
+        ..SimpleConsumerConfig::new("g", "t")
+    };
+    let first = b.simple_consumer(three()).unwrap();
+    for other in [
+        SimpleConsumerConfig::new("g", "t"),
+        SimpleConsumerConfig {
+            fifo: true,
+            ..three()
+        },
+        SimpleConsumerConfig {
+            tags: "paid".into(),
+            ..three()
+        },
+    ] {
+        let err = b.simple_consumer(other).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.to_string().contains("max_delivery_attempts 3"), "{err}");
+    }
+    let second = b.simple_consumer(three()).unwrap();
+    drop((first, second));
+    b.simple_consumer(SimpleConsumerConfig::new("g", "t"))
+        .unwrap();
+}

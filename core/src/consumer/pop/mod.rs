@@ -190,14 +190,15 @@ impl PopGroups {
                 .filter
                 .as_ref()
                 .is_none_or(|f| f.canonical() == filter.canonical());
-            if !same_filter || group.fifo != n.fifo {
+            if !same_filter || group.fifo != n.fifo || group.max_attempts != n.max_attempts {
                 return Err(Error::invalid(format!(
-                    "group {:?} is subscribed to {:?} with tags {:?}{} by a live simple \
-                     consumer; every member of a group subscribes alike",
+                    "group {:?} is subscribed to {:?} with tags {:?}{}, max_delivery_attempts \
+                     {}, by a live simple consumer; every member of a group subscribes alike",
                     n.group,
                     group.topic,
                     group.filter.as_ref().map_or("*".into(), |f| f.canonical()),
-                    if group.fifo { " (fifo)" } else { "" }
+                    if group.fifo { " (fifo)" } else { "" },
+                    group.max_attempts
                 )));
             }
         }
