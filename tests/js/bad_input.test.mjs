@@ -209,3 +209,16 @@ test("option errors speak JS: camelCase names, values as written", () => {
   );
   broker.close();
 });
+
+test("options in snake_case or in a Map are refused, not ignored; a delayed one-item batch has its recall handle", () => {
+  assert.throws(() => new Broker({ max_message_size: 10 }), (e) => e instanceof InvalidArgumentError && /max_message_size/.test(e.message));
+  const broker = new Broker();
+  const p = broker.producer("p");
+  assert.throws(() => p.send("t", "x", new Map([["tags", "x"]])), TypeError);
+  assert.throws(() => p.send("t", "x", { sharding_key: "k" }), InvalidArgumentError);
+  const [r] = p.sendBatch("t", ["a"], { delayMs: 60_000 });
+  assert.equal(typeof r.recallHandle, "string");
+  assert.equal(p.recall("t", r.recallHandle), true);
+  assert.throws(() => p.sendBatch("t", ["a", "b"], { delayMs: 1000 }), InvalidArgumentError);
+  broker.close();
+});

@@ -190,6 +190,7 @@ export interface TransactionProducerOptions {
   check?: (msg: Message) => TxState | Promise<TxState>;
 }
 
+/** A transactional message cannot also be delayed (`delayLevel`, `delayMs`, `deliverAt`: InvalidArgumentError), as in RocketMQ. */
 export interface TransactionSendOptions extends SendOptions {
   /** Runs the local transaction; an exception counts as UNKNOWN. */
   execute: (msg: Message) => TxState;
@@ -340,8 +341,14 @@ export class Producer {
   private constructor();
   readonly group: string;
   send(topic: string, body: Body, options?: SendOptions): SendResult;
-  /** Stores several messages of one topic as one append. */
-  /** `options` apply to every item; a `dedupId` belongs on each item (`{ body, dedupId }`). */
+  /**
+   * Stores several messages of one topic as one append, to one queue (RocketMQ's batch):
+   * all or none. `options` apply to every item; a `dedupId` belongs on each item
+   * (`{ body, dedupId }`). Items must share `queueId` and `shardingKey`; a batch of two or
+   * more cannot be delayed (`delayLevel`, `delayMs`, `deliverAt`: InvalidArgumentError, as
+   * RocketMQ refuses delayed batches); the bodies together stay within the broker's
+   * `maxMessageSize`.
+   */
   sendBatch(topic: string, items: BatchItem[], options?: Omit<SendOptions, "dedupId">): SendResult[];
   /** Cancels a delayed message before it is delivered (RocketMQ 5.3's recallMessage): true when it was waiting and now never will be delivered; false when its time has come, or it was recalled already. */
   recall(topic: string, recallHandle: string): boolean;

@@ -86,7 +86,9 @@ function isPlainObject(v) {
     !Array.isArray(v) &&
     !ArrayBuffer.isView(v) &&
     !(v instanceof ArrayBuffer) &&
-    !(v instanceof Date)
+    !(v instanceof Date) &&
+    !(v instanceof Map) &&
+    !(v instanceof Set)
   );
 }
 
@@ -814,8 +816,10 @@ export class Producer {
     }
     const ptr = this.#send(topic, ...batchItems(items, sendOptions(options)));
     const out = [];
-    const nextDue = wire.readSendResults(ptr, (msgId, queueId, queueOffset, commitlogOffset, status, duplicate) => {
-      out.push({ msgId, topic, queueId, queueOffset, commitlogOffset, status, duplicate });
+    const nextDue = wire.readSendResults(ptr, (msgId, queueId, queueOffset, commitlogOffset, status, duplicate, recallHandle) => {
+      const r = { msgId, topic, queueId, queueOffset, commitlogOffset, status, duplicate };
+      if (recallHandle !== undefined) r.recallHandle = recallHandle;
+      out.push(r);
     });
     this.#broker._sent(nextDue);
     return out;

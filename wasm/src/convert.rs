@@ -108,6 +108,14 @@ fn set_options<C: Options>(
         if skip.contains(&key.as_str()) || value.is_undefined() {
             continue;
         }
+        if key.contains('_') {
+            // JS names options in camelCase (the send options too): a snake_case
+            // name is as unknown as any other.
+            let camel = crate::errors::js_option_name(&key, false);
+            return Err(crate::errors::invalid_verbatim(format!(
+                "{what}: unknown option {key:?}: options are named in camelCase ({camel})"
+            )));
+        }
         let mut name = String::with_capacity(key.len() + 4);
         for c in key.chars() {
             if c.is_ascii_uppercase() {

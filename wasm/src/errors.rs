@@ -122,6 +122,13 @@ pub(crate) fn host_error(err: JsValue) -> JsValue {
     }
 }
 
+/// `invalid` with the message as given: the engine's names in it are not turned
+/// into JS's (for a message about a name the caller gave as is).
+pub(crate) fn invalid_verbatim(msg: impl Into<String>) -> JsValue {
+    let err = Error::InvalidArgument(msg.into());
+    build(err.kind().as_str(), &err.to_string())
+}
+
 /// An argument whose value is out of range or malformed.
 pub(crate) fn invalid(msg: impl Into<String>) -> JsValue {
     to_js(Error::InvalidArgument(msg.into()))
