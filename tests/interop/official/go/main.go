@@ -255,6 +255,22 @@ func (c *Ctx) newSimple(group, topic string, fe *rmq.FilterExpression) (rmq.Simp
 		rmq.WithSimpleSubscriptionExpressions(map[string]*rmq.FilterExpression{topic: fe}))
 }
 
+// pair starts a producer of topic (with checker, if any) and a simple consumer of group
+// on it; stop ends the consumer, then the producer.
+func (c *Ctx) pair(topic, group string, checker *rmq.TransactionChecker, fe *rmq.FilterExpression) (
+	rmq.Producer, rmq.SimpleConsumer, func(), error) {
+	producer, err := c.producer([]string{topic}, checker)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	consumer, err := c.simple(group, topic, fe)
+	if err != nil {
+		shutdown(producer)
+		return nil, nil, nil, err
+	}
+	return producer, consumer, func() { shutdown(consumer); shutdown(producer) }, nil
+}
+
 func (c *Ctx) simple(group, topic string, fe *rmq.FilterExpression) (rmq.SimpleConsumer, error) {
 	sc, err := c.newSimple(group, topic, fe)
 	if err != nil {
@@ -443,16 +459,11 @@ func contains(list []string, s string) bool {
 
 func scNormal(ctx *Ctx, r *Result) error {
 	topic, group := ctx.name("normal"), ctx.name("normal-g")
-	producer, err := ctx.producer([]string{topic}, nil)
+	producer, consumer, stop, err := ctx.pair(topic, group, nil, nil)
 	if err != nil {
 		return err
 	}
-	defer shutdown(producer)
-	consumer, err := ctx.simple(group, topic, nil)
-	if err != nil {
-		return err
-	}
-	defer shutdown(consumer)
+	defer stop()
 	sent := map[string]int{}
 	var first string
 	var lat []time.Duration
@@ -510,16 +521,11 @@ func scNormal(ctx *Ctx, r *Result) error {
 
 func scFifo(ctx *Ctx, r *Result) error {
 	topic, group := ctx.name("fifo"), ctx.name("fifo-g")
-	producer, err := ctx.producer([]string{topic}, nil)
+	producer, consumer, stop, err := ctx.pair(topic, group, nil, nil)
 	if err != nil {
 		return err
 	}
-	defer shutdown(producer)
-	consumer, err := ctx.simple(group, topic, nil)
-	if err != nil {
-		return err
-	}
-	defer shutdown(consumer)
+	defer stop()
 	groups, per := []string{"g0", "g1", "g2"}, 6
 	for i := 0; i < per; i++ {
 		for _, g := range groups {
@@ -573,16 +579,11 @@ func scFifo(ctx *Ctx, r *Result) error {
 
 func scDelay(ctx *Ctx, r *Result) error {
 	topic, group := ctx.name("delay"), ctx.name("delay-g")
-	producer, err := ctx.producer([]string{topic}, nil)
+	producer, consumer, stop, err := ctx.pair(topic, group, nil, nil)
 	if err != nil {
 		return err
 	}
-	defer shutdown(producer)
-	consumer, err := ctx.simple(group, topic, nil)
-	if err != nil {
-		return err
-	}
-	defer shutdown(consumer)
+	defer stop()
 	// The Go client sends delivery timestamps in milliseconds; they are due on a whole second
 	// here, as the Python client's are (Apache's timer wheel fires a due time inside a
 	// second at that second's end; see scenarios.js).
@@ -651,16 +652,11 @@ func scTransaction(ctx *Ctx, r *Result) error {
 		}
 		return rmq.ROLLBACK
 	}}
-	producer, err := ctx.producer([]string{topic}, checker)
+	producer, consumer, stop, err := ctx.pair(topic, group, checker, nil)
 	if err != nil {
 		return err
 	}
-	defer shutdown(producer)
-	consumer, err := ctx.simple(group, topic, nil)
-	if err != nil {
-		return err
-	}
-	defer shutdown(consumer)
+	defer stop()
 	sentAt := map[string]time.Time{}
 	for _, body := range []string{"tx-commit", "tx-rollback", "tx-unknown-commit", "tx-unknown-rollback"} {
 		tx := producer.BeginTransaction()
@@ -733,16 +729,11 @@ func scTransaction(ctx *Ctx, r *Result) error {
 
 func scInvisibility(ctx *Ctx, r *Result) error {
 	topic, group := ctx.name("invis"), ctx.name("invis-g")
-	producer, err := ctx.producer([]string{topic}, nil)
+	producer, consumer, stop, err := ctx.pair(topic, group, nil, nil)
 	if err != nil {
 		return err
 	}
-	defer shutdown(producer)
-	consumer, err := ctx.simple(group, topic, nil)
-	if err != nil {
-		return err
-	}
-	defer shutdown(consumer)
+	defer stop()
 	for _, body := range []string{"extend", "expire"} {
 		if _, err := send(producer, newMessage(topic, body, msgOpts{})); err != nil {
 			return fmt.Errorf("send: %w", err)
@@ -957,16 +948,11 @@ func scPushDlq(ctx *Ctx, r *Result) error {
 
 func scTags(ctx *Ctx, r *Result) error {
 	topic, group := ctx.name("tags"), ctx.name("tags-g")
-	producer, err := ctx.producer([]string{topic}, nil)
+	producer, consumer, stop, err := ctx.pair(topic, group, nil, rmq.NewFilterExpression("TagA || TagB"))
 	if err != nil {
 		return err
 	}
-	defer shutdown(producer)
-	consumer, err := ctx.simple(group, topic, rmq.NewFilterExpression("TagA || TagB"))
-	if err != nil {
-		return err
-	}
-	defer shutdown(consumer)
+	defer stop()
 	for i, tag := range []string{"TagA", "TagB", "TagC", "", "TagA"} {
 		if _, err := send(producer, newMessage(topic, fmt.Sprintf("%d:%s", i, tag), msgOpts{tag: tag})); err != nil {
 			return fmt.Errorf("send: %w", err)
@@ -1143,16 +1129,11 @@ func worker(endpoint, prefix, topic, group string) int {
 // does, and for acks the server's answer, which Ack() does not pass on).
 func scBadInput(ctx *Ctx, r *Result) error {
 	topic, group := ctx.name("bad"), ctx.name("bad-g")
-	producer, err := ctx.producer([]string{topic}, nil)
+	producer, consumer, stop, err := ctx.pair(topic, group, nil, nil)
 	if err != nil {
 		return err
 	}
-	defer shutdown(producer)
-	consumer, err := ctx.simple(group, topic, nil)
-	if err != nil {
-		return err
-	}
-	defer shutdown(consumer)
+	defer stop()
 	var notes, acceptedBad []string
 	// Some refusals may never settle in a client, so give up after 20 s.
 	attempt := func(what string, fn func() (string, error)) bool {
