@@ -622,3 +622,22 @@ fn members_of_a_live_group_must_share_its_settings() {
     b.simple_consumer(SimpleConsumerConfig::new("g", "t"))
         .unwrap();
 }
+
+/// `nack_after` is spelled as a classic consumer's: the message comes back after the
+/// delay on the broker's clock.
+#[test]
+fn nack_after_delays_the_next_delivery() {
+    use pocketmq::Clock;
+    let (b, clock) = manual();
+    send_n(&b, "t", 1);
+    let sc = simple(&b, "g", "t");
+    let start = clock.now_ms();
+    let first = sc.receive(1, NOW).unwrap();
+    sc.nack_after(&first[0], Duration::from_secs(45)).unwrap();
+    clock.advance_ms(44_000);
+    assert!(sc.receive(1, NOW).unwrap().is_empty());
+    clock.advance_ms(1_000);
+    let again = sc.receive(1, NOW).unwrap();
+    assert_eq!(again[0].delivery_attempt, 2);
+    assert_eq!(clock.now_ms() - start, 45_000);
+}

@@ -198,6 +198,11 @@ impl SimpleConsumer {
         self.nack_handle(handle_of(msg)?, delay)
     }
 
+    /// `nack` with a delay, spelled as `Consumer::nack_after` spells it.
+    pub fn nack_after(&self, msg: &MessageExt, delay: Duration) -> Result<()> {
+        self.nack(msg, Some(delay))
+    }
+
     /// `nack` by receipt handle.
     pub fn nack_handle(&self, h: &str, delay: Option<Duration>) -> Result<()> {
         self.check_open()?;
