@@ -241,8 +241,6 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    if args.limit is not None and args.limit < 0:
-        raise Failure(f"--limit must be 0 or more, not {args.limit}", USAGE)
     with open_store(args) as b:
         if args.key is not None:
             _require_topic(args, b)
