@@ -283,8 +283,10 @@ pub(crate) fn dispatch_to(
         }
         Kind::Half => {
             let group = properties::text(pgroup).unwrap_or("");
+            let immunity = properties::value(r.properties, prop::CHECK_IMMUNITY_TIME_IN_SECONDS)
+                .and_then(properties::immunity_ms);
             let due =
-                s.tx.on_half(r.queue_offset, r.phys, group, r.store_ts, dedup);
+                s.tx.on_half(r.queue_offset, r.phys, group, r.store_ts, immunity, dedup);
             *s.next_due = (*s.next_due).min(due);
         }
         Kind::Op => {

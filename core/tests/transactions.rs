@@ -120,6 +120,122 @@ fn unknown_is_checked_after_the_timeout_and_resolved_once() {
     assert!(drain(&c).is_empty());
 }
 
+/// What a listener was shown: each check's body and `TRANSACTION_CHECK_TIMES`.
+type Checked = std::sync::Mutex<Vec<(String, Option<String>)>>;
+
+#[test]
+fn a_check_shows_its_count_and_a_producer_may_put_the_first_one_off() {
+    let (b, clock) = manual();
+    let c = consumer(&b, "g", "orders");
+    let seen: Arc<Checked> = Arc::default();
+    let log = seen.clone();
+    let tp = b
+        .transaction_producer(
+            "pay",
+            Arc::new(move |m: &pocketmq::MessageExt| {
+                let count = m.properties.get("TRANSACTION_CHECK_TIMES").cloned();
+                let commit = count.as_deref() == Some("2");
+                log.lock()
+                    .unwrap()
+                    .push((m.body_str().unwrap().to_string(), count));
+                if commit {
+                    TxState::Commit
+                } else {
+                    TxState::Unknown
+                }
+            }),
+        )
+        .unwrap();
+    // RocketMQ's user property: whole seconds before the first check-back.
+    let later = Message::builder("orders", "later")
+        .property("CHECK_IMMUNITY_TIME_IN_SECONDS", "30")
+        .build();
+    tp.send(later, |_| TxState::Unknown).unwrap();
+    tp.send(Message::new("orders", "soon"), |_| TxState::Unknown)
+        .unwrap();
+    let checked = |seen: &Arc<Checked>| std::mem::take(&mut *seen.lock().unwrap());
+    clock.advance_ms(6_000);
+    b.tick().unwrap();
+    assert_eq!(
+        checked(&seen),
+        vec![("soon".to_string(), Some("1".to_string()))]
+    );
+    clock.advance_ms(23_999);
+    b.tick().unwrap();
+    assert!(checked(&seen).is_empty());
+    clock.advance_ms(1);
+    b.tick().unwrap();
+    assert_eq!(
+        checked(&seen),
+        vec![("later".to_string(), Some("1".to_string()))]
+    );
+    clock.advance_ms(60_000);
+    b.tick().unwrap();
+    let mut second = checked(&seen);
+    second.sort();
+    assert_eq!(
+        second,
+        vec![
+            ("later".to_string(), Some("2".to_string())),
+            ("soon".to_string(), Some("2".to_string())),
+        ]
+    );
+    // Committed at their second check: the count was the check's, never part of
+    // the message; the producer's property stays, as RocketMQ keeps it.
+    let mut delivered = drain(&c);
+    delivered.sort_by(|a, b| a.body.cmp(&b.body));
+    assert_eq!(bodies(&delivered), vec!["later", "soon"]);
+    assert!(delivered
+        .iter()
+        .all(|m| !m.properties.contains_key("TRANSACTION_CHECK_TIMES")));
+    assert_eq!(
+        delivered[0]
+            .properties
+            .get("CHECK_IMMUNITY_TIME_IN_SECONDS")
+            .map(String::as_str),
+        Some("30")
+    );
+}
+
+#[test]
+fn a_first_check_delay_that_is_not_whole_seconds_up_to_a_day_is_refused() {
+    let (b, _clock) = manual();
+    let tp = b
+        .transaction_producer("pay", Arc::new(|_: &pocketmq::MessageExt| TxState::Commit))
+        .unwrap();
+    for bad in [
+        "-1",
+        "1.5",
+        "soon",
+        "86401",
+        " 5",
+        "+5",
+        "99999999999999999999",
+    ] {
+        let m = Message::builder("orders", "x")
+            .property("CHECK_IMMUNITY_TIME_IN_SECONDS", bad)
+            .build();
+        let err = tp.send(m, |_| TxState::Commit).unwrap_err();
+        assert!(
+            matches!(err, pocketmq::Error::InvalidArgument(_)),
+            "{bad:?}: {err}"
+        );
+        assert!(err.to_string().contains("whole seconds"), "{err}");
+    }
+    assert_eq!(b.stats().unwrap().pending_transactions, 0);
+    for good in ["0", "86400"] {
+        let m = Message::builder("orders", "x")
+            .property("CHECK_IMMUNITY_TIME_IN_SECONDS", good)
+            .build();
+        tp.send(m, |_| TxState::Commit).unwrap();
+    }
+    // Reserved as before: the count belongs to the engine.
+    let m = Message::builder("orders", "x")
+        .property("TRANSACTION_CHECK_TIMES", "3")
+        .build();
+    assert!(tp.send(m, |_| TxState::Commit).is_err());
+}
+
 #[test]
 fn always_unknown_is_checked_fifteen_times_then_discarded() {
     let (b, clock) = manual();

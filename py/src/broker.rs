@@ -93,7 +93,10 @@ impl Broker {
     }
 
     /// A producer of transactional messages; `check(msg) -> TxState` answers for
-    /// half messages left UNKNOWN.
+    /// half messages left UNKNOWN. The first check comes `transaction_timeout` after
+    /// the send, or after the whole seconds a message's
+    /// `CHECK_IMMUNITY_TIME_IN_SECONDS` property names (at most a day); the message a
+    /// check shows has `properties["TRANSACTION_CHECK_TIMES"]`, "1" the first time.
     #[pyo3(signature = (group, *, check))]
     fn transaction_producer(
         &self,

@@ -36,7 +36,9 @@ pub(crate) const TRACE_CONTEXT: &str = "__PMQ_TRACE_CONTEXT";
 pub(crate) const BORN_HOST: &str = "__BORNHOST";
 
 /// Property names RocketMQ keeps for itself (`MessageConst`); a client may not set them
-/// and the engine's never reach a client.
+/// and the engine's never reach a client, but for [`SHOWN_PROPERTIES`].
+/// `CHECK_IMMUNITY_TIME_IN_SECONDS` is not one: a client sets it on a transactional
+/// message to put its first check-back off (Apache's broker reads it so).
 const SYSTEM_PROPERTIES: &[&str] = &[
     "TAGS",
     "KEYS",
@@ -55,7 +57,6 @@ const SYSTEM_PROPERTIES: &[&str] = &[
     "RECONSUME_TIME",
     "MAX_RECONSUME_TIMES",
     "TRANSACTION_CHECK_TIMES",
-    "CHECK_IMMUNITY_TIME_IN_SECONDS",
     "MIN_OFFSET",
     "MAX_OFFSET",
     "CONSUME_START_TIME",
@@ -81,6 +82,15 @@ const SYSTEM_PROPERTIES: &[&str] = &[
     "TTL",
     "CLUSTER",
 ];
+
+/// The engine's properties a client sees as user properties, as Apache's proxy shows
+/// them (they are not in `MessageConst.STRING_HASH_SET`): a check-back's count of
+/// checks so far, 1 on the first.
+const SHOWN_PROPERTIES: &[&str] = &["TRANSACTION_CHECK_TIMES"];
+
+/// The longest `orphaned_transaction_recovery_duration` (Apache's proxy:
+/// `maxTransactionRecoverySecond`, one hour).
+const MAX_RECOVERY_SECS: i64 = 3600;
 
 /// A message group is shorter than this many bytes (Apache's `maxMessageGroupSize`).
 const MAX_GROUP_LEN: usize = 64;
@@ -240,6 +250,23 @@ pub(crate) fn to_engine(
         }
     };
 
+    if let (MessageType::Transaction, Some(d)) = (kind, &sys.orphaned_transaction_recovery_duration)
+    {
+        if !(0..=MAX_RECOVERY_SECS).contains(&d.seconds) {
+            return Err(Refusal::new(
+                Code::BadRequest,
+                format!(
+                    "orphaned transaction recovery duration {} s: 0 to {MAX_RECOVERY_SECS} s",
+                    d.seconds
+                ),
+            ));
+        }
+        msg.properties.insert(
+            "CHECK_IMMUNITY_TIME_IN_SECONDS".to_string(),
+            d.seconds.to_string(),
+        );
+    }
+
     let message_id = sys.message_id;
     if !message_id.is_empty() {
         if message_id.len() > MAX_MESSAGE_ID_LEN
@@ -329,7 +356,11 @@ pub(crate) fn to_proto(ext: &MessageExt, topic: Resource, d: Delivery) -> PbMess
     let p = &ext.properties;
     let user_properties = p
         .iter()
-        .filter(|(k, _)| !SYSTEM_PROPERTIES.contains(&k.as_str()) && !k.starts_with(SERVER_PREFIX))
+        .filter(|(k, _)| {
+            let k = k.as_str();
+            (!SYSTEM_PROPERTIES.contains(&k) || SHOWN_PROPERTIES.contains(&k))
+                && !k.starts_with(SERVER_PREFIX)
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let message_group = p.get("__SHARDINGKEY").cloned();

@@ -170,6 +170,13 @@ async fn an_open_half_message_is_checked_back_through_a_producer_stream() {
     assert_eq!(sys.delivery_attempt, Some(1));
     assert!(!sys.store_host.is_empty());
     assert_eq!(m.topic, Some(resource("pay")));
+    // The count of checks, a user property as Apache's check service sets it.
+    assert_eq!(
+        m.user_properties
+            .get("TRANSACTION_CHECK_TIMES")
+            .map(String::as_str),
+        Some("1")
+    );
     // A checker that answers UNKNOWN: the Go client sends no resolution. Answered OK
     // (as Apache does), and the half message stays open for the next check.
     assert_eq!(
@@ -198,6 +205,68 @@ async fn an_open_half_message_is_checked_back_through_a_producer_stream() {
         Code::Ok
     );
     assert_eq!(stored(server.broker(), "pay").len(), 1);
+    server.shutdown().await.unwrap();
+}
+
+/// A producer puts the first check-back off: with `orphaned_transaction_recovery_duration`
+/// (at most an hour, as Apache's proxy allows) or the user property Apache's broker
+/// reads, `CHECK_IMMUNITY_TIME_IN_SECONDS`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_may_put_the_first_check_back_off() {
+    let (broker, clock) = manual_broker();
+    let (server, mut client) = start(broker, config()).await;
+    let (_tx, mut inbound) = producer_stream(&mut client, CLIENT_ID, "pay").await;
+    let mut by_duration = half("pay", 1);
+    by_duration
+        .system_properties
+        .as_mut()
+        .unwrap()
+        .orphaned_transaction_recovery_duration = Some(prost_types::Duration {
+        seconds: 20,
+        nanos: 0,
+    });
+    let mut by_property = half("pay", 2);
+    by_property
+        .user_properties
+        .insert("CHECK_IMMUNITY_TIME_IN_SECONDS".into(), "40".into());
+    for m in [by_duration, by_property, half("pay", 3)] {
+        assert_eq!(
+            code(&send(&mut client, m).await.entries[0].status),
+            Code::Ok
+        );
+    }
+    // The one without a delay at the timeout (6 s), the others at 20 s and 40 s.
+    for (advance, due) in [
+        (6_000, Some(3)),
+        (13_999, None),
+        (1, Some(1)),
+        (19_999, None),
+        (1, Some(2)),
+    ] {
+        clock.advance_ms(advance);
+        server.broker().tick().unwrap();
+        let wait = Duration::from_millis(if due.is_some() { 5_000 } else { 300 });
+        let got = check_back(&mut inbound, wait).await;
+        assert_eq!(got, due.map(message_id), "after {advance} ms more");
+    }
+    let mut too_long = half("pay", 4);
+    too_long
+        .system_properties
+        .as_mut()
+        .unwrap()
+        .orphaned_transaction_recovery_duration = Some(prost_types::Duration {
+        seconds: 3_601,
+        nanos: 0,
+    });
+    let mut not_seconds = half("pay", 5);
+    not_seconds
+        .user_properties
+        .insert("CHECK_IMMUNITY_TIME_IN_SECONDS".into(), "soon".into());
+    for m in [too_long, not_seconds] {
+        let r = send(&mut client, m).await;
+        assert_ne!(code(&r.entries[0].status), Code::Ok);
+    }
+    assert_eq!(server.broker().stats().unwrap().pending_transactions, 3);
     server.shutdown().await.unwrap();
 }
 
@@ -339,6 +408,28 @@ async fn producer_stream(
         .expect("the stream stays open");
     assert!(matches!(reply.command, Some(Command::Settings(_))));
     (tx, inbound)
+}
+
+/// The message id of the next check-back to reach `inbound` within `wait`.
+async fn check_back(
+    inbound: &mut tonic::Streaming<TelemetryCommand>,
+    wait: Duration,
+) -> Option<String> {
+    tokio::time::timeout(wait, async {
+        loop {
+            match inbound.message().await {
+                Ok(Some(TelemetryCommand {
+                    command: Some(Command::RecoverOrphanedTransactionCommand(r)),
+                    ..
+                })) => return r.message?.system_properties?.message_id.into(),
+                Ok(Some(_)) => {}
+                _ => std::future::pending::<()>().await,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// Whether a check-back reaches `inbound` within `wait`.

@@ -261,7 +261,11 @@ impl Broker {
     }
 
     /// A producer of transactional messages; `listener` answers check-backs for
-    /// half messages of `group` left UNKNOWN (or orphaned by a crash).
+    /// half messages of `group` left UNKNOWN (or orphaned by a crash). As in
+    /// RocketMQ, the first check comes `transaction_timeout` after the send, or the
+    /// whole seconds of the message's `CHECK_IMMUNITY_TIME_IN_SECONDS` property (at
+    /// most a day), then one every `check_interval`; the message a
+    /// check shows carries `TRANSACTION_CHECK_TIMES`, 1 on the first check.
     pub fn transaction_producer(
         &self,
         group: &str,

@@ -115,6 +115,14 @@ impl Message {
                     "property {k:?} is reserved for the engine"
                 )));
             }
+            if k == properties::prop::CHECK_IMMUNITY_TIME_IN_SECONDS
+                && properties::immunity_ms(v).is_none()
+            {
+                return Err(Error::invalid(format!(
+                    "property {k:?} = {v:?}: whole seconds, 0 to {}",
+                    properties::MAX_IMMUNITY_SECS
+                )));
+            }
         }
         if let Some(k) = &m.sharding_key {
             properties::check_user_text("sharding key", k)?;

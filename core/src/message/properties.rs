@@ -25,6 +25,9 @@ pub(crate) mod prop {
     pub const TRAN_MSG: &str = "TRAN_MSG";
     pub const PGROUP: &str = "PGROUP";
     pub const TRANSACTION_CHECK_TIMES: &str = "TRANSACTION_CHECK_TIMES";
+    /// On a transactional message, set by its producer: whole seconds after it is
+    /// stored before its first check-back (RocketMQ's user property of this name).
+    pub const CHECK_IMMUNITY_TIME_IN_SECONDS: &str = "CHECK_IMMUNITY_TIME_IN_SECONDS";
     pub const SHARDING_KEY: &str = "__SHARDINGKEY";
     pub const DEDUP_ID: &str = "DEDUP_ID";
     /// On a transaction's op record: how it was resolved (`ROLLBACK` when dropped).
@@ -53,7 +56,6 @@ pub(crate) const RESERVED_PROPERTIES: &[&str] = &[
     "RECONSUME_TIME",
     "MAX_RECONSUME_TIMES",
     "TRANSACTION_CHECK_TIMES",
-    "CHECK_IMMUNITY_TIME_IN_SECONDS",
     "MIN_OFFSET",
     "MAX_OFFSET",
     "CONSUME_START_TIME",
@@ -63,6 +65,18 @@ pub(crate) const RESERVED_PROPERTIES: &[&str] = &[
     "__transactionId__",
     "MOVED_FROM",
 ];
+
+/// The longest delay before its first check-back a transactional message may ask
+/// for with `CHECK_IMMUNITY_TIME_IN_SECONDS` (one day).
+pub(crate) const MAX_IMMUNITY_SECS: u64 = 86_400;
+
+/// A `CHECK_IMMUNITY_TIME_IN_SECONDS` value in milliseconds: whole seconds, at most
+/// [`MAX_IMMUNITY_SECS`].
+pub(crate) fn immunity_ms(value: &str) -> Option<u64> {
+    let digits = !value.is_empty() && value.len() <= 6 && value.bytes().all(|b| b.is_ascii_digit());
+    let secs: u64 = value.parse().ok().filter(|_| digits)?;
+    (secs <= MAX_IMMUNITY_SECS).then_some(secs * 1000)
+}
 
 /// Whether `name` is one of [`RESERVED_PROPERTIES`]. Each of them begins with a capital
 /// letter or `_`, so most users' names are told apart by their first byte.

@@ -181,14 +181,17 @@ impl Transactions {
         })
     }
 
-    /// A half message was dispatched; returns when its first check is due. Checks
-    /// made before a restart count: the next comes an interval after the last.
+    /// A half message was dispatched; returns when its first check is due: the
+    /// check timeout after it was stored, or `immunity_ms` when its producer set
+    /// `CHECK_IMMUNITY_TIME_IN_SECONDS`. Checks made before a restart count: the
+    /// next comes an interval after the last.
     pub fn on_half(
         &mut self,
         qo: u64,
         phys: u64,
         group: &str,
         store_ts: u64,
+        immunity_ms: Option<u64>,
         dedup: Option<Key>,
     ) -> u64 {
         self.half_end = self.half_end.max(qo + 1);
@@ -197,7 +200,7 @@ impl Transactions {
         }
         let checks = self.restored_checks.get(&qo).copied().unwrap_or(0);
         let next_check_ms = store_ts
-            .saturating_add(self.policy.timeout_ms)
+            .saturating_add(immunity_ms.unwrap_or(self.policy.timeout_ms))
             .saturating_add((checks as u64).saturating_mul(self.policy.interval_ms));
         self.pending.insert(
             qo,
@@ -345,7 +348,10 @@ impl Transactions {
             self.dirty = true;
             if let Some(l) = self.listeners.get(&p.group) {
                 p.checks += 1;
-                if let Some(m) = store.message_at(p.phys) {
+                if let Some(mut m) = store.message_at(p.phys) {
+                    // As RocketMQ's check service marks it: 1 on the first check.
+                    m.properties
+                        .insert(prop::TRANSACTION_CHECK_TIMES.into(), p.checks.to_string());
                     checks.push((qo, l.clone(), m));
                 }
             }
