@@ -75,6 +75,34 @@ def test_unknown_is_checked_after_the_timeout(txb, clock):
     assert txb.stats()["pending_transactions"] == 0
 
 
+def test_checks_are_counted_and_a_message_may_put_its_first_check_off(txb, clock):
+    seen = []
+
+    def check(msg):
+        seen.append((msg.body, msg.properties.get("TRANSACTION_CHECK_TIMES")))
+        return pocketmq.TxState.UNKNOWN
+
+    tp = txb.transaction_producer("pay", check=check)
+    unknown = lambda m: pocketmq.TxState.UNKNOWN  # noqa: E731
+    # RocketMQ's user property: whole seconds before the first check-back.
+    tp.send("t", b"later", properties={"CHECK_IMMUNITY_TIME_IN_SECONDS": "30"}, execute=unknown)
+    tp.send("t", b"soon", execute=unknown)
+    later(txb, clock, 5)
+    assert seen == [(b"soon", "1")]
+    later(txb, clock, 10)
+    assert seen == [(b"soon", "1"), (b"soon", "2")]
+    later(txb, clock, 14.9)
+    assert seen[2:] == [(b"soon", "3")]
+    later(txb, clock, 0.1)
+    assert seen[3:] == [(b"later", "1")]
+    for bad in ["soon", "-1", "1.5", "86401"]:
+        with pytest.raises(pocketmq.InvalidArgument, match="whole seconds"):
+            tp.send("t", b"x", properties={"CHECK_IMMUNITY_TIME_IN_SECONDS": bad}, execute=unknown)
+    with pytest.raises(pocketmq.InvalidArgument, match="reserved"):
+        tp.send("t", b"x", properties={"TRANSACTION_CHECK_TIMES": "9"}, execute=unknown)
+    assert txb.stats()["pending_transactions"] == 2
+
+
 def test_check_is_repeated_then_the_half_message_is_discarded(txb, clock):
     checks = []
     tp = txb.transaction_producer("pay", check=lambda m: checks.append(1) or pocketmq.TxState.UNKNOWN)
