@@ -163,6 +163,49 @@ fn made_visible_at_once_on_its_last_attempt_a_message_goes_to_the_dead_letter_qu
 }
 
 #[test]
+fn a_delivery_given_back_comes_again_without_counting_an_attempt() {
+    // A closing classic consumer's deliveries over the protocol: given back, not failed.
+    let (b, clock) = manual();
+    send_n(&b, "t", 1);
+    let sc = b
+        .simple_consumer(SimpleConsumerConfig {
+            max_delivery_attempts: 3,
+            ..SimpleConsumerConfig::new("g", "t")
+        })
+        .unwrap();
+    let mut attempts = Vec::new();
+    for _ in 0..10 {
+        let got = sc.receive(1, NOW).unwrap();
+        let h = got[0].receipt_handle.clone().unwrap();
+        attempts.push(got[0].delivery_attempt);
+        sc.suspend_handle(&h, Duration::ZERO).unwrap();
+        // Given back once: the handle is spent.
+        assert!(matches!(
+            sc.suspend_handle(&h, Duration::ZERO),
+            Err(pocketmq::Error::InvalidReceiptHandle(_))
+        ));
+    }
+    assert_eq!(attempts, [1; 10]);
+    // Given back for a while: invisible until then, then the same attempt again.
+    let m = sc.receive(1, NOW).unwrap().remove(0);
+    let h = m.receipt_handle.clone().unwrap();
+    sc.suspend_handle(&h, Duration::from_secs(5)).unwrap();
+    assert!(sc.receive(1, NOW).unwrap().is_empty());
+    clock.advance_ms(5_000);
+    b.tick().unwrap();
+    let m = sc.receive(1, NOW).unwrap().remove(0);
+    assert_eq!(m.delivery_attempt, 1);
+    // A failure after them is the first failed attempt.
+    sc.nack(&m, Some(Duration::ZERO)).unwrap();
+    b.tick().unwrap();
+    let again = sc.receive(1, NOW).unwrap().remove(0);
+    assert_eq!(again.delivery_attempt, 2);
+    sc.ack(&again).unwrap();
+    assert!(common::drain(&common::consumer(&b, "dlq-reader", "%DLQ%g")).is_empty());
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
+}
+
+#[test]
 fn handles_that_were_never_issued_or_are_of_another_group_are_refused() {
     let (b, _) = manual();
     send_n(&b, "t", 1);

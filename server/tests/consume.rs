@@ -311,6 +311,15 @@ async fn change(
     handle: &str,
     seconds: i64,
 ) -> ChangeInvisibleDurationResponse {
+    change_as(client, handle, seconds, None).await
+}
+
+async fn change_as(
+    client: &mut Client,
+    handle: &str,
+    seconds: i64,
+    suspend: Option<bool>,
+) -> ChangeInvisibleDurationResponse {
     client
         .change_invisible_duration(req(ChangeInvisibleDurationRequest {
             group: Some(resource("billing")),
@@ -319,7 +328,7 @@ async fn change(
             invisible_duration: Some(prost_types::Duration { seconds, nanos: 0 }),
             message_id: message_id(1),
             lite_topic: None,
-            suspend: None,
+            suspend,
         }))
         .await
         .unwrap()
@@ -518,6 +527,45 @@ async fn a_zero_invisible_duration_makes_the_message_visible_at_once() {
     )
     .await;
     assert_eq!(code(&stale.status), Code::InvalidReceiptHandle);
+    server.shutdown().await.unwrap();
+}
+
+/// `suspend` (the protocol's "server will not increment the retry times"): given back
+/// unconsumed, as `connect()`'s consumers do when they close; the next delivery keeps
+/// its attempt, so giving back never leads to the dead-letter queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_delivery_comes_back_with_the_same_attempt() {
+    let (server, mut client) = start(Broker::memory(), config()).await;
+    send(&mut client, message("orders", b"x", &message_id(1))).await;
+    // More give-backs than a group's attempts (17).
+    for _ in 0..20 {
+        let (_, got, _) = receive(
+            &mut client,
+            receive_request("billing", "orders", 30),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(id(&got[0]), message_id(1));
+        assert_eq!(attempt(&got[0]), 1);
+        let r = change_as(&mut client, &handle(&got[0]), 0, Some(true)).await;
+        assert_eq!(code(&r.status), Code::Ok);
+    }
+    assert!(stored(server.broker(), "%DLQ%billing").is_empty());
+    // Without it, zero is a failed attempt.
+    let (_, got, _) = receive(
+        &mut client,
+        receive_request("billing", "orders", 30),
+        Duration::from_secs(5),
+    )
+    .await;
+    change(&mut client, &handle(&got[0]), 0).await;
+    let (_, again, _) = receive(
+        &mut client,
+        receive_request("billing", "orders", 30),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(attempt(&again[0]), 2);
     server.shutdown().await.unwrap();
 }
 

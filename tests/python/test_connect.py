@@ -283,6 +283,22 @@ def test_a_consumer_closed_wakes_its_receive_and_refuses_calls(endpoint: str) ->
         assert [m.body for m in again] == [b"x"]
 
 
+def test_closing_gives_deliveries_back_without_counting_a_failed_attempt(endpoint: str) -> None:
+    # A worker restarted more often than the group's attempts (17) loses nothing to
+    # the dead-letter queue: what a closing consumer held is given back, not failed.
+    with pocketmq.connect(endpoint, namespace="restarts") as b:
+        b.producer().send("t", b"x")
+        for _ in range(20):
+            c = b.consumer("g", "t")
+            [m] = receive_n(c, 1)
+            assert (m.reconsume_times, m.delivery_attempt) == (0, 1)
+            c.close()
+        c = b.consumer("g", "t")
+        [m] = receive_n(c, 1)
+        c.ack(m)
+        assert c.receive(timeout=0.3) == []
+
+
 def test_close_and_closed(endpoint: str) -> None:
     b = pocketmq.connect(endpoint, namespace="closing")
     c = b.consumer("g", "t")

@@ -100,6 +100,18 @@ impl Engine {
         Ok(new)
     }
 
+    /// `change_invisible` for a delivery given back unconsumed (`PopGroups::suspend`).
+    pub fn suspend(&mut self, handle: u64, h: &str, ms: u64, now: u64) -> Result<String> {
+        self.check_open()?;
+        let new = self.groups.pop.suspend(handle, h, ms, now)?;
+        self.next_due = self.next_due.min(now.saturating_add(ms));
+        if ms == 0 {
+            self.arrived = true;
+        }
+        self.flush_revive_if_full(now)?;
+        Ok(new)
+    }
+
     /// A simple consumer's failed delivery: visible again after `delay` ms, or after
     /// the retry ladder's step for its attempt (10 s, 30 s, 1 m, ... as for a nack).
     pub fn nack_simple(

@@ -487,7 +487,7 @@ impl Pop {
                 let mut all = tokio::task::JoinSet::new();
                 for (id, h) in now {
                     let pop = pop.clone();
-                    all.spawn(async move { pop.change(id, h, Duration::ZERO).await });
+                    all.spawn(async move { pop.give_back(id, h).await });
                 }
                 while all.join_next().await.is_some() {}
                 Ok(())
@@ -507,7 +507,7 @@ impl Pop {
                 if let Ok(Ok(got)) = p.await {
                     for m in got {
                         if let Ok((id, h)) = handle_of(&m) {
-                            let _ = pop.change(id, h, Duration::ZERO).await;
+                            let _ = pop.give_back(id, h).await;
                         }
                     }
                 }
@@ -577,6 +577,24 @@ impl Pop {
 
     /// Keeps a delivery invisible for `d` from now; the new receipt handle.
     async fn change(&self, message_id: String, handle: String, d: Duration) -> Outcome<String> {
+        self.change_as(message_id, handle, d, None).await
+    }
+
+    /// Makes a delivery visible to the group again at once, unconsumed: `suspend`,
+    /// so a server that honours it does not count a failed attempt (pocketmq serve
+    /// does; Apache RocketMQ counts one).
+    async fn give_back(&self, message_id: String, handle: String) -> Outcome<String> {
+        self.change_as(message_id, handle, Duration::ZERO, Some(true))
+            .await
+    }
+
+    async fn change_as(
+        &self,
+        message_id: String,
+        handle: String,
+        d: Duration,
+        suspend: Option<bool>,
+    ) -> Outcome<String> {
         let id = message_id.clone();
         let core = &self.client.core;
         let req = ChangeInvisibleDurationRequest {
@@ -586,7 +604,7 @@ impl Pop {
             invisible_duration: Some(wire::pb_duration(d)),
             message_id,
             lite_topic: None,
-            suspend: None,
+            suspend,
         };
         let resp = self
             .client

@@ -370,7 +370,10 @@ fn stale(group: &str, topic: &str) -> Refusal {
 
 /// ChangeInvisibleDuration: a new handle for the delivery. On a delivery acked (or
 /// dead-lettered) already it is OK and changes nothing: the ack stands, the message
-/// does not come back, and the answer carries the handle as sent.
+/// does not come back, and the answer carries the handle as sent. With `suspend` the
+/// delivery does not count as a failed attempt when it comes back (the protocol's
+/// "server will not increment the retry times"): `connect()`'s consumers give back
+/// what they hold so when they close.
 pub(crate) async fn change_invisible_duration(
     sh: &Arc<Shared>,
     req: Request<ChangeInvisibleDurationRequest>,
@@ -400,7 +403,12 @@ pub(crate) async fn change_invisible_duration(
         .ok_or_else(|| stale(&group, &topic))?;
     let current = sh.pop.renewals.current(&caller.client.id, held);
     let target = current.as_deref().unwrap_or(held);
-    let new = match pool.change_invisible(target, d).await {
+    let changed = if req.suspend == Some(true) {
+        pool.suspend(target, d).await
+    } else {
+        pool.change_invisible(target, d).await
+    };
+    let new = match changed {
         Ok(new) => new,
         Err(r) if r.code == Code::InvalidReceiptHandle && pool.is_done(target).await => {
             held.to_string()

@@ -331,6 +331,12 @@ impl Pool {
             .await
     }
 
+    /// `change_invisible` of a delivery given back unconsumed (`suspend`).
+    pub(super) async fn suspend(&self, handle: &str, d: Duration) -> Outcome<String> {
+        let h = handle.to_string();
+        self.call(None, move |sc| sc.suspend_handle(&h, d)).await
+    }
+
     /// Whether the delivery a handle names was acked (or dead-lettered) already.
     pub(super) async fn is_done(&self, handle: &str) -> bool {
         let h = handle.to_string();

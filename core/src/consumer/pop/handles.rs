@@ -97,11 +97,29 @@ impl PopGroups {
     /// Changes the invisibility of the delivery `h` names to `ms` from now; returns
     /// the new handle (the old one is no longer valid). Zero makes it visible now.
     pub fn change_invisible(&mut self, member: u64, h: &str, ms: u64, now: u64) -> Result<String> {
+        self.change(member, h, ms, now, true)
+    }
+
+    /// `change_invisible` for a delivery given back unconsumed (RocketMQ 5's
+    /// `suspend`): when it comes back it is not a failed attempt (the next delivery
+    /// has the same attempt number), as a closing classic consumer gives its
+    /// deliveries back. A restart before the next delivery counts it as one.
+    pub fn suspend(&mut self, member: u64, h: &str, ms: u64, now: u64) -> Result<String> {
+        self.change(member, h, ms, now, false)
+    }
+
+    fn change(&mut self, member: u64, h: &str, ms: u64, now: u64, counts: bool) -> Result<String> {
         let (g, q, offset, attempt, gen) = self.current(member, h, now)?;
         let group = &mut self.groups[g as usize];
         let gen = gen.wrapping_add(1).max(1);
         let until = now.saturating_add(ms);
         let pq = &mut group.queues[q as usize];
+        // Not counted: the next delivery has this one's number again.
+        let attempt = if counts {
+            attempt
+        } else {
+            attempt.saturating_sub(1)
+        };
         // Visible now, with attempts left: delivered again. On its last attempt it
         // expires now instead, into the dead-letter queue (the engine's next step).
         if ms == 0 && attempt < group.max_attempts {

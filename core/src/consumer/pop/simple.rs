@@ -192,6 +192,23 @@ impl SimpleConsumer {
         Ok(new)
     }
 
+    /// `change_invisible_handle` for a delivery given back unconsumed (RocketMQ 5's
+    /// `suspend`): visible again after `duration` (zero: at once), and not counted as
+    /// a failed attempt, so the next delivery has the same `delivery_attempt`, as a
+    /// closing classic consumer gives back what it held. The new handle; a handle
+    /// that is not current is `InvalidReceiptHandle`. A restart before the next
+    /// delivery counts it as an attempt.
+    pub fn suspend_handle(&self, receipt_handle: &str, duration: Duration) -> Result<String> {
+        self.check_open()?;
+        let ms = millis(duration);
+        crate::config::check_invisible(ms.max(1))?;
+        let now = self.broker.now();
+        let mut e = self.broker.engine_due()?;
+        let new = e.suspend(self.handle, receipt_handle, ms, now)?;
+        self.broker.wake(e);
+        Ok(new)
+    }
+
     /// A failed delivery: visible again after `delay`, or after the retry ladder's
     /// step for its attempt (10 s, 30 s, 1 m, ...), then delivered with attempt + 1.
     pub fn nack(&self, msg: &MessageExt, delay: Option<Duration>) -> Result<()> {
