@@ -14,7 +14,7 @@ use pocketmq::{ListenOptions, MessageExt, Outcome, Runner, Source};
 
 use crate::errors::{invalid, IntoPyResult};
 use crate::message::Message;
-use crate::transaction::callable;
+use crate::transaction::{callable, is_coroutine};
 
 pyo3::import_exception!(pocketmq._errors, RetryLater);
 
@@ -32,8 +32,18 @@ impl Handler {
             }
             r
         });
-        let Err(e) = result else {
-            return Outcome::Ack;
+        let e = match result {
+            // A coroutine returned (a partial of an `async def`, say) was never run:
+            // not an ack. `listen()` refuses coroutine functions themselves.
+            Ok(v) if is_coroutine(py, v.bind(py)) => {
+                let _ = v.bind(py).call_method0("close");
+                pyo3::exceptions::PyTypeError::new_err(
+                    "the handler returned a coroutine: listen() calls handlers \
+                     synchronously (use listen_async for async ones)",
+                )
+            }
+            Ok(_) => return Outcome::Ack,
+            Err(e) => e,
         };
         if e.is_instance_of::<RetryLater>(py) {
             let secs: f64 = e
@@ -94,6 +104,18 @@ pub fn start<S: Source>(
                 threads.0
             ))
         })?;
+    let is_async = handler
+        .py()
+        .import("inspect")
+        .and_then(|m| m.call_method1("iscoroutinefunction", (handler,)))
+        .and_then(|r| r.is_truthy())
+        .unwrap_or(false);
+    if is_async {
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "handler is an async function: listen() calls it synchronously; use \
+             listen_async(handler) for coroutines",
+        ));
+    }
     let handler = Arc::new(Handler(callable(handler, "handler")?));
     let options = ListenOptions {
         threads,

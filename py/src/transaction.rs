@@ -35,7 +35,7 @@ fn log_error(py: Python<'_>, text: String, exc: Option<PyErr>) {
     }
 }
 
-fn is_coroutine(py: Python<'_>, v: &Bound<'_, PyAny>) -> bool {
+pub(crate) fn is_coroutine(py: Python<'_>, v: &Bound<'_, PyAny>) -> bool {
     py.import("inspect")
         .and_then(|m| m.call_method1("iscoroutine", (v,)))
         .and_then(|r| r.is_truthy())

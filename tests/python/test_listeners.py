@@ -126,6 +126,66 @@ def test_bad_listener_arguments(broker: pocketmq.Broker) -> None:
         c.listen(print, threads=0)
 
 
+def test_an_async_handler_is_refused_by_listen_and_never_acked_unrun(
+    timed: pocketmq.Broker, clock: pocketmq.ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = timed
+    ran: list[str] = []
+
+    async def handle(msg: pocketmq.Message) -> None:
+        ran.append(msg.text())
+
+    c = broker.consumer("g", "t")
+    with pytest.raises(TypeError, match="listen_async"):
+        c.listen(handle)
+    # Hidden behind a lambda, the coroutine it returns is a failure, not an ack.
+    broker.producer("p").send("t", "m0")
+    caplog.set_level(logging.WARNING, logger="pocketmq.listener")
+    with c.listen(lambda m: handle(m)):
+        wait_for("the failure logged", lambda: "returned a coroutine" in caplog.text)
+    assert ran == []
+    # Nacked: it comes back after the retry ladder's first step.
+    clock.advance(10)
+    broker.tick()
+    [again] = c.receive(timeout=1)
+    assert (again.text(), again.reconsume_times) == ("m0", 1)
+
+
+def test_retry_later_takes_only_a_finite_delay_and_listen_async_nacks_one_too_long(
+    timed: pocketmq.Broker, clock: pocketmq.ManualClock
+) -> None:
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(pocketmq.InvalidArgument):
+            pocketmq.RetryLater(bad)
+    for wrong in ("x", None, True):
+        with pytest.raises(TypeError):
+            pocketmq.RetryLater(wrong)  # type: ignore[arg-type]
+    timed.producer("p").send("t", "m0")
+    c = timed.consumer("g", "t")
+    seen: list[int] = []
+
+    async def handle(msg: pocketmq.Message) -> None:
+        seen.append(msg.reconsume_times)
+        if msg.reconsume_times == 0:
+            raise pocketmq.RetryLater(1e12)  # beyond what a nack takes
+
+    async def main() -> None:
+        task = asyncio.ensure_future(c.listen_async(handle))
+        for _ in range(400):
+            if len(seen) == 2:
+                break
+            await asyncio.sleep(0.01)
+            clock.advance(1.0)
+            timed.tick()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    # Nacked without the delay (the retry ladder's 10 s), not left to ack_timeout.
+    assert seen == [0, 1]
+
+
 def test_stop_from_inside_a_handler_acks_its_message(broker: pocketmq.Broker) -> None:
     c = broker.consumer("g", "t")
     runners: list[pocketmq.Listener] = []

@@ -81,6 +81,16 @@ def test_a_handler_that_raises_is_retried_like_a_nack() -> None:
     assert r.expected == {"lamp": 9, "desk": 5}
 
 
+def test_an_async_handler_is_refused_not_passed_unrun() -> None:
+    async def handler(msg: pocketmq.Message, stock: dict) -> None:
+        stock["n"] -= 1
+
+    with pytest.raises(TypeError, match="async"):
+        check_idempotent(handler, [b"x"], state=lambda: {"n": 1})
+    with pytest.raises(TypeError, match="awaitable"):
+        check_idempotent(lambda m, s: handler(m, s), [b"x"], state=lambda: {"n": 1})
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         check_idempotent(lambda m, s: None, [], state=dict)

@@ -122,6 +122,15 @@ async def listen_async(
         except Error as e:
             _log.warning("ack or nack of message %s failed: %s", msg.msg_id, e)
 
+    def nack_after(msg: "Message", delay: float) -> None:
+        # A delay the consumer does not take (longer than its limit): the message is
+        # still nacked, after the retry ladder's step, as the listener threads do.
+        try:
+            consumer.nack(msg, delay=delay)
+        except InvalidArgument as e:
+            _log.warning("RetryLater for message %s: %s; nacked without the delay", msg.msg_id, e)
+            consumer.nack(msg)
+
     async def run(msg: "Message") -> None:
         try:
             done = handler(msg)
@@ -129,7 +138,7 @@ async def listen_async(
             if inspect.isawaitable(done):
                 await done
         except RetryLater as later:
-            settle(msg, lambda: consumer.nack(msg, delay=later.delay))
+            settle(msg, lambda: nack_after(msg, later.delay))
         except asyncio.CancelledError:
             # Cancelled before it finished: the message goes back at once for
             # another try instead of waiting for its ack deadline.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Union
 
@@ -66,7 +67,14 @@ class RetryLater(Exception):
     ``delay`` (seconds, or a ``timedelta``) instead of the retry ladder's step."""
 
     def __init__(self, delay: Union[float, timedelta] = 0.0) -> None:
-        seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+        if isinstance(delay, timedelta):
+            seconds = delay.total_seconds()
+        elif isinstance(delay, (int, float)) and not isinstance(delay, bool):
+            seconds = float(delay)
+        else:
+            raise TypeError(f"RetryLater(delay): seconds or a timedelta, not {type(delay).__name__}")
+        if not math.isfinite(seconds) or seconds < 0:
+            raise InvalidArgument(f"RetryLater(delay): a finite delay of 0 s or more, not {delay!r}")
         super().__init__(f"retry in {seconds} s")
         self.delay = seconds
 

@@ -24,6 +24,7 @@ state is compared when it holds what differs between brokers (message ids).
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
@@ -133,10 +134,17 @@ def _run(
             which = index.get(msg.msg_id)
             fault = next((f for f in planted if f.index == which), None)
             try:
-                handler(msg, s)
+                done = handler(msg, s)
             except Exception:
                 consumer.nack(msg)
                 continue
+            if inspect.isawaitable(done):
+                if inspect.iscoroutine(done):
+                    done.close()
+                raise TypeError(
+                    "check_idempotent calls handler synchronously and it returned an "
+                    "awaitable; check a synchronous wrapper (asyncio.run(handler(msg, state)))"
+                )
             if fault is None:
                 consumer.ack(msg)
                 continue
@@ -173,6 +181,11 @@ def check_idempotent(
     itself by default; leave out what differs from broker to broker by nature, such
     as message ids a handler records (each scenario runs on a new broker).
     """
+    if inspect.iscoroutinefunction(handler):
+        raise TypeError(
+            "check_idempotent calls handler synchronously and it is an async function; "
+            "check a synchronous wrapper (asyncio.run(handler(msg, state)))"
+        )
     items = [_split(m) for m in messages]
     if not items:
         raise ValueError("check_idempotent needs at least one message")
