@@ -4,6 +4,7 @@ a fresh store in memory). Each test takes its own namespace, so they share serve
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import subprocess
 import sys
@@ -297,6 +298,21 @@ def test_closing_gives_deliveries_back_without_counting_a_failed_attempt(endpoin
         [m] = receive_n(c, 1)
         c.ack(m)
         assert c.receive(timeout=0.3) == []
+
+
+def test_closing_the_broker_ends_a_pending_receive_async(endpoint: str) -> None:
+    async def main() -> "tuple[list[pocketmq.Message], float]":
+        b = pocketmq.connect(endpoint, namespace="closing-async")
+        c = b.consumer("g", "empty")
+        task = asyncio.ensure_future(c.receive_async(4, 10.0))
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        b.close()
+        got = await asyncio.wait_for(task, 5)
+        return got, time.monotonic() - started
+
+    got, took = asyncio.run(main())
+    assert got == [] and took < 2
 
 
 def test_close_and_closed(endpoint: str) -> None:

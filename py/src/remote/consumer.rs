@@ -675,6 +675,17 @@ impl ReceiveJob {
     }
 }
 
+/// Calls its waker when dropped, unless it was taken.
+struct WakeOnDrop(Option<Box<dyn FnOnce() + Send>>);
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.take() {
+            w();
+        }
+    }
+}
+
 /// A running receive of `RemoteConsumer.receive_async` (`pocketmq._aio`).
 #[pyclass(module = "pocketmq", name = "RemoteReceive", frozen)]
 pub struct RemoteReceive {
@@ -886,7 +897,9 @@ impl RemoteConsumer {
             cancel: Arc::new(tokio::sync::Notify::new()),
         });
         let (pop, j) = (self.0.clone(), job.clone());
-        let wake = crate::consumer::waker(wake);
+        // Dropped unfinished (the connection closed and its runtime with it): the
+        // awaiting task still wakes, and finds nothing, as a receive a close ends.
+        let mut wake = WakeOnDrop(Some(crate::consumer::waker(wake)));
         self.0.client.runtime().spawn(async move {
             let got = pop
                 .receive_unless(max, timeout.0, Some(j.cancel.clone()))
@@ -904,8 +917,14 @@ impl RemoteConsumer {
             match cancelled {
                 Some(Ok(msgs)) => ReceiveJob::hand_back(&pop, msgs),
                 Some(Err(_)) => {}
-                None => wake(),
+                None => {
+                    if let Some(w) = wake.0.take() {
+                        w();
+                    }
+                }
             }
+            // Cancelled: the awaiting task is gone, nobody to wake.
+            drop(wake.0.take());
             if was_cancelled {
                 pop.handing.fetch_sub(1, Ordering::AcqRel);
                 pop.handed.notify_waiters();
