@@ -124,6 +124,8 @@ def test_bad_listener_arguments(broker: pocketmq.Broker) -> None:
         c.listen("not callable")  # type: ignore[arg-type]
     with pytest.raises(pocketmq.InvalidArgument):
         c.listen(print, threads=0)
+    with pytest.raises(TypeError, match="callable"):
+        asyncio.run(c.listen_async(42))  # type: ignore[arg-type]
 
 
 def test_an_async_handler_is_refused_by_listen_and_never_acked_unrun(

@@ -106,6 +106,8 @@ async def listen_async(
     return acks; an exception nacks (logged at WARNING); ``RetryLater(seconds)``
     nacks with that delay. Cancelled, it cancels the running handlers; their
     messages are nacked with no delay (redelivered at once)."""
+    if not callable(handler):
+        raise TypeError(f"handler must be callable, not {type(handler).__name__}")
     if not isinstance(concurrency, int) or isinstance(concurrency, bool):
         raise TypeError(f"concurrency must be an int, not {type(concurrency).__name__}")
     if not 1 <= concurrency <= 100_000:
