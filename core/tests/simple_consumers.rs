@@ -206,6 +206,59 @@ fn a_delivery_given_back_comes_again_without_counting_an_attempt() {
 }
 
 #[test]
+fn the_only_member_may_resubscribe_the_group_and_what_it_no_longer_takes_is_skipped() {
+    let (b, clock) = manual();
+    let p = b.producer("p").unwrap();
+    let tagged = |t: &str, body: &str| {
+        p.send(Message::builder("t", body.to_string()).tags(t).build())
+            .unwrap();
+    };
+    let sc = b
+        .simple_consumer(SimpleConsumerConfig {
+            tags: "a".into(),
+            invisible_duration_ms: 1_000,
+            ..SimpleConsumerConfig::new("g", "t")
+        })
+        .unwrap();
+    tagged("a", "a1");
+    tagged("b", "b1");
+    let first = sc.receive(10, NOW).unwrap();
+    assert_eq!(common::bodies(&first), ["a1"]);
+    sc.resubscribe("b || c").unwrap();
+    tagged("a", "a2");
+    tagged("b", "b2");
+    tagged("c", "c2");
+    let second = sc.receive(10, NOW).unwrap();
+    assert_eq!(common::bodies(&second), ["b2", "c2"]);
+    sc.ack_all(&second).unwrap();
+    // a1, delivered under "a" and not acked, expires: "b || c" skips it.
+    clock.advance_ms(1_000);
+    b.tick().unwrap();
+    assert!(sc.receive(10, NOW).unwrap().is_empty());
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
+    // Its handle from before the change is still its delivery's (now done).
+    assert!(sc.ack(&first[0]).is_err());
+    // Not while another member shares the group; a bad expression changes nothing.
+    let other = b
+        .simple_consumer(SimpleConsumerConfig {
+            tags: "b || c".into(),
+            ..SimpleConsumerConfig::new("g", "t")
+        })
+        .unwrap();
+    assert!(matches!(
+        sc.resubscribe("a"),
+        Err(pocketmq::Error::InvalidArgument(_))
+    ));
+    other.close().unwrap();
+    assert!(matches!(
+        sc.resubscribe(" || "),
+        Err(pocketmq::Error::InvalidArgument(_))
+    ));
+    tagged("c", "c3");
+    assert_eq!(common::bodies(&sc.receive(10, NOW).unwrap()), ["c3"]);
+}
+
+#[test]
 fn handles_that_were_never_issued_or_are_of_another_group_are_refused() {
     let (b, _) = manual();
     send_n(&b, "t", 1);

@@ -495,6 +495,62 @@ async fn a_new_tag_expression_resubscribes_and_earlier_handles_stay_valid() {
     server.shutdown().await.unwrap();
 }
 
+/// Two clients of one group with different expressions (a rolling upgrade from "A" to
+/// "A || B"), polling at once: every receive is answered OK (they used to replace the
+/// group's member under each other: errors by the thousand), and each gets only what
+/// its own expression takes, as Apache's proxy filters per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_one_group_with_different_expressions_poll_side_by_side() {
+    let (server, mut client) = start(Broker::memory(), config()).await;
+    let only = |tag: &str| {
+        let mut r = receive_request("billing", "orders", 30);
+        r.filter_expression.as_mut().unwrap().expression = tag.into();
+        r.long_polling_timeout = Some(prost_types::Duration {
+            seconds: 0,
+            nanos: 200_000_000,
+        });
+        r
+    };
+    let poller = |expr: &'static str, mut c: Client| {
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..40 {
+                let (status, msgs, _) = receive(&mut c, only(expr), Duration::from_secs(5)).await;
+                assert!(
+                    matches!(status, Code::Ok | Code::MessageNotFound),
+                    "{expr}: {status:?}"
+                );
+                for m in &msgs {
+                    let tag = m.system_properties.as_ref().unwrap().tag.clone().unwrap();
+                    assert!(expr.contains(tag.as_str()), "{expr} got {tag}");
+                    let r = ack(&mut c, "billing", "orders", &[(id(m), handle(m))]).await;
+                    assert_eq!(code(&r.status), Code::Ok);
+                }
+                got.extend(msgs.iter().map(id));
+            }
+            got
+        })
+    };
+    let old = poller("A", client.clone());
+    let new = poller("A || B", client.clone());
+    for n in 0..200u32 {
+        let mut m = message("orders", b"x", &message_id(n));
+        m.system_properties.as_mut().unwrap().tag = Some(if n % 2 == 0 { "A" } else { "B" }.into());
+        send(&mut client, m).await;
+        if n % 20 == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (old, new) = (old.await.unwrap(), new.await.unwrap());
+    let mut all: Vec<_> = old.iter().chain(&new).cloned().collect();
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "no message twice");
+    assert!(!new.is_empty());
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zero_invisible_duration_makes_the_message_visible_at_once() {
     let (server, mut client) = start(Broker::memory(), config()).await;

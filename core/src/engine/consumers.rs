@@ -100,6 +100,15 @@ impl Engine {
         Ok(new)
     }
 
+    /// A simple consumer alone in its group changes the group's tag expression.
+    pub fn resubscribe_simple(&mut self, handle: u64, tags: &str) -> Result<()> {
+        self.check_open()?;
+        let filter = crate::filter::parse(tags)?;
+        self.groups.pop.resubscribe(handle, filter)?;
+        self.arrived = true;
+        Ok(())
+    }
+
     /// `change_invisible` for a delivery given back unconsumed (`PopGroups::suspend`).
     pub fn suspend(&mut self, handle: u64, h: &str, ms: u64, now: u64) -> Result<String> {
         self.check_open()?;

@@ -121,6 +121,12 @@ impl MessageExt {
         std::str::from_utf8(&self.body).ok()
     }
 
+    /// Whether a subscription with this tag expression (`"*"`, `"A"`, `"A || B"`)
+    /// takes the message; a bad expression is `InvalidArgument`.
+    pub fn matches_tags(&self, expression: &str) -> crate::Result<bool> {
+        Ok(crate::filter::TagFilter::parse(expression)?.matches_tag(self.tags.as_deref()))
+    }
+
     /// The message as users see it. `body` is the record's body (a zero-copy slice
     /// of the segment where the backend allows).
     pub(crate) fn from_record(r: &RecordView<'_>, ids: &Nonces, body: Bytes) -> MessageExt {

@@ -11,9 +11,11 @@
 //!
 //! Members of one group subscribe alike in core, while Apache's proxy filters per
 //! request: when a receive brings a tag expression other than the member's, the
-//! member leaves and one with the new expression joins. Receipt handles name the
-//! group, not the member, so handles handed out before stay valid; receives that
-//! were waiting on the old member look again on the new one.
+//! member resubscribes the group in place (`SimpleConsumer::resubscribe`), so
+//! handles and the receives waiting on it stay valid. What a receive reads while
+//! another client's expression holds the group and its own does not take goes back
+//! at once, not counted as an attempt; a redelivery the group's expression no longer
+//! takes is skipped, as Apache skips what a request's filter passes over.
 //!
 //! Under `flush = sync` an engine call may wait for an fsync (it makes the records
 //! it appended durable first), so calls then run on the blocking pool; otherwise
@@ -199,6 +201,17 @@ impl Pool {
         }
         let mut m = self.member.write().expect("member");
         let tags = tags.unwrap_or(&m.tags).to_string();
+        // Another expression: the member resubscribes the group in place, so the
+        // receives of other clients on it go on (they drop what does not match theirs).
+        if tags != m.tags && !m.consumer.is_closed() && m.consumer.resubscribe(&tags).is_ok() {
+            log::debug!(
+                "group={} topic={} event=resubscribed tags={tags:?}",
+                self.spec.group,
+                self.spec.topic
+            );
+            m.tags = tags;
+            return Ok(m.consumer.clone());
+        }
         if tags != m.tags || m.consumer.is_closed() {
             let _ = m.consumer.close();
             let consumer = Arc::new(Self::join(&self.broker, &self.spec, &tags)?);
@@ -271,6 +284,16 @@ impl Pool {
                 })
                 .await?
                 .unwrap_or_default();
+            // Read while another client's expression held the group: what this
+            // request's does not take goes back at once, not counted as an attempt.
+            let (got, other): (Vec<_>, Vec<_>) = got
+                .into_iter()
+                .partition(|m| m.matches_tags(tags).unwrap_or(true));
+            for m in other {
+                if let Some(h) = m.receipt_handle {
+                    let _ = self.suspend(&h, Duration::ZERO).await;
+                }
+            }
             if !got.is_empty() {
                 return Ok(got
                     .into_iter()

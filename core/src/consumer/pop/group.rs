@@ -218,6 +218,18 @@ impl PopGroup {
         })
     }
 
+    /// Whether the group's filter takes the message of this ConsumeQueue entry.
+    pub(super) fn takes(&self, store: &MessageStore, code: u64, phys: u64) -> bool {
+        self.filter.as_ref().is_none_or(|f| {
+            f.takes_all()
+                || (f.matches_code(code)
+                    && store
+                        .commitlog
+                        .with_record(phys, |r| f.matches(r.raw_properties()))
+                        .unwrap_or(false))
+        })
+    }
+
     /// Reads unread offsets of queue `q` (first those left in the window, then new
     /// ones) into `out`, up to `max`: filtered ones are done, fifo ones whose key is
     /// busy wait.
@@ -263,16 +275,7 @@ impl PopGroup {
                 return;
             }
             pq.scan += 1;
-            let filtered = e.size == i32::MAX as u32
-                || self.filter.as_ref().is_some_and(|f| {
-                    !f.takes_all()
-                        && (!f.matches_code(e.code)
-                            || !store
-                                .commitlog
-                                .with_record(e.phys, |r| f.matches(r.raw_properties()))
-                                .unwrap_or(false))
-                });
-            if filtered {
+            if e.size == i32::MAX as u32 || !self.takes(store, e.code, e.phys) {
                 self.queues[q as usize].set(offset, Slot::Done);
                 continue;
             }

@@ -210,6 +210,25 @@ impl PopGroups {
         Ok(())
     }
 
+    /// Member `handle`, the only live one of its group, subscribes the group with
+    /// `filter` instead: what it reads from now on is filtered so (what another
+    /// filter skipped stays skipped); deliveries and their handles are unchanged.
+    pub fn resubscribe(&mut self, handle: u64, filter: Arc<dyn MessageFilter>) -> Result<()> {
+        let Some(&g) = self.members.get(&handle) else {
+            return Err(Error::Closed);
+        };
+        let group = &mut self.groups[g as usize];
+        if group.members > 1 {
+            return Err(Error::invalid(format!(
+                "group {:?} has {} live simple consumers on {:?}; every member of a group \
+                 subscribes alike, so one alone may change the subscription",
+                group.name, group.members, group.topic
+            )));
+        }
+        group.filter = Some(filter);
+        Ok(())
+    }
+
     pub fn leave(&mut self, handle: u64) {
         if let Some(g) = self.members.remove(&handle) {
             let group = &mut self.groups[g as usize];
@@ -338,6 +357,23 @@ impl PopGroups {
             let Some(Slot::Ready { attempt, gen }) = group.queues[q as usize].slot(offset) else {
                 continue;
             };
+            // Resubscribed since it was read: an expression that no longer takes it
+            // skips it, as when it was first read.
+            let entry = store
+                .queues
+                .get(&group.topic, q)
+                .and_then(|cq| cq.entry(offset));
+            if entry.is_some_and(|e| !group.takes(store, e.code, e.phys)) {
+                group.queues[q as usize].set(offset, Slot::Done);
+                d.pending.push(g, Op::Ack { queue: q, offset });
+                if group.fifo {
+                    if let Some(key) = group.key_of(store, q, offset) {
+                        group.release(&key);
+                    }
+                }
+                *moved |= group.queues[q as usize].advance();
+                continue;
+            }
             match group.deliver(&mut d, q, offset, attempt + 1, gen + 1) {
                 Some(m) => {
                     d.room = d.room.saturating_sub(m.record.len() as u64);

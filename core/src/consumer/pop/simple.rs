@@ -192,6 +192,20 @@ impl SimpleConsumer {
         Ok(new)
     }
 
+    /// Subscribes the group with another tag expression, while this consumer is its
+    /// only live member (another member: `InvalidArgument`): what the group reads
+    /// from now on is filtered so; messages another expression skipped stay skipped,
+    /// and deliveries and their handles stay valid. `config()` keeps the expression it
+    /// joined with. Apache RocketMQ's proxy filters each receive by its own request
+    /// this way; `pocketmq serve` follows its clients' expressions with it.
+    pub fn resubscribe(&self, tags: &str) -> Result<()> {
+        self.check_open()?;
+        let mut e = self.broker.engine_due()?;
+        e.resubscribe_simple(self.handle, tags)?;
+        self.broker.wake(e);
+        Ok(())
+    }
+
     /// `change_invisible_handle` for a delivery given back unconsumed (RocketMQ 5's
     /// `suspend`): visible again after `duration` (zero: at once), and not counted as
     /// a failed attempt, so the next delivery has the same `delivery_attempt`, as a
