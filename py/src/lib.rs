@@ -36,6 +36,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<consumer::Consumer>()?;
     m.add_class::<consumer::PyReceiving>()?;
     m.add_class::<listener::Listener>()?;
+    m.add_function(wrap_pyfunction!(listener::_stop_listeners, m)?)?;
     m.add_class::<message::Message>()?;
     m.add_class::<message::SendResult>()?;
     m.add_class::<producer::Producer>()?;

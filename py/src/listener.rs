@@ -4,7 +4,7 @@
 //! `RetryLater(seconds)` nacks with that delay.
 
 use crate::convert::Whole;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -87,7 +87,36 @@ impl pocketmq::Listener for Handler {
 /// Running listener threads. It holds its consumer, which lives while it runs
 /// (`broker.consumer(...).listen(h)` keeps consuming).
 #[pyclass(module = "pocketmq", name = "Listener", frozen)]
-pub struct Listener(Mutex<Option<Runner>>, #[allow(dead_code)] Py<PyAny>);
+pub struct Listener(Arc<Slot>, #[allow(dead_code)] Py<PyAny>);
+
+type Slot = Mutex<Option<Runner>>;
+
+/// Every listener started, to stop at interpreter exit.
+static STARTED: Mutex<Vec<Weak<Slot>>> = Mutex::new(Vec::new());
+
+/// Stops every running listener and waits for its handlers: registered with
+/// `atexit`, so handlers finish while Python still runs them. Left to the
+/// interpreter's shutdown, a handler that releases the GIL (`time.sleep`) is ended by
+/// CPython inside the listener thread, which aborts the process. Ctrl-C ends the wait.
+#[pyfunction]
+pub fn _stop_listeners(py: Python<'_>) -> PyResult<()> {
+    let slots: Vec<Arc<Slot>> = STARTED
+        .lock()
+        .map(|mut all| all.drain(..).filter_map(|w| w.upgrade()).collect())
+        .unwrap_or_default();
+    // All stop taking messages first, then each waits for its handlers.
+    for slot in &slots {
+        if let Ok(r) = slot.lock() {
+            if let Some(r) = r.as_ref() {
+                r.request_stop();
+            }
+        }
+    }
+    for slot in &slots {
+        stop_slot(py, slot, true)?;
+    }
+    Ok(())
+}
 
 pub fn start<S: Source>(
     consumer: Py<PyAny>,
@@ -122,34 +151,43 @@ pub fn start<S: Source>(
         ..ListenOptions::default()
     };
     let runner = pocketmq::listen(source, handler, options).py_err()?;
-    Ok(Listener(Mutex::new(Some(runner)), consumer))
+    let slot = Arc::new(Mutex::new(Some(runner)));
+    if let Ok(mut all) = STARTED.lock() {
+        all.retain(|w| w.strong_count() > 0);
+        all.push(Arc::downgrade(&slot));
+    }
+    Ok(Listener(slot, consumer))
 }
 
 /// How often a waiting `stop` lets Python run its signal handlers.
 const STOP_POLL: Duration = Duration::from_millis(50);
 
-impl Listener {
-    /// Stops the threads and waits for their handlers; with `signals`, Ctrl-C
-    /// interrupts the wait (the threads still stop, after their handlers).
-    fn stop_now(&self, py: Python<'_>, signals: bool) -> PyResult<()> {
-        let runner = self.0.lock().ok().and_then(|mut r| r.take());
-        let Some(mut r) = runner else {
-            return Ok(());
-        };
-        r.request_stop();
-        // The threads need the GIL to finish their handlers.
-        while signals && !r.others_finished() {
-            py.detach(|| std::thread::sleep(STOP_POLL));
-            if let Err(e) = py.check_signals() {
-                // Interrupted: a later stop (or the drop) waits for them.
-                if let Ok(mut slot) = self.0.lock() {
-                    *slot = Some(r);
-                }
-                return Err(e);
+/// Stops the threads and waits for their handlers; with `signals`, Ctrl-C
+/// interrupts the wait (the threads still stop, after their handlers).
+fn stop_slot(py: Python<'_>, slot: &Slot, signals: bool) -> PyResult<()> {
+    let runner = slot.lock().ok().and_then(|mut r| r.take());
+    let Some(mut r) = runner else {
+        return Ok(());
+    };
+    r.request_stop();
+    // The threads need the GIL to finish their handlers.
+    while signals && !r.others_finished() {
+        py.detach(|| std::thread::sleep(STOP_POLL));
+        if let Err(e) = py.check_signals() {
+            // Interrupted: a later stop (or the drop) waits for them.
+            if let Ok(mut s) = slot.lock() {
+                *s = Some(r);
             }
+            return Err(e);
         }
-        py.detach(|| r.stop());
-        Ok(())
+    }
+    py.detach(|| r.stop());
+    Ok(())
+}
+
+impl Listener {
+    fn stop_now(&self, py: Python<'_>, signals: bool) -> PyResult<()> {
+        stop_slot(py, &self.0, signals)
     }
 }
 

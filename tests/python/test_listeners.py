@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections import defaultdict
@@ -349,3 +352,37 @@ def test_retry_later_takes_a_timedelta(timed: pocketmq.Broker, clock: pocketmq.M
     wait_for("the retry", lambda: len(tries) == 2)
     runner.stop()
     assert tries == [0, 1]
+
+
+_AT_EXIT = {
+    "a listener still handling messages": """
+        import time, pocketmq
+        b = pocketmq.Broker({store})
+        p = b.producer("p")
+        for i in range(500):
+            p.send("t", b"x")
+        b.consumer("g", "t").listen(lambda m: time.sleep(0.01), threads=2)
+        time.sleep(0.3)
+    """,
+    "a daemon thread iterating a consumer": """
+        import threading, time, pocketmq
+        b = pocketmq.Broker({store})
+        c = b.consumer("g", "t")
+        def work():
+            for msg in c:
+                c.ack(msg)
+        threading.Thread(target=work, daemon=True).start()
+        time.sleep(0.2)
+    """,
+}
+
+
+@pytest.mark.parametrize("case", sorted(_AT_EXIT))
+def test_a_program_ends_cleanly_with_pocketmq_calls_running(case: str, tmp_path: "object") -> None:
+    # A thread inside a pocketmq call at interpreter exit used to abort the process
+    # (SIGABRT, "FATAL: exception not rethrown") in most runs.
+    for store in ("", repr(str(tmp_path))):
+        code = textwrap.dedent(_AT_EXIT[case]).format(store=store)
+        for _ in range(3):
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, (store, done.returncode, done.stderr[-2000:])

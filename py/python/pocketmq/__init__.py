@@ -18,6 +18,8 @@ proxy.
 
 from __future__ import annotations
 
+import atexit
+
 from ._errors import (
     Closed,
     DiskFull,
@@ -51,7 +53,12 @@ from ._native import (
     __version__,
     connect,
 )
+from ._native import _stop_listeners
 from ._types import ConsumeProgress, TxState
+
+# Listener threads stop, their running handlers done, before the interpreter shuts
+# down: a handler still running then would be ended inside its thread.
+atexit.register(_stop_listeners)
 
 __all__ = [
     "Atomic",

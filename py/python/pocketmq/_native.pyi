@@ -580,6 +580,7 @@ class RemoteBroker:
         tb: Optional[TracebackType],
     ) -> bool: ...
 
+def _stop_listeners() -> None: ...
 def connect(
     endpoint: str,
     access_key: Optional[str] = None,
