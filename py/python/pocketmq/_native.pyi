@@ -32,6 +32,7 @@ __all__ = [
     "TransactionProducer",
     "_Receiving",
     "__version__",
+    "_stop_listeners",
     "connect",
     "serve",
 ]
