@@ -13,6 +13,8 @@ use crate::{FlushMode, Result};
 pub(super) struct Periodic {
     flush: Ticker,
     persist: Ticker,
+    /// Persists delay and timer cursors soon after deliveries moved them.
+    progress: Ticker,
     release: Ticker,
     revive: Ticker,
 }
@@ -22,6 +24,7 @@ impl Periodic {
         Periodic {
             flush: Ticker::new(),
             persist: Ticker::new(),
+            progress: Ticker::new(),
             release: Ticker::new(),
             revive: Ticker::new(),
         }
@@ -30,6 +33,10 @@ impl Periodic {
 
 /// How often simple consumers' buffered changes go to the revive log.
 const REVIVE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How soon after delayed messages were delivered their cursors are persisted (the
+/// rest of the metadata: once a second). A crash in between delivers them again.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Starts the broker's background thread; it ends once the broker closes or drops.
 #[cfg(not(target_arch = "wasm32"))]
@@ -75,12 +82,14 @@ impl Broker {
     /// trimming, each at its real-time interval.
     pub(super) fn periodic_work(&self) -> Result<()> {
         self.check_process()?;
+        let delivered = self.inner.engine.lock().delays_delivered;
         let (flush, persist, release, revive) = {
             let mut p = self.inner.periodic.lock();
             let interval = Duration::from_millis(self.inner.config.flush_interval_ms.max(1));
+            let progress = delivered && p.progress.due(PROGRESS_INTERVAL);
             (
                 p.flush.due(interval),
-                p.persist.due(Duration::from_secs(1)),
+                p.persist.due(Duration::from_secs(1)) || progress,
                 p.release.due(Duration::from_secs(1)),
                 p.revive.due(REVIVE_INTERVAL),
             )
@@ -116,6 +125,7 @@ impl Broker {
         let (files, backend, end) = {
             let mut e = self.inner.engine.lock();
             e.sample(now);
+            e.delays_delivered = false;
             if !e.store.backend.is_persistent() {
                 return Ok(());
             }

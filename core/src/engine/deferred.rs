@@ -36,12 +36,14 @@ impl Engine {
         while let Some((level, cursor, due)) = self.schedule.due_batch(&self.store, now) {
             self.deliver(&due, now)?;
             self.schedule.advance(level, cursor);
+            self.delays_delivered = true;
         }
         loop {
             let due = self.timer.due_records(&self.store, now);
             if due.is_empty() {
                 break;
             }
+            self.delays_delivered = true;
             for (i, chunk) in due.chunks(DELIVERY_BATCH).enumerate() {
                 let phys: Vec<u64> = chunk.iter().map(|d| d.2).collect();
                 if let Err(e) = self.deliver(&phys, now) {

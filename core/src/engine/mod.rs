@@ -63,6 +63,9 @@ pub(crate) struct Engine {
     pub retention: RetentionService,
     /// Set when a record consumers read landed; the facade wakes receivers.
     pub arrived: bool,
+    /// Set when delayed messages were delivered: their cursors are persisted soon,
+    /// not at the next second, so a crash delivers few of them twice.
+    pub delays_delivered: bool,
     /// Why sends are refused with `DiskFull`, while they are: the disk is used
     /// above `disk_max_used_ratio`, or the store was opened on a full disk.
     pub disk_full: Option<String>,
@@ -157,6 +160,7 @@ impl Engine {
             next_due: 0,
             retention: RetentionService::new(config.retention, now),
             arrived: false,
+            delays_delivered: false,
             disk_full: None,
             spec_buf: Vec::new(),
             key_buf: Vec::new(),
