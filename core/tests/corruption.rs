@@ -435,6 +435,65 @@ fn damage_in_an_old_segment_keeps_every_later_segment() {
     assert!(b.stats().unwrap().corrupt_records >= 1);
 }
 
+/// 400 messages over several segments, closed cleanly; the results of the sends.
+fn closed_store(dir: &Path, clock: &ManualClock) -> Vec<pocketmq::SendResult> {
+    let b = open_at(dir, clock).unwrap();
+    let p = b.producer("p").unwrap();
+    let sent = (0..400)
+        .map(|i| p.send(Message::new("t", body(i))).unwrap())
+        .collect();
+    drop(p);
+    b.close().unwrap();
+    sent
+}
+
+#[test]
+fn a_zeroed_start_of_the_last_segment_loses_only_its_first_record() {
+    // Zero first bytes read as a segment prepared ahead, empty; the checkpoint says
+    // this one was written, so it is damage: skipped, the rest of it kept.
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let sent = closed_store(tmp.path(), &clock);
+    let last = sent.last().unwrap().commitlog_offset;
+    let seg = segment_of(tmp.path(), last - last % SEG, SEG);
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes[..8].fill(0);
+    fs::write(&seg, bytes).unwrap();
+    let b = open_at(tmp.path(), &clock).unwrap();
+    let got = drain(&consumer(&b, "g", "t"));
+    assert_eq!(got.len(), 399);
+    assert!(got.iter().all(intact));
+    assert!(b.stats().unwrap().corrupt_records >= 1);
+}
+
+#[test]
+fn a_missing_last_segment_loses_its_records_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let sent = closed_store(tmp.path(), &clock);
+    let last = sent.last().unwrap().commitlog_offset;
+    let base = last - last % SEG;
+    // One segment prepared ahead of need follows it, empty.
+    let log = tmp.path().join("commitlog");
+    let after = format!("{:020}", base + SEG);
+    if !log.join(&after).exists() {
+        fs::write(log.join(&after), vec![0u8; SEG as usize]).unwrap();
+    }
+    fs::remove_file(segment_of(tmp.path(), base, SEG)).unwrap();
+    let kept = sent.iter().filter(|r| r.commitlog_offset < base).count();
+    assert!(kept >= 300, "{kept}");
+    let b = open_at(tmp.path(), &clock).unwrap();
+    let got = drain(&consumer(&b, "g", "t"));
+    assert_eq!(got.len(), kept);
+    assert!(got.iter().all(intact));
+    // And the store goes on from there.
+    b.producer("p")
+        .unwrap()
+        .send(Message::new("t", body(1000)))
+        .unwrap();
+    assert_eq!(drain(&consumer(&b, "g2", "t")).len(), kept + 1);
+}
+
 /// A record with a hostile header (a huge queue offset, CRC recomputed) neither
 /// fills the disk nor hangs open; the store around it stays readable.
 #[test]

@@ -102,11 +102,15 @@ impl CommitLog {
         let mut pos = self.seg.min_pos();
         let mut damaged = Vec::new();
         // Trailing segments with nothing at their start (prepared ahead of need)
-        // are past the end: the last segment is the last one holding data.
+        // are past the end: the last segment is the last one holding data. One the
+        // checkpoint says was written holds data whatever its first bytes (damage
+        // there is skipped like damage anywhere, not taken for the end).
         let holds_data = |base: u64| {
-            self.seg
-                .with_raw(base, |b| b.len() >= 8 && b[..8] != [0u8; 8])
-                .unwrap_or(false)
+            base < tail_from
+                || self
+                    .seg
+                    .with_raw(base, |b| b.len() >= 8 && b[..8] != [0u8; 8])
+                    .unwrap_or(false)
         };
         let last = bases
             .iter()

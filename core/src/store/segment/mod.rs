@@ -96,6 +96,8 @@ impl SegmentQueue {
     /// segment; the owner finds the real end (by scanning) and calls `truncate`.
     pub fn open(backend: Arc<dyn Backend>, dir: &str, seg_size: usize) -> io::Result<SegmentQueue> {
         let mut segs = Vec::new();
+        // The run before the last hole.
+        let mut older = Vec::new();
         for base in backend.list(dir)? {
             if base % seg_size as u64 != 0 {
                 return Err(corrupt(format!(
@@ -107,7 +109,7 @@ impl SegmentQueue {
                 let prev: &Segment = prev;
                 if prev.base + seg_size as u64 != base {
                     // A hole: keep only the newest contiguous run (older ones were being deleted).
-                    segs.clear();
+                    older = std::mem::take(&mut segs);
                 }
             }
             let region = backend.open(dir, base, seg_size, false)?;
@@ -119,6 +121,30 @@ impl SegmentQueue {
                 )));
             }
             segs.push(Segment { base, region });
+        }
+        if let (Some(before), Some(after)) = (older.last(), segs.first()) {
+            let (gone_from, gone_to) = (before.base + seg_size as u64, after.base);
+            if segs.iter().all(|s| !starts_written(s, seg_size)) {
+                // What follows the hole holds nothing (prepared ahead of need): the
+                // log ended in what is missing, and the run before it is the log.
+                log::warn!(
+                    "{dir}: segments {}..{} are missing and those after them hold nothing: \
+                     the log is the segments before them",
+                    segment_name(gone_from),
+                    segment_name(gone_to)
+                );
+                for s in std::mem::replace(&mut segs, older) {
+                    backend.remove(dir, s.base)?;
+                }
+            } else {
+                log::warn!(
+                    "{dir}: segments {}..{} are missing: the log starts after them, the \
+                     {} segments before them are not read",
+                    segment_name(gone_from),
+                    segment_name(gone_to),
+                    older.len()
+                );
+            }
         }
         let end = segs.last().map_or(0, |s| s.base + seg_size as u64);
         let min = segs.first().map_or(0, |s| s.base);
