@@ -166,7 +166,7 @@ pub(crate) fn to_engine(
                 format!("key {key:?}: non-blank text without control characters"),
             ));
         }
-        prop_bytes += key.len() + 1;
+        prop_bytes += key.len();
     }
     // Keys are stored joined by spaces (RocketMQ's KEYS): a key with spaces in it
     // is found by each of its words, as Apache's proxy stores it.
@@ -185,7 +185,6 @@ pub(crate) fn to_engine(
                 format!("message group {group:?}: non-blank, shorter than {MAX_GROUP_LEN} bytes"),
             ));
         }
-        prop_bytes += group.len();
         msg.sharding_key = Some(group.clone());
     }
 
@@ -223,7 +222,7 @@ pub(crate) fn to_engine(
                 format!("property {k:?}: the value is empty or not text"),
             ));
         }
-        prop_bytes += k.len() + v.len() + 2;
+        prop_bytes += k.len() + v.len();
     }
     msg.properties = m.user_properties.into_iter().collect();
 
@@ -278,7 +277,6 @@ pub(crate) fn to_engine(
                 format!("message id {message_id:?} is not printable ASCII up to {MAX_MESSAGE_ID_LEN} characters (32 hex digits are the store's own ids)"),
             ));
         }
-        prop_bytes += message_id.len();
         msg.msg_id = Some(message_id.clone());
     }
     if sys.body_encoding == Encoding::Gzip as i32 {
@@ -286,7 +284,6 @@ pub(crate) fn to_engine(
             .insert(BODY_ENCODING.to_string(), "GZIP".to_string());
     }
     if let Some(tc) = sys.trace_context.filter(|t| !t.is_empty()) {
-        prop_bytes += tc.len();
         msg.properties.insert(TRACE_CONTEXT.to_string(), tc);
     }
     if prop_bytes > MAX_PROPERTIES_BYTES {
@@ -591,6 +588,18 @@ mod tests {
             })),
             Code::MessagePropertiesTooLarge
         );
+        // As Apache counts: names and values, the tag and the keys, up to 16 KiB.
+        let sized = |extra: usize| {
+            msg(move |m| {
+                sys(m).tag = Some("tag".into());
+                sys(m).keys = vec!["key".into()];
+                sys(m).message_group = Some("group".into());
+                let value = "v".repeat(16 * 1024 - 3 - 3 - 1 + extra);
+                m.user_properties.insert("k".into(), value);
+            })
+        };
+        assert!(to_engine(sized(0), &Limits::default(), 1_000_000, None).is_ok());
+        assert_eq!(code(sized(1)), Code::MessagePropertiesTooLarge);
         assert_eq!(
             code(msg(|m| {
                 sys(m).message_group = Some("g".into());

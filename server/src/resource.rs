@@ -21,11 +21,17 @@ fn legal(name: &str) -> bool {
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '%' | '|'))
 }
 
+/// The engine's topics, and those Apache RocketMQ keeps for itself (`TopicValidator`'s
+/// system topics): ILLEGAL_TOPIC, as Apache answers a send to one.
 fn reserved(name: &str) -> bool {
     name.starts_with('%')
         || name.starts_with("RMQ_SYS_")
         || name.starts_with("SCHEDULE_TOPIC")
-        || name == "rmq_sys_wheel_timer"
+        || name.starts_with("rmq_sys_")
+        || matches!(
+            name,
+            "TBW102" | "BenchmarkTest" | "SELF_TEST_TOPIC" | "OFFSET_MOVED_EVENT"
+        )
 }
 
 /// Whether consumers may read a reserved topic: a group's retry or dead-letter topic.
@@ -120,6 +126,22 @@ mod tests {
         }
         assert!(topic(Some(&res("", "%DLQ%g")), Use::Consume).is_ok());
         assert_eq!(topic(None, Use::Send).unwrap_err().code, Code::IllegalTopic);
+        for system in [
+            "TBW102",
+            "rmq_sys_REVIVE_LOG",
+            "OFFSET_MOVED_EVENT",
+            "RMQ_SYS_X",
+        ] {
+            let r = Resource {
+                resource_namespace: String::new(),
+                name: system.into(),
+            };
+            assert_eq!(
+                topic(Some(&r), Use::Send).unwrap_err().code,
+                Code::IllegalTopic,
+                "{system}"
+            );
+        }
         assert_eq!(
             group(Some(&res("", "a/b"))).unwrap_err().code,
             Code::IllegalConsumerGroup
