@@ -59,6 +59,7 @@ pub use config::{
     parse_duration, retry_delays, Credentials, FileConfig, FileLimits, GroupConfig, Limits,
     ServeConfig, TlsConfig, TlsFiles,
 };
+pub use convert::decompressed;
 pub use stats::{Rpc, RpcStats, ServerStats, LATENCY_BUCKETS_US};
 
 use crate::proto::messaging_service_server::MessagingServiceServer;

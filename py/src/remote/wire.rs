@@ -246,7 +246,7 @@ pub fn from_proto(m: PbMessage) -> MessageExt {
     out.topic = m.topic.map(|t| t.name).unwrap_or_default();
     out.queue_id = sys.queue_id.max(0) as u32;
     out.queue_offset = sys.queue_offset.unwrap_or(0).max(0) as u64;
-    out.body = Bytes::from(m.body);
+    out.body = Bytes::from(pocketmq_server::decompressed(m.body, sys.body_encoding));
     out.tags = sys.tag;
     out.keys = sys.keys;
     out.properties = m.user_properties.into_iter().collect();
