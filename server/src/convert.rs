@@ -81,6 +81,23 @@ const SYSTEM_PROPERTIES: &[&str] = &[
     "REPLY_TO_CLIENT",
     "TTL",
     "CLUSTER",
+    // The rest of Apache's `MessageConst.STRING_HASH_SET`, refused there as here.
+    "BUYER_ID",
+    "TRANSFER_FLAG",
+    "CORRECTION_FLAG",
+    "MQ2_FLAG",
+    "POP_CK_OFFSET",
+    "TRAN_PREPARED_QUEUE_OFFSET",
+    "DUP_INFO",
+    "EXTEND_UNIQ_INFO",
+    "ARRIVE_TIME",
+    "PUSH_REPLY_TIME",
+    "MSG_TYPE",
+    "TIMER_DEL_UNIQKEY",
+    "TIMER_DELAY_LEVEL",
+    "BORN_TIMESTAMP",
+    "DLQ_ORIGIN_TOPIC",
+    "DLQ_ORIGIN_MESSAGE_ID",
 ];
 
 /// The engine's properties a client sees as user properties, as Apache's proxy shows
@@ -602,12 +619,15 @@ mod tests {
             code(msg(|m| sys(m).delivery_timestamp = Some(timestamp(far)))),
             Code::IllegalDeliveryTime
         );
-        assert_eq!(
-            code(msg(|m| {
-                m.user_properties.insert("UNIQ_KEY".into(), "x".into());
-            })),
-            Code::IllegalMessagePropertyKey
-        );
+        for name in ["UNIQ_KEY", "BORN_TIMESTAMP", "MSG_TYPE", "DLQ_ORIGIN_TOPIC"] {
+            assert_eq!(
+                code(msg(|m| {
+                    m.user_properties.insert(name.into(), "x".into());
+                })),
+                Code::IllegalMessagePropertyKey,
+                "{name}"
+            );
+        }
         assert_eq!(
             code(msg(|m| {
                 m.user_properties.insert("k".into(), "x".repeat(17 * 1024));
