@@ -315,6 +315,16 @@ def test_closing_the_broker_ends_a_pending_receive_async(endpoint: str) -> None:
     assert got == [] and took < 2
 
 
+def test_a_start_is_checked_as_embedded_before_it_is_not_supported(remote: pocketmq.RemoteBroker) -> None:
+    with pytest.raises(pocketmq.InvalidArgument):
+        remote.consumer("g", "t", start="bogus")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        remote.consumer("g", "t", start=[1])  # type: ignore[arg-type]
+    with pytest.raises(pocketmq.NotSupported, match="earliest"):
+        remote.consumer("g", "t", start="latest")
+    remote.consumer("g", "t", start="earliest").close()
+
+
 def test_close_and_closed(endpoint: str) -> None:
     b = pocketmq.connect(endpoint, namespace="closing")
     c = b.consumer("g", "t")

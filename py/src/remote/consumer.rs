@@ -1140,7 +1140,12 @@ pub fn consumer_options(
                 wanted.max_attempts = Some(n.0.saturating_add(1));
             }
             "start" => {
-                let earliest = v.extract::<String>().is_ok_and(|s| s == "earliest");
+                // Checked as embedded first: a bad value is InvalidArgument or a
+                // TypeError there too, a good one other than "earliest" NotSupported.
+                let earliest = matches!(
+                    crate::convert::start_from(&v, "start")?,
+                    pocketmq::StartFrom::Earliest
+                );
                 if !earliest {
                     return Err(ns("start", "pocketmq serve starts new groups at the earliest message, and the protocol has no other start"));
                 }
