@@ -435,6 +435,28 @@ fn damage_in_an_old_segment_keeps_every_later_segment() {
     assert!(b.stats().unwrap().corrupt_records >= 1);
 }
 
+#[test]
+fn every_queue_of_a_topic_is_readable_after_a_crash_before_its_registration_was_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let b = open_at(tmp.path(), &clock).unwrap();
+    // Auto-created with 4 queues; messages in queue 0 only.
+    b.producer("p")
+        .unwrap()
+        .send(Message::builder("t", body(1)).queue_id(0).build())
+        .unwrap();
+    let dir = crash(b, tmp.path());
+    fs::remove_file(dir.path().join("config").join("topics.json")).ok();
+    let b = open_at(dir.path(), &clock).unwrap();
+    let topics = b.topics().unwrap();
+    let queues = topics.iter().find(|t| t.name == "t").unwrap().queues;
+    for q in 0..queues {
+        let got = b.browse("t", Some(q), None, 10).unwrap();
+        assert_eq!(got.len(), usize::from(q == 0), "queue {q} of {queues}");
+    }
+    assert!(b.browse("t", Some(queues), None, 10).is_err());
+}
+
 /// 400 messages over several segments, closed cleanly; the results of the sends.
 fn closed_store(dir: &Path, clock: &ManualClock) -> Vec<pocketmq::SendResult> {
     let b = open_at(dir, clock).unwrap();

@@ -134,11 +134,15 @@ fn merge(per_queue: Vec<Vec<MessageExt>>, limit: usize) -> Vec<MessageExt> {
 impl Engine {
     /// The queue count of a topic that may be read (a user topic, or a group's retry
     /// or dead-letter topic).
+    /// The queues of `t` a read may name: those holding messages, and those its
+    /// registration gives it (after a crash before the registry was written, the
+    /// queues that got messages may be fewer than it says).
     fn readable_queues(&self, t: &str) -> Result<u32> {
         topic::validate_consumable_topic(t)?;
-        match self.store.queues.topic(t) {
-            Some(qs) => Ok(qs.len() as u32),
-            None => Err(Error::TopicNotFound(t.to_string())),
+        let held = self.store.queues.topic(t).map(|qs| qs.len() as u32);
+        match (held, self.store.topics.queues(t)) {
+            (None, None) => Err(Error::TopicNotFound(t.to_string())),
+            (held, registered) => Ok(held.unwrap_or(0).max(registered.unwrap_or(0))),
         }
     }
 
