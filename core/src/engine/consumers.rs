@@ -89,9 +89,22 @@ impl Engine {
     }
 
     /// Changes a simple consumer delivery's invisibility; the new receipt handle.
-    pub fn change_invisible(&mut self, handle: u64, h: &str, ms: u64, now: u64) -> Result<String> {
+    /// Not `counts`: given back unconsumed (`PopGroups::suspend`).
+    pub fn change_invisible(
+        &mut self,
+        handle: u64,
+        h: &str,
+        ms: u64,
+        now: u64,
+        counts: bool,
+    ) -> Result<String> {
         self.check_open()?;
-        let new = self.groups.pop.change_invisible(handle, h, ms, now)?;
+        let pop = &mut self.groups.pop;
+        let new = if counts {
+            pop.change_invisible(handle, h, ms, now)?
+        } else {
+            pop.suspend(handle, h, ms, now)?
+        };
         self.next_due = self.next_due.min(now.saturating_add(ms));
         if ms == 0 {
             self.arrived = true;
@@ -107,18 +120,6 @@ impl Engine {
         self.groups.pop.resubscribe(handle, filter)?;
         self.arrived = true;
         Ok(())
-    }
-
-    /// `change_invisible` for a delivery given back unconsumed (`PopGroups::suspend`).
-    pub fn suspend(&mut self, handle: u64, h: &str, ms: u64, now: u64) -> Result<String> {
-        self.check_open()?;
-        let new = self.groups.pop.suspend(handle, h, ms, now)?;
-        self.next_due = self.next_due.min(now.saturating_add(ms));
-        if ms == 0 {
-            self.arrived = true;
-        }
-        self.flush_revive_if_full(now)?;
-        Ok(new)
     }
 
     /// A simple consumer's failed delivery: visible again after `delay` ms, or after
@@ -145,7 +146,7 @@ impl Engine {
                 levels[(1 + attempt).min(levels.len() - 1)]
             }
         };
-        self.change_invisible(handle, h, ms, now).map(|_| ())
+        self.change_invisible(handle, h, ms, now, true).map(|_| ())
     }
 
     /// Moves a simple consumer's delivery to its group's DLQ at once.

@@ -182,12 +182,21 @@ impl SimpleConsumer {
         receipt_handle: &str,
         duration: Duration,
     ) -> Result<String> {
+        self.change_invisible_as(receipt_handle, duration, true)
+    }
+
+    fn change_invisible_as(
+        &self,
+        receipt_handle: &str,
+        duration: Duration,
+        counts: bool,
+    ) -> Result<String> {
         self.check_open()?;
         let ms = millis(duration);
         crate::config::check_invisible(ms.max(1))?;
         let now = self.broker.now();
         let mut e = self.broker.engine_due()?;
-        let new = e.change_invisible(self.handle, receipt_handle, ms, now)?;
+        let new = e.change_invisible(self.handle, receipt_handle, ms, now, counts)?;
         self.broker.wake(e);
         Ok(new)
     }
@@ -213,14 +222,7 @@ impl SimpleConsumer {
     /// that is not current is `InvalidReceiptHandle`. A restart before the next
     /// delivery counts it as an attempt.
     pub fn suspend_handle(&self, receipt_handle: &str, duration: Duration) -> Result<String> {
-        self.check_open()?;
-        let ms = millis(duration);
-        crate::config::check_invisible(ms.max(1))?;
-        let now = self.broker.now();
-        let mut e = self.broker.engine_due()?;
-        let new = e.suspend(self.handle, receipt_handle, ms, now)?;
-        self.broker.wake(e);
-        Ok(new)
+        self.change_invisible_as(receipt_handle, duration, false)
     }
 
     /// A failed delivery: visible again after `delay`, or after the retry ladder's
