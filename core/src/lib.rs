@@ -76,5 +76,5 @@ pub use runtime::{add_entropy, set_process_id};
 pub use schedule::recall::RecallHandle;
 pub use stats::{GroupStats, QueueStats, Stats, TopicInfo, TopicStats};
 pub use store::host::HostFs;
-pub use topic::validate_group;
+pub use topic::{is_system_topic, validate_group};
 pub use transaction::{TransactionListener, TransactionProducer, TxId, TxState};

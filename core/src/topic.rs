@@ -56,6 +56,13 @@ pub(crate) fn is_rocketmq_system(name: &str) -> bool {
         )
 }
 
+/// Whether producers may not send to `name`: a topic of the engine's own (retry,
+/// dead-letter, schedule, transaction, revive...) or one Apache RocketMQ keeps for
+/// itself.
+pub fn is_system_topic(name: &str) -> bool {
+    is_reserved(name) || is_rocketmq_system(name)
+}
+
 /// Checks a topic name's characters and length.
 pub(crate) fn validate_topic(name: &str) -> Result<()> {
     let limit = if name.starts_with(RETRY_PREFIX) {

@@ -23,6 +23,15 @@ fn simple(b: &Broker, group: &str, topic: &str) -> SimpleConsumer {
         .unwrap()
 }
 
+/// A member of group "g" on "t" whose messages get 3 deliveries before the DLQ.
+fn three_attempts(b: &Broker) -> SimpleConsumer {
+    b.simple_consumer(SimpleConsumerConfig {
+        max_delivery_attempts: 3,
+        ..SimpleConsumerConfig::new("g", "t")
+    })
+    .unwrap()
+}
+
 fn send_n(b: &Broker, topic: &str, n: usize) {
     let p = b.producer("p").unwrap();
     for i in 0..n {
@@ -141,12 +150,7 @@ fn made_visible_at_once_on_its_last_attempt_a_message_goes_to_the_dead_letter_qu
     // attempts still end in the DLQ, not in redeliveries without end.
     let (b, _clock) = manual();
     send_n(&b, "t", 1);
-    let sc = b
-        .simple_consumer(SimpleConsumerConfig {
-            max_delivery_attempts: 3,
-            ..SimpleConsumerConfig::new("g", "t")
-        })
-        .unwrap();
+    let sc = three_attempts(&b);
     let mut attempts = Vec::new();
     for _ in 0..10 {
         for m in sc.receive(1, NOW).unwrap() {
@@ -167,12 +171,7 @@ fn a_delivery_given_back_comes_again_without_counting_an_attempt() {
     // A closing classic consumer's deliveries over the protocol: given back, not failed.
     let (b, clock) = manual();
     send_n(&b, "t", 1);
-    let sc = b
-        .simple_consumer(SimpleConsumerConfig {
-            max_delivery_attempts: 3,
-            ..SimpleConsumerConfig::new("g", "t")
-        })
-        .unwrap();
+    let sc = three_attempts(&b);
     let mut attempts = Vec::new();
     for _ in 0..10 {
         let got = sc.receive(1, NOW).unwrap();

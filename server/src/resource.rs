@@ -21,19 +21,6 @@ fn legal(name: &str) -> bool {
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '%' | '|'))
 }
 
-/// The engine's topics, and those Apache RocketMQ keeps for itself (`TopicValidator`'s
-/// system topics): ILLEGAL_TOPIC, as Apache answers a send to one.
-fn reserved(name: &str) -> bool {
-    name.starts_with('%')
-        || name.starts_with("RMQ_SYS_")
-        || name.starts_with("SCHEDULE_TOPIC")
-        || name.starts_with("rmq_sys_")
-        || matches!(
-            name,
-            "TBW102" | "BenchmarkTest" | "SELF_TEST_TOPIC" | "OFFSET_MOVED_EVENT"
-        )
-}
-
 /// Whether consumers may read a reserved topic: a group's retry or dead-letter topic.
 fn consumable(name: &str) -> bool {
     name.starts_with("%RETRY%")
@@ -67,7 +54,7 @@ pub(crate) fn topic(r: Option<&Resource>, usage: Use) -> Result<String, Refusal>
             "topic {name:?}: use only A-Z a-z 0-9 _ - % |"
         )));
     }
-    if reserved(&name) && !(usage == Use::Consume && consumable(&name)) {
+    if pocketmq::is_system_topic(&name) && !(usage == Use::Consume && consumable(&name)) {
         return Err(illegal(format!(
             "topic {name:?} is reserved for the engine"
         )));

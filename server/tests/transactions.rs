@@ -208,6 +208,22 @@ async fn an_open_half_message_is_checked_back_through_a_producer_stream() {
     server.shutdown().await.unwrap();
 }
 
+/// `m` with an `orphaned_transaction_recovery_duration` of `seconds`.
+fn recovered_after(mut m: Message, seconds: i64) -> Message {
+    m.system_properties
+        .as_mut()
+        .unwrap()
+        .orphaned_transaction_recovery_duration = Some(prost_types::Duration { seconds, nanos: 0 });
+    m
+}
+
+/// `m` with the user property `CHECK_IMMUNITY_TIME_IN_SECONDS` = `value`.
+fn immune_for(mut m: Message, value: &str) -> Message {
+    m.user_properties
+        .insert("CHECK_IMMUNITY_TIME_IN_SECONDS".into(), value.into());
+    m
+}
+
 /// A producer puts the first check-back off: with `orphaned_transaction_recovery_duration`
 /// (at most an hour, as Apache's proxy allows) or the user property Apache's broker
 /// reads, `CHECK_IMMUNITY_TIME_IN_SECONDS`.
@@ -216,19 +232,8 @@ async fn a_producer_may_put_the_first_check_back_off() {
     let (broker, clock) = manual_broker();
     let (server, mut client) = start(broker, config()).await;
     let (_tx, mut inbound) = producer_stream(&mut client, CLIENT_ID, "pay").await;
-    let mut by_duration = half("pay", 1);
-    by_duration
-        .system_properties
-        .as_mut()
-        .unwrap()
-        .orphaned_transaction_recovery_duration = Some(prost_types::Duration {
-        seconds: 20,
-        nanos: 0,
-    });
-    let mut by_property = half("pay", 2);
-    by_property
-        .user_properties
-        .insert("CHECK_IMMUNITY_TIME_IN_SECONDS".into(), "40".into());
+    let by_duration = recovered_after(half("pay", 1), 20);
+    let by_property = immune_for(half("pay", 2), "40");
     for m in [by_duration, by_property, half("pay", 3)] {
         assert_eq!(
             code(&send(&mut client, m).await.entries[0].status),
@@ -249,19 +254,8 @@ async fn a_producer_may_put_the_first_check_back_off() {
         let got = check_back(&mut inbound, wait).await;
         assert_eq!(got, due.map(message_id), "after {advance} ms more");
     }
-    let mut too_long = half("pay", 4);
-    too_long
-        .system_properties
-        .as_mut()
-        .unwrap()
-        .orphaned_transaction_recovery_duration = Some(prost_types::Duration {
-        seconds: 3_601,
-        nanos: 0,
-    });
-    let mut not_seconds = half("pay", 5);
-    not_seconds
-        .user_properties
-        .insert("CHECK_IMMUNITY_TIME_IN_SECONDS".into(), "soon".into());
+    let too_long = recovered_after(half("pay", 4), 3_601);
+    let not_seconds = immune_for(half("pay", 5), "soon");
     for m in [too_long, not_seconds] {
         let r = send(&mut client, m).await;
         assert_ne!(code(&r.entries[0].status), Code::Ok);

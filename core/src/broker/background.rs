@@ -82,18 +82,19 @@ impl Broker {
     /// trimming, each at its real-time interval.
     pub(super) fn periodic_work(&self) -> Result<()> {
         self.check_process()?;
-        let delivered = self.inner.engine.lock().delays_delivered;
-        let (flush, persist, release, revive) = {
+        let (flush, persist, release, revive, progress) = {
             let mut p = self.inner.periodic.lock();
             let interval = Duration::from_millis(self.inner.config.flush_interval_ms.max(1));
-            let progress = delivered && p.progress.due(PROGRESS_INTERVAL);
             (
                 p.flush.due(interval),
-                p.persist.due(Duration::from_secs(1)) || progress,
+                p.persist.due(Duration::from_secs(1)),
                 p.release.due(Duration::from_secs(1)),
                 p.revive.due(REVIVE_INTERVAL),
+                p.progress.due(PROGRESS_INTERVAL),
             )
         };
+        // The engine's lock is taken for the flag only when its interval is up.
+        let persist = persist || (progress && self.inner.engine.lock().delays_delivered);
         if revive {
             let now = self.now();
             let mut e = self.inner.engine.lock();
