@@ -190,9 +190,9 @@ impl Engine {
         let mut keys = std::mem::take(&mut self.key_buf);
         let mut specs = std::mem::take(&mut self.spec_buf);
         specs.clear();
-        let repeats = self.drop_repeats(&mut sends, &mut keys, now);
+        let repeats = self.drop_repeats(&mut sends, &mut keys, now, None);
         let stored = self.store_block(sends, &keys, acks, rr, now, &mut specs);
-        specs.clear();
+        self.recycle(&mut specs);
         self.spec_buf = specs;
         self.key_buf = keys;
         Ok(self.answer_repeats(stored?, repeats))

@@ -10,17 +10,23 @@
 //!
 //! Memory is bounded by the window: entries live in append order (store times never
 //! decrease along the log), the oldest leave as the window passes, and a table of
-//! 8-byte slots (a position and 32 bits of the keyed hash, enough to grow the
-//! table without reading entries) finds them. Keys are two independent 64-bit
-//! hashes (one keyed at random per process), so a collision would need 128 bits to
-//! agree: about 53 bytes per id.
+//! 8-byte slots finds them. Keys are two independent 64-bit hashes (one keyed at
+//! random per process), so a collision would need 128 bits to agree: about 48 bytes
+//! per id.
+//!
+//! The table is open-addressed with linear probing and at most half full; a slot
+//! holds an entry's sequence number and 31 bits of its key's keyed hash, which alone
+//! place the slot, so growing the table reads no entry. A new id (the common case) is
+//! looked for and placed within one cache line: a table of control bytes apart from
+//! its slots (hashbrown's) reads one line and writes another, and with a window of
+//! hundreds of thousands of ids both miss the cache.
 
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 
-use hashbrown::HashTable;
 use rustc_hash::FxHasher;
 
 /// The longest dedup id, in bytes.
@@ -49,21 +55,29 @@ impl Key {
     pub fn of(topic: &str, id: &str) -> Key {
         let mut fx = FxHasher::default();
         let mut sip = keyed().build_hasher();
-        let (t, i) = (topic.as_bytes(), id.as_bytes());
-        let mut buf = [0u8; 128];
-        if let Some(joined) = buf.get_mut(..t.len() + 1 + i.len()) {
-            joined[..t.len()].copy_from_slice(t);
-            joined[t.len()] = 0xff;
-            joined[t.len() + 1..].copy_from_slice(i);
-            fx.write(joined);
-            sip.write(joined);
-        } else {
-            for part in [t, &[0xff], i] {
-                fx.write(part);
-                sip.write(part);
-            }
-        }
+        joined(topic, id, |part| {
+            fx.write(part);
+            sip.write(part);
+        });
         Key(fx.finish(), sip.finish())
+    }
+}
+
+/// Feeds `topic`, a 0xff byte and `id` to `write`: in one piece where they fit a
+/// stack buffer.
+#[inline(always)]
+fn joined(topic: &str, id: &str, mut write: impl FnMut(&[u8])) {
+    let (t, i) = (topic.as_bytes(), id.as_bytes());
+    let mut buf = [0u8; 128];
+    if let Some(joined) = buf.get_mut(..t.len() + 1 + i.len()) {
+        joined[..t.len()].copy_from_slice(t);
+        joined[t.len()] = 0xff;
+        joined[t.len() + 1..].copy_from_slice(i);
+        write(joined);
+    } else {
+        for part in [t, &[0xff], i] {
+            write(part);
+        }
     }
 }
 
@@ -83,27 +97,154 @@ pub(crate) struct DedupWindow {
     entries: VecDeque<Entry>,
     first: u32,
     /// Live entries by key.
-    table: HashTable<Slot>,
-}
-
-/// A table slot: an entry's sequence number and 32 bits of its key's keyed hash,
-/// which alone place the slot, so growing the table reads no entry.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    seq: u32,
-    tag: u32,
+    table: Slots,
 }
 
 impl Key {
+    /// The slot tag: 31 bits of the keyed hash, and a low bit set so that no full
+    /// slot is zero.
     fn tag(self) -> u32 {
-        (self.1 >> 32) as u32
+        (self.1 >> 32) as u32 | 1
     }
 }
 
-/// The table's hash of a slot with `tag` (its top bits pick the control byte, its
-/// low bits the bucket).
-fn hash_of(tag: u32) -> u64 {
-    (tag as u64) << 32 | tag as u64
+/// Slots of `tag << 32 | seq`, 0 when empty (see the module docs).
+#[derive(Default)]
+struct Slots {
+    slots: Vec<u64>,
+    len: usize,
+    /// Where `slots` is, for producers' prefetches.
+    hint: Arc<SlotsHint>,
+}
+
+/// Where the table's slots are, published for a producer to start loading the slot
+/// of its id before it takes the engine's lock: with a window of many ids the slot
+/// is far from every cache, and the load would otherwise wait under the lock.
+#[derive(Default)]
+pub(crate) struct SlotsHint {
+    addr: AtomicUsize,
+    mask: AtomicUsize,
+}
+
+impl SlotsHint {
+    /// Starts loading the cache line where the probe for (`topic`, `id`) begins, and
+    /// returns the key it computed for that (None: no table yet). A hint only: read
+    /// without the lock, the table may have grown since, and a prefetch of an
+    /// address no longer the table's costs nothing but itself.
+    #[inline]
+    pub fn prefetch(&self, topic: &str, id: &str) -> Option<Key> {
+        let addr = self.addr.load(Relaxed);
+        if addr == 0 {
+            return None;
+        }
+        let key = Key::of(topic, id);
+        let home = Slots::home(key.tag(), self.mask.load(Relaxed));
+        let at = addr.wrapping_add(home * 8);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint that reads nothing the program sees and never
+        // faults, whatever the address; SSE is part of every x86_64 processor.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at as *const i8)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = at;
+        Some(key)
+    }
+}
+
+impl Slots {
+    /// The slot a tag's probe starts at.
+    #[inline]
+    fn home(tag: u32, mask: usize) -> usize {
+        (tag >> 1) as usize & mask
+    }
+
+    /// The slot holding `tag` whose sequence number `is_it` accepts, as `Ok((slot,
+    /// seq))`; else `Err` of the empty slot ending the probe (None: no table yet).
+    #[inline]
+    fn find(
+        &self,
+        tag: u32,
+        mut is_it: impl FnMut(u32) -> bool,
+    ) -> Result<(usize, u32), Option<usize>> {
+        let mask = self.slots.len().wrapping_sub(1);
+        if self.slots.is_empty() {
+            return Err(None);
+        }
+        let mut i = Slots::home(tag, mask);
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                return Err(Some(i));
+            }
+            if (s >> 32) as u32 == tag && is_it(s as u32) {
+                return Ok((i, s as u32));
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Places `tag` and `seq` at `vacant`, the empty slot that ended a probe for
+    /// them (when the table has room for one more: else anywhere it belongs).
+    #[inline]
+    fn insert(&mut self, tag: u32, seq: u32, vacant: Option<usize>) {
+        let slot = (tag as u64) << 32 | seq as u64;
+        match vacant {
+            Some(i) if (self.len + 1) * 2 <= self.slots.len() => self.slots[i] = slot,
+            _ => {
+                self.grow();
+                let mask = self.slots.len() - 1;
+                let mut i = Slots::home(tag, mask);
+                while self.slots[i] != 0 {
+                    i = (i + 1) & mask;
+                }
+                self.slots[i] = slot;
+            }
+        }
+        self.len += 1;
+    }
+
+    /// Doubles the table when one more slot would fill more than half of it.
+    #[inline(never)]
+    fn grow(&mut self) {
+        if (self.len + 1) * 2 <= self.slots.len() {
+            return;
+        }
+        let size = (self.slots.len() * 2).max(16);
+        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        let mask = size - 1;
+        for s in old.into_iter().filter(|s| *s != 0) {
+            let mut i = Slots::home((s >> 32) as u32, mask);
+            while self.slots[i] != 0 {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = s;
+        }
+        self.hint.addr.store(self.slots.as_ptr() as usize, Relaxed);
+        self.hint.mask.store(mask, Relaxed);
+    }
+
+    /// Empties slot `i`, moving back the slots after it that may take its place, so
+    /// that every slot stays reachable from its home without crossing an empty one.
+    fn remove(&mut self, mut i: usize) {
+        let mask = self.slots.len() - 1;
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let s = self.slots[j];
+            if s == 0 {
+                break;
+            }
+            // `s` may move to `i` when `i` lies between its home and `j`.
+            let home = Slots::home((s >> 32) as u32, mask);
+            if j.wrapping_sub(home) & mask >= j.wrapping_sub(i) & mask {
+                self.slots[i] = s;
+                i = j;
+            }
+        }
+        self.slots[i] = 0;
+        self.len -= 1;
+    }
 }
 
 impl DedupWindow {
@@ -114,28 +255,48 @@ impl DedupWindow {
         }
     }
 
+    /// Where the table is, for producers' prefetches.
+    pub fn hint(&self) -> Arc<SlotsHint> {
+        self.table.hint.clone()
+    }
+
     fn at(&self, seq: u32) -> &Entry {
         &self.entries[seq.wrapping_sub(self.first) as usize]
     }
 
-    fn find(&self, key: Key) -> Option<u32> {
-        let (entries, first, tag) = (&self.entries, self.first, key.tag());
-        self.table
-            .find(hash_of(tag), |s| {
-                s.tag == tag && entries[s.seq.wrapping_sub(first) as usize].key == key
-            })
-            .map(|s| s.seq)
+    /// The slot and sequence number of `key`'s entry, or the empty slot where it
+    /// would go.
+    #[inline]
+    fn find(&self, key: Key) -> Result<(usize, u32), Option<usize>> {
+        let (entries, first) = (&self.entries, self.first);
+        self.table.find(key.tag(), |seq| {
+            entries[seq.wrapping_sub(first) as usize].key == key
+        })
     }
 
-    /// Drops what the window passed at `now`.
+    /// Drops what the window passed at `now` (on every send: the common case, nothing
+    /// passed, is one comparison, inlined).
+    #[inline]
     pub fn expire(&mut self, now: u64) {
+        let window_ms = self.window_ms;
+        if let Some(e) = self.entries.front() {
+            if e.store_ts.saturating_add(window_ms) <= now {
+                self.expire_passed(now);
+            }
+        }
+    }
+
+    /// `expire` once the oldest entry has passed.
+    #[inline(never)]
+    fn expire_passed(&mut self, now: u64) {
         while let Some(e) = self.entries.front() {
             if e.store_ts.saturating_add(self.window_ms) > now {
                 break;
             }
-            let (key, seq) = (e.key, self.first);
-            if let Ok(found) = self.table.find_entry(hash_of(key.tag()), |s| s.seq == seq) {
-                found.remove();
+            let (tag, seq) = (e.key.tag(), self.first);
+            // Its slot, unless a later entry of its key took over.
+            if let Ok((i, _)) = self.table.find(tag, |s| s == seq) {
+                self.table.remove(i);
             }
             self.entries.pop_front();
             self.first = self.first.wrapping_add(1);
@@ -144,7 +305,8 @@ impl DedupWindow {
 
     /// The first record of `key` if it is inside the window at `now`.
     pub fn get(&self, key: Key, now: u64) -> Option<u64> {
-        let e = self.at(self.find(key)?);
+        let (_, seq) = self.find(key).ok()?;
+        let e = self.at(seq);
         (e.phys != u64::MAX && e.store_ts.saturating_add(self.window_ms) > now).then_some(e.phys)
     }
 
@@ -155,32 +317,30 @@ impl DedupWindow {
             return;
         }
         self.expire(store_ts);
-        let (entries, first, window_ms) = (&self.entries, self.first, self.window_ms);
-        let tag = key.tag();
-        let found = self.table.find_entry(hash_of(tag), |s| {
-            s.tag == tag && entries[s.seq.wrapping_sub(first) as usize].key == key
-        });
-        if let Ok(found) = found {
-            let e = &entries[found.get().seq.wrapping_sub(first) as usize];
-            if e.phys != u64::MAX && e.store_ts.saturating_add(window_ms) > store_ts {
-                return;
+        let vacant = match self.find(key) {
+            Ok((i, seq)) => {
+                let e = self.at(seq);
+                if e.phys != u64::MAX && e.store_ts.saturating_add(self.window_ms) > store_ts {
+                    return;
+                }
+                // A given-back or expired entry of the same key: forget it.
+                self.table.remove(i);
+                None
             }
-            // A given-back or expired entry of the same key: forget it.
-            found.remove();
-        }
+            Err(vacant) => vacant,
+        };
         let seq = self.first.wrapping_add(self.entries.len() as u32);
         self.entries.push_back(Entry {
             key,
             phys,
             store_ts,
         });
-        self.table
-            .insert_unique(hash_of(tag), Slot { seq, tag }, |s| hash_of(s.tag));
+        self.table.insert(key.tag(), seq, vacant);
     }
 
     /// The record at `phys` (a half message rolled back) gives its key back.
     pub fn release(&mut self, key: Key, phys: u64) {
-        let Some(seq) = self.find(key) else { return };
+        let Ok((_, seq)) = self.find(key) else { return };
         let i = seq.wrapping_sub(self.first) as usize;
         if self.entries[i].phys == phys {
             self.entries[i].phys = u64::MAX;
@@ -252,6 +412,70 @@ mod tests {
         for i in 0..8u64 {
             let want = (i + 10 > 8).then_some(i);
             assert_eq!(w.get(Key::of("t", &i.to_string()), 8), want, "{i}");
+        }
+    }
+
+    /// What the window must answer, kept the plain way: the latest record of each key
+    /// (its offset, store time, and whether it was given back).
+    #[derive(Default)]
+    struct Model {
+        window_ms: u64,
+        records: std::collections::HashMap<Key, (u64, u64, bool)>,
+    }
+
+    impl Model {
+        fn live(&self, key: Key, now: u64) -> Option<u64> {
+            let &(phys, ts, given_back) = self.records.get(&key)?;
+            (!given_back && ts + self.window_ms > now).then_some(phys)
+        }
+        fn put(&mut self, key: Key, phys: u64, ts: u64) {
+            if self.live(key, ts).is_none() {
+                self.records.insert(key, (phys, ts, false));
+            }
+        }
+        fn release(&mut self, key: Key, phys: u64) {
+            if let Some(r) = self.records.get_mut(&key).filter(|r| r.0 == phys) {
+                r.2 = true;
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Any mix of new and repeated ids, give-backs, and time passing (slowly, or
+        /// past the whole window): the window answers as the model does, through the
+        /// table's growth and the removals that shift its slots back.
+        #[test]
+        fn the_window_answers_as_a_plain_map_would(
+            ops in proptest::collection::vec((0u8..8, 0u32..300, 0u64..40), 1..3000),
+        ) {
+            let window_ms = 500;
+            let mut w = DedupWindow::new(window_ms);
+            let mut m = Model { window_ms, ..Model::default() };
+            let (mut now, mut phys) = (0u64, 0u64);
+            for (op, id, step) in ops {
+                let key = Key::of("t", &id.to_string());
+                match op {
+                    0 => now += step * 20,
+                    1 => {
+                        let p = m.records.get(&key).map_or(u64::MAX - 1, |r| r.0);
+                        w.release(key, p);
+                        m.release(key, p);
+                    }
+                    _ => {
+                        now += step % 3;
+                        phys += 1;
+                        w.put(key, phys, now);
+                        m.put(key, phys, now);
+                    }
+                }
+                proptest::prop_assert_eq!(w.get(key, now), m.live(key, now), "id {}", id);
+            }
+            for id in 0..300u32 {
+                let key = Key::of("t", &id.to_string());
+                proptest::prop_assert_eq!(w.get(key, now), m.live(key, now), "id {}", id);
+            }
+            proptest::prop_assert!(w.table.len * 2 <= w.table.slots.len());
+            proptest::prop_assert!(w.table.len <= w.entries.len());
         }
     }
 }

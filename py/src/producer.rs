@@ -20,10 +20,12 @@ impl Producer {
     }
 
     /// Stores one message. The options are keyword arguments of their own (no dict
-    /// is built per call); each is the engine's send option of that name.
+    /// is built per call); each is the engine's send option of that name. PyO3 finds
+    /// a keyword by comparing it with each name in turn: `dedup_id`, which goes on
+    /// every send of a producer that uses it, comes first.
     #[pyo3(signature = (
-        topic, body, *, tags=None, keys=None, properties=None, sharding_key=None,
-        queue_id=None, delay_level=None, deliver_at=None, delay=None, dedup_id=None
+        topic, body, *, dedup_id=None, tags=None, keys=None, properties=None,
+        sharding_key=None, queue_id=None, delay_level=None, deliver_at=None, delay=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn send(
@@ -31,6 +33,7 @@ impl Producer {
         py: Python<'_>,
         topic: &str,
         body: &Bound<'_, PyAny>,
+        dedup_id: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
         keys: Option<&Bound<'_, PyAny>>,
         properties: Option<&Bound<'_, PyAny>>,
@@ -39,7 +42,6 @@ impl Producer {
         delay_level: Option<&Bound<'_, PyAny>>,
         deliver_at: Option<&Bound<'_, PyAny>>,
         delay: Option<&Bound<'_, PyAny>>,
-        dedup_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<SendResult> {
         let mut msg = pocketmq::Message::new(topic, convert::body(body)?);
         // Text options straight into the message, the others through the builder.

@@ -54,6 +54,8 @@ pub(crate) struct Inner {
     /// a parent thread held at the fork.
     pub(crate) generation: u64,
     pub(crate) owner_pid: u32,
+    /// Where the dedup window's table is, for producers' prefetches.
+    pub(crate) dedup_hint: Arc<crate::dedup::SlotsHint>,
 }
 
 /// One embedded engine over one store. Clones share the engine; the store closes
@@ -82,6 +84,7 @@ impl Broker {
         let now = config.clock.now_ms();
         let engine = Engine::open(&config, backend, now)?;
         let end = engine.store.commitlog.end();
+        let dedup_hint = engine.dedup.hint();
         let inner = Arc::new(Inner {
             engine: Mutex::new(engine),
             arrived: Condvar::new(),
@@ -92,6 +95,7 @@ impl Broker {
             metadata: Mutex::new(()),
             generation: crate::runtime::process_generation(),
             owner_pid: crate::runtime::process_id(),
+            dedup_hint,
             config,
         });
         let broker = Broker { inner };

@@ -35,7 +35,22 @@ impl Producer {
 
     /// Stores one message.
     pub fn send(&self, msg: Message) -> Result<SendResult> {
-        let (mut r, end) = self.stored(|e, rr, now| e.send_one(msg, rr, now, None))?;
+        if msg.dedup_id.is_some() {
+            return self.send_with_id(msg);
+        }
+        let (mut r, end) = self.stored(|e, rr, now| e.send_one(msg, rr, now, None, None))?;
+        self.durable(end, std::slice::from_mut(&mut r))?;
+        Ok(r)
+    }
+
+    /// `send` of a message with a dedup id: the id's slot in the dedup window starts
+    /// loading before the engine's lock is taken (with a window of many ids it is
+    /// far from every cache), and its key, computed for that, goes with the message.
+    #[inline(never)]
+    fn send_with_id(&self, msg: Message) -> Result<SendResult> {
+        let hint = &self.broker.inner.dedup_hint;
+        let key = (msg.dedup_id.as_deref()).and_then(|id| hint.prefetch(&msg.topic, id));
+        let (mut r, end) = self.stored(|e, rr, now| e.send_one(msg, rr, now, None, key))?;
         self.durable(end, std::slice::from_mut(&mut r))?;
         Ok(r)
     }

@@ -71,6 +71,9 @@ pub(crate) struct Engine {
     pub disk_full: Option<String>,
     /// Reused between sends.
     pub(crate) spec_buf: Vec<RecordSpec>,
+    /// Emptied property buffers of stored records, for the next send's records (a
+    /// message with tags, keys or a dedup id then encodes them with no allocation).
+    pub(crate) prop_bufs: Vec<Vec<u8>>,
     pub(crate) key_buf: Vec<Option<Key>>,
     /// The topic strings of a send's messages, moved to their results.
     pub(crate) name_buf: Vec<String>,
@@ -163,6 +166,7 @@ impl Engine {
             delays_delivered: false,
             disk_full: None,
             spec_buf: Vec::new(),
+            prop_bufs: Vec::new(),
             key_buf: Vec::new(),
             name_buf: Vec::new(),
             one_buf: Vec::new(),

@@ -26,25 +26,27 @@ impl Engine {
     ) -> Result<Vec<SendResult>> {
         let mut msgs = msgs;
         let mut out = Vec::with_capacity(msgs.len());
-        self.send_into(&mut msgs, rr, now, half_group, &mut out)?;
+        self.send_into(&mut msgs, rr, now, half_group, &mut out, None)?;
         Ok(out)
     }
 
     /// `send` of one message, through buffers the engine keeps rather than a vector
-    /// for the message and one for its result.
+    /// for the message and one for its result. `key` is its dedup id's key when the
+    /// caller computed it already (`Key::of` its topic and id).
     pub fn send_one(
         &mut self,
         msg: Message,
         rr: u32,
         now: u64,
         half_group: Option<&str>,
+        key: Option<Key>,
     ) -> Result<SendResult> {
         let mut msgs = std::mem::take(&mut self.one_buf);
         msgs.clear();
         msgs.push(msg);
         let mut out = std::mem::take(&mut self.result_buf);
         out.clear();
-        let sent = self.send_into(&mut msgs, rr, now, half_group, &mut out);
+        let sent = self.send_into(&mut msgs, rr, now, half_group, &mut out, key);
         let one = sent.and_then(|()| out.pop().ok_or_else(|| Error::invalid("nothing to send")));
         msgs.clear();
         out.clear();
@@ -61,11 +63,12 @@ impl Engine {
         now: u64,
         half_group: Option<&str>,
         out: &mut Vec<SendResult>,
+        key: Option<Key>,
     ) -> Result<()> {
         self.check_open()?;
         self.check_batch(msgs, half_group.is_some())?;
         let mut keys = std::mem::take(&mut self.key_buf);
-        let repeats = self.drop_repeats(msgs, &mut keys, now);
+        let repeats = self.drop_repeats(msgs, &mut keys, now, key);
         if msgs.is_empty() {
             self.key_buf = keys;
             *out = self.answer_repeats(Vec::new(), repeats);
@@ -94,7 +97,7 @@ impl Engine {
         let put = built.and_then(|to| self.put(&specs, now).map(|()| to));
         // A delayed message is sent alone (`check_batch`).
         let delayed = specs.first().is_some_and(|s| is_delayed(&s.topic));
-        specs.clear();
+        self.recycle(&mut specs);
         self.spec_buf = specs;
         self.key_buf = keys;
         let queue_id = match put {
@@ -128,6 +131,23 @@ impl Engine {
             *out = self.answer_repeats(std::mem::take(out), repeats);
         }
         Ok(())
+    }
+
+    /// Empties `specs`, keeping their property buffers for the next records: a few,
+    /// of the sizes messages' properties usually take.
+    #[inline(always)]
+    pub(crate) fn recycle(&mut self, specs: &mut Vec<RecordSpec>) {
+        const KEEP: usize = 64;
+        const LARGEST: usize = 4096;
+        for spec in specs.iter_mut() {
+            let cap = spec.properties.capacity();
+            if cap != 0 && cap <= LARGEST && self.prop_bufs.len() < KEEP {
+                let mut p = std::mem::take(&mut spec.properties);
+                p.clear();
+                self.prop_bufs.push(p);
+            }
+        }
+        specs.clear();
     }
 
     /// Refuses a user append that would start a new segment while the disk is used
@@ -242,7 +262,8 @@ impl Engine {
         for (i, mut m) in msgs.enumerate() {
             names.push(std::mem::take(&mut m.topic));
             let delay = m.delay;
-            let mut spec = m.into_record(topic.clone(), queue_id, now);
+            let buf = self.prop_bufs.pop().unwrap_or_default();
+            let mut spec = m.into_record(topic.clone(), queue_id, now, buf);
             spec.dedup = keys.get(i).copied().flatten();
             if delay != Delay::None {
                 self.schedule
@@ -284,19 +305,21 @@ impl Engine {
 
     /// Takes out of `msgs` those repeating a dedup id inside the window (of an earlier
     /// send, or of an earlier message of this batch). `keys` gets the dedup key of
-    /// each message kept, or stays empty when none has a dedup id.
+    /// each message kept, or stays empty when none has a dedup id. `key`: the key of
+    /// a lone message's id, when its sender computed it.
     #[inline]
     pub(crate) fn drop_repeats(
         &mut self,
         msgs: &mut Vec<Message>,
         keys: &mut Vec<Option<Key>>,
         now: u64,
+        key: Option<Key>,
     ) -> Vec<Repeat> {
         keys.clear();
         if msgs.iter().all(|m| m.dedup_id.is_none()) {
             return Vec::new();
         }
-        self.drop_repeated_ids(msgs, keys, now)
+        self.drop_repeated_ids(msgs, keys, now, key)
     }
 
     /// `drop_repeats` of messages some of which have a dedup id.
@@ -306,9 +329,28 @@ impl Engine {
         msgs: &mut Vec<Message>,
         keys: &mut Vec<Option<Key>>,
         now: u64,
+        key: Option<Key>,
     ) -> Vec<Repeat> {
-        let mut repeats = Vec::new();
         self.dedup.expire(now);
+        if let [m] = msgs.as_slice() {
+            // One message: no earlier one of its batch to look through.
+            let Some(d) = &m.dedup_id else {
+                keys.push(None);
+                return Vec::new();
+            };
+            let k = key.unwrap_or_else(|| Key::of(&m.topic, d));
+            if let Some(r) = self
+                .dedup
+                .get(k, now)
+                .and_then(|phys| self.store.send_result_at(phys))
+            {
+                msgs.clear();
+                return vec![Repeat { at: 0, of: Ok(r) }];
+            }
+            keys.push(Some(k));
+            return Vec::new();
+        }
+        let mut repeats = Vec::new();
         let (window, store) = (&self.dedup, &self.store);
         // The keys of the batch so far, by index among the messages kept (a map, not a
         // search of `keys`: batches of many thousands of ids would take quadratic time

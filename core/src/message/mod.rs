@@ -144,14 +144,17 @@ impl Message {
     }
 
     /// The record of this message bound for (`topic`, `queue_id`), born `now` (its
-    /// delay is applied by the schedule).
+    /// delay is applied by the schedule), its properties encoded into `buf` (an empty
+    /// buffer kept from an earlier send, or a new one).
     #[inline]
     pub(crate) fn into_record(
         self,
         topic: std::sync::Arc<str>,
         queue_id: u32,
         now: u64,
+        mut buf: Vec<u8>,
     ) -> RecordSpec {
+        self.encode_properties(&mut buf);
         RecordSpec {
             topic,
             queue_id,
@@ -159,17 +162,17 @@ impl Message {
             born_ts: now,
             reconsume_times: 0,
             prepared_tx_offset: 0,
-            properties: self.encode_properties(),
+            properties: buf,
             dedup: None,
             body: self.body,
         }
     }
 
-    /// The user's tags, keys, properties and sharding key, encoded.
+    /// The user's tags, keys, properties and sharding key, appended to `p`.
     #[inline]
-    pub(crate) fn encode_properties(&self) -> Vec<u8> {
+    pub(crate) fn encode_properties(&self, p: &mut Vec<u8>) {
         let m = self;
-        // One allocation of the size needed (names are at most 16 bytes).
+        // At most one allocation, of the size needed (names are at most 16 bytes).
         let text = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len() + 18);
         let size = text(&m.tags)
             + text(&m.sharding_key)
@@ -182,28 +185,27 @@ impl Message {
                 .map(|(k, v)| k.len() + v.len() + 2)
                 .sum::<usize>();
         if size == 0 {
-            return Vec::new();
+            return;
         }
-        let mut p = Vec::with_capacity(size);
+        p.reserve(size);
         if let Some(t) = &m.tags {
-            properties::push(&mut p, prop::TAGS, t);
+            properties::push(p, prop::TAGS, t);
         }
         if !m.keys.is_empty() {
-            properties::push_joined(&mut p, prop::KEYS, &m.keys, b' ');
+            properties::push_joined(p, prop::KEYS, &m.keys, b' ');
         }
         for (k, v) in &m.properties {
-            properties::push(&mut p, k, v);
+            properties::push(p, k, v);
         }
         if let Some(k) = &m.sharding_key {
-            properties::push(&mut p, prop::SHARDING_KEY, k);
+            properties::push(p, prop::SHARDING_KEY, k);
         }
         if let Some(d) = &m.dedup_id {
-            properties::push(&mut p, prop::DEDUP_ID, d);
+            properties::push(p, prop::DEDUP_ID, d);
         }
         if let Some(i) = &m.msg_id {
-            properties::push(&mut p, prop::UNIQ_KEY, i);
+            properties::push(p, prop::UNIQ_KEY, i);
         }
-        p
     }
 }
 

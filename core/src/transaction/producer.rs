@@ -35,7 +35,7 @@ impl TransactionProducer {
         let (mut result, half, end) = {
             let mut e = broker.inner.engine.lock();
             let group = Some(self.producer.group.as_str());
-            let mut r = e.send_one(msg, rr, now, group)?;
+            let mut r = e.send_one(msg, rr, now, group, None)?;
             if r.duplicate {
                 // The first send ran the local transaction; this one stores nothing
                 // and answers with where it stands: still open, or committed (a
@@ -89,7 +89,7 @@ impl TransactionProducer {
         let (mut result, end) = {
             let mut e = broker.inner.engine.lock();
             let group = Some(self.producer.group.as_str());
-            let r = e.send_one(msg, rr, now, group)?;
+            let r = e.send_one(msg, rr, now, group, None)?;
             (r, e.store.commitlog.end())
         };
         let id = TxId {
