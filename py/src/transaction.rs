@@ -4,6 +4,7 @@
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
 
 use pocketmq::{MessageExt, TransactionListener, TxState};
@@ -36,8 +37,19 @@ fn log_error(py: Python<'_>, text: String, exc: Option<PyErr>) {
 }
 
 pub(crate) fn is_coroutine(py: Python<'_>, v: &Bound<'_, PyAny>) -> bool {
-    py.import("inspect")
-        .and_then(|m| m.call_method1("iscoroutine", (v,)))
+    // Most handlers return None; a listener asks this of every message, so
+    // `inspect.iscoroutine` is looked up once, not imported per call.
+    if v.is_none() {
+        return false;
+    }
+    static ISCOROUTINE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    ISCOROUTINE
+        .get_or_try_init(py, || {
+            py.import("inspect")?
+                .getattr("iscoroutine")
+                .map(Bound::unbind)
+        })
+        .and_then(|f| f.bind(py).call1((v,)))
         .and_then(|r| r.is_truthy())
         .unwrap_or(false)
 }
