@@ -1,5 +1,5 @@
 """Sends for instruction counting: N sends of 100 B on a memory store, plain or each
-with a new dedup id, in a function (local names, as an application's loop would be).
+with a new dedup id, or with that string as tags (what any text option costs), in a function (local names, as an application's loop would be).
 
 Per-send instructions are the difference between N and 0 sends:
 
@@ -31,8 +31,11 @@ def main(mode: str, n: int) -> None:
         elif mode == "dedup":
             for i in range(n):
                 send("bench", body, dedup_id=ids[i])
+        elif mode == "tags":
+            for i in range(n):
+                send("bench", body, tags=ids[i])
         else:
-            raise SystemExit(f"mode: plain or dedup, not {mode!r}")
+            raise SystemExit(f"mode: plain, dedup or tags, not {mode!r}")
 
 
 if __name__ == "__main__":

@@ -319,6 +319,7 @@ pub(crate) fn system_record(topic: &str, body: Vec<u8>, now: u64) -> RecordSpec 
         body: Bytes::from(body),
         properties: Vec::new(),
         dedup: None,
+        found: crate::message::properties::Found::UNKNOWN,
     }
 }
 

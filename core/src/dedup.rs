@@ -24,6 +24,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
@@ -37,9 +38,10 @@ pub(crate) fn clip(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
-/// A key: two independent hashes of (topic, dedup id).
+/// A key: two independent hashes of (topic, dedup id), the second never zero (so an
+/// `Option<Key>` takes no more room than a key, in every record a send builds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Key(u64, u64);
+pub(crate) struct Key(u64, NonZeroU64);
 
 /// The keyed hash of this process: the window is rebuilt from the log on every
 /// open, so keys need not be stable, and random ones keep crafted ids from
@@ -59,7 +61,7 @@ impl Key {
             fx.write(part);
             sip.write(part);
         });
-        Key(fx.finish(), sip.finish())
+        Key(fx.finish(), NonZeroU64::MIN | sip.finish())
     }
 }
 
@@ -104,7 +106,7 @@ impl Key {
     /// The slot tag: 31 bits of the keyed hash, and a low bit set so that no full
     /// slot is zero.
     fn tag(self) -> u32 {
-        (self.1 >> 32) as u32 | 1
+        (self.1.get() >> 32) as u32 | 1
     }
 }
 

@@ -94,6 +94,8 @@ pub(crate) struct DispatchRequest<'a> {
     /// The key of its `DEDUP_ID` if the send computed it (live); else dispatch
     /// hashes the property.
     pub dedup: Option<Key>,
+    /// Where `properties` holds what dispatch reads, if the send said (live).
+    pub found: properties::Found,
     pub sys_flag: u32,
 }
 
@@ -114,6 +116,7 @@ impl<'a> DispatchRequest<'a> {
             properties: &spec.properties,
             body: &spec.body,
             dedup: spec.dedup,
+            found: spec.found,
             sys_flag: spec.sys_flag,
         }
     }
@@ -129,6 +132,7 @@ impl<'a> DispatchRequest<'a> {
             properties: r.raw_properties(),
             body: r.body(),
             dedup: None,
+            found: crate::message::properties::Found::UNKNOWN,
             sys_flag: r.sys_flag,
         }
     }
@@ -153,18 +157,6 @@ pub(crate) struct Services<'a> {
     /// The delayed records recalled and not yet come due, with their delivery times.
     pub recalled: &'a mut HashMap<u64, u64>,
 }
-
-/// The properties dispatch reads.
-const READ: [&str; 8] = [
-    prop::TAGS,
-    prop::KEYS,
-    prop::DEDUP_ID,
-    prop::UNIQ_KEY,
-    prop::TIMER_DELIVER_MS,
-    prop::REAL_TOPIC,
-    prop::PGROUP,
-    prop::TX_RESOLUTION,
-];
 
 /// Classifies `r` and fans it out (see the module docs).
 pub(crate) fn dispatch(
@@ -212,7 +204,7 @@ pub(crate) fn dispatch_to(
     let kind = kind_of(r.topic);
     // Every name dispatch reads, in one pass over the block.
     let [tags, keys, dedup_id, uniq_key, deliver_ms, real_topic, pgroup, resolution] =
-        properties::values(r.properties, &READ);
+        properties::read_values(r.properties, r.found);
     let code = match kind {
         Kind::Schedule => {
             let delay = s
@@ -226,7 +218,7 @@ pub(crate) fn dispatch_to(
         Kind::Timer => properties::text(deliver_ms)
             .and_then(|v| v.parse().ok())
             .unwrap_or(r.store_ts),
-        _ => properties::tag_code(properties::text(tags)),
+        _ => properties::tag_code_of(tags),
     };
     let entry = CqEntry {
         phys: r.phys,

@@ -46,7 +46,7 @@ impl Producer {
     /// `send` of a message with a dedup id: the id's slot in the dedup window starts
     /// loading before the engine's lock is taken (with a window of many ids it is
     /// far from every cache), and its key, computed for that, goes with the message.
-    #[inline(never)]
+    #[inline(always)]
     fn send_with_id(&self, msg: Message) -> Result<SendResult> {
         let hint = &self.broker.inner.dedup_hint;
         let key = (msg.dedup_id.as_deref()).and_then(|id| hint.prefetch(&msg.topic, id));

@@ -145,6 +145,7 @@ fn send_back(
             body,
             properties: props,
             dedup: None,
+            found: crate::message::properties::Found::UNKNOWN,
         },
         delay,
     )))

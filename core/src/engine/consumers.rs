@@ -202,6 +202,7 @@ impl Engine {
             body: body.into(),
             properties: Vec::new(),
             dedup: None,
+            found: crate::message::properties::Found::UNKNOWN,
         };
         self.put(std::slice::from_ref(&spec), now)
     }

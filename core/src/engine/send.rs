@@ -263,17 +263,20 @@ impl Engine {
             names.push(std::mem::take(&mut m.topic));
             let delay = m.delay;
             let buf = self.prop_bufs.pop().unwrap_or_default();
-            let mut spec = m.into_record(topic.clone(), queue_id, now, buf);
+            // Made in its place (a record's spec is large to move).
+            specs.push(m.into_record(topic.clone(), queue_id, now, buf));
+            let Some(spec) = specs.last_mut() else {
+                continue;
+            };
             spec.dedup = keys.get(i).copied().flatten();
             if delay != Delay::None {
                 self.schedule
-                    .apply(&mut spec, delay, now, max_delay, &mut self.store)?;
+                    .apply(spec, delay, now, max_delay, &mut self.store)?;
             }
             if let Some(group) = half_group {
-                spec = Transactions::half_spec(spec, group);
+                Transactions::half_spec(spec, group);
             }
             properties::check_len(&spec.properties)?;
-            specs.push(spec);
         }
         if create {
             self.store.create_topic(&topic, queues)?;

@@ -154,7 +154,7 @@ impl Message {
         now: u64,
         mut buf: Vec<u8>,
     ) -> RecordSpec {
-        self.encode_properties(&mut buf);
+        let found = self.encode_properties(&mut buf);
         RecordSpec {
             topic,
             queue_id,
@@ -164,14 +164,18 @@ impl Message {
             prepared_tx_offset: 0,
             properties: buf,
             dedup: None,
+            found,
             body: self.body,
         }
     }
 
-    /// The user's tags, keys, properties and sharding key, appended to `p`.
+    /// The user's tags, keys, properties and sharding key, appended to `p` (empty
+    /// before), and where the names dispatch reads went.
     #[inline]
-    pub(crate) fn encode_properties(&self, p: &mut Vec<u8>) {
+    pub(crate) fn encode_properties(&self, p: &mut Vec<u8>) -> properties::Found {
+        use properties::{at, push, push_found};
         let m = self;
+        let mut found = properties::Found::NONE;
         // At most one allocation, of the size needed (names are at most 16 bytes).
         let text = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len() + 18);
         let size = text(&m.tags)
@@ -185,27 +189,34 @@ impl Message {
                 .map(|(k, v)| k.len() + v.len() + 2)
                 .sum::<usize>();
         if size == 0 {
-            return;
+            return found;
         }
         p.reserve(size);
         if let Some(t) = &m.tags {
-            properties::push(p, prop::TAGS, t);
+            push_found(p, prop::TAGS, t.as_bytes(), &mut found, at::TAGS);
         }
         if !m.keys.is_empty() {
+            found.set(at::KEYS, p.len() + prop::KEYS.len() + 1);
             properties::push_joined(p, prop::KEYS, &m.keys, b' ');
         }
         for (k, v) in &m.properties {
-            properties::push(p, k, v);
+            // The one name dispatch reads that a user may set (it means something
+            // only on the engine's transaction records).
+            if k == prop::TX_RESOLUTION {
+                found = properties::Found::UNKNOWN;
+            }
+            push(p, k, v);
         }
         if let Some(k) = &m.sharding_key {
-            properties::push(p, prop::SHARDING_KEY, k);
+            push(p, prop::SHARDING_KEY, k);
         }
         if let Some(d) = &m.dedup_id {
-            properties::push(p, prop::DEDUP_ID, d);
+            push_found(p, prop::DEDUP_ID, d.as_bytes(), &mut found, at::DEDUP_ID);
         }
         if let Some(i) = &m.msg_id {
-            properties::push(p, prop::UNIQ_KEY, i);
+            push_found(p, prop::UNIQ_KEY, i.as_bytes(), &mut found, at::UNIQ_KEY);
         }
+        found
     }
 }
 
@@ -337,4 +348,57 @@ pub struct SendResult {
     /// `Producer::recall` takes to cancel it before it is delivered (RocketMQ 5.3's
     /// recall handle); None otherwise.
     pub recall_handle: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::properties::{values, Found, READ};
+    use super::*;
+
+    /// Text a user may send: short, any character but the separators.
+    fn text() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9 _.é\\-]{1,12}".prop_map(|s| s.replace(' ', "_"))
+    }
+
+    proptest! {
+        /// What a send notes of where its properties went is what dispatch would
+        /// read from the bytes, for every mix of options (and a user property named
+        /// like one dispatch reads makes it look for itself).
+        #[test]
+        fn the_found_properties_are_where_the_block_has_them(
+            tags in proptest::option::of(text()),
+            keys in proptest::collection::vec(text(), 0..3),
+            props in proptest::collection::btree_map(
+                prop_oneof![text(), Just(properties::prop::TX_RESOLUTION.to_string())],
+                text(),
+                0..3,
+            ),
+            sharding_key in proptest::option::of(text()),
+            dedup_id in proptest::option::of(text()),
+            msg_id in proptest::option::of("[0-9A-F]{32}"),
+        ) {
+            let m = Message {
+                tags,
+                keys,
+                properties: props.clone(),
+                sharding_key,
+                dedup_id,
+                msg_id,
+                ..Message::new("t", "b")
+            };
+            prop_assume!(m.validate(1 << 20).is_ok());
+            let mut block = Vec::new();
+            let found = m.encode_properties(&mut block);
+            prop_assert_eq!(
+                found == Found::UNKNOWN,
+                props.contains_key(properties::prop::TX_RESOLUTION)
+            );
+            prop_assert_eq!(
+                properties::read_values(&block, found),
+                values(&block, &READ)
+            );
+        }
+    }
 }

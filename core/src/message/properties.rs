@@ -144,6 +144,94 @@ pub(crate) fn push(out: &mut Vec<u8>, name: &str, value: &str) {
     out.push(PROP_SEP);
 }
 
+/// The place of each name of [`READ`].
+pub(crate) mod at {
+    pub const TAGS: usize = 0;
+    pub const KEYS: usize = 1;
+    pub const DEDUP_ID: usize = 2;
+    pub const UNIQ_KEY: usize = 3;
+    pub const TIMER_DELIVER_MS: usize = 4;
+    pub const REAL_TOPIC: usize = 5;
+    pub const PGROUP: usize = 6;
+    pub const TX_RESOLUTION: usize = 7;
+}
+
+/// The names dispatch reads from every record, in the order of [`Found`].
+pub(crate) const READ: [&str; 8] = {
+    let mut r = [""; 8];
+    r[at::TAGS] = prop::TAGS;
+    r[at::KEYS] = prop::KEYS;
+    r[at::DEDUP_ID] = prop::DEDUP_ID;
+    r[at::UNIQ_KEY] = prop::UNIQ_KEY;
+    r[at::TIMER_DELIVER_MS] = prop::TIMER_DELIVER_MS;
+    r[at::REAL_TOPIC] = prop::REAL_TOPIC;
+    r[at::PGROUP] = prop::PGROUP;
+    r[at::TX_RESOLUTION] = prop::TX_RESOLUTION;
+    r
+};
+
+/// Where a properties block holds the values dispatch reads, as the send that
+/// encoded it knows, so that dispatch need not look for them: the start of each
+/// of the first four names of [`READ`] (those a message sent as it is can carry),
+/// 16 bits each, 0 for a name the block lacks. A value runs to the next
+/// `PROP_SEP` (no value holds one). [`Found::UNKNOWN`]: the send does not know
+/// (dispatch looks), as for every record but a plain send's. [`values`] reads the
+/// same from the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Found(u64);
+
+impl Found {
+    /// Not known: dispatch reads the block.
+    pub(crate) const UNKNOWN: Found = Found(u64::MAX);
+    /// Known to hold none of [`READ`]'s names.
+    pub(crate) const NONE: Found = Found(0);
+
+    /// Notes that the value of `READ[i]` starts at `start` (a place past 16 bits, or
+    /// a name past the first four, makes it unknown).
+    #[inline]
+    pub(crate) fn set(&mut self, i: usize, start: usize) {
+        match u16::try_from(start) {
+            Ok(at) if i < 4 && at != u16::MAX && *self != Found::UNKNOWN => {
+                self.0 |= (at as u64) << (16 * i);
+            }
+            _ => *self = Found::UNKNOWN,
+        }
+    }
+}
+
+/// [`values`] of [`READ`], taken from `found` when the encoder knew it.
+#[inline]
+pub(crate) fn read_values(raw: &[u8], found: Found) -> [Option<&[u8]>; READ.len()] {
+    let mut out = [None; READ.len()];
+    if found == Found::UNKNOWN {
+        return values(raw, &READ);
+    }
+    let mut starts = found.0;
+    for slot in out.iter_mut().take(4) {
+        let start = (starts & 0xffff) as usize;
+        starts >>= 16;
+        if start != 0 {
+            // As `values` reads them, an empty value is none.
+            *slot = raw
+                .get(start..)
+                .map(|v| &v[..find_prop_sep(v).unwrap_or(v.len())])
+                .filter(|v| !v.is_empty());
+        }
+    }
+    debug_assert_eq!(out, values(raw, &READ), "a record's found properties");
+    out
+}
+
+/// [`push`], noting in `found[i]` where the value went.
+#[inline]
+pub(crate) fn push_found(out: &mut Vec<u8>, name: &str, value: &[u8], found: &mut Found, i: usize) {
+    out.extend_from_slice(name.as_bytes());
+    out.push(NAME_SEP);
+    found.set(i, out.len());
+    out.extend_from_slice(value);
+    out.push(PROP_SEP);
+}
+
 /// The pairs of an encoded properties block (pairs with an empty value are dropped, as
 /// RocketMQ's decoder does).
 pub(crate) fn iter(raw: &[u8]) -> impl Iterator<Item = (&str, &str)> {
@@ -264,6 +352,22 @@ pub(crate) fn java_hash(s: &str) -> i32 {
 /// The ConsumeQueue tag code of a tag (0 for none), as RocketMQ stores it.
 pub(crate) fn tag_code(tags: Option<&str>) -> u64 {
     tags.map_or(0, |t| java_hash(t) as i64 as u64)
+}
+
+/// [`tag_code`] of a stored `TAGS` value, as bytes: ASCII (what tags nearly always
+/// are) is hashed as it is, with no UTF-8 check; other text is decoded; bytes that
+/// are not UTF-8 count as no tag, as [`text`] has it.
+#[inline]
+pub(crate) fn tag_code_of(tags: Option<&[u8]>) -> u64 {
+    match tags {
+        Some(t) if t.is_ascii() => {
+            let h = t
+                .iter()
+                .fold(0i32, |h, b| h.wrapping_mul(31).wrapping_add(*b as i32));
+            h as i64 as u64
+        }
+        t => tag_code(text(t)),
+    }
 }
 
 #[cfg(test)]

@@ -67,6 +67,9 @@ pub(crate) struct RecordSpec {
     /// The dedup window's key of its `DEDUP_ID`, computed by the send that made it
     /// (not stored: dispatch hashes the property itself when this is None).
     pub dedup: Option<crate::dedup::Key>,
+    /// Where `properties` holds what dispatch reads, when the send that encoded them
+    /// knows (else `Found::UNKNOWN`: dispatch looks for it).
+    pub found: super::properties::Found,
 }
 
 impl RecordSpec {
@@ -344,6 +347,7 @@ mod tests {
             body: Bytes::copy_from_slice(body),
             properties,
             dedup: None,
+            found: crate::message::properties::Found::UNKNOWN,
         }
     }
 

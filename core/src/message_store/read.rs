@@ -193,6 +193,7 @@ impl MessageStore {
                 body: Bytes::new(),
                 properties: p,
                 dedup: None,
+                found: crate::message::properties::Found::UNKNOWN,
             };
             (real_topic, real_qid, spec, at, len)
         });

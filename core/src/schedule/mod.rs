@@ -193,6 +193,8 @@ impl ScheduleService {
         name: &str,
         value: impl ToString,
     ) {
+        // What dispatch reads is no longer where the send noted it.
+        spec.found = crate::message::properties::Found::UNKNOWN;
         properties::push(&mut spec.properties, name, &value.to_string());
         properties::push(&mut spec.properties, prop::REAL_TOPIC, &spec.topic);
         properties::push(

@@ -249,9 +249,11 @@ impl Transactions {
             .filter_map(|s| std::str::from_utf8(s).ok()?.trim().parse().ok())
     }
 
-    /// The half record for a message of `group` bound for (topic, queue): it keeps
-    /// its real topic and queue in properties.
-    pub fn half_spec(mut spec: RecordSpec, group: &str) -> RecordSpec {
+    /// Turns a message's record into the half record of `group`: it keeps its real
+    /// topic and queue in properties.
+    pub fn half_spec(spec: &mut RecordSpec, group: &str) {
+        // What dispatch reads is no longer where the send noted it.
+        spec.found = crate::message::properties::Found::UNKNOWN;
         properties::push(&mut spec.properties, prop::REAL_TOPIC, &spec.topic);
         properties::push(
             &mut spec.properties,
@@ -262,7 +264,6 @@ impl Transactions {
         properties::push(&mut spec.properties, prop::PGROUP, group);
         spec.topic = topic::TRANS_HALF_TOPIC.into();
         spec.queue_id = 0;
-        spec
     }
 
     /// The op record that resolves half message `qo` as `state`.
@@ -280,6 +281,7 @@ impl Transactions {
             body: Bytes::from(format!("{half_qo},")),
             properties: props,
             dedup: None,
+            found: crate::message::properties::Found::UNKNOWN,
         }
     }
 

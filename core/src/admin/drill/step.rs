@@ -87,6 +87,7 @@ fn copy_spec(
             body: Bytes::new(),
             properties: p,
             dedup: None,
+            found: crate::message::properties::Found::UNKNOWN,
         };
         (spec, at, len)
     })?;
