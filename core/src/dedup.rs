@@ -213,7 +213,7 @@ impl Slots {
             return;
         }
         let size = (self.slots.len() * 2).max(16);
-        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        let old = std::mem::replace(&mut self.slots, zeroed_slots(size));
         let mask = size - 1;
         for s in old.into_iter().filter(|s| *s != 0) {
             let mut i = Slots::home((s >> 32) as u32, mask);
@@ -247,6 +247,35 @@ impl Slots {
         self.slots[i] = 0;
         self.len -= 1;
     }
+}
+
+/// `size` empty slots. A large table is asked to be backed by huge pages (Linux): a
+/// new id's probe lands anywhere in it, and with 4 KiB pages each probe of a table
+/// of megabytes also misses the TLB, which costs as much as the cache miss (most
+/// under a hypervisor, whose page walks are two-level).
+fn zeroed_slots(size: usize) -> Vec<u64> {
+    // A large zeroed allocation is fresh pages no one has touched yet: advised
+    // before the first probe touches them, they are backed by huge ones.
+    let slots: Vec<u64> = vec![0; size];
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let bytes = size * std::mem::size_of::<u64>();
+        if bytes >= 2 * HUGE {
+            // The whole huge pages inside the allocation.
+            let start = (slots.as_ptr() as usize).next_multiple_of(HUGE);
+            let end = (slots.as_ptr() as usize + bytes) & !(HUGE - 1);
+            if end > start {
+                // SAFETY: the range lies inside this allocation, which nothing else
+                // uses; MADV_HUGEPAGE changes how its pages are backed, never
+                // their contents, and a refusal is harmless.
+                unsafe {
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE)
+                };
+            }
+        }
+    }
+    slots
 }
 
 impl DedupWindow {
