@@ -286,6 +286,11 @@ pub(crate) fn crc32(data: &[u8]) -> u32 {
 }
 
 fn write_digits(out: &mut [u8], mut v: u32) {
+    if v == 0 {
+        // A memory store's records (no CRC) write this every time.
+        out.fill(b'0');
+        return;
+    }
     for slot in out.iter_mut().rev() {
         *slot = b'0' + (v % 10) as u8;
         v /= 10;

@@ -65,7 +65,8 @@ pub(crate) struct MessageStore {
     pub skipped_records: u64,
     /// The flushed offset the checkpoint file last said.
     checkpoint_written: u64,
-    /// The topic of the last send, shared by its records.
+    /// The topic of the last send, shared by its records: a name that passed
+    /// `topic::validate_user_topic`.
     last_topic: Option<Arc<str>>,
     /// Where the records of the last append went (reused across appends).
     pub placed: Vec<Placed>,
@@ -266,7 +267,10 @@ impl MessageStore {
         auto_create: bool,
         default_queues: u32,
     ) -> Result<(u32, bool)> {
-        topic::validate_user_topic(name)?;
+        // The last send's topic passed the checks, which look at the name alone.
+        if !matches!(&self.last_topic, Some(t) if **t == *name) {
+            topic::validate_user_topic(name)?;
+        }
         match self.topics.queues(name) {
             Some(n) => Ok((n, false)),
             None if auto_create => Ok((default_queues, true)),
