@@ -375,6 +375,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_stored_tag_has_the_code_of_its_text_ascii_or_not() {
+        for tag in ["paid", "", "TagA||x", "ordér", "支付", "pay-\u{1F600}"] {
+            assert_eq!(
+                tag_code_of(Some(tag.as_bytes())),
+                tag_code(Some(tag)),
+                "{tag:?}"
+            );
+        }
+        // Java's "TagA".hashCode(), as RocketMQ stores it.
+        assert_eq!(tag_code_of(Some(b"TagA")), 2_598_919);
+        assert_eq!(tag_code_of(None), 0);
+        assert_eq!(tag_code_of(Some(&[0x61, 0xff])), 0, "not UTF-8: no tag");
+    }
+
+    #[test]
     fn a_separator_is_found_at_any_place_of_any_length_and_nothing_else_is() {
         for len in 0..40 {
             let clean: Vec<u8> = (0..len).map(|i| [b'a', 0, 3, 0x81, 0xff][i % 5]).collect();
