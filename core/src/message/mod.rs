@@ -193,7 +193,7 @@ impl Message {
         }
         p.reserve(size);
         if let Some(t) = &m.tags {
-            push_found(p, prop::TAGS, t.as_bytes(), &mut found, at::TAGS);
+            push_found(p, prop::TAGS, t, &mut found, at::TAGS);
         }
         if !m.keys.is_empty() {
             found.set(at::KEYS, p.len() + prop::KEYS.len() + 1);
@@ -211,10 +211,10 @@ impl Message {
             push(p, prop::SHARDING_KEY, k);
         }
         if let Some(d) = &m.dedup_id {
-            push_found(p, prop::DEDUP_ID, d.as_bytes(), &mut found, at::DEDUP_ID);
+            push_found(p, prop::DEDUP_ID, d, &mut found, at::DEDUP_ID);
         }
         if let Some(i) = &m.msg_id {
-            push_found(p, prop::UNIQ_KEY, i.as_bytes(), &mut found, at::UNIQ_KEY);
+            push_found(p, prop::UNIQ_KEY, i, &mut found, at::UNIQ_KEY);
         }
         found
     }

@@ -224,12 +224,9 @@ pub(crate) fn read_values(raw: &[u8], found: Found) -> [Option<&[u8]>; READ.len(
 
 /// [`push`], noting in `found[i]` where the value went.
 #[inline]
-pub(crate) fn push_found(out: &mut Vec<u8>, name: &str, value: &[u8], found: &mut Found, i: usize) {
-    out.extend_from_slice(name.as_bytes());
-    out.push(NAME_SEP);
-    found.set(i, out.len());
-    out.extend_from_slice(value);
-    out.push(PROP_SEP);
+pub(crate) fn push_found(out: &mut Vec<u8>, name: &str, value: &str, found: &mut Found, i: usize) {
+    found.set(i, out.len() + name.len() + 1);
+    push(out, name, value);
 }
 
 /// The pairs of an encoded properties block (pairs with an empty value are dropped, as
