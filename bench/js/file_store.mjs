@@ -2,7 +2,7 @@
 // alternating pairs of runs, and the median of the pairs' ratios: the file store
 // row of node_bench.mjs with more, steadier samples.
 //
-//   node --expose-gc bench/js/file_store.mjs [--messages 200000] [--pairs 15]
+//   node --expose-gc bench/js/file_store.mjs [--messages 200000] [--pairs 15] [--size 100]
 //
 // For instruction counts (steady on a shared machine), one store and one count a
 // process; the per-send figure is the difference of two counts over their sends:
@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { arg, importPackage } from "./common.mjs";
 
 const { Broker } = await importPackage("file_store");
-const body = new Uint8Array(100).fill(0x61);
+const body = new Uint8Array(arg("size", 100)).fill(0x61);
 
 /** Sends `n` messages to a fresh store (a file store when `file`); msgs/s. */
 function run(file, n, warm = 10_000) {

@@ -1,6 +1,7 @@
 //! Messages as users build them (`Message`), as the engine hands them out
 //! (`MessageExt`), and what a send reports (`SendResult`).
 
+mod crc;
 mod delivery;
 pub(crate) mod id;
 pub(crate) mod properties;

@@ -94,7 +94,12 @@ impl RecordSpec {
         let v2 = self.topic.len() > 127;
         put_u32(buf, OFF_TOTAL, len as u32);
         put_u32(buf, OFF_MAGIC, if v2 { MAGIC_V2 } else { MAGIC_V1 });
-        put_u32(buf, OFF_BODY_CRC, if crc { crc32(&self.body) } else { 0 });
+        let body_crc = if crc {
+            super::crc::crc32(&self.body)
+        } else {
+            0
+        };
+        put_u32(buf, OFF_BODY_CRC, body_crc & MASK);
         put_u32(buf, OFF_QUEUE_ID, self.queue_id);
         put_u32(buf, OFF_FLAG, 0);
         put_u64(buf, OFF_QUEUE_OFFSET, qo);
@@ -109,6 +114,7 @@ impl RecordSpec {
         put_u64(buf, OFF_PREPARED, self.prepared_tx_offset);
         put_u32(buf, OFF_BODY_LEN, self.body.len() as u32);
         let mut pos = OFF_BODY_LEN + 4;
+        let body_at = pos;
         buf[pos..pos + self.body.len()].copy_from_slice(&self.body);
         pos += self.body.len();
         if v2 {
@@ -130,7 +136,12 @@ impl RecordSpec {
         buf[pos] = NAME_SEP;
         pos += 1;
         // The CRC covers everything before its own digits.
-        let digits = if crc { crc32(&buf[..pos]) } else { 0 };
+        let digits = if crc {
+            let body = body_at..body_at + self.body.len();
+            super::crc::record_crc(&buf[..pos], body, body_crc) & MASK
+        } else {
+            0
+        };
         write_digits(&mut buf[pos..pos + 10], digits);
         buf[pos + 10] = PROP_SEP;
     }
@@ -278,12 +289,11 @@ impl<'a> RecordView<'a> {
 
 /// RocketMQ's masked CRC32.
 pub(crate) fn crc32(data: &[u8]) -> u32 {
-    // The CPU's CRC instructions are looked up once, not for every record.
-    static FRESH: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
-    let mut h = FRESH.get_or_init(crc32fast::Hasher::new).clone();
-    h.update(data);
-    h.finalize() & 0x7FFF_FFFF
+    super::crc::crc32(data) & MASK
 }
+
+/// RocketMQ stores CRCs with the top bit cleared.
+const MASK: u32 = 0x7FFF_FFFF;
 
 fn write_digits(out: &mut [u8], mut v: u32) {
     if v == 0 {
