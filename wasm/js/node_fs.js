@@ -180,6 +180,7 @@ export function nodeHostFs(path) {
         if (fd !== undefined) fs.closeSync(fd);
       }
     },
+    /** `data` is a view of the engine's memory, valid during this call only: written at once, never kept. */
     writeAt(rel, offset, data) {
       writeAll(fdOf(rel), data, offset);
     },

@@ -124,7 +124,13 @@ impl pocketmq::HostFs for JsHostFs {
     }
 
     fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.call(&self.write_at, &[path.into(), num(offset), bytes(data)])
+        // A flush writes megabytes of a segment: the host reads them in place
+        // instead of from a copy made for each write.
+        // SAFETY: the view lives for this call only, in which nothing allocates in
+        // wasm memory (which could grow it and detach the view): `writeAt` writes
+        // synchronously, keeps no reference, and never calls into the engine.
+        let view = unsafe { Uint8Array::view(data) };
+        self.call(&self.write_at, &[path.into(), num(offset), view.into()])
             .map(drop)
     }
 
