@@ -1,5 +1,6 @@
 """Sends for instruction counting: N sends of 100 B on a memory store, plain or each
-with a new dedup id, or with that string as tags (what any text option costs), in a function (local names, as an application's loop would be).
+with a new dedup id, or with that string as tags (what any text option costs), in a
+function (local names, as an application's loop would be).
 
 Per-send instructions are the difference between N and 0 sends:
 

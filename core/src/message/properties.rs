@@ -190,8 +190,9 @@ impl Found {
     /// a name past the first four, makes it unknown).
     #[inline]
     pub(crate) fn set(&mut self, i: usize, start: usize) {
+        // Once unknown it stays so: no place OR-ed in changes all ones.
         match u16::try_from(start) {
-            Ok(at) if i < 4 && at != u16::MAX && *self != Found::UNKNOWN => {
+            Ok(at) if i < 4 && at != u16::MAX => {
                 self.0 |= (at as u64) << (16 * i);
             }
             _ => *self = Found::UNKNOWN,
@@ -339,11 +340,15 @@ pub(crate) fn copy_without(raw: &[u8], skip: &[&str]) -> Vec<u8> {
 
 /// Java's `String.hashCode` over UTF-16 code units, as RocketMQ's tag codes use.
 pub(crate) fn java_hash(s: &str) -> i32 {
-    let mut h: i32 = 0;
-    for unit in s.encode_utf16() {
-        h = h.wrapping_mul(31).wrapping_add(unit as i32);
-    }
-    h
+    hash_units(s.encode_utf16())
+}
+
+/// `String.hashCode`'s fold over a string's UTF-16 code units.
+#[inline]
+fn hash_units(units: impl IntoIterator<Item = u16>) -> i32 {
+    units
+        .into_iter()
+        .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(u as i32))
 }
 
 /// The ConsumeQueue tag code of a tag (0 for none), as RocketMQ stores it.
@@ -357,12 +362,8 @@ pub(crate) fn tag_code(tags: Option<&str>) -> u64 {
 #[inline]
 pub(crate) fn tag_code_of(tags: Option<&[u8]>) -> u64 {
     match tags {
-        Some(t) if t.is_ascii() => {
-            let h = t
-                .iter()
-                .fold(0i32, |h, b| h.wrapping_mul(31).wrapping_add(*b as i32));
-            h as i64 as u64
-        }
+        // An ASCII byte is its own UTF-16 code unit.
+        Some(t) if t.is_ascii() => hash_units(t.iter().map(|&b| u16::from(b))) as i64 as u64,
         t => tag_code(text(t)),
     }
 }
