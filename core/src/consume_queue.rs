@@ -70,8 +70,15 @@ impl ConsumeQueue {
         queue_id: u32,
         entries: usize,
     ) -> io::Result<ConsumeQueue> {
+        let persistent = backend.is_persistent();
         let mut seg =
             SegmentQueue::open_derived(backend, &cq_dir(topic, queue_id), entries * ENTRY)?;
+        if !persistent {
+            // In memory a queue's pages are anonymous memory, zeroed in the first
+            // write's page fault unless they are made ready ahead. (On files the
+            // backend's one preparing slot stays the commit log's.)
+            seg.prepare_ahead();
+        }
         // The end is the first empty entry of the last segment holding any (a
         // segment allocated ahead may follow it, empty).
         let mut end = None;

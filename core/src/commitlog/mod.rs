@@ -88,6 +88,7 @@ impl CommitLog {
         let verify_reads = backend.is_persistent();
         let mut seg = SegmentQueue::open(backend, DIR, seg_size)?;
         seg.release_passed_reads();
+        seg.prepare_ahead();
         Ok(CommitLog {
             seg,
             verify_reads,

@@ -1,6 +1,6 @@
-//! The in-memory backend: segments are zeroed memory (commit log segments anonymous
-//! mappings, the next one faulted in ahead on a background thread; consume queue
-//! segments and everything on wasm heap allocations), metadata a map. The default on
+//! The in-memory backend: segments are zeroed memory (anonymous mappings, the next
+//! one of the commit log and of each consume queue faulted in ahead on a background
+//! thread; small ones and everything on wasm heap allocations), metadata a map. The default on
 //! wasm and for `Broker::memory()`; nothing survives the process.
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,9 +29,10 @@ unsafe impl Send for MemRegion {}
 // SAFETY: as above.
 unsafe impl Sync for MemRegion {}
 
-/// Regions from this size on (commit log segments, not consume queues) are mappings.
+/// Regions from this size on (commit log and consume queue segments) are mappings,
+/// which can be faulted in ahead of their writer.
 #[cfg(not(target_arch = "wasm32"))]
-const MAPPED_FROM: usize = 4 << 20;
+const MAPPED_FROM: usize = 256 << 10;
 
 /// On wasm, all of a store's regions together stay below this many bytes, leaving
 /// the rest of the 4 GiB address space to everything else the engine and its
@@ -98,16 +99,17 @@ impl MemRegion {
         })
     }
 
-    /// A region whose pages are already faulted in, writable: its writer takes no
-    /// page fault (each costs microseconds, the kernel zeroing the page).
+    /// Faults a mapped region's pages in, writable, so its writer takes no page fault
+    /// (each costs microseconds, the kernel zeroing the page). Safe beside a writer:
+    /// a page already in is left as it is, written bytes and all.
     #[cfg(not(target_arch = "wasm32"))]
-    fn populated(len: usize) -> io::Result<MemRegion> {
-        let r = MemRegion::new(len)?;
-        if let Some(map) = &r.map {
+    fn populate(&self) {
+        if let Some(map) = &self.map {
             #[cfg(target_os = "linux")]
             let _ = map.advise(memmap2::Advice::PopulateWrite);
+            #[cfg(not(target_os = "linux"))]
+            let _ = map;
         }
-        Ok(r)
     }
 }
 
@@ -151,38 +153,91 @@ unsafe impl Region for MemRegion {
 pub(crate) struct MemoryBackend {
     segments: Mutex<BTreeMap<(String, u64), Arc<MemRegion>>>,
     meta: Mutex<HashMap<String, Vec<u8>>>,
-    /// The next segment, made ready on a background thread ([`Backend::prepare`]).
+    /// Segments made ready ahead of their first write ([`Backend::prepare`]).
     #[cfg(not(target_arch = "wasm32"))]
-    ahead: Arc<Mutex<Ahead>>,
+    ahead: Ahead,
 }
 
-/// A segment being made ready ahead of its first write: one at a time.
+/// A segment (directory, base) and its size.
+#[cfg(not(target_arch = "wasm32"))]
+type Job = ((String, u64), usize);
+
+/// The segments asked for ahead: `None` until mapped (see [`Ahead::wanted`]).
+#[cfg(not(target_arch = "wasm32"))]
+type Wanted = Mutex<HashMap<(String, u64), Option<Arc<MemRegion>>>>;
+
+/// Segments made ready ahead of their first write, by one background thread that
+/// lives as long as the backend: the next commit log segment, and each consume
+/// queue's next, so no writer zeroes pages in its own page faults.
 #[cfg(not(target_arch = "wasm32"))]
 #[derive(Default)]
 struct Ahead {
-    /// The segment asked for; cleared when `open` needed it before it was ready.
-    key: Option<(String, u64)>,
-    /// The ready region of `key`.
-    region: Option<MemRegion>,
-    busy: bool,
+    /// Each segment asked for and not yet opened: `None` until it is mapped, then
+    /// its region, whose pages may still be being faulted in (which goes on beside
+    /// the writer that takes it). `open` removes the entry whatever its state, and
+    /// the thread drops what it makes for an entry no longer there.
+    wanted: Arc<Wanted>,
+    /// The thread's work, started with the first request.
+    jobs: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Ahead {
+    /// Asks for `key`'s segment; false when no thread can make it.
+    fn request(&self, key: (String, u64), size: usize) -> bool {
+        let mut jobs = self.jobs.lock();
+        if jobs.is_none() {
+            let (tx, rx) = std::sync::mpsc::channel::<Job>();
+            let wanted = self.wanted.clone();
+            // Ends when the backend, holding the sender, is dropped.
+            let run = move || {
+                for (key, size) in rx {
+                    Ahead::make(&wanted, key, size);
+                }
+            };
+            if crate::runtime::spawn_task("pocketmq-allocate", run).is_none() {
+                return false;
+            }
+            *jobs = Some(tx);
+        }
+        jobs.as_ref().is_some_and(|tx| tx.send((key, size)).is_ok())
+    }
+
+    /// Maps `key`'s segment and publishes it if it is still wanted, then faults its
+    /// pages in.
+    fn make(wanted: &Wanted, key: (String, u64), size: usize) {
+        if !wanted.lock().contains_key(&key) {
+            return;
+        }
+        let Ok(region) = MemRegion::new(size) else {
+            return;
+        };
+        let region = Arc::new(region);
+        match wanted.lock().get_mut(&key) {
+            Some(slot) => *slot = Some(region.clone()),
+            None => return,
+        }
+        region.populate();
+    }
 }
 
 impl MemoryBackend {
-    /// The segment `key` made ready ahead, if it is ready and of `size` bytes; if it
-    /// is not ready, the preparing thread sees the key gone and drops what it makes.
+    /// The segment `key` made ahead, if it is mapped and of `size` bytes (its pages
+    /// perhaps still being faulted in); if it is not mapped yet, the preparing thread
+    /// sees the request gone and drops what it makes.
     #[cfg(not(target_arch = "wasm32"))]
-    fn take_ahead(&self, key: &(String, u64), size: usize) -> Option<MemRegion> {
-        let mut ahead = self.ahead.lock();
-        if ahead.key.as_ref() != Some(key) {
-            return None;
-        }
-        ahead.key = None;
-        ahead.region.take().filter(|r| r.len == size)
+    fn take_ahead(&self, key: &(String, u64), size: usize) -> Option<Arc<MemRegion>> {
+        self.ahead
+            .wanted
+            .lock()
+            .remove(key)
+            .flatten()
+            .filter(|r| r.len == size)
     }
 
     /// Nothing is made ready ahead without threads.
     #[cfg(target_arch = "wasm32")]
-    fn take_ahead(&self, _key: &(String, u64), _size: usize) -> Option<MemRegion> {
+    fn take_ahead(&self, _key: &(String, u64), _size: usize) -> Option<Arc<MemRegion>> {
         None
     }
 }
@@ -226,14 +281,21 @@ impl Backend for MemoryBackend {
         }
         let r = match self.take_ahead(&key, size) {
             Some(r) => r,
-            None => MemRegion::new(size)?,
+            None => Arc::new(MemRegion::new(size)?),
         };
-        let r = Arc::new(r);
         segs.insert(key, r.clone());
         Ok(r)
     }
     fn remove(&self, dir: &str, base: u64) -> io::Result<()> {
         self.segments.lock().remove(&(dir.to_string(), base));
+        Ok(())
+    }
+    fn remove_dir(&self, dir: &str) -> io::Result<()> {
+        let prefix = format!("{dir}/");
+        let inside = |d: &String| d == dir || d.starts_with(&prefix);
+        self.segments.lock().retain(|(d, _), _| !inside(d));
+        #[cfg(not(target_arch = "wasm32"))]
+        self.ahead.wanted.lock().retain(|(d, _), _| !inside(d));
         Ok(())
     }
     fn read_meta(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
@@ -255,37 +317,24 @@ impl Backend for MemoryBackend {
         16 << 20
     }
 
-    /// Faults the next commit log segment in on another thread, as the file store
-    /// does its files: the writer then finds its pages ready.
+    /// Maps the segment `base` of `dir` and faults it in on another thread, as the
+    /// file store does the commit log's files: its writer then finds its pages ready.
     #[cfg(not(target_arch = "wasm32"))]
     fn prepare(&self, dir: &str, base: u64, size: usize) {
         let key = (dir.to_string(), base);
-        // Never the two locks at once here: `open` takes `segments`, then `ahead`.
+        // Never the two locks at once here: `open` takes `segments`, then `wanted`.
         if self.segments.lock().contains_key(&key) {
             return;
         }
         {
-            let mut ahead = self.ahead.lock();
-            if ahead.busy || ahead.key.as_ref() == Some(&key) {
+            let mut wanted = self.ahead.wanted.lock();
+            if wanted.contains_key(&key) {
                 return;
             }
-            *ahead = Ahead {
-                key: Some(key.clone()),
-                region: None,
-                busy: true,
-            };
+            wanted.insert(key.clone(), None);
         }
-        let ahead = self.ahead.clone();
-        let spawned = crate::runtime::spawn_task("pocketmq-allocate", move || {
-            let region = MemRegion::populated(size).ok();
-            let mut a = ahead.lock();
-            a.busy = false;
-            if a.key.as_ref() == Some(&key) {
-                a.region = region;
-            }
-        });
-        if spawned.is_none() {
-            *self.ahead.lock() = Ahead::default();
+        if !self.ahead.request(key.clone(), size) {
+            self.ahead.wanted.lock().remove(&key);
         }
     }
 }
@@ -302,10 +351,13 @@ mod tests {
         bytes.iter().all(|b| *b == 0)
     }
 
-    /// Waits (up to a minute) until no segment is being prepared.
-    fn settled(b: &MemoryBackend) {
+    /// Waits (up to a minute) until the segment `key` asked for is mapped and
+    /// published; every segment asked for before it is then finished, faulted in
+    /// too (one thread takes the requests in order).
+    fn published(b: &MemoryBackend, dir: &str, base: u64) {
+        let key = (dir.to_string(), base);
         for _ in 0..60_000 {
-            if !b.ahead.lock().busy {
+            if b.ahead.wanted.lock().get(&key).is_some_and(Option::is_some) {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -317,13 +369,16 @@ mod tests {
     fn a_segment_prepared_ahead_is_the_one_opened_zeroed_and_then_kept() {
         let b = MemoryBackend::default();
         b.prepare("commitlog", SEG as u64, SEG);
-        settled(&b);
-        assert!(b.ahead.lock().region.is_some(), "prepared ahead");
+        published(&b, "commitlog", SEG as u64);
+        let made = b.ahead.wanted.lock()[&("commitlog".to_string(), SEG as u64)]
+            .clone()
+            .unwrap();
         let r = b.open("commitlog", SEG as u64, SEG, true).unwrap();
+        assert_eq!(r.as_ptr(), made.as_ptr(), "the region made ahead");
         assert_eq!(r.len(), SEG);
         assert!(zeroed(&*r));
         assert!(
-            b.ahead.lock().region.is_none(),
+            b.ahead.wanted.lock().is_empty(),
             "handed over, not kept twice"
         );
         // SAFETY: the region is SEG bytes; nothing else touches it in this test.
@@ -332,24 +387,54 @@ mod tests {
         assert_eq!(again.as_ptr(), r.as_ptr(), "the same segment");
         // Preparing a segment that exists already does nothing.
         b.prepare("commitlog", SEG as u64, SEG);
-        assert!(!b.ahead.lock().busy);
+        assert!(b.ahead.wanted.lock().is_empty());
     }
 
     #[test]
-    fn a_segment_opened_while_it_is_being_prepared_is_a_fresh_one() {
+    fn a_segment_opened_while_it_is_being_prepared_is_one_region_that_keeps_its_writes() {
         let b = MemoryBackend::default();
         b.prepare("commitlog", 0, SEG);
         let r = b.open("commitlog", 0, SEG, true).unwrap();
         assert!(zeroed(&*r));
-        settled(&b);
-        // Whichever came first, exactly one region serves the segment and nothing is
-        // left waiting for an open that already happened.
-        let a = b.ahead.lock();
-        assert!(a.region.is_none() && a.key.is_none());
-        drop(a);
+        // Written at once, perhaps while its pages are still being faulted in.
+        for at in (0..SEG).step_by(4096 * 7) {
+            // SAFETY: inside the region; this test is its only writer.
+            unsafe { *r.as_ptr().add(at) = 9 };
+        }
+        // A later request finished means the first one is finished too.
+        b.prepare("consumequeue/t/0", 0, SEG);
+        published(&b, "consumequeue/t/0", 0);
+        // Whichever came first, exactly one region serves the segment, nothing is left
+        // waiting for an open that already happened, and no write was undone.
+        assert!(!b
+            .ahead
+            .wanted
+            .lock()
+            .contains_key(&("commitlog".to_string(), 0)));
         assert_eq!(
             b.open("commitlog", 0, SEG, false).unwrap().as_ptr(),
             r.as_ptr()
+        );
+        // SAFETY: as above, read only.
+        let bytes = unsafe { std::slice::from_raw_parts(r.as_ptr(), SEG) };
+        for (at, byte) in bytes.iter().enumerate() {
+            assert_eq!(*byte, if at % (4096 * 7) == 0 { 9 } else { 0 }, "byte {at}");
+        }
+    }
+
+    #[test]
+    fn removing_a_directory_drops_the_segments_made_ahead_for_it() {
+        let b = MemoryBackend::default();
+        b.open("consumequeue/t/0", 0, SEG, true).unwrap();
+        b.prepare("consumequeue/t/0", SEG as u64, SEG);
+        b.prepare("consumequeue/u/0", 0, SEG);
+        published(&b, "consumequeue/u/0", 0);
+        b.remove_dir("consumequeue/t").unwrap();
+        assert!(b.list("consumequeue/t/0").unwrap().is_empty());
+        let wanted = b.ahead.wanted.lock();
+        assert_eq!(
+            wanted.keys().collect::<Vec<_>>(),
+            [&("consumequeue/u/0".to_string(), 0)]
         );
     }
 }

@@ -84,6 +84,9 @@ pub(crate) struct SegmentQueue {
     last_read: std::sync::atomic::AtomicU64,
     /// Whether reads drop what they have passed (the CommitLog's readers stream).
     release_reads: bool,
+    /// Whether the backend makes the next segment ready once half of this one is
+    /// written (see [`SegmentQueue::prepare_ahead`]).
+    prepare_ahead: bool,
     /// The next segment whose preparation was asked for (0: none yet).
     prepared_next: u64,
     /// The segment after the write position's, opened (allocated) by `reserve`
@@ -158,6 +161,7 @@ impl SegmentQueue {
             min_pos: min,
             last_read: std::sync::atomic::AtomicU64::new(0),
             release_reads: false,
+            prepare_ahead: false,
             prepared_next: 0,
             spare: None,
         })
@@ -186,6 +190,12 @@ impl SegmentQueue {
     /// Lets streaming reads drop the chunks they have passed (see `note_read`).
     pub fn release_passed_reads(&mut self) {
         self.release_reads = true;
+    }
+
+    /// Has the backend make the next segment ready (allocated, its pages faulted in)
+    /// on another thread once half of the current one is written.
+    pub fn prepare_ahead(&mut self) {
+        self.prepare_ahead = true;
     }
 
     pub fn seg_size(&self) -> usize {
@@ -352,7 +362,7 @@ impl SegmentQueue {
         let seg = self.segs.last().expect("a segment was just ensured");
         let off = (at - base) as usize;
         let next = base + self.seg_size as u64;
-        if self.release_reads && off + len > self.seg_size / 2 && self.prepared_next != next {
+        if self.prepare_ahead && off + len > self.seg_size / 2 && self.prepared_next != next {
             self.prepared_next = next;
             self.backend.prepare(&self.dir, next, self.seg_size);
         }
