@@ -331,8 +331,13 @@ def sc_transaction(ctx: Ctx, r: Result) -> None:
         for t, _, body in checker.calls:
             counts[body] += 1
             first_check.setdefault(body, t)
-        r.check(not counts.get("tx-commit") and not counts.get("tx-rollback"),
-                f"resolved transactions were checked: {dict(counts)}")
+        resolved_checks = {b: counts[b] for b in ("tx-commit", "tx-rollback") if counts.get(b)}
+        if CREATES and resolved_checks:
+            # Apache's check service may ask about a transaction whose resolution it has
+            # not read yet (docs/CONNECT.md); the delivery checks above hold regardless.
+            r.note(f"Apache checked resolved transactions: {resolved_checks}")
+        else:
+            r.check(not resolved_checks, f"resolved transactions were checked: {dict(counts)}")
         for body in ("tx-unknown-commit", "tx-unknown-rollback"):
             if body in first_check:
                 r.note(f"{body}: first check {first_check[body] - sent_at[body]:.1f}s after send, "

@@ -712,7 +712,14 @@ func scTransaction(ctx *Ctx, r *Result) error {
 		}
 	}
 	mu.Unlock()
-	r.check(counts["tx-commit"] == 0 && counts["tx-rollback"] == 0, "resolved transactions were checked: %v", counts)
+	resolvedChecked := counts["tx-commit"] != 0 || counts["tx-rollback"] != 0
+	if creates && resolvedChecked {
+		// Apache's check service may ask about a transaction whose resolution it has
+		// not read yet (docs/CONNECT.md); the delivery checks above hold regardless.
+		r.note("Apache checked resolved transactions: %v", counts)
+	} else {
+		r.check(!resolvedChecked, "resolved transactions were checked: %v", counts)
+	}
 	for _, body := range []string{"tx-unknown-commit", "tx-unknown-rollback"} {
 		if t, ok := firstCheck[body]; ok {
 			r.note("%s: first check %.1fs after send, %d check(s)", body, t.Sub(sentAt[body]).Seconds(), counts[body])
