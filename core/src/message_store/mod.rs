@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use crate::commitlog::recovery::{Checkpoint, StoreInfo, ABORT_FILE};
 use crate::commitlog::{CommitLog, Lookup, Placed, Span};
-use crate::consume_queue::{ConsumeQueues, FILE_ENTRIES, MEMORY_ENTRIES};
+use crate::consume_queue::{ConsumeQueue, ConsumeQueues, FILE_ENTRIES, MEMORY_ENTRIES};
 use crate::dispatch::{self, DispatchRequest, Mode, Services};
 use crate::index::KeyIndex;
 use crate::message::id::{self, Nonces};
@@ -317,11 +317,17 @@ impl MessageStore {
         if specs.is_empty() {
             return Ok(());
         }
-        // A batch usually goes to one queue: look it up once.
+        // A send, and a batch usually, goes to one queue: looked up once.
         let first = &specs[0];
         let one_queue = specs
             .iter()
             .all(|s| s.queue_id == first.queue_id && same(&s.topic, &first.topic));
+        if one_queue {
+            if let Some(cq) = self.queues.get_mut(&first.topic, first.queue_id) {
+                let log = (&mut self.commitlog, &mut self.qos, &mut self.placed);
+                return put_in_one_queue(specs, cq, log, &mut self.index, now, services);
+            }
+        }
         let targets = if one_queue { &specs[..1] } else { specs };
         for s in targets {
             if self.queues.get(&s.topic, s.queue_id).is_none() {
@@ -422,6 +428,31 @@ impl MessageStore {
             None => Ok(0),
         }
     }
+}
+
+/// `MessageStore::put` of records that all go to `cq`, which exists: its room is
+/// reserved, the records appended and dispatched, with no lookup of the queue again.
+fn put_in_one_queue(
+    specs: &[RecordSpec],
+    cq: &mut ConsumeQueue,
+    (commitlog, qos, placed): (&mut CommitLog, &mut Vec<u64>, &mut Vec<Placed>),
+    index: &mut KeyIndex,
+    now: u64,
+    services: &mut Services<'_>,
+) -> Result<()> {
+    let n = specs.len();
+    if &*specs[0].topic == topic::TIMER_TOPIC {
+        services.timer.reserve(n).map_err(store_err)?;
+    }
+    cq.reserve(n).map_err(store_err)?;
+    let base = cq.max_offset();
+    qos.clear();
+    qos.extend(base..base + n as u64);
+    let store_ts = commitlog.append(specs, qos, now, placed)?;
+    placed.iter().zip(specs).try_for_each(|(p, s)| {
+        let r = DispatchRequest::from_spec(s, p.phys, p.queue_offset, store_ts);
+        dispatch::dispatch_to(&r, Mode::Live, cq, index, services)
+    })
 }
 
 /// Whether two topic strings are equal, cheaply when they are the same allocation.

@@ -1,7 +1,7 @@
 //! The in-memory backend: segments are zeroed memory (anonymous mappings, the next
 //! one of the commit log and of each consume queue faulted in ahead on a background
-//! thread; small ones and everything on wasm heap allocations), metadata a map. The default on
-//! wasm and for `Broker::memory()`; nothing survives the process.
+//! thread; small ones and everything on wasm heap allocations), metadata a map. The
+//! default on wasm and for `Broker::memory()`; nothing survives the process.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
