@@ -323,87 +323,83 @@ impl MessageStore {
             .iter()
             .all(|s| s.queue_id == first.queue_id && same(&s.topic, &first.topic));
         if one_queue {
-            if let Some(cq) = self.queues.get_mut(&first.topic, first.queue_id) {
-                let log = (&mut self.commitlog, &mut self.qos, &mut self.placed);
-                return put_in_one_queue(specs, cq, log, &mut self.index, now, services);
+            // Created on the first send to it, then looked up again.
+            for created in [false, true] {
+                if let Some(cq) = self.queues.get_mut(&first.topic, first.queue_id) {
+                    let log = (&mut self.commitlog, &mut self.qos, &mut self.placed);
+                    return put_in_one_queue(specs, cq, log, &mut self.index, now, services);
+                }
+                if !created {
+                    self.create_queue_of(first)?;
+                }
             }
+            return Err(Error::StoreCorrupted(format!(
+                "queue {} of {} was not created",
+                first.queue_id, first.topic
+            )));
         }
-        let targets = if one_queue { &specs[..1] } else { specs };
-        for s in targets {
+        for s in specs {
             if self.queues.get(&s.topic, s.queue_id).is_none() {
-                let n = self
-                    .topics
-                    .queues(&s.topic)
-                    .unwrap_or(0)
-                    .max(s.queue_id + 1);
-                self.create_topic(&s.topic, n)?;
+                self.create_queue_of(s)?;
             }
         }
-        self.assign_queue_offsets(specs, one_queue, services)?;
+        self.assign_queue_offsets(specs, services)?;
         let mut placed = std::mem::take(&mut self.placed);
         let appended = self.commitlog.append(specs, &self.qos, now, &mut placed);
         let result = appended.and_then(|store_ts| {
-            let mut requests = placed
-                .iter()
-                .zip(specs)
-                .map(|(p, s)| DispatchRequest::from_spec(s, p.phys, p.queue_offset, store_ts));
             let (queues, index) = (&mut self.queues, &mut self.index);
-            if one_queue {
-                let Some(r) = requests.next() else {
-                    return Ok(());
-                };
-                let cq = dispatch::queue_of(queues, &r)?;
-                dispatch::dispatch_to(&r, Mode::Live, cq, index, services)?;
-                requests
-                    .try_for_each(|r| dispatch::dispatch_to(&r, Mode::Live, cq, index, services))
-            } else {
-                requests
-                    .try_for_each(|r| dispatch::dispatch(&r, Mode::Live, queues, index, services))
-            }
+            placed.iter().zip(specs).try_for_each(|(p, s)| {
+                let r = DispatchRequest::from_spec(s, p.phys, p.queue_offset, store_ts);
+                dispatch::dispatch(&r, Mode::Live, queues, index, services)
+            })
         });
         self.placed = placed;
         result
     }
 
-    /// Consecutive offsets per (topic, queue) into `self.qos` (`one_queue`: every
-    /// spec has the first one's), and what dispatching them will write (ConsumeQueue entries,
+    /// Creates the queue `s` goes to (its topic with at least that many queues).
+    fn create_queue_of(&mut self, s: &RecordSpec) -> Result<()> {
+        let n = self
+            .topics
+            .queues(&s.topic)
+            .unwrap_or(0)
+            .max(s.queue_id + 1);
+        self.create_topic(&s.topic, n).map(|_| ())
+    }
+
+    /// Consecutive offsets per (topic, queue) of a batch spread over several queues
+    /// into `self.qos`, and what dispatching them will write (ConsumeQueue entries,
     /// timer links) allocated before they are appended: once a record is in the
     /// log, nothing it needs may fail for space.
     pub(super) fn assign_queue_offsets(
         &mut self,
         specs: &[RecordSpec],
-        one_queue: bool,
         services: &mut Services<'_>,
     ) -> Result<()> {
-        let first = &specs[0];
         let mut qos = std::mem::take(&mut self.qos);
         qos.clear();
-        let result = if one_queue {
-            self.reserve(&first.topic, first.queue_id, specs.len(), services)
-                .map(|base| qos.extend(base..base + specs.len() as u64))
-        } else {
-            let mut next: Vec<(&str, u32, u64, usize)> = Vec::new();
-            for s in specs {
-                let qo = match next
-                    .iter_mut()
-                    .find(|(t, q, ..)| *q == s.queue_id && **t == *s.topic)
-                {
-                    Some(slot) => {
-                        slot.2 += 1;
-                        slot.3 += 1;
-                        slot.2
-                    }
-                    None => {
-                        let base = self.next_queue_offset(&s.topic, s.queue_id);
-                        next.push((&s.topic, s.queue_id, base, 1));
-                        base
-                    }
-                };
-                qos.push(qo);
-            }
-            next.iter()
-                .try_for_each(|(t, q, _, n)| self.reserve(t, *q, *n, services).map(|_| ()))
-        };
+        let mut next: Vec<(&str, u32, u64, usize)> = Vec::new();
+        for s in specs {
+            let qo = match next
+                .iter_mut()
+                .find(|(t, q, ..)| *q == s.queue_id && **t == *s.topic)
+            {
+                Some(slot) => {
+                    slot.2 += 1;
+                    slot.3 += 1;
+                    slot.2
+                }
+                None => {
+                    let base = self.next_queue_offset(&s.topic, s.queue_id);
+                    next.push((&s.topic, s.queue_id, base, 1));
+                    base
+                }
+            };
+            qos.push(qo);
+        }
+        let result = next
+            .iter()
+            .try_for_each(|(t, q, _, n)| self.reserve(t, *q, *n, services).map(|_| ()));
         self.qos = qos;
         result
     }
@@ -430,8 +426,9 @@ impl MessageStore {
     }
 }
 
-/// `MessageStore::put` of records that all go to `cq`, which exists: its room is
-/// reserved, the records appended and dispatched, with no lookup of the queue again.
+/// `MessageStore::put` of records that all go to `cq`: its room (and the timer's,
+/// for the timer topic) reserved before the append, as for a spread batch, then the
+/// records appended and dispatched, with no lookup of the queue again.
 fn put_in_one_queue(
     specs: &[RecordSpec],
     cq: &mut ConsumeQueue,
