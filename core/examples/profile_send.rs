@@ -1,5 +1,8 @@
 //! Sends on the memory store, then receiving and acking them, for profilers:
-//! `cargo run --release -p pocketmq --example profile_send -- 20000 [send-only|single|keys|props|dedup|simple|atomic]`.
+//! `cargo run --release -p pocketmq --example profile_send -- 20000 [send-only|single|keys|props|dedup|simple|atomic|e2e]`.
+//! `e2e` is the system bench's end-to-end loop: single sends on a thread of their
+//! own while this one receives 32 at a time and acks each (4 queues); its rate goes to
+//! stderr.
 //! `keys` and `props` are single sends with one key (`order-N`) or two user properties.
 //! The count is of batches of 100 (`single`: of 100 single sends each), so both
 //! modes move the same messages and instruction counts compare per message. The
@@ -12,6 +15,10 @@ fn main() {
     let b = pocketmq::Broker::memory();
     let p = b.producer("bench").unwrap();
     let body = bytes::Bytes::from(vec![b'x'; 100]);
+    if mode == "e2e" {
+        end_to_end(&b, batches * 100);
+        return;
+    }
     let mut n_sent = 0usize;
     let start = std::time::Instant::now();
     for _ in 0..batches {
@@ -122,4 +129,38 @@ fn main() {
         n += m.len();
     }
     assert_eq!(n, batches * 100);
+}
+
+/// `n` single sends of 100 B from a producer thread, received 32 at a time and acked
+/// one by one here, as `cargo bench --bench system -- e2e` does.
+fn end_to_end(b: &pocketmq::Broker, n: usize) {
+    b.create_topic("bench", 4).unwrap();
+    let c = b
+        .consumer(pocketmq::ConsumerConfig::new("g", "bench"))
+        .unwrap();
+    let start = std::time::Instant::now();
+    let pb = b.clone();
+    let producer = std::thread::spawn(move || {
+        let p = pb.producer("bench").unwrap();
+        let body = bytes::Bytes::from(vec![b'x'; 100]);
+        for _ in 0..n {
+            p.send(pocketmq::Message::new("bench", body.clone()))
+                .unwrap();
+        }
+    });
+    let mut got = 0;
+    while got < n {
+        let msgs = c.receive(32, std::time::Duration::from_secs(5)).unwrap();
+        assert!(!msgs.is_empty(), "stalled at {got}");
+        for m in &msgs {
+            c.ack(m).unwrap();
+        }
+        got += msgs.len();
+    }
+    producer.join().unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "end to end {n} messages in {secs:.3} s: {:.2} M msgs/s",
+        n as f64 / secs / 1e6
+    );
 }
