@@ -23,6 +23,30 @@ const RECEIVE_SPINS: usize = 256;
 #[cfg(target_arch = "wasm32")]
 const RECEIVE_SPINS: usize = 0;
 
+/// While a short batch waits for more (`fill_wait`): how many yields in a row
+/// without an arrival end the wait once one came.
+const FILL_IDLE: usize = 4;
+
+/// Waits, yielding, for arrivals to fill a short batch: until `left` came, or the
+/// stream paused (`FILL_IDLE` yields without one after the first), or
+/// `RECEIVE_SPINS / 4` yields in all. Whether any came. Under a steady stream each
+/// receive then takes (and locks for) a fuller batch; a trickle waits a few yields.
+fn fill_wait(arrivals: &std::sync::atomic::AtomicU64, left: usize) -> bool {
+    let seen = arrivals.load(Ordering::Acquire);
+    let (mut last, mut idle) = (seen, 0);
+    let ended = (0..RECEIVE_SPINS / 4).any(|_| {
+        crate::runtime::yield_now();
+        let now = arrivals.load(Ordering::Acquire);
+        if now != last {
+            (last, idle) = (now, 0);
+            return now.wrapping_sub(seen) >= left as u64;
+        }
+        idle += 1;
+        last != seen && idle == FILL_IDLE
+    });
+    ended || last != seen
+}
+
 /// A receive in progress (see the module docs).
 #[derive(Debug, Clone, Copy)]
 pub struct Receiving {
@@ -133,15 +157,10 @@ pub(crate) fn long_poll(
             if fill && msgs.len() < r.max && !wait.is_past() {
                 // A short batch under a steady stream: give the senders a moment to
                 // fill it, so each receive (and its lock) carries more.
-                let seen = inner.arrivals.load(Ordering::Acquire);
-                let more = parking_lot::MutexGuard::unlocked(&mut e, || {
-                    (0..RECEIVE_SPINS / 4).any(|_| {
-                        crate::runtime::yield_now();
-                        inner.arrivals.load(Ordering::Acquire) != seen
-                    })
-                });
+                let left = r.max - msgs.len();
+                let more =
+                    parking_lot::MutexGuard::unlocked(&mut e, || fill_wait(&inner.arrivals, left));
                 if more && !e.closed {
-                    let left = r.max - msgs.len();
                     msgs.extend(take(&mut e, left, broker.visible_end(), now)?);
                 }
             }
