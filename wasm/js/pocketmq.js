@@ -144,7 +144,12 @@ function released(batch, n) {
   }
 }
 
-/** A message as `receive`, `get` and `query` return it. */
+/**
+ * A message as `receive`, `get` and `query` return it. Its fields are read-only
+ * as declared (index.d.ts), not frozen at run time: freezing costs about 40 ns a
+ * message (a tenth of a receive + ack) and would guard nothing of the engine's,
+ * since acks and nacks go through the private batch and index, never the fields.
+ */
 export class Message {
   /** `{ native, open }`: the engine's batch and how many of its messages are not yet settled. */
   #batch;
@@ -170,7 +175,6 @@ export class Message {
     this.#handle = receiptHandle;
     this.#batch = batch;
     this.#index = index;
-    Object.freeze(this);
   }
 
   /** From a simple consumer: this delivery's receipt handle (changeInvisibleDuration replaces it); else null. */

@@ -224,16 +224,16 @@ const ID_HALF = 16;
 const idHead = new Uint8Array(ID_HALF);
 let idHeadText = "";
 
-/** A message id: ids of one store share their first half (the store's nonce), decoded once. */
-function msgIdAt(at, len) {
-  if (len !== 2 * ID_HALF) return text(bytes, at, len);
+/** A message id at `at` in `u8` (wasm memory unless given): ids of one store share their first half (the store's nonce), decoded once. */
+function msgIdAt(at, len, u8 = bytes) {
+  if (len !== 2 * ID_HALF) return text(u8, at, len);
   let same = idHeadText !== "";
-  for (let i = 0; same && i < ID_HALF; i++) same = bytes[at + i] === idHead[i];
+  for (let i = 0; same && i < ID_HALF; i++) same = u8[at + i] === idHead[i];
   if (!same) {
-    idHead.set(bytes.subarray(at, at + ID_HALF));
-    idHeadText = text(bytes, at, ID_HALF);
+    idHead.set(u8.subarray(at, at + ID_HALF));
+    idHeadText = text(u8, at, ID_HALF);
   }
-  return idHeadText + text(bytes, at + ID_HALF, ID_HALF);
+  return idHeadText + text(u8, at + ID_HALF, ID_HALF);
 }
 
 /** The one send result at `ptr` as a SendResult object of `topic`. */
@@ -313,8 +313,9 @@ export function readMessages(ptr, make) {
     const queueId = dv.getUint32(p + 32, true);
     const reconsumeTimes = dv.getUint32(p + 36, true);
     const deliveryAttempt = dv.getUint32(p + 40, true);
-    p += 44;
-    const msgId = str();
+    const idLen = dv.getUint32(p + 44, true);
+    const msgId = msgIdAt(p + 48, idLen, u8);
+    p += 48 + idLen;
     let receiptHandle = null;
     if (dv.getUint32(p, true) === ABSENT) p += 4;
     else receiptHandle = str();
