@@ -202,8 +202,11 @@ fn a_queue_handed_over_delivers_again_only_what_was_not_acked() {
     let (b, _) = manual();
     b.create_topic("t", 2).unwrap();
     let c1 = consumer(&b, "g", "t");
+    // One producer's round robin: five messages in each queue (a producer apiece
+    // would pick each one's queue from its own random start).
+    let p = b.producer("p").unwrap();
     for i in 0..10 {
-        send(&b, "t", &format!("m{i}"));
+        p.send(Message::new("t", format!("m{i}"))).unwrap();
     }
     let got = drain(&c1);
     assert_eq!(got.len(), 10);
