@@ -228,3 +228,35 @@ pub(crate) fn leave(broker: &Broker, closed: &AtomicBool, handle: u64) -> Result
     broker.wake(e);
     Ok(())
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use super::fill_wait;
+
+    #[test]
+    fn a_short_batch_waits_for_a_stream_and_not_for_silence() {
+        let arrivals = AtomicU64::new(7);
+        // Nothing arrives: the wait ends at its bound and says so.
+        assert!(!fill_wait(&arrivals, 3));
+        // A steady stream: the wait sees it and ends with more to take (once the
+        // sending thread runs; tried up to 100 times, as a busy machine may leave
+        // that thread unscheduled through a whole wait).
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Ordering::Acquire) {
+                    arrivals.fetch_add(1, Ordering::Release);
+                    std::thread::yield_now();
+                }
+            });
+            while arrivals.load(Ordering::Acquire) == 7 {
+                std::thread::yield_now();
+            }
+            let seen = (0..100).any(|_| fill_wait(&arrivals, 3));
+            stop.store(true, Ordering::Release);
+            assert!(seen);
+        });
+    }
+}
