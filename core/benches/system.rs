@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 
 use pocketmq::{Broker, BrokerConfig, ConsumerConfig, FlushMode, ManualClock, Message};
 
+mod shared {
+    pub mod e2e;
+}
+
 const RUNS: usize = 3;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -294,35 +298,7 @@ fn sync(rows: &mut Vec<Row>) {
 }
 
 fn e2e_run(batch_ack: bool) -> f64 {
-    let n: usize = 2_000_000;
-    let b = Broker::memory();
-    b.create_topic("bench", 4).unwrap();
-    let c = b.consumer(ConsumerConfig::new("g", "bench")).unwrap();
-    let start = Instant::now();
-    let pb = b.clone();
-    let producer = std::thread::spawn(move || {
-        let p = pb.producer("bench").unwrap();
-        let body = bytes::Bytes::from(vec![b'x'; 100]);
-        for _ in 0..n {
-            p.send(Message::new("bench", body.clone())).unwrap();
-        }
-    });
-    let mut got = 0;
-    while got < n {
-        let msgs = c.receive(32, Duration::from_secs(5)).unwrap();
-        assert!(!msgs.is_empty(), "stalled at {got}");
-        if batch_ack {
-            c.ack_all(&msgs).unwrap();
-        } else {
-            for m in &msgs {
-                c.ack(m).unwrap();
-            }
-        }
-        got += msgs.len();
-    }
-    producer.join().unwrap();
-    assert_eq!(b.lag("g", "bench").unwrap(), 0);
-    n as f64 / start.elapsed().as_secs_f64()
+    shared::e2e::run(&Broker::memory(), 2_000_000, batch_ack).rate
 }
 
 fn e2e(rows: &mut Vec<Row>) {

@@ -132,42 +132,16 @@ fn main() {
     assert_eq!(n, batches * 100);
 }
 
-/// `n` single sends of 100 B from a producer thread, received 32 at a time and acked
-/// one by one here, as `cargo bench --bench system -- e2e` does.
+#[path = "../benches/shared/e2e.rs"]
+mod e2e;
+
+/// The system bench's end-to-end loop (`benches/shared/e2e.rs`), its rate and the mean
+/// messages a receive took to stderr.
 fn end_to_end(b: &pocketmq::Broker, n: usize, ack_all: bool) {
-    b.create_topic("bench", 4).unwrap();
-    let c = b
-        .consumer(pocketmq::ConsumerConfig::new("g", "bench"))
-        .unwrap();
-    let start = std::time::Instant::now();
-    let pb = b.clone();
-    let producer = std::thread::spawn(move || {
-        let p = pb.producer("bench").unwrap();
-        let body = bytes::Bytes::from(vec![b'x'; 100]);
-        for _ in 0..n {
-            p.send(pocketmq::Message::new("bench", body.clone()))
-                .unwrap();
-        }
-    });
-    let (mut got, mut receives) = (0, 0);
-    while got < n {
-        let msgs = c.receive(32, std::time::Duration::from_secs(5)).unwrap();
-        receives += 1;
-        assert!(!msgs.is_empty(), "stalled at {got}");
-        if ack_all {
-            c.ack_all(&msgs).unwrap();
-        } else {
-            for m in &msgs {
-                c.ack(m).unwrap();
-            }
-        }
-        got += msgs.len();
-    }
-    producer.join().unwrap();
-    let secs = start.elapsed().as_secs_f64();
+    let r = e2e::run(b, n, ack_all);
     eprintln!(
-        "end to end {n} messages in {secs:.3} s: {:.2} M msgs/s ({:.1} a receive)",
-        n as f64 / secs / 1e6,
-        n as f64 / receives as f64
+        "end to end {n} messages: {:.2} M msgs/s ({:.1} a receive)",
+        r.rate / 1e6,
+        r.per_receive
     );
 }
