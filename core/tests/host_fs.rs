@@ -16,6 +16,20 @@ use pocketmq::{Broker, BrokerConfig, FlushMode, HostFs, ManualClock, Message};
 struct StdFs {
     root: PathBuf,
     locks: Arc<Mutex<HashSet<PathBuf>>>,
+    /// When set, `sync_later` leaves its syncs under way, as Node's host does.
+    later: Option<Arc<Mutex<Later>>>,
+}
+
+/// What a host that syncs in the background was asked.
+#[derive(Debug, Default)]
+struct Later {
+    /// Files whose sync `sync_later` left under way.
+    under_way: HashSet<String>,
+    /// Blocking syncs (`sync`), and `sync_pending` calls that had work.
+    syncs: usize,
+    finished: usize,
+    /// The next `sync_pending` fails (a background sync that failed).
+    fail: bool,
 }
 
 impl HostFs for StdFs {
@@ -48,7 +62,31 @@ impl HostFs for StdFs {
             .set_len(len)
     }
     fn sync(&self, path: &str) -> io::Result<()> {
+        if let Some(l) = &self.later {
+            l.lock().unwrap().syncs += 1;
+        }
         fs::File::open(self.root.join(path))?.sync_all()
+    }
+    fn sync_later(&self, path: &str) -> io::Result<bool> {
+        match &self.later {
+            Some(l) => {
+                l.lock().unwrap().under_way.insert(path.to_string());
+                Ok(false)
+            }
+            None => self.sync(path).map(|()| true),
+        }
+    }
+    fn sync_pending(&self) -> io::Result<()> {
+        let Some(l) = &self.later else { return Ok(()) };
+        let mut l = l.lock().unwrap();
+        if std::mem::take(&mut l.fail) {
+            return Err(io::Error::other("background sync failed"));
+        }
+        for path in std::mem::take(&mut l.under_way) {
+            fs::File::open(self.root.join(&path))?.sync_all()?;
+            l.finished += 1;
+        }
+        Ok(())
     }
     fn replace(&self, path: &str, data: &[u8]) -> io::Result<()> {
         let p = self.root.join(path);
@@ -106,6 +144,7 @@ fn open(
         host_fs: Some(Arc::new(StdFs {
             root: root.to_path_buf(),
             locks: locks.clone(),
+            later: None,
         })),
         clock: Arc::new(clock.clone()),
         background: false,
@@ -113,6 +152,92 @@ fn open(
         segment_size: Some(64 * 1024),
         ..BrokerConfig::at(root)
     })
+}
+
+/// An async-mode store over a host that syncs in the background, flushing at every tick.
+fn open_later(root: &std::path::Path, later: &Arc<Mutex<Later>>) -> Broker {
+    Broker::open(BrokerConfig {
+        host_fs: Some(Arc::new(StdFs {
+            root: root.to_path_buf(),
+            locks: Arc::default(),
+            later: Some(later.clone()),
+        })),
+        clock: Arc::new(ManualClock::new(T0)),
+        background: false,
+        flush: FlushMode::Async,
+        flush_interval_ms: 0,
+        segment_size: Some(64 * 1024),
+        ..BrokerConfig::at(root)
+    })
+    .unwrap()
+}
+
+/// The bytes of the store's commit log files, in order.
+fn commitlog_bytes(root: &std::path::Path) -> Vec<u8> {
+    let mut segs: Vec<_> = fs::read_dir(root.join("commitlog"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segs.sort();
+    segs.iter().flat_map(|p| fs::read(p).unwrap()).collect()
+}
+
+#[test]
+fn the_async_flush_writes_at_once_and_leaves_its_syncs_to_the_host_until_something_depends_on_them()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let later = Arc::new(Mutex::new(Later::default()));
+    let b = open_later(dir.path(), &later);
+    b.create_topic("t", 1).unwrap();
+    let p = b.producer("p").unwrap();
+    p.send(Message::new("t", "first-body")).unwrap();
+    let syncs = later.lock().unwrap().syncs;
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    b.tick().unwrap();
+    {
+        let l = later.lock().unwrap();
+        // The periodic flush wrote the record out (a killed process keeps it) and
+        // left the sync under way: no blocking sync on this thread.
+        assert!(l.under_way.iter().any(|p| p.starts_with("commitlog/")));
+        assert_eq!(l.syncs, syncs, "the periodic flush never blocks on a sync");
+    }
+    let log = commitlog_bytes(dir.path());
+    assert!(log.windows(10).any(|w| w == b"first-body"));
+
+    // An explicit flush makes it durable: the syncs left under way are finished.
+    b.flush().unwrap();
+    {
+        let l = later.lock().unwrap();
+        assert!(l.under_way.is_empty());
+        assert!(l.finished >= 1);
+    }
+
+    // A background sync that failed is reported by the next flush, which is then
+    // retried: the store stays open and its data intact.
+    p.send(Message::new("t", "second-body")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    b.tick().unwrap();
+    later.lock().unwrap().fail = true;
+    assert!(b.flush().is_err());
+    b.flush().unwrap();
+    assert!(later.lock().unwrap().under_way.is_empty());
+
+    // Close finishes what the last periodic flush left under way before its
+    // checkpoint vouches for the data.
+    p.send(Message::new("t", "third-body")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    b.tick().unwrap();
+    assert!(!later.lock().unwrap().under_way.is_empty());
+    b.close().unwrap();
+    assert!(later.lock().unwrap().under_way.is_empty());
+
+    let b = open_later(dir.path(), &later);
+    let c = consumer(&b, "g", "t");
+    assert_eq!(
+        bodies(&drain(&c)),
+        vec!["first-body", "second-body", "third-body"]
+    );
+    b.close().unwrap();
 }
 
 #[test]

@@ -142,6 +142,36 @@ test("a loop that never yields to the event loop still flushes: a kill loses onl
   assert.ok(lag >= sent, `${lag} messages survived the kill, ${sent} were sent 300 ms before it`);
 });
 
+test("the periodic flush never stalls the event loop on the disk: its syncs run in the background, close waits for them", async (t) => {
+  const path = store(t);
+  // Counts the store's blocking and background syncs (Node's fs, patched in a child).
+  const r = run(`
+    import fs from "node:fs";
+    import { syncBuiltinESMExports } from "node:module";
+    const count = { blocking: 0, background: 0 };
+    const { fdatasyncSync, fdatasync } = fs;
+    fs.fdatasyncSync = (fd) => (count.blocking++, fdatasyncSync(fd));
+    fs.fdatasync = (fd, cb) => (count.background++, fdatasync(fd, cb));
+    syncBuiltinESMExports();
+    const broker = new Broker({ path: ${JSON.stringify(path)}, flushIntervalMs: 20 });
+    broker.createTopic("orders", { queues: 1 });
+    const p = broker.producer("shop");
+    const start = Date.now();
+    for (let i = 0; Date.now() - start < 300; i++) p.send("orders", "order " + i);
+    const during = { ...count };
+    const onDisk = fs.readdirSync(${JSON.stringify(path)} + "/commitlog")
+      .some((f) => fs.readFileSync(${JSON.stringify(path)} + "/commitlog/" + f).includes("order 0"));
+    broker.close();
+    console.log(JSON.stringify({ during, after: count, onDisk }));
+  `);
+  assert.equal(r.status, 0, r.stderr);
+  const { during, after, onDisk } = lastJson(r);
+  assert.ok(during.background >= 3, `background syncs while sending: ${JSON.stringify(during)}`);
+  assert.equal(during.blocking, 0, `no blocking sync while sending: ${JSON.stringify(during)}`);
+  assert.ok(onDisk, "what was sent is written out while the store is open");
+  assert.ok(after.blocking > 0, "close makes everything durable before it returns");
+});
+
 test("acks of a listener draining a backlog are kept across a kill", async (t) => {
   const path = store(t);
   const killed = run(`

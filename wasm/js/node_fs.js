@@ -125,6 +125,10 @@ export function nodeHostFs(path) {
   const root = resolve(path);
   const lockFile = join(root, "lock");
   const fds = new Map(); // relative path -> open fd
+  // Files whose async-mode sync runs in the background (syncLater), and what the
+  // first of those that failed threw, for syncPending to report.
+  const syncing = new Set();
+  let syncFailed = null;
   const abs = (rel) => join(root, rel);
 
   function fdOf(rel) {
@@ -142,6 +146,7 @@ export function nodeHostFs(path) {
     for (const [p, fd] of fds) {
       if (p === rel || p.startsWith(rel.endsWith("/") ? rel : `${rel}/`)) {
         fds.delete(p);
+        syncing.delete(p);
         fs.closeSync(fd);
       }
     }
@@ -189,6 +194,31 @@ export function nodeHostFs(path) {
     },
     sync(rel) {
       fs.fdatasyncSync(fdOf(rel));
+    },
+    /**
+     * The async-mode flush's sync: run on libuv's thread pool, so the event loop
+     * never stalls on the disk (the bytes are written already, and survive this
+     * process). False: not durable yet; syncPending makes it so.
+     */
+    syncLater(rel) {
+      const fd = fdOf(rel);
+      syncing.add(rel);
+      fs.fdatasync(fd, (err) => {
+        // A file closed meanwhile (removed, or the store closed) was synced or dropped then.
+        if (err && err.code !== "EBADF" && syncFailed === null) syncFailed = err;
+      });
+      return false;
+    },
+    /** Makes durable now what syncLater left under way (a sync of a file covers every earlier write to it). */
+    syncPending() {
+      const failed = syncFailed;
+      syncFailed = null;
+      for (const rel of syncing) {
+        const fd = fds.get(rel);
+        if (fd !== undefined) fs.fdatasyncSync(fd);
+      }
+      syncing.clear();
+      if (failed !== null) throw failed;
     },
     replace(rel, data) {
       const file = abs(rel);
@@ -272,6 +302,7 @@ export function nodeHostFs(path) {
       try {
         for (const fd of fds.values()) fs.closeSync(fd);
         fds.clear();
+        syncing.clear();
         const held = fs.readFileSync(lockFile, "utf8");
         if (Number.parseInt(held, 10) === process.pid) fs.rmSync(lockFile, { force: true });
       } catch (err) {

@@ -28,6 +28,9 @@ pub(crate) struct JsHostFs {
     unlock: Function,
     /// `diskUsage()`, if the host offers it: the used fraction of the store's file system.
     disk_usage: Option<Function>,
+    /// `syncLater(path)` and `syncPending()`, if the host offers them: an async-mode
+    /// flush starts its syncs without waiting for them (see the core's `HostFs`).
+    sync_later: Option<(Function, Function)>,
     /// What `lock` threw, if it failed for another reason than a live holder (the
     /// core's `HostFs::lock` can only name a pid).
     lock_error: RefCell<Option<JsValue>>,
@@ -84,7 +87,7 @@ fn num(v: u64) -> JsValue {
 
 impl JsHostFs {
     /// The functions of `obj`: read, writeAt, setLen, sync, replace, list, remove, lock,
-    /// unlock, and diskUsage if it has one.
+    /// unlock, and diskUsage and the pair syncLater + syncPending if it has them.
     pub(crate) fn from_js(obj: &JsValue) -> Result<JsHostFs, JsValue> {
         Ok(JsHostFs {
             read: function(obj, "read")?,
@@ -97,6 +100,9 @@ impl JsHostFs {
             lock: function(obj, "lock")?,
             unlock: function(obj, "unlock")?,
             disk_usage: function(obj, "diskUsage").ok(),
+            sync_later: function(obj, "syncLater")
+                .ok()
+                .zip(function(obj, "syncPending").ok()),
             lock_error: RefCell::new(None),
         })
     }
@@ -140,6 +146,21 @@ impl pocketmq::HostFs for JsHostFs {
 
     fn sync(&self, path: &str) -> io::Result<()> {
         self.call(&self.sync, &[path.into()]).map(drop)
+    }
+
+    fn sync_later(&self, path: &str) -> io::Result<bool> {
+        match &self.sync_later {
+            // The host answers whether the data is durable already.
+            Some((later, _)) => Ok(self.call(later, &[path.into()])?.is_truthy()),
+            None => self.sync(path).map(|()| true),
+        }
+    }
+
+    fn sync_pending(&self) -> io::Result<()> {
+        match &self.sync_later {
+            Some((_, pending)) => self.call(pending, &[]).map(drop),
+            None => Ok(()),
+        }
     }
 
     fn replace(&self, path: &str, data: &[u8]) -> io::Result<()> {

@@ -103,7 +103,7 @@ impl Broker {
             }
         }
         if flush && self.inner.config.flush == FlushMode::Async {
-            self.flush_all()?;
+            self.flush_all_as(true)?;
         }
         if persist {
             self.inner.engine.lock().check_disk();
@@ -147,16 +147,49 @@ impl Broker {
 
     /// Flushes the CommitLog and every ConsumeQueue, outside the lock.
     pub(crate) fn flush_all(&self) -> Result<()> {
+        self.flush_all_as(false)
+    }
+
+    /// `flush_all`; `later` (the async-mode flush) lets the backend leave its syncs
+    /// under way (a host whose one thread should not wait on the disk: Node). The
+    /// data is then written out, which a killed process does not lose, but counts as
+    /// durable only once a flush without `later` (explicit, before metadata, close)
+    /// has finished those syncs.
+    pub(crate) fn flush_all_as(&self, later: bool) -> Result<()> {
         self.check_process()?;
-        let _one = self.inner.group_commit.exclusive();
-        let (log_job, cq_jobs) = self.inner.engine.lock().flush_jobs();
-        log_job.run()?;
-        for (_, _, j) in &cq_jobs {
-            j.run()?;
-        }
-        self.inner.group_commit.mark_durable(log_job.upto);
+        let gc = &self.inner.group_commit;
+        let _one = gc.exclusive();
+        let (log_job, cq_jobs, backend) = {
+            let e = self.inner.engine.lock();
+            let (log_job, cq_jobs) = e.flush_jobs();
+            (log_job, cq_jobs, e.store.backend.clone())
+        };
+        let synced = if later {
+            let mut synced = log_job.run_later()?;
+            for (_, _, j) in &cq_jobs {
+                synced &= j.run_later()?;
+            }
+            let synced = !gc.note_later(synced);
+            if synced {
+                gc.mark_durable(log_job.upto);
+            }
+            synced
+        } else {
+            log_job.run()?;
+            for (_, _, j) in &cq_jobs {
+                j.run()?;
+            }
+            if gc.take_deferred() {
+                if let Err(err) = backend.sync_pending() {
+                    gc.note_later(false);
+                    return Err(err.into());
+                }
+            }
+            gc.mark_durable(log_job.upto);
+            true
+        };
         let mut e = self.inner.engine.lock();
-        e.flushed(log_job.upto, cq_jobs);
+        e.flushed(log_job.upto, cq_jobs, synced);
         e.arrived = true;
         self.notify(e);
         Ok(())

@@ -10,7 +10,7 @@ impl Log for Broker {
     }
     fn flushed(&self, upto: u64) {
         let mut e = self.inner.engine.lock();
-        e.store.commitlog.flushed_to(upto);
+        e.store.commitlog.flushed_to(upto, true);
         // Under `sync`, consumers see only durable data: what just became durable.
         e.arrived = true;
         self.notify(e);

@@ -66,6 +66,9 @@ pub(crate) struct CommitLog {
     last_store_ts: u64,
     /// Store time of the last record in each segment, for retention by age.
     seg_last_ts: BTreeMap<u64, u64>,
+    /// Where the bytes written out by flushes that left their syncs under way begin
+    /// (`Region::flush_later`): below it the log is durable. None: all flushed bytes are.
+    unsynced_from: Option<u64>,
 }
 
 impl CommitLog {
@@ -95,6 +98,7 @@ impl CommitLog {
             corrupt: parking_lot::Mutex::new(Default::default()),
             last_store_ts: 0,
             seg_last_ts: BTreeMap::new(),
+            unsynced_from: None,
         })
     }
 
@@ -136,8 +140,11 @@ impl CommitLog {
     pub fn min_offset(&self) -> u64 {
         self.seg.min_pos()
     }
-    pub fn flushed(&self) -> u64 {
-        self.seg.flushed()
+    /// Below this offset the log is durable (it survives the machine): what a
+    /// checkpoint may vouch for. (Flushes that left their syncs under way have
+    /// written more out, which survives this process.)
+    pub fn durable(&self) -> u64 {
+        self.unsynced_from.unwrap_or_else(|| self.seg.flushed())
     }
     pub fn seg_size(&self) -> usize {
         self.seg.seg_size()
@@ -323,7 +330,14 @@ impl CommitLog {
     pub fn flush_job(&self) -> FlushJob {
         self.seg.flush_job()
     }
-    pub fn flushed_to(&mut self, upto: u64) {
+    /// Records a flush up to `upto`; `synced`: it made everything flushed so far
+    /// durable, else it left syncs under way.
+    pub fn flushed_to(&mut self, upto: u64, synced: bool) {
+        if synced {
+            self.unsynced_from = None;
+        } else if self.unsynced_from.is_none() {
+            self.unsynced_from = Some(self.seg.flushed());
+        }
         self.seg.flushed_to(upto)
     }
 

@@ -222,7 +222,9 @@ impl Engine {
         for (_, _, j) in &cq_jobs {
             j.run()?;
         }
-        self.flushed(log_job.upto, cq_jobs);
+        // And what async-mode flushes left under way, before the checkpoint vouches for it.
+        self.store.backend.sync_pending()?;
+        self.flushed(log_job.upto, cq_jobs, true);
         let written = (|| {
             for (name, bytes) in self.metadata(now, true)? {
                 self.store.backend.write_meta(name, &bytes)?;
@@ -251,8 +253,10 @@ impl Engine {
         )
     }
 
-    pub fn flushed(&mut self, log_upto: u64, cq_jobs: Vec<(String, u32, FlushJob)>) {
-        self.store.commitlog.flushed_to(log_upto);
+    /// Records flush jobs done; `synced`: everything flushed so far is durable now,
+    /// else syncs were left under way (`Region::flush_later`).
+    pub fn flushed(&mut self, log_upto: u64, cq_jobs: Vec<(String, u32, FlushJob)>, synced: bool) {
+        self.store.commitlog.flushed_to(log_upto, synced);
         for (t, q, j) in cq_jobs {
             if let Some(cq) = self.store.queues.get_mut(&t, q) {
                 cq.flushed_to(j.upto);

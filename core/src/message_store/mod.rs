@@ -63,7 +63,7 @@ pub(crate) struct MessageStore {
     /// Records skipped because they could not be read or re-appended as they are
     /// (damaged, or naming a destination they may not have).
     pub skipped_records: u64,
-    /// The flushed offset the checkpoint file last said.
+    /// The durable offset the checkpoint file last said.
     checkpoint_written: u64,
     /// The topic of the last send, shared by its records: a name that passed
     /// `topic::validate_user_topic`.
@@ -188,13 +188,13 @@ impl MessageStore {
 
     pub fn write_checkpoint(&mut self) -> Result<()> {
         self.checkpoint().write(&*self.backend)?;
-        self.checkpoint_written = self.commitlog.flushed();
+        self.checkpoint_written = self.commitlog.durable();
         Ok(())
     }
 
     pub(super) fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
-            flushed: self.commitlog.flushed(),
+            flushed: self.commitlog.durable(),
             nonce: self.ids.first,
             later: self.ids.later().to_vec(),
         }
@@ -225,14 +225,14 @@ impl MessageStore {
         Ok(())
     }
 
-    /// The checkpoint file, when the log was flushed further since it was written
+    /// The checkpoint file, when more of the log is durable than when it was written
     /// (or `all`): how far recovery may trust the log after a crash.
     pub fn checkpoint_metadata(&mut self, all: bool) -> Result<Option<(&'static str, Vec<u8>)>> {
-        let flushed = self.commitlog.flushed();
-        if !(all || flushed != self.checkpoint_written) {
+        let durable = self.commitlog.durable();
+        if !(all || durable != self.checkpoint_written) {
             return Ok(None);
         }
-        self.checkpoint_written = flushed;
+        self.checkpoint_written = durable;
         Ok(Some((
             Checkpoint::FILE,
             crate::store::meta::to_json(&self.checkpoint())?,

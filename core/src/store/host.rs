@@ -22,6 +22,19 @@ pub trait HostFs: Send + Sync + std::fmt::Debug {
     fn set_len(&self, path: &str, len: u64) -> io::Result<()>;
     /// Forces a file's data to durable storage.
     fn sync(&self, path: &str) -> io::Result<()>;
+    /// Starts forcing a file's data to durable storage without waiting for it (the
+    /// async-mode flush, on a host whose one thread should not stall on the disk):
+    /// true when the data is durable on return, false when the sync is under way and
+    /// [`HostFs::sync_pending`] must finish it before anything depends on it. By
+    /// default the same as [`HostFs::sync`].
+    fn sync_later(&self, path: &str) -> io::Result<bool> {
+        self.sync(path).map(|()| true)
+    }
+    /// Makes every file `sync_later` left under way durable now, or reports what one
+    /// of those syncs failed with.
+    fn sync_pending(&self) -> io::Result<()> {
+        Ok(())
+    }
     /// Replaces a file atomically (write a temporary file, sync, rename).
     fn replace(&self, path: &str, data: &[u8]) -> io::Result<()>;
     /// The entries of a directory as (name, is a directory); empty when it is missing.
@@ -63,6 +76,16 @@ unsafe impl Region for HostRegion {
         let data = unsafe { std::slice::from_raw_parts(self.mem.as_ptr().add(from), to - from) };
         self.fs.write_at(&self.path, from as u64, data)?;
         self.fs.sync(&self.path)
+    }
+    fn flush_later(&self, from: usize, to: usize) -> io::Result<bool> {
+        if to <= from {
+            return Ok(true);
+        }
+        // SAFETY: as in `flush`.
+        let data = unsafe { std::slice::from_raw_parts(self.mem.as_ptr().add(from), to - from) };
+        // Written at once (the bytes then survive this process), synced in the background.
+        self.fs.write_at(&self.path, from as u64, data)?;
+        self.fs.sync_later(&self.path)
     }
 }
 
@@ -182,6 +205,10 @@ impl Backend for HostBackend {
 
     fn disk_usage(&self) -> Option<f64> {
         self.fs.disk_usage()
+    }
+
+    fn sync_pending(&self) -> io::Result<()> {
+        self.fs.sync_pending()
     }
 
     /// Segments are held in (wasm) memory whole: keep them small.

@@ -40,6 +40,12 @@ pub(crate) unsafe trait Region: Send + Sync {
     fn len(&self) -> usize;
     /// Forces `[from, to)` to durable storage.
     fn flush(&self, from: usize, to: usize) -> io::Result<()>;
+    /// Writes `[from, to)` out like `flush` (it survives this process once this
+    /// returns) but may leave forcing it to durable storage under way: false then,
+    /// and the backend's [`Backend::sync_pending`] finishes it. By default `flush`.
+    fn flush_later(&self, from: usize, to: usize) -> io::Result<bool> {
+        self.flush(from, to).map(|()| true)
+    }
     /// Drops the region's pages from this process's resident set (the data stays).
     fn release(&self) {
         self.release_range(0, self.len());
@@ -77,6 +83,10 @@ pub(crate) trait Backend: Send + Sync {
     fn remove_meta(&self, name: &str) -> io::Result<()>;
     /// The used fraction of the disk holding the store, if known.
     fn disk_usage(&self) -> Option<f64>;
+    /// Makes durable what [`Region::flush_later`]s left under way.
+    fn sync_pending(&self) -> io::Result<()> {
+        Ok(())
+    }
     /// Gives up ownership of the store (close); the data stays readable here.
     fn unlock(&self) {}
     /// The CommitLog segment size when the config names none.

@@ -66,6 +66,16 @@ impl FlushJob {
         }
         Ok(())
     }
+
+    /// `run` with [`super::Region::flush_later`]: true when everything is durable on
+    /// return, false when a sync was left under way (the backend's `sync_pending`).
+    pub fn run_later(&self) -> io::Result<bool> {
+        let mut durable = true;
+        for (region, from, to) in &self.parts {
+            durable &= region.flush_later(*from, *to)?;
+        }
+        Ok(durable)
+    }
 }
 
 /// A log of contiguous fixed-size segments.
