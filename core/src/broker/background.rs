@@ -17,6 +17,8 @@ pub(super) struct Periodic {
     progress: Ticker,
     release: Ticker,
     revive: Ticker,
+    /// When (broker clock, ms) the async-mode flush last finished its syncs itself.
+    thorough_at: Option<u64>,
 }
 
 impl Periodic {
@@ -27,9 +29,28 @@ impl Periodic {
             progress: Ticker::new(),
             release: Ticker::new(),
             revive: Ticker::new(),
+            thorough_at: None,
         }
     }
+
+    /// Whether the async-mode flush at `now` is to be thorough: finish its syncs
+    /// rather than leave them under way (see `THOROUGH_FLUSH`).
+    fn thorough(&mut self, now: u64) -> bool {
+        let at = *self.thorough_at.get_or_insert(now);
+        let due = now.saturating_sub(at) >= THOROUGH_FLUSH.as_millis() as u64;
+        if due {
+            self.thorough_at = Some(now);
+        }
+        due
+    }
 }
+
+/// How often an async-mode flush that may leave its syncs under way (Node's file
+/// store: `Region::flush_later`) finishes them itself, so the checkpoint (which
+/// vouches only for durable bytes) moves on and recovery after a crash checks at
+/// most this long a tail, even when no consumer's acks force a complete flush.
+/// RocketMQ's `flushCommitLogThoroughInterval` (10 s) plays this part there.
+const THOROUGH_FLUSH: Duration = Duration::from_secs(10);
 
 /// How often simple consumers' buffered changes go to the revive log.
 const REVIVE_INTERVAL: Duration = Duration::from_millis(100);
@@ -103,7 +124,8 @@ impl Broker {
             }
         }
         if flush && self.inner.config.flush == FlushMode::Async {
-            self.flush_all_as(true)?;
+            let thorough = self.inner.periodic.lock().thorough(self.now());
+            self.flush_all_as(!thorough)?;
         }
         if persist {
             self.inner.engine.lock().check_disk();
