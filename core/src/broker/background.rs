@@ -179,39 +179,35 @@ impl Broker {
     /// has finished those syncs.
     pub(crate) fn flush_all_as(&self, later: bool) -> Result<()> {
         self.check_process()?;
-        let gc = &self.inner.group_commit;
-        let _one = gc.exclusive();
-        let (log_job, cq_jobs, backend) = {
+        let _one = self.inner.group_commit.exclusive();
+        // (Syncs left under way change only under `exclusive`, as here.)
+        let (log_job, cq_jobs, under_way, backend) = {
             let e = self.inner.engine.lock();
             let (log_job, cq_jobs) = e.flush_jobs();
-            (log_job, cq_jobs, e.store.backend.clone())
+            let under_way = e.store.commitlog.syncs_under_way();
+            (log_job, cq_jobs, under_way, e.store.backend.clone())
         };
-        let synced = if later {
+        let durable = if later {
             let mut synced = log_job.run_later()?;
             for (_, _, j) in &cq_jobs {
                 synced &= j.run_later()?;
             }
-            let synced = !gc.note_later(synced);
-            if synced {
-                gc.mark_durable(log_job.upto);
-            }
-            synced
+            synced && !under_way
         } else {
             log_job.run()?;
             for (_, _, j) in &cq_jobs {
                 j.run()?;
             }
-            if gc.take_deferred() {
-                if let Err(err) = backend.sync_pending() {
-                    gc.note_later(false);
-                    return Err(err.into());
-                }
+            if under_way {
+                backend.sync_pending()?;
             }
-            gc.mark_durable(log_job.upto);
             true
         };
+        if durable {
+            self.inner.group_commit.mark_durable(log_job.upto);
+        }
         let mut e = self.inner.engine.lock();
-        e.flushed(log_job.upto, cq_jobs, synced);
+        e.flushed(log_job.upto, cq_jobs, durable);
         e.arrived = true;
         self.notify(e);
         Ok(())

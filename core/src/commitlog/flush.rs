@@ -52,10 +52,6 @@ pub(crate) struct GroupCommit {
     waiting: Waiters,
     /// Serialises whole-store flushes (the async flush and close).
     one_at_a_time: Mutex<()>,
-    /// An async-mode flush left syncs under way (a host whose one thread does not
-    /// wait on the disk) that no whole-store flush has finished since: until one does,
-    /// the watermark stays where the last complete flush left it.
-    deferred: AtomicBool,
 }
 
 impl GroupCommit {
@@ -69,7 +65,6 @@ impl GroupCommit {
             flushing: AtomicBool::new(false),
             waiting: Waiters::default(),
             one_at_a_time: Mutex::new(()),
-            deferred: AtomicBool::new(false),
         }
     }
 
@@ -86,22 +81,6 @@ impl GroupCommit {
     /// Held by a whole-store flush (the async flusher, close): one at a time.
     pub fn exclusive(&self) -> MutexGuard<'_, ()> {
         self.one_at_a_time.lock()
-    }
-
-    /// Records an async-mode flush (`synced`: it left no sync under way); whether
-    /// syncs are under way that no complete flush has finished since. Called under
-    /// [`GroupCommit::exclusive`], as is `take_deferred`.
-    pub fn note_later(&self, synced: bool) -> bool {
-        if !synced {
-            self.deferred.store(true, Ordering::Release);
-        }
-        self.deferred.load(Ordering::Acquire)
-    }
-
-    /// Whether syncs were left under way, forgetting them (a complete flush is about
-    /// to finish them).
-    pub fn take_deferred(&self) -> bool {
-        self.deferred.swap(false, Ordering::AcqRel)
     }
 
     /// Waits until the log is durable up to `end`, flushing (for everyone waiting)

@@ -146,6 +146,10 @@ impl CommitLog {
     pub fn durable(&self) -> u64 {
         self.unsynced_from.unwrap_or_else(|| self.seg.flushed())
     }
+    /// Whether flushes left syncs under way that no complete flush has finished since.
+    pub fn syncs_under_way(&self) -> bool {
+        self.unsynced_from.is_some()
+    }
     pub fn seg_size(&self) -> usize {
         self.seg.seg_size()
     }

@@ -223,7 +223,9 @@ impl Engine {
             j.run()?;
         }
         // And what async-mode flushes left under way, before the checkpoint vouches for it.
-        self.store.backend.sync_pending()?;
+        if self.store.commitlog.syncs_under_way() {
+            self.store.backend.sync_pending()?;
+        }
         self.flushed(log_job.upto, cq_jobs, true);
         let written = (|| {
             for (name, bytes) in self.metadata(now, true)? {
