@@ -211,13 +211,14 @@ export function nodeHostFs(path) {
     },
     /** Makes durable now what syncLater left under way (a sync of a file covers every earlier write to it). */
     syncPending() {
-      const failed = syncFailed;
-      syncFailed = null;
       for (const rel of syncing) {
         const fd = fds.get(rel);
         if (fd !== undefined) fs.fdatasyncSync(fd);
       }
       syncing.clear();
+      // Reported once these syncs are done (one that throws above leaves it for the next call).
+      const failed = syncFailed;
+      syncFailed = null;
       if (failed !== null) throw failed;
     },
     replace(rel, data) {
