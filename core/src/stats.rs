@@ -148,7 +148,7 @@ impl TopicRates {
             c.total = stored(store, name);
             c.sample(now);
         }
-        for c in groups.delivered.values_mut() {
+        for c in groups.delivered.values_mut().flat_map(|t| t.values_mut()) {
             c.sample(now);
         }
     }
@@ -211,7 +211,10 @@ pub(crate) fn report(
     let groups_out = pairs
         .into_iter()
         .map(|(g, t)| {
-            let out = groups.delivered.get(&(g.clone(), t.clone()));
+            let out = groups
+                .delivered
+                .get(&g)
+                .and_then(|by_topic| by_topic.get(&t));
             GroupStats {
                 consumers: members.get(&(g.as_str(), t.as_str())).copied().unwrap_or(0),
                 lag: groups.lag(store, &g, &t).unwrap_or(0),

@@ -467,3 +467,55 @@ fn a_reset_to_a_time_ahead_of_the_clock_finds_messages_stored_after_it() {
         .unwrap();
     assert_eq!(bodies(&drain(&c)), vec!["late"]);
 }
+
+#[test]
+fn stats_count_each_groups_deliveries_per_topic() {
+    let (b, _) = manual();
+    let p = b.producer("p").unwrap();
+    for i in 0..70 {
+        p.send(Message::new("orders", format!("o{i}"))).unwrap();
+    }
+    for i in 0..5 {
+        p.send(Message::new("refunds", format!("r{i}"))).unwrap();
+    }
+    let (a, c) = (consumer(&b, "a", "orders"), consumer(&b, "c", "orders"));
+    assert_eq!(drain(&a).len(), 70);
+    let some = c.receive(32, Duration::ZERO).unwrap();
+    // The same group on another topic, once its members of the first are gone.
+    a.close().unwrap();
+    let r = consumer(&b, "a", "refunds");
+    assert_eq!(drain(&r).len(), 5);
+    let out: HashMap<(String, String), u64> = b
+        .stats()
+        .unwrap()
+        .groups
+        .into_iter()
+        .map(|g| ((g.group, g.topic), g.messages_out))
+        .collect();
+    let key = |g: &str, t: &str| (g.to_string(), t.to_string());
+    assert_eq!(out.get(&key("a", "orders")), Some(&70));
+    assert_eq!(out.get(&key("c", "orders")), Some(&(some.len() as u64)));
+    assert_eq!(out.get(&key("a", "refunds")), Some(&5));
+}
+
+#[test]
+fn a_receive_hands_out_a_list_of_about_its_own_length() {
+    // Whatever the receiving thread took before: a caller may keep many lists.
+    let (b, _) = manual();
+    b.create_topic("orders", 1).unwrap();
+    let p = b.producer("p").unwrap();
+    for i in 0..67 {
+        p.send(Message::new("orders", format!("m{i}"))).unwrap();
+    }
+    let c = consumer(&b, "g", "orders");
+    for want in [32, 32, 1, 2] {
+        let got = c.receive(want, Duration::ZERO).unwrap();
+        assert_eq!(got.len(), want);
+        assert!(
+            got.capacity() <= want + want / 4,
+            "{} messages in a list of {}",
+            got.len(),
+            got.capacity()
+        );
+    }
+}

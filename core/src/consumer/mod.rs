@@ -106,12 +106,16 @@ pub(crate) struct ConsumerGroups {
     pub offsets: OffsetTable,
     /// Offsets changed since they were last persisted.
     pub offsets_dirty: bool,
-    /// Messages delivered per (group, topic), for rates.
-    pub delivered: HashMap<(String, String), Counter>,
+    /// Messages delivered per group and topic, for rates (by group, then topic: a
+    /// receive counts its batch without building a key).
+    pub delivered: HashMap<String, HashMap<String, Counter>>,
     /// Simple (POP) consumer groups.
     pub pop: pop::PopGroups,
     /// Classic acks of atomic blocks replayed on open, for queues no reader holds yet.
     pub replayed_acks: crate::atomic::ReplayedAcks,
+    /// The ConsumeQueue entries a receive reads, kept for the next one: a receive
+    /// allocates nothing under the lock but the list it hands out.
+    pub entries: Vec<crate::consume_queue::CqEntry>,
 }
 
 impl ConsumerGroups {

@@ -9,7 +9,7 @@
 use super::ConsumerGroups;
 use crate::commitlog::Span;
 use crate::message::record::{self, Parsed};
-use crate::message::{Delivery, Taken, READ_BUDGET};
+use crate::message::{taken_list, Delivery, Taken, READ_BUDGET};
 use crate::message_store::MessageStore;
 use crate::topic::RETRY_PREFIX;
 use crate::{Error, MessageExt, Receipt, Result};
@@ -30,12 +30,12 @@ impl ConsumerGroups {
             progress,
             offsets_dirty,
             delivered,
+            entries,
             ..
         } = self;
         let Some(c) = consumers.get_mut(&handle) else {
             return Err(Error::Closed);
         };
-        let mut out = Vec::new();
         let n = c.assigned.len();
         let held: usize = c
             .slots
@@ -46,9 +46,9 @@ impl ConsumerGroups {
         // Flow control: never more than max_in_flight unacked.
         let max = max.min(c.max_in_flight.saturating_sub(held));
         if n == 0 || max == 0 {
-            return Ok(out);
+            return Ok(Vec::new());
         }
-        let mut entries = Vec::with_capacity(64);
+        let mut out = taken_list(max.min(64));
         let mut span = Span::default();
         let mut bytes = 0u64;
         for i in 0..n {
@@ -81,11 +81,11 @@ impl ConsumerGroups {
             }
             let mut scanned = 0usize;
             'queue: while limit > 0 && p.next < cq.max_offset() && scanned < 4096 {
-                cq.entries(p.next, 64.min(limit.max(16)), &mut entries);
+                cq.entries(p.next, 64.min(limit.max(16)), entries);
                 if entries.is_empty() {
                     break;
                 }
-                for e in &entries {
+                for e in entries.iter() {
                     scanned += 1;
                     if e.size == i32::MAX as u32 {
                         p.next += 1;
@@ -146,8 +146,14 @@ impl ConsumerGroups {
         }
         c.rr = (c.rr + 1) % n;
         if !out.is_empty() {
-            let k = (c.group.clone(), c.topic.clone());
-            delivered.entry(k).or_default().total += out.len() as u64;
+            let by_topic = match delivered.get_mut(c.group.as_str()) {
+                Some(by_topic) => by_topic,
+                None => delivered.entry(c.group.clone()).or_default(),
+            };
+            match by_topic.get_mut(c.topic.as_str()) {
+                Some(counter) => counter.total += out.len() as u64,
+                None => by_topic.entry(c.topic.clone()).or_default().total = out.len() as u64,
+            }
         }
         Ok(out)
     }

@@ -153,7 +153,10 @@ pub(crate) fn long_poll(
         }
         let now = broker.now();
         let mut msgs = take(&mut e, r.max, broker.visible_end(), now)?;
-        if !msgs.is_empty() {
+        if msgs.is_empty() {
+            // Kept for the next look: a receive that waits looks many times.
+            crate::message::keep_taken_list(msgs);
+        } else {
             if fill && msgs.len() < r.max && !wait.is_past() {
                 // A short batch under a steady stream: give the senders a moment to
                 // fill it, so each receive (and its lock) carries more.
@@ -166,9 +169,7 @@ pub(crate) fn long_poll(
             }
             let ids = e.store.ids.clone();
             drop(e);
-            return Ok(Some(
-                msgs.into_iter().filter_map(|t| t.build(&ids)).collect(),
-            ));
+            return Ok(Some(crate::message::build_all(msgs, &ids)));
         }
         if wait.is_past() {
             return Ok(r.deadline.is_past().then(Vec::new));

@@ -16,7 +16,7 @@ use crate::{Error, Result};
 use properties::prop;
 use record::{RecordSpec, RecordView};
 
-pub(crate) use delivery::{Delivery, Taken, READ_BUDGET};
+pub(crate) use delivery::{build_all, keep_taken_list, taken_list, Delivery, Taken, READ_BUDGET};
 pub use delivery::{MessageExt, Receipt};
 
 /// When a message becomes visible to consumers.

@@ -297,7 +297,7 @@ impl PopGroups {
             return Err(Error::Closed);
         };
         let until = now.saturating_add(invisible_ms);
-        let mut out = Vec::with_capacity(max.min(1024));
+        let mut out = crate::message::taken_list(max.min(1024));
         let Some(r) = self.groups[g as usize].retry else {
             self.receive_from(store, g, max, until, visible_end, &mut out);
             return Ok(out);
