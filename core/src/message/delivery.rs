@@ -40,16 +40,24 @@ pub(crate) fn taken_list(capacity: usize) -> Vec<Taken> {
     list
 }
 
-/// Gives back a list `taken_list` handed out that took nothing.
+/// Keeps an emptied list `taken_list` handed out for the thread's next receive
+/// (unless it is longer than `SPARE_MAX`).
 pub(crate) fn keep_taken_list(list: Vec<Taken>) {
-    SPARE_TAKEN.set(list);
+    if list.capacity() <= SPARE_MAX {
+        SPARE_TAKEN.set(list);
+    }
 }
+
+/// The longest lists a thread keeps between receives (a receive of thousands is rare,
+/// and its lists are not worth their memory while the thread does other work).
+const SPARE_MAX: usize = 1024;
 
 /// The messages of what a receive took (`Taken::build`), in a list allocated at the
 /// end of the thread's previous receive, for the reason `taken_list` gives: then few
 /// small blocks were free, and its strings now take the ones freed since as they
 /// are. A list more than a quarter too long is not handed out (a caller may keep
-/// many); the taken list goes back for the next receive.
+/// many); the taken list goes back for the next receive. No list over `SPARE_MAX`
+/// is kept.
 pub(crate) fn build_all(mut taken: Vec<Taken>, ids: &Nonces) -> Vec<MessageExt> {
     let n = taken.len();
     let spare = SPARE_BUILT.take();
@@ -59,8 +67,10 @@ pub(crate) fn build_all(mut taken: Vec<Taken>, ids: &Nonces) -> Vec<MessageExt> 
         Vec::with_capacity(n)
     };
     out.extend(taken.drain(..).filter_map(|t| t.build(ids)));
-    SPARE_TAKEN.set(taken);
-    SPARE_BUILT.set(Vec::with_capacity(n));
+    keep_taken_list(taken);
+    if n <= SPARE_MAX {
+        SPARE_BUILT.set(Vec::with_capacity(n));
+    }
     out
 }
 
