@@ -1,6 +1,8 @@
 //! What receives hand out: a stored message as users see it, the receipt that
 //! finds it again, and the record taken under the lock that becomes one.
 
+use std::cell::Cell;
+
 use super::*;
 use crate::message::id::Nonces;
 
@@ -35,7 +37,7 @@ pub(crate) struct Taken {
 /// merges every small block freed since: the strings of the batch the caller just
 /// dropped, which would then serve the next batch's strings by the slow path.)
 pub(crate) fn taken_list(capacity: usize) -> Vec<Taken> {
-    let mut list = SPARE_TAKEN.take();
+    let mut list = SPARE_TAKEN.try_with(Cell::take).unwrap_or_default();
     list.reserve(capacity);
     list
 }
@@ -44,7 +46,8 @@ pub(crate) fn taken_list(capacity: usize) -> Vec<Taken> {
 /// (unless it is longer than `SPARE_MAX`).
 pub(crate) fn keep_taken_list(list: Vec<Taken>) {
     if list.capacity() <= SPARE_MAX {
-        SPARE_TAKEN.set(list);
+        // A thread past its locals' end (a receive from one's destructor) keeps none.
+        let _ = SPARE_TAKEN.try_with(|spare| spare.set(list));
     }
 }
 
@@ -60,7 +63,7 @@ const SPARE_MAX: usize = 1024;
 /// is kept.
 pub(crate) fn build_all(mut taken: Vec<Taken>, ids: &Nonces) -> Vec<MessageExt> {
     let n = taken.len();
-    let spare = SPARE_BUILT.take();
+    let spare = SPARE_BUILT.try_with(Cell::take).unwrap_or_default();
     let mut out = if (n..=n + n / 4).contains(&spare.capacity()) {
         spare
     } else {
@@ -69,14 +72,14 @@ pub(crate) fn build_all(mut taken: Vec<Taken>, ids: &Nonces) -> Vec<MessageExt> 
     out.extend(taken.drain(..).filter_map(|t| t.build(ids)));
     keep_taken_list(taken);
     if n <= SPARE_MAX {
-        SPARE_BUILT.set(Vec::with_capacity(n));
+        let _ = SPARE_BUILT.try_with(|spare| spare.set(Vec::with_capacity(n)));
     }
     out
 }
 
 thread_local! {
-    static SPARE_TAKEN: std::cell::Cell<Vec<Taken>> = const { std::cell::Cell::new(Vec::new()) };
-    static SPARE_BUILT: std::cell::Cell<Vec<MessageExt>> = const { std::cell::Cell::new(Vec::new()) };
+    static SPARE_TAKEN: Cell<Vec<Taken>> = const { Cell::new(Vec::new()) };
+    static SPARE_BUILT: Cell<Vec<MessageExt>> = const { Cell::new(Vec::new()) };
 }
 
 /// What a delivery adds to the stored message.
