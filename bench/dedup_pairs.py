@@ -1,9 +1,12 @@
 """Plain and dedup sends in alternating pairs, from the installed pocketmq package: the
 median ratio of dedup to plain over the pairs, and each pair's ratio.
 
-    .venv/bin/python bench/dedup_pairs.py [SENDS] [PAIRS]
+    .venv/bin/python bench/dedup_pairs.py [SENDS] [PAIRS] [--only dedup|tags|plain]
 
-(300,000 sends a run and 5 pairs unless given.) The runs are
+(300,000 sends a run and 5 pairs unless given.) `--only KIND` runs PAIRS runs of one
+kind and prints their rates, for a profiler to compare kinds (`tags`: the same ids sent
+as tags, what any text option costs), e.g. `perf record -e cpu-clock -F 10000` of
+`--only tags` and of `--only dedup`, then `perf report -n --sort sym` of each. The runs are
 `bench/consumers.py`'s own (`send_run`); this script runs under any interpreter that has a
 pocketmq installed, so two builds of the package, each in its own venv, can be
 alternated invocation by invocation (their ratios then share the machine's state).
@@ -18,8 +21,20 @@ from consumers import send_run
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 300_000
-    pairs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    args = sys.argv[1:]
+    only = None
+    if "--only" in args:
+        at = args.index("--only")
+        only = args[at + 1]
+        if only not in ("dedup", "tags", "plain"):
+            sys.exit(f"--only takes dedup, tags or plain, not {only!r}")
+        del args[at : at + 2]
+    n = int(args[0]) if len(args) > 0 else 300_000
+    pairs = int(args[1]) if len(args) > 1 else 5
+    if only is not None:
+        rates = [send_run(n, only == "dedup", tags=only == "tags") for _ in range(pairs)]
+        print(f"{only}: {' '.join(f'{r:,.0f}' for r in rates)} sends/s")
+        return
     plain, dedup = [], []
     for _ in range(pairs):
         plain.append(send_run(n, False))

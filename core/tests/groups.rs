@@ -416,10 +416,7 @@ fn an_ack_outlives_a_rebalance_but_not_a_reset() {
 fn lag_counts_what_is_not_acked_even_out_of_order() {
     let (b, _) = manual();
     b.create_topic("t", 1).unwrap();
-    let p = b.producer("p").unwrap();
-    for i in 0..10 {
-        p.send(Message::new("t", format!("m{i}"))).unwrap();
-    }
+    send_numbered(&b, "t", "m", 10);
     let c = consumer(&b, "g", "t");
     let got = drain(&c);
     assert_eq!(got.len(), 10);
@@ -471,13 +468,8 @@ fn a_reset_to_a_time_ahead_of_the_clock_finds_messages_stored_after_it() {
 #[test]
 fn stats_count_each_groups_deliveries_per_topic() {
     let (b, _) = manual();
-    let p = b.producer("p").unwrap();
-    for i in 0..70 {
-        p.send(Message::new("orders", format!("o{i}"))).unwrap();
-    }
-    for i in 0..5 {
-        p.send(Message::new("refunds", format!("r{i}"))).unwrap();
-    }
+    send_numbered(&b, "orders", "o", 70);
+    send_numbered(&b, "refunds", "r", 5);
     let (a, c) = (consumer(&b, "a", "orders"), consumer(&b, "c", "orders"));
     assert_eq!(drain(&a).len(), 70);
     let some = c.receive(32, Duration::ZERO).unwrap();
@@ -503,10 +495,7 @@ fn a_receive_hands_out_a_list_of_about_its_own_length() {
     // Whatever the receiving thread took before: a caller may keep many lists.
     let (b, _) = manual();
     b.create_topic("orders", 1).unwrap();
-    let p = b.producer("p").unwrap();
-    for i in 0..67 {
-        p.send(Message::new("orders", format!("m{i}"))).unwrap();
-    }
+    send_numbered(&b, "orders", "m", 67);
     let c = consumer(&b, "g", "orders");
     for want in [32, 32, 1, 2] {
         let got = c.receive(want, Duration::ZERO).unwrap();

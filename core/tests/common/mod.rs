@@ -71,6 +71,14 @@ pub fn send(b: &Broker, topic: &str, body: &str) -> pocketmq::SendResult {
         .unwrap()
 }
 
+/// Sends `n` messages to `topic`, their bodies `prefix` and 0, 1, 2, ... in order.
+pub fn send_numbered(b: &Broker, topic: &str, prefix: &str, n: usize) {
+    let p = b.producer("p").unwrap();
+    for i in 0..n {
+        p.send(Message::new(topic, format!("{prefix}{i}"))).unwrap();
+    }
+}
+
 /// The CommitLog segment file holding `phys` in a store of `seg_size` segments.
 pub fn segment_of(dir: &std::path::Path, phys: u64, seg_size: u64) -> std::path::PathBuf {
     dir.join("commitlog")
