@@ -1,7 +1,7 @@
 //! Sync-flush group commit under concurrent writers:
-//! `cargo run --release -p pocketmq --example sync_probe -- DIR THREADS`.
+//! `cargo run --release -p pocketmq --example sync_probe -- DIR THREADS [PER]`.
 //! First, as the baseline of the same minute, a single thread appends 500 x 1 KiB to a
-//! file in DIR with an fdatasync after each; then THREADS writers send 1000 x 1 KiB
+//! file in DIR with an fdatasync after each; then THREADS writers send PER (1000) x 1 KiB
 //! each with flush="sync". Prints both rates and their ratio.
 #![allow(clippy::disallowed_methods)]
 fn main() {
@@ -15,7 +15,7 @@ fn main() {
         ..pocketmq::BrokerConfig::at(&dir)
     })
     .unwrap();
-    let per = 1000;
+    let per: usize = args.get(3).map_or(1000, |s| s.parse().unwrap());
     // The first segment is created (and zeroed) before timing starts.
     b.producer("p")
         .unwrap()

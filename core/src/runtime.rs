@@ -122,27 +122,103 @@ impl Deadline {
 /// Threads waiting for one event, all woken together by `wake_all`: each goes on at
 /// once on whatever core it gets (a condvar's waiters wake one after another, each
 /// handing its mutex to the next). A waiter registers, checks its condition again,
-/// then parks; a wake-up may be spurious, so it checks in a loop. On wasm nothing
-/// blocks: `park` returns false at once.
+/// then parks; a wake-up may be spurious, so it checks in a loop. On Linux the
+/// waiters sleep on one futex word, which `wake_all` bumps and wakes in one system
+/// call. On wasm nothing blocks: `park` returns false at once.
 #[derive(Default)]
 pub(crate) struct Waiters {
-    #[cfg(not(target_arch = "wasm32"))]
+    /// Bumped by every `wake_all`: a waiter sleeps while the word still holds the
+    /// value it registered with.
+    #[cfg(target_os = "linux")]
+    epoch: std::sync::atomic::AtomicU32,
+    /// Registered waiters, so that a `wake_all` with none makes no system call.
+    #[cfg(target_os = "linux")]
+    registered: std::sync::atomic::AtomicU32,
+    #[cfg(all(not(target_arch = "wasm32"), not(target_os = "linux")))]
     threads: parking_lot::Mutex<Vec<std::thread::Thread>>,
+}
+
+/// A waiter's registration, given to `park`; dropped, the waiter is no longer
+/// counted.
+pub(crate) struct Ticket<'a> {
+    #[cfg(target_os = "linux")]
+    waiters: &'a Waiters,
+    #[cfg(target_os = "linux")]
+    epoch: u32,
+    #[cfg(not(target_os = "linux"))]
+    _waiters: std::marker::PhantomData<&'a Waiters>,
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.waiters.registered.fetch_sub(1, SeqCst);
+    }
 }
 
 impl Waiters {
     /// Adds this thread to the next `wake_all`.
-    pub(crate) fn register(&self) {
-        #[cfg(not(target_arch = "wasm32"))]
-        self.threads.lock().push(std::thread::current());
+    pub(crate) fn register(&self) -> Ticket<'_> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::sync::atomic::Ordering::SeqCst;
+            // Counted before the epoch is read: a `wake_all` that bumps the epoch
+            // after this read then sees the count, and makes its system call.
+            self.registered.fetch_add(1, SeqCst);
+            Ticket {
+                waiters: self,
+                epoch: self.epoch.load(SeqCst),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            #[cfg(not(target_arch = "wasm32"))]
+            self.threads.lock().push(std::thread::current());
+            Ticket {
+                _waiters: std::marker::PhantomData,
+            }
+        }
     }
 
     /// Parks this thread until a `wake_all` after its `register` (or spuriously) or
     /// `deadline`; false once the deadline passed.
     #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
-    pub(crate) fn park(&self, deadline: Deadline) -> bool {
-        #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn park(&self, ticket: Ticket<'_>, deadline: Deadline) -> bool {
+        #[cfg(target_os = "linux")]
         {
+            let timeout = match deadline {
+                Deadline::Past => return false,
+                Deadline::At(at) => {
+                    let left = until(at);
+                    Some(libc::timespec {
+                        tv_sec: left.as_secs().min(i32::MAX as u64) as libc::time_t,
+                        tv_nsec: left.subsec_nanos() as libc::c_long,
+                    })
+                }
+                Deadline::Never => None,
+            };
+            let timeout = timeout
+                .as_ref()
+                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            // SAFETY: FUTEX_WAIT on a word this struct owns, with a valid timeout or
+            // none; it returns at once when the word no longer holds the ticket's
+            // value, and on a wake-up, the timeout or a signal.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    self.epoch.as_ptr(),
+                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                    ticket.epoch,
+                    timeout,
+                )
+            };
+            drop(ticket);
+            !deadline.is_past()
+        }
+        #[cfg(all(not(target_arch = "wasm32"), not(target_os = "linux")))]
+        {
+            drop(ticket);
             match deadline {
                 Deadline::Past => false,
                 Deadline::At(at) => {
@@ -163,7 +239,23 @@ impl Waiters {
 
     /// Wakes every thread registered so far.
     pub(crate) fn wake_all(&self) {
-        #[cfg(not(target_arch = "wasm32"))]
+        #[cfg(target_os = "linux")]
+        {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.epoch.fetch_add(1, SeqCst);
+            if self.registered.load(SeqCst) > 0 {
+                // SAFETY: FUTEX_WAKE of every thread waiting on a word this struct owns.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_futex,
+                        self.epoch.as_ptr(),
+                        libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                        i32::MAX,
+                    )
+                };
+            }
+        }
+        #[cfg(all(not(target_arch = "wasm32"), not(target_os = "linux")))]
         {
             let threads = std::mem::take(&mut *self.threads.lock());
             for t in threads {
@@ -328,4 +420,82 @@ pub(crate) fn process_id() -> u32 {
 pub(crate) fn yield_now() {
     #[cfg(not(target_arch = "wasm32"))]
     std::thread::yield_now();
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+#[allow(clippy::disallowed_methods)] // the tests' own threads
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc};
+
+    /// Runs `f` on a thread of its own and fails if it takes longer than `limit`
+    /// (a lost wake-up hangs rather than fails).
+    fn within(limit: Duration, f: impl FnOnce() + Send + 'static) {
+        let (done, finished) = mpsc::channel();
+        let h = std::thread::spawn(move || {
+            f();
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(limit)
+            .expect("the waiters were not woken in time");
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn wake_all_wakes_every_waiter_at_once() {
+        within(Duration::from_secs(10), || {
+            let waiters = Arc::new(Waiters::default());
+            let go = Arc::new(AtomicBool::new(false));
+            let hs: Vec<_> = (0..8)
+                .map(|_| {
+                    let (waiters, go) = (waiters.clone(), go.clone());
+                    std::thread::spawn(move || loop {
+                        let ticket = waiters.register();
+                        if go.load(Ordering::Acquire) {
+                            return;
+                        }
+                        waiters.park(ticket, Deadline::Never);
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(50));
+            go.store(true, Ordering::Release);
+            waiters.wake_all();
+            for h in hs {
+                h.join().unwrap();
+            }
+            #[cfg(target_os = "linux")]
+            assert_eq!(waiters.registered.load(Ordering::SeqCst), 0);
+        });
+    }
+
+    #[test]
+    fn a_wake_between_register_and_park_is_not_lost() {
+        within(Duration::from_secs(10), || {
+            let waiters = Waiters::default();
+            let ticket = waiters.register();
+            waiters.wake_all();
+            // Parks with no deadline: returns only because the wake came after the
+            // registration.
+            assert!(waiters.park(ticket, Deadline::Never));
+        });
+    }
+
+    #[test]
+    fn park_returns_false_once_the_deadline_passed() {
+        within(Duration::from_secs(10), || {
+            let waiters = Waiters::default();
+            let deadline = Deadline::after(Duration::from_millis(30));
+            let mut woken = true;
+            while woken {
+                woken = waiters.park(waiters.register(), deadline);
+            }
+            assert!(deadline.is_past());
+            assert!(!waiters.park(waiters.register(), Deadline::Past));
+            #[cfg(target_os = "linux")]
+            assert_eq!(waiters.registered.load(Ordering::SeqCst), 0);
+        });
+    }
 }

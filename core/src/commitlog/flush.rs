@@ -105,7 +105,7 @@ impl GroupCommit {
                 flushed?;
                 continue;
             }
-            self.waiting.register();
+            let ticket = self.waiting.register();
             // Looked at again once registered: a flush that ended before it woke no
             // one here, and left its watermark (and its flag) for this look to see.
             if self.durable() >= end {
@@ -114,7 +114,7 @@ impl GroupCommit {
             if !self.flushing.load(Ordering::Acquire) {
                 continue;
             }
-            if !self.waiting.park(deadline) {
+            if !self.waiting.park(ticket, deadline) {
                 return Ok(self.durable() >= end);
             }
         }
