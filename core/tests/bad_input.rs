@@ -139,6 +139,36 @@ fn bad_input_to_every_public_argument_is_a_typed_error_and_changes_nothing() {
                 "reserved property".into(),
                 m().property("REAL_TOPIC", "x").build(),
             ),
+            (
+                "encoded property cut short".into(),
+                m().encoded_properties("k\u{1}v").build(),
+            ),
+            (
+                "encoded property without a value".into(),
+                m().encoded_properties("kv\u{2}").build(),
+            ),
+            (
+                "encoded property with an empty name".into(),
+                m().encoded_properties("\u{1}v\u{2}").build(),
+            ),
+            (
+                "encoded property with an empty value".into(),
+                m().encoded_properties("k\u{1}\u{2}").build(),
+            ),
+            (
+                "encoded property with a name separator in its value".into(),
+                m().encoded_properties("k\u{1}a\u{1}b\u{2}").build(),
+            ),
+            (
+                "encoded reserved property".into(),
+                m().encoded_properties("ok\u{1}v\u{2}REAL_TOPIC\u{1}x\u{2}")
+                    .build(),
+            ),
+            (
+                "encoded immunity that is not whole seconds".into(),
+                m().encoded_properties("CHECK_IMMUNITY_TIME_IN_SECONDS\u{1}soon\u{2}")
+                    .build(),
+            ),
             ("empty sharding key".into(), m().sharding_key("").build()),
             ("queue beyond the topic's".into(), m().queue_id(2).build()),
             ("queue u32::MAX".into(), m().queue_id(u32::MAX).build()),

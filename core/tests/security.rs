@@ -46,6 +46,11 @@ fn no_user_string_can_carry_a_property_separator() {
         ("property name", m().property(forged, "v").build()),
         ("property value", m().property("k", forged).build()),
         ("name separator", m().sharding_key("a\u{1}b").build()),
+        (
+            "encoded properties",
+            m().encoded_properties(&format!("k\u{1}{forged}\u{2}"))
+                .build(),
+        ),
     ] {
         assert_eq!(kind(p.send(msg)), ErrorKind::InvalidArgument, "{what}");
     }
@@ -61,6 +66,44 @@ fn no_user_string_can_carry_a_property_separator() {
     let a = p.send(m().sharding_key("k").build()).unwrap();
     let c = p.send(m().sharding_key(&a.msg_id).build()).unwrap();
     assert_ne!(a.msg_id, c.msg_id);
+}
+
+#[test]
+fn encoded_properties_read_back_with_the_maps_and_survive_a_delay() {
+    let (b, clock) = manual();
+    let c = consumer(&b, "g", "orders");
+    let p = b.producer("p").unwrap();
+    let now = p
+        .send(
+            Message::builder("orders", "now")
+                .property("a", "map")
+                .property("b", "map")
+                .encoded_properties("b\u{1}encoded\u{2}TX_RESOLUTION\u{1}x\u{2}région\u{1}eu\u{2}")
+                .build(),
+        )
+        .unwrap();
+    p.send(
+        Message::builder("orders", "later")
+            .delay_level(1)
+            .encoded_properties("c\u{1}3\u{2}")
+            .build(),
+    )
+    .unwrap();
+    let got = drain(&c);
+    assert_eq!(bodies(&got), vec!["now"]);
+    let props = &got[0].properties;
+    assert_eq!(got[0].msg_id, now.msg_id);
+    assert_eq!(props.get("a").map(String::as_str), Some("map"));
+    // Encoded ones come after the map's: of a name in both, the encoded value.
+    assert_eq!(props.get("b").map(String::as_str), Some("encoded"));
+    assert_eq!(props.get("TX_RESOLUTION").map(String::as_str), Some("x"));
+    assert_eq!(props.get("région").map(String::as_str), Some("eu"));
+    c.ack_all(&got).unwrap();
+    clock.advance_ms(1_000);
+    b.tick().unwrap();
+    let later = drain(&c);
+    assert_eq!(bodies(&later), vec!["later"]);
+    assert_eq!(later[0].properties.get("c").map(String::as_str), Some("3"));
 }
 
 /// How a message waits before it is re-appended to its real topic.

@@ -84,10 +84,25 @@ pub(crate) fn read_messages(buf: &[u8], topic: &str) -> Result<Vec<Message>, JsV
             m.keys = (0..n).map(|_| r.str()).collect::<Result<_, _>>()?;
         }
         if options & 0x04 != 0 {
-            for _ in 0..r.u32()? {
-                let (name, value) = (r.str()?, r.str()?);
-                m.properties.insert(name, value);
+            // Encoded as a record holds them (`Message::encoded_properties`): no map
+            // or strings. A name or value the encoding cannot carry (empty, or
+            // holding a separator) goes to the map instead, for the engine's checks
+            // to refuse with their usual words. The text gets room at once for what
+            // usually follows, so it is not moved as it grows.
+            let n = r.u32()?;
+            let mut encoded = Vec::with_capacity(if n == 0 { 0 } else { r.remaining().min(256) });
+            for _ in 0..n {
+                let (name, value) = (r.bytes()?, r.bytes()?);
+                let pair = encoded.len();
+                if !(push_encodable(&mut encoded, name, 1)
+                    && push_encodable(&mut encoded, value, 2))
+                {
+                    encoded.truncate(pair);
+                    m.properties.insert(text(name)?, text(value)?);
+                }
             }
+            m.encoded_properties =
+                String::from_utf8(encoded).map_err(|_| invalid("a send's text is not UTF-8"))?;
         }
         if options & 0x08 != 0 {
             m.sharding_key = Some(r.str()?);
@@ -114,6 +129,26 @@ pub(crate) fn read_messages(buf: &[u8], topic: &str) -> Result<Vec<Message>, JsV
     Ok(out)
 }
 
+/// Appends `b` and then `sep` to `out` when `b` can go into a record's encoding of
+/// properties as it is (non-empty, free of the separators 1 and 2): false, with
+/// `out` to be cut back, when not. Byte by byte: short texts, for which a bulk copy
+/// costs wasm a call out of its code.
+fn push_encodable(out: &mut Vec<u8>, b: &[u8], sep: u8) -> bool {
+    out.reserve(b.len() + 1);
+    let mut plain = !b.is_empty();
+    for &c in b {
+        plain &= c != 1 && c != 2;
+        out.push(c);
+    }
+    out.push(sep);
+    plain
+}
+
+/// Text of a send, as a string.
+fn text(b: &[u8]) -> Result<String, JsValue> {
+    String::from_utf8(b.to_vec()).map_err(|_| invalid("a send's text is not UTF-8"))
+}
+
 /// Bounds-checked reads of an encoded send: a short or garbled buffer is an error,
 /// never a panic.
 struct Reader<'a> {
@@ -138,13 +173,15 @@ impl<'a> Reader<'a> {
         b.copy_from_slice(self.take(8)?);
         Ok(f64::from_le_bytes(b))
     }
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.at
+    }
     fn bytes(&mut self) -> Result<&'a [u8], JsValue> {
         let n = self.u32()? as usize;
         self.take(n)
     }
     fn str(&mut self) -> Result<String, JsValue> {
-        let b = self.bytes()?;
-        String::from_utf8(b.to_vec()).map_err(|_| invalid("a send's text is not UTF-8"))
+        text(self.bytes()?)
     }
 }
 

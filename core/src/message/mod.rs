@@ -46,6 +46,14 @@ pub struct Message {
     pub keys: Vec<String>,
     /// User properties.
     pub properties: BTreeMap<String, String>,
+    /// More user properties, already encoded as a record holds them (RocketMQ's
+    /// `propertiesString`): for each, its name, `\x01`, its value, `\x02`. For
+    /// bindings and servers that receive properties in an encoded form, which then
+    /// build no map or strings for them. Checked as `properties` are when the message
+    /// is sent (names and values non-empty and free of the separators, no reserved
+    /// name), and read back with them into [`MessageExt::properties`]; they come
+    /// after `properties`, so of a name given twice the last value is read back.
+    pub encoded_properties: String,
     /// Messages with the same sharding key go to the same queue, in order.
     pub sharding_key: Option<String>,
     /// An explicit queue; wins over the sharding key.
@@ -111,19 +119,10 @@ impl Message {
         for (k, v) in &m.properties {
             properties::check_user_text("property name", k)?;
             properties::check_user_text("property value", v)?;
-            if properties::is_reserved(k) {
-                return Err(Error::invalid(format!(
-                    "property {k:?} is reserved for the engine"
-                )));
-            }
-            if k == properties::prop::CHECK_IMMUNITY_TIME_IN_SECONDS
-                && properties::immunity_ms(v).is_none()
-            {
-                return Err(Error::invalid(format!(
-                    "property {k:?} = {v:?}: whole seconds, 0 to {}",
-                    properties::MAX_IMMUNITY_SECS
-                )));
-            }
+            check_property(k, v)?;
+        }
+        if !m.encoded_properties.is_empty() {
+            properties::check_encoded(&m.encoded_properties, check_property)?;
         }
         if let Some(k) = &m.sharding_key {
             properties::check_user_text("sharding key", k)?;
@@ -188,7 +187,8 @@ impl Message {
             + m.properties
                 .iter()
                 .map(|(k, v)| k.len() + v.len() + 2)
-                .sum::<usize>();
+                .sum::<usize>()
+            + m.encoded_properties.len();
         if size == 0 {
             return found;
         }
@@ -208,6 +208,12 @@ impl Message {
             }
             push(p, k, v);
         }
+        if !m.encoded_properties.is_empty() {
+            if properties::encoded_names(&m.encoded_properties, prop::TX_RESOLUTION) {
+                found = properties::Found::UNKNOWN;
+            }
+            p.extend_from_slice(m.encoded_properties.as_bytes());
+        }
         if let Some(k) = &m.sharding_key {
             push(p, prop::SHARDING_KEY, k);
         }
@@ -219,6 +225,24 @@ impl Message {
         }
         found
     }
+}
+
+/// Checks a user property whose name and value passed the check of user text: a
+/// name the engine does not reserve, and a value the name's meaning allows.
+fn check_property(k: &str, v: &str) -> Result<()> {
+    if properties::is_reserved(k) {
+        return Err(Error::invalid(format!(
+            "property {k:?} is reserved for the engine"
+        )));
+    }
+    if k == properties::prop::CHECK_IMMUNITY_TIME_IN_SECONDS && properties::immunity_ms(v).is_none()
+    {
+        return Err(Error::invalid(format!(
+            "property {k:?} = {v:?}: whole seconds, 0 to {}",
+            properties::MAX_IMMUNITY_SECS
+        )));
+    }
+    Ok(())
 }
 
 /// Builds a [`Message`]; validation happens when it is sent.
@@ -253,6 +277,11 @@ impl MessageBuilder {
     /// Sets a user property.
     pub fn property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.msg.properties.insert(name.into(), value.into());
+        self
+    }
+    /// Adds user properties already encoded (see [`Message::encoded_properties`]).
+    pub fn encoded_properties(mut self, encoded: &str) -> Self {
+        self.msg.encoded_properties.push_str(encoded);
         self
     }
     /// Sets the sharding key (see [`Message::sharding_key`]).
@@ -376,6 +405,10 @@ mod tests {
                 text(),
                 0..3,
             ),
+            encoded in proptest::collection::vec(
+                (prop_oneof![text(), Just(properties::prop::TX_RESOLUTION.to_string())], text()),
+                0..3,
+            ),
             sharding_key in proptest::option::of(text()),
             dedup_id in proptest::option::of(text()),
             msg_id in proptest::option::of("[0-9A-F]{32}"),
@@ -384,6 +417,10 @@ mod tests {
                 tags,
                 keys,
                 properties: props.clone(),
+                encoded_properties: encoded
+                    .iter()
+                    .map(|(k, v)| format!("{k}\u{1}{v}\u{2}"))
+                    .collect(),
                 sharding_key,
                 dedup_id,
                 msg_id,
@@ -392,14 +429,23 @@ mod tests {
             prop_assume!(m.validate(1 << 20).is_ok());
             let mut block = Vec::new();
             let found = m.encode_properties(&mut block);
+            let tx = properties::prop::TX_RESOLUTION;
             prop_assert_eq!(
                 found == Found::UNKNOWN,
-                props.contains_key(properties::prop::TX_RESOLUTION)
+                props.contains_key(tx) || encoded.iter().any(|(k, _)| k == tx)
             );
             prop_assert_eq!(
                 properties::read_values(&block, found),
                 values(&block, &READ)
             );
+            // Read back, both kinds are there; of a name in both, the encoded value.
+            let back: BTreeMap<&str, &str> = properties::iter(&block).collect();
+            let mut want: BTreeMap<&str, &str> =
+                props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            want.extend(encoded.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            for (k, v) in want {
+                prop_assert_eq!(back.get(k).copied(), Some(v), "{}", k);
+            }
         }
     }
 }

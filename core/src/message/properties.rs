@@ -230,6 +230,69 @@ pub(crate) fn push_found(out: &mut Vec<u8>, name: &str, value: &str, found: &mut
     push(out, name, value);
 }
 
+/// Checks user properties a sender encoded ([`crate::Message::encoded_properties`]):
+/// pairs of `name\x01value\x02`, each name and value non-empty and the value free
+/// of `\x01` (the pairs' own structure keeps `\x02` out of both and `\x01` out of
+/// the name), as [`check_user_text`] would find them; then each pair passes `check`
+/// (what else every user property must be). One pass over the bytes, no copies.
+pub(crate) fn check_encoded(
+    s: &str,
+    mut check: impl FnMut(&str, &str) -> crate::Result<()>,
+) -> crate::Result<()> {
+    let b = s.as_bytes();
+    let mut at = 0;
+    while at < b.len() {
+        let mut name_end = None;
+        let mut end = at;
+        while end < b.len() && b[end] != PROP_SEP {
+            if b[end] == NAME_SEP && name_end.is_none() {
+                name_end = Some(end);
+            }
+            end += 1;
+        }
+        // Separators are ASCII, so these are char boundaries.
+        let pair = &s[at..end];
+        if end == b.len() {
+            return Err(crate::Error::invalid(format!(
+                "encoded properties: {pair:?} does not end with \\x02 (each property is \
+                 its name, \\x01, its value, \\x02)"
+            )));
+        }
+        let Some(name_end) = name_end else {
+            return Err(crate::Error::invalid(format!(
+                "encoded properties: {pair:?} has no \\x01 between a name and a value"
+            )));
+        };
+        let (name, value) = (&s[at..name_end], &s[name_end + 1..end]);
+        if name.is_empty() || value.is_empty() || value.as_bytes().contains(&NAME_SEP) {
+            // The words of the one check of user text.
+            check_user_text("property name", name)?;
+            check_user_text("property value", value)?;
+        }
+        check(name, value)?;
+        at = end + 1;
+    }
+    Ok(())
+}
+
+/// Whether user properties a sender encoded name `name` (a whole name: at the start
+/// or right after a `\x02`, followed by `\x01`).
+pub(crate) fn encoded_names(s: &str, name: &str) -> bool {
+    let (b, n) = (s.as_bytes(), name.as_bytes());
+    let mut at = 0;
+    while at < b.len() {
+        let rest = &b[at..];
+        if rest.len() > n.len() && rest.starts_with(n) && rest[n.len()] == NAME_SEP {
+            return true;
+        }
+        match rest.iter().position(|&c| c == PROP_SEP) {
+            Some(i) => at += i + 1,
+            None => return false,
+        }
+    }
+    false
+}
+
 /// The pairs of an encoded properties block (pairs with an empty value are dropped, as
 /// RocketMQ's decoder does).
 pub(crate) fn iter(raw: &[u8]) -> impl Iterator<Item = (&str, &str)> {

@@ -219,9 +219,17 @@ pub fn to_proto(
     } else {
         MessageType::Normal
     };
+    let mut user_properties: std::collections::HashMap<String, String> =
+        m.properties.into_iter().collect();
+    // (Encoded ones, `name\x01value\x02` each, come after the map's, as in a record.)
+    for pair in m.encoded_properties.split_terminator('\u{2}') {
+        if let Some((k, v)) = pair.split_once('\u{1}') {
+            user_properties.insert(k.to_string(), v.to_string());
+        }
+    }
     Ok(PbMessage {
         topic: Some(resource(namespace, &m.topic)),
-        user_properties: m.properties.into_iter().collect(),
+        user_properties,
         system_properties: Some(SystemProperties {
             tag: m.tags,
             keys: m.keys,
