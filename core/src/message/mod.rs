@@ -209,7 +209,8 @@ impl Message {
             push(p, k, v);
         }
         if !m.encoded_properties.is_empty() {
-            if properties::encoded_names(&m.encoded_properties, prop::TX_RESOLUTION) {
+            // (Checked text: every value is non-empty, so a name is found by value.)
+            if properties::value(m.encoded_properties.as_bytes(), prop::TX_RESOLUTION).is_some() {
                 found = properties::Found::UNKNOWN;
             }
             p.extend_from_slice(m.encoded_properties.as_bytes());

@@ -239,58 +239,30 @@ pub(crate) fn check_encoded(
     s: &str,
     mut check: impl FnMut(&str, &str) -> crate::Result<()>,
 ) -> crate::Result<()> {
-    let b = s.as_bytes();
-    let mut at = 0;
-    while at < b.len() {
-        let mut name_end = None;
-        let mut end = at;
-        while end < b.len() && b[end] != PROP_SEP {
-            if b[end] == NAME_SEP && name_end.is_none() {
-                name_end = Some(end);
-            }
-            end += 1;
-        }
-        // Separators are ASCII, so these are char boundaries.
-        let pair = &s[at..end];
-        if end == b.len() {
+    let mut rest = s;
+    while !rest.is_empty() {
+        let Some(end) = find_prop_sep(rest.as_bytes()) else {
             return Err(crate::Error::invalid(format!(
-                "encoded properties: {pair:?} does not end with \\x02 (each property is \
+                "encoded properties: {rest:?} does not end with \\x02 (each property is \
                  its name, \\x01, its value, \\x02)"
             )));
-        }
-        let Some(name_end) = name_end else {
+        };
+        // Separators are ASCII, so these are char boundaries.
+        let pair = &rest[..end];
+        let Some((name, value)) = pair.split_once(NAME_SEP as char) else {
             return Err(crate::Error::invalid(format!(
                 "encoded properties: {pair:?} has no \\x01 between a name and a value"
             )));
         };
-        let (name, value) = (&s[at..name_end], &s[name_end + 1..end]);
         if name.is_empty() || value.is_empty() || value.as_bytes().contains(&NAME_SEP) {
             // The words of the one check of user text.
             check_user_text("property name", name)?;
             check_user_text("property value", value)?;
         }
         check(name, value)?;
-        at = end + 1;
+        rest = &rest[end + 1..];
     }
     Ok(())
-}
-
-/// Whether user properties a sender encoded name `name` (a whole name: at the start
-/// or right after a `\x02`, followed by `\x01`).
-pub(crate) fn encoded_names(s: &str, name: &str) -> bool {
-    let (b, n) = (s.as_bytes(), name.as_bytes());
-    let mut at = 0;
-    while at < b.len() {
-        let rest = &b[at..];
-        if rest.len() > n.len() && rest.starts_with(n) && rest[n.len()] == NAME_SEP {
-            return true;
-        }
-        match rest.iter().position(|&c| c == PROP_SEP) {
-            Some(i) => at += i + 1,
-            None => return false,
-        }
-    }
-    false
 }
 
 /// The pairs of an encoded properties block (pairs with an empty value are dropped, as
