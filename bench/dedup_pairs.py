@@ -1,9 +1,12 @@
 """Plain and dedup sends in alternating pairs, from the installed pocketmq package: the
 median ratio of dedup to plain over the pairs, and each pair's ratio.
 
-    .venv/bin/python bench/dedup_pairs.py [SENDS] [PAIRS] [--only dedup|tags|plain]
+    .venv/bin/python bench/dedup_pairs.py [SENDS] [PAIRS] [--only dedup|tags|plain] [--window SECONDS]
 
-(300,000 sends a run and 5 pairs unless given.) `--only KIND` runs PAIRS runs of one
+(300,000 sends a run and 5 pairs unless given.) `--window SECONDS` measures the steady
+state instead of a fresh broker's window growing: each run's broker has that dedup
+window, a third as many sends as the run go first, untimed, and the ids of the timed
+sends leave the window as new ones come (e.g. `--window 0.05`, about 50,000 ids). `--only KIND` runs PAIRS runs of one
 kind and prints their rates, for a profiler to compare kinds (`tags`: the same ids sent
 as tags, what any text option costs), e.g. `perf record -e cpu-clock -F 10000` of
 `--only tags` and of `--only dedup`, then `perf report -n --sort sym` of each. The runs are
@@ -17,11 +20,40 @@ from __future__ import annotations
 import statistics
 import sys
 
-from consumers import send_run
+import time
+
+import pocketmq
+from consumers import BODY, send_run
+
+
+def steady_run(n: int, dedup: bool, window: float) -> float:
+    """Sends/s of `n` sends to a broker whose window already holds what a third as
+    many sends before left in it (plain sends: the same, without ids)."""
+    ids = [f"order-{i}" for i in range(n)]
+    with pocketmq.Broker(dedup_window=window) as b:
+        send = b.producer().send
+        for d in ids[: n // 3]:
+            if dedup:
+                send("bench", BODY, dedup_id=f"{d}-before")
+            else:
+                send("bench", BODY)
+        start = time.perf_counter()
+        if dedup:
+            for d in ids:
+                send("bench", BODY, dedup_id=d)
+        else:
+            for _ in ids:
+                send("bench", BODY)
+        return n / (time.perf_counter() - start)
 
 
 def main() -> None:
     args = sys.argv[1:]
+    window = None
+    if "--window" in args:
+        at = args.index("--window")
+        window = float(args[at + 1])
+        del args[at : at + 2]
     only = None
     if "--only" in args:
         at = args.index("--only")
@@ -32,13 +64,24 @@ def main() -> None:
     n = int(args[0]) if len(args) > 0 else 300_000
     pairs = int(args[1]) if len(args) > 1 else 5
     if only is not None:
-        rates = [send_run(n, only == "dedup", tags=only == "tags") for _ in range(pairs)]
+        if window is not None and only == "tags":
+            sys.exit("--window measures plain and dedup sends, not tags")
+        rates = [
+            send_run(n, only == "dedup", tags=only == "tags")
+            if window is None
+            else steady_run(n, only == "dedup", window)
+            for _ in range(pairs)
+        ]
         print(f"{only}: {' '.join(f'{r:,.0f}' for r in rates)} sends/s")
         return
     plain, dedup = [], []
     for _ in range(pairs):
-        plain.append(send_run(n, False))
-        dedup.append(send_run(n, True))
+        if window is None:
+            plain.append(send_run(n, False))
+            dedup.append(send_run(n, True))
+        else:
+            plain.append(steady_run(n, False, window))
+            dedup.append(steady_run(n, True, window))
     ratios = [d / p for p, d in zip(plain, dedup)]
     print(
         f"{statistics.median(ratios):.1%} ({' '.join(f'{r:.0%}' for r in ratios)}); "
