@@ -4,13 +4,13 @@ median ratio of dedup to plain over the pairs, and each pair's ratio.
     .venv/bin/python bench/dedup_pairs.py [SENDS] [PAIRS] [--only dedup|tags|plain] [--window SECONDS]
 
 (300,000 sends a run and 5 pairs unless given.) `--window SECONDS` measures the steady
-state instead of a fresh broker's window growing: each run's broker has that dedup
-window, a third as many sends as the run go first, untimed, and the ids of the timed
-sends leave the window as new ones come (e.g. `--window 0.05`, about 50,000 ids). `--only KIND` runs PAIRS runs of one
-kind and prints their rates, for a profiler to compare kinds (`tags`: the same ids sent
-as tags, what any text option costs), e.g. `perf record -e cpu-clock -F 10000` of
-`--only tags` and of `--only dedup`, then `perf report -n --sort sym` of each. The runs are
-`bench/consumers.py`'s own (`send_run`); this script runs under any interpreter that has a
+state instead of a fresh broker's growing window: each run's broker has that dedup
+window, a third as many sends as the run make go first, untimed, and ids leave the
+window as new ones come (`--window 0.05` holds about 50,000). `--only KIND` runs PAIRS
+runs of one kind and prints their rates, for a profiler to compare kinds (`tags`: the
+same ids sent as tags, what any text option costs), e.g. `perf record -e cpu-clock -F
+10000` of `--only tags` and of `--only dedup`, then `perf report -n --sort sym` of each.
+The fresh-broker runs are `bench/consumers.py`'s own (`send_run`); this script runs under any interpreter that has a
 pocketmq installed, so two builds of the package, each in its own venv, can be
 alternated invocation by invocation (their ratios then share the machine's state).
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-
 import time
 
 import pocketmq
@@ -27,8 +26,8 @@ from consumers import BODY, send_run
 
 
 def steady_run(n: int, dedup: bool, window: float) -> float:
-    """Sends/s of `n` sends to a broker whose window already holds what a third as
-    many sends before left in it (plain sends: the same, without ids)."""
+    """Sends/s of `n` sends to a broker of dedup window `window` after `n // 3` untimed
+    sends (plain: the same sends without ids)."""
     ids = [f"order-{i}" for i in range(n)]
     with pocketmq.Broker(dedup_window=window) as b:
         send = b.producer().send
