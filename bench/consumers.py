@@ -124,15 +124,22 @@ def listener_run(n: int) -> float:
         return count[0] / took
 
 
-def send_run(n: int, dedup: bool, tags: bool = False) -> float:
+def send_run(n: int, dedup: bool, tags: bool = False, window: float | None = None) -> float:
     # The ids exist before the clock starts, as an application's order ids do: the
     # figure is the send's, not the formatting of a string. `tags`: the same strings
-    # sent as tags instead (what any text option costs, for comparison).
+    # sent as tags instead (what any text option costs, for comparison). `window`: a
+    # broker of that dedup window, which `n // 3` untimed sends fill first, so the timed
+    # ones meet a window that no longer grows (its oldest ids leave as new ones come).
     ids = [f"order-{i}" for i in range(n)] if dedup or tags else []
-    with pocketmq.Broker() as b:
+    with pocketmq.Broker() if window is None else pocketmq.Broker(dedup_window=window) as b:
         p = b.producer()
-        p.send("bench", BODY)
         send = p.send
+        send("bench", BODY)
+        for i in range(n // 3 if window is not None else 0):
+            if dedup:
+                send("bench", BODY, dedup_id=f"before-{i}")
+            else:
+                send("bench", BODY)
         start = time.perf_counter()
         if tags:
             for d in ids:

@@ -10,7 +10,7 @@ window as new ones come (`--window 0.05` holds about 50,000). `--only KIND` runs
 runs of one kind and prints their rates, for a profiler to compare kinds (`tags`: the
 same ids sent as tags, what any text option costs), e.g. `perf record -e cpu-clock -F
 10000` of `--only tags` and of `--only dedup`, then `perf report -n --sort sym` of each.
-The fresh-broker runs are `bench/consumers.py`'s own (`send_run`); this script runs under any interpreter that has a
+The runs are `bench/consumers.py`'s own (`send_run`); this script runs under any interpreter that has a
 pocketmq installed, so two builds of the package, each in its own venv, can be
 alternated invocation by invocation (their ratios then share the machine's state).
 """
@@ -19,31 +19,8 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 
-import pocketmq
-from consumers import BODY, send_run
-
-
-def steady_run(n: int, dedup: bool, window: float) -> float:
-    """Sends/s of `n` sends to a broker of dedup window `window` after `n // 3` untimed
-    sends (plain: the same sends without ids)."""
-    ids = [f"order-{i}" for i in range(n)]
-    with pocketmq.Broker(dedup_window=window) as b:
-        send = b.producer().send
-        for d in ids[: n // 3]:
-            if dedup:
-                send("bench", BODY, dedup_id=f"{d}-before")
-            else:
-                send("bench", BODY)
-        start = time.perf_counter()
-        if dedup:
-            for d in ids:
-                send("bench", BODY, dedup_id=d)
-        else:
-            for _ in ids:
-                send("bench", BODY)
-        return n / (time.perf_counter() - start)
+from consumers import send_run
 
 
 def main() -> None:
@@ -66,21 +43,14 @@ def main() -> None:
         if window is not None and only == "tags":
             sys.exit("--window measures plain and dedup sends, not tags")
         rates = [
-            send_run(n, only == "dedup", tags=only == "tags")
-            if window is None
-            else steady_run(n, only == "dedup", window)
-            for _ in range(pairs)
+            send_run(n, only == "dedup", tags=only == "tags", window=window) for _ in range(pairs)
         ]
         print(f"{only}: {' '.join(f'{r:,.0f}' for r in rates)} sends/s")
         return
     plain, dedup = [], []
     for _ in range(pairs):
-        if window is None:
-            plain.append(send_run(n, False))
-            dedup.append(send_run(n, True))
-        else:
-            plain.append(steady_run(n, False, window))
-            dedup.append(steady_run(n, True, window))
+        plain.append(send_run(n, False, window=window))
+        dedup.append(send_run(n, True, window=window))
     ratios = [d / p for p, d in zip(plain, dedup)]
     print(
         f"{statistics.median(ratios):.1%} ({' '.join(f'{r:.0%}' for r in ratios)}); "

@@ -163,14 +163,18 @@ fn drain_acking(c: &pocketmq::Consumer) -> u64 {
 /// `batch` messages per call.
 fn file_send_mbps(d: &Path, total: usize, batch: usize) -> f64 {
     settle();
-    let b = open_file(d, FlushMode::Async);
+    let mbps = send_mbps(open_file(d, FlushMode::Async), total, batch);
+    let _ = std::fs::remove_dir_all(d);
+    mbps
+}
+
+/// MB/s of sending `total` bytes of 1 KiB messages to `b`, `batch` per call; closes it.
+fn send_mbps(b: Broker, total: usize, batch: usize) -> f64 {
     let body = bytes::Bytes::from(vec![b'x'; 1024]);
     let n = total / 1024;
     let secs = send_n(&b, &body, n, batch);
-    let mbps = (n - n % batch) as f64 * 1024.0 / secs / 1e6;
     b.close().unwrap();
-    let _ = std::fs::remove_dir_all(d);
-    mbps
+    (n - n % batch) as f64 * 1024.0 / secs / 1e6
 }
 
 /// MB/s of sending `total` bytes of 1 KiB messages to a memory store, `batch` per
@@ -178,12 +182,7 @@ fn file_send_mbps(d: &Path, total: usize, batch: usize) -> f64 {
 /// the file store's ratio to the write loop.
 fn memory_send_mbps(total: usize, batch: usize) -> f64 {
     settle();
-    let b = Broker::memory();
-    let body = bytes::Bytes::from(vec![b'x'; 1024]);
-    let n = total / 1024;
-    let secs = send_n(&b, &body, n, batch);
-    b.close().unwrap();
-    (n - n % batch) as f64 * 1024.0 / secs / 1e6
+    send_mbps(Broker::memory(), total, batch)
 }
 
 fn append(rows: &mut Vec<Row>) {
