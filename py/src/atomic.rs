@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::consumer::Consumer;
-use crate::convert::{self, message};
+use crate::convert::{self, message, Text};
 use crate::errors::IntoPyResult;
 use crate::message::{Message, SendResult};
 use crate::simple_consumer::SimpleConsumer;
@@ -57,10 +57,11 @@ impl Atomic {
     #[pyo3(signature = (topic, body, **options))]
     fn send(
         &self,
-        topic: &str,
+        topic: Text<'_>,
         body: &Bound<'_, PyAny>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
+        let topic = topic.0;
         let msg = message(topic, convert::body(body)?, options, "send()")?;
         self.with(|b| b.send(msg))
     }

@@ -13,7 +13,7 @@ use pocketmq::{BrokerConfig, ConsumerConfig, SimpleConsumerConfig};
 use crate::admin::{count, to_python, Progress};
 use crate::clock::ManualClock;
 use crate::consumer::Consumer;
-use crate::convert::{epoch_ms, set_options, start_from, to_u32, Whole};
+use crate::convert::{epoch_ms, set_options, start_from, to_u32, Text, Whole};
 use crate::errors::{invalid, IntoPyResult};
 use crate::message::Message;
 use crate::producer::Producer;
@@ -63,7 +63,8 @@ impl Broker {
 
     /// Creates a topic or grows its queue count (never shrinks it); idempotent.
     #[pyo3(signature = (name, queues=None))]
-    fn create_topic(&self, py: Python<'_>, name: &str, queues: Option<Whole>) -> PyResult<()> {
+    fn create_topic(&self, py: Python<'_>, name: Text<'_>, queues: Option<Whole>) -> PyResult<()> {
+        let name = name.0;
         let queues = queues.map(|q| to_u32(q, "queues")).transpose()?;
         py.detach(|| self.inner.create_topic(name, queues)).py_err()
     }
@@ -79,8 +80,9 @@ impl Broker {
     }
 
     /// A producer in `group`.
-    #[pyo3(signature = (group="DEFAULT_PRODUCER"))]
-    fn producer(&self, py: Python<'_>, group: &str) -> PyResult<Producer> {
+    #[pyo3(signature = (group=Text("DEFAULT_PRODUCER")), text_signature = "(self, group='DEFAULT_PRODUCER')")]
+    fn producer(&self, py: Python<'_>, group: Text<'_>) -> PyResult<Producer> {
+        let group = group.0;
         Ok(Producer(py.detach(|| self.inner.producer(group)).py_err()?))
     }
 
@@ -101,9 +103,10 @@ impl Broker {
     fn transaction_producer(
         &self,
         py: Python<'_>,
-        group: &str,
+        group: Text<'_>,
         check: &Bound<'_, PyAny>,
     ) -> PyResult<TransactionProducer> {
+        let group = group.0;
         let listener = Arc::new(PyCheck(callable(check, "check")?));
         let tp = py
             .detach(|| self.inner.transaction_producer(group, listener))
@@ -116,10 +119,12 @@ impl Broker {
     fn consumer(
         &self,
         py: Python<'_>,
-        group: &str,
-        topic: &str,
+        group: Text<'_>,
+        topic: Text<'_>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Consumer> {
+        let group = group.0;
+        let topic = topic.0;
         let mut cfg = ConsumerConfig::new(group, topic);
         set_options(&mut cfg, options, "consumer()")?;
         let inner = py.detach(|| self.inner.consumer(cfg)).py_err()?;
@@ -133,10 +138,12 @@ impl Broker {
     fn simple_consumer(
         &self,
         py: Python<'_>,
-        group: &str,
-        topic: &str,
+        group: Text<'_>,
+        topic: Text<'_>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<SimpleConsumer> {
+        let group = group.0;
+        let topic = topic.0;
         let mut cfg = SimpleConsumerConfig::new(group, topic);
         set_options(&mut cfg, options, "simple_consumer()")?;
         let inner = py.detach(|| self.inner.simple_consumer(cfg)).py_err()?;
@@ -144,7 +151,8 @@ impl Broker {
     }
 
     /// The message with this id, or None if it is not retained.
-    fn get(&self, py: Python<'_>, msg_id: &str) -> PyResult<Option<Message>> {
+    fn get(&self, py: Python<'_>, msg_id: Text<'_>) -> PyResult<Option<Message>> {
+        let msg_id = msg_id.0;
         Ok(py
             .detach(|| self.inner.get(msg_id))
             .py_err()?
@@ -152,13 +160,17 @@ impl Broker {
     }
 
     /// The retained messages of `topic` with `key` among their keys, oldest first.
-    fn query(&self, py: Python<'_>, topic: &str, key: &str) -> PyResult<Vec<Message>> {
+    fn query(&self, py: Python<'_>, topic: Text<'_>, key: Text<'_>) -> PyResult<Vec<Message>> {
+        let topic = topic.0;
+        let key = key.0;
         let found = py.detach(|| self.inner.query(topic, key)).py_err()?;
         Ok(found.into_iter().map(Message::from).collect())
     }
 
     /// Messages of `topic` not yet acked by `group`.
-    fn lag(&self, py: Python<'_>, group: &str, topic: &str) -> PyResult<u64> {
+    fn lag(&self, py: Python<'_>, group: Text<'_>, topic: Text<'_>) -> PyResult<u64> {
+        let group = group.0;
+        let topic = topic.0;
         py.detach(|| self.inner.lag(group, topic)).py_err()
     }
 
@@ -167,10 +179,12 @@ impl Broker {
     fn reset_offset(
         &self,
         py: Python<'_>,
-        group: &str,
-        topic: &str,
+        group: Text<'_>,
+        topic: Text<'_>,
         to: Bound<'_, PyAny>,
     ) -> PyResult<()> {
+        let group = group.0;
+        let topic = topic.0;
         let to = start_from(&to, "to")?;
         py.detach(|| self.inner.reset_offset(group, topic, to))
             .py_err()
@@ -186,12 +200,15 @@ impl Broker {
     fn move_backlog(
         &self,
         py: Python<'_>,
-        group: &str,
-        topic: &str,
-        to: &str,
+        group: Text<'_>,
+        topic: Text<'_>,
+        to: Text<'_>,
         queues: Option<Whole>,
         on_progress: Option<Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
+        let group = group.0;
+        let topic = topic.0;
+        let to = to.0;
         let queues = queues.map(|q| to_u32(q, "queues")).transpose()?;
         let cb = on_progress
             .map(|f| callable(&f, "on_progress"))
@@ -213,11 +230,12 @@ impl Broker {
     fn browse(
         &self,
         py: Python<'_>,
-        topic: &str,
+        topic: Text<'_>,
         queue_id: Option<Whole>,
         offset: Option<Whole>,
         limit: Whole,
     ) -> PyResult<Vec<Message>> {
+        let topic = topic.0;
         let queue_id = queue_id.map(|q| to_u32(q, "queue_id")).transpose()?;
         let offset = offset.map(|o| count(o, "offset")).transpose()?;
         let limit = count(limit, "limit")?;
@@ -236,11 +254,12 @@ impl Broker {
     fn query_by_time(
         &self,
         py: Python<'_>,
-        topic: &str,
+        topic: Text<'_>,
         start: Bound<'_, PyAny>,
         end: Bound<'_, PyAny>,
         limit: Whole,
     ) -> PyResult<Vec<Message>> {
+        let topic = topic.0;
         let start = epoch_ms(&start, "start")?;
         let end = epoch_ms(&end, "end")?;
         let limit = count(limit, "limit")?;
@@ -256,16 +275,24 @@ impl Broker {
     fn progress<'py>(
         &self,
         py: Python<'py>,
-        group: &str,
-        topic: &str,
+        group: Text<'_>,
+        topic: Text<'_>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let group = group.0;
+        let topic = topic.0;
         let rows = py.detach(|| self.inner.progress(group, topic)).py_err()?;
         to_python(py, serde_json::to_string(&rows))
     }
 
     /// `group`'s dead letters not yet redriven, oldest first, at most `limit`.
     #[pyo3(signature = (group, limit=Whole(100)), text_signature = "(self, group, limit=100)")]
-    fn dead_letters(&self, py: Python<'_>, group: &str, limit: Whole) -> PyResult<Vec<Message>> {
+    fn dead_letters(
+        &self,
+        py: Python<'_>,
+        group: Text<'_>,
+        limit: Whole,
+    ) -> PyResult<Vec<Message>> {
+        let group = group.0;
         let limit = count(limit, "limit")?;
         let found = py
             .detach(|| self.inner.dead_letters(group, limit))
@@ -279,10 +306,11 @@ impl Broker {
     fn redrive(
         &self,
         py: Python<'_>,
-        group: &str,
+        group: Text<'_>,
         limit: Option<Whole>,
         on_progress: Option<Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
+        let group = group.0;
         let limit = limit.map(|l| count(l, "limit")).transpose()?;
         let cb = on_progress
             .map(|f| callable(&f, "on_progress"))
@@ -300,7 +328,8 @@ impl Broker {
     /// Deletes a topic: its messages become unreachable and every group's offsets
     /// on it are reset. Consumers left open on it receive nothing until the topic
     /// comes back (a send, or `create_topic`), then read it from its start.
-    fn delete_topic(&self, py: Python<'_>, topic: &str) -> PyResult<()> {
+    fn delete_topic(&self, py: Python<'_>, topic: Text<'_>) -> PyResult<()> {
+        let topic = topic.0;
         py.detach(|| self.inner.delete_topic(topic)).py_err()
     }
 

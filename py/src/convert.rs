@@ -27,12 +27,61 @@ fn type_error(what: &str, expected: &str, obj: &Bound<'_, PyAny>) -> PyErr {
     PyTypeError::new_err(format!("{what} must be {expected}, not {}", type_name(obj)))
 }
 
+/// The UTF-8 of a `str`. One that cannot be encoded (it holds a lone surrogate, as
+/// `os.fsdecode` makes of undecodable bytes) is a wrong value, so `InvalidArgument`
+/// (a `ValueError`), not the codec's `UnicodeEncodeError`.
+#[inline]
+pub fn utf8<'a>(s: &'a Bound<'_, PyString>) -> PyResult<std::borrow::Cow<'a, str>> {
+    s.to_cow().map_err(|e| not_text(s.py(), e))
+}
+
+/// The `InvalidArgument` for a `str` whose encoding to UTF-8 failed with `e`.
+#[cold]
+fn not_text(py: Python<'_>, e: PyErr) -> PyErr {
+    invalid(format!("text must be valid Unicode: {}", e.value(py)))
+}
+
+/// A `str` argument, borrowed: not a `str` is `TypeError`, one that is not valid
+/// Unicode `InvalidArgument` (see [`utf8`]); pyo3's own `&str` gives the codec's
+/// `UnicodeEncodeError` there.
+#[derive(Debug, Clone, Copy)]
+pub struct Text<'a>(pub &'a str);
+
+impl<'a> FromPyObject<'a, '_> for Text<'a> {
+    type Error = PyErr;
+    #[inline]
+    fn extract(obj: Borrowed<'a, '_, PyAny>) -> PyResult<Text<'a>> {
+        if !obj.is_instance_of::<PyString>() {
+            return Err(type_error("the argument", "a str", &obj));
+        }
+        let py = obj.py();
+        <&'a str>::extract(obj)
+            .map(Text)
+            .map_err(|e| not_text(py, e))
+    }
+}
+
+/// A `str` argument, copied: as [`Text`], for places a borrow cannot go (items of
+/// a list, say).
+#[derive(Debug, Clone)]
+pub struct OwnedText(pub String);
+
+impl<'py> FromPyObject<'_, 'py> for OwnedText {
+    type Error = PyErr;
+    fn extract(obj: Borrowed<'_, 'py, PyAny>) -> PyResult<OwnedText> {
+        match obj.cast::<PyString>() {
+            Ok(s) => Ok(OwnedText(utf8(&s)?.into_owned())),
+            Err(_) => Err(type_error("the argument", "a str", &obj)),
+        }
+    }
+}
+
 /// A message body: `bytes`, `bytearray`, `memoryview` or `str` (encoded UTF-8).
 pub fn body(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     if let Ok(b) = obj.cast::<PyBytes>() {
         Ok(Bytes::copy_from_slice(b.as_bytes()))
     } else if let Ok(s) = obj.cast::<PyString>() {
-        Ok(Bytes::from(s.to_cow()?.as_bytes().to_vec()))
+        Ok(Bytes::from(utf8(s)?.as_bytes().to_vec()))
     } else if let Ok(b) = obj.cast::<PyByteArray>() {
         Ok(Bytes::from(b.to_vec()))
     } else if obj.is_instance_of::<PyMemoryView>() {
@@ -52,14 +101,14 @@ pub fn keys(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
         return Ok(Vec::new());
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(vec![s.to_cow()?.into_owned()]);
+        return Ok(vec![utf8(s)?.into_owned()]);
     }
     if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
         let mut out = Vec::new();
         for item in obj.try_iter()? {
             let item = item?;
             match item.cast::<PyString>() {
-                Ok(s) => out.push(s.to_cow()?.into_owned()),
+                Ok(s) => out.push(utf8(s)?.into_owned()),
                 Err(_) => return Err(type_error("each key", "str", &item)),
             }
         }
@@ -68,15 +117,31 @@ pub fn keys(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
     Err(type_error("keys", "a str or a list of str", obj))
 }
 
-/// Message properties: a `dict[str, str]`.
+/// Message properties: a `dict[str, str]`. A name or value of another type is a
+/// `TypeError` naming it; a str that is not valid Unicode, `InvalidArgument` (see
+/// [`utf8`]).
 pub fn properties(obj: Option<&Bound<'_, PyAny>>) -> PyResult<BTreeMap<String, String>> {
-    match obj {
-        None => Ok(BTreeMap::new()),
-        Some(o) if o.is_none() => Ok(BTreeMap::new()),
-        Some(o) => o
-            .extract::<BTreeMap<String, String>>()
-            .map_err(|_| type_error("properties", "a dict of str to str", o)),
+    let Some(o) = obj.filter(|o| !o.is_none()) else {
+        return Ok(BTreeMap::new());
+    };
+    let Ok(dict) = o.cast::<PyDict>() else {
+        return Err(type_error("properties", "a dict of str to str", o));
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in dict.iter() {
+        let Ok(name) = k.cast::<PyString>() else {
+            return Err(type_error("a property name", "a str", &k));
+        };
+        let name = utf8(name)?.into_owned();
+        let Ok(value) = v.cast::<PyString>() else {
+            return Err(PyTypeError::new_err(format!(
+                "property {name:?} must be a str, not {}",
+                type_name(&v)
+            )));
+        };
+        out.insert(name, utf8(value)?.into_owned());
     }
+    Ok(out)
 }
 
 /// A number of seconds (int or float, not bool), or `None` if `obj` is neither. An
@@ -165,7 +230,7 @@ pub fn epoch_ms(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
 /// datetime.
 pub fn start_from(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<StartFrom> {
     let v = match obj.cast::<PyString>() {
-        Ok(s) => OptionValue::Text(s.to_cow()?.into_owned()),
+        Ok(s) => OptionValue::Text(utf8(s)?.into_owned()),
         Err(_) => match epoch_ms(obj, what) {
             Ok(ms) => OptionValue::Number(ms as f64),
             Err(e) if e.is_instance_of::<PyTypeError>(obj.py()) => {
@@ -197,7 +262,7 @@ pub fn option_value(obj: &Bound<'_, PyAny>, kind: OptionKind, name: &str) -> PyR
             None => return Err(type_error(name, "a number", obj)),
         },
         OptionKind::Text => match obj.cast::<PyString>() {
-            Ok(s) => OptionValue::Text(s.to_cow()?.into_owned()),
+            Ok(s) => OptionValue::Text(utf8(s)?.into_owned()),
             Err(_) => return Err(type_error(name, "a string", obj)),
         },
         OptionKind::Time => OptionValue::Number(epoch_ms(obj, name)? as f64),
@@ -255,7 +320,7 @@ pub fn given<'a, 'py>(v: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py,
 /// The text of the send option `name`.
 pub fn text(name: &str, value: &Bound<'_, PyAny>) -> PyResult<String> {
     match value.cast::<PyString>() {
-        Ok(s) => Ok(s.to_cow()?.into_owned()),
+        Ok(s) => Ok(utf8(s)?.into_owned()),
         Err(_) => Err(type_error(name, "a string", value)),
     }
 }

@@ -4,7 +4,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
 
-use crate::convert::{self, message};
+use crate::convert::{self, message, OwnedText, Text};
 use crate::errors::IntoPyResult;
 use crate::message::SendResult;
 
@@ -31,7 +31,7 @@ impl Producer {
     fn send(
         &self,
         py: Python<'_>,
-        topic: &str,
+        topic: Text<'_>,
         body: &Bound<'_, PyAny>,
         dedup_id: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
@@ -43,6 +43,7 @@ impl Producer {
         deliver_at: Option<&Bound<'_, PyAny>>,
         delay: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<SendResult> {
+        let topic = topic.0;
         let mut msg = pocketmq::Message::new(topic, convert::body(body)?);
         // Text options straight into the message, the others through the builder.
         if let Some(v) = convert::given(tags) {
@@ -79,7 +80,9 @@ impl Producer {
     /// recallMessage): `recall_handle` is its send's, `topic` the topic it was sent
     /// to. True when it was waiting and now never will be delivered; False when its
     /// time has come, or it was recalled already.
-    fn recall(&self, py: Python<'_>, topic: &str, recall_handle: &str) -> PyResult<bool> {
+    fn recall(&self, py: Python<'_>, topic: Text<'_>, recall_handle: Text<'_>) -> PyResult<bool> {
+        let topic = topic.0;
+        let recall_handle = recall_handle.0;
         py.detach(|| self.0.recall(topic, recall_handle)).py_err()
     }
 
@@ -89,11 +92,12 @@ impl Producer {
     fn send_batch(
         &self,
         py: Python<'_>,
-        topic: &str,
+        topic: Text<'_>,
         bodies: &Bound<'_, PyAny>,
-        dedup_ids: Option<Vec<Option<String>>>,
+        dedup_ids: Option<Vec<Option<OwnedText>>>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<SendResult>> {
+        let topic = topic.0;
         if bodies.is_instance_of::<PyBytes>()
             || bodies.is_instance_of::<PyString>()
             || bodies.is_instance_of::<PyByteArray>()
@@ -134,7 +138,7 @@ impl Producer {
                 .py_err();
             }
             for (m, id) in msgs.iter_mut().zip(ids) {
-                m.dedup_id = id;
+                m.dedup_id = id.map(|t| t.0);
             }
         }
         let results = py.detach(|| self.0.send_batch(msgs)).py_err()?;

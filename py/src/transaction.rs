@@ -9,6 +9,7 @@ use pyo3::types::PyDict;
 
 use pocketmq::{MessageExt, TransactionListener, TxState};
 
+use crate::convert::Text;
 use crate::errors::IntoPyResult;
 use crate::message::{Message, SendResult};
 
@@ -151,11 +152,12 @@ impl TransactionProducer {
     fn send(
         &self,
         py: Python<'_>,
-        topic: &str,
+        topic: Text<'_>,
         body: &Bound<'_, PyAny>,
         execute: &Bound<'_, PyAny>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<SendResult> {
+        let topic = topic.0;
         let execute = callable(execute, "execute")?;
         let msg = crate::convert::message(topic, crate::convert::body(body)?, options, "send()")?;
         let result = py

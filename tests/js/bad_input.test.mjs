@@ -1,5 +1,6 @@
 // Bad input over every public argument, on a Node file store: wrong types, values
-// out of range, huge and non-finite numbers, property separators, path characters.
+// out of range, huge and non-finite numbers, property separators, path characters,
+// text with a lone surrogate (which UTF-8 cannot hold).
 // Each call throws a TypeError or a PocketMQError (never traps the engine), and
 // the store's files are exactly as they were.
 import { test } from "node:test";
@@ -16,6 +17,7 @@ const NOT_FINITE = [NaN, Infinity, -Infinity];
 const SEPARATORS = ["a\u0001b", "a\u0002b", "x\u0002REAL_TOPIC\u0001../../escaped\u0002"];
 const PATHS = ["../escaped", "a/b", "/abs", "..", "a\u0000b"];
 const WRONG = [undefined, null, 1, true, {}, [], () => 1, 10n, Symbol.iterator];
+const LONE = "a\ud800b";
 
 function snapshot(root) {
   const out = {};
@@ -35,7 +37,7 @@ function snapshot(root) {
 function cases() {
   const out = [];
   const add = (name, f) => out.push([name, f]);
-  for (const v of [...WRONG, "", "x".repeat(128), "%DLQ%g", ...PATHS, ...SEPARATORS]) {
+  for (const v of [...WRONG, "", "x".repeat(128), "%DLQ%g", LONE, ...PATHS, ...SEPARATORS]) {
     if (v === undefined) continue;
     add(`send topic=${String(v)}`, (w) => w.p.send(v, "x"));
     add(`sendBatch topic=${String(v)}`, (w) => w.p.sendBatch(v, ["x"]));
@@ -53,17 +55,18 @@ function cases() {
     add(`transactionProducer group=${String(v)}`, (w) => w.broker.transactionProducer(v, { check: () => TxState.COMMIT }));
     add(`lag group=${String(v)}`, (w) => w.broker.lag(v, "t"));
   }
-  for (const v of [null, 1, {}, [], 10n, "", new Uint8Array(0), "x".repeat(4 * 1024 * 1024 + 1)]) {
+  for (const v of [null, 1, {}, [], 10n, "", LONE, "\u00e9".repeat(100) + "\udc80", new Uint8Array(0), "x".repeat(4 * 1024 * 1024 + 1)]) {
     add(`send body=${typeof v}:${v?.length ?? ""}`, (w) => w.p.send("t", v));
   }
   for (const [opt, values] of Object.entries({
-    tags: [1, "", "a||b", ...SEPARATORS],
-    keys: [1, "", "a b", [1], [""], ...SEPARATORS, [SEPARATORS[2]]],
+    tags: [1, "", "a||b", LONE, ...SEPARATORS],
+    keys: [1, "", "a b", [1], [""], LONE, [LONE], ...SEPARATORS, [SEPARATORS[2]]],
     properties: [
       "x", 1, { "": "v" }, { k: "" }, { k: 1 }, { UNIQ_KEY: "x" }, { "k\u0001": "v" }, { k: SEPARATORS[2] },
-      new Map([[1, "v"]]), new Map([["k", 1]]), new Set(["k"]), new Date(0),
+      new Map([[1, "v"]]), new Map([["k", 1]]), new Set(["k"]), new Date(0), { [LONE]: "v" }, { k: LONE },
     ],
-    shardingKey: [1, "", ...SEPARATORS],
+    shardingKey: [1, "", LONE, ...SEPARATORS],
+    dedupId: [1, "", LONE],
     queueId: [-1, 2, 1.5, "0", ...HUGE, ...NOT_FINITE],
     delayLevel: [-1, 1.5, "1", ...HUGE, ...NOT_FINITE],
     deliverAt: [-1, "soon", [1], new Date(NaN), ...HUGE, ...NOT_FINITE, Date.now() + 1e12],

@@ -1,5 +1,6 @@
 """Bad input over every public argument: wrong types, values out of range, huge
-ints, NaN and infinities, property separators, path characters. Each call fails
+ints, NaN and infinities, property separators, path characters, text that is not
+valid Unicode (a lone surrogate, as `os.fsdecode` makes of bad bytes). Each call fails
 with a TypeError or a pocketmq error (never OverflowError, a bare ValueError or
 a panic), and leaves the store exactly as it was."""
 
@@ -20,6 +21,7 @@ HUGE = [2**63, 2**64, 10**400]
 NOT_FINITE = [math.nan, math.inf, -math.inf]
 SEPARATORS = ["a\x01b", "a\x02b", "x\x02REAL_TOPIC\x01../../escaped\x02"]
 PATHS = ["../escaped", "a/b", "/abs", "..", "a\x00b"]
+LONE = "a\udc80b"  # a lone surrogate: no UTF-8 for it
 
 
 def r(v: Any) -> str:
@@ -64,23 +66,27 @@ def producer_cases() -> list[tuple[str, Callable[[dict[str, Any]], Any]]]:
         cases.append((name, f))
 
     for topic in [None, 1, b"t", ["t"], "", "x" * 128, "%DLQ%g", "RMQ_SYS_TRANS_HALF_TOPIC",
-                  *PATHS, *SEPARATORS, "é"]:
+                  *PATHS, *SEPARATORS, "é", LONE]:
         add(f"send topic={r(topic)}", lambda w, t=topic: w["producer"].send(t, b"x"))
         add(f"batch topic={r(topic)}", lambda w, t=topic: w["producer"].send_batch(t, [b"x"]))
-    for body in [None, 1, 1.5, [b"x"], {"a": 1}, b"", "", b"x" * (4 * 1024 * 1024 + 1)]:
+    for body in [None, 1, 1.5, [b"x"], {"a": 1}, b"", "", LONE, b"x" * (4 * 1024 * 1024 + 1)]:
         add(f"send body={type(body).__name__}{len(body) if hasattr(body, '__len__') else ''}",
             lambda w, bd=body: w["producer"].send("t", bd))
-    for bodies in [b"x", "x", 1, None, [1], [b""], [None]]:
+    for bodies in [b"x", "x", 1, None, [1], [b""], [None], [LONE]]:
         add(f"batch bodies={r(bodies)}", lambda w, bs=bodies: w["producer"].send_batch("t", bs))
-    for tags in [1, b"a", "", "a||b", *SEPARATORS]:
+    for tags in [1, b"a", "", "a||b", LONE, *SEPARATORS]:
         add(f"tags={r(tags)}", lambda w, v=tags: w["producer"].send("t", b"x", tags=v))
-    for keys in [1, b"k", "", "a b", [1], [""], ["a b"], *SEPARATORS, [SEPARATORS[2]]]:
+    for keys in [1, b"k", "", "a b", [1], [""], ["a b"], LONE, [LONE], *SEPARATORS, [SEPARATORS[2]]]:
         add(f"keys={r(keys)}", lambda w, v=keys: w["producer"].send("t", b"x", keys=v))
     for props in ["x", 1, {"": "v"}, {"k": ""}, {"k": 1}, {1: "v"}, {"UNIQ_KEY": "x"},
-                  {"REAL_TOPIC": "../escaped"}, {"k\x01": "v"}, {"k": "v\x02REAL_TOPIC\x01x"}]:
+                  {"REAL_TOPIC": "../escaped"}, {"k\x01": "v"}, {"k": "v\x02REAL_TOPIC\x01x"},
+                  {LONE: "v"}, {"k": LONE}]:
         add(f"properties={r(props)}", lambda w, v=props: w["producer"].send("t", b"x", properties=v))
-    for key in [1, b"k", "", *SEPARATORS]:
+    for key in [1, b"k", "", LONE, *SEPARATORS]:
         add(f"sharding_key={r(key)}", lambda w, v=key: w["producer"].send("t", b"x", sharding_key=v))
+    for did in [1, b"d", "", "d" * 1025, LONE]:
+        add(f"dedup_id={r(did)}", lambda w, v=did: w["producer"].send("t", b"x", dedup_id=v))
+        add(f"dedup_ids=[{r(did)}]", lambda w, v=did: w["producer"].send_batch("t", [b"x"], dedup_ids=[v]))
     for qid in [-1, 2, 1.5, "0", True, *HUGE, *NOT_FINITE]:
         add(f"queue_id={r(qid)}", lambda w, v=qid: w["producer"].send("t", b"x", queue_id=v))
     for level in [-1, 1.5, "1", *HUGE, *NOT_FINITE]:
@@ -108,7 +114,7 @@ def broker_cases() -> list[tuple[str, Callable[[dict[str, Any]], Any]]]:
         add(f"create_topic name={r(name)}", lambda w, v=name: w["broker"].create_topic(v))
     for q in [0, -1, 1025, 1.5, "4", *HUGE, *NOT_FINITE]:
         add(f"create_topic queues={r(q)}", lambda w, v=q: w["broker"].create_topic("t2", queues=v))
-    for group in [None, 1, "", "x" * 121, *PATHS, *SEPARATORS]:
+    for group in [None, 1, "", "x" * 121, LONE, *PATHS, *SEPARATORS]:
         add(f"producer group={r(group)}", lambda w, v=group: w["broker"].producer(v))
         add(f"consumer group={r(group)}", lambda w, v=group: w["broker"].consumer(v, "t"))
         add(f"tx group={r(group)}", lambda w, v=group: w["broker"].transaction_producer(v, check=print))
@@ -116,7 +122,7 @@ def broker_cases() -> list[tuple[str, Callable[[dict[str, Any]], Any]]]:
         add(f"reset group={r(group)}", lambda w, v=group: w["broker"].reset_offset(v, "t", "earliest"))
     add("tx check=None", lambda w: w["broker"].transaction_producer("tx2", check=None))
     add("tx check=1", lambda w: w["broker"].transaction_producer("tx2", check=1))
-    for topic in [None, 1, "", *PATHS, *SEPARATORS]:
+    for topic in [None, 1, "", LONE, *PATHS, *SEPARATORS]:
         add(f"consumer topic={r(topic)}", lambda w, v=topic: w["broker"].consumer("g2", v))
         add(f"query topic={r(topic)}", lambda w, v=topic: w["broker"].query(v, "k"))
         add(f"lag topic={r(topic)}", lambda w, v=topic: w["broker"].lag("g", v))

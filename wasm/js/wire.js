@@ -112,9 +112,25 @@ function str(s) {
     if (c > 0x7f) break;
     out[at + 4 + i] = c;
   }
+  if (i !== n && s.isWellFormed?.() === false) notText(s);
   const len = i === n ? n : utf8In.encodeInto(s, out.subarray(at + 4)).written;
   u32(len);
   at += len;
+}
+
+/** Refuses text with a lone surrogate, which UTF-8 cannot hold (TextEncoder would put U+FFFD in its place). */
+function notText(s) {
+  let i = 0;
+  for (; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xdc00 && c <= 0xdfff) break;
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const d = s.charCodeAt(i + 1);
+      if (!(d >= 0xdc00 && d <= 0xdfff)) break;
+      i++;
+    }
+  }
+  throw new InvalidArgumentError(`invalid argument: text must be valid Unicode: a lone surrogate at position ${i}`);
 }
 
 function typed(what, v, type) {

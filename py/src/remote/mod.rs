@@ -21,7 +21,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use crate::convert::duration_ms;
+use crate::convert::{duration_ms, OwnedText, Text};
 use crate::errors::{self, IntoPyResult as _};
 use crate::transaction::callable;
 
@@ -60,11 +60,14 @@ impl<T> PyOutcome<T> for Result<T, Failure> {
 #[pyo3(signature = (endpoint, access_key=None, secret_key=None, namespace=None))]
 pub fn connect(
     py: Python<'_>,
-    endpoint: &str,
-    access_key: Option<String>,
-    secret_key: Option<String>,
-    namespace: Option<String>,
+    endpoint: Text<'_>,
+    access_key: Option<OwnedText>,
+    secret_key: Option<OwnedText>,
+    namespace: Option<OwnedText>,
 ) -> PyResult<RemoteBroker> {
+    let endpoint = endpoint.0;
+    let (access_key, secret_key) = (access_key.map(|t| t.0), secret_key.map(|t| t.0));
+    let namespace = namespace.map(|t| t.0);
     let credentials = match (access_key, secret_key) {
         (Some(a), Some(s)) => Some((a, s)),
         (None, None) => None,
@@ -134,8 +137,9 @@ impl RemoteBroker {
     }
 
     /// A producer of `group` (its own protocol client).
-    #[pyo3(signature = (group = "DEFAULT_PRODUCER".to_string()), text_signature = "(self, group='DEFAULT_PRODUCER')")]
-    fn producer(&self, py: Python<'_>, group: String) -> PyResult<RemoteProducer> {
+    #[pyo3(signature = (group = OwnedText("DEFAULT_PRODUCER".to_string())), text_signature = "(self, group='DEFAULT_PRODUCER')")]
+    fn producer(&self, py: Python<'_>, group: OwnedText) -> PyResult<RemoteProducer> {
+        let group = group.0;
         pocketmq::validate_group(&group).py_err()?;
         let conn = self.live()?.clone();
         let client = py.detach(|| producer::client(&conn, None)).py()?;
@@ -151,9 +155,10 @@ impl RemoteBroker {
     fn transaction_producer(
         &self,
         py: Python<'_>,
-        group: String,
+        group: OwnedText,
         check: &Bound<'_, PyAny>,
     ) -> PyResult<RemoteTransactionProducer> {
+        let group = group.0;
         pocketmq::validate_group(&group).py_err()?;
         let check = producer::checker(callable(check, "check")?);
         let conn = self.live()?.clone();
@@ -172,13 +177,16 @@ impl RemoteBroker {
     fn simple_consumer(
         &self,
         py: Python<'_>,
-        group: String,
-        topic: String,
-        tags: Option<String>,
+        group: OwnedText,
+        topic: OwnedText,
+        tags: Option<OwnedText>,
         invisible_duration: Option<Bound<'_, PyAny>>,
         max_delivery_attempts: Option<crate::convert::Whole>,
         fifo: Option<bool>,
     ) -> PyResult<RemoteConsumer> {
+        let group = group.0;
+        let topic = topic.0;
+        let tags = tags.map(|t| t.0);
         pocketmq::validate_group(&group).py_err()?;
         let invisible = match invisible_duration {
             Some(d) => {
@@ -212,10 +220,12 @@ impl RemoteBroker {
     fn consumer(
         &self,
         py: Python<'_>,
-        group: String,
-        topic: String,
+        group: OwnedText,
+        topic: OwnedText,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<RemoteConsumer> {
+        let group = group.0;
+        let topic = topic.0;
         pocketmq::validate_group(&group).py_err()?;
         let (tags, invisible, wanted) = consumer::consumer_options(options)?;
         let conn = self.live()?.clone();

@@ -21,7 +21,7 @@ use pocketmq_server::proto::{
 use super::session::{rpc_failure, Client, Connection, REQUEST_TIMEOUT};
 use super::wire::{self, Failure, Outcome};
 use super::PyOutcome;
-use crate::convert;
+use crate::convert::{self, Text};
 use crate::errors::IntoPyResult;
 use crate::message::SendResult;
 use crate::transaction::{callable, decide};
@@ -206,10 +206,11 @@ impl RemoteProducer {
     fn send(
         &self,
         py: Python<'_>,
-        topic: &str,
+        topic: Text<'_>,
         body: &Bound<'_, PyAny>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<SendResult> {
+        let topic = topic.0;
         let (_, pb) = outgoing(&self.conn, topic, body, options, "send()", false)?;
         let client = self.client.clone();
         let mut r = self
@@ -224,11 +225,12 @@ impl RemoteProducer {
     fn send_batch(
         &self,
         py: Python<'_>,
-        topic: &str,
+        topic: Text<'_>,
         bodies: &Bound<'_, PyAny>,
         dedup_ids: Option<Bound<'_, PyAny>>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<SendResult>> {
+        let topic = topic.0;
         if bodies.is_instance_of::<PyBytes>()
             || bodies.is_instance_of::<PyString>()
             || bodies.is_instance_of::<PyByteArray>()
@@ -263,7 +265,9 @@ impl RemoteProducer {
 
     /// Cancels a delayed message before it is delivered (RecallMessage); as the
     /// embedded producer's `recall`.
-    fn recall(&self, py: Python<'_>, topic: &str, recall_handle: &str) -> PyResult<bool> {
+    fn recall(&self, py: Python<'_>, topic: Text<'_>, recall_handle: Text<'_>) -> PyResult<bool> {
+        let topic = topic.0;
+        let recall_handle = recall_handle.0;
         let handle = pocketmq::RecallHandle::parse(recall_handle).py_err()?;
         // The servers name a namespaced topic `namespace%topic`.
         let ns = &self.conn.core.namespace;
@@ -328,11 +332,12 @@ impl RemoteTransactionProducer {
     fn send(
         &self,
         py: Python<'_>,
-        topic: &str,
+        topic: Text<'_>,
         body: &Bound<'_, PyAny>,
         execute: &Bound<'_, PyAny>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<SendResult> {
+        let topic = topic.0;
         let execute = callable(execute, "execute")?;
         let (msg, pb) = outgoing(&self.conn, topic, body, options, "send()", true)?;
         if msg.delay != pocketmq::Delay::None {
