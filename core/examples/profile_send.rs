@@ -1,9 +1,9 @@
 //! Sends on the memory store, then receiving and acking them, for profilers:
 //! `cargo run --release -p pocketmq --example profile_send -- 20000 [send-only|single|keys|props|dedup|simple|atomic|e2e|e2e-all]`.
 //! `e2e` is the system bench's end-to-end loop: single sends on a thread of their
-//! own while this one receives 32 at a time and acks each (4 queues); its rate and
-//! the mean messages a receive took go to stderr. `e2e-all` acks each batch with
-//! `ack_all` instead.
+//! own while this one receives 32 at a time and acks each (4 queues); its rate, the
+//! mean messages a receive took and when the producer finished go to stderr.
+//! `e2e-all` acks each batch with `ack_all` instead.
 //! `keys` and `props` are single sends with one key (`order-N`) or two user properties.
 //! The count is of batches of 100 (`single`: of 100 single sends each), so both
 //! modes move the same messages and instruction counts compare per message. The
@@ -140,8 +140,9 @@ mod e2e;
 fn end_to_end(b: &pocketmq::Broker, n: usize, ack_all: bool) {
     let r = e2e::run(b, n, ack_all);
     eprintln!(
-        "end to end {n} messages: {:.2} M msgs/s ({:.1} a receive)",
+        "end to end {n} messages: {:.2} M msgs/s ({:.1} a receive; the producer done at {:.0}% of the run)",
         r.rate / 1e6,
-        r.per_receive
+        r.per_receive,
+        r.producer_secs * r.rate / n as f64 * 100.0
     );
 }
