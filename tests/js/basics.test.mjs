@@ -484,3 +484,16 @@ test("consumers, simple consumers and moveBacklog also take Python's positional 
   assert.equal(broker.moveBacklog("later", "orders", "orders-wide", { queues: 8 }), 2);
   broker.close();
 });
+
+test("a receive of 0 messages ends at once with none, and takes nothing", async () => {
+  const broker = new Broker();
+  broker.producer("p").send("orders", "waiting");
+  for (const c of [broker.consumer({ group: "g", topic: "orders" }), broker.simpleConsumer("s", "orders")]) {
+    const started = performance.now();
+    assert.deepEqual(await c.receive({ maxMessages: 0, timeoutMs: 5000 }), []);
+    assert.ok(performance.now() - started < 2500, "it did not wait for its timeout");
+    const [m] = await c.receive({ maxMessages: 1, timeoutMs: 1000 });
+    assert.equal(text(m), "waiting");
+  }
+  broker.close();
+});

@@ -163,7 +163,7 @@ test("out-of-range values are InvalidArgument", async () => {
   assert.throws(() => broker.resetOffset("g", "orders", "middle"), invalid);
   assert.throws(() => broker.createTopic("t", { queues: -2 }), invalid);
   const c = broker.consumer({ group: "g", topic: "orders" });
-  await assert.rejects(c.receive({ maxMessages: 0 }), invalid);
+  await assert.rejects(c.receive({ maxMessages: -1 }), invalid);
   await assert.rejects(c.receive({ maxMessages: 2.5 }), invalid);
   await assert.rejects(c.receive({ timeoutMs: -1 }), invalid);
   await assert.rejects(c.receive({ timeout: 5 }), invalid);

@@ -35,6 +35,16 @@ def test_receive_respects_max_messages(broker):
     assert [m.body for m in first] == [str(i).encode() for i in range(len(first))]
 
 
+def test_a_receive_of_zero_messages_ends_at_once_and_takes_nothing(broker):
+    broker.producer("p").send("t", b"waiting")
+    for c in (broker.consumer("g", "t"), broker.simple_consumer("s", "t")):
+        t0 = time.monotonic()
+        assert c.receive(max_messages=0, timeout=5.0) == []
+        assert time.monotonic() - t0 < 2.5, "it did not wait for its timeout"
+        (m,) = c.receive(max_messages=1, timeout=1.0)
+        assert m.body == b"waiting"
+
+
 def test_receive_argument_errors(broker):
     c = broker.consumer("g", "t")
     with pytest.raises(TypeError):

@@ -137,7 +137,7 @@ export interface NackOptions {
 }
 
 export interface ReceiveOptions {
-  /** At most this many messages (32). */
+  /** At most this many messages (32); 0 ends the receive at once with none. */
   maxMessages?: number;
   /** Wait up to this long (real time) for the first message (1000). */
   timeoutMs?: number;

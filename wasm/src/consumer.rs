@@ -59,10 +59,8 @@ pub(crate) fn start<R: Receive>(
     max: f64,
     timeout_ms: Option<f64>,
 ) -> Result<Receiving, JsValue> {
+    // 0 asks for nothing: the receive ends at once, empty (as in Python and Rust).
     let max = usize_arg("maxMessages", max)?;
-    if max == 0 {
-        return Err(invalid("maxMessages must be at least 1"));
-    }
     let timeout = timeout_ms
         .map(|t| ms("timeoutMs", t).map(Duration::from_millis))
         .transpose()?;
