@@ -143,6 +143,6 @@ fn end_to_end(b: &pocketmq::Broker, n: usize, ack_all: bool) {
         "end to end {n} messages: {:.2} M msgs/s ({:.1} a receive; the producer done at {:.0}% of the run)",
         r.rate / 1e6,
         r.per_receive,
-        r.producer_secs * r.rate / n as f64 * 100.0
+        r.producer_share * 100.0
     );
 }

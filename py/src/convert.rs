@@ -69,10 +69,7 @@ pub struct OwnedText(pub String);
 impl<'py> FromPyObject<'_, 'py> for OwnedText {
     type Error = PyErr;
     fn extract(obj: Borrowed<'_, 'py, PyAny>) -> PyResult<OwnedText> {
-        match obj.cast::<PyString>() {
-            Ok(s) => Ok(OwnedText(utf8(&s)?.into_owned())),
-            Err(_) => Err(type_error("the argument", "a str", &obj)),
-        }
+        text("the argument", &obj).map(OwnedText)
     }
 }
 

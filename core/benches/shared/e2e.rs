@@ -13,10 +13,10 @@ pub struct EndToEnd {
     /// Messages a receive took, on average (profile_send prints it; the bench does not).
     #[allow(dead_code)]
     pub per_receive: f64,
-    /// Seconds from the start until the producer's last send returned (profile_send
-    /// prints it: the rate's bound is the producer when it ends with the run).
+    /// When the producer's last send returned, as a share of the run (profile_send
+    /// prints it: the producer sets the pace when it ends with the run).
     #[allow(dead_code)]
-    pub producer_secs: f64,
+    pub producer_share: f64,
 }
 
 /// `n` single sends of 100 B from a producer thread to a topic of 4 queues on `b`,
@@ -55,6 +55,6 @@ pub fn run(b: &Broker, n: usize, ack_all: bool) -> EndToEnd {
     EndToEnd {
         rate: n as f64 / secs,
         per_receive: n as f64 / receives as f64,
-        producer_secs,
+        producer_share: producer_secs / secs,
     }
 }
