@@ -225,3 +225,26 @@ test("options in snake_case or in a Map are refused, not ignored; a delayed one-
   assert.throws(() => p.sendBatch("t", ["a", "b"], { delayMs: 1000 }), InvalidArgumentError);
   broker.close();
 });
+
+test("text with a lone surrogate is InvalidArgument wherever text is taken, never stored as U+FFFD", async () => {
+  const broker = new Broker();
+  const p = broker.producer("p");
+  p.send("t", "x", { tags: "a\ufffdb", keys: ["k\ufffd"] }); // U+FFFD itself is text
+  const lone = (f, what) =>
+    assert.throws(f, (e) => e instanceof InvalidArgumentError && e.message.includes("lone surrogate"), what);
+  lone(() => broker.consumer({ group: "g", topic: "t", tags: LONE }), "consumer tags");
+  lone(() => broker.simpleConsumer({ group: "s", topic: "t", tags: LONE }), "simple consumer tags");
+  lone(() => broker.consumer({ group: LONE, topic: "t" }), "consumer group");
+  lone(() => broker.producer(LONE), "producer group");
+  lone(() => broker.query("t", "k" + LONE), "query key");
+  lone(() => broker.get(LONE), "get");
+  lone(() => broker.lag(LONE, "t"), "lag group");
+  lone(() => new Broker({ path: join(tmpdir(), LONE) }), "path");
+  // Nothing was subscribed: both groups take the message with a tag of U+FFFD.
+  for (const c of [broker.consumer({ group: "g", topic: "t", tags: "a\ufffdb" }), broker.simpleConsumer({ group: "s", topic: "t" })]) {
+    const [m] = await c.receive({ maxMessages: 1, timeoutMs: 1000 });
+    assert.equal(m?.tags, "a\ufffdb");
+  }
+  assert.equal(broker.query("t", "k\ufffd").length, 1);
+  broker.close();
+});

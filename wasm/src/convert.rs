@@ -24,9 +24,26 @@ pub(crate) fn type_name(value: &JsValue) -> String {
 
 /// A required string argument.
 pub(crate) fn string(what: &str, value: &JsValue) -> Result<String, JsValue> {
-    value
-        .as_string()
-        .ok_or_else(|| type_error(format!("{what} must be a string, not {}", type_name(value))))
+    text(what, value).unwrap_or_else(|| {
+        Err(type_error(format!(
+            "{what} must be a string, not {}",
+            type_name(value)
+        )))
+    })
+}
+
+/// `value` as text (None: not a string). A string with a lone surrogate, which UTF-8
+/// cannot hold, is refused: the conversion would put U+FFFD in its place, and an
+/// engine name or tag expression would then differ from the one given.
+pub(crate) fn text(what: &str, value: &JsValue) -> Option<Result<String, JsValue>> {
+    let s = value.as_string()?;
+    // Only a string the conversion gave a U+FFFD can have held a lone surrogate.
+    if s.contains('\u{fffd}') && !value.unchecked_ref::<js_sys::JsString>().is_valid_utf16() {
+        return Some(Err(invalid(format!(
+            "{what} must be valid Unicode, not a string with a lone surrogate"
+        ))));
+    }
+    Some(Ok(s))
 }
 
 /// A whole number in `[min, max]`.
@@ -150,11 +167,11 @@ fn set_options<C: Options>(
             kind(&name),
             value.as_bool(),
             value.as_f64(),
-            value.as_string(),
+            text(&format!("{what}: {key}"), &value),
         ) {
             (Some(OptionKind::Bool) | None, Some(b), _, _) => OptionValue::Bool(b),
             (Some(OptionKind::Text | OptionKind::Position) | None, _, _, Some(s)) => {
-                OptionValue::Text(s)
+                OptionValue::Text(s?)
             }
             (Some(k), _, Some(n), _) if !matches!(k, OptionKind::Bool | OptionKind::Text) => {
                 OptionValue::Number(n)
@@ -224,10 +241,14 @@ pub(crate) fn group_config<C: Options>(
     new: impl FnOnce(String, String) -> C,
 ) -> Result<C, JsValue> {
     let field = |name: &str| {
-        js_sys::Reflect::get(opts, &JsValue::from_str(name))
-            .ok()
-            .and_then(|v| v.as_string())
-            .ok_or_else(|| type_error(format!("{what} options need a {name} (a string)")))
+        let value = js_sys::Reflect::get(opts, &JsValue::from_str(name)).ok();
+        value
+            .and_then(|v| text(&format!("{what} options: {name}"), &v))
+            .unwrap_or_else(|| {
+                Err(type_error(format!(
+                    "{what} options need a {name} (a string)"
+                )))
+            })
     };
     if opts.is_undefined() || opts.is_null() {
         return Err(type_error(format!(
