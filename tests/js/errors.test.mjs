@@ -294,6 +294,14 @@ test("errors name options as JS spells them", () => {
     () => p.send("t", "x", { delayLevel: 1, delayMs: 5 }),
     (e) => e.code === "InvalidArgument" && /delayLevel, deliverAt and delayMs/.test(e.message),
   );
+  // Options the engine checks as a whole (after reading them) too, and JS's numbers.
+  const named = (f, name) => assert.throws(f, (e) => e.code === "InvalidArgument" && e.message.includes(name) && !e.message.includes("_"), name);
+  named(() => broker.simpleConsumer({ group: "s", topic: "t", invisibleDurationMs: 0 }), "invisibleDurationMs");
+  named(() => broker.consumer({ group: "g", topic: "t", ackTimeoutMs: 0 }), "ackTimeoutMs");
+  named(() => new Broker({ dedupWindowMs: 2 ** 53 }), "dedupWindowMs");
+  named(() => new Broker({ fileReservedTimeMs: 2 ** 53 - 1 }), "fileReservedTimeMs");
+  named(() => new Broker({ deleteWhen: "25" }), "deleteWhen");
+  named(() => new Broker({ flushIntervalMs: Infinity }), "not Infinity");
   broker.close();
 });
 

@@ -43,6 +43,10 @@ test("a simple consumer listens; bad options are refused", async () => {
   await runner.stop();
   assert.equal(broker.lag("g", "t"), 0);
   assert.throws(() => sc.listen(() => {}, { concurrency: 0 }), InvalidArgumentError);
+  // More than one receive could take is refused here, not later inside the runner.
+  for (const concurrency of [100_001, 2 ** 32, Number.MAX_SAFE_INTEGER]) {
+    assert.throws(() => sc.listen(() => {}, { concurrency }), /concurrency must be a whole number from 1 to 100000/);
+  }
   assert.throws(() => sc.listen("nope"), TypeError);
   broker.close();
 });

@@ -201,6 +201,8 @@ test("browse reads without consuming; queryByTime finds a window of store time",
   assert.equal(broker.browse("orders", { limit: 100 }).length, 30);
   assert.deepEqual(broker.browse("orders", { queueId: 1, offset: 2, limit: 2 }).map((m) => m.text()), ["m05", "m07"]);
   assert.equal(broker.browse("orders").length, 30, "32 by default, 30 there");
+  assert.equal(broker.browse("orders", { limit: null }).length, 30, "null: the default");
+  assert.equal(broker.queryByTime("orders", T0, T0 + 60_000, { limit: null }).length, 30);
   assert.equal(broker.lag("g", "orders"), 30, "nothing consumed");
   const window = broker.queryByTime("orders", T0 + 10_000, new Date(T0 + 20_000));
   assert.deepEqual(window.map((m) => m.text()), Array.from({ length: 10 }, (_, i) => `m${10 + i}`));
@@ -251,6 +253,7 @@ test("dead letters are listed and redriven to their group alone", async () => {
   assert.equal(broker.redrive("g", { onProgress: (d, t) => seen.push([d, t]) }), 1);
   assert.deepEqual(seen.at(-1), [1, 1]);
   assert.deepEqual(broker.deadLetters("g", { limit: 10 }), []);
+  assert.deepEqual(broker.deadLetters("g", { limit: null }), []);
   const back = await drain(c);
   assert.deepEqual(back.map((m) => [m.msgId, m.topic, m.reconsumeTimes]), [[id, "orders", 0]]);
   assert.deepEqual(await drain(other), []);

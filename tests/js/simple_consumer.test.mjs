@@ -43,6 +43,10 @@ test("changeInvisibleDuration replaces the handle", async () => {
   const old = m.receiptHandle;
   sc.changeInvisibleDuration(m, 60_000);
   assert.notEqual(m.receiptHandle, old);
+  // A list is refused before anything changes: the message keeps a current handle.
+  const current = m.receiptHandle;
+  assert.throws(() => sc.changeInvisibleDuration([m], 1000), TypeError);
+  assert.equal(m.receiptHandle, current);
   clock.advance(59_000);
   assert.deepEqual(await sc.receive({ timeoutMs: 0 }), []);
   sc.ack(m);

@@ -384,13 +384,13 @@ export class Consumer implements AsyncIterable<Message> {
 }
 
 export interface ListenOptions {
-  /** Handlers running at once (4). */
+  /** Handlers running at once: 1 to 100000 (4). */
   concurrency?: number;
 }
 
 /** A running listener. */
 export interface ListenRunner {
-  /** Takes no new messages; resolves once the running handlers are done. */
+  /** Takes no new messages; resolves once the running handlers are done (rejects with the error that stopped the listener, if one did). */
   stop(): Promise<void>;
   readonly running: boolean;
 }

@@ -201,11 +201,11 @@ export class Message {
     settle = (m, how) => {
       if (m.#settled) return;
       const batch = m.#batch;
-      if (batch.native === null) {
-        throw new InvalidArgumentError("invalid argument: this message was read, not received by a consumer (no receipt to ack)");
-      }
       if (m.#handle !== null) {
         throw new InvalidArgumentError("invalid argument: this message was received by a simple consumer; settle it with that consumer");
+      }
+      if (batch.native === null) {
+        throw new InvalidArgumentError("invalid argument: this message was read, not received by a consumer (no receipt to ack)");
       }
       how(batch.native, m.#index);
       m.#settled = true;
@@ -506,19 +506,19 @@ export class Broker {
 
   /** Messages of `topic` without consuming them: `{ queueId, offset, limit }` (all queues in store order, from the oldest, 32). */
   browse(topic, options) {
-    const { queueId, offset, limit = 32 } = optionsObject("browse options", options, ["queueId", "offset", "limit"]);
+    const { queueId, offset, limit } = optionsObject("browse options", options, ["queueId", "offset", "limit"]);
     return readOnlyMessages(
-      this.#native.browse(topic, optionalNumber("queueId", queueId), optionalNumber("offset", offset), optionalNumber("limit", limit)),
+      this.#native.browse(topic, optionalNumber("queueId", queueId), optionalNumber("offset", offset), optionalNumber("limit", limit) ?? 32),
     );
   }
 
   /** Messages of `topic` stored at or after `start` and before `end` (epoch ms or Dates), oldest first. */
   queryByTime(topic, start, end, options) {
-    const { limit = 1000 } = optionsObject("queryByTime options", options, ["limit"]);
+    const { limit } = optionsObject("queryByTime options", options, ["limit"]);
     const s = epochMs(start);
     const e = epochMs(end);
     if (typeof s !== "number" || typeof e !== "number") throw new TypeError("start and end must be epoch ms or Dates");
-    return readOnlyMessages(this.#native.queryByTime(topic, s, e, optionalNumber("limit", limit)));
+    return readOnlyMessages(this.#native.queryByTime(topic, s, e, optionalNumber("limit", limit) ?? 1000));
   }
 
   /** `group`'s progress on each queue of `topic` (mqadmin's consumerProgress). */
@@ -528,8 +528,8 @@ export class Broker {
 
   /** `group`'s dead letters not yet redriven, oldest first: `{ limit }` (100). */
   deadLetters(group, options) {
-    const { limit = 100 } = optionsObject("deadLetters options", options, ["limit"]);
-    return readOnlyMessages(this.#native.deadLetters(group, optionalNumber("limit", limit)));
+    const { limit } = optionsObject("deadLetters options", options, ["limit"]);
+    return readOnlyMessages(this.#native.deadLetters(group, optionalNumber("limit", limit) ?? 100));
   }
 
   /** Resends `group`'s dead letters to that group alone: `{ limit, onProgress }`; returns how many. */
@@ -912,8 +912,8 @@ function listen(consumer, handler, options, nack) {
   if (typeof handler !== "function") throw new TypeError("listen takes a handler function");
   if (typeof concurrency !== "number") throw new TypeError("concurrency must be a number");
   if (consumer.closed) throw new ClosedError("closed: the consumer or its broker is closed");
-  if (!Number.isInteger(concurrency) || concurrency < 1) {
-    throw new InvalidArgumentError(`invalid argument: concurrency must be a whole number of at least 1, not ${concurrency}`);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 100_000) {
+    throw new InvalidArgumentError(`invalid argument: concurrency must be a whole number from 1 to 100000, not ${concurrency}`);
   }
   let stopping = false;
   const running = new Set();
@@ -953,13 +953,20 @@ function listen(consumer, handler, options, nack) {
     }
     await Promise.all(running);
   })();
+  // A receive that fails ends the runner: logged now, and thrown by `stop()` (never
+  // an unhandled rejection, which would end a Node process).
+  let failed = false;
+  loop.catch((err) => {
+    failed = true;
+    logWarn("pocketmq: a listener stopped:", err);
+  });
   return {
     stop: async () => {
       stopping = true;
       await loop;
     },
     get running() {
-      return !stopping && !consumer.closed;
+      return !stopping && !failed && !consumer.closed;
     },
   };
 }
@@ -1190,6 +1197,7 @@ export class SimpleConsumer extends Receiver {
 
   /** Keeps a message invisible for `durationMs` from now (0: visible at once); replaces its receiptHandle. */
   changeInvisibleDuration(msg, durationMs) {
+    if (!isMessage(msg)) throw new TypeError("changeInvisibleDuration takes one message that receive returned");
     const [handle] = receiptHandles(msg);
     if (typeof durationMs !== "number") throw new TypeError("durationMs must be a number");
     setHandle(msg, this.#native.changeInvisible(handle, durationMs));

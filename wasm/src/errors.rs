@@ -10,7 +10,7 @@ use js_sys::{Array, Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use pocketmq::Error;
+use pocketmq::{BrokerConfig, ConsumerConfig, Error, OptionKind, Options, SimpleConsumerConfig};
 
 thread_local! {
     static CLASSES: RefCell<Option<Object>> = const { RefCell::new(None) };
@@ -41,13 +41,30 @@ const JS_NAMES: &[(&str, &str)] = &[
     ("move_backlog", "moveBacklog"),
     ("segment_size", "segmentSize"),
     ("disk_max_used_ratio", "diskMaxUsedRatio"),
+    // JS's numbers, as it prints them (the engine prints Rust's).
+    (" not inf", " not Infinity"),
+    (" not -inf", " not -Infinity"),
 ];
 
 /// `message` with the engine's names of options as JS spells them (whole words
 /// only: a topic or path that merely contains one is left alone).
 fn js_names(message: &str) -> String {
     let mut out = message.to_string();
-    for (engine, js) in JS_NAMES {
+    // Then every other option of two words or more, as `set_options` reads it.
+    let lists = [
+        BrokerConfig::option_list(),
+        ConsumerConfig::option_list(),
+        SimpleConsumerConfig::option_list(),
+    ];
+    let options = lists.into_iter().flatten().filter_map(|&(name, kind)| {
+        let duration = matches!(kind, OptionKind::Duration | OptionKind::OptionalDuration);
+        let listed = JS_NAMES.iter().any(|(engine, _)| *engine == name);
+        (name.contains('_') && !listed).then(|| (name, js_option_name(name, duration)))
+    });
+    let known = JS_NAMES
+        .iter()
+        .map(|&(engine, js)| (engine, js.to_string()));
+    for (engine, js) in known.chain(options) {
         let mut from = 0;
         while let Some(at) = out[from..].find(engine).map(|i| i + from) {
             let end = at + engine.len();
@@ -64,7 +81,7 @@ fn js_names(message: &str) -> String {
                 from = end;
                 continue;
             }
-            out.replace_range(at..end, js);
+            out.replace_range(at..end, &js);
             from = at + js.len();
         }
     }
@@ -203,6 +220,18 @@ mod tests {
         assert_eq!(
             js_names("consumequeue/t/queue_id"),
             "consumequeue/t/queue_id"
+        );
+        assert_eq!(
+            js_names("invisible_duration must be between 1 ms and 604800000 ms, got 0 ms"),
+            "invisibleDurationMs must be between 1 ms and 604800000 ms, got 0 ms"
+        );
+        assert_eq!(
+            js_names("ack_timeout, dedup_window, delete_when, consumer_id"),
+            "ackTimeoutMs, dedupWindowMs, deleteWhen, consumerId"
+        );
+        assert_eq!(
+            js_names("x must be a whole number, not inf; y not -inf; not infinite"),
+            "x must be a whole number, not Infinity; y not -Infinity; not infinite"
         );
     }
 }
