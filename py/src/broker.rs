@@ -51,8 +51,9 @@ impl Broker {
 
     /// The store directory, or None for an in-memory broker.
     #[getter]
-    fn path(&self) -> Option<String> {
-        self.path.as_ref().map(|p| p.to_string_lossy().into_owned())
+    fn path(&self) -> Option<std::ffi::OsString> {
+        // As Python names a path (os.fsdecode): the one given comes back unchanged.
+        self.path.as_ref().map(|p| p.clone().into_os_string())
     }
 
     /// True once `close()` was called.

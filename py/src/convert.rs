@@ -148,13 +148,11 @@ fn number(obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
         return Ok(None);
     }
     if obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyFloat>() {
-        return obj.extract::<f64>().map(Some).map_err(|_| {
-            invalid(format!(
-                "{} is too large",
-                obj.repr()
-                    .map_or_else(|_| "the number".into(), |r| r.to_string())
-            ))
-        });
+        // (An int of hundreds of digits is not quoted back.)
+        return obj
+            .extract::<f64>()
+            .map(Some)
+            .map_err(|_| invalid("the number is too large (1e308 or more)"));
     }
     Ok(None)
 }
@@ -171,14 +169,15 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Whole {
         if !obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyBool>() {
             return Err(type_error("the argument", "an integer", &obj));
         }
+        // The argument's name is in the error's note (pyo3 adds "while processing
+        // 'max_messages'"); each caller checks its own upper bound and names it.
         match obj.extract::<u64>() {
             Ok(v) => Ok(Whole(v)),
-            Err(_) => Err(invalid(format!(
-                "{} is out of range (0 to {})",
-                obj.repr()
-                    .map_or_else(|_| "the integer".into(), |r| r.to_string()),
-                u64::MAX
-            ))),
+            Err(_) => Err(invalid(match obj.extract::<i64>() {
+                Ok(v) => format!("the argument must be at least 0, not {v}"),
+                Err(_) if obj.lt(0)? => "the argument must be at least 0".to_string(),
+                Err(_) => "the argument is too large (2**64 or more)".to_string(),
+            })),
         }
     }
 }

@@ -110,7 +110,9 @@ impl Producer {
             .try_iter()
             .map_err(|_| PyTypeError::new_err("bodies must be a list of bytes or str"))?;
         let mut msgs = Vec::new();
-        let one_id = options.and_then(|o| o.get_item("dedup_id").ok().flatten());
+        let one_id = options
+            .and_then(|o| o.get_item("dedup_id").ok().flatten())
+            .is_some_and(|v| !v.is_none());
         for item in iter {
             msgs.push(message(
                 topic,
@@ -119,7 +121,7 @@ impl Producer {
                 "send_batch()",
             )?);
         }
-        if one_id.is_some_and(|v| !v.is_none()) && msgs.len() > 1 {
+        if one_id && msgs.len() > 1 {
             // One id for every body would store the first and call the rest duplicates.
             return Err(pocketmq::Error::InvalidArgument(
                 "send_batch's options apply to every body, and one dedup_id for several \
@@ -129,6 +131,12 @@ impl Producer {
             .py_err();
         }
         if let Some(ids) = dedup_ids {
+            if one_id {
+                return Err(pocketmq::Error::InvalidArgument(
+                    "give dedup_ids (one per body) or dedup_id (a batch of one), not both".into(),
+                ))
+                .py_err();
+            }
             if ids.len() != msgs.len() {
                 return Err(pocketmq::Error::InvalidArgument(format!(
                     "dedup_ids has {} ids for {} bodies",

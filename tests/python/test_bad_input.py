@@ -240,6 +240,36 @@ def test_bad_store_paths_are_refused(tmp_path: Path, path: Any, monkeypatch: pyt
     assert list(tmp_path.iterdir()) == [], "nothing written into the current directory"
 
 
+@pytest.mark.parametrize("path", ["", "a\x00b", "store/a\x00"])
+def test_a_path_no_file_can_have_is_a_wrong_value(tmp_path: Path, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(pocketmq.InvalidArgument):
+        pocketmq.Broker(path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_path_of_undecodable_bytes_is_kept_as_given(tmp_path: Path) -> None:
+    path = os.path.join(tmp_path, os.fsdecode(b"store-\x80"))  # a lone surrogate in the str
+    with pocketmq.Broker(path) as b:
+        assert b.path == path
+        b.producer().send("t", b"x")
+    assert os.listdir(os.fsencode(tmp_path)) == [b"store-\x80"]
+    with pocketmq.Broker(path) as b:
+        assert b.lag("g", "t") == 1
+
+
+def test_counts_out_of_range_say_so_and_name_the_argument() -> None:
+    with pocketmq.Broker() as b:
+        c = b.consumer("g", "t")
+        with pytest.raises(pocketmq.InvalidArgument, match="at least 0, not -1") as e:
+            c.receive(max_messages=-1, timeout=0)
+        assert "max_messages" in " ".join(getattr(e.value, "__notes__", []))
+        with pytest.raises(pocketmq.InvalidArgument, match="too large"):
+            b.browse("t", limit=2**64)
+        with pytest.raises(pocketmq.InvalidArgument, match="max_messages must be between 0 and 4294967295"):
+            c.receive(max_messages=2**32, timeout=0)
+
+
 def test_a_manual_clock_never_moves_backwards() -> None:
     clock = pocketmq.ManualClock(start=T0)
     with pytest.raises(pocketmq.InvalidArgument):

@@ -341,6 +341,10 @@ def test_close_and_closed(endpoint: str) -> None:
         p.send("t", b"x")
     with pytest.raises(pocketmq.Closed):
         b.producer()
+    # What the protocol cannot carry is Closed too once the broker is: as every call.
+    for call in (lambda: b.stats(), lambda: b.lag("g", "t"), lambda: b.atomic()):
+        with pytest.raises(pocketmq.Closed):
+            call()
     b.close()
     assert "closed" in repr(b)
 

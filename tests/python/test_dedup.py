@@ -47,10 +47,12 @@ def test_batches_take_one_dedup_id_per_body(timed: pocketmq.Broker) -> None:
         p.send_batch("t", [b"x", b"y"], dedup_ids=["X"])
     # One id for the whole batch would keep its first body only: refused, none stored.
     with pytest.raises(pocketmq.InvalidArgument, match="dedup_ids=") as e:
-        p.send_batch("t", [b"x", b"y"], dedup_id="X")  # type: ignore[call-arg]
+        p.send_batch("t", [b"x", b"y"], dedup_id="X")
     assert "one dedup_id for several bodies" in str(e.value)
+    with pytest.raises(pocketmq.InvalidArgument, match="not both"):
+        p.send_batch("t", [b"x"], dedup_id="X", dedup_ids=["Y"])
     assert timed.lag("g", "t") == 0
-    (only,) = p.send_batch("t", [b"x"], dedup_id="X")  # type: ignore[call-arg]
+    (only,) = p.send_batch("t", [b"x"], dedup_id="X")
     assert not only.duplicate
 
 

@@ -237,6 +237,15 @@ impl BrokerConfig {
                 "path is empty: give a store directory, or none for a memory store",
             ));
         }
+        if self
+            .path
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().as_encoded_bytes().contains(&0))
+        {
+            return Err(Error::invalid(
+                "path holds a NUL character, which no file name can",
+            ));
+        }
         let segment_size = match self.segment_size {
             Some(s) if !(4096..=(1 << 30)).contains(&s) => {
                 return Err(Error::invalid(format!(

@@ -175,9 +175,16 @@ fn duration(name: &str, v: &OptionValue) -> Result<u64> {
     integer(name, &v.clone().floor(), u64::MAX)
 }
 
-/// A point in time in epoch ms, up to the year 9999 (`MAX_TIME_MS`).
+/// A point in time in epoch ms, up to the year 9999 (`MAX_TIME_MS`). A number out of
+/// range is refused without echoing it: the bindings take seconds or ms, and the
+/// engine sees ms.
 fn time(name: &str, v: &OptionValue) -> Result<u64> {
-    integer(name, &v.clone().floor(), crate::clock::MAX_TIME_MS)
+    match integer(name, &v.clone().floor(), crate::clock::MAX_TIME_MS) {
+        Err(_) if matches!(v, OptionValue::Number(_)) => Err(Error::invalid(format!(
+            "{name} must be a time from 1970 to the end of the year 9999"
+        ))),
+        r => r,
+    }
 }
 
 /// A value as the user wrote it, for errors: `-1`, `"middle"`, `["a", "b"]`.

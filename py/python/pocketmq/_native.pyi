@@ -135,7 +135,14 @@ class Producer:
         properties: Optional[dict[str, str]] = None,
         sharding_key: Optional[str] = None,
         queue_id: Optional[int] = None,
-    ) -> list[SendResult]: ...
+        delay_level: Optional[int] = None,
+        deliver_at: Optional[_When] = None,
+        delay: Optional[_Seconds] = None,
+        dedup_id: Optional[str] = None,
+    ) -> list[SendResult]:
+        """Sends the bodies as one append; the options apply to each body. A delay
+        (``delay_level``, ``deliver_at``, ``delay``) and ``dedup_id`` take a batch
+        of one body; several bodies take one id each in ``dedup_ids``."""
     def recall(self, topic: str, recall_handle: str) -> bool:
         """Cancels a delayed message before it is delivered (RocketMQ 5.3's
         recallMessage). True when it was waiting and now never will be delivered;
@@ -443,7 +450,14 @@ class RemoteProducer:
         properties: Optional[dict[str, str]] = None,
         sharding_key: Optional[str] = None,
         queue_id: Optional[int] = None,
-    ) -> list[SendResult]: ...
+        delay_level: Optional[int] = None,
+        deliver_at: Optional[_When] = None,
+        delay: Optional[_Seconds] = None,
+        dedup_id: Optional[str] = None,
+    ) -> list[SendResult]:
+        """Sends the bodies as one append; the options apply to each body. A delay
+        (``delay_level``, ``deliver_at``, ``delay``) and ``dedup_id`` take a batch
+        of one body; several bodies take one id each in ``dedup_ids``."""
     def recall(self, topic: str, recall_handle: str) -> bool:
         """Cancels a delayed message before it is delivered (RocketMQ 5.3's
         recallMessage). True when it was waiting and now never will be delivered;

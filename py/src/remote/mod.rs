@@ -97,18 +97,21 @@ impl RemoteBroker {
             Ok(&self.0)
         }
     }
-}
 
-/// A method of `Broker` that the protocol cannot carry: NotSupported, naming it.
-fn refuse(
-    name: &str,
-    why: &str,
-    _args: &Bound<'_, PyTuple>,
-    _kwargs: Option<&Bound<'_, PyDict>>,
-) -> PyResult<()> {
-    Err(not_supported(format!(
-        "{name}(): {why} (the RocketMQ 5 protocol that connect() speaks does not carry it)"
-    )))
+    /// A method of `Broker` that the protocol cannot carry: NotSupported, naming it
+    /// (Closed once the broker is closed, as every other call).
+    fn refuse(
+        &self,
+        name: &str,
+        why: &str,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        self.live()?;
+        Err(not_supported(format!(
+            "{name}(): {why} (the RocketMQ 5 protocol that connect() speaks does not carry it)"
+        )))
+    }
 }
 
 #[pymethods]
@@ -265,7 +268,7 @@ impl RemoteBroker {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        refuse("create_topic", "topics are created on the server (pocketmq serve creates them on first use; mqadmin updateTopic on Apache RocketMQ)", args, kwargs)
+        self.refuse("create_topic", "topics are created on the server (pocketmq serve creates them on first use; mqadmin updateTopic on Apache RocketMQ)", args, kwargs)
     }
 
     #[pyo3(signature = (*args, **kwargs))]
@@ -274,7 +277,7 @@ impl RemoteBroker {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        refuse("topics", "the protocol lists no topics", args, kwargs)
+        self.refuse("topics", "the protocol lists no topics", args, kwargs)
     }
 
     #[pyo3(signature = (*args, **kwargs))]
@@ -283,7 +286,7 @@ impl RemoteBroker {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        refuse(
+        self.refuse(
             "atomic",
             "an atomic send-and-ack needs the store in this process",
             args,
@@ -293,7 +296,7 @@ impl RemoteBroker {
 
     #[pyo3(signature = (*args, **kwargs))]
     fn get(&self, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
-        refuse(
+        self.refuse(
             "get",
             "the protocol has no lookup by message id",
             args,
@@ -303,12 +306,12 @@ impl RemoteBroker {
 
     #[pyo3(signature = (*args, **kwargs))]
     fn query(&self, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
-        refuse("query", "the protocol has no lookup by key", args, kwargs)
+        self.refuse("query", "the protocol has no lookup by key", args, kwargs)
     }
 
     #[pyo3(signature = (*args, **kwargs))]
     fn lag(&self, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
-        refuse("lag", "the protocol reports no consumer lag", args, kwargs)
+        self.refuse("lag", "the protocol reports no consumer lag", args, kwargs)
     }
 
     #[pyo3(signature = (*args, **kwargs))]
@@ -317,7 +320,7 @@ impl RemoteBroker {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        refuse(
+        self.refuse(
             "reset_offset",
             "POP consumers have no offsets to reset",
             args,
@@ -331,7 +334,7 @@ impl RemoteBroker {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        refuse(
+        self.refuse(
             "move_backlog",
             "an operation on the store; run it where the store is",
             args,
@@ -345,7 +348,7 @@ impl RemoteBroker {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        refuse(
+        self.refuse(
             "browse",
             "the protocol cannot read without consuming",
             args,
@@ -359,7 +362,7 @@ impl RemoteBroker {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        refuse(
+        self.refuse(
             "query_by_time",
             "the protocol has no lookup by time",
             args,
@@ -373,7 +376,7 @@ impl RemoteBroker {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        refuse("progress", "POP consumers report no progress", args, kwargs)
+        self.refuse("progress", "POP consumers report no progress", args, kwargs)
     }
 
     #[pyo3(signature = (*args, **kwargs))]
@@ -382,7 +385,7 @@ impl RemoteBroker {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        refuse(
+        self.refuse(
             "dead_letters",
             "read %DLQ%<group> with a consumer instead",
             args,
@@ -396,7 +399,7 @@ impl RemoteBroker {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        refuse(
+        self.refuse(
             "redrive",
             "an operation on the store; run it where the store is",
             args,
@@ -410,7 +413,7 @@ impl RemoteBroker {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        refuse(
+        self.refuse(
             "delete_topic",
             "an operation on the store; run it where the store is",
             args,
@@ -420,7 +423,7 @@ impl RemoteBroker {
 
     #[pyo3(signature = (*args, **kwargs))]
     fn stats(&self, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
-        refuse(
+        self.refuse(
             "stats",
             "the protocol carries no statistics (pocketmq serve --metrics exports them)",
             args,
@@ -430,7 +433,7 @@ impl RemoteBroker {
 
     #[pyo3(signature = (*args, **kwargs))]
     fn tick(&self, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
-        refuse(
+        self.refuse(
             "tick",
             "the server runs its own timers; there is no ManualClock over the network",
             args,
@@ -444,12 +447,12 @@ impl RemoteBroker {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        refuse("next_due", "the server runs its own timers", args, kwargs)
+        self.refuse("next_due", "the server runs its own timers", args, kwargs)
     }
 
     #[pyo3(signature = (*args, **kwargs))]
     fn flush(&self, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
-        refuse("flush", "the server flushes its own store", args, kwargs)
+        self.refuse("flush", "the server flushes its own store", args, kwargs)
     }
 
     fn __repr__(&self) -> String {

@@ -197,7 +197,7 @@ impl PopGroups {
                     n.group,
                     group.topic,
                     group.filter.as_ref().map_or("*".into(), |f| f.canonical()),
-                    if group.fifo { " (fifo)" } else { "" },
+                    if group.fifo { ", fifo" } else { ", not fifo" },
                     group.max_attempts
                 )));
             }
