@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { Broker, ManualClock } from "pocketmq";
+import { Broker, ManualClock, TxState } from "pocketmq";
 
 const T0 = Date.UTC(2026, 0, 1);
 const text = (m) => m.text();
@@ -38,8 +38,12 @@ test("delayLevel 1 is 1 s and levels above the last clamp to the last (2 h)", as
 test("delayLevel 0 means no delay", async () => {
   const broker = new Broker({ clock: new ManualClock(T0) });
   broker.producer("g").send("orders", "now", { delayLevel: 0 });
+  // Also where a delay is refused (batches of several, transactions): 0 is none.
+  broker.producer("g").sendBatch("orders", ["b1", "b2"], { delayLevel: 0 });
+  broker.producer("g").sendBatch("orders", ["b3", "b4"], { delayMs: 0 });
+  broker.transactionProducer("tx", { check: () => TxState.COMMIT }).send("orders", "tx", { delayLevel: 0, execute: () => TxState.COMMIT });
   const c = broker.consumer({ group: "g", topic: "orders" });
-  assert.deepEqual((await c.receive({ timeoutMs: 0 })).map(text), ["now"]);
+  assert.deepEqual((await c.receive({ timeoutMs: 0 })).map(text).sort(), ["b1", "b2", "b3", "b4", "now", "tx"]);
   broker.close();
 });
 

@@ -41,6 +41,18 @@ def test_delay_level_zero_means_no_delay(timed):
     assert visible(timed) == [b"now"]
 
 
+def test_no_delay_is_no_delay_for_batches_and_transactions_too(timed):
+    # A delay is refused for a batch and a transaction; level 0 and 0 s are none.
+    p = timed.producer("p")
+    rs = p.send_batch("t", [b"a", b"b"], delay_level=0) + p.send_batch("t", [b"c", b"d"], delay=0)
+    assert [r.recall_handle for r in rs] == [None] * 4
+    tp = timed.transaction_producer("tx", check=lambda m: pocketmq.TxState.COMMIT)
+    tp.send("t", b"e", execute=lambda m: pocketmq.TxState.COMMIT, delay_level=0)
+    assert sorted(visible(timed)) == [b"a", b"b", b"c", b"d", b"e"]
+    with pytest.raises(pocketmq.InvalidArgument, match="cannot be delayed"):
+        p.send_batch("t", [b"x", b"y"], delay=1)
+
+
 def test_level_above_the_last_is_clamped(clock):
     with pocketmq.Broker(clock=clock, delay_levels="1s 2s") as b:
         b.producer("p").send("t", b"x", delay_level=99)

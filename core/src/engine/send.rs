@@ -211,7 +211,10 @@ impl Engine {
                  sharding_key (send the others apart, or together in one atomic() block)",
             ));
         }
-        let delayed = msgs.iter().any(|m| m.delay != Delay::None);
+        // Level 0 and 0 ms are no delay (as for a single send), not a refused one.
+        let delayed = msgs
+            .iter()
+            .any(|m| !matches!(m.delay, Delay::None | Delay::Level(0) | Delay::After(0)));
         if delayed && (msgs.len() > 1 || half) {
             return Err(Error::invalid(
                 "a batch or a transactional message cannot be delayed",
