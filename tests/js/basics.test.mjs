@@ -497,3 +497,21 @@ test("a receive of 0 messages ends at once with none, and takes nothing", async 
   }
   broker.close();
 });
+
+test("receive: timeoutMs Infinity waits until a message comes (or a close); null options take their defaults", async () => {
+  const broker = new Broker();
+  broker.createTopic("orders", { queues: null });
+  for (const [c, topic] of [[broker.consumer({ group: "g", topic: "orders" }), "orders"], [broker.simpleConsumer("s", "later"), "later"]]) {
+    const started = performance.now();
+    setTimeout(() => broker.producer("p").send(topic, "late"), 1200);
+    const got = await c.receive({ maxMessages: null, timeoutMs: Infinity });
+    assert.ok(performance.now() - started >= 1100, "it waited past the default timeout");
+    assert.deepEqual(got.map(text), ["late"]);
+    c.ack(got);
+    await assert.rejects(c.receive({ timeoutMs: null }), TypeError, "null could mean the default or no limit");
+    setTimeout(() => c.close(), 100);
+    assert.deepEqual(await c.receive({ timeoutMs: Infinity }), [], "a close ends it");
+  }
+  await broker.consumer({ group: "h", topic: "orders" }).listen(() => {}, { concurrency: null }).stop();
+  broker.close();
+});

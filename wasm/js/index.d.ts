@@ -139,7 +139,7 @@ export interface NackOptions {
 export interface ReceiveOptions {
   /** At most this many messages (32); 0 ends the receive at once with none. */
   maxMessages?: number;
-  /** Wait up to this long (real time) for the first message (1000). */
+  /** Wait up to this long (real time) for the first message (1000); Infinity waits until one comes or the consumer closes. */
   timeoutMs?: number;
 }
 

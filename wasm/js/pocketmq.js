@@ -398,7 +398,8 @@ export class Broker {
 
   /** Creates a topic or grows its queue count (idempotent): `createTopic(name, { queues })`, or `createTopic(name, queues)`. */
   createTopic(name, options) {
-    const { queues } = typeof options === "number" ? { queues: options } : optionsObject("createTopic options", options, ["queues"]);
+    let { queues } = typeof options === "number" ? { queues: options } : optionsObject("createTopic options", options, ["queues"]);
+    queues ??= undefined; // null: the default, as for every option
     if (queues !== undefined && typeof queues !== "number") throw new TypeError("queues must be a number");
     this.#native.createTopic(name, queues);
     this._changed();
@@ -908,7 +909,8 @@ export class RetryLater extends Error {
  * running handlers are done.
  */
 function listen(consumer, handler, options, nack) {
-  const { concurrency = 4 } = optionsObject("listen options", options, ["concurrency"]);
+  let { concurrency = 4 } = optionsObject("listen options", options, ["concurrency"]);
+  concurrency ??= 4; // null: the default, as for every option
   if (typeof handler !== "function") throw new TypeError("listen takes a handler function");
   if (typeof concurrency !== "number") throw new TypeError("concurrency must be a number");
   if (consumer.closed) throw new ClosedError("closed: the consumer or its broker is closed");
@@ -1075,10 +1077,13 @@ class Receiver {
     return this.#native.topic;
   }
 
-  /** Up to `maxMessages` (32) messages, waiting up to `timeoutMs` (1000, real time) for the first. */
+  /** Up to `maxMessages` (32) messages, waiting up to `timeoutMs` (1000, real time; Infinity: no limit) for the first. */
   async receive(options) {
-    const { maxMessages = 32, timeoutMs = 1000 } = optionsObject("receive options", options, ["maxMessages", "timeoutMs"]);
-    if (typeof timeoutMs !== "number") throw new TypeError("timeoutMs must be a number");
+    let { maxMessages = 32, timeoutMs = 1000 } = optionsObject("receive options", options, ["maxMessages", "timeoutMs"]);
+    // null is the default, as for every option; but not for timeoutMs, where it
+    // could as well mean no limit (Python's None): that is Infinity.
+    maxMessages ??= 32;
+    if (typeof timeoutMs !== "number") throw new TypeError("timeoutMs must be a number (Infinity: no limit)");
     if (typeof maxMessages !== "number") throw new TypeError("maxMessages must be a number");
     // Messages waiting make every receive resolve at once, in a Promise job: a loop
     // of receives (listen, for await) would keep the event loop from timers and I/O,
@@ -1090,7 +1095,8 @@ class Receiver {
       // Closed while this receive waited for its turn: it ends as a waiting one does.
       if (open && this.closed) return [];
     }
-    const receiving = this.#native.startReceive(maxMessages, timeoutMs);
+    // Infinity: no deadline (Python's timeout=None), until a message or a close.
+    const receiving = this.#native.startReceive(maxMessages, timeoutMs === Infinity ? undefined : timeoutMs);
     try {
       for (;;) {
         const got = this.#native.receiveStep(receiving);
