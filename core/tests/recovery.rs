@@ -933,3 +933,51 @@ fn ids_of_messages_a_crash_lost_are_never_given_again() {
         assert!(b.get(&r.msg_id).unwrap().is_some());
     }
 }
+
+/// The pages of `file` resident in this process (its mappings' `Rss` in smaps), KiB.
+#[cfg(target_os = "linux")]
+fn resident_kib(file: &Path) -> u64 {
+    let smaps = fs::read_to_string("/proc/self/smaps").unwrap();
+    let name = file.to_str().unwrap();
+    let mut mine = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            mine = line.ends_with(name);
+        } else if let (true, Some(rss)) = (mine, line.strip_prefix("Rss:")) {
+            kib += rss
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap();
+        }
+    }
+    kib
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn reopening_a_store_leaves_its_segment_out_of_the_resident_set() {
+    // Open checks that the log's tail past its end is zeros: that reads the rest of
+    // the active segment, which must not stay resident (64 MiB for one message).
+    let dir = tempfile::tempdir().unwrap();
+    let config = || Broker::open(BrokerConfig::at(dir.path())).unwrap();
+    let b = config();
+    send(&b, "t", "one");
+    b.close().unwrap();
+    let seg = dir.path().join("commitlog").join(format!("{:020}", 0));
+    assert_eq!(fs::metadata(&seg).unwrap().len(), 64 << 20);
+    // A clean reopen, then one whose checkpoint says nothing was flushed (a crash's).
+    for crashed in [false, true] {
+        if crashed {
+            set_flushed(dir.path(), 0);
+        }
+        let b = config();
+        let kib = resident_kib(&seg);
+        assert!(kib < 1024, "{kib} KiB of the segment resident after open");
+        assert_eq!(bodies(&drain(&consumer(&b, "g", "t"))), ["one"]);
+        b.close().unwrap();
+    }
+}

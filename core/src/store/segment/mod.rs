@@ -24,7 +24,9 @@ fn zero_tail(seg: &Segment, from: usize, seg_size: usize) -> io::Result<bool> {
     let tail =
         unsafe { std::slice::from_raw_parts_mut(seg.region.as_ptr().add(from), seg_size - from) };
     static ZEROS: [u8; 4096] = [0; 4096];
+    const RELEASE_EVERY: usize = 4 << 20;
     let mut dirty: Option<(usize, usize)> = None;
+    let mut released = from;
     for (i, chunk) in tail.chunks_mut(4096).enumerate() {
         // (A slice comparison is a memcmp, fast in any build.)
         if *chunk != ZEROS[..chunk.len()] {
@@ -32,7 +34,16 @@ fn zero_tail(seg: &Segment, from: usize, seg_size: usize) -> io::Result<bool> {
             let (a, b) = (from + i * 4096, from + i * 4096 + chunk.len());
             dirty = Some(dirty.map_or((a, b), |(x, _)| (x, b)));
         }
+        // Reading the tail faulted its pages in: drop them from the resident set as
+        // the check goes (the data stays), or every open would leave a whole
+        // segment resident (64 MiB by default) for one message.
+        let end = from + (i + 1) * 4096;
+        if end - released >= RELEASE_EVERY {
+            seg.region.release_range(released, end);
+            released = end;
+        }
     }
+    seg.region.release_range(released, seg_size);
     if let Some((a, b)) = dirty {
         seg.region.flush(a, b)?;
     }
