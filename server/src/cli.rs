@@ -362,8 +362,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
 }
 
 /// Why `run` ended early: the message, and the exit status the `pocketmq` command
-/// gives for it (its `--help` lists them: 3 a store locked by another process, 5 a
-/// damaged store, 6 a refused file operation, 1 anything else).
+/// gives for it (its `--help` lists them: 2 an argument or setting refused, 3 a
+/// store locked by another process, 5 a damaged store, 6 a refused file operation,
+/// 1 anything else).
 #[derive(Debug)]
 pub struct Failed {
     pub message: String,
@@ -387,6 +388,7 @@ impl From<String> for Failed {
 pub async fn run(s: Serve, stop: impl Future<Output = ()>) -> Result<(), Failed> {
     let broker = Broker::open(s.broker).map_err(|e| Failed {
         exit: match e.kind() {
+            pocketmq::ErrorKind::InvalidArgument => 2,
             pocketmq::ErrorKind::StoreLocked => 3,
             pocketmq::ErrorKind::StoreCorrupted => 5,
             pocketmq::ErrorKind::Io | pocketmq::ErrorKind::DiskFull => 6,
@@ -394,9 +396,13 @@ pub async fn run(s: Serve, stop: impl Future<Output = ()>) -> Result<(), Failed>
         },
         message: format!("cannot open the store: {e}"),
     })?;
-    let server = crate::serve(broker, s.serve)
-        .await
-        .map_err(|e| e.to_string())?;
+    let server = crate::serve(broker, s.serve).await.map_err(|e| Failed {
+        exit: match &e {
+            crate::ServeError::Config(_) => 2,
+            _ => 1,
+        },
+        message: e.to_string(),
+    })?;
     println!("pocketmq-serve listening on {}", server.local_addr());
     let _ = std::io::stdout().flush();
     stop.await;

@@ -370,3 +370,41 @@ def test_serve_on_a_store_held_by_another_process_exits_3(orders: Path):
         r = cli("serve", "--store", str(orders), "--listen", "127.0.0.1:0")
         assert r.returncode == 3, (r.returncode, r.stderr)
         assert "locked" in r.stderr
+
+
+def test_operator_mistakes_get_one_line_and_the_right_exit(orders: Path, tmp_path: Path):
+    s = str(orders)
+    # Global options before serve, with values among them: said so, not a silent exit 2.
+    for args in (["-v", "--store", s, "serve"], ["--store", s, "--json", "serve", "--listen", "127.0.0.1:0"]):
+        line = one_line_error(cli(*args), 2)
+        assert "before serve: serve's own options follow it" in line, line
+    # An empty --server (an unset variable) never falls back to a local store.
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    r = subprocess.run([sys.executable, "-m", "pocketmq", "--server", "", "send", "t", "x"],
+                       capture_output=True, text=True, timeout=120, cwd=cwd)
+    assert "--server is empty" in one_line_error(r, 2)
+    assert list(cwd.iterdir()) == []
+    # A body that is not UTF-8 is sent as the bytes the shell gave.
+    raw = bytes([0xFF, 0xFE]) + b"raw"
+    sent = subprocess.run([sys.executable, "-m", "pocketmq", "--store", s, "send", "bytes", raw],
+                          capture_output=True, timeout=120)
+    assert sent.returncode == 0, sent.stderr
+    [m] = js("--store", s, "browse", "bytes")
+    assert base64.b64decode(m["body_base64"]) == raw
+    # Output that cannot be written: one line, exit 6.
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "pocketmq", "--store", s, "stats"], stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    assert "writing the output" in one_line_error(r, 6)
+    assert "goes with --since" in one_line_error(cli("--store", s, "query", "orders", "--key", "k1",
+                                                     "--until", "1h"), 2)
+    assert "--until (now, the default)" in one_line_error(cli("--store", s, "query", "orders", "--since",
+                                                              "99999999999"), 2)
+    assert "--delay-level or --delay" in one_line_error(cli("--store", s, "send", "orders", "x",
+                                                            "--delay-level", "2", "--delay", "3"), 2)
+    # serve: a setting the engine refuses is a usage error too.
+    for args in (["--memory", "--advertise", "nonsense", "--listen", "127.0.0.1:0"],
+                 ["--store", "", "--listen", "127.0.0.1:0"]):
+        r = cli("serve", *args)
+        assert r.returncode == 2, (args, r.returncode, r.stderr)

@@ -542,3 +542,10 @@ def test_group_names_are_checked_as_embedded(remote: pocketmq.RemoteBroker) -> N
             remote.simple_consumer(bad, "t")
         with pytest.raises(pocketmq.InvalidArgument):
             remote.transaction_producer(bad, check=lambda m: pocketmq.TxState.COMMIT)
+
+
+def test_a_refused_name_is_named_once(endpoint: str) -> None:
+    with pocketmq.connect(endpoint) as b:
+        with pytest.raises(pocketmq.InvalidArgument) as e:
+            b.producer().send("bad topic", b"x")
+        assert str(e.value).count('"bad topic"') == 1, str(e.value)

@@ -291,7 +291,12 @@ pub fn failure(s: Option<&Status>, what: &str) -> Failure {
         return unavailable(format!("{what}: no status in the answer"));
     };
     let code = Code::try_from(s.code).unwrap_or(Code::Unspecified);
-    let msg = format!("{what}: {} ({})", s.message, code.as_str_name());
+    // (A server that names the resource itself is not named twice.)
+    let msg = if s.message.starts_with(what) {
+        format!("{} ({})", s.message, code.as_str_name())
+    } else {
+        format!("{what}: {} ({})", s.message, code.as_str_name())
+    };
     let kind = match code {
         Code::TopicNotFound => ErrorKind::TopicNotFound,
         Code::MessageBodyTooLarge | Code::PayloadTooLarge => ErrorKind::MessageTooLarge,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -52,13 +53,15 @@ def open_store(args: argparse.Namespace, create: bool = False) -> Any:
 # ---------------------------------------------------------------- output
 
 
-def _message_json(msg: Message) -> dict[str, Any]:
+def _message_json(msg: Message, served: bool = False) -> dict[str, Any]:
+    """A message for --json; over --server the protocol carries no CommitLog offset
+    (null, as a send result's queue_id is there)."""
     return {
         "msg_id": msg.msg_id,
         "topic": msg.topic,
         "queue_id": msg.queue_id,
         "queue_offset": msg.queue_offset,
-        "commitlog_offset": msg.commitlog_offset,
+        "commitlog_offset": None if served else msg.commitlog_offset,
         "tags": msg.tags,
         "keys": msg.keys,
         "properties": msg.properties,
@@ -98,7 +101,7 @@ def _message_row(m: Message) -> list[Any]:
 
 def _messages(args: argparse.Namespace, msgs: Sequence[Message], none: str) -> None:
     if args.json:
-        _print_json([_message_json(m) for m in msgs])
+        _print_json([_message_json(m, args.server is not None) for m in msgs])
     elif not msgs:
         print(none)
     else:
@@ -223,7 +226,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     if m is None:
         raise Failure(f"no message {args.msg_id} in {args.store}", NOT_FOUND)
     if args.json:
-        _print_json(_message_json(m))
+        _print_json(_message_json(m, args.server is not None))
         return OK
     fields: list[tuple[str, Any]] = [
         ("msg_id", m.msg_id), ("topic", m.topic), ("queue", m.queue_id),
@@ -241,6 +244,8 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    if args.key is not None and args.until is not None:
+        raise Failure("--until goes with --since, not with --key", USAGE)
     with open_store(args) as b:
         if args.key is not None:
             _require_topic(args, b)
@@ -249,7 +254,8 @@ def cmd_query(args: argparse.Namespace) -> int:
             start = _time(args.since, "--since")
             end = _time(args.until, "--until") if args.until else time.time() + 1
             if end < start:
-                raise Failure(f"--until ({args.until}) is before --since ({args.since})", USAGE)
+                until = args.until if args.until else "now, the default"
+                raise Failure(f"--until ({until}) is before --since ({args.since})", USAGE)
             msgs = b.query_by_time(args.topic, start, end, limit=args.limit)
     _messages(args, msgs, "no messages")
     return OK
@@ -317,7 +323,7 @@ def _stream(args: argparse.Namespace, msgs: Iterable[Message]) -> None:
     """Prints messages as they come: one JSON object per line, or fixed columns."""
     for m in msgs:
         if args.json:
-            print(json.dumps(_message_json(m), sort_keys=True))
+            print(json.dumps(_message_json(m, args.server is not None), sort_keys=True))
         else:
             print(_stream_line(_message_row(m)))
     sys.stdout.flush()
@@ -413,7 +419,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     with open_store(args) as b:
         msgs = b.dead_letters(args.group, limit=args.limit)
     if args.json:
-        _print_json([_message_json(m) for m in msgs])
+        _print_json([_message_json(m, args.server is not None) for m in msgs])
     elif not msgs:
         print(f"group {args.group} has no dead letters")
     else:
@@ -449,7 +455,11 @@ def _properties(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    body = sys.stdin.buffer.read() if args.body == "-" else args.body.encode()
+    # The argument's bytes as the shell gave them (os.fsencode undoes the
+    # surrogateescape of bytes that are not UTF-8).
+    if args.delay_level is not None and args.delay is not None:
+        raise Failure("give --delay-level or --delay, not both", USAGE)
+    body = sys.stdin.buffer.read() if args.body == "-" else os.fsencode(args.body)
     with open_store(args, create=True) as b:
         r = b.producer(args.group).send(
             args.topic, body, tags=args.tags, keys=args.keys, properties=_properties(args.property),
@@ -478,7 +488,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
         c.close()
     if args.json:
         for m in msgs:
-            print(json.dumps(_message_json(m), sort_keys=True))
+            print(json.dumps(_message_json(m, args.server is not None), sort_keys=True))
     else:
         _messages(args, msgs, "no messages")
     return OK

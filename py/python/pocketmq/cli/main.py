@@ -28,7 +28,7 @@ from .commands import (
     cmd_tail,
     cmd_topics,
 )
-from .errors import EXIT_CODES, INTERRUPTED, OK, USAGE, Failure, failure_of
+from .errors import EXIT_CODES, INTERRUPTED, IO_ERROR, OK, USAGE, Failure, failure_of
 
 # The commands that work on a served store (--server).
 SERVED = ("send", "receive", "tail")
@@ -181,28 +181,57 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _before_serve(argv: list[str]) -> Optional[tuple[int, Optional[str], list[str]]]:
+    """When ``argv`` is global options then ``serve``: serve's index, the ``--store``
+    given (if any) and the other options given; else None."""
+    i, store = 0, None
+    others: list[str] = []
+    while i < len(argv):
+        a = argv[i]
+        if a == "serve":
+            return i, store, others
+        if a in ("--store", "--server"):
+            if i + 1 >= len(argv):
+                return None
+            if a == "--store":
+                store = argv[i + 1]
+            else:
+                others.append(f"{a} {argv[i + 1]}")
+            i += 2
+        elif a.startswith("--store="):
+            store = a.split("=", 1)[1]
+            i += 1
+        elif a.startswith("-"):
+            others.append(a)
+            i += 1
+        else:
+            return None  # a command's argument: `serve` is a topic or a value there
+    return None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # `pocketmq --store DIR serve ...`: the global option given before the command.
-    if argv[:1] == ["--store"] and argv[2:3] == ["serve"]:
-        argv = ["serve", argv[1]] + argv[3:]
-    elif argv[:1] and argv[0].startswith("--store=") and argv[1:2] == ["serve"]:
-        argv = ["serve", argv[0].split("=", 1)[1]] + argv[2:]
-    if argv[:1] == ["serve"]:
+    before = _before_serve(argv)
+    if before is not None:
+        at, store, others = before
+        if others:
+            # `pocketmq --json serve ...`: serve has options of its own, and none of these.
+            print(f"pocketmq: error: {' '.join(others)} before serve: serve's own options "
+                  f"follow it (pocketmq serve --help)", file=sys.stderr)
+            return USAGE
+        # `pocketmq --store DIR serve ...`: the store given before the command.
         from ..serve import main as serve
 
-        return serve(argv[1:])
-    if "serve" in argv and all(a.startswith("-") for a in argv[: argv.index("serve")]):
-        # `pocketmq --json serve ...`: serve has options of its own, and none of these.
-        given = " ".join(argv[: argv.index("serve")])
-        print(f"pocketmq: error: {given} before serve: serve's own options follow it "
-              f"(pocketmq serve --help)", file=sys.stderr)
-        return USAGE
+        return serve(([store] if store is not None else []) + argv[at + 1:])
     args = _parser().parse_args(argv)
     for name, default in (("store", "./data"), ("server", None), ("json", False), ("progress", None),
                           ("verbose", False)):
         if not hasattr(args, name):
             setattr(args, name, default)
+    if args.server is not None and not args.server.strip():
+        # (An unset variable in a script: never a quiet fall back to the local store.)
+        print("pocketmq: error: --server is empty: give host:port", file=sys.stderr)
+        return USAGE
     if args.server is not None and args.command not in SERVED:
         # Refused before dialling: the answer does not depend on the server.
         print(f"pocketmq: error: {args.command} needs the store itself, not --server; with "
@@ -213,6 +242,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         format="pocketmq: %(levelname)s: %(message)s", stream=sys.stderr)
     try:
         code: int = args.run(args)
+        sys.stdout.flush()  # (here, where a failure to write is reported as one)
         return code
     except Failure as f:
         print(f"pocketmq: error: {f}", file=sys.stderr)
@@ -247,3 +277,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return OK
         print("pocketmq: interrupted", file=sys.stderr)
         return INTERRUPTED
+    except OSError as e:
+        # Writing the output failed (a full disk behind a redirect, ...): one line, as
+        # for every failure, and no second try at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"pocketmq: error: writing the output: {e.strerror or e}", file=sys.stderr)
+        return IO_ERROR
