@@ -256,7 +256,8 @@ def test_tail_shows_the_last_messages_without_consuming(orders: Path):
     one_line_error(cli("--store", s, "tail", "nope"), 1)
 
 
-def test_tail_follows_until_ctrl_c(orders: Path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_tail_follows_until_ctrl_c_or_sigterm(orders: Path, stop: signal.Signals):
     s = str(orders)
     ok("--store", s, "send", "orders", "due in a second", "--delay", "1")
     child = subprocess.Popen([sys.executable, "-m", "pocketmq", "--store", s, "tail", "orders", "-n", "1",
@@ -264,9 +265,10 @@ def test_tail_follows_until_ctrl_c(orders: Path):
     assert child.stdout is not None
     seen = [json.loads(child.stdout.readline())["body"]]
     seen.append(json.loads(child.stdout.readline())["body"])
-    child.send_signal(signal.SIGINT)
+    child.send_signal(stop)
     assert child.wait(timeout=30) == 0
     assert seen == ["order 9", "due in a second"]
+    assert not (orders / "abort").exists(), "the store was closed cleanly"
 
 
 def test_create_and_delete_topic(store: Path):

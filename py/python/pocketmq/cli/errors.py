@@ -24,7 +24,8 @@ exit codes:
   {CORRUPTED}    the store's files cannot be read back as a store
   {IO_ERROR}    the operating system refused a file operation, or --server could not
        be reached
-  {INTERRUPTED}  interrupted (Ctrl-C); for tail -f, Ctrl-C is the normal end (0)
+  {INTERRUPTED}  interrupted (Ctrl-C or SIGTERM, the store closed cleanly); for tail -f,
+       either is the normal end (0)
 
 times (--since, --until, reset-offset --to): now, a duration ago (30s, 10m,
 1h30m, 2d), an ISO date or date-time in local time unless it names a zone

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -209,6 +210,10 @@ def _before_serve(argv: list[str]) -> Optional[tuple[int, Optional[str], list[st
     return None
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     before = _before_serve(argv)
@@ -240,6 +245,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return USAGE
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="pocketmq: %(levelname)s: %(message)s", stream=sys.stderr)
+    # SIGTERM (kill, a service manager, `timeout`) ends a command as Ctrl-C does, its
+    # store closed cleanly: its default would end the process with the store open.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         code: int = args.run(args)
         sys.stdout.flush()  # (here, where a failure to write is reported as one)
