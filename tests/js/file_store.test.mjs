@@ -368,6 +368,12 @@ test("an open that fails leaves the store unlocked", async (t) => {
   broker.close();
 });
 
+test("a directory that cannot be made is an IoError at once, with the system's reason", { skip: process.platform !== "linux" }, () => {
+  // /proc/self exists and refuses children with ENOENT: Node's recursive mkdir loops
+  // forever there; the store makes its directories one level at a time.
+  assert.throws(() => new Broker({ path: "/proc/self/store" }), (err) => err.code === "Io" && /ENOENT/.test(err.message));
+});
+
 test("sends stop while the disk is used above diskMaxUsedRatio", async (t) => {
   // A small file system of its own (a tmpfs; this needs the right to mount one).
   const dir = mkdtempSync(join(tmpdir(), "pocketmq-fs-"));

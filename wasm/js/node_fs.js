@@ -32,6 +32,35 @@ function missing(err) {
   return err && err.code === "ENOENT";
 }
 
+/**
+ * Makes `dir` and its missing parents one level at a time, as the native store
+ * does: Node 20's `mkdirSync(.., { recursive: true })` loops forever on a path
+ * whose parent exists but refuses children with ENOENT (under /proc), and reports
+ * ENOENT for a read-only parent instead of EROFS.
+ */
+function makeDirs(dir) {
+  const absent = [];
+  for (let d = resolve(dir); ; ) {
+    try {
+      fs.statSync(d);
+      break;
+    } catch (err) {
+      if (!missing(err)) throw err;
+      absent.push(d);
+      const up = dirname(d);
+      if (up === d) break;
+      d = up;
+    }
+  }
+  for (const d of absent.reverse()) {
+    try {
+      fs.mkdirSync(d);
+    } catch (err) {
+      if (err.code !== "EEXIST") throw err;
+    }
+  }
+}
+
 // Symbolic links in a store are never followed (a store may live in a shared
 // place such as /tmp): files are opened with O_NOFOLLOW, and a store with a link
 // among its entries is refused when it is opened.
@@ -82,8 +111,9 @@ function readLock(lockFile) {
  */
 function placeLock(lockFile, content, put) {
   const mine = `${lockFile}.${process.pid}.${Math.random().toString(36).slice(2)}`;
-  fs.writeFileSync(mine, content, { flag: "wx" });
   try {
+    // (Inside the try: a write that fails on a full disk leaves no file behind.)
+    fs.writeFileSync(mine, content, { flag: "wx" });
     put(mine);
     return true;
   } catch (err) {
@@ -135,7 +165,7 @@ export function nodeHostFs(path) {
     let fd = fds.get(rel);
     if (fd === undefined) {
       const file = abs(rel);
-      fs.mkdirSync(dirname(file), { recursive: true });
+      makeDirs(dirname(file));
       fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | NOFOLLOW, 0o644);
       fds.set(rel, fd);
     }
@@ -223,7 +253,7 @@ export function nodeHostFs(path) {
     },
     replace(rel, data) {
       const file = abs(rel);
-      fs.mkdirSync(dirname(file), { recursive: true });
+      makeDirs(dirname(file));
       const tmp = `${file}.tmp`;
       // A stale temporary file (or a link planted there) goes; the new one is made
       // fresh (O_EXCL never follows a link).
@@ -262,7 +292,7 @@ export function nodeHostFs(path) {
     },
     /** Undefined when this process now holds the store; the holder's pid when a live process does. */
     lock() {
-      fs.mkdirSync(root, { recursive: true });
+      makeDirs(root);
       refuseLinks(root);
       // "host": this lock is the file alone (no flock), which native processes
       // honour while this pid lives; then when this process started, which tells
