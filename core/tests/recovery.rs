@@ -981,3 +981,36 @@ fn reopening_a_store_leaves_its_segment_out_of_the_resident_set() {
         b.close().unwrap();
     }
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_segment_with_holes_is_allocated_when_opened() {
+    // Node's file store sizes segments without allocating them; a native open gives
+    // them their blocks, so no write into a hole can meet a full disk as SIGBUS.
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    let first = send(&b, "t", "one");
+    b.close().unwrap();
+    let seg = segment_of(dir.path(), first.commitlog_offset, SEG);
+    let data = fs::read(&seg).unwrap();
+    let used = data.iter().rposition(|&x| x != 0).unwrap() + 1;
+    fs::remove_file(&seg).unwrap();
+    let f = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&seg)
+        .unwrap();
+    f.write_all_at(&data[..used], 0).unwrap();
+    f.set_len(SEG).unwrap();
+    drop(f);
+    let holes = |p: &Path| fs::metadata(p).unwrap().blocks() * 512 < SEG;
+    if !holes(&seg) {
+        return; // a file system without holes: nothing to allocate
+    }
+    let b = open(dir.path());
+    assert!(!holes(&seg), "the segment's blocks were allocated at open");
+    assert_eq!(bodies(&drain(&consumer(&b, "g", "t"))), ["one"]);
+    send(&b, "t", "two");
+    b.close().unwrap();
+}

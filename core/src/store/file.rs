@@ -261,6 +261,12 @@ fn allocate(file: &File, len: u64, size: u64) -> io::Result<()> {
     write_zeros(file, len, size)
 }
 
+/// Whether a file has fewer disk blocks than its length needs (holes).
+fn sparse(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    meta.blocks().saturating_mul(512) < meta.len()
+}
+
 /// Writes zeros over `[from, to)` of `file` (which grows to `to`) and syncs them.
 fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
@@ -377,13 +383,20 @@ impl Backend for FileBackend {
                 self.check_dir(&self.root.join(dir))?;
                 no_follow().read(true).write(true).open(&path)?
             };
-            if file.metadata()?.len() == 0 {
+            let meta = file.metadata()?;
+            if meta.len() == 0 {
                 // Only a creation cut short (a crash between create and allocation)
                 // leaves an empty segment; it holds no data, so give it its size.
                 if size == 0 {
                     return Err(super::corrupt(format!("{}: empty segment", path.display())));
                 }
                 allocate(&file, 0, size as u64)?;
+            } else if sparse(&meta) {
+                // A segment with holes (Node's file store sizes its files without
+                // allocating them): a write into a hole on a full disk would kill the
+                // process with SIGBUS, so its blocks are allocated now (DiskFull here
+                // instead, with nothing written).
+                allocate(&file, meta.len(), meta.len())?;
             }
             let map = MmapRaw::map_raw(&file)?;
             Ok(Arc::new(FileRegion { map, file }))
