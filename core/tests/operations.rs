@@ -459,6 +459,42 @@ fn live_consumers_of_a_deleted_topic_read_it_again_when_it_comes_back() {
     assert_eq!(b.lag("s", "orders").unwrap(), 3, "received, not acked");
 }
 
+#[test]
+fn retries_of_a_deleted_topic_go_with_it() {
+    // One nack's retry still waits its delay, another's is already due in the
+    // group's retry topic when the topic is deleted: neither comes back, and a new
+    // topic of the name is read afresh (its own retries work).
+    let (b, clock) = manual();
+    let p = b.producer("p").unwrap();
+    for body in ["waiting", "due"] {
+        p.send(Message::new("d", body)).unwrap();
+    }
+    let c = consumer(&b, "g", "d");
+    let got = drain(&c);
+    assert_eq!(got.len(), 2);
+    let due = got.iter().find(|m| m.body == "due".as_bytes()).unwrap();
+    let waiting = got.iter().find(|m| m.body == "waiting".as_bytes()).unwrap();
+    c.nack_after(due, Duration::from_secs(1)).unwrap();
+    clock.advance_ms(2_000);
+    b.tick().unwrap(); // the "due" retry now sits in %RETRY%g
+    c.nack_after(waiting, Duration::from_secs(60)).unwrap();
+    b.delete_topic("d").unwrap();
+    clock.advance_ms(120_000);
+    b.tick().unwrap();
+    assert_eq!(bodies(&drain(&c)), Vec::<String>::new());
+    p.send(Message::new("d", "new")).unwrap();
+    let fresh = drain(&c);
+    assert_eq!(bodies(&fresh), ["new"]);
+    c.nack_after(&fresh[0], Duration::from_secs(1)).unwrap();
+    clock.advance_ms(2_000);
+    b.tick().unwrap();
+    assert_eq!(
+        bodies(&drain(&c)),
+        ["new"],
+        "a retry of the new topic comes back"
+    );
+}
+
 /// A simple group's dead letters redriven go back to that group's members (as
 /// RocketMQ's POP consumers read their retry topic): delivered afresh with the
 /// original's id, topic, tags and keys, to members joined before or after the

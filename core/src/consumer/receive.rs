@@ -8,11 +8,22 @@
 
 use super::ConsumerGroups;
 use crate::commitlog::Span;
+use crate::message::properties::{self, prop};
 use crate::message::record::{self, Parsed};
 use crate::message::{taken_list, Delivery, Taken, READ_BUDGET};
 use crate::message_store::MessageStore;
 use crate::topic::RETRY_PREFIX;
 use crate::{Error, MessageExt, Receipt, Result};
+
+/// Whether the retry copy `record` (at `phys`) is of a message whose topic was
+/// deleted after the copy was made.
+fn retry_of_deleted(store: &MessageStore, record: &[u8], phys: u64) -> bool {
+    match record::parse(record, phys, false) {
+        Parsed::Record(r) => properties::value(r.raw_properties(), prop::RETRY_TOPIC)
+            .is_some_and(|t| store.deleted.hides(t, phys)),
+        _ => false,
+    }
+}
 
 impl ConsumerGroups {
     /// Up to `max` messages for consumer `handle`, without waiting (built by the
@@ -65,6 +76,8 @@ impl ConsumerGroups {
             };
             let is_retry = t.starts_with(RETRY_PREFIX);
             let filter = (!is_retry && !c.filter.takes_all()).then_some(&c.filter);
+            // Retries of a topic deleted since they were made are as unreachable as it.
+            let hide_deleted = is_retry && !store.deleted.topics.is_empty();
             let mut limit = max - out.len();
             if c.orderly {
                 if !p.inflight.is_empty() || now < p.suspend_until {
@@ -117,7 +130,8 @@ impl ConsumerGroups {
                         && filter.is_none_or(|f| match record::parse(&record, e.phys, false) {
                             Parsed::Record(r) => f.matches(r.raw_properties()),
                             _ => false,
-                        });
+                        })
+                        && !(hide_deleted && retry_of_deleted(store, &record, e.phys));
                     if !taken {
                         *offsets_dirty = true;
                         continue;

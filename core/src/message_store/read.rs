@@ -176,6 +176,9 @@ impl MessageStore {
         let found = self.commitlog.with_record(phys, |r| {
             let raw = r.raw_properties();
             let real_topic = properties::value(raw, prop::REAL_TOPIC).map(str::to_string);
+            // A retry of a message whose topic was deleted since goes with it.
+            let retry_of_deleted = properties::value(raw, prop::RETRY_TOPIC)
+                .is_some_and(|t| self.deleted.hides(t, phys));
             let real_qid: Option<u32> =
                 properties::value(raw, prop::REAL_QID).and_then(|q| q.parse().ok());
             let mut p = properties::copy_without(raw, drop_props);
@@ -195,9 +198,9 @@ impl MessageStore {
                 dedup: None,
                 found: crate::message::properties::Found::UNKNOWN,
             };
-            (real_topic, real_qid, spec, at, len)
+            (real_topic, real_qid, spec, at, len, retry_of_deleted)
         });
-        let Some((real_topic, real_qid, mut spec, at, len)) = found else {
+        let Some((real_topic, real_qid, mut spec, at, len, false)) = found else {
             return Ok(None);
         };
         let (name, queue_id) = match to {
