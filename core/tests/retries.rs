@@ -134,3 +134,54 @@ fn a_retried_message_survives_a_restart() {
     assert_eq!(bodies(&got), vec!["x"]);
     assert_eq!(got[0].reconsume_times, 1);
 }
+
+#[test]
+fn the_largest_message_a_segment_takes_can_still_be_retried_and_dead_lettered() {
+    // A message that filled a segment would be stored, but its retry copy (more
+    // properties, a longer topic) would fit nowhere: refused at send instead, and
+    // the largest one taken climbs the ladder to the DLQ like any other.
+    const SEG: usize = 64 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = pocketmq::ManualClock::new(T0);
+    let b = pocketmq::Broker::open(pocketmq::BrokerConfig {
+        segment_size: Some(SEG as u64),
+        max_message_size: SEG,
+        ..file_config(dir.path(), &clock)
+    })
+    .unwrap();
+    let p = b.producer("p").unwrap();
+    let err = p
+        .send(Message::new("t", vec![b'x'; SEG - 200]))
+        .unwrap_err();
+    assert_eq!(err.kind(), pocketmq::ErrorKind::MessageTooLarge);
+    let limit = match err {
+        pocketmq::Error::MessageTooLarge { limit, .. } => limit,
+        e => panic!("{e}"),
+    };
+    // The largest body whose record is within the limit.
+    let mut body = limit;
+    let sent = loop {
+        match p.send(Message::new("t", vec![b'y'; body])) {
+            Ok(r) => break r,
+            Err(_) => body -= 1,
+        }
+    };
+    assert!(
+        body + 300 > limit,
+        "the limit is the record's, not far below it"
+    );
+    let mut cfg = ConsumerConfig::new("g", "t");
+    cfg.max_reconsume_times = 1;
+    let c = b.consumer(cfg).unwrap();
+    for _ in 0..6 {
+        for m in drain(&c) {
+            c.nack(&m).unwrap();
+        }
+        clock.advance_ms(3600 * 1000);
+        b.tick().unwrap();
+    }
+    let dead = drain(&consumer(&b, "ops", "%DLQ%g"));
+    let big: Vec<_> = dead.iter().filter(|m| m.body.len() == body).collect();
+    assert_eq!(big.len(), 1);
+    assert_eq!(big[0].msg_id, sent.msg_id);
+}

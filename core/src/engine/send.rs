@@ -6,6 +6,12 @@ use rustc_hash::FxBuildHasher;
 
 use super::*;
 
+/// What a segment keeps free beyond a user message's record, for the engine's
+/// copies of it (`room_for`): their added properties (RETRY_TOPIC, REAL_TOPIC,
+/// ORIGIN_MESSAGE_ID, timer and delay marks) and topic come to about 1 KiB at
+/// most. An eighth of the segment where that is less (segments of a few KiB).
+const COPY_ROOM: usize = 2048;
+
 /// A message of a send that repeated a dedup id: its place in the send, and the
 /// first send's result (or the index, among the stored messages, of the earlier
 /// message of the same batch it repeats).
@@ -151,9 +157,22 @@ impl Engine {
     }
 
     /// Refuses a user append that would start a new segment while the disk is used
-    /// above `disk_max_used_ratio` (looked at again then).
+    /// above `disk_max_used_ratio` (looked at again then), and a message too large
+    /// for the engine's copies of it to fit a segment.
     pub(crate) fn room_for(&mut self, specs: &[RecordSpec]) -> Result<()> {
-        let size: usize = specs.iter().map(RecordSpec::encoded_len).sum();
+        // A retry, delay or dead-letter copy carries more properties and a longer
+        // topic than the message: one that filled a segment could be stored but
+        // never retried or dead-lettered (stuck in flight, each due tick failing).
+        let seg = self.store.commitlog.seg_size();
+        let limit = seg - END_FILE_MIN_BLANK - COPY_ROOM.min(seg / 8);
+        let mut size = 0;
+        for s in specs {
+            let n = s.encoded_len();
+            if n > limit {
+                return Err(Error::MessageTooLarge { size: n, limit });
+            }
+            size += n;
+        }
         if size + END_FILE_MIN_BLANK > self.store.commitlog.remaining_in_segment() {
             self.check_disk();
             if let Some(why) = &self.disk_full {
