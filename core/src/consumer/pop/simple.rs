@@ -267,17 +267,17 @@ impl SimpleConsumer {
         self.closed.load(Ordering::Acquire) || self.broker.is_closed()
     }
 
-    /// Whether this consumer (or its broker) is closed.
+    /// The consumer group.
     pub fn group(&self) -> &str {
         &self.config.group
     }
 
-    /// The consumer group.
+    /// The topic consumed.
     pub fn topic(&self) -> &str {
         &self.config.topic
     }
 
-    /// The topic consumed.
+    /// The options this consumer was made with.
     pub fn config(&self) -> &SimpleConsumerConfig {
         &self.config
     }
