@@ -284,7 +284,7 @@ impl Engine {
             }
         }
         if !specs.is_empty() {
-            self.room_for(specs)?;
+            self.room_for(specs, true)?;
             self.put(specs, now)?;
         }
         // Stored: now the acks take effect here too.

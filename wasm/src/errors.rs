@@ -50,7 +50,8 @@ const JS_NAMES: &[(&str, &str)] = &[
 /// only: a topic or path that merely contains one is left alone).
 fn js_names(message: &str) -> String {
     let mut out = message.to_string();
-    // Then every other option of two words or more, as `set_options` reads it.
+    // Besides the names above, every option of two words or more, as `set_options`
+    // reads it.
     let lists = [
         BrokerConfig::option_list(),
         ConsumerConfig::option_list(),

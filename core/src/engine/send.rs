@@ -99,7 +99,7 @@ impl Engine {
                 &mut specs,
                 &mut names,
             )
-            .and_then(|to| self.room_for(&specs).map(|()| to));
+            .and_then(|to| self.room_for(&specs, true).map(|()| to));
         let put = built.and_then(|to| self.put(&specs, now).map(|()| to));
         // A delayed message is sent alone (`check_batch`).
         let delayed = specs.first().is_some_and(|s| is_delayed(&s.topic));
@@ -157,14 +157,19 @@ impl Engine {
     }
 
     /// Refuses a user append that would start a new segment while the disk is used
-    /// above `disk_max_used_ratio` (looked at again then), and a message too large
+    /// above `disk_max_used_ratio` (looked at again then), and, for `new` messages
+    /// (sends, atomic blocks; not the drill's copies of stored ones), one too large
     /// for the engine's copies of it to fit a segment.
-    pub(crate) fn room_for(&mut self, specs: &[RecordSpec]) -> Result<()> {
+    pub(crate) fn room_for(&mut self, specs: &[RecordSpec], new: bool) -> Result<()> {
         // A retry, delay or dead-letter copy carries more properties and a longer
         // topic than the message: one that filled a segment could be stored but
         // never retried or dead-lettered (stuck in flight, each due tick failing).
         let seg = self.store.commitlog.seg_size();
-        let limit = seg - END_FILE_MIN_BLANK - COPY_ROOM.min(seg / 8);
+        let limit = if new {
+            seg - END_FILE_MIN_BLANK - COPY_ROOM.min(seg / 8)
+        } else {
+            usize::MAX
+        };
         let mut size = 0;
         for s in specs {
             let n = s.encoded_len();

@@ -185,7 +185,7 @@ impl Engine {
         let n = specs.len() as u64;
         if n > 0 {
             self.check_room()?;
-            self.room_for(&specs)?;
+            self.room_for(&specs, false)?;
             self.put(&specs, now)?;
         }
         run.moved += n;
