@@ -36,14 +36,18 @@ pub(crate) fn string(what: &str, value: &JsValue) -> Result<String, JsValue> {
 /// cannot hold, is refused: the conversion would put U+FFFD in its place, and an
 /// engine name or tag expression would then differ from the one given.
 pub(crate) fn text(what: &str, value: &JsValue) -> Option<Result<String, JsValue>> {
-    let s = value.as_string()?;
+    value.as_string().map(|s| whole_text(what, value, s))
+}
+
+/// `s`, the conversion of `value`, unless `value` held a lone surrogate (see `text`).
+fn whole_text(what: &str, value: &JsValue, s: String) -> Result<String, JsValue> {
     // Only a string the conversion gave a U+FFFD can have held a lone surrogate.
     if s.contains('\u{fffd}') && !value.unchecked_ref::<js_sys::JsString>().is_valid_utf16() {
-        return Some(Err(invalid(format!(
+        return Err(invalid(format!(
             "{what} must be valid Unicode, not a string with a lone surrogate"
-        ))));
+        )));
     }
-    Some(Ok(s))
+    Ok(s)
 }
 
 /// A whole number in `[min, max]`.
@@ -167,11 +171,11 @@ fn set_options<C: Options>(
             kind(&name),
             value.as_bool(),
             value.as_f64(),
-            text(&format!("{what}: {key}"), &value),
+            value.as_string(),
         ) {
             (Some(OptionKind::Bool) | None, Some(b), _, _) => OptionValue::Bool(b),
             (Some(OptionKind::Text | OptionKind::Position) | None, _, _, Some(s)) => {
-                OptionValue::Text(s?)
+                OptionValue::Text(whole_text(&format!("{what}: {key}"), &value, s)?)
             }
             (Some(k), _, Some(n), _) if !matches!(k, OptionKind::Bool | OptionKind::Text) => {
                 OptionValue::Number(n)

@@ -455,10 +455,10 @@ def _properties(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    # The argument's bytes as the shell gave them (os.fsencode undoes the
-    # surrogateescape of bytes that are not UTF-8).
     if args.delay_level is not None and args.delay is not None:
         raise Failure("give --delay-level or --delay, not both", USAGE)
+    # The argument's bytes as the shell gave them (os.fsencode undoes the
+    # surrogateescape of bytes that are not UTF-8).
     body = sys.stdin.buffer.read() if args.body == "-" else os.fsencode(args.body)
     with open_store(args, create=True) as b:
         r = b.producer(args.group).send(
