@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use crate::filter;
+use crate::filter::{self, MessageFilter};
 use crate::message::id::{Epoch, Nonces};
 use crate::message::properties;
 use crate::message::record::{self, Parsed};
@@ -35,9 +35,12 @@ pub fn record(data: &[u8]) {
     }
 }
 
-/// Parses `expr` as a tag expression and matches it against tags and a properties
-/// block made of `props`.
+/// Parses `expr` as a tag expression and as an SQL92 one, and matches each against tags
+/// and a properties block made of `props`.
 pub fn tag_expression(expr: &str, props: &[u8]) {
+    if let Ok(f) = filter::SqlFilter::parse(expr) {
+        let _ = (f.matches(props), f.canonical());
+    }
     if let Ok(f) = filter::parse(expr) {
         for tag in [None, Some(expr), Some("a"), Some("")] {
             let code = properties::tag_code(tag);

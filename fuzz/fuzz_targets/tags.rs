@@ -1,4 +1,4 @@
-//! The tag-expression parser and matcher, and the properties decoder it reads.
+//! The tag-expression and SQL92 parsers and matchers, and the properties decoder they read.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

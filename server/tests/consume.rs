@@ -495,6 +495,63 @@ async fn a_new_tag_expression_resubscribes_and_earlier_handles_stay_valid() {
     server.shutdown().await.unwrap();
 }
 
+/// An SQL92 filter (the clients' `FilterExpressionType.SQL92`) takes the messages whose
+/// properties satisfy it, the tag as `TAGS`; a group may move between tags and SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sql92_filter_takes_what_its_expression_selects() {
+    let (server, mut client) = start(Broker::memory(), config()).await;
+    for (n, amount, tag) in [
+        (1, "5", "paid"),
+        (2, "500", "paid"),
+        (3, "50", "refund"),
+        (4, "abc", "paid"),
+    ] {
+        let mut m = message("orders", b"x", &message_id(n));
+        m.system_properties.as_mut().unwrap().tag = Some(tag.into());
+        m.user_properties.insert("amount".into(), amount.into());
+        send(&mut client, m).await;
+    }
+    let sql = |expr: &str| {
+        let mut r = receive_request("billing", "orders", 30);
+        let f = r.filter_expression.as_mut().unwrap();
+        f.r#type = FilterType::Sql as i32;
+        f.expression = expr.into();
+        r
+    };
+    let (status, got, _) = receive(
+        &mut client,
+        sql("amount >= 50 AND TAGS = 'paid'"),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status, Code::Ok);
+    assert_eq!(got.iter().map(id).collect::<Vec<_>>(), [message_id(2)]);
+    let r = ack(
+        &mut client,
+        "billing",
+        "orders",
+        &[(id(&got[0]), handle(&got[0]))],
+    )
+    .await;
+    assert_eq!(code(&r.status), Code::Ok, "{r:?}");
+    // What the expression passed over is done for the group, as with tags.
+    assert_eq!(server.broker().lag("billing", "orders").unwrap(), 0);
+    // Another group, by SQL then by tags: each receive reads by its own expression
+    // (and what one passed over stays passed over).
+    let mut other = sql("amount < 10");
+    other.group = Some(resource("audit"));
+    let (_, low, _) = receive(&mut client, other, Duration::from_secs(5)).await;
+    assert_eq!(low.iter().map(id).collect::<Vec<_>>(), [message_id(1)]);
+    let mut m = message("orders", b"x", &message_id(5));
+    m.system_properties.as_mut().unwrap().tag = Some("refund".into());
+    send(&mut client, m).await;
+    let mut refunds = receive_request("audit", "orders", 30);
+    refunds.filter_expression.as_mut().unwrap().expression = "refund".into();
+    let (_, r, _) = receive(&mut client, refunds, Duration::from_secs(5)).await;
+    assert_eq!(r.iter().map(id).collect::<Vec<_>>(), [message_id(5)]);
+    server.shutdown().await.unwrap();
+}
+
 /// Two clients of one group with different expressions (a rolling upgrade from "A" to
 /// "A || B"), polling at once: every receive is answered OK (they used to replace the
 /// group's member under each other: errors by the thousand), and each gets only what

@@ -117,7 +117,9 @@ async fn consumer_rpcs_refuse_each_bad_field_with_its_code() {
         [Code::IllegalInvisibleTime as i32]
     );
     let mut r = receive_request();
-    r.filter_expression.as_mut().unwrap().r#type = FilterType::Sql as i32;
+    let f = r.filter_expression.as_mut().unwrap();
+    f.r#type = FilterType::Sql as i32;
+    f.expression = "a >".into();
     assert_eq!(
         receive_statuses(&mut client, r).await,
         [Code::IllegalFilterExpression as i32]

@@ -104,7 +104,8 @@ step "official Java client: Apache RocketMQ"
 p="$prefix-ra-java"
 $create "topic:$p-normal:NORMAL" "topic:$p-fifo:FIFO" "topic:$p-delay:DELAY" "topic:$p-tx:TRANSACTION" \
   "topic:$p-push:NORMAL" "topic:$p-pfifo:FIFO" "group:$p-normal-g" "group:$p-fifo-g:fifo" \
-  "group:$p-delay-g" "group:$p-tx-g" "group:$p-push-g" "group:$p-pfifo-g:fifo" >/dev/null || rc=1
+  "group:$p-delay-g" "group:$p-tx-g" "group:$p-push-g" "group:$p-pfifo-g:fifo" \
+  "topic:$p-sql:NORMAL" "group:$p-sql-g" >/dev/null || rc=1
 java_official "$apache" "$p" "$out/java-rocketmq.json" || rc=1
 step "official Java client: pocketmq serve"
 java_official "$serve" "$prefix-java" "$out/java-serve.json" || rc=1

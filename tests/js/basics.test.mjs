@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { Broker, ManualClock, Message, version } from "pocketmq";
+import { Broker, InvalidArgumentError, ManualClock, Message, version } from "pocketmq";
 
 const text = (m) => new TextDecoder().decode(m.body);
 
@@ -226,6 +226,27 @@ test("tag expressions filter what a consumer gets", async () => {
   const c = broker.consumer({ group: "sms", topic: "orders", tags: "paid || shipped" });
   const got = await c.receive({ maxMessages: 10, timeoutMs: 500 });
   assert.deepEqual(got.map(text).sort(), ["1", "3"]);
+  broker.close();
+});
+
+test("an sql expression over the properties filters what a consumer gets", async () => {
+  const broker = new Broker();
+  const p = broker.producer("g");
+  p.send("orders", "small", { tags: "paid", properties: { amount: "20", region: "eu" } });
+  p.send("orders", "big", { tags: "paid", properties: { amount: "250", region: "eu" } });
+  p.send("orders", "big-us", { tags: "paid", properties: { amount: "900", region: "us" } });
+  p.send("orders", "refund", { tags: "refund", properties: { amount: "300", region: "eu" } });
+  p.send("orders", "none", { tags: "paid" });
+  const c = broker.consumer({ group: "audit", topic: "orders", sql: "amount > 100 AND region = 'eu' AND TAGS = 'paid'" });
+  const got = await c.receive({ maxMessages: 10, timeoutMs: 500 });
+  assert.deepEqual(got.map(text), ["big"]);
+  const sc = broker.simpleConsumer({ group: "us", topic: "orders", sql: "region IN ('us') OR amount IS NULL" });
+  assert.deepEqual((await sc.receive({ maxMessages: 10, timeoutMs: 0 })).map(text).sort(), ["big-us", "none"]);
+  for (const sql of ["", "amount >", "amount > 'x'", "region = NULL"]) {
+    assert.throws(() => broker.consumer({ group: "bad", topic: "orders", sql }), (e) => e instanceof InvalidArgumentError && /SQL92/.test(e.message), sql);
+  }
+  assert.throws(() => broker.consumer({ group: "bad", topic: "orders", tags: "paid", sql: "amount > 1" }), InvalidArgumentError);
+  assert.throws(() => broker.consumer({ group: "bad", topic: "orders", sql: 5 }), TypeError);
   broker.close();
 });
 

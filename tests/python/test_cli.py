@@ -78,6 +78,13 @@ def test_send_receive_and_the_console_script(store: Path):
     assert again.returncode == 0 and again.stdout == "", "acked messages stay consumed across runs"
     piped = cli("--store", s, "send", "t", "-", stdin="from stdin")
     assert piped.returncode == 0 and piped.stdout.startswith("SEND_OK "), piped.stderr
+    for amount in ("5", "500"):
+        ok("--store", s, "send", "orders", f"amount {amount}", "--property", f"amount={amount}")
+    big = cli("--store", s, "receive", "orders", "--group", "audit", "--sql", "amount > 100", "--json")
+    assert big.returncode == 0, big.stderr
+    assert [json.loads(line)["body"] for line in big.stdout.splitlines()] == ["amount 500"]
+    bad = cli("--store", s, "receive", "orders", "--group", "audit", "--sql", "amount >")
+    assert bad.returncode == 2 and "SQL92" in bad.stderr, (bad.returncode, bad.stderr)
 
 
 def test_tables_are_aligned_and_json_parses(orders: Path):

@@ -197,6 +197,55 @@ def test_tag_filters(broker, expr, expected):
     assert len(got) == len(expected)
 
 
+ORDERS = [
+    # body, properties, tag
+    ("small-eu", {"amount": "20", "region": "eu"}, "paid"),
+    ("big-eu", {"amount": "250", "region": "eu"}, "paid"),
+    ("big-us", {"amount": "900", "region": "us"}, "paid"),
+    ("refund", {"amount": "-50", "region": "eu"}, "refund"),
+    ("no-amount", {"region": "eu"}, "paid"),
+    ("bad-amount", {"amount": "lots", "region": "us"}, "paid"),
+]
+
+
+@pytest.mark.parametrize(
+    "sql, expected",
+    [
+        ("amount > 100", {"big-eu", "big-us"}),
+        ("amount > 100 AND region = 'eu'", {"big-eu"}),
+        ("region = 'us' OR TAGS = 'refund'", {"big-us", "bad-amount", "refund"}),
+        ("amount IS NULL", {"no-amount"}),
+        # A value that is no number fails the comparison, and so the whole expression.
+        ("amount < 0 OR amount IS NULL", {"refund", "no-amount"}),
+        # A missing property compared is NULL, and NOT NULL is NULL: not taken.
+        ("region STARTSWITH 'e' AND NOT (amount > 100)", {"small-eu", "refund"}),
+        ("amount BETWEEN 20 AND 250", {"small-eu", "big-eu"}),
+        ("TAGS = 'paid' AND region NOT IN ('us')", {"small-eu", "big-eu", "no-amount"}),
+        ("region CONTAINS 'u' AND amount <> 900", {"small-eu", "big-eu", "refund"}),
+    ],
+)
+def test_sql_filters(broker, sql, expected):
+    # RocketMQ's MessageSelector.bySql: an SQL92 expression over the properties.
+    p = broker.producer("p")
+    for body, props, tag in ORDERS:
+        p.send("t", body, tags=tag, properties=props)
+    got = drain(broker.consumer("g", "t", sql=sql))
+    assert sorted(m.text() for m in got) == sorted(expected)
+
+
+def test_bad_sql_filters_are_invalid_arguments(broker):
+    for sql in ["", "amount >", "amount > 'x'", "region = NULL", "amount = 1 region = 2", "(a = 1"]:
+        with pytest.raises(pocketmq.InvalidArgument, match="SQL92"):
+            broker.consumer("g", "t", sql=sql)
+    with pytest.raises(pocketmq.InvalidArgument, match="tags or sql"):
+        broker.consumer("g", "t", tags="paid", sql="amount > 1")
+    with pytest.raises(TypeError):
+        broker.consumer("g", "t", sql=5)
+    # Nothing joined the group: a consumer with neither takes every message.
+    broker.producer("p").send("t", b"x")
+    assert [m.body for m in drain(broker.consumer("g", "t", sql=None))] == [b"x"]
+
+
 def test_orderly_consumption_keeps_a_sharding_key_in_order(broker):
     broker.create_topic("t", queues=4)
     p = broker.producer("p")

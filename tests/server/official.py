@@ -23,6 +23,7 @@ from typing import Any, Callable
 from rocketmq import (ClientConfiguration, ConsumeResult, Credentials, FilterExpression,
                       Message, MessageListener, Producer, PushConsumer, SimpleConsumer,
                       TransactionChecker, TransactionResolution)
+from rocketmq.grpc_protocol import FilterType
 
 NORMAL = 20
 FIFO_GROUPS = ("group-a", "group-b", "group-c")
@@ -104,7 +105,7 @@ def wait_for(cond: Callable[[], bool], seconds: float) -> bool:
 
 def main() -> int:
     endpoint, prefix, out_path = sys.argv[1:4]
-    t = {k: f"{prefix}-{k}" for k in ("normal", "fifo", "delay", "tx", "push")}
+    t = {k: f"{prefix}-{k}" for k in ("normal", "fifo", "delay", "tx", "push", "sql")}
     config = ClientConfiguration(endpoint, Credentials(), request_timeout=3)
     checks = Checks()
     sent: list[dict[str, Any]] = []
@@ -259,6 +260,24 @@ def main() -> int:
         checks.check(per_topic[t["normal"]] == set(normal) and len(per_topic[t["fifo"]]) == fifo_total,
                      f"one SimpleConsumer group on two topics received {len(per_topic[t['normal']])}/{NORMAL} "
                      f"and {len(per_topic[t['fifo']])}/{fifo_total}")
+
+        # An SQL92 filter over the properties (FilterExpression of type SQL92): the
+        # SimpleConsumer takes the messages whose amount is at least 50; "abc" is no
+        # number, so that message is not taken either.
+        for i, amount in enumerate(("5", "500", "50", "abc")):
+            m = message(t["sql"], f"py-sql-{i}", tag="tag-sql", key=f"key-py-sql-{i}")
+            m.add_property("amount", amount)
+            producer.send(m)
+        by_sql = SimpleConsumer(config, f"{prefix}-sql-g",
+                                {t["sql"]: FilterExpression("amount >= 50 AND TAGS = 'tag-sql'", FilterType.SQL)},
+                                await_duration=2)
+        by_sql.startup()
+        clients.append(by_sql)
+        took: list[str] = []
+        receive_until(by_sql, lambda: len(took) >= 2, 20, lambda m: took.append(m.body.decode()))
+        receive_until(by_sql, lambda: False, 2, lambda m: took.append(m.body.decode()))
+        checks.check(sorted(took) == ["py-sql-1", "py-sql-2"],
+                     f"SQL92 filter amount >= 50 took {sorted(took)} of amounts 5, 500, 50, abc")
 
         # PushConsumer: each redelivered exactly once, then acked.
         wait_for(lambda: all(len(listener.deliveries[i]) >= 2 for i in pushed), 30)

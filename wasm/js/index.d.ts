@@ -115,6 +115,12 @@ export interface ConsumerOptions {
   topic: string;
   /** A tag expression: "*" (default), "A" or "A || B". */
   tags?: string;
+  /**
+   * An SQL92 expression over the properties instead of tags, as RocketMQ's
+   * `MessageSelector.bySql`: "amount > 100 AND region IN ('eu', 'us')" (the tag is
+   * `TAGS`). Give tags or sql, not both.
+   */
+  sql?: string;
   /** Each consumer of the group gets every message (default false: clustering). */
   broadcasting?: boolean;
   /** One message in flight per queue; a failure retries in place. */
@@ -406,6 +412,12 @@ export interface SimpleConsumerOptions {
   topic: string;
   /** A tag expression: "*" (default), "A" or "A || B". */
   tags?: string;
+  /**
+   * An SQL92 expression over the properties instead of tags, as RocketMQ's
+   * `MessageSelector.bySql`: "amount > 100 AND region IN ('eu', 'us')" (the tag is
+   * `TAGS`). Give tags or sql, not both.
+   */
+  sql?: string;
   /** How long a delivery stays invisible to the group unless acked (30000). */
   invisibleDurationMs?: number;
   /** Deliveries of a message before it goes to %DLQ%<group> (16). */

@@ -445,7 +445,7 @@ export class Broker {
     return new TransactionProducer(this, this.#native.transactionProducer(group, decide));
   }
 
-  /** A consumer: `{ group, topic, tags, broadcasting, orderly, maxReconsumeTimes, start, consumerId }`. */
+  /** A consumer: `{ group, topic, tags, sql, broadcasting, orderly, maxReconsumeTimes, start, consumerId }`. */
   consumer(options, topic, more) {
     options = groupAndTopic(options, topic, more);
     if (!isPlainObject(options)) throw new TypeError("consumer options must be an object with group and topic");
@@ -455,7 +455,7 @@ export class Broker {
     return c;
   }
 
-  /** A simple (POP) consumer: `{ group, topic, tags, invisibleDurationMs, maxDeliveryAttempts, fifo }`. */
+  /** A simple (POP) consumer: `{ group, topic, tags, sql, invisibleDurationMs, maxDeliveryAttempts, fifo }`. */
   simpleConsumer(options, topic, more) {
     options = groupAndTopic(options, topic, more);
     if (!isPlainObject(options)) throw new TypeError("simple consumer options must be an object with group and topic");

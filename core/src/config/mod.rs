@@ -365,6 +365,9 @@ pub struct ConsumerConfig {
     pub topic: String,
     /// A tag expression: `"*"`, `"A"` or `"A || B"`.
     pub tags: String,
+    /// An SQL92 expression over the properties instead of tags (`"amount > 100"`,
+    /// RocketMQ's `MessageSelector.bySql`); `tags` must then be `"*"`.
+    pub sql: Option<String>,
     /// Clustering (the group shares the queues) or broadcasting (every member gets
     /// every message).
     pub model: MessageModel,
@@ -390,6 +393,7 @@ impl ConsumerConfig {
             group: group.into(),
             topic: topic.into(),
             tags: "*".to_string(),
+            sql: None,
             model: MessageModel::Clustering,
             orderly: false,
             max_reconsume_times: 16,
@@ -424,6 +428,9 @@ pub struct SimpleConsumerConfig {
     pub topic: String,
     /// A tag expression: `"*"`, `"A"` or `"A || B"`.
     pub tags: String,
+    /// An SQL92 expression over the properties instead of tags (`"amount > 100"`,
+    /// RocketMQ's `MessageSelector.bySql`); `tags` must then be `"*"`.
+    pub sql: Option<String>,
     /// How long a delivery stays invisible to the group unless acked or changed.
     pub invisible_duration_ms: u64,
     /// Deliveries of a message before it goes to `%DLQ%<group>` (16).
@@ -439,6 +446,7 @@ impl SimpleConsumerConfig {
             group: group.into(),
             topic: topic.into(),
             tags: "*".to_string(),
+            sql: None,
             invisible_duration_ms: 30_000,
             max_delivery_attempts: 16,
             fifo: false,

@@ -73,6 +73,7 @@ const BROKER: &[(&str, OptionKind)] = &[
 
 const CONSUMER: &[(&str, OptionKind)] = &[
     ("tags", OptionKind::Text),
+    ("sql", OptionKind::Text),
     ("broadcasting", OptionKind::Bool),
     ("orderly", OptionKind::Bool),
     ("max_reconsume_times", OptionKind::Integer),
@@ -84,6 +85,7 @@ const CONSUMER: &[(&str, OptionKind)] = &[
 
 const SIMPLE: &[(&str, OptionKind)] = &[
     ("tags", OptionKind::Text),
+    ("sql", OptionKind::Text),
     ("invisible_duration", OptionKind::Duration),
     ("max_delivery_attempts", OptionKind::Integer),
     ("fifo", OptionKind::Bool),
@@ -271,6 +273,7 @@ impl ConsumerConfig {
     pub fn set_option(&mut self, name: &str, v: OptionValue) -> Result<()> {
         match name {
             "tags" => self.tags = text(name, v)?,
+            "sql" => self.sql = Some(text(name, v)?),
             "broadcasting" => {
                 self.model = if boolean(name, &v)? {
                     MessageModel::Broadcasting
@@ -314,6 +317,7 @@ impl SimpleConsumerConfig {
     pub fn set_option(&mut self, name: &str, v: OptionValue) -> Result<()> {
         match name {
             "tags" => self.tags = text(name, v)?,
+            "sql" => self.sql = Some(text(name, v)?),
             "invisible_duration" => self.invisible_duration_ms = duration(name, &v)?,
             "max_delivery_attempts" => {
                 self.max_delivery_attempts = integer(name, &v, u32::MAX as u64)? as u32

@@ -165,7 +165,7 @@ impl ConsumerGroups {
         topic::validate_group(&cfg.group)?;
         topic::validate_consumable_topic(&cfg.topic)?;
         cfg.validate()?;
-        let filter = filter::parse(&cfg.tags)?;
+        let filter = filter::from_config(&cfg.tags, cfg.sql.as_deref())?;
         if self.pop.has_live(&cfg.group) {
             return Err(Error::invalid(format!(
                 "group {:?} has live simple consumers; a group is simple or classic",
@@ -175,9 +175,9 @@ impl ConsumerGroups {
         // One subscription per group: RocketMQ silently loses messages when members
         // of a group subscribe differently; refuse it instead.
         if let Some(live) = self.consumers.values().find(|c| c.group == cfg.group) {
-            if live.topic != cfg.topic || live.filter.canonical() != filter.canonical() {
+            if live.topic != cfg.topic || !filter::same(&*live.filter, &*filter) {
                 return Err(Error::invalid(format!(
-                    "group {:?} is subscribed to {:?} with tags {:?} by a live consumer; \
+                    "group {:?} is subscribed to {:?} with {:?} by a live consumer; \
                      every member of a group subscribes alike (use another group)",
                     cfg.group,
                     live.topic,
@@ -242,7 +242,7 @@ impl ConsumerGroups {
         topic::validate_group(&cfg.group)?;
         topic::validate_consumable_topic(&cfg.topic)?;
         cfg.validate()?;
-        let filter = filter::parse(&cfg.tags)?;
+        let filter = filter::from_config(&cfg.tags, cfg.sql.as_deref())?;
         if self.consumers.values().any(|c| c.group == cfg.group) {
             return Err(Error::invalid(format!(
                 "group {:?} has live classic consumers; a group is simple or classic",

@@ -113,10 +113,11 @@ impl Engine {
         Ok(new)
     }
 
-    /// A simple consumer alone in its group changes the group's tag expression.
-    pub fn resubscribe_simple(&mut self, handle: u64, tags: &str) -> Result<()> {
+    /// A simple consumer alone in its group changes the group's tag expression, or
+    /// its SQL92 expression with `sql`.
+    pub fn resubscribe_simple(&mut self, handle: u64, tags: &str, sql: Option<&str>) -> Result<()> {
         self.check_open()?;
-        let filter = crate::filter::parse(tags)?;
+        let filter = crate::filter::from_config(tags, sql)?;
         self.groups.pop.resubscribe(handle, filter)?;
         self.arrived = true;
         Ok(())

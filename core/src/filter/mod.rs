@@ -3,14 +3,16 @@
 //! ConsumeQueue entry's tag code, then an exact test on the record's properties, so
 //! a hash that collides never lets a message through.
 //!
-//! A new kind of filter (SQL92 over properties, say) implements [`MessageFilter`]
-//! and is chosen in [`parse`]; consumers hold any filter behind the trait.
+//! A subscription filters by tags (tag.rs) or by an SQL92 expression over the
+//! properties (sql92.rs); consumers hold either behind [`MessageFilter`].
 
+pub(crate) mod sql92;
 pub(crate) mod tag;
 
 use std::sync::Arc;
 
-use crate::Result;
+use crate::{Error, Result};
+pub(crate) use sql92::SqlFilter;
 pub(crate) use tag::TagFilter;
 
 /// Decides whether a subscription takes a message.
@@ -22,12 +24,45 @@ pub(crate) trait MessageFilter: Send + Sync + std::fmt::Debug {
     fn matches(&self, properties: &[u8]) -> bool;
     /// Whether the filter takes every message (no exact stage needed).
     fn takes_all(&self) -> bool;
-    /// The expression in a canonical form: two filters with the same canonical form
-    /// select the same messages.
+    /// The expression in a canonical form: two filters of the same kind with the
+    /// same canonical form select the same messages.
     fn canonical(&self) -> String;
+    /// Whether this is an SQL92 filter (else a tag expression).
+    fn is_sql(&self) -> bool {
+        false
+    }
+}
+
+/// Whether two filters are the same subscription.
+pub(crate) fn same(a: &dyn MessageFilter, b: &dyn MessageFilter) -> bool {
+    a.is_sql() == b.is_sql() && a.canonical() == b.canonical()
 }
 
 /// A subscription's filter from its tag expression (`"*"`, `"A"`, `"A || B"`).
 pub(crate) fn parse(expression: &str) -> Result<Arc<dyn MessageFilter>> {
     Ok(Arc::new(TagFilter::parse(expression)?))
+}
+
+/// Checks an SQL92 filter expression (`ConsumerConfig::sql`): `InvalidArgument`
+/// saying what is wrong with it, if anything.
+pub fn check_sql(expression: &str) -> Result<()> {
+    SqlFilter::parse(expression).map(|_| ())
+}
+
+/// A consumer's filter: its SQL92 expression if it has one (its tags then must be
+/// `"*"`, as a RocketMQ subscription is by tag or by SQL), else its tags.
+pub(crate) fn from_config(tags: &str, sql: Option<&str>) -> Result<Arc<dyn MessageFilter>> {
+    match sql {
+        None => parse(tags),
+        Some(sql) => {
+            let tags = tags.trim();
+            if !(tags.is_empty() || tags == "*") {
+                return Err(Error::invalid(format!(
+                    "give tags or sql, not both (tags {tags:?}): a subscription filters by \
+                     one of them; to test the tag in SQL, use TAGS = 'name'"
+                )));
+            }
+            Ok(Arc::new(SqlFilter::parse(sql)?))
+        }
+    }
 }

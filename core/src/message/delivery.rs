@@ -180,6 +180,22 @@ impl MessageExt {
         Ok(crate::filter::TagFilter::parse(expression)?.matches_tag(self.tags.as_deref()))
     }
 
+    /// Whether a subscription with this SQL92 expression (`ConsumerConfig::sql`) takes
+    /// the message; a bad expression is `InvalidArgument`. It sees the properties,
+    /// and the tag and keys as `TAGS` and `KEYS` (keys joined by spaces).
+    pub fn matches_sql(&self, expression: &str) -> crate::Result<bool> {
+        let filter = crate::filter::SqlFilter::parse(expression)?;
+        let keys = self.keys.join(" ");
+        let get = |name: &str| -> Option<&str> {
+            match name {
+                prop::TAGS => self.tags.as_deref(),
+                prop::KEYS => (!keys.is_empty()).then_some(keys.as_str()),
+                _ => self.properties.get(name).map(String::as_str),
+            }
+        };
+        Ok(filter.matches_with(&get))
+    }
+
     /// The message as users see it. `body` is the record's body (a zero-copy slice
     /// of the segment where the backend allows).
     pub(crate) fn from_record(r: &RecordView<'_>, ids: &Nonces, body: Bytes) -> MessageExt {

@@ -57,7 +57,8 @@ pub struct Pop {
     pub client: Arc<Client>,
     pub group: String,
     pub topic: String,
-    tags: String,
+    /// The filter's type (TAG or SQL92) and expression.
+    filter: (FilterType, String),
     invisible: Duration,
     settings: Settings,
     /// `simple_consumer` (true) or `consumer` (false), for the repr.
@@ -120,20 +121,19 @@ impl Pop {
         conn: Arc<Connection>,
         group: &str,
         topic: &str,
-        tags: Option<String>,
+        filter: (FilterType, String),
         invisible: Duration,
         wanted: Wanted,
         simple: bool,
     ) -> Outcome<Pop> {
         let core = conn.core.clone();
-        let tags = tags.unwrap_or_else(|| "*".into());
         let sub = Subscription {
             group: Some(core.resource(group)),
             subscriptions: vec![SubscriptionEntry {
                 topic: Some(core.resource(topic)),
                 expression: Some(FilterExpression {
-                    r#type: FilterType::Tag as i32,
-                    expression: tags.clone(),
+                    r#type: filter.0 as i32,
+                    expression: filter.1.clone(),
                 }),
             }],
             fifo: None,
@@ -167,7 +167,7 @@ impl Pop {
             client,
             group: group.to_string(),
             topic: topic.to_string(),
-            tags,
+            filter,
             invisible,
             settings,
             simple,
@@ -249,10 +249,10 @@ impl Pop {
         wait: Duration,
     ) -> impl std::future::Future<Output = Outcome<Vec<MessageExt>>> + Send + 'static {
         let client = self.client.clone();
-        let (group, topic, tags, invisible) = (
+        let (group, topic, filter, invisible) = (
             self.group.clone(),
             self.topic.clone(),
-            self.tags.clone(),
+            self.filter.clone(),
             self.invisible,
         );
         async move {
@@ -262,8 +262,8 @@ impl Pop {
                 group: Some(core.resource(&group)),
                 message_queue: Some(core.pick(&route).clone()),
                 filter_expression: Some(FilterExpression {
-                    r#type: FilterType::Tag as i32,
-                    expression: tags,
+                    r#type: filter.0 as i32,
+                    expression: filter.1,
                 }),
                 batch_size: max.min(i32::MAX as usize) as i32,
                 invisible_duration: Some(wire::pb_duration(invisible)),
@@ -1101,11 +1101,32 @@ impl RemoteConsumer {
     }
 }
 
+/// A consumer's filter from its `tags` and `sql` options, checked as the embedded
+/// broker checks them (`InvalidArgument` before any call).
+pub fn filter(tags: Option<String>, sql: Option<String>) -> PyResult<(FilterType, String)> {
+    match sql {
+        None => Ok((FilterType::Tag, tags.unwrap_or_else(|| "*".into()))),
+        Some(sql) => {
+            if let Some(t) = tags.as_deref().map(str::trim) {
+                if !(t.is_empty() || t == "*") {
+                    return Err(crate::errors::invalid(format!(
+                        "give tags or sql, not both (tags {t:?}): a subscription filters by \
+                         one of them; to test the tag in SQL, use TAGS = 'name'"
+                    )));
+                }
+            }
+            pocketmq::check_sql(&sql).map_err(crate::errors::to_py)?;
+            Ok((FilterType::Sql, sql))
+        }
+    }
+}
+
 /// The options of `consumer()` over the protocol, checked; the invisible duration.
 pub fn consumer_options(
     options: Option<&Bound<'_, PyDict>>,
-) -> PyResult<(Option<String>, Duration, Wanted)> {
+) -> PyResult<((FilterType, String), Duration, Wanted)> {
     let mut tags = None;
+    let mut sql = None;
     let mut invisible = Duration::from_secs(900);
     let mut wanted = Wanted {
         fifo: None,
@@ -1122,6 +1143,7 @@ pub fn consumer_options(
         }
         match name.as_str() {
             "tags" => tags = Some(v.extract::<String>()?),
+            "sql" => sql = Some(v.extract::<String>()?),
             "broadcasting" => {
                 if v.extract::<bool>()? {
                     return Err(ns(
@@ -1169,5 +1191,5 @@ pub fn consumer_options(
             other => return Err(crate::convert::unexpected("consumer()", other)),
         }
     }
-    Ok((tags, invisible, wanted))
+    Ok((filter(tags, sql)?, invisible, wanted))
 }

@@ -175,7 +175,7 @@ impl RemoteBroker {
 
     /// A simple (POP) consumer. `fifo` and `max_delivery_attempts` are the server's
     /// to decide: asking for other values than it has raises `NotSupported`.
-    #[pyo3(signature = (group, topic, *, tags=None, invisible_duration=None, max_delivery_attempts=None, fifo=None))]
+    #[pyo3(signature = (group, topic, *, tags=None, invisible_duration=None, max_delivery_attempts=None, fifo=None, sql=None))]
     #[allow(clippy::too_many_arguments)]
     fn simple_consumer(
         &self,
@@ -186,10 +186,11 @@ impl RemoteBroker {
         invisible_duration: Option<Bound<'_, PyAny>>,
         max_delivery_attempts: Option<crate::convert::Whole>,
         fifo: Option<bool>,
+        sql: Option<OwnedText>,
     ) -> PyResult<RemoteConsumer> {
         let group = group.0;
         let topic = topic.0;
-        let tags = tags.map(|t| t.0);
+        let filter = consumer::filter(tags.map(|t| t.0), sql.map(|t| t.0))?;
         pocketmq::validate_group(&group).py_err()?;
         let invisible = match invisible_duration {
             Some(d) => {
@@ -211,7 +212,7 @@ impl RemoteBroker {
         };
         let conn = self.live()?.clone();
         let pop = py
-            .detach(|| consumer::Pop::open(conn, &group, &topic, tags, invisible, wanted, true))
+            .detach(|| consumer::Pop::open(conn, &group, &topic, filter, invisible, wanted, true))
             .py()?;
         Ok(RemoteConsumer(Arc::new(pop)))
     }
@@ -230,10 +231,10 @@ impl RemoteBroker {
         let group = group.0;
         let topic = topic.0;
         pocketmq::validate_group(&group).py_err()?;
-        let (tags, invisible, wanted) = consumer::consumer_options(options)?;
+        let (filter, invisible, wanted) = consumer::consumer_options(options)?;
         let conn = self.live()?.clone();
         let pop = py
-            .detach(|| consumer::Pop::open(conn, &group, &topic, tags, invisible, wanted, false))
+            .detach(|| consumer::Pop::open(conn, &group, &topic, filter, invisible, wanted, false))
             .py()?;
         Ok(RemoteConsumer(Arc::new(pop)))
     }

@@ -46,8 +46,8 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(200);
 pub(crate) struct ReceiveSpec {
     pub group: String,
     pub topic: String,
-    /// A tag expression: `*` or `a || b`.
-    pub tags: String,
+    /// The client's filter.
+    pub filter: Filter,
     pub batch: usize,
     pub invisible: Duration,
     pub auto_renew: bool,
@@ -71,18 +71,49 @@ pub(crate) fn grpc_timeout(md: &MetadataMap) -> Option<Duration> {
     })
 }
 
-/// A tag filter expression, or ILLEGAL_FILTER_EXPRESSION.
-pub(crate) fn filter(f: Option<&FilterExpression>) -> Outcome<String> {
+/// How a receive filters the topic's messages: by tags, as RocketMQ's TAG
+/// expressions, or by an SQL92 expression over their properties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Filter {
+    /// `*` or `a || b`.
+    Tags(String),
+    Sql(String),
+}
+
+impl Filter {
+    /// Whether the filter takes `m`.
+    pub fn takes(&self, m: &pocketmq::MessageExt) -> bool {
+        match self {
+            Filter::Tags(t) => m.matches_tags(t).unwrap_or(true),
+            Filter::Sql(s) => m.matches_sql(s).unwrap_or(true),
+        }
+    }
+}
+
+impl std::fmt::Display for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Filter::Tags(t) => write!(f, "tags {t:?}"),
+            Filter::Sql(s) => write!(f, "sql {s:?}"),
+        }
+    }
+}
+
+/// A receive's filter, or ILLEGAL_FILTER_EXPRESSION.
+pub(crate) fn filter(f: Option<&FilterExpression>) -> Outcome<Filter> {
     let illegal = |why: String| Refusal::new(Code::IllegalFilterExpression, why);
     let Some(f) = f else {
-        return Ok("*".to_string());
+        return Ok(Filter::Tags("*".to_string()));
     };
     match FilterType::try_from(f.r#type).unwrap_or(FilterType::Unspecified) {
-        FilterType::Sql => Err(illegal("SQL92 filters are not supported; use TAG".into())),
+        FilterType::Sql => {
+            pocketmq::check_sql(&f.expression).map_err(|e| illegal(e.to_string()))?;
+            Ok(Filter::Sql(f.expression.clone()))
+        }
         FilterType::Tag | FilterType::Unspecified => {
             let e = f.expression.trim();
             if e.is_empty() || e == "*" {
-                return Ok("*".to_string());
+                return Ok(Filter::Tags("*".to_string()));
             }
             // As RocketMQ's FilterAPI (and the embedded broker) read it: tags joined
             // by "||", empty alternatives skipped ("TagA ||" is TagA), a "*" among
@@ -104,7 +135,7 @@ pub(crate) fn filter(f: Option<&FilterExpression>) -> Outcome<String> {
                     "tag expression {e:?}: use \"*\" alone or tags joined by \"||\""
                 )));
             }
-            Ok(e.to_string())
+            Ok(Filter::Tags(e.to_string()))
         }
     }
 }
@@ -122,7 +153,7 @@ pub(crate) fn receive_spec(
         req.message_queue.as_ref().and_then(|q| q.topic.as_ref()),
         Use::Consume,
     )?;
-    let tags = filter(req.filter_expression.as_ref())?;
+    let filter = filter(req.filter_expression.as_ref())?;
     if req.batch_size <= 0 {
         return Err(Refusal::new(
             Code::BadRequest,
@@ -166,7 +197,7 @@ pub(crate) fn receive_spec(
     Ok(ReceiveSpec {
         group,
         topic,
-        tags,
+        filter,
         batch: (req.batch_size as usize).min(MAX_BATCH),
         invisible,
         auto_renew: req.auto_renew,
@@ -242,7 +273,7 @@ async fn receive_inner(
     let _waiting = Gauge::up(&sh.stats.long_polls);
     let pool = sh.pop.pool(sh, &spec)?;
     let got = pool
-        .receive(spec.batch, spec.poll, spec.invisible, &spec.tags)
+        .receive(spec.batch, spec.poll, spec.invisible, &spec.filter)
         .await?;
     let topic = req.message_queue.and_then(|q| q.topic).unwrap_or_default();
     let now = sh.now_ms();

@@ -29,7 +29,7 @@ use pocketmq::{Broker, ErrorKind, FlushMode, MessageExt, SimpleConsumer, SimpleC
 use tokio::sync::watch;
 
 use super::renewal::Renewals;
-use super::ReceiveSpec;
+use super::{Filter, ReceiveSpec};
 use crate::proto::Code;
 use crate::service::Shared;
 use crate::status::{Outcome, Refusal};
@@ -55,7 +55,7 @@ impl Pools {
             PoolSpec {
                 group: spec.group.clone(),
                 topic: spec.topic.clone(),
-                tags: spec.tags.clone(),
+                filter: spec.filter.clone(),
                 invisible: spec.invisible,
                 max_delivery_attempts: 1 + g.max_reconsume_times,
                 fifo: g.fifo,
@@ -110,7 +110,7 @@ impl Pools {
 pub(crate) struct PoolSpec {
     pub group: String,
     pub topic: String,
-    pub tags: String,
+    pub filter: Filter,
     pub invisible: Duration,
     pub max_delivery_attempts: u32,
     pub fifo: bool,
@@ -124,9 +124,9 @@ pub(crate) struct Delivered {
     pub attempt: u32,
 }
 
-/// The member of the group this pool receives with, and its tag expression.
+/// The member of the group this pool receives with, and its filter.
 struct Member {
-    tags: String,
+    filter: Filter,
     consumer: Arc<SimpleConsumer>,
 }
 
@@ -165,10 +165,10 @@ fn refusal(spec: &PoolSpec, e: pocketmq::Error) -> Refusal {
 
 impl Pool {
     pub(super) fn open(sh: &Shared, spec: PoolSpec) -> Outcome<Pool> {
-        let consumer = Self::join(&sh.broker, &spec, &spec.tags)?;
+        let consumer = Self::join(&sh.broker, &spec, &spec.filter)?;
         Ok(Pool {
             member: RwLock::new(Member {
-                tags: spec.tags.clone(),
+                filter: spec.filter.clone(),
                 consumer: Arc::new(consumer),
             }),
             broker: sh.broker.clone(),
@@ -178,12 +178,17 @@ impl Pool {
         })
     }
 
-    fn join(broker: &Broker, spec: &PoolSpec, tags: &str) -> Outcome<SimpleConsumer> {
+    fn join(broker: &Broker, spec: &PoolSpec, filter: &Filter) -> Outcome<SimpleConsumer> {
+        let (tags, sql) = match filter {
+            Filter::Tags(t) => (t.clone(), None),
+            Filter::Sql(s) => ("*".to_string(), Some(s.clone())),
+        };
         broker
             .simple_consumer(SimpleConsumerConfig {
                 group: spec.group.clone(),
                 topic: spec.topic.clone(),
-                tags: tags.to_string(),
+                tags,
+                sql,
                 invisible_duration_ms: millis(spec.invisible).max(1),
                 max_delivery_attempts: spec.max_delivery_attempts,
                 fifo: spec.fifo,
@@ -191,36 +196,40 @@ impl Pool {
             .map_err(|e| refusal(spec, e))
     }
 
-    /// The member, subscribed with `tags` (the old one leaves if it had others).
-    fn member(&self, tags: Option<&str>) -> Outcome<Arc<SimpleConsumer>> {
+    /// The member, subscribed with `filter` (the old one leaves if it had another).
+    fn member(&self, filter: Option<&Filter>) -> Outcome<Arc<SimpleConsumer>> {
         {
             let m = self.member.read().expect("member");
-            if tags.is_none_or(|t| t == m.tags) && !m.consumer.is_closed() {
+            if filter.is_none_or(|f| *f == m.filter) && !m.consumer.is_closed() {
                 return Ok(m.consumer.clone());
             }
         }
         let mut m = self.member.write().expect("member");
-        let tags = tags.unwrap_or(&m.tags).to_string();
+        let filter = filter.unwrap_or(&m.filter).clone();
         // Another expression: the member resubscribes the group in place, so the
         // receives of other clients on it go on (they drop what does not match theirs).
-        if tags != m.tags && !m.consumer.is_closed() && m.consumer.resubscribe(&tags).is_ok() {
+        let resubscribed = |c: &SimpleConsumer| match &filter {
+            Filter::Tags(t) => c.resubscribe(t),
+            Filter::Sql(s) => c.resubscribe_sql(s),
+        };
+        if filter != m.filter && !m.consumer.is_closed() && resubscribed(&m.consumer).is_ok() {
             log::debug!(
-                "group={} topic={} event=resubscribed tags={tags:?}",
+                "group={} topic={} event=resubscribed {filter}",
                 self.spec.group,
                 self.spec.topic
             );
-            m.tags = tags;
+            m.filter = filter;
             return Ok(m.consumer.clone());
         }
-        if tags != m.tags || m.consumer.is_closed() {
+        if filter != m.filter || m.consumer.is_closed() {
             let _ = m.consumer.close();
-            let consumer = Arc::new(Self::join(&self.broker, &self.spec, &tags)?);
+            let consumer = Arc::new(Self::join(&self.broker, &self.spec, &filter)?);
             log::debug!(
-                "group={} topic={} event=resubscribed tags={tags:?}",
+                "group={} topic={} event=resubscribed {filter}",
                 self.spec.group,
                 self.spec.topic
             );
-            *m = Member { tags, consumer };
+            *m = Member { filter, consumer };
         }
         Ok(m.consumer.clone())
     }
@@ -229,13 +238,13 @@ impl Pool {
     /// sync flushing); once more on a new member if the old one left meanwhile.
     async fn call<T: Send + 'static>(
         &self,
-        tags: Option<&str>,
+        filter: Option<&Filter>,
         f: impl Fn(&SimpleConsumer) -> pocketmq::Result<T> + Send + Sync + 'static,
     ) -> Outcome<T> {
         let f = Arc::new(f);
         let mut tries = 0;
         loop {
-            let sc = self.member(tags)?;
+            let sc = self.member(filter)?;
             let out = if self.blocking {
                 let f = f.clone();
                 let sc2 = sc.clone();
@@ -264,21 +273,21 @@ impl Pool {
 
     /// Up to `max` messages of the group's topic, waiting up to `poll` for the first
     /// (empty when none came, or the server is shutting down), each invisible for
-    /// `invisible`; `tags` filters them.
+    /// `invisible`; `filter` filters them.
     pub(super) async fn receive(
         &self,
         max: usize,
         poll: Duration,
         invisible: Duration,
-        tags: &str,
+        filter: &Filter,
     ) -> Outcome<Vec<Delivered>> {
         let deadline = tokio::time::Instant::now() + poll;
         let invisible_ms = millis(invisible).max(1);
         let mut shutdown = self.shutdown.clone();
         loop {
-            let sc = self.member(Some(tags))?;
+            let sc = self.member(Some(filter))?;
             let got = self
-                .call(Some(tags), move |sc| {
+                .call(Some(filter), move |sc| {
                     let r = sc.start_receive(max, Some(Duration::ZERO))?;
                     sc.receive_step_invisible(&r, Some(Duration::ZERO), invisible_ms)
                 })
@@ -286,9 +295,7 @@ impl Pool {
                 .unwrap_or_default();
             // Read while another client's expression held the group: what this
             // request's does not take goes back at once, not counted as an attempt.
-            let (got, other): (Vec<_>, Vec<_>) = got
-                .into_iter()
-                .partition(|m| m.matches_tags(tags).unwrap_or(true));
+            let (got, other): (Vec<_>, Vec<_>) = got.into_iter().partition(|m| filter.takes(m));
             for m in other {
                 if let Some(h) = m.receipt_handle {
                     let _ = self.suspend(&h, Duration::ZERO).await;

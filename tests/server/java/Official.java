@@ -3,8 +3,9 @@
 // (three message groups), delayed and transactional messages (commit, rollback,
 // UNKNOWN resolved by check-back); a SimpleConsumer receiving each kind, changing one
 // delivery's invisibility and acking everything; a PushConsumer failing each message
-// once, then succeeding; and a PushConsumer of a FIFO group keeping each message group's
-// order while one message of each group fails once.
+// once, then succeeding; a PushConsumer of a FIFO group keeping each message group's
+// order while one message of each group fails once; and a SimpleConsumer filtering by
+// an SQL92 expression over the properties.
 //
 // usage: java -cp 'lib/*' Official.java HOST:PORT PREFIX SENT.jsonl [--plain] [--json FILE]
 //
@@ -140,7 +141,7 @@ public class Official {
         int jsonAt = flags.indexOf("--json");
         String jsonPath = jsonAt >= 0 ? flags.get(jsonAt + 1) : null;
         Map<String, String> t = new LinkedHashMap<>();
-        for (String k : new String[] {"normal", "fifo", "delay", "tx", "push", "pfifo"}) {
+        for (String k : new String[] {"normal", "fifo", "delay", "tx", "push", "pfifo", "sql"}) {
             t.put(k, prefix + "-" + k);
         }
         ClientServiceProvider provider = ClientServiceProvider.loadService();
@@ -234,6 +235,15 @@ public class Official {
             SimpleConsumer c = simple.apply("normal");
             SimpleConsumer f = simple.apply("fifo");
             SimpleConsumer tx = simple.apply("tx");
+            // An SQL92 filter over the properties (FilterExpressionType.SQL92).
+            SimpleConsumer bySql = provider.newSimpleConsumerBuilder()
+                    .setClientConfiguration(config)
+                    .setConsumerGroup(prefix + "-sql-g")
+                    .setAwaitDuration(Duration.ofSeconds(5))
+                    .setSubscriptionExpressions(Map.of(t.get("sql"),
+                            new FilterExpression("amount >= 50 AND TAGS = 'tag-sql'", FilterExpressionType.SQL92)))
+                    .build();
+            clients.add(bySql);
             Map<String, List<Integer>> deliveries = new ConcurrentHashMap<>();
             PushConsumer push = provider.newPushConsumerBuilder()
                     .setClientConfiguration(config)
@@ -402,6 +412,26 @@ public class Official {
                     + " ms after send)");
             check("transaction", asked.equals(List.of("tx-unknown")), "only the UNKNOWN transaction was checked back: " + asked);
             check("transaction", !bodies.containsKey("tx-rollback"), "rolled-back transaction never delivered");
+
+            // The SQL92 consumer takes the amounts of at least 50; "abc" is no number.
+            String[] amounts = {"5", "500", "50", "abc"};
+            for (int i = 0; i < amounts.length; i++) {
+                Message m = provider.newMessageBuilder()
+                        .setTopic(t.get("sql"))
+                        .setBody(("java-sql-" + i).getBytes(StandardCharsets.UTF_8))
+                        .setTag("tag-sql")
+                        .setKeys("key-java-sql-" + i)
+                        .addProperty("amount", amounts[i])
+                        .build();
+                producer.send(m);
+            }
+            List<String> took = Collections.synchronizedList(new ArrayList<>());
+            receiveUntil(bySql, () -> took.size() >= 2, 20, m -> took.add(body(m)));
+            receiveUntil(bySql, () -> false, 5, m -> took.add(body(m)));
+            List<String> sorted = new ArrayList<>(took);
+            Collections.sort(sorted);
+            check("sql", sorted.equals(List.of("java-sql-1", "java-sql-2")),
+                    "SQL92 filter amount >= 50 took " + sorted + " of amounts 5, 500, 50, abc");
 
             // PushConsumer: each redelivered exactly once, then acked.
             waitFor(() -> pushed.stream().allMatch(

@@ -189,10 +189,10 @@ impl PopGroups {
             let same_filter = group
                 .filter
                 .as_ref()
-                .is_none_or(|f| f.canonical() == filter.canonical());
+                .is_none_or(|f| crate::filter::same(&**f, &*filter));
             if !same_filter || group.fifo != n.fifo || group.max_attempts != n.max_attempts {
                 return Err(Error::invalid(format!(
-                    "group {:?} is subscribed to {:?} with tags {:?}{}, max_delivery_attempts \
+                    "group {:?} is subscribed to {:?} with {:?}{}, max_delivery_attempts \
                      {}, by a live simple consumer; every member of a group subscribes alike",
                     n.group,
                     group.topic,

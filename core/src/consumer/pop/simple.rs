@@ -208,9 +208,19 @@ impl SimpleConsumer {
     /// joined with. Apache RocketMQ's proxy filters each receive by its own request
     /// this way; `pocketmq serve` follows its clients' expressions with it.
     pub fn resubscribe(&self, tags: &str) -> Result<()> {
+        self.resubscribe_with(tags, None)
+    }
+
+    /// `resubscribe` with an SQL92 expression over the properties instead of tags
+    /// (`ConsumerConfig::sql`).
+    pub fn resubscribe_sql(&self, sql: &str) -> Result<()> {
+        self.resubscribe_with("*", Some(sql))
+    }
+
+    fn resubscribe_with(&self, tags: &str, sql: Option<&str>) -> Result<()> {
         self.check_open()?;
         let mut e = self.broker.engine_due()?;
-        e.resubscribe_simple(self.handle, tags)?;
+        e.resubscribe_simple(self.handle, tags, sql)?;
         self.broker.wake(e);
         Ok(())
     }

@@ -481,7 +481,8 @@ def cmd_receive(args: argparse.Namespace) -> int:
     # new empty store.
     with open_store(args) as b:
         _require_topic(args, b)
-        c = b.consumer(args.group, args.topic, tags=args.tags, broadcasting=args.broadcasting)
+        c = b.consumer(args.group, args.topic, tags=args.tags, sql=args.sql,
+                       broadcasting=args.broadcasting)
         msgs = c.receive(args.max_messages, args.timeout)
         if not args.no_ack:
             c.ack(msgs)

@@ -164,6 +164,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("topic")
     c.add_argument("--group", required=True)
     c.add_argument("--tags", default="*", help="a tag filter: * or tags joined by || (*)")
+    c.add_argument("--sql", help="an SQL92 filter over the properties instead of tags, as "
+                                 "RocketMQ's bySql: \"amount > 100 AND TAGS = 'paid'\"")
     c.add_argument("--max", type=_count(1), default=32, dest="max_messages",
                    help="at most this many (32)")
     c.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for the first")
