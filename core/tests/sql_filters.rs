@@ -124,7 +124,10 @@ fn members_of_a_group_subscribe_alike() {
         })
         .unwrap_err();
     assert_eq!(other.kind(), ErrorKind::InvalidArgument);
-    assert!(other.to_string().contains("amount > 100"), "{other}");
+    assert!(
+        other.to_string().contains("with sql \"amount > 100\""),
+        "{other}"
+    );
     let by_tags = b
         .consumer(ConsumerConfig {
             tags: "paid".into(),

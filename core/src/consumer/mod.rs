@@ -177,11 +177,11 @@ impl ConsumerGroups {
         if let Some(live) = self.consumers.values().find(|c| c.group == cfg.group) {
             if live.topic != cfg.topic || !filter::same(&*live.filter, &*filter) {
                 return Err(Error::invalid(format!(
-                    "group {:?} is subscribed to {:?} with {:?} by a live consumer; \
+                    "group {:?} is subscribed to {:?} with {} by a live consumer; \
                      every member of a group subscribes alike (use another group)",
                     cfg.group,
                     live.topic,
-                    live.filter.canonical()
+                    filter::describe(&*live.filter)
                 )));
             }
         }

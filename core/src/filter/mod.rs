@@ -38,6 +38,15 @@ pub(crate) fn same(a: &dyn MessageFilter, b: &dyn MessageFilter) -> bool {
     a.is_sql() == b.is_sql() && a.canonical() == b.canonical()
 }
 
+/// How a filter reads in messages: `tags "a || b"` or `sql "amount > 1"`.
+pub(crate) fn describe(f: &dyn MessageFilter) -> String {
+    if f.is_sql() {
+        format!("sql {:?}", f.canonical().trim_start_matches("SQL92 "))
+    } else {
+        format!("tags {:?}", f.canonical())
+    }
+}
+
 /// A subscription's filter from its tag expression (`"*"`, `"A"`, `"A || B"`).
 pub(crate) fn parse(expression: &str) -> Result<Arc<dyn MessageFilter>> {
     Ok(Arc::new(TagFilter::parse(expression)?))

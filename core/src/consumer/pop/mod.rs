@@ -192,11 +192,14 @@ impl PopGroups {
                 .is_none_or(|f| crate::filter::same(&**f, &*filter));
             if !same_filter || group.fifo != n.fifo || group.max_attempts != n.max_attempts {
                 return Err(Error::invalid(format!(
-                    "group {:?} is subscribed to {:?} with {:?}{}, max_delivery_attempts \
+                    "group {:?} is subscribed to {:?} with {}{}, max_delivery_attempts \
                      {}, by a live simple consumer; every member of a group subscribes alike",
                     n.group,
                     group.topic,
-                    group.filter.as_ref().map_or("*".into(), |f| f.canonical()),
+                    group
+                        .filter
+                        .as_ref()
+                        .map_or("tags \"*\"".into(), |f| crate::filter::describe(&**f)),
                     if group.fifo { ", fifo" } else { ", not fifo" },
                     group.max_attempts
                 )));
