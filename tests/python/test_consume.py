@@ -233,6 +233,44 @@ def test_sql_filters(broker, sql, expected):
     assert sorted(m.text() for m in got) == sorted(expected)
 
 
+QUIRKS = [
+    ("m-true", {"a": "true", "n": "10"}, "paid"),
+    ("m-x", {"a": "x", "n": "010"}, "paid"),
+    ("m-dec", {"a": "y", "n": " 1.5 ", "b": "9"}, "refund"),
+    ("m-big", {"n": "3000000000", "b": "10.5"}, None),
+    ("m-none", {}, None),
+]
+
+
+@pytest.mark.parametrize(
+    "sql, expected",
+    [
+        # A bare property is FALSE unless missing; NOT binds tighter than =.
+        ("a", set()),
+        ("NOT a", {"m-true", "m-x", "m-dec"}),
+        ("NOT a = 'x'", set()),
+        ("a = TRUE", {"m-true"}),
+        # Two properties compare as decimals; text against a number converts.
+        ("n > b", {"m-big"}),
+        ("n = 10", {"m-true", "m-x"}),
+        ("n = '10'", {"m-true"}),
+        ("n > 1.0", {"m-true", "m-x", "m-dec", "m-big"}),
+        # A literal that fits 32 bits reads the text as a 32-bit number, as Java's Integer.
+        ("n > 5", {"m-true", "m-x"}),
+        ("n > 2999999999", {"m-big"}),
+        ("TAGS IS NULL", {"m-big", "m-none"}),
+        ("a IS NULL OR n > 100", {"m-big", "m-none"}),
+    ],
+)
+def test_sql_filters_read_values_as_rocketmq_does(broker, sql, expected):
+    # Each case ran against Apache RocketMQ 5.5.0 with the same result (make interop).
+    p = broker.producer("p")
+    for body, props, tag in QUIRKS:
+        p.send("t", body, tags=tag, properties=props)
+    got = drain(broker.consumer("g", "t", sql=sql))
+    assert {m.text() for m in got} == expected and len(got) == len(expected)
+
+
 def test_bad_sql_filters_are_invalid_arguments(broker):
     for sql in ["", "amount >", "amount > 'x'", "region = NULL", "amount = 1 region = 2", "(a = 1"]:
         with pytest.raises(pocketmq.InvalidArgument, match="SQL92"):

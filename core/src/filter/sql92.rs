@@ -16,10 +16,11 @@
 //! NULL compared is NULL, which no subscription takes (`a <> 'x'` skips messages
 //! without `a`). A value that does not convert (`a > 5` where `a` is `"abc"`) makes the
 //! whole expression fail for that message, which is then not taken, as in RocketMQ.
-//! RocketMQ's own differences kept: a bare property is FALSE unless missing, and
-//! `NOT a = 'x'` reads as `(NOT a) = 'x'`, which takes nothing (write `a <> 'x'`).
-//! One difference: whole numbers are 64-bit throughout, where Java's `5` is a 32-bit
-//! int that fails on a property beyond 2^31.
+//! RocketMQ's own quirks kept, so an expression selects the same messages on both: a
+//! bare property is FALSE unless missing; `NOT a = 'x'` reads as `(NOT a) = 'x'`,
+//! which takes nothing (write `a <> 'x'`); and a literal that fits 32 bits compares
+//! with text read as a 32-bit number, so `n > 5` fails where `n` is `"3000000000"`
+//! (write `n > 5.0`, or a literal beyond 32 bits).
 
 use super::MessageFilter;
 use crate::message::properties;
@@ -797,9 +798,15 @@ fn truth(v: Val<'_>) -> Option<bool> {
     }
 }
 
-/// Text as a whole number (Java's `Long.valueOf`: a sign and digits).
-fn whole(s: &str) -> Eval<i64> {
-    s.parse().map_err(|_| Fails)
+/// Text as a whole number compared with the literal `n` (a sign and digits): a 32-bit
+/// one when `n` fits 32 bits, as Java reads a literal that fits as an `Integer` and the
+/// text with `Integer.valueOf`, else a 64-bit one (`Long.valueOf`).
+fn whole(s: &str, n: i64) -> Eval<i64> {
+    if i32::try_from(n).is_ok() {
+        s.parse::<i32>().map(i64::from).map_err(|_| Fails)
+    } else {
+        s.parse().map_err(|_| Fails)
+    }
 }
 
 /// Text as a decimal (Java's `Double.valueOf`: surrounding blanks and a `d`/`f`
@@ -828,8 +835,8 @@ fn order(l: Val<'_>, r: Val<'_>) -> Eval<std::cmp::Ordering> {
         (Val::Float(a), Val::Float(b)) => f(a, b),
         (Val::Str(a), Val::Str(b)) => a.cmp(b),
         (Val::Bool(a), Val::Bool(b)) => a.cmp(&b),
-        (Val::Str(a), Val::Int(b)) => whole(a)?.cmp(&b),
-        (Val::Int(a), Val::Str(b)) => a.cmp(&whole(b)?),
+        (Val::Str(a), Val::Int(b)) => whole(a, b)?.cmp(&b),
+        (Val::Int(a), Val::Str(b)) => a.cmp(&whole(b, a)?),
         (Val::Str(a), Val::Float(b)) => f(decimal(a)?, b),
         (Val::Float(a), Val::Str(b)) => f(a, decimal(b)?),
         (Val::Str(a), Val::Bool(b)) => a.eq_ignore_ascii_case("true").cmp(&b),
@@ -910,6 +917,12 @@ mod tests {
         assert!(taken("region NOT CONTAINS 'x'", &p));
         assert!(!taken("region CONTAINS ''", &p));
         assert!(taken("flag = TRUE", &[("flag", "TRUE")]));
+        // A literal that fits 32 bits reads the text as a 32-bit number (Java's
+        // Integer); a larger one as a 64-bit one.
+        let big = [("n", "3000000000")];
+        assert!(!taken("n > 5", &big) && !taken("n > 5 OR TRUE", &big));
+        assert!(taken("n > 2999999999", &big) && taken("n > 5.0", &big));
+        assert!(taken("n = 10", &[("n", "010")]) && !taken("n = '10'", &[("n", "010")]));
         assert!(taken("flag = FALSE", &[("flag", "no")]));
     }
 
