@@ -181,7 +181,7 @@ impl ConsumerGroups {
                      every member of a group subscribes alike (use another group)",
                     cfg.group,
                     live.topic,
-                    filter::describe(&*live.filter)
+                    live.filter.describe()
                 )));
             }
         }

@@ -31,20 +31,15 @@ pub(crate) trait MessageFilter: Send + Sync + std::fmt::Debug {
     fn is_sql(&self) -> bool {
         false
     }
+    /// How the filter reads in messages: `tags "a || b"` or `sql "amount > 1"`.
+    fn describe(&self) -> String {
+        format!("tags {:?}", self.canonical())
+    }
 }
 
 /// Whether two filters are the same subscription.
 pub(crate) fn same(a: &dyn MessageFilter, b: &dyn MessageFilter) -> bool {
     a.is_sql() == b.is_sql() && a.canonical() == b.canonical()
-}
-
-/// How a filter reads in messages: `tags "a || b"` or `sql "amount > 1"`.
-pub(crate) fn describe(f: &dyn MessageFilter) -> String {
-    if f.is_sql() {
-        format!("sql {:?}", f.canonical().trim_start_matches("SQL92 "))
-    } else {
-        format!("tags {:?}", f.canonical())
-    }
 }
 
 /// A subscription's filter from its tag expression (`"*"`, `"A"`, `"A || B"`).
@@ -56,6 +51,12 @@ pub(crate) fn parse(expression: &str) -> Result<Arc<dyn MessageFilter>> {
 /// saying what is wrong with it, if anything.
 pub fn check_sql(expression: &str) -> Result<()> {
     SqlFilter::parse(expression).map(|_| ())
+}
+
+/// Checks a consumer's `tags` and `sql` as joining checks them (`InvalidArgument`
+/// for a bad expression, or for tags beside sql), for callers that filter elsewhere.
+pub fn check_filter(tags: &str, sql: Option<&str>) -> Result<()> {
+    from_config(tags, sql).map(|_| ())
 }
 
 /// A consumer's filter: its SQL92 expression if it has one (its tags then must be

@@ -170,6 +170,10 @@ impl MessageFilter for SqlFilter {
     fn is_sql(&self) -> bool {
         true
     }
+
+    fn describe(&self) -> String {
+        format!("sql {:?}", self.text)
+    }
 }
 
 // ------------------------------------------------------------------ tokens
@@ -705,36 +709,8 @@ fn eval<'a>(e: &'a Expr, get: &dyn Fn(&str) -> Option<&'a str>) -> Eval<Val<'a>>
             Some(b) => Val::Bool(!b),
             None => Val::Null,
         },
-        Expr::And(all) => {
-            let mut unknown = false;
-            for e in all {
-                match truth(eval(e, get)?) {
-                    Some(false) => return Ok(Val::Bool(false)),
-                    Some(true) => {}
-                    None => unknown = true,
-                }
-            }
-            if unknown {
-                Val::Null
-            } else {
-                Val::Bool(true)
-            }
-        }
-        Expr::Or(all) => {
-            let mut unknown = false;
-            for e in all {
-                match truth(eval(e, get)?) {
-                    Some(true) => return Ok(Val::Bool(true)),
-                    Some(false) => {}
-                    None => unknown = true,
-                }
-            }
-            if unknown {
-                Val::Null
-            } else {
-                Val::Bool(false)
-            }
-        }
+        Expr::And(all) => chain(all, false, get)?,
+        Expr::Or(all) => chain(all, true, get)?,
         Expr::Compare(Cmp::Eq, l, r) => {
             let (l, r) = (eval(l, get)?, eval(r, get)?);
             match (l, r) {
@@ -788,6 +764,29 @@ fn eval<'a>(e: &'a Expr, get: &dyn Fn(&str) -> Option<&'a str>) -> Eval<Val<'a>>
             };
             Val::Bool(found != *not)
         }
+    })
+}
+
+/// An AND (`decisive` false) or OR (`decisive` true) of `all`, left to right: the
+/// first operand that is `decisive` decides; else NULL if one was NULL, else the
+/// other truth value.
+fn chain<'a>(
+    all: &'a [Expr],
+    decisive: bool,
+    get: &dyn Fn(&str) -> Option<&'a str>,
+) -> Eval<Val<'a>> {
+    let mut unknown = false;
+    for e in all {
+        match truth(eval(e, get)?) {
+            Some(b) if b == decisive => return Ok(Val::Bool(decisive)),
+            Some(_) => {}
+            None => unknown = true,
+        }
+    }
+    Ok(if unknown {
+        Val::Null
+    } else {
+        Val::Bool(!decisive)
     })
 }
 

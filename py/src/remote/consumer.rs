@@ -1107,15 +1107,8 @@ pub fn filter(tags: Option<String>, sql: Option<String>) -> PyResult<(FilterType
     match sql {
         None => Ok((FilterType::Tag, tags.unwrap_or_else(|| "*".into()))),
         Some(sql) => {
-            if let Some(t) = tags.as_deref().map(str::trim) {
-                if !(t.is_empty() || t == "*") {
-                    return Err(crate::errors::invalid(format!(
-                        "give tags or sql, not both (tags {t:?}): a subscription filters by \
-                         one of them; to test the tag in SQL, use TAGS = 'name'"
-                    )));
-                }
-            }
-            pocketmq::check_sql(&sql).map_err(crate::errors::to_py)?;
+            pocketmq::check_filter(tags.as_deref().unwrap_or("*"), Some(&sql))
+                .map_err(crate::errors::to_py)?;
             Ok((FilterType::Sql, sql))
         }
     }

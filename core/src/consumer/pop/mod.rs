@@ -199,7 +199,7 @@ impl PopGroups {
                     group
                         .filter
                         .as_ref()
-                        .map_or("tags \"*\"".into(), |f| crate::filter::describe(&**f)),
+                        .map_or("tags \"*\"".into(), |f| f.describe()),
                     if group.fifo { ", fifo" } else { ", not fifo" },
                     group.max_attempts
                 )));
