@@ -236,8 +236,12 @@ def sc_transaction(t: Target, r: Result) -> None:
         if "unknown" in checked:
             r.note(f"check-back after {checked['unknown'] - t0:.1f}s (first check due {TX_TIMEOUT:.0f}s, "
                    f"then every {TX_INTERVAL:.0f}s)")
-            r.check(TX_TIMEOUT - 0.5 <= checked["unknown"] - t0 <= TX_TIMEOUT + TX_INTERVAL + 1.5,
-                    "check-back timing")
+            # Apache scans its half messages every interval, counted from the end of the
+            # last scan, and relays the check through the proxy: on a loaded machine a check
+            # lands seconds after the scan that took it (t.late - 1 s more than pocketmq).
+            late = TX_INTERVAL + 1.5 + (t.late - 1.0)
+            r.check(TX_TIMEOUT - 0.5 <= checked["unknown"] - t0 <= TX_TIMEOUT + late,
+                    f"check-back timing ({checked['unknown'] - t0:.1f}s)")
     finally:
         c.close()
 
