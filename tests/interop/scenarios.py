@@ -55,6 +55,7 @@ RESOURCES: dict[str, list[tuple[str, str, str]]] = {
                   ("group", "dlq-g", f"retries={MAX_RECONSUME}:backoff=1000,2000"),
                   ("group", "dlq-reader-g", "")],
     "tags": [("topic", "tags", "NORMAL"), ("group", "tags-g", "")],
+    "sql": [("topic", "sql", "NORMAL"), ("group", "sql-g", "")],
     "group-of-3": [("topic", "shared", "NORMAL"), ("group", "shared-g", "")],
 }
 
@@ -349,6 +350,39 @@ def sc_tags(t: Target, r: Result) -> None:
         c.close()
 
 
+# The SQL92 scenario's messages (every client's scenarios send the same): a body, its tag
+# and properties. The filter takes 1, 2 and 7: 0 is too small, 3's amount is not a number,
+# 4 has no amount (NULL), 5's region is another, 6's tag is not vip; 7 has neither
+# property, so the AND is NULL and the OR of NULL and TRUE takes it.
+SQL_FILTER = "(amount >= 50 AND region IN ('eu', 'us')) OR TAGS = 'vip'"
+SQL_MESSAGES: list[tuple[str, str | None, dict[str, str]]] = [
+    ("sql-0", None, {"amount": "5", "region": "eu"}),
+    ("sql-1", None, {"amount": "500", "region": "eu"}),
+    ("sql-2", "plain", {"amount": "50", "region": "us"}),
+    ("sql-3", None, {"amount": "abc", "region": "eu"}),
+    ("sql-4", None, {"region": "eu"}),
+    ("sql-5", None, {"amount": "100", "region": "apac"}),
+    ("sql-6", "plain", {"amount": "7"}),
+    ("sql-7", "vip", {}),
+]
+SQL_TAKES = ["sql-1", "sql-2", "sql-7"]
+
+
+def sc_sql(t: Target, r: Result) -> None:
+    topic, group = t.name("sql"), t.name("sql-g")
+    p = t.broker.producer()
+    c = t.consumer(group, topic, sql=SQL_FILTER)
+    try:
+        for body, tag, props in SQL_MESSAGES:
+            p.send(topic, body.encode(), tags=tag, properties=props)
+        got: list[Any] = receive_until(c, lambda: False, 4)
+        bodies = sorted(m.body.decode() for m in got)
+        r.note(f"{SQL_FILTER} took {bodies}")
+        r.check(bodies == SQL_TAKES, f"took {bodies}, not {SQL_TAKES}")
+    finally:
+        c.close()
+
+
 def sc_group_of_3(t: Target, r: Result) -> None:
     """Three members of one group share a topic: every message once, to one member."""
     topic, group = t.name("shared"), t.name("shared-g")
@@ -452,6 +486,7 @@ SCENARIOS: dict[str, Callable[[Target, Result], None]] = {
     "invisibility": sc_invisibility,
     "retry-dlq": sc_retry_dlq,
     "tags": sc_tags,
+    "sql": sc_sql,
     "group-of-3": sc_group_of_3,
 }
 

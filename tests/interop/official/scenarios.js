@@ -36,6 +36,7 @@ const RESOURCES = {
   'push-dlq': [['topic', 'dlq', 'NORMAL'], ['group', 'dlq-g', 'retries=2:backoff=1000,2000'],
     ['group', 'dlq-reader-g', '']],
   tags: [['topic', 'tags', 'NORMAL'], ['group', 'tags-g', '']],
+  sql: [['topic', 'sql', 'NORMAL'], ['group', 'sql-g', '']],
   'group-of-3': [['topic', 'shared', 'NORMAL'], ['group', 'shared-g', '']],
   'bad-input': [['topic', 'bad', 'MIXED'], ['group', 'bad-g', ''], ['group', 'bad-sql-g', '']],
 };
@@ -482,6 +483,40 @@ async function scTags(ctx, r) {
   }
 }
 
+// The messages of tests/interop/scenarios.py's SQL92 scenario ([body, tag, properties]),
+// which every client sends: the filter takes 1 and 2 by their properties, and 7 by its
+// tag, where the AND over properties it lacks is NULL.
+const SQL_FILTER = "(amount >= 50 AND region IN ('eu', 'us')) OR TAGS = 'vip'";
+const SQL_MESSAGES = [
+  ['sql-0', undefined, { amount: '5', region: 'eu' }],
+  ['sql-1', undefined, { amount: '500', region: 'eu' }],
+  ['sql-2', 'plain', { amount: '50', region: 'us' }],
+  ['sql-3', undefined, { amount: 'abc', region: 'eu' }],
+  ['sql-4', undefined, { region: 'eu' }],
+  ['sql-5', undefined, { amount: '100', region: 'apac' }],
+  ['sql-6', 'plain', { amount: '7' }],
+  ['sql-7', 'vip', {}],
+];
+const SQL_TAKES = 'sql-1,sql-2,sql-7';
+
+async function scSql(ctx, r) {
+  const topic = ctx.name('sql');
+  const producer = await ctx.producer([topic]);
+  const consumer = await ctx.simple(ctx.name('sql-g'), topic, new FilterExpression(SQL_FILTER, FilterType.SQL));
+  try {
+    for (const [body, tag, properties] of SQL_MESSAGES) {
+      await producer.send(msg(topic, body, { ...(tag ? { tag } : {}), properties }));
+    }
+    const got = [];
+    await receiveUntil(consumer, () => false, mono() + 5, { onMessage: m => got.push(m.body.toString()) });
+    got.sort();
+    r.note(`${SQL_FILTER} took [${got}]`);
+    r.check(got.join() === SQL_TAKES, `took [${got}], not [${SQL_TAKES}]`);
+  } finally {
+    await shutdown(producer, consumer);
+  }
+}
+
 async function scGroupOf3(ctx, r) {
   const topic = ctx.name('shared');
   const group = ctx.name('shared-g');
@@ -618,6 +653,7 @@ const SCENARIOS = {
   'push-retry': scPushRetry,
   'push-dlq': scPushDlq,
   tags: scTags,
+  sql: scSql,
   'group-of-3': scGroupOf3,
   'bad-input': scBadInput,
 };

@@ -54,6 +54,7 @@ RESOURCES = {
     "push-dlq": [("topic", "dlq", "NORMAL"), ("group", "dlq-g", "retries=2:backoff=1000,2000"),
                  ("group", "dlq-reader-g", "")],
     "tags": [("topic", "tags", "NORMAL"), ("group", "tags-g", "")],
+    "sql": [("topic", "sql", "NORMAL"), ("group", "sql-g", "")],
     "group-of-3": [("topic", "shared", "NORMAL"), ("group", "shared-g", "")],
     "bad-input": [("topic", "bad", "MIXED"), ("group", "bad-g", "")],
 }
@@ -520,6 +521,39 @@ def sc_tags(ctx: Ctx, r: Result) -> None:
         shutdown(producer, consumer)
 
 
+# The messages of tests/interop/scenarios.py's SQL92 scenario (body, tag, properties),
+# which every client sends: the filter takes 1 and 2 by their properties, and 7 by its
+# tag, where the AND over properties it lacks is NULL.
+SQL_FILTER = "(amount >= 50 AND region IN ('eu', 'us')) OR TAGS = 'vip'"
+SQL_MESSAGES = [
+    ("sql-0", None, {"amount": "5", "region": "eu"}),
+    ("sql-1", None, {"amount": "500", "region": "eu"}),
+    ("sql-2", "plain", {"amount": "50", "region": "us"}),
+    ("sql-3", None, {"amount": "abc", "region": "eu"}),
+    ("sql-4", None, {"region": "eu"}),
+    ("sql-5", None, {"amount": "100", "region": "apac"}),
+    ("sql-6", "plain", {"amount": "7"}),
+    ("sql-7", "vip", {}),
+]
+SQL_TAKES = ["sql-1", "sql-2", "sql-7"]
+
+
+def sc_sql(ctx: Ctx, r: Result) -> None:
+    topic, group = ctx.name("sql"), ctx.name("sql-g")
+    producer = ctx.producer([topic])
+    consumer = ctx.simple(group, topic, FilterExpression(SQL_FILTER, FilterType.SQL))
+    try:
+        for body, tag, props in SQL_MESSAGES:
+            producer.send(new_message(topic, body, tag=tag, props=props))
+        got = []
+        receive_until(consumer, lambda: False, time.monotonic() + 5,
+                      on_message=lambda m: got.append(m.body.decode()))
+        r.note(f"{SQL_FILTER} took {sorted(got)}")
+        r.check(sorted(got) == SQL_TAKES, f"took {sorted(got)}, not {SQL_TAKES}")
+    finally:
+        shutdown(producer, consumer)
+
+
 def sc_group_of_3(ctx: Ctx, r: Result, script: str) -> None:
     topic, group = ctx.name("shared"), ctx.name("shared-g")
     workers, events, lock = [], [], threading.Lock()
@@ -759,6 +793,7 @@ SCENARIOS = {
     "push-retry": sc_push_retry,
     "push-dlq": sc_push_dlq,
     "tags": sc_tags,
+    "sql": sc_sql,
     "group-of-3": None,  # needs the script path; see main
     "bad-input": sc_bad_input,
 }

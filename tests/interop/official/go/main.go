@@ -55,12 +55,13 @@ var resources = map[string][]resource{
 	"push-dlq": {{"topic", "dlq", "NORMAL"}, {"group", "dlq-g", "retries=2:backoff=1000,2000"},
 		{"group", "dlq-reader-g", ""}},
 	"tags":       {{"topic", "tags", "NORMAL"}, {"group", "tags-g", ""}},
+	"sql":        {{"topic", "sql", "NORMAL"}, {"group", "sql-g", ""}},
 	"group-of-3": {{"topic", "shared", "NORMAL"}, {"group", "shared-g", ""}},
 	"bad-input":  {{"topic", "bad", "MIXED"}, {"group", "bad-g", ""}, {"group", "bad-sql-g", ""}},
 }
 
 var scenarioNames = []string{"normal", "fifo", "delay", "transaction", "invisibility",
-	"push-retry", "push-dlq", "tags", "group-of-3", "bad-input"}
+	"push-retry", "push-dlq", "tags", "sql", "group-of-3", "bad-input"}
 
 var scenarios = map[string]func(*Ctx, *Result) error{
 	"normal":       scNormal,
@@ -71,6 +72,7 @@ var scenarios = map[string]func(*Ctx, *Result) error{
 	"push-retry":   scPushRetry,
 	"push-dlq":     scPushDlq,
 	"tags":         scTags,
+	"sql":          scSQL,
 	"group-of-3":   scGroupOf3,
 	"bad-input":    scBadInput,
 }
@@ -972,6 +974,48 @@ func scTags(ctx *Ctx, r *Result) error {
 	sort.Strings(got)
 	r.note("filter 'TagA || TagB' delivered tags %v", got)
 	r.check(strings.Join(got, ",") == "TagA,TagA,TagB", "expected TagA, TagA, TagB; got %v", got)
+	return nil
+}
+
+// The messages of tests/interop/scenarios.py's SQL92 scenario, which every client sends:
+// the filter takes 1 and 2 by their properties, and 7 by its tag, where the AND over
+// properties it lacks is NULL.
+const sqlFilter = "(amount >= 50 AND region IN ('eu', 'us')) OR TAGS = 'vip'"
+
+var sqlMessages = []struct {
+	body, tag string
+	props     map[string]string
+}{
+	{"sql-0", "", map[string]string{"amount": "5", "region": "eu"}},
+	{"sql-1", "", map[string]string{"amount": "500", "region": "eu"}},
+	{"sql-2", "plain", map[string]string{"amount": "50", "region": "us"}},
+	{"sql-3", "", map[string]string{"amount": "abc", "region": "eu"}},
+	{"sql-4", "", map[string]string{"region": "eu"}},
+	{"sql-5", "", map[string]string{"amount": "100", "region": "apac"}},
+	{"sql-6", "plain", map[string]string{"amount": "7"}},
+	{"sql-7", "vip", nil},
+}
+
+const sqlTakes = "sql-1,sql-2,sql-7"
+
+func scSQL(ctx *Ctx, r *Result) error {
+	topic, group := ctx.name("sql"), ctx.name("sql-g")
+	producer, consumer, stop, err := ctx.pair(topic, group, nil, rmq.NewFilterExpressionWithType(sqlFilter, rmq.SQL92))
+	if err != nil {
+		return err
+	}
+	defer stop()
+	for _, m := range sqlMessages {
+		if _, err := send(producer, newMessage(topic, m.body, msgOpts{tag: m.tag, props: m.props})); err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+	}
+	var got []string
+	onMessage := func(m *rmq.MessageView) { got = append(got, string(m.GetBody())) }
+	receiveUntil(consumer, func() bool { return false }, time.Now().Add(5*time.Second), recvOpts{onMessage: onMessage})
+	sort.Strings(got)
+	r.note("%s took %v", sqlFilter, got)
+	r.check(strings.Join(got, ",") == sqlTakes, "took %v, not [%s]", got, sqlTakes)
 	return nil
 }
 
