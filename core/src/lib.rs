@@ -71,7 +71,7 @@ pub use consumer::listener::{listen, ListenOptions, Listener, Outcome, Runner, S
 pub use consumer::pop::SimpleConsumer;
 pub use consumer::wait::{Receive, Receiving};
 pub use error::{Error, ErrorKind, Result};
-pub use filter::{check_filter, check_sql};
+pub use filter::{check_filter, check_sql, MessageSelector};
 pub use message::{Delay, Message, MessageBuilder, MessageExt, Receipt, SendResult, SendStatus};
 pub use runtime::{add_entropy, set_process_id};
 pub use schedule::recall::RecallHandle;

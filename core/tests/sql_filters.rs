@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use pocketmq::{ConsumerConfig, ErrorKind, Message, SimpleConsumerConfig};
+use pocketmq::{
+    ConsumerConfig, ErrorKind, Message, MessageExt, MessageSelector, SimpleConsumerConfig,
+};
 
 /// Sends orders with an amount, a region and a tag to queue 0 of `t`, in this order.
 fn send_orders(b: &pocketmq::Broker) {
@@ -174,4 +176,71 @@ fn bad_expressions_are_refused_and_change_nothing() {
     // None of the refused consumers joined: the group starts from the first message.
     let c = consumer(&b, "g", "t");
     assert_eq!(drain(&c).len(), 6);
+}
+
+#[test]
+fn a_selector_parsed_once_tests_received_messages_as_the_subscription_would() {
+    let (b, _) = manual();
+    b.create_topic("t", 1).unwrap();
+    send_orders(&b);
+    let all = drain(&consumer(&b, "everything", "t"));
+    assert_eq!(all.len(), 6);
+    for (kind, expression) in [
+        ("sql", "amount >= 100 AND region = 'eu'"),
+        ("sql", "amount IS NULL OR TAGS = 'refund'"),
+        ("sql", "KEYS IS NULL AND amount > 100"),
+        ("tags", "refund"),
+        ("tags", "paid || refund"),
+        ("tags", "*"),
+    ] {
+        let selector = if kind == "sql" {
+            MessageSelector::by_sql(expression).unwrap()
+        } else {
+            MessageSelector::by_tag(expression).unwrap()
+        };
+        assert_eq!(selector.is_sql(), kind == "sql");
+        assert_eq!(selector.expression(), expression);
+        assert_eq!(selector.to_string(), format!("{kind} {expression:?}"));
+        // The same messages as a consumer subscribed with the expression, and as
+        // MessageExt's one-off test.
+        let group = format!("{kind}-{expression}").replace(['\'', ' ', '|', '*', '>', '='], "_");
+        let subscribed = b
+            .consumer(ConsumerConfig {
+                tags: if kind == "tags" {
+                    expression.into()
+                } else {
+                    "*".into()
+                },
+                sql: (kind == "sql").then(|| expression.into()),
+                ..ConsumerConfig::new(group, "t")
+            })
+            .unwrap();
+        let want = bodies(&drain(&subscribed));
+        let taken: Vec<&MessageExt> = all.iter().filter(|m| selector.matches(m)).collect();
+        let got: Vec<&str> = taken.iter().map(|m| m.body_str().unwrap()).collect();
+        assert_eq!(got, want, "{selector}");
+        for m in &all {
+            let one_off = if kind == "sql" {
+                m.matches_sql(expression)
+            } else {
+                m.matches_tags(expression)
+            };
+            assert_eq!(one_off.unwrap(), selector.matches(m), "{selector}");
+        }
+    }
+    // The same subscription whatever the spacing and order of its tags; never across kinds.
+    assert_eq!(
+        MessageSelector::by_tag(" paid||refund ").unwrap(),
+        MessageSelector::by_tag("refund || paid").unwrap()
+    );
+    assert_ne!(
+        MessageSelector::by_tag("paid").unwrap(),
+        MessageSelector::by_sql("TAGS = 'paid'").unwrap()
+    );
+    for bad in [
+        MessageSelector::by_sql("amount >").unwrap_err(),
+        MessageSelector::by_tag(" || ").unwrap_err(),
+    ] {
+        assert_eq!(bad.kind(), ErrorKind::InvalidArgument, "{bad}");
+    }
 }

@@ -76,3 +76,90 @@ pub(crate) fn from_config(tags: &str, sql: Option<&str>) -> Result<Arc<dyn Messa
         }
     }
 }
+
+/// A filter expression parsed once, for testing messages already received: RocketMQ's
+/// `MessageSelector.byTag` / `bySql`. A consumer filters by its `tags` or `sql` itself;
+/// this is for code that holds messages of several subscriptions (a server whose
+/// clients share a group under different expressions, a router) and would otherwise
+/// parse an expression for every message.
+///
+/// Two selectors are equal when they are the same subscription: the same kind and the
+/// same tags in any order and spacing, or the same SQL92 text.
+#[derive(Clone)]
+pub struct MessageSelector {
+    kind: Selector,
+    expression: String,
+}
+
+#[derive(Clone)]
+enum Selector {
+    Tags(TagFilter),
+    Sql(Arc<SqlFilter>),
+}
+
+impl MessageSelector {
+    /// A tag expression: `"*"` (or empty) for all, `"A"`, `"A || B"`; one that names no
+    /// tag is `InvalidArgument`.
+    pub fn by_tag(expression: &str) -> Result<MessageSelector> {
+        Ok(MessageSelector {
+            kind: Selector::Tags(TagFilter::parse(expression)?),
+            expression: expression.trim().to_string(),
+        })
+    }
+
+    /// An SQL92 expression over the properties, with the tag as `TAGS` and the keys as
+    /// `KEYS` (`ConsumerConfig::sql`); a bad one is `InvalidArgument` saying what is wrong.
+    pub fn by_sql(expression: &str) -> Result<MessageSelector> {
+        Ok(MessageSelector {
+            kind: Selector::Sql(Arc::new(SqlFilter::parse(expression)?)),
+            expression: expression.trim().to_string(),
+        })
+    }
+
+    /// Whether this is an SQL92 selector (else a tag expression).
+    pub fn is_sql(&self) -> bool {
+        matches!(self.kind, Selector::Sql(_))
+    }
+
+    /// The expression as given, without surrounding blanks.
+    pub fn expression(&self) -> &str {
+        &self.expression
+    }
+
+    /// Whether the subscription takes `m`.
+    pub fn matches(&self, m: &crate::MessageExt) -> bool {
+        match &self.kind {
+            Selector::Tags(t) => t.matches_tag(m.tags.as_deref()),
+            Selector::Sql(s) => m.matches_sql_filter(s),
+        }
+    }
+
+    fn filter(&self) -> &dyn MessageFilter {
+        match &self.kind {
+            Selector::Tags(t) => t,
+            Selector::Sql(s) => s.as_ref(),
+        }
+    }
+}
+
+impl PartialEq for MessageSelector {
+    fn eq(&self, other: &MessageSelector) -> bool {
+        same(self.filter(), other.filter())
+    }
+}
+
+impl Eq for MessageSelector {}
+
+impl std::fmt::Debug for MessageSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MessageSelector({self})")
+    }
+}
+
+/// `tags "a || b"` or `sql "amount > 1"`.
+impl std::fmt::Display for MessageSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.is_sql() { "sql" } else { "tags" };
+        write!(f, "{kind} {:?}", self.expression)
+    }
+}

@@ -175,16 +175,23 @@ impl MessageExt {
     }
 
     /// Whether a subscription with this tag expression (`"*"`, `"A"`, `"A || B"`)
-    /// takes the message; a bad expression is `InvalidArgument`.
+    /// takes the message; a bad expression is `InvalidArgument`. To test many
+    /// messages, parse the expression once: [`crate::MessageSelector`].
     pub fn matches_tags(&self, expression: &str) -> crate::Result<bool> {
         Ok(crate::filter::TagFilter::parse(expression)?.matches_tag(self.tags.as_deref()))
     }
 
     /// Whether a subscription with this SQL92 expression (`ConsumerConfig::sql`) takes
     /// the message; a bad expression is `InvalidArgument`. It sees the properties,
-    /// and the tag and keys as `TAGS` and `KEYS` (keys joined by spaces).
+    /// and the tag and keys as `TAGS` and `KEYS` (keys joined by spaces). To test many
+    /// messages, parse the expression once: [`crate::MessageSelector`].
     pub fn matches_sql(&self, expression: &str) -> crate::Result<bool> {
-        let filter = crate::filter::SqlFilter::parse(expression)?;
+        Ok(self.matches_sql_filter(&crate::filter::SqlFilter::parse(expression)?))
+    }
+
+    /// Whether `filter` takes the message: it sees the properties, the tag as `TAGS`
+    /// and the keys joined by spaces as `KEYS`.
+    pub(crate) fn matches_sql_filter(&self, filter: &crate::filter::SqlFilter) -> bool {
         let keys = self.keys.join(" ");
         let get = |name: &str| -> Option<&str> {
             match name {
@@ -193,7 +200,7 @@ impl MessageExt {
                 _ => self.properties.get(name).map(String::as_str),
             }
         };
-        Ok(filter.matches_with(&get))
+        filter.matches_with(&get)
     }
 
     /// The message as users see it. `body` is the record's body (a zero-copy slice

@@ -72,48 +72,23 @@ pub(crate) fn grpc_timeout(md: &MetadataMap) -> Option<Duration> {
 }
 
 /// How a receive filters the topic's messages: by tags, as RocketMQ's TAG
-/// expressions, or by an SQL92 expression over their properties.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Filter {
-    /// `*` or `a || b`.
-    Tags(String),
-    Sql(String),
-}
-
-impl Filter {
-    /// Whether the filter takes `m`.
-    pub fn takes(&self, m: &pocketmq::MessageExt) -> bool {
-        match self {
-            Filter::Tags(t) => m.matches_tags(t).unwrap_or(true),
-            Filter::Sql(s) => m.matches_sql(s).unwrap_or(true),
-        }
-    }
-}
-
-impl std::fmt::Display for Filter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Filter::Tags(t) => write!(f, "tags {t:?}"),
-            Filter::Sql(s) => write!(f, "sql {s:?}"),
-        }
-    }
-}
+/// expressions, or by an SQL92 expression over their properties; parsed once, when the
+/// request is read.
+pub(crate) type Filter = pocketmq::MessageSelector;
 
 /// A receive's filter, or ILLEGAL_FILTER_EXPRESSION.
 pub(crate) fn filter(f: Option<&FilterExpression>) -> Outcome<Filter> {
     let illegal = |why: String| Refusal::new(Code::IllegalFilterExpression, why);
+    let all = || Filter::by_tag("*").map_err(|e| illegal(e.to_string()));
     let Some(f) = f else {
-        return Ok(Filter::Tags("*".to_string()));
+        return all();
     };
     match FilterType::try_from(f.r#type).unwrap_or(FilterType::Unspecified) {
-        FilterType::Sql => {
-            pocketmq::check_sql(&f.expression).map_err(|e| illegal(e.to_string()))?;
-            Ok(Filter::Sql(f.expression.clone()))
-        }
+        FilterType::Sql => Filter::by_sql(&f.expression).map_err(|e| illegal(e.to_string())),
         FilterType::Tag | FilterType::Unspecified => {
             let e = f.expression.trim();
             if e.is_empty() || e == "*" {
-                return Ok(Filter::Tags("*".to_string()));
+                return all();
             }
             // As RocketMQ's FilterAPI (and the embedded broker) read it: tags joined
             // by "||", empty alternatives skipped ("TagA ||" is TagA), a "*" among
@@ -135,7 +110,7 @@ pub(crate) fn filter(f: Option<&FilterExpression>) -> Outcome<Filter> {
                     "tag expression {e:?}: use \"*\" alone or tags joined by \"||\""
                 )));
             }
-            Ok(Filter::Tags(e.to_string()))
+            Filter::by_tag(e).map_err(|e| illegal(e.to_string()))
         }
     }
 }

@@ -179,9 +179,10 @@ impl Pool {
     }
 
     fn join(broker: &Broker, spec: &PoolSpec, filter: &Filter) -> Outcome<SimpleConsumer> {
-        let (tags, sql) = match filter {
-            Filter::Tags(t) => (t.clone(), None),
-            Filter::Sql(s) => ("*".to_string(), Some(s.clone())),
+        let (tags, sql) = if filter.is_sql() {
+            ("*".to_string(), Some(filter.expression().to_string()))
+        } else {
+            (filter.expression().to_string(), None)
         };
         broker
             .simple_consumer(SimpleConsumerConfig {
@@ -208,9 +209,12 @@ impl Pool {
         let filter = filter.unwrap_or(&m.filter).clone();
         // Another expression: the member resubscribes the group in place, so the
         // receives of other clients on it go on (they drop what does not match theirs).
-        let resubscribed = |c: &SimpleConsumer| match &filter {
-            Filter::Tags(t) => c.resubscribe(t),
-            Filter::Sql(s) => c.resubscribe_sql(s),
+        let resubscribed = |c: &SimpleConsumer| {
+            if filter.is_sql() {
+                c.resubscribe_sql(filter.expression())
+            } else {
+                c.resubscribe(filter.expression())
+            }
         };
         if filter != m.filter && !m.consumer.is_closed() && resubscribed(&m.consumer).is_ok() {
             log::debug!(
@@ -295,7 +299,7 @@ impl Pool {
                 .unwrap_or_default();
             // Read while another client's expression held the group: what this
             // request's does not take goes back at once, not counted as an attempt.
-            let (got, other): (Vec<_>, Vec<_>) = got.into_iter().partition(|m| filter.takes(m));
+            let (got, other): (Vec<_>, Vec<_>) = got.into_iter().partition(|m| filter.matches(m));
             for m in other {
                 if let Some(h) = m.receipt_handle {
                     let _ = self.suspend(&h, Duration::ZERO).await;
