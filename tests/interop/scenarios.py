@@ -233,7 +233,14 @@ def sc_transaction(t: Target, r: Result) -> None:
         r.check(b"commit" in when and when[b"commit"] - t0 < 2, "committed message not delivered at once")
         r.check(b"rollback" not in when, "rolled back message delivered")
         r.check(b"unknown" in when, "checked-back message not delivered")
-        r.check(set(checked) == {"unknown"}, f"check-back asked about {sorted(checked)}")
+        resolved = sorted(set(checked) - {"unknown"})
+        if t.kind == "rocketmq" and resolved:
+            # Apache's check service may ask about a transaction whose resolution it has
+            # not read yet (docs/CONNECT.md); the delivery checks above hold regardless.
+            r.note(f"Apache checked resolved transactions: {resolved}")
+        else:
+            r.check(not resolved, f"check-back asked about {sorted(checked)}")
+        r.check("unknown" in checked, "check-back never asked about the unknown transaction")
         if "unknown" in checked:
             r.note(f"check-back after {checked['unknown'] - t0:.1f}s (first check due {TX_TIMEOUT:.0f}s, "
                    f"then every {TX_INTERVAL:.0f}s)")
