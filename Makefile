@@ -229,7 +229,7 @@ clean:
 # ==== Apache RocketMQ peer and official-client interop (interop/rocketmq, tests/interop/official)
 # make rocketmq-start      start a local Apache RocketMQ 5 (jars from Maven Central on first use)
 # make rocketmq-stop       stop it
-# make interop-official    run the official Python, Node and Go clients' scenarios against
+# make interop-official    run the official Python, Node, Go and Rust clients' scenarios against
 #                          $(ROCKETMQ_ENDPOINT) (default: the local Apache proxy, started if needed)
 # Against pocketmq serve:  make interop-official ROCKETMQ_ENDPOINT=127.0.0.1:8081 ROCKETMQ_CREATE=
 # Ports and versions: see the header of interop/rocketmq/rocketmq.sh (ROCKETMQ_GRPC_PORT, ...).
@@ -273,7 +273,14 @@ $(INTEROP_GO_DIR)/.downloaded: $(INTEROP_GO_DIR)/go.mod $(INTEROP_GO_DIR)/go.sum
 $(INTEROP_GO_DIR)/scenarios: $(INTEROP_GO_DIR)/.downloaded $(INTEROP_GO_DIR)/main.go
 	cd $(INTEROP_GO_DIR) && $(INTEROP_GO) build -o scenarios .
 
-interop-official-deps: $(INTEROP_VENV)/.installed $(INTEROP_DIR)/node_modules/.package-lock.json $(INTEROP_GO_DIR)/scenarios
+# The official Rust client's scenarios: crates.io's rocketmq at the version its lock file
+# pins, built into target/interop-rust (cargo decides what is stale).
+INTEROP_RUST := target/interop-rust/debug/scenarios
+.PHONY: $(INTEROP_RUST)
+$(INTEROP_RUST):
+	CARGO_TARGET_DIR=target/interop-rust $(CARGO) build --quiet --locked --manifest-path $(INTEROP_DIR)/rust/Cargo.toml
+
+interop-official-deps: $(INTEROP_VENV)/.installed $(INTEROP_DIR)/node_modules/.package-lock.json $(INTEROP_GO_DIR)/scenarios $(INTEROP_RUST)
 
 # Starts the local Apache peer only when the endpoint is its default one.
 interop-official: interop-official-deps
@@ -285,6 +292,9 @@ interop-official: interop-official-deps
 	  $(if $(ROCKETMQ_CREATE),--create "$(ROCKETMQ_CREATE)") || rc=1; \
 	$(INTEROP_GO_DIR)/scenarios $(ROCKETMQ_ENDPOINT) $(INTEROP_PREFIX)-go \
 	  $(if $(ROCKETMQ_CREATE),--create "$(ROCKETMQ_CREATE)") || rc=1; \
+	mkdir -p $(INTEROP_DIR)/.logs; \
+	$(INTEROP_RUST) $(ROCKETMQ_ENDPOINT) $(INTEROP_PREFIX)-rs \
+	  $(if $(ROCKETMQ_CREATE),--create "$(ROCKETMQ_CREATE)") 2>>$(INTEROP_DIR)/.logs/rust-client.log || rc=1; \
 	exit $$rc
 
 # The same code three ways — pocketmq's API embedded, over connect() to pocketmq serve and

@@ -4,7 +4,7 @@
     summary.py LABEL=results.json ...
 
 Each file is a scenarios script's --json output (tests/interop/scenarios.py or the official
-clients' tests/interop/official/scenarios.{py,js} and go/scenarios). A missing file shows as
+clients' tests/interop/official/scenarios.{py,js}, go/ and rust/). A missing file shows as
 "-" (the run did not get that far). Exits 1 when any scenario of any run failed or a file is
 missing."""
 
