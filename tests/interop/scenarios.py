@@ -357,35 +357,22 @@ def sc_tags(t: Target, r: Result) -> None:
         c.close()
 
 
-# The SQL92 scenario's messages (every client's scenarios send the same): a body, its tag
-# and properties. The filter takes 1, 2 and 7: 0 is too small, 3's amount is not a number,
-# 4 has no amount (NULL), 5's region is another, 6's tag is not vip; 7 has neither
-# property, so the AND is NULL and the OR of NULL and TRUE takes it.
-SQL_FILTER = "(amount >= 50 AND region IN ('eu', 'us')) OR TAGS = 'vip'"
-SQL_MESSAGES: list[tuple[str, str | None, dict[str, str]]] = [
-    ("sql-0", None, {"amount": "5", "region": "eu"}),
-    ("sql-1", None, {"amount": "500", "region": "eu"}),
-    ("sql-2", "plain", {"amount": "50", "region": "us"}),
-    ("sql-3", None, {"amount": "abc", "region": "eu"}),
-    ("sql-4", None, {"region": "eu"}),
-    ("sql-5", None, {"amount": "100", "region": "apac"}),
-    ("sql-6", "plain", {"amount": "7"}),
-    ("sql-7", "vip", {}),
-]
-SQL_TAKES = ["sql-1", "sql-2", "sql-7"]
+# The sql scenario's messages, filter and expected bodies, shared by every client's
+# scenarios (the file says why the filter takes what it takes).
+SQL = json.loads((HERE / "sql_scenario.json").read_text())
 
 
 def sc_sql(t: Target, r: Result) -> None:
     topic, group = t.name("sql"), t.name("sql-g")
     p = t.broker.producer()
-    c = t.consumer(group, topic, sql=SQL_FILTER)
+    c = t.consumer(group, topic, sql=SQL["filter"])
     try:
-        for body, tag, props in SQL_MESSAGES:
-            p.send(topic, body.encode(), tags=tag, properties=props)
+        for m in SQL["messages"]:
+            p.send(topic, m["body"].encode(), tags=m["tag"], properties=m["properties"])
         got: list[Any] = receive_until(c, lambda: False, 4)
         bodies = sorted(m.body.decode() for m in got)
-        r.note(f"{SQL_FILTER} took {bodies}")
-        r.check(bodies == SQL_TAKES, f"took {bodies}, not {SQL_TAKES}")
+        r.note(f"{SQL['filter']} took {bodies}")
+        r.check(bodies == SQL["takes"], f"took {bodies}, not {SQL['takes']}")
     finally:
         c.close()
 

@@ -483,35 +483,23 @@ async function scTags(ctx, r) {
   }
 }
 
-// The messages of tests/interop/scenarios.py's SQL92 scenario ([body, tag, properties]),
-// which every client sends: the filter takes 1 and 2 by their properties, and 7 by its
-// tag, where the AND over properties it lacks is NULL.
-const SQL_FILTER = "(amount >= 50 AND region IN ('eu', 'us')) OR TAGS = 'vip'";
-const SQL_MESSAGES = [
-  ['sql-0', undefined, { amount: '5', region: 'eu' }],
-  ['sql-1', undefined, { amount: '500', region: 'eu' }],
-  ['sql-2', 'plain', { amount: '50', region: 'us' }],
-  ['sql-3', undefined, { amount: 'abc', region: 'eu' }],
-  ['sql-4', undefined, { region: 'eu' }],
-  ['sql-5', undefined, { amount: '100', region: 'apac' }],
-  ['sql-6', 'plain', { amount: '7' }],
-  ['sql-7', 'vip', {}],
-];
-const SQL_TAKES = 'sql-1,sql-2,sql-7';
+// The sql scenario's messages, filter and expected bodies, shared by every client's
+// scenarios (the file says why the filter takes what it takes).
+const SQL = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'sql_scenario.json'), 'utf8'));
 
 async function scSql(ctx, r) {
   const topic = ctx.name('sql');
   const producer = await ctx.producer([topic]);
-  const consumer = await ctx.simple(ctx.name('sql-g'), topic, new FilterExpression(SQL_FILTER, FilterType.SQL));
+  const consumer = await ctx.simple(ctx.name('sql-g'), topic, new FilterExpression(SQL.filter, FilterType.SQL));
   try {
-    for (const [body, tag, properties] of SQL_MESSAGES) {
+    for (const { body, tag, properties } of SQL.messages) {
       await producer.send(msg(topic, body, { ...(tag ? { tag } : {}), properties }));
     }
     const got = [];
     await receiveUntil(consumer, () => false, mono() + 5, { onMessage: m => got.push(m.body.toString()) });
     got.sort();
-    r.note(`${SQL_FILTER} took [${got}]`);
-    r.check(got.join() === SQL_TAKES, `took [${got}], not [${SQL_TAKES}]`);
+    r.note(`${SQL.filter} took [${got}]`);
+    r.check(got.join() === SQL.takes.join(), `took [${got}], not [${SQL.takes}]`);
   } finally {
     await shutdown(producer, consumer);
   }

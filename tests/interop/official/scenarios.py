@@ -34,6 +34,7 @@ import threading
 import time
 import traceback
 from collections import defaultdict
+from pathlib import Path
 
 from rocketmq import (ClientConfiguration, ConsumeResult, Credentials,
                       FilterExpression, Message, MessageListener, Producer,
@@ -521,35 +522,23 @@ def sc_tags(ctx: Ctx, r: Result) -> None:
         shutdown(producer, consumer)
 
 
-# The messages of tests/interop/scenarios.py's SQL92 scenario (body, tag, properties),
-# which every client sends: the filter takes 1 and 2 by their properties, and 7 by its
-# tag, where the AND over properties it lacks is NULL.
-SQL_FILTER = "(amount >= 50 AND region IN ('eu', 'us')) OR TAGS = 'vip'"
-SQL_MESSAGES = [
-    ("sql-0", None, {"amount": "5", "region": "eu"}),
-    ("sql-1", None, {"amount": "500", "region": "eu"}),
-    ("sql-2", "plain", {"amount": "50", "region": "us"}),
-    ("sql-3", None, {"amount": "abc", "region": "eu"}),
-    ("sql-4", None, {"region": "eu"}),
-    ("sql-5", None, {"amount": "100", "region": "apac"}),
-    ("sql-6", "plain", {"amount": "7"}),
-    ("sql-7", "vip", {}),
-]
-SQL_TAKES = ["sql-1", "sql-2", "sql-7"]
+# The sql scenario's messages, filter and expected bodies, shared by every client's
+# scenarios (the file says why the filter takes what it takes).
+SQL = json.loads((Path(__file__).resolve().parent.parent / "sql_scenario.json").read_text())
 
 
 def sc_sql(ctx: Ctx, r: Result) -> None:
     topic, group = ctx.name("sql"), ctx.name("sql-g")
     producer = ctx.producer([topic])
-    consumer = ctx.simple(group, topic, FilterExpression(SQL_FILTER, FilterType.SQL))
+    consumer = ctx.simple(group, topic, FilterExpression(SQL["filter"], FilterType.SQL))
     try:
-        for body, tag, props in SQL_MESSAGES:
-            producer.send(new_message(topic, body, tag=tag, props=props))
+        for m in SQL["messages"]:
+            producer.send(new_message(topic, m["body"], tag=m["tag"], props=m["properties"]))
         got = []
         receive_until(consumer, lambda: False, time.monotonic() + 5,
                       on_message=lambda m: got.append(m.body.decode()))
-        r.note(f"{SQL_FILTER} took {sorted(got)}")
-        r.check(sorted(got) == SQL_TAKES, f"took {sorted(got)}, not {SQL_TAKES}")
+        r.note(f"{SQL['filter']} took {sorted(got)}")
+        r.check(sorted(got) == SQL["takes"], f"took {sorted(got)}, not {SQL['takes']}")
     finally:
         shutdown(producer, consumer)
 

@@ -566,44 +566,34 @@ async fn sc_tags(ctx: &Ctx, r: &mut Report) -> Outcome {
     stop(producer, consumer).await
 }
 
-/// The messages of ../../scenarios.py's SQL92 scenario (body, tag, properties), which
-/// every client sends: the filter takes 1 and 2 by their properties, and 7 by its tag,
-/// where the AND over properties it lacks is NULL.
-const SQL_FILTER: &str = "(amount >= 50 AND region IN ('eu', 'us')) OR TAGS = 'vip'";
-type SqlMessage = (
-    &'static str,
-    &'static str,
-    &'static [(&'static str, &'static str)],
-);
-const SQL_MESSAGES: &[SqlMessage] = &[
-    ("sql-0", "", &[("amount", "5"), ("region", "eu")]),
-    ("sql-1", "", &[("amount", "500"), ("region", "eu")]),
-    ("sql-2", "plain", &[("amount", "50"), ("region", "us")]),
-    ("sql-3", "", &[("amount", "abc"), ("region", "eu")]),
-    ("sql-4", "", &[("region", "eu")]),
-    ("sql-5", "", &[("amount", "100"), ("region", "apac")]),
-    ("sql-6", "plain", &[("amount", "7")]),
-    ("sql-7", "vip", &[]),
-];
-const SQL_TAKES: [&str; 3] = ["sql-1", "sql-2", "sql-7"];
+/// The sql scenario's messages, filter and expected bodies, shared by every client's
+/// scenarios (the file says why the filter takes what it takes).
+const SQL_SCENARIO: &str = include_str!("../../../sql_scenario.json");
 
 async fn sc_sql(ctx: &Ctx, r: &mut Report) -> Outcome {
+    let sql: serde_json::Value =
+        serde_json::from_str(SQL_SCENARIO).map_err(|e| format!("sql_scenario.json: {e}"))?;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let (expression, takes) = (text(&sql["filter"]), &sql["takes"]);
+    let takes: Vec<String> = takes.as_array().into_iter().flatten().map(text).collect();
     let (topic, producer, consumer) = ctx.pair("sql", "sql-g").await?;
-    for (text, tag, props) in SQL_MESSAGES {
-        let props: HashMap<String, String> = props
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+    for m in sql["messages"].as_array().into_iter().flatten() {
+        let props: HashMap<String, String> = m["properties"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), text(v)))
             .collect();
         let b = MessageBuilder::builder()
             .set_topic(topic.clone())
-            .set_body(text.as_bytes().to_vec())
+            .set_body(text(&m["body"]).into_bytes())
             .set_properties(props);
-        send(&producer, b, tag).await?;
+        send(&producer, b, &text(&m["tag"])).await?;
     }
-    let filter = FilterExpression::new(FilterType::Sql, SQL_FILTER);
+    let filter = FilterExpression::new(FilterType::Sql, expression.clone());
     let got = drain(&consumer, &topic, &filter, body).await;
-    r.note(format!("{SQL_FILTER} took {got:?}"));
-    r.check(got == SQL_TAKES, format!("took {got:?}, not {SQL_TAKES:?}"));
+    r.note(format!("{expression} took {got:?}"));
+    r.check(got == takes, format!("took {got:?}, not {takes:?}"));
     stop(producer, consumer).await
 }
 
