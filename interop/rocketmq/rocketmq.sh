@@ -180,7 +180,9 @@ start() {
       -bc "$HOME_DIR/conf/broker.conf" -n "$NAMESRV_ADDR"
     started=1
     proxy_serving() {
-      running_pid proxy "$PROXY_MAIN" >/dev/null || die "proxy exited; see $LOG_DIR/proxy.out"
+      # Alive, not yet `java ... ProxyStartup`: the background shell may not have exec'd
+      # setsid and the JVM yet when the first check runs.
+      kill -0 "$(cat "$(pid_file proxy)")" 2>/dev/null || die "proxy exited; see $LOG_DIR/proxy.out"
       port_open "$GRPC_PORT" && grep -q 'rocketmq-proxy startup successfully' "$LOG_DIR/proxy.out"
     }
     wait_for "$START_TIMEOUT" "proxy" proxy_serving \
