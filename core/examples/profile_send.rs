@@ -1,10 +1,12 @@
 //! Sends on the memory store, then receiving and acking them, for profilers:
-//! `cargo run --release -p pocketmq --example profile_send -- 20000 [send-only|single|keys|props|dedup|simple|atomic|e2e|e2e-all]`.
+//! `cargo run --release -p pocketmq --example profile_send -- 20000 [send-only|single|keys|props|dedup|dedup-prepared|simple|atomic|e2e|e2e-all]`.
 //! `e2e` is the system bench's end-to-end loop: single sends on a thread of their
 //! own while this one receives 32 at a time and acks each (4 queues); its rate, the
 //! mean messages a receive took and when the producer finished go to stderr.
 //! `e2e-all` acks each batch with `ack_all` instead.
-//! `keys` and `props` are single sends with one key (`order-N`) or two user properties.
+//! `keys` and `props` are single sends with one key (`order-N`) or two user properties;
+//! `dedup` with a dedup id each (`order-N`), and `dedup-prepared` the same through
+//! `Producer::prepare_dedup` and `send_prepared`, as the Python binding sends them.
 //! The count is of batches of 100 (`single`: of 100 single sends each), so both
 //! modes move the same messages and instruction counts compare per message. The
 //! sends' wall-clock rate goes to stderr.
@@ -42,15 +44,17 @@ fn main() {
             n_sent += 100;
             continue;
         }
-        if mode == "dedup" {
+        if mode == "dedup" || mode == "dedup-prepared" {
             for i in 0..100 {
                 let id = format!("order-{}", n_sent + i);
-                p.send(
-                    pocketmq::Message::builder("bench", body.clone())
-                        .dedup_id(id)
-                        .build(),
-                )
-                .unwrap();
+                if mode == "dedup" {
+                    let m = pocketmq::Message::builder("bench", body.clone()).dedup_id(id);
+                    p.send(m.build()).unwrap();
+                } else {
+                    let prepared = p.prepare_dedup("bench", &id);
+                    let m = pocketmq::Message::builder("bench", body.clone()).dedup_id(id);
+                    p.send_prepared(m.build(), prepared).unwrap();
+                }
             }
             n_sent += 100;
             continue;
@@ -68,6 +72,7 @@ fn main() {
     );
     if mode == "send-only"
         || mode == "dedup"
+        || mode == "dedup-prepared"
         || mode == "keys"
         || mode == "props"
         || (mode == "single" && args.len() > 3)

@@ -52,6 +52,15 @@ fn keyed() -> &'static RandomState {
 }
 
 impl Key {
+    /// Whether this is the key of (`topic`, `id`), to the first hash's 64 bits: a
+    /// check that a key computed ahead of a send belongs to its message, at a
+    /// fraction of the cost of computing the key again.
+    pub fn is_of(self, topic: &str, id: &str) -> bool {
+        let mut fx = FxHasher::default();
+        joined(topic, id, |part| fx.write(part));
+        fx.finish() == self.0
+    }
+
     /// Hashes `topic`, a 0xff byte and `id` (neither contains 0xff, being UTF-8),
     /// fed to both hashers in one write where they fit a stack buffer.
     pub fn of(topic: &str, id: &str) -> Key {
@@ -135,11 +144,22 @@ impl SlotsHint {
     /// address no longer the table's costs nothing but itself.
     #[inline]
     pub fn prefetch(&self, topic: &str, id: &str) -> Option<Key> {
-        let addr = self.addr.load(Relaxed);
-        if addr == 0 {
+        if self.addr.load(Relaxed) == 0 {
             return None;
         }
         let key = Key::of(topic, id);
+        self.prefetch_key(key);
+        Some(key)
+    }
+
+    /// Starts loading the cache line where the probe for `key` begins (see
+    /// `prefetch`).
+    #[inline]
+    pub fn prefetch_key(&self, key: Key) {
+        let addr = self.addr.load(Relaxed);
+        if addr == 0 {
+            return;
+        }
         let home = Slots::home(key.tag(), self.mask.load(Relaxed));
         let at = addr.wrapping_add(home * 8);
         #[cfg(target_arch = "x86_64")]
@@ -150,7 +170,6 @@ impl SlotsHint {
         };
         #[cfg(not(target_arch = "x86_64"))]
         let _ = at;
-        Some(key)
     }
 }
 

@@ -57,7 +57,7 @@ mod transaction;
 pub mod fuzzing;
 
 pub use admin::ConsumeProgress;
-pub use broker::{Atomic, Broker, Consumer, Producer};
+pub use broker::{Atomic, Broker, Consumer, PreparedDedup, Producer};
 /// The type of message bodies (`Message::body`, `MessageExt::body`), re-exported so
 /// that naming it needs no `bytes` dependency of one's own.
 pub use bytes::Bytes;

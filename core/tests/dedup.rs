@@ -74,6 +74,58 @@ fn a_repeat_inside_the_window_stores_nothing_and_answers_the_first_send() {
 }
 
 #[test]
+fn a_send_prepared_ahead_dedups_as_a_plain_send_and_a_mismatched_one_is_ignored() {
+    let (b, _clock) = manual();
+    b.create_topic("pay", 1).unwrap();
+    let p = b.producer("p").unwrap();
+    // Prepared before the window has a table, then once it has one.
+    let first = p
+        .send_prepared(
+            with_id("pay", "a", "pay-1"),
+            p.prepare_dedup("pay", "pay-1"),
+        )
+        .unwrap();
+    assert!(!first.duplicate);
+    let again = p
+        .send_prepared(
+            with_id("pay", "b", "pay-1"),
+            p.prepare_dedup("pay", "pay-1"),
+        )
+        .unwrap();
+    assert!(again.duplicate);
+    same_send(&first, &again);
+    // A plain send sees what a prepared one stored, and the other way round.
+    assert!(p.send(with_id("pay", "c", "pay-1")).unwrap().duplicate);
+    let plain = p.send(with_id("pay", "d", "pay-2")).unwrap();
+    let prepared = p.prepare_dedup("pay", "pay-2");
+    same_send(
+        &plain,
+        &p.send_prepared(with_id("pay", "e", "pay-2"), prepared)
+            .unwrap(),
+    );
+    // Prepared for another id, another topic, or a message without one: the send
+    // goes by the message alone.
+    let other = p.prepare_dedup("pay", "pay-1");
+    let r = p
+        .send_prepared(with_id("pay", "f", "pay-3"), other)
+        .unwrap();
+    assert!(!r.duplicate, "pay-3 is new, whatever was prepared");
+    let r = p
+        .send_prepared(with_id("refund", "g", "pay-1"), other)
+        .unwrap();
+    assert!(!r.duplicate, "pay-1 is new on refund");
+    let r = p.send_prepared(Message::new("pay", "h"), other).unwrap();
+    assert!(!r.duplicate, "a message without an id never repeats");
+    assert!(
+        p.send_prepared(with_id("pay", "i", "pay-3"), other)
+            .unwrap()
+            .duplicate
+    );
+    let c = consumer(&b, "g", "pay");
+    assert_eq!(bodies(&drain(&c)), ["a", "d", "f", "h"]);
+}
+
+#[test]
 fn batches_dedup_per_item_against_the_window_and_each_other() {
     let (b, _clock) = manual();
     b.create_topic("t", 1).unwrap();

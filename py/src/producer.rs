@@ -44,6 +44,16 @@ impl Producer {
         delay: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<SendResult> {
         let topic = topic.0;
+        // The dedup id first: its place in the dedup window loads while the rest is
+        // converted.
+        let dedup = match convert::given(dedup_id) {
+            Some(v) => {
+                let id = convert::text("dedup_id", v)?;
+                let prepared = self.0.prepare_dedup(topic, &id);
+                Some((id, prepared))
+            }
+            None => None,
+        };
         let mut msg = pocketmq::Message::new(topic, convert::body(body)?);
         // Text options straight into the message, the others through the builder.
         if let Some(v) = convert::given(tags) {
@@ -51,9 +61,6 @@ impl Producer {
         }
         if let Some(v) = convert::given(sharding_key) {
             msg.sharding_key = Some(convert::text("sharding_key", v)?);
-        }
-        if let Some(v) = convert::given(dedup_id) {
-            msg.dedup_id = Some(convert::text("dedup_id", v)?);
         }
         let others = [
             ("keys", keys),
@@ -72,8 +79,14 @@ impl Producer {
             }
             msg = b.build();
         }
-        let result = py.detach(|| self.0.send(msg)).py_err()?;
-        Ok(SendResult(result))
+        let result = match dedup {
+            Some((id, prepared)) => {
+                msg.dedup_id = Some(id);
+                py.detach(|| self.0.send_prepared(msg, prepared))
+            }
+            None => py.detach(|| self.0.send(msg)),
+        };
+        Ok(SendResult(result.py_err()?))
     }
 
     /// Cancels a delayed message before it is delivered (RocketMQ 5.3's

@@ -19,7 +19,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 pub use atomic::Atomic;
 pub use consumer::Consumer;
-pub use producer::Producer;
+pub use producer::{PreparedDedup, Producer};
 
 use crate::consumer::pop::SimpleConsumer;
 use crate::transaction::{TransactionProducer, TxState};

@@ -6,8 +6,13 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::Broker;
+use crate::dedup::Key;
 use crate::engine::Engine;
 use crate::{FlushMode, Message, Result, SendResult, SendStatus};
+
+/// A dedup id's key, computed before its send ([`Producer::prepare_dedup`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PreparedDedup(Key);
 
 /// Sends messages on behalf of a producer group.
 pub struct Producer {
@@ -51,6 +56,33 @@ impl Producer {
         let hint = &self.broker.inner.dedup_hint;
         let key = (msg.dedup_id.as_deref()).and_then(|id| hint.prefetch(&msg.topic, id));
         let (mut r, end) = self.stored(|e, rr, now| e.send_one(msg, rr, now, None, key))?;
+        self.durable(end, std::slice::from_mut(&mut r))?;
+        Ok(r)
+    }
+
+    /// Begins a send of a message with dedup id `dedup_id` to `topic` ahead of the
+    /// send itself: computes the id's key and starts loading its place in the dedup
+    /// window, which with a window of many ids is far from every cache. For a
+    /// binding, which calls it as soon as it has read the id and then converts the
+    /// rest of the message while the load is under way; pass the result to
+    /// [`Producer::send_prepared`] with that message. Sends of other messages
+    /// (another thread's) may come between.
+    #[inline]
+    pub fn prepare_dedup(&self, topic: &str, dedup_id: &str) -> PreparedDedup {
+        let key = Key::of(topic, dedup_id);
+        self.broker.inner.dedup_hint.prefetch_key(key);
+        PreparedDedup(key)
+    }
+
+    /// `send` of `msg` with what [`Producer::prepare_dedup`] computed for its topic
+    /// and dedup id. One prepared for another message (or for none) is noticed and
+    /// ignored: the send is then exactly `send`.
+    pub fn send_prepared(&self, msg: Message, prepared: PreparedDedup) -> Result<SendResult> {
+        let key = match &msg.dedup_id {
+            Some(id) if prepared.0.is_of(&msg.topic, id) => prepared.0,
+            _ => return self.send(msg),
+        };
+        let (mut r, end) = self.stored(|e, rr, now| e.send_one(msg, rr, now, None, Some(key)))?;
         self.durable(end, std::slice::from_mut(&mut r))?;
         Ok(r)
     }
