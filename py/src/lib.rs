@@ -46,6 +46,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<remote::RemoteConsumer>()?;
     m.add_class::<remote::RemoteReceive>()?;
     m.add_class::<remote::RemoteProducer>()?;
+    m.add_class::<remote::RemoteSend>()?;
     m.add_class::<remote::RemoteTransactionProducer>()?;
     m.add_function(wrap_pyfunction!(remote::connect, m)?)?;
     m.add_function(wrap_pyfunction!(serve::serve, m)?)?;

@@ -89,6 +89,39 @@ impl Producer {
         Ok(SendResult(result.py_err()?))
     }
 
+    /// `send` for asyncio: a coroutine of the SendResult, with `send`'s arguments.
+    /// Under `flush="sync"` the wait for the disk runs on the loop's default executor,
+    /// so the loop goes on meanwhile; otherwise the send is stored at once, as `send`
+    /// stores it, when the coroutine runs.
+    #[pyo3(signature = (topic, body, **options))]
+    fn send_async<'py>(
+        slf: &Bound<'py, Self>,
+        topic: &Bound<'py, PyAny>,
+        body: &Bound<'py, PyAny>,
+        options: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let waits = waits_for_disk(&slf.get().0);
+        slf.py()
+            .import("pocketmq._aio")?
+            .call_method1("send_async", (slf, "send", (topic, body), options, waits))
+    }
+
+    /// `send_batch` for asyncio: a coroutine of the list of SendResults (as
+    /// `send_async`).
+    #[pyo3(signature = (topic, bodies, **options))]
+    fn send_batch_async<'py>(
+        slf: &Bound<'py, Self>,
+        topic: &Bound<'py, PyAny>,
+        bodies: &Bound<'py, PyAny>,
+        options: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let waits = waits_for_disk(&slf.get().0);
+        slf.py().import("pocketmq._aio")?.call_method1(
+            "send_async",
+            (slf, "send_batch", (topic, bodies), options, waits),
+        )
+    }
+
     /// Cancels a delayed message before it is delivered (RocketMQ 5.3's
     /// recallMessage): `recall_handle` is its send's, `topic` the topic it was sent
     /// to. True when it was waiting and now never will be delivered; False when its
@@ -169,4 +202,9 @@ impl Producer {
     fn __repr__(&self) -> String {
         format!("Producer(group='{}')", self.0.group())
     }
+}
+
+/// Whether a send of `p` waits for the disk before it returns (`flush="sync"`).
+fn waits_for_disk(p: &pocketmq::Producer) -> bool {
+    p.broker().config().flush == pocketmq::FlushMode::Sync
 }

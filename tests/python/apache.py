@@ -97,6 +97,12 @@ class Producer:
     def send_batch(self, topic: str, bodies: Any, **kw: Any) -> Any:
         return self._inner.send_batch(self._names.topic(topic), bodies, **kw)
 
+    def send_async(self, topic: str, body: Any, **kw: Any) -> Any:
+        return self._inner.send_async(self._names.topic(topic), body, **kw)
+
+    def send_batch_async(self, topic: str, bodies: Any, **kw: Any) -> Any:
+        return self._inner.send_batch_async(self._names.topic(topic), bodies, **kw)
+
     def recall(self, topic: str, recall_handle: str) -> Any:
         return self._inner.recall(self._names.topic(topic), recall_handle)
 

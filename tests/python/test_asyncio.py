@@ -219,3 +219,46 @@ def test_listen_async_takes_a_plain_function_too(broker):
     asyncio.run(main())
     assert seen == [b"x"]
     assert broker.lag("g", "plain") == 0, "acked, not nacked with a TypeError"
+
+
+def test_send_async_under_sync_flush_waits_for_the_disk_off_the_loop(tmp_path):
+    async def main(b):
+        p = b.producer("p")
+        ran = []
+
+        async def meanwhile():
+            ran.append(True)
+
+        other = asyncio.ensure_future(meanwhile())
+        r = await p.send_async("t", b"durable", keys=["k"])
+        # The loop ran another task while the send waited for its fsync.
+        assert ran == [True], "send_async blocked the loop for the sync flush"
+        await other
+        rs = await asyncio.gather(*(p.send_async("t", f"m{i}") for i in range(20)))
+        batch = await p.send_batch_async("t", [b"a", b"b"])
+        return [r, *rs, *batch]
+
+    with pocketmq.Broker(str(tmp_path / "s"), flush="sync") as b:
+        results = asyncio.run(main(b))
+    assert [r.status for r in results] == ["SEND_OK"] * 23
+    with pocketmq.Broker(str(tmp_path / "s")) as b:
+        assert {m.msg_id for m in b.browse("t", limit=100)} == {r.msg_id for r in results}
+
+
+def test_send_async_without_sync_flush_stores_when_it_runs():
+    async def main():
+        p = broker.producer("p")
+        ran = []
+
+        async def meanwhile():
+            ran.append(True)
+
+        asyncio.ensure_future(meanwhile())
+        r = await p.send_async("t", b"x")
+        # Stored at once on the loop's thread: nothing else ran in between.
+        return r, list(ran)
+
+    with pocketmq.Broker() as broker:
+        r, ran = asyncio.run(main())
+        assert r.status == "SEND_OK" and ran == []
+        assert [m.msg_id for m in broker.consumer("g", "t").receive(timeout=1.0)] == [r.msg_id]

@@ -315,6 +315,23 @@ def test_closing_the_broker_ends_a_pending_receive_async(endpoint: str) -> None:
     assert got == [] and took < 2
 
 
+def test_send_async_holds_no_thread_and_a_close_refuses_it(endpoint: str) -> None:
+    async def main() -> None:
+        b = pocketmq.connect(endpoint, namespace="send-async")
+        p = b.producer()
+        threads = threading.active_count()
+        results = await asyncio.gather(*(p.send_async("t", f"m{i}") for i in range(50)))
+        assert [r.status for r in results] == ["SEND_OK"] * 50
+        assert threading.active_count() <= threads, "the sends waited on the connection's runtime"
+        b.close()
+        with pytest.raises(pocketmq.Closed):
+            await p.send_async("t", b"x")
+        with pytest.raises(pocketmq.Closed):
+            await p.send_batch_async("t", [b"x"])
+
+    asyncio.run(main())
+
+
 def test_a_start_is_checked_as_embedded_before_it_is_not_supported(remote: pocketmq.RemoteBroker) -> None:
     with pytest.raises(pocketmq.InvalidArgument):
         remote.consumer("g", "t", start="bogus")  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -195,3 +196,41 @@ def test_a_recalled_delayed_message_is_never_delivered(broker):
     got = [m.body for m in receive_n(c, 3, timeout=4.0)]
     assert sorted(got) == [b"kept", b"now"]
     assert c.receive(timeout=0.5) == []
+
+
+def test_send_async_and_send_batch_async_store_what_send_would(broker):
+    async def main():
+        p = broker.producer("p")
+        one = await p.send_async("t", b"one", tags="a", keys=["k-1"], properties={"n": "1"})
+        batch = await p.send_batch_async("t", [b"two", b"three"], tags="b")
+        empty = await p.send_batch_async("t", [])
+        # Many at once: each awaits its own answer.
+        many = await asyncio.gather(*(p.send_async("t", f"m{i}") for i in range(20)))
+        return one, batch, empty, many
+
+    one, batch, empty, many = asyncio.run(main())
+    assert one.status == "SEND_OK" and re.fullmatch(r"[0-9A-F]{32,}", one.msg_id, re.IGNORECASE)
+    assert [r.status for r in batch] == ["SEND_OK", "SEND_OK"] and empty == []
+    assert len({r.msg_id for r in [one, *batch, *many]}) == 23
+    got = {m.msg_id: m for m in receive_n(broker.consumer("g", "t"), 23, timeout=10.0)}
+    assert set(got) == {r.msg_id for r in [one, *batch, *many]}
+    m = got[one.msg_id]
+    assert (m.body, m.tags, m.keys, m.properties["n"]) == (b"one", "a", ["k-1"], "1")
+    assert sorted(got[r.msg_id].body for r in many) == sorted(f"m{i}".encode() for i in range(20))
+
+
+def test_send_async_raises_what_send_raises_when_awaited(broker):
+    p = broker.producer("p")
+
+    async def main():
+        with pytest.raises(TypeError):
+            await p.send_async("t", 42)
+        with pytest.raises(pocketmq.InvalidArgument):
+            await p.send_async("t", b"")
+        with pytest.raises(TypeError):
+            await p.send_batch_async("t", b"not a list")
+        with pytest.raises(TypeError):
+            await p.send_async("t", b"x", no_such_option=1)
+
+    asyncio.run(main())
+    assert receive_n(broker.consumer("g", "t"), 1, timeout=0.5) == [], "nothing was stored"

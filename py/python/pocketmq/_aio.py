@@ -12,6 +12,7 @@ that may interest the consumer or on close.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -34,6 +35,18 @@ def _resolve(fut: "asyncio.Future[None]") -> None:
         fut.set_result(None)
 
 
+def _waker(loop: asyncio.AbstractEventLoop, fut: "asyncio.Future[None]") -> Callable[[], None]:
+    """A callback any thread may call to resolve ``fut`` on ``loop``."""
+
+    def wake() -> None:
+        try:
+            loop.call_soon_threadsafe(_resolve, fut)
+        except RuntimeError:
+            pass  # the loop has closed; nobody waits any more
+
+    return wake
+
+
 async def receive_async(
     consumer: "Union[Consumer, SimpleConsumer]",
     max_messages: int,
@@ -46,14 +59,7 @@ async def receive_async(
         if msgs is not None:
             return msgs
         ready: "asyncio.Future[None]" = loop.create_future()
-
-        def wake(ready: "asyncio.Future[None]" = ready) -> None:
-            try:
-                loop.call_soon_threadsafe(_resolve, ready)
-            except RuntimeError:
-                pass  # the loop has closed; nobody waits any more
-
-        consumer._on_ready(wake)
+        consumer._on_ready(_waker(loop, ready))
         try:
             await asyncio.wait_for(ready, receiving.remaining)
         except asyncio.TimeoutError:
@@ -70,19 +76,49 @@ async def remote_receive(
     cancelled, it ends at once and what it got goes to the consumer's next receive."""
     loop = asyncio.get_running_loop()
     done: "asyncio.Future[None]" = loop.create_future()
-
-    def wake() -> None:
-        try:
-            loop.call_soon_threadsafe(_resolve, done)
-        except RuntimeError:
-            pass  # the loop has closed; nobody waits any more
-
-    job = consumer._receive_start(max_messages, timeout, wake)
+    job = consumer._receive_start(max_messages, timeout, _waker(loop, done))
     try:
         await done
     except asyncio.CancelledError:
         job.cancel()
         raise
+    return job.result()
+
+
+async def send_async(
+    producer: Any,
+    method: str,
+    args: "tuple[Any, ...]",
+    options: "Optional[dict[str, Any]]",
+    waits: bool,
+) -> Any:
+    """``send_async`` and ``send_batch_async`` of an embedded producer: ``method``
+    with ``args`` and ``options``. A send that ``waits`` for the disk
+    (``flush="sync"``) runs on the loop's default executor; any other returns in
+    microseconds and runs here. Cancelled while it waits, the send may still be
+    stored."""
+    send = getattr(producer, method)
+    kwargs = options or {}
+    if not waits:
+        return send(*args, **kwargs)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, functools.partial(send, *args, **kwargs))
+
+
+async def remote_send(
+    producer: Any,
+    method: str,
+    args: "tuple[Any, ...]",
+    options: "Optional[dict[str, Any]]",
+) -> Any:
+    """``send_async`` and ``send_batch_async`` over ``connect()``: the send runs on
+    the connection's own runtime and calls back when answered, so no thread waits
+    for it. Cancelled while it waits, the send may still be stored (its request may
+    be on its way)."""
+    loop = asyncio.get_running_loop()
+    done: "asyncio.Future[None]" = loop.create_future()
+    job = getattr(producer, method)(_waker(loop, done), *args, **(options or {}))
+    await done
     return job.result()
 
 

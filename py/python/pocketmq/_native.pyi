@@ -25,6 +25,7 @@ __all__ = [
     "RemoteBroker",
     "RemoteConsumer",
     "RemoteReceive",
+    "RemoteSend",
     "RemoteProducer",
     "RemoteTransactionProducer",
     "SendResult",
@@ -143,6 +144,42 @@ class Producer:
         """Sends the bodies as one append; the options apply to each body. A delay
         (``delay_level``, ``deliver_at``, ``delay``) and ``dedup_id`` take a batch
         of one body; several bodies take one id each in ``dedup_ids``."""
+    def send_async(
+        self,
+        topic: str,
+        body: _Body,
+        *,
+        tags: Optional[str] = None,
+        keys: Optional[_Keys] = None,
+        properties: Optional[dict[str, str]] = None,
+        sharding_key: Optional[str] = None,
+        queue_id: Optional[int] = None,
+        delay_level: Optional[int] = None,
+        deliver_at: Optional[_When] = None,
+        delay: Optional[_Seconds] = None,
+        dedup_id: Optional[str] = None,
+    ) -> Awaitable[SendResult]:
+        """``send`` for asyncio: awaiting it never blocks the event loop. Under
+        ``flush="sync"`` the wait for the disk runs on the loop's default executor;
+        otherwise the message is stored when the coroutine runs, in microseconds.
+        Cancelled while it waits, the send may still be stored."""
+    def send_batch_async(
+        self,
+        topic: str,
+        bodies: Sequence[_Body],
+        *,
+        dedup_ids: Optional[Sequence[Optional[str]]] = None,
+        tags: Optional[str] = None,
+        keys: Optional[_Keys] = None,
+        properties: Optional[dict[str, str]] = None,
+        sharding_key: Optional[str] = None,
+        queue_id: Optional[int] = None,
+        delay_level: Optional[int] = None,
+        deliver_at: Optional[_When] = None,
+        delay: Optional[_Seconds] = None,
+        dedup_id: Optional[str] = None,
+    ) -> Awaitable[list[SendResult]]:
+        """``send_batch`` for asyncio (as ``send_async``)."""
     def recall(self, topic: str, recall_handle: str) -> bool:
         """Cancels a delayed message before it is delivered (RocketMQ 5.3's
         recallMessage). True when it was waiting and now never will be delivered;
@@ -460,6 +497,41 @@ class RemoteProducer:
         """Sends the bodies as one append; the options apply to each body. A delay
         (``delay_level``, ``deliver_at``, ``delay``) and ``dedup_id`` take a batch
         of one body; several bodies take one id each in ``dedup_ids``."""
+    def send_async(
+        self,
+        topic: str,
+        body: _Body,
+        *,
+        tags: Optional[str] = None,
+        keys: Optional[_Keys] = None,
+        properties: Optional[dict[str, str]] = None,
+        sharding_key: Optional[str] = None,
+        queue_id: Optional[int] = None,
+        delay_level: Optional[int] = None,
+        deliver_at: Optional[_When] = None,
+        delay: Optional[_Seconds] = None,
+        dedup_id: Optional[str] = None,
+    ) -> Awaitable[SendResult]:
+        """``send`` for asyncio: awaiting it never blocks the event loop. The send
+        runs on the connection's runtime, so no thread waits for the answer.
+        Cancelled while it waits, the send may still be stored."""
+    def send_batch_async(
+        self,
+        topic: str,
+        bodies: Sequence[_Body],
+        *,
+        dedup_ids: Optional[Sequence[Optional[str]]] = None,
+        tags: Optional[str] = None,
+        keys: Optional[_Keys] = None,
+        properties: Optional[dict[str, str]] = None,
+        sharding_key: Optional[str] = None,
+        queue_id: Optional[int] = None,
+        delay_level: Optional[int] = None,
+        deliver_at: Optional[_When] = None,
+        delay: Optional[_Seconds] = None,
+        dedup_id: Optional[str] = None,
+    ) -> Awaitable[list[SendResult]]:
+        """``send_batch`` for asyncio (as ``send_async``)."""
     def recall(self, topic: str, recall_handle: str) -> bool:
         """Cancels a delayed message before it is delivered (RocketMQ 5.3's
         recallMessage). True when it was waiting and now never will be delivered;
@@ -482,6 +554,10 @@ class RemoteTransactionProducer:
         queue_id: Optional[int] = None,
         dedup_id: Optional[str] = None,
     ) -> SendResult: ...
+
+@final
+class RemoteSend:
+    def result(self) -> Any: ...
 
 @final
 class RemoteReceive:

@@ -676,7 +676,7 @@ impl ReceiveJob {
 }
 
 /// Calls its waker when dropped, unless it was taken.
-struct WakeOnDrop(Option<Box<dyn FnOnce() + Send>>);
+pub(super) struct WakeOnDrop(pub(super) Option<Box<dyn FnOnce() + Send>>);
 
 impl Drop for WakeOnDrop {
     fn drop(&mut self) {

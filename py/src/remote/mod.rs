@@ -26,7 +26,7 @@ use crate::errors::{self, IntoPyResult as _};
 use crate::transaction::callable;
 
 pub use consumer::{RemoteConsumer, RemoteReceive};
-pub use producer::{RemoteProducer, RemoteTransactionProducer};
+pub use producer::{RemoteProducer, RemoteSend, RemoteTransactionProducer};
 use session::Connection;
 use wire::Failure;
 

@@ -4,7 +4,7 @@
 //! options are parsed exactly as the embedded producer parses them (`convert`), so a
 //! wrong type is the same `TypeError` and a wrong value the same `InvalidArgument`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -18,6 +18,7 @@ use pocketmq_server::proto::{
     TransactionSource,
 };
 
+use super::consumer::WakeOnDrop;
 use super::session::{rpc_failure, Client, Connection, REQUEST_TIMEOUT};
 use super::wire::{self, Failure, Outcome};
 use super::PyOutcome;
@@ -231,27 +232,7 @@ impl RemoteProducer {
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<SendResult>> {
         let topic = topic.0;
-        if bodies.is_instance_of::<PyBytes>()
-            || bodies.is_instance_of::<PyString>()
-            || bodies.is_instance_of::<PyByteArray>()
-        {
-            return Err(PyTypeError::new_err(
-                "bodies must be a list of bytes or str, not a single body",
-            ));
-        }
-        if dedup_ids.is_some_and(|d| !d.is_none()) {
-            return Err(Failure::not_supported(
-                "send_batch(dedup_ids=...): the RocketMQ 5 protocol carries no deduplication id",
-            ))
-            .py();
-        }
-        let iter = bodies
-            .try_iter()
-            .map_err(|_| PyTypeError::new_err("bodies must be a list of bytes or str"))?;
-        let mut msgs = Vec::new();
-        for item in iter {
-            msgs.push(outgoing(&self.conn, topic, &item?, options, "send_batch()", false)?.1);
-        }
+        let msgs = self.batch(topic, bodies, dedup_ids, options)?;
         if msgs.is_empty() {
             return Ok(Vec::new());
         }
@@ -261,6 +242,63 @@ impl RemoteProducer {
             .block_py(py, async move { send(&client, topic, msgs).await })?
             .py()?;
         Ok(r.into_iter().map(|(r, _)| SendResult(r)).collect())
+    }
+
+    /// `send` for asyncio: a coroutine of the SendResult. The send runs on the
+    /// connection's runtime, so no thread waits for its answer.
+    #[pyo3(signature = (topic, body, **options))]
+    fn send_async<'py>(
+        slf: &Bound<'py, Self>,
+        topic: &Bound<'py, PyAny>,
+        body: &Bound<'py, PyAny>,
+        options: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("pocketmq._aio")?
+            .call_method1("remote_send", (slf, "_send_start", (topic, body), options))
+    }
+
+    /// `send_batch` for asyncio: a coroutine of the list of SendResults (as
+    /// `send_async`).
+    #[pyo3(signature = (topic, bodies, **options))]
+    fn send_batch_async<'py>(
+        slf: &Bound<'py, Self>,
+        topic: &Bound<'py, PyAny>,
+        bodies: &Bound<'py, PyAny>,
+        options: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.py().import("pocketmq._aio")?.call_method1(
+            "remote_send",
+            (slf, "_send_batch_start", (topic, bodies), options),
+        )
+    }
+
+    /// Starts `send` on the connection's runtime; `wake()` is called (from another
+    /// thread) when it is answered. For `pocketmq._aio.remote_send`.
+    #[pyo3(signature = (wake, topic, body, **options))]
+    fn _send_start(
+        &self,
+        wake: Py<PyAny>,
+        topic: Text<'_>,
+        body: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<RemoteSend> {
+        let (_, pb) = outgoing(&self.conn, topic.0, body, options, "send()", false)?;
+        Ok(self.start(topic.0, vec![pb], wake, true))
+    }
+
+    /// Starts `send_batch` on the connection's runtime (as `_send_start`).
+    #[pyo3(signature = (wake, topic, bodies, *, dedup_ids = None, **options))]
+    fn _send_batch_start(
+        &self,
+        wake: Py<PyAny>,
+        topic: Text<'_>,
+        bodies: &Bound<'_, PyAny>,
+        dedup_ids: Option<Bound<'_, PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<RemoteSend> {
+        let msgs = self.batch(topic.0, bodies, dedup_ids, options)?;
+        Ok(self.start(topic.0, msgs, wake, false))
     }
 
     /// Cancels a delayed message before it is delivered (RecallMessage); as the
@@ -294,6 +332,91 @@ impl RemoteProducer {
             "RemoteProducer(group={:?}, endpoint={:?})",
             self.group, self.conn.core.endpoint
         )
+    }
+}
+
+impl RemoteProducer {
+    /// The messages of a `send_batch`: one per body, each with the options.
+    fn batch(
+        &self,
+        topic: &str,
+        bodies: &Bound<'_, PyAny>,
+        dedup_ids: Option<Bound<'_, PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Vec<PbMessage>> {
+        if bodies.is_instance_of::<PyBytes>()
+            || bodies.is_instance_of::<PyString>()
+            || bodies.is_instance_of::<PyByteArray>()
+        {
+            return Err(PyTypeError::new_err(
+                "bodies must be a list of bytes or str, not a single body",
+            ));
+        }
+        if dedup_ids.is_some_and(|d| !d.is_none()) {
+            return Err(Failure::not_supported(
+                "send_batch(dedup_ids=...): the RocketMQ 5 protocol carries no deduplication id",
+            ))
+            .py();
+        }
+        let iter = bodies
+            .try_iter()
+            .map_err(|_| PyTypeError::new_err("bodies must be a list of bytes or str"))?;
+        let mut msgs = Vec::new();
+        for item in iter {
+            msgs.push(outgoing(&self.conn, topic, &item?, options, "send_batch()", false)?.1);
+        }
+        Ok(msgs)
+    }
+
+    /// Sends `msgs` on the connection's runtime and calls `wake` once answered (or
+    /// once the connection's close drops the send unanswered).
+    fn start(&self, topic: &str, msgs: Vec<PbMessage>, wake: Py<PyAny>, one: bool) -> RemoteSend {
+        let job = RemoteSend {
+            result: Arc::new(Mutex::new(None)),
+            one,
+        };
+        let mut wake = WakeOnDrop(Some(crate::consumer::waker(wake)));
+        if msgs.is_empty() {
+            *job.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ok(Vec::new()));
+            return job;
+        }
+        let (client, topic, result) = (self.client.clone(), topic.to_string(), job.result.clone());
+        self.client.runtime().spawn(async move {
+            let got = send(&client, &topic, msgs).await;
+            *result.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(got.map(|r| r.into_iter().map(|(r, _)| r).collect()));
+            if let Some(w) = wake.0.take() {
+                w();
+            }
+        });
+        job
+    }
+}
+
+/// A running send of `RemoteProducer.send_async` or `send_batch_async`
+/// (`pocketmq._aio.remote_send`).
+#[pyclass(module = "pocketmq", name = "RemoteSend", frozen)]
+pub struct RemoteSend {
+    result: Arc<Mutex<Option<Outcome<Vec<CoreSendResult>>>>>,
+    /// `send_async`'s (one SendResult), not `send_batch_async`'s (a list).
+    one: bool,
+}
+
+#[pymethods]
+impl RemoteSend {
+    /// The SendResult (or list of them) once answered (the callback was called), or
+    /// the send's error; `Closed` when the connection closed before the answer.
+    fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let got = self.result.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut results = got.unwrap_or_else(|| Err(Failure::closed())).py()?;
+        if self.one {
+            if results.is_empty() {
+                return Err(Failure::closed()).py();
+            }
+            return Ok(Bound::new(py, SendResult(results.remove(0)))?.into_any());
+        }
+        let list: Vec<SendResult> = results.into_iter().map(SendResult).collect();
+        Ok(list.into_pyobject(py)?.into_any())
     }
 }
 
