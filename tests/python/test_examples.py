@@ -28,3 +28,17 @@ def test_order_flow_example(tmp_path):
     assert "billing    <- orders" in later and "order-1002 cancel-if-unpaid" in later
     assert "order-1003 cancel" not in later, "a recalled cancel is never delivered"
     assert (tmp_path / "data" / "order-flow").is_dir(), "the example keeps its store under ./data"
+
+
+def test_asyncio_service_example(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "asyncio_service.py")],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "placed 20 orders, every one on disk: True" in text
+    assert "shipped 20 orders in " in text
+    assert "shipping lag: 0" in text
+    assert "shipments stored: 20" in text
+    assert (tmp_path / "data" / "asyncio-service").is_dir(), "the example keeps its store under ./data"
