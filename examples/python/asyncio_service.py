@@ -6,8 +6,9 @@ store whose every send is on disk before it returns (flush="sync").
 
 `send_async` waits for the disk off the loop, and `listen_async` runs the handlers as
 tasks, so a heartbeat task keeps ticking through all of it. With `pocketmq.connect()`
-instead of `pocketmq.Broker(...)`, the same code runs against `pocketmq serve` or an
-Apache RocketMQ 5 cluster.
+instead of `pocketmq.Broker(...)`, the checkout and the worker run unchanged against
+`pocketmq serve` or an Apache RocketMQ 5 cluster; `broker.lag` is the embedded
+broker's (the protocol carries no lag: over `connect()` it raises `NotSupported`).
 """
 
 from __future__ import annotations
