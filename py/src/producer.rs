@@ -100,10 +100,7 @@ impl Producer {
         body: &Bound<'py, PyAny>,
         options: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let waits = waits_for_disk(&slf.get().0);
-        slf.py()
-            .import("pocketmq._aio")?
-            .call_method1("send_async", (slf, "send", (topic, body), options, waits))
+        awaitable(slf, "send", (topic, body), options)
     }
 
     /// `send_batch` for asyncio: a coroutine of the list of SendResults (as
@@ -115,11 +112,7 @@ impl Producer {
         bodies: &Bound<'py, PyAny>,
         options: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let waits = waits_for_disk(&slf.get().0);
-        slf.py().import("pocketmq._aio")?.call_method1(
-            "send_async",
-            (slf, "send_batch", (topic, bodies), options, waits),
-        )
+        awaitable(slf, "send_batch", (topic, bodies), options)
     }
 
     /// Cancels a delayed message before it is delivered (RocketMQ 5.3's
@@ -204,7 +197,17 @@ impl Producer {
     }
 }
 
-/// Whether a send of `p` waits for the disk before it returns (`flush="sync"`).
-fn waits_for_disk(p: &pocketmq::Producer) -> bool {
-    p.broker().config().flush == pocketmq::FlushMode::Sync
+/// `pocketmq._aio.send_async` of `method` with `args` and `options`: a coroutine that
+/// runs the send on the loop's default executor when it waits for the disk
+/// (`flush="sync"`), else where it is awaited.
+fn awaitable<'py>(
+    slf: &Bound<'py, Producer>,
+    method: &str,
+    args: (&Bound<'py, PyAny>, &Bound<'py, PyAny>),
+    options: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let waits = slf.get().0.broker().config().flush == pocketmq::FlushMode::Sync;
+    slf.py()
+        .import("pocketmq._aio")?
+        .call_method1("send_async", (slf, method, args, options, waits))
 }

@@ -9,13 +9,18 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "python"
 
 
-def test_order_flow_example(tmp_path):
+def run_example(name: str, cwd: Path) -> str:
+    """Runs examples/python/NAME in `cwd`; its output, once it exits cleanly."""
     out = subprocess.run(
-        [sys.executable, str(EXAMPLES / "order_flow.py")],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        [sys.executable, str(EXAMPLES / name)],
+        capture_output=True, text=True, timeout=120, cwd=cwd,
     )
     assert out.returncode == 0, out.stderr
-    text = out.stdout
+    return out.stdout
+
+
+def test_order_flow_example(tmp_path):
+    text = run_example("order_flow.py", tmp_path)
     for order in ["order-1001", "order-1002", "order-1003"]:
         assert f"{order}: created -> paid -> shipped -> delivered" in text
     assert "transaction_state='COMMIT'" in text
@@ -31,12 +36,7 @@ def test_order_flow_example(tmp_path):
 
 
 def test_asyncio_service_example(tmp_path):
-    out = subprocess.run(
-        [sys.executable, str(EXAMPLES / "asyncio_service.py")],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stderr
-    text = out.stdout
+    text = run_example("asyncio_service.py", tmp_path)
     assert "placed 20 orders, every one on disk: True" in text
     assert "shipped 20 orders in " in text
     assert "shipping lag: 0" in text

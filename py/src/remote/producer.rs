@@ -253,9 +253,7 @@ impl RemoteProducer {
         body: &Bound<'py, PyAny>,
         options: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        slf.py()
-            .import("pocketmq._aio")?
-            .call_method1("remote_send", (slf, "_send_start", (topic, body), options))
+        awaitable(slf, "_send_start", (topic, body), options)
     }
 
     /// `send_batch` for asyncio: a coroutine of the list of SendResults (as
@@ -267,10 +265,7 @@ impl RemoteProducer {
         bodies: &Bound<'py, PyAny>,
         options: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        slf.py().import("pocketmq._aio")?.call_method1(
-            "remote_send",
-            (slf, "_send_batch_start", (topic, bodies), options),
-        )
+        awaitable(slf, "_send_batch_start", (topic, bodies), options)
     }
 
     /// Starts `send` on the connection's runtime; `wake()` is called (from another
@@ -391,6 +386,19 @@ impl RemoteProducer {
         });
         job
     }
+}
+
+/// `pocketmq._aio.remote_send` of `start` (`_send_start` or `_send_batch_start`) with
+/// `args` and `options`: a coroutine of the send's answer.
+fn awaitable<'py>(
+    slf: &Bound<'py, RemoteProducer>,
+    start: &str,
+    args: (&Bound<'py, PyAny>, &Bound<'py, PyAny>),
+    options: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    slf.py()
+        .import("pocketmq._aio")?
+        .call_method1("remote_send", (slf, start, args, options))
 }
 
 /// A running send of `RemoteProducer.send_async` or `send_batch_async`
