@@ -138,22 +138,10 @@ pub(crate) struct SlotsHint {
 }
 
 impl SlotsHint {
-    /// Starts loading the cache line where the probe for (`topic`, `id`) begins, and
-    /// returns the key it computed for that (None: no table yet). A hint only: read
-    /// without the lock, the table may have grown since, and a prefetch of an
-    /// address no longer the table's costs nothing but itself.
-    #[inline]
-    pub fn prefetch(&self, topic: &str, id: &str) -> Option<Key> {
-        if self.addr.load(Relaxed) == 0 {
-            return None;
-        }
-        let key = Key::of(topic, id);
-        self.prefetch_key(key);
-        Some(key)
-    }
-
-    /// Starts loading the cache line where the probe for `key` begins (see
-    /// `prefetch`).
+    /// Starts loading the cache line where the probe for `key` begins (nothing while
+    /// there is no table yet). A hint only: read without the lock, the table may have
+    /// grown since, and a prefetch of an address no longer the table's costs nothing
+    /// but itself.
     #[inline]
     pub fn prefetch_key(&self, key: Key) {
         let addr = self.addr.load(Relaxed);

@@ -38,24 +38,24 @@ impl Producer {
         }
     }
 
-    /// Stores one message.
+    /// Stores one message. A dedup id's slot in the dedup window starts loading
+    /// before the engine's lock is taken (`prepare_dedup`).
     pub fn send(&self, msg: Message) -> Result<SendResult> {
-        if msg.dedup_id.is_some() {
-            return self.send_with_id(msg);
+        if let Some(id) = msg.dedup_id.as_deref() {
+            let key = self.prepare_dedup(&msg.topic, id).0;
+            return self.send_keyed(msg, key);
         }
+        // Not through a `send_keyed` taking an Option: that cost a plain send about 65
+        // more instructions (a copy of the message), by callgrind.
         let (mut r, end) = self.stored(|e, rr, now| e.send_one(msg, rr, now, None, None))?;
         self.durable(end, std::slice::from_mut(&mut r))?;
         Ok(r)
     }
 
-    /// `send` of a message with a dedup id: the id's slot in the dedup window starts
-    /// loading before the engine's lock is taken (with a window of many ids it is
-    /// far from every cache), and its key, computed for that, goes with the message.
+    /// `send` of `msg`, whose dedup id's key is `key`.
     #[inline(always)]
-    fn send_with_id(&self, msg: Message) -> Result<SendResult> {
-        let hint = &self.broker.inner.dedup_hint;
-        let key = (msg.dedup_id.as_deref()).and_then(|id| hint.prefetch(&msg.topic, id));
-        let (mut r, end) = self.stored(|e, rr, now| e.send_one(msg, rr, now, None, key))?;
+    fn send_keyed(&self, msg: Message, key: Key) -> Result<SendResult> {
+        let (mut r, end) = self.stored(|e, rr, now| e.send_one(msg, rr, now, None, Some(key)))?;
         self.durable(end, std::slice::from_mut(&mut r))?;
         Ok(r)
     }
@@ -78,13 +78,10 @@ impl Producer {
     /// and dedup id. One prepared for another message (or for none) is noticed and
     /// ignored: the send is then exactly `send`.
     pub fn send_prepared(&self, msg: Message, prepared: PreparedDedup) -> Result<SendResult> {
-        let key = match &msg.dedup_id {
-            Some(id) if prepared.0.is_of(&msg.topic, id) => prepared.0,
-            _ => return self.send(msg),
-        };
-        let (mut r, end) = self.stored(|e, rr, now| e.send_one(msg, rr, now, None, Some(key)))?;
-        self.durable(end, std::slice::from_mut(&mut r))?;
-        Ok(r)
+        match &msg.dedup_id {
+            Some(id) if prepared.0.is_of(&msg.topic, id) => self.send_keyed(msg, prepared.0),
+            _ => self.send(msg),
+        }
     }
 
     /// Stores several messages of one topic as one append, in one queue, with
