@@ -242,8 +242,8 @@ mod tests {
         // Nothing arrives: the wait ends at its bound and says so.
         assert!(!fill_wait(&arrivals, 3));
         // A steady stream: the wait sees it and ends with more to take (once the
-        // sending thread runs; tried up to 100 times, as a busy machine may leave
-        // that thread unscheduled through a whole wait).
+        // sending thread runs; tried again for up to 30 s, as a busy machine may
+        // leave that thread unscheduled through many whole waits).
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
             s.spawn(|| {
@@ -255,7 +255,11 @@ mod tests {
             while arrivals.load(Ordering::Acquire) == 7 {
                 std::thread::yield_now();
             }
-            let seen = (0..100).any(|_| fill_wait(&arrivals, 3));
+            let deadline = crate::runtime::Deadline::after(std::time::Duration::from_secs(30));
+            let mut seen = false;
+            while !seen && !deadline.is_past() {
+                seen = fill_wait(&arrivals, 3);
+            }
             stop.store(true, Ordering::Release);
             assert!(seen);
         });
