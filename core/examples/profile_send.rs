@@ -1,12 +1,13 @@
 //! Sends on the memory store, then receiving and acking them, for profilers:
-//! `cargo run --release -p pocketmq --example profile_send -- 20000 [send-only|single|keys|props|dedup|dedup-prepared|simple|atomic|e2e|e2e-all]`.
+//! `cargo run --release -p pocketmq --example profile_send -- 20000 [send-only|single|keys|props|dedup|dedup-prepared|tx|simple|atomic|e2e|e2e-all]`.
 //! `e2e` is the system bench's end-to-end loop: single sends on a thread of their
 //! own while this one receives 32 at a time and acks each (4 queues); its rate, the
 //! mean messages a receive took and when the producer finished go to stderr.
 //! `e2e-all` acks each batch with `ack_all` instead.
 //! `keys` and `props` are single sends with one key (`order-N`) or two user properties;
 //! `dedup` with a dedup id each (`order-N`), and `dedup-prepared` the same through
-//! `Producer::prepare_dedup` and `send_prepared`, as the Python binding sends them.
+//! `Producer::prepare_dedup` and `send_prepared`, as the Python binding sends them;
+//! `tx` transactional sends, each committed by its `execute`.
 //! The count is of batches of 100 (`single`: of 100 single sends each), so both
 //! modes move the same messages and instruction counts compare per message. The
 //! sends' wall-clock rate goes to stderr.
@@ -22,6 +23,12 @@ fn main() {
         end_to_end(&b, batches * 100, mode == "e2e-all");
         return;
     }
+    let tx = b
+        .transaction_producer(
+            "bench-tx",
+            std::sync::Arc::new(|_: &pocketmq::MessageExt| pocketmq::TxState::Commit),
+        )
+        .unwrap();
     let mut n_sent = 0usize;
     let start = std::time::Instant::now();
     for _ in 0..batches {
@@ -59,6 +66,15 @@ fn main() {
             n_sent += 100;
             continue;
         }
+        if mode == "tx" {
+            for _ in 0..100 {
+                tx.send(pocketmq::Message::new("bench", body.clone()), |_| {
+                    pocketmq::TxState::Commit
+                })
+                .unwrap();
+            }
+            continue;
+        }
         let batch: Vec<pocketmq::Message> = (0..100)
             .map(|_| pocketmq::Message::new("bench", body.clone()))
             .collect();
@@ -75,6 +91,7 @@ fn main() {
         || mode == "dedup-prepared"
         || mode == "keys"
         || mode == "props"
+        || mode == "tx"
         || (mode == "single" && args.len() > 3)
     {
         return;

@@ -78,4 +78,4 @@ pub use schedule::recall::RecallHandle;
 pub use stats::{GroupStats, QueueStats, Stats, TopicInfo, TopicStats};
 pub use store::host::HostFs;
 pub use topic::{is_system_topic, validate_group};
-pub use transaction::{TransactionListener, TransactionProducer, TxId, TxState};
+pub use transaction::{Begun, TransactionListener, TransactionProducer, TxId, TxState};

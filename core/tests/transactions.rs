@@ -322,6 +322,79 @@ fn a_half_message_is_resolved_later_by_id_and_the_first_resolution_wins() {
     assert_eq!(b.stats().unwrap().pending_transactions, 0);
 }
 
+/// `begin` then `finish` (a local transaction run elsewhere) is `send`: invisible
+/// until finished, the outcome recorded, a check-back resolving one never finished,
+/// the first resolution winning over a late `finish`, and a repeated dedup id known
+/// at `begin`.
+#[test]
+fn begin_then_finish_is_a_send_in_two_steps() {
+    let (b, clock) = manual();
+    let c = consumer(&b, "g", "orders");
+    let tp = b
+        .transaction_producer(
+            "pay",
+            Arc::new(|_: &pocketmq::MessageExt| TxState::Rollback),
+        )
+        .unwrap();
+    let paid = tp.begin(Message::new("orders", "paid")).unwrap();
+    assert_eq!(paid.half().unwrap().body_str(), Some("paid"));
+    assert_eq!(paid.result().transaction_state, Some(TxState::Unknown));
+    let refused = tp.begin(Message::new("orders", "refused")).unwrap();
+    let open = tp.begin(Message::new("orders", "open")).unwrap();
+    let late = tp.begin(Message::new("orders", "late")).unwrap();
+    assert!(drain(&c).is_empty(), "half messages are invisible");
+    let r = tp.finish(paid, TxState::Commit).unwrap();
+    assert_eq!(r.transaction_state, Some(TxState::Commit));
+    assert_eq!(bodies(&drain(&c)), vec!["paid"]);
+    let msg_id = r.msg_id.clone();
+    let r = tp.finish(refused, TxState::Rollback).unwrap();
+    assert_eq!(r.transaction_state, Some(TxState::Rollback));
+    let r = tp.finish(open, TxState::Unknown).unwrap();
+    assert_eq!(r.transaction_state, Some(TxState::Unknown));
+    // Past the transaction timeout the check-back rolls back both open ones; the late
+    // finish then finds its half message resolved.
+    clock.advance_ms(6_000);
+    b.tick().unwrap();
+    assert_eq!(b.stats().unwrap().pending_transactions, 0);
+    tp.finish(late, TxState::Commit).unwrap();
+    assert!(drain(&c).is_empty());
+    assert!(b.get(&msg_id).unwrap().is_some());
+
+    // A dedup id (inside the default window of 120 s).
+    let first = tp
+        .begin(Message::builder("orders", "x").dedup_id("pay-1").build())
+        .unwrap();
+    let again = tp
+        .begin(Message::builder("orders", "x").dedup_id("pay-1").build())
+        .unwrap();
+    assert!(again.half().is_none() && again.result().duplicate);
+    assert_eq!(again.result().transaction_state, Some(TxState::Unknown));
+    let first = tp.finish(first, TxState::Commit).unwrap();
+    let again = tp
+        .begin(Message::builder("orders", "x").dedup_id("pay-1").build())
+        .unwrap();
+    assert!(again.half().is_none());
+    assert_eq!(again.result().msg_id, first.msg_id);
+    let r = tp.finish(again, TxState::Rollback).unwrap();
+    assert_eq!(
+        r.transaction_state,
+        Some(TxState::Commit),
+        "finish of a repeat records nothing"
+    );
+    assert_eq!(b.stats().unwrap().pending_transactions, 0);
+
+    // Finished by another broker's producer: refused, and the half message stays open.
+    let (other, _) = manual();
+    let other_tp = other
+        .transaction_producer("pay", Arc::new(|_: &pocketmq::MessageExt| TxState::Unknown))
+        .unwrap();
+    let open = tp.begin(Message::new("orders", "open")).unwrap();
+    let err = other_tp.finish(open, TxState::Commit).unwrap_err();
+    assert_eq!(err.kind(), pocketmq::ErrorKind::InvalidArgument);
+    assert_eq!(b.stats().unwrap().pending_transactions, 1);
+    assert_eq!(other.stats().unwrap().pending_transactions, 0);
+}
+
 #[test]
 fn ids_of_no_half_message_are_refused() {
     let (b, _) = manual();

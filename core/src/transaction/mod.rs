@@ -17,7 +17,7 @@
 
 mod producer;
 
-pub use producer::TransactionProducer;
+pub use producer::{Begun, TransactionProducer};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 //! outside it; the resolution takes the lock again.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::TxId;
 use crate::broker::{Broker, Producer};
@@ -28,6 +29,35 @@ impl TransactionProducer {
         msg: Message,
         execute: impl FnOnce(&MessageExt) -> TxState,
     ) -> Result<SendResult> {
+        let (mut result, half) = self.store_half(msg)?;
+        if let Some(half) = half {
+            let state = execute(&half);
+            self.record(&mut result, state)?;
+        }
+        Ok(result)
+    }
+
+    /// `send` in two steps, for a local transaction that runs elsewhere (on an
+    /// event loop, say): stores `msg` as a half message; `Begun::half` is the
+    /// message to run the local transaction on, and `finish` records its outcome.
+    /// Until then, and if `finish` never comes (a crash, a cancelled task), the half
+    /// message waits for the check-back as an UNKNOWN outcome would. When the outcome
+    /// is known already, `half` is None and the result says it: a repeat of a dedup id
+    /// inside the window (still open: UNKNOWN; committed: COMMIT), or a half message
+    /// whose sync flush timed out (rolled back, as RocketMQ does).
+    pub fn begin(&self, msg: Message) -> Result<Begun> {
+        let (result, half) = self.store_half(msg)?;
+        Ok(Begun {
+            result,
+            half,
+            broker: self.producer.broker.clone(),
+        })
+    }
+
+    /// `begin`'s work: the half message's result, and the half message unless its
+    /// outcome is known already.
+    #[inline(always)]
+    fn store_half(&self, msg: Message) -> Result<(SendResult, Option<MessageExt>)> {
         let broker = &self.producer.broker;
         broker.catch_up()?;
         let rr = self.producer.rr.fetch_add(1, Ordering::Relaxed);
@@ -46,22 +76,48 @@ impl TransactionProducer {
                 } else {
                     TxState::Commit
                 });
-                return Ok(r);
+                return Ok((r, None));
             }
             let half = e.store.message_at(r.commitlog_offset).ok_or_else(|| {
                 Error::StoreCorrupted("a half message vanished after its append".into())
             })?;
             (r, half, e.store.commitlog.end())
         };
-        // The half message's offset in the half topic names it until it resolves.
-        let qo = result.queue_offset;
-        let state = if broker.inner.config.flush == FlushMode::Sync && !broker.wait_durable(end)? {
+        if broker.inner.config.flush == FlushMode::Sync && !broker.wait_durable(end)? {
             // RocketMQ rolls back a half message whose flush timed out.
             result.status = SendStatus::FlushDiskTimeout;
-            TxState::Rollback
-        } else {
-            execute(&half)
-        };
+            self.record(&mut result, TxState::Rollback)?;
+            return Ok((result, None));
+        }
+        result.transaction_state = Some(TxState::Unknown);
+        Ok((result, Some(half)))
+    }
+
+    /// Records the outcome of `begun`'s local transaction (see `begin`) and returns
+    /// its send's result with that outcome. A half message resolved meanwhile (by a
+    /// check-back or `Broker::end_transaction`: the first resolution wins) keeps its
+    /// first outcome. When the outcome was known at `begin`, records nothing. A
+    /// `begun` of another broker's producer is `InvalidArgument`.
+    pub fn finish(&self, begun: Begun, state: TxState) -> Result<SendResult> {
+        if !Arc::ptr_eq(&begun.broker.inner, &self.producer.broker.inner) {
+            return Err(Error::invalid(
+                "this half message was stored by another broker's producer",
+            ));
+        }
+        let Begun {
+            mut result, half, ..
+        } = begun;
+        if half.is_some() {
+            self.record(&mut result, state)?;
+        }
+        Ok(result)
+    }
+
+    /// Resolves the half message of `result` as `state`, and sets the state it now has.
+    fn record(&self, result: &mut SendResult, state: TxState) -> Result<()> {
+        let broker = &self.producer.broker;
+        // The half message's offset in the half topic names it until it resolves.
+        let qo = result.queue_offset;
         let now = broker.now();
         let mut e = broker.inner.engine.lock();
         let recorded = e.resolve(qo, state, now)?;
@@ -74,7 +130,7 @@ impl TransactionProducer {
         };
         broker.wake(e);
         result.transaction_state = Some(state);
-        Ok(result)
+        Ok(())
     }
 
     /// Stores `msg` as a half message (invisible to consumers) and returns at once
@@ -108,6 +164,34 @@ impl TransactionProducer {
     /// The producer group.
     pub fn group(&self) -> &str {
         self.producer.group()
+    }
+
+    /// The broker this producer sends to.
+    pub fn broker(&self) -> &Broker {
+        self.producer.broker()
+    }
+}
+
+/// A half message stored by `TransactionProducer::begin`, waiting for the outcome of
+/// its local transaction (`TransactionProducer::finish`).
+#[derive(Debug)]
+pub struct Begun {
+    result: SendResult,
+    half: Option<MessageExt>,
+    broker: Broker,
+}
+
+impl Begun {
+    /// The half message to run the local transaction on; None when the outcome is
+    /// known already (`result` says it).
+    pub fn half(&self) -> Option<&MessageExt> {
+        self.half.as_ref()
+    }
+
+    /// The half message's send result: `transaction_state` is UNKNOWN while its
+    /// outcome is open.
+    pub fn result(&self) -> &SendResult {
+        &self.result
     }
 }
 
