@@ -1,11 +1,12 @@
 """An asyncio service on pocketmq: a checkout front end sends orders while a shipping
-worker consumes them and sends a shipment for each, all on one event loop, on a
+worker consumes them and sends a shipment for each, and a payment step charges each
+order in a transaction whose local part is a coroutine, all on one event loop, on a
 store whose every send is on disk before it returns (flush="sync").
 
     python examples/python/asyncio_service.py
 
-`send_async` waits for the disk off the loop, and `listen_async` runs the handlers as
-tasks, so a heartbeat task keeps ticking through all of it. With `pocketmq.connect()`
+`send_async` waits for the disk off the loop, a transaction producer's `send_async`
+awaits its `async def execute`, and `listen_async` runs the handlers as tasks, so a heartbeat task keeps ticking through all of it. With `pocketmq.connect()`
 instead of `pocketmq.Broker(...)`, the checkout and the worker run unchanged against
 `pocketmq serve` or an Apache RocketMQ 5 cluster; `broker.lag` is the embedded
 broker's (the protocol carries no lag: over `connect()` it raises `NotSupported`).
@@ -34,10 +35,28 @@ async def checkout(producer: pocketmq.Producer) -> list[pocketmq.SendResult]:
     return list(await asyncio.gather(*(place(n) for n in range(ORDERS))))
 
 
+async def charge_all(payments: pocketmq.TransactionProducer) -> list[pocketmq.SendResult]:
+    """Each order's payment message is stored as a half message, made visible only if
+    the (asynchronous) payment gateway accepts the charge."""
+
+    async def charge(msg: pocketmq.Message) -> pocketmq.TxState:
+        await asyncio.sleep(0.001)  # the gateway's round trip
+        declined = msg.keys[0].endswith("7")
+        return pocketmq.TxState.ROLLBACK if declined else pocketmq.TxState.COMMIT
+
+    async def pay(n: int) -> pocketmq.SendResult:
+        order = f"order-{2000 + n}"
+        return await payments.send_async("payments", f"{order} paid", keys=[order], execute=charge)
+
+    return list(await asyncio.gather(*(pay(n) for n in range(ORDERS))))
+
+
 async def main() -> None:
     shutil.rmtree(STORE, ignore_errors=True)
     with pocketmq.Broker(str(STORE), flush="sync") as broker:
         producer = broker.producer("checkout")
+        # Asked about a payment whose outcome never arrived (a crash mid-charge).
+        payments = broker.transaction_producer("payments", check=lambda m: pocketmq.TxState.ROLLBACK)
         shipping = broker.consumer("shipping", "orders")
         shipped: list[str] = []
         beats = 0
@@ -60,6 +79,9 @@ async def main() -> None:
         results = await checkout(producer)
         print(f"placed {len(results)} orders, every one on disk: "
               f"{all(r.status == 'SEND_OK' for r in results)}")
+        paid = await charge_all(payments)
+        committed = sum(r.transaction_state == pocketmq.TxState.COMMIT for r in paid)
+        print(f"payments committed: {committed}, declined: {len(paid) - committed}")
         while len(shipped) < ORDERS:
             await asyncio.sleep(0.01)
         took = time.monotonic() - started
@@ -71,6 +93,8 @@ async def main() -> None:
         print(f"shipping lag: {broker.lag('shipping', 'orders')}")
         shipments = broker.consumer("audit", "shipments").receive(max_messages=64, timeout=1.0)
         print(f"shipments stored: {len(shipments)}")
+        visible = broker.consumer("ledger", "payments").receive(max_messages=64, timeout=1.0)
+        print(f"payments visible to consumers: {len(visible)}")
 
 
 if __name__ == "__main__":

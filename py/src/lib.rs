@@ -42,6 +42,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<producer::Producer>()?;
     m.add_class::<simple_consumer::SimpleConsumer>()?;
     m.add_class::<transaction::TransactionProducer>()?;
+    m.add_class::<transaction::TransactionStep>()?;
     m.add_class::<remote::RemoteBroker>()?;
     m.add_class::<remote::RemoteConsumer>()?;
     m.add_class::<remote::RemoteReceive>()?;

@@ -2,6 +2,8 @@
 //! deciders. A callable that raises or returns something other than a `TxState`
 //! counts as UNKNOWN and is logged to the `pocketmq` logger, never re-raised.
 
+use std::sync::Mutex;
+
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -63,6 +65,17 @@ pub(crate) fn decide(
     what: &str,
 ) -> TxState {
     let answer = Py::new(py, Message::from(msg.clone())).and_then(|m| decider.call1((m,)));
+    answer_state(py, answer, &msg.msg_id, what)
+}
+
+/// Reads `what`'s answer for message `msg_id` (or the exception it raised) as a
+/// `TxState`: anything else counts as UNKNOWN and is logged.
+pub(crate) fn answer_state(
+    py: Python<'_>,
+    answer: PyResult<Bound<'_, PyAny>>,
+    msg_id: &str,
+    what: &str,
+) -> TxState {
     match answer {
         Ok(v) => match v.extract::<String>().as_deref() {
             Ok("COMMIT") => TxState::Commit,
@@ -75,8 +88,8 @@ pub(crate) fn decide(
                     py,
                     format!(
                         "{what} is a coroutine function: it is called synchronously and must \
-                         return a TxState (message {}); counting it as UNKNOWN",
-                        msg.msg_id
+                         return a TxState (message {msg_id}; send_async awaits it); counting \
+                         it as UNKNOWN"
                     ),
                     None,
                 );
@@ -87,8 +100,7 @@ pub(crate) fn decide(
                 log_error(
                     py,
                     format!(
-                        "{what} returned {shown}, not a TxState, for message {}; counting it as UNKNOWN",
-                        msg.msg_id
+                        "{what} returned {shown}, not a TxState, for message {msg_id}; counting it as UNKNOWN"
                     ),
                     None,
                 );
@@ -98,13 +110,80 @@ pub(crate) fn decide(
         Err(e) => {
             log_error(
                 py,
-                format!(
-                    "{what} raised for message {}; counting it as UNKNOWN",
-                    msg.msg_id
-                ),
+                format!("{what} raised for message {msg_id}; counting it as UNKNOWN"),
                 Some(e),
             );
             TxState::Unknown
+        }
+    }
+}
+
+/// What `execute` answered, as `pocketmq._aio.transaction_send_async` hands it to
+/// `_finish`: its (awaited) return value, or the exception it raised.
+pub(crate) fn execute_answer<'py>(
+    py: Python<'py>,
+    answer: Bound<'py, PyAny>,
+    error: Option<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    match error.filter(|e| !e.is_none()) {
+        Some(e) => Err(PyErr::from_value(e)),
+        None => Ok(answer.into_pyobject(py)?),
+    }
+}
+
+/// A transactional send between its two steps (`send_async`): the half message is
+/// stored and its local transaction runs; `_finish` records the outcome.
+#[pyclass(module = "pocketmq", name = "TransactionStep", frozen)]
+pub struct TransactionStep(pub Mutex<Option<Step>>);
+
+/// The state of a `TransactionStep`, embedded or over `connect()`.
+pub enum Step {
+    Embedded(pocketmq::Begun),
+    Remote {
+        result: pocketmq::SendResult,
+        half: MessageExt,
+        tx_id: String,
+    },
+}
+
+impl TransactionStep {
+    /// Takes the step to finish it; `InvalidArgument` once finished.
+    pub fn take(&self) -> PyResult<Step> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| {
+                pocketmq::Error::InvalidArgument(
+                    "this transactional send was finished already".into(),
+                )
+            })
+            .py_err()
+    }
+}
+
+#[pymethods]
+impl TransactionStep {
+    /// The half message to run the local transaction on; None when the outcome is
+    /// known already (a repeated dedup id, a sync flush that timed out).
+    #[getter]
+    fn half(&self) -> Option<Message> {
+        match self.0.lock().unwrap_or_else(|e| e.into_inner()).as_ref()? {
+            Step::Embedded(b) => b.half().cloned().map(Message::from),
+            Step::Remote { half, .. } => Some(Message::from(half.clone())),
+        }
+    }
+
+    /// The half message's send result (UNKNOWN while its outcome is open).
+    #[getter]
+    fn result(&self) -> PyResult<SendResult> {
+        match self.0.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(Step::Embedded(b)) => Ok(SendResult(b.result().clone())),
+            Some(Step::Remote { result, .. }) => Ok(SendResult(result.clone())),
+            None => Err(pocketmq::Error::InvalidArgument(
+                "this transactional send was finished already".into(),
+            ))
+            .py_err(),
         }
     }
 }
@@ -168,6 +247,70 @@ impl TransactionProducer {
                 })
             })
             .py_err()?;
+        Ok(SendResult(result))
+    }
+
+    /// `send` for asyncio: a coroutine of the SendResult. `execute` may be a
+    /// coroutine function (or return an awaitable): its answer is awaited on the
+    /// loop. Under `flush="sync"` the wait for the disk runs on the loop's default
+    /// executor. Cancelled while `execute` runs, the half message stays open and the
+    /// check-back decides it, as after a crash.
+    #[pyo3(signature = (topic, body, *, execute, **options))]
+    fn send_async<'py>(
+        slf: &Bound<'py, Self>,
+        topic: &Bound<'py, PyAny>,
+        body: &Bound<'py, PyAny>,
+        execute: &Bound<'py, PyAny>,
+        options: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let waits = slf.get().0.broker().config().flush == pocketmq::FlushMode::Sync;
+        slf.py().import("pocketmq._aio")?.call_method1(
+            "transaction_send_async",
+            (slf, topic, body, execute, options, waits),
+        )
+    }
+
+    /// Stores a half message for `send_async`: the step whose `half` its local
+    /// transaction runs on.
+    #[pyo3(signature = (topic, body, **options))]
+    fn _begin(
+        &self,
+        py: Python<'_>,
+        topic: Text<'_>,
+        body: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<TransactionStep> {
+        let msg = crate::convert::message(
+            topic.0,
+            crate::convert::body(body)?,
+            options,
+            "send_async()",
+        )?;
+        let begun = py.detach(|| self.0.begin(msg)).py_err()?;
+        Ok(TransactionStep(Mutex::new(Some(Step::Embedded(begun)))))
+    }
+
+    /// Records the outcome of `step`'s local transaction: `answer`, what `execute`
+    /// returned (awaited), or `error`, what it raised.
+    #[pyo3(signature = (step, answer, error=None))]
+    fn _finish<'py>(
+        &self,
+        py: Python<'py>,
+        step: &TransactionStep,
+        answer: Bound<'py, PyAny>,
+        error: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<SendResult> {
+        let Step::Embedded(begun) = step.take()? else {
+            return Err(PyTypeError::new_err("a step of another producer"));
+        };
+        let state = match begun.half() {
+            Some(half) => {
+                let msg_id = half.msg_id.clone();
+                answer_state(py, execute_answer(py, answer, error), &msg_id, "execute")
+            }
+            None => TxState::Unknown,
+        };
+        let result = py.detach(|| self.0.finish(begun, state)).py_err()?;
         Ok(SendResult(result))
     }
 

@@ -41,4 +41,7 @@ def test_asyncio_service_example(tmp_path):
     assert "shipped 20 orders in " in text
     assert "shipping lag: 0" in text
     assert "shipments stored: 20" in text
+    # order-2007 and order-2017 are declined: rolled back, never visible.
+    assert "payments committed: 18, declined: 2" in text
+    assert "payments visible to consumers: 18" in text
     assert (tmp_path / "data" / "asyncio-service").is_dir(), "the example keeps its store under ./data"

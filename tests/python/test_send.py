@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 
@@ -234,3 +235,34 @@ def test_send_async_raises_what_send_raises_when_awaited(broker):
 
     asyncio.run(main())
     assert receive_n(broker.consumer("g", "t"), 1, timeout=0.5) == [], "nothing was stored"
+
+
+def test_transaction_send_async_awaits_an_async_execute(broker, caplog):
+    tp = broker.transaction_producer("pay", check=lambda m: pocketmq.TxState.ROLLBACK)
+
+    async def commit(msg):
+        await asyncio.sleep(0.01)
+        assert msg.body == b"commit"
+        return pocketmq.TxState.COMMIT
+
+    async def fail(msg):
+        raise RuntimeError("payment service down")
+
+    async def main():
+        return await asyncio.gather(
+            tp.send_async("tx", b"commit", execute=commit),
+            tp.send_async("tx", b"rollback", execute=lambda m: pocketmq.TxState.ROLLBACK),
+            tp.send_async("tx", b"failed", execute=fail),
+        )
+
+    with caplog.at_level(logging.ERROR, logger="pocketmq"):
+        committed, rolled_back, failed = asyncio.run(main())
+    assert committed.transaction_state == pocketmq.TxState.COMMIT
+    assert rolled_back.transaction_state == pocketmq.TxState.ROLLBACK
+    assert failed.transaction_state == pocketmq.TxState.UNKNOWN
+    assert any(r.exc_info and "payment service down" in str(r.exc_info[1]) for r in caplog.records)
+    c = broker.consumer("g", "tx")
+    [m] = receive_n(c, 1)
+    assert m.body == b"commit" and m.msg_id == committed.msg_id
+    c.ack(m)
+    assert c.receive(timeout=0.5) == []

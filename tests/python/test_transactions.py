@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -218,3 +219,174 @@ def test_execute_and_check_may_call_back_into_the_broker(txb, clock):
     later(txb, clock, 5)
     assert visible(txb) == [b"x"]
     assert sorted(m.body for m in drain(txb.consumer("a", "audit"))) == [b"charging x", b"checked"]
+
+
+# ---------------------------------------------------------------- send_async
+
+
+def test_send_async_awaits_an_async_execute_without_blocking_the_loop(txb):
+    tp = txb.transaction_producer("pay", check=lambda m: pocketmq.TxState.ROLLBACK)
+
+    async def main():
+        charged = asyncio.Event()
+        seen = []
+
+        async def execute(msg):
+            seen.append(msg.body)
+            assert visible(txb, group="peek") == [], "a half message is invisible during execute"
+            await charged.wait()  # the payment service answers on this loop
+            return pocketmq.TxState.COMMIT
+
+        async def payment_service():
+            await asyncio.sleep(0.01)
+            charged.set()
+
+        r, _ = await asyncio.gather(
+            tp.send_async("t", b"paid", keys=["order-1"], execute=execute), payment_service()
+        )
+        return r, seen
+
+    r, seen = asyncio.run(main())
+    assert r.transaction_state is pocketmq.TxState.COMMIT
+    assert r.status == "SEND_OK"
+    assert seen == [b"paid"]
+    assert visible(txb) == [b"paid"]
+
+
+def test_send_async_takes_plain_functions_and_awaitables_and_rolls_back(txb, clock):
+    tp = txb.transaction_producer("pay", check=lambda m: pocketmq.TxState.COMMIT)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        decided = loop.create_future()
+        loop.call_later(0.01, decided.set_result, pocketmq.TxState.COMMIT)
+        plain = await tp.send_async("t", b"plain", execute=lambda m: pocketmq.TxState.COMMIT)
+        future = await tp.send_async("t", b"future", execute=lambda m: decided)
+
+        async def refuse(msg):
+            return pocketmq.TxState.ROLLBACK
+
+        refused = await tp.send_async("t", b"refused", execute=refuse)
+        return plain, future, refused
+
+    plain, future, refused = asyncio.run(main())
+    assert plain.transaction_state is pocketmq.TxState.COMMIT
+    assert future.transaction_state is pocketmq.TxState.COMMIT
+    assert refused.transaction_state is pocketmq.TxState.ROLLBACK
+    later(txb, clock, 60)
+    assert sorted(visible(txb)) == [b"future", b"plain"]
+    assert txb.stats()["pending_transactions"] == 0
+
+
+def test_send_async_counts_a_failing_or_wrong_execute_as_unknown_and_logs_it(txb, clock, caplog):
+    tp = txb.transaction_producer("pay", check=lambda m: pocketmq.TxState.COMMIT)
+
+    async def failing(msg):
+        await asyncio.sleep(0)
+        raise RuntimeError("payment service down")
+
+    async def wrong(msg):
+        return True
+
+    async def main():
+        return (
+            await tp.send_async("t", b"failed", execute=failing),
+            await tp.send_async("t", b"wrong", execute=wrong),
+        )
+
+    with caplog.at_level(logging.ERROR, logger="pocketmq"):
+        failed, wrong_answer = asyncio.run(main())
+    assert failed.transaction_state is pocketmq.TxState.UNKNOWN
+    assert wrong_answer.transaction_state is pocketmq.TxState.UNKNOWN
+    logged = [rec for rec in caplog.records if rec.name == "pocketmq"]
+    assert any(rec.exc_info and "payment service down" in str(rec.exc_info[1]) for rec in logged)
+    assert any("not a TxState" in rec.getMessage() for rec in logged)
+    assert visible(txb) == []
+    later(txb, clock, 5)
+    assert sorted(visible(txb)) == [b"failed", b"wrong"]
+
+
+def test_a_send_async_cancelled_during_execute_leaves_the_half_message_to_check(txb, clock):
+    checks = []
+    tp = txb.transaction_producer("pay", check=lambda m: checks.append(m.body) or pocketmq.TxState.COMMIT)
+
+    async def main():
+        started = asyncio.Event()
+
+        async def execute(msg):
+            started.set()
+            await asyncio.sleep(3600)
+            return pocketmq.TxState.ROLLBACK
+
+        task = asyncio.ensure_future(tp.send_async("t", b"x", execute=execute))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert txb.stats()["pending_transactions"] == 1
+    assert visible(txb) == []
+    later(txb, clock, 5)
+    assert checks == [b"x"]
+    assert visible(txb) == [b"x"]
+
+
+def test_send_async_of_a_repeated_dedup_id_answers_without_executing(txb):
+    tp = txb.transaction_producer("pay", check=lambda m: pocketmq.TxState.ROLLBACK)
+    runs = []
+
+    async def execute(msg):
+        runs.append(msg.body)
+        return pocketmq.TxState.COMMIT
+
+    async def main():
+        first = await tp.send_async("t", b"x", dedup_id="pay-1", execute=execute)
+        again = await tp.send_async("t", b"x", dedup_id="pay-1", execute=execute)
+        return first, again
+
+    first, again = asyncio.run(main())
+    assert runs == [b"x"]
+    assert again.duplicate and again.msg_id == first.msg_id
+    assert again.transaction_state is pocketmq.TxState.COMMIT
+    assert visible(txb) == [b"x"]
+
+
+def test_send_async_on_a_sync_flushed_store(tmp_path):
+    with pocketmq.Broker(str(tmp_path / "store"), flush="sync") as b:
+        tp = b.transaction_producer("pay", check=lambda m: pocketmq.TxState.ROLLBACK)
+
+        async def execute(msg):
+            await asyncio.sleep(0)
+            return pocketmq.TxState.COMMIT
+
+        async def main():
+            return await asyncio.gather(*(tp.send_async("t", f"m{i}", execute=execute) for i in range(8)))
+
+        results = asyncio.run(main())
+        assert {r.transaction_state for r in results} == {pocketmq.TxState.COMMIT}
+        assert sorted(visible(b)) == sorted(f"m{i}".encode() for i in range(8))
+
+
+def test_send_async_raises_what_send_raises_when_awaited_and_stores_nothing(txb):
+    tp = txb.transaction_producer("pay", check=lambda m: pocketmq.TxState.COMMIT)
+    ran = []
+
+    async def main():
+        with pytest.raises(TypeError):
+            await tp.send_async("t", b"x", execute=None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            await tp.send_async("t", 42, execute=ran.append)  # type: ignore[arg-type]
+        with pytest.raises(pocketmq.InvalidArgument):
+            await tp.send_async("t", b"", execute=ran.append)
+        with pytest.raises(pocketmq.InvalidArgument):
+            await tp.send_async("t", b"x", tags="a||b", execute=ran.append)
+        with pytest.raises(TypeError):
+            await tp.send_async("t", b"x", no_such_option=1, execute=ran.append)
+
+    asyncio.run(main())
+    with pytest.raises(TypeError):
+        tp.send_async("t", b"x")  # type: ignore[call-arg]
+    assert ran == []
+    assert txb.stats()["pending_transactions"] == 0
+    assert visible(txb) == []

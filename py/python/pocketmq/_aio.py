@@ -122,6 +122,50 @@ async def remote_send(
     return job.result()
 
 
+async def transaction_send_async(
+    producer: Any,
+    topic: Any,
+    body: Any,
+    execute: Any,
+    options: "Optional[dict[str, Any]]",
+    waits: bool,
+) -> Any:
+    """``send_async`` of a transaction producer (embedded or over ``connect()``): the
+    half message is stored (on the loop's default executor when that ``waits``: a
+    sync flush, or a round trip to a server), then ``execute(msg)`` runs on the loop
+    and its answer is awaited when it is awaitable, then the outcome is recorded. An
+    ``execute`` that raises, or answers something other than a ``TxState``, counts as
+    UNKNOWN and is logged, as in ``send``. Cancelled while ``execute`` runs, the
+    half message stays open and the check-back decides it, as after a crash."""
+    if not callable(execute):
+        raise TypeError(f"execute must be callable, not {type(execute).__name__}")
+    kwargs = options or {}
+    loop = asyncio.get_running_loop()
+    if waits:
+        step = await loop.run_in_executor(
+            None, functools.partial(producer._begin, topic, body, **kwargs)
+        )
+    else:
+        step = producer._begin(topic, body, **kwargs)
+    half = step.half
+    if half is None:
+        # The outcome is known already: a repeated dedup id, or a timed-out sync flush.
+        return producer._finish(step, None)
+    answer: Any = None
+    error: Optional[Exception] = None
+    try:
+        answer = execute(half)
+        if inspect.isawaitable(answer):
+            answer = await answer
+    except Exception as e:  # counted as UNKNOWN and logged by _finish, as send does
+        error = e
+    if waits:
+        return await loop.run_in_executor(
+            None, functools.partial(producer._finish, step, answer, error)
+        )
+    return producer._finish(step, answer, error)
+
+
 async def next_message(consumer: "Union[Consumer, SimpleConsumer, RemoteConsumer]") -> "Message":
     """``async for msg in consumer``: one message at a time, until the consumer closes."""
     if consumer.closed:

@@ -31,6 +31,7 @@ __all__ = [
     "SendResult",
     "SimpleConsumer",
     "TransactionProducer",
+    "TransactionStep",
     "_Receiving",
     "__version__",
     "_stop_listeners",
@@ -202,6 +203,31 @@ class TransactionProducer:
         queue_id: Optional[int] = None,
         dedup_id: Optional[str] = None,
     ) -> SendResult: ...
+    def send_async(
+        self,
+        topic: str,
+        body: _Body,
+        *,
+        execute: Callable[[Message], Union[TxState, Awaitable[TxState]]],
+        tags: Optional[str] = None,
+        keys: Optional[_Keys] = None,
+        properties: Optional[dict[str, str]] = None,
+        sharding_key: Optional[str] = None,
+        queue_id: Optional[int] = None,
+        dedup_id: Optional[str] = None,
+    ) -> Awaitable[SendResult]:
+        """``send`` for asyncio: ``execute`` may be a coroutine function, awaited
+        on the loop. Under ``flush="sync"`` the wait for the disk runs on the
+        loop's default executor. Cancelled while ``execute`` runs, the half
+        message stays open and the check-back decides it."""
+
+@final
+class TransactionStep:
+    """A transactional send between its steps (``send_async``)."""
+    @property
+    def half(self) -> Optional[Message]: ...
+    @property
+    def result(self) -> SendResult: ...
 
 @final
 class Consumer:
@@ -554,6 +580,22 @@ class RemoteTransactionProducer:
         queue_id: Optional[int] = None,
         dedup_id: Optional[str] = None,
     ) -> SendResult: ...
+    def send_async(
+        self,
+        topic: str,
+        body: _Body,
+        *,
+        execute: Callable[[Message], Union[TxState, Awaitable[TxState]]],
+        tags: Optional[str] = None,
+        keys: Optional[_Keys] = None,
+        properties: Optional[dict[str, str]] = None,
+        sharding_key: Optional[str] = None,
+        queue_id: Optional[int] = None,
+        dedup_id: Optional[str] = None,
+    ) -> Awaitable[SendResult]:
+        """``send`` for asyncio: ``execute`` may be a coroutine function, awaited
+        on the loop; the half message's send and the EndTransaction run on the
+        loop's default executor."""
 
 @final
 class RemoteSend:

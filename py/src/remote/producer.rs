@@ -25,7 +25,7 @@ use super::PyOutcome;
 use crate::convert::{self, Text};
 use crate::errors::IntoPyResult;
 use crate::message::SendResult;
-use crate::transaction::{callable, decide};
+use crate::transaction::{answer_state, callable, decide, execute_answer, Step, TransactionStep};
 
 /// Starts a producer client.
 pub fn client(
@@ -468,9 +468,94 @@ impl RemoteTransactionProducer {
         execute: &Bound<'_, PyAny>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<SendResult> {
-        let topic = topic.0;
         let execute = callable(execute, "execute")?;
-        let (msg, pb) = outgoing(&self.conn, topic, body, options, "send()", true)?;
+        let (result, half, tx_id) = self.begin(py, topic.0, body, options, "send()")?;
+        let state = decide(py, execute.bind(py), &half, "execute");
+        self.end(py, result, &half.topic, tx_id, state)
+    }
+
+    /// `send` for asyncio: a coroutine of the SendResult; `execute` may be a
+    /// coroutine function (as the embedded producer's `send_async`). The half
+    /// message's send and the EndTransaction run on the loop's default executor.
+    #[pyo3(signature = (topic, body, *, execute, **options))]
+    fn send_async<'py>(
+        slf: &Bound<'py, Self>,
+        topic: &Bound<'py, PyAny>,
+        body: &Bound<'py, PyAny>,
+        execute: &Bound<'py, PyAny>,
+        options: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.py().import("pocketmq._aio")?.call_method1(
+            "transaction_send_async",
+            (slf, topic, body, execute, options, true),
+        )
+    }
+
+    /// Sends a half message for `send_async`: the step whose `half` its local
+    /// transaction runs on.
+    #[pyo3(signature = (topic, body, **options))]
+    fn _begin(
+        &self,
+        py: Python<'_>,
+        topic: Text<'_>,
+        body: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<TransactionStep> {
+        let (result, half, tx_id) = self.begin(py, topic.0, body, options, "send_async()")?;
+        Ok(TransactionStep(Mutex::new(Some(Step::Remote {
+            result,
+            half,
+            tx_id,
+        }))))
+    }
+
+    /// Ends `step`'s transaction as its local transaction decided: `answer`, what
+    /// `execute` returned (awaited), or `error`, what it raised.
+    #[pyo3(signature = (step, answer, error=None))]
+    fn _finish<'py>(
+        &self,
+        py: Python<'py>,
+        step: &TransactionStep,
+        answer: Bound<'py, PyAny>,
+        error: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<SendResult> {
+        let Step::Remote {
+            result,
+            half,
+            tx_id,
+        } = step.take()?
+        else {
+            return Err(PyTypeError::new_err("a step of another producer"));
+        };
+        let state = answer_state(
+            py,
+            execute_answer(py, answer, error),
+            &half.msg_id,
+            "execute",
+        );
+        self.end(py, result, &half.topic, tx_id, state)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RemoteTransactionProducer(group={:?}, endpoint={:?})",
+            self.group, self.conn.core.endpoint
+        )
+    }
+}
+
+impl RemoteTransactionProducer {
+    /// Sends a half message: its result, the message as `execute` sees it, and its
+    /// transaction id.
+    fn begin(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        body: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+        call: &str,
+    ) -> PyResult<(CoreSendResult, MessageExt, String)> {
+        let (msg, pb) = outgoing(&self.conn, topic, body, options, call, true)?;
         if msg.delay != pocketmq::Delay::None {
             // As embedded.
             return Err(Failure::invalid(
@@ -487,9 +572,10 @@ impl RemoteTransactionProducer {
             .py();
         }
         let client = self.client.clone();
-        let (mut result, tx_id) = self
+        let topic = topic.to_string();
+        let (result, tx_id) = self
             .conn
-            .block_py(py, async move { send(&client, topic, vec![pb]).await })?
+            .block_py(py, async move { send(&client, &topic, vec![pb]).await })?
             .py()?
             .remove(0);
         let mut half = MessageExt::default();
@@ -502,7 +588,19 @@ impl RemoteTransactionProducer {
         half.queue_offset = result.queue_offset;
         half.born_timestamp = wire::now_ms();
         half.delivery_attempt = 1;
-        let state = decide(py, execute.bind(py), &half, "execute");
+        Ok((result, half, tx_id))
+    }
+
+    /// Ends the transaction of the half message `result` as `state` decides
+    /// (EndTransaction; UNKNOWN sends nothing and leaves it to the check-back).
+    fn end(
+        &self,
+        py: Python<'_>,
+        mut result: CoreSendResult,
+        topic: &str,
+        tx_id: String,
+        state: TxState,
+    ) -> PyResult<SendResult> {
         let resolution = match state {
             TxState::Commit => Some(TransactionResolution::Commit),
             TxState::Rollback => Some(TransactionResolution::Rollback),
@@ -536,13 +634,6 @@ impl RemoteTransactionProducer {
         }
         result.transaction_state = Some(state);
         Ok(SendResult(result))
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "RemoteTransactionProducer(group={:?}, endpoint={:?})",
-            self.group, self.conn.core.endpoint
-        )
     }
 }
 
