@@ -272,8 +272,10 @@ async fn a_client_closing_its_side_ends_the_stream_at_once() {
     .await
     .expect("the stream ends");
     assert!(matches!(end, Ok(None)), "ended with OK: {end:?}");
+    // Held open by the repeats, it would end after the last one (3 s); the bound
+    // leaves a busy machine room.
     assert!(
-        started.elapsed() < Duration::from_millis(250),
+        started.elapsed() < Duration::from_secs(2),
         "ended after {:?}",
         started.elapsed()
     );
