@@ -108,7 +108,7 @@ impl Broker {
         check: &Bound<'_, PyAny>,
     ) -> PyResult<TransactionProducer> {
         let group = group.0;
-        let listener = Arc::new(PyCheck(callable(check, "check")?));
+        let listener = Arc::new(PyCheck::new(py, check)?);
         let tp = py
             .detach(|| self.inner.transaction_producer(group, listener))
             .py_err()?;

@@ -88,8 +88,12 @@ pub(crate) fn answer_state(
                     py,
                     format!(
                         "{what} is a coroutine function: it is called synchronously and must \
-                         return a TxState (message {msg_id}; send_async awaits it); counting \
-                         it as UNKNOWN"
+                         return a TxState (message {msg_id}{hint}); counting it as UNKNOWN",
+                        hint = if what == "execute" {
+                            "; send_async awaits it"
+                        } else {
+                            ""
+                        }
                     ),
                     None,
                 );
@@ -188,15 +192,124 @@ impl TransactionStep {
     }
 }
 
-/// A Python `check(msg) -> TxState` callable as the engine's listener.
-pub struct PyCheck(pub Py<PyAny>);
+/// A Python `check(msg) -> TxState` callable as the engine's listener. A check that
+/// answers with an awaitable (an `async def check`) is awaited on the event loop
+/// that was running where the producer was made (or on this thread's running loop):
+/// the check counts as UNKNOWN now and its answer resolves the half message once it
+/// comes. With no loop running it is run to its end here (`asyncio.run`).
+pub struct PyCheck {
+    pub check: Py<PyAny>,
+    /// The event loop running where the producer was made, if any.
+    pub event_loop: Option<Py<PyAny>>,
+}
+
+impl PyCheck {
+    /// `check` as a listener, with the event loop running now (if any).
+    pub fn new(py: Python<'_>, check: &Bound<'_, PyAny>) -> PyResult<PyCheck> {
+        Ok(PyCheck {
+            check: callable(check, "check")?,
+            event_loop: running_loop(py)?,
+        })
+    }
+}
+
+/// The event loop running on this thread, if any.
+pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+    let l = py.import("pocketmq._aio")?.call_method0("running_loop")?;
+    Ok((!l.is_none()).then(|| l.unbind()))
+}
+
+/// Whether `v` can be awaited (`inspect.isawaitable`).
+pub(crate) fn is_awaitable(py: Python<'_>, v: &Bound<'_, PyAny>) -> bool {
+    if v.is_none() || v.is_instance_of::<pyo3::types::PyString>() {
+        return false;
+    }
+    static ISAWAITABLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    ISAWAITABLE
+        .get_or_try_init(py, || {
+            py.import("inspect")?
+                .getattr("isawaitable")
+                .map(Bound::unbind)
+        })
+        .and_then(|f| f.bind(py).call1((v,)))
+        .and_then(|r| r.is_truthy())
+        .unwrap_or(false)
+}
 
 impl TransactionListener for PyCheck {
     fn check(&self, msg: &MessageExt) -> TxState {
         // Called from the engine's thread; once the interpreter is shutting down
         // nobody can decide, and the half message waits for a later check.
-        Python::try_attach(|py| decide(py, self.0.bind(py), msg, "check"))
+        Python::try_attach(|py| decide(py, self.check.bind(py), msg, "check"))
             .unwrap_or(TxState::Unknown)
+    }
+
+    fn check_on(&self, broker: &pocketmq::Broker, msg: &MessageExt) -> TxState {
+        Python::try_attach(|py| {
+            let answer = Py::new(py, Message::from(msg.clone()))
+                .and_then(|m| self.check.bind(py).call1((m,)));
+            let answer = match answer {
+                Ok(v) if is_awaitable(py, &v) => {
+                    let Some(id) = pocketmq::TxId::of(msg) else {
+                        return TxState::Unknown;
+                    };
+                    let settle = TxSettle {
+                        broker: broker.clone(),
+                        id,
+                        msg_id: msg.msg_id.clone(),
+                    };
+                    let later = py.import("pocketmq._aio").and_then(|aio| {
+                        aio.call_method1("check_async", (v, self.event_loop.as_ref(), settle))
+                    });
+                    match later {
+                        // Awaited on a loop: its answer resolves the half message later.
+                        Ok(r) if r.is_none() => return TxState::Unknown,
+                        other => other,
+                    }
+                }
+                other => other,
+            };
+            answer_state(py, answer, &msg.msg_id, "check")
+        })
+        .unwrap_or(TxState::Unknown)
+    }
+}
+
+/// Resolves a half message with the answer of its check, once an async check
+/// answers (`pocketmq._aio.check_async`).
+#[pyclass(module = "pocketmq", name = "_TxSettle", frozen)]
+pub struct TxSettle {
+    broker: pocketmq::Broker,
+    id: pocketmq::TxId,
+    msg_id: String,
+}
+
+#[pymethods]
+impl TxSettle {
+    #[pyo3(signature = (answer, error=None))]
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        answer: Bound<'py, PyAny>,
+        error: Option<Bound<'py, PyAny>>,
+    ) {
+        let state = answer_state(py, execute_answer(py, answer, error), &self.msg_id, "check");
+        if state == TxState::Unknown {
+            return;
+        }
+        // A broker closed meanwhile: the next open's check-back asks again.
+        if let Err(e) = py.detach(|| self.broker.end_transaction(&self.id, state)) {
+            if e.kind() != pocketmq::ErrorKind::Closed {
+                log_error(
+                    py,
+                    format!(
+                        "the answer of check for message {} could not be recorded: {e}",
+                        self.msg_id
+                    ),
+                    None,
+                );
+            }
+        }
     }
 }
 

@@ -202,7 +202,10 @@ def test_iteration_and_asyncio(remote: pocketmq.RemoteBroker) -> None:
 def test_transactions_commit_rollback_and_check_back(remote: pocketmq.RemoteBroker) -> None:
     checked: list[str] = []
 
-    def check(msg: pocketmq.Message) -> pocketmq.TxState:
+    # An async check (the synchronous kind is the interop scenarios'): with no loop
+    # running where the producer was made, it runs to its end on the check's thread.
+    async def check(msg: pocketmq.Message) -> pocketmq.TxState:
+        await asyncio.sleep(0)
         checked.append(msg.text())
         return pocketmq.TxState.COMMIT
 
@@ -220,6 +223,28 @@ def test_transactions_commit_rollback_and_check_back(remote: pocketmq.RemoteBrok
     assert m.body == b"unknown" and checked == ["unknown"]
     c.ack(m)
     assert c.receive(timeout=0.5) == []
+
+
+def test_an_async_check_made_on_a_loop_runs_on_that_loop(remote: pocketmq.RemoteBroker) -> None:
+    async def main() -> tuple[list[bool], bytes]:
+        on_loop: list[bool] = []
+        loop_thread = threading.current_thread()
+
+        async def check(msg: pocketmq.Message) -> pocketmq.TxState:
+            on_loop.append(threading.current_thread() is loop_thread)
+            await asyncio.sleep(0)
+            return pocketmq.TxState.COMMIT
+
+        tp = remote.transaction_producer("pay-loop", check=check)
+        tp.send("tx-loop", b"unknown", execute=lambda m: pocketmq.TxState.UNKNOWN)
+        c = remote.consumer("g", "tx-loop")
+        # The server asks after its transaction timeout (6 s), while this loop awaits.
+        msgs = await c.receive_async(1, 15.0)
+        c.ack(msgs[0])
+        return on_loop, msgs[0].body
+
+    on_loop, body = asyncio.run(main())
+    assert body == b"unknown" and on_loop == [True]
 
 
 def test_errors_are_the_embedded_brokers(remote: pocketmq.RemoteBroker) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 
 import pytest
 
@@ -390,3 +392,89 @@ def test_send_async_raises_what_send_raises_when_awaited_and_stores_nothing(txb)
     assert ran == []
     assert txb.stats()["pending_transactions"] == 0
     assert visible(txb) == []
+
+
+# ---------------------------------------------------------------- async check
+
+
+def test_an_async_check_made_on_a_loop_answers_from_that_loop(txb, clock):
+    async def main():
+        asked = []
+
+        async def check(msg):
+            asked.append(msg.body)
+            await asyncio.sleep(0.01)  # asks the payment service
+            return pocketmq.TxState.COMMIT
+
+        tp = txb.transaction_producer("pay", check=check)
+        tp.send("t", b"x", execute=lambda m: pocketmq.TxState.UNKNOWN)
+        later(txb, clock, 5)  # the check is asked here, on the loop's thread: a task
+        assert visible(txb) == [] and txb.stats()["pending_transactions"] == 1
+        for _ in range(200):
+            if txb.stats()["pending_transactions"] == 0:
+                break
+            await asyncio.sleep(0.005)
+        return asked, visible(txb)
+
+    assert asyncio.run(main()) == ([b"x"], [b"x"])
+
+
+def test_an_async_check_with_no_loop_running_is_run_to_its_end(txb, clock):
+    async def check(msg):
+        await asyncio.sleep(0)
+        return pocketmq.TxState.ROLLBACK if msg.body == b"no" else pocketmq.TxState.COMMIT
+
+    tp = txb.transaction_producer("pay", check=check)
+    tp.send("t", b"yes", execute=lambda m: pocketmq.TxState.UNKNOWN)
+    tp.send("t", b"no", execute=lambda m: pocketmq.TxState.UNKNOWN)
+    later(txb, clock, 5)
+    assert visible(txb) == [b"yes"]
+    assert txb.stats()["pending_transactions"] == 0
+
+
+def test_an_async_check_answers_on_its_loop_when_another_thread_asks(txb, clock):
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever)
+    runner.start()
+    try:
+        on_loop = []
+
+        async def check(msg):
+            on_loop.append(threading.current_thread() is runner)
+            return pocketmq.TxState.COMMIT
+
+        async def make():
+            return txb.transaction_producer("pay", check=check)
+
+        tp = asyncio.run_coroutine_threadsafe(make(), loop).result(5)
+        tp.send("t", b"x", execute=lambda m: pocketmq.TxState.UNKNOWN)
+        later(txb, clock, 5)  # asked from this thread, answered on the loop's
+        deadline = time.monotonic() + 5
+        while txb.stats()["pending_transactions"] and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert on_loop == [True]
+        assert visible(txb) == [b"x"]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join()
+        loop.close()
+
+
+def test_an_async_check_that_fails_is_logged_and_asked_again(txb, clock, caplog):
+    calls = []
+
+    async def check(msg):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("db timeout")
+        return pocketmq.TxState.COMMIT
+
+    tp = txb.transaction_producer("pay", check=check)
+    tp.send("t", b"x", execute=lambda m: pocketmq.TxState.UNKNOWN)
+    with caplog.at_level(logging.ERROR, logger="pocketmq"):
+        later(txb, clock, 5)
+    assert any(r.exc_info and "db timeout" in str(r.exc_info[1]) for r in caplog.records)
+    assert visible(txb) == []
+    later(txb, clock, 10)
+    assert calls == [1, 1]
+    assert visible(txb) == [b"x"]

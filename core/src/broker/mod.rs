@@ -361,9 +361,10 @@ impl Broker {
         for (qo, listener, msg) in checks {
             // A listener that panics leaves its half message pending, as UNKNOWN
             // does: the next check asks again, and the background thread lives on.
-            let outcome =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| listener.check(&msg)))
-                    .unwrap_or(TxState::Unknown);
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                listener.check_on(self, &msg)
+            }))
+            .unwrap_or(TxState::Unknown);
             let now = self.now();
             let mut e = self.inner.engine.lock();
             e.resolve(qo, outcome, now)?;

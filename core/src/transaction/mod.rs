@@ -64,6 +64,14 @@ pub trait TransactionListener: Send + Sync {
     /// `Broker::end_transaction` with `TxId::of(msg)` then. Called on the engine's
     /// background thread (or in `tick`), outside its lock; it should not block.
     fn check(&self, msg: &MessageExt) -> TxState;
+
+    /// `check`, told which broker asks: a listener that answers later (from an event
+    /// loop) keeps `broker` to call `end_transaction` on once it knows. By default,
+    /// `check`.
+    fn check_on(&self, broker: &crate::Broker, msg: &MessageExt) -> TxState {
+        let _ = broker;
+        self.check(msg)
+    }
 }
 
 /// Names a half message until it is resolved: its offset in the half topic and in

@@ -166,6 +166,61 @@ async def transaction_send_async(
     return producer._finish(step, answer, error)
 
 
+def running_loop() -> "Optional[asyncio.AbstractEventLoop]":
+    """The event loop running on this thread, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+async def _awaited(answer: Any) -> Any:
+    return await answer
+
+
+def check_async(
+    answer: Any,
+    loop: "Optional[asyncio.AbstractEventLoop]",
+    settle: "Callable[[Any, Optional[BaseException]], None]",
+) -> Any:
+    """The awaitable answer of an embedded transaction check (an ``async def
+    check``). On this thread's running loop, or else on ``loop`` (the one running
+    where the producer was made) while it runs, it is awaited as a task and
+    ``settle(answer, error)`` records what it gives; None is returned at once and the
+    check counts as UNKNOWN until then. With no loop running it is run to its end
+    here and its answer returned."""
+    target = running_loop()
+    if target is None and loop is not None and loop.is_running():
+        target = loop
+    if target is None:
+        return asyncio.run(_awaited(answer))
+
+    def done(fut: "Any") -> None:
+        try:
+            result = fut.result()
+        except BaseException as e:  # a cancelled or failed check: logged by settle
+            settle(None, e)
+        else:
+            settle(result, None)
+
+    if target is running_loop():
+        target.create_task(_awaited(answer)).add_done_callback(done)
+    else:
+        asyncio.run_coroutine_threadsafe(_awaited(answer), target).add_done_callback(done)
+    return None
+
+
+def check_wait(answer: Any, loop: "Optional[asyncio.AbstractEventLoop]", timeout: float) -> Any:
+    """The awaitable answer of a check over ``connect()`` (an ``async def check``),
+    awaited on ``loop`` (the one running where the producer was made) while it runs,
+    else run to its end here; this thread is the connection's, never a loop's. A
+    check that takes longer than ``timeout`` seconds raises (counted as UNKNOWN; the
+    server asks again later)."""
+    if loop is not None and loop.is_running():
+        return asyncio.run_coroutine_threadsafe(_awaited(answer), loop).result(timeout)
+    return asyncio.run(_awaited(answer))
+
+
 async def next_message(consumer: "Union[Consumer, SimpleConsumer, RemoteConsumer]") -> "Message":
     """``async for msg in consumer``: one message at a time, until the consumer closes."""
     if consumer.closed:

@@ -415,8 +415,12 @@ class Broker:
         fifo: Optional[bool] = None,
     ) -> SimpleConsumer: ...
     def transaction_producer(
-        self, group: str, *, check: Callable[[Message], TxState]
-    ) -> TransactionProducer: ...
+        self, group: str, *, check: Callable[[Message], Union[TxState, Awaitable[TxState]]]
+    ) -> TransactionProducer:
+        """``check(msg)`` answers the check-back about half messages left UNKNOWN. An
+        ``async def check`` is awaited on the event loop running where this is called
+        (the check counts as UNKNOWN until it answers), or, with none, run to its
+        end on the thread that asks."""
     def consumer(
         self,
         group: str,
@@ -662,8 +666,11 @@ class RemoteBroker:
     def closed(self) -> bool: ...
     def producer(self, group: str = "DEFAULT_PRODUCER") -> RemoteProducer: ...
     def transaction_producer(
-        self, group: str, *, check: Callable[[Message], TxState]
-    ) -> RemoteTransactionProducer: ...
+        self, group: str, *, check: Callable[[Message], Union[TxState, Awaitable[TxState]]]
+    ) -> RemoteTransactionProducer:
+        """``check(msg)`` answers the server's check-backs. An ``async def check`` is
+        awaited on the event loop running where this is called (up to 10 s), or,
+        with none, run to its end on the connection's thread that asks."""
     def simple_consumer(
         self,
         group: str,

@@ -23,7 +23,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::convert::{duration_ms, OwnedText, Text};
 use crate::errors::{self, IntoPyResult as _};
-use crate::transaction::callable;
+use crate::transaction::PyCheck;
 
 pub use consumer::{RemoteConsumer, RemoteReceive};
 pub use producer::{RemoteProducer, RemoteSend, RemoteTransactionProducer};
@@ -163,7 +163,7 @@ impl RemoteBroker {
     ) -> PyResult<RemoteTransactionProducer> {
         let group = group.0;
         pocketmq::validate_group(&group).py_err()?;
-        let check = producer::checker(callable(check, "check")?);
+        let check = producer::checker(PyCheck::new(py, check)?);
         let conn = self.live()?.clone();
         let client = py.detach(|| producer::client(&conn, Some(check))).py()?;
         Ok(RemoteTransactionProducer {

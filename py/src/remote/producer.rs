@@ -24,8 +24,11 @@ use super::wire::{self, Failure, Outcome};
 use super::PyOutcome;
 use crate::convert::{self, Text};
 use crate::errors::IntoPyResult;
+use crate::message::Message;
 use crate::message::SendResult;
-use crate::transaction::{answer_state, callable, decide, execute_answer, Step, TransactionStep};
+use crate::transaction::{
+    answer_state, callable, decide, execute_answer, is_awaitable, PyCheck, Step, TransactionStep,
+};
 
 /// Starts a producer client.
 pub fn client(
@@ -435,10 +438,30 @@ impl Drop for RemoteProducer {
     }
 }
 
-/// `check(msg)` from Python as the check-back handler.
-pub fn checker(check: Py<PyAny>) -> Arc<dyn Fn(MessageExt) -> TxState + Send + Sync> {
+/// How long an async check over `connect()` may take before it counts as UNKNOWN
+/// (the server asks again later).
+const ASYNC_CHECK_TIMEOUT_S: f64 = 10.0;
+
+/// `check(msg)` from Python as the check-back handler; an awaitable answer (an
+/// `async def check`) is awaited on the loop that was running where the producer
+/// was made, or run to its end here (`pocketmq._aio.check_wait`).
+pub fn checker(check: PyCheck) -> Arc<dyn Fn(MessageExt) -> TxState + Send + Sync> {
     Arc::new(move |m: MessageExt| {
-        Python::try_attach(|py| decide(py, check.bind(py), &m, "check")).unwrap_or(TxState::Unknown)
+        Python::try_attach(|py| {
+            let answer = Py::new(py, Message::from(m.clone()))
+                .and_then(|msg| check.check.bind(py).call1((msg,)));
+            let answer = match answer {
+                Ok(v) if is_awaitable(py, &v) => py.import("pocketmq._aio").and_then(|aio| {
+                    aio.call_method1(
+                        "check_wait",
+                        (v, check.event_loop.as_ref(), ASYNC_CHECK_TIMEOUT_S),
+                    )
+                }),
+                other => other,
+            };
+            answer_state(py, answer, &m.msg_id, "check")
+        })
+        .unwrap_or(TxState::Unknown)
     })
 }
 
