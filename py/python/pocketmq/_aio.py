@@ -217,7 +217,12 @@ def check_wait(answer: Any, loop: "Optional[asyncio.AbstractEventLoop]", timeout
     check that takes longer than ``timeout`` seconds raises (counted as UNKNOWN; the
     server asks again later)."""
     if loop is not None and loop.is_running():
-        return asyncio.run_coroutine_threadsafe(_awaited(answer), loop).result(timeout)
+        fut = asyncio.run_coroutine_threadsafe(_awaited(answer), loop)
+        try:
+            return fut.result(timeout)
+        except BaseException:
+            fut.cancel()  # too late: the server asks again
+            raise
     return asyncio.run(_awaited(answer))
 
 
