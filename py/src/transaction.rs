@@ -377,9 +377,10 @@ impl TransactionProducer {
         options: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let waits = slf.get().0.broker().config().flush == pocketmq::FlushMode::Sync;
+        let how = if waits { "executor" } else { "here" };
         slf.py().import("pocketmq._aio")?.call_method1(
             "transaction_send_async",
-            (slf, topic, body, execute, options, waits),
+            (slf, topic, body, execute, options, how),
         )
     }
 

@@ -348,11 +348,23 @@ def test_send_async_holds_no_thread_and_a_close_refuses_it(endpoint: str) -> Non
         results = await asyncio.gather(*(p.send_async("t", f"m{i}") for i in range(50)))
         assert [r.status for r in results] == ["SEND_OK"] * 50
         assert threading.active_count() <= threads, "the sends waited on the connection's runtime"
+        tp = b.transaction_producer("pay", check=lambda m: pocketmq.TxState.COMMIT)
+        threads = threading.active_count()
+
+        async def commit(msg: pocketmq.Message) -> pocketmq.TxState:
+            await asyncio.sleep(0)
+            return pocketmq.TxState.COMMIT
+
+        results = await asyncio.gather(*(tp.send_async("tx", f"m{i}", execute=commit) for i in range(50)))
+        assert {r.transaction_state for r in results} == {pocketmq.TxState.COMMIT}
+        assert threading.active_count() <= threads, "both steps waited on the connection's runtime"
         b.close()
         with pytest.raises(pocketmq.Closed):
             await p.send_async("t", b"x")
         with pytest.raises(pocketmq.Closed):
             await p.send_batch_async("t", [b"x"])
+        with pytest.raises(pocketmq.Closed):
+            await tp.send_async("tx", b"x", execute=commit)
 
     asyncio.run(main())
 

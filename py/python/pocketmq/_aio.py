@@ -115,9 +115,16 @@ async def remote_send(
     the connection's own runtime and calls back when answered, so no thread waits
     for it. Cancelled while it waits, the send may still be stored (its request may
     be on its way)."""
+    start = getattr(producer, method)
+    return await _remote_job(lambda wake: start(wake, *args, **(options or {})))
+
+
+async def _remote_job(start: "Callable[[Callable[[], None]], Any]") -> Any:
+    """The result of a job that ``start(wake)`` begins on a connection's runtime,
+    which calls ``wake`` (from its own thread) once the job is done."""
     loop = asyncio.get_running_loop()
     done: "asyncio.Future[None]" = loop.create_future()
-    job = getattr(producer, method)(_waker(loop, done), *args, **(options or {}))
+    job = start(_waker(loop, done))
     await done
     return job.result()
 
@@ -128,20 +135,24 @@ async def transaction_send_async(
     body: Any,
     execute: Any,
     options: "Optional[dict[str, Any]]",
-    waits: bool,
+    how: str,
 ) -> Any:
-    """``send_async`` of a transaction producer (embedded or over ``connect()``): the
-    half message is stored (on the loop's default executor when that ``waits``: a
-    sync flush, or a round trip to a server), then ``execute(msg)`` runs on the loop
-    and its answer is awaited when it is awaitable, then the outcome is recorded. An
-    ``execute`` that raises, or answers something other than a ``TxState``, counts as
-    UNKNOWN and is logged, as in ``send``. Cancelled while ``execute`` runs, the
-    half message stays open and the check-back decides it, as after a crash."""
+    """``send_async`` of a transaction producer: the half message is stored, then
+    ``execute(msg)`` runs on the loop and its answer is awaited when it is
+    awaitable, then the outcome is recorded. ``how`` the two steps run: "here"
+    (an embedded store that does not wait for the disk), "executor" (one that waits
+    for it: ``flush="sync"``), "remote" (over ``connect()``: on the connection's
+    runtime, no thread waiting). An ``execute`` that raises, or answers something
+    other than a ``TxState``, counts as UNKNOWN and is logged, as in ``send``.
+    Cancelled before the outcome is recorded, the half message stays open and the
+    check-back decides it, as after a crash."""
     if not callable(execute):
         raise TypeError(f"execute must be callable, not {type(execute).__name__}")
     kwargs = options or {}
-    loop = asyncio.get_running_loop()
-    if waits:
+    if how == "remote":
+        step = await _remote_job(lambda wake: producer._begin_start(wake, topic, body, **kwargs))
+    elif how == "executor":
+        loop = asyncio.get_running_loop()
         step = await loop.run_in_executor(
             None, functools.partial(producer._begin, topic, body, **kwargs)
         )
@@ -159,10 +170,8 @@ async def transaction_send_async(
             answer = await answer
     except Exception as e:  # counted as UNKNOWN and logged by _finish, as send does
         error = e
-    if waits:
-        return await loop.run_in_executor(
-            None, functools.partial(producer._finish, step, answer, error)
-        )
+    if how == "remote":
+        return await _remote_job(lambda wake: producer._finish_start(wake, step, answer, error))
     return producer._finish(step, answer, error)
 
 

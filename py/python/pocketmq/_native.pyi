@@ -598,8 +598,8 @@ class RemoteTransactionProducer:
         dedup_id: Optional[str] = None,
     ) -> Awaitable[SendResult]:
         """``send`` for asyncio: ``execute`` may be a coroutine function, awaited
-        on the loop; the half message's send and the EndTransaction run on the
-        loop's default executor."""
+        on the loop; the half message's send and the EndTransaction are awaited on
+        the connection's runtime, so no thread waits for them."""
 
 @final
 class RemoteSend:

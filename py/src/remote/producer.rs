@@ -492,14 +492,30 @@ impl RemoteTransactionProducer {
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<SendResult> {
         let execute = callable(execute, "execute")?;
-        let (result, half, tx_id) = self.begin(py, topic.0, body, options, "send()")?;
+        let (pb, mut half) = self.prepare(topic.0, body, options, "send()")?;
+        let client = self.client.clone();
+        let topic = topic.0.to_string();
+        let (mut result, tx_id) = self
+            .conn
+            .block_py(py, async move { send(&client, &topic, vec![pb]).await })?
+            .py()?
+            .remove(0);
+        sent_as(&mut half, &result);
         let state = decide(py, execute.bind(py), &half, "execute");
-        self.end(py, result, &half.topic, tx_id, state)
+        if let Some(req) = self.end_request(&result, &half.topic, tx_id, state) {
+            let client = self.client.clone();
+            self.conn
+                .block_py(py, async move { end(&client, req).await })?
+                .py()?;
+        }
+        result.transaction_state = Some(state);
+        Ok(SendResult(result))
     }
 
     /// `send` for asyncio: a coroutine of the SendResult; `execute` may be a
     /// coroutine function (as the embedded producer's `send_async`). The half
-    /// message's send and the EndTransaction run on the loop's default executor.
+    /// message's send and the EndTransaction run on the connection's runtime, so no
+    /// thread waits for their answers.
     #[pyo3(signature = (topic, body, *, execute, **options))]
     fn send_async<'py>(
         slf: &Bound<'py, Self>,
@@ -510,40 +526,55 @@ impl RemoteTransactionProducer {
     ) -> PyResult<Bound<'py, PyAny>> {
         slf.py().import("pocketmq._aio")?.call_method1(
             "transaction_send_async",
-            (slf, topic, body, execute, options, true),
+            (slf, topic, body, execute, options, "remote"),
         )
     }
 
-    /// Sends a half message for `send_async`: the step whose `half` its local
-    /// transaction runs on.
-    #[pyo3(signature = (topic, body, **options))]
-    fn _begin(
+    /// Starts the half message's send of `send_async` on the connection's runtime;
+    /// `wake()` is called (from another thread) when it is answered, and the job's
+    /// `result()` is then the step whose `half` the local transaction runs on.
+    #[pyo3(signature = (wake, topic, body, **options))]
+    fn _begin_start(
         &self,
-        py: Python<'_>,
+        wake: Py<PyAny>,
         topic: Text<'_>,
         body: &Bound<'_, PyAny>,
         options: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<TransactionStep> {
-        let (result, half, tx_id) = self.begin(py, topic.0, body, options, "send_async()")?;
-        Ok(TransactionStep(Mutex::new(Some(Step::Remote {
-            result,
-            half,
-            tx_id,
-        }))))
+    ) -> PyResult<RemoteTxJob> {
+        let (pb, half) = self.prepare(topic.0, body, options, "send_async()")?;
+        let job = RemoteTxJob {
+            done: Arc::new(Mutex::new(None)),
+            half: Mutex::new(Some(half)),
+            result: Mutex::new(None),
+        };
+        let mut wake = WakeOnDrop(Some(crate::consumer::waker(wake)));
+        let (client, topic, done) = (self.client.clone(), topic.0.to_string(), job.done.clone());
+        self.client.runtime().spawn(async move {
+            let got = send(&client, &topic, vec![pb]).await;
+            *done.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(got.map(|mut r| Some(r.remove(0))));
+            if let Some(w) = wake.0.take() {
+                w();
+            }
+        });
+        Ok(job)
     }
 
-    /// Ends `step`'s transaction as its local transaction decided: `answer`, what
-    /// `execute` returned (awaited), or `error`, what it raised.
-    #[pyo3(signature = (step, answer, error=None))]
-    fn _finish<'py>(
+    /// Ends `step`'s transaction as its local transaction decided (`answer`, what
+    /// `execute` returned, awaited; or `error`, what it raised): EndTransaction on
+    /// the connection's runtime unless UNKNOWN; `wake()` is called when it is
+    /// answered, and the job's `result()` is then the SendResult.
+    #[pyo3(signature = (wake, step, answer, error=None))]
+    fn _finish_start<'py>(
         &self,
         py: Python<'py>,
+        wake: Py<PyAny>,
         step: &TransactionStep,
         answer: Bound<'py, PyAny>,
         error: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<SendResult> {
+    ) -> PyResult<RemoteTxJob> {
         let Step::Remote {
-            result,
+            mut result,
             half,
             tx_id,
         } = step.take()?
@@ -556,7 +587,28 @@ impl RemoteTransactionProducer {
             &half.msg_id,
             "execute",
         );
-        self.end(py, result, &half.topic, tx_id, state)
+        let req = self.end_request(&result, &half.topic, tx_id, state);
+        result.transaction_state = Some(state);
+        let job = RemoteTxJob {
+            done: Arc::new(Mutex::new(None)),
+            half: Mutex::new(None),
+            result: Mutex::new(Some(result)),
+        };
+        // Dropped at the end of the job (or here, with nothing to send): wakes the loop.
+        let mut wake = WakeOnDrop(Some(crate::consumer::waker(wake)));
+        let Some(req) = req else {
+            *job.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ok(None));
+            return Ok(job);
+        };
+        let (client, done) = (self.client.clone(), job.done.clone());
+        self.client.runtime().spawn(async move {
+            let got = end(&client, req).await;
+            *done.lock().unwrap_or_else(|e| e.into_inner()) = Some(got.map(|()| None));
+            if let Some(w) = wake.0.take() {
+                w();
+            }
+        });
+        Ok(job)
     }
 
     fn __repr__(&self) -> String {
@@ -568,16 +620,15 @@ impl RemoteTransactionProducer {
 }
 
 impl RemoteTransactionProducer {
-    /// Sends a half message: its result, the message as `execute` sees it, and its
-    /// transaction id.
-    fn begin(
+    /// A transactional message to send: its protocol form, and the message as
+    /// `execute` will see it (completed by `sent_as` once sent).
+    fn prepare(
         &self,
-        py: Python<'_>,
         topic: &str,
         body: &Bound<'_, PyAny>,
         options: Option<&Bound<'_, PyDict>>,
         call: &str,
-    ) -> PyResult<(CoreSendResult, MessageExt, String)> {
+    ) -> PyResult<(PbMessage, MessageExt)> {
         let (msg, pb) = outgoing(&self.conn, topic, body, options, call, true)?;
         if msg.delay != pocketmq::Delay::None {
             // As embedded.
@@ -594,69 +645,108 @@ impl RemoteTransactionProducer {
             ))
             .py();
         }
-        let client = self.client.clone();
-        let topic = topic.to_string();
-        let (result, tx_id) = self
-            .conn
-            .block_py(py, async move { send(&client, &topic, vec![pb]).await })?
-            .py()?
-            .remove(0);
         let mut half = MessageExt::default();
-        half.msg_id = result.msg_id.clone();
         half.topic = msg.topic;
         half.body = msg.body;
         half.tags = msg.tags;
         half.keys = msg.keys;
         half.properties = msg.properties;
-        half.queue_offset = result.queue_offset;
         half.born_timestamp = wire::now_ms();
         half.delivery_attempt = 1;
-        Ok((result, half, tx_id))
+        Ok((pb, half))
     }
 
-    /// Ends the transaction of the half message `result` as `state` decides
-    /// (EndTransaction; UNKNOWN sends nothing and leaves it to the check-back).
-    fn end(
+    /// The EndTransaction of the half message `result` as `state` decides; None for
+    /// UNKNOWN, which sends nothing and leaves it to the check-back.
+    fn end_request(
         &self,
-        py: Python<'_>,
-        mut result: CoreSendResult,
+        result: &CoreSendResult,
         topic: &str,
         tx_id: String,
         state: TxState,
-    ) -> PyResult<SendResult> {
+    ) -> Option<EndTransactionRequest> {
         let resolution = match state {
-            TxState::Commit => Some(TransactionResolution::Commit),
-            TxState::Rollback => Some(TransactionResolution::Rollback),
-            TxState::Unknown => None,
+            TxState::Commit => TransactionResolution::Commit,
+            TxState::Rollback => TransactionResolution::Rollback,
+            TxState::Unknown => return None,
         };
-        if let Some(resolution) = resolution {
-            let req = EndTransactionRequest {
-                topic: Some(self.conn.core.resource(topic)),
-                message_id: result.msg_id.clone(),
-                transaction_id: tx_id,
-                resolution: resolution as i32,
-                source: TransactionSource::SourceClient as i32,
-                trace_context: String::new(),
-            };
-            let client = self.client.clone();
-            self.conn
-                .block_py(py, async move {
-                    let resp = client
-                        .call(req, REQUEST_TIMEOUT, |mut s, r| async move {
-                            s.end_transaction(r).await
-                        })
-                        .await
-                        .map_err(|s| rpc_failure(&s, "end_transaction"))?;
-                    if wire::ok(resp.status.as_ref()) {
-                        Ok(())
-                    } else {
-                        Err(wire::failure(resp.status.as_ref(), "end_transaction"))
-                    }
-                })?
-                .py()?;
+        Some(EndTransactionRequest {
+            topic: Some(self.conn.core.resource(topic)),
+            message_id: result.msg_id.clone(),
+            transaction_id: tx_id,
+            resolution: resolution as i32,
+            source: TransactionSource::SourceClient as i32,
+            trace_context: String::new(),
+        })
+    }
+}
+
+/// Completes a prepared half message with what its send answered.
+fn sent_as(half: &mut MessageExt, result: &CoreSendResult) {
+    half.msg_id = result.msg_id.clone();
+    half.queue_offset = result.queue_offset;
+}
+
+/// Sends an EndTransaction.
+async fn end(client: &Client, req: EndTransactionRequest) -> Outcome<()> {
+    let resp = client
+        .call(req, REQUEST_TIMEOUT, |mut s, r| async move {
+            s.end_transaction(r).await
+        })
+        .await
+        .map_err(|s| rpc_failure(&s, "end_transaction"))?;
+    if wire::ok(resp.status.as_ref()) {
+        Ok(())
+    } else {
+        Err(wire::failure(resp.status.as_ref(), "end_transaction"))
+    }
+}
+
+/// What `m` holds, taken out.
+fn take<T>(m: &Mutex<Option<T>>) -> Option<T> {
+    m.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
+/// What a `RemoteTxJob` was answered: a send's result and transaction id, or None
+/// for an end.
+type TxJobAnswer = Option<(CoreSendResult, String)>;
+
+/// A running step of `RemoteTransactionProducer.send_async` (`pocketmq._aio`): the
+/// half message's send, or its EndTransaction.
+#[pyclass(module = "pocketmq", name = "RemoteTxJob", frozen)]
+pub struct RemoteTxJob {
+    done: Arc<Mutex<Option<Outcome<TxJobAnswer>>>>,
+    /// A send's message, as its `execute` sees it.
+    half: Mutex<Option<MessageExt>>,
+    /// An end's SendResult.
+    result: Mutex<Option<CoreSendResult>>,
+}
+
+#[pymethods]
+impl RemoteTxJob {
+    /// Once answered (the callback was called): a send's step, or an end's
+    /// SendResult; or the call's error (`Closed` when the connection closed first).
+    fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let got = self.done.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let sent = got.unwrap_or_else(|| Err(Failure::closed())).py()?;
+        match sent {
+            Some((result, tx_id)) => {
+                let Some(mut half) = take(&self.half) else {
+                    return Err(Failure::closed()).py();
+                };
+                sent_as(&mut half, &result);
+                let step = TransactionStep(Mutex::new(Some(Step::Remote {
+                    result,
+                    half,
+                    tx_id,
+                })));
+                Ok(Bound::new(py, step)?.into_any())
+            }
+            None => match take(&self.result) {
+                Some(r) => Ok(Bound::new(py, SendResult(r))?.into_any()),
+                None => Err(Failure::closed()).py(),
+            },
         }
-        result.transaction_state = Some(state);
-        Ok(SendResult(result))
     }
 }
 
