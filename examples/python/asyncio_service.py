@@ -55,8 +55,13 @@ async def main() -> None:
     shutil.rmtree(STORE, ignore_errors=True)
     with pocketmq.Broker(str(STORE), flush="sync") as broker:
         producer = broker.producer("checkout")
-        # Asked about a payment whose outcome never arrived (a crash mid-charge).
-        payments = broker.transaction_producer("payments", check=lambda m: pocketmq.TxState.ROLLBACK)
+        async def ask_gateway(msg: pocketmq.Message) -> pocketmq.TxState:
+            # Asked about a payment whose outcome never arrived (a crash mid-charge);
+            # awaited on this loop, as execute is.
+            await asyncio.sleep(0.001)
+            return pocketmq.TxState.ROLLBACK
+
+        payments = broker.transaction_producer("payments", check=ask_gateway)
         shipping = broker.consumer("shipping", "orders")
         shipped: list[str] = []
         beats = 0
