@@ -1,5 +1,5 @@
-//! `Atomic`: `with broker.atomic() as tx:` collects sends and acks and stores them
-//! as one append when the block ends without an exception.
+//! `Atomic`: `with broker.atomic() as tx:` (or `async with`) collects sends and acks
+//! and stores them as one append when the block ends without an exception.
 
 use std::sync::Mutex;
 
@@ -20,15 +20,37 @@ pub struct Atomic {
     /// The context variable's token while the block is entered (blocks do not nest).
     token: Mutex<Option<Py<PyAny>>>,
     results: Mutex<Option<Vec<pocketmq::SendResult>>>,
+    /// Whether the commit waits for the disk (`flush="sync"`): `async with` then
+    /// commits on the loop's default executor.
+    waits: bool,
 }
 
 impl Atomic {
-    pub fn new(block: pocketmq::Atomic) -> Atomic {
+    pub fn new(block: pocketmq::Atomic, waits: bool) -> Atomic {
         Atomic {
             block: Mutex::new(Some(block)),
             token: Mutex::new(None),
             results: Mutex::new(None),
+            waits,
         }
+    }
+
+    /// Leaves the block's context (blocks do not nest); whether it is to be
+    /// committed: not after an exception (it is aborted), nor once finished.
+    fn leave(slf: &Bound<'_, Self>, exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        let py = slf.py();
+        let token = slf.get().token.lock().ok().and_then(|mut t| t.take());
+        if let Some(token) = token {
+            py.import("pocketmq._atomic")?
+                .getattr("current")?
+                .call_method1("reset", (token,))?;
+        }
+        let failed = exc.get_item(0).is_ok_and(|e| !e.is_none());
+        if failed {
+            slf.get().abort();
+            return Ok(false);
+        }
+        Ok(slf.get().block.lock().is_ok_and(|b| b.is_some()))
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut pocketmq::Atomic) -> pocketmq::Result<R>) -> PyResult<R> {
@@ -131,20 +153,31 @@ impl Atomic {
 
     #[pyo3(signature = (*exc))]
     fn __exit__(slf: &Bound<'_, Self>, exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        let py = slf.py();
-        let token = slf.get().token.lock().ok().and_then(|mut t| t.take());
-        if let Some(token) = token {
-            py.import("pocketmq._atomic")?
-                .getattr("current")?
-                .call_method1("reset", (token,))?;
-        }
-        let failed = exc.get_item(0).is_ok_and(|e| !e.is_none());
-        if failed {
-            slf.get().abort();
-        } else if slf.get().block.lock().is_ok_and(|b| b.is_some()) {
-            slf.get().commit(py)?;
+        if Atomic::leave(slf, exc)? {
+            slf.get().commit(slf.py())?;
         }
         Ok(false)
+    }
+
+    /// `async with broker.atomic() as tx:` enters as `with` does.
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let entered = Atomic::__enter__(slf)?;
+        slf.py()
+            .import("pocketmq._aio")?
+            .call_method1("ready", (entered,))
+    }
+
+    /// Ends an `async with` block as `with` does; a commit that waits for the disk
+    /// (`flush="sync"`) runs on the loop's default executor.
+    #[pyo3(signature = (*exc))]
+    fn __aexit__<'py>(
+        slf: &Bound<'py, Self>,
+        exc: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let commit = Atomic::leave(slf, exc)?;
+        slf.py()
+            .import("pocketmq._aio")?
+            .call_method1("atomic_exit", (slf, commit, commit && slf.get().waits))
     }
 
     fn __repr__(&self) -> String {

@@ -92,7 +92,8 @@ impl Broker {
     /// (nothing when it raises).
     fn atomic(&self, py: Python<'_>) -> PyResult<crate::atomic::Atomic> {
         let block = py.detach(|| self.inner.atomic()).py_err()?;
-        Ok(crate::atomic::Atomic::new(block))
+        let waits = self.inner.config().flush == pocketmq::FlushMode::Sync;
+        Ok(crate::atomic::Atomic::new(block, waits))
     }
 
     /// A producer of transactional messages; `check(msg) -> TxState` answers for

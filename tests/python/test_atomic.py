@@ -104,6 +104,50 @@ def test_blocks_in_concurrent_tasks_are_not_nested(timed: pocketmq.Broker) -> No
     assert sorted(m.body for m in drain(timed.consumer("g", "t"))) == [b"0", b"1", b"2", b"3"]
 
 
+def test_async_with_applies_a_block_or_nothing_and_does_not_nest(timed: pocketmq.Broker) -> None:
+    timed.producer().send("orders", b"order-42")
+    c = timed.consumer("shipping", "orders")
+    [msg] = c.receive(timeout=0)
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="payment down"):
+            async with timed.atomic() as tx:
+                tx.send("shipments", b"never")
+                tx.ack(c, msg)
+                raise RuntimeError("payment down")
+        assert tx.results is None and timed.lag("shipping", "orders") == 1
+        async with timed.atomic() as tx:
+            tx.send("shipments", b"ship order-42")
+            await asyncio.sleep(0)
+            tx.ack(c, msg)
+        assert tx.results is not None and [r.topic for r in tx.results] == ["shipments"]
+        with pytest.raises(pocketmq.InvalidArgument, match="do not nest"):
+            async with timed.atomic():
+                with timed.atomic():
+                    pass
+
+    asyncio.run(main())
+    assert [m.body for m in drain(timed.consumer("audit", "shipments"))] == [b"ship order-42"]
+    assert timed.lag("shipping", "orders") == 0
+
+
+def test_async_with_on_a_sync_flushed_store_commits_every_block(tmp_path: Path) -> None:
+    with pocketmq.Broker(tmp_path / "store", flush="sync") as b:
+
+        async def block(i: int) -> list[pocketmq.SendResult]:
+            async with b.atomic() as tx:
+                tx.send("t", f"{i}".encode())
+            assert tx.results is not None
+            return tx.results
+
+        async def main() -> list[list[pocketmq.SendResult]]:
+            return await asyncio.gather(*(block(i) for i in range(16)))
+
+        results = asyncio.run(main())
+        assert [r.status for rs in results for r in rs] == ["SEND_OK"] * 16
+        assert sorted(m.body for m in drain(b.consumer("g", "t"))) == sorted(f"{i}".encode() for i in range(16))
+
+
 def test_a_committed_block_survives_a_kill(tmp_path: Path) -> None:
     store = tmp_path / "store"
     with pocketmq.Broker(store) as b:

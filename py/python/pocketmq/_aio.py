@@ -175,6 +175,25 @@ async def transaction_send_async(
     return producer._finish(step, answer, error)
 
 
+async def ready(value: Any) -> Any:
+    """An awaitable of ``value`` (``__aenter__`` of an atomic block)."""
+    return value
+
+
+async def atomic_exit(block: Any, commit: bool, waits: bool) -> bool:
+    """``__aexit__`` of ``async with broker.atomic()``: commits the block when
+    ``commit``, on the loop's default executor when the commit ``waits`` for the
+    disk. Cancelled while that commit waits, the block may still be stored (all of
+    it, never a part)."""
+    if commit:
+        if waits:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, block.commit)
+        else:
+            block.commit()
+    return False
+
+
 def running_loop() -> "Optional[asyncio.AbstractEventLoop]":
     """The event loop running on this thread, if any."""
     try:

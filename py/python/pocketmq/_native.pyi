@@ -362,6 +362,16 @@ class Atomic:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> bool: ...
+    def __aenter__(self) -> Awaitable["Atomic"]:
+        """``async with broker.atomic() as tx:`` enters as ``with`` does."""
+    def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> Awaitable[bool]:
+        """Ends the block as ``with`` does; under ``flush="sync"`` the commit's wait
+        for the disk runs on the loop's default executor."""
 
 @final
 class _Receiving:
