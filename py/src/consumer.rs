@@ -233,6 +233,25 @@ impl Consumer {
         .py_err()
     }
 
+    /// `ack` for asyncio: a coroutine that acks when it runs (in microseconds: an
+    /// embedded ack waits for nothing).
+    fn ack_async<'py>(
+        slf: &Bound<'py, Self>,
+        message: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        settle_async(slf.as_any(), "inline", "ack", message, None)
+    }
+
+    /// `nack` for asyncio (as `ack_async`).
+    #[pyo3(signature = (message, *, delay=None))]
+    fn nack_async<'py>(
+        slf: &Bound<'py, Self>,
+        message: &Bound<'py, PyAny>,
+        delay: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        settle_async(slf.as_any(), "inline", "nack", message, Some(delay))
+    }
+
     /// Runs `handler(msg)` for each message on `threads` threads: a return acks, an
     /// exception nacks (logged at WARNING), `RetryLater(seconds)` nacks with that
     /// delay. Returns the running `Listener`; `stop()` it to end.
@@ -333,5 +352,35 @@ impl Consumer {
                 ""
             }
         )
+    }
+}
+
+/// An `ack_async` or `nack_async` (`method` is "ack" or "nack"; `delay` a nack's):
+/// the coroutine `pocketmq._aio.<how>` makes of it ("inline": the consumer's own
+/// `ack` or `nack` when it runs; "remote_call": `_ack_start` or `_nack_start` over
+/// `connect()`).
+pub(crate) fn settle_async<'py>(
+    consumer: &Bound<'py, PyAny>,
+    how: &str,
+    method: &str,
+    message: &Bound<'py, PyAny>,
+    delay: Option<Option<Bound<'py, PyAny>>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = consumer.py();
+    let options = match delay {
+        Some(delay) => {
+            let options = pyo3::types::PyDict::new(py);
+            options.set_item("delay", delay)?;
+            Some(options)
+        }
+        None => None,
+    };
+    let aio = py.import("pocketmq._aio")?;
+    if how == "inline" {
+        let call = consumer.getattr(method)?;
+        aio.call_method1(how, (call, (message,), options))
+    } else {
+        let start = format!("_{method}_start");
+        aio.call_method1(how, (consumer, start, (message,), options))
     }
 }

@@ -130,6 +130,25 @@ impl SimpleConsumer {
         Ok(())
     }
 
+    /// `ack` for asyncio: a coroutine that acks when it runs (in microseconds: an
+    /// embedded ack waits for nothing).
+    fn ack_async<'py>(
+        slf: &Bound<'py, Self>,
+        message: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::consumer::settle_async(slf.as_any(), "inline", "ack", message, None)
+    }
+
+    /// `nack` for asyncio (as `ack_async`).
+    #[pyo3(signature = (message, *, delay=None))]
+    fn nack_async<'py>(
+        slf: &Bound<'py, Self>,
+        message: &Bound<'py, PyAny>,
+        delay: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::consumer::settle_async(slf.as_any(), "inline", "nack", message, Some(delay))
+    }
+
     /// Runs `handler(msg)` for each message on `threads` threads (see
     /// `Consumer.listen`).
     #[pyo3(signature = (handler, *, threads=Whole(4)), text_signature = "(self, handler, *, threads=4)")]

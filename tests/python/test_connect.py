@@ -369,6 +369,32 @@ def test_send_async_holds_no_thread_and_a_close_refuses_it(endpoint: str) -> Non
     asyncio.run(main())
 
 
+def test_ack_async_holds_no_thread_and_a_close_refuses_it(endpoint: str) -> None:
+    async def main() -> None:
+        b = pocketmq.connect(endpoint, namespace="ack-async")
+        p = b.producer()
+        await asyncio.gather(*(p.send_async("t", f"m{i}") for i in range(40)))
+        c = b.consumer("g", "t")
+        got: list[pocketmq.Message] = []
+        for _ in range(20):
+            got += await c.receive_async(40 - len(got), 1.0)
+            if len(got) == 40:
+                break
+        threads = threading.active_count()
+        await asyncio.gather(*(c.ack_async(m) for m in got[:39]))
+        await c.nack_async(got[39], delay=0.5)
+        assert threading.active_count() <= threads, "the acks waited on the connection's runtime"
+        [again] = await c.receive_async(1, 10.0)
+        assert again.msg_id == got[39].msg_id
+        await c.ack_async(again)
+        assert await c.receive_async(1, 1.0) == []
+        b.close()
+        with pytest.raises(pocketmq.Closed):
+            await c.ack_async(again)
+
+    asyncio.run(main())
+
+
 def test_a_start_is_checked_as_embedded_before_it_is_not_supported(remote: pocketmq.RemoteBroker) -> None:
     with pytest.raises(pocketmq.InvalidArgument):
         remote.consumer("g", "t", start="bogus")  # type: ignore[arg-type]

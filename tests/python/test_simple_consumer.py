@@ -160,6 +160,31 @@ def test_bad_options_are_invalid_arguments(broker: pocketmq.Broker, options: dic
         broker.simple_consumer("g", "orders", **options)  # type: ignore[arg-type]
 
 
+def test_ack_async_and_nack_async_settle_as_ack_and_nack(broker: pocketmq.Broker) -> None:
+    p = broker.producer("p")
+    for i in range(3):
+        p.send("settle", f"m{i}".encode())
+    sc = broker.simple_consumer("g", "settle")
+
+    async def main() -> list[pocketmq.Message]:
+        got: list[pocketmq.Message] = []
+        for _ in range(10):
+            got += await sc.receive_async(max_messages=3, timeout=1.0)
+            if len(got) == 3:
+                break
+        first, second, third = sorted(got, key=lambda m: m.body)
+        await asyncio.gather(sc.ack_async(first), sc.ack_async([second]))
+        await sc.nack_async(third, delay=1.0)
+        with pytest.raises(pocketmq.InvalidReceiptHandle):
+            await sc.ack_async(first)
+        return await sc.receive_async(timeout=15.0)
+
+    [again] = asyncio.run(main())
+    assert again.body == b"m2" and again.delivery_attempt == 2
+    sc.ack(again)
+    assert sc.receive(timeout=1.5) == []
+
+
 def test_bad_handles_and_durations(broker: pocketmq.Broker) -> None:
     broker.producer("p").send("orders", b"x")
     sc = broker.simple_consumer("g", "orders")

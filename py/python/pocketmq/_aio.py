@@ -105,17 +105,26 @@ async def send_async(
     return await loop.run_in_executor(None, functools.partial(send, *args, **kwargs))
 
 
-async def remote_send(
-    producer: Any,
+async def inline(
+    call: "Callable[..., Any]", args: "tuple[Any, ...]", kwargs: "Optional[dict[str, Any]]"
+) -> Any:
+    """``ack_async`` and ``nack_async`` of an embedded consumer: the call, made when
+    the coroutine runs (it waits for nothing)."""
+    return call(*args, **(kwargs or {}))
+
+
+async def remote_call(
+    target: Any,
     method: str,
     args: "tuple[Any, ...]",
     options: "Optional[dict[str, Any]]",
 ) -> Any:
-    """``send_async`` and ``send_batch_async`` over ``connect()``: the send runs on
-    the connection's own runtime and calls back when answered, so no thread waits
-    for it. Cancelled while it waits, the send may still be stored (its request may
-    be on its way)."""
-    start = getattr(producer, method)
+    """A call over ``connect()`` awaited without a thread: ``send_async`` and
+    ``send_batch_async`` of a producer, ``ack_async`` and ``nack_async`` of a
+    consumer. ``method`` starts it on the connection's own runtime, which calls back
+    when it is answered. Cancelled while it waits, the call may still take effect
+    (its request may be on its way)."""
+    start = getattr(target, method)
     return await _remote_job(lambda wake: start(wake, *args, **(options or {})))
 
 
@@ -283,23 +292,39 @@ async def listen_async(
     if consumer.closed:
         raise Closed("the consumer is closed")
     running: "set[asyncio.Task[None]]" = set()
+    # Over connect() an ack or a nack is a round trip to the server: awaited on the
+    # connection's runtime (a coroutine), not made on the loop. Embedded ones wait
+    # for nothing and are made at once (None).
+    remote = hasattr(consumer, "_ack_start")
 
-    def settle(msg: "Message", how: "Callable[[], None]") -> None:
+    def ack(msg: "Message") -> Any:
+        return consumer.ack_async(msg) if remote else consumer.ack(msg)
+
+    def nack(msg: "Message", delay: "Optional[float]" = None) -> Any:
+        return consumer.nack_async(msg, delay=delay) if remote else consumer.nack(msg, delay=delay)
+
+    async def settle(msg: "Message", how: "Callable[[], Any]") -> None:
         # A settle that fails (the consumer closed meanwhile, or the handler settled
         # the message itself) is logged, never left to the loop as a task's error.
         try:
-            how()
+            done = how()
+            if done is not None:
+                await done
         except Error as e:
             _log.warning("ack or nack of message %s failed: %s", msg.msg_id, e)
 
-    def nack_after(msg: "Message", delay: float) -> None:
+    async def nack_after(msg: "Message", delay: float) -> None:
         # A delay the consumer does not take (longer than its limit): the message is
         # still nacked, after the retry ladder's step, as the listener threads do.
         try:
-            consumer.nack(msg, delay=delay)
+            done = nack(msg, delay)
+            if done is not None:
+                await done
         except InvalidArgument as e:
             _log.warning("RetryLater for message %s: %s; nacked without the delay", msg.msg_id, e)
-            consumer.nack(msg)
+            done = nack(msg)
+            if done is not None:
+                await done
 
     async def run(msg: "Message") -> None:
         try:
@@ -308,17 +333,17 @@ async def listen_async(
             if inspect.isawaitable(done):
                 await done
         except RetryLater as later:
-            settle(msg, lambda: nack_after(msg, later.delay))
+            await settle(msg, lambda: nack_after(msg, later.delay))
         except asyncio.CancelledError:
             # Cancelled before it finished: the message goes back at once for
             # another try instead of waiting for its ack deadline.
-            settle(msg, lambda: consumer.nack(msg, delay=0.0))
+            await settle(msg, lambda: nack(msg, 0.0))
             raise
         except Exception:
             _log.warning("handler failed for message %s; it will be retried", msg.msg_id, exc_info=True)
-            settle(msg, lambda: consumer.nack(msg))
+            await settle(msg, lambda: nack(msg))
         else:
-            settle(msg, lambda: consumer.ack(msg))
+            await settle(msg, lambda: ack(msg))
 
     try:
         while not consumer.closed:

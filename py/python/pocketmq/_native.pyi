@@ -250,6 +250,18 @@ class Consumer:
         *,
         delay: Optional[_Seconds] = None,
     ) -> None: ...
+    def ack_async(
+        self, message: Union[Message, list[Message], tuple[Message, ...]]
+    ) -> Awaitable[None]:
+        """``ack`` for asyncio (over ``connect()``, the AckMessage is awaited on the
+        connection's runtime; embedded, the ack is made when the coroutine runs)."""
+    def nack_async(
+        self,
+        message: Union[Message, list[Message], tuple[Message, ...]],
+        *,
+        delay: Optional[_Seconds] = None,
+    ) -> Awaitable[None]:
+        """``nack`` for asyncio (as ``ack_async``)."""
     def listen(
         self, handler: Callable[[Message], object], *, threads: int = 4
     ) -> Listener: ...
@@ -309,6 +321,18 @@ class SimpleConsumer:
         *,
         delay: Optional[_Seconds] = None,
     ) -> None: ...
+    def ack_async(
+        self, message: Union[Message, list[Message], tuple[Message, ...]]
+    ) -> Awaitable[None]:
+        """``ack`` for asyncio (over ``connect()``, the AckMessage is awaited on the
+        connection's runtime; embedded, the ack is made when the coroutine runs)."""
+    def nack_async(
+        self,
+        message: Union[Message, list[Message], tuple[Message, ...]],
+        *,
+        delay: Optional[_Seconds] = None,
+    ) -> Awaitable[None]:
+        """``nack`` for asyncio (as ``ack_async``)."""
     def listen(
         self, handler: Callable[[Message], object], *, threads: int = 4
     ) -> Listener: ...
@@ -641,6 +665,18 @@ class RemoteConsumer:
         *,
         delay: Optional[_Seconds] = None,
     ) -> None: ...
+    def ack_async(
+        self, message: Union[Message, list[Message], tuple[Message, ...]]
+    ) -> Awaitable[None]:
+        """``ack`` for asyncio (over ``connect()``, the AckMessage is awaited on the
+        connection's runtime; embedded, the ack is made when the coroutine runs)."""
+    def nack_async(
+        self,
+        message: Union[Message, list[Message], tuple[Message, ...]],
+        *,
+        delay: Optional[_Seconds] = None,
+    ) -> Awaitable[None]:
+        """``nack`` for asyncio (as ``ack_async``)."""
     def change_invisible_duration(self, message: Message, seconds: _Seconds) -> None: ...
     def listen(
         self, handler: Callable[[Message], object], *, threads: int = 4

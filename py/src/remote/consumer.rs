@@ -686,6 +686,79 @@ impl Drop for WakeOnDrop {
     }
 }
 
+impl RemoteConsumer {
+    /// The (message id, receipt handle) of each message `ack` is given.
+    fn acks_of(&self, message: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
+        self.check_open()?;
+        messages_of(message, "ack")?
+            .iter()
+            .map(|m| handle_of(&m.get().engine_message()))
+            .collect::<Outcome<Vec<_>>>()
+            .py()
+    }
+
+    /// The (message id, receipt handle, delay) of each message `nack` is given.
+    fn nacks_of(
+        &self,
+        message: &Bound<'_, PyAny>,
+        delay: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<(String, String, Duration)>> {
+        self.check_open()?;
+        let delay = delay
+            .filter(|d| !d.is_none())
+            .map(|d| duration_ms(&d, "delay").map(Duration::from_millis))
+            .transpose()?;
+        let mut nacks = Vec::new();
+        for m in messages_of(message, "nack")? {
+            let ext = m.get().engine_message();
+            let (id, h) = handle_of(&ext).py()?;
+            let d = self.0.nack_delay(&ext, delay);
+            nacks.push((id, h, d));
+        }
+        Ok(nacks)
+    }
+}
+
+/// A running `ack_async` or `nack_async` of a `RemoteConsumer` (`pocketmq._aio`).
+#[pyclass(module = "pocketmq", name = "RemoteCall", frozen)]
+pub struct RemoteCall {
+    done: Arc<Mutex<Option<Outcome<()>>>>,
+}
+
+impl RemoteCall {
+    /// Runs `call` on `pop`'s connection runtime; `wake` once it is answered (or
+    /// once a close drops it unanswered).
+    fn start(
+        pop: &Pop,
+        wake: Py<PyAny>,
+        call: impl std::future::Future<Output = Outcome<()>> + Send + 'static,
+    ) -> RemoteCall {
+        let job = RemoteCall {
+            done: Arc::new(Mutex::new(None)),
+        };
+        let mut wake = WakeOnDrop(Some(crate::consumer::waker(wake)));
+        let done = job.done.clone();
+        pop.client.runtime().spawn(async move {
+            let got = call.await;
+            *done.lock().unwrap_or_else(|e| e.into_inner()) = Some(got);
+            if let Some(w) = wake.0.take() {
+                w();
+            }
+        });
+        job
+    }
+}
+
+#[pymethods]
+impl RemoteCall {
+    /// None once answered (the callback was called), or the call's error (`Closed`
+    /// when the connection closed first).
+    fn result(&self) -> PyResult<()> {
+        let got = self.done.lock().unwrap_or_else(|e| e.into_inner()).take();
+        got.unwrap_or_else(|| Err(Failure::closed())).py()
+    }
+}
+
 /// A running receive of `RemoteConsumer.receive_async` (`pocketmq._aio`).
 #[pyclass(module = "pocketmq", name = "RemoteReceive", frozen)]
 pub struct RemoteReceive {
@@ -939,12 +1012,7 @@ impl RemoteConsumer {
     /// Acks a message or a list of them: the group does not get them again. A handle
     /// that is not current raises `InvalidReceiptHandle`.
     fn ack(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.check_open()?;
-        let handles = messages_of(message, "ack")?
-            .iter()
-            .map(|m| handle_of(&m.get().engine_message()))
-            .collect::<Outcome<Vec<_>>>()
-            .py()?;
+        let handles = self.acks_of(message)?;
         if handles.is_empty() {
             return Ok(());
         }
@@ -953,6 +1021,56 @@ impl RemoteConsumer {
             .conn
             .block_py(py, async move { pop.ack(handles).await })?
             .py()
+    }
+
+    /// `ack` for asyncio: a coroutine; the AckMessage is awaited on the connection's
+    /// runtime, so neither the loop nor a thread waits for it.
+    fn ack_async<'py>(
+        slf: &Bound<'py, Self>,
+        message: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::consumer::settle_async(slf.as_any(), "remote_call", "ack", message, None)
+    }
+
+    /// `nack` for asyncio (as `ack_async`).
+    #[pyo3(signature = (message, *, delay=None))]
+    fn nack_async<'py>(
+        slf: &Bound<'py, Self>,
+        message: &Bound<'py, PyAny>,
+        delay: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::consumer::settle_async(slf.as_any(), "remote_call", "nack", message, Some(delay))
+    }
+
+    /// Starts `ack` on the connection's runtime; `wake()` is called (from another
+    /// thread) when it is answered. For `pocketmq._aio.remote_call`.
+    fn _ack_start(&self, wake: Py<PyAny>, message: &Bound<'_, PyAny>) -> PyResult<RemoteCall> {
+        let handles = self.acks_of(message)?;
+        let pop = self.0.clone();
+        Ok(RemoteCall::start(&self.0, wake, async move {
+            if handles.is_empty() {
+                return Ok(());
+            }
+            pop.ack(handles).await
+        }))
+    }
+
+    /// Starts `nack` on the connection's runtime (as `_ack_start`).
+    #[pyo3(signature = (wake, message, *, delay=None))]
+    fn _nack_start(
+        &self,
+        wake: Py<PyAny>,
+        message: &Bound<'_, PyAny>,
+        delay: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<RemoteCall> {
+        let nacks = self.nacks_of(message, delay)?;
+        let pop = self.0.clone();
+        Ok(RemoteCall::start(&self.0, wake, async move {
+            for (id, h, d) in nacks {
+                pop.nack(id, h, d).await?;
+            }
+            Ok(())
+        }))
     }
 
     /// A failed delivery: visible again after `delay` seconds, or after the server's
@@ -965,14 +1083,7 @@ impl RemoteConsumer {
         message: &Bound<'_, PyAny>,
         delay: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.check_open()?;
-        let delay = delay
-            .map(|d| duration_ms(&d, "delay").map(Duration::from_millis))
-            .transpose()?;
-        for m in messages_of(message, "nack")? {
-            let ext = m.get().engine_message();
-            let (id, h) = handle_of(&ext).py()?;
-            let d = self.0.nack_delay(&ext, delay);
+        for (id, h, d) in self.nacks_of(message, delay)? {
             let pop = self.0.clone();
             self.0
                 .conn

@@ -272,7 +272,7 @@ impl RemoteProducer {
     }
 
     /// Starts `send` on the connection's runtime; `wake()` is called (from another
-    /// thread) when it is answered. For `pocketmq._aio.remote_send`.
+    /// thread) when it is answered. For `pocketmq._aio.remote_call`.
     #[pyo3(signature = (wake, topic, body, **options))]
     fn _send_start(
         &self,
@@ -391,7 +391,7 @@ impl RemoteProducer {
     }
 }
 
-/// `pocketmq._aio.remote_send` of `start` (`_send_start` or `_send_batch_start`) with
+/// `pocketmq._aio.remote_call` of `start` (`_send_start` or `_send_batch_start`) with
 /// `args` and `options`: a coroutine of the send's answer.
 fn awaitable<'py>(
     slf: &Bound<'py, RemoteProducer>,
@@ -401,11 +401,11 @@ fn awaitable<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     slf.py()
         .import("pocketmq._aio")?
-        .call_method1("remote_send", (slf, start, args, options))
+        .call_method1("remote_call", (slf, start, args, options))
 }
 
 /// A running send of `RemoteProducer.send_async` or `send_batch_async`
-/// (`pocketmq._aio.remote_send`).
+/// (`pocketmq._aio.remote_call`).
 #[pyclass(module = "pocketmq", name = "RemoteSend", frozen)]
 pub struct RemoteSend {
     result: Arc<Mutex<Option<Outcome<Vec<CoreSendResult>>>>>,
