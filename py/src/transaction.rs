@@ -42,19 +42,24 @@ fn log_error(py: Python<'_>, text: String, exc: Option<PyErr>) {
 pub(crate) fn is_coroutine(py: Python<'_>, v: &Bound<'_, PyAny>) -> bool {
     // Most handlers return None; a listener asks this of every message, so
     // `inspect.iscoroutine` is looked up once, not imported per call.
-    if v.is_none() {
-        return false;
-    }
     static ISCOROUTINE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    ISCOROUTINE
-        .get_or_try_init(py, || {
-            py.import("inspect")?
-                .getattr("iscoroutine")
-                .map(Bound::unbind)
-        })
-        .and_then(|f| f.bind(py).call1((v,)))
-        .and_then(|r| r.is_truthy())
-        .unwrap_or(false)
+    !v.is_none() && inspect_says(py, &ISCOROUTINE, "iscoroutine", v)
+}
+
+/// What `inspect.<test>(v)` says (false when it cannot be asked); the function is
+/// looked up once, into `cell`.
+fn inspect_says(
+    py: Python<'_>,
+    cell: &PyOnceLock<Py<PyAny>>,
+    test: &str,
+    v: &Bound<'_, PyAny>,
+) -> bool {
+    cell.get_or_try_init(py, || {
+        py.import("inspect")?.getattr(test).map(Bound::unbind)
+    })
+    .and_then(|f| f.bind(py).call1((v,)))
+    .and_then(|r| r.is_truthy())
+    .unwrap_or(false)
 }
 
 /// Calls `decider(message)` and reads its answer as a `TxState`.
@@ -221,19 +226,10 @@ pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
 
 /// Whether `v` can be awaited (`inspect.isawaitable`).
 pub(crate) fn is_awaitable(py: Python<'_>, v: &Bound<'_, PyAny>) -> bool {
-    if v.is_none() || v.is_instance_of::<pyo3::types::PyString>() {
-        return false;
-    }
     static ISAWAITABLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    ISAWAITABLE
-        .get_or_try_init(py, || {
-            py.import("inspect")?
-                .getattr("isawaitable")
-                .map(Bound::unbind)
-        })
-        .and_then(|f| f.bind(py).call1((v,)))
-        .and_then(|r| r.is_truthy())
-        .unwrap_or(false)
+    !v.is_none()
+        && !v.is_instance_of::<pyo3::types::PyString>()
+        && inspect_says(py, &ISAWAITABLE, "isawaitable", v)
 }
 
 impl TransactionListener for PyCheck {

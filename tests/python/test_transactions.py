@@ -137,22 +137,27 @@ def test_exception_in_execute_is_logged_and_left_to_check(txb, clock, caplog):
     assert visible(txb) == [b"x"]
 
 
-def test_exception_in_check_counts_as_unknown(txb, clock, caplog):
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["def", "async-def"])
+def test_exception_in_check_counts_as_unknown_and_is_asked_again(txb, clock, caplog, asynchronous):
     calls = []
 
-    def check(msg):
+    def answer():
         calls.append(1)
         if len(calls) == 1:
             raise ValueError("db timeout")
         return pocketmq.TxState.COMMIT
 
-    tp = txb.transaction_producer("pay", check=check)
+    async def async_check(msg):
+        return answer()
+
+    tp = txb.transaction_producer("pay", check=async_check if asynchronous else lambda m: answer())
     tp.send("t", b"x", execute=lambda m: pocketmq.TxState.UNKNOWN)
     with caplog.at_level(logging.ERROR, logger="pocketmq"):
         later(txb, clock, 5)
-    assert any("db timeout" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+    assert any(r.exc_info and "db timeout" in str(r.exc_info[1]) for r in caplog.records)
     assert visible(txb) == []
     later(txb, clock, 10)
+    assert calls == [1, 1]
     assert visible(txb) == [b"x"]
 
 
@@ -458,23 +463,3 @@ def test_an_async_check_answers_on_its_loop_when_another_thread_asks(txb, clock)
         loop.call_soon_threadsafe(loop.stop)
         runner.join()
         loop.close()
-
-
-def test_an_async_check_that_fails_is_logged_and_asked_again(txb, clock, caplog):
-    calls = []
-
-    async def check(msg):
-        calls.append(1)
-        if len(calls) == 1:
-            raise ValueError("db timeout")
-        return pocketmq.TxState.COMMIT
-
-    tp = txb.transaction_producer("pay", check=check)
-    tp.send("t", b"x", execute=lambda m: pocketmq.TxState.UNKNOWN)
-    with caplog.at_level(logging.ERROR, logger="pocketmq"):
-        later(txb, clock, 5)
-    assert any(r.exc_info and "db timeout" in str(r.exc_info[1]) for r in caplog.records)
-    assert visible(txb) == []
-    later(txb, clock, 10)
-    assert calls == [1, 1]
-    assert visible(txb) == [b"x"]

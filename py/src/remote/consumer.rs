@@ -686,6 +686,36 @@ impl Drop for WakeOnDrop {
     }
 }
 
+/// Where a call started by `start_call` leaves its answer.
+pub(super) type Answer<T> = Arc<Mutex<Option<Outcome<T>>>>;
+
+/// Runs `call` on `client`'s runtime for an asyncio caller: its answer goes to the
+/// returned slot, then `wake()` is called (from the runtime's thread). A close that
+/// drops the call unanswered still wakes it, and the slot stays empty.
+pub(super) fn start_call<T: Send + 'static>(
+    client: &Client,
+    wake: Py<PyAny>,
+    call: impl std::future::Future<Output = Outcome<T>> + Send + 'static,
+) -> Answer<T> {
+    let answer: Answer<T> = Arc::new(Mutex::new(None));
+    let mut wake = WakeOnDrop(Some(crate::consumer::waker(wake)));
+    let slot = answer.clone();
+    client.runtime().spawn(async move {
+        let got = call.await;
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(got);
+        if let Some(w) = wake.0.take() {
+            w();
+        }
+    });
+    answer
+}
+
+/// The answer `start_call` left; `Closed` when a close dropped the call unanswered.
+pub(super) fn take_answer<T>(answer: &Answer<T>) -> Outcome<T> {
+    let got = answer.lock().unwrap_or_else(|e| e.into_inner()).take();
+    got.unwrap_or_else(|| Err(Failure::closed()))
+}
+
 impl RemoteConsumer {
     /// The (message id, receipt handle) of each message `ack` is given.
     fn acks_of(&self, message: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
@@ -722,31 +752,7 @@ impl RemoteConsumer {
 /// A running `ack_async` or `nack_async` of a `RemoteConsumer` (`pocketmq._aio`).
 #[pyclass(module = "pocketmq", name = "RemoteCall", frozen)]
 pub struct RemoteCall {
-    done: Arc<Mutex<Option<Outcome<()>>>>,
-}
-
-impl RemoteCall {
-    /// Runs `call` on `pop`'s connection runtime; `wake` once it is answered (or
-    /// once a close drops it unanswered).
-    fn start(
-        pop: &Pop,
-        wake: Py<PyAny>,
-        call: impl std::future::Future<Output = Outcome<()>> + Send + 'static,
-    ) -> RemoteCall {
-        let job = RemoteCall {
-            done: Arc::new(Mutex::new(None)),
-        };
-        let mut wake = WakeOnDrop(Some(crate::consumer::waker(wake)));
-        let done = job.done.clone();
-        pop.client.runtime().spawn(async move {
-            let got = call.await;
-            *done.lock().unwrap_or_else(|e| e.into_inner()) = Some(got);
-            if let Some(w) = wake.0.take() {
-                w();
-            }
-        });
-        job
-    }
+    done: Answer<()>,
 }
 
 #[pymethods]
@@ -754,8 +760,7 @@ impl RemoteCall {
     /// None once answered (the callback was called), or the call's error (`Closed`
     /// when the connection closed first).
     fn result(&self) -> PyResult<()> {
-        let got = self.done.lock().unwrap_or_else(|e| e.into_inner()).take();
-        got.unwrap_or_else(|| Err(Failure::closed())).py()
+        take_answer(&self.done).py()
     }
 }
 
@@ -1047,12 +1052,13 @@ impl RemoteConsumer {
     fn _ack_start(&self, wake: Py<PyAny>, message: &Bound<'_, PyAny>) -> PyResult<RemoteCall> {
         let handles = self.acks_of(message)?;
         let pop = self.0.clone();
-        Ok(RemoteCall::start(&self.0, wake, async move {
+        let done = start_call(&self.0.client, wake, async move {
             if handles.is_empty() {
                 return Ok(());
             }
             pop.ack(handles).await
-        }))
+        });
+        Ok(RemoteCall { done })
     }
 
     /// Starts `nack` on the connection's runtime (as `_ack_start`).
@@ -1065,12 +1071,13 @@ impl RemoteConsumer {
     ) -> PyResult<RemoteCall> {
         let nacks = self.nacks_of(message, delay)?;
         let pop = self.0.clone();
-        Ok(RemoteCall::start(&self.0, wake, async move {
+        let done = start_call(&self.0.client, wake, async move {
             for (id, h, d) in nacks {
                 pop.nack(id, h, d).await?;
             }
             Ok(())
-        }))
+        });
+        Ok(RemoteCall { done })
     }
 
     /// A failed delivery: visible again after `delay` seconds, or after the server's

@@ -18,7 +18,7 @@ use pocketmq_server::proto::{
     TransactionSource,
 };
 
-use super::consumer::WakeOnDrop;
+use super::consumer::{start_call, take_answer, Answer};
 use super::session::{rpc_failure, Client, Connection, REQUEST_TIMEOUT};
 use super::wire::{self, Failure, Outcome};
 use super::PyOutcome;
@@ -369,25 +369,15 @@ impl RemoteProducer {
     /// Sends `msgs` on the connection's runtime and calls `wake` once answered (or
     /// once the connection's close drops the send unanswered).
     fn start(&self, topic: &str, msgs: Vec<PbMessage>, wake: Py<PyAny>, one: bool) -> RemoteSend {
-        let job = RemoteSend {
-            result: Arc::new(Mutex::new(None)),
-            one,
-        };
-        let mut wake = WakeOnDrop(Some(crate::consumer::waker(wake)));
-        if msgs.is_empty() {
-            *job.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ok(Vec::new()));
-            return job;
-        }
-        let (client, topic, result) = (self.client.clone(), topic.to_string(), job.result.clone());
-        self.client.runtime().spawn(async move {
-            let got = send(&client, &topic, msgs).await;
-            *result.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(got.map(|r| r.into_iter().map(|(r, _)| r).collect()));
-            if let Some(w) = wake.0.take() {
-                w();
+        let (client, topic) = (self.client.clone(), topic.to_string());
+        let result = start_call(&self.client, wake, async move {
+            if msgs.is_empty() {
+                return Ok(Vec::new());
             }
+            let sent = send(&client, &topic, msgs).await?;
+            Ok(sent.into_iter().map(|(r, _)| r).collect())
         });
-        job
+        RemoteSend { result, one }
     }
 }
 
@@ -408,7 +398,7 @@ fn awaitable<'py>(
 /// (`pocketmq._aio.remote_call`).
 #[pyclass(module = "pocketmq", name = "RemoteSend", frozen)]
 pub struct RemoteSend {
-    result: Arc<Mutex<Option<Outcome<Vec<CoreSendResult>>>>>,
+    result: Answer<Vec<CoreSendResult>>,
     /// `send_async`'s (one SendResult), not `send_batch_async`'s (a list).
     one: bool,
 }
@@ -418,8 +408,7 @@ impl RemoteSend {
     /// The SendResult (or list of them) once answered (the callback was called), or
     /// the send's error; `Closed` when the connection closed before the answer.
     fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let got = self.result.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let mut results = got.unwrap_or_else(|| Err(Failure::closed())).py()?;
+        let mut results = take_answer(&self.result).py()?;
         if self.one {
             if results.is_empty() {
                 return Err(Failure::closed()).py();
@@ -542,22 +531,15 @@ impl RemoteTransactionProducer {
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<RemoteTxJob> {
         let (pb, half) = self.prepare(topic.0, body, options, "send_async()")?;
-        let job = RemoteTxJob {
-            done: Arc::new(Mutex::new(None)),
+        let (client, topic) = (self.client.clone(), topic.0.to_string());
+        let done = start_call(&self.client, wake, async move {
+            Ok(Some(send(&client, &topic, vec![pb]).await?.remove(0)))
+        });
+        Ok(RemoteTxJob {
+            done,
             half: Mutex::new(Some(half)),
             result: Mutex::new(None),
-        };
-        let mut wake = WakeOnDrop(Some(crate::consumer::waker(wake)));
-        let (client, topic, done) = (self.client.clone(), topic.0.to_string(), job.done.clone());
-        self.client.runtime().spawn(async move {
-            let got = send(&client, &topic, vec![pb]).await;
-            *done.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(got.map(|mut r| Some(r.remove(0))));
-            if let Some(w) = wake.0.take() {
-                w();
-            }
-        });
-        Ok(job)
+        })
     }
 
     /// Ends `step`'s transaction as its local transaction decided (`answer`, what
@@ -589,26 +571,19 @@ impl RemoteTransactionProducer {
         );
         let req = self.end_request(&result, &half.topic, tx_id, state);
         result.transaction_state = Some(state);
-        let job = RemoteTxJob {
-            done: Arc::new(Mutex::new(None)),
+        let client = self.client.clone();
+        let done = start_call(&self.client, wake, async move {
+            // UNKNOWN: nothing to send.
+            if let Some(req) = req {
+                end(&client, req).await?;
+            }
+            Ok(None)
+        });
+        Ok(RemoteTxJob {
+            done,
             half: Mutex::new(None),
             result: Mutex::new(Some(result)),
-        };
-        // Dropped at the end of the job (or here, with nothing to send): wakes the loop.
-        let mut wake = WakeOnDrop(Some(crate::consumer::waker(wake)));
-        let Some(req) = req else {
-            *job.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ok(None));
-            return Ok(job);
-        };
-        let (client, done) = (self.client.clone(), job.done.clone());
-        self.client.runtime().spawn(async move {
-            let got = end(&client, req).await;
-            *done.lock().unwrap_or_else(|e| e.into_inner()) = Some(got.map(|()| None));
-            if let Some(w) = wake.0.take() {
-                w();
-            }
-        });
-        Ok(job)
+        })
     }
 
     fn __repr__(&self) -> String {
@@ -715,7 +690,7 @@ type TxJobAnswer = Option<(CoreSendResult, String)>;
 /// half message's send, or its EndTransaction.
 #[pyclass(module = "pocketmq", name = "RemoteTxJob", frozen)]
 pub struct RemoteTxJob {
-    done: Arc<Mutex<Option<Outcome<TxJobAnswer>>>>,
+    done: Answer<TxJobAnswer>,
     /// A send's message, as its `execute` sees it.
     half: Mutex<Option<MessageExt>>,
     /// An end's SendResult.
@@ -727,8 +702,7 @@ impl RemoteTxJob {
     /// Once answered (the callback was called): a send's step, or an end's
     /// SendResult; or the call's error (`Closed` when the connection closed first).
     fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let got = self.done.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let sent = got.unwrap_or_else(|| Err(Failure::closed())).py()?;
+        let sent = take_answer(&self.done).py()?;
         match sent {
             Some((result, tx_id)) => {
                 let Some(mut half) = take(&self.half) else {
