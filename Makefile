@@ -138,13 +138,23 @@ check: $(NATIVE_CHECKS) $(PYTHON_CHECKS)
 
 # `check` in two lanes at once, each in order, its lines tagged with the lane's name:
 # much of a suite's time is spent waiting (timers, long polls, child processes), which
-# the other lane's builds fill. `make test` runs this.
+# the other lane's builds fill. `make test` runs this. Each lane's output is also kept
+# in target/lane-<name>.log; when a check fails, its failure lines (the failed make
+# targets, pytest's and cargo's failed tests, panics, node's "not ok") are printed
+# again at the end, where a long log's tail shows them.
+FAILURE_LINES := \] make.*: \*\*\* |^\[[a-z]+\] (FAILED|ERROR|FAIL) |^\[[a-z]+\] E  |^\[[a-z]+\] [^ ]+ \.\.\. FAILED|panicked at|test result: FAILED|^\[[a-z]+\] +not ok 
 check-lanes:
-	$(MAKE) --no-print-directory -j2 -k lane-native lane-python
+	@mkdir -p target
+	@status=0; $(MAKE) --no-print-directory -j2 -k lane-native lane-python || status=$$?; \
+	if [ $$status -ne 0 ]; then \
+	  echo "== make test: what failed (the whole output is in target/lane-native.log and target/lane-python.log)"; \
+	  grep -ahE '$(FAILURE_LINES)' target/lane-native.log target/lane-python.log | cut -c1-300 | tail -n 80 || true; \
+	fi; exit $$status
 
 # A lane is a serial make of its checks (MAKEFLAGS cleared: no jobserver); -k as in `check`.
 lane-native lane-python: lane-%:
-	MAKEFLAGS= $(MAKE) --no-print-directory -k $(LANE_$*) FUZZ_SECONDS=$(FUZZ_SECONDS) 2>&1 | sed -u 's/^/[$*] /'
+	@mkdir -p target
+	MAKEFLAGS= $(MAKE) --no-print-directory -k $(LANE_$*) FUZZ_SECONDS=$(FUZZ_SECONDS) 2>&1 | sed -u 's/^/[$*] /' | tee target/lane-$*.log
 LANE_native := $(NATIVE_CHECKS)
 LANE_python := $(PYTHON_CHECKS)
 

@@ -22,7 +22,8 @@ def test_receive_zero_timeout_does_not_wait(broker):
     c = broker.consumer("g", "t")
     t0 = time.monotonic()
     assert c.receive(timeout=0) == []
-    assert time.monotonic() - t0 < 0.2
+    # The default timeout is 1 s; a busy machine can take a few tenths for the call.
+    assert time.monotonic() - t0 < 0.8
 
 
 def test_receive_respects_max_messages(broker):
