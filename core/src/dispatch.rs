@@ -192,6 +192,15 @@ pub(crate) fn queue_of<'q>(
     })
 }
 
+/// Indexes the keys of the record at `phys`, its `KEYS` value split at spaces: as
+/// bytes, since a key is looked up by its text's bytes (no UTF-8 check is needed).
+#[inline(never)]
+fn index_keys(index: &mut KeyIndex, topic: &str, keys: &[u8], phys: u64) {
+    for k in keys.split(|&b| b == b' ').filter(|k| !k.is_empty()) {
+        index.put(topic, k, phys);
+    }
+}
+
 /// `dispatch` to `cq`, the ConsumeQueue `r` names (looked up once for a batch of
 /// live records), all but the replay of a revive record.
 pub(crate) fn dispatch_to(
@@ -230,10 +239,8 @@ pub(crate) fn dispatch_to(
         Mode::Replay => cq.replay(r.queue_offset, entry),
     }
     .map_err(store_err)?;
-    if let Some(keys) = properties::text(keys) {
-        for k in keys.split(' ').filter(|k| !k.is_empty()) {
-            index.put(r.topic, k, r.phys);
-        }
+    if let Some(keys) = keys {
+        index_keys(index, r.topic, keys, r.phys);
     }
     // Keyed by the topic the producer sent to; retries and dead letters are the
     // engine's copies, never a producer's send. A key the send computed is
@@ -258,9 +265,7 @@ pub(crate) fn dispatch_to(
     // original's id: `get` finds it here).
     let copy = r.sys_flag & (SYS_FLAG_TX_COMMIT | SYS_FLAG_MOVED) != 0;
     if let Some(id) = uniq_key.filter(|id| copy || !crate::message::id::is_engine_id(id)) {
-        if let Ok(id) = std::str::from_utf8(id) {
-            index.put_id(id, r.phys);
-        }
+        index.put_id(id, r.phys);
     }
     match kind {
         Kind::User => *s.arrived = true,

@@ -25,17 +25,19 @@ pub(crate) struct KeyIndex {
 /// Where caller-given message ids are kept: no topic has this name.
 const ID_SPACE: &str = "\u{0}id";
 
-fn slot(topic: &str, key: &str) -> u64 {
+fn slot(topic: &str, key: &[u8]) -> u64 {
     let mut h = FxBuildHasher.build_hasher();
     h.write(topic.as_bytes());
     h.write_u8(b'#');
-    h.write(key.as_bytes());
+    h.write(key);
     h.finish()
 }
 
 impl KeyIndex {
-    /// Records that the record at `phys` of `topic` has `key`.
-    pub fn put(&mut self, topic: &str, key: &str, phys: u64) {
+    /// Records that the record at `phys` of `topic` has `key` (its bytes as the
+    /// record holds them: a key is looked up by its text's bytes, so none need be
+    /// checked as UTF-8 here).
+    pub fn put(&mut self, topic: &str, key: &[u8], phys: u64) {
         self.recent.push((slot(topic, key), phys));
         if self.recent.len() > 65_536 + self.sorted.len() / 2 {
             self.merge();
@@ -43,7 +45,7 @@ impl KeyIndex {
     }
 
     /// Records that the record at `phys` carries the caller-given message id `id`.
-    pub fn put_id(&mut self, id: &str, phys: u64) {
+    pub fn put_id(&mut self, id: &[u8], phys: u64) {
         self.put(ID_SPACE, id, phys);
     }
 
@@ -83,7 +85,7 @@ impl KeyIndex {
 
     /// Candidate offsets for `(topic, key)`, oldest first (may include collisions).
     pub fn candidates(&self, topic: &str, key: &str) -> Vec<u64> {
-        let s = slot(topic, key);
+        let s = slot(topic, key.as_bytes());
         let from = self.sorted.partition_point(|e| e.0 < s);
         let mut out: Vec<u64> = self.sorted[from..]
             .iter()
@@ -110,11 +112,11 @@ mod tests {
     #[test]
     fn keys_keep_every_offset_in_order_and_retention_trims() {
         let mut ix = KeyIndex::default();
-        ix.put("t", "a", 10);
-        ix.put("t", "a", 20);
-        ix.put("t", "a", 20);
-        ix.put("t", "a", 30);
-        ix.put("u", "a", 15);
+        ix.put("t", b"a", 10);
+        ix.put("t", b"a", 20);
+        ix.put("t", b"a", 20);
+        ix.put("t", b"a", 30);
+        ix.put("u", b"a", 15);
         assert_eq!(ix.candidates("t", "a"), vec![10, 20, 30]);
         assert_eq!(ix.candidates("u", "a"), vec![15]);
         assert!(ix.candidates("t", "b").is_empty());
@@ -130,7 +132,7 @@ mod tests {
         let mut ix = KeyIndex::default();
         let keys = 7_001u64;
         for phys in 0..300_000u64 {
-            ix.put("t", &format!("k{}", (phys * 7_919) % keys), phys);
+            ix.put("t", format!("k{}", (phys * 7_919) % keys).as_bytes(), phys);
         }
         assert!(ix.sorted.len() > 65_536, "a merge ran");
         let check = |ix: &KeyIndex| {
@@ -155,9 +157,9 @@ mod tests {
     #[test]
     fn ids_live_apart_from_keys() {
         let mut ix = KeyIndex::default();
-        ix.put_id("m1", 10);
-        ix.put("t", "m1", 20);
-        ix.put_id("m1", 30);
+        ix.put_id(b"m1", 10);
+        ix.put("t", b"m1", 20);
+        ix.put_id(b"m1", 30);
         assert_eq!(ix.ids("m1"), vec![10, 30]);
         assert_eq!(ix.candidates("t", "m1"), vec![20]);
         assert!(ix.ids("m2").is_empty());
