@@ -111,6 +111,48 @@ test("bodies sent without options come back byte for byte, small and large, one 
   broker.close();
 });
 
+test("options that outgrow a send's staging area arrive whole, and the sends after them too", async () => {
+  const broker = new Broker({ maxMessageSize: 1 << 20 });
+  broker.createTopic("opts", { queues: 1 });
+  const p = broker.producer("g");
+  // A send's encoding goes to a 64 KiB staging area and moves elsewhere when it
+  // outgrows it: here in the middle of the properties, of the keys, and of a batch.
+  const properties = {};
+  for (let i = 0; i < 80; i++) properties[`name-${i}`] = "v".repeat(90) + i;
+  const keys = Array.from({ length: 70 }, (_, i) => `key-${i}-${"k".repeat(90)}`);
+  const body = new Uint8Array(60_000).fill(7);
+  p.send("opts", body, { tags: "big", properties });
+  p.send("opts", "after", { tags: "small", properties: { a: "1" } });
+  p.send("opts", body, { keys });
+  p.sendBatch("opts", [
+    { body, properties: { n: "1" } },
+    { body, properties: { n: "2" }, keys: ["last"] },
+  ]);
+  p.send("opts", "end");
+  const c = broker.consumer({ group: "g", topic: "opts" });
+  const got = [];
+  while (got.length < 6) {
+    const msgs = await c.receive({ maxMessages: 32, timeoutMs: 1000 });
+    if (msgs.length === 0) break;
+    got.push(...msgs);
+    c.ack(msgs);
+  }
+  assert.equal(got.length, 6);
+  assert.equal(got[0].tags, "big");
+  assert.deepEqual(got[0].body, body);
+  for (const [name, v] of Object.entries(properties)) assert.equal(got[0].properties[name], v, name);
+  assert.equal(got[1].text(), "after");
+  assert.equal(got[1].tags, "small");
+  assert.equal(got[1].properties.a, "1");
+  assert.equal(got[1].properties["name-0"], undefined);
+  assert.deepEqual(got[2].keys, keys);
+  assert.deepEqual([got[3].properties.n, got[4].properties.n], ["1", "2"]);
+  assert.deepEqual(got[4].keys, ["last"]);
+  assert.equal(got[5].text(), "end");
+  assert.deepEqual(got[5].keys, []);
+  broker.close();
+});
+
 test("a single key may be a string; query finds messages by key, oldest first", async () => {
   const broker = new Broker();
   const p = broker.producer("g");

@@ -77,17 +77,54 @@ function unknownOption(name) {
   throw new InvalidArgumentError(`invalid argument: send options: unknown option "${name}" (known: ${SEND_OPTIONS.join(", ")})`);
 }
 
-let out = new Uint8Array(1024);
-let outView = new DataView(out.buffer);
+// An encoding goes straight into the engine's staging area in wasm memory (`out` is
+// then the view of all of it, `base` where the area starts, `end` where it ends), so
+// a send copies its body once on this side and makes no objects. One that outgrows
+// the area, or one wanted as bytes, is in `spare`, a buffer of this module's (`base`
+// 0). `at` is where the next byte goes, in `out`.
+let spare = new Uint8Array(1024);
+let spareView = new DataView(spare.buffer);
+let out = spare;
+let outView = spareView;
+let base = 0;
+let end = spare.length;
 let at = 0;
+
+/** Starts an encoding: in the staging area unless `asBytes`. */
+function begin(asBytes) {
+  if (asBytes) {
+    out = spare;
+    outView = spareView;
+    base = at = 0;
+    end = spare.length;
+    return;
+  }
+  if (stageAt < 0) [stageAt, stageSize] = native.stagingArea();
+  refresh();
+  out = bytes;
+  outView = view;
+  base = at = stageAt;
+  end = stageAt + stageSize;
+}
+
+/** Moves the encoding so far to `spare` (from the staging area, or to a larger `spare`), with room for `n` more bytes. */
+function toSpare(n) {
+  const len = at - base;
+  if (len + n > spare.length) {
+    spare = new Uint8Array(Math.max(spare.length * 2, len + n));
+    spareView = new DataView(spare.buffer);
+  }
+  spare.set(out.subarray(base, at));
+  out = spare;
+  outView = spareView;
+  base = 0;
+  at = len;
+  end = spare.length;
+}
 
 /** Makes room for `n` more bytes. */
 function room(n) {
-  if (at + n <= out.length) return;
-  const grown = new Uint8Array(Math.max(out.length * 2, at + n));
-  grown.set(out.subarray(0, at));
-  out = grown;
-  outView = new DataView(out.buffer);
+  if (at + n > end) toSpare(n);
 }
 
 function u32(v) {
@@ -169,7 +206,8 @@ function message(body, o) {
   if (bits & 4) {
     const props = o.properties;
     // The count goes in front of the pairs once they are written (own names only, as Object.keys gives).
-    const countAt = at;
+    // (From `base`: the encoding may move to `spare` as the pairs are written.)
+    const countAt = at - base;
     u32(0);
     let n = 0;
     if (props instanceof Map) {
@@ -194,7 +232,7 @@ function message(body, o) {
         n++;
       }
     }
-    outView.setUint32(countAt, n, true);
+    outView.setUint32(base + countAt, n, true);
   }
   if (bits & 8) str(typed("shardingKey", o.shardingKey, "string"));
   if (bits & 16) f64(typed("queueId", o.queueId, "number"));
@@ -210,27 +248,23 @@ function message(body, o) {
  * staging area, else (too large to stage, or `asBytes`) the encoded bytes.
  */
 export function encodeSend(bodies, options, asBytes = false) {
-  at = 0;
+  begin(asBytes);
   u32(bodies.length);
   for (let i = 0; i < bodies.length; i++) message(bodies[i], options[i]);
-  return staged(asBytes);
+  return staged();
 }
 
 /** `encodeSend` of one message, with no arrays built for it. */
 export function encodeOne(body, options, asBytes = false) {
-  at = 0;
+  begin(asBytes);
   u32(1);
   message(body, options);
-  return staged(asBytes);
+  return staged();
 }
 
-/** The encoding so far: copied to the staging area (its length returned) when it fits and not `asBytes`, else as bytes. */
-function staged(asBytes) {
-  refresh();
-  if (stageAt < 0) [stageAt, stageSize] = native.stagingArea();
-  if (asBytes || at > stageSize) return out.slice(0, at);
-  bytes.set(out.subarray(0, at), stageAt);
-  return at;
+/** The encoding's length when it is in the staging area, else its bytes. */
+function staged() {
+  return out === spare ? spare.slice(0, at) : at - base;
 }
 
 /** The next due time (or -1) that the last `readSendResult` read. */
