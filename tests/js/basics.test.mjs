@@ -240,6 +240,27 @@ test("a receive that a close overtakes resolves with [], as one already waiting 
   broker.close();
 });
 
+test("properties of any text arrive as sent, and separators are refused wherever they are", async () => {
+  const broker = new Broker();
+  const p = broker.producer("p");
+  const properties = {
+    region: "eu-west",
+    "städte": "Zürich, Genève",
+    emoji: "😀".repeat(40),
+    long: "v".repeat(300),
+    [`n${"é".repeat(70)}`]: "x",
+  };
+  const r = p.send("orders", "x", { properties });
+  const got = broker.get(r.msgId).properties;
+  for (const [name, v] of Object.entries(properties)) assert.equal(got[name], v, name);
+  // A separator after a character that is not ASCII, in a name or a value.
+  for (const bad of [{ k: "é\u0001x" }, { "é\u0002k": "v" }, { k: "😀".repeat(70) + "\u0002" }]) {
+    assert.throws(() => p.send("orders", "x", { properties: bad }), (e) => e.code === "InvalidArgument", JSON.stringify(bad));
+  }
+  assert.equal(broker.lag("nobody", "orders"), 1, "the refused sends stored nothing");
+  broker.close();
+});
+
 test("properties may be a Map of strings", async () => {
   const broker = new Broker();
   const p = broker.producer("p");

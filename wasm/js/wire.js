@@ -175,6 +175,77 @@ function typed(what, v, type) {
   return v;
 }
 
+/** The option bit that says the properties are in a record's own text (`name \x01 value \x02` each), not in pairs. */
+const ENCODED_PROPERTIES = 0x200;
+
+/**
+ * Encodes user properties (own names only, as Object.keys gives): `asText`, as one
+ * `str` in the text a record holds them in (false, with the encoding to be cut back,
+ * when a name or value is empty or holds a separator); else as `u32 n` and n pairs of
+ * `str`.
+ */
+function properties(props, asText) {
+  // The length (or count) goes in front once the rest is written.
+  const lenAt = at - base;
+  u32(0);
+  let n = 0;
+  let plain = true;
+  if (props instanceof Map) {
+    for (const [name, v] of props) {
+      if (typeof name !== "string") throw new TypeError("property names must be strings");
+      plain = pair(name, v, asText) && plain;
+      n++;
+    }
+  } else {
+    const proto = props === null || typeof props !== "object" ? undefined : Object.getPrototypeOf(props);
+    if (props !== null && proto !== Object.prototype && proto !== null) {
+      throw new TypeError("properties must be an object (or a Map) of strings");
+    }
+    for (const name in props) {
+      if (!Object.hasOwn(props, name)) continue;
+      plain = pair(name, props[name], asText) && plain;
+      n++;
+    }
+  }
+  outView.setUint32(base + lenAt, asText ? at - base - lenAt - 4 : n, true);
+  return plain;
+}
+
+/** One property of `properties`: as text, or as two `str`; whether the text holds it as it is. */
+function pair(name, v, asText) {
+  if (typeof v !== "string") throw new TypeError(`property ${name} must be a string`);
+  if (!asText) {
+    str(name);
+    str(v);
+    return true;
+  }
+  const plainName = textIn(name, 1);
+  return textIn(v, 2) && plainName;
+}
+
+/** Writes `s` as UTF-8 and then the separator `sep`; whether `s` is non-empty and free of the separators 1 and 2. */
+function textIn(s, sep) {
+  const n = s.length;
+  room(3 * n + 1);
+  let plain = n > 0;
+  let i = 0;
+  for (; i < n && n <= SHORT; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) break;
+    if (c === 1 || c === 2) plain = false;
+    out[at + i] = c;
+  }
+  if (i === n) {
+    at += n;
+  } else {
+    if (s.isWellFormed?.() === false) notText(s);
+    at += utf8In.encodeInto(s, out.subarray(at, at + 3 * n)).written;
+    plain = plain && !s.includes("\x01") && !s.includes("\x02");
+  }
+  out[at++] = sep;
+  return plain;
+}
+
 /** Encodes one message; an option of an unknown name is refused here, in the one pass over `o`. */
 function message(body, o) {
   let bits = 0;
@@ -187,6 +258,8 @@ function message(body, o) {
     }
   }
   room(2);
+  // (From `base`: the encoding may move to `spare` as it grows.)
+  const bitsAt = at - base;
   out[at++] = bits & 0xff;
   out[at++] = bits >> 8;
   if (typeof body === "string") str(body);
@@ -204,35 +277,15 @@ function message(body, o) {
     for (const k of keys) str(typed("a key", k, "string"));
   }
   if (bits & 4) {
-    const props = o.properties;
-    // The count goes in front of the pairs once they are written (own names only, as Object.keys gives).
-    // (From `base`: the encoding may move to `spare` as the pairs are written.)
-    const countAt = at - base;
-    u32(0);
-    let n = 0;
-    if (props instanceof Map) {
-      for (const [name, v] of props) {
-        if (typeof name !== "string") throw new TypeError("property names must be strings");
-        if (typeof v !== "string") throw new TypeError(`property ${name} must be a string`);
-        str(name);
-        str(v);
-        n++;
-      }
+    const from = at - base;
+    if (properties(o.properties, true)) {
+      out[base + bitsAt + 1] |= ENCODED_PROPERTIES >> 8;
     } else {
-      const proto = props === null || typeof props !== "object" ? undefined : Object.getPrototypeOf(props);
-      if (props !== null && proto !== Object.prototype && proto !== null) {
-        throw new TypeError("properties must be an object (or a Map) of strings");
-      }
-      for (const name in props) {
-        if (!Object.hasOwn(props, name)) continue;
-        const v = props[name];
-        if (typeof v !== "string") throw new TypeError(`property ${name} must be a string`);
-        str(name);
-        str(v);
-        n++;
-      }
+      // A name or value a record's text cannot hold as it is: as pairs, for the
+      // engine to refuse with its words.
+      at = base + from;
+      properties(o.properties, false);
     }
-    outView.setUint32(base + countAt, n, true);
   }
   if (bits & 8) str(typed("shardingKey", o.shardingKey, "string"));
   if (bits & 16) f64(typed("queueId", o.queueId, "number"));

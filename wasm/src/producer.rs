@@ -11,7 +11,7 @@ use js_sys::Function;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use pocketmq::{Message, MessageExt, TransactionListener, TxState};
+use pocketmq::{MessageExt, TransactionListener, TxState};
 
 use crate::convert::{send_result, string};
 use crate::errors::{invalid, type_error, IntoJsResult};
@@ -41,22 +41,26 @@ impl Producer {
     fn send_with(
         &self,
         index: u32,
-        read: impl FnOnce(&str) -> Result<Vec<Message>, JsValue>,
+        read: impl FnOnce(&str) -> Result<wire::Sent, JsValue>,
     ) -> Result<u32, JsValue> {
-        let msgs = {
+        let sent = {
             let topics = self.topics.borrow();
             let topic = topics
                 .get(index as usize)
                 .ok_or_else(|| invalid(format!("no topic {index} on this producer")))?;
             read(topic)?
         };
-        let results = if msgs.len() == 1 {
-            let one = msgs.into_iter().next().expect("one message");
-            vec![self.inner.send(one).js_err()?]
-        } else {
-            self.inner.send_batch(msgs).js_err()?
-        };
-        Ok(wire::send_results(&results, self.broker.next_due_ms()))
+        let next_due = || self.broker.next_due_ms();
+        Ok(match sent {
+            wire::Sent::One(msg) => {
+                let r = self.inner.send(msg).js_err()?;
+                wire::send_results(std::slice::from_ref(&r), next_due())
+            }
+            wire::Sent::Batch(msgs) => {
+                let results = self.inner.send_batch(msgs).js_err()?;
+                wire::send_results(&results, next_due())
+            }
+        })
     }
 }
 
@@ -89,7 +93,7 @@ impl Producer {
     /// `sendStaged` with the encoded messages given as bytes (too large to stage).
     #[wasm_bindgen(js_name = sendEncoded)]
     pub fn send_encoded(&self, topic: u32, encoded: Vec<u8>) -> Result<u32, JsValue> {
-        self.send_with(topic, |t| wire::read_messages(&encoded, t))
+        self.send_with(topic, |t| wire::read_send(&encoded, t))
     }
 
     /// The producer group.

@@ -17,7 +17,10 @@
 //! Messages to send (JS to engine, staged or passed as bytes): `u32 count`, then
 //! per message `u16 options` (a bit for each option present), `bytes body`, and the
 //! options present in bit order: tags `str` (0x01), keys `u32 n` + n `str` (0x02),
-//! properties `u32 n` + n (`str` name, `str` value) (0x04), sharding key `str`
+//! properties `u32 n` + n (`str` name, `str` value) (0x04; with 0x200 also set, one
+//! `str` instead: the text a record holds them in, `name \x01 value \x02` each,
+//! which the wrapper writes when no name or value is empty or holds a separator),
+//! sharding key `str`
 //! (0x08), then `f64` each: queue id (0x10), delay level (0x20), deliver-at epoch
 //! ms (0x40), delay ms (0x80); then dedup id `str` (0x100). The wrapper checks
 //! types; values are checked here and in the engine.
@@ -52,14 +55,35 @@ pub(crate) fn stage_ptr() -> u32 {
 }
 
 /// The messages for `topic` encoded in the first `len` staged bytes.
-pub(crate) fn staged_messages(topic: &str, len: u32) -> Result<Vec<Message>, JsValue> {
+pub(crate) fn staged_messages(topic: &str, len: u32) -> Result<Sent, JsValue> {
     STAGE.with(|s| match s.borrow().get(..len as usize) {
-        Some(buf) => read_messages(buf, topic),
+        Some(buf) => read_send(buf, topic),
         None => Err(invalid(format!(
             "a staged send is at most {STAGE_SIZE} bytes"
         ))),
     })
 }
+
+/// The messages of a send: one (a single send, with no list made for it) or several.
+// Held for one call on the stack: a box would bring back the allocation it saves.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Sent {
+    One(Message),
+    Batch(Vec<Message>),
+}
+
+/// `read_messages`, with one message apart.
+pub(crate) fn read_send(buf: &[u8], topic: &str) -> Result<Sent, JsValue> {
+    let mut r = Reader { buf, at: 0 };
+    if r.u32()? == 1 {
+        return Ok(Sent::One(read_message(&mut r, topic)?));
+    }
+    read_messages(buf, topic).map(Sent::Batch)
+}
+
+/// The option bit that says a message's properties (0x04) are in the text a record
+/// holds them in (`str`), not in pairs.
+const ENCODED_PROPERTIES: u16 = 0x200;
 
 /// The numeric send options in the order of their bits (0x10 on): set by name, so the
 /// engine's checks of ranges and of "at most one delay" apply.
@@ -73,60 +97,67 @@ pub(crate) fn read_messages(buf: &[u8], topic: &str) -> Result<Vec<Message>, JsV
     let count = r.u32()?;
     let mut out = Vec::with_capacity(count.min(1024) as usize);
     for _ in 0..count {
-        let o = r.take(2)?;
-        let options = u16::from_le_bytes([o[0], o[1]]);
-        let mut m = Message::new(topic, r.bytes()?.to_vec());
-        if options & 0x01 != 0 {
-            m.tags = Some(r.str()?);
-        }
-        if options & 0x02 != 0 {
-            let n = r.u32()?;
-            m.keys = (0..n).map(|_| r.str()).collect::<Result<_, _>>()?;
-        }
-        if options & 0x04 != 0 {
-            // Encoded as a record holds them (`Message::encoded_properties`): no map
-            // or strings. A name or value the encoding cannot carry (empty, or
-            // holding a separator) goes to the map instead, for the engine's checks
-            // to refuse with their usual words. The text gets room at once for what
-            // usually follows, so it is not moved as it grows.
-            let n = r.u32()?;
-            let mut encoded = Vec::with_capacity(if n == 0 { 0 } else { r.remaining().min(256) });
-            for _ in 0..n {
-                let (name, value) = (r.bytes()?, r.bytes()?);
-                let pair = encoded.len();
-                if !(push_encodable(&mut encoded, name, 1)
-                    && push_encodable(&mut encoded, value, 2))
-                {
-                    encoded.truncate(pair);
-                    m.properties.insert(text(name)?, text(value)?);
-                }
-            }
-            m.encoded_properties =
-                String::from_utf8(encoded).map_err(|_| invalid("a send's text is not UTF-8"))?;
-        }
-        if options & 0x08 != 0 {
-            m.sharding_key = Some(r.str()?);
-        }
-        if options & 0xf0 != 0 {
-            let mut b = MessageBuilder::from(m);
-            for (bit, name) in NUMBER_OPTIONS.iter().enumerate() {
-                if options & (0x10 << bit) != 0 {
-                    b = b
-                        .set_option(name, OptionValue::Number(r.f64()?))
-                        .map_err(|e| {
-                            let key = crate::errors::js_option_name(name, *name == "delay");
-                            crate::errors::option_error(e, name, &key)
-                        })?;
-                }
-            }
-            m = b.build();
-        }
-        if options & 0x100 != 0 {
-            m.dedup_id = Some(r.str()?);
-        }
-        out.push(m);
+        out.push(read_message(&mut r, topic)?);
     }
     Ok(out)
+}
+
+/// Reads the next encoded message of a send.
+fn read_message(r: &mut Reader<'_>, topic: &str) -> Result<Message, JsValue> {
+    let o = r.take(2)?;
+    let options = u16::from_le_bytes([o[0], o[1]]);
+    let mut m = Message::new(topic, r.bytes()?.to_vec());
+    if options & 0x01 != 0 {
+        m.tags = Some(r.str()?);
+    }
+    if options & 0x02 != 0 {
+        let n = r.u32()?;
+        m.keys = (0..n).map(|_| r.str()).collect::<Result<_, _>>()?;
+    }
+    if options & 0x04 != 0 && options & ENCODED_PROPERTIES != 0 {
+        // The text a record holds them in, made by the wrapper from names and
+        // values that are non-empty and free of separators; the engine checks it.
+        m.encoded_properties = text(r.bytes()?)?;
+    } else if options & 0x04 != 0 {
+        // Encoded as a record holds them (`Message::encoded_properties`): no map
+        // or strings. A name or value the encoding cannot carry (empty, or
+        // holding a separator) goes to the map instead, for the engine's checks
+        // to refuse with their usual words. The text gets room at once for what
+        // usually follows, so it is not moved as it grows.
+        let n = r.u32()?;
+        let mut encoded = Vec::with_capacity(if n == 0 { 0 } else { r.remaining().min(256) });
+        for _ in 0..n {
+            let (name, value) = (r.bytes()?, r.bytes()?);
+            let pair = encoded.len();
+            if !(push_encodable(&mut encoded, name, 1) && push_encodable(&mut encoded, value, 2)) {
+                encoded.truncate(pair);
+                m.properties.insert(text(name)?, text(value)?);
+            }
+        }
+        m.encoded_properties =
+            String::from_utf8(encoded).map_err(|_| invalid("a send's text is not UTF-8"))?;
+    }
+    if options & 0x08 != 0 {
+        m.sharding_key = Some(r.str()?);
+    }
+    if options & 0xf0 != 0 {
+        let mut b = MessageBuilder::from(m);
+        for (bit, name) in NUMBER_OPTIONS.iter().enumerate() {
+            if options & (0x10 << bit) != 0 {
+                b = b
+                    .set_option(name, OptionValue::Number(r.f64()?))
+                    .map_err(|e| {
+                        let key = crate::errors::js_option_name(name, *name == "delay");
+                        crate::errors::option_error(e, name, &key)
+                    })?;
+            }
+        }
+        m = b.build();
+    }
+    if options & 0x100 != 0 {
+        m.dedup_id = Some(r.str()?);
+    }
+    Ok(m)
 }
 
 /// Appends `b` and then `sep` to `out` when `b` can go into a record's encoding of
