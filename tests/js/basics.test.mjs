@@ -240,6 +240,30 @@ test("a receive that a close overtakes resolves with [], as one already waiting 
   broker.close();
 });
 
+test("a send whose option getter makes the engine grow its memory arrives whole", async () => {
+  const broker = new Broker();
+  const p = broker.producer("p");
+  p.send("orders", "first");
+  const others = [];
+  // Opening stores mid-send grows wasm memory, which detaches the view a send is
+  // being encoded into.
+  const options = {
+    get tags() {
+      for (let i = 0; i < 3; i++) others.push(new Broker({ segmentSize: 64 << 20 }));
+      return "paid";
+    },
+    keys: ["order-2"],
+  };
+  const r = p.send("orders", "second", options);
+  const [b] = p.sendBatch("orders", [{ body: "third", ...options }]).slice(-1);
+  for (const [res, body] of [[r, "second"], [b, "third"]]) {
+    const m = broker.get(res.msgId);
+    assert.deepEqual([m.text(), m.tags, m.keys], [body, "paid", ["order-2"]]);
+  }
+  for (const o of others) o.close();
+  broker.close();
+});
+
 test("properties of any text arrive as sent, and separators are refused wherever they are", async () => {
   const broker = new Broker();
   const p = broker.producer("p");

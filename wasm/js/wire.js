@@ -302,17 +302,36 @@ function message(body, o) {
  */
 export function encodeSend(bodies, options, asBytes = false) {
   begin(asBytes);
-  u32(bodies.length);
-  for (let i = 0; i < bodies.length; i++) message(bodies[i], options[i]);
-  return staged();
+  try {
+    u32(bodies.length);
+    for (let i = 0; i < bodies.length; i++) message(bodies[i], options[i]);
+  } catch (e) {
+    if (lost()) return encodeSend(bodies, options, true);
+    throw e;
+  }
+  return lost() ? encodeSend(bodies, options, true) : staged();
 }
 
 /** `encodeSend` of one message, with no arrays built for it. */
 export function encodeOne(body, options, asBytes = false) {
   begin(asBytes);
-  u32(1);
-  message(body, options);
-  return staged();
+  try {
+    u32(1);
+    message(body, options);
+  } catch (e) {
+    if (lost()) return encodeOne(body, options, true);
+    throw e;
+  }
+  return lost() ? encodeOne(body, options, true) : staged();
+}
+
+/**
+ * Whether wasm memory grew while the encoding was being written into it (an option's
+ * getter that calls the engine): its buffer is then detached and the writes are lost,
+ * so the message is encoded again, as bytes.
+ */
+function lost() {
+  return out !== spare && out.byteLength === 0;
 }
 
 /** The encoding's length when it is in the staging area, else its bytes. */
