@@ -138,6 +138,39 @@ def test_cancelling_a_waiter_is_clean(broker):
     assert [m.body for m in asyncio.run(main())] == [b"after"]
 
 
+def test_a_cancel_that_arrives_with_a_message_still_cancels(broker):
+    # The send wakes the waiter and the cancel comes in the same turn of the loop:
+    # the cancel wins, and the message stays for the next receive.
+    async def main():
+        c = broker.consumer("g", "t")
+        task = asyncio.ensure_future(c.receive_async(timeout=10))
+        await asyncio.sleep(0.1)
+        broker.producer("p").send("t", b"raced")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return await c.receive_async(timeout=2)
+
+    assert [m.body for m in asyncio.run(main())] == [b"raced"]
+
+
+def test_a_listener_cancelled_as_a_message_arrives_stops(broker):
+    c = broker.consumer("g", "t")
+    seen = []
+
+    async def main() -> None:
+        task = asyncio.ensure_future(c.listen_async(lambda m: seen.append(m.body)))
+        await asyncio.sleep(0.1)
+        broker.producer("p").send("t", b"raced")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)  # a lost cancel leaves the listener running
+
+    asyncio.run(main())
+    assert seen == []
+    assert broker.lag("g", "t") == 1, "the message waits for the next consumer"
+
+
 def test_receive_async_argument_errors(broker):
     c = broker.consumer("g", "t")
     with pytest.raises(TypeError):

@@ -60,10 +60,10 @@ async def receive_async(
             return msgs
         ready: "asyncio.Future[None]" = loop.create_future()
         consumer._on_ready(_waker(loop, ready))
-        try:
-            await asyncio.wait_for(ready, receiving.remaining)
-        except asyncio.TimeoutError:
-            pass  # the next step ends the receive at its deadline
+        # Not asyncio.wait_for: up to Python 3.11 it swallows a cancel that arrives
+        # as `ready` resolves, and a listener cancelled then would never stop.
+        # On a timeout the next step ends the receive at its deadline.
+        await asyncio.wait((ready,), timeout=receiving.remaining)
 
 
 async def remote_receive(
