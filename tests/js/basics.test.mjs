@@ -49,6 +49,33 @@ test("a sent message comes back with all its fields", async () => {
   broker.close();
 });
 
+test("message ids name their record: the store's nonce, then its offset in the log", async () => {
+  const broker = new Broker();
+  const p = broker.producer("g");
+  const hex = (n) => n.toString(16).toUpperCase().padStart(16, "0");
+  // Bodies of varied sizes cross many 4 KiB steps of the log, one message at a time
+  // and in batches.
+  const sent = [];
+  for (let i = 0; i < 600; i++) {
+    const body = "x".repeat(1 + ((i * 37) % 700));
+    if (i % 3 === 0) sent.push(...p.sendBatch("ids", [body, body + "y"]));
+    else sent.push(p.send("ids", body));
+  }
+  const nonce = sent[0].msgId.slice(0, 16);
+  for (const r of sent) assert.equal(r.msgId, nonce + hex(r.commitlogOffset));
+  assert.equal(new Set(sent.map((r) => r.msgId)).size, sent.length);
+  const c = broker.consumer({ group: "g", topic: "ids" });
+  const got = [];
+  for (let msgs; (msgs = await c.receive({ maxMessages: 64, timeoutMs: 0 })).length > 0; ) {
+    got.push(...msgs);
+    c.ack(msgs);
+  }
+  assert.equal(got.length, sent.length);
+  for (const m of got) assert.equal(m.msgId, nonce + hex(m.commitlogOffset));
+  assert.equal(broker.get(sent[500].msgId).commitlogOffset, sent[500].commitlogOffset);
+  broker.close();
+});
+
 test("bodies may be strings, Uint8Arrays, ArrayBuffers and other typed arrays", async () => {
   const broker = new Broker();
   const p = broker.producer("g");

@@ -342,20 +342,49 @@ function staged() {
 /** The next due time (or -1) that the last `readSendResult` read. */
 export let lastNextDue = -1;
 
-const ID_HALF = 16;
-const idHead = new Uint8Array(ID_HALF);
-let idHeadText = "";
+// A store's ids are 32 hex digits: its nonce, then the record's offset in the log. Ids
+// made one after another share their first 29 digits for 4 KiB of log, so those are
+// decoded once and kept with their bytes (as 7 words and a byte); an id that starts
+// with them is that text and its last three digits, from a table.
+const ID_LEN = 32;
+const ID_TAIL = 3;
+let idPrefix = null;
+let idWords = new Uint32Array(7);
+let idByte = 0;
+/** The value of each byte that is an uppercase hex digit, else -1. */
+const HEX_VALUE = new Int16Array(256).fill(-1);
+for (let c = 0; c < 16; c++) HEX_VALUE["0123456789ABCDEF".charCodeAt(c)] = c;
+/** The 4,096 three-digit tails, made at the first id. */
+let idTails = null;
 
-/** A message id at `at` in `u8` (wasm memory unless given): ids of one store share their first half (the store's nonce), decoded once. */
-function msgIdAt(at, len, u8 = bytes) {
-  if (len !== 2 * ID_HALF) return text(u8, at, len);
-  let same = idHeadText !== "";
-  for (let i = 0; same && i < ID_HALF; i++) same = u8[at + i] === idHead[i];
-  if (!same) {
-    idHead.set(u8.subarray(at, at + ID_HALF));
-    idHeadText = text(u8, at, ID_HALF);
+/** A message id at `at` in `u8` (wasm memory unless given, `dv` its view). */
+function msgIdAt(at, len, u8 = bytes, dv = view) {
+  if (len !== ID_LEN) return text(u8, at, len);
+  // Negative unless all three are hex digits.
+  const tail = (HEX_VALUE[u8[at + 29]] << 8) | (HEX_VALUE[u8[at + 30]] << 4) | HEX_VALUE[u8[at + 31]];
+  if (
+    tail >= 0 &&
+    idPrefix !== null &&
+    u8[at + 28] === idByte &&
+    dv.getUint32(at, true) === idWords[0] &&
+    dv.getUint32(at + 4, true) === idWords[1] &&
+    dv.getUint32(at + 8, true) === idWords[2] &&
+    dv.getUint32(at + 12, true) === idWords[3] &&
+    dv.getUint32(at + 16, true) === idWords[4] &&
+    dv.getUint32(at + 20, true) === idWords[5] &&
+    dv.getUint32(at + 24, true) === idWords[6]
+  ) {
+    return idPrefix + idTails[tail];
   }
-  return idHeadText + text(u8, at + ID_HALF, ID_HALF);
+  const id = text(u8, at, len);
+  if (tail >= 0 && id.length === ID_LEN) {
+    // All ASCII: its characters are its bytes.
+    if (idTails === null) idTails = Array.from({ length: 4096 }, (_, v) => v.toString(16).toUpperCase().padStart(ID_TAIL, "0"));
+    for (let i = 0; i < 7; i++) idWords[i] = dv.getUint32(at + 4 * i, true);
+    idByte = u8[at + 28];
+    idPrefix = id.slice(0, ID_LEN - ID_TAIL);
+  }
+  return id;
 }
 
 /** The one send result at `ptr` as a SendResult object of `topic`. */
@@ -436,7 +465,7 @@ export function readMessages(ptr, make) {
     const reconsumeTimes = dv.getUint32(p + 36, true);
     const deliveryAttempt = dv.getUint32(p + 40, true);
     const idLen = dv.getUint32(p + 44, true);
-    const msgId = msgIdAt(p + 48, idLen, u8);
+    const msgId = msgIdAt(p + 48, idLen, u8, dv);
     p += 48 + idLen;
     let receiptHandle = null;
     if (dv.getUint32(p, true) === ABSENT) p += 4;
