@@ -110,7 +110,7 @@ impl Message {
         }
         for k in &m.keys {
             properties::check_user_text("key", k)?;
-            if k.contains(' ') {
+            if properties::has_space(k.as_bytes()) {
                 return Err(Error::invalid(format!(
                     "key {k:?}: keys contain no spaces (give several keys as a list)"
                 )));

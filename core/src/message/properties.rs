@@ -102,17 +102,19 @@ pub(crate) fn check_user_text(what: &str, s: &str) -> crate::Result<()> {
     Ok(())
 }
 
-/// Whether `s` holds `NAME_SEP` or `PROP_SEP`, eight bytes a step: the last step
-/// reads the last eight bytes (again in part), and a text shorter than eight is read
-/// padded with zeros, so no byte is looked at alone.
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// Whether a byte of `w` is zero.
 #[inline]
-fn has_separator(s: &[u8]) -> bool {
-    const _: () = assert!(NAME_SEP == 1 && PROP_SEP == 2);
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // A byte of `w` is 1 or 2 when that byte of `w ^ 1s` or of `w ^ 2s` is zero.
-    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
-    let hit = |w: u64| zero_byte(w ^ ONES) || zero_byte(w ^ (ONES * 2));
+fn zero_byte(w: u64) -> bool {
+    w.wrapping_sub(ONES) & !w & 0x8080_8080_8080_8080 != 0
+}
+
+/// Whether `hit` finds what it looks for in a word of `s`, eight bytes a step: the
+/// last step reads the last eight bytes (again in part), and a text shorter than
+/// eight is read padded with zeros, so no byte is looked at alone.
+#[inline]
+fn any_word(s: &[u8], hit: impl Fn(u64) -> bool) -> bool {
     let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
     if s.len() < 8 {
         let mut padded = [0u8; 8];
@@ -120,6 +122,21 @@ fn has_separator(s: &[u8]) -> bool {
         return hit(u64::from_le_bytes(padded));
     }
     s.chunks_exact(8).any(|c| hit(word(c))) || hit(word(&s[s.len() - 8..]))
+}
+
+/// Whether `s` holds `NAME_SEP` or `PROP_SEP`.
+#[inline]
+fn has_separator(s: &[u8]) -> bool {
+    const _: () = assert!(NAME_SEP == 1 && PROP_SEP == 2);
+    // A byte of `w` is 1 or 2 when that byte of `w ^ 1s` or of `w ^ 2s` is zero.
+    any_word(s, |w| zero_byte(w ^ ONES) || zero_byte(w ^ (ONES * 2)))
+}
+
+/// Whether `s` holds a space (which separates the keys a record holds), eight bytes
+/// a step (zero padding is no space).
+#[inline]
+pub(crate) fn has_space(s: &[u8]) -> bool {
+    any_word(s, |w| zero_byte(w ^ (ONES * u64::from(b' '))))
 }
 
 /// Appends the pair `name\x01` + `parts` joined by `sep` + `\x02`, with no joined
@@ -239,28 +256,47 @@ pub(crate) fn check_encoded(
     s: &str,
     mut check: impl FnMut(&str, &str) -> crate::Result<()>,
 ) -> crate::Result<()> {
-    let mut rest = s;
-    while !rest.is_empty() {
-        let Some(end) = find_prop_sep(rest.as_bytes()) else {
-            return Err(crate::Error::invalid(format!(
-                "encoded properties: {rest:?} does not end with \\x02 (each property is \
-                 its name, \\x01, its value, \\x02)"
-            )));
-        };
+    // Each byte is looked at once: the first `\x01` of a pair ends its name, a
+    // second one is an error in its value, `\x02` ends the pair. (Properties are
+    // short: a byte loop beats searching for each separator apart.)
+    let mut start = 0;
+    let mut name_end = None;
+    let mut two_name_seps = false;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        if b > PROP_SEP {
+            continue;
+        }
+        if b == NAME_SEP {
+            two_name_seps |= name_end.is_some();
+            name_end = name_end.or(Some(i));
+            continue;
+        }
+        if b != PROP_SEP {
+            continue;
+        }
         // Separators are ASCII, so these are char boundaries.
-        let pair = &rest[..end];
-        let Some((name, value)) = pair.split_once(NAME_SEP as char) else {
+        let Some(name_end) = name_end.take() else {
             return Err(crate::Error::invalid(format!(
-                "encoded properties: {pair:?} has no \\x01 between a name and a value"
+                "encoded properties: {:?} has no \\x01 between a name and a value",
+                &s[start..i]
             )));
         };
-        if name.is_empty() || value.is_empty() || value.as_bytes().contains(&NAME_SEP) {
+        let (name, value) = (&s[start..name_end], &s[name_end + 1..i]);
+        if name.is_empty() || value.is_empty() || two_name_seps {
             // The words of the one check of user text.
             check_user_text("property name", name)?;
             check_user_text("property value", value)?;
         }
         check(name, value)?;
-        rest = &rest[end + 1..];
+        start = i + 1;
+        two_name_seps = false;
+    }
+    if start < s.len() {
+        return Err(crate::Error::invalid(format!(
+            "encoded properties: {:?} does not end with \\x02 (each property is \
+             its name, \\x01, its value, \\x02)",
+            &s[start..]
+        )));
     }
     Ok(())
 }
@@ -336,12 +372,10 @@ pub(crate) fn text(v: Option<&[u8]>) -> Option<&str> {
 /// The position of the first `PROP_SEP` in `s`, eight bytes at a time.
 #[inline]
 fn find_prop_sep(s: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut i = 0;
     for chunk in s.chunks_exact(8) {
         let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])) ^ (ONES * PROP_SEP as u64);
-        if w.wrapping_sub(ONES) & !w & HIGH != 0 {
+        if zero_byte(w) {
             break;
         }
         i += 8;
@@ -406,6 +440,51 @@ pub(crate) fn tag_code_of(tags: Option<&[u8]>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pairs `check_encoded` passes on, or its error's words.
+    fn checked(s: &str) -> Result<Vec<(String, String)>, String> {
+        let mut pairs = Vec::new();
+        check_encoded(s, |n, v| {
+            pairs.push((n.to_string(), v.to_string()));
+            Ok(())
+        })
+        .map(|()| pairs)
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn encoded_properties_are_checked_pair_by_pair() {
+        let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+        assert_eq!(checked(""), Ok(vec![]));
+        assert_eq!(
+            checked("origin\x01web\x02région\x01eu west\x02"),
+            Ok(vec![pair("origin", "web"), pair("région", "eu west")])
+        );
+        let refused = [
+            (
+                "origin\x01web",
+                "\"origin\\u{1}web\" does not end with \\x02",
+            ),
+            ("a\x01b\x02origin\x02", "\"origin\" has no \\x01 between"),
+            ("\x01web\x02", "property name is empty"),
+            ("origin\x01\x02", "property value is empty"),
+            ("origin\x01w\x01eb\x02", "contains \\x01 or \\x02"),
+        ];
+        for (text, words) in refused {
+            let err = checked(text).expect_err(text);
+            assert!(err.contains(words), "{text:?}: {err}");
+        }
+        // The check of each pair's contents comes after its structure's.
+        let err = check_encoded("a\x01b\x02c\x01d\x02", |n, _| {
+            if n == "c" {
+                Err(crate::Error::invalid("no c"))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("no c"), "{err}");
+    }
 
     #[test]
     fn a_stored_tag_has_the_code_of_its_text_ascii_or_not() {
