@@ -13,9 +13,13 @@ let memory = null;
 let bytes = new Uint8Array(0);
 let view = new DataView(new ArrayBuffer(0));
 
-/** Views of wasm memory, renewed when the memory has grown (the old buffer is then detached: length 0). */
+/**
+ * Views of wasm memory, renewed when the memory has grown (the old buffer is then
+ * detached: length 0). A typed array's `length`, not its `byteLength`: V8's optimizing
+ * compiler inlines the one and calls out for the other.
+ */
 function refresh() {
-  if (bytes.byteLength === 0) {
+  if (bytes.length === 0) {
     if (memory === null) memory = native.wasmMemory();
     bytes = new Uint8Array(memory.buffer);
     view = new DataView(memory.buffer);
@@ -122,6 +126,12 @@ function toSpare(n) {
   end = spare.length;
 }
 
+/**
+ * `Uint8Array.prototype.set`, called on `out` with no property lookup: `out` is a
+ * view of wasm memory or of `spare`, and V8 makes that lookup a generic one.
+ */
+const setBytes = Uint8Array.prototype.set;
+
 /** Makes room for `n` more bytes. */
 function room(n) {
   if (at + n > end) toSpare(n);
@@ -129,8 +139,16 @@ function room(n) {
 
 function u32(v) {
   room(4);
-  outView.setUint32(at, v, true);
+  putU32(at, v);
   at += 4;
+}
+
+/** `v` as 4 bytes, little-endian, at `i` in `out` (byte stores: V8 calls out for a DataView's). */
+function putU32(i, v) {
+  out[i] = v;
+  out[i + 1] = v >>> 8;
+  out[i + 2] = v >>> 16;
+  out[i + 3] = v >>> 24;
 }
 
 function f64(v) {
@@ -175,6 +193,9 @@ function typed(what, v, type) {
   return v;
 }
 
+/** (In a for-in loop, V8's optimizing compiler answers `hasOwnProperty.call(o, key)` from the object's shape.) */
+const hasOwnProperty = Object.prototype.hasOwnProperty;
+
 /** The option bit that says the properties are in a record's own text (`name \x01 value \x02` each), not in pairs. */
 const ENCODED_PROPERTIES = 0x200;
 
@@ -202,12 +223,12 @@ function properties(props, asText) {
       throw new TypeError("properties must be an object (or a Map) of strings");
     }
     for (const name in props) {
-      if (!Object.hasOwn(props, name)) continue;
+      if (!hasOwnProperty.call(props, name)) continue;
       plain = pair(name, props[name], asText) && plain;
       n++;
     }
   }
-  outView.setUint32(base + lenAt, asText ? at - base - lenAt - 4 : n, true);
+  putU32(base + lenAt, asText ? at - base - lenAt - 4 : n);
   return plain;
 }
 
@@ -266,7 +287,7 @@ function message(body, o) {
   else {
     u32(body.length);
     room(body.length);
-    out.set(body, at);
+    setBytes.call(out, body, at);
     at += body.length;
   }
   if (bits & 1) str(typed("tags", o.tags, "string"));
@@ -331,7 +352,7 @@ export function encodeOne(body, options, asBytes = false) {
  * so the message is encoded again, as bytes.
  */
 function lost() {
-  return out !== spare && out.byteLength === 0;
+  return out !== spare && out.length === 0;
 }
 
 /** The encoding's length when it is in the staging area, else its bytes. */
@@ -345,26 +366,22 @@ export let lastNextDue = -1;
 // A store's ids are 32 hex digits: its nonce, then the record's offset in the log. Ids
 // made one after another share their first 29 digits for 4 KiB of log, so those are
 // decoded once and kept with their bytes (as 7 words and a byte); an id that starts
-// with them is that text and its last three digits, from a table.
+// with them is that text and its last three characters.
 const ID_LEN = 32;
-const ID_TAIL = 3;
-let idPrefix = null;
-let idWords = new Uint32Array(7);
+const ID_HEAD = 29;
+let idHead = null;
+const idWords = new Uint32Array(7);
 let idByte = 0;
-/** The value of each byte that is an uppercase hex digit, else -1. */
-const HEX_VALUE = new Int16Array(256).fill(-1);
-for (let c = 0; c < 16; c++) HEX_VALUE["0123456789ABCDEF".charCodeAt(c)] = c;
-/** The 4,096 three-digit tails, made at the first id. */
-let idTails = null;
 
 /** A message id at `at` in `u8` (wasm memory unless given, `dv` its view). */
 function msgIdAt(at, len, u8 = bytes, dv = view) {
   if (len !== ID_LEN) return text(u8, at, len);
-  // Negative unless all three are hex digits.
-  const tail = (HEX_VALUE[u8[at + 29]] << 8) | (HEX_VALUE[u8[at + 30]] << 4) | HEX_VALUE[u8[at + 31]];
+  const a = u8[at + 29];
+  const b = u8[at + 30];
+  const c = u8[at + 31];
   if (
-    tail >= 0 &&
-    idPrefix !== null &&
+    (a | b | c) < 0x80 &&
+    idHead !== null &&
     u8[at + 28] === idByte &&
     dv.getUint32(at, true) === idWords[0] &&
     dv.getUint32(at + 4, true) === idWords[1] &&
@@ -374,15 +391,14 @@ function msgIdAt(at, len, u8 = bytes, dv = view) {
     dv.getUint32(at + 20, true) === idWords[5] &&
     dv.getUint32(at + 24, true) === idWords[6]
   ) {
-    return idPrefix + idTails[tail];
+    return idHead + String.fromCharCode(a, b, c);
   }
   const id = text(u8, at, len);
-  if (tail >= 0 && id.length === ID_LEN) {
+  if (id.length === ID_LEN) {
     // All ASCII: its characters are its bytes.
-    if (idTails === null) idTails = Array.from({ length: 4096 }, (_, v) => v.toString(16).toUpperCase().padStart(ID_TAIL, "0"));
     for (let i = 0; i < 7; i++) idWords[i] = dv.getUint32(at + 4 * i, true);
     idByte = u8[at + 28];
-    idPrefix = id.slice(0, ID_LEN - ID_TAIL);
+    idHead = id.slice(0, ID_HEAD);
   }
   return id;
 }
