@@ -248,3 +248,28 @@ test("text with a lone surrogate is InvalidArgument wherever text is taken, neve
   assert.equal(broker.query("t", "k\ufffd").length, 1);
   broker.close();
 });
+
+test("properties and send options come in plain or prototype-free objects, whatever their names; other objects are refused", async () => {
+  const broker = new Broker();
+  const p = broker.producer("g");
+  const bare = (o) => Object.assign(Object.create(null), o);
+  // Accepted: objects made by {} or with no prototype, whatever their own names.
+  p.send("shapes", "1", { properties: bare({ a: "b" }) });
+  p.send("shapes", "2", { properties: { constructor: "x" } });
+  p.send("shapes", "3", bare({ tags: "t", properties: { c: "d" } }));
+  // Refused: anything else, with nothing stored.
+  for (const properties of [new Date(), ["a"], "a", Object.create({ inherited: "y" }), new (class {})()]) {
+    assert.throws(() => p.send("shapes", "x", { properties }), TypeError);
+  }
+  assert.throws(() => p.send("shapes", "x", { tags: "t", constructor: "x" }), InvalidArgumentError);
+  const got = await broker.consumer({ group: "g", topic: "shapes" }).receive({ maxMessages: 32, timeoutMs: 0 });
+  assert.deepEqual(
+    got.map((m) => [m.text(), { ...m.properties }, m.tags]).sort((x, y) => x[0].localeCompare(y[0])),
+    [
+      ["1", { a: "b" }, null],
+      ["2", { constructor: "x" }, null],
+      ["3", { c: "d" }, "t"],
+    ],
+  );
+  broker.close();
+});

@@ -218,9 +218,14 @@ function properties(props, asText) {
       n++;
     }
   } else {
-    const proto = props === null || typeof props !== "object" ? undefined : Object.getPrototypeOf(props);
-    if (props !== null && proto !== Object.prototype && proto !== null) {
-      throw new TypeError("properties must be an object (or a Map) of strings");
+    // (The constructor's load gives V8's optimizing compiler the object's shape, and
+    // with it the prototype: the usual object is checked with no call out.)
+    const usual = typeof props === "object" && props !== null && props.constructor === Object && Object.getPrototypeOf(props) === Object.prototype;
+    if (!usual && props !== null) {
+      const proto = typeof props !== "object" ? undefined : Object.getPrototypeOf(props);
+      if (proto !== Object.prototype && proto !== null) {
+        throw new TypeError("properties must be an object (or a Map) of strings");
+      }
     }
     for (const name in props) {
       if (!hasOwnProperty.call(props, name)) continue;
