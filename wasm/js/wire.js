@@ -381,13 +381,13 @@ let idByte = 0;
 /** A message id at `at` in `u8` (wasm memory unless given, `dv` its view). */
 function msgIdAt(at, len, u8 = bytes, dv = view) {
   if (len !== ID_LEN) return text(u8, at, len);
-  const a = u8[at + 29];
-  const b = u8[at + 30];
-  const c = u8[at + 31];
+  const a = u8[at + ID_HEAD];
+  const b = u8[at + ID_HEAD + 1];
+  const c = u8[at + ID_HEAD + 2];
   if (
     (a | b | c) < 0x80 &&
     idHead !== null &&
-    u8[at + 28] === idByte &&
+    u8[at + ID_HEAD - 1] === idByte &&
     dv.getUint32(at, true) === idWords[0] &&
     dv.getUint32(at + 4, true) === idWords[1] &&
     dv.getUint32(at + 8, true) === idWords[2] &&
@@ -400,9 +400,11 @@ function msgIdAt(at, len, u8 = bytes, dv = view) {
   }
   const id = text(u8, at, len);
   if (id.length === ID_LEN) {
-    // All ASCII: its characters are its bytes.
+    // One character a byte (each decoded on its own: ASCII, or U+FFFD for a byte that
+    // is no character), so the first 29 characters are the first 29 bytes' text,
+    // whatever ASCII follows them.
     for (let i = 0; i < 7; i++) idWords[i] = dv.getUint32(at + 4 * i, true);
-    idByte = u8[at + 28];
+    idByte = u8[at + ID_HEAD - 1];
     idHead = id.slice(0, ID_HEAD);
   }
   return id;
