@@ -799,7 +799,11 @@ export class Producer {
   }
 
   #sendEncoded(i, encoded) {
-    return typeof encoded === "number" ? this.#native.sendStaged(i, encoded) : this.#native.sendEncoded(i, encoded);
+    if (typeof encoded !== "number") return this.#native.sendEncoded(i, encoded);
+    // (One number back, 0 when the send failed: see takeError.)
+    const ptr = this.#native.sendStaged(i, encoded);
+    if (ptr === 0) throw native.takeError();
+    return ptr;
   }
 
   /** Stores one message: `{ tags, keys, properties, shardingKey, queueId, delayLevel, deliverAt, delayMs, dedupId }`. */
@@ -1141,7 +1145,9 @@ class Receiver {
 export class Consumer extends Receiver {
   #broker;
   #native;
-  #ack = (batch, index) => this.#native.ack(batch, index);
+  #ack = (batch, index) => {
+    if (!this.#native.ack(batch, index)) throw native.takeError();
+  };
   #ackRange = (batch, start, end) => this.#native.ackRange(batch, start, end);
 
   constructor(broker, handle) {

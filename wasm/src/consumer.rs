@@ -11,7 +11,7 @@ use pocketmq::Receive;
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{ms, usize_arg};
-use crate::errors::{invalid, IntoJsResult};
+use crate::errors::{done, invalid, IntoJsResult};
 use crate::message::Messages;
 
 #[wasm_bindgen]
@@ -93,9 +93,10 @@ impl Consumer {
         self.0.on_ready(ready_callback(callback));
     }
 
-    /// Marks the message at `index` of a batch done for this group.
-    pub fn ack(&self, batch: &Messages, index: u32) -> Result<(), JsValue> {
-        self.0.ack(batch.at(index)?).js_err()
+    /// Marks the message at `index` of a batch done for this group; false when that
+    /// failed, its error then waiting in `takeError`.
+    pub fn ack(&self, batch: &Messages, index: u32) -> bool {
+        done(batch.at(index).and_then(|m| self.0.ack(m).js_err()))
     }
 
     /// Acks the messages at `start..end` of a batch under one lock, in order (what

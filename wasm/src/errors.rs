@@ -14,6 +14,43 @@ use pocketmq::{BrokerConfig, ConsumerConfig, Error, OptionKind, Options, SimpleC
 
 thread_local! {
     static CLASSES: RefCell<Option<Object>> = const { RefCell::new(None) };
+    /// The error of the last call that answered 0 for it (`or_zero`).
+    static FAILED: RefCell<Option<JsValue>> = const { RefCell::new(None) };
+}
+
+/// `r`'s address, or 0 with its error kept for `takeError`: a call of the hot path
+/// returns one number, where a `Result` would come back to JS as an array made for
+/// every call. (No address the engine hands out is 0.)
+pub(crate) fn or_zero(r: Result<u32, JsValue>) -> u32 {
+    match r {
+        Ok(at) => {
+            debug_assert_ne!(at, 0);
+            at
+        }
+        Err(e) => {
+            FAILED.with(|f| *f.borrow_mut() = Some(e));
+            0
+        }
+    }
+}
+
+/// Whether `r` is Ok; its error, if not, kept for `takeError` (as `or_zero`).
+pub(crate) fn done(r: Result<(), JsValue>) -> bool {
+    match r {
+        Ok(()) => true,
+        Err(e) => {
+            FAILED.with(|f| *f.borrow_mut() = Some(e));
+            false
+        }
+    }
+}
+
+/// The error of the last call that answered 0 or false (see `or_zero`); taken once.
+#[wasm_bindgen(js_name = takeError)]
+pub fn take_error() -> JsValue {
+    FAILED
+        .with(|f| f.borrow_mut().take())
+        .unwrap_or_else(|| js_sys::Error::new("pocketmq: no error is waiting").into())
 }
 
 /// Registers the error classes to build: an object from each code

@@ -14,7 +14,7 @@ use wasm_bindgen::JsCast;
 use pocketmq::{MessageExt, TransactionListener, TxState};
 
 use crate::convert::{send_result, string};
-use crate::errors::{invalid, type_error, IntoJsResult};
+use crate::errors::{invalid, or_zero, type_error, IntoJsResult};
 use crate::message::Messages;
 use crate::wire;
 
@@ -84,10 +84,11 @@ impl Producer {
 
     /// Stores the messages the wrapper encoded in the staging area (its first `len`
     /// bytes) to the topic at `topic`, one message or one batch; returns the
-    /// address of the results in wire form.
+    /// address of the results in wire form; 0 when the send failed, its error then
+    /// waiting in `takeError`.
     #[wasm_bindgen(js_name = sendStaged)]
-    pub fn send_staged(&self, topic: u32, len: u32) -> Result<u32, JsValue> {
-        self.send_with(topic, |t| wire::staged_messages(t, len))
+    pub fn send_staged(&self, topic: u32, len: u32) -> u32 {
+        or_zero(self.send_with(topic, |t| wire::staged_messages(t, len)))
     }
 
     /// `sendStaged` with the encoded messages given as bytes (too large to stage).
