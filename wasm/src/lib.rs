@@ -16,6 +16,8 @@ mod broker;
 mod consumer;
 mod convert;
 mod errors;
+#[cfg(target_arch = "wasm32")]
+mod headroom;
 mod host_fs;
 mod message;
 mod producer;
