@@ -297,10 +297,16 @@ function message(body, o) {
   }
   if (bits & 1) str(typed("tags", o.tags, "string"));
   if (bits & 2) {
-    const keys = typeof o.keys === "string" ? [o.keys] : o.keys;
-    if (!Array.isArray(keys)) throw new TypeError("keys must be a string or an array of strings");
-    u32(keys.length);
-    for (const k of keys) str(typed("a key", k, "string"));
+    const keys = o.keys;
+    if (typeof keys === "string") {
+      u32(1);
+      str(keys);
+    } else {
+      if (!Array.isArray(keys)) throw new TypeError("keys must be a string or an array of strings");
+      const n = keys.length;
+      u32(n);
+      for (let i = 0; i < n; i++) str(typed("a key", keys[i], "string"));
+    }
   }
   if (bits & 4) {
     const from = at - base;
