@@ -82,10 +82,16 @@ test("calls after close are Closed; close twice is harmless", async () => {
   const broker = new Broker();
   const p = broker.producer("g");
   const c = broker.consumer({ group: "g", topic: "orders" });
+  p.send("orders", "a");
+  p.send("orders", "b");
+  const got = await c.receive({ maxMessages: 2, timeoutMs: 0 });
+  assert.equal(got.length, 2);
   broker.close();
   broker.close();
   assert.equal(broker.closed, true);
   const closed = code("Closed", ClosedError);
+  assert.throws(() => c.ack(got[0]), closed, "an ack after close is refused");
+  assert.throws(() => c.ack(got), closed, "so is an ack of a batch");
   assert.throws(() => p.send("orders", "x"), closed);
   assert.throws(() => broker.producer("g"), closed);
   assert.throws(() => broker.consumer({ group: "g", topic: "orders" }), closed);
