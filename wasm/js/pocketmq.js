@@ -741,9 +741,7 @@ function plainBody(body) {
 /** Send options, an object (their names are checked as they are encoded, wire.js). */
 function sendOptions(opts) {
   if (opts === undefined || opts === null) return undefined;
-  // (The constructor's load gives V8's optimizing compiler the object's shape, and with
-  // it the prototype: the usual object is checked with no call out.)
-  if (opts.constructor === Object && Object.getPrototypeOf(opts) === Object.prototype) return opts;
+  if (wire.usualObject(opts)) return opts;
   return optionsObject("send options", opts);
 }
 

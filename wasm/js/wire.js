@@ -193,6 +193,15 @@ function typed(what, v, type) {
   return v;
 }
 
+/**
+ * Whether `o` is an object made by `{}` (its prototype Object.prototype). The
+ * constructor's load gives V8's optimizing compiler the object's shape, and with it
+ * the prototype: the usual object is checked with no call out.
+ */
+export function usualObject(o) {
+  return typeof o === "object" && o !== null && o.constructor === Object && Object.getPrototypeOf(o) === Object.prototype;
+}
+
 /** (In a for-in loop, V8's optimizing compiler answers `hasOwnProperty.call(o, key)` from the object's shape.) */
 const hasOwnProperty = Object.prototype.hasOwnProperty;
 
@@ -218,10 +227,7 @@ function properties(props, asText) {
       n++;
     }
   } else {
-    // (The constructor's load gives V8's optimizing compiler the object's shape, and
-    // with it the prototype: the usual object is checked with no call out.)
-    const usual = typeof props === "object" && props !== null && props.constructor === Object && Object.getPrototypeOf(props) === Object.prototype;
-    if (!usual && props !== null) {
+    if (!usualObject(props) && props !== null) {
       const proto = typeof props !== "object" ? undefined : Object.getPrototypeOf(props);
       if (proto !== Object.prototype && proto !== null) {
         throw new TypeError("properties must be an object (or a Map) of strings");

@@ -22,27 +22,20 @@ thread_local! {
 /// returns one number, where a `Result` would come back to JS as an array made for
 /// every call. (No address the engine hands out is 0.)
 pub(crate) fn or_zero(r: Result<u32, JsValue>) -> u32 {
-    match r {
-        Ok(at) => {
-            debug_assert_ne!(at, 0);
-            at
-        }
-        Err(e) => {
-            FAILED.with(|f| *f.borrow_mut() = Some(e));
-            0
-        }
-    }
+    r.unwrap_or_else(|e| {
+        keep(e);
+        0
+    })
 }
 
 /// Whether `r` is Ok; its error, if not, kept for `takeError` (as `or_zero`).
 pub(crate) fn done(r: Result<(), JsValue>) -> bool {
-    match r {
-        Ok(()) => true,
-        Err(e) => {
-            FAILED.with(|f| *f.borrow_mut() = Some(e));
-            false
-        }
-    }
+    r.map_err(keep).is_ok()
+}
+
+/// Keeps `e` for `takeError`.
+fn keep(e: JsValue) {
+    FAILED.with(|f| *f.borrow_mut() = Some(e));
 }
 
 /// The error of the last call that answered 0 or false (see `or_zero`); taken once.
