@@ -132,6 +132,16 @@ pub(crate) fn receive_for<R: Receive + Sync>(
     }
 }
 
+/// `Closed` for a consumer that is: iterating one is a call after close, as any
+/// other. A loop already running when its consumer closes ends quietly instead
+/// (`__next__`), which is how a consuming thread is told to stop.
+pub(crate) fn open_to_iterate(closed: bool) -> PyResult<()> {
+    if closed {
+        return Err(pocketmq::Error::Closed).py_err();
+    }
+    Ok(())
+}
+
 /// `_start_receive` of either kind (asyncio helpers): fails with `Closed` after a close.
 pub(crate) fn start<R: Receive>(c: &R, max: Whole, timeout: Timeout) -> PyResult<PyReceiving> {
     let r = c.start_receive(max_count(max)?, timeout.0).py_err()?;
@@ -304,8 +314,9 @@ impl Consumer {
         py.detach(|| self.inner.on_ready(waker(callback)));
     }
 
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
+    fn __iter__(slf: PyRef<'_, Self>) -> PyResult<PyRef<'_, Self>> {
+        open_to_iterate(slf.inner.is_closed())?;
+        Ok(slf)
     }
 
     /// The next message, waiting as long as it takes; stops when the consumer closes.
@@ -316,8 +327,9 @@ impl Consumer {
         Ok(receive_for(py, &*self.inner, 1, None)?.into_iter().next())
     }
 
-    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyResult<PyRef<'_, Self>> {
+        open_to_iterate(slf.inner.is_closed())?;
+        Ok(slf)
     }
 
     fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {

@@ -196,8 +196,9 @@ impl SimpleConsumer {
         py.detach(|| self.0.on_ready(crate::consumer::waker(callback)));
     }
 
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
+    fn __iter__(slf: PyRef<'_, Self>) -> PyResult<PyRef<'_, Self>> {
+        crate::consumer::open_to_iterate(slf.0.is_closed())?;
+        Ok(slf)
     }
 
     /// The next message, waiting as long as it takes; stops when the consumer closes.
@@ -208,8 +209,9 @@ impl SimpleConsumer {
         Ok(receive_for(py, &*self.0, 1, None)?.into_iter().next())
     }
 
-    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyResult<PyRef<'_, Self>> {
+        crate::consumer::open_to_iterate(slf.0.is_closed())?;
+        Ok(slf)
     }
 
     fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {

@@ -1161,8 +1161,9 @@ impl RemoteConsumer {
         });
     }
 
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
+    fn __iter__(slf: PyRef<'_, Self>) -> PyResult<PyRef<'_, Self>> {
+        crate::consumer::open_to_iterate(slf.0.client.is_closed())?;
+        Ok(slf)
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Message>> {
@@ -1182,8 +1183,9 @@ impl RemoteConsumer {
         }
     }
 
-    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyResult<PyRef<'_, Self>> {
+        crate::consumer::open_to_iterate(slf.0.client.is_closed())?;
+        Ok(slf)
     }
 
     fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
