@@ -11,6 +11,35 @@ use std::time::Duration;
 use common::*;
 use pocketmq::{Broker, BrokerConfig, ConsumerConfig, ErrorKind, ManualClock, Message};
 
+/// RocketMQ's KEYS holds a message's keys joined by spaces, so `setKeys("k1 k2")` is two
+/// keys: a key with spaces in it is found by each word, and read back as the words
+/// (semantics test 15), as the server stores what the official clients send.
+#[test]
+fn a_key_with_spaces_is_one_key_per_word() {
+    let (b, _) = manual();
+    let p = b.producer("p").unwrap();
+    let r = p
+        .send(
+            Message::builder("orders", "m")
+                .key("k1 k2")
+                .key(" k3 ")
+                .build(),
+        )
+        .unwrap();
+    for word in ["k1", "k2", "k3"] {
+        let found = b.query("orders", word).unwrap();
+        assert_eq!(found.len(), 1, "{word}");
+        assert_eq!(found[0].msg_id, r.msg_id);
+        assert_eq!(found[0].keys, ["k1", "k2", "k3"]);
+    }
+    assert!(b.query("orders", "k1 k2").unwrap().is_empty());
+    let c = consumer(&b, "g", "orders");
+    assert_eq!(
+        c.receive(1, Duration::ZERO).unwrap()[0].keys,
+        ["k1", "k2", "k3"]
+    );
+}
+
 #[test]
 fn browsing_reads_any_queue_from_any_offset_and_moves_no_group() {
     let (b, _) = manual();

@@ -60,7 +60,7 @@ function cases() {
   }
   for (const [opt, values] of Object.entries({
     tags: [1, "", "a||b", LONE, ...SEPARATORS],
-    keys: [1, "", "a b", [1], [""], LONE, [LONE], ...SEPARATORS, [SEPARATORS[2]]],
+    keys: [1, "", "  ", [" "], [1], [""], LONE, [LONE], ...SEPARATORS, [SEPARATORS[2]]],
     properties: [
       "x", 1, { "": "v" }, { k: "" }, { k: 1 }, { UNIQ_KEY: "x" }, { "k\u0001": "v" }, { k: SEPARATORS[2] },
       new Map([[1, "v"]]), new Map([["k", 1]]), new Set(["k"]), new Date(0), { [LONE]: "v" }, { k: LONE },

@@ -193,6 +193,16 @@ test("a single key may be a string; query finds messages by key, oldest first", 
   broker.close();
 });
 
+test("a key with spaces is one key per word, as RocketMQ's KEYS", async () => {
+  const broker = new Broker();
+  const r = broker.producer("g").send("orders", "a", { keys: "k1 k2" });
+  for (const word of ["k1", "k2"]) assert.deepEqual(broker.query("orders", word).map((m) => m.msgId), [r.msgId]);
+  assert.deepEqual(broker.query("orders", "k1 k2"), []);
+  const [m] = await broker.consumer("c", "orders").receive({ timeoutMs: 0 });
+  assert.deepEqual(m.keys, ["k1", "k2"]);
+  broker.close();
+});
+
 test("get returns a stored message by id, or null", () => {
   const broker = new Broker();
   const r = broker.producer("g").send("orders", "hello", { tags: "t" });

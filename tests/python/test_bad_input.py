@@ -76,7 +76,7 @@ def producer_cases() -> list[tuple[str, Callable[[dict[str, Any]], Any]]]:
         add(f"batch bodies={r(bodies)}", lambda w, bs=bodies: w["producer"].send_batch("t", bs))
     for tags in [1, b"a", "", "a||b", LONE, *SEPARATORS]:
         add(f"tags={r(tags)}", lambda w, v=tags: w["producer"].send("t", b"x", tags=v))
-    for keys in [1, b"k", "", "a b", [1], [""], ["a b"], LONE, [LONE], *SEPARATORS, [SEPARATORS[2]]]:
+    for keys in [1, b"k", "", "  ", [1], [""], [" "], LONE, [LONE], *SEPARATORS, [SEPARATORS[2]]]:
         add(f"keys={r(keys)}", lambda w, v=keys: w["producer"].send("t", b"x", keys=v))
     for props in ["x", 1, {"": "v"}, {"k": ""}, {"k": 1}, {1: "v"}, {"UNIQ_KEY": "x"},
                   {"REAL_TOPIC": "../escaped"}, {"k\x01": "v"}, {"k": "v\x02REAL_TOPIC\x01x"},

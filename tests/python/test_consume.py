@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import threading
 import time
 
 import pytest
@@ -327,9 +328,23 @@ def test_iterating_a_consumer_yields_messages(broker):
 
 
 def test_iteration_stops_when_the_consumer_closes(broker):
+    # A loop waiting for the next message ends when another thread closes its
+    # consumer, as a blocked receive returns []...
     c = broker.consumer("g", "t")
+    got = []
+    loop = threading.Thread(target=lambda: got.extend(c))
+    loop.start()
+    time.sleep(0.2)
     c.close()
-    assert list(c) == []
+    loop.join(timeout=5)
+    assert not loop.is_alive() and got == []
+    # ...while iterating a consumer closed already is a call after close.
+    for kind in (broker.consumer("g2", "t"), broker.simple_consumer("s", "t")):
+        kind.close()
+        with pytest.raises(pocketmq.Closed):
+            iter(kind)
+        with pytest.raises(pocketmq.Closed):
+            kind.__aiter__()
 
 
 def test_receive_after_close_raises_closed(broker):
@@ -384,6 +399,18 @@ def test_get_and_query(broker):
     assert [f.msg_id for f in found] == [r1.msg_id, r3.msg_id]
     assert broker.query("orders", "missing") == []
     assert broker.query("other", "order-42") == []
+    r4 = p.send("orders", b"d", keys="k1 k2")  # one key per word, as RocketMQ's KEYS
+    for word in ("k1", "k2"):
+        assert [f.msg_id for f in broker.query("orders", word)] == [r4.msg_id]
+    assert broker.query("orders", "k1 k2") == []
+
+
+def test_a_key_with_spaces_is_one_key_per_word(broker):
+    # RocketMQ's KEYS holds the keys joined by spaces: setKeys("k1 k2") is two keys
+    # (query finds the message by each: test_get_and_query).
+    broker.producer("p").send("orders", b"a", keys="k1 k2")
+    (m,) = broker.consumer("g", "orders").receive(timeout=5)
+    assert m.keys == ["k1", "k2"]
 
 
 def test_lag_of_an_unknown_group_counts_everything(broker):

@@ -71,7 +71,10 @@ export interface BrokerOptions {
 export interface SendOptions {
   /** One tag, matched by consumers' tag expressions. */
   tags?: string;
-  /** One key or several; `broker.query(topic, key)` finds the message by any of them. */
+  /**
+   * One key or several; `broker.query(topic, key)` finds the message by any of them. A key
+   * with spaces is one key per word, as RocketMQ's `setKeys("k1 k2")`.
+   */
   keys?: string | string[];
   properties?: Record<string, string> | Map<string, string>;
   /** Messages with the same sharding key go to the same queue, in order. */

@@ -42,7 +42,8 @@ pub struct Message {
     pub body: Bytes,
     /// One tag, which consumers filter on.
     pub tags: Option<String>,
-    /// Keys to find the message by (`Broker::query`).
+    /// Keys to find the message by (`Broker::query`). A record holds them joined by
+    /// spaces (RocketMQ's `KEYS`), so a key with spaces in it is one key per word.
     pub keys: Vec<String>,
     /// User properties.
     pub properties: BTreeMap<String, String>,
@@ -110,9 +111,12 @@ impl Message {
         }
         for k in &m.keys {
             properties::check_user_text("key", k)?;
-            if properties::has_space(k.as_bytes()) {
+            // A record holds its keys joined by spaces (RocketMQ's KEYS), so a key with
+            // spaces in it is one key per word, as RocketMQ's `setKeys("k1 k2")`; one
+            // of spaces alone would be none.
+            if properties::has_space(k.as_bytes()) && k.bytes().all(|b| b == b' ') {
                 return Err(Error::invalid(format!(
-                    "key {k:?}: keys contain no spaces (give several keys as a list)"
+                    "key {k:?} is blank (a record's keys are words joined by spaces)"
                 )));
             }
         }

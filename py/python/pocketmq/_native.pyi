@@ -10,6 +10,7 @@ from ._types import ConsumeProgress, TxState
 _Seconds = Union[int, float, datetime.timedelta]
 _When = Union[int, float, datetime.datetime]
 _Body = Union[bytes, bytearray, memoryview, str]
+# One key or several; a key with spaces is one key per word (RocketMQ's KEYS).
 _Keys = Union[str, Sequence[str]]
 _Position = Union[str, int, float, datetime.datetime]
 
