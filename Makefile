@@ -124,6 +124,7 @@ wasm: wasm-target wasm-bindgen-cli
 	bash wasm/build.sh
 
 test-js: wasm npm-deps
+	$(CARGO) build -q -p pocketmq-server --bin pocketmq-serve
 	node --test tests/js/
 
 test-browser: wasm chromium npm-deps
@@ -312,7 +313,7 @@ interop-official: interop-official-deps
 # and the official clients against both servers; a table of every scenario on every
 # target (tests/interop/run.sh). Starts the local Apache RocketMQ when it is not running
 # and stops it after; .ci/run runs this whenever Java and Maven are present.
-interop: python interop-official-deps tests/server/java/lib/.installed
+interop: python npm-deps interop-official-deps tests/server/java/lib/.installed
 	@command -v java >/dev/null || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y openjdk-17-jdk-headless; }
 	@command -v mvn >/dev/null || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y maven; }
 	VPY=$(VPY) bash tests/interop/run.sh

@@ -37,7 +37,7 @@ bindgen=(wasm-bindgen --no-typescript --remove-name-section --remove-producers-s
 # The package is "type": "module"; the Node glue is CommonJS.
 printf '{ "type": "commonjs" }\n' > "$out/node/package.json"
 
-for f in pocketmq.js engine.js errors.js wire.js node_fs.js node.js web.js index.d.ts README.md; do cp "$here/js/$f" "$out/"; done
+for f in pocketmq.js engine.js errors.js wire.js node_fs.js node.js web.js remote.js index.d.ts README.md; do cp "$here/js/$f" "$out/"; done
 version="$(awk -F'"' '/^\[workspace.package\]/ { p = 1 } p && /^version/ { print $2; exit }' Cargo.toml)"
 node -e '
   const fs = require("fs");

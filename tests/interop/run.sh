@@ -82,6 +82,9 @@ step "pytest producers and consumers over connect() to Apache RocketMQ"
 POCKETMQ_TARGET=rocketmq POCKETMQ_ROCKETMQ="$apache" "$VPY" -m pytest -q -p no:cacheprovider \
   tests/python/test_send.py tests/python/test_simple_consumer.py tests/python/test_consume.py || rc=1
 
+step "JS connect() to Apache RocketMQ (tests/js/connect.test.mjs)"
+(cd "$root/tests" && POCKETMQ_ROCKETMQ="$apache" node --test js/connect.test.mjs) || rc=1
+
 step "official Python client: Apache RocketMQ"
 "$OFFICIAL/.venv/bin/python" "$OFFICIAL/scenarios.py" "$apache" "$prefix-ra-py" --create "$create" \
   --json "$out/py-rocketmq.json" || rc=1

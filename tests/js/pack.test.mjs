@@ -16,7 +16,7 @@ test("the packed tarball installs and runs in a scratch project", () => {
   try {
     const packed = JSON.parse(npm(["pack", "--json", "--pack-destination", dir, pkgDir], dir))[0];
     const files = packed.files.map((f) => f.path).sort();
-    for (const f of ["package.json", "README.md", "index.d.ts", "node.js", "web.js", "pocketmq.js", "engine.js", "errors.js", "wire.js", "node_fs.js", "node/pocketmq_wasm.js", "node/pocketmq_wasm_bg.wasm", "web/pocketmq_wasm.js", "web/pocketmq_wasm_bg.wasm"]) {
+    for (const f of ["package.json", "README.md", "index.d.ts", "node.js", "web.js", "pocketmq.js", "engine.js", "errors.js", "wire.js", "node_fs.js", "remote.js", "node/pocketmq_wasm.js", "node/pocketmq_wasm_bg.wasm", "web/pocketmq_wasm.js", "web/pocketmq_wasm_bg.wasm"]) {
       assert.ok(files.includes(f), `the package ships ${f}`);
     }
     assert.equal(packed.name, "pocketmq");

@@ -9,9 +9,12 @@ import {
   Message,
   PocketMQError,
   SendResult,
+  NotSupportedError,
+  RemoteBroker,
   SimpleConsumer,
   Stats,
   TxState,
+  connect,
   setLogLevel,
 } from "pocketmq";
 
@@ -99,7 +102,7 @@ export async function usage(): Promise<void> {
     p.send("orders", "x");
   } catch (err) {
     if (err instanceof PocketMQError) {
-      const code: "InvalidArgument" | "MessageTooLarge" | "TopicNotFound" | "StoreLocked" | "StoreCorrupted" | "Closed" | "INVALID_RECEIPT_HANDLE" | "Io" | "DISK_FULL" = err.code;
+      const code: "InvalidArgument" | "MessageTooLarge" | "TopicNotFound" | "StoreLocked" | "StoreCorrupted" | "Closed" | "INVALID_RECEIPT_HANDLE" | "Io" | "DISK_FULL" | "NotSupported" = err.code;
       void code;
     }
     if (err instanceof DiskFullError) {
@@ -131,4 +134,26 @@ export async function usage(): Promise<void> {
   // @ts-expect-error receive returns a Promise
   const notAwaited: Message[] = c.receive();
   void notAwaited;
+}
+
+// connect(): the same producers and consumers over the network, Promises where it waits.
+export async function remote(): Promise<void> {
+  const broker: RemoteBroker = connect("127.0.0.1:8081", { namespace: "shop" });
+  const r: SendResult = await broker.producer("p").send("orders", "x", { tags: "paid", keys: ["order-42"] });
+  const c = broker.consumer("sms", "orders", { tags: "paid", ackTimeoutMs: 60_000 });
+  for (const m of await c.receive({ maxMessages: 32, timeoutMs: 1000 })) await c.ack(m);
+  const tp = broker.transactionProducer("pay");
+  await tp.send("orders", "x", { execute: async () => TxState.COMMIT });
+  try {
+    await c.nack([], { delayMs: 1000 });
+  } catch (e) {
+    if (e instanceof NotSupportedError) void e.code;
+  }
+  // @ts-expect-error what the protocol cannot carry is not declared (it throws NotSupportedError)
+  broker.stats();
+  await broker.close();
+  void r;
+  // @ts-expect-error a remote send returns a Promise
+  const sent: SendResult = broker.producer().send("orders", "x");
+  void sent;
 }

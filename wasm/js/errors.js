@@ -31,6 +31,9 @@ export class IoError extends PocketMQError {}
  */
 export class DiskFullError extends PocketMQError {}
 
+/** A call that `connect()`'s protocol cannot carry, or a platform without it (browsers). */
+export class NotSupportedError extends PocketMQError {}
+
 /** Each error class by its `code`: the engine builds these (engine.js registers them). */
 export const ERROR_CLASSES = {
   InvalidArgument: InvalidArgumentError,
@@ -42,6 +45,7 @@ export const ERROR_CLASSES = {
   INVALID_RECEIPT_HANDLE: InvalidReceiptHandleError,
   Io: IoError,
   DISK_FULL: DiskFullError,
+  NotSupported: NotSupportedError,
 };
 
 for (const [code, cls] of Object.entries(ERROR_CLASSES)) {

@@ -483,7 +483,8 @@ export class PocketMQError extends Error {
     | "Closed"
     | "INVALID_RECEIPT_HANDLE"
     | "Io"
-    | "DISK_FULL";
+    | "DISK_FULL"
+    | "NotSupported";
 }
 export class InvalidArgumentError extends PocketMQError {
   readonly code: "InvalidArgument";
@@ -519,6 +520,10 @@ export class IoError extends PocketMQError {
 export class DiskFullError extends PocketMQError {
   readonly code: "DISK_FULL";
 }
+/** A call `connect()`'s protocol cannot carry (named in the message), or `connect()` in a browser. */
+export class NotSupportedError extends PocketMQError {
+  readonly code: "NotSupported";
+}
 /** Each error class by its `code`. */
 export const ERROR_CLASSES: Readonly<{
   InvalidArgument: typeof InvalidArgumentError;
@@ -530,4 +535,74 @@ export const ERROR_CLASSES: Readonly<{
   INVALID_RECEIPT_HANDLE: typeof InvalidReceiptHandleError;
   Io: typeof IoError;
   DISK_FULL: typeof DiskFullError;
+  NotSupported: typeof NotSupportedError;
 }>;
+
+export interface ConnectOptions {
+  /** Credentials the server checks (give both or neither). */
+  accessKey?: string;
+  secretKey?: string;
+  /** The namespace resources are named in. */
+  namespace?: string;
+}
+
+/**
+ * The producers and consumers of `Broker` over Apache RocketMQ 5's gRPC protocol, to a
+ * `pocketmq serve` or an Apache RocketMQ 5 proxy at `endpoint` ("host:port"). Node only,
+ * over the official client: `npm install rocketmq-client-nodejs` (without it, the first
+ * call rejects with NotSupportedError; in a browser `connect` throws it). Clients connect
+ * when first used: a server that is not there rejects that call with IoError. Whatever
+ * waits on the network returns a Promise. What the protocol cannot carry (createTopic,
+ * get, query, lag, stats, tick, ...) throws NotSupportedError naming the call.
+ */
+export function connect(endpoint: string, options?: ConnectOptions): RemoteBroker;
+
+export class RemoteBroker {
+  private constructor();
+  readonly endpoint: string;
+  readonly namespace: string;
+  readonly closed: boolean;
+  producer(group?: string): RemoteProducer;
+  transactionProducer(group: string, options?: TransactionProducerOptions): RemoteTransactionProducer;
+  /** A classic consumer over the protocol's POP model: `ackTimeoutMs` is each delivery's invisible time (10 s to 12 h). */
+  consumer(options: ConsumerOptions): RemoteConsumer;
+  consumer(group: string, topic: string, options?: Omit<ConsumerOptions, "group" | "topic">): RemoteConsumer;
+  simpleConsumer(options: SimpleConsumerOptions): RemoteConsumer;
+  simpleConsumer(group: string, topic: string, options?: Omit<SimpleConsumerOptions, "group" | "topic">): RemoteConsumer;
+  /** Shuts every client down; waiting receives resolve with []. Twice is harmless. */
+  close(): Promise<void>;
+}
+
+export class RemoteProducer {
+  private constructor();
+  readonly group: string;
+  /** `queueId` and `dedupId` throw NotSupportedError; a `shardingKey` is the message group. */
+  send(topic: string, body: Body, options?: SendOptions): Promise<SendResult>;
+  /** One send per item, in order (the official client sends one message a call): not all-or-none. */
+  sendBatch(topic: string, items: BatchItem[], options?: Omit<SendOptions, "dedupId">): Promise<SendResult[]>;
+  recall(topic: string, recallHandle: string): Promise<boolean>;
+}
+
+export class RemoteTransactionProducer {
+  private constructor();
+  readonly group: string;
+  /** Sends a half message, runs `execute` (sync or async) and ends the transaction by its TxState. */
+  send(topic: string, body: Body, options: SendOptions & { execute: (msg: Message) => TxState | Promise<TxState> }): Promise<SendResult>;
+}
+
+/** A consumer over the network: `consumer()` and `simpleConsumer()` alike; settling waits for the server. */
+export class RemoteConsumer implements AsyncIterable<Message> {
+  private constructor();
+  readonly group: string;
+  readonly topic: string;
+  readonly closed: boolean;
+  /** At most 32 messages a call (the servers' batch limit). */
+  receive(options?: ReceiveOptions): Promise<Message[]>;
+  ack(msg: Message | Message[]): Promise<void>;
+  /** Visible again after `delayMs`, or the retry backoff for the delivery attempt. */
+  nack(msg: Message | Message[], options?: NackOptions): Promise<void>;
+  changeInvisibleDuration(msg: Message, durationMs: number): Promise<void>;
+  listen(handler: (msg: Message) => unknown | Promise<unknown>, options?: ListenOptions): ListenRunner;
+  close(): Promise<void>;
+  [Symbol.asyncIterator](): AsyncIterator<Message>;
+}

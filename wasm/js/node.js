@@ -10,3 +10,4 @@ bind(glue, {
 });
 
 export * from "./pocketmq.js";
+export { connect, RemoteBroker } from "./remote.js";
