@@ -93,6 +93,7 @@ test("a message sent over connect() is received with its fields, acked once", as
   const broker = connect(endpoint);
   assert.ok(broker instanceof RemoteBroker);
   const [topic] = await fresh("topic");
+  const sent = Date.now();
   const r = await broker.producer(await fresh1("group")).send(topic, "order 42 paid", {
     tags: "paid",
     keys: ["order-42", "customer-7"],
@@ -112,6 +113,9 @@ test("a message sent over connect() is received with its fields, acked once", as
   assert.deepEqual(m.keys, ["order-42", "customer-7"]);
   assert.equal(m.properties.origin, "web");
   assert.equal(m.deliveryAttempt, 1);
+  assert.equal(m.reconsumeTimes, 0);
+  assert.ok(Math.abs(m.bornTimestamp - sent) < 5000, `born at ${m.bornTimestamp}, sent at ${sent}`);
+  assert.equal(m.storeTimestamp, m.bornTimestamp);
   assert.equal(typeof m.receiptHandle, "string");
   await c.ack(m);
   assert.deepEqual(await c.receive({ timeoutMs: 300 }), []);

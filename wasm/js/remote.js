@@ -171,7 +171,8 @@ class RemoteMessage extends Message {
     const body = new Uint8Array(view.body.buffer, view.body.byteOffset, view.body.byteLength);
     const attempt = view.deliveryAttempt ?? 1;
     super({ native: null, open: 0 }, 0, view.messageId, view.topic, 0, view.offset ?? 0, 0, body, view.tag || null,
-      [...(view.keys ?? [])], props, view.bornTimestamp?.getTime() ?? 0, view.transportDeliveryTimestamp?.getTime() ?? 0,
+      // The official Node client keeps no store time: the born time stands for it.
+      [...(view.keys ?? [])], props, view.bornTimestamp?.getTime() ?? 0, view.bornTimestamp?.getTime() ?? 0,
       Math.max(0, attempt - 1), attempt, view.receiptHandle);
     this.#handle = view.receiptHandle;
   }
