@@ -35,13 +35,15 @@ let loaded = null;
 
 /**
  * The official client's modules, loaded once: found from this package, else from the
- * working directory (an application whose copy of this package is linked in).
+ * main script or the working directory (an application whose copy of this package is
+ * linked in, as `npm link` or a `file:` dependency does, which resolve to elsewhere).
  */
 async function official() {
   if (loaded !== null) return loaded;
   const { createRequire } = await import("node:module");
   let first;
-  for (const from of [import.meta.url, `${process.cwd()}/`]) {
+  const main = process.argv[1];
+  for (const from of [import.meta.url, ...(main ? [main] : []), `${process.cwd()}/`]) {
     try {
       const require = createRequire(from);
       const client = require(OFFICIAL);
