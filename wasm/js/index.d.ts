@@ -318,7 +318,11 @@ export class Broker {
   get(msgId: string): Message | null;
   /** The retained messages of `topic` with `key` among their keys, oldest first. */
   query(topic: string, key: string | { key: string }): Message[];
-  /** Messages of `topic` not yet acked by `group`. */
+  /**
+   * Messages of `topic` not yet acked by `group`, counted on the topic's queues (as RocketMQ's
+   * consumerProgress): a nacked or timed-out message leaves the count when its retry copy goes
+   * to `%RETRY%<group>`.
+   */
   lag(group: string, topic: string): number;
   resetOffset(group: string, topic: string, to: Position | { to: Position }): void;
   /** The backlog drill: moves `group`'s unconsumed messages of `topic` to a wider topic; returns how many. */

@@ -312,7 +312,9 @@ impl Broker {
     }
 
     /// Messages of `topic` not yet acked by `group` (the most behind consumer, for a
-    /// broadcasting group).
+    /// broadcasting group). Counted on the topic's queues, as RocketMQ's
+    /// `consumerProgress` counts a topic: a message nacked or past its ack deadline
+    /// leaves the count when its retry copy goes to `%RETRY%<group>`.
     pub fn lag(&self, group: &str, topic: &str) -> Result<u64> {
         let e = self.engine_due()?;
         e.groups.lag(&e.store, group, topic)
