@@ -16,6 +16,7 @@ import {
   TopicNotFoundError,
 } from "./errors.js";
 import { Message, RetryLater, TxState } from "./pocketmq.js";
+import { SEND_OPTIONS, isPlainObject, optionsObject } from "./wire.js";
 
 const OFFICIAL = "rocketmq-client-nodejs";
 /** RocketMQ's 18 delay levels (the protocol carries times, not levels). */
@@ -29,7 +30,6 @@ const MIN_INVISIBLE_MS = 10_000;
 const MAX_INVISIBLE_MS = 12 * 3600_000;
 /** The most messages one ReceiveMessage returns (the servers' batch limit). */
 const MAX_BATCH = 32;
-const encoder = new TextEncoder();
 
 let loaded = null;
 
@@ -83,16 +83,6 @@ function name(what, v) {
   return v;
 }
 
-/** `options` as an object of known names (null and undefined: none). */
-function optionsOf(what, options, known) {
-  if (options === undefined || options === null) return {};
-  if (typeof options !== "object" || Array.isArray(options)) throw new TypeError(`${what} must be an object`);
-  for (const k of Object.keys(options)) {
-    if (!known.includes(k)) throw new InvalidArgumentError(`invalid argument: unknown ${what} ${JSON.stringify(k)} (known: ${known.join(", ")})`);
-  }
-  return options;
-}
-
 /** A number of ms, or undefined for absent. */
 function ms(what, v) {
   if (v === undefined || v === null) return undefined;
@@ -101,18 +91,16 @@ function ms(what, v) {
   return Math.floor(v);
 }
 
-const SEND_OPTIONS = ["tags", "keys", "properties", "shardingKey", "queueId", "delayLevel", "deliverAt", "delayMs", "dedupId"];
-
 /** The official client's message for `send(topic, body, options)`. */
 function outgoing(topic, body, options) {
   name("topic", topic);
   let bytes;
-  if (typeof body === "string") bytes = Buffer.from(encoder.encode(body));
+  if (typeof body === "string") bytes = Buffer.from(body);
   else if (ArrayBuffer.isView(body)) bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   else if (body instanceof ArrayBuffer) bytes = Buffer.from(body);
-  else throw new TypeError("a body is a string, a Uint8Array, an ArrayBuffer or an ArrayBufferView");
+  else throw new TypeError(`body must be a string, a Uint8Array or an ArrayBuffer, not ${body === null ? "null" : typeof body}`);
   if (bytes.length === 0) throw new InvalidArgumentError("invalid argument: the message body is empty");
-  const o = optionsOf("send option", options, SEND_OPTIONS);
+  const o = optionsObject("send option", options, SEND_OPTIONS);
   if (o.queueId != null) throw new NotSupportedError("send({ queueId }): the server chooses the queue over the RocketMQ 5 protocol");
   if (o.dedupId != null) throw new NotSupportedError("send({ dedupId }): the RocketMQ 5 protocol carries no dedup id");
   const msg = { topic, body: bytes };
@@ -130,7 +118,7 @@ function outgoing(topic, body, options) {
     msg.keys = words;
   }
   if (o.properties != null) {
-    const entries = o.properties instanceof Map ? [...o.properties] : typeof o.properties === "object" && !Array.isArray(o.properties) ? Object.entries(o.properties) : null;
+    const entries = o.properties instanceof Map ? [...o.properties] : isPlainObject(o.properties) ? Object.entries(o.properties) : null;
     if (entries === null) throw new TypeError("properties must be an object or a Map of strings");
     for (const [k, v] of entries) {
       if (typeof k !== "string" || typeof v !== "string") throw new TypeError("properties must map strings to strings");
@@ -262,7 +250,7 @@ export class RemoteBroker {
 
   transactionProducer(group, options) {
     this.#live();
-    const { check } = optionsOf("transaction producer option", options, ["check"]);
+    const { check } = optionsObject("transaction producer option", options, ["check"]);
     if (check != null && typeof check !== "function") throw new TypeError("check must be a function returning a TxState");
     return new RemoteProducer(this, name("group", group), check ?? (() => TxState.UNKNOWN));
   }
@@ -270,7 +258,7 @@ export class RemoteBroker {
   consumer(group, topic, options) {
     this.#live();
     if (group !== null && typeof group === "object") return this.consumer(group.group, group.topic, withoutNames(group));
-    const o = optionsOf("consumer option", options, ["tags", "sql", "broadcasting", "orderly", "maxReconsumeTimes", "start", "consumerId", "ackTimeoutMs", "maxInFlight"]);
+    const o = optionsObject("consumer option", options, ["tags", "sql", "broadcasting", "orderly", "maxReconsumeTimes", "start", "consumerId", "ackTimeoutMs", "maxInFlight"]);
     if (o.broadcasting) throw new NotSupportedError("consumer({ broadcasting }): the RocketMQ 5 clients have no broadcasting");
     if (o.orderly) throw new NotSupportedError("consumer({ orderly }): FIFO is the group's, set on the server (pocketmq serve --fifo-groups, mqadmin updateSubGroup -o true)");
     if (o.start != null && o.start !== "earliest") throw new NotSupportedError("consumer({ start }): over the protocol a new group starts at the earliest message");
@@ -286,7 +274,7 @@ export class RemoteBroker {
   simpleConsumer(group, topic, options) {
     this.#live();
     if (group !== null && typeof group === "object") return this.simpleConsumer(group.group, group.topic, withoutNames(group));
-    const o = optionsOf("simple consumer option", options, ["tags", "sql", "invisibleDurationMs", "maxDeliveryAttempts", "fifo"]);
+    const o = optionsObject("simple consumer option", options, ["tags", "sql", "invisibleDurationMs", "maxDeliveryAttempts", "fifo"]);
     if (o.fifo) throw new NotSupportedError("simpleConsumer({ fifo }): FIFO is the group's, set on the server");
     if (o.maxDeliveryAttempts != null && o.maxDeliveryAttempts !== 17) {
       throw new NotSupportedError("simpleConsumer({ maxDeliveryAttempts }): the server decides (17 on pocketmq serve and Apache RocketMQ)");
@@ -388,7 +376,7 @@ class RemoteProducer {
   }
 
   async #sendHalf(topic, body, options) {
-    const { execute, ...rest } = optionsOf("send option", options, [...SEND_OPTIONS, "execute"]);
+    const { execute, ...rest } = optionsObject("send option", options, [...SEND_OPTIONS, "execute"]);
     if (typeof execute !== "function") throw new TypeError("send options need execute, a function returning a TxState");
     const msg = outgoing(topic, body, rest);
     const { client, o } = await this.#client();
@@ -425,7 +413,7 @@ class RemoteProducer {
     if (this.#check !== null) throw new NotSupportedError("sendBatch(): a transaction producer sends one message at a time, as embedded");
     if (!Array.isArray(items)) throw new TypeError("sendBatch takes an array of bodies or { body, ...options }");
     const each = items.map((item) => {
-      if (item !== null && typeof item === "object" && !ArrayBuffer.isView(item) && !(item instanceof ArrayBuffer)) {
+      if (isPlainObject(item)) {
         const { body, ...own } = item;
         return [body, { ...options, ...own }];
       }
@@ -467,6 +455,8 @@ class RemoteConsumer {
   #poll = null;
   #ready = [];
   #waiters = new Set();
+  /** A failed poll's error, for the next receive to throw. */
+  #failed = null;
   /** Each message's view, for its acks. */
   #views = new WeakMap();
 
@@ -528,11 +518,9 @@ class RemoteConsumer {
     return this.#poll;
   }
 
-  #failed = null;
-
   /** Up to `maxMessages` messages (at most 32 a call), waiting up to `timeoutMs` (Infinity: no limit) for the first. */
   async receive(options) {
-    const o0 = optionsOf("receive option", options, ["maxMessages", "timeoutMs"]);
+    const o0 = optionsObject("receive option", options, ["maxMessages", "timeoutMs"]);
     const max = o0.maxMessages ?? 32;
     if (typeof max !== "number") throw new TypeError("maxMessages must be a number");
     if (!Number.isInteger(max) || max < 0) throw new InvalidArgumentError("invalid argument: maxMessages is a whole number >= 0");
@@ -597,7 +585,7 @@ class RemoteConsumer {
 
   /** A failed delivery: visible again after `delayMs`, or the retry backoff for its attempt. */
   nack(msg, options) {
-    const { delayMs } = optionsOf("nack option", options, ["delayMs"]);
+    const { delayMs } = optionsObject("nack option", options, ["delayMs"]);
     const delay = ms("delayMs", delayMs);
     return this.#settle(msg, async (client, v, m) => {
       const wait = delay ?? BACKOFF_MS[Math.min(Math.max(m.deliveryAttempt, 1), BACKOFF_MS.length) - 1];
@@ -619,7 +607,7 @@ class RemoteConsumer {
   /** Runs `handler` on each message, at most `concurrency` (4) at a time: a result acks, a throw nacks, RetryLater nacks with its delay. */
   listen(handler, options) {
     if (typeof handler !== "function") throw new TypeError("listen takes a handler function");
-    const { concurrency = 4 } = optionsOf("listen option", options, ["concurrency"]);
+    const { concurrency = 4 } = optionsObject("listen option", options, ["concurrency"]);
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 100_000) {
       throw new InvalidArgumentError("invalid argument: concurrency is 1 to 100000");
     }
@@ -708,7 +696,7 @@ export function connect(endpoint, options) {
   if (!/^[^\s:]+:\d{1,5}$/.test(endpoint) && !/^\[[0-9a-fA-F:.]+\]:\d{1,5}$/.test(endpoint)) {
     throw new InvalidArgumentError(`invalid argument: endpoint ${JSON.stringify(endpoint)} is not host:port`);
   }
-  const { accessKey, secretKey, namespace } = optionsOf("connect option", options, ["accessKey", "secretKey", "namespace"]);
+  const { accessKey, secretKey, namespace } = optionsObject("connect option", options, ["accessKey", "secretKey", "namespace"]);
   for (const [what, v] of [["accessKey", accessKey], ["secretKey", secretKey], ["namespace", namespace]]) {
     if (v != null && typeof v !== "string") throw new TypeError(`${what} must be a string`);
   }

@@ -558,3 +558,34 @@ function sameBytes(u8, a, b, len) {
   for (let i = 0; i < len; i++) if (u8[a + i] !== u8[b + i]) return false;
   return true;
 }
+
+// ---------------------------------------------------------------- option checks
+// Shared by the engine's wrapper (pocketmq.js) and connect() (remote.js).
+
+/** An object of options: not an array, buffer, Date, Map or Set. */
+export function isPlainObject(v) {
+  return (
+    v !== null &&
+    typeof v === "object" &&
+    !Array.isArray(v) &&
+    !ArrayBuffer.isView(v) &&
+    !(v instanceof ArrayBuffer) &&
+    !(v instanceof Date) &&
+    !(v instanceof Map) &&
+    !(v instanceof Set)
+  );
+}
+
+/** `v` as an object of options (null and undefined: none), of `known` names when given. */
+export function optionsObject(what, v, known) {
+  if (v === undefined || v === null) return {};
+  if (!isPlainObject(v)) throw new TypeError(`${what} must be an object`);
+  if (known) {
+    for (const key of Object.keys(v)) {
+      if (!known.includes(key)) {
+        throw new InvalidArgumentError(`invalid argument: ${what}: unknown option "${key}" (known: ${known.join(", ")})`);
+      }
+    }
+  }
+  return v;
+}
