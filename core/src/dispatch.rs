@@ -25,6 +25,7 @@ use crate::consume_queue::{ConsumeQueue, ConsumeQueues, CqEntry};
 use crate::consumer::pop::PopGroups;
 use crate::consumer::OffsetTable;
 use crate::dedup::{DedupWindow, Key};
+use crate::engine::RetryLedger;
 use crate::index::KeyIndex;
 use crate::message::properties::{self, prop};
 use crate::message::record::{RecordSpec, RecordView, SYS_FLAG_MOVED, SYS_FLAG_TX_COMMIT};
@@ -156,6 +157,8 @@ pub(crate) struct Services<'a> {
     pub arrived: &'a mut bool,
     /// The delayed records recalled and not yet come due, with their delivery times.
     pub recalled: &'a mut HashMap<u64, u64>,
+    /// Retry copies waiting for their delay, for lags.
+    pub retries: &'a mut RetryLedger,
 }
 
 /// Classifies `r` and fans it out (see the module docs).
@@ -269,8 +272,14 @@ pub(crate) fn dispatch_to(
     }
     match kind {
         Kind::User => *s.arrived = true,
-        Kind::Schedule => *s.next_due = (*s.next_due).min(code),
+        Kind::Schedule => {
+            *s.next_due = (*s.next_due).min(code);
+            s.retries
+                .on_delayed(r.phys, properties::text(real_topic), r.properties);
+        }
         Kind::Timer => {
+            s.retries
+                .on_delayed(r.phys, properties::text(real_topic), r.properties);
             let scheduled = match mode {
                 Mode::Live => s.timer.add(r.queue_offset, code),
                 Mode::Replay => s.timer.replay(r.queue_offset, code),

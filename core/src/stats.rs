@@ -12,6 +12,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::consumer::ConsumerGroups;
+use crate::engine::PendingRetries;
 use crate::message_store::MessageStore;
 use crate::topic::{self, RETRY_PREFIX};
 
@@ -154,14 +155,24 @@ impl TopicRates {
     }
 }
 
+/// What waits in the engine, for [`report`].
+pub(crate) struct Pending<'a> {
+    /// Delayed messages and timers not yet due.
+    pub delayed: u64,
+    /// Half messages not yet resolved.
+    pub transactions: u64,
+    /// Retries not yet acked, by (group, the topic they came from): in each group's
+    /// lag on that topic.
+    pub retries: &'a PendingRetries,
+}
+
 /// The report `Broker::stats` returns.
 pub(crate) fn report(
     store: &MessageStore,
     groups: &ConsumerGroups,
     rates: &TopicRates,
     expired: &BTreeMap<(String, String), u64>,
-    pending_delayed: u64,
-    pending_transactions: u64,
+    pending: Pending<'_>,
     now: u64,
 ) -> Stats {
     let mut topics = BTreeMap::new();
@@ -217,7 +228,12 @@ pub(crate) fn report(
                 .and_then(|by_topic| by_topic.get(&t));
             GroupStats {
                 consumers: members.get(&(g.as_str(), t.as_str())).copied().unwrap_or(0),
-                lag: groups.lag(store, &g, &t).unwrap_or(0),
+                lag: groups.lag(store, &g, &t).unwrap_or(0)
+                    + pending
+                        .retries
+                        .get(&(g.clone(), t.clone()))
+                        .copied()
+                        .unwrap_or(0),
                 messages_out: out.map_or(0, |c| c.total),
                 out_rate: out.map_or(0.0, |c| c.rate(now)),
                 expired: expired.get(&(g.clone(), t.clone())).copied().unwrap_or(0),
@@ -239,8 +255,8 @@ pub(crate) fn report(
         topics,
         groups: groups_out,
         commitlog_bytes: store.commitlog.retained_bytes(),
-        pending_delayed,
-        pending_transactions,
+        pending_delayed: pending.delayed,
+        pending_transactions: pending.transactions,
         corrupt_records: store.commitlog.corrupt_records() + store.skipped_records,
     }
 }

@@ -79,7 +79,7 @@ fn an_unacked_delivery_goes_back_exactly_at_its_deadline_then_after_the_ladder_s
     clock.set_ms(T0 + 60_000);
     b.tick().unwrap();
     assert_eq!(b.stats().unwrap().pending_delayed, 1);
-    assert_eq!(b.lag("g", "t").unwrap(), 0, "the original is done");
+    assert_eq!(b.lag("g", "t").unwrap(), 1, "its retry is not acked yet");
     clock.set_ms(T0 + 60_000 + 9_999);
     b.tick().unwrap();
     assert!(drain(&c).is_empty());
@@ -99,10 +99,13 @@ fn an_unacked_delivery_goes_back_exactly_at_its_deadline_then_after_the_ladder_s
     b.tick().unwrap();
     let third = drain(&c);
     assert_eq!(third[0].reconsume_times, 2);
+    assert_eq!(b.lag("g", "t").unwrap(), 1);
     c.ack(&third[0]).unwrap();
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
     clock.advance_ms(24 * 3_600_000);
     b.tick().unwrap();
     assert!(drain(&c).is_empty());
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
 }
 
 /// The broker may notice a deadline late (the clock jumped, or no tick ran): the

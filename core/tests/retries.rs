@@ -126,6 +126,7 @@ fn a_retried_message_survives_a_restart() {
         b.close().unwrap();
     }
     let b = file(dir.path(), &clock);
+    assert_eq!(b.lag("g", "t").unwrap(), 1, "its retry waits, not acked");
     let c = consumer(&b, "g", "t");
     assert!(drain(&c).is_empty());
     clock.advance_ms(10_000);
@@ -133,6 +134,63 @@ fn a_retried_message_survives_a_restart() {
     let got = drain(&c);
     assert_eq!(bodies(&got), vec!["x"]);
     assert_eq!(got[0].reconsume_times, 1);
+    assert_eq!(b.lag("g", "t").unwrap(), 1);
+    c.ack(&got[0]).unwrap();
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
+}
+
+#[test]
+fn lag_counts_a_nacked_message_until_a_redelivery_is_acked_or_dead_letters() {
+    let (b, clock) = manual();
+    let mut cfg = ConsumerConfig::new("g", "a");
+    cfg.max_reconsume_times = 1;
+    let c = b.consumer(cfg).unwrap();
+    send_numbered(&b, "a", "a", 5);
+    send_numbered(&b, "b", "b", 2);
+    let got = drain(&c);
+    assert_eq!(got.len(), 5);
+    assert_eq!(b.lag("g", "a").unwrap(), 5, "received, not acked");
+    for m in &got[..3] {
+        c.ack(m).unwrap();
+    }
+    // One waits behind level 3, one behind a timer.
+    c.nack(&got[3]).unwrap();
+    c.nack_after(&got[4], std::time::Duration::from_secs(2))
+        .unwrap();
+    assert_eq!(b.lag("g", "a").unwrap(), 2);
+    // A delayed send is not behind before it is delivered, nor is it a retry.
+    let p = b.producer("p").unwrap();
+    p.send(Message::builder("a", "later").delay_ms(3_600_000).build())
+        .unwrap();
+    assert_eq!(b.lag("g", "a").unwrap(), 2);
+    assert_eq!(
+        b.lag("g", "b").unwrap(),
+        2,
+        "another topic: its own messages only"
+    );
+    assert_eq!(b.lag("h", "a").unwrap(), 5, "another group");
+    let in_stats = |t: &str| {
+        let s = b.stats().unwrap();
+        s.groups
+            .iter()
+            .find(|g| g.group == "g" && g.topic == t)
+            .map(|g| g.lag)
+    };
+    assert_eq!(in_stats("a"), Some(2));
+    // Delivered again: still not acked.
+    clock.advance_ms(10_000);
+    b.tick().unwrap();
+    let again = drain(&c);
+    assert_eq!(again.len(), 2);
+    assert_eq!(b.lag("g", "a").unwrap(), 2);
+    c.ack(&again[0]).unwrap();
+    assert_eq!(b.lag("g", "a").unwrap(), 1);
+    assert_eq!(in_stats("a"), Some(1));
+    // Failed past max_reconsume_times: a dead letter, no longer behind.
+    c.nack(&again[1]).unwrap();
+    assert_eq!(b.lag("g", "a").unwrap(), 0);
+    assert_eq!(in_stats("a"), Some(0));
+    assert_eq!(drain(&consumer(&b, "ops", "%DLQ%g")).len(), 1);
 }
 
 #[test]

@@ -169,9 +169,8 @@ impl Broker {
         Ok(found.into_iter().map(Message::from).collect())
     }
 
-    /// Messages of `topic` not yet acked by `group`, counted on the topic's queues (as
-    /// RocketMQ's consumerProgress): a nacked or timed-out message leaves the count when
-    /// its retry copy goes to `%RETRY%<group>`.
+    /// Messages of `topic` not yet acked by `group`. A nacked or timed-out message
+    /// counts until a redelivery is acked or it goes to `%DLQ%<group>`.
     fn lag(&self, py: Python<'_>, group: Text<'_>, topic: Text<'_>) -> PyResult<u64> {
         let group = group.0;
         let topic = topic.0;

@@ -478,6 +478,32 @@ test('start: "latest" skips what was sent before the group existed; earliest is 
   broker.close();
 });
 
+test("a nacked message stays in lag until a redelivery is acked or dead-letters", async () => {
+  const clock = new ManualClock(Date.UTC(2026, 0, 1));
+  const broker = new Broker({ clock });
+  const p = broker.producer("g");
+  for (const b of ["a", "b", "c"]) p.send("orders", b);
+  const c = broker.consumer({ group: "sms", topic: "orders", maxReconsumeTimes: 1 });
+  const got = await c.receive({ maxMessages: 10, timeoutMs: 500 });
+  assert.equal(got.length, 3);
+  c.ack(got[0]);
+  c.nack(got[1]);
+  c.nack(got[2], { delayMs: 2000 });
+  assert.equal(broker.lag("sms", "orders"), 2, "nacked is not acked");
+  const row = broker.stats().groups.find((g) => g.group === "sms" && g.topic === "orders");
+  assert.equal(row.lag, 2);
+  clock.advance(10_000);
+  broker.tick();
+  const again = await c.receive({ maxMessages: 10, timeoutMs: 500 });
+  assert.deepEqual(again.map(text).sort(), ["b", "c"]);
+  assert.equal(broker.lag("sms", "orders"), 2);
+  c.ack(again[0]);
+  assert.equal(broker.lag("sms", "orders"), 1);
+  c.nack(again[1]);
+  assert.equal(broker.lag("sms", "orders"), 0, "a dead letter is no longer behind");
+  broker.close();
+});
+
 test("start and resetOffset take a time: epoch ms or a Date", async () => {
   const T0 = Date.UTC(2026, 0, 1);
   const clock = new ManualClock(T0);

@@ -465,3 +465,25 @@ def test_nack_takes_a_whole_batch(timed, clock):
     assert sorted(m.msg_id for m in again) == sorted(m.msg_id for m in msgs)
     assert all(m.reconsume_times == 1 for m in again)
 
+
+
+def test_a_nacked_message_stays_in_lag_until_a_redelivery_is_acked_or_dead_letters(timed, clock):
+    p = timed.producer("p")
+    for i in range(5):
+        p.send("orders", str(i))
+    c = timed.consumer("sms", "orders", max_reconsume_times=1)
+    msgs = receive_n(c, 5)
+    c.ack(msgs[:3])
+    c.nack(msgs[3:])
+    assert timed.lag("sms", "orders") == 2, "nacked, not acked"
+    [row] = [g for g in timed.stats()["groups"] if g["group"] == "sms" and g["topic"] == "orders"]
+    assert row["lag"] == 2
+    clock.advance(10)
+    timed.tick()
+    again = receive_n(c, 2)
+    assert timed.lag("sms", "orders") == 2
+    c.ack(again[0])
+    assert timed.lag("sms", "orders") == 1
+    c.nack(again[1])  # past max_reconsume_times: to %DLQ%sms
+    assert timed.lag("sms", "orders") == 0
+    assert len(drain(timed.consumer("ops", "%DLQ%sms"))) == 1

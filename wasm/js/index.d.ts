@@ -319,9 +319,8 @@ export class Broker {
   /** The retained messages of `topic` with `key` among their keys, oldest first. */
   query(topic: string, key: string | { key: string }): Message[];
   /**
-   * Messages of `topic` not yet acked by `group`, counted on the topic's queues (as RocketMQ's
-   * consumerProgress): a nacked or timed-out message leaves the count when its retry copy goes
-   * to `%RETRY%<group>`.
+   * Messages of `topic` not yet acked by `group`. A nacked or timed-out message counts until a
+   * redelivery is acked or it goes to `%DLQ%<group>`.
    */
   lag(group: string, topic: string): number;
   resetOffset(group: string, topic: string, to: Position | { to: Position }): void;

@@ -312,12 +312,11 @@ impl Broker {
     }
 
     /// Messages of `topic` not yet acked by `group` (the most behind consumer, for a
-    /// broadcasting group). Counted on the topic's queues, as RocketMQ's
-    /// `consumerProgress` counts a topic: a message nacked or past its ack deadline
-    /// leaves the count when its retry copy goes to `%RETRY%<group>`.
+    /// broadcasting group). A message nacked or past its ack deadline counts until a
+    /// redelivery is acked or it goes to `%DLQ%<group>`, though its retry copy waits
+    /// in `%RETRY%<group>` (which RocketMQ's `consumerProgress` lists apart).
     pub fn lag(&self, group: &str, topic: &str) -> Result<u64> {
-        let e = self.engine_due()?;
-        e.groups.lag(&e.store, group, topic)
+        self.engine_due()?.lag(group, topic)
     }
 
     /// Moves a group's offsets on a topic to the earliest, the latest or a time

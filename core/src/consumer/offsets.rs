@@ -159,8 +159,9 @@ impl ConsumerGroups {
             .or_else(|| self.offsets.get(t, owner, q))
     }
 
-    /// Messages of `t` not yet acked by `group` (the most behind consumer, for a
-    /// broadcasting group).
+    /// Messages of `t`'s queues not yet acked by `group` (the most behind consumer,
+    /// for a broadcasting group). Its retries of them are the engine's to add
+    /// (`engine/lag.rs`).
     pub fn lag(&self, store: &MessageStore, group: &str, t: &str) -> Result<u64> {
         topic::validate_group(group)?;
         topic::validate_topic(t)?;

@@ -6,6 +6,7 @@
 //! new position: a delivery below it is forgotten (its late ack changes nothing).
 
 use super::ConsumerGroups;
+use crate::message_store::MessageStore;
 
 /// A group's position on one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +82,26 @@ impl ConsumerGroups {
                     },
                 }
             })
+    }
+
+    /// The offsets of (t, q) that `group` has not acked (not every owner, for a
+    /// broadcasting group), from its committed offset to the queue's end: from the
+    /// first retained message where it has none.
+    pub fn not_done(&self, store: &MessageStore, group: &str, t: &str, q: u32) -> Vec<u64> {
+        let Some(cq) = store.queues.get(t, q) else {
+            return Vec::new();
+        };
+        let min = cq.min_offset();
+        let owners = self.owners_of(group, t);
+        let from = owners
+            .iter()
+            .map(|o| self.committed(o, t, q).unwrap_or(min))
+            .min()
+            .unwrap_or(min)
+            .max(min);
+        (from..cq.max_offset())
+            .filter(|&qo| !self.is_done(&owners, t, q, qo))
+            .collect()
     }
 
     /// Moves `group` (every owner, for a broadcasting group) on each queue `q` of `t`

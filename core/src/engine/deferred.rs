@@ -35,6 +35,7 @@ impl Engine {
     pub(super) fn run_deferred(&mut self, now: u64) -> Result<Vec<Check>> {
         while let Some((level, cursor, due)) = self.schedule.due_batch(&self.store, now) {
             self.deliver(&due, now)?;
+            self.retries.delivered(&due);
             self.schedule.advance(level, cursor);
             self.delays_delivered = true;
         }
@@ -54,6 +55,7 @@ impl Engine {
                     }
                     return Err(e);
                 }
+                self.retries.delivered(&phys);
             }
         }
         // Every delayed record due by now was delivered or skipped: recalls of them

@@ -10,8 +10,9 @@
 //! The engine's calls are grouped by what they serve: `send.rs` (checks, records,
 //! dedup repeats), `consumers.rs` (classic and simple consumers' calls, acks, nacks,
 //! dead letters, transaction resolutions), `deferred.rs` (delays, timers, checks,
-//! ack deadlines, invisibility expiry, retention coming due); this file opens the
-//! store and composes the services.
+//! ack deadlines, invisibility expiry, retention coming due), `lag.rs` (what a
+//! group has not acked, its retries included); this file opens the store and
+//! composes the services.
 
 use std::sync::Arc;
 
@@ -87,6 +88,8 @@ pub(crate) struct Engine {
     /// Delayed records recalled before they came due, never to be delivered, with
     /// their delivery times.
     pub recalled: std::collections::HashMap<u64, u64>,
+    /// Retry copies waiting for their delay, once a lag was asked for (lag.rs).
+    pub retries: RetryLedger,
 }
 
 /// The services dispatch feeds, borrowed from an engine's fields.
@@ -103,14 +106,17 @@ macro_rules! services {
             next_due: &mut $e.next_due,
             arrived: &mut $e.arrived,
             recalled: &mut $e.recalled,
+            retries: &mut $e.retries,
         }
     };
 }
 
 mod consumers;
 mod deferred;
+mod lag;
 mod send;
 
+pub(crate) use lag::{PendingRetries, RetryLedger};
 pub(crate) use send::is_delayed;
 
 fn fresh_nonce() -> u64 {
@@ -174,6 +180,7 @@ impl Engine {
             drills: crate::admin::drill::Drills::open(&*backend)?,
             notices: Vec::new(),
             recalled: Default::default(),
+            retries: RetryLedger::default(),
         };
         let store = &mut e.store;
         store.recover(&mut services!(e), e.settings.default_queues)?;
@@ -329,15 +336,19 @@ impl Engine {
             .saturating_sub(self.recalled.len() as u64)
     }
 
-    pub fn stats(&self, now: u64) -> Stats {
-        let pending_tx = self.tx.pending.len() as u64;
+    pub fn stats(&mut self, now: u64) -> Stats {
+        let retries = self.pending_retries(None);
+        let pending = stats::Pending {
+            delayed: self.pending_delayed(),
+            transactions: self.tx.pending.len() as u64,
+            retries: &retries,
+        };
         stats::report(
             &self.store,
             &self.groups,
             &self.rates,
             &self.retention.expired,
-            self.pending_delayed(),
-            pending_tx,
+            pending,
             now,
         )
     }

@@ -270,6 +270,21 @@ impl ScheduleService {
             .sum()
     }
 
+    /// The CommitLog offsets of the level messages not yet delivered.
+    pub fn pending_phys(&self, store: &MessageStore) -> Vec<u64> {
+        let mut out = Vec::new();
+        for level in 1..=self.queue_count(store) {
+            let (Some(cq), Some(cur)) = (
+                store.queues.get(topic::SCHEDULE_TOPIC, level - 1),
+                self.cursor(store, level),
+            ) else {
+                continue;
+            };
+            out.extend((cur..cq.max_offset()).filter_map(|qo| cq.entry(qo).map(|e| e.phys)));
+        }
+        out
+    }
+
     /// The cursors file, when they moved since the last call (or `all`).
     pub fn metadata(&mut self, all: bool) -> Result<Option<(&'static str, Vec<u8>)>> {
         if !(all || self.dirty) {

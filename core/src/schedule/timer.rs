@@ -181,6 +181,23 @@ impl TimerWheel {
         self.pending
     }
 
+    /// The queue offsets of the timers not yet delivered, in no order: each waits in
+    /// one slot's chain or in the current second's list.
+    pub fn pending_offsets(&self) -> Vec<u64> {
+        let mut out: Vec<u64> = self.current.iter().map(|&(_, qo)| qo).collect();
+        if self.pending == 0 {
+            return out;
+        }
+        for &head in &self.slots {
+            let mut next = head;
+            while next != 0 {
+                out.push(next - 1);
+                next = self.read_link(next - 1);
+            }
+        }
+        out
+    }
+
     /// A timer queue offset at or below every pending timer's (retention keeps
     /// their records): the start of the first chunk with one pending, or of any
     /// waiting in the current second.

@@ -370,6 +370,7 @@ impl SegmentQueue {
 
     /// Appends `len` bytes written by `fill` (which gets the buffer and its offset).
     /// The caller guarantees `len <= remaining_in_segment()`.
+    #[inline]
     pub fn append_with(
         &mut self,
         len: usize,
