@@ -274,7 +274,8 @@ impl Broker {
 
     /// `group`'s progress on each queue of `topic` (mqadmin's consumerProgress): a
     /// list of dicts with queue_id, broker_offset, consumer_offset, lag, inflight,
-    /// last_store_timestamp (ms) and expired.
+    /// last_store_timestamp (ms) and expired. As there, the group's retries are rows
+    /// of `%RETRY%<group>`; `lag()` counts them for the topic they came from.
     fn progress<'py>(
         &self,
         py: Python<'py>,

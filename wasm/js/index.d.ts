@@ -332,7 +332,10 @@ export class Broker {
   browse(topic: string, options?: BrowseOptions): Message[];
   /** Messages of `topic` stored at or after `start` and before `end`, oldest first. */
   queryByTime(topic: string, start: number | Date, end: number | Date, options?: { limit?: number }): Message[];
-  /** `group`'s progress on each queue of `topic`. */
+  /**
+   * `group`'s progress on each queue of `topic`. As in mqadmin's consumerProgress, the group's
+   * retries are rows of `%RETRY%<group>`; `lag` counts them for the topic they came from.
+   */
   progress(group: string, topic: string): ConsumeProgress[];
   /** `group`'s dead letters not yet redriven, oldest first. */
   deadLetters(group: string, options?: { limit?: number }): Message[];

@@ -380,6 +380,8 @@ impl Broker {
 
     /// `group`'s progress on each queue of `topic`: broker offset, consumer offset,
     /// lag, in flight and the store time it has reached (mqadmin's consumerProgress).
+    /// As there, the group's retries are rows of `%RETRY%<group>`, not of `topic`:
+    /// [`Broker::lag`] counts them for the topic they came from.
     pub fn progress(&self, group: &str, topic: &str) -> Result<Vec<ConsumeProgress>> {
         self.engine_due()?.progress(group, topic)
     }
