@@ -139,6 +139,65 @@ fn a_retried_message_survives_a_restart() {
     assert_eq!(b.lag("g", "t").unwrap(), 0);
 }
 
+/// The child half of the kill test: receives one message, nacks it, flushes, reports,
+/// then waits to be killed.
+#[test]
+fn nacking_child() {
+    let Ok(dir) = std::env::var("POCKETMQ_RETRY_DIR") else {
+        return;
+    };
+    let clock = pocketmq::ManualClock::new(T0);
+    let b = file(std::path::Path::new(&dir), &clock);
+    send(&b, "t", "x");
+    let c = consumer(&b, "g", "t");
+    let m = drain(&c).pop().unwrap();
+    c.nack(&m).unwrap();
+    b.flush().unwrap();
+    println!("NACKED {}", m.msg_id);
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+/// A retry waiting when the process is killed is still behind after recovery, and
+/// leaves the lag once its redelivery is acked.
+#[test]
+fn a_retry_waiting_at_a_kill_stays_in_the_lag() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "nacking_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("POCKETMQ_RETRY_DIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let nacked = std::io::BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("NACKED ").nth(1).map(str::to_string))
+        .expect("the child nacked its message");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let clock = pocketmq::ManualClock::new(T0);
+    let b = file(dir.path(), &clock);
+    assert_eq!(b.lag("g", "t").unwrap(), 1, "its retry waits");
+    let c = consumer(&b, "g", "t");
+    assert!(drain(&c).is_empty(), "the original was nacked, not lost");
+    clock.advance_ms(10_000);
+    b.tick().unwrap();
+    let got = drain(&c);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].msg_id, nacked);
+    assert_eq!(b.lag("g", "t").unwrap(), 1);
+    c.ack(&got[0]).unwrap();
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
+}
+
 #[test]
 fn lag_counts_a_nacked_message_until_a_redelivery_is_acked_or_dead_letters() {
     let (b, clock) = manual();
