@@ -5,6 +5,7 @@
 //! Moving a group only ever moves it forward, and keeps what is in flight above the
 //! new position: a delivery below it is forgotten (its late ack changes nothing).
 
+use super::progress::ProgressKey;
 use super::ConsumerGroups;
 use crate::message_store::MessageStore;
 
@@ -52,19 +53,28 @@ impl ConsumerGroups {
     }
 
     /// The owners of `group`'s positions on `t` (one for a clustering group), for
-    /// `is_done`.
+    /// `owner_keys`.
     pub fn owners(&self, group: &str, t: &str) -> Vec<String> {
         self.owners_of(group, t)
     }
 
-    /// Whether every one of `owners` (`owners(group, t)`) is done with the message at
-    /// `qo` of (t, q): below its committed offset, or acked out of order above it.
-    /// False when the group has no position there.
-    pub fn is_done(&self, owners: &[String], t: &str, q: u32, qo: u64) -> bool {
-        !owners.is_empty()
-            && owners.iter().all(|o| {
-                let key = (o.clone(), t.to_string(), q);
-                match self.progress.get(&key) {
+    /// The keys of `owners` (`owners(group, t)`) on (t, q), for `done_by_all`: made
+    /// once for the many offsets of a queue.
+    pub fn owner_keys(owners: &[String], t: &str, q: u32) -> Vec<ProgressKey> {
+        owners
+            .iter()
+            .map(|o| (o.clone(), t.to_string(), q))
+            .collect()
+    }
+
+    /// Whether every owner (`keys` from `owner_keys`) is done with the message at
+    /// `qo` of their queue: below its committed offset, or acked out of order above
+    /// it. False when the group has no position there.
+    pub fn done_by_all(&self, keys: &[ProgressKey], qo: u64) -> bool {
+        !keys.is_empty()
+            && keys.iter().all(|key| {
+                let (o, t, q) = (key.0.as_str(), key.1.as_str(), key.2);
+                match self.progress.get(key) {
                     Some(p) => {
                         qo < p.committed()
                             || (qo < p.next && !p.inflight.contains(qo))
@@ -76,7 +86,7 @@ impl ConsumerGroups {
                             self.committed(o, t, q).is_some_and(|c| qo < c)
                                 || self
                                     .replayed_acks
-                                    .get(&key)
+                                    .get(key)
                                     .is_some_and(|acks| acks.contains(&qo))
                         }
                     },
@@ -99,8 +109,9 @@ impl ConsumerGroups {
             .min()
             .unwrap_or(min)
             .max(min);
+        let keys = Self::owner_keys(&owners, t, q);
         (from..cq.max_offset())
-            .filter(|&qo| !self.is_done(&owners, t, q, qo))
+            .filter(|&qo| !self.done_by_all(&keys, qo))
             .collect()
     }
 

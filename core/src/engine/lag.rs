@@ -118,6 +118,8 @@ impl Engine {
         };
         for (t, queues) in retry_topics {
             let group = &t[topic::RETRY_PREFIX.len()..];
+            // The topics retried, with their counts: few per group.
+            let mut origins: Vec<(String, u64)> = Vec::new();
             for q in 0..queues {
                 let Some(cq) = store.queues.get(&t, q) else {
                     continue;
@@ -126,13 +128,20 @@ impl Engine {
                     let Some(e) = cq.entry(qo) else {
                         continue;
                     };
-                    let origin = store.commitlog.with_record(e.phys, |r| {
-                        properties::value(r.raw_properties(), prop::RETRY_TOPIC).map(str::to_string)
+                    store.commitlog.with_record(e.phys, |r| {
+                        let Some(origin) = properties::value(r.raw_properties(), prop::RETRY_TOPIC)
+                        else {
+                            return;
+                        };
+                        match origins.iter_mut().find(|(o, _)| o == origin) {
+                            Some((_, n)) => *n += 1,
+                            None => origins.push((origin.to_string(), 1)),
+                        }
                     });
-                    if let Some(Some(origin)) = origin {
-                        *out.entry((group.to_string(), origin)).or_default() += 1;
-                    }
                 }
+            }
+            for (origin, n) in origins {
+                *out.entry((group.to_string(), origin)).or_default() += n;
             }
         }
         out

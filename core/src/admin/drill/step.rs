@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::Run;
 use crate::consume_queue::{CqEntry, BLANK_SIZE};
+use crate::consumer::ConsumerGroups;
 use crate::engine::Engine;
 use crate::message::id;
 use crate::message::properties::{self, prop};
@@ -113,6 +114,9 @@ impl Engine {
             }
         }
         let owners = self.groups.owners(&run.drill.group, &run.drill.from);
+        let keys: Vec<_> = (0..src as u32)
+            .map(|q| ConsumerGroups::owner_keys(&owners, &run.drill.from, q))
+            .collect();
         let store = &self.store;
         let Some(cqs) = store.queues.topic(&run.drill.from) else {
             return Ok(0);
@@ -157,7 +161,7 @@ impl Engine {
             // A message the group acked out of order (above its committed offset)
             // is done: it is not part of the backlog. A redrive reads dead letters,
             // which no group consumes.
-            let done = !run.redrive && self.groups.is_done(&owners, &run.drill.from, q as u32, qo);
+            let done = !run.redrive && self.groups.done_by_all(&keys[q], qo);
             if e.size != BLANK_SIZE && !done {
                 if let Some(spec) = copy_spec(
                     store,
