@@ -314,7 +314,6 @@ fn delayed_sync_writer_child() {
 /// clock still survives kill -9 and is delivered.
 #[test]
 fn a_clock_ahead_in_an_earlier_run_loses_no_later_timer() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let wall = pocketmq::SystemClock;
     let now = pocketmq::Clock::now_ms(&wall);
@@ -331,26 +330,12 @@ fn a_clock_ahead_in_an_earlier_run_loses_no_later_timer() {
         b.close().unwrap();
     }
     for attempt in 0..2 {
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "delayed_sync_writer_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("POCKETMQ_DELAY_DIR", dir.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let acked = std::io::BufReader::new(out)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| l.split("ACK ").nth(1).map(str::to_string))
-            .expect("the child acknowledged its send");
-        child.kill().unwrap();
-        child.wait().unwrap();
+        let acked = kill_child_after(
+            "delayed_sync_writer_child",
+            "POCKETMQ_DELAY_DIR",
+            dir.path(),
+            "ACK ",
+        );
         let later = pocketmq::ManualClock::new(pocketmq::Clock::now_ms(&wall) + 10_000);
         let b = file(dir.path(), &later);
         b.tick().unwrap();

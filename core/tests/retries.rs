@@ -161,28 +161,8 @@ fn nacking_child() {
 /// leaves the lag once its redelivery is acked.
 #[test]
 fn a_retry_waiting_at_a_kill_stays_in_the_lag() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "nacking_child",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("POCKETMQ_RETRY_DIR", dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let nacked = std::io::BufReader::new(out)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| l.split("NACKED ").nth(1).map(str::to_string))
-        .expect("the child nacked its message");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let nacked = kill_child_after("nacking_child", "POCKETMQ_RETRY_DIR", dir.path(), "NACKED ");
     let clock = pocketmq::ManualClock::new(T0);
     let b = file(dir.path(), &clock);
     assert_eq!(b.lag("g", "t").unwrap(), 1, "its retry waits");

@@ -35,9 +35,7 @@ pub(crate) struct RetryLedger {
 
 impl RetryLedger {
     /// A delayed record dispatched: a retry copy (its real topic `%RETRY%<group>`)
-    /// is tracked, once the ledger is filled. (Kept out of dispatch's body, which
-    /// every send runs.)
-    #[inline(never)]
+    /// is tracked, once the ledger is filled.
     pub fn on_delayed(&mut self, phys: u64, real_topic: Option<&str>, properties: &[u8]) {
         if self.filled {
             self.track(phys, real_topic, properties);

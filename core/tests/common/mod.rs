@@ -143,3 +143,25 @@ pub fn copy_store(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Runs the test `child` of this test binary as a process of its own, with `var`
+/// naming `dir`; reads its output until a line holds `marker`, then kills it
+/// (SIGKILL) and returns what followed the marker on that line.
+pub fn kill_child_after(child: &str, var: &str, dir: &std::path::Path, marker: &str) -> String {
+    use std::io::BufRead;
+    let mut proc = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([child, "--exact", "--nocapture", "--test-threads=1"])
+        .env(var, dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = proc.stdout.take().unwrap();
+    let said = std::io::BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.split(marker).nth(1).map(str::to_string));
+    proc.kill().unwrap();
+    proc.wait().unwrap();
+    said.unwrap_or_else(|| panic!("{child} never printed {marker:?}"))
+}
