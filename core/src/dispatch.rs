@@ -204,6 +204,33 @@ fn index_keys(index: &mut KeyIndex, topic: &str, keys: &[u8], phys: u64) {
     }
 }
 
+/// The dedup key a record carrying a dedup id enters the window with, if any: keyed
+/// by the topic the producer sent to. Retries and dead letters are the engine's
+/// copies, never a producer's send; so is a delayed or half message's copy in its
+/// real topic (it keeps `REAL_TOPIC`): its first record, earlier in the log, holds
+/// the key, and the window runs from that send, not from a delivery after it. A key
+/// the send computed is `Key::of` that topic (its own, or `REAL_TOPIC` once delayed
+/// or half) and id.
+fn dedup_key(
+    kind: Kind,
+    r: &DispatchRequest<'_>,
+    dedup_id: Option<&[u8]>,
+    real_topic: Option<&[u8]>,
+) -> Option<Key> {
+    match (kind, r.dedup) {
+        (Kind::User, _) if topic::is_group_topic(r.topic) || real_topic.is_some() => None,
+        (Kind::User | Kind::Schedule | Kind::Timer | Kind::Half, Some(k)) => Some(k),
+        _ => properties::text(dedup_id).and_then(|id| {
+            let sent_to = match kind {
+                Kind::User => Some(r.topic),
+                Kind::Schedule | Kind::Timer | Kind::Half => properties::text(real_topic),
+                _ => None,
+            };
+            sent_to.map(|t| Key::of(t, id))
+        }),
+    }
+}
+
 /// `dispatch` to `cq`, the ConsumeQueue `r` names (looked up once for a batch of
 /// live records), all but the replay of a revive record.
 pub(crate) fn dispatch_to(
@@ -245,20 +272,10 @@ pub(crate) fn dispatch_to(
     if let Some(keys) = keys {
         index_keys(index, r.topic, keys, r.phys);
     }
-    // Keyed by the topic the producer sent to; retries and dead letters are the
-    // engine's copies, never a producer's send. A key the send computed is
-    // `Key::of` that topic (its own, or `REAL_TOPIC` once delayed or half) and id.
-    let dedup = match (kind, r.dedup) {
-        (Kind::User, _) if topic::is_group_topic(r.topic) => None,
-        (Kind::User | Kind::Schedule | Kind::Timer | Kind::Half, Some(k)) => Some(k),
-        _ => properties::text(dedup_id).and_then(|id| {
-            let sent_to = match kind {
-                Kind::User => Some(r.topic),
-                Kind::Schedule | Kind::Timer | Kind::Half => properties::text(real_topic),
-                _ => None,
-            };
-            sent_to.map(|t| Key::of(t, id))
-        }),
+    let dedup = if r.dedup.is_some() || dedup_id.is_some() {
+        dedup_key(kind, r, dedup_id, real_topic)
+    } else {
+        None
     };
     if let Some(k) = dedup {
         s.dedup.put(k, r.phys, r.store_ts);

@@ -222,6 +222,57 @@ fn delayed_messages_dedup_before_and_after_they_come_due() {
     assert!(drain(&c).is_empty());
 }
 
+/// The window runs from the send: a delayed message delivered after its window has
+/// passed does not take its id again, for a level or a timer, live or replayed.
+#[test]
+fn a_delivery_after_the_window_does_not_renew_the_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let b = file(dir.path(), &clock);
+    let p = b.producer("p").unwrap();
+    let ids = [
+        "level-live",
+        "timer-live",
+        "level-replayed",
+        "timer-replayed",
+    ];
+    for id in ids {
+        let m = Message::builder("t", id).dedup_id(id);
+        let m = if id.starts_with("level") {
+            m.delay_level(6) // 2 minutes, the window's length
+        } else {
+            m.delay_ms(600_000)
+        };
+        p.send(m.build()).unwrap();
+    }
+    clock.advance_ms(600_000);
+    b.tick().unwrap();
+    let mut got = bodies(&drain(&consumer(&b, "g", "t")));
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "level-live",
+            "level-replayed",
+            "timer-live",
+            "timer-replayed"
+        ]
+    );
+    let again = |b: &Broker, id: &str| {
+        let r = b.producer("p").unwrap().send(with_id("t", "again", id));
+        r.unwrap().duplicate
+    };
+    for id in &ids[..2] {
+        assert!(!again(&b, id), "{id}: sent 10 minutes ago");
+    }
+    // Reopened at once, the log replays the deliveries: they take no id either.
+    b.close().unwrap();
+    let b = file(dir.path(), &clock);
+    for id in &ids[2..] {
+        assert!(!again(&b, id), "{id}: after a restart");
+    }
+}
+
 #[test]
 fn a_committed_half_message_counts_once_and_a_rolled_back_one_frees_its_id() {
     let (b, clock) = manual();
