@@ -126,7 +126,11 @@ export interface ConsumerOptions {
   sql?: string;
   /** Each consumer of the group gets every message (default false: clustering). */
   broadcasting?: boolean;
-  /** One message in flight per queue; a failure retries in place. */
+  /**
+   * One message in flight per queue; a failure retries in place, up to
+   * `maxReconsumeTimes` times, then dead-letters. That count is kept in memory,
+   * as RocketMQ's client keeps it: after a restart it starts from zero again.
+   */
   orderly?: boolean;
   /** Deliveries beyond the first before a message goes to %DLQ%<group> (16). */
   maxReconsumeTimes?: number;

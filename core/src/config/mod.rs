@@ -371,7 +371,9 @@ pub struct ConsumerConfig {
     /// Clustering (the group shares the queues) or broadcasting (every member gets
     /// every message).
     pub model: MessageModel,
-    /// One message in flight per queue; a failure retries in place.
+    /// One message in flight per queue; a failure retries in place, up to
+    /// `max_reconsume_times` times, then dead-letters. That count is kept in memory,
+    /// as RocketMQ's client keeps it: after a restart it starts from zero again.
     pub orderly: bool,
     /// Deliveries beyond the first before a message goes to the DLQ (16).
     pub max_reconsume_times: u32,
