@@ -1,8 +1,9 @@
 //! Property test over a file store: random sequences of sends (delayed, with dedup
 //! ids, transactional: committed, rolled back, or left to the check-back), atomic
 //! blocks of sends and acks, a classic and a simple consumer group receiving,
-//! acking, nacking, missing ack deadlines and changing invisibility, time moving,
-//! clean restarts and crashes, against a model of what each group may see.
+//! acking, nacking, missing ack deadlines and changing invisibility, a broadcasting
+//! member with a stable name, time moving, clean restarts and crashes, against a
+//! model of what each group may see.
 //!
 //! What must hold, whatever the sequence:
 //! - nothing is delivered that was not stored (a rolled-back half message, a repeat
@@ -20,6 +21,8 @@
 //!   anything, and never delivers twice what was not yet delivered;
 //! - `lag` is exactly the messages stored, due and not acked by the group (within
 //!   what a crash may bring back);
+//! - the broadcasting member gets every stored message once (a nack drops it, as in
+//!   RocketMQ), again only what it held at a restart or before a crash;
 //! - once everything is drained, each group has acked every stored message and its
 //!   lag is zero.
 
@@ -61,6 +64,12 @@ enum Op {
     },
     Receive {
         max: usize,
+    },
+    /// The broadcasting consumer: receives, then acks or nacks one it holds.
+    Broadcast {
+        max: usize,
+        pick: usize,
+        ack: bool,
     },
     Ack {
         pick: usize,
@@ -124,6 +133,7 @@ fn op() -> impl Strategy<Value = Op> {
         5 => (prop_oneof![3 => Just(0u32), 1 => 1u32..4], proptest::option::of(0u8..4), proptest::option::weighted(0.25, tx()))
             .prop_map(|(delay, dedup, tx)| Op::Send { delay, dedup, tx }),
         3 => (1usize..6).prop_map(|max| Op::Receive { max }),
+        2 => (0usize..4, 0usize..8, proptest::bool::weighted(0.8)).prop_map(|(max, pick, ack)| Op::Broadcast { max, pick, ack }),
         3 => (0usize..8).prop_map(|pick| Op::Ack { pick }),
         1 => (0usize..8).prop_map(|pick| Op::Nack { pick }),
         1 => (0usize..8).prop_map(|pick| Op::AckLate { pick }),
@@ -186,6 +196,8 @@ struct World {
     tx: TransactionProducer,
     classic: Consumer,
     simple: SimpleConsumer,
+    /// A broadcasting member with a stable name: its own offsets, kept across restarts.
+    broadcast: Consumer,
 }
 
 fn config(dir: &std::path::Path, clock: &ManualClock) -> BrokerConfig {
@@ -225,10 +237,20 @@ impl World {
                 ..SimpleConsumerConfig::new("s", "t")
             })
             .unwrap();
+        let broadcast = broker
+            .consumer(ConsumerConfig {
+                model: pocketmq::MessageModel::Broadcasting,
+                consumer_id: Some("b1".into()),
+                ack_timeout_ms: None,
+                max_in_flight: 1 << 20,
+                ..ConsumerConfig::new("b", "t")
+            })
+            .unwrap();
         World {
             clock,
             answers,
             dirs,
+            broadcast,
             broker,
             tx,
             classic,
@@ -277,6 +299,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut s_visible_at: HashMap<String, u64> = HashMap::new();
     let mut s_attempts: HashMap<String, u32> = HashMap::new();
     let mut s_stale: Vec<(String, String)> = Vec::new();
+
+    // The broadcasting member: acked or nacked (a nack drops the message, as
+    // RocketMQ does in broadcasting), held, delivered, loosened by a crash, held at
+    // a clean restart.
+    let mut b_done: BTreeSet<String> = BTreeSet::new();
+    let mut b_held: Vec<MessageExt> = Vec::new();
+    let mut b_touched: BTreeSet<String> = BTreeSet::new();
+    let mut b_loose: BTreeSet<String> = BTreeSet::new();
+    let mut b_released: BTreeSet<String> = BTreeSet::new();
 
     for (step, op) in ops.into_iter().enumerate() {
         let now = w.now();
@@ -418,6 +449,50 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     }
                     *g.touched.entry(id).or_default() += 1;
                     g_held.push((m, now));
+                }
+            }
+            Op::Broadcast { max, pick, ack } => {
+                let got = w.broadcast.receive(max, Duration::ZERO).unwrap();
+                for m in got {
+                    let id = m.msg_id.clone();
+                    let Some(st) = stored.get(&id) else {
+                        return Err(TestCaseError::fail(format!(
+                            "step {step}: broadcast: delivered {id}, which was never stored"
+                        )));
+                    };
+                    prop_assert!(
+                        st.due <= now,
+                        "step {step}: broadcast: {id} delivered early"
+                    );
+                    if b_loose.contains(&id) {
+                        b_done.remove(&id);
+                        b_released.remove(&id);
+                    } else {
+                        prop_assert!(
+                            !b_done.contains(&id),
+                            "step {step}: broadcast: {id} delivered after its ack"
+                        );
+                        prop_assert!(
+                            b_held.iter().all(|h| h.msg_id != id),
+                            "step {step}: broadcast: {id} delivered while held"
+                        );
+                        prop_assert!(
+                            !b_touched.contains(&id) || b_released.remove(&id),
+                            "step {step}: broadcast: {id} delivered twice"
+                        );
+                        prop_assert_eq!(m.reconsume_times, 0);
+                    }
+                    b_touched.insert(id);
+                    b_held.push(m);
+                }
+                if !b_held.is_empty() {
+                    let m = b_held.remove(pick % b_held.len());
+                    if ack {
+                        w.broadcast.ack(&m).unwrap();
+                    } else {
+                        w.broadcast.nack(&m).unwrap();
+                    }
+                    b_done.insert(m.msg_id);
                 }
             }
             Op::Ack { pick } => {
@@ -695,6 +770,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Restart => {
                 w.classic.close().unwrap();
                 w.simple.close().unwrap();
+                w.broadcast.close().unwrap();
                 w.broker.close().unwrap();
                 let World {
                     clock,
@@ -708,6 +784,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     g_released.insert(m.msg_id);
                 }
                 g_expired.clear();
+                for m in b_held.drain(..) {
+                    b_released.insert(m.msg_id);
+                }
             }
             Op::Crash => {
                 let to = tempfile::tempdir().unwrap();
@@ -738,10 +817,13 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     if st.delayed && st.due <= now {
                         g.loose.insert(id.clone());
                         s.loose.insert(id.clone());
+                        b_loose.insert(id.clone());
                     }
                 }
                 g_held.clear();
                 g_expired.clear();
+                b_loose.extend(b_touched.iter().cloned());
+                b_held.clear();
                 g.crashes += 1;
                 s.crashes += 1;
             }
@@ -778,6 +860,20 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     );
                 }
             }
+        }
+        for m in b_held.drain(..) {
+            w.broadcast.ack(&m).unwrap();
+            b_done.insert(m.msg_id);
+        }
+        for m in common::drain(&w.broadcast) {
+            prop_assert!(
+                stored.contains_key(&m.msg_id),
+                "drain: {} never stored",
+                m.msg_id
+            );
+            w.broadcast.ack(&m).unwrap();
+            b_done.insert(m.msg_id);
+            any = true;
         }
         for h in s_held.drain(..) {
             if w.simple.ack(&h.msg).is_ok() {
@@ -819,6 +915,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let all: BTreeSet<String> = stored.keys().cloned().collect();
     prop_assert_eq!(&g.acked, &all, "the classic group missed messages");
     prop_assert_eq!(&s.acked, &all, "the simple group missed messages");
+    prop_assert_eq!(&b_done, &all, "the broadcasting member missed messages");
     prop_assert_eq!(w.broker.lag("g", "t").unwrap(), 0);
     prop_assert_eq!(w.broker.lag("s", "t").unwrap(), 0);
     w.broker.close().unwrap();
