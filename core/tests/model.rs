@@ -50,12 +50,8 @@ fn join(b: &pocketmq::Broker) -> Member {
     }
 }
 
-// `MODEL_CASES=N` runs N sequences instead of 64.
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("MODEL_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(ProptestConfig { cases: common::model_cases(64), ..ProptestConfig::default() })]
 
     #[test]
     fn clustering_delivers_everything_in_order_and_never_twice_at_once(ops in proptest::collection::vec(op(), 1..120)) {

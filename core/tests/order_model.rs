@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use common::T0;
 use pocketmq::{
-    Broker, BrokerConfig, Consumer, ConsumerConfig, ManualClock, Message, MessageExt,
-    SimpleConsumer, SimpleConsumerConfig,
+    Broker, Consumer, ConsumerConfig, ManualClock, Message, MessageExt, SimpleConsumer,
+    SimpleConsumerConfig,
 };
 use proptest::prelude::*;
 
@@ -92,11 +92,7 @@ struct World {
 impl World {
     fn open(clock: ManualClock, dirs: Vec<tempfile::TempDir>) -> World {
         let dir = dirs.last().unwrap().path();
-        let broker = Broker::open(BrokerConfig {
-            segment_size: Some(64 * 1024),
-            ..common::file_config(dir, &clock)
-        })
-        .unwrap();
+        let broker = Broker::open(common::small_file_config(dir, &clock)).unwrap();
         broker.create_topic("o", QUEUES).unwrap();
         let orderly = broker
             .consumer(ConsumerConfig {
@@ -490,12 +486,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-// `MODEL_CASES=N` runs N sequences instead of 48.
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("MODEL_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(48),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(ProptestConfig { cases: common::model_cases(48), ..ProptestConfig::default() })]
 
     #[test]
     fn ordered_groups_keep_their_order_across_restarts_and_crashes(ops in proptest::collection::vec(op(), 1..100)) {

@@ -34,8 +34,8 @@ use std::time::Duration;
 
 use common::T0;
 use pocketmq::{
-    Broker, BrokerConfig, Consumer, ConsumerConfig, Error, ManualClock, Message, MessageExt,
-    SimpleConsumer, SimpleConsumerConfig, TransactionProducer, TxState,
+    Broker, Consumer, ConsumerConfig, Error, ManualClock, Message, MessageExt, SimpleConsumer,
+    SimpleConsumerConfig, TransactionProducer, TxState,
 };
 use proptest::prelude::*;
 
@@ -200,17 +200,10 @@ struct World {
     broadcast: Consumer,
 }
 
-fn config(dir: &std::path::Path, clock: &ManualClock) -> BrokerConfig {
-    BrokerConfig {
-        segment_size: Some(64 * 1024),
-        ..common::file_config(dir, clock)
-    }
-}
-
 impl World {
     fn open(clock: ManualClock, answers: Answers, dirs: Vec<tempfile::TempDir>) -> World {
         let dir = dirs.last().unwrap().path();
-        let broker = Broker::open(config(dir, &clock)).unwrap();
+        let broker = Broker::open(common::small_file_config(dir, &clock)).unwrap();
         broker.create_topic("t", 2).unwrap();
         let check = answers.clone();
         let tx = broker
@@ -262,6 +255,30 @@ impl World {
         use pocketmq::Clock;
         self.clock.now_ms()
     }
+}
+
+/// A delivery to `who` is of a stored message (not a rolled-back half message, nor a
+/// repeat of a dedup id), due by `now`.
+fn check_delivery(
+    stored: &BTreeMap<String, Stored>,
+    rolled_back: &BTreeSet<String>,
+    who: &str,
+    id: &str,
+    now: u64,
+    step: usize,
+) -> Result<(), TestCaseError> {
+    let Some(st) = stored.get(id) else {
+        return Err(TestCaseError::fail(format!(
+            "step {step}: {who}: delivered {id}, which was never stored (rolled back: {})",
+            rolled_back.contains(id)
+        )));
+    };
+    prop_assert!(
+        st.due <= now,
+        "step {step}: {who}: {id} delivered {} ms early",
+        st.due - now
+    );
+    Ok(())
 }
 
 /// A simple consumer's delivery the model holds: the message with its current handle
@@ -398,17 +415,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let now = w.now();
                 for m in got {
                     let id = m.msg_id.clone();
-                    let Some(st) = stored.get(&id) else {
-                        return Err(TestCaseError::fail(format!(
-                            "step {step}: delivered {id}, which was never stored (rolled back: {})",
-                            rolled_back.contains(&id)
-                        )));
-                    };
-                    prop_assert!(
-                        st.due <= now,
-                        "step {step}: {id} delivered {} ms early",
-                        st.due - now
-                    );
+                    check_delivery(&stored, &rolled_back, "classic", &id, now, step)?;
                     if g.loose.contains(&id) {
                         g.acked.remove(&id);
                         g_retry.remove(&id);
@@ -455,15 +462,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let got = w.broadcast.receive(max, Duration::ZERO).unwrap();
                 for m in got {
                     let id = m.msg_id.clone();
-                    let Some(st) = stored.get(&id) else {
-                        return Err(TestCaseError::fail(format!(
-                            "step {step}: broadcast: delivered {id}, which was never stored"
-                        )));
-                    };
-                    prop_assert!(
-                        st.due <= now,
-                        "step {step}: broadcast: {id} delivered early"
-                    );
+                    check_delivery(&stored, &rolled_back, "broadcast", &id, now, step)?;
                     if b_loose.contains(&id) {
                         b_done.remove(&id);
                         b_released.remove(&id);
@@ -525,12 +524,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let now = w.now();
                 for m in got {
                     let id = m.msg_id.clone();
-                    let Some(st) = stored.get(&id) else {
-                        return Err(TestCaseError::fail(format!(
-                            "step {step}: simple: delivered {id}, which was never stored"
-                        )));
-                    };
-                    prop_assert!(st.due <= now, "step {step}: simple: {id} delivered early");
+                    check_delivery(&stored, &rolled_back, "simple", &id, now, step)?;
                     if let Some(at) = s_held.iter().position(|h| h.msg.msg_id == id) {
                         let old = s_held.remove(at);
                         s_stale.push((id.clone(), old.msg.receipt_handle.clone().unwrap()));
@@ -922,9 +916,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-// `MODEL_CASES=N` runs N sequences instead of 48.
 proptest! {
-    #![proptest_config(ProptestConfig { cases: std::env::var("MODEL_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(48), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::model_cases(48), ..ProptestConfig::default() })]
 
     #[test]
     fn groups_see_what_the_model_allows_across_restarts_and_crashes(ops in proptest::collection::vec(op(), 1..100)) {

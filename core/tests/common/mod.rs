@@ -36,6 +36,23 @@ pub fn file_config(dir: &std::path::Path, clock: &ManualClock) -> BrokerConfig {
     }
 }
 
+/// `file_config` with 64 KiB segments, so that a test can copy the store cheaply.
+pub fn small_file_config(dir: &std::path::Path, clock: &ManualClock) -> BrokerConfig {
+    BrokerConfig {
+        segment_size: Some(64 * 1024),
+        ..file_config(dir, clock)
+    }
+}
+
+/// How many sequences a model-based test runs: `MODEL_CASES` when set, else
+/// `default`.
+pub fn model_cases(default: u32) -> u32 {
+    std::env::var("MODEL_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A consumer that may hold any number of unacked messages (flow control has its
 /// own tests), so a test can drain a topic without acking.
 pub fn consumer(b: &Broker, group: &str, topic: &str) -> Consumer {
