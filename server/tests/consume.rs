@@ -788,3 +788,98 @@ async fn a_changed_invisible_duration_after_the_ack_is_ok_and_the_ack_stands() {
     assert_eq!(code(&r.status), Code::InvalidReceiptHandle);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_handed_out_before_a_restart_are_acked_changed_and_forwarded_after_it() {
+    // A client keeps its handles while the server restarts (Apache's outlive a
+    // restart of its proxy): its first calls after the restart, before any receive
+    // of its group, are taken.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = pocketmq::ManualClock::new(1_800_000_000_000);
+    let open = || {
+        Broker::open(pocketmq::BrokerConfig {
+            path: Some(dir.path().to_path_buf()),
+            clock: std::sync::Arc::new(clock.clone()),
+            ..pocketmq::BrokerConfig::default()
+        })
+        .unwrap()
+    };
+    let (server, mut client) = start(open(), config()).await;
+    for i in 1..=3 {
+        send(&mut client, message("orders", b"x", &message_id(i))).await;
+    }
+    let (_, msgs, _) = receive(
+        &mut client,
+        receive_request("billing", "orders", 30),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(msgs.len(), 3);
+    let held: std::collections::HashMap<String, String> =
+        msgs.iter().map(|m| (id(m), handle(m))).collect();
+    server.shutdown().await.unwrap();
+
+    let (server, mut client) = start(open(), config()).await;
+    // A group this store never served still refuses a handle, and is not created.
+    let r = ack(
+        &mut client,
+        "never",
+        "orders",
+        &[(message_id(1), held[&message_id(1)].clone())],
+    )
+    .await;
+    assert_eq!(code(&r.status), Code::InvalidReceiptHandle);
+    assert!(!server.broker().has_simple_group("never", "orders").unwrap());
+    let r = ack(
+        &mut client,
+        "billing",
+        "orders",
+        &[(message_id(1), held[&message_id(1)].clone())],
+    )
+    .await;
+    assert_eq!(code(&r.status), Code::Ok);
+    let changed = change(&mut client, &held[&message_id(2)], 60).await;
+    assert_eq!(code(&changed.status), Code::Ok);
+    assert_ne!(changed.receipt_handle, held[&message_id(2)]);
+    let forwarded = client
+        .forward_message_to_dead_letter_queue(req(ForwardMessageToDeadLetterQueueRequest {
+            group: Some(resource("billing")),
+            topic: Some(resource("orders")),
+            receipt_handle: held[&message_id(3)].clone(),
+            message_id: message_id(3),
+            delivery_attempt: 1,
+            max_delivery_attempts: 17,
+            lite_topic: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&forwarded.status), Code::Ok);
+    // Past the first invisibility nothing comes; past the changed one, the second
+    // message, once, with its next attempt.
+    clock.advance_ms(40_000);
+    server.broker().tick().unwrap();
+    let (status, _, _) = receive(
+        &mut client,
+        receive_request("billing", "orders", 30),
+        Duration::from_millis(1500),
+    )
+    .await;
+    assert_eq!(status, Code::MessageNotFound);
+    clock.advance_ms(30_000);
+    server.broker().tick().unwrap();
+    let (_, msgs, _) = receive(
+        &mut client,
+        receive_request("billing", "orders", 30),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(msgs.iter().map(id).collect::<Vec<_>>(), [message_id(2)]);
+    assert_eq!(attempt(&msgs[0]), 2);
+    let dead = stored(server.broker(), "%DLQ%billing");
+    assert_eq!(
+        dead.iter().map(|m| m.msg_id.clone()).collect::<Vec<_>>(),
+        [message_id(3)]
+    );
+    server.shutdown().await.unwrap();
+}

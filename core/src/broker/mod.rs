@@ -298,6 +298,13 @@ impl Broker {
         Ok(SimpleConsumer::new(self.clone(), handle, config))
     }
 
+    /// Whether the store holds the state of simple consumer group `group` on `topic`
+    /// (it has had a member, now or before the store was last opened): a server opens
+    /// a member for a client's ack of a delivery it handed out before a restart.
+    pub fn has_simple_group(&self, group: &str, topic: &str) -> Result<bool> {
+        Ok(self.engine()?.groups.pop.group(group, topic).is_some())
+    }
+
     /// The message with this id, if it is retained (the original, for a message that
     /// was retried, delayed or dead-lettered).
     pub fn get(&self, msg_id: &str) -> Result<Option<MessageExt>> {

@@ -323,7 +323,7 @@ pub(crate) async fn ack(
     if req.entries.is_empty() {
         return Err(Refusal::new(Code::BadRequest, "no entry to ack"));
     }
-    let pool = sh.pop.existing(&group, &topic);
+    let pool = sh.pop.for_handle(sh, &group, &topic);
     // Well-formed handles go to the engine together (their current ones, for
     // deliveries the server renews); each entry gets its own outcome.
     let mut outcomes: Vec<Option<Outcome<()>>> = Vec::with_capacity(req.entries.len());
@@ -365,8 +365,7 @@ pub(crate) async fn ack(
     })
 }
 
-/// A handle for a (group, topic) that has no pool: it was never handed out here, or
-/// the server restarted since.
+/// A handle for a (group, topic) this store has never served.
 fn stale(group: &str, topic: &str) -> Refusal {
     Refusal::new(
         Code::InvalidReceiptHandle,
@@ -405,7 +404,7 @@ pub(crate) async fn change_invisible_duration(
         })?;
     let pool = sh
         .pop
-        .existing(&group, &topic)
+        .for_handle(sh, &group, &topic)
         .ok_or_else(|| stale(&group, &topic))?;
     let current = sh.pop.renewals.current(&caller.client.id, held);
     let target = current.as_deref().unwrap_or(held);
@@ -440,7 +439,7 @@ pub(crate) async fn dead_letter(
     let held = handle_of(&req.receipt_handle)?;
     let pool = sh
         .pop
-        .existing(&group, &topic)
+        .for_handle(sh, &group, &topic)
         .ok_or_else(|| stale(&group, &topic))?;
     let current = sh.pop.renewals.current(&caller.client.id, held);
     pool.dead_letter(current.as_deref().unwrap_or(held)).await?;

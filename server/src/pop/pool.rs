@@ -44,25 +44,53 @@ pub(crate) struct Pools {
 impl Pools {
     /// The pool of a receive's group and topic, opened on first use.
     pub(super) fn pool(&self, sh: &Shared, spec: &ReceiveSpec) -> Outcome<Arc<Pool>> {
-        let key = (spec.group.clone(), spec.topic.clone());
+        self.open(sh, &spec.group, &spec.topic, &spec.filter, spec.invisible)
+    }
+
+    fn open(
+        &self,
+        sh: &Shared,
+        group: &str,
+        topic: &str,
+        filter: &Filter,
+        invisible: Duration,
+    ) -> Outcome<Arc<Pool>> {
+        let key = (group.to_string(), topic.to_string());
         let mut pools = self.pools.lock().expect("pools");
         if let Some(p) = pools.get(&key) {
             return Ok(p.clone());
         }
-        let g = sh.cfg.group(&spec.group);
+        let g = sh.cfg.group(group);
         let p = Arc::new(Pool::open(
             sh,
             PoolSpec {
-                group: spec.group.clone(),
-                topic: spec.topic.clone(),
-                filter: spec.filter.clone(),
-                invisible: spec.invisible,
+                group: key.0.clone(),
+                topic: key.1.clone(),
+                filter: filter.clone(),
+                invisible,
                 max_delivery_attempts: 1 + g.max_reconsume_times,
                 fifo: g.fifo,
             },
         )?);
         pools.insert(key, p.clone());
         Ok(p)
+    }
+
+    /// The pool for a call on a delivery's receipt handle (ack, change, dead letter):
+    /// the open one; or, when the store holds the group's state from before the
+    /// server last started, one opened now (filtering by "*" until a receive brings
+    /// its expression), so that what an earlier run handed out can still be acked, as
+    /// Apache's handles outlive a restart of its proxy. None for a group never served.
+    pub(super) fn for_handle(&self, sh: &Shared, group: &str, topic: &str) -> Option<Arc<Pool>> {
+        if let Some(p) = self.existing(group, topic) {
+            return Some(p);
+        }
+        if !matches!(sh.broker.has_simple_group(group, topic), Ok(true)) {
+            return None;
+        }
+        let all = Filter::by_tag("*").ok()?;
+        self.open(sh, group, topic, &all, sh.cfg.limits.min_invisible)
+            .ok()
     }
 
     pub(super) fn existing(&self, group: &str, topic: &str) -> Option<Arc<Pool>> {
