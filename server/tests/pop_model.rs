@@ -3,11 +3,13 @@
 //! with its own filter expression, alike or not), AckMessage with current and stale
 //! receipt handles, ChangeInvisibleDuration, ForwardMessageToDeadLetterQueue, time
 //! moving under a ManualClock, clean restarts of the server and crashes (the store's
-//! files copied as they are, then served), checked against a model after every step:
+//! files copied as they are, then served), for a normal group and a FIFO one (messages
+//! in message groups or none), checked against a model after every step:
 //! - a client gets only what was sent and what its own expression takes, and never a
 //!   delivery past the last attempt;
 //! - for a message no crash has touched: no delivery while an earlier one is
 //!   invisible, none after an ack or a dead letter, and its attempt counts up by one;
+//!   in a FIFO group, none before every earlier message of its message group is done;
 //! - an ack, change or dead letter of a live delivery's handle is taken; a handle
 //!   that a later delivery or change replaced is refused with INVALID_RECEIPT_HANDLE
 //!   while the message is not done; an ack or change of a done message is OK (as
@@ -83,20 +85,39 @@ const EXPRS: [[Expr; 3]; 6] = [
 
 #[derive(Debug, Clone)]
 enum Op {
-    Send { tag: u8 },
-    Receive { client: usize, max: i32, secs: i64 },
-    Ack { pick: usize },
-    AckStale { pick: usize },
-    Change { pick: usize, secs: i64 },
-    Forward { pick: usize },
-    Advance { secs: u64 },
+    /// A message with this tag and, when given, message group `k<key>`.
+    Send {
+        tag: u8,
+        key: Option<u8>,
+    },
+    Receive {
+        client: usize,
+        max: i32,
+        secs: i64,
+    },
+    Ack {
+        pick: usize,
+    },
+    AckStale {
+        pick: usize,
+    },
+    Change {
+        pick: usize,
+        secs: i64,
+    },
+    Forward {
+        pick: usize,
+    },
+    Advance {
+        secs: u64,
+    },
     Restart,
     Crash,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u8..3).prop_map(|tag| Op::Send { tag }),
+        4 => (0u8..3, prop::option::of(0u8..3)).prop_map(|(tag, key)| Op::Send { tag, key }),
         4 => (0usize..3, 1i32..6, 10i64..40)
             .prop_map(|(client, max, secs)| Op::Receive { client, max, secs }),
         3 => any::<usize>().prop_map(|pick| Op::Ack { pick }),
@@ -114,6 +135,9 @@ fn op() -> impl Strategy<Value = Op> {
 #[derive(Debug, Default)]
 struct Msg {
     tag: u8,
+    /// Its message group, and its place in the order of sends.
+    key: Option<u8>,
+    seq: u32,
     /// Deliveries that counted as attempts.
     attempts: i32,
     /// The current delivery's handle, and until when it is invisible (ms).
@@ -165,13 +189,14 @@ struct World {
     dirs: Vec<tempfile::TempDir>,
     server: Option<ServerHandle>,
     client: Client,
+    fifo: bool,
 }
 
 fn client_id(c: usize) -> String {
     format!("modelhost@{c}@0@model{c}")
 }
 
-async fn open(clock: &ManualClock, dir: &Path) -> (ServerHandle, Client) {
+async fn open(clock: &ManualClock, dir: &Path, fifo: bool) -> (ServerHandle, Client) {
     let broker = Broker::open(BrokerConfig {
         path: Some(dir.to_path_buf()),
         clock: Arc::new(clock.clone()),
@@ -186,7 +211,7 @@ async fn open(clock: &ManualClock, dir: &Path) -> (ServerHandle, Client) {
     cfg.groups.insert(
         GROUP.into(),
         GroupConfig {
-            fifo: false,
+            fifo,
             max_reconsume_times: MAX_ATTEMPTS as u32 - 1,
         },
     );
@@ -205,14 +230,19 @@ impl World {
 
     async fn reopen(&mut self, dir: &Path) {
         self.server.take().unwrap().shutdown().await.unwrap();
-        let (server, client) = open(&self.clock, dir).await;
+        let (server, client) = open(&self.clock, dir, self.fifo).await;
         self.server = Some(server);
         self.client = client;
     }
 
-    async fn send(&mut self, n: u32, tag: u8) -> Code {
+    async fn send(&mut self, n: u32, tag: u8, key: Option<u8>) -> Code {
         let mut m = message(TOPIC, format!("m{n}").as_bytes(), &message_id(n));
-        m.system_properties.as_mut().unwrap().tag = Some(TAGS[tag as usize].into());
+        let sys = m.system_properties.as_mut().unwrap();
+        sys.tag = Some(TAGS[tag as usize].into());
+        if let Some(k) = key {
+            sys.message_type = MessageType::Fifo as i32;
+            sys.message_group = Some(format!("k{k}"));
+        }
         m.user_properties.insert("n".into(), tag.to_string());
         let r = self
             .client
@@ -348,6 +378,9 @@ struct Model {
     held: Vec<Held>,
     stale: Vec<Held>,
     crashed: bool,
+    /// The group is FIFO: a message group's next message only after the previous
+    /// one is done.
+    fifo: bool,
 }
 
 impl Model {
@@ -365,6 +398,24 @@ impl Model {
         let id = s.message_id.clone();
         let attempt = s.delivery_attempt.unwrap_or(0);
         let handle = s.receipt_handle.clone().unwrap_or_default();
+        // FIFO: every earlier message of its group that the expression takes is done
+        // (or its last attempt is over, which dead-letters it). A crash may deliver
+        // again what came before it, so the check stops at the first crash.
+        if let Some(msg) = self.msgs.get(&id).filter(|_| self.fifo && !self.crashed) {
+            let before = self.msgs.iter().find(|(_, o)| {
+                o.key.is_some()
+                    && o.key == msg.key
+                    && o.seq < msg.seq
+                    && expr.takes(o.tag)
+                    && !o.done()
+                    && !o.expiring(now)
+            });
+            if let Some((other, _)) = before {
+                return Err(TestCaseError::fail(format!(
+                    "step {step}: {id} delivered while {other}, before it in its message group, is not done"
+                )));
+            }
+        }
         let Some(msg) = self.msgs.get_mut(&id) else {
             return Err(TestCaseError::fail(format!(
                 "step {step}: {id} was never sent"
@@ -444,27 +495,33 @@ impl Model {
     }
 }
 
-async fn run(exprs: [Expr; 3], ops: Vec<Op>) -> Result<(), TestCaseError> {
+async fn run(exprs: [Expr; 3], fifo: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let clock = ManualClock::new(1_800_000_000_000);
     let dir = tempfile::tempdir().unwrap();
-    let (server, client) = open(&clock, dir.path()).await;
+    let (server, client) = open(&clock, dir.path(), fifo).await;
     let mut w = World {
         clock,
         dirs: vec![dir],
         server: Some(server),
         client,
+        fifo,
     };
-    let mut model = Model::default();
+    let mut model = Model {
+        fifo,
+        ..Model::default()
+    };
     let mut sent = 0u32;
     for (step, op) in ops.into_iter().enumerate() {
         let now = w.now();
         match op {
-            Op::Send { tag } => {
-                prop_assert_eq!(w.send(sent, tag).await, Code::Ok);
+            Op::Send { tag, key } => {
+                prop_assert_eq!(w.send(sent, tag, key).await, Code::Ok);
                 model.msgs.insert(
                     message_id(sent),
                     Msg {
                         tag,
+                        key,
+                        seq: sent,
                         ..Msg::default()
                     },
                 );
@@ -769,7 +826,8 @@ proptest! {
 
     #[test]
     fn consumer_rpcs_do_what_the_model_allows_across_restarts_and_crashes(
-        exprs in prop::sample::select(EXPRS.to_vec()),
+        (fifo, exprs) in (any::<bool>(), 0..EXPRS.len())
+            .prop_map(|(fifo, i)| (fifo, if fifo { EXPRS[i % 3] } else { EXPRS[i] })),
         ops in proptest::collection::vec(op(), 1..80),
     ) {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -777,6 +835,6 @@ proptest! {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(run(exprs, ops))?;
+        rt.block_on(run(exprs, fifo, ops))?;
     }
 }
