@@ -588,6 +588,46 @@ def test_listeners_outlive_a_server_restart(tmp_path: Path) -> None:
         stop_server(proc)
 
 
+def test_messages_received_before_a_server_restart_are_acked_after_it(tmp_path: Path) -> None:
+    # A service holds messages while `pocketmq serve` restarts (an upgrade): its acks
+    # after the restart are taken, as with Apache RocketMQ (before, they were refused
+    # and the messages came again after their invisible time).
+    def serve(listen: str) -> tuple[subprocess.Popen[str], str]:
+        cmd = [sys.executable, "-m", "pocketmq", "serve", "--store", str(tmp_path / "data"),
+               "--listen", listen, "--log-level", "error"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("pocketmq-serve listening on "), line
+        return proc, line.rsplit(" ", 1)[1].strip()
+
+    proc, addr = serve("127.0.0.1:0")
+    try:
+        with pocketmq.connect(addr) as b:
+            p = b.producer()
+            for i in range(3):
+                p.send("held", f"m{i}".encode())
+            c = b.consumer("classic", "held")
+            sc = b.simple_consumer("simple", "held", invisible_duration=10.0)
+            held = receive_n(c, 3)
+            held_simple: list[pocketmq.Message] = []
+            deadline = time.monotonic() + 5
+            while len(held_simple) < 3 and time.monotonic() < deadline:
+                held_simple += sc.receive(3 - len(held_simple), timeout=1.0)
+            assert len(held_simple) == 3
+            stop_server(proc)
+            proc, _ = serve(addr)
+            for m in held:
+                c.ack(m)
+            for m in held_simple:
+                sc.ack(m)
+    finally:
+        stop_server(proc)
+    # Taken: the groups have nothing left to consume.
+    with pocketmq.Broker(str(tmp_path / "data")) as store:
+        assert store.lag("classic", "held") == 0 and store.lag("simple", "held") == 0
+
+
 def test_close_does_not_wait_a_timeout_per_unsettled_message_when_the_server_hangs() -> None:
     import signal
 
