@@ -156,6 +156,11 @@ impl Clients {
         Ok(Caller { client })
     }
 
+    /// Whether a client is known (it called, and was not forgotten since).
+    pub fn knows(&self, id: &str) -> bool {
+        self.map.read().expect("the client map").contains_key(id)
+    }
+
     /// Forgets clients with no stream that were silent for the idle timeout.
     pub fn sweep(&self, now_ms: u64) {
         let mut map = self.map.write().expect("the client map");

@@ -79,6 +79,8 @@ pub struct Limits {
     pub max_invisible: Duration,
     /// Invisible time of an auto-renewed delivery, renewed while its client lives (60 s).
     pub auto_renew_invisible: Duration,
+    /// Longest the server renews one delivery (3 h, as Apache's `renewMaxTimeMillis`).
+    pub auto_renew_max: Duration,
     /// A client with no Telemetry stream and no call for this long is forgotten (120 s).
     pub client_idle_timeout: Duration,
 }
@@ -95,6 +97,7 @@ impl Default for Limits {
             min_invisible: Duration::from_secs(10),
             max_invisible: Duration::from_secs(12 * 3600),
             auto_renew_invisible: Duration::from_secs(60),
+            auto_renew_max: Duration::from_secs(3 * 3600),
             client_idle_timeout: Duration::from_secs(120),
         }
     }

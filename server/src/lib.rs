@@ -206,22 +206,40 @@ pub async fn serve(
     })
 }
 
-/// Forgets idle clients and renews auto-renewed deliveries, every few seconds.
+/// Runs `housekeep` every few seconds.
 async fn housekeeping(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now = shared.now_ms();
-        shared.clients.sweep(now);
-        shared
-            .pop
-            .renew_due(now, shared.cfg.limits.auto_renew_invisible)
-            .await;
+        housekeep(&shared).await;
     }
 }
 
+/// Forgets idle clients, and renews auto-renewed deliveries that are due (releasing
+/// those of forgotten clients).
+async fn housekeep(shared: &Shared) {
+    let now = shared.now_ms();
+    shared.clients.sweep(now);
+    let limits = &shared.cfg.limits;
+    shared
+        .pop
+        .renew_due(
+            now,
+            (limits.auto_renew_invisible, limits.auto_renew_max),
+            |client| shared.clients.knows(client),
+        )
+        .await;
+}
+
 impl ServerHandle {
+    /// Runs the server's periodic work now, as its timer does every few seconds:
+    /// forgets idle clients and renews (or releases) auto-renewed deliveries that are
+    /// due by the broker's clock. For a broker on a ManualClock, after moving it.
+    pub async fn housekeep(&self) {
+        housekeep(&self.shared).await;
+    }
+
     /// The address the server listens on (with the port chosen for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr

@@ -883,3 +883,141 @@ async fn deliveries_handed_out_before_a_restart_are_acked_changed_and_forwarded_
     );
     server.shutdown().await.unwrap();
 }
+
+/// A push consumer's receive (auto-renewed, as the official PushConsumers ask), as
+/// `client`, answered at once when nothing is there.
+async fn push_receive(client: &mut Client, as_client: &str) -> Vec<Message> {
+    let mut r = receive_request("billing", "orders", 0);
+    r.auto_renew = true;
+    r.invisible_duration = None;
+    r.long_polling_timeout = Some(prost_types::Duration::default());
+    let mut request = req_as(as_client, r);
+    request.set_timeout(Duration::from_secs(5));
+    let mut stream = client.receive_message(request).await.unwrap().into_inner();
+    let mut msgs = Vec::new();
+    while let Some(item) = stream.message().await.unwrap() {
+        if let Some(Content::Message(m)) = item.content {
+            msgs.push(m);
+        }
+    }
+    msgs
+}
+
+async fn heartbeat(client: &mut Client, as_client: &str) {
+    let r = client
+        .heartbeat(req_as(
+            as_client,
+            HeartbeatRequest {
+                group: Some(resource("billing")),
+                client_type: ClientType::PushConsumer as i32,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&r.status), Code::Ok);
+}
+
+/// A server on a manual clock whose polls answer at once, with one message sent.
+async fn renewing_server(
+    max: Duration,
+) -> (pocketmq_server::ServerHandle, Client, pocketmq::ManualClock) {
+    let (broker, clock) = manual_broker();
+    let mut cfg = config();
+    cfg.limits.long_polling_min = Duration::ZERO;
+    cfg.limits.auto_renew_max = max;
+    let (server, mut client) = start(broker, cfg).await;
+    send(&mut client, message("orders", b"x", &message_id(1))).await;
+    (server, client, clock)
+}
+
+/// Moves the clock, runs what came due in the engine and in the server.
+async fn advance(server: &pocketmq_server::ServerHandle, clock: &pocketmq::ManualClock, ms: u64) {
+    clock.advance_ms(ms);
+    server.broker().tick().unwrap();
+    server.housekeep().await;
+}
+
+const PUSH_A: &str = "push-a@1@0@a";
+const PUSH_B: &str = "push-b@2@0@b";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_renewed_delivery_stays_invisible_while_its_client_lives() {
+    let (server, mut client, clock) = renewing_server(Duration::from_secs(3 * 3600)).await;
+    let got = push_receive(&mut client, PUSH_A).await;
+    assert_eq!(got.len(), 1);
+    // Ten minutes of renewals: the client heartbeats, another one polls in vain.
+    for step in 0..24 {
+        advance(&server, &clock, 25_000).await;
+        heartbeat(&mut client, PUSH_A).await;
+        assert!(
+            push_receive(&mut client, PUSH_B).await.is_empty(),
+            "step {step}"
+        );
+    }
+    // Its ack by the handle it received lands on the renewed delivery.
+    let r = client
+        .ack_message(req_as(
+            PUSH_A,
+            AckMessageRequest {
+                group: Some(resource("billing")),
+                topic: Some(resource("orders")),
+                entries: vec![AckMessageEntry {
+                    message_id: id(&got[0]),
+                    receipt_handle: handle(&got[0]),
+                    lite_topic: None,
+                }],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&r.entries[0].status), Code::Ok);
+    advance(&server, &clock, 600_000).await;
+    assert!(push_receive(&mut client, PUSH_B).await.is_empty());
+    assert_eq!(server.broker().lag("billing", "orders").unwrap(), 0);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_consumer_gone_without_a_word_gives_its_deliveries_back() {
+    // A PushConsumer killed (no NotifyClientTermination, no more calls): once it is
+    // forgotten as idle (120 s), what the server renewed for it comes back, with its
+    // next attempt, instead of being renewed for ever.
+    let (server, mut client, clock) = renewing_server(Duration::from_secs(3 * 3600)).await;
+    assert_eq!(push_receive(&mut client, PUSH_A).await.len(), 1);
+    let mut back = None;
+    for step in 1..=10u64 {
+        advance(&server, &clock, 30_000).await;
+        let got = push_receive(&mut client, PUSH_B).await;
+        if !got.is_empty() {
+            back = Some((step * 30, attempt(&got[0])));
+            break;
+        }
+    }
+    let (after, attempt) = back.expect("the delivery came back");
+    assert!((120..=180).contains(&after), "back after {after} s");
+    assert_eq!(attempt, 2);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_stop_after_the_longest_renewal_time() {
+    let (server, mut client, clock) = renewing_server(Duration::from_secs(300)).await;
+    assert_eq!(push_receive(&mut client, PUSH_A).await.len(), 1);
+    let mut back = None;
+    for step in 1..=20u64 {
+        advance(&server, &clock, 25_000).await;
+        heartbeat(&mut client, PUSH_A).await;
+        let got = push_receive(&mut client, PUSH_B).await;
+        if !got.is_empty() {
+            back = Some((step * 25, attempt(&got[0])));
+            break;
+        }
+    }
+    let (after, attempt) = back.expect("the delivery came back");
+    // Renewed until 300 s, then its last invisible time (60 s) runs out.
+    assert!((300..=400).contains(&after), "back after {after} s");
+    assert_eq!(attempt, 2);
+    server.shutdown().await.unwrap();
+}

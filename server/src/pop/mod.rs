@@ -13,7 +13,10 @@
 //! delivery (PushConsumer) is renewed by the server while its client lives: the
 //! renewal gets a new handle from the engine, and `Renewals` maps the handle the
 //! client holds to the current one, so its ack still lands. NotifyClientTermination
-//! (or the client's loss) makes its renewed deliveries visible again at once.
+//! makes its renewed deliveries visible again at once; so does the client's loss (it
+//! is forgotten: no Telemetry stream and no call for the idle timeout), at the next
+//! renewal. Renewals stop after `auto_renew_max` (3 h, as Apache's proxy): the
+//! delivery then expires and comes back as a failed one would.
 //!
 //! The engine side, core's simple consumer, is behind `pool.rs` (`Pool`).
 
@@ -261,7 +264,10 @@ async fn receive_inner(
                     &caller.client.id,
                     &d.handle,
                     (&spec.group, &spec.topic),
-                    now + sh.cfg.limits.auto_renew_invisible.as_millis() as u64 / 2,
+                    (
+                        now,
+                        now + sh.cfg.limits.auto_renew_invisible.as_millis() as u64 / 2,
+                    ),
                 );
             }
             convert::to_proto(

@@ -112,13 +112,32 @@ impl Pools {
         }
     }
 
-    /// Renews the auto-renewed deliveries that are due (called periodically).
-    pub async fn renew_due(&self, now_ms: u64, invisible: Duration) {
+    /// Renews the auto-renewed deliveries that are due (called periodically), while
+    /// their client `lives` and for at most `max` from their receipt. A client that
+    /// no longer lives (forgotten as idle, or gone without NotifyClientTermination)
+    /// gets its renewed deliveries released as its termination would: visible again
+    /// at once.
+    pub async fn renew_due(
+        &self,
+        now_ms: u64,
+        (invisible, max): (Duration, Duration),
+        lives: impl Fn(&str) -> bool,
+    ) {
         for (client, held, r) in self.renewals.due(now_ms) {
             let Some(pool) = self.existing(&r.group, &r.topic) else {
                 self.renewals.remove(&client, &held);
                 continue;
             };
+            if !lives(&client) {
+                self.release_client(&client);
+                continue;
+            }
+            if now_ms.saturating_sub(r.since_ms) >= millis(max) {
+                // Held too long: the delivery expires at the end of its invisible
+                // time and comes back with its next attempt.
+                self.renewals.remove(&client, &held);
+                continue;
+            }
             match pool.change_invisible(&r.current, invisible).await {
                 Ok(new) => self.renewals.renewed(
                     &client,

@@ -21,10 +21,19 @@ pub(crate) struct Renewal {
     pub current: String,
     /// When to renew next (ms, broker clock).
     pub due_ms: u64,
+    /// When the delivery was received (ms, broker clock): renewals stop after
+    /// `Limits::auto_renew_max`.
+    pub since_ms: u64,
 }
 
 impl Renewals {
-    pub fn add(&self, client: &str, handle: &str, (group, topic): (&str, &str), due_ms: u64) {
+    pub fn add(
+        &self,
+        client: &str,
+        handle: &str,
+        (group, topic): (&str, &str),
+        (since_ms, due_ms): (u64, u64),
+    ) {
         self.by_client
             .lock()
             .expect("renewals")
@@ -37,6 +46,7 @@ impl Renewals {
                     topic: topic.to_string(),
                     current: handle.to_string(),
                     due_ms,
+                    since_ms,
                 },
             );
     }
@@ -94,7 +104,7 @@ mod tests {
     #[test]
     fn renewals_map_held_handles_to_current_ones() {
         let r = Renewals::default();
-        r.add("c1", "h1", ("g", "t"), 100);
+        r.add("c1", "h1", ("g", "t"), (40, 100));
         assert_eq!(r.current("c1", "h1").as_deref(), Some("h1"));
         assert!(r.due(99).is_empty());
         assert_eq!(r.due(100).len(), 1);
