@@ -1,7 +1,8 @@
 //! Property test of the consumer RPCs as the official clients use them: random
 //! sequences of SendMessage, ReceiveMessage from three clients of one group (each
 //! with its own filter expression, alike or not), AckMessage with current and stale
-//! receipt handles, ChangeInvisibleDuration, ForwardMessageToDeadLetterQueue, time
+//! receipt handles, ChangeInvisibleDuration, ForwardMessageToDeadLetterQueue,
+//! auto-renewed deliveries (a PushConsumer's) and NotifyClientTermination, time
 //! moving under a ManualClock, clean restarts of the server and crashes (the store's
 //! files copied as they are, then served), for a normal group and a FIFO one (messages
 //! in message groups or none), checked against a model after every step:
@@ -14,9 +15,14 @@
 //!   that a later delivery or change replaced is refused with INVALID_RECEIPT_HANDLE
 //!   while the message is not done; an ack or change of a done message is OK (as
 //!   Apache's proxy answers a client's retry);
-//! - at the end, every message that every client's expression takes has been acked
-//!   or dead-lettered; the dead-letter queue holds the model's dead letters (when no
-//!   crash intervened); when the clients agree, the group's lag is zero.
+//! - at the end, after ten minutes in which the sequence's clients fall silent (so
+//!   the server forgets them and gives back what it renewed for them) and others
+//!   drain the group, every message that every client's expression takes has been
+//!   acked or dead-lettered; the dead-letter queue holds the model's dead letters
+//!   (when no crash intervened); when the clients agree, the group's lag is zero.
+//!
+//! The server's housekeeping (renewals, idle clients) runs after each move of the
+//! clock.
 
 mod common;
 
@@ -37,6 +43,8 @@ const TOPIC: &str = "t";
 /// Deliveries before a message goes to `%DLQ%s` (max_reconsume_times 2).
 const MAX_ATTEMPTS: i32 = 3;
 const TAGS: [&str; 3] = ["a", "b", "c"];
+/// The invisible time of an auto-renewed delivery (the server's default).
+const AUTO_RENEW_S: i64 = 60;
 
 /// A client's filter expression, and which tags it takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,10 +98,12 @@ enum Op {
         tag: u8,
         key: Option<u8>,
     },
+    /// A receive invisible for `secs`; None: auto-renewed by the server, as a
+    /// PushConsumer receives.
     Receive {
         client: usize,
         max: i32,
-        secs: i64,
+        secs: Option<i64>,
     },
     Ack {
         pick: usize,
@@ -111,6 +121,11 @@ enum Op {
     Advance {
         secs: u64,
     },
+    /// NotifyClientTermination: what the server renewed for the client becomes
+    /// visible again; the client holds nothing any more.
+    Terminate {
+        client: usize,
+    },
     Restart,
     Crash,
 }
@@ -118,7 +133,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0u8..3, prop::option::of(0u8..3)).prop_map(|(tag, key)| Op::Send { tag, key }),
-        4 => (0usize..3, 1i32..6, 10i64..40)
+        4 => (0usize..3, 1i32..6, prop_oneof![4 => (10i64..40).prop_map(Some), 1 => Just(None)])
             .prop_map(|(client, max, secs)| Op::Receive { client, max, secs }),
         3 => any::<usize>().prop_map(|pick| Op::Ack { pick }),
         1 => any::<usize>().prop_map(|pick| Op::AckStale { pick }),
@@ -126,6 +141,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(pick, secs)| Op::Change { pick, secs }),
         1 => any::<usize>().prop_map(|pick| Op::Forward { pick }),
         2 => (1u64..50).prop_map(|secs| Op::Advance { secs }),
+        1 => (0usize..3).prop_map(|client| Op::Terminate { client }),
         1 => Just(Op::Restart),
         1 => Just(Op::Crash),
     ]
@@ -176,12 +192,14 @@ impl Msg {
     }
 }
 
-/// A handle a client holds: message id, handle, the client.
+/// A handle a client holds: message id, handle, the client, and whether the server
+/// renews its delivery.
 #[derive(Debug, Clone)]
 struct Held {
     id: String,
     handle: String,
     client: usize,
+    renewed: bool,
 }
 
 struct World {
@@ -254,7 +272,13 @@ impl World {
     }
 
     /// A receive that waits for nothing: its status and messages.
-    async fn receive(&mut self, client: usize, expr: Expr, max: i32, secs: i64) -> Vec<Message> {
+    async fn receive(
+        &mut self,
+        client: usize,
+        expr: Expr,
+        max: i32,
+        secs: Option<i64>,
+    ) -> Vec<Message> {
         let r = ReceiveMessageRequest {
             group: Some(resource(GROUP)),
             message_queue: Some(MessageQueue {
@@ -263,11 +287,8 @@ impl World {
             }),
             filter_expression: Some(expr.filter()),
             batch_size: max,
-            invisible_duration: Some(prost_types::Duration {
-                seconds: secs,
-                nanos: 0,
-            }),
-            auto_renew: false,
+            invisible_duration: secs.map(|seconds| prost_types::Duration { seconds, nanos: 0 }),
+            auto_renew: secs.is_none(),
             long_polling_timeout: Some(prost_types::Duration::default()),
             attempt_id: None,
         };
@@ -298,6 +319,21 @@ impl World {
             "the receive's status"
         );
         msgs
+    }
+
+    async fn terminate(&mut self, client: usize) -> Code {
+        let r = self
+            .client
+            .notify_client_termination(req_as(
+                &client_id(client),
+                NotifyClientTerminationRequest {
+                    group: Some(resource(GROUP)),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        code(&r.status)
     }
 
     async fn ack(&mut self, h: &Held) -> Code {
@@ -381,9 +417,43 @@ struct Model {
     /// The group is FIFO: a message group's next message only after the previous
     /// one is done.
     fifo: bool,
+    /// When each client last called (broker clock), while the server knows it.
+    seen: [Option<u64>; 3],
 }
 
 impl Model {
+    fn called(&mut self, client: usize, now: u64) {
+        self.seen[client] = Some(now);
+    }
+
+    /// The client's auto-renewed deliveries may go back at any time from `now` (the
+    /// server lost track of the client, or of their renewals): visible, nobody holding
+    /// them.
+    fn lose_renewed(&mut self, client: Option<usize>, now: u64) {
+        for h in self
+            .held
+            .iter()
+            .filter(|h| h.renewed && client.is_none_or(|c| h.client == c))
+        {
+            let msg = self.msgs.get_mut(&h.id).unwrap();
+            msg.until = msg.until.min(now);
+            msg.handle = None;
+        }
+        self.held
+            .retain(|h| !(h.renewed && client.is_none_or(|c| h.client == c)));
+    }
+
+    /// After the server's housekeeping at `now`: clients silent for its idle timeout
+    /// (120 s) are forgotten, and what it renewed for them goes back.
+    fn swept(&mut self, now: u64) {
+        for c in 0..3 {
+            if self.seen[c].is_some_and(|t| now - t >= 120_000) {
+                self.seen[c] = None;
+                self.lose_renewed(Some(c), now);
+            }
+        }
+    }
+
     /// Checks a delivery against the model and records it.
     fn delivered(
         &mut self,
@@ -482,7 +552,12 @@ impl Model {
             let old = self.held.remove(at);
             self.stale.push(old);
         }
-        self.held.push(Held { id, handle, client });
+        self.held.push(Held {
+            id,
+            handle,
+            client,
+            renewed: false,
+        });
         Ok(())
     }
 
@@ -529,10 +604,23 @@ async fn run(exprs: [Expr; 3], fifo: bool, ops: Vec<Op>) -> Result<(), TestCaseE
             }
             Op::Receive { client, max, secs } => {
                 let got = w.receive(client, exprs[client], max, secs).await;
+                model.called(client, now);
                 prop_assert!(got.len() <= max as usize);
                 for m in &got {
+                    let renewed = secs.is_none();
+                    let secs = secs.unwrap_or(AUTO_RENEW_S);
                     model.delivered(m, client, exprs[client], secs, now, step)?;
+                    model.held.last_mut().unwrap().renewed = renewed;
                 }
+            }
+            Op::Terminate { client } => {
+                prop_assert_eq!(w.terminate(client).await, Code::Ok);
+                model.seen[client] = None;
+                // What the server renewed goes back at once (visible, the attempt
+                // counted); the rest stays invisible until it expires.
+                model.lose_renewed(Some(client), now);
+                model.held.retain(|h| h.client != client);
+                model.stale.retain(|h| h.client != client);
             }
             Op::Ack { pick } | Op::AckStale { pick } => {
                 let list = if matches!(op, Op::Ack { .. }) {
@@ -546,6 +634,7 @@ async fn run(exprs: [Expr; 3], fifo: bool, ops: Vec<Op>) -> Result<(), TestCaseE
                 let h = list.remove(pick % list.len());
                 let (current, live) = model.state(&h, now);
                 let answer = w.ack(&h).await;
+                model.called(h.client, now);
                 let msg = model.msgs.get_mut(&h.id).unwrap();
                 let may_skip = msg.may_skip(now, &exprs);
                 match answer {
@@ -597,6 +686,7 @@ async fn run(exprs: [Expr; 3], fifo: bool, ops: Vec<Op>) -> Result<(), TestCaseE
                 let h = model.held[at].clone();
                 let (current, live) = model.state(&h, now);
                 let (answer, new) = w.change(&h, secs).await;
+                model.called(h.client, now);
                 let msg = model.msgs.get_mut(&h.id).unwrap();
                 let may_skip = msg.may_skip(now, &exprs);
                 match answer {
@@ -633,7 +723,10 @@ async fn run(exprs: [Expr; 3], fifo: bool, ops: Vec<Op>) -> Result<(), TestCaseE
                         msg.acked = false;
                         msg.dead = false;
                         msg.skipped = false;
+                        // The client holds the new handle; the server no longer
+                        // renews the delivery.
                         model.held[at].handle = new;
+                        model.held[at].renewed = false;
                         model.stale.push(h);
                     }
                     Code::InvalidReceiptHandle => {
@@ -667,6 +760,7 @@ async fn run(exprs: [Expr; 3], fifo: bool, ops: Vec<Op>) -> Result<(), TestCaseE
                 let (current, live) = model.state(&h, now);
                 let attempt = model.msgs[&h.id].attempts;
                 let answer = w.forward(&h, attempt).await;
+                model.called(h.client, now);
                 let msg = model.msgs.get_mut(&h.id).unwrap();
                 match answer {
                     Code::Ok => {
@@ -699,10 +793,15 @@ async fn run(exprs: [Expr; 3], fifo: bool, ops: Vec<Op>) -> Result<(), TestCaseE
             Op::Advance { secs } => {
                 w.clock.advance_ms(secs * 1000);
                 w.server().broker().tick().unwrap();
+                w.server().housekeep().await;
+                model.swept(w.now());
             }
             Op::Restart => {
                 let dir = w.dirs.last().unwrap().path().to_path_buf();
                 w.reopen(&dir).await;
+                // A new server: it knows no client, and renews nothing.
+                model.seen = [None; 3];
+                model.lose_renewed(None, now);
                 // A delivery given back unconsumed (read while another client's
                 // expression held the group) counts as an attempt after a restart.
                 if exprs.iter().any(|e| *e != exprs[0]) {
@@ -716,6 +815,8 @@ async fn run(exprs: [Expr; 3], fifo: bool, ops: Vec<Op>) -> Result<(), TestCaseE
                 copy_store(w.dirs.last().unwrap().path(), to.path());
                 w.reopen(to.path()).await;
                 w.dirs.push(to);
+                model.seen = [None; 3];
+                model.lose_renewed(None, now);
                 for msg in model.msgs.values_mut().filter(|m| m.attempts > 0) {
                     msg.loose = true;
                 }
@@ -724,17 +825,22 @@ async fn run(exprs: [Expr; 3], fifo: bool, ops: Vec<Op>) -> Result<(), TestCaseE
         }
     }
 
-    // Drain: time moves past every invisibility, each client takes what it can and
-    // acks it, until a whole round brings nothing.
-    let mut quiet = false;
-    for round in 0..10 {
-        w.clock.advance_ms(3_600_000);
+    // Drain: ten minutes in steps of 30 s, the server's housekeeping after each, and
+    // other clients of the group (one per expression) taking what they can and acking
+    // it. The sequence's clients fall silent: forgotten after 120 s, what the server
+    // renewed for them comes back. Every invisibility is over well before the end, so
+    // a last round brings nothing.
+    for round in 0..=20 {
+        w.clock.advance_ms(30_000);
         w.server().broker().tick().unwrap();
+        w.server().housekeep().await;
+        model.swept(w.now());
         let mut any = false;
-        for (client, &expr) in exprs.iter().enumerate() {
+        for (c, &expr) in exprs.iter().enumerate() {
+            let client = 3 + c;
             loop {
                 let now = w.now();
-                let got = w.receive(client, expr, 32, 60).await;
+                let got = w.receive(client, expr, 32, Some(60)).await;
                 if got.is_empty() {
                     break;
                 }
@@ -747,12 +853,11 @@ async fn run(exprs: [Expr; 3], fifo: bool, ops: Vec<Op>) -> Result<(), TestCaseE
                 }
             }
         }
-        if !any {
-            quiet = true;
-            break;
-        }
+        prop_assert!(
+            round < 20 || !any,
+            "the drain still brought messages after ten minutes"
+        );
     }
-    prop_assert!(quiet, "the drain went on for 10 rounds");
     let now = w.now();
     let alike = exprs.iter().all(|e| *e == exprs[0]);
     for (id, msg) in &model.msgs {
