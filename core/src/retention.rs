@@ -136,7 +136,7 @@ fn queue_min(cq: Option<&ConsumeQueue>) -> u64 {
 }
 
 /// Every owner's committed offset on every queue it has progress on (live, or
-/// persisted), retry topics included.
+/// persisted), retry topics included; simple (POP) groups too.
 fn positions(groups: &ConsumerGroups) -> Vec<Position> {
     let mut out: BTreeMap<(String, String, u32), u64> = BTreeMap::new();
     for (key, queues) in &groups.offsets.table {
@@ -149,6 +149,13 @@ fn positions(groups: &ConsumerGroups) -> Vec<Position> {
     }
     for ((owner, topic, q), p) in groups.progress.iter() {
         out.insert((owner.clone(), topic.clone(), *q), p.committed());
+    }
+    for g in groups.pop.groups() {
+        for (q, committed) in g.committed() {
+            out.entry((g.name.clone(), g.topic.clone(), q))
+                .and_modify(|c| *c = (*c).min(committed))
+                .or_insert(committed);
+        }
     }
     out.into_iter()
         .map(|((owner, topic, queue), committed)| Position {

@@ -279,6 +279,10 @@ fn expired_unconsumed_messages_are_counted_per_group() {
     b.create_topic("t", 1).unwrap();
     let slow = consumer(&b, "slow", "t");
     let fast = consumer(&b, "fast", "t");
+    // A simple (POP) group that reads nothing loses as much.
+    let simple = b
+        .simple_consumer(pocketmq::SimpleConsumerConfig::new("simple-slow", "t"))
+        .unwrap();
     fill(&b, "t", 40);
     let got = drain(&fast);
     fast.ack_all(&got).unwrap();
@@ -297,12 +301,58 @@ fn expired_unconsumed_messages_are_counted_per_group() {
     assert!(min > 0);
     assert_eq!(expired("slow"), Some(min));
     assert_eq!(expired("fast"), Some(0));
+    assert_eq!(expired("simple-slow"), Some(min));
     // progress says the same per queue.
     let [q] = b.progress("slow", "t").unwrap().try_into().unwrap();
     assert_eq!(q.expired, min);
     let [q] = b.progress("fast", "t").unwrap().try_into().unwrap();
     assert_eq!(q.expired, 0);
-    drop(slow);
+    let [q] = b.progress("simple-slow", "t").unwrap().try_into().unwrap();
+    assert_eq!(q.expired, min);
+    drop((slow, simple));
+}
+
+/// `keep-unconsumed` holds for a simple (POP) group as for a classic one: what it has
+/// not acked stays past its time; acked, it goes.
+#[test]
+fn keep_unconsumed_keeps_what_a_simple_group_has_not_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let b = open_with(dir.path(), &clock, |c| {
+        c.retention = pocketmq::Retention::KeepUnconsumed
+    });
+    b.create_topic("t", 1).unwrap();
+    let sc = b
+        .simple_consumer(pocketmq::SimpleConsumerConfig::new("billing", "t"))
+        .unwrap();
+    fill(&b, "t", 40);
+    // Received but not acked is not consumed either.
+    let held = sc.receive(8, std::time::Duration::ZERO).unwrap();
+    assert_eq!(held.len(), 8);
+    let before = segments(dir.path());
+    clock.advance_ms(2 * 3_600_000);
+    fill(&b, "t", 1);
+    b.tick().unwrap();
+    assert_eq!(
+        segments(dir.path()),
+        before + 1,
+        "nothing the group has not acked goes"
+    );
+    assert_eq!(b.stats().unwrap().topics["t"].queues[0].min_offset, 0);
+    // The group's deliveries expired long ago; it takes everything now and acks it.
+    let mut all = Vec::new();
+    loop {
+        let got = sc.receive(64, std::time::Duration::ZERO).unwrap();
+        if got.is_empty() {
+            break;
+        }
+        sc.ack_all(&got).unwrap();
+        all.extend(got);
+    }
+    assert_eq!(all.len(), 41);
+    clock.advance_ms(10_000);
+    b.tick().unwrap();
+    assert!(segments(dir.path()) < before, "acked, it goes");
 }
 
 /// With `retention = "keep-unconsumed"`, a segment holding messages a group has

@@ -112,6 +112,14 @@ pub(crate) struct PopGroup {
 }
 
 impl PopGroup {
+    /// Each queue's committed offset: every message below it is done.
+    pub fn committed(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.queues
+            .iter()
+            .enumerate()
+            .map(|(q, s)| (q as u32, s.base))
+    }
+
     /// The sharding key of the message at (q, offset), if it has one.
     pub(super) fn key_of(&self, store: &MessageStore, q: u32, offset: u64) -> Option<String> {
         let e = store.queues.get(&self.topic, q)?.entry(offset)?;
