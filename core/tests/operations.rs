@@ -450,6 +450,59 @@ fn simple_consumer_groups_have_progress_move_with_a_drill_and_block_a_delete() {
     b.delete_topic("orders").unwrap();
 }
 
+/// A simple group that closed before its topic was deleted starts over when the topic
+/// comes back, on a file store, in the same run or after a restart: what it acked of
+/// the old topic (still waiting to be written when the topic went) does not follow it
+/// into the new one, nor do its deliveries still in flight then.
+#[test]
+fn a_simple_group_of_a_deleted_topic_starts_over_when_it_comes_back() {
+    for (restart, in_flight) in [(false, false), (false, true), (true, false), (true, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let mut b = file(dir.path(), &clock);
+        b.create_topic("orders", 1).unwrap();
+        let p = b.producer("p").unwrap();
+        for i in 0..10 {
+            p.send(Message::new("orders", format!("old{i}"))).unwrap();
+        }
+        let sc = b
+            .simple_consumer(pocketmq::SimpleConsumerConfig::new("billing", "orders"))
+            .unwrap();
+        let got = sc.receive(10, Duration::ZERO).unwrap();
+        let acked = if in_flight { 5 } else { 10 };
+        sc.ack_all(&got[..acked]).unwrap();
+        sc.close().unwrap();
+        b.delete_topic("orders").unwrap();
+        // The old deliveries' invisibility runs out.
+        clock.advance_ms(3_600_000);
+        b.tick().unwrap();
+        if restart {
+            b.close().unwrap();
+            b = file(dir.path(), &clock);
+        }
+        let p = b.producer("p").unwrap();
+        for i in 0..5 {
+            p.send(Message::new("orders", format!("new{i}"))).unwrap();
+        }
+        let case = format!("restart {restart}, in flight {in_flight}");
+        assert_eq!(b.lag("billing", "orders").unwrap(), 5, "{case}");
+        let sc = b
+            .simple_consumer(pocketmq::SimpleConsumerConfig::new("billing", "orders"))
+            .unwrap();
+        let got = sc.receive(32, Duration::ZERO).unwrap();
+        let mut got_bodies = bodies(&got);
+        got_bodies.sort();
+        assert_eq!(
+            got_bodies,
+            ["new0", "new1", "new2", "new3", "new4"],
+            "{case}"
+        );
+        assert!(got.iter().all(|m| m.delivery_attempt == 1), "{case}");
+        assert!(b.dead_letters("billing", 10).unwrap().is_empty(), "{case}");
+        b.close().unwrap();
+    }
+}
+
 /// Consumers that stay open while their topic is deleted get nothing of the old
 /// topic, and read the new one from its start once a send (or `create_topic`)
 /// brings it back; other topics of theirs are untouched.

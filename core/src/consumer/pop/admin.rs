@@ -60,7 +60,10 @@ impl PopGroups {
     }
 
     /// Forgets the groups of a deleted topic. Those with live members start over at
-    /// the beginning of the topic should it come back (nothing is in flight).
+    /// the beginning of the topic should it come back (nothing is in flight); the
+    /// others go, with what they had pending for the log: their acks and deliveries
+    /// written after the deletion would bring them back with the old topic's offsets,
+    /// and a group of the topic created again would skip its first messages.
     pub fn forget_topic(&mut self, topic: &str) {
         let PopGroups {
             groups,
@@ -70,12 +73,25 @@ impl PopGroups {
             incarnations,
             ..
         } = self;
+        let mut gone = Vec::new();
         by_name.retain(|(_, t), g| {
             let group = &mut groups[*g as usize];
             if t != topic {
                 return true;
             }
             if group.members == 0 {
+                // Nothing of it is in flight any more (its expiries find no delivery).
+                for pq in group.queues.iter_mut() {
+                    *pq = Queue {
+                        base: 0,
+                        window: VecDeque::new(),
+                        scan: 0,
+                    };
+                }
+                group.ready.clear();
+                group.busy.clear();
+                group.blocked.clear();
+                gone.push(*g);
                 return false;
             }
             let incarnation = incarnations.get(topic).copied().unwrap_or(0);
@@ -99,6 +115,7 @@ impl PopGroups {
             group.blocked.clear();
             true
         });
+        pending.drop_groups(|g| gone.contains(&g));
         self.moved = true;
     }
 

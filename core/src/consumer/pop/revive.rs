@@ -72,6 +72,11 @@ impl Pending {
         self.ops.clear();
     }
 
+    /// Drops what is pending for the groups `gone` names.
+    pub fn drop_groups(&mut self, gone: impl Fn(u32) -> bool) {
+        self.ops.retain(|(g, _)| !gone(*g));
+    }
+
     /// The record body for everything pending (named via `name`), emptying it.
     pub fn take(&mut self, name: impl Fn(u32) -> GroupName) -> Option<Vec<u8>> {
         if self.ops.is_empty() {
