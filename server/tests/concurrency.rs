@@ -189,9 +189,10 @@ async fn consume(mut client: Client, who: usize, log: Arc<Log>, total: usize) {
     assert!(later.is_empty());
 }
 
-/// Runs the producers and consumers; returns the log and the send order of each
-/// message group (FIFO runs).
-async fn run(fifo: bool) -> (Arc<Log>, HashMap<String, Vec<String>>) {
+/// Runs the producers and consumers, on a memory store or (`synced`) on a file
+/// store under `flush = sync`, whose engine calls the server runs on its blocking
+/// pool; returns the log and the send order of each message group (FIFO runs).
+async fn run(fifo: bool, synced: bool) -> (Arc<Log>, HashMap<String, Vec<String>>) {
     let mut cfg = config();
     cfg.limits.long_polling_min = Duration::ZERO;
     cfg.groups.insert(
@@ -202,7 +203,21 @@ async fn run(fifo: bool) -> (Arc<Log>, HashMap<String, Vec<String>>) {
         },
     );
     // A clock that stands still: nothing expires, so nothing may come twice.
-    let (broker, _clock) = manual_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, _clock) = if synced {
+        let clock = pocketmq::ManualClock::new(1_800_000_000_000);
+        cfg.flush = pocketmq::FlushMode::Sync;
+        let broker = pocketmq::Broker::open(pocketmq::BrokerConfig {
+            path: Some(dir.path().to_path_buf()),
+            flush: pocketmq::FlushMode::Sync,
+            clock: Arc::new(clock.clone()),
+            ..pocketmq::BrokerConfig::default()
+        })
+        .unwrap();
+        (broker, clock)
+    } else {
+        manual_broker()
+    };
     broker.create_topic("t", 4).unwrap();
     let (server, _) = start(broker, cfg).await;
     let addr = server.local_addr();
@@ -271,7 +286,7 @@ fn check_exactly_once(log: &Log) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_clients_get_each_message_exactly_once() {
-    let (log, _) = run(false).await;
+    let (log, _) = run(false, false).await;
     check_exactly_once(&log);
     // The work was shared.
     let delivered = log.delivered.lock().unwrap();
@@ -287,7 +302,7 @@ async fn concurrent_clients_get_each_message_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_clients_of_a_fifo_group_keep_each_message_group_in_order() {
-    let (log, order) = run(true).await;
+    let (log, order) = run(true, false).await;
     check_exactly_once(&log);
     let delivered = log.delivered.lock().unwrap();
     let acked = log.acked.lock().unwrap();
@@ -306,4 +321,10 @@ async fn concurrent_clients_of_a_fifo_group_keep_each_message_group_in_order() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_on_a_synced_file_store_get_each_message_exactly_once() {
+    let (log, _) = run(false, true).await;
+    check_exactly_once(&log);
 }
