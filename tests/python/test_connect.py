@@ -20,14 +20,22 @@ import pocketmq
 _names = itertools.count()
 
 
-def start_server(*args: str) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "pocketmq", "serve", "--memory", "--listen", "127.0.0.1:0",
-           "--log-level", "warn", *args]
+def _serving(*args: str) -> tuple[subprocess.Popen[str], str]:
+    cmd = [sys.executable, "-m", "pocketmq", "serve", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith("pocketmq-serve listening on "), line
     return proc, line.rsplit(" ", 1)[1].strip()
+
+
+def start_server(*args: str) -> tuple[subprocess.Popen[str], str]:
+    return _serving("--memory", "--listen", "127.0.0.1:0", "--log-level", "warn", *args)
+
+
+def serve_store(store: Path, listen: str = "127.0.0.1:0") -> tuple[subprocess.Popen[str], str]:
+    """`pocketmq serve` on a store directory, to start again on it (same address)."""
+    return _serving("--store", str(store), "--listen", listen, "--log-level", "error")
 
 
 def stop_server(proc: subprocess.Popen[str]) -> None:
@@ -532,16 +540,7 @@ def test_listeners_outlive_a_server_restart(tmp_path: Path) -> None:
     import asyncio
     import signal
 
-    def serve(listen: str) -> tuple[subprocess.Popen[str], str]:
-        cmd = [sys.executable, "-m", "pocketmq", "serve", "--store", str(tmp_path / "data"),
-               "--listen", listen, "--log-level", "error"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("pocketmq-serve listening on "), line
-        return proc, line.rsplit(" ", 1)[1].strip()
-
-    proc, addr = serve("127.0.0.1:0")
+    proc, addr = serve_store(tmp_path / "data")
     handled: list[bytes] = []
     handled_async: list[bytes] = []
     b = pocketmq.connect(addr)
@@ -570,7 +569,7 @@ def test_listeners_outlive_a_server_restart(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         time.sleep(2.5)  # the listeners' receives fail meanwhile
-        proc, _ = serve(addr)
+        proc, _ = serve_store(tmp_path / "data", addr)
         b.producer().send("r", b"after")
         deadline = time.monotonic() + 15
         while not (b"after" in handled and b"after" in handled_async) and time.monotonic() < deadline:
@@ -592,16 +591,7 @@ def test_messages_received_before_a_server_restart_are_acked_after_it(tmp_path: 
     # A service holds messages while `pocketmq serve` restarts (an upgrade): its acks
     # after the restart are taken, as with Apache RocketMQ (before, they were refused
     # and the messages came again after their invisible time).
-    def serve(listen: str) -> tuple[subprocess.Popen[str], str]:
-        cmd = [sys.executable, "-m", "pocketmq", "serve", "--store", str(tmp_path / "data"),
-               "--listen", listen, "--log-level", "error"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("pocketmq-serve listening on "), line
-        return proc, line.rsplit(" ", 1)[1].strip()
-
-    proc, addr = serve("127.0.0.1:0")
+    proc, addr = serve_store(tmp_path / "data")
     try:
         with pocketmq.connect(addr) as b:
             p = b.producer()
@@ -616,7 +606,7 @@ def test_messages_received_before_a_server_restart_are_acked_after_it(tmp_path: 
                 held_simple += sc.receive(3 - len(held_simple), timeout=1.0)
             assert len(held_simple) == 3
             stop_server(proc)
-            proc, _ = serve(addr)
+            proc, _ = serve_store(tmp_path / "data", addr)
             for m in held:
                 c.ack(m)
             for m in held_simple:
