@@ -174,6 +174,7 @@ pub(crate) fn dispatch(
         let offsets = s.offsets;
         s.pop.replay(
             r.body,
+            r.phys,
             |t| queues.count(t),
             |t, g, q| offsets.get(t, g, q).unwrap_or(0),
         );

@@ -223,11 +223,15 @@ impl<'a> Reader<'a> {
 }
 
 impl PopGroups {
-    /// Replays one revive record (recovery): `queues(topic)` gives a topic's queue
-    /// count, `base(topic, group, q)` the persisted committed offsets.
+    /// Replays one revive record (recovery), the one at CommitLog offset `phys`:
+    /// `queues(topic)` gives a topic's queue count, `base(topic, group, q)` the
+    /// persisted committed offsets. What it says of a topic deleted after it is
+    /// skipped: the group went with the topic, and its offsets are not those of the
+    /// topic created again.
     pub fn replay(
         &mut self,
         body: &[u8],
+        phys: u64,
         queues: impl Fn(&str) -> u32,
         base: impl Fn(&str, &str, u32) -> u64,
     ) {
@@ -237,12 +241,22 @@ impl PopGroups {
             );
             return;
         };
-        let ids: Vec<u32> = names
+        let ids: Vec<Option<u32>> = names
             .iter()
-            .map(|n| self.group_or_new(n, queues(&n.topic), |q| base(&n.topic, &n.group, q)))
+            .map(|n| {
+                let deleted_since = self
+                    .incarnations
+                    .get(&n.topic)
+                    .is_some_and(|&end| phys < end);
+                (!deleted_since).then(|| {
+                    self.group_or_new(n, queues(&n.topic), |q| base(&n.topic, &n.group, q))
+                })
+            })
             .collect();
         for (i, op) in ops {
-            let g = ids[i];
+            let Some(g) = ids[i] else {
+                continue;
+            };
             let group = &mut self.groups[g as usize];
             let q = match op {
                 Op::Pop { queue, .. }
