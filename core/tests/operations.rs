@@ -503,6 +503,67 @@ fn a_simple_group_of_a_deleted_topic_starts_over_when_it_comes_back() {
     }
 }
 
+/// A topic deleted and brought back by a new consumer (of another group, classic or
+/// simple) rather than by a send: consumers that stayed open through the deletion
+/// read it again too.
+#[test]
+fn consumers_open_through_a_deletion_read_the_topic_a_new_consumer_brings_back() {
+    for simple_first in [true, false] {
+        let (b, _clock) = manual();
+        let old = consumer(&b, "old", "orders");
+        assert!(drain(&old).is_empty());
+        b.delete_topic("orders").unwrap();
+        let _newcomer = if simple_first {
+            let sc = b
+                .simple_consumer(pocketmq::SimpleConsumerConfig::new("billing", "orders"))
+                .unwrap();
+            (None, Some(sc))
+        } else {
+            (Some(consumer(&b, "audit", "orders")), None)
+        };
+        send(&b, "orders", "back");
+        assert_eq!(
+            bodies(&drain(&old)),
+            ["back"],
+            "simple first: {simple_first}"
+        );
+    }
+}
+
+/// A simple group's acks written to the log before its topic was deleted do not
+/// count against the topic created again, after a restart (replay of the log).
+#[test]
+fn acks_from_before_a_deletion_do_not_replay_onto_the_topic_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let b = file(dir.path(), &clock);
+    b.create_topic("orders", 1).unwrap();
+    send(&b, "orders", "old");
+    let sc = b
+        .simple_consumer(pocketmq::SimpleConsumerConfig::new("billing", "orders"))
+        .unwrap();
+    sc.ack_all(&sc.receive(8, Duration::ZERO).unwrap()).unwrap();
+    sc.close().unwrap();
+    // The acks reach the log at the close.
+    b.close().unwrap();
+    let b = file(dir.path(), &clock);
+    b.delete_topic("orders").unwrap();
+    b.create_topic("orders", 1).unwrap();
+    send(&b, "orders", "new-0");
+    send(&b, "orders", "new-1");
+    assert_eq!(b.lag("billing", "orders").unwrap(), 2);
+    b.close().unwrap();
+    let b = file(dir.path(), &clock);
+    assert_eq!(b.lag("billing", "orders").unwrap(), 2);
+    let sc = b
+        .simple_consumer(pocketmq::SimpleConsumerConfig::new("billing", "orders"))
+        .unwrap();
+    assert_eq!(
+        bodies(&sc.receive(8, Duration::ZERO).unwrap()),
+        ["new-0", "new-1"]
+    );
+}
+
 /// Consumers that stay open while their topic is deleted get nothing of the old
 /// topic, and read the new one from its start once a send (or `create_topic`)
 /// brings it back; other topics of theirs are untouched.

@@ -294,7 +294,8 @@ impl Broker {
     /// A simple (POP) consumer as the config says: RocketMQ 5's SimpleConsumer.
     pub fn simple_consumer(&self, config: SimpleConsumerConfig) -> Result<SimpleConsumer> {
         self.catch_up()?;
-        let handle = self.inner.engine.lock().add_simple_consumer(&config)?;
+        let now = self.now();
+        let handle = self.inner.engine.lock().add_simple_consumer(&config, now)?;
         Ok(SimpleConsumer::new(self.clone(), handle, config))
     }
 

@@ -192,6 +192,8 @@ impl ConsumerGroups {
             }
             let n = if user_topic { default_queues } else { 1 };
             store.create_topic(&cfg.topic, n)?;
+            // Consumers still open on it (it was deleted under them) take it again.
+            self.topic_grew(&cfg.topic, store, now)?;
         }
         let handle = next_handle();
         let name = match &cfg.consumer_id {
@@ -236,8 +238,8 @@ impl ConsumerGroups {
         &mut self,
         cfg: &SimpleConsumerConfig,
         store: &mut MessageStore,
-        auto_create: bool,
-        default_queues: u32,
+        (auto_create, default_queues): (bool, u32),
+        now: u64,
     ) -> Result<u64> {
         topic::validate_group(&cfg.group)?;
         topic::validate_consumable_topic(&cfg.topic)?;
@@ -259,6 +261,9 @@ impl ConsumerGroups {
                 default_queues
             };
             store.create_topic(&cfg.topic, n)?;
+            // Classic consumers still open on it (it was deleted under them) take it
+            // again.
+            self.topic_grew(&cfg.topic, store, now)?;
         }
         let handle = next_handle();
         let name = pop::revive::GroupName {

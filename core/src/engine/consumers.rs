@@ -50,13 +50,14 @@ impl Engine {
         self.groups.close(handle, &mut self.store, now)
     }
 
-    pub fn add_simple_consumer(&mut self, cfg: &SimpleConsumerConfig) -> Result<u64> {
+    pub fn add_simple_consumer(&mut self, cfg: &SimpleConsumerConfig, now: u64) -> Result<u64> {
         self.check_open()?;
         let (auto, queues) = (
             self.settings.auto_create_topics,
             self.settings.default_queues,
         );
-        self.groups.add_simple(cfg, &mut self.store, auto, queues)
+        self.groups
+            .add_simple(cfg, &mut self.store, (auto, queues), now)
     }
 
     /// Up to `max` messages for simple consumer `handle`, invisible for `invisible_ms`.
