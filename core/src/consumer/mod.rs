@@ -185,16 +185,7 @@ impl ConsumerGroups {
                 )));
             }
         }
-        let user_topic = !topic::is_reserved(&cfg.topic);
-        if store.topics.queues(&cfg.topic).is_none() {
-            if user_topic && !auto_create {
-                return Err(Error::TopicNotFound(cfg.topic.clone()));
-            }
-            let n = if user_topic { default_queues } else { 1 };
-            store.create_topic(&cfg.topic, n)?;
-            // Consumers still open on it (it was deleted under them) take it again.
-            self.topic_grew(&cfg.topic, store, now)?;
-        }
+        self.topic_to_consume(&cfg.topic, store, (auto_create, default_queues), now)?;
         let handle = next_handle();
         let name = match &cfg.consumer_id {
             Some(id) if !id.is_empty() => {
@@ -251,20 +242,7 @@ impl ConsumerGroups {
                 cfg.group
             )));
         }
-        if store.topics.queues(&cfg.topic).is_none() {
-            if !topic::is_reserved(&cfg.topic) && !auto_create {
-                return Err(Error::TopicNotFound(cfg.topic.clone()));
-            }
-            let n = if topic::is_reserved(&cfg.topic) {
-                1
-            } else {
-                default_queues
-            };
-            store.create_topic(&cfg.topic, n)?;
-            // Classic consumers still open on it (it was deleted under them) take it
-            // again.
-            self.topic_grew(&cfg.topic, store, now)?;
-        }
+        self.topic_to_consume(&cfg.topic, store, (auto_create, default_queues), now)?;
         let handle = next_handle();
         let name = pop::revive::GroupName {
             group: cfg.group.clone(),
@@ -342,6 +320,27 @@ impl ConsumerGroups {
             }
         }
         self.rebalance(&c.group, StartFrom::Earliest, store, now)
+    }
+
+    /// Creates `topic` for a new consumer if it does not exist (when topics are
+    /// created on first use, or it is one of the engine's: one queue), and has the
+    /// consumers still open on it (it was deleted under them) take it again.
+    fn topic_to_consume(
+        &mut self,
+        topic: &str,
+        store: &mut MessageStore,
+        (auto_create, default_queues): (bool, u32),
+        now: u64,
+    ) -> Result<()> {
+        if store.topics.queues(topic).is_some() {
+            return Ok(());
+        }
+        let user_topic = !topic::is_reserved(topic);
+        if user_topic && !auto_create {
+            return Err(Error::TopicNotFound(topic.to_string()));
+        }
+        store.create_topic(topic, if user_topic { default_queues } else { 1 })?;
+        self.topic_grew(topic, store, now)
     }
 
     /// Re-runs the allocation of every group that consumes `topic` (it grew).
