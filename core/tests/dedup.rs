@@ -384,6 +384,48 @@ fn a_zero_window_turns_dedup_off() {
 }
 
 #[test]
+fn an_id_sent_to_a_deleted_topic_is_new_to_the_topic_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let b = file(dir.path(), &clock);
+    let p = b.producer("p").unwrap();
+    p.send(with_id("pay", "old", "x")).unwrap();
+    p.send(with_id("pay", "old batch", "y")).unwrap();
+    b.delete_topic("pay").unwrap();
+    let fresh = p.send(with_id("pay", "new", "x")).unwrap();
+    assert!(!fresh.duplicate, "the first send went with its topic");
+    let batch = p
+        .send_batch(vec![
+            with_id("pay", "new batch", "y"),
+            with_id("pay", "new batch again", "y"),
+        ])
+        .unwrap();
+    assert_eq!(
+        batch.iter().map(|r| r.duplicate).collect::<Vec<_>>(),
+        [false, true]
+    );
+    // The new sends hold the ids now, in this run and the next.
+    let again = p.send(with_id("pay", "new again", "x")).unwrap();
+    assert!(again.duplicate);
+    same_send(&fresh, &again);
+    let c = consumer(&b, "g", "pay");
+    assert_eq!(bodies(&drain(&c)), ["new", "new batch"]);
+    b.close().unwrap();
+    let b = file(dir.path(), &clock);
+    let p = b.producer("p").unwrap();
+    same_send(&fresh, &p.send(with_id("pay", "after", "x")).unwrap());
+    same_send(&batch[0], &p.send(with_id("pay", "after", "y")).unwrap());
+    // Deleted again, then reopened: the ids go with the topic once more.
+    b.delete_topic("pay").unwrap();
+    b.close().unwrap();
+    let b = file(dir.path(), &clock);
+    let p = b.producer("p").unwrap();
+    assert!(!p.send(with_id("pay", "newest", "x")).unwrap().duplicate);
+    let c = consumer(&b, "g", "pay");
+    assert_eq!(bodies(&drain(&c)), ["newest"]);
+}
+
+#[test]
 fn the_window_survives_a_clean_restart() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);

@@ -369,18 +369,21 @@ impl Engine {
                 return Vec::new();
             };
             let k = key.unwrap_or_else(|| Key::of(&m.topic, d));
-            if let Some(r) = self
-                .dedup
-                .get(k, now)
-                .and_then(|phys| self.store.send_result_at(phys))
-            {
-                msgs.clear();
-                return vec![Repeat { at: 0, of: Ok(r) }];
+            if let Some(phys) = self.dedup.get(k, now) {
+                if self.store.is_deleted(phys) {
+                    // Its first send went with a deleted topic: this one is new.
+                    self.dedup.release(k, phys);
+                } else if let Some(r) = self.store.send_result_at(phys) {
+                    msgs.clear();
+                    return vec![Repeat { at: 0, of: Ok(r) }];
+                }
             }
             keys.push(Some(k));
             return Vec::new();
         }
         let mut repeats = Vec::new();
+        // Ids whose first send went with a deleted topic: given back below.
+        let mut deleted = Vec::new();
         let (window, store) = (&self.dedup, &self.store);
         // The keys of the batch so far, by index among the messages kept (a map, not a
         // search of `keys`: batches of many thousands of ids would take quadratic time
@@ -395,9 +398,13 @@ impl Engine {
                 return true;
             };
             let k = Key::of(&m.topic, d);
-            let stored = window
-                .get(k, now)
-                .and_then(|phys| store.send_result_at(phys));
+            let stored = window.get(k, now).and_then(|phys| {
+                if store.is_deleted(phys) {
+                    deleted.push((k, phys));
+                    return None;
+                }
+                store.send_result_at(phys)
+            });
             if let Some(r) = stored {
                 repeats.push(Repeat { at: i, of: Ok(r) });
                 return false;
@@ -413,6 +420,9 @@ impl Engine {
             keys.push(Some(k));
             true
         });
+        for (k, phys) in deleted {
+            self.dedup.release(k, phys);
+        }
         repeats
     }
 
