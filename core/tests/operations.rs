@@ -638,6 +638,52 @@ fn retries_of_a_deleted_topic_go_with_it() {
     );
 }
 
+#[test]
+fn a_retry_in_flight_at_a_deletion_goes_with_its_topic() {
+    // Two retries of the deleted topic are in flight (delivered from %RETRY%g, not
+    // acked) and one waits its delay: none counts in the lag of the topic created
+    // again, and neither a nack nor a missed ack deadline sends one back.
+    let (b, clock) = manual();
+    let p = b.producer("p").unwrap();
+    for body in ["a", "b", "c"] {
+        p.send(Message::new("d", body)).unwrap();
+    }
+    let c = b
+        .consumer(ConsumerConfig {
+            ack_timeout_ms: Some(90_000),
+            max_in_flight: 1 << 20,
+            ..ConsumerConfig::new("g", "d")
+        })
+        .unwrap();
+    let got = drain(&c);
+    assert_eq!(got.len(), 3);
+    for m in &got[..2] {
+        c.nack_after(m, Duration::from_secs(1)).unwrap();
+    }
+    c.nack_after(&got[2], Duration::from_secs(600)).unwrap();
+    clock.advance_ms(2_000);
+    b.tick().unwrap();
+    let retries = drain(&c);
+    assert_eq!(retries.len(), 2);
+    assert!(retries.iter().all(|m| m.reconsume_times == 1));
+    assert_eq!(b.lag("g", "d").unwrap(), 3, "before the deletion");
+    b.delete_topic("d").unwrap();
+    b.create_topic("d", 4).unwrap();
+    assert_eq!(b.lag("g", "d").unwrap(), 0, "after it");
+    c.nack(&retries[0]).unwrap();
+    // The other misses its ack deadline; the waiting one comes due.
+    for _ in 0..4 {
+        clock.advance_ms(3_600_000);
+        b.tick().unwrap();
+        assert_eq!(bodies(&drain(&c)), Vec::<String>::new());
+        assert_eq!(b.lag("g", "d").unwrap(), 0);
+    }
+    assert!(b.dead_letters("g", 10).unwrap().is_empty());
+    p.send(Message::new("d", "new")).unwrap();
+    assert_eq!(b.lag("g", "d").unwrap(), 1);
+    assert_eq!(bodies(&drain(&c)), ["new"]);
+}
+
 /// A simple group's dead letters redriven go back to that group's members (as
 /// RocketMQ's POP consumers read their retry topic): delivered afresh with the
 /// original's id, topic, tags and keys, to members joined before or after the

@@ -74,7 +74,8 @@ impl ConsumerGroups {
     }
 }
 
-/// A copy of `msg` for `%DLQ%<group>`; None when the original is gone (retention).
+/// A copy of `msg` for `%DLQ%<group>`; None when the original is gone (retention,
+/// or the deletion of its topic).
 pub(crate) fn dead_letter_copy(
     store: &mut MessageStore,
     group: &str,
@@ -84,7 +85,8 @@ pub(crate) fn dead_letter_copy(
 }
 
 /// A copy of `msg` for the group's retry topic (with the delay it waits) or DLQ;
-/// None when the original is gone (retention).
+/// None when the original is gone: removed by retention, or unreachable with its
+/// topic, deleted since (the message, or the retry copy delivered, was stored).
 fn send_back(
     store: &mut MessageStore,
     group: &str,
@@ -95,8 +97,13 @@ fn send_back(
 ) -> Result<Option<(RecordSpec, Delay)>> {
     let phys = msg.commitlog_offset;
     let nonce = store.ids.at(phys);
+    let deleted = &store.deleted;
     let copy = store.commitlog.with_record(phys, |rv| {
         let raw = rv.raw_properties();
+        let origin = properties::value(raw, prop::RETRY_TOPIC).unwrap_or(rv.topic());
+        if deleted.hides(origin, phys) {
+            return None;
+        }
         let mut p = properties::copy_without(
             raw,
             &[
@@ -116,9 +123,9 @@ fn send_back(
             properties::push(&mut p, prop::UNIQ_KEY, &id::make(nonce, phys));
         }
         let (at, len) = rv.body_range();
-        (p, record::copied_flags(rv.sys_flag), rv.born_ts, at, len)
+        Some((p, record::copied_flags(rv.sys_flag), rv.born_ts, at, len))
     });
-    let Some((props, sys_flag, born_ts, at, len)) = copy else {
+    let Some((props, sys_flag, born_ts, at, len)) = copy.flatten() else {
         return Ok(None);
     };
     let body = store

@@ -17,6 +17,7 @@ use rustc_hash::FxHashMap;
 
 use super::*;
 use crate::message::properties::prop;
+use crate::topic::DeletedTopics;
 
 /// Retry copies not yet acked, by (group, the topic they came from).
 pub(crate) type PendingRetries = FxHashMap<(String, String), u64>;
@@ -68,11 +69,18 @@ impl RetryLedger {
     }
 
     /// Adds the waiting copies of `only` group (or of every group) to `out`;
-    /// recalled records are not waiting.
-    fn count(&self, only: Option<&str>, recalled: &HashMap<u64, u64>, out: &mut PendingRetries) {
+    /// recalled records are not waiting, nor copies of a topic deleted since (their
+    /// delivery drops them).
+    fn count(
+        &self,
+        only: Option<&str>,
+        recalled: &HashMap<u64, u64>,
+        deleted: &DeletedTopics,
+        out: &mut PendingRetries,
+    ) {
         let mut by_id = vec![0u64; self.names.len()];
         for (phys, &id) in &self.waiting {
-            if !recalled.contains_key(phys) {
+            if !recalled.contains_key(phys) && !deleted.hides(&self.names[id as usize].1, *phys) {
                 by_id[id as usize] += 1;
             }
         }
@@ -99,7 +107,8 @@ impl Engine {
     pub fn pending_retries(&mut self, only: Option<&str>) -> PendingRetries {
         self.fill_retry_ledger();
         let mut out = PendingRetries::default();
-        self.retries.count(only, &self.recalled, &mut out);
+        self.retries
+            .count(only, &self.recalled, &self.store.deleted, &mut out);
         let store = &self.store;
         let retry_topics: Vec<(String, u32)> = match only {
             Some(g) => {
@@ -131,6 +140,10 @@ impl Engine {
                         else {
                             return;
                         };
+                        // Receives skip a retry of a topic deleted since it was made.
+                        if store.deleted.hides(origin, e.phys) {
+                            return;
+                        }
                         match origins.iter_mut().find(|(o, _)| o == origin) {
                             Some((_, n)) => *n += 1,
                             None => origins.push((origin.to_string(), 1)),
