@@ -105,6 +105,7 @@ pub(crate) fn parse_ack_body(body: &[u8]) -> Option<Vec<(String, String, u32, u6
 pub(crate) fn replay_ack_record(
     body: &[u8],
     persisted: impl Fn(&str, &str, u32) -> Option<u64>,
+    deleted_since: impl Fn(&str) -> bool,
     acks: &mut ReplayedAcks,
 ) {
     let Some(entries) = parse_ack_body(body) else {
@@ -112,6 +113,10 @@ pub(crate) fn replay_ack_record(
         return;
     };
     for (owner, t, q, qo) in entries {
+        // An ack of a topic deleted since is not one of the topic created again.
+        if deleted_since(&t) {
+            continue;
+        }
         if persisted(&t, &owner, q).is_none_or(|o| qo >= o) {
             acks.entry((owner, t, q)).or_default().insert(qo);
         }
@@ -338,7 +343,12 @@ mod tests {
         assert_eq!(parse_ack_body(&body[..body.len() - 1]), None);
         assert_eq!(parse_ack_body(&[]), None);
         let mut replayed = ReplayedAcks::default();
-        replay_ack_record(&body, |_, o, _| (o == "g").then_some(50), &mut replayed);
+        replay_ack_record(
+            &body,
+            |_, o, _| (o == "g").then_some(50),
+            |_| false,
+            &mut replayed,
+        );
         assert!(
             !replayed.contains_key(&("g".into(), "orders".into(), 3)),
             "below the offset"

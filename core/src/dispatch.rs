@@ -279,7 +279,15 @@ pub(crate) fn dispatch_to(
         None
     };
     if let Some(k) = dedup {
-        s.dedup.put(k, r.phys, r.store_ts);
+        // Replayed, a delayed or half message bound for a topic deleted since holds
+        // no id: the topic created again may take it.
+        let deleted = mode == Mode::Replay
+            && properties::text(real_topic)
+                .and_then(|t| s.pop.incarnations.get(t))
+                .is_some_and(|&end| r.phys < end);
+        if !deleted {
+            s.dedup.put(k, r.phys, r.store_ts);
+        }
     }
     // A caller-given id (an engine id names its record by offset already, but a
     // committed transaction's message, or a moved one, is a copy carrying its
@@ -326,8 +334,13 @@ pub(crate) fn dispatch_to(
         // `dispatch`, which has every topic's queues.
         // Live, the ack took effect as the block was stored.
         Kind::AtomicAck if mode == Mode::Replay => {
-            let offsets = s.offsets;
-            replay_ack_record(r.body, |t, o, q| offsets.get(t, o, q), s.replayed_acks);
+            let (offsets, deleted) = (s.offsets, &s.pop.incarnations);
+            replay_ack_record(
+                r.body,
+                |t, o, q| offsets.get(t, o, q),
+                |t| deleted.get(t).is_some_and(|&end| r.phys < end),
+                s.replayed_acks,
+            );
         }
         Kind::Recall => {
             if let Some((phys, due)) = crate::schedule::recall::marker_target(r.body) {

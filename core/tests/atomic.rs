@@ -482,3 +482,32 @@ fn a_blocks_ack_replayed_after_a_crash_counts_in_lag_and_progress() {
     assert_eq!(seen(&b), (4, 1, 4), "once it has");
     assert_eq!(bodies(&drain(&c)), ["m1", "m2", "m3", "m4"]);
 }
+
+#[test]
+fn a_blocks_ack_from_before_a_deletion_does_not_replay_onto_the_topic_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    let clock = pocketmq::ManualClock::new(T0);
+    {
+        let b = file(dir.path(), &clock);
+        b.create_topic("t", 1).unwrap();
+        let p = b.producer("p").unwrap();
+        p.send(Message::new("t", "old")).unwrap();
+        let c = consumer(&b, "g", "t");
+        let m = c.receive(1, Duration::ZERO).unwrap();
+        let mut tx = b.atomic().unwrap();
+        tx.ack(&c, &m[0]).unwrap();
+        tx.commit().unwrap();
+        b.delete_topic("t").unwrap();
+        b.create_topic("t", 1).unwrap();
+        p.send(Message::new("t", "new")).unwrap();
+        assert_eq!(b.lag("g", "t").unwrap(), 1);
+        copy_store(dir.path(), crashed.path());
+    }
+    // The block's ack names queue offset 0 of the deleted topic, where the new
+    // topic's first message now is.
+    let b = file(crashed.path(), &clock);
+    assert_eq!(b.lag("g", "t").unwrap(), 1);
+    let c = consumer(&b, "g", "t");
+    assert_eq!(bodies(&drain(&c)), ["new"]);
+}

@@ -391,7 +391,14 @@ fn an_id_sent_to_a_deleted_topic_is_new_to_the_topic_created_again() {
     let p = b.producer("p").unwrap();
     p.send(with_id("pay", "old", "x")).unwrap();
     p.send(with_id("pay", "old batch", "y")).unwrap();
+    let delayed = Message::builder("pay", "old delayed")
+        .dedup_id("z")
+        .delay_level(3)
+        .build();
+    p.send(delayed).unwrap();
     b.delete_topic("pay").unwrap();
+    let z = p.send(with_id("pay", "new z", "z")).unwrap();
+    assert!(!z.duplicate, "a delayed send went with its topic too");
     let fresh = p.send(with_id("pay", "new", "x")).unwrap();
     assert!(!fresh.duplicate, "the first send went with its topic");
     let batch = p
@@ -409,12 +416,15 @@ fn an_id_sent_to_a_deleted_topic_is_new_to_the_topic_created_again() {
     assert!(again.duplicate);
     same_send(&fresh, &again);
     let c = consumer(&b, "g", "pay");
-    assert_eq!(bodies(&drain(&c)), ["new", "new batch"]);
+    let mut got = bodies(&drain(&c));
+    got.sort();
+    assert_eq!(got, ["new", "new batch", "new z"]);
     b.close().unwrap();
     let b = file(dir.path(), &clock);
     let p = b.producer("p").unwrap();
     same_send(&fresh, &p.send(with_id("pay", "after", "x")).unwrap());
     same_send(&batch[0], &p.send(with_id("pay", "after", "y")).unwrap());
+    same_send(&z, &p.send(with_id("pay", "after", "z")).unwrap());
     // Deleted again, then reopened: the ids go with the topic once more.
     b.delete_topic("pay").unwrap();
     b.close().unwrap();
