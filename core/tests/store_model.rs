@@ -2,8 +2,9 @@
 //! ids, transactional: committed, rolled back, or left to the check-back), atomic
 //! blocks of sends and acks, a classic and a simple consumer group receiving,
 //! acking, nacking, missing ack deadlines and changing invisibility, a broadcasting
-//! member with a stable name, time moving, clean restarts and crashes, against a
-//! model of what each group may see.
+//! member with a stable name, time moving, clean restarts and crashes, and the topic
+//! deleted and created again under the open consumers (with acks and nacks of
+//! deliveries from before the deletion), against a model of what each group may see.
 //!
 //! What must hold, whatever the sequence:
 //! - nothing is delivered that was not stored (a rolled-back half message, a repeat
@@ -23,6 +24,9 @@
 //!   what a crash may bring back);
 //! - the broadcasting member gets every stored message once (a nack drops it, as in
 //!   RocketMQ), again only what it held at a restart or before a crash;
+//! - after a deletion, nothing stored before it is delivered (retries, delayed and
+//!   half messages included), every group starts over, every dedup id is free, and
+//!   nothing done with an earlier delivery changes the topic created again;
 //! - once everything is drained, each group has acked every stored message and its
 //!   lag is zero.
 
@@ -108,6 +112,16 @@ enum Op {
     },
     Restart,
     Crash,
+    /// The topic deleted and created again under the open consumers.
+    Delete,
+    /// An ack (or, classic and broadcasting, a nack) of a delivery made before the
+    /// last deletion, by the classic, simple or broadcasting consumer (`who` % 3): it
+    /// changes nothing of the topic created again.
+    OldAck {
+        who: usize,
+        pick: usize,
+        nack: bool,
+    },
 }
 
 /// A transactional send: what `execute` answers, and the check-back after an UNKNOWN.
@@ -146,6 +160,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(classic, simple, sends, commit)| Op::Atomic { classic, simple, sends, commit }),
         1 => Just(Op::Restart),
         1 => Just(Op::Crash),
+        1 => Just(Op::Delete),
+        1 => (0usize..3, 0usize..8, any::<bool>()).prop_map(|(who, pick, nack)| Op::OldAck { who, pick, nack }),
     ]
 }
 
@@ -325,6 +341,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut b_touched: BTreeSet<String> = BTreeSet::new();
     let mut b_loose: BTreeSet<String> = BTreeSet::new();
     let mut b_released: BTreeSet<String> = BTreeSet::new();
+
+    // Deliveries made before the last deletion: classic (held or past their ack
+    // deadline), simple, broadcasting.
+    let mut old: [Vec<MessageExt>; 3] = Default::default();
 
     for (step, op) in ops.into_iter().enumerate() {
         let now = w.now();
@@ -758,6 +778,62 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                             }
                         }
                         rolled_back.insert(msg_id);
+                    }
+                }
+            }
+            Op::Delete => {
+                w.broker.delete_topic("t").unwrap();
+                w.broker.create_topic("t", 2).unwrap();
+                // Nothing stored so far is delivered again, half messages left
+                // UNKNOWN and delayed ones included; every group starts over with
+                // the topic, and every dedup id is free.
+                stored.clear();
+                window.clear();
+                open_tx.clear();
+                let crashes = g.crashes;
+                g = GroupModel {
+                    crashes,
+                    ..GroupModel::default()
+                };
+                s = GroupModel {
+                    crashes,
+                    ..GroupModel::default()
+                };
+                old[0].extend(g_held.drain(..).map(|(m, _)| m));
+                old[0].append(&mut g_expired);
+                g_retry.clear();
+                g_released.clear();
+                old[1].extend(s_held.drain(..).map(|h| h.msg));
+                s_visible_at.clear();
+                s_attempts.clear();
+                old[2].append(&mut b_held);
+                b_done.clear();
+                b_touched.clear();
+                b_loose.clear();
+                b_released.clear();
+            }
+            Op::OldAck { who, pick, nack } => {
+                let list = &mut old[who % 3];
+                if !list.is_empty() {
+                    let m = list.remove(pick % list.len());
+                    let done = match (who % 3, nack) {
+                        (0, false) => w.classic.ack(&m),
+                        (0, true) => w.classic.nack(&m),
+                        (1, _) => w.simple.ack(&m),
+                        (_, false) => w.broadcast.ack(&m),
+                        (_, true) => w.broadcast.nack(&m),
+                    };
+                    // Refused, when the consumer that received it is gone (a
+                    // restart opened another), or the handle is no longer live.
+                    match done {
+                        Ok(())
+                        | Err(Error::InvalidReceiptHandle(_) | Error::InvalidArgument(_)) => {}
+                        Err(e) => {
+                            return Err(TestCaseError::fail(format!(
+                                "step {step}: an ack of {} from before the deletion: {e}",
+                                m.msg_id
+                            )))
+                        }
                     }
                 }
             }
