@@ -436,6 +436,44 @@ fn an_id_sent_to_a_deleted_topic_is_new_to_the_topic_created_again() {
 }
 
 #[test]
+fn an_id_whose_first_send_retention_removed_is_taken_by_the_next() {
+    // A window longer than the store keeps its files: the first send's record goes
+    // while its id is still inside the window.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let b = Broker::open(BrokerConfig {
+        segment_size: Some(8192),
+        file_reserved_time_ms: 3_600_000,
+        dedup_window_ms: 4 * 3_600_000,
+        delete_when: "*".into(),
+        disk_clean_ratio: 1.0,
+        ..common::file_config(dir.path(), &clock)
+    })
+    .unwrap();
+    let p = b.producer("p").unwrap();
+    let body = "z".repeat(900);
+    p.send(with_id("t", &body, "x")).unwrap();
+    for _ in 0..20 {
+        p.send(Message::new("t", body.clone())).unwrap();
+    }
+    clock.advance_ms(2 * 3_600_000);
+    p.send(Message::new("t", "fresh")).unwrap();
+    b.tick().unwrap();
+    assert!(
+        b.stats().unwrap().topics["t"]
+            .queues
+            .iter()
+            .any(|q| q.min_offset > 0),
+        "retention removed the first segment"
+    );
+    let again = p.send(with_id("t", "x again", "x")).unwrap();
+    assert!(!again.duplicate, "the first send is gone");
+    let third = p.send(with_id("t", "x third", "x")).unwrap();
+    assert!(third.duplicate, "the second send took the id");
+    same_send(&again, &third);
+}
+
+#[test]
 fn the_window_survives_a_clean_restart() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);

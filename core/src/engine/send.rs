@@ -370,20 +370,20 @@ impl Engine {
             };
             let k = key.unwrap_or_else(|| Key::of(&m.topic, d));
             if let Some(phys) = self.dedup.get(k, now) {
-                if self.store.is_deleted(phys) {
-                    // Its first send went with a deleted topic: this one is new.
-                    self.dedup.release(k, phys);
-                } else if let Some(r) = self.store.send_result_at(phys) {
-                    msgs.clear();
-                    return vec![Repeat { at: 0, of: Ok(r) }];
+                match first_send(&self.store, phys) {
+                    Some(r) => {
+                        msgs.clear();
+                        return vec![Repeat { at: 0, of: Ok(r) }];
+                    }
+                    None => self.dedup.release(k, phys),
                 }
             }
             keys.push(Some(k));
             return Vec::new();
         }
         let mut repeats = Vec::new();
-        // Ids whose first send went with a deleted topic: given back below.
-        let mut deleted = Vec::new();
+        // Ids whose first send is gone: given back below.
+        let mut gone = Vec::new();
         let (window, store) = (&self.dedup, &self.store);
         // The keys of the batch so far, by index among the messages kept (a map, not a
         // search of `keys`: batches of many thousands of ids would take quadratic time
@@ -399,11 +399,11 @@ impl Engine {
             };
             let k = Key::of(&m.topic, d);
             let stored = window.get(k, now).and_then(|phys| {
-                if store.is_deleted(phys) {
-                    deleted.push((k, phys));
-                    return None;
+                let first = first_send(store, phys);
+                if first.is_none() {
+                    gone.push((k, phys));
                 }
-                store.send_result_at(phys)
+                first
             });
             if let Some(r) = stored {
                 repeats.push(Repeat { at: i, of: Ok(r) });
@@ -420,7 +420,7 @@ impl Engine {
             keys.push(Some(k));
             true
         });
-        for (k, phys) in deleted {
+        for (k, phys) in gone {
             self.dedup.release(k, phys);
         }
         repeats
@@ -456,6 +456,16 @@ impl Engine {
         }
         out
     }
+}
+
+/// What the send that stored the record at `phys` returned, unless the record is
+/// gone: it went with its segment (retention) or its topic (a deletion). A send
+/// repeating its dedup id is then new, and takes the id.
+fn first_send(store: &MessageStore, phys: u64) -> Option<SendResult> {
+    if store.is_deleted(phys) {
+        return None;
+    }
+    store.send_result_at(phys)
 }
 
 /// Whether records of `topic` wait for their delivery time (a delay level or a timer).
