@@ -689,6 +689,48 @@ fn a_handle_from_before_a_delete_does_not_ack_the_topic_created_again() {
     assert_eq!(got[0].body_str(), Some("new"));
 }
 
+/// After a reset the group receives its messages again, each with a handle of its
+/// own: no handle of before the reset (of a delivery still out, or acked) takes a
+/// delivery after it, in the run or after a restart.
+#[test]
+fn a_handle_from_before_a_reset_does_not_ack_the_delivery_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let b = file(dir.path(), &clock);
+    b.create_topic("t", 1).unwrap();
+    send_n(&b, "t", 3);
+    let sc = simple(&b, "g", "t");
+    let before = sc.receive(3, NOW).unwrap();
+    sc.ack(&before[0]).unwrap();
+    let reset = |b: &Broker| {
+        b.reset_offset("g", "t", pocketmq::StartFrom::Earliest)
+            .unwrap()
+    };
+    reset(&b);
+    let after = sc.receive(3, NOW).unwrap();
+    assert_eq!(after.len(), 3);
+    for (old, new) in before.iter().zip(&after) {
+        assert_eq!(old.queue_offset, new.queue_offset);
+        assert_ne!(old.receipt_handle, new.receipt_handle);
+        let refused = sc.ack(old).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::InvalidReceiptHandle);
+    }
+    sc.ack(&after[2]).unwrap();
+    // Again after a restart: a reset, then handles of both earlier rounds.
+    sc.close().unwrap();
+    b.close().unwrap();
+    let b = file(dir.path(), &clock);
+    let sc = simple(&b, "g", "t");
+    reset(&b);
+    let last = sc.receive(3, NOW).unwrap();
+    assert_eq!(last.len(), 3);
+    for m in before.iter().chain(&after) {
+        assert!(sc.ack(m).is_err(), "an earlier handle took a delivery");
+    }
+    sc.ack_all(&last).unwrap();
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
+}
+
 /// Members of a live group subscribe alike: another tag filter, fifo or
 /// max_delivery_attempts is refused, naming the live settings (a member with the
 /// default attempts used to lift a group's limit of 3 for every member). Once the

@@ -11,11 +11,7 @@ impl PopGroups {
         };
         let group = &mut self.groups[g as usize];
         if let Some(pq) = group.queues.get_mut(queue as usize) {
-            *pq = Queue {
-                base: offset,
-                window: VecDeque::new(),
-                scan: offset,
-            };
+            pq.restart(offset);
             group.ready.retain(|(q, _)| *q != queue);
             group.busy.clear();
             group.blocked.clear();
@@ -82,11 +78,7 @@ impl PopGroups {
             if group.members == 0 {
                 // Nothing of it is in flight any more (its expiries find no delivery).
                 for pq in group.queues.iter_mut() {
-                    *pq = Queue {
-                        base: 0,
-                        window: VecDeque::new(),
-                        scan: 0,
-                    };
+                    pq.restart(0);
                 }
                 group.ready.clear();
                 group.busy.clear();
@@ -97,11 +89,7 @@ impl PopGroups {
             let incarnation = incarnations.get(topic).copied().unwrap_or(0);
             group.tag = super::receipt::group_tag(*salt, &group.name, topic, incarnation);
             for (q, pq) in group.queues.iter_mut().enumerate() {
-                *pq = Queue {
-                    base: 0,
-                    window: VecDeque::new(),
-                    scan: 0,
-                };
+                pq.restart(0);
                 pending.push(
                     *g,
                     Op::Reset {

@@ -36,9 +36,33 @@ pub(super) struct Queue {
     pub window: VecDeque<Slot>,
     /// From here on the window may hold unread offsets.
     pub scan: u64,
+    /// The highest generation handed out on this queue, resets included.
+    pub issued: u32,
+    /// Generations up to here were handed out before the last reset: the deliveries
+    /// after it count on from above, so no handle of before names one of them.
+    pub floor: u32,
 }
 
 impl Queue {
+    /// A queue starting at `base`.
+    pub fn at(base: u64) -> Queue {
+        Queue {
+            base,
+            scan: base,
+            ..Queue::default()
+        }
+    }
+
+    /// Starts afresh at `base` (a reset): what was in flight is forgotten, and the
+    /// generations of what is delivered from now on are new.
+    pub fn restart(&mut self, base: u64) {
+        *self = Queue {
+            floor: self.issued,
+            issued: self.issued,
+            ..Queue::at(base)
+        };
+    }
+
     pub fn slot(&self, offset: u64) -> Option<Slot> {
         let i = usize::try_from(offset.checked_sub(self.base)?).ok()?;
         self.window.get(i).copied()
@@ -52,6 +76,9 @@ impl Queue {
         let i = (offset - self.base) as usize;
         if i >= self.window.len() {
             self.window.resize(i + 1, Slot::Unread);
+        }
+        if let Slot::Invisible { gen, .. } | Slot::Ready { gen, .. } = slot {
+            self.issued = self.issued.max(gen);
         }
         self.window[i] = slot;
     }
@@ -167,8 +194,8 @@ impl PopGroup {
             ref mut span,
             ..
         } = *d;
-        let gen = gen.max(1);
         let pq = &mut self.queues[q as usize];
+        let gen = gen.max(pq.floor.saturating_add(1));
         let record = store
             .queues
             .get(&self.topic, q)

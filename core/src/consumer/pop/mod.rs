@@ -103,11 +103,7 @@ impl PopGroups {
             let group = &mut self.groups[g as usize];
             while (group.queues.len() as u32) < queues {
                 let b = base(group.queues.len() as u32);
-                group.queues.push(Queue {
-                    base: b,
-                    window: VecDeque::new(),
-                    scan: b,
-                });
+                group.queues.push(Queue::at(b));
             }
             return g;
         }
@@ -119,13 +115,7 @@ impl PopGroups {
             filter: None,
             fifo: n.fifo,
             max_attempts: n.max_attempts,
-            queues: (0..queues)
-                .map(|q| Queue {
-                    base: base(q),
-                    window: VecDeque::new(),
-                    scan: base(q),
-                })
-                .collect(),
+            queues: (0..queues).map(|q| Queue::at(base(q))).collect(),
             ready: VecDeque::new(),
             busy: HashSet::new(),
             blocked: HashMap::new(),
@@ -337,11 +327,7 @@ impl PopGroups {
         // topic's return after a deletion) are read from their start.
         let have = store.queues.count(&group.topic) as usize;
         while group.queues.len() < have {
-            group.queues.push(Queue {
-                base: 0,
-                window: VecDeque::new(),
-                scan: 0,
-            });
+            group.queues.push(Queue::at(0));
         }
         let taken: u64 = out.iter().map(|t| t.record.len() as u64).sum();
         let mut d = Delivering {

@@ -11,9 +11,9 @@
 //! u64 offset` and for POP `u32 attempt, u32 generation, u64 until`, for CHANGE
 //! `u32 generation, u64 until`, for RESET nothing more (offset is the new base).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
-use super::{push_expiry, Expiry, PopGroups, Queue, Slot};
+use super::{push_expiry, Expiry, PopGroups, Slot};
 use crate::message_store::MessageStore;
 
 /// One change of a simple consumer group's state.
@@ -327,11 +327,7 @@ impl PopGroups {
                     pq.advance();
                 }
                 Op::Reset { offset, .. } => {
-                    *pq = Queue {
-                        base: offset,
-                        window: VecDeque::new(),
-                        scan: offset,
-                    };
+                    pq.restart(offset);
                 }
             }
         }
