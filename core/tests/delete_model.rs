@@ -1,7 +1,9 @@
 //! Property test: random sequences of sends, receives and acks by a classic and a
 //! simple (POP) group, consumers closed and opened again, the topic deleted (under
-//! live consumers or closed ones) and sent to again, time moving and clean restarts,
-//! over a file store. After a deletion the groups start over with the topic: they
+//! live consumers or closed ones) and sent to again, a group's offsets reset to the
+//! earliest message, acks of deliveries made before a reset or a deletion, time
+//! moving and clean restarts, over a file store. After a reset a group receives
+//! everything live again, and no earlier delivery's ack takes a later one. After a deletion the groups start over with the topic: they
 //! never get a message sent before it, never one they acked, and their lag is
 //! exactly what they have not acked of the messages sent since. At the end each group
 //! has acked every message sent since the last deletion.
@@ -34,6 +36,15 @@ enum Op {
     /// Both consumers close (the next receive opens them again).
     Close,
     Delete,
+    /// A group's offsets reset to the earliest message, its consumer open.
+    Reset {
+        simple: bool,
+    },
+    /// An ack of a delivery made before a reset or a deletion: it changes nothing.
+    StaleAck {
+        simple: bool,
+        pick: usize,
+    },
     Restart,
     Advance {
         secs: u64,
@@ -47,6 +58,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (any::<bool>(), any::<usize>()).prop_map(|(simple, pick)| Op::Ack { simple, pick }),
         1 => Just(Op::Close),
         1 => Just(Op::Delete),
+        1 => any::<bool>().prop_map(|simple| Op::Reset { simple }),
+        1 => (any::<bool>(), any::<usize>()).prop_map(|(simple, pick)| Op::StaleAck { simple, pick }),
         1 => Just(Op::Restart),
         1 => (1u64..60).prop_map(|secs| Op::Advance { secs }),
     ]
@@ -123,6 +136,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut live: BTreeSet<String> = BTreeSet::new();
     let mut gone: BTreeSet<String> = BTreeSet::new();
     let mut groups = [Seen::default(), Seen::default()];
+    // Deliveries made before a reset or a deletion of their group's topic.
+    let mut stale: [Vec<MessageExt>; 2] = Default::default();
     let mut sent = 0;
     for (step, op) in ops.into_iter().enumerate() {
         match op {
@@ -204,7 +219,44 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 w.broker.delete_topic("t").unwrap();
                 gone.extend(std::mem::take(&mut live));
-                groups = [Seen::default(), Seen::default()];
+                for (i, seen) in groups.iter_mut().enumerate() {
+                    stale[i].extend(std::mem::take(&mut seen.held).into_values());
+                    seen.acked.clear();
+                }
+            }
+            Op::Reset { simple } => {
+                if w.broker.topic("t").unwrap().is_none() {
+                    continue;
+                }
+                let group = if simple { "s" } else { "g" };
+                w.broker
+                    .reset_offset(group, "t", pocketmq::StartFrom::Earliest)
+                    .unwrap();
+                // Everything live comes again, to the consumer left open.
+                let seen = &mut groups[simple as usize];
+                stale[simple as usize].extend(std::mem::take(&mut seen.held).into_values());
+                seen.acked.clear();
+            }
+            Op::StaleAck { simple, pick } => {
+                let list = &mut stale[simple as usize];
+                if list.is_empty() {
+                    continue;
+                }
+                let m = list.remove(pick % list.len());
+                let done = if simple {
+                    w.simple().ack(&m)
+                } else {
+                    w.classic().ack(&m)
+                };
+                // Refused, or taken as the ack of a delivery no longer current.
+                match done {
+                    Ok(())
+                    | Err(
+                        pocketmq::Error::InvalidReceiptHandle(_)
+                        | pocketmq::Error::InvalidArgument(_),
+                    ) => {}
+                    Err(e) => return Err(TestCaseError::fail(format!("step {step}: {e}"))),
+                }
             }
             Op::Restart => {
                 w.close_consumers();
