@@ -56,6 +56,26 @@ def test_batches_take_one_dedup_id_per_body(timed: pocketmq.Broker) -> None:
     assert not only.duplicate
 
 
+def test_an_id_of_a_deleted_topic_is_free_for_the_topic_created_again(tmp_path: Path) -> None:
+    clock = pocketmq.ManualClock(start=T0)
+    with pocketmq.Broker(str(tmp_path / "s"), clock=clock) as b:
+        p = b.producer()
+        p.send("pay", b"old", dedup_id="pay-42")
+        p.send("pay", b"old later", dedup_id="pay-43", delay=30.0)
+        b.delete_topic("pay")
+        new = p.send("pay", b"new", dedup_id="pay-42")
+        assert new.duplicate is False, "the first send went with its topic"
+        assert p.send("pay", b"new later", dedup_id="pay-43").duplicate is False
+        assert p.send("pay", b"again", dedup_id="pay-42").duplicate is True
+    with pocketmq.Broker(str(tmp_path / "s"), clock=clock) as b:
+        again = b.producer().send("pay", b"again", dedup_id="pay-42")
+        assert (again.duplicate, again.msg_id) == (True, new.msg_id)
+        assert b.producer().send("pay", b"again", dedup_id="pay-43").duplicate is True
+        clock.advance(60.0)
+        b.tick()
+        assert sorted(m.body for m in drain(b.consumer("g", "pay"))) == [b"new", b"new later"]
+
+
 def test_transactional_sends_dedup_and_run_their_transaction_once(timed: pocketmq.Broker) -> None:
     ran: list[bytes] = []
 
