@@ -294,6 +294,17 @@ impl DeletedTopics {
         !self.topics.is_empty() && self.topics.get(topic).is_some_and(|&end| phys < end)
     }
 
+    /// Whether the retry copy at `phys` (its `RETRY_TOPIC` among `properties`, the
+    /// raw block) is of a message whose topic was deleted after the copy was made.
+    pub fn hides_retry(&self, properties: &[u8], phys: u64) -> bool {
+        !self.topics.is_empty()
+            && crate::message::properties::value(
+                properties,
+                crate::message::properties::prop::RETRY_TOPIC,
+            )
+            .is_some_and(|t| self.hides(t, phys))
+    }
+
     /// Forgets deletions wholly below the CommitLog's minimum; true when one went.
     pub fn prune(&mut self, commitlog_min: u64) -> bool {
         let before = self.topics.len();

@@ -284,20 +284,25 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     for _ in 0..50 {
         w.clock.advance_ms(60_000);
         w.broker.tick().unwrap();
-        let got = w.classic().receive(64, Duration::ZERO).unwrap();
-        for m in &got {
-            let body = m.body_str().unwrap().to_string();
-            prop_assert!(live.contains(&body) && !groups[0].acked.contains(&body));
-            groups[0].acked.insert(body);
+        for (i, simple) in [(0, false), (1, true)] {
+            let got = if simple {
+                w.simple().receive(64, Duration::ZERO)
+            } else {
+                w.classic().receive(64, Duration::ZERO)
+            }
+            .unwrap();
+            for m in &got {
+                let body = m.body_str().unwrap().to_string();
+                prop_assert!(live.contains(&body) && !groups[i].acked.contains(&body));
+                groups[i].acked.insert(body);
+            }
+            if simple {
+                w.simple().ack_all(&got)
+            } else {
+                w.classic().ack_all(&got)
+            }
+            .unwrap();
         }
-        w.classic().ack_all(&got).unwrap();
-        let got = w.simple().receive(64, Duration::ZERO).unwrap();
-        for m in &got {
-            let body = m.body_str().unwrap().to_string();
-            prop_assert!(live.contains(&body) && !groups[1].acked.contains(&body));
-            groups[1].acked.insert(body);
-        }
-        w.simple().ack_all(&got).unwrap();
     }
     for (i, name) in [(0, "classic"), (1, "simple")] {
         prop_assert_eq!(&groups[i].acked, &live, "{} acked", name);

@@ -8,7 +8,6 @@
 
 use super::ConsumerGroups;
 use crate::commitlog::Span;
-use crate::message::properties::{self, prop};
 use crate::message::record::{self, Parsed};
 use crate::message::{taken_list, Delivery, Taken, READ_BUDGET};
 use crate::message_store::MessageStore;
@@ -19,8 +18,7 @@ use crate::{Error, MessageExt, Receipt, Result};
 /// deleted after the copy was made.
 fn retry_of_deleted(store: &MessageStore, record: &[u8], phys: u64) -> bool {
     match record::parse(record, phys, false) {
-        Parsed::Record(r) => properties::value(r.raw_properties(), prop::RETRY_TOPIC)
-            .is_some_and(|t| store.deleted.hides(t, phys)),
+        Parsed::Record(r) => store.deleted.hides_retry(r.raw_properties(), phys),
         _ => false,
     }
 }

@@ -177,8 +177,7 @@ impl MessageStore {
             let raw = r.raw_properties();
             let real_topic = properties::value(raw, prop::REAL_TOPIC).map(str::to_string);
             // A retry of a message whose topic was deleted since goes with it.
-            let retry_of_deleted = properties::value(raw, prop::RETRY_TOPIC)
-                .is_some_and(|t| self.deleted.hides(t, phys));
+            let retry_of_deleted = self.deleted.hides_retry(raw, phys);
             let real_qid: Option<u32> =
                 properties::value(raw, prop::REAL_QID).and_then(|q| q.parse().ok());
             let mut p = properties::copy_without(raw, drop_props);
