@@ -462,6 +462,48 @@ fn a_clean_restart_keeps_acks_and_invisibility() {
     assert_eq!(b.lag("g", "t").unwrap(), 0);
 }
 
+/// A delivery that went to the dead letters (its last attempt expired, or a member
+/// sent it there) stays there after a crash right after it: it is neither delivered
+/// again nor dead-lettered a second time.
+#[test]
+fn a_dead_letter_is_written_once_even_if_the_store_crashes_right_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let cfg = SimpleConsumerConfig {
+        max_delivery_attempts: 1,
+        ..SimpleConsumerConfig::new("g", "t")
+    };
+    let b = file(dir.path(), &clock);
+    send_n(&b, "t", 2);
+    let sc = b.simple_consumer(cfg.clone()).unwrap();
+    let got = sc.receive(2, NOW).unwrap();
+    assert_eq!(got.len(), 2);
+    sc.dead_letter_handle(got[0].receipt_handle.as_deref().unwrap())
+        .unwrap();
+    clock.advance_ms(cfg.invisible_duration_ms);
+    b.tick().unwrap();
+    let mut dead = common::bodies(&b.dead_letters("g", 10).unwrap());
+    dead.sort();
+    assert_eq!(dead, ["m0", "m1"]);
+
+    // The files as a kill -9 leaves them now.
+    let crashed = tempfile::tempdir().unwrap();
+    common::copy_store(dir.path(), crashed.path());
+    drop(sc);
+    b.close().unwrap();
+    let b = file(crashed.path(), &clock);
+    let sc = b.simple_consumer(cfg.clone()).unwrap();
+    for _ in 0..3 {
+        assert!(sc.receive(16, NOW).unwrap().is_empty(), "dead-lettered");
+        let mut after = common::bodies(&b.dead_letters("g", 10).unwrap());
+        after.sort();
+        assert_eq!(after, dead, "each once");
+        clock.advance_ms(cfg.invisible_duration_ms);
+        b.tick().unwrap();
+    }
+    assert_eq!(b.lag("g", "t").unwrap(), 0);
+}
+
 /// The child half of the kill -9 test: receives and acks, reports each ack once it
 /// is flushed (durable), until killed.
 #[test]

@@ -155,7 +155,9 @@ impl Engine {
     pub fn dead_letter_simple(&mut self, handle: u64, h: &str, now: u64) -> Result<()> {
         self.check_open()?;
         let e = self.groups.pop.take_for_dead_letter(handle, h, now)?;
-        self.dead_letter(e, now)
+        self.dead_letter(e, now)?;
+        // Done in the revive log right after the copy (see `run_due`).
+        self.flush_revive(now)
     }
 
     /// Copies an expired or forwarded simple consumer delivery to `%DLQ%<group>`

@@ -79,8 +79,13 @@ impl Engine {
         // Simple consumers' invisible deliveries whose time is up.
         let (dead, visible) = self.groups.pop.expire(now);
         self.arrived |= visible;
-        for e in dead {
-            self.dead_letter(e, now)?;
+        if !dead.is_empty() {
+            for e in dead {
+                self.dead_letter(e, now)?;
+            }
+            // Their "done" goes to the revive log right after their copies, so a
+            // crash does not dead-letter them again.
+            self.flush_revive(now)?;
         }
         self.next_due = self.compute_next_due();
         Ok(checks)
