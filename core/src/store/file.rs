@@ -19,10 +19,13 @@ use super::{segment_name, Backend, Region};
 
 struct FileRegion {
     map: MmapRaw,
-    /// The segment's file: syncs go through its descriptor (`fdatasync`), which
-    /// costs less here than `msync` of the mapped range and makes the same bytes
-    /// durable (the mapping is the file's page cache).
-    file: File,
+    /// A CommitLog segment's file: its syncs go through the descriptor
+    /// (`fdatasync`), which costs less here than `msync` of the mapped range and
+    /// makes the same bytes durable (the mapping is the file's page cache). Other
+    /// segments (a ConsumeQueue's: a store has one or more per queue) sync through
+    /// the mapping and keep no descriptor, so a store of thousands of queues stays
+    /// within the process's open-file limit (1,024 by default on Linux).
+    file: Option<File>,
 }
 
 // SAFETY: the pointer is a shared mapping of the whole file, kept until the region drops; madvise(DONTNEED) on it keeps the data.
@@ -35,7 +38,10 @@ unsafe impl Region for FileRegion {
     }
     fn flush(&self, from: usize, to: usize) -> io::Result<()> {
         if to > from {
-            self.file.sync_data()?;
+            match &self.file {
+                Some(file) => file.sync_data()?,
+                None => self.map.flush_range(from, to - from)?,
+            }
         }
         Ok(())
     }
@@ -399,6 +405,7 @@ impl Backend for FileBackend {
                 allocate(&file, meta.len(), meta.len())?;
             }
             let map = MmapRaw::map_raw(&file)?;
+            let file = (dir == crate::commitlog::DIR).then_some(file);
             Ok(Arc::new(FileRegion { map, file }))
         };
         run().map_err(|e| at(&path, e))
