@@ -63,12 +63,14 @@ fn decode(b: &[u8]) -> CqEntry {
 }
 
 impl ConsumeQueue {
-    /// Opens a queue's files and finds its end (the first empty entry).
+    /// Opens a queue's files and finds its end (the first empty entry). `clean`: the
+    /// store's last exit was clean, so nothing follows the end in its segment.
     pub fn open(
         backend: Arc<dyn Backend>,
         topic: &str,
         queue_id: u32,
         entries: usize,
+        clean: bool,
     ) -> io::Result<ConsumeQueue> {
         let persistent = backend.is_persistent();
         let mut seg =
@@ -96,7 +98,11 @@ impl ConsumeQueue {
             }
         }
         if let Some(end) = end {
-            seg.truncate(end)?;
+            if clean {
+                seg.truncate_clean(end)?;
+            } else {
+                seg.truncate(end)?;
+            }
             // The scan touched the whole file; let readers fault in what they need.
             seg.release_sealed_and_active();
         }
@@ -263,6 +269,8 @@ pub(crate) struct ConsumeQueues {
     backend: Arc<dyn Backend>,
     /// Entries per segment file.
     entries: usize,
+    /// Set while a store whose last exit was clean opens its queues.
+    pub clean_open: bool,
     map: FxHashMap<String, Vec<ConsumeQueue>>,
 }
 
@@ -271,6 +279,7 @@ impl ConsumeQueues {
         ConsumeQueues {
             backend,
             entries,
+            clean_open: false,
             map: FxHashMap::default(),
         }
     }
@@ -320,6 +329,7 @@ impl ConsumeQueues {
                 topic,
                 q,
                 self.entries,
+                self.clean_open,
             )?);
         }
         self.map.entry(topic.to_string()).or_default().extend(added);
@@ -371,7 +381,7 @@ mod tests {
     #[test]
     fn put_is_idempotent_and_dense() {
         let b: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
-        let mut cq = ConsumeQueue::open(b.clone(), "t", 0, 4).unwrap();
+        let mut cq = ConsumeQueue::open(b.clone(), "t", 0, 4, false).unwrap();
         for i in 0..10 {
             cq.put(i, e(i * 10)).unwrap();
         }
@@ -380,14 +390,14 @@ mod tests {
         assert_eq!(cq.max_offset(), 10);
         cq.truncate_to_commitlog(55).unwrap();
         assert_eq!(cq.max_offset(), 5);
-        let reopened = ConsumeQueue::open(b, "t", 0, 4).unwrap();
+        let reopened = ConsumeQueue::open(b, "t", 0, 4, false).unwrap();
         assert_eq!(reopened.max_offset(), 5);
     }
 
     #[test]
     fn a_queue_can_start_late_and_its_minimum_follows_retention() {
         let b: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
-        let mut cq = ConsumeQueue::open(b.clone(), "t", 1, 4).unwrap();
+        let mut cq = ConsumeQueue::open(b.clone(), "t", 1, 4, false).unwrap();
         cq.put(6, e(600)).unwrap();
         assert_eq!((cq.min_offset(), cq.max_offset()), (6, 7));
         for i in 7..20 {
@@ -396,7 +406,7 @@ mod tests {
         cq.correct_min(1250).unwrap();
         assert_eq!(cq.min_offset(), 13);
         assert_eq!(cq.search(|x| x.phys >= 1500), 15);
-        let reopened = ConsumeQueue::open(b, "t", 1, 4).unwrap();
+        let reopened = ConsumeQueue::open(b, "t", 1, 4, false).unwrap();
         assert_eq!(reopened.max_offset(), 20);
         assert!(reopened.min_offset() <= 13);
     }

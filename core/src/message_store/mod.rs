@@ -149,6 +149,7 @@ impl MessageStore {
             qos: Vec::new(),
         };
         // Open every queue found on disk or named in the registry.
+        store.queues.clean_open = !unclean;
         let mut names: Vec<String> = store.backend.list_dirs("consumequeue")?;
         names.extend(store.topics.topics.keys().cloned());
         names.sort();
@@ -181,6 +182,7 @@ impl MessageStore {
             let want = store.topics.queues(&name).unwrap_or(0).max(on_disk);
             store.queues.ensure(&name, want).map_err(store_err)?;
         }
+        store.queues.clean_open = false;
         // Persist the nonce before anything is written under it.
         store.write_identity(info.as_ref(), checkpoint.is_none())?;
         Ok(store)
