@@ -213,3 +213,61 @@ fn fs_2_used(dir: &Path) -> f64 {
         .unwrap();
     pct / 100.0
 }
+
+/// A ConsumeQueue gets its disk blocks as it fills: on a full disk, the send whose
+/// entry needs the next chunk is `DiskFull`, with nothing stored, never a signal;
+/// what was sent before reads back, and sends go on once space returns.
+#[test]
+fn a_queue_that_needs_room_on_a_full_disk_refuses_the_send() {
+    let Some(fs_) = Tmpfs::mount(16) else { return };
+    let store = fs_.path().join("store");
+    let clock = ManualClock::new(T0);
+    let b = open(&store, &clock, 1.0).unwrap();
+    b.create_topic("t", 1).unwrap();
+    let p = b.producer("p").unwrap();
+    p.send(Message::new("t", "0")).unwrap();
+    let cq = store.join("consumequeue/t/0/00000000000000000000");
+    let blocks = {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(&cq).unwrap().blocks() * 512
+    };
+    assert!(blocks <= 256 << 10, "{blocks} bytes of disk for one entry");
+    let filler = fill(fs_.path(), "filler", None);
+    let mut sent = 1;
+    let err = loop {
+        match p.send(Message::new("t", sent.to_string())) {
+            Ok(_) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent < 100_000, "the queue never needed room");
+    };
+    assert_eq!(err.kind(), ErrorKind::DiskFull, "{err}");
+    // Refused for the queue's room: its first chunk (13,107 entries) was
+    // allocated with it, the CommitLog segment has room for more.
+    assert!(
+        (13_000..=13_107).contains(&sent),
+        "refused after {sent} sends"
+    );
+    let c = consumer(&b, "g", "t");
+    let got = drain(&c);
+    assert_eq!(got.len(), sent);
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(i, m)| m.body_str() == Some(&i.to_string())));
+    fs::remove_file(&filler).unwrap();
+    for i in sent..sent + 20_000 {
+        p.send(Message::new("t", i.to_string())).unwrap();
+    }
+    let more = drain(&c);
+    assert_eq!(more.len(), 20_000);
+    assert!(more
+        .iter()
+        .enumerate()
+        .all(|(i, m)| m.body_str() == Some(&(sent + i).to_string())));
+    drop(p);
+    drop(c);
+    b.close().unwrap();
+    let b = open(&store, &clock, 1.0).unwrap();
+    assert_eq!(drain(&consumer(&b, "g2", "t")).len(), sent + 20_000);
+}

@@ -1,6 +1,7 @@
 //! The file backend: each segment is a preallocated file named by its 20-digit start
-//! offset and mapped into memory (its blocks allocated before it is mapped, so a
-//! full disk is an error on the append that needs a new segment, never a signal); metadata are small files replaced atomically (temp,
+//! offset and mapped into memory (its blocks allocated before it is mapped, or, for
+//! a ConsumeQueue's, a chunk at a time before an append writes into it, so a full
+//! disk is an error on the append that needs room, never a signal); metadata are small files replaced atomically (temp,
 //! fsync, rename, fsync of the directory). A lock file makes one process the owner
 //! of the directory: a second open fails at once, naming the holder's pid.
 //!
@@ -26,7 +27,15 @@ struct FileRegion {
     /// the mapping and keep no descriptor, so a store of thousands of queues stays
     /// within the process's open-file limit (1,024 by default on Linux).
     file: Option<File>,
+    /// A ConsumeQueue's segment gets its disk blocks as it fills (`allocate`), a
+    /// chunk at a time, instead of 5.7 MiB at once: a store of many small queues
+    /// stays small on disk. The file, to open for each chunk.
+    grows: Option<PathBuf>,
 }
+
+/// How much of a growing segment one allocation gives disk blocks (13,107 entries
+/// of a ConsumeQueue).
+const CHUNK: usize = 256 << 10;
 
 // SAFETY: the pointer is a shared mapping of the whole file, kept until the region drops; madvise(DONTNEED) on it keeps the data.
 unsafe impl Region for FileRegion {
@@ -44,6 +53,20 @@ unsafe impl Region for FileRegion {
             }
         }
         Ok(())
+    }
+    fn allocate(&self, from: usize, to: usize) -> io::Result<usize> {
+        let Some(path) = &self.grows else {
+            return Ok(self.map.len());
+        };
+        let upto = to.div_ceil(CHUNK).saturating_mul(CHUNK).min(self.map.len());
+        if upto > from {
+            let file = no_follow()
+                .write(true)
+                .open(path)
+                .map_err(|e| at(path, e))?;
+            allocate_range(&file, from as u64, upto as u64).map_err(|e| at(path, e))?;
+        }
+        Ok(upto)
     }
     fn release_range(&self, from: usize, to: usize) {
         // madvise works on whole pages: round inwards to 4 KiB.
@@ -267,6 +290,31 @@ fn allocate(file: &File, len: u64, size: u64) -> io::Result<()> {
     write_zeros(file, len, size)
 }
 
+/// Gives `[from, to)` of `file` disk blocks (its length stays): `fallocate`, or zeros
+/// written where the file system has none. Only for a range nothing was written to
+/// yet (at or above a segment's write position), which the zeros leave as it was.
+fn allocate_range(file: &File, from: u64, to: u64) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (
+            libc::off_t::try_from(from),
+            libc::off_t::try_from(to - from),
+        ) else {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        };
+        // SAFETY: fallocate on an open, writable file descriptor owned by `file`.
+        if unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) } == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if !matches!(err.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) {
+            return Err(err);
+        }
+    }
+    write_zeros(file, from, to)
+}
+
 /// Whether a file has fewer disk blocks than its length needs (holes).
 fn sparse(meta: &fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -299,6 +347,33 @@ fn create_segment(path: &Path, size: usize) -> io::Result<File> {
     let len = f.metadata()?.len();
     if len < size as u64 {
         if let Err(e) = allocate(&f, len, size as u64) {
+            if len == 0 {
+                let _ = fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    }
+    Ok(f)
+}
+
+/// Opens (creating) a growing segment at `path`: `size` bytes long, its first chunk
+/// allocated (a segment made ahead of need then takes a batch without allocating;
+/// a full disk fails here, and a file this call created is removed again).
+fn create_growing(path: &Path, size: usize) -> io::Result<File> {
+    let f = no_follow()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let len = f.metadata()?.len();
+    if len < size as u64 {
+        // (A file cut short keeps what it holds; appends allocate past it.)
+        let sized = f.set_len(size as u64).and_then(|()| match len {
+            0 => allocate_range(&f, 0, CHUNK.min(size) as u64),
+            _ => Ok(()),
+        });
+        if let Err(e) = sized {
             if len == 0 {
                 let _ = fs::remove_file(path);
             }
@@ -375,8 +450,17 @@ impl Backend for FileBackend {
 
     fn open(&self, dir: &str, base: u64, size: usize, create: bool) -> io::Result<Arc<dyn Region>> {
         let path = self.seg_path(dir, base);
+        // A ConsumeQueue's segment is written from its start, an entry at a time:
+        // it gets its blocks as it fills (see `FileRegion::grows`).
+        let grows = dir.starts_with("consumequeue/");
         let run = || -> io::Result<Arc<dyn Region>> {
-            let file = if create {
+            let file = if create && grows {
+                let parent = self.root.join(dir);
+                self.make_dir(&parent)?;
+                let f = create_growing(&path, size)?;
+                sync_dir(&parent)?;
+                f
+            } else if create {
                 let parent = self.root.join(dir);
                 self.make_dir(&parent)?;
                 let f = create_segment(&path, size)?;
@@ -390,7 +474,9 @@ impl Backend for FileBackend {
                 no_follow().read(true).write(true).open(&path)?
             };
             let meta = file.metadata()?;
-            if meta.len() == 0 {
+            if grows && meta.len() != 0 {
+                // Holes past what was written are expected; appends allocate.
+            } else if meta.len() == 0 {
                 // Only a creation cut short (a crash between create and allocation)
                 // leaves an empty segment; it holds no data, so give it its size.
                 if size == 0 {
@@ -406,7 +492,8 @@ impl Backend for FileBackend {
             }
             let map = MmapRaw::map_raw(&file)?;
             let file = (dir == crate::commitlog::DIR).then_some(file);
-            Ok(Arc::new(FileRegion { map, file }))
+            let grows = grows.then(|| path.clone());
+            Ok(Arc::new(FileRegion { map, file, grows }))
         };
         run().map_err(|e| at(&path, e))
     }

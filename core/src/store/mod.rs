@@ -46,6 +46,13 @@ pub(crate) unsafe trait Region: Send + Sync {
     fn flush_later(&self, from: usize, to: usize) -> io::Result<bool> {
         self.flush(from, to).map(|()| true)
     }
+    /// Gives `[from, to)` disk blocks, so that writes there through the mapping
+    /// cannot fault for want of space (a full disk fails here, with nothing
+    /// written). Returns the offset up to which the region is allocated now (at
+    /// least `to`). A region allocated whole when made returns its length.
+    fn allocate(&self, _from: usize, _to: usize) -> io::Result<usize> {
+        Ok(self.len())
+    }
     /// Drops the region's pages from this process's resident set (the data stays).
     fn release(&self) {
         self.release_range(0, self.len());

@@ -113,6 +113,14 @@ pub(crate) struct SegmentQueue {
     /// The segment after the write position's, opened (allocated) by `reserve`
     /// ahead of the append that moves into it.
     spare: Option<Segment>,
+    /// Where the write position's segment is known to have its disk blocks up to
+    /// (a region allocated as it fills: see `Region::allocate`).
+    allocated_to: u64,
+    /// Appends ending at or below this go straight into the active segment (the last
+    /// one, holding the write position): inside it, allocated, and short of where
+    /// the next segment is to be prepared. 0 after anything moves the write position
+    /// but an append; the next append then sees to all of that (`make_writable`).
+    writable_to: u64,
 }
 
 impl SegmentQueue {
@@ -185,6 +193,8 @@ impl SegmentQueue {
             prepare_ahead: false,
             prepared_next: 0,
             spare: None,
+            allocated_to: 0,
+            writable_to: 0,
         })
     }
 
@@ -252,6 +262,7 @@ impl SegmentQueue {
         self.write_pos = base;
         self.flushed = base;
         self.min_pos = base;
+        self.writable_to = 0;
         Ok(())
     }
 
@@ -276,6 +287,7 @@ impl SegmentQueue {
         self.write_pos = 0;
         self.min_pos = 0;
         self.flushed = 0;
+        self.writable_to = 0;
         Ok(())
     }
 
@@ -311,6 +323,8 @@ impl SegmentQueue {
         }
         self.write_pos = end.max(self.min_pos);
         self.flushed = self.flushed.min(self.write_pos);
+        self.allocated_to = 0;
+        self.writable_to = 0;
         Ok(cut)
     }
 
@@ -324,6 +338,7 @@ impl SegmentQueue {
         let rem = self.seg_size as u64 - self.write_pos % self.seg_size as u64;
         if rem != self.seg_size as u64 {
             self.write_pos += rem;
+            self.writable_to = 0;
         }
     }
 
@@ -331,11 +346,27 @@ impl SegmentQueue {
     /// or, with `roll`, at the next segment, have their segments open (allocated),
     /// so those appends cannot fail for space. Fails, with nothing written, when
     /// a segment cannot be allocated (a full disk: `StorageFull`).
+    #[inline]
     pub fn reserve(&mut self, len: usize, roll: bool) -> io::Result<()> {
         let seg = self.seg_size as u64;
         let off = self.write_pos % seg;
-        if !roll && off != 0 && off + len as u64 <= seg {
+        if !roll
+            && off != 0
+            && off + len as u64 <= seg
+            && self.write_pos + len as u64 <= self.allocated_to
+        {
             return Ok(()); // inside the active segment, open since the first append
+        }
+        self.reserve_more(len, roll)
+    }
+
+    #[cold]
+    fn reserve_more(&mut self, len: usize, roll: bool) -> io::Result<()> {
+        let seg = self.seg_size as u64;
+        let off = self.write_pos % seg;
+        if !roll && off != 0 && off + len as u64 <= seg {
+            // Inside the active segment: its blocks.
+            return self.allocate(self.write_pos, self.write_pos + len as u64);
         }
         let mut at = self.write_pos;
         if roll && !at.is_multiple_of(seg) {
@@ -347,6 +378,28 @@ impl SegmentQueue {
             self.segment_at(base, false)?;
             base += seg;
         }
+        // The active segment's blocks for what goes into it (a segment made ahead
+        // has its first chunk from its creation).
+        if !roll && off != 0 {
+            let end = (at + len as u64).min(at - off + seg);
+            if end > self.allocated_to {
+                self.allocate(at, end)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Allocates `[from, to)` of the active segment (`from` at or above the write
+    /// position, `to` inside the segment).
+    #[cold]
+    fn allocate(&mut self, from: u64, to: u64) -> io::Result<()> {
+        let Some(seg) = self.segs.last() else {
+            return Ok(());
+        };
+        let upto = seg
+            .region
+            .allocate((from - seg.base) as usize, (to - seg.base) as usize)?;
+        self.allocated_to = seg.base + upto as u64;
         Ok(())
     }
 
@@ -377,6 +430,8 @@ impl SegmentQueue {
             self.min_pos = base;
         }
         self.segs.push(seg);
+        self.allocated_to = base;
+        self.writable_to = 0;
         Ok(())
     }
 
@@ -389,29 +444,57 @@ impl SegmentQueue {
         fill: impl FnOnce(&mut [u8], u64),
     ) -> io::Result<u64> {
         let at = self.write_pos;
-        let base = at - at % self.seg_size as u64;
-        if self.segs.last().is_none_or(|s| s.base != base) {
-            self.segment_at(base, true)?;
+        if at + len as u64 > self.writable_to {
+            self.make_writable(len)?;
         }
-        let seg = self.segs.last().expect("a segment was just ensured");
-        let off = (at - base) as usize;
-        let next = base + self.seg_size as u64;
-        if self.prepare_ahead && off + len > self.seg_size / 2 && self.prepared_next != next {
-            self.prepared_next = next;
-            self.backend.prepare(&self.dir, next, self.seg_size);
-        }
-        if off + len > self.seg_size {
-            return Err(corrupt(format!(
-                "{}: an append of {len} bytes at {at} would cross a segment boundary",
-                self.dir
-            )));
-        }
+        let seg = self
+            .segs
+            .last()
+            .expect("make_writable opened the active segment");
+        let off = (at - seg.base) as usize;
         // SAFETY: [off, off+len) is inside the region and above the write position,
         // so no reader holds it; the engine's lock serialises appends.
         let buf = unsafe { std::slice::from_raw_parts_mut(seg.region.as_ptr().add(off), len) };
         fill(buf, at);
         self.write_pos = at + len as u64;
         Ok(at)
+    }
+
+    /// Readies the active segment for an append of `len` bytes at the write
+    /// position: opens it (the next one, past a boundary), has the segment after it
+    /// prepared once half of it is written (`prepare_ahead`), allocates its blocks,
+    /// and sets how far appends may go before coming here again.
+    #[cold]
+    #[inline(never)]
+    fn make_writable(&mut self, len: usize) -> io::Result<()> {
+        let at = self.write_pos;
+        let seg_size = self.seg_size as u64;
+        let base = at - at % seg_size;
+        if self.segs.last().is_none_or(|s| s.base != base) {
+            self.segment_at(base, true)?;
+        }
+        let end = at + len as u64;
+        let next = base + seg_size;
+        if end > next {
+            return Err(corrupt(format!(
+                "{}: an append of {len} bytes at {at} would cross a segment boundary",
+                self.dir
+            )));
+        }
+        let half = base + seg_size / 2;
+        if self.prepare_ahead && end > half && self.prepared_next != next {
+            self.prepared_next = next;
+            self.backend.prepare(&self.dir, next, self.seg_size);
+        }
+        if end > self.allocated_to {
+            self.allocate(at, end)?;
+        }
+        let mut limit = next.min(self.allocated_to);
+        if self.prepare_ahead && self.prepared_next != next {
+            limit = limit.min(half);
+        }
+        self.writable_to = limit.max(end);
+        Ok(())
     }
 
     /// Overwrites written bytes at `pos` (for small in-place structures such as the
