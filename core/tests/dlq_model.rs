@@ -298,6 +298,29 @@ fn simple_expired(attempt: u32, until: u64) -> S {
     }
 }
 
+/// Whether a simple consumer's call on a delivery it held (`what`: ack, change,
+/// dead letter) took effect on a message the model knows exactly (`st`): it must,
+/// while the delivery is current; once its invisibility ended it may, unless the
+/// message went to the dead letters meanwhile; a loosened message may go either way.
+fn simple_took(
+    done: &pocketmq::Result<()>,
+    st: Option<S>,
+    what: &str,
+    id: &str,
+    step: usize,
+) -> Result<bool, TestCaseError> {
+    match (done, st) {
+        (Ok(()), Some(S::Held { .. } | S::Visible { .. })) => Ok(true),
+        (Ok(()), None) => Ok(false),
+        (Err(Error::InvalidReceiptHandle(_)), None | Some(S::Visible { .. } | S::Dead)) => {
+            Ok(false)
+        }
+        (done, st) => Err(TestCaseError::fail(format!(
+            "step {step}: simple: {what} of {id} while {st:?}: {done:?}"
+        ))),
+    }
+}
+
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let clock = ManualClock::new(T0);
     let mut w = World::open(clock, vec![tempfile::tempdir().unwrap()]);
@@ -483,19 +506,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let m = s_held.remove(pick % s_held.len());
                     let id = m.msg_id.clone();
                     let done = w.simple.ack(&m);
-                    let st = s.exact.get(&id).copied();
-                    match (&done, st) {
-                        (Ok(()), None) => {}
-                        (Ok(()), Some(S::Held { .. } | S::Visible { .. })) => {
-                            s.exact.insert(id.clone(), S::Acked);
-                        }
-                        (Err(Error::InvalidReceiptHandle(_)), None | Some(S::Visible { .. }))
-                        | (Err(Error::InvalidReceiptHandle(_)), Some(S::Dead)) => {}
-                        (done, st) => {
-                            return Err(TestCaseError::fail(format!(
-                                "step {step}: simple: ack of {id} while {st:?}: {done:?}"
-                            )))
-                        }
+                    if simple_took(&done, s.exact.get(&id).copied(), "ack", &id, step)? {
+                        s.exact.insert(id.clone(), S::Acked);
                     }
                     if done.is_ok() {
                         s.acked.insert(id.clone());
@@ -543,27 +555,17 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                             LEVELS_MS[(1 + attempt as usize).min(LEVELS_MS.len() - 1)],
                         ),
                     };
-                    let st = s.exact.get(&id).copied();
-                    match (&done, st) {
-                        (Ok(()), None) => {}
-                        (Ok(()), Some(S::Held { .. } | S::Visible { .. })) => {
-                            let mut next = S::Held {
+                    if simple_took(&done, s.exact.get(&id).copied(), "change", &id, step)? {
+                        let next = if ms == 0 {
+                            // Visible at once: it expires on the next due run.
+                            simple_expired(attempt, now)
+                        } else {
+                            S::Held {
                                 attempt,
                                 until: now + ms,
-                            };
-                            if ms == 0 {
-                                // Visible at once: it expires on the next due run.
-                                next = simple_expired(attempt, now);
                             }
-                            s.exact.insert(id.clone(), next);
-                        }
-                        (Err(Error::InvalidReceiptHandle(_)), None | Some(S::Visible { .. }))
-                        | (Err(Error::InvalidReceiptHandle(_)), Some(S::Dead)) => {}
-                        (done, st) => {
-                            return Err(TestCaseError::fail(format!(
-                                "step {step}: simple: change of {id} while {st:?}: {done:?}"
-                            )))
-                        }
+                        };
+                        s.exact.insert(id.clone(), next);
                     }
                     match done {
                         Ok(()) if secs.is_some() => s_stale.push((id, old)),
@@ -588,19 +590,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let id = m.msg_id.clone();
                     let handle = m.receipt_handle.unwrap();
                     let done = w.simple.dead_letter_handle(&handle);
-                    let st = s.exact.get(&id).copied();
-                    match (&done, st) {
-                        (Ok(()), None) => {}
-                        (Ok(()), Some(S::Held { .. } | S::Visible { .. })) => {
-                            s.exact.insert(id.clone(), S::Dead);
-                        }
-                        (Err(Error::InvalidReceiptHandle(_)), None | Some(S::Visible { .. }))
-                        | (Err(Error::InvalidReceiptHandle(_)), Some(S::Dead)) => {}
-                        (done, st) => {
-                            return Err(TestCaseError::fail(format!(
-                                "step {step}: simple: dead letter of {id} while {st:?}: {done:?}"
-                            )))
-                        }
+                    if simple_took(&done, s.exact.get(&id).copied(), "dead letter", &id, step)? {
+                        s.exact.insert(id.clone(), S::Dead);
                     }
                     s_stale.push((id, handle));
                 }

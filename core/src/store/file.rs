@@ -334,10 +334,12 @@ fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
     file.sync_data()
 }
 
-/// Opens (creating) the segment file at `path` and gives it at least `size` bytes; a
-/// file this call created and could not size (a full disk) is removed again, so no
-/// segment is left behind cut short.
-fn create_segment(path: &Path, size: usize) -> io::Result<File> {
+/// Opens (creating) the segment file at `path` and gives it at least `size` bytes
+/// with disk blocks; `grows`: `size` bytes long with only its first chunk allocated
+/// (a ConsumeQueue's: see `FileRegion::grows`; one made ahead of need then takes a
+/// batch without allocating). A file this call created and could not size (a full
+/// disk) is removed again, so no segment is left behind cut short.
+fn create_segment(path: &Path, size: usize, grows: bool) -> io::Result<File> {
     let f = no_follow()
         .read(true)
         .write(true)
@@ -346,33 +348,14 @@ fn create_segment(path: &Path, size: usize) -> io::Result<File> {
         .open(path)?;
     let len = f.metadata()?.len();
     if len < size as u64 {
-        if let Err(e) = allocate(&f, len, size as u64) {
-            if len == 0 {
-                let _ = fs::remove_file(path);
-            }
-            return Err(e);
-        }
-    }
-    Ok(f)
-}
-
-/// Opens (creating) a growing segment at `path`: `size` bytes long, its first chunk
-/// allocated (a segment made ahead of need then takes a batch without allocating;
-/// a full disk fails here, and a file this call created is removed again).
-fn create_growing(path: &Path, size: usize) -> io::Result<File> {
-    let f = no_follow()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
-    let len = f.metadata()?.len();
-    if len < size as u64 {
-        // (A file cut short keeps what it holds; appends allocate past it.)
-        let sized = f.set_len(size as u64).and_then(|()| match len {
-            0 => allocate_range(&f, 0, CHUNK.min(size) as u64),
-            _ => Ok(()),
-        });
+        let sized = match (grows, len) {
+            (false, _) => allocate(&f, len, size as u64),
+            (true, 0) => f
+                .set_len(size as u64)
+                .and_then(|()| allocate_range(&f, 0, CHUNK.min(size) as u64)),
+            // (A file cut short keeps what it holds; appends allocate past it.)
+            (true, _) => f.set_len(size as u64),
+        };
         if let Err(e) = sized {
             if len == 0 {
                 let _ = fs::remove_file(path);
@@ -454,16 +437,10 @@ impl Backend for FileBackend {
         // it gets its blocks as it fills (see `FileRegion::grows`).
         let grows = dir.starts_with("consumequeue/");
         let run = || -> io::Result<Arc<dyn Region>> {
-            let file = if create && grows {
+            let file = if create {
                 let parent = self.root.join(dir);
                 self.make_dir(&parent)?;
-                let f = create_growing(&path, size)?;
-                sync_dir(&parent)?;
-                f
-            } else if create {
-                let parent = self.root.join(dir);
-                self.make_dir(&parent)?;
-                let f = create_segment(&path, size)?;
+                let f = create_segment(&path, size, grows)?;
                 if f.metadata()?.len() > size as u64 {
                     f.set_len(size as u64)?;
                 }
@@ -592,7 +569,7 @@ impl Backend for FileBackend {
             // Create the file and fault its pages into the page cache writable (the
             // kernel zeroes them here rather than in the writer's page faults).
             let prepared = (|| -> io::Result<()> {
-                let f = create_segment(&path, size)?;
+                let f = create_segment(&path, size, false)?;
                 let map = MmapRaw::map_raw(&f)?;
                 map.advise(memmap2::Advice::PopulateWrite)?;
                 // Keep the pages in the cache, not in this process's resident set.
