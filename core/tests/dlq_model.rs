@@ -177,7 +177,24 @@ impl<St> Default for Group<St> {
     }
 }
 
-impl<St> Group<St> {
+impl<St: std::fmt::Debug> Group<St> {
+    /// After a receive that returned fewer than `max`: nothing the model knows exactly
+    /// was due (`due`) and left behind.
+    fn none_left(
+        &self,
+        due: impl Fn(&St) -> bool,
+        who: &str,
+        max: usize,
+        step: usize,
+    ) -> Result<(), TestCaseError> {
+        let left: Vec<_> = self.exact.iter().filter(|(_, st)| due(st)).collect();
+        prop_assert!(
+            left.is_empty(),
+            "step {step}: {who}: a receive of {max} left {left:?} behind"
+        );
+        Ok(())
+    }
+
     /// A crash: every message delivered before it may come again.
     fn crash(&mut self) {
         for id in &self.touched {
@@ -395,15 +412,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     g_held.push((m, now));
                 }
                 if short {
-                    let left: Vec<_> = g
-                        .exact
-                        .iter()
-                        .filter(|(_, st)| matches!(st, C::Waiting { due, .. } if *due <= now))
-                        .collect();
-                    prop_assert!(
-                        left.is_empty(),
-                        "step {step}: classic: a receive of {max} left {left:?} behind"
-                    );
+                    let due = |st: &C| matches!(st, C::Waiting { due, .. } if *due <= now);
+                    g.none_left(due, "classic", max, step)?;
                 }
             }
             Op::Ack { pick } => {
@@ -490,15 +500,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     s_held.push(m);
                 }
                 if short {
-                    let left: Vec<_> = s
-                        .exact
-                        .iter()
-                        .filter(|(_, st)| matches!(st, S::Visible { at, .. } if *at <= now))
-                        .collect();
-                    prop_assert!(
-                        left.is_empty(),
-                        "step {step}: simple: a receive of {max} left {left:?} behind"
-                    );
+                    let due = |st: &S| matches!(st, S::Visible { at, .. } if *at <= now);
+                    s.none_left(due, "simple", max, step)?;
                 }
             }
             Op::SimpleAck { pick } => {
