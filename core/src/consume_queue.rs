@@ -269,8 +269,6 @@ pub(crate) struct ConsumeQueues {
     backend: Arc<dyn Backend>,
     /// Entries per segment file.
     entries: usize,
-    /// Set while a store whose last exit was clean opens its queues.
-    pub clean_open: bool,
     map: FxHashMap<String, Vec<ConsumeQueue>>,
 }
 
@@ -279,7 +277,6 @@ impl ConsumeQueues {
         ConsumeQueues {
             backend,
             entries,
-            clean_open: false,
             map: FxHashMap::default(),
         }
     }
@@ -307,6 +304,16 @@ impl ConsumeQueues {
     /// is refused here whatever the caller checked, so no path is ever built from
     /// anything unchecked (a record or a metadata file read back is input too).
     pub fn ensure(&mut self, topic: &str, n: u32) -> io::Result<()> {
+        self.open_queues(topic, n, false)
+    }
+
+    /// `ensure` at the store's open; `clean`: its last exit was clean (see
+    /// `ConsumeQueue::open`).
+    pub fn reopen(&mut self, topic: &str, n: u32, clean: bool) -> io::Result<()> {
+        self.open_queues(topic, n, clean)
+    }
+
+    fn open_queues(&mut self, topic: &str, n: u32, clean: bool) -> io::Result<()> {
         let have = self.count(topic);
         if have >= n {
             return Ok(());
@@ -329,7 +336,7 @@ impl ConsumeQueues {
                 topic,
                 q,
                 self.entries,
-                self.clean_open,
+                clean,
             )?);
         }
         self.map.entry(topic.to_string()).or_default().extend(added);

@@ -149,7 +149,6 @@ impl MessageStore {
             qos: Vec::new(),
         };
         // Open every queue found on disk or named in the registry.
-        store.queues.clean_open = !unclean;
         let mut names: Vec<String> = store.backend.list_dirs("consumequeue")?;
         names.extend(store.topics.topics.keys().cloned());
         names.sort();
@@ -180,9 +179,11 @@ impl MessageStore {
                 .max()
                 .map_or(0, |m| m + 1);
             let want = store.topics.queues(&name).unwrap_or(0).max(on_disk);
-            store.queues.ensure(&name, want).map_err(store_err)?;
+            store
+                .queues
+                .reopen(&name, want, !unclean)
+                .map_err(store_err)?;
         }
-        store.queues.clean_open = false;
         // Persist the nonce before anything is written under it.
         store.write_identity(info.as_ref(), checkpoint.is_none())?;
         Ok(store)

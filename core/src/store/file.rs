@@ -451,20 +451,19 @@ impl Backend for FileBackend {
                 no_follow().read(true).write(true).open(&path)?
             };
             let meta = file.metadata()?;
-            if grows && meta.len() != 0 {
-                // Holes past what was written are expected; appends allocate.
-            } else if meta.len() == 0 {
+            if meta.len() == 0 {
                 // Only a creation cut short (a crash between create and allocation)
                 // leaves an empty segment; it holds no data, so give it its size.
                 if size == 0 {
                     return Err(super::corrupt(format!("{}: empty segment", path.display())));
                 }
                 allocate(&file, 0, size as u64)?;
-            } else if sparse(&meta) {
+            } else if sparse(&meta) && !grows {
                 // A segment with holes (Node's file store sizes its files without
                 // allocating them): a write into a hole on a full disk would kill the
                 // process with SIGBUS, so its blocks are allocated now (DiskFull here
-                // instead, with nothing written).
+                // instead, with nothing written). A growing segment's holes are
+                // expected: its appends allocate.
                 allocate(&file, meta.len(), meta.len())?;
             }
             let map = MmapRaw::map_raw(&file)?;

@@ -364,10 +364,6 @@ impl SegmentQueue {
     fn reserve_more(&mut self, len: usize, roll: bool) -> io::Result<()> {
         let seg = self.seg_size as u64;
         let off = self.write_pos % seg;
-        if !roll && off != 0 && off + len as u64 <= seg {
-            // Inside the active segment: its blocks.
-            return self.allocate(self.write_pos, self.write_pos + len as u64);
-        }
         let mut at = self.write_pos;
         if roll && !at.is_multiple_of(seg) {
             at += seg - at % seg;
