@@ -69,43 +69,67 @@ serve=$(sed -n 's/^pocketmq-serve listening on //p' "$out/serve.out")
 
 rc=0
 step() { echo; echo "== $*"; }
+# Runs one step and keeps its output, so that the end of the run can say what failed and
+# show the last lines of each failure, where the tail of a CI log shows them.
+failures=()
+run() { # LABEL COMMAND...
+  local label=$1 log
+  shift
+  log="$out/step-$(( ${#failures[@]} ))-$RANDOM.log"
+  "$@" 2>&1 | tee "$log"
+  local status=${PIPESTATUS[0]}
+  if [ "$status" -ne 0 ]; then rc=1; failures+=("$label (exit $status)|$log"); fi
+  return 0
+}
 
 step "pocketmq API: embedded"
-"$VPY" tests/interop/scenarios.py embedded --prefix "$prefix" --json "$out/api-embedded.json" || rc=1
+run "pocketmq API, embedded" \
+  "$VPY" tests/interop/scenarios.py embedded --prefix "$prefix" --json "$out/api-embedded.json"
 step "pocketmq API: connect() to pocketmq serve"
-"$VPY" tests/interop/scenarios.py serve --prefix "$prefix" --json "$out/api-serve.json" || rc=1
+run "pocketmq API, connect() to pocketmq serve" \
+  "$VPY" tests/interop/scenarios.py serve --prefix "$prefix" --json "$out/api-serve.json"
 step "pocketmq API: connect() to Apache RocketMQ at $apache"
-"$VPY" tests/interop/scenarios.py rocketmq "$apache" --prefix "$prefix" --create "$create" \
-  --json "$out/api-rocketmq.json" || rc=1
+run "pocketmq API, connect() to Apache RocketMQ" \
+  "$VPY" tests/interop/scenarios.py rocketmq "$apache" --prefix "$prefix" --create "$create" \
+  --json "$out/api-rocketmq.json"
 
 step "pytest producers and consumers over connect() to Apache RocketMQ"
-POCKETMQ_TARGET=rocketmq POCKETMQ_ROCKETMQ="$apache" "$VPY" -m pytest -q -p no:cacheprovider \
-  tests/python/test_send.py tests/python/test_simple_consumer.py tests/python/test_consume.py || rc=1
+run "pytest over connect() to Apache RocketMQ" \
+  env POCKETMQ_TARGET=rocketmq POCKETMQ_ROCKETMQ="$apache" "$VPY" -m pytest -q -p no:cacheprovider \
+  tests/python/test_send.py tests/python/test_simple_consumer.py tests/python/test_consume.py
 
 step "JS connect() to Apache RocketMQ (tests/js/connect.test.mjs)"
-(cd "$root/tests" && POCKETMQ_ROCKETMQ="$apache" node --test js/connect.test.mjs) || rc=1
+run "JS connect() to Apache RocketMQ" \
+  env -C "$root/tests" POCKETMQ_ROCKETMQ="$apache" node --test js/connect.test.mjs
 
 step "official Python client: Apache RocketMQ"
-"$OFFICIAL/.venv/bin/python" "$OFFICIAL/scenarios.py" "$apache" "$prefix-ra-py" --create "$create" \
-  --json "$out/py-rocketmq.json" || rc=1
+run "official Python client, Apache RocketMQ" \
+  "$OFFICIAL/.venv/bin/python" "$OFFICIAL/scenarios.py" "$apache" "$prefix-ra-py" --create "$create" \
+  --json "$out/py-rocketmq.json"
 step "official Python client: pocketmq serve"
-"$OFFICIAL/.venv/bin/python" "$OFFICIAL/scenarios.py" "$serve" "$prefix-py" --json "$out/py-serve.json" || rc=1
+run "official Python client, pocketmq serve" \
+  "$OFFICIAL/.venv/bin/python" "$OFFICIAL/scenarios.py" "$serve" "$prefix-py" --json "$out/py-serve.json"
 step "official Node client: Apache RocketMQ"
-node "$OFFICIAL/scenarios.js" "$apache" "$prefix-ra-js" --create "$create" --json "$out/js-rocketmq.json" || rc=1
+run "official Node client, Apache RocketMQ" \
+  node "$OFFICIAL/scenarios.js" "$apache" "$prefix-ra-js" --create "$create" --json "$out/js-rocketmq.json"
 step "official Node client: pocketmq serve"
-node "$OFFICIAL/scenarios.js" "$serve" "$prefix-js" --json "$out/js-serve.json" || rc=1
+run "official Node client, pocketmq serve" \
+  node "$OFFICIAL/scenarios.js" "$serve" "$prefix-js" --json "$out/js-serve.json"
 step "official Go client: Apache RocketMQ"
-"$OFFICIAL/go/scenarios" "$apache" "$prefix-ra-go" --create "$create" --json "$out/go-rocketmq.json" || rc=1
+run "official Go client, Apache RocketMQ" \
+  "$OFFICIAL/go/scenarios" "$apache" "$prefix-ra-go" --create "$create" --json "$out/go-rocketmq.json"
 step "official Go client: pocketmq serve"
-"$OFFICIAL/go/scenarios" "$serve" "$prefix-go" --json "$out/go-serve.json" || rc=1
+run "official Go client, pocketmq serve" \
+  "$OFFICIAL/go/scenarios" "$serve" "$prefix-go" --json "$out/go-serve.json"
 # The Rust client logs to stderr, and its error log has lines for what it did not ask
 # for (docs: server/README.md): both servers' runs go to one log file.
 mkdir -p "$OFFICIAL/.logs"
+rust_official() { "$RUST_SCENARIOS" "$@" 2>>"$OFFICIAL/.logs/rust-client.log"; }
 step "official Rust client: Apache RocketMQ (client log: $OFFICIAL/.logs/rust-client.log)"
-"$RUST_SCENARIOS" "$apache" "$prefix-ra-rs" --create "$create" --json "$out/rs-rocketmq.json" \
-  2>>"$OFFICIAL/.logs/rust-client.log" || rc=1
+run "official Rust client, Apache RocketMQ" \
+  rust_official "$apache" "$prefix-ra-rs" --create "$create" --json "$out/rs-rocketmq.json"
 step "official Rust client: pocketmq serve"
-"$RUST_SCENARIOS" "$serve" "$prefix-rs" --json "$out/rs-serve.json" 2>>"$OFFICIAL/.logs/rust-client.log" || rc=1
+run "official Rust client, pocketmq serve" rust_official "$serve" "$prefix-rs" --json "$out/rs-serve.json"
 
 java_cp="$(printf '%s:' "$root"/tests/server/java/lib/*.jar)"
 java_official() { # ENDPOINT PREFIX JSON
@@ -113,15 +137,19 @@ java_official() { # ENDPOINT PREFIX JSON
     --json "$3" 2>&1 | grep -v '^SLF4J:'
   return "${PIPESTATUS[0]}"
 }
+java_create() { # PREFIX
+  local p=$1
+  $create "topic:$p-normal:NORMAL" "topic:$p-fifo:FIFO" "topic:$p-delay:DELAY" "topic:$p-tx:TRANSACTION" \
+    "topic:$p-push:NORMAL" "topic:$p-pfifo:FIFO" "group:$p-normal-g" "group:$p-fifo-g:fifo" \
+    "group:$p-delay-g" "group:$p-tx-g" "group:$p-push-g" "group:$p-pfifo-g:fifo" \
+    "topic:$p-sql:NORMAL" "group:$p-sql-g" >/dev/null
+}
 step "official Java client: Apache RocketMQ"
-p="$prefix-ra-java"
-$create "topic:$p-normal:NORMAL" "topic:$p-fifo:FIFO" "topic:$p-delay:DELAY" "topic:$p-tx:TRANSACTION" \
-  "topic:$p-push:NORMAL" "topic:$p-pfifo:FIFO" "group:$p-normal-g" "group:$p-fifo-g:fifo" \
-  "group:$p-delay-g" "group:$p-tx-g" "group:$p-push-g" "group:$p-pfifo-g:fifo" \
-  "topic:$p-sql:NORMAL" "group:$p-sql-g" >/dev/null || rc=1
-java_official "$apache" "$p" "$out/java-rocketmq.json" || rc=1
+run "creating the Java client's topics and groups on Apache RocketMQ" java_create "$prefix-ra-java"
+run "official Java client, Apache RocketMQ" \
+  java_official "$apache" "$prefix-ra-java" "$out/java-rocketmq.json"
 step "official Java client: pocketmq serve"
-java_official "$serve" "$prefix-java" "$out/java-serve.json" || rc=1
+run "official Java client, pocketmq serve" java_official "$serve" "$prefix-java" "$out/java-serve.json"
 
 step "every scenario on every target"
 "$VPY" tests/interop/summary.py \
@@ -131,4 +159,11 @@ step "every scenario on every target"
   "go/serve=$out/go-serve.json" "go/apache=$out/go-rocketmq.json" \
   "rust/serve=$out/rs-serve.json" "rust/apache=$out/rs-rocketmq.json" \
   "java/serve=$out/java-serve.json" "java/apache=$out/java-rocketmq.json" || rc=1
+if [ ${#failures[@]} -gt 0 ]; then
+  step "what failed, with the last lines of each failed step's output"
+  for f in "${failures[@]}"; do
+    echo "-- ${f%%|*}"
+    grep -v '^[[:space:]]*$' "${f#*|}" | tail -n 6 | cut -c1-240
+  done
+fi
 exit $rc

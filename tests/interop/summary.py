@@ -5,8 +5,9 @@
 
 Each file is a scenarios script's --json output (tests/interop/scenarios.py or the official
 clients' tests/interop/official/scenarios.{py,js}, go/ and rust/). A missing file shows as
-"-" (the run did not get that far). Exits 1 when any scenario of any run failed or a file is
-missing."""
+"-" (the run did not get that far). Below the table: each failed scenario with its first
+failed checks, and each run that left no results. Exits 1 when any scenario of any run
+failed or a file is missing."""
 
 from __future__ import annotations
 
@@ -41,6 +42,15 @@ def main() -> int:
                 ok &= r["result"] == "PASS"
                 cells.append(f"{r['result']} {float(r['seconds']):.0f}s")  # type: ignore[arg-type]
         print(f"{name:<14} " + " ".join(f"{c:>{width}}" for c in cells))
+    for label, rows in runs:
+        if rows is None:
+            print(f"{label}: no results (the run ended before it wrote them; its output is above)")
+            continue
+        for name, r in rows.items():
+            if r["result"] != "PASS":
+                notes = [str(o) for o in r.get("observations") or []]
+                failed = [o for o in notes if o.startswith("FAIL")] or notes
+                print(f"{label} {name}: " + "; ".join(failed[:2])[:300])
     return 0 if ok else 1
 
 

@@ -708,10 +708,39 @@ async function main() {
   const unknown = names.filter(n => !SCENARIOS[n]);
   if (unknown.length) { console.error(`unknown scenario(s): ${unknown}`); return 2; }
   const ctx = new Ctx(endpoint, prefix);
-  if (create) createResources(ctx, names, create);
   const results = [];
+  // A promise the client rejects, or an error it throws, in its background work (a
+  // heartbeat, a telemetry stream) with nobody to catch it would end the process, and the
+  // run would leave no table and no JSON. It is noted on the scenario that runs, which
+  // goes on: the client's own background failures are its log's business (as the errors
+  // it catches itself are), and what the scenario observes decides its result.
+  let current = null;
+  for (const event of ['unhandledRejection', 'uncaughtException']) {
+    process.on(event, e => {
+      console.error(`${event}:`, e);
+      (current ?? results[results.length - 1])?.note(`the client's ${event}: ${errText(e)}`);
+    });
+  }
+  const writeJson = () => {
+    if (!jsonFile) return;
+    fs.writeFileSync(jsonFile, JSON.stringify(results.map(x => ({
+      scenario: x.name, result: x.ok ? 'PASS' : 'FAIL', seconds: Number(x.seconds.toFixed(1)), observations: x.notes,
+    })), null, 2));
+  };
+  if (create) {
+    const r = new Result('create');
+    try {
+      createResources(ctx, names, create);
+    } catch (e) {
+      r.check(false, `creating the topics and groups failed: ${errText(e)}`);
+      results.push(r);
+      writeJson();
+      return 1;
+    }
+  }
   for (const name of names) {
     const r = new Result(name);
+    current = r;
     console.log(`== ${name}`);
     try {
       await SCENARIOS[name](ctx, r);
@@ -722,13 +751,10 @@ async function main() {
     r.seconds = mono() - r.started;
     console.log(`   ${r.ok ? 'PASS' : 'FAIL'} in ${r.seconds.toFixed(1)}s`);
     results.push(r);
+    current = null;
   }
   printTable(results, `Node rocketmq-client-nodejs 1.0.8 against ${endpoint} (prefix ${prefix})`);
-  if (jsonFile) {
-    fs.writeFileSync(jsonFile, JSON.stringify(results.map(x => ({
-      scenario: x.name, result: x.ok ? 'PASS' : 'FAIL', seconds: Number(x.seconds.toFixed(1)), observations: x.notes,
-    })), null, 2));
-  }
+  writeJson();
   return results.every(x => x.ok) ? 0 : 1;
 }
 
