@@ -18,8 +18,8 @@ pub enum Error {
     /// The topic does not exist and topics are not created on first send.
     #[error("topic not found: {0}")]
     TopicNotFound(String),
-    /// Another process owns the store directory.
-    #[error("store {path} is locked by process {pid}")]
+    /// Another process owns the store directory (or another broker of this process).
+    #[error("store {path} is locked by process {pid}{}", held_here(*pid))]
     StoreLocked {
         /// The store directory.
         path: String,
@@ -51,6 +51,18 @@ pub enum Error {
         /// The process that opened the broker.
         owner: u32,
     },
+}
+
+/// What a `StoreLocked` message adds when the holder is this process: another broker
+/// of its own (a notebook cell run twice, a second `Broker(path)` in a service) has the
+/// store open, which a second process can never be told to fix.
+fn held_here(pid: u32) -> &'static str {
+    if pid != 0 && pid == crate::runtime::process_id() {
+        " (this process: another broker in it has the store open; close() that one first, \
+         or share it)"
+    } else {
+        ""
+    }
 }
 
 impl From<std::io::Error> for Error {

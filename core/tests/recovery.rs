@@ -503,7 +503,12 @@ fn a_second_open_fails_at_once_naming_the_holder() {
     let dir = tempfile::tempdir().unwrap();
     let b = open(dir.path());
     match Broker::open(BrokerConfig::at(dir.path())) {
-        Err(pocketmq::Error::StoreLocked { pid, .. }) => assert_eq!(pid, std::process::id()),
+        Err(e @ pocketmq::Error::StoreLocked { pid, .. }) => {
+            assert_eq!(pid, std::process::id());
+            // The holder is this very process: the message says so, and what to do.
+            assert!(e.to_string().contains("this process"), "{e}");
+            assert!(e.to_string().contains("close()"), "{e}");
+        }
         other => panic!("expected StoreLocked, got {other:?}"),
     }
     b.close().unwrap();
@@ -528,7 +533,10 @@ fn a_store_a_live_host_process_holds_is_refused() {
         .unwrap();
     std::fs::write(dir.path().join("lock"), format!("{}\nhost\n", holder.id())).unwrap();
     match Broker::open(BrokerConfig::at(dir.path())) {
-        Err(pocketmq::Error::StoreLocked { pid, .. }) => assert_eq!(pid, holder.id()),
+        Err(e @ pocketmq::Error::StoreLocked { pid, .. }) => {
+            assert_eq!(pid, holder.id());
+            assert!(!e.to_string().contains("this process"), "{e}");
+        }
         other => panic!("expected StoreLocked, got {other:?}"),
     }
     holder.kill().unwrap();

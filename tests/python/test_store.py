@@ -75,6 +75,7 @@ def test_a_second_open_fails_with_store_locked_naming_the_pid(store: Path):
             pocketmq.Broker(store)
         assert time.monotonic() - t0 < 2, "fails at once, does not wait"
         assert str(proc.pid) in str(exc.value)
+        assert "this process" not in str(exc.value)
         assert exc.value.pid == proc.pid
         assert exc.value.path == str(store)
         proc.stdin.write("\n")
@@ -88,8 +89,11 @@ def test_a_second_open_fails_with_store_locked_naming_the_pid(store: Path):
 
 def test_the_lock_is_per_store_within_one_process_too(store: Path):
     with pocketmq.Broker(store):
-        with pytest.raises(pocketmq.StoreLocked):
+        with pytest.raises(pocketmq.StoreLocked) as exc:
             pocketmq.Broker(store)
+        # A notebook cell that opens the store, run twice: the message names the cause.
+        assert exc.value.pid == os.getpid()
+        assert "this process" in str(exc.value) and "close()" in str(exc.value)
 
 
 def test_a_killed_owner_releases_the_lock_and_keeps_sync_sends(store: Path):
