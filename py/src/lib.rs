@@ -39,6 +39,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(listener::_stop_listeners, m)?)?;
     m.add_class::<message::Message>()?;
     m.add_class::<message::SendResult>()?;
+    m.add_function(wrap_pyfunction!(message::_message, m)?)?;
+    m.add_function(wrap_pyfunction!(message::_send_result, m)?)?;
     m.add_class::<producer::Producer>()?;
     m.add_class::<simple_consumer::SimpleConsumer>()?;
     m.add_class::<transaction::TransactionProducer>()?;

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use pyo3::IntoPyObjectExt;
 
-use pocketmq::{MessageExt, SendResult as CoreSendResult};
+use pocketmq::{MessageExt, SendResult as CoreSendResult, SendStatus, TxState};
 
 use crate::transaction::tx_state_to_py;
 
@@ -141,6 +141,72 @@ impl Message {
             short_body(py, &m.body)?,
         ))
     }
+
+    /// Pickling (a `multiprocessing` or `concurrent.futures` worker, a cache): the
+    /// copy has every field, a simple consumer's receipt handle included. A classic
+    /// consumer acks only the message it handed out, not a copy.
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyDict>,))> {
+        let py = slf.py();
+        let m = &slf.get().0;
+        let d = PyDict::new(py);
+        d.set_item("msg_id", &m.msg_id)?;
+        d.set_item("topic", &m.topic)?;
+        d.set_item("queue_id", m.queue_id)?;
+        d.set_item("queue_offset", m.queue_offset)?;
+        d.set_item("commitlog_offset", m.commitlog_offset)?;
+        d.set_item("body", PyBytes::new(py, &m.body))?;
+        d.set_item("tags", m.tags.as_deref())?;
+        d.set_item("keys", &m.keys)?;
+        d.set_item("properties", &m.properties)?;
+        d.set_item("born_timestamp", m.born_timestamp)?;
+        d.set_item("store_timestamp", m.store_timestamp)?;
+        d.set_item("reconsume_times", m.reconsume_times)?;
+        d.set_item("sys_flag", m.sys_flag)?;
+        d.set_item("prepared_transaction_offset", m.prepared_transaction_offset)?;
+        d.set_item("receipt_handle", slf.get().handle())?;
+        d.set_item("delivery_attempt", m.delivery_attempt)?;
+        Ok((restorer(py, "_message")?, (d,)))
+    }
+}
+
+/// The module function pickle calls to rebuild one of this module's values.
+fn restorer<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    py.import("pocketmq._native")?.getattr(name)
+}
+
+/// Field `name` of a pickled value's state.
+fn field<'py, T: FromPyObjectOwned<'py>>(state: &Bound<'py, PyDict>, name: &str) -> PyResult<T> {
+    match state.get_item(name)? {
+        Some(v) => v.extract().map_err(Into::into),
+        None => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "not a pickled pocketmq value: no {name:?}"
+        ))),
+    }
+}
+
+/// Rebuilds a pickled `Message`.
+#[pyfunction]
+pub fn _message(state: &Bound<'_, PyDict>) -> PyResult<Message> {
+    let mut m = MessageExt::default();
+    m.msg_id = field(state, "msg_id")?;
+    m.topic = field(state, "topic")?;
+    m.queue_id = field(state, "queue_id")?;
+    m.queue_offset = field(state, "queue_offset")?;
+    m.commitlog_offset = field(state, "commitlog_offset")?;
+    m.body = field::<Vec<u8>>(state, "body")?.into();
+    m.tags = field(state, "tags")?;
+    m.keys = field(state, "keys")?;
+    m.properties = field(state, "properties")?;
+    m.born_timestamp = field(state, "born_timestamp")?;
+    m.store_timestamp = field(state, "store_timestamp")?;
+    m.reconsume_times = field(state, "reconsume_times")?;
+    m.sys_flag = field(state, "sys_flag")?;
+    m.prepared_transaction_offset = field(state, "prepared_transaction_offset")?;
+    m.receipt_handle = field(state, "receipt_handle")?;
+    m.delivery_attempt = field(state, "delivery_attempt")?;
+    Ok(Message::from(m))
 }
 
 /// What a send reports: where the message went and whether it reached the disk in time.
@@ -213,4 +279,54 @@ impl SendResult {
             s.queue_offset,
         ))
     }
+
+    /// Pickling, as `Message`'s.
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyDict>,))> {
+        let py = slf.py();
+        let s = &slf.get().0;
+        let d = PyDict::new(py);
+        d.set_item("msg_id", &s.msg_id)?;
+        d.set_item("topic", &s.topic)?;
+        d.set_item("queue_id", s.queue_id)?;
+        d.set_item("queue_offset", s.queue_offset)?;
+        d.set_item("commitlog_offset", s.commitlog_offset)?;
+        d.set_item("status", s.status.as_str())?;
+        d.set_item("transaction_state", s.transaction_state.map(|t| t.as_str()))?;
+        d.set_item("duplicate", s.duplicate)?;
+        d.set_item("recall_handle", s.recall_handle.as_deref())?;
+        Ok((restorer(py, "_send_result")?, (d,)))
+    }
+}
+
+/// Rebuilds a pickled `SendResult`.
+#[pyfunction]
+pub fn _send_result(state: &Bound<'_, PyDict>) -> PyResult<SendResult> {
+    let bad = |what: &str| {
+        pyo3::exceptions::PyValueError::new_err(format!("not a pickled SendResult: {what:?}"))
+    };
+    let status = match field::<String>(state, "status")?.as_str() {
+        "SEND_OK" => SendStatus::SendOk,
+        "FLUSH_DISK_TIMEOUT" => SendStatus::FlushDiskTimeout,
+        other => return Err(bad(other)),
+    };
+    let transaction_state = match field::<Option<String>>(state, "transaction_state")?.as_deref() {
+        None => None,
+        Some("COMMIT") => Some(TxState::Commit),
+        Some("ROLLBACK") => Some(TxState::Rollback),
+        Some("UNKNOWN") => Some(TxState::Unknown),
+        Some(other) => return Err(bad(other)),
+    };
+    Ok(SendResult(CoreSendResult {
+        msg_id: field(state, "msg_id")?,
+        topic: field(state, "topic")?,
+        queue_id: field(state, "queue_id")?,
+        queue_offset: field(state, "queue_offset")?,
+        commitlog_offset: field(state, "commitlog_offset")?,
+        status,
+        transaction_state,
+        duplicate: field(state, "duplicate")?,
+        recall_handle: field(state, "recall_handle")?,
+    }))
 }

@@ -35,6 +35,8 @@ __all__ = [
     "TransactionStep",
     "_Receiving",
     "__version__",
+    "_message",
+    "_send_result",
     "_stop_listeners",
     "connect",
     "serve",
@@ -772,6 +774,10 @@ class RemoteBroker:
     ) -> bool: ...
 
 def _stop_listeners() -> None: ...
+def _message(state: dict[str, Any]) -> Message:
+    """Rebuilds a pickled Message (its `__reduce__` names it)."""
+def _send_result(state: dict[str, Any]) -> SendResult:
+    """Rebuilds a pickled SendResult (its `__reduce__` names it)."""
 def connect(
     endpoint: str,
     access_key: Optional[str] = None,
