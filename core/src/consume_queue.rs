@@ -20,7 +20,8 @@ pub(crate) const FILE_ENTRIES: usize = if cfg!(feature = "fuzzing") {
 } else {
     300_000
 };
-/// Entries per in-memory segment: small, since every queue holds at least one.
+/// Entries per segment where segments are held in memory whole (a memory store,
+/// Node's file store): small, since every queue holds at least one.
 pub(crate) const MEMORY_ENTRIES: usize = 16_384;
 /// `size` of a filler entry before a queue's first real one (RocketMQ's pre-blank).
 pub(crate) const BLANK_SIZE: u32 = i32::MAX as u32;
@@ -64,7 +65,10 @@ fn decode(b: &[u8]) -> CqEntry {
 
 impl ConsumeQueue {
     /// Opens a queue's files and finds its end (the first empty entry). `clean`: the
-    /// store's last exit was clean, so nothing follows the end in its segment.
+    /// store's last exit was clean, so nothing follows the end in its segment. A new
+    /// queue's segments hold `entries`; existing files keep the size they were made
+    /// with (a store written by a Node process, whose segments are small, and opened
+    /// natively; or the other way round).
     pub fn open(
         backend: Arc<dyn Backend>,
         topic: &str,
@@ -73,8 +77,9 @@ impl ConsumeQueue {
         clean: bool,
     ) -> io::Result<ConsumeQueue> {
         let persistent = backend.is_persistent();
-        let mut seg =
-            SegmentQueue::open_derived(backend, &cq_dir(topic, queue_id), entries * ENTRY)?;
+        let dir = cq_dir(topic, queue_id);
+        let seg_size = Self::size_of_existing(&*backend, &dir)?.unwrap_or(entries * ENTRY);
+        let mut seg = SegmentQueue::open_derived(backend, &dir, seg_size)?;
         if !persistent {
             // In memory a queue's pages are anonymous memory, zeroed in the first
             // write's page fault unless they are made ready ahead. (On files the
@@ -133,6 +138,19 @@ impl ConsumeQueue {
                 (b.len() >= ENTRY).then(|| decode(&b[..ENTRY]))
             })
             .flatten()
+    }
+
+    /// The size of the queue's first segment file, when it is one a queue can have
+    /// (whole entries, at most RocketMQ's 300,000).
+    fn size_of_existing(backend: &dyn Backend, dir: &str) -> io::Result<Option<usize>> {
+        let Some(&base) = backend.list(dir)?.first() else {
+            return Ok(None);
+        };
+        Ok(backend
+            .open(dir, base, 0, false)
+            .ok()
+            .map(|r| r.len())
+            .filter(|&len| len > 0 && len % ENTRY == 0 && len / ENTRY <= 300_000))
     }
 
     /// Up to `max` entries from `qo` (fewer at a segment end), in one read.

@@ -313,3 +313,79 @@ fn a_host_file_store_survives_a_reopen() {
     assert!(data.windows(6).any(|w| w == b"synced"));
     b.close().unwrap();
 }
+
+/// The sizes of a queue's ConsumeQueue files, in order.
+fn cq_file_sizes(root: &std::path::Path, topic: &str) -> Vec<u64> {
+    let mut files: Vec<_> = fs::read_dir(root.join("consumequeue").join(topic).join("0"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .collect()
+}
+
+/// A host (Node's file store) holds every segment in memory whole, so a queue's
+/// ConsumeQueue segments there are small: 16,384 entries (327,680 bytes), where a
+/// native file store's are RocketMQ's 300,000 (6,000,000 bytes, given disk blocks as
+/// they fill). With 6 MB a queue, a Node process ran out of its 3 GiB of segments at
+/// about 500 queues. Either kind of process opens the other's store, each queue
+/// keeping the segment size its files were made with.
+#[test]
+fn host_queues_have_small_segments_and_a_native_process_opens_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let locks = Arc::default();
+    let clock = ManualClock::new(T0);
+    let body = |i: u32| format!("m{i}");
+    let send_range = |b: &Broker, topic: &str, from: u32, to: u32| {
+        let p = b.producer("p").unwrap();
+        for i in from..to {
+            p.send(Message::new(topic, body(i))).unwrap();
+        }
+    };
+    let expect_range = |c: &pocketmq::Consumer, from: u32, to: u32| {
+        let got = drain(c);
+        let want: Vec<String> = (from..to).map(body).collect();
+        assert!(
+            bodies(&got) == want,
+            "{} messages, expected {}",
+            got.len(),
+            to - from
+        );
+        for m in &got {
+            c.ack(m).unwrap();
+        }
+    };
+
+    // Written by a host: two small segments.
+    let b = open(dir.path(), &locks, &clock, FlushMode::Async).unwrap();
+    b.create_topic("t", 1).unwrap();
+    send_range(&b, "t", 0, 20_000);
+    b.close().unwrap();
+    assert_eq!(cq_file_sizes(dir.path(), "t"), vec![327_680; 2]);
+
+    // A native process reads them, appends into them, and makes its own new queues.
+    let native = Broker::open(BrokerConfig {
+        clock: Arc::new(clock.clone()),
+        background: false,
+        ..BrokerConfig::at(dir.path())
+    })
+    .unwrap();
+    expect_range(&consumer(&native, "g", "t"), 0, 20_000);
+    send_range(&native, "t", 20_000, 35_000);
+    native.create_topic("n", 1).unwrap();
+    send_range(&native, "n", 0, 3);
+    native.close().unwrap();
+    assert_eq!(cq_file_sizes(dir.path(), "t"), vec![327_680; 3]);
+    assert_eq!(cq_file_sizes(dir.path(), "n"), vec![6_000_000]);
+
+    // And the host reads both again, each at its own segment size.
+    let b = open(dir.path(), &locks, &clock, FlushMode::Async).unwrap();
+    expect_range(&consumer(&b, "g", "t"), 20_000, 35_000);
+    expect_range(&consumer(&b, "g", "n"), 0, 3);
+    send_range(&b, "n", 3, 5);
+    expect_range(&consumer(&b, "h", "n"), 0, 5);
+    b.close().unwrap();
+}

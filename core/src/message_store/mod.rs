@@ -107,10 +107,11 @@ impl MessageStore {
             None => CommitLog::size_of_existing(&*backend)?.unwrap_or(seg_size),
         };
         let commitlog = CommitLog::open(backend.clone(), seg_size).map_err(store_err)?;
-        let entries = if backend.is_persistent() {
-            FILE_ENTRIES
-        } else {
+        // New queues' segments; a queue's existing files keep theirs.
+        let entries = if backend.holds_segments_whole() {
             MEMORY_ENTRIES
+        } else {
+            FILE_ENTRIES
         };
         let ids = match (&info, &checkpoint) {
             // Both lists, should one of them have missed a write (a full disk).

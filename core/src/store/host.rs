@@ -216,6 +216,10 @@ impl Backend for HostBackend {
         8 << 20
     }
 
+    fn holds_segments_whole(&self) -> bool {
+        true
+    }
+
     fn unlock(&self) {
         if self.held.swap(false, Ordering::AcqRel) {
             self.fs.unlock()

@@ -317,6 +317,10 @@ impl Backend for MemoryBackend {
         16 << 20
     }
 
+    fn holds_segments_whole(&self) -> bool {
+        true
+    }
+
     /// Maps the segment `base` of `dir` and faults it in on another thread, as the
     /// file store does the commit log's files: its writer then finds its pages ready.
     #[cfg(not(target_arch = "wasm32"))]

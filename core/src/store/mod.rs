@@ -98,6 +98,12 @@ pub(crate) trait Backend: Send + Sync {
     fn unlock(&self) {}
     /// The CommitLog segment size when the config names none.
     fn default_segment_size(&self) -> usize;
+    /// Whether an open segment takes memory for its whole length (held in memory, not
+    /// a file's pages mapped as they are touched): a store here makes its
+    /// ConsumeQueue segments small, as every queue holds one.
+    fn holds_segments_whole(&self) -> bool {
+        false
+    }
     /// Gets segment `base` of `dir` ready ahead of time, in the background, so the
     /// writer's first touch of each page is cheap (RocketMQ's allocate service).
     fn prepare(&self, _dir: &str, _base: u64, _size: usize) {}
