@@ -291,6 +291,14 @@ pub(crate) struct ConsumeQueues {
 }
 
 impl ConsumeQueues {
+    /// Lets go of every queue's segments (a closed store: see
+    /// `SegmentQueue::release`).
+    pub fn release(&mut self) {
+        for cq in self.map.values_mut().flatten() {
+            cq.seg.release();
+        }
+    }
+
     pub fn new(backend: Arc<dyn Backend>, entries: usize) -> ConsumeQueues {
         ConsumeQueues {
             backend,

@@ -298,6 +298,14 @@ impl DedupWindow {
         self.table.hint.clone()
     }
 
+    /// Lets go of every id (a closed store); producers' prefetches stop.
+    pub fn clear(&mut self) {
+        self.entries = VecDeque::new();
+        self.table.slots = Vec::new();
+        self.table.len = 0;
+        self.table.hint.addr.store(0, Relaxed);
+    }
+
     fn at(&self, seq: u32) -> &Entry {
         &self.entries[seq.wrapping_sub(self.first) as usize]
     }

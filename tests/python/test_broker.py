@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,25 @@ def test_close_twice_is_harmless(broker):
     broker.close()
     broker.close()
     assert broker.closed
+
+
+def _resident() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads Linux's /proc")
+def test_close_gives_a_memory_store_s_memory_back_while_the_broker_is_still_referenced():
+    # A `with` block's broker stays bound after the block: close() is what frees it.
+    with pocketmq.Broker() as b:
+        p = b.producer("p")
+        body = b"x" * 65536
+        for _ in range(3200):
+            p.send("t", body)
+        [m] = b.consumer("g", "t").receive(max_messages=1, timeout=1.0)
+        filled = _resident()
+    freed = filled - _resident()
+    assert freed > 150 << 20, f"{freed >> 20} MiB freed of about 200 MiB held"
+    assert b.closed and m.body == body
 
 
 def test_calls_after_close_raise_closed(broker):

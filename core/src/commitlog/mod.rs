@@ -375,4 +375,9 @@ impl CommitLog {
     pub fn release_sealed(&self) {
         self.seg.release_sealed()
     }
+
+    /// Lets go of every segment (a closed store: see `SegmentQueue::release`).
+    pub fn release(&mut self) {
+        self.seg.release()
+    }
 }

@@ -219,6 +219,9 @@ impl Engine {
         let result = self.write_out(now);
         self.closed = true;
         self.store.backend.unlock();
+        self.store.release();
+        self.timer.release();
+        self.dedup.clear();
         result
     }
 

@@ -74,6 +74,16 @@ pub(crate) struct MessageStore {
 }
 
 impl MessageStore {
+    /// Lets go of the segments, the key index and what the backend holds, once the
+    /// store is closed and written out: a closed broker holds no memory, mappings or
+    /// files, whoever still has a handle on it.
+    pub fn release(&mut self) {
+        self.commitlog.release();
+        self.queues.release();
+        self.index = KeyIndex::default();
+        self.backend.release();
+    }
+
     /// Opens the backend's files (no replay yet: see `recover`).
     pub fn open(
         backend: Arc<dyn Backend>,

@@ -73,6 +73,11 @@ pub(crate) struct TimerWheel {
 }
 
 impl TimerWheel {
+    /// Lets go of the link log's segments (a closed store).
+    pub fn release(&mut self) {
+        self.links.release();
+    }
+
     /// An empty wheel whose link log starts at timer queue offset `base`.
     pub fn new(backend: Arc<dyn Backend>, base: u64, processed_ms: u64) -> io::Result<TimerWheel> {
         let mut links = SegmentQueue::open_derived(backend, LINKS_DIR, LINK_SEGMENT)?;

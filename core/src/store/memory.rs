@@ -317,6 +317,13 @@ impl Backend for MemoryBackend {
         16 << 20
     }
 
+    fn release(&self) {
+        self.segments.lock().clear();
+        self.meta.lock().clear();
+        #[cfg(not(target_arch = "wasm32"))]
+        self.ahead.wanted.lock().clear();
+    }
+
     fn holds_segments_whole(&self) -> bool {
         true
     }

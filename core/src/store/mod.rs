@@ -96,6 +96,9 @@ pub(crate) trait Backend: Send + Sync {
     }
     /// Gives up ownership of the store (close); the data stays readable here.
     fn unlock(&self) {}
+    /// Lets go of what the backend itself holds of a closed store (a memory store's
+    /// segments, which nothing can read any more).
+    fn release(&self) {}
     /// The CommitLog segment size when the config names none.
     fn default_segment_size(&self) -> usize;
     /// Whether an open segment takes memory for its whole length (held in memory, not

@@ -121,6 +121,8 @@ pub(crate) struct SegmentQueue {
     /// the next segment is to be prepared. 0 after anything moves the write position
     /// but an append; the next append then sees to all of that (`make_writable`).
     writable_to: u64,
+    /// Let go of its segments (`release`): no segment is opened again.
+    released: bool,
 }
 
 impl SegmentQueue {
@@ -195,7 +197,18 @@ impl SegmentQueue {
             spare: None,
             allocated_to: 0,
             writable_to: 0,
+            released: false,
         })
+    }
+
+    /// Lets go of every segment, for a closed store: its memory and mappings go back
+    /// now, not when the last handle on the broker does (a message read from them
+    /// keeps its own). Reads find nothing after it, and an append fails.
+    pub fn release(&mut self) {
+        self.segs.clear();
+        self.spare = None;
+        self.writable_to = 0;
+        self.released = true;
     }
 
     /// Opens a queue of derived data (rebuilt from the CommitLog at will): segments
@@ -404,6 +417,12 @@ impl SegmentQueue {
     fn segment_at(&mut self, base: u64, take: bool) -> io::Result<()> {
         if self.segs.last().is_some_and(|s| s.base == base) {
             return Ok(());
+        }
+        if self.released {
+            return Err(io::Error::other(format!(
+                "{}: the store is closed",
+                self.dir
+            )));
         }
         let current = self.write_pos - self.write_pos % self.seg_size as u64;
         if !take && base != current {
