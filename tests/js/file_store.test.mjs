@@ -430,3 +430,36 @@ test("a file store of hundreds of queues opens, fills and reopens: a queue's seg
   }
   assert.equal(broker.lag("audit-8", "topic-8"), 4);
 });
+
+test("a store of more queues than the process may open files holds a few open at a time", async (t) => {
+  // Node raises its soft limit to the hard one; here both are 400, and the store has
+  // a ConsumeQueue file for each of 1,000 queues. Flushes while sends run, then a
+  // reopen that reads them all.
+  const path = store(t);
+  const source = `import { Broker } from ${url};
+    import { readdirSync } from "node:fs";
+    const path = ${JSON.stringify(path)};
+    let broker = new Broker({ path, flushIntervalMs: 10 });
+    const p = broker.producer("shop");
+    let most = 0;
+    for (let i = 0; i < 250; i++) {
+      for (let q = 0; q < 4; q++) p.send("topic-" + i, "m" + i + "." + q, { queueId: q });
+      if (i % 25 === 24) {
+        await new Promise((r) => setTimeout(r, 15));
+        most = Math.max(most, readdirSync("/proc/self/fd").length);
+      }
+    }
+    broker.close();
+    broker = new Broker({ path });
+    const lags = [0, 99, 249].map((i) => broker.lag("g", "topic-" + i));
+    broker.close();
+    console.log(JSON.stringify({ most, lags }));`;
+  const r = spawnSync("bash", ["-c", `ulimit -Sn 400 && ulimit -Hn 400 && exec "$0" --input-type=module -e "$1"`, process.execPath, source], {
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const { most, lags } = lastJson(r);
+  assert.deepEqual(lags, [4, 4, 4]);
+  assert.ok(most < 320, `${most} descriptors open at most`);
+});

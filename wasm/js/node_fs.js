@@ -150,36 +150,89 @@ function takeOver(lockFile, stale, content) {
   }
 }
 
+/** Most files a store keeps open at once (see closeIdle). */
+const MAX_OPEN_FILES = 256;
+/** Most background syncs a store runs at once (see startSync). */
+const MAX_SYNCS_IN_FLIGHT = 32;
+
 /** The host file functions of the store at `path` (made if missing). */
 export function nodeHostFs(path) {
   const root = resolve(path);
   const lockFile = join(root, "lock");
-  const fds = new Map(); // relative path -> open fd
+  const fds = new Map(); // relative path -> open fd, the least recently used first
   // Files whose async-mode sync runs in the background (syncLater), and what the
   // first of those that failed threw, for syncPending to report.
   const syncing = new Set();
+  // Per file, its background syncs not yet called back: its descriptor stays open
+  // until then (closed, its number could name another file when the sync runs).
+  // At most MAX_SYNCS_IN_FLIGHT run at once; the files after them wait their turn in
+  // `waiting` (a flush of thousands of queues would otherwise hold a descriptor for
+  // each until the event loop next runs the callbacks).
+  const inFlight = new Map();
+  let syncsInFlight = 0;
+  const waiting = new Set();
+
+  function startSync(rel) {
+    const fd = fdOf(rel);
+    inFlight.set(rel, (inFlight.get(rel) ?? 0) + 1);
+    syncsInFlight++;
+    fs.fdatasync(fd, (err) => {
+      const left = (inFlight.get(rel) ?? 1) - 1;
+      if (left > 0) inFlight.set(rel, left);
+      else inFlight.delete(rel);
+      syncsInFlight--;
+      // A file closed meanwhile (removed, or the store closed) was synced or dropped then.
+      if (err && err.code !== "EBADF" && syncFailed === null) syncFailed = err;
+      for (const next of waiting) {
+        if (syncsInFlight >= MAX_SYNCS_IN_FLIGHT) break;
+        waiting.delete(next);
+        startSync(next);
+      }
+    });
+  }
   let syncFailed = null;
   const abs = (rel) => join(root, rel);
 
   function fdOf(rel) {
     let fd = fds.get(rel);
-    if (fd === undefined) {
-      const file = abs(rel);
-      makeDirs(dirname(file));
-      fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | NOFOLLOW, 0o644);
+    if (fd !== undefined) {
+      fds.delete(rel);
       fds.set(rel, fd);
+      return fd;
     }
+    if (fds.size >= MAX_OPEN_FILES) closeIdle();
+    const file = abs(rel);
+    makeDirs(dirname(file));
+    fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | NOFOLLOW, 0o644);
+    fds.set(rel, fd);
     return fd;
   }
 
-  function closeUnder(rel) {
+  // Closes the least recently used files, down to three quarters of the cap: a store
+  // of thousands of queues has a file for each, and keeps about MAX_OPEN_FILES open
+  // (more only while background syncs hold theirs). A file closed with its sync left
+  // to syncPending is synced there through a new descriptor, which covers what was
+  // written through the old one (a sync is of the file).
+  function closeIdle() {
     for (const [p, fd] of fds) {
-      if (p === rel || p.startsWith(rel.endsWith("/") ? rel : `${rel}/`)) {
+      if (fds.size <= (MAX_OPEN_FILES * 3) / 4) break;
+      if (inFlight.has(p)) continue;
+      fds.delete(p);
+      fs.closeSync(fd);
+    }
+  }
+
+  function closeUnder(rel) {
+    const under = (p) => p === rel || p.startsWith(rel.endsWith("/") ? rel : `${rel}/`);
+    for (const [p, fd] of fds) {
+      if (under(p)) {
         fds.delete(p);
-        syncing.delete(p);
         fs.closeSync(fd);
       }
     }
+    // A closed file's sync left to syncPending goes with it (syncPending would make it again).
+    for (const p of syncing) if (under(p)) syncing.delete(p);
+    for (const p of waiting) if (under(p)) waiting.delete(p);
   }
 
   function syncDir(dir) {
@@ -231,20 +284,15 @@ export function nodeHostFs(path) {
      * process). False: not durable yet; syncPending makes it so.
      */
     syncLater(rel) {
-      const fd = fdOf(rel);
       syncing.add(rel);
-      fs.fdatasync(fd, (err) => {
-        // A file closed meanwhile (removed, or the store closed) was synced or dropped then.
-        if (err && err.code !== "EBADF" && syncFailed === null) syncFailed = err;
-      });
+      if (syncsInFlight < MAX_SYNCS_IN_FLIGHT) startSync(rel);
+      else waiting.add(rel);
       return false;
     },
     /** Makes durable now what syncLater left under way (a sync of a file covers every earlier write to it). */
     syncPending() {
-      for (const rel of syncing) {
-        const fd = fds.get(rel);
-        if (fd !== undefined) fs.fdatasyncSync(fd);
-      }
+      for (const rel of syncing) fs.fdatasyncSync(fdOf(rel));
+      waiting.clear();
       syncing.clear();
       // Reported once these syncs are done (one that throws above leaves it for the next call).
       const failed = syncFailed;
@@ -334,6 +382,7 @@ export function nodeHostFs(path) {
         for (const fd of fds.values()) fs.closeSync(fd);
         fds.clear();
         syncing.clear();
+        waiting.clear();
         const held = fs.readFileSync(lockFile, "utf8");
         if (Number.parseInt(held, 10) === process.pid) fs.rmSync(lockFile, { force: true });
       } catch (err) {
