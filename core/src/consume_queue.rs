@@ -147,9 +147,8 @@ impl ConsumeQueue {
             return Ok(None);
         };
         Ok(backend
-            .open(dir, base, 0, false)
+            .segment_len(dir, base)
             .ok()
-            .map(|r| r.len())
             .filter(|&len| len > 0 && len % ENTRY == 0 && len / ENTRY <= 300_000))
     }
 

@@ -268,6 +268,15 @@ export function nodeHostFs(path) {
         if (fd !== undefined) fs.closeSync(fd);
       }
     },
+    /** A file's length (null when it is missing), without reading it. */
+    size(rel) {
+      try {
+        return fs.lstatSync(abs(rel)).size;
+      } catch (err) {
+        if (missing(err)) return null;
+        throw err;
+      }
+    },
     /** `data` is a view of the engine's memory, valid during this call only: written at once, never kept. */
     writeAt(rel, offset, data) {
       writeAll(fdOf(rel), data, offset);

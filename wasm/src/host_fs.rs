@@ -28,6 +28,9 @@ pub(crate) struct JsHostFs {
     unlock: Function,
     /// `diskUsage()`, if the host offers it: the used fraction of the store's file system.
     disk_usage: Option<Function>,
+    /// `size(path)`, if the host offers it: a file's length (null when missing),
+    /// without reading the file.
+    size: Option<Function>,
     /// `syncLater(path)` and `syncPending()`, if the host offers them: an async-mode
     /// flush starts its syncs without waiting for them (see the core's `HostFs`).
     sync_later: Option<(Function, Function)>,
@@ -87,7 +90,7 @@ fn num(v: u64) -> JsValue {
 
 impl JsHostFs {
     /// The functions of `obj`: read, writeAt, setLen, sync, replace, list, remove, lock,
-    /// unlock, and diskUsage and the pair syncLater + syncPending if it has them.
+    /// unlock, and diskUsage, size and the pair syncLater + syncPending if it has them.
     pub(crate) fn from_js(obj: &JsValue) -> Result<JsHostFs, JsValue> {
         Ok(JsHostFs {
             read: function(obj, "read")?,
@@ -100,6 +103,7 @@ impl JsHostFs {
             lock: function(obj, "lock")?,
             unlock: function(obj, "unlock")?,
             disk_usage: function(obj, "diskUsage").ok(),
+            size: function(obj, "size").ok(),
             sync_later: function(obj, "syncLater")
                 .ok()
                 .zip(function(obj, "syncPending").ok()),
@@ -127,6 +131,23 @@ impl pocketmq::HostFs for JsHostFs {
         v.dyn_into::<Uint8Array>()
             .map(|a| Some(a.to_vec()))
             .map_err(|v| io::Error::other(format!("read({path}) returned {}", type_name(&v))))
+    }
+
+    fn len(&self, path: &str) -> io::Result<Option<u64>> {
+        let Some(size) = &self.size else {
+            return Ok(self.read(path)?.map(|b| b.len() as u64));
+        };
+        let v = self.call(size, &[path.into()])?;
+        if v.is_undefined() || v.is_null() {
+            return Ok(None);
+        }
+        match v.as_f64() {
+            Some(n) if n >= 0.0 && n.fract() == 0.0 => Ok(Some(n as u64)),
+            _ => Err(io::Error::other(format!(
+                "size({path}) returned {}",
+                type_name(&v)
+            ))),
+        }
     }
 
     fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> io::Result<()> {

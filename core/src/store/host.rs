@@ -16,6 +16,10 @@ use super::{segment_name, Backend, Region};
 pub trait HostFs: Send + Sync + std::fmt::Debug {
     /// The whole file, or `None` when it does not exist.
     fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>>;
+    /// A file's length, or `None` when it does not exist. By default it is read.
+    fn len(&self, path: &str) -> io::Result<Option<u64>> {
+        Ok(self.read(path)?.map(|b| b.len() as u64))
+    }
     /// Writes `data` at `offset`, creating the file and its directories as needed.
     fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Sets a file's length, creating it (and its directories) as needed.
@@ -181,6 +185,17 @@ impl Backend for HostBackend {
             fs: self.fs.clone(),
             path,
         }))
+    }
+
+    fn segment_len(&self, dir: &str, base: u64) -> io::Result<usize> {
+        let path = Self::seg_path(dir, base);
+        match self.fs.len(&path)? {
+            Some(len) => Ok(len as usize),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}/{path}", self.root),
+            )),
+        }
     }
 
     fn remove(&self, dir: &str, base: u64) -> io::Result<()> {

@@ -72,6 +72,11 @@ pub(crate) trait Backend: Send + Sync {
     /// Opens the segment `base` of `dir`, creating it zero-filled with `size` bytes
     /// when `create` is set. A segment of the wrong size is `StoreCorrupted`-worthy.
     fn open(&self, dir: &str, base: u64, size: usize, create: bool) -> io::Result<Arc<dyn Region>>;
+    /// The length of segment `base` of `dir`; by default it is opened for it (a
+    /// backend that reads a segment whole on open answers without reading it).
+    fn segment_len(&self, dir: &str, base: u64) -> io::Result<usize> {
+        self.open(dir, base, 0, false).map(|r| r.len())
+    }
     fn remove(&self, dir: &str, base: u64) -> io::Result<()>;
     /// Removes `dir` with every segment under it (a deleted topic's queues); a missing
     /// directory is fine. By default removes the segments one by one.
