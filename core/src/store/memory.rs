@@ -13,7 +13,8 @@ use super::{Backend, Region};
 
 /// A zeroed region of memory written through a raw pointer under the engine's lock:
 /// an anonymous mapping when it is large (so it can be faulted in ahead, see
-/// [`MemoryBackend::prepare`]), else a heap allocation.
+/// [`MemoryBackend::prepare`]), else a heap allocation. On wasm a region of whole
+/// pages or more is pages of its own (see `pages`).
 pub(crate) struct MemRegion {
     ptr: *mut u8,
     len: usize,
@@ -21,6 +22,107 @@ pub(crate) struct MemRegion {
     /// bytes (alignment 1), or dangling when `len` is 0.
     #[cfg(not(target_arch = "wasm32"))]
     map: Option<memmap2::MmapRaw>,
+    /// `ptr` is from `pages::take`, not the heap.
+    #[cfg(target_arch = "wasm32")]
+    paged: bool,
+}
+
+/// Regions of whole wasm pages (64 KiB) taken straight from `memory.grow`. New pages
+/// are zero and untouched, so the host commits them only as they are written: the
+/// heap's `alloc_zeroed` clears every byte it hands out, which made a queue's 320 KiB
+/// segment resident for its first entry (1.3 GiB for 4,000 queues of one message
+/// each). Pages given back are kept for the next region, merged with their
+/// neighbours; those of them that hold anything but zeros are noted, and only those
+/// are cleared when they are taken again, so the untouched rest stays uncommitted.
+/// (wasm32-unknown-unknown has one thread; the lock is for the type system.)
+#[cfg(target_arch = "wasm32")]
+mod pages {
+    use std::collections::BTreeMap;
+
+    pub const PAGE: usize = 64 << 10;
+
+    struct Pages {
+        /// Free runs: start address -> length in bytes.
+        free: BTreeMap<usize, usize>,
+        /// A bit per page of memory: set when a free page may hold anything but zeros.
+        dirty: Vec<u64>,
+    }
+
+    static PAGES: parking_lot::Mutex<Pages> = parking_lot::const_mutex(Pages {
+        free: BTreeMap::new(),
+        dirty: Vec::new(),
+    });
+
+    impl Pages {
+        fn bit(&mut self, page: usize) -> (&mut u64, u64) {
+            if self.dirty.len() <= page / 64 {
+                self.dirty.resize(page / 64 + 1, 0);
+            }
+            (&mut self.dirty[page / 64], 1 << (page % 64))
+        }
+    }
+
+    /// `len` bytes (rounded up to whole pages), zeroed; None when memory cannot grow.
+    pub fn take(len: usize) -> Option<*mut u8> {
+        let len = len.div_ceil(PAGE) * PAGE;
+        let mut p = PAGES.lock();
+        let found = p
+            .free
+            .iter()
+            .find(|(_, n)| **n >= len)
+            .map(|(a, n)| (*a, *n));
+        let Some((at, n)) = found else {
+            drop(p);
+            return match core::arch::wasm32::memory_grow(0, len / PAGE) {
+                usize::MAX => None,
+                old => Some((old * PAGE) as *mut u8),
+            };
+        };
+        p.free.remove(&at);
+        if n > len {
+            p.free.insert(at + len, n - len);
+        }
+        for page in at / PAGE..(at + len) / PAGE {
+            let (word, bit) = p.bit(page);
+            if *word & bit != 0 {
+                *word &= !bit;
+                // SAFETY: a free page this module took from memory.grow, which no
+                // region holds.
+                unsafe { std::ptr::write_bytes((page * PAGE) as *mut u8, 0, PAGE) };
+            }
+        }
+        Some(at as *mut u8)
+    }
+
+    /// Gives back what `take(len)` returned, noting which of its pages were written
+    /// (reading a page never written commits nothing).
+    pub fn give_back(ptr: *mut u8, len: usize) {
+        let (mut at, mut n) = (ptr as usize, len.div_ceil(PAGE) * PAGE);
+        let mut p = PAGES.lock();
+        for page in at / PAGE..(at + n) / PAGE {
+            // SAFETY: the page is inside the region given back, 8-byte aligned (pages
+            // are), and nothing holds it any more.
+            let words =
+                unsafe { std::slice::from_raw_parts((page * PAGE) as *const u64, PAGE / 8) };
+            let written = words.iter().any(|w| *w != 0);
+            let (word, bit) = p.bit(page);
+            if written {
+                *word |= bit;
+            } else {
+                *word &= !bit;
+            }
+        }
+        if let Some(after) = p.free.remove(&(at + n)) {
+            n += after;
+        }
+        let before = p.free.range(..at).next_back().map(|(a, l)| (*a, *l));
+        if let Some((b, bl)) = before.filter(|(b, bl)| b + bl == at) {
+            p.free.remove(&b);
+            at = b;
+            n += bl;
+        }
+        p.free.insert(at, n);
+    }
 }
 
 // SAFETY: the region is plain memory owned by this struct; concurrent access is
@@ -77,6 +179,17 @@ impl MemRegion {
                 WASM_REGION_BYTES.fetch_sub(len, Ordering::Relaxed);
                 return Err(out_of_memory(len));
             }
+            if len >= pages::PAGE {
+                let Some(ptr) = pages::take(len) else {
+                    WASM_REGION_BYTES.fetch_sub(len, Ordering::Relaxed);
+                    return Err(out_of_memory(len));
+                };
+                return Ok(MemRegion {
+                    ptr,
+                    len,
+                    paged: true,
+                });
+            }
         }
         let ptr = if len == 0 {
             std::ptr::NonNull::<u8>::dangling().as_ptr()
@@ -96,6 +209,8 @@ impl MemRegion {
             len,
             #[cfg(not(target_arch = "wasm32"))]
             map: None,
+            #[cfg(target_arch = "wasm32")]
+            paged: false,
         })
     }
 
@@ -120,7 +235,13 @@ impl Drop for MemRegion {
             return; // the mapping unmaps itself
         }
         #[cfg(target_arch = "wasm32")]
-        WASM_REGION_BYTES.fetch_sub(self.len, std::sync::atomic::Ordering::Relaxed);
+        {
+            WASM_REGION_BYTES.fetch_sub(self.len, std::sync::atomic::Ordering::Relaxed);
+            if self.paged {
+                pages::give_back(self.ptr, self.len);
+                return;
+            }
+        }
         if self.len == 0 {
             return;
         }
