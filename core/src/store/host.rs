@@ -120,6 +120,26 @@ impl HostBackend {
     }
 }
 
+/// `bytes` without its trailing zeros: up to and with its last byte that is not zero
+/// (read eight bytes at a time).
+fn used_len(bytes: &[u8]) -> usize {
+    let whole = bytes.len() / 8 * 8;
+    if let Some(i) = bytes[whole..].iter().rposition(|b| *b != 0) {
+        return whole + i + 1;
+    }
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+    match bytes[..whole].chunks_exact(8).rposition(|c| word(c) != 0) {
+        Some(w) => {
+            w * 8
+                + bytes[w * 8..w * 8 + 8]
+                    .iter()
+                    .rposition(|b| *b != 0)
+                    .map_or(0, |i| i + 1)
+        }
+        None => 0,
+    }
+}
+
 impl Backend for HostBackend {
     fn is_persistent(&self) -> bool {
         true
@@ -164,8 +184,12 @@ impl Backend for HostBackend {
                     )));
                 }
                 let mem = MemRegion::new(len.max(bytes.len()))?;
+                // The region is zeroed: the file's trailing zeros (most of a queue's
+                // file, the unwritten end of the last CommitLog segment) are not
+                // copied, so its memory becomes resident only for what it holds.
+                let used = used_len(&bytes);
                 // SAFETY: the region is at least bytes.len() long and not yet shared.
-                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), mem.as_ptr(), bytes.len()) };
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), mem.as_ptr(), used) };
                 mem
             }
             None if create => {
@@ -245,5 +269,26 @@ impl Backend for HostBackend {
 impl Drop for HostBackend {
     fn drop(&mut self) {
         self.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::used_len;
+
+    #[test]
+    fn used_len_drops_trailing_zeros_only() {
+        let mut buf = vec![0u8; 100];
+        assert_eq!(used_len(&buf), 0);
+        for at in [0, 1, 7, 8, 9, 50, 63, 64, 98, 99] {
+            buf.fill(0);
+            buf[at] = 1;
+            for start in 0..8 {
+                let b = &buf[start.min(at)..];
+                assert_eq!(used_len(b), at - start.min(at) + 1, "at {at}, from {start}");
+            }
+        }
+        assert_eq!(used_len(b"ab\0c\0\0"), 4);
+        assert_eq!(used_len(b""), 0);
     }
 }

@@ -40,6 +40,8 @@ mod pages {
     use std::collections::BTreeMap;
 
     pub const PAGE: usize = 64 << 10;
+    /// The least memory grows by.
+    const GROW: usize = 16 << 20;
 
     struct Pages {
         /// Free runs: start address -> length in bytes.
@@ -72,11 +74,21 @@ mod pages {
             .find(|(_, n)| **n >= len)
             .map(|(a, n)| (*a, *n));
         let Some((at, n)) = found else {
-            drop(p);
-            return match core::arch::wasm32::memory_grow(0, len / PAGE) {
-                usize::MAX => None,
-                old => Some((old * PAGE) as *mut u8),
+            // Memory grows by at least GROW at a time (the rest is free, and zero):
+            // growing is slow in JavaScript engines, and a store opens thousands of
+            // small segments.
+            let grow = len.max(GROW);
+            let old = match core::arch::wasm32::memory_grow(0, grow / PAGE) {
+                usize::MAX => match core::arch::wasm32::memory_grow(0, len / PAGE) {
+                    usize::MAX => return None,
+                    old => return Some((old * PAGE) as *mut u8),
+                },
+                old => old * PAGE,
             };
+            if grow > len {
+                p.free.insert(old + len, grow - len);
+            }
+            return Some(old as *mut u8);
         };
         p.free.remove(&at);
         if n > len {
