@@ -62,6 +62,20 @@ mod pages {
             }
             (&mut self.dirty[page / 64], 1 << (page % 64))
         }
+
+        /// Adds `[at, at + n)` to the free runs, merged with its neighbours.
+        fn add_free(&mut self, mut at: usize, mut n: usize) {
+            if let Some(after) = self.free.remove(&(at + n)) {
+                n += after;
+            }
+            let before = self.free.range(..at).next_back().map(|(a, l)| (*a, *l));
+            if let Some((b, bl)) = before.filter(|(b, bl)| b + bl == at) {
+                self.free.remove(&b);
+                at = b;
+                n += bl;
+            }
+            self.free.insert(at, n);
+        }
     }
 
     /// `len` bytes (rounded up to whole pages), zeroed; None when memory cannot grow.
@@ -86,7 +100,7 @@ mod pages {
                 old => old * PAGE,
             };
             if grow > len {
-                p.free.insert(old + len, grow - len);
+                p.add_free(old + len, grow - len);
             }
             return Some(old as *mut u8);
         };
@@ -109,7 +123,7 @@ mod pages {
     /// Gives back what `take(len)` returned, noting which of its pages were written
     /// (reading a page never written commits nothing).
     pub fn give_back(ptr: *mut u8, len: usize) {
-        let (mut at, mut n) = (ptr as usize, len.div_ceil(PAGE) * PAGE);
+        let (at, n) = (ptr as usize, len.div_ceil(PAGE) * PAGE);
         let mut p = PAGES.lock();
         for page in at / PAGE..(at + n) / PAGE {
             // SAFETY: the page is inside the region given back, 8-byte aligned (pages
@@ -124,16 +138,7 @@ mod pages {
                 *word &= !bit;
             }
         }
-        if let Some(after) = p.free.remove(&(at + n)) {
-            n += after;
-        }
-        let before = p.free.range(..at).next_back().map(|(a, l)| (*a, *l));
-        if let Some((b, bl)) = before.filter(|(b, bl)| b + bl == at) {
-            p.free.remove(&b);
-            at = b;
-            n += bl;
-        }
-        p.free.insert(at, n);
+        p.add_free(at, n);
     }
 }
 
