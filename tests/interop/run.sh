@@ -72,10 +72,12 @@ step() { echo; echo "== $*"; }
 # Runs one step and keeps its output, so that the end of the run can say what failed and
 # show the last lines of each failure, where the tail of a CI log shows them.
 failures=()
+steps=0
 run() { # LABEL COMMAND...
   local label=$1 log
   shift
-  log="$out/step-$(( ${#failures[@]} ))-$RANDOM.log"
+  steps=$((steps + 1))
+  log="$out/step-$steps.log"
   "$@" 2>&1 | tee "$log"
   local status=${PIPESTATUS[0]}
   if [ "$status" -ne 0 ]; then rc=1; failures+=("$label (exit $status)|$log"); fi
