@@ -13,12 +13,15 @@ use rustc_hash::FxHashMap;
 use crate::store::{Backend, FlushJob, SegmentQueue};
 
 pub(crate) const ENTRY: usize = 20;
-/// Entries per segment file, as RocketMQ (6,000,000-byte files); small under the
-/// fuzz targets, whose every run opens a store.
+/// RocketMQ's entries per ConsumeQueue file (6,000,000-byte files): the most a
+/// queue's segment holds.
+const ROCKETMQ_ENTRIES: usize = 300_000;
+/// Entries per segment file; small under the fuzz targets, whose every run opens a
+/// store.
 pub(crate) const FILE_ENTRIES: usize = if cfg!(feature = "fuzzing") {
     1024
 } else {
-    300_000
+    ROCKETMQ_ENTRIES
 };
 /// Entries per segment where segments are held in memory whole (a memory store,
 /// Node's file store): small, since every queue holds at least one.
@@ -149,7 +152,7 @@ impl ConsumeQueue {
         Ok(backend
             .segment_len(dir, base)
             .ok()
-            .filter(|&len| len > 0 && len % ENTRY == 0 && len / ENTRY <= 300_000))
+            .filter(|&len| len > 0 && len % ENTRY == 0 && len / ENTRY <= ROCKETMQ_ENTRIES))
     }
 
     /// Up to `max` entries from `qo` (fewer at a segment end), in one read.

@@ -474,6 +474,13 @@ impl Backend for FileBackend {
         run().map_err(|e| at(&path, e))
     }
 
+    /// From the file's metadata: opening it would map it.
+    fn segment_len(&self, dir: &str, base: u64) -> io::Result<usize> {
+        let path = self.seg_path(dir, base);
+        let meta = fs::symlink_metadata(&path).map_err(|e| at(&path, e))?;
+        Ok(meta.len() as usize)
+    }
+
     fn remove(&self, dir: &str, base: u64) -> io::Result<()> {
         let path = self.seg_path(dir, base);
         let run = || -> io::Result<_> {
